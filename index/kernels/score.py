@@ -1,0 +1,69 @@
+"""Exhaustive term-at-a-time scoring over CSC posting lists.
+
+Layout (see ``lsr.index.builder``):
+    term_ptr  int64[n_terms + 1]   postings of term t are [term_ptr[t], term_ptr[t+1])
+    doc_ids   int32[n_postings]    ascending within each term
+    impacts   uint8 | uint16 | float32 [n_postings], > 0
+
+A query is (q_terms int32[m], q_weights float32[m]) with distinct terms in
+[0, n_terms) and weights > 0. Scores accumulate in a float32 array of n_docs
+entries, in query-term order. Because every contribution is > 0, a document
+matched by the query has a score > 0: the second pass over the same postings
+collects each matched document once (``acc[d] > 0``) and resets its slot, so the
+accumulator is clean again without a pass over all n_docs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from lsr.index.kernels.topk import heap_drain_sorted, heap_offer
+
+
+@njit(cache=True, nogil=True)
+def _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores):
+    """Score one query; write its top-k (best first) into out_*; return how many."""
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        w = q_weights[i]
+        for p in range(term_ptr[t], term_ptr[t + 1]):
+            acc[doc_ids[p]] += w * np.float32(impacts[p])
+    size = 0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        for p in range(term_ptr[t], term_ptr[t + 1]):
+            d = doc_ids[p]
+            s = acc[d]
+            if s > 0:
+                size = heap_offer(hs, hd, size, k, s, d)
+                acc[d] = 0
+    return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
+
+
+@njit(cache=True, nogil=True)
+def _search_one(term_ptr, doc_ids, impacts, n_docs, q_terms, q_weights, k):
+    """One query on the calling thread (releases the GIL: callers may run it in threads)."""
+    acc = np.zeros(n_docs, dtype=np.float32)
+    hs = np.empty(k, dtype=np.float32)
+    hd = np.empty(k, dtype=np.int32)
+    out_docs = np.empty(k, dtype=np.int32)
+    out_scores = np.empty(k, dtype=np.float32)
+    n = _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores)
+    return out_docs[:n], out_scores[:n]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _search_batch(term_ptr, doc_ids, impacts, n_docs, q_indptr, q_terms, q_weights, k, n_workers,
+                  out_docs, out_scores, out_counts):
+    """Queries in parallel: worker c takes queries c, c + n_workers, ... and owns one accumulator."""
+    n_queries = q_indptr.shape[0] - 1
+    for c in prange(n_workers):
+        acc = np.zeros(n_docs, dtype=np.float32)
+        hs = np.empty(k, dtype=np.float32)
+        hd = np.empty(k, dtype=np.int32)
+        for q in range(c, n_queries, n_workers):
+            s = q_indptr[q]
+            e = q_indptr[q + 1]
+            out_counts[q] = _score_query(term_ptr, doc_ids, impacts, q_terms[s:e], q_weights[s:e],
+                                         acc, hs, hd, k, out_docs[q], out_scores[q])

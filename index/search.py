@@ -1,0 +1,143 @@
+"""Index: load a memory-mapped index directory and search it.
+
+This is the validation boundary: queries are checked and cast here once, then
+handed to the kernels in :mod:`lsr.index.kernels.score`, which trust their input.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
+from lsr.index.kernels.score import _search_batch, _search_one
+from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One query's ranked list: internal doc ids and scores, best first."""
+
+    docs: NDArray[np.int32]
+    scores: NDArray[np.float32]
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+
+class Index:
+    """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
+        self.path = path
+        self.meta = meta
+        self.term_ptr = arrays["term_ptr"]
+        self.doc_ids = arrays["doc_ids"]
+        self.impacts = arrays["impacts"]
+        self.n_docs: int = meta["n_docs"]
+        self.n_terms: int = meta["n_terms"]
+        self.scale = np.float32(meta["impacts"]["scale"])
+
+    @classmethod
+    def load(cls, path: str | Path, mmap: bool = True) -> Index:
+        """Open an index directory.
+
+        Raises:
+            ArtifactError: missing, half-written, foreign or other-version directory.
+        """
+        path = Path(path)
+        meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+        arrays = {name: load_array(path, name, spec, mmap=mmap) for name, spec in meta["arrays"].items()}
+        if len(arrays["term_ptr"]) != meta["n_terms"] + 1:
+            raise ArtifactError(f"{path}: term_ptr length does not match n_terms; rebuild the index")
+        for name in meta.get("files", []):
+            if not (path / name).is_file():
+                raise ArtifactError(f"{path / name} is missing; the index is incomplete, rebuild it")
+        return cls(path, meta, arrays)
+
+    @cached_property
+    def doc_keys(self) -> list[str]:
+        """External doc id of each internal doc."""
+        with open(self.path / "ids.txt", encoding="utf-8") as f:
+            keys = f.read().splitlines()
+        if len(keys) != self.n_docs:
+            raise ArtifactError(f"{self.path}/ids.txt has {len(keys)} ids for {self.n_docs} docs")
+        return keys
+
+    @cached_property
+    def vocab(self) -> list[str]:
+        return json.loads((self.path / "vocab.json").read_text(encoding="utf-8"))
+
+    @cached_property
+    def term_index(self) -> dict[str, int]:
+        return {term: i for i, term in enumerate(self.vocab)}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes on disk of the whole index directory."""
+        return directory_bytes(self.path)
+
+    @property
+    def postings_nbytes(self) -> int:
+        return int(self.term_ptr.nbytes + self.doc_ids.nbytes + self.impacts.nbytes)
+
+    def _check_k(self, k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        return int(min(k, max(self.n_docs, 1)))
+
+    def _check_query(self, q_terms: Any, q_weights: Any) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        terms = np.asarray(q_terms)
+        if terms.size and not np.issubdtype(terms.dtype, np.integer):
+            raise ValueError(f"query term ids must be integers, got dtype {terms.dtype}")
+        terms, weights = canonical_row(terms.astype(np.int64), np.asarray(q_weights, dtype=np.float64))
+        if len(terms) and (terms[0] < 0 or terms[-1] >= self.n_terms):
+            raise ValueError(f"query term ids must lie in [0, {self.n_terms}); got {terms[0]}..{terms[-1]}")
+        return terms.astype(TERM_DTYPE), weights.astype(WEIGHT_DTYPE)
+
+    def search(self, q_terms: Any, q_weights: Any, k: int = 10) -> SearchResult:
+        """Exhaustive top-k for one query, on the calling thread (the GIL is released).
+
+        Args:
+            q_terms: term ids (repeats are summed).
+            q_weights: one weight > 0 per term id.
+            k: how many documents to return at most; only matching documents are returned.
+        """
+        k = self._check_k(k)
+        terms, weights = self._check_query(q_terms, q_weights)
+        if len(terms) == 0 or self.n_docs == 0:
+            return SearchResult(np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE))
+        docs, scores = _search_one(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights, k)
+        return SearchResult(docs, scores * self.scale)
+
+    def search_batch(self, queries: SparseBatch, k: int = 10, threads: int | None = None) -> list[SearchResult]:
+        """Exhaustive top-k for a batch of queries, spread over ``threads`` (default: all cores)."""
+        k = self._check_k(k)
+        queries.validate(self.n_terms)
+        n_queries = len(queries)
+        out_docs = np.full((n_queries, k), -1, dtype=np.int32)
+        out_scores = np.zeros((n_queries, k), dtype=SCORE_DTYPE)
+        counts = np.zeros(n_queries, dtype=np.int64)
+        if n_queries and self.n_docs:
+            threads = threads or numba.config.NUMBA_NUM_THREADS
+            previous = numba.get_num_threads()
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+            try:
+                _search_batch(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, queries.indptr,
+                              queries.term_ids, queries.weights, k, max(1, min(threads, n_queries)),
+                              out_docs, out_scores, counts)
+            finally:
+                numba.set_num_threads(previous)
+        return [SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
+                for i in range(n_queries)]

@@ -1,0 +1,158 @@
+"""Corpora and queries from BEIR folders, JSONL/TSV files and ``ir_datasets`` ids.
+
+A corpus is streamed: :func:`open_corpus` returns a re-iterable object whose
+``__iter__`` reads the source again, so a two-pass encoder (BM25 needs
+document frequencies first) never holds the corpus in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lsr.data.jsonl import iter_jsonl, open_text, require_str
+from lsr.errors import DataFormatError
+
+logger = logging.getLogger(__name__)
+
+CORPUS_NAMES = ("corpus.jsonl", "corpus.jsonl.gz")
+QUERY_NAMES = ("queries.jsonl", "queries.jsonl.gz")
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One document: external id, title (may be empty) and body text."""
+
+    id: str
+    title: str
+    text: str
+
+    @property
+    def contents(self) -> str:
+        """Title and text joined, the "flat" BEIR convention (Anserini, bm25s)."""
+        return f"{self.title} {self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Query:
+    id: str
+    text: str
+
+
+def check_id(doc_id: str, where: str) -> str:
+    """Reject ids that a TREC run (whitespace separated) or ids.txt could not hold."""
+    if not doc_id or any(c.isspace() for c in doc_id):
+        raise DataFormatError(f"{where}: id {doc_id!r} is empty or contains whitespace")
+    return doc_id
+
+
+def find_file(folder: Path, names: Iterable[str]) -> Path | None:
+    for name in names:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+class JsonlCorpus:
+    """A BEIR-style ``corpus.jsonl[.gz]``: ``{"_id"|"id", "title", "text"|"contents"}`` per line."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.name = str(path)
+
+    def __iter__(self) -> Iterator[Doc]:
+        for line_no, obj in iter_jsonl(self.path):
+            where = f"{self.path}:{line_no}"
+            id_key = "_id" if "_id" in obj else "id"
+            doc_id = check_id(require_str(obj, id_key, where), where)
+            text_key = "text" if "text" in obj else "contents"
+            text = require_str(obj, text_key, where)
+            title = obj.get("title") or ""
+            if not isinstance(title, str):
+                raise DataFormatError(f"{where}: field 'title' must be a string")
+            yield Doc(doc_id, title, text)
+
+
+def open_corpus(spec: str | Path) -> Iterable[Doc]:
+    """Open a corpus given as a BEIR folder, a JSONL file or an ``ir_datasets`` id.
+
+    Raises:
+        FileNotFoundError: a folder without ``corpus.jsonl[.gz]``.
+        DatasetUnavailableError: not a local path and not loadable with ``ir_datasets``.
+    """
+    path = Path(spec)
+    if path.is_dir():
+        found = find_file(path, CORPUS_NAMES)
+        if found is None:
+            raise FileNotFoundError(f"{path} has no {' or '.join(CORPUS_NAMES)}")
+        return JsonlCorpus(found)
+    if path.is_file():
+        return JsonlCorpus(path)
+    from lsr.data.irds import IrdsDataset
+
+    return IrdsDataset(str(spec)).corpus()
+
+
+def _iter_query_file(path: Path) -> Iterator[Query]:
+    if path.name.endswith((".tsv", ".tsv.gz", ".txt")):
+        with open_text(path) as f:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                parts = line.rstrip("\n").split("\t", 1)
+                if len(parts) != 2:
+                    raise DataFormatError(f"{path}:{line_no}: expected 'query_id<TAB>text'")
+                yield Query(check_id(parts[0], f"{path}:{line_no}"), parts[1])
+        return
+    for line_no, obj in iter_jsonl(path):
+        where = f"{path}:{line_no}"
+        id_key = "_id" if "_id" in obj else "id"
+        yield Query(check_id(require_str(obj, id_key, where), where), require_str(obj, "text", where))
+
+
+def load_queries(spec: str | Path, split: str | None = None) -> dict[str, str]:
+    """Load queries as an ordered ``{query_id: text}`` dict.
+
+    Args:
+        spec: a BEIR folder, a queries file (``.jsonl[.gz]`` or ``id<TAB>text``
+            ``.tsv``), or an ``ir_datasets`` id.
+        split: for a BEIR folder, keep only the queries judged in
+            ``qrels/<split>.tsv`` (BEIR's queries file holds every split).
+    """
+    path = Path(spec)
+    if path.is_dir():
+        found = find_file(path, QUERY_NAMES)
+        if found is None:
+            raise FileNotFoundError(f"{path} has no {' or '.join(QUERY_NAMES)}")
+        queries = _collect_queries(_iter_query_file(found), found)
+        if split is None:
+            return queries
+        from lsr.data.trec import read_qrels
+
+        judged = read_qrels(qrels_path(path, split))
+        return {qid: text for qid, text in queries.items() if qid in judged}
+    if path.is_file():
+        return _collect_queries(_iter_query_file(path), path)
+    from lsr.data.irds import IrdsDataset
+
+    return IrdsDataset(str(spec)).queries()
+
+
+def _collect_queries(queries: Iterable[Query], source: Path | str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for q in queries:
+        if q.id in out:
+            raise DataFormatError(f"{source}: duplicate query id {q.id!r}")
+        out[q.id] = q.text
+    return out
+
+
+def qrels_path(folder: Path, split: str) -> Path:
+    """``folder/qrels/<split>.tsv``, with an error that lists the splits that exist."""
+    path = folder / "qrels" / f"{split}.tsv"
+    if not path.is_file():
+        have = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        raise FileNotFoundError(f"no qrels for split {split!r} in {folder} (available: {have})")
+    return path

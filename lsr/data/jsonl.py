@@ -1,0 +1,56 @@
+"""JSON Lines reading with errors that name the file and the line."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from lsr.errors import DataFormatError
+
+
+def open_text(path: str | Path) -> TextIO:
+    """Open a text file for reading, transparently decompressing ``.gz``."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file.
+
+    Raises:
+        DataFormatError: a line is not valid JSON or not a JSON object; the
+            message gives ``file:line``.
+    """
+    with open_text(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(f"{path}:{line_no}: malformed JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataFormatError(
+                    f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}"
+                )
+            yield line_no, obj
+
+
+def require_str(obj: dict[str, Any], key: str, where: str, *, allow_empty: bool = True) -> str:
+    """Return ``obj[key]`` as a string or raise a :class:`DataFormatError` naming ``where``."""
+    if key not in obj:
+        raise DataFormatError(f"{where}: missing field {key!r} (fields: {sorted(obj)})")
+    value = obj[key]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key.endswith("id"):
+        value = str(value)
+    if not isinstance(value, str):
+        raise DataFormatError(f"{where}: field {key!r} must be a string, got {type(value).__name__}")
+    if not allow_empty and not value.strip():
+        raise DataFormatError(f"{where}: field {key!r} is empty")
+    return value

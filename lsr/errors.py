@@ -1,0 +1,19 @@
+"""The small exception hierarchy shared by the CLI, the library and (later) the service."""
+
+from __future__ import annotations
+
+
+class LsrError(Exception):
+    """Base class for every error the user can fix by changing input, config or paths."""
+
+
+class ConfigError(LsrError, ValueError):
+    """A configuration file, key or value is invalid."""
+
+
+class DataFormatError(LsrError, ValueError):
+    """An input file is malformed. The message names the file and line."""
+
+
+class DatasetUnavailableError(LsrError):
+    """A dataset could not be loaded (for example an ``ir_datasets`` id while offline)."""
