@@ -1,0 +1,131 @@
+"""``lsr eval``: quality, latency, memory and sparsity of one index on one dataset, together.
+
+Queries go through the same code as ``lsr search`` (the index's own query
+encoder, the batch kernel) for the run; latency is then measured query by
+query on one thread after a warm-up, so JIT compilation and index loading are
+excluded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsr import __version__
+from lsr.config import Config, to_dict
+from lsr.eval.datasets import EvalDataset, load_eval_dataset
+from lsr.eval.metrics import evaluate_run
+from lsr.index import SparseBatch
+from lsr.searcher import Searcher
+
+logger = logging.getLogger(__name__)
+
+
+def check_coverage(dataset: EvalDataset, doc_keys: list[str]) -> dict[str, int]:
+    """Count qrels that cannot be matched (unknown doc ids, judged queries without text) and warn."""
+    known = set(doc_keys)
+    unknown_docs = sum(1 for docs in dataset.qrels.values() for d in docs if d not in known)
+    missing_queries = sum(1 for q in dataset.qrels if q not in dataset.queries)
+    if unknown_docs:
+        logger.warning("%d qrels rows name doc ids that are not in the index", unknown_docs)
+    if missing_queries:
+        logger.warning("%d judged queries have no query text; they score 0", missing_queries)
+    return {"qrels_unknown_docs": unknown_docs, "qrels_missing_queries": missing_queries}
+
+
+def flops(doc_df: np.ndarray, n_docs: int, queries: SparseBatch, n_terms: int) -> float:
+    """Expected multiplications per (query, doc) pair: sum_t p_query(t) * p_doc(t) (Paria et al. 2020)."""
+    if n_docs == 0 or len(queries) == 0:
+        return 0.0
+    q_df = np.bincount(queries.term_ids, minlength=n_terms)
+    return float(np.dot(q_df / len(queries), doc_df / n_docs))
+
+
+def measure_latency(searcher: Searcher, texts: list[str], k: int) -> dict[str, float]:
+    """Per-query wall time (encode + search, one thread), after a warm-up query."""
+    index = searcher.index
+    warm = searcher.encode_texts(texts[:1])
+    index.search(*warm.row(0), k=k)
+    encode_ms, total_ms = [], []
+    for text in texts:
+        t0 = time.perf_counter()
+        q = searcher.encode_texts([text])
+        t1 = time.perf_counter()
+        index.search(*q.row(0), k=k)
+        t2 = time.perf_counter()
+        encode_ms.append((t1 - t0) * 1e3)
+        total_ms.append((t2 - t0) * 1e3)
+    total = np.asarray(total_ms)
+    return {
+        "p50": float(np.percentile(total, 50)),
+        "p99": float(np.percentile(total, 99)),
+        "mean": float(total.mean()),
+        "encode_mean": float(np.mean(encode_ms)),
+        "qps_one_thread": float(1e3 / total.mean()),
+    }
+
+
+def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Config,
+                   progress: bool = False) -> dict[str, Any]:
+    """Evaluate an index on a dataset split; return the report (see ``lsr eval --help``)."""
+    cfg = config.eval
+    searcher = Searcher(index_dir)
+    index = searcher.index
+    dataset = load_eval_dataset(dataset_spec, cfg.split)
+    coverage = check_coverage(dataset, index.doc_keys)
+    qids = [q for q in dataset.queries if q in dataset.qrels]
+    texts = [dataset.queries[q] for q in qids]
+    t0 = time.perf_counter()
+    queries = searcher.encode_texts(texts)
+    t1 = time.perf_counter()
+    run = searcher.run(qids, queries, k=cfg.k, threads=config.search.threads, progress=progress)
+    t2 = time.perf_counter()
+    metrics = evaluate_run(dataset.qrels, run, cfg.metrics, cfg.relevance_level)
+    sample = texts[: cfg.latency_queries] if cfg.latency_queries else texts
+    latency = measure_latency(searcher, sample, cfg.k) if sample else {}
+    doc_df = np.diff(np.asarray(index.term_ptr))
+    return {
+        "lsr_version": __version__,
+        "dataset": {"name": dataset.name, "spec": str(dataset_spec), "split": cfg.split,
+                    "n_queries": len(qids), "n_judged": len(dataset.qrels), **coverage},
+        "index": {"path": str(index_dir), "n_docs": index.n_docs, "n_terms": index.n_terms,
+                  "n_postings": int(index.meta["n_postings"]), "impacts": index.meta["impacts"]},
+        "metrics": metrics,
+        "latency_ms": latency,
+        "throughput": {"batch_qps": len(qids) / max(t2 - t0, 1e-9),
+                       "encode_seconds": t1 - t0, "search_seconds": t2 - t1},
+        "index_bytes": index.nbytes,
+        "postings_bytes": index.postings_nbytes,
+        "bytes_per_posting": index.postings_nbytes / max(int(index.meta["n_postings"]), 1),
+        "doc_nnz_avg": float(index.meta["stats"]["doc_nnz_avg"]),
+        "query_nnz_avg": float(queries.nnz / max(len(queries), 1)),
+        "flops": flops(doc_df, index.n_docs, queries, index.n_terms),
+        "encoder": index.meta["encoder"],
+        "config": {"index": index.meta.get("config"), "eval": to_dict(config)},
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A small terminal table."""
+    rows = [(name, f"{value:.4f}") for name, value in report["metrics"].items()]
+    lat = report["latency_ms"]
+    if lat:
+        rows += [("latency p50 (ms)", f"{lat['p50']:.2f}"), ("latency p99 (ms)", f"{lat['p99']:.2f}"),
+                 ("queries/s (1 thread)", f"{lat['qps_one_thread']:.0f}")]
+    rows += [
+        ("queries/s (batch)", f"{report['throughput']['batch_qps']:.0f}"),
+        ("index size (MiB)", f"{report['index_bytes'] / 2**20:.1f}"),
+        ("bytes/posting", f"{report['bytes_per_posting']:.2f}"),
+        ("doc nnz (avg)", f"{report['doc_nnz_avg']:.1f}"),
+        ("query nnz (avg)", f"{report['query_nnz_avg']:.1f}"),
+        ("FLOPS", f"{report['flops']:.3f}"),
+    ]
+    ds = report["dataset"]
+    title = f"{ds['name']} ({ds['split']}, {ds['n_queries']} queries) on {report['index']['path']}"
+    width = max(len(r[0]) for r in rows)
+    lines = [title, "-" * len(title)] + [f"{name:<{width}}  {value:>10}" for name, value in rows]
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""The ``lsr`` command line: encode, index, search, eval.
+
+Every subcommand takes ``--config`` (a YAML file or the name of a shipped
+config, e.g. ``bm25``) and repeatable ``--set section.key=value`` overrides;
+tuning values live in the config, flags name inputs and outputs. This module is
+the composition root: the only place in ``lsr`` that imports ``lsr.eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from lsr import __version__
+from lsr.config import Config, load_config
+from lsr.errors import LsrError
+from lsr.index.io import ArtifactError
+
+logger = logging.getLogger("lsr")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE|NAME",
+                   help="YAML config file, or a shipped config name (bm25, toy); defaults otherwise")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set encoder.bm25.k1=1.2 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lsr", description="Learned sparse retrieval: encode, index, "
+                                     "search and evaluate.")
+    parser.add_argument("--version", action="version", version=f"lsr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("encode", help="encode a corpus into sparse vectors")
+    p.add_argument("--encoder", required=True, help="encoder name (bm25); sets encoder.name")
+    p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
+    p.add_argument("--out", required=True, help="output: a vectors directory (npy) or a .jsonl file")
+    p.add_argument("--format", choices=("npy", "jsonl"), default="npy",
+                   help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _common(p)
+
+    p = sub.add_parser("index", help="build an inverted index from vectors, or from a corpus")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--vectors", help="a vectors directory from `lsr encode`, or sparse-vector JSONL")
+    src.add_argument("--corpus", help="a corpus to encode then index (needs --encoder)")
+    p.add_argument("--encoder", help="encoder for --corpus (bm25); sets encoder.name")
+    p.add_argument("--out", required=True, help="index directory to create")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out; the old index stays until the new one is complete")
+    _common(p)
+
+    p = sub.add_parser("search", help="search an index with a text query or a queries file")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("query", nargs="?", help="a free-text query: prints rank, id, score and title")
+    p.add_argument("--queries", help="BEIR folder, queries .jsonl/.tsv, sparse-vector JSONL, or "
+                   "ir_datasets id")
+    p.add_argument("--split", help="with a BEIR folder: only the queries judged in qrels/<split>.tsv")
+    p.add_argument("--k", type=int, help="results per query (search.k; default 10 for a text query, "
+                   "1000 for --queries)")
+    p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
+    p.add_argument("--out", help="TREC run file to write (with --queries)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _common(p)
+
+    p = sub.add_parser("eval", help="evaluate an index on a dataset: quality, latency, size, sparsity")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--dataset", required=True, help="BEIR folder or ir_datasets id")
+    p.add_argument("--split", help="qrels split of a BEIR folder (eval.split, default test)")
+    p.add_argument("--k", type=int, help="depth of the run (eval.k, default 1000)")
+    p.add_argument("--out", help="write the JSON report here")
+    _common(p)
+    return parser
+
+
+def _config(args: argparse.Namespace, extra: list[str]) -> Config:
+    return load_config(args.config, [*args.overrides, *extra])
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from lsr.pipeline import encode_corpus
+
+    cfg = _config(args, [f"encoder.name={args.encoder}"])
+    meta = encode_corpus(cfg, args.corpus, args.out, args.format, args.overwrite, _progress(args))
+    print(f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc, "
+          f"vocabulary {meta['n_terms']}) -> {args.out}")
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from lsr.pipeline import build_index_from_vectors, index_corpus
+
+    if args.corpus and not args.encoder:
+        raise LsrError("--corpus needs --encoder (e.g. --encoder bm25)")
+    cfg = _config(args, [f"encoder.name={args.encoder}"] if args.encoder else [])
+    if args.corpus:
+        meta = index_corpus(cfg, args.corpus, args.out, args.overwrite, _progress(args))
+    else:
+        meta = build_index_from_vectors(cfg, args.vectors, args.out, args.overwrite, _progress(args))
+    print(f"indexed {meta['n_docs']} docs, {meta['n_terms']} terms, {meta['n_postings']} postings "
+          f"({meta['impacts']['dtype']} impacts) -> {args.out}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from lsr.searcher import Searcher
+
+    if bool(args.query) == bool(args.queries):
+        raise LsrError("give either a query text or --queries FILE")
+    extra = [f"search.k={args.k}"] if args.k is not None else []
+    extra += [f"search.threads={args.threads}"] if args.threads is not None else []
+    cfg = _config(args, extra)
+    searcher = Searcher(args.index)
+    if args.query:
+        for hit in searcher.search(args.query, k=args.k or 10):
+            print(f"{hit.rank:>4}  {hit.doc_id:<20} {hit.score:10.4f}  {hit.title[:80]}")
+        return 0
+    if not args.out:
+        raise LsrError("--queries needs --out RUN.trec")
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    from lsr.data.queries_input import load_query_input
+    from lsr.data.trec import write_run
+
+    qids, encoded = load_query_input(searcher, args.queries, args.split)
+    run = searcher.run(qids, encoded, cfg.search.k, cfg.search.threads, cfg.search.batch_size,
+                       _progress(args))
+    write_run(run, out)
+    print(f"searched {len(run)} queries (k={cfg.search.k}) -> {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lsr.eval.harness import evaluate_index, format_report
+    from lsr.index.io import write_json
+
+    extra = [f"eval.split={args.split}"] if args.split else []
+    extra += [f"eval.k={args.k}"] if args.k is not None else []
+    cfg = _config(args, extra)
+    report = evaluate_index(args.index, args.dataset, cfg, _progress(args))
+    print(format_report(report))
+    if args.out:
+        write_json(Path(args.out), report)
+        print(f"report -> {args.out}")
+    return 0
+
+
+COMMANDS = {"encode": cmd_encode, "index": cmd_index, "search": cmd_search, "eval": cmd_eval}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except (LsrError, ArtifactError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"lsr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Queries for ``lsr search --queries``: text (BEIR folder, .jsonl, .tsv, ir_datasets id) or
+pre-encoded sparse-vector JSONL, returned encoded for a given searcher."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsr.data.corpus import load_queries
+from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl
+from lsr.index import SparseBatch
+
+if TYPE_CHECKING:
+    from lsr.searcher import Searcher
+
+
+def load_query_input(searcher: Searcher, spec: str | Path, split: str | None = None
+                     ) -> tuple[list[str], SparseBatch]:
+    """``(query ids, encoded queries)`` from any supported query source."""
+    if is_sparse_jsonl(spec):
+        records = list(iter_sparse_jsonl(spec))
+        return [r[0] for r in records], searcher.encode_vectors([r[1] for r in records])
+    queries = load_queries(spec, split)
+    blank = [q for q, t in queries.items() if not t.strip()]
+    if blank:
+        import logging
+
+        logging.getLogger(__name__).warning("%d empty query text(s), e.g. %r; they return nothing",
+                                            len(blank), blank[0])
+    qids = list(queries)
+    return qids, searcher.encode_texts([queries[q] for q in qids])

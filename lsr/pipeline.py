@@ -1,0 +1,141 @@
+"""The stages behind the CLI: encode a corpus, build an index, open a searcher.
+
+Each function takes the resolved :class:`~lsr.config.Config`, does one job,
+writes its artifact atomically (with the resolved config inside) and returns
+what it wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from lsr import __version__
+from lsr.config import Config, config_hash, to_dict
+from lsr.data.corpus import open_corpus
+from lsr.data.docstore import DocStoreWriter
+from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, vector_to_dict, write_sparse_jsonl
+from lsr.encoders import make_encoder
+from lsr.index import build_index
+from lsr.vectors import Vectors, VectorWriter
+
+logger = logging.getLogger(__name__)
+
+
+def _sections(config: Config, encoder: dict[str, Any], source: str) -> dict[str, Any]:
+    return {
+        "lsr_version": __version__,
+        "encoder": encoder,
+        "source": {"corpus": source},
+        "config": to_dict(config),
+        "config_hash": config_hash(config),
+    }
+
+
+def encode_corpus(config: Config, corpus: str | Path, out: str | Path, fmt: str = "npy",
+                  overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Encode ``corpus`` with ``config.encoder`` into a vectors directory (npy) or a JSONL file."""
+    if fmt not in ("npy", "jsonl"):
+        raise ValueError(f"format {fmt!r} is not one of ['npy', 'jsonl']")
+    if fmt == "jsonl":
+        return _encode_to_jsonl(config, corpus, Path(out), overwrite, progress)
+    encoder = make_encoder(config.encoder)
+    docs = open_corpus(corpus)
+    start = time.perf_counter()
+    with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite) as writer:
+        vocab = encoder.encode_corpus(docs, writer, progress=progress)
+        sections = _sections(config, encoder.describe(), str(corpus))
+        sections["encode_seconds"] = round(time.perf_counter() - start, 3)
+        meta = writer.finish(vocab, sections)
+    logger.info("encoded %d docs from %s into %s (%.1fs)", meta["n_docs"], corpus, out,
+                meta["encode_seconds"])
+    return meta
+
+
+def _encode_to_jsonl(config: Config, corpus: str | Path, out: Path, overwrite: bool,
+                     progress: bool) -> dict[str, Any]:
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    tmp = out.parent / f".{out.name}.vectors-{uuid.uuid4().hex[:8]}"
+    try:
+        meta = encode_corpus(config, corpus, tmp, "npy", progress=progress)
+        vectors = Vectors(tmp)
+        vocab = vectors.vocab()
+
+        def records():
+            ids = vectors.iter_ids()
+            for batch in vectors.batches():
+                for i in range(len(batch)):
+                    yield next(ids), vector_to_dict(*batch.row(i), vocab)
+
+        write_sparse_jsonl(records(), out, overwrite=overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progress: bool = False) -> dict:
+    """Turn a sparse-vector JSONL file into a vectors directory (vocabulary from the file's terms)."""
+    vocab: dict[str, int] = {}
+    import numpy as np
+
+    with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs) as writer:
+        for doc_id, vector, contents in tqdm(iter_sparse_jsonl(path), desc="import", unit="doc",
+                                             disable=not progress):
+            ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in vector), np.int64, len(vector))
+            weights = np.fromiter(vector.values(), np.float64, len(vector))
+            order = np.argsort(ids)
+            writer.add(doc_id, ids[order], weights[order], "", contents)
+        return writer.finish(list(vocab), _sections(config, {"name": "external"}, str(path)))
+
+
+def build_index_from_vectors(config: Config, vectors_path: str | Path, out: str | Path,
+                             overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Build an index from a vectors directory or a sparse-vector JSONL file."""
+    vectors_path = Path(vectors_path)
+    if vectors_path.is_file():
+        if not is_sparse_jsonl(vectors_path):
+            raise ValueError(f"{vectors_path} is not sparse-vector JSONL ({{\"id\", \"vector\": {{...}}}})")
+        tmp = Path(out).parent / f".{Path(out).name}.import-{uuid.uuid4().hex[:8]}"
+        try:
+            import_sparse_jsonl(config, vectors_path, tmp, progress)
+            return build_index_from_vectors(config, tmp, out, overwrite, progress)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    vectors = Vectors(vectors_path)
+    vm = vectors.meta
+    sections = {key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm}
+    sections.update(config=to_dict(config), config_hash=config_hash(config),
+                    vectors_config=vm.get("config"))
+    start = time.perf_counter()
+    meta = build_index(
+        lambda: tqdm(vectors.batches(), total=len(vm["shards"]), desc="index", unit="shard",
+                     disable=not progress),
+        vectors.n_terms, vectors.ids_path, vectors.vocab_path, out,
+        impact_dtype=config.index.impact_dtype,
+        sections=sections,
+        extra_files=DocStoreWriter.files(vectors.path) if config.index.store_docs else {},
+        overwrite=overwrite,
+    )
+    logger.info("index built in %.1fs", time.perf_counter() - start)
+    return meta
+
+
+def index_corpus(config: Config, corpus: str | Path, out: str | Path, overwrite: bool = False,
+                 progress: bool = False) -> dict[str, Any]:
+    """Encode and index in one go; the intermediate vectors live in a hidden temporary directory."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    tmp = out.parent / f".{out.name}.vectors-{uuid.uuid4().hex[:8]}"
+    try:
+        encode_corpus(config, corpus, tmp, progress=progress)
+        return build_index_from_vectors(config, tmp, out, overwrite, progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,98 @@
+"""Searcher: an index plus the query encoder its meta names, searched by text or by vector."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lsr.data.docstore import DocStore, DocStoreWriter
+from lsr.data.trec import Run
+from lsr.encoders import QueryEncoder, load_query_encoder
+from lsr.index import Index, SearchResult, SparseBatch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    doc_id: str
+    score: float
+    title: str = ""
+
+
+class Searcher:
+    def __init__(self, index_dir: str | Path):
+        self.index = Index.load(index_dir)
+        self.docstore = DocStore(index_dir) if DocStoreWriter.files(Path(index_dir)) else None
+
+    @cached_property
+    def query_encoder(self) -> QueryEncoder:
+        return load_query_encoder(self.index.meta["encoder"], self.index.term_index)
+
+    def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
+        return self.query_encoder.encode(texts)
+
+    def encode_vectors(self, vectors: Sequence[Mapping[str, float]]) -> SparseBatch:
+        """Pre-encoded queries (term -> weight); terms outside the index vocabulary are dropped."""
+        ti = self.index.term_index
+        return SparseBatch.from_rows(
+            ([ti[t] for t in v if t in ti], [w for t, w in v.items() if t in ti]) for v in vectors
+        )
+
+    def search(self, text: str, k: int = 10) -> list[Hit]:
+        """One free-text query; hits carry titles when the index has a docstore."""
+        if not text.strip():
+            raise ValueError("empty query: give some text to search for")
+        query = self.encode_texts([text])
+        result = self.index.search(*query.row(0), k=k)
+        return self.hits(result)
+
+    def hits(self, result: SearchResult) -> list[Hit]:
+        keys = self.index.doc_keys
+        hits = []
+        for rank, (d, s) in enumerate(zip(result.docs.tolist(), result.scores.tolist()), start=1):
+            title = self.docstore.get(d).get("title", "") if self.docstore is not None else ""
+            hits.append(Hit(rank, keys[d], s, title))
+        return hits
+
+    def run(self, qids: Sequence[str], queries: SparseBatch, k: int, threads: int = 0,
+            batch_size: int = 1024, progress: bool = False) -> Run:
+        """Search encoded queries in batches; return a run ``{qid: {doc_id: score}}`` in rank order."""
+        if len(qids) != len(queries):
+            raise ValueError(f"{len(qids)} query ids for {len(queries)} encoded queries")
+        empty = int(np.count_nonzero(queries.row_nnz() == 0))
+        if empty:
+            logger.warning("%d of %d queries have no term in the index vocabulary; they return nothing",
+                           empty, len(qids))
+        keys = self.index.doc_keys
+        run: Run = {}
+        bar = tqdm(total=len(qids), desc="search", unit="q", disable=not progress)
+        for start in range(0, len(qids), batch_size):
+            sub = _slice(queries, start, min(start + batch_size, len(qids)))
+            for qid, res in zip(qids[start:], self.index.search_batch(sub, k=k, threads=threads or None)):
+                run[qid] = {keys[d]: float(s) for d, s in zip(res.docs.tolist(), res.scores.tolist())}
+            bar.update(len(sub))
+        bar.close()
+        return run
+
+    def run_texts(self, queries: Mapping[str, str], k: int, threads: int = 0, batch_size: int = 1024,
+                  progress: bool = False) -> Run:
+        blank = [qid for qid, text in queries.items() if not text.strip()]
+        if blank:
+            logger.warning("%d empty query text(s) (e.g. query id %r); they return nothing",
+                           len(blank), blank[0])
+        qids = list(queries)
+        return self.run(qids, self.encode_texts([queries[q] for q in qids]), k, threads, batch_size,
+                        progress)
+
+
+def _slice(batch: SparseBatch, start: int, end: int) -> SparseBatch:
+    lo, hi = batch.indptr[start], batch.indptr[end]
+    return SparseBatch(batch.indptr[start : end + 1] - lo, batch.term_ids[lo:hi], batch.weights[lo:hi])
