@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -167,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     except (LsrError, ArtifactError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"lsr {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `lsr search ... | head`: the reader left, which is not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":
