@@ -67,7 +67,7 @@ class JsonlCorpus:
             where = f"{self.path}:{line_no}"
             id_key = "_id" if "_id" in obj else "id"
             doc_id = check_id(require_str(obj, id_key, where), where)
-            text_key = "text" if "text" in obj else "contents"
+            text_key = "contents" if "contents" in obj and "text" not in obj else "text"
             text = require_str(obj, text_key, where)
             title = obj.get("title") or ""
             if not isinstance(title, str):
