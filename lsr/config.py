@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,6 +34,8 @@ def _one_of(section: str, name: str, value: Any, allowed: tuple) -> None:
 
 
 def _positive(section: str, name: str, value: float, allow_zero: bool = False) -> None:
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes both comparisons below
+        raise ConfigError(f"{section}.{name} = {value!r} must be a finite number")
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{section}.{name} = {value!r} must be {'>= 0' if allow_zero else '> 0'}")
 

@@ -69,8 +69,10 @@ class JsonlCorpus:
             doc_id = check_id(require_str(obj, id_key, where), where)
             text_key = "contents" if "contents" in obj and "text" not in obj else "text"
             text = require_str(obj, text_key, where)
-            title = obj.get("title") or ""
-            if not isinstance(title, str):
+            title = obj.get("title")
+            if title is None:
+                title = ""
+            elif not isinstance(title, str):
                 raise DataFormatError(f"{where}: field 'title' must be a string")
             yield Doc(doc_id, title, text)
 

@@ -39,7 +39,11 @@ def parse_vector(obj: dict[str, Any], where: str) -> dict[str, float]:
     for term, weight in vector.items():
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise DataFormatError(f"{where}: weight of term {term!r} is {weight!r}, not a number")
-        if not math.isfinite(weight) or weight < 0:
+        try:
+            finite = math.isfinite(weight)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite or weight < 0:
             raise DataFormatError(f"{where}: weight of term {term!r} is {weight!r}; must be finite and >= 0")
         if weight > 0:
             out[term] = float(weight)

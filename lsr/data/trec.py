@@ -35,7 +35,7 @@ def read_qrels(path: str | Path) -> Qrels:
                 raise DataFormatError(f"{path}:{line_no}: expected 3 (BEIR) or 4 (TREC) columns")
             try:
                 qrels.setdefault(qid, {})[doc_id] = int(float(grade))
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: int(float("inf"))
                 raise DataFormatError(f"{path}:{line_no}: grade {grade!r} is not a number") from None
     return qrels
 
