@@ -6,8 +6,8 @@ Public API:
     Index                  memory-mapped index with exhaustive top-k search
 """
 
-from lsr.index.sparse import SparseBatch
 from lsr.index.builder import build_index
 from lsr.index.search import Index, SearchResult
+from lsr.index.sparse import SparseBatch
 
 __all__ = ["Index", "SearchResult", "SparseBatch", "build_index"]

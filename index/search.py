@@ -121,7 +121,9 @@ class Index:
         docs, scores = _search_one(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights, k)
         return SearchResult(docs, scores * self.scale)
 
-    def search_batch(self, queries: SparseBatch, k: int = 10, threads: int | None = None) -> list[SearchResult]:
+    def search_batch(
+        self, queries: SparseBatch, k: int = 10, threads: int | None = None
+    ) -> list[SearchResult]:
         """Exhaustive top-k for a batch of queries, spread over ``threads`` (default: all cores)."""
         k = self._check_k(k)
         queries.validate(self.n_terms)

@@ -82,7 +82,8 @@ class SparseBatch:
             if arr.dtype != dtype:
                 raise ValueError(f"SparseBatch.{name} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
         ip = self.indptr
-        if len(ip) == 0 or ip[0] != 0 or ip[-1] != len(self.term_ids) or len(self.weights) != len(self.term_ids):
+        nnz = len(self.term_ids)
+        if len(ip) == 0 or ip[0] != 0 or ip[-1] != nnz or len(self.weights) != nnz:
             raise ValueError("SparseBatch: indptr must start at 0 and end at len(term_ids) == len(weights)")
         if np.any(np.diff(ip) < 0):
             raise ValueError("SparseBatch: indptr must be non-decreasing")
@@ -123,7 +124,7 @@ def concat(batches: Sequence[SparseBatch]) -> SparseBatch:
     if not batches:
         return SparseBatch.empty()
     offsets = np.cumsum([0] + [b.nnz for b in batches[:-1]])
-    indptr = np.concatenate([[0]] + [b.indptr[1:] + o for b, o in zip(batches, offsets)])
+    indptr = np.concatenate([[0]] + [b.indptr[1:] + o for b, o in zip(batches, offsets, strict=True)])
     return SparseBatch(
         indptr.astype(PTR_DTYPE),
         np.concatenate([b.term_ids for b in batches]).astype(TERM_DTYPE),

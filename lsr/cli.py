@@ -9,7 +9,6 @@ the composition root: the only place in ``lsr`` that imports ``lsr.eval``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys

@@ -57,7 +57,8 @@ class Searcher:
     def hits(self, result: SearchResult) -> list[Hit]:
         keys = self.index.doc_keys
         hits = []
-        for rank, (d, s) in enumerate(zip(result.docs.tolist(), result.scores.tolist()), start=1):
+        pairs = zip(result.docs.tolist(), result.scores.tolist(), strict=True)
+        for rank, (d, s) in enumerate(pairs, start=1):
             title = self.docstore.get(d).get("title", "") if self.docstore is not None else ""
             hits.append(Hit(rank, keys[d], s, title))
         return hits
@@ -76,8 +77,10 @@ class Searcher:
         bar = tqdm(total=len(qids), desc="search", unit="q", disable=not progress)
         for start in range(0, len(qids), batch_size):
             sub = _slice(queries, start, min(start + batch_size, len(qids)))
-            for qid, res in zip(qids[start:], self.index.search_batch(sub, k=k, threads=threads or None)):
-                run[qid] = {keys[d]: float(s) for d, s in zip(res.docs.tolist(), res.scores.tolist())}
+            results = self.index.search_batch(sub, k=k, threads=threads or None)
+            for qid, res in zip(qids[start : start + len(sub)], results, strict=True):
+                docs, scores = res.docs.tolist(), res.scores.tolist()
+                run[qid] = {keys[d]: float(s) for d, s in zip(docs, scores, strict=True)}
             bar.update(len(sub))
         bar.close()
         return run

@@ -7,7 +7,6 @@ total order is what makes results exactly reproducible across kernels.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 

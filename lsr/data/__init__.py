@@ -3,7 +3,7 @@
 Everything here streams: a corpus is an iterator of :class:`Doc`, never a list.
 """
 
-from lsr.data.corpus import Doc, Query, open_corpus, load_queries
+from lsr.data.corpus import Doc, Query, load_queries, open_corpus
 from lsr.data.jsonl import iter_jsonl
 from lsr.data.trec import read_qrels, read_run, write_run
 

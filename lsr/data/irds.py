@@ -49,7 +49,7 @@ class IrdsDataset:
                 f"({type(exc).__name__}: {exc}); the machine may be offline; {LOCAL_HINT}"
             ) from exc
 
-    def corpus(self) -> "IrdsCorpus":
+    def corpus(self) -> IrdsCorpus:
         if not self._ds.has_docs():
             raise DatasetUnavailableError(f"ir_datasets id {self.id!r} has no documents")
         return IrdsCorpus(self)

@@ -61,7 +61,7 @@ def iter_sparse_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, float],
 
 
 def vector_to_dict(term_ids: np.ndarray, weights: np.ndarray, vocab: list[str]) -> dict[str, float]:
-    return {vocab[t]: round(float(w), 6) for t, w in zip(term_ids.tolist(), weights.tolist())}
+    return {vocab[t]: round(float(w), 6) for t, w in zip(term_ids.tolist(), weights.tolist(), strict=True)}
 
 
 def write_sparse_jsonl(records: Iterable[tuple[str, dict[str, float]]], path: str | Path,

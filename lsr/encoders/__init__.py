@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsr.config import EncoderConfig, from_dict, BM25Config
+from lsr.config import BM25Config, EncoderConfig, from_dict
 from lsr.encoders.base import CorpusEncoder, QueryEncoder
 from lsr.errors import ConfigError
 
