@@ -72,6 +72,11 @@ def test_id_and_contents_field_variants(tmp_path):
     assert list(open_corpus(path)) == [Doc("a", "T", "body a"), Doc("b", "", "body b"), Doc("7", "", "body c")]
 
 
+def test_text_is_preferred_over_contents(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", [{"_id": "a", "text": "from text", "contents": "other"}])
+    assert list(open_corpus(path)) == [Doc("a", "", "from text")]
+
+
 def test_doc_contents_joins_title_and_text():
     assert Doc("a", "Title", "body").contents == "Title body"
     assert Doc("a", "", "body").contents == "body"
@@ -120,18 +125,19 @@ def test_malformed_line_in_gzip_names_file_and_line(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("record", "field"),
+    ("record", "fields"),
     [
-        ({"_id": "a", "title": "t"}, "contents"),  # neither text nor contents
-        ({"title": "t", "text": "x"}, "id"),
+        ({"_id": "a", "title": "t"}, ("'text'", "'contents'")),  # neither text nor contents
+        ({"title": "t", "text": "x"}, ("'id'", "'_id'")),
     ],
 )
-def test_missing_field(tmp_path, record, field):
+def test_missing_field(tmp_path, record, fields):
     path = write_jsonl(tmp_path / "c.jsonl", [{"_id": "ok", "text": "fine"}, record])
     with pytest.raises(DataFormatError) as exc:
         list(open_corpus(path))
-    assert f"{path}:2" in str(exc.value)
-    assert "missing field" in str(exc.value) and field in str(exc.value)
+    msg = str(exc.value)
+    assert f"{path}:2" in msg and "missing field" in msg
+    assert any(field in msg for field in fields), msg
 
 
 @pytest.mark.parametrize("title", [5, 0, False, ["a"], {"x": 1}])
@@ -295,6 +301,7 @@ def test_known_ir_datasets_id_offline_says_use_a_local_folder(tmp_path):
     for what in ("corpus", "queries"):
         assert result[what].startswith("DatasetUnavailableError: "), result[what]
         assert "beir/scifact/test" in result[what]
+        assert "could not load" in result[what]  # a known id whose download failed, not an unknown id
         assert "local BEIR folder" in result[what]
     assert elapsed < 15, f"offline failure took {elapsed:.1f}s"
     shutil.rmtree(tmp_path / "irds", ignore_errors=True)
