@@ -72,15 +72,15 @@ class BM25Encoder:
     def _rewrite_as_impacts(self, writer: VectorWriter, doc_len: np.ndarray, n_terms: int,
                             progress: bool) -> None:
         n_docs = len(doc_len)
-        shards = list(writer.iter_shards())
         df = np.zeros(n_terms, dtype=np.int64)
-        for _, batch in shards:
+        for _, batch in writer.iter_shards():  # one shard in memory at a time
             df += np.bincount(batch.term_ids, minlength=n_terms)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         avgdl = float(doc_len.mean()) if n_docs else 1.0
         self.stats = {"n_docs": n_docs, "avgdl": avgdl}
         first = 0
-        for name, batch in tqdm(shards, desc="bm25: impacts", unit="shard", disable=not progress):
+        for name, batch in tqdm(writer.iter_shards(), total=len(writer.shards), desc="bm25: impacts",
+                                unit="shard", disable=not progress):
             lengths = np.repeat(doc_len[first : first + len(batch)], batch.row_nnz())
             weights = bm25_impacts(batch.weights.astype(np.float64), lengths, idf[batch.term_ids],
                                    max(avgdl, 1e-9), self.cfg.k1, self.cfg.b)

@@ -133,3 +133,34 @@ def test_no_overlap_between_run_and_qrels_is_an_error(tmp_path, capsys):
     assert index(corpus, tmp_path / "idx") == 0
     assert main(["eval", "--index", str(tmp_path / "idx"), "--dataset", str(corpus)]) == 2
     assert "share no query id" in capsys.readouterr().err
+
+
+def test_query_of_unknown_terms_returns_nothing(built, capsys):
+    _, out = built
+    assert main(["search", "--index", str(out), "zyzzyva quux"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_index_from_jsonl_vectors_needs_pre_encoded_queries(tmp_path, capsys):
+    vectors = tmp_path / "v.jsonl"
+    vectors.write_text('{"id": "a", "vector": {"cat": 2, "dog": 1}}\n{"id": "b", "vector": {"dog": 3}}\n')
+    out = tmp_path / "idx"
+    assert main(["index", "--vectors", str(vectors), "--out", str(out), "--quiet"]) == 0
+    assert main(["search", "--index", str(out), "cat"]) == 2
+    assert "pre-encoded queries" in capsys.readouterr().err
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"id": "q1", "vector": {"dog": 1.0, "unknown": 5}}\n'
+                       '{"id": "q2", "vector": {"cat": 1}}\n')
+    run = tmp_path / "run.trec"
+    assert main(["search", "--index", str(out), "--queries", str(queries), "--out", str(run), "--quiet"]) == 0
+    assert [line.split()[:3] for line in run.read_text().splitlines()] == [
+        ["q1", "Q0", "b"], ["q1", "Q0", "a"], ["q2", "Q0", "a"]]
+
+
+def test_malformed_vector_jsonl_names_line_and_term(tmp_path, capsys):
+    vectors = tmp_path / "v.jsonl"
+    vectors.write_text('{"id": "a", "vector": {"cat": 2}}\n{"id": "b", "vector": {"dog": "x"}}\n')
+    assert main(["index", "--vectors", str(vectors), "--out", str(tmp_path / "idx")]) == 2
+    err = capsys.readouterr().err
+    assert "v.jsonl:2" in err and "'dog'" in err
+    assert not (tmp_path / "idx").exists()
