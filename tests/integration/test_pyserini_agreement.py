@@ -35,4 +35,4 @@ def test_bm25_agrees_with_pyserini_on_scifact(scifact, scifact_bm25_index, tmp_p
         assert abs(m_ours[metric] - m_theirs[metric]) <= 0.02, (metric, m_ours, m_theirs)
     # and rank mostly the same documents: mean top-10 overlap across queries
     overlap = [len(set(list(ours[q])[:10]) & set(list(theirs[q])[:10])) / 10 for q in queries]
-    assert sum(overlap) / len(overlap) >= 0.8
+    assert sum(overlap) / len(overlap) >= 0.9  # measured 0.969
