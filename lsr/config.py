@@ -178,6 +178,8 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
 def from_dict(cls: type, data: Any, prefix: str) -> Any:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
     where = prefix or "config"
+    if data is None:  # an empty YAML section (`search:` with nothing under it)
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)

@@ -135,6 +135,8 @@ def load_queries(spec: str | Path, split: str | None = None) -> dict[str, str]:
 
         judged = read_qrels(qrels_path(path, split))
         return {qid: text for qid, text in queries.items() if qid in judged}
+    if split is not None:
+        raise ValueError(f"a split ({split!r}) applies to a BEIR folder only, not to {str(spec)!r}")
     if path.is_file():
         return _collect_queries(_iter_query_file(path), path)
     from lsr.data.irds import IrdsDataset

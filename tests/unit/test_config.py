@@ -281,3 +281,9 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_hash(load_config(None, ["encoder.bm25.b=0.4"])) == h
     assert config_hash(load_config(None, ["encoder.bm25.k1=1"])) == config_hash(
         load_config(None, ["encoder.bm25.k1=1.0"]))
+
+
+def test_empty_yaml_section_means_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("search:\nencoder:\n  bm25:\n")
+    assert load_config(path) == Config()

@@ -69,7 +69,8 @@ def test_id_and_contents_field_variants(tmp_path):
         {"id": "b", "contents": "body b"},  # pyserini style: id + contents, no title
         {"id": 7, "text": "body c", "title": None},  # numeric id becomes a string; null title is empty
     ])
-    assert list(open_corpus(path)) == [Doc("a", "T", "body a"), Doc("b", "", "body b"), Doc("7", "", "body c")]
+    assert list(open_corpus(path)) == [
+        Doc("a", "T", "body a"), Doc("b", "", "body b"), Doc("7", "", "body c")]
 
 
 def test_text_is_preferred_over_contents(tmp_path):
@@ -305,3 +306,15 @@ def test_known_ir_datasets_id_offline_says_use_a_local_folder(tmp_path):
         assert "local BEIR folder" in result[what]
     assert elapsed < 15, f"offline failure took {elapsed:.1f}s"
     shutil.rmtree(tmp_path / "irds", ignore_errors=True)
+
+
+def test_split_with_a_queries_file_is_refused(tmp_path):
+    path = write_jsonl(tmp_path / "q.jsonl", [{"_id": "q1", "text": "a"}])
+    with pytest.raises(ValueError, match="applies to a BEIR folder only"):
+        load_queries(path, split="test")
+
+
+def test_utf8_bom_is_tolerated(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"_id": "a", "text": "x"}).encode() + b"\n")
+    assert list(open_corpus(path)) == [Doc("a", "", "x")]

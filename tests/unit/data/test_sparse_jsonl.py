@@ -1,0 +1,155 @@
+"""lsr.data.sparse_jsonl: the {"id", "vector": {term: weight}} interchange format."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from lsr.data.sparse_jsonl import (
+    is_sparse_jsonl,
+    iter_sparse_jsonl,
+    parse_vector,
+    vector_to_dict,
+    write_sparse_jsonl,
+)
+from lsr.errors import DataFormatError
+
+
+def write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_iter_sparse_jsonl_reads_ids_vectors_and_contents(tmp_path):
+    path = write_lines(tmp_path / "v.jsonl", [
+        '{"id": "d1", "vector": {"a": 1, "b": 0.5}}',
+        '',
+        '{"_id": "d2", "vector": {}, "contents": "some text"}',
+        '{"id": 3, "vector": {"caf\\u00e9": 2.25}}',
+    ])
+    records = list(iter_sparse_jsonl(path))
+    assert records == [("d1", {"a": 1.0, "b": 0.5}, ""), ("d2", {}, "some text"), ("3", {"café": 2.25}, "")]
+    assert all(type(w) is float for _, vec, _ in records for w in vec.values())
+
+
+def test_zero_weights_are_dropped(tmp_path):
+    path = write_lines(tmp_path / "v.jsonl", ['{"id": "d1", "vector": {"a": 0, "b": 1.5, "c": 0.0}}'])
+    assert list(iter_sparse_jsonl(path)) == [("d1", {"b": 1.5}, "")]
+
+
+@pytest.mark.parametrize(
+    ("weight_json", "shown"),
+    [
+        ("NaN", "nan"),
+        ("-1", "-1"),
+        ("-0.5", "-0.5"),
+        ("Infinity", "inf"),
+        ("1e400", "inf"),  # overflows to inf when parsed
+        ("1" + "0" * 400, "1000"),  # an int too large for a float
+        ('"0.3"', "'0.3'"),
+        ("true", "True"),
+        ("null", "None"),
+        ("[1]", "[1]"),
+    ],
+)
+def test_bad_weight_names_file_line_and_term(tmp_path, weight_json, shown):
+    path = write_lines(tmp_path / "v.jsonl", [
+        '{"id": "d1", "vector": {"ok": 1.0}}',
+        '{"id": "d2", "vector": {"ok": 1.0, "bad_term": ' + weight_json + '}}',
+    ])
+    with pytest.raises(DataFormatError) as exc:
+        list(iter_sparse_jsonl(path))
+    msg = str(exc.value)
+    assert f"{path}:2" in msg
+    assert "'bad_term'" in msg
+    assert shown in msg
+
+
+@pytest.mark.parametrize("record", ['{"id": "d1"}', '{"id": "d1", "vector": [1, 2]}',
+                                    '{"id": "d1", "vector": "a:1"}'])
+def test_missing_or_non_object_vector(tmp_path, record):
+    path = write_lines(tmp_path / "v.jsonl", [record])
+    with pytest.raises(DataFormatError, match=f"{path}:1.*'vector'"):
+        list(iter_sparse_jsonl(path))
+
+
+@pytest.mark.parametrize("record", ['{"vector": {"a": 1}}', '{"id": "d 1", "vector": {"a": 1}}',
+                                    '{"id": "", "vector": {"a": 1}}'])
+def test_bad_or_missing_id(tmp_path, record):
+    path = write_lines(tmp_path / "v.jsonl", [record])
+    with pytest.raises(DataFormatError, match=f"{path}:1"):
+        list(iter_sparse_jsonl(path))
+
+
+def test_parse_vector_uses_where_in_messages():
+    assert parse_vector({"vector": {"a": 2, "z": 0}}, "here") == {"a": 2.0}
+    with pytest.raises(DataFormatError, match=r"^somewhere:9: weight of term 'x'"):
+        parse_vector({"vector": {"x": -3}}, "somewhere:9")
+
+
+def test_is_sparse_jsonl_detection(tmp_path):
+    vec = write_lines(tmp_path / "v.jsonl", ["", '{"id": "d1", "vector": {"a": 1}}'])  # blank first line
+    corpus = write_lines(tmp_path / "corpus.jsonl", ['{"_id": "d1", "text": "hello"}'])
+    listvec = write_lines(tmp_path / "l.jsonl", ['{"id": "d1", "vector": [1]}'])
+    empty = write_lines(tmp_path / "empty.jsonl", [])
+    wrong_ext = write_lines(tmp_path / "v.tsv", ['{"id": "d1", "vector": {"a": 1}}'])
+    gz = tmp_path / "v.jsonl.gz"
+    with gzip.open(gz, "wt", encoding="utf-8") as f:
+        f.write('{"id": "d1", "vector": {"a": 1}}\n')
+
+    assert is_sparse_jsonl(vec) is True
+    assert is_sparse_jsonl(str(vec)) is True
+    assert is_sparse_jsonl(gz) is True
+    assert is_sparse_jsonl(corpus) is False
+    assert is_sparse_jsonl(listvec) is False
+    assert is_sparse_jsonl(empty) is False
+    assert is_sparse_jsonl(wrong_ext) is False
+    assert is_sparse_jsonl(tmp_path) is False  # a directory
+    assert is_sparse_jsonl(tmp_path / "missing.jsonl") is False
+    assert is_sparse_jsonl("beir/scifact/test") is False  # an ir_datasets id
+
+
+def test_is_sparse_jsonl_only_reads_the_first_record(tmp_path):
+    path = write_lines(tmp_path / "v.jsonl", ['{"id": "d1", "vector": {"a": 1}}', "{broken"])
+    assert is_sparse_jsonl(path) is True
+
+
+def test_write_then_read_round_trip(tmp_path):
+    path = tmp_path / "out.jsonl"
+    records = [("d1", {"a": 1.0, "b": 0.5}), ("d2", {"é": 2.0}), ("d3", {})]
+    assert write_sparse_jsonl(iter(records), path) == 3
+    assert is_sparse_jsonl(path)
+    assert [(i, v) for i, v, _ in iter_sparse_jsonl(path)] == records
+    assert json.loads(path.read_text(encoding="utf-8").splitlines()[1]) == {"id": "d2", "vector": {"é": 2.0}}
+
+
+def test_write_refuses_existing_path_without_overwrite(tmp_path):
+    path = tmp_path / "out.jsonl"
+    path.write_text("KEEP\n", encoding="utf-8")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        write_sparse_jsonl([("d1", {"a": 1.0})], path)
+    assert path.read_text(encoding="utf-8") == "KEEP\n"
+    assert write_sparse_jsonl([("d1", {"a": 1.0})], path, overwrite=True) == 1
+    assert [r[0] for r in iter_sparse_jsonl(path)] == ["d1"]
+
+
+def test_write_failure_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "out.jsonl"
+
+    def records():
+        yield "d1", {"a": 1.0}
+        raise RuntimeError("encoder crashed")
+
+    with pytest.raises(RuntimeError):
+        write_sparse_jsonl(records(), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vector_to_dict_rounds_to_six_digits():
+    vocab = ["x", "y", "z"]
+    terms = np.array([0, 2], dtype=np.int32)
+    got = vector_to_dict(terms, np.array([0.1234567891, 2.0], dtype=np.float32), vocab)
+    assert got == {"x": 0.123457, "z": 2.0}

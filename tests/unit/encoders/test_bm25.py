@@ -1,0 +1,207 @@
+"""BM25 as a sparse encoder: impacts checked against the Lucene formula computed by hand."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from lsr import pipeline
+from lsr.config import load_config
+from lsr.encoders import load_query_encoder
+from lsr.encoders.bm25 import BM25QueryEncoder
+from lsr.vectors import Vectors
+
+# (id, title, text); title and text are analyzed together ("title text")
+DOCS = [
+    ("d1", "Cats", "The cat sat on the mat."),
+    ("d2", "", "A dog and a cat."),
+    ("d3", "Dogs", "Dog dogs bird"),
+    ("d4", "", "fish"),
+]
+# The same documents analyzed by hand (lowercase, Lucene stopwords out, Porter stems).
+TF = {
+    "d1": {"cat": 2, "sat": 1, "mat": 1},  # "Cats" + "cat"; "the", "on" are stopwords
+    "d2": {"dog": 1, "cat": 1},  # "a", "and" are stopwords
+    "d3": {"dog": 3, "bird": 1},
+    "d4": {"fish": 1},
+}
+
+
+def expected_impacts(k1: float, b: float) -> dict[str, dict[str, float]]:
+    """impact(t, d) = idf(t) * tf / (tf + k1 * (1 - b + b * |d| / avgdl)),
+    idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))."""
+    n = len(TF)
+    doc_len = {d: sum(tf.values()) for d, tf in TF.items()}
+    avgdl = sum(doc_len.values()) / n
+    df: dict[str, int] = {}
+    for tf in TF.values():
+        for term in tf:
+            df[term] = df.get(term, 0) + 1
+    out = {}
+    for d, tf in TF.items():
+        out[d] = {}
+        for term, f in tf.items():
+            idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+            out[d][term] = idf * f / (f + k1 * (1 - b + b * doc_len[d] / avgdl))
+    return out
+
+
+def write_corpus(path, docs):
+    path.write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs),
+                    encoding="utf-8")
+    return path
+
+
+def encoded_weights(vectors: Vectors) -> dict[str, dict[str, float]]:
+    vocab = vectors.vocab()
+    ids = list(vectors.iter_ids())
+    rows = [batch.row(i) for batch in vectors.batches() for i in range(len(batch))]
+    return {doc_id: {vocab[t]: float(w) for t, w in zip(terms.tolist(), weights.tolist(), strict=True)}
+            for doc_id, (terms, weights) in zip(ids, rows, strict=True)}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "k1", "b"),
+    [
+        ([], 0.9, 0.4),  # defaults (Anserini's BEIR settings)
+        (["encoder.bm25.k1=1.2", "encoder.bm25.b=0.75"], 1.2, 0.75),
+        (["encoder.bm25.k1=2", "encoder.bm25.b=0"], 2.0, 0.0),  # b = 0: no length normalization
+    ],
+)
+@pytest.mark.parametrize("shard_docs", [1, 2, 100])
+def test_impacts_match_hand_computed_bm25(tmp_path, overrides, k1, b, shard_docs):
+    corpus = write_corpus(tmp_path / "corpus.jsonl", DOCS)
+    out = tmp_path / "vec"
+    cfg = load_config(None, [f"encoder.shard_docs={shard_docs}", *overrides])
+    meta = pipeline.encode_corpus(cfg, corpus, out)
+
+    vectors = Vectors(out)
+    assert vectors.n_docs == 4 and meta["n_docs"] == 4
+    assert len(vectors.meta["shards"]) == math.ceil(4 / shard_docs)
+    assert sorted(vectors.vocab()) == sorted({t for tf in TF.values() for t in tf})
+    assert vectors.meta["encoder"]["name"] == "bm25"
+    assert vectors.meta["encoder"]["bm25"]["k1"] == k1 and vectors.meta["encoder"]["bm25"]["b"] == b
+    assert vectors.meta["config"]["encoder"]["bm25"]["k1"] == k1
+
+    got = encoded_weights(vectors)
+    want = expected_impacts(k1, b)
+    assert list(got) == ["d1", "d2", "d3", "d4"]
+    for doc_id in want:
+        assert set(got[doc_id]) == set(want[doc_id]), doc_id
+        for term, weight in want[doc_id].items():
+            assert got[doc_id][term] == pytest.approx(weight, rel=1e-6), (doc_id, term)
+    for batch in vectors.batches():
+        batch.validate(n_terms=vectors.n_terms)
+
+
+def test_hand_computation_sanity():
+    """Guards the expectations themselves: rarer terms and shorter docs weigh more."""
+    w = expected_impacts(0.9, 0.4)
+    assert w["d2"]["dog"] > w["d3"]["dog"] / 3  # saturation: 3x the tf is far less than 3x the weight
+    assert w["d1"]["sat"] > w["d1"]["cat"] / 2  # idf(sat) > idf(cat)
+    assert w["d4"]["fish"] > w["d1"]["sat"]  # same idf and tf, shorter doc
+    assert all(v > 0 for doc in w.values() for v in doc.values())
+
+
+def test_jsonl_output_has_the_same_weights(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.jsonl", DOCS)
+    out = tmp_path / "vectors.jsonl"
+    pipeline.encode_corpus(load_config(None, ["encoder.shard_docs=3"]), corpus, out, fmt="jsonl")
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    want = expected_impacts(0.9, 0.4)
+    assert [r["id"] for r in records] == ["d1", "d2", "d3", "d4"]
+    for r in records:
+        assert r["vector"] == {t: pytest.approx(v, abs=2e-6) for t, v in want[r["id"]].items()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "vectors.jsonl"]
+
+
+def test_stemmer_none_keeps_surface_forms(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.jsonl", DOCS)
+    pipeline.encode_corpus(load_config(None, ["encoder.bm25.stemmer=none"]), corpus, tmp_path / "vec")
+    vocab = set(Vectors(tmp_path / "vec").vocab())
+    assert {"cats", "cat", "dogs", "dog"} <= vocab
+    assert "the" not in vocab
+
+
+def test_docstore_holds_titles_and_texts(tmp_path):
+    from lsr.data.docstore import DocStore
+
+    corpus = write_corpus(tmp_path / "corpus.jsonl", DOCS)
+    pipeline.encode_corpus(load_config(None, ["encoder.shard_docs=2"]), corpus, tmp_path / "vec")
+    store = DocStore(tmp_path / "vec")
+    assert [store.get(i) for i in range(len(store))] == [{"id": i, "title": t, "text": x} for i, t, x in DOCS]
+
+
+def test_document_without_terms_gets_an_empty_row(tmp_path, caplog):
+    corpus = write_corpus(tmp_path / "corpus.jsonl", [*DOCS[:2], ("empty", "", "the and of it"), DOCS[3]])
+    with caplog.at_level(logging.WARNING):
+        pipeline.encode_corpus(load_config(None, ["encoder.shard_docs=2"]), corpus, tmp_path / "vec")
+    vectors = Vectors(tmp_path / "vec")
+    got = encoded_weights(vectors)
+    assert list(got) == ["d1", "d2", "empty", "d4"]
+    assert got["empty"] == {}
+    assert all(got[d] for d in ("d1", "d2", "d4"))
+    assert "no terms" in caplog.text
+
+
+def test_encode_refuses_existing_output(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus.jsonl", DOCS)
+    (tmp_path / "vec").mkdir()
+    with pytest.raises(FileExistsError):
+        pipeline.encode_corpus(load_config(), corpus, tmp_path / "vec")
+
+
+# --- query side --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def term_index(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bm25q")
+    corpus = write_corpus(tmp / "corpus.jsonl", DOCS)
+    pipeline.encode_corpus(load_config(), corpus, tmp / "vec")
+    vectors = Vectors(tmp / "vec")
+    return {t: i for i, t in enumerate(vectors.vocab())}, vectors.meta["encoder"]
+
+
+def query_rows(encoder, texts, term_index):
+    vocab = {i: t for t, i in term_index.items()}
+    batch = encoder.encode(texts)
+    assert len(batch) == len(texts)
+    batch.validate(n_terms=len(term_index))
+    return [{vocab[t]: float(w) for t, w in zip(*map(np.ndarray.tolist, batch.row(i)), strict=True)}
+            for i in range(len(batch))]
+
+
+@pytest.mark.parametrize("from_meta", [False, True])
+def test_query_encoder(term_index, from_meta):
+    index, encoder_meta = term_index
+    if from_meta:  # how a Searcher rebuilds it from the index's meta.json
+        encoder = load_query_encoder(encoder_meta, index)
+    else:
+        encoder = BM25QueryEncoder(load_config().encoder.bm25, index)
+    rows = query_rows(encoder, [
+        "dog Dogs cat",  # repeated terms (after stemming) weigh their count
+        "zebra cat unicorn",  # unknown terms are dropped
+        "the and of it",  # all stopwords
+        "",
+        "zebra",  # only unknown terms
+        "cat cat cat mat",
+    ], index)
+    assert rows == [
+        {"dog": 2.0, "cat": 1.0},
+        {"cat": 1.0},
+        {},
+        {},
+        {},
+        {"cat": 3.0, "mat": 1.0},
+    ]
+
+
+def test_query_encoder_empty_batch(term_index):
+    index, _ = term_index
+    batch = BM25QueryEncoder(load_config().encoder.bm25, index).encode([])
+    assert len(batch) == 0 and batch.nnz == 0
