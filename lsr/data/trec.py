@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from lsr.data.jsonl import open_text
@@ -20,40 +20,41 @@ def read_qrels(path: str | Path) -> Qrels:
     TREC's ``qid iter docid grade``.
     """
     qrels: Qrels = {}
+    for line_no, parts in _fields(path):
+        if line_no == 1 and parts[0] in {"query-id", "qid", "query_id"}:
+            continue
+        if len(parts) == 3:
+            qid, doc_id, grade = parts
+        elif len(parts) == 4:
+            qid, _, doc_id, grade = parts
+        else:
+            raise DataFormatError(f"{path}:{line_no}: expected 3 (BEIR) or 4 (TREC) columns")
+        try:
+            qrels.setdefault(qid, {})[doc_id] = int(float(grade))
+        except (ValueError, OverflowError):  # OverflowError: int(float("inf"))
+            raise DataFormatError(f"{path}:{line_no}: grade {grade!r} is not a number") from None
+    return qrels
+
+
+def _fields(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line_number, whitespace-separated fields)`` of each non-blank line."""
     with open_text(path) as f:
         for line_no, line in enumerate(f, start=1):
             parts = line.split()
-            if not parts:
-                continue
-            if line_no == 1 and parts[0] in {"query-id", "qid", "query_id"}:
-                continue
-            if len(parts) == 3:
-                qid, doc_id, grade = parts
-            elif len(parts) == 4:
-                qid, _, doc_id, grade = parts
-            else:
-                raise DataFormatError(f"{path}:{line_no}: expected 3 (BEIR) or 4 (TREC) columns")
-            try:
-                qrels.setdefault(qid, {})[doc_id] = int(float(grade))
-            except (ValueError, OverflowError):  # OverflowError: int(float("inf"))
-                raise DataFormatError(f"{path}:{line_no}: grade {grade!r} is not a number") from None
-    return qrels
+            if parts:
+                yield line_no, parts
 
 
 def read_run(path: str | Path) -> Run:
     """Read a TREC run ``qid Q0 docid rank score tag`` as ``{qid: {docid: score}}``."""
     run: Run = {}
-    with open_text(path) as f:
-        for line_no, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 6:
-                raise DataFormatError(f"{path}:{line_no}: expected 6 columns, got {len(parts)}")
-            try:
-                run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
-            except ValueError:
-                raise DataFormatError(f"{path}:{line_no}: score {parts[4]!r} is not a number") from None
+    for line_no, parts in _fields(path):
+        if len(parts) != 6:
+            raise DataFormatError(f"{path}:{line_no}: expected 6 columns, got {len(parts)}")
+        try:
+            run.setdefault(parts[0], {})[parts[2]] = float(parts[4])
+        except ValueError:
+            raise DataFormatError(f"{path}:{line_no}: score {parts[4]!r} is not a number") from None
     return run
 
 

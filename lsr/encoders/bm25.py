@@ -71,13 +71,13 @@ class BM25Encoder:
 
     def _rewrite_as_impacts(self, writer: VectorWriter, doc_len: np.ndarray, n_terms: int,
                             progress: bool) -> None:
-        n_docs = len(doc_len)
+        # N and avgdl count only documents with at least one term, as Lucene's docCount does
+        n_docs = int(np.count_nonzero(doc_len))
         df = np.zeros(n_terms, dtype=np.int64)
         for _, batch in writer.iter_shards():  # one shard in memory at a time
             df += np.bincount(batch.term_ids, minlength=n_terms)
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
-        avgdl = float(doc_len.mean()) if n_docs else 1.0
-        self.stats = {"n_docs": n_docs, "avgdl": avgdl}
+        avgdl = float(doc_len.sum()) / n_docs if n_docs else 1.0
         first = 0
         for name, batch in tqdm(writer.iter_shards(), total=len(writer.shards), desc="bm25: impacts",
                                 unit="shard", disable=not progress):

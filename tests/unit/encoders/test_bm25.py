@@ -205,3 +205,14 @@ def test_query_encoder_empty_batch(term_index):
     index, _ = term_index
     batch = BM25QueryEncoder(load_config().encoder.bm25, index).encode([])
     assert len(batch) == 0 and batch.nnz == 0
+
+
+def test_documents_without_terms_do_not_change_the_statistics(tmp_path):
+    """As Lucene's docCount, N and avgdl count only documents that have terms."""
+    cfg = load_config(None)
+    pipeline.encode_corpus(cfg, write_corpus(tmp_path / "a.jsonl", DOCS), tmp_path / "a")
+    with_empty = [DOCS[0], ("e1", "", "the of and"), *DOCS[1:], ("e2", "", "")]
+    pipeline.encode_corpus(cfg, write_corpus(tmp_path / "b.jsonl", with_empty), tmp_path / "b")
+    plain, padded = encoded_weights(Vectors(tmp_path / "a")), encoded_weights(Vectors(tmp_path / "b"))
+    assert padded.pop("e1") == {} and padded.pop("e2") == {}
+    assert padded == plain
