@@ -21,6 +21,7 @@ import datetime as _dt
 import json
 import logging
 import shutil
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ def build_index(
         meta = {
             "format": INDEX_FORMAT,
             "format_version": INDEX_FORMAT_VERSION,
+            "uid": uuid.uuid4().hex,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "n_docs": n_docs,
             "n_terms": n_terms,

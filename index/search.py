@@ -17,12 +17,38 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from lsr.index.blockmax import BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
+from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.score import _search_batch, _search_one
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
 
 logger = logging.getLogger(__name__)
+
+MODES = ("exact", "safe", "approx")
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """How to search: ``exact`` scores every posting; ``safe`` (block-max, alpha = beta = 1) returns
+    exactly the same top-k; ``approx`` trades recall for speed with ``alpha`` (stop when the k-th
+    score exceeds alpha x the best remaining block bound) and ``beta`` (keep that fraction of the
+    query's terms, heaviest first)."""
+
+    mode: str = "exact"
+    alpha: float = 1.0
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {list(MODES)}")
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+        if self.mode != "approx" and (self.alpha != 1 or self.beta != 1):
+            raise ValueError(f"mode {self.mode!r} is exact: alpha and beta must be 1 (use mode='approx')")
 
 
 @dataclass(frozen=True)
@@ -48,6 +74,7 @@ class Index:
         self.n_docs: int = meta["n_docs"]
         self.n_terms: int = meta["n_terms"]
         self.scale = np.float32(meta["impacts"]["scale"])
+        self.blockmax: BlockMax | None = None
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> Index:
@@ -64,7 +91,9 @@ class Index:
         for name in meta.get("files", []):
             if not (path / name).is_file():
                 raise ArtifactError(f"{path / name} is missing; the index is incomplete, rebuild it")
-        return cls(path, meta, arrays)
+        index = cls(path, meta, arrays)
+        index.blockmax = BlockMax.load(path, meta)
+        return index
 
     @cached_property
     def doc_keys(self) -> list[str]:
@@ -106,40 +135,78 @@ class Index:
             raise ValueError(f"query term ids must lie in [0, {self.n_terms}); got {terms[0]}..{terms[-1]}")
         return terms.astype(TERM_DTYPE), weights.astype(WEIGHT_DTYPE)
 
-    def search(self, q_terms: Any, q_weights: Any, k: int = 10) -> SearchResult:
-        """Exhaustive top-k for one query, on the calling thread (the GIL is released).
+    def search(self, q_terms: Any, q_weights: Any, k: int = 10, mode: str = "exact", alpha: float = 1.0,
+               beta: float = 1.0) -> SearchResult:
+        """Top-k for one query, on the calling thread (the kernels release the GIL).
 
         Args:
             q_terms: term ids (repeats are summed).
             q_weights: one weight > 0 per term id.
             k: how many documents to return at most; only matching documents are returned.
+            mode, alpha, beta: see :class:`SearchParams`.
         """
         k = self._check_k(k)
+        params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         if len(terms) == 0 or self.n_docs == 0:
             return SearchResult(np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE))
-        docs, scores = _search_one(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights, k)
+        if params.mode == "exact":
+            docs, scores = _search_one(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights,
+                                       k)
+        else:
+            terms, weights = _prune_terms(terms, weights, _keep(len(terms), params.beta))
+            bm = self.blockmax
+            docs, scores = _bmp_search_one(bm.tb_ptr, bm.tb_block, bm.tb_max, bm.ub_ratio, bm.ub_slack,
+                                           bm.bt_ptr, bm.bt_term, bm.bt_post, bm.bp_doc, bm.bp_impact,
+                                           bm.block_size, terms, weights, k, np.float32(params.alpha))
         return SearchResult(docs, scores * self.scale)
 
-    def search_batch(
-        self, queries: SparseBatch, k: int = 10, threads: int | None = None
-    ) -> list[SearchResult]:
-        """Exhaustive top-k for a batch of queries, spread over ``threads`` (default: all cores)."""
+    def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
+        params = SearchParams(mode, alpha, beta)
+        if params.mode != "exact" and self.blockmax is None:
+            raise ValueError(f"mode {mode!r} needs block-max data, and {self.path} has none: build it with "
+                             "`lsr index --blockmax-only --out INDEX` (or lsr.index.blockmax.build_blockmax)")
+        return params
+
+    def search_batch(self, queries: SparseBatch, k: int = 10, threads: int | None = None, mode: str = "exact",
+                     alpha: float = 1.0, beta: float = 1.0) -> list[SearchResult]:
+        """Top-k for a batch of queries, spread over ``threads`` (default: all cores)."""
         k = self._check_k(k)
+        params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
+        if params.mode != "exact" and params.beta < 1:
+            queries = SparseBatch.from_rows(
+                _prune_terms(*queries.row(i), _keep(int(n), params.beta))
+                for i, n in enumerate(queries.row_nnz())
+            )
         n_queries = len(queries)
         out_docs = np.full((n_queries, k), -1, dtype=np.int32)
         out_scores = np.zeros((n_queries, k), dtype=SCORE_DTYPE)
         counts = np.zeros(n_queries, dtype=np.int64)
         if n_queries and self.n_docs:
-            threads = threads or numba.config.NUMBA_NUM_THREADS
+            workers = max(1, min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
             previous = numba.get_num_threads()
-            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+            numba.set_num_threads(workers)
             try:
-                _search_batch(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, queries.indptr,
-                              queries.term_ids, queries.weights, k, max(1, min(threads, n_queries)),
-                              out_docs, out_scores, counts)
+                self._run_batch(params, queries, k, min(workers, n_queries), out_docs, out_scores, counts)
             finally:
                 numba.set_num_threads(previous)
         return [SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
                 for i in range(n_queries)]
+
+    def _run_batch(self, params: SearchParams, queries: SparseBatch, k: int, n_workers: int,
+                   out_docs: np.ndarray, out_scores: np.ndarray, counts: np.ndarray) -> None:
+        q = (queries.indptr, queries.term_ids, queries.weights)
+        if params.mode == "exact":
+            _search_batch(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, *q, k, n_workers,
+                          out_docs, out_scores, counts)
+            return
+        bm = self.blockmax
+        _bmp_search_batch(bm.tb_ptr, bm.tb_block, bm.tb_max, bm.ub_ratio, bm.ub_slack, bm.bt_ptr, bm.bt_term,
+                          bm.bt_post, bm.bp_doc, bm.bp_impact, bm.block_size, *q, k,
+                          np.float32(params.alpha), n_workers, out_docs, out_scores, counts)
+
+
+def _keep(n_terms: int, beta: float) -> int:
+    """How many query terms query-term pruning keeps: ceil(beta * n), at least one."""
+    return max(1, int(np.ceil(beta * n_terms - 1e-9)))

@@ -1,0 +1,124 @@
+"""The block-max artifact: a ``blockmax/`` directory beside an index's posting lists.
+
+Built by :func:`build_blockmax` from an existing index (``lsr index`` builds it
+by default); loaded by :class:`lsr.index.Index` for ``mode="safe"`` and
+``mode="approx"``. It records the uid of the index it was built from and is
+refused if that index is rebuilt. Layout and kernels: ``lsr.index.kernels.blockmax``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsr.index.io import ArtifactError, atomic_directory, load_array, read_meta, save_array, write_meta
+from lsr.index.kernels.blockmax_build import _count_pairs, _fill_pairs
+
+logger = logging.getLogger(__name__)
+
+BLOCKMAX_DIR = "blockmax"
+BLOCKMAX_FORMAT = "lsr-blockmax"
+BLOCKMAX_FORMAT_VERSION = 1
+MAX_BLOCK_SIZE = 65536
+# slack on upper bounds stored coarser than the impacts (uint16/float32 indexes): ceil() makes the
+# stored maxima upper bounds in exact arithmetic; this covers float32 rounding of max * ratio.
+COARSE_UB_SLACK = 1.0 + 1e-5
+
+
+def check_block_size(block_size: int) -> int:
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or not (
+        1 <= block_size <= MAX_BLOCK_SIZE
+    ):
+        raise ValueError(f"block size must be an integer in [1, {MAX_BLOCK_SIZE}], got {block_size!r}")
+    return int(block_size)
+
+
+def build_blockmax(index_dir: str | Path, block_size: int = 64) -> dict[str, Any]:
+    """Build (or rebuild) ``index_dir/blockmax`` for the index in ``index_dir``; return its meta."""
+    from lsr.index.search import Index
+
+    block_size = check_block_size(block_size)
+    index = Index.load(index_dir)
+    n_blocks = max(1, -(-index.n_docs // block_size))
+    term_ptr, doc_ids, impacts = (np.asarray(a) for a in (index.term_ptr, index.doc_ids, index.impacts))
+    tb_count, bt_count, bp_count = _count_pairs(term_ptr, doc_ids, block_size, n_blocks)
+    n_pairs = int(tb_count.sum())
+    tb_ptr, bt_ptr, bp_start = (np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
+                                for c in (tb_count, bt_count, bp_count))
+    tb_block = np.empty(n_pairs, np.int32)
+    tb_maxf = np.empty(n_pairs, np.float64)
+    bt_term = np.empty(n_pairs, np.int32)
+    bt_post = np.empty(n_pairs + 1, np.int64)
+    bp_doc = np.empty(len(doc_ids), np.uint8 if block_size <= 256 else np.uint16)
+    bp_impact = np.empty(len(doc_ids), impacts.dtype)
+    _fill_pairs(term_ptr, doc_ids, impacts, block_size, tb_ptr, bt_ptr, bp_start, tb_block, tb_maxf,
+                bt_term, bt_post, bp_doc, bp_impact)
+    tb_max, ub_ratio, ub_slack = _quantize_maxima(tb_maxf, impacts.dtype)
+    arrays = {"tb_ptr": tb_ptr, "tb_block": tb_block, "tb_max": tb_max, "bt_ptr": bt_ptr,
+              "bt_term": bt_term, "bt_post": bt_post, "bp_doc": bp_doc, "bp_impact": bp_impact}
+    with atomic_directory(Path(index_dir) / BLOCKMAX_DIR, overwrite=True) as tmp:
+        specs = {name: save_array(tmp, name, arr) for name, arr in arrays.items()}
+        meta = {
+            "format": BLOCKMAX_FORMAT,
+            "format_version": BLOCKMAX_FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "index_uid": index.meta.get("uid"),
+            "n_docs": index.n_docs,
+            "n_postings": int(len(doc_ids)),
+            "block_size": block_size,
+            "n_blocks": n_blocks,
+            "n_pairs": n_pairs,
+            "ub_ratio": ub_ratio,
+            "ub_slack": ub_slack,
+            "arrays": specs,
+        }
+        write_meta(tmp, meta)
+    logger.info("block-max: %d blocks of %d docs, %d (term, block) pairs", n_blocks, block_size, n_pairs)
+    return meta
+
+
+def _quantize_maxima(tb_maxf: np.ndarray, impact_dtype: np.dtype) -> tuple[np.ndarray, float, float]:
+    """Block maxima as uint8: exact for uint8 impacts, else ceil(max / ratio) with a float slack."""
+    if impact_dtype == np.uint8:
+        return tb_maxf.astype(np.uint8), 1.0, 1.0
+    top = float(tb_maxf.max()) if len(tb_maxf) else 1.0
+    ratio = top / 255.0 if top > 0 else 1.0
+    q = np.clip(np.ceil(tb_maxf / ratio), 1, 255).astype(np.uint8)
+    return q, ratio, COARSE_UB_SLACK
+
+
+class BlockMax:
+    """A loaded block-max artifact (arrays memory-mapped)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
+        self.path = path
+        self.meta = meta
+        self.block_size: int = meta["block_size"]
+        self.ub_ratio = np.float32(meta["ub_ratio"])
+        self.ub_slack = np.float32(meta["ub_slack"])
+        for name, arr in arrays.items():
+            setattr(self, name, arr)
+
+    @classmethod
+    def load(cls, index_dir: Path, index_meta: dict[str, Any]) -> BlockMax | None:
+        """The artifact of ``index_dir``, None if it has none; refuse one built for another index."""
+        path = index_dir / BLOCKMAX_DIR
+        if not path.exists():
+            return None
+        meta = read_meta(path, BLOCKMAX_FORMAT, (BLOCKMAX_FORMAT_VERSION,))
+        if meta.get("index_uid") != index_meta.get("uid") or meta["n_postings"] != index_meta["n_postings"]:
+            raise ArtifactError(
+                f"{path} was built for index {meta.get('index_uid')} ({meta['n_postings']} postings), but "
+                f"{index_dir} is index {index_meta.get('uid')} ({index_meta['n_postings']} postings): "
+                "rebuild it with `lsr index --blockmax-only` or lsr.index.blockmax.build_blockmax"
+            )
+        arrays = {name: load_array(path, name, spec) for name, spec in meta["arrays"].items()}
+        return cls(path, meta, arrays)
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(getattr(self, name).nbytes for name in self.meta["arrays"]))

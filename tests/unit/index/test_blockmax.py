@@ -1,0 +1,137 @@
+"""Block-max search (safe and approx) against the exhaustive scorer, which is itself checked
+against the dense reference in test_search.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from corpora import build, build_with_blockmax, random_corpus
+
+from lsr.index import Index, SparseBatch
+from lsr.index.io import ArtifactError
+
+
+def random_queries(rng, n_terms, n, integer):
+    rows = []
+    for _ in range(n):
+        m = int(rng.integers(1, 12))
+        terms = rng.choice(n_terms, size=m, replace=False)
+        rows.append((terms, rng.integers(1, 4, size=m) if integer else rng.uniform(0.05, 2.0, m)))
+    return rows
+
+
+def assert_identical(a, b):
+    np.testing.assert_array_equal(a.docs, b.docs)
+    np.testing.assert_array_equal(a.scores, b.scores)
+
+
+@pytest.mark.parametrize("impact_dtype", ["uint8", "uint16", "float32"])
+@pytest.mark.parametrize("block_size", [1, 3, 16, 64, 300])
+@pytest.mark.parametrize("integer", [True, False])
+def test_safe_mode_equals_exhaustive(tmp_path, impact_dtype, block_size, integer):
+    rng = np.random.default_rng(block_size * 7 + integer)
+    n_terms = 50
+    # 433 docs: the last block is partial for every block size but 1
+    corpus = random_corpus(rng, n_docs=433, n_terms=n_terms, max_nnz=15, integer=integer)
+    index = build_with_blockmax(tmp_path, corpus, n_terms, impact_dtype, block_size)
+    for terms, weights in random_queries(rng, n_terms, 40, integer):
+        for k in (1, 10, 100, 1000):
+            assert_identical(index.search(terms, weights, k, mode="safe"), index.search(terms, weights, k))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_equals_single_in_every_mode(tmp_path, threads):
+    rng = np.random.default_rng(3)
+    corpus = random_corpus(rng, 500, 40, 12, integer=True)
+    index = build_with_blockmax(tmp_path, corpus, 40, "uint8", 32)
+    rows = random_queries(rng, 40, 30, integer=True) + [([], [])]
+    queries = SparseBatch.from_rows(rows)
+    for mode, alpha, beta in (("exact", 1, 1), ("safe", 1, 1), ("approx", 0.7, 0.5), ("approx", 1, 0.3)):
+        batch = index.search_batch(queries, k=10, threads=threads, mode=mode, alpha=alpha, beta=beta)
+        for i, res in enumerate(batch):
+            assert_identical(res, index.search(*queries.row(i), k=10, mode=mode, alpha=alpha, beta=beta))
+
+
+def test_approx_returns_true_scores_and_loses_little(tmp_path):
+    rng = np.random.default_rng(11)
+    corpus = random_corpus(rng, 2000, 80, 20, integer=False)
+    index = build_with_blockmax(tmp_path, corpus, 80, "uint8", 32)
+    recalls = []
+    for terms, weights in random_queries(rng, 80, 50, integer=False):
+        exact = index.search(terms, weights, 10)
+        approx = index.search(terms, weights, 10, mode="approx", alpha=0.9)
+        full = dict(zip(index.search(terms, weights, 10**6).docs.tolist(),
+                        index.search(terms, weights, 10**6).scores.tolist(), strict=True))
+        assert all(full[d] == s for d, s in zip(approx.docs.tolist(), approx.scores.tolist(), strict=True))
+        recalls.append(len(set(exact.docs.tolist()) & set(approx.docs.tolist())) / max(len(exact), 1))
+        # alpha = beta = 1 in approx mode is the safe search
+        assert_identical(index.search(terms, weights, 10, mode="approx"), exact)
+    assert np.mean(recalls) >= 0.8
+
+
+def test_beta_keeps_the_heaviest_terms(tmp_path):
+    corpus = SparseBatch.from_rows([([0], [1.0]), ([1], [1.0]), ([2], [1.0])])
+    index = build_with_blockmax(tmp_path, corpus, 3, "float32", 2)
+    res = index.search([0, 1, 2], [0.5, 3.0, 1.0], k=10, mode="approx", beta=0.3)  # ceil(0.9): 1 term
+    assert res.docs.tolist() == [1]
+    res = index.search([0, 1, 2], [0.5, 3.0, 1.0], k=10, mode="approx", beta=0.5)  # ceil(1.5): 2 terms
+    assert res.docs.tolist() == [1, 2]
+
+
+def test_edge_cases(tmp_path):
+    # docs 0 and 4 tie; term 3 has no postings; the last block (doc 4) is partial
+    corpus = SparseBatch.from_rows([([0, 1], [2, 1]), ([1], [5]), ([0], [1]), ([], []), ([0], [2])])
+    index = build_with_blockmax(tmp_path, corpus, 4, "float32", 2)
+    assert len(index.search([], [], k=5, mode="safe")) == 0
+    assert len(index.search([3], [1.0], k=5, mode="safe")) == 0
+    res = index.search([0], [1.0], k=100, mode="safe")
+    assert res.docs.tolist() == [0, 4, 2] and res.scores.tolist() == [2.0, 2.0, 1.0]
+    assert index.search([0], [1.0], k=1, mode="safe").docs.tolist() == [0]  # tie: lower doc id wins
+
+
+def test_empty_corpus(tmp_path):
+    index = build_with_blockmax(tmp_path, SparseBatch.empty(), 3, "uint8", 8)
+    assert len(index.search([1], [1.0], k=5, mode="safe")) == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"mode": "fast"}, "mode 'fast' is not one of"),
+    ({"mode": "approx", "alpha": 0}, r"alpha must be a number in \(0, 1\]"),
+    ({"mode": "approx", "alpha": 1.5}, r"alpha must be a number in \(0, 1\]"),
+    ({"mode": "approx", "beta": float("nan")}, r"beta must be a number in \(0, 1\]"),
+    ({"mode": "safe", "alpha": 0.5}, "use mode='approx'"),
+    ({"mode": "exact", "beta": 0.5}, "use mode='approx'"),
+])
+def test_bad_parameters(tmp_path, kwargs, match):
+    index = build_with_blockmax(tmp_path, SparseBatch.from_rows([([0], [1.0])]), 1, "uint8", 8)
+    with pytest.raises(ValueError, match=match):
+        index.search([0], [1.0], k=5, **kwargs)
+
+
+def test_block_max_needed_for_pruned_modes(tmp_path):
+    index = build(tmp_path, SparseBatch.from_rows([([0], [1.0])]), 1, "uint8")
+    with pytest.raises(ValueError, match="needs block-max data"):
+        index.search([0], [1.0], k=5, mode="safe")
+
+
+def test_block_max_of_another_index_is_refused(tmp_path):
+    a = build_with_blockmax(tmp_path, SparseBatch.from_rows([([0], [1.0]), ([0], [2.0])]), 1, "uint8", 8)
+    b = build(tmp_path, SparseBatch.from_rows([([0], [1.0]), ([0], [2.0])]), 1, "uint8")
+    shutil.copytree(a.path / "blockmax", b.path / "blockmax")
+    with pytest.raises(ArtifactError) as err:
+        Index.load(b.path)
+    uid_a = json.loads((a.path / "meta.json").read_text())["uid"]
+    uid_b = json.loads((b.path / "meta.json").read_text())["uid"]
+    assert uid_a in str(err.value) and uid_b in str(err.value)
+
+
+@pytest.mark.parametrize("block_size", [0, -1, 70000, 2.5, True])
+def test_bad_block_size(tmp_path, block_size):
+    from lsr.index.blockmax import build_blockmax
+
+    index = build(tmp_path, SparseBatch.from_rows([([0], [1.0])]), 1, "uint8")
+    with pytest.raises(ValueError, match="block size must be an integer"):
+        build_blockmax(index.path, block_size)
