@@ -19,8 +19,9 @@ from lsr import __version__
 from lsr.config import Config, to_dict
 from lsr.eval.datasets import EvalDataset, load_eval_dataset
 from lsr.eval.metrics import evaluate_run
-from lsr.index import SparseBatch
-from lsr.searcher import Searcher
+from lsr.index import SearchParams, SparseBatch
+from lsr.searcher import Searcher, search_params
+from lsr.timing import latency_summary, time_queries
 
 logger = logging.getLogger(__name__)
 
@@ -45,28 +46,17 @@ def flops(doc_df: np.ndarray, n_docs: int, queries: SparseBatch, n_terms: int) -
     return float(np.dot(q_df / len(queries), doc_df / n_docs))
 
 
-def measure_latency(searcher: Searcher, texts: list[str], k: int) -> dict[str, float]:
-    """Per-query wall time (encode + search, one thread), after a warm-up query."""
-    index = searcher.index
-    warm = searcher.encode_texts(texts[:1])
-    index.search(*warm.row(0), k=k)
-    encode_ms, total_ms = [], []
-    for text in texts:
-        t0 = time.perf_counter()
-        q = searcher.encode_texts([text])
-        t1 = time.perf_counter()
-        index.search(*q.row(0), k=k)
-        t2 = time.perf_counter()
-        encode_ms.append((t1 - t0) * 1e3)
-        total_ms.append((t2 - t0) * 1e3)
-    total = np.asarray(total_ms)
-    return {
-        "p50": float(np.percentile(total, 50)),
-        "p99": float(np.percentile(total, 99)),
-        "mean": float(total.mean()),
-        "encode_mean": float(np.mean(encode_ms)),
-        "qps_one_thread": float(1e3 / total.mean()),
-    }
+def measure_latency(searcher: Searcher, texts: list[str], k: int, params: SearchParams) -> dict[str, float]:
+    """Per-query wall time of encode + search on one thread (lsr.timing), plus encoding alone."""
+    kwargs = {"mode": params.mode, "alpha": params.alpha, "beta": params.beta}
+
+    def encode_and_search(i: int) -> None:
+        q = searcher.encode_texts([texts[i]])
+        searcher.index.search(*q.row(0), k=k, **kwargs)
+
+    summary = latency_summary(time_queries(encode_and_search, len(texts)))
+    encode_ms = time_queries(lambda i: searcher.encode_texts([texts[i]]), len(texts))
+    return {**summary, "encode_mean": float(encode_ms.mean())}
 
 
 def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Config,
@@ -82,18 +72,24 @@ def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Conf
     t0 = time.perf_counter()
     queries = searcher.encode_texts(texts)
     t1 = time.perf_counter()
-    run = searcher.run(qids, queries, k=cfg.k, threads=config.search.threads, progress=progress)
+    params = search_params(config.search)
+    run = searcher.run(qids, queries, k=cfg.k, threads=config.search.threads, progress=progress,
+                       params=params)
     t2 = time.perf_counter()
     metrics = evaluate_run(dataset.qrels, run, cfg.metrics, cfg.relevance_level)
     sample = texts[: cfg.latency_queries] if cfg.latency_queries else texts
-    latency = measure_latency(searcher, sample, cfg.k) if sample else {}
+    latency = measure_latency(searcher, sample, cfg.k, params) if sample else {}
     doc_df = np.diff(np.asarray(index.term_ptr))
     return {
         "lsr_version": __version__,
         "dataset": {"name": dataset.name, "spec": str(dataset_spec), "split": cfg.split,
                     "n_queries": len(qids), "n_judged": len(dataset.qrels), **coverage},
         "index": {"path": str(index_dir), "n_docs": index.n_docs, "n_terms": index.n_terms,
-                  "n_postings": int(index.meta["n_postings"]), "impacts": index.meta["impacts"]},
+                  "n_postings": int(index.meta["n_postings"]), "impacts": index.meta["impacts"],
+                  "reorder": index.meta.get("reorder", {"method": "none"}),
+                  "blockmax": ({k: index.blockmax.meta[k] for k in ("block_size", "n_blocks", "n_pairs")}
+                               | {"bytes": index.blockmax.nbytes}) if index.blockmax else None},
+        "search": {"mode": params.mode, "alpha": params.alpha, "beta": params.beta},
         "metrics": metrics,
         "eval_k": cfg.k,
         "latency_ms": latency,

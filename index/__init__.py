@@ -2,12 +2,14 @@
 
 Public API:
     SparseBatch            CSR batch of sparse vectors, the only form that crosses packages
-    build_index            forward vectors -> CSC posting lists on disk
-    Index                  memory-mapped index with exhaustive top-k search
+    build_index            forward vectors -> CSC posting lists (+ block-max data) on disk
+    BuildOptions           quantization, document reordering, block size
+    Index                  memory-mapped index: exact, safe and approximate top-k
+    SearchParams           mode (exact | safe | approx), alpha, beta
 """
 
-from lsr.index.builder import build_index
-from lsr.index.search import Index, SearchResult
+from lsr.index.builder import BuildOptions, build_index
+from lsr.index.search import Index, SearchParams, SearchResult
 from lsr.index.sparse import SparseBatch
 
-__all__ = ["Index", "SearchResult", "SparseBatch", "build_index"]
+__all__ = ["BuildOptions", "Index", "SearchParams", "SearchResult", "SparseBatch", "build_index"]

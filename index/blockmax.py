@@ -114,7 +114,7 @@ class BlockMax:
             raise ArtifactError(
                 f"{path} was built for index {meta.get('index_uid')} ({meta['n_postings']} postings), but "
                 f"{index_dir} is index {index_meta.get('uid')} ({index_meta['n_postings']} postings): "
-                "rebuild it with `lsr index --blockmax-only` or lsr.index.blockmax.build_blockmax"
+                "rebuild it with `lsr index --blockmax-for INDEX` or lsr.index.blockmax.build_blockmax"
             )
         arrays = {name: load_array(path, name, spec) for name, spec in meta["arrays"].items()}
         return cls(path, meta, arrays)

@@ -21,15 +21,19 @@ import datetime as _dt
 import json
 import logging
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lsr.index.blockmax import build_blockmax, check_block_size
 from lsr.index.io import atomic_directory, save_array, write_meta
-from lsr.index.kernels.invert import _scatter_postings
+from lsr.index.kernels.invert import _scatter_postings, _scatter_postings_mapped, _sort_postings
+from lsr.index.reorder import REORDER_METHODS, bp_order
 from lsr.index.sparse import DOC_DTYPE, PTR_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -58,17 +62,69 @@ def quantize(weights: np.ndarray, impact_dtype: str, scale: float) -> np.ndarray
     return np.clip(q, 1, np.iinfo(dtype).max).astype(dtype)
 
 
-def _count_pass(batches: Iterable[SparseBatch], n_terms: int) -> tuple[np.ndarray, int, float, int]:
-    counts = np.zeros(n_terms, dtype=np.int64)
-    n_docs, max_weight, empty_docs = 0, 0.0, 0
+@dataclass(frozen=True)
+class BuildOptions:
+    """How to build: impact quantization, document reordering, block-max data.
+
+    Attributes:
+        impact_dtype: "uint8", "uint16" or "float32".
+        reorder: "none", or "bp" (recursive graph bisection down to ``block_size`` docs).
+        bp_iterations: swap rounds per bisection level.
+        block_size: docs per block of the block-max artifact; None builds no block-max data.
+    """
+
+    impact_dtype: str = "uint8"
+    reorder: str = "none"
+    bp_iterations: int = 20
+    block_size: int | None = 64
+
+    def __post_init__(self) -> None:
+        if self.impact_dtype not in IMPACT_DTYPES:
+            raise ValueError(f"impact dtype {self.impact_dtype!r} is not one of {sorted(IMPACT_DTYPES)}")
+        if self.reorder not in REORDER_METHODS:
+            raise ValueError(f"reorder {self.reorder!r} is not one of {list(REORDER_METHODS)}")
+        if self.block_size is not None:
+            check_block_size(self.block_size)
+
+
+@dataclass
+class _Pass1:
+    counts: np.ndarray
+    n_docs: int = 0
+    max_weight: float = 0.0
+    empty_docs: int = 0
+    forward: list[SparseBatch] | None = None  # kept only when reordering needs the forward index
+
+
+def _count_pass(batches: Iterable[SparseBatch], n_terms: int, keep_forward: bool) -> _Pass1:
+    stats = _Pass1(np.zeros(n_terms, dtype=np.int64), forward=[] if keep_forward else None)
     for batch in batches:
         batch.validate(n_terms)
-        counts += np.bincount(batch.term_ids, minlength=n_terms)
-        n_docs += len(batch)
-        empty_docs += int(np.count_nonzero(batch.row_nnz() == 0))
+        stats.counts += np.bincount(batch.term_ids, minlength=n_terms)
+        stats.n_docs += len(batch)
+        stats.empty_docs += int(np.count_nonzero(batch.row_nnz() == 0))
         if batch.nnz:
-            max_weight = max(max_weight, float(batch.weights.max()))
-    return counts, n_docs, max_weight, empty_docs
+            stats.max_weight = max(stats.max_weight, float(batch.weights.max()))
+        if keep_forward:
+            stats.forward.append(SparseBatch(np.asarray(batch.indptr), np.asarray(batch.term_ids),
+                                             np.zeros(0, np.float32)))
+    return stats
+
+
+def _doc_order(stats: _Pass1, n_terms: int, options: BuildOptions) -> tuple[np.ndarray | None, dict]:
+    """The reordering permutation (new doc i = original doc perm[i]) and its meta section."""
+    if options.reorder == "none" or stats.n_docs == 0:
+        return None, {"method": "none"}
+    start = time.perf_counter()
+    indptr = np.concatenate([[0]] + [b.indptr[1:] + b_off for b, b_off in
+                                     zip(stats.forward, np.cumsum([0] + [b.nnz for b in stats.forward[:-1]]),
+                                         strict=True)])
+    forward = SparseBatch(indptr.astype(PTR_DTYPE), np.concatenate([b.term_ids for b in stats.forward]),
+                          np.zeros(0, np.float32))
+    perm = bp_order(forward, n_terms, leaf_size=options.block_size or 64, iterations=options.bp_iterations)
+    section = {"method": "bp", "iterations": options.bp_iterations, "leaf_size": options.block_size or 64,
+               "seconds": round(time.perf_counter() - start, 3)}
+    return perm, section
 
 
 def build_index(
@@ -77,91 +133,109 @@ def build_index(
     doc_keys: Sequence[str] | Path,
     vocab: Sequence[str] | Path,
     out: str | Path,
-    impact_dtype: str = "uint8",
+    options: BuildOptions | None = None,
     sections: dict[str, Any] | None = None,
     extra_files: dict[str, Path] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Build an index directory atomically and return its meta.
+    """Build an index directory atomically (block-max data included) and return its meta.
 
     Args:
         batches: called twice; each call yields the corpus as CSR batches in doc order.
         n_terms: vocabulary size; term ids lie in [0, n_terms).
-        doc_keys: external doc ids in internal order (a list, or a path to an ids.txt).
+        doc_keys: external doc ids in input order (a list, or a path to an ids.txt).
         vocab: term strings by term id (a list, or a path to a vocab.json).
         out: the index directory; replaced only once the new one is complete.
-        impact_dtype: "uint8", "uint16" or "float32".
+        options: quantization, reordering and block-max settings.
         sections: extra JSON sections for meta.json (encoder, resolved config, source).
         extra_files: files copied into the index under the given names (e.g. a docstore).
         overwrite: replace an existing ``out``.
     """
-    if impact_dtype not in IMPACT_DTYPES:
-        raise ValueError(f"impact dtype {impact_dtype!r} is not one of {sorted(IMPACT_DTYPES)}")
-    counts, n_docs, max_weight, empty_docs = _count_pass(batches(), n_terms)
+    options = options or BuildOptions()
+    stats = _count_pass(batches(), n_terms, keep_forward=options.reorder != "none")
+    perm, reorder_meta = _doc_order(stats, n_terms, options)
+    stats.forward = None
     term_ptr = np.zeros(n_terms + 1, dtype=PTR_DTYPE)
-    np.cumsum(counts, out=term_ptr[1:])
+    np.cumsum(stats.counts, out=term_ptr[1:])
     n_postings = int(term_ptr[-1])
-    scale = quantization_scale(max_weight, impact_dtype)
+    scale = quantization_scale(stats.max_weight, options.impact_dtype)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         arrays = {"term_ptr": save_array(tmp, "term_ptr", term_ptr)}
-        _fill_pass(batches(), tmp, term_ptr, impact_dtype, scale, n_docs)
+        _fill_pass(batches(), tmp, term_ptr, options.impact_dtype, scale, stats.n_docs, perm)
         arrays["doc_ids"] = {"dtype": np.dtype(DOC_DTYPE).name, "shape": [n_postings]}
-        arrays["impacts"] = {"dtype": np.dtype(IMPACT_DTYPES[impact_dtype]).name, "shape": [n_postings]}
-        n_keys = _write_lines_or_copy(doc_keys, tmp / "ids.txt")
-        if n_keys != n_docs:
-            raise ValueError(f"{n_keys} doc ids for {n_docs} vectors: ids and vectors disagree")
+        impact_name = np.dtype(IMPACT_DTYPES[options.impact_dtype]).name
+        arrays["impacts"] = {"dtype": impact_name, "shape": [n_postings]}
+        _write_doc_keys(doc_keys, tmp / "ids.txt", stats.n_docs, perm)
         _write_vocab(vocab, tmp / "vocab.json", n_terms)
+        files = ["ids.txt", "vocab.json", *(extra_files or {})]
         for name, src in (extra_files or {}).items():
             shutil.copyfile(src, tmp / name)
+        if perm is not None:
+            arrays["doc_order"] = save_array(tmp, "doc_order", perm)
         meta = {
             "format": INDEX_FORMAT,
             "format_version": INDEX_FORMAT_VERSION,
             "uid": uuid.uuid4().hex,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "n_docs": n_docs,
+            "n_docs": stats.n_docs,
             "n_terms": n_terms,
             "n_postings": n_postings,
-            "impacts": {"dtype": impact_dtype, "method": "linear" if impact_dtype != "float32" else "none",
-                        "scale": scale, "max_weight": max_weight},
-            "stats": {"doc_nnz_avg": n_postings / max(n_docs, 1), "empty_docs": empty_docs},
+            "impacts": {"dtype": options.impact_dtype,
+                        "method": "linear" if options.impact_dtype != "float32" else "none",
+                        "scale": scale, "max_weight": stats.max_weight},
+            "reorder": reorder_meta,
+            "stats": {"doc_nnz_avg": n_postings / max(stats.n_docs, 1), "empty_docs": stats.empty_docs},
             "arrays": arrays,
-            "files": sorted(["ids.txt", "vocab.json", *(extra_files or {})]),
+            "files": sorted(files),
             **(sections or {}),
         }
         write_meta(tmp, meta)
-    logger.info("built index %s: %d docs, %d terms, %d postings", out, n_docs, n_terms, n_postings)
+        if options.block_size is not None:
+            build_blockmax(tmp, options.block_size)
+    logger.info("built index %s: %d docs, %d terms, %d postings", out, stats.n_docs, n_terms, n_postings)
     return meta
 
 
 def _fill_pass(batches: Iterable[SparseBatch], tmp: Path, term_ptr: np.ndarray, impact_dtype: str,
-               scale: float, n_docs: int) -> None:
+               scale: float, n_docs: int, perm: np.ndarray | None) -> None:
     n_postings = int(term_ptr[-1])
     doc_ids = np.lib.format.open_memmap(tmp / "doc_ids.npy", mode="w+", dtype=DOC_DTYPE, shape=(n_postings,))
     impacts = np.lib.format.open_memmap(
         tmp / "impacts.npy", mode="w+", dtype=IMPACT_DTYPES[impact_dtype], shape=(n_postings,)
     )
+    new_id = None
+    if perm is not None:
+        new_id = np.empty(n_docs, dtype=DOC_DTYPE)
+        new_id[perm] = np.arange(n_docs, dtype=DOC_DTYPE)
     fill_pos = term_ptr[:-1].copy()
     doc_offset = 0
     for batch in batches:
         q = quantize(batch.weights, impact_dtype, scale)
-        _scatter_postings(batch.indptr, batch.term_ids, q, doc_offset, fill_pos, doc_ids, impacts)
+        if new_id is None:
+            _scatter_postings(batch.indptr, batch.term_ids, q, doc_offset, fill_pos, doc_ids, impacts)
+        else:
+            _scatter_postings_mapped(batch.indptr, batch.term_ids, q, new_id[doc_offset:], fill_pos, doc_ids,
+                                     impacts)
         doc_offset += len(batch)
     if doc_offset != n_docs or not np.array_equal(fill_pos, term_ptr[1:]):
         raise RuntimeError("the vector source changed between the two build passes")
+    if new_id is not None:
+        _sort_postings(term_ptr, doc_ids, impacts)
     doc_ids.flush()
     impacts.flush()
     del doc_ids, impacts
 
 
-def _write_lines_or_copy(lines: Sequence[str] | Path, dest: Path) -> int:
-    if isinstance(lines, Path):
-        shutil.copyfile(lines, dest)
-        with open(dest, encoding="utf-8") as f:
-            return sum(1 for _ in f)
+def _write_doc_keys(doc_keys: Sequence[str] | Path, dest: Path, n_docs: int, perm: np.ndarray | None) -> None:
+    if isinstance(doc_keys, Path):
+        with open(doc_keys, encoding="utf-8") as f:
+            doc_keys = f.read().splitlines()
+    if len(doc_keys) != n_docs:
+        raise ValueError(f"{len(doc_keys)} doc ids for {n_docs} vectors: ids and vectors disagree")
+    order = perm.tolist() if perm is not None else range(n_docs)
     with open(dest, "w", encoding="utf-8") as f:
-        for line in lines:
-            f.write(line + "\n")
-    return len(lines)
+        for i in order:
+            f.write(doc_keys[i] + "\n")
 
 
 def _write_vocab(vocab: Sequence[str] | Path, dest: Path, n_terms: int) -> None:

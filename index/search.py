@@ -165,7 +165,7 @@ class Index:
         params = SearchParams(mode, alpha, beta)
         if params.mode != "exact" and self.blockmax is None:
             raise ValueError(f"mode {mode!r} needs block-max data, and {self.path} has none: build it with "
-                             "`lsr index --blockmax-only --out INDEX` (or lsr.index.blockmax.build_blockmax)")
+                             "`lsr index --blockmax-for INDEX` (or lsr.index.blockmax.build_blockmax)")
         return params
 
     def search_batch(self, queries: SparseBatch, k: int = 10, threads: int | None = None, mode: str = "exact",

@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from lsr import __version__
@@ -45,12 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _common(p)
 
-    p = sub.add_parser("index", help="build an inverted index from vectors, or from a corpus")
+    p = sub.add_parser("index", help="build an inverted index from vectors, or from a corpus",
+                       description="Build an index (posting lists plus block-max data; see the index.* "
+                       "config keys: impact_dtype, block_size, reorder, blockmax).")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--vectors", help="a vectors directory from `lsr encode`, or sparse-vector JSONL")
     src.add_argument("--corpus", help="a corpus to encode then index (needs --encoder)")
+    src.add_argument("--blockmax-for", metavar="INDEX",
+                     help="(re)build only the block-max data of an existing index (index.block_size)")
     p.add_argument("--encoder", help="encoder for --corpus (bm25); sets encoder.name")
-    p.add_argument("--out", required=True, help="index directory to create")
+    p.add_argument("--out", help="index directory to create (with --vectors or --corpus)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out; the old index stays until the new one is complete")
     _common(p)
@@ -64,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, help="results per query (search.k; default 10 for a text query, "
                    "1000 for --queries)")
     p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
+    _search_mode_flags(p)
+    p.add_argument("--stats", metavar="S.json", help="with --queries: also time each query alone on one "
+                   "thread (after warm-up, index load excluded) and write mean/p50/p99 ms and queries/s")
     p.add_argument("--out", help="TREC run file to write (with --queries)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _common(p)
@@ -73,12 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="BEIR folder or ir_datasets id")
     p.add_argument("--split", help="qrels split of a BEIR folder (eval.split, default test)")
     p.add_argument("--k", type=int, help="depth of the run (eval.k, default 1000)")
+    _search_mode_flags(p)
     p.add_argument("--out", help="write the JSON report here")
     _common(p)
     return parser
 
 
+def _search_mode_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=("exact", "safe", "approx"),
+                   help="search.mode: exact scores every posting; safe uses block-max pruning with "
+                   "identical results; approx prunes further with --alpha/--beta")
+    p.add_argument("--alpha", type=float, help="search.alpha in (0, 1], approx: stop when the k-th score "
+                   "exceeds alpha x the best block bound left")
+    p.add_argument("--beta", type=float, help="search.beta in (0, 1], approx: keep this fraction of each "
+                   "query's terms, heaviest first")
+
+
 def _config(args: argparse.Namespace, extra: list[str]) -> Config:
+    for flag in ("mode", "alpha", "beta"):
+        if getattr(args, flag, None) is not None:
+            extra = [*extra, f"search.{flag}={getattr(args, flag)}"]
     return load_config(args.config, [*args.overrides, *extra])
 
 
@@ -102,6 +124,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.corpus and not args.encoder:
         raise LsrError("--corpus needs --encoder (e.g. --encoder bm25)")
     cfg = _config(args, [f"encoder.name={args.encoder}"] if args.encoder else [])
+    if args.blockmax_for:
+        from lsr.index.blockmax import build_blockmax
+
+        bm = build_blockmax(args.blockmax_for, cfg.index.block_size)
+        print(f"block-max data: {bm['n_blocks']} blocks of {bm['block_size']} docs, {bm['n_pairs']} "
+              f"(term, block) pairs -> {args.blockmax_for}/blockmax")
+        return 0
+    if not args.out:
+        raise LsrError("--out is required with --vectors or --corpus")
     if args.corpus:
         meta = index_corpus(cfg, args.corpus, args.out, args.overwrite, _progress(args))
     else:
@@ -112,7 +143,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from lsr.searcher import Searcher
+    from lsr.searcher import Searcher, search_params
 
     if bool(args.query) == bool(args.queries):
         raise LsrError("give either a query text or --queries FILE")
@@ -120,8 +151,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     extra += [f"search.threads={args.threads}"] if args.threads is not None else []
     cfg = _config(args, extra)
     searcher = Searcher(args.index)
+    params = search_params(cfg.search)
     if args.query:
-        for hit in searcher.search(args.query, k=args.k or 10):
+        for hit in searcher.search(args.query, k=args.k or 10, params=params):
             print(f"{hit.rank:>4}  {hit.doc_id:<20} {hit.score:10.4f}  {hit.title[:80]}")
         return 0
     if not args.out:
@@ -133,11 +165,34 @@ def cmd_search(args: argparse.Namespace) -> int:
     from lsr.data.trec import write_run
 
     qids, encoded = load_query_input(searcher, args.queries, args.split)
+    start = time.perf_counter()
     run = searcher.run(qids, encoded, cfg.search.k, cfg.search.threads, cfg.search.batch_size,
-                       _progress(args))
+                       _progress(args), params)
+    elapsed = time.perf_counter() - start
     write_run(run, out)
-    print(f"searched {len(run)} queries (k={cfg.search.k}) -> {out}")
+    print(f"searched {len(run)} queries (k={cfg.search.k}, mode {params.mode}) -> {out}")
+    if args.stats:
+        _write_stats(args.stats, searcher, encoded, cfg, params, elapsed)
     return 0
+
+
+def _write_stats(path: str, searcher, encoded, cfg: Config, params, run_seconds: float) -> None:
+    from lsr.index.io import write_json
+
+    stats = {
+        "index": str(searcher.index.path),
+        "k": cfg.search.k,
+        "mode": params.mode, "alpha": params.alpha, "beta": params.beta,
+        "latency_ms": searcher.latency(encoded, cfg.search.k, params),
+        "batch": searcher.batch_throughput(encoded, cfg.search.k, cfg.search.threads, params),
+        "run": {"seconds": run_seconds, "qps": len(encoded) / max(run_seconds, 1e-9)},
+        "query_nnz_avg": encoded.nnz / max(len(encoded), 1),
+    }
+    write_json(Path(path), stats)
+    lat = stats["latency_ms"]
+    if lat:
+        print(f"latency per query (1 thread): mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f} ms, "
+              f"p99 {lat['p99']:.3f} ms; {stats['batch']['qps']:.0f} queries/s in batch -> {path}")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

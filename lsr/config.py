@@ -59,10 +59,88 @@ class BM25Config:
 
 
 @dataclass(frozen=True)
+class SpladeConfig:
+    """SPLADE pooling of log(1 + ReLU(MLM logits)) over a sequence's tokens."""
+
+    pooling: str = "max"  # max (SPLADE v2+) | sum (SPLADE v1)
+
+    def __post_init__(self) -> None:
+        _one_of("encoder.splade", "pooling", self.pooling, ("max", "sum"))
+
+
+@dataclass(frozen=True)
+class InferenceFreeConfig:
+    """Inference-free queries: tokens weighted by a static table, no neural model at query time."""
+
+    # idf: ln(1 + (N - df + 0.5) / (df + 0.5)), df = documents whose tokenized text holds the token;
+    # model: the idf.json {token: weight} shipped with the model (a learned table);
+    # any other value: the path of such a JSON file
+    query_weights: str = "idf"
+
+    def __post_init__(self) -> None:
+        if not self.query_weights:
+            raise ConfigError("encoder.inference_free.query_weights must be idf, model or a JSON file path")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Tokenization, long documents and runtime of the Hugging Face encoders."""
+
+    max_length: int = 512  # tokens per document sequence, special tokens included
+    query_max_length: int = 128
+    long_docs: str = "truncate"  # truncate | windows (outputs of overlapping windows pooled together)
+    window_overlap: int = 64  # tokens shared by consecutive windows (long_docs: windows)
+    batch_tokens: int = 16384  # padded tokens per forward pass
+    sort_docs: int = 2048  # documents read ahead and encoded in length order
+    device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
+    threads: int = 0  # torch CPU threads; 0: all cores
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "query_max_length", "batch_tokens", "sort_docs"):
+            _positive("encoder.transformer", name, getattr(self, name))
+        if self.max_length < 8 or self.query_max_length < 8:
+            raise ConfigError("encoder.transformer.max_length and query_max_length must be >= 8 tokens")
+        _one_of("encoder.transformer", "long_docs", self.long_docs, ("truncate", "windows"))
+        _positive("encoder.transformer", "window_overlap", self.window_overlap, allow_zero=True)
+        if self.long_docs == "windows" and self.window_overlap > self.max_length // 2:
+            raise ConfigError(f"encoder.transformer.window_overlap = {self.window_overlap} must be at most "
+                              f"max_length / 2 = {self.max_length // 2}")
+        if self.batch_tokens < self.max_length:
+            raise ConfigError(f"encoder.transformer.batch_tokens = {self.batch_tokens} must be >= "
+                              f"max_length = {self.max_length}")
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"encoder.transformer.device = {self.device!r} is not auto, cpu, cuda or cuda:N")
+        _one_of("encoder.transformer", "dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
+        _positive("encoder.transformer", "threads", self.threads, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Sparsification after encoding; recorded in the artifact, applied to documents and queries."""
+
+    doc_threshold: float = 0.0  # drop document weights below this
+    doc_max_terms: int = 0  # keep the largest N weights per document; 0: no limit
+    query_threshold: float = 0.0
+    query_max_terms: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("doc_threshold", "doc_max_terms", "query_threshold", "query_max_terms"):
+            _positive("encoder.prune", name, getattr(self, name), allow_zero=True)
+
+
+@dataclass(frozen=True)
 class EncoderConfig:
-    name: str = "bm25"
+    name: str = "bm25"  # bm25 | splade | unicoil | inference-free
+    # splade, unicoil, inference-free: the model folder (or hub name) of the document side
+    model: str = ""
+    query_model: str = ""  # splade, unicoil: another checkpoint for queries ("": model), same vocabulary
     bm25: BM25Config = field(default_factory=BM25Config)
-    shard_docs: int = 100_000  # documents per encoded shard on disk
+    splade: SpladeConfig = field(default_factory=SpladeConfig)
+    inference_free: InferenceFreeConfig = field(default_factory=InferenceFreeConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    shard_docs: int = 100_000  # documents per encoded shard on disk (the unit a crashed encode resumes at)
 
     def __post_init__(self) -> None:
         _positive("encoder", "shard_docs", self.shard_docs)
@@ -72,9 +150,17 @@ class EncoderConfig:
 class IndexConfig:
     impact_dtype: str = "uint8"  # uint8 | uint16 | float32
     store_docs: bool = True  # keep a docstore (titles and texts) in the index
+    blockmax: bool = True  # build block-max data (search modes safe and approx)
+    block_size: int = 64  # documents per block
+    reorder: str = "none"  # none | bp (recursive graph bisection: similar docs share blocks)
+    bp_iterations: int = 20  # swap rounds per bisection level
 
     def __post_init__(self) -> None:
         _one_of("index", "impact_dtype", self.impact_dtype, ("uint8", "uint16", "float32"))
+        _one_of("index", "reorder", self.reorder, ("none", "bp"))
+        if not 1 <= self.block_size <= 65536:
+            raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 65536]")
+        _positive("index", "bp_iterations", self.bp_iterations)
 
 
 @dataclass(frozen=True)
@@ -82,8 +168,16 @@ class SearchConfig:
     k: int = 1000
     threads: int = 0  # 0: all cores
     batch_size: int = 1024  # queries encoded and searched per batch
+    mode: str = "exact"  # exact | safe (block-max, same results) | approx (alpha, beta)
+    alpha: float = 1.0  # approx: stop when the k-th score exceeds alpha x the best block bound left
+    beta: float = 1.0  # approx: keep this fraction of each query's terms, heaviest first
 
     def __post_init__(self) -> None:
+        _one_of("search", "mode", self.mode, ("exact", "safe", "approx"))
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ConfigError(f"search.{name} = {value!r} must lie in (0, 1]")
         _positive("search", "k", self.k)
         _positive("search", "threads", self.threads, allow_zero=True)
         _positive("search", "batch_size", self.batch_size)

@@ -22,7 +22,7 @@ from lsr.data.corpus import open_corpus
 from lsr.data.docstore import DocStoreWriter
 from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, vector_to_dict, write_sparse_jsonl
 from lsr.encoders import make_encoder
-from lsr.index import build_index
+from lsr.index import BuildOptions, build_index
 from lsr.vectors import Vectors, VectorWriter
 
 logger = logging.getLogger(__name__)
@@ -118,13 +118,19 @@ def build_index_from_vectors(config: Config, vectors_path: str | Path, out: str 
         lambda: tqdm(vectors.batches(), total=len(vm["shards"]), desc="index", unit="shard",
                      disable=not progress),
         vectors.n_terms, vectors.ids_path, vectors.vocab_path, out,
-        impact_dtype=config.index.impact_dtype,
+        index_build_options(config),
         sections=sections,
         extra_files=DocStoreWriter.files(vectors.path) if config.index.store_docs else {},
         overwrite=overwrite,
     )
     logger.info("index built in %.1fs", time.perf_counter() - start)
     return meta
+
+
+def index_build_options(config: Config) -> BuildOptions:
+    cfg = config.index
+    return BuildOptions(impact_dtype=cfg.impact_dtype, reorder=cfg.reorder, bp_iterations=cfg.bp_iterations,
+                        block_size=cfg.block_size if cfg.blockmax else None)
 
 
 def index_corpus(config: Config, corpus: str | Path, out: str | Path, overwrite: bool = False,

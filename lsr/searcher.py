@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -11,10 +12,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from lsr.config import SearchConfig
 from lsr.data.docstore import DocStore, DocStoreWriter
 from lsr.data.trec import Run
 from lsr.encoders import QueryEncoder, load_query_encoder
-from lsr.index import Index, SearchResult, SparseBatch
+from lsr.index import Index, SearchParams, SearchResult, SparseBatch
+from lsr.timing import latency_summary, numba_threads, time_queries
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +49,19 @@ class Searcher:
             ([ti[t] for t in v if t in ti], [w for t, w in v.items() if t in ti]) for v in vectors
         )
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
+    def search(self, text: str, k: int = 10, params: SearchParams | None = None) -> list[Hit]:
         """One free-text query; hits carry titles when the index has a docstore."""
         if not text.strip():
             raise ValueError("empty query: give some text to search for")
         query = self.encode_texts([text])
-        result = self.index.search(*query.row(0), k=k)
+        result = self.index.search(*query.row(0), k=k, **_kwargs(params))
         return self.hits(result)
+
+    def latency(self, queries: SparseBatch, k: int, params: SearchParams | None = None) -> dict[str, float]:
+        """Per-query latency of encoded queries, one by one on this thread (see lsr.timing)."""
+        kwargs = _kwargs(params)
+        ms = time_queries(lambda i: self.index.search(*queries.row(i), k=k, **kwargs), len(queries))
+        return latency_summary(ms)
 
     def hits(self, result: SearchResult) -> list[Hit]:
         keys = self.index.doc_keys
@@ -63,8 +72,20 @@ class Searcher:
             hits.append(Hit(rank, keys[d], s, title))
         return hits
 
+    def batch_throughput(self, queries: SparseBatch, k: int, threads: int = 0,
+                         params: SearchParams | None = None) -> dict[str, float]:
+        """Queries/s of the batch kernel on ``threads`` threads (0: all), after one warm-up batch."""
+        kwargs = _kwargs(params)
+        self.index.search_batch(_slice(queries, 0, min(len(queries), 8)), k=k, threads=threads or None,
+                                **kwargs)
+        start = time.perf_counter()
+        self.index.search_batch(queries, k=k, threads=threads or None, **kwargs)
+        seconds = time.perf_counter() - start
+        return {"threads": threads or numba_threads(), "seconds": seconds,
+                "qps": len(queries) / max(seconds, 1e-9)}
+
     def run(self, qids: Sequence[str], queries: SparseBatch, k: int, threads: int = 0,
-            batch_size: int = 1024, progress: bool = False) -> Run:
+            batch_size: int = 1024, progress: bool = False, params: SearchParams | None = None) -> Run:
         """Search encoded queries in batches; return a run ``{qid: {doc_id: score}}`` in rank order."""
         if len(qids) != len(queries):
             raise ValueError(f"{len(qids)} query ids for {len(queries)} encoded queries")
@@ -77,7 +98,7 @@ class Searcher:
         bar = tqdm(total=len(qids), desc="search", unit="q", disable=not progress)
         for start in range(0, len(qids), batch_size):
             sub = _slice(queries, start, min(start + batch_size, len(qids)))
-            results = self.index.search_batch(sub, k=k, threads=threads or None)
+            results = self.index.search_batch(sub, k=k, threads=threads or None, **_kwargs(params))
             for qid, res in zip(qids[start : start + len(sub)], results, strict=True):
                 docs, scores = res.docs.tolist(), res.scores.tolist()
                 run[qid] = {keys[d]: float(s) for d, s in zip(docs, scores, strict=True)}
@@ -94,6 +115,17 @@ class Searcher:
         qids = list(queries)
         return self.run(qids, self.encode_texts([queries[q] for q in qids]), k, threads, batch_size,
                         progress)
+
+
+def search_params(cfg: SearchConfig) -> SearchParams:
+    """The index search parameters of a config's ``search`` section."""
+    return SearchParams(cfg.mode, cfg.alpha, cfg.beta)
+
+
+def _kwargs(params: SearchParams | None) -> dict:
+    if params is None:
+        return {}
+    return {"mode": params.mode, "alpha": params.alpha, "beta": params.beta}
 
 
 def _slice(batch: SparseBatch, start: int, end: int) -> SparseBatch:

@@ -14,6 +14,7 @@ import numpy as np
 
 DOCSTORE_FILE = "docstore.jsonl"
 OFFSETS_FILE = "docstore.offsets.npy"
+ORDER_FILE = "doc_order.npy"  # written by the index builder when it reorders documents
 
 
 class DocStoreWriter:
@@ -40,9 +41,14 @@ class DocStoreWriter:
 
 
 class DocStore:
+    """Documents by internal id. In a reordered index, ``doc_order.npy`` maps internal id i to the
+    docstore line ``doc_order[i]`` (the docstore keeps the input order)."""
+
     def __init__(self, directory: str | Path):
         directory = Path(directory)
         self.offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r")
+        order = directory / ORDER_FILE
+        self.order = np.load(order, mmap_mode="r") if order.is_file() else None
         self.path = directory / DOCSTORE_FILE
 
     def __len__(self) -> int:
@@ -51,7 +57,8 @@ class DocStore:
     def get(self, i: int) -> dict[str, Any]:
         if not 0 <= i < len(self):
             raise IndexError(f"doc {i} is out of range [0, {len(self)})")
-        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        row = int(self.order[i]) if self.order is not None else i
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
         with open(self.path, "rb") as f:
             f.seek(start)
             return json.loads(f.read(end - start))

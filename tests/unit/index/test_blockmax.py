@@ -135,3 +135,35 @@ def test_bad_block_size(tmp_path, block_size):
     index = build(tmp_path, SparseBatch.from_rows([([0], [1.0])]), 1, "uint8")
     with pytest.raises(ValueError, match="block size must be an integer"):
         build_blockmax(index.path, block_size)
+
+
+@pytest.mark.parametrize("block_size", [4, 32])
+def test_reordered_index_finds_the_same_documents(tmp_path, block_size):
+    """Reordering renumbers documents; every query still gets the same (doc, score) pairs, and safe
+    search on the reordered index equals exact search on it."""
+    rng = np.random.default_rng(block_size)
+    corpus = random_corpus(rng, 300, 40, 10, integer=True)
+    plain = build(tmp_path, corpus, 40, "uint8", block_size=block_size)
+    reordered = build(tmp_path, corpus, 40, "uint8", reorder="bp", block_size=block_size)
+    order = np.load(reordered.path / "doc_order.npy")
+    assert sorted(order.tolist()) == list(range(300)) and order.tolist() != list(range(300))
+    assert reordered.doc_keys == [plain.doc_keys[i] for i in order]
+    for terms, weights in random_queries(rng, 40, 30, integer=True):
+        a = plain.search(terms, weights, 10**6)
+        b = reordered.search(terms, weights, 10**6)
+        assert sorted(zip(a.scores.tolist(), [plain.doc_keys[d] for d in a.docs], strict=True)) == sorted(
+            zip(b.scores.tolist(), [reordered.doc_keys[d] for d in b.docs], strict=True))
+        safe = reordered.search(terms, weights, 10, mode="safe")
+        assert_identical(safe, reordered.search(terms, weights, 10))
+
+
+def test_bisection_groups_topics():
+    """Two interleaved topics with disjoint vocabularies end up in separate halves."""
+    from lsr.index.reorder import bp_order
+
+    rng = np.random.default_rng(0)
+    rows = [(rng.choice(50, size=8, replace=False) + (50 if i % 2 else 0), np.ones(8)) for i in range(512)]
+    perm = bp_order(SparseBatch.from_rows(rows), 100, leaf_size=64, iterations=10)
+    assert sorted(perm.tolist()) == list(range(512))
+    first_half_even = np.mean(perm[:256] % 2 == 0)
+    assert first_half_even in (0.0, 1.0)
