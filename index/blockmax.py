@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lsr.index.io import ArtifactError, atomic_directory, load_array, read_meta, save_array, write_meta
-from lsr.index.kernels.blockmax_build import _count_pairs, _fill_pairs
+from lsr.index.kernels.blockmax_build import _count_runs, _fill_dense, _fill_sparse
 
 logger = logging.getLogger(__name__)
 
@@ -37,29 +37,40 @@ def check_block_size(block_size: int) -> int:
     return int(block_size)
 
 
-def build_blockmax(index_dir: str | Path, block_size: int = 64) -> dict[str, Any]:
-    """Build (or rebuild) ``index_dir/blockmax`` for the index in ``index_dir``; return its meta."""
+def build_blockmax(index_dir: str | Path, block_size: int = 64,
+                   dense_fraction: float = 0.125) -> dict[str, Any]:
+    """Build (or rebuild) ``index_dir/blockmax`` for the index in ``index_dir``; return its meta.
+
+    Args:
+        block_size: documents per block.
+        dense_fraction: a term present in at least this fraction of the blocks gets a dense row
+            (a bound and a run offset for every block); rarer terms keep one entry per block.
+    """
     from lsr.index.search import Index
 
     block_size = check_block_size(block_size)
+    if not 0 < dense_fraction <= 1:
+        raise ValueError(f"dense_fraction must lie in (0, 1], got {dense_fraction!r}")
     index = Index.load(index_dir)
     n_blocks = max(1, -(-index.n_docs // block_size))
     term_ptr, doc_ids, impacts = (np.asarray(a) for a in (index.term_ptr, index.doc_ids, index.impacts))
-    tb_count, bt_count, bp_count = _count_pairs(term_ptr, doc_ids, block_size, n_blocks)
-    n_pairs = int(tb_count.sum())
-    tb_ptr, bt_ptr, bp_start = (np.concatenate([[0], np.cumsum(c)]).astype(np.int64)
-                                for c in (tb_count, bt_count, bp_count))
-    tb_block = np.empty(n_pairs, np.int32)
-    tb_maxf = np.empty(n_pairs, np.float64)
-    bt_term = np.empty(n_pairs, np.int32)
-    bt_post = np.empty(n_pairs + 1, np.int64)
-    bp_doc = np.empty(len(doc_ids), np.uint8 if block_size <= 256 else np.uint16)
-    bp_impact = np.empty(len(doc_ids), impacts.dtype)
-    _fill_pairs(term_ptr, doc_ids, impacts, block_size, tb_ptr, bt_ptr, bp_start, tb_block, tb_maxf,
-                bt_term, bt_post, bp_doc, bp_impact)
-    tb_max, ub_ratio, ub_slack = _quantize_maxima(tb_maxf, impacts.dtype)
-    arrays = {"tb_ptr": tb_ptr, "tb_block": tb_block, "tb_max": tb_max, "bt_ptr": bt_ptr,
-              "bt_term": bt_term, "bt_post": bt_post, "bp_doc": bp_doc, "bp_impact": bp_impact}
+    runs = _count_runs(term_ptr, doc_ids, block_size)
+    is_dense = (runs > 0) & (runs >= dense_fraction * n_blocks)
+    dense_terms = np.flatnonzero(is_dense).astype(np.int32)
+    row_of = np.full(index.n_terms, -1, np.int32)
+    row_of[dense_terms] = np.arange(len(dense_terms), dtype=np.int32)
+    dense_maxf = np.zeros((len(dense_terms), n_blocks), np.float64)
+    dense_off = np.zeros((len(dense_terms), n_blocks + 1), np.uint32)
+    _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_off)
+    sparse_runs = np.where(is_dense, 0, runs)
+    tb_ptr = np.concatenate([[0], np.cumsum(sparse_runs)]).astype(np.int64)
+    n_sparse = int(tb_ptr[-1])
+    tb_block, tb_start = np.empty(n_sparse, np.int32), np.empty(n_sparse, np.uint32)
+    tb_maxf = np.empty(n_sparse, np.float64)
+    _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_start)
+    (dense_max, tb_max), ub_ratio, ub_slack = _quantize_maxima((dense_maxf, tb_maxf), impacts.dtype)
+    arrays = {"row_of": row_of, "dense_max": dense_max, "dense_off": dense_off, "tb_ptr": tb_ptr,
+              "tb_block": tb_block, "tb_max": tb_max, "tb_start": tb_start}
     with atomic_directory(Path(index_dir) / BLOCKMAX_DIR, overwrite=True) as tmp:
         specs = {name: save_array(tmp, name, arr) for name, arr in arrays.items()}
         meta = {
@@ -71,24 +82,27 @@ def build_blockmax(index_dir: str | Path, block_size: int = 64) -> dict[str, Any
             "n_postings": int(len(doc_ids)),
             "block_size": block_size,
             "n_blocks": n_blocks,
-            "n_pairs": n_pairs,
+            "dense_fraction": dense_fraction,
+            "n_dense_terms": int(len(dense_terms)),
+            "n_sparse_runs": n_sparse,
             "ub_ratio": ub_ratio,
             "ub_slack": ub_slack,
             "arrays": specs,
         }
         write_meta(tmp, meta)
-    logger.info("block-max: %d blocks of %d docs, %d (term, block) pairs", n_blocks, block_size, n_pairs)
+    logger.info("block-max: %d blocks of %d docs, %d dense terms, %d sparse runs", n_blocks, block_size,
+                len(dense_terms), n_sparse)
     return meta
 
 
-def _quantize_maxima(tb_maxf: np.ndarray, impact_dtype: np.dtype) -> tuple[np.ndarray, float, float]:
+def _quantize_maxima(maxima: tuple[np.ndarray, ...], impact_dtype: np.dtype
+                     ) -> tuple[tuple[np.ndarray, ...], float, float]:
     """Block maxima as uint8: exact for uint8 impacts, else ceil(max / ratio) with a float slack."""
     if impact_dtype == np.uint8:
-        return tb_maxf.astype(np.uint8), 1.0, 1.0
-    top = float(tb_maxf.max()) if len(tb_maxf) else 1.0
+        return tuple(m.astype(np.uint8) for m in maxima), 1.0, 1.0
+    top = max((float(m.max()) for m in maxima if m.size), default=1.0)
     ratio = top / 255.0 if top > 0 else 1.0
-    q = np.clip(np.ceil(tb_maxf / ratio), 1, 255).astype(np.uint8)
-    return q, ratio, COARSE_UB_SLACK
+    return tuple(np.clip(np.ceil(m / ratio), 0, 255).astype(np.uint8) for m in maxima), ratio, COARSE_UB_SLACK
 
 
 class BlockMax:
@@ -98,6 +112,7 @@ class BlockMax:
         self.path = path
         self.meta = meta
         self.block_size: int = meta["block_size"]
+        self.n_blocks: int = meta["n_blocks"]
         self.ub_ratio = np.float32(meta["ub_ratio"])
         self.ub_slack = np.float32(meta["ub_slack"])
         for name, arr in arrays.items():

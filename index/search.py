@@ -155,10 +155,7 @@ class Index:
                                        k)
         else:
             terms, weights = _prune_terms(terms, weights, _keep(len(terms), params.beta))
-            bm = self.blockmax
-            docs, scores = _bmp_search_one(bm.tb_ptr, bm.tb_block, bm.tb_max, bm.ub_ratio, bm.ub_slack,
-                                           bm.bt_ptr, bm.bt_term, bm.bt_post, bm.bp_doc, bm.bp_impact,
-                                           bm.block_size, terms, weights, k, np.float32(params.alpha))
+            docs, scores = _bmp_search_one(*self._bmp_args(), terms, weights, k, np.float32(params.alpha))
         return SearchResult(docs, scores * self.scale)
 
     def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
@@ -201,10 +198,13 @@ class Index:
             _search_batch(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, *q, k, n_workers,
                           out_docs, out_scores, counts)
             return
+        _bmp_search_batch(*self._bmp_args(), *q, k, np.float32(params.alpha), n_workers, out_docs, out_scores,
+                          counts)
+
+    def _bmp_args(self) -> tuple:
         bm = self.blockmax
-        _bmp_search_batch(bm.tb_ptr, bm.tb_block, bm.tb_max, bm.ub_ratio, bm.ub_slack, bm.bt_ptr, bm.bt_term,
-                          bm.bt_post, bm.bp_doc, bm.bp_impact, bm.block_size, *q, k,
-                          np.float32(params.alpha), n_workers, out_docs, out_scores, counts)
+        return (self.term_ptr, self.doc_ids, self.impacts, bm.row_of, bm.dense_max, bm.dense_off, bm.tb_ptr,
+                bm.tb_block, bm.tb_max, bm.tb_start, bm.ub_ratio, bm.ub_slack, bm.block_size, bm.n_blocks)
 
 
 def _keep(n_terms: int, beta: float) -> int:

@@ -1,9 +1,9 @@
-"""Build the block-max arrays (see ``lsr.index.kernels.blockmax``) from CSC posting lists.
+"""Build the block-max arrays (layout: ``lsr.index.kernels.blockmax``) from CSC posting lists.
 
-Two passes over the postings in term order. Doc ids ascend within a term, so a
-term's postings in one block are one run: a run is one (term, block) pair. In
-block-major order, pairs of a block arrive by ascending term, and their postings
-are laid out contiguously in the same order, so ``bt_post`` is one monotone array.
+Doc ids ascend within a term, so a term's postings inside one block are a
+contiguous run of its posting list. Frequent terms (present in at least
+``n_blocks / dense_ratio`` blocks) get dense rows: a max and a run offset for
+every block; the others keep one (block, max, offset) entry per run.
 """
 
 from __future__ import annotations
@@ -13,49 +13,61 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _count_pairs(term_ptr, doc_ids, block_size, n_blocks):
+def _count_runs(term_ptr, doc_ids, block_size):
     n_terms = term_ptr.shape[0] - 1
-    tb_count = np.zeros(n_terms, np.int64)
-    bt_count = np.zeros(n_blocks, np.int64)
-    bp_count = np.zeros(n_blocks, np.int64)
+    runs = np.zeros(n_terms, np.int64)
     for t in range(n_terms):
         prev = -1
         for p in range(term_ptr[t], term_ptr[t + 1]):
             b = doc_ids[p] // block_size
-            bp_count[b] += 1
             if b != prev:
-                tb_count[t] += 1
-                bt_count[b] += 1
+                runs[t] += 1
                 prev = b
-    return tb_count, bt_count, bp_count
+    return runs
 
 
 @njit(cache=True, nogil=True)
-def _fill_pairs(term_ptr, doc_ids, impacts, block_size, tb_ptr, bt_ptr, bp_start, tb_block, tb_maxf, bt_term,
-                bt_post, bp_doc, bp_impact):
+def _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_off):
+    """dense_maxf[r, b]: max impact of term dense_terms[r] in block b (0 if absent);
+    dense_off[r, b]: offset of the term's first posting in a block >= b (dense_off[r, n_blocks] = length)."""
+    n_blocks = dense_maxf.shape[1]
+    for r in range(dense_terms.shape[0]):
+        t = dense_terms[r]
+        start = term_ptr[t]
+        length = term_ptr[t + 1] - start
+        b_next = 0
+        for j in range(length):
+            d = doc_ids[start + j]
+            b = d // block_size
+            while b_next <= b:
+                dense_off[r, b_next] = j
+                b_next += 1
+            v = np.float64(impacts[start + j])
+            if v > dense_maxf[r, b]:
+                dense_maxf[r, b] = v
+        while b_next <= n_blocks:
+            dense_off[r, b_next] = length
+            b_next += 1
+
+
+@njit(cache=True, nogil=True)
+def _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_start):
+    """One (block, max, run offset) entry per run of every sparse term."""
     n_terms = term_ptr.shape[0] - 1
-    bt_fill = bt_ptr[:-1].copy()
-    bp_fill = bp_start[:-1].copy()
     for t in range(n_terms):
+        if is_dense[t]:
+            continue
         q = tb_ptr[t] - 1
         prev = -1
-        for p in range(term_ptr[t], term_ptr[t + 1]):
-            d = doc_ids[p]
-            b = d // block_size
+        start = term_ptr[t]
+        for p in range(start, term_ptr[t + 1]):
+            b = doc_ids[p] // block_size
             if b != prev:
                 q += 1
                 tb_block[q] = b
                 tb_maxf[q] = 0
-                pair = bt_fill[b]
-                bt_fill[b] += 1
-                bt_term[pair] = t
-                bt_post[pair] = bp_fill[b]
+                tb_start[q] = p - start
                 prev = b
-            pos = bp_fill[b]
-            bp_doc[pos] = d - b * block_size
-            bp_impact[pos] = impacts[p]
-            bp_fill[b] += 1
             v = np.float64(impacts[p])
             if v > tb_maxf[q]:
                 tb_maxf[q] = v
-    bt_post[bt_post.shape[0] - 1] = bp_start[bp_start.shape[0] - 1]

@@ -37,8 +37,8 @@ def build(tmp_path, corpus: SparseBatch, n_terms: int, impact_dtype: str, batch_
 
 
 def build_with_blockmax(tmp_path, corpus: SparseBatch, n_terms: int, impact_dtype: str,
-                        block_size: int, reorder: str = "none") -> Index:
-    """Block-max data built afterwards for an existing index (the `--blockmax-only` path)."""
+                        block_size: int, reorder: str = "none", dense_fraction: float = 0.125) -> Index:
+    """Block-max data built afterwards for an existing index (the `--blockmax-for` path)."""
     index = build(tmp_path, corpus, n_terms, impact_dtype, reorder=reorder)
-    build_blockmax(index.path, block_size)
+    build_blockmax(index.path, block_size, dense_fraction)
     return Index.load(index.path)
