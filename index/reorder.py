@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 
+import numba
 import numpy as np
 
-from lsr.index.kernels.bisection import _bisect_level
+from lsr.index.kernels.bisection import _bisect_level, _bisect_wide, _log2_table
 from lsr.index.sparse import SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -29,10 +30,16 @@ def bp_order(forward: SparseBatch, n_terms: int, leaf_size: int = 64, iterations
     ranges = [(0, n_docs)]
     level = 0
     start = time.perf_counter()
+    lg = _log2_table(n_docs)
     while ranges and ranges[0][1] - ranges[0][0] > leaf_size:
-        starts = np.array([s for s, _ in ranges], dtype=np.int64)
-        ends = np.array([e for _, e in ranges], dtype=np.int64)
-        _bisect_level(forward.indptr, forward.term_ids, perm, starts, ends, n_terms, iterations)
+        n_threads = numba.get_num_threads()
+        if len(ranges) < n_threads:  # few large ranges: split each one's work
+            for s, e in ranges:
+                _bisect_wide(forward.indptr, forward.term_ids, perm[s:e], n_terms, iterations, lg, n_threads)
+        else:
+            starts = np.array([s for s, _ in ranges], dtype=np.int64)
+            ends = np.array([e for _, e in ranges], dtype=np.int64)
+            _bisect_level(forward.indptr, forward.term_ids, perm, starts, ends, n_terms, iterations, lg)
         ranges = [half for s, e in ranges for half in ((s, (s + e) // 2), ((s + e) // 2, e))
                   if half[1] - half[0] > leaf_size]
         level += 1
