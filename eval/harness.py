@@ -87,7 +87,8 @@ def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Conf
         "index": {"path": str(index_dir), "n_docs": index.n_docs, "n_terms": index.n_terms,
                   "n_postings": int(index.meta["n_postings"]), "impacts": index.meta["impacts"],
                   "reorder": index.meta.get("reorder", {"method": "none"}),
-                  "blockmax": ({k: index.blockmax.meta[k] for k in ("block_size", "n_blocks", "n_pairs")}
+                  "blockmax": ({k: index.blockmax.meta[k] for k in ("block_size", "n_blocks", "n_dense_terms",
+                                                                    "n_sparse_runs")}
                                | {"bytes": index.blockmax.nbytes}) if index.blockmax else None},
         "search": {"mode": params.mode, "alpha": params.alpha, "beta": params.beta},
         "metrics": metrics,

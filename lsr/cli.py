@@ -17,6 +17,7 @@ from pathlib import Path
 
 from lsr import __version__
 from lsr.config import Config, load_config
+from lsr.encoders import ENCODER_HELP, encoder_overrides
 from lsr.errors import LsrError
 from lsr.index.io import ArtifactError
 
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("encode", help="encode a corpus into sparse vectors")
-    p.add_argument("--encoder", required=True, help="encoder name (bm25); sets encoder.name")
+    p.add_argument("--encoder", required=True, metavar="ENCODER",
+                   help=f"{ENCODER_HELP}. Sets encoder.name (and encoder.model)")
     p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
     p.add_argument("--out", required=True, help="output: a vectors directory (npy) or a .jsonl file")
     p.add_argument("--format", choices=("npy", "jsonl"), default="npy",
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--corpus", help="a corpus to encode then index (needs --encoder)")
     src.add_argument("--blockmax-for", metavar="INDEX",
                      help="(re)build only the block-max data of an existing index (index.block_size)")
-    p.add_argument("--encoder", help="encoder for --corpus (bm25); sets encoder.name")
+    p.add_argument("--encoder", metavar="ENCODER", help=f"encoder for --corpus: {ENCODER_HELP}")
     p.add_argument("--out", help="index directory to create (with --vectors or --corpus)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out; the old index stays until the new one is complete")
@@ -77,8 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("eval", help="evaluate an index on a dataset: quality, latency, size, sparsity")
-    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--index", help="index directory (required unless --rerank with --encoder)")
     p.add_argument("--dataset", required=True, help="BEIR folder or ir_datasets id")
+    p.add_argument("--rerank", metavar="RUN",
+                   help="re-rank protocol (TREC DL): re-score the top --k (default 100) of RUN, a run "
+                   "name in DATASET/runs (bm25, tasb, ...) or a TREC run file, on every split of "
+                   "DATASET/qrels (or --split); e.g. --rerank bm25 --dataset ../shared/data/msmarco/dl-pool")
+    p.add_argument("--encoder", metavar="ENCODER",
+                   help=f"with --rerank and no --index: index DATASET's corpus with this encoder first, "
+                   f"in a temporary directory ({ENCODER_HELP})")
     p.add_argument("--split", help="qrels split of a BEIR folder (eval.split, default test)")
     p.add_argument("--k", type=int, help="depth of the run (eval.k, default 1000)")
     _search_mode_flags(p)
@@ -111,9 +120,10 @@ def _progress(args: argparse.Namespace) -> bool:
 def cmd_encode(args: argparse.Namespace) -> int:
     from lsr.pipeline import encode_corpus
 
-    cfg = _config(args, [f"encoder.name={args.encoder}"])
+    cfg = _config(args, encoder_overrides(args.encoder))
     meta = encode_corpus(cfg, args.corpus, args.out, args.format, args.overwrite, _progress(args))
-    print(f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc, "
+    empty = f", {meta['empty_docs']} empty" if meta.get("empty_docs") else ""
+    print(f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc{empty}, "
           f"vocabulary {meta['n_terms']}) -> {args.out}")
     return 0
 
@@ -123,13 +133,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     if args.corpus and not args.encoder:
         raise LsrError("--corpus needs --encoder (e.g. --encoder bm25)")
-    cfg = _config(args, [f"encoder.name={args.encoder}"] if args.encoder else [])
+    cfg = _config(args, encoder_overrides(args.encoder) if args.encoder else [])
     if args.blockmax_for:
         from lsr.index.blockmax import build_blockmax
 
         bm = build_blockmax(args.blockmax_for, cfg.index.block_size)
-        print(f"block-max data: {bm['n_blocks']} blocks of {bm['block_size']} docs, {bm['n_pairs']} "
-              f"(term, block) pairs -> {args.blockmax_for}/blockmax")
+        print(f"block-max data: {bm['n_blocks']} blocks of {bm['block_size']} docs, {bm['n_dense_terms']} "
+              f"dense terms, {bm['n_sparse_runs']} sparse runs -> {args.blockmax_for}/blockmax")
         return 0
     if not args.out:
         raise LsrError("--out is required with --vectors or --corpus")
@@ -199,11 +209,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from lsr.eval.harness import evaluate_index, format_report
     from lsr.index.io import write_json
 
+    if args.rerank:
+        return _rerank(args)
+    if not args.index:
+        raise LsrError("--index is required (or --rerank RUN with --encoder ENCODER)")
     extra = [f"eval.split={args.split}"] if args.split else []
     extra += [f"eval.k={args.k}"] if args.k is not None else []
     cfg = _config(args, extra)
     report = evaluate_index(args.index, args.dataset, cfg, _progress(args))
     print(format_report(report))
+    if args.out:
+        write_json(Path(args.out), report)
+        print(f"report -> {args.out}")
+    return 0
+
+
+def _rerank(args: argparse.Namespace) -> int:
+    from lsr.eval.rerank import format_rerank_report, rerank_eval
+    from lsr.index.io import write_json
+
+    if bool(args.index) == bool(args.encoder):
+        raise LsrError("--rerank needs either --index (built over the dataset's corpus) or --encoder")
+    cfg = _config(args, encoder_overrides(args.encoder) if args.encoder else [])
+    report = rerank_eval(args.dataset, cfg, args.index, args.rerank, [args.split] if args.split else None,
+                         args.k or 100, _progress(args))
+    print(format_rerank_report(report))
     if args.out:
         write_json(Path(args.out), report)
         print(f"report -> {args.out}")

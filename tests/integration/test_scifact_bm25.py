@@ -77,3 +77,56 @@ def test_encode_then_index_equals_index_from_corpus(scifact, scifact_bm25_index,
     b = two_step.index.search_batch(two_step.encode_vectors([vector]), k=20)[0]
     assert [one_step.index.doc_keys[d] for d in a.docs] == [two_step.index.doc_keys[d] for d in b.docs]
     assert a.scores == pytest.approx(b.scores, rel=1e-3)
+
+
+def test_safe_search_writes_the_same_run_and_stats(scifact, scifact_bm25_index, tmp_path):
+    runs = {}
+    for mode in ("exact", "safe"):
+        out, stats = tmp_path / f"{mode}.trec", tmp_path / f"{mode}.json"
+        assert main(["search", "--index", str(scifact_bm25_index), "--queries", str(scifact), "--split",
+                     "test", "--k", "10", "--mode", mode, "--out", str(out), "--stats", str(stats),
+                     "--quiet"]) == 0
+        runs[mode] = out.read_text()
+        report = json.loads(stats.read_text())
+        assert report["mode"] == mode and report["latency_ms"]["n_queries"] == 300
+        assert 0 < report["latency_ms"]["p50"] <= report["latency_ms"]["p99"]
+        assert report["batch"]["qps"] > 0
+    assert runs["exact"] == runs["safe"]
+    approx = tmp_path / "approx.trec"
+    assert main(["search", "--index", str(scifact_bm25_index), "--queries", str(scifact), "--split", "test",
+                 "--k", "10", "--mode", "approx", "--alpha", "0.8", "--beta", "0.5", "--out", str(approx),
+                 "--quiet"]) == 0
+    assert len(read_run(approx)) == 300
+
+
+def test_reordered_index_keeps_quality_and_titles(scifact, scifact_bm25_index, tmp_path, capsys):
+    out = tmp_path / "bp"
+    assert main(["index", "--corpus", str(scifact), "--encoder", "bm25", "--out", str(out), "--quiet",
+                 "--set", "index.reorder=bp", "--set", "index.bp_iterations=4",
+                 "--set", "index.block_size=32"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["reorder"]["method"] == "bp"
+    reports = []
+    for index in (scifact_bm25_index, out):
+        path = tmp_path / f"{index.name}.json"
+        assert main(["eval", "--index", str(index), "--dataset", str(scifact), "--mode", "safe", "--k", "100",
+                     "--out", str(path), "--quiet"]) == 0
+        reports.append(json.loads(path.read_text()))
+    # the same documents and scores; only the order among exactly tied documents may differ
+    assert reports[1]["metrics"]["ndcg@10"] == pytest.approx(reports[0]["metrics"]["ndcg@10"], abs=2e-3)
+    assert reports[1]["index"]["blockmax"]["block_size"] == 32
+    capsys.readouterr()
+    for index in (scifact_bm25_index, out):
+        assert main(["search", "--index", str(index), "vitamin D and cancer risk", "--k", "1"]) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == second  # same doc id, score and title
+
+
+def test_blockmax_can_be_rebuilt_for_an_existing_index(scifact_bm25_index, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(scifact_bm25_index, copy)
+    assert main(["index", "--blockmax-for", str(copy), "--set", "index.block_size=16", "--quiet"]) == 0
+    assert json.loads((copy / "blockmax" / "meta.json").read_text())["block_size"] == 16
+    assert main(["search", "--index", str(copy), "vitamin", "--mode", "safe", "--k", "3"]) == 0
