@@ -141,7 +141,7 @@ def test_query_of_unknown_terms_returns_nothing(built, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_index_from_jsonl_vectors_needs_pre_encoded_queries(tmp_path, capsys):
+def test_index_from_jsonl_vectors_needs_pre_encoded_queries(tmp_path, capsys, caplog):
     vectors = tmp_path / "v.jsonl"
     vectors.write_text('{"id": "a", "vector": {"cat": 2, "dog": 1}}\n{"id": "b", "vector": {"dog": 3}}\n')
     out = tmp_path / "idx"
@@ -155,6 +155,7 @@ def test_index_from_jsonl_vectors_needs_pre_encoded_queries(tmp_path, capsys):
     assert main(["search", "--index", str(out), "--queries", str(queries), "--out", str(run), "--quiet"]) == 0
     assert [line.split()[:3] for line in run.read_text().splitlines()] == [
         ["q1", "Q0", "b"], ["q1", "Q0", "a"], ["q2", "Q0", "a"]]
+    assert "1 query term(s) in 1 of 2 queries are not in the index vocabulary; ignored" in caplog.text
 
 
 def test_malformed_vector_jsonl_names_line_and_term(tmp_path, capsys):
