@@ -37,14 +37,20 @@ class Searcher:
 
     @cached_property
     def query_encoder(self) -> QueryEncoder:
-        return load_query_encoder(self.index.meta["encoder"], self.index.term_index)
+        return load_query_encoder(self.index.meta["encoder"], self.index.term_index, self.index.path)
 
     def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
         return self.query_encoder.encode(texts)
 
     def encode_vectors(self, vectors: Sequence[Mapping[str, float]]) -> SparseBatch:
-        """Pre-encoded queries (term -> weight); terms outside the index vocabulary are dropped."""
+        """Pre-encoded queries (term -> weight); terms outside the index vocabulary are dropped, counted
+        and reported in one warning."""
         ti = self.index.term_index
+        unknown = sum(1 for v in vectors for t in v if t not in ti)
+        if unknown:
+            hit = sum(1 for v in vectors if any(t not in ti for t in v))
+            logger.warning("%d query term(s) in %d of %d queries are not in the index vocabulary; ignored",
+                           unknown, hit, len(vectors))
         return SparseBatch.from_rows(
             ([ti[t] for t in v if t in ti], [w for t, w in v.items() if t in ti]) for v in vectors
         )
