@@ -24,6 +24,7 @@ BLOCKMAX_DIR = "blockmax"
 BLOCKMAX_FORMAT = "lsr-blockmax"
 BLOCKMAX_FORMAT_VERSION = 1
 MAX_BLOCK_SIZE = 65536
+DEFAULT_BLOCK_SIZE = 32  # measured: 16-32 beat 64-128 on the synthetic benchmark (notes in README)
 # slack on upper bounds stored coarser than the impacts (uint16/float32 indexes): ceil() makes the
 # stored maxima upper bounds in exact arithmetic; this covers float32 rounding of max * ratio.
 COARSE_UB_SLACK = 1.0 + 1e-5
@@ -37,7 +38,7 @@ def check_block_size(block_size: int) -> int:
     return int(block_size)
 
 
-def build_blockmax(index_dir: str | Path, block_size: int = 64,
+def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
                    dense_fraction: float = 0.125) -> dict[str, Any]:
     """Build (or rebuild) ``index_dir/blockmax`` for the index in ``index_dir``; return its meta.
 

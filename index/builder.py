@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lsr.index.blockmax import build_blockmax, check_block_size
+from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, build_blockmax, check_block_size
 from lsr.index.io import atomic_directory, save_array, write_meta
 from lsr.index.kernels.invert import _scatter_postings, _scatter_postings_mapped, _sort_postings
 from lsr.index.reorder import REORDER_METHODS, bp_order
@@ -76,7 +76,7 @@ class BuildOptions:
     impact_dtype: str = "uint8"
     reorder: str = "none"
     bp_iterations: int = 20
-    block_size: int | None = 64
+    block_size: int | None = DEFAULT_BLOCK_SIZE
 
     def __post_init__(self) -> None:
         if self.impact_dtype not in IMPACT_DTYPES:
@@ -121,8 +121,9 @@ def _doc_order(stats: _Pass1, n_terms: int, options: BuildOptions) -> tuple[np.n
                                          strict=True)])
     forward = SparseBatch(indptr.astype(PTR_DTYPE), np.concatenate([b.term_ids for b in stats.forward]),
                           np.zeros(0, np.float32))
-    perm = bp_order(forward, n_terms, leaf_size=options.block_size or 64, iterations=options.bp_iterations)
-    section = {"method": "bp", "iterations": options.bp_iterations, "leaf_size": options.block_size or 64,
+    leaf_size = options.block_size or DEFAULT_BLOCK_SIZE
+    perm = bp_order(forward, n_terms, leaf_size=leaf_size, iterations=options.bp_iterations)
+    section = {"method": "bp", "iterations": options.bp_iterations, "leaf_size": leaf_size,
                "seconds": round(time.perf_counter() - start, 3)}
     return perm, section
 

@@ -75,6 +75,9 @@ class Index:
         self.n_terms: int = meta["n_terms"]
         self.scale = np.float32(meta["impacts"]["scale"])
         self.blockmax: BlockMax | None = None
+        # blocks scored and blocks with a positive bound, summed over single-query block-max searches
+        # on this object (a diagnostic for benchmarks; reset it by assigning zeros)
+        self.block_counters = np.zeros(2, np.int64)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True) -> Index:
@@ -155,7 +158,8 @@ class Index:
                                        k)
         else:
             terms, weights = _prune_terms(terms, weights, _keep(len(terms), params.beta))
-            docs, scores = _bmp_search_one(*self._bmp_args(), terms, weights, k, np.float32(params.alpha))
+            docs, scores = _bmp_search_one(*self._bmp_args(), terms, weights, k, np.float32(params.alpha),
+                                           self.block_counters)
         return SearchResult(docs, scores * self.scale)
 
     def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:

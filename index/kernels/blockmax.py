@@ -130,8 +130,9 @@ def _score_block(b, block_size, term_ptr, doc_ids, impacts, q_terms, q_weights, 
 @njit(cache=True, nogil=True)
 def _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr, tb_block, tb_max, tb_start,
                ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ub, head, order, bucket_ptr,
-               bucket_max, acc, hs, hd, out_docs, out_scores):
-    """One query; ub (zeros) and head (-1) are clean on entry and left clean. Returns the hit count."""
+               bucket_max, acc, hs, hd, out_docs, out_scores, counters):
+    """One query; ub (zeros) and head (-1) are clean on entry and left clean. Returns the hit count
+    and adds (blocks scored, blocks with a bound > 0) to counters[0], counters[1]."""
     m = q_terms.shape[0]
     q_rows = np.empty(m, np.int32)
     n_ent = 0
@@ -146,6 +147,7 @@ def _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr,
     _upper_bounds(row_of, dense_max, tb_ptr, tb_block, tb_max, ub_ratio, q_terms, q_weights, ub, head,
                   ent_next, ent_term, ent_pair)
     n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
+    counters[1] += n_cand
     size = 0
     bucket = 0
     for pos in range(n_cand):
@@ -153,6 +155,7 @@ def _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr,
             bucket += 1
         if size == k and hs[0] > alpha * (bucket_max[bucket] * ub_slack):
             break
+        counters[0] += 1
         b = order[pos]
         _score_block(b, block_size, term_ptr, doc_ids, impacts, q_terms, q_weights, q_rows, dense_off, tb_ptr,
                      tb_start, head, ent_next, ent_term, ent_pair, local_pair, acc)
@@ -176,13 +179,14 @@ def _workspace(n_blocks, block_size, k):
 
 @njit(cache=True, nogil=True)
 def _bmp_search_one(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr, tb_block, tb_max,
-                    tb_start, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha):
+                    tb_start, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha,
+                    counters):
     ub, head, order, bptr, bmax, acc, hs, hd = _workspace(n_blocks, block_size, k)
     out_docs = np.empty(k, np.int32)
     out_scores = np.empty(k, np.float32)
     n = _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr, tb_block, tb_max,
                    tb_start, ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ub, head, order,
-                   bptr, bmax, acc, hs, hd, out_docs, out_scores)
+                   bptr, bmax, acc, hs, hd, out_docs, out_scores, counters)
     return out_docs[:n], out_scores[:n]
 
 
@@ -194,13 +198,14 @@ def _bmp_search_batch(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, 
     n_queries = q_indptr.shape[0] - 1
     for c in prange(n_workers):
         ub, head, order, bptr, bmax, acc, hs, hd = _workspace(n_blocks, block_size, k)
+        counters = np.zeros(2, np.int64)
         for q in range(c, n_queries, n_workers):
             s = q_indptr[q]
             e = q_indptr[q + 1]
             out_counts[q] = _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr,
                                        tb_block, tb_max, tb_start, ub_ratio, ub_slack, block_size,
                                        q_terms[s:e], q_weights[s:e], k, alpha, ub, head, order, bptr, bmax,
-                                       acc, hs, hd, out_docs[q], out_scores[q])
+                                       acc, hs, hd, out_docs[q], out_scores[q], counters)
 
 
 @njit(cache=True, nogil=True)
