@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from lsr.index.io import ArtifactError, atomic_directory, load_array, read_meta, save_array, write_meta
-from lsr.index.kernels.blockmax_build import _count_runs, _fill_dense, _fill_sparse
+from lsr.index.kernels.blockmax_build import SUPER_SHIFT, _count_runs, _fill_dense, _fill_sparse
 
 logger = logging.getLogger(__name__)
 
 BLOCKMAX_DIR = "blockmax"
 BLOCKMAX_FORMAT = "lsr-blockmax"
 BLOCKMAX_FORMAT_VERSION = 1
-MAX_BLOCK_SIZE = 65536
+MAX_BLOCK_SIZE = 256  # a block's run of one term must fit the uint16 dense offsets
 DEFAULT_BLOCK_SIZE = 32  # measured: 16-32 beat 64-128 on the synthetic benchmark (notes in README)
 # slack on upper bounds stored coarser than the impacts (uint16/float32 indexes): ceil() makes the
 # stored maxima upper bounds in exact arithmetic; this covers float32 rounding of max * ratio.
@@ -39,7 +39,7 @@ def check_block_size(block_size: int) -> int:
 
 
 def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
-                   dense_fraction: float = 0.125) -> dict[str, Any]:
+                   dense_fraction: float = 0.25) -> dict[str, Any]:
     """Build (or rebuild) ``index_dir/blockmax`` for the index in ``index_dir``; return its meta.
 
     Args:
@@ -61,8 +61,9 @@ def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
     row_of = np.full(index.n_terms, -1, np.int32)
     row_of[dense_terms] = np.arange(len(dense_terms), dtype=np.int32)
     dense_maxf = np.zeros((len(dense_terms), n_blocks), np.float64)
-    dense_off = np.zeros((len(dense_terms), n_blocks + 1), np.uint32)
-    _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_off)
+    dense_base = np.zeros((len(dense_terms), (n_blocks >> SUPER_SHIFT) + 1), np.uint32)
+    dense_off = np.zeros((len(dense_terms), n_blocks + 1), np.uint16)
+    _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_base, dense_off)
     sparse_runs = np.where(is_dense, 0, runs)
     tb_ptr = np.concatenate([[0], np.cumsum(sparse_runs)]).astype(np.int64)
     n_sparse = int(tb_ptr[-1])
@@ -70,7 +71,8 @@ def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
     tb_maxf = np.empty(n_sparse, np.float64)
     _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_start)
     (dense_max, tb_max), ub_ratio, ub_slack = _quantize_maxima((dense_maxf, tb_maxf), impacts.dtype)
-    arrays = {"row_of": row_of, "dense_max": dense_max, "dense_off": dense_off, "tb_ptr": tb_ptr,
+    arrays = {"row_of": row_of, "dense_max": dense_max, "dense_base": dense_base, "dense_off": dense_off,
+              "tb_ptr": tb_ptr,
               "tb_block": tb_block, "tb_max": tb_max, "tb_start": tb_start}
     with atomic_directory(Path(index_dir) / BLOCKMAX_DIR, overwrite=True) as tmp:
         specs = {name: save_array(tmp, name, arr) for name, arr in arrays.items()}

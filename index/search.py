@@ -207,8 +207,10 @@ class Index:
 
     def _bmp_args(self) -> tuple:
         bm = self.blockmax
-        return (self.term_ptr, self.doc_ids, self.impacts, bm.row_of, bm.dense_max, bm.dense_off, bm.tb_ptr,
-                bm.tb_block, bm.tb_max, bm.tb_start, bm.ub_ratio, bm.ub_slack, bm.block_size, bm.n_blocks)
+        bmx = (bm.row_of, bm.dense_max, bm.dense_base, bm.dense_off, bm.tb_ptr, bm.tb_block, bm.tb_max,
+               bm.tb_start)
+        return ((self.term_ptr, self.doc_ids, self.impacts), bmx, bm.ub_ratio, bm.ub_slack, bm.block_size,
+                bm.n_blocks)
 
 
 def _keep(n_terms: int, beta: float) -> int:

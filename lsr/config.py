@@ -158,8 +158,8 @@ class IndexConfig:
     def __post_init__(self) -> None:
         _one_of("index", "impact_dtype", self.impact_dtype, ("uint8", "uint16", "float32"))
         _one_of("index", "reorder", self.reorder, ("none", "bp"))
-        if not 1 <= self.block_size <= 65536:
-            raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 65536]")
+        if not 1 <= self.block_size <= 256:
+            raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 256]")
         _positive("index", "bp_iterations", self.bp_iterations)
 
 

@@ -7,7 +7,9 @@ Block maxima come in two forms:
 
     dense terms (present in many blocks), row r = row_of[t] >= 0:
         dense_max  uint8[n_dense, n_blocks]       block max, in units of ub_ratio impacts
-        dense_off  uint32[n_dense, n_blocks + 1]  run of block b: [dense_off[r, b], dense_off[r, b + 1])
+        dense_base uint32[n_dense, n_blocks / 256 + 1], dense_off uint16[n_dense, n_blocks + 1]:
+                   the run of block b starts at dense_base[r, b >> 8] + dense_off[r, b] and ends
+                   where the run of block b + 1 starts
     sparse terms (row_of[t] == -1), one entry per run, blocks ascending:
         tb_ptr     int64[n_terms + 1]             entries of t: [tb_ptr[t], tb_ptr[t + 1])
         tb_block   int32, tb_max uint8, tb_start uint32  (run start; it ends where the next run
@@ -100,9 +102,11 @@ def _bucket_order(ub, order, bucket_ptr, bucket_max):
 
 
 @njit(cache=True, nogil=True)
-def _score_block(b, block_size, term_ptr, doc_ids, impacts, q_terms, q_weights, q_rows, dense_off, tb_ptr,
-                 tb_start, head, ent_next, ent_term, ent_pair, local_pair, acc):
+def _score_block(b, block_size, postings, bmx, q_terms, q_weights, q_rows, head, ent_next, ent_term, ent_pair,
+                 local_pair, acc):
     """Add the query terms' runs in block b into acc (block-local), in ascending term order."""
+    term_ptr, doc_ids, impacts = postings
+    _, _, dense_base, dense_off, tb_ptr, _, _, tb_start = bmx
     e = head[b]
     while e >= 0:
         local_pair[ent_term[e]] = ent_pair[e]
@@ -113,8 +117,8 @@ def _score_block(b, block_size, term_ptr, doc_ids, impacts, q_terms, q_weights, 
         r = q_rows[i]
         start = term_ptr[t]
         if r >= 0:
-            s = start + dense_off[r, b]
-            end = start + dense_off[r, b + 1]
+            s = start + dense_base[r, b >> 8] + dense_off[r, b]
+            end = start + dense_base[r, (b + 1) >> 8] + dense_off[r, b + 1]
         else:
             p = local_pair[i]
             if p < 0:
@@ -128,11 +132,13 @@ def _score_block(b, block_size, term_ptr, doc_ids, impacts, q_terms, q_weights, 
 
 
 @njit(cache=True, nogil=True)
-def _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr, tb_block, tb_max, tb_start,
-               ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ub, head, order, bucket_ptr,
-               bucket_max, acc, hs, hd, out_docs, out_scores, counters):
-    """One query; ub (zeros) and head (-1) are clean on entry and left clean. Returns the hit count
-    and adds (blocks scored, blocks with a bound > 0) to counters[0], counters[1]."""
+def _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ws, out_docs,
+               out_scores, counters):
+    """One query. ``postings`` = (term_ptr, doc_ids, impacts); ``bmx`` = (row_of, dense_max, dense_base,
+    dense_off, tb_ptr, tb_block, tb_max, tb_start); ``ws`` from _workspace, clean on entry and left
+    clean. Returns the hit count; adds (blocks scored, blocks with a bound > 0) to counters."""
+    row_of, dense_max, _, _, tb_ptr, tb_block, tb_max, _ = bmx
+    ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
     m = q_terms.shape[0]
     q_rows = np.empty(m, np.int32)
     n_ent = 0
@@ -157,8 +163,8 @@ def _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr,
             break
         counters[0] += 1
         b = order[pos]
-        _score_block(b, block_size, term_ptr, doc_ids, impacts, q_terms, q_weights, q_rows, dense_off, tb_ptr,
-                     tb_start, head, ent_next, ent_term, ent_pair, local_pair, acc)
+        _score_block(b, block_size, postings, bmx, q_terms, q_weights, q_rows, head, ent_next, ent_term,
+                     ent_pair, local_pair, acc)
         base = b * block_size
         for j in range(block_size):
             s = acc[j]
@@ -172,40 +178,36 @@ def _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr,
 
 @njit(cache=True, nogil=True)
 def _workspace(n_blocks, block_size, k):
+    """(ub, head, order, bucket_ptr, bucket_max, acc, heap scores, heap docs) for one worker."""
     return (np.zeros(n_blocks, np.float32), np.full(n_blocks, -1, np.int32), np.empty(n_blocks, np.int32),
             np.zeros(N_BUCKETS + 1, np.int64), np.zeros(N_BUCKETS, np.float32),
             np.zeros(block_size, np.float32), np.empty(k, np.float32), np.empty(k, np.int32))
 
 
 @njit(cache=True, nogil=True)
-def _bmp_search_one(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr, tb_block, tb_max,
-                    tb_start, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha,
+def _bmp_search_one(postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha,
                     counters):
-    ub, head, order, bptr, bmax, acc, hs, hd = _workspace(n_blocks, block_size, k)
+    ws = _workspace(n_blocks, block_size, k)
     out_docs = np.empty(k, np.int32)
     out_scores = np.empty(k, np.float32)
-    n = _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr, tb_block, tb_max,
-                   tb_start, ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ub, head, order,
-                   bptr, bmax, acc, hs, hd, out_docs, out_scores, counters)
+    n = _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ws, out_docs,
+                   out_scores, counters)
     return out_docs[:n], out_scores[:n]
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _bmp_search_batch(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr, tb_block, tb_max,
-                      tb_start, ub_ratio, ub_slack, block_size, n_blocks, q_indptr, q_terms, q_weights, k,
-                      alpha, n_workers, out_docs, out_scores, out_counts):
+def _bmp_search_batch(postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_indptr, q_terms, q_weights,
+                      k, alpha, n_workers, out_docs, out_scores, out_counts):
     """Queries in parallel: worker c takes queries c, c + n_workers, ... with its own workspace."""
     n_queries = q_indptr.shape[0] - 1
     for c in prange(n_workers):
-        ub, head, order, bptr, bmax, acc, hs, hd = _workspace(n_blocks, block_size, k)
+        ws = _workspace(n_blocks, block_size, k)
         counters = np.zeros(2, np.int64)
         for q in range(c, n_queries, n_workers):
             s = q_indptr[q]
             e = q_indptr[q + 1]
-            out_counts[q] = _bmp_query(term_ptr, doc_ids, impacts, row_of, dense_max, dense_off, tb_ptr,
-                                       tb_block, tb_max, tb_start, ub_ratio, ub_slack, block_size,
-                                       q_terms[s:e], q_weights[s:e], k, alpha, ub, head, order, bptr, bmax,
-                                       acc, hs, hd, out_docs[q], out_scores[q], counters)
+            out_counts[q] = _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms[s:e],
+                                       q_weights[s:e], k, alpha, ws, out_docs[q], out_scores[q], counters)
 
 
 @njit(cache=True, nogil=True)

@@ -27,9 +27,10 @@ def _count_runs(term_ptr, doc_ids, block_size):
 
 
 @njit(cache=True, nogil=True)
-def _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_off):
-    """dense_maxf[r, b]: max impact of term dense_terms[r] in block b (0 if absent);
-    dense_off[r, b]: offset of the term's first posting in a block >= b (dense_off[r, n_blocks] = length)."""
+def _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_base, dense_off):
+    """For dense row r (term dense_terms[r]) and block b: dense_maxf[r, b] is the max impact in the
+    block (0 if absent), and the term's first posting in a block >= b sits at offset
+    dense_base[r, b >> SUPER_SHIFT] + dense_off[r, b] of its list (b = n_blocks: the list length)."""
     n_blocks = dense_maxf.shape[1]
     for r in range(dense_terms.shape[0]):
         t = dense_terms[r]
@@ -37,17 +38,27 @@ def _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf,
         length = term_ptr[t + 1] - start
         b_next = 0
         for j in range(length):
-            d = doc_ids[start + j]
-            b = d // block_size
+            b = doc_ids[start + j] // block_size
             while b_next <= b:
-                dense_off[r, b_next] = j
+                _set_offset(dense_base, dense_off, r, b_next, j)
                 b_next += 1
             v = np.float64(impacts[start + j])
             if v > dense_maxf[r, b]:
                 dense_maxf[r, b] = v
         while b_next <= n_blocks:
-            dense_off[r, b_next] = length
+            _set_offset(dense_base, dense_off, r, b_next, length)
             b_next += 1
+
+
+SUPER_SHIFT = 8  # 256 blocks share one uint32 base; a run start inside them fits uint16 (block <= 256 docs)
+
+
+@njit(cache=True, inline="always")
+def _set_offset(dense_base, dense_off, r, b, offset):
+    sb = b >> SUPER_SHIFT
+    if b & ((1 << SUPER_SHIFT) - 1) == 0:
+        dense_base[r, sb] = offset
+    dense_off[r, b] = offset - dense_base[r, sb]
 
 
 @njit(cache=True, nogil=True)
