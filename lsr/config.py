@@ -151,7 +151,7 @@ class IndexConfig:
     impact_dtype: str = "uint8"  # uint8 | uint16 | float32
     store_docs: bool = True  # keep a docstore (titles and texts) in the index
     blockmax: bool = True  # build block-max data (search modes safe and approx)
-    block_size: int = 32  # documents per block (smaller: tighter bounds, more blocks)
+    block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
     reorder: str = "none"  # none | bp (recursive graph bisection: similar docs share blocks)
     bp_iterations: int = 20  # swap rounds per bisection level
 
