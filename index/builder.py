@@ -75,7 +75,7 @@ class BuildOptions:
 
     impact_dtype: str = "uint8"
     reorder: str = "none"
-    bp_iterations: int = 20
+    bp_iterations: int = 8
     block_size: int | None = DEFAULT_BLOCK_SIZE
 
     def __post_init__(self) -> None:

@@ -94,7 +94,7 @@ class TransformerConfig:
     sort_docs: int = 2048  # documents read ahead and encoded in length order
     device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
-    threads: int = 0  # torch CPU threads; 0: all cores
+    threads: int = 0  # CPU: batches encoded at once, one torch thread each; 0: all cores
 
     def __post_init__(self) -> None:
         for name in ("max_length", "query_max_length", "batch_tokens", "sort_docs"):
@@ -110,7 +110,8 @@ class TransformerConfig:
             raise ConfigError(f"encoder.transformer.batch_tokens = {self.batch_tokens} must be >= "
                               f"max_length = {self.max_length}")
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError(f"encoder.transformer.device = {self.device!r} is not auto, cpu, cuda or cuda:N")
+            raise ConfigError(f"encoder.transformer.device = {self.device!r} is not auto, cpu, cuda or "
+                              "cuda:N")
         _one_of("encoder.transformer", "dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
         _positive("encoder.transformer", "threads", self.threads, allow_zero=True)
 
@@ -153,7 +154,7 @@ class IndexConfig:
     blockmax: bool = True  # build block-max data (search modes safe and approx)
     block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
     reorder: str = "none"  # none | bp (recursive graph bisection: similar docs share blocks)
-    bp_iterations: int = 20  # swap rounds per bisection level
+    bp_iterations: int = 8  # swap rounds per bisection level (8 orders as well as 20 at 1/3 the time)
 
     def __post_init__(self) -> None:
         _one_of("index", "impact_dtype", self.impact_dtype, ("uint8", "uint16", "float32"))
