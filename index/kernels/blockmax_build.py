@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+SUPER_SHIFT = 8  # groups of 256 blocks (dense rows) or 256 runs (sparse entries) share one base offset
+
 
 @njit(cache=True, nogil=True)
 def _count_runs(term_ptr, doc_ids, block_size):
@@ -50,8 +52,6 @@ def _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf,
             b_next += 1
 
 
-SUPER_SHIFT = 8  # 256 blocks share one uint32 base; a run start inside them fits uint16 (block <= 256 docs)
-
 
 @njit(cache=True, inline="always")
 def _set_offset(dense_base, dense_off, r, b, offset):
@@ -62,22 +62,26 @@ def _set_offset(dense_base, dense_off, r, b, offset):
 
 
 @njit(cache=True, nogil=True)
-def _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_start):
-    """One (block, max, run offset) entry per run of every sparse term."""
+def _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base,
+                 tb_off):
+    """One (block, max, run start) entry per run of every sparse term. Entries follow term order, as the
+    postings do, so run starts (absolute posting positions) ascend: entry p starts at
+    tb_base[p >> SUPER_SHIFT] + tb_off[p], and 256 runs of at most 256 postings fit uint16 offsets."""
     n_terms = term_ptr.shape[0] - 1
     for t in range(n_terms):
         if is_dense[t]:
             continue
         q = tb_ptr[t] - 1
         prev = -1
-        start = term_ptr[t]
-        for p in range(start, term_ptr[t + 1]):
+        for p in range(term_ptr[t], term_ptr[t + 1]):
             b = doc_ids[p] // block_size
             if b != prev:
                 q += 1
                 tb_block[q] = b
                 tb_maxf[q] = 0
-                tb_start[q] = p - start
+                if q & ((1 << SUPER_SHIFT) - 1) == 0:
+                    tb_base[q >> SUPER_SHIFT] = p
+                tb_off[q] = p - tb_base[q >> SUPER_SHIFT]
                 prev = b
             v = np.float64(impacts[p])
             if v > tb_maxf[q]:

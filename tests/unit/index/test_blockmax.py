@@ -14,7 +14,6 @@ from corpora import build, build_with_blockmax, random_corpus
 from lsr.index import Index, SparseBatch
 from lsr.index.io import ArtifactError
 
-
 # the NUMBA_DISABLE_JIT=1 job runs the kernels as Python: fewer queries, same cases
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT") == "1"
 
@@ -180,3 +179,17 @@ def test_bisection_groups_topics():
     assert sorted(perm.tolist()) == list(range(512))
     first_half_even = np.mean(perm[:256] % 2 == 0)
     assert first_half_even in (0.0, 1.0)
+
+
+def test_more_blocks_than_uint16_block_ids(tmp_path):
+    """Over 65,536 blocks, sparse entries switch to int32 block ids; results stay exact."""
+    rng = np.random.default_rng(5)
+    n_docs = 66_000
+    terms = rng.integers(0, 30, size=(n_docs, 2))
+    terms[:, 1] = (terms[:, 0] + 1 + terms[:, 1] % 29) % 30  # two distinct terms per doc
+    rows = [(t, rng.integers(1, 5, size=2)) for t in terms]
+    index = build_with_blockmax(tmp_path, SparseBatch.from_rows(rows), 30, "uint8", 1, dense_fraction=1.0)
+    assert index.blockmax.tb_block.dtype == np.int32 and index.blockmax.n_blocks == n_docs
+    for q_terms, q_weights in random_queries(rng, 30, 10, integer=True):
+        safe = index.search(q_terms, q_weights, 10, mode="safe")
+        assert_identical(safe, index.search(q_terms, q_weights, 10))
