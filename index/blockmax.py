@@ -71,11 +71,15 @@ def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
     tb_maxf = np.empty(n_sparse, np.float64)
     tb_base = np.zeros((n_sparse >> SUPER_SHIFT) + 1, np.int64)
     tb_off = np.empty(n_sparse, np.uint16)
-    _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, tb_off)
+    lengths = np.diff(term_ptr)
+    dense_before = np.concatenate([[0], np.cumsum(np.where(is_dense, lengths, 0))[:-1]]).astype(np.int64)
+    _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, tb_off,
+                 dense_before)
     (dense_max, tb_max), ub_ratio, ub_slack = _quantize_maxima((dense_maxf, tb_maxf), impacts.dtype)
     arrays = {"row_of": row_of, "dense_max": dense_max, "dense_base": dense_base, "dense_off": dense_off,
               "tb_ptr": tb_ptr,
-              "tb_block": tb_block, "tb_max": tb_max, "tb_base": tb_base, "tb_off": tb_off}
+              "tb_block": tb_block, "tb_max": tb_max, "tb_base": tb_base, "tb_off": tb_off,
+              "dense_before": dense_before}
     with atomic_directory(Path(index_dir) / BLOCKMAX_DIR, overwrite=True) as tmp:
         specs = {name: save_array(tmp, name, arr) for name, arr in arrays.items()}
         meta = {

@@ -208,7 +208,7 @@ class Index:
     def _bmp_args(self) -> tuple:
         bm = self.blockmax
         bmx = (bm.row_of, bm.dense_max, bm.dense_base, bm.dense_off, bm.tb_ptr, bm.tb_block, bm.tb_max,
-               bm.tb_base, bm.tb_off)
+               bm.tb_base, bm.tb_off, bm.dense_before)
         return ((self.term_ptr, self.doc_ids, self.impacts), bmx, bm.ub_ratio, bm.ub_slack, bm.block_size,
                 bm.n_blocks)
 

@@ -14,9 +14,10 @@ Block maxima come in two forms:
     sparse terms (row_of[t] == -1), one entry per run, blocks ascending:
         tb_ptr     int64[n_terms + 1]             entries of t: [tb_ptr[t], tb_ptr[t + 1])
         tb_block   uint16 (n_blocks <= 65536) or int32, tb_max uint8
-        tb_base    int64[n_entries / 256 + 1], tb_off uint16[n_entries]: entry p's run starts at
-                   posting tb_base[p >> 8] + tb_off[p] and ends where entry p + 1's starts (or at
-                   the end of t's list)
+        tb_base    int64[n_entries / 256 + 1], tb_off uint16[n_entries], dense_before int64[n_terms]:
+                   entry p's run starts at posting tb_base[p >> 8] + tb_off[p] + dense_before[t]
+                   (offsets count only sparse terms' postings, so 256 runs fit uint16) and ends
+                   where entry p + 1's starts (or at the end of t's list)
 
 Per query: (1) block upper bounds in one pass over the query terms: a dense row is
 a vectorizable add over all blocks, a sparse term scatters its few entries and
@@ -108,7 +109,7 @@ def _score_block(b, block_size, postings, bmx, q_terms, q_weights, q_rows, head,
                  local_pair, acc):
     """Add the query terms' runs in block b into acc (block-local), in ascending term order."""
     term_ptr, doc_ids, impacts = postings
-    _, _, dense_base, dense_off, tb_ptr, _, _, tb_base, tb_off = bmx
+    _, _, dense_base, dense_off, tb_ptr, _, _, tb_base, tb_off, dense_before = bmx
     e = head[b]
     while e >= 0:
         local_pair[ent_term[e]] = ent_pair[e]
@@ -126,8 +127,11 @@ def _score_block(b, block_size, postings, bmx, q_terms, q_weights, q_rows, head,
             if p < 0:
                 continue
             local_pair[i] = -1
-            s = tb_base[p >> 8] + tb_off[p]
-            end = tb_base[(p + 1) >> 8] + tb_off[p + 1] if p + 1 < tb_ptr[t + 1] else term_ptr[t + 1]
+            s = tb_base[p >> 8] + tb_off[p] + dense_before[t]
+            if p + 1 < tb_ptr[t + 1]:
+                end = tb_base[(p + 1) >> 8] + tb_off[p + 1] + dense_before[t]
+            else:
+                end = term_ptr[t + 1]
         w = q_weights[i]
         for j in range(s, end):
             acc[doc_ids[j] - base] += w * np.float32(impacts[j])
@@ -137,9 +141,10 @@ def _score_block(b, block_size, postings, bmx, q_terms, q_weights, q_rows, head,
 def _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ws, out_docs,
                out_scores, counters):
     """One query. ``postings`` = (term_ptr, doc_ids, impacts); ``bmx`` = (row_of, dense_max, dense_base,
-    dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off); ``ws`` from _workspace, clean on entry and left
-    clean. Returns the hit count; adds (blocks scored, blocks with a bound > 0) to counters."""
-    row_of, dense_max, _, _, tb_ptr, tb_block, tb_max, _, _ = bmx
+    dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before); ``ws`` from _workspace, clean
+    on entry and left clean. Returns the hit count; adds (blocks scored, blocks with a bound > 0) to
+    counters."""
+    row_of, dense_max, _, _, tb_ptr, tb_block, tb_max, _, _, _ = bmx
     ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
     m = q_terms.shape[0]
     q_rows = np.empty(m, np.int32)

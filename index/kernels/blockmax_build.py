@@ -58,15 +58,21 @@ def _set_offset(dense_base, dense_off, r, b, offset):
     sb = b >> SUPER_SHIFT
     if b & ((1 << SUPER_SHIFT) - 1) == 0:
         dense_base[r, sb] = offset
-    dense_off[r, b] = offset - dense_base[r, sb]
+    off = offset - dense_base[r, sb]
+    if off > 65535:  # cannot happen with blocks of <= 256 docs; never wrap silently
+        raise ValueError("block-max dense run offset does not fit uint16")
+    dense_off[r, b] = off
 
 
 @njit(cache=True, nogil=True)
-def _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base,
-                 tb_off):
-    """One (block, max, run start) entry per run of every sparse term. Entries follow term order, as the
-    postings do, so run starts (absolute posting positions) ascend: entry p starts at
-    tb_base[p >> SUPER_SHIFT] + tb_off[p], and 256 runs of at most 256 postings fit uint16 offsets."""
+def _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, tb_off,
+                 dense_before):
+    """One (block, max, run start) entry per run of every sparse term.
+
+    Run starts are counted in *sparse coordinates*: posting positions with the dense terms' lists
+    taken out (``position - dense_before[t]``). Entries follow term order, so these coordinates
+    ascend without gaps, and 256 runs of at most 256 postings fit uint16 offsets: entry p starts at
+    posting ``tb_base[p >> SUPER_SHIFT] + tb_off[p] + dense_before[t]``."""
     n_terms = term_ptr.shape[0] - 1
     for t in range(n_terms):
         if is_dense[t]:
@@ -79,9 +85,13 @@ def _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_bl
                 q += 1
                 tb_block[q] = b
                 tb_maxf[q] = 0
+                pos = p - dense_before[t]
                 if q & ((1 << SUPER_SHIFT) - 1) == 0:
-                    tb_base[q >> SUPER_SHIFT] = p
-                tb_off[q] = p - tb_base[q >> SUPER_SHIFT]
+                    tb_base[q >> SUPER_SHIFT] = pos
+                off = pos - tb_base[q >> SUPER_SHIFT]
+                if off > 65535:  # cannot happen with runs of <= 256 postings; never wrap silently
+                    raise ValueError("block-max sparse run offset does not fit uint16")
+                tb_off[q] = off
                 prev = b
             v = np.float64(impacts[p])
             if v > tb_maxf[q]:

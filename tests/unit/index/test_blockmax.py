@@ -193,3 +193,18 @@ def test_more_blocks_than_uint16_block_ids(tmp_path):
     for q_terms, q_weights in random_queries(rng, 30, 10, integer=True):
         safe = index.search(q_terms, q_weights, 10, mode="safe")
         assert_identical(safe, index.search(q_terms, q_weights, 10))
+
+
+def test_sparse_runs_around_a_long_dense_posting_list(tmp_path):
+    """Sparse entries of terms 0 and 2 share an offset group while term 1 (dense, in every doc) has more
+    than 65,536 postings between them in the posting arrays: offsets must not overflow."""
+    n_docs = 70_000
+    rows = []
+    for d in range(n_docs):
+        terms = [1] + ([0] if d % 997 == 0 else []) + ([2] if d % 991 == 3 else [])
+        rows.append((terms, [2.0] * len(terms)))
+    index = build_with_blockmax(tmp_path, SparseBatch.from_rows(rows), 3, "uint8", 16)
+    assert index.blockmax.row_of.tolist() == [-1, 0, -1]
+    for terms in ([0], [2], [0, 2], [0, 1, 2]):
+        exact = index.search(terms, [1.0] * len(terms), 100)
+        assert_identical(index.search(terms, [1.0] * len(terms), 100, mode="safe"), exact)
