@@ -21,7 +21,7 @@ from lsr.index.blockmax import BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
-from lsr.index.kernels.score import _search_batch, _search_one
+from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
 
 logger = logging.getLogger(__name__)
@@ -64,6 +64,8 @@ class SearchResult:
 
 class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
+
+    scan_ratio: int = SCAN_RATIO  # exact mode: see lsr.index.kernels.score
 
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path = path
@@ -155,7 +157,7 @@ class Index:
             return SearchResult(np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE))
         if params.mode == "exact":
             docs, scores = _search_one(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights,
-                                       k)
+                                       k, self.scan_ratio)
         else:
             terms, weights = _prune_terms(terms, weights, _keep(len(terms), params.beta))
             docs, scores = _bmp_search_one(*self._bmp_args(), terms, weights, k, np.float32(params.alpha),
@@ -200,7 +202,7 @@ class Index:
         q = (queries.indptr, queries.term_ids, queries.weights)
         if params.mode == "exact":
             _search_batch(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, *q, k, n_workers,
-                          out_docs, out_scores, counts)
+                          out_docs, out_scores, counts, self.scan_ratio)
             return
         _bmp_search_batch(*self._bmp_args(), *q, k, np.float32(params.alpha), n_workers, out_docs, out_scores,
                           counts)

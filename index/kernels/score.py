@@ -10,7 +10,10 @@ A query is (q_terms int32[m], q_weights float32[m]) with distinct terms in
 entries, in query-term order. Because every contribution is > 0, a document
 matched by the query has a score > 0: the second pass over the same postings
 collects each matched document once (``acc[d] > 0``) and resets its slot, so the
-accumulator is clean again without a pass over all n_docs.
+accumulator is clean again without a pass over all n_docs. For queries whose
+lists hold more than n_docs / SCAN_RATIO postings, one sequential scan of the
+accumulator (then a memset) is cheaper, and gives the same heap: offers arrive
+in another order, but the heap's total order (score, then doc id) decides.
 """
 
 from __future__ import annotations
@@ -20,9 +23,14 @@ from numba import njit, prange
 
 from lsr.index.kernels.topk import heap_drain_sorted, heap_offer
 
+# default: collect by scanning all n_docs accumulator slots once the query has more than
+# n_docs / SCAN_RATIO postings (0: never scan)
+SCAN_RATIO = 8
+
 
 @njit(cache=True, nogil=True)
-def _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores):
+def _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores,
+                 scan_ratio):
     """Score one query; write its top-k (best first) into out_*; return how many."""
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
@@ -30,6 +38,17 @@ def _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k,
         for p in range(term_ptr[t], term_ptr[t + 1]):
             acc[doc_ids[p]] += w * np.float32(impacts[p])
     size = 0
+    n_postings = 0
+    for i in range(q_terms.shape[0]):
+        n_postings += term_ptr[q_terms[i] + 1] - term_ptr[q_terms[i]]
+    if n_postings * scan_ratio > acc.shape[0]:
+        # long lists: one sequential scan of the accumulator beats revisiting the postings
+        for d in range(acc.shape[0]):
+            s = acc[d]
+            if s > 0:
+                size = heap_offer(hs, hd, size, k, s, d)
+        acc[:] = 0
+        return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         for p in range(term_ptr[t], term_ptr[t + 1]):
@@ -42,20 +61,21 @@ def _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k,
 
 
 @njit(cache=True, nogil=True)
-def _search_one(term_ptr, doc_ids, impacts, n_docs, q_terms, q_weights, k):
+def _search_one(term_ptr, doc_ids, impacts, n_docs, q_terms, q_weights, k, scan_ratio):
     """One query on the calling thread (releases the GIL: callers may run it in threads)."""
     acc = np.zeros(n_docs, dtype=np.float32)
     hs = np.empty(k, dtype=np.float32)
     hd = np.empty(k, dtype=np.int32)
     out_docs = np.empty(k, dtype=np.int32)
     out_scores = np.empty(k, dtype=np.float32)
-    n = _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores)
+    n = _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores,
+                     scan_ratio)
     return out_docs[:n], out_scores[:n]
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def _search_batch(term_ptr, doc_ids, impacts, n_docs, q_indptr, q_terms, q_weights, k, n_workers,
-                  out_docs, out_scores, out_counts):
+                  out_docs, out_scores, out_counts, scan_ratio):
     """Queries in parallel: worker c takes queries c, c + n_workers, ... and owns one accumulator."""
     n_queries = q_indptr.shape[0] - 1
     for c in prange(n_workers):
@@ -66,4 +86,4 @@ def _search_batch(term_ptr, doc_ids, impacts, n_docs, q_indptr, q_terms, q_weigh
             s = q_indptr[q]
             e = q_indptr[q + 1]
             out_counts[q] = _score_query(term_ptr, doc_ids, impacts, q_terms[s:e], q_weights[s:e],
-                                         acc, hs, hd, k, out_docs[q], out_scores[q])
+                                         acc, hs, hd, k, out_docs[q], out_scores[q], scan_ratio)

@@ -27,12 +27,14 @@ def assert_same_topk(index: Index, dense: np.ndarray, terms, weights, k: int, ex
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("impact_dtype", ["uint8", "uint16", "float32"])
-def test_exhaustive_equals_reference_integer_weights(tmp_path, seed, impact_dtype):
+@pytest.mark.parametrize("scan_ratio", [0, 10**9])  # collect by revisiting the postings / by a full scan
+def test_exhaustive_equals_reference_integer_weights(tmp_path, seed, impact_dtype, scan_ratio):
     """Integer impacts and query weights: sums are exact, so docs, order and ties must match exactly."""
     rng = np.random.default_rng(seed)
     n_terms = 40
     corpus = random_corpus(rng, n_docs=150, n_terms=n_terms, max_nnz=12, integer=True)
     index = build(tmp_path, corpus, n_terms, impact_dtype)
+    index.scan_ratio = scan_ratio
     dense = dense_from_postings(index.term_ptr, index.doc_ids, index.impacts, index.n_docs)
     for _ in range(30):
         m = int(rng.integers(1, 8))
@@ -55,10 +57,12 @@ def test_exhaustive_equals_reference_float_weights(tmp_path, seed):
         assert_same_topk(index, dense, terms, rng.uniform(0.1, 2.0, m), 10, exact=False)
 
 
-def test_batch_equals_single(tmp_path):
+@pytest.mark.parametrize("scan_ratio", [0, 10**9])
+def test_batch_equals_single(tmp_path, scan_ratio):
     rng = np.random.default_rng(7)
     corpus = random_corpus(rng, 200, 50, 15, integer=True)
     index = build(tmp_path, corpus, 50, "uint8")
+    index.scan_ratio = scan_ratio
     rows = []
     for _ in range(40):
         terms = rng.choice(50, size=int(rng.integers(0, 6)), replace=False)
@@ -72,10 +76,12 @@ def test_batch_equals_single(tmp_path):
             np.testing.assert_array_equal(res.scores, single.scores)
 
 
-def test_edge_cases(tmp_path):
+@pytest.mark.parametrize("scan_ratio", [0, 10**9])
+def test_edge_cases(tmp_path, scan_ratio):
     # doc 0 and 2 tie on term 0; term 3 has an empty posting list; doc 3 is empty
     corpus = SparseBatch.from_rows([([0, 1], [2, 1]), ([1], [5]), ([0], [2]), ([], [])])
     index = build(tmp_path, corpus, n_terms=4, impact_dtype="float32")
+    index.scan_ratio = scan_ratio
     assert len(index.search([], [], k=10)) == 0  # empty query
     assert len(index.search([3], [1.0], k=10)) == 0  # empty posting list
     res = index.search([0], [1.0], k=10)  # k > matching docs; tie broken by doc id
