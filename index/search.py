@@ -27,6 +27,7 @@ from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch,
 logger = logging.getLogger(__name__)
 
 MODES = ("exact", "safe", "approx")
+MAX_K = 100_000  # a batch holds n_queries x k results: a larger k is a mistake, not a request
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,11 @@ class Index:
         return int(self.term_ptr.nbytes + self.doc_ids.nbytes + self.impacts.nbytes)
 
     def _check_k(self, k: int) -> int:
+        """k in [1, MAX_K]; above n_docs it is clamped (only matching documents come back anyway)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        if k > MAX_K:
+            raise ValueError(f"k = {k} is larger than the maximum {MAX_K}: ask for fewer results")
         return int(min(k, max(self.n_docs, 1)))
 
     def _check_query(self, q_terms: Any, q_weights: Any) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
