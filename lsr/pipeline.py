@@ -21,6 +21,7 @@ from lsr.config import Config, config_hash, to_dict
 from lsr.data.corpus import open_corpus
 from lsr.data.docstore import DocStoreWriter
 from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, vector_to_dict, write_sparse_jsonl
+from lsr.encode import resume_key
 from lsr.encoders import make_encoder
 from lsr.index import BuildOptions, build_index
 from lsr.vectors import Vectors, VectorWriter
@@ -48,7 +49,9 @@ def encode_corpus(config: Config, corpus: str | Path, out: str | Path, fmt: str 
     encoder = make_encoder(config.encoder)
     docs = open_corpus(corpus)
     start = time.perf_counter()
-    with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite) as writer:
+    # transformer encoders are slow enough to make a crash expensive: their writes can resume
+    key = resume_key(config, corpus) if getattr(encoder, "resumable", False) else None
+    with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite, key) as writer:
         vocab = encoder.encode_corpus(docs, writer, progress=progress)
         sections = _sections(config, encoder.describe(), str(corpus))
         sections["encode_seconds"] = round(time.perf_counter() - start, 3)
@@ -62,9 +65,9 @@ def _encode_to_jsonl(config: Config, corpus: str | Path, out: Path, overwrite: b
                      progress: bool) -> dict[str, Any]:
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    tmp = out.parent / f".{out.name}.vectors-{uuid.uuid4().hex[:8]}"
+    tmp = out.parent / f".{out.name}.vectors"  # a fixed name, so a crashed encode can resume
     try:
-        meta = encode_corpus(config, corpus, tmp, "npy", progress=progress)
+        meta = encode_corpus(config, corpus, tmp, "npy", overwrite=True, progress=progress)
         vectors = Vectors(tmp)
         vocab = vectors.vocab()
 
@@ -111,6 +114,8 @@ def build_index_from_vectors(config: Config, vectors_path: str | Path, out: str 
     vectors = Vectors(vectors_path)
     vm = vectors.meta
     sections = {key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm}
+    # files the query side needs (an inference-free tokenizer and weight table) travel with the index
+    encoder_files = {name: vectors.path / name for name in vm.get("files", [])}
     sections.update(config=to_dict(config), config_hash=config_hash(config),
                     vectors_config=vm.get("config"))
     start = time.perf_counter()
@@ -120,7 +125,8 @@ def build_index_from_vectors(config: Config, vectors_path: str | Path, out: str 
         vectors.n_terms, vectors.ids_path, vectors.vocab_path, out,
         index_build_options(config),
         sections=sections,
-        extra_files=DocStoreWriter.files(vectors.path) if config.index.store_docs else {},
+        extra_files={**(DocStoreWriter.files(vectors.path) if config.index.store_docs else {}),
+                     **encoder_files},
         overwrite=overwrite,
     )
     logger.info("index built in %.1fs", time.perf_counter() - start)
@@ -139,9 +145,9 @@ def index_corpus(config: Config, corpus: str | Path, out: str | Path, overwrite:
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    tmp = out.parent / f".{out.name}.vectors-{uuid.uuid4().hex[:8]}"
+    tmp = out.parent / f".{out.name}.vectors"  # a fixed name, so a crashed encode can resume
     try:
-        encode_corpus(config, corpus, tmp, progress=progress)
+        encode_corpus(config, corpus, tmp, overwrite=True, progress=progress)
         return build_index_from_vectors(config, tmp, out, overwrite, progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

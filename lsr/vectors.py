@@ -11,6 +11,13 @@ Layout (format ``lsr-vectors`` version 1):
 
 The sparse-vector JSONL ``{"id", "vector": {term: weight}}`` (pyserini's
 JsonVectorCollection, Seismic) is for import and export only.
+
+Resumable writes (``VectorWriter(..., resume_key=KEY)``, used by the transformer
+encoders): the work happens in ``.NAME.partial`` beside ``out``, and after every
+shard a ``progress.json`` records the complete shards, the doc count and the byte
+length of ``ids.txt``. A crash keeps that folder; the next writer with the same key
+drops whatever follows the last complete shard and carries on from there (the
+encoder skips ``writer.n_docs`` documents). A different key discards the folder.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
+import shutil
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +38,7 @@ import numpy as np
 from lsr import __version__
 from lsr.data.docstore import DocStoreWriter
 from lsr.errors import DataFormatError
-from lsr.index.io import ArtifactError, atomic_directory, read_meta, write_meta
+from lsr.index.io import ArtifactError, atomic_directory, read_meta, write_json, write_meta
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -36,6 +46,7 @@ logger = logging.getLogger(__name__)
 VECTORS_FORMAT = "lsr-vectors"
 VECTORS_FORMAT_VERSION = 1
 _PARTS = ("indptr", "term_ids", "weights")
+PROGRESS_FILE = "progress.json"
 
 
 def shard_name(i: int) -> str:
@@ -60,30 +71,87 @@ class VectorWriter:
     """Write an encoded corpus shard by shard into a temporary directory, then publish it.
 
     Use as a context manager; nothing appears at ``out`` unless the block completes.
+    With ``resume_key`` the temporary directory survives a crash and a later writer
+    with the same key resumes it (see the module docstring); ``n_docs`` then starts
+    at the number of documents already written.
     """
 
     def __init__(self, out: str | Path, shard_docs: int = 100_000, store_docs: bool = False,
-                 overwrite: bool = False):
+                 overwrite: bool = False, resume_key: str | None = None):
         self.out = Path(out)
         self.shard_docs = shard_docs
         self.store_docs = store_docs
         self.overwrite = overwrite
+        self.resume_key = resume_key
         self.shards: list[dict[str, Any]] = []
+        self.files: list[str] = []
         self.n_docs = 0
+        self.n_empty = 0
+        self.resumed_from = 0
+        self.last_id: str | None = None
         self._rows: list[tuple[np.ndarray, np.ndarray]] = []
 
     def __enter__(self) -> VectorWriter:
-        self._ctx = atomic_directory(self.out, overwrite=self.overwrite)
-        self.dir = self._ctx.__enter__()
-        self._ids = open(self.dir / "ids.txt", "w", encoding="utf-8")
-        self._docstore = DocStoreWriter(self.dir) if self.store_docs else None
+        if self.resume_key is None:
+            self._ctx = atomic_directory(self.out, overwrite=self.overwrite)
+            self.dir = self._ctx.__enter__()
+            self._ids = open(self.dir / "ids.txt", "w", encoding="utf-8")
+            self._docstore = DocStoreWriter(self.dir) if self.store_docs else None
+            return self
+        if self.out.exists() and not self.overwrite:
+            raise FileExistsError(f"{self.out} already exists; pass --overwrite to replace it")
+        self._ctx = None
+        self.dir = partial_dir(self.out)
+        kept_docs = self._resume() if (self.dir / PROGRESS_FILE).is_file() else None
+        if kept_docs is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True)
+        self._ids = open(self.dir / "ids.txt", "a", encoding="utf-8")
+        self._docstore = _CheckpointDocStore(self.dir) if self.store_docs else None
+        if self._docstore is not None and kept_docs is not None:
+            self._docstore.restore(kept_docs, self.n_docs)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
         self._ids.close()
         if self._docstore is not None:
             self._docstore.close()
-        return self._ctx.__exit__(exc_type, exc, tb)
+        if self._ctx is not None:
+            return self._ctx.__exit__(exc_type, exc, tb)
+        if exc_type is not None:
+            if self.shards:
+                logger.warning("encoding stopped after doc %d; the %d docs of complete shards are kept in "
+                               "%s: run the same command again to resume (or delete that folder)",
+                               self.n_docs, sum(s["n_docs"] for s in self.shards), self.dir)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+            return None
+        (self.dir / PROGRESS_FILE).unlink(missing_ok=True)
+        _publish(self.dir, self.out)
+        return None
+
+    def _resume(self) -> Path | None:
+        """Restore the state of the last complete shard; return the kept docstore (or None: start over)."""
+        try:
+            record = json.loads((self.dir / PROGRESS_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            record = {}
+        if record.get("key") != self.resume_key or record.get("docstore") != self.store_docs:
+            logger.warning("discarding %s: an interrupted encode of another corpus or config", self.dir)
+            return None
+        names = {s["name"] for s in record["shards"]}
+        for path in self.dir.glob("shard-*.npy"):
+            if path.name.split(".")[0] not in names:
+                path.unlink()
+        os.truncate(self.dir / "ids.txt", record["ids_bytes"])
+        kept = self.dir / "docstore.resume.jsonl"
+        if self.store_docs:
+            os.replace(self.dir / "docstore.jsonl", kept)
+        self.shards, self.n_docs, self.n_empty = record["shards"], record["n_docs"], record["n_empty"]
+        self.resumed_from, self.last_id = self.n_docs, record["last_id"]
+        logger.info("resuming the interrupted encode in %s after doc %d (%d shards)", self.dir, self.n_docs,
+                    len(self.shards))
+        return kept
 
     def add(self, doc_id: str, term_ids: np.ndarray, weights: np.ndarray, title: str = "",
             text: str = "") -> None:
@@ -93,8 +161,18 @@ class VectorWriter:
             self._docstore.add(doc_id, title, text)
         self._rows.append((term_ids, weights))
         self.n_docs += 1
+        self.n_empty += len(term_ids) == 0
+        self.last_id = doc_id
         if len(self._rows) >= self.shard_docs:
             self._flush()
+
+    def add_file(self, name: str, data: bytes) -> None:
+        """An extra file for the query side (a tokenizer, a weight table); it travels into the index."""
+        if "/" in name or name in ("meta.json", "ids.txt", "vocab.json") or name.startswith(("shard-", ".")):
+            raise ValueError(f"{name!r} is not a valid extra file name")
+        (self.dir / name).write_bytes(data)
+        if name not in self.files:
+            self.files.append(name)
 
     def _flush(self) -> None:
         if not self._rows:
@@ -111,6 +189,19 @@ class VectorWriter:
         save_shard(self.dir, name, batch)
         self.shards.append({"name": name, "n_docs": len(batch), "nnz": batch.nnz})
         self._rows = []
+        if self.resume_key is not None:
+            self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        self._ids.flush()
+        os.fsync(self._ids.fileno())
+        if self._docstore is not None:
+            self._docstore.flush()
+        write_json(self.dir / PROGRESS_FILE, {
+            "key": self.resume_key, "docstore": self.store_docs, "n_docs": self.n_docs,
+            "n_empty": self.n_empty, "last_id": self.last_id, "shards": self.shards,
+            "ids_bytes": self._ids.tell(),
+        })
 
     def iter_shards(self) -> Iterator[tuple[str, SparseBatch]]:
         """The shards written so far (for encoders that rewrite weights in a second pass)."""
@@ -137,12 +228,47 @@ class VectorWriter:
             "n_terms": len(vocab),
             "nnz": nnz,
             "doc_nnz_avg": nnz / max(self.n_docs, 1),
+            "empty_docs": self.n_empty,
             "shards": self.shards,
             "docstore": self.store_docs,
+            **({"files": sorted(self.files)} if self.files else {}),
+            **({"resumed_from_doc": self.resumed_from} if self.resumed_from else {}),
             **sections,
         }
         write_meta(self.dir, meta)
         return meta
+
+
+def partial_dir(out: Path) -> Path:
+    """Where a resumable encode of ``out`` works (and what survives a crash)."""
+    return out.parent / f".{out.name}.partial"
+
+
+def _publish(src: Path, out: Path) -> None:
+    """Rename a finished directory to ``out``, swapping an old ``out`` out only at the end."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(out, old)
+    os.replace(src, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+class _CheckpointDocStore(DocStoreWriter):
+    """A docstore writer that can be made durable at a checkpoint and refilled from a kept one."""
+
+    def flush(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def restore(self, kept: Path, n_docs: int) -> None:
+        """Re-add the first ``n_docs`` documents of a kept docstore file, then delete it."""
+        with open(kept, encoding="utf-8") as f:
+            for _ in range(n_docs):
+                doc = json.loads(f.readline())
+                self.add(doc["id"], doc["title"], doc["text"])
+        kept.unlink()
 
 
 def check_unique_ids(ids_path: Path) -> None:

@@ -1,0 +1,182 @@
+"""Inference-free learned sparse retrieval: SPLADE documents, table-weighted query tokens.
+
+Documents go through a SPLADE document encoder. A query is tokenized with the same
+tokenizer and each distinct token weighs ``table[token]`` (Geng et al. 2024; the
+OpenSearch neural-sparse "doc-only" models): no neural model and no torch at query
+time, so query encoding costs a tokenization and a table lookup.
+
+The table is either the IDF of each token in the tokenized corpus texts,
+``ln(1 + (N - df + 0.5) / (df + 0.5))``, or a learned table shipped with the model
+as ``idf.json`` (``{token: weight}``). Encoding writes the table (``query_weights.npy``,
+float32[vocab]) and the tokenizer (``tokenizer.json``) into the vectors directory;
+they travel into the index, which can therefore encode queries by itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsr.config import EncoderConfig, PruneConfig, from_dict
+from lsr.data.corpus import Doc
+from lsr.encoders.hf import check_vocab, clean_text, prune_row, rows_to_batch
+from lsr.errors import ConfigError
+from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
+from lsr.vectors import VectorWriter
+
+logger = logging.getLogger(__name__)
+
+TABLE_FILE = "query_weights.npy"
+TOKENIZER_FILE = "tokenizer.json"
+MODEL_TABLE_FILE = "idf.json"  # a learned table shipped with the model (OpenSearch's convention)
+
+
+def idf_table(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """BM25's IDF, ``ln(1 + (N - df + 0.5) / (df + 0.5))``: positive for every df."""
+    return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+
+
+def token_document_frequency(tokenizer: Any, texts: Iterable[str], vocab_size: int,
+                             chunk: int = 4096) -> tuple[np.ndarray, int]:
+    """``(df, n_docs)``: in how many texts each token id occurs (whole texts, no truncation)."""
+    tokenizer.no_truncation()
+    df = np.zeros(vocab_size, dtype=np.int64)
+    n_docs = 0
+    texts = iter(texts)
+    while batch := list(islice(texts, chunk)):
+        encodings = tokenizer.encode_batch_fast([clean_text(t) for t in batch], add_special_tokens=False)
+        for enc in encodings:
+            df[np.unique(np.asarray(enc.ids, dtype=np.int64))] += 1
+        n_docs += len(batch)
+    return df, n_docs
+
+
+def table_from_json(path: Path, vocab: Sequence[str]) -> np.ndarray:
+    """A ``{token: weight}`` JSON file as float32[vocab]; tokens it leaves out weigh 0."""
+    try:
+        weights = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read the query weight table {path} ({exc})") from None
+    if not isinstance(weights, dict):
+        raise ConfigError(f"{path} must hold a JSON object {{token: weight}}")
+    index = {t: i for i, t in enumerate(vocab)}
+    table = np.zeros(len(vocab), dtype=np.float32)
+    unknown = 0
+    for token, weight in weights.items():
+        if token in index and isinstance(weight, (int, float)) and np.isfinite(weight) and weight > 0:
+            table[index[token]] = weight
+        else:
+            unknown += token not in index
+    if unknown:
+        logger.warning("%s: %d tokens are not in the model's vocabulary; ignored", path, unknown)
+    return table
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _splade_encoder() -> type:
+    from lsr.encoders.splade import SpladeEncoder
+
+    return SpladeEncoder
+
+
+class InferenceFreeEncoder:
+    """Corpus encoder: SPLADE documents plus the query table and tokenizer for the query side."""
+
+    name = "inference-free"
+    resumable = True
+
+    def __init__(self, cfg: EncoderConfig, impl: str = "fast"):
+        if cfg.query_model:
+            raise ConfigError("encoder.query_model does not apply to inference-free: queries use no model")
+        self.cfg = cfg
+        self.docs = _splade_encoder()(cfg, impl)
+        self.model = self.docs.model
+
+    def describe(self) -> dict[str, Any]:
+        meta = self.docs.describe()
+        meta.update(name=self.name, query_model=None,
+                    inference_free={"query_weights": self.cfg.inference_free.query_weights,
+                                    "table": TABLE_FILE, "tokenizer": TOKENIZER_FILE})
+        return meta
+
+    def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
+        return self.docs.encode_texts(texts)
+
+    def encode_corpus(self, docs: Iterable[Doc], writer: VectorWriter, progress: bool = False) -> list[str]:
+        vocab = self.docs.encode_corpus(docs, writer, progress)
+        table = self.query_table(docs, vocab, writer.n_docs)
+        table[[i for i in self.model.special_ids if i < len(table)]] = 0.0  # [CLS], [SEP], ... never count
+        writer.add_file(TABLE_FILE, _npy_bytes(table))
+        tokenizer_json = self.docs.model_path / TOKENIZER_FILE
+        writer.add_file(TOKENIZER_FILE, tokenizer_json.read_bytes() if tokenizer_json.is_file()
+                        else self.model.backend.to_str().encode("utf-8"))
+        logger.info("inference-free query table: %d tokens with a weight", int(np.count_nonzero(table)))
+        return vocab
+
+    def query_table(self, docs: Iterable[Doc], vocab: Sequence[str], n_docs: int) -> np.ndarray:
+        spec = self.cfg.inference_free.query_weights
+        if spec == "idf":  # a second pass over the corpus, which open_corpus makes re-iterable
+            df, seen = token_document_frequency(self.model.backend, (d.contents for d in docs), len(vocab))
+            if seen != n_docs:
+                raise ValueError(f"the IDF pass read {seen} documents, the encoding pass {n_docs}: "
+                                 "inference-free encoding needs a corpus that can be read twice")
+            return idf_table(df, n_docs)
+        path = self.docs.model_path / MODEL_TABLE_FILE if spec == "model" else Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"encoder.inference_free.query_weights = {spec!r}: {path} does not exist")
+        return table_from_json(path, vocab)
+
+
+class InferenceFreeQueryEncoder:
+    """Query side: a tokenizer and a weight table, both read from the index; never imports torch."""
+
+    def __init__(self, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None):
+        from tokenizers import Tokenizer
+
+        if directory is None:
+            raise ConfigError("an inference-free query encoder needs the index directory (its query table)")
+        files = meta.get("inference_free", {})
+        self.table = np.load(Path(directory) / files.get("table", TABLE_FILE), allow_pickle=False)
+        self.tokenizer = Tokenizer.from_file(str(Path(directory) / files.get("tokenizer", TOKENIZER_FILE)))
+        self.tokenizer.no_padding()
+        max_length = int(meta.get("transformer", {}).get("query_max_length", 128))
+        self.tokenizer.enable_truncation(max_length)
+        self.prune = from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
+        vocab = [self.tokenizer.id_to_token(i) or f"[unused-id-{i}]" for i in range(len(self.table))]
+        check_vocab(vocab, term_index, "the inference-free query tokenizer")
+
+    def encode(self, texts: Sequence[str]) -> SparseBatch:
+        """Each distinct token of a text weighs ``table[token]``; tokens that weigh 0 are dropped."""
+        n = len(texts)
+        if n == 0:
+            return SparseBatch.empty()
+        encodings = self.tokenizer.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64,
+                          count=int(lengths.sum()))
+        size = len(self.table)
+        keys = np.unique(np.repeat(np.arange(n, dtype=np.int64), lengths) * size + ids)
+        rows, terms = np.divmod(keys, size)
+        weights = self.table[terms]
+        threshold = self.prune.query_threshold
+        keep = weights > 0 if threshold <= 0 else weights >= threshold
+        rows, terms, weights = rows[keep], terms[keep], weights[keep]
+        indptr = np.zeros(n + 1, dtype=PTR_DTYPE)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        batch = SparseBatch(indptr, terms.astype(TERM_DTYPE), weights.astype(WEIGHT_DTYPE, copy=False))
+        if self.prune.query_max_terms:
+            limit = self.prune.query_max_terms
+            batch = rows_to_batch([prune_row(*batch.row(i), 0.0, limit) for i in range(n)])
+        return batch

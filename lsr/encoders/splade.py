@@ -1,0 +1,187 @@
+"""SPLADE (Formal et al. 2021, 2022): w_j = pool_i log(1 + ReLU(logit_ij)) over a sequence's tokens.
+
+The MLM head's vocabulary projection dominates the cost (for splade-tiny it is 90% of
+the FLOPs: hidden 128 -> 30,522 logits per token). The straightforward version
+materializes ``[batch, tokens, vocab]`` float32 logits, applies ReLU, log1p and the
+mask to all of them, then takes the max: gigabytes of memory traffic per batch.
+:meth:`SpladeModel._pool` computes the same numbers in cache-sized tiles:
+
+* log1p and ReLU are monotonic, so ``max_i log1p(relu(x_i + b)) = log1p(relu(max_i x_i + b))``:
+  only the pooled ``[batch, vocab]`` result is transformed, and the bias is added once;
+* padded positions take the hidden state of the sequence's first token, so a plain
+  ``amax`` over the padded block is already attention-mask aware (a duplicate never
+  changes a max);
+* the projection runs over tiles of about ``TILE_TOKENS`` tokens times ``VOCAB_CHUNK``
+  vocabulary rows, so each tile of logits stays in cache from the matmul to the max.
+
+:func:`splade_pool_reference` is the straightforward version; tests hold the two equal
+and the benchmark (``eval/benchmarks/encode_bench.py``) compares their speed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from lsr.config import EncoderConfig, SpladeConfig, TransformerConfig, from_dict
+from lsr.encoders.hf import require
+from lsr.encoders.transformer import (
+    TransformerEncoder,
+    TransformerQueryEncoder,
+    TransformerSparseModel,
+    section,
+)
+from lsr.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# tile sizes of the fused projection + max: (tokens, vocabulary rows) per matmul
+TILES = {"cpu": (512, 2048), "cuda": (16384, 32768)}
+
+
+class SpladeModel(TransformerSparseModel):
+    """A masked-language model read as SPLADE: any ``*ForMaskedLM`` checkpoint folder.
+
+    Args:
+        path: the model folder.
+        cfg: tokenization and runtime settings.
+        pooling: "max" or "sum" over the tokens (and windows) of a text.
+        impl: "fast" (tiled, the default) or "reference" (full logits, then pool).
+    """
+
+    def __init__(self, path: Path, cfg: TransformerConfig, pooling: str = "max", impl: str = "fast"):
+        if pooling not in ("max", "sum"):
+            raise ValueError(f"pooling {pooling!r} is not one of ['max', 'sum']")
+        if impl not in ("fast", "reference"):
+            raise ValueError(f"impl {impl!r} is not one of ['fast', 'reference']")
+        self.pooling = self.window_pooling = pooling
+        self.impl = impl
+        super().__init__(path, cfg)
+
+    def _load(self) -> None:
+        torch, transformers = self.torch, require("transformers")
+        try:
+            model, info = transformers.AutoModelForMaskedLM.from_pretrained(str(self.path),
+                                                                            output_loading_info=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{self.path}: cannot load a masked-language model for SPLADE "
+                              f"({exc})") from None
+        missing = _really_missing(model, info.get("missing_keys") or [])
+        if missing:
+            arch = getattr(model.config, "architectures", None)
+            shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+            raise ConfigError(f"{self.path} has no masked-language-model head (missing weights: {shown}; "
+                              f"config.json architectures: {arch}); SPLADE needs a *ForMaskedLM checkpoint")
+        model.eval().to(self.device)
+        decoder = model.get_output_embeddings()
+        if decoder is None or not hasattr(decoder, "weight"):
+            raise ConfigError(f"{self.path}: the model has no output embeddings (vocabulary projection)")
+        self.model_config = model.config
+        self.vocab_size = int(decoder.weight.shape[0])
+        self.weight = decoder.weight.detach()
+        bias = getattr(decoder, "bias", None)
+        self.bias = (bias.detach() if bias is not None else torch.zeros(self.vocab_size, device=self.device))
+        self.bias = self.bias.float()
+        # the trunk: the whole model with its vocabulary projection replaced by the identity, so
+        # its "logits" are the transformed hidden states that the projection would read
+        _replace_module(model, decoder, torch.nn.Identity())
+        self.trunk = model
+        self._weight_cast = self.weight if self.dtype == torch.float32 else self.weight.to(self.dtype)
+
+    def hidden(self, input_ids: Any, mask: Any) -> Any:
+        """``[batch, tokens, hidden]``: what the vocabulary projection reads."""
+        return self.trunk(input_ids=input_ids, attention_mask=mask.long()).logits
+
+    def _pool(self, input_ids: Any, mask: Any) -> Any:
+        if self.impl == "reference":
+            return splade_pool_reference(self.hidden(input_ids, mask), mask, self.weight, self.bias,
+                                         self.pooling)
+        return self._pool_tiled(self.hidden(input_ids, mask), mask)
+
+    def _pool_tiled(self, hidden: Any, mask: Any) -> Any:
+        torch = self.torch
+        n, length, dim = hidden.shape
+        tile_tokens, chunk = TILES["cuda" if self.device.type == "cuda" else "cpu"]
+        weight = self._weight_cast
+        hidden = hidden.to(weight.dtype)
+        if self.pooling == "max":  # padded positions repeat token 0: invisible to a max
+            hidden = torch.where(mask.unsqueeze(-1), hidden, hidden[:, :1])
+        out = torch.empty(n, self.vocab_size, dtype=torch.float32, device=hidden.device)
+        rows = max(1, tile_tokens // length)
+        buffer = torch.empty(min(n, rows) * length * chunk, dtype=weight.dtype, device=hidden.device)
+        maskf = mask.unsqueeze(-1).to(torch.float32)
+        for r0 in range(0, n, rows):
+            r1 = min(n, r0 + rows)
+            tile = hidden[r0:r1].reshape(-1, dim)
+            for v0 in range(0, self.vocab_size, chunk):
+                v1 = min(self.vocab_size, v0 + chunk)
+                logits = buffer[: tile.shape[0] * (v1 - v0)].view(tile.shape[0], v1 - v0)
+                torch.matmul(tile, weight[v0:v1].T, out=logits)  # reused: no allocation per tile
+                logits = logits.view(r1 - r0, length, v1 - v0)
+                if self.pooling == "max":
+                    out[r0:r1, v0:v1] = logits.amax(dim=1)
+                else:
+                    act = torch.log1p(torch.relu(logits.float() + self.bias[v0:v1]))
+                    out[r0:r1, v0:v1] = (act * maskf[r0:r1]).sum(dim=1)
+        if self.pooling == "max":
+            out += self.bias
+            torch.relu_(out)
+            torch.log1p_(out)
+        return out
+
+
+def splade_pool_reference(hidden: Any, mask: Any, weight: Any, bias: Any, pooling: str = "max") -> Any:
+    """The straightforward SPLADE pooling: full ``[batch, tokens, vocab]`` logits, then pool.
+
+    ``pool_i log(1 + relu(logits)) * mask`` as in naver/splade; the oracle for :meth:`SpladeModel._pool`.
+    """
+    torch = require("torch")
+    logits = torch.nn.functional.linear(hidden.to(weight.dtype), weight).float() + bias
+    act = torch.log1p(torch.relu(logits)) * mask.unsqueeze(-1)
+    return act.amax(dim=1) if pooling == "max" else act.sum(dim=1)
+
+
+def _really_missing(model: Any, missing: list[str]) -> list[str]:
+    """Missing weights, less those a checkpoint never stores: buffers and a projection tied to the
+    input embeddings (older transformers list them)."""
+    out, emb = model.get_output_embeddings(), model.get_input_embeddings()
+    tied = out is not None and emb is not None and out.weight is emb.weight
+    names = {n for n, p in model.named_parameters(remove_duplicate=False) if tied and p is out.weight}
+    return sorted(k for k in missing if k not in names and not k.endswith("position_ids"))
+
+
+def _replace_module(root: Any, old: Any, new: Any) -> None:
+    for name, module in root.named_modules():
+        if module is old and name:
+            parent_name, _, attr = name.rpartition(".")
+            setattr(root.get_submodule(parent_name) if parent_name else root, attr, new)
+            return
+    raise ConfigError("cannot find the vocabulary projection inside the model")
+
+
+# --- encoders ----------------------------------------------------------------------------------
+
+
+class SpladeEncoder(TransformerEncoder):
+    """Corpus encoder: SPLADE document vectors over the tokenizer vocabulary."""
+
+    name = "splade"
+
+    def __init__(self, cfg: EncoderConfig, impl: str = "fast"):
+        self.impl = impl
+        super().__init__(cfg)
+
+    def make_model(self, path: Path) -> SpladeModel:
+        return SpladeModel(path, self.cfg.transformer, self.cfg.splade.pooling, self.impl)
+
+    def own_section(self) -> dict[str, Any]:
+        return {"splade": section(self.cfg.splade)}
+
+
+class SpladeQueryEncoder(TransformerQueryEncoder):
+    """Query side: the query checkpoint (the document one unless ``query_model`` was set)."""
+
+    def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> SpladeModel:
+        splade = from_dict(SpladeConfig, meta.get("splade", {}), "encoder.splade")
+        return SpladeModel(path, cfg, splade.pooling)

@@ -1,0 +1,352 @@
+"""The torch half of the transformer encoders: device, tokenization, length-sorted batches, windows.
+
+:class:`TransformerSparseModel` turns texts into a :class:`SparseBatch` over the
+tokenizer's vocabulary; a subclass supplies ``_pool(input_ids, mask)``, the dense
+``[batch, vocab]`` float32 vectors of a padded batch of sequences (SPLADE: pooled
+log-saturated MLM logits; uniCOIL: token weights scattered to their ids).
+
+The shared loop, per call of :meth:`TransformerSparseModel.encode`:
+    1. empty or whitespace-only texts get an empty vector and never reach the model;
+    2. the Rust tokenizer truncates each text to ``max_length`` tokens, or cuts it
+       into overlapping windows (``long_docs: windows``);
+    3. sequences are sorted by length and cut into batches of at most
+       ``batch_tokens`` padded tokens, so little compute goes to padding;
+    4. each batch runs under ``torch.inference_mode`` (and autocast for bf16/fp16); on the
+       CPU, batches run concurrently on ``threads`` Python threads with one torch thread each;
+    5. the windows of one text are pooled together, then thresholds and top-k apply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsr.config import EncoderConfig, PruneConfig, TransformerConfig, from_dict
+from lsr.data.corpus import Doc
+from lsr.encoders.hf import (
+    check_vocab,
+    clean_text,
+    prune_row,
+    require,
+    resolve_model,
+    rows_to_batch,
+    vocab_digest,
+)
+from lsr.errors import ConfigError
+from lsr.index.sparse import SparseBatch
+from lsr.vectors import VectorWriter
+
+logger = logging.getLogger(__name__)
+
+PAD_MULTIPLE = {False: 32, True: 8}  # padded lengths are multiples of this (CPU, GPU)
+MAX_BATCH_SEQUENCES = 128  # bounds the dense [batch, vocab] output of a batch of short texts
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (the affinity mask, which containers narrow), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def pick_device(spec: str) -> Any:
+    torch = require("torch")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"encoder.transformer.device = {spec!r}, but torch sees no CUDA device")
+    return torch.device(spec)
+
+
+def pick_dtype(spec: str, device: Any) -> Any:
+    """The compute dtype: ``auto`` is bfloat16 on a GPU and float32 on the CPU."""
+    torch = require("torch")
+    if spec == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, spec)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Errors only from transformers while loading: its load reports go to the console otherwise
+    (lsr checks missing and unexpected weights itself)."""
+    logging_ = require("transformers").utils.logging
+    before = logging_.get_verbosity()
+    logging_.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging_.set_verbosity(before)
+
+
+def load_tokenizer(path: Path) -> Any:
+    """The fast (Rust) tokenizer of a model folder."""
+    transformers = require("transformers")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot load its tokenizer ({exc})") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError(f"{path}: the tokenizer has no fast (Rust) version; lsr needs tokenizer.json "
+                          "or a vocabulary that transformers can convert")
+    return tokenizer
+
+
+def tokenizer_vocab(tokenizer: Any, size: int) -> list[str]:
+    """Token strings by id for ids [0, size); ids the tokenizer does not know get a placeholder."""
+    backend = tokenizer.backend_tokenizer
+    if backend.get_vocab_size(with_added_tokens=True) > size:
+        raise ConfigError(f"the tokenizer has {backend.get_vocab_size(with_added_tokens=True)} tokens, more "
+                          f"than the model's {size} outputs")
+    vocab = [backend.id_to_token(i) or f"[unused-id-{i}]" for i in range(size)]
+    if len(set(vocab)) != len(vocab):
+        raise ConfigError("the tokenizer's vocabulary has repeated token strings; it cannot name index terms")
+    return vocab
+
+
+class TransformerSparseModel:
+    """Texts -> sparse vectors over the tokenizer vocabulary (see the module docstring).
+
+    Subclasses set ``window_pooling`` ("max" or "sum") and implement ``_load`` and ``_pool``.
+    """
+
+    window_pooling = "max"
+
+    def __init__(self, path: Path, cfg: TransformerConfig):
+        self.torch = require("torch")
+        self.path = Path(path)
+        self.cfg = cfg
+        self.device = pick_device(cfg.device)
+        self.dtype = pick_dtype(cfg.dtype, self.device)
+        # CPU: one torch thread per batch and batches spread over `threads` Python threads (torch
+        # releases the GIL). Intra-op threads would meet at a barrier after every op, thousands of
+        # times per batch, and a barrier waits a whole scheduler slice whenever another process
+        # holds a core; whole batches per thread never wait for each other.
+        self.workers = 1 if self.device.type == "cuda" else (cfg.threads or available_cpus())
+        if self.device.type == "cpu":
+            self.torch.set_num_threads(1)
+        self._executor: ThreadPoolExecutor | None = None
+        self.tokenizer = load_tokenizer(self.path)
+        self.backend = self.tokenizer.backend_tokenizer
+        self.backend.no_padding()
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.special_ids = sorted(set(self.tokenizer.all_special_ids))
+        with quiet_transformers():
+            self._load()
+        self.max_positions = self._max_positions()
+
+    # --- subclass interface ---------------------------------------------------------------------
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _pool(self, input_ids: Any, mask: Any) -> Any:
+        """Dense ``[batch, vocab_size]`` float32 weights (>= 0) of a padded batch of sequences."""
+        raise NotImplementedError
+
+    vocab_size: int
+    model_config: Any
+
+    # --- shared ---------------------------------------------------------------------------------
+
+    def _max_positions(self) -> int:
+        n = getattr(self.model_config, "max_position_embeddings", None)
+        return int(n) if n else 512
+
+    @property
+    def vocab(self) -> list[str]:
+        if not hasattr(self, "_vocab"):
+            self._vocab = tokenizer_vocab(self.tokenizer, self.vocab_size)
+        return self._vocab
+
+    def describe(self) -> dict[str, Any]:
+        return {"path": str(self.path), "vocab_size": self.vocab_size,
+                "vocab_sha256": vocab_digest(self.vocab),
+                "architectures": list(getattr(self.model_config, "architectures", None) or [])}
+
+    def tokenize(self, texts: Sequence[str], max_length: int, windows: bool
+                 ) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids of each sequence (special tokens included) and the index of the text it came from."""
+        max_length = min(max_length, self.max_positions)
+        overlap = min(self.cfg.window_overlap, max_length // 2) if windows else 0
+        self.backend.enable_truncation(max_length, stride=overlap)
+        encodings = self.backend.encode_batch_fast([clean_text(t) for t in texts])
+        seqs: list[list[int]] = []
+        owner: list[int] = []
+        for i, enc in enumerate(encodings):
+            seqs.append(enc.ids)
+            owner.append(i)
+            if windows:
+                for extra in enc.overflowing:
+                    seqs.append(extra.ids)
+                    owner.append(i)
+        return seqs, np.asarray(owner, dtype=np.int64)
+
+    def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Sequence indices, longest first, cut into batches of at most ``batch_tokens`` padded tokens."""
+        order = np.argsort(-lengths, kind="stable")
+        out, start = [], 0
+        while start < len(order):
+            longest = int(lengths[order[start]])
+            n = max(1, min(self.cfg.batch_tokens // max(longest, 1), MAX_BATCH_SEQUENCES))
+            out.append(order[start : start + n])
+            start += n
+        return out
+
+    def _padded(self, seqs: list[list[int]], idx: np.ndarray) -> tuple[Any, Any]:
+        torch = self.torch
+        longest = max(len(seqs[i]) for i in idx)
+        # a few distinct shapes: fewer kernel plans and cached primitives (memory grows with each)
+        multiple = PAD_MULTIPLE[self.device.type == "cuda"]
+        longest = min(-(-longest // multiple) * multiple, max(self.max_positions, longest))
+        ids = np.full((len(idx), longest), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(idx), longest), dtype=bool)
+        for row, i in enumerate(idx):
+            ids[row, : len(seqs[i])] = seqs[i]
+            mask[row, : len(seqs[i])] = True
+        return torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+
+    def _dense_rows(self, dense: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Rows (ascending term ids, weights > 0) of a dense ``[batch, vocab]`` tensor."""
+        torch = self.torch
+        nz = torch.nonzero(dense > 0)
+        weights = dense[nz[:, 0], nz[:, 1]].float().cpu().numpy()
+        rows_idx, terms = nz[:, 0].cpu().numpy(), nz[:, 1].cpu().numpy().astype(np.int32)
+        bounds = np.searchsorted(rows_idx, np.arange(dense.shape[0] + 1))
+        return [(terms[s:e], weights[s:e]) for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def _merge_windows(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        if len(parts) == 1:
+            return parts[0]
+        terms = np.concatenate([t for t, _ in parts])
+        weights = np.concatenate([w for _, w in parts])
+        order = np.argsort(terms, kind="stable")
+        terms, weights = terms[order], weights[order]
+        starts = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]])
+        reduce = np.maximum if self.window_pooling == "max" else np.add
+        return terms[starts], reduce.reduceat(weights, starts).astype(np.float32)
+
+    def encode(self, texts: Sequence[str], prune: PruneConfig, query: bool = False) -> SparseBatch:
+        """Encode texts (documents, or queries with ``query=True``) into one CSR row each, in order."""
+        if not texts:
+            return SparseBatch.empty()
+        live = [i for i, t in enumerate(texts) if t and not t.isspace()]
+        windows = self.cfg.long_docs == "windows" and not query
+        max_length = self.cfg.query_max_length if query else self.cfg.max_length
+        seqs, owner = self.tokenize([texts[i] for i in live], max_length, windows)
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        seq_rows: list[Any] = [None] * len(seqs)
+        for idx, rows in self._map(lambda idx: (idx, self._encode_batch(seqs, idx)), self.batches(lengths)):
+            for i, row in zip(idx, rows, strict=True):
+                seq_rows[i] = row
+        threshold = prune.query_threshold if query else prune.doc_threshold
+        max_terms = prune.query_max_terms if query else prune.doc_max_terms
+        empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
+        out = [empty] * len(texts)
+        bounds = np.searchsorted(owner, np.arange(len(live) + 1))
+        for k, i in enumerate(live):
+            merged = self._merge_windows(seq_rows[bounds[k] : bounds[k + 1]])
+            out[i] = prune_row(*merged, threshold, max_terms)
+        return rows_to_batch(out)
+
+    def _encode_batch(self, seqs: list[list[int]], idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        with self.torch.inference_mode(), self._autocast():  # both are thread-local
+            input_ids, mask = self._padded(seqs, idx)
+            return self._dense_rows(self._pool(input_ids, mask))
+
+    def _map(self, fn: Any, items: list[Any]) -> Any:
+        if self.workers == 1 or len(items) < 2:
+            return map(fn, items)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="lsr-encode")
+        return self._executor.map(fn, items)
+
+    def _autocast(self) -> Any:
+        torch = self.torch
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+
+# --- corpus and query encoders around a model ---------------------------------------------------
+
+
+def section(cfg: Any) -> dict[str, Any]:
+    """A config dataclass as the plain dict stored in the ``encoder`` meta section."""
+    return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+
+
+class TransformerEncoder:
+    """Corpus encoder around a :class:`TransformerSparseModel`; subclasses name the model class.
+
+    ``describe()`` records the resolved model folders, the vocabulary fingerprint and every
+    setting the query side needs (tokenization, pruning, the subclass's own section).
+    """
+
+    name: str
+    resumable = True
+
+    def __init__(self, cfg: EncoderConfig):
+        self.cfg = cfg
+        self.model_path = resolve_model(cfg.model)
+        self.query_model_path = (resolve_model(cfg.query_model, "encoder.query_model") if cfg.query_model
+                                 else self.model_path)
+        self.model = self.make_model(self.model_path)
+        if self.query_model_path != self.model_path:  # refuse now rather than at the first query
+            query_vocab = tokenizer_vocab(load_tokenizer(self.query_model_path), self.model.vocab_size)
+            check_vocab(query_vocab, {t: i for i, t in enumerate(self.model.vocab)},
+                        f"the query model {self.query_model_path}")
+
+    def make_model(self, path: Path) -> TransformerSparseModel:
+        raise NotImplementedError
+
+    def own_section(self) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        info = self.model.describe()
+        return {"name": self.name, "model": str(self.model_path), "query_model": str(self.query_model_path),
+                "vocab_size": info["vocab_size"], "vocab_sha256": info["vocab_sha256"],
+                "architectures": info["architectures"], **self.own_section(),
+                "transformer": section(self.cfg.transformer), "prune": section(self.cfg.prune)}
+
+    def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
+        return self.model.encode(texts, self.cfg.prune)
+
+    def encode_corpus(self, docs: Iterable[Doc], writer: VectorWriter, progress: bool = False) -> list[str]:
+        from lsr.encode import encode_documents
+
+        encode_documents(self.encode_texts, docs, writer, self.cfg.transformer.sort_docs, progress,
+                         desc=f"{self.name}: encode")
+        return self.model.vocab
+
+
+class TransformerQueryEncoder:
+    """Query side rebuilt from an index's ``encoder`` section: the query model, same vocabulary."""
+
+    def __init__(self, meta: dict[str, Any], term_index: dict[str, int]):
+        path = Path(meta.get("query_model") or meta["model"])
+        if not path.is_dir():
+            raise ConfigError(f"this index was encoded with the model at {path}, which is not there any "
+                              "more; put the model folder back or re-encode")
+        tcfg = from_dict(TransformerConfig, meta.get("transformer", {}), "encoder.transformer")
+        # the device of this machine, not of the one that encoded the corpus
+        tcfg = dataclasses.replace(tcfg, device="auto")
+        self.prune = from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
+        self.model = self.make_model(path, tcfg, meta)
+        check_vocab(self.model.vocab, term_index, f"the query model {path}")
+
+    def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> TransformerSparseModel:
+        raise NotImplementedError
+
+    def encode(self, texts: Sequence[str]) -> SparseBatch:
+        return self.model.encode(texts, self.prune, query=True)

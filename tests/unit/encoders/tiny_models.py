@@ -1,0 +1,82 @@
+"""Tiny randomly initialized BERT checkpoints, built by the tests themselves (no download).
+
+The vocabulary is a few dozen WordPiece tokens; the models have 2 layers of width 32,
+so everything runs on the CPU in milliseconds while going through the same code paths
+(tokenizer, padding, batching, the MLM head) as a real checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = ("the a and of in on with cat cats sat mat dog dogs bird fish vitamin d cancer risk coffee sleep "
+         "quality adults screening lowers supplements protein cell cells gene study effect").split()
+PIECES = ["##s", "##ing", "##ed", "##er", "##ly"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + \
+    [f"##{chr(c)}" for c in range(ord("a"), ord("z") + 1)] + [".", ",", "-"]
+VOCAB = SPECIAL + list(dict.fromkeys(WORDS + PIECES))
+
+DOCS = [
+    ("d1", "Vitamin D", "vitamin d lowers cancer risk in adults"),
+    ("d2", "Coffee", "coffee and sleep quality in adults"),
+    ("d3", "", "cancer screening with vitamin supplements"),
+    ("d4", "Cats", "the cat sat on the mat with the dog"),
+    ("d5", "", "   "),  # whitespace only: an empty vector
+    ("d6", "Cells", "protein gene cell study effect " * 6),  # long: truncated or windowed
+    ("d7", "Birds", "a bird and a fish"),
+]
+
+
+def write_tokenizer(folder: Path, vocab: list[str] = VOCAB) -> None:
+    import transformers
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    ids = {t: i for i, t in enumerate(vocab)}
+    tk = Tokenizer(models.WordPiece(ids, unk_token="[UNK]"))
+    tk.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]",
+                                                cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    fast.save_pretrained(str(folder))
+
+
+def bert_config(vocab_size: int = len(VOCAB)):
+    import transformers
+
+    return transformers.BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+
+
+def make_mlm(folder: Path, seed: int = 0, vocab: list[str] = VOCAB) -> Path:
+    """A random BertForMaskedLM with a non-zero output bias, saved with its tokenizer."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    model = transformers.BertForMaskedLM(bert_config(len(vocab))).eval()
+    with torch.no_grad():
+        model.get_output_embeddings().bias.normal_(0.0, 0.5)
+    model.save_pretrained(str(folder))
+    write_tokenizer(folder, vocab)
+    return folder
+
+
+def make_backbone(folder: Path, seed: int = 1) -> Path:
+    """A random BertModel (no MLM head), saved with its tokenizer."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    transformers.BertModel(bert_config()).save_pretrained(str(folder))
+    write_tokenizer(folder)
+    return folder
+
+
+def write_corpus(path: Path, docs=DOCS) -> Path:
+    path.write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs),
+                    encoding="utf-8")
+    return path
