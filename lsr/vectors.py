@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,7 @@ import numpy as np
 from lsr import __version__
 from lsr.data.docstore import DocStoreWriter
 from lsr.errors import DataFormatError
-from lsr.index.io import ArtifactError, atomic_directory, read_meta, write_json, write_meta
+from lsr.index.io import ArtifactError, atomic_directory, publish_directory, read_meta, write_json, write_meta
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -127,7 +126,7 @@ class VectorWriter:
                 shutil.rmtree(self.dir, ignore_errors=True)
             return None
         (self.dir / PROGRESS_FILE).unlink(missing_ok=True)
-        _publish(self.dir, self.out)
+        publish_directory(self.dir, self.out)
         return None
 
     def _resume(self) -> Path | None:
@@ -242,17 +241,6 @@ class VectorWriter:
 def partial_dir(out: Path) -> Path:
     """Where a resumable encode of ``out`` works (and what survives a crash)."""
     return out.parent / f".{out.name}.partial"
-
-
-def _publish(src: Path, out: Path) -> None:
-    """Rename a finished directory to ``out``, swapping an old ``out`` out only at the end."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(out, old)
-    os.replace(src, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
 
 
 class _CheckpointDocStore(DocStoreWriter):
