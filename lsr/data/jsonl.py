@@ -7,7 +7,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from lsr.errors import DataFormatError
 
@@ -27,8 +27,8 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         DataFormatError: a line is not valid JSON or not a JSON object; the
             message gives ``file:line``.
     """
-    with open_text(path) as f:
-        for line_no, line in enumerate(f, start=1):
+    with open_binary(path) as f:
+        for line_no, line in enumerate(_lines(f, path), start=1):
             if not line.strip():
                 continue
             try:
@@ -54,3 +54,19 @@ def require_str(obj: dict[str, Any], key: str, where: str, *, allow_empty: bool 
     if not allow_empty and not value.strip():
         raise DataFormatError(f"{where}: field {key!r} is empty")
     return value
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open a file for reading bytes, transparently decompressing ``.gz``."""
+    path = Path(path)
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _lines(f: BinaryIO, path: str | Path) -> Iterator[str]:
+    """Decoded lines of ``f`` (a leading BOM dropped); bytes that are not UTF-8 raise a
+    DataFormatError naming the line (decoding line by line keeps the number exact)."""
+    for line_no, raw in enumerate(f, start=1):
+        try:
+            yield raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataFormatError(f"{path}:{line_no}: not valid UTF-8 ({exc.reason})") from None

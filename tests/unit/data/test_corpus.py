@@ -318,3 +318,10 @@ def test_utf8_bom_is_tolerated(tmp_path):
     path = tmp_path / "corpus.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"_id": "a", "text": "x"}).encode() + b"\n")
     assert list(open_corpus(path)) == [Doc("a", "", "x")]
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    path.write_bytes(b'{"_id": "a", "text": "x"}\n{"_id": "b", "text": "\xff\xfe"}\n')
+    with pytest.raises(DataFormatError, match=r"corpus.jsonl:2: not valid UTF-8"):
+        list(open_corpus(path))
