@@ -32,7 +32,7 @@ import numpy as np
 
 from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, build_blockmax, check_block_size
 from lsr.index.io import atomic_directory, save_array, write_meta
-from lsr.index.kernels.invert import _scatter_postings, _scatter_postings_mapped, _sort_postings
+from lsr.index.kernels.invert import _scatter_postings, _sort_postings
 from lsr.index.reorder import REORDER_METHODS, bp_order
 from lsr.index.sparse import DOC_DTYPE, PTR_DTYPE, SparseBatch
 
@@ -204,23 +204,20 @@ def _fill_pass(batches: Iterable[SparseBatch], tmp: Path, term_ptr: np.ndarray, 
     impacts = np.lib.format.open_memmap(
         tmp / "impacts.npy", mode="w+", dtype=IMPACT_DTYPES[impact_dtype], shape=(n_postings,)
     )
-    new_id = None
+    new_id = np.arange(n_docs, dtype=DOC_DTYPE)  # input row -> internal doc id
     if perm is not None:
-        new_id = np.empty(n_docs, dtype=DOC_DTYPE)
         new_id[perm] = np.arange(n_docs, dtype=DOC_DTYPE)
     fill_pos = term_ptr[:-1].copy()
     doc_offset = 0
     for batch in batches:
+        if doc_offset + len(batch) > n_docs:
+            raise RuntimeError("the vector source changed between the two build passes")
         q = quantize(batch.weights, impact_dtype, scale)
-        if new_id is None:
-            _scatter_postings(batch.indptr, batch.term_ids, q, doc_offset, fill_pos, doc_ids, impacts)
-        else:
-            _scatter_postings_mapped(batch.indptr, batch.term_ids, q, new_id[doc_offset:], fill_pos, doc_ids,
-                                     impacts)
+        _scatter_postings(batch.indptr, batch.term_ids, q, new_id[doc_offset:], fill_pos, doc_ids, impacts)
         doc_offset += len(batch)
     if doc_offset != n_docs or not np.array_equal(fill_pos, term_ptr[1:]):
         raise RuntimeError("the vector source changed between the two build passes")
-    if new_id is not None:
+    if perm is not None:
         _sort_postings(term_ptr, doc_ids, impacts)
     doc_ids.flush()
     impacts.flush()

@@ -1,7 +1,8 @@
 """Forward (CSR, doc-major) to inverted (CSC, term-major) scatter.
 
 Rows arrive in doc order, so writing each posting at its term's fill cursor
-keeps doc ids ascending within every posting list without a sort.
+keeps doc ids ascending within every posting list without a sort, unless a
+reordering maps rows to other ids (then ``_sort_postings`` restores the order).
 """
 
 from __future__ import annotations
@@ -11,20 +12,9 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _scatter_postings(indptr, term_ids, impacts, doc_offset, fill_pos, out_doc_ids, out_impacts):
-    for r in range(indptr.shape[0] - 1):
-        d = doc_offset + r
-        for p in range(indptr[r], indptr[r + 1]):
-            t = term_ids[p]
-            pos = fill_pos[t]
-            out_doc_ids[pos] = d
-            out_impacts[pos] = impacts[p]
-            fill_pos[t] = pos + 1
-
-
-@njit(cache=True, nogil=True)
-def _scatter_postings_mapped(indptr, term_ids, impacts, new_ids, fill_pos, out_doc_ids, out_impacts):
-    """As _scatter_postings, with row r going to doc new_ids[r] (lists need _sort_postings after)."""
+def _scatter_postings(indptr, term_ids, impacts, new_ids, fill_pos, out_doc_ids, out_impacts):
+    """Row r of the batch becomes doc new_ids[r]. With ascending new ids (no reordering) the lists come
+    out sorted; a reordering permutation needs _sort_postings after."""
     for r in range(indptr.shape[0] - 1):
         d = new_ids[r]
         for p in range(indptr[r], indptr[r + 1]):
