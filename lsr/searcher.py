@@ -112,16 +112,18 @@ class Searcher:
         bar.close()
         return run
 
-    def run_texts(self, queries: Mapping[str, str], k: int, threads: int = 0, batch_size: int = 1024,
-                  progress: bool = False) -> Run:
+    def encode_query_texts(self, queries: Mapping[str, str]) -> tuple[list[str], SparseBatch]:
+        """``(query ids, encoded queries)``; empty texts are warned about once (they return nothing)."""
         blank = [qid for qid, text in queries.items() if not text.strip()]
         if blank:
             logger.warning("%d empty query text(s) (e.g. query id %r); they return nothing",
                            len(blank), blank[0])
         qids = list(queries)
-        return self.run(qids, self.encode_texts([queries[q] for q in qids]), k, threads, batch_size,
-                        progress)
+        return qids, self.encode_texts([queries[q] for q in qids])
 
+    def run_texts(self, queries: Mapping[str, str], k: int, threads: int = 0, batch_size: int = 1024,
+                  progress: bool = False) -> Run:
+        return self.run(*self.encode_query_texts(queries), k, threads, batch_size, progress)
 
 def search_params(cfg: SearchConfig) -> SearchParams:
     """The index search parameters of a config's ``search`` section."""

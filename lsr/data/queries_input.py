@@ -20,12 +20,4 @@ def load_query_input(searcher: Searcher, spec: str | Path, split: str | None = N
     if is_sparse_jsonl(spec):
         records = list(iter_sparse_jsonl(spec))
         return [r[0] for r in records], searcher.encode_vectors([r[1] for r in records])
-    queries = load_queries(spec, split)
-    blank = [q for q, t in queries.items() if not t.strip()]
-    if blank:
-        import logging
-
-        logging.getLogger(__name__).warning("%d empty query text(s), e.g. %r; they return nothing",
-                                            len(blank), blank[0])
-    qids = list(queries)
-    return qids, searcher.encode_texts([queries[q] for q in qids])
+    return searcher.encode_query_texts(load_queries(spec, split))
