@@ -27,8 +27,33 @@ MODEL_ENCODERS = ENCODERS[1:]
 ENCODER_HELP = (
     "bm25; splade, unicoil or inference-free with a model folder as NAME:FOLDER "
     "(e.g. inference-free:models/splade-tiny); or just a model folder, meaning splade "
-    "(e.g. models/splade-tiny). A bare NAME takes its model from --set encoder.model=FOLDER"
+    "(e.g. models/splade-tiny). A bare splade or inference-free uses the default model "
+    "(lsr.encoders.default_model); other bare names take --set encoder.model=FOLDER"
 )
+
+# the models shipped inside the package (lsr/models/NAME), then the fetched splade-tiny
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+FALLBACK_MODELS = ("models/splade-tiny",)
+
+
+def default_model(name: str) -> Path | None:
+    """The model folder a bare ``--encoder splade`` / ``inference-free`` resolves to, or None.
+
+    First the model shipped in the package (``lsr/models/<name>``, with weights), then
+    ``models/splade-tiny`` (``python scripts/fetch_models.py``) beside the repo or in the
+    working directory.
+    """
+    if name not in ("splade", "inference-free"):
+        return None
+    shipped = SHIPPED_MODELS_DIR / name
+    if (shipped / "config.json").is_file():
+        return shipped
+    repo = Path(__file__).resolve().parents[2]
+    for rel in FALLBACK_MODELS:
+        for base in (repo, Path.cwd()):
+            if (base / rel / "config.json").is_file():
+                return (base / rel).resolve()
+    return None
 
 
 def encoder_overrides(spec: str) -> list[str]:
@@ -39,7 +64,8 @@ def encoder_overrides(spec: str) -> list[str]:
     """
     name, sep, model = spec.partition(":")
     if spec in ENCODERS:
-        return [f"encoder.name={spec}"]
+        default = default_model(spec)
+        return [f"encoder.name={spec}"] + ([f"encoder.model={json.dumps(str(default))}"] if default else [])
     if sep and name in MODEL_ENCODERS and model:
         return [f"encoder.name={name}", f"encoder.model={json.dumps(model)}"]
     if Path(spec).is_dir():
@@ -109,5 +135,5 @@ def load_query_encoder(encoder_meta: dict[str, Any], term_index: dict[str, int],
     )
 
 
-__all__ = ["ENCODERS", "ENCODER_HELP", "CorpusEncoder", "QueryEncoder", "encoder_overrides",
+__all__ = ["ENCODERS", "ENCODER_HELP", "CorpusEncoder", "QueryEncoder", "default_model", "encoder_overrides",
            "load_query_encoder", "make_encoder"]

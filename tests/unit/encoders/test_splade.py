@@ -173,7 +173,8 @@ def test_encoder_flag_forms(tiny_mlm):
     from lsr.encoders import encoder_overrides
 
     assert encoder_overrides("bm25") == ["encoder.name=bm25"]
-    assert encoder_overrides("splade") == ["encoder.name=splade"]
+    assert encoder_overrides("splade")[0] == "encoder.name=splade"
+    assert encoder_overrides("unicoil") == ["encoder.name=unicoil"]
     cfg = load_config(None, encoder_overrides(f"inference-free:{tiny_mlm}")).encoder
     assert (cfg.name, cfg.model) == ("inference-free", str(tiny_mlm))
     cfg = load_config(None, encoder_overrides(str(tiny_mlm))).encoder
