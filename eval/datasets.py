@@ -30,3 +30,75 @@ def load_eval_dataset(spec: str | Path, split: str = "test") -> EvalDataset:
 
     ds = IrdsDataset(str(spec))
     return EvalDataset(str(spec), split, ds.queries(), ds.qrels())
+
+
+REPO = Path(__file__).resolve().parents[1]
+RERANK_PROTOCOLS = {"dl19-rerank": "dl19", "dl20-rerank": "dl20"}
+
+
+def shared_data() -> Path:
+    """The staged offline data: ``$LSR_SHARED_DATA``, default ``../shared/data`` beside the repository."""
+    import os
+
+    return Path(os.environ.get("LSR_SHARED_DATA") or REPO.parent / "shared" / "data")
+
+
+def dl_pool() -> Path:
+    """The TREC DL passage re-rank pool (``$LSR_DL_POOL``, default ``<shared data>/msmarco/dl-pool``)."""
+    import os
+
+    return Path(os.environ.get("LSR_DL_POOL") or shared_data() / "msmarco" / "dl-pool")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """One evaluation dataset of ``lsr eval --datasets``: what to index and what to judge with.
+
+    ``kind``: ``beir`` (a folder and a split), ``irds`` (an ``ir_datasets`` id, split inside the id) or
+    ``rerank`` (TREC DL: re-rank the first-stage run's top ``depth`` of the pool's ``split``).
+    """
+
+    spec: str
+    kind: str
+    name: str
+    split: str
+    path: Path | None = None
+    run: str = "bm25"
+    depth: int = 100
+
+    @property
+    def corpus(self) -> str:
+        return str(self.path) if self.path is not None else self.spec
+
+
+def resolve_dataset(spec: str, split: str = "test") -> DatasetRef:
+    """A BEIR folder, a name of a staged BEIR set (``scifact``), ``dl19-rerank``/``dl20-rerank``, or an
+    ``ir_datasets`` id (registered locally or known to ``ir_datasets``).
+
+    Raises:
+        FileNotFoundError: none of those (the message lists the forms).
+    """
+    if spec in RERANK_PROTOCOLS:
+        pool = dl_pool()
+        if not (pool / "qrels" / f"{RERANK_PROTOCOLS[spec]}.tsv").is_file():
+            raise FileNotFoundError(f"dataset {spec!r} needs the TREC DL pool at {pool} (set LSR_DL_POOL)")
+        return DatasetRef(spec, "rerank", spec, RERANK_PROTOCOLS[spec], pool)
+    path = Path(spec)
+    if not path.is_dir() and "/" not in spec and (shared_data() / "beir" / spec).is_dir():
+        path = shared_data() / "beir" / spec
+    if path.is_dir():
+        qrels_path(path, split)  # fails early, listing the splits
+        return DatasetRef(spec, "beir", path.name if split == "test" else f"{path.name}/{split}", split,
+                          path)
+    from lsr.data.irds import LOCAL_HINT, local_folder
+
+    if local_folder(spec) is None:
+        try:
+            import ir_datasets
+
+            ir_datasets.load(spec)  # knows the id; downloads nothing yet
+        except (ImportError, KeyError):
+            raise FileNotFoundError(
+                f"dataset {spec!r} is not a folder, a staged BEIR name (in {shared_data() / 'beir'}), "
+                f"{' or '.join(RERANK_PROTOCOLS)}, nor a known ir_datasets id; {LOCAL_HINT}") from None
+    return DatasetRef(spec, "irds", spec, spec.rstrip("/").rsplit("/", 1)[-1])

@@ -60,14 +60,27 @@ def measure_latency(searcher: Searcher, texts: list[str], k: int, params: Search
 
 
 def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Config,
-                   progress: bool = False) -> dict[str, Any]:
-    """Evaluate an index on a dataset split; return the report (see ``lsr eval --help``)."""
+                   progress: bool = False, rerank: str | None = None, *,
+                   run_out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate an index on a dataset split; return the report (see ``lsr eval --help``).
+
+    ``rerank="dense"`` (default: ``search.rerank``): the metrics are those of the hybrid run (the sparse
+    top ``search.rerank_depth`` re-scored by the dense stage, see lsr.eval.hybrid) and the report gains a
+    ``rerank`` section; ``"dense-float"`` re-scores with the stored float vectors instead of PQ codes.
+
+    ``run_out``: a dict that receives the run (``run_out["run"]``) and qrels (``run_out["qrels"]``),
+    for per-query analysis and significance tests (``lsr eval --systems``).
+    """
     cfg = config.eval
+    rerank = rerank or config.search.rerank
     searcher = Searcher(index_dir)
     index = searcher.index
     dataset = load_eval_dataset(dataset_spec, cfg.split)
     coverage = check_coverage(dataset, index.doc_keys)
     qids = [q for q in dataset.queries if q in dataset.qrels]
+    if not qids:
+        raise ValueError(f"{dataset_spec}: the queries ({len(dataset.queries)}) and the {cfg.split} qrels "
+                         f"({len(dataset.qrels)} judged queries) share no query id: nothing to evaluate")
     texts = [dataset.queries[q] for q in qids]
     t0 = time.perf_counter()
     queries = searcher.encode_texts(texts)
@@ -75,8 +88,15 @@ def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Conf
     params = search_params(config.search)
     run = searcher.run(qids, queries, k=cfg.k, threads=config.search.threads, progress=progress,
                        params=params)
+    rerank_section = None
+    if rerank not in (None, "none"):
+        from lsr.eval.hybrid import rerank_stage
+
+        run, rerank_section = rerank_stage(searcher, dataset.qrels, qids, texts, run, config, rerank)
     t2 = time.perf_counter()
     metrics = evaluate_run(dataset.qrels, run, cfg.metrics, cfg.relevance_level)
+    if run_out is not None:
+        run_out.update(run=run, qrels=dataset.qrels)
     sample = texts[: cfg.latency_queries] if cfg.latency_queries else texts
     latency = measure_latency(searcher, sample, cfg.k, params) if sample else {}
     doc_df = np.diff(np.asarray(index.term_ptr))
@@ -105,7 +125,7 @@ def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Conf
         "flops": flops(doc_df, index.n_docs, queries, index.n_terms),
         "encoder": index.meta["encoder"],
         "config": {"index": index.meta.get("config"), "eval": to_dict(config)},
-    }
+    } | ({"rerank": rerank_section} if rerank_section else {})
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -127,4 +147,8 @@ def format_report(report: dict[str, Any]) -> str:
     title = f"{ds['name']} ({ds['split']}, {ds['n_queries']} queries) on {report['index']['path']}"
     width = max(len(r[0]) for r in rows)
     lines = [title, "-" * len(title)] + [f"{name:<{width}}  {value:>10}" for name, value in rows]
+    if report.get("rerank"):
+        from lsr.eval.hybrid import format_rerank_section
+
+        lines.append(format_rerank_section(report["rerank"]))
     return "\n".join(lines)

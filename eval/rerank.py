@@ -80,7 +80,7 @@ def rerank(searcher: Searcher, queries: dict[str, str], candidates: dict[str, li
 
 
 def evaluate_split(searcher: Searcher, dataset: Path, split: str, run_name: str,
-                   depth: int) -> dict[str, Any]:
+                   depth: int, stage: str | None = None, config: Config | None = None) -> dict[str, Any]:
     qrels: Qrels = read_qrels(dataset / "qrels" / f"{split}.tsv")
     queries = load_queries(dataset, split)
     first = read_run(find_run(dataset, run_name, split))
@@ -93,18 +93,32 @@ def evaluate_split(searcher: Searcher, dataset: Path, split: str, run_name: str,
     reranked = rerank(searcher, queries, candidates)
     seconds = time.perf_counter() - start
     first_top = {q: {d: float(depth - r) for r, d in enumerate(docs)} for q, docs in candidates.items()}
+    hybrid: dict[str, Any] = {}
+    if stage not in (None, "none"):  # fuse the re-ranked sparse scores with the dense stage's
+        from lsr.eval.hybrid import rerank_stage
+
+        qids = list(reranked)
+        reranked, section = rerank_stage(searcher, qrels, qids, [queries[q] for q in qids], reranked,
+                                         config or Config(), stage, depth, RELEVANCE_LEVEL, METRICS)
+        hybrid = {"rerank": section}
     return {
         "n_queries": len(reranked),
         "metrics": evaluate_run(qrels, reranked, METRICS, RELEVANCE_LEVEL),
         "first_stage_metrics": evaluate_run(qrels, first_top, METRICS, RELEVANCE_LEVEL),
         "rerank_seconds": seconds,
+        **hybrid,
     }
 
 
 def rerank_eval(dataset: str | Path, config: Config, index_dir: str | Path | None = None,
                 run: str = "bm25", splits: list[str] | None = None, depth: int = 100,
-                progress: bool = False) -> dict[str, Any]:
+                progress: bool = False, rerank: str | None = None) -> dict[str, Any]:
     """The re-rank protocol on every split; builds a temporary index with ``config.encoder`` if no index.
+
+    ``rerank="dense"`` (default ``search.rerank``): each split's metrics are those of the hybrid, the
+    re-ranked sparse scores fused with the dense stage's (PQ) scores of the same candidates; the index
+    needs a dense stage (a temporary index gets one, built with ``config.dense``), and each split gains
+    a ``rerank`` section (sparse-alone metrics, fusion, latency; see lsr.eval.hybrid).
 
     Returns:
         a report: per split ``n_queries``, ``metrics`` and ``first_stage_metrics``, plus the encoder.
@@ -121,9 +135,18 @@ def rerank_eval(dataset: str | Path, config: Config, index_dir: str | Path | Non
         index_dir = tmp / "index"
         logger.info("indexing %s with encoder %s into %s", dataset, config.encoder.name, index_dir)
         index_corpus(config, dataset, index_dir, progress=progress)
+    rerank = rerank or config.search.rerank
     try:
+        if tmp is not None and rerank not in (None, "none"):
+            from lsr.dense_stage import build_dense_stage
+
+            d = config.dense
+            build_dense_stage(index_dir, dataset, d.model or None, d.pq_m, d.opq, d.keep_float or
+                              rerank == "dense-float", progress, batch_size=d.batch_size,
+                              max_length=d.max_length)
         searcher = Searcher(index_dir)
-        results = {split: evaluate_split(searcher, dataset, split, run, depth) for split in splits}
+        results = {split: evaluate_split(searcher, dataset, split, run, depth, rerank, config)
+                   for split in splits}
         meta = searcher.index.meta
         return {
             "lsr_version": __version__,
@@ -154,4 +177,8 @@ def format_rerank_report(report: dict[str, Any]) -> str:
         m = r["metrics"]
         lines.append(f"{split:<8}{r['n_queries']:>8}  {r['first_stage_metrics']['ndcg@10']:>20.4f}  "
                      f"{m['ndcg@10']:>8.4f}  {m['mrr@10']:>8.4f}  {m['map@100']:>8.4f}")
+        if r.get("rerank"):
+            from lsr.eval.hybrid import format_rerank_section
+
+            lines.append("  " + format_rerank_section(r["rerank"]).replace("\n", "\n  "))
     return "\n".join(lines)

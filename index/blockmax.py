@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 BLOCKMAX_DIR = "blockmax"
 BLOCKMAX_FORMAT = "lsr-blockmax"
 BLOCKMAX_FORMAT_VERSION = 1
+ARRAYS = ("row_of", "dense_max", "dense_base", "dense_off", "tb_ptr", "tb_block", "tb_max", "tb_base",
+          "tb_off", "dense_before")  # what the search kernels read
 MAX_BLOCK_SIZE = 256  # a block's run of one term must fit the uint16 dense offsets
 DEFAULT_BLOCK_SIZE = 16  # measured on 200k synthetic docs with BP: safe 9.9x (B=16), 6.5x (32), 3.0x (64)
 # slack on upper bounds stored coarser than the impacts (uint16/float32 indexes): ceil() makes the
@@ -52,7 +54,7 @@ def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
     block_size = check_block_size(block_size)
     if not 0 < dense_fraction <= 1:
         raise ValueError(f"dense_fraction must lie in (0, 1], got {dense_fraction!r}")
-    index = Index.load(index_dir)
+    index = Index.load(index_dir, blockmax=False)  # the old block-max data may be stale or unreadable
     n_blocks = max(1, -(-index.n_docs // block_size))
     term_ptr, doc_ids, impacts = (np.asarray(a) for a in (index.term_ptr, index.doc_ids, index.impacts))
     runs = _count_runs(term_ptr, doc_ids, block_size)
@@ -140,6 +142,10 @@ class BlockMax:
                 f"{index_dir} is index {index_meta.get('uid')} ({index_meta['n_postings']} postings): "
                 "rebuild it with `lsr index --blockmax-for INDEX` or lsr.index.blockmax.build_blockmax"
             )
+        missing = sorted(set(ARRAYS) - set(meta.get("arrays", {})))
+        if missing:
+            raise ArtifactError(f"{path} lacks block-max arrays {missing} (written by an older lsr?): "
+                                "rebuild it with `lsr index --blockmax-for INDEX`")
         arrays = {name: load_array(path, name, spec) for name, spec in meta["arrays"].items()}
         return cls(path, meta, arrays)
 

@@ -83,8 +83,8 @@ class Index:
         self.block_counters = np.zeros(2, np.int64)
 
     @classmethod
-    def load(cls, path: str | Path, mmap: bool = True) -> Index:
-        """Open an index directory.
+    def load(cls, path: str | Path, mmap: bool = True, blockmax: bool = True) -> Index:
+        """Open an index directory (``blockmax=False``: without its block-max data, e.g. to rebuild it).
 
         Raises:
             ArtifactError: missing, half-written, foreign or other-version directory.
@@ -98,7 +98,7 @@ class Index:
             if not (path / name).is_file():
                 raise ArtifactError(f"{path / name} is missing; the index is incomplete, rebuild it")
         index = cls(path, meta, arrays)
-        index.blockmax = BlockMax.load(path, meta)
+        index.blockmax = BlockMax.load(path, meta) if blockmax else None
         return index
 
     @cached_property

@@ -72,14 +72,16 @@ class SpladeConfig:
 class InferenceFreeConfig:
     """Inference-free queries: tokens weighted by a static table, no neural model at query time."""
 
+    # auto: the model's idf.json when it ships one (the table it was trained with), else idf;
     # idf: ln(1 + (N - df + 0.5) / (df + 0.5)), df = documents whose tokenized text holds the token;
     # model: the idf.json {token: weight} shipped with the model (a learned table);
     # any other value: the path of such a JSON file
-    query_weights: str = "idf"
+    query_weights: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.query_weights:
-            raise ConfigError("encoder.inference_free.query_weights must be idf, model or a JSON file path")
+            raise ConfigError("encoder.inference_free.query_weights must be auto, idf, model or a JSON file "
+                              "path")
 
 
 @dataclass(frozen=True)
@@ -172,9 +174,19 @@ class SearchConfig:
     mode: str = "exact"  # exact | safe (block-max, same results) | approx (alpha, beta)
     alpha: float = 1.0  # approx: stop when the k-th score exceeds alpha x the best block bound left
     beta: float = 1.0  # approx: keep this fraction of each query's terms, heaviest first
+    rerank: str = "none"  # none | dense (re-score the sparse top rerank_depth with the index's dense stage)
+    rerank_depth: int = 100  # sparse candidates re-scored per query (at least k)
+    fusion: str = "auto"  # auto (as tuned in the dense meta) | convex-minmax | convex-zscore | rrf
+    fusion_weight: float = -1.0  # dense share in [0, 1]; negative: the weight stored in the dense meta
 
     def __post_init__(self) -> None:
         _one_of("search", "mode", self.mode, ("exact", "safe", "approx"))
+        _one_of("search", "rerank", self.rerank, ("none", "dense"))
+        _one_of("search", "fusion", self.fusion, ("auto", "convex-minmax", "convex-zscore", "rrf"))
+        _positive("search", "rerank_depth", self.rerank_depth)
+        if self.fusion_weight > 1 or math.isnan(self.fusion_weight):
+            raise ConfigError(f"search.fusion_weight = {self.fusion_weight!r} must lie in [0, 1] (or be "
+                              "negative: the tuned weight)")
         for name in ("alpha", "beta"):
             value = getattr(self, name)
             if not 0 < value <= 1:
@@ -182,6 +194,22 @@ class SearchConfig:
         _positive("search", "k", self.k)
         _positive("search", "threads", self.threads, allow_zero=True)
         _positive("search", "batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class DenseConfig:
+    """The dense stage (``lsr index --dense``): bi-encoder, product quantization, encoding runtime."""
+
+    model: str = ""  # a model folder or hub name; "": all-MiniLM-L6-v2 (the dense extra)
+    pq_m: int = 48  # PQ sub-quantizers = bytes per document; must divide the model's dimension
+    opq: bool = False  # learn an OPQ rotation before PQ
+    keep_float: bool = False  # also store float32 vectors (4 x dim bytes per document)
+    batch_size: int = 64
+    max_length: int = 256  # tokens per text (capped by the model's own limit)
+
+    def __post_init__(self) -> None:
+        for name in ("pq_m", "batch_size", "max_length"):
+            _positive("dense", name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -204,6 +232,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    dense: DenseConfig = field(default_factory=DenseConfig)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,8 +17,12 @@ from lsr.config import SearchConfig
 from lsr.data.docstore import DocStore, DocStoreWriter
 from lsr.data.trec import Run
 from lsr.encoders import QueryEncoder, load_query_encoder
+from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch
 from lsr.timing import latency_summary, numba_threads, time_queries
+
+if TYPE_CHECKING:
+    from lsr.dense_stage import DenseStage
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +60,74 @@ class Searcher:
             ([ti[t] for t in v if t in ti], [w for t, w in v.items() if t in ti]) for v in vectors
         )
 
-    def search(self, text: str, k: int = 10, params: SearchParams | None = None) -> list[Hit]:
-        """One free-text query; hits carry titles when the index has a docstore."""
+    def search(self, text: str, k: int = 10, params: SearchParams | None = None, rerank: str | None = None,
+               depth: int = 100, fusion: str = "auto", fusion_weight: float = -1.0) -> list[Hit]:
+        """One free-text query; hits carry titles when the index has a docstore.
+
+        ``rerank="dense"``: the sparse top ``max(depth, k)`` re-scored by the index's dense stage and
+        fused (``fusion``/``fusion_weight``: auto / negative = as stored in the dense meta).
+        """
         if not text.strip():
             raise ValueError("empty query: give some text to search for")
         query = self.encode_texts([text])
-        result = self.index.search(*query.row(0), k=k, **_kwargs(params))
-        return self.hits(result)
+        if rerank in (None, "none"):
+            return self.hits(self.index.search(*query.row(0), k=k, **_kwargs(params)))
+        dense = self.require_dense(rerank)
+        result = self.index.search(*query.row(0), k=max(k, depth), **_kwargs(params))
+        method, weight = dense.resolve_fusion(fusion, fusion_weight)
+        emb = dense.encode_queries([text])[0]
+        docs, fused = dense.rerank(emb, result.docs, result.scores, method, weight)
+        return self.hits(SearchResult(docs[:k], fused[:k].astype(np.float32)))
+
+    @cached_property
+    def dense(self) -> DenseStage | None:
+        """The index's dense stage (``<index>/dense``), opened on first use; None if it has none."""
+        from lsr.dense_stage import DenseStage
+
+        return DenseStage.open(self.index.path, self.index.doc_keys)
+
+    def require_dense(self, rerank: str | None = "dense") -> DenseStage:
+        if rerank not in ("dense", "dense-float"):
+            raise LsrError(f"rerank {rerank!r} is not one of ['none', 'dense']")
+        if self.dense is None:
+            raise LsrError(f"index {self.index.path} has no dense stage: add one with "
+                           f"lsr index --dense-for {self.index.path}")
+        return self.dense
+
+    @cached_property
+    def doc_positions(self) -> dict[str, int]:
+        """Internal doc id of each external id."""
+        return {key: i for i, key in enumerate(self.index.doc_keys)}
+
+    def rerank_run(self, qids: Sequence[str], texts: Sequence[str], sparse_run: Run, depth: int = 100,
+                   fusion: str = "auto", fusion_weight: float = -1.0, use_float: bool = False,
+                   query_emb: np.ndarray | None = None) -> Run:
+        """Re-score each query's sparse top ``depth`` with the dense stage and fuse; documents of
+        ``sparse_run`` below the depth follow in their sparse order (with lower scores)."""
+        dense = self.require_dense()
+        method, weight = dense.resolve_fusion(fusion, fusion_weight)
+        if query_emb is None:
+            query_emb = dense.encode_queries(texts)
+        pos = self.doc_positions
+        run: Run = {}
+        for i, qid in enumerate(qids):
+            ranked = sorted((sparse_run.get(qid) or {}).items(), key=lambda kv: -kv[1])
+            unknown = [d for d, _ in ranked[:depth] if d not in pos]
+            if unknown:
+                raise LsrError(f"query {qid}: {len(unknown)} candidate(s) not in index {self.index.path}, "
+                               f"e.g. {unknown[:3]}")
+            head = ranked[:depth]
+            cands = np.fromiter((pos[d] for d, _ in head), dtype=np.int64, count=len(head))
+            scores = np.fromiter((s for _, s in head), dtype=np.float64, count=len(head))
+            docs, fused = dense.rerank(query_emb[i], cands, scores, method, weight, use_float)
+            keys = self.index.doc_keys
+            out = {keys[d]: float(f) for d, f in zip(docs.tolist(), fused.tolist(), strict=True)}
+            floor = float(fused.min()) - 1.0 if len(fused) else 0.0
+            tail = ranked[depth:]
+            for r, (d, _) in enumerate(tail):
+                out[d] = floor - r / (len(tail) + 1)
+            run[qid] = out
+        return run
 
     def latency(self, queries: SparseBatch, k: int, params: SearchParams | None = None) -> dict[str, float]:
         """Per-query latency of encoded queries, one by one on this thread (see lsr.timing)."""

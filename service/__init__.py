@@ -1,6 +1,7 @@
-"""lsr.service: the REST search service (FastAPI, behind the ``serve`` extra).
+"""lsr.service: the REST search service (FastAPI under uvicorn, behind the ``serve`` extra).
 
-Not built yet: the ``lsr serve`` command and its endpoints arrive with the
-service issue. The package exists so the layout and the import direction
-(index <- lsr <- service) are fixed from the start.
+``create_app(settings)`` (``lsr.service.app``) builds the app, ``serve(settings)`` runs it (``lsr serve``),
+``ServiceSettings`` (``lsr.service.settings``) holds indexes, limits, API key and CORS, ``Metrics``
+(``lsr.service.metrics``) the per-app Prometheus registry, and ``python -m lsr.service.load`` is the
+load test. Nothing here is imported by ``lsr`` itself except, lazily, ``lsr.cli``.
 """

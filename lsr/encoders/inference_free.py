@@ -107,7 +107,7 @@ class InferenceFreeEncoder:
     def describe(self) -> dict[str, Any]:
         meta = self.docs.describe()
         meta.update(name=self.name, query_model=None,
-                    inference_free={"query_weights": self.cfg.inference_free.query_weights,
+                    inference_free={"query_weights": self.query_weights_spec(),
                                     "table": TABLE_FILE, "tokenizer": TOKENIZER_FILE})
         return meta
 
@@ -125,8 +125,15 @@ class InferenceFreeEncoder:
         logger.info("inference-free query table: %d tokens with a weight", int(np.count_nonzero(table)))
         return vocab
 
-    def query_table(self, docs: Iterable[Doc], vocab: Sequence[str], n_docs: int) -> np.ndarray:
+    def query_weights_spec(self) -> str:
+        """``query_weights`` with ``auto`` resolved: ``model`` when the model ships idf.json, else ``idf``."""
         spec = self.cfg.inference_free.query_weights
+        if spec == "auto":
+            return "model" if (self.docs.model_path / MODEL_TABLE_FILE).is_file() else "idf"
+        return spec
+
+    def query_table(self, docs: Iterable[Doc], vocab: Sequence[str], n_docs: int) -> np.ndarray:
+        spec = self.query_weights_spec()
         if spec == "idf":  # a second pass over the corpus, which open_corpus makes re-iterable
             df, seen = token_document_frequency(self.model.backend, (d.contents for d in docs), len(vocab))
             if seen != n_docs:

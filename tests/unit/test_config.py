@@ -246,7 +246,7 @@ def test_to_dict_is_plain_data():
     d = to_dict(load_config())
     assert d["encoder"]["bm25"]["k1"] == 0.9
     assert d["eval"]["metrics"] == ["ndcg@10", "recall@100", "recall@1000", "mrr@10", "map"]
-    assert set(d) == {"encoder", "index", "search", "eval"}
+    assert set(d) == {"encoder", "index", "search", "eval", "dense"}
 
 
 @pytest.mark.parametrize(
@@ -287,3 +287,12 @@ def test_empty_yaml_section_means_defaults(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("search:\nencoder:\n  bm25:\n")
     assert load_config(path) == Config()
+
+
+def test_dense_and_rerank_settings_are_checked():
+    cfg = load_config(None, ["search.rerank=dense", "search.fusion=rrf", "dense.pq_m=24"])
+    assert (cfg.search.rerank, cfg.search.fusion, cfg.dense.pq_m) == ("dense", "rrf", 24)
+    for bad, msg in (("search.rerank=cross", "not one of"), ("search.fusion_weight=1.5", "must lie in"),
+                     ("dense.pq_m=0", "must be > 0"), ("dense.nbits=4", "unknown key")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(None, [bad])

@@ -91,6 +91,13 @@ def test_learned_table_from_the_model_folder(tiny_mlm, tmp_path):
     batch = Searcher(tmp_path / "idx").encode_texts(["vitamin coffee cancer"])
     assert dict(zip(*(a.tolist() for a in batch.row(0)), strict=True)) == {
         VOCAB.index("vitamin"): 2.5, VOCAB.index("coffee"): 0.5}
+    # the default (auto) takes the table a model ships: the one it was trained with
+    cfg = load_config(None, ["encoder.name=inference-free", f"encoder.model={model}"])
+    pipeline.index_corpus(cfg, write_corpus(tmp_path / "c.jsonl"), tmp_path / "idx-auto")
+    searcher = Searcher(tmp_path / "idx-auto")
+    assert searcher.index.meta["encoder"]["inference_free"]["query_weights"] == "model"
+    assert dict(zip(*(a.tolist() for a in searcher.encode_texts(["vitamin coffee cancer"]).row(0)),
+                    strict=True)) == {VOCAB.index("vitamin"): 2.5, VOCAB.index("coffee"): 0.5}
     cfg = load_config(None, ["encoder.name=inference-free", f"encoder.model={tiny_mlm}",
                              "encoder.inference_free.query_weights=model"])
     with pytest.raises(ConfigError, match="idf.json does not exist"):

@@ -12,6 +12,7 @@ import pytest
 from corpora import build, build_with_blockmax, random_corpus
 
 from lsr.index import Index, SparseBatch
+from lsr.index.blockmax import build_blockmax
 from lsr.index.io import ArtifactError
 
 # the NUMBA_DISABLE_JIT=1 job runs the kernels as Python: fewer queries, same cases
@@ -138,6 +139,18 @@ def test_block_max_of_another_index_is_refused(tmp_path):
     uid_a = json.loads((a.path / "meta.json").read_text())["uid"]
     uid_b = json.loads((b.path / "meta.json").read_text())["uid"]
     assert uid_a in str(err.value) and uid_b in str(err.value)
+
+
+def test_block_max_missing_arrays_is_refused_by_name(tmp_path):
+    a = build_with_blockmax(tmp_path, SparseBatch.from_rows([([0], [1.0]), ([0], [2.0])]), 1, "uint8", 8)
+    meta_path = a.path / "blockmax" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["arrays"]["tb_base"]  # an artifact of an older layout
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"lacks block-max arrays \['tb_base'\].*--blockmax-for"):
+        Index.load(a.path)
+    build_blockmax(a.path, 8)  # the advised rebuild works on such an index
+    assert Index.load(a.path).search([0], [1.0], k=2, mode="safe").docs.tolist() == [1, 0]
 
 
 @pytest.mark.parametrize("block_size", [0, -1, 257, 2.5, True])

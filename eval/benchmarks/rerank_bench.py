@@ -1,0 +1,129 @@
+"""The dense re-rank benchmark (issue 7): per-query cost of re-scoring the sparse top-k on one core.
+
+    python -m lsr.eval.benchmarks.rerank_bench --index /tmp/sf-bm25 --dataset ../shared/data/beir/scifact
+
+The index needs a dense stage built with ``--keep-float`` (the float baseline reads its
+vectors). The process is pinned to one CPU core. For each test query (after warm-up):
+
+* ``sparse search`` (context): the index's top ``--depth`` (exact mode, query already encoded);
+* ``PQ re-rank``: lookup table [M, ksub] + ADC over the candidates' codes + fusion + sort;
+* ``float re-rank``: gather the candidates' float32 vectors (memory-mapped) + dot + fusion + sort;
+* ``PQ lookup table`` and ``PQ ADC`` alone (the two parts of the PQ re-rank);
+* ``dense query encoding``: the bi-encoder on one query, one thread (reported separately: the
+  re-rank target excludes it).
+
+Prints a table (p50/p99/mean ms, bytes per document, ratio to the float re-rank) and writes JSON
+with every number, the machine and its load average to ``eval/benchmarks/results/`` by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--index", required=True,
+                   help="index directory with a dense stage (built with --keep-float)")
+    p.add_argument("--dataset", required=True, help="BEIR folder with queries and qrels/<split>.tsv")
+    p.add_argument("--split", default="test")
+    p.add_argument("--depth", type=int, default=100, help="candidates re-scored per query (100)")
+    p.add_argument("--queries", type=int, default=0, help="first N queries only (0: all)")
+    p.add_argument("--cpu", type=int, default=-1, help="core to pin to (-1: the first allowed one)")
+    p.add_argument("--out", help="JSON output (default: eval/benchmarks/results/rerank-DATASET-INDEX.json)")
+    return p
+
+
+def pin_one_core(cpu: int) -> int:
+    allowed = sorted(os.sched_getaffinity(0))
+    core = allowed[0] if cpu < 0 else cpu
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    core = pin_one_core(args.cpu)
+    import torch
+
+    torch.set_num_threads(1)
+    from lsr.eval.datasets import load_eval_dataset
+    from lsr.index.pq import adc_scores, build_lut
+    from lsr.searcher import Searcher
+    from lsr.timing import latency_summary, time_queries
+
+    searcher = Searcher(args.index)
+    dense = searcher.require_dense()
+    if dense.codes.vectors is None:
+        raise SystemExit(f"{args.index}/dense keeps no float vectors: rebuild with --keep-float")
+    ds = load_eval_dataset(args.dataset, args.split)
+    qids = [q for q in ds.queries if q in ds.qrels]
+    qids = qids[: args.queries] if args.queries else qids
+    texts = [ds.queries[q] for q in qids]
+    method, weight = dense.resolve_fusion()
+    encoded = searcher.encode_texts(texts)
+    results = [searcher.index.search(*encoded.row(i), k=args.depth) for i in range(len(qids))]
+    emb = dense.encode_queries(texts)
+    codes, books = dense.codes.codes, dense.codes.codebooks
+    luts = [dense.codes.lut(e) for e in emb]
+    cands = [np.ascontiguousarray(r.docs, dtype=np.int64) for r in results]
+    n = len(qids)
+    rows: dict[str, dict[str, Any]] = {}
+
+    def timed(name: str, fn, bytes_per_doc: float | None = None) -> None:
+        rows[name] = {**latency_summary(time_queries(fn, n, warmup=5)), "bytes_per_doc": bytes_per_doc}
+
+    timed("sparse search (context)", lambda i: searcher.index.search(*encoded.row(i), k=args.depth))
+    timed("PQ re-rank", lambda i: dense.rerank(emb[i], cands[i], results[i].scores, method, weight, False),
+          dense.codes.bytes_per_doc)
+    timed("float re-rank", lambda i: dense.rerank(emb[i], cands[i], results[i].scores, method, weight, True),
+          4.0 * dense.codes.dim)
+    rotated = dense.codes.rotate(emb)
+    timed("PQ lookup table", lambda i: build_lut(rotated[i], books))
+    timed("PQ ADC", lambda i: adc_scores(luts[i], codes, cands[i]))
+    timed("dense query encoding", lambda i: dense.encode_queries([texts[i]]))
+    base = rows["float re-rank"]["mean"]
+    for r in rows.values():
+        r["ratio_to_float_rerank"] = r["mean"] / base if base else None
+    report = {
+        "benchmark": "rerank_bench",
+        "index": str(args.index), "dataset": str(args.dataset), "split": args.split, "n_queries": n,
+        "depth": args.depth, "candidates_mean": float(np.mean([len(c) for c in cands])) if cands else 0.0,
+        "fusion": {"method": method, "weight": weight},
+        "dense": {k: dense.meta[k] for k in ("dim", "m", "nbits", "opq", "n_docs")} |
+                 {"model": dense.meta["model"].get("name")},
+        "rows": rows,
+        "machine": {"cpu": platform.processor() or platform.machine(), "pinned_core": core,
+                    "loadavg": os.getloadavg(), "python": platform.python_version()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    header = (f"{'per query, 1 core':<26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'bytes/doc':>11}"
+              f"{'x float':>9}")
+    print(f"{n} queries of {args.dataset} ({args.split}), top {args.depth} of {args.index}; "
+          f"dense M = {dense.meta['m']}, dim {dense.meta['dim']}")
+    print(header)
+    print("-" * len(header))
+    for name, r in rows.items():
+        b = f"{r['bytes_per_doc']:.0f}" if r["bytes_per_doc"] else "-"
+        print(f"{name:<26}{r['p50']:>9.4f}{r['p99']:>9.4f}{r['mean']:>9.4f}{b:>11}"
+              f"{r['ratio_to_float_rerank']:>9.2f}")
+    name = f"rerank-{Path(args.dataset).name}-{Path(args.index).name}.json"
+    out = Path(args.out) if args.out else RESULTS / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,290 @@
+"""The training config: frozen dataclasses read from YAML, checked before any model loads.
+
+``load_train_config(path, overrides)`` follows :func:`lsr.config.load_config`: defaults <- YAML file
+<- ``--set section.key=value``; unknown keys and impossible values raise :class:`ConfigError`
+naming the key. One file describes both steps:
+
+* ``prepare`` (CPU, here): qrels pairs, dev hold-out, pseudo-queries, hard negatives mined with our
+  own index, raw teacher scores -> the prepared dataset directory ``data.prepared``;
+* ``model``, ``loss``, ``distill``, ``optim``, ``train``: the training run on that dataset.
+
+stdlib + PyYAML only (importing this module loads neither torch nor numpy).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lsr.config import _apply_override, from_dict, resolve_config_path, to_dict
+from lsr.errors import ConfigError
+
+TEACHERS = ("dense", "bm25", "splade", "cross")
+
+
+def _check(cond: bool, key: str, value: Any, need: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key} = {value!r} {need}")
+
+
+def _finite(key: str, value: float) -> None:
+    _check(isinstance(value, (int, float)) and math.isfinite(value), key, value, "must be a finite number")
+
+
+def _nonneg(key: str, value: float) -> None:
+    _finite(key, value)
+    _check(value >= 0, key, value, "must be >= 0")
+
+
+def _pos(key: str, value: float) -> None:
+    _finite(key, value)
+    _check(value > 0, key, value, "must be > 0")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """One teacher retriever scored on every (query, candidate) pair at prepare time."""
+
+    name: str = "bm25"  # dense (bi-encoder cosine) | bm25 | splade (dot product) | cross (cross-encoder)
+    model: str = ""  # dense: "" = all-MiniLM-L6-v2; splade/cross: a model folder; bm25: unused
+
+    def __post_init__(self) -> None:
+        _check(self.name in TEACHERS, "prepare.teachers[].name", self.name, f"is not one of {list(TEACHERS)}")
+        if self.name in ("splade", "cross") and not self.model:
+            raise ConfigError(f"prepare.teachers[].model is required for the {self.name} teacher")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Building the prepared dataset (``lsr train-prepare``), on the CPU."""
+
+    dataset: str = ""  # BEIR folder with corpus, queries and qrels/<train_split>.tsv
+    train_split: str = "train"  # the only qrels read; never "test"
+    use_labels: bool = True  # false: pseudo-queries only (no qrels pairs for training)
+    dev_fraction: float = 0.2  # share of the train queries held out as the dev split
+    dev_max_queries: int = 0  # cap the dev split; 0: no cap
+    seed: int = 13
+    pseudo_titles: int = 0  # pseudo-queries "title -> its document" (up to this many documents)
+    pseudo_spans: int = 0  # pseudo-queries "a sentence -> its document" (up to this many documents)
+    pseudo_min_words: int = 6  # shortest sentence taken as a pseudo-query
+    mining_encoder: str = "bm25"  # --encoder spec of the index that mines hard negatives
+    mining_depth: int = 50  # hits searched per query
+    negatives: int = 16  # candidates kept per query after its positive (top of the mined list)
+    teachers: tuple[TeacherConfig, ...] = (TeacherConfig("bm25"),)
+    teacher_device: str = "auto"  # auto | cpu | cuda: where dense/splade/cross teachers run
+    max_length: int = 256  # document tokens for the teachers
+
+    def __post_init__(self) -> None:
+        if self.train_split.strip().lower() == "test":
+            raise ConfigError("prepare.train_split = 'test': training never reads test qrels")
+        _check(0 <= self.dev_fraction < 1, "prepare.dev_fraction", self.dev_fraction, "must lie in [0, 1)")
+        for name in ("dev_max_queries", "pseudo_titles", "pseudo_spans"):
+            _nonneg(f"prepare.{name}", getattr(self, name))
+        for name in ("pseudo_min_words", "mining_depth", "negatives", "max_length"):
+            _pos(f"prepare.{name}", getattr(self, name))
+        if self.negatives > self.mining_depth:
+            raise ConfigError(
+                f"prepare.negatives = {self.negatives} must be <= prepare.mining_depth = {self.mining_depth}"
+            )
+        names = [t.name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"prepare.teachers names must be distinct, got {names}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    prepared: str = ""  # the prepared dataset directory (written by train-prepare, read by train)
+    max_length: int = 256  # document tokens in training and dev encoding
+    query_max_length: int = 64
+    eval_max_length: int = 512  # document tokens when the dev corpus is encoded (as lsr index does)
+    # train only on examples from these sources (qrels | title | span); empty: all. [title, span] trains
+    # with no labels at all from a dataset prepared with labels (the dev split still selects checkpoints)
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.sources) - {"qrels", "title", "span"})
+        _check(not bad, "data.sources", list(self.sources), "may only name qrels, title and span")
+        _check(self.eval_max_length >= 8, "data.eval_max_length", self.eval_max_length, "must be >= 8")
+        _check(self.max_length >= 8, "data.max_length", self.max_length, "must be >= 8")
+        _check(self.query_max_length >= 4, "data.query_max_length", self.query_max_length, "must be >= 4")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What is trained and how it starts."""
+
+    kind: str = "splade"  # splade (siamese) | inference-free (SPLADE documents, query token table)
+    # a *ForMaskedLM folder (e.g. models/splade-tiny), a BertModel folder (a fresh MLM head tied to its
+    # input embeddings is added), or "minilm" (all-MiniLM-L6-v2 from lsr.encoders.dense)
+    init: str = ""
+    # inference-free query table: idf (training-corpus IDF) | binary (1 per token: the plain-FLOPS ablation)
+    query_weights: str = "idf"
+    learn_query_weights: bool = False  # train the table (its own learning rate: optim.query_table_lr)
+    # L0-style threshold: document weights below it are zeroed (straight-through gradient)
+    threshold: float = 0.0
+    learn_threshold: bool = False
+
+    def __post_init__(self) -> None:
+        _check(
+            self.kind in ("splade", "inference-free"),
+            "model.kind",
+            self.kind,
+            "is not one of ['splade', 'inference-free']",
+        )
+        _check(
+            self.query_weights in ("idf", "binary"),
+            "model.query_weights",
+            self.query_weights,
+            "is not one of ['idf', 'binary']",
+        )
+        if self.kind == "splade" and self.learn_query_weights:
+            raise ConfigError("model.learn_query_weights applies to model.kind = inference-free only")
+        _nonneg("model.threshold", self.threshold)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the ranking losses (0 turns one off) and the FLOPS regularizer."""
+
+    nll: float = 0.0  # in-batch negatives (+ the batch's hard negatives) contrastive NLL
+    kl: float = 1.0  # KL(teacher || student) over each query's candidate list
+    margin_mse: float = 0.0  # MarginMSE: (student margin - teacher margin)^2, positive vs each negative
+    temperature: float = 1.0  # student and teacher scores are divided by this in KL / NLL
+    flops_doc: float = 1e-3  # lambda of FLOPS on documents
+    flops_query: float = 1e-3  # lambda of FLOPS on queries (splade only)
+    flops_warmup: int = 500  # lambda * min(1, step / T)^2
+
+    def __post_init__(self) -> None:
+        for name in ("nll", "kl", "margin_mse", "flops_doc", "flops_query", "flops_warmup"):
+            _nonneg(f"loss.{name}", getattr(self, name))
+        _pos("loss.temperature", self.temperature)
+        if self.nll == self.kl == self.margin_mse == 0:
+            raise ConfigError("loss.nll, loss.kl and loss.margin_mse are all 0: nothing to train on")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """The heterogeneous ensemble teacher: per-query normalization, weighted mean, scale."""
+
+    weights: dict = field(default_factory=lambda: {"bm25": 1.0})  # teacher name -> weight
+    normalize: str = "minmax"  # minmax | zscore | none (per query, over its candidate list)
+    scale: float = 30.0  # the aggregated score is multiplied by this (the teacher's logit scale)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.weights, dict) or not self.weights:
+            raise ConfigError(f"distill.weights = {self.weights!r} must map teacher names to weights")
+        for k, v in self.weights.items():
+            _check(k in TEACHERS, "distill.weights key", k, f"is not one of {list(TEACHERS)}")
+            _nonneg(f"distill.weights.{k}", v)
+        if sum(self.weights.values()) <= 0:
+            raise ConfigError("distill.weights sum to 0")
+        _check(
+            self.normalize in ("minmax", "zscore", "none"),
+            "distill.normalize",
+            self.normalize,
+            "is not one of ['minmax', 'zscore', 'none']",
+        )
+        _pos("distill.scale", self.scale)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-5
+    query_table_lr: float = 1e-3  # the inference-free query table (learn_query_weights)
+    threshold_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100  # linear warm-up, then linear decay to 0 at train.steps
+    grad_clip: float = 1.0  # 0: off
+    accumulate: int = 1  # micro-batches per optimizer step
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "query_table_lr", "threshold_lr"):
+            _pos(f"optim.{name}", getattr(self, name))
+        for name in ("weight_decay", "warmup_steps", "grad_clip"):
+            _nonneg(f"optim.{name}", getattr(self, name))
+        _pos("optim.accumulate", self.accumulate)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # queries per micro-batch
+    negatives: int = 7  # hard negatives per query per step (sampled from the prepared candidates)
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    bf16: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    log_every: int = 20
+    eval_every: int = 200  # dev nDCG@10 + checkpoint every N steps (and at the end)
+    eval_batch_docs: int = 128  # documents per dev-encoding batch
+    max_dev_queries: int = 0  # 0: the whole dev split
+    threads: int = 0  # CPU torch threads; 0: torch's default
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batch_docs"):
+            _pos(f"train.{name}", getattr(self, name))
+        for name in ("negatives", "max_dev_queries", "threads"):
+            _nonneg(f"train.{name}", getattr(self, name))
+        if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise ConfigError(f"train.device = {self.device!r} is not auto, cpu, cuda or cuda:N")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "run"
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.kind == "splade" and self.model.query_weights != "idf":
+            raise ConfigError("model.query_weights applies to model.kind = inference-free only")
+        if self.loss.kl or self.loss.margin_mse:
+            have = {t.name for t in self.prepare.teachers}
+            used = {k for k, v in self.distill.weights.items() if v > 0}
+            if not used <= have:
+                raise ConfigError(
+                    f"distill.weights names teachers {sorted(used - have)} that "
+                    f"prepare.teachers does not score ({sorted(have)})"
+                )
+            if self.train.negatives < 1:
+                raise ConfigError("loss.kl / loss.margin_mse need train.negatives >= 1")
+        if self.train.negatives > self.prepare.negatives:
+            raise ConfigError(
+                f"train.negatives = {self.train.negatives} must be <= prepare.negatives = "
+                f"{self.prepare.negatives} (the candidates kept per query)"
+            )
+
+
+def load_train_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> TrainConfig:
+    """Defaults <- YAML file <- ``section.key=value`` overrides, validated (no torch, no model load).
+
+    Raises:
+        ConfigError: unknown keys, wrong types, impossible values.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        resolved = resolve_config_path(path)
+        try:
+            loaded = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{resolved}: invalid YAML ({exc})") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{resolved}: expected a mapping of sections at the top level")
+        data = loaded or {}
+    for item in overrides:
+        _apply_override(data, item)
+    return from_dict(TrainConfig, data, "")
+
+
+def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return to_dict(cfg)

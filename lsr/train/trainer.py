@@ -1,0 +1,654 @@
+"""``lsr train``: the training loop, dev evaluation, checkpoints, the best model folder.
+
+One step: ``batch_size`` training examples (a query, its positive, ``train.negatives`` hard negatives
+sampled from its prepared candidates) -> query and document vectors (bf16 autocast on CUDA) ->
+the weighted ranking losses (in-batch NLL, KL, MarginMSE against the ensemble teacher) + FLOPS on
+documents (and splade queries) with its quadratic warm-up -> AdamW (``optim.accumulate`` micro-batches
+per step, gradient clipping, linear warm-up then linear decay; the inference-free query table and a
+learned threshold have their own learning rates).
+
+Every ``train.eval_every`` steps (and at the end): dev nDCG@10 over the whole prepared corpus
+(documents encoded by the current model, scores as a dense matmul over the vocabulary), average
+document / query non-zeros and FLOPS; the best model so far goes to ``OUT/best`` (a folder the lsr
+encoders load), the full training state to ``OUT/checkpoint`` (``--resume`` continues from it; a
+checkpoint of another model or config is refused). ``OUT/train_log.jsonl`` holds one JSON line per
+log or eval event; ``OUT/summary.json`` the final numbers.
+
+Needs torch, transformers, tokenizers, numpy: not ranx, PyStemmer or ir_datasets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lsr.config import to_dict
+from lsr.errors import ConfigError, LsrError
+from lsr.index.io import publish_directory, write_json
+from lsr.train import losses as L
+from lsr.train.config import TrainConfig
+from lsr.train.data import PreparedData, load_prepared
+from lsr.train.model import SparseEncoderModel, build_model, save_model
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "lsr-train-checkpoint"
+CHECKPOINT_VERSION = 1
+# config keys that may change between a checkpoint and its resumption
+RESUMABLE_KEYS = {
+    "train.steps",
+    "train.log_every",
+    "train.eval_every",
+    "train.device",
+    "train.bf16",
+    "train.threads",
+    "train.max_dev_queries",
+    "train.eval_batch_docs",
+    "data.prepared",
+    "prepare",
+}
+
+
+# --- dev evaluation ----------------------------------------------------------------------------------
+
+
+def ndcg_at_k(ranked: list[list[str]], rels: list[dict[str, int]], k: int = 10) -> float:
+    """Mean nDCG@k with linear gains (trec_eval and ranx's ``ndcg``); queries without a relevant
+    document are left out."""
+    values = []
+    for docs, judged in zip(ranked, rels, strict=True):
+        ideal = sorted((g for g in judged.values() if g > 0), reverse=True)[:k]
+        if not ideal:
+            continue
+        dcg = sum(judged.get(d, 0) / math.log2(i + 2) for i, d in enumerate(docs[:k]) if judged.get(d, 0) > 0)
+        idcg = sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+        values.append(dcg / idcg)
+    return float(np.mean(values)) if values else 0.0
+
+
+def _autocast(device: torch.device, bf16: bool) -> Any:
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def encode_corpus_dense(
+    model: SparseEncoderModel, texts: list[str], max_length: int, batch: int, bf16: bool
+) -> torch.Tensor:
+    """``[N, V]`` document vectors (float32 on the model's device), encoded in length order."""
+    device = model.device
+    out = torch.zeros(len(texts), model.vocab_size, device=device)
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    with _autocast(device, bf16):
+        for s in range(0, len(order), batch):
+            idx = order[s : s + batch]
+            out[torch.as_tensor(idx, device=device)] = model.encode_docs(
+                [texts[i] for i in idx], max_length
+            ).float()
+    return out
+
+
+@torch.no_grad()
+def evaluate_dev(
+    model: SparseEncoderModel, data: PreparedData, cfg: TrainConfig, k: int = 10
+) -> dict[str, float]:
+    """Dev nDCG@10 over the whole prepared corpus, plus doc/query non-zeros and FLOPS."""
+    was_training = model.training
+    model.eval()
+    dev = data.dev[: cfg.train.max_dev_queries] if cfg.train.max_dev_queries else data.dev
+    docs = encode_corpus_dense(
+        model, data.doc_texts, cfg.data.eval_max_length, cfg.train.eval_batch_docs, cfg.train.bf16
+    )
+    doc_nz = docs > 0
+    result: dict[str, float] = {"doc_nnz": float(doc_nz.sum(dim=1).float().mean())}
+    if dev:
+        ranked: list[list[str]] = []
+        q_nnz, q_df = 0.0, torch.zeros(model.vocab_size, device=docs.device)
+        with _autocast(model.device, cfg.train.bf16):
+            for s in range(0, len(dev), 128):
+                part = dev[s : s + 128]
+                q = model.encode_queries([x.query for x in part], cfg.data.query_max_length).float()
+                q_nnz += float((q > 0).sum())
+                q_df += (q > 0).float().sum(dim=0)
+                top = (q @ docs.T).topk(min(k, docs.shape[0]), dim=1)
+                for row in top.indices.cpu().tolist():
+                    ranked.append([data.doc_ids[i] for i in row])
+        result["ndcg@10"] = ndcg_at_k(ranked, [x.rels for x in dev], k)
+        result["query_nnz"] = q_nnz / len(dev)
+        result["flops"] = float((q_df / len(dev)) @ doc_nz.float().mean(dim=0))
+    model.train(was_training)
+    return result
+
+
+# --- the loop ------------------------------------------------------------------------------------------
+
+
+class Batcher:
+    """Seeded epochs over the training examples; negatives sampled per example and step."""
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self.rng = np.random.default_rng(seed)
+        self.order: list[int] = []
+        self.pos = 0
+        self.epoch = 0
+
+    def next(self, size: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < size:
+            if self.pos >= len(self.order):
+                self.order = self.rng.permutation(self.n).tolist()
+                self.pos = 0
+                self.epoch += 1
+            take = min(size - len(out), len(self.order) - self.pos)
+            out += self.order[self.pos : self.pos + take]
+            self.pos += take
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "rng": self.rng.bit_generator.state,
+            "order": self.order,
+            "pos": self.pos,
+            "epoch": self.epoch,
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order, self.pos, self.epoch = list(state["order"]), int(state["pos"]), int(state["epoch"])
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and key != "distill.weights":
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(set(a) | set(b))
+    return [
+        k
+        for k in keys
+        if a.get(k) != b.get(k) and k not in RESUMABLE_KEYS and k.split(".")[0] not in RESUMABLE_KEYS
+    ]
+
+
+def _param_groups(model: SparseEncoderModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    decay, no_decay, table, tau = [], [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name == "table":
+            table.append(p)
+        elif name == "mask.tau":
+            tau.append(p)
+        elif p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias"):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [
+        {"params": decay, "lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "lr": cfg.optim.lr, "weight_decay": 0.0},
+    ]
+    if table:
+        groups.append({"params": table, "lr": cfg.optim.query_table_lr, "weight_decay": 0.0})
+    if tau:
+        groups.append({"params": tau, "lr": cfg.optim.threshold_lr, "weight_decay": 0.0})
+    return [g for g in groups if g["params"]]
+
+
+def _schedule(cfg: TrainConfig) -> Any:
+    warm, total = cfg.optim.warmup_steps, cfg.train.steps
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    return factor
+
+
+def pick_train_device(spec: str) -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {spec!r}, but torch sees no CUDA device")
+    return torch.device(spec)
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Run the training of ``cfg`` into ``out``; returns the summary (also written to summary.json)."""
+    out = Path(out)
+    ckpt_dir = out / "checkpoint"
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise FileExistsError(
+            f"{out} already holds a training run; pass --resume to continue it, or choose another --out"
+        )
+    if resume and not (ckpt_dir / "state.json").is_file():
+        raise LsrError(f"--resume: {ckpt_dir} holds no checkpoint")
+    if not cfg.data.prepared:
+        raise ConfigError("data.prepared is empty: name the directory written by lsr train-prepare")
+    cfg_dict = to_dict(cfg)
+    state_meta = None
+    if resume:  # refuse a foreign checkpoint before loading any model
+        state_meta = json.loads((ckpt_dir / "state.json").read_text(encoding="utf-8"))
+        if state_meta.get("format") != CHECKPOINT_FORMAT:
+            raise LsrError(f"{ckpt_dir} is not an lsr training checkpoint")
+        old_model = state_meta["config"]["model"]
+        if old_model != cfg_dict["model"]:
+            new_model = cfg_dict["model"]
+            diff = [k for k in new_model if old_model.get(k) != new_model[k]]
+            was = ", ".join(f"{k}={old_model.get(k)!r}" for k in diff)
+            now = ", ".join(f"{k}={new_model[k]!r}" for k in diff)
+            raise LsrError(
+                f"refusing to resume: the checkpoint in {out} trains another model (model {was}; "
+                f"this config: {now}); use another --out"
+            )
+        diff = _config_differences(state_meta["config"], cfg_dict)
+        if diff:
+            raise LsrError(
+                f"refusing to resume: the config differs from the checkpoint's in {diff}; only "
+                f"{sorted(RESUMABLE_KEYS)} may change"
+            )
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_train_device(cfg.train.device)
+    random.seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    data = load_prepared(cfg.data.prepared)
+    if cfg.data.sources:
+        kept = [e for e in data.train if e.source in cfg.data.sources]
+        if not kept:
+            raise LsrError(f"data.sources = {list(cfg.data.sources)}: no training example of {data.path} "
+                           f"comes from them (sources there: {sorted({e.source for e in data.train})})")
+        logger.info("data.sources %s: %d of %d training examples", list(cfg.data.sources), len(kept),
+                    len(data.train))
+        data.train[:] = kept
+    _check_teachers(cfg, data)
+    model = build_model(cfg.model, data.doc_texts).to(device)
+    model.train()
+    if state_meta is not None and state_meta["fingerprint"] != model.fingerprint():
+        raise LsrError(
+            f"refusing to resume: the checkpoint in {out} holds a model of another shape "
+            f"(fingerprint {state_meta['fingerprint']}, this model {model.fingerprint()})"
+        )
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg), fused=device.type == "cuda")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+    batcher = Batcher(len(data.train), cfg.train.seed)
+    neg_rng = random.Random(cfg.train.seed + 1)
+    step, best, seconds_before = 0, {"ndcg@10": -1.0, "step": 0}, 0.0
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.jsonl"
+    if state_meta is not None:
+        state = torch.load(ckpt_dir / "state.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+        step, best = state_meta["step"], state_meta["best"]
+        seconds_before = state_meta.get("seconds", 0.0)
+        batcher.load(state_meta["batcher"])
+        neg_rng.setstate(_tuplify(state_meta["neg_rng"]))
+        _truncate_log(log_path, step)
+        logger.info(
+            "resumed from step %d (best dev nDCG@10 %.4f at step %d)", step, best["ndcg@10"], best["step"]
+        )
+    else:
+        (out / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n", encoding="utf-8")
+
+    n_cand = 1 + cfg.train.negatives
+    weights = {k: v for k, v in cfg.distill.weights.items() if v > 0}
+    need_teacher = bool(cfg.loss.kl or cfg.loss.margin_mse)
+    start = time.perf_counter()
+    acc: dict[str, float] = {}
+    acc_n = 0
+    last = {}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.train.steps, initial=step, desc=f"train {cfg.name}", unit="step")
+    while step < cfg.train.steps:
+        optimizer.zero_grad(set_to_none=True)
+        for _ in range(cfg.optim.accumulate):
+            idx = batcher.next(cfg.train.batch_size)
+            batch = [data.train[i] for i in idx]
+            cand_pos = [
+                [0, *sorted(neg_rng.sample(range(1, len(e.cands)), cfg.train.negatives))] for e in batch
+            ]
+            doc_texts = [
+                data.doc_texts[_doc_index(data, e.cands[j])]
+                for e, cp in zip(batch, cand_pos, strict=True)
+                for j in cp
+            ]
+            with _autocast(device, cfg.train.bf16):
+                q = model.encode_queries([e.query for e in batch], cfg.data.query_max_length)
+                d = model.encode_docs(doc_texts, cfg.data.max_length)
+            q, d = q.float(), d.float()
+            parts: dict[str, torch.Tensor] = {}
+            loss = torch.zeros((), device=device)
+            student = L.candidate_scores(q, d, n_cand)
+            if cfg.loss.nll:
+                parts.update(L.in_batch_nll(q, d, n_cand, cfg.loss.temperature))
+                loss = loss + cfg.loss.nll * parts["nll"]
+            if need_teacher:
+                raw = {
+                    name: torch.tensor(
+                        [[e.scores[name][j] for j in cp] for e, cp in zip(batch, cand_pos, strict=True)],
+                        device=device,
+                    )
+                    for name in weights
+                }
+                teacher = L.ensemble_teacher(raw, weights, cfg.distill.normalize, cfg.distill.scale)
+                if cfg.loss.kl:
+                    parts.update(L.kl_distill(student, teacher, cfg.loss.temperature))
+                    loss = loss + cfg.loss.kl * parts["kl"]
+                if cfg.loss.margin_mse:
+                    parts.update(L.margin_mse(student, teacher))
+                    loss = loss + cfg.loss.margin_mse * parts["margin_mse"]
+            lam_d = L.flops_lambda(cfg.loss.flops_doc, step, cfg.loss.flops_warmup)
+            parts["flops_doc"] = L.flops(d)
+            loss = loss + lam_d * parts["flops_doc"]
+            if cfg.model.kind == "splade":
+                lam_q = L.flops_lambda(cfg.loss.flops_query, step, cfg.loss.flops_warmup)
+                parts["flops_query"] = L.flops(q)
+                loss = loss + lam_q * parts["flops_query"]
+            parts["loss"] = loss
+            if not torch.isfinite(loss):
+                raise LsrError(
+                    f"step {step}: the loss is {float(loss)} (parts: "
+                    f"{ {k: float(v) for k, v in parts.items()} }); lower optim.lr"
+                )
+            (loss / cfg.optim.accumulate).backward()
+            with torch.no_grad():
+                stats = {k: float(v) for k, v in parts.items()}
+                stats["doc_nnz"] = float((d > 0).sum(dim=1).float().mean())
+                stats["query_nnz"] = float((q > 0).sum(dim=1).float().mean())
+                stats["batch_flops"] = float((q > 0).float().mean(0) @ (d > 0).float().mean(0))
+            for k, v in stats.items():
+                acc[k] = acc.get(k, 0.0) + v
+            acc_n += 1
+        if cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        if bar is not None:
+            bar.update(1)
+        if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+            last = {k: v / acc_n for k, v in acc.items()}
+            record = {
+                "event": "train",
+                "step": step,
+                **{k: round(v, 6) for k, v in last.items()},
+                "lr": scheduler.get_last_lr()[0],
+                "lambda_doc": lam_d,
+                "seconds": round(seconds_before + time.perf_counter() - start, 2),
+            }
+            if cfg.model.learn_threshold:
+                record["threshold"] = float(model.mask.tau)
+            _append_log(log_path, record)
+            logger.info(
+                "step %d: loss %.4f, doc nnz %.1f, query nnz %.1f",
+                step,
+                last["loss"],
+                last["doc_nnz"],
+                last["query_nnz"],
+            )
+            acc, acc_n = {}, 0
+        if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
+            seconds = seconds_before + time.perf_counter() - start
+            dev = evaluate_dev(model, data, cfg)
+            _append_log(log_path, {"event": "eval", "step": step, **dev, "seconds": round(seconds, 2)})
+            logger.info("step %d: dev %s", step, {k: round(v, 4) for k, v in dev.items()})
+            if dev.get("ndcg@10", 0.0) > best["ndcg@10"] or not (out / "best").is_dir():
+                best = {"step": step, **dev}
+                _save_best(model, cfg, data, out, best, seconds, device)
+            _save_checkpoint(
+                model, optimizer, scheduler, batcher, neg_rng, cfg_dict, step, best, seconds, ckpt_dir, device
+            )
+    if bar is not None:
+        bar.close()
+    seconds = seconds_before + time.perf_counter() - start
+    final = {}
+    if log_path.is_file():
+        evals = [json.loads(x) for x in log_path.read_text().splitlines() if '"eval"' in x]
+        final = evals[-1] if evals else {}
+    summary = {
+        "name": cfg.name,
+        "steps": step,
+        "seconds": round(seconds, 2),
+        "gpu_minutes": round(seconds / 60, 2) if device.type == "cuda" else 0.0,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "seconds_per_step": round(seconds / max(step, 1), 4),
+        "train_examples": len(data.train),
+        "dev_queries": len(data.dev),
+        "best": best,
+        "final": final,
+        "model": str(out / "best"),
+        "init": str(cfg.model.init),
+        "kind": cfg.model.kind,
+    }
+    write_json(out / "summary.json", summary)
+    return summary
+
+
+def _doc_index(data: PreparedData, doc_id: str) -> int:
+    if not hasattr(data, "_doc_pos"):
+        data._doc_pos = {d: i for i, d in enumerate(data.doc_ids)}  # type: ignore[attr-defined]
+    return data._doc_pos[doc_id]  # type: ignore[attr-defined]
+
+
+def _check_teachers(cfg: TrainConfig, data: PreparedData) -> None:
+    if not (cfg.loss.kl or cfg.loss.margin_mse):
+        return
+    used = [k for k, v in cfg.distill.weights.items() if v > 0]
+    missing = [k for k in used if k not in data.teachers]
+    if missing:
+        raise ConfigError(
+            f"distill.weights uses teacher(s) {missing}, but {data.path} holds scores of {data.teachers} only"
+        )
+    short = [e.qid for e in data.train if len(e.cands) - 1 < cfg.train.negatives]
+    if short:
+        raise ConfigError(
+            f"train.negatives = {cfg.train.negatives}, but query {short[0]!r} has only "
+            f"{len(data.train[0].cands) - 1} prepared negatives"
+        )
+
+
+def _tuplify(x: Any) -> Any:
+    return tuple(_tuplify(v) for v in x) if isinstance(x, list) else x
+
+
+def _append_log(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    if path.is_file():
+        keep = [x for x in path.read_text(encoding="utf-8").splitlines() if json.loads(x)["step"] <= step]
+        path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+
+
+def _save_checkpoint(
+    model,
+    optimizer,
+    scheduler,
+    batcher: Batcher,
+    neg_rng: random.Random,
+    cfg_dict: dict[str, Any],
+    step: int,
+    best: dict[str, Any],
+    seconds: float,
+    ckpt_dir: Path,
+    device: torch.device,
+) -> None:
+    tmp = ckpt_dir.parent / f".{ckpt_dir.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    torch.save(state, tmp / "state.pt")
+    write_json(
+        tmp / "state.json",
+        {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": CHECKPOINT_VERSION,
+            "step": step,
+            "best": best,
+            "seconds": seconds,
+            "fingerprint": model.fingerprint(),
+            "config": cfg_dict,
+            "batcher": batcher.state(),
+            "neg_rng": neg_rng.getstate(),
+        },
+    )
+    publish_directory(tmp, ckpt_dir)
+
+
+def _save_best(
+    model: SparseEncoderModel,
+    cfg: TrainConfig,
+    data: PreparedData,
+    out: Path,
+    best: dict[str, Any],
+    seconds: float,
+    device: torch.device,
+) -> None:
+    tmp = out / ".best.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    threshold = (
+        float(model.mask.tau.clamp(min=0)) if cfg.model.threshold or cfg.model.learn_threshold else 0.0
+    )
+    extra = {
+        "format": "lsr-trained-model",
+        "format_version": 1,
+        "kind": cfg.model.kind,
+        "init": str(cfg.model.init),
+        "fresh_head": bool(getattr(model, "fresh_head", False)),
+        "step": best["step"],
+        "dev": best,
+        "seconds": round(seconds, 2),
+        "device": str(device),
+        "doc_threshold": threshold,
+        "prepared": data.meta.get("counts", {}),
+        "prepared_dataset": data.meta.get("dataset"),
+        "teachers": data.teachers,
+        "config": to_dict(cfg),
+    }
+    save_model(model, tmp, model_card(cfg, data, best, seconds, device, threshold), extra)
+    publish_directory(tmp, out / "best")
+
+
+def model_card(
+    cfg: TrainConfig,
+    data: PreparedData,
+    best: dict[str, Any],
+    seconds: float,
+    device: torch.device,
+    threshold: float,
+) -> str:
+    """README.md of a trained model folder: data, steps, losses, hyperparameters, measured numbers."""
+    counts = data.meta.get("counts", {})
+    teachers = {k: v for k, v in cfg.distill.weights.items() if v > 0}
+    losses = ", ".join(
+        f"{k} x {getattr(cfg.loss, k)}" for k in ("nll", "kl", "margin_mse") if getattr(cfg.loss, k)
+    )
+    use = (
+        "lsr index --corpus CORPUS --encoder inference-free:FOLDER --set encoder.inference_free."
+        "query_weights=model --out INDEX"
+        if cfg.model.kind == "inference-free"
+        else "lsr index --corpus CORPUS --encoder splade:FOLDER --out INDEX"
+    )
+    if threshold:
+        use += f" --set encoder.prune.doc_threshold={threshold:.4f}"
+    digest = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    lines = [
+        f"# {cfg.name}",
+        "",
+        f"A {'inference-free' if cfg.model.kind == 'inference-free' else 'SPLADE'} learned sparse encoder "
+        f"trained with `lsr train` (config hash {digest}).",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        use,
+        "```",
+        "",
+        "fp16 safetensors (sharded under 16 MB a file), loaded as float32."
+        + (
+            " `idf.json` holds the query token weights it was trained with."
+            if cfg.model.kind == "inference-free"
+            else ""
+        ),
+        "",
+        "## Training",
+        "",
+        f"* start: `{cfg.model.init}`"
+        + (
+            " (fresh MLM head tied to the input embeddings)"
+            if cfg.model.kind and cfg.model.init == "minilm"
+            else ""
+        ),
+        f"* data: `{data.meta.get('dataset')}` qrels `{data.meta.get('prepare', {}).get('train_split')}` "
+        f"(labels used: {data.meta.get('prepare', {}).get('use_labels')}); {counts.get('train_queries', 0)} "
+        f"labelled train queries, {counts.get('pseudo_titles', 0)} title and {counts.get('pseudo_spans', 0)} "
+        f"span pseudo-queries, {counts.get('train_examples', 0)} examples; "
+        f"dev: {counts.get('dev_queries', 0)} "
+        f"held-out train queries; skipped (no positive / no text): {counts.get('skipped_no_positive', 0)} / "
+        f"{counts.get('skipped_no_text', 0)}",
+        f"* hard negatives: top {data.meta.get('prepare', {}).get('mining_depth')} of "
+        f"`{data.meta.get('prepare', {}).get('mining_encoder')}`, positives removed; "
+        f"{cfg.train.negatives} sampled per query and step",
+        f"* losses: {losses}; FLOPS documents {cfg.loss.flops_doc}"
+        + (f", queries {cfg.loss.flops_query}" if cfg.model.kind == "splade" else "")
+        + f" (quadratic warm-up over {cfg.loss.flops_warmup} steps)"
+        + (
+            f"; query table: {cfg.model.query_weights}"
+            + (" (learned)" if cfg.model.learn_query_weights else "")
+            if cfg.model.kind == "inference-free"
+            else ""
+        ),
+        f"* teacher: {teachers}, normalized per query ({cfg.distill.normalize}), scale {cfg.distill.scale}",
+        f"* optimizer: AdamW lr {cfg.optim.lr}, weight decay {cfg.optim.weight_decay}, warm-up "
+        f"{cfg.optim.warmup_steps} steps then linear decay, batch {cfg.train.batch_size} queries x "
+        f"{1 + cfg.train.negatives} documents, accumulate {cfg.optim.accumulate}, {cfg.train.steps} steps, "
+        f"max length {cfg.data.max_length} / {cfg.data.query_max_length}",
+        "",
+        "## Measured (dev split, best checkpoint)",
+        "",
+        "| step | dev nDCG@10 | doc nnz | query nnz | FLOPS | train seconds | device |",
+        "|---|---|---|---|---|---|---|",
+        f"| {best.get('step')} | {best.get('ndcg@10', 0):.4f} | {best.get('doc_nnz', 0):.1f} | "
+        f"{best.get('query_nnz', 0):.1f} | {best.get('flops', 0):.3f} | {seconds:.0f} | {device} |",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,697 @@
+"""The REST search service: a FastAPI app factory, run by uvicorn (``lsr serve``).
+
+Each index is opened once as a :class:`lsr.searcher.Searcher` (memory-mapped arrays plus the query
+encoder its meta.json names, so queries are encoded exactly as the documents were) and warmed up in
+the background; ``/readyz`` turns ready when every index is. Searches run in a thread pool sized to
+the cores (the numba kernels release the GIL), so the event loop keeps answering health checks while
+a search runs; a request that takes longer than ``timeout_s`` is answered 503.
+
+A reload (``POST /v1/indexes/{name}/reload``) opens the new version beside the old one and swaps one
+reference; a request holds the version it started with until it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lsr import __version__
+from lsr.index import SearchParams
+from lsr.searcher import Searcher
+from lsr.service.metrics import Metrics
+from lsr.service.settings import ServiceSettings
+
+logger = logging.getLogger("lsr.service")
+access_logger = logging.getLogger("lsr.service.access")
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # never need the API key
+THREAD_SAFE_ENCODERS = ("splade", "unicoil", "inference-free")  # others (bm25: PyStemmer) get a lock
+FIELDS = ("title", "text")
+WARMUP_TEXT = "warm up the query encoder"
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"status", "message"}}``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- served indexes -------------------------------------------------------------------------------
+
+
+@dataclass
+class ServedIndex:
+    """One version of one served index. Immutable once published; a reload publishes a new one."""
+
+    name: str
+    path: str
+    searcher: Any  # lsr.searcher.Searcher (or an object with the same interface)
+    generation: int
+    loaded_at: float
+    load_seconds: float
+    encode_lock: Any = field(default_factory=contextlib.nullcontext)
+    has_dense: bool = False  # the searcher has a dense re-rank stage (``Searcher.dense``)
+    _doc_index: dict[str, int] | None = None
+
+    @property
+    def index(self) -> Any:
+        return self.searcher.index
+
+    def modes(self) -> list[str]:
+        return ["exact", "safe", "approx"] if self.index.blockmax is not None else ["exact"]
+
+    def doc_index(self, key: str) -> int | None:
+        if self._doc_index is None:
+            self._doc_index = {k: i for i, k in enumerate(self.index.doc_keys)}
+        return self._doc_index.get(key)
+
+    def describe(self) -> dict[str, Any]:
+        meta = self.index.meta
+        enc = meta.get("encoder", {})
+        return {
+            "name": self.name,
+            "path": self.path,
+            "generation": self.generation,
+            "loaded_at": self.loaded_at,
+            "load_seconds": round(self.load_seconds, 3),
+            "n_docs": int(self.index.n_docs),
+            "n_terms": int(self.index.n_terms),
+            "n_postings": int(meta.get("n_postings", len(self.index.doc_ids))),
+            "bytes": int(self.index.nbytes),
+            "impacts": meta.get("impacts", {}).get("dtype"),
+            "encoder": {"name": enc.get("name"), "model": enc.get("model")},
+            "modes": self.modes(),
+            "docstore": self.searcher.docstore is not None,
+            "dense_rerank": self.has_dense,
+        }
+
+
+def open_searcher(path: str) -> Searcher:
+    return Searcher(path)
+
+
+def load_served_index(name: str, path: str, generation: int, warmup: bool,
+                      opener: Callable[[str], Any] = open_searcher) -> ServedIndex:
+    """Open an index and its query encoder, and (with ``warmup``) run the encoder and every search
+    mode once, so that model loading and numba dispatch happen before the first request."""
+    start = time.perf_counter()
+    searcher = opener(path)
+    enc_name = searcher.index.meta.get("encoder", {}).get("name")
+    lock = contextlib.nullcontext() if enc_name in THREAD_SAFE_ENCODERS else threading.Lock()
+    served = ServedIndex(name, str(path), searcher, generation, time.time(), 0.0, lock)
+    try:  # the dense stage opens lazily; open it now so that requests never pay for it
+        served.has_dense = getattr(searcher, "dense", None) is not None
+    except Exception as exc:  # a broken dense stage disables rerank, not the index
+        logger.warning("index %r: the dense re-rank stage failed to open (%s); rerank 'dense' is off",
+                       name, exc)
+    if warmup:
+        index = searcher.index
+        _ = index.doc_keys, index.term_index
+        with contextlib.suppress(Exception):  # an index of pre-encoded vectors has no text encoder
+            searcher.encode_texts([WARMUP_TEXT])
+        n = min(3, index.n_terms)
+        if n:
+            for mode in served.modes():
+                index.search(list(range(n)), [1.0] * n, k=10, mode=mode)
+        served.doc_index("")
+    served.load_seconds = time.perf_counter() - start
+    return served
+
+
+def search_served(served: ServedIndex, query: str | None, vector: dict[str, float] | None, k: int,
+                  params: SearchParams, rerank: str = "none",
+                  fields: list[str] | None = None) -> dict[str, Any]:
+    """One validated query on one served index: encode (text or vector), search, format the hits.
+    This is the work a search request does in the pool (the load script's in-process baseline too)."""
+    searcher = served.searcher
+    fields = fields or []
+    if rerank == "dense":
+        hits = searcher.search(query, k=k, params=params, rerank="dense")
+        docs = [served.doc_index(h.doc_id) for h in hits]
+        return {"hits": _hits(served, docs, [h.score for h in hits], fields)}
+    if query is not None:
+        with served.encode_lock:
+            encoded = searcher.encode_texts([query])
+    else:
+        encoded = searcher.encode_vectors([vector])
+    terms, weights = encoded.row(0)
+    result = served.index.search(terms, weights, k=k, mode=params.mode, alpha=params.alpha, beta=params.beta)
+    hits = _hits(served, result.docs.tolist(), result.scores.tolist(), fields)
+    out: dict[str, Any] = {"query_terms": len(terms), "hits": hits}
+    if vector is not None:
+        ti = served.index.term_index
+        unknown = [t for t in vector if t not in ti]
+        if unknown:
+            out["ignored_terms"] = unknown[:20]
+    return out
+
+
+def _hits(served: ServedIndex, docs: list[int | None], scores: list[float],
+          fields: list[str]) -> list[dict[str, Any]]:
+    keys = served.index.doc_keys
+    store = served.searcher.docstore
+    hits = []
+    for rank, (d, s) in enumerate(zip(docs, scores, strict=True), start=1):
+        hit: dict[str, Any] = {"rank": rank, "id": keys[d] if d is not None else None, "score": s}
+        if fields and d is not None:
+            doc = store.get(d)
+            for f in fields:
+                hit[f] = doc.get(f, "")
+        hits.append(hit)
+    return hits
+
+
+
+# --- request bodies -------------------------------------------------------------------------------
+
+Number = StrictFloat | StrictInt
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchOptions(_Body):
+    index: StrictStr | None = None
+    k: StrictInt = 10
+    mode: Literal["exact", "safe", "approx"] = "exact"
+    alpha: Number = 1.0
+    beta: Number = 1.0
+    rerank: Literal["none", "dense"] = "none"
+    fields: list[Literal["title", "text"]] | None = None
+
+
+class SearchRequest(SearchOptions):
+    """One query: ``query`` text or a pre-encoded sparse ``vector`` ({term: weight > 0})."""
+
+    query: StrictStr | None = None
+    vector: dict[str, Number] | None = None
+
+
+class BatchQuery(_Body):
+    id: StrictStr | None = None
+    query: StrictStr | None = None
+    vector: dict[str, Number] | None = None
+
+
+class BatchRequest(SearchOptions):
+    queries: list[BatchQuery]
+
+
+class ReloadRequest(_Body):
+    path: StrictStr | None = None
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+
+class Service:
+    """State shared by the routes: settings, served indexes, the search pool, metrics."""
+
+    def __init__(self, settings: ServiceSettings, opener: Callable[[str], Any] = open_searcher):
+        self.settings = settings
+        self.opener = opener
+        self.api_key = settings.api_key()
+        self.metrics = Metrics()
+        self.indexes: dict[str, ServedIndex] = {}
+        self.ready = False
+        self.load_error: str | None = None
+        self.started = time.time()
+        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="lsr-search")
+        self.reload_locks: dict[str, asyncio.Lock] = {}
+        self._load_task: asyncio.Task | None = None
+
+    # loading -------------------------------------------------------------------------------------
+
+    async def load_all(self) -> None:
+        try:
+            for name, path in self.settings.indexes.items():
+                served = await asyncio.to_thread(load_served_index, name, path, 1, self.settings.warmup,
+                                                 self.opener)
+                self._publish(served)
+                logger.info("index %r loaded from %s in %.2f s (%d docs)", name, path, served.load_seconds,
+                            served.index.n_docs)
+            self.ready = True
+        except Exception as exc:  # reported by /readyz; the process stays up for inspection
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            logger.error("loading the indexes failed: %s", self.load_error)
+
+    def _publish(self, served: ServedIndex) -> None:
+        self.indexes[served.name] = served  # one reference swap: atomic for readers
+        self.metrics.docs.labels(served.name).set(served.index.n_docs)
+        self.metrics.generation.labels(served.name).set(served.generation)
+
+    def get(self, name: str | None) -> ServedIndex:
+        if not self.ready:
+            if self.load_error:
+                raise ApiError(503, f"the service failed to load its indexes: {self.load_error}")
+            raise ApiError(503, "the service is still loading its indexes; retry when /readyz answers 200")
+        if name is None:
+            name = next(iter(self.settings.indexes))
+        served = self.indexes.get(name)
+        if served is None:
+            raise ApiError(404, f"unknown index {name!r}; served indexes: {list(self.settings.indexes)}")
+        return served
+
+    async def reload(self, name: str, path: str | None) -> dict[str, Any]:
+        old = self.get(name)
+        lock = self.reload_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            old = self.get(name)
+            new_path = path or old.path
+            try:
+                new = await asyncio.to_thread(load_served_index, name, new_path, old.generation + 1,
+                                              self.settings.warmup, self.opener)
+            except (OSError, ValueError) as exc:
+                self.metrics.reloads.labels(name, "failed").inc()
+                raise ApiError(400, f"reloading index {name!r} from {new_path} failed: {exc}; still serving "
+                               f"generation {old.generation} from {old.path}") from exc
+            self._publish(new)
+        self.metrics.reloads.labels(name, "ok").inc()
+        logger.info("index %r reloaded: generation %d from %s", name, new.generation, new.path)
+        return {"previous": {"path": old.path, "generation": old.generation}, **new.describe()}
+
+    # searching -----------------------------------------------------------------------------------
+
+    async def run(self, served: ServedIndex, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` in the search pool, answered 503 past the timeout (the pool thread finishes
+        its search in the background; numba kernels cannot be interrupted)."""
+        loop = asyncio.get_running_loop()
+        self.metrics.in_flight.inc()
+        future = loop.run_in_executor(self.pool, fn, *args)
+        future.add_done_callback(lambda _: self.metrics.in_flight.dec())
+        try:
+            return await asyncio.wait_for(future, self.settings.timeout_s)
+        except asyncio.TimeoutError:
+            self.metrics.timeouts.labels(served.name).inc()
+            raise ApiError(503, f"the search on index {served.name!r} took longer than the "
+                           f"{self.settings.timeout_s:g} s timeout; ask for a smaller k or batch, or use "
+                           "mode 'approx'") from None
+
+    def check_options(self, served: ServedIndex, body: SearchOptions) -> SearchParams:
+        s = self.settings
+        if body.k < 1 or body.k > s.max_k:
+            raise ApiError(422, f"k = {body.k} must lie in [1, {s.max_k}]")
+        try:
+            params = SearchParams(body.mode, float(body.alpha), float(body.beta))
+        except ValueError as exc:
+            raise ApiError(422, str(exc)) from None
+        if body.mode not in served.modes():
+            raise ApiError(400, f"mode {body.mode!r} needs block-max data, which index {served.name!r} lacks "
+                           "(build it with `lsr index --blockmax-for INDEX`)")
+        if body.rerank == "dense" and not served.has_dense:
+            raise ApiError(400, f"index {served.name!r} has no dense re-rank stage; use rerank 'none'")
+        if body.fields and served.searcher.docstore is None:
+            raise ApiError(400, f"index {served.name!r} has no docstore: no fields {body.fields} to return")
+        return params
+
+    def check_query(self, query: str | None, vector: dict[str, float] | None, rerank: str,
+                    where: str = "") -> None:
+        s = self.settings
+        if (query is None) == (vector is None):
+            raise ApiError(422, f"{where}give exactly one of 'query' (text) or 'vector' ({{term: weight}})")
+        if query is not None:
+            if not query.strip():
+                raise ApiError(422, f"{where}empty query: give some text to search for")
+            if len(query) > s.max_query_chars:
+                raise ApiError(422, f"{where}query of {len(query)} characters exceeds the maximum "
+                               f"{s.max_query_chars}")
+            n_tokens = len(query.split())
+            if n_tokens > s.max_query_tokens:
+                raise ApiError(422, f"{where}query of {n_tokens} tokens exceeds the maximum "
+                               f"{s.max_query_tokens}")
+            return
+        assert vector is not None
+        if rerank != "none":
+            raise ApiError(422, f"{where}rerank {rerank!r} needs a text query, not a vector")
+        if len(vector) > s.max_vector_terms:
+            raise ApiError(422, f"{where}vector of {len(vector)} terms exceeds the maximum "
+                           f"{s.max_vector_terms}")
+        for term, weight in vector.items():
+            if not math.isfinite(weight) or weight <= 0:
+                raise ApiError(422, f"{where}vector weight of term {term!r} is {weight!r}: weights must be "
+                               "finite numbers > 0")
+
+    def search_one(self, served: ServedIndex, query: str | None, vector: dict[str, float] | None, k: int,
+                   params: SearchParams, rerank: str, fields: list[str]) -> dict[str, Any]:
+        return search_served(served, query, vector, k, params, rerank, fields)
+
+    def search_many(self, served: ServedIndex, queries: list[BatchQuery], k: int, params: SearchParams,
+                    rerank: str, fields: list[str]) -> list[dict[str, Any]]:
+        return [{"id": q.id, **self.search_one(served, q.query, q.vector, k, params, rerank, fields)}
+                for q in queries]
+
+    def fields_of(self, served: ServedIndex, body: SearchOptions) -> list[str]:
+        if body.fields is not None:
+            return list(dict.fromkeys(body.fields))
+        return ["title"] if served.searcher.docstore is not None else []
+
+
+# --- middleware: API key, body size, metrics, one log line per request ---------------------------
+
+
+class ServiceMiddleware:
+    """Pure ASGI: checks the API key and the body size before the app reads anything (a declared
+    Content-Length over the maximum is refused unread), then times the request, counts it and logs it
+    as one JSON line."""
+
+    def __init__(self, app: Any, service: Service):
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        service = self.service
+        start = time.perf_counter()
+        status = [500]
+        state = scope.setdefault("state", {})
+        state["log"] = {}
+
+        async def send_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            error = self._precheck(scope)
+            if error is None:
+                error, receive = await self._buffer_chunked(scope, receive)
+            if error is not None:
+                await error_response(error.status, error.message)(scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
+        finally:
+            seconds = time.perf_counter() - start
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            index = state.get("index") or "-"
+            if endpoint != "/metrics":
+                service.metrics.observe(endpoint, index, status[0], seconds)
+            if service.settings.log_requests:
+                client = scope.get("client")
+                line = {"ts": round(time.time(), 3), "id": state.get("request_id"),
+                        "method": scope["method"], "path": scope["path"], "endpoint": endpoint,
+                        "index": index, "status": status[0], "ms": round(seconds * 1e3, 3),
+                        "client": client[0] if client else None, **state["log"]}
+                access_logger.info(json.dumps(line))
+
+    def _precheck(self, scope: dict) -> ApiError | None:
+        service = self.service
+        scope["state"]["request_id"] = uuid.uuid4().hex[:16]
+        headers = dict(scope["headers"])
+        if service.api_key is not None and scope["path"].startswith("/v1/"):
+            given = headers.get(b"x-api-key")
+            if given is None:
+                return ApiError(401, "missing API key: send it in the X-API-Key header")
+            if not hmac.compare_digest(given, service.api_key.encode("utf-8")):
+                return ApiError(401, "wrong API key (X-API-Key)")
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                return ApiError(400, f"bad Content-Length header {length[:40]!r}")
+            if n > service.settings.max_body_bytes:
+                return ApiError(413, f"request body of {n} bytes exceeds the maximum "
+                                f"{service.settings.max_body_bytes} bytes")
+        return None
+
+    async def _buffer_chunked(self, scope: dict, receive: Callable) -> tuple[ApiError | None, Callable]:
+        """A body without Content-Length (chunked) is read here, up to the maximum, then replayed to the
+        app; past the maximum the request is answered 413 without reading the rest."""
+        headers = dict(scope["headers"])
+        if b"content-length" in headers or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return None, receive
+        limit = self.service.settings.max_body_bytes
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None, receive  # the client left; let the app see the disconnect
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return ApiError(413, f"request body exceeds the maximum {limit} bytes"), receive
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = [False]
+
+        async def replay() -> dict:
+            if not sent[0]:
+                sent[0] = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return None, replay
+
+
+try:  # orjson (the bench extra) serializes hits several times faster than json
+    import orjson
+
+    def _dumps(data: Any) -> bytes:
+        return orjson.dumps(data)
+except ImportError:  # pragma: no cover - depends on the environment
+    def _dumps(data: Any) -> bytes:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON without FastAPI's jsonable_encoder pass (the routes return plain dicts, lists, str, float)."""
+
+    def render(self, content: Any) -> bytes:
+        return _dumps(content)
+
+
+def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return FastJSONResponse({"error": {"status": status, "message": message, **extra}}, status_code=status,
+                        headers=headers)
+
+
+def _validation_message(exc: RequestValidationError, content_type: str) -> tuple[int, str]:
+    errors = exc.errors()
+    if content_type and "json" not in content_type and any(e.get("loc") == ("body",) for e in errors):
+        return 415, f"send the body as JSON with Content-Type: application/json (got {content_type[:60]!r})"
+    if any(e.get("type") == "json_invalid" for e in errors):
+        e = next(e for e in errors if e.get("type") == "json_invalid")
+        ctx = e.get("ctx", {}).get("error", "")
+        return 400, f"malformed JSON body: {ctx or e.get('msg')}"
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        value = e.get("input")
+        shown = "" if isinstance(value, dict | list) or value is None else f" (got {str(value)[:60]!r})"
+        parts.append(f"{loc}: {e.get('msg')}{shown}")
+    more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return 422, "; ".join(parts) + more
+
+
+# --- the app --------------------------------------------------------------------------------------
+
+
+def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_searcher) -> FastAPI:
+    """The service as an ASGI app. ``opener(path)`` opens one index (default: ``Searcher(path)``)."""
+    service = Service(settings, opener)
+    if settings.log_requests and not access_logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access_logger.addHandler(handler)
+        access_logger.setLevel(logging.INFO)
+        access_logger.propagate = False
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service._load_task = asyncio.create_task(service.load_all())
+        try:
+            yield
+        finally:
+            service._load_task.cancel()
+            service.pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="lsr search service", version=__version__, lifespan=lifespan,
+                  default_response_class=FastJSONResponse,
+                  description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
+                  "X-API-Key header when the service has a key.")
+    app.state.service = service
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, message = _validation_message(exc, request.headers.get("content-type", ""))
+        return error_response(status, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.url.path!r}; see /docs or /openapi.json"
+        return error_response(exc.status_code, message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error on %s", request.url.path)
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    # --- health ---------------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process answers (also while indexes load or searches run)."""
+        return {"status": "ok", "uptime_s": round(time.time() - service.started, 3)}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 once every index is loaded and warmed up, 503 before (or after a load error)."""
+        if service.ready:
+            return JSONResponse({"ready": True, "indexes": list(service.indexes)})
+        body = {"ready": False, "loaded": list(service.indexes), "error": service.load_error}
+        return JSONResponse(body, status_code=503)
+
+    @app.get("/metrics", tags=["health"])
+    async def metrics() -> Response:
+        """Prometheus text format."""
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+    # --- v1 -------------------------------------------------------------------------------------
+
+    @app.get("/v1/indexes", tags=["indexes"])
+    async def list_indexes() -> dict[str, Any]:
+        """Served indexes: name, path, version, size, encoder, counts, modes."""
+        return {"indexes": [served.describe() for served in service.indexes.values()],
+                "ready": service.ready}
+
+    @app.post("/v1/indexes/{name}/reload", tags=["indexes"])
+    async def reload_index(name: str, request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
+        """Open the index again (or from ``path``) beside the served version and swap to it atomically;
+        requests in flight finish on the old version."""
+        request.state.index = name if name in service.settings.indexes else None
+        return await service.reload(name, body.path if body else None)
+
+    @app.post("/v1/search", tags=["search"])
+    async def search(body: SearchRequest, request: Request) -> FastJSONResponse:
+        """Top-k for one query: ``query`` text (encoded by the index's own query encoder) or a
+        pre-encoded ``vector``."""
+        served = service.get(body.index)
+        request.state.index = served.name
+        request.state.log.update(k=body.k, mode=body.mode, n_queries=1)
+        params = service.check_options(served, body)
+        service.check_query(body.query, body.vector, body.rerank)
+        start = time.perf_counter()
+        out = await service.run(served, service.search_one, served, body.query, body.vector, body.k, params,
+                                body.rerank, service.fields_of(served, body))
+        service.metrics.queries.labels(served.name).inc()
+        return FastJSONResponse({"index": served.name, "generation": served.generation, "k": body.k,
+                                 "mode": body.mode, "took_ms": round((time.perf_counter() - start) * 1e3, 3),
+                                 **out})
+
+    @app.post("/v1/search/batch", tags=["search"])
+    async def search_batch(body: BatchRequest, request: Request) -> FastJSONResponse:
+        """Top-k for each of up to ``max_batch`` queries (text or vectors), in order."""
+        served = service.get(body.index)
+        request.state.index = served.name
+        n = len(body.queries)
+        request.state.log.update(k=body.k, mode=body.mode, n_queries=n)
+        if not 1 <= n <= service.settings.max_batch:
+            raise ApiError(422, f"a batch holds 1 to {service.settings.max_batch} queries, got {n}")
+        params = service.check_options(served, body)
+        for i, q in enumerate(body.queries):
+            service.check_query(q.query, q.vector, body.rerank, where=f"queries[{i}]: ")
+        fields = service.fields_of(served, body)
+        start = time.perf_counter()
+        parts = max(1, min(service.settings.threads, n))
+        chunks = [body.queries[i::parts] for i in range(parts)]  # round robin over the pool's threads
+        done = await asyncio.gather(*(service.run(served, service.search_many, served, chunk, body.k, params,
+                                                  body.rerank, fields) for chunk in chunks))
+        results: list[Any] = [None] * n
+        for i, chunk_results in enumerate(done):
+            results[i::parts] = chunk_results
+        service.metrics.queries.labels(served.name).inc(n)
+        return FastJSONResponse({"index": served.name, "generation": served.generation, "k": body.k,
+                                 "mode": body.mode, "took_ms": round((time.perf_counter() - start) * 1e3, 3),
+                                 "results": results})
+
+    @app.get("/v1/docs/{doc_id:path}", tags=["docs"])
+    async def get_doc(doc_id: str, request: Request, index: str | None = None) -> dict[str, Any]:
+        """A document by its external id, from the index's docstore (``?index=NAME``)."""
+        served = service.get(index)
+        request.state.index = served.name
+        if served.searcher.docstore is None:
+            raise ApiError(404, f"index {served.name!r} has no docstore (it was built from vectors)")
+        d = served.doc_index(doc_id)
+        if d is None:
+            raise ApiError(404, f"unknown doc id {doc_id!r} in index {served.name!r}")
+        doc = await asyncio.to_thread(served.searcher.docstore.get, d)
+        return {"index": served.name, **doc, "id": doc_id}
+
+    app.add_middleware(ServiceMiddleware, service=service)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["X-API-Key", "Content-Type"])
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of ``LSR_SERVICE_SETTINGS`` (a uvicorn factory: each worker process builds its own)."""
+    return create_app(ServiceSettings.from_env())
+
+
+def serve(settings: ServiceSettings, log_level: str = "info") -> None:
+    """Run the service under uvicorn until interrupted (``lsr serve``). Settings reach each worker
+    through ``LSR_SERVICE_SETTINGS``. With several workers the parent binds the socket with
+    TCP_NODELAY, which the accepted connections inherit (without it, a keep-alive client waits out
+    a 40 ms delayed ACK between the response's header and body writes)."""
+    import os
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from lsr.service.settings import SETTINGS_ENV
+
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    config = uvicorn.Config("lsr.service.app:app_from_env", factory=True, host=settings.host,
+                            port=settings.port, workers=settings.workers, access_log=False,
+                            log_level=log_level, timeout_graceful_shutdown=5)
+    if settings.workers == 1:
+        uvicorn.Server(config).run()
+        return
+    sock = config.bind_socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    Multiprocess(config, sockets=[sock]).run()
+
+
+def index_summary(path: str | Path) -> dict[str, Any]:
+    """Meta of an index directory, read without loading it (``lsr serve`` checks paths up front)."""
+    from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+    from lsr.index.io import read_meta
+
+    return read_meta(Path(path), INDEX_FORMAT, (INDEX_FORMAT_VERSION,))

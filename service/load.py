@@ -1,0 +1,367 @@
+"""Load test of a running ``lsr serve``: QPS and p50/p99 latency at several concurrencies, beside an
+in-process baseline (the same search work called directly on threads, no HTTP).
+
+    python -m lsr.service.load --url http://127.0.0.1:8000 --index bm25 \\
+        --queries ../shared/data/beir/scifact --concurrency 1,8,32 --duration 10 --out load.json
+
+Each level runs for ``--duration`` seconds or ``--max-requests`` requests, whichever comes first,
+with ``concurrency`` clients on one asyncio loop (httpx, keep-alive connections); query texts cycle
+through the queries file. ``--reload-every S`` also POSTs a reload of the index every S seconds
+during each level (errors must stay 0). Loopback URLs only, unless ``--allow-remote``: this tool
+is for measuring, not for loading someone else's server. The generator runs on the same machine as
+the server and takes CPU from it; the printed table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+
+def is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def summarize(latencies_ms: list[float], errors: int, seconds: float) -> dict[str, Any]:
+    ms = np.asarray(latencies_ms, dtype=np.float64)
+    ok = len(ms)
+    return {
+        "requests": ok + errors, "ok": ok, "errors": errors, "seconds": round(seconds, 3),
+        "qps": round(ok / seconds, 1) if seconds > 0 else 0.0,
+        "p50_ms": round(float(np.percentile(ms, 50)), 3) if ok else None,
+        "p99_ms": round(float(np.percentile(ms, 99)), 3) if ok else None,
+        "mean_ms": round(float(ms.mean()), 3) if ok else None,
+    }
+
+
+async def http_level(url: str, headers: dict[str, str], body_base: dict[str, Any], texts: list[str],
+                     concurrency: int, duration: float, max_requests: int, reload_every: float,
+                     reload_index: str | None) -> dict[str, Any]:
+    """One concurrency level over HTTP; also reloads the index every ``reload_every`` seconds."""
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    reloads: list[dict[str, Any]] = []
+    counter = [0]
+    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=concurrency + 1)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60.0) as client:
+        deadline = time.perf_counter() + duration
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                i = counter[0]
+                if i >= max_requests:
+                    return
+                counter[0] += 1
+                body = {**body_base, "query": texts[i % len(texts)]}
+                t0 = time.perf_counter()
+                try:
+                    r = await client.post("/v1/search", json=body)
+                    if r.status_code == 200:
+                        latencies.append((time.perf_counter() - t0) * 1e3)
+                    else:
+                        errors.append(f"{r.status_code}: {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+        async def reloader() -> None:
+            while True:
+                await asyncio.sleep(reload_every)
+                if time.perf_counter() >= deadline or counter[0] >= max_requests:
+                    return
+                t0 = time.perf_counter()
+                r = await client.post(f"/v1/indexes/{reload_index}/reload")
+                reloads.append({"status": r.status_code, "ms": round((time.perf_counter() - t0) * 1e3, 1),
+                                "generation": r.json().get("generation") if r.status_code == 200 else None})
+
+        start = time.perf_counter()
+        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        if reload_every > 0 and reload_index:
+            tasks.append(asyncio.create_task(reloader()))
+        await asyncio.gather(*tasks)
+        seconds = time.perf_counter() - start
+    out = summarize(latencies, len(errors), seconds)
+    out["error_samples"] = errors[:5]
+    if reloads:
+        out["reloads"] = reloads
+    return out
+
+
+class RawClient:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams (one connection, one request at a time):
+    a few microseconds of CPU per request, so that on a small machine the generator takes as little
+    CPU from the server as possible (httpx costs about 1-2 ms per request here)."""
+
+    def __init__(self, url: str, headers: dict[str, str]):
+        u = urlparse(url)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.head = f"Host: {self.host}:{self.port}\r\nContent-Type: application/json\r\n{extra}"
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        data = json.dumps(body).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(data)}\r\n\r\n".encode()
+                          + data)
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = None
+            close = False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            if length is None:
+                raise ConnectionError("response without Content-Length")
+            payload = await self.reader.readexactly(length)
+        except Exception:
+            await self.close()
+            raise
+        if close:
+            await self.close()
+        return status, payload
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+async def raw_level(url: str, headers: dict[str, str], body_base: dict[str, Any], texts: list[str],
+                    concurrency: int, duration: float, max_requests: int, reload_every: float,
+                    reload_index: str | None) -> dict[str, Any]:
+    """As :func:`http_level`, with one :class:`RawClient` connection per concurrent client."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    reloads: list[dict[str, Any]] = []
+    counter = [0]
+    deadline = time.perf_counter() + duration
+
+    async def worker() -> None:
+        client = RawClient(url, headers)
+        try:
+            while time.perf_counter() < deadline:
+                i = counter[0]
+                if i >= max_requests:
+                    return
+                counter[0] += 1
+                t0 = time.perf_counter()
+                try:
+                    body = {**body_base, "query": texts[i % len(texts)]}
+                    status, payload = await client.post("/v1/search", body)
+                    if status == 200:
+                        latencies.append((time.perf_counter() - t0) * 1e3)
+                    else:
+                        errors.append(f"{status}: {payload[:200]!r}")
+                except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            await client.close()
+
+    async def reloader() -> None:
+        client = RawClient(url, headers)
+        try:
+            while True:
+                await asyncio.sleep(reload_every)
+                if time.perf_counter() >= deadline or counter[0] >= max_requests:
+                    return
+                t0 = time.perf_counter()
+                status, payload = await client.post(f"/v1/indexes/{reload_index}/reload", {})
+                generation = json.loads(payload).get("generation") if status == 200 else None
+                reloads.append({"status": status, "ms": round((time.perf_counter() - t0) * 1e3, 1),
+                                "generation": generation})
+        finally:
+            await client.close()
+
+    start = time.perf_counter()
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    if reload_every > 0 and reload_index:
+        tasks.append(asyncio.create_task(reloader()))
+    await asyncio.gather(*tasks)
+    out = summarize(latencies, len(errors), time.perf_counter() - start)
+    out["error_samples"] = errors[:5]
+    if reloads:
+        out["reloads"] = reloads
+    return out
+
+
+def inprocess_level(served: Any, texts: list[str], k: int, params: Any, fields: list[str], concurrency: int,
+                    duration: float, max_requests: int) -> dict[str, Any]:
+    """The same search work (encode, search, hits with titles) on ``concurrency`` threads, no HTTP."""
+    from lsr.service.app import search_served
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+    counter = [0]
+    deadline = time.perf_counter() + duration
+
+    def worker() -> None:
+        mine = []
+        while time.perf_counter() < deadline:
+            with lock:
+                i = counter[0]
+                if i >= max_requests:
+                    break
+                counter[0] += 1
+            t0 = time.perf_counter()
+            search_served(served, texts[i % len(texts)], None, k, params, "none", fields)
+            mine.append((time.perf_counter() - t0) * 1e3)
+        with lock:
+            latencies.extend(mine)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return summarize(latencies, 0, time.perf_counter() - start)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m lsr.service.load", description=__doc__.split("\n\n")[0])
+    p.add_argument("--url", default="http://127.0.0.1:8000", help="the service (loopback only by default)")
+    p.add_argument("--index", help="index name (default: the service's first index)")
+    p.add_argument("--queries", required=True, help="queries: BEIR folder, .jsonl or .tsv")
+    p.add_argument("--split", help="with a BEIR folder: only the queries of qrels/<split>.tsv")
+    p.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts (1,8,32)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per level (10)")
+    p.add_argument("--max-requests", type=int, default=100_000, help="requests per level at most")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--mode", default="exact", choices=("exact", "safe", "approx"))
+    p.add_argument("--warmup", type=int, default=50, help="requests sent before measuring (50)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the in-process baseline")
+    p.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                   help="raw: a minimal asyncio HTTP/1.1 client (default, least CPU); "
+                   "httpx: httpx.AsyncClient")
+    p.add_argument("--reload-every", type=float, default=0.0, metavar="S",
+                   help="POST /v1/indexes/INDEX/reload every S seconds during each level")
+    p.add_argument("--api-key-env", default="LSR_API_KEY", help="send the key in this variable, if set")
+    p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
+    p.add_argument("--label", help="a name for this run in the JSON (e.g. 'bm25, 1 worker')")
+    p.add_argument("--out", help="write (or add to) this JSON file: {runs: [...]}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not is_loopback(args.url) and not args.allow_remote:
+        print(f"load: refusing non-loopback URL {args.url} (pass --allow-remote if you own that server)",
+              file=sys.stderr)
+        return 2
+    import httpx
+
+    from lsr.data.corpus import load_queries
+
+    levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    queries = load_queries(args.queries, args.split)
+    texts = [t for t in queries.values() if t.strip()]
+    if not texts:
+        print(f"load: no query text in {args.queries}", file=sys.stderr)
+        return 2
+    key = os.environ.get(args.api_key_env, "")
+    headers = {"X-API-Key": key} if key else {}
+    info = httpx.get(f"{args.url}/v1/indexes", headers=headers, timeout=30).json()
+    indexes = {i["name"]: i for i in info["indexes"]}
+    name = args.index or next(iter(indexes))
+    if name not in indexes:
+        print(f"load: the service has no index {name!r}; it serves {list(indexes)}", file=sys.stderr)
+        return 2
+    body_base = {"index": name, "k": args.k, "mode": args.mode}
+    level = raw_level if args.client == "raw" else http_level
+    asyncio.run(level(args.url, headers, body_base, texts, 4, 60, args.warmup, 0, None))
+
+    served = params = None
+    if not args.no_baseline:
+        from lsr.index import SearchParams
+        from lsr.service.app import load_served_index
+
+        served = load_served_index(name, indexes[name]["path"], 1, True)
+        params = SearchParams(args.mode)
+        inprocess_level(served, texts, args.k, params, ["title"], 2, 60, args.warmup)
+
+    load_start = os.getloadavg()
+    rows = []
+    for c in levels:
+        http = asyncio.run(level(args.url, headers, body_base, texts, c, args.duration,
+                                      args.max_requests, args.reload_every, name))
+        row: dict[str, Any] = {"concurrency": c, "http": http}
+        if served is not None:
+            row["inprocess"] = inprocess_level(served, texts, args.k, params, ["title"], c, args.duration,
+                                               args.max_requests)
+        rows.append(row)
+        print(_row(name, row), flush=True)
+
+    result = {"label": args.label or name, "url": args.url, "index": indexes[name], "k": args.k,
+              "mode": args.mode, "client": args.client, "duration_s": args.duration,
+              "max_requests": args.max_requests,
+              "n_query_texts": len(texts), "cpus": os.cpu_count(), "reload_every_s": args.reload_every,
+              "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
+              "note": "load generator, server and baseline share the machine's CPUs", "levels": rows}
+    print(format_table([result]))
+    if args.out:
+        out = Path(args.out)
+        data = json.loads(out.read_text()) if out.is_file() else {"runs": []}
+        data["runs"].append(result)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=2) + "\n")
+        print(f"results -> {out}")
+    return 0
+
+
+def _row(name: str, row: dict[str, Any]) -> str:
+    h = row["http"]
+    b = row.get("inprocess")
+    base = f" | in-process {b['qps']:>8.1f} q/s p50 {b['p50_ms']:.2f} p99 {b['p99_ms']:.2f}" if b else ""
+    reloads = f" reloads {len(h.get('reloads', []))}" if h.get("reloads") else ""
+    return (f"{name} c={row['concurrency']:<3} {h['qps']:>8.1f} q/s p50 {h['p50_ms']} ms "
+            f"p99 {h['p99_ms']} ms errors {h['errors']}{reloads}{base}")
+
+
+def format_table(runs: list[dict[str, Any]]) -> str:
+    """Markdown table: one row per run and concurrency, HTTP beside in-process."""
+    lines = [f"({os.cpu_count()} CPUs shared by the server, the load generator and the in-process baseline)",
+             "| run | concurrency | HTTP QPS | p50 ms | p99 ms | errors | reloads | in-process QPS | p50 ms "
+             "| p99 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for row in run["levels"]:
+            h, b = row["http"], row.get("inprocess") or {}
+            reloads = sum(1 for r in h.get("reloads", []) if r["status"] == 200)
+            lines.append(f"| {run['label']} | {row['concurrency']} | {h['qps']:.0f} | {h['p50_ms']} | "
+                         f"{h['p99_ms']} | {h['errors']} | {reloads} | {b.get('qps', '-')} | "
+                         f"{b.get('p50_ms', '-')} | {b.get('p99_ms', '-')} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

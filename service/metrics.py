@@ -1,0 +1,41 @@
+"""Prometheus metrics on a per-app registry (so two apps in one process never share counters)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+# request latencies from 0.5 ms (a BM25 query) to 10 s (the default timeout)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """Request counts (by endpoint, index and status), latency histograms (by endpoint and index),
+    searches in flight, timeouts, reloads and index sizes."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("lsr_requests", "HTTP requests answered", ["endpoint", "index", "status"],
+                                registry=r)
+        self.latency = Histogram("lsr_request_latency_seconds", "HTTP request latency (seconds)",
+                                 ["endpoint", "index"], buckets=LATENCY_BUCKETS, registry=r)
+        self.queries = Counter("lsr_queries", "queries searched (a batch counts each of its queries)",
+                               ["index"], registry=r)
+        self.in_flight = Gauge("lsr_searches_in_flight", "searches submitted to the thread pool, not done",
+                               registry=r)
+        self.timeouts = Counter("lsr_search_timeouts", "requests answered 503 after the per-request timeout",
+                                ["index"], registry=r)
+        self.reloads = Counter("lsr_index_reloads", "index reloads", ["index", "outcome"], registry=r)
+        self.docs = Gauge("lsr_index_docs", "documents in the served index version", ["index"], registry=r)
+        self.generation = Gauge("lsr_index_generation", "version counter of the served index (1 at start, "
+                                "+1 per reload)", ["index"], registry=r)
+
+    def observe(self, endpoint: str, index: str, status: int, seconds: float) -> None:
+        self.requests.labels(endpoint, index, str(status)).inc()
+        self.latency.labels(endpoint, index).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,250 @@
+"""The dense stage: build (faiss PQ) from a tiny random BertModel, open, re-rank, fuse, CLI, bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("faiss")
+pytest.importorskip("transformers")
+
+from lsr.cli import main  # noqa: E402
+from lsr.config import load_config  # noqa: E402
+from lsr.dense_stage import DenseStage, build_dense_stage, store_fusion, train_pq  # noqa: E402
+from lsr.errors import LsrError  # noqa: E402
+from lsr.fusion import fuse  # noqa: E402
+from lsr.index.io import ArtifactError  # noqa: E402
+from lsr.index.pq import adc_reference, adc_scores, build_lut, decode_reference, pq_encode  # noqa: E402
+from lsr.pipeline import index_corpus  # noqa: E402
+from lsr.searcher import Searcher  # noqa: E402
+
+_TINY = Path(__file__).parent / "encoders" / "tiny_models.py"  # the tiny checkpoints of the encoder tests
+_spec = importlib.util.spec_from_file_location("tiny_models", _TINY)
+tiny = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tiny)
+
+DOCS = [*tiny.DOCS, ("d8", "Dogs", "the dog and the dogs sat"), ("d9", "Risk", "coffee lowers cancer risk")]
+QUERIES = {"q1": "vitamin d cancer", "q2": "coffee sleep", "q3": "cat on the mat", "q4": "dogs"}
+QRELS = {"train": [("q1", "d1"), ("q2", "d2"), ("q3", "d4")], "test": [("q4", "d8"), ("q1", "d3")]}
+
+
+def write_beir(folder: Path, docs=DOCS) -> Path:
+    folder.mkdir(parents=True)
+    tiny.write_corpus(folder / "corpus.jsonl", docs)
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n"
+                                                  for q, t in QUERIES.items()))
+    (folder / "qrels").mkdir()
+    for split, rows in QRELS.items():
+        (folder / "qrels" / f"{split}.tsv").write_text(
+            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def backbone(tmp_path_factory) -> Path:
+    return tiny.make_backbone(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return write_beir(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def hybrid_index(tmp_path_factory, data, backbone) -> Path:
+    out = tmp_path_factory.mktemp("idx") / "bm25"
+    index_corpus(load_config("bm25"), data, out)
+    build_dense_stage(out, data, str(backbone), pq_m=8, keep_float=True)
+    return out
+
+
+def test_build_writes_a_self_describing_dense_stage(hybrid_index, backbone):
+    meta = json.loads((hybrid_index / "dense" / "meta.json").read_text())
+    assert meta["format"] == "lsr-dense" and meta["format_version"] == 1
+    assert (meta["dim"], meta["m"], meta["n_docs"], meta["bytes_per_doc"]) == (32, 8, len(DOCS), 8)
+    # 9 documents cannot train 256 centroids: 3 bits (8 centroids), recorded with the reason
+    assert meta["nbits"] == 3 and meta["ksub"] == 8 and "falls back" in meta["notes"][0]
+    assert meta["model"]["path"] == str(backbone) and meta["fusion"]["method"] == "convex-minmax"
+    stage = DenseStage.open(hybrid_index)
+    assert stage.codes.codes.shape == (len(DOCS), 8) and stage.codes.codes.max() < 8
+    assert stage.codes.vectors.shape == (len(DOCS), 32)
+    # the codes are the stored vectors' nearest centroids: ADC approximates the exact inner product
+    q = stage.encode_queries(["vitamin d cancer"])[0]
+    exact = stage.codes.score_float(q, np.arange(len(DOCS)))
+    assert np.allclose(stage.codes.score(q, np.arange(len(DOCS))), adc_reference(
+        q, stage.codes.codebooks, np.asarray(stage.codes.codes)), atol=1e-5)
+    assert np.abs(stage.codes.scan(q) - exact).max() < 0.5
+
+
+def test_searcher_rerank_fuses_sparse_and_dense(hybrid_index):
+    s = Searcher(hybrid_index)
+    sparse = s.search("vitamin cancer risk", k=5)
+    assert s.search("vitamin cancer risk", k=5, rerank="none") == sparse
+    hybrid = s.search("vitamin cancer risk", k=5, rerank="dense", depth=100)
+    # by hand: the sparse top-100 (all matches), ADC scores, min-max convex fusion with weight 0.5
+    res = s.index.search(*s.encode_texts(["vitamin cancer risk"]).row(0), k=100)
+    q = s.dense.encode_queries(["vitamin cancer risk"])[0]
+    fused = fuse(res.scores, s.dense.codes.score(q, res.docs), "convex-minmax", 0.5)
+    order = np.lexsort((np.arange(len(fused)), -fused))[:5]
+    assert [h.doc_id for h in hybrid] == [s.index.doc_keys[d] for d in res.docs[order]]
+    np.testing.assert_allclose([h.score for h in hybrid], fused[order], rtol=1e-6)
+    only_sparse = s.search("vitamin cancer risk", k=5, rerank="dense", fusion_weight=0.0)
+    assert [h.doc_id for h in only_sparse] == [h.doc_id for h in sparse]
+
+
+def test_rerank_run_keeps_the_tail_below_the_depth(hybrid_index):
+    s = Searcher(hybrid_index)
+    sparse = {"q": {"d1": 5.0, "d3": 4.0, "d9": 3.0, "d2": 2.0, "d4": 1.0}}
+    run = s.rerank_run(["q"], ["vitamin cancer"], sparse, depth=3)
+    ranked = sorted(run["q"], key=lambda d: -run["q"][d])
+    assert set(ranked[:3]) == {"d1", "d3", "d9"} and ranked[3:] == ["d2", "d4"]
+    with pytest.raises(LsrError, match="not in index"):
+        s.rerank_run(["q"], ["x"], {"q": {"nope": 1.0}}, depth=3)
+
+
+def test_index_without_dense_stage_is_named(tmp_path, data):
+    index_corpus(load_config("bm25"), data, tmp_path / "plain")
+    s = Searcher(tmp_path / "plain")
+    assert s.dense is None
+    with pytest.raises(LsrError, match=f"index {tmp_path / 'plain'} has no dense stage"):
+        s.search("coffee", rerank="dense")
+
+
+def test_m_must_divide_the_dimension_and_nothing_is_written(tmp_path, data, backbone):
+    index_corpus(load_config("bm25"), data, tmp_path / "i")
+    with pytest.raises(ValueError, match=r"M = 5 .* dimension 32; valid M: \[1, 2, 4, 8, 16, 32\]"):
+        build_dense_stage(tmp_path / "i", data, str(backbone), pq_m=5)
+    assert not (tmp_path / "i" / "dense").exists()
+    assert DenseStage.open(tmp_path / "i") is None
+
+
+def test_refuses_a_corpus_that_is_not_the_index_s(tmp_path, data, backbone):
+    index_corpus(load_config("bm25"), data, tmp_path / "i")
+    other = write_beir(tmp_path / "other", DOCS[:-1] + [("zz", "", "fish")])
+    with pytest.raises(LsrError, match=r"is not the corpus of index .* 1 corpus ids not in the index"):
+        build_dense_stage(tmp_path / "i", other, str(backbone), pq_m=8)
+
+
+def test_refuses_dense_codes_of_another_corpus(tmp_path, hybrid_index, backbone):
+    other = write_beir(tmp_path / "other", DOCS[:-1])
+    index_corpus(load_config("bm25"), other, tmp_path / "j")
+    shutil.copytree(hybrid_index / "dense", tmp_path / "j" / "dense")  # codes of 9 docs, index of 8
+    with pytest.raises(ArtifactError, match=r"another corpus.*\(9 docs.*\(8 docs"):
+        DenseStage.open(tmp_path / "j")
+    # same count, other ids: the digest catches it
+    renamed = write_beir(tmp_path / "renamed", DOCS[:-1] + [("d10", "Risk", "coffee lowers risk")])
+    index_corpus(load_config("bm25"), renamed, tmp_path / "k")
+    shutil.copytree(hybrid_index / "dense", tmp_path / "k" / "dense")
+    with pytest.raises(ArtifactError, match="another corpus"):
+        _ = Searcher(tmp_path / "k").dense
+
+
+def test_refuses_corrupt_or_foreign_dense_meta(tmp_path, hybrid_index):
+    shutil.copytree(hybrid_index, tmp_path / "i")
+    meta_path = tmp_path / "i" / "dense" / "meta.json"
+    meta_path.write_text('{"format": "lsr-index", "format_version": 1}')
+    with pytest.raises(ArtifactError, match="not 'lsr-dense'"):
+        DenseStage.open(tmp_path / "i")
+    meta_path.write_text("garbage")
+    with pytest.raises(ArtifactError, match="corrupt"):
+        DenseStage.open(tmp_path / "i")
+
+
+def test_too_few_documents():
+    with pytest.raises(LsrError, match="at least 2 document vectors to train, got 1"):
+        train_pq(np.ones((1, 32), np.float32), 8)
+    with pytest.raises(LsrError, match="OPQ needs at least 256 document vectors to train, got 9"):
+        train_pq(np.random.default_rng(0).normal(size=(9, 32)).astype(np.float32), 8, opq=True)
+
+
+def test_opq_rotation_is_orthonormal_and_scores_match():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 32)).astype(np.float32)
+    books, rot, nbits, _ = train_pq(x, 8, opq=True)
+    assert nbits == 8 and books.shape == (8, 256, 4)
+    np.testing.assert_allclose(rot @ rot.T, np.eye(32), atol=1e-4)
+    # inner products survive the rotation: ADC of the rotated query on the rotated codes is the dot of
+    # the query with the decoded vector rotated back
+    codes = pq_encode(x @ rot.T, books)
+    q = rng.normal(size=32).astype(np.float32)
+    back = decode_reference(books, codes) @ rot
+    np.testing.assert_allclose(adc_scores(build_lut((rot @ q).astype(np.float32), books), codes,
+                                          np.arange(600)), back @ q, rtol=1e-4, atol=1e-3)
+
+
+def test_tune_fusion_stores_the_weight_and_search_uses_it(hybrid_index, data):
+    from lsr.eval.hybrid import tune_fusion
+
+    res = tune_fusion(hybrid_index, data, load_config(None), "train", ("convex-minmax", "rrf"))
+    stage = DenseStage.open(hybrid_index)
+    assert stage.fusion["method"] == res["method"] and stage.fusion["weight"] == res["weight"]
+    assert stage.fusion["tuned_on"]["split"] == "train" and set(stage.fusion["weights"]) == {"convex-minmax",
+                                                                                              "rrf"}
+    assert max(res["grid"][res["method"]].values()) == res["tuned_on"]["value"]
+    assert stage.resolve_fusion("auto", -1.0) == (res["method"], res["weight"])
+    assert stage.resolve_fusion("convex-minmax", 0.25) == ("convex-minmax", 0.25)
+    store_fusion(hybrid_index, "convex-minmax", 0.5)  # back to the default for the other tests
+
+
+def test_cli_index_search_eval(tmp_path, data, backbone, capsys):
+    idx = tmp_path / "idx"
+    assert main(["index", "--corpus", str(data), "--encoder", "bm25", "--out", str(idx), "--dense",
+                 str(backbone), "--pq", "4", "--keep-float", "--quiet"]) == 0
+    assert "PQ M = 4 x 3 bits = 4 bytes/doc, float vectors kept" in capsys.readouterr().out
+    assert main(["search", "--index", str(idx), "coffee cancer risk", "--rerank", "dense", "--k", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    run = tmp_path / "run.trec"
+    assert main(["search", "--index", str(idx), "--queries", str(data), "--split", "test", "--rerank",
+                 "dense", "--k", "2", "--out", str(run)]) == 0
+    lines = run.read_text().splitlines()
+    assert len(lines) == 4 and {ln.split()[0] for ln in lines} == {"q1", "q4"}
+    out = tmp_path / "rep.json"
+    assert main(["eval", "--index", str(idx), "--dataset", str(data), "--split", "test", "--rerank-stage",
+                 "dense", "--out", str(out), "--quiet"]) == 0
+    rep = json.loads(out.read_text())
+    sec = rep["rerank"]
+    assert sec["depth"] == 100 and sec["bytes_per_doc"] == 4 and sec["fusion"]["method"] == "convex-minmax"
+    assert sec["latency_ms"]["n_queries"] == 2 and "p50" in sec["query_encode_ms"]
+    assert "ndcg@10" in sec["sparse_metrics"]
+    assert main(["eval", "--index", str(idx), "--dataset", str(data), "--split", "test", "--system",
+                 "dense-pq", "--out", str(out), "--quiet"]) == 0
+    assert json.loads(out.read_text())["dense"]["bytes_per_doc"] == 4
+    # an existing dense stage is not replaced without --overwrite; a bad M leaves it intact
+    assert main(["index", "--dense-for", str(idx), "--dense", str(backbone), "--pq", "4"]) == 2
+    assert main(["index", "--dense-for", str(idx), "--dense", str(backbone), "--pq", "5", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "valid M: [1, 2, 4, 8, 16, 32]" in err
+    assert DenseStage.open(idx).meta["m"] == 4
+    # --dense-for re-quantizes from the stored float vectors (no corpus needed: the docstore)
+    assert main(["index", "--dense-for", str(idx), "--dense", str(backbone), "--pq", "8", "--overwrite",
+                 "--quiet"]) == 0
+    assert DenseStage.open(idx).meta["m"] == 8
+    assert main(["tune-fusion", "--index", str(idx), "--dataset", str(data), "--quiet"]) == 0
+    assert "stored in" in capsys.readouterr().out
+    assert DenseStage.open(idx).fusion["tuned"] is True
+
+
+def test_dl_rerank_protocol_with_the_dense_stage(tmp_path, data, hybrid_index):
+    from lsr.eval.rerank import rerank_eval
+
+    pool = tmp_path / "pool"
+    shutil.copytree(data, pool)
+    (pool / "runs").mkdir()
+    (pool / "runs" / "bm25.test.trec").write_text(
+        "".join(f"{q} Q0 {d} {r + 1} {10 - r} bm25\n" for q in ("q1", "q4")
+                for r, d in enumerate(["d3", "d8", "d1", "d9", "d2"])))
+
+    def report(weight: float) -> dict:
+        cfg = load_config(None, [f"search.fusion_weight={weight}"])
+        return rerank_eval(pool, cfg, hybrid_index, "bm25", ["test"], 5, rerank="dense")["splits"]["test"]
+
+    half, sparse_only = report(0.5), report(0.0)
+    sec = half["rerank"]
+    assert sec["depth"] == 5 and sec["fusion"]["weight"] == 0.5 and sec["latency_ms"]["n_queries"] == 2
+    # weight 0 keeps the sparse re-rank order: its metrics are the sparse ones
+    assert sparse_only["metrics"] == sparse_only["rerank"]["sparse_metrics"] == sec["sparse_metrics"]

@@ -1,0 +1,112 @@
+"""Losses against hand-computed values on small tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from lsr.train import losses as L  # noqa: E402
+
+
+def test_flops_value_and_gradient():
+    w = torch.tensor([[1.0, 0.0, 2.0], [3.0, 0.0, 0.0]], requires_grad=True)
+    value = L.flops(w)
+    # means over the batch: [2, 0, 1] -> 4 + 0 + 1
+    assert value.item() == pytest.approx(5.0)
+    value.backward()
+    # d/dw_bv = 2 * mean_v / N
+    assert torch.allclose(w.grad, torch.tensor([[2.0, 0.0, 1.0], [2.0, 0.0, 1.0]]))
+
+
+def test_flops_lambda_quadratic_warmup():
+    assert L.flops_lambda(0.1, 0, 100) == 0.0
+    assert L.flops_lambda(0.1, 50, 100) == pytest.approx(0.025)
+    assert L.flops_lambda(0.1, 100, 100) == pytest.approx(0.1)
+    assert L.flops_lambda(0.1, 500, 100) == pytest.approx(0.1)
+    assert L.flops_lambda(0.1, 3, 0) == 0.1
+
+
+def test_margin_mse_by_hand():
+    student = torch.tensor([[3.0, 1.0, 2.0]])
+    teacher = torch.tensor([[5.0, 1.0, 5.0]])
+    # student margins [2, 1], teacher margins [4, 0]: ((2-4)^2 + (1-0)^2) / 2
+    assert L.margin_mse(student, teacher)["margin_mse"].item() == pytest.approx(2.5)
+
+
+def test_kl_by_hand_and_zero_when_equal():
+    s = torch.tensor([[0.0, math.log(3.0)]])  # softmax [1/4, 3/4]
+    t = torch.tensor([[math.log(3.0), 0.0]])  # softmax [3/4, 1/4]
+    expected = 0.75 * math.log(0.75 / 0.25) + 0.25 * math.log(0.25 / 0.75)
+    assert L.kl_distill(s, t)["kl"].item() == pytest.approx(expected, rel=1e-5)
+    assert L.kl_distill(t, t)["kl"].item() == pytest.approx(0.0, abs=1e-7)
+    # the temperature divides both
+    assert L.kl_distill(2 * s, 2 * t, temperature=2.0)["kl"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_in_batch_nll_by_hand():
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # 2 queries x 2 candidates: rows 0,1 for query 0 (positive row 0), rows 2,3 for query 1 (positive row 2)
+    docs = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, 3.0], [0.0, 0.0]])
+    scores = q @ docs.T  # [[2, 1, 0, 0], [0, 1, 3, 0]]
+    nll0 = -(2 - math.log(math.exp(2) + math.exp(1) + 2))
+    nll1 = -(3 - math.log(1 + math.exp(1) + math.exp(3) + 1))
+    assert scores.tolist() == [[2.0, 1.0, 0.0, 0.0], [0.0, 1.0, 3.0, 0.0]]
+    assert L.in_batch_nll(q, docs, 2)["nll"].item() == pytest.approx((nll0 + nll1) / 2, rel=1e-6)
+
+
+def test_candidate_scores_only_own_candidates():
+    q = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    docs = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+    assert L.candidate_scores(q, docs, 2).tolist() == [[3.0, 2.0], [3.0, 6.0]]
+
+
+def test_normalization_and_ensemble_weights():
+    a = torch.tensor([[1.0, 3.0, 2.0]])
+    assert L.normalize_scores(a, "minmax").tolist()[0] == pytest.approx([0.0, 1.0, 0.5], abs=1e-5)
+    z = L.normalize_scores(a, "zscore")[0]
+    sd = math.sqrt(2 / 3)
+    assert z.tolist() == pytest.approx([-1 / sd, 1 / sd, 0.0], abs=1e-5)
+    assert torch.equal(L.normalize_scores(a, "none"), a)
+    b = torch.tensor([[10.0, 0.0, 20.0]])  # another scale: minmax [0.5, 0, 1]
+    mixed = L.ensemble_teacher({"dense": a, "bm25": b}, {"dense": 1.0, "bm25": 3.0}, "minmax", scale=4.0)
+    expected = [4 * (1 * x + 3 * y) / 4 for x, y in zip([0.0, 1.0, 0.5], [0.5, 0.0, 1.0], strict=True)]
+    assert mixed.tolist()[0] == pytest.approx(expected, abs=1e-4)
+    # a zero weight drops a teacher even if its scores are missing
+    only = L.ensemble_teacher({"bm25": b}, {"bm25": 1.0, "dense": 0.0}, "minmax")
+    assert only.tolist()[0] == pytest.approx([0.5, 0.0, 1.0], abs=1e-5)
+    with pytest.raises(ValueError, match="splade"):
+        L.ensemble_teacher({"bm25": b}, {"splade": 1.0}, "minmax")
+
+
+def test_idf_aware_ranking_gradient_scales_with_idf():
+    """The inference-free score sum_t idf(t) q(t) w_d(t): the ranking gradient on each document term is its
+    IDF, while FLOPS on the raw weights gives every term the same push at equal weight, so low-IDF terms
+    lose first."""
+    idf = torch.tensor([0.5, 2.0, 4.0])
+    presence = torch.tensor([[1.0, 1.0, 1.0]])
+    w = torch.tensor([[1.0, 1.0, 1.0]], requires_grad=True)
+    score = ((presence * idf) @ w.T).sum()
+    score.backward()
+    assert w.grad.tolist() == [[0.5, 2.0, 4.0]]
+    w2 = w.detach().clone().requires_grad_(True)
+    L.flops(w2).backward()
+    assert w2.grad.tolist() == [[2.0, 2.0, 2.0]]  # the same for every term: net push = flops - idf
+
+
+def test_threshold_mask_forward_and_straight_through():
+    mask = L.ThresholdMask(0.5)
+    w = torch.tensor([[0.2, 0.6, 0.0, 1.0]], requires_grad=True)
+    out = mask(w)
+    assert out.tolist() == [[0.0, pytest.approx(0.6), 0.0, 1.0]]
+    out.sum().backward()
+    assert w.grad.tolist() == [[1.0, 1.0, 1.0, 1.0]]  # straight-through
+    assert L.ThresholdMask(0.0)(w) is w
+    learned = L.ThresholdMask(0.5, learn=True)
+    v = torch.tensor([[0.4, 0.6]], requires_grad=True)
+    y = learned(v)
+    assert y.tolist() == [[0.0, pytest.approx(0.6)]]
+    y.sum().backward()  # a larger sum wants a lower threshold: positive gradient on -tau, so tau.grad < 0
+    assert learned.tau.grad.item() < 0

@@ -1,0 +1,297 @@
+"""The 20-step CPU smoke run through the CLI on a tiny random model: logs, sharded fp16 model folders
+that `lsr index` loads and searches, exact resumption, refused resumptions, configs rejected before a
+model loads."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from lsr.cli import main  # noqa: E402
+from lsr.train import model as train_model  # noqa: E402
+from lsr.train import trainer as train_loop  # noqa: E402
+
+TOY = str(Path(__file__).resolve().parents[3] / "configs" / "train-toy.yaml")
+
+
+def _train(prepared: Path, mlm: Path, out: Path, *extra: str) -> int:
+    return main(
+        [
+            "train",
+            "--config",
+            TOY,
+            "--set",
+            f"data.prepared={prepared}",
+            "--set",
+            f"model.init={mlm}",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+    )
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, train_tiny) -> Path:
+    out = tmp_path_factory.mktemp("prep") / "p"
+    assert (
+        main(
+            [
+                "train-prepare",
+                "--config",
+                TOY,
+                "--set",
+                f"prepare.dataset={train_tiny}",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy_run(prepared, train_mlm, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "toy"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_model, "MAX_SHARD", "20KB")  # the tiny model is 50 KB: force several shards
+        assert _train(prepared, train_mlm, run) == 0
+    return run
+
+
+def test_smoke_run_logs_and_summary(toy_run):
+    log = _log(toy_run)
+    train = [r for r in log if r["event"] == "train"]
+    evals = [r for r in log if r["event"] == "eval"]
+    assert [r["step"] for r in train] == [5, 10, 15, 20] and [r["step"] for r in evals] == [10, 20]
+    for r in train:
+        assert all(
+            math.isfinite(r[k]) for k in ("loss", "nll", "kl", "margin_mse", "flops_doc", "flops_query")
+        )
+        assert r["doc_nnz"] > 0 and r["query_nnz"] > 0
+    assert train[-1]["nll"] < train[0]["nll"]  # the ranking loss goes down
+    summary = json.loads((toy_run / "summary.json").read_text())
+    assert summary["steps"] == 20 and summary["gpu_minutes"] == 0.0
+    assert 0 <= summary["best"]["ndcg@10"] <= 1 and summary["best"]["step"] in (10, 20)
+    assert summary["best"]["ndcg@10"] == max(e["ndcg@10"] for e in evals)
+
+
+def test_best_model_is_sharded_fp16_with_card(toy_run):
+    from safetensors import safe_open
+
+    best = toy_run / "best"
+    index = json.loads((best / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    assert len(shards) >= 2
+    for name in shards:
+        assert (best / name).stat().st_size < 16 * 2**20
+        with safe_open(str(best / name), "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    card = (best / "README.md").read_text()
+    summary = json.loads((toy_run / "summary.json").read_text())
+    assert f"{summary['best']['ndcg@10']:.4f}" in card and "kl x 1.0" in card
+    assert (best / "tokenizer.json").is_file()
+
+
+def test_lsr_indexes_and_searches_with_the_trained_model(toy_run, train_tiny, tmp_path, capsys):
+    idx = tmp_path / "idx"
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(train_tiny),
+                "--encoder",
+                f"splade:{toy_run / 'best'}",
+                "--out",
+                str(idx),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["search", "--index", str(idx), "vitamin d cancer", "--k", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].split()[0] == "1"
+    # the model the encoder loads computes what the trainer computed (float32 load of the fp16 weights)
+    from lsr.config import EncoderConfig
+    from lsr.encoders.splade import SpladeEncoder
+    from lsr.train.config import ModelConfig
+
+    enc = SpladeEncoder(EncoderConfig(name="splade", model=str(toy_run / "best")))
+    assert enc.model.weight.dtype == torch.float32
+    mine = train_model.build_model(ModelConfig(kind="splade", init=str(toy_run / "best"))).eval()
+    text = "coffee and sleep quality in adults"
+    with torch.no_grad():
+        dense = mine.encode_docs([text], 512)[0]
+    batch = enc.encode_texts([text])
+    terms, weights = batch.row(0)
+    assert np.array_equal(terms, torch.nonzero(dense > 0).flatten().numpy())
+    assert np.allclose(weights, dense[dense > 0].numpy(), atol=1e-4)
+
+
+def test_inference_free_run_loads_and_matches_query_encoder(
+    prepared, train_mlm, train_tiny, tmp_path, capsys
+):
+    run = tmp_path / "if"
+    assert (
+        _train(
+            prepared,
+            train_mlm,
+            run,
+            "--set",
+            "model.kind=inference-free",
+            "--set",
+            "model.learn_query_weights=true",
+            "--set",
+            "train.steps=6",
+            "--set",
+            "train.eval_every=3",
+        )
+        == 0
+    )
+    best = run / "best"
+    table = json.loads((best / "idf.json").read_text())
+    assert table and all(v > 0 for v in table.values()) and "[CLS]" not in table
+    idx = tmp_path / "idx"
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(train_tiny),
+                "--encoder",
+                f"inference-free:{best}",
+                "--set",
+                "encoder.inference_free.query_weights=model",
+                "--out",
+                str(idx),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    from lsr.searcher import Searcher
+    from lsr.train.config import ModelConfig
+
+    searcher = Searcher(idx)
+    text = "vitamin d lowers cancer risk"
+    q = searcher.encode_texts([text])
+    m = train_model.SparseEncoderModel(
+        *train_model.load_mlm(best)[:2],
+        ModelConfig(kind="inference-free"),
+        np.load(idx / "query_weights.npy"),
+    )
+    with torch.no_grad():
+        dense = m.encode_queries([text], 64)[0]
+    terms, weights = q.row(0)
+    assert np.array_equal(terms, torch.nonzero(dense > 0).flatten().numpy())
+    assert np.allclose(weights, dense[dense > 0].numpy(), atol=1e-5)
+    capsys.readouterr()
+    assert main(["search", "--index", str(idx), text, "--k", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_resume_continues_exactly(prepared, train_mlm, toy_run, tmp_path, monkeypatch):
+    run = tmp_path / "crash"
+    real = train_loop._save_checkpoint
+
+    def crash_after_first(*args, **kwargs):
+        real(*args, **kwargs)
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(train_loop, "_save_checkpoint", crash_after_first)
+    monkeypatch.setattr(train_model, "MAX_SHARD", "20KB")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _train(prepared, train_mlm, run)
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 10
+    monkeypatch.setattr(train_loop, "_save_checkpoint", real)
+    assert _train(prepared, train_mlm, run, "--resume") == 0
+    # the same batches, negatives, dropout masks and schedule as the uninterrupted run (float sums may
+    # differ in the last digits: other tests change torch's thread count)
+    for r, r2 in zip(_log(toy_run), _log(run), strict=True):
+        assert r.keys() == r2.keys() and r["step"] == r2["step"]
+        for k in r:
+            if k not in ("event", "seconds"):
+                assert r2[k] == pytest.approx(r[k], rel=1e-4, abs=1e-6), (r["step"], k)
+    a = torch.load(toy_run / "checkpoint" / "state.pt", weights_only=True)["model"]
+    b = torch.load(run / "checkpoint" / "state.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_resume_refuses_other_model_or_config(prepared, train_mlm, toy_run, tiny_models, tmp_path, capsys):
+    other = tiny_models.make_mlm(tmp_path / "other-mlm", seed=9)
+    capsys.readouterr()
+    assert _train(prepared, other, toy_run, "--resume") == 2
+    err = capsys.readouterr().err
+    assert "refusing to resume" in err and "another model" in err and "init" in err
+    assert _train(prepared, train_mlm, toy_run, "--resume", "--set", "model.kind=inference-free") == 2
+    assert "another model" in capsys.readouterr().err
+    assert _train(prepared, train_mlm, toy_run, "--resume", "--set", "loss.kl=0.5") == 2
+    assert "loss.kl" in capsys.readouterr().err
+    assert _train(prepared, train_mlm, toy_run) == 2  # no --resume: an existing run is never overwritten
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("optim.lrr=0.1", "lrr"),
+        ("optim.lr=-1", "optim.lr"),
+        ("loss.flops_doc=-0.1", "loss.flops_doc"),
+        ("train.negatives=9", "train.negatives"),
+        ("distill.weights.nope=1", "nope"),
+        ("model.kind=colbert", "model.kind"),
+        ("prepare.train_split=test", "test"),
+        ("data.sources=[qrels,tweets]", "data.sources"),
+    ],
+)
+def test_bad_configs_fail_before_any_model_loads(override, named, tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--config",
+            TOY,
+            "--set",
+            "model.init=/no/such/model",
+            "--set",
+            f"data.prepared={tmp_path}",
+            "--set",
+            override,
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and named in err and "/no/such/model" not in err
+    assert not (tmp_path / "o").exists()
+
+
+
+def test_sources_filter_trains_on_pseudo_queries_only(prepared, train_mlm, tmp_path, caplog):
+    import gzip
+    import logging
+
+    rows = [json.loads(x) for x in gzip.open(prepared / "train.jsonl.gz", "rt")]
+    pseudo = sum(r["source"] in ("title", "span") for r in rows)
+    assert 0 < pseudo < len(rows), "the toy dataset mixes labelled and pseudo-queries"
+    caplog.set_level(logging.INFO, logger="lsr.train.trainer")
+    args = ("--set", "train.steps=2", "--set", "train.eval_every=2")
+    assert _train(prepared, train_mlm, tmp_path / "pseudo", "--set", "data.sources=[title,span]", *args) == 0
+    kept = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data.sources")]
+    assert kept == [f"data.sources ['title', 'span']: {pseudo} of {len(rows)} training examples"]
