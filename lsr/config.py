@@ -267,6 +267,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     Raises:
         ConfigError: unknown keys, bad types or values, malformed overrides.
     """
+    return load_dataclass_config(Config, path, overrides)
+
+
+def load_dataclass_config(cls: type, path: str | Path | None = None,
+                          overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """``cls`` (a config dataclass) from defaults <- YAML file (path or shipped name) <- overrides."""
     data: dict[str, Any] = {}
     if path is not None:
         resolved = resolve_config_path(path)
@@ -279,7 +285,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         data = loaded or {}
     for item in overrides:
         _apply_override(data, item)
-    return from_dict(Config, data, "")
+    return from_dict(cls, data, "")
 
 
 def _apply_override(data: dict[str, Any], item: str) -> None:

@@ -18,9 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lsr.config import _apply_override, from_dict, resolve_config_path, to_dict
+from lsr.config import load_dataclass_config, to_dict
 from lsr.errors import ConfigError
 
 TEACHERS = ("dense", "bm25", "splade", "cross")
@@ -271,19 +269,7 @@ def load_train_config(
     Raises:
         ConfigError: unknown keys, wrong types, impossible values.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        resolved = resolve_config_path(path)
-        try:
-            loaded = yaml.safe_load(resolved.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{resolved}: invalid YAML ({exc})") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{resolved}: expected a mapping of sections at the top level")
-        data = loaded or {}
-    for item in overrides:
-        _apply_override(data, item)
-    return from_dict(TrainConfig, data, "")
+    return load_dataclass_config(TrainConfig, path, overrides)
 
 
 def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
