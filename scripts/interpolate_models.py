@@ -79,10 +79,11 @@ def main() -> None:
         raise SystemExit(f"--alpha {args.alpha} must lie in [0, 1]")
     if args.out.exists():
         raise SystemExit(f"{args.out} exists")
+    weights = interpolate(read_weights(args.base), read_weights(args.tuned), args.alpha)
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_sharded(interpolate(read_weights(args.base), read_weights(args.tuned), args.alpha), tmp)
+    save_sharded(weights, tmp)
     for name in COPY:
         if (args.tuned / name).is_file():
             shutil.copy(args.tuned / name, tmp / name)
