@@ -65,13 +65,7 @@ def encode_timed(dense: DenseStage, texts: list[str], sample: int = 0) -> tuple[
 
 
 def _candidates(searcher: Searcher, run: Run, qids: list[str], depth: int) -> list[tuple[np.ndarray, ...]]:
-    pos = searcher.doc_positions
-    out = []
-    for qid in qids:
-        head = sorted((run.get(qid) or {}).items(), key=lambda kv: -kv[1])[:depth]
-        out.append((np.fromiter((pos[d] for d, _ in head), np.int64, len(head)),
-                    np.fromiter((s for _, s in head), np.float64, len(head))))
-    return out
+    return [searcher.run_head(qid, run.get(qid), depth)[0] for qid in qids]
 
 
 def rerank_latency(dense: DenseStage, emb: np.ndarray, cands: list[tuple[np.ndarray, ...]], method: str,

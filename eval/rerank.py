@@ -63,6 +63,15 @@ def top_candidates(run: Run, depth: int) -> dict[str, list[str]]:
             for qid, docs in run.items()}
 
 
+def check_candidates_indexed(doc_keys: list[str], candidates: dict[str, list[str]], run_name: str,
+                             split: str, where: str, dataset: Path) -> None:
+    """Refuse a re-rank whose candidate passages are not all in the index (``where`` names it)."""
+    missing = {d for docs in candidates.values() for d in docs} - set(doc_keys)
+    if missing:
+        raise ValueError(f"{len(missing)} candidate passages of {run_name} ({split}) are not in {where}, "
+                         f"e.g. {sorted(missing)[:3]}: index the pool in {dataset}")
+
+
 def rerank(searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]]) -> Run:
     """Re-score each query's candidates by the index's dot product; unmatched ones sink, in order."""
     qids = [q for q in candidates if q in queries]
@@ -85,10 +94,7 @@ def evaluate_split(searcher: Searcher, dataset: Path, split: str, run_name: str,
     queries = load_queries(dataset, split)
     first = read_run(find_run(dataset, run_name, split))
     candidates = {q: docs for q, docs in top_candidates(first, depth).items() if q in qrels}
-    missing = {d for docs in candidates.values() for d in docs} - set(searcher.index.doc_keys)
-    if missing:
-        raise ValueError(f"{len(missing)} candidate passages of {run_name} ({split}) are not in the index, "
-                         f"e.g. {sorted(missing)[:3]}: index the pool in {dataset}")
+    check_candidates_indexed(searcher.index.doc_keys, candidates, run_name, split, "the index", dataset)
     start = time.perf_counter()
     reranked = rerank(searcher, queries, candidates)
     seconds = time.perf_counter() - start

@@ -7,7 +7,6 @@ that the significance tests need.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -119,11 +118,9 @@ def evaluate_pair(
     from lsr.eval.harness import evaluate_index
 
     holder: dict[str, Any] = {}
-    kwargs: dict[str, Any] = {"run_out": holder}
-    if system.kind == "hybrid":
-        kwargs["rerank"] = _dense_rerank_arg(evaluate_index)
     spec = dataset.spec if dataset.kind == "irds" else str(dataset.path)
-    r = evaluate_index(built.path, spec, cfg, progress, **kwargs)
+    r = evaluate_index(built.path, spec, cfg, progress, rerank="dense" if system.kind == "hybrid" else None,
+                       run_out=holder)
     lat = r.get("latency_ms") or {}
     report = _pair_report(
         system,
@@ -153,15 +150,6 @@ def evaluate_pair(
                                "percentile summed (an upper bound of the joint percentile)")
     qids, scores = per_query_scores(holder["qrels"], holder["run"], cfg.eval.metrics, level)
     return PairResult(system.label, dataset.name, report, qids, scores, holder["run"])
-
-
-def _dense_rerank_arg(fn) -> str:
-    if "rerank" not in inspect.signature(fn).parameters:
-        raise ConfigError(
-            f"system 'hybrid' needs dense re-ranking in {fn.__module__}.{fn.__name__} "
-            "(rerank='dense'), which this checkout does not have yet"
-        )
-    return "dense"
 
 
 def _run_path(system: SystemSpec, dataset: DatasetRef) -> Path:
@@ -260,7 +248,7 @@ def _evaluate_rerank(
     system: SystemSpec, dataset: DatasetRef, cfg: Config, cache_dir: Path, progress: bool
 ) -> PairResult:
     from lsr.data.corpus import load_queries
-    from lsr.eval.rerank import rerank, rerank_eval
+    from lsr.eval.rerank import check_candidates_indexed, rerank, rerank_eval
     from lsr.searcher import Searcher
     from lsr.timing import latency_summary, time_queries
 
@@ -271,9 +259,9 @@ def _evaluate_rerank(
         f"metrics at grade >= {DL_RELEVANCE_LEVEL}"
     )
     if system.kind == "hybrid":
-        kw = {"rerank": _dense_rerank_arg(rerank_eval)}
         r = rerank_eval(
-            dataset.path, cfg, built.path, dataset.run, [dataset.split], dataset.depth, progress, **kw
+            dataset.path, cfg, built.path, dataset.run, [dataset.split], dataset.depth, progress,
+            rerank="dense",
         )
         split = r["splits"][dataset.split]
         report = _pair_report(
@@ -295,12 +283,8 @@ def _evaluate_rerank(
     index = searcher.index
     queries = load_queries(dataset.path, dataset.split)
     qrels = _qrels(dataset)
-    missing = {d for docs in candidates.values() for d in docs} - set(index.doc_keys)
-    if missing:
-        raise ValueError(
-            f"{len(missing)} candidate passages of {dataset.run} ({dataset.split}) are not in "
-            f"{built.path}, e.g. {sorted(missing)[:3]}: index the pool in {dataset.path}"
-        )
+    check_candidates_indexed(index.doc_keys, candidates, dataset.run, dataset.split, str(built.path),
+                             dataset.path)
     start = time.perf_counter()
     run = rerank(searcher, queries, candidates)
     seconds = time.perf_counter() - start

@@ -28,6 +28,7 @@ import numpy as np
 from lsr import __version__
 from lsr.errors import LsrError
 from lsr.fusion import FUSION_METHODS, check_fusion, fused_order
+from lsr.index import Index
 from lsr.index.io import ArtifactError, atomic_directory, read_meta, save_array, write_meta
 from lsr.index.pq import (
     DENSE_DIR,
@@ -46,14 +47,9 @@ FAISS_MIN_POINTS_PER_CENTROID = 39
 
 
 def _index_ids(index_dir: Path) -> tuple[dict[str, Any], list[str]]:
-    meta = read_meta(index_dir, "lsr-index", (1,))
-    ids_file = index_dir / "ids.txt"
-    if not ids_file.is_file():
-        raise ArtifactError(f"{ids_file} is missing; the index is incomplete, rebuild it")
-    ids = ids_file.read_text(encoding="utf-8").splitlines()
-    if len(ids) != meta.get("n_docs"):
-        raise ArtifactError(f"{ids_file} has {len(ids)} ids for {meta.get('n_docs')} docs; rebuild the index")
-    return meta, ids
+    """The index's meta and its doc ids in order (the index loader's own checks apply)."""
+    index = Index.load(index_dir, blockmax=False)
+    return index.meta, index.doc_keys
 
 
 class DenseStage:

@@ -108,26 +108,36 @@ class Searcher:
         method, weight = dense.resolve_fusion(fusion, fusion_weight)
         if query_emb is None:
             query_emb = dense.encode_queries(texts)
-        pos = self.doc_positions
+        keys = self.index.doc_keys
         run: Run = {}
         for i, qid in enumerate(qids):
-            ranked = sorted((sparse_run.get(qid) or {}).items(), key=lambda kv: -kv[1])
-            unknown = [d for d, _ in ranked[:depth] if d not in pos]
-            if unknown:
-                raise LsrError(f"query {qid}: {len(unknown)} candidate(s) not in index {self.index.path}, "
-                               f"e.g. {unknown[:3]}")
-            head = ranked[:depth]
-            cands = np.fromiter((pos[d] for d, _ in head), dtype=np.int64, count=len(head))
-            scores = np.fromiter((s for _, s in head), dtype=np.float64, count=len(head))
+            (cands, scores), tail = self.run_head(qid, sparse_run.get(qid), depth)
             docs, fused = dense.rerank(query_emb[i], cands, scores, method, weight, use_float)
-            keys = self.index.doc_keys
             out = {keys[d]: float(f) for d, f in zip(docs.tolist(), fused.tolist(), strict=True)}
             floor = float(fused.min()) - 1.0 if len(fused) else 0.0
-            tail = ranked[depth:]
-            for r, (d, _) in enumerate(tail):
+            for r, d in enumerate(tail):
                 out[d] = floor - r / (len(tail) + 1)
             run[qid] = out
         return run
+
+    def run_head(self, qid: str, docs: Mapping[str, float] | None, depth: int
+                 ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
+        """One query's run split at ``depth``: ``((internal ids, scores) of the top, best first), the
+        external ids below it in order)``.
+
+        Raises:
+            LsrError: a document of the top is not in this index.
+        """
+        ranked = sorted((docs or {}).items(), key=lambda kv: -kv[1])
+        head = ranked[:depth]
+        pos = self.doc_positions
+        unknown = [d for d, _ in head if d not in pos]
+        if unknown:
+            raise LsrError(f"query {qid}: {len(unknown)} candidate(s) not in index {self.index.path}, "
+                           f"e.g. {unknown[:3]}")
+        cands = np.fromiter((pos[d] for d, _ in head), dtype=np.int64, count=len(head))
+        scores = np.fromiter((s for _, s in head), dtype=np.float64, count=len(head))
+        return (cands, scores), [d for d, _ in ranked[depth:]]
 
     def latency(self, queries: SparseBatch, k: int, params: SearchParams | None = None) -> dict[str, float]:
         """Per-query latency of encoded queries, one by one on this thread (see lsr.timing)."""
@@ -190,6 +200,7 @@ class Searcher:
     def run_texts(self, queries: Mapping[str, str], k: int, threads: int = 0, batch_size: int = 1024,
                   progress: bool = False) -> Run:
         return self.run(*self.encode_query_texts(queries), k, threads, batch_size, progress)
+
 
 def search_params(cfg: SearchConfig) -> SearchParams:
     """The index search parameters of a config's ``search`` section."""
