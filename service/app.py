@@ -72,7 +72,6 @@ class ServedIndex:
     load_seconds: float
     encode_lock: Any = field(default_factory=contextlib.nullcontext)
     has_dense: bool = False  # the searcher has a dense re-rank stage (``Searcher.dense``)
-    _doc_index: dict[str, int] | None = None
 
     @property
     def index(self) -> Any:
@@ -82,9 +81,7 @@ class ServedIndex:
         return ["exact", "safe", "approx"] if self.index.blockmax is not None else ["exact"]
 
     def doc_index(self, key: str) -> int | None:
-        if self._doc_index is None:
-            self._doc_index = {k: i for i, k in enumerate(self.index.doc_keys)}
-        return self._doc_index.get(key)
+        return self.searcher.doc_positions.get(key)
 
     def describe(self) -> dict[str, Any]:
         meta = self.index.meta

@@ -23,6 +23,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -54,21 +55,23 @@ def summarize(latencies_ms: list[float], errors: int, seconds: float) -> dict[st
     }
 
 
-async def http_level(url: str, headers: dict[str, str], body_base: dict[str, Any], texts: list[str],
-                     concurrency: int, duration: float, max_requests: int, reload_every: float,
-                     reload_index: str | None) -> dict[str, Any]:
-    """One concurrency level over HTTP; also reloads the index every ``reload_every`` seconds."""
-    import httpx
+async def drive_level(connect: Callable[[], Any], transport_errors: tuple[type[BaseException], ...],
+                      body_base: dict[str, Any], texts: list[str], concurrency: int, duration: float,
+                      max_requests: int, reload_every: float, reload_index: str | None) -> dict[str, Any]:
+    """One concurrency level: ``concurrency`` workers POST searches until the deadline or
+    ``max_requests``; with ``reload_every`` > 0 one more task reloads ``reload_index`` that often.
 
+    ``connect()`` is an async context manager giving ``post(path, body) -> (status, payload bytes)``;
+    each worker (and the reloader) enters it once. ``transport_errors`` count as failed requests.
+    """
     latencies: list[float] = []
     errors: list[str] = []
     reloads: list[dict[str, Any]] = []
     counter = [0]
-    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=concurrency + 1)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60.0) as client:
-        deadline = time.perf_counter() + duration
+    deadline = time.perf_counter() + duration
 
-        async def worker() -> None:
+    async def worker() -> None:
+        async with connect() as post:
             while time.perf_counter() < deadline:
                 i = counter[0]
                 if i >= max_requests:
@@ -77,35 +80,57 @@ async def http_level(url: str, headers: dict[str, str], body_base: dict[str, Any
                 body = {**body_base, "query": texts[i % len(texts)]}
                 t0 = time.perf_counter()
                 try:
-                    r = await client.post("/v1/search", json=body)
-                    if r.status_code == 200:
+                    status, payload = await post("/v1/search", body)
+                    if status == 200:
                         latencies.append((time.perf_counter() - t0) * 1e3)
                     else:
-                        errors.append(f"{r.status_code}: {r.text[:200]}")
-                except httpx.HTTPError as exc:
+                        errors.append(f"{status}: {payload[:200]!r}")
+                except transport_errors as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
 
-        async def reloader() -> None:
+    async def reloader() -> None:
+        async with connect() as post:
             while True:
                 await asyncio.sleep(reload_every)
                 if time.perf_counter() >= deadline or counter[0] >= max_requests:
                     return
                 t0 = time.perf_counter()
-                r = await client.post(f"/v1/indexes/{reload_index}/reload")
-                reloads.append({"status": r.status_code, "ms": round((time.perf_counter() - t0) * 1e3, 1),
-                                "generation": r.json().get("generation") if r.status_code == 200 else None})
+                status, payload = await post(f"/v1/indexes/{reload_index}/reload", {})
+                generation = json.loads(payload).get("generation") if status == 200 else None
+                reloads.append({"status": status, "ms": round((time.perf_counter() - t0) * 1e3, 1),
+                                "generation": generation})
 
-        start = time.perf_counter()
-        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        if reload_every > 0 and reload_index:
-            tasks.append(asyncio.create_task(reloader()))
-        await asyncio.gather(*tasks)
-        seconds = time.perf_counter() - start
-    out = summarize(latencies, len(errors), seconds)
+    start = time.perf_counter()
+    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    if reload_every > 0 and reload_index:
+        tasks.append(asyncio.create_task(reloader()))
+    await asyncio.gather(*tasks)
+    out = summarize(latencies, len(errors), time.perf_counter() - start)
     out["error_samples"] = errors[:5]
     if reloads:
         out["reloads"] = reloads
     return out
+
+
+async def http_level(url: str, headers: dict[str, str], body_base: dict[str, Any], texts: list[str],
+                     concurrency: int, duration: float, max_requests: int, reload_every: float,
+                     reload_index: str | None) -> dict[str, Any]:
+    """One concurrency level over httpx: one shared keep-alive client (see :func:`drive_level`)."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency + 1, max_keepalive_connections=concurrency + 1)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60.0) as client:
+
+        async def post(path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+            r = await client.post(path, json=body)
+            return r.status_code, r.content
+
+        @contextlib.asynccontextmanager
+        async def connect():
+            yield post
+
+        return await drive_level(connect, (httpx.HTTPError,), body_base, texts, concurrency, duration,
+                                 max_requests, reload_every, reload_index)
 
 
 class RawClient:
@@ -161,58 +186,17 @@ async def raw_level(url: str, headers: dict[str, str], body_base: dict[str, Any]
                     concurrency: int, duration: float, max_requests: int, reload_every: float,
                     reload_index: str | None) -> dict[str, Any]:
     """As :func:`http_level`, with one :class:`RawClient` connection per concurrent client."""
-    latencies: list[float] = []
-    errors: list[str] = []
-    reloads: list[dict[str, Any]] = []
-    counter = [0]
-    deadline = time.perf_counter() + duration
 
-    async def worker() -> None:
+    @contextlib.asynccontextmanager
+    async def connect():
         client = RawClient(url, headers)
         try:
-            while time.perf_counter() < deadline:
-                i = counter[0]
-                if i >= max_requests:
-                    return
-                counter[0] += 1
-                t0 = time.perf_counter()
-                try:
-                    body = {**body_base, "query": texts[i % len(texts)]}
-                    status, payload = await client.post("/v1/search", body)
-                    if status == 200:
-                        latencies.append((time.perf_counter() - t0) * 1e3)
-                    else:
-                        errors.append(f"{status}: {payload[:200]!r}")
-                except (OSError, ConnectionError, asyncio.IncompleteReadError) as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+            yield client.post
         finally:
             await client.close()
 
-    async def reloader() -> None:
-        client = RawClient(url, headers)
-        try:
-            while True:
-                await asyncio.sleep(reload_every)
-                if time.perf_counter() >= deadline or counter[0] >= max_requests:
-                    return
-                t0 = time.perf_counter()
-                status, payload = await client.post(f"/v1/indexes/{reload_index}/reload", {})
-                generation = json.loads(payload).get("generation") if status == 200 else None
-                reloads.append({"status": status, "ms": round((time.perf_counter() - t0) * 1e3, 1),
-                                "generation": generation})
-        finally:
-            await client.close()
-
-    start = time.perf_counter()
-    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    if reload_every > 0 and reload_index:
-        tasks.append(asyncio.create_task(reloader()))
-    await asyncio.gather(*tasks)
-    out = summarize(latencies, len(errors), time.perf_counter() - start)
-    out["error_samples"] = errors[:5]
-    if reloads:
-        out["reloads"] = reloads
-    return out
+    return await drive_level(connect, (OSError, ConnectionError, asyncio.IncompleteReadError), body_base,
+                             texts, concurrency, duration, max_requests, reload_every, reload_index)
 
 
 def inprocess_level(served: Any, texts: list[str], k: int, params: Any, fields: list[str], concurrency: int,
