@@ -33,6 +33,7 @@ from typing import Any
 
 from lsr.config import Config, to_dict
 from lsr.errors import ConfigError
+from lsr.index.io import publish_directory, read_meta, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,13 @@ def parse_system(spec: str) -> SystemSpec:
         raise ConfigError(f"system {spec!r}: no such model folder {model!r}")
     label = f"{name}:{Path(model).name}" if sep and model else spec
     return SystemSpec(spec, "encoder", label, tuple(overrides))
+
+
+def sparse_part(system: SystemSpec) -> SystemSpec:
+    """The SPLADE system a hybrid system re-ranks (same encoder overrides, so the same cached index)."""
+    model = system.spec.partition(":")[2]
+    return SystemSpec(f"splade:{model}" if model else "splade", "encoder",
+                      f"splade:{Path(model).name}" if model else "splade", system.overrides)
 
 
 # ---- content hashes ------------------------------------------------------------------------------
@@ -242,9 +250,6 @@ def ensure_index(
     if system.kind == "index":
         meta = json.loads((system.path / "meta.json").read_text(encoding="utf-8"))
         return BuiltIndex(system.path, True, None, meta.get("encode_seconds"))
-    build_dense = None
-    if system.kind == "hybrid":
-        build_dense = _dense_stage_builder()
     subset = sorted(set(doc_ids)) if doc_ids is not None else None
     digest = corpus_digest(corpus)
     if subset is not None:
@@ -282,10 +287,19 @@ def ensure_index(
             n = write_subset_corpus(corpus, set(subset), source)
             note = f"indexed only the {n} candidate passages of the re-ranked run"
         start = time.perf_counter()
-        meta = index_corpus(config, source, out, overwrite=True, progress=progress)
-        if build_dense is not None:
-            build_dense(out, source, model=None, pq_m=system.extra.get("pq_m", 48))
-        seconds = time.perf_counter() - start
+        if system.kind == "hybrid":  # the SPLADE system's index (cached, or built once), plus a dense stage
+            from lsr.dense_stage import build_dense_stage
+
+            sparse = ensure_index(sparse_part(system), config, corpus, cache_dir, doc_ids, progress)
+            staging = work / "index"
+            shutil.copytree(sparse.path, staging)
+            build_dense_stage(staging, source, model=None, pq_m=system.extra.get("pq_m", 48))
+            publish_directory(staging, out)
+            meta = read_meta(out, "lsr-index", (1,))
+            seconds = (sparse.build_seconds or 0.0) + time.perf_counter() - start
+        else:
+            meta = index_corpus(config, source, out, overwrite=True, progress=progress)
+            seconds = time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info = {
@@ -295,18 +309,5 @@ def ensure_index(
         "inputs": inputs,
         "note": note,
     }
-    tmp = info_path.with_name(f".{info_path.name}.tmp")
-    tmp.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, info_path)
+    write_json(info_path, info)
     return BuiltIndex(out, False, info["build_seconds"], info["encode_seconds"], key, inputs, note)
-
-
-def _dense_stage_builder():
-    try:
-        from lsr.dense_stage import build_dense_stage
-    except ImportError as exc:
-        raise ConfigError(
-            f"system 'hybrid' needs the dense re-rank stage (lsr.dense_stage), which is not "
-            f"available in this installation ({exc})"
-        ) from None
-    return build_dense_stage

@@ -266,7 +266,7 @@ def test_explain_cli(scifact, scifact_bm25_index, capsys):
 
 
 def test_hybrid_system(tmp_path):
-    pytest.importorskip("lsr.dense_stage", reason="the dense re-rank stage (lsr.dense_stage) is not here yet")
+    pytest.importorskip("faiss")
     from lsr.encoders import default_model
     from lsr.encoders.dense import default_dense_model
 
@@ -292,3 +292,8 @@ def test_hybrid_system(tmp_path):
     )
     pairs = json.loads((tmp_path / "r.json").read_text())["pairs"]
     assert [p["system"] for p in pairs] == ["splade", "hybrid"] and "rerank" in pairs[1]
+    # the hybrid index is the splade system's cached index plus a dense stage, not a second encoding
+    splade, hybrid = (Path(p["index"]) for p in pairs)
+    uid = json.loads((splade / "meta.json").read_text())["uid"]
+    assert json.loads((hybrid / "meta.json").read_text())["uid"] == uid and (hybrid / "dense").is_dir()
+    assert pairs[1]["rerank"]["sparse_metrics"] == pairs[0]["metrics"]
