@@ -88,8 +88,7 @@ def resolve_dataset(spec: str, split: str = "test") -> DatasetRef:
         path = shared_data() / "beir" / spec
     if path.is_dir():
         qrels_path(path, split)  # fails early, listing the splits
-        return DatasetRef(spec, "beir", path.name if split == "test" else f"{path.name}/{split}", split,
-                          path)
+        return DatasetRef(spec, "beir", path.name if split == "test" else f"{path.name}/{split}", split, path)
     from lsr.data.irds import LOCAL_HINT, local_folder
 
     if local_folder(spec) is None:
@@ -100,5 +99,6 @@ def resolve_dataset(spec: str, split: str = "test") -> DatasetRef:
         except (ImportError, KeyError):
             raise FileNotFoundError(
                 f"dataset {spec!r} is not a folder, a staged BEIR name (in {shared_data() / 'beir'}), "
-                f"{' or '.join(RERANK_PROTOCOLS)}, nor a known ir_datasets id; {LOCAL_HINT}") from None
+                f"{' or '.join(RERANK_PROTOCOLS)}, nor a known ir_datasets id; {LOCAL_HINT}"
+            ) from None
     return DatasetRef(spec, "irds", spec, spec.rstrip("/").rsplit("/", 1)[-1])

@@ -59,9 +59,15 @@ def measure_latency(searcher: Searcher, texts: list[str], k: int, params: Search
     return {**summary, "encode_mean": float(encode_ms.mean())}
 
 
-def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Config,
-                   progress: bool = False, rerank: str | None = None, *,
-                   run_out: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate_index(
+    index_dir: str | Path,
+    dataset_spec: str | Path,
+    config: Config,
+    progress: bool = False,
+    rerank: str | None = None,
+    *,
+    run_out: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Evaluate an index on a dataset split; return the report (see ``lsr eval --help``).
 
     ``rerank="dense"`` (default: ``search.rerank``): the metrics are those of the hybrid run (the sparse
@@ -79,15 +85,18 @@ def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Conf
     coverage = check_coverage(dataset, index.doc_keys)
     qids = [q for q in dataset.queries if q in dataset.qrels]
     if not qids:
-        raise ValueError(f"{dataset_spec}: the queries ({len(dataset.queries)}) and the {cfg.split} qrels "
-                         f"({len(dataset.qrels)} judged queries) share no query id: nothing to evaluate")
+        raise ValueError(
+            f"{dataset_spec}: the queries ({len(dataset.queries)}) and the {cfg.split} qrels "
+            f"({len(dataset.qrels)} judged queries) share no query id: nothing to evaluate"
+        )
     texts = [dataset.queries[q] for q in qids]
     t0 = time.perf_counter()
     queries = searcher.encode_texts(texts)
     t1 = time.perf_counter()
     params = search_params(config.search)
-    run = searcher.run(qids, queries, k=cfg.k, threads=config.search.threads, progress=progress,
-                       params=params)
+    run = searcher.run(
+        qids, queries, k=cfg.k, threads=config.search.threads, progress=progress, params=params
+    )
     rerank_section = None
     if rerank not in (None, "none"):
         from lsr.eval.hybrid import rerank_stage
@@ -102,21 +111,41 @@ def evaluate_index(index_dir: str | Path, dataset_spec: str | Path, config: Conf
     doc_df = np.diff(np.asarray(index.term_ptr))
     return {
         "lsr_version": __version__,
-        "dataset": {"name": dataset.name, "spec": str(dataset_spec), "split": cfg.split,
-                    "n_queries": len(qids), "n_judged": len(dataset.qrels), **coverage},
-        "index": {"path": str(index_dir), "n_docs": index.n_docs, "n_terms": index.n_terms,
-                  "n_postings": int(index.meta["n_postings"]), "impacts": index.meta["impacts"],
-                  "reorder": index.meta.get("reorder", {"method": "none"}),
-                  "blockmax": ({k: index.blockmax.meta[k] for k in ("block_size", "n_blocks", "n_dense_terms",
-                                                                    "n_sparse_runs")}
-                               | {"bytes": index.blockmax.nbytes}) if index.blockmax else None},
+        "dataset": {
+            "name": dataset.name,
+            "spec": str(dataset_spec),
+            "split": cfg.split,
+            "n_queries": len(qids),
+            "n_judged": len(dataset.qrels),
+            **coverage,
+        },
+        "index": {
+            "path": str(index_dir),
+            "n_docs": index.n_docs,
+            "n_terms": index.n_terms,
+            "n_postings": int(index.meta["n_postings"]),
+            "impacts": index.meta["impacts"],
+            "reorder": index.meta.get("reorder", {"method": "none"}),
+            "blockmax": (
+                {
+                    k: index.blockmax.meta[k]
+                    for k in ("block_size", "n_blocks", "n_dense_terms", "n_sparse_runs")
+                }
+                | {"bytes": index.blockmax.nbytes}
+            )
+            if index.blockmax
+            else None,
+        },
         "search": {"mode": params.mode, "alpha": params.alpha, "beta": params.beta},
         "metrics": metrics,
         "eval_k": cfg.k,
         "latency_ms": latency,
         # the whole run: encode, batch search on all threads, ranked ids into Python dicts
-        "throughput": {"run_qps": len(qids) / max(t2 - t0, 1e-9),
-                       "encode_seconds": t1 - t0, "search_seconds": t2 - t1},
+        "throughput": {
+            "run_qps": len(qids) / max(t2 - t0, 1e-9),
+            "encode_seconds": t1 - t0,
+            "search_seconds": t2 - t1,
+        },
         "index_bytes": index.nbytes,
         "postings_bytes": index.postings_nbytes,
         "bytes_per_posting": index.postings_nbytes / max(int(index.meta["n_postings"]), 1),
@@ -133,8 +162,11 @@ def format_report(report: dict[str, Any]) -> str:
     rows = [(name, f"{value:.4f}") for name, value in report["metrics"].items()]
     lat = report["latency_ms"]
     if lat:
-        rows += [("latency p50 (ms)", f"{lat['p50']:.2f}"), ("latency p99 (ms)", f"{lat['p99']:.2f}"),
-                 ("queries/s (1 thread)", f"{lat['qps_one_thread']:.0f}")]
+        rows += [
+            ("latency p50 (ms)", f"{lat['p50']:.2f}"),
+            ("latency p99 (ms)", f"{lat['p99']:.2f}"),
+            ("queries/s (1 thread)", f"{lat['qps_one_thread']:.0f}"),
+        ]
     rows += [
         (f"queries/s (full run, k={report['eval_k']})", f"{report['throughput']['run_qps']:.0f}"),
         ("index size (MiB)", f"{report['index_bytes'] / 2**20:.1f}"),

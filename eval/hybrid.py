@@ -68,25 +68,44 @@ def _candidates(searcher: Searcher, run: Run, qids: list[str], depth: int) -> li
     return [searcher.run_head(qid, run.get(qid), depth)[0] for qid in qids]
 
 
-def rerank_latency(dense: DenseStage, emb: np.ndarray, cands: list[tuple[np.ndarray, ...]], method: str,
-                   weight: float, use_float: bool) -> dict[str, float]:
+def rerank_latency(
+    dense: DenseStage,
+    emb: np.ndarray,
+    cands: list[tuple[np.ndarray, ...]],
+    method: str,
+    weight: float,
+    use_float: bool,
+) -> dict[str, float]:
     """Per-query ms of re-scoring + fusing the candidates (lookup table, ADC, fusion, sort), one thread."""
-    return latency_summary(time_queries(
-        lambda i: dense.rerank(emb[i], cands[i][0], cands[i][1], method, weight, use_float), len(cands)))
+    return latency_summary(
+        time_queries(
+            lambda i: dense.rerank(emb[i], cands[i][0], cands[i][1], method, weight, use_float), len(cands)
+        )
+    )
 
 
-def rerank_stage(searcher: Searcher, qrels: Qrels | None, qids: list[str], texts: list[str], sparse_run: Run,
-                 config: Config, stage: str = "dense", depth: int | None = None,
-                 relevance_level: int | None = None,
-                 metrics: tuple[str, ...] | None = None) -> tuple[Run, dict[str, Any]]:
+def rerank_stage(
+    searcher: Searcher,
+    qrels: Qrels | None,
+    qids: list[str],
+    texts: list[str],
+    sparse_run: Run,
+    config: Config,
+    stage: str = "dense",
+    depth: int | None = None,
+    relevance_level: int | None = None,
+    metrics: tuple[str, ...] | None = None,
+) -> tuple[Run, dict[str, Any]]:
     """(hybrid run, report section) for a sparse run of the index behind ``searcher``."""
     if stage not in STAGES:
         raise ValueError(f"rerank stage {stage!r} is not one of {list(STAGES)}")
     dense = searcher.require_dense(stage)
     use_float = stage == "dense-float"
     if use_float and dense.codes.vectors is None:
-        raise ValueError(f"{dense.codes.path} keeps no float vectors: rebuild with --keep-float "
-                         "(dense.keep_float) to evaluate the float hybrid")
+        raise ValueError(
+            f"{dense.codes.path} keeps no float vectors: rebuild with --keep-float "
+            "(dense.keep_float) to evaluate the float hybrid"
+        )
     depth = depth or config.search.rerank_depth
     method, weight = dense.resolve_fusion(config.search.fusion, config.search.fusion_weight)
     sample = config.eval.latency_queries
@@ -101,7 +120,10 @@ def rerank_stage(searcher: Searcher, qrels: Qrels | None, qids: list[str], texts
         "fusion": {"method": method, "weight": weight, "stored": dense.fusion},
         "dense_model": meta["model"].get("name"),
         "dense_model_path": meta["model"].get("path"),
-        "dim": meta["dim"], "m": meta["m"], "nbits": meta["nbits"], "opq": meta["opq"],
+        "dim": meta["dim"],
+        "m": meta["m"],
+        "nbits": meta["nbits"],
+        "opq": meta["opq"],
         "bytes_per_doc": 4 * meta["dim"] if use_float else dense.codes.bytes_per_doc,
         "dense_bytes": dense.nbytes,
         "latency_ms": latency,  # re-rank only: query encoding excluded
@@ -115,8 +137,9 @@ def rerank_stage(searcher: Searcher, qrels: Qrels | None, qids: list[str], texts
     return hybrid, section
 
 
-def dense_run(dense: DenseStage, qids: list[str], emb: np.ndarray, keys: list[str], k: int,
-              use_float: bool) -> Run:
+def dense_run(
+    dense: DenseStage, qids: list[str], emb: np.ndarray, keys: list[str], k: int, use_float: bool
+) -> Run:
     run: Run = {}
     for i, qid in enumerate(qids):
         scores = dense_scan(dense, emb[i], use_float)
@@ -131,8 +154,13 @@ def dense_scan(dense: DenseStage, query: np.ndarray, use_float: bool) -> np.ndar
     return dense.codes.scan(query)
 
 
-def evaluate_dense(index_dir: str | Path, dataset_spec: str | Path, config: Config, system: str = "dense-pq",
-                   progress: bool = False) -> dict[str, Any]:
+def evaluate_dense(
+    index_dir: str | Path,
+    dataset_spec: str | Path,
+    config: Config,
+    system: str = "dense-pq",
+    progress: bool = False,
+) -> dict[str, Any]:
     """Dense-only retrieval over the index's dense stage: a flat scan (PQ codes with ADC, or float)."""
     if system not in DENSE_SYSTEMS:
         raise ValueError(f"system {system!r} is not one of {['sparse', *DENSE_SYSTEMS]}")
@@ -151,24 +179,34 @@ def evaluate_dense(index_dir: str | Path, dataset_spec: str | Path, config: Conf
     run = dense_run(dense, qids, emb, keys, cfg.k, use_float)
     seconds = time.perf_counter() - start
     sample = len(qids[: cfg.latency_queries]) if cfg.latency_queries else len(qids)
-    latency = latency_summary(time_queries(lambda i: top_k(dense_scan(dense, emb[i], use_float), cfg.k),
-                                           sample))
+    latency = latency_summary(
+        time_queries(lambda i: top_k(dense_scan(dense, emb[i], use_float), cfg.k), sample)
+    )
     meta = dense.meta
     return {
         "lsr_version": __version__,
         "system": system,
-        "dataset": {"name": dataset.name, "spec": str(dataset_spec), "split": cfg.split,
-                    "n_queries": len(qids)},
+        "dataset": {
+            "name": dataset.name,
+            "spec": str(dataset_spec),
+            "split": cfg.split,
+            "n_queries": len(qids),
+        },
         "index": {"path": str(index_dir), "n_docs": dense.codes.n_docs},
         "metrics": evaluate_run(dataset.qrels, run, cfg.metrics, cfg.relevance_level),
         "eval_k": cfg.k,
         "latency_ms": latency,  # flat scan + top-k, query encoding excluded
         "query_encode_ms": encode["one_thread"],
         "run_seconds": seconds,
-        "dense": {"model": meta["model"].get("name"), "dim": meta["dim"], "m": meta["m"],
-                  "nbits": meta["nbits"], "opq": meta["opq"],
-                  "bytes_per_doc": 4 * meta["dim"] if use_float else dense.codes.bytes_per_doc,
-                  "dense_bytes": dense.nbytes},
+        "dense": {
+            "model": meta["model"].get("name"),
+            "dim": meta["dim"],
+            "m": meta["m"],
+            "nbits": meta["nbits"],
+            "opq": meta["opq"],
+            "bytes_per_doc": 4 * meta["dim"] if use_float else dense.codes.bytes_per_doc,
+            "dense_bytes": dense.nbytes,
+        },
         "config": {"eval": to_dict(config)},
     }
 
@@ -177,14 +215,18 @@ def format_dense_report(report: dict[str, Any]) -> str:
     rows = [(name, f"{value:.4f}") for name, value in report["metrics"].items()]
     lat, enc = report["latency_ms"], report["query_encode_ms"]
     if lat:
-        rows += [("scan latency p50 (ms)", f"{lat['p50']:.2f}"),
-                 ("scan latency p99 (ms)", f"{lat['p99']:.2f}")]
+        rows += [
+            ("scan latency p50 (ms)", f"{lat['p50']:.2f}"),
+            ("scan latency p99 (ms)", f"{lat['p99']:.2f}"),
+        ]
     if enc:
         rows += [("query encode p50 (ms)", f"{enc['p50']:.2f}")]
     rows += [("bytes/doc", f"{report['dense']['bytes_per_doc']:.0f}")]
     ds = report["dataset"]
-    title = (f"{ds['name']} ({ds['split']}, {ds['n_queries']} queries), {report['system']} on "
-             f"{report['index']['path']}")
+    title = (
+        f"{ds['name']} ({ds['split']}, {ds['n_queries']} queries), {report['system']} on "
+        f"{report['index']['path']}"
+    )
     width = max(len(r[0]) for r in rows)
     return "\n".join([title, "-" * len(title)] + [f"{n:<{width}}  {v:>10}" for n, v in rows])
 
@@ -192,24 +234,35 @@ def format_dense_report(report: dict[str, Any]) -> str:
 def format_rerank_section(section: dict[str, Any]) -> str:
     """Lines for the terminal report of ``lsr eval --rerank-stage``."""
     f, lat, enc = section["fusion"], section["latency_ms"], section["query_encode_ms"]
-    lines = [f"re-rank: {section['stage']} ({section['dense_model']}, M = {section['m']}, "
-             f"{section['bytes_per_doc']:.0f} bytes/doc), top {section['depth']}, {f['method']} "
-             f"weight {f['weight']:.2f}"]
+    lines = [
+        f"re-rank: {section['stage']} ({section['dense_model']}, M = {section['m']}, "
+        f"{section['bytes_per_doc']:.0f} bytes/doc), top {section['depth']}, {f['method']} "
+        f"weight {f['weight']:.2f}"
+    ]
     if "sparse_metrics" in section:
         sparse = section["sparse_metrics"]
         lines.append("sparse alone: " + ", ".join(f"{k} {v:.4f}" for k, v in sparse.items()))
     if lat:
-        lines.append(f"re-rank latency p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (1 thread, encoding "
-                     "excluded)")
+        lines.append(
+            f"re-rank latency p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (1 thread, encoding excluded)"
+        )
     if enc:
         lines.append(f"dense query encoding p50 {enc['p50']:.2f} ms, p99 {enc['p99']:.2f} ms (1 thread)")
     return "\n".join(lines)
 
 
-def tune_fusion(index_dir: str | Path, dataset_spec: str | Path, config: Config, split: str = "train",
-                methods: tuple[str, ...] = ("convex-minmax", "convex-zscore"), metric: str = "ndcg@10",
-                depth: int | None = None, grid: tuple[float, ...] = WEIGHT_GRID, store: bool = True,
-                progress: bool = False) -> dict[str, Any]:
+def tune_fusion(
+    index_dir: str | Path,
+    dataset_spec: str | Path,
+    config: Config,
+    split: str = "train",
+    methods: tuple[str, ...] = ("convex-minmax", "convex-zscore"),
+    metric: str = "ndcg@10",
+    depth: int | None = None,
+    grid: tuple[float, ...] = WEIGHT_GRID,
+    store: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Grid-search the dense weight of each fusion method on ``split``; store the best in the dense meta.
 
     The sparse run is the index's own (search.mode etc. from ``config``), its top ``depth``
@@ -226,8 +279,13 @@ def tune_fusion(index_dir: str | Path, dataset_spec: str | Path, config: Config,
     qids = [q for q in dataset.queries if q in dataset.qrels]
     texts = [dataset.queries[q] for q in qids]
     depth = depth or config.search.rerank_depth
-    sparse = searcher.run(qids, searcher.encode_texts(texts), k=depth, threads=config.search.threads,
-                          params=search_params(config.search))
+    sparse = searcher.run(
+        qids,
+        searcher.encode_texts(texts),
+        k=depth,
+        threads=config.search.threads,
+        params=search_params(config.search),
+    )
     emb = dense.encode_queries(texts)
     level = config.eval.relevance_level
     table: dict[str, dict[str, float]] = {}
@@ -239,10 +297,22 @@ def tune_fusion(index_dir: str | Path, dataset_spec: str | Path, config: Config,
     best = {m: max(table[m].items(), key=lambda kv: (kv[1], -abs(float(kv[0]) - 0.5))) for m in methods}
     method = max(methods, key=lambda m: best[m][1])
     weights = {m: float(best[m][0]) for m in methods}
-    tuned_on = {"dataset": str(dataset_spec), "split": split, "n_queries": len(qids), "metric": metric,
-                "depth": depth, "value": best[method][1]}
+    tuned_on = {
+        "dataset": str(dataset_spec),
+        "split": split,
+        "n_queries": len(qids),
+        "metric": metric,
+        "depth": depth,
+        "value": best[method][1],
+    }
     if store:
         store_fusion(index_dir, method, weights[method], weights, tuned_on)
-    return {"method": method, "weight": weights[method], "weights": weights, "tuned_on": tuned_on,
-            "sparse": evaluate_run(dataset.qrels, sparse, (metric,), level)[metric], "grid": table,
-            "stored": store}
+    return {
+        "method": method,
+        "weight": weights[method],
+        "weights": weights,
+        "tuned_on": tuned_on,
+        "sparse": evaluate_run(dataset.qrels, sparse, (metric,), level)[metric],
+        "grid": table,
+        "stored": store,
+    }

@@ -123,8 +123,9 @@ def unknown_queries(qrels: Mapping[str, Mapping[str, int]], run: Mapping[str, Ma
     """Run queries the qrels do not judge; warned about once (they do not count in the means)."""
     unknown = [q for q in run if q not in qrels]
     if unknown:
-        logger.warning("%d of %d run queries are not in the qrels (e.g. %r); ignored", len(unknown), len(run),
-                       unknown[0])
+        logger.warning(
+            "%d of %d run queries are not in the qrels (e.g. %r); ignored", len(unknown), len(run), unknown[0]
+        )
     return len(unknown)
 
 

@@ -123,10 +123,20 @@ def build_lucene_index(
         corpus.mkdir()
         count = _write_json_collection(docs, corpus / "docs.jsonl")
         logger.info("indexing %d documents into %s", count, index_dir)
-        autoclass("io.anserini.index.IndexCollection").main([
-            "-collection", "JsonCollection", "-generator", "DefaultLuceneDocumentGenerator",
-            "-threads", str(threads), "-input", str(corpus), "-index", str(built),
-        ])
+        autoclass("io.anserini.index.IndexCollection").main(
+            [
+                "-collection",
+                "JsonCollection",
+                "-generator",
+                "DefaultLuceneDocumentGenerator",
+                "-threads",
+                str(threads),
+                "-input",
+                str(corpus),
+                "-index",
+                str(built),
+            ]
+        )
         if not any(built.glob("segments_*")):
             raise RuntimeError(f"Anserini IndexCollection wrote no Lucene index under {built}")
         if index_dir.exists():

@@ -49,8 +49,10 @@ def find_run(dataset: Path, run: str, split: str) -> Path:
     if path.is_file():
         return path
     have = sorted({p.name.split(".")[0] for p in (dataset / "runs").glob("*.trec*")})
-    raise FileNotFoundError(f"no run {run!r} for split {split!r}: not in {dataset / 'runs'} (runs there: "
-                            f"{have}) and not a file; a file path may contain {{split}}")
+    raise FileNotFoundError(
+        f"no run {run!r} for split {split!r}: not in {dataset / 'runs'} (runs there: "
+        f"{have}) and not a file; a file path may contain {{split}}"
+    )
 
 
 def splits_of(dataset: Path) -> list[str]:
@@ -59,17 +61,26 @@ def splits_of(dataset: Path) -> list[str]:
 
 def top_candidates(run: Run, depth: int) -> dict[str, list[str]]:
     """Each query's first ``depth`` documents by descending score (ties: file order)."""
-    return {qid: [d for d, _ in sorted(docs.items(), key=lambda kv: -kv[1])[:depth]]
-            for qid, docs in run.items()}
+    return {
+        qid: [d for d, _ in sorted(docs.items(), key=lambda kv: -kv[1])[:depth]] for qid, docs in run.items()
+    }
 
 
-def check_candidates_indexed(doc_keys: list[str], candidates: dict[str, list[str]], run_name: str,
-                             split: str, where: str, dataset: Path) -> None:
+def check_candidates_indexed(
+    doc_keys: list[str],
+    candidates: dict[str, list[str]],
+    run_name: str,
+    split: str,
+    where: str,
+    dataset: Path,
+) -> None:
     """Refuse a re-rank whose candidate passages are not all in the index (``where`` names it)."""
     missing = {d for docs in candidates.values() for d in docs} - set(doc_keys)
     if missing:
-        raise ValueError(f"{len(missing)} candidate passages of {run_name} ({split}) are not in {where}, "
-                         f"e.g. {sorted(missing)[:3]}: index the pool in {dataset}")
+        raise ValueError(
+            f"{len(missing)} candidate passages of {run_name} ({split}) are not in {where}, "
+            f"e.g. {sorted(missing)[:3]}: index the pool in {dataset}"
+        )
 
 
 def rerank(searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]]) -> Run:
@@ -88,8 +99,15 @@ def rerank(searcher: Searcher, queries: dict[str, str], candidates: dict[str, li
     return run
 
 
-def evaluate_split(searcher: Searcher, dataset: Path, split: str, run_name: str,
-                   depth: int, stage: str | None = None, config: Config | None = None) -> dict[str, Any]:
+def evaluate_split(
+    searcher: Searcher,
+    dataset: Path,
+    split: str,
+    run_name: str,
+    depth: int,
+    stage: str | None = None,
+    config: Config | None = None,
+) -> dict[str, Any]:
     qrels: Qrels = read_qrels(dataset / "qrels" / f"{split}.tsv")
     queries = load_queries(dataset, split)
     first = read_run(find_run(dataset, run_name, split))
@@ -104,8 +122,18 @@ def evaluate_split(searcher: Searcher, dataset: Path, split: str, run_name: str,
         from lsr.eval.hybrid import rerank_stage
 
         qids = list(reranked)
-        reranked, section = rerank_stage(searcher, qrels, qids, [queries[q] for q in qids], reranked,
-                                         config or Config(), stage, depth, RELEVANCE_LEVEL, METRICS)
+        reranked, section = rerank_stage(
+            searcher,
+            qrels,
+            qids,
+            [queries[q] for q in qids],
+            reranked,
+            config or Config(),
+            stage,
+            depth,
+            RELEVANCE_LEVEL,
+            METRICS,
+        )
         hybrid = {"rerank": section}
     return {
         "n_queries": len(reranked),
@@ -116,9 +144,16 @@ def evaluate_split(searcher: Searcher, dataset: Path, split: str, run_name: str,
     }
 
 
-def rerank_eval(dataset: str | Path, config: Config, index_dir: str | Path | None = None,
-                run: str = "bm25", splits: list[str] | None = None, depth: int = 100,
-                progress: bool = False, rerank: str | None = None) -> dict[str, Any]:
+def rerank_eval(
+    dataset: str | Path,
+    config: Config,
+    index_dir: str | Path | None = None,
+    run: str = "bm25",
+    splits: list[str] | None = None,
+    depth: int = 100,
+    progress: bool = False,
+    rerank: str | None = None,
+) -> dict[str, Any]:
     """The re-rank protocol on every split; builds a temporary index with ``config.encoder`` if no index.
 
     ``rerank="dense"`` (default ``search.rerank``): each split's metrics are those of the hybrid, the
@@ -147,17 +182,26 @@ def rerank_eval(dataset: str | Path, config: Config, index_dir: str | Path | Non
             from lsr.dense_stage import build_dense_stage
 
             d = config.dense
-            build_dense_stage(index_dir, dataset, d.model or None, d.pq_m, d.opq, d.keep_float or
-                              rerank == "dense-float", progress, batch_size=d.batch_size,
-                              max_length=d.max_length)
+            build_dense_stage(
+                index_dir,
+                dataset,
+                d.model or None,
+                d.pq_m,
+                d.opq,
+                d.keep_float or rerank == "dense-float",
+                progress,
+                batch_size=d.batch_size,
+                max_length=d.max_length,
+            )
         searcher = Searcher(index_dir)
-        results = {split: evaluate_split(searcher, dataset, split, run, depth, rerank, config)
-                   for split in splits}
+        results = {
+            split: evaluate_split(searcher, dataset, split, run, depth, rerank, config) for split in splits
+        }
         meta = searcher.index.meta
         return {
             "lsr_version": __version__,
             "protocol": f"re-rank the top {depth} of {run!r}; graded nDCG, binary metrics at grade >= "
-                        f"{RELEVANCE_LEVEL}",
+            f"{RELEVANCE_LEVEL}",
             "dataset": str(dataset),
             "run": run,
             "depth": depth,
@@ -174,15 +218,20 @@ def rerank_eval(dataset: str | Path, config: Config, index_dir: str | Path | Non
 
 def format_rerank_report(report: dict[str, Any]) -> str:
     enc = report["encoder"]
-    title = f"re-rank of {report['run']} top-{report['depth']} with {enc.get('name')}" + \
-        (f" ({enc['model']})" if enc.get("model") else "")
-    header = (f"{'split':<8}{'queries':>8}  {'first-stage nDCG@10':>20}  {'nDCG@10':>8}  {'MRR@10':>8}  "
-              f"{'MAP@100':>8}")
+    title = f"re-rank of {report['run']} top-{report['depth']} with {enc.get('name')}" + (
+        f" ({enc['model']})" if enc.get("model") else ""
+    )
+    header = (
+        f"{'split':<8}{'queries':>8}  {'first-stage nDCG@10':>20}  {'nDCG@10':>8}  {'MRR@10':>8}  "
+        f"{'MAP@100':>8}"
+    )
     lines = [title, "-" * len(header), header]
     for split, r in report["splits"].items():
         m = r["metrics"]
-        lines.append(f"{split:<8}{r['n_queries']:>8}  {r['first_stage_metrics']['ndcg@10']:>20.4f}  "
-                     f"{m['ndcg@10']:>8.4f}  {m['mrr@10']:>8.4f}  {m['map@100']:>8.4f}")
+        lines.append(
+            f"{split:<8}{r['n_queries']:>8}  {r['first_stage_metrics']['ndcg@10']:>20.4f}  "
+            f"{m['ndcg@10']:>8.4f}  {m['mrr@10']:>8.4f}  {m['map@100']:>8.4f}"
+        )
         if r.get("rerank"):
             from lsr.eval.hybrid import format_rerank_section
 

@@ -119,8 +119,9 @@ def evaluate_pair(
 
     holder: dict[str, Any] = {}
     spec = dataset.spec if dataset.kind == "irds" else str(dataset.path)
-    r = evaluate_index(built.path, spec, cfg, progress, rerank="dense" if system.kind == "hybrid" else None,
-                       run_out=holder)
+    r = evaluate_index(
+        built.path, spec, cfg, progress, rerank="dense" if system.kind == "hybrid" else None, run_out=holder
+    )
     lat = r.get("latency_ms") or {}
     report = _pair_report(
         system,
@@ -142,12 +143,17 @@ def evaluate_pair(
     )
     if r.get("rerank"):  # hybrid: sparse search + dense query encoding + re-rank, one query at a time
         extra = [r["rerank"].get("latency_ms") or {}, r["rerank"].get("query_encode_ms") or {}]
-        total = {k: report["latency_ms"][k] + sum(e.get(k, 0.0) for e in extra)
-                 for k in ("p50", "p99", "mean") if report["latency_ms"].get(k) is not None}
+        total = {
+            k: report["latency_ms"][k] + sum(e.get(k, 0.0) for e in extra)
+            for k in ("p50", "p99", "mean")
+            if report["latency_ms"].get(k) is not None
+        }
         report["latency_ms"] = total
         report["qps"] = 1e3 / total["mean"] if total.get("mean") else None
-        report["notes"].append("hybrid latency: sparse search + dense query encoding + dense re-rank, each "
-                               "percentile summed (an upper bound of the joint percentile)")
+        report["notes"].append(
+            "hybrid latency: sparse search + dense query encoding + dense re-rank, each "
+            "percentile summed (an upper bound of the joint percentile)"
+        )
     qids, scores = per_query_scores(holder["qrels"], holder["run"], cfg.eval.metrics, level)
     return PairResult(system.label, dataset.name, report, qids, scores, holder["run"])
 
@@ -260,7 +266,13 @@ def _evaluate_rerank(
     )
     if system.kind == "hybrid":
         r = rerank_eval(
-            dataset.path, cfg, built.path, dataset.run, [dataset.split], dataset.depth, progress,
+            dataset.path,
+            cfg,
+            built.path,
+            dataset.run,
+            [dataset.split],
+            dataset.depth,
+            progress,
             rerank="dense",
         )
         split = r["splits"][dataset.split]
@@ -283,8 +295,9 @@ def _evaluate_rerank(
     index = searcher.index
     queries = load_queries(dataset.path, dataset.split)
     qrels = _qrels(dataset)
-    check_candidates_indexed(index.doc_keys, candidates, dataset.run, dataset.split, str(built.path),
-                             dataset.path)
+    check_candidates_indexed(
+        index.doc_keys, candidates, dataset.run, dataset.split, str(built.path), dataset.path
+    )
     start = time.perf_counter()
     run = rerank(searcher, queries, candidates)
     seconds = time.perf_counter() - start

@@ -114,8 +114,12 @@ def parse_system(spec: str) -> SystemSpec:
 def sparse_part(system: SystemSpec) -> SystemSpec:
     """The SPLADE system a hybrid system re-ranks (same encoder overrides, so the same cached index)."""
     model = system.spec.partition(":")[2]
-    return SystemSpec(f"splade:{model}" if model else "splade", "encoder",
-                      f"splade:{Path(model).name}" if model else "splade", system.overrides)
+    return SystemSpec(
+        f"splade:{model}" if model else "splade",
+        "encoder",
+        f"splade:{Path(model).name}" if model else "splade",
+        system.overrides,
+    )
 
 
 # ---- content hashes ------------------------------------------------------------------------------

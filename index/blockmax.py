@@ -23,8 +23,18 @@ logger = logging.getLogger(__name__)
 BLOCKMAX_DIR = "blockmax"
 BLOCKMAX_FORMAT = "lsr-blockmax"
 BLOCKMAX_FORMAT_VERSION = 1
-ARRAYS = ("row_of", "dense_max", "dense_base", "dense_off", "tb_ptr", "tb_block", "tb_max", "tb_base",
-          "tb_off", "dense_before")  # what the search kernels read
+ARRAYS = (
+    "row_of",
+    "dense_max",
+    "dense_base",
+    "dense_off",
+    "tb_ptr",
+    "tb_block",
+    "tb_max",
+    "tb_base",
+    "tb_off",
+    "dense_before",
+)  # what the search kernels read
 MAX_BLOCK_SIZE = 256  # a block's run of one term must fit the uint16 dense offsets
 DEFAULT_BLOCK_SIZE = 16  # measured on 200k synthetic docs with BP: safe 9.9x (B=16), 6.5x (32), 3.0x (64)
 # slack on upper bounds stored coarser than the impacts (uint16/float32 indexes): ceil() makes the
@@ -33,15 +43,18 @@ COARSE_UB_SLACK = 1.0 + 1e-5
 
 
 def check_block_size(block_size: int) -> int:
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or not (
-        1 <= block_size <= MAX_BLOCK_SIZE
+    if (
+        isinstance(block_size, bool)
+        or not isinstance(block_size, (int, np.integer))
+        or not (1 <= block_size <= MAX_BLOCK_SIZE)
     ):
         raise ValueError(f"block size must be an integer in [1, {MAX_BLOCK_SIZE}], got {block_size!r}")
     return int(block_size)
 
 
-def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
-                   dense_fraction: float = 0.25) -> dict[str, Any]:
+def build_blockmax(
+    index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE, dense_fraction: float = 0.25
+) -> dict[str, Any]:
     """Build (or rebuild) ``index_dir/blockmax`` for the index in ``index_dir``; return its meta.
 
     Args:
@@ -75,13 +88,32 @@ def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
     tb_off = np.empty(n_sparse, np.uint16)
     lengths = np.diff(term_ptr)
     dense_before = np.concatenate([[0], np.cumsum(np.where(is_dense, lengths, 0))[:-1]]).astype(np.int64)
-    _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, tb_off,
-                 dense_before)
+    _fill_sparse(
+        term_ptr,
+        doc_ids,
+        impacts,
+        block_size,
+        is_dense,
+        tb_ptr,
+        tb_block,
+        tb_maxf,
+        tb_base,
+        tb_off,
+        dense_before,
+    )
     (dense_max, tb_max), ub_ratio, ub_slack = _quantize_maxima((dense_maxf, tb_maxf), impacts.dtype)
-    arrays = {"row_of": row_of, "dense_max": dense_max, "dense_base": dense_base, "dense_off": dense_off,
-              "tb_ptr": tb_ptr,
-              "tb_block": tb_block, "tb_max": tb_max, "tb_base": tb_base, "tb_off": tb_off,
-              "dense_before": dense_before}
+    arrays = {
+        "row_of": row_of,
+        "dense_max": dense_max,
+        "dense_base": dense_base,
+        "dense_off": dense_off,
+        "tb_ptr": tb_ptr,
+        "tb_block": tb_block,
+        "tb_max": tb_max,
+        "tb_base": tb_base,
+        "tb_off": tb_off,
+        "dense_before": dense_before,
+    }
     with atomic_directory(Path(index_dir) / BLOCKMAX_DIR, overwrite=True) as tmp:
         specs = {name: save_array(tmp, name, arr) for name, arr in arrays.items()}
         meta = {
@@ -101,13 +133,19 @@ def build_blockmax(index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE,
             "arrays": specs,
         }
         write_meta(tmp, meta)
-    logger.info("block-max: %d blocks of %d docs, %d dense terms, %d sparse runs", n_blocks, block_size,
-                len(dense_terms), n_sparse)
+    logger.info(
+        "block-max: %d blocks of %d docs, %d dense terms, %d sparse runs",
+        n_blocks,
+        block_size,
+        len(dense_terms),
+        n_sparse,
+    )
     return meta
 
 
-def _quantize_maxima(maxima: tuple[np.ndarray, ...], impact_dtype: np.dtype
-                     ) -> tuple[tuple[np.ndarray, ...], float, float]:
+def _quantize_maxima(
+    maxima: tuple[np.ndarray, ...], impact_dtype: np.dtype
+) -> tuple[tuple[np.ndarray, ...], float, float]:
     """Block maxima as uint8: exact for uint8 impacts, else ceil(max / ratio) with a float slack."""
     if impact_dtype == np.uint8:
         return tuple(m.astype(np.uint8) for m in maxima), 1.0, 1.0
@@ -144,8 +182,10 @@ class BlockMax:
             )
         missing = sorted(set(ARRAYS) - set(meta.get("arrays", {})))
         if missing:
-            raise ArtifactError(f"{path} lacks block-max arrays {missing} (written by an older lsr?): "
-                                "rebuild it with `lsr index --blockmax-for INDEX`")
+            raise ArtifactError(
+                f"{path} lacks block-max arrays {missing} (written by an older lsr?): "
+                "rebuild it with `lsr index --blockmax-for INDEX`"
+            )
         arrays = {name: load_array(path, name, spec) for name, spec in meta["arrays"].items()}
         return cls(path, meta, arrays)
 

@@ -106,8 +106,9 @@ def _count_pass(batches: Iterable[SparseBatch], n_terms: int, keep_forward: bool
         if batch.nnz:
             stats.max_weight = max(stats.max_weight, float(batch.weights.max()))
         if keep_forward:
-            stats.forward.append(SparseBatch(np.asarray(batch.indptr), np.asarray(batch.term_ids),
-                                             np.zeros(0, np.float32)))
+            stats.forward.append(
+                SparseBatch(np.asarray(batch.indptr), np.asarray(batch.term_ids), np.zeros(0, np.float32))
+            )
     return stats
 
 
@@ -116,15 +117,26 @@ def _doc_order(stats: _Pass1, n_terms: int, options: BuildOptions) -> tuple[np.n
     if options.reorder == "none" or stats.n_docs == 0:
         return None, {"method": "none"}
     start = time.perf_counter()
-    indptr = np.concatenate([[0]] + [b.indptr[1:] + b_off for b, b_off in
-                                     zip(stats.forward, np.cumsum([0] + [b.nnz for b in stats.forward[:-1]]),
-                                         strict=True)])
-    forward = SparseBatch(indptr.astype(PTR_DTYPE), np.concatenate([b.term_ids for b in stats.forward]),
-                          np.zeros(0, np.float32))
+    indptr = np.concatenate(
+        [[0]]
+        + [
+            b.indptr[1:] + b_off
+            for b, b_off in zip(
+                stats.forward, np.cumsum([0] + [b.nnz for b in stats.forward[:-1]]), strict=True
+            )
+        ]
+    )
+    forward = SparseBatch(
+        indptr.astype(PTR_DTYPE), np.concatenate([b.term_ids for b in stats.forward]), np.zeros(0, np.float32)
+    )
     leaf_size = options.block_size or DEFAULT_BLOCK_SIZE
     perm = bp_order(forward, n_terms, leaf_size=leaf_size, iterations=options.bp_iterations)
-    section = {"method": "bp", "iterations": options.bp_iterations, "leaf_size": leaf_size,
-               "seconds": round(time.perf_counter() - start, 3)}
+    section = {
+        "method": "bp",
+        "iterations": options.bp_iterations,
+        "leaf_size": leaf_size,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
     return perm, section
 
 
@@ -181,9 +193,12 @@ def build_index(
             "n_docs": stats.n_docs,
             "n_terms": n_terms,
             "n_postings": n_postings,
-            "impacts": {"dtype": options.impact_dtype,
-                        "method": "linear" if options.impact_dtype != "float32" else "none",
-                        "scale": scale, "max_weight": stats.max_weight},
+            "impacts": {
+                "dtype": options.impact_dtype,
+                "method": "linear" if options.impact_dtype != "float32" else "none",
+                "scale": scale,
+                "max_weight": stats.max_weight,
+            },
             "reorder": reorder_meta,
             "stats": {"doc_nnz_avg": n_postings / max(stats.n_docs, 1), "empty_docs": stats.empty_docs},
             "arrays": arrays,
@@ -197,8 +212,15 @@ def build_index(
     return meta
 
 
-def _fill_pass(batches: Iterable[SparseBatch], tmp: Path, term_ptr: np.ndarray, impact_dtype: str,
-               scale: float, n_docs: int, perm: np.ndarray | None) -> None:
+def _fill_pass(
+    batches: Iterable[SparseBatch],
+    tmp: Path,
+    term_ptr: np.ndarray,
+    impact_dtype: str,
+    scale: float,
+    n_docs: int,
+    perm: np.ndarray | None,
+) -> None:
     n_postings = int(term_ptr[-1])
     doc_ids = np.lib.format.open_memmap(tmp / "doc_ids.npy", mode="w+", dtype=DOC_DTYPE, shape=(n_postings,))
     impacts = np.lib.format.open_memmap(

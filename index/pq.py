@@ -55,8 +55,10 @@ def valid_m(dim: int, limit: int = 256) -> list[int]:
 def check_m(dim: int, m: int) -> None:
     """Raise ValueError naming the valid M values when ``m`` does not divide ``dim``."""
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 or dim % m:
-        raise ValueError(f"PQ with M = {m!r} sub-quantizers needs M to divide the dense dimension {dim}; "
-                         f"valid M: {valid_m(dim)}")
+        raise ValueError(
+            f"PQ with M = {m!r} sub-quantizers needs M to divide the dense dimension {dim}; "
+            f"valid M: {valid_m(dim)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------- kernels
@@ -78,8 +80,9 @@ def build_lut(query: NDArray[np.float32], codebooks: NDArray[np.float32]) -> NDA
 
 
 @numba.njit(cache=True, nogil=True)
-def adc_scores(lut: NDArray[np.float32], codes: NDArray[np.uint8],
-               cands: NDArray[np.int64]) -> NDArray[np.float32]:
+def adc_scores(
+    lut: NDArray[np.float32], codes: NDArray[np.uint8], cands: NDArray[np.int64]
+) -> NDArray[np.float32]:
     """ADC inner products of the candidates ``cands`` (internal doc ids): sum_m lut[m, codes[d, m]]."""
     n_sub = lut.shape[0]
     out = np.empty(len(cands), dtype=np.float32)
@@ -115,8 +118,9 @@ def decode_reference(codebooks: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float64) if parts else np.zeros((len(codes), 0))
 
 
-def adc_reference(query: np.ndarray, codebooks: np.ndarray, codes: np.ndarray,
-                  cands: np.ndarray | None = None) -> np.ndarray:
+def adc_reference(
+    query: np.ndarray, codebooks: np.ndarray, codes: np.ndarray, cands: np.ndarray | None = None
+) -> np.ndarray:
     """Obviously-correct ADC: decode the candidates' vectors, then dot with the (rotated) query."""
     rows = codes if cands is None else codes[np.asarray(cands, dtype=np.int64)]
     return decode_reference(codebooks, rows) @ np.asarray(query, dtype=np.float64)
@@ -181,8 +185,13 @@ class DenseCodes:
         problems = []
         if codes.dtype != np.uint8 or codes.shape != (n_docs, m):
             problems.append(f"codes {codes.dtype} {list(codes.shape)} != uint8 [{n_docs}, {m}]")
-        if books.dtype != np.float32 or books.ndim != 3 or books.shape[0] != m or books.shape[0] * \
-                books.shape[2] != dim or not 1 <= books.shape[1] <= 256:
+        if (
+            books.dtype != np.float32
+            or books.ndim != 3
+            or books.shape[0] != m
+            or books.shape[0] * books.shape[2] != dim
+            or not 1 <= books.shape[1] <= 256
+        ):
             problems.append(f"codebooks {books.dtype} {list(books.shape)} do not fit M = {m}, dim = {dim}")
         if "rotation" in arrays and arrays["rotation"].shape != (dim, dim):
             problems.append(f"rotation {list(arrays['rotation'].shape)} != [{dim}, {dim}]")
@@ -227,8 +236,9 @@ class DenseCodes:
     def score_float(self, query: np.ndarray, cands: np.ndarray) -> NDArray[np.float32]:
         """Exact inner products with the stored float vectors (needs ``keep_float`` at build time)."""
         if self.vectors is None:
-            raise ArtifactError(f"{self.path} keeps no float vectors; rebuild the dense stage with "
-                                "keep_float")
+            raise ArtifactError(
+                f"{self.path} keeps no float vectors; rebuild the dense stage with keep_float"
+            )
         rows = self.vectors[np.asarray(cands, dtype=np.int64)]
         return (rows @ np.asarray(query, dtype=np.float32)).astype(np.float32)
 

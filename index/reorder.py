@@ -40,8 +40,12 @@ def bp_order(forward: SparseBatch, n_terms: int, leaf_size: int = 16, iterations
             starts = np.array([s for s, _ in ranges], dtype=np.int64)
             ends = np.array([e for _, e in ranges], dtype=np.int64)
             _bisect_level(forward.indptr, forward.term_ids, perm, starts, ends, n_terms, iterations, lg)
-        ranges = [half for s, e in ranges for half in ((s, (s + e) // 2), ((s + e) // 2, e))
-                  if half[1] - half[0] > leaf_size]
+        ranges = [
+            half
+            for s, e in ranges
+            for half in ((s, (s + e) // 2), ((s + e) // 2, e))
+            if half[1] - half[0] > leaf_size
+        ]
         level += 1
     logger.info("graph bisection: %d docs, %d levels, %.1fs", n_docs, level, time.perf_counter() - start)
     return perm

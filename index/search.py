@@ -144,8 +144,15 @@ class Index:
             raise ValueError(f"query term ids must lie in [0, {self.n_terms}); got {terms[0]}..{terms[-1]}")
         return terms.astype(TERM_DTYPE), weights.astype(WEIGHT_DTYPE)
 
-    def search(self, q_terms: Any, q_weights: Any, k: int = 10, mode: str = "exact", alpha: float = 1.0,
-               beta: float = 1.0) -> SearchResult:
+    def search(
+        self,
+        q_terms: Any,
+        q_weights: Any,
+        k: int = 10,
+        mode: str = "exact",
+        alpha: float = 1.0,
+        beta: float = 1.0,
+    ) -> SearchResult:
         """Top-k for one query, on the calling thread (the kernels release the GIL).
 
         Args:
@@ -160,23 +167,34 @@ class Index:
         if len(terms) == 0 or self.n_docs == 0:
             return SearchResult(np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE))
         if params.mode == "exact":
-            docs, scores = _search_one(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights,
-                                       k, self.scan_ratio)
+            docs, scores = _search_one(
+                self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights, k, self.scan_ratio
+            )
         else:
             terms, weights = _prune_terms(terms, weights, _keep(len(terms), params.beta))
-            docs, scores = _bmp_search_one(*self._bmp_args(), terms, weights, k, np.float32(params.alpha),
-                                           self.block_counters)
+            docs, scores = _bmp_search_one(
+                *self._bmp_args(), terms, weights, k, np.float32(params.alpha), self.block_counters
+            )
         return SearchResult(docs, scores * self.scale)
 
     def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
         params = SearchParams(mode, alpha, beta)
         if params.mode != "exact" and self.blockmax is None:
-            raise ValueError(f"mode {mode!r} needs block-max data, and {self.path} has none: build it with "
-                             "`lsr index --blockmax-for INDEX` (or lsr.index.blockmax.build_blockmax)")
+            raise ValueError(
+                f"mode {mode!r} needs block-max data, and {self.path} has none: build it with "
+                "`lsr index --blockmax-for INDEX` (or lsr.index.blockmax.build_blockmax)"
+            )
         return params
 
-    def search_batch(self, queries: SparseBatch, k: int = 10, threads: int | None = None, mode: str = "exact",
-                     alpha: float = 1.0, beta: float = 1.0) -> list[SearchResult]:
+    def search_batch(
+        self,
+        queries: SparseBatch,
+        k: int = 10,
+        threads: int | None = None,
+        mode: str = "exact",
+        alpha: float = 1.0,
+        beta: float = 1.0,
+    ) -> list[SearchResult]:
         """Top-k for a batch of queries, spread over ``threads`` (default: all cores)."""
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
@@ -198,25 +216,63 @@ class Index:
                 self._run_batch(params, queries, k, min(workers, n_queries), out_docs, out_scores, counts)
             finally:
                 numba.set_num_threads(previous)
-        return [SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
-                for i in range(n_queries)]
+        return [
+            SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
+            for i in range(n_queries)
+        ]
 
-    def _run_batch(self, params: SearchParams, queries: SparseBatch, k: int, n_workers: int,
-                   out_docs: np.ndarray, out_scores: np.ndarray, counts: np.ndarray) -> None:
+    def _run_batch(
+        self,
+        params: SearchParams,
+        queries: SparseBatch,
+        k: int,
+        n_workers: int,
+        out_docs: np.ndarray,
+        out_scores: np.ndarray,
+        counts: np.ndarray,
+    ) -> None:
         q = (queries.indptr, queries.term_ids, queries.weights)
         if params.mode == "exact":
-            _search_batch(self.term_ptr, self.doc_ids, self.impacts, self.n_docs, *q, k, n_workers,
-                          out_docs, out_scores, counts, self.scan_ratio)
+            _search_batch(
+                self.term_ptr,
+                self.doc_ids,
+                self.impacts,
+                self.n_docs,
+                *q,
+                k,
+                n_workers,
+                out_docs,
+                out_scores,
+                counts,
+                self.scan_ratio,
+            )
             return
-        _bmp_search_batch(*self._bmp_args(), *q, k, np.float32(params.alpha), n_workers, out_docs, out_scores,
-                          counts)
+        _bmp_search_batch(
+            *self._bmp_args(), *q, k, np.float32(params.alpha), n_workers, out_docs, out_scores, counts
+        )
 
     def _bmp_args(self) -> tuple:
         bm = self.blockmax
-        bmx = (bm.row_of, bm.dense_max, bm.dense_base, bm.dense_off, bm.tb_ptr, bm.tb_block, bm.tb_max,
-               bm.tb_base, bm.tb_off, bm.dense_before)
-        return ((self.term_ptr, self.doc_ids, self.impacts), bmx, bm.ub_ratio, bm.ub_slack, bm.block_size,
-                bm.n_blocks)
+        bmx = (
+            bm.row_of,
+            bm.dense_max,
+            bm.dense_base,
+            bm.dense_off,
+            bm.tb_ptr,
+            bm.tb_block,
+            bm.tb_max,
+            bm.tb_base,
+            bm.tb_off,
+            bm.dense_before,
+        )
+        return (
+            (self.term_ptr, self.doc_ids, self.impacts),
+            bmx,
+            bm.ub_ratio,
+            bm.ub_slack,
+            bm.block_size,
+            bm.n_blocks,
+        )
 
 
 def _keep(n_terms: int, beta: float) -> int:

@@ -89,8 +89,10 @@ class SparseBatch:
             raise ValueError("SparseBatch: indptr must be non-decreasing")
         if len(self.term_ids):
             if self.term_ids.min() < 0 or (n_terms is not None and self.term_ids.max() >= n_terms):
-                raise ValueError(f"SparseBatch: term ids must lie in [0, {n_terms}); got "
-                                 f"[{self.term_ids.min()}, {self.term_ids.max()}]")
+                raise ValueError(
+                    f"SparseBatch: term ids must lie in [0, {n_terms}); got "
+                    f"[{self.term_ids.min()}, {self.term_ids.max()}]"
+                )
             step = np.diff(self.term_ids.astype(np.int64))
             row_start = np.zeros(len(self.term_ids), dtype=bool)
             row_start[ip[:-1][ip[:-1] < len(self.term_ids)]] = True
@@ -106,8 +108,9 @@ class SparseBatch:
 def canonical_row(term_ids: NDArray, weights: NDArray) -> tuple[NDArray, NDArray]:
     """Sort a row by term id, sum repeated terms, check weights. Returns (int64, float64)."""
     if term_ids.shape != weights.shape or term_ids.ndim != 1:
-        raise ValueError(f"term_ids and weights must be 1-d of equal length; got {term_ids.shape} "
-                         f"and {weights.shape}")
+        raise ValueError(
+            f"term_ids and weights must be 1-d of equal length; got {term_ids.shape} and {weights.shape}"
+        )
     bad = ~np.isfinite(weights) | (weights <= 0)
     if np.any(bad):
         raise ValueError(f"weights must be finite and > 0; got {weights[bad][0]!r}")

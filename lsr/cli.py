@@ -25,149 +25,266 @@ logger = logging.getLogger("lsr")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE|NAME",
-                   help="YAML config file, or a shipped config name (bm25, toy); defaults otherwise")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config value, e.g. --set encoder.bm25.k1=1.2 (repeatable)")
+    p.add_argument(
+        "--config",
+        metavar="FILE|NAME",
+        help="YAML config file, or a shipped config name (bm25, toy); defaults otherwise",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set encoder.bm25.k1=1.2 (repeatable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lsr", description="Learned sparse retrieval: encode, index, "
-                                     "search and evaluate.")
+    parser = argparse.ArgumentParser(
+        prog="lsr", description="Learned sparse retrieval: encode, index, search and evaluate."
+    )
     parser.add_argument("--version", action="version", version=f"lsr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("encode", help="encode a corpus into sparse vectors")
-    p.add_argument("--encoder", required=True, metavar="ENCODER",
-                   help=f"{ENCODER_HELP}. Sets encoder.name (and encoder.model)")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        metavar="ENCODER",
+        help=f"{ENCODER_HELP}. Sets encoder.name (and encoder.model)",
+    )
     p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
     p.add_argument("--out", required=True, help="output: a vectors directory (npy) or a .jsonl file")
-    p.add_argument("--format", choices=("npy", "jsonl"), default="npy",
-                   help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines")
+    p.add_argument(
+        "--format",
+        choices=("npy", "jsonl"),
+        default="npy",
+        help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _common(p)
 
-    p = sub.add_parser("index", help="build an inverted index from vectors, or from a corpus",
-                       description="Build an index (posting lists plus block-max data; see the index.* "
-                       "config keys: impact_dtype, block_size, reorder, blockmax).")
+    p = sub.add_parser(
+        "index",
+        help="build an inverted index from vectors, or from a corpus",
+        description="Build an index (posting lists plus block-max data; see the index.* "
+        "config keys: impact_dtype, block_size, reorder, blockmax).",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--vectors", help="a vectors directory from `lsr encode`, or sparse-vector JSONL")
     src.add_argument("--corpus", help="a corpus to encode then index (needs --encoder)")
-    src.add_argument("--blockmax-for", metavar="INDEX",
-                     help="(re)build only the block-max data of an existing index (index.block_size)")
-    src.add_argument("--dense-for", metavar="INDEX",
-                     help="add (or with --overwrite replace) the dense stage of an existing index, from its "
-                     "docstore (with --dense MODEL, --pq M, --opq, --keep-float)")
+    src.add_argument(
+        "--blockmax-for",
+        metavar="INDEX",
+        help="(re)build only the block-max data of an existing index (index.block_size)",
+    )
+    src.add_argument(
+        "--dense-for",
+        metavar="INDEX",
+        help="add (or with --overwrite replace) the dense stage of an existing index, from its "
+        "docstore (with --dense MODEL, --pq M, --opq, --keep-float)",
+    )
     p.add_argument("--encoder", metavar="ENCODER", help=f"encoder for --corpus: {ENCODER_HELP}")
-    p.add_argument("--dense", nargs="?", const="", metavar="MODEL",
-                   help="also build the dense re-rank stage: a bi-encoder folder or hub name (dense.model; "
-                   "default all-MiniLM-L6-v2 from the dense extra), PQ-compressed with faiss")
-    p.add_argument("--pq", type=int, metavar="M", help="PQ sub-quantizers = bytes per document (dense.pq_m, "
-                   "default 48); must divide the model's dimension")
+    p.add_argument(
+        "--dense",
+        nargs="?",
+        const="",
+        metavar="MODEL",
+        help="also build the dense re-rank stage: a bi-encoder folder or hub name (dense.model; "
+        "default all-MiniLM-L6-v2 from the dense extra), PQ-compressed with faiss",
+    )
+    p.add_argument(
+        "--pq",
+        type=int,
+        metavar="M",
+        help="PQ sub-quantizers = bytes per document (dense.pq_m, "
+        "default 48); must divide the model's dimension",
+    )
     p.add_argument("--opq", action="store_true", help="learn an OPQ rotation before PQ (dense.opq)")
-    p.add_argument("--keep-float", action="store_true",
-                   help="also store the float32 dense vectors (dense.keep_float; float baselines)")
+    p.add_argument(
+        "--keep-float",
+        action="store_true",
+        help="also store the float32 dense vectors (dense.keep_float; float baselines)",
+    )
     p.add_argument("--out", help="index directory to create (with --vectors or --corpus)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace --out; the old index stays until the new one is complete")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out; the old index stays until the new one is complete",
+    )
     _common(p)
 
     p = sub.add_parser("search", help="search an index with a text query or a queries file")
     p.add_argument("--index", required=True, help="index directory")
     p.add_argument("query", nargs="?", help="a free-text query: prints rank, id, score and title")
-    p.add_argument("--queries", help="BEIR folder, queries .jsonl/.tsv, sparse-vector JSONL, or "
-                   "ir_datasets id")
+    p.add_argument(
+        "--queries", help="BEIR folder, queries .jsonl/.tsv, sparse-vector JSONL, or ir_datasets id"
+    )
     p.add_argument("--split", help="with a BEIR folder: only the queries judged in qrels/<split>.tsv")
-    p.add_argument("--k", type=int, help="results per query (search.k; default 10 for a text query, "
-                   "1000 for --queries)")
+    p.add_argument(
+        "--k", type=int, help="results per query (search.k; default 10 for a text query, 1000 for --queries)"
+    )
     p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
     _search_mode_flags(p)
-    p.add_argument("--stats", metavar="S.json", help="with --queries: also time each query alone on one "
-                   "thread (after warm-up, index load excluded) and write mean/p50/p99 ms and queries/s")
-    p.add_argument("--rerank", choices=("none", "dense"),
-                   help="search.rerank: dense re-scores the sparse top --depth with the index's dense stage "
-                   "(PQ codes) and fuses the scores with the weight stored by lsr tune-fusion")
+    p.add_argument(
+        "--stats",
+        metavar="S.json",
+        help="with --queries: also time each query alone on one "
+        "thread (after warm-up, index load excluded) and write mean/p50/p99 ms and queries/s",
+    )
+    p.add_argument(
+        "--rerank",
+        choices=("none", "dense"),
+        help="search.rerank: dense re-scores the sparse top --depth with the index's dense stage "
+        "(PQ codes) and fuses the scores with the weight stored by lsr tune-fusion",
+    )
     p.add_argument("--depth", type=int, help="search.rerank_depth: sparse candidates re-scored (100)")
     p.add_argument("--out", help="TREC run file to write (with --queries)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _common(p)
 
-    p = sub.add_parser("eval", help="evaluate indexes or named systems on datasets: quality, latency, size, "
-                       "sparsity, significance; the reproduction matrix; per-query explanations",
-                       description="One index on one dataset (--index, --dataset), systems side by side "
-                       "(--systems, --datasets, --report-dir), the reproduction matrix (--matrix), or why "
-                       "documents ranked for one query (--explain QID).")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate indexes or named systems on datasets: quality, latency, size, "
+        "sparsity, significance; the reproduction matrix; per-query explanations",
+        description="One index on one dataset (--index, --dataset), systems side by side "
+        "(--systems, --datasets, --report-dir), the reproduction matrix (--matrix), or why "
+        "documents ranked for one query (--explain QID).",
+    )
     p.add_argument("--index", help="index directory (required unless --rerank with --encoder)")
     p.add_argument("--dataset", help="BEIR folder or ir_datasets id")
-    p.add_argument("--systems", metavar="S1,S2,...",
-                   help="systems side by side: index directories, bm25, splade, inference-free, unicoil, "
-                   "NAME:MODEL_FOLDER, hybrid[:MODEL_FOLDER] (SPLADE + dense re-rank), pyserini-bm25 (Lucene "
-                   "reference), run:FILE (a TREC run; {split} is filled in). Missing indexes are built into "
-                   "the cache (--cache-dir), keyed by a content hash of corpus, config and model weights")
-    p.add_argument("--datasets", metavar="D1,D2,...",
-                   help="with --systems: BEIR folders, staged BEIR names (scifact), ir_datasets ids, or "
-                   "dl19-rerank / dl20-rerank (TREC DL: re-rank the shipped BM25 top-100 of the DL pool; "
-                   "graded nDCG@10, binary metrics at grade >= 2)")
-    p.add_argument("--report-dir", metavar="DIR",
-                   help="with --systems or --matrix: write report.json, report.md and PNG plots here")
-    p.add_argument("--cache-dir", metavar="DIR", help="built indexes (default $LSR_CACHE_DIR/indexes, "
-                   "~/.cache/lsr/indexes)")
-    p.add_argument("--correction", choices=("holm", "bonferroni", "none"), default="holm",
-                   help="multiple-comparison correction of the paired t-tests (default holm)")
+    p.add_argument(
+        "--systems",
+        metavar="S1,S2,...",
+        help="systems side by side: index directories, bm25, splade, inference-free, unicoil, "
+        "NAME:MODEL_FOLDER, hybrid[:MODEL_FOLDER] (SPLADE + dense re-rank), pyserini-bm25 (Lucene "
+        "reference), run:FILE (a TREC run; {split} is filled in). Missing indexes are built into "
+        "the cache (--cache-dir), keyed by a content hash of corpus, config and model weights",
+    )
+    p.add_argument(
+        "--datasets",
+        metavar="D1,D2,...",
+        help="with --systems: BEIR folders, staged BEIR names (scifact), ir_datasets ids, or "
+        "dl19-rerank / dl20-rerank (TREC DL: re-rank the shipped BM25 top-100 of the DL pool; "
+        "graded nDCG@10, binary metrics at grade >= 2)",
+    )
+    p.add_argument(
+        "--report-dir",
+        metavar="DIR",
+        help="with --systems or --matrix: write report.json, report.md and PNG plots here",
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="built indexes (default $LSR_CACHE_DIR/indexes, ~/.cache/lsr/indexes)",
+    )
+    p.add_argument(
+        "--correction",
+        choices=("holm", "bonferroni", "none"),
+        default="holm",
+        help="multiple-comparison correction of the paired t-tests (default holm)",
+    )
     p.add_argument("--p-value", type=float, default=0.05, help="significance level after correction (0.05)")
-    p.add_argument("--matrix", nargs="?", const="eval/matrix.yaml", metavar="FILE",
-                   help="run the reproduction matrix (default eval/matrix.yaml); exit 1 when a row does "
-                   "not reproduce")
+    p.add_argument(
+        "--matrix",
+        nargs="?",
+        const="eval/matrix.yaml",
+        metavar="FILE",
+        help="run the reproduction matrix (default eval/matrix.yaml); exit 1 when a row does not reproduce",
+    )
     p.add_argument("--tier", choices=("ci", "gpu", "long"), help="with --matrix: only the rows of this tier")
-    p.add_argument("--explain", metavar="QID", help="with --index and --dataset: the query's terms and "
-                   "weights, and for the top documents (--k, default 5) each matching term's contribution")
-    p.add_argument("--irds-local", action="append", default=[], metavar="ID=PATH",
-                   help="serve an ir_datasets id from a local BEIR folder or zip (repeatable); see also "
-                   "$LSR_IRDS_REGISTRY")
-    p.add_argument("--rerank", metavar="RUN",
-                   help="re-rank protocol (TREC DL): re-score the top --k (default 100) of RUN, a run "
-                   "name in DATASET/runs (bm25, tasb, ...) or a TREC run file, on every split of "
-                   "DATASET/qrels (or --split); e.g. --rerank bm25 --dataset ../shared/data/msmarco/dl-pool")
-    p.add_argument("--encoder", metavar="ENCODER",
-                   help=f"with --rerank and no --index: index DATASET's corpus with this encoder first, "
-                   f"in a temporary directory ({ENCODER_HELP})")
+    p.add_argument(
+        "--explain",
+        metavar="QID",
+        help="with --index and --dataset: the query's terms and "
+        "weights, and for the top documents (--k, default 5) each matching term's contribution",
+    )
+    p.add_argument(
+        "--irds-local",
+        action="append",
+        default=[],
+        metavar="ID=PATH",
+        help="serve an ir_datasets id from a local BEIR folder or zip (repeatable); see also "
+        "$LSR_IRDS_REGISTRY",
+    )
+    p.add_argument(
+        "--rerank",
+        metavar="RUN",
+        help="re-rank protocol (TREC DL): re-score the top --k (default 100) of RUN, a run "
+        "name in DATASET/runs (bm25, tasb, ...) or a TREC run file, on every split of "
+        "DATASET/qrels (or --split); e.g. --rerank bm25 --dataset ../shared/data/msmarco/dl-pool",
+    )
+    p.add_argument(
+        "--encoder",
+        metavar="ENCODER",
+        help=f"with --rerank and no --index: index DATASET's corpus with this encoder first, "
+        f"in a temporary directory ({ENCODER_HELP})",
+    )
     p.add_argument("--split", help="qrels split of a BEIR folder (eval.split, default test)")
     p.add_argument("--k", type=int, help="depth of the run (eval.k, default 1000)")
-    p.add_argument("--rerank-stage", choices=("none", "dense", "dense-float"),
-                   help="evaluate the hybrid: the sparse top search.rerank_depth re-scored by the index's "
-                   "dense stage (PQ codes; dense-float: the stored float vectors) and fused; with --rerank "
-                   "RUN: fuse the re-ranked sparse scores with the dense ones")
-    p.add_argument("--system", choices=("sparse", "dense-pq", "dense-float"), default="sparse",
-                   help="dense-pq / dense-float: dense-only retrieval over the index's dense stage (a flat "
-                   "scan of the PQ codes, or of the float vectors), the baseline beside sparse and hybrid")
+    p.add_argument(
+        "--rerank-stage",
+        choices=("none", "dense", "dense-float"),
+        help="evaluate the hybrid: the sparse top search.rerank_depth re-scored by the index's "
+        "dense stage (PQ codes; dense-float: the stored float vectors) and fused; with --rerank "
+        "RUN: fuse the re-ranked sparse scores with the dense ones",
+    )
+    p.add_argument(
+        "--system",
+        choices=("sparse", "dense-pq", "dense-float"),
+        default="sparse",
+        help="dense-pq / dense-float: dense-only retrieval over the index's dense stage (a flat "
+        "scan of the PQ codes, or of the float vectors), the baseline beside sparse and hybrid",
+    )
     _search_mode_flags(p)
     p.add_argument("--out", help="write the JSON report here")
     _common(p)
 
-    p = sub.add_parser("tune-fusion", help="tune the dense re-rank fusion weight on a dev/train split and "
-                       "store it in the index's dense meta")
+    p = sub.add_parser(
+        "tune-fusion",
+        help="tune the dense re-rank fusion weight on a dev/train split and "
+        "store it in the index's dense meta",
+    )
     p.add_argument("--index", required=True, help="index directory with a dense stage")
     p.add_argument("--dataset", required=True, help="BEIR folder (or ir_datasets id) with the tuning split")
     p.add_argument("--split", default="train", help="qrels split to tune on (default train; never test)")
-    p.add_argument("--methods", default="convex-minmax,convex-zscore",
-                   help="fusion methods to try (comma-separated: convex-minmax, convex-zscore, rrf); the "
-                   "best becomes the default, each one's best weight is stored")
+    p.add_argument(
+        "--methods",
+        default="convex-minmax,convex-zscore",
+        help="fusion methods to try (comma-separated: convex-minmax, convex-zscore, rrf); the "
+        "best becomes the default, each one's best weight is stored",
+    )
     p.add_argument("--depth", type=int, help="search.rerank_depth: sparse candidates re-scored (100)")
     p.add_argument("--dry-run", action="store_true", help="print the grid, store nothing")
     _common(p)
 
-    p = sub.add_parser("serve", help="serve indexes over HTTP (REST search service; the `serve` extra)",
-                       description="Run the REST search service (FastAPI + uvicorn). Endpoints: POST "
-                       "/v1/search, POST /v1/search/batch, GET /v1/docs/{id}, GET /v1/indexes, POST "
-                       "/v1/indexes/{name}/reload, GET /healthz, /readyz, /metrics; schema at /docs.")
-    p.add_argument("--index", dest="indexes", action="append", required=True, metavar="[NAME=]DIR",
-                   help="an index to serve (repeatable); NAME defaults to the directory name; the first "
-                   "is the default of requests that name no index")
+    p = sub.add_parser(
+        "serve",
+        help="serve indexes over HTTP (REST search service; the `serve` extra)",
+        description="Run the REST search service (FastAPI + uvicorn). Endpoints: POST "
+        "/v1/search, POST /v1/search/batch, GET /v1/docs/{id}, GET /v1/indexes, POST "
+        "/v1/indexes/{name}/reload, GET /healthz, /readyz, /metrics; schema at /docs.",
+    )
+    p.add_argument(
+        "--index",
+        dest="indexes",
+        action="append",
+        required=True,
+        metavar="[NAME=]DIR",
+        help="an index to serve (repeatable); NAME defaults to the directory name; the first "
+        "is the default of requests that name no index",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes, each with its own "
-                   "memory-mapped copy of the indexes (pages are shared); default 1")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes, each with its own "
+        "memory-mapped copy of the indexes (pages are shared); default 1",
+    )
     p.add_argument("--threads", type=int, default=0, help="search threads per worker (0: all cores)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (503 past it)")
     p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for (1000)")
@@ -175,12 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-query-tokens", type=int, default=256, help="longest text query (whitespace tokens)")
     p.add_argument("--max-batch", type=int, default=256, help="most queries in one batch request")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (1 MiB)")
-    p.add_argument("--api-key-file", metavar="FILE", help="require this key (file content) in X-API-Key on "
-                   "/v1 routes; without it, the key comes from the --api-key-env variable if set")
-    p.add_argument("--api-key-env", default="LSR_API_KEY", metavar="VAR",
-                   help="environment variable holding the API key (default LSR_API_KEY; unset: no key)")
-    p.add_argument("--cors-origin", dest="cors_origins", action="append", default=[], metavar="ORIGIN",
-                   help="allow browser requests from this origin (repeatable; default: CORS off)")
+    p.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="require this key (file content) in X-API-Key on "
+        "/v1 routes; without it, the key comes from the --api-key-env variable if set",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default="LSR_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the API key (default LSR_API_KEY; unset: no key)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow browser requests from this origin (repeatable; default: CORS off)",
+    )
     p.add_argument("--no-access-log", action="store_true", help="no JSON log line per request")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     _train_parsers(sub)
@@ -188,13 +319,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _search_mode_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--mode", choices=("exact", "safe", "approx"),
-                   help="search.mode: exact scores every posting; safe uses block-max pruning with "
-                   "identical results; approx prunes further with --alpha/--beta")
-    p.add_argument("--alpha", type=float, help="search.alpha in (0, 1], approx: stop when the k-th score "
-                   "exceeds alpha x the best block bound left")
-    p.add_argument("--beta", type=float, help="search.beta in (0, 1], approx: keep this fraction of each "
-                   "query's terms, heaviest first")
+    p.add_argument(
+        "--mode",
+        choices=("exact", "safe", "approx"),
+        help="search.mode: exact scores every posting; safe uses block-max pruning with "
+        "identical results; approx prunes further with --alpha/--beta",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        help="search.alpha in (0, 1], approx: stop when the k-th score "
+        "exceeds alpha x the best block bound left",
+    )
+    p.add_argument(
+        "--beta",
+        type=float,
+        help="search.beta in (0, 1], approx: keep this fraction of each query's terms, heaviest first",
+    )
 
 
 def _config(args: argparse.Namespace, extra: list[str]) -> Config:
@@ -214,8 +355,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     cfg = _config(args, encoder_overrides(args.encoder))
     meta = encode_corpus(cfg, args.corpus, args.out, args.format, args.overwrite, _progress(args))
     empty = f", {meta['empty_docs']} empty" if meta.get("empty_docs") else ""
-    print(f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc{empty}, "
-          f"vocabulary {meta['n_terms']}) -> {args.out}")
+    print(
+        f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc{empty}, "
+        f"vocabulary {meta['n_terms']}) -> {args.out}"
+    )
     return 0
 
 
@@ -233,8 +376,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         from lsr.index.blockmax import build_blockmax
 
         bm = build_blockmax(args.blockmax_for, cfg.index.block_size)
-        print(f"block-max data: {bm['n_blocks']} blocks of {bm['block_size']} docs, {bm['n_dense_terms']} "
-              f"dense terms, {bm['n_sparse_runs']} sparse runs -> {args.blockmax_for}/blockmax")
+        print(
+            f"block-max data: {bm['n_blocks']} blocks of {bm['block_size']} docs, {bm['n_dense_terms']} "
+            f"dense terms, {bm['n_sparse_runs']} sparse runs -> {args.blockmax_for}/blockmax"
+        )
         return 0
     if not args.out:
         raise LsrError("--out is required with --vectors or --corpus")
@@ -242,8 +387,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         meta = index_corpus(cfg, args.corpus, args.out, args.overwrite, _progress(args))
     else:
         meta = build_index_from_vectors(cfg, args.vectors, args.out, args.overwrite, _progress(args))
-    print(f"indexed {meta['n_docs']} docs, {meta['n_terms']} terms, {meta['n_postings']} postings "
-          f"({meta['impacts']['dtype']} impacts) -> {args.out}")
+    print(
+        f"indexed {meta['n_docs']} docs, {meta['n_terms']} terms, {meta['n_postings']} postings "
+        f"({meta['impacts']['dtype']} impacts) -> {args.out}"
+    )
     if args.dense is not None:
         return _build_dense(cfg, args.out, args.corpus, True, _progress(args))
     return 0
@@ -260,12 +407,24 @@ def _build_dense(cfg: Config, index_dir: str, corpus: str | None, overwrite: boo
     from lsr.dense_stage import build_dense_stage
 
     d = cfg.dense
-    meta = build_dense_stage(index_dir, corpus, d.model or None, d.pq_m, d.opq, d.keep_float, progress,
-                             batch_size=d.batch_size, max_length=d.max_length, overwrite=overwrite)
+    meta = build_dense_stage(
+        index_dir,
+        corpus,
+        d.model or None,
+        d.pq_m,
+        d.opq,
+        d.keep_float,
+        progress,
+        batch_size=d.batch_size,
+        max_length=d.max_length,
+        overwrite=overwrite,
+    )
     notes = "".join(f"; note: {n}" for n in meta["notes"])
-    print(f"dense stage: {meta['n_docs']} docs, {meta['model']['name']} (dim {meta['dim']}), PQ M = "
-          f"{meta['m']} x {meta['nbits']} bits{' + OPQ' if meta['opq'] else ''} = {meta['m']} bytes/doc"
-          f"{', float vectors kept' if meta['keep_float'] else ''}{notes} -> {index_dir}/dense")
+    print(
+        f"dense stage: {meta['n_docs']} docs, {meta['model']['name']} (dim {meta['dim']}), PQ M = "
+        f"{meta['m']} x {meta['nbits']} bits{' + OPQ' if meta['opq'] else ''} = {meta['m']} bytes/doc"
+        f"{', float vectors kept' if meta['keep_float'] else ''}{notes} -> {index_dir}/dense"
+    )
     return 0
 
 
@@ -286,8 +445,15 @@ def cmd_search(args: argparse.Namespace) -> int:
     if rerank:
         searcher.require_dense(rerank)  # fail before any work
     if args.query:
-        for hit in searcher.search(args.query, k=args.k or 10, params=params, rerank=rerank,
-                                   depth=s.rerank_depth, fusion=s.fusion, fusion_weight=s.fusion_weight):
+        for hit in searcher.search(
+            args.query,
+            k=args.k or 10,
+            params=params,
+            rerank=rerank,
+            depth=s.rerank_depth,
+            fusion=s.fusion,
+            fusion_weight=s.fusion_weight,
+        ):
             print(f"{hit.rank:>4}  {hit.doc_id:<20} {hit.score:10.4f}  {hit.title[:80]}")
         return 0
     if not args.out:
@@ -300,14 +466,22 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     qids, encoded = load_query_input(searcher, args.queries, args.split)
     start = time.perf_counter()
-    run = searcher.run(qids, encoded, max(cfg.search.k, s.rerank_depth) if rerank else cfg.search.k,
-                       cfg.search.threads, cfg.search.batch_size, _progress(args), params)
+    run = searcher.run(
+        qids,
+        encoded,
+        max(cfg.search.k, s.rerank_depth) if rerank else cfg.search.k,
+        cfg.search.threads,
+        cfg.search.batch_size,
+        _progress(args),
+        params,
+    )
     if rerank:
         from lsr.data.corpus import load_queries
 
         texts = load_queries(args.queries, args.split)  # the dense model needs the query texts
-        run = searcher.rerank_run(qids, [texts[q] for q in qids], run, s.rerank_depth, s.fusion,
-                                  s.fusion_weight)
+        run = searcher.rerank_run(
+            qids, [texts[q] for q in qids], run, s.rerank_depth, s.fusion, s.fusion_weight
+        )
         run = {q: dict(list(docs.items())[: cfg.search.k]) for q, docs in run.items()}
     elapsed = time.perf_counter() - start
     write_run(run, out)
@@ -323,7 +497,9 @@ def _write_stats(path: str, searcher, encoded, cfg: Config, params, run_seconds:
     stats = {
         "index": str(searcher.index.path),
         "k": cfg.search.k,
-        "mode": params.mode, "alpha": params.alpha, "beta": params.beta,
+        "mode": params.mode,
+        "alpha": params.alpha,
+        "beta": params.beta,
         "latency_ms": searcher.latency(encoded, cfg.search.k, params),
         "batch": searcher.batch_throughput(encoded, cfg.search.k, cfg.search.threads, params),
         "run": {"seconds": run_seconds, "qps": len(encoded) / max(run_seconds, 1e-9)},
@@ -332,8 +508,10 @@ def _write_stats(path: str, searcher, encoded, cfg: Config, params, run_seconds:
     write_json(Path(path), stats)
     lat = stats["latency_ms"]
     if lat:
-        print(f"latency per query (1 thread): mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f} ms, "
-              f"p99 {lat['p99']:.3f} ms; {stats['batch']['qps']:.0f} queries/s in batch -> {path}")
+        print(
+            f"latency per query (1 thread): mean {lat['mean']:.3f} ms, p50 {lat['p50']:.3f} ms, "
+            f"p99 {lat['p99']:.3f} ms; {stats['batch']['qps']:.0f} queries/s in batch -> {path}"
+        )
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -381,8 +559,16 @@ def _rerank(args: argparse.Namespace) -> int:
     if bool(args.index) == bool(args.encoder):
         raise LsrError("--rerank needs either --index (built over the dataset's corpus) or --encoder")
     cfg = _config(args, encoder_overrides(args.encoder) if args.encoder else [])
-    report = rerank_eval(args.dataset, cfg, args.index, args.rerank, [args.split] if args.split else None,
-                         args.k or 100, _progress(args), rerank=args.rerank_stage)
+    report = rerank_eval(
+        args.dataset,
+        cfg,
+        args.index,
+        args.rerank,
+        [args.split] if args.split else None,
+        args.k or 100,
+        _progress(args),
+        rerank=args.rerank_stage,
+    )
     print(format_rerank_report(report))
     if args.out:
         write_json(Path(args.out), report)
@@ -395,15 +581,17 @@ def cmd_tune_fusion(args: argparse.Namespace) -> int:
 
     cfg = _config(args, [f"search.rerank_depth={args.depth}"] if args.depth is not None else [])
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    res = tune_fusion(args.index, args.dataset, cfg, args.split, methods, store=not args.dry_run,
-                      progress=_progress(args))
+    res = tune_fusion(
+        args.index, args.dataset, cfg, args.split, methods, store=not args.dry_run, progress=_progress(args)
+    )
     on = res["tuned_on"]
     for method, grid in res["grid"].items():
         print(f"{method:<14} " + " ".join(f"{w}:{v:.4f}" for w, v in grid.items()))
-    print(f"sparse alone {on['metric']} {res['sparse']:.4f}; best {res['method']} weight "
-          f"{res['weight']:.2f} -> {on['metric']} {on['value']:.4f} on {on['split']} ({on['n_queries']} "
-          f"queries, top {on['depth']})"
-          + ("" if args.dry_run else f"; stored in {args.index}/dense/meta.json"))
+    print(
+        f"sparse alone {on['metric']} {res['sparse']:.4f}; best {res['method']} weight "
+        f"{res['weight']:.2f} -> {on['metric']} {on['value']:.4f} on {on['split']} ({on['n_queries']} "
+        f"queries, top {on['depth']})" + ("" if args.dry_run else f"; stored in {args.index}/dense/meta.json")
+    )
     return 0
 
 
@@ -413,22 +601,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
         import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        raise LsrError(f"lsr serve needs the serve extra ({exc.name} is missing): "
-                       "pip install -e '.[serve]'") from None
+        raise LsrError(
+            f"lsr serve needs the serve extra ({exc.name} is missing): pip install -e '.[serve]'"
+        ) from None
     from lsr.service.app import index_summary, serve
     from lsr.service.settings import ServiceSettings, parse_index_specs
 
     settings = ServiceSettings(
-        indexes=parse_index_specs(args.indexes), host=args.host, port=args.port, workers=args.workers,
-        search_threads=args.threads, timeout_s=args.timeout, max_k=args.max_k,
-        max_query_chars=args.max_query_chars, max_query_tokens=args.max_query_tokens,
-        max_batch=args.max_batch, max_body_bytes=args.max_body_bytes, api_key_file=args.api_key_file,
-        api_key_env=args.api_key_env, cors_origins=tuple(args.cors_origins),
-        log_requests=not args.no_access_log)
+        indexes=parse_index_specs(args.indexes),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        search_threads=args.threads,
+        timeout_s=args.timeout,
+        max_k=args.max_k,
+        max_query_chars=args.max_query_chars,
+        max_query_tokens=args.max_query_tokens,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+        api_key_file=args.api_key_file,
+        api_key_env=args.api_key_env,
+        cors_origins=tuple(args.cors_origins),
+        log_requests=not args.no_access_log,
+    )
     for name, path in settings.indexes.items():  # fail fast, before any worker starts
         meta = index_summary(path)
-        logger.info("serving index %r: %s (%d docs, encoder %s)", name, path, meta["n_docs"],
-                    meta.get("encoder", {}).get("name"))
+        logger.info(
+            "serving index %r: %s (%d docs, encoder %s)",
+            name,
+            path,
+            meta["n_docs"],
+            meta.get("encoder", {}).get("name"),
+        )
     key = settings.api_key()
     logger.info("API key %s", "required on /v1 routes" if key else "not required (no key configured)")
     serve(settings, log_level="warning" if args.quiet else "info")
@@ -436,18 +640,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _train_parsers(sub: argparse._SubParsersAction) -> None:
-    for name, what in (("train", "train a sparse encoder from a prepared dataset (lsr.train)"),
-                       ("train-prepare", "build a prepared training dataset: pairs, dev split, "
-                        "pseudo-queries, mined negatives, teacher scores")):
+    for name, what in (
+        ("train", "train a sparse encoder from a prepared dataset (lsr.train)"),
+        (
+            "train-prepare",
+            "build a prepared training dataset: pairs, dev split, "
+            "pseudo-queries, mined negatives, teacher scores",
+        ),
+    ):
         p = sub.add_parser(name, help=what, description=what)
-        p.add_argument("--config", metavar="FILE|NAME", required=True,
-                       help="training YAML (e.g. configs/train-toy.yaml, or a shipped name: train-toy)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override one config value, e.g. --set train.steps=500 (repeatable)")
+        p.add_argument(
+            "--config",
+            metavar="FILE|NAME",
+            required=True,
+            help="training YAML (e.g. configs/train-toy.yaml, or a shipped name: train-toy)",
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override one config value, e.g. --set train.steps=500 (repeatable)",
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
         if name == "train":
-            p.add_argument("--out", help="run directory (default artifacts/train/<name>): best/, "
-                           "checkpoint/, train_log.jsonl, summary.json")
+            p.add_argument(
+                "--out",
+                help="run directory (default artifacts/train/<name>): best/, "
+                "checkpoint/, train_log.jsonl, summary.json",
+            )
             p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
         else:
             p.add_argument("--out", help="prepared dataset directory (default: data.prepared)")
@@ -463,9 +685,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = args.out or f"artifacts/train/{cfg.name}"
     summary = train(cfg, out, resume=args.resume, progress=_progress(args))
     best = summary["best"]
-    print(f"trained {cfg.name}: {summary['steps']} steps in {summary['seconds']:.0f}s; best dev nDCG@10 "
-          f"{best.get('ndcg@10', 0):.4f} at step {best.get('step')} (doc nnz {best.get('doc_nnz', 0):.1f}, "
-          f"query nnz {best.get('query_nnz', 0):.1f}) -> {summary['model']}")
+    print(
+        f"trained {cfg.name}: {summary['steps']} steps in {summary['seconds']:.0f}s; best dev nDCG@10 "
+        f"{best.get('ndcg@10', 0):.4f} at step {best.get('step')} (doc nnz {best.get('doc_nnz', 0):.1f}, "
+        f"query nnz {best.get('query_nnz', 0):.1f}) -> {summary['model']}"
+    )
     return 0
 
 
@@ -480,23 +704,33 @@ def cmd_train_prepare(args: argparse.Namespace) -> int:
 
     meta = prepare_dataset(cfg.prepare, out, args.overwrite, _progress(args))
     c = meta["counts"]
-    print(f"prepared {c['train_examples']} examples ({c['train_queries']} labelled queries, "
-          f"{c.get('pseudo_titles', 0)} + {c.get('pseudo_spans', 0)} pseudo-queries; skipped "
-          f"{c['skipped_no_positive']} without positive), {c['dev_queries']} dev queries, teachers "
-          f"{meta['teachers']} in {meta['seconds']:.0f}s -> {out}")
+    print(
+        f"prepared {c['train_examples']} examples ({c['train_queries']} labelled queries, "
+        f"{c.get('pseudo_titles', 0)} + {c.get('pseudo_spans', 0)} pseudo-queries; skipped "
+        f"{c['skipped_no_positive']} without positive), {c['dev_queries']} dev queries, teachers "
+        f"{meta['teachers']} in {meta['seconds']:.0f}s -> {out}"
+    )
     return 0
 
 
-COMMANDS = {"encode": cmd_encode, "index": cmd_index, "search": cmd_search, "eval": cmd_eval,
-            "serve": cmd_serve}
+COMMANDS = {
+    "encode": cmd_encode,
+    "index": cmd_index,
+    "search": cmd_search,
+    "eval": cmd_eval,
+    "serve": cmd_serve,
+}
 COMMANDS.update({"train": cmd_train, "train-prepare": cmd_train_prepare})
 COMMANDS["tune-fusion"] = cmd_tune_fusion
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     try:
         return COMMANDS[args.command](args)
     except (LsrError, ArtifactError, FileExistsError, FileNotFoundError, ValueError) as exc:

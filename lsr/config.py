@@ -80,8 +80,9 @@ class InferenceFreeConfig:
 
     def __post_init__(self) -> None:
         if not self.query_weights:
-            raise ConfigError("encoder.inference_free.query_weights must be auto, idf, model or a JSON file "
-                              "path")
+            raise ConfigError(
+                "encoder.inference_free.query_weights must be auto, idf, model or a JSON file path"
+            )
 
 
 @dataclass(frozen=True)
@@ -106,14 +107,19 @@ class TransformerConfig:
         _one_of("encoder.transformer", "long_docs", self.long_docs, ("truncate", "windows"))
         _positive("encoder.transformer", "window_overlap", self.window_overlap, allow_zero=True)
         if self.long_docs == "windows" and self.window_overlap > self.max_length // 2:
-            raise ConfigError(f"encoder.transformer.window_overlap = {self.window_overlap} must be at most "
-                              f"max_length / 2 = {self.max_length // 2}")
+            raise ConfigError(
+                f"encoder.transformer.window_overlap = {self.window_overlap} must be at most "
+                f"max_length / 2 = {self.max_length // 2}"
+            )
         if self.batch_tokens < self.max_length:
-            raise ConfigError(f"encoder.transformer.batch_tokens = {self.batch_tokens} must be >= "
-                              f"max_length = {self.max_length}")
+            raise ConfigError(
+                f"encoder.transformer.batch_tokens = {self.batch_tokens} must be >= "
+                f"max_length = {self.max_length}"
+            )
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise ConfigError(f"encoder.transformer.device = {self.device!r} is not auto, cpu, cuda or "
-                              "cuda:N")
+            raise ConfigError(
+                f"encoder.transformer.device = {self.device!r} is not auto, cpu, cuda or cuda:N"
+            )
         _one_of("encoder.transformer", "dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
         _positive("encoder.transformer", "threads", self.threads, allow_zero=True)
 
@@ -185,8 +191,10 @@ class SearchConfig:
         _one_of("search", "fusion", self.fusion, ("auto", "convex-minmax", "convex-zscore", "rrf"))
         _positive("search", "rerank_depth", self.rerank_depth)
         if self.fusion_weight > 1 or math.isnan(self.fusion_weight):
-            raise ConfigError(f"search.fusion_weight = {self.fusion_weight!r} must lie in [0, 1] (or be "
-                              "negative: the tuned weight)")
+            raise ConfigError(
+                f"search.fusion_weight = {self.fusion_weight!r} must lie in [0, 1] (or be "
+                "negative: the tuned weight)"
+            )
         for name in ("alpha", "beta"):
             value = getattr(self, name)
             if not 0 < value <= 1:
@@ -270,8 +278,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return load_dataclass_config(Config, path, overrides)
 
 
-def load_dataclass_config(cls: type, path: str | Path | None = None,
-                          overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def load_dataclass_config(
+    cls: type, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Any:
     """``cls`` (a config dataclass) from defaults <- YAML file (path or shipped name) <- overrides."""
     data: dict[str, Any] = {}
     if path is not None:

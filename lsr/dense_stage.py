@@ -80,7 +80,8 @@ class DenseStage:
                 f"{path} was built for another corpus or document order ({codes.n_docs} docs, ids digest "
                 f"{str(codes.meta.get('ids_digest'))[:12]}) than the index {index_dir} ({len(doc_keys)} "
                 f"docs, digest {ids_digest(doc_keys)[:12]}); rebuild it: lsr index --dense-for {index_dir} "
-                "--overwrite")
+                "--overwrite"
+            )
         return cls(codes, index_dir)
 
     @property
@@ -94,8 +95,11 @@ class DenseStage:
         stored = self.fusion
         m = stored["method"] if method in ("auto", "", None) else method
         if weight is None or weight < 0:
-            weight = stored["weight"] if m == stored["method"] else \
-                (stored.get("weights") or {}).get(m, DEFAULT_FUSION["weight"])
+            weight = (
+                stored["weight"]
+                if m == stored["method"]
+                else (stored.get("weights") or {}).get(m, DEFAULT_FUSION["weight"])
+            )
         check_fusion(m, weight)
         return m, float(weight)
 
@@ -108,8 +112,9 @@ class DenseStage:
         path = Path(desc.get("path", ""))
         if not (path / "config.json").is_file():  # moved machine: resolve the spec again
             path = resolve_dense_model(desc.get("spec") or None)
-        return DenseModel(path, max_length=int(desc.get("max_length", 256)),
-                          batch_size=int(self.meta.get("batch_size", 64)))
+        return DenseModel(
+            path, max_length=int(desc.get("max_length", 256)), batch_size=int(self.meta.get("batch_size", 64))
+        )
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         emb = self.model.encode(list(texts))
@@ -120,8 +125,15 @@ class DenseStage:
     def dense_scores(self, query_emb: np.ndarray, cands: np.ndarray, use_float: bool = False) -> np.ndarray:
         return self.codes.score_float(query_emb, cands) if use_float else self.codes.score(query_emb, cands)
 
-    def rerank(self, query_emb: np.ndarray, cands: np.ndarray, sparse_scores: np.ndarray,
-               method: str, weight: float, use_float: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def rerank(
+        self,
+        query_emb: np.ndarray,
+        cands: np.ndarray,
+        sparse_scores: np.ndarray,
+        method: str,
+        weight: float,
+        use_float: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(candidates in fused order, their fused scores) for one query."""
         cands = np.asarray(cands, dtype=np.int64)
         dense = self.dense_scores(query_emb, cands, use_float)
@@ -135,8 +147,13 @@ class DenseStage:
         return directory_bytes(self.codes.path)
 
 
-def store_fusion(index_dir: str | Path, method: str, weight: float, weights: dict[str, float] | None = None,
-                 tuned_on: dict[str, Any] | None = None) -> dict[str, Any]:
+def store_fusion(
+    index_dir: str | Path,
+    method: str,
+    weight: float,
+    weights: dict[str, float] | None = None,
+    tuned_on: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write the fusion settings into ``<index_dir>/dense/meta.json`` (atomically); return the meta."""
     path = Path(index_dir) / DENSE_DIR
     meta = read_meta(path, DENSE_FORMAT, (DENSE_FORMAT_VERSION,))
@@ -163,8 +180,9 @@ def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) ->
         for i in range(len(ids)):
             doc = store.get(i)
             if doc.get("id") != ids[i]:
-                raise ArtifactError(f"{index_dir}: docstore doc {i} is {doc.get('id')!r}, ids.txt says "
-                                    f"{ids[i]!r}")
+                raise ArtifactError(
+                    f"{index_dir}: docstore doc {i} is {doc.get('id')!r}, ids.txt says {ids[i]!r}"
+                )
             texts.append(f"{doc.get('title', '')} {doc.get('text', '')}".strip())
         return texts
     from lsr.data.corpus import open_corpus
@@ -184,7 +202,8 @@ def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) ->
         raise LsrError(
             f"corpus {corpus} ({n_corpus} docs) is not the corpus of index {index_dir} ({len(ids)} docs): "
             f"{len(unknown)} corpus ids not in the index (e.g. {unknown[:3]}), {len(missing)} indexed ids "
-            f"not in the corpus (e.g. {missing[:3]}); index the same corpus")
+            f"not in the corpus (e.g. {missing[:3]}); index the same corpus"
+        )
     return texts  # type: ignore[return-value]
 
 
@@ -198,15 +217,20 @@ def _reusable_vectors(index_dir: Path, digest: str, model_path: str, max_length:
     except ArtifactError:
         return None
     desc = old.meta.get("model", {})
-    if old.vectors is None or old.meta.get("ids_digest") != digest or desc.get("path") != model_path or \
-            int(desc.get("max_length", -1)) != max_length:
+    if (
+        old.vectors is None
+        or old.meta.get("ids_digest") != digest
+        or desc.get("path") != model_path
+        or int(desc.get("max_length", -1)) != max_length
+    ):
         return None
     logger.info("reusing the float vectors of %s (same corpus and model)", path)
     return np.array(old.vectors, dtype=np.float32)
 
 
-def train_pq(x: np.ndarray, m: int, opq: bool = False, *, niter: int = 25,
-             seed: int = 1234) -> tuple[np.ndarray, np.ndarray | None, int, list[str]]:
+def train_pq(
+    x: np.ndarray, m: int, opq: bool = False, *, niter: int = 25, seed: int = 1234
+) -> tuple[np.ndarray, np.ndarray | None, int, list[str]]:
     """(codebooks float32 [M, ksub, d/M], OPQ rotation [d, d] or None, nbits, notes) trained by faiss
     (k-means of ``niter`` iterations per sub-space, faiss's default 25, seeded)."""
     try:
@@ -220,13 +244,17 @@ def train_pq(x: np.ndarray, m: int, opq: bool = False, *, niter: int = 25,
         raise LsrError(f"PQ needs at least 2 document vectors to train, got {n}")
     nbits = min(8, int(math.floor(math.log2(n))))
     if nbits < 8:
-        msg = (f"only {n} documents: PQ falls back from 8 to {nbits} bits ({2 ** nbits} centroids per "
-               f"sub-quantizer; 8 bits need at least 256 training vectors)")
+        msg = (
+            f"only {n} documents: PQ falls back from 8 to {nbits} bits ({2**nbits} centroids per "
+            f"sub-quantizer; 8 bits need at least 256 training vectors)"
+        )
         logger.warning(msg)
         notes.append(msg)
     elif n < FAISS_MIN_POINTS_PER_CENTROID * 256:
-        notes.append(f"{n} training vectors for 256 centroids (faiss recommends >= "
-                     f"{FAISS_MIN_POINTS_PER_CENTROID * 256}); codebooks are trained on fewer")
+        notes.append(
+            f"{n} training vectors for 256 centroids (faiss recommends >= "
+            f"{FAISS_MIN_POINTS_PER_CENTROID * 256}); codebooks are trained on fewer"
+        )
     x = np.ascontiguousarray(x, dtype=np.float32)
     rotation = None
     if opq:
@@ -244,14 +272,24 @@ def train_pq(x: np.ndarray, m: int, opq: bool = False, *, niter: int = 25,
     index.pq.cp.niter = niter
     index.pq.cp.seed = seed
     index.train(x)
-    books = faiss.vector_to_array(index.pq.centroids).reshape(m, 2 ** nbits, dim // m).astype(np.float32)
+    books = faiss.vector_to_array(index.pq.centroids).reshape(m, 2**nbits, dim // m).astype(np.float32)
     return books, rotation, nbits, notes
 
 
-def build_dense_stage(index_dir: str | Path, corpus: str | Path | None, model: str | None = None,
-                      pq_m: int = 48, opq: bool = False, keep_float: bool = False, progress: bool = False,
-                      *, batch_size: int = 64, max_length: int = 256, overwrite: bool = True,
-                      vectors: np.ndarray | None = None) -> dict[str, Any]:
+def build_dense_stage(
+    index_dir: str | Path,
+    corpus: str | Path | None,
+    model: str | None = None,
+    pq_m: int = 48,
+    opq: bool = False,
+    keep_float: bool = False,
+    progress: bool = False,
+    *,
+    batch_size: int = 64,
+    max_length: int = 256,
+    overwrite: bool = True,
+    vectors: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Encode the indexed corpus, train PQ and write ``<index_dir>/dense/``; return its meta.
 
     Args:
@@ -286,8 +324,9 @@ def build_dense_stage(index_dir: str | Path, corpus: str | Path | None, model: s
         vectors = dense_model.encode(texts, progress=progress, desc="dense encode")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.shape != (len(ids), dense_model.dim):
-        raise ValueError(f"dense vectors of shape {list(vectors.shape)} for {len(ids)} docs of dim "
-                         f"{dense_model.dim}")
+        raise ValueError(
+            f"dense vectors of shape {list(vectors.shape)} for {len(ids)} docs of dim {dense_model.dim}"
+        )
     encode_seconds = time.perf_counter() - start
     start = time.perf_counter()
     books, rotation, nbits, notes = train_pq(vectors, pq_m, opq)
@@ -304,13 +343,28 @@ def build_dense_stage(index_dir: str | Path, corpus: str | Path | None, model: s
         if keep_float:
             arrays["vectors"] = save_array(tmp, "vectors", vectors)
         meta = {
-            "format": DENSE_FORMAT, "format_version": DENSE_FORMAT_VERSION, "lsr_version": __version__,
-            "model": desc, "text": "title + ' ' + text", "metric": "inner_product",
-            "dim": dense_model.dim, "m": pq_m, "nbits": nbits, "ksub": 2 ** nbits, "opq": bool(opq),
-            "keep_float": bool(keep_float), "n_docs": len(ids), "ids_digest": digest,
-            "index_uid": index_meta.get("uid"), "bytes_per_doc": pq_m, "batch_size": batch_size,
-            "pq_mse": mse, "notes": notes, "fusion": dict(DEFAULT_FUSION),
-            "encode_seconds": round(encode_seconds, 3), "train_seconds": round(train_seconds, 3),
+            "format": DENSE_FORMAT,
+            "format_version": DENSE_FORMAT_VERSION,
+            "lsr_version": __version__,
+            "model": desc,
+            "text": "title + ' ' + text",
+            "metric": "inner_product",
+            "dim": dense_model.dim,
+            "m": pq_m,
+            "nbits": nbits,
+            "ksub": 2**nbits,
+            "opq": bool(opq),
+            "keep_float": bool(keep_float),
+            "n_docs": len(ids),
+            "ids_digest": digest,
+            "index_uid": index_meta.get("uid"),
+            "bytes_per_doc": pq_m,
+            "batch_size": batch_size,
+            "pq_mse": mse,
+            "notes": notes,
+            "fusion": dict(DEFAULT_FUSION),
+            "encode_seconds": round(encode_seconds, 3),
+            "train_seconds": round(train_seconds, 3),
             "arrays": arrays,
         }
         old = out / "meta.json"
@@ -322,8 +376,15 @@ def build_dense_stage(index_dir: str | Path, corpus: str | Path | None, model: s
             except ArtifactError:
                 pass
         write_meta(tmp, meta)
-    logger.info("dense stage: %d docs, dim %d, M = %d (%d bits), %s -> %s", len(ids), dense_model.dim, pq_m,
-                nbits, "OPQ" if opq else "no rotation", out)
+    logger.info(
+        "dense stage: %d docs, dim %d, M = %d (%d bits), %s -> %s",
+        len(ids),
+        dense_model.dim,
+        pq_m,
+        nbits,
+        "OPQ" if opq else "no rotation",
+        out,
+    )
     return meta
 
 

@@ -45,14 +45,20 @@ def resume_key(config: Config, corpus: str | Path) -> str:
     if file is not None:
         stat = file.stat()
         source = {"path": str(file.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    blob = json.dumps({"encoder": encoder, "store_docs": config.index.store_docs, "corpus": source},
-                      sort_keys=True)
+    blob = json.dumps(
+        {"encoder": encoder, "store_docs": config.index.store_docs, "corpus": source}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def encode_documents(encode_texts: Callable[[Sequence[str]], SparseBatch], docs: Iterable[Doc],
-                     writer: VectorWriter, read_ahead: int, progress: bool = False,
-                     desc: str = "encode") -> int:
+def encode_documents(
+    encode_texts: Callable[[Sequence[str]], SparseBatch],
+    docs: Iterable[Doc],
+    writer: VectorWriter,
+    read_ahead: int,
+    progress: bool = False,
+    desc: str = "encode",
+) -> int:
     """Encode ``docs`` (title and text, joined) into ``writer``; return how many were encoded now.
 
     Raises:
@@ -81,5 +87,6 @@ def _skip_written(docs: Iterable[Doc], writer: VectorWriter) -> None:
         found = "the corpus ends before it" if last is None else f"found {last.id!r}"
         raise DataFormatError(
             f"cannot resume: the interrupted encode stopped after doc {writer.n_docs} ({writer.last_id!r}), "
-            f"but {found}; delete {partial_dir(writer.out)} to start over")
+            f"but {found}; delete {partial_dir(writer.out)} to start over"
+        )
     logger.info("skipped the %d documents encoded before the interruption", writer.n_docs)

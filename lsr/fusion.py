@@ -52,8 +52,9 @@ def ranks(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def fuse(sparse: np.ndarray, dense: np.ndarray, method: str = "convex-minmax",
-         weight: float = 0.5) -> np.ndarray:
+def fuse(
+    sparse: np.ndarray, dense: np.ndarray, method: str = "convex-minmax", weight: float = 0.5
+) -> np.ndarray:
     """Fused float64 scores of one query's candidates (``sparse[i]`` and ``dense[i]`` score candidate i).
 
     Raises:
@@ -62,8 +63,10 @@ def fuse(sparse: np.ndarray, dense: np.ndarray, method: str = "convex-minmax",
     check_fusion(method, weight)
     sparse, dense = np.asarray(sparse), np.asarray(dense)
     if sparse.shape != dense.shape or sparse.ndim != 1:
-        raise ValueError(f"sparse scores {sparse.shape} and dense scores {dense.shape} must be two "
-                         "lists of the same length")
+        raise ValueError(
+            f"sparse scores {sparse.shape} and dense scores {dense.shape} must be two "
+            "lists of the same length"
+        )
     w = float(weight)
     if method == "convex-minmax":
         return w * minmax(dense) + (1 - w) * minmax(sparse)
@@ -72,8 +75,9 @@ def fuse(sparse: np.ndarray, dense: np.ndarray, method: str = "convex-minmax",
     return w / (RRF_K + ranks(dense)) + (1 - w) / (RRF_K + ranks(sparse))
 
 
-def fused_order(sparse: np.ndarray, dense: np.ndarray, method: str = "convex-minmax",
-                weight: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def fused_order(
+    sparse: np.ndarray, dense: np.ndarray, method: str = "convex-minmax", weight: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """(positions sorted by fused score descending, ties by sparse order, i.e. position; fused scores)."""
     fused = fuse(sparse, dense, method, weight)
     order = np.lexsort((np.arange(len(fused)), -fused))

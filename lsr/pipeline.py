@@ -39,8 +39,14 @@ def _sections(config: Config, encoder: dict[str, Any], source: str) -> dict[str,
     }
 
 
-def encode_corpus(config: Config, corpus: str | Path, out: str | Path, fmt: str = "npy",
-                  overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+def encode_corpus(
+    config: Config,
+    corpus: str | Path,
+    out: str | Path,
+    fmt: str = "npy",
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Encode ``corpus`` with ``config.encoder`` into a vectors directory (npy) or a JSONL file."""
     if fmt not in ("npy", "jsonl"):
         raise ValueError(f"format {fmt!r} is not one of ['npy', 'jsonl']")
@@ -56,13 +62,15 @@ def encode_corpus(config: Config, corpus: str | Path, out: str | Path, fmt: str 
         sections = _sections(config, encoder.describe(), str(corpus))
         sections["encode_seconds"] = round(time.perf_counter() - start, 3)
         meta = writer.finish(vocab, sections)
-    logger.info("encoded %d docs from %s into %s (%.1fs)", meta["n_docs"], corpus, out,
-                meta["encode_seconds"])
+    logger.info(
+        "encoded %d docs from %s into %s (%.1fs)", meta["n_docs"], corpus, out, meta["encode_seconds"]
+    )
     return meta
 
 
-def _encode_to_jsonl(config: Config, corpus: str | Path, out: Path, overwrite: bool,
-                     progress: bool) -> dict[str, Any]:
+def _encode_to_jsonl(
+    config: Config, corpus: str | Path, out: Path, overwrite: bool, progress: bool
+) -> dict[str, Any]:
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     tmp = out.parent / f".{out.name}.vectors"  # a fixed name, so a crashed encode can resume
@@ -89,8 +97,9 @@ def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progr
     import numpy as np
 
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs) as writer:
-        for doc_id, vector, contents in tqdm(iter_sparse_jsonl(path), desc="import", unit="doc",
-                                             disable=not progress):
+        for doc_id, vector, contents in tqdm(
+            iter_sparse_jsonl(path), desc="import", unit="doc", disable=not progress
+        ):
             ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in vector), np.int64, len(vector))
             weights = np.fromiter(vector.values(), np.float64, len(vector))
             order = np.argsort(ids)
@@ -98,13 +107,14 @@ def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progr
         return writer.finish(list(vocab), _sections(config, {"name": "external"}, str(path)))
 
 
-def build_index_from_vectors(config: Config, vectors_path: str | Path, out: str | Path,
-                             overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+def build_index_from_vectors(
+    config: Config, vectors_path: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
+) -> dict[str, Any]:
     """Build an index from a vectors directory or a sparse-vector JSONL file."""
     vectors_path = Path(vectors_path)
     if vectors_path.is_file():
         if not is_sparse_jsonl(vectors_path):
-            raise ValueError(f"{vectors_path} is not sparse-vector JSONL ({{\"id\", \"vector\": {{...}}}})")
+            raise ValueError(f'{vectors_path} is not sparse-vector JSONL ({{"id", "vector": {{...}}}})')
         tmp = Path(out).parent / f".{Path(out).name}.import-{uuid.uuid4().hex[:8]}"
         try:
             import_sparse_jsonl(config, vectors_path, tmp, progress)
@@ -116,17 +126,22 @@ def build_index_from_vectors(config: Config, vectors_path: str | Path, out: str 
     sections = {key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm}
     # files the query side needs (an inference-free tokenizer and weight table) travel with the index
     encoder_files = {name: vectors.path / name for name in vm.get("files", [])}
-    sections.update(config=to_dict(config), config_hash=config_hash(config),
-                    vectors_config=vm.get("config"))
+    sections.update(config=to_dict(config), config_hash=config_hash(config), vectors_config=vm.get("config"))
     start = time.perf_counter()
     meta = build_index(
-        lambda: tqdm(vectors.batches(), total=len(vm["shards"]), desc="index", unit="shard",
-                     disable=not progress),
-        vectors.n_terms, vectors.ids_path, vectors.vocab_path, out,
+        lambda: tqdm(
+            vectors.batches(), total=len(vm["shards"]), desc="index", unit="shard", disable=not progress
+        ),
+        vectors.n_terms,
+        vectors.ids_path,
+        vectors.vocab_path,
+        out,
         index_build_options(config),
         sections=sections,
-        extra_files={**(DocStoreWriter.files(vectors.path) if config.index.store_docs else {}),
-                     **encoder_files},
+        extra_files={
+            **(DocStoreWriter.files(vectors.path) if config.index.store_docs else {}),
+            **encoder_files,
+        },
         overwrite=overwrite,
     )
     logger.info("index built in %.1fs", time.perf_counter() - start)
@@ -135,12 +150,17 @@ def build_index_from_vectors(config: Config, vectors_path: str | Path, out: str 
 
 def index_build_options(config: Config) -> BuildOptions:
     cfg = config.index
-    return BuildOptions(impact_dtype=cfg.impact_dtype, reorder=cfg.reorder, bp_iterations=cfg.bp_iterations,
-                        block_size=cfg.block_size if cfg.blockmax else None)
+    return BuildOptions(
+        impact_dtype=cfg.impact_dtype,
+        reorder=cfg.reorder,
+        bp_iterations=cfg.bp_iterations,
+        block_size=cfg.block_size if cfg.blockmax else None,
+    )
 
 
-def index_corpus(config: Config, corpus: str | Path, out: str | Path, overwrite: bool = False,
-                 progress: bool = False) -> dict[str, Any]:
+def index_corpus(
+    config: Config, corpus: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
+) -> dict[str, Any]:
     """Encode and index in one go; the intermediate vectors live in a hidden temporary directory."""
     out = Path(out)
     if out.exists() and not overwrite:

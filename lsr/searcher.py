@@ -54,14 +54,26 @@ class Searcher:
         unknown = sum(1 for v in vectors for t in v if t not in ti)
         if unknown:
             hit = sum(1 for v in vectors if any(t not in ti for t in v))
-            logger.warning("%d query term(s) in %d of %d queries are not in the index vocabulary; ignored",
-                           unknown, hit, len(vectors))
+            logger.warning(
+                "%d query term(s) in %d of %d queries are not in the index vocabulary; ignored",
+                unknown,
+                hit,
+                len(vectors),
+            )
         return SparseBatch.from_rows(
             ([ti[t] for t in v if t in ti], [w for t, w in v.items() if t in ti]) for v in vectors
         )
 
-    def search(self, text: str, k: int = 10, params: SearchParams | None = None, rerank: str | None = None,
-               depth: int = 100, fusion: str = "auto", fusion_weight: float = -1.0) -> list[Hit]:
+    def search(
+        self,
+        text: str,
+        k: int = 10,
+        params: SearchParams | None = None,
+        rerank: str | None = None,
+        depth: int = 100,
+        fusion: str = "auto",
+        fusion_weight: float = -1.0,
+    ) -> list[Hit]:
         """One free-text query; hits carry titles when the index has a docstore.
 
         ``rerank="dense"``: the sparse top ``max(depth, k)`` re-scored by the index's dense stage and
@@ -90,8 +102,10 @@ class Searcher:
         if rerank not in ("dense", "dense-float"):
             raise LsrError(f"rerank {rerank!r} is not one of ['none', 'dense']")
         if self.dense is None:
-            raise LsrError(f"index {self.index.path} has no dense stage: add one with "
-                           f"lsr index --dense-for {self.index.path}")
+            raise LsrError(
+                f"index {self.index.path} has no dense stage: add one with "
+                f"lsr index --dense-for {self.index.path}"
+            )
         return self.dense
 
     @cached_property
@@ -99,9 +113,17 @@ class Searcher:
         """Internal doc id of each external id."""
         return {key: i for i, key in enumerate(self.index.doc_keys)}
 
-    def rerank_run(self, qids: Sequence[str], texts: Sequence[str], sparse_run: Run, depth: int = 100,
-                   fusion: str = "auto", fusion_weight: float = -1.0, use_float: bool = False,
-                   query_emb: np.ndarray | None = None) -> Run:
+    def rerank_run(
+        self,
+        qids: Sequence[str],
+        texts: Sequence[str],
+        sparse_run: Run,
+        depth: int = 100,
+        fusion: str = "auto",
+        fusion_weight: float = -1.0,
+        use_float: bool = False,
+        query_emb: np.ndarray | None = None,
+    ) -> Run:
         """Re-score each query's sparse top ``depth`` with the dense stage and fuse; documents of
         ``sparse_run`` below the depth follow in their sparse order (with lower scores)."""
         dense = self.require_dense()
@@ -120,8 +142,9 @@ class Searcher:
             run[qid] = out
         return run
 
-    def run_head(self, qid: str, docs: Mapping[str, float] | None, depth: int
-                 ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
+    def run_head(
+        self, qid: str, docs: Mapping[str, float] | None, depth: int
+    ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
         """One query's run split at ``depth``: ``((internal ids, scores) of the top, best first), the
         external ids below it in order)``.
 
@@ -133,8 +156,9 @@ class Searcher:
         pos = self.doc_positions
         unknown = [d for d, _ in head if d not in pos]
         if unknown:
-            raise LsrError(f"query {qid}: {len(unknown)} candidate(s) not in index {self.index.path}, "
-                           f"e.g. {unknown[:3]}")
+            raise LsrError(
+                f"query {qid}: {len(unknown)} candidate(s) not in index {self.index.path}, e.g. {unknown[:3]}"
+            )
         cands = np.fromiter((pos[d] for d, _ in head), dtype=np.int64, count=len(head))
         scores = np.fromiter((s for _, s in head), dtype=np.float64, count=len(head))
         return (cands, scores), [d for d, _ in ranked[depth:]]
@@ -154,27 +178,41 @@ class Searcher:
             hits.append(Hit(rank, keys[d], s, title))
         return hits
 
-    def batch_throughput(self, queries: SparseBatch, k: int, threads: int = 0,
-                         params: SearchParams | None = None) -> dict[str, float]:
+    def batch_throughput(
+        self, queries: SparseBatch, k: int, threads: int = 0, params: SearchParams | None = None
+    ) -> dict[str, float]:
         """Queries/s of the batch kernel on ``threads`` threads (0: all), after one warm-up batch."""
         kwargs = _kwargs(params)
-        self.index.search_batch(_slice(queries, 0, min(len(queries), 8)), k=k, threads=threads or None,
-                                **kwargs)
+        self.index.search_batch(
+            _slice(queries, 0, min(len(queries), 8)), k=k, threads=threads or None, **kwargs
+        )
         start = time.perf_counter()
         self.index.search_batch(queries, k=k, threads=threads or None, **kwargs)
         seconds = time.perf_counter() - start
-        return {"threads": threads or numba_threads(), "seconds": seconds,
-                "qps": len(queries) / max(seconds, 1e-9)}
+        return {
+            "threads": threads or numba_threads(),
+            "seconds": seconds,
+            "qps": len(queries) / max(seconds, 1e-9),
+        }
 
-    def run(self, qids: Sequence[str], queries: SparseBatch, k: int, threads: int = 0,
-            batch_size: int = 1024, progress: bool = False, params: SearchParams | None = None) -> Run:
+    def run(
+        self,
+        qids: Sequence[str],
+        queries: SparseBatch,
+        k: int,
+        threads: int = 0,
+        batch_size: int = 1024,
+        progress: bool = False,
+        params: SearchParams | None = None,
+    ) -> Run:
         """Search encoded queries in batches; return a run ``{qid: {doc_id: score}}`` in rank order."""
         if len(qids) != len(queries):
             raise ValueError(f"{len(qids)} query ids for {len(queries)} encoded queries")
         empty = int(np.count_nonzero(queries.row_nnz() == 0))
         if empty:
-            logger.warning("%d of %d queries have no term in the index vocabulary; they return nothing",
-                           empty, len(qids))
+            logger.warning(
+                "%d of %d queries have no term in the index vocabulary; they return nothing", empty, len(qids)
+            )
         keys = self.index.doc_keys
         run: Run = {}
         bar = tqdm(total=len(qids), desc="search", unit="q", disable=not progress)
@@ -192,13 +230,20 @@ class Searcher:
         """``(query ids, encoded queries)``; empty texts are warned about once (they return nothing)."""
         blank = [qid for qid, text in queries.items() if not text.strip()]
         if blank:
-            logger.warning("%d empty query text(s) (e.g. query id %r); they return nothing",
-                           len(blank), blank[0])
+            logger.warning(
+                "%d empty query text(s) (e.g. query id %r); they return nothing", len(blank), blank[0]
+            )
         qids = list(queries)
         return qids, self.encode_texts([queries[q] for q in qids])
 
-    def run_texts(self, queries: Mapping[str, str], k: int, threads: int = 0, batch_size: int = 1024,
-                  progress: bool = False) -> Run:
+    def run_texts(
+        self,
+        queries: Mapping[str, str],
+        k: int,
+        threads: int = 0,
+        batch_size: int = 1024,
+        progress: bool = False,
+    ) -> Run:
         return self.run(*self.encode_query_texts(queries), k, threads, batch_size, progress)
 
 

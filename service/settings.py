@@ -48,8 +48,16 @@ class ServiceSettings:
         for name in self.indexes:
             if not name or "/" in name or name.strip() != name:
                 raise ConfigError(f"index name {name!r} must be non-empty, without '/' or surrounding spaces")
-        for key in ("port", "workers", "max_k", "max_query_chars", "max_query_tokens", "max_vector_terms",
-                    "max_batch", "max_body_bytes"):
+        for key in (
+            "port",
+            "workers",
+            "max_k",
+            "max_query_chars",
+            "max_query_tokens",
+            "max_vector_terms",
+            "max_batch",
+            "max_body_bytes",
+        ):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "port" else 1):
                 raise ConfigError(f"{key} = {value!r} must be a positive integer")

@@ -45,14 +45,30 @@ class PreparedCollection:
 
 def _stats(docs: SparseBatch, queries: SparseBatch, n_terms: int) -> dict[str, Any]:
     used = int(np.count_nonzero(np.bincount(docs.term_ids, minlength=n_terms)))
-    return {"n_docs": len(docs), "nnz": docs.nnz, "doc_nnz_avg": docs.nnz / max(len(docs), 1),
-            "n_terms": n_terms, "n_terms_used": used, "max_weight": float(docs.weights.max(initial=0.0)),
-            "n_queries": len(queries), "query_nnz_avg": queries.nnz / max(len(queries), 1)}
+    return {
+        "n_docs": len(docs),
+        "nnz": docs.nnz,
+        "doc_nnz_avg": docs.nnz / max(len(docs), 1),
+        "n_terms": n_terms,
+        "n_terms_used": used,
+        "max_weight": float(docs.weights.max(initial=0.0)),
+        "n_queries": len(queries),
+        "query_nnz_avg": queries.nnz / max(len(queries), 1),
+    }
 
 
-def _finish(name: str, folder: Path, ids: list[str], batches: list[SparseBatch], vocab: list[str],
-            queries: SparseBatch, query_ids: list[str], k: int, lucene_levels: int,
-            extra: dict[str, Any]) -> PreparedCollection:
+def _finish(
+    name: str,
+    folder: Path,
+    ids: list[str],
+    batches: list[SparseBatch],
+    vocab: list[str],
+    queries: SparseBatch,
+    query_ids: list[str],
+    k: int,
+    lucene_levels: int,
+    extra: dict[str, Any],
+) -> PreparedCollection:
     """Write Lucene's integer copy, compute the ground truth, describe the collection."""
     docs = batches[0] if len(batches) == 1 else concat(batches)
     stats = {**_stats(docs, queries, len(vocab)), **extra}
@@ -63,26 +79,42 @@ def _finish(name: str, folder: Path, ids: list[str], batches: list[SparseBatch],
     truth = exact_topk(docs, queries, len(vocab), k)
     stats["ground_truth_seconds"] = round(time.perf_counter() - start, 3)
     stats["lucene_levels"] = lucene_levels
-    files = CollectionFiles(name, folder / "docs.jsonl", folder / "queries.jsonl", folder / "lucene", scale,
-                            stats)
+    files = CollectionFiles(
+        name, folder / "docs.jsonl", folder / "queries.jsonl", folder / "lucene", scale, stats
+    )
     return PreparedCollection(files, truth, {d: i for i, d in enumerate(ids)}, query_ids, stats)
 
 
-def prepare_synthetic(folder: Path, n_docs: int, n_queries: int, seed: int, k: int, lucene_levels: int
-                      ) -> PreparedCollection:
+def prepare_synthetic(
+    folder: Path, n_docs: int, n_queries: int, seed: int, k: int, lucene_levels: int
+) -> PreparedCollection:
     from lsr.eval.benchmarks.synthetic import SyntheticConfig, generate, write_collection_jsonl
 
     coll = generate(SyntheticConfig(n_docs=n_docs, n_queries=n_queries, seed=seed))
     start = time.perf_counter()
     write_collection_jsonl(coll, folder)
-    extra = {"generator": coll.config.describe(), "generate_seconds": round(coll.seconds, 3),
-             "write_jsonl_seconds": round(time.perf_counter() - start, 3)}
-    return _finish("synthetic", folder, coll.doc_ids, coll.batches, coll.vocab, coll.queries, coll.query_ids,
-                   k, lucene_levels, extra)
+    extra = {
+        "generator": coll.config.describe(),
+        "generate_seconds": round(coll.seconds, 3),
+        "write_jsonl_seconds": round(time.perf_counter() - start, 3),
+    }
+    return _finish(
+        "synthetic",
+        folder,
+        coll.doc_ids,
+        coll.batches,
+        coll.vocab,
+        coll.queries,
+        coll.query_ids,
+        k,
+        lucene_levels,
+        extra,
+    )
 
 
-def prepare_bm25(name: str, folder: Path, data_root: Path, k: int, lucene_levels: int,
-                 n_queries: int | None = None) -> PreparedCollection:
+def prepare_bm25(
+    name: str, folder: Path, data_root: Path, k: int, lucene_levels: int, n_queries: int | None = None
+) -> PreparedCollection:
     """Encode a staged BEIR-format collection with BM25 into JSONL documents and queries."""
     from lsr.config import load_config
     from lsr.data.corpus import load_queries
@@ -104,8 +136,13 @@ def prepare_bm25(name: str, folder: Path, data_root: Path, k: int, lucene_levels
     vocab_list = list(vocab)
     write_vectors_jsonl(folder / "queries.jsonl", qids, [queries], vocab_list, decimals=5)
     _, queries, _ = read_vectors_jsonl(folder / "queries.jsonl", dict(vocab), grow_vocab=False)
-    extra = {"encoder": "bm25", "bm25": {"k1": config.encoder.bm25.k1, "b": config.encoder.bm25.b},
-             "source": str(source), "split": split, "encode_seconds": round(time.perf_counter() - start, 3)}
+    extra = {
+        "encoder": "bm25",
+        "bm25": {"k1": config.encoder.bm25.k1, "b": config.encoder.bm25.b},
+        "source": str(source),
+        "split": split,
+        "encode_seconds": round(time.perf_counter() - start, 3),
+    }
     return _finish(name, folder, ids, [docs], vocab_list, queries, qids, k, lucene_levels, extra)
 
 
@@ -135,5 +172,10 @@ def load_prepared(folder: Path, key: dict[str, Any]) -> PreparedCollection | Non
     truth = np.split(saved["docs"], np.cumsum(saved["lengths"])[:-1]) if len(saved["lengths"]) else []
     ids = (folder / "doc_ids.txt").read_text(encoding="utf-8").splitlines()
     logger.info("reusing the collection prepared in %s", folder)
-    return PreparedCollection(CollectionFiles.from_json(meta["files"]), list(truth),
-                              {d: i for i, d in enumerate(ids)}, meta["query_ids"], meta["stats"])
+    return PreparedCollection(
+        CollectionFiles.from_json(meta["files"]),
+        list(truth),
+        {d: i for i, d in enumerate(ids)},
+        meta["query_ids"],
+        meta["stats"],
+    )

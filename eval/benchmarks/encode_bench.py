@@ -62,14 +62,19 @@ def available_cpus() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lsr.eval.benchmarks.encode_bench",
-                                description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m lsr.eval.benchmarks.encode_bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--model", type=Path, default=REPO / "models" / "splade-tiny", help="SPLADE model folder")
     p.add_argument("--corpus", type=Path, default=DEFAULT_DATA / "beir" / "scifact", help="BEIR folder")
     p.add_argument("--docs", type=int, default=0, help="encode only the first N documents (0: all)")
-    p.add_argument("--variants", default="fast,straightforward",
-                   help=f"comma-separated corpus variants, from {','.join(VARIANTS)}")
+    p.add_argument(
+        "--variants",
+        default="fast,straightforward",
+        help=f"comma-separated corpus variants, from {','.join(VARIANTS)}",
+    )
     p.add_argument("--max-length", type=int, default=512, help="tokens per document")
     p.add_argument("--query-batch", type=int, default=256, help="queries per SPLADE encode call")
     p.add_argument("--min-queries", type=int, default=50_000, help="inference-free: queries to time at least")
@@ -102,9 +107,16 @@ def run_fast(args: argparse.Namespace, dtype: str) -> dict[str, Any]:
                 if args.docs and i >= args.docs:
                     break
                 dst.write(line)
-        cfg = load_config(None, ["encoder.name=splade", f"encoder.model={json.dumps(str(args.model))}",
-                                 f"encoder.transformer.max_length={args.max_length}",
-                                 f"encoder.transformer.dtype={dtype}", "index.store_docs=false"])
+        cfg = load_config(
+            None,
+            [
+                "encoder.name=splade",
+                f"encoder.model={json.dumps(str(args.model))}",
+                f"encoder.transformer.max_length={args.max_length}",
+                f"encoder.transformer.dtype={dtype}",
+                "index.store_docs=false",
+            ],
+        )
         from lsr.encoders.splade import SpladeModel
 
         SpladeModel(args.model, cfg.encoder.transformer).encode(["warm up"], cfg.encoder.prune)
@@ -114,8 +126,12 @@ def run_fast(args: argparse.Namespace, dtype: str) -> dict[str, Any]:
         vectors = Vectors(Path(tmp) / "vectors")
         rows = [b.row(i) for b in vectors.batches() for i in range(len(b))][:200]
         sample = [dict(zip(t.tolist(), w.tolist(), strict=True)) for t, w in rows]
-    return {"n_docs": meta["n_docs"], "seconds": seconds, "doc_nnz_avg": meta["doc_nnz_avg"],
-            "sample": sample}
+    return {
+        "n_docs": meta["n_docs"],
+        "seconds": seconds,
+        "doc_nnz_avg": meta["doc_nnz_avg"],
+        "sample": sample,
+    }
 
 
 def run_full_logits(args: argparse.Namespace, sort: bool) -> dict[str, Any]:
@@ -134,8 +150,13 @@ def run_full_logits(args: argparse.Namespace, sort: bool) -> dict[str, Any]:
     with torch.inference_mode():
         for s in range(0, len(order), STRAIGHTFORWARD_BATCH):
             idx = order[s : s + STRAIGHTFORWARD_BATCH]
-            enc = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=args.max_length,
-                      return_tensors="pt")
+            enc = tok(
+                [texts[i] for i in idx],
+                padding=True,
+                truncation=True,
+                max_length=args.max_length,
+                return_tensors="pt",
+            )
             logits = model(**enc).logits
             mask = enc["attention_mask"].unsqueeze(-1)
             vecs = torch.max(torch.log1p(torch.relu(logits)) * mask, dim=1).values
@@ -145,8 +166,12 @@ def run_full_logits(args: argparse.Namespace, sort: bool) -> dict[str, Any]:
                 if i < 200:
                     sample[i] = {int(t): float(vecs[row, t]) for t in nzr}
     seconds = time.perf_counter() - start
-    return {"n_docs": len(texts), "seconds": seconds, "doc_nnz_avg": nnz / max(len(texts), 1),
-            "sample": [sample[i] for i in sorted(sample)]}
+    return {
+        "n_docs": len(texts),
+        "seconds": seconds,
+        "doc_nnz_avg": nnz / max(len(texts), 1),
+        "sample": [sample[i] for i in sorted(sample)],
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -163,9 +188,21 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "lsr.eval.benchmarks.encode_bench", "--worker", variant,
-           "--model", str(args.model), "--corpus", str(args.corpus), "--docs", str(args.docs),
-           "--max-length", str(args.max_length)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lsr.eval.benchmarks.encode_bench",
+        "--worker",
+        variant,
+        "--model",
+        str(args.model),
+        "--corpus",
+        str(args.corpus),
+        "--docs",
+        str(args.docs),
+        "--max-length",
+        str(args.max_length),
+    ]
     logger.info("corpus encoding: %s", variant)
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
@@ -218,9 +255,11 @@ print(json.dumps({{"queries": len(batch), "qps_batch": len(batch) / batched, "qp
         np.save(Path(d) / TABLE_FILE, idf_table(df, n))
         (Path(d) / TOKENIZER_FILE).write_bytes((args.model / TOKENIZER_FILE).read_bytes())
         cfg = load_config().encoder
-        meta = {"name": "inference-free",
-                "transformer": {"query_max_length": cfg.transformer.query_max_length},
-                "inference_free": {"table": TABLE_FILE, "tokenizer": TOKENIZER_FILE}}
+        meta = {
+            "name": "inference-free",
+            "transformer": {"query_max_length": cfg.transformer.query_max_length},
+            "inference_free": {"table": TABLE_FILE, "tokenizer": TOKENIZER_FILE},
+        }
         (Path(d) / "meta.json").write_text(json.dumps(meta))
         (Path(d) / "vocab.json").write_text(json.dumps(vocab))
         (Path(d) / "queries.json").write_text(json.dumps(queries))
@@ -248,8 +287,12 @@ def bench_splade_queries(args: argparse.Namespace, queries: list[str]) -> dict[s
     for q in sample:
         model.encode([q], cfg.prune, query=True)
     single = time.perf_counter() - start
-    return {"queries": len(queries), "qps_batch": len(queries) / batched,
-            "qps_one_at_a_time": len(sample) / single, "query_nnz_avg": nnz / len(queries)}
+    return {
+        "queries": len(queries),
+        "qps_batch": len(queries) / batched,
+        "qps_one_at_a_time": len(sample) / single,
+        "query_nnz_avg": nnz / len(queries),
+    }
 
 
 # --- report ---------------------------------------------------------------------------------------------
@@ -266,19 +309,25 @@ def max_weight_diff(a: list[dict], b: list[dict]) -> float:
 def format_table(report: dict[str, Any]) -> str:
     corpus = report["corpus_encoding"]
     base = corpus.get("straightforward", {}).get("docs_per_s")
-    lines = [f"corpus encoding: {report['settings']['n_docs']} docs of {report['settings']['corpus']}, "
-             f"max length {report['settings']['max_length']}, {report['machine']['cpus']} CPUs "
-             f"({report['machine']['cpu']})",
-             f"{'variant':<20}{'docs/s':>9}{'x straightforward':>19}{'peak RSS MiB':>14}{'doc nnz':>9}"
-             f"{'max |dw| vs fast':>18}"]
+    lines = [
+        f"corpus encoding: {report['settings']['n_docs']} docs of {report['settings']['corpus']}, "
+        f"max length {report['settings']['max_length']}, {report['machine']['cpus']} CPUs "
+        f"({report['machine']['cpu']})",
+        f"{'variant':<20}{'docs/s':>9}{'x straightforward':>19}{'peak RSS MiB':>14}{'doc nnz':>9}"
+        f"{'max |dw| vs fast':>18}",
+    ]
     for name, r in corpus.items():
         speedup = f"{r['docs_per_s'] / base:.2f}" if base else "-"
-        lines.append(f"{name:<20}{r['docs_per_s']:>9.1f}{speedup:>19}{r['peak_rss_mib']:>14.0f}"
-                     f"{r['doc_nnz_avg']:>9.1f}{r.get('max_abs_weight_diff_vs_fast', 0.0):>18.2e}")
+        lines.append(
+            f"{name:<20}{r['docs_per_s']:>9.1f}{speedup:>19}{r['peak_rss_mib']:>14.0f}"
+            f"{r['doc_nnz_avg']:>9.1f}{r.get('max_abs_weight_diff_vs_fast', 0.0):>18.2e}"
+        )
     q = report["query_encoding"]
     lines += ["", f"{'query encoding':<34}{'queries/s batch':>16}{'one at a time':>15}{'query nnz':>11}"]
     for name, r in q.items():
-        lines.append(f"{name:<34}{r['qps_batch']:>16.0f}{r['qps_one_at_a_time']:>15.0f}{r['query_nnz_avg']:>11.1f}")
+        lines.append(
+            f"{name:<34}{r['qps_batch']:>16.0f}{r['qps_one_at_a_time']:>15.0f}{r['query_nnz_avg']:>11.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -305,17 +354,29 @@ def main(argv: list[str] | None = None) -> int:
         r.pop("sample", None)
     queries = read_queries(args.corpus)
     logger.info("query encoding")
-    query = {"inference-free (1 core)": bench_inference_free(args, queries),
-             f"splade ({available_cpus()} cores)": bench_splade_queries(args, queries)}
+    query = {
+        "inference-free (1 core)": bench_inference_free(args, queries),
+        f"splade ({available_cpus()} cores)": bench_splade_queries(args, queries),
+    }
     report = {
-        "settings": {"model": str(args.model), "corpus": str(args.corpus), "n_docs": next(
-            (r["n_docs"] for r in corpus.values()), 0), "max_length": args.max_length,
-            "straightforward_batch": STRAIGHTFORWARD_BATCH, "query_batch": args.query_batch},
+        "settings": {
+            "model": str(args.model),
+            "corpus": str(args.corpus),
+            "n_docs": next((r["n_docs"] for r in corpus.values()), 0),
+            "max_length": args.max_length,
+            "straightforward_batch": STRAIGHTFORWARD_BATCH,
+            "query_batch": args.query_batch,
+        },
         "corpus_encoding": corpus,
         "query_encoding": query,
-        "machine": {"cpus": available_cpus(), "cpu": cpu_model(), "platform": platform.platform(),
-                    "python": platform.python_version(), "loadavg_start": load_start,
-                    "loadavg_end": os.getloadavg()},
+        "machine": {
+            "cpus": available_cpus(),
+            "cpu": cpu_model(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "loadavg_start": load_start,
+            "loadavg_end": os.getloadavg(),
+        },
     }
     print(format_table(report))
     if args.out:

@@ -24,16 +24,18 @@ def term_major_matrix(docs: SparseBatch, n_terms: int, dtype: type = np.float64)
     """The documents as a SciPy CSR matrix of shape (n_terms, n_docs): row t is term t's posting list."""
     from scipy import sparse
 
-    doc_major = sparse.csr_matrix((docs.weights.astype(dtype), docs.term_ids, docs.indptr),
-                                  shape=(len(docs), n_terms))
+    doc_major = sparse.csr_matrix(
+        (docs.weights.astype(dtype), docs.term_ids, docs.indptr), shape=(len(docs), n_terms)
+    )
     return doc_major.T.tocsr()
 
 
 def query_matrix(queries: SparseBatch, n_terms: int, dtype: type = np.float64):
     from scipy import sparse
 
-    return sparse.csr_matrix((queries.weights.astype(dtype), queries.term_ids, queries.indptr),
-                             shape=(len(queries), n_terms))
+    return sparse.csr_matrix(
+        (queries.weights.astype(dtype), queries.term_ids, queries.indptr), shape=(len(queries), n_terms)
+    )
 
 
 def topk_row(scores: NDArray, docs: NDArray, k: int) -> NDArray[np.int64]:
@@ -54,7 +56,7 @@ def exact_topk(docs: SparseBatch, queries: SparseBatch, n_terms: int, k: int) ->
     qmat = query_matrix(queries, n_terms)
     out: list[NDArray[np.int64]] = []
     for start in range(0, len(queries), _QUERY_CHUNK):
-        block = (qmat[start: start + _QUERY_CHUNK] @ matrix).tocsr()
+        block = (qmat[start : start + _QUERY_CHUNK] @ matrix).tocsr()
         for i in range(block.shape[0]):
             lo, hi = block.indptr[i], block.indptr[i + 1]
             out.append(topk_row(block.data[lo:hi], block.indices[lo:hi], k))

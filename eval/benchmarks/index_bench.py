@@ -58,44 +58,81 @@ BASELINE, LUCENE = "lsr-exact", "lucene-impact"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lsr.eval.benchmarks.index_bench",
-                                description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m lsr.eval.benchmarks.index_bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--collection", choices=["synthetic", *REAL_COLLECTIONS], default="synthetic")
     p.add_argument("--n-docs", type=int, default=1_000_000, help="synthetic: documents (default 1M)")
-    p.add_argument("--n-queries", type=int, default=None,
-                   help="queries (synthetic default 200; real collections: all of the split)")
+    p.add_argument(
+        "--n-queries",
+        type=int,
+        default=None,
+        help="queries (synthetic default 200; real collections: all of the split)",
+    )
     p.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="staged data root (../shared/data)")
-    p.add_argument("--systems", default=None,
-                   help=f"comma-separated subset of {', '.join(SYSTEMS)} (default: all available here); "
-                        "NAME@KEY=VALUE[@...] overrides options for one entry, "
-                        "e.g. seismic@summary_energy=0.8")
+    p.add_argument(
+        "--systems",
+        default=None,
+        help=f"comma-separated subset of {', '.join(SYSTEMS)} (default: all available here); "
+        "NAME@KEY=VALUE[@...] overrides options for one entry, "
+        "e.g. seismic@summary_energy=0.8",
+    )
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--threads", type=int, default=2, help="threads for the throughput run")
-    p.add_argument("--warmup", type=int, default=300,
-                   help="searches before timing (cycling over the queries; at least one pass)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=300,
+        help="searches before timing (cycling over the queries; at least one pass)",
+    )
     p.add_argument("--build-budget-s", type=float, default=1200.0, help="per-system build time budget")
     p.add_argument("--search-budget-s", type=float, default=120.0, help="per-setting search time budget")
-    p.add_argument("--impact-dtype", default="uint8", choices=["uint8", "uint16", "float32"],
-                   help="lsr index impacts")
-    p.add_argument("--block-size", type=int, default=None,
-                   help="lsr-bmp block size (default: lsr's index.block_size)")
-    p.add_argument("--bmp-settings", default="safe,approx:0.9:1,approx:0.8:1,approx:0.9:0.5,approx:0.7:0.5",
-                   help="lsr-bmp settings: safe | approx:ALPHA:BETA, comma-separated")
-    p.add_argument("--seismic-settings", default="10:0.9,10:0.7,20:0.7,20:0.5,20:0.3",
-                   help="Seismic QUERY_CUT:HEAP_FACTOR pairs, comma-separated")
-    p.add_argument("--seismic-n-postings", type=int, default=None,
-                   help="Seismic n_postings (default: a tenth of the mean posting-list length, >= 100)")
+    p.add_argument(
+        "--impact-dtype", default="uint8", choices=["uint8", "uint16", "float32"], help="lsr index impacts"
+    )
+    p.add_argument(
+        "--block-size", type=int, default=None, help="lsr-bmp block size (default: lsr's index.block_size)"
+    )
+    p.add_argument(
+        "--bmp-settings",
+        default="safe,approx:0.9:1,approx:0.8:1,approx:0.9:0.5,approx:0.7:0.5",
+        help="lsr-bmp settings: safe | approx:ALPHA:BETA, comma-separated",
+    )
+    p.add_argument(
+        "--seismic-settings",
+        default="10:0.9,10:0.7,20:0.7,20:0.5,20:0.3",
+        help="Seismic QUERY_CUT:HEAP_FACTOR pairs, comma-separated",
+    )
+    p.add_argument(
+        "--seismic-n-postings",
+        type=int,
+        default=None,
+        help="Seismic n_postings (default: a tenth of the mean posting-list length, >= 100)",
+    )
     p.add_argument("--seismic-summary-energy", type=float, default=0.5, help="Seismic summary_energy")
     p.add_argument("--seismic-centroid-fraction", type=float, default=0.2, help="Seismic centroid_fraction")
-    p.add_argument("--lucene-doc-levels", type=int, default=255,
-                   help="Lucene: largest document weight -> this integer impact (as uint8)")
-    p.add_argument("--lucene-query-levels", type=int, default=1000,
-                   help="Lucene: largest query weight -> this integer weight")
-    p.add_argument("--workdir", type=Path, default=None,
-                   help="work folder (default: a new temp folder, removed at the end); a collection "
-                        "prepared there by an earlier run with the same arguments is reused")
+    p.add_argument(
+        "--lucene-doc-levels",
+        type=int,
+        default=255,
+        help="Lucene: largest document weight -> this integer impact (as uint8)",
+    )
+    p.add_argument(
+        "--lucene-query-levels",
+        type=int,
+        default=1000,
+        help="Lucene: largest query weight -> this integer weight",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="work folder (default: a new temp folder, removed at the end); a collection "
+        "prepared there by an earlier run with the same arguments is reused",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work folder (data, indexes, logs)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--quiet", action="store_true")
@@ -139,43 +176,65 @@ def _systems(arg: str | None) -> list[str]:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    return {"impact_dtype": args.impact_dtype, "block_size": args.block_size,
-            "bmp_settings": args.bmp_settings, "seismic_settings": args.seismic_settings,
-            "n_postings": args.seismic_n_postings, "summary_energy": args.seismic_summary_energy,
-            "centroid_fraction": args.seismic_centroid_fraction,
-            "query_levels": args.lucene_query_levels, "build_threads": args.threads}
+    return {
+        "impact_dtype": args.impact_dtype,
+        "block_size": args.block_size,
+        "bmp_settings": args.bmp_settings,
+        "seismic_settings": args.seismic_settings,
+        "n_postings": args.seismic_n_postings,
+        "summary_energy": args.seismic_summary_energy,
+        "centroid_fraction": args.seismic_centroid_fraction,
+        "query_levels": args.lucene_query_levels,
+        "build_threads": args.threads,
+    }
 
 
 def prepare(args: argparse.Namespace, folder: Path) -> PreparedCollection:
     """Prepare the collection in ``folder``, or reuse one prepared there with the same arguments."""
-    key = {"collection": args.collection, "n_docs": args.n_docs, "n_queries": args.n_queries,
-           "seed": args.seed, "k": args.k, "lucene_doc_levels": args.lucene_doc_levels,
-           "data": str(args.data) if args.collection != "synthetic" else None}
+    key = {
+        "collection": args.collection,
+        "n_docs": args.n_docs,
+        "n_queries": args.n_queries,
+        "seed": args.seed,
+        "k": args.k,
+        "lucene_doc_levels": args.lucene_doc_levels,
+        "data": str(args.data) if args.collection != "synthetic" else None,
+    }
     folder.mkdir(parents=True, exist_ok=True)
     coll = load_prepared(folder, key)
     if coll is not None:
         return coll
     if args.collection == "synthetic":
-        coll = prepare_synthetic(folder, args.n_docs, args.n_queries or 200, args.seed, args.k,
-                                 args.lucene_doc_levels)
+        coll = prepare_synthetic(
+            folder, args.n_docs, args.n_queries or 200, args.seed, args.k, args.lucene_doc_levels
+        )
     else:
-        coll = prepare_bm25(args.collection, folder, args.data, args.k, args.lucene_doc_levels,
-                            args.n_queries)
+        coll = prepare_bm25(
+            args.collection, folder, args.data, args.k, args.lucene_doc_levels, args.n_queries
+        )
     save_prepared(coll, folder, key)
     return coll
 
 
-def run_system(label: str, args: argparse.Namespace, coll: PreparedCollection, workdir: Path
-               ) -> dict[str, Any]:
+def run_system(
+    label: str, args: argparse.Namespace, coll: PreparedCollection, workdir: Path
+) -> dict[str, Any]:
     """Run one system (``name[@key=value...]``) in a worker process under its time budget."""
     name, overrides = parse_system(label)
     sysdir = workdir / "systems" / label.replace("@", "_").replace("=", "-")
     sysdir.mkdir(parents=True, exist_ok=True)
     options = {**_options(args), **overrides}
     n_settings = len(make_system(name, options).settings())
-    spec = {"system": name, "options": options, "collection": coll.files.to_json(), "workdir": str(sysdir),
-            "k": args.k, "threads": args.threads, "warmup": args.warmup,
-            "search_budget_s": args.search_budget_s}
+    spec = {
+        "system": name,
+        "options": options,
+        "collection": coll.files.to_json(),
+        "workdir": str(sysdir),
+        "k": args.k,
+        "threads": args.threads,
+        "warmup": args.warmup,
+        "search_budget_s": args.search_budget_s,
+    }
     spec_path, out_path = sysdir / "spec.json", sysdir / "result.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     timeout = args.build_budget_s + n_settings * (2 * args.search_budget_s + 60) + 120
@@ -227,6 +286,7 @@ def score(report: dict[str, Any], coll: PreparedCollection, k: int) -> None:
 
 def compare(reports: list[dict[str, Any]], k: int) -> None:
     """Identical-to-lsr-exact shares and mean-latency speedups, in place."""
+
     def first(name: str) -> dict[str, Any] | None:
         for r in reports:
             if r["system"] == name and r.get("settings"):
@@ -249,12 +309,18 @@ def compare(reports: list[dict[str, Any]], k: int) -> None:
 
 
 def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg())}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+    }
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                            if line.startswith("model name")), None)
+        info["cpu"] = next(
+            (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+            None,
+        )
         meminfo = Path("/proc/meminfo").read_text().split()
         info["memory_gib"] = round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1)
     except (OSError, ValueError):
@@ -284,23 +350,56 @@ def _bytes(n: Any) -> str:
 
 
 def table(reports: list[dict[str, Any]], k: int, threads: int) -> str:
-    head = ["system", "setting", "build s", "bytes", "mean ms", "p99 ms", f"qps@{threads}", "cpu",
-            f"R@{k}", "=own exact", "x lsr-exact", "x lucene"]
+    head = [
+        "system",
+        "setting",
+        "build s",
+        "bytes",
+        "mean ms",
+        "p99 ms",
+        f"qps@{threads}",
+        "cpu",
+        f"R@{k}",
+        "=own exact",
+        "x lsr-exact",
+        "x lucene",
+    ]
     rows = [head]
     for r in reports:
         if not r.get("settings"):
-            rows.append([r["system"], r.get("status", "?"), _fmt(r.get("build_seconds"), ".1f"),
-                         _bytes(r.get("index_bytes"))] + ["-"] * 8)
+            rows.append(
+                [
+                    r["system"],
+                    r.get("status", "?"),
+                    _fmt(r.get("build_seconds"), ".1f"),
+                    _bytes(r.get("index_bytes")),
+                ]
+                + ["-"] * 8
+            )
         for s in r.get("settings", []):
-            rows.append([r["system"], s["setting"], _fmt(r.get("build_seconds"), ".1f"),
-                         _bytes(r.get("index_bytes")), _fmt(s["mean_ms"], ".3f"), _fmt(s["p99_ms"], ".3f"),
-                         _fmt(s["qps"], ".0f"), _fmt(s.get("batch_cpu_per_wall"), ".2f"),
-                         _fmt(s["recall_at_k"], ".4f"), _fmt(s.get("identical_to_own_exact"), ".3f"),
-                         _fmt(s.get("speedup_vs_lsr_exact"), ".2f"), _fmt(s.get("speedup_vs_lucene"), ".2f")])
+            rows.append(
+                [
+                    r["system"],
+                    s["setting"],
+                    _fmt(r.get("build_seconds"), ".1f"),
+                    _bytes(r.get("index_bytes")),
+                    _fmt(s["mean_ms"], ".3f"),
+                    _fmt(s["p99_ms"], ".3f"),
+                    _fmt(s["qps"], ".0f"),
+                    _fmt(s.get("batch_cpu_per_wall"), ".2f"),
+                    _fmt(s["recall_at_k"], ".4f"),
+                    _fmt(s.get("identical_to_own_exact"), ".3f"),
+                    _fmt(s.get("speedup_vs_lsr_exact"), ".2f"),
+                    _fmt(s.get("speedup_vs_lucene"), ".2f"),
+                ]
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
@@ -314,8 +413,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         coll = prepare(args, workdir / "data")
         prep_seconds = time.perf_counter() - t0
-        logger.info("collection %s ready in %.1fs: %s", args.collection, prep_seconds,
-                    {k: v for k, v in coll.stats.items() if not isinstance(v, dict)})
+        logger.info(
+            "collection %s ready in %.1fs: %s",
+            args.collection,
+            prep_seconds,
+            {k: v for k, v in coll.stats.items() if not isinstance(v, dict)},
+        )
         reports = []
         for name in systems:
             report = run_system(name, args, coll, workdir)
@@ -326,19 +429,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     machine["load_average_end"] = list(os.getloadavg())
-    return {"collection": args.collection, "stats": coll.stats, "prepare_seconds": prep_seconds,
-            "k": args.k, "threads": args.threads, "started": started, "machine": machine,
-            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-            "workdir": str(workdir) if args.keep or args.workdir else None, "systems": reports}
+    return {
+        "collection": args.collection,
+        "stats": coll.stats,
+        "prepare_seconds": prep_seconds,
+        "k": args.k,
+        "threads": args.threads,
+        "started": started,
+        "machine": machine,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "workdir": str(workdir) if args.keep or args.workdir else None,
+        "systems": reports,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
     result = run(args)
-    title = (f"{result['collection']}: {result['stats'].get('n_docs')} docs, "
-             f"{result['stats'].get('n_queries')} queries, k={args.k}")
+    title = (
+        f"{result['collection']}: {result['stats'].get('n_docs')} docs, "
+        f"{result['stats'].get('n_queries')} queries, k={args.k}"
+    )
     print(f"{title}\n{table(result['systems'], args.k, args.threads)}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

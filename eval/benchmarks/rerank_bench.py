@@ -33,8 +33,9 @@ RESULTS = Path(__file__).parent / "results"
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--index", required=True,
-                   help="index directory with a dense stage (built with --keep-float)")
+    p.add_argument(
+        "--index", required=True, help="index directory with a dense stage (built with --keep-float)"
+    )
     p.add_argument("--dataset", required=True, help="BEIR folder with queries and qrels/<split>.tsv")
     p.add_argument("--split", default="test")
     p.add_argument("--depth", type=int, default=100, help="candidates re-scored per query (100)")
@@ -84,10 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         rows[name] = {**latency_summary(time_queries(fn, n, warmup=5)), "bytes_per_doc": bytes_per_doc}
 
     timed("sparse search (context)", lambda i: searcher.index.search(*encoded.row(i), k=args.depth))
-    timed("PQ re-rank", lambda i: dense.rerank(emb[i], cands[i], results[i].scores, method, weight, False),
-          dense.codes.bytes_per_doc)
-    timed("float re-rank", lambda i: dense.rerank(emb[i], cands[i], results[i].scores, method, weight, True),
-          4.0 * dense.codes.dim)
+    timed(
+        "PQ re-rank",
+        lambda i: dense.rerank(emb[i], cands[i], results[i].scores, method, weight, False),
+        dense.codes.bytes_per_doc,
+    )
+    timed(
+        "float re-rank",
+        lambda i: dense.rerank(emb[i], cands[i], results[i].scores, method, weight, True),
+        4.0 * dense.codes.dim,
+    )
     rotated = dense.codes.rotate(emb)
     timed("PQ lookup table", lambda i: build_lut(rotated[i], books))
     timed("PQ ADC", lambda i: adc_scores(luts[i], codes, cands[i]))
@@ -97,26 +104,39 @@ def main(argv: list[str] | None = None) -> int:
         r["ratio_to_float_rerank"] = r["mean"] / base if base else None
     report = {
         "benchmark": "rerank_bench",
-        "index": str(args.index), "dataset": str(args.dataset), "split": args.split, "n_queries": n,
-        "depth": args.depth, "candidates_mean": float(np.mean([len(c) for c in cands])) if cands else 0.0,
+        "index": str(args.index),
+        "dataset": str(args.dataset),
+        "split": args.split,
+        "n_queries": n,
+        "depth": args.depth,
+        "candidates_mean": float(np.mean([len(c) for c in cands])) if cands else 0.0,
         "fusion": {"method": method, "weight": weight},
-        "dense": {k: dense.meta[k] for k in ("dim", "m", "nbits", "opq", "n_docs")} |
-                 {"model": dense.meta["model"].get("name")},
+        "dense": {k: dense.meta[k] for k in ("dim", "m", "nbits", "opq", "n_docs")}
+        | {"model": dense.meta["model"].get("name")},
         "rows": rows,
-        "machine": {"cpu": platform.processor() or platform.machine(), "pinned_core": core,
-                    "loadavg": os.getloadavg(), "python": platform.python_version()},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "pinned_core": core,
+            "loadavg": os.getloadavg(),
+            "python": platform.python_version(),
+        },
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    header = (f"{'per query, 1 core':<26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'bytes/doc':>11}"
-              f"{'x float':>9}")
-    print(f"{n} queries of {args.dataset} ({args.split}), top {args.depth} of {args.index}; "
-          f"dense M = {dense.meta['m']}, dim {dense.meta['dim']}")
+    header = (
+        f"{'per query, 1 core':<26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'bytes/doc':>11}{'x float':>9}"
+    )
+    print(
+        f"{n} queries of {args.dataset} ({args.split}), top {args.depth} of {args.index}; "
+        f"dense M = {dense.meta['m']}, dim {dense.meta['dim']}"
+    )
     print(header)
     print("-" * len(header))
     for name, r in rows.items():
         b = f"{r['bytes_per_doc']:.0f}" if r["bytes_per_doc"] else "-"
-        print(f"{name:<26}{r['p50']:>9.4f}{r['p99']:>9.4f}{r['mean']:>9.4f}{b:>11}"
-              f"{r['ratio_to_float_rerank']:>9.2f}")
+        print(
+            f"{name:<26}{r['p50']:>9.4f}{r['p99']:>9.4f}{r['mean']:>9.4f}{b:>11}"
+            f"{r['ratio_to_float_rerank']:>9.2f}"
+        )
     name = f"rerank-{Path(args.dataset).name}-{Path(args.index).name}.json"
     out = Path(args.out) if args.out else RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -176,9 +176,14 @@ class TopicModel:
             top = np.argpartition(-keys, cfg.topic_size - 1, axis=1)[:, : cfg.topic_size]
             order = np.argsort(-np.take_along_axis(keys, top, axis=1), axis=1)
             topic_terms[start:stop] = rank_to_term[np.take_along_axis(top, order, axis=1)]
-        return cls(rank_to_term, specificity, AliasTable.build(_zipf(cfg.n_terms, cfg.term_zipf)),
-                   AliasTable.build(_zipf(cfg.n_topics, cfg.topic_popularity_zipf)), topic_terms,
-                   AliasTable.build(_zipf(cfg.topic_size, cfg.topic_zipf)))
+        return cls(
+            rank_to_term,
+            specificity,
+            AliasTable.build(_zipf(cfg.n_terms, cfg.term_zipf)),
+            AliasTable.build(_zipf(cfg.n_topics, cfg.topic_popularity_zipf)),
+            topic_terms,
+            AliasTable.build(_zipf(cfg.topic_size, cfg.topic_zipf)),
+        )
 
     def background_terms(self, rng: np.random.Generator, n: int) -> NDArray[np.int32]:
         return self.rank_to_term[self.background.draw(rng, n)]
@@ -197,17 +202,25 @@ class DocChunk:
     topics: NDArray[np.int32]
 
 
-def _doc_topics(cfg: SyntheticConfig, model: TopicModel, rng: np.random.Generator, n: int
-                ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    n_topics = 1 + np.minimum(np.searchsorted(np.cumsum(cfg.topics_per_doc), rng.random(n), side="right"),
-                              len(cfg.topics_per_doc) - 1)
+def _doc_topics(
+    cfg: SyntheticConfig, model: TopicModel, rng: np.random.Generator, n: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    n_topics = 1 + np.minimum(
+        np.searchsorted(np.cumsum(cfg.topics_per_doc), rng.random(n), side="right"),
+        len(cfg.topics_per_doc) - 1,
+    )
     topics = model.topic_sizes.draw(rng, (n, len(cfg.topics_per_doc)))
     return n_topics, topics
 
 
-def _first_distinct(row: NDArray[np.int64], term: NDArray[np.int64], row_start: NDArray[np.int64],
-                    lengths: NDArray[np.int64], n_rows: int, n_terms: int
-                    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+def _first_distinct(
+    row: NDArray[np.int64],
+    term: NDArray[np.int64],
+    row_start: NDArray[np.int64],
+    lengths: NDArray[np.int64],
+    n_rows: int,
+    n_terms: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Per row, the first ``lengths[row]`` distinct terms in draw order, with their draw counts.
 
     Returns ``(rows, terms, counts)`` sorted by (row, term). One sort of packed
@@ -249,8 +262,11 @@ def _make_chunk(cfg: SyntheticConfig, model: TopicModel, index: int) -> DocChunk
     term[background] = model.background_terms(rng, int(background.sum()))
     rows, terms, counts = _first_distinct(row, term, row_start, lengths, n, cfg.n_terms)
     z = rng.standard_normal(len(terms))
-    weights = np.log1p(np.exp(cfg.weight_mu + cfg.weight_sigma * z) * model.term_specificity[terms]
-                       * (1.0 + 0.5 * np.log(counts)))
+    weights = np.log1p(
+        np.exp(cfg.weight_mu + cfg.weight_sigma * z)
+        * model.term_specificity[terms]
+        * (1.0 + 0.5 * np.log(counts))
+    )
     indptr = np.zeros(n + 1, dtype=PTR_DTYPE)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     batch = SparseBatch(indptr, terms.astype(TERM_DTYPE), round_weights(weights, cfg.decimals))
@@ -322,18 +338,28 @@ class SyntheticCollection:
 
     def stats(self) -> dict[str, Any]:
         nnz = sum(c.batch.nnz for c in self.chunks)
-        return {"n_docs": self.n_docs, "n_terms": self.n_terms, "doc_nnz_avg": nnz / self.n_docs,
-                "n_queries": len(self.queries), "query_nnz_avg": self.queries.nnz / max(len(self.queries), 1),
-                "generate_seconds": round(self.seconds, 3)}
+        return {
+            "n_docs": self.n_docs,
+            "n_terms": self.n_terms,
+            "doc_nnz_avg": nnz / self.n_docs,
+            "n_queries": len(self.queries),
+            "query_nnz_avg": self.queries.nnz / max(len(self.queries), 1),
+            "generate_seconds": round(self.seconds, 3),
+        }
 
 
 def term_names(n_terms: int) -> list[str]:
     return [f"t{i}" for i in range(n_terms)]
 
 
-def _query_row(cfg: SyntheticConfig, model: TopicModel, rng: np.random.Generator,
-               doc_terms: NDArray[np.int32], doc_weights: NDArray[np.float32], doc_topics: NDArray[np.int32]
-               ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+def _query_row(
+    cfg: SyntheticConfig,
+    model: TopicModel,
+    rng: np.random.Generator,
+    doc_terms: NDArray[np.int32],
+    doc_weights: NDArray[np.float32],
+    doc_topics: NDArray[np.int32],
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     length = int(rng.integers(cfg.query_len[0], cfg.query_len[1] + 1))
     n_src = min(int(round(cfg.query_mix[0] * length)), len(doc_terms))
     n_topic = int(round(cfg.query_mix[1] * length)) if (doc_topics >= 0).any() else 0
@@ -342,16 +368,23 @@ def _query_row(cfg: SyntheticConfig, model: TopicModel, rng: np.random.Generator
     pick = np.argsort(-keys)[:n_src]  # heavier terms are likelier to be kept
     src_w = np.sqrt(doc_weights[pick].astype(np.float64)) * np.exp(0.2 * rng.standard_normal(n_src))
     own = doc_topics[doc_topics >= 0].astype(np.int64)
-    other = np.concatenate([model.topic_draws(rng, rng.choice(own, n_topic)) if n_topic else
-                            np.zeros(0, np.int32), model.background_terms(rng, n_bg)]).astype(np.int64)
-    other_w = (np.exp(cfg.query_weight_mu + cfg.query_weight_sigma * rng.standard_normal(len(other)))
-               * model.term_specificity[other])
+    other = np.concatenate(
+        [
+            model.topic_draws(rng, rng.choice(own, n_topic)) if n_topic else np.zeros(0, np.int32),
+            model.background_terms(rng, n_bg),
+        ]
+    ).astype(np.int64)
+    other_w = (
+        np.exp(cfg.query_weight_mu + cfg.query_weight_sigma * rng.standard_normal(len(other)))
+        * model.term_specificity[other]
+    )
     terms = np.concatenate([doc_terms[pick].astype(np.int64), other])
     return terms, np.concatenate([src_w, other_w])
 
 
-def make_queries(cfg: SyntheticConfig, model: TopicModel, collection: SyntheticCollection
-                 ) -> tuple[SparseBatch, NDArray[np.int64]]:
+def make_queries(
+    cfg: SyntheticConfig, model: TopicModel, collection: SyntheticCollection
+) -> tuple[SparseBatch, NDArray[np.int64]]:
     """Queries from source documents (uniform, distinct when there are enough documents)."""
     rng = _rng(cfg.seed, _STREAM_QUERIES)
     sources = rng.choice(cfg.n_docs, size=cfg.n_queries, replace=cfg.n_queries > cfg.n_docs)
@@ -396,5 +429,14 @@ def term_frequencies(batches: Sequence[SparseBatch], n_terms: int) -> NDArray[np
     return df
 
 
-__all__ = ["SyntheticCollection", "SyntheticConfig", "TopicModel", "generate", "iter_doc_chunks",
-           "make_queries", "term_frequencies", "term_names", "write_collection_jsonl"]
+__all__ = [
+    "SyntheticCollection",
+    "SyntheticConfig",
+    "TopicModel",
+    "generate",
+    "iter_doc_chunks",
+    "make_queries",
+    "term_frequencies",
+    "term_names",
+    "write_collection_jsonl",
+]

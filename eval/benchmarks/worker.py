@@ -57,8 +57,9 @@ def load_queries(path: Path) -> list[Query]:
     return out
 
 
-def _latency(system: System, setting: Setting, n: int, k: int, budget_s: float
-             ) -> tuple[list[float], list[list[str]]]:
+def _latency(
+    system: System, setting: Setting, n: int, k: int, budget_s: float
+) -> tuple[list[float], list[list[str]]]:
     times: list[float] = []
     ids: list[list[str]] = []
     clock = time.perf_counter
@@ -69,8 +70,14 @@ def _latency(system: System, setting: Setting, n: int, k: int, budget_s: float
         times.append(clock() - t0)
         ids.append(system.ids_one(result))
         if clock() - began > budget_s:
-            logger.warning("%s %s: latency run stopped after %d of %d queries (budget %.0fs)",
-                           system.name, setting.label, i + 1, n, budget_s)
+            logger.warning(
+                "%s %s: latency run stopped after %d of %d queries (budget %.0fs)",
+                system.name,
+                setting.label,
+                i + 1,
+                n,
+                budget_s,
+            )
             break
     return times, ids
 
@@ -82,8 +89,9 @@ def _batch_size(mean_s: float, n: int, threads: int, budget_s: float) -> int:
     return min(n, max(threads, int(budget_s * threads / mean_s)))
 
 
-def warm_up(system: System, setting: Setting, n: int, k: int, threads: int, min_searches: int,
-            budget_s: float) -> int:
+def warm_up(
+    system: System, setting: Setting, n: int, k: int, threads: int, min_searches: int, budget_s: float
+) -> int:
     """At least one pass over the queries and ``min_searches`` searches (cycling), then one batch.
 
     The JVM needs a few hundred searches before its JIT settles; numba compiles on the
@@ -111,8 +119,9 @@ def _no_gc() -> Iterator[None]:
         gc.enable()
 
 
-def time_setting(system: System, setting: Setting, n: int, k: int, threads: int, warmup: int,
-                 budget_s: float) -> dict[str, Any]:
+def time_setting(
+    system: System, setting: Setting, n: int, k: int, threads: int, warmup: int, budget_s: float
+) -> dict[str, Any]:
     """Warm up, then time one setting; returns the numbers and the result lists."""
     warmed = warm_up(system, setting, n, k, threads, warmup, budget_s / 2)
     with _no_gc(), _CpuClock() as latency_clock:
@@ -128,14 +137,23 @@ def time_setting(system: System, setting: Setting, n: int, k: int, threads: int,
                 break
     batch_s = batch_clock.wall / rounds
     return {
-        "setting": setting.label, "params": setting.params, "warmup_searches": warmed,
-        "n_timed": len(times), "mean_ms": float(ms.mean()), "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
+        "setting": setting.label,
+        "params": setting.params,
+        "warmup_searches": warmed,
+        "n_timed": len(times),
+        "mean_ms": float(ms.mean()),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
         "latency_cpu_per_wall": latency_clock.ratio,
-        "n_batch": n_batch, "batch_rounds": rounds, "batch_seconds": batch_s,
+        "n_batch": n_batch,
+        "batch_rounds": rounds,
+        "batch_seconds": batch_s,
         "qps": n_batch / batch_s if batch_s > 0 else None,
         "batch_cpu_per_wall": batch_clock.ratio,
-        "threads": threads, "ids_single": single_ids, "ids_batch": system.ids_batch(native),
+        "threads": threads,
+        "ids_single": single_ids,
+        "ids_batch": system.ids_batch(native),
     }
 
 
@@ -176,8 +194,12 @@ def run(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"system": spec["system"], "status": "building", "settings": []}
     _write(out, report)
     build = system.build(files, workdir)
-    report.update(status="searching", build_seconds=build.seconds, index_bytes=build.index_bytes,
-                  build_detail=build.detail)
+    report.update(
+        status="searching",
+        build_seconds=build.seconds,
+        index_bytes=build.index_bytes,
+        build_detail=build.detail,
+    )
     _write(out, report)
     queries = load_queries(files.queries_jsonl)
     system.prepare(queries)
@@ -187,12 +209,19 @@ def run(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     gc.collect()
     gc.freeze()  # the index, ids and queries live to the end: keep them out of every GC pass
     for setting in system.settings():
-        result = time_setting(system, setting, len(queries), spec["k"], spec["threads"], spec["warmup"],
-                              spec["search_budget_s"])
+        result = time_setting(
+            system, setting, len(queries), spec["k"], spec["threads"], spec["warmup"], spec["search_budget_s"]
+        )
         report["settings"].append(result)
         _write(out, report)
-        logger.info("%s %s: mean %.3f ms, p99 %.3f ms, %.0f q/s", spec["system"], setting.label,
-                    result["mean_ms"], result["p99_ms"], result["qps"] or 0)
+        logger.info(
+            "%s %s: mean %.3f ms, p99 %.3f ms, %.0f q/s",
+            spec["system"],
+            setting.label,
+            result["mean_ms"],
+            result["p99_ms"],
+            result["qps"] or 0,
+        )
     system.close()
     report["status"] = "done"
     _write(out, report)
@@ -200,8 +229,10 @@ def run(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lsr.eval.benchmarks.worker",
-                                     description="Build and time one benchmark system (run by index_bench).")
+    parser = argparse.ArgumentParser(
+        prog="python -m lsr.eval.benchmarks.worker",
+        description="Build and time one benchmark system (run by index_bench).",
+    )
     parser.add_argument("spec", type=Path, help="the JSON spec written by index_bench")
     parser.add_argument("out", type=Path, help="where to write the results (rewritten as they come)")
     args = parser.parse_args(argv)
@@ -212,8 +243,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         run(spec, out)
     except Exception as exc:  # report the failure to the parent through OUT.json
         report = json.loads(out.read_text(encoding="utf-8")) if out.is_file() else {"settings": []}
-        report.update(system=spec.get("system"), status="error", error=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc())
+        report.update(
+            system=spec.get("system"),
+            status="error",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(),
+        )
         _write(out, report)
         logger.exception("system %s failed", spec.get("system"))
         return 1

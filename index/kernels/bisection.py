@@ -118,12 +118,34 @@ def _bisect_wide(indptr, term_ids, part, n_terms, iterations, lg, n_threads):
             j = c // 2
             if c % 2 == 0:
                 n = left.shape[0]
-                _gains(indptr, term_ids, left, deg_l, deg_r, log_l, log_r, lg, gain_l,
-                       j * n // n_threads, (j + 1) * n // n_threads)
+                _gains(
+                    indptr,
+                    term_ids,
+                    left,
+                    deg_l,
+                    deg_r,
+                    log_l,
+                    log_r,
+                    lg,
+                    gain_l,
+                    j * n // n_threads,
+                    (j + 1) * n // n_threads,
+                )
             else:
                 n = right.shape[0]
-                _gains(indptr, term_ids, right, deg_r, deg_l, log_r, log_l, lg, gain_r,
-                       j * n // n_threads, (j + 1) * n // n_threads)
+                _gains(
+                    indptr,
+                    term_ids,
+                    right,
+                    deg_r,
+                    deg_l,
+                    log_r,
+                    log_l,
+                    lg,
+                    gain_r,
+                    j * n // n_threads,
+                    (j + 1) * n // n_threads,
+                )
         if _swap_best(left, right, gain_l, gain_r) == 0:
             break
 

@@ -48,8 +48,21 @@ N_BUCKETS = 1024
 
 
 @njit(cache=True, nogil=True)
-def _upper_bounds(row_of, dense_max, tb_ptr, tb_block, tb_max, ub_ratio, q_terms, q_weights, ub, head,
-                  ent_next, ent_term, ent_pair):
+def _upper_bounds(
+    row_of,
+    dense_max,
+    tb_ptr,
+    tb_block,
+    tb_max,
+    ub_ratio,
+    q_terms,
+    q_weights,
+    ub,
+    head,
+    ent_next,
+    ent_term,
+    ent_pair,
+):
     """Accumulate block bounds into ub (zero on entry) in query-term order; link sparse runs per block."""
     n_blocks = ub.shape[0]
     e = 0
@@ -105,8 +118,21 @@ def _bucket_order(ub, order, bucket_ptr, bucket_max):
 
 
 @njit(cache=True, nogil=True)
-def _score_block(b, block_size, postings, bmx, q_terms, q_weights, q_rows, head, ent_next, ent_term, ent_pair,
-                 local_pair, acc):
+def _score_block(
+    b,
+    block_size,
+    postings,
+    bmx,
+    q_terms,
+    q_weights,
+    q_rows,
+    head,
+    ent_next,
+    ent_term,
+    ent_pair,
+    local_pair,
+    acc,
+):
     """Add the query terms' runs in block b into acc (block-local), in ascending term order."""
     term_ptr, doc_ids, impacts = postings
     _, _, dense_base, dense_off, tb_ptr, _, _, tb_base, tb_off, dense_before = bmx
@@ -138,8 +164,21 @@ def _score_block(b, block_size, postings, bmx, q_terms, q_weights, q_rows, head,
 
 
 @njit(cache=True, nogil=True)
-def _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ws, out_docs,
-               out_scores, counters):
+def _bmp_query(
+    postings,
+    bmx,
+    ub_ratio,
+    ub_slack,
+    block_size,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    ws,
+    out_docs,
+    out_scores,
+    counters,
+):
     """One query. ``postings`` = (term_ptr, doc_ids, impacts); ``bmx`` = (row_of, dense_max, dense_base,
     dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before); ``ws`` from _workspace, clean
     on entry and left clean. Returns the hit count; adds (blocks scored, blocks with a bound > 0) to
@@ -157,8 +196,21 @@ def _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms, q_weights
     ent_term = np.empty(n_ent, np.int32)
     ent_pair = np.empty(n_ent, np.int64)
     local_pair = np.full(m, -1, np.int64)
-    _upper_bounds(row_of, dense_max, tb_ptr, tb_block, tb_max, ub_ratio, q_terms, q_weights, ub, head,
-                  ent_next, ent_term, ent_pair)
+    _upper_bounds(
+        row_of,
+        dense_max,
+        tb_ptr,
+        tb_block,
+        tb_max,
+        ub_ratio,
+        q_terms,
+        q_weights,
+        ub,
+        head,
+        ent_next,
+        ent_term,
+        ent_pair,
+    )
     n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
     counters[1] += n_cand
     size = 0
@@ -170,8 +222,21 @@ def _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms, q_weights
             break
         counters[0] += 1
         b = order[pos]
-        _score_block(b, block_size, postings, bmx, q_terms, q_weights, q_rows, head, ent_next, ent_term,
-                     ent_pair, local_pair, acc)
+        _score_block(
+            b,
+            block_size,
+            postings,
+            bmx,
+            q_terms,
+            q_weights,
+            q_rows,
+            head,
+            ent_next,
+            ent_term,
+            ent_pair,
+            local_pair,
+            acc,
+        )
         base = b * block_size
         for j in range(block_size):
             s = acc[j]
@@ -186,25 +251,61 @@ def _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms, q_weights
 @njit(cache=True, nogil=True)
 def _workspace(n_blocks, block_size, k):
     """(ub, head, order, bucket_ptr, bucket_max, acc, heap scores, heap docs) for one worker."""
-    return (np.zeros(n_blocks, np.float32), np.full(n_blocks, -1, np.int32), np.empty(n_blocks, np.int32),
-            np.zeros(N_BUCKETS + 1, np.int64), np.zeros(N_BUCKETS, np.float32),
-            np.zeros(block_size, np.float32), np.empty(k, np.float32), np.empty(k, np.int32))
+    return (
+        np.zeros(n_blocks, np.float32),
+        np.full(n_blocks, -1, np.int32),
+        np.empty(n_blocks, np.int32),
+        np.zeros(N_BUCKETS + 1, np.int64),
+        np.zeros(N_BUCKETS, np.float32),
+        np.zeros(block_size, np.float32),
+        np.empty(k, np.float32),
+        np.empty(k, np.int32),
+    )
 
 
 @njit(cache=True, nogil=True)
-def _bmp_search_one(postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha,
-                    counters):
+def _bmp_search_one(
+    postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha, counters
+):
     ws = _workspace(n_blocks, block_size, k)
     out_docs = np.empty(k, np.int32)
     out_scores = np.empty(k, np.float32)
-    n = _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms, q_weights, k, alpha, ws, out_docs,
-                   out_scores, counters)
+    n = _bmp_query(
+        postings,
+        bmx,
+        ub_ratio,
+        ub_slack,
+        block_size,
+        q_terms,
+        q_weights,
+        k,
+        alpha,
+        ws,
+        out_docs,
+        out_scores,
+        counters,
+    )
     return out_docs[:n], out_scores[:n]
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _bmp_search_batch(postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_indptr, q_terms, q_weights,
-                      k, alpha, n_workers, out_docs, out_scores, out_counts):
+def _bmp_search_batch(
+    postings,
+    bmx,
+    ub_ratio,
+    ub_slack,
+    block_size,
+    n_blocks,
+    q_indptr,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    n_workers,
+    out_docs,
+    out_scores,
+    out_counts,
+):
     """Queries in parallel: worker c takes queries c, c + n_workers, ... with its own workspace."""
     n_queries = q_indptr.shape[0] - 1
     for c in prange(n_workers):
@@ -213,8 +314,21 @@ def _bmp_search_batch(postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q
         for q in range(c, n_queries, n_workers):
             s = q_indptr[q]
             e = q_indptr[q + 1]
-            out_counts[q] = _bmp_query(postings, bmx, ub_ratio, ub_slack, block_size, q_terms[s:e],
-                                       q_weights[s:e], k, alpha, ws, out_docs[q], out_scores[q], counters)
+            out_counts[q] = _bmp_query(
+                postings,
+                bmx,
+                ub_ratio,
+                ub_slack,
+                block_size,
+                q_terms[s:e],
+                q_weights[s:e],
+                k,
+                alpha,
+                ws,
+                out_docs[q],
+                out_scores[q],
+                counters,
+            )
 
 
 @njit(cache=True, nogil=True)

@@ -52,7 +52,6 @@ def _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf,
             b_next += 1
 
 
-
 @njit(cache=True, inline="always")
 def _set_offset(dense_base, dense_off, r, b, offset):
     sb = b >> SUPER_SHIFT
@@ -65,8 +64,9 @@ def _set_offset(dense_base, dense_off, r, b, offset):
 
 
 @njit(cache=True, nogil=True)
-def _fill_sparse(term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, tb_off,
-                 dense_before):
+def _fill_sparse(
+    term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, tb_off, dense_before
+):
     """One (block, max, run start) entry per run of every sparse term.
 
     Run starts are counted in *sparse coordinates*: posting positions with the dense terms' lists

@@ -29,8 +29,9 @@ SCAN_RATIO = 8
 
 
 @njit(cache=True, nogil=True)
-def _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores,
-                 scan_ratio):
+def _score_query(
+    term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores, scan_ratio
+):
     """Score one query; write its top-k (best first) into out_*; return how many."""
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
@@ -68,14 +69,28 @@ def _search_one(term_ptr, doc_ids, impacts, n_docs, q_terms, q_weights, k, scan_
     hd = np.empty(k, dtype=np.int32)
     out_docs = np.empty(k, dtype=np.int32)
     out_scores = np.empty(k, dtype=np.float32)
-    n = _score_query(term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores,
-                     scan_ratio)
+    n = _score_query(
+        term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores, scan_ratio
+    )
     return out_docs[:n], out_scores[:n]
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _search_batch(term_ptr, doc_ids, impacts, n_docs, q_indptr, q_terms, q_weights, k, n_workers,
-                  out_docs, out_scores, out_counts, scan_ratio):
+def _search_batch(
+    term_ptr,
+    doc_ids,
+    impacts,
+    n_docs,
+    q_indptr,
+    q_terms,
+    q_weights,
+    k,
+    n_workers,
+    out_docs,
+    out_scores,
+    out_counts,
+    scan_ratio,
+):
     """Queries in parallel: worker c takes queries c, c + n_workers, ... and owns one accumulator."""
     n_queries = q_indptr.shape[0] - 1
     for c in prange(n_workers):
@@ -85,5 +100,17 @@ def _search_batch(term_ptr, doc_ids, impacts, n_docs, q_indptr, q_terms, q_weigh
         for q in range(c, n_queries, n_workers):
             s = q_indptr[q]
             e = q_indptr[q + 1]
-            out_counts[q] = _score_query(term_ptr, doc_ids, impacts, q_terms[s:e], q_weights[s:e],
-                                         acc, hs, hd, k, out_docs[q], out_scores[q], scan_ratio)
+            out_counts[q] = _score_query(
+                term_ptr,
+                doc_ids,
+                impacts,
+                q_terms[s:e],
+                q_weights[s:e],
+                acc,
+                hs,
+                hd,
+                k,
+                out_docs[q],
+                out_scores[q],
+                scan_ratio,
+            )

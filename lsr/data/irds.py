@@ -151,8 +151,7 @@ class IrdsDataset:
             self._ds = ir_datasets.load(dataset_id)
         except KeyError:
             raise DatasetUnavailableError(
-                f"{dataset_id!r} is neither an existing local path nor a known ir_datasets id; "
-                f"{LOCAL_HINT}"
+                f"{dataset_id!r} is neither an existing local path nor a known ir_datasets id; {LOCAL_HINT}"
             ) from None
         self.id = dataset_id
 

@@ -36,9 +36,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             except json.JSONDecodeError as exc:
                 raise DataFormatError(f"{path}:{line_no}: malformed JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
-                raise DataFormatError(
-                    f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}"
-                )
+                raise DataFormatError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
             yield line_no, obj
 
 

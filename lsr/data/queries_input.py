@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from lsr.searcher import Searcher
 
 
-def load_query_input(searcher: Searcher, spec: str | Path, split: str | None = None
-                     ) -> tuple[list[str], SparseBatch]:
+def load_query_input(
+    searcher: Searcher, spec: str | Path, split: str | None = None
+) -> tuple[list[str], SparseBatch]:
     """``(query ids, encoded queries)`` from any supported query source."""
     if is_sparse_jsonl(spec):
         records = list(iter_sparse_jsonl(spec))

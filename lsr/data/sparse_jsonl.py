@@ -64,8 +64,9 @@ def vector_to_dict(term_ids: np.ndarray, weights: np.ndarray, vocab: list[str]) 
     return {vocab[t]: round(float(w), 6) for t, w in zip(term_ids.tolist(), weights.tolist(), strict=True)}
 
 
-def write_sparse_jsonl(records: Iterable[tuple[str, dict[str, float]]], path: str | Path,
-                       overwrite: bool = False) -> int:
+def write_sparse_jsonl(
+    records: Iterable[tuple[str, dict[str, float]]], path: str | Path, overwrite: bool = False
+) -> int:
     """Write ``(id, vector)`` records atomically; return how many were written."""
     path = Path(path)
     if path.exists() and not overwrite:

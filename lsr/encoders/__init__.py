@@ -71,10 +71,14 @@ def encoder_overrides(spec: str) -> list[str]:
     if Path(spec).is_dir():
         return ["encoder.name=splade", f"encoder.model={json.dumps(spec)}"]
     if "/" in spec or sep:
-        raise ConfigError(f"--encoder {spec!r}: no such model folder (or encoder name before the ':'); "
-                          f"encoders: {list(ENCODERS)}")
-    raise ConfigError(f"unknown encoder {spec!r}; available: {list(ENCODERS)}, NAME:MODEL_FOLDER, or a "
-                      "model folder (splade)")
+        raise ConfigError(
+            f"--encoder {spec!r}: no such model folder (or encoder name before the ':'); "
+            f"encoders: {list(ENCODERS)}"
+        )
+    raise ConfigError(
+        f"unknown encoder {spec!r}; available: {list(ENCODERS)}, NAME:MODEL_FOLDER, or a "
+        "model folder (splade)"
+    )
 
 
 def make_encoder(cfg: EncoderConfig) -> CorpusEncoder:
@@ -98,8 +102,9 @@ def make_encoder(cfg: EncoderConfig) -> CorpusEncoder:
     raise ConfigError(f"unknown encoder {cfg.name!r}; available: {list(ENCODERS)}")
 
 
-def load_query_encoder(encoder_meta: dict[str, Any], term_index: dict[str, int],
-                       directory: str | Path | None = None) -> QueryEncoder:
+def load_query_encoder(
+    encoder_meta: dict[str, Any], term_index: dict[str, int], directory: str | Path | None = None
+) -> QueryEncoder:
     """The query encoder matching an index, from its meta.json ``encoder`` section.
 
     Args:
@@ -131,9 +136,17 @@ def load_query_encoder(encoder_meta: dict[str, Any], term_index: dict[str, int],
         return InferenceFreeQueryEncoder(encoder_meta, term_index, Path(directory) if directory else None)
     raise ConfigError(
         f"this index was built with encoder {name!r}, which has no text query encoder here; "
-        "pass pre-encoded queries as sparse-vector JSONL ({\"id\", \"vector\": {term: weight}})"
+        'pass pre-encoded queries as sparse-vector JSONL ({"id", "vector": {term: weight}})'
     )
 
 
-__all__ = ["ENCODERS", "ENCODER_HELP", "CorpusEncoder", "QueryEncoder", "default_model", "encoder_overrides",
-           "load_query_encoder", "make_encoder"]
+__all__ = [
+    "ENCODERS",
+    "ENCODER_HELP",
+    "CorpusEncoder",
+    "QueryEncoder",
+    "default_model",
+    "encoder_overrides",
+    "load_query_encoder",
+    "make_encoder",
+]

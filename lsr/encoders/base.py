@@ -30,5 +30,4 @@ class CorpusEncoder(Protocol):
 
 
 class QueryEncoder(Protocol):
-    def encode(self, texts: Sequence[str]) -> SparseBatch:
-        ...
+    def encode(self, texts: Sequence[str]) -> SparseBatch: ...

@@ -36,8 +36,9 @@ def make_analyzer(cfg: BM25Config) -> Analyzer:
     return Analyzer(stemmer=cfg.stemmer, stopwords=cfg.stopwords, lowercase=cfg.lowercase)
 
 
-def bm25_impacts(tf: np.ndarray, doc_len: np.ndarray, idf: np.ndarray, avgdl: float, k1: float,
-                 b: float) -> np.ndarray:
+def bm25_impacts(
+    tf: np.ndarray, doc_len: np.ndarray, idf: np.ndarray, avgdl: float, k1: float, b: float
+) -> np.ndarray:
     """Vectorized impacts for postings with term frequency ``tf`` in docs of length ``doc_len``."""
     norm = k1 * (1.0 - b + b * doc_len / avgdl)
     return (idf * tf / (tf + norm)).astype(WEIGHT_DTYPE)
@@ -69,8 +70,9 @@ class BM25Encoder:
             logger.warning("%d document(s) have no terms after analysis; they can never match", empty)
         return list(vocab)
 
-    def _rewrite_as_impacts(self, writer: VectorWriter, doc_len: np.ndarray, n_terms: int,
-                            progress: bool) -> None:
+    def _rewrite_as_impacts(
+        self, writer: VectorWriter, doc_len: np.ndarray, n_terms: int, progress: bool
+    ) -> None:
         # N and avgdl count only documents with at least one term, as Lucene's docCount does
         n_docs = int(np.count_nonzero(doc_len))
         df = np.zeros(n_terms, dtype=np.int64)
@@ -79,11 +81,22 @@ class BM25Encoder:
         idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
         avgdl = float(doc_len.sum()) / n_docs if n_docs else 1.0
         first = 0
-        for name, batch in tqdm(writer.iter_shards(), total=len(writer.shards), desc="bm25: impacts",
-                                unit="shard", disable=not progress):
+        for name, batch in tqdm(
+            writer.iter_shards(),
+            total=len(writer.shards),
+            desc="bm25: impacts",
+            unit="shard",
+            disable=not progress,
+        ):
             lengths = np.repeat(doc_len[first : first + len(batch)], batch.row_nnz())
-            weights = bm25_impacts(batch.weights.astype(np.float64), lengths, idf[batch.term_ids],
-                                   max(avgdl, 1e-9), self.cfg.k1, self.cfg.b)
+            weights = bm25_impacts(
+                batch.weights.astype(np.float64),
+                lengths,
+                idf[batch.term_ids],
+                max(avgdl, 1e-9),
+                self.cfg.k1,
+                self.cfg.b,
+            )
             writer.replace_shard(name, SparseBatch(batch.indptr, batch.term_ids, weights))
             first += len(batch)
 

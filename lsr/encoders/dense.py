@@ -83,16 +83,23 @@ class PoolingSpec:
                     elif pooling.get("pooling_mode_max_tokens"):
                         mode = "max"
                     elif not pooling.get("pooling_mode_mean_tokens", True):
-                        raise ConfigError(f"{conf}: unsupported pooling {pooling}; lsr pools mean, cls "
-                                          "or max")
+                        raise ConfigError(
+                            f"{conf}: unsupported pooling {pooling}; lsr pools mean, cls or max"
+                        )
         return cls(mode, normalize)
 
 
 class DenseModel:
     """Texts -> float32 embeddings, batched by length, on CPU (all cores) or a GPU."""
 
-    def __init__(self, path: Path, device: str = "auto", max_length: int = 256, batch_size: int = 64,
-                 dtype: str = "auto"):
+    def __init__(
+        self,
+        path: Path,
+        device: str = "auto",
+        max_length: int = 256,
+        batch_size: int = 64,
+        dtype: str = "auto",
+    ):
         torch = require("torch")
         transformers = require("transformers")
         from lsr.encoders.transformer import load_tokenizer, pick_device, pick_dtype, quiet_transformers
@@ -122,9 +129,14 @@ class DenseModel:
         return cls(resolve_dense_model(spec), **kwargs)
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path), "name": self.path.name if self.path.name != "model" else
-                self.path.parent.name, "dim": self.dim, "pooling": self.pooling.mode,
-                "normalize": self.pooling.normalize, "max_length": self.max_length}
+        return {
+            "path": str(self.path),
+            "name": self.path.name if self.path.name != "model" else self.path.parent.name,
+            "dim": self.dim,
+            "pooling": self.pooling.mode,
+            "normalize": self.pooling.normalize,
+            "max_length": self.max_length,
+        }
 
     def forward(self, input_ids: Any, mask: Any) -> Any:
         """Pooled (and normalized) embeddings of a padded batch, as a torch tensor (keeps the graph)."""
@@ -153,8 +165,9 @@ class DenseModel:
         order = np.argsort([-len(x) for x in ids], kind="stable")
         pad = int(self.tokenizer.pad_token_id or 0)
         bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress)
-        autocast = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32
-                    else _null())
+        autocast = (
+            torch.autocast(self.device.type, dtype=self.dtype) if self.dtype != torch.float32 else _null()
+        )
         with torch.inference_mode(), autocast:
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
@@ -164,8 +177,9 @@ class DenseModel:
                 for j, i in enumerate(rows):
                     batch[j, : len(ids[i])] = ids[i]
                     mask[j, : len(ids[i])] = 1
-                emb = self.forward(torch.from_numpy(batch).to(self.device),
-                                   torch.from_numpy(mask).to(self.device))
+                emb = self.forward(
+                    torch.from_numpy(batch).to(self.device), torch.from_numpy(mask).to(self.device)
+                )
                 out[rows] = emb.cpu().numpy()
                 bar.update(len(rows))
         bar.close()

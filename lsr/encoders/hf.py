@@ -48,8 +48,9 @@ def resolve_model(spec: str, what: str = "encoder.model") -> Path:
         ConfigError: empty spec, a path that does not exist, or a hub name that cannot be had.
     """
     if not spec:
-        raise ConfigError(f"{what} is empty: name a model folder, e.g. --encoder splade:models/splade-tiny "
-                          f"({FETCH_HINT})")
+        raise ConfigError(
+            f"{what} is empty: name a model folder, e.g. --encoder splade:models/splade-tiny ({FETCH_HINT})"
+        )
     path = Path(spec).expanduser()
     if path.is_dir():
         return path.resolve()
@@ -61,14 +62,18 @@ def resolve_model(spec: str, what: str = "encoder.model") -> Path:
     except Exception:  # noqa: BLE001 - any miss falls through to the hub
         pass
     if os.environ.get("HF_HUB_OFFLINE"):
-        raise ConfigError(f"{what} = {spec!r}: not in the local Hugging Face cache and HF_HUB_OFFLINE is "
-                          f"set; pass a local model folder instead ({FETCH_HINT})")
+        raise ConfigError(
+            f"{what} = {spec!r}: not in the local Hugging Face cache and HF_HUB_OFFLINE is "
+            f"set; pass a local model folder instead ({FETCH_HINT})"
+        )
     try:
         return Path(hub.snapshot_download(spec))
     except Exception as exc:  # noqa: BLE001 - offline, unknown repo, gated repo: same advice
-        raise ConfigError(f"{what} = {spec!r}: could not get it from the Hugging Face hub "
-                          f"({type(exc).__name__}; offline?); pass a local model folder instead "
-                          f"({FETCH_HINT})") from None
+        raise ConfigError(
+            f"{what} = {spec!r}: could not get it from the Hugging Face hub "
+            f"({type(exc).__name__}; offline?); pass a local model folder instead "
+            f"({FETCH_HINT})"
+        ) from None
 
 
 def vocab_digest(vocab: Sequence[str]) -> str:
@@ -83,13 +88,17 @@ def check_vocab(vocab: Sequence[str], term_index: Mapping[str, int], what: str) 
         ConfigError: naming the first disagreement.
     """
     if len(vocab) != len(term_index):
-        raise ConfigError(f"vocabulary mismatch: {what} has {len(vocab)} terms, the index has "
-                          f"{len(term_index)}; query and document encoders must share one vocabulary")
+        raise ConfigError(
+            f"vocabulary mismatch: {what} has {len(vocab)} terms, the index has "
+            f"{len(term_index)}; query and document encoders must share one vocabulary"
+        )
     for i, term in enumerate(vocab):
         if term_index.get(term) != i:
-            raise ConfigError(f"vocabulary mismatch: {what} has term {term!r} at id {i}, the index has it "
-                              f"at {term_index.get(term)}; query and document encoders must share one "
-                              "vocabulary")
+            raise ConfigError(
+                f"vocabulary mismatch: {what} has term {term!r} at id {i}, the index has it "
+                f"at {term_index.get(term)}; query and document encoders must share one "
+                "vocabulary"
+            )
 
 
 def clean_text(text: str) -> str:
@@ -101,8 +110,9 @@ def clean_text(text: str) -> str:
         return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
 
 
-def prune_row(terms: np.ndarray, weights: np.ndarray, threshold: float, max_terms: int
-              ) -> tuple[np.ndarray, np.ndarray]:
+def prune_row(
+    terms: np.ndarray, weights: np.ndarray, threshold: float, max_terms: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Drop weights below ``threshold`` (and all weights <= 0), then keep the ``max_terms`` largest.
 
     Ties at the cut keep the smaller term id, so the result does not depend on the input order.
@@ -124,5 +134,8 @@ def rows_to_batch(rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> SparseBatch:
     lengths = np.fromiter((len(t) for t, _ in rows), dtype=PTR_DTYPE, count=len(rows))
     indptr = np.zeros(len(rows) + 1, dtype=PTR_DTYPE)
     np.cumsum(lengths, out=indptr[1:])
-    return SparseBatch(indptr, np.concatenate([t for t, _ in rows]).astype(TERM_DTYPE, copy=False),
-                       np.concatenate([w for _, w in rows]).astype(WEIGHT_DTYPE, copy=False))
+    return SparseBatch(
+        indptr,
+        np.concatenate([t for t, _ in rows]).astype(TERM_DTYPE, copy=False),
+        np.concatenate([w for _, w in rows]).astype(WEIGHT_DTYPE, copy=False),
+    )

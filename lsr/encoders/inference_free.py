@@ -43,8 +43,9 @@ def idf_table(df: np.ndarray, n_docs: int) -> np.ndarray:
     return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
 
 
-def token_document_frequency(tokenizer: Any, texts: Iterable[str], vocab_size: int,
-                             chunk: int = 4096) -> tuple[np.ndarray, int]:
+def token_document_frequency(
+    tokenizer: Any, texts: Iterable[str], vocab_size: int, chunk: int = 4096
+) -> tuple[np.ndarray, int]:
     """``(df, n_docs)``: in how many texts each token id occurs (whole texts, no truncation)."""
     tokenizer.no_truncation()
     df = np.zeros(vocab_size, dtype=np.int64)
@@ -106,9 +107,15 @@ class InferenceFreeEncoder:
 
     def describe(self) -> dict[str, Any]:
         meta = self.docs.describe()
-        meta.update(name=self.name, query_model=None,
-                    inference_free={"query_weights": self.query_weights_spec(),
-                                    "table": TABLE_FILE, "tokenizer": TOKENIZER_FILE})
+        meta.update(
+            name=self.name,
+            query_model=None,
+            inference_free={
+                "query_weights": self.query_weights_spec(),
+                "table": TABLE_FILE,
+                "tokenizer": TOKENIZER_FILE,
+            },
+        )
         return meta
 
     def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
@@ -120,8 +127,12 @@ class InferenceFreeEncoder:
         table[[i for i in self.model.special_ids if i < len(table)]] = 0.0  # [CLS], [SEP], ... never count
         writer.add_file(TABLE_FILE, _npy_bytes(table))
         tokenizer_json = self.docs.model_path / TOKENIZER_FILE
-        writer.add_file(TOKENIZER_FILE, tokenizer_json.read_bytes() if tokenizer_json.is_file()
-                        else self.model.backend.to_str().encode("utf-8"))
+        writer.add_file(
+            TOKENIZER_FILE,
+            tokenizer_json.read_bytes()
+            if tokenizer_json.is_file()
+            else self.model.backend.to_str().encode("utf-8"),
+        )
         logger.info("inference-free query table: %d tokens with a weight", int(np.count_nonzero(table)))
         return vocab
 
@@ -137,8 +148,10 @@ class InferenceFreeEncoder:
         if spec == "idf":  # a second pass over the corpus, which open_corpus makes re-iterable
             df, seen = token_document_frequency(self.model.backend, (d.contents for d in docs), len(vocab))
             if seen != n_docs:
-                raise ValueError(f"the IDF pass read {seen} documents, the encoding pass {n_docs}: "
-                                 "inference-free encoding needs a corpus that can be read twice")
+                raise ValueError(
+                    f"the IDF pass read {seen} documents, the encoding pass {n_docs}: "
+                    "inference-free encoding needs a corpus that can be read twice"
+                )
             return idf_table(df, n_docs)
         path = self.docs.model_path / MODEL_TABLE_FILE if spec == "model" else Path(spec)
         if not path.is_file():
@@ -171,8 +184,9 @@ class InferenceFreeQueryEncoder:
             return SparseBatch.empty()
         encodings = self.tokenizer.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=n)
-        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64,
-                          count=int(lengths.sum()))
+        ids = np.fromiter(
+            chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=int(lengths.sum())
+        )
         size = len(self.table)
         keys = np.unique(np.repeat(np.arange(n, dtype=np.int64), lengths) * size + ids)
         rows, terms = np.divmod(keys, size)

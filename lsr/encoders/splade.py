@@ -62,17 +62,21 @@ class SpladeModel(TransformerSparseModel):
     def _load(self) -> None:
         torch, transformers = self.torch, require("transformers")
         try:
-            model, info = transformers.AutoModelForMaskedLM.from_pretrained(str(self.path),
-                                                                            output_loading_info=True)
+            model, info = transformers.AutoModelForMaskedLM.from_pretrained(
+                str(self.path), output_loading_info=True
+            )
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.path}: cannot load a masked-language model for SPLADE "
-                              f"({exc})") from None
+            raise ConfigError(
+                f"{self.path}: cannot load a masked-language model for SPLADE ({exc})"
+            ) from None
         missing = _really_missing(model, info.get("missing_keys") or [])
         if missing:
             arch = getattr(model.config, "architectures", None)
             shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
-            raise ConfigError(f"{self.path} has no masked-language-model head (missing weights: {shown}; "
-                              f"config.json architectures: {arch}); SPLADE needs a *ForMaskedLM checkpoint")
+            raise ConfigError(
+                f"{self.path} has no masked-language-model head (missing weights: {shown}; "
+                f"config.json architectures: {arch}); SPLADE needs a *ForMaskedLM checkpoint"
+            )
         model.eval().to(self.device)
         decoder = model.get_output_embeddings()
         if decoder is None or not hasattr(decoder, "weight"):
@@ -81,7 +85,7 @@ class SpladeModel(TransformerSparseModel):
         self.vocab_size = int(decoder.weight.shape[0])
         self.weight = decoder.weight.detach()
         bias = getattr(decoder, "bias", None)
-        self.bias = (bias.detach() if bias is not None else torch.zeros(self.vocab_size, device=self.device))
+        self.bias = bias.detach() if bias is not None else torch.zeros(self.vocab_size, device=self.device)
         self.bias = self.bias.float()
         # the trunk: the whole model with its vocabulary projection replaced by the identity, so
         # its "logits" are the transformed hidden states that the projection would read
@@ -95,8 +99,9 @@ class SpladeModel(TransformerSparseModel):
 
     def _pool(self, input_ids: Any, mask: Any) -> Any:
         if self.impl == "reference":
-            return splade_pool_reference(self.hidden(input_ids, mask), mask, self.weight, self.bias,
-                                         self.pooling)
+            return splade_pool_reference(
+                self.hidden(input_ids, mask), mask, self.weight, self.bias, self.pooling
+            )
         return self._pool_tiled(self.hidden(input_ids, mask), mask)
 
     def _pool_tiled(self, hidden: Any, mask: Any) -> Any:

@@ -96,8 +96,10 @@ def load_tokenizer(path: Path) -> Any:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot load its tokenizer ({exc})") from None
     if not getattr(tokenizer, "is_fast", False):
-        raise ConfigError(f"{path}: the tokenizer has no fast (Rust) version; lsr needs tokenizer.json "
-                          "or a vocabulary that transformers can convert")
+        raise ConfigError(
+            f"{path}: the tokenizer has no fast (Rust) version; lsr needs tokenizer.json "
+            "or a vocabulary that transformers can convert"
+        )
     return tokenizer
 
 
@@ -105,8 +107,10 @@ def tokenizer_vocab(tokenizer: Any, size: int) -> list[str]:
     """Token strings by id for ids [0, size); ids the tokenizer does not know get a placeholder."""
     backend = tokenizer.backend_tokenizer
     if backend.get_vocab_size(with_added_tokens=True) > size:
-        raise ConfigError(f"the tokenizer has {backend.get_vocab_size(with_added_tokens=True)} tokens, more "
-                          f"than the model's {size} outputs")
+        raise ConfigError(
+            f"the tokenizer has {backend.get_vocab_size(with_added_tokens=True)} tokens, more "
+            f"than the model's {size} outputs"
+        )
     vocab = [backend.id_to_token(i) or f"[unused-id-{i}]" for i in range(size)]
     if len(set(vocab)) != len(vocab):
         raise ConfigError("the tokenizer's vocabulary has repeated token strings; it cannot name index terms")
@@ -169,12 +173,16 @@ class TransformerSparseModel:
         return self._vocab
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path), "vocab_size": self.vocab_size,
-                "vocab_sha256": vocab_digest(self.vocab),
-                "architectures": list(getattr(self.model_config, "architectures", None) or [])}
+        return {
+            "path": str(self.path),
+            "vocab_size": self.vocab_size,
+            "vocab_sha256": vocab_digest(self.vocab),
+            "architectures": list(getattr(self.model_config, "architectures", None) or []),
+        }
 
-    def tokenize(self, texts: Sequence[str], max_length: int, windows: bool
-                 ) -> tuple[list[list[int]], np.ndarray]:
+    def tokenize(
+        self, texts: Sequence[str], max_length: int, windows: bool
+    ) -> tuple[list[list[int]], np.ndarray]:
         """Token ids of each sequence (special tokens included) and the index of the text it came from."""
         max_length = min(max_length, self.max_positions)
         overlap = min(self.cfg.window_overlap, max_length // 2) if windows else 0
@@ -298,13 +306,17 @@ class TransformerEncoder:
     def __init__(self, cfg: EncoderConfig):
         self.cfg = cfg
         self.model_path = resolve_model(cfg.model)
-        self.query_model_path = (resolve_model(cfg.query_model, "encoder.query_model") if cfg.query_model
-                                 else self.model_path)
+        self.query_model_path = (
+            resolve_model(cfg.query_model, "encoder.query_model") if cfg.query_model else self.model_path
+        )
         self.model = self.make_model(self.model_path)
         if self.query_model_path != self.model_path:  # refuse now rather than at the first query
             query_vocab = tokenizer_vocab(load_tokenizer(self.query_model_path), self.model.vocab_size)
-            check_vocab(query_vocab, {t: i for i, t in enumerate(self.model.vocab)},
-                        f"the query model {self.query_model_path}")
+            check_vocab(
+                query_vocab,
+                {t: i for i, t in enumerate(self.model.vocab)},
+                f"the query model {self.query_model_path}",
+            )
 
     def make_model(self, path: Path) -> TransformerSparseModel:
         raise NotImplementedError
@@ -314,10 +326,17 @@ class TransformerEncoder:
 
     def describe(self) -> dict[str, Any]:
         info = self.model.describe()
-        return {"name": self.name, "model": str(self.model_path), "query_model": str(self.query_model_path),
-                "vocab_size": info["vocab_size"], "vocab_sha256": info["vocab_sha256"],
-                "architectures": info["architectures"], **self.own_section(),
-                "transformer": section(self.cfg.transformer), "prune": section(self.cfg.prune)}
+        return {
+            "name": self.name,
+            "model": str(self.model_path),
+            "query_model": str(self.query_model_path),
+            "vocab_size": info["vocab_size"],
+            "vocab_sha256": info["vocab_sha256"],
+            "architectures": info["architectures"],
+            **self.own_section(),
+            "transformer": section(self.cfg.transformer),
+            "prune": section(self.cfg.prune),
+        }
 
     def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
         return self.model.encode(texts, self.cfg.prune)
@@ -325,8 +344,14 @@ class TransformerEncoder:
     def encode_corpus(self, docs: Iterable[Doc], writer: VectorWriter, progress: bool = False) -> list[str]:
         from lsr.encode import encode_documents
 
-        encode_documents(self.encode_texts, docs, writer, self.cfg.transformer.sort_docs, progress,
-                         desc=f"{self.name}: encode")
+        encode_documents(
+            self.encode_texts,
+            docs,
+            writer,
+            self.cfg.transformer.sort_docs,
+            progress,
+            desc=f"{self.name}: encode",
+        )
         return self.model.vocab
 
 
@@ -336,8 +361,10 @@ class TransformerQueryEncoder:
     def __init__(self, meta: dict[str, Any], term_index: dict[str, int]):
         path = Path(meta.get("query_model") or meta["model"])
         if not path.is_dir():
-            raise ConfigError(f"this index was encoded with the model at {path}, which is not there any "
-                              "more; put the model folder back or re-encode")
+            raise ConfigError(
+                f"this index was encoded with the model at {path}, which is not there any "
+                "more; put the model folder back or re-encode"
+            )
         tcfg = from_dict(TransformerConfig, meta.get("transformer", {}), "encoder.transformer")
         # the device of this machine, not of the one that encoded the corpus
         tcfg = dataclasses.replace(tcfg, device="auto")

@@ -57,16 +57,19 @@ class UniCoilModel(TransformerSparseModel):
         try:
             backbone = transformers.AutoModel.from_pretrained(str(self.path))
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{self.path}: cannot load a transformer backbone for uniCOIL "
-                              f"({exc})") from None
+            raise ConfigError(
+                f"{self.path}: cannot load a transformer backbone for uniCOIL ({exc})"
+            ) from None
         self.model_config = backbone.config
         hidden = int(backbone.config.hidden_size)
         self.head = torch.nn.Linear(hidden, 1)
         state = find_head(self.path)
         if state is None and not self.new_head:
-            raise ConfigError(f"{self.path} has no uniCOIL head ({HEAD_KEY}.weight in "
-                              f"{', '.join(_WEIGHT_FILES)}); start from a backbone with a fresh head only "
-                              "for training (new_head=True)")
+            raise ConfigError(
+                f"{self.path} has no uniCOIL head ({HEAD_KEY}.weight in "
+                f"{', '.join(_WEIGHT_FILES)}); start from a backbone with a fresh head only "
+                "for training (new_head=True)"
+            )
         if state is None:
             torch.nn.init.normal_(self.head.weight, std=getattr(backbone.config, "initializer_range", 0.02))
             torch.nn.init.zeros_(self.head.bias)
@@ -89,8 +92,9 @@ class UniCoilModel(TransformerSparseModel):
 
     def _pool(self, input_ids: Any, mask: Any) -> Any:
         weights = self.token_weights(input_ids, mask)
-        out = self.torch.zeros(input_ids.shape[0], self.vocab_size, dtype=self.torch.float32,
-                               device=input_ids.device)
+        out = self.torch.zeros(
+            input_ids.shape[0], self.vocab_size, dtype=self.torch.float32, device=input_ids.device
+        )
         return out.scatter_reduce_(1, input_ids, weights, reduce="amax", include_self=True)
 
     def save_pretrained(self, out: str | Path) -> None:
@@ -100,8 +104,13 @@ class UniCoilModel(TransformerSparseModel):
         out = Path(out)
         self.backbone.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
-        save_file({f"{HEAD_KEY}.weight": self.head.weight.detach().cpu().contiguous(),
-                   f"{HEAD_KEY}.bias": self.head.bias.detach().cpu().contiguous()}, str(out / HEAD_FILE))
+        save_file(
+            {
+                f"{HEAD_KEY}.weight": self.head.weight.detach().cpu().contiguous(),
+                f"{HEAD_KEY}.bias": self.head.bias.detach().cpu().contiguous(),
+            },
+            str(out / HEAD_FILE),
+        )
 
 
 class UniCoilEncoder(TransformerEncoder):

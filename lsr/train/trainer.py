@@ -278,10 +278,13 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     if cfg.data.sources:
         kept = [e for e in data.train if e.source in cfg.data.sources]
         if not kept:
-            raise LsrError(f"data.sources = {list(cfg.data.sources)}: no training example of {data.path} "
-                           f"comes from them (sources there: {sorted({e.source for e in data.train})})")
-        logger.info("data.sources %s: %d of %d training examples", list(cfg.data.sources), len(kept),
-                    len(data.train))
+            raise LsrError(
+                f"data.sources = {list(cfg.data.sources)}: no training example of {data.path} "
+                f"comes from them (sources there: {sorted({e.source for e in data.train})})"
+            )
+        logger.info(
+            "data.sources %s: %d of %d training examples", list(cfg.data.sources), len(kept), len(data.train)
+        )
         data.train[:] = kept
     _check_teachers(cfg, data)
     model = build_model(cfg.model, data.doc_texts).to(device)

@@ -30,7 +30,8 @@ def write_beir(folder: Path, docs=DOCS, queries=None, qrels=None) -> Path:
     (folder / "qrels").mkdir(exist_ok=True)
     rows = qrels or [("q1", "d1", 1), ("q2", "d2", 1)]
     (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q, d, g in rows))
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q, d, g in rows)
+    )
     return folder
 
 
@@ -77,16 +78,23 @@ def test_missing_field_is_reported_with_line(tmp_path, capsys):
     assert "corpus.jsonl:2: missing field 'text'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: (p / "meta.json").unlink(), "half-written"),
-    (lambda p: (p / "meta.json").write_text(json.dumps({**json.loads((p / "meta.json").read_text()),
-                                                          "format_version": 99})), "format version 99"),
-    (lambda p: (p / "meta.json").write_text('{"format": "seismic"}'), "holds format 'seismic'"),
-    (lambda p: (p / "meta.json").write_text("{not json"), "corrupt"),
-    (lambda p: (p / "doc_ids.npy").unlink(), "doc_ids.npy is missing"),
-    (lambda p: (p / "impacts.npy").write_bytes(b"garbage"), "not a readable .npy"),
-    (lambda p: (p / "ids.txt").unlink(), "ids.txt is missing"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "meta.json").unlink(), "half-written"),
+        (
+            lambda p: (p / "meta.json").write_text(
+                json.dumps({**json.loads((p / "meta.json").read_text()), "format_version": 99})
+            ),
+            "format version 99",
+        ),
+        (lambda p: (p / "meta.json").write_text('{"format": "seismic"}'), "holds format 'seismic'"),
+        (lambda p: (p / "meta.json").write_text("{not json"), "corrupt"),
+        (lambda p: (p / "doc_ids.npy").unlink(), "doc_ids.npy is missing"),
+        (lambda p: (p / "impacts.npy").write_bytes(b"garbage"), "not a readable .npy"),
+        (lambda p: (p / "ids.txt").unlink(), "ids.txt is missing"),
+    ],
+)
 def test_damaged_or_foreign_index_is_refused(built, damage, message, capsys):
     _, out = built
     damage(out)
@@ -95,12 +103,27 @@ def test_damaged_or_foreign_index_is_refused(built, damage, message, capsys):
 
 
 def test_unknown_qrels_ids_warn_with_counts(tmp_path, caplog):
-    corpus = write_beir(tmp_path / "beir", qrels=[("q1", "d1", 1), ("q1", "nope", 1), ("q2", "d2", 1),
-                                                   ("q7", "d3", 1)])
+    corpus = write_beir(
+        tmp_path / "beir", qrels=[("q1", "d1", 1), ("q1", "nope", 1), ("q2", "d2", 1), ("q7", "d3", 1)]
+    )
     assert index(corpus, tmp_path / "idx") == 0
     report = tmp_path / "r.json"
-    assert main(["eval", "--index", str(tmp_path / "idx"), "--dataset", str(corpus), "--k", "10",
-                 "--out", str(report)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--index",
+                str(tmp_path / "idx"),
+                "--dataset",
+                str(corpus),
+                "--k",
+                "10",
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
     data = json.loads(report.read_text())
     assert data["dataset"]["qrels_unknown_docs"] == 1 and data["dataset"]["qrels_missing_queries"] == 1
     assert "1 qrels rows name doc ids that are not in the index" in caplog.text
@@ -149,12 +172,16 @@ def test_index_from_jsonl_vectors_needs_pre_encoded_queries(tmp_path, capsys, ca
     assert main(["search", "--index", str(out), "cat"]) == 2
     assert "pre-encoded queries" in capsys.readouterr().err
     queries = tmp_path / "q.jsonl"
-    queries.write_text('{"id": "q1", "vector": {"dog": 1.0, "unknown": 5}}\n'
-                       '{"id": "q2", "vector": {"cat": 1}}\n')
+    queries.write_text(
+        '{"id": "q1", "vector": {"dog": 1.0, "unknown": 5}}\n{"id": "q2", "vector": {"cat": 1}}\n'
+    )
     run = tmp_path / "run.trec"
     assert main(["search", "--index", str(out), "--queries", str(queries), "--out", str(run), "--quiet"]) == 0
     assert [line.split()[:3] for line in run.read_text().splitlines()] == [
-        ["q1", "Q0", "b"], ["q1", "Q0", "a"], ["q2", "Q0", "a"]]
+        ["q1", "Q0", "b"],
+        ["q1", "Q0", "a"],
+        ["q2", "Q0", "a"],
+    ]
     assert "1 query term(s) in 1 of 2 queries are not in the index vocabulary; ignored" in caplog.text
 
 

@@ -28,22 +28,43 @@ RUN = {"q1": ["p5", "p2", "p3", "p1"], "q2": ["p5", "p1", "p4"]}
 def write_pool(folder: Path) -> Path:
     (folder / "qrels").mkdir(parents=True)
     (folder / "runs").mkdir()
-    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n"
-                                                 for d, t in DOCS.items()))
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n"
-                                                  for q, t in QUERIES.items()))
-    (folder / "qrels" / "dl19.tsv").write_text("query-id\tcorpus-id\tscore\n" +
-                                               "".join(f"{q}\t{d}\t{g}\n" for q, d, g in QRELS))
-    (folder / "runs" / "bm25.dl19.trec").write_text("".join(
-        f"{q} Q0 {d} {r} {10 - r} first\n" for q, docs in RUN.items() for r, d in enumerate(docs, start=1)))
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n" for d, t in DOCS.items())
+    )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items())
+    )
+    (folder / "qrels" / "dl19.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{g}\n" for q, d, g in QRELS)
+    )
+    (folder / "runs" / "bm25.dl19.trec").write_text(
+        "".join(
+            f"{q} Q0 {d} {r} {10 - r} first\n" for q, docs in RUN.items() for r, d in enumerate(docs, start=1)
+        )
+    )
     return folder
 
 
 def test_rerank_with_one_command(tmp_path, capsys):
     pool = write_pool(tmp_path / "pool")
     report_path = tmp_path / "r.json"
-    assert main(["eval", "--rerank", "bm25", "--dataset", str(pool), "--encoder", "bm25", "--out",
-                 str(report_path), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--rerank",
+                "bm25",
+                "--dataset",
+                str(pool),
+                "--encoder",
+                "bm25",
+                "--out",
+                str(report_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "re-rank of bm25 top-100 with bm25" in out and "dl19" in out
     report = json.loads(report_path.read_text())
@@ -61,8 +82,10 @@ def test_rerank_order_and_an_existing_index(tmp_path):
     from lsr.searcher import Searcher
 
     pool = write_pool(tmp_path / "pool")
-    assert main(["index", "--corpus", str(pool), "--encoder", "bm25", "--out", str(tmp_path / "idx"),
-                 "--quiet"]) == 0
+    assert (
+        main(["index", "--corpus", str(pool), "--encoder", "bm25", "--out", str(tmp_path / "idx"), "--quiet"])
+        == 0
+    )
     run = rerank(Searcher(tmp_path / "idx"), QUERIES, RUN)
     ranked = {q: sorted(docs, key=lambda d: -docs[d]) for q, docs in run.items()}
     # p5 and p2 share no term with q1 ("of" is a stopword): last, in their first-stage order
@@ -70,8 +93,25 @@ def test_rerank_order_and_an_existing_index(tmp_path):
     assert ranked["q2"] == ["p4", "p1", "p5"]
     assert run["q1"]["p3"] > 0 > run["q1"]["p5"] > run["q1"]["p2"]
     report = tmp_path / "r.json"
-    assert main(["eval", "--rerank", "bm25", "--dataset", str(pool), "--index", str(tmp_path / "idx"),
-                 "--k", "2", "--out", str(report), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--rerank",
+                "bm25",
+                "--dataset",
+                str(pool),
+                "--index",
+                str(tmp_path / "idx"),
+                "--k",
+                "2",
+                "--out",
+                str(report),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     data = json.loads(report.read_text())
     assert data["depth"] == 2 and data["index"]["path"] == str(tmp_path / "idx")
 
@@ -94,8 +134,23 @@ def test_dl19_dl20_rerank_with_splade_tiny(tmp_path):
     if not (pool / "corpus.jsonl.gz").is_file() or not model.is_dir():
         pytest.skip("needs ../shared/data/msmarco/dl-pool and models/splade-tiny")
     report = tmp_path / "dl.json"
-    assert main(["eval", "--rerank", "bm25", "--dataset", str(pool), "--encoder", str(model),
-                 "--out", str(report), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--rerank",
+                "bm25",
+                "--dataset",
+                str(pool),
+                "--encoder",
+                str(model),
+                "--out",
+                str(report),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     splits = json.loads(report.read_text())["splits"]
     assert splits["dl19"]["first_stage_metrics"]["ndcg@10"] == pytest.approx(0.5058, abs=1e-3)
     assert splits["dl19"]["metrics"]["ndcg@10"] == pytest.approx(0.675, abs=0.015)

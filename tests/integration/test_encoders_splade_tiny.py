@@ -24,9 +24,20 @@ BEIR_TINY = REPO / "tests" / "data" / "beir-tiny"
 SENTENCE = "Vitamin D supplementation lowers the risk of cancer in older adults."
 # Recorded once from the unmodified BertForMaskedLM (full logits, log1p(relu), max over tokens),
 # transformers 5.23 / torch 2.13 CPU; the tiled implementation gives the same to 4 decimals.
-TOP_TERMS = [("vitamin", 2.4334), ("d", 2.1614), ("supplement", 1.8803), ("tumor", 1.5833),
-             ("adults", 1.5282), ("cancer", 1.5231), ("##ation", 1.5171), ("older", 1.5099),
-             ("risk", 1.5042), ("adult", 1.3641), ("risks", 1.2218), ("old", 1.2191)]
+TOP_TERMS = [
+    ("vitamin", 2.4334),
+    ("d", 2.1614),
+    ("supplement", 1.8803),
+    ("tumor", 1.5833),
+    ("adults", 1.5282),
+    ("cancer", 1.5231),
+    ("##ation", 1.5171),
+    ("older", 1.5099),
+    ("risk", 1.5042),
+    ("adult", 1.3641),
+    ("risks", 1.2218),
+    ("old", 1.2191),
+]
 N_TERMS, WEIGHT_SUM = 35, 29.6833
 
 
@@ -58,8 +69,10 @@ def indexes(splade_tiny, tmp_path_factory):
     out = {}
     for name, spec in (("splade", str(splade_tiny)), ("inference-free", f"inference-free:{splade_tiny}")):
         out[name] = tmp / name
-        assert main(["index", "--corpus", str(BEIR_TINY), "--encoder", spec, "--out", str(out[name]),
-                     "--quiet"]) == 0
+        assert (
+            main(["index", "--corpus", str(BEIR_TINY), "--encoder", spec, "--out", str(out[name]), "--quiet"])
+            == 0
+        )
     return out
 
 
@@ -73,16 +86,33 @@ def test_cli_index_search_eval(indexes, name, tmp_path, capsys):
     assert main(["search", "--index", str(index), "a dog and a cat", "--k", "3"]) == 0
     assert capsys.readouterr().out.split()[1] == "d2"
     report = tmp_path / "r.json"
-    assert main(["eval", "--index", str(index), "--dataset", str(BEIR_TINY), "--k", "10",
-                 "--out", str(report), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--index",
+                str(index),
+                "--dataset",
+                str(BEIR_TINY),
+                "--k",
+                "10",
+                "--out",
+                str(report),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     data = json.loads(report.read_text())
     assert data["metrics"]["ndcg@10"] > 0.5 and data["query_nnz_avg"] > 1
 
 
 def test_inference_free_queries_load_no_torch(indexes):
-    code = ("import sys; from lsr.searcher import Searcher; "
-            f"s = Searcher({str(indexes['inference-free'])!r}); q = s.encode_texts(['dogs chase cats']); "
-            "print(q.nnz, 'torch' in sys.modules)")
+    code = (
+        "import sys; from lsr.searcher import Searcher; "
+        f"s = Searcher({str(indexes['inference-free'])!r}); q = s.encode_texts(['dogs chase cats']); "
+        "print(q.nnz, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["3", "False"], out.stderr
 
@@ -91,9 +121,28 @@ def test_inference_free_queries_load_no_torch(indexes):
 def test_scifact_quality(splade_tiny, scifact, tmp_path):
     """The issue's target: nDCG@10 0.64 +/- 0.01 (published: about 0.644). About 3 minutes on 2 cores."""
     index, report = tmp_path / "sf", tmp_path / "sf.json"
-    assert main(["index", "--corpus", str(scifact), "--encoder", str(splade_tiny), "--out", str(index),
-                 "--quiet"]) == 0
-    assert main(["eval", "--index", str(index), "--dataset", str(scifact), "--split", "test",
-                 "--out", str(report), "--quiet"]) == 0
+    assert (
+        main(
+            ["index", "--corpus", str(scifact), "--encoder", str(splade_tiny), "--out", str(index), "--quiet"]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "--index",
+                str(index),
+                "--dataset",
+                str(scifact),
+                "--split",
+                "test",
+                "--out",
+                str(report),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(report.read_text())["metrics"]
     assert 0.63 <= metrics["ndcg@10"] <= 0.65

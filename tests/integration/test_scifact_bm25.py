@@ -14,8 +14,23 @@ from lsr.data.trec import read_run
 
 def test_readme_commands_give_published_bm25_quality(scifact, scifact_bm25_index, tmp_path, capsys):
     report_path = tmp_path / "sf.json"
-    assert main(["eval", "--index", str(scifact_bm25_index), "--dataset", str(scifact), "--split", "test",
-                 "--out", str(report_path), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--index",
+                str(scifact_bm25_index),
+                "--dataset",
+                str(scifact),
+                "--split",
+                "test",
+                "--out",
+                str(report_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     report = json.loads(report_path.read_text())
     # Anserini/pyserini BEIR SciFact bm25-flat: nDCG@10 0.6789, R@100 0.9253 (pyserini 2cr/beir.yaml)
     assert 0.66 <= report["metrics"]["ndcg@10"] <= 0.70
@@ -29,11 +44,29 @@ def test_readme_commands_give_published_bm25_quality(scifact, scifact_bm25_index
     assert "ndcg@10" in capsys.readouterr().out
 
 
-def test_search_file_writes_trec_run_and_free_text_prints_titles(scifact, scifact_bm25_index, tmp_path,
-                                                                 capsys):
+def test_search_file_writes_trec_run_and_free_text_prints_titles(
+    scifact, scifact_bm25_index, tmp_path, capsys
+):
     run_path = tmp_path / "run.trec"
-    assert main(["search", "--index", str(scifact_bm25_index), "--queries", str(scifact), "--split", "test",
-                 "--k", "20", "--out", str(run_path), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(scifact_bm25_index),
+                "--queries",
+                str(scifact),
+                "--split",
+                "test",
+                "--k",
+                "20",
+                "--out",
+                str(run_path),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     run = read_run(run_path)
     assert len(run) == 300 and all(len(docs) <= 20 for docs in run.values())
     lines = run_path.read_text().splitlines()[:20]
@@ -54,8 +87,9 @@ def test_index_meta_describes_itself(scifact_bm25_index):
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "lsr.cli", "index", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lsr.cli", "index", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for flag in ("--vectors", "--corpus", "--encoder", "--out", "--overwrite", "--set"):
         assert flag in out
 
@@ -66,8 +100,23 @@ def test_encode_then_index_equals_index_from_corpus(scifact, scifact_bm25_index,
     from lsr.searcher import Searcher
 
     vectors = tmp_path / ("vectors.jsonl" if fmt == "jsonl" else "vectors")
-    assert main(["encode", "--encoder", "bm25", "--corpus", str(scifact), "--out", str(vectors),
-                 "--format", fmt, "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--encoder",
+                "bm25",
+                "--corpus",
+                str(scifact),
+                "--out",
+                str(vectors),
+                "--format",
+                fmt,
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     index = tmp_path / "index"
     assert main(["index", "--vectors", str(vectors), "--out", str(index), "--quiet"]) == 0
     one_step, two_step = Searcher(scifact_bm25_index), Searcher(index)
@@ -83,9 +132,29 @@ def test_safe_search_writes_the_same_run_and_stats(scifact, scifact_bm25_index, 
     runs = {}
     for mode in ("exact", "safe"):
         out, stats = tmp_path / f"{mode}.trec", tmp_path / f"{mode}.json"
-        assert main(["search", "--index", str(scifact_bm25_index), "--queries", str(scifact), "--split",
-                     "test", "--k", "10", "--mode", mode, "--out", str(out), "--stats", str(stats),
-                     "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "search",
+                    "--index",
+                    str(scifact_bm25_index),
+                    "--queries",
+                    str(scifact),
+                    "--split",
+                    "test",
+                    "--k",
+                    "10",
+                    "--mode",
+                    mode,
+                    "--out",
+                    str(out),
+                    "--stats",
+                    str(stats),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         runs[mode] = out.read_text()
         report = json.loads(stats.read_text())
         assert report["mode"] == mode and report["latency_ms"]["n_queries"] == 300
@@ -93,24 +162,81 @@ def test_safe_search_writes_the_same_run_and_stats(scifact, scifact_bm25_index, 
         assert report["batch"]["qps"] > 0
     assert runs["exact"] == runs["safe"]
     approx = tmp_path / "approx.trec"
-    assert main(["search", "--index", str(scifact_bm25_index), "--queries", str(scifact), "--split", "test",
-                 "--k", "10", "--mode", "approx", "--alpha", "0.8", "--beta", "0.5", "--out", str(approx),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(scifact_bm25_index),
+                "--queries",
+                str(scifact),
+                "--split",
+                "test",
+                "--k",
+                "10",
+                "--mode",
+                "approx",
+                "--alpha",
+                "0.8",
+                "--beta",
+                "0.5",
+                "--out",
+                str(approx),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert len(read_run(approx)) == 300
 
 
 def test_reordered_index_keeps_quality_and_titles(scifact, scifact_bm25_index, tmp_path, capsys):
     out = tmp_path / "bp"
-    assert main(["index", "--corpus", str(scifact), "--encoder", "bm25", "--out", str(out), "--quiet",
-                 "--set", "index.reorder=bp", "--set", "index.bp_iterations=4",
-                 "--set", "index.block_size=32"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(scifact),
+                "--encoder",
+                "bm25",
+                "--out",
+                str(out),
+                "--quiet",
+                "--set",
+                "index.reorder=bp",
+                "--set",
+                "index.bp_iterations=4",
+                "--set",
+                "index.block_size=32",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "meta.json").read_text())
     assert meta["reorder"]["method"] == "bp"
     reports = []
     for index in (scifact_bm25_index, out):
         path = tmp_path / f"{index.name}.json"
-        assert main(["eval", "--index", str(index), "--dataset", str(scifact), "--mode", "safe", "--k", "100",
-                     "--out", str(path), "--quiet"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--index",
+                    str(index),
+                    "--dataset",
+                    str(scifact),
+                    "--mode",
+                    "safe",
+                    "--k",
+                    "100",
+                    "--out",
+                    str(path),
+                    "--quiet",
+                ]
+            )
+            == 0
+        )
         reports.append(json.loads(path.read_text()))
     # the same documents and scores; only the order among exactly tied documents may differ
     assert reports[1]["metrics"]["ndcg@10"] == pytest.approx(reports[0]["metrics"]["ndcg@10"], abs=2e-3)

@@ -33,8 +33,21 @@ def tiny_if_index(tmp_path_factory) -> Path:
     model = make_mlm(root / "tiny-mlm")
     corpus = write_corpus(root / "corpus.jsonl")
     out = root / "if-index"
-    assert main(["index", "--corpus", str(corpus), "--encoder", f"inference-free:{model}", "--out", str(out),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(corpus),
+                "--encoder",
+                f"inference-free:{model}",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -46,17 +59,42 @@ def server(scifact_bm25_index, tiny_if_index, tmp_path_factory) -> Iterator[dict
     key_file.write_text(API_KEY + "\n")
     log = root / "server.log"
     port = free_port()
-    cmd = [sys.executable, "-m", "lsr.cli", "serve", "--index", f"bm25={scifact_bm25_index}",
-           "--index", f"if={tiny_if_index}", "--port", str(port), "--api-key-file", str(key_file),
-           "--max-batch", "100", "--threads", "2", "--max-query-chars", "500", "--max-query-tokens", "50"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lsr.cli",
+        "serve",
+        "--index",
+        f"bm25={scifact_bm25_index}",
+        "--index",
+        f"if={tiny_if_index}",
+        "--port",
+        str(port),
+        "--api-key-file",
+        str(key_file),
+        "--max-batch",
+        "100",
+        "--threads",
+        "2",
+        "--max-query-chars",
+        "500",
+        "--max-query-tokens",
+        "50",
+    ]
     env = {k: v for k, v in os.environ.items() if k != "LSR_API_KEY"}
     with open(log, "wb") as f:
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, 90, proc, log)
-        yield {"url": url, "headers": {"X-API-Key": API_KEY}, "proc": proc, "log": log,
-               "bm25": scifact_bm25_index, "if": tiny_if_index}
+        yield {
+            "url": url,
+            "headers": {"X-API-Key": API_KEY},
+            "proc": proc,
+            "log": log,
+            "bm25": scifact_bm25_index,
+            "if": tiny_if_index,
+        }
     finally:
         proc.terminate()
         try:
@@ -70,5 +108,3 @@ def server(scifact_bm25_index, tiny_if_index, tmp_path_factory) -> Iterator[dict
 def client(server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server["url"], headers=server["headers"], timeout=30) as c:
         yield c
-
-

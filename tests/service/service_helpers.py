@@ -21,8 +21,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_ready(url: str, deadline_s: float, proc: subprocess.Popen | None = None,
-               log: Path | None = None) -> None:
+def wait_ready(
+    url: str, deadline_s: float, proc: subprocess.Popen | None = None, log: Path | None = None
+) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if proc is not None and proc.poll() is not None:
@@ -41,8 +42,9 @@ def serve_in_thread(app, deadline_s: float = 30) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     end = time.monotonic() + deadline_s

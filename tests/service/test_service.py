@@ -63,8 +63,25 @@ def test_indexes_describe_size_encoder_counts(client, server):
 
 def test_batch_and_single_search_equal_lsr_search(client, server, scifact, tmp_path):
     run_file = tmp_path / "run.trec"
-    assert main(["search", "--index", str(server["bm25"]), "--queries", str(scifact), "--split", "test",
-                 "--k", "10", "--out", str(run_file), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(server["bm25"]),
+                "--queries",
+                str(scifact),
+                "--split",
+                "test",
+                "--k",
+                "10",
+                "--out",
+                str(run_file),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     expected = read_run(run_file)
     queries = load_queries(scifact, "test")
     qids = list(queries)
@@ -85,8 +102,17 @@ def test_batch_and_single_search_equal_lsr_search(client, server, scifact, tmp_p
 
 
 def test_approx_mode_and_fields(client):
-    r = client.post("/v1/search", json={"query": "vitamin d deficiency", "k": 5, "mode": "approx",
-                                        "alpha": 0.8, "beta": 0.5, "fields": ["title", "text"]})
+    r = client.post(
+        "/v1/search",
+        json={
+            "query": "vitamin d deficiency",
+            "k": 5,
+            "mode": "approx",
+            "alpha": 0.8,
+            "beta": 0.5,
+            "fields": ["title", "text"],
+        },
+    )
     assert r.status_code == 200
     hits = r.json()["hits"]
     assert len(hits) == 5 and all(h["text"] for h in hits) and [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
@@ -98,8 +124,23 @@ def test_inference_free_text_and_vector_queries(client, server, tmp_path):
     queries = tmp_path / "q.tsv"
     queries.write_text("q1\tvitamin cancer risk\nq2\tcoffee sleep\n")
     run_file = tmp_path / "run.trec"
-    assert main(["search", "--index", str(server["if"]), "--queries", str(queries), "--k", "5",
-                 "--out", str(run_file), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(server["if"]),
+                "--queries",
+                str(queries),
+                "--k",
+                "5",
+                "--out",
+                str(run_file),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     expected = read_run(run_file)
     for qid, text in (("q1", "vitamin cancer risk"), ("q2", "coffee sleep")):
         r = client.post("/v1/search", json={"index": "if", "query": text, "k": 5})
@@ -134,8 +175,14 @@ def _chunks():
 
 BAD = [
     # name, method, path, request kwargs, status, message fragment
-    ("malformed json", "POST", "/v1/search", {"content": b'{"query": "x", "k": ', "headers": {
-        "Content-Type": "application/json"}}, 400, "malformed JSON"),
+    (
+        "malformed json",
+        "POST",
+        "/v1/search",
+        {"content": b'{"query": "x", "k": ', "headers": {"Content-Type": "application/json"}},
+        400,
+        "malformed JSON",
+    ),
     ("k wrong type", "POST", "/v1/search", {"json": {"query": "x", "k": "ten"}}, 422, "k: Input should be"),
     ("query wrong type", "POST", "/v1/search", {"json": {"query": 42}}, 422, "query: Input should be"),
     ("body is a list", "POST", "/v1/search", {"json": ["vitamin"]}, 422, "body"),
@@ -143,59 +190,167 @@ BAD = [
     ("empty query", "POST", "/v1/search", {"json": {"query": ""}}, 422, "empty query"),
     ("blank query", "POST", "/v1/search", {"json": {"query": "   \n"}}, 422, "empty query"),
     ("no query", "POST", "/v1/search", {"json": {"k": 3}}, 422, "exactly one of 'query'"),
-    ("query and vector", "POST", "/v1/search", {"json": {"query": "x", "vector": {"a": 1}}}, 422,
-     "exactly one of"),
+    (
+        "query and vector",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x", "vector": {"a": 1}}},
+        422,
+        "exactly one of",
+    ),
     ("k = 0", "POST", "/v1/search", {"json": {"query": "x", "k": 0}}, 422, "k = 0 must lie in [1, 1000]"),
     ("k = 10^9", "POST", "/v1/search", {"json": {"query": "x", "k": 10**9}}, 422, "k = 1000000000"),
     ("k float", "POST", "/v1/search", {"json": {"query": "x", "k": 2.5}}, 422, "k: Input should be"),
     ("long query", "POST", "/v1/search", {"json": {"query": "a" * 501}}, 422, "501 characters"),
     ("many tokens", "POST", "/v1/search", {"json": {"query": "a " * 51}}, 422, "51 tokens"),
-    ("10 MB body", "POST", "/v1/search", {"content": b"{" + b" " * BIG + b"}", "headers": {
-        "Content-Type": "application/json"}}, 413, "exceeds the maximum"),
-    ("10 MB chunked body", "POST", "/v1/search", {"content": _chunks, "headers": {
-        "Content-Type": "application/json"}}, 413, "exceeds the maximum"),
-    ("unknown index", "POST", "/v1/search", {"json": {"query": "x", "index": "nope"}}, 404,
-     "unknown index 'nope'"),
-    ("unknown doc id", "GET", "/v1/docs/no-such-doc", {"params": {"index": "bm25"}}, 404,
-     "unknown doc id 'no-such-doc'"),
+    (
+        "10 MB body",
+        "POST",
+        "/v1/search",
+        {"content": b"{" + b" " * BIG + b"}", "headers": {"Content-Type": "application/json"}},
+        413,
+        "exceeds the maximum",
+    ),
+    (
+        "10 MB chunked body",
+        "POST",
+        "/v1/search",
+        {"content": _chunks, "headers": {"Content-Type": "application/json"}},
+        413,
+        "exceeds the maximum",
+    ),
+    (
+        "unknown index",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x", "index": "nope"}},
+        404,
+        "unknown index 'nope'",
+    ),
+    (
+        "unknown doc id",
+        "GET",
+        "/v1/docs/no-such-doc",
+        {"params": {"index": "bm25"}},
+        404,
+        "unknown doc id 'no-such-doc'",
+    ),
     ("doc of unknown index", "GET", "/v1/docs/4983", {"params": {"index": "nope"}}, 404, "unknown index"),
-    ("vector NaN", "POST", "/v1/search", {"content": b'{"vector": {"vitamin": NaN}}', "headers": {
-        "Content-Type": "application/json"}}, 422, "term 'vitamin' is nan"),
-    ("vector inf", "POST", "/v1/search", {"content": b'{"vector": {"vitamin": 1e999}}', "headers": {
-        "Content-Type": "application/json"}}, 422, "is inf"),
+    (
+        "vector NaN",
+        "POST",
+        "/v1/search",
+        {"content": b'{"vector": {"vitamin": NaN}}', "headers": {"Content-Type": "application/json"}},
+        422,
+        "term 'vitamin' is nan",
+    ),
+    (
+        "vector inf",
+        "POST",
+        "/v1/search",
+        {"content": b'{"vector": {"vitamin": 1e999}}', "headers": {"Content-Type": "application/json"}},
+        422,
+        "is inf",
+    ),
     ("vector negative", "POST", "/v1/search", {"json": {"vector": {"vitamin": -1.0}}}, 422, "is -1.0"),
     ("vector zero", "POST", "/v1/search", {"json": {"vector": {"vitamin": 0}}}, 422, "finite numbers > 0"),
-    ("vector string weight", "POST", "/v1/search", {"json": {"vector": {"vitamin": "high"}}}, 422,
-     "vector.vitamin"),
-    ("vector bool weight", "POST", "/v1/search", {"json": {"vector": {"vitamin": True}}}, 422,
-     "vector.vitamin"),
+    (
+        "vector string weight",
+        "POST",
+        "/v1/search",
+        {"json": {"vector": {"vitamin": "high"}}},
+        422,
+        "vector.vitamin",
+    ),
+    (
+        "vector bool weight",
+        "POST",
+        "/v1/search",
+        {"json": {"vector": {"vitamin": True}}},
+        422,
+        "vector.vitamin",
+    ),
     ("vector not an object", "POST", "/v1/search", {"json": {"vector": [1, 2]}}, 422, "vector"),
     ("bad mode", "POST", "/v1/search", {"json": {"query": "x", "mode": "fast"}}, 422, "mode"),
-    ("alpha with exact", "POST", "/v1/search", {"json": {"query": "x", "alpha": 0.5}}, 422,
-     "alpha and beta must be 1"),
-    ("alpha out of range", "POST", "/v1/search", {"json": {"query": "x", "mode": "approx", "alpha": 2}}, 422,
-     "alpha must be a number in (0, 1]"),
+    (
+        "alpha with exact",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x", "alpha": 0.5}},
+        422,
+        "alpha and beta must be 1",
+    ),
+    (
+        "alpha out of range",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x", "mode": "approx", "alpha": 2}},
+        422,
+        "alpha must be a number in (0, 1]",
+    ),
     ("bad field", "POST", "/v1/search", {"json": {"query": "x", "fields": ["body"]}}, 422, "fields.0"),
     ("bad rerank", "POST", "/v1/search", {"json": {"query": "x", "rerank": "cross"}}, 422, "rerank"),
-    ("rerank without dense stage", "POST", "/v1/search", {"json": {"query": "x", "rerank": "dense"}}, 400,
-     "index 'bm25' has no dense re-rank stage"),
-    ("rerank of a vector", "POST", "/v1/search", {"json": {"index": "if", "vector": {"cat": 1.0},
-                                                          "rerank": "dense"}}, 400, "no dense"),
-    ("batch too big", "POST", "/v1/search/batch", {"json": {"queries": [{"query": "x"}] * 101}}, 422,
-     "1 to 100 queries, got 101"),
+    (
+        "rerank without dense stage",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x", "rerank": "dense"}},
+        400,
+        "index 'bm25' has no dense re-rank stage",
+    ),
+    (
+        "rerank of a vector",
+        "POST",
+        "/v1/search",
+        {"json": {"index": "if", "vector": {"cat": 1.0}, "rerank": "dense"}},
+        400,
+        "no dense",
+    ),
+    (
+        "batch too big",
+        "POST",
+        "/v1/search/batch",
+        {"json": {"queries": [{"query": "x"}] * 101}},
+        422,
+        "1 to 100 queries, got 101",
+    ),
     ("empty batch", "POST", "/v1/search/batch", {"json": {"queries": []}}, 422, "got 0"),
-    ("bad query in batch", "POST", "/v1/search/batch", {"json": {"queries": [{"query": "x"}, {"query": ""}]}},
-     422, "queries[1]: empty query"),
+    (
+        "bad query in batch",
+        "POST",
+        "/v1/search/batch",
+        {"json": {"queries": [{"query": "x"}, {"query": ""}]}},
+        422,
+        "queries[1]: empty query",
+    ),
     ("reload unknown index", "POST", "/v1/indexes/nope/reload", {}, 404, "unknown index"),
-    ("reload from a bad path", "POST", "/v1/indexes/bm25/reload", {"json": {"path": "/no/such/index"}}, 400,
-     "still serving generation"),
+    (
+        "reload from a bad path",
+        "POST",
+        "/v1/indexes/bm25/reload",
+        {"json": {"path": "/no/such/index"}},
+        400,
+        "still serving generation",
+    ),
     ("form body", "POST", "/v1/search", {"data": {"query": "x"}}, 415, "application/json"),
     ("unknown route", "GET", "/v1/nothing", {}, 404, "no route '/v1/nothing'"),
     ("wrong method", "GET", "/v1/search", {}, 405, "Method Not Allowed"),
-    ("missing API key", "POST", "/v1/search", {"json": {"query": "x"}, "headers": {"X-API-Key": ""}}, 401,
-     "wrong API key"),
-    ("wrong API key", "POST", "/v1/search", {"json": {"query": "x"}, "headers": {"X-API-Key": "guess"}}, 401,
-     "wrong API key"),
+    (
+        "missing API key",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x"}, "headers": {"X-API-Key": ""}},
+        401,
+        "wrong API key",
+    ),
+    (
+        "wrong API key",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x"}, "headers": {"X-API-Key": "guess"}},
+        401,
+        "wrong API key",
+    ),
 ]
 
 
@@ -255,6 +410,7 @@ def test_reload_under_load_loses_no_request(client, server, tmp_path):
 
     async def hammer() -> None:
         async with httpx.AsyncClient(base_url=server["url"], headers=server["headers"], timeout=30) as c:
+
             async def one() -> None:
                 while not stop.is_set():
                     try:
@@ -263,6 +419,7 @@ def test_reload_under_load_loses_no_request(client, server, tmp_path):
                         generations.add(r.json().get("generation"))
                     except httpx.HTTPError:
                         statuses.append(-1)
+
             await asyncio.gather(*(one() for _ in range(8)))
 
     load = threading.Thread(target=asyncio.run, args=(hammer(),))
@@ -307,8 +464,9 @@ class SlowSearcher:
 def _settings(index, **kw):
     from lsr.service.settings import ServiceSettings
 
-    return ServiceSettings(indexes={"if": str(index)}, log_requests=False, api_key_env="LSR_TEST_NO_KEY",
-                           **kw)
+    return ServiceSettings(
+        indexes={"if": str(index)}, log_requests=False, api_key_env="LSR_TEST_NO_KEY", **kw
+    )
 
 
 def test_health_answers_while_a_slow_search_runs_and_timeout_is_503(tiny_if_index):
@@ -404,9 +562,31 @@ def test_load_script_measures_and_refuses_remote_urls(server, scifact, tmp_path,
     assert load.main(["--url", "http://example.com:8000", "--queries", str(scifact)]) == 2
     monkeypatch.setenv("LSR_API_KEY", API_KEY)
     out = tmp_path / "load.json"
-    assert load.main(["--url", server["url"], "--index", "bm25", "--queries", str(scifact), "--split", "test",
-                      "--concurrency", "1,4", "--duration", "5", "--max-requests", "60", "--warmup", "5",
-                      "--out", str(out)]) == 0
+    assert (
+        load.main(
+            [
+                "--url",
+                server["url"],
+                "--index",
+                "bm25",
+                "--queries",
+                str(scifact),
+                "--split",
+                "test",
+                "--concurrency",
+                "1,4",
+                "--duration",
+                "5",
+                "--max-requests",
+                "60",
+                "--warmup",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     levels = json.loads(out.read_text())["runs"][0]["levels"]
     assert [lv["concurrency"] for lv in levels] == [1, 4]
     for lv in levels:

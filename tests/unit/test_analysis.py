@@ -38,8 +38,15 @@ def test_stopwords_none_keeps_them():
 
 @pytest.mark.parametrize(
     ("word", "stem"),
-    [("running", "run"), ("studies", "studi"), ("cats", "cat"), ("ponies", "poni"),
-     ("caresses", "caress"), ("relational", "relat"), ("generalizations", "gener")],
+    [
+        ("running", "run"),
+        ("studies", "studi"),
+        ("cats", "cat"),
+        ("ponies", "poni"),
+        ("caresses", "caress"),
+        ("relational", "relat"),
+        ("generalizations", "gener"),
+    ],
 )
 def test_porter_stemming(word, stem):
     assert Analyzer()(word) == [stem]
@@ -64,7 +71,12 @@ def test_stemmer_none_keeps_words():
 def test_punctuation_splits_tokens():
     # (cases where Lucene's UAX#29 tokenizer and a \w+ split agree)
     assert Analyzer(stemmer="none")("Hello, world! e-mail (snake_case)") == [
-        "hello", "world", "e", "mail", "snake_case"]
+        "hello",
+        "world",
+        "e",
+        "mail",
+        "snake_case",
+    ]
 
 
 def test_empty_and_blank_text():

@@ -280,7 +280,8 @@ def test_config_hash_is_stable_and_sensitive():
     # an override restating a default changes nothing; an int coerced to float equals the float
     assert config_hash(load_config(None, ["encoder.bm25.b=0.4"])) == h
     assert config_hash(load_config(None, ["encoder.bm25.k1=1"])) == config_hash(
-        load_config(None, ["encoder.bm25.k1=1.0"]))
+        load_config(None, ["encoder.bm25.k1=1.0"])
+    )
 
 
 def test_empty_yaml_section_means_defaults(tmp_path):
@@ -292,7 +293,11 @@ def test_empty_yaml_section_means_defaults(tmp_path):
 def test_dense_and_rerank_settings_are_checked():
     cfg = load_config(None, ["search.rerank=dense", "search.fusion=rrf", "dense.pq_m=24"])
     assert (cfg.search.rerank, cfg.search.fusion, cfg.dense.pq_m) == ("dense", "rrf", 24)
-    for bad, msg in (("search.rerank=cross", "not one of"), ("search.fusion_weight=1.5", "must lie in"),
-                     ("dense.pq_m=0", "must be > 0"), ("dense.nbits=4", "unknown key")):
+    for bad, msg in (
+        ("search.rerank=cross", "not one of"),
+        ("search.fusion_weight=1.5", "must lie in"),
+        ("dense.pq_m=0", "must be > 0"),
+        ("dense.nbits=4", "unknown key"),
+    ):
         with pytest.raises(ConfigError, match=msg):
             load_config(None, [bad])

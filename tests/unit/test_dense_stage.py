@@ -36,12 +36,14 @@ QRELS = {"train": [("q1", "d1"), ("q2", "d2"), ("q3", "d4")], "test": [("q4", "d
 def write_beir(folder: Path, docs=DOCS) -> Path:
     folder.mkdir(parents=True)
     tiny.write_corpus(folder / "corpus.jsonl", docs)
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n"
-                                                  for q, t in QUERIES.items()))
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUERIES.items())
+    )
     (folder / "qrels").mkdir()
     for split, rows in QRELS.items():
         (folder / "qrels" / f"{split}.tsv").write_text(
-            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows))
+            "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t1\n" for q, d in rows)
+        )
     return folder
 
 
@@ -76,8 +78,11 @@ def test_build_writes_a_self_describing_dense_stage(hybrid_index, backbone):
     # the codes are the stored vectors' nearest centroids: ADC approximates the exact inner product
     q = stage.encode_queries(["vitamin d cancer"])[0]
     exact = stage.codes.score_float(q, np.arange(len(DOCS)))
-    assert np.allclose(stage.codes.score(q, np.arange(len(DOCS))), adc_reference(
-        q, stage.codes.codebooks, np.asarray(stage.codes.codes)), atol=1e-5)
+    assert np.allclose(
+        stage.codes.score(q, np.arange(len(DOCS))),
+        adc_reference(q, stage.codes.codebooks, np.asarray(stage.codes.codes)),
+        atol=1e-5,
+    )
     assert np.abs(stage.codes.scan(q) - exact).max() < 0.5
 
 
@@ -173,8 +178,12 @@ def test_opq_rotation_is_orthonormal_and_scores_match():
     codes = pq_encode(x @ rot.T, books)
     q = rng.normal(size=32).astype(np.float32)
     back = decode_reference(books, codes) @ rot
-    np.testing.assert_allclose(adc_scores(build_lut((rot @ q).astype(np.float32), books), codes,
-                                          np.arange(600)), back @ q, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        adc_scores(build_lut((rot @ q).astype(np.float32), books), codes, np.arange(600)),
+        back @ q,
+        rtol=1e-4,
+        atol=1e-3,
+    )
 
 
 def test_tune_fusion_stores_the_weight_and_search_uses_it(hybrid_index, data):
@@ -183,8 +192,10 @@ def test_tune_fusion_stores_the_weight_and_search_uses_it(hybrid_index, data):
     res = tune_fusion(hybrid_index, data, load_config(None), "train", ("convex-minmax", "rrf"))
     stage = DenseStage.open(hybrid_index)
     assert stage.fusion["method"] == res["method"] and stage.fusion["weight"] == res["weight"]
-    assert stage.fusion["tuned_on"]["split"] == "train" and set(stage.fusion["weights"]) == {"convex-minmax",
-                                                                                              "rrf"}
+    assert stage.fusion["tuned_on"]["split"] == "train" and set(stage.fusion["weights"]) == {
+        "convex-minmax",
+        "rrf",
+    }
     assert max(res["grid"][res["method"]].values()) == res["tuned_on"]["value"]
     assert stage.resolve_fusion("auto", -1.0) == (res["method"], res["weight"])
     assert stage.resolve_fusion("convex-minmax", 0.25) == ("convex-minmax", 0.25)
@@ -193,26 +204,96 @@ def test_tune_fusion_stores_the_weight_and_search_uses_it(hybrid_index, data):
 
 def test_cli_index_search_eval(tmp_path, data, backbone, capsys):
     idx = tmp_path / "idx"
-    assert main(["index", "--corpus", str(data), "--encoder", "bm25", "--out", str(idx), "--dense",
-                 str(backbone), "--pq", "4", "--keep-float", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(data),
+                "--encoder",
+                "bm25",
+                "--out",
+                str(idx),
+                "--dense",
+                str(backbone),
+                "--pq",
+                "4",
+                "--keep-float",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "PQ M = 4 x 3 bits = 4 bytes/doc, float vectors kept" in capsys.readouterr().out
     assert main(["search", "--index", str(idx), "coffee cancer risk", "--rerank", "dense", "--k", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 3
     run = tmp_path / "run.trec"
-    assert main(["search", "--index", str(idx), "--queries", str(data), "--split", "test", "--rerank",
-                 "dense", "--k", "2", "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--index",
+                str(idx),
+                "--queries",
+                str(data),
+                "--split",
+                "test",
+                "--rerank",
+                "dense",
+                "--k",
+                "2",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     lines = run.read_text().splitlines()
     assert len(lines) == 4 and {ln.split()[0] for ln in lines} == {"q1", "q4"}
     out = tmp_path / "rep.json"
-    assert main(["eval", "--index", str(idx), "--dataset", str(data), "--split", "test", "--rerank-stage",
-                 "dense", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--index",
+                str(idx),
+                "--dataset",
+                str(data),
+                "--split",
+                "test",
+                "--rerank-stage",
+                "dense",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     rep = json.loads(out.read_text())
     sec = rep["rerank"]
     assert sec["depth"] == 100 and sec["bytes_per_doc"] == 4 and sec["fusion"]["method"] == "convex-minmax"
     assert sec["latency_ms"]["n_queries"] == 2 and "p50" in sec["query_encode_ms"]
     assert "ndcg@10" in sec["sparse_metrics"]
-    assert main(["eval", "--index", str(idx), "--dataset", str(data), "--split", "test", "--system",
-                 "dense-pq", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--index",
+                str(idx),
+                "--dataset",
+                str(data),
+                "--split",
+                "test",
+                "--system",
+                "dense-pq",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["dense"]["bytes_per_doc"] == 4
     # an existing dense stage is not replaced without --overwrite; a bad M leaves it intact
     assert main(["index", "--dense-for", str(idx), "--dense", str(backbone), "--pq", "4"]) == 2
@@ -221,8 +302,22 @@ def test_cli_index_search_eval(tmp_path, data, backbone, capsys):
     assert "already exists" in err and "valid M: [1, 2, 4, 8, 16, 32]" in err
     assert DenseStage.open(idx).meta["m"] == 4
     # --dense-for re-quantizes from the stored float vectors (no corpus needed: the docstore)
-    assert main(["index", "--dense-for", str(idx), "--dense", str(backbone), "--pq", "8", "--overwrite",
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--dense-for",
+                str(idx),
+                "--dense",
+                str(backbone),
+                "--pq",
+                "8",
+                "--overwrite",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert DenseStage.open(idx).meta["m"] == 8
     assert main(["tune-fusion", "--index", str(idx), "--dataset", str(data), "--quiet"]) == 0
     assert "stored in" in capsys.readouterr().out
@@ -236,8 +331,12 @@ def test_dl_rerank_protocol_with_the_dense_stage(tmp_path, data, hybrid_index):
     shutil.copytree(data, pool)
     (pool / "runs").mkdir()
     (pool / "runs" / "bm25.test.trec").write_text(
-        "".join(f"{q} Q0 {d} {r + 1} {10 - r} bm25\n" for q in ("q1", "q4")
-                for r, d in enumerate(["d3", "d8", "d1", "d9", "d2"])))
+        "".join(
+            f"{q} Q0 {d} {r + 1} {10 - r} bm25\n"
+            for q in ("q1", "q4")
+            for r, d in enumerate(["d3", "d8", "d1", "d9", "d2"])
+        )
+    )
 
     def report(weight: float) -> dict:
         cfg = load_config(None, [f"search.fusion_weight={weight}"])

@@ -64,13 +64,19 @@ def test_folder_without_corpus_file(tmp_path):
 
 
 def test_id_and_contents_field_variants(tmp_path):
-    path = write_jsonl(tmp_path / "c.jsonl", [
-        {"_id": "a", "title": "T", "text": "body a"},
-        {"id": "b", "contents": "body b"},  # pyserini style: id + contents, no title
-        {"id": 7, "text": "body c", "title": None},  # numeric id becomes a string; null title is empty
-    ])
+    path = write_jsonl(
+        tmp_path / "c.jsonl",
+        [
+            {"_id": "a", "title": "T", "text": "body a"},
+            {"id": "b", "contents": "body b"},  # pyserini style: id + contents, no title
+            {"id": 7, "text": "body c", "title": None},  # numeric id becomes a string; null title is empty
+        ],
+    )
     assert list(open_corpus(path)) == [
-        Doc("a", "T", "body a"), Doc("b", "", "body b"), Doc("7", "", "body c")]
+        Doc("a", "T", "body a"),
+        Doc("b", "", "body b"),
+        Doc("7", "", "body c"),
+    ]
 
 
 def test_text_is_preferred_over_contents(tmp_path):
@@ -216,8 +222,10 @@ def test_missing_split_lists_available_splits():
 @pytest.mark.parametrize("fmt", ["jsonl", "tsv"])
 def test_duplicate_query_id(tmp_path, fmt):
     if fmt == "jsonl":
-        path = write_jsonl(tmp_path / "q.jsonl", [{"_id": "q1", "text": "a"}, {"_id": "q9", "text": "b"},
-                                                  {"_id": "q1", "text": "c"}])
+        path = write_jsonl(
+            tmp_path / "q.jsonl",
+            [{"_id": "q1", "text": "a"}, {"_id": "q9", "text": "b"}, {"_id": "q1", "text": "c"}],
+        )
     else:
         path = tmp_path / "q.tsv"
         path.write_text("q1\ta\nq9\tb\nq1\tc\n", encoding="utf-8")
@@ -291,14 +299,15 @@ def test_known_ir_datasets_id_offline_says_use_a_local_folder(tmp_path):
     env = {**os.environ, "IR_DATASETS_HOME": str(tmp_path / "irds")}
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-c", _OFFLINE_PROBE], env=env, capture_output=True,
-                              text=True, timeout=20)
+        proc = subprocess.run(
+            [sys.executable, "-c", _OFFLINE_PROBE], env=env, capture_output=True, text=True, timeout=20
+        )
     except subprocess.TimeoutExpired:
         pytest.skip("ir_datasets did not fail within 20 s with the network disabled")
     elapsed = time.perf_counter() - start
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, proc.stderr[-3000:]
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     for what in ("corpus", "queries"):
         assert result[what].startswith("DatasetUnavailableError: "), result[what]
         assert "beir/scifact/test" in result[what]

@@ -24,12 +24,15 @@ def write_lines(path, lines):
 
 
 def test_iter_sparse_jsonl_reads_ids_vectors_and_contents(tmp_path):
-    path = write_lines(tmp_path / "v.jsonl", [
-        '{"id": "d1", "vector": {"a": 1, "b": 0.5}}',
-        '',
-        '{"_id": "d2", "vector": {}, "contents": "some text"}',
-        '{"id": 3, "vector": {"caf\\u00e9": 2.25}}',
-    ])
+    path = write_lines(
+        tmp_path / "v.jsonl",
+        [
+            '{"id": "d1", "vector": {"a": 1, "b": 0.5}}',
+            "",
+            '{"_id": "d2", "vector": {}, "contents": "some text"}',
+            '{"id": 3, "vector": {"caf\\u00e9": 2.25}}',
+        ],
+    )
     records = list(iter_sparse_jsonl(path))
     assert records == [("d1", {"a": 1.0, "b": 0.5}, ""), ("d2", {}, "some text"), ("3", {"café": 2.25}, "")]
     assert all(type(w) is float for _, vec, _ in records for w in vec.values())
@@ -56,10 +59,13 @@ def test_zero_weights_are_dropped(tmp_path):
     ],
 )
 def test_bad_weight_names_file_line_and_term(tmp_path, weight_json, shown):
-    path = write_lines(tmp_path / "v.jsonl", [
-        '{"id": "d1", "vector": {"ok": 1.0}}',
-        '{"id": "d2", "vector": {"ok": 1.0, "bad_term": ' + weight_json + '}}',
-    ])
+    path = write_lines(
+        tmp_path / "v.jsonl",
+        [
+            '{"id": "d1", "vector": {"ok": 1.0}}',
+            '{"id": "d2", "vector": {"ok": 1.0, "bad_term": ' + weight_json + "}}",
+        ],
+    )
     with pytest.raises(DataFormatError) as exc:
         list(iter_sparse_jsonl(path))
     msg = str(exc.value)
@@ -68,16 +74,18 @@ def test_bad_weight_names_file_line_and_term(tmp_path, weight_json, shown):
     assert shown in msg
 
 
-@pytest.mark.parametrize("record", ['{"id": "d1"}', '{"id": "d1", "vector": [1, 2]}',
-                                    '{"id": "d1", "vector": "a:1"}'])
+@pytest.mark.parametrize(
+    "record", ['{"id": "d1"}', '{"id": "d1", "vector": [1, 2]}', '{"id": "d1", "vector": "a:1"}']
+)
 def test_missing_or_non_object_vector(tmp_path, record):
     path = write_lines(tmp_path / "v.jsonl", [record])
     with pytest.raises(DataFormatError, match=f"{path}:1.*'vector'"):
         list(iter_sparse_jsonl(path))
 
 
-@pytest.mark.parametrize("record", ['{"vector": {"a": 1}}', '{"id": "d 1", "vector": {"a": 1}}',
-                                    '{"id": "", "vector": {"a": 1}}'])
+@pytest.mark.parametrize(
+    "record", ['{"vector": {"a": 1}}', '{"id": "d 1", "vector": {"a": 1}}', '{"id": "", "vector": {"a": 1}}']
+)
 def test_bad_or_missing_id(tmp_path, record):
     path = write_lines(tmp_path / "v.jsonl", [record])
     with pytest.raises(DataFormatError, match=f"{path}:1"):

@@ -92,8 +92,10 @@ def test_run_round_trip_with_ties(tmp_path):
 def test_run_default_tag_and_numpy_scores(tmp_path):
     path = tmp_path / "run.trec"
     write_run({"q1": {"d1": np.float32(0.5), "d2": np.float64(1.25)}}, path)
-    assert run_lines(path) == [["q1", "Q0", "d2", "1", "1.250000", "lsr"],
-                               ["q1", "Q0", "d1", "2", "0.500000", "lsr"]]
+    assert run_lines(path) == [
+        ["q1", "Q0", "d2", "1", "1.250000", "lsr"],
+        ["q1", "Q0", "d1", "2", "0.500000", "lsr"],
+    ]
 
 
 def test_write_run_replaces_existing_file(tmp_path):

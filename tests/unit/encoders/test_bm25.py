@@ -51,8 +51,9 @@ def expected_impacts(k1: float, b: float) -> dict[str, dict[str, float]]:
 
 
 def write_corpus(path, docs):
-    path.write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs), encoding="utf-8"
+    )
     return path
 
 
@@ -60,8 +61,10 @@ def encoded_weights(vectors: Vectors) -> dict[str, dict[str, float]]:
     vocab = vectors.vocab()
     ids = list(vectors.iter_ids())
     rows = [batch.row(i) for batch in vectors.batches() for i in range(len(batch))]
-    return {doc_id: {vocab[t]: float(w) for t, w in zip(terms.tolist(), weights.tolist(), strict=True)}
-            for doc_id, (terms, weights) in zip(ids, rows, strict=True)}
+    return {
+        doc_id: {vocab[t]: float(w) for t, w in zip(terms.tolist(), weights.tolist(), strict=True)}
+        for doc_id, (terms, weights) in zip(ids, rows, strict=True)
+    }
 
 
 @pytest.mark.parametrize(
@@ -172,8 +175,10 @@ def query_rows(encoder, texts, term_index):
     batch = encoder.encode(texts)
     assert len(batch) == len(texts)
     batch.validate(n_terms=len(term_index))
-    return [{vocab[t]: float(w) for t, w in zip(*map(np.ndarray.tolist, batch.row(i)), strict=True)}
-            for i in range(len(batch))]
+    return [
+        {vocab[t]: float(w) for t, w in zip(*map(np.ndarray.tolist, batch.row(i)), strict=True)}
+        for i in range(len(batch))
+    ]
 
 
 @pytest.mark.parametrize("from_meta", [False, True])
@@ -183,14 +188,18 @@ def test_query_encoder(term_index, from_meta):
         encoder = load_query_encoder(encoder_meta, index)
     else:
         encoder = BM25QueryEncoder(load_config().encoder.bm25, index)
-    rows = query_rows(encoder, [
-        "dog Dogs cat",  # repeated terms (after stemming) weigh their count
-        "zebra cat unicorn",  # unknown terms are dropped
-        "the and of it",  # all stopwords
-        "",
-        "zebra",  # only unknown terms
-        "cat cat cat mat",
-    ], index)
+    rows = query_rows(
+        encoder,
+        [
+            "dog Dogs cat",  # repeated terms (after stemming) weigh their count
+            "zebra cat unicorn",  # unknown terms are dropped
+            "the and of it",  # all stopwords
+            "",
+            "zebra",  # only unknown terms
+            "cat cat cat mat",
+        ],
+        index,
+    )
     assert rows == [
         {"dog": 2.0, "cat": 1.0},
         {"cat": 1.0},

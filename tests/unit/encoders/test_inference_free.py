@@ -31,8 +31,15 @@ def tokens_of(text):
 @pytest.fixture(scope="module")
 def index(tiny_mlm, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("if")
-    cfg = load_config(None, ["encoder.name=inference-free", f"encoder.model={tiny_mlm}",
-                             "encoder.transformer.max_length=16", "encoder.shard_docs=3"])
+    cfg = load_config(
+        None,
+        [
+            "encoder.name=inference-free",
+            f"encoder.model={tiny_mlm}",
+            "encoder.transformer.max_length=16",
+            "encoder.shard_docs=3",
+        ],
+    )
     pipeline.index_corpus(cfg, write_corpus(tmp / "corpus.jsonl"), tmp / "index")
     return tmp / "index"
 
@@ -85,21 +92,36 @@ def test_learned_table_from_the_model_folder(tiny_mlm, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_mlm, model)
     (model / "idf.json").write_text(json.dumps({"vitamin": 2.5, "coffee": 0.5, "notatoken": 9.0}))
-    cfg = load_config(None, ["encoder.name=inference-free", f"encoder.model={model}",
-                             "encoder.inference_free.query_weights=model"])
+    cfg = load_config(
+        None,
+        [
+            "encoder.name=inference-free",
+            f"encoder.model={model}",
+            "encoder.inference_free.query_weights=model",
+        ],
+    )
     pipeline.index_corpus(cfg, write_corpus(tmp_path / "c.jsonl"), tmp_path / "idx")
     batch = Searcher(tmp_path / "idx").encode_texts(["vitamin coffee cancer"])
     assert dict(zip(*(a.tolist() for a in batch.row(0)), strict=True)) == {
-        VOCAB.index("vitamin"): 2.5, VOCAB.index("coffee"): 0.5}
+        VOCAB.index("vitamin"): 2.5,
+        VOCAB.index("coffee"): 0.5,
+    }
     # the default (auto) takes the table a model ships: the one it was trained with
     cfg = load_config(None, ["encoder.name=inference-free", f"encoder.model={model}"])
     pipeline.index_corpus(cfg, write_corpus(tmp_path / "c.jsonl"), tmp_path / "idx-auto")
     searcher = Searcher(tmp_path / "idx-auto")
     assert searcher.index.meta["encoder"]["inference_free"]["query_weights"] == "model"
-    assert dict(zip(*(a.tolist() for a in searcher.encode_texts(["vitamin coffee cancer"]).row(0)),
-                    strict=True)) == {VOCAB.index("vitamin"): 2.5, VOCAB.index("coffee"): 0.5}
-    cfg = load_config(None, ["encoder.name=inference-free", f"encoder.model={tiny_mlm}",
-                             "encoder.inference_free.query_weights=model"])
+    assert dict(
+        zip(*(a.tolist() for a in searcher.encode_texts(["vitamin coffee cancer"]).row(0)), strict=True)
+    ) == {VOCAB.index("vitamin"): 2.5, VOCAB.index("coffee"): 0.5}
+    cfg = load_config(
+        None,
+        [
+            "encoder.name=inference-free",
+            f"encoder.model={tiny_mlm}",
+            "encoder.inference_free.query_weights=model",
+        ],
+    )
     with pytest.raises(ConfigError, match="idf.json does not exist"):
         pipeline.index_corpus(cfg, write_corpus(tmp_path / "c.jsonl"), tmp_path / "idx2")
 

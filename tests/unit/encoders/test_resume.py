@@ -22,8 +22,17 @@ from lsr.encoders.splade import SpladeEncoder  # noqa: E402
 
 
 def config(model, *extra):
-    return load_config(None, ["encoder.name=splade", f"encoder.model={model}", "encoder.shard_docs=2",
-                              "encoder.transformer.sort_docs=2", "encoder.transformer.max_length=16", *extra])
+    return load_config(
+        None,
+        [
+            "encoder.name=splade",
+            f"encoder.model={model}",
+            "encoder.shard_docs=2",
+            "encoder.transformer.sort_docs=2",
+            "encoder.transformer.max_length=16",
+            *extra,
+        ],
+    )
 
 
 def contents(path):
@@ -53,8 +62,9 @@ def crashed(tiny_mlm, tmp_path, monkeypatch):
     return corpus, tmp_path / "vec", tmp_path / ".vec.partial"
 
 
-def test_resume_skips_done_shards_and_matches_a_clean_encode(tiny_mlm, crashed, tmp_path, monkeypatch,
-                                                             caplog):
+def test_resume_skips_done_shards_and_matches_a_clean_encode(
+    tiny_mlm, crashed, tmp_path, monkeypatch, caplog
+):
     corpus, out, partial = crashed
     assert not out.exists()
     record = json.loads((partial / "progress.json").read_text())
@@ -66,8 +76,9 @@ def test_resume_skips_done_shards_and_matches_a_clean_encode(tiny_mlm, crashed, 
 
     encoded = []
     real = SpladeEncoder.encode_texts
-    monkeypatch.setattr(SpladeEncoder, "encode_texts", lambda self, texts: encoded.extend(texts) or
-                        real(self, texts))
+    monkeypatch.setattr(
+        SpladeEncoder, "encode_texts", lambda self, texts: encoded.extend(texts) or real(self, texts)
+    )
     with caplog.at_level(logging.INFO):
         meta = pipeline.encode_corpus(config(tiny_mlm), corpus, out)
     assert "resuming the interrupted encode" in caplog.text

@@ -138,15 +138,29 @@ def test_checkpoint_without_mlm_head_is_refused(tiny_backbone):
 
 def test_query_model_with_another_vocabulary_is_refused(tiny_mlm, tmp_path):
     other = make_mlm(tmp_path / "other", vocab=[*VOCAB[:-2], VOCAB[-1], VOCAB[-2]])  # two ids swapped
-    cfg = load_config(None, ["encoder.name=splade", f"encoder.model={tiny_mlm}",
-                             f"encoder.query_model={other}", "encoder.transformer.device=cpu"]).encoder
+    cfg = load_config(
+        None,
+        [
+            "encoder.name=splade",
+            f"encoder.model={tiny_mlm}",
+            f"encoder.query_model={other}",
+            "encoder.transformer.device=cpu",
+        ],
+    ).encoder
     with pytest.raises(ConfigError, match="vocabulary mismatch"):
         SpladeEncoder(cfg)
 
 
 def test_describe_has_what_the_query_side_needs(tiny_mlm):
-    cfg = load_config(None, ["encoder.name=splade", f"encoder.model={tiny_mlm}",
-                             "encoder.transformer.max_length=32", "encoder.prune.query_max_terms=7"]).encoder
+    cfg = load_config(
+        None,
+        [
+            "encoder.name=splade",
+            f"encoder.model={tiny_mlm}",
+            "encoder.transformer.max_length=32",
+            "encoder.prune.query_max_terms=7",
+        ],
+    ).encoder
     meta = SpladeEncoder(cfg).describe()
     assert meta["name"] == "splade" and meta["model"] == str(tiny_mlm.resolve())
     assert meta["query_model"] == meta["model"] and meta["vocab_size"] == len(VOCAB)

@@ -11,10 +11,16 @@ import json
 from pathlib import Path
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = ("the a and of in on with cat cats sat mat dog dogs bird fish vitamin d cancer risk coffee sleep "
-         "quality adults screening lowers supplements protein cell cells gene study effect").split()
-PIECES = ["##s", "##ing", "##ed", "##er", "##ly"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + \
-    [f"##{chr(c)}" for c in range(ord("a"), ord("z") + 1)] + [".", ",", "-"]
+WORDS = (
+    "the a and of in on with cat cats sat mat dog dogs bird fish vitamin d cancer risk coffee sleep "
+    "quality adults screening lowers supplements protein cell cells gene study effect"
+).split()
+PIECES = (
+    ["##s", "##ing", "##ed", "##er", "##ly"]
+    + [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    + [f"##{chr(c)}" for c in range(ord("a"), ord("z") + 1)]
+    + [".", ",", "-"]
+)
 VOCAB = SPECIAL + list(dict.fromkeys(WORDS + PIECES))
 
 DOCS = [
@@ -37,18 +43,32 @@ def write_tokenizer(folder: Path, vocab: list[str] = VOCAB) -> None:
     tk.normalizer = normalizers.BertNormalizer(lowercase=True)
     tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tk.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]",
-                                                cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", ids["[CLS]"]), ("[SEP]", ids["[SEP]"])],
+    )
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tk,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     fast.save_pretrained(str(folder))
 
 
 def bert_config(vocab_size: int = len(VOCAB)):
     import transformers
 
-    return transformers.BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2,
-                                   num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    return transformers.BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
 
 
 def make_mlm(folder: Path, seed: int = 0, vocab: list[str] = VOCAB) -> Path:
@@ -77,6 +97,7 @@ def make_backbone(folder: Path, seed: int = 1) -> Path:
 
 
 def write_corpus(path: Path, docs=DOCS) -> Path:
-    path.write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs), encoding="utf-8"
+    )
     return path

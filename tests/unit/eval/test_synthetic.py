@@ -12,8 +12,9 @@ from lsr.eval.benchmarks.synthetic import SyntheticConfig, generate, term_freque
 from lsr.eval.benchmarks.vectors_jsonl import read_vectors_jsonl, write_vectors_jsonl
 from lsr.index.sparse import SparseBatch
 
-SMALL = SyntheticConfig(n_docs=6_000, n_terms=5_000, n_topics=60, topic_size=200, n_queries=40,
-                        chunk_docs=2_000, seed=7)
+SMALL = SyntheticConfig(
+    n_docs=6_000, n_terms=5_000, n_topics=60, topic_size=200, n_queries=40, chunk_docs=2_000, seed=7
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,10 @@ def coll():
 
 
 def same_batch(a: SparseBatch, b: SparseBatch) -> bool:
-    return all(np.array_equal(x, y) for x, y in
-               ((a.indptr, b.indptr), (a.term_ids, b.term_ids), (a.weights, b.weights)))
+    return all(
+        np.array_equal(x, y)
+        for x, y in ((a.indptr, b.indptr), (a.term_ids, b.term_ids), (a.weights, b.weights))
+    )
 
 
 def test_deterministic_by_seed_and_independent_of_threads(coll):
@@ -62,7 +65,7 @@ def test_weights_look_like_splade(coll):
 
 def test_zipf_skew(coll):
     df = np.sort(term_frequencies(coll.batches, SMALL.n_terms))[::-1]
-    head, tail = df[:50].mean(), df[len(df) // 2:].mean()
+    head, tail = df[:50].mean(), df[len(df) // 2 :].mean()
     assert head > 20 * max(tail, 1)
     assert df[0] > 0.2 * SMALL.n_docs
 
@@ -101,8 +104,7 @@ def test_jsonl_round_trip_is_exact(coll, tmp_path):
 
 def test_integer_jsonl_for_lucene(tmp_path):
     batch = SparseBatch.from_rows([([0, 2], [0.004, 1.5]), ([1], [2.0])])
-    write_vectors_jsonl(tmp_path / "int.jsonl", ["a", 'b"c'], [batch], ["x", "y", "z"], decimals=0,
-                        scale=100)
+    write_vectors_jsonl(tmp_path / "int.jsonl", ["a", 'b"c'], [batch], ["x", "y", "z"], decimals=0, scale=100)
     lines = (tmp_path / "int.jsonl").read_text().splitlines()
     assert lines == ['{"id": "a", "vector": {"x": 1, "z": 150}}', '{"id": "b\\"c", "vector": {"y": 200}}']
 

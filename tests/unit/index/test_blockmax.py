@@ -43,8 +43,9 @@ def test_safe_mode_equals_exhaustive(tmp_path, impact_dtype, block_size, integer
     n_terms = 50
     # 433 docs: the last block is partial for every block size but 1
     corpus = random_corpus(rng, n_docs=433, n_terms=n_terms, max_nnz=15, integer=integer)
-    index = build_with_blockmax(tmp_path, corpus, n_terms, impact_dtype, block_size,
-                                dense_fraction=dense_fraction)
+    index = build_with_blockmax(
+        tmp_path, corpus, n_terms, impact_dtype, block_size, dense_fraction=dense_fraction
+    )
     n_dense = index.blockmax.meta["n_dense_terms"]
     if dense_fraction == 0.01:
         assert n_dense == n_terms
@@ -76,8 +77,13 @@ def test_approx_returns_true_scores_and_loses_little(tmp_path):
     for terms, weights in random_queries(rng, 80, 50, integer=False):
         exact = index.search(terms, weights, 10)
         approx = index.search(terms, weights, 10, mode="approx", alpha=0.9)
-        full = dict(zip(index.search(terms, weights, 10**5).docs.tolist(),
-                        index.search(terms, weights, 10**5).scores.tolist(), strict=True))
+        full = dict(
+            zip(
+                index.search(terms, weights, 10**5).docs.tolist(),
+                index.search(terms, weights, 10**5).scores.tolist(),
+                strict=True,
+            )
+        )
         assert all(full[d] == s for d, s in zip(approx.docs.tolist(), approx.scores.tolist(), strict=True))
         recalls.append(len(set(exact.docs.tolist()) & set(approx.docs.tolist())) / max(len(exact), 1))
         # alpha = beta = 1 in approx mode is the safe search
@@ -110,14 +116,17 @@ def test_empty_corpus(tmp_path):
     assert len(index.search([1], [1.0], k=5, mode="safe")) == 0
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"mode": "fast"}, "mode 'fast' is not one of"),
-    ({"mode": "approx", "alpha": 0}, r"alpha must be a number in \(0, 1\]"),
-    ({"mode": "approx", "alpha": 1.5}, r"alpha must be a number in \(0, 1\]"),
-    ({"mode": "approx", "beta": float("nan")}, r"beta must be a number in \(0, 1\]"),
-    ({"mode": "safe", "alpha": 0.5}, "use mode='approx'"),
-    ({"mode": "exact", "beta": 0.5}, "use mode='approx'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "fast"}, "mode 'fast' is not one of"),
+        ({"mode": "approx", "alpha": 0}, r"alpha must be a number in \(0, 1\]"),
+        ({"mode": "approx", "alpha": 1.5}, r"alpha must be a number in \(0, 1\]"),
+        ({"mode": "approx", "beta": float("nan")}, r"beta must be a number in \(0, 1\]"),
+        ({"mode": "safe", "alpha": 0.5}, "use mode='approx'"),
+        ({"mode": "exact", "beta": 0.5}, "use mode='approx'"),
+    ],
+)
 def test_bad_parameters(tmp_path, kwargs, match):
     index = build_with_blockmax(tmp_path, SparseBatch.from_rows([([0], [1.0])]), 1, "uint8", 8)
     with pytest.raises(ValueError, match=match):
@@ -177,7 +186,8 @@ def test_reordered_index_finds_the_same_documents(tmp_path, block_size):
         a = plain.search(terms, weights, 10**5)
         b = reordered.search(terms, weights, 10**5)
         assert sorted(zip(a.scores.tolist(), [plain.doc_keys[d] for d in a.docs], strict=True)) == sorted(
-            zip(b.scores.tolist(), [reordered.doc_keys[d] for d in b.docs], strict=True))
+            zip(b.scores.tolist(), [reordered.doc_keys[d] for d in b.docs], strict=True)
+        )
         safe = reordered.search(terms, weights, 10, mode="safe")
         assert_identical(safe, reordered.search(terms, weights, 10))
 

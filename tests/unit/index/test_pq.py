@@ -42,8 +42,9 @@ def test_adc_matches_decode_then_dot(seed, ksub):
     np.testing.assert_allclose(lut, ref_lut, rtol=1e-5, atol=1e-5)
     rng = np.random.default_rng(seed)
     cands = rng.integers(0, len(codes), size=20).astype(np.int64)  # repeats allowed
-    np.testing.assert_allclose(adc_scores(lut, codes, cands), adc_reference(query, books, codes, cands),
-                               rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        adc_scores(lut, codes, cands), adc_reference(query, books, codes, cands), rtol=1e-5, atol=1e-4
+    )
     np.testing.assert_allclose(adc_scan(lut, codes), adc_reference(query, books, codes), rtol=1e-5, atol=1e-4)
 
 
@@ -125,8 +126,9 @@ def test_dense_codes_load_and_score(tmp_path):
     codes, books = _write_dense(tmp_path / "dense")
     dc = DenseCodes.load(tmp_path / "dense")
     q = np.arange(4, dtype=np.float32)
-    np.testing.assert_allclose(dc.score(q, np.array([5, 0, 5])), adc_reference(q, books, codes, [5, 0, 5]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        dc.score(q, np.array([5, 0, 5])), adc_reference(q, books, codes, [5, 0, 5]), rtol=1e-6
+    )
     assert dc.bytes_per_doc == 2
     with pytest.raises(IndexError, match=r"\[0, 6\)"):
         dc.score(q, np.array([6]))

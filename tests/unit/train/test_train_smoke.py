@@ -282,7 +282,6 @@ def test_bad_configs_fail_before_any_model_loads(override, named, tmp_path, caps
     assert not (tmp_path / "o").exists()
 
 
-
 def test_sources_filter_trains_on_pseudo_queries_only(prepared, train_mlm, tmp_path, caplog):
     import gzip
     import logging
