@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Table and plot of training runs from the ``runs.json`` files that ``scripts/gpu_train.py`` writes.
 
-    python scripts/training_report.py RUNS.json [RUNS.json ...] --configs UNPACKED --out eval/reports/training
+    python scripts/training_report.py RUNS.json [RUNS.json ...] --configs UNPACKED --out reports/training
 
 Writes ``runs.json`` (every run's summary, merged), ``runs.md`` (one row per run: backbone, kind,
 query table, losses, teachers, steps, GPU minutes, dev and test nDCG@10, doc/query nnz, FLOPS) and

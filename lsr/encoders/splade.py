@@ -15,7 +15,7 @@ mask to all of them, then takes the max: gigabytes of memory traffic per batch.
   vocabulary rows, so each tile of logits stays in cache from the matmul to the max.
 
 :func:`splade_pool_reference` is the straightforward version; tests hold the two equal
-and the benchmark (``eval/benchmarks/encode_bench.py``) compares their speed.
+and the benchmark (``benchmarks/encode_bench.py``) compares their speed.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from lsr.eval.benchmarks.groundtruth import exact_topk, recall_at_k
-from lsr.eval.benchmarks.synthetic import SyntheticConfig, generate, term_frequencies, write_collection_jsonl
-from lsr.eval.benchmarks.vectors_jsonl import read_vectors_jsonl, write_vectors_jsonl
+from benchmarks.groundtruth import exact_topk, recall_at_k
+from benchmarks.synthetic import SyntheticConfig, generate, term_frequencies, write_collection_jsonl
+from benchmarks.vectors_jsonl import read_vectors_jsonl, write_vectors_jsonl
 from lsr.index.sparse import SparseBatch
 
 SMALL = SyntheticConfig(

@@ -2,8 +2,8 @@
 
 Examples::
 
-    python -m lsr.eval.benchmarks.encode_bench --model models/splade-tiny --out encode.json
-    python -m lsr.eval.benchmarks.encode_bench --docs 1000 --variants fast,straightforward
+    python -m benchmarks.encode_bench --model models/splade-tiny --out encode.json
+    python -m benchmarks.encode_bench --docs 1000 --variants fast,straightforward
 
 Corpus encoding (SciFact, title + text, max length 512 by default), each variant in its
 own process so that its peak RSS is its own:
@@ -39,12 +39,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("LSR_SHARED_DATA", REPO.parent / "shared" / "data"))
 VARIANTS = ("fast", "fast-bf16", "sorted-full-logits", "straightforward")
 STRAIGHTFORWARD_BATCH = 32
 
-logger = logging.getLogger("lsr.eval.benchmarks.encode_bench")
+logger = logging.getLogger("benchmarks.encode_bench")
 
 
 def cpu_model() -> str:
@@ -63,7 +63,7 @@ def available_cpus() -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lsr.eval.benchmarks.encode_bench",
+        prog="python -m benchmarks.encode_bench",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -191,7 +191,7 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-m",
-        "lsr.eval.benchmarks.encode_bench",
+        "benchmarks.encode_bench",
         "--worker",
         variant,
         "--model",
@@ -204,7 +204,7 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
         str(args.max_length),
     ]
     logger.info("corpus encoding: %s", variant)
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
         raise RuntimeError(f"variant {variant} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lsr.eval.benchmarks.vectors_jsonl import round_weights, write_vectors_jsonl
+from benchmarks.vectors_jsonl import round_weights, write_vectors_jsonl
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, SparseBatch, concat
 
 logger = logging.getLogger(__name__)

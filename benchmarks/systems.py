@@ -2,7 +2,7 @@
 
 Each system builds its index from the collection's sparse-vector JSONL files (Lucene
 from an integer-quantized copy of the same vectors), then answers queries given as
-``{term: weight}`` dicts. The runner (:mod:`lsr.eval.benchmarks.worker`) times
+``{term: weight}`` dicts. The runner (:mod:`benchmarks.worker`) times
 
 * :meth:`System.build` -> :class:`BuildStats` (seconds, bytes on disk or in memory);
 * :meth:`System.search_one` per query on the calling thread (latency), then
@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lsr.eval.benchmarks.vectors_jsonl import read_vectors_jsonl
+from benchmarks.vectors_jsonl import read_vectors_jsonl
 from lsr.index.sparse import SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -381,7 +381,7 @@ class ScipyExact(System):
     name = "scipy-exact"
 
     def build(self, files: CollectionFiles, workdir: Path) -> BuildStats:
-        from lsr.eval.benchmarks.groundtruth import term_major_matrix
+        from benchmarks.groundtruth import term_major_matrix
 
         start = time.perf_counter()
         ids, docs, vocab = read_vectors_jsonl(files.docs_jsonl)

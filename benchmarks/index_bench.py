@@ -2,14 +2,14 @@
 
 Examples::
 
-    python -m lsr.eval.benchmarks.index_bench --collection synthetic --n-docs 1000000 \\
+    python -m benchmarks.index_bench --collection synthetic --n-docs 1000000 \\
         --n-queries 200 --out results.json
-    python -m lsr.eval.benchmarks.index_bench --collection scifact --out scifact.json
-    python -m lsr.eval.benchmarks.index_bench --collection dl-pool --systems lsr-exact,seismic
+    python -m benchmarks.index_bench --collection scifact --out scifact.json
+    python -m benchmarks.index_bench --collection dl-pool --systems lsr-exact,seismic
 
 Steps: prepare the collection in a temporary folder (JSONL documents and queries, an
 integer copy for Lucene, exact float top-k ground truth); run every system in its own
-process (:mod:`lsr.eval.benchmarks.worker`) under a time budget; print a table and
+process (:mod:`benchmarks.worker`) under a time budget; print a table and
 write JSON with every number, the settings and the machine.
 
 Columns: build seconds (JSONL load included), index bytes, mean and p99 latency per
@@ -39,7 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lsr.eval.benchmarks.corpora import (
+from benchmarks.corpora import (
     REAL_COLLECTIONS,
     PreparedCollection,
     load_prepared,
@@ -47,19 +47,19 @@ from lsr.eval.benchmarks.corpora import (
     prepare_synthetic,
     save_prepared,
 )
-from lsr.eval.benchmarks.groundtruth import identical_fraction, recall_at_k
-from lsr.eval.benchmarks.systems import SYSTEMS, available_systems, make_system, unavailable_reason
+from benchmarks.groundtruth import identical_fraction, recall_at_k
+from benchmarks.systems import SYSTEMS, available_systems, make_system, unavailable_reason
 
-logger = logging.getLogger("lsr.eval.benchmarks.index_bench")
+logger = logging.getLogger("benchmarks.index_bench")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("LSR_SHARED_DATA", REPO.parent / "shared" / "data"))
 BASELINE, LUCENE = "lsr-exact", "lucene-impact"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m lsr.eval.benchmarks.index_bench",
+        prog="python -m benchmarks.index_bench",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -239,12 +239,14 @@ def run_system(
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     timeout = args.build_budget_s + n_settings * (2 * args.search_budget_s + 60) + 120
     env = {**os.environ, "NUMBA_NUM_THREADS": str(args.threads), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "lsr.eval.benchmarks.worker", str(spec_path), str(out_path)]
+    cmd = [sys.executable, "-m", "benchmarks.worker", str(spec_path), str(out_path)]
     logger.info("running %s (budget %.0fs)", label, timeout)
     start = time.perf_counter()
     with open(sysdir / "worker.log", "w", encoding="utf-8") as log:
         try:
-            subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False)
+            subprocess.run(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False, cwd=REPO
+            )
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True

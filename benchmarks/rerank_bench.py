@@ -1,6 +1,6 @@
 """The dense re-rank benchmark (issue 7): per-query cost of re-scoring the sparse top-k on one core.
 
-    python -m lsr.eval.benchmarks.rerank_bench --index /tmp/sf-bm25 --dataset ../shared/data/beir/scifact
+    python -m benchmarks.rerank_bench --index /tmp/sf-bm25 --dataset ../shared/data/beir/scifact
 
 The index needs a dense stage built with ``--keep-float`` (the float baseline reads its
 vectors). The process is pinned to one CPU core. For each test query (after warm-up):
@@ -13,7 +13,7 @@ vectors). The process is pinned to one CPU core. For each test query (after warm
   re-rank target excludes it).
 
 Prints a table (p50/p99/mean ms, bytes per document, ratio to the float re-rank) and writes JSON
-with every number, the machine and its load average to ``eval/benchmarks/results/`` by default.
+with every number, the machine and its load average to ``benchmarks/results/`` by default.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=100, help="candidates re-scored per query (100)")
     p.add_argument("--queries", type=int, default=0, help="first N queries only (0: all)")
     p.add_argument("--cpu", type=int, default=-1, help="core to pin to (-1: the first allowed one)")
-    p.add_argument("--out", help="JSON output (default: eval/benchmarks/results/rerank-DATASET-INDEX.json)")
+    p.add_argument("--out", help="JSON output (default: benchmarks/results/rerank-DATASET-INDEX.json)")
     return p
 
 

@@ -1,7 +1,7 @@
 """Run one system of the index benchmark in its own process: build, then time every setting.
 
-``python -m lsr.eval.benchmarks.worker SPEC.json OUT.json``. The parent
-(:mod:`lsr.eval.benchmarks.index_bench`) writes the spec and kills the process when
+``python -m benchmarks.worker SPEC.json OUT.json``. The parent
+(:mod:`benchmarks.index_bench`) writes the spec and kills the process when
 it exceeds its time budget; this process rewrites ``OUT.json`` after the build and
 after every setting, so whatever finished survives a kill.
 
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from lsr.eval.benchmarks.systems import CollectionFiles, Query, Setting, System, make_system
+from benchmarks.systems import CollectionFiles, Query, Setting, System, make_system
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def run(spec: dict[str, Any], out: Path) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lsr.eval.benchmarks.worker",
+        prog="python -m benchmarks.worker",
         description="Build and time one benchmark system (run by index_bench).",
     )
     parser.add_argument("spec", type=Path, help="the JSON spec written by index_bench")

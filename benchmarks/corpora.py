@@ -1,6 +1,6 @@
 """Benchmark collections, written as sparse-vector JSONL with their exact top-k ground truth.
 
-* ``synthetic``: :mod:`lsr.eval.benchmarks.synthetic` (SPLADE-like, seeded);
+* ``synthetic``: :mod:`benchmarks.synthetic` (SPLADE-like, seeded);
 * ``scifact``: BEIR SciFact encoded with BM25 impacts (``lsr.pipeline.encode_corpus`` to
   JSONL), test queries encoded with the BM25 query encoder over the corpus vocabulary;
 * ``dl-pool``: the TREC DL19+DL20 passage pool (24,884 passages, 97 queries), likewise.
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lsr.eval.benchmarks.groundtruth import exact_topk
-from lsr.eval.benchmarks.systems import CollectionFiles, quantization_levels_scale
-from lsr.eval.benchmarks.vectors_jsonl import read_vectors_jsonl, write_vectors_jsonl
+from benchmarks.groundtruth import exact_topk
+from benchmarks.systems import CollectionFiles, quantization_levels_scale
+from benchmarks.vectors_jsonl import read_vectors_jsonl, write_vectors_jsonl
 from lsr.index.sparse import SparseBatch, concat
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _finish(
 def prepare_synthetic(
     folder: Path, n_docs: int, n_queries: int, seed: int, k: int, lucene_levels: int
 ) -> PreparedCollection:
-    from lsr.eval.benchmarks.synthetic import SyntheticConfig, generate, write_collection_jsonl
+    from benchmarks.synthetic import SyntheticConfig, generate, write_collection_jsonl
 
     coll = generate(SyntheticConfig(n_docs=n_docs, n_queries=n_queries, seed=seed))
     start = time.perf_counter()
