@@ -157,6 +157,18 @@ def _quantize_maxima(
 class BlockMax:
     """A loaded block-max artifact (arrays memory-mapped)."""
 
+    # the ARRAYS, set from the artifact by __init__
+    row_of: np.ndarray
+    dense_max: np.ndarray
+    dense_base: np.ndarray
+    dense_off: np.ndarray
+    tb_ptr: np.ndarray
+    tb_block: np.ndarray
+    tb_max: np.ndarray
+    tb_base: np.ndarray
+    tb_off: np.ndarray
+    dense_before: np.ndarray
+
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path = path
         self.meta = meta

@@ -40,14 +40,15 @@ logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "lsr-index"
 INDEX_FORMAT_VERSION = 1
-IMPACT_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float32": np.float32}
+INTEGER_IMPACT_DTYPES: dict[str, type[np.unsignedinteger]] = {"uint8": np.uint8, "uint16": np.uint16}
+IMPACT_DTYPES: dict[str, type[np.number]] = {**INTEGER_IMPACT_DTYPES, "float32": np.float32}
 
 
 def quantization_scale(max_weight: float, impact_dtype: str) -> float:
     """Linear quantization step: the largest weight maps to the dtype's maximum."""
     if impact_dtype == "float32" or max_weight <= 0:
         return 1.0
-    return float(max_weight) / float(np.iinfo(IMPACT_DTYPES[impact_dtype]).max)
+    return float(max_weight) / float(np.iinfo(INTEGER_IMPACT_DTYPES[impact_dtype]).max)
 
 
 def quantize(weights: np.ndarray, impact_dtype: str, scale: float) -> np.ndarray:
@@ -55,9 +56,9 @@ def quantize(weights: np.ndarray, impact_dtype: str, scale: float) -> np.ndarray
 
     The floor of 1 keeps every posting: a tiny positive weight still matches.
     """
-    dtype = IMPACT_DTYPES[impact_dtype]
-    if dtype is np.float32:
+    if impact_dtype == "float32":
         return weights.astype(np.float32)
+    dtype = INTEGER_IMPACT_DTYPES[impact_dtype]
     q = np.rint(weights.astype(np.float64) / scale)
     return np.clip(q, 1, np.iinfo(dtype).max).astype(dtype)
 
@@ -105,7 +106,7 @@ def _count_pass(batches: Iterable[SparseBatch], n_terms: int, keep_forward: bool
         stats.empty_docs += int(np.count_nonzero(batch.row_nnz() == 0))
         if batch.nnz:
             stats.max_weight = max(stats.max_weight, float(batch.weights.max()))
-        if keep_forward:
+        if stats.forward is not None:
             stats.forward.append(
                 SparseBatch(np.asarray(batch.indptr), np.asarray(batch.term_ids), np.zeros(0, np.float32))
             )
@@ -116,18 +117,15 @@ def _doc_order(stats: _Pass1, n_terms: int, options: BuildOptions) -> tuple[np.n
     """The reordering permutation (new doc i = original doc perm[i]) and its meta section."""
     if options.reorder == "none" or stats.n_docs == 0:
         return None, {"method": "none"}
+    assert stats.forward is not None, "_count_pass keeps the forward index whenever reorder is not 'none'"
     start = time.perf_counter()
+    batches = stats.forward
+    offsets = np.cumsum([0] + [b.nnz for b in batches[:-1]])
     indptr = np.concatenate(
-        [[0]]
-        + [
-            b.indptr[1:] + b_off
-            for b, b_off in zip(
-                stats.forward, np.cumsum([0] + [b.nnz for b in stats.forward[:-1]]), strict=True
-            )
-        ]
+        [np.zeros(1, np.int64)] + [b.indptr[1:] + off for b, off in zip(batches, offsets, strict=True)]
     )
     forward = SparseBatch(
-        indptr.astype(PTR_DTYPE), np.concatenate([b.term_ids for b in stats.forward]), np.zeros(0, np.float32)
+        indptr.astype(PTR_DTYPE), np.concatenate([b.term_ids for b in batches]), np.zeros(0, np.float32)
     )
     leaf_size = options.block_size or DEFAULT_BLOCK_SIZE
     perm = bp_order(forward, n_terms, leaf_size=leaf_size, iterations=options.bp_iterations)

@@ -29,6 +29,12 @@ logger = logging.getLogger(__name__)
 MODES = ("exact", "safe", "approx")
 MAX_K = 100_000  # a batch holds n_queries x k results: a larger k is a mistake, not a request
 
+# the leading arguments of the block-max kernels:
+# postings, block-max arrays, ub_ratio, ub_slack, block size, n_blocks
+BmpArgs = tuple[
+    tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...], np.float32, np.float32, int, int
+]
+
 
 @dataclass(frozen=True)
 class SearchParams:
@@ -209,7 +215,7 @@ class Index:
         out_scores = np.zeros((n_queries, k), dtype=SCORE_DTYPE)
         counts = np.zeros(n_queries, dtype=np.int64)
         if n_queries and self.n_docs:
-            workers = max(1, min(threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+            workers = max(1, min(threads or _max_threads(), _max_threads()))
             previous = numba.get_num_threads()
             numba.set_num_threads(workers)
             try:
@@ -251,8 +257,9 @@ class Index:
             *self._bmp_args(), *q, k, np.float32(params.alpha), n_workers, out_docs, out_scores, counts
         )
 
-    def _bmp_args(self) -> tuple:
+    def _bmp_args(self) -> BmpArgs:
         bm = self.blockmax
+        assert bm is not None, "_check_params refuses the block-max modes without block-max data"
         bmx = (
             bm.row_of,
             bm.dense_max,
@@ -273,6 +280,11 @@ class Index:
             bm.block_size,
             bm.n_blocks,
         )
+
+
+def _max_threads() -> int:
+    """Numba's thread pool size (``NUMBA_NUM_THREADS``, default: all cores)."""
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set at import from the environment
 
 
 def _keep(n_terms: int, beta: float) -> int:
