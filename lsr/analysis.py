@@ -8,6 +8,7 @@ Stemming uses PyStemmer (the Snowball project's C stemmers) with a cache.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (the default Anserini uses).
 LUCENE_STOPWORDS = frozenset(
@@ -29,7 +30,7 @@ class Analyzer:
         self.stemmer_name = stemmer
         self.stopwords = LUCENE_STOPWORDS if stopwords == "lucene" else frozenset()
         self.lowercase = lowercase
-        self._stemmer = None
+        self._stemmer: Any = None  # a Stemmer.Stemmer, built on first use (PyStemmer has no type hints)
 
     def _stem(self, tokens: list[str]) -> list[str]:
         if self.stemmer_name == "none":

@@ -21,11 +21,16 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
 from lsr.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")  # a config section: a dataclass
 
 
 def _one_of(section: str, name: str, value: Any, allowed: tuple) -> None:
@@ -314,7 +319,7 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
-def from_dict(cls: type, data: Any, prefix: str) -> Any:
+def from_dict(cls: type[T], data: Any, prefix: str) -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
     where = prefix or "config"
     if data is None:  # an empty YAML section (`search:` with nothing under it)
@@ -334,7 +339,7 @@ def from_dict(cls: type, data: Any, prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return from_dict(hint, value, key)
     origin = typing.get_origin(hint)
     if origin is tuple:

@@ -55,6 +55,14 @@ def find_file(folder: Path, names: Iterable[str]) -> Path | None:
     return None
 
 
+def require_corpus_file(folder: Path) -> Path:
+    """The ``corpus.jsonl[.gz]`` of ``folder``; FileNotFoundError naming the folder when it has none."""
+    found = find_file(folder, CORPUS_NAMES)
+    if found is None:
+        raise FileNotFoundError(f"{folder} has no {' or '.join(CORPUS_NAMES)}")
+    return found
+
+
 class JsonlCorpus:
     """A BEIR-style ``corpus.jsonl[.gz]``: ``{"_id"|"id", "title", "text"|"contents"}`` per line."""
 
@@ -86,10 +94,7 @@ def open_corpus(spec: str | Path) -> Iterable[Doc]:
     """
     path = Path(spec)
     if path.is_dir():
-        found = find_file(path, CORPUS_NAMES)
-        if found is None:
-            raise FileNotFoundError(f"{path} has no {' or '.join(CORPUS_NAMES)}")
-        return JsonlCorpus(found)
+        return JsonlCorpus(require_corpus_file(path))
     if path.is_file():
         return JsonlCorpus(path)
     from lsr.data.irds import IrdsDataset

@@ -23,7 +23,16 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from lsr.data.corpus import CORPUS_NAMES, Doc, JsonlCorpus, check_id, find_file, load_queries, qrels_path
+from lsr.data.corpus import (
+    CORPUS_NAMES,
+    Doc,
+    JsonlCorpus,
+    check_id,
+    find_file,
+    load_queries,
+    qrels_path,
+    require_corpus_file,
+)
 from lsr.errors import DatasetUnavailableError
 
 LOCAL_HINT = (
@@ -118,7 +127,7 @@ class LocalDataset:
         self.id, self.root, self.split = dataset_id, root, split
 
     def corpus(self) -> JsonlCorpus:
-        corpus = JsonlCorpus(find_file(self.root, CORPUS_NAMES))
+        corpus = JsonlCorpus(require_corpus_file(self.root))
         corpus.name = self.id
         return corpus
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, TextIO
 
 from lsr.errors import DataFormatError
 
@@ -54,13 +54,13 @@ def require_str(obj: dict[str, Any], key: str, where: str, *, allow_empty: bool 
     return value
 
 
-def open_binary(path: str | Path) -> BinaryIO:
+def open_binary(path: str | Path) -> io.BufferedIOBase:
     """Open a file for reading bytes, transparently decompressing ``.gz``."""
     path = Path(path)
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _lines(f: BinaryIO, path: str | Path) -> Iterator[str]:
+def _lines(f: Iterable[bytes], path: str | Path) -> Iterator[str]:
     """Decoded lines of ``f`` (a leading BOM dropped); bytes that are not UTF-8 raise a
     DataFormatError naming the line (decoding line by line keeps the number exact)."""
     for line_no, raw in enumerate(f, start=1):
