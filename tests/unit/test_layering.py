@@ -1,4 +1,5 @@
-"""The package dependency direction (index <- lsr <- eval, service) and light imports."""
+"""The package dependency direction (index <- lsr <- eval, service), light imports, and every third-party
+import declared in pyproject.toml."""
 
 from __future__ import annotations
 
@@ -7,30 +8,78 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 REPO = Path(__file__).resolve().parents[2]
+FIRST_PARTY = {"lsr", "benchmarks"}
+# import name -> distribution, where PEP 503 normalization of the import name does not give it
+DISTRIBUTIONS = {
+    "yaml": "pyyaml",
+    "Stemmer": "pystemmer",
+    "faiss": "faiss-cpu",
+    "jnius": "pyjnius",
+    "jnius_config": "pyjnius",
+    "seismic": "pyseismic-lsr",
+}
+# the extra that makes a folder's modules importable (None: the base dependencies); the most specific wins
+FOLDER_EXTRAS = {
+    "index": None,
+    "lsr": None,
+    "lsr/train": "train",
+    "eval": None,
+    "service": "serve",
+    "benchmarks": "bench",
+}
+
+
+def python_files(folder: str) -> list[Path]:
+    """The .py files under ``folder``; an empty set fails, or every check over it would pass vacuously."""
+    files = sorted((REPO / folder).rglob("*.py"))
+    assert files, f"no Python files under {REPO / folder}"
+    return files
+
+
+def imports(path: Path) -> list[tuple[str, bool]]:
+    """``(absolute module, at module level)`` for each run-time import of ``path``: module level means
+    a statement of the module body itself (not in a function or a try); ``if TYPE_CHECKING`` is skipped."""
+    found: list[tuple[str, bool]] = []
+
+    def visit(node: ast.AST, module_level: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, module_level) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
+                found.append((child.module, module_level))
+            elif isinstance(child, ast.If) and ast.unparse(child.test) in (
+                "TYPE_CHECKING",
+                "typing.TYPE_CHECKING",
+            ):
+                for stmt in child.orelse:
+                    visit(stmt, False)
+            else:
+                visit(child, False)
+
+    visit(ast.parse(path.read_text(), str(path)), True)
+    return found
 
 
 def imported_modules(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
+    return {module for module, _ in imports(path)}
 
 
 def test_index_imports_nothing_above_it():
-    for path in (REPO / "index").rglob("*.py"):
+    for path in python_files("index"):
         bad = {m for m in imported_modules(path) if m.startswith("lsr") and not m.startswith("lsr.index")}
         bad |= {m for m in imported_modules(path) if m.split(".")[0] in {"torch", "transformers"}}
         assert not bad, f"{path} imports {bad}"
 
 
 def test_core_does_not_import_eval_or_service():
-    for path in (REPO / "lsr").rglob("*.py"):
-        if path.name == "cli.py":  # the composition root
-            continue
+    core = [path for path in python_files("lsr") if path.name != "cli.py"]  # cli.py: the composition root
+    assert core, "lsr/ has no module but cli.py"
+    for path in core:
         bad = {m for m in imported_modules(path) if m.startswith(("lsr.eval", "lsr.service"))}
         assert not bad, f"{path} imports {bad}"
 
@@ -50,3 +99,40 @@ def test_config_loads_without_numba_or_numpy_kernels():
     code = "import sys, lsr.config; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.stdout.strip() == "False", out.stderr
+
+
+def declared_distributions() -> dict[str | None, set[str]]:
+    """pyproject.toml's requirements by extra (None: the base dependencies), as normalized names."""
+    tomllib = pytest.importorskip("tomllib", reason="reads pyproject.toml with Python 3.11's tomllib")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    groups: dict[str | None, list[str]] = {None: project["dependencies"], **project["optional-dependencies"]}
+    return {extra: {canonicalize_name(Requirement(r).name) for r in reqs} for extra, reqs in groups.items()}
+
+
+def folder_extra(path: Path) -> str | None:
+    relative = path.relative_to(REPO).as_posix()
+    return FOLDER_EXTRAS[max((f for f in FOLDER_EXTRAS if relative.startswith(f + "/")), key=len)]
+
+
+def test_every_third_party_import_is_declared():
+    """A module-level import comes with the base dependencies or the folder's extra (service/: serve,
+    lsr/train/: train, ...); an import in a function or a try comes with some extra (the one guarding it)."""
+    declared = declared_distributions()
+    anywhere = set().union(*declared.values())
+    missing = []
+    for folder in FOLDER_EXTRAS:
+        for path in python_files(folder):
+            extra = folder_extra(path)
+            for module, module_level in imports(path):
+                top = module.split(".")[0]
+                if top in sys.stdlib_module_names or top in FIRST_PARTY:
+                    continue
+                dist = canonicalize_name(DISTRIBUTIONS.get(top, top))
+                if not module_level:
+                    ok, where = dist in anywhere, "the dependencies or any extra"
+                else:
+                    ok = dist in declared[None] or (extra is not None and dist in declared[extra])
+                    where = "the dependencies" + (f" or the [{extra}] extra" if extra else "")
+                if not ok:
+                    missing.append(f"{path.relative_to(REPO)}: import {module}: {dist} is not in {where}")
+    assert not missing, "undeclared imports:\n" + "\n".join(missing)
