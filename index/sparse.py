@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 PTR_DTYPE = np.int64
 TERM_DTYPE = np.int32
@@ -48,7 +48,7 @@ class SparseBatch:
         return cls(np.zeros(1, PTR_DTYPE), np.zeros(0, TERM_DTYPE), np.zeros(0, WEIGHT_DTYPE))
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple[Sequence[int], Sequence[float]]]) -> SparseBatch:
+    def from_rows(cls, rows: Iterable[tuple[ArrayLike, ArrayLike]]) -> SparseBatch:
         """Build a batch from ``(term_ids, weights)`` pairs.
 
         Repeated terms within a row are summed (a query "a a b" weighs "a"

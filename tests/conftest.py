@@ -1,4 +1,10 @@
-"""Shared fixtures: the staged offline data (../shared/data next to the repo) and a SciFact BM25 index."""
+"""Shared fixtures: the staged offline data (../shared/data next to the repo) and a SciFact BM25 index.
+
+A test that needs the staged data skips when it is missing, naming where it looked. With
+``LSR_REQUIRE_DATA=1`` (set by .ci/run) such a skip is a failure instead: CI must not pass by skipping
+the tests that check real data. A skip counts as one for missing data when its reason names the data
+folder (``$LSR_SHARED_DATA``, default ``../shared/data``; or ``$LSR_DL_POOL``).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,31 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("LSR_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = Path(os.environ.get("LSR_SHARED_DATA") or REPO.parent / "shared" / "data")
 SCIFACT = SHARED_DATA / "beir" / "scifact"
+REQUIRE_DATA = os.environ.get("LSR_REQUIRE_DATA") == "1"
+
+
+def names_shared_data(reason: str) -> bool:
+    """Whether a skip reason points at the staged data (so the skip means: the data is missing)."""
+    places = [str(SHARED_DATA), "shared/data", "LSR_SHARED_DATA", os.environ.get("LSR_DL_POOL")]
+    return any(place and place in reason for place in places)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytest.TestReport:
+    report: pytest.TestReport = yield
+    if (
+        REQUIRE_DATA
+        and report.skipped
+        and isinstance(report.longrepr, tuple)
+        and not hasattr(report, "wasxfail")
+    ):
+        reason = report.longrepr[2].removeprefix("Skipped: ")
+        if names_shared_data(reason):
+            report.outcome = "failed"
+            report.longrepr = f"LSR_REQUIRE_DATA=1, and this test skipped for missing data: {reason}"
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""mypy over the installed layout: ``.ci/typecheck [PACKAGE ...]`` (default: the packages CI checks).
+"""mypy over the installed layout: ``.ci/typecheck.py [PACKAGE ...]`` (default: the packages CI checks).
 
 The checkout installs ``index/`` as ``lsr.index`` (and eval/, service/, configs/ likewise, see
 ``[tool.setuptools.package-dir]``) through setuptools' editable import hook, which mypy cannot follow.
 So this script links the installed layout into ``build/typecheck/`` (``lsr/<each entry of lsr/>`` plus
-``lsr/index -> index/`` ...; rebuilt on each run, so new files are always seen) and runs mypy there with
-the ``[tool.mypy]`` settings of pyproject.toml. Error paths read as module paths (``lsr/index/search.py``).
+``lsr/index -> index/`` ..., and the top-level ``benchmarks/``; rebuilt on each run, so new files are
+always seen) and runs mypy there with the ``[tool.mypy]`` settings of pyproject.toml. Error paths read as
+module paths (``lsr/index/search.py`` is index/search.py).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TREE = REPO / "build" / "typecheck"
-# index/ and the lsr core; lsr.train, lsr.eval and lsr.service are followed where imported, errors silenced
-PACKAGES = ("lsr",)
+PACKAGES = ("lsr",)  # lsr/ and index/ (lsr.index); [tool.mypy] silences lsr.eval and lsr.service for now
+TOP_LEVEL = ("benchmarks",)  # importable from the repo root, not installed: `.ci/typecheck.py benchmarks`
 
 
 def link_tree() -> None:
@@ -34,6 +35,8 @@ def link_tree() -> None:
     for name, folder in package_dir.items():
         if name != "lsr":
             (root / name.removeprefix("lsr.")).symlink_to(REPO / folder)
+    for name in TOP_LEVEL:
+        (TREE / name).symlink_to(REPO / name)
 
 
 def main(argv: list[str]) -> int:
