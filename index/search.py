@@ -283,8 +283,9 @@ class Index:
 
 
 def _max_threads() -> int:
-    """Numba's thread pool size (``NUMBA_NUM_THREADS``, default: all cores)."""
-    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set at import from the environment
+    """Numba's thread pool size (``NUMBA_NUM_THREADS``, default: all cores). numba.config sets its
+    attributes from the environment at import, so mypy cannot see them."""
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 def _keep(n_terms: int, beta: float) -> int:
