@@ -41,31 +41,34 @@ def python_files(folder: str) -> list[Path]:
     return files
 
 
-def imports(path: Path) -> list[tuple[str, bool]]:
-    """``(absolute module, at module level)`` for each run-time import of ``path``: module level means
-    a statement of the module body itself (not in a function or a try); ``if TYPE_CHECKING`` is skipped."""
-    found: list[tuple[str, bool]] = []
+def imports(path: Path) -> list[tuple[str, str]]:
+    """``(absolute module, where)`` for each import of ``path``; where: "module" (a statement of the module
+    body itself), "nested" (in a function, a try, ...) or "typing" (in an ``if TYPE_CHECKING`` block)."""
+    found: list[tuple[str, str]] = []
 
-    def visit(node: ast.AST, module_level: bool) -> None:
+    def visit(node: ast.AST, where: str) -> None:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import):
-                found.extend((alias.name, module_level) for alias in child.names)
+                found.extend((alias.name, where) for alias in child.names)
             elif isinstance(child, ast.ImportFrom) and child.module and child.level == 0:
-                found.append((child.module, module_level))
+                found.append((child.module, where))
             elif isinstance(child, ast.If) and ast.unparse(child.test) in (
                 "TYPE_CHECKING",
                 "typing.TYPE_CHECKING",
             ):
+                for stmt in child.body:
+                    visit(stmt, "typing")
                 for stmt in child.orelse:
-                    visit(stmt, False)
+                    visit(stmt, "nested")
             else:
-                visit(child, False)
+                visit(child, "nested" if where == "module" else where)
 
-    visit(ast.parse(path.read_text(), str(path)), True)
+    visit(ast.parse(path.read_text(), str(path)), "module")
     return found
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, type-checking-only imports included (they point one way too)."""
     return {module for module, _ in imports(path)}
 
 
@@ -123,16 +126,16 @@ def test_every_third_party_import_is_declared():
     for folder in FOLDER_EXTRAS:
         for path in python_files(folder):
             extra = folder_extra(path)
-            for module, module_level in imports(path):
+            for module, where in imports(path):
                 top = module.split(".")[0]
-                if top in sys.stdlib_module_names or top in FIRST_PARTY:
+                if where == "typing" or top in sys.stdlib_module_names or top in FIRST_PARTY:
                     continue
                 dist = canonicalize_name(DISTRIBUTIONS.get(top, top))
-                if not module_level:
-                    ok, where = dist in anywhere, "the dependencies or any extra"
+                if where == "nested":
+                    ok, needed = dist in anywhere, "the dependencies or any extra"
                 else:
                     ok = dist in declared[None] or (extra is not None and dist in declared[extra])
-                    where = "the dependencies" + (f" or the [{extra}] extra" if extra else "")
+                    needed = "the dependencies" + (f" or the [{extra}] extra" if extra else "")
                 if not ok:
-                    missing.append(f"{path.relative_to(REPO)}: import {module}: {dist} is not in {where}")
+                    missing.append(f"{path.relative_to(REPO)}: import {module}: {dist} is not in {needed}")
     assert not missing, "undeclared imports:\n" + "\n".join(missing)
