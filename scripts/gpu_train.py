@@ -2,9 +2,11 @@
 """Run training configs one after another on the GPU machine, from an editable install of the checkout.
 
 The GPU machine has the training dependencies (torch, transformers, tokenizers, safetensors, numpy,
-numba, pyyaml, tqdm) and no network; install the checkout itself without dependencies, then run:
+numba, pyyaml, tqdm) and no network: install the checkout itself into the Python that has torch (its
+``pip`` may be another Python's, hence ``python -m pip``), without dependencies and with the machine's
+own setuptools (build isolation would download one), then run:
 
-    pip install --no-deps --no-build-isolation -e .
+    python -m pip install --no-deps --no-build-isolation -e .
     python scripts/gpu_train.py --out "$OUT" \\
         --run configs/train-splade-scifact.yaml \\
         --run "configs/train-if-scifact.yaml::name=if-plain::model.query_weights=binary" \\

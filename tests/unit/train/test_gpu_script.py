@@ -1,5 +1,5 @@
-"""scripts/gpu_train.py as the GPU machine runs it (the checkout installed with pip install --no-deps -e .):
-a toy run with ranx, PyStemmer and ir_datasets made unimportable (the GPU machine has none of them)."""
+"""scripts/gpu_train.py as the GPU machine runs it (from the editable install of the checkout): a toy run
+with ranx, PyStemmer and ir_datasets made unimportable (the GPU machine has none of them)."""
 
 from __future__ import annotations
 
