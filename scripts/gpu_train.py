@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Run training configs one after another on a machine where lsr is NOT installed (the GPU box).
+"""Run training configs one after another on the GPU machine, from an editable install of the checkout.
 
-The repository copy is the working directory; nothing is pip-installed. An import shim maps the
-package-dir folders of pyproject.toml (``lsr.index`` -> ``index/``, ...) so ``import lsr.train.trainer``
-works from the bare checkout. The training path needs torch, transformers, tokenizers, safetensors,
-numpy, numba, pyyaml, tqdm: not ranx, PyStemmer or ir_datasets (``--block-eval-deps`` proves it by
-making those imports fail).
+The GPU machine has the training dependencies (torch, transformers, tokenizers, safetensors, numpy,
+numba, pyyaml, tqdm) and no network: install the checkout itself into the Python that has torch (its
+``pip`` may be another Python's, hence ``python -m pip``), without dependencies and with the machine's
+own setuptools (build isolation would download one), then run:
 
+    python -m pip install --no-deps --no-build-isolation -e .
     python scripts/gpu_train.py --out "$OUT" \\
         --run configs/train-splade-scifact.yaml \\
         --run "configs/train-if-scifact.yaml::name=if-plain::model.query_weights=binary" \\
         --set train.steps=1500
+
+Training needs none of the eval-only dependencies (ranx, PyStemmer, ir_datasets):
+tests/unit/train/test_gpu_script.py runs this script with those imports blocked.
 
 Each ``--run`` is a config file, optionally followed by ``::key=value`` overrides (``name=...`` renames
 the run); ``--set`` applies to every run. Runs train in ``--work`` (default /tmp/lsr-gpu-runs, outside
@@ -22,8 +25,9 @@ summary. A failing run is recorded in runs.json and the next one starts.
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.util
+import csv
+import dataclasses
+import gzip
 import json
 import logging
 import sys
@@ -31,57 +35,20 @@ import tarfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
-REPO = Path.cwd()
+import torch
+
+import lsr
+import lsr.index
+from lsr.encoders.inference_free import table_from_json
+from lsr.encoders.transformer import pick_device
+from lsr.train import trainer
+from lsr.train.config import TrainConfig, load_train_config
+from lsr.train.data import DevQuery, PreparedData, load_prepared
+from lsr.train.model import build_model
+
 PART_BYTES = 15 * 2**20
-DEFAULT_DIRS = {"lsr.index": "index", "lsr.eval": "eval", "lsr.service": "service", "lsr.configs": "configs"}
-
-
-class _PackageDirFinder(importlib.abc.MetaPathFinder):
-    """``lsr.index`` -> ``REPO/index/__init__.py`` (and so on); submodules follow the package path."""
-
-    def __init__(self, repo: Path, dirs: dict[str, str]):
-        self.repo, self.dirs = repo, dirs
-
-    def find_spec(self, fullname, path=None, target=None):
-        folder = self.dirs.get(fullname)
-        if folder is None:
-            return None
-        base = self.repo / folder
-        return importlib.util.spec_from_file_location(
-            fullname, base / "__init__.py", submodule_search_locations=[str(base)]
-        )
-
-
-class _Blocker(importlib.abc.MetaPathFinder):
-    def __init__(self, names: set[str]):
-        self.names = names
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname.split(".")[0] in self.names:
-            raise ImportError(f"{fullname} is blocked (--block-eval-deps): the GPU machine does not have it")
-        return None
-
-
-def package_dirs(repo: Path) -> dict[str, str]:
-    try:
-        import tomllib
-
-        conf = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
-        dirs = conf["tool"]["setuptools"]["package-dir"]
-        return {k: v for k, v in dirs.items() if k != v}
-    except Exception:  # noqa: BLE001 - Python 3.10 or no pyproject: the known mapping
-        return dict(DEFAULT_DIRS)
-
-
-def install_shim(repo: Path = REPO, block: bool = False) -> None:
-    """Import lsr from ``repo`` (not from any installed copy), with its package-dir mapping."""
-    if block:
-        sys.meta_path.insert(0, _Blocker({"ranx", "Stemmer", "ir_datasets"}))
-    sys.meta_path.insert(0, _PackageDirFinder(repo, package_dirs(repo)))
-    sys.path.insert(0, str(repo))
-    for name in [m for m in sys.modules if m == "lsr" or m.startswith("lsr.")]:
-        del sys.modules[name]
 
 
 def _split(path: Path) -> list[Path]:
@@ -111,9 +78,6 @@ def package_run(run_dir: Path, out: Path, name: str) -> list[str]:
 
 def read_beir_split(folder: Path, split: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
     """Queries and qrels of a BEIR split with the standard library alone (no ir_datasets)."""
-    import csv
-    import gzip
-
     name = "queries.jsonl.gz" if (folder / "queries.jsonl.gz").is_file() else "queries.jsonl"
     opener = gzip.open if name.endswith(".gz") else open
     with opener(folder / name, "rt", encoding="utf-8") as f:
@@ -126,33 +90,23 @@ def read_beir_split(folder: Path, split: str) -> tuple[dict[str, str], dict[str,
     return queries, qrels
 
 
-def evaluate_test(cfg, model_dir: Path, folder: Path, split: str) -> dict[str, float]:
+def evaluate_test(cfg: TrainConfig, model_dir: Path, folder: Path, split: str) -> dict[str, Any]:
     """nDCG@10, nnz and FLOPS of a saved best model on a held-out split (reporting only)."""
-    import dataclasses
-
-    import lsr.train.trainer as trainer
-    from lsr.train.data import DevQuery, PreparedData, load_prepared
-    from lsr.train.model import build_model
-
     data = load_prepared(cfg.data.prepared)
     queries, qrels = read_beir_split(folder, split)
     test = [DevQuery(q, queries[q], rels) for q, rels in qrels.items() if q in queries]
     model = build_model(dataclasses.replace(cfg.model, init=str(model_dir)), data.doc_texts)
     if cfg.model.kind == "inference-free" and (model_dir / "idf.json").is_file():  # the (learned) table
-        import torch
-
-        from lsr.encoders.inference_free import table_from_json
-
         backend = model.tokenizer.backend_tokenizer
         vocab = [backend.id_to_token(i) or f"[unused-id-{i}]" for i in range(model.vocab_size)]
         model.table.data = torch.as_tensor(table_from_json(model_dir / "idf.json", vocab))
-    model = model.to(trainer.pick_train_device(cfg.train.device))
+    model = model.to(pick_device(cfg.train.device, key="train.device"))
     held_out = PreparedData(data.path, data.meta, data.doc_ids, data.doc_texts, [], test)
     no_cap = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_dev_queries=0))
     return {"split": split, "n_queries": len(test), **trainer.evaluate_dev(model, held_out, no_cap)}
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="append", default=[], metavar="CONFIG[::key=value...]")
     ap.add_argument(
@@ -166,12 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="where the packaged results go ($OUT)")
     ap.add_argument("--work", default="/tmp/lsr-gpu-runs", help="training directories (not returned)")
     ap.add_argument("--resume", action="store_true", help="resume runs whose work directory has a checkpoint")
-    ap.add_argument(
-        "--block-eval-deps",
-        action="store_true",
-        help="fail any import of ranx, PyStemmer, ir_datasets (checks that training does not need them)",
-    )
-    ap.add_argument("--check", action="store_true", help="import the training modules and exit")
+    ap.add_argument("--check", action="store_true", help="print where lsr is imported from and exit")
     ap.add_argument(
         "--test-dataset",
         metavar="BEIR_DIR",
@@ -180,25 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         "never used for selection) and add test nDCG@10 to the summary",
     )
     ap.add_argument("--test-split", default="test")
-    args = ap.parse_args(argv)
-    install_shim(REPO, args.block_eval_deps)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
     )
-    import lsr.index
-    import lsr.train.trainer as trainer
-    from lsr.train.config import load_train_config
-
-    print(
-        json.dumps(
-            {"lsr": sys.modules["lsr"].__file__, "lsr.index": lsr.index.__file__, "trainer": trainer.__file__}
-        ),
-        flush=True,
-    )
+    modules = {"lsr": lsr.__file__, "lsr.index": lsr.index.__file__, "trainer": trainer.__file__}
+    print(json.dumps(modules), flush=True)
     if args.check:
         return 0
-    import torch
-
     print(
         f"torch {torch.__version__}, cuda {torch.cuda.is_available()}"
         + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else ""),
@@ -209,51 +151,58 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     results = []
     for spec in args.run:
-        config, *extra = spec.split("::")
-        name_over = [e for e in extra if e.startswith("name=")]
-        t0 = time.perf_counter()
-        try:
-            cfg = load_train_config(config, [*args.overrides, *extra])
-            name = cfg.name if not name_over else name_over[-1].split("=", 1)[1]
-            run_dir = work / name
-            resume = args.resume and (run_dir / "checkpoint" / "state.json").is_file()
-            summary = trainer.train(cfg, run_dir, resume=resume)
-            if args.test_dataset:
-                summary["test"] = evaluate_test(
-                    cfg, run_dir / "best", Path(args.test_dataset), args.test_split
-                )
-                print(f"== {name}: {args.test_split} {summary['test']}", flush=True)
-            files = package_run(run_dir, out, name)
-            results.append({"run": spec, "name": name, "ok": True, "files": files, **summary})
-            print(
-                f"== {name}: best dev nDCG@10 {summary['best'].get('ndcg@10', 0):.4f} at step "
-                f"{summary['best'].get('step')} in {summary['seconds']:.0f}s -> {files}",
-                flush=True,
-            )
-        except Exception as exc:  # noqa: BLE001 - record, then the next run
-            traceback.print_exc()
-            results.append(
-                {
-                    "run": spec,
-                    "ok": False,
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "seconds": round(time.perf_counter() - t0, 1),
-                }
-            )
+        results.append(run_one(spec, args, out, work))
         (out / "runs.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    for r in results:
-        if r["ok"]:
-            b = r["best"]
-            print(
-                f"{r['name']:<28} steps {r['steps']:>5}  {r['seconds']:>6.0f}s  "
-                f"dev nDCG@10 {b.get('ndcg@10', 0):.4f}"
-                f"  doc nnz {b.get('doc_nnz', 0):6.1f}  query nnz {b.get('query_nnz', 0):5.1f}"
-                f"  FLOPS {b.get('flops', 0):7.3f}"
-                + (f"  {r['test']['split']} nDCG@10 {r['test']['ndcg@10']:.4f}" if r.get("test") else "")
-            )
-        else:
-            print(f"{r['run']}: FAILED {r['error']}")
+    print_table(results)
     return 0 if all(r["ok"] for r in results) else 1
+
+
+def run_one(spec: str, args: argparse.Namespace, out: Path, work: Path) -> dict[str, Any]:
+    """Train one ``CONFIG[::key=value...]``, score it on the test split if asked, package it into
+    ``out``; its runs.json entry (a failure is recorded, not raised)."""
+    config, *extra = spec.split("::")
+    name_over = [e for e in extra if e.startswith("name=")]
+    t0 = time.perf_counter()
+    try:
+        cfg = load_train_config(config, [*args.overrides, *extra])
+        name = cfg.name if not name_over else name_over[-1].split("=", 1)[1]
+        run_dir = work / name
+        resume = args.resume and (run_dir / "checkpoint" / "state.json").is_file()
+        summary = trainer.train(cfg, run_dir, resume=resume)
+        if args.test_dataset:
+            summary["test"] = evaluate_test(cfg, run_dir / "best", Path(args.test_dataset), args.test_split)
+            print(f"== {name}: {args.test_split} {summary['test']}", flush=True)
+        files = package_run(run_dir, out, name)
+        print(
+            f"== {name}: best dev nDCG@10 {summary['best'].get('ndcg@10', 0):.4f} at step "
+            f"{summary['best'].get('step')} in {summary['seconds']:.0f}s -> {files}",
+            flush=True,
+        )
+        return {"run": spec, "name": name, "ok": True, "files": files, **summary}
+    except Exception as exc:  # noqa: BLE001 - record, then the next run
+        traceback.print_exc()
+        return {
+            "run": spec,
+            "ok": False,
+            "error": f"{type(exc).__name__}: {exc}",
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    """One line per run: steps, time, best dev numbers (and test nDCG@10), or the error."""
+    for r in results:
+        if not r["ok"]:
+            print(f"{r['run']}: FAILED {r['error']}")
+            continue
+        b = r["best"]
+        print(
+            f"{r['name']:<28} steps {r['steps']:>5}  {r['seconds']:>6.0f}s  "
+            f"dev nDCG@10 {b.get('ndcg@10', 0):.4f}"
+            f"  doc nnz {b.get('doc_nnz', 0):6.1f}  query nnz {b.get('query_nnz', 0):5.1f}"
+            f"  FLOPS {b.get('flops', 0):7.3f}"
+            + (f"  {r['test']['split']} nDCG@10 {r['test']['ndcg@10']:.4f}" if r.get("test") else "")
+        )
 
 
 if __name__ == "__main__":

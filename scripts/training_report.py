@@ -51,16 +51,31 @@ def main() -> None:
     )
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    runs = []
-    for path in args.runs:
-        for r in json.loads(Path(path).read_text()):
-            if r.get("ok") and r.get("test"):
-                r["config"] = json.loads((Path(args.configs) / r["name"] / "config.json").read_text())
-                runs.append(r)
+    runs = load_runs(args.runs, Path(args.configs))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "runs.json").write_text(json.dumps(runs, indent=1) + "\n")
     rows = [describe(r) for r in runs]
+    lines = table(rows)
+    (out / "runs.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(rows, out / "ndcg_vs_flops.png")
+    print(f"-> {out}/runs.json, runs.md, ndcg_vs_flops.png")
+
+
+def load_runs(paths: list[str], configs: Path) -> list[dict]:
+    """The successful runs that have test numbers, each with its resolved config under ``"config"``."""
+    runs = []
+    for path in paths:
+        for r in json.loads(Path(path).read_text()):
+            if r.get("ok") and r.get("test"):
+                r["config"] = json.loads((configs / r["name"] / "config.json").read_text())
+                runs.append(r)
+    return runs
+
+
+def table(rows: list[dict]) -> list[str]:
+    """The Markdown table of ``runs.md``, one line per run."""
     head = (
         "| run | kind | query table | labels | teachers | nll | lr | FLOPS λ (docs) | steps | GPU min | "
         "best step | dev nDCG@10 | test nDCG@10 | doc nnz | query nnz | FLOPS |"
@@ -73,45 +88,53 @@ def main() -> None:
             f"{r['step']} | {r['dev']:.4f} | {r['test']:.4f} | {r['doc_nnz']:.0f} | "
             f"{r['query_nnz']:.1f} | {r['flops']:.2f} |"
         )
-    (out / "runs.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return lines
+
+
+FAMILIES = (  # (marker, color, legend label), in the order the legend lists them
+    ("^", "tab:blue", "inference-free, IDF-aware FLOPS"),
+    ("o", "tab:orange", "inference-free, plain FLOPS"),
+    ("x", "tab:purple", "inference-free, single teacher"),
+    ("v", "tab:gray", "inference-free, no labels"),
+    ("s", "tab:green", "SPLADE (siamese)"),
+)
+
+
+def family(row: dict) -> tuple[str, str]:
+    """(marker, color) of a run's family in the plot."""
+    if row["kind"] == "splade":
+        return ("s", "tab:green")
+    if row["labels"] == "no":
+        return ("v", "tab:gray")
+    if row["teachers"] != "ensemble":
+        return ("x", "tab:purple")
+    if row["query_table"] == "binary":
+        return ("o", "tab:orange")
+    return ("^", "tab:blue")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Test nDCG@10 against test FLOPS, one marker per run family (matplotlib only here: the table
+    is written without it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
-        if r["kind"] == "splade":
-            style = ("s", "tab:green")
-        elif r["labels"] == "no":
-            style = ("v", "tab:gray")
-        elif r["teachers"] != "ensemble":
-            style = ("x", "tab:purple")
-        elif r["query_table"] == "binary":
-            style = ("o", "tab:orange")
-        else:
-            style = ("^", "tab:blue")
-        ax.scatter(r["flops"], r["test"], marker=style[0], color=style[1])
+        marker, color = family(r)
+        ax.scatter(r["flops"], r["test"], marker=marker, color=color)
         ax.annotate(r["name"], (r["flops"], r["test"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    from matplotlib.lines import Line2D
-
-    kinds = (
-        ("^", "tab:blue", "inference-free, IDF-aware FLOPS"),
-        ("o", "tab:orange", "inference-free, plain FLOPS"),
-        ("x", "tab:purple", "inference-free, single teacher"),
-        ("v", "tab:gray", "inference-free, no labels"),
-        ("s", "tab:green", "SPLADE (siamese)"),
-    )
-    legend = [Line2D([], [], marker=m, color=c, linestyle="", label=lab) for m, c, lab in kinds]
+    legend = [Line2D([], [], marker=m, color=c, linestyle="", label=lab) for m, c, lab in FAMILIES]
     ax.legend(handles=legend, fontsize=7, loc="lower right")
     ax.set_xlabel("FLOPS (expected multiplications per query-document pair, SciFact test)")
     ax.set_ylabel("nDCG@10 (SciFact test)")
     ax.set_title("lsr train: splade-tiny backbone, SciFact train + pseudo-queries")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "ndcg_vs_flops.png", dpi=110)
-    print(f"-> {out}/runs.json, runs.md, ndcg_vs_flops.png")
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -58,12 +58,13 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def pick_device(spec: str) -> Any:
+def pick_device(spec: str, key: str = "encoder.transformer.device") -> Any:
+    """``auto`` (cuda when available, else cpu), cpu, cuda or cuda:N; ``key`` names the setting."""
     torch = require("torch")
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"encoder.transformer.device = {spec!r}, but torch sees no CUDA device")
+        raise ConfigError(f"{key} = {spec!r}, but torch sees no CUDA device")
     return torch.device(spec)
 
 

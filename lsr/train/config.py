@@ -13,34 +13,13 @@ stdlib + PyYAML only (importing this module loads neither torch nor numpy).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from lsr.config import load_dataclass_config, to_dict
+from lsr.config import _one_of, _positive, load_dataclass_config
 from lsr.errors import ConfigError
 
 TEACHERS = ("dense", "bm25", "splade", "cross")
-
-
-def _check(cond: bool, key: str, value: Any, need: str) -> None:
-    if not cond:
-        raise ConfigError(f"{key} = {value!r} {need}")
-
-
-def _finite(key: str, value: float) -> None:
-    _check(isinstance(value, (int, float)) and math.isfinite(value), key, value, "must be a finite number")
-
-
-def _nonneg(key: str, value: float) -> None:
-    _finite(key, value)
-    _check(value >= 0, key, value, "must be >= 0")
-
-
-def _pos(key: str, value: float) -> None:
-    _finite(key, value)
-    _check(value > 0, key, value, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -51,7 +30,7 @@ class TeacherConfig:
     model: str = ""  # dense: "" = all-MiniLM-L6-v2; splade/cross: a model folder; bm25: unused
 
     def __post_init__(self) -> None:
-        _check(self.name in TEACHERS, "prepare.teachers[].name", self.name, f"is not one of {list(TEACHERS)}")
+        _one_of("prepare.teachers[]", "name", self.name, TEACHERS)
         if self.name in ("splade", "cross") and not self.model:
             raise ConfigError(f"prepare.teachers[].model is required for the {self.name} teacher")
 
@@ -79,11 +58,12 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if self.train_split.strip().lower() == "test":
             raise ConfigError("prepare.train_split = 'test': training never reads test qrels")
-        _check(0 <= self.dev_fraction < 1, "prepare.dev_fraction", self.dev_fraction, "must lie in [0, 1)")
+        if not 0 <= self.dev_fraction < 1:
+            raise ConfigError(f"prepare.dev_fraction = {self.dev_fraction!r} must lie in [0, 1)")
         for name in ("dev_max_queries", "pseudo_titles", "pseudo_spans"):
-            _nonneg(f"prepare.{name}", getattr(self, name))
+            _positive("prepare", name, getattr(self, name), allow_zero=True)
         for name in ("pseudo_min_words", "mining_depth", "negatives", "max_length"):
-            _pos(f"prepare.{name}", getattr(self, name))
+            _positive("prepare", name, getattr(self, name))
         if self.negatives > self.mining_depth:
             raise ConfigError(
                 f"prepare.negatives = {self.negatives} must be <= prepare.mining_depth = {self.mining_depth}"
@@ -105,10 +85,12 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.sources) - {"qrels", "title", "span"})
-        _check(not bad, "data.sources", list(self.sources), "may only name qrels, title and span")
-        _check(self.eval_max_length >= 8, "data.eval_max_length", self.eval_max_length, "must be >= 8")
-        _check(self.max_length >= 8, "data.max_length", self.max_length, "must be >= 8")
-        _check(self.query_max_length >= 4, "data.query_max_length", self.query_max_length, "must be >= 4")
+        if bad:
+            raise ConfigError(f"data.sources = {list(self.sources)!r} may only name qrels, title and span")
+        for name, least in (("eval_max_length", 8), ("max_length", 8), ("query_max_length", 4)):
+            value = getattr(self, name)
+            if value < least:
+                raise ConfigError(f"data.{name} = {value!r} must be >= {least}")
 
 
 @dataclass(frozen=True)
@@ -127,21 +109,11 @@ class ModelConfig:
     learn_threshold: bool = False
 
     def __post_init__(self) -> None:
-        _check(
-            self.kind in ("splade", "inference-free"),
-            "model.kind",
-            self.kind,
-            "is not one of ['splade', 'inference-free']",
-        )
-        _check(
-            self.query_weights in ("idf", "binary"),
-            "model.query_weights",
-            self.query_weights,
-            "is not one of ['idf', 'binary']",
-        )
+        _one_of("model", "kind", self.kind, ("splade", "inference-free"))
+        _one_of("model", "query_weights", self.query_weights, ("idf", "binary"))
         if self.kind == "splade" and self.learn_query_weights:
             raise ConfigError("model.learn_query_weights applies to model.kind = inference-free only")
-        _nonneg("model.threshold", self.threshold)
+        _positive("model", "threshold", self.threshold, allow_zero=True)
 
 
 @dataclass(frozen=True)
@@ -158,8 +130,8 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         for name in ("nll", "kl", "margin_mse", "flops_doc", "flops_query", "flops_warmup"):
-            _nonneg(f"loss.{name}", getattr(self, name))
-        _pos("loss.temperature", self.temperature)
+            _positive("loss", name, getattr(self, name), allow_zero=True)
+        _positive("loss", "temperature", self.temperature)
         if self.nll == self.kl == self.margin_mse == 0:
             raise ConfigError("loss.nll, loss.kl and loss.margin_mse are all 0: nothing to train on")
 
@@ -176,17 +148,15 @@ class DistillConfig:
         if not isinstance(self.weights, dict) or not self.weights:
             raise ConfigError(f"distill.weights = {self.weights!r} must map teacher names to weights")
         for k, v in self.weights.items():
-            _check(k in TEACHERS, "distill.weights key", k, f"is not one of {list(TEACHERS)}")
-            _nonneg(f"distill.weights.{k}", v)
+            if k not in TEACHERS:
+                raise ConfigError(f"distill.weights key = {k!r} is not one of {list(TEACHERS)}")
+            if not isinstance(v, (int, float)):  # the weights are a free mapping: no type check on load
+                raise ConfigError(f"distill.weights.{k} = {v!r} must be a finite number")
+            _positive("distill.weights", k, v, allow_zero=True)
         if sum(self.weights.values()) <= 0:
             raise ConfigError("distill.weights sum to 0")
-        _check(
-            self.normalize in ("minmax", "zscore", "none"),
-            "distill.normalize",
-            self.normalize,
-            "is not one of ['minmax', 'zscore', 'none']",
-        )
-        _pos("distill.scale", self.scale)
+        _one_of("distill", "normalize", self.normalize, ("minmax", "zscore", "none"))
+        _positive("distill", "scale", self.scale)
 
 
 @dataclass(frozen=True)
@@ -201,10 +171,10 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         for name in ("lr", "query_table_lr", "threshold_lr"):
-            _pos(f"optim.{name}", getattr(self, name))
+            _positive("optim", name, getattr(self, name))
         for name in ("weight_decay", "warmup_steps", "grad_clip"):
-            _nonneg(f"optim.{name}", getattr(self, name))
-        _pos("optim.accumulate", self.accumulate)
+            _positive("optim", name, getattr(self, name), allow_zero=True)
+        _positive("optim", "accumulate", self.accumulate)
 
 
 @dataclass(frozen=True)
@@ -223,9 +193,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "eval_every", "eval_batch_docs"):
-            _pos(f"train.{name}", getattr(self, name))
+            _positive("train", name, getattr(self, name))
         for name in ("negatives", "max_dev_queries", "threads"):
-            _nonneg(f"train.{name}", getattr(self, name))
+            _positive("train", name, getattr(self, name), allow_zero=True)
         if self.device != "auto" and not (self.device == "cpu" or self.device.startswith("cuda")):
             raise ConfigError(f"train.device = {self.device!r} is not auto, cpu, cuda or cuda:N")
 
@@ -270,7 +240,3 @@ def load_train_config(
         ConfigError: unknown keys, wrong types, impossible values.
     """
     return load_dataclass_config(TrainConfig, path, overrides)
-
-
-def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return to_dict(cfg)

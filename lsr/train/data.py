@@ -39,9 +39,18 @@ from typing import Any
 
 import numpy as np
 
-from lsr.config import to_dict
+from lsr.config import load_config, to_dict
+from lsr.data.corpus import load_queries, open_corpus, qrels_path
+from lsr.data.trec import read_qrels
+from lsr.encoders import encoder_overrides
+from lsr.encoders.dense import DenseModel
+from lsr.encoders.transformer import load_tokenizer, pick_device
 from lsr.errors import ConfigError, DataFormatError
+from lsr.index.io import atomic_directory, write_json
+from lsr.pipeline import build_index_from_vectors, encode_corpus
+from lsr.searcher import Searcher
 from lsr.train.config import PrepareConfig, TeacherConfig
+from lsr.vectors import Vectors
 
 logger = logging.getLogger(__name__)
 
@@ -230,12 +239,6 @@ class SparseIndexScorer:
     """A corpus encoded and indexed with one ``--encoder`` spec: search (mining) and exact scoring."""
 
     def __init__(self, spec: str, corpus: str, workdir: Path, device: str = "auto", progress: bool = False):
-        from lsr.config import load_config
-        from lsr.encoders import encoder_overrides
-        from lsr.pipeline import build_index_from_vectors, encode_corpus
-        from lsr.searcher import Searcher
-        from lsr.vectors import Vectors
-
         overrides = encoder_overrides(spec)
         if spec != "bm25":
             overrides.append(f"encoder.transformer.device={device}")
@@ -277,8 +280,6 @@ def dense_scores(
     progress: bool,
 ) -> list[list[float]]:
     """Cosine of all-MiniLM-L6-v2 (or another sentence-transformers folder) embeddings."""
-    from lsr.encoders.dense import DenseModel
-
     model = DenseModel.load(model_spec or None, device=device, max_length=max_length)
     uniq = sorted({d for c in cands for d in c})
     pos = {d: i for i, d in enumerate(uniq)}
@@ -299,8 +300,6 @@ def cross_scores(
     """A Hugging Face cross-encoder (``*ForSequenceClassification``): the last logit of each pair."""
     import torch
     import transformers
-
-    from lsr.encoders.transformer import load_tokenizer, pick_device
 
     dev = pick_device(device)
     tok = load_tokenizer(Path(model_path))
@@ -343,21 +342,59 @@ def prepare_dataset(
     cfg: PrepareConfig, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:
     """Build the prepared dataset directory ``out`` (see the module docstring); returns its meta."""
-    from lsr.data.corpus import load_queries, open_corpus, qrels_path
-    from lsr.data.trec import read_qrels
-    from lsr.index.io import atomic_directory, write_json
-
     start = time.perf_counter()
+    src = _read_dataset(cfg)
+    queries = _training_queries(cfg, src)
+    with tempfile.TemporaryDirectory(prefix="lsr-prepare-") as tmp, atomic_directory(out, overwrite) as work:
+        scorers = _Scorers(str(src.folder), Path(tmp), cfg.teacher_device, progress)
+        examples = _mine_examples(cfg, src, queries, scorers)
+        teacher_seconds = _score_teachers(cfg, src, examples, scorers, progress)
+        _write_prepared(work, src, examples)
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "dataset": str(src.folder),
+            "qrels": str(src.qrels_file),
+            "prepare": to_dict(cfg),
+            "counts": src.counts,
+            "teachers": [t.name for t in cfg.teachers],
+            "teacher_seconds": teacher_seconds,
+            "seconds": round(time.perf_counter() - start, 2),
+        }
+        write_json(work / "meta.json", meta)
+    if src.counts["skipped_no_positive"] or src.counts["skipped_no_text"]:
+        logger.warning(
+            "skipped %d queries with no positive and %d with no text",
+            src.counts["skipped_no_positive"],
+            src.counts["skipped_no_text"],
+        )
+    return meta
+
+
+@dataclass
+class _Source:
+    """A BEIR folder as prepare reads it: documents, all queries, the train qrels, the dev split, counts."""
+
+    folder: Path
+    docs: list[tuple[str, str, str]]  # (id, title, text)
+    doc_text: dict[str, str]  # title + text, as lsr indexes them
+    all_ids: list[str]
+    queries: dict[str, str]
+    qrels_file: Path
+    qrels: dict[str, dict[str, int]]
+    labelled: dict[str, list[str]]  # qid -> positives in the corpus
+    train_q: list[str]
+    dev_q: list[str]
+    counts: dict[str, int]
+
+
+def _read_dataset(cfg: PrepareConfig) -> _Source:
+    """The corpus, queries and train qrels; labelled queries split into train and dev."""
     folder = Path(cfg.dataset)
     _check_dataset(folder, cfg.train_split)
     docs = [(d.id, d.title, d.text) for d in open_corpus(folder)]
     doc_text = {d[0]: (f"{d[1]} {d[2]}" if d[1] else d[2]) for d in docs}
-    all_ids = [d[0] for d in docs]
     counts: dict[str, int] = {"corpus_docs": len(docs)}
-
-    pairs: dict[str, list[str]] = {}
-    queries: dict[str, str] = {}
-    dev_q: list[str] = []
     qrels_file = qrels_path(folder, cfg.train_split)
     qrels = read_qrels(qrels_file)
     all_queries = load_queries(folder)
@@ -365,96 +402,113 @@ def prepare_dataset(
     counts.update(skip)
     train_q, dev_q = split_dev(list(labelled), cfg.dev_fraction, cfg.seed, cfg.dev_max_queries)
     counts["dev_queries"] = len(dev_q)
+    all_ids = [d[0] for d in docs]
+    return _Source(
+        folder, docs, doc_text, all_ids, all_queries, qrels_file, qrels, labelled, train_q, dev_q, counts
+    )
+
+
+@dataclass
+class _Queries:
+    """The training queries: positives, text and source (qrels | title | span) by query id."""
+
+    pairs: dict[str, list[str]]
+    texts: dict[str, str]
+    sources: dict[str, str]
+
+
+def _training_queries(cfg: PrepareConfig, src: _Source) -> _Queries:
+    """Labelled train queries (``use_labels``), then the pseudo-queries; counted in ``src.counts``."""
+    pairs: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
     if cfg.use_labels:
-        for q in train_q:
-            pairs[q], queries[q] = labelled[q], all_queries[q]
-    counts["train_queries"] = len(pairs)
+        for q in src.train_q:
+            pairs[q], texts[q] = src.labelled[q], src.queries[q]
+    src.counts["train_queries"] = len(pairs)
     sources = dict.fromkeys(pairs, "qrels")
     for qid, text, source, doc_id in pseudo_queries(
-        docs, cfg.pseudo_titles, cfg.pseudo_spans, cfg.pseudo_min_words, cfg.seed
+        src.docs, cfg.pseudo_titles, cfg.pseudo_spans, cfg.pseudo_min_words, cfg.seed
     ):
-        pairs[qid], queries[qid], sources[qid] = [doc_id], text, source
-        counts[f"pseudo_{source}s"] = counts.get(f"pseudo_{source}s", 0) + 1
+        pairs[qid], texts[qid], sources[qid] = [doc_id], text, source
+        src.counts[f"pseudo_{source}s"] = src.counts.get(f"pseudo_{source}s", 0) + 1
     if not pairs:
         raise ValueError(
             "no training query: use_labels is false and no pseudo-queries were asked for "
             "(prepare.pseudo_titles / pseudo_spans), or the qrels hold no positive"
         )
+    return _Queries(pairs, texts, sources)
 
-    with tempfile.TemporaryDirectory(prefix="lsr-prepare-") as tmp, atomic_directory(out, overwrite) as work:
-        tmp_path = Path(tmp)
-        scorers: dict[str, SparseIndexScorer] = {}
 
-        def sparse(spec: str) -> SparseIndexScorer:
-            if spec not in scorers:
-                logger.info("indexing %s with %s", folder, spec)
-                scorers[spec] = SparseIndexScorer(spec, str(folder), tmp_path, cfg.teacher_device, progress)
-            return scorers[spec]
+class _Scorers:
+    """One :class:`SparseIndexScorer` per ``--encoder`` spec, built on first use."""
 
-        ranked = sparse(cfg.mining_encoder).search(queries, cfg.mining_depth)
-        rng = random.Random(cfg.seed)
-        examples: list[Example] = []
-        padded = 0
-        for qid, positives in pairs.items():
-            negs, pad = pick_negatives(ranked.get(qid, []), set(positives), cfg.negatives, all_ids, rng)
-            padded += pad
-            for p in positives:
-                examples.append(Example(qid, queries[qid], sources[qid], [p, *negs]))
-        counts["padded_negatives"] = padded
-        counts["train_examples"] = len(examples)
-        texts = [e.query for e in examples]
-        cands = [e.cands for e in examples]
-        teacher_seconds = {}
-        for teacher in cfg.teachers:
-            t0 = time.perf_counter()
-            scores = _teacher_scores(teacher, cfg, texts, cands, doc_text, sparse, progress)
-            for e, s in zip(examples, scores, strict=True):
-                e.scores[teacher.name] = [round(x, 6) for x in s]
-            teacher_seconds[teacher.name] = round(time.perf_counter() - t0, 2)
-            logger.info(
-                "teacher %s scored %d lists in %.1fs",
-                teacher.name,
-                len(examples),
-                teacher_seconds[teacher.name],
-            )
-        _write_jsonl_gz(work / "docs.jsonl.gz", ({"id": i, "text": doc_text[i]} for i in all_ids))
-        _write_jsonl_gz(
-            work / "train.jsonl.gz",
-            (
-                {"qid": e.qid, "query": e.query, "source": e.source, "cands": e.cands, "scores": e.scores}
-                for e in examples
-            ),
+    def __init__(self, corpus: str, workdir: Path, device: str, progress: bool):
+        self.corpus, self.workdir, self.device, self.progress = corpus, workdir, device, progress
+        self.built: dict[str, SparseIndexScorer] = {}
+
+    def __call__(self, spec: str) -> SparseIndexScorer:
+        if spec not in self.built:
+            logger.info("indexing %s with %s", self.corpus, spec)
+            self.built[spec] = SparseIndexScorer(spec, self.corpus, self.workdir, self.device, self.progress)
+        return self.built[spec]
+
+
+def _mine_examples(cfg: PrepareConfig, src: _Source, queries: _Queries, scorers: _Scorers) -> list[Example]:
+    """One example per (query, positive): the positive, then the query's mined hard negatives."""
+    ranked = scorers(cfg.mining_encoder).search(queries.texts, cfg.mining_depth)
+    rng = random.Random(cfg.seed)
+    examples: list[Example] = []
+    padded = 0
+    for qid, positives in queries.pairs.items():
+        negs, pad = pick_negatives(ranked.get(qid, []), set(positives), cfg.negatives, src.all_ids, rng)
+        padded += pad
+        for p in positives:
+            examples.append(Example(qid, queries.texts[qid], queries.sources[qid], [p, *negs]))
+    src.counts["padded_negatives"] = padded
+    src.counts["train_examples"] = len(examples)
+    return examples
+
+
+def _score_teachers(
+    cfg: PrepareConfig, src: _Source, examples: list[Example], scorers: _Scorers, progress: bool
+) -> dict[str, float]:
+    """Each teacher's raw scores into ``examples[i].scores``; returns the seconds per teacher."""
+    texts = [e.query for e in examples]
+    cands = [e.cands for e in examples]
+    teacher_seconds = {}
+    for teacher in cfg.teachers:
+        t0 = time.perf_counter()
+        scores = _teacher_scores(teacher, cfg, texts, cands, src.doc_text, scorers, progress)
+        for e, s in zip(examples, scores, strict=True):
+            e.scores[teacher.name] = [round(x, 6) for x in s]
+        teacher_seconds[teacher.name] = round(time.perf_counter() - t0, 2)
+        logger.info(
+            "teacher %s scored %d lists in %.1fs", teacher.name, len(examples), teacher_seconds[teacher.name]
         )
-        _write_jsonl_gz(
-            work / "dev.jsonl.gz",
-            (
-                {
-                    "qid": q,
-                    "query": all_queries[q],
-                    "rels": {d: g for d, g in qrels[q].items() if d in doc_text},
-                }
-                for q in dev_q
-            ),
-        )
-        meta = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "dataset": str(folder),
-            "qrels": str(qrels_file),
-            "prepare": to_dict(cfg),
-            "counts": counts,
-            "teachers": [t.name for t in cfg.teachers],
-            "teacher_seconds": teacher_seconds,
-            "seconds": round(time.perf_counter() - start, 2),
-        }
-        write_json(work / "meta.json", meta)
-    if counts["skipped_no_positive"] or counts["skipped_no_text"]:
-        logger.warning(
-            "skipped %d queries with no positive and %d with no text",
-            counts["skipped_no_positive"],
-            counts["skipped_no_text"],
-        )
-    return meta
+    return teacher_seconds
+
+
+def _write_prepared(work: Path, src: _Source, examples: list[Example]) -> None:
+    """docs.jsonl.gz, train.jsonl.gz and dev.jsonl.gz (dev relevance limited to corpus documents)."""
+    _write_jsonl_gz(work / "docs.jsonl.gz", ({"id": i, "text": src.doc_text[i]} for i in src.all_ids))
+    _write_jsonl_gz(
+        work / "train.jsonl.gz",
+        (
+            {"qid": e.qid, "query": e.query, "source": e.source, "cands": e.cands, "scores": e.scores}
+            for e in examples
+        ),
+    )
+    _write_jsonl_gz(
+        work / "dev.jsonl.gz",
+        (
+            {
+                "qid": q,
+                "query": src.queries[q],
+                "rels": {d: g for d, g in src.qrels[q].items() if d in src.doc_text},
+            }
+            for q in src.dev_q
+        ),
+    )
 
 
 def _teacher_scores(
@@ -463,7 +517,7 @@ def _teacher_scores(
     texts: list[str],
     cands: list[list[str]],
     doc_text: dict[str, str],
-    sparse: Any,
+    sparse: _Scorers,
     progress: bool,
 ) -> list[list[float]]:
     if teacher.name == "bm25":

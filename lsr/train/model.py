@@ -30,7 +30,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lsr.encoders.dense import default_dense_model
 from lsr.encoders.hf import clean_text
+from lsr.encoders.inference_free import idf_table, token_document_frequency
+from lsr.encoders.transformer import load_tokenizer, quiet_transformers
 from lsr.errors import ConfigError
 from lsr.train.config import ModelConfig
 from lsr.train.losses import ThresholdMask
@@ -43,8 +46,6 @@ MAX_SHARD = "15MB"
 def resolve_init(spec: str) -> Path:
     """The folder a ``model.init`` names (``minilm``: the packaged all-MiniLM-L6-v2)."""
     if spec in ("minilm", "all-MiniLM-L6-v2"):
-        from lsr.encoders.dense import default_dense_model
-
         path = default_dense_model()
         if path is None:
             raise ConfigError(
@@ -63,8 +64,6 @@ def resolve_init(spec: str) -> Path:
 def load_mlm(path: Path) -> tuple[Any, Any, bool]:
     """``(model, tokenizer, fresh_head)``: a masked-LM, with a new tied head for a bare encoder."""
     import transformers
-
-    from lsr.encoders.transformer import load_tokenizer, quiet_transformers
 
     tokenizer = load_tokenizer(path)
     with quiet_transformers():
@@ -202,8 +201,6 @@ def build_model(cfg: ModelConfig, corpus_texts: Sequence[str] | None = None) -> 
 
 def corpus_idf(tokenizer: Any, texts: Sequence[str], vocab_size: int) -> np.ndarray:
     """BM25 IDF of each token over ``texts`` (reuses the inference-free encoder's own functions)."""
-    from lsr.encoders.inference_free import idf_table, token_document_frequency
-
     backend = copy.deepcopy(tokenizer.backend_tokenizer)
     df, n = token_document_frequency(backend, texts, vocab_size)
     return idf_table(df, n)

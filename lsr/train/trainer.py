@@ -27,6 +27,7 @@ import math
 import random
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,12 @@ import numpy as np
 import torch
 
 from lsr.config import to_dict
+from lsr.encoders.transformer import pick_device
 from lsr.errors import ConfigError, LsrError
 from lsr.index.io import publish_directory, write_json
 from lsr.train import losses as L
 from lsr.train.config import TrainConfig
-from lsr.train.data import PreparedData, load_prepared
+from lsr.train.data import Example, PreparedData, load_prepared
 from lsr.train.model import SparseEncoderModel, build_model, save_model
 
 logger = logging.getLogger(__name__)
@@ -226,17 +228,37 @@ def _schedule(cfg: TrainConfig) -> Any:
     return factor
 
 
-def pick_train_device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {spec!r}, but torch sees no CUDA device")
-    return torch.device(spec)
-
-
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run the training of ``cfg`` into ``out``; returns the summary (also written to summary.json)."""
     out = Path(out)
+    state_meta = _checkpoint_to_resume(
+        cfg, out, resume
+    )  # a foreign checkpoint is refused before any model loads
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = pick_device(cfg.train.device, key="train.device")
+    random.seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    data = _training_data(cfg)
+    model = build_model(cfg.model, data.doc_texts).to(device)
+    model.train()
+    if state_meta is not None and state_meta["fingerprint"] != model.fingerprint():
+        raise LsrError(
+            f"refusing to resume: the checkpoint in {out} holds a model of another shape "
+            f"(fingerprint {state_meta['fingerprint']}, this model {model.fingerprint()})"
+        )
+    run = _Run.start(cfg, data, model, out, device)
+    out.mkdir(parents=True, exist_ok=True)
+    if state_meta is not None:
+        run.restore(state_meta)
+    else:
+        (out / "config.json").write_text(json.dumps(run.cfg_dict, indent=2) + "\n", encoding="utf-8")
+    seconds = _loop(run, progress)
+    return _write_summary(run, seconds)
+
+
+def _checkpoint_to_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str, Any] | None:
+    """The checkpoint's ``state.json`` when resuming (None otherwise), after the run-directory checks."""
     ckpt_dir = out / "checkpoint"
     if out.exists() and any(out.iterdir()) and not resume:
         raise FileExistsError(
@@ -246,34 +268,36 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         raise LsrError(f"--resume: {ckpt_dir} holds no checkpoint")
     if not cfg.data.prepared:
         raise ConfigError("data.prepared is empty: name the directory written by lsr train-prepare")
-    cfg_dict = to_dict(cfg)
-    state_meta = None
-    if resume:  # refuse a foreign checkpoint before loading any model
-        state_meta = json.loads((ckpt_dir / "state.json").read_text(encoding="utf-8"))
-        if state_meta.get("format") != CHECKPOINT_FORMAT:
-            raise LsrError(f"{ckpt_dir} is not an lsr training checkpoint")
-        old_model = state_meta["config"]["model"]
-        if old_model != cfg_dict["model"]:
-            new_model = cfg_dict["model"]
-            diff = [k for k in new_model if old_model.get(k) != new_model[k]]
-            was = ", ".join(f"{k}={old_model.get(k)!r}" for k in diff)
-            now = ", ".join(f"{k}={new_model[k]!r}" for k in diff)
-            raise LsrError(
-                f"refusing to resume: the checkpoint in {out} trains another model (model {was}; "
-                f"this config: {now}); use another --out"
-            )
-        diff = _config_differences(state_meta["config"], cfg_dict)
-        if diff:
-            raise LsrError(
-                f"refusing to resume: the config differs from the checkpoint's in {diff}; only "
-                f"{sorted(RESUMABLE_KEYS)} may change"
-            )
+    if not resume:
+        return None
+    state_meta = json.loads((ckpt_dir / "state.json").read_text(encoding="utf-8"))
+    if state_meta.get("format") != CHECKPOINT_FORMAT:
+        raise LsrError(f"{ckpt_dir} is not an lsr training checkpoint")
+    _check_same_config(state_meta["config"], to_dict(cfg), out)
+    return state_meta
 
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    device = pick_train_device(cfg.train.device)
-    random.seed(cfg.train.seed)
-    torch.manual_seed(cfg.train.seed)
+
+def _check_same_config(old: dict[str, Any], new: dict[str, Any], out: Path) -> None:
+    """A checkpoint resumes only with the same model section and no change outside RESUMABLE_KEYS."""
+    old_model, new_model = old["model"], new["model"]
+    if old_model != new_model:
+        diff = [k for k in new_model if old_model.get(k) != new_model[k]]
+        was = ", ".join(f"{k}={old_model.get(k)!r}" for k in diff)
+        now = ", ".join(f"{k}={new_model[k]!r}" for k in diff)
+        raise LsrError(
+            f"refusing to resume: the checkpoint in {out} trains another model (model {was}; "
+            f"this config: {now}); use another --out"
+        )
+    diff = _config_differences(old, new)
+    if diff:
+        raise LsrError(
+            f"refusing to resume: the config differs from the checkpoint's in {diff}; only "
+            f"{sorted(RESUMABLE_KEYS)} may change"
+        )
+
+
+def _training_data(cfg: TrainConfig) -> PreparedData:
+    """The prepared dataset, its training examples limited to ``data.sources``, teachers checked."""
     data = load_prepared(cfg.data.prepared)
     if cfg.data.sources:
         kept = [e for e in data.train if e.source in cfg.data.sources]
@@ -287,173 +311,240 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         )
         data.train[:] = kept
     _check_teachers(cfg, data)
-    model = build_model(cfg.model, data.doc_texts).to(device)
-    model.train()
-    if state_meta is not None and state_meta["fingerprint"] != model.fingerprint():
-        raise LsrError(
-            f"refusing to resume: the checkpoint in {out} holds a model of another shape "
-            f"(fingerprint {state_meta['fingerprint']}, this model {model.fingerprint()})"
-        )
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg), fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
-    batcher = Batcher(len(data.train), cfg.train.seed)
-    neg_rng = random.Random(cfg.train.seed + 1)
-    step, best, seconds_before = 0, {"ndcg@10": -1.0, "step": 0}, 0.0
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    if state_meta is not None:
-        state = torch.load(ckpt_dir / "state.pt", map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if device.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-        step, best = state_meta["step"], state_meta["best"]
-        seconds_before = state_meta.get("seconds", 0.0)
-        batcher.load(state_meta["batcher"])
-        neg_rng.setstate(_tuplify(state_meta["neg_rng"]))
-        _truncate_log(log_path, step)
-        logger.info(
-            "resumed from step %d (best dev nDCG@10 %.4f at step %d)", step, best["ndcg@10"], best["step"]
-        )
-    else:
-        (out / "config.json").write_text(json.dumps(cfg_dict, indent=2) + "\n", encoding="utf-8")
+    return data
 
-    n_cand = 1 + cfg.train.negatives
-    weights = {k: v for k, v in cfg.distill.weights.items() if v > 0}
-    need_teacher = bool(cfg.loss.kl or cfg.loss.margin_mse)
+
+@dataclass
+class _Run:
+    """One training run: its inputs, the model and optimizer, and the state a checkpoint holds."""
+
+    cfg: TrainConfig
+    cfg_dict: dict[str, Any]
+    data: PreparedData
+    out: Path
+    device: torch.device
+    model: SparseEncoderModel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    batcher: Batcher
+    neg_rng: random.Random
+    step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"ndcg@10": -1.0, "step": 0})
+    seconds_before: float = 0.0  # training time of the runs this one resumes
+
+    @classmethod
+    def start(
+        cls, cfg: TrainConfig, data: PreparedData, model: SparseEncoderModel, out: Path, device: torch.device
+    ) -> _Run:
+        optimizer = torch.optim.AdamW(_param_groups(model, cfg), fused=device.type == "cuda")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
+        batcher = Batcher(len(data.train), cfg.train.seed)
+        neg_rng = random.Random(cfg.train.seed + 1)
+        return cls(cfg, to_dict(cfg), data, out, device, model, optimizer, scheduler, batcher, neg_rng)
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "train_log.jsonl"
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    def restore(self, state_meta: dict[str, Any]) -> None:
+        """Model, optimizer, schedule, random states and counters from ``OUT/checkpoint``."""
+        state = torch.load(self.ckpt_dir / "state.pt", map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        self.step, self.best = state_meta["step"], state_meta["best"]
+        self.seconds_before = state_meta.get("seconds", 0.0)
+        self.batcher.load(state_meta["batcher"])
+        self.neg_rng.setstate(_tuplify(state_meta["neg_rng"]))
+        _truncate_log(self.log_path, self.step)
+        logger.info(
+            "resumed from step %d (best dev nDCG@10 %.4f at step %d)",
+            self.step,
+            self.best["ndcg@10"],
+            self.best["step"],
+        )
+
+
+def _loop(run: _Run, progress: bool) -> float:
+    """Optimizer steps up to ``train.steps``, with logs, dev evaluations and checkpoints; the seconds."""
+    cfg = run.cfg
     start = time.perf_counter()
     acc: dict[str, float] = {}
     acc_n = 0
-    last = {}
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.train.steps, initial=step, desc=f"train {cfg.name}", unit="step")
-    while step < cfg.train.steps:
-        optimizer.zero_grad(set_to_none=True)
+        bar = tqdm(total=cfg.train.steps, initial=run.step, desc=f"train {cfg.name}", unit="step")
+    while run.step < cfg.train.steps:
+        run.optimizer.zero_grad(set_to_none=True)
         for _ in range(cfg.optim.accumulate):
-            idx = batcher.next(cfg.train.batch_size)
-            batch = [data.train[i] for i in idx]
-            cand_pos = [
-                [0, *sorted(neg_rng.sample(range(1, len(e.cands)), cfg.train.negatives))] for e in batch
-            ]
-            doc_texts = [
-                data.doc_texts[_doc_index(data, e.cands[j])]
-                for e, cp in zip(batch, cand_pos, strict=True)
-                for j in cp
-            ]
-            with _autocast(device, cfg.train.bf16):
-                q = model.encode_queries([e.query for e in batch], cfg.data.query_max_length)
-                d = model.encode_docs(doc_texts, cfg.data.max_length)
-            q, d = q.float(), d.float()
-            parts: dict[str, torch.Tensor] = {}
-            loss = torch.zeros((), device=device)
-            student = L.candidate_scores(q, d, n_cand)
-            if cfg.loss.nll:
-                parts.update(L.in_batch_nll(q, d, n_cand, cfg.loss.temperature))
-                loss = loss + cfg.loss.nll * parts["nll"]
-            if need_teacher:
-                raw = {
-                    name: torch.tensor(
-                        [[e.scores[name][j] for j in cp] for e, cp in zip(batch, cand_pos, strict=True)],
-                        device=device,
-                    )
-                    for name in weights
-                }
-                teacher = L.ensemble_teacher(raw, weights, cfg.distill.normalize, cfg.distill.scale)
-                if cfg.loss.kl:
-                    parts.update(L.kl_distill(student, teacher, cfg.loss.temperature))
-                    loss = loss + cfg.loss.kl * parts["kl"]
-                if cfg.loss.margin_mse:
-                    parts.update(L.margin_mse(student, teacher))
-                    loss = loss + cfg.loss.margin_mse * parts["margin_mse"]
-            lam_d = L.flops_lambda(cfg.loss.flops_doc, step, cfg.loss.flops_warmup)
-            parts["flops_doc"] = L.flops(d)
-            loss = loss + lam_d * parts["flops_doc"]
-            if cfg.model.kind == "splade":
-                lam_q = L.flops_lambda(cfg.loss.flops_query, step, cfg.loss.flops_warmup)
-                parts["flops_query"] = L.flops(q)
-                loss = loss + lam_q * parts["flops_query"]
-            parts["loss"] = loss
-            if not torch.isfinite(loss):
-                raise LsrError(
-                    f"step {step}: the loss is {float(loss)} (parts: "
-                    f"{ {k: float(v) for k, v in parts.items()} }); lower optim.lr"
-                )
-            (loss / cfg.optim.accumulate).backward()
-            with torch.no_grad():
-                stats = {k: float(v) for k, v in parts.items()}
-                stats["doc_nnz"] = float((d > 0).sum(dim=1).float().mean())
-                stats["query_nnz"] = float((q > 0).sum(dim=1).float().mean())
-                stats["batch_flops"] = float((q > 0).float().mean(0) @ (d > 0).float().mean(0))
-            for k, v in stats.items():
+            for k, v in _micro_batch(run).items():
                 acc[k] = acc.get(k, 0.0) + v
             acc_n += 1
         if cfg.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.optim.grad_clip)
+        run.optimizer.step()
+        run.scheduler.step()
+        run.step += 1
         if bar is not None:
             bar.update(1)
-        if step % cfg.train.log_every == 0 or step == cfg.train.steps:
-            last = {k: v / acc_n for k, v in acc.items()}
-            record = {
-                "event": "train",
-                "step": step,
-                **{k: round(v, 6) for k, v in last.items()},
-                "lr": scheduler.get_last_lr()[0],
-                "lambda_doc": lam_d,
-                "seconds": round(seconds_before + time.perf_counter() - start, 2),
-            }
-            if cfg.model.learn_threshold:
-                record["threshold"] = float(model.mask.tau)
-            _append_log(log_path, record)
-            logger.info(
-                "step %d: loss %.4f, doc nnz %.1f, query nnz %.1f",
-                step,
-                last["loss"],
-                last["doc_nnz"],
-                last["query_nnz"],
+        end = run.step == cfg.train.steps
+        if run.step % cfg.train.log_every == 0 or end:
+            _log_train(
+                run, {k: v / acc_n for k, v in acc.items()}, run.seconds_before + time.perf_counter() - start
             )
             acc, acc_n = {}, 0
-        if step % cfg.train.eval_every == 0 or step == cfg.train.steps:
-            seconds = seconds_before + time.perf_counter() - start
-            dev = evaluate_dev(model, data, cfg)
-            _append_log(log_path, {"event": "eval", "step": step, **dev, "seconds": round(seconds, 2)})
-            logger.info("step %d: dev %s", step, {k: round(v, 4) for k, v in dev.items()})
-            if dev.get("ndcg@10", 0.0) > best["ndcg@10"] or not (out / "best").is_dir():
-                best = {"step": step, **dev}
-                _save_best(model, cfg, data, out, best, seconds, device)
-            _save_checkpoint(
-                model, optimizer, scheduler, batcher, neg_rng, cfg_dict, step, best, seconds, ckpt_dir, device
-            )
+        if run.step % cfg.train.eval_every == 0 or end:
+            _evaluate_and_save(run, run.seconds_before + time.perf_counter() - start)
     if bar is not None:
         bar.close()
-    seconds = seconds_before + time.perf_counter() - start
+    return run.seconds_before + time.perf_counter() - start
+
+
+def _micro_batch(run: _Run) -> dict[str, float]:
+    """Forward and backward of ``batch_size`` examples with sampled negatives; their statistics."""
+    cfg, data = run.cfg, run.data
+    batch = [data.train[i] for i in run.batcher.next(cfg.train.batch_size)]
+    cand_pos = [[0, *sorted(run.neg_rng.sample(range(1, len(e.cands)), cfg.train.negatives))] for e in batch]
+    doc_texts = [
+        data.doc_texts[_doc_index(data, e.cands[j])]
+        for e, cp in zip(batch, cand_pos, strict=True)
+        for j in cp
+    ]
+    with _autocast(run.device, cfg.train.bf16):
+        q = run.model.encode_queries([e.query for e in batch], cfg.data.query_max_length)
+        d = run.model.encode_docs(doc_texts, cfg.data.max_length)
+    q, d = q.float(), d.float()
+    parts = _losses(cfg, q, d, _teacher_raw_scores(cfg, batch, cand_pos, run.device), run.step)
+    loss = parts["loss"]
+    if not torch.isfinite(loss):
+        raise LsrError(
+            f"step {run.step}: the loss is {float(loss)} (parts: "
+            f"{ {k: float(v) for k, v in parts.items()} }); lower optim.lr"
+        )
+    (loss / cfg.optim.accumulate).backward()
+    with torch.no_grad():
+        stats = {k: float(v) for k, v in parts.items()}
+        stats["doc_nnz"] = float((d > 0).sum(dim=1).float().mean())
+        stats["query_nnz"] = float((q > 0).sum(dim=1).float().mean())
+        stats["batch_flops"] = float((q > 0).float().mean(0) @ (d > 0).float().mean(0))
+    return stats
+
+
+def _teacher_raw_scores(
+    cfg: TrainConfig, batch: list[Example], cand_pos: list[list[int]], device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Raw prepared scores ``[batch, 1 + negatives]`` per weighted teacher ({} when no loss needs them)."""
+    if not (cfg.loss.kl or cfg.loss.margin_mse):
+        return {}
+    return {
+        name: torch.tensor(
+            [[e.scores[name][j] for j in cp] for e, cp in zip(batch, cand_pos, strict=True)], device=device
+        )
+        for name, weight in cfg.distill.weights.items()
+        if weight > 0
+    }
+
+
+def _losses(
+    cfg: TrainConfig, q: torch.Tensor, d: torch.Tensor, raw: dict[str, torch.Tensor], step: int
+) -> dict[str, torch.Tensor]:
+    """The weighted ranking losses + FLOPS of one micro-batch: each part and their sum ``loss``."""
+    n_cand = 1 + cfg.train.negatives
+    parts: dict[str, torch.Tensor] = {}
+    loss = torch.zeros((), device=q.device)
+    # before the NLL: the order of the graph's nodes is the order gradients add up in (bitwise results)
+    student = L.candidate_scores(q, d, n_cand)
+    if cfg.loss.nll:
+        parts.update(L.in_batch_nll(q, d, n_cand, cfg.loss.temperature))
+        loss = loss + cfg.loss.nll * parts["nll"]
+    if raw:
+        weights = {k: v for k, v in cfg.distill.weights.items() if v > 0}
+        teacher = L.ensemble_teacher(raw, weights, cfg.distill.normalize, cfg.distill.scale)
+        if cfg.loss.kl:
+            parts.update(L.kl_distill(student, teacher, cfg.loss.temperature))
+            loss = loss + cfg.loss.kl * parts["kl"]
+        if cfg.loss.margin_mse:
+            parts.update(L.margin_mse(student, teacher))
+            loss = loss + cfg.loss.margin_mse * parts["margin_mse"]
+    parts["flops_doc"] = L.flops(d)
+    loss = loss + _flops_lambda_doc(cfg, step) * parts["flops_doc"]
+    if cfg.model.kind == "splade":
+        lam_q = L.flops_lambda(cfg.loss.flops_query, step, cfg.loss.flops_warmup)
+        parts["flops_query"] = L.flops(q)
+        loss = loss + lam_q * parts["flops_query"]
+    parts["loss"] = loss
+    return parts
+
+
+def _flops_lambda_doc(cfg: TrainConfig, step: int) -> float:
+    return L.flops_lambda(cfg.loss.flops_doc, step, cfg.loss.flops_warmup)
+
+
+def _log_train(run: _Run, means: dict[str, float], seconds: float) -> None:
+    """One ``train`` line of train_log.jsonl: the micro-batch statistics averaged since the last one."""
+    record = {
+        "event": "train",
+        "step": run.step,
+        **{k: round(v, 6) for k, v in means.items()},
+        "lr": run.scheduler.get_last_lr()[0],
+        "lambda_doc": _flops_lambda_doc(run.cfg, run.step - 1),  # the lambda of the step just taken
+        "seconds": round(seconds, 2),
+    }
+    if run.cfg.model.learn_threshold:
+        record["threshold"] = float(run.model.mask.tau)
+    _append_log(run.log_path, record)
+    logger.info(
+        "step %d: loss %.4f, doc nnz %.1f, query nnz %.1f",
+        run.step,
+        means["loss"],
+        means["doc_nnz"],
+        means["query_nnz"],
+    )
+
+
+def _evaluate_and_save(run: _Run, seconds: float) -> None:
+    """Dev evaluation; the best model so far to ``OUT/best``; the checkpoint."""
+    dev = evaluate_dev(run.model, run.data, run.cfg)
+    _append_log(run.log_path, {"event": "eval", "step": run.step, **dev, "seconds": round(seconds, 2)})
+    logger.info("step %d: dev %s", run.step, {k: round(v, 4) for k, v in dev.items()})
+    if dev.get("ndcg@10", 0.0) > run.best["ndcg@10"] or not (run.out / "best").is_dir():
+        run.best = {"step": run.step, **dev}
+        _save_best(run, seconds)
+    _save_checkpoint(run, seconds)
+
+
+def _write_summary(run: _Run, seconds: float) -> dict[str, Any]:
+    """``OUT/summary.json``: steps, time, device, data sizes, the best and the last dev evaluation."""
+    cfg, device = run.cfg, run.device
     final = {}
-    if log_path.is_file():
-        evals = [json.loads(x) for x in log_path.read_text().splitlines() if '"eval"' in x]
+    if run.log_path.is_file():
+        evals = [json.loads(x) for x in run.log_path.read_text().splitlines() if '"eval"' in x]
         final = evals[-1] if evals else {}
     summary = {
         "name": cfg.name,
-        "steps": step,
+        "steps": run.step,
         "seconds": round(seconds, 2),
         "gpu_minutes": round(seconds / 60, 2) if device.type == "cuda" else 0.0,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "seconds_per_step": round(seconds / max(step, 1), 4),
-        "train_examples": len(data.train),
-        "dev_queries": len(data.dev),
-        "best": best,
+        "seconds_per_step": round(seconds / max(run.step, 1), 4),
+        "train_examples": len(run.data.train),
+        "dev_queries": len(run.data.dev),
+        "best": run.best,
         "final": final,
-        "model": str(out / "best"),
+        "model": str(run.out / "best"),
         "init": str(cfg.model.init),
         "kind": cfg.model.kind,
     }
-    write_json(out / "summary.json", summary)
+    write_json(run.out / "summary.json", summary)
     return summary
 
 
@@ -495,58 +586,41 @@ def _truncate_log(path: Path, step: int) -> None:
         path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
 
 
-def _save_checkpoint(
-    model,
-    optimizer,
-    scheduler,
-    batcher: Batcher,
-    neg_rng: random.Random,
-    cfg_dict: dict[str, Any],
-    step: int,
-    best: dict[str, Any],
-    seconds: float,
-    ckpt_dir: Path,
-    device: torch.device,
-) -> None:
-    tmp = ckpt_dir.parent / f".{ckpt_dir.name}.tmp"
+def _save_checkpoint(run: _Run, seconds: float) -> None:
+    """``OUT/checkpoint``: model, optimizer, schedule and random states (state.pt), counters (state.json)."""
+    tmp = run.ckpt_dir.parent / f".{run.ckpt_dir.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
     }
-    if device.type == "cuda":
-        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    if run.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
     torch.save(state, tmp / "state.pt")
     write_json(
         tmp / "state.json",
         {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
-            "step": step,
-            "best": best,
+            "step": run.step,
+            "best": run.best,
             "seconds": seconds,
-            "fingerprint": model.fingerprint(),
-            "config": cfg_dict,
-            "batcher": batcher.state(),
-            "neg_rng": neg_rng.getstate(),
+            "fingerprint": run.model.fingerprint(),
+            "config": run.cfg_dict,
+            "batcher": run.batcher.state(),
+            "neg_rng": run.neg_rng.getstate(),
         },
     )
-    publish_directory(tmp, ckpt_dir)
+    publish_directory(tmp, run.ckpt_dir)
 
 
-def _save_best(
-    model: SparseEncoderModel,
-    cfg: TrainConfig,
-    data: PreparedData,
-    out: Path,
-    best: dict[str, Any],
-    seconds: float,
-    device: torch.device,
-) -> None:
-    tmp = out / ".best.tmp"
+def _save_best(run: _Run, seconds: float) -> None:
+    """``OUT/best``: the model folder the lsr encoders load, with its model card and training record."""
+    cfg, model, data = run.cfg, run.model, run.data
+    tmp = run.out / ".best.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     threshold = (
         float(model.mask.tau.clamp(min=0)) if cfg.model.threshold or cfg.model.learn_threshold else 0.0
@@ -557,18 +631,18 @@ def _save_best(
         "kind": cfg.model.kind,
         "init": str(cfg.model.init),
         "fresh_head": bool(getattr(model, "fresh_head", False)),
-        "step": best["step"],
-        "dev": best,
+        "step": run.best["step"],
+        "dev": run.best,
         "seconds": round(seconds, 2),
-        "device": str(device),
+        "device": str(run.device),
         "doc_threshold": threshold,
         "prepared": data.meta.get("counts", {}),
         "prepared_dataset": data.meta.get("dataset"),
         "teachers": data.teachers,
-        "config": to_dict(cfg),
+        "config": run.cfg_dict,
     }
-    save_model(model, tmp, model_card(cfg, data, best, seconds, device, threshold), extra)
-    publish_directory(tmp, out / "best")
+    save_model(model, tmp, model_card(cfg, data, run.best, seconds, run.device, threshold), extra)
+    publish_directory(tmp, run.out / "best")
 
 
 def model_card(
@@ -580,71 +654,26 @@ def model_card(
     threshold: float,
 ) -> str:
     """README.md of a trained model folder: data, steps, losses, hyperparameters, measured numbers."""
-    counts = data.meta.get("counts", {})
-    teachers = {k: v for k, v in cfg.distill.weights.items() if v > 0}
-    losses = ", ".join(
-        f"{k} x {getattr(cfg.loss, k)}" for k in ("nll", "kl", "margin_mse") if getattr(cfg.loss, k)
-    )
-    use = (
-        "lsr index --corpus CORPUS --encoder inference-free:FOLDER --set encoder.inference_free."
-        "query_weights=model --out INDEX"
-        if cfg.model.kind == "inference-free"
-        else "lsr index --corpus CORPUS --encoder splade:FOLDER --out INDEX"
-    )
-    if threshold:
-        use += f" --set encoder.prune.doc_threshold={threshold:.4f}"
     digest = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:12]
+    inference_free = cfg.model.kind == "inference-free"
     lines = [
         f"# {cfg.name}",
         "",
-        f"A {'inference-free' if cfg.model.kind == 'inference-free' else 'SPLADE'} learned sparse encoder "
+        f"A {'inference-free' if inference_free else 'SPLADE'} learned sparse encoder "
         f"trained with `lsr train` (config hash {digest}).",
         "",
         "## Use",
         "",
         "```bash",
-        use,
+        _card_command(cfg, threshold),
         "```",
         "",
         "fp16 safetensors (sharded under 16 MB a file), loaded as float32."
-        + (
-            " `idf.json` holds the query token weights it was trained with."
-            if cfg.model.kind == "inference-free"
-            else ""
-        ),
+        + (" `idf.json` holds the query token weights it was trained with." if inference_free else ""),
         "",
         "## Training",
         "",
-        f"* start: `{cfg.model.init}`"
-        + (
-            " (fresh MLM head tied to the input embeddings)"
-            if cfg.model.kind and cfg.model.init == "minilm"
-            else ""
-        ),
-        f"* data: `{data.meta.get('dataset')}` qrels `{data.meta.get('prepare', {}).get('train_split')}` "
-        f"(labels used: {data.meta.get('prepare', {}).get('use_labels')}); {counts.get('train_queries', 0)} "
-        f"labelled train queries, {counts.get('pseudo_titles', 0)} title and {counts.get('pseudo_spans', 0)} "
-        f"span pseudo-queries, {counts.get('train_examples', 0)} examples; "
-        f"dev: {counts.get('dev_queries', 0)} "
-        f"held-out train queries; skipped (no positive / no text): {counts.get('skipped_no_positive', 0)} / "
-        f"{counts.get('skipped_no_text', 0)}",
-        f"* hard negatives: top {data.meta.get('prepare', {}).get('mining_depth')} of "
-        f"`{data.meta.get('prepare', {}).get('mining_encoder')}`, positives removed; "
-        f"{cfg.train.negatives} sampled per query and step",
-        f"* losses: {losses}; FLOPS documents {cfg.loss.flops_doc}"
-        + (f", queries {cfg.loss.flops_query}" if cfg.model.kind == "splade" else "")
-        + f" (quadratic warm-up over {cfg.loss.flops_warmup} steps)"
-        + (
-            f"; query table: {cfg.model.query_weights}"
-            + (" (learned)" if cfg.model.learn_query_weights else "")
-            if cfg.model.kind == "inference-free"
-            else ""
-        ),
-        f"* teacher: {teachers}, normalized per query ({cfg.distill.normalize}), scale {cfg.distill.scale}",
-        f"* optimizer: AdamW lr {cfg.optim.lr}, weight decay {cfg.optim.weight_decay}, warm-up "
-        f"{cfg.optim.warmup_steps} steps then linear decay, batch {cfg.train.batch_size} queries x "
-        f"{1 + cfg.train.negatives} documents, accumulate {cfg.optim.accumulate}, {cfg.train.steps} steps, "
-        f"max length {cfg.data.max_length} / {cfg.data.query_max_length}",
+        *_card_training(cfg, data),
         "",
         "## Measured (dev split, best checkpoint)",
         "",
@@ -655,3 +684,60 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _card_command(cfg: TrainConfig, threshold: float) -> str:
+    """The ``lsr index`` command that uses the model folder."""
+    use = (
+        "lsr index --corpus CORPUS --encoder inference-free:FOLDER --set encoder.inference_free."
+        "query_weights=model --out INDEX"
+        if cfg.model.kind == "inference-free"
+        else "lsr index --corpus CORPUS --encoder splade:FOLDER --out INDEX"
+    )
+    if threshold:
+        use += f" --set encoder.prune.doc_threshold={threshold:.4f}"
+    return use
+
+
+def _card_training(cfg: TrainConfig, data: PreparedData) -> list[str]:
+    """The "Training" bullets: start, data, negatives, losses, teacher, optimizer."""
+    counts = data.meta.get("counts", {})
+    prep = data.meta.get("prepare", {})
+    teachers = {k: v for k, v in cfg.distill.weights.items() if v > 0}
+    losses = ", ".join(
+        f"{k} x {getattr(cfg.loss, k)}" for k in ("nll", "kl", "margin_mse") if getattr(cfg.loss, k)
+    )
+    fresh_head = (
+        " (fresh MLM head tied to the input embeddings)"
+        if cfg.model.kind and cfg.model.init == "minilm"
+        else ""
+    )
+    return [
+        f"* start: `{cfg.model.init}`{fresh_head}",
+        f"* data: `{data.meta.get('dataset')}` qrels `{prep.get('train_split')}` "
+        f"(labels used: {prep.get('use_labels')}); {counts.get('train_queries', 0)} "
+        f"labelled train queries, {counts.get('pseudo_titles', 0)} title and {counts.get('pseudo_spans', 0)} "
+        f"span pseudo-queries, {counts.get('train_examples', 0)} examples; "
+        f"dev: {counts.get('dev_queries', 0)} "
+        f"held-out train queries; skipped (no positive / no text): {counts.get('skipped_no_positive', 0)} / "
+        f"{counts.get('skipped_no_text', 0)}",
+        f"* hard negatives: top {prep.get('mining_depth')} of "
+        f"`{prep.get('mining_encoder')}`, positives removed; "
+        f"{cfg.train.negatives} sampled per query and step",
+        f"* losses: {losses}; FLOPS documents {cfg.loss.flops_doc}{_card_flops_tail(cfg)}",
+        f"* teacher: {teachers}, normalized per query ({cfg.distill.normalize}), scale {cfg.distill.scale}",
+        f"* optimizer: AdamW lr {cfg.optim.lr}, weight decay {cfg.optim.weight_decay}, warm-up "
+        f"{cfg.optim.warmup_steps} steps then linear decay, batch {cfg.train.batch_size} queries x "
+        f"{1 + cfg.train.negatives} documents, accumulate {cfg.optim.accumulate}, {cfg.train.steps} steps, "
+        f"max length {cfg.data.max_length} / {cfg.data.query_max_length}",
+    ]
+
+
+def _card_flops_tail(cfg: TrainConfig) -> str:
+    """The rest of the losses bullet: query FLOPS (splade), warm-up, the query table (inference-free)."""
+    tail = f", queries {cfg.loss.flops_query}" if cfg.model.kind == "splade" else ""
+    tail += f" (quadratic warm-up over {cfg.loss.flops_warmup} steps)"
+    if cfg.model.kind == "inference-free":
+        tail += f"; query table: {cfg.model.query_weights}"
+        tail += " (learned)" if cfg.model.learn_query_weights else ""
+    return tail
