@@ -202,11 +202,10 @@ def build_model(cfg: ModelConfig, corpus_texts: Sequence[str] | None = None) -> 
 
 def corpus_idf(tokenizer: Any, texts: Sequence[str], vocab_size: int) -> np.ndarray:
     """BM25 IDF of each token over ``texts`` (reuses the inference-free encoder's own functions)."""
-    from lsr.encoders.inference_free import idf_table, token_document_frequency
+    from lsr.encoders.inference_free import idf_table, token_stats
 
     backend = copy.deepcopy(tokenizer.backend_tokenizer)
-    df, n = token_document_frequency(backend, texts, vocab_size)
-    return idf_table(df, n)
+    return idf_table(token_stats(backend, texts, vocab_size))
 
 
 def save_model(model: SparseEncoderModel, out: Path, card: str, extra: dict[str, Any]) -> None:
