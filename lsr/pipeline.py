@@ -26,7 +26,7 @@ from lsr import __version__
 from lsr.config import Config, config_hash, to_dict
 from lsr.data.corpus import Doc, open_corpus
 from lsr.data.docstore import DocStoreWriter
-from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, vector_to_dict, write_sparse_jsonl
+from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
 from lsr.index import BuildOptions, build_index
@@ -113,15 +113,7 @@ def _encode_to_jsonl(
     try:
         meta = encode_corpus(config, corpus, tmp, "npy", overwrite=True, progress=progress)
         vectors = Vectors(tmp)
-        vocab = vectors.vocab()
-
-        def records():
-            ids = vectors.iter_ids()
-            for batch in vectors.batches():
-                for i in range(len(batch)):
-                    yield next(ids), vector_to_dict(*batch.row(i), vocab)
-
-        write_sparse_jsonl(records(), out, overwrite=overwrite)
+        write_sparse_jsonl(out, vectors.iter_ids(), vectors.batches(), vectors.vocab(), overwrite=overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
