@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from benchmarks.groundtruth import exact_topk
 from benchmarks.systems import CollectionFiles, quantization_levels_scale
-from benchmarks.vectors_jsonl import read_vectors_jsonl, write_vectors_jsonl
+from lsr.data.sparse_jsonl import read_sparse_jsonl, write_sparse_jsonl
 from lsr.index.sparse import SparseBatch, concat
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,16 @@ def _finish(
     stats = {**_stats(docs, queries, len(vocab)), **extra}
     scale = quantization_levels_scale(stats["max_weight"], lucene_levels)
     (folder / "lucene").mkdir(exist_ok=True)
-    write_vectors_jsonl(folder / "lucene" / "docs.jsonl", ids, batches, vocab, decimals=0, scale=scale)
+    write_sparse_jsonl(
+        folder / "lucene" / "docs.jsonl",
+        ids,
+        batches,
+        vocab,
+        decimals=0,
+        scale=scale,
+        fixed=True,
+        overwrite=True,
+    )
     start = time.perf_counter()
     truth = exact_topk(docs, queries, len(vocab), k)
     stats["ground_truth_seconds"] = round(time.perf_counter() - start, 3)
@@ -126,7 +135,7 @@ def prepare_bm25(
     config = load_config(None)
     start = time.perf_counter()
     encode_corpus(config, source, folder / "docs.jsonl", fmt="jsonl", overwrite=True)
-    ids, docs, vocab = read_vectors_jsonl(folder / "docs.jsonl")
+    ids, docs, vocab = read_sparse_jsonl(folder / "docs.jsonl")
     texts = load_queries(source, split)
     qids = [q for q in texts if texts[q].strip()][:n_queries]
     queries = BM25QueryEncoder(config.encoder.bm25, vocab).encode([texts[q] for q in qids])
@@ -134,8 +143,8 @@ def prepare_bm25(
     qids = [qids[i] for i in keep]
     queries = SparseBatch.from_rows(queries.row(i) for i in keep)
     vocab_list = list(vocab)
-    write_vectors_jsonl(folder / "queries.jsonl", qids, [queries], vocab_list, decimals=5)
-    _, queries, _ = read_vectors_jsonl(folder / "queries.jsonl", dict(vocab), grow_vocab=False)
+    write_sparse_jsonl(folder / "queries.jsonl", qids, [queries], vocab_list, 5, fixed=True, overwrite=True)
+    _, queries, _ = read_sparse_jsonl(folder / "queries.jsonl", dict(vocab), grow_vocab=False)
     extra = {
         "encoder": "bm25",
         "bm25": {"k1": config.encoder.bm25.k1, "b": config.encoder.bm25.b},

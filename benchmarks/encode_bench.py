@@ -244,15 +244,15 @@ print(json.dumps({{"queries": len(batch), "qps_batch": len(batch) / batched, "qp
     import numpy as np
 
     from lsr.config import load_config
-    from lsr.encoders.inference_free import TABLE_FILE, TOKENIZER_FILE, idf_table, token_document_frequency
+    from lsr.encoders.inference_free import TABLE_FILE, TOKENIZER_FILE, idf_table, token_stats
     from lsr.encoders.transformer import load_tokenizer, tokenizer_vocab
 
     tok = load_tokenizer(args.model)
     vocab = tokenizer_vocab(tok, tok.backend_tokenizer.get_vocab_size())
     texts = (t for _, t in read_docs(args.corpus, 0))
-    df, n = token_document_frequency(tok.backend_tokenizer, texts, len(vocab))
+    stats = token_stats(tok.backend_tokenizer, texts, len(vocab))
     with tempfile.TemporaryDirectory(prefix="lsr-if-bench-") as d:
-        np.save(Path(d) / TABLE_FILE, idf_table(df, n))
+        np.save(Path(d) / TABLE_FILE, idf_table(stats))
         (Path(d) / TOKENIZER_FILE).write_bytes((args.model / TOKENIZER_FILE).read_bytes())
         cfg = load_config().encoder
         meta = {

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.vectors_jsonl import round_weights, write_vectors_jsonl
+from lsr.data.sparse_jsonl import round_weights, write_sparse_jsonl
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, SparseBatch, concat
 
 logger = logging.getLogger(__name__)
@@ -416,8 +416,13 @@ def write_collection_jsonl(coll: SyntheticCollection, folder: str | Path) -> dic
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"docs": folder / "docs.jsonl", "queries": folder / "queries.jsonl"}
-    write_vectors_jsonl(paths["docs"], coll.doc_ids, coll.batches, coll.vocab, coll.config.decimals)
-    write_vectors_jsonl(paths["queries"], coll.query_ids, [coll.queries], coll.vocab, coll.config.decimals)
+    decimals = coll.config.decimals
+    write_sparse_jsonl(
+        paths["docs"], coll.doc_ids, coll.batches, coll.vocab, decimals, fixed=True, overwrite=True
+    )
+    write_sparse_jsonl(
+        paths["queries"], coll.query_ids, [coll.queries], coll.vocab, decimals, fixed=True, overwrite=True
+    )
     return paths
 
 

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from benchmarks.vectors_jsonl import read_vectors_jsonl
+from lsr.data.sparse_jsonl import read_sparse_jsonl
 from lsr.index.sparse import SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ class LsrExact(System):
 
     def build(self, files: CollectionFiles, workdir: Path) -> BuildStats:
         start = time.perf_counter()
-        ids, docs, vocab = read_vectors_jsonl(files.docs_jsonl)
+        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl)
         loaded = time.perf_counter()
         out = workdir / "lsr-index"
         if out.exists():
@@ -384,7 +384,7 @@ class ScipyExact(System):
         from benchmarks.groundtruth import term_major_matrix
 
         start = time.perf_counter()
-        ids, docs, vocab = read_vectors_jsonl(files.docs_jsonl)
+        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl)
         loaded = time.perf_counter()
         self.matrix = term_major_matrix(docs, len(vocab), np.float32)
         del docs

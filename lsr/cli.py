@@ -49,73 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lsr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("encode", help="encode a corpus into sparse vectors")
-    p.add_argument(
-        "--encoder",
-        required=True,
-        metavar="ENCODER",
-        help=f"{ENCODER_HELP}. Sets encoder.name (and encoder.model)",
-    )
-    p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
-    p.add_argument("--out", required=True, help="output: a vectors directory (npy) or a .jsonl file")
-    p.add_argument(
-        "--format",
-        choices=("npy", "jsonl"),
-        default="npy",
-        help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _common(p)
-
-    p = sub.add_parser(
-        "index",
-        help="build an inverted index from vectors, or from a corpus",
-        description="Build an index (posting lists plus block-max data; see the index.* "
-        "config keys: impact_dtype, block_size, reorder, blockmax).",
-    )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--vectors", help="a vectors directory from `lsr encode`, or sparse-vector JSONL")
-    src.add_argument("--corpus", help="a corpus to encode then index (needs --encoder)")
-    src.add_argument(
-        "--blockmax-for",
-        metavar="INDEX",
-        help="(re)build only the block-max data of an existing index (index.block_size)",
-    )
-    src.add_argument(
-        "--dense-for",
-        metavar="INDEX",
-        help="add (or with --overwrite replace) the dense stage of an existing index, from its "
-        "docstore (with --dense MODEL, --pq M, --opq, --keep-float)",
-    )
-    p.add_argument("--encoder", metavar="ENCODER", help=f"encoder for --corpus: {ENCODER_HELP}")
-    p.add_argument(
-        "--dense",
-        nargs="?",
-        const="",
-        metavar="MODEL",
-        help="also build the dense re-rank stage: a bi-encoder folder or hub name (dense.model; "
-        "default all-MiniLM-L6-v2 from the dense extra), PQ-compressed with faiss",
-    )
-    p.add_argument(
-        "--pq",
-        type=int,
-        metavar="M",
-        help="PQ sub-quantizers = bytes per document (dense.pq_m, "
-        "default 48); must divide the model's dimension",
-    )
-    p.add_argument("--opq", action="store_true", help="learn an OPQ rotation before PQ (dense.opq)")
-    p.add_argument(
-        "--keep-float",
-        action="store_true",
-        help="also store the float32 dense vectors (dense.keep_float; float baselines)",
-    )
-    p.add_argument("--out", help="index directory to create (with --vectors or --corpus)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace --out; the old index stays until the new one is complete",
-    )
-    _common(p)
+    _add_encode_parser(sub)
+    _add_index_parser(sub)
 
     p = sub.add_parser("search", help="search an index with a text query or a queries file")
     p.add_argument("--index", required=True, help="index directory")
@@ -350,8 +285,80 @@ def _progress(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
 
+def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="encode a corpus into sparse vectors")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        metavar="ENCODER",
+        help=f"{ENCODER_HELP}. Sets encoder.name (and encoder.model)",
+    )
+    p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
+    p.add_argument("--out", required=True, help="output: a vectors directory (npy) or a .jsonl file")
+    p.add_argument(
+        "--format",
+        choices=("npy", "jsonl"),
+        default="npy",
+        help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _common(p)
+
+
+def _add_index_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="build an inverted index from vectors, or from a corpus",
+        description="Build an index (posting lists plus block-max data; see the index.* "
+        "config keys: impact_dtype, block_size, reorder, blockmax).",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--vectors", help="a vectors directory from `lsr encode`, or sparse-vector JSONL")
+    src.add_argument("--corpus", help="a corpus to encode then index (needs --encoder)")
+    src.add_argument(
+        "--blockmax-for",
+        metavar="INDEX",
+        help="(re)build only the block-max data of an existing index (index.block_size)",
+    )
+    src.add_argument(
+        "--dense-for",
+        metavar="INDEX",
+        help="add (or with --overwrite replace) the dense stage of an existing index, from its "
+        "docstore (with --dense MODEL, --pq M, --opq, --keep-float)",
+    )
+    p.add_argument("--encoder", metavar="ENCODER", help=f"encoder for --corpus: {ENCODER_HELP}")
+    p.add_argument(
+        "--dense",
+        nargs="?",
+        const="",
+        metavar="MODEL",
+        help="also build the dense re-rank stage: a bi-encoder folder or hub name (dense.model; "
+        "default all-MiniLM-L6-v2 from the dense extra), PQ-compressed with faiss",
+    )
+    p.add_argument(
+        "--pq",
+        type=int,
+        metavar="M",
+        help="PQ sub-quantizers = bytes per document (dense.pq_m, "
+        "default 48); must divide the model's dimension",
+    )
+    p.add_argument("--opq", action="store_true", help="learn an OPQ rotation before PQ (dense.opq)")
+    p.add_argument(
+        "--keep-float",
+        action="store_true",
+        help="also store the float32 dense vectors (dense.keep_float; float baselines)",
+    )
+    p.add_argument("--out", help="index directory to create (with --vectors or --corpus)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out; the old index stays until the new one is complete",
+    )
+    _common(p)
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
-    from lsr.pipeline import encode_corpus
+    from lsr.pipeline import encode_corpus  # lazy: +0.2 s (tqdm.auto, asyncio) for every other command
 
     cfg = _config(args, encoder_overrides(args.encoder))
     meta = encode_corpus(cfg, args.corpus, args.out, args.format, args.overwrite, _progress(args))
@@ -364,7 +371,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from lsr.pipeline import build_index_from_vectors, index_corpus
+    from lsr.pipeline import build_index_from_vectors, index_corpus  # lazy: see cmd_encode
 
     if args.corpus and not args.encoder:
         raise LsrError("--corpus needs --encoder (e.g. --encoder bm25)")

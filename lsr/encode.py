@@ -1,8 +1,8 @@
-"""Streaming corpus encoding for the transformer encoders, resumable after a crash.
+"""The encode loop: a corpus through an encoder into the vector store, resumable after a crash.
 
-Documents are read ``read_ahead`` at a time and handed to the encoder together (it
-sorts them by length into batches), then written in corpus order, so memory stays
-bounded and the output order never depends on batching. A resumed
+Documents are read ``encoder.read_ahead`` at a time and handed to the encoder together
+(a transformer encoder sorts them by length into batches), then written in corpus
+order, so memory stays bounded and the output order never depends on batching. A resumed
 :class:`~lsr.vectors.VectorWriter` already holds the first ``writer.n_docs``
 documents: they are skipped here, after checking that the corpus still has the
 last written id at that position.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -22,9 +22,9 @@ from tqdm.auto import tqdm
 
 from lsr.config import Config, to_dict
 from lsr.data.corpus import CORPUS_NAMES, Doc, find_file
+from lsr.encoders.base import CorpusEncoder
 from lsr.encoders.hf import clean_text
 from lsr.errors import DataFormatError
-from lsr.index.sparse import SparseBatch
 from lsr.vectors import VectorWriter, partial_dir
 
 logger = logging.getLogger(__name__)
@@ -52,12 +52,7 @@ def resume_key(config: Config, corpus: str | Path) -> str:
 
 
 def encode_documents(
-    encode_texts: Callable[[Sequence[str]], SparseBatch],
-    docs: Iterable[Doc],
-    writer: VectorWriter,
-    read_ahead: int,
-    progress: bool = False,
-    desc: str = "encode",
+    encoder: CorpusEncoder, docs: Iterable[Doc], writer: VectorWriter, progress: bool = False
 ) -> int:
     """Encode ``docs`` (title and text, joined) into ``writer``; return how many were encoded now.
 
@@ -67,9 +62,10 @@ def encode_documents(
     remaining = iter(docs)
     _skip_written(remaining, writer)
     encoded = 0
+    desc = f"{encoder.name}: encode"
     with tqdm(initial=writer.n_docs, desc=desc, unit="doc", disable=not progress) as bar:
-        while buffer := list(islice(remaining, read_ahead)):
-            batch = encode_texts([doc.contents for doc in buffer])
+        while buffer := list(islice(remaining, encoder.read_ahead)):
+            batch = encoder.encode([doc.contents for doc in buffer])
             for i, doc in enumerate(buffer):  # lone surrogates (JSON escapes of bad bytes) cannot be stored
                 writer.add(doc.id, *batch.row(i), clean_text(doc.title), clean_text(doc.text))
             encoded += len(buffer)

@@ -1,8 +1,12 @@
-"""The stages behind the CLI: encode a corpus, build an index, open a searcher.
+"""The stages behind the CLI: encode a corpus, build an index.
 
 Each function takes the resolved :class:`~lsr.config.Config`, does one job,
 writes its artifact atomically (with the resolved config inside) and returns
-what it wrote.
+what it wrote. Encoding a corpus: the encode loop (:func:`lsr.encode.encode_documents`)
+writes the encoder's batches into the vector store, the statistics pass (for the
+encoders that need one, :mod:`lsr.encoders.base`) reads the written vectors or the
+corpus texts, and what the encoder makes of the statistics (BM25: impacts instead of
+term frequencies; inference-free: the query table) goes into the same store.
 """
 
 from __future__ import annotations
@@ -11,18 +15,20 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from lsr import __version__
 from lsr.config import Config, config_hash, to_dict
-from lsr.data.corpus import open_corpus
+from lsr.data.corpus import Doc, open_corpus
 from lsr.data.docstore import DocStoreWriter
-from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, vector_to_dict, write_sparse_jsonl
-from lsr.encode import resume_key
-from lsr.encoders import make_encoder
+from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
+from lsr.encode import encode_documents, resume_key
+from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
 from lsr.index import BuildOptions, build_index
 from lsr.vectors import Vectors, VectorWriter
 
@@ -56,16 +62,46 @@ def encode_corpus(
     docs = open_corpus(corpus)
     start = time.perf_counter()
     # transformer encoders are slow enough to make a crash expensive: their writes can resume
-    key = resume_key(config, corpus) if getattr(encoder, "resumable", False) else None
+    key = resume_key(config, corpus) if encoder.resumable else None
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite, key) as writer:
-        vocab = encoder.encode_corpus(docs, writer, progress=progress)
+        encode_documents(encoder, docs, writer, progress)
+        _finish(encoder, corpus_statistics(encoder, docs, writer), writer, progress)
         sections = _sections(config, encoder.describe(), str(corpus))
         sections["encode_seconds"] = round(time.perf_counter() - start, 3)
-        meta = writer.finish(vocab, sections)
+        meta = writer.finish(encoder.vocab, sections)
     logger.info(
         "encoded %d docs from %s into %s (%.1fs)", meta["n_docs"], corpus, out, meta["encode_seconds"]
     )
     return meta
+
+
+def corpus_statistics(
+    encoder: CorpusEncoder, docs: Iterable[Doc], writer: VectorWriter
+) -> CorpusStats | None:
+    """The statistics pass, over what ``encoder.stats_from`` names; None if it needs none.
+
+    Raises:
+        ValueError: the corpus gave another number of documents the second time it was read.
+    """
+    if encoder.stats_from == "vectors":
+        return encoder.statistics(writer.batches())
+    if encoder.stats_from != "texts":
+        return None
+    stats = encoder.statistics(doc.contents for doc in docs)  # open_corpus makes a corpus re-iterable
+    if stats.n_docs != writer.n_docs:
+        raise ValueError(
+            f"the statistics pass read {stats.n_docs} documents, the encoding pass {writer.n_docs}: "
+            f"the {encoder.name} encoder needs a corpus that can be read twice"
+        )
+    return stats
+
+
+def _finish(encoder: CorpusEncoder, stats: CorpusStats | None, writer: VectorWriter, progress: bool) -> None:
+    done = encoder.finish(stats)
+    if done.reweight is not None:
+        writer.rewrite_shards(done.reweight, progress)
+    for name, data in done.files.items():
+        writer.add_file(name, data)
 
 
 def _encode_to_jsonl(
@@ -77,15 +113,7 @@ def _encode_to_jsonl(
     try:
         meta = encode_corpus(config, corpus, tmp, "npy", overwrite=True, progress=progress)
         vectors = Vectors(tmp)
-        vocab = vectors.vocab()
-
-        def records():
-            ids = vectors.iter_ids()
-            for batch in vectors.batches():
-                for i in range(len(batch)):
-                    yield next(ids), vector_to_dict(*batch.row(i), vocab)
-
-        write_sparse_jsonl(records(), out, overwrite=overwrite)
+        write_sparse_jsonl(out, vectors.iter_ids(), vectors.batches(), vectors.vocab(), overwrite=overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
@@ -94,8 +122,6 @@ def _encode_to_jsonl(
 def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progress: bool = False) -> dict:
     """Turn a sparse-vector JSONL file into a vectors directory (vocabulary from the file's terms)."""
     vocab: dict[str, int] = {}
-    import numpy as np
-
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs) as writer:
         for doc_id, vector, contents in tqdm(
             iter_sparse_jsonl(path), desc="import", unit="doc", disable=not progress

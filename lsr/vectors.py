@@ -12,6 +12,9 @@ Layout (format ``lsr-vectors`` version 1):
 The sparse-vector JSONL ``{"id", "vector": {term: weight}}`` (pyserini's
 JsonVectorCollection, Seismic) is for import and export only.
 
+The :class:`VectorWriter` is the only writer of encoded vectors: the encoders return
+batches and the pipeline writes them here (and rewrites them, for BM25's impacts).
+
 Resumable writes (``VectorWriter(..., resume_key=KEY)``, used by the transformer
 encoders): the work happens in ``.NAME.partial`` beside ``out``, and after every
 shard a ``progress.json`` records the complete shards, the doc count and the byte
@@ -28,11 +31,12 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from lsr import __version__
 from lsr.data.docstore import DocStoreWriter
@@ -224,14 +228,28 @@ class VectorWriter:
             },
         )
 
-    def iter_shards(self) -> Iterator[tuple[str, SparseBatch]]:
-        """The shards written so far (for encoders that rewrite weights in a second pass)."""
+    def batches(self) -> Iterator[SparseBatch]:
+        """The rows written so far, shard by shard (pending rows are written as a shard first)."""
         self._flush()
         for shard in self.shards:
-            yield shard["name"], load_shard(self.dir, shard["name"], mmap=False)
+            yield load_shard(self.dir, shard["name"])
 
-    def replace_shard(self, name: str, batch: SparseBatch) -> None:
-        save_shard(self.dir, name, batch)
+    def rewrite_shards(self, transform: Callable[[SparseBatch], SparseBatch], progress: bool = False) -> None:
+        """Replace every shard by ``transform(shard)``: new weights, the same rows and terms.
+
+        Raises:
+            ValueError: a resumable writer (a crash would leave old and new weights mixed), or a
+                transform that changes the rows or terms.
+        """
+        if self.resume_key is not None:
+            raise ValueError("a resumable encode cannot rewrite its shards")
+        self._flush()
+        for shard in tqdm(self.shards, desc="rewrite", unit="shard", disable=not progress):
+            old = load_shard(self.dir, shard["name"], mmap=False)
+            new = transform(old)
+            if not (np.array_equal(new.indptr, old.indptr) and np.array_equal(new.term_ids, old.term_ids)):
+                raise ValueError(f"{shard['name']}: a shard rewrite must keep its rows and terms")
+            save_shard(self.dir, shard["name"], new)
 
     def finish(self, vocab: Sequence[str], sections: dict[str, Any]) -> dict[str, Any]:
         """Write vocab and meta; call last, inside the ``with`` block."""

@@ -1,5 +1,4 @@
-"""Encoders by name. ``make_encoder`` builds the document side from the config;
-``load_query_encoder`` rebuilds the query side from an index's own meta.
+"""Encoders by name: one registry maps an ``--encoder`` name to its corpus and query encoder.
 
 | name             | documents                         | queries                                   |
 |------------------|-----------------------------------|-------------------------------------------|
@@ -8,21 +7,54 @@
 | `unicoil`        | one weight per input token        | the same model (or `encoder.query_model`) |
 | `inference-free` | SPLADE                            | tokens weighted by a table; no torch      |
 
-Nothing here imports torch; the transformer encoders load it when built.
+``make_encoder`` builds the document side from the config; ``load_query_encoder``
+rebuilds the query side from an index's own meta. Importing this package loads no
+torch: the transformer encoders load it when a model is built.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsr.config import BM25Config, EncoderConfig, from_dict
-from lsr.encoders.base import CorpusEncoder, QueryEncoder
+from lsr.config import EncoderConfig
+from lsr.encoders.base import CorpusEncoder, CorpusStats, Finish, QueryEncoder
+from lsr.encoders.bm25 import BM25Encoder, BM25QueryEncoder
+from lsr.encoders.inference_free import InferenceFreeEncoder, InferenceFreeQueryEncoder
+from lsr.encoders.splade import SpladeEncoder, SpladeQueryEncoder
+from lsr.encoders.unicoil import UniCoilEncoder, UniCoilQueryEncoder
 from lsr.errors import ConfigError
 
-ENCODERS = ("bm25", "splade", "unicoil", "inference-free")
-MODEL_ENCODERS = ENCODERS[1:]
+
+@dataclass(frozen=True)
+class EncoderKind:
+    """One ``--encoder`` name: its corpus and query encoder classes, and how it finds a model.
+
+    Attributes:
+        model: takes a model folder (``NAME:FOLDER``, ``encoder.model``).
+        default_model: a bare name resolves to a shipped model (:func:`default_model`).
+    """
+
+    name: str
+    corpus: Callable[[EncoderConfig], CorpusEncoder]
+    query: type[QueryEncoder]
+    model: bool = True
+    default_model: bool = False
+
+
+REGISTRY: dict[str, EncoderKind] = {
+    kind.name: kind
+    for kind in (
+        EncoderKind("bm25", BM25Encoder, BM25QueryEncoder, model=False),
+        EncoderKind("splade", SpladeEncoder, SpladeQueryEncoder, default_model=True),
+        EncoderKind("unicoil", UniCoilEncoder, UniCoilQueryEncoder),
+        EncoderKind("inference-free", InferenceFreeEncoder, InferenceFreeQueryEncoder, default_model=True),
+    )
+}
+ENCODERS = tuple(REGISTRY)
 
 ENCODER_HELP = (
     "bm25; splade, unicoil or inference-free with a model folder as NAME:FOLDER "
@@ -36,6 +68,17 @@ SHIPPED_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 FALLBACK_MODELS = ("models/splade-tiny",)
 
 
+def encoder_kind(name: str | None) -> EncoderKind:
+    """The registry entry of ``name``.
+
+    Raises:
+        ConfigError: an unknown name, listing the known ones.
+    """
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown encoder {name!r}; available: {list(ENCODERS)}")
+    return REGISTRY[name]
+
+
 def default_model(name: str) -> Path | None:
     """The model folder a bare ``--encoder splade`` / ``inference-free`` resolves to, or None.
 
@@ -43,7 +86,7 @@ def default_model(name: str) -> Path | None:
     ``models/splade-tiny`` (``python scripts/fetch_models.py``) beside the repo or in the
     working directory.
     """
-    if name not in ("splade", "inference-free"):
+    if name not in REGISTRY or not REGISTRY[name].default_model:
         return None
     shipped = SHIPPED_MODELS_DIR / name
     if (shipped / "config.json").is_file():
@@ -63,10 +106,10 @@ def encoder_overrides(spec: str) -> list[str]:
         ConfigError: neither a known name, ``NAME:FOLDER``, nor an existing folder.
     """
     name, sep, model = spec.partition(":")
-    if spec in ENCODERS:
+    if spec in REGISTRY:
         default = default_model(spec)
         return [f"encoder.name={spec}"] + ([f"encoder.model={json.dumps(str(default))}"] if default else [])
-    if sep and name in MODEL_ENCODERS and model:
+    if sep and name in REGISTRY and REGISTRY[name].model and model:
         return [f"encoder.name={name}", f"encoder.model={json.dumps(model)}"]
     if Path(spec).is_dir():
         return ["encoder.name=splade", f"encoder.model={json.dumps(spec)}"]
@@ -83,23 +126,7 @@ def encoder_overrides(spec: str) -> list[str]:
 
 def make_encoder(cfg: EncoderConfig) -> CorpusEncoder:
     """The corpus encoder named by ``cfg.name``."""
-    if cfg.name == "bm25":
-        from lsr.encoders.bm25 import BM25Encoder
-
-        return BM25Encoder(cfg.bm25)
-    if cfg.name == "splade":
-        from lsr.encoders.splade import SpladeEncoder
-
-        return SpladeEncoder(cfg)
-    if cfg.name == "unicoil":
-        from lsr.encoders.unicoil import UniCoilEncoder
-
-        return UniCoilEncoder(cfg)
-    if cfg.name == "inference-free":
-        from lsr.encoders.inference_free import InferenceFreeEncoder
-
-        return InferenceFreeEncoder(cfg)
-    raise ConfigError(f"unknown encoder {cfg.name!r}; available: {list(ENCODERS)}")
+    return encoder_kind(cfg.name).corpus(cfg)
 
 
 def load_query_encoder(
@@ -118,34 +145,25 @@ def load_query_encoder(
             side's vocabulary differs from the index's.
     """
     name = encoder_meta.get("name")
-    if name == "bm25":
-        from lsr.encoders.bm25 import BM25QueryEncoder
-
-        return BM25QueryEncoder(from_dict(BM25Config, encoder_meta["bm25"], "encoder.bm25"), term_index)
-    if name == "splade":
-        from lsr.encoders.splade import SpladeQueryEncoder
-
-        return SpladeQueryEncoder(encoder_meta, term_index)
-    if name == "unicoil":
-        from lsr.encoders.unicoil import UniCoilQueryEncoder
-
-        return UniCoilQueryEncoder(encoder_meta, term_index)
-    if name == "inference-free":
-        from lsr.encoders.inference_free import InferenceFreeQueryEncoder
-
-        return InferenceFreeQueryEncoder(encoder_meta, term_index, Path(directory) if directory else None)
-    raise ConfigError(
-        f"this index was built with encoder {name!r}, which has no text query encoder here; "
-        'pass pre-encoded queries as sparse-vector JSONL ({"id", "vector": {term: weight}})'
-    )
+    if name not in REGISTRY:
+        raise ConfigError(
+            f"this index was built with encoder {name!r}, which has no text query encoder here; "
+            'pass pre-encoded queries as sparse-vector JSONL ({"id", "vector": {term: weight}})'
+        )
+    return REGISTRY[name].query.from_meta(encoder_meta, term_index, Path(directory) if directory else None)
 
 
 __all__ = [
     "ENCODERS",
     "ENCODER_HELP",
+    "REGISTRY",
     "CorpusEncoder",
+    "CorpusStats",
+    "EncoderKind",
+    "Finish",
     "QueryEncoder",
     "default_model",
+    "encoder_kind",
     "encoder_overrides",
     "load_query_encoder",
     "make_encoder",

@@ -7,27 +7,30 @@ as in Lucene 8+):
     idf(t)       = ln(1 + (N - df + 0.5) / (df + 0.5))
 
 Query side: each analyzed query term weighs its count in the query (Anserini's
-bag-of-words query). Encoding takes two passes: the first tokenizes and writes
-term frequencies shard by shard while counting document lengths; the second,
-once df and avgdl are known, rewrites each shard's weights as impacts.
+bag-of-words query).
+
+:meth:`BM25Encoder.encode` returns term frequencies. The statistics pass reads
+them back from the written vectors (df: rows that hold a term; |d|: the sum of a
+row), so each document is analyzed once; :class:`BM25Impacts` then rewrites each
+written shard as impacts (see :mod:`lsr.encoders.base`).
 """
 
 from __future__ import annotations
 
 import logging
-from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lsr.analysis import Analyzer
-from lsr.config import BM25Config
-from lsr.data.corpus import Doc
+from lsr.config import BM25Config, EncoderConfig, from_dict
+from lsr.encoders.base import CorpusEncoder, CorpusStats, Finish
+from lsr.encoders.hf import rows_to_batch
 from lsr.index.sparse import WEIGHT_DTYPE, SparseBatch
-from lsr.vectors import VectorWriter
 
 logger = logging.getLogger(__name__)
 
@@ -44,61 +47,80 @@ def bm25_impacts(
     return (idf * tf / (tf + norm)).astype(WEIGHT_DTYPE)
 
 
-class BM25Encoder:
-    name = "bm25"
+def row_lengths(tf: SparseBatch) -> np.ndarray:
+    """int64[rows]: the length of each document, the sum of its term frequencies."""
+    cumulative = np.zeros(tf.nnz + 1, dtype=np.int64)
+    np.cumsum(tf.weights.astype(np.int64), out=cumulative[1:])
+    return cumulative[tf.indptr[1:]] - cumulative[tf.indptr[:-1]]
 
-    def __init__(self, cfg: BM25Config):
-        self.cfg = cfg
-        self.analyzer = make_analyzer(cfg)
+
+class BM25Encoder(CorpusEncoder):
+    """Analyzed terms with their frequencies; the vocabulary grows in order of first occurrence."""
+
+    name = "bm25"
+    stats_from = "vectors"
+
+    def __init__(self, cfg: EncoderConfig):
+        self.cfg = cfg.bm25
+        self.analyzer = make_analyzer(self.cfg)
+        self._term_ids: dict[str, int] = {}
+
+    @property
+    def vocab(self) -> list[str]:
+        return list(self._term_ids)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "bm25": {k: getattr(self.cfg, k) for k in self.cfg.__dataclass_fields__}}
 
-    def encode_corpus(self, docs: Iterable[Doc], writer: VectorWriter, progress: bool = False) -> list[str]:
-        vocab: dict[str, int] = {}
-        doc_len = array("q")
-        for doc in tqdm(docs, desc="bm25: analyze", unit="doc", disable=not progress):
-            counts = Counter(self.analyzer(doc.contents))
-            term_ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in counts), np.int64, len(counts))
-            tf = np.fromiter(counts.values(), np.float32, len(counts))
-            order = np.argsort(term_ids)
-            writer.add(doc.id, term_ids[order], tf[order], doc.title, doc.text)
-            doc_len.append(sum(counts.values()))
-        self._rewrite_as_impacts(writer, np.frombuffer(doc_len, dtype=np.int64), len(vocab), progress)
-        empty = int(np.count_nonzero(np.frombuffer(doc_len, dtype=np.int64) == 0))
-        if empty:
-            logger.warning("%d document(s) have no terms after analysis; they can never match", empty)
-        return list(vocab)
+    def encode(self, texts: Sequence[str]) -> SparseBatch:
+        """Term frequencies, one row per text (a text without terms gets an empty row)."""
+        return rows_to_batch([self._term_frequencies(text) for text in texts])
 
-    def _rewrite_as_impacts(
-        self, writer: VectorWriter, doc_len: np.ndarray, n_terms: int, progress: bool
-    ) -> None:
-        # N and avgdl count only documents with at least one term, as Lucene's docCount does
-        n_docs = int(np.count_nonzero(doc_len))
+    def _term_frequencies(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        counts = Counter(self.analyzer(text))
+        ids = self._term_ids
+        term_ids = np.fromiter((ids.setdefault(t, len(ids)) for t in counts), np.int64, len(counts))
+        tf = np.fromiter(counts.values(), np.float32, len(counts))
+        order = np.argsort(term_ids)
+        return term_ids[order], tf[order]
+
+    def statistics(self, source: Iterable[SparseBatch]) -> CorpusStats:
+        """df, N and the total length from the written term-frequency batches, one at a time."""
+        n_terms = len(self._term_ids)
         df = np.zeros(n_terms, dtype=np.int64)
-        for _, batch in writer.iter_shards():  # one shard in memory at a time
+        n_rows = n_docs = total_len = 0
+        for batch in source:
             df += np.bincount(batch.term_ids, minlength=n_terms)
-        idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
-        avgdl = float(doc_len.sum()) / n_docs if n_docs else 1.0
-        first = 0
-        for name, batch in tqdm(
-            writer.iter_shards(),
-            total=len(writer.shards),
-            desc="bm25: impacts",
-            unit="shard",
-            disable=not progress,
-        ):
-            lengths = np.repeat(doc_len[first : first + len(batch)], batch.row_nnz())
-            weights = bm25_impacts(
-                batch.weights.astype(np.float64),
-                lengths,
-                idf[batch.term_ids],
-                max(avgdl, 1e-9),
-                self.cfg.k1,
-                self.cfg.b,
+            n_rows += len(batch)
+            # N and avgdl count only documents with at least one term, as Lucene's docCount does
+            n_docs += int(np.count_nonzero(batch.row_nnz()))
+            total_len += int(batch.weights.astype(np.int64).sum())
+        if n_rows > n_docs:
+            logger.warning(
+                "%d document(s) have no terms after analysis; they can never match", n_rows - n_docs
             )
-            writer.replace_shard(name, SparseBatch(batch.indptr, batch.term_ids, weights))
-            first += len(batch)
+        return CorpusStats(n_docs, df, total_len)
+
+    def finish(self, stats: CorpusStats | None) -> Finish:
+        if stats is None:
+            raise ValueError("BM25 impacts need the corpus statistics (df, N, avgdl)")
+        return Finish(reweight=BM25Impacts(stats.idf(), max(stats.avgdl, 1e-9), self.cfg.k1, self.cfg.b))
+
+
+@dataclass(frozen=True)
+class BM25Impacts:
+    """Term-frequency rows -> BM25 impacts, given the corpus IDF (float64[n_terms]) and avgdl."""
+
+    idf: np.ndarray
+    avgdl: float
+    k1: float
+    b: float
+
+    def __call__(self, tf: SparseBatch) -> SparseBatch:
+        lengths = np.repeat(row_lengths(tf), tf.row_nnz())
+        tf64 = tf.weights.astype(np.float64)
+        weights = bm25_impacts(tf64, lengths, self.idf[tf.term_ids], self.avgdl, self.k1, self.b)
+        return SparseBatch(tf.indptr, tf.term_ids, weights)
 
 
 class BM25QueryEncoder:
@@ -108,8 +130,11 @@ class BM25QueryEncoder:
         self.analyzer = make_analyzer(cfg)
         self.term_index = term_index
 
-    def terms(self, text: str) -> list[str]:
-        return self.analyzer(text)
+    @classmethod
+    def from_meta(
+        cls, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None = None
+    ) -> BM25QueryEncoder:
+        return cls(from_dict(BM25Config, meta["bm25"], "encoder.bm25"), term_index)
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
         rows = []

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from lsr.config import EncoderConfig, PruneConfig, from_dict
-from lsr.data.corpus import Doc
+from lsr.encoders.base import CorpusStats, Finish
 from lsr.encoders.hf import check_vocab, clean_text, prune_row, rows_to_batch
+from lsr.encoders.splade import SpladeEncoder
 from lsr.errors import ConfigError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
-from lsr.vectors import VectorWriter
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +38,13 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_TABLE_FILE = "idf.json"  # a learned table shipped with the model (OpenSearch's convention)
 
 
-def idf_table(df: np.ndarray, n_docs: int) -> np.ndarray:
-    """BM25's IDF, ``ln(1 + (N - df + 0.5) / (df + 0.5))``: positive for every df."""
-    return np.log1p((n_docs - df + 0.5) / (df + 0.5)).astype(np.float32)
+def idf_table(stats: CorpusStats) -> np.ndarray:
+    """The query table of corpus IDFs (float32[vocab])."""
+    return stats.idf().astype(np.float32)
 
 
-def token_document_frequency(
-    tokenizer: Any, texts: Iterable[str], vocab_size: int, chunk: int = 4096
-) -> tuple[np.ndarray, int]:
-    """``(df, n_docs)``: in how many texts each token id occurs (whole texts, no truncation)."""
+def token_stats(tokenizer: Any, texts: Iterable[str], vocab_size: int, chunk: int = 4096) -> CorpusStats:
+    """In how many texts each token id occurs (whole texts, no truncation); N counts every text."""
     tokenizer.no_truncation()
     df = np.zeros(vocab_size, dtype=np.int64)
     n_docs = 0
@@ -56,7 +54,7 @@ def token_document_frequency(
         for enc in encodings:
             df[np.unique(np.asarray(enc.ids, dtype=np.int64))] += 1
         n_docs += len(batch)
-    return df, n_docs
+    return CorpusStats(n_docs, df)
 
 
 def table_from_json(path: Path, vocab: Sequence[str]) -> np.ndarray:
@@ -86,29 +84,19 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _splade_encoder() -> type:
-    from lsr.encoders.splade import SpladeEncoder
-
-    return SpladeEncoder
-
-
-class InferenceFreeEncoder:
-    """Corpus encoder: SPLADE documents plus the query table and tokenizer for the query side."""
+class InferenceFreeEncoder(SpladeEncoder):
+    """Corpus encoder: SPLADE documents; the query table and tokenizer come out of ``finish``."""
 
     name = "inference-free"
-    resumable = True
 
     def __init__(self, cfg: EncoderConfig, impl: str = "fast"):
         if cfg.query_model:
             raise ConfigError("encoder.query_model does not apply to inference-free: queries use no model")
-        self.cfg = cfg
-        self.docs = _splade_encoder()(cfg, impl)
-        self.model = self.docs.model
+        super().__init__(cfg, impl)
 
     def describe(self) -> dict[str, Any]:
-        meta = self.docs.describe()
+        meta = super().describe()
         meta.update(
-            name=self.name,
             query_model=None,
             inference_free={
                 "query_weights": self.query_weights_spec(),
@@ -118,52 +106,45 @@ class InferenceFreeEncoder:
         )
         return meta
 
-    def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
-        return self.docs.encode_texts(texts)
-
-    def encode_corpus(self, docs: Iterable[Doc], writer: VectorWriter, progress: bool = False) -> list[str]:
-        vocab = self.docs.encode_corpus(docs, writer, progress)
-        table = self.query_table(docs, vocab, writer.n_docs)
-        table[[i for i in self.model.special_ids if i < len(table)]] = 0.0  # [CLS], [SEP], ... never count
-        writer.add_file(TABLE_FILE, _npy_bytes(table))
-        tokenizer_json = self.docs.model_path / TOKENIZER_FILE
-        writer.add_file(
-            TOKENIZER_FILE,
-            tokenizer_json.read_bytes()
-            if tokenizer_json.is_file()
-            else self.model.backend.to_str().encode("utf-8"),
-        )
-        logger.info("inference-free query table: %d tokens with a weight", int(np.count_nonzero(table)))
-        return vocab
-
     def query_weights_spec(self) -> str:
         """``query_weights`` with ``auto`` resolved: ``model`` when the model ships idf.json, else ``idf``."""
         spec = self.cfg.inference_free.query_weights
         if spec == "auto":
-            return "model" if (self.docs.model_path / MODEL_TABLE_FILE).is_file() else "idf"
+            return "model" if (self.model_path / MODEL_TABLE_FILE).is_file() else "idf"
         return spec
 
-    def query_table(self, docs: Iterable[Doc], vocab: Sequence[str], n_docs: int) -> np.ndarray:
+    @property
+    def stats_from(self) -> str | None:  # type: ignore[override]
+        return "texts" if self.query_weights_spec() == "idf" else None
+
+    def statistics(self, source: Iterable[str]) -> CorpusStats:
+        return token_stats(self.model.backend, source, len(self.vocab))
+
+    def finish(self, stats: CorpusStats | None) -> Finish:
+        table = idf_table(stats) if stats is not None else self._table_from_file()
+        table[[i for i in self.model.special_ids if i < len(table)]] = 0.0  # [CLS], [SEP], ... never count
+        logger.info("inference-free query table: %d tokens with a weight", int(np.count_nonzero(table)))
+        tokenizer_json = self.model_path / TOKENIZER_FILE
+        tokenizer = (
+            tokenizer_json.read_bytes()
+            if tokenizer_json.is_file()
+            else self.model.backend.to_str().encode("utf-8")
+        )
+        return Finish(files={TABLE_FILE: _npy_bytes(table), TOKENIZER_FILE: tokenizer})
+
+    def _table_from_file(self) -> np.ndarray:
         spec = self.query_weights_spec()
-        if spec == "idf":  # a second pass over the corpus, which open_corpus makes re-iterable
-            df, seen = token_document_frequency(self.model.backend, (d.contents for d in docs), len(vocab))
-            if seen != n_docs:
-                raise ValueError(
-                    f"the IDF pass read {seen} documents, the encoding pass {n_docs}: "
-                    "inference-free encoding needs a corpus that can be read twice"
-                )
-            return idf_table(df, n_docs)
-        path = self.docs.model_path / MODEL_TABLE_FILE if spec == "model" else Path(spec)
+        path = self.model_path / MODEL_TABLE_FILE if spec == "model" else Path(spec)
         if not path.is_file():
             raise ConfigError(f"encoder.inference_free.query_weights = {spec!r}: {path} does not exist")
-        return table_from_json(path, vocab)
+        return table_from_json(path, self.vocab)
 
 
 class InferenceFreeQueryEncoder:
     """Query side: a tokenizer and a weight table, both read from the index; never imports torch."""
 
     def __init__(self, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None):
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # the optional encoders extra
 
         if directory is None:
             raise ConfigError("an inference-free query encoder needs the index directory (its query table)")
@@ -176,6 +157,12 @@ class InferenceFreeQueryEncoder:
         self.prune = from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
         vocab = [self.tokenizer.id_to_token(i) or f"[unused-id-{i}]" for i in range(len(self.table))]
         check_vocab(vocab, term_index, "the inference-free query tokenizer")
+
+    @classmethod
+    def from_meta(
+        cls, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None = None
+    ) -> InferenceFreeQueryEncoder:
+        return cls(meta, term_index, directory)
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
         """Each distinct token of a text weighs ``table[token]``; tokens that weigh 0 are dropped."""

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from lsr.config import EncoderConfig, PruneConfig, TransformerConfig, from_dict
-from lsr.data.corpus import Doc
+from lsr.encoders.base import CorpusEncoder
 from lsr.encoders.hf import (
     check_vocab,
     clean_text,
@@ -42,7 +42,6 @@ from lsr.encoders.hf import (
 )
 from lsr.errors import ConfigError
 from lsr.index.sparse import SparseBatch
-from lsr.vectors import VectorWriter
 
 logger = logging.getLogger(__name__)
 
@@ -294,18 +293,18 @@ def section(cfg: Any) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 
-class TransformerEncoder:
+class TransformerEncoder(CorpusEncoder):
     """Corpus encoder around a :class:`TransformerSparseModel`; subclasses name the model class.
 
     ``describe()`` records the resolved model folders, the vocabulary fingerprint and every
     setting the query side needs (tokenization, pruning, the subclass's own section).
     """
 
-    name: str
     resumable = True
 
     def __init__(self, cfg: EncoderConfig):
         self.cfg = cfg
+        self.read_ahead = cfg.transformer.sort_docs
         self.model_path = resolve_model(cfg.model)
         self.query_model_path = (
             resolve_model(cfg.query_model, "encoder.query_model") if cfg.query_model else self.model_path
@@ -325,6 +324,10 @@ class TransformerEncoder:
     def own_section(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def vocab(self) -> list[str]:
+        return self.model.vocab
+
     def describe(self) -> dict[str, Any]:
         info = self.model.describe()
         return {
@@ -339,21 +342,8 @@ class TransformerEncoder:
             "prune": section(self.cfg.prune),
         }
 
-    def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
+    def encode(self, texts: Sequence[str]) -> SparseBatch:
         return self.model.encode(texts, self.cfg.prune)
-
-    def encode_corpus(self, docs: Iterable[Doc], writer: VectorWriter, progress: bool = False) -> list[str]:
-        from lsr.encode import encode_documents
-
-        encode_documents(
-            self.encode_texts,
-            docs,
-            writer,
-            self.cfg.transformer.sort_docs,
-            progress,
-            desc=f"{self.name}: encode",
-        )
-        return self.model.vocab
 
 
 class TransformerQueryEncoder:
@@ -372,6 +362,12 @@ class TransformerQueryEncoder:
         self.prune = from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
         self.model = self.make_model(path, tcfg, meta)
         check_vocab(self.model.vocab, term_index, f"the query model {path}")
+
+    @classmethod
+    def from_meta(
+        cls, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None = None
+    ) -> TransformerQueryEncoder:
+        return cls(meta, term_index)
 
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> TransformerSparseModel:
         raise NotImplementedError

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from lsr.encoders.dense import default_dense_model
 from lsr.encoders.hf import clean_text
-from lsr.encoders.inference_free import idf_table, token_document_frequency
+from lsr.encoders.inference_free import idf_table, token_stats
 from lsr.encoders.transformer import load_tokenizer, quiet_transformers
 from lsr.errors import ConfigError
 from lsr.train.config import ModelConfig
@@ -202,8 +202,7 @@ def build_model(cfg: ModelConfig, corpus_texts: Sequence[str] | None = None) -> 
 def corpus_idf(tokenizer: Any, texts: Sequence[str], vocab_size: int) -> np.ndarray:
     """BM25 IDF of each token over ``texts`` (reuses the inference-free encoder's own functions)."""
     backend = copy.deepcopy(tokenizer.backend_tokenizer)
-    df, n = token_document_frequency(backend, texts, vocab_size)
-    return idf_table(df, n)
+    return idf_table(token_stats(backend, texts, vocab_size))
 
 
 def save_model(model: SparseEncoderModel, out: Path, card: str, extra: dict[str, Any]) -> None:

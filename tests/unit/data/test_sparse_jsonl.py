@@ -8,14 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from lsr.data.sparse_jsonl import (
-    is_sparse_jsonl,
-    iter_sparse_jsonl,
-    parse_vector,
-    vector_to_dict,
-    write_sparse_jsonl,
-)
+from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, parse_vector, write_sparse_jsonl
 from lsr.errors import DataFormatError
+from lsr.index.sparse import SparseBatch
 
 
 def write_lines(path, lines):
@@ -125,10 +120,21 @@ def test_is_sparse_jsonl_only_reads_the_first_record(tmp_path):
     assert is_sparse_jsonl(path) is True
 
 
+VOCAB = ["a", "b", "é"]
+
+
+def write_records(path, records, **kwargs):
+    """``(id, {term: weight})`` records through the CSR writer."""
+    records = list(records)
+    index = {t: i for i, t in enumerate(VOCAB)}
+    batch = SparseBatch.from_rows([([index[t] for t in v], list(v.values())) for _, v in records])
+    return write_sparse_jsonl(path, [i for i, _ in records], [batch], VOCAB, **kwargs)
+
+
 def test_write_then_read_round_trip(tmp_path):
     path = tmp_path / "out.jsonl"
     records = [("d1", {"a": 1.0, "b": 0.5}), ("d2", {"é": 2.0}), ("d3", {})]
-    assert write_sparse_jsonl(iter(records), path) == 3
+    assert write_records(path, iter(records)) == 3
     assert is_sparse_jsonl(path)
     assert [(i, v) for i, v, _ in iter_sparse_jsonl(path)] == records
     assert json.loads(path.read_text(encoding="utf-8").splitlines()[1]) == {"id": "d2", "vector": {"é": 2.0}}
@@ -138,26 +144,31 @@ def test_write_refuses_existing_path_without_overwrite(tmp_path):
     path = tmp_path / "out.jsonl"
     path.write_text("KEEP\n", encoding="utf-8")
     with pytest.raises(FileExistsError, match="overwrite"):
-        write_sparse_jsonl([("d1", {"a": 1.0})], path)
+        write_records(path, [("d1", {"a": 1.0})])
     assert path.read_text(encoding="utf-8") == "KEEP\n"
-    assert write_sparse_jsonl([("d1", {"a": 1.0})], path, overwrite=True) == 1
+    assert write_records(path, [("d1", {"a": 1.0})], overwrite=True) == 1
     assert [r[0] for r in iter_sparse_jsonl(path)] == ["d1"]
 
 
 def test_write_failure_leaves_no_partial_file(tmp_path):
     path = tmp_path / "out.jsonl"
 
-    def records():
-        yield "d1", {"a": 1.0}
+    def batches():
+        yield SparseBatch.from_rows([([0], [1.0])])
         raise RuntimeError("encoder crashed")
 
     with pytest.raises(RuntimeError):
-        write_sparse_jsonl(records(), path)
+        write_sparse_jsonl(path, ["d1", "d2"], batches(), VOCAB)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_vector_to_dict_rounds_to_six_digits():
+def test_write_rounds_to_six_digits(tmp_path):
     vocab = ["x", "y", "z"]
-    terms = np.array([0, 2], dtype=np.int32)
-    got = vector_to_dict(terms, np.array([0.1234567891, 2.0], dtype=np.float32), vocab)
+    batch = SparseBatch(
+        np.array([0, 2], dtype=np.int64),
+        np.array([0, 2], dtype=np.int32),
+        np.array([0.1234567891, 2.0], dtype=np.float32),
+    )
+    write_sparse_jsonl(tmp_path / "v.jsonl", ["d1"], [batch], vocab)
+    got = json.loads((tmp_path / "v.jsonl").read_text(encoding="utf-8"))["vector"]
     assert got == {"x": 0.123457, "z": 2.0}

@@ -46,7 +46,7 @@ def contents(path):
 def crashed(tiny_mlm, tmp_path, monkeypatch):
     """An encode that dies while encoding docs 5-6 (shards 0 and 1, docs 1-4, are complete)."""
     corpus = write_corpus(tmp_path / "corpus.jsonl")
-    real = SpladeEncoder.encode_texts
+    real = SpladeEncoder.encode
     calls = []
 
     def flaky(self, texts):
@@ -55,10 +55,10 @@ def crashed(tiny_mlm, tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return real(self, texts)
 
-    monkeypatch.setattr(SpladeEncoder, "encode_texts", flaky)
+    monkeypatch.setattr(SpladeEncoder, "encode", flaky)
     with pytest.raises(RuntimeError, match="boom"):
         pipeline.encode_corpus(config(tiny_mlm), corpus, tmp_path / "vec")
-    monkeypatch.setattr(SpladeEncoder, "encode_texts", real)
+    monkeypatch.setattr(SpladeEncoder, "encode", real)
     return corpus, tmp_path / "vec", tmp_path / ".vec.partial"
 
 
@@ -75,9 +75,9 @@ def test_resume_skips_done_shards_and_matches_a_clean_encode(
         f.write("d5\nd6\n")
 
     encoded = []
-    real = SpladeEncoder.encode_texts
+    real = SpladeEncoder.encode
     monkeypatch.setattr(
-        SpladeEncoder, "encode_texts", lambda self, texts: encoded.extend(texts) or real(self, texts)
+        SpladeEncoder, "encode", lambda self, texts: encoded.extend(texts) or real(self, texts)
     )
     with caplog.at_level(logging.INFO):
         meta = pipeline.encode_corpus(config(tiny_mlm), corpus, out)
@@ -108,7 +108,7 @@ def test_crash_before_the_first_shard_leaves_nothing(tiny_mlm, tmp_path, monkeyp
     def boom(self, texts):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(SpladeEncoder, "encode_texts", boom)
+    monkeypatch.setattr(SpladeEncoder, "encode", boom)
     with pytest.raises(RuntimeError):
         pipeline.encode_corpus(config(tiny_mlm), corpus, tmp_path / "vec")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl"]
@@ -116,7 +116,7 @@ def test_crash_before_the_first_shard_leaves_nothing(tiny_mlm, tmp_path, monkeyp
 
 def test_index_from_corpus_resumes_too(tiny_mlm, tmp_path, monkeypatch):
     corpus = write_corpus(tmp_path / "corpus.jsonl")
-    real = SpladeEncoder.encode_texts
+    real = SpladeEncoder.encode
     calls = []
 
     def flaky(self, texts):
@@ -125,11 +125,11 @@ def test_index_from_corpus_resumes_too(tiny_mlm, tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return real(self, texts)
 
-    monkeypatch.setattr(SpladeEncoder, "encode_texts", flaky)
+    monkeypatch.setattr(SpladeEncoder, "encode", flaky)
     with pytest.raises(RuntimeError):
         pipeline.index_corpus(config(tiny_mlm), corpus, tmp_path / "idx")
     assert (tmp_path / "..idx.vectors.partial" / "progress.json").is_file()
-    monkeypatch.setattr(SpladeEncoder, "encode_texts", real)
+    monkeypatch.setattr(SpladeEncoder, "encode", real)
     meta = pipeline.index_corpus(config(tiny_mlm), corpus, tmp_path / "idx")
     assert meta["n_docs"] == len(DOCS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "idx"]

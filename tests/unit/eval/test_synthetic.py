@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.groundtruth import exact_topk, recall_at_k
 from benchmarks.synthetic import SyntheticConfig, generate, term_frequencies, write_collection_jsonl
-from benchmarks.vectors_jsonl import read_vectors_jsonl, write_vectors_jsonl
+from lsr.data.sparse_jsonl import read_sparse_jsonl, write_sparse_jsonl
 from lsr.index.sparse import SparseBatch
 
 SMALL = SyntheticConfig(
@@ -90,7 +90,7 @@ def test_source_documents_rank_high(coll):
 
 def test_jsonl_round_trip_is_exact(coll, tmp_path):
     paths = write_collection_jsonl(coll, tmp_path)
-    ids, docs, vocab = read_vectors_jsonl(paths["docs"])
+    ids, docs, vocab = read_sparse_jsonl(paths["docs"])
     assert ids == coll.doc_ids
     generator_id = np.array([int(t[1:]) for t in vocab])[docs.term_ids]
     rows = np.repeat(np.arange(len(ids)), docs.row_nnz())
@@ -98,13 +98,15 @@ def test_jsonl_round_trip_is_exact(coll, tmp_path):
     assert np.array_equal(docs.indptr, coll.docs.indptr)
     assert np.array_equal(generator_id[order], coll.docs.term_ids)
     assert np.array_equal(docs.weights[order], coll.docs.weights)
-    qids, queries, _ = read_vectors_jsonl(paths["queries"], dict(vocab), grow_vocab=False)
+    qids, queries, _ = read_sparse_jsonl(paths["queries"], dict(vocab), grow_vocab=False)
     assert qids == coll.query_ids and queries.nnz == coll.queries.nnz
 
 
 def test_integer_jsonl_for_lucene(tmp_path):
     batch = SparseBatch.from_rows([([0, 2], [0.004, 1.5]), ([1], [2.0])])
-    write_vectors_jsonl(tmp_path / "int.jsonl", ["a", 'b"c'], [batch], ["x", "y", "z"], decimals=0, scale=100)
+    write_sparse_jsonl(
+        tmp_path / "int.jsonl", ["a", 'b"c'], [batch], ["x", "y", "z"], decimals=0, scale=100, fixed=True
+    )
     lines = (tmp_path / "int.jsonl").read_text().splitlines()
     assert lines == ['{"id": "a", "vector": {"x": 1, "z": 150}}', '{"id": "b\\"c", "vector": {"y": 200}}']
 

@@ -45,7 +45,7 @@ def test_interpolation_endpoints_and_midpoint(tiny_models, tmp_path):
 
     cfg = load_config(None, ["encoder.name=splade", f"encoder.model={tmp_path / 'a0.5'}"])
     enc = make_encoder(cfg.encoder)
-    assert len(enc.encode_texts(["vitamin d"])) == 1
+    assert len(enc.encode(["vitamin d"])) == 1
 
 
 def test_mismatched_models_and_bad_alpha_are_refused(tiny_models, tmp_path):

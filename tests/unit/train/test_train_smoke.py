@@ -139,7 +139,7 @@ def test_lsr_indexes_and_searches_with_the_trained_model(toy_run, train_tiny, tm
     text = "coffee and sleep quality in adults"
     with torch.no_grad():
         dense = mine.encode_docs([text], 512)[0]
-    batch = enc.encode_texts([text])
+    batch = enc.encode([text])
     terms, weights = batch.row(0)
     assert np.array_equal(terms, torch.nonzero(dense > 0).flatten().numpy())
     assert np.allclose(weights, dense[dense > 0].numpy(), atol=1e-4)
