@@ -22,10 +22,10 @@ import numpy as np
 from lsr import __version__
 from lsr.config import Config, to_dict
 from lsr.data.trec import Qrels, Run
-from lsr.dense_stage import DenseStage, store_fusion
+from lsr.dense.stage import DenseStage, store_fusion
 from lsr.eval.datasets import load_eval_dataset
 from lsr.eval.metrics import evaluate_run
-from lsr.fusion import FUSION_METHODS
+from lsr.dense.fusion import FUSION_METHODS
 from lsr.index.pq import top_k
 from lsr.searcher import Searcher, search_params
 from lsr.timing import latency_summary, time_queries

@@ -179,7 +179,7 @@ def rerank_eval(
     rerank = rerank or config.search.rerank
     try:
         if tmp is not None and rerank not in (None, "none"):
-            from lsr.dense_stage import build_dense_stage
+            from lsr.dense.stage import build_dense_stage
 
             d = config.dense
             build_dense_stage(
