@@ -258,16 +258,10 @@ class Searcher:
         return self.dense
 
     def check(self, plan: Plan) -> None:
-        """Fail before any work when the index cannot answer ``plan`` (no dense stage, no float vectors,
-        no block-max data)."""
+        """Fail before any work when the index cannot answer ``plan`` (no dense stage or float vectors)."""
         for what in (plan.first_stage, plan.rerank):
             if what in ("dense", "dense-float"):
                 self.require_dense(what)
-        if plan.first_stage in ("sparse", "candidates") and plan.mode != "exact" and not self.index.blockmax:
-            raise LsrError(
-                f"mode {plan.mode!r} needs block-max data, which index {self.index.path} lacks "
-                "(build it with `lsr index --blockmax-for INDEX`)"
-            )
 
     @property
     def doc_positions(self) -> dict[str, int]:

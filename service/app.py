@@ -18,12 +18,11 @@ import hmac
 import json
 import logging
 import math
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,8 +33,8 @@ from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lsr import __version__
-from lsr.index import SearchParams
-from lsr.searcher import Searcher
+from lsr.index import SearchParams, SearchResult
+from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
 from lsr.service.settings import ServiceSettings
 
@@ -43,7 +42,6 @@ logger = logging.getLogger("lsr.service")
 access_logger = logging.getLogger("lsr.service.access")
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # never need the API key
-THREAD_SAFE_ENCODERS = ("splade", "unicoil", "inference-free")  # others (bm25: PyStemmer) get a lock
 FIELDS = ("title", "text")
 WARMUP_TEXT = "warm up the query encoder"
 
@@ -70,7 +68,6 @@ class ServedIndex:
     generation: int
     loaded_at: float
     load_seconds: float
-    encode_lock: Any = field(default_factory=contextlib.nullcontext)
     has_dense: bool = False  # the searcher has a dense re-rank stage (``Searcher.dense``)
 
     @property
@@ -115,9 +112,7 @@ def load_served_index(
     mode once, so that model loading and numba dispatch happen before the first request."""
     start = time.perf_counter()
     searcher = opener(path)
-    enc_name = searcher.index.meta.get("encoder", {}).get("name")
-    lock = contextlib.nullcontext() if enc_name in THREAD_SAFE_ENCODERS else threading.Lock()
-    served = ServedIndex(name, str(path), searcher, generation, time.time(), 0.0, lock)
+    served = ServedIndex(name, str(path), searcher, generation, time.time(), 0.0)
     try:  # the dense stage opens lazily; open it now so that requests never pay for it
         served.has_dense = getattr(searcher, "dense", None) is not None
     except Exception as exc:  # a broken dense stage disables rerank, not the index
@@ -138,32 +133,60 @@ def load_served_index(
     return served
 
 
+def request_plan(k: int, params: SearchParams, rerank: str) -> Plan:
+    """The plan of a request: one query's sparse top ``max(k, 100)`` re-scored whole by a dense re-rank;
+    each search on one thread (the pool runs requests side by side)."""
+    return Plan(
+        k=k,
+        mode=params.mode,
+        alpha=params.alpha,
+        beta=params.beta,
+        rerank=rerank,
+        depth=max(k, 100),
+        threads=1,
+    )
+
+
 def search_served(
     served: ServedIndex,
-    query: str | None,
-    vector: dict[str, float] | None,
-    k: int,
-    params: SearchParams,
-    rerank: str = "none",
-    fields: list[str] | None = None,
-) -> dict[str, Any]:
-    """One validated query on one served index: encode (text or vector), search, format the hits.
-    This is the work a search request does in the pool (the load script's in-process baseline too)."""
+    queries: list[tuple[str | None, dict[str, float] | None]],
+    plan: Plan,
+    fields: list[str],
+) -> list[dict[str, Any]]:
+    """Validated queries (text or vector each) on one served index: encode each query alone, search,
+    format the hits. This is the work a request does in the pool (the load script's in-process
+    baseline too)."""
     searcher = served.searcher
-    fields = fields or []
-    if rerank == "dense":
-        hits = searcher.search(query, k=k, params=params, rerank="dense")
-        docs = [served.doc_index(h.doc_id) for h in hits]
-        return {"hits": _hits(served, docs, [h.score for h in hits], fields)}
-    if query is not None:
-        with served.encode_lock:
-            encoded = searcher.encode_texts([query])
-    else:
-        encoded = searcher.encode_vectors([vector])
-    terms, weights = encoded.row(0)
-    result = served.index.search(terms, weights, k=k, mode=params.mode, alpha=params.alpha, beta=params.beta)
-    hits = _hits(served, result.docs.tolist(), result.scores.tolist(), fields)
-    out: dict[str, Any] = {"query_terms": len(terms), "hits": hits}
+    if plan.rerank != "none":  # text queries only; each alone, as a single request would be
+        return [
+            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields)}
+            for q, _ in queries
+        ]
+    parts = [
+        searcher.encode(Queries(texts=[q]), plan)
+        if q is not None
+        else Queries(sparse=searcher.encode_vectors([v]))
+        for q, v in queries
+    ]
+    results = searcher.search_batch(Queries.concat(parts), plan)
+    return [
+        _answer(served, part, vector, result, fields)
+        for part, (_, vector), result in zip(parts, queries, results, strict=True)
+    ]
+
+
+def _answer(
+    served: ServedIndex,
+    query: Queries,
+    vector: dict[str, float] | None,
+    result: SearchResult,
+    fields: list[str],
+) -> dict[str, Any]:
+    assert query.sparse is not None
+    out: dict[str, Any] = {
+        "query_terms": int(query.sparse.row_nnz()[0]),
+        "hits": _hits(served, result, fields),
+    }
     if vector is not None:
         ti = served.index.term_index
         unknown = [t for t in vector if t not in ti]
@@ -172,20 +195,11 @@ def search_served(
     return out
 
 
-def _hits(
-    served: ServedIndex, docs: list[int | None], scores: list[float], fields: list[str]
-) -> list[dict[str, Any]]:
-    keys = served.index.doc_keys
-    store = served.searcher.docstore
-    hits = []
-    for rank, (d, s) in enumerate(zip(docs, scores, strict=True), start=1):
-        hit: dict[str, Any] = {"rank": rank, "id": keys[d] if d is not None else None, "score": s}
-        if fields and d is not None:
-            doc = store.get(d)
-            for f in fields:
-                hit[f] = doc.get(f, "")
-        hits.append(hit)
-    return hits
+def _hits(served: ServedIndex, result: SearchResult, fields: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"rank": h.rank, "id": h.doc_id, "score": h.score, **h.fields}
+        for h in served.searcher.hits(result, fields)
+    ]
 
 
 # --- request bodies -------------------------------------------------------------------------------
@@ -386,26 +400,16 @@ class Service:
         served: ServedIndex,
         query: str | None,
         vector: dict[str, float] | None,
-        k: int,
-        params: SearchParams,
-        rerank: str,
+        plan: Plan,
         fields: list[str],
     ) -> dict[str, Any]:
-        return search_served(served, query, vector, k, params, rerank, fields)
+        return search_served(served, [(query, vector)], plan, fields)[0]
 
     def search_many(
-        self,
-        served: ServedIndex,
-        queries: list[BatchQuery],
-        k: int,
-        params: SearchParams,
-        rerank: str,
-        fields: list[str],
+        self, served: ServedIndex, queries: list[BatchQuery], plan: Plan, fields: list[str]
     ) -> list[dict[str, Any]]:
-        return [
-            {"id": q.id, **self.search_one(served, q.query, q.vector, k, params, rerank, fields)}
-            for q in queries
-        ]
+        answers = search_served(served, [(q.query, q.vector) for q in queries], plan, fields)
+        return [{"id": q.id, **a} for q, a in zip(queries, answers, strict=True)]
 
     def fields_of(self, served: ServedIndex, body: SearchOptions) -> list[str]:
         if body.fields is not None:
@@ -670,9 +674,7 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
             served,
             body.query,
             body.vector,
-            body.k,
-            params,
-            body.rerank,
+            request_plan(body.k, params, body.rerank),
             service.fields_of(served, body),
         )
         service.metrics.queries.labels(served.name).inc()
@@ -700,14 +702,12 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         for i, q in enumerate(body.queries):
             service.check_query(q.query, q.vector, body.rerank, where=f"queries[{i}]: ")
         fields = service.fields_of(served, body)
+        plan = request_plan(body.k, params, body.rerank)
         start = time.perf_counter()
         parts = max(1, min(service.settings.threads, n))
         chunks = [body.queries[i::parts] for i in range(parts)]  # round robin over the pool's threads
         done = await asyncio.gather(
-            *(
-                service.run(served, service.search_many, served, chunk, body.k, params, body.rerank, fields)
-                for chunk in chunks
-            )
+            *(service.run(served, service.search_many, served, chunk, plan, fields) for chunk in chunks)
         )
         results: list[Any] = [None] * n
         for i, chunk_results in enumerate(done):

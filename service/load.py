@@ -261,8 +261,9 @@ def inprocess_level(
     max_requests: int,
 ) -> dict[str, Any]:
     """The same search work (encode, search, hits with titles) on ``concurrency`` threads, no HTTP."""
-    from lsr.service.app import search_served
+    from lsr.service.app import request_plan, search_served  # the HTTP client alone needs no index stack
 
+    plan = request_plan(k, params, "none")
     latencies: list[float] = []
     lock = threading.Lock()
     counter = [0]
@@ -277,7 +278,7 @@ def inprocess_level(
                     break
                 counter[0] += 1
             t0 = time.perf_counter()
-            search_served(served, texts[i % len(texts)], None, k, params, "none", fields)
+            search_served(served, [(texts[i % len(texts)], None)], plan, fields)
             mine.append((time.perf_counter() - t0) * 1e3)
         with lock:
             latencies.extend(mine)

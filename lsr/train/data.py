@@ -255,8 +255,11 @@ class SparseIndexScorer:
         self.rows = dict(zip(ids, rows, strict=True))
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, list[str]]:
-        run = self.searcher.run_texts(queries, k=k)
-        return {q: list(hits) for q, hits in run.items()}
+        from lsr.searcher import Plan, Queries
+
+        qids = list(queries)
+        results = self.searcher.search_batch(Queries(texts=[queries[q] for q in qids]), Plan(k=k))
+        return {q: list(hits) for q, hits in self.searcher.to_run(qids, results).items()}
 
     def score(self, texts: Sequence[str], cands: Sequence[Sequence[str]]) -> list[list[float]]:
         encoded = self.searcher.encode_texts(list(texts))
