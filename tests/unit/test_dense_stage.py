@@ -363,3 +363,23 @@ def test_dl_rerank_protocol_with_the_dense_stage(tmp_path, data, hybrid_index):
     assert sec["depth"] == 5 and sec["fusion"]["weight"] == 0.5 and sec["latency_ms"]["n_queries"] == 2
     # weight 0 keeps the sparse re-rank order: its metrics are the sparse ones
     assert sparse_only["metrics"] == sparse_only["rerank"]["sparse_metrics"] == sec["sparse_metrics"]
+
+
+def test_concurrent_searches_equal_sequential_ones(hybrid_index):
+    """Many threads on one searcher, hybrid (dense query encoding) and plain, as the service runs them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [*QUERIES.values(), "vitamin cancer risk", "the dog and the cat", "coffee lowers risk"]
+    plans = [Plan(k=5), Plan(k=5, rerank="dense", depth=100), Plan(k=3, rerank="dense-float", depth=4)]
+    jobs = [(t, p) for t in texts for p in plans] * 4
+
+    def run(searcher, job):
+        r = searcher.search(*job)
+        return r.docs.tolist(), r.scores.tolist()
+
+    sequential = Searcher(hybrid_index)
+    expected = [run(sequential, job) for job in jobs]
+    fresh = Searcher(hybrid_index)  # lazy encoders and dense stage opened by the racing threads
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda job: run(fresh, job), jobs))
+    assert got == expected
