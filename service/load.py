@@ -30,6 +30,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from lsr.timing import latency_summary
+
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
 
@@ -44,17 +46,17 @@ def is_loopback(url: str) -> bool:
 
 
 def summarize(latencies_ms: list[float], errors: int, seconds: float) -> dict[str, Any]:
-    ms = np.asarray(latencies_ms, dtype=np.float64)
-    ok = len(ms)
+    ok = len(latencies_ms)
+    lat = latency_summary(np.asarray(latencies_ms, dtype=np.float64))
     return {
         "requests": ok + errors,
         "ok": ok,
         "errors": errors,
         "seconds": round(seconds, 3),
         "qps": round(ok / seconds, 1) if seconds > 0 else 0.0,
-        "p50_ms": round(float(np.percentile(ms, 50)), 3) if ok else None,
-        "p99_ms": round(float(np.percentile(ms, 99)), 3) if ok else None,
-        "mean_ms": round(float(ms.mean()), 3) if ok else None,
+        "p50_ms": round(lat["p50"], 3) if ok else None,
+        "p99_ms": round(lat["p99"], 3) if ok else None,
+        "mean_ms": round(lat["mean"], 3) if ok else None,
     }
 
 
