@@ -286,27 +286,25 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
         "--index",
         dest="indexes",
         action="append",
-        required=True,
         metavar="[NAME=]DIR",
-        help="an index to serve (repeatable); NAME defaults to the directory name; the first "
-        "is the default of requests that name no index",
+        help="an index to serve (repeatable; replaces service.indexes); NAME defaults to the directory "
+        "name; the first is the default of requests that name no index",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000; 0: any free port)")
     p.add_argument(
         "--workers",
         type=int,
-        default=1,
         help="uvicorn worker processes, each with its own "
         "memory-mapped copy of the indexes (pages are shared); default 1",
     )
-    p.add_argument("--threads", type=int, default=0, help="search threads per worker (0: all cores)")
-    p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (503 past it)")
-    p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for (1000)")
-    p.add_argument("--max-query-chars", type=int, default=2048, help="longest text query (characters)")
-    p.add_argument("--max-query-tokens", type=int, default=256, help="longest text query (whitespace tokens)")
-    p.add_argument("--max-batch", type=int, default=256, help="most queries in one batch request")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (1 MiB)")
+    p.add_argument("--threads", type=int, help="search threads per worker (0: all cores)")
+    p.add_argument("--timeout", type=float, help="per-request timeout in seconds (503 past it)")
+    p.add_argument("--max-k", type=int, help="largest k a request may ask for (1000)")
+    p.add_argument("--max-query-chars", type=int, help="longest text query (characters)")
+    p.add_argument("--max-query-tokens", type=int, help="longest text query (whitespace tokens)")
+    p.add_argument("--max-batch", type=int, help="most queries in one batch request")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body (1 MiB)")
     p.add_argument(
         "--api-key-file",
         metavar="FILE",
@@ -315,7 +313,6 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--api-key-env",
-        default="LSR_API_KEY",
         metavar="VAR",
         help="environment variable holding the API key (default LSR_API_KEY; unset: no key)",
     )
@@ -323,12 +320,24 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
         "--cors-origin",
         dest="cors_origins",
         action="append",
-        default=[],
         metavar="ORIGIN",
         help="allow browser requests from this origin (repeatable; default: CORS off)",
     )
     p.add_argument("--no-access-log", action="store_true", help="no JSON log line per request")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument(
+        "--config",
+        metavar="FILE|NAME",
+        help="YAML config whose service section holds the settings; the flags above override it",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set service.max_k=100 (repeatable)",
+    )
 
 
 def _search_mode_flags(p: argparse.ArgumentParser) -> None:
@@ -604,25 +613,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"lsr serve needs the serve extra ({exc.name} is missing): pip install -e '.[serve]'"
         ) from None
     from lsr.service.app import index_summary, serve
-    from lsr.service.settings import ServiceSettings, parse_index_specs
+    from lsr.service.settings import api_key, check_indexes
 
-    settings = ServiceSettings(
-        indexes=parse_index_specs(args.indexes),
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        search_threads=args.threads,
-        timeout_s=args.timeout,
-        max_k=args.max_k,
-        max_query_chars=args.max_query_chars,
-        max_query_tokens=args.max_query_tokens,
-        max_batch=args.max_batch,
-        max_body_bytes=args.max_body_bytes,
-        api_key_file=args.api_key_file,
-        api_key_env=args.api_key_env,
-        cors_origins=tuple(args.cors_origins),
-        log_requests=not args.no_access_log,
-    )
+    settings = check_indexes(dataclasses.replace(_config(args, []).service, **_serve_flags(args)))
     for name, path in settings.indexes.items():  # fail fast, before any worker starts
         meta = index_summary(path)
         logger.info(
@@ -632,10 +625,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
             meta["n_docs"],
             meta.get("encoder", {}).get("name"),
         )
-    key = settings.api_key()
+    key = api_key(settings)
     logger.info("API key %s", "required on /v1 routes" if key else "not required (no key configured)")
     serve(settings, log_level="warning" if args.quiet else "info")
     return 0
+
+
+def _serve_flags(args: argparse.Namespace) -> dict:
+    """The service settings given as ``lsr serve`` flags (they override the config's service section)."""
+    from lsr.service.settings import parse_index_specs
+
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "search_threads": args.threads,
+        "timeout_s": args.timeout,
+        "max_k": args.max_k,
+        "max_query_chars": args.max_query_chars,
+        "max_query_tokens": args.max_query_tokens,
+        "max_batch": args.max_batch,
+        "max_body_bytes": args.max_body_bytes,
+        "api_key_file": args.api_key_file,
+        "api_key_env": args.api_key_env,
+        "indexes": parse_index_specs(args.indexes) if args.indexes else None,
+        "cors_origins": tuple(args.cors_origins) if args.cors_origins else None,
+        "log_requests": False if args.no_access_log else None,
+    }
+    return {key: value for key, value in flags.items() if value is not None}
 
 
 def _train_parsers(sub: argparse._SubParsersAction) -> None:

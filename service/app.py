@@ -33,10 +33,11 @@ from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lsr import __version__
+from lsr.config import ServiceConfig
 from lsr.index import SearchParams, SearchResult
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
-from lsr.service.settings import ServiceSettings
+from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
 
 logger = logging.getLogger("lsr.service")
 access_logger = logging.getLogger("lsr.service.access")
@@ -248,10 +249,10 @@ class ReloadRequest(_Body):
 class Service:
     """State shared by the routes: settings, served indexes, the search pool, metrics."""
 
-    def __init__(self, settings: ServiceSettings, opener: Callable[[str], Any] = open_searcher):
+    def __init__(self, settings: ServiceConfig, opener: Callable[[str], Any] = open_searcher):
         self.settings = settings
         self.opener = opener
-        self.api_key = settings.api_key()
+        self.api_key = api_key(settings)
         self.metrics = Metrics()
         self.indexes: dict[str, ServedIndex] = {}
         self.ready = False
@@ -574,15 +575,42 @@ def _validation_message(exc: RequestValidationError, content_type: str) -> tuple
 # --- the app --------------------------------------------------------------------------------------
 
 
-def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_searcher) -> FastAPI:
+def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_searcher) -> FastAPI:
     """The service as an ASGI app. ``opener(path)`` opens one index (default: ``Searcher(path)``)."""
-    service = Service(settings, opener)
-    if settings.log_requests and not access_logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_logger.addHandler(handler)
-        access_logger.setLevel(logging.INFO)
-        access_logger.propagate = False
+    service = Service(check_indexes(settings), opener)
+    if settings.log_requests:
+        _log_access()
+    app = FastAPI(
+        title="lsr search service",
+        version=__version__,
+        lifespan=_lifespan(service),
+        default_response_class=FastJSONResponse,
+        description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
+        "X-API-Key header when the service has a key.",
+    )
+    app.state.service = service
+    _add_error_handlers(app)
+    _add_health_routes(app, service)
+    _add_index_routes(app, service)
+    _add_search_routes(app, service)
+    _add_doc_routes(app, service)
+    _add_middleware(app, service)
+    return app
+
+
+def _log_access() -> None:
+    """One JSON line per request on the access logger, to stderr (once per process)."""
+    if access_logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    access_logger.propagate = False
+
+
+def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
+    """Load the indexes in the background at start-up; stop the search pool at shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -593,16 +621,10 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
             service._load_task.cancel()
             service.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
-        title="lsr search service",
-        version=__version__,
-        lifespan=lifespan,
-        default_response_class=FastJSONResponse,
-        description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
-        "X-API-Key header when the service has a key.",
-    )
-    app.state.service = service
+    return lifespan
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message)
@@ -624,8 +646,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         logger.exception("unexpected error on %s", request.url.path)
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    # --- health ---------------------------------------------------------------------------------
 
+def _add_health_routes(app: FastAPI, service: Service) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
         """Liveness: the process answers (also while indexes load or searches run)."""
@@ -644,8 +666,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         """Prometheus text format."""
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
-    # --- v1 -------------------------------------------------------------------------------------
 
+def _add_index_routes(app: FastAPI, service: Service) -> None:
     @app.get("/v1/indexes", tags=["indexes"])
     async def list_indexes() -> dict[str, Any]:
         """Served indexes: name, path, version, size, encoder, counts, modes."""
@@ -658,6 +680,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         request.state.index = name if name in service.settings.indexes else None
         return await service.reload(name, body.path if body else None)
 
+
+def _add_search_routes(app: FastAPI, service: Service) -> None:
     @app.post("/v1/search", tags=["search"])
     async def search(body: SearchRequest, request: Request) -> FastJSONResponse:
         """Top-k for one query: ``query`` text (encoded by the index's own query encoder) or a
@@ -724,6 +748,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
             }
         )
 
+
+def _add_doc_routes(app: FastAPI, service: Service) -> None:
     @app.get("/v1/docs/{doc_id:path}", tags=["docs"])
     async def get_doc(doc_id: str, request: Request, index: str | None = None) -> dict[str, Any]:
         """A document by its external id, from the index's docstore (``?index=NAME``)."""
@@ -737,25 +763,26 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         doc = await asyncio.to_thread(served.searcher.docstore.get, d)
         return {"index": served.name, **doc, "id": doc_id}
 
+
+def _add_middleware(app: FastAPI, service: Service) -> None:
     app.add_middleware(ServiceMiddleware, service=service)
-    if settings.cors_origins:
+    if service.settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
+            allow_origins=list(service.settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
-    return app
 
 
 def app_from_env() -> FastAPI:
     """The app of ``LSR_SERVICE_SETTINGS`` (a uvicorn factory: each worker process builds its own)."""
-    return create_app(ServiceSettings.from_env())
+    return create_app(from_env())
 
 
-def serve(settings: ServiceSettings, log_level: str = "info") -> None:
+def serve(settings: ServiceConfig, log_level: str = "info") -> None:
     """Run the service under uvicorn until interrupted (``lsr serve``). Settings reach each worker
     through ``LSR_SERVICE_SETTINGS``. With several workers the parent binds the socket with
     TCP_NODELAY, which the accepted connections inherit (without it, a keep-alive client waits out
@@ -766,9 +793,7 @@ def serve(settings: ServiceSettings, log_level: str = "info") -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from lsr.service.settings import SETTINGS_ENV
-
-    os.environ[SETTINGS_ENV] = settings.to_json()
+    os.environ[SETTINGS_ENV] = to_json(settings)
     config = uvicorn.Config(
         "lsr.service.app:app_from_env",
         factory=True,

@@ -464,11 +464,9 @@ class SlowSearcher:
 
 
 def _settings(index, **kw):
-    from lsr.service.settings import ServiceSettings
+    from lsr.config import ServiceConfig
 
-    return ServiceSettings(
-        indexes={"if": str(index)}, log_requests=False, api_key_env="LSR_TEST_NO_KEY", **kw
-    )
+    return ServiceConfig(indexes={"if": str(index)}, log_requests=False, api_key_env="LSR_TEST_NO_KEY", **kw)
 
 
 def test_health_answers_while_a_slow_search_runs_and_timeout_is_503(tiny_if_index):
