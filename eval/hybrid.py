@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,6 @@ DENSE_SYSTEMS = ("dense-pq", "dense-float")
 
 def _torch_threads(n: int) -> int:
     """Set torch's intra-op threads (if torch is loaded); return the previous count."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is None:
         return 0

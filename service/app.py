@@ -18,6 +18,8 @@ import hmac
 import json
 import logging
 import math
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -26,15 +28,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.supervisors import Multiprocess
 
 from lsr import __version__
 from lsr.config import ServiceConfig
 from lsr.index import SearchParams, SearchResult
+from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+from lsr.index.io import read_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
 from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
@@ -767,8 +774,6 @@ def _add_doc_routes(app: FastAPI, service: Service) -> None:
 def _add_middleware(app: FastAPI, service: Service) -> None:
     app.add_middleware(ServiceMiddleware, service=service)
     if service.settings.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
-
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(service.settings.cors_origins),
@@ -787,12 +792,6 @@ def serve(settings: ServiceConfig, log_level: str = "info") -> None:
     through ``LSR_SERVICE_SETTINGS``. With several workers the parent binds the socket with
     TCP_NODELAY, which the accepted connections inherit (without it, a keep-alive client waits out
     a 40 ms delayed ACK between the response's header and body writes)."""
-    import os
-    import socket
-
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     os.environ[SETTINGS_ENV] = to_json(settings)
     config = uvicorn.Config(
         "lsr.service.app:app_from_env",
@@ -814,7 +813,4 @@ def serve(settings: ServiceConfig, log_level: str = "info") -> None:
 
 def index_summary(path: str | Path) -> dict[str, Any]:
     """Meta of an index directory, read without loading it (``lsr serve`` checks paths up front)."""
-    from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
-    from lsr.index.io import read_meta
-
     return read_meta(Path(path), INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
