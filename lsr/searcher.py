@@ -321,14 +321,16 @@ class Searcher:
         need_dense = (
             plan.first_stage in ("dense", "dense-float") or plan.rerank != "none"
         ) and queries.dense is None
-        if (need_sparse or need_dense) and queries.texts is None:
+        if not (need_sparse or need_dense):
+            return queries
+        texts = queries.texts
+        if texts is None:
             what = "sparse vectors" if need_sparse else "dense embeddings"
             raise ValueError(f"the plan needs {what} of the queries: give their texts")
-        assert queries.texts is not None or not (need_sparse or need_dense)
         return dataclasses.replace(
             queries,
-            sparse=self.encode_texts(queries.texts) if need_sparse else queries.sparse,  # type: ignore[arg-type]
-            dense=self.encode_dense(queries.texts) if need_dense else queries.dense,  # type: ignore[arg-type]
+            sparse=self.encode_texts(texts) if need_sparse else queries.sparse,
+            dense=self.encode_dense(texts) if need_dense else queries.dense,
         )
 
     # --- first stage -------------------------------------------------------------------------------
