@@ -599,7 +599,8 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
     _add_error_handlers(app)
     _add_health_routes(app, service)
     _add_index_routes(app, service)
-    _add_search_routes(app, service)
+    _add_search_route(app, service)
+    _add_batch_route(app, service)
     _add_doc_routes(app, service)
     _add_middleware(app, service)
     return app
@@ -688,7 +689,7 @@ def _add_index_routes(app: FastAPI, service: Service) -> None:
         return await service.reload(name, body.path if body else None)
 
 
-def _add_search_routes(app: FastAPI, service: Service) -> None:
+def _add_search_route(app: FastAPI, service: Service) -> None:
     @app.post("/v1/search", tags=["search"])
     async def search(body: SearchRequest, request: Request) -> FastJSONResponse:
         """Top-k for one query: ``query`` text (encoded by the index's own query encoder) or a
@@ -720,6 +721,8 @@ def _add_search_routes(app: FastAPI, service: Service) -> None:
             }
         )
 
+
+def _add_batch_route(app: FastAPI, service: Service) -> None:
     @app.post("/v1/search/batch", tags=["search"])
     async def search_batch(body: BatchRequest, request: Request) -> FastJSONResponse:
         """Top-k for each of up to ``max_batch`` queries (text or vectors), in order."""
