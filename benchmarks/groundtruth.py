@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lsr.index.sparse import SparseBatch
+from lsr.index.topk import top_k
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +41,7 @@ def query_matrix(queries: SparseBatch, n_terms: int, dtype: type = np.float64):
 
 def topk_row(scores: NDArray, docs: NDArray, k: int) -> NDArray[np.int64]:
     """Top-``k`` of one sparse score row: score descending, then doc ascending; only scores > 0."""
-    positive = scores > 0
-    scores, docs = scores[positive], docs[positive]
-    if len(scores) > k:
-        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-        keep = scores >= kth
-        scores, docs = scores[keep], docs[keep]
-    order = np.lexsort((docs, -scores))[:k]
-    return docs[order].astype(np.int64)
+    return top_k(scores, k, docs, positive=True)[0]
 
 
 def exact_topk(docs: SparseBatch, queries: SparseBatch, n_terms: int, k: int) -> list[NDArray[np.int64]]:

@@ -19,6 +19,7 @@ with every number, the machine and its load average to ``benchmarks/results/`` b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     from lsr.eval.datasets import load_eval_dataset
     from lsr.index.pq import adc_scores, build_lut
-    from lsr.searcher import Searcher
+    from lsr.searcher import Plan, Queries, Searcher
     from lsr.timing import latency_summary, time_queries
 
     searcher = Searcher(args.index)
@@ -72,9 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     qids = qids[: args.queries] if args.queries else qids
     texts = [ds.queries[q] for q in qids]
     method, weight = dense.resolve_fusion()
-    encoded = searcher.encode_texts(texts)
-    results = [searcher.index.search(*encoded.row(i), k=args.depth) for i in range(len(qids))]
-    emb = dense.encode_queries(texts)
+    plan = Plan(k=args.depth, rerank="dense", depth=args.depth, fusion=method, fusion_weight=weight)
+    float_plan = dataclasses.replace(plan, rerank="dense-float")
+    queries = searcher.encode(Queries(texts=texts), plan)
+    emb = queries.dense
+    sparse_plan = dataclasses.replace(plan, rerank="none")
+    results = searcher.first_stage(queries, sparse_plan)
     codes, books = dense.codes.codes, dense.codes.codebooks
     luts = [dense.codes.lut(e) for e in emb]
     cands = [np.ascontiguousarray(r.docs, dtype=np.int64) for r in results]
@@ -84,21 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     def timed(name: str, fn, bytes_per_doc: float | None = None) -> None:
         rows[name] = {**latency_summary(time_queries(fn, n, warmup=5)), "bytes_per_doc": bytes_per_doc}
 
-    timed("sparse search (context)", lambda i: searcher.index.search(*encoded.row(i), k=args.depth))
-    timed(
-        "PQ re-rank",
-        lambda i: dense.rerank(emb[i], cands[i], results[i].scores, method, weight, False),
-        dense.codes.bytes_per_doc,
-    )
-    timed(
-        "float re-rank",
-        lambda i: dense.rerank(emb[i], cands[i], results[i].scores, method, weight, True),
-        4.0 * dense.codes.dim,
-    )
+    one = [queries.slice(i, i + 1) for i in range(n)]
+    heads = [[r] for r in results]
+    timed("sparse search (context)", lambda i: searcher.first_stage(one[i], sparse_plan))
+    timed("PQ re-rank", lambda i: searcher.rerank(one[i], heads[i], plan), dense.codes.bytes_per_doc)
+    timed("float re-rank", lambda i: searcher.rerank(one[i], heads[i], float_plan), 4.0 * dense.codes.dim)
     rotated = dense.codes.rotate(emb)
     timed("PQ lookup table", lambda i: build_lut(rotated[i], books))
     timed("PQ ADC", lambda i: adc_scores(luts[i], codes, cands[i]))
-    timed("dense query encoding", lambda i: dense.encode_queries([texts[i]]))
+    timed("dense query encoding", lambda i: searcher.encode_dense([texts[i]]))
     base = rows["float re-rank"]["mean"]
     for r in rows.values():
         r["ratio_to_float_rerank"] = r["mean"] / base if base else None

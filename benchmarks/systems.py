@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 
 from lsr.data.sparse_jsonl import read_sparse_jsonl
 from lsr.index.sparse import SparseBatch
+from lsr.index.topk import top_k
 
 logger = logging.getLogger(__name__)
 
@@ -374,7 +375,7 @@ class ScipyExact(System):
 
     A query selects its terms' rows and multiplies them by its weights
     (``matrix[terms].T @ weights``), a dense score vector over all documents; the top-k
-    comes from ``argpartition``. Index bytes are the matrix arrays in memory. Batches
+    comes from ``lsr.index.topk.top_k``. Index bytes are the matrix arrays in memory. Batches
     run queries in a thread pool (SciPy's sparse kernels release the GIL).
     """
 
@@ -409,11 +410,7 @@ class ScipyExact(System):
         terms, weights = self.rows[i]
         if len(terms) == 0:
             return np.zeros(0, np.int64)
-        scores = self.matrix[terms].T @ weights
-        n = len(scores)
-        top = np.argpartition(scores, n - k)[n - k :] if n > k else np.arange(n)
-        top = top[scores[top] > 0]
-        return top[np.lexsort((top, -scores[top]))]
+        return top_k(self.matrix[terms].T @ weights, k, positive=True)[0]
 
     def ids_one(self, result: Any) -> list[str]:
         return [self.ids[d] for d in result.tolist()]

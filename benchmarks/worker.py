@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.systems import CollectionFiles, Query, Setting, System, make_system
+from lsr.timing import latency_summary
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +128,7 @@ def time_setting(
     with _no_gc(), _CpuClock() as latency_clock:
         times, single_ids = _latency(system, setting, n, k, budget_s)
     ms = np.asarray(times) * 1e3
+    lat = latency_summary(ms)
     n_batch = _batch_size(float(np.mean(times)), n, threads, budget_s)
     rounds = 0
     with _no_gc(), _CpuClock() as batch_clock:
@@ -141,9 +143,9 @@ def time_setting(
         "params": setting.params,
         "warmup_searches": warmed,
         "n_timed": len(times),
-        "mean_ms": float(ms.mean()),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": lat["mean"],
+        "p50_ms": lat["p50"],
+        "p99_ms": lat["p99"],
         "max_ms": float(ms.max()),
         "latency_cpu_per_wall": latency_clock.ratio,
         "n_batch": n_batch,

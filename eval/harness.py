@@ -8,6 +8,7 @@ excluded.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -18,9 +19,10 @@ import numpy as np
 from lsr import __version__
 from lsr.config import Config, to_dict
 from lsr.eval.datasets import EvalDataset, load_eval_dataset
+from lsr.eval.hybrid import format_rerank_section, rerank_stage
 from lsr.eval.metrics import evaluate_run
-from lsr.index import SearchParams, SparseBatch
-from lsr.searcher import Searcher, search_params
+from lsr.index import SparseBatch
+from lsr.searcher import Plan, Queries, Searcher, warn_empty
 from lsr.timing import latency_summary, time_queries
 
 logger = logging.getLogger(__name__)
@@ -46,15 +48,11 @@ def flops(doc_df: np.ndarray, n_docs: int, queries: SparseBatch, n_terms: int) -
     return float(np.dot(q_df / len(queries), doc_df / n_docs))
 
 
-def measure_latency(searcher: Searcher, texts: list[str], k: int, params: SearchParams) -> dict[str, float]:
+def measure_latency(searcher: Searcher, texts: list[str], plan: Plan) -> dict[str, float]:
     """Per-query wall time of encode + search on one thread (lsr.timing), plus encoding alone."""
-    kwargs = {"mode": params.mode, "alpha": params.alpha, "beta": params.beta}
-
-    def encode_and_search(i: int) -> None:
-        q = searcher.encode_texts([texts[i]])
-        searcher.index.search(*q.row(0), k=k, **kwargs)
-
-    summary = latency_summary(time_queries(encode_and_search, len(texts)))
+    summary = latency_summary(
+        time_queries(lambda i: searcher.search_batch(Queries(texts=[texts[i]]), plan), len(texts))
+    )
     encode_ms = time_queries(lambda i: searcher.encode_texts([texts[i]]), len(texts))
     return {**summary, "encode_mean": float(encode_ms.mean())}
 
@@ -89,26 +87,27 @@ def evaluate_index(
             f"{dataset_spec}: the queries ({len(dataset.queries)}) and the {cfg.split} qrels "
             f"({len(dataset.qrels)} judged queries) share no query id: nothing to evaluate"
         )
-    texts = [dataset.queries[q] for q in qids]
+    plan = Plan.from_config(config.search, k=cfg.k, rerank="none")
     t0 = time.perf_counter()
-    queries = searcher.encode_texts(texts)
+    queries = searcher.encode(Queries(texts=[dataset.queries[q] for q in qids]), plan)
     t1 = time.perf_counter()
-    params = search_params(config.search)
-    run = searcher.run(
-        qids, queries, k=cfg.k, threads=config.search.threads, progress=progress, params=params
-    )
+    warn_empty(qids, queries)
+    first = searcher.first_stage(queries, plan, progress)
+    run = searcher.to_run(qids, first)
     rerank_section = None
     if rerank not in (None, "none"):
-        from lsr.eval.hybrid import rerank_stage
-
-        run, rerank_section = rerank_stage(searcher, dataset.qrels, qids, texts, run, config, rerank)
+        hybrid = dataclasses.replace(plan, rerank=rerank)
+        run, rerank_section = rerank_stage(searcher, dataset.qrels, qids, queries, first, config, hybrid)
     t2 = time.perf_counter()
     metrics = evaluate_run(dataset.qrels, run, cfg.metrics, cfg.relevance_level)
     if run_out is not None:
         run_out.update(run=run, qrels=dataset.qrels)
+    texts = queries.texts or []
     sample = texts[: cfg.latency_queries] if cfg.latency_queries else texts
-    latency = measure_latency(searcher, sample, cfg.k, params) if sample else {}
+    latency = measure_latency(searcher, sample, plan) if sample else {}
     doc_df = np.diff(np.asarray(index.term_ptr))
+    encoded = queries.sparse
+    assert encoded is not None
     return {
         "lsr_version": __version__,
         "dataset": {
@@ -136,7 +135,7 @@ def evaluate_index(
             if index.blockmax
             else None,
         },
-        "search": {"mode": params.mode, "alpha": params.alpha, "beta": params.beta},
+        "search": {"mode": plan.mode, "alpha": plan.alpha, "beta": plan.beta},
         "metrics": metrics,
         "eval_k": cfg.k,
         "latency_ms": latency,
@@ -150,8 +149,8 @@ def evaluate_index(
         "postings_bytes": index.postings_nbytes,
         "bytes_per_posting": index.postings_nbytes / max(int(index.meta["n_postings"]), 1),
         "doc_nnz_avg": float(index.meta["stats"]["doc_nnz_avg"]),
-        "query_nnz_avg": float(queries.nnz / max(len(queries), 1)),
-        "flops": flops(doc_df, index.n_docs, queries, index.n_terms),
+        "query_nnz_avg": float(encoded.nnz / max(len(encoded), 1)),
+        "flops": flops(doc_df, index.n_docs, encoded, index.n_terms),
         "encoder": index.meta["encoder"],
         "config": {"index": index.meta.get("config"), "eval": to_dict(config)},
     } | ({"rerank": rerank_section} if rerank_section else {})
@@ -180,7 +179,5 @@ def format_report(report: dict[str, Any]) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [title, "-" * len(title)] + [f"{name:<{width}}  {value:>10}" for name, value in rows]
     if report.get("rerank"):
-        from lsr.eval.hybrid import format_rerank_section
-
         lines.append(format_rerank_section(report["rerank"]))
     return "\n".join(lines)

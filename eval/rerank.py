@@ -30,8 +30,10 @@ from lsr import __version__
 from lsr.config import Config, to_dict
 from lsr.data.corpus import load_queries
 from lsr.data.trec import Qrels, Run, read_qrels, read_run
+from lsr.dense.stage import build_dense_stage
+from lsr.eval.hybrid import format_rerank_section, rerank_stage
 from lsr.eval.metrics import evaluate_run
-from lsr.searcher import Searcher
+from lsr.searcher import Plan, Queries, Searcher
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +88,18 @@ def check_candidates_indexed(
 def rerank(searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]]) -> Run:
     """Re-score each query's candidates by the index's dot product; unmatched ones sink, in order."""
     qids = [q for q in candidates if q in queries]
-    encoded = searcher.encode_texts([queries[q] for q in qids])
-    index, keys = searcher.index, searcher.index.doc_keys
-    run: Run = {}
-    for i, qid in enumerate(qids):
-        result = index.search(*encoded.row(i), k=max(index.n_docs, 1))
-        pairs = zip(result.docs.tolist(), result.scores.tolist(), strict=True)
-        scores = {keys[d]: float(s) for d, s in pairs}
-        cands = candidates[qid]
-        # unmatched candidates get tiny negative scores that keep their first-stage order
-        run[qid] = {doc: scores.get(doc, -(rank + 1) / (len(cands) + 1)) for rank, doc in enumerate(cands)}
-    return run
+    batch, plan = candidate_queries(searcher, queries, candidates, qids)
+    return searcher.to_run(qids, searcher.search_batch(batch, plan))
+
+
+def candidate_queries(
+    searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]], qids: list[str]
+) -> tuple[Queries, Plan]:
+    """The batch and plan of the candidates first stage (every candidate kept, in score order)."""
+    batch = Queries(
+        texts=[queries[q] for q in qids], candidates=[searcher.internal_ids(candidates[q]) for q in qids]
+    )
+    return batch, Plan(k=max([len(c) for c in batch.candidates or []] + [1]), first_stage="candidates")
 
 
 def evaluate_split(
@@ -113,26 +116,20 @@ def evaluate_split(
     first = read_run(find_run(dataset, run_name, split))
     candidates = {q: docs for q, docs in top_candidates(first, depth).items() if q in qrels}
     check_candidates_indexed(searcher.index.doc_keys, candidates, run_name, split, "the index", dataset)
+    qids = [q for q in candidates if q in queries]
+    batch, plan = candidate_queries(searcher, queries, candidates, qids)
     start = time.perf_counter()
-    reranked = rerank(searcher, queries, candidates)
+    batch = searcher.encode(batch, plan)
+    first = searcher.first_stage(batch, plan)
+    reranked = searcher.to_run(qids, first)
     seconds = time.perf_counter() - start
     first_top = {q: {d: float(depth - r) for r, d in enumerate(docs)} for q, docs in candidates.items()}
     hybrid: dict[str, Any] = {}
     if stage not in (None, "none"):  # fuse the re-ranked sparse scores with the dense stage's
-        from lsr.eval.hybrid import rerank_stage
-
-        qids = list(reranked)
+        config = config or Config()
+        plan = Plan.from_config(config.search, k=depth, first_stage="candidates", rerank=stage, depth=depth)
         reranked, section = rerank_stage(
-            searcher,
-            qrels,
-            qids,
-            [queries[q] for q in qids],
-            reranked,
-            config or Config(),
-            stage,
-            depth,
-            RELEVANCE_LEVEL,
-            METRICS,
+            searcher, qrels, qids, batch, first, config, plan, RELEVANCE_LEVEL, METRICS
         )
         hybrid = {"rerank": section}
     return {
@@ -179,8 +176,6 @@ def rerank_eval(
     rerank = rerank or config.search.rerank
     try:
         if tmp is not None and rerank not in (None, "none"):
-            from lsr.dense_stage import build_dense_stage
-
             d = config.dense
             build_dense_stage(
                 index_dir,
@@ -233,7 +228,5 @@ def format_rerank_report(report: dict[str, Any]) -> str:
             f"{m['ndcg@10']:>8.4f}  {m['mrr@10']:>8.4f}  {m['map@100']:>8.4f}"
         )
         if r.get("rerank"):
-            from lsr.eval.hybrid import format_rerank_section
-
             lines.append("  " + format_rerank_section(r["rerank"]).replace("\n", "\n  "))
     return "\n".join(lines)

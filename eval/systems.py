@@ -7,7 +7,7 @@ A system is one of:
   ``lsr.encoders.default_model``), ``NAME:MODEL_FOLDER`` or a model folder (SPLADE): an index is built
   over the dataset's corpus with that encoder, or taken from the cache;
 * ``hybrid`` or ``hybrid:MODEL_FOLDER``: the SPLADE index plus the dense re-rank stage
-  (``lsr.dense_stage``), evaluated with ``rerank="dense"``;
+  (``lsr.dense.stage``), evaluated with ``rerank="dense"``;
 * ``pyserini-bm25``: the external reference, Lucene BM25 through pyserini (``lsr.eval.pyserini_ref``);
 * ``run:FILE``: a TREC run file evaluated as it is (``{split}`` in FILE is filled in; for the DL
   re-rank protocols a run name of the pool, e.g. ``run:bm25``, also works).
@@ -247,7 +247,7 @@ def ensure_index(
 ) -> BuiltIndex:
     """The index of ``system`` over ``corpus`` (only ``doc_ids`` when given): from the cache, or built.
 
-    A hybrid system's index also gets its dense stage (``lsr.dense_stage.build_dense_stage``).
+    A hybrid system's index also gets its dense stage (``lsr.dense.stage.build_dense_stage``).
     """
     from lsr.pipeline import index_corpus
 
@@ -292,7 +292,7 @@ def ensure_index(
             note = f"indexed only the {n} candidate passages of the re-ranked run"
         start = time.perf_counter()
         if system.kind == "hybrid":  # the SPLADE system's index (cached, or built once), plus a dense stage
-            from lsr.dense_stage import build_dense_stage
+            from lsr.dense.stage import build_dense_stage
 
             sparse = ensure_index(sparse_part(system), config, corpus, cache_dir, doc_ids, progress)
             staging = work / "index"

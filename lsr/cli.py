@@ -9,6 +9,7 @@ the composition root: the only place in ``lsr`` that imports ``lsr.eval``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -52,34 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode_parser(sub)
     _add_index_parser(sub)
 
-    p = sub.add_parser("search", help="search an index with a text query or a queries file")
-    p.add_argument("--index", required=True, help="index directory")
-    p.add_argument("query", nargs="?", help="a free-text query: prints rank, id, score and title")
-    p.add_argument(
-        "--queries", help="BEIR folder, queries .jsonl/.tsv, sparse-vector JSONL, or ir_datasets id"
-    )
-    p.add_argument("--split", help="with a BEIR folder: only the queries judged in qrels/<split>.tsv")
-    p.add_argument(
-        "--k", type=int, help="results per query (search.k; default 10 for a text query, 1000 for --queries)"
-    )
-    p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
-    _search_mode_flags(p)
-    p.add_argument(
-        "--stats",
-        metavar="S.json",
-        help="with --queries: also time each query alone on one "
-        "thread (after warm-up, index load excluded) and write mean/p50/p99 ms and queries/s",
-    )
-    p.add_argument(
-        "--rerank",
-        choices=("none", "dense"),
-        help="search.rerank: dense re-scores the sparse top --depth with the index's dense stage "
-        "(PQ codes) and fuses the scores with the weight stored by lsr tune-fusion",
-    )
-    p.add_argument("--depth", type=int, help="search.rerank_depth: sparse candidates re-scored (100)")
-    p.add_argument("--out", help="TREC run file to write (with --queries)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _common(p)
+    _add_search_parser(sub)
 
     p = sub.add_parser(
         "eval",
@@ -178,6 +152,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the JSON report here")
     _common(p)
 
+    _add_tune_fusion_parser(sub)
+
+    _add_serve_parser(sub)
+    _add_train_parsers(sub)
+    return parser
+
+
+def _add_search_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search an index with a text query or a queries file")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("query", nargs="?", help="a free-text query: prints rank, id, score and title")
+    p.add_argument(
+        "--queries", help="BEIR folder, queries .jsonl/.tsv, sparse-vector JSONL, or ir_datasets id"
+    )
+    p.add_argument("--split", help="with a BEIR folder: only the queries judged in qrels/<split>.tsv")
+    p.add_argument(
+        "--k", type=int, help="results per query (search.k; default 10 for a text query, 1000 for --queries)"
+    )
+    p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
+    _search_mode_flags(p)
+    p.add_argument(
+        "--stats",
+        metavar="S.json",
+        help="with --queries: also time each query alone on one "
+        "thread (after warm-up, index load excluded) and write mean/p50/p99 ms and queries/s",
+    )
+    p.add_argument(
+        "--rerank",
+        choices=("none", "dense"),
+        help="search.rerank: dense re-scores the sparse top --depth with the index's dense stage "
+        "(PQ codes) and fuses the scores with the weight stored by lsr tune-fusion",
+    )
+    p.add_argument("--depth", type=int, help="search.rerank_depth: sparse candidates re-scored (100)")
+    p.add_argument("--out", help="TREC run file to write (with --queries)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _common(p)
+
+
+def _add_tune_fusion_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tune-fusion",
         help="tune the dense re-rank fusion weight on a dev/train split and "
@@ -196,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the grid, store nothing")
     _common(p)
 
+
+def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve",
         help="serve indexes over HTTP (REST search service; the `serve` extra)",
@@ -207,27 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--index",
         dest="indexes",
         action="append",
-        required=True,
         metavar="[NAME=]DIR",
-        help="an index to serve (repeatable); NAME defaults to the directory name; the first "
-        "is the default of requests that name no index",
+        help="an index to serve (repeatable; replaces service.indexes); NAME defaults to the directory "
+        "name; the first is the default of requests that name no index",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000; 0: any free port)")
     p.add_argument(
         "--workers",
         type=int,
-        default=1,
         help="uvicorn worker processes, each with its own "
         "memory-mapped copy of the indexes (pages are shared); default 1",
     )
-    p.add_argument("--threads", type=int, default=0, help="search threads per worker (0: all cores)")
-    p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds (503 past it)")
-    p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for (1000)")
-    p.add_argument("--max-query-chars", type=int, default=2048, help="longest text query (characters)")
-    p.add_argument("--max-query-tokens", type=int, default=256, help="longest text query (whitespace tokens)")
-    p.add_argument("--max-batch", type=int, default=256, help="most queries in one batch request")
-    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (1 MiB)")
+    p.add_argument("--threads", type=int, help="search threads per worker (0: all cores)")
+    p.add_argument("--timeout", type=float, help="per-request timeout in seconds (503 past it)")
+    p.add_argument("--max-k", type=int, help="largest k a request may ask for (1000)")
+    p.add_argument("--max-query-chars", type=int, help="longest text query (characters)")
+    p.add_argument("--max-query-tokens", type=int, help="longest text query (whitespace tokens)")
+    p.add_argument("--max-batch", type=int, help="most queries in one batch request")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body (1 MiB)")
     p.add_argument(
         "--api-key-file",
         metavar="FILE",
@@ -236,7 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--api-key-env",
-        default="LSR_API_KEY",
         metavar="VAR",
         help="environment variable holding the API key (default LSR_API_KEY; unset: no key)",
     )
@@ -244,14 +256,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--cors-origin",
         dest="cors_origins",
         action="append",
-        default=[],
         metavar="ORIGIN",
         help="allow browser requests from this origin (repeatable; default: CORS off)",
     )
     p.add_argument("--no-access-log", action="store_true", help="no JSON log line per request")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
-    _add_train_parsers(sub)
-    return parser
+    p.add_argument(
+        "--config",
+        metavar="FILE|NAME",
+        help="YAML config whose service section holds the settings; the flags above override it",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set service.max_k=100 (repeatable)",
+    )
 
 
 def _search_mode_flags(p: argparse.ArgumentParser) -> None:
@@ -412,7 +434,7 @@ def _dense_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _build_dense(cfg: Config, index_dir: str, corpus: str | None, overwrite: bool, progress: bool) -> int:
-    from lsr.dense_stage import build_dense_stage
+    from lsr.dense.stage import build_dense_stage
 
     d = cfg.dense
     meta = build_dense_stage(
@@ -437,7 +459,8 @@ def _build_dense(cfg: Config, index_dir: str, corpus: str | None, overwrite: boo
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from lsr.searcher import Searcher, search_params
+    # handlers import their stack on first use, so `lsr --help` loads neither numba nor torch
+    from lsr.searcher import Plan, Searcher
 
     if bool(args.query) == bool(args.queries):
         raise LsrError("give either a query text or --queries FILE")
@@ -447,69 +470,51 @@ def cmd_search(args: argparse.Namespace) -> int:
     extra += [f"search.rerank_depth={args.depth}"] if args.depth is not None else []
     cfg = _config(args, extra)
     searcher = Searcher(args.index)
-    params = search_params(cfg.search)
-    s = cfg.search
-    rerank = s.rerank if s.rerank != "none" else None
-    if rerank:
-        searcher.require_dense(rerank)  # fail before any work
+    plan = Plan.from_config(cfg.search)
+    searcher.check(plan)  # fail before any work
     if args.query:
-        for hit in searcher.search(
-            args.query,
-            k=args.k or 10,
-            params=params,
-            rerank=rerank,
-            depth=s.rerank_depth,
-            fusion=s.fusion,
-            fusion_weight=s.fusion_weight,
-        ):
+        k = args.k or 10  # one text query: the whole sparse top max(k, depth) is re-scored
+        text_plan = dataclasses.replace(plan, k=k, depth=max(k, plan.depth))
+        for hit in searcher.hits(searcher.search(args.query, text_plan)):
             print(f"{hit.rank:>4}  {hit.doc_id:<20} {hit.score:10.4f}  {hit.title[:80]}")
         return 0
+    return _search_queries(args, cfg, searcher, plan)
+
+
+def _search_queries(args: argparse.Namespace, cfg: Config, searcher, plan) -> int:
+    from lsr.data.queries_input import load_query_input
+    from lsr.data.trec import write_run
+    from lsr.searcher import Queries, warn_empty
+
     if not args.out:
         raise LsrError("--queries needs --out RUN.trec")
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    from lsr.data.queries_input import load_query_input
-    from lsr.data.trec import write_run
-
-    qids, encoded = load_query_input(searcher, args.queries, args.split)
+    qids, texts, sparse = load_query_input(searcher, args.queries, args.split)
+    queries = searcher.encode(Queries(texts, sparse), dataclasses.replace(plan, rerank="none"))
+    warn_empty(qids, queries)
     start = time.perf_counter()
-    run = searcher.run(
-        qids,
-        encoded,
-        max(cfg.search.k, s.rerank_depth) if rerank else cfg.search.k,
-        cfg.search.threads,
-        cfg.search.batch_size,
-        _progress(args),
-        params,
-    )
-    if rerank:
-        from lsr.data.corpus import load_queries
-
-        texts = load_queries(args.queries, args.split)  # the dense model needs the query texts
-        run = searcher.rerank_run(
-            qids, [texts[q] for q in qids], run, s.rerank_depth, s.fusion, s.fusion_weight
-        )
-        run = {q: dict(list(docs.items())[: cfg.search.k]) for q, docs in run.items()}
+    run = searcher.to_run(qids, searcher.search_batch(queries, plan, _progress(args)))
     elapsed = time.perf_counter() - start
     write_run(run, out)
-    print(f"searched {len(run)} queries (k={cfg.search.k}, mode {params.mode}) -> {out}")
+    print(f"searched {len(run)} queries (k={plan.k}, mode {plan.mode}) -> {out}")
     if args.stats:
-        _write_stats(args.stats, searcher, encoded, cfg, params, elapsed)
+        _write_stats(args.stats, searcher, queries.sparse, plan, elapsed)
     return 0
 
 
-def _write_stats(path: str, searcher, encoded, cfg: Config, params, run_seconds: float) -> None:
+def _write_stats(path: str, searcher, encoded, plan, run_seconds: float) -> None:
     from lsr.index.io import write_json
 
     stats = {
         "index": str(searcher.index.path),
-        "k": cfg.search.k,
-        "mode": params.mode,
-        "alpha": params.alpha,
-        "beta": params.beta,
-        "latency_ms": searcher.latency(encoded, cfg.search.k, params),
-        "batch": searcher.batch_throughput(encoded, cfg.search.k, cfg.search.threads, params),
+        "k": plan.k,
+        "mode": plan.mode,
+        "alpha": plan.alpha,
+        "beta": plan.beta,
+        "latency_ms": searcher.latency(encoded, plan),
+        "batch": searcher.batch_throughput(encoded, plan),
         "run": {"seconds": run_seconds, "qps": len(encoded) / max(run_seconds, 1e-9)},
         "query_nnz_avg": encoded.nnz / max(len(encoded), 1),
     }
@@ -585,13 +590,16 @@ def _rerank(args: argparse.Namespace) -> int:
 
 
 def cmd_tune_fusion(args: argparse.Namespace) -> int:
-    from lsr.eval.hybrid import tune_fusion
+    from lsr.dense.tune import tune_fusion
+    from lsr.eval.hybrid import tuning_set
+    from lsr.searcher import Plan, Searcher
 
     cfg = _config(args, [f"search.rerank_depth={args.depth}"] if args.depth is not None else [])
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    res = tune_fusion(
-        args.index, args.dataset, cfg, args.split, methods, store=not args.dry_run, progress=_progress(args)
-    )
+    searcher = Searcher(args.index)
+    searcher.require_dense()
+    data = tuning_set(args.dataset, args.split, cfg)
+    res = tune_fusion(searcher, data, Plan.from_config(cfg.search), methods, store=not args.dry_run)
     on = res["tuned_on"]
     for method, grid in res["grid"].items():
         print(f"{method:<14} " + " ".join(f"{w}:{v:.4f}" for w, v in grid.items()))
@@ -613,25 +621,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"lsr serve needs the serve extra ({exc.name} is missing): pip install -e '.[serve]'"
         ) from None
     from lsr.service.app import index_summary, serve
-    from lsr.service.settings import ServiceSettings, parse_index_specs
+    from lsr.service.settings import api_key, check_indexes
 
-    settings = ServiceSettings(
-        indexes=parse_index_specs(args.indexes),
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        search_threads=args.threads,
-        timeout_s=args.timeout,
-        max_k=args.max_k,
-        max_query_chars=args.max_query_chars,
-        max_query_tokens=args.max_query_tokens,
-        max_batch=args.max_batch,
-        max_body_bytes=args.max_body_bytes,
-        api_key_file=args.api_key_file,
-        api_key_env=args.api_key_env,
-        cors_origins=tuple(args.cors_origins),
-        log_requests=not args.no_access_log,
-    )
+    settings = check_indexes(dataclasses.replace(_config(args, []).service, **_serve_flags(args)))
     for name, path in settings.indexes.items():  # fail fast, before any worker starts
         meta = index_summary(path)
         logger.info(
@@ -641,10 +633,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
             meta["n_docs"],
             meta.get("encoder", {}).get("name"),
         )
-    key = settings.api_key()
+    key = api_key(settings)
     logger.info("API key %s", "required on /v1 routes" if key else "not required (no key configured)")
     serve(settings, log_level="warning" if args.quiet else "info")
     return 0
+
+
+def _serve_flags(args: argparse.Namespace) -> dict:
+    """The service settings given as ``lsr serve`` flags (they override the config's service section)."""
+    from lsr.service.settings import parse_index_specs
+
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "search_threads": args.threads,
+        "timeout_s": args.timeout,
+        "max_k": args.max_k,
+        "max_query_chars": args.max_query_chars,
+        "max_query_tokens": args.max_query_tokens,
+        "max_batch": args.max_batch,
+        "max_body_bytes": args.max_body_bytes,
+        "api_key_file": args.api_key_file,
+        "api_key_env": args.api_key_env,
+        "indexes": parse_index_specs(args.indexes) if args.indexes else None,
+        "cors_origins": tuple(args.cors_origins) if args.cors_origins else None,
+        "log_requests": False if args.no_access_log else None,
+    }
+    return {key: value for key, value in flags.items() if value is not None}
 
 
 def _add_train_parsers(sub: argparse._SubParsersAction) -> None:

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -240,12 +241,64 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """``lsr serve``: which indexes to serve (name -> directory, in order: the first one is the default
+    of requests that name none), limits, API key, CORS. The flags of ``lsr serve`` override it."""
+
+    indexes: dict[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    search_threads: int = 0  # threads running searches in each worker; 0: the cores of the machine
+    timeout_s: float = 10.0  # per request; past it the request is answered 503
+    max_k: int = 1000
+    max_query_chars: int = 2048
+    max_query_tokens: int = 256  # whitespace-separated tokens of a text query
+    max_vector_terms: int = 4096  # terms of a pre-encoded query vector
+    max_batch: int = 256  # queries in one /v1/search/batch request
+    max_body_bytes: int = 1 << 20
+    api_key_file: str | None = None
+    api_key_env: str = "LSR_API_KEY"  # the key is read from this variable when no file is given
+    cors_origins: tuple[str, ...] = ()
+    warmup: bool = True  # encode and search a few queries in every mode before /readyz says ready
+    log_requests: bool = True  # one JSON line per request on the lsr.service.access logger
+
+    def __post_init__(self) -> None:
+        for name in self.indexes:
+            if not name or "/" in name or name.strip() != name:
+                raise ConfigError(f"index name {name!r} must be non-empty, without '/' or surrounding spaces")
+        for key in (
+            "port",
+            "workers",
+            "max_k",
+            "max_query_chars",
+            "max_query_tokens",
+            "max_vector_terms",
+            "max_batch",
+            "max_body_bytes",
+        ):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "port" else 1):
+                raise ConfigError(f"{key} = {value!r} must be a positive integer")
+        if self.search_threads < 0:
+            raise ConfigError(f"search_threads = {self.search_threads!r} must be >= 0 (0: all cores)")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"timeout_s = {self.timeout_s!r} must be > 0")
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+
+    @property
+    def threads(self) -> int:
+        return self.search_threads or os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
 class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     dense: DenseConfig = field(default_factory=DenseConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

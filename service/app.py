@@ -18,32 +18,38 @@ import hmac
 import json
 import logging
 import math
-import threading
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.supervisors import Multiprocess
 
 from lsr import __version__
-from lsr.index import SearchParams
-from lsr.searcher import Searcher
+from lsr.config import ServiceConfig
+from lsr.index import SearchParams, SearchResult
+from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+from lsr.index.io import read_meta
+from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
-from lsr.service.settings import ServiceSettings
+from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
 
 logger = logging.getLogger("lsr.service")
 access_logger = logging.getLogger("lsr.service.access")
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # never need the API key
-THREAD_SAFE_ENCODERS = ("splade", "unicoil", "inference-free")  # others (bm25: PyStemmer) get a lock
 FIELDS = ("title", "text")
 WARMUP_TEXT = "warm up the query encoder"
 
@@ -70,7 +76,6 @@ class ServedIndex:
     generation: int
     loaded_at: float
     load_seconds: float
-    encode_lock: Any = field(default_factory=contextlib.nullcontext)
     has_dense: bool = False  # the searcher has a dense re-rank stage (``Searcher.dense``)
 
     @property
@@ -115,9 +120,7 @@ def load_served_index(
     mode once, so that model loading and numba dispatch happen before the first request."""
     start = time.perf_counter()
     searcher = opener(path)
-    enc_name = searcher.index.meta.get("encoder", {}).get("name")
-    lock = contextlib.nullcontext() if enc_name in THREAD_SAFE_ENCODERS else threading.Lock()
-    served = ServedIndex(name, str(path), searcher, generation, time.time(), 0.0, lock)
+    served = ServedIndex(name, str(path), searcher, generation, time.time(), 0.0)
     try:  # the dense stage opens lazily; open it now so that requests never pay for it
         served.has_dense = getattr(searcher, "dense", None) is not None
     except Exception as exc:  # a broken dense stage disables rerank, not the index
@@ -138,32 +141,60 @@ def load_served_index(
     return served
 
 
+def request_plan(k: int, params: SearchParams, rerank: str) -> Plan:
+    """The plan of a request: one query's sparse top ``max(k, 100)`` re-scored whole by a dense re-rank;
+    each search on one thread (the pool runs requests side by side)."""
+    return Plan(
+        k=k,
+        mode=params.mode,
+        alpha=params.alpha,
+        beta=params.beta,
+        rerank=rerank,
+        depth=max(k, 100),
+        threads=1,
+    )
+
+
 def search_served(
     served: ServedIndex,
-    query: str | None,
-    vector: dict[str, float] | None,
-    k: int,
-    params: SearchParams,
-    rerank: str = "none",
-    fields: list[str] | None = None,
-) -> dict[str, Any]:
-    """One validated query on one served index: encode (text or vector), search, format the hits.
-    This is the work a search request does in the pool (the load script's in-process baseline too)."""
+    queries: list[tuple[str | None, dict[str, float] | None]],
+    plan: Plan,
+    fields: list[str],
+) -> list[dict[str, Any]]:
+    """Validated queries (text or vector each) on one served index: encode each query alone, search,
+    format the hits. This is the work a request does in the pool (the load script's in-process
+    baseline too)."""
     searcher = served.searcher
-    fields = fields or []
-    if rerank == "dense":
-        hits = searcher.search(query, k=k, params=params, rerank="dense")
-        docs = [served.doc_index(h.doc_id) for h in hits]
-        return {"hits": _hits(served, docs, [h.score for h in hits], fields)}
-    if query is not None:
-        with served.encode_lock:
-            encoded = searcher.encode_texts([query])
-    else:
-        encoded = searcher.encode_vectors([vector])
-    terms, weights = encoded.row(0)
-    result = served.index.search(terms, weights, k=k, mode=params.mode, alpha=params.alpha, beta=params.beta)
-    hits = _hits(served, result.docs.tolist(), result.scores.tolist(), fields)
-    out: dict[str, Any] = {"query_terms": len(terms), "hits": hits}
+    if plan.rerank != "none":  # text queries only; each alone, as a single request would be
+        return [
+            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields)}
+            for q, _ in queries
+        ]
+    parts = [
+        searcher.encode(Queries(texts=[q]), plan)
+        if q is not None
+        else Queries(sparse=searcher.encode_vectors([v]))
+        for q, v in queries
+    ]
+    results = searcher.search_batch(Queries.concat(parts), plan)
+    return [
+        _answer(served, part, vector, result, fields)
+        for part, (_, vector), result in zip(parts, queries, results, strict=True)
+    ]
+
+
+def _answer(
+    served: ServedIndex,
+    query: Queries,
+    vector: dict[str, float] | None,
+    result: SearchResult,
+    fields: list[str],
+) -> dict[str, Any]:
+    assert query.sparse is not None
+    out: dict[str, Any] = {
+        "query_terms": int(query.sparse.row_nnz()[0]),
+        "hits": _hits(served, result, fields),
+    }
     if vector is not None:
         ti = served.index.term_index
         unknown = [t for t in vector if t not in ti]
@@ -172,20 +203,11 @@ def search_served(
     return out
 
 
-def _hits(
-    served: ServedIndex, docs: list[int | None], scores: list[float], fields: list[str]
-) -> list[dict[str, Any]]:
-    keys = served.index.doc_keys
-    store = served.searcher.docstore
-    hits = []
-    for rank, (d, s) in enumerate(zip(docs, scores, strict=True), start=1):
-        hit: dict[str, Any] = {"rank": rank, "id": keys[d] if d is not None else None, "score": s}
-        if fields and d is not None:
-            doc = store.get(d)
-            for f in fields:
-                hit[f] = doc.get(f, "")
-        hits.append(hit)
-    return hits
+def _hits(served: ServedIndex, result: SearchResult, fields: list[str]) -> list[dict[str, Any]]:
+    return [
+        {"rank": h.rank, "id": h.doc_id, "score": h.score, **h.fields}
+        for h in served.searcher.hits(result, fields)
+    ]
 
 
 # --- request bodies -------------------------------------------------------------------------------
@@ -234,10 +256,10 @@ class ReloadRequest(_Body):
 class Service:
     """State shared by the routes: settings, served indexes, the search pool, metrics."""
 
-    def __init__(self, settings: ServiceSettings, opener: Callable[[str], Any] = open_searcher):
+    def __init__(self, settings: ServiceConfig, opener: Callable[[str], Any] = open_searcher):
         self.settings = settings
         self.opener = opener
-        self.api_key = settings.api_key()
+        self.api_key = api_key(settings)
         self.metrics = Metrics()
         self.indexes: dict[str, ServedIndex] = {}
         self.ready = False
@@ -386,26 +408,16 @@ class Service:
         served: ServedIndex,
         query: str | None,
         vector: dict[str, float] | None,
-        k: int,
-        params: SearchParams,
-        rerank: str,
+        plan: Plan,
         fields: list[str],
     ) -> dict[str, Any]:
-        return search_served(served, query, vector, k, params, rerank, fields)
+        return search_served(served, [(query, vector)], plan, fields)[0]
 
     def search_many(
-        self,
-        served: ServedIndex,
-        queries: list[BatchQuery],
-        k: int,
-        params: SearchParams,
-        rerank: str,
-        fields: list[str],
+        self, served: ServedIndex, queries: list[BatchQuery], plan: Plan, fields: list[str]
     ) -> list[dict[str, Any]]:
-        return [
-            {"id": q.id, **self.search_one(served, q.query, q.vector, k, params, rerank, fields)}
-            for q in queries
-        ]
+        answers = search_served(served, [(q.query, q.vector) for q in queries], plan, fields)
+        return [{"id": q.id, **a} for q, a in zip(queries, answers, strict=True)]
 
     def fields_of(self, served: ServedIndex, body: SearchOptions) -> list[str]:
         if body.fields is not None:
@@ -570,15 +582,43 @@ def _validation_message(exc: RequestValidationError, content_type: str) -> tuple
 # --- the app --------------------------------------------------------------------------------------
 
 
-def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_searcher) -> FastAPI:
+def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_searcher) -> FastAPI:
     """The service as an ASGI app. ``opener(path)`` opens one index (default: ``Searcher(path)``)."""
-    service = Service(settings, opener)
-    if settings.log_requests and not access_logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        access_logger.addHandler(handler)
-        access_logger.setLevel(logging.INFO)
-        access_logger.propagate = False
+    service = Service(check_indexes(settings), opener)
+    if settings.log_requests:
+        _log_access()
+    app = FastAPI(
+        title="lsr search service",
+        version=__version__,
+        lifespan=_lifespan(service),
+        default_response_class=FastJSONResponse,
+        description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
+        "X-API-Key header when the service has a key.",
+    )
+    app.state.service = service
+    _add_error_handlers(app)
+    _add_health_routes(app, service)
+    _add_index_routes(app, service)
+    _add_search_route(app, service)
+    _add_batch_route(app, service)
+    _add_doc_routes(app, service)
+    _add_middleware(app, service)
+    return app
+
+
+def _log_access() -> None:
+    """One JSON line per request on the access logger, to stderr (once per process)."""
+    if access_logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access_logger.addHandler(handler)
+    access_logger.setLevel(logging.INFO)
+    access_logger.propagate = False
+
+
+def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
+    """Load the indexes in the background at start-up; stop the search pool at shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -589,16 +629,10 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
             service._load_task.cancel()
             service.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
-        title="lsr search service",
-        version=__version__,
-        lifespan=lifespan,
-        default_response_class=FastJSONResponse,
-        description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
-        "X-API-Key header when the service has a key.",
-    )
-    app.state.service = service
+    return lifespan
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.message)
@@ -620,8 +654,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         logger.exception("unexpected error on %s", request.url.path)
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    # --- health ---------------------------------------------------------------------------------
 
+def _add_health_routes(app: FastAPI, service: Service) -> None:
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
         """Liveness: the process answers (also while indexes load or searches run)."""
@@ -640,8 +674,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         """Prometheus text format."""
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
 
-    # --- v1 -------------------------------------------------------------------------------------
 
+def _add_index_routes(app: FastAPI, service: Service) -> None:
     @app.get("/v1/indexes", tags=["indexes"])
     async def list_indexes() -> dict[str, Any]:
         """Served indexes: name, path, version, size, encoder, counts, modes."""
@@ -654,6 +688,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         request.state.index = name if name in service.settings.indexes else None
         return await service.reload(name, body.path if body else None)
 
+
+def _add_search_route(app: FastAPI, service: Service) -> None:
     @app.post("/v1/search", tags=["search"])
     async def search(body: SearchRequest, request: Request) -> FastJSONResponse:
         """Top-k for one query: ``query`` text (encoded by the index's own query encoder) or a
@@ -670,9 +706,7 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
             served,
             body.query,
             body.vector,
-            body.k,
-            params,
-            body.rerank,
+            request_plan(body.k, params, body.rerank),
             service.fields_of(served, body),
         )
         service.metrics.queries.labels(served.name).inc()
@@ -687,6 +721,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
             }
         )
 
+
+def _add_batch_route(app: FastAPI, service: Service) -> None:
     @app.post("/v1/search/batch", tags=["search"])
     async def search_batch(body: BatchRequest, request: Request) -> FastJSONResponse:
         """Top-k for each of up to ``max_batch`` queries (text or vectors), in order."""
@@ -700,14 +736,12 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         for i, q in enumerate(body.queries):
             service.check_query(q.query, q.vector, body.rerank, where=f"queries[{i}]: ")
         fields = service.fields_of(served, body)
+        plan = request_plan(body.k, params, body.rerank)
         start = time.perf_counter()
         parts = max(1, min(service.settings.threads, n))
         chunks = [body.queries[i::parts] for i in range(parts)]  # round robin over the pool's threads
         done = await asyncio.gather(
-            *(
-                service.run(served, service.search_many, served, chunk, body.k, params, body.rerank, fields)
-                for chunk in chunks
-            )
+            *(service.run(served, service.search_many, served, chunk, plan, fields) for chunk in chunks)
         )
         results: list[Any] = [None] * n
         for i, chunk_results in enumerate(done):
@@ -724,6 +758,8 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
             }
         )
 
+
+def _add_doc_routes(app: FastAPI, service: Service) -> None:
     @app.get("/v1/docs/{doc_id:path}", tags=["docs"])
     async def get_doc(doc_id: str, request: Request, index: str | None = None) -> dict[str, Any]:
         """A document by its external id, from the index's docstore (``?index=NAME``)."""
@@ -737,38 +773,29 @@ def create_app(settings: ServiceSettings, opener: Callable[[str], Any] = open_se
         doc = await asyncio.to_thread(served.searcher.docstore.get, d)
         return {"index": served.name, **doc, "id": doc_id}
 
-    app.add_middleware(ServiceMiddleware, service=service)
-    if settings.cors_origins:
-        from fastapi.middleware.cors import CORSMiddleware
 
+def _add_middleware(app: FastAPI, service: Service) -> None:
+    app.add_middleware(ServiceMiddleware, service=service)
+    if service.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
-            allow_origins=list(settings.cors_origins),
+            allow_origins=list(service.settings.cors_origins),
             allow_methods=["GET", "POST"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
-    return app
 
 
 def app_from_env() -> FastAPI:
     """The app of ``LSR_SERVICE_SETTINGS`` (a uvicorn factory: each worker process builds its own)."""
-    return create_app(ServiceSettings.from_env())
+    return create_app(from_env())
 
 
-def serve(settings: ServiceSettings, log_level: str = "info") -> None:
+def serve(settings: ServiceConfig, log_level: str = "info") -> None:
     """Run the service under uvicorn until interrupted (``lsr serve``). Settings reach each worker
     through ``LSR_SERVICE_SETTINGS``. With several workers the parent binds the socket with
     TCP_NODELAY, which the accepted connections inherit (without it, a keep-alive client waits out
     a 40 ms delayed ACK between the response's header and body writes)."""
-    import os
-    import socket
-
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
-    from lsr.service.settings import SETTINGS_ENV
-
-    os.environ[SETTINGS_ENV] = settings.to_json()
+    os.environ[SETTINGS_ENV] = to_json(settings)
     config = uvicorn.Config(
         "lsr.service.app:app_from_env",
         factory=True,
@@ -789,7 +816,4 @@ def serve(settings: ServiceSettings, log_level: str = "info") -> None:
 
 def index_summary(path: str | Path) -> dict[str, Any]:
     """Meta of an index directory, read without loading it (``lsr serve`` checks paths up front)."""
-    from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
-    from lsr.index.io import read_meta
-
     return read_meta(Path(path), INDEX_FORMAT, (INDEX_FORMAT_VERSION,))

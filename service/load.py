@@ -30,6 +30,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from lsr.timing import latency_summary
+
 LOOPBACK_NAMES = ("localhost", "ip6-localhost")
 
 
@@ -44,17 +46,17 @@ def is_loopback(url: str) -> bool:
 
 
 def summarize(latencies_ms: list[float], errors: int, seconds: float) -> dict[str, Any]:
-    ms = np.asarray(latencies_ms, dtype=np.float64)
-    ok = len(ms)
+    ok = len(latencies_ms)
+    lat = latency_summary(np.asarray(latencies_ms, dtype=np.float64))
     return {
         "requests": ok + errors,
         "ok": ok,
         "errors": errors,
         "seconds": round(seconds, 3),
         "qps": round(ok / seconds, 1) if seconds > 0 else 0.0,
-        "p50_ms": round(float(np.percentile(ms, 50)), 3) if ok else None,
-        "p99_ms": round(float(np.percentile(ms, 99)), 3) if ok else None,
-        "mean_ms": round(float(ms.mean()), 3) if ok else None,
+        "p50_ms": round(lat["p50"], 3) if ok else None,
+        "p99_ms": round(lat["p99"], 3) if ok else None,
+        "mean_ms": round(lat["mean"], 3) if ok else None,
     }
 
 
@@ -261,8 +263,9 @@ def inprocess_level(
     max_requests: int,
 ) -> dict[str, Any]:
     """The same search work (encode, search, hits with titles) on ``concurrency`` threads, no HTTP."""
-    from lsr.service.app import search_served
+    from lsr.service.app import request_plan, search_served  # the HTTP client alone needs no index stack
 
+    plan = request_plan(k, params, "none")
     latencies: list[float] = []
     lock = threading.Lock()
     counter = [0]
@@ -277,7 +280,7 @@ def inprocess_level(
                     break
                 counter[0] += 1
             t0 = time.perf_counter()
-            search_served(served, texts[i % len(texts)], None, k, params, "none", fields)
+            search_served(served, [(texts[i % len(texts)], None)], plan, fields)
             mine.append((time.perf_counter() - t0) * 1e3)
         with lock:
             latencies.extend(mine)

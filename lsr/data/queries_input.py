@@ -1,5 +1,5 @@
 """Queries for ``lsr search --queries``: text (BEIR folder, .jsonl, .tsv, ir_datasets id) or
-pre-encoded sparse-vector JSONL, returned encoded for a given searcher."""
+pre-encoded sparse-vector JSONL (encoded in the searcher's vocabulary)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 
 def load_query_input(
     searcher: Searcher, spec: str | Path, split: str | None = None
-) -> tuple[list[str], SparseBatch]:
-    """``(query ids, encoded queries)`` from any supported query source."""
+) -> tuple[list[str], list[str] | None, SparseBatch | None]:
+    """``(query ids, texts, None)`` for text queries, ``(query ids, None, sparse vectors)`` for JSONL."""
     if is_sparse_jsonl(spec):
         records = list(iter_sparse_jsonl(spec))
-        return [r[0] for r in records], searcher.encode_vectors([r[1] for r in records])
-    return searcher.encode_query_texts(load_queries(spec, split))
+        return [r[0] for r in records], None, searcher.encode_vectors([r[1] for r in records])
+    queries = load_queries(spec, split)
+    return list(queries), list(queries.values()), None

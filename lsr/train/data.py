@@ -43,7 +43,7 @@ from lsr.config import load_config, to_dict
 from lsr.data.corpus import load_queries, open_corpus, qrels_path
 from lsr.data.trec import read_qrels
 from lsr.encoders import encoder_overrides
-from lsr.encoders.dense import DenseModel
+from lsr.dense.model import DenseModel
 from lsr.encoders.transformer import load_tokenizer, pick_device
 from lsr.errors import ConfigError, DataFormatError
 from lsr.index.io import atomic_directory, write_json
@@ -258,8 +258,11 @@ class SparseIndexScorer:
         self.rows = dict(zip(ids, rows, strict=True))
 
     def search(self, queries: dict[str, str], k: int) -> dict[str, list[str]]:
-        run = self.searcher.run_texts(queries, k=k)
-        return {q: list(hits) for q, hits in run.items()}
+        from lsr.searcher import Plan, Queries
+
+        qids = list(queries)
+        results = self.searcher.search_batch(Queries(texts=[queries[q] for q in qids]), Plan(k=k))
+        return {q: list(hits) for q, hits in self.searcher.to_run(qids, results).items()}
 
     def score(self, texts: Sequence[str], cands: Sequence[Sequence[str]]) -> list[list[float]]:
         encoded = self.searcher.encode_texts(list(texts))

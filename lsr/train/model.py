@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lsr.encoders.dense import default_dense_model
+from lsr.dense.model import default_dense_model
 from lsr.encoders.hf import clean_text
 from lsr.encoders.inference_free import idf_table, token_stats
 from lsr.encoders.transformer import load_tokenizer, quiet_transformers

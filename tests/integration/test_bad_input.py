@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lsr.cli import main
-from lsr.searcher import Searcher
+from lsr.searcher import Plan, Searcher
 
 DOCS = [
     {"_id": "d1", "title": "Vitamin D", "text": "vitamin d lowers cancer risk"},
@@ -61,7 +61,8 @@ def test_failed_overwrite_keeps_the_good_index(built, tmp_path, capsys):
     assert index(broken, out, "--overwrite") == 2
     err = capsys.readouterr().err
     assert "corpus.jsonl:2" in err and "malformed JSON" in err
-    assert Searcher(out).search("vitamin", k=5)[0].doc_id == "d1"
+    searcher = Searcher(out)
+    assert searcher.hits(searcher.search("vitamin", Plan(k=5)))[0].doc_id == "d1"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp left behind
 
 

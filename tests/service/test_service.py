@@ -5,6 +5,7 @@ reload under load loses no request."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import shutil
@@ -19,6 +20,7 @@ from service_helpers import API_KEY, serve_in_thread, wait_ready
 from lsr.cli import main
 from lsr.data.corpus import load_queries
 from lsr.data.trec import read_run
+from lsr.index import SearchResult
 from lsr.searcher import Searcher
 
 
@@ -446,7 +448,7 @@ def test_reload_under_load_loses_no_request(client, server, tmp_path):
 
 
 class SlowSearcher:
-    """A real Searcher whose text encoding sleeps for queries that contain 'slow'."""
+    """A real Searcher whose query encoding sleeps for queries that contain 'slow'."""
 
     def __init__(self, path, delay: float):
         self._inner = Searcher(path)
@@ -455,18 +457,16 @@ class SlowSearcher:
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
-    def encode_texts(self, texts):
-        if any("slow" in t for t in texts):
+    def encode(self, queries, plan):
+        if any("slow" in t for t in queries.texts or []):
             time.sleep(self.delay)
-        return self._inner.encode_texts(texts)
+        return self._inner.encode(queries, plan)
 
 
 def _settings(index, **kw):
-    from lsr.service.settings import ServiceSettings
+    from lsr.config import ServiceConfig
 
-    return ServiceSettings(
-        indexes={"if": str(index)}, log_requests=False, api_key_env="LSR_TEST_NO_KEY", **kw
-    )
+    return ServiceConfig(indexes={"if": str(index)}, log_requests=False, api_key_env="LSR_TEST_NO_KEY", **kw)
 
 
 def test_health_answers_while_a_slow_search_runs_and_timeout_is_503(tiny_if_index):
@@ -521,10 +521,12 @@ def test_dense_rerank_is_delegated_to_the_searcher(tiny_if_index):
     class DenseSearcher(SlowSearcher):
         dense = FakeDense()
 
-        def search(self, text, k=10, params=None, rerank=None):
-            calls.append((text, k, params.mode, rerank))
-            hits = self._inner.search(text, k=k, params=params)
-            return list(reversed(hits))  # a visibly different order
+        def search_batch(self, queries, plan, progress=False):
+            if plan.rerank == "none":
+                return self._inner.search_batch(queries, plan)
+            calls.append((*queries.texts, plan.k, plan.mode, plan.rerank))
+            plain = self._inner.search_batch(queries, dataclasses.replace(plan, rerank="none"))
+            return [SearchResult(r.docs[::-1], r.scores[::-1]) for r in plain]  # a visibly different order
 
     app = create_app(_settings(tiny_if_index), opener=lambda p: DenseSearcher(p, 0.0))
     with serve_in_thread(app) as url:

@@ -246,7 +246,7 @@ def test_to_dict_is_plain_data():
     d = to_dict(load_config())
     assert d["encoder"]["bm25"]["k1"] == 0.9
     assert d["eval"]["metrics"] == ["ndcg@10", "recall@100", "recall@1000", "mrr@10", "map"]
-    assert set(d) == {"encoder", "index", "search", "eval", "dense"}
+    assert set(d) == {"encoder", "index", "search", "eval", "dense", "service"}
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,15 @@ pytest.importorskip("transformers")
 
 from lsr.cli import main  # noqa: E402
 from lsr.config import load_config  # noqa: E402
-from lsr.dense_stage import DenseStage, build_dense_stage, store_fusion, train_pq  # noqa: E402
+from lsr.dense.fusion import fuse  # noqa: E402
+from lsr.dense.stage import DenseStage, build_dense_stage, store_fusion, train_pq  # noqa: E402
+from lsr.dense.tune import tune_fusion  # noqa: E402
 from lsr.errors import LsrError  # noqa: E402
-from lsr.fusion import fuse  # noqa: E402
+from lsr.index import SearchResult  # noqa: E402
 from lsr.index.io import ArtifactError  # noqa: E402
 from lsr.index.pq import adc_reference, adc_scores, build_lut, decode_reference, pq_encode  # noqa: E402
 from lsr.pipeline import index_corpus  # noqa: E402
-from lsr.searcher import Searcher  # noqa: E402
+from lsr.searcher import Plan, Queries, Searcher  # noqa: E402
 
 _TINY = Path(__file__).parent / "encoders" / "tiny_models.py"  # the tiny checkpoints of the encoder tests
 _spec = importlib.util.spec_from_file_location("tiny_models", _TINY)
@@ -88,9 +90,13 @@ def test_build_writes_a_self_describing_dense_stage(hybrid_index, backbone):
 
 def test_searcher_rerank_fuses_sparse_and_dense(hybrid_index):
     s = Searcher(hybrid_index)
-    sparse = s.search("vitamin cancer risk", k=5)
-    assert s.search("vitamin cancer risk", k=5, rerank="none") == sparse
-    hybrid = s.search("vitamin cancer risk", k=5, rerank="dense", depth=100)
+
+    def search(**plan):
+        return s.hits(s.search("vitamin cancer risk", Plan(k=5, **plan)))
+
+    sparse = search()
+    assert search(rerank="none") == sparse
+    hybrid = search(rerank="dense", depth=100)
     # by hand: the sparse top-100 (all matches), ADC scores, min-max convex fusion with weight 0.5
     res = s.index.search(*s.encode_texts(["vitamin cancer risk"]).row(0), k=100)
     q = s.dense.encode_queries(["vitamin cancer risk"])[0]
@@ -98,18 +104,22 @@ def test_searcher_rerank_fuses_sparse_and_dense(hybrid_index):
     order = np.lexsort((np.arange(len(fused)), -fused))[:5]
     assert [h.doc_id for h in hybrid] == [s.index.doc_keys[d] for d in res.docs[order]]
     np.testing.assert_allclose([h.score for h in hybrid], fused[order], rtol=1e-6)
-    only_sparse = s.search("vitamin cancer risk", k=5, rerank="dense", fusion_weight=0.0)
+    only_sparse = search(rerank="dense", fusion_weight=0.0)
     assert [h.doc_id for h in only_sparse] == [h.doc_id for h in sparse]
 
 
-def test_rerank_run_keeps_the_tail_below_the_depth(hybrid_index):
+def test_rerank_keeps_the_tail_below_the_depth(hybrid_index):
     s = Searcher(hybrid_index)
-    sparse = {"q": {"d1": 5.0, "d3": 4.0, "d9": 3.0, "d2": 2.0, "d4": 1.0}}
-    run = s.rerank_run(["q"], ["vitamin cancer"], sparse, depth=3)
+    plan = Plan(k=5, rerank="dense", depth=3)
+    first = [
+        SearchResult(s.internal_ids(["d1", "d3", "d9", "d2", "d4"]), np.array([5.0, 4.0, 3.0, 2.0, 1.0]))
+    ]
+    queries = s.encode(Queries(texts=["vitamin cancer"]), plan)
+    run = s.to_run(["q"], s.rerank(queries, first, plan))
     ranked = sorted(run["q"], key=lambda d: -run["q"][d])
     assert set(ranked[:3]) == {"d1", "d3", "d9"} and ranked[3:] == ["d2", "d4"]
     with pytest.raises(LsrError, match="not in index"):
-        s.rerank_run(["q"], ["x"], {"q": {"nope": 1.0}}, depth=3)
+        s.internal_ids(["nope"])
 
 
 def test_index_without_dense_stage_is_named(tmp_path, data):
@@ -117,7 +127,7 @@ def test_index_without_dense_stage_is_named(tmp_path, data):
     s = Searcher(tmp_path / "plain")
     assert s.dense is None
     with pytest.raises(LsrError, match=f"index {tmp_path / 'plain'} has no dense stage"):
-        s.search("coffee", rerank="dense")
+        s.search("coffee", Plan(rerank="dense"))
 
 
 def test_m_must_divide_the_dimension_and_nothing_is_written(tmp_path, data, backbone):
@@ -187,9 +197,15 @@ def test_opq_rotation_is_orthonormal_and_scores_match():
 
 
 def test_tune_fusion_stores_the_weight_and_search_uses_it(hybrid_index, data):
-    from lsr.eval.hybrid import tune_fusion
+    from lsr.eval.hybrid import tuning_set
 
-    res = tune_fusion(hybrid_index, data, load_config(None), "train", ("convex-minmax", "rrf"))
+    cfg = load_config(None)
+    res = tune_fusion(
+        Searcher(hybrid_index),
+        tuning_set(data, "train", cfg),
+        Plan.from_config(cfg.search),
+        ("convex-minmax", "rrf"),
+    )
     stage = DenseStage.open(hybrid_index)
     assert stage.fusion["method"] == res["method"] and stage.fusion["weight"] == res["weight"]
     assert stage.fusion["tuned_on"]["split"] == "train" and set(stage.fusion["weights"]) == {
@@ -347,3 +363,23 @@ def test_dl_rerank_protocol_with_the_dense_stage(tmp_path, data, hybrid_index):
     assert sec["depth"] == 5 and sec["fusion"]["weight"] == 0.5 and sec["latency_ms"]["n_queries"] == 2
     # weight 0 keeps the sparse re-rank order: its metrics are the sparse ones
     assert sparse_only["metrics"] == sparse_only["rerank"]["sparse_metrics"] == sec["sparse_metrics"]
+
+
+def test_concurrent_searches_equal_sequential_ones(hybrid_index):
+    """Many threads on one searcher, hybrid (dense query encoding) and plain, as the service runs them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [*QUERIES.values(), "vitamin cancer risk", "the dog and the cat", "coffee lowers risk"]
+    plans = [Plan(k=5), Plan(k=5, rerank="dense", depth=100), Plan(k=3, rerank="dense-float", depth=4)]
+    jobs = [(t, p) for t in texts for p in plans] * 4
+
+    def run(searcher, job):
+        r = searcher.search(*job)
+        return r.docs.tolist(), r.scores.tolist()
+
+    sequential = Searcher(hybrid_index)
+    expected = [run(sequential, job) for job in jobs]
+    fresh = Searcher(hybrid_index)  # lazy encoders and dense stage opened by the racing threads
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda job: run(fresh, job), jobs))
+    assert got == expected

@@ -20,7 +20,7 @@ pytest.importorskip("transformers")
 from tiny_models import DOCS, VOCAB, WORDS, write_corpus  # noqa: E402
 
 from lsr.encoders.inference_free import TABLE_FILE, TOKENIZER_FILE  # noqa: E402
-from lsr.searcher import Searcher  # noqa: E402
+from lsr.searcher import Plan, Searcher  # noqa: E402
 
 
 def tokens_of(text):
@@ -72,14 +72,14 @@ def test_query_weights_are_table_lookups(index):
     assert rows[3] == {t: pytest.approx(float(table[t])) for t in tokens_of("the coffee")}
     df = np.diff(np.asarray(searcher.index.term_ptr))
     word = max(WORDS, key=lambda w: df[VOCAB.index(w)])  # a random model expands arbitrarily
-    assert len(searcher.search(word, k=3)) == min(3, df[VOCAB.index(word)])
+    assert len(searcher.search(word, Plan(k=3))) == min(3, df[VOCAB.index(word)])
 
 
 def test_query_side_never_imports_torch(index):
     code = (
-        "import sys; from lsr.searcher import Searcher; "
+        "import sys; from lsr.searcher import Plan, Searcher; "
         f"s = Searcher({str(index)!r}); b = s.encode_texts(['vitamin d and cancer', 'coffee']); "
-        "hits = s.search('the cat sat on the mat with the dog', k=2); "
+        "hits = s.search('the cat sat on the mat with the dog', Plan(k=2)); "
         "print(b.nnz > 0, len(hits), 'torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,20 @@ from typing import Any
 import numpy as np
 
 from lsr import __version__
+from lsr.data.corpus import open_corpus
+from lsr.data.docstore import DocStore, DocStoreWriter
+from lsr.dense.fusion import FUSION_METHODS, check_fusion, fused_order
+from lsr.dense.model import DenseModel, resolve_dense_model
 from lsr.errors import LsrError
-from lsr.fusion import FUSION_METHODS, check_fusion, fused_order
 from lsr.index import Index
-from lsr.index.io import ArtifactError, atomic_directory, read_meta, save_array, write_meta
+from lsr.index.io import (
+    ArtifactError,
+    atomic_directory,
+    directory_bytes,
+    read_meta,
+    save_array,
+    write_meta,
+)
 from lsr.index.pq import (
     DENSE_DIR,
     DENSE_FORMAT,
@@ -106,8 +117,6 @@ class DenseStage:
     @cached_property
     def model(self):
         """The dense model the documents were encoded with (loaded on first use)."""
-        from lsr.encoders.dense import DenseModel, resolve_dense_model
-
         desc = self.meta["model"]
         path = Path(desc.get("path", ""))
         if not (path / "config.json").is_file():  # moved machine: resolve the spec again
@@ -142,8 +151,6 @@ class DenseStage:
 
     @property
     def nbytes(self) -> int:
-        from lsr.index.io import directory_bytes
-
         return directory_bytes(self.codes.path)
 
 
@@ -171,8 +178,6 @@ def store_fusion(
 def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) -> list[str]:
     """Texts (title + text) in index order, from ``corpus`` (checked against the index) or its docstore."""
     if corpus is None:
-        from lsr.data.docstore import DocStore, DocStoreWriter
-
         if not DocStoreWriter.files(index_dir):
             raise LsrError(f"{index_dir} has no docstore (index.store_docs: false): give the corpus")
         store = DocStore(index_dir)
@@ -185,8 +190,6 @@ def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) ->
                 )
             texts.append(f"{doc.get('title', '')} {doc.get('text', '')}".strip())
         return texts
-    from lsr.data.corpus import open_corpus
-
     position = {doc_id: i for i, doc_id in enumerate(ids)}
     texts: list[str | None] = [None] * len(ids)
     n_corpus, unknown = 0, []
@@ -305,41 +308,26 @@ def build_dense_stage(
         LsrError / ValueError: M does not divide the dimension (the message lists valid M), too few
             documents, a corpus that is not the index's.
     """
-    from lsr.encoders.dense import DenseModel, resolve_dense_model
-
     index_dir = Path(index_dir)
     index_meta, ids = _index_ids(index_dir)
     out = index_dir / DENSE_DIR
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    model_path = resolve_dense_model(model)
-    dense_model = DenseModel(model_path, max_length=max_length, batch_size=batch_size)
+    dense_model = DenseModel(resolve_dense_model(model), max_length=max_length, batch_size=batch_size)
     check_m(dense_model.dim, pq_m)
     digest = ids_digest(ids)
     start = time.perf_counter()
-    if vectors is None:
-        vectors = _reusable_vectors(index_dir, digest, str(model_path), dense_model.max_length)
-    if vectors is None:
-        texts = _corpus_texts(index_dir, corpus, ids)
-        vectors = dense_model.encode(texts, progress=progress, desc="dense encode")
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.shape != (len(ids), dense_model.dim):
-        raise ValueError(
-            f"dense vectors of shape {list(vectors.shape)} for {len(ids)} docs of dim {dense_model.dim}"
-        )
+    vectors = _document_vectors(index_dir, corpus, ids, dense_model, digest, vectors, progress)
     encode_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    books, rotation, nbits, notes = train_pq(vectors, pq_m, opq)
-    rotated = vectors if rotation is None else np.ascontiguousarray(vectors @ rotation.T)
-    codes = pq_encode(rotated, books)
-    train_seconds = time.perf_counter() - start
-    recon = np.concatenate([books[m][codes[:, m].astype(np.int64)] for m in range(pq_m)], axis=1)
-    mse = float(((recon - rotated) ** 2).sum(axis=1).mean()) if len(ids) else 0.0
+    pq = _quantize(vectors, pq_m, opq)
     desc = dense_model.describe() | {"spec": model or ""}
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        arrays = {"codes": save_array(tmp, "codes", codes), "codebooks": save_array(tmp, "codebooks", books)}
-        if rotation is not None:
-            arrays["rotation"] = save_array(tmp, "rotation", rotation)
+        arrays = {
+            "codes": save_array(tmp, "codes", pq.codes),
+            "codebooks": save_array(tmp, "codebooks", pq.books),
+        }
+        if pq.rotation is not None:
+            arrays["rotation"] = save_array(tmp, "rotation", pq.rotation)
         if keep_float:
             arrays["vectors"] = save_array(tmp, "vectors", vectors)
         meta = {
@@ -351,8 +339,8 @@ def build_dense_stage(
             "metric": "inner_product",
             "dim": dense_model.dim,
             "m": pq_m,
-            "nbits": nbits,
-            "ksub": 2**nbits,
+            "nbits": pq.nbits,
+            "ksub": 2**pq.nbits,
             "opq": bool(opq),
             "keep_float": bool(keep_float),
             "n_docs": len(ids),
@@ -360,32 +348,84 @@ def build_dense_stage(
             "index_uid": index_meta.get("uid"),
             "bytes_per_doc": pq_m,
             "batch_size": batch_size,
-            "pq_mse": mse,
-            "notes": notes,
-            "fusion": dict(DEFAULT_FUSION),
+            "pq_mse": pq.mse,
+            "notes": pq.notes,
+            "fusion": _kept_fusion(out, digest, desc["path"]),
             "encode_seconds": round(encode_seconds, 3),
-            "train_seconds": round(train_seconds, 3),
+            "train_seconds": round(pq.seconds, 3),
             "arrays": arrays,
         }
-        old = out / "meta.json"
-        if old.is_file():  # keep a tuned fusion of the same corpus and model
-            try:
-                prev = read_meta(out, DENSE_FORMAT, (DENSE_FORMAT_VERSION,))
-                if prev.get("ids_digest") == digest and prev.get("model", {}).get("path") == desc["path"]:
-                    meta["fusion"] = prev.get("fusion", meta["fusion"])
-            except ArtifactError:
-                pass
         write_meta(tmp, meta)
     logger.info(
         "dense stage: %d docs, dim %d, M = %d (%d bits), %s -> %s",
         len(ids),
         dense_model.dim,
         pq_m,
-        nbits,
+        pq.nbits,
         "OPQ" if opq else "no rotation",
         out,
     )
     return meta
+
+
+def _document_vectors(
+    index_dir: Path,
+    corpus: str | Path | None,
+    ids: list[str],
+    dense_model: DenseModel,
+    digest: str,
+    vectors: np.ndarray | None,
+    progress: bool,
+) -> np.ndarray:
+    """float32 [n_docs, dim] document vectors in index order: given, reused from the existing stage of
+    the same corpus and model, or encoded from the corpus (or docstore)."""
+    if vectors is None:
+        vectors = _reusable_vectors(index_dir, digest, str(dense_model.path), dense_model.max_length)
+    if vectors is None:
+        texts = _corpus_texts(index_dir, corpus, ids)
+        vectors = dense_model.encode(texts, progress=progress, desc="dense encode")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.shape != (len(ids), dense_model.dim):
+        raise ValueError(
+            f"dense vectors of shape {list(vectors.shape)} for {len(ids)} docs of dim {dense_model.dim}"
+        )
+    return vectors
+
+
+@dataclass
+class _Quantized:
+    books: np.ndarray
+    rotation: np.ndarray | None
+    nbits: int
+    notes: list[str]
+    codes: np.ndarray
+    mse: float  # mean squared reconstruction error per document
+    seconds: float
+
+
+def _quantize(vectors: np.ndarray, pq_m: int, opq: bool) -> _Quantized:
+    """Train PQ (and OPQ) on the document vectors and encode them."""
+    start = time.perf_counter()
+    books, rotation, nbits, notes = train_pq(vectors, pq_m, opq)
+    rotated = vectors if rotation is None else np.ascontiguousarray(vectors @ rotation.T)
+    codes = pq_encode(rotated, books)
+    seconds = time.perf_counter() - start
+    recon = np.concatenate([books[m][codes[:, m].astype(np.int64)] for m in range(pq_m)], axis=1)
+    mse = float(((recon - rotated) ** 2).sum(axis=1).mean()) if len(vectors) else 0.0
+    return _Quantized(books, rotation, nbits, notes, codes, mse, seconds)
+
+
+def _kept_fusion(out: Path, digest: str, model_path: str) -> dict[str, Any]:
+    """The fusion settings of the stage being replaced when it has the same corpus and model (a tuned
+    weight survives a rebuild), else the default."""
+    if (out / "meta.json").is_file():
+        try:
+            prev = read_meta(out, DENSE_FORMAT, (DENSE_FORMAT_VERSION,))
+            if prev.get("ids_digest") == digest and prev.get("model", {}).get("path") == model_path:
+                return prev.get("fusion", dict(DEFAULT_FUSION))
+        except ArtifactError:
+            pass
+    return dict(DEFAULT_FUSION)
 
 
 __all__ = ["FUSION_METHODS", "DenseStage", "build_dense_stage", "store_fusion", "train_pq"]
