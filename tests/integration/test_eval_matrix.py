@@ -90,6 +90,7 @@ def test_systems_side_by_side_with_report(scifact, scifact_bm25_index, pool, tmp
     code = main(
         [
             "eval",
+            "systems",
             "--systems",
             f"bm25,{scifact_bm25_index},run:bm25",
             "--datasets",
@@ -106,6 +107,7 @@ def test_systems_side_by_side_with_report(scifact, scifact_bm25_index, pool, tmp
     code = main(
         [
             "eval",
+            "systems",
             "--systems",
             "bm25,run:bm25",
             "--datasets",
@@ -122,6 +124,7 @@ def test_systems_side_by_side_with_report(scifact, scifact_bm25_index, pool, tmp
         main(
             [
                 "eval",
+                "systems",
                 "--systems",
                 "bm25,run:bm25",
                 "--datasets",
@@ -153,6 +156,7 @@ def test_systems_side_by_side_with_report(scifact, scifact_bm25_index, pool, tmp
         main(
             [
                 "eval",
+                "systems",
                 "--systems",
                 "bm25",
                 "--datasets",
@@ -181,12 +185,10 @@ def test_matrix_pass_fail_and_validation(scifact, pool, tmp_path, capsys):
     matrix = tmp_path / "m.yaml"
     matrix.write_text("rows:\n" + rows)
     cache = tmp_path / "cache"
-    assert main(["eval", "--matrix", str(matrix), "--tier", "ci", "--cache-dir", str(cache), "--quiet"]) == 0
+    assert main(["eval", "matrix", str(matrix), "--tier", "ci", "--cache-dir", str(cache), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "2 of 2 rows reproduce" in out and "0.6776" in out
-    assert (
-        main(["eval", "--matrix", str(matrix), "--tier", "long", "--cache-dir", str(cache), "--quiet"]) == 1
-    )
+    assert main(["eval", "matrix", str(matrix), "--tier", "long", "--cache-dir", str(cache), "--quiet"]) == 1
     assert "REGRESSION" in capsys.readouterr().out
     # a row naming a system that does not exist fails before any work (no index is built)
     matrix.write_text(
@@ -194,7 +196,7 @@ def test_matrix_pass_fail_and_validation(scifact, pool, tmp_path, capsys):
         "expected: 0.6, tolerance: 0.01, tier: gpu}\n"
     )
     fresh = tmp_path / "fresh-cache"
-    assert main(["eval", "--matrix", str(matrix), "--tier", "ci", "--cache-dir", str(fresh), "--quiet"]) == 2
+    assert main(["eval", "matrix", str(matrix), "--tier", "ci", "--cache-dir", str(fresh), "--quiet"]) == 2
     assert "row 4" in capsys.readouterr().err and not fresh.exists()
 
 
@@ -205,6 +207,7 @@ def test_run_with_unknown_queries_is_counted(scifact, tmp_path, capsys):
         main(
             [
                 "eval",
+                "systems",
                 "--systems",
                 f"run:{run}",
                 "--datasets",
@@ -219,7 +222,7 @@ def test_run_with_unknown_queries_is_counted(scifact, tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text())["pairs"][0]["unknown_queries"] == 1
     other = tmp_path / "other.trec"
     other.write_text("zz Q0 31715818 1 2.0 x\n")
-    assert main(["eval", "--systems", f"run:{other}", "--datasets", str(scifact), "--quiet"]) == 2
+    assert main(["eval", "systems", "--systems", f"run:{other}", "--datasets", str(scifact), "--quiet"]) == 2
     assert "share no query id" in capsys.readouterr().err
 
 
@@ -228,12 +231,12 @@ def test_explain_cli(scifact, scifact_bm25_index, capsys):
         main(
             [
                 "eval",
+                "explain",
+                "1",
                 "--index",
                 str(scifact_bm25_index),
                 "--dataset",
                 str(scifact),
-                "--explain",
-                "1",
                 "--k",
                 "2",
                 "--quiet",
@@ -251,12 +254,12 @@ def test_explain_cli(scifact, scifact_bm25_index, capsys):
         main(
             [
                 "eval",
+                "explain",
+                "nope",
                 "--index",
                 str(scifact_bm25_index),
                 "--dataset",
                 str(scifact),
-                "--explain",
-                "nope",
                 "--quiet",
             ]
         )
@@ -277,6 +280,7 @@ def test_hybrid_system(tmp_path):
         main(
             [
                 "eval",
+                "systems",
                 "--systems",
                 "splade,hybrid",
                 "--datasets",
