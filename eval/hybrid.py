@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from lsr.config import Config
-from lsr.dense_stage import store_fusion
+from lsr.dense.fusion import FUSION_METHODS
+from lsr.dense.stage import store_fusion
 from lsr.eval.datasets import load_eval_dataset
 from lsr.eval.metrics import evaluate_run
-from lsr.fusion import FUSION_METHODS
 from lsr.searcher import Searcher, search_params
 
 logger = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +24,19 @@ import numpy as np
 
 from lsr.config import Config, to_dict
 from lsr.data.trec import Qrels, Run
-from lsr.dense_stage import DenseStage
+from lsr.dense.stage import DenseStage
 from lsr.eval.datasets import EvalDataset, load_eval_dataset
 from lsr.eval.metrics import evaluate_run, unknown_queries
 from lsr.eval.pyserini_ref import bm25_search
 from lsr.eval.record import Evaluation, score
-from lsr.index import SearchParams, SparseBatch
+from lsr.index import SearchResult, SparseBatch
 from lsr.index.io import directory_bytes
-from lsr.index.pq import top_k
-from lsr.searcher import Searcher, search_params
+from lsr.searcher import Plan, Queries, Searcher, warn_empty
 from lsr.timing import latency_summary, time_queries
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("dense", "dense-float")  # dense: PQ codes (ADC); dense-float: the stored float vectors
-DENSE_SYSTEMS = ("dense-pq", "dense-float")
+DENSE_SYSTEMS = {"dense-pq": "dense", "dense-float": "dense-float"}  # system -> Plan.first_stage
 HYBRID_LATENCY_NOTE = (
     "hybrid latency: sparse search + dense query encoding + dense re-rank, each "
     "percentile summed (an upper bound of the joint percentile)"
@@ -72,15 +71,11 @@ def index_flops(searcher: Searcher, queries: SparseBatch) -> float:
     return flops(np.diff(np.asarray(index.term_ptr)), index.n_docs, queries, index.n_terms)
 
 
-def measure_latency(searcher: Searcher, texts: list[str], k: int, params: SearchParams) -> dict[str, float]:
+def measure_latency(searcher: Searcher, texts: list[str], plan: Plan) -> dict[str, float]:
     """Per-query wall time of encode + search on one thread (lsr.timing), plus encoding alone."""
-    kwargs = {"mode": params.mode, "alpha": params.alpha, "beta": params.beta}
-
-    def encode_and_search(i: int) -> None:
-        q = searcher.encode_texts([texts[i]])
-        searcher.index.search(*q.row(0), k=k, **kwargs)
-
-    summary = latency_summary(time_queries(encode_and_search, len(texts)))
+    summary = latency_summary(
+        time_queries(lambda i: searcher.search_batch(Queries(texts=[texts[i]]), plan), len(texts))
+    )
     encode_ms = time_queries(lambda i: searcher.encode_texts([texts[i]]), len(texts))
     return {**summary, "encode_mean": float(encode_ms.mean())}
 
@@ -100,15 +95,15 @@ def _torch_threads(n: int) -> int:
     return prev
 
 
-def encode_timed(dense: DenseStage, texts: list[str], sample: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
-    """Query embeddings (one batch, all cores) and the per-query encoding time on one thread."""
+def encode_timed(searcher: Searcher, texts: list[str], sample: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Dense query embeddings (one batch, all cores) and the per-query encoding time on one thread."""
     start = time.perf_counter()
-    emb = dense.encode_queries(texts)
+    emb = searcher.encode_dense(texts)
     batch_seconds = time.perf_counter() - start
     timed = texts[:sample] if sample else texts
     prev = _torch_threads(1)
     try:
-        ms = time_queries(lambda i: dense.encode_queries([timed[i]]), len(timed)) if timed else np.zeros(0)
+        ms = time_queries(lambda i: searcher.encode_dense([timed[i]]), len(timed)) if timed else np.zeros(0)
     finally:
         if prev:
             _torch_threads(prev)
@@ -127,14 +122,6 @@ def sum_latency(first: dict[str, float], *parts: dict[str, float]) -> dict[str, 
 # ---- the dense re-rank stage (the hybrid) -------------------------------------------------------
 
 
-def _use_float(dense: DenseStage, stage: str, what: str) -> bool:
-    if stage == "dense-float" and dense.codes.vectors is None:
-        raise ValueError(
-            f"{dense.codes.path} keeps no float vectors: rebuild with --keep-float (dense.keep_float) {what}"
-        )
-    return stage == "dense-float"
-
-
 def dense_model_section(dense: DenseStage, use_float: bool) -> dict[str, Any]:
     meta = dense.meta
     return {
@@ -148,36 +135,25 @@ def dense_model_section(dense: DenseStage, use_float: bool) -> dict[str, Any]:
 
 
 def dense_rerank(
-    searcher: Searcher,
-    qids: list[str],
-    texts: list[str],
-    sparse_run: Run,
-    config: Config,
-    stage: str = "dense",
-    depth: int | None = None,
-) -> tuple[Run, dict[str, Any]]:
-    """(hybrid run, report section): the sparse top ``depth`` re-scored by the dense stage and fused.
-
-    The section holds the fusion settings, the dense model, bytes per document, the re-rank latency
-    per query (one thread, query encoding excluded) and the dense query-encoding time.
-    """
-    if stage not in STAGES:
-        raise ValueError(f"rerank stage {stage!r} is not one of {list(STAGES)}")
-    dense = searcher.require_dense(stage)
-    use_float = _use_float(dense, stage, "to evaluate the float hybrid")
-    depth = depth or config.search.rerank_depth
-    method, weight = dense.resolve_fusion(config.search.fusion, config.search.fusion_weight)
-    emb, encode = encode_timed(dense, texts, config.eval.latency_queries)
-    hybrid = searcher.rerank_run(qids, texts, sparse_run, depth, method, weight, use_float, emb)
-    cands = [searcher.run_head(q, sparse_run.get(q), depth)[0] for q in _sample(qids, config)]
+    searcher: Searcher, queries: Queries, first: list[SearchResult], plan: Plan, config: Config
+) -> tuple[list[SearchResult], dict[str, Any]]:
+    """(hybrid results, report section): the first stage's top ``plan.depth`` re-scored by the dense
+    stage and fused (``Searcher.rerank``). The section holds the fusion settings, the dense model, bytes
+    per document, the re-rank latency per query (one thread, query encoding excluded) and the dense
+    query-encoding time."""
+    dense = searcher.require_dense(plan.rerank)
+    use_float = plan.rerank == "dense-float"
+    method, weight = dense.resolve_fusion(plan.fusion, plan.fusion_weight)
+    emb, encode = encode_timed(searcher, _need_texts(queries), config.eval.latency_queries)
+    queries = Queries(queries.texts, queries.sparse, emb, queries.candidates)
+    results = searcher.rerank(queries, first, plan)
+    n = len(_sample(list(range(len(first))), config))
     latency = latency_summary(
-        time_queries(
-            lambda i: dense.rerank(emb[i], cands[i][0], cands[i][1], method, weight, use_float), len(cands)
-        )
+        time_queries(lambda i: searcher.rerank(queries.slice(i, i + 1), first[i : i + 1], plan), n)
     )
     section = {
-        "stage": stage,
-        "depth": depth,
+        "stage": plan.rerank,
+        "depth": plan.depth,
         "fusion": {"method": method, "weight": weight, "stored": dense.fusion},
         "dense_model": dense.meta["model"].get("name"),
         "dense_model_path": dense.meta["model"].get("path"),
@@ -186,7 +162,13 @@ def dense_rerank(
         "query_encode_ms": encode["one_thread"],
         "query_encode_batch_seconds": encode["batch_seconds"],
     }
-    return hybrid, section
+    return results, section
+
+
+def _need_texts(queries: Queries) -> list[str]:
+    if queries.texts is None:
+        raise ValueError("the dense re-rank needs the query texts")
+    return queries.texts
 
 
 def _with_hybrid(ev: Evaluation, section: dict[str, Any], sparse_metrics: dict[str, float]) -> None:
@@ -243,28 +225,30 @@ def evaluate_sparse(
     re-scored by the dense stage, PQ codes or float vectors, and fused)."""
     cfg = config.eval
     rerank = rerank or config.search.rerank
+    plan = Plan.from_config(config.search, k=cfg.k, rerank=rerank)
     searcher = Searcher(index_dir)
+    searcher.check(plan)
     dataset = load_eval_dataset(dataset_spec, cfg.split)
     coverage = check_coverage(dataset, searcher.index.doc_keys)
     qids = _judged(dataset, dataset_spec)
     texts = [dataset.queries[q] for q in qids]
     t0 = time.perf_counter()
-    queries = searcher.encode_texts(texts)
+    queries = Queries(texts=texts, sparse=searcher.encode_texts(texts))
     t1 = time.perf_counter()
-    params = search_params(config.search)
-    run = searcher.run(
-        qids, queries, k=cfg.k, threads=config.search.threads, progress=progress, params=params
-    )
-    sparse_run, section = run, None
-    if rerank not in (None, "none"):
-        run, section = dense_rerank(searcher, qids, texts, run, config, rerank)
+    warn_empty(qids, Queries(sparse=queries.sparse))
+    first = searcher.first_stage(queries, plan, progress)
+    results, section = first, None
+    if plan.rerank != "none":
+        results, section = dense_rerank(searcher, queries, first, plan, config)
+    run = searcher.to_run(qids, results)
     t2 = time.perf_counter()
     ev = _scored(label or str(index_dir), dataset.name, dataset.qrels, run, config, cfg.relevance_level)
     ev.n_queries = len(qids)
     sample = _sample(texts, config)
-    ev.latency_ms = measure_latency(searcher, sample, cfg.k, params) if sample else {}
+    sparse_only = replace(plan, rerank="none")
+    ev.latency_ms = measure_latency(searcher, sample, sparse_only) if sample else {}
     ev.qps = ev.latency_ms.get("qps_one_thread")
-    _index_costs(ev, searcher, queries)
+    _index_costs(ev, searcher, queries.sparse)
     ev.info.update(
         dataset={
             "name": dataset.name,
@@ -275,7 +259,7 @@ def evaluate_sparse(
             **coverage,
         },
         index=index_section(searcher, index_dir),
-        search={"mode": params.mode, "alpha": params.alpha, "beta": params.beta},
+        search={"mode": plan.mode, "alpha": plan.alpha, "beta": plan.beta},
         eval_k=cfg.k,
         # the whole run: encode, batch search on all threads, ranked ids into Python dicts
         throughput={
@@ -288,6 +272,7 @@ def evaluate_sparse(
         index_config=searcher.index.meta.get("config"),
     )
     if section is not None:
+        sparse_run = searcher.to_run(qids, first)
         _with_hybrid(ev, section, evaluate_run(dataset.qrels, sparse_run, cfg.metrics, cfg.relevance_level))
     return ev
 
@@ -309,22 +294,6 @@ def _index_costs(ev: Evaluation, searcher: Searcher, queries: SparseBatch) -> No
 # ---- dense-only ----------------------------------------------------------------------------------
 
 
-def dense_scan(dense: DenseStage, query: np.ndarray, use_float: bool) -> np.ndarray:
-    if use_float:
-        return np.asarray(dense.codes.vectors @ query, dtype=np.float32)
-    return dense.codes.scan(query)
-
-
-def dense_run(
-    dense: DenseStage, qids: list[str], emb: np.ndarray, keys: list[str], k: int, use_float: bool
-) -> Run:
-    run: Run = {}
-    for i, qid in enumerate(qids):
-        docs, s = top_k(dense_scan(dense, emb[i], use_float), k)
-        run[qid] = {keys[d]: float(v) for d, v in zip(docs.tolist(), s.tolist(), strict=True)}
-    return run
-
-
 def evaluate_dense(
     index_dir: str | Path, dataset_spec: str | Path, config: Config, system: str = "dense-pq"
 ) -> Evaluation:
@@ -332,25 +301,28 @@ def evaluate_dense(
     if system not in DENSE_SYSTEMS:
         raise ValueError(f"system {system!r} is not one of {['sparse', *DENSE_SYSTEMS]}")
     cfg = config.eval
+    plan = Plan(k=cfg.k, first_stage=DENSE_SYSTEMS[system])
     searcher = Searcher(index_dir)
-    dense = searcher.require_dense()
-    use_float = _use_float(dense, "dense-float" if system == "dense-float" else "dense", "")
+    searcher.check(plan)
+    dense = searcher.require_dense(plan.first_stage)
     dataset = load_eval_dataset(dataset_spec, cfg.split)
     qids = [q for q in dataset.queries if q in dataset.qrels]
     texts = [dataset.queries[q] for q in qids]
-    emb, encode = encode_timed(dense, texts, cfg.latency_queries)
+    emb, encode = encode_timed(searcher, texts, cfg.latency_queries)
+    queries = Queries(texts=texts, dense=emb)
     start = time.perf_counter()
-    run = dense_run(dense, qids, emb, searcher.index.doc_keys, cfg.k, use_float)
+    run = searcher.to_run(qids, searcher.first_stage(queries, plan))
     seconds = time.perf_counter() - start
-    sample = len(_sample(qids, config))
     ev = _scored(system, dataset.name, dataset.qrels, run, config, cfg.relevance_level)
     ev.n_queries = len(qids)
     # flat scan + top-k, query encoding excluded
+    n = len(_sample(qids, config))
     ev.latency_ms = latency_summary(
-        time_queries(lambda i: top_k(dense_scan(dense, emb[i], use_float), cfg.k), sample)
+        time_queries(lambda i: searcher.first_stage(queries.slice(i, i + 1), plan), n)
     )
     ev.qps = ev.latency_ms.get("qps_one_thread")
     ev.index_bytes = dense.nbytes
+    use_float = plan.first_stage == "dense-float"
     ev.info.update(
         dataset={"name": dataset.name, "spec": str(dataset_spec), "split": cfg.split, "n_queries": len(qids)},
         index={"path": str(index_dir), "n_docs": dense.codes.n_docs},
@@ -365,20 +337,29 @@ def evaluate_dense(
 # ---- given candidates (the TREC DL re-rank protocol) ---------------------------------------------
 
 
-def rerank_candidates(searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]]) -> Run:
-    """Re-score each query's candidates by the index's dot product; unmatched ones sink, in order."""
+def candidates_plan(config: Config, depth: int, stage: str | None = None) -> Plan:
+    """Score given candidates with the index (exhaustive, exact), then the dense stage if ``stage``."""
+    return Plan(
+        k=depth,
+        first_stage="candidates",
+        rerank=stage or "none",
+        depth=depth,
+        fusion=config.search.fusion,
+        fusion_weight=config.search.fusion_weight,
+    )
+
+
+def rerank_candidates(
+    searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]], plan: Plan | None = None
+) -> Run:
+    """Each query's candidates (external ids, first-stage order) by the index's dot product; those that
+    share no term with the query sink below, in their order."""
+    plan = plan or Plan(k=max((len(c) for c in candidates.values()), default=1), first_stage="candidates")
     qids = [q for q in candidates if q in queries]
-    encoded = searcher.encode_texts([queries[q] for q in qids])
-    index, keys = searcher.index, searcher.index.doc_keys
-    run: Run = {}
-    for i, qid in enumerate(qids):
-        result = index.search(*encoded.row(i), k=max(index.n_docs, 1))
-        pairs = zip(result.docs.tolist(), result.scores.tolist(), strict=True)
-        scores = {keys[d]: float(s) for d, s in pairs}
-        cands = candidates[qid]
-        # unmatched candidates get tiny negative scores that keep their first-stage order
-        run[qid] = {doc: scores.get(doc, -(rank + 1) / (len(cands) + 1)) for rank, doc in enumerate(cands)}
-    return run
+    batch = Queries(
+        texts=[queries[q] for q in qids], candidates=[searcher.internal_ids(candidates[q]) for q in qids]
+    )
+    return searcher.to_run(qids, searcher.search_batch(batch, plan))
 
 
 def evaluate_candidates(
@@ -397,14 +378,20 @@ def evaluate_candidates(
     """Re-rank each query's first-stage candidates with the index (then the dense stage if ``stage``);
     ``config.eval`` gives the metrics and relevance level; ``timed``: per-query latency and FLOPS."""
     level = config.eval.relevance_level
-    start = time.perf_counter()
-    run = rerank_candidates(searcher, queries, candidates)
-    seconds = time.perf_counter() - start
-    sparse_run, section = run, None
-    qlist = list(run)
+    plan = candidates_plan(config, depth, stage)
+    sparse_plan = replace(plan, rerank="none")
+    qlist = [q for q in candidates if q in queries]
     texts = [queries[q] for q in qlist]
+    start = time.perf_counter()
+    batch = searcher.encode(
+        Queries(texts=texts, candidates=[searcher.internal_ids(candidates[q]) for q in qlist]), sparse_plan
+    )
+    first = searcher.first_stage(batch, sparse_plan)
+    seconds = time.perf_counter() - start
+    results, section = first, None
     if stage not in (None, "none"):
-        run, section = dense_rerank(searcher, qlist, texts, run, config, stage, depth)
+        results, section = dense_rerank(searcher, batch, first, plan, config)
+    run = searcher.to_run(qlist, results)
     ev = _scored(label, dataset, qrels, run, config, level)
     ev.n_queries = len(run)
     first_top = {q: {d: float(depth - r) for r, d in enumerate(docs)} for q, docs in candidates.items()}
@@ -414,15 +401,15 @@ def evaluate_candidates(
         run_qps=len(qlist) / max(seconds, 1e-9),
     )
     if timed:
-        ms = time_queries(
-            lambda i: rerank_candidates(searcher, {qlist[i]: texts[i]}, {qlist[i]: candidates[qlist[i]]}),
-            len(qlist),
+        one = [Queries(texts=[t], candidates=[c]) for t, c in zip(texts, batch.candidates or [], strict=True)]
+        ev.latency_ms = latency_summary(
+            time_queries(lambda i: searcher.search_batch(one[i], sparse_plan), len(one))
         )
-        ev.latency_ms = latency_summary(ms)
         ev.qps = ev.latency_ms.get("qps_one_thread")
-        _index_costs(ev, searcher, searcher.encode_texts(texts))
+        _index_costs(ev, searcher, batch.sparse)
         ev.notes.append("latency: encode one query and score the candidate index (exhaustive), one thread")
     if section is not None:
+        sparse_run = searcher.to_run(qlist, first)
         _with_hybrid(ev, section, evaluate_run(qrels, sparse_run, config.eval.metrics, level))
     return ev
 

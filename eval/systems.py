@@ -7,7 +7,7 @@ A system is one of:
   ``lsr.encoders.default_model``), ``NAME:MODEL_FOLDER`` or a model folder (SPLADE): an index is built
   over the dataset's corpus with that encoder, or taken from the cache;
 * ``hybrid`` or ``hybrid:MODEL_FOLDER``: the SPLADE index plus the dense re-rank stage
-  (``lsr.dense_stage``), evaluated with ``rerank="dense"``;
+  (``lsr.dense.stage``), evaluated with ``rerank="dense"``;
 * ``pyserini-bm25``: the external reference, Lucene BM25 through pyserini (``lsr.eval.pyserini_ref``);
 * ``run:FILE``: a TREC run file evaluated as it is (``{split}`` in FILE is filled in; for the DL
   re-rank protocols a run name of the pool, e.g. ``run:bm25``, also works).
@@ -35,7 +35,7 @@ from lsr.config import Config, to_dict
 from lsr.data.corpus import CORPUS_NAMES, find_file, open_corpus
 from lsr.data.irds import cache_dir as irds_cache_dir
 from lsr.data.irds import local_folder
-from lsr.dense_stage import build_dense_stage
+from lsr.dense.stage import build_dense_stage
 from lsr.encoders import encoder_overrides
 from lsr.errors import ConfigError
 from lsr.index.io import publish_directory, read_meta, write_json

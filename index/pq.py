@@ -9,7 +9,7 @@ q (rotated the same way), one lookup table ``lut[m, c] = <q_m, codebook[m, c]>``
 [M, ksub], then ``score(doc) = sum_m lut[m, codes[doc, m]]``, which equals <q, decode(doc)>.
 
 This module needs numpy and numba only (no faiss, no torch): training happens at index time
-in ``lsr.dense_stage``; query time reads ``.npy`` files memory-mapped.
+in ``lsr.dense.stage``; query time reads ``.npy`` files memory-mapped.
 
 Files of ``<index>/dense/`` (format ``lsr-dense`` v1):
 
@@ -241,18 +241,3 @@ class DenseCodes:
             )
         rows = self.vectors[np.asarray(cands, dtype=np.int64)]
         return (rows @ np.asarray(query, dtype=np.float32)).astype(np.float32)
-
-
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(doc ids, scores) of the k largest scores, score descending then doc id ascending."""
-    k = min(k, len(scores))
-    if k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    # exact ties at the cut: take the lowest doc ids among the tied
-    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-    tied = np.flatnonzero(scores == kth)
-    above = np.flatnonzero(scores > kth)
-    chosen = np.concatenate([above, tied[: k - len(above)]])
-    order = np.lexsort((chosen, -scores[chosen]))
-    docs = chosen[order].astype(np.int64)
-    return docs, scores[docs].astype(np.float32)

@@ -310,7 +310,7 @@ def _dense_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _build_dense(cfg: Config, index_dir: str, corpus: str | None, overwrite: bool, progress: bool) -> int:
-    from lsr.dense_stage import build_dense_stage
+    from lsr.dense.stage import build_dense_stage
 
     d = cfg.dense
     meta = build_dense_stage(

@@ -1,14 +1,36 @@
-"""Searcher: an index plus the query encoder its meta names, searched by text or by vector."""
+"""The one retrieval path: a batch of queries and a :class:`Plan` in, ranked internal doc ids out.
+
+    searcher = Searcher("indexes/scifact")
+    plan = Plan(k=10, rerank="dense", depth=100)
+    results = searcher.search_batch(Queries(texts=["vitamin d", "coffee"]), plan)
+    run = searcher.to_run(["q1", "q2"], results)          # external ids only at the edge
+    hits = searcher.hits(results[0])                      # rank, doc id, score, title
+
+A batch travels encode -> first stage -> optional re-rank, each step a method:
+
+* **encode** fills what the plan needs: the sparse query vectors (the index's own query encoder) and
+  the dense embeddings (the dense stage's model), under the encoder's thread-safety rule;
+* **first stage**: ``sparse`` (the index kernels: exact / safe / approx, batch kernel on
+  ``threads``), ``dense`` / ``dense-float`` (a flat scan of the dense stage's PQ codes or float
+  vectors) or ``candidates`` (each query's given candidates scored by the index; candidates that
+  share no term with the query sink below the matched ones in their given order);
+* **re-rank** (``dense`` / ``dense-float``): the first stage's top ``depth`` re-scored by the dense
+  stage and fused (lsr.dense.fusion); the rest follow in first-stage order, below.
+
+Results are :class:`lsr.index.SearchResult` in internal doc ids, best first.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -16,15 +38,160 @@ from tqdm.auto import tqdm
 from lsr.config import SearchConfig
 from lsr.data.docstore import DocStore, DocStoreWriter
 from lsr.data.trec import Run
+from lsr.dense.fusion import FUSION_METHODS
+from lsr.dense.stage import DenseStage
 from lsr.encoders import QueryEncoder, load_query_encoder
 from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch
+from lsr.index.topk import top_k
 from lsr.timing import latency_summary, numba_threads, time_queries
 
-if TYPE_CHECKING:
-    from lsr.dense_stage import DenseStage
-
 logger = logging.getLogger(__name__)
+
+FIRST_STAGES = ("sparse", "dense", "dense-float", "candidates")
+RERANKS = ("none", "dense", "dense-float")
+MODES = ("exact", "safe", "approx")
+# Query encoders that may run on several threads at once. Others encode under one lock per searcher:
+# bm25 (PyStemmer's stemmer object is not thread-safe) and the dense model (its Hugging Face tokenizer
+# call reconfigures the shared Rust tokenizer's truncation on every call).
+THREAD_SAFE_ENCODERS = ("splade", "unicoil", "inference-free")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a batch of queries is answered; checked on construction (errors name the bad value).
+
+    ``k`` results per query. ``first_stage``: see the module docstring. ``mode`` / ``alpha`` /
+    ``beta``: the sparse kernels (lsr.index.SearchParams). ``rerank``: none, dense (PQ codes) or
+    dense-float (stored float vectors) re-scoring of the first stage's top ``depth`` (the first stage
+    fetches ``max(k, depth)``). ``fusion`` / ``fusion_weight``: "auto" / negative take the values
+    stored in the dense meta. ``threads`` (0: all cores) and ``batch_size``: the sparse batch kernel.
+    """
+
+    k: int = 10
+    first_stage: str = "sparse"
+    mode: str = "exact"
+    alpha: float = 1.0
+    beta: float = 1.0
+    rerank: str = "none"
+    depth: int = 100
+    fusion: str = "auto"
+    fusion_weight: float = -1.0
+    threads: int = 0
+    batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        _check_int("k", self.k, 1)
+        _check_choice("first_stage", self.first_stage, FIRST_STAGES)
+        _check_choice("rerank", self.rerank, RERANKS)
+        _check_int("depth", self.depth, 1)
+        _check_choice("fusion", self.fusion, ("auto", *FUSION_METHODS))
+        if not isinstance(self.fusion_weight, int | float) or not self.fusion_weight <= 1:
+            raise ValueError(
+                f"fusion_weight {self.fusion_weight!r} must lie in [0, 1] (or be negative: the stored weight)"
+            )
+        _check_int("threads", self.threads, 0)
+        _check_int("batch_size", self.batch_size, 1)
+        if self.rerank != "none" and self.first_stage not in ("sparse", "candidates"):
+            raise ValueError(
+                f"rerank {self.rerank!r} re-scores sparse candidates; first_stage {self.first_stage!r} "
+                "is dense already (use rerank 'none')"
+            )
+        SearchParams(self.mode, self.alpha, self.beta)  # mode, alpha, beta: the index's own checks
+
+    @classmethod
+    def from_config(cls, search: SearchConfig, **overrides: Any) -> Plan:
+        """The plan of a config's ``search`` section (``rerank_depth`` is ``depth``), with overrides."""
+        plan = cls(
+            k=search.k,
+            mode=search.mode,
+            alpha=search.alpha,
+            beta=search.beta,
+            rerank=search.rerank,
+            depth=search.rerank_depth,
+            fusion=search.fusion,
+            fusion_weight=search.fusion_weight,
+            threads=search.threads,
+            batch_size=search.batch_size,
+        )
+        return dataclasses.replace(plan, **overrides)
+
+    @property
+    def params(self) -> SearchParams:
+        return SearchParams(self.mode, self.alpha, self.beta)
+
+    @property
+    def fetch(self) -> int:
+        """Results the first stage returns: ``max(k, depth)`` with a re-rank, else ``k``."""
+        return max(self.k, self.depth) if self.rerank != "none" else self.k
+
+    def kernel_kwargs(self) -> dict[str, Any]:
+        return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta}
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} = {value!r} must be an integer >= {low}")
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} {value!r} is not one of {list(choices)}")
+
+
+@dataclass
+class Queries:
+    """A batch of queries: texts and/or encoded forms; :meth:`Searcher.encode` fills what a plan
+    needs from the texts. ``candidates``: internal doc ids per query, best first (first_stage
+    "candidates")."""
+
+    texts: list[str] | None = None
+    sparse: SparseBatch | None = None
+    dense: np.ndarray | None = None
+    candidates: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        for part in (self.texts, self.sparse, self.dense, self.candidates):
+            if part is not None:
+                return len(part)
+        return 0
+
+    def __post_init__(self) -> None:
+        sizes = {
+            name: len(part)
+            for name, part in vars(self).items()
+            if part is not None and name in ("texts", "sparse", "dense", "candidates")
+        }
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"the parts of a query batch differ in length: {sizes}")
+
+    def slice(self, start: int, end: int) -> Queries:
+        return Queries(
+            None if self.texts is None else self.texts[start:end],
+            None if self.sparse is None else _slice(self.sparse, start, end),
+            None if self.dense is None else self.dense[start:end],
+            None if self.candidates is None else self.candidates[start:end],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[Queries]) -> Queries:
+        """One batch of several (each part holding the same kinds of forms)."""
+
+        def joined(name: str) -> list | None:
+            values = [getattr(p, name) for p in parts]
+            return None if not values or any(v is None for v in values) else values
+
+        texts, sparse, dense, cands = (joined(n) for n in ("texts", "sparse", "dense", "candidates"))
+        return Queries(
+            None if texts is None else [t for part in texts for t in part],
+            None
+            if sparse is None
+            else SparseBatch.from_rows(b.row(i) for b in sparse for i in range(len(b))),
+            None if dense is None else np.concatenate(dense),
+            None if cands is None else [c for part in cands for c in part],
+        )
 
 
 @dataclass(frozen=True)
@@ -33,19 +200,105 @@ class Hit:
     doc_id: str
     score: float
     title: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
 
 
 class Searcher:
+    """An index, its query encoder and (when it has one) its dense stage, searched through plans."""
+
     def __init__(self, index_dir: str | Path):
         self.index = Index.load(index_dir)
         self.docstore = DocStore(index_dir) if DocStoreWriter.files(Path(index_dir)) else None
+        self._open_lock = threading.Lock()  # lazy opening of the encoders and the dense stage
+        name = self.index.meta.get("encoder", {}).get("name")
+        self._sparse_lock: Any = (
+            contextlib.nullcontext() if name in THREAD_SAFE_ENCODERS else threading.Lock()
+        )
+        self._dense_lock = threading.Lock()
+        self._lazy: dict[str, Any] = {}
 
-    @cached_property
+    def _once(self, name: str, make: Callable[[], T]) -> T:
+        """``make()`` run once per searcher, also when several threads ask at the same time."""
+        if name not in self._lazy:
+            with self._open_lock:
+                if name not in self._lazy:
+                    self._lazy[name] = make()
+        return self._lazy[name]
+
+    # --- the parts: encoders, dense stage, ids -----------------------------------------------------
+
+    @property
     def query_encoder(self) -> QueryEncoder:
-        return load_query_encoder(self.index.meta["encoder"], self.index.term_index, self.index.path)
+        return self._once(
+            "query_encoder",
+            lambda: load_query_encoder(self.index.meta["encoder"], self.index.term_index, self.index.path),
+        )
+
+    @property
+    def dense(self) -> DenseStage | None:
+        """The index's dense stage (``<index>/dense``), opened on first use; None if it has none."""
+        return self._once("dense", lambda: DenseStage.open(self.index.path, self.index.doc_keys))
+
+    def require_dense(self, what: str = "dense") -> DenseStage:
+        """The dense stage, for a first stage or re-rank named ``what``.
+
+        Raises:
+            LsrError: the index has none, or ``dense-float`` and it keeps no float vectors.
+        """
+        if self.dense is None:
+            raise LsrError(
+                f"index {self.index.path} has no dense stage: add one with "
+                f"lsr index --dense-for {self.index.path}"
+            )
+        if what == "dense-float" and self.dense.codes.vectors is None:
+            raise LsrError(
+                f"{self.dense.codes.path} keeps no float vectors: rebuild with --keep-float "
+                "(dense.keep_float) to use dense-float"
+            )
+        return self.dense
+
+    def check(self, plan: Plan) -> None:
+        """Fail before any work when the index cannot answer ``plan`` (no dense stage, no float vectors,
+        no block-max data)."""
+        for what in (plan.first_stage, plan.rerank):
+            if what in ("dense", "dense-float"):
+                self.require_dense(what)
+        if plan.first_stage in ("sparse", "candidates") and plan.mode != "exact" and not self.index.blockmax:
+            raise LsrError(
+                f"mode {plan.mode!r} needs block-max data, which index {self.index.path} lacks "
+                "(build it with `lsr index --blockmax-for INDEX`)"
+            )
+
+    @property
+    def doc_positions(self) -> dict[str, int]:
+        """Internal doc id of each external id."""
+        return self._once("doc_positions", lambda: {key: i for i, key in enumerate(self.index.doc_keys)})
+
+    def internal_ids(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """int64 internal ids of external ids, in order.
+
+        Raises:
+            LsrError: an id that is not in this index (the message names a few).
+        """
+        pos = self.doc_positions
+        unknown = [d for d in doc_ids if d not in pos]
+        if unknown:
+            raise LsrError(f"{len(unknown)} doc id(s) not in index {self.index.path}, e.g. {unknown[:3]}")
+        return np.fromiter((pos[d] for d in doc_ids), dtype=np.int64, count=len(doc_ids))
+
+    # --- encode ------------------------------------------------------------------------------------
 
     def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
-        return self.query_encoder.encode(texts)
+        """Sparse query vectors of texts, by the index's own query encoder (under its thread rule)."""
+        encoder = self.query_encoder
+        with self._sparse_lock:
+            return encoder.encode(texts)
+
+    def encode_dense(self, texts: Sequence[str]) -> np.ndarray:
+        """Dense query embeddings [n, dim] by the dense stage's model (one encode at a time)."""
+        dense = self.require_dense()
+        with self._dense_lock:
+            return dense.encode_queries(texts)
 
     def encode_vectors(self, vectors: Sequence[Mapping[str, float]]) -> SparseBatch:
         """Pre-encoded queries (term -> weight); terms outside the index vocabulary are dropped, counted
@@ -64,198 +317,189 @@ class Searcher:
             ([ti[t] for t in v if t in ti], [w for t, w in v.items() if t in ti]) for v in vectors
         )
 
-    def search(
-        self,
-        text: str,
-        k: int = 10,
-        params: SearchParams | None = None,
-        rerank: str | None = None,
-        depth: int = 100,
-        fusion: str = "auto",
-        fusion_weight: float = -1.0,
-    ) -> list[Hit]:
-        """One free-text query; hits carry titles when the index has a docstore.
+    def encode(self, queries: Queries, plan: Plan) -> Queries:
+        """``queries`` with the forms ``plan`` needs filled in from the texts (given forms are kept).
 
-        ``rerank="dense"``: the sparse top ``max(depth, k)`` re-scored by the index's dense stage and
-        fused (``fusion``/``fusion_weight``: auto / negative = as stored in the dense meta).
+        Raises:
+            ValueError: a form is needed and there are no texts to encode it from.
+        """
+        need_sparse = plan.first_stage in ("sparse", "candidates") and queries.sparse is None
+        need_dense = (
+            plan.first_stage in ("dense", "dense-float") or plan.rerank != "none"
+        ) and queries.dense is None
+        if (need_sparse or need_dense) and queries.texts is None:
+            what = "sparse vectors" if need_sparse else "dense embeddings"
+            raise ValueError(f"the plan needs {what} of the queries: give their texts")
+        assert queries.texts is not None or not (need_sparse or need_dense)
+        return dataclasses.replace(
+            queries,
+            sparse=self.encode_texts(queries.texts) if need_sparse else queries.sparse,  # type: ignore[arg-type]
+            dense=self.encode_dense(queries.texts) if need_dense else queries.dense,  # type: ignore[arg-type]
+        )
+
+    # --- first stage -------------------------------------------------------------------------------
+
+    def first_stage(self, queries: Queries, plan: Plan, progress: bool = False) -> list[SearchResult]:
+        """The first ``plan.fetch`` results of each query (encoded forms must be present)."""
+        if plan.first_stage == "sparse":
+            return self._sparse(_need(queries.sparse, "sparse"), plan, progress)
+        if plan.first_stage == "candidates":
+            return self._candidates(
+                _need(queries.sparse, "sparse"), _need(queries.candidates, "candidates"), plan
+            )
+        emb = _need(queries.dense, "dense")
+        use_float = plan.first_stage == "dense-float"
+        return [SearchResult(*top_k(self.dense_scan(q, use_float), plan.fetch)) for q in emb]
+
+    def _sparse(self, queries: SparseBatch, plan: Plan, progress: bool) -> list[SearchResult]:
+        kwargs = plan.kernel_kwargs()
+        if len(queries) == 1:  # one query: the single-query kernel on this thread
+            return [self.index.search(*queries.row(0), k=plan.fetch, **kwargs)]
+        out: list[SearchResult] = []
+        bar = tqdm(total=len(queries), desc="search", unit="q", disable=not progress)
+        for start in range(0, len(queries), plan.batch_size):
+            sub = _slice(queries, start, min(start + plan.batch_size, len(queries)))
+            out += self.index.search_batch(sub, k=plan.fetch, threads=plan.threads or None, **kwargs)
+            bar.update(len(sub))
+        bar.close()
+        return out
+
+    def _candidates(
+        self, queries: SparseBatch, candidates: list[np.ndarray], plan: Plan
+    ) -> list[SearchResult]:
+        """Each query's candidates by their index score (exhaustive, nothing pruned); a candidate that
+        shares no term with the query gets ``-(rank + 1) / (n + 1)``, keeping its given order below."""
+        out = []
+        for i, cands in enumerate(candidates):
+            result = self.index.search(*queries.row(i), k=max(self.index.n_docs, 1))
+            matched = dict(zip(result.docs.tolist(), result.scores.tolist(), strict=True))
+            n = len(cands)
+            scores = np.array(
+                [matched.get(d, -(r + 1) / (n + 1)) for r, d in enumerate(np.asarray(cands).tolist())],
+                dtype=np.float64,
+            )
+            order = np.lexsort((np.arange(n), -scores))[: plan.fetch]
+            out.append(SearchResult(np.asarray(cands, dtype=np.int64)[order], scores[order]))
+        return out
+
+    def dense_scan(self, query: np.ndarray, use_float: bool = False) -> np.ndarray:
+        """float32 dense scores of every document for one query embedding (PQ codes or float vectors)."""
+        dense = self.require_dense("dense-float" if use_float else "dense")
+        if use_float:
+            return np.asarray(dense.codes.vectors @ query, dtype=np.float32)
+        return dense.codes.scan(query)
+
+    # --- re-rank -----------------------------------------------------------------------------------
+
+    def rerank(self, queries: Queries, results: list[SearchResult], plan: Plan) -> list[SearchResult]:
+        """Each result's top ``plan.depth`` re-scored by the dense stage and fused (float64 scores); the
+        rest follow in their order below the lowest fused score (``floor - r / (len(tail) + 1)``); cut
+        to ``plan.k``. ``rerank="none"``: the results cut to ``plan.k``."""
+        if plan.rerank == "none":
+            return [SearchResult(r.docs[: plan.k], r.scores[: plan.k]) for r in results]
+        dense = self.require_dense(plan.rerank)
+        method, weight = dense.resolve_fusion(plan.fusion, plan.fusion_weight)
+        emb = _need(queries.dense, "dense")
+        use_float = plan.rerank == "dense-float"
+        out = []
+        for i, result in enumerate(results):
+            head, tail = result.docs[: plan.depth], result.docs[plan.depth :]
+            scores = np.asarray(result.scores[: plan.depth], dtype=np.float64)
+            docs, fused = dense.rerank(emb[i], head, scores, method, weight, use_float)
+            floor = float(fused.min()) - 1.0 if len(fused) else 0.0
+            below = floor - np.arange(len(tail), dtype=np.float64) / (len(tail) + 1)
+            out.append(
+                SearchResult(
+                    np.concatenate([docs, np.asarray(tail, dtype=np.int64)])[: plan.k],
+                    np.concatenate([fused, below])[: plan.k],
+                )
+            )
+        return out
+
+    # --- the whole path ----------------------------------------------------------------------------
+
+    def search_batch(self, queries: Queries, plan: Plan, progress: bool = False) -> list[SearchResult]:
+        """encode -> first stage -> re-rank (or the cut to k) for a batch."""
+        queries = self.encode(queries, plan)
+        return self.rerank(queries, self.first_stage(queries, plan, progress), plan)
+
+    def search(self, text: str, plan: Plan) -> SearchResult:
+        """One free-text query.
+
+        Raises:
+            ValueError: an empty text.
         """
         if not text.strip():
             raise ValueError("empty query: give some text to search for")
-        query = self.encode_texts([text])
-        if rerank in (None, "none"):
-            return self.hits(self.index.search(*query.row(0), k=k, **_kwargs(params)))
-        dense = self.require_dense(rerank)
-        result = self.index.search(*query.row(0), k=max(k, depth), **_kwargs(params))
-        method, weight = dense.resolve_fusion(fusion, fusion_weight)
-        emb = dense.encode_queries([text])[0]
-        docs, fused = dense.rerank(emb, result.docs, result.scores, method, weight)
-        return self.hits(SearchResult(docs[:k], fused[:k].astype(np.float32)))
+        return self.search_batch(Queries(texts=[text]), plan)[0]
 
-    @cached_property
-    def dense(self) -> DenseStage | None:
-        """The index's dense stage (``<index>/dense``), opened on first use; None if it has none."""
-        from lsr.dense_stage import DenseStage
+    # --- the edge: external ids --------------------------------------------------------------------
 
-        return DenseStage.open(self.index.path, self.index.doc_keys)
-
-    def require_dense(self, rerank: str | None = "dense") -> DenseStage:
-        if rerank not in ("dense", "dense-float"):
-            raise LsrError(f"rerank {rerank!r} is not one of ['none', 'dense']")
-        if self.dense is None:
-            raise LsrError(
-                f"index {self.index.path} has no dense stage: add one with "
-                f"lsr index --dense-for {self.index.path}"
-            )
-        return self.dense
-
-    @cached_property
-    def doc_positions(self) -> dict[str, int]:
-        """Internal doc id of each external id."""
-        return {key: i for i, key in enumerate(self.index.doc_keys)}
-
-    def rerank_run(
-        self,
-        qids: Sequence[str],
-        texts: Sequence[str],
-        sparse_run: Run,
-        depth: int = 100,
-        fusion: str = "auto",
-        fusion_weight: float = -1.0,
-        use_float: bool = False,
-        query_emb: np.ndarray | None = None,
-    ) -> Run:
-        """Re-score each query's sparse top ``depth`` with the dense stage and fuse; documents of
-        ``sparse_run`` below the depth follow in their sparse order (with lower scores)."""
-        dense = self.require_dense()
-        method, weight = dense.resolve_fusion(fusion, fusion_weight)
-        if query_emb is None:
-            query_emb = dense.encode_queries(texts)
+    def to_run(self, qids: Sequence[str], results: Sequence[SearchResult]) -> Run:
+        """A run ``{qid: {doc_id: score}}`` in rank order."""
+        if len(qids) != len(results):
+            raise ValueError(f"{len(qids)} query ids for {len(results)} results")
         keys = self.index.doc_keys
-        run: Run = {}
-        for i, qid in enumerate(qids):
-            (cands, scores), tail = self.run_head(qid, sparse_run.get(qid), depth)
-            docs, fused = dense.rerank(query_emb[i], cands, scores, method, weight, use_float)
-            out = {keys[d]: float(f) for d, f in zip(docs.tolist(), fused.tolist(), strict=True)}
-            floor = float(fused.min()) - 1.0 if len(fused) else 0.0
-            for r, d in enumerate(tail):
-                out[d] = floor - r / (len(tail) + 1)
-            run[qid] = out
-        return run
+        return {
+            qid: {keys[d]: float(s) for d, s in zip(r.docs.tolist(), r.scores.tolist(), strict=True)}
+            for qid, r in zip(qids, results, strict=True)
+        }
 
-    def run_head(
-        self, qid: str, docs: Mapping[str, float] | None, depth: int
-    ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
-        """One query's run split at ``depth``: ``((internal ids, scores) of the top, best first), the
-        external ids below it in order)``.
-
-        Raises:
-            LsrError: a document of the top is not in this index.
-        """
-        ranked = sorted((docs or {}).items(), key=lambda kv: -kv[1])
-        head = ranked[:depth]
-        pos = self.doc_positions
-        unknown = [d for d, _ in head if d not in pos]
-        if unknown:
-            raise LsrError(
-                f"query {qid}: {len(unknown)} candidate(s) not in index {self.index.path}, e.g. {unknown[:3]}"
-            )
-        cands = np.fromiter((pos[d] for d, _ in head), dtype=np.int64, count=len(head))
-        scores = np.fromiter((s for _, s in head), dtype=np.float64, count=len(head))
-        return (cands, scores), [d for d, _ in ranked[depth:]]
-
-    def latency(self, queries: SparseBatch, k: int, params: SearchParams | None = None) -> dict[str, float]:
-        """Per-query latency of encoded queries, one by one on this thread (see lsr.timing)."""
-        kwargs = _kwargs(params)
-        ms = time_queries(lambda i: self.index.search(*queries.row(i), k=k, **kwargs), len(queries))
-        return latency_summary(ms)
-
-    def hits(self, result: SearchResult) -> list[Hit]:
+    def hits(self, result: SearchResult, fields: Sequence[str] = ("title",)) -> list[Hit]:
+        """Ranked hits with external ids, scores as float32 values, and the docstore ``fields`` (when
+        the index has a docstore; ``title`` also goes to ``Hit.title``)."""
         keys = self.index.doc_keys
+        store = self.docstore if fields else None
         hits = []
-        pairs = zip(result.docs.tolist(), result.scores.tolist(), strict=True)
-        for rank, (d, s) in enumerate(pairs, start=1):
-            title = self.docstore.get(d).get("title", "") if self.docstore is not None else ""
-            hits.append(Hit(rank, keys[d], s, title))
+        scores = np.asarray(result.scores).astype(np.float32).tolist()
+        for rank, (d, s) in enumerate(zip(result.docs.tolist(), scores, strict=True), start=1):
+            doc = store.get(d) if store is not None else {}
+            values = {f: doc.get(f, "") for f in fields} if store is not None else {}
+            hits.append(Hit(rank, keys[d], s, values.get("title", ""), values))
         return hits
 
-    def batch_throughput(
-        self, queries: SparseBatch, k: int, threads: int = 0, params: SearchParams | None = None
-    ) -> dict[str, float]:
-        """Queries/s of the batch kernel on ``threads`` threads (0: all), after one warm-up batch."""
-        kwargs = _kwargs(params)
-        self.index.search_batch(
-            _slice(queries, 0, min(len(queries), 8)), k=k, threads=threads or None, **kwargs
-        )
+    # --- timing (lsr search --stats) ---------------------------------------------------------------
+
+    def latency(self, queries: SparseBatch, plan: Plan) -> dict[str, float]:
+        """Per-query latency of the sparse kernel on encoded queries, one by one on this thread."""
+        kwargs = plan.kernel_kwargs()
+        ms = time_queries(lambda i: self.index.search(*queries.row(i), k=plan.k, **kwargs), len(queries))
+        return latency_summary(ms)
+
+    def batch_throughput(self, queries: SparseBatch, plan: Plan) -> dict[str, float]:
+        """Queries/s of the batch kernel on ``plan.threads`` threads (0: all), after one warm-up batch."""
+        kwargs, threads = plan.kernel_kwargs(), plan.threads or None
+        self.index.search_batch(_slice(queries, 0, min(len(queries), 8)), k=plan.k, threads=threads, **kwargs)
         start = time.perf_counter()
-        self.index.search_batch(queries, k=k, threads=threads or None, **kwargs)
+        self.index.search_batch(queries, k=plan.k, threads=threads, **kwargs)
         seconds = time.perf_counter() - start
         return {
-            "threads": threads or numba_threads(),
+            "threads": plan.threads or numba_threads(),
             "seconds": seconds,
             "qps": len(queries) / max(seconds, 1e-9),
         }
 
-    def run(
-        self,
-        qids: Sequence[str],
-        queries: SparseBatch,
-        k: int,
-        threads: int = 0,
-        batch_size: int = 1024,
-        progress: bool = False,
-        params: SearchParams | None = None,
-    ) -> Run:
-        """Search encoded queries in batches; return a run ``{qid: {doc_id: score}}`` in rank order."""
-        if len(qids) != len(queries):
-            raise ValueError(f"{len(qids)} query ids for {len(queries)} encoded queries")
-        empty = int(np.count_nonzero(queries.row_nnz() == 0))
+
+def warn_empty(qids: Sequence[str], queries: Queries) -> None:
+    """Warn once about empty query texts and about encoded queries with no index term (both return
+    nothing)."""
+    blank = [qid for qid, text in zip(qids, queries.texts or [], strict=False) if not text.strip()]
+    if blank:
+        logger.warning("%d empty query text(s) (e.g. query id %r); they return nothing", len(blank), blank[0])
+    if queries.sparse is not None:
+        empty = int(np.count_nonzero(queries.sparse.row_nnz() == 0))
         if empty:
             logger.warning(
                 "%d of %d queries have no term in the index vocabulary; they return nothing", empty, len(qids)
             )
-        keys = self.index.doc_keys
-        run: Run = {}
-        bar = tqdm(total=len(qids), desc="search", unit="q", disable=not progress)
-        for start in range(0, len(qids), batch_size):
-            sub = _slice(queries, start, min(start + batch_size, len(qids)))
-            results = self.index.search_batch(sub, k=k, threads=threads or None, **_kwargs(params))
-            for qid, res in zip(qids[start : start + len(sub)], results, strict=True):
-                docs, scores = res.docs.tolist(), res.scores.tolist()
-                run[qid] = {keys[d]: float(s) for d, s in zip(docs, scores, strict=True)}
-            bar.update(len(sub))
-        bar.close()
-        return run
-
-    def encode_query_texts(self, queries: Mapping[str, str]) -> tuple[list[str], SparseBatch]:
-        """``(query ids, encoded queries)``; empty texts are warned about once (they return nothing)."""
-        blank = [qid for qid, text in queries.items() if not text.strip()]
-        if blank:
-            logger.warning(
-                "%d empty query text(s) (e.g. query id %r); they return nothing", len(blank), blank[0]
-            )
-        qids = list(queries)
-        return qids, self.encode_texts([queries[q] for q in qids])
-
-    def run_texts(
-        self,
-        queries: Mapping[str, str],
-        k: int,
-        threads: int = 0,
-        batch_size: int = 1024,
-        progress: bool = False,
-    ) -> Run:
-        return self.run(*self.encode_query_texts(queries), k, threads, batch_size, progress)
 
 
-def search_params(cfg: SearchConfig) -> SearchParams:
-    """The index search parameters of a config's ``search`` section."""
-    return SearchParams(cfg.mode, cfg.alpha, cfg.beta)
-
-
-def _kwargs(params: SearchParams | None) -> dict:
-    if params is None:
-        return {}
-    return {"mode": params.mode, "alpha": params.alpha, "beta": params.beta}
+def _need(part: T | None, name: str) -> T:
+    if part is None:
+        raise ValueError(
+            f"the queries carry no {name} form: encode them for the plan first (Searcher.encode)"
+        )
+    return part
 
 
 def _slice(batch: SparseBatch, start: int, end: int) -> SparseBatch:

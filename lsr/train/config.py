@@ -117,7 +117,7 @@ class ModelConfig:
 
     kind: str = "splade"  # splade (siamese) | inference-free (SPLADE documents, query token table)
     # a *ForMaskedLM folder (e.g. models/splade-tiny), a BertModel folder (a fresh MLM head tied to its
-    # input embeddings is added), or "minilm" (all-MiniLM-L6-v2 from lsr.encoders.dense)
+    # input embeddings is added), or "minilm" (all-MiniLM-L6-v2 from lsr.dense.model)
     init: str = ""
     # inference-free query table: idf (training-corpus IDF) | binary (1 per token: the plain-FLOPS ablation)
     query_weights: str = "idf"

@@ -277,7 +277,7 @@ def dense_scores(
     progress: bool,
 ) -> list[list[float]]:
     """Cosine of all-MiniLM-L6-v2 (or another sentence-transformers folder) embeddings."""
-    from lsr.encoders.dense import DenseModel
+    from lsr.dense.model import DenseModel
 
     model = DenseModel.load(model_spec or None, device=device, max_length=max_length)
     uniq = sorted({d for c in cands for d in c})

@@ -43,7 +43,7 @@ MAX_SHARD = "15MB"
 def resolve_init(spec: str) -> Path:
     """The folder a ``model.init`` names (``minilm``: the packaged all-MiniLM-L6-v2)."""
     if spec in ("minilm", "all-MiniLM-L6-v2"):
-        from lsr.encoders.dense import default_dense_model
+        from lsr.dense.model import default_dense_model
 
         path = default_dense_model()
         if path is None:

@@ -270,8 +270,8 @@ def test_explain_cli(scifact, scifact_bm25_index, capsys):
 
 def test_hybrid_system(tmp_path):
     pytest.importorskip("faiss")
+    from lsr.dense.model import default_dense_model
     from lsr.encoders import default_model
-    from lsr.encoders.dense import default_dense_model
 
     if default_model("splade") is None or default_dense_model() is None:
         pytest.skip("needs the default SPLADE and dense models")

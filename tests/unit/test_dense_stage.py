@@ -15,9 +15,9 @@ pytest.importorskip("transformers")
 
 from lsr.cli import main  # noqa: E402
 from lsr.config import load_config  # noqa: E402
-from lsr.dense_stage import DenseStage, build_dense_stage, store_fusion, train_pq  # noqa: E402
+from lsr.dense.fusion import fuse  # noqa: E402
+from lsr.dense.stage import DenseStage, build_dense_stage, store_fusion, train_pq  # noqa: E402
 from lsr.errors import LsrError  # noqa: E402
-from lsr.fusion import fuse  # noqa: E402
 from lsr.index.io import ArtifactError  # noqa: E402
 from lsr.index.pq import adc_reference, adc_scores, build_lut, decode_reference, pq_encode  # noqa: E402
 from lsr.pipeline import index_corpus  # noqa: E402

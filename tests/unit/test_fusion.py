@@ -1,11 +1,11 @@
-"""Score fusion (lsr.fusion): normalizations, convex combinations, RRF, bad input."""
+"""Score fusion (lsr.dense.fusion): normalizations, convex combinations, RRF, bad input."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lsr.fusion import fuse, fused_order, minmax, ranks, zscore
+from lsr.dense.fusion import fuse, fused_order, minmax, ranks, zscore
 
 
 def test_minmax_and_zscore_values():

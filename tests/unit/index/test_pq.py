@@ -19,9 +19,9 @@ from lsr.index.pq import (
     decode_reference,
     ids_digest,
     pq_encode,
-    top_k,
     valid_m,
 )
+from lsr.index.topk import top_k
 
 
 def _random_pq(seed: int, n: int = 50, m: int = 4, ksub: int = 16, dsub: int = 3):

@@ -26,10 +26,20 @@ from typing import Any
 import numpy as np
 
 from lsr import __version__
+from lsr.data.corpus import open_corpus
+from lsr.data.docstore import DocStore, DocStoreWriter
+from lsr.dense.fusion import FUSION_METHODS, check_fusion, fused_order
+from lsr.dense.model import DenseModel, resolve_dense_model
 from lsr.errors import LsrError
-from lsr.fusion import FUSION_METHODS, check_fusion, fused_order
 from lsr.index import Index
-from lsr.index.io import ArtifactError, atomic_directory, read_meta, save_array, write_meta
+from lsr.index.io import (
+    ArtifactError,
+    atomic_directory,
+    directory_bytes,
+    read_meta,
+    save_array,
+    write_meta,
+)
 from lsr.index.pq import (
     DENSE_DIR,
     DENSE_FORMAT,
@@ -106,8 +116,6 @@ class DenseStage:
     @cached_property
     def model(self):
         """The dense model the documents were encoded with (loaded on first use)."""
-        from lsr.encoders.dense import DenseModel, resolve_dense_model
-
         desc = self.meta["model"]
         path = Path(desc.get("path", ""))
         if not (path / "config.json").is_file():  # moved machine: resolve the spec again
@@ -142,8 +150,6 @@ class DenseStage:
 
     @property
     def nbytes(self) -> int:
-        from lsr.index.io import directory_bytes
-
         return directory_bytes(self.codes.path)
 
 
@@ -171,8 +177,6 @@ def store_fusion(
 def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) -> list[str]:
     """Texts (title + text) in index order, from ``corpus`` (checked against the index) or its docstore."""
     if corpus is None:
-        from lsr.data.docstore import DocStore, DocStoreWriter
-
         if not DocStoreWriter.files(index_dir):
             raise LsrError(f"{index_dir} has no docstore (index.store_docs: false): give the corpus")
         store = DocStore(index_dir)
@@ -185,8 +189,6 @@ def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) ->
                 )
             texts.append(f"{doc.get('title', '')} {doc.get('text', '')}".strip())
         return texts
-    from lsr.data.corpus import open_corpus
-
     position = {doc_id: i for i, doc_id in enumerate(ids)}
     texts: list[str | None] = [None] * len(ids)
     n_corpus, unknown = 0, []
@@ -305,8 +307,6 @@ def build_dense_stage(
         LsrError / ValueError: M does not divide the dimension (the message lists valid M), too few
             documents, a corpus that is not the index's.
     """
-    from lsr.encoders.dense import DenseModel, resolve_dense_model
-
     index_dir = Path(index_dir)
     index_meta, ids = _index_ids(index_dir)
     out = index_dir / DENSE_DIR
