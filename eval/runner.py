@@ -212,6 +212,18 @@ def index_section(searcher: Searcher, index_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def _index_info(searcher: Searcher, index_dir: str | Path, plan: Plan, k: int) -> dict[str, Any]:
+    index = searcher.index
+    return {
+        "index": index_section(searcher, index_dir),
+        "search": {"mode": plan.mode, "alpha": plan.alpha, "beta": plan.beta},
+        "eval_k": k,
+        "postings_bytes": index.postings_nbytes,
+        "bytes_per_posting": index.postings_nbytes / max(int(index.meta["n_postings"]), 1),
+        "index_config": index.meta.get("config"),
+    }
+
+
 def evaluate_sparse(
     index_dir: str | Path,
     dataset_spec: str | Path,
@@ -258,18 +270,13 @@ def evaluate_sparse(
             "n_judged": len(dataset.qrels),
             **coverage,
         },
-        index=index_section(searcher, index_dir),
-        search={"mode": plan.mode, "alpha": plan.alpha, "beta": plan.beta},
-        eval_k=cfg.k,
         # the whole run: encode, batch search on all threads, ranked ids into Python dicts
         throughput={
             "run_qps": len(qids) / max(t2 - t0, 1e-9),
             "encode_seconds": t1 - t0,
             "search_seconds": t2 - t1,
         },
-        postings_bytes=searcher.index.postings_nbytes,
-        bytes_per_posting=searcher.index.postings_nbytes / max(int(searcher.index.meta["n_postings"]), 1),
-        index_config=searcher.index.meta.get("config"),
+        **_index_info(searcher, index_dir, plan, cfg.k),
     )
     if section is not None:
         sparse_run = searcher.to_run(qids, first)

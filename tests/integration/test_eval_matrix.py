@@ -73,10 +73,14 @@ def test_shipped_dl_runs_equal_pytrec_eval(pool, name, split):
 
 def test_scifact_bm25_run_equals_pytrec_eval(scifact, scifact_bm25_index):
     from lsr.data.corpus import load_queries
-    from lsr.searcher import Searcher
+    from lsr.searcher import Plan, Queries, Searcher
 
     qrels = read_qrels(scifact / "qrels" / "test.tsv")
-    run = Searcher(scifact_bm25_index).run_texts(load_queries(scifact, "test"), k=1000)
+    queries = load_queries(scifact, "test")
+    searcher = Searcher(scifact_bm25_index)
+    run = searcher.to_run(
+        list(queries), searcher.search_batch(Queries(texts=list(queries.values())), Plan(k=1000))
+    )
     qids, ours = per_query_scores(qrels, run, ["ndcg@10", "recall@100", "map"])
     ev = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map"}).evaluate(run)
     for i, q in enumerate(qids):
