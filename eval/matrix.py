@@ -11,13 +11,19 @@ to hours), optionally ``set`` (config overrides for that row) and ``note``. Ever
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from lsr.config import EvalConfig, load_config
 from lsr.errors import ConfigError
+from lsr.eval.datasets import resolve_dataset
+from lsr.eval.metrics import parse_metric
+from lsr.eval.record import Evaluation
+from lsr.eval.suite import ConfigBase, check_pair, evaluate_pair
+from lsr.eval.systems import parse_system
 
 TIERS = ("ci", "gpu", "long")
 FIELDS = {"system", "dataset", "metric", "expected", "tolerance", "tier", "set", "note"}
@@ -106,12 +112,6 @@ def validate(rows: list[Row], path: str | Path = "matrix") -> None:
     Raises:
         ConfigError: the first row that names something that does not exist, with its row number.
     """
-    from lsr.config import load_config
-    from lsr.eval.datasets import resolve_dataset
-    from lsr.eval.metrics import parse_metric
-    from lsr.eval.suite import check_pair
-    from lsr.eval.systems import parse_system
-
     for row in rows:
         where = f"{path} row {row.line} ({row.system} on {row.dataset}, {row.metric})"
         try:
@@ -127,16 +127,11 @@ def validate(rows: list[Row], path: str | Path = "matrix") -> None:
 def run_matrix(
     rows: list[Row],
     tier: str | None,
-    base: tuple[str | None, list[str]],
+    base: ConfigBase,
     cache_dir: Path,
     progress: bool = False,
-) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Run the rows of ``tier`` (all rows when None); returns (checked rows, the suite's pair results)."""
-    from lsr.config import EvalConfig
-    from lsr.eval.datasets import resolve_dataset
-    from lsr.eval.suite import evaluate_pair
-    from lsr.eval.systems import parse_system
-
+) -> tuple[list[dict[str, Any]], list[Evaluation]]:
+    """Run the rows of ``tier`` (all rows when None); returns (checked rows, the suite's evaluations)."""
     chosen = [r for r in rows if tier is None or r.tier == tier]
     groups: dict[tuple[str, str, tuple[str, ...]], list[Row]] = {}
     for r in chosen:
@@ -144,14 +139,13 @@ def run_matrix(
     checked, results = [], []
     for (system_spec, dataset_spec, sets), group in groups.items():
         metrics = list(dict.fromkeys([*EvalConfig().metrics, *(r.metric for r in group)]))
-        path, overrides = base
-        group_base = (path, [*overrides, *sets, f"eval.metrics={json.dumps(metrics)}"])
+        group_base = replace(base, overrides=(*base.overrides, *sets, f"eval.metrics={json.dumps(metrics)}"))
         res = evaluate_pair(
             parse_system(system_spec), resolve_dataset(dataset_spec), group_base, cache_dir, progress
         )
         results.append(res)
         for r in group:
-            measured = res.report["metrics"].get(r.metric)
+            measured = res.metrics.get(r.metric)
             if measured is None:
                 status = "MISSING"
             elif measured < r.expected - r.tolerance:
@@ -172,7 +166,7 @@ def run_matrix(
                     "status": status,
                     "set": list(r.set),
                     "note": r.note,
-                    "eval_seconds": res.report.get("eval_seconds"),
+                    "eval_seconds": res.info.get("eval_seconds"),
                 }
             )
     return checked, results

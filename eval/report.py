@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lsr import __version__
+from lsr.eval.record import Evaluation
+from lsr.eval.significance import compare_systems
+from lsr.index.io import write_json
 
 QUALITY = (
     ("ndcg@10", "nDCG@10"),
@@ -193,17 +197,13 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
 
 def build_report(
-    results: Sequence[Any],
+    results: Sequence[Evaluation],
     systems: Sequence[str],
     datasets: Sequence[str],
     level: float = 0.05,
     correction: str = "holm",
 ) -> dict[str, Any]:
     """The report object: pairs, significance per dataset, settings."""
-    import time
-
-    from lsr.eval.significance import compare_systems
-
     significance = {}
     for dataset in dict.fromkeys(r.dataset for r in results):
         scored = {r.system: (r.qids, r.per_query) for r in results if r.dataset == dataset and r.per_query}
@@ -217,7 +217,7 @@ def build_report(
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "systems": list(systems),
         "datasets": list(datasets),
-        "pairs": [r.report for r in results],
+        "pairs": [r.to_dict() for r in results],
         "significance": significance,
         "significance_settings": {
             "test": "paired Student t (ranx), two-sided",
@@ -229,8 +229,6 @@ def build_report(
 
 def write_report(report: dict[str, Any], out_dir: str | Path, plots: bool = True) -> list[Path]:
     """report.json, report.md and the PNG plots into ``out_dir``; returns the paths written."""
-    from lsr.index.io import write_json
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [out_dir / "report.json"]

@@ -12,9 +12,11 @@ with the query scores 0 and stays below every matched one, in its first-stage or
 
 One command (the pool is encoded and indexed in a temporary directory first):
 
-    lsr eval --rerank bm25 --dataset ../shared/data/msmarco/dl-pool --encoder models/splade-tiny
+    lsr eval rerank --run bm25 --dataset ../shared/data/msmarco/dl-pool --encoder models/splade-tiny
 
-or ``--index I`` for an index already built over the pool.
+or ``--index I`` for an index already built over the pool. The candidates are scored by
+:func:`lsr.eval.runner.evaluate_candidates`, as the ``dl19-rerank`` / ``dl20-rerank`` datasets of
+``lsr eval systems`` are.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,10 @@ from lsr import __version__
 from lsr.config import Config, to_dict
 from lsr.data.corpus import load_queries
 from lsr.data.trec import Qrels, Run, read_qrels, read_run
-from lsr.dense.stage import build_dense_stage
-from lsr.eval.hybrid import format_rerank_section, rerank_stage
-from lsr.eval.metrics import evaluate_run
-from lsr.searcher import Plan, Queries, Searcher
+from lsr.eval.runner import evaluate_candidates
+from lsr.eval.systems import SystemSpec, ensure_index
+from lsr.eval.views import format_rerank_section
+from lsr.searcher import Searcher
 
 logger = logging.getLogger(__name__)
 
@@ -85,21 +87,17 @@ def check_candidates_indexed(
         )
 
 
-def rerank(searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]]) -> Run:
-    """Re-score each query's candidates by the index's dot product; unmatched ones sink, in order."""
-    qids = [q for q in candidates if q in queries]
-    batch, plan = candidate_queries(searcher, queries, candidates, qids)
-    return searcher.to_run(qids, searcher.search_batch(batch, plan))
+def split_candidates(
+    dataset: Path, run_name: str, split: str, depth: int, qrels: Qrels
+) -> dict[str, list[str]]:
+    """Each judged query's top ``depth`` of the first-stage run ``run_name`` on ``split``."""
+    first = read_run(find_run(dataset, run_name, split))
+    return {q: d for q, d in top_candidates(first, depth).items() if q in qrels}
 
 
-def candidate_queries(
-    searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]], qids: list[str]
-) -> tuple[Queries, Plan]:
-    """The batch and plan of the candidates first stage (every candidate kept, in score order)."""
-    batch = Queries(
-        texts=[queries[q] for q in qids], candidates=[searcher.internal_ids(candidates[q]) for q in qids]
-    )
-    return batch, Plan(k=max([len(c) for c in batch.candidates or []] + [1]), first_stage="candidates")
+def protocol_config(config: Config) -> Config:
+    """The DL protocol's metrics (graded nDCG@10, MRR@10, MAP@100) and relevance level (grade >= 2)."""
+    return replace(config, eval=replace(config.eval, metrics=METRICS, relevance_level=RELEVANCE_LEVEL))
 
 
 def evaluate_split(
@@ -108,37 +106,42 @@ def evaluate_split(
     split: str,
     run_name: str,
     depth: int,
-    stage: str | None = None,
-    config: Config | None = None,
+    stage: str | None,
+    config: Config,
 ) -> dict[str, Any]:
-    qrels: Qrels = read_qrels(dataset / "qrels" / f"{split}.tsv")
-    queries = load_queries(dataset, split)
-    first = read_run(find_run(dataset, run_name, split))
-    candidates = {q: docs for q, docs in top_candidates(first, depth).items() if q in qrels}
+    qrels = read_qrels(dataset / "qrels" / f"{split}.tsv")
+    candidates = split_candidates(dataset, run_name, split, depth, qrels)
     check_candidates_indexed(searcher.index.doc_keys, candidates, run_name, split, "the index", dataset)
-    qids = [q for q in candidates if q in queries]
-    batch, plan = candidate_queries(searcher, queries, candidates, qids)
-    start = time.perf_counter()
-    batch = searcher.encode(batch, plan)
-    first = searcher.first_stage(batch, plan)
-    reranked = searcher.to_run(qids, first)
-    seconds = time.perf_counter() - start
-    first_top = {q: {d: float(depth - r) for r, d in enumerate(docs)} for q, docs in candidates.items()}
-    hybrid: dict[str, Any] = {}
-    if stage not in (None, "none"):  # fuse the re-ranked sparse scores with the dense stage's
-        config = config or Config()
-        plan = Plan.from_config(config.search, k=depth, first_stage="candidates", rerank=stage, depth=depth)
-        reranked, section = rerank_stage(
-            searcher, qrels, qids, batch, first, config, plan, RELEVANCE_LEVEL, METRICS
-        )
-        hybrid = {"rerank": section}
+    ev = evaluate_candidates(
+        searcher,
+        load_queries(dataset, split),
+        qrels,
+        candidates,
+        protocol_config(config),
+        label=run_name,
+        dataset=split,
+        stage=stage,
+        depth=depth,
+        timed=False,
+    )
     return {
-        "n_queries": len(reranked),
-        "metrics": evaluate_run(qrels, reranked, METRICS, RELEVANCE_LEVEL),
-        "first_stage_metrics": evaluate_run(qrels, first_top, METRICS, RELEVANCE_LEVEL),
-        "rerank_seconds": seconds,
-        **hybrid,
+        "n_queries": ev.n_queries,
+        "metrics": ev.metrics,
+        "first_stage_metrics": ev.info["first_stage_metrics"],
+        "rerank_seconds": ev.info["rerank_seconds"],
+        **({"rerank": ev.info["rerank"]} if "rerank" in ev.info else {}),
     }
+
+
+def temporary_index(config: Config, dataset: Path, stage: str | None, tmp: Path, progress: bool) -> Path:
+    """Index the pool's corpus with ``config`` (plus the dense stage for a hybrid stage) under ``tmp``."""
+    hybrid = stage not in (None, "none")
+    if stage == "dense-float":
+        config = replace(config, dense=replace(config.dense, keep_float=True))
+    name = config.encoder.name
+    system = SystemSpec(name, "hybrid" if hybrid else "encoder", name)
+    logger.info("indexing %s with encoder %s into %s", dataset, name, tmp)
+    return ensure_index(system, config, dataset, tmp, progress=progress).path
 
 
 def rerank_eval(
@@ -151,12 +154,12 @@ def rerank_eval(
     progress: bool = False,
     rerank: str | None = None,
 ) -> dict[str, Any]:
-    """The re-rank protocol on every split; builds a temporary index with ``config.encoder`` if no index.
+    """The re-rank protocol on every split; indexes the pool with ``config`` (temporarily) if no index.
 
     ``rerank="dense"`` (default ``search.rerank``): each split's metrics are those of the hybrid, the
     re-ranked sparse scores fused with the dense stage's (PQ) scores of the same candidates; the index
     needs a dense stage (a temporary index gets one, built with ``config.dense``), and each split gains
-    a ``rerank`` section (sparse-alone metrics, fusion, latency; see lsr.eval.hybrid).
+    a ``rerank`` section (sparse-alone metrics, fusion, latency; see lsr.eval.runner.dense_rerank).
 
     Returns:
         a report: per split ``n_queries``, ``metrics`` and ``first_stage_metrics``, plus the encoder.
@@ -165,33 +168,12 @@ def rerank_eval(
     splits = splits or splits_of(dataset)
     if not splits:
         raise FileNotFoundError(f"{dataset}/qrels holds no <split>.tsv")
-    tmp = None
-    if index_dir is None:
-        from lsr.pipeline import index_corpus
-
-        tmp = Path(tempfile.mkdtemp(prefix="lsr-rerank-"))
-        index_dir = tmp / "index"
-        logger.info("indexing %s with encoder %s into %s", dataset, config.encoder.name, index_dir)
-        index_corpus(config, dataset, index_dir, progress=progress)
     rerank = rerank or config.search.rerank
+    tmp = Path(tempfile.mkdtemp(prefix="lsr-rerank-")) if index_dir is None else None
     try:
-        if tmp is not None and rerank not in (None, "none"):
-            d = config.dense
-            build_dense_stage(
-                index_dir,
-                dataset,
-                d.model or None,
-                d.pq_m,
-                d.opq,
-                d.keep_float or rerank == "dense-float",
-                progress,
-                batch_size=d.batch_size,
-                max_length=d.max_length,
-            )
-        searcher = Searcher(index_dir)
-        results = {
-            split: evaluate_split(searcher, dataset, split, run, depth, rerank, config) for split in splits
-        }
+        path = temporary_index(config, dataset, rerank, tmp, progress) if tmp else Path(index_dir)
+        searcher = Searcher(path)
+        results = {s: evaluate_split(searcher, dataset, s, run, depth, rerank, config) for s in splits}
         meta = searcher.index.meta
         return {
             "lsr_version": __version__,

@@ -10,6 +10,7 @@ p-value is below the level (0.05); tables mark X's cell with Y's letter.
 from __future__ import annotations
 
 import string
+import warnings
 from collections.abc import Sequence
 from itertools import combinations
 from typing import Any
@@ -44,8 +45,8 @@ def paired_p_value(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"paired test on {len(a)} and {len(b)} queries")
     if len(a) < 2 or np.array_equal(a, b):
         return 1.0
-    import warnings
-
+    # imported here: ranx takes ~5 s to import (numba compilation, measured), and only a comparison of
+    # two systems or more needs it
     from ranx.statistical_tests import paired_student_t_test
 
     with warnings.catch_warnings():

@@ -32,8 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from lsr.config import Config, to_dict
+from lsr.data.corpus import CORPUS_NAMES, find_file, open_corpus
+from lsr.data.irds import cache_dir as irds_cache_dir
+from lsr.data.irds import local_folder
+from lsr.dense.stage import build_dense_stage
+from lsr.encoders import encoder_overrides
 from lsr.errors import ConfigError
 from lsr.index.io import publish_directory, read_meta, write_json
+from lsr.pipeline import index_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +57,6 @@ class SystemSpec:
     overrides: tuple[str, ...] = ()
     path: Path | None = None
     run: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_system(spec: str) -> SystemSpec:
@@ -60,8 +65,6 @@ def parse_system(spec: str) -> SystemSpec:
     Raises:
         ConfigError: an unknown name, or a folder/file that does not exist (the message names it).
     """
-    from lsr.encoders import encoder_overrides
-
     spec = spec.strip()
     if not spec:
         raise ConfigError("empty system name")
@@ -86,7 +89,7 @@ def parse_system(spec: str) -> SystemSpec:
                 "system 'hybrid': no default SPLADE model found (python scripts/fetch_models.py), "
                 "or name one: hybrid:MODEL_FOLDER"
             )
-        return SystemSpec(spec, "hybrid", spec, tuple(overrides), extra={"pq_m": 48})
+        return SystemSpec(spec, "hybrid", spec, tuple(overrides))
     path = Path(spec)
     if (path / "meta.json").is_file():
         return SystemSpec(spec, "index", path.name or spec, path=path)
@@ -168,8 +171,6 @@ def model_digests(config: Config) -> dict[str, str]:
 
 def corpus_digest(corpus: str | Path) -> str:
     """Digest of a corpus: its file's bytes (a BEIR folder, a registered id), or the id itself."""
-    from lsr.data.corpus import CORPUS_NAMES, find_file
-
     path = Path(corpus)
     if path.is_file():
         return file_digest(path)
@@ -178,8 +179,6 @@ def corpus_digest(corpus: str | Path) -> str:
         if found is None:
             raise FileNotFoundError(f"{path} has no {' or '.join(CORPUS_NAMES)}")
         return file_digest(found)
-    from lsr.data.irds import local_folder
-
     local = local_folder(str(corpus))
     if local is not None:
         return corpus_digest(local[0])
@@ -201,9 +200,7 @@ def cache_key(config: Config, corpus: str, extra: dict[str, Any] | None = None) 
 
 
 def default_cache_dir() -> Path:
-    from lsr.data.irds import cache_dir
-
-    return cache_dir() / "indexes"
+    return irds_cache_dir() / "indexes"
 
 
 # ---- building ------------------------------------------------------------------------------------
@@ -226,8 +223,6 @@ def _slug(text: str) -> str:
 
 def write_subset_corpus(corpus: str | Path, doc_ids: set[str], out: Path) -> int:
     """Write the documents of ``corpus`` whose id is in ``doc_ids`` to ``out`` (BEIR JSONL, corpus order)."""
-    from lsr.data.corpus import open_corpus
-
     n = 0
     with open(out, "w", encoding="utf-8") as f:
         for doc in open_corpus(corpus):
@@ -235,6 +230,45 @@ def write_subset_corpus(corpus: str | Path, doc_ids: set[str], out: Path) -> int
                 f.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text}) + "\n")
                 n += 1
     return n
+
+
+def _cached(out: Path, info_path: Path, key: str, inputs: dict[str, Any]) -> BuiltIndex | None:
+    if not ((out / "meta.json").is_file() and info_path.is_file()):
+        return None
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    return BuiltIndex(
+        out, True, info.get("build_seconds"), info.get("encode_seconds"), key, inputs, info.get("note", "")
+    )
+
+
+def _build_hybrid(
+    system: SystemSpec,
+    config: Config,
+    corpus: str | Path,
+    source: str | Path,
+    work: Path,
+    out: Path,
+    **kw: Any,
+) -> tuple[dict[str, Any], float]:
+    """The SPLADE system's index (cached, or built once: ``kw`` are ensure_index's cache_dir, doc_ids
+    and progress) copied, plus a dense stage built with ``config.dense``."""
+    sparse = ensure_index(sparse_part(system), config, corpus, **kw)
+    staging = work / "index"
+    shutil.copytree(sparse.path, staging)
+    d = config.dense
+    build_dense_stage(
+        staging,
+        source,
+        d.model or None,
+        d.pq_m,
+        d.opq,
+        d.keep_float,
+        kw["progress"],
+        batch_size=d.batch_size,
+        max_length=d.max_length,
+    )
+    publish_directory(staging, out)
+    return read_meta(out, "lsr-index", (1,)), sparse.build_seconds or 0.0
 
 
 def ensure_index(
@@ -245,12 +279,8 @@ def ensure_index(
     doc_ids: Iterable[str] | None = None,
     progress: bool = False,
 ) -> BuiltIndex:
-    """The index of ``system`` over ``corpus`` (only ``doc_ids`` when given): from the cache, or built.
-
-    A hybrid system's index also gets its dense stage (``lsr.dense.stage.build_dense_stage``).
-    """
-    from lsr.pipeline import index_corpus
-
+    """The index of ``system`` over ``corpus`` (only ``doc_ids`` when given): from the cache, or built
+    with ``config`` (a hybrid system's index also gets its dense stage, built with ``config.dense``)."""
     if system.kind == "index":
         meta = json.loads((system.path / "meta.json").read_text(encoding="utf-8"))
         return BuiltIndex(system.path, True, None, meta.get("encode_seconds"))
@@ -258,29 +288,17 @@ def ensure_index(
     digest = corpus_digest(corpus)
     if subset is not None:
         digest = hashlib.sha256((digest + "\n" + "\n".join(subset)).encode()).hexdigest()
-    extra = {"dense_stage": system.extra} if system.kind == "hybrid" else {}
-    key, inputs = cache_key(config, digest, extra)
+    key, inputs = cache_key(
+        config, digest, {"dense": to_dict(config.dense)} if system.kind == "hybrid" else {}
+    )
     out = cache_dir / f"{_slug(system.label)}-{key}"
     info_path = cache_dir / f"{out.name}.build.json"
-    if (out / "meta.json").is_file() and info_path.is_file():
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        return BuiltIndex(
-            out,
-            True,
-            info.get("build_seconds"),
-            info.get("encode_seconds"),
-            key,
-            inputs,
-            info.get("note", ""),
-        )
+    cached = _cached(out, info_path, key, inputs)
+    if cached is not None:
+        return cached
     cache_dir.mkdir(parents=True, exist_ok=True)
-    logger.info(
-        "building %s over %s%s -> %s",
-        system.label,
-        corpus,
-        f" ({len(subset)} documents)" if subset is not None else "",
-        out,
-    )
+    where = f" ({len(subset)} documents)" if subset is not None else ""
+    logger.info("building %s over %s%s -> %s", system.label, corpus, where, out)
     work = cache_dir / f".{out.name}.work{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     note = ""
@@ -291,19 +309,12 @@ def ensure_index(
             n = write_subset_corpus(corpus, set(subset), source)
             note = f"indexed only the {n} candidate passages of the re-ranked run"
         start = time.perf_counter()
-        if system.kind == "hybrid":  # the SPLADE system's index (cached, or built once), plus a dense stage
-            from lsr.dense.stage import build_dense_stage
-
-            sparse = ensure_index(sparse_part(system), config, corpus, cache_dir, doc_ids, progress)
-            staging = work / "index"
-            shutil.copytree(sparse.path, staging)
-            build_dense_stage(staging, source, model=None, pq_m=system.extra.get("pq_m", 48))
-            publish_directory(staging, out)
-            meta = read_meta(out, "lsr-index", (1,))
-            seconds = (sparse.build_seconds or 0.0) + time.perf_counter() - start
+        if system.kind == "hybrid":
+            kw = {"cache_dir": cache_dir, "doc_ids": doc_ids, "progress": progress}
+            meta, before = _build_hybrid(system, config, corpus, source, work, out, **kw)
         else:
-            meta = index_corpus(config, source, out, overwrite=True, progress=progress)
-            seconds = time.perf_counter() - start
+            meta, before = index_corpus(config, source, out, overwrite=True, progress=progress), 0.0
+        seconds = before + time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info = {

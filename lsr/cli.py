@@ -20,6 +20,7 @@ from lsr import __version__
 from lsr.config import Config, load_config
 from lsr.encoders import ENCODER_HELP, encoder_overrides
 from lsr.errors import LsrError
+from lsr.eval.cli import add_eval_modes, eval_command
 from lsr.index.io import ArtifactError
 from lsr.train.config import load_train_config
 
@@ -55,102 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_search_parser(sub)
 
-    p = sub.add_parser(
-        "eval",
-        help="evaluate indexes or named systems on datasets: quality, latency, size, "
-        "sparsity, significance; the reproduction matrix; per-query explanations",
-        description="One index on one dataset (--index, --dataset), systems side by side "
-        "(--systems, --datasets, --report-dir), the reproduction matrix (--matrix), or why "
-        "documents ranked for one query (--explain QID).",
-    )
-    p.add_argument("--index", help="index directory (required unless --rerank with --encoder)")
-    p.add_argument("--dataset", help="BEIR folder or ir_datasets id")
-    p.add_argument(
-        "--systems",
-        metavar="S1,S2,...",
-        help="systems side by side: index directories, bm25, splade, inference-free, unicoil, "
-        "NAME:MODEL_FOLDER, hybrid[:MODEL_FOLDER] (SPLADE + dense re-rank), pyserini-bm25 (Lucene "
-        "reference), run:FILE (a TREC run; {split} is filled in). Missing indexes are built into "
-        "the cache (--cache-dir), keyed by a content hash of corpus, config and model weights",
-    )
-    p.add_argument(
-        "--datasets",
-        metavar="D1,D2,...",
-        help="with --systems: BEIR folders, staged BEIR names (scifact), ir_datasets ids, or "
-        "dl19-rerank / dl20-rerank (TREC DL: re-rank the shipped BM25 top-100 of the DL pool; "
-        "graded nDCG@10, binary metrics at grade >= 2)",
-    )
-    p.add_argument(
-        "--report-dir",
-        metavar="DIR",
-        help="with --systems or --matrix: write report.json, report.md and PNG plots here",
-    )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="built indexes (default $LSR_CACHE_DIR/indexes, ~/.cache/lsr/indexes)",
-    )
-    p.add_argument(
-        "--correction",
-        choices=("holm", "bonferroni", "none"),
-        default="holm",
-        help="multiple-comparison correction of the paired t-tests (default holm)",
-    )
-    p.add_argument("--p-value", type=float, default=0.05, help="significance level after correction (0.05)")
-    p.add_argument(
-        "--matrix",
-        nargs="?",
-        const="eval/matrix.yaml",
-        metavar="FILE",
-        help="run the reproduction matrix (default eval/matrix.yaml); exit 1 when a row does not reproduce",
-    )
-    p.add_argument("--tier", choices=("ci", "gpu", "long"), help="with --matrix: only the rows of this tier")
-    p.add_argument(
-        "--explain",
-        metavar="QID",
-        help="with --index and --dataset: the query's terms and "
-        "weights, and for the top documents (--k, default 5) each matching term's contribution",
-    )
-    p.add_argument(
-        "--irds-local",
-        action="append",
-        default=[],
-        metavar="ID=PATH",
-        help="serve an ir_datasets id from a local BEIR folder or zip (repeatable); see also "
-        "$LSR_IRDS_REGISTRY",
-    )
-    p.add_argument(
-        "--rerank",
-        metavar="RUN",
-        help="re-rank protocol (TREC DL): re-score the top --k (default 100) of RUN, a run "
-        "name in DATASET/runs (bm25, tasb, ...) or a TREC run file, on every split of "
-        "DATASET/qrels (or --split); e.g. --rerank bm25 --dataset ../shared/data/msmarco/dl-pool",
-    )
-    p.add_argument(
-        "--encoder",
-        metavar="ENCODER",
-        help=f"with --rerank and no --index: index DATASET's corpus with this encoder first, "
-        f"in a temporary directory ({ENCODER_HELP})",
-    )
-    p.add_argument("--split", help="qrels split of a BEIR folder (eval.split, default test)")
-    p.add_argument("--k", type=int, help="depth of the run (eval.k, default 1000)")
-    p.add_argument(
-        "--rerank-stage",
-        choices=("none", "dense", "dense-float"),
-        help="evaluate the hybrid: the sparse top search.rerank_depth re-scored by the index's "
-        "dense stage (PQ codes; dense-float: the stored float vectors) and fused; with --rerank "
-        "RUN: fuse the re-ranked sparse scores with the dense ones",
-    )
-    p.add_argument(
-        "--system",
-        choices=("sparse", "dense-pq", "dense-float"),
-        default="sparse",
-        help="dense-pq / dense-float: dense-only retrieval over the index's dense stage (a flat "
-        "scan of the PQ codes, or of the float vectors), the baseline beside sparse and hybrid",
-    )
-    _search_mode_flags(p)
-    p.add_argument("--out", help="write the JSON report here")
-    _common(p)
+    _add_eval_parser(sub)
 
     _add_tune_fusion_parser(sub)
 
@@ -527,66 +433,19 @@ def _write_stats(path: str, searcher, encoded, plan, run_seconds: float) -> None
         )
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from lsr.eval.harness import evaluate_index, format_report
-    from lsr.index.io import write_json
-
-    for item in args.irds_local:
-        from lsr.data.irds import register_local
-
-        dataset_id, sep, path = item.partition("=")
-        if not sep or not dataset_id or not path:
-            raise LsrError(f"--irds-local {item!r} must look like ID=PATH")
-        register_local(dataset_id, path)
-    if args.matrix or args.systems or args.explain:
-        from lsr.eval.cli import eval_command
-
-        return eval_command(args, _config, _progress(args))
-    if not args.dataset:
-        raise LsrError("--dataset is required (or --systems/--datasets, or --matrix)")
-    if args.rerank:
-        return _rerank(args)
-    if not args.index:
-        raise LsrError("--index is required (or --rerank RUN with --encoder ENCODER)")
-    extra = [f"eval.split={args.split}"] if args.split else []
-    extra += [f"eval.k={args.k}"] if args.k is not None else []
-    cfg = _config(args, extra)
-    if args.system != "sparse":
-        from lsr.eval.hybrid import evaluate_dense, format_dense_report
-
-        report = evaluate_dense(args.index, args.dataset, cfg, args.system, _progress(args))
-        print(format_dense_report(report))
-    else:
-        report = evaluate_index(args.index, args.dataset, cfg, _progress(args), rerank=args.rerank_stage)
-        print(format_report(report))
-    if args.out:
-        write_json(Path(args.out), report)
-        print(f"report -> {args.out}")
-    return 0
-
-
-def _rerank(args: argparse.Namespace) -> int:
-    from lsr.eval.rerank import format_rerank_report, rerank_eval
-    from lsr.index.io import write_json
-
-    if bool(args.index) == bool(args.encoder):
-        raise LsrError("--rerank needs either --index (built over the dataset's corpus) or --encoder")
-    cfg = _config(args, encoder_overrides(args.encoder) if args.encoder else [])
-    report = rerank_eval(
-        args.dataset,
-        cfg,
-        args.index,
-        args.rerank,
-        [args.split] if args.split else None,
-        args.k or 100,
-        _progress(args),
-        rerank=args.rerank_stage,
+def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate: one index (index), the TREC DL re-rank protocol (rerank), systems side by "
+        "side with significance tests (systems), the reproduction matrix (matrix), why documents "
+        "ranked (explain)",
+        description="Quality, latency, size and sparsity on the serving code path; see lsr eval MODE --help.",
     )
-    print(format_rerank_report(report))
-    if args.out:
-        write_json(Path(args.out), report)
-        print(f"report -> {args.out}")
-    return 0
+    add_eval_modes(p, _common)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    return eval_command(args, _progress(args))
 
 
 def cmd_tune_fusion(args: argparse.Namespace) -> int:

@@ -113,6 +113,7 @@ def test_unknown_qrels_ids_warn_with_counts(tmp_path, caplog):
         main(
             [
                 "eval",
+                "index",
                 "--index",
                 str(tmp_path / "idx"),
                 "--dataset",
@@ -147,7 +148,7 @@ def test_unknown_config_key_and_encoder(built, tmp_path, capsys):
 
 def test_offline_ir_datasets_id_names_local_alternative(built, capsys):
     _, out = built
-    assert main(["eval", "--index", str(out), "--dataset", "no-such/dataset-id"]) == 2
+    assert main(["eval", "index", "--index", str(out), "--dataset", "no-such/dataset-id"]) == 2
     assert "local BEIR folder" in capsys.readouterr().err
 
 
@@ -155,7 +156,7 @@ def test_no_overlap_between_run_and_qrels_is_an_error(tmp_path, capsys):
     corpus = write_beir(tmp_path / "beir", queries={"q1": "vitamin"}, qrels=[("q5", "d1", 1)])
     shutil.copy(corpus / "queries.jsonl", corpus / "q.jsonl")
     assert index(corpus, tmp_path / "idx") == 0
-    assert main(["eval", "--index", str(tmp_path / "idx"), "--dataset", str(corpus)]) == 2
+    assert main(["eval", "index", "--index", str(tmp_path / "idx"), "--dataset", str(corpus)]) == 2
     assert "share no query id" in capsys.readouterr().err
 
 

@@ -52,7 +52,8 @@ def test_rerank_with_one_command(tmp_path, capsys):
         main(
             [
                 "eval",
-                "--rerank",
+                "rerank",
+                "--run",
                 "bm25",
                 "--dataset",
                 str(pool),
@@ -78,7 +79,7 @@ def test_rerank_with_one_command(tmp_path, capsys):
 
 
 def test_rerank_order_and_an_existing_index(tmp_path):
-    from lsr.eval.rerank import rerank
+    from lsr.eval.runner import rerank_candidates
     from lsr.searcher import Searcher
 
     pool = write_pool(tmp_path / "pool")
@@ -86,7 +87,7 @@ def test_rerank_order_and_an_existing_index(tmp_path):
         main(["index", "--corpus", str(pool), "--encoder", "bm25", "--out", str(tmp_path / "idx"), "--quiet"])
         == 0
     )
-    run = rerank(Searcher(tmp_path / "idx"), QUERIES, RUN)
+    run = rerank_candidates(Searcher(tmp_path / "idx"), QUERIES, RUN)
     ranked = {q: sorted(docs, key=lambda d: -docs[d]) for q, docs in run.items()}
     # p5 and p2 share no term with q1 ("of" is a stopword): last, in their first-stage order
     assert ranked["q1"] == ["p1", "p3", "p5", "p2"]
@@ -97,13 +98,14 @@ def test_rerank_order_and_an_existing_index(tmp_path):
         main(
             [
                 "eval",
-                "--rerank",
+                "rerank",
+                "--run",
                 "bm25",
                 "--dataset",
                 str(pool),
                 "--index",
                 str(tmp_path / "idx"),
-                "--k",
+                "--depth",
                 "2",
                 "--out",
                 str(report),
@@ -118,11 +120,13 @@ def test_rerank_order_and_an_existing_index(tmp_path):
 
 def test_rerank_bad_usage(tmp_path, capsys):
     pool = write_pool(tmp_path / "pool")
-    assert main(["eval", "--rerank", "bm25", "--dataset", str(pool)]) == 2
-    assert "--rerank needs either --index" in capsys.readouterr().err
-    assert main(["eval", "--rerank", "tasb", "--dataset", str(pool), "--encoder", "bm25", "--quiet"]) == 2
+    assert main(["eval", "rerank", "--run", "bm25", "--dataset", str(pool)]) == 2
+    assert "lsr eval rerank needs either --index" in capsys.readouterr().err
+    assert (
+        main(["eval", "rerank", "--run", "tasb", "--dataset", str(pool), "--encoder", "bm25", "--quiet"]) == 2
+    )
     assert "no run 'tasb' for split 'dl19'" in capsys.readouterr().err
-    assert main(["eval", "--dataset", str(pool)]) == 2
+    assert main(["eval", "index", "--dataset", str(pool)]) == 2
     assert "--index is required" in capsys.readouterr().err
 
 
@@ -138,7 +142,8 @@ def test_dl19_dl20_rerank_with_splade_tiny(tmp_path):
         main(
             [
                 "eval",
-                "--rerank",
+                "rerank",
+                "--run",
                 "bm25",
                 "--dataset",
                 str(pool),

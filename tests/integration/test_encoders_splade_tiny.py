@@ -90,6 +90,7 @@ def test_cli_index_search_eval(indexes, name, tmp_path, capsys):
         main(
             [
                 "eval",
+                "index",
                 "--index",
                 str(index),
                 "--dataset",
@@ -131,6 +132,7 @@ def test_scifact_quality(splade_tiny, scifact, tmp_path):
         main(
             [
                 "eval",
+                "index",
                 "--index",
                 str(index),
                 "--dataset",

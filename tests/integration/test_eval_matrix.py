@@ -94,6 +94,7 @@ def test_systems_side_by_side_with_report(scifact, scifact_bm25_index, pool, tmp
     code = main(
         [
             "eval",
+            "systems",
             "--systems",
             f"bm25,{scifact_bm25_index},run:bm25",
             "--datasets",
@@ -110,6 +111,7 @@ def test_systems_side_by_side_with_report(scifact, scifact_bm25_index, pool, tmp
     code = main(
         [
             "eval",
+            "systems",
             "--systems",
             "bm25,run:bm25",
             "--datasets",
@@ -126,6 +128,7 @@ def test_systems_side_by_side_with_report(scifact, scifact_bm25_index, pool, tmp
         main(
             [
                 "eval",
+                "systems",
                 "--systems",
                 "bm25,run:bm25",
                 "--datasets",
@@ -157,6 +160,7 @@ def test_systems_side_by_side_with_report(scifact, scifact_bm25_index, pool, tmp
         main(
             [
                 "eval",
+                "systems",
                 "--systems",
                 "bm25",
                 "--datasets",
@@ -185,12 +189,10 @@ def test_matrix_pass_fail_and_validation(scifact, pool, tmp_path, capsys):
     matrix = tmp_path / "m.yaml"
     matrix.write_text("rows:\n" + rows)
     cache = tmp_path / "cache"
-    assert main(["eval", "--matrix", str(matrix), "--tier", "ci", "--cache-dir", str(cache), "--quiet"]) == 0
+    assert main(["eval", "matrix", str(matrix), "--tier", "ci", "--cache-dir", str(cache), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "2 of 2 rows reproduce" in out and "0.6776" in out
-    assert (
-        main(["eval", "--matrix", str(matrix), "--tier", "long", "--cache-dir", str(cache), "--quiet"]) == 1
-    )
+    assert main(["eval", "matrix", str(matrix), "--tier", "long", "--cache-dir", str(cache), "--quiet"]) == 1
     assert "REGRESSION" in capsys.readouterr().out
     # a row naming a system that does not exist fails before any work (no index is built)
     matrix.write_text(
@@ -198,7 +200,7 @@ def test_matrix_pass_fail_and_validation(scifact, pool, tmp_path, capsys):
         "expected: 0.6, tolerance: 0.01, tier: gpu}\n"
     )
     fresh = tmp_path / "fresh-cache"
-    assert main(["eval", "--matrix", str(matrix), "--tier", "ci", "--cache-dir", str(fresh), "--quiet"]) == 2
+    assert main(["eval", "matrix", str(matrix), "--tier", "ci", "--cache-dir", str(fresh), "--quiet"]) == 2
     assert "row 4" in capsys.readouterr().err and not fresh.exists()
 
 
@@ -209,6 +211,7 @@ def test_run_with_unknown_queries_is_counted(scifact, tmp_path, capsys):
         main(
             [
                 "eval",
+                "systems",
                 "--systems",
                 f"run:{run}",
                 "--datasets",
@@ -223,7 +226,7 @@ def test_run_with_unknown_queries_is_counted(scifact, tmp_path, capsys):
     assert json.loads((tmp_path / "r.json").read_text())["pairs"][0]["unknown_queries"] == 1
     other = tmp_path / "other.trec"
     other.write_text("zz Q0 31715818 1 2.0 x\n")
-    assert main(["eval", "--systems", f"run:{other}", "--datasets", str(scifact), "--quiet"]) == 2
+    assert main(["eval", "systems", "--systems", f"run:{other}", "--datasets", str(scifact), "--quiet"]) == 2
     assert "share no query id" in capsys.readouterr().err
 
 
@@ -232,12 +235,12 @@ def test_explain_cli(scifact, scifact_bm25_index, capsys):
         main(
             [
                 "eval",
+                "explain",
+                "1",
                 "--index",
                 str(scifact_bm25_index),
                 "--dataset",
                 str(scifact),
-                "--explain",
-                "1",
                 "--k",
                 "2",
                 "--quiet",
@@ -255,12 +258,12 @@ def test_explain_cli(scifact, scifact_bm25_index, capsys):
         main(
             [
                 "eval",
+                "explain",
+                "nope",
                 "--index",
                 str(scifact_bm25_index),
                 "--dataset",
                 str(scifact),
-                "--explain",
-                "nope",
                 "--quiet",
             ]
         )
@@ -281,6 +284,7 @@ def test_hybrid_system(tmp_path):
         main(
             [
                 "eval",
+                "systems",
                 "--systems",
                 "splade,hybrid",
                 "--datasets",

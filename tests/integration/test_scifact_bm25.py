@@ -18,6 +18,7 @@ def test_readme_commands_give_published_bm25_quality(scifact, scifact_bm25_index
         main(
             [
                 "eval",
+                "index",
                 "--index",
                 str(scifact_bm25_index),
                 "--dataset",
@@ -222,6 +223,7 @@ def test_reordered_index_keeps_quality_and_titles(scifact, scifact_bm25_index, t
             main(
                 [
                     "eval",
+                    "index",
                     "--index",
                     str(index),
                     "--dataset",

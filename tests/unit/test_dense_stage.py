@@ -271,6 +271,7 @@ def test_cli_index_search_eval(tmp_path, data, backbone, capsys):
         main(
             [
                 "eval",
+                "index",
                 "--index",
                 str(idx),
                 "--dataset",
@@ -295,13 +296,14 @@ def test_cli_index_search_eval(tmp_path, data, backbone, capsys):
         main(
             [
                 "eval",
+                "index",
                 "--index",
                 str(idx),
                 "--dataset",
                 str(data),
                 "--split",
                 "test",
-                "--system",
+                "--first-stage",
                 "dense-pq",
                 "--out",
                 str(out),

@@ -9,8 +9,8 @@ import pytest
 
 from lsr.errors import ConfigError
 from lsr.eval.matrix import load_matrix, validate
+from lsr.eval.record import Evaluation
 from lsr.eval.report import build_report, format_table, write_report
-from lsr.eval.suite import PairResult
 
 TINY = Path(__file__).resolve().parents[2] / "data" / "beir-tiny"
 ROW = f"{{system: bm25, dataset: {TINY}, metric: ndcg@10, expected: 0.5, tolerance: 0.01, tier: ci}}"
@@ -57,20 +57,20 @@ def test_every_row_validated_before_work(tmp_path):
 
 def fake(system, dataset, scores, p50):
     qids = [f"q{i}" for i in range(len(scores))]
-    report = {
-        "system": system,
-        "dataset": dataset,
-        "metrics": {"ndcg@10": float(np.mean(scores))},
-        "n_queries": len(qids),
-        "latency_ms": {"p50": p50, "p99": 2 * p50},
-        "qps": 1e3 / p50,
-        "index_bytes": 2**20,
-        "doc_nnz_avg": 10.0,
-        "query_nnz_avg": 3.0,
-        "flops": p50,
-        "notes": [],
-    }
-    return PairResult(system, dataset, report, qids, {"ndcg@10": np.asarray(scores, float)})
+    return Evaluation(
+        system,
+        dataset,
+        {"ndcg@10": float(np.mean(scores))},
+        qids,
+        {"ndcg@10": np.asarray(scores, float)},
+        n_queries=len(qids),
+        latency_ms={"p50": p50, "p99": 2 * p50},
+        qps=1e3 / p50,
+        index_bytes=2**20,
+        doc_nnz_avg=10.0,
+        query_nnz_avg=3.0,
+        flops=p50,
+    )
 
 
 def test_report_files_and_markers(tmp_path):
