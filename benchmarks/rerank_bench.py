@@ -29,6 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from lsr.eval.datasets import load_eval_dataset
+from lsr.index.pq import adc_scores, build_lut
+from lsr.searcher import Plan, Queries, Searcher
+from lsr.timing import latency_summary, time_queries
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -56,13 +61,9 @@ def pin_one_core(cpu: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     core = pin_one_core(args.cpu)
-    import torch
+    import torch  # after pinning the core, so torch's thread pool starts on it
 
     torch.set_num_threads(1)
-    from lsr.eval.datasets import load_eval_dataset
-    from lsr.index.pq import adc_scores, build_lut
-    from lsr.searcher import Plan, Queries, Searcher
-    from lsr.timing import latency_summary, time_queries
 
     searcher = Searcher(args.index)
     dense = searcher.require_dense()
@@ -120,27 +121,33 @@ def main(argv: list[str] | None = None) -> int:
         },
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    header = (
-        f"{'per query, 1 core':<26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'bytes/doc':>11}{'x float':>9}"
-    )
-    print(
-        f"{n} queries of {args.dataset} ({args.split}), top {args.depth} of {args.index}; "
-        f"dense M = {dense.meta['m']}, dim {dense.meta['dim']}"
-    )
-    print(header)
-    print("-" * len(header))
-    for name, r in rows.items():
-        b = f"{r['bytes_per_doc']:.0f}" if r["bytes_per_doc"] else "-"
-        print(
-            f"{name:<26}{r['p50']:>9.4f}{r['p99']:>9.4f}{r['mean']:>9.4f}{b:>11}"
-            f"{r['ratio_to_float_rerank']:>9.2f}"
-        )
+    print_table(report)
     name = f"rerank-{Path(args.dataset).name}-{Path(args.index).name}.json"
     out = Path(args.out) if args.out else RESULTS / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"-> {out}")
     return 0
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """The per-query timing rows of a report, one line each."""
+    header = (
+        f"{'per query, 1 core':<26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'bytes/doc':>11}{'x float':>9}"
+    )
+    dense = report["dense"]
+    print(
+        f"{report['n_queries']} queries of {report['dataset']} ({report['split']}), top {report['depth']} of "
+        f"{report['index']}; dense M = {dense['m']}, dim {dense['dim']}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, r in report["rows"].items():
+        b = f"{r['bytes_per_doc']:.0f}" if r["bytes_per_doc"] else "-"
+        print(
+            f"{name:<26}{r['p50']:>9.4f}{r['p99']:>9.4f}{r['mean']:>9.4f}{b:>11}"
+            f"{r['ratio_to_float_rerank']:>9.2f}"
+        )
 
 
 if __name__ == "__main__":

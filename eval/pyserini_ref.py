@@ -60,7 +60,7 @@ def ensure_pyserini() -> ModuleType:
         os.environ["OPENAI_API_KEY"] = _OPENAI_PLACEHOLDER
     _start_jvm(jnius_config, pyserini_setup)
     import pyserini
-    import pyserini.search.lucene  # noqa: F401  (fail here, not mid-run)
+    import pyserini.search.lucene
 
     _pyserini = pyserini
     return pyserini

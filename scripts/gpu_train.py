@@ -179,7 +179,7 @@ def run_one(spec: str, args: argparse.Namespace, out: Path, work: Path) -> dict[
             flush=True,
         )
         return {"run": spec, "name": name, "ok": True, "files": files, **summary}
-    except Exception as exc:  # noqa: BLE001 - record, then the next run
+    except Exception as exc:
         traceback.print_exc()
         return {
             "run": spec,

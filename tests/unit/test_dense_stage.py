@@ -13,17 +13,17 @@ import pytest
 pytest.importorskip("faiss")
 pytest.importorskip("transformers")
 
-from lsr.cli import main  # noqa: E402
-from lsr.config import load_config  # noqa: E402
-from lsr.dense.fusion import fuse  # noqa: E402
-from lsr.dense.stage import DenseStage, build_dense_stage, store_fusion, train_pq  # noqa: E402
-from lsr.dense.tune import tune_fusion  # noqa: E402
-from lsr.errors import LsrError  # noqa: E402
-from lsr.index import SearchResult  # noqa: E402
-from lsr.index.io import ArtifactError  # noqa: E402
-from lsr.index.pq import adc_reference, adc_scores, build_lut, decode_reference, pq_encode  # noqa: E402
-from lsr.pipeline import index_corpus  # noqa: E402
-from lsr.searcher import Plan, Queries, Searcher  # noqa: E402
+from lsr.cli import main
+from lsr.config import load_config
+from lsr.dense.fusion import fuse
+from lsr.dense.stage import DenseStage, build_dense_stage, store_fusion, train_pq
+from lsr.dense.tune import tune_fusion
+from lsr.errors import LsrError
+from lsr.index import SearchResult
+from lsr.index.io import ArtifactError
+from lsr.index.pq import adc_reference, adc_scores, build_lut, decode_reference, pq_encode
+from lsr.pipeline import index_corpus
+from lsr.searcher import Plan, Queries, Searcher
 
 _TINY = Path(__file__).parent / "encoders" / "tiny_models.py"  # the tiny checkpoints of the encoder tests
 _spec = importlib.util.spec_from_file_location("tiny_models", _TINY)

@@ -17,10 +17,10 @@ from lsr.errors import ConfigError
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import DOCS, VOCAB, WORDS, write_corpus  # noqa: E402
+from tiny_models import DOCS, VOCAB, WORDS, write_corpus
 
-from lsr.encoders.inference_free import TABLE_FILE, TOKENIZER_FILE  # noqa: E402
-from lsr.searcher import Plan, Searcher  # noqa: E402
+from lsr.encoders.inference_free import TABLE_FILE, TOKENIZER_FILE
+from lsr.searcher import Plan, Searcher
 
 
 def tokens_of(text):

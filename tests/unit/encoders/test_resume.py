@@ -16,9 +16,9 @@ from lsr.vectors import Vectors
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import DOCS, write_corpus  # noqa: E402
+from tiny_models import DOCS, write_corpus
 
-from lsr.encoders.splade import SpladeEncoder  # noqa: E402
+from lsr.encoders.splade import SpladeEncoder
 
 
 def config(model, *extra):

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from lsr.eval.metrics import evaluate_run  # noqa: E402
-from lsr.train.trainer import ndcg_at_k  # noqa: E402
+from lsr.eval.metrics import evaluate_run
+from lsr.train.trainer import ndcg_at_k
 
 
 def test_ndcg_matches_eval_metrics_on_random_runs():
