@@ -9,7 +9,15 @@ Public API:
 """
 
 from lsr.index.builder import BuildOptions, build_index
-from lsr.index.search import Index, SearchParams, SearchResult
+from lsr.index.search import Index, SearchParams, SearchResult, max_threads
 from lsr.index.sparse import SparseBatch
 
-__all__ = ["BuildOptions", "Index", "SearchParams", "SearchResult", "SparseBatch", "build_index"]
+__all__ = [
+    "BuildOptions",
+    "Index",
+    "SearchParams",
+    "SearchResult",
+    "SparseBatch",
+    "build_index",
+    "max_threads",
+]

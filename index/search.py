@@ -60,10 +60,11 @@ class SearchParams:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One query's ranked list: internal doc ids and scores, best first."""
+    """One query's ranked list: internal doc ids and scores, best first. The index's kernels give int32
+    ids and float32 scores; re-ranked and candidate lists (lsr.searcher) carry int64 ids, float64 scores."""
 
-    docs: NDArray[np.int32]
-    scores: NDArray[np.float32]
+    docs: NDArray[np.integer]
+    scores: NDArray[np.floating]
 
     def __len__(self) -> int:
         return len(self.docs)
@@ -215,7 +216,7 @@ class Index:
         out_scores = np.zeros((n_queries, k), dtype=SCORE_DTYPE)
         counts = np.zeros(n_queries, dtype=np.int64)
         if n_queries and self.n_docs:
-            workers = max(1, min(threads or _max_threads(), _max_threads()))
+            workers = max(1, min(threads or max_threads(), max_threads()))
             previous = numba.get_num_threads()
             numba.set_num_threads(workers)
             try:
@@ -282,7 +283,7 @@ class Index:
         )
 
 
-def _max_threads() -> int:
+def max_threads() -> int:
     """Numba's thread pool size (``NUMBA_NUM_THREADS``, default: all cores). numba.config sets its
     attributes from the environment at import, so mypy cannot see them."""
     return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]

@@ -149,7 +149,9 @@ def build_index_from_vectors(
             shutil.rmtree(tmp, ignore_errors=True)
     vectors = Vectors(vectors_path)
     vm = vectors.meta
-    sections = {key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm}
+    sections: dict[str, Any] = {
+        key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm
+    }
     # files the query side needs (an inference-free tokenizer and weight table) travel with the index
     encoder_files = {name: vectors.path / name for name in vm.get("files", [])}
     sections.update(config=to_dict(config), config_hash=config_hash(config), vectors_config=vm.get("config"))

@@ -42,9 +42,9 @@ from lsr.dense.fusion import FUSION_METHODS
 from lsr.dense.stage import DenseStage
 from lsr.encoders import QueryEncoder, load_query_encoder
 from lsr.errors import LsrError
-from lsr.index import Index, SearchParams, SearchResult, SparseBatch
+from lsr.index import Index, SearchParams, SearchResult, SparseBatch, max_threads
 from lsr.index.topk import top_k
-from lsr.timing import latency_summary, numba_threads, time_queries
+from lsr.timing import latency_summary, time_queries
 
 logger = logging.getLogger(__name__)
 
@@ -470,7 +470,7 @@ class Searcher:
         self.index.search_batch(queries, k=plan.k, threads=threads, **kwargs)
         seconds = time.perf_counter() - start
         return {
-            "threads": plan.threads or numba_threads(),
+            "threads": plan.threads or max_threads(),
             "seconds": seconds,
             "qps": len(queries) / max(seconds, 1e-9),
         }

@@ -35,10 +35,3 @@ def latency_summary(ms: np.ndarray) -> dict[str, float]:
         "qps_one_thread": float(1e3 / ms.mean()) if ms.mean() > 0 else float("inf"),
         "n_queries": int(len(ms)),
     }
-
-
-def numba_threads() -> int:
-    """Threads the numba batch kernels use when no count is given."""
-    import numba
-
-    return int(numba.config.NUMBA_NUM_THREADS)

@@ -32,8 +32,9 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -62,7 +63,7 @@ def save_shard(directory: Path, name: str, batch: SparseBatch) -> None:
 
 
 def load_shard(directory: Path, name: str, mmap: bool = True) -> SparseBatch:
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     try:
         arrays = [np.load(directory / f"{name}.{part}.npy", mmap_mode=mode) for part in _PARTS]
     except (OSError, ValueError) as exc:
@@ -98,6 +99,8 @@ class VectorWriter:
         self.n_empty = 0
         self.resumed_from = 0
         self.last_id: str | None = None
+        self._ctx: AbstractContextManager[Path] | None = None
+        self._docstore: DocStoreWriter | None = None
         self._rows: list[tuple[np.ndarray, np.ndarray]] = []
 
     def __enter__(self) -> VectorWriter:
@@ -116,9 +119,11 @@ class VectorWriter:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir.mkdir(parents=True)
         self._ids = open(self.dir / "ids.txt", "a", encoding="utf-8")
-        self._docstore = _CheckpointDocStore(self.dir) if self.store_docs else None
-        if self._docstore is not None and kept_docs is not None:
-            self._docstore.restore(kept_docs, self.n_docs)
+        if self.store_docs:
+            store = _CheckpointDocStore(self.dir)
+            if kept_docs is not None:
+                store.restore(kept_docs, self.n_docs)
+            self._docstore = store
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
@@ -284,11 +289,7 @@ def partial_dir(out: Path) -> Path:
 
 
 class _CheckpointDocStore(DocStoreWriter):
-    """A docstore writer that can be made durable at a checkpoint and refilled from a kept one."""
-
-    def flush(self) -> None:
-        self._f.flush()
-        os.fsync(self._f.fileno())
+    """A docstore writer that can be refilled from a kept one (a resumed encode)."""
 
     def restore(self, kept: Path, n_docs: int) -> None:
         """Re-add the first ``n_docs`` documents of a kept docstore file, then delete it."""

@@ -7,6 +7,7 @@ byte offset (int64[n_docs + 1]). Used to print titles and (later) serve document
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ class DocStoreWriter:
         data = line.encode("utf-8")
         self._f.write(data)
         self._offsets.append(self._offsets[-1] + len(data))
+
+    def flush(self) -> None:
+        """Make what was added so far durable (an encode checkpoint)."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
 
     def close(self) -> None:
         self._f.close()

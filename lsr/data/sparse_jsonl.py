@@ -294,37 +294,6 @@ _SEP = np.frombuffer(b", ", dtype=np.uint8)
 _TAIL = np.frombuffer(b"}}\n", dtype=np.uint8)
 
 
-def _format_batch(
-    batch: SparseBatch, ids: Sequence[str], term_blob: NDArray, term_off: NDArray, decimals: int, scale: float
-) -> bytes:
-    id_blob, id_off = _string_table(ids)
-    values = fixed_point(batch.weights, decimals, scale)
-    term_lens = np.diff(term_off)
-    bound = (
-        len(id_blob)
-        + len(ids) * (len(_HEAD) + len(_MID) + len(_TAIL))
-        + int(term_lens[batch.term_ids].sum())
-        + batch.nnz * (4 + 21 + decimals)
-    )
-    buf = np.empty(bound, dtype=np.uint8)
-    n = _format_rows(
-        batch.indptr,
-        batch.term_ids,
-        values,
-        decimals,
-        id_blob,
-        id_off,
-        term_blob,
-        term_off,
-        _HEAD,
-        _MID,
-        _SEP,
-        _TAIL,
-        buf,
-    )
-    return buf[:n].tobytes()
-
-
 def _slices(batch: SparseBatch, rows: int) -> Iterator[SparseBatch]:
     for start in range(0, len(batch), rows):
         end = min(start + rows, len(batch))

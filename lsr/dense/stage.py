@@ -178,20 +178,9 @@ def store_fusion(
 def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) -> list[str]:
     """Texts (title + text) in index order, from ``corpus`` (checked against the index) or its docstore."""
     if corpus is None:
-        if not DocStoreWriter.files(index_dir):
-            raise LsrError(f"{index_dir} has no docstore (index.store_docs: false): give the corpus")
-        store = DocStore(index_dir)
-        texts = []
-        for i in range(len(ids)):
-            doc = store.get(i)
-            if doc.get("id") != ids[i]:
-                raise ArtifactError(
-                    f"{index_dir}: docstore doc {i} is {doc.get('id')!r}, ids.txt says {ids[i]!r}"
-                )
-            texts.append(f"{doc.get('title', '')} {doc.get('text', '')}".strip())
-        return texts
+        return _docstore_texts(index_dir, ids)
     position = {doc_id: i for i, doc_id in enumerate(ids)}
-    texts: list[str | None] = [None] * len(ids)
+    found: list[str | None] = [None] * len(ids)
     n_corpus, unknown = 0, []
     for doc in open_corpus(corpus):
         n_corpus += 1
@@ -199,15 +188,31 @@ def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) ->
         if i is None:
             unknown.append(doc.id)
             continue
-        texts[i] = doc.contents
-    missing = [ids[i] for i, t in enumerate(texts) if t is None]
+        found[i] = doc.contents
+    missing = [ids[i] for i, t in enumerate(found) if t is None]
     if unknown or missing or n_corpus != len(ids):
         raise LsrError(
             f"corpus {corpus} ({n_corpus} docs) is not the corpus of index {index_dir} ({len(ids)} docs): "
             f"{len(unknown)} corpus ids not in the index (e.g. {unknown[:3]}), {len(missing)} indexed ids "
             f"not in the corpus (e.g. {missing[:3]}); index the same corpus"
         )
-    return texts  # type: ignore[return-value]
+    return [t or "" for t in found]
+
+
+def _docstore_texts(index_dir: Path, ids: list[str]) -> list[str]:
+    """Texts (title + text) in index order from the index's docstore, checked against ``ids.txt``."""
+    if not DocStoreWriter.files(index_dir):
+        raise LsrError(f"{index_dir} has no docstore (index.store_docs: false): give the corpus")
+    store = DocStore(index_dir)
+    texts = []
+    for i in range(len(ids)):
+        doc = store.get(i)
+        if doc.get("id") != ids[i]:
+            raise ArtifactError(
+                f"{index_dir}: docstore doc {i} is {doc.get('id')!r}, ids.txt says {ids[i]!r}"
+            )
+        texts.append(f"{doc.get('title', '')} {doc.get('text', '')}".strip())
+    return texts
 
 
 def _reusable_vectors(index_dir: Path, digest: str, model_path: str, max_length: int) -> np.ndarray | None:

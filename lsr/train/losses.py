@@ -26,6 +26,8 @@ the ranking gradient treats every term alike.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -107,7 +109,7 @@ def ensemble_teacher(
     if missing:
         raise ValueError(f"no scores for teacher(s) {missing}; scored: {sorted(raw)}")
     total = sum(used.values())
-    out = sum(w * normalize_scores(raw[k], method) for k, w in used.items())
+    out = cast(Tensor, sum(w * normalize_scores(raw[k], method) for k, w in used.items()))
     return scale * out / total
 
 

@@ -105,6 +105,8 @@ class SparseEncoderModel(torch.nn.Module):
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_id = int(tokenizer.pad_token_id or 0)
         self.mask = ThresholdMask(cfg.threshold, cfg.learn_threshold)
+        self.init_path: Path | None = None  # set by build_model: the folder the weights came from
+        self.fresh_head = False  # build_model: the MLM head was created, not loaded
         if self.kind == "inference-free":
             if table is None:
                 raise ValueError("an inference-free model needs its initial query table")

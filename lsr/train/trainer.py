@@ -525,7 +525,7 @@ def _evaluate_and_save(run: _Run, seconds: float) -> None:
 def _write_summary(run: _Run, seconds: float) -> dict[str, Any]:
     """``OUT/summary.json``: steps, time, device, data sizes, the best and the last dev evaluation."""
     cfg, device = run.cfg, run.device
-    final = {}
+    final: dict[str, Any] = {}
     if run.log_path.is_file():
         evals = [json.loads(x) for x in run.log_path.read_text().splitlines() if '"eval"' in x]
         final = evals[-1] if evals else {}
