@@ -7,6 +7,7 @@ from pathlib import Path
 
 from lsr.data.corpus import load_queries, qrels_path
 from lsr.data.trec import Qrels, read_qrels
+from lsr.errors import ConfigError
 
 
 @dataclass
@@ -69,6 +70,17 @@ class DatasetRef:
     @property
     def corpus(self) -> str:
         return str(self.path) if self.path is not None else self.spec
+
+    @property
+    def folder(self) -> Path:
+        """The folder of a ``beir`` or ``rerank`` dataset (queries, qrels, runs).
+
+        Raises:
+            ConfigError: an ``ir_datasets`` id, which has no folder (the message names the dataset).
+        """
+        if self.path is None:
+            raise ConfigError(f"dataset {self.spec!r} ({self.kind}) has no folder of queries, qrels and runs")
+        return self.path
 
 
 def resolve_dataset(spec: str, split: str = "test") -> DatasetRef:

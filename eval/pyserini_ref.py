@@ -33,11 +33,14 @@ _pyserini: ModuleType | None = None
 
 
 class Doc(Protocol):
-    """What :func:`build_lucene_index` reads from each document."""
+    """What :func:`build_lucene_index` reads from each document (read-only: frozen dataclasses fit)."""
 
-    id: str
-    title: str
-    text: str
+    @property
+    def id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 def ensure_pyserini() -> ModuleType:
@@ -80,6 +83,8 @@ def _start_jvm(jnius_config: Any, pyserini_setup: ModuleType) -> None:
     if jnius_config.vm_running:
         logger.debug("JVM already running; options left as they are: %s", jnius_config.get_options())
         return
+    if pyserini_setup.__file__ is None:  # a namespace package: no bundled jars beside it
+        raise ImportError(f"pyserini.setup has no file, so no bundled jars; {_INSTALL_HINT}")
     default_jars = Path(pyserini_setup.__file__).parent / "resources" / "jars"
     pyserini_setup.configure_classpath(os.environ.get("ANSERINI_CLASSPATH", str(default_jars)))
     kept = [opt for opt in jnius_config.get_options() if opt != _VECTOR_OPTION]

@@ -169,9 +169,13 @@ def rerank_eval(
     if not splits:
         raise FileNotFoundError(f"{dataset}/qrels holds no <split>.tsv")
     rerank = rerank or config.search.rerank
-    tmp = Path(tempfile.mkdtemp(prefix="lsr-rerank-")) if index_dir is None else None
+    tmp: Path | None = None  # the temporary index's folder, removed at the end
     try:
-        path = temporary_index(config, dataset, rerank, tmp, progress) if tmp else Path(index_dir)
+        if index_dir is None:
+            tmp = Path(tempfile.mkdtemp(prefix="lsr-rerank-"))
+            path = temporary_index(config, dataset, rerank, tmp, progress)
+        else:
+            path = Path(index_dir)
         searcher = Searcher(path)
         results = {s: evaluate_split(searcher, dataset, s, run, depth, rerank, config) for s in splits}
         meta = searcher.index.meta

@@ -245,9 +245,10 @@ def evaluate_sparse(
     qids = _judged(dataset, dataset_spec)
     texts = [dataset.queries[q] for q in qids]
     t0 = time.perf_counter()
-    queries = Queries(texts=texts, sparse=searcher.encode_texts(texts))
+    sparse = searcher.encode_texts(texts)
+    queries = Queries(texts=texts, sparse=sparse)
     t1 = time.perf_counter()
-    warn_empty(qids, Queries(sparse=queries.sparse))
+    warn_empty(qids, Queries(sparse=sparse))
     first = searcher.first_stage(queries, plan, progress)
     results, section = first, None
     if plan.rerank != "none":
@@ -260,7 +261,7 @@ def evaluate_sparse(
     sparse_only = replace(plan, rerank="none")
     ev.latency_ms = measure_latency(searcher, sample, sparse_only) if sample else {}
     ev.qps = ev.latency_ms.get("qps_one_thread")
-    _index_costs(ev, searcher, queries.sparse)
+    _index_costs(ev, searcher, sparse)
     ev.info.update(
         dataset={
             "name": dataset.name,
@@ -413,6 +414,8 @@ def evaluate_candidates(
             time_queries(lambda i: searcher.search_batch(one[i], sparse_plan), len(one))
         )
         ev.qps = ev.latency_ms.get("qps_one_thread")
+        if batch.sparse is None:  # cannot happen: the "candidates" first stage above scored the sparse form
+            raise ValueError("the candidate queries carry no sparse form after Searcher.encode")
         _index_costs(ev, searcher, batch.sparse)
         ev.notes.append("latency: encode one query and score the candidate index (exhaustive), one thread")
     if section is not None:

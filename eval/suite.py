@@ -109,7 +109,7 @@ def evaluate_pair(
     if dataset.kind == "rerank":
         return _dl_rerank(system, dataset, cfg, cache_dir, progress)
     built = ensure_index(system, cfg, dataset.corpus, cache_dir, progress=progress)
-    spec = dataset.spec if dataset.kind == "irds" else str(dataset.path)
+    spec = dataset.spec if dataset.kind == "irds" else str(dataset.folder)
     ev = evaluate_sparse(built.path, spec, cfg, "dense" if system.kind == "hybrid" else None, progress)
     i = ev.info
     coverage = {k: i["dataset"][k] for k in ("qrels_unknown_docs", "qrels_missing_queries")}
@@ -118,12 +118,12 @@ def evaluate_pair(
 
 
 def _qrels(dataset: DatasetRef) -> Qrels:
-    return read_qrels(qrels_path(dataset.path, dataset.split))
+    return read_qrels(qrels_path(dataset.folder, dataset.split))
 
 
 def _run_file(system: SystemSpec, dataset: DatasetRef, cfg: Config) -> Evaluation:
     if dataset.kind == "rerank":
-        path = find_run(dataset.path, system.run, dataset.split)
+        path = find_run(dataset.folder, system.run, dataset.split)
     else:
         path = Path(system.run.replace("{split}", dataset.split))
         if not path.is_file():
@@ -139,7 +139,7 @@ def _pyserini(system: SystemSpec, dataset: DatasetRef, cfg: Config, cache_dir: P
         start = time.perf_counter()
         build_lucene_index(open_corpus(dataset.corpus), lucene)
         built = BuiltIndex(lucene, False, round(time.perf_counter() - start, 3), None)
-    spec = dataset.spec if dataset.kind == "irds" else dataset.path
+    spec = dataset.spec if dataset.kind == "irds" else dataset.folder
     ev = evaluate_pyserini(system.label, lucene, spec, dataset.split, cfg)
     return _described(ev, system, dataset, built)
 
@@ -148,9 +148,10 @@ def rerank_candidates(dataset: DatasetRef) -> tuple[dict[str, list[str]], set[st
     """Each judged query's first-stage top ``depth`` for the split, and the union over both DL splits."""
     union: set[str] = set()
     mine: dict[str, list[str]] = {}
-    for split in splits_of(dataset.path):
-        qrels = read_qrels(dataset.path / "qrels" / f"{split}.tsv")
-        first = read_run(find_run(dataset.path, dataset.run, split))
+    folder = dataset.folder
+    for split in splits_of(folder):
+        qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
+        first = read_run(find_run(folder, dataset.run, split))
         cands = {q: d for q, d in top_candidates(first, dataset.depth).items() if q in qrels}
         union.update(d for docs in cands.values() for d in docs)
         if split == dataset.split:
@@ -165,11 +166,11 @@ def _dl_rerank(
     built = ensure_index(system, cfg, dataset.corpus, cache_dir, doc_ids=union, progress=progress)
     searcher = Searcher(built.path)
     check_candidates_indexed(
-        searcher.index.doc_keys, candidates, dataset.run, dataset.split, str(built.path), dataset.path
+        searcher.index.doc_keys, candidates, dataset.run, dataset.split, str(built.path), dataset.folder
     )
     ev = evaluate_candidates(
         searcher,
-        load_queries(dataset.path, dataset.split),
+        load_queries(dataset.folder, dataset.split),
         _qrels(dataset),
         candidates,
         cfg,

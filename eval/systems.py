@@ -58,6 +58,17 @@ class SystemSpec:
     path: Path | None = None
     run: str = ""
 
+    @property
+    def index_dir(self) -> Path:
+        """The index folder of an ``index`` system.
+
+        Raises:
+            ConfigError: the system is not an index folder (the message names it).
+        """
+        if self.path is None:
+            raise ConfigError(f"system {self.spec!r} ({self.kind}) is not an index folder")
+        return self.path
+
 
 def parse_system(spec: str) -> SystemSpec:
     """Parse one system; fails before any work on a name, folder or file that does not exist.
@@ -282,8 +293,8 @@ def ensure_index(
     """The index of ``system`` over ``corpus`` (only ``doc_ids`` when given): from the cache, or built
     with ``config`` (a hybrid system's index also gets its dense stage, built with ``config.dense``)."""
     if system.kind == "index":
-        meta = json.loads((system.path / "meta.json").read_text(encoding="utf-8"))
-        return BuiltIndex(system.path, True, None, meta.get("encode_seconds"))
+        meta = json.loads((system.index_dir / "meta.json").read_text(encoding="utf-8"))
+        return BuiltIndex(system.index_dir, True, None, meta.get("encode_seconds"))
     subset = sorted(set(doc_ids)) if doc_ids is not None else None
     digest = corpus_digest(corpus)
     if subset is not None:
@@ -317,12 +328,14 @@ def ensure_index(
         seconds = before + time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    build_seconds = round(seconds, 3)
+    encode_seconds: float | None = meta.get("encode_seconds")
     info = {
-        "build_seconds": round(seconds, 3),
-        "encode_seconds": meta.get("encode_seconds"),
+        "build_seconds": build_seconds,
+        "encode_seconds": encode_seconds,
         "key": key,
         "inputs": inputs,
         "note": note,
     }
     write_json(info_path, info)
-    return BuiltIndex(out, False, info["build_seconds"], info["encode_seconds"], key, inputs, note)
+    return BuiltIndex(out, False, build_seconds, encode_seconds, key, inputs, note)

@@ -35,6 +35,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message
 from uvicorn.supervisors import Multiprocess
 
 from lsr import __version__
@@ -166,9 +167,11 @@ def search_served(
     baseline too)."""
     searcher = served.searcher
     if plan.rerank != "none":  # text queries only; each alone, as a single request would be
+        texts = [q for q, _ in queries if q is not None]
+        if len(texts) != len(queries):  # Service.check_query refuses these before the pool
+            raise ValueError(f"rerank {plan.rerank!r} needs a text query, not a vector")
         return [
-            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields)}
-            for q, _ in queries
+            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields)} for q in texts
         ]
     parts = [
         searcher.encode(Queries(texts=[q]), plan)
@@ -447,7 +450,7 @@ class ServiceMiddleware:
         state = scope.setdefault("state", {})
         state["log"] = {}
 
-        async def send_status(message: dict) -> None:
+        async def send_status(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
             await send(message)

@@ -182,14 +182,15 @@ class RawClient:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
-        if self.writer is None:
+        if self.reader is None or self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        reader, writer = self.reader, self.writer
         data = json.dumps(body).encode()
-        self.writer.write(
+        writer.write(
             f"POST {path} HTTP/1.1\r\n{self.head}Content-Length: {len(data)}\r\n\r\n".encode() + data
         )
         try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
             status = int(head[9:12])
             length = None
             close = False
@@ -202,7 +203,7 @@ class RawClient:
                     close = True
             if length is None:
                 raise ConnectionError("response without Content-Length")
-            payload = await self.reader.readexactly(length)
+            payload = await reader.readexactly(length)
         except Exception:
             await self.close()
             raise
