@@ -63,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_collection_args(p)
+    _add_run_args(p)
+    _add_system_args(p)
+    _add_output_args(p)
+    return p
+
+
+def _add_collection_args(p: argparse.ArgumentParser) -> None:
+    """The collection: synthetic (size, seed) or a staged real one."""
     p.add_argument("--collection", choices=["synthetic", *REAL_COLLECTIONS], default="synthetic")
     p.add_argument("--n-docs", type=int, default=1_000_000, help="synthetic: documents (default 1M)")
     p.add_argument(
@@ -73,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="synthetic: generator seed")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="staged data root (../shared/data)")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """Which systems, k, threads, warm-up and the time budgets."""
     p.add_argument(
         "--systems",
         default=None,
@@ -90,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--build-budget-s", type=float, default=1200.0, help="per-system build time budget")
     p.add_argument("--search-budget-s", type=float, default=120.0, help="per-setting search time budget")
+
+
+def _add_system_args(p: argparse.ArgumentParser) -> None:
+    """Per-system options: lsr's index, lsr-bmp, Seismic and Lucene."""
     p.add_argument(
         "--impact-dtype", default="uint8", choices=["uint8", "uint16", "float32"], help="lsr index impacts"
     )
@@ -126,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="Lucene: largest query weight -> this integer weight",
     )
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """The work folder and the report."""
     p.add_argument(
         "--workdir",
         type=Path,
@@ -136,7 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep the work folder (data, indexes, logs)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     p.add_argument("--quiet", action="store_true")
-    return p
 
 
 def parse_system(spec: str) -> tuple[str, dict[str, Any]]:

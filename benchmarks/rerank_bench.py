@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from lsr.dense.stage import DenseStage
 from lsr.eval.datasets import load_eval_dataset
+from lsr.index import SearchResult
 from lsr.index.pq import adc_scores, build_lut
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.timing import latency_summary, time_queries
@@ -69,21 +71,46 @@ def main(argv: list[str] | None = None) -> int:
     dense = searcher.require_dense()
     if dense.codes.vectors is None:
         raise SystemExit(f"{args.index}/dense keeps no float vectors: rebuild with --keep-float")
-    ds = load_eval_dataset(args.dataset, args.split)
-    qids = [q for q in ds.queries if q in ds.qrels]
-    qids = qids[: args.queries] if args.queries else qids
-    texts = [ds.queries[q] for q in qids]
+    texts = _query_texts(args.dataset, args.split, args.queries)
     method, weight = dense.resolve_fusion()
     plan = Plan(k=args.depth, rerank="dense", depth=args.depth, fusion=method, fusion_weight=weight)
-    float_plan = dataclasses.replace(plan, rerank="dense-float")
     queries = searcher.encode(Queries(texts=texts), plan)
-    emb = queries.dense
-    sparse_plan = dataclasses.replace(plan, rerank="none")
-    results = searcher.first_stage(queries, sparse_plan)
-    codes, books = dense.codes.codes, dense.codes.codebooks
-    luts = [dense.codes.lut(e) for e in emb]
+    results = searcher.first_stage(queries, dataclasses.replace(plan, rerank="none"))
     cands = [np.ascontiguousarray(r.docs, dtype=np.int64) for r in results]
-    n = len(qids)
+    rows = _time_rows(searcher, dense, queries, results, cands, plan, texts)
+    report = _report(args, core, len(texts), cands, {"method": method, "weight": weight}, dense.meta, rows)
+    print_table(report)
+    name = f"rerank-{Path(args.dataset).name}-{Path(args.index).name}.json"
+    out = Path(args.out) if args.out else RESULTS / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"-> {out}")
+    return 0
+
+
+def _query_texts(dataset: str, split: str, limit: int) -> list[str]:
+    """The texts of the split's queries that have qrels, the first ``limit`` of them (0: all)."""
+    ds = load_eval_dataset(dataset, split)
+    qids = [q for q in ds.queries if q in ds.qrels]
+    qids = qids[:limit] if limit else qids
+    return [ds.queries[q] for q in qids]
+
+
+def _time_rows(
+    searcher: Searcher,
+    dense: DenseStage,
+    queries: Queries,
+    results: list[SearchResult],
+    cands: list[np.ndarray],
+    plan: Plan,
+    texts: list[str],
+) -> dict[str, dict[str, Any]]:
+    """Per-query latency of each step, one query at a time, with its ratio to the float re-rank."""
+    sparse_plan = dataclasses.replace(plan, rerank="none")
+    float_plan = dataclasses.replace(plan, rerank="dense-float")
+    codes, books = dense.codes.codes, dense.codes.codebooks
+    luts = [dense.codes.lut(e) for e in queries.dense]
+    n = len(texts)
     rows: dict[str, dict[str, Any]] = {}
 
     def timed(name: str, fn, bytes_per_doc: float | None = None) -> None:
@@ -94,14 +121,27 @@ def main(argv: list[str] | None = None) -> int:
     timed("sparse search (context)", lambda i: searcher.first_stage(one[i], sparse_plan))
     timed("PQ re-rank", lambda i: searcher.rerank(one[i], heads[i], plan), dense.codes.bytes_per_doc)
     timed("float re-rank", lambda i: searcher.rerank(one[i], heads[i], float_plan), 4.0 * dense.codes.dim)
-    rotated = dense.codes.rotate(emb)
+    rotated = dense.codes.rotate(queries.dense)
     timed("PQ lookup table", lambda i: build_lut(rotated[i], books))
     timed("PQ ADC", lambda i: adc_scores(luts[i], codes, cands[i]))
     timed("dense query encoding", lambda i: searcher.encode_dense([texts[i]]))
     base = rows["float re-rank"]["mean"]
     for r in rows.values():
         r["ratio_to_float_rerank"] = r["mean"] / base if base else None
-    report = {
+    return rows
+
+
+def _report(
+    args: argparse.Namespace,
+    core: int,
+    n: int,
+    cands: list[np.ndarray],
+    fusion: dict[str, Any],
+    dense_meta: dict[str, Any],
+    rows: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON report: settings, the dense stage, the timing rows and the machine."""
+    return {
         "benchmark": "rerank_bench",
         "index": str(args.index),
         "dataset": str(args.dataset),
@@ -109,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         "n_queries": n,
         "depth": args.depth,
         "candidates_mean": float(np.mean([len(c) for c in cands])) if cands else 0.0,
-        "fusion": {"method": method, "weight": weight},
-        "dense": {k: dense.meta[k] for k in ("dim", "m", "nbits", "opq", "n_docs")}
-        | {"model": dense.meta["model"].get("name")},
+        "fusion": fusion,
+        "dense": {k: dense_meta[k] for k in ("dim", "m", "nbits", "opq", "n_docs")}
+        | {"model": dense_meta["model"].get("name")},
         "rows": rows,
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -121,13 +161,6 @@ def main(argv: list[str] | None = None) -> int:
         },
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    print_table(report)
-    name = f"rerank-{Path(args.dataset).name}-{Path(args.index).name}.json"
-    out = Path(args.out) if args.out else RESULTS / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"-> {out}")
-    return 0
 
 
 def print_table(report: dict[str, Any]) -> None:

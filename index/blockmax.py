@@ -69,16 +69,60 @@ def build_blockmax(
         raise ValueError(f"dense_fraction must lie in (0, 1], got {dense_fraction!r}")
     index = Index.load(index_dir, blockmax=False)  # the old block-max data may be stale or unreadable
     n_blocks = max(1, -(-index.n_docs // block_size))
-    term_ptr, doc_ids, impacts = (np.asarray(a) for a in (index.term_ptr, index.doc_ids, index.impacts))
+    postings = tuple(np.asarray(a) for a in (index.term_ptr, index.doc_ids, index.impacts))
+    term_ptr, doc_ids, impacts = postings
     runs = _count_runs(term_ptr, doc_ids, block_size)
     is_dense = (runs > 0) & (runs >= dense_fraction * n_blocks)
+    dense = _dense_rows(postings, block_size, is_dense, n_blocks)
+    sparse = _sparse_entries(postings, block_size, is_dense, runs, n_blocks)
+    maxima, ub_ratio, ub_slack = _quantize_maxima(
+        (dense.pop("dense_max"), sparse.pop("tb_max")), impacts.dtype
+    )
+    arrays = {**dense, **sparse, "dense_max": maxima[0], "tb_max": maxima[1]}
+    n_dense, n_sparse = len(arrays["dense_max"]), int(arrays["tb_ptr"][-1])
+    info = {
+        "index_uid": index.meta.get("uid"),
+        "n_docs": index.n_docs,
+        "n_postings": int(len(doc_ids)),
+        "block_size": block_size,
+        "n_blocks": n_blocks,
+        "dense_fraction": dense_fraction,
+        "n_dense_terms": n_dense,
+        "n_sparse_runs": n_sparse,
+        "ub_ratio": ub_ratio,
+        "ub_slack": ub_slack,
+    }
+    meta = _write_blockmax(Path(index_dir) / BLOCKMAX_DIR, arrays, info)
+    logger.info(
+        "block-max: %d blocks of %d docs, %d dense terms, %d sparse runs",
+        n_blocks,
+        block_size,
+        n_dense,
+        n_sparse,
+    )
+    return meta
+
+
+def _dense_rows(
+    postings: tuple[np.ndarray, ...], block_size: int, is_dense: np.ndarray, n_blocks: int
+) -> dict[str, np.ndarray]:
+    """The dense terms' rows: ``row_of``, float block maxima (``dense_max``), run offsets."""
+    term_ptr, doc_ids, impacts = postings
     dense_terms = np.flatnonzero(is_dense).astype(np.int32)
-    row_of = np.full(index.n_terms, -1, np.int32)
+    row_of = np.full(len(term_ptr) - 1, -1, np.int32)
     row_of[dense_terms] = np.arange(len(dense_terms), dtype=np.int32)
     dense_maxf = np.zeros((len(dense_terms), n_blocks), np.float64)
     dense_base = np.zeros((len(dense_terms), (n_blocks >> SUPER_SHIFT) + 1), np.uint32)
     dense_off = np.zeros((len(dense_terms), n_blocks + 1), np.uint16)
     _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_base, dense_off)
+    return {"row_of": row_of, "dense_max": dense_maxf, "dense_base": dense_base, "dense_off": dense_off}
+
+
+def _sparse_entries(
+    postings: tuple[np.ndarray, ...], block_size: int, is_dense: np.ndarray, runs: np.ndarray, n_blocks: int
+) -> dict[str, np.ndarray]:
+    """The sparse terms' (block, float max) entries, run offsets and ``dense_before``."""
+    term_ptr, doc_ids, impacts = postings
     sparse_runs = np.where(is_dense, 0, runs)
     tb_ptr = np.concatenate([[0], np.cumsum(sparse_runs)]).astype(np.int64)
     n_sparse = int(tb_ptr[-1])
@@ -101,45 +145,28 @@ def build_blockmax(
         tb_off,
         dense_before,
     )
-    (dense_max, tb_max), ub_ratio, ub_slack = _quantize_maxima((dense_maxf, tb_maxf), impacts.dtype)
-    arrays = {
-        "row_of": row_of,
-        "dense_max": dense_max,
-        "dense_base": dense_base,
-        "dense_off": dense_off,
+    return {
         "tb_ptr": tb_ptr,
         "tb_block": tb_block,
-        "tb_max": tb_max,
+        "tb_max": tb_maxf,
         "tb_base": tb_base,
         "tb_off": tb_off,
         "dense_before": dense_before,
     }
-    with atomic_directory(Path(index_dir) / BLOCKMAX_DIR, overwrite=True) as tmp:
-        specs = {name: save_array(tmp, name, arr) for name, arr in arrays.items()}
+
+
+def _write_blockmax(out: Path, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
+    """Write the arrays (in ``ARRAYS`` order) and meta.json into ``out`` atomically; return the meta."""
+    with atomic_directory(out, overwrite=True) as tmp:
+        specs = {name: save_array(tmp, name, arrays[name]) for name in ARRAYS}
         meta = {
             "format": BLOCKMAX_FORMAT,
             "format_version": BLOCKMAX_FORMAT_VERSION,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "index_uid": index.meta.get("uid"),
-            "n_docs": index.n_docs,
-            "n_postings": int(len(doc_ids)),
-            "block_size": block_size,
-            "n_blocks": n_blocks,
-            "dense_fraction": dense_fraction,
-            "n_dense_terms": int(len(dense_terms)),
-            "n_sparse_runs": n_sparse,
-            "ub_ratio": ub_ratio,
-            "ub_slack": ub_slack,
+            **info,
             "arrays": specs,
         }
         write_meta(tmp, meta)
-    logger.info(
-        "block-max: %d blocks of %d docs, %d dense terms, %d sparse runs",
-        n_blocks,
-        block_size,
-        len(dense_terms),
-        n_sparse,
-    )
     return meta
 
 

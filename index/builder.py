@@ -171,32 +171,12 @@ def build_index(
     n_postings = int(term_ptr[-1])
     scale = quantization_scale(stats.max_weight, options.impact_dtype)
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        arrays = {"term_ptr": save_array(tmp, "term_ptr", term_ptr)}
-        _fill_pass(batches(), tmp, term_ptr, options.impact_dtype, scale, stats.n_docs, perm)
-        arrays["doc_ids"] = {"dtype": np.dtype(DOC_DTYPE).name, "shape": [n_postings]}
-        impact_name = np.dtype(IMPACT_DTYPES[options.impact_dtype]).name
-        arrays["impacts"] = {"dtype": impact_name, "shape": [n_postings]}
-        _write_doc_keys(doc_keys, tmp / "ids.txt", stats.n_docs, perm)
-        _write_vocab(vocab, tmp / "vocab.json", n_terms)
-        files = ["ids.txt", "vocab.json", *(extra_files or {})]
-        for name, src in (extra_files or {}).items():
-            shutil.copyfile(src, tmp / name)
+        arrays = _write_postings(batches(), tmp, term_ptr, options.impact_dtype, scale, stats.n_docs, perm)
+        files = _write_files(tmp, doc_keys, vocab, stats.n_docs, n_terms, perm, extra_files)
         if perm is not None:
             arrays["doc_order"] = save_array(tmp, "doc_order", perm)
         meta = {
-            "format": INDEX_FORMAT,
-            "format_version": INDEX_FORMAT_VERSION,
-            "uid": uuid.uuid4().hex,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "n_docs": stats.n_docs,
-            "n_terms": n_terms,
-            "n_postings": n_postings,
-            "impacts": {
-                "dtype": options.impact_dtype,
-                "method": "linear" if options.impact_dtype != "float32" else "none",
-                "scale": scale,
-                "max_weight": stats.max_weight,
-            },
+            **_index_meta(stats, n_terms, n_postings, options.impact_dtype, scale),
             "reorder": reorder_meta,
             "stats": {"doc_nnz_avg": n_postings / max(stats.n_docs, 1), "empty_docs": stats.empty_docs},
             "arrays": arrays,
@@ -208,6 +188,62 @@ def build_index(
             build_blockmax(tmp, options.block_size)
     logger.info("built index %s: %d docs, %d terms, %d postings", out, stats.n_docs, n_terms, n_postings)
     return meta
+
+
+def _write_postings(
+    batches: Iterable[SparseBatch],
+    tmp: Path,
+    term_ptr: np.ndarray,
+    impact_dtype: str,
+    scale: float,
+    n_docs: int,
+    perm: np.ndarray | None,
+) -> dict[str, Any]:
+    """Write ``term_ptr``, ``doc_ids`` and ``impacts`` (pass 2); return their array specs."""
+    n_postings = int(term_ptr[-1])
+    arrays = {"term_ptr": save_array(tmp, "term_ptr", term_ptr)}
+    _fill_pass(batches, tmp, term_ptr, impact_dtype, scale, n_docs, perm)
+    arrays["doc_ids"] = {"dtype": np.dtype(DOC_DTYPE).name, "shape": [n_postings]}
+    arrays["impacts"] = {"dtype": np.dtype(IMPACT_DTYPES[impact_dtype]).name, "shape": [n_postings]}
+    return arrays
+
+
+def _write_files(
+    tmp: Path,
+    doc_keys: Sequence[str] | Path,
+    vocab: Sequence[str] | Path,
+    n_docs: int,
+    n_terms: int,
+    perm: np.ndarray | None,
+    extra_files: dict[str, Path] | None,
+) -> list[str]:
+    """Write ``ids.txt`` and ``vocab.json``, copy the extra files; return the names of all of them."""
+    _write_doc_keys(doc_keys, tmp / "ids.txt", n_docs, perm)
+    _write_vocab(vocab, tmp / "vocab.json", n_terms)
+    for name, src in (extra_files or {}).items():
+        shutil.copyfile(src, tmp / name)
+    return ["ids.txt", "vocab.json", *(extra_files or {})]
+
+
+def _index_meta(
+    stats: _Pass1, n_terms: int, n_postings: int, impact_dtype: str, scale: float
+) -> dict[str, Any]:
+    """The head of the index's meta.json: format, a new uid, creation time, counts, impacts."""
+    return {
+        "format": INDEX_FORMAT,
+        "format_version": INDEX_FORMAT_VERSION,
+        "uid": uuid.uuid4().hex,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "n_docs": stats.n_docs,
+        "n_terms": n_terms,
+        "n_postings": n_postings,
+        "impacts": {
+            "dtype": impact_dtype,
+            "method": "linear" if impact_dtype != "float32" else "none",
+            "scale": scale,
+            "max_weight": stats.max_weight,
+        },
+    }
 
 
 def _fill_pass(

@@ -124,6 +124,14 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
         "/v1/search, POST /v1/search/batch, GET /v1/docs/{id}, GET /v1/indexes, POST "
         "/v1/indexes/{name}/reload, GET /healthz, /readyz, /metrics; schema at /docs.",
     )
+    _add_serve_where_args(p)
+    _add_serve_limit_args(p)
+    _add_serve_access_args(p)
+    _add_serve_config_args(p)
+
+
+def _add_serve_where_args(p: argparse.ArgumentParser) -> None:
+    """What to serve and where: indexes, address, workers, threads."""
     p.add_argument(
         "--index",
         dest="indexes",
@@ -141,12 +149,20 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
         "memory-mapped copy of the indexes (pages are shared); default 1",
     )
     p.add_argument("--threads", type=int, help="search threads per worker (0: all cores)")
+
+
+def _add_serve_limit_args(p: argparse.ArgumentParser) -> None:
+    """Request limits: timeout, k, query size, batch size, body size."""
     p.add_argument("--timeout", type=float, help="per-request timeout in seconds (503 past it)")
     p.add_argument("--max-k", type=int, help="largest k a request may ask for (1000)")
     p.add_argument("--max-query-chars", type=int, help="longest text query (characters)")
     p.add_argument("--max-query-tokens", type=int, help="longest text query (whitespace tokens)")
     p.add_argument("--max-batch", type=int, help="most queries in one batch request")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (1 MiB)")
+
+
+def _add_serve_access_args(p: argparse.ArgumentParser) -> None:
+    """Access: the API key and CORS origins."""
     p.add_argument(
         "--api-key-file",
         metavar="FILE",
@@ -165,6 +181,10 @@ def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
         metavar="ORIGIN",
         help="allow browser requests from this origin (repeatable; default: CORS off)",
     )
+
+
+def _add_serve_config_args(p: argparse.ArgumentParser) -> None:
+    """Logging, the config file and ``--set`` overrides."""
     p.add_argument("--no-access-log", action="store_true", help="no JSON log line per request")
     p.add_argument("--quiet", action="store_true", help="warnings and errors only")
     p.add_argument(

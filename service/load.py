@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -77,57 +79,79 @@ async def drive_level(
     ``connect()`` is an async context manager giving ``post(path, body) -> (status, payload bytes)``;
     each worker (and the reloader) enters it once. ``transport_errors`` count as failed requests.
     """
-    latencies: list[float] = []
-    errors: list[str] = []
-    reloads: list[dict[str, Any]] = []
-    counter = [0]
-    deadline = time.perf_counter() + duration
-
-    async def worker() -> None:
-        async with connect() as post:
-            while time.perf_counter() < deadline:
-                i = counter[0]
-                if i >= max_requests:
-                    return
-                counter[0] += 1
-                body = {**body_base, "query": texts[i % len(texts)]}
-                t0 = time.perf_counter()
-                try:
-                    status, payload = await post("/v1/search", body)
-                    if status == 200:
-                        latencies.append((time.perf_counter() - t0) * 1e3)
-                    else:
-                        errors.append(f"{status}: {payload[:200]!r}")
-                except transport_errors as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-
-    async def reloader() -> None:
-        async with connect() as post:
-            while True:
-                await asyncio.sleep(reload_every)
-                if time.perf_counter() >= deadline or counter[0] >= max_requests:
-                    return
-                t0 = time.perf_counter()
-                status, payload = await post(f"/v1/indexes/{reload_index}/reload", {})
-                generation = json.loads(payload).get("generation") if status == 200 else None
-                reloads.append(
-                    {
-                        "status": status,
-                        "ms": round((time.perf_counter() - t0) * 1e3, 1),
-                        "generation": generation,
-                    }
-                )
-
+    state = _LevelState(deadline=time.perf_counter() + duration, max_requests=max_requests)
     start = time.perf_counter()
-    tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+    tasks = [
+        asyncio.create_task(_search_worker(connect, transport_errors, body_base, texts, state))
+        for _ in range(concurrency)
+    ]
     if reload_every > 0 and reload_index:
-        tasks.append(asyncio.create_task(reloader()))
+        tasks.append(asyncio.create_task(_reload_worker(connect, reload_index, reload_every, state)))
     await asyncio.gather(*tasks)
-    out = summarize(latencies, len(errors), time.perf_counter() - start)
-    out["error_samples"] = errors[:5]
-    if reloads:
-        out["reloads"] = reloads
+    out = summarize(state.latencies, len(state.errors), time.perf_counter() - start)
+    out["error_samples"] = state.errors[:5]
+    if state.reloads:
+        out["reloads"] = state.reloads
     return out
+
+
+@dataclass
+class _LevelState:
+    """What the tasks of one level share: the deadline, the request count and what they record."""
+
+    deadline: float
+    max_requests: int
+    sent: int = 0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    reloads: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _search_worker(
+    connect: Callable[[], Any],
+    transport_errors: tuple[type[BaseException], ...],
+    body_base: dict[str, Any],
+    texts: list[str],
+    state: _LevelState,
+) -> None:
+    """POST searches, cycling through ``texts``, until the deadline or ``max_requests``."""
+    async with connect() as post:
+        while time.perf_counter() < state.deadline:
+            i = state.sent
+            if i >= state.max_requests:
+                return
+            state.sent += 1
+            body = {**body_base, "query": texts[i % len(texts)]}
+            t0 = time.perf_counter()
+            try:
+                status, payload = await post("/v1/search", body)
+                if status == 200:
+                    state.latencies.append((time.perf_counter() - t0) * 1e3)
+                else:
+                    state.errors.append(f"{status}: {payload[:200]!r}")
+            except transport_errors as exc:
+                state.errors.append(f"{type(exc).__name__}: {exc}")
+
+
+async def _reload_worker(
+    connect: Callable[[], Any], reload_index: str, reload_every: float, state: _LevelState
+) -> None:
+    """POST a reload of ``reload_index`` every ``reload_every`` seconds until the level ends."""
+    async with connect() as post:
+        while True:
+            await asyncio.sleep(reload_every)
+            if time.perf_counter() >= state.deadline or state.sent >= state.max_requests:
+                return
+            t0 = time.perf_counter()
+            status, payload = await post(f"/v1/indexes/{reload_index}/reload", {})
+            generation = json.loads(payload).get("generation") if status == 200 else None
+            state.reloads.append(
+                {
+                    "status": status,
+                    "ms": round((time.perf_counter() - t0) * 1e3, 1),
+                    "generation": generation,
+                }
+            )
 
 
 async def http_level(
@@ -331,11 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not is_loopback(args.url) and not args.allow_remote:
-        print(
-            f"load: refusing non-loopback URL {args.url} (pass --allow-remote if you own that server)",
-            file=sys.stderr,
-        )
-        return 2
+        return _refuse(f"refusing non-loopback URL {args.url} (pass --allow-remote if you own that server)")
     import httpx
 
     from lsr.data.corpus import load_queries
@@ -344,78 +364,96 @@ def main(argv: list[str] | None = None) -> int:
     queries = load_queries(args.queries, args.split)
     texts = [t for t in queries.values() if t.strip()]
     if not texts:
-        print(f"load: no query text in {args.queries}", file=sys.stderr)
-        return 2
+        return _refuse(f"no query text in {args.queries}")
     key = os.environ.get(args.api_key_env, "")
     headers = {"X-API-Key": key} if key else {}
     info = httpx.get(f"{args.url}/v1/indexes", headers=headers, timeout=30).json()
     indexes = {i["name"]: i for i in info["indexes"]}
     name = args.index or next(iter(indexes))
     if name not in indexes:
-        print(f"load: the service has no index {name!r}; it serves {list(indexes)}", file=sys.stderr)
-        return 2
-    body_base = {"index": name, "k": args.k, "mode": args.mode}
+        return _refuse(f"the service has no index {name!r}; it serves {list(indexes)}")
     level = raw_level if args.client == "raw" else http_level
-    asyncio.run(level(args.url, headers, body_base, texts, 4, 60, args.warmup, 0, None))
-
-    served = params = None
-    if not args.no_baseline:
-        from lsr.index import SearchParams
-        from lsr.service.app import load_served_index
-
-        served = load_served_index(name, indexes[name]["path"], 1, True)
-        params = SearchParams(args.mode)
-        inprocess_level(served, texts, args.k, params, ["title"], 2, 60, args.warmup)
-
+    send = functools.partial(level, args.url, headers, {"index": name, "k": args.k, "mode": args.mode}, texts)
+    asyncio.run(send(4, 60, args.warmup, 0, None))
+    baseline = None if args.no_baseline else _baseline(name, indexes[name]["path"], texts, args.k, args.mode)
+    if baseline is not None:
+        baseline(2, 60, args.warmup)
     load_start = os.getloadavg()
+    rows = _measure(args, levels, name, send, baseline)
+    result = _result(args, name, indexes[name], len(texts), load_start, rows)
+    print(format_table([result]))
+    if args.out:
+        _add_run(Path(args.out), result)
+    return 0
+
+
+def _refuse(message: str) -> int:
+    print(f"load: {message}", file=sys.stderr)
+    return 2
+
+
+def _baseline(name: str, path: str, texts: list[str], k: int, mode: str) -> Callable[..., dict[str, Any]]:
+    """The in-process baseline over a freshly loaded index: ``(concurrency, duration, max_requests)``."""
+    from lsr.index import SearchParams
+    from lsr.service.app import load_served_index
+
+    served = load_served_index(name, path, 1, True)
+    return functools.partial(inprocess_level, served, texts, k, SearchParams(mode), ["title"])
+
+
+def _measure(
+    args: argparse.Namespace,
+    levels: list[int],
+    name: str,
+    send: Callable[..., Any],
+    baseline: Callable[..., dict[str, Any]] | None,
+) -> list[dict[str, Any]]:
+    """Each concurrency level over HTTP (and in-process, with a baseline); prints a line per level."""
     rows = []
     for c in levels:
-        http = asyncio.run(
-            level(
-                args.url,
-                headers,
-                body_base,
-                texts,
-                c,
-                args.duration,
-                args.max_requests,
-                args.reload_every,
-                name,
-            )
-        )
+        http = asyncio.run(send(c, args.duration, args.max_requests, args.reload_every, name))
         row: dict[str, Any] = {"concurrency": c, "http": http}
-        if served is not None:
-            row["inprocess"] = inprocess_level(
-                served, texts, args.k, params, ["title"], c, args.duration, args.max_requests
-            )
+        if baseline is not None:
+            row["inprocess"] = baseline(c, args.duration, args.max_requests)
         rows.append(row)
         print(_row(name, row), flush=True)
+    return rows
 
-    result = {
+
+def _result(
+    args: argparse.Namespace,
+    name: str,
+    index: dict[str, Any],
+    n_texts: int,
+    load_start: tuple[float, float, float],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The JSON record of one run: its settings, the machine's load and the levels."""
+    return {
         "label": args.label or name,
         "url": args.url,
-        "index": indexes[name],
+        "index": index,
         "k": args.k,
         "mode": args.mode,
         "client": args.client,
         "duration_s": args.duration,
         "max_requests": args.max_requests,
-        "n_query_texts": len(texts),
+        "n_query_texts": n_texts,
         "cpus": os.cpu_count(),
         "reload_every_s": args.reload_every,
         "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         "note": "load generator, server and baseline share the machine's CPUs",
         "levels": rows,
     }
-    print(format_table([result]))
-    if args.out:
-        out = Path(args.out)
-        data = json.loads(out.read_text()) if out.is_file() else {"runs": []}
-        data["runs"].append(result)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(data, indent=2) + "\n")
-        print(f"results -> {out}")
-    return 0
+
+
+def _add_run(out: Path, result: dict[str, Any]) -> None:
+    """Append ``result`` to the ``runs`` of the JSON file ``out`` (created if missing)."""
+    data = json.loads(out.read_text()) if out.is_file() else {"runs": []}
+    data["runs"].append(result)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"results -> {out}")
 
 
 def _row(name: str, row: dict[str, Any]) -> str:

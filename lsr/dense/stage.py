@@ -326,6 +326,69 @@ def build_dense_stage(
     encode_seconds = time.perf_counter() - start
     pq = _quantize(vectors, pq_m, opq)
     desc = dense_model.describe() | {"spec": model or ""}
+    head = _stage_meta(
+        desc,
+        dense_model.dim,
+        pq,
+        pq_m=pq_m,
+        opq=opq,
+        keep_float=keep_float,
+        n_docs=len(ids),
+        digest=digest,
+        index_uid=index_meta.get("uid"),
+        batch_size=batch_size,
+        fusion=_kept_fusion(out, digest, desc["path"]),
+        encode_seconds=encode_seconds,
+    )
+    return _write_stage(out, pq, vectors if keep_float else None, head, overwrite)
+
+
+def _stage_meta(
+    model: dict[str, Any],
+    dim: int,
+    pq: _Quantized,
+    *,
+    pq_m: int,
+    opq: bool,
+    keep_float: bool,
+    n_docs: int,
+    digest: str,
+    index_uid: str | None,
+    batch_size: int,
+    fusion: dict[str, Any],
+    encode_seconds: float,
+) -> dict[str, Any]:
+    """A dense stage's meta.json, less its ``arrays`` section."""
+    return {
+        "format": DENSE_FORMAT,
+        "format_version": DENSE_FORMAT_VERSION,
+        "lsr_version": __version__,
+        "model": model,
+        "text": "title + ' ' + text",
+        "metric": "inner_product",
+        "dim": dim,
+        "m": pq_m,
+        "nbits": pq.nbits,
+        "ksub": 2**pq.nbits,
+        "opq": bool(opq),
+        "keep_float": bool(keep_float),
+        "n_docs": n_docs,
+        "ids_digest": digest,
+        "index_uid": index_uid,
+        "bytes_per_doc": pq_m,
+        "batch_size": batch_size,
+        "pq_mse": pq.mse,
+        "notes": pq.notes,
+        "fusion": fusion,
+        "encode_seconds": round(encode_seconds, 3),
+        "train_seconds": round(pq.seconds, 3),
+    }
+
+
+def _write_stage(
+    out: Path, pq: _Quantized, vectors: np.ndarray | None, head: dict[str, Any], overwrite: bool
+) -> dict[str, Any]:
+    """Write codes, codebooks, the OPQ rotation and ``vectors`` (if any), then meta.json, atomically."""
     with atomic_directory(out, overwrite=overwrite) as tmp:
         arrays = {
             "codes": save_array(tmp, "codes", pq.codes),
@@ -333,41 +396,17 @@ def build_dense_stage(
         }
         if pq.rotation is not None:
             arrays["rotation"] = save_array(tmp, "rotation", pq.rotation)
-        if keep_float:
+        if vectors is not None:
             arrays["vectors"] = save_array(tmp, "vectors", vectors)
-        meta = {
-            "format": DENSE_FORMAT,
-            "format_version": DENSE_FORMAT_VERSION,
-            "lsr_version": __version__,
-            "model": desc,
-            "text": "title + ' ' + text",
-            "metric": "inner_product",
-            "dim": dense_model.dim,
-            "m": pq_m,
-            "nbits": pq.nbits,
-            "ksub": 2**pq.nbits,
-            "opq": bool(opq),
-            "keep_float": bool(keep_float),
-            "n_docs": len(ids),
-            "ids_digest": digest,
-            "index_uid": index_meta.get("uid"),
-            "bytes_per_doc": pq_m,
-            "batch_size": batch_size,
-            "pq_mse": pq.mse,
-            "notes": pq.notes,
-            "fusion": _kept_fusion(out, digest, desc["path"]),
-            "encode_seconds": round(encode_seconds, 3),
-            "train_seconds": round(pq.seconds, 3),
-            "arrays": arrays,
-        }
+        meta = {**head, "arrays": arrays}
         write_meta(tmp, meta)
     logger.info(
         "dense stage: %d docs, dim %d, M = %d (%d bits), %s -> %s",
-        len(ids),
-        dense_model.dim,
-        pq_m,
-        pq.nbits,
-        "OPQ" if opq else "no rotation",
+        meta["n_docs"],
+        meta["dim"],
+        meta["m"],
+        meta["nbits"],
+        "OPQ" if meta["opq"] else "no rotation",
         out,
     )
     return meta
