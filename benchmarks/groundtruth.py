@@ -61,9 +61,9 @@ def recall_at_k(truth: Sequence[NDArray[np.int64]], found: Sequence[Sequence[int
     """Mean over queries with a non-empty truth of |found[:k] & truth[:k]| / |truth[:k]|."""
     values = []
     for t, f in zip(truth, found, strict=True):
-        t = set(np.asarray(t)[:k].tolist())
-        if t:
-            values.append(len(t & set(list(f)[:k])) / len(t))
+        top = set(np.asarray(t)[:k].tolist())
+        if top:
+            values.append(len(top & set(list(f)[:k])) / len(top))
     return float(np.mean(values)) if values else 1.0
 
 

