@@ -64,6 +64,17 @@ def scifact_bm25_lucene_index(scifact, tmp_path_factory) -> Path:
     from lsr.cli import main
 
     out = tmp_path_factory.mktemp("scifact") / "bm25-lucene"
-    args = ["index", "--corpus", str(scifact), "--config", "bm25-lucene", "--out", str(out), "--quiet"]
+    args = [
+        "index",
+        "--corpus",
+        str(scifact),
+        "--encoder",
+        "bm25",
+        "--config",
+        "bm25-lucene",
+        "--out",
+        str(out),
+    ]
+    args.append("--quiet")
     assert main(args) == 0
     return out

@@ -82,9 +82,18 @@ def test_index_meta_describes_itself(scifact_bm25_index):
     meta = json.loads((scifact_bm25_index / "meta.json").read_text())
     assert meta["format"] == "lsr-index" and meta["format_version"] == 1
     assert meta["n_docs"] == 5183
-    assert meta["impacts"]["dtype"] == "uint8" and meta["impacts"]["scale"] > 0
+    # index.impact_dtype auto: exact float32 BM25 impacts (the learned encoders get uint8)
+    assert meta["impacts"]["dtype"] == "float32" and meta["impacts"]["scale"] > 0
     assert meta["config"]["encoder"]["name"] == "bm25" and meta["config_hash"]
     assert meta["encoder"] == {"name": "bm25", "bm25": meta["config"]["encoder"]["bm25"]}
+    assert meta["encoder"]["bm25"] == {
+        "k1": 1.5,
+        "b": 0.75,
+        "stemmer": "english",
+        "stopwords": "lucene",
+        "min_length": 2,
+        "lowercase": True,
+    }
 
 
 def test_console_script_help():
