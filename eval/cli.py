@@ -18,7 +18,7 @@ from typing import Any
 from lsr.data.irds import register_local
 from lsr.encoders import ENCODER_HELP, encoder_overrides
 from lsr.errors import LsrError
-from lsr.eval.datasets import load_eval_dataset, resolve_dataset
+from lsr.eval.datasets import expand_datasets, load_eval_dataset, resolve_dataset
 from lsr.eval.explain import explain_query, explanation_dict, format_explanation
 from lsr.eval.matrix import REPO, format_matrix, load_matrix, run_matrix, validate
 from lsr.eval.report import build_report, format_table, write_report
@@ -121,7 +121,8 @@ def _systems(args: argparse.Namespace, progress: bool) -> int:
     if len(set(labels)) != len(labels):
         raise LsrError(f"--systems names a system twice: {labels}")
     # the split picks the qrels of each dataset; it is not a config override here
-    datasets = [resolve_dataset(d, args.split or "test") for d in _split_list(args.datasets, "--datasets")]
+    names = expand_datasets(_split_list(args.datasets, "--datasets"))
+    datasets = [resolve_dataset(d, args.split or "test") for d in names]
     start = time.perf_counter()
     results = run_suite(systems, datasets, config_base(args), _cache_dir(args), progress)
     report = build_report(results, labels, [d.name for d in datasets], args.p_value, args.correction)
@@ -225,7 +226,7 @@ def _add_index_mode(modes: Any, common: Any) -> None:
         help="one index on one dataset: quality, latency, size, sparsity (sparse, hybrid or dense-only)",
     )
     p.add_argument("--index", help="index directory")
-    p.add_argument("--dataset", help="BEIR folder or ir_datasets id")
+    p.add_argument("--dataset", help="BEIR folder, staged name (scifact, ood-adi, ...) or ir_datasets id")
     p.add_argument("--split", help="qrels split of a BEIR folder (eval.split, default test)")
     p.add_argument("--k", type=int, help="depth of the run (eval.k, default 1000)")
     p.add_argument(
@@ -292,7 +293,8 @@ def _add_systems_mode(modes: Any, common: Any) -> None:
         required=True,
         metavar="S1,S2,...",
         help="index directories, bm25, splade, inference-free, unicoil, NAME:MODEL_FOLDER, "
-        "hybrid[:MODEL_FOLDER] (SPLADE + dense re-rank), pyserini-bm25 (Lucene reference), "
+        "hybrid[:MODEL_FOLDER] (SPLADE + dense re-rank), dense[:DENSE_MODEL] (dense only: flat scan of "
+        "the float vectors, default all-MiniLM-L6-v2), pyserini-bm25 (Lucene reference), "
         "run:FILE (a TREC run; {split} is filled in). Missing indexes are built into the cache "
         "(--cache-dir), keyed by a content hash of corpus, config and model weights",
     )
@@ -300,8 +302,10 @@ def _add_systems_mode(modes: Any, common: Any) -> None:
         "--datasets",
         required=True,
         metavar="D1,D2,...",
-        help="BEIR folders, staged BEIR names (scifact), ir_datasets ids, or dl19-rerank / "
-        "dl20-rerank (TREC DL: re-rank the shipped BM25 top-100 of the DL pool)",
+        help="BEIR folders, staged BEIR names (scifact), the staged out-of-domain collections "
+        "(ood-adi, ood-time, ood-med, ood-cacm, ood-lisa, ood-npl; the group 'ood' names all six), "
+        "ir_datasets ids, or dl19-rerank / dl20-rerank (TREC DL: re-rank the shipped BM25 top-100 "
+        "of the DL pool)",
     )
     p.add_argument("--split", help="qrels split of the BEIR datasets (default test)")
     _report_flags(p)

@@ -19,14 +19,18 @@ class EvalDataset:
 
 
 def load_eval_dataset(spec: str | Path, split: str = "test") -> EvalDataset:
-    """A BEIR folder (queries filtered to ``qrels/<split>.tsv``) or an ``ir_datasets`` id.
+    """A BEIR folder (queries filtered to ``qrels/<split>.tsv``), a staged name (``scifact``,
+    ``ood-adi``) or an ``ir_datasets`` id.
 
     For an ``ir_datasets`` id the split is part of the id (e.g. ``beir/scifact/test``).
     """
     path = Path(spec)
+    name = path.name
+    if not path.is_dir() and isinstance(spec, str) and staged_folder(spec) is not None:
+        path, name = resolve_dataset(spec, split).path or path, spec
     if path.is_dir():
         qrels = read_qrels(qrels_path(path, split))
-        return EvalDataset(path.name, split, load_queries(path, split), qrels)
+        return EvalDataset(name, split, load_queries(path, split), qrels)
     from lsr.data.irds import IrdsDataset
 
     ds = IrdsDataset(str(spec))
@@ -35,6 +39,11 @@ def load_eval_dataset(spec: str | Path, split: str = "test") -> EvalDataset:
 
 REPO = Path(__file__).resolve().parents[1]
 RERANK_PROTOCOLS = {"dl19-rerank": "dl19", "dl20-rerank": "dl20"}
+# the staged out-of-domain test collections (<shared data>/ood/NAME), named ood-NAME
+OOD_COLLECTIONS = ("adi", "time", "med", "cacm", "lisa", "npl")
+OOD_NAMES = {f"ood-{name}": name for name in OOD_COLLECTIONS}
+# group names of ``--datasets``: each expands to its datasets, in this order
+DATASET_GROUPS = {"ood": tuple(OOD_NAMES)}
 
 
 def shared_data() -> Path:
@@ -83,13 +92,66 @@ class DatasetRef:
         return self.path
 
 
-def resolve_dataset(spec: str, split: str = "test") -> DatasetRef:
-    """A BEIR folder, a name of a staged BEIR set (``scifact``), ``dl19-rerank``/``dl20-rerank``, or an
-    ``ir_datasets`` id (registered locally or known to ``ir_datasets``).
+def expand_datasets(specs: list[str]) -> list[str]:
+    """``--datasets`` entries with each group name (``ood``) replaced by its datasets; repeats dropped,
+    first occurrence kept."""
+    out: list[str] = []
+    for spec in specs:
+        out.extend(DATASET_GROUPS.get(spec, (spec,)))
+    return list(dict.fromkeys(out))
+
+
+def staged_names() -> list[str]:
+    """The dataset names ``--datasets`` knows besides folders and ids (groups included)."""
+    beir = shared_data() / "beir"
+    staged = sorted(p.name for p in beir.iterdir() if p.is_dir()) if beir.is_dir() else []
+    return [*staged, *OOD_NAMES, *DATASET_GROUPS, *RERANK_PROTOCOLS]
+
+
+def staged_folder(spec: str) -> Path | None:
+    """The folder of a staged name (``scifact``, ``ood-adi``), or None for any other string."""
+    if spec in OOD_NAMES:
+        return shared_data() / "ood" / OOD_NAMES[spec]
+    if "/" not in spec and spec and (shared_data() / "beir" / spec).is_dir():
+        return shared_data() / "beir" / spec
+    return None
+
+
+def _ood(spec: str, split: str) -> DatasetRef:
+    """A staged out-of-domain collection by name (``ood-adi``).
 
     Raises:
-        FileNotFoundError: none of those (the message lists the forms).
+        FileNotFoundError: an unknown ``ood-`` name (the message lists the valid ones), or the
+            collection is not staged.
     """
+    if spec not in OOD_NAMES:
+        raise FileNotFoundError(
+            f"dataset {spec!r} is not an out-of-domain collection; valid: {', '.join(OOD_NAMES)} "
+            f"(or the group 'ood' for all {len(OOD_NAMES)})"
+        )
+    path = shared_data() / "ood" / OOD_NAMES[spec]
+    if not path.is_dir():
+        raise FileNotFoundError(f"dataset {spec!r} needs {path} (set LSR_SHARED_DATA)")
+    qrels_path(path, split)  # fails early, listing the splits
+    return DatasetRef(spec, "beir", spec if split == "test" else f"{spec}/{split}", split, path)
+
+
+def resolve_dataset(spec: str, split: str = "test") -> DatasetRef:
+    """A BEIR folder, a name of a staged BEIR set (``scifact``), a staged out-of-domain collection
+    (``ood-adi`` ... ``ood-npl``), ``dl19-rerank``/``dl20-rerank``, or an ``ir_datasets`` id
+    (registered locally or known to ``ir_datasets``). Group names (``ood``) are expanded before, by
+    :func:`expand_datasets`.
+
+    Raises:
+        FileNotFoundError: none of those (the message lists the forms and the staged names).
+    """
+    if spec in DATASET_GROUPS:
+        raise FileNotFoundError(
+            f"{spec!r} is a group of datasets ({', '.join(DATASET_GROUPS[spec])}); "
+            "name them one by one here, or use it in lsr eval systems --datasets"
+        )
+    if spec.startswith("ood-") and not Path(spec).is_dir():
+        return _ood(spec, split)
     if spec in RERANK_PROTOCOLS:
         pool = dl_pool()
         if not (pool / "qrels" / f"{RERANK_PROTOCOLS[spec]}.tsv").is_file():
@@ -110,7 +172,7 @@ def resolve_dataset(spec: str, split: str = "test") -> DatasetRef:
             ir_datasets.load(spec)  # knows the id; downloads nothing yet
         except (ImportError, KeyError):
             raise FileNotFoundError(
-                f"dataset {spec!r} is not a folder, a staged BEIR name (in {shared_data() / 'beir'}), "
-                f"{' or '.join(RERANK_PROTOCOLS)}, nor a known ir_datasets id; {LOCAL_HINT}"
+                f"dataset {spec!r} is not a folder, a staged name ({', '.join(staged_names())}), "
+                f"nor a known ir_datasets id; {LOCAL_HINT}"
             ) from None
     return DatasetRef(spec, "irds", spec, spec.rstrip("/").rsplit("/", 1)[-1])

@@ -21,7 +21,13 @@ from lsr.eval.datasets import DatasetRef
 from lsr.eval.pyserini_ref import build_lucene_index
 from lsr.eval.record import Evaluation
 from lsr.eval.rerank import check_candidates_indexed, find_run, splits_of, top_candidates
-from lsr.eval.runner import evaluate_candidates, evaluate_pyserini, evaluate_run_file, evaluate_sparse
+from lsr.eval.runner import (
+    evaluate_candidates,
+    evaluate_dense,
+    evaluate_pyserini,
+    evaluate_run_file,
+    evaluate_sparse,
+)
 from lsr.eval.systems import BuiltIndex, SystemSpec, corpus_digest, ensure_index
 from lsr.searcher import Searcher
 
@@ -48,6 +54,11 @@ def check_pair(system: SystemSpec, dataset: DatasetRef) -> None:
         raise ConfigError(
             f"pyserini-bm25 retrieves from a full corpus; it does not apply to {dataset.spec} "
             "(use run:bm25, the shipped pyserini BM25 run)"
+        )
+    if system.kind == "dense" and dataset.kind == "rerank":
+        raise ConfigError(
+            f"{system.spec} retrieves from a full corpus; it does not apply to {dataset.spec} "
+            "(use hybrid to re-rank with the dense model)"
         )
     if system.kind == "run" and dataset.kind == "irds":
         raise ConfigError(f"{system.spec} on {dataset.spec}: give run files for BEIR folders or DL protocols")
@@ -110,6 +121,9 @@ def evaluate_pair(
         return _dl_rerank(system, dataset, cfg, cache_dir, progress)
     built = ensure_index(system, cfg, dataset.corpus, cache_dir, progress=progress)
     spec = dataset.spec if dataset.kind == "irds" else str(dataset.folder)
+    if system.kind == "dense":
+        ev = evaluate_dense(built.path, spec, cfg, "dense-float")
+        return _described(ev, system, dataset, built, dense=ev.info["dense"])
     ev = evaluate_sparse(built.path, spec, cfg, "dense" if system.kind == "hybrid" else None, progress)
     i = ev.info
     coverage = {k: i["dataset"][k] for k in ("qrels_unknown_docs", "qrels_missing_queries")}

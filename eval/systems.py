@@ -8,6 +8,10 @@ A system is one of:
   over the dataset's corpus with that encoder, or taken from the cache;
 * ``hybrid`` or ``hybrid:MODEL_FOLDER``: the SPLADE index plus the dense re-rank stage
   (``lsr.dense.stage``), evaluated with ``rerank="dense"``;
+* ``dense`` or ``dense:MODEL_FOLDER``: dense-only retrieval, a flat scan of the float vectors of the
+  dense model (default all-MiniLM-L6-v2, else ``dense.model``; ``dense:MODEL`` names another); its
+  index is a BM25 index (cheap, it only carries the ids and the docstore) plus a dense stage built
+  with the ``dense`` config section and ``keep_float``;
 * ``pyserini-bm25``: the external reference, Lucene BM25 through pyserini (``lsr.eval.pyserini_ref``);
 * ``run:FILE``: a TREC run file evaluated as it is (``{split}`` in FILE is filled in; for the DL
   re-rank protocols a run name of the pool, e.g. ``run:bm25``, also works).
@@ -43,13 +47,14 @@ from lsr.pipeline import index_corpus
 
 logger = logging.getLogger(__name__)
 
-NAMED = ("bm25", "splade", "unicoil", "inference-free", "hybrid", "pyserini-bm25")
+NAMED = ("bm25", "splade", "unicoil", "inference-free", "hybrid", "dense", "pyserini-bm25")
+STAGED = ("hybrid", "dense")  # kinds whose index gets a dense stage (the dense section is in the key)
 CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
 class SystemSpec:
-    """A parsed ``--systems`` entry. ``kind``: index | encoder | hybrid | pyserini | run."""
+    """A parsed ``--systems`` entry. ``kind``: index | encoder | hybrid | dense | pyserini | run."""
 
     spec: str
     kind: str
@@ -80,27 +85,13 @@ def parse_system(spec: str) -> SystemSpec:
     if not spec:
         raise ConfigError("empty system name")
     if spec.startswith("run:"):
-        run = spec[4:]
-        if not run:
-            raise ConfigError("run: needs a TREC run file (or a run name of the DL pool), e.g. run:bm25")
-        if (
-            ("/" in run or run.endswith((".trec", ".gz", ".txt")))
-            and "{split}" not in run
-            and not Path(run).is_file()
-        ):
-            raise ConfigError(f"system {spec!r}: no such run file {run!r}")
-        return SystemSpec(spec, "run", spec, run=run)
+        return parse_run(spec)
     if spec == "pyserini-bm25":
         return SystemSpec(spec, "pyserini", spec)
     if spec == "hybrid" or spec.startswith("hybrid:"):
-        model = spec.partition(":")[2]
-        overrides = encoder_overrides(f"splade:{model}" if model else "splade")
-        if not any(o.startswith("encoder.model=") for o in overrides):
-            raise ConfigError(
-                "system 'hybrid': no default SPLADE model found (python scripts/fetch_models.py), "
-                "or name one: hybrid:MODEL_FOLDER"
-            )
-        return SystemSpec(spec, "hybrid", spec, tuple(overrides))
+        return parse_hybrid(spec)
+    if spec == "dense" or spec.startswith("dense:"):
+        return parse_dense(spec)
     path = Path(spec)
     if (path / "meta.json").is_file():
         return SystemSpec(spec, "index", path.name or spec, path=path)
@@ -125,8 +116,55 @@ def parse_system(spec: str) -> SystemSpec:
     return SystemSpec(spec, "encoder", label, tuple(overrides))
 
 
+def parse_run(spec: str) -> SystemSpec:
+    """``run:FILE`` (``{split}`` filled in later) or ``run:NAME`` (a run of the DL pool)."""
+    run = spec[4:]
+    if not run:
+        raise ConfigError("run: needs a TREC run file (or a run name of the DL pool), e.g. run:bm25")
+    if (
+        ("/" in run or run.endswith((".trec", ".gz", ".txt")))
+        and "{split}" not in run
+        and not Path(run).is_file()
+    ):
+        raise ConfigError(f"system {spec!r}: no such run file {run!r}")
+    return SystemSpec(spec, "run", spec, run=run)
+
+
+def parse_hybrid(spec: str) -> SystemSpec:
+    """``hybrid`` (the default SPLADE model) or ``hybrid:MODEL_FOLDER``, plus the dense re-rank stage."""
+    model = spec.partition(":")[2]
+    overrides = encoder_overrides(f"splade:{model}" if model else "splade")
+    if not any(o.startswith("encoder.model=") for o in overrides):
+        raise ConfigError(
+            "system 'hybrid': no default SPLADE model found (python scripts/fetch_models.py), "
+            "or name one: hybrid:MODEL_FOLDER"
+        )
+    return SystemSpec(spec, "hybrid", spec, tuple(overrides))
+
+
+def parse_dense(spec: str) -> SystemSpec:
+    """``dense`` (the ``dense.model`` of the config, default all-MiniLM-L6-v2) or ``dense:MODEL``.
+
+    Raises:
+        ConfigError: ``dense:`` without a model, or a model path that does not exist.
+    """
+    model = spec.partition(":")[2]
+    if spec.startswith("dense:") and not model:
+        raise ConfigError("dense: needs a dense model folder or hub name, e.g. dense:models/minilm")
+    if model and not Path(model).exists() and (Path(model).is_absolute() or model.startswith(".")):
+        raise ConfigError(f"system {spec!r}: no such dense model folder {model!r}")
+    overrides = ["encoder.name=bm25", "dense.keep_float=true"]
+    if model:
+        overrides.append(f"dense.model={json.dumps(model)}")
+    label = f"dense:{Path(model).name}" if model else "dense"
+    return SystemSpec(spec, "dense", label, tuple(overrides))
+
+
 def sparse_part(system: SystemSpec) -> SystemSpec:
-    """The SPLADE system a hybrid system re-ranks (same encoder overrides, so the same cached index)."""
+    """The sparse system under a staged one: a hybrid re-ranks its SPLADE system (same encoder
+    overrides, so the same cached index); a dense system sits on the BM25 index."""
+    if system.kind == "dense":
+        return SystemSpec("bm25", "encoder", "bm25", system.overrides)
     model = system.spec.partition(":")[2]
     return SystemSpec(
         f"splade:{model}" if model else "splade",
@@ -252,7 +290,7 @@ def _cached(out: Path, info_path: Path, key: str, inputs: dict[str, Any]) -> Bui
     )
 
 
-def _build_hybrid(
+def _build_staged(
     system: SystemSpec,
     config: Config,
     corpus: str | Path,
@@ -261,8 +299,8 @@ def _build_hybrid(
     out: Path,
     **kw: Any,
 ) -> tuple[dict[str, Any], float]:
-    """The SPLADE system's index (cached, or built once: ``kw`` are ensure_index's cache_dir, doc_ids
-    and progress) copied, plus a dense stage built with ``config.dense``."""
+    """The sparse part's index (``sparse_part``; cached, or built once: ``kw`` are ensure_index's
+    cache_dir, doc_ids and progress) copied, plus a dense stage built with ``config.dense``."""
     sparse = ensure_index(sparse_part(system), config, corpus, **kw)
     staging = work / "index"
     shutil.copytree(sparse.path, staging)
@@ -299,9 +337,7 @@ def ensure_index(
     digest = corpus_digest(corpus)
     if subset is not None:
         digest = hashlib.sha256((digest + "\n" + "\n".join(subset)).encode()).hexdigest()
-    key, inputs = cache_key(
-        config, digest, {"dense": to_dict(config.dense)} if system.kind == "hybrid" else {}
-    )
+    key, inputs = cache_key(config, digest, {"dense": to_dict(config.dense)} if system.kind in STAGED else {})
     out = cache_dir / f"{_slug(system.label)}-{key}"
     info_path = cache_dir / f"{out.name}.build.json"
     cached = _cached(out, info_path, key, inputs)
@@ -320,9 +356,9 @@ def ensure_index(
             n = write_subset_corpus(corpus, set(subset), source)
             note = f"indexed only the {n} candidate passages of the re-ranked run"
         start = time.perf_counter()
-        if system.kind == "hybrid":
+        if system.kind in STAGED:
             kw = {"cache_dir": cache_dir, "doc_ids": doc_ids, "progress": progress}
-            meta, before = _build_hybrid(system, config, corpus, source, work, out, **kw)
+            meta, before = _build_staged(system, config, corpus, source, work, out, **kw)
         else:
             meta, before = index_corpus(config, source, out, overwrite=True, progress=progress), 0.0
         seconds = before + time.perf_counter() - start

@@ -1,8 +1,10 @@
 """Text analysis for lexical models: tokenize, lowercase, drop stopwords, stem.
 
-The defaults mirror Lucene's EnglishAnalyzer as Anserini uses it (Porter
-stemmer, Lucene's 33 English stopwords), so our BM25 and pyserini's agree.
-Stemming uses PyStemmer (the Snowball project's C stemmers) with a cache.
+``Analyzer()`` (Porter, Lucene's 33 stopwords, every token kept) mirrors Lucene's EnglishAnalyzer as
+Anserini uses it, so the Lucene preset of our BM25 and pyserini's agree; like Lucene's
+PorterStemmer, tokens of one or two characters are not stemmed (Snowball's Porter would turn
+``s`` into an empty term and ``us`` into ``u``). The default BM25 analyzer is set in
+``lsr.config.BM25Config``. Stemming uses PyStemmer (the Snowball project's C stemmers) with a cache.
 """
 
 from __future__ import annotations
@@ -10,26 +12,50 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (the default Anserini uses).
+# Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (the default Anserini uses; also bm25s' "english").
 LUCENE_STOPWORDS = frozenset(
     "a an and are as at be but by for if in into is it no not of on or such that the their "
     "then there these they this to was will with".split()
 )
+# NLTK's English list (179 words; bm25s' "english_plus"), without the apostrophe forms, which never
+# survive tokenization: "don't" is split into "don" and "t", both in the list.
+NLTK_STOPWORDS = frozenset(
+    "a about above after again against ain all am an and any are aren as at be because been before "
+    "being below between both but by can couldn d did didn do does doesn doing don down during each "
+    "few for from further had hadn has hasn have haven having he her here hers herself him himself "
+    "his how i if in into is isn it its itself just ll m ma me mightn more most mustn my myself "
+    "needn no nor not now o of off on once only or other our ours ourselves out over own re s same "
+    "shan she should shouldn so some such t than that the their theirs them themselves then there "
+    "these they this those through to too under until up ve very was wasn we were weren what when "
+    "where which while who whom why will with won wouldn y you your yours yourself yourselves".split()
+)
+STOPWORD_LISTS = {"lucene": LUCENE_STOPWORDS, "nltk": NLTK_STOPWORDS, "none": frozenset()}
+STEMMERS = ("porter", "english", "none")
+PORTER_MIN_STEM = 3  # Lucene's PorterStemmer leaves words of one or two characters as they are
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _POSSESSIVE = re.compile(r"['\u2019][sS]\b")
 
 
 class Analyzer:
-    """``text -> list of terms``; deterministic and picklable (the stemmer is built lazily)."""
+    """``text -> list of terms``; deterministic and picklable (the stemmer is built lazily).
 
-    def __init__(self, stemmer: str = "porter", stopwords: str = "lucene", lowercase: bool = True):
-        if stemmer not in ("porter", "english", "none"):
-            raise ValueError(f"stemmer {stemmer!r} is not one of ['porter', 'english', 'none']")
-        if stopwords not in ("lucene", "none"):
-            raise ValueError(f"stopwords {stopwords!r} is not one of ['lucene', 'none']")
+    Steps: lowercase, drop a possessive ``'s``, split on non-word characters, drop stopwords and
+    tokens shorter than ``min_length`` characters, stem.
+    """
+
+    def __init__(
+        self, stemmer: str = "porter", stopwords: str = "lucene", lowercase: bool = True, min_length: int = 1
+    ):
+        if stemmer not in STEMMERS:
+            raise ValueError(f"stemmer {stemmer!r} is not one of {list(STEMMERS)}")
+        if stopwords not in STOPWORD_LISTS:
+            raise ValueError(f"stopwords {stopwords!r} is not one of {list(STOPWORD_LISTS)}")
+        if isinstance(min_length, bool) or not isinstance(min_length, int) or min_length < 1:
+            raise ValueError(f"min_length {min_length!r} must be an integer >= 1")
         self.stemmer_name = stemmer
-        self.stopwords = LUCENE_STOPWORDS if stopwords == "lucene" else frozenset()
+        self.stopwords = STOPWORD_LISTS[stopwords]
         self.lowercase = lowercase
+        self.min_length = min_length
         self._stemmer: Any = None  # a Stemmer.Stemmer, built on first use (PyStemmer has no type hints)
 
     def _stem(self, tokens: list[str]) -> list[str]:
@@ -40,13 +66,17 @@ class Analyzer:
 
             self._stemmer = Stemmer.Stemmer(self.stemmer_name)
             self._stemmer.maxCacheSize = 100_000
-        return self._stemmer.stemWords(tokens)
+        stems: list[str] = self._stemmer.stemWords(tokens)
+        if self.stemmer_name == "porter":
+            return [s if len(t) >= PORTER_MIN_STEM else t for t, s in zip(tokens, stems, strict=True)]
+        return stems
 
     def __call__(self, text: str) -> list[str]:
         if self.lowercase:
             text = text.lower()
         text = _POSSESSIVE.sub("", text)
-        tokens = [t for t in _TOKEN.findall(text) if t not in self.stopwords]
+        stop, shortest = self.stopwords, self.min_length
+        tokens = [t for t in _TOKEN.findall(text) if len(t) >= shortest and t not in stop]
         return self._stem(tokens)
 
     def __getstate__(self) -> dict:

@@ -48,12 +48,19 @@ def _positive(section: str, name: str, value: float, allow_zero: bool = False) -
 
 @dataclass(frozen=True)
 class BM25Config:
-    """BM25 (Lucene form: idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))) and its analyzer."""
+    """BM25 (Lucene form: idf * tf / (tf + k1 * (1 - b + b * dl / avgdl))) and its analyzer.
 
-    k1: float = 0.9
-    b: float = 0.4
-    stemmer: str = "porter"  # porter (Lucene/Anserini), english (Porter2), none
-    stopwords: str = "lucene"  # lucene (Lucene's English list, as Anserini), none
+    The defaults (Snowball English stemmer, Lucene's 33 stopwords, tokens of two or more characters,
+    k1 = 1.5, b = 0.75) were chosen on SciFact train and the ood suite (docs/results.md, "Default
+    BM25"); ``--config bm25-lucene`` is Anserini's BEIR "flat" BM25 (Porter, every token, k1 = 0.9,
+    b = 0.4), the one pyserini reproduces.
+    """
+
+    k1: float = 1.5
+    b: float = 0.75
+    stemmer: str = "english"  # english (Snowball Porter2, as bm25s), porter (Lucene/Anserini), none
+    stopwords: str = "lucene"  # lucene (Lucene's 33 words = bm25s' "english"), nltk (153 words), none
+    min_length: int = 2  # shortest token kept, in characters (bm25s: 2; Lucene: 1)
     lowercase: bool = True
 
     def __post_init__(self) -> None:
@@ -61,7 +68,9 @@ class BM25Config:
         if not 0.0 <= self.b <= 1.0:
             raise ConfigError(f"encoder.bm25.b = {self.b!r} must lie in [0, 1]")
         _one_of("encoder.bm25", "stemmer", self.stemmer, ("porter", "english", "none"))
-        _one_of("encoder.bm25", "stopwords", self.stopwords, ("lucene", "none"))
+        _one_of("encoder.bm25", "stopwords", self.stopwords, ("lucene", "nltk", "none"))
+        if isinstance(self.min_length, bool) or not isinstance(self.min_length, int) or self.min_length < 1:
+            raise ConfigError(f"encoder.bm25.min_length = {self.min_length!r} must be an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -161,9 +170,20 @@ class EncoderConfig:
         _positive("encoder", "shard_docs", self.shard_docs)
 
 
+IMPACT_DTYPE_CHOICES = ("auto", "uint8", "uint16", "float32")
+AUTO_IMPACT_DTYPE = {"bm25": "float32"}  # encoder -> dtype of index.impact_dtype=auto; others uint8
+
+
+def resolved_impact_dtype(impact_dtype: str, encoder: str) -> str:
+    """``index.impact_dtype`` with ``auto`` replaced by the encoder's dtype."""
+    return AUTO_IMPACT_DTYPE.get(encoder, "uint8") if impact_dtype == "auto" else impact_dtype
+
+
 @dataclass(frozen=True)
 class IndexConfig:
-    impact_dtype: str = "uint8"  # uint8 | uint16 | float32
+    # auto | uint8 | uint16 | float32; auto: float32 for bm25 (exact scores: uint8 rounding cost up to
+    # 0.005 nDCG@10 on the ood suite), uint8 for the learned encoders (see resolved_impact_dtype)
+    impact_dtype: str = "auto"
     store_docs: bool = True  # keep a docstore (titles and texts) in the index
     blockmax: bool = True  # build block-max data (search modes safe and approx)
     block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
@@ -171,7 +191,7 @@ class IndexConfig:
     bp_iterations: int = 8  # swap rounds per bisection level (8 orders as well as 20 at 1/3 the time)
 
     def __post_init__(self) -> None:
-        _one_of("index", "impact_dtype", self.impact_dtype, ("uint8", "uint16", "float32"))
+        _one_of("index", "impact_dtype", self.impact_dtype, IMPACT_DTYPE_CHOICES)
         _one_of("index", "reorder", self.reorder, ("none", "bp"))
         if not 1 <= self.block_size <= 256:
             raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 256]")

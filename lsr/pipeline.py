@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lsr import __version__
-from lsr.config import Config, config_hash, to_dict
+from lsr.config import Config, config_hash, resolved_impact_dtype, to_dict
 from lsr.data.corpus import Doc, open_corpus
 from lsr.data.docstore import DocStoreWriter
 from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
@@ -179,7 +179,7 @@ def build_index_from_vectors(
 def index_build_options(config: Config) -> BuildOptions:
     cfg = config.index
     return BuildOptions(
-        impact_dtype=cfg.impact_dtype,
+        impact_dtype=resolved_impact_dtype(cfg.impact_dtype, config.encoder.name),
         reorder=cfg.reorder,
         bp_iterations=cfg.bp_iterations,
         block_size=cfg.block_size if cfg.blockmax else None,

@@ -56,3 +56,25 @@ def scifact_bm25_index(scifact, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("scifact") / "bm25"
     assert main(["index", "--corpus", str(scifact), "--encoder", "bm25", "--out", str(out), "--quiet"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def scifact_bm25_lucene_index(scifact, tmp_path_factory) -> Path:
+    """SciFact indexed with the Lucene-exact preset (``--config bm25-lucene``), built once per session."""
+    from lsr.cli import main
+
+    out = tmp_path_factory.mktemp("scifact") / "bm25-lucene"
+    args = [
+        "index",
+        "--corpus",
+        str(scifact),
+        "--encoder",
+        "bm25",
+        "--config",
+        "bm25-lucene",
+        "--out",
+        str(out),
+    ]
+    args.append("--quiet")
+    assert main(args) == 0
+    return out

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 def make_analyzer(cfg: BM25Config) -> Analyzer:
-    return Analyzer(stemmer=cfg.stemmer, stopwords=cfg.stopwords, lowercase=cfg.lowercase)
+    return Analyzer(cfg.stemmer, cfg.stopwords, cfg.lowercase, cfg.min_length)
 
 
 def bm25_impacts(
@@ -123,6 +123,12 @@ class BM25Impacts:
         return SparseBatch(tf.indptr, tf.term_ids, weights)
 
 
+def legacy_bm25(section: dict[str, Any]) -> dict[str, Any]:
+    """An index's ``bm25`` meta section, completed for indexes written before a key existed: such an
+    index kept every token (``min_length`` 1), whatever today's default is."""
+    return {"min_length": 1, **section}
+
+
 class BM25QueryEncoder:
     """Analyzed query terms weighted by their count; terms outside the index vocabulary are dropped."""
 
@@ -134,7 +140,7 @@ class BM25QueryEncoder:
     def from_meta(
         cls, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None = None
     ) -> BM25QueryEncoder:
-        return cls(from_dict(BM25Config, meta["bm25"], "encoder.bm25"), term_index)
+        return cls(from_dict(BM25Config, legacy_bm25(meta["bm25"]), "encoder.bm25"), term_index)
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
         rows = []

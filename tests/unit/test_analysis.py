@@ -1,4 +1,5 @@
-"""lsr.analysis.Analyzer: Lucene EnglishAnalyzer-like tokenization, stopwords and stemming."""
+"""lsr.analysis.Analyzer: Lucene EnglishAnalyzer-like tokenization, stopwords and stemming (``Analyzer()``
+is Lucene's; the default BM25 uses the Snowball English stemmer and tokens of 2+ characters)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pickle
 
 import pytest
 
-from lsr.analysis import LUCENE_STOPWORDS, Analyzer
+from lsr.analysis import LUCENE_STOPWORDS, NLTK_STOPWORDS, Analyzer
 
 
 def test_lowercases():
@@ -95,8 +96,69 @@ def test_invalid_stemmer_name(kwargs):
 
 
 def test_invalid_stopwords_name():
-    with pytest.raises(ValueError, match="stopwords"):
-        Analyzer(stopwords="nltk")
+    with pytest.raises(ValueError, match=r"stopwords 'smart' is not one of \['lucene', 'nltk', 'none'\]"):
+        Analyzer(stopwords="smart")
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_invalid_min_length(bad):
+    with pytest.raises(ValueError, match="min_length"):
+        Analyzer(min_length=bad)
+
+
+# ---- short words, possessives, stopword lists (examples checked by hand against Lucene and bm25s) ----
+
+
+@pytest.mark.parametrize(
+    ("word", "term"), [("s", "s"), ("us", "us"), ("os", "os"), ("gas", "ga"), ("news", "new")]
+)
+def test_porter_leaves_one_and_two_letter_words_like_lucene(word, term):
+    # Lucene's PorterStemmer stems only words of 3+ characters; Snowball's Porter would give "" and "u"
+    assert Analyzer(stemmer="porter", min_length=1)(word) == [term]
+
+
+def test_no_empty_terms_from_short_words():
+    text = "the U.S. is in us and s of x"
+    for stemmer in ("porter", "english", "none"):
+        terms = Analyzer(stemmer=stemmer)(text)
+        assert "" not in terms
+        assert terms == ["u", "s", "us", "s", "x"]
+
+
+def test_min_length_two_drops_single_characters_like_bm25s():
+    assert Analyzer(stemmer="english", min_length=2)("the U.S. vitamin D and x-ray us") == [
+        "vitamin",
+        "ray",
+        "us",
+    ]
+
+
+@pytest.mark.parametrize("text", ["the cell's membrane", "THE CELL'S MEMBRANE", "the cell\u2019s membrane"])
+@pytest.mark.parametrize("min_length", [1, 2])
+def test_possessive_is_dropped_with_either_length(text, min_length):
+    assert Analyzer(stemmer="english", min_length=min_length)(text) == ["cell", "membran"]
+
+
+def test_plural_possessive_and_contractions():
+    # "cells'" keeps "cells" (Lucene's possessive filter drops only 's); "don't" splits on the apostrophe
+    assert Analyzer(stemmer="none")("the cells' walls don't") == ["cells", "walls", "don", "t"]
+    assert Analyzer(stemmer="none", min_length=2)("the cells' walls don't") == ["cells", "walls", "don"]
+
+
+def test_nltk_list_drops_pronouns_and_auxiliaries():
+    assert len(NLTK_STOPWORDS) == 153 and LUCENE_STOPWORDS <= NLTK_STOPWORDS
+    text = "I am interested in what they have published about their systems"
+    assert Analyzer(stemmer="none", stopwords="nltk")(text) == ["interested", "published", "systems"]
+    assert Analyzer(stemmer="none", stopwords="lucene")(text) == [
+        "i",
+        "am",
+        "interested",
+        "what",
+        "have",
+        "published",
+        "about",
+        "systems",
+    ]
 
 
 def test_analyzer_pickles_after_use():

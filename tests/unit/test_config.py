@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lsr.config import Config, config_hash, dump_yaml, load_config, to_dict
+from lsr.config import Config, config_hash, dump_yaml, load_config, resolved_impact_dtype, to_dict
 from lsr.errors import ConfigError
 
 
@@ -21,11 +21,11 @@ def test_defaults():
     cfg = load_config()
     assert cfg == Config()
     assert cfg.encoder.name == "bm25"
-    assert cfg.encoder.bm25.k1 == 0.9 and cfg.encoder.bm25.b == 0.4
-    assert cfg.encoder.bm25.stemmer == "porter" and cfg.encoder.bm25.stopwords == "lucene"
-    assert cfg.encoder.bm25.lowercase is True
+    assert cfg.encoder.bm25.k1 == 1.5 and cfg.encoder.bm25.b == 0.75
+    assert cfg.encoder.bm25.stemmer == "english" and cfg.encoder.bm25.stopwords == "lucene"
+    assert cfg.encoder.bm25.min_length == 2 and cfg.encoder.bm25.lowercase is True
     assert cfg.encoder.shard_docs == 100_000
-    assert cfg.index.impact_dtype == "uint8" and cfg.index.store_docs is True
+    assert cfg.index.impact_dtype == "auto" and cfg.index.store_docs is True
     assert (cfg.search.k, cfg.search.threads, cfg.search.batch_size) == (1000, 0, 1024)
     assert cfg.eval.split == "test" and cfg.eval.k == 1000
     assert cfg.eval.metrics == ("ndcg@10", "recall@100", "recall@1000", "mrr@10", "map")
@@ -33,11 +33,11 @@ def test_defaults():
 
 
 def test_yaml_with_some_values_keeps_the_other_defaults(tmp_path):
-    path = write(tmp_path, "encoder:\n  bm25:\n    k1: 1.5\nsearch:\n  k: 10\n")
+    path = write(tmp_path, "encoder:\n  bm25:\n    k1: 1.2\nsearch:\n  k: 10\n")
     cfg = load_config(path)
-    assert cfg.encoder.bm25.k1 == 1.5
+    assert cfg.encoder.bm25.k1 == 1.2
     assert cfg.search.k == 10
-    assert cfg.encoder.bm25.b == 0.4  # untouched
+    assert cfg.encoder.bm25.b == 0.75  # untouched
     assert cfg.search.batch_size == 1024
     assert cfg.index == Config().index and cfg.eval == Config().eval
 
@@ -54,8 +54,21 @@ def test_path_given_as_str(tmp_path):
 def test_shipped_config_bm25_by_name():
     cfg = load_config("bm25")
     assert cfg.encoder.name == "bm25"
-    assert cfg.encoder.bm25.k1 == 0.9 and cfg.encoder.bm25.b == 0.4
-    assert cfg.index.impact_dtype == "uint8"
+    assert cfg.encoder.bm25 == Config().encoder.bm25  # the defaults, restated
+    assert cfg.index.impact_dtype == "float32"
+
+
+def test_shipped_config_bm25_lucene_is_anserini_flat():
+    bm = load_config("bm25-lucene").encoder.bm25
+    assert (bm.k1, bm.b, bm.stemmer, bm.stopwords, bm.min_length) == (0.9, 0.4, "porter", "lucene", 1)
+
+
+@pytest.mark.parametrize(
+    ("encoder", "dtype"), [("bm25", "float32"), ("splade", "uint8"), ("unicoil", "uint8")]
+)
+def test_auto_impact_dtype_per_encoder(encoder, dtype):
+    assert resolved_impact_dtype("auto", encoder) == dtype
+    assert resolved_impact_dtype("uint16", encoder) == "uint16"
 
 
 def test_shipped_config_toy_by_name():
@@ -194,7 +207,8 @@ def test_wrong_types_are_rejected_naming_the_key(override, key):
         ("encoder.bm25.k1=.nan", "encoder.bm25.k1"),
         ("encoder.bm25.k1=.inf", "encoder.bm25.k1"),
         ("encoder.bm25.stemmer=snowball", "encoder.bm25.stemmer"),
-        ("encoder.bm25.stopwords=nltk", "encoder.bm25.stopwords"),
+        ("encoder.bm25.stopwords=smart", "encoder.bm25.stopwords"),
+        ("encoder.bm25.min_length=0", "encoder.bm25.min_length"),
         ("encoder.shard_docs=0", "encoder.shard_docs"),
         ("index.impact_dtype=int8", "index.impact_dtype"),
         ("search.k=0", "search.k"),
@@ -244,7 +258,7 @@ def test_config_error_is_a_value_error():
 
 def test_to_dict_is_plain_data():
     d = to_dict(load_config())
-    assert d["encoder"]["bm25"]["k1"] == 0.9
+    assert d["encoder"]["bm25"]["k1"] == 1.5
     assert d["eval"]["metrics"] == ["ndcg@10", "recall@100", "recall@1000", "mrr@10", "map"]
     assert set(d) == {"encoder", "index", "search", "eval", "dense", "service"}
 
@@ -270,15 +284,15 @@ def test_config_hash_is_stable_and_sensitive():
     h = config_hash(load_config())
     assert h == config_hash(load_config())
     assert isinstance(h, str) and len(h) == 16
-    # bm25.yaml only restates defaults: the resolved config, hence the hash, is the same
-    assert config_hash(load_config("bm25")) == h
+    # bm25.yaml restates the BM25 defaults and pins float32 impacts (what auto gives bm25)
+    assert config_hash(load_config("bm25")) == config_hash(load_config(None, ["index.impact_dtype=float32"]))
     changed = {
         config_hash(load_config(None, [o]))
         for o in ("encoder.bm25.k1=1.2", "search.k=10", "index.impact_dtype=uint16", "eval.metrics=[map]")
     }
     assert h not in changed and len(changed) == 4
     # an override restating a default changes nothing; an int coerced to float equals the float
-    assert config_hash(load_config(None, ["encoder.bm25.b=0.4"])) == h
+    assert config_hash(load_config(None, ["encoder.bm25.b=0.75"])) == h
     assert config_hash(load_config(None, ["encoder.bm25.k1=1"])) == config_hash(
         load_config(None, ["encoder.bm25.k1=1.0"])
     )

@@ -70,8 +70,8 @@ def encoded_weights(vectors: Vectors) -> dict[str, dict[str, float]]:
 @pytest.mark.parametrize(
     ("overrides", "k1", "b"),
     [
-        ([], 0.9, 0.4),  # defaults (Anserini's BEIR settings)
-        (["encoder.bm25.k1=1.2", "encoder.bm25.b=0.75"], 1.2, 0.75),
+        ([], 1.5, 0.75),  # defaults (as bm25s; chosen on SciFact train + the ood suite)
+        (["encoder.bm25.k1=0.9", "encoder.bm25.b=0.4"], 0.9, 0.4),  # Anserini's BEIR flat settings
         (["encoder.bm25.k1=2", "encoder.bm25.b=0"], 2.0, 0.0),  # b = 0: no length normalization
     ],
 )
@@ -115,7 +115,7 @@ def test_jsonl_output_has_the_same_weights(tmp_path):
     out = tmp_path / "vectors.jsonl"
     pipeline.encode_corpus(load_config(None, ["encoder.shard_docs=3"]), corpus, out, fmt="jsonl")
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    want = expected_impacts(0.9, 0.4)
+    want = expected_impacts(1.5, 0.75)
     assert [r["id"] for r in records] == ["d1", "d2", "d3", "d4"]
     for r in records:
         assert r["vector"] == {t: pytest.approx(v, abs=2e-6) for t, v in want[r["id"]].items()}
@@ -208,6 +208,27 @@ def test_query_encoder(term_index, from_meta):
         {},
         {"cat": 3.0, "mat": 1.0},
     ]
+
+
+def test_index_meta_records_the_analyzer_and_the_query_side_rebuilds_it(term_index):
+    index, encoder_meta = term_index
+    assert encoder_meta["bm25"] == {
+        "k1": 1.5,
+        "b": 0.75,
+        "stemmer": "english",
+        "stopwords": "lucene",
+        "min_length": 2,
+        "lowercase": True,
+    }
+    analyzer = load_query_encoder(encoder_meta, index).analyzer
+    assert (analyzer.stemmer_name, analyzer.min_length, len(analyzer.stopwords)) == ("english", 2, 33)
+
+
+def test_index_written_before_min_length_keeps_every_token(term_index):
+    # such an index's meta has no min_length: it was built keeping one-character tokens
+    index, encoder_meta = term_index
+    old = {**encoder_meta, "bm25": {k: v for k, v in encoder_meta["bm25"].items() if k != "min_length"}}
+    assert load_query_encoder(old, index).analyzer.min_length == 1
 
 
 def test_query_encoder_empty_batch(term_index):

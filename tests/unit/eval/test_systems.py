@@ -35,6 +35,44 @@ def test_parse_system_forms(tmp_path):
             parse_system(bad)
 
 
+def test_dense_system_spec(tmp_path):
+    dense = parse_system("dense")
+    assert (dense.kind, dense.label) == ("dense", "dense")
+    assert dense.overrides == ("encoder.name=bm25", "dense.keep_float=true")  # float vectors: an exact scan
+    model = tmp_path / "minilm"
+    model.mkdir()
+    named = parse_system(f"dense:{model}")
+    assert (named.kind, named.label) == ("dense", "dense:minilm")
+    assert f'dense.model="{model}"' in named.overrides
+    assert parse_system("dense:sentence-transformers/all-MiniLM-L6-v2").label == "dense:all-MiniLM-L6-v2"
+    for bad, match in (
+        ("dense:", "needs a dense model"),
+        ("dense:/no/such/model", "no such dense model folder"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            parse_system(bad)
+
+
+def test_dense_system_key_holds_the_dense_section(tmp_path):
+    from lsr.eval.systems import sparse_part
+
+    dense = parse_system("dense")
+    assert sparse_part(dense).label == "bm25"  # the cheap index under the dense stage
+    base = load_config(None, list(dense.overrides))
+    other = load_config(None, [*dense.overrides, "dense.pq_m=16"])
+    assert (
+        cache_key(base, "c", {"dense": {"pq_m": 48}})[0] != cache_key(other, "c", {"dense": {"pq_m": 16}})[0]
+    )
+
+
+def test_dense_system_refuses_the_rerank_protocols():
+    from lsr.eval.datasets import DatasetRef
+    from lsr.eval.suite import check_pair
+
+    with pytest.raises(ConfigError, match="does not apply to dl19-rerank"):
+        check_pair(parse_system("dense"), DatasetRef("dl19-rerank", "rerank", "dl19-rerank", "dl19"))
+
+
 def test_cache_key_follows_content(tmp_path):
     corpus = tmp_path / "c.jsonl"
     shutil.copy(TINY / "corpus.jsonl", corpus)
