@@ -31,7 +31,6 @@ NLTK_STOPWORDS = frozenset(
 )
 STOPWORD_LISTS = {"lucene": LUCENE_STOPWORDS, "nltk": NLTK_STOPWORDS, "none": frozenset()}
 STEMMERS = ("porter", "english", "none")
-PORTER_MIN_STEM = 3  # Lucene's PorterStemmer leaves words of one or two characters as they are
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _POSSESSIVE = re.compile(r"['\u2019][sS]\b")
 
@@ -44,18 +43,27 @@ class Analyzer:
     """
 
     def __init__(
-        self, stemmer: str = "porter", stopwords: str = "lucene", lowercase: bool = True, min_length: int = 1
+        self,
+        stemmer: str = "porter",
+        stopwords: str = "lucene",
+        lowercase: bool = True,
+        min_length: int = 1,
+        porter_min_stem: int = 3,
     ):
         if stemmer not in STEMMERS:
             raise ValueError(f"stemmer {stemmer!r} is not one of {list(STEMMERS)}")
         if stopwords not in STOPWORD_LISTS:
             raise ValueError(f"stopwords {stopwords!r} is not one of {list(STOPWORD_LISTS)}")
-        if isinstance(min_length, bool) or not isinstance(min_length, int) or min_length < 1:
-            raise ValueError(f"min_length {min_length!r} must be an integer >= 1")
+        for name, value in (("min_length", min_length), ("porter_min_stem", porter_min_stem)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} {value!r} must be an integer >= 1")
         self.stemmer_name = stemmer
         self.stopwords = STOPWORD_LISTS[stopwords]
         self.lowercase = lowercase
         self.min_length = min_length
+        # Lucene's PorterStemmer leaves words of one or two characters as they are (3); 1 stems every token,
+        # as indexes built before this setting existed did
+        self.porter_min_stem = porter_min_stem
         self._stemmer: Any = None  # a Stemmer.Stemmer, built on first use (PyStemmer has no type hints)
 
     def _stem(self, tokens: list[str]) -> list[str]:
@@ -68,7 +76,8 @@ class Analyzer:
             self._stemmer.maxCacheSize = 100_000
         stems: list[str] = self._stemmer.stemWords(tokens)
         if self.stemmer_name == "porter":
-            return [s if len(t) >= PORTER_MIN_STEM else t for t, s in zip(tokens, stems, strict=True)]
+            shortest = self.porter_min_stem
+            return [s if len(t) >= shortest else t for t, s in zip(tokens, stems, strict=True)]
         return stems
 
     def __call__(self, text: str) -> list[str]:

@@ -61,6 +61,7 @@ class BM25Config:
     stemmer: str = "english"  # english (Snowball Porter2, as bm25s), porter (Lucene/Anserini), none
     stopwords: str = "lucene"  # lucene (Lucene's 33 words = bm25s' "english"), nltk (153 words), none
     min_length: int = 2  # shortest token kept, in characters (bm25s: 2; Lucene: 1)
+    porter_min_stem: int = 3  # stemmer porter: shortest token stemmed (Lucene: 3, so "us" stays "us")
     lowercase: bool = True
 
     def __post_init__(self) -> None:
@@ -69,8 +70,10 @@ class BM25Config:
             raise ConfigError(f"encoder.bm25.b = {self.b!r} must lie in [0, 1]")
         _one_of("encoder.bm25", "stemmer", self.stemmer, ("porter", "english", "none"))
         _one_of("encoder.bm25", "stopwords", self.stopwords, ("lucene", "nltk", "none"))
-        if isinstance(self.min_length, bool) or not isinstance(self.min_length, int) or self.min_length < 1:
-            raise ConfigError(f"encoder.bm25.min_length = {self.min_length!r} must be an integer >= 1")
+        for name in ("min_length", "porter_min_stem"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"encoder.bm25.{name} = {value!r} must be an integer >= 1")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 def make_analyzer(cfg: BM25Config) -> Analyzer:
-    return Analyzer(cfg.stemmer, cfg.stopwords, cfg.lowercase, cfg.min_length)
+    return Analyzer(cfg.stemmer, cfg.stopwords, cfg.lowercase, cfg.min_length, cfg.porter_min_stem)
 
 
 def bm25_impacts(
@@ -125,8 +125,9 @@ class BM25Impacts:
 
 def legacy_bm25(section: dict[str, Any]) -> dict[str, Any]:
     """An index's ``bm25`` meta section, completed for indexes written before a key existed: such an
-    index kept every token (``min_length`` 1), whatever today's default is."""
-    return {"min_length": 1, **section}
+    index kept every token (``min_length`` 1) and stemmed every token (``porter_min_stem`` 1), whatever
+    today's defaults are, so its queries are analyzed as its documents were."""
+    return {"min_length": 1, "porter_min_stem": 1, **section}
 
 
 class BM25QueryEncoder:

@@ -101,9 +101,10 @@ def test_invalid_stopwords_name():
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
-def test_invalid_min_length(bad):
-    with pytest.raises(ValueError, match="min_length"):
-        Analyzer(min_length=bad)
+@pytest.mark.parametrize("name", ["min_length", "porter_min_stem"])
+def test_invalid_lengths(name, bad):
+    with pytest.raises(ValueError, match=name):
+        Analyzer(**{name: bad})
 
 
 # ---- short words, possessives, stopword lists (examples checked by hand against Lucene and bm25s) ----

@@ -218,6 +218,7 @@ def test_index_meta_records_the_analyzer_and_the_query_side_rebuilds_it(term_ind
         "stemmer": "english",
         "stopwords": "lucene",
         "min_length": 2,
+        "porter_min_stem": 3,
         "lowercase": True,
     }
     analyzer = load_query_encoder(encoder_meta, index).analyzer
@@ -229,6 +230,17 @@ def test_index_written_before_min_length_keeps_every_token(term_index):
     index, encoder_meta = term_index
     old = {**encoder_meta, "bm25": {k: v for k, v in encoder_meta["bm25"].items() if k != "min_length"}}
     assert load_query_encoder(old, index).analyzer.min_length == 1
+
+
+def test_index_written_before_porter_min_stem_analyzes_queries_as_its_documents(term_index):
+    # an older Porter index stemmed every token ("us" -> "u"): its queries must be analyzed the same way,
+    # or "US health care" would miss the documents' "u" term
+    index, encoder_meta = term_index
+    bm25 = {k: v for k, v in encoder_meta["bm25"].items() if k not in ("min_length", "porter_min_stem")}
+    old = {**encoder_meta, "bm25": {**bm25, "stemmer": "porter"}}
+    assert load_query_encoder(old, index).analyzer("US gases") == ["u", "gase"]
+    new = {**encoder_meta, "bm25": {**encoder_meta["bm25"], "stemmer": "porter", "min_length": 1}}
+    assert load_query_encoder(new, index).analyzer("US gases") == ["us", "gase"]
 
 
 def test_query_encoder_empty_batch(term_index):
