@@ -92,6 +92,7 @@ def test_index_meta_describes_itself(scifact_bm25_index):
         "stemmer": "english",
         "stopwords": "lucene",
         "min_length": 2,
+        "porter_min_stem": 3,
         "lowercase": True,
     }
 
