@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,13 +142,6 @@ class System(ABC):
         """Release resources (JVM searchers, memory maps)."""
 
 
-def _slices(batch: SparseBatch, rows: int = 100_000) -> Iterator[SparseBatch]:
-    for start in range(0, len(batch), rows):
-        end = min(start + rows, len(batch))
-        lo, hi = batch.indptr[start], batch.indptr[end]
-        yield SparseBatch(batch.indptr[start : end + 1] - lo, batch.term_ids[lo:hi], batch.weights[lo:hi])
-
-
 def _encode_queries(queries: Sequence[Query], vocab: dict[str, int]) -> SparseBatch:
     """Queries as a CSR batch over ``vocab``; unknown terms are dropped."""
     return SparseBatch.from_rows(
@@ -211,7 +204,7 @@ class IndexAdapter:
         """Build the index (and block-max data when ``block_size``); return the index meta."""
         options = {**cls.config_defaults(), "impact_dtype": impact_dtype, "reorder": reorder}
         opts = BuildOptions(**{**options, "block_size": block_size})
-        return build_index(lambda: _slices(docs), len(vocab), ids, vocab, out, options=opts)
+        return build_index(lambda: docs.chunks(100_000), len(vocab), ids, vocab, out, options=opts)
 
     @staticmethod
     def load(index_dir: Path) -> Any:

@@ -8,7 +8,7 @@ Layout and invariants (checked by :meth:`SparseBatch.validate`):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,16 @@ class SparseBatch:
 
     def row_nnz(self) -> NDArray[np.int64]:
         return np.diff(self.indptr)
+
+    def slice(self, start: int, end: int) -> SparseBatch:
+        """Rows ``[start, end)`` as a batch: views of the arrays, ``indptr`` rebased to 0."""
+        lo, hi = self.indptr[start], self.indptr[end]
+        return SparseBatch(self.indptr[start : end + 1] - lo, self.term_ids[lo:hi], self.weights[lo:hi])
+
+    def chunks(self, rows: int) -> Iterator[SparseBatch]:
+        """Consecutive batches of at most ``rows`` rows."""
+        for start in range(0, len(self), rows):
+            yield self.slice(start, min(start + rows, len(self)))
 
     @classmethod
     def empty(cls) -> SparseBatch:

@@ -43,6 +43,7 @@ from lsr.dense.stage import DenseStage
 from lsr.encoders import QueryEncoder, load_query_encoder
 from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch, max_threads
+from lsr.index.sparse import concat
 from lsr.index.topk import top_k
 from lsr.timing import latency_summary, time_queries
 
@@ -170,7 +171,7 @@ class Queries:
     def slice(self, start: int, end: int) -> Queries:
         return Queries(
             None if self.texts is None else self.texts[start:end],
-            None if self.sparse is None else _slice(self.sparse, start, end),
+            None if self.sparse is None else self.sparse.slice(start, end),
             None if self.dense is None else self.dense[start:end],
             None if self.candidates is None else self.candidates[start:end],
         )
@@ -186,9 +187,7 @@ class Queries:
         texts, sparse, dense, cands = (joined(n) for n in ("texts", "sparse", "dense", "candidates"))
         return Queries(
             None if texts is None else [t for part in texts for t in part],
-            None
-            if sparse is None
-            else SparseBatch.from_rows(b.row(i) for b in sparse for i in range(len(b))),
+            None if sparse is None else concat(sparse),
             None if dense is None else np.concatenate(dense),
             None if cands is None else [c for part in cands for c in part],
         )
@@ -354,7 +353,7 @@ class Searcher:
         out: list[SearchResult] = []
         bar = tqdm(total=len(queries), desc="search", unit="q", disable=not progress)
         for start in range(0, len(queries), plan.batch_size):
-            sub = _slice(queries, start, min(start + plan.batch_size, len(queries)))
+            sub = queries.slice(start, min(start + plan.batch_size, len(queries)))
             out += self.index.search_batch(sub, k=plan.fetch, threads=plan.threads or None, **kwargs)
             bar.update(len(sub))
         bar.close()
@@ -465,7 +464,7 @@ class Searcher:
     def batch_throughput(self, queries: SparseBatch, plan: Plan) -> dict[str, float]:
         """Queries/s of the batch kernel on ``plan.threads`` threads (0: all), after one warm-up batch."""
         kwargs, threads = plan.kernel_kwargs(), plan.threads or None
-        self.index.search_batch(_slice(queries, 0, min(len(queries), 8)), k=plan.k, threads=threads, **kwargs)
+        self.index.search_batch(queries.slice(0, min(len(queries), 8)), k=plan.k, threads=threads, **kwargs)
         start = time.perf_counter()
         self.index.search_batch(queries, k=plan.k, threads=threads, **kwargs)
         seconds = time.perf_counter() - start
@@ -496,8 +495,3 @@ def _need(part: T | None, name: str) -> T:
             f"the queries carry no {name} form: encode them for the plan first (Searcher.encode)"
         )
     return part
-
-
-def _slice(batch: SparseBatch, start: int, end: int) -> SparseBatch:
-    lo, hi = batch.indptr[start], batch.indptr[end]
-    return SparseBatch(batch.indptr[start : end + 1] - lo, batch.term_ids[lo:hi], batch.weights[lo:hi])

@@ -294,13 +294,6 @@ _SEP = np.frombuffer(b", ", dtype=np.uint8)
 _TAIL = np.frombuffer(b"}}\n", dtype=np.uint8)
 
 
-def _slices(batch: SparseBatch, rows: int) -> Iterator[SparseBatch]:
-    for start in range(0, len(batch), rows):
-        end = min(start + rows, len(batch))
-        lo, hi = batch.indptr[start], batch.indptr[end]
-        yield SparseBatch(batch.indptr[start : end + 1] - lo, batch.term_ids[lo:hi], batch.weights[lo:hi])
-
-
 def _format_batch(
     batch: SparseBatch,
     ids: Sequence[str],
@@ -378,7 +371,7 @@ def write_sparse_jsonl(
     try:
         with open(tmp, "wb") as f:
             for batch in batches:
-                for part in _slices(batch, _WRITE_CHUNK_ROWS):
+                for part in batch.chunks(_WRITE_CHUNK_ROWS):
                     row_ids = list(islice(ids, len(part)))
                     if len(row_ids) != len(part):
                         raise ValueError(f"fewer ids than rows ({written + len(row_ids)})")
