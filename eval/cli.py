@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lsr.cli_flags import common_flags, search_mode_flags
 from lsr.data.irds import register_local
 from lsr.encoders import ENCODER_HELP, encoder_overrides
 from lsr.errors import LsrError
@@ -179,17 +180,6 @@ MODES = {"index": _index, "rerank": _rerank, "systems": _systems, "matrix": _mat
 # ---- the parser ----------------------------------------------------------------------------------
 
 
-def _search_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--mode",
-        choices=("exact", "safe", "approx"),
-        help="search.mode: exact scores every posting; safe uses block-max pruning with "
-        "identical results; approx prunes further with --alpha/--beta",
-    )
-    p.add_argument("--alpha", type=float, help="search.alpha in (0, 1], approx")
-    p.add_argument("--beta", type=float, help="search.beta in (0, 1], approx")
-
-
 def _irds_local(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--irds-local",
@@ -216,11 +206,11 @@ def _report_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--p-value", type=float, default=0.05, help="significance level after correction (0.05)")
     p.add_argument("--k", type=int, help="depth of each run (eval.k, default 1000)")
-    _search_flags(p)
+    search_mode_flags(p)
     p.add_argument("--out", help="write the JSON report here")
 
 
-def _add_index_mode(modes: Any, common: Any) -> None:
+def _add_index_mode(modes: Any) -> None:
     p = modes.add_parser(
         "index",
         help="one index on one dataset: quality, latency, size, sparsity (sparse, hybrid or dense-only)",
@@ -242,13 +232,13 @@ def _add_index_mode(modes: Any, common: Any) -> None:
         help="dense-pq / dense-float: dense-only retrieval over the index's dense stage (a flat "
         "scan of the PQ codes, or of the float vectors), the baseline beside sparse and hybrid",
     )
-    _search_flags(p)
+    search_mode_flags(p)
     _irds_local(p)
     p.add_argument("--out", help="write the JSON report here")
-    common(p)
+    common_flags(p)
 
 
-def _add_rerank_mode(modes: Any, common: Any) -> None:
+def _add_rerank_mode(modes: Any) -> None:
     p = modes.add_parser(
         "rerank",
         help="the TREC DL re-rank protocol: re-score the top --depth of a first-stage run on "
@@ -279,10 +269,10 @@ def _add_rerank_mode(modes: Any, common: Any) -> None:
         help="fuse the re-ranked sparse scores with the dense stage's",
     )
     p.add_argument("--out", help="write the JSON report here")
-    common(p)
+    common_flags(p)
 
 
-def _add_systems_mode(modes: Any, common: Any) -> None:
+def _add_systems_mode(modes: Any) -> None:
     p = modes.add_parser(
         "systems",
         help="systems side by side on datasets, with paired significance tests; missing indexes "
@@ -310,20 +300,20 @@ def _add_systems_mode(modes: Any, common: Any) -> None:
     p.add_argument("--split", help="qrels split of the BEIR datasets (default test)")
     _report_flags(p)
     _irds_local(p)
-    common(p)
+    common_flags(p)
 
 
-def _add_matrix_mode(modes: Any, common: Any) -> None:
+def _add_matrix_mode(modes: Any) -> None:
     p = modes.add_parser("matrix", help="run the reproduction matrix; exit 1 when a row does not reproduce")
     p.add_argument(
         "file", nargs="?", default="eval/matrix.yaml", help="matrix file (default eval/matrix.yaml)"
     )
     p.add_argument("--tier", choices=("ci", "gpu", "long"), help="only the rows of this tier")
     _report_flags(p)
-    common(p)
+    common_flags(p)
 
 
-def _add_explain_mode(modes: Any, common: Any) -> None:
+def _add_explain_mode(modes: Any) -> None:
     p = modes.add_parser(
         "explain",
         help="one query's terms and weights, and each matching term's contribution to the top documents",
@@ -335,11 +325,11 @@ def _add_explain_mode(modes: Any, common: Any) -> None:
     p.add_argument("--k", type=int, default=5, help="documents explained (5)")
     p.add_argument("--mode", choices=("exact", "safe", "approx"), help="search.mode")
     p.add_argument("--out", help="write the explanation as JSON here")
-    common(p)
+    common_flags(p)
 
 
-def add_eval_modes(p: argparse.ArgumentParser, common: Any) -> None:
-    """The modes of ``lsr eval`` under parser ``p``; ``common`` adds --config, --set, --quiet."""
+def add_eval_modes(p: argparse.ArgumentParser) -> None:
+    """The modes of ``lsr eval`` under parser ``p``."""
     modes = p.add_subparsers(dest="eval_mode", required=True, metavar="MODE")
     for add in (_add_index_mode, _add_rerank_mode, _add_systems_mode, _add_matrix_mode, _add_explain_mode):
-        add(modes, common)
+        add(modes)

@@ -314,7 +314,7 @@ def evaluate_dense(
     searcher.check(plan)
     dense = searcher.require_dense(plan.first_stage)
     dataset = load_eval_dataset(dataset_spec, cfg.split)
-    qids = [q for q in dataset.queries if q in dataset.qrels]
+    qids = _judged(dataset, dataset_spec)
     texts = [dataset.queries[q] for q in qids]
     emb, encode = encode_timed(searcher, texts, cfg.latency_queries)
     queries = Queries(texts=texts, dense=emb)
@@ -363,11 +363,23 @@ def rerank_candidates(
     """Each query's candidates (external ids, first-stage order) by the index's dot product; those that
     share no term with the query sink below, in their order."""
     plan = plan or Plan(k=max((len(c) for c in candidates.values()), default=1), first_stage="candidates")
+    qids, batch = candidate_batch(searcher, queries, candidates)
+    return searcher.to_run(qids, searcher.search_batch(batch, plan))
+
+
+def candidate_batch(
+    searcher: Searcher, queries: dict[str, str], candidates: dict[str, list[str]]
+) -> tuple[list[str], Queries]:
+    """(query ids with a text, their texts and candidates as internal ids), for the "candidates" stage.
+
+    Raises:
+        LsrError: a candidate that is not in the index.
+    """
     qids = [q for q in candidates if q in queries]
     batch = Queries(
         texts=[queries[q] for q in qids], candidates=[searcher.internal_ids(candidates[q]) for q in qids]
     )
-    return searcher.to_run(qids, searcher.search_batch(batch, plan))
+    return qids, batch
 
 
 def evaluate_candidates(
@@ -388,12 +400,10 @@ def evaluate_candidates(
     level = config.eval.relevance_level
     plan = candidates_plan(config, depth, stage)
     sparse_plan = replace(plan, rerank="none")
-    qlist = [q for q in candidates if q in queries]
-    texts = [queries[q] for q in qlist]
+    qlist, given = candidate_batch(searcher, queries, candidates)
+    texts = given.texts or []
     start = time.perf_counter()
-    batch = searcher.encode(
-        Queries(texts=texts, candidates=[searcher.internal_ids(candidates[q]) for q in qlist]), sparse_plan
-    )
+    batch = searcher.encode(given, sparse_plan)
     first = searcher.first_stage(batch, sparse_plan)
     seconds = time.perf_counter() - start
     results, section = first, None

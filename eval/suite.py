@@ -20,7 +20,7 @@ from lsr.errors import ConfigError
 from lsr.eval.datasets import DatasetRef
 from lsr.eval.pyserini_ref import build_lucene_index
 from lsr.eval.record import Evaluation
-from lsr.eval.rerank import check_candidates_indexed, find_run, splits_of, top_candidates
+from lsr.eval.rerank import check_candidates_indexed, find_run, split_candidates, splits_of
 from lsr.eval.runner import (
     evaluate_candidates,
     evaluate_dense,
@@ -158,15 +158,14 @@ def _pyserini(system: SystemSpec, dataset: DatasetRef, cfg: Config, cache_dir: P
     return _described(ev, system, dataset, built)
 
 
-def rerank_candidates(dataset: DatasetRef) -> tuple[dict[str, list[str]], set[str]]:
+def dl_candidates(dataset: DatasetRef) -> tuple[dict[str, list[str]], set[str]]:
     """Each judged query's first-stage top ``depth`` for the split, and the union over both DL splits."""
     union: set[str] = set()
     mine: dict[str, list[str]] = {}
     folder = dataset.folder
     for split in splits_of(folder):
         qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
-        first = read_run(find_run(folder, dataset.run, split))
-        cands = {q: d for q, d in top_candidates(first, dataset.depth).items() if q in qrels}
+        cands = split_candidates(folder, dataset.run, split, dataset.depth, qrels)
         union.update(d for docs in cands.values() for d in docs)
         if split == dataset.split:
             mine = cands
@@ -176,7 +175,7 @@ def rerank_candidates(dataset: DatasetRef) -> tuple[dict[str, list[str]], set[st
 def _dl_rerank(
     system: SystemSpec, dataset: DatasetRef, cfg: Config, cache_dir: Path, progress: bool
 ) -> Evaluation:
-    candidates, union = rerank_candidates(dataset)
+    candidates, union = dl_candidates(dataset)
     built = ensure_index(system, cfg, dataset.corpus, cache_dir, doc_ids=union, progress=progress)
     searcher = Searcher(built.path)
     check_candidates_indexed(

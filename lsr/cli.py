@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from lsr import __version__
+from lsr.cli_flags import common_flags, search_mode_flags
 from lsr.config import Config, load_config
 from lsr.encoders import ENCODER_HELP, encoder_overrides
 from lsr.errors import LsrError
@@ -25,23 +26,6 @@ from lsr.index.io import ArtifactError
 from lsr.train.config import load_train_config
 
 logger = logging.getLogger("lsr")
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config",
-        metavar="FILE|NAME",
-        help="YAML config file, or a shipped config name (bm25, toy); defaults otherwise",
-    )
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="override one config value, e.g. --set encoder.bm25.k1=1.2 (repeatable)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +61,7 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
         "--k", type=int, help="results per query (search.k; default 10 for a text query, 1000 for --queries)"
     )
     p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
-    _search_mode_flags(p)
+    search_mode_flags(p)
     p.add_argument(
         "--stats",
         metavar="S.json",
@@ -93,7 +77,7 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=int, help="search.rerank_depth: sparse candidates re-scored (100)")
     p.add_argument("--out", help="TREC run file to write (with --queries)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _common(p)
+    common_flags(p)
 
 
 def _add_tune_fusion_parser(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +97,7 @@ def _add_tune_fusion_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--depth", type=int, help="search.rerank_depth: sparse candidates re-scored (100)")
     p.add_argument("--dry-run", action="store_true", help="print the grid, store nothing")
-    _common(p)
+    common_flags(p)
 
 
 def _add_serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -202,26 +186,6 @@ def _add_serve_config_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _search_mode_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--mode",
-        choices=("exact", "safe", "approx"),
-        help="search.mode: exact scores every posting; safe uses block-max pruning with "
-        "identical results; approx prunes further with --alpha/--beta",
-    )
-    p.add_argument(
-        "--alpha",
-        type=float,
-        help="search.alpha in (0, 1], approx: stop when the k-th score "
-        "exceeds alpha x the best block bound left",
-    )
-    p.add_argument(
-        "--beta",
-        type=float,
-        help="search.beta in (0, 1], approx: keep this fraction of each query's terms, heaviest first",
-    )
-
-
 def _config(args: argparse.Namespace, extra: list[str]) -> Config:
     for flag in ("mode", "alpha", "beta"):
         if getattr(args, flag, None) is not None:
@@ -250,7 +214,7 @@ def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
         help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    _common(p)
+    common_flags(p)
 
 
 def _add_index_parser(sub: argparse._SubParsersAction) -> None:
@@ -302,7 +266,7 @@ def _add_index_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace --out; the old index stays until the new one is complete",
     )
-    _common(p)
+    common_flags(p)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -461,7 +425,7 @@ def _add_eval_parser(sub: argparse._SubParsersAction) -> None:
         "ranked (explain)",
         description="Quality, latency, size and sparsity on the serving code path; see lsr eval MODE --help.",
     )
-    add_eval_modes(p, _common)
+    add_eval_modes(p)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
