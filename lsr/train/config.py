@@ -82,6 +82,11 @@ class DataConfig:
     # train only on examples from these sources (qrels | title | span); empty: all. [title, span] trains
     # with no labels at all from a dataset prepared with labels (the dev split still selects checkpoints)
     sources: tuple[str, ...] = ()
+    # selection suites: BEIR folders (zero-shot collections) scored on their ``suite_split`` qrels at every
+    # evaluation; nothing trains on them. With suites, the best checkpoint is the one with the highest
+    # mean of dev nDCG@10 and the suites' mean nDCG@10 (``select`` in the logs), not dev alone
+    suites: tuple[str, ...] = ()
+    suite_split: str = "test"
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.sources) - {"qrels", "title", "span"})
@@ -97,21 +102,26 @@ class DataConfig:
 class ModelConfig:
     """What is trained and how it starts."""
 
-    kind: str = "splade"  # splade (siamese) | inference-free (SPLADE documents, query token table)
+    # splade (siamese) | inference-free (SPLADE documents, query token table) | unicoil (siamese, one weight
+    # per input token, no expansion)
+    kind: str = "splade"
     # a *ForMaskedLM folder (e.g. models/splade-tiny), a BertModel folder (a fresh MLM head tied to its
     # input embeddings is added), or "minilm" (all-MiniLM-L6-v2 from lsr.dense.model)
     init: str = ""
     # inference-free query table: idf (training-corpus IDF) | binary (1 per token: the plain-FLOPS ablation)
     query_weights: str = "idf"
     learn_query_weights: bool = False  # train the table (its own learning rate: optim.query_table_lr)
+    # bias of a fresh MLM head (a BertModel start such as MiniLM): its tied logits are positive for most
+    # of the vocabulary at first; a negative bias starts training from sparser document vectors
+    fresh_head_bias: float = 0.0
     # L0-style threshold: document weights below it are zeroed (straight-through gradient)
     threshold: float = 0.0
     learn_threshold: bool = False
 
     def __post_init__(self) -> None:
-        _one_of("model", "kind", self.kind, ("splade", "inference-free"))
+        _one_of("model", "kind", self.kind, ("splade", "inference-free", "unicoil"))
         _one_of("model", "query_weights", self.query_weights, ("idf", "binary"))
-        if self.kind == "splade" and self.learn_query_weights:
+        if self.kind != "inference-free" and self.learn_query_weights:
             raise ConfigError("model.learn_query_weights applies to model.kind = inference-free only")
         _positive("model", "threshold", self.threshold, allow_zero=True)
 
@@ -125,7 +135,7 @@ class LossConfig:
     margin_mse: float = 0.0  # MarginMSE: (student margin - teacher margin)^2, positive vs each negative
     temperature: float = 1.0  # student and teacher scores are divided by this in KL / NLL
     flops_doc: float = 1e-3  # lambda of FLOPS on documents
-    flops_query: float = 1e-3  # lambda of FLOPS on queries (splade only)
+    flops_query: float = 1e-3  # lambda of FLOPS on queries (splade and unicoil: encoded by the model)
     flops_warmup: int = 500  # lambda * min(1, step / T)^2
 
     def __post_init__(self) -> None:
@@ -212,7 +222,7 @@ class TrainConfig:
     train: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
-        if self.model.kind == "splade" and self.model.query_weights != "idf":
+        if self.model.kind != "inference-free" and self.model.query_weights != "idf":
             raise ConfigError("model.query_weights applies to model.kind = inference-free only")
         if self.loss.kl or self.loss.margin_mse:
             have = {t.name for t in self.prepare.teachers}
