@@ -154,6 +154,7 @@ class SparseEncoderModel(torch.nn.Module):
             self.vocab_size = int(net.get_output_embeddings().weight.shape[0])
         self.tokenizer = tokenizer
         self.cfg = cfg
+        self.max_positions = int(getattr(net.config, "max_position_embeddings", 512) or 512)
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_id = int(tokenizer.pad_token_id or 0)
         special = torch.zeros(self.vocab_size, dtype=torch.bool)
@@ -187,7 +188,7 @@ class SparseEncoderModel(torch.nn.Module):
         """Padded ids and a bool mask (padded to a multiple of 8)."""
         backend = self.tokenizer.backend_tokenizer
         backend.no_padding()
-        backend.enable_truncation(max_length)
+        backend.enable_truncation(min(max_length, self.max_positions))
         enc = backend.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=special)
         width = max([len(e.ids) for e in enc] + [1])
         width = -(-width // 8) * 8

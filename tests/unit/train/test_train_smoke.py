@@ -371,3 +371,13 @@ def test_unicoil_fresh_head_starts_as_a_bag_of_words(train_mlm):
     ids = {i for i in m.tokenize(["vitamin d vitamin"], 32, special=False)[0][0].tolist() if i}
     assert set(torch.nonzero(vec).flatten().tolist()) == ids
     assert torch.allclose(vec[sorted(ids)], torch.ones(len(ids)))
+
+
+def test_texts_longer_than_the_model_are_truncated_to_its_positions(train_mlm):
+    from lsr.train.config import ModelConfig
+
+    m = train_model.build_model(ModelConfig(kind="splade", init=str(train_mlm)))
+    ids, _ = m.tokenize(["vitamin " * 400], 512)
+    assert ids.shape[1] <= m.max_positions < 512
+    with torch.no_grad():
+        assert m.encode_docs(["vitamin " * 400], 512).shape == (1, m.vocab_size)
