@@ -137,11 +137,23 @@ class LossConfig:
     flops_doc: float = 1e-3  # lambda of FLOPS on documents
     flops_query: float = 1e-3  # lambda of FLOPS on queries (splade and unicoil: encoded by the model)
     flops_warmup: int = 500  # lambda * min(1, step / T)^2
+    # flops: the SPLADE regularizer; df: DF-FLOPS (arXiv 2505.15070), each term's FLOPS cost scaled by a
+    # penalty of its document frequency (a running estimate over the training batches' documents)
+    doc_regularizer: str = "flops"
+    df_alpha: float = 0.1  # DF ratio at which the DF-FLOPS penalty is 0.5
+    df_beta: float = 2.0  # steepness of the DF-FLOPS penalty
+    df_momentum: float = 0.99  # running DF estimate: df <- m * df + (1 - m) * batch DF
 
     def __post_init__(self) -> None:
         for name in ("nll", "kl", "margin_mse", "flops_doc", "flops_query", "flops_warmup"):
             _positive("loss", name, getattr(self, name), allow_zero=True)
         _positive("loss", "temperature", self.temperature)
+        _one_of("loss", "doc_regularizer", self.doc_regularizer, ("flops", "df"))
+        if not 0 < self.df_alpha < 1:
+            raise ConfigError(f"loss.df_alpha = {self.df_alpha!r} must lie in (0, 1)")
+        _positive("loss", "df_beta", self.df_beta)
+        if not 0 <= self.df_momentum < 1:
+            raise ConfigError(f"loss.df_momentum = {self.df_momentum!r} must lie in [0, 1)")
         if self.nll == self.kl == self.margin_mse == 0:
             raise ConfigError("loss.nll, loss.kl and loss.margin_mse are all 0: nothing to train on")
 

@@ -371,6 +371,7 @@ class _Run:
     batcher: Batcher
     neg_rng: random.Random
     suites: list[DevSuite] = field(default_factory=list)
+    df: torch.Tensor | None = None  # DF-FLOPS: the running document-frequency estimate per term
     step: int = 0
     best: dict[str, Any] = field(default_factory=lambda: {"ndcg@10": -1.0, "step": 0})
     seconds_before: float = 0.0  # training time of the runs this one resumes
@@ -403,6 +404,7 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"].cpu())
+        self.df = state.get("df")
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.step, self.best = state_meta["step"], state_meta["best"]
@@ -469,7 +471,8 @@ def _micro_batch(run: _Run) -> dict[str, float]:
         q = run.model.encode_queries([e.query for e in batch], cfg.data.query_max_length)
         d = run.model.encode_docs(doc_texts, cfg.data.max_length)
     q, d = q.float(), d.float()
-    parts = _losses(cfg, q, d, _teacher_raw_scores(cfg, batch, cand_pos, run.device), run.step)
+    penalty = _df_penalty(run, d) if cfg.loss.doc_regularizer == "df" else None
+    parts = _losses(cfg, q, d, _teacher_raw_scores(cfg, batch, cand_pos, run.device), run.step, penalty)
     loss = parts["loss"]
     if not torch.isfinite(loss):
         raise LsrError(
@@ -500,8 +503,21 @@ def _teacher_raw_scores(
     }
 
 
+def _df_penalty(run: _Run, d: torch.Tensor) -> torch.Tensor:
+    """DF-FLOPS term penalties from the running DF estimate, updated with this batch's documents."""
+    batch_df = (d.detach() > 0).float().mean(dim=0)
+    m = run.cfg.loss.df_momentum
+    run.df = batch_df if run.df is None else m * run.df + (1 - m) * batch_df
+    return L.df_penalty(run.df, run.cfg.loss.df_alpha, run.cfg.loss.df_beta)
+
+
 def _losses(
-    cfg: TrainConfig, q: torch.Tensor, d: torch.Tensor, raw: dict[str, torch.Tensor], step: int
+    cfg: TrainConfig,
+    q: torch.Tensor,
+    d: torch.Tensor,
+    raw: dict[str, torch.Tensor],
+    step: int,
+    df_penalty: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The weighted ranking losses + FLOPS of one micro-batch: each part and their sum ``loss``."""
     n_cand = 1 + cfg.train.negatives
@@ -521,7 +537,7 @@ def _losses(
         if cfg.loss.margin_mse:
             parts.update(L.margin_mse(student, teacher))
             loss = loss + cfg.loss.margin_mse * parts["margin_mse"]
-    parts["flops_doc"] = L.flops(d)
+    parts["flops_doc"] = L.flops(d) if df_penalty is None else L.df_flops(d, df_penalty)
     loss = loss + _flops_lambda_doc(cfg, step) * parts["flops_doc"]
     if cfg.model.kind != "inference-free":  # splade and unicoil queries come from the model
         lam_q = L.flops_lambda(cfg.loss.flops_query, step, cfg.loss.flops_warmup)
@@ -648,6 +664,8 @@ def _save_checkpoint(run: _Run, seconds: float) -> None:
         "scheduler": run.scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
     }
+    if run.df is not None:
+        state["df"] = run.df
     if run.device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
     torch.save(state, tmp / "state.pt")
@@ -789,6 +807,8 @@ def _card_flops_tail(cfg: TrainConfig) -> str:
     """The rest of the losses bullet: query FLOPS (splade), warm-up, the query table (inference-free)."""
     tail = f", queries {cfg.loss.flops_query}" if cfg.model.kind != "inference-free" else ""
     tail += f" (quadratic warm-up over {cfg.loss.flops_warmup} steps)"
+    if cfg.loss.doc_regularizer == "df":
+        tail += f"; documents regularized with DF-FLOPS (alpha {cfg.loss.df_alpha}, beta {cfg.loss.df_beta})"
     if cfg.model.kind == "inference-free":
         tail += f"; query table: {cfg.model.query_weights}"
         tail += " (learned)" if cfg.model.learn_query_weights else ""

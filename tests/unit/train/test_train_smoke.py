@@ -381,3 +381,15 @@ def test_texts_longer_than_the_model_are_truncated_to_its_positions(train_mlm):
     assert ids.shape[1] <= m.max_positions < 512
     with torch.no_grad():
         assert m.encode_docs(["vitamin " * 400], 512).shape == (1, m.vocab_size)
+
+
+def test_df_flops_run_trains_and_resumes_with_its_estimate(prepared, train_mlm, tmp_path):
+    run = tmp_path / "df"
+    extra = ("--set", "loss.doc_regularizer=df", "--set", "train.eval_every=3")
+    assert _train(prepared, train_mlm, run, "--set", "train.steps=3", *extra) == 0
+    state = torch.load(run / "checkpoint" / "state.pt", weights_only=True)
+    assert state["df"].shape[0] > 50 and 0 < float(state["df"].max()) <= 1
+    assert _train(prepared, train_mlm, run, "--set", "train.steps=6", *extra, "--resume") == 0
+    logs = [r for r in _log(run) if r["event"] == "train"]
+    assert logs[-1]["step"] == 6 and math.isfinite(logs[-1]["loss"])
+    assert "DF-FLOPS" in (run / "best" / "README.md").read_text()
