@@ -16,9 +16,10 @@
   ``hidden -> 1`` head (or the head of a uniCOIL folder).
 
 :func:`save_model` writes a folder that ``--encoder splade:FOLDER`` / ``inference-free:FOLDER`` load:
-fp16 safetensors sharded under 16 MB a file (``model.safetensors.index.json``), the tokenizer, the
-query table as ``idf.json`` (inference-free), the head as ``unicoil_head.safetensors`` (uniCOIL) and a
-model card.
+fp16 safetensors in shards of at most 15 MB where the tensors allow (a larger tensor, such as
+MiniLM's 23 MB embedding matrix, is a shard of its own; ``model.safetensors.index.json``), the
+tokenizer, the query table as ``idf.json`` (inference-free), the head as
+``unicoil_head.safetensors`` (uniCOIL) and a model card.
 """
 
 from __future__ import annotations
@@ -285,7 +286,8 @@ def corpus_idf(tokenizer: Any, texts: Sequence[str], vocab_size: int) -> np.ndar
 
 
 def save_model(model: SparseEncoderModel, out: Path, card: str, extra: dict[str, Any]) -> None:
-    """A model folder the lsr encoders load: fp16 shards < 16 MB, tokenizer, idf.json, README.md."""
+    """A model folder the lsr encoders load: fp16 shards of at most 15 MB (one tensor is never split),
+    tokenizer, idf.json / unicoil_head.safetensors, README.md."""
     out.mkdir(parents=True, exist_ok=True)
     net = copy.deepcopy(model.net).to("cpu").half()
     net.save_pretrained(str(out), max_shard_size=MAX_SHARD)

@@ -737,7 +737,7 @@ def model_card(
         _card_command(cfg, threshold),
         "```",
         "",
-        "fp16 safetensors (sharded under 16 MB a file), loaded as float32."
+        "fp16 safetensors (shards of at most 15 MB; one tensor is never split), loaded as float32."
         + (" `idf.json` holds the query token weights it was trained with." if inference_free else "")
         + (" `unicoil_head.safetensors` holds the token-weight head." if cfg.model.kind == "unicoil" else ""),
         "",
