@@ -160,6 +160,7 @@ class SparseEncoderModel(torch.nn.Module):
         self.pad_id = int(tokenizer.pad_token_id or 0)
         special = torch.zeros(self.vocab_size, dtype=torch.bool)
         special[[i for i in self.special_ids if i < self.vocab_size]] = True
+        self.special: Tensor
         self.register_buffer("special", special, persistent=False)
         self.mask = ThresholdMask(cfg.threshold, cfg.learn_threshold)
         self.init_path: Path | None = None  # set by build_model: the folder the weights came from
