@@ -88,6 +88,9 @@ class Index:
         # blocks scored and blocks with a positive bound, summed over single-query block-max searches
         # on this object (a diagnostic for benchmarks; reset it by assigning zeros)
         self.block_counters = np.zeros(2, np.int64)
+        # 1 = live, per internal doc; empty: every doc is live (a plain index). A live index's
+        # segments get theirs from the manifest's tombstones (lsr.index.segments).
+        self.live: NDArray[np.uint8] = np.zeros(0, np.uint8)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, blockmax: bool = True) -> Index:
@@ -171,18 +174,46 @@ class Index:
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
-        if len(terms) == 0 or self.n_docs == 0:
-            return SearchResult(np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE))
-        if params.mode == "exact":
-            docs, scores = _search_one(
-                self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights, k, self.scan_ratio
-            )
-        else:
-            terms, weights = _prune_terms(terms, weights, _keep(len(terms), params.beta))
-            docs, scores = _bmp_search_one(
-                *self._bmp_args(), terms, weights, k, np.float32(params.alpha), self.block_counters
-            )
+        terms, weights = prune_query(terms, weights, params)
+        docs, scores = self.search_raw(terms, weights, k, params)
         return SearchResult(docs, scores * self.scale)
+
+    def search_raw(
+        self,
+        terms: NDArray[np.int32],
+        weights: NDArray[np.float32],
+        k: int,
+        params: SearchParams,
+        threshold: float = 0.0,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        """The kernels' top-k of a checked (and, for approx, pruned) query: kernel scores, not yet times
+        ``scale``; only live documents scoring above ``threshold`` (a live index's earlier segments)."""
+        if len(terms) == 0 or self.n_docs == 0:
+            return np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE)
+        thr = np.float32(threshold)
+        if params.mode == "exact":
+            return _search_one(  # type: ignore[no-any-return]
+                self.term_ptr,
+                self.doc_ids,
+                self.impacts,
+                self.n_docs,
+                terms,
+                weights,
+                k,
+                self.scan_ratio,
+                self.live,
+                thr,
+            )
+        return _bmp_search_one(  # type: ignore[no-any-return]
+            *self._bmp_args(),
+            terms,
+            weights,
+            k,
+            np.float32(params.alpha),
+            self.block_counters,
+            self.live,
+            thr,
+        )
 
     def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
         params = SearchParams(mode, alpha, beta)
@@ -206,27 +237,39 @@ class Index:
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
-        if params.mode != "exact" and params.beta < 1:
-            queries = SparseBatch.from_rows(
-                _prune_terms(*queries.row(i), _keep(int(n), params.beta))
-                for i, n in enumerate(queries.row_nnz())
-            )
+        queries = prune_batch(queries, params)
+        out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads)
+        return [
+            SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
+            for i in range(len(queries))
+        ]
+
+    def search_batch_raw(
+        self,
+        queries: SparseBatch,
+        k: int,
+        params: SearchParams,
+        threads: int | None = None,
+        thresholds: NDArray[np.float32] | None = None,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
+        """The batch kernels on checked (and pruned) queries: (docs [n, k], kernel scores [n, k], counts
+        [n]); ``thresholds`` (float32[n], default 0): see :meth:`search_raw`."""
         n_queries = len(queries)
         out_docs = np.full((n_queries, k), -1, dtype=np.int32)
         out_scores = np.zeros((n_queries, k), dtype=SCORE_DTYPE)
         counts = np.zeros(n_queries, dtype=np.int64)
+        if thresholds is None:
+            thresholds = np.zeros(n_queries, SCORE_DTYPE)
         if n_queries and self.n_docs:
             workers = max(1, min(threads or max_threads(), max_threads()))
             previous = numba.get_num_threads()
             numba.set_num_threads(workers)
             try:
-                self._run_batch(params, queries, k, min(workers, n_queries), out_docs, out_scores, counts)
+                out = (out_docs, out_scores, counts, thresholds)
+                self._run_batch(params, queries, k, min(workers, n_queries), out)
             finally:
                 numba.set_num_threads(previous)
-        return [
-            SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
-            for i in range(n_queries)
-        ]
+        return out_docs, out_scores, counts
 
     def _run_batch(
         self,
@@ -234,10 +277,9 @@ class Index:
         queries: SparseBatch,
         k: int,
         n_workers: int,
-        out_docs: np.ndarray,
-        out_scores: np.ndarray,
-        counts: np.ndarray,
+        out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     ) -> None:
+        out_docs, out_scores, counts, thresholds = out
         q = (queries.indptr, queries.term_ids, queries.weights)
         if params.mode == "exact":
             _search_batch(
@@ -252,10 +294,21 @@ class Index:
                 out_scores,
                 counts,
                 self.scan_ratio,
+                self.live,
+                thresholds,
             )
             return
         _bmp_search_batch(
-            *self._bmp_args(), *q, k, np.float32(params.alpha), n_workers, out_docs, out_scores, counts
+            *self._bmp_args(),
+            *q,
+            k,
+            np.float32(params.alpha),
+            n_workers,
+            out_docs,
+            out_scores,
+            counts,
+            self.live,
+            thresholds,
         )
 
     def _bmp_args(self) -> BmpArgs:
@@ -287,6 +340,24 @@ def max_threads() -> int:
     """Numba's thread pool size (``NUMBA_NUM_THREADS``, default: all cores). numba.config sets its
     attributes from the environment at import, so mypy cannot see them."""
     return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+
+
+def prune_batch(queries: SparseBatch, params: SearchParams) -> SparseBatch:
+    """Query-term pruning of a batch (approx mode with ``beta < 1``; else the batch itself)."""
+    if params.mode == "exact" or params.beta >= 1:
+        return queries
+    return SparseBatch.from_rows(
+        _prune_terms(*queries.row(i), _keep(int(n), params.beta)) for i, n in enumerate(queries.row_nnz())
+    )
+
+
+def prune_query(
+    terms: NDArray[np.int32], weights: NDArray[np.float32], params: SearchParams
+) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """Query-term pruning of one checked query (block-max modes; beta = 1 keeps every term)."""
+    if params.mode == "exact" or not len(terms):
+        return terms, weights
+    return _prune_terms(terms, weights, _keep(len(terms), params.beta))  # type: ignore[no-any-return]
 
 
 def _keep(n_terms: int, beta: float) -> int:

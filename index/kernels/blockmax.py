@@ -35,6 +35,11 @@ its block's bound when maxima are exact (``ub_ratio == 1``, uint8 indexes); for
 coarser maxima the bound is multiplied by ``ub_slack > 1``. Scored documents get
 bit-identical scores, and the stop test is strict, so a document tying the k-th
 score with a smaller doc id is never skipped.
+
+Live indexes: ``live`` (uint8[n_docs], 1 = live; empty: all live) keeps deleted
+documents out of the heap, and ``thr`` (the k-th score of earlier segments, 0
+otherwise) both filters documents (they must beat it strictly) and stops the scan
+once ``thr >= alpha x`` the best bound left: no document left can beat it.
 """
 
 from __future__ import annotations
@@ -178,6 +183,8 @@ def _bmp_query(
     out_docs,
     out_scores,
     counters,
+    live,
+    thr,
 ):
     """One query. ``postings`` = (term_ptr, doc_ids, impacts); ``bmx`` = (row_of, dense_max, dense_base,
     dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before); ``ws`` from _workspace, clean
@@ -215,10 +222,12 @@ def _bmp_query(
     counters[1] += n_cand
     size = 0
     bucket = 0
+    all_live = live.shape[0] == 0
     for pos in range(n_cand):
         while pos >= bucket_ptr[bucket + 1]:
             bucket += 1
-        if size == k and hs[0] > alpha * (bucket_max[bucket] * ub_slack):
+        bound = alpha * (bucket_max[bucket] * ub_slack)
+        if (size == k and hs[0] > bound) or thr >= bound:
             break
         counters[0] += 1
         b = order[pos]
@@ -241,7 +250,8 @@ def _bmp_query(
         for j in range(block_size):
             s = acc[j]
             if s > 0:
-                size = heap_offer(hs, hd, size, k, s, base + j)
+                if s > thr and (all_live or live[base + j]):
+                    size = heap_offer(hs, hd, size, k, s, base + j)
                 acc[j] = 0
     ub[:] = 0
     head[:] = -1
@@ -265,7 +275,7 @@ def _workspace(n_blocks, block_size, k):
 
 @njit(cache=True, nogil=True)
 def _bmp_search_one(
-    postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha, counters
+    postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha, counters, live, thr
 ):
     ws = _workspace(n_blocks, block_size, k)
     out_docs = np.empty(k, np.int32)
@@ -284,6 +294,8 @@ def _bmp_search_one(
         out_docs,
         out_scores,
         counters,
+        live,
+        thr,
     )
     return out_docs[:n], out_scores[:n]
 
@@ -305,6 +317,8 @@ def _bmp_search_batch(
     out_docs,
     out_scores,
     out_counts,
+    live,
+    thresholds,
 ):
     """Queries in parallel: worker c takes queries c, c + n_workers, ... with its own workspace."""
     n_queries = q_indptr.shape[0] - 1
@@ -328,6 +342,8 @@ def _bmp_search_batch(
                 out_docs[q],
                 out_scores[q],
                 counters,
+                live,
+                thresholds[q],
             )
 
 
