@@ -192,7 +192,7 @@ class Index:
             return np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE)
         thr = np.float32(threshold)
         if params.mode == "exact":
-            return _search_one(  # type: ignore[no-any-return]
+            return _search_one(
                 self.term_ptr,
                 self.doc_ids,
                 self.impacts,
@@ -204,7 +204,7 @@ class Index:
                 self.live,
                 thr,
             )
-        return _bmp_search_one(  # type: ignore[no-any-return]
+        return _bmp_search_one(
             *self._bmp_args(),
             terms,
             weights,
@@ -357,7 +357,7 @@ def prune_query(
     """Query-term pruning of one checked query (block-max modes; beta = 1 keeps every term)."""
     if params.mode == "exact" or not len(terms):
         return terms, weights
-    return _prune_terms(terms, weights, _keep(len(terms), params.beta))  # type: ignore[no-any-return]
+    return _prune_terms(terms, weights, _keep(len(terms), params.beta))
 
 
 def _keep(n_terms: int, beta: float) -> int:
