@@ -129,6 +129,11 @@ class Index:
         return {term: i for i, term in enumerate(self.vocab)}
 
     @property
+    def encoder_dir(self) -> Path:
+        """Where the query encoder's files are (inference-free: tokenizer, weight table)."""
+        return self.path
+
+    @property
     def nbytes(self) -> int:
         """Bytes on disk of the whole index directory."""
         return directory_bytes(self.path)

@@ -162,10 +162,10 @@ class SegmentedIndex(Index):
         parts = [s.live.astype(bool) if len(s.live) else np.ones(s.n_docs, bool) for s in self.segments]
         return np.concatenate(parts) if parts else np.zeros(0, bool)
 
-    def segment_of(self, doc: int) -> tuple[Index, int]:
-        """The segment holding global doc id ``doc`` and its local id there."""
+    def segment_of(self, doc: int) -> tuple[int, int]:
+        """The position of the segment holding global doc id ``doc``, and its local id there."""
         i = int(np.searchsorted(self.bases, doc, side="right")) - 1
-        return self.segments[i], int(doc - self.bases[i])
+        return i, int(doc - self.bases[i])
 
     def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
         params = SearchParams(mode, alpha, beta)

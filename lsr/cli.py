@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lsr import __version__
 from lsr.cli_flags import common_flags, search_mode_flags
@@ -24,6 +25,9 @@ from lsr.errors import LsrError
 from lsr.eval.cli import add_eval_modes, eval_command
 from lsr.index.io import ArtifactError
 from lsr.train.config import load_train_config
+
+if TYPE_CHECKING:
+    from lsr.live import LiveIndex
 
 logger = logging.getLogger("lsr")
 
@@ -46,7 +50,86 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serve_parser(sub)
     _add_train_parsers(sub)
+    _add_live_parsers(sub)
     return parser
+
+
+def _add_live_parsers(sub: argparse._SubParsersAction) -> None:
+    """``lsr add``, ``delete``, ``merge``, ``info``: a live index (see lsr.live)."""
+    p = sub.add_parser("add", help="add or update documents in an index (encoded with its own encoder)")
+    p.add_argument("--index", required=True, help="index directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", help="BEIR folder or corpus .jsonl[.gz]; an existing id is an update")
+    src.add_argument("--vectors", help="pre-encoded sparse-vector JSONL ({id, vector: {term: weight}})")
+    common_flags(p)
+    p = sub.add_parser("delete", help="delete documents from an index by id")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--ids", required=True, help="file of doc ids: one per line, or a JSON list")
+    common_flags(p)
+    p = sub.add_parser("merge", help="merge an index's segments into one, without deleted documents")
+    p.add_argument("--index", required=True, help="index directory")
+    common_flags(p)
+    p = sub.add_parser("info", help="segments, live and deleted documents, sizes and encoder of an index")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--json", action="store_true", help="print the info as JSON")
+    common_flags(p)
+
+
+def _live(args: argparse.Namespace) -> LiveIndex:
+    from lsr.index.writer import MergePolicy
+    from lsr.live import LiveIndex
+
+    cfg = _config(args, [])
+    return LiveIndex(args.index, MergePolicy(cfg.index.max_segments, cfg.index.max_deleted))
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from lsr.live import read_sparse_vectors
+
+    live = _live(args)
+    if args.vectors:
+        result = live.add_vectors(*read_sparse_vectors(args.vectors))
+    else:
+        result = live.add_corpus(args.corpus, _progress(args))
+    updated = (
+        f"; {len(result.updated)} existing id(s) updated (old versions deleted)" if result.updated else ""
+    )
+    print(f"added {len(result.added)} new doc(s){updated} -> {args.index} (generation {result.generation})")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from lsr.live import read_ids
+
+    result = _live(args).delete(read_ids(args.ids))
+    print(f"deleted {len(result.deleted)} doc(s) -> {args.index} (generation {result.generation})")
+    if result.unknown:
+        print(f"{len(result.unknown)} id(s) not in the index, nothing done for them: {result.unknown[:10]}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    result = _live(args).merge(_progress(args))
+    print(f"merged {len(result.merged)} segment(s) into one -> {args.index} (generation {result.generation})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    info = _live(args).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(
+        f"{info['path']}: generation {info['generation']}, {len(info['segments'])} segment(s), "
+        f"{info['n_docs']} live docs, {info['n_deleted']} deleted, {info['n_terms']} terms, "
+        f"{info['bytes'] / 1e6:.2f} MB, encoder {info['encoder']}"
+    )
+    for seg in info["segments"]:
+        size = f", {seg['bytes'] / 1e6:.2f} MB" if "bytes" in seg else ""
+        print(f"  {seg['name']}: {seg['n_docs']} docs, {seg['n_deleted']} deleted{size}")
+    return 0
 
 
 def _add_search_parser(sub: argparse._SubParsersAction) -> None:
@@ -585,6 +668,7 @@ COMMANDS = {
 }
 COMMANDS.update({"train": cmd_train, "train-prepare": cmd_train_prepare})
 COMMANDS["tune-fusion"] = cmd_tune_fusion
+COMMANDS.update({"add": cmd_add, "delete": cmd_delete, "merge": cmd_merge, "info": cmd_info})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from lsr.dense.stage import DenseStage
 from lsr.encoders import QueryEncoder, load_query_encoder
 from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch, max_threads
+from lsr.index.segments import SegmentedIndex, open_index
 from lsr.index.sparse import concat
 from lsr.index.topk import top_k
 from lsr.timing import latency_summary, time_queries
@@ -206,8 +207,8 @@ class Searcher:
     """An index, its query encoder and (when it has one) its dense stage, searched through plans."""
 
     def __init__(self, index_dir: str | Path):
-        self.index = Index.load(index_dir)
-        self.docstore = DocStore(index_dir) if DocStoreWriter.files(Path(index_dir)) else None
+        self.index: Index = open_index(index_dir)
+        self.docstore = _docstore(self.index)
         self._open_lock = threading.Lock()  # lazy opening of the encoders and the dense stage
         name = self.index.meta.get("encoder", {}).get("name")
         self._sparse_lock: Any = (
@@ -230,7 +231,9 @@ class Searcher:
     def query_encoder(self) -> QueryEncoder:
         return self._once(
             "query_encoder",
-            lambda: load_query_encoder(self.index.meta["encoder"], self.index.term_index, self.index.path),
+            lambda: load_query_encoder(
+                self.index.meta["encoder"], self.index.term_index, self.index.encoder_dir
+            ),
         )
 
     @property
@@ -487,6 +490,26 @@ def warn_empty(qids: Sequence[str], queries: Queries) -> None:
             logger.warning(
                 "%d of %d queries have no term in the index vocabulary; they return nothing", empty, len(qids)
             )
+
+
+class SegmentDocStore:
+    """The docstores of a live index's segments, by global internal doc id (empty fields for a segment
+    without one)."""
+
+    def __init__(self, index: SegmentedIndex):
+        self.index = index
+        self.stores = [DocStore(s.path) if DocStoreWriter.files(s.path) else None for s in index.segments]
+
+    def get(self, doc: int) -> dict[str, Any]:
+        i, local = self.index.segment_of(doc)
+        store = self.stores[i]
+        return store.get(local) if store is not None else {}
+
+
+def _docstore(index: Index) -> DocStore | SegmentDocStore | None:
+    if isinstance(index, SegmentedIndex):
+        return SegmentDocStore(index)
+    return DocStore(index.path) if DocStoreWriter.files(index.path) else None
 
 
 def _need(part: T | None, name: str) -> T:
