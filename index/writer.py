@@ -43,6 +43,7 @@ from lsr.index.manifest import (
     SegmentEntry,
     fsync_dir,
     fsync_tree,
+    generations,
     read_manifest,
     read_tombstones,
     segment_dir,
@@ -120,7 +121,7 @@ class IndexWriter:
         self._lock.__enter__()
         try:
             self._load(read_manifest(self.path) or self._plain_manifest())
-            self.cleanup()
+            self.cleanup(keep=self._previous())
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -148,6 +149,14 @@ class IndexWriter:
         }
         entry = SegmentEntry(ROOT_SEGMENT, root.meta["uid"], root.n_docs)
         return Manifest(0, [entry], 1, settings)
+
+    def _previous(self) -> Manifest | None:
+        """The generation before the current one, if its manifest is still here and readable."""
+        gens = [g for g in generations(self.path) if g < self.generation]
+        try:
+            return read_manifest(self.path, gens[-1]) if gens else None
+        except ArtifactError:
+            return None
 
     def _load(self, manifest: Manifest) -> None:
         self.manifest = manifest
