@@ -99,6 +99,11 @@ class LiveIndex:
         text)}`` for the docstore. New terms are refused for a fixed (transformer) vocabulary."""
         with self.writer() as w:
             encoder = w.sections().get("encoder", {}).get("name", "external")
+            if encoder == "bm25":
+                raise LsrError(
+                    f"{self.path} is a BM25 index: its impacts need the collection statistics, so it takes "
+                    "documents as text (add_corpus, lsr add --corpus), not pre-encoded vectors"
+                )
             vocab = list(w.vocab)
             ids = list(vectors)
             batch = _vectors_batch(vectors, vocab, encoder in GROWING_VOCABULARIES)
