@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lsr.index.io import ArtifactError, directory_bytes
+from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+from lsr.index.io import ArtifactError, directory_bytes, read_meta
 from lsr.index.manifest import Manifest, read_manifest, read_tombstones, segment_dir
 from lsr.index.search import Index, SearchParams, SearchResult, prune_batch, prune_query
 from lsr.index.sparse import SCORE_DTYPE, SparseBatch
@@ -56,6 +57,23 @@ def open_index(path: str | Path, mmap: bool = True) -> Index | SegmentedIndex:
     if manifest is None:
         return Index.load(path, mmap=mmap)
     return SegmentedIndex.open(path, manifest, mmap=mmap)
+
+
+def index_meta(path: str | Path) -> dict[str, Any]:
+    """An index's meta without loading it: a plain index's ``meta.json``; for a live index, its last
+    segment's, with ``n_docs`` the live documents and a ``live`` section (generation, segments)."""
+    path = Path(path)
+    manifest = read_manifest(path) if path.is_dir() else None
+    if manifest is None:
+        return read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+    last = manifest.segments[-1]
+    meta = read_meta(segment_dir(path, last.name), INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+    n_live = sum(e.n_docs - e.n_deleted for e in manifest.segments)
+    return {
+        **meta,
+        "n_docs": n_live,
+        "live": {"generation": manifest.generation, "segments": len(manifest.segments)},
+    }
 
 
 def load_segment(index_dir: Path, entry: Any, mmap: bool = True) -> Index:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from lsr.config import Config, from_dict
+from lsr.data.corpus import Doc
 from lsr.errors import DataFormatError, IndexLockedError, LsrError, VocabularyMismatchError
 from lsr.index import SparseBatch
 from lsr.index.docstore import DocStore, DocStoreWriter
@@ -113,14 +114,24 @@ class LiveIndex:
             return result
 
     def add_corpus(self, corpus: str | Path, progress: bool = False) -> WriteResult:
-        """Encode a corpus with the index's own encoder (rebuilt from its meta) and add it."""
+        """Encode a corpus (BEIR folder, JSONL) with the index's own encoder and add it."""
+        return self.add_documents(_nonempty(list(_open_corpus(corpus)), str(corpus)), progress)
+
+    def add_documents(self, docs: Sequence[Doc], progress: bool = False) -> WriteResult:
+        """Encode documents with the index's own encoder (rebuilt from its meta) and add them; an
+        existing id is an update.
+
+        Raises:
+            DataFormatError: a document with no text.
+        """
+        docs = _nonempty(list(docs), "the documents")
         with self.writer() as w:
             config = index_config(w)
             tmp = self.path / f".add-{uuid.uuid4().hex[:8]}"
             try:
-                batch, ids, vocab, docs, stats = _encode_for(w, config, corpus, tmp, progress)
+                batch, ids, vocab, stored, stats = _encode_for(w, config, docs, tmp, progress)
                 grow = config.encoder.name in GROWING_VOCABULARIES
-                result = w.add(batch, ids, vocab, docs, grow_vocab=grow, stats=stats)
+                result = w.add(batch, ids, vocab, stored, grow_vocab=grow, stats=stats)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             w.maybe_merge()
@@ -182,9 +193,9 @@ def _vectors_batch(vectors: Mapping[str, Mapping[str, float]], vocab: list[str],
 
 
 def _encode_for(
-    w: IndexWriter, config: Config, corpus: str | Path, tmp: Path, progress: bool
+    w: IndexWriter, config: Config, docs: list[Doc], tmp: Path, progress: bool
 ) -> tuple[SparseBatch, list[str], list[str], Docs | None, dict[str, Any]]:
-    """Encode ``corpus`` into ``tmp`` with the index's encoder; (batch, ids, vocab, docs, stats)."""
+    """Encode ``docs`` into ``tmp`` with the index's encoder; (batch, ids, vocab, docs, stats)."""
     from lsr.encode import encode_documents
     from lsr.encoders import make_encoder
     from lsr.vectors import Vectors, VectorWriter
@@ -192,7 +203,6 @@ def _encode_for(
     encoder = make_encoder(config.encoder)
     if config.encoder.name == "bm25":
         encoder.seed_vocab(w.vocab)  # type: ignore[attr-defined]
-    docs = _nonempty_corpus(corpus)
     stats: dict[str, Any] = {}
     with VectorWriter(tmp, config.encoder.shard_docs, store_docs=True, overwrite=True) as writer:
         encode_documents(encoder, docs, writer, progress)
@@ -205,15 +215,18 @@ def _encode_for(
     return batch, ids, list(encoder.vocab), _read_docs(tmp, len(ids)), stats
 
 
-def _nonempty_corpus(corpus: str | Path) -> list[Any]:
-    """The corpus documents; a document with no text at all is refused (nothing to index)."""
+def _open_corpus(corpus: str | Path) -> list[Doc]:
     from lsr.data.corpus import open_corpus
 
-    docs = list(open_corpus(corpus))
+    return list(open_corpus(corpus))
+
+
+def _nonempty(docs: list[Doc], where: str) -> list[Doc]:
+    """``docs``; a document with no text at all is refused (nothing to index)."""
     empty = [d.id for d in docs if not d.contents.strip()]
     if empty:
         raise DataFormatError(
-            f"{len(empty)} document(s) in {corpus} have no text (e.g. {empty[:3]}): nothing to index; "
+            f"{len(empty)} document(s) in {where} have no text (e.g. {empty[:3]}): nothing to index; "
             "give them a title or text, or leave them out"
         )
     return docs

@@ -41,8 +41,7 @@ from uvicorn.supervisors import Multiprocess
 from lsr import __version__
 from lsr.config import ServiceConfig
 from lsr.index import SearchParams, SearchResult
-from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
-from lsr.index.io import read_meta
+from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
 from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
@@ -253,6 +252,20 @@ class ReloadRequest(_Body):
     path: StrictStr | None = None
 
 
+class DocIn(_Body):
+    """A document to add or update: ``text`` (and ``title``), encoded by the index's own encoder, or a
+    pre-encoded sparse ``vector`` ({term: weight > 0})."""
+
+    id: StrictStr
+    title: StrictStr = ""
+    text: StrictStr | None = None
+    vector: dict[str, Number] | None = None
+
+
+class DocsRequest(_Body):
+    docs: list[DocIn]
+
+
 # --- the service ----------------------------------------------------------------------------------
 
 
@@ -270,6 +283,7 @@ class Service:
         self.started = time.time()
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="lsr-search")
         self.reload_locks: dict[str, asyncio.Lock] = {}
+        self.write_locks: dict[str, asyncio.Lock] = {}
         self._load_task: asyncio.Task | None = None
 
     # loading -------------------------------------------------------------------------------------
@@ -331,6 +345,24 @@ class Service:
         self.metrics.reloads.labels(name, "ok").inc()
         logger.info("index %r reloaded: generation %d from %s", name, new.generation, new.path)
         return {"previous": {"path": old.path, "generation": old.generation}, **new.describe()}
+
+    async def write(self, served: ServedIndex, fn: Callable[[Any], Any]) -> Any:
+        """``fn(LiveIndex)`` (one write, committed and durable when it returns), then the served index
+        reopened at the new generation, so the write is searchable when the answer is sent."""
+        from lsr.errors import IndexLockedError, LsrError
+        from lsr.live import LiveIndex
+
+        lock = self.write_locks.setdefault(served.name, asyncio.Lock())
+        async with lock:
+            try:
+                result = await asyncio.to_thread(fn, LiveIndex(served.path))
+            except IndexLockedError as exc:
+                raise ApiError(409, str(exc)) from None
+            except (LsrError, ValueError) as exc:
+                raise ApiError(400, f"index {served.name!r} unchanged: {exc}") from None
+            if result.generation != getattr(served.index, "generation", 0):
+                await self.reload(served.name, None)
+        return result
 
     # searching -----------------------------------------------------------------------------------
 
@@ -605,6 +637,7 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
     _add_search_route(app, service)
     _add_batch_route(app, service)
     _add_doc_routes(app, service)
+    _add_write_routes(app, service)
     _add_middleware(app, service)
     return app
 
@@ -777,13 +810,63 @@ def _add_doc_routes(app: FastAPI, service: Service) -> None:
         return {"index": served.name, **doc, "id": doc_id}
 
 
+def _add_write_routes(app: FastAPI, service: Service) -> None:
+    @app.post("/v1/indexes/{name}/docs", tags=["docs"])
+    async def upsert_docs(name: str, body: DocsRequest, request: Request) -> dict[str, Any]:
+        """Add documents (an existing id is an update): text, encoded by the index's own encoder, or
+        pre-encoded vectors. Answered once the write is committed and durable; searchable by then."""
+        served = service.get(name)
+        request.state.index = name
+        _check_docs(body.docs)
+        result = await service.write(served, lambda live: _upsert(live, body.docs))
+        return {
+            "index": name,
+            "generation": result.generation,
+            "added": result.added,
+            "updated": result.updated,
+        }
+
+    @app.delete("/v1/indexes/{name}/docs/{doc_id:path}", tags=["docs"])
+    async def delete_doc(name: str, doc_id: str, request: Request) -> dict[str, Any]:
+        """Delete a document by id (404, nothing changed, for an unknown id)."""
+        served = service.get(name)
+        request.state.index = name
+        result = await service.write(served, lambda live: live.delete([doc_id]))
+        if result.unknown:
+            raise ApiError(404, f"unknown doc id {doc_id!r} in index {name!r}; nothing changed")
+        return {"index": name, "generation": result.generation, "deleted": result.deleted}
+
+
+def _check_docs(docs: list[DocIn]) -> None:
+    if not docs:
+        raise ApiError(422, "give at least one document in 'docs'")
+    for i, doc in enumerate(docs):
+        if (doc.text is None) == (doc.vector is None):
+            raise ApiError(422, f"docs[{i}] ({doc.id!r}): give exactly one of 'text' or 'vector'")
+        if doc.text is not None and not (doc.title + doc.text).strip():
+            raise ApiError(422, f"docs[{i}] ({doc.id!r}): the document has no text")
+    if len({doc.id for doc in docs}) != len(docs):
+        raise ApiError(422, "a document id repeats within the request: give each document once")
+    if len({doc.text is None for doc in docs}) > 1:
+        raise ApiError(422, "give either texts or vectors in one request, not both")
+
+
+def _upsert(live: Any, docs: list[DocIn]) -> Any:
+    from lsr.data.corpus import Doc
+
+    if docs[0].vector is not None:
+        vectors = {d.id: {t: float(w) for t, w in (d.vector or {}).items()} for d in docs}
+        return live.add_vectors(vectors, {d.id: (d.title, "") for d in docs})
+    return live.add_documents([Doc(d.id, d.title, d.text or "") for d in docs])
+
+
 def _add_middleware(app: FastAPI, service: Service) -> None:
     app.add_middleware(ServiceMiddleware, service=service)
     if service.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(service.settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
 
@@ -818,5 +901,6 @@ def serve(settings: ServiceConfig, log_level: str = "info") -> None:
 
 
 def index_summary(path: str | Path) -> dict[str, Any]:
-    """Meta of an index directory, read without loading it (``lsr serve`` checks paths up front)."""
-    return read_meta(Path(path), INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+    """Meta of an index directory (plain or live), read without loading it (``lsr serve`` checks paths
+    up front)."""
+    return index_meta(path)
