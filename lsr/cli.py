@@ -144,6 +144,14 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
         "--k", type=int, help="results per query (search.k; default 10 for a text query, 1000 for --queries)"
     )
     p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
+    p.add_argument(
+        "--from",
+        dest="offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="paging: skip the first N results (ranks N+1..N+k; order score, then doc id)",
+    )
     search_mode_flags(p)
     p.add_argument(
         "--stats",
@@ -443,12 +451,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     extra += [f"search.rerank_depth={args.depth}"] if args.depth is not None else []
     cfg = _config(args, extra)
     searcher = Searcher(args.index)
-    plan = Plan.from_config(cfg.search)
+    plan = Plan.from_config(cfg.search, offset=args.offset)
     searcher.check(plan)  # fail before any work
     if args.query:
         k = args.k or 10  # one text query: the whole sparse top max(k, depth) is re-scored
         text_plan = dataclasses.replace(plan, k=k, depth=max(k, plan.depth))
-        for hit in searcher.hits(searcher.search(args.query, text_plan)):
+        for hit in searcher.hits(searcher.search(args.query, text_plan), offset=plan.offset):
             print(f"{hit.rank:>4}  {hit.doc_id:<20} {hit.score:10.4f}  {hit.title[:80]}")
         return 0
     return _search_queries(args, cfg, searcher, plan)

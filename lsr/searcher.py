@@ -70,6 +70,8 @@ class Plan:
     dense-float (stored float vectors) re-scoring of the first stage's top ``depth`` (the first stage
     fetches ``max(k, depth)``). ``fusion`` / ``fusion_weight``: "auto" / negative take the values
     stored in the dense meta. ``threads`` (0: all cores) and ``batch_size``: the sparse batch kernel.
+    ``offset`` (paging, "from"): skip that many results; ranks ``offset + 1 .. offset + k`` come back,
+    in the one order (score desc, then doc id asc), so consecutive pages never repeat a document.
     """
 
     k: int = 10
@@ -83,9 +85,11 @@ class Plan:
     fusion_weight: float = -1.0
     threads: int = 0
     batch_size: int = 1024
+    offset: int = 0
 
     def __post_init__(self) -> None:
         _check_int("k", self.k, 1)
+        _check_int("offset", self.offset, 0)
         _check_choice("first_stage", self.first_stage, FIRST_STAGES)
         _check_choice("rerank", self.rerank, RERANKS)
         _check_int("depth", self.depth, 1)
@@ -126,8 +130,9 @@ class Plan:
 
     @property
     def fetch(self) -> int:
-        """Results the first stage returns: ``max(k, depth)`` with a re-rank, else ``k``."""
-        return max(self.k, self.depth) if self.rerank != "none" else self.k
+        """Results the first stage returns: ``max(offset + k, depth)`` with a re-rank, else ``offset + k``."""
+        end = self.offset + self.k
+        return max(end, self.depth) if self.rerank != "none" else end
 
     def kernel_kwargs(self) -> dict[str, Any]:
         return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta}
@@ -393,8 +398,9 @@ class Searcher:
         """Each result's top ``plan.depth`` re-scored by the dense stage and fused (float64 scores); the
         rest follow in their order below the lowest fused score (``floor - r / (len(tail) + 1)``); cut
         to ``plan.k``. ``rerank="none"``: the results cut to ``plan.k``."""
+        page = slice(plan.offset, plan.offset + plan.k)
         if plan.rerank == "none":
-            return [SearchResult(r.docs[: plan.k], r.scores[: plan.k]) for r in results]
+            return [SearchResult(r.docs[page], r.scores[page]) for r in results]
         dense = self.require_dense(plan.rerank)
         method, weight = dense.resolve_fusion(plan.fusion, plan.fusion_weight)
         emb = _need(queries.dense, "dense")
@@ -408,8 +414,8 @@ class Searcher:
             below = floor - np.arange(len(tail), dtype=np.float64) / (len(tail) + 1)
             out.append(
                 SearchResult(
-                    np.concatenate([docs, np.asarray(tail, dtype=np.int64)])[: plan.k],
-                    np.concatenate([fused, below])[: plan.k],
+                    np.concatenate([docs, np.asarray(tail, dtype=np.int64)])[page],
+                    np.concatenate([fused, below])[page],
                 )
             )
         return out
@@ -443,14 +449,15 @@ class Searcher:
             for qid, r in zip(qids, results, strict=True)
         }
 
-    def hits(self, result: SearchResult, fields: Sequence[str] = ("title",)) -> list[Hit]:
+    def hits(self, result: SearchResult, fields: Sequence[str] = ("title",), offset: int = 0) -> list[Hit]:
         """Ranked hits with external ids, scores as float32 values, and the docstore ``fields`` (when
-        the index has a docstore; ``title`` also goes to ``Hit.title``)."""
+        the index has a docstore; ``title`` also goes to ``Hit.title``); ranks start at ``offset + 1``
+        (a page of a paged plan)."""
         keys = self.index.doc_keys
         store = self.docstore if fields else None
         hits = []
         scores = np.asarray(result.scores).astype(np.float32).tolist()
-        for rank, (d, s) in enumerate(zip(result.docs.tolist(), scores, strict=True), start=1):
+        for rank, (d, s) in enumerate(zip(result.docs.tolist(), scores, strict=True), start=offset + 1):
             doc = store.get(d) if store is not None else {}
             values = {f: doc.get(f, "") for f in fields} if store is not None else {}
             hits.append(Hit(rank, keys[d], s, values.get("title", ""), values))

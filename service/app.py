@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 from uvicorn.supervisors import Multiprocess
@@ -141,17 +141,18 @@ def load_served_index(
     return served
 
 
-def request_plan(k: int, params: SearchParams, rerank: str) -> Plan:
-    """The plan of a request: one query's sparse top ``max(k, 100)`` re-scored whole by a dense re-rank;
-    each search on one thread (the pool runs requests side by side)."""
+def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0) -> Plan:
+    """The plan of a request: one query's sparse top ``max(offset + k, 100)`` re-scored whole by a dense
+    re-rank; each search on one thread (the pool runs requests side by side); ``offset``: paging."""
     return Plan(
         k=k,
         mode=params.mode,
         alpha=params.alpha,
         beta=params.beta,
         rerank=rerank,
-        depth=max(k, 100),
+        depth=max(offset + k, 100),
         threads=1,
+        offset=offset,
     )
 
 
@@ -170,7 +171,8 @@ def search_served(
         if len(texts) != len(queries):  # Service.check_query refuses these before the pool
             raise ValueError(f"rerank {plan.rerank!r} needs a text query, not a vector")
         return [
-            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields)} for q in texts
+            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields, plan.offset)}
+            for q in texts
         ]
     parts = [
         searcher.encode(Queries(texts=[q]), plan)
@@ -180,7 +182,7 @@ def search_served(
     ]
     results = searcher.search_batch(Queries.concat(parts), plan)
     return [
-        _answer(served, part, vector, result, fields)
+        _answer(served, part, vector, result, fields, plan.offset)
         for part, (_, vector), result in zip(parts, queries, results, strict=True)
     ]
 
@@ -191,11 +193,12 @@ def _answer(
     vector: dict[str, float] | None,
     result: SearchResult,
     fields: list[str],
+    offset: int = 0,
 ) -> dict[str, Any]:
     assert query.sparse is not None
     out: dict[str, Any] = {
         "query_terms": int(query.sparse.row_nnz()[0]),
-        "hits": _hits(served, result, fields),
+        "hits": _hits(served, result, fields, offset),
     }
     if vector is not None:
         ti = served.index.term_index
@@ -205,10 +208,12 @@ def _answer(
     return out
 
 
-def _hits(served: ServedIndex, result: SearchResult, fields: list[str]) -> list[dict[str, Any]]:
+def _hits(
+    served: ServedIndex, result: SearchResult, fields: list[str], offset: int = 0
+) -> list[dict[str, Any]]:
     return [
         {"rank": h.rank, "id": h.doc_id, "score": h.score, **h.fields}
-        for h in served.searcher.hits(result, fields)
+        for h in served.searcher.hits(result, fields, offset)
     ]
 
 
@@ -218,12 +223,13 @@ Number = StrictFloat | StrictInt
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class SearchOptions(_Body):
     index: StrictStr | None = None
     k: StrictInt = 10
+    offset: StrictInt = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
     mode: Literal["exact", "safe", "approx"] = "exact"
     alpha: Number = 1.0
     beta: Number = 1.0
@@ -388,6 +394,8 @@ class Service:
         s = self.settings
         if body.k < 1 or body.k > s.max_k:
             raise ApiError(422, f"k = {body.k} must lie in [1, {s.max_k}]")
+        if body.offset < 0 or body.offset + body.k > s.max_k:
+            raise ApiError(422, f"from = {body.offset} must be >= 0, and from + k at most {s.max_k}")
         try:
             params = SearchParams(body.mode, float(body.alpha), float(body.beta))
         except ValueError as exc:
@@ -742,7 +750,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
             served,
             body.query,
             body.vector,
-            request_plan(body.k, params, body.rerank),
+            request_plan(body.k, params, body.rerank, body.offset),
             service.fields_of(served, body),
         )
         service.metrics.queries.labels(served.name).inc()
@@ -772,7 +780,7 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
         for i, q in enumerate(body.queries):
             service.check_query(q.query, q.vector, body.rerank, where=f"queries[{i}]: ")
         fields = service.fields_of(served, body)
-        plan = request_plan(body.k, params, body.rerank)
+        plan = request_plan(body.k, params, body.rerank, body.offset)
         start = time.perf_counter()
         parts = max(1, min(service.settings.threads, n))
         chunks = [body.queries[i::parts] for i in range(parts)]  # round robin over the pool's threads

@@ -69,3 +69,13 @@ def test_bad_documents_are_refused(client):
         response = client.post("/v1/indexes/t/docs", json={"docs": docs})
         assert response.status_code == status, (docs, response.text)
     assert _ids(client, "cat") == ["d0"]
+
+
+def test_search_pages(client):
+    first = client.post("/v1/search", json={"query": "cat mat dog", "k": 1}).json()["hits"]
+    second = client.post("/v1/search", json={"query": "cat mat dog", "k": 1, "from": 1}).json()["hits"]
+    both = client.post("/v1/search", json={"query": "cat mat dog", "k": 2}).json()["hits"]
+    assert [h["id"] for h in first + second] == [h["id"] for h in both]
+    assert second[0]["rank"] == 2
+    bad = client.post("/v1/search", json={"query": "cat", "k": 1, "from": -1})
+    assert bad.status_code == 422

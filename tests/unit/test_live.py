@@ -87,3 +87,22 @@ def test_read_ids(tmp_path):
     (tmp_path / "b.json").write_text('["p", "q"]')
     assert read_ids(tmp_path / "a.txt") == ["x", "y"]
     assert read_ids(tmp_path / "b.json") == ["p", "q"]
+
+
+def test_paging_never_repeats_and_keeps_the_order(tmp_path):
+    corpus = tmp_path / "p.jsonl"
+    texts = ["cat", "cat cat", "cat dog", "dog", "cat mat", "cat cat cat", "mat", "cat bird", "bird"]
+    corpus.write_text(
+        "".join(json.dumps({"_id": f"p{i}", "title": "", "text": t}) + "\n" for i, t in enumerate(texts))
+    )
+    out = tmp_path / "idx"
+    assert main(["index", "--corpus", str(corpus), "--encoder", "bm25", "--out", str(out), "--quiet"]) == 0
+    LiveIndex(out).delete(["p1"])  # a live index pages the same way
+    searcher = Searcher(out)
+    for mode in ("exact", "safe"):
+        full = searcher.search("cat", Plan(k=10, mode=mode))
+        pages = [searcher.search("cat", Plan(k=2, offset=o, mode=mode)) for o in (0, 2, 4, 6)]
+        assert [d for p in pages for d in p.docs.tolist()] == full.docs.tolist()
+        assert [h.rank for h in searcher.hits(pages[1], offset=2)] == [3, 4]
+    with pytest.raises(ValueError, match="offset"):
+        Plan(offset=-1)
