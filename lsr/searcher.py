@@ -243,7 +243,10 @@ class Searcher:
 
     @property
     def dense(self) -> DenseStage | None:
-        """The index's dense stage (``<index>/dense``), opened on first use; None if it has none."""
+        """The index's dense stage (``<index>/dense``), opened on first use; None if it has none, or if the
+        index is live (its documents changed since the stage was built: no dense stage over segments)."""
+        if isinstance(self.index, SegmentedIndex):
+            return None
         return self._once("dense", lambda: DenseStage.open(self.index.path, self.index.doc_keys))
 
     def require_dense(self, what: str = "dense") -> DenseStage:
