@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, directory_bytes, read_meta
 from lsr.index.manifest import Manifest, read_manifest, read_tombstones, segment_dir
-from lsr.index.search import Index, SearchParams, SearchResult, prune_batch, prune_query
+from lsr.index.search import Index, SearchResult, prune_batch, prune_query
 from lsr.index.sparse import SCORE_DTYPE, SparseBatch
 from lsr.index.topk import top_k
 
@@ -185,12 +185,6 @@ class SegmentedIndex(Index):
         i = int(np.searchsorted(self.bases, doc, side="right")) - 1
         return i, int(doc - self.bases[i])
 
-    def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
-        params = SearchParams(mode, alpha, beta)
-        for seg in self.segments:
-            seg._check_params(mode, alpha, beta)
-        return params
-
     def search(
         self,
         q_terms: Any,
@@ -205,35 +199,13 @@ class SegmentedIndex(Index):
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
-        docs: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
-        threshold = 0.0
-        for seg, base in zip(self.segments, self.bases.tolist(), strict=False):
+        best = _RunningTopK(k)
+        for i, seg in enumerate(self.segments):
             cut = int(np.searchsorted(terms, seg.n_terms))
+            threshold = best.threshold if self.same_scale else 0.0
             d, s = seg.search_raw(terms[:cut], weights[:cut], min(k, max(seg.n_docs, 1)), params, threshold)
-            docs.append(d.astype(np.int64) + base)
-            scores.append(s)
-            threshold = self._next_threshold(docs, scores, k, threshold)
-        return self._merge(docs, scores, k)
-
-    def _next_threshold(
-        self, docs: list[np.ndarray], scores: list[np.ndarray], k: int, current: float
-    ) -> float:
-        if not self.same_scale or sum(len(s) for s in scores) < k:
-            return current
-        _, best = top_k(np.concatenate(scores), k, np.concatenate(docs))
-        return float(best[-1])
-
-    def _merge(self, docs: list[np.ndarray], scores: list[np.ndarray], k: int) -> SearchResult:
-        if not docs:
-            return SearchResult(np.zeros(0, np.int64), np.zeros(0, SCORE_DTYPE))
-        if self.same_scale:
-            all_scores = np.concatenate(scores).astype(SCORE_DTYPE)
-            d, s = top_k(all_scores, k, np.concatenate(docs))
-            return SearchResult(d, s * self.scale)
-        scaled = [s * seg.scale for s, seg in zip(scores, self.segments, strict=True)]
-        d, s = top_k(np.concatenate(scaled).astype(SCORE_DTYPE), k, np.concatenate(docs))
-        return SearchResult(d, s)
+            best.add(d, s, i, self)
+        return best.result(self)
 
     def search_batch(
         self,
@@ -251,18 +223,41 @@ class SegmentedIndex(Index):
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
         n = len(queries)
-        per_query: list[tuple[list[np.ndarray], list[np.ndarray]]] = [([], []) for _ in range(n)]
-        thresholds = np.zeros(n, SCORE_DTYPE)
-        for seg, base in zip(self.segments, self.bases.tolist(), strict=False):
+        best = [_RunningTopK(k) for _ in range(n)]
+        for i, seg in enumerate(self.segments):
             sub = restrict_batch(queries, seg.n_terms)
             kk = min(k, max(seg.n_docs, 1))
-            out_docs, out_scores, counts = seg.search_batch_raw(sub, kk, params, threads, thresholds.copy())
+            thresholds = np.array([b.threshold if self.same_scale else 0.0 for b in best], SCORE_DTYPE)
+            out_docs, out_scores, counts = seg.search_batch_raw(sub, kk, params, threads, thresholds)
             for q in range(n):
-                docs, scores = per_query[q]
-                docs.append(out_docs[q, : counts[q]].astype(np.int64) + base)
-                scores.append(out_scores[q, : counts[q]])
-                thresholds[q] = self._next_threshold(docs, scores, k, float(thresholds[q]))
-        return [self._merge(docs, scores, k) for docs, scores in per_query]
+                best[q].add(out_docs[q, : counts[q]], out_scores[q, : counts[q]], i, self)
+        return [b.result(self) for b in best]
+
+
+class _RunningTopK:
+    """The best k (global doc id, score) pairs over the segments searched so far, best first: kernel
+    scores while all segments share one scale (the threshold for the next segment), else scaled."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.docs = np.zeros(0, np.int64)
+        self.scores = np.zeros(0, SCORE_DTYPE)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.scores[-1]) if len(self.scores) == self.k else 0.0
+
+    def add(self, docs: np.ndarray, scores: np.ndarray, segment: int, index: SegmentedIndex) -> None:
+        if not len(docs):
+            return
+        if not index.same_scale:
+            scores = (scores * index.segments[segment].scale).astype(SCORE_DTYPE)
+        all_docs = np.concatenate([self.docs, docs.astype(np.int64) + int(index.bases[segment])])
+        self.docs, self.scores = top_k(np.concatenate([self.scores, scores]), self.k, all_docs)
+
+    def result(self, index: SegmentedIndex) -> SearchResult:
+        scores = self.scores * index.scale if index.same_scale else self.scores
+        return SearchResult(self.docs, scores)
 
 
 def restrict_batch(queries: SparseBatch, n_terms: int) -> SparseBatch:
