@@ -159,13 +159,9 @@ class IndexWriter:
             return None
 
     def _load(self, manifest: Manifest) -> None:
+        loaded = {seg.meta.get("uid"): seg for seg in getattr(self, "segments", [])}  # unchanged: reused
         self.manifest = manifest
-        self.segments = [
-            Index.load(segment_dir(self.path, e.name), blockmax=False) for e in manifest.segments
-        ]
-        for entry, seg in zip(manifest.segments, self.segments, strict=True):
-            if seg.meta.get("uid") != entry.uid:
-                raise ArtifactError(f"segment {entry.name} of {self.path} is not the one its manifest names")
+        self.segments = [loaded.get(e.uid) or self._open_segment(e) for e in manifest.segments]
         self.deleted = [read_tombstones(self.path, e) for e in manifest.segments]
         self.positions = {
             key: (i, local)
@@ -173,6 +169,12 @@ class IndexWriter:
             for local, key in enumerate(seg.doc_keys)
             if not self.deleted[i][local]
         }
+
+    def _open_segment(self, entry: SegmentEntry) -> Index:
+        seg = Index.load(segment_dir(self.path, entry.name), blockmax=False)
+        if seg.meta.get("uid") != entry.uid:
+            raise ArtifactError(f"segment {entry.name} of {self.path} is not the one its manifest names")
+        return seg
 
     @property
     def generation(self) -> int:

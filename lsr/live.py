@@ -29,7 +29,7 @@ import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,7 @@ class LiveIndex:
 
     def add_corpus(self, corpus: str | Path, progress: bool = False) -> WriteResult:
         """Encode a corpus (BEIR folder, JSONL) with the index's own encoder and add it."""
-        return self.add_documents(_nonempty(list(_open_corpus(corpus)), str(corpus)), progress)
+        return self._add(lambda: _open_corpus(corpus), str(corpus), progress)
 
     def add_documents(self, docs: Sequence[Doc], progress: bool = False) -> WriteResult:
         """Encode documents with the index's own encoder (rebuilt from its meta) and add them; an
@@ -123,10 +123,14 @@ class LiveIndex:
 
         Raises:
             DataFormatError: a document with no text.
+            LsrError: an index of pre-encoded vectors (it has no encoder to rebuild).
         """
-        docs = _nonempty(list(docs), "the documents")
+        return self._add(lambda: list(docs), "the documents", progress)
+
+    def _add(self, load: Callable[[], list[Doc]], where: str, progress: bool) -> WriteResult:
         with self.writer() as w:
-            config = index_config(w)
+            config = index_config(w)  # before reading the documents: an index without an encoder fails fast
+            docs = _nonempty(load(), where)
             tmp = self.path / f".add-{uuid.uuid4().hex[:8]}"
             try:
                 batch, ids, vocab, stored, stats = _encode_for(w, config, docs, tmp, progress)
