@@ -59,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 SECTIONS = ("lsr_version", "encoder", "source", "config", "config_hash", "vectors_config")
 DOCSTORE_NAMES = ("docstore.jsonl", "docstore.offsets.npy")
+# hidden work files of a writer (manifest and tombstone temporaries, segments being built, encodes of
+# added documents and their vector temporaries, BM25 merge corpora): a crashed writer's are removed
+TEMP_PREFIXES = (".segments_", ".del-", ".seg-", ".docs-", ".add-", "..add-", ".merge-")
 
 
 class VocabularyError(ValueError):
@@ -250,6 +253,10 @@ class IndexWriter:
         if not 0 <= start < end <= len(self.segments):
             raise ValueError(f"segments [{start}, {end}) is not a range of the {len(self.segments)} segments")
         names = [e.name for e in self.manifest.segments[start:end]]
+        if end - start < len(self.segments) and not any((~d).any() for d in self.deleted[start:end]):
+            segments = [*self.manifest.segments[:start], *self.manifest.segments[end:]]
+            gen = self._commit(segments, [*self.deleted[:start], *self.deleted[end:]])
+            return WriteResult(gen, merged=names)  # nothing live left: the segments just go
         entry = self._write_segment(lambda out: self._build_merged(out, start, end), None)
         return self.replace(start, end, entry, names)
 
@@ -457,7 +464,7 @@ def _is_stray(path: Path, referenced: set[str], kept_gens: set[int]) -> bool:
     m = MANIFEST_RE.match(name)
     if m:
         return int(m.group(1)) not in kept_gens
-    if name.startswith((".segments_", ".del-", ".seg-", ".docs-")):
+    if name.startswith(TEMP_PREFIXES):
         return True
     return name.startswith(("seg-", "del-"))
 

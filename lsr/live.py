@@ -190,6 +190,8 @@ def _vectors_batch(vectors: Mapping[str, Mapping[str, float]], vocab: list[str],
             index[t] = len(vocab)
             vocab.append(t)
         weights = [float(w) for w in vector.values()]
+        if not weights:
+            raise DataFormatError(f"document {key!r} has an empty vector: nothing to index")
         if not all(np.isfinite(w) and w > 0 for w in weights):
             raise DataFormatError(f"document {key!r}: weights must be finite numbers > 0")
         rows.append(([index[t] for t in vector], weights))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lsr.cli import main
-from lsr.errors import IndexLockedError, VocabularyMismatchError
+from lsr.errors import DataFormatError, IndexLockedError, VocabularyMismatchError
 from lsr.index.writer import IndexWriter
 from lsr.live import LiveIndex, read_ids
 from lsr.searcher import Plan, Searcher
@@ -67,6 +67,8 @@ def test_locked_index_and_fixed_vocabulary(bm25_index, tmp_path):
     with pytest.raises(VocabularyMismatchError, match="fixed vocabulary"):
         _add_with_encoder(live, "splade", {"d1": {"unknown-term": 1.0}})
     assert live.add_vectors({"d1": {"x": 2.0, "new-term": 1.0}}).added == ["d1"]  # external: grows
+    with pytest.raises(DataFormatError, match="empty vector"):
+        live.add_vectors({"d2": {}})
 
 
 def _add_with_encoder(live: LiveIndex, name: str, vectors: dict) -> None:

@@ -243,13 +243,15 @@ def test_stray_files_are_removed_on_writer_open(tmp_path):
     path, _ = _base(tmp_path, rng, "uint8", n_docs=8)
     with IndexWriter(path) as w:
         w.delete(["d0"])
-    for name in ("seg-000009", ".seg-000010.tmp-abc", ".segments_2.json.tmp", "del-seg-000009-g2.npy"):
+    stray = {"seg-000009", ".seg-000010.tmp-abc", ".segments_2.json.tmp", "del-seg-000009-g2.npy"}
+    stray |= {".add-1234abcd", "..add-1234abcd.tmp-ab12", ".merge-xyz"}
+    for name in stray:
         target = path / name
-        target.mkdir() if name.startswith(("seg", ".seg-")) else target.write_text("x")
+        target.mkdir() if not name.endswith((".tmp", ".npy")) else target.write_text("x")
     with IndexWriter(path):
         pass
     names = {p.name for p in path.iterdir()}
-    assert not names & {"seg-000009", ".seg-000010.tmp-abc", ".segments_2.json.tmp", "del-seg-000009-g2.npy"}
+    assert not names & stray
     assert "meta.json" in names  # the plain index is still segment "."
 
 
@@ -278,3 +280,15 @@ def test_all_deleted_then_merged(tmp_path):
     index = open_index(path)
     assert index.n_docs == 0 and index.n_terms == N_TERMS
     assert len(index.search([0, 1], [1.0, 1.0], 10)) == 0
+
+
+def test_merging_segments_with_nothing_live_drops_them(tmp_path):
+    rng = np.random.default_rng(11)
+    path, docs = _base(tmp_path, rng, "uint8", n_docs=6)
+    batch = random_corpus(rng, n_docs=2, n_terms=N_TERMS, max_nnz=4, integer=False)
+    with IndexWriter(path) as w:
+        w.add(batch, ["x", "y"], VOCAB)
+        w.delete(list(docs))
+        result = w.merge(0, 1)
+        assert result.merged == ["."] and [e.name for e in w.manifest.segments] == ["seg-000001"]
+        assert w.n_live == 2
