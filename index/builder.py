@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, build_blockmax, check_block_size
+from lsr.index.fields import build_fields
 from lsr.index.io import atomic_directory, save_array, write_meta
 from lsr.index.kernels.invert import _scatter_postings, _sort_postings
 from lsr.index.reorder import REORDER_METHODS, bp_order
@@ -74,6 +75,8 @@ class BuildOptions:
         block_size: docs per block of the block-max artifact; None builds no block-max data.
         scale: a fixed quantization step (a live index's segments share their first segment's, so
             that their scores compare); None derives it from the largest weight.
+        fields: metadata fields ``{name: keyword | int | float | date}`` to store as columns (from the
+            docstore's ``metadata``; lsr.index.fields); None or empty: none.
     """
 
     impact_dtype: str = "uint8"
@@ -81,6 +84,7 @@ class BuildOptions:
     bp_iterations: int = 8
     block_size: int | None = DEFAULT_BLOCK_SIZE
     scale: float | None = None
+    fields: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.scale is not None and not (self.scale > 0 and np.isfinite(self.scale)):
@@ -189,6 +193,8 @@ def build_index(
             **(sections or {}),
         }
         write_meta(tmp, meta)
+        if options.fields:
+            build_fields(tmp, options.fields, stats.n_docs)
         if options.block_size is not None:
             build_blockmax(tmp, options.block_size)
     logger.info("built index %s: %d docs, %d terms, %d postings", out, stats.n_docs, n_terms, n_postings)

@@ -1,7 +1,8 @@
 """A random-access document store: ``docstore.jsonl`` plus ``docstore.offsets.npy``.
 
-Line i holds ``{"id", "title", "text"}`` of internal doc i; ``offsets[i]`` is its
-byte offset (int64[n_docs + 1]). Used to print titles and (later) serve documents.
+Line i holds ``{"id", "title", "text"}`` (and ``metadata`` when the document has any) of internal
+doc i; ``offsets[i]`` is its byte offset (int64[n_docs + 1]). Used to print titles and serve
+documents.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ class DocStoreWriter:
         self._f = open(directory / DOCSTORE_FILE, "wb")
         self._offsets = [0]
 
-    def add(self, doc_id: str, title: str, text: str) -> None:
-        line = json.dumps({"id": doc_id, "title": title, "text": text}, ensure_ascii=False) + "\n"
+    def add(self, doc_id: str, title: str, text: str, metadata: dict[str, Any] | None = None) -> None:
+        record: dict[str, Any] = {"id": doc_id, "title": title, "text": text}
+        if metadata:
+            record["metadata"] = metadata
+        line = json.dumps(record, ensure_ascii=False) + "\n"
         data = line.encode("utf-8")
         self._f.write(data)
         self._offsets.append(self._offsets[-1] + len(data))

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from lsr.index.blockmax import BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+from lsr.index.fields import Fields, live_filtered
 from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
@@ -121,6 +122,21 @@ class Index:
         return keys
 
     @cached_property
+    def fields(self) -> Fields | None:
+        """The metadata columns (``fields/``), None without any."""
+        return Fields.load(self.path)
+
+    def filtered_live(self, filter: Any) -> NDArray[np.uint8]:
+        """The kernels' live array with ``filter`` applied (None: ``self.live``).
+
+        Raises:
+            FieldError: an unknown field, a malformed filter, or an index without fields.
+        """
+        if filter is None:
+            return self.live
+        return live_filtered(self.live, self.n_docs, self.fields, filter)
+
+    @cached_property
     def vocab(self) -> list[str]:
         return json.loads((self.path / "vocab.json").read_text(encoding="utf-8"))
 
@@ -167,6 +183,7 @@ class Index:
         mode: str = "exact",
         alpha: float = 1.0,
         beta: float = 1.0,
+        filter: Any = None,
     ) -> SearchResult:
         """Top-k for one query, on the calling thread (the kernels release the GIL).
 
@@ -175,12 +192,13 @@ class Index:
             q_weights: one weight > 0 per term id.
             k: how many documents to return at most; only matching documents are returned.
             mode, alpha, beta: see :class:`SearchParams`.
+            filter: a metadata filter (lsr.index.fields): only the docs it allows.
         """
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
-        docs, scores = self.search_raw(terms, weights, k, params)
+        docs, scores = self.search_raw(terms, weights, k, params, live=self.filtered_live(filter))
         return SearchResult(docs, scores * self.scale)
 
     def search_raw(
@@ -190,12 +208,15 @@ class Index:
         k: int,
         params: SearchParams,
         threshold: float = 0.0,
+        live: NDArray[np.uint8] | None = None,
     ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         """The kernels' top-k of a checked (and, for approx, pruned) query: kernel scores, not yet times
-        ``scale``; only live documents scoring above ``threshold`` (a live index's earlier segments)."""
+        ``scale``; only live documents (``live``, default ``self.live``) scoring above ``threshold`` (a
+        live index's earlier segments)."""
         if len(terms) == 0 or self.n_docs == 0:
             return np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE)
         thr = np.float32(threshold)
+        live = self.live if live is None else live
         if params.mode == "exact":
             return _search_one(
                 self.term_ptr,
@@ -206,7 +227,7 @@ class Index:
                 weights,
                 k,
                 self.scan_ratio,
-                self.live,
+                live,
                 thr,
             )
         return _bmp_search_one(
@@ -216,7 +237,7 @@ class Index:
             k,
             np.float32(params.alpha),
             self.block_counters,
-            self.live,
+            live,
             thr,
         )
 
@@ -237,13 +258,16 @@ class Index:
         mode: str = "exact",
         alpha: float = 1.0,
         beta: float = 1.0,
+        filter: Any = None,
     ) -> list[SearchResult]:
-        """Top-k for a batch of queries, spread over ``threads`` (default: all cores)."""
+        """Top-k for a batch of queries, spread over ``threads`` (default: all cores); ``filter``: one
+        metadata filter for the whole batch."""
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
-        out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads)
+        live = self.filtered_live(filter)
+        out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=live)
         return [
             SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
             for i in range(len(queries))
@@ -256,6 +280,7 @@ class Index:
         params: SearchParams,
         threads: int | None = None,
         thresholds: NDArray[np.float32] | None = None,
+        live: NDArray[np.uint8] | None = None,
     ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
         """The batch kernels on checked (and pruned) queries: (docs [n, k], kernel scores [n, k], counts
         [n]); ``thresholds`` (float32[n], default 0): see :meth:`search_raw`."""
@@ -271,7 +296,8 @@ class Index:
             numba.set_num_threads(workers)
             try:
                 out = (out_docs, out_scores, counts, thresholds)
-                self._run_batch(params, queries, k, min(workers, n_queries), out)
+                live = self.live if live is None else live
+                self._run_batch(params, queries, k, min(workers, n_queries), out, live)
             finally:
                 numba.set_num_threads(previous)
         return out_docs, out_scores, counts
@@ -283,6 +309,7 @@ class Index:
         k: int,
         n_workers: int,
         out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        live: np.ndarray,
     ) -> None:
         out_docs, out_scores, counts, thresholds = out
         q = (queries.indptr, queries.term_ids, queries.weights)
@@ -299,7 +326,7 @@ class Index:
                 out_scores,
                 counts,
                 self.scan_ratio,
-                self.live,
+                live,
                 thresholds,
             )
             return
@@ -312,7 +339,7 @@ class Index:
             out_docs,
             out_scores,
             counts,
-            self.live,
+            live,
             thresholds,
         )
 

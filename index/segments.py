@@ -180,6 +180,21 @@ class SegmentedIndex(Index):
         parts = [s.live.astype(bool) if len(s.live) else np.ones(s.n_docs, bool) for s in self.segments]
         return np.concatenate(parts) if parts else np.zeros(0, bool)
 
+    def filtered_live(self, filter: Any) -> NDArray[np.uint8]:
+        """The live docs a filter allows, by global id (each segment's mask, concatenated).
+
+        Raises:
+            FieldError: an unknown field, a malformed filter, or a segment without fields.
+        """
+        if filter is None:
+            return np.ascontiguousarray(self.live_mask, dtype=np.uint8)
+        parts = [seg.filtered_live(filter) for seg in self.segments]
+        full = [
+            p if len(p) else np.ones(seg.n_docs, np.uint8)
+            for p, seg in zip(parts, self.segments, strict=True)
+        ]
+        return np.concatenate(full) if full else np.zeros(0, np.uint8)
+
     def segment_of(self, doc: int) -> tuple[int, int]:
         """The position of the segment holding global doc id ``doc``, and its local id there."""
         i = int(np.searchsorted(self.bases, doc, side="right")) - 1
@@ -193,17 +208,20 @@ class SegmentedIndex(Index):
         mode: str = "exact",
         alpha: float = 1.0,
         beta: float = 1.0,
+        filter: Any = None,
     ) -> SearchResult:
         """Top-k over all segments for one query (see :meth:`Index.search`)."""
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
+        lives = [seg.filtered_live(filter) for seg in self.segments]
         best = _RunningTopK(k)
         for i, seg in enumerate(self.segments):
             cut = int(np.searchsorted(terms, seg.n_terms))
             threshold = best.threshold if self.same_scale else 0.0
-            d, s = seg.search_raw(terms[:cut], weights[:cut], min(k, max(seg.n_docs, 1)), params, threshold)
+            kk = min(k, max(seg.n_docs, 1))
+            d, s = seg.search_raw(terms[:cut], weights[:cut], kk, params, threshold, lives[i])
             best.add(d, s, i, self)
         return best.result(self)
 
@@ -215,6 +233,7 @@ class SegmentedIndex(Index):
         mode: str = "exact",
         alpha: float = 1.0,
         beta: float = 1.0,
+        filter: Any = None,
     ) -> list[SearchResult]:
         """Top-k over all segments for a batch: each segment's batch kernel in turn, the k-th scores
         found so far as the next segment's per-query thresholds."""
@@ -228,7 +247,8 @@ class SegmentedIndex(Index):
             sub = restrict_batch(queries, seg.n_terms)
             kk = min(k, max(seg.n_docs, 1))
             thresholds = np.array([b.threshold if self.same_scale else 0.0 for b in best], SCORE_DTYPE)
-            out_docs, out_scores, counts = seg.search_batch_raw(sub, kk, params, threads, thresholds)
+            live = seg.filtered_live(filter)
+            out_docs, out_scores, counts = seg.search_batch_raw(sub, kk, params, threads, thresholds, live)
             for q in range(n):
                 best[q].add(out_docs[q, : counts[q]], out_scores[q, : counts[q]], i, self)
         return [b.result(self) for b in best]

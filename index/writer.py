@@ -107,6 +107,7 @@ class Docs:
 
     titles: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
+    metadata: list[dict[str, Any]] | None = None  # one per doc (the fields of lsr.index.fields)
 
 
 class IndexWriter:
@@ -305,7 +306,9 @@ class IndexWriter:
         """The options of a new segment: the index's impact dtype, scale and block size."""
         s = self.manifest.settings
         scale = None if fresh_scale else s.get("scale")
-        return BuildOptions(impact_dtype=s["impact_dtype"], block_size=s.get("block_size"), scale=scale)
+        fields = self.vocab_segment.fields
+        schema = fields.schema if fields is not None else None
+        return BuildOptions(s["impact_dtype"], block_size=s.get("block_size"), scale=scale, fields=schema)
 
     def sections(self) -> dict[str, Any]:
         """The meta sections a new segment copies from the index (encoder, config, versions)."""
@@ -340,7 +343,7 @@ class IndexWriter:
         vocab = self.vocab
         rows: list[SparseBatch] = []
         ids: list[str] = []
-        docs = Docs()
+        docs = Docs(metadata=[])
         for i in range(start, end):
             seg, live = self.segments[i], ~self.deleted[i]
             rows.append(live_rows(seg, live))
@@ -447,12 +450,15 @@ def _append_docs(seg: Index, live: np.ndarray, docs: Docs) -> None:
         doc = store.get(local)
         docs.titles.append(doc.get("title", ""))
         docs.texts.append(doc.get("text", ""))
+        if docs.metadata is not None:
+            docs.metadata.append(doc.get("metadata") or {})
 
 
 def _write_docstore(tmp: Path, ids: Sequence[str], docs: Docs) -> dict[str, Path]:
     writer = DocStoreWriter(tmp)
-    for key, title, text in zip(ids, docs.titles, docs.texts, strict=True):
-        writer.add(key, title, text)
+    metadata = docs.metadata if docs.metadata is not None else [{}] * len(docs.texts)
+    for key, title, text, meta in zip(ids, docs.titles, docs.texts, metadata, strict=True):
+        writer.add(key, title, text, meta)
     writer.close()
     return DocStoreWriter.files(tmp)
 

@@ -152,6 +152,11 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="paging: skip the first N results (ranks N+1..N+k; order score, then doc id)",
     )
+    p.add_argument(
+        "--filter",
+        metavar="JSON",
+        help='metadata filter (index.fields), e.g. \'{"range": {"year": {"gte": 2000}}}\'; or @FILE',
+    )
     search_mode_flags(p)
     p.add_argument(
         "--stats",
@@ -282,6 +287,19 @@ def _config(args: argparse.Namespace, extra: list[str]) -> Config:
         if getattr(args, flag, None) is not None:
             extra = [*extra, f"search.{flag}={getattr(args, flag)}"]
     return load_config(args.config, [*args.overrides, *extra])
+
+
+def _filter_arg(value: str | None) -> object:
+    """A ``--filter`` value: JSON, or ``@FILE`` holding JSON (None: no filter)."""
+    import json
+
+    if value is None:
+        return None
+    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LsrError(f"--filter is not valid JSON ({exc}): {text[:80]!r}") from None
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -451,7 +469,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     extra += [f"search.rerank_depth={args.depth}"] if args.depth is not None else []
     cfg = _config(args, extra)
     searcher = Searcher(args.index)
-    plan = Plan.from_config(cfg.search, offset=args.offset)
+    plan = Plan.from_config(cfg.search, offset=args.offset, filter=_filter_arg(args.filter))
     searcher.check(plan)  # fail before any work
     if args.query:
         k = args.k or 10  # one text query: the whole sparse top max(k, depth) is re-scored

@@ -196,10 +196,15 @@ class IndexConfig:
     # more than max_segments; rewrite a segment alone once more than max_deleted of its docs are deleted
     max_segments: int = 10
     max_deleted: float = 0.3
+    # metadata fields stored as columns for filters: {name: keyword | int | float | date}, read from
+    # each document's BEIR ``metadata`` object (needs store_docs)
+    fields: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _one_of("index", "impact_dtype", self.impact_dtype, IMPACT_DTYPE_CHOICES)
         _positive("index", "max_segments", self.max_segments)
+        for name, kind in self.fields.items():
+            _one_of("index", f"fields.{name}", kind, ("keyword", "int", "float", "date"))
         if not 0 < self.max_deleted <= 1:
             raise ConfigError(f"index.max_deleted = {self.max_deleted!r} must lie in (0, 1]")
         _one_of("index", "reorder", self.reorder, ("none", "bp"))

@@ -40,6 +40,7 @@ from lsr.data.corpus import Doc
 from lsr.errors import DataFormatError, IndexLockedError, LsrError, VocabularyMismatchError
 from lsr.index import SparseBatch
 from lsr.index.docstore import DocStore, DocStoreWriter
+from lsr.index.fields import FieldError
 from lsr.index.io import directory_bytes
 from lsr.index.manifest import WriteLockError
 from lsr.index.segments import SegmentedIndex, open_index, segment_summary
@@ -68,6 +69,8 @@ class LiveIndex:
             raise IndexLockedError(str(exc)) from None
         except VocabularyError as exc:
             raise VocabularyMismatchError(str(exc)) from None
+        except FieldError as exc:
+            raise DataFormatError(str(exc)) from None
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -243,7 +246,8 @@ def _read_docs(directory: Path, n: int) -> Docs | None:
         return None
     store = DocStore(directory)
     rows = [store.get(i) for i in range(n)]
-    return Docs([r.get("title", "") for r in rows], [r.get("text", "") for r in rows])
+    metadata = [r.get("metadata") or {} for r in rows]
+    return Docs([r.get("title", "") for r in rows], [r.get("text", "") for r in rows], metadata)
 
 
 def _bm25_reweight(w: IndexWriter, encoder: Any, writer: Any, progress: bool) -> dict[str, Any]:
@@ -314,7 +318,10 @@ def _write_surviving(w: IndexWriter, out: Path) -> int:
             store = DocStore(seg.path)
             for local in np.flatnonzero(~deleted).tolist():
                 doc = store.get(local)
-                f.write(json.dumps({"_id": doc["id"], "title": doc["title"], "text": doc["text"]}) + "\n")
+                record = {"_id": doc["id"], "title": doc["title"], "text": doc["text"]}
+                if doc.get("metadata"):
+                    record["metadata"] = doc["metadata"]
+                f.write(json.dumps(record) + "\n")
                 n += 1
     return n
 

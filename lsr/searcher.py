@@ -70,8 +70,10 @@ class Plan:
     dense-float (stored float vectors) re-scoring of the first stage's top ``depth`` (the first stage
     fetches ``max(k, depth)``). ``fusion`` / ``fusion_weight``: "auto" / negative take the values
     stored in the dense meta. ``threads`` (0: all cores) and ``batch_size``: the sparse batch kernel.
-    ``offset`` (paging, "from"): skip that many results; ranks ``offset + 1 .. offset + k`` come back,
-    in the one order (score desc, then doc id asc), so consecutive pages never repeat a document.
+    ``filter``: a metadata filter (lsr.index.fields: term, terms, range, exists, and/or/not) applied
+    inside the sparse kernels (first stage ``sparse`` only). ``offset`` (paging, "from"): skip that
+    many results; ranks ``offset + 1 .. offset + k`` come back, in the one order (score desc, then doc
+    id asc), so consecutive pages never repeat a document.
     """
 
     k: int = 10
@@ -86,10 +88,15 @@ class Plan:
     threads: int = 0
     batch_size: int = 1024
     offset: int = 0
+    filter: Any = None
 
     def __post_init__(self) -> None:
         _check_int("k", self.k, 1)
         _check_int("offset", self.offset, 0)
+        if self.filter is not None and self.first_stage != "sparse":
+            raise ValueError(
+                f"a filter applies to the sparse first stage, not first_stage {self.first_stage!r}"
+            )
         _check_choice("first_stage", self.first_stage, FIRST_STAGES)
         _check_choice("rerank", self.rerank, RERANKS)
         _check_int("depth", self.depth, 1)
@@ -135,7 +142,7 @@ class Plan:
         return max(end, self.depth) if self.rerank != "none" else end
 
     def kernel_kwargs(self) -> dict[str, Any]:
-        return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta}
+        return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta, "filter": self.filter}
 
 
 def _check_int(name: str, value: Any, low: int) -> None:

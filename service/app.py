@@ -141,7 +141,7 @@ def load_served_index(
     return served
 
 
-def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0) -> Plan:
+def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0, filter: Any = None) -> Plan:
     """The plan of a request: one query's sparse top ``max(offset + k, 100)`` re-scored whole by a dense
     re-rank; each search on one thread (the pool runs requests side by side); ``offset``: paging."""
     return Plan(
@@ -153,6 +153,7 @@ def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0) -> 
         depth=max(offset + k, 100),
         threads=1,
         offset=offset,
+        filter=filter,
     )
 
 
@@ -230,6 +231,7 @@ class SearchOptions(_Body):
     index: StrictStr | None = None
     k: StrictInt = 10
     offset: StrictInt = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
+    filter: dict[str, Any] | None = None  # a metadata filter (lsr.index.fields)
     mode: Literal["exact", "safe", "approx"] = "exact"
     alpha: Number = 1.0
     beta: Number = 1.0
@@ -396,6 +398,13 @@ class Service:
             raise ApiError(422, f"k = {body.k} must lie in [1, {s.max_k}]")
         if body.offset < 0 or body.offset + body.k > s.max_k:
             raise ApiError(422, f"from = {body.offset} must be >= 0, and from + k at most {s.max_k}")
+        if body.filter is not None:
+            if body.rerank != "none":
+                raise ApiError(422, "a filter applies to the sparse search; use rerank 'none'")
+            try:
+                served.index.filtered_live(body.filter)
+            except ValueError as exc:
+                raise ApiError(422, f"bad filter: {exc}") from None
         try:
             params = SearchParams(body.mode, float(body.alpha), float(body.beta))
         except ValueError as exc:
@@ -750,7 +759,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
             served,
             body.query,
             body.vector,
-            request_plan(body.k, params, body.rerank, body.offset),
+            request_plan(body.k, params, body.rerank, body.offset, body.filter),
             service.fields_of(served, body),
         )
         service.metrics.queries.labels(served.name).inc()
@@ -780,7 +789,7 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
         for i, q in enumerate(body.queries):
             service.check_query(q.query, q.vector, body.rerank, where=f"queries[{i}]: ")
         fields = service.fields_of(served, body)
-        plan = request_plan(body.k, params, body.rerank, body.offset)
+        plan = request_plan(body.k, params, body.rerank, body.offset, body.filter)
         start = time.perf_counter()
         parts = max(1, min(service.settings.threads, n))
         chunks = [body.queries[i::parts] for i in range(parts)]  # round robin over the pool's threads
