@@ -157,3 +157,39 @@ def test_pre_encoded_index_takes_vectors_not_a_corpus(tmp_path, capsys):
     assert list(run["q"]) == ["e", "d4", "d3"]
     assert main(["add", "--index", str(idx), "--corpus", str(more), "--quiet"]) == 2
     assert "pre-encoded" in capsys.readouterr().err
+
+
+def test_metadata_filters_through_the_cli_and_a_live_add(tmp_path, capsys):
+    docs = [
+        {"_id": "a", "title": "", "text": "cell protein", "metadata": {"year": 1999, "lang": "en"}},
+        {"_id": "b", "title": "", "text": "cell gene", "metadata": {"year": 2005, "lang": "de"}},
+        {"_id": "c", "title": "", "text": "cell cell", "metadata": {"year": 2012}},
+    ]
+    idx = tmp_path / "idx"
+    fields = ["--set", "index.fields.year=int", "--set", "index.fields.lang=keyword"]
+    corpus = str(_write(tmp_path / "c.jsonl", docs))
+    assert (
+        main(["index", "--corpus", corpus, "--encoder", "bm25", "--out", str(idx), "--quiet", *fields]) == 0
+    )
+    more = [{"_id": "d", "title": "", "text": "cell", "metadata": {"year": 2007, "lang": "en"}}]
+    assert (
+        main(["add", "--index", str(idx), "--corpus", str(_write(tmp_path / "m.jsonl", more)), "--quiet"])
+        == 0
+    )
+    capsys.readouterr()
+    flt = '{"range": {"year": {"gte": 2000, "lt": 2010}}}'
+    assert main(["search", "--index", str(idx), "cell", "--filter", flt, "--quiet"]) == 0
+    assert sorted(line.split()[1] for line in capsys.readouterr().out.splitlines()) == ["b", "d"]
+    assert main(["search", "--index", str(idx), "cell", "--filter", '{"term": {"size": 1}}', "--quiet"]) == 2
+    assert "unknown field 'size'" in capsys.readouterr().err
+    bad = [{"_id": "e", "title": "", "text": "cell", "metadata": {"year": "later"}}]
+    assert (
+        main(["add", "--index", str(idx), "--corpus", str(_write(tmp_path / "b.jsonl", bad)), "--quiet"]) == 2
+    )
+    assert "field 'year'" in capsys.readouterr().err
+    assert main(["merge", "--index", str(idx), "--quiet"]) == 0  # BM25 re-encode keeps the metadata
+    capsys.readouterr()
+    assert (
+        main(["search", "--index", str(idx), "cell", "--filter", '{"term": {"lang": "en"}}', "--quiet"]) == 0
+    )
+    assert sorted(line.split()[1] for line in capsys.readouterr().out.splitlines()) == ["a", "d"]

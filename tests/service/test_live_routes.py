@@ -79,3 +79,8 @@ def test_search_pages(client):
     assert second[0]["rank"] == 2
     bad = client.post("/v1/search", json={"query": "cat", "k": 1, "from": -1})
     assert bad.status_code == 422
+
+
+def test_filter_errors_are_422(client):
+    bad = client.post("/v1/search", json={"query": "cat", "filter": {"term": {"lang": "en"}}})
+    assert bad.status_code == 422 and "no metadata fields" in bad.json()["error"]["message"]
