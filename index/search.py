@@ -239,6 +239,7 @@ class Index:
             self.block_counters,
             live,
             thr,
+            self._block_live(live),
         )
 
     def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
@@ -341,7 +342,24 @@ class Index:
             counts,
             live,
             thresholds,
+            self._block_live(live),
         )
+
+    def _block_live(self, live: np.ndarray) -> NDArray[np.uint8]:
+        """uint8[n_blocks]: 1 where a block holds a live doc (empty when every doc is live); the last
+        one computed is kept (a segment's deletions serve every query)."""
+        if not len(live):
+            return live
+        cached = getattr(self, "_block_live_cache", None)
+        if cached is not None and cached[0] is live:
+            return cached[1]
+        bm = self.blockmax
+        assert bm is not None
+        padded = np.zeros(bm.n_blocks * bm.block_size, np.uint8)
+        padded[: len(live)] = live
+        blocks = np.ascontiguousarray(padded.reshape(bm.n_blocks, bm.block_size).any(axis=1), dtype=np.uint8)
+        self._block_live_cache = (live, blocks)
+        return blocks
 
     def _bmp_args(self) -> BmpArgs:
         bm = self.blockmax

@@ -39,7 +39,9 @@ score with a smaller doc id is never skipped.
 Live indexes: ``live`` (uint8[n_docs], 1 = live; empty: all live) keeps deleted
 documents out of the heap, and ``thr`` (the k-th score of earlier segments, 0
 otherwise) both filters documents (they must beat it strictly) and stops the scan
-once ``thr >= alpha x`` the best bound left: no document left can beat it.
+once ``thr >= alpha x`` the best bound left: no document left can beat it. ``block_live``
+(uint8[n_blocks], 1 = the block holds a live doc; empty: all) zeroes the bound of blocks with no
+live doc before the blocks are ordered, so a selective filter skips whole blocks.
 """
 
 from __future__ import annotations
@@ -185,6 +187,7 @@ def _bmp_query(
     counters,
     live,
     thr,
+    block_live,
 ):
     """One query. ``postings`` = (term_ptr, doc_ids, impacts); ``bmx`` = (row_of, dense_max, dense_base,
     dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before); ``ws`` from _workspace, clean
@@ -218,6 +221,10 @@ def _bmp_query(
         ent_term,
         ent_pair,
     )
+    if block_live.shape[0] > 0:
+        for b in range(ub.shape[0]):
+            if block_live[b] == 0:
+                ub[b] = 0
     n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
     counters[1] += n_cand
     size = 0
@@ -275,7 +282,20 @@ def _workspace(n_blocks, block_size, k):
 
 @njit(cache=True, nogil=True)
 def _bmp_search_one(
-    postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha, counters, live, thr
+    postings,
+    bmx,
+    ub_ratio,
+    ub_slack,
+    block_size,
+    n_blocks,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    counters,
+    live,
+    thr,
+    block_live,
 ):
     ws = _workspace(n_blocks, block_size, k)
     out_docs = np.empty(k, np.int32)
@@ -296,6 +316,7 @@ def _bmp_search_one(
         counters,
         live,
         thr,
+        block_live,
     )
     return out_docs[:n], out_scores[:n]
 
@@ -319,6 +340,7 @@ def _bmp_search_batch(
     out_counts,
     live,
     thresholds,
+    block_live,
 ):
     """Queries in parallel: worker c takes queries c, c + n_workers, ... with its own workspace."""
     n_queries = q_indptr.shape[0] - 1
@@ -344,6 +366,7 @@ def _bmp_search_batch(
                 counters,
                 live,
                 thresholds[q],
+                block_live,
             )
 
 
