@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lsr import __version__
 from lsr.cli_flags import common_flags, search_mode_flags
@@ -24,6 +25,9 @@ from lsr.errors import LsrError
 from lsr.eval.cli import add_eval_modes, eval_command
 from lsr.index.io import ArtifactError
 from lsr.train.config import load_train_config
+
+if TYPE_CHECKING:
+    from lsr.live import LiveIndex
 
 logger = logging.getLogger("lsr")
 
@@ -46,7 +50,86 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_serve_parser(sub)
     _add_train_parsers(sub)
+    _add_live_parsers(sub)
     return parser
+
+
+def _add_live_parsers(sub: argparse._SubParsersAction) -> None:
+    """``lsr add``, ``delete``, ``merge``, ``info``: a live index (see lsr.live)."""
+    p = sub.add_parser("add", help="add or update documents in an index (encoded with its own encoder)")
+    p.add_argument("--index", required=True, help="index directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", help="BEIR folder or corpus .jsonl[.gz]; an existing id is an update")
+    src.add_argument("--vectors", help="pre-encoded sparse-vector JSONL ({id, vector: {term: weight}})")
+    common_flags(p)
+    p = sub.add_parser("delete", help="delete documents from an index by id")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--ids", required=True, help="file of doc ids: one per line, or a JSON list")
+    common_flags(p)
+    p = sub.add_parser("merge", help="merge an index's segments into one, without deleted documents")
+    p.add_argument("--index", required=True, help="index directory")
+    common_flags(p)
+    p = sub.add_parser("info", help="segments, live and deleted documents, sizes and encoder of an index")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--json", action="store_true", help="print the info as JSON")
+    common_flags(p)
+
+
+def _live(args: argparse.Namespace) -> LiveIndex:
+    from lsr.index.writer import MergePolicy
+    from lsr.live import LiveIndex
+
+    cfg = _config(args, [])
+    return LiveIndex(args.index, MergePolicy(cfg.index.max_segments, cfg.index.max_deleted))
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from lsr.live import read_sparse_vectors
+
+    live = _live(args)
+    if args.vectors:
+        result = live.add_vectors(*read_sparse_vectors(args.vectors))
+    else:
+        result = live.add_corpus(args.corpus, _progress(args))
+    updated = (
+        f"; {len(result.updated)} existing id(s) updated (old versions deleted)" if result.updated else ""
+    )
+    print(f"added {len(result.added)} new doc(s){updated} -> {args.index} (generation {result.generation})")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from lsr.live import read_ids
+
+    result = _live(args).delete(read_ids(args.ids))
+    print(f"deleted {len(result.deleted)} doc(s) -> {args.index} (generation {result.generation})")
+    if result.unknown:
+        print(f"{len(result.unknown)} id(s) not in the index, nothing done for them: {result.unknown[:10]}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    result = _live(args).merge(_progress(args))
+    print(f"merged {len(result.merged)} segment(s) into one -> {args.index} (generation {result.generation})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    info = _live(args).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(
+        f"{info['path']}: generation {info['generation']}, {len(info['segments'])} segment(s), "
+        f"{info['n_docs']} live docs, {info['n_deleted']} deleted, {info['n_terms']} terms, "
+        f"{info['bytes'] / 1e6:.2f} MB, encoder {info['encoder']}"
+    )
+    for seg in info["segments"]:
+        size = f", {seg['bytes'] / 1e6:.2f} MB" if "bytes" in seg else ""
+        print(f"  {seg['name']}: {seg['n_docs']} docs, {seg['n_deleted']} deleted{size}")
+    return 0
 
 
 def _add_search_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,6 +144,19 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
         "--k", type=int, help="results per query (search.k; default 10 for a text query, 1000 for --queries)"
     )
     p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
+    p.add_argument(
+        "--from",
+        dest="offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="paging: skip the first N results (ranks N+1..N+k; order score, then doc id)",
+    )
+    p.add_argument(
+        "--filter",
+        metavar="JSON",
+        help='metadata filter (index.fields), e.g. \'{"range": {"year": {"gte": 2000}}}\'; or @FILE',
+    )
     search_mode_flags(p)
     p.add_argument(
         "--stats",
@@ -191,6 +287,19 @@ def _config(args: argparse.Namespace, extra: list[str]) -> Config:
         if getattr(args, flag, None) is not None:
             extra = [*extra, f"search.{flag}={getattr(args, flag)}"]
     return load_config(args.config, [*args.overrides, *extra])
+
+
+def _filter_arg(value: str | None) -> object:
+    """A ``--filter`` value: JSON, or ``@FILE`` holding JSON (None: no filter)."""
+    import json
+
+    if value is None:
+        return None
+    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LsrError(f"--filter is not valid JSON ({exc}): {text[:80]!r}") from None
 
 
 def _progress(args: argparse.Namespace) -> bool:
@@ -360,12 +469,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     extra += [f"search.rerank_depth={args.depth}"] if args.depth is not None else []
     cfg = _config(args, extra)
     searcher = Searcher(args.index)
-    plan = Plan.from_config(cfg.search)
+    plan = Plan.from_config(cfg.search, offset=args.offset, filter=_filter_arg(args.filter))
     searcher.check(plan)  # fail before any work
     if args.query:
         k = args.k or 10  # one text query: the whole sparse top max(k, depth) is re-scored
         text_plan = dataclasses.replace(plan, k=k, depth=max(k, plan.depth))
-        for hit in searcher.hits(searcher.search(args.query, text_plan)):
+        for hit in searcher.hits(searcher.search(args.query, text_plan), offset=plan.offset):
             print(f"{hit.rank:>4}  {hit.doc_id:<20} {hit.score:10.4f}  {hit.title[:80]}")
         return 0
     return _search_queries(args, cfg, searcher, plan)
@@ -585,6 +694,7 @@ COMMANDS = {
 }
 COMMANDS.update({"train": cmd_train, "train-prepare": cmd_train_prepare})
 COMMANDS["tune-fusion"] = cmd_tune_fusion
+COMMANDS.update({"add": cmd_add, "delete": cmd_delete, "merge": cmd_merge, "info": cmd_info})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,7 +67,7 @@ def encode_documents(
         while buffer := list(islice(remaining, encoder.read_ahead)):
             batch = encoder.encode([doc.contents for doc in buffer])
             for i, doc in enumerate(buffer):  # lone surrogates (JSON escapes of bad bytes) cannot be stored
-                writer.add(doc.id, *batch.row(i), clean_text(doc.title), clean_text(doc.text))
+                writer.add(doc.id, *batch.row(i), clean_text(doc.title), clean_text(doc.text), doc.metadata)
             encoded += len(buffer)
             bar.update(len(buffer))
     return encoded

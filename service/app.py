@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 from uvicorn.supervisors import Multiprocess
@@ -41,8 +41,7 @@ from uvicorn.supervisors import Multiprocess
 from lsr import __version__
 from lsr.config import ServiceConfig
 from lsr.index import SearchParams, SearchResult
-from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
-from lsr.index.io import read_meta
+from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
 from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
@@ -142,17 +141,19 @@ def load_served_index(
     return served
 
 
-def request_plan(k: int, params: SearchParams, rerank: str) -> Plan:
-    """The plan of a request: one query's sparse top ``max(k, 100)`` re-scored whole by a dense re-rank;
-    each search on one thread (the pool runs requests side by side)."""
+def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0, filter: Any = None) -> Plan:
+    """The plan of a request: one query's sparse top ``max(offset + k, 100)`` re-scored whole by a dense
+    re-rank; each search on one thread (the pool runs requests side by side); ``offset``: paging."""
     return Plan(
         k=k,
         mode=params.mode,
         alpha=params.alpha,
         beta=params.beta,
         rerank=rerank,
-        depth=max(k, 100),
+        depth=max(offset + k, 100),
         threads=1,
+        offset=offset,
+        filter=filter,
     )
 
 
@@ -171,7 +172,8 @@ def search_served(
         if len(texts) != len(queries):  # Service.check_query refuses these before the pool
             raise ValueError(f"rerank {plan.rerank!r} needs a text query, not a vector")
         return [
-            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields)} for q in texts
+            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields, plan.offset)}
+            for q in texts
         ]
     parts = [
         searcher.encode(Queries(texts=[q]), plan)
@@ -181,7 +183,7 @@ def search_served(
     ]
     results = searcher.search_batch(Queries.concat(parts), plan)
     return [
-        _answer(served, part, vector, result, fields)
+        _answer(served, part, vector, result, fields, plan.offset)
         for part, (_, vector), result in zip(parts, queries, results, strict=True)
     ]
 
@@ -192,11 +194,12 @@ def _answer(
     vector: dict[str, float] | None,
     result: SearchResult,
     fields: list[str],
+    offset: int = 0,
 ) -> dict[str, Any]:
     assert query.sparse is not None
     out: dict[str, Any] = {
         "query_terms": int(query.sparse.row_nnz()[0]),
-        "hits": _hits(served, result, fields),
+        "hits": _hits(served, result, fields, offset),
     }
     if vector is not None:
         ti = served.index.term_index
@@ -206,10 +209,12 @@ def _answer(
     return out
 
 
-def _hits(served: ServedIndex, result: SearchResult, fields: list[str]) -> list[dict[str, Any]]:
+def _hits(
+    served: ServedIndex, result: SearchResult, fields: list[str], offset: int = 0
+) -> list[dict[str, Any]]:
     return [
         {"rank": h.rank, "id": h.doc_id, "score": h.score, **h.fields}
-        for h in served.searcher.hits(result, fields)
+        for h in served.searcher.hits(result, fields, offset)
     ]
 
 
@@ -219,12 +224,14 @@ Number = StrictFloat | StrictInt
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class SearchOptions(_Body):
     index: StrictStr | None = None
     k: StrictInt = 10
+    offset: StrictInt = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
+    filter: dict[str, Any] | None = None  # a metadata filter (lsr.index.fields)
     mode: Literal["exact", "safe", "approx"] = "exact"
     alpha: Number = 1.0
     beta: Number = 1.0
@@ -253,6 +260,20 @@ class ReloadRequest(_Body):
     path: StrictStr | None = None
 
 
+class DocIn(_Body):
+    """A document to add or update: ``text`` (and ``title``), encoded by the index's own encoder, or a
+    pre-encoded sparse ``vector`` ({term: weight > 0})."""
+
+    id: StrictStr
+    title: StrictStr = ""
+    text: StrictStr | None = None
+    vector: dict[str, Number] | None = None
+
+
+class DocsRequest(_Body):
+    docs: list[DocIn]
+
+
 # --- the service ----------------------------------------------------------------------------------
 
 
@@ -270,6 +291,7 @@ class Service:
         self.started = time.time()
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="lsr-search")
         self.reload_locks: dict[str, asyncio.Lock] = {}
+        self.write_locks: dict[str, asyncio.Lock] = {}
         self._load_task: asyncio.Task | None = None
 
     # loading -------------------------------------------------------------------------------------
@@ -332,6 +354,24 @@ class Service:
         logger.info("index %r reloaded: generation %d from %s", name, new.generation, new.path)
         return {"previous": {"path": old.path, "generation": old.generation}, **new.describe()}
 
+    async def write(self, served: ServedIndex, fn: Callable[[Any], Any]) -> Any:
+        """``fn(LiveIndex)`` (one write, committed and durable when it returns), then the served index
+        reopened at the new generation, so the write is searchable when the answer is sent."""
+        from lsr.errors import IndexLockedError, LsrError
+        from lsr.live import LiveIndex
+
+        lock = self.write_locks.setdefault(served.name, asyncio.Lock())
+        async with lock:
+            try:
+                result = await asyncio.to_thread(fn, LiveIndex(served.path))
+            except IndexLockedError as exc:
+                raise ApiError(409, str(exc)) from None
+            except (LsrError, ValueError) as exc:
+                raise ApiError(400, f"index {served.name!r} unchanged: {exc}") from None
+            if result.generation != getattr(served.index, "generation", 0):
+                await self.reload(served.name, None)
+        return result
+
     # searching -----------------------------------------------------------------------------------
 
     async def run(self, served: ServedIndex, fn: Callable[..., Any], *args: Any) -> Any:
@@ -356,6 +396,15 @@ class Service:
         s = self.settings
         if body.k < 1 or body.k > s.max_k:
             raise ApiError(422, f"k = {body.k} must lie in [1, {s.max_k}]")
+        if body.offset < 0 or body.offset + body.k > s.max_k:
+            raise ApiError(422, f"from = {body.offset} must be >= 0, and from + k at most {s.max_k}")
+        if body.filter is not None:
+            if body.rerank != "none":
+                raise ApiError(422, "a filter applies to the sparse search; use rerank 'none'")
+            try:
+                served.index.filtered_live(body.filter)
+            except ValueError as exc:
+                raise ApiError(422, f"bad filter: {exc}") from None
         try:
             params = SearchParams(body.mode, float(body.alpha), float(body.beta))
         except ValueError as exc:
@@ -605,6 +654,7 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
     _add_search_route(app, service)
     _add_batch_route(app, service)
     _add_doc_routes(app, service)
+    _add_write_routes(app, service)
     _add_middleware(app, service)
     return app
 
@@ -709,7 +759,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
             served,
             body.query,
             body.vector,
-            request_plan(body.k, params, body.rerank),
+            request_plan(body.k, params, body.rerank, body.offset, body.filter),
             service.fields_of(served, body),
         )
         service.metrics.queries.labels(served.name).inc()
@@ -739,7 +789,7 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
         for i, q in enumerate(body.queries):
             service.check_query(q.query, q.vector, body.rerank, where=f"queries[{i}]: ")
         fields = service.fields_of(served, body)
-        plan = request_plan(body.k, params, body.rerank)
+        plan = request_plan(body.k, params, body.rerank, body.offset, body.filter)
         start = time.perf_counter()
         parts = max(1, min(service.settings.threads, n))
         chunks = [body.queries[i::parts] for i in range(parts)]  # round robin over the pool's threads
@@ -777,13 +827,63 @@ def _add_doc_routes(app: FastAPI, service: Service) -> None:
         return {"index": served.name, **doc, "id": doc_id}
 
 
+def _add_write_routes(app: FastAPI, service: Service) -> None:
+    @app.post("/v1/indexes/{name}/docs", tags=["docs"])
+    async def upsert_docs(name: str, body: DocsRequest, request: Request) -> dict[str, Any]:
+        """Add documents (an existing id is an update): text, encoded by the index's own encoder, or
+        pre-encoded vectors. Answered once the write is committed and durable; searchable by then."""
+        served = service.get(name)
+        request.state.index = name
+        _check_docs(body.docs)
+        result = await service.write(served, lambda live: _upsert(live, body.docs))
+        return {
+            "index": name,
+            "generation": result.generation,
+            "added": result.added,
+            "updated": result.updated,
+        }
+
+    @app.delete("/v1/indexes/{name}/docs/{doc_id:path}", tags=["docs"])
+    async def delete_doc(name: str, doc_id: str, request: Request) -> dict[str, Any]:
+        """Delete a document by id (404, nothing changed, for an unknown id)."""
+        served = service.get(name)
+        request.state.index = name
+        result = await service.write(served, lambda live: live.delete([doc_id]))
+        if result.unknown:
+            raise ApiError(404, f"unknown doc id {doc_id!r} in index {name!r}; nothing changed")
+        return {"index": name, "generation": result.generation, "deleted": result.deleted}
+
+
+def _check_docs(docs: list[DocIn]) -> None:
+    if not docs:
+        raise ApiError(422, "give at least one document in 'docs'")
+    for i, doc in enumerate(docs):
+        if (doc.text is None) == (doc.vector is None):
+            raise ApiError(422, f"docs[{i}] ({doc.id!r}): give exactly one of 'text' or 'vector'")
+        if doc.text is not None and not (doc.title + doc.text).strip():
+            raise ApiError(422, f"docs[{i}] ({doc.id!r}): the document has no text")
+    if len({doc.id for doc in docs}) != len(docs):
+        raise ApiError(422, "a document id repeats within the request: give each document once")
+    if len({doc.text is None for doc in docs}) > 1:
+        raise ApiError(422, "give either texts or vectors in one request, not both")
+
+
+def _upsert(live: Any, docs: list[DocIn]) -> Any:
+    from lsr.data.corpus import Doc
+
+    if docs[0].vector is not None:
+        vectors = {d.id: {t: float(w) for t, w in (d.vector or {}).items()} for d in docs}
+        return live.add_vectors(vectors, {d.id: (d.title, "") for d in docs})
+    return live.add_documents([Doc(d.id, d.title, d.text or "") for d in docs])
+
+
 def _add_middleware(app: FastAPI, service: Service) -> None:
     app.add_middleware(ServiceMiddleware, service=service)
     if service.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(service.settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
 
@@ -818,5 +918,6 @@ def serve(settings: ServiceConfig, log_level: str = "info") -> None:
 
 
 def index_summary(path: str | Path) -> dict[str, Any]:
-    """Meta of an index directory, read without loading it (``lsr serve`` checks paths up front)."""
-    return read_meta(Path(path), INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+    """Meta of an index directory (plain or live), read without loading it (``lsr serve`` checks paths
+    up front)."""
+    return index_meta(path)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lsr.data.jsonl import iter_jsonl, open_text, require_str
 from lsr.errors import DataFormatError
@@ -28,6 +29,7 @@ class Doc:
     id: str
     title: str
     text: str
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def contents(self) -> str:
@@ -82,7 +84,10 @@ class JsonlCorpus:
                 title = ""
             elif not isinstance(title, str):
                 raise DataFormatError(f"{where}: field 'title' must be a string")
-            yield Doc(doc_id, title, text)
+            metadata = obj.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise DataFormatError(f"{where}: field 'metadata' must be an object")
+            yield Doc(doc_id, title, text, metadata)
 
 
 def open_corpus(spec: str | Path) -> Iterable[Doc]:
