@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 from lsr import __version__
-from lsr.cli_flags import common_flags, search_mode_flags
+from lsr.cli_flags import CORPUS_HELP, common_flags, corpus_shape_flags, corpus_source, search_mode_flags
 from lsr.config import Config, load_config
+from lsr.data.formats import CorpusSource
 from lsr.encoders import ENCODER_HELP, encoder_overrides
 from lsr.errors import LsrError
 from lsr.eval.cli import add_eval_modes, eval_command
@@ -205,7 +206,8 @@ def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
         metavar="ENCODER",
         help=f"{ENCODER_HELP}. Sets encoder.name (and encoder.model)",
     )
-    p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
+    p.add_argument("--corpus", required=True, help=CORPUS_HELP)
+    corpus_shape_flags(p)
     p.add_argument("--out", required=True, help="output: a vectors directory (npy) or a .jsonl file")
     p.add_argument(
         "--format",
@@ -226,7 +228,7 @@ def _add_index_parser(sub: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--vectors", help="a vectors directory from `lsr encode`, or sparse-vector JSONL")
-    src.add_argument("--corpus", help="a corpus to encode then index (needs --encoder)")
+    src.add_argument("--corpus", help=f"a corpus to encode then index (needs --encoder): {CORPUS_HELP}")
     src.add_argument(
         "--blockmax-for",
         metavar="INDEX",
@@ -239,6 +241,7 @@ def _add_index_parser(sub: argparse._SubParsersAction) -> None:
         "docstore (with --dense MODEL, --pq M, --opq, --keep-float)",
     )
     p.add_argument("--encoder", metavar="ENCODER", help=f"encoder for --corpus: {ENCODER_HELP}")
+    corpus_shape_flags(p)
     p.add_argument(
         "--dense",
         nargs="?",
@@ -273,7 +276,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from lsr.pipeline import encode_corpus  # lazy: +0.2 s (tqdm.auto, asyncio) for every other command
 
     cfg = _config(args, encoder_overrides(args.encoder))
-    meta = encode_corpus(cfg, args.corpus, args.out, args.format, args.overwrite, _progress(args))
+    meta = encode_corpus(cfg, corpus_source(args), args.out, args.format, args.overwrite, _progress(args))
     empty = f", {meta['empty_docs']} empty" if meta.get("empty_docs") else ""
     print(
         f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc{empty}, "
@@ -304,7 +307,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not args.out:
         raise LsrError("--out is required with --vectors or --corpus")
     if args.corpus:
-        meta = index_corpus(cfg, args.corpus, args.out, args.overwrite, _progress(args))
+        meta = index_corpus(cfg, corpus_source(args), args.out, args.overwrite, _progress(args))
     else:
         meta = build_index_from_vectors(cfg, args.vectors, args.out, args.overwrite, _progress(args))
     print(
@@ -312,7 +315,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"({meta['impacts']['dtype']} impacts) -> {args.out}"
     )
     if args.dense is not None:
-        return _build_dense(cfg, args.out, args.corpus, True, _progress(args))
+        # stdin was read once: the dense stage takes the texts from the docstore instead
+        corpus = corpus_source(args) if args.corpus and args.corpus != "-" else None
+        return _build_dense(cfg, args.out, corpus, True, _progress(args))
     return 0
 
 
@@ -323,7 +328,9 @@ def _dense_overrides(args: argparse.Namespace) -> list[str]:
     return extra + (["dense.keep_float=true"] if args.keep_float else [])
 
 
-def _build_dense(cfg: Config, index_dir: str, corpus: str | None, overwrite: bool, progress: bool) -> int:
+def _build_dense(
+    cfg: Config, index_dir: str, corpus: CorpusSource | None, overwrite: bool, progress: bool
+) -> int:
     from lsr.dense.stage import build_dense_stage
 
     d = cfg.dense

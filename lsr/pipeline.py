@@ -26,6 +26,7 @@ from lsr import __version__
 from lsr.config import Config, config_hash, resolved_impact_dtype, to_dict
 from lsr.data.corpus import Doc, open_corpus
 from lsr.data.docstore import DocStoreWriter
+from lsr.data.formats import CorpusSource
 from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
@@ -45,15 +46,19 @@ def _sections(config: Config, encoder: dict[str, Any], source: str) -> dict[str,
     }
 
 
+Corpus = str | Path | CorpusSource | Iterable[Doc]
+
+
 def encode_corpus(
     config: Config,
-    corpus: str | Path,
+    corpus: Corpus,
     out: str | Path,
     fmt: str = "npy",
     overwrite: bool = False,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Encode ``corpus`` with ``config.encoder`` into a vectors directory (npy) or a JSONL file."""
+    """Encode ``corpus`` (any shape :func:`~lsr.data.corpus.open_corpus` opens) with ``config.encoder``
+    into a vectors directory (npy) or a JSONL file."""
     if fmt not in ("npy", "jsonl"):
         raise ValueError(f"format {fmt!r} is not one of ['npy', 'jsonl']")
     if fmt == "jsonl":
@@ -62,17 +67,22 @@ def encode_corpus(
     docs = open_corpus(corpus)
     start = time.perf_counter()
     # transformer encoders are slow enough to make a crash expensive: their writes can resume
-    key = resume_key(config, corpus) if encoder.resumable else None
+    key = resume_key(config, corpus, docs) if encoder.resumable else None
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite, key) as writer:
         encode_documents(encoder, docs, writer, progress)
         _finish(encoder, corpus_statistics(encoder, docs, writer), writer, progress)
-        sections = _sections(config, encoder.describe(), str(corpus))
+        sections = _sections(config, encoder.describe(), _source_name(corpus, docs))
         sections["encode_seconds"] = round(time.perf_counter() - start, 3)
         meta = writer.finish(encoder.vocab, sections)
     logger.info(
         "encoded %d docs from %s into %s (%.1fs)", meta["n_docs"], corpus, out, meta["encode_seconds"]
     )
     return meta
+
+
+def _source_name(corpus: Corpus, docs: Iterable[Doc]) -> str:
+    """The corpus as the meta records it: the path or id given, or what opened documents call themselves."""
+    return str(corpus) if isinstance(corpus, (str, Path, CorpusSource)) else getattr(docs, "name", "<memory>")
 
 
 def corpus_statistics(
@@ -105,7 +115,7 @@ def _finish(encoder: CorpusEncoder, stats: CorpusStats | None, writer: VectorWri
 
 
 def _encode_to_jsonl(
-    config: Config, corpus: str | Path, out: Path, overwrite: bool, progress: bool
+    config: Config, corpus: Corpus, out: Path, overwrite: bool, progress: bool
 ) -> dict[str, Any]:
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
@@ -187,7 +197,7 @@ def index_build_options(config: Config) -> BuildOptions:
 
 
 def index_corpus(
-    config: Config, corpus: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
+    config: Config, corpus: Corpus, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:
     """Encode and index in one go; the intermediate vectors live in a hidden temporary directory."""
     out = Path(out)
