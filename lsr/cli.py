@@ -215,6 +215,13 @@ def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
         default="npy",
         help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines",
     )
+    p.add_argument(
+        "--quantize",
+        type=float,
+        metavar="FACTOR",
+        help="with --format jsonl: integer weights round(w x FACTOR), zeros dropped (e.g. 100; "
+        "Anserini's JsonVectorCollection reads weights as integers and truncates floats)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     common_flags(p)
 
@@ -276,7 +283,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from lsr.pipeline import encode_corpus  # lazy: +0.2 s (tqdm.auto, asyncio) for every other command
 
     cfg = _config(args, encoder_overrides(args.encoder))
-    meta = encode_corpus(cfg, corpus_source(args), args.out, args.format, args.overwrite, _progress(args))
+    if args.quantize is not None and args.format != "jsonl":
+        raise LsrError("--quantize applies to --format jsonl (integer weights for Anserini)")
+    corpus = corpus_source(args)
+    meta = encode_corpus(cfg, corpus, args.out, args.format, args.overwrite, _progress(args), args.quantize)
     empty = f", {meta['empty_docs']} empty" if meta.get("empty_docs") else ""
     print(
         f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc{empty}, "

@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_spar
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
 from lsr.index import BuildOptions, build_index
+from lsr.index.sparse import SparseBatch
 from lsr.vectors import Vectors, VectorWriter
+from lsr.weights import flattening_warning, quantize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -56,13 +58,17 @@ def encode_corpus(
     fmt: str = "npy",
     overwrite: bool = False,
     progress: bool = False,
+    quantize: float | None = None,
 ) -> dict[str, Any]:
     """Encode ``corpus`` (any shape :func:`~lsr.data.corpus.open_corpus` opens) with ``config.encoder``
-    into a vectors directory (npy) or a JSONL file."""
+    into a vectors directory (npy) or a JSONL file; ``quantize`` (jsonl only): integer weights
+    ``round(w x quantize)``, zeros dropped, as Anserini's JsonVectorCollection needs."""
     if fmt not in ("npy", "jsonl"):
         raise ValueError(f"format {fmt!r} is not one of ['npy', 'jsonl']")
     if fmt == "jsonl":
-        return _encode_to_jsonl(config, corpus, Path(out), overwrite, progress)
+        return _encode_to_jsonl(config, corpus, Path(out), overwrite, progress, quantize)
+    if quantize is not None:
+        raise ValueError("quantize applies to the jsonl format (integer weights for Anserini)")
     encoder = make_encoder(config.encoder)
     docs = open_corpus(corpus)
     start = time.perf_counter()
@@ -115,7 +121,7 @@ def _finish(encoder: CorpusEncoder, stats: CorpusStats | None, writer: VectorWri
 
 
 def _encode_to_jsonl(
-    config: Config, corpus: Corpus, out: Path, overwrite: bool, progress: bool
+    config: Config, corpus: Corpus, out: Path, overwrite: bool, progress: bool, quantize: float | None
 ) -> dict[str, Any]:
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
@@ -123,10 +129,29 @@ def _encode_to_jsonl(
     try:
         meta = encode_corpus(config, corpus, tmp, "npy", overwrite=True, progress=progress)
         vectors = Vectors(tmp)
-        write_sparse_jsonl(out, vectors.iter_ids(), vectors.batches(), vectors.vocab(), overwrite=overwrite)
+        if quantize is None:
+            ids, vocab = vectors.iter_ids(), vectors.vocab()
+            write_sparse_jsonl(out, ids, vectors.batches(), vocab, overwrite=overwrite)
+        else:
+            _write_quantized(vectors, out, quantize, overwrite)
+            meta["quantize"] = quantize
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def _write_quantized(vectors: Vectors, out: Path, factor: float, overwrite: bool) -> None:
+    dropped = [0]
+
+    def batches() -> Iterator[SparseBatch]:
+        for batch in vectors.batches():
+            quantized, n = quantize_batch(batch, factor)
+            dropped[0] += n
+            yield quantized
+
+    ids, vocab = vectors.iter_ids(), vectors.vocab()
+    write_sparse_jsonl(out, ids, batches(), vocab, decimals=0, fixed=True, overwrite=overwrite)
+    logger.info("quantize %g: %d postings rounded to 0 and dropped", factor, dropped[0])
 
 
 def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progress: bool = False) -> dict:
@@ -158,6 +183,7 @@ def build_index_from_vectors(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     vectors = Vectors(vectors_path)
+    _warn_flattening(vectors, index_build_options(config).impact_dtype)
     vm = vectors.meta
     sections: dict[str, Any] = {
         key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm
@@ -184,6 +210,13 @@ def build_index_from_vectors(
     )
     logger.info("index built in %.1fs", time.perf_counter() - start)
     return meta
+
+
+def _warn_flattening(vectors: Vectors, impact_dtype: str) -> None:
+    """Log the outlier weight that would flatten a quantized index (lsr.weights)."""
+    if flattening_warning(vectors.batches(), impact_dtype) is not None:
+        ids = list(vectors.iter_ids())
+        logger.warning("%s", flattening_warning(vectors.batches(), impact_dtype, ids, vectors.vocab()))
 
 
 def index_build_options(config: Config) -> BuildOptions:
