@@ -26,14 +26,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 from uvicorn.supervisors import Multiprocess
@@ -45,6 +46,7 @@ from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import read_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
+from lsr.service.openapi import BODY_ERRORS, V1_ERRORS, error_responses, install_openapi
 from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
 
 logger = logging.getLogger("lsr.service")
@@ -222,35 +224,52 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Optional fields are documented without null (WithJsonSchema; validation is unchanged): the service
+# refuses null where it wants a value, so the schema says so; "exactly one of query or vector" is a oneOf.
+OptStr = Annotated[StrictStr | None, WithJsonSchema({"type": "string"})]
+OptVector = Annotated[
+    dict[str, Number] | None,
+    WithJsonSchema({"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0}}),
+]
+OptFields = Annotated[
+    list[Literal["title", "text"]] | None,
+    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(FIELDS)}}),
+]
+ONE_OF_QUERY_VECTOR: dict[str, Any] = {"oneOf": [{"required": ["query"]}, {"required": ["vector"]}]}
+BODY_ROUTE_ERRORS = error_responses(404, *BODY_ERRORS, *V1_ERRORS)
+
+
 class SearchOptions(_Body):
-    index: StrictStr | None = None
+    index: OptStr = None
     k: StrictInt = 10
     mode: Literal["exact", "safe", "approx"] = "exact"
     alpha: Number = 1.0
     beta: Number = 1.0
     rerank: Literal["none", "dense"] = "none"
-    fields: list[Literal["title", "text"]] | None = None
+    fields: OptFields = None
 
 
 class SearchRequest(SearchOptions):
     """One query: ``query`` text or a pre-encoded sparse ``vector`` ({term: weight > 0})."""
 
-    query: StrictStr | None = None
-    vector: dict[str, Number] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_QUERY_VECTOR)
+    query: OptStr = None
+    vector: OptVector = None
 
 
 class BatchQuery(_Body):
-    id: StrictStr | None = None
-    query: StrictStr | None = None
-    vector: dict[str, Number] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_QUERY_VECTOR)
+    id: OptStr = None
+    query: OptStr = None
+    vector: OptVector = None
 
 
 class BatchRequest(SearchOptions):
-    queries: list[BatchQuery]
+    queries: list[BatchQuery] = Field(json_schema_extra={"minItems": 1})  # maxItems: --max-batch
 
 
 class ReloadRequest(_Body):
-    path: StrictStr | None = None
+    path: OptStr = None
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -596,8 +615,12 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
         lifespan=_lifespan(service),
         default_response_class=FastJSONResponse,
         description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
-        "X-API-Key header when the service has a key.",
+        "X-API-Key header when the service has a key. Every error is "
+        '{"error": {"status": ..., "message": ...}}.',
+        docs_url=None,  # /docs comes from lsr.service.openapi: no Swagger UI from a CDN
+        redoc_url=None,
     )
+    install_openapi(app, service.api_key is not None, settings.max_batch)
     app.state.service = service
     _add_error_handlers(app)
     _add_health_routes(app, service)
@@ -664,7 +687,9 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
         """Liveness: the process answers (also while indexes load or searches run)."""
         return {"status": "ok", "uptime_s": round(time.time() - service.started, 3)}
 
-    @app.get("/readyz", tags=["health"])
+    not_ready: dict[int | str, dict[str, Any]] = {503: {"description": "not ready: {ready, loaded, error}"}}
+
+    @app.get("/readyz", tags=["health"], responses=not_ready)
     async def readyz() -> JSONResponse:
         """Readiness: 200 once every index is loaded and warmed up, 503 before (or after a load error)."""
         if service.ready:
@@ -672,19 +697,19 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
         body = {"ready": False, "loaded": list(service.indexes), "error": service.load_error}
         return JSONResponse(body, status_code=503)
 
-    @app.get("/metrics", tags=["health"])
-    async def metrics() -> Response:
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
-        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+        return PlainTextResponse(service.metrics.render(), media_type=service.metrics.content_type)
 
 
 def _add_index_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/indexes", tags=["indexes"])
+    @app.get("/v1/indexes", tags=["indexes"], responses=error_responses(*V1_ERRORS))
     async def list_indexes() -> dict[str, Any]:
         """Served indexes: name, path, version, size, encoder, counts, modes."""
         return {"indexes": [served.describe() for served in service.indexes.values()], "ready": service.ready}
 
-    @app.post("/v1/indexes/{name}/reload", tags=["indexes"])
+    @app.post("/v1/indexes/{name}/reload", tags=["indexes"], responses=BODY_ROUTE_ERRORS)
     async def reload_index(name: str, request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
         """Open the index again (or from ``path``) beside the served version and swap to it atomically;
         requests in flight finish on the old version."""
@@ -693,7 +718,7 @@ def _add_index_routes(app: FastAPI, service: Service) -> None:
 
 
 def _add_search_route(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/search", tags=["search"])
+    @app.post("/v1/search", tags=["search"], responses=BODY_ROUTE_ERRORS)
     async def search(body: SearchRequest, request: Request) -> FastJSONResponse:
         """Top-k for one query: ``query`` text (encoded by the index's own query encoder) or a
         pre-encoded ``vector``."""
@@ -726,7 +751,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
 
 
 def _add_batch_route(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/search/batch", tags=["search"])
+    @app.post("/v1/search/batch", tags=["search"], responses=BODY_ROUTE_ERRORS)
     async def search_batch(body: BatchRequest, request: Request) -> FastJSONResponse:
         """Top-k for each of up to ``max_batch`` queries (text or vectors), in order."""
         served = service.get(body.index)
@@ -763,7 +788,7 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
 
 
 def _add_doc_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/docs/{doc_id:path}", tags=["docs"])
+    @app.get("/v1/docs/{doc_id:path}", tags=["docs"], responses=error_responses(404, 422, *V1_ERRORS))
     async def get_doc(doc_id: str, request: Request, index: str | None = None) -> dict[str, Any]:
         """A document by its external id, from the index's docstore (``?index=NAME``)."""
         served = service.get(index)
