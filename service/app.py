@@ -22,7 +22,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -576,11 +576,10 @@ class FastJSONResponse(JSONResponse):
         return _dumps(content)
 
 
-def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return FastJSONResponse(
-        {"error": {"status": status, "message": message, **extra}}, status_code=status, headers=headers
-    )
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    headers = {**(headers or {}), **({"Retry-After": "1"} if status == 503 else {})}
+    body = {"error": {"status": status, "message": message}}
+    return FastJSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError, content_type: str) -> tuple[int, str]:
@@ -673,7 +672,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.url.path!r}; see /docs or /openapi.json"
-        return error_response(exc.status_code, message)
+        return error_response(exc.status_code, message, exc.headers)  # a 405 keeps its Allow header
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

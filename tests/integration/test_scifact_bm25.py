@@ -97,6 +97,12 @@ def test_index_meta_describes_itself(scifact_bm25_index):
     }
 
 
+def test_python_dash_m_lsr():
+    cmd = [sys.executable, "-m", "lsr", "--version"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("lsr ")
+
+
 def test_console_script_help():
     out = subprocess.run(
         [sys.executable, "-m", "lsr.cli", "index", "--help"], capture_output=True, text=True, check=True

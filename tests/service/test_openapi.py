@@ -101,3 +101,9 @@ def test_api_key_is_a_security_scheme(client):
     for path, operations in spec["paths"].items():
         for operation in operations.values():
             assert ("security" in operation) == path.startswith("/v1/"), path
+
+
+def test_a_method_not_allowed_says_which_are(client):
+    r = client.request("TRACE", "/v1/search", headers={"X-API-Key": KEY})
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"]["status"] == 405

@@ -137,3 +137,10 @@ def test_unimplemented_modules_and_settings_are_refused_by_name(st_splade, tmp_p
     with pytest.raises(ConfigError, match=r"SpladePooling\('mean'"):
         read_st_folder(copy)
     assert read_st_folder(tmp_path) is None  # a plain Hugging Face folder: no modules.json
+
+
+def test_a_bare_router_folder_is_inference_free(st_inference_free, st_splade):
+    from lsr.encoders import encoder_overrides
+
+    assert encoder_overrides(str(st_inference_free[0]))[0] == "encoder.name=inference-free"
+    assert encoder_overrides(str(st_splade[0]))[0] == "encoder.name=splade"
