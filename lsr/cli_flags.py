@@ -68,6 +68,8 @@ def corpus_shape_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title-field", help="the title field or column (default: title, if present)")
     p.add_argument(
         "--text-field",
+        "--text-fields",
+        dest="text_field",
         help="the text field(s) or column(s), comma-separated (default: text, contents or body)",
     )
 

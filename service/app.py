@@ -46,7 +46,19 @@ from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import read_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
-from lsr.service.openapi import BODY_ERRORS, V1_ERRORS, error_responses, install_openapi
+from lsr.service.openapi import (
+    BODY_ERRORS,
+    V1_ERRORS,
+    BatchAnswer,
+    DocAnswer,
+    Health,
+    IndexesAnswer,
+    Ready,
+    ReloadAnswer,
+    SearchAnswer,
+    error_responses,
+    install_openapi,
+)
 from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
 
 logger = logging.getLogger("lsr.service")
@@ -236,7 +248,6 @@ OptFields = Annotated[
     WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(FIELDS)}}),
 ]
 ONE_OF_QUERY_VECTOR: dict[str, Any] = {"oneOf": [{"required": ["query"]}, {"required": ["vector"]}]}
-BODY_ROUTE_ERRORS = error_responses(404, *BODY_ERRORS, *V1_ERRORS)
 
 
 class SearchOptions(_Body):
@@ -681,12 +692,15 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_health_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=None, responses={200: {"model": Health}})
     async def healthz() -> dict[str, Any]:
         """Liveness: the process answers (also while indexes load or searches run)."""
         return {"status": "ok", "uptime_s": round(time.time() - service.started, 3)}
 
-    not_ready: dict[int | str, dict[str, Any]] = {503: {"description": "not ready: {ready, loaded, error}"}}
+    not_ready: dict[int | str, dict[str, Any]] = {
+        200: {"model": Ready},
+        503: {"description": "not ready: {ready, loaded, error}"},
+    }
 
     @app.get("/readyz", tags=["health"], responses=not_ready)
     async def readyz() -> JSONResponse:
@@ -703,12 +717,16 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
 
 
 def _add_index_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/indexes", tags=["indexes"], responses=error_responses(*V1_ERRORS))
+    indexes_responses = error_responses(*V1_ERRORS, ok=IndexesAnswer)
+
+    @app.get("/v1/indexes", tags=["indexes"], response_model=None, responses=indexes_responses)
     async def list_indexes() -> dict[str, Any]:
         """Served indexes: name, path, version, size, encoder, counts, modes."""
         return {"indexes": [served.describe() for served in service.indexes.values()], "ready": service.ready}
 
-    @app.post("/v1/indexes/{name}/reload", tags=["indexes"], responses=BODY_ROUTE_ERRORS)
+    reload_responses = error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=ReloadAnswer)
+
+    @app.post("/v1/indexes/{name}/reload", tags=["indexes"], response_model=None, responses=reload_responses)
     async def reload_index(name: str, request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
         """Open the index again (or from ``path``) beside the served version and swap to it atomically;
         requests in flight finish on the old version."""
@@ -717,7 +735,11 @@ def _add_index_routes(app: FastAPI, service: Service) -> None:
 
 
 def _add_search_route(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/search", tags=["search"], responses=BODY_ROUTE_ERRORS)
+    @app.post(
+        "/v1/search",
+        tags=["search"],
+        responses=error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=SearchAnswer),
+    )
     async def search(body: SearchRequest, request: Request) -> FastJSONResponse:
         """Top-k for one query: ``query`` text (encoded by the index's own query encoder) or a
         pre-encoded ``vector``."""
@@ -750,7 +772,9 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
 
 
 def _add_batch_route(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/search/batch", tags=["search"], responses=BODY_ROUTE_ERRORS)
+    batch_responses = error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=BatchAnswer)
+
+    @app.post("/v1/search/batch", tags=["search"], responses=batch_responses)
     async def search_batch(body: BatchRequest, request: Request) -> FastJSONResponse:
         """Top-k for each of up to ``max_batch`` queries (text or vectors), in order."""
         served = service.get(body.index)
@@ -787,7 +811,12 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
 
 
 def _add_doc_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/docs/{doc_id:path}", tags=["docs"], responses=error_responses(404, 422, *V1_ERRORS))
+    @app.get(
+        "/v1/docs/{doc_id:path}",
+        tags=["docs"],
+        response_model=None,
+        responses=error_responses(404, 422, *V1_ERRORS, ok=DocAnswer),
+    )
     async def get_doc(doc_id: str, request: Request, index: str | None = None) -> dict[str, Any]:
         """A document by its external id, from the index's docstore (``?index=NAME``)."""
         served = service.get(index)

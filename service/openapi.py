@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 API_KEY_SCHEME = "ApiKey"
 
@@ -41,9 +41,110 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` of a route: each status with its meaning and the :class:`ErrorBody` schema."""
-    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in codes}
+def error_responses(*codes: int, ok: type[BaseModel] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: each status with its meaning and the :class:`ErrorBody` schema,
+    and the success answer's model ``ok`` (documentation only: answers are built as dicts)."""
+    out: dict[int | str, dict[str, Any]] = {200: {"model": ok}} if ok is not None else {}
+    return out | {code: {"model": ErrorBody, "description": ERRORS[code]} for code in codes}
+
+
+# --- success answers (documentation; tests validate real answers against them) --------------------
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Hit(_Answer):
+    rank: int
+    id: str
+    score: float
+    title: str = Field(
+        default="", description="with fields: ['title'] (the default when there is a docstore)"
+    )
+    text: str = Field(default="", description="with fields: ['text']")
+
+
+class QueryAnswer(_Answer):
+    query_terms: int = Field(default=0, description="non-zero query terms (absent with rerank)")
+    ignored_terms: list[str] = Field(
+        default=[], description="vector terms the index does not know (up to 20)"
+    )
+    hits: list[Hit]
+
+
+class SearchAnswer(QueryAnswer):
+    index: str
+    generation: int
+    k: int
+    mode: str
+    took_ms: float
+
+
+class BatchItem(QueryAnswer):
+    id: str | None
+
+
+class BatchAnswer(_Answer):
+    index: str
+    generation: int
+    k: int
+    mode: str
+    took_ms: float
+    results: list[BatchItem]
+
+
+class EncoderInfo(_Answer):
+    name: str | None
+    model: str | None
+
+
+class IndexInfo(_Answer):
+    name: str
+    path: str
+    generation: int
+    loaded_at: float
+    load_seconds: float
+    n_docs: int
+    n_terms: int
+    n_postings: int
+    bytes: int
+    impacts: str | None
+    encoder: EncoderInfo
+    modes: list[str]
+    docstore: bool
+    dense_rerank: bool
+
+
+class IndexesAnswer(_Answer):
+    indexes: list[IndexInfo]
+    ready: bool
+
+
+class Previous(_Answer):
+    path: str
+    generation: int
+
+
+class ReloadAnswer(IndexInfo):
+    previous: Previous
+
+
+class DocAnswer(_Answer):
+    index: str
+    id: str
+    title: str = ""
+    text: str = ""
+
+
+class Health(_Answer):
+    status: str
+    uptime_s: float
+
+
+class Ready(_Answer):
+    ready: bool
+    indexes: list[str]
 
 
 V1_ERRORS = (401, 413, 503)  # the middleware can answer these on any /v1 route

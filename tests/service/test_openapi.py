@@ -107,3 +107,33 @@ def test_a_method_not_allowed_says_which_are(client):
     r = client.request("TRACE", "/v1/search", headers={"X-API-Key": KEY})
     assert r.status_code == 405 and r.headers["allow"] == "POST"
     assert r.json()["error"]["status"] == 405
+
+
+def test_success_answers_match_their_documented_schemas(client):
+    from lsr.service import openapi as models
+
+    spec = client.get("/openapi.json").json()
+    key = {"X-API-Key": KEY}
+    text_query = {"json": {"query": "vitamin", "fields": ["title", "text"]}}
+    checks = [
+        ("/v1/search", "post", text_query, models.SearchAnswer),
+        ("/v1/search", "post", {"json": {"vector": {"vitamin": 1.0, "zzz": 2.0}}}, models.SearchAnswer),
+        (
+            "/v1/search/batch",
+            "post",
+            {"json": {"queries": [{"id": "q", "query": "coffee"}, {"query": "d"}]}},
+            models.BatchAnswer,
+        ),
+        ("/v1/indexes", "get", {}, models.IndexesAnswer),
+        ("/v1/docs/{doc_id}", "get", {"params": {"index": "t"}}, models.DocAnswer),
+        ("/v1/indexes/{name}/reload", "post", {}, models.ReloadAnswer),
+        ("/healthz", "get", {}, models.Health),
+        ("/readyz", "get", {}, models.Ready),
+    ]
+    for path, method, kwargs, model in checks:
+        url = path.replace("{doc_id}", "0").replace("{name}", "t")
+        r = client.request(method.upper(), url, headers=key, **kwargs)
+        assert r.status_code == 200, (url, r.text)
+        model.model_validate(r.json())  # extra="forbid": an undocumented key fails
+        documented = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert documented == {"$ref": f"#/components/schemas/{model.__name__}"}
