@@ -76,7 +76,15 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
         "(PQ codes) and fuses the scores with the weight stored by lsr tune-fusion",
     )
     p.add_argument("--depth", type=int, help="search.rerank_depth: sparse candidates re-scored (100)")
-    p.add_argument("--out", help="TREC run file to write (with --queries)")
+    p.add_argument("--out", help="run file to write (with --queries)")
+    p.add_argument(
+        "--format",
+        choices=("trec", "json", "tsv"),
+        default="trec",
+        help="run file format: trec (qid Q0 doc rank score tag; default), json ({qid: {doc: score}}), "
+        "tsv (qid, doc, rank, score)",
+    )
+    p.add_argument("--run-tag", default="lsr", help="the TREC run's last column (default lsr)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     common_flags(p)
 
@@ -395,6 +403,8 @@ def _search_queries(args: argparse.Namespace, cfg: Config, searcher, plan) -> in
 
     if not args.out:
         raise LsrError("--queries needs --out RUN.trec")
+    if not args.run_tag or any(c.isspace() for c in args.run_tag):
+        raise LsrError(f"--run-tag {args.run_tag!r} must be non-empty without whitespace")
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
@@ -404,7 +414,7 @@ def _search_queries(args: argparse.Namespace, cfg: Config, searcher, plan) -> in
     start = time.perf_counter()
     run = searcher.to_run(qids, searcher.search_batch(queries, plan, _progress(args)))
     elapsed = time.perf_counter() - start
-    write_run(run, out)
+    write_run(run, out, args.run_tag, args.format)
     print(f"searched {len(run)} queries (k={plan.k}, mode {plan.mode}) -> {out}")
     if args.stats:
         _write_stats(args.stats, searcher, queries.sparse, plan, elapsed)

@@ -171,3 +171,25 @@ def test_read_run_errors_name_file_and_line(tmp_path):
     path.write_text("q1 Q0 d1 1 high t\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match=f"{path}:1.*'high'"):
         read_run(path)
+
+
+def test_run_formats_and_tag(tmp_path):
+    import json
+
+    run = {"q1": {"a": 1.0, "b": 2.0, "c": 1.0}}
+    write_run(run, tmp_path / "r.tsv", fmt="tsv")
+    lines = (tmp_path / "r.tsv").read_text().splitlines()
+    assert lines == ["q1\tb\t1\t2.000000", "q1\tc\t2\t1.0000001", "q1\ta\t3\t1.0000000"]
+        "q1\tb\t1\t2.000000",
+        "q1\tc\t2\t1.0000001",
+        "q1\ta\t3\t1.0000000",
+    ]
+    write_run(run, tmp_path / "r.json", fmt="json")
+    back = json.loads((tmp_path / "r.json").read_text())
+    assert list(back["q1"]) == ["b", "c", "a"] and back["q1"]["c"] > back["q1"]["a"]  # ties kept apart
+    write_run(run, tmp_path / "r.trec", tag="my-run")
+    assert {line.split()[5] for line in (tmp_path / "r.trec").read_text().splitlines()} == {"my-run"}
+    with pytest.raises(ValueError, match="run tag"):
+        write_run(run, tmp_path / "x.trec", tag="two words")
+    with pytest.raises(ValueError, match="run format"):
+        write_run(run, tmp_path / "x.trec", fmt="csv")
