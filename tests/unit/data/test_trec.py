@@ -180,10 +180,6 @@ def test_run_formats_and_tag(tmp_path):
     write_run(run, tmp_path / "r.tsv", fmt="tsv")
     lines = (tmp_path / "r.tsv").read_text().splitlines()
     assert lines == ["q1\tb\t1\t2.000000", "q1\tc\t2\t1.0000001", "q1\ta\t3\t1.0000000"]
-        "q1\tb\t1\t2.000000",
-        "q1\tc\t2\t1.0000001",
-        "q1\ta\t3\t1.0000000",
-    ]
     write_run(run, tmp_path / "r.json", fmt="json")
     back = json.loads((tmp_path / "r.json").read_text())
     assert list(back["q1"]) == ["b", "c", "a"] and back["q1"]["c"] > back["q1"]["a"]  # ties kept apart
