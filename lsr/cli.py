@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
 
     _add_tune_fusion_parser(sub)
+    _add_info_parser(sub)
 
     _add_serve_parser(sub)
     _add_train_parsers(sub)
@@ -373,6 +374,52 @@ def _build_dense(
     return 0
 
 
+def _add_info_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="what an index holds: counts, impacts, encoder, source, size, stages")
+    p.add_argument("index", help="index directory")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+def index_info(index: str | Path) -> dict:
+    """A summary of an index folder from its meta files, without loading the arrays."""
+    from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+    from lsr.index.io import read_meta
+
+    path = Path(index)
+    meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+    encoder = meta.get("encoder", {})
+    stages = {name: (path / name / "meta.json").is_file() for name in ("blockmax", "dense")}
+    return {
+        "path": str(path),
+        "created": meta.get("created"),
+        "lsr_version": meta.get("lsr_version"),
+        "n_docs": meta["n_docs"],
+        "n_terms": meta["n_terms"],
+        "n_postings": meta["n_postings"],
+        "doc_nnz_avg": round(meta.get("stats", {}).get("doc_nnz_avg", 0.0), 2),
+        "impacts": meta.get("impacts"),
+        "encoder": {k: v for k, v in encoder.items() if k in ("name", "model", "query_model")},
+        "source": meta.get("source", {}).get("corpus"),
+        "docstore": "docstore.jsonl" in meta.get("files", []),
+        **stages,
+        "bytes": sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
+    }
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    info = index_info(args.index)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    for key, value in info.items():
+        shown = json.dumps(value) if isinstance(value, dict) else value
+        print(f"{key:<12} {shown}")
+    return 0
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     # handlers import their stack on first use, so `lsr --help` loads neither numba nor torch
     from lsr.searcher import Plan, Searcher
@@ -612,6 +659,7 @@ COMMANDS = {
 }
 COMMANDS.update({"train": cmd_train, "train-prepare": cmd_train_prepare})
 COMMANDS["tune-fusion"] = cmd_tune_fusion
+COMMANDS["info"] = cmd_info
 
 
 def main(argv: list[str] | None = None) -> int:

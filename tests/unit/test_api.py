@@ -67,3 +67,12 @@ def test_bad_documents_are_named():
         lsr.Index.build([{"id": "x", "body2": "one"}])
     with pytest.raises(ValueError, match="empty query"):
         lsr.Index.build(["one"]).search("  ")
+
+
+def test_lsr_info_summarizes_a_saved_index(tmp_path, capsys):
+    lsr.Index.build(DOCS).save(tmp_path / "idx")
+    assert main(["info", str(tmp_path / "idx"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["n_docs"], info["encoder"]["name"], info["docstore"], info["blockmax"]) == (4, "bm25", True, True)
+    assert info["n_postings"] > 0 and info["bytes"] > 0 and info["impacts"]["dtype"] == "float32"
+    assert main(["info", str(tmp_path / "missing")]) == 2
