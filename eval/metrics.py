@@ -13,8 +13,10 @@ Conventions (those of ``trec_eval`` / ``pytrec_eval``, which published numbers u
   missing from the run scores 0. Run queries that the qrels do not know are ignored and counted.
 
 Pure Python and numpy: no compile step, so a 300-query evaluation takes well under a second.
-Not ranx's metrics: ranx orders tied scores its own way (an unstable sort), and ties are common with quantized impacts
-(SciFact BM25 nDCG@10: 0.6776 in trec_eval's order, 0.6767 in ranx's); published numbers use trec_eval's.
+Not ranx's metrics: ranx orders tied scores its own way (an unstable sort), and ties are common with
+quantized impacts (SciFact BM25 nDCG@10: 0.6775 in trec_eval's order, 0.6767 in ranx's); published
+numbers use trec_eval's. Run files written by ``lsr.data.trec.write_run`` carry that order in their
+scores, so ranx reads them as lsr eval ranks them.
 """
 
 from __future__ import annotations
