@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_tune_fusion_parser(sub)
     _add_info_parser(sub)
+    _add_export_st_parser(sub)
 
     _add_serve_parser(sub)
     _add_train_parsers(sub)
@@ -374,6 +375,35 @@ def _build_dense(
     return 0
 
 
+def _add_export_st_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-st",
+        help="write a model folder as a sentence-transformers SparseEncoder folder",
+        description="A model with idf.json (inference-free) becomes a Router: SparseStaticEmbedding "
+        "queries weighted by idf.json, MLMTransformer + SpladePooling documents; others MLMTransformer + "
+        "SpladePooling. sentence-transformers' SparseEncoder(OUT) then loads it with the right query side.",
+    )
+    p.add_argument(
+        "--model", required=True, help="model folder, or splade / inference-free (the shipped ones)"
+    )
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--pooling", choices=("max", "sum"), default="max", help="SpladePooling strategy (max)")
+    p.add_argument("--max-seq-length", type=int, default=512, help="MLMTransformer max_seq_length (512)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+def cmd_export_st(args: argparse.Namespace) -> int:
+    from lsr.encoders import default_model
+    from lsr.encoders.st import export_st_folder
+
+    default = default_model(args.model) if args.model in ("splade", "inference-free") else None
+    model = Path(default or args.model)
+    kind = export_st_folder(model, Path(args.out), args.pooling, args.max_seq_length, args.overwrite)
+    print(f"{kind} model {model} -> {args.out} (sentence-transformers SparseEncoder folder)")
+    return 0
+
+
 def _add_info_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("info", help="what an index holds: counts, impacts, encoder, source, size, stages")
     p.add_argument("index", help="index directory")
@@ -660,6 +690,7 @@ COMMANDS = {
 COMMANDS.update({"train": cmd_train, "train-prepare": cmd_train_prepare})
 COMMANDS["tune-fusion"] = cmd_tune_fusion
 COMMANDS["info"] = cmd_info
+COMMANDS["export-st"] = cmd_export_st
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,3 +158,116 @@ def _max_seq_length(mlm: Path) -> int | None:
     if length is None and (mlm / "tokenizer_config.json").is_file():
         length = _json(mlm / "tokenizer_config.json").get("model_max_length")
     return int(length) if isinstance(length, (int, float)) and 0 < length < _LARGE else None
+
+
+# --- the other way: lsr model folders as sentence-transformers folders --------------------------------
+
+_ST = "sentence_transformers"
+TYPES = {
+    "MLMTransformer": f"{_ST}.sparse_encoder.models.MLMTransformer",
+    "SpladePooling": f"{_ST}.sparse_encoder.models.SpladePooling",
+    "SparseStaticEmbedding": f"{_ST}.sparse_encoder.models.SparseStaticEmbedding",
+    "Router": f"{_ST}.models.Router",
+}
+QUERY_TABLE = "idf.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def export_st_folder(
+    model: Path, out: Path, pooling: str = "max", max_seq_length: int = 512, overwrite: bool = False
+) -> str:
+    """Write ``model`` (a Hugging Face MLM folder, as ``--encoder splade:`` / ``inference-free:`` read it)
+    as a folder sentence-transformers' ``SparseEncoder(out)`` loads: with an ``idf.json`` query table, a
+    Router (SparseStaticEmbedding queries weighted by that table, MLMTransformer + SpladePooling
+    documents), else MLMTransformer + SpladePooling. Returns ``"inference-free"`` or ``"splade"``.
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is false.
+        ConfigError: not a model folder, or a bad pooling.
+    """
+    import shutil
+
+    if pooling not in POOLINGS:
+        raise ConfigError(f"pooling {pooling!r} is not one of {list(POOLINGS)}")
+    if not (model / "config.json").is_file():
+        raise ConfigError(f"{model} is not a Hugging Face model folder (no config.json)")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    tmp = out.parent / f".{out.name}.st-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    kind = "inference-free" if (model / QUERY_TABLE).is_file() else "splade"
+    mlm = tmp / "document_0_MLMTransformer" if kind == "inference-free" else tmp
+    shutil.copytree(model, mlm, ignore=shutil.ignore_patterns(QUERY_TABLE, "README.md"))
+    _write(mlm / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
+    vocab_size = int(_json(model / "config.json")["vocab_size"])
+    pooling_config = {
+        "pooling_strategy": pooling,
+        "activation_function": "relu",  # ST's relu is SPLADE's log(1 + relu)
+        "word_embedding_dimension": vocab_size,
+    }
+    _write(
+        tmp / "config_sentence_transformers.json",
+        {
+            "model_type": "SparseEncoder",
+            "prompts": {"query": "", "document": ""} if kind == "inference-free" else {},
+            "default_prompt_name": None,
+            "similarity_fn_name": "dot",
+        },
+    )
+    if kind == "splade":
+        _write(tmp / "1_SpladePooling" / "config.json", pooling_config)
+        modules = [_module(0, "", "MLMTransformer"), _module(1, "1_SpladePooling", "SpladePooling")]
+        _write(tmp / "modules.json", modules)
+    else:
+        _write(tmp / "document_1_SpladePooling" / "config.json", pooling_config)
+        _query_module(model, tmp / "query_0_SparseStaticEmbedding", vocab_size)
+        _write(tmp / "router_config.json", _router_config())
+        _write(tmp / "modules.json", [_module(0, "", "Router")])
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return kind
+
+
+def _module(idx: int, path: str, kind: str) -> dict[str, Any]:
+    return {"idx": idx, "name": str(idx), "path": path, "type": TYPES[kind]}
+
+
+def _router_config() -> dict[str, Any]:
+    names = {"query_0_SparseStaticEmbedding", "document_0_MLMTransformer", "document_1_SpladePooling"}
+    return {
+        "types": {name: TYPES[name.split("_", 2)[2]] for name in sorted(names)},
+        "structure": {
+            "query": ["query_0_SparseStaticEmbedding"],
+            "document": ["document_0_MLMTransformer", "document_1_SpladePooling"],
+        },
+        "parameters": {"default_route": "document", "allow_empty_key": True},
+    }
+
+
+def _query_module(model: Path, folder: Path, vocab_size: int) -> None:
+    """SparseStaticEmbedding: the tokenizer and the idf.json weights as a float32[vocab] ``weight``
+    (special tokens 0, as lsr's query side never weighs them)."""
+    import shutil
+
+    from safetensors.numpy import save_file
+    from tokenizers import Tokenizer
+
+    from lsr.encoders.inference_free import table_from_json
+
+    folder.mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (model / name).is_file():
+            shutil.copy2(model / name, folder / name)
+    tokenizer = Tokenizer.from_file(str(model / "tokenizer.json"))
+    vocab = [tokenizer.id_to_token(i) or f"[unused-id-{i}]" for i in range(vocab_size)]
+    weight = table_from_json(model / QUERY_TABLE, vocab)
+    special = [i for i, token in tokenizer.get_added_tokens_decoder().items() if token.special]
+    weight[[i for i in special if i < vocab_size]] = 0.0
+    save_file({"weight": weight}, str(folder / "model.safetensors"))
+    _write(folder / "config.json", {"frozen": False})
+
+
+def _write(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -144,3 +144,44 @@ def test_a_bare_router_folder_is_inference_free(st_inference_free, st_splade):
 
     assert encoder_overrides(str(st_inference_free[0]))[0] == "encoder.name=inference-free"
     assert encoder_overrides(str(st_splade[0]))[0] == "encoder.name=splade"
+
+
+def test_our_models_export_to_folders_sentence_transformers_loads(tmp_path):
+    """lsr export-st: an inference-free model (idf.json) loads in ST with its query table, a SPLADE one as
+    MLMTransformer + SpladePooling; both give lsr's vectors, and lsr reads the export back the same."""
+    from tiny_models import VOCAB
+
+    model = make_mlm(tmp_path / "if-model", seed=2)
+    rng = np.random.default_rng(0)
+    (model / "idf.json").write_text(json.dumps({t: float(rng.uniform(0.5, 3)) for t in VOCAB[5:]}))
+    out = tmp_path / "st-if"
+    assert main(["export-st", "--model", str(model), "--out", str(out)]) == 0
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    for name, encoder in (("ours", f"inference-free:{model}"), ("export", f"inference-free:{out}")):
+        args = [
+            "index",
+            "--corpus",
+            str(corpus),
+            "--encoder",
+            encoder,
+            "--out",
+            str(tmp_path / name),
+            "--quiet",
+        ]
+        assert main(args) == 0
+    ours, again = Searcher(tmp_path / "ours"), Searcher(tmp_path / "export")
+    size = len(ours.index.vocab)
+    loaded = st.SparseEncoder(str(out), device="cpu")
+    want = dense(ours.encode_texts(QUERIES), size)
+    assert np.abs(st_vectors(loaded, QUERIES, "query") - want).max() < 1e-6
+    assert np.abs(dense(again.encode_texts(QUERIES), size) - want).max() == 0
+    cfg = load_config(None, ["encoder.name=splade", f"encoder.model={json.dumps(str(model))}"])
+    docs = dense(make_encoder(cfg.encoder).encode(TEXTS), size)
+    assert np.abs(st_vectors(loaded, TEXTS, "document") - docs).max() < 1e-4
+
+    (model / "idf.json").unlink()
+    assert main(["export-st", "--model", str(model), "--out", str(tmp_path / "st-splade")]) == 0
+    splade = st.SparseEncoder(str(tmp_path / "st-splade"), device="cpu")
+    assert np.abs(st_vectors(splade, TEXTS, "document") - docs).max() < 1e-4
+    assert main(["export-st", "--model", str(model), "--out", str(tmp_path / "st-splade")]) == 2  # exists
