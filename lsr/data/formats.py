@@ -316,6 +316,26 @@ def spool_stdin() -> Path:
     return Path(name)
 
 
+def _suffix(path: Path) -> str:
+    """The suffix that names the shape (``.gz`` skipped), lower case."""
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    return suffixes[-1].lower() if suffixes else ""
+
+
+class _Hinted:
+    """A corpus whose read errors add a hint (a shape that was guessed, not detected)."""
+
+    def __init__(self, corpus: JsonlCorpus, hint: str):
+        self.corpus, self.hint = corpus, hint
+        self.name, self.file = corpus.name, corpus.file
+
+    def __iter__(self) -> Iterator[Doc]:
+        try:
+            yield from self.corpus
+        except DataFormatError as exc:
+            raise DataFormatError(f"{exc}; {self.hint}, or name one with --corpus-format") from None
+
+
 def detect_format(path: Path) -> str:
     """The shape of an existing ``path``: by suffix for a file (JSONL when unknown), by contents for a
     folder.
@@ -324,19 +344,25 @@ def detect_format(path: Path) -> str:
         FileNotFoundError: a folder in none of the shapes (the message lists them).
     """
     if path.is_file():
-        suffixes = [s for s in path.suffixes if s != ".gz"]
-        return _SUFFIXES.get(suffixes[-1].lower() if suffixes else "", "jsonl")
+        return _SUFFIXES.get(_suffix(path), "jsonl")
     if find_file(path, CORPUS_NAMES) is not None:
         return "beir"
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return "hf"
+    if any(path.rglob("*.parquet")):  # e.g. a Hugging Face hub dataset snapshot
+        return "parquet"
     if any(p.suffix in TEXT_SUFFIXES for p in path.rglob("*")):
         return "txt"
     raise FileNotFoundError(f"{path}: a folder with no corpus in it; a corpus is {SHAPES}")
 
 
 def open_source(source: CorpusSource) -> Iterable[Doc]:
-    """Open a local corpus (or stdin) in its shape; None-like specs are the caller's business."""
+    """Open a local corpus (a path that exists, or ``-`` for stdin) in its shape.
+
+    Raises:
+        DataFormatError: a shape that does not fit the path (a folder for CSV, stdin not JSONL).
+        FileNotFoundError: a folder with no corpus in it.
+    """
     path = Path(source.spec)
     fmt = source.format
     if source.spec == "-":
@@ -344,16 +370,22 @@ def open_source(source: CorpusSource) -> Iterable[Doc]:
         if fmt != "jsonl":
             raise DataFormatError(f"a corpus on stdin must be JSONL, not {fmt}")
         return JsonlCorpus(spool_stdin(), source.fields, name="<stdin>")
+    guessed = fmt == "auto" and path.is_file() and _suffix(path) not in _SUFFIXES
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt in ("beir", "jsonl"):
         from lsr.data.corpus import require_corpus_file
 
-        return JsonlCorpus(require_corpus_file(path) if path.is_dir() else path, source.fields)
+        corpus = JsonlCorpus(require_corpus_file(path) if path.is_dir() else path, source.fields)
+        return (
+            _Hinted(corpus, f"read as JSONL (suffix {path.suffix!r}); a corpus is {SHAPES}")
+            if guessed
+            else corpus
+        )
     if fmt in ("csv", "tsv"):
         return TableCorpus(_file(path, fmt), "\t" if fmt == "tsv" else ",", source.fields)
     if fmt == "parquet":
-        files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
         return ArrowCorpus(files, "parquet", source.fields, str(path))
     if fmt == "hf":
         return ArrowCorpus(hf_arrow_files(path), "arrow", source.fields, str(path))

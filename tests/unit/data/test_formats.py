@@ -164,3 +164,26 @@ def test_cli_jsonl_on_stdin(tmp_path):
         cmd + ["--overwrite"], input='{"_id": "a", "text": "x"}\nnot json\n', text=True, capture_output=True
     )
     assert bad.returncode == 2 and "<stdin>:2: malformed JSON" in bad.stderr
+
+
+def test_an_unknown_suffix_is_read_as_jsonl_and_the_error_lists_the_shapes(tmp_path):
+    path = tmp_path / "docs.xlsx"
+    path.write_bytes(b"PK\x03\x04 not json")
+    with pytest.raises(
+        DataFormatError, match=r"docs\.xlsx:1: malformed JSON.*read as JSONL.*Parquet.*--corpus-format"
+    ):
+        list(open_corpus(path))
+
+
+def test_a_folder_of_parquet_files_like_a_hub_snapshot(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    (tmp_path / "hub" / "data").mkdir(parents=True)
+    for i, part in enumerate((DOCS[:2], DOCS[2:])):
+        table = pa.table(
+            {"_id": [d.id for d in part], "title": [d.title for d in part], "text": [d.text for d in part]}
+        )
+        pq.write_table(table, tmp_path / "hub" / "data" / f"train-{i:05d}.parquet")
+    assert detect_format(tmp_path / "hub") == "parquet"
+    assert list(open_corpus(tmp_path / "hub")) == DOCS
