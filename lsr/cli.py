@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune_fusion_parser(sub)
     _add_info_parser(sub)
     _add_export_st_parser(sub)
+    _add_export_parser(sub)
 
     _add_serve_parser(sub)
     _add_train_parsers(sub)
@@ -247,6 +248,9 @@ def _add_index_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--vectors", help="a vectors directory from `lsr encode`, or sparse-vector JSONL")
     src.add_argument("--corpus", help=f"a corpus to encode then index (needs --encoder): {CORPUS_HELP}")
     src.add_argument(
+        "--ciff", help="a CIFF file (from PISA, Anserini or lsr export): its tfs are the impacts"
+    )
+    src.add_argument(
         "--blockmax-for",
         metavar="INDEX",
         help="(re)build only the block-max data of an existing index (index.block_size)",
@@ -306,7 +310,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from lsr.pipeline import build_index_from_vectors, index_corpus  # lazy: see cmd_encode
+    from lsr.pipeline import build_index_from_ciff, build_index_from_vectors, index_corpus  # lazy
 
     if args.corpus and not args.encoder:
         raise LsrError("--corpus needs --encoder (e.g. --encoder bm25)")
@@ -325,9 +329,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         )
         return 0
     if not args.out:
-        raise LsrError("--out is required with --vectors or --corpus")
+        raise LsrError("--out is required with --vectors, --corpus or --ciff")
     if args.corpus:
         meta = index_corpus(cfg, corpus_source(args), args.out, args.overwrite, _progress(args))
+    elif args.ciff:
+        meta = build_index_from_ciff(cfg, args.ciff, args.out, args.overwrite, _progress(args))
     else:
         meta = build_index_from_vectors(cfg, args.vectors, args.out, args.overwrite, _progress(args))
     print(
@@ -372,6 +378,33 @@ def _build_dense(
         f"{meta['m']} x {meta['nbits']} bits{' + OPQ' if meta['opq'] else ''} = {meta['m']} bytes/doc"
         f"{', float vectors kept' if meta['keep_float'] else ''}{notes} -> {index_dir}/dense"
     )
+    return 0
+
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write an index in another engine's format (ciff: PISA, Anserini)")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--format", choices=("ciff",), default="ciff", help="ciff: Common Index File Format")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument(
+        "--quantize",
+        type=float,
+        metavar="FACTOR",
+        help="integer tfs round(weight x FACTOR) (needed for float32 impacts; uint8/uint16 impacts are "
+        "written as they are)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lsr.ciff import export_ciff
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    counts = export_ciff(args.index, args.out, args.quantize, description=f"lsr export of {args.index}")
+    lists, docs, postings = counts["postings_lists"], counts["docs"], counts["postings"]
+    print(f"{lists} postings lists, {docs} docs, {postings} postings -> {args.out}")
     return 0
 
 
@@ -691,6 +724,7 @@ COMMANDS.update({"train": cmd_train, "train-prepare": cmd_train_prepare})
 COMMANDS["tune-fusion"] = cmd_tune_fusion
 COMMANDS["info"] = cmd_info
 COMMANDS["export-st"] = cmd_export_st
+COMMANDS["export"] = cmd_export
 
 
 def main(argv: list[str] | None = None) -> int:

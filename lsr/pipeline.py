@@ -168,6 +168,29 @@ def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progr
         return writer.finish(list(vocab), _sections(config, {"name": "external"}, str(path)))
 
 
+def import_ciff(config: Config, path: str | Path, out: str | Path, progress: bool = False) -> dict:
+    """A CIFF file (PISA, Anserini, ``lsr export``) as a vectors directory: tfs become the weights."""
+    from lsr.ciff import ciff_rows, read_ciff
+
+    ciff = read_ciff(path)
+    with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs) as writer:
+        for doc_id, terms, weights in tqdm(ciff_rows(ciff), desc="ciff", unit="doc", disable=not progress):
+            writer.add(doc_id, terms, weights, "", "")
+        return writer.finish(ciff.terms, _sections(config, {"name": "external"}, str(path)))
+
+
+def build_index_from_ciff(
+    config: Config, path: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
+) -> dict[str, Any]:
+    """Build an index from a CIFF file (through a hidden vectors directory)."""
+    tmp = Path(out).parent / f".{Path(out).name}.ciff-{uuid.uuid4().hex[:8]}"
+    try:
+        import_ciff(config, path, tmp, progress)
+        return build_index_from_vectors(config, tmp, out, overwrite, progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_index_from_vectors(
     config: Config, vectors_path: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:
