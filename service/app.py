@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
@@ -234,6 +234,16 @@ Number = StrictFloat | StrictInt
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """An optional field is left out, never null (as the schema documents it)."""
+        if isinstance(data, dict):
+            nulls = [key for key, value in data.items() if value is None]
+            if nulls:
+                raise ValueError(f"{nulls[0]!r} is null: leave an optional field out instead")
+        return data
 
 
 # Optional fields are documented without null (WithJsonSchema; validation is unchanged): the service

@@ -92,6 +92,8 @@ def test_request_schemas_refuse_what_the_service_refuses(client):
     queries = schemas["BatchRequest"]["properties"]["queries"]
     assert (queries["minItems"], queries["maxItems"]) == (1, 7)  # [] and > --max-batch are refused
     assert "null" not in json.dumps(schemas["SearchRequest"]["properties"]["query"])
+    r = client.post("/v1/search", json={"query": "vitamin", "vector": None}, headers={"X-API-Key": KEY})
+    assert r.status_code == 422 and "'vector' is null" in r.json()["error"]["message"]
 
 
 def test_api_key_is_a_security_scheme(client):
