@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lsr.data.corpus import CORPUS_NAMES, Doc, JsonlCorpus, check_id, find_file
-from lsr.data.jsonl import open_text
+from lsr.data.jsonl import decoded_lines, open_binary
 from lsr.errors import DataFormatError
 
 FORMATS = ("auto", "beir", "jsonl", "csv", "tsv", "parquet", "txt", "hf")
@@ -149,8 +149,8 @@ class TableCorpus:
 
     def __iter__(self) -> Iterator[Doc]:
         csv.field_size_limit(sys.maxsize)
-        with open_text(self.path) as f:
-            reader = csv.DictReader(f, delimiter=self.delimiter)
+        with open_binary(self.path) as f:  # decoded line by line: a bad byte is named by its line
+            reader = csv.DictReader(decoded_lines(f, self.path), delimiter=self.delimiter)
             try:
                 names = reader.fieldnames
                 if not names:
@@ -163,9 +163,6 @@ class TableCorpus:
                             f"{where}: the row has another number of fields than the header ({len(names)})"
                         )
                     yield columns.doc(row, where)
-            except UnicodeDecodeError as exc:
-                where = f"{self.path}:{reader.line_num + 1}"
-                raise DataFormatError(f"{where}: not valid UTF-8 ({exc.reason})") from None
             except csv.Error as exc:
                 where = f"{self.path}:{reader.line_num}"
                 raise DataFormatError(f"{where}: malformed {self._kind} ({exc})") from None

@@ -30,7 +30,7 @@ def iter_jsonl(path: str | Path, label: str | None = None) -> Iterator[tuple[int
     """
     label = label or str(path)
     with open_binary(path) as f:
-        for line_no, line in enumerate(_lines(f, label), start=1):
+        for line_no, line in enumerate(decoded_lines(f, label), start=1):
             if not line.strip():
                 continue
             try:
@@ -62,7 +62,7 @@ def open_binary(path: str | Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _lines(f: Iterable[bytes], path: str | Path) -> Iterator[str]:
+def decoded_lines(f: Iterable[bytes], path: str | Path) -> Iterator[str]:
     """Decoded lines of ``f`` (a leading BOM dropped); bytes that are not UTF-8 raise a
     DataFormatError naming the line (decoding line by line keeps the number exact)."""
     for line_no, raw in enumerate(f, start=1):

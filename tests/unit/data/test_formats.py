@@ -46,6 +46,15 @@ def test_column_names_given_and_several_text_columns(tmp_path):
         list(open_corpus(path))
 
 
+def test_quoted_fields_may_hold_newlines_and_gzip_works(tmp_path):
+    import gzip
+
+    path = tmp_path / "c.csv.gz"
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows([("id", "text"), ("a", "two\nlines"), ("b", "one")])
+    assert list(open_corpus(path)) == [Doc("a", "", "two\nlines"), Doc("b", "", "one")]
+
+
 def test_format_flag_overrides_the_suffix(tmp_path):
     path = write_table(tmp_path / "docs.txt", "\t")
     assert list(open_corpus(CorpusSource(str(path), "tsv"))) == DOCS
@@ -57,7 +66,7 @@ def test_malformed_table_rows_are_named(tmp_path):
     with pytest.raises(DataFormatError, match=r"c\.csv:3: the row has another number of fields"):
         list(open_corpus(path))
     path.write_bytes(b"id,text\nd1,ok\nd2,\xff\xfe bad\n")
-    with pytest.raises(DataFormatError, match=r"c\.csv:\d: not valid UTF-8"):
+    with pytest.raises(DataFormatError, match=r"c\.csv:3: not valid UTF-8"):
         list(open_corpus(path))
     path.write_text("id,text\nd 1,space in id\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match=r"c\.csv:2: id 'd 1'"):
