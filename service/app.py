@@ -22,18 +22,19 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 from uvicorn.supervisors import Multiprocess
@@ -44,6 +45,21 @@ from lsr.index import SearchParams, SearchResult
 from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
+from lsr.service.openapi import (
+    BODY_ERRORS,
+    V1_ERRORS,
+    BatchAnswer,
+    DeleteAnswer,
+    DocAnswer,
+    Health,
+    IndexesAnswer,
+    Ready,
+    ReloadAnswer,
+    SearchAnswer,
+    UpsertAnswer,
+    error_responses,
+    install_openapi,
+)
 from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
 
 logger = logging.getLogger("lsr.service")
@@ -226,9 +242,33 @@ Number = StrictFloat | StrictInt
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """An optional field is left out, never null (as the schema documents it)."""
+        if isinstance(data, dict):
+            nulls = [key for key, value in data.items() if value is None]
+            if nulls:
+                raise ValueError(f"{nulls[0]!r} is null: leave an optional field out instead")
+        return data
+
+
+# Optional fields are documented without null (WithJsonSchema; validation is unchanged): the service
+# refuses null where it wants a value, so the schema says so; "exactly one of query or vector" is a oneOf.
+OptStr = Annotated[StrictStr | None, WithJsonSchema({"type": "string"})]
+OptVector = Annotated[
+    dict[str, Number] | None,
+    WithJsonSchema({"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0}}),
+]
+OptFields = Annotated[
+    list[Literal["title", "text"]] | None,
+    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(FIELDS)}}),
+]
+ONE_OF_QUERY_VECTOR: dict[str, Any] = {"oneOf": [{"required": ["query"]}, {"required": ["vector"]}]}
+
 
 class SearchOptions(_Body):
-    index: StrictStr | None = None
+    index: OptStr = None
     k: StrictInt = 10
     offset: StrictInt = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
     filter: dict[str, Any] | None = None  # a metadata filter (lsr.index.fields)
@@ -236,28 +276,30 @@ class SearchOptions(_Body):
     alpha: Number = 1.0
     beta: Number = 1.0
     rerank: Literal["none", "dense"] = "none"
-    fields: list[Literal["title", "text"]] | None = None
+    fields: OptFields = None
 
 
 class SearchRequest(SearchOptions):
     """One query: ``query`` text or a pre-encoded sparse ``vector`` ({term: weight > 0})."""
 
-    query: StrictStr | None = None
-    vector: dict[str, Number] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_QUERY_VECTOR)
+    query: OptStr = None
+    vector: OptVector = None
 
 
 class BatchQuery(_Body):
-    id: StrictStr | None = None
-    query: StrictStr | None = None
-    vector: dict[str, Number] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_QUERY_VECTOR)
+    id: OptStr = None
+    query: OptStr = None
+    vector: OptVector = None
 
 
 class BatchRequest(SearchOptions):
-    queries: list[BatchQuery]
+    queries: list[BatchQuery] = Field(json_schema_extra={"minItems": 1})  # maxItems: --max-batch
 
 
 class ReloadRequest(_Body):
-    path: StrictStr | None = None
+    path: OptStr = None
 
 
 class DocIn(_Body):
@@ -606,11 +648,10 @@ class FastJSONResponse(JSONResponse):
         return _dumps(content)
 
 
-def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return FastJSONResponse(
-        {"error": {"status": status, "message": message, **extra}}, status_code=status, headers=headers
-    )
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    headers = {**(headers or {}), **({"Retry-After": "1"} if status == 503 else {})}
+    body = {"error": {"status": status, "message": message}}
+    return FastJSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError, content_type: str) -> tuple[int, str]:
@@ -645,8 +686,12 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
         lifespan=_lifespan(service),
         default_response_class=FastJSONResponse,
         description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
-        "X-API-Key header when the service has a key.",
+        "X-API-Key header when the service has a key. Every error is "
+        '{"error": {"status": ..., "message": ...}}.',
+        docs_url=None,  # /docs comes from lsr.service.openapi: no Swagger UI from a CDN
+        redoc_url=None,
     )
+    install_openapi(app, service.api_key is not None, settings.max_batch)
     app.state.service = service
     _add_error_handlers(app)
     _add_health_routes(app, service)
@@ -700,7 +745,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.url.path!r}; see /docs or /openapi.json"
-        return error_response(exc.status_code, message)
+        return error_response(exc.status_code, message, exc.headers)  # a 405 keeps its Allow header
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -709,12 +754,17 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_health_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=None, responses={200: {"model": Health}})
     async def healthz() -> dict[str, Any]:
         """Liveness: the process answers (also while indexes load or searches run)."""
         return {"status": "ok", "uptime_s": round(time.time() - service.started, 3)}
 
-    @app.get("/readyz", tags=["health"])
+    not_ready: dict[int | str, dict[str, Any]] = {
+        200: {"model": Ready},
+        503: {"description": "not ready: {ready, loaded, error}"},
+    }
+
+    @app.get("/readyz", tags=["health"], responses=not_ready)
     async def readyz() -> JSONResponse:
         """Readiness: 200 once every index is loaded and warmed up, 503 before (or after a load error)."""
         if service.ready:
@@ -722,19 +772,23 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
         body = {"ready": False, "loaded": list(service.indexes), "error": service.load_error}
         return JSONResponse(body, status_code=503)
 
-    @app.get("/metrics", tags=["health"])
-    async def metrics() -> Response:
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
-        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+        return PlainTextResponse(service.metrics.render(), media_type=service.metrics.content_type)
 
 
 def _add_index_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/indexes", tags=["indexes"])
+    indexes_responses = error_responses(*V1_ERRORS, ok=IndexesAnswer)
+
+    @app.get("/v1/indexes", tags=["indexes"], response_model=None, responses=indexes_responses)
     async def list_indexes() -> dict[str, Any]:
         """Served indexes: name, path, version, size, encoder, counts, modes."""
         return {"indexes": [served.describe() for served in service.indexes.values()], "ready": service.ready}
 
-    @app.post("/v1/indexes/{name}/reload", tags=["indexes"])
+    reload_responses = error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=ReloadAnswer)
+
+    @app.post("/v1/indexes/{name}/reload", tags=["indexes"], response_model=None, responses=reload_responses)
     async def reload_index(name: str, request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
         """Open the index again (or from ``path``) beside the served version and swap to it atomically;
         requests in flight finish on the old version."""
@@ -743,7 +797,11 @@ def _add_index_routes(app: FastAPI, service: Service) -> None:
 
 
 def _add_search_route(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/search", tags=["search"])
+    @app.post(
+        "/v1/search",
+        tags=["search"],
+        responses=error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=SearchAnswer),
+    )
     async def search(body: SearchRequest, request: Request) -> FastJSONResponse:
         """Top-k for one query: ``query`` text (encoded by the index's own query encoder) or a
         pre-encoded ``vector``."""
@@ -776,7 +834,9 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
 
 
 def _add_batch_route(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/search/batch", tags=["search"])
+    batch_responses = error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=BatchAnswer)
+
+    @app.post("/v1/search/batch", tags=["search"], responses=batch_responses)
     async def search_batch(body: BatchRequest, request: Request) -> FastJSONResponse:
         """Top-k for each of up to ``max_batch`` queries (text or vectors), in order."""
         served = service.get(body.index)
@@ -813,7 +873,12 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
 
 
 def _add_doc_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/docs/{doc_id:path}", tags=["docs"])
+    @app.get(
+        "/v1/docs/{doc_id:path}",
+        tags=["docs"],
+        response_model=None,
+        responses=error_responses(404, 422, *V1_ERRORS, ok=DocAnswer),
+    )
     async def get_doc(doc_id: str, request: Request, index: str | None = None) -> dict[str, Any]:
         """A document by its external id, from the index's docstore (``?index=NAME``)."""
         served = service.get(index)
@@ -828,7 +893,12 @@ def _add_doc_routes(app: FastAPI, service: Service) -> None:
 
 
 def _add_write_routes(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/indexes/{name}/docs", tags=["docs"])
+    @app.post(
+        "/v1/indexes/{name}/docs",
+        tags=["docs"],
+        response_model=None,
+        responses=error_responses(404, 409, *BODY_ERRORS, *V1_ERRORS, ok=UpsertAnswer),
+    )
     async def upsert_docs(name: str, body: DocsRequest, request: Request) -> dict[str, Any]:
         """Add documents (an existing id is an update): text, encoded by the index's own encoder, or
         pre-encoded vectors. Answered once the write is committed and durable; searchable by then."""
@@ -843,7 +913,12 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
             "updated": result.updated,
         }
 
-    @app.delete("/v1/indexes/{name}/docs/{doc_id:path}", tags=["docs"])
+    @app.delete(
+        "/v1/indexes/{name}/docs/{doc_id:path}",
+        tags=["docs"],
+        response_model=None,
+        responses=error_responses(400, 404, 409, 422, *V1_ERRORS, ok=DeleteAnswer),
+    )
     async def delete_doc(name: str, doc_id: str, request: Request) -> dict[str, Any]:
         """Delete a document by id (404, nothing changed, for an unknown id)."""
         served = service.get(name)

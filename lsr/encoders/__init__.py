@@ -122,8 +122,9 @@ def encoder_overrides(spec: str) -> list[str]:
         return [f"encoder.name={spec}"] + ([f"encoder.model={json.dumps(str(default))}"] if default else [])
     if sep and name in REGISTRY and REGISTRY[name].model and model:
         return [f"encoder.name={name}", f"encoder.model={json.dumps(model)}"]
-    if Path(spec).is_dir():
-        return ["encoder.name=splade", f"encoder.model={json.dumps(spec)}"]
+    if Path(spec).is_dir():  # a sentence-transformers Router folder is inference-free, others SPLADE
+        kind = "inference-free" if (Path(spec) / "router_config.json").is_file() else "splade"
+        return [f"encoder.name={kind}", f"encoder.model={json.dumps(spec)}"]
     if "/" in spec or sep:
         raise ConfigError(
             f"--encoder {spec!r}: no such model folder (or encoder name before the ':'); "

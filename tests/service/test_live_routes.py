@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from lsr.cli import main
 from lsr.config import ServiceConfig
 from lsr.service.app import create_app
+from lsr.service.openapi import DeleteAnswer, UpsertAnswer
 
 
 @pytest.fixture
@@ -50,9 +51,18 @@ def test_upsert_and_delete(client):
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["added"], body["updated"], body["generation"]) == (["d9"], ["d1"], 1)
+    UpsertAnswer.model_validate(body)  # the documented answer, no undocumented key
     assert sorted(_ids(client, "owl")) == ["d1", "d9"]
     assert _ids(client, "dog") == []  # d1's old text is gone
-    assert client.delete("/v1/indexes/t/docs/d9").json()["deleted"] == ["d9"]
+    deleted = client.delete("/v1/indexes/t/docs/d9").json()
+    assert deleted["deleted"] == ["d9"]
+    DeleteAnswer.model_validate(deleted)
+    spec = client.get("/openapi.json").json()
+    for path, method, model in (("/v1/indexes/{name}/docs", "post", "UpsertAnswer"),
+                                ("/v1/indexes/{name}/docs/{doc_id}", "delete", "DeleteAnswer")):  # fmt: skip
+        responses = spec["paths"][path][method]["responses"]
+        assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith(model)
+        assert {"404", "409"} <= set(responses)
     assert _ids(client, "owl") == ["d1"]
     missing = client.delete("/v1/indexes/t/docs/nope")
     assert missing.status_code == 404 and "nothing changed" in missing.json()["error"]["message"]
