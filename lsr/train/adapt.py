@@ -319,6 +319,10 @@ def _publish(inputs: _Inputs, work: Path, out: Path, record: dict[str, Any]) -> 
     shutil.rmtree(tmp, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(work / "run" / "best", tmp)
+    trained = json.loads((tmp / "lsr_train.json").read_text(encoding="utf-8"))
+    # the trainer started from the work directory's MLM model, which is removed: name the real start
+    trained.update(init=record["adapted_from"], prepared_dataset=record["corpus"], adapted=True)
+    write_json(tmp / "lsr_train.json", trained)
     write_json(tmp / "lsr_adapt.json", record)
     (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
     publish_directory(tmp, out)

@@ -63,7 +63,8 @@ def test_adapted_folder_record_and_card(adapted, corpus, train_mlm):
     assert record["pseudo_queries"]["dev"] > 0 and record["pseudo_queries"]["title"] > 0
     card = (adapted / "README.md").read_text()
     assert "lsr adapt" in card and str(corpus) in card and "--encoder splade:FOLDER" in card
-    assert json.loads((adapted / "lsr_train.json").read_text())["kind"] == "splade"
+    trained = json.loads((adapted / "lsr_train.json").read_text())
+    assert trained["kind"] == "splade" and trained["init"] == str(train_mlm.resolve()) and trained["adapted"]
     assert not Path(f"{adapted}.work").exists()  # removed after success (adapt.keep_work false)
 
 
