@@ -314,15 +314,25 @@ def _record(
 
 
 def _publish(inputs: _Inputs, work: Path, out: Path, record: dict[str, Any]) -> None:
-    """``run/best`` + the adapt card and record, written beside ``out`` and renamed into place."""
+    """``run/best`` (or, when ``adapt.keep_start_if_worse`` and the dev split says the adaptation did
+    not help, the start model) + the adapt card and record, written beside ``out`` and renamed into
+    place."""
+    before, after = record["dev"]["before"], record["dev"]["after"]
+    record["kept_start"] = inputs.cfg.adapt.keep_start_if_worse and after.get("ndcg@10", 0.0) < before.get(
+        "ndcg@10", 0.0
+    )
     tmp = out.parent / f".{out.name}.adapt-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(work / "run" / "best", tmp)
-    trained = json.loads((tmp / "lsr_train.json").read_text(encoding="utf-8"))
-    # the trainer started from the work directory's MLM model, which is removed: name the real start
-    trained.update(init=record["adapted_from"], prepared_dataset=record["corpus"], adapted=True)
-    write_json(tmp / "lsr_train.json", trained)
+    if record["kept_start"]:
+        logger.warning("adapt: the dev split scores the start model higher; the start model is kept")
+        shutil.copytree(inputs.cfg.model.init, tmp, ignore=shutil.ignore_patterns("lsr_adapt.json"))
+    else:
+        shutil.copytree(work / "run" / "best", tmp)
+        trained = json.loads((tmp / "lsr_train.json").read_text(encoding="utf-8"))
+        # the trainer started from the work directory's MLM model, which is removed: name the real start
+        trained.update(init=record["adapted_from"], prepared_dataset=record["corpus"], adapted=True)
+        write_json(tmp / "lsr_train.json", trained)
     write_json(tmp / "lsr_adapt.json", record)
     (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
     publish_directory(tmp, out)
@@ -375,7 +385,13 @@ def model_card(record: dict[str, Any]) -> str:
             f"| {name} | {_fmt(dev, 'ndcg@10', 4)} | {_fmt(dev, 'doc_nnz', 1)} | "
             f"{_fmt(dev, 'query_nnz', 1)} | {_fmt(dev, 'flops', 3)} |"
         )
-    if worse:
+    if record.get("kept_start"):
+        lines += [
+            "",
+            "**The start model is kept**: the adapted model scored below it on the dev split "
+            "(adapt.keep_start_if_worse), so this folder holds the start model's weights.",
+        ]
+    elif worse:
         lines += ["", "**Warning**: the adapted model scores below its start on the dev split."]
     lines += ["", "`lsr_adapt.json` holds the full record (config, seconds per step).", ""]
     return "\n".join(lines)

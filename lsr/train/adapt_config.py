@@ -45,6 +45,8 @@ class AdaptSettings:
     mlm_lr: float = 2e-5
     mlm_freeze_head: bool = True  # keep the vocabulary projection (the SPLADE term space) fixed
     keep_work: bool = False  # keep the work directory (prepared data, checkpoints) after success
+    # the best checkpoint scores below the start model on the dev split: publish the start model instead
+    keep_start_if_worse: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_docs", "max_docs", "language_docs", "mlm_batch_size", "mlm_max_length"):

@@ -17,6 +17,7 @@ TOY_SETTINGS = [
     "adapt.mlm_steps=4",
     "adapt.mlm_batch_size=4",
     "adapt.mlm_max_length=32",
+    "adapt.keep_start_if_worse=false",  # the adapted weights, whatever the toy dev split says
     "prepare.pseudo_min_words=4",
     "prepare.mining_depth=8",
     "prepare.negatives=4",

@@ -52,6 +52,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_adapted_folder_record_and_card(adapted, corpus, train_mlm):
     record = json.loads((adapted / "lsr_adapt.json").read_text())
+    assert record["kept_start"] is False
     assert record["kind"] == "splade" and record["adapted_from"] == str(train_mlm.resolve())
     assert record["corpus_sha256"] == hashlib.sha256(corpus.read_bytes()).hexdigest()
     assert record["corpus_docs"] == record["docs_used"] == 30
@@ -113,6 +114,27 @@ def test_adapt_inference_free(corpus, train_mlm, tmp_path):
     assert main([*args, "--set", "encoder.inference_free.query_weights=model", "--quiet"]) == 0
     # an inference-free folder cannot be adapted as splade (its record says inference-free)
     assert _adapt(f"splade:{out}", corpus, tmp_path / "again") == 2
+
+
+def test_start_model_kept_when_the_dev_split_drops(corpus, train_mlm, tmp_path, monkeypatch):
+    real = adapt_module._dev_before
+
+    def unbeatable(*args):
+        return {**real(*args), "ndcg@10": 1.5}  # above any nDCG the adapted model can reach
+
+    monkeypatch.setattr(adapt_module, "_dev_before", unbeatable)
+    out = tmp_path / "kept"
+    assert _adapt(f"splade:{train_mlm}", corpus, out, "--set", "adapt.keep_start_if_worse=true") == 0
+    record = json.loads((out / "lsr_adapt.json").read_text())
+    assert record["kept_start"] is True and record["dev"]["after"]["ndcg@10"] < 1.5
+    start, published = _weights(train_mlm), _weights(out)
+    assert all(torch.equal(start[k], published[k]) for k in start)
+    assert "start model is kept" in (out / "README.md").read_text()
+    # with the setting off (the toy settings), the adapted weights are published whatever the dev says
+    off = tmp_path / "adapted"
+    assert _adapt(f"splade:{train_mlm}", corpus, off) == 0
+    assert json.loads((off / "lsr_adapt.json").read_text())["kept_start"] is False
+    assert any(not torch.equal(start[k], v) for k, v in _weights(off).items())
 
 
 def test_resume_after_a_crash(corpus, train_mlm, tmp_path, monkeypatch, capsys):
