@@ -13,8 +13,10 @@ Conventions (those of ``trec_eval`` / ``pytrec_eval``, which published numbers u
   missing from the run scores 0. Run queries that the qrels do not know are ignored and counted.
 
 Pure Python and numpy: no compile step, so a 300-query evaluation takes well under a second.
-Not ranx's metrics: ranx orders tied scores its own way, and ties are common with quantized impacts
-(SciFact BM25 nDCG@10: 0.6776 in trec_eval's order, 0.6767 in ranx's); published numbers use trec_eval's.
+Not ranx's metrics: ranx orders tied scores its own way (an unstable sort), and ties are common with
+quantized impacts (SciFact BM25 nDCG@10: 0.6775 in trec_eval's order, 0.6767 in ranx's); published
+numbers use trec_eval's. Run files written by ``lsr.data.trec.write_run`` carry that order in their
+scores, so ranx reads them as lsr eval ranks them.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from operator import itemgetter
 
 import numpy as np
+
+from lsr.data.trec import trec_order
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +55,7 @@ def parse_metric(metric: str) -> tuple[str, int | None]:
 
 def ranked(docs: Mapping[str, float]) -> list[str]:
     """Document ids by descending score, ties by descending id (trec_eval)."""
-    items = sorted(docs.items(), key=itemgetter(0), reverse=True)
-    items.sort(key=itemgetter(1), reverse=True)  # stable: equal scores keep descending ids
-    return [d for d, _ in items]
+    return [d for d, _ in trec_order(docs)]
 
 
 def _score(base: str, k: int | None, ranking: list[str], grades: Mapping[str, int], level: int) -> float:

@@ -174,3 +174,59 @@ def bm25_search(
     finally:
         searcher.close()
     return {qid: {hit.docid: float(hit.score) for hit in hits.get(qid, [])} for qid in qids}
+
+
+def build_impact_index(vectors_jsonl: str | Path, index_dir: str | Path, threads: int = 2) -> Path:
+    """Anserini's impact index of a sparse-vector JSONL file (``JsonVectorCollection``, ``-impact
+    -pretokenized``): each weight is read as an integer term frequency, so the file needs integer weights
+    (``lsr encode --format jsonl --quantize F``). Returns ``index_dir``."""
+    ensure_pyserini()
+    from pyserini.pyclass import autoclass
+
+    index_dir = Path(index_dir)
+    work = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.tmp-", dir=index_dir.parent))
+    try:
+        shutil.copy(vectors_jsonl, work / "docs.jsonl")
+        autoclass("io.anserini.index.IndexCollection").main(
+            [
+                "-collection",
+                "JsonVectorCollection",
+                "-generator",
+                "DefaultLuceneDocumentGenerator",
+                "-impact",
+                "-pretokenized",
+                "-threads",
+                str(threads),
+                "-input",
+                str(work),
+                "-index",
+                str(index_dir),
+            ]
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not any(index_dir.glob("segments_*")):
+        raise RuntimeError(f"Anserini IndexCollection wrote no Lucene index under {index_dir}")
+    return index_dir
+
+
+def impact_search(
+    index_dir: str | Path, queries: Mapping[str, Mapping[str, int]], k: int = 10
+) -> dict[str, dict[str, float]]:
+    """Anserini's impact search with integer query vectors ``{qid: {term: weight}}``: score = sum of
+    query weight x document impact over shared terms."""
+    ensure_pyserini()
+    from pyserini.pyclass import autoclass
+
+    hash_map, integer = autoclass("java.util.HashMap"), autoclass("java.lang.Integer")
+    searcher = autoclass("io.anserini.search.SimpleImpactSearcher")(str(index_dir))
+    run: dict[str, dict[str, float]] = {}
+    try:
+        for qid, vector in queries.items():
+            jquery = hash_map()
+            for term, weight in vector.items():
+                jquery.put(term, integer(int(weight)))
+            run[qid] = {hit.docid: float(hit.score) for hit in searcher.search(jquery, k)}
+    finally:
+        searcher.close()
+    return run

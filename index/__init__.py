@@ -6,6 +6,10 @@ Public API:
     BuildOptions           quantization, document reordering, block size
     Index                  memory-mapped index: exact, safe and approximate top-k
     SearchParams           mode (exact | safe | approx), alpha, beta
+
+Live indexes (segments + manifest + tombstones): ``lsr.index.segments`` (``open_index``,
+``SegmentedIndex``), ``lsr.index.writer`` (``IndexWriter``, ``MergePolicy``), ``lsr.index.manifest``
+(the on-disk format).
 """
 
 from lsr.index.builder import BuildOptions, build_index

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, build_blockmax, check_block_size
+from lsr.index.fields import build_fields
 from lsr.index.io import atomic_directory, save_array, write_meta
 from lsr.index.kernels.invert import _scatter_postings, _sort_postings
 from lsr.index.reorder import REORDER_METHODS, bp_order
@@ -72,14 +73,22 @@ class BuildOptions:
         reorder: "none", or "bp" (recursive graph bisection down to ``block_size`` docs).
         bp_iterations: swap rounds per bisection level.
         block_size: docs per block of the block-max artifact; None builds no block-max data.
+        scale: a fixed quantization step (a live index's segments share their first segment's, so
+            that their scores compare); None derives it from the largest weight.
+        fields: metadata fields ``{name: keyword | int | float | date}`` to store as columns (from the
+            docstore's ``metadata``; lsr.index.fields); None or empty: none.
     """
 
     impact_dtype: str = "uint8"
     reorder: str = "none"
     bp_iterations: int = 8
     block_size: int | None = DEFAULT_BLOCK_SIZE
+    scale: float | None = None
+    fields: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
+        if self.scale is not None and not (self.scale > 0 and np.isfinite(self.scale)):
+            raise ValueError(f"a fixed quantization scale must be finite and > 0, got {self.scale!r}")
         if self.impact_dtype not in IMPACT_DTYPES:
             raise ValueError(f"impact dtype {self.impact_dtype!r} is not one of {sorted(IMPACT_DTYPES)}")
         if self.reorder not in REORDER_METHODS:
@@ -169,7 +178,7 @@ def build_index(
     term_ptr = np.zeros(n_terms + 1, dtype=PTR_DTYPE)
     np.cumsum(stats.counts, out=term_ptr[1:])
     n_postings = int(term_ptr[-1])
-    scale = quantization_scale(stats.max_weight, options.impact_dtype)
+    scale = options.scale or quantization_scale(stats.max_weight, options.impact_dtype)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         arrays = _write_postings(batches(), tmp, term_ptr, options.impact_dtype, scale, stats.n_docs, perm)
         files = _write_files(tmp, doc_keys, vocab, stats.n_docs, n_terms, perm, extra_files)
@@ -184,6 +193,8 @@ def build_index(
             **(sections or {}),
         }
         write_meta(tmp, meta)
+        if options.fields:
+            build_fields(tmp, options.fields, stats.n_docs)
         if options.block_size is not None:
             build_blockmax(tmp, options.block_size)
     logger.info("built index %s: %d docs, %d terms, %d postings", out, stats.n_docs, n_terms, n_postings)

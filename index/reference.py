@@ -30,13 +30,21 @@ def dense_from_rows(indptr: NDArray, term_ids: NDArray, weights: NDArray, n_term
 
 
 def reference_topk(
-    dense: NDArray, q_terms: NDArray, q_weights: NDArray, k: int
+    dense: NDArray,
+    q_terms: NDArray,
+    q_weights: NDArray,
+    k: int,
+    live: NDArray | None = None,
+    threshold: float = 0,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-    """Top-k (doc ids, scores) of one query against a dense doc-term matrix."""
+    """Top-k (doc ids, scores) of one query against a dense doc-term matrix; with ``live`` (bool[n_docs])
+    only live docs, with ``threshold`` only docs scoring above it."""
     q = np.zeros(dense.shape[1], dtype=np.float64)
     q[np.asarray(q_terms, dtype=np.int64)] = q_weights
     scores = dense @ q
-    matched = (dense[:, np.asarray(q_terms, dtype=np.int64)] > 0).any(axis=1)
+    matched = (dense[:, np.asarray(q_terms, dtype=np.int64)] > 0).any(axis=1) & (scores > threshold)
+    if live is not None:
+        matched &= np.asarray(live, dtype=bool)
     candidates = np.flatnonzero(matched)
     order = np.lexsort((candidates, -scores[candidates]))[:k]
     return candidates[order], scores[candidates[order]]

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from lsr.index.blockmax import BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+from lsr.index.fields import Fields, live_filtered
 from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
@@ -88,6 +89,9 @@ class Index:
         # blocks scored and blocks with a positive bound, summed over single-query block-max searches
         # on this object (a diagnostic for benchmarks; reset it by assigning zeros)
         self.block_counters = np.zeros(2, np.int64)
+        # 1 = live, per internal doc; empty: every doc is live (a plain index). A live index's
+        # segments get theirs from the manifest's tombstones (lsr.index.segments).
+        self.live: NDArray[np.uint8] = np.zeros(0, np.uint8)
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, blockmax: bool = True) -> Index:
@@ -118,12 +122,32 @@ class Index:
         return keys
 
     @cached_property
+    def fields(self) -> Fields | None:
+        """The metadata columns (``fields/``), None without any."""
+        return Fields.load(self.path)
+
+    def filtered_live(self, filter: Any) -> NDArray[np.uint8]:
+        """The kernels' live array with ``filter`` applied (None: ``self.live``).
+
+        Raises:
+            FieldError: an unknown field, a malformed filter, or an index without fields.
+        """
+        if filter is None:
+            return self.live
+        return live_filtered(self.live, self.n_docs, self.fields, filter)
+
+    @cached_property
     def vocab(self) -> list[str]:
         return json.loads((self.path / "vocab.json").read_text(encoding="utf-8"))
 
     @cached_property
     def term_index(self) -> dict[str, int]:
         return {term: i for i, term in enumerate(self.vocab)}
+
+    @property
+    def encoder_dir(self) -> Path:
+        """Where the query encoder's files are (inference-free: tokenizer, weight table)."""
+        return self.path
 
     @property
     def nbytes(self) -> int:
@@ -159,6 +183,7 @@ class Index:
         mode: str = "exact",
         alpha: float = 1.0,
         beta: float = 1.0,
+        filter: Any = None,
     ) -> SearchResult:
         """Top-k for one query, on the calling thread (the kernels release the GIL).
 
@@ -167,22 +192,55 @@ class Index:
             q_weights: one weight > 0 per term id.
             k: how many documents to return at most; only matching documents are returned.
             mode, alpha, beta: see :class:`SearchParams`.
+            filter: a metadata filter (lsr.index.fields): only the docs it allows.
         """
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
-        if len(terms) == 0 or self.n_docs == 0:
-            return SearchResult(np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE))
-        if params.mode == "exact":
-            docs, scores = _search_one(
-                self.term_ptr, self.doc_ids, self.impacts, self.n_docs, terms, weights, k, self.scan_ratio
-            )
-        else:
-            terms, weights = _prune_terms(terms, weights, _keep(len(terms), params.beta))
-            docs, scores = _bmp_search_one(
-                *self._bmp_args(), terms, weights, k, np.float32(params.alpha), self.block_counters
-            )
+        terms, weights = prune_query(terms, weights, params)
+        docs, scores = self.search_raw(terms, weights, k, params, live=self.filtered_live(filter))
         return SearchResult(docs, scores * self.scale)
+
+    def search_raw(
+        self,
+        terms: NDArray[np.int32],
+        weights: NDArray[np.float32],
+        k: int,
+        params: SearchParams,
+        threshold: float = 0.0,
+        live: NDArray[np.uint8] | None = None,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        """The kernels' top-k of a checked (and, for approx, pruned) query: kernel scores, not yet times
+        ``scale``; only live documents (``live``, default ``self.live``) scoring above ``threshold`` (a
+        live index's earlier segments)."""
+        if len(terms) == 0 or self.n_docs == 0:
+            return np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE)
+        thr = np.float32(threshold)
+        live = self.live if live is None else live
+        if params.mode == "exact":
+            return _search_one(
+                self.term_ptr,
+                self.doc_ids,
+                self.impacts,
+                self.n_docs,
+                terms,
+                weights,
+                k,
+                self.scan_ratio,
+                live,
+                thr,
+            )
+        return _bmp_search_one(
+            *self._bmp_args(),
+            terms,
+            weights,
+            k,
+            np.float32(params.alpha),
+            self.block_counters,
+            live,
+            thr,
+            self._block_live(live),
+        )
 
     def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
         params = SearchParams(mode, alpha, beta)
@@ -201,32 +259,49 @@ class Index:
         mode: str = "exact",
         alpha: float = 1.0,
         beta: float = 1.0,
+        filter: Any = None,
     ) -> list[SearchResult]:
-        """Top-k for a batch of queries, spread over ``threads`` (default: all cores)."""
+        """Top-k for a batch of queries, spread over ``threads`` (default: all cores); ``filter``: one
+        metadata filter for the whole batch."""
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
-        if params.mode != "exact" and params.beta < 1:
-            queries = SparseBatch.from_rows(
-                _prune_terms(*queries.row(i), _keep(int(n), params.beta))
-                for i, n in enumerate(queries.row_nnz())
-            )
+        queries = prune_batch(queries, params)
+        live = self.filtered_live(filter)
+        out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=live)
+        return [
+            SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
+            for i in range(len(queries))
+        ]
+
+    def search_batch_raw(
+        self,
+        queries: SparseBatch,
+        k: int,
+        params: SearchParams,
+        threads: int | None = None,
+        thresholds: NDArray[np.float32] | None = None,
+        live: NDArray[np.uint8] | None = None,
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
+        """The batch kernels on checked (and pruned) queries: (docs [n, k], kernel scores [n, k], counts
+        [n]); ``thresholds`` (float32[n], default 0): see :meth:`search_raw`."""
         n_queries = len(queries)
         out_docs = np.full((n_queries, k), -1, dtype=np.int32)
         out_scores = np.zeros((n_queries, k), dtype=SCORE_DTYPE)
         counts = np.zeros(n_queries, dtype=np.int64)
+        if thresholds is None:
+            thresholds = np.zeros(n_queries, SCORE_DTYPE)
         if n_queries and self.n_docs:
             workers = max(1, min(threads or max_threads(), max_threads()))
             previous = numba.get_num_threads()
             numba.set_num_threads(workers)
             try:
-                self._run_batch(params, queries, k, min(workers, n_queries), out_docs, out_scores, counts)
+                out = (out_docs, out_scores, counts, thresholds)
+                live = self.live if live is None else live
+                self._run_batch(params, queries, k, min(workers, n_queries), out, live)
             finally:
                 numba.set_num_threads(previous)
-        return [
-            SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
-            for i in range(n_queries)
-        ]
+        return out_docs, out_scores, counts
 
     def _run_batch(
         self,
@@ -234,10 +309,10 @@ class Index:
         queries: SparseBatch,
         k: int,
         n_workers: int,
-        out_docs: np.ndarray,
-        out_scores: np.ndarray,
-        counts: np.ndarray,
+        out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        live: np.ndarray,
     ) -> None:
+        out_docs, out_scores, counts, thresholds = out
         q = (queries.indptr, queries.term_ids, queries.weights)
         if params.mode == "exact":
             _search_batch(
@@ -252,11 +327,39 @@ class Index:
                 out_scores,
                 counts,
                 self.scan_ratio,
+                live,
+                thresholds,
             )
             return
         _bmp_search_batch(
-            *self._bmp_args(), *q, k, np.float32(params.alpha), n_workers, out_docs, out_scores, counts
+            *self._bmp_args(),
+            *q,
+            k,
+            np.float32(params.alpha),
+            n_workers,
+            out_docs,
+            out_scores,
+            counts,
+            live,
+            thresholds,
+            self._block_live(live),
         )
+
+    def _block_live(self, live: np.ndarray) -> NDArray[np.uint8]:
+        """uint8[n_blocks]: 1 where a block holds a live doc (empty when every doc is live); the last
+        one computed is kept (a segment's deletions serve every query)."""
+        if not len(live):
+            return live
+        cached = getattr(self, "_block_live_cache", None)
+        if cached is not None and cached[0] is live:
+            return cached[1]
+        bm = self.blockmax
+        assert bm is not None
+        padded = np.zeros(bm.n_blocks * bm.block_size, np.uint8)
+        padded[: len(live)] = live
+        blocks = np.ascontiguousarray(padded.reshape(bm.n_blocks, bm.block_size).any(axis=1), dtype=np.uint8)
+        self._block_live_cache = (live, blocks)
+        return blocks
 
     def _bmp_args(self) -> BmpArgs:
         bm = self.blockmax
@@ -287,6 +390,24 @@ def max_threads() -> int:
     """Numba's thread pool size (``NUMBA_NUM_THREADS``, default: all cores). numba.config sets its
     attributes from the environment at import, so mypy cannot see them."""
     return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+
+
+def prune_batch(queries: SparseBatch, params: SearchParams) -> SparseBatch:
+    """Query-term pruning of a batch (approx mode with ``beta < 1``; else the batch itself)."""
+    if params.mode == "exact" or params.beta >= 1:
+        return queries
+    return SparseBatch.from_rows(
+        _prune_terms(*queries.row(i), _keep(int(n), params.beta)) for i, n in enumerate(queries.row_nnz())
+    )
+
+
+def prune_query(
+    terms: NDArray[np.int32], weights: NDArray[np.float32], params: SearchParams
+) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+    """Query-term pruning of one checked query (block-max modes; beta = 1 keeps every term)."""
+    if params.mode == "exact" or not len(terms):
+        return terms, weights
+    return _prune_terms(terms, weights, _keep(len(terms), params.beta))
 
 
 def _keep(n_terms: int, beta: float) -> int:

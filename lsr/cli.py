@@ -16,15 +16,20 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lsr import __version__
-from lsr.cli_flags import common_flags, search_mode_flags
+from lsr.cli_flags import CORPUS_HELP, common_flags, corpus_shape_flags, corpus_source, search_mode_flags
 from lsr.config import Config, load_config
+from lsr.data.formats import CorpusSource
 from lsr.encoders import ENCODER_HELP, encoder_overrides
 from lsr.errors import LsrError
 from lsr.eval.cli import add_eval_modes, eval_command
 from lsr.index.io import ArtifactError
 from lsr.train.config import load_train_config
+
+if TYPE_CHECKING:
+    from lsr.live import LiveIndex
 
 logger = logging.getLogger("lsr")
 
@@ -44,11 +49,99 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_parser(sub)
 
     _add_tune_fusion_parser(sub)
+    _add_export_st_parser(sub)
+    _add_export_parser(sub)
 
     _add_serve_parser(sub)
     _add_train_parsers(sub)
+    _add_live_parsers(sub)
     _add_adapt_parser(sub)
     return parser
+
+
+def _add_live_parsers(sub: argparse._SubParsersAction) -> None:
+    """``lsr add``, ``delete``, ``merge``, ``info``: a live index (see lsr.live)."""
+    p = sub.add_parser("add", help="add or update documents in an index (encoded with its own encoder)")
+    p.add_argument("--index", required=True, help="index directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", help="BEIR folder or corpus .jsonl[.gz]; an existing id is an update")
+    src.add_argument("--vectors", help="pre-encoded sparse-vector JSONL ({id, vector: {term: weight}})")
+    common_flags(p)
+    p = sub.add_parser("delete", help="delete documents from an index by id")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--ids", required=True, help="file of doc ids: one per line, or a JSON list")
+    common_flags(p)
+    p = sub.add_parser("merge", help="merge an index's segments into one, without deleted documents")
+    p.add_argument("--index", required=True, help="index directory")
+    common_flags(p)
+    p = sub.add_parser("info", help="segments, live and deleted documents, sizes and encoder of an index")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--json", action="store_true", help="print the info as JSON")
+    common_flags(p)
+
+
+def _live(args: argparse.Namespace) -> LiveIndex:
+    from lsr.index.writer import MergePolicy
+    from lsr.live import LiveIndex
+
+    cfg = _config(args, [])
+    return LiveIndex(args.index, MergePolicy(cfg.index.max_segments, cfg.index.max_deleted))
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from lsr.live import read_sparse_vectors
+
+    live = _live(args)
+    if args.vectors:
+        result = live.add_vectors(*read_sparse_vectors(args.vectors))
+    else:
+        result = live.add_corpus(args.corpus, _progress(args))
+    updated = (
+        f"; {len(result.updated)} existing id(s) updated (old versions deleted)" if result.updated else ""
+    )
+    print(f"added {len(result.added)} new doc(s){updated} -> {args.index} (generation {result.generation})")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from lsr.live import read_ids
+
+    result = _live(args).delete(read_ids(args.ids))
+    print(f"deleted {len(result.deleted)} doc(s) -> {args.index} (generation {result.generation})")
+    if result.unknown:
+        print(f"{len(result.unknown)} id(s) not in the index, nothing done for them: {result.unknown[:10]}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    result = _live(args).merge(_progress(args))
+    print(f"merged {len(result.merged)} segment(s) into one -> {args.index} (generation {result.generation})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    info = _live(args).info()
+    if (Path(args.index) / "meta.json").is_file():  # a plain (one-segment) index: what its meta says
+        details = index_info(args.index)
+        info["details"] = {k: v for k, v in details.items() if k not in info}
+        info["model"] = details["encoder"].get("model") or None
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(
+        f"{info['path']}: generation {info['generation']}, {len(info['segments'])} segment(s), "
+        f"{info['n_docs']} live docs, {info['n_deleted']} deleted, {info['n_terms']} terms, "
+        f"{info['bytes'] / 1e6:.2f} MB, encoder {info['encoder']}"
+        + (f" ({info['model']})" if info.get("model") else "")
+    )
+    for seg in info["segments"]:
+        size = f", {seg['bytes'] / 1e6:.2f} MB" if "bytes" in seg else ""
+        print(f"  {seg['name']}: {seg['n_docs']} docs, {seg['n_deleted']} deleted{size}")
+    for key, value in info.get("details", {}).items():
+        print(f"  {key:<12} {json.dumps(value) if isinstance(value, dict) else value}")
+    return 0
 
 
 def _add_search_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +156,19 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
         "--k", type=int, help="results per query (search.k; default 10 for a text query, 1000 for --queries)"
     )
     p.add_argument("--threads", type=int, help="threads for batch search (search.threads; 0: all cores)")
+    p.add_argument(
+        "--from",
+        dest="offset",
+        type=int,
+        default=0,
+        metavar="N",
+        help="paging: skip the first N results (ranks N+1..N+k; order score, then doc id)",
+    )
+    p.add_argument(
+        "--filter",
+        metavar="JSON",
+        help='metadata filter (index.fields), e.g. \'{"range": {"year": {"gte": 2000}}}\'; or @FILE',
+    )
     search_mode_flags(p)
     p.add_argument(
         "--stats",
@@ -77,7 +183,15 @@ def _add_search_parser(sub: argparse._SubParsersAction) -> None:
         "(PQ codes) and fuses the scores with the weight stored by lsr tune-fusion",
     )
     p.add_argument("--depth", type=int, help="search.rerank_depth: sparse candidates re-scored (100)")
-    p.add_argument("--out", help="TREC run file to write (with --queries)")
+    p.add_argument("--out", help="run file to write (with --queries)")
+    p.add_argument(
+        "--format",
+        choices=("trec", "json", "tsv"),
+        default="trec",
+        help="run file format: trec (qid Q0 doc rank score tag; default), json ({qid: {doc: score}}), "
+        "tsv (qid, doc, rank, score)",
+    )
+    p.add_argument("--run-tag", default="lsr", help="the TREC run's last column (default lsr)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     common_flags(p)
 
@@ -195,6 +309,19 @@ def _config(args: argparse.Namespace, extra: list[str]) -> Config:
     return load_config(args.config, [*args.overrides, *extra])
 
 
+def _filter_arg(value: str | None) -> object:
+    """A ``--filter`` value: JSON, or ``@FILE`` holding JSON (None: no filter)."""
+    import json
+
+    if value is None:
+        return None
+    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LsrError(f"--filter is not valid JSON ({exc}): {text[:80]!r}") from None
+
+
 def _progress(args: argparse.Namespace) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
@@ -207,13 +334,21 @@ def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
         metavar="ENCODER",
         help=f"{ENCODER_HELP}. Sets encoder.name (and encoder.model)",
     )
-    p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
+    p.add_argument("--corpus", required=True, help=CORPUS_HELP)
+    corpus_shape_flags(p)
     p.add_argument("--out", required=True, help="output: a vectors directory (npy) or a .jsonl file")
     p.add_argument(
         "--format",
         choices=("npy", "jsonl"),
         default="npy",
         help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines",
+    )
+    p.add_argument(
+        "--quantize",
+        type=float,
+        metavar="FACTOR",
+        help="with --format jsonl: integer weights round(w x FACTOR), zeros dropped (e.g. 100; "
+        "Anserini's JsonVectorCollection reads weights as integers and truncates floats)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     common_flags(p)
@@ -228,7 +363,10 @@ def _add_index_parser(sub: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--vectors", help="a vectors directory from `lsr encode`, or sparse-vector JSONL")
-    src.add_argument("--corpus", help="a corpus to encode then index (needs --encoder)")
+    src.add_argument("--corpus", help=f"a corpus to encode then index (needs --encoder): {CORPUS_HELP}")
+    src.add_argument(
+        "--ciff", help="a CIFF file (from PISA, Anserini or lsr export): its tfs are the impacts"
+    )
     src.add_argument(
         "--blockmax-for",
         metavar="INDEX",
@@ -241,6 +379,7 @@ def _add_index_parser(sub: argparse._SubParsersAction) -> None:
         "docstore (with --dense MODEL, --pq M, --opq, --keep-float)",
     )
     p.add_argument("--encoder", metavar="ENCODER", help=f"encoder for --corpus: {ENCODER_HELP}")
+    corpus_shape_flags(p)
     p.add_argument(
         "--dense",
         nargs="?",
@@ -275,7 +414,10 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from lsr.pipeline import encode_corpus  # lazy: +0.2 s (tqdm.auto, asyncio) for every other command
 
     cfg = _config(args, encoder_overrides(args.encoder))
-    meta = encode_corpus(cfg, args.corpus, args.out, args.format, args.overwrite, _progress(args))
+    if args.quantize is not None and args.format != "jsonl":
+        raise LsrError("--quantize applies to --format jsonl (integer weights for Anserini)")
+    corpus = corpus_source(args)
+    meta = encode_corpus(cfg, corpus, args.out, args.format, args.overwrite, _progress(args), args.quantize)
     empty = f", {meta['empty_docs']} empty" if meta.get("empty_docs") else ""
     print(
         f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc{empty}, "
@@ -285,7 +427,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from lsr.pipeline import build_index_from_vectors, index_corpus  # lazy: see cmd_encode
+    from lsr.pipeline import build_index_from_ciff, build_index_from_vectors, index_corpus  # lazy
 
     if args.corpus and not args.encoder:
         raise LsrError("--corpus needs --encoder (e.g. --encoder bm25)")
@@ -304,9 +446,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         )
         return 0
     if not args.out:
-        raise LsrError("--out is required with --vectors or --corpus")
+        raise LsrError("--out is required with --vectors, --corpus or --ciff")
     if args.corpus:
-        meta = index_corpus(cfg, args.corpus, args.out, args.overwrite, _progress(args))
+        meta = index_corpus(cfg, corpus_source(args), args.out, args.overwrite, _progress(args))
+    elif args.ciff:
+        meta = build_index_from_ciff(cfg, args.ciff, args.out, args.overwrite, _progress(args))
     else:
         meta = build_index_from_vectors(cfg, args.vectors, args.out, args.overwrite, _progress(args))
     print(
@@ -314,7 +458,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         f"({meta['impacts']['dtype']} impacts) -> {args.out}"
     )
     if args.dense is not None:
-        return _build_dense(cfg, args.out, args.corpus, True, _progress(args))
+        # stdin was read once: the dense stage takes the texts from the docstore instead
+        corpus = corpus_source(args) if args.corpus and args.corpus != "-" else None
+        return _build_dense(cfg, args.out, corpus, True, _progress(args))
     return 0
 
 
@@ -325,7 +471,9 @@ def _dense_overrides(args: argparse.Namespace) -> list[str]:
     return extra + (["dense.keep_float=true"] if args.keep_float else [])
 
 
-def _build_dense(cfg: Config, index_dir: str, corpus: str | None, overwrite: bool, progress: bool) -> int:
+def _build_dense(
+    cfg: Config, index_dir: str, corpus: CorpusSource | None, overwrite: bool, progress: bool
+) -> int:
     from lsr.dense.stage import build_dense_stage
 
     d = cfg.dense
@@ -350,6 +498,88 @@ def _build_dense(cfg: Config, index_dir: str, corpus: str | None, overwrite: boo
     return 0
 
 
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write an index in another engine's format (ciff: PISA, Anserini)")
+    p.add_argument("--index", required=True, help="index directory")
+    p.add_argument("--format", choices=("ciff",), default="ciff", help="ciff: Common Index File Format")
+    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument(
+        "--quantize",
+        type=float,
+        metavar="FACTOR",
+        help="integer tfs round(weight x FACTOR) (needed for float32 impacts; uint8/uint16 impacts are "
+        "written as they are)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lsr.ciff import export_ciff
+
+    if Path(args.out).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    counts = export_ciff(args.index, args.out, args.quantize, description=f"lsr export of {args.index}")
+    lists, docs, postings = counts["postings_lists"], counts["docs"], counts["postings"]
+    print(f"{lists} postings lists, {docs} docs, {postings} postings -> {args.out}")
+    return 0
+
+
+def _add_export_st_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export-st",
+        help="write a model folder as a sentence-transformers SparseEncoder folder",
+        description="A model with idf.json (inference-free) becomes a Router: SparseStaticEmbedding "
+        "queries weighted by idf.json, MLMTransformer + SpladePooling documents; others MLMTransformer + "
+        "SpladePooling. sentence-transformers' SparseEncoder(OUT) then loads it with the right query side.",
+    )
+    p.add_argument(
+        "--model", required=True, help="model folder, or splade / inference-free (the shipped ones)"
+    )
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--pooling", choices=("max", "sum"), default="max", help="SpladePooling strategy (max)")
+    p.add_argument("--max-seq-length", type=int, default=512, help="MLMTransformer max_seq_length (512)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+
+
+def cmd_export_st(args: argparse.Namespace) -> int:
+    from lsr.encoders import default_model
+    from lsr.encoders.st import export_st_folder
+
+    default = default_model(args.model) if args.model in ("splade", "inference-free") else None
+    model = Path(default or args.model)
+    kind = export_st_folder(model, Path(args.out), args.pooling, args.max_seq_length, args.overwrite)
+    print(f"{kind} model {model} -> {args.out} (sentence-transformers SparseEncoder folder)")
+    return 0
+
+
+def index_info(index: str | Path) -> dict:
+    """A summary of an index folder from its meta files, without loading the arrays."""
+    from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+    from lsr.index.io import read_meta
+
+    path = Path(index)
+    meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+    encoder = meta.get("encoder", {})
+    stages = {name: (path / name / "meta.json").is_file() for name in ("blockmax", "dense")}
+    return {
+        "path": str(path),
+        "created": meta.get("created"),
+        "lsr_version": meta.get("lsr_version"),
+        "n_docs": meta["n_docs"],
+        "n_terms": meta["n_terms"],
+        "n_postings": meta["n_postings"],
+        "doc_nnz_avg": round(meta.get("stats", {}).get("doc_nnz_avg", 0.0), 2),
+        "impacts": meta.get("impacts"),
+        "encoder": {k: v for k, v in encoder.items() if k in ("name", "model", "query_model")},
+        "source": meta.get("source", {}).get("corpus"),
+        "docstore": "docstore.jsonl" in meta.get("files", []),
+        **stages,
+        "bytes": sum(f.stat().st_size for f in path.rglob("*") if f.is_file()),
+    }
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     # handlers import their stack on first use, so `lsr --help` loads neither numba nor torch
     from lsr.searcher import Plan, Searcher
@@ -362,12 +592,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     extra += [f"search.rerank_depth={args.depth}"] if args.depth is not None else []
     cfg = _config(args, extra)
     searcher = Searcher(args.index)
-    plan = Plan.from_config(cfg.search)
+    plan = Plan.from_config(cfg.search, offset=args.offset, filter=_filter_arg(args.filter))
     searcher.check(plan)  # fail before any work
     if args.query:
         k = args.k or 10  # one text query: the whole sparse top max(k, depth) is re-scored
         text_plan = dataclasses.replace(plan, k=k, depth=max(k, plan.depth))
-        for hit in searcher.hits(searcher.search(args.query, text_plan)):
+        for hit in searcher.hits(searcher.search(args.query, text_plan), offset=plan.offset):
             print(f"{hit.rank:>4}  {hit.doc_id:<20} {hit.score:10.4f}  {hit.title[:80]}")
         return 0
     return _search_queries(args, cfg, searcher, plan)
@@ -380,6 +610,8 @@ def _search_queries(args: argparse.Namespace, cfg: Config, searcher, plan) -> in
 
     if not args.out:
         raise LsrError("--queries needs --out RUN.trec")
+    if not args.run_tag or any(c.isspace() for c in args.run_tag):
+        raise LsrError(f"--run-tag {args.run_tag!r} must be non-empty without whitespace")
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
@@ -389,7 +621,7 @@ def _search_queries(args: argparse.Namespace, cfg: Config, searcher, plan) -> in
     start = time.perf_counter()
     run = searcher.to_run(qids, searcher.search_batch(queries, plan, _progress(args)))
     elapsed = time.perf_counter() - start
-    write_run(run, out)
+    write_run(run, out, args.run_tag, args.format)
     print(f"searched {len(run)} queries (k={plan.k}, mode {plan.mode}) -> {out}")
     if args.stats:
         _write_stats(args.stats, searcher, queries.sparse, plan, elapsed)
@@ -634,6 +866,9 @@ COMMANDS = {
 }
 COMMANDS.update({"train": cmd_train, "train-prepare": cmd_train_prepare})
 COMMANDS["tune-fusion"] = cmd_tune_fusion
+COMMANDS.update({"add": cmd_add, "delete": cmd_delete, "merge": cmd_merge, "info": cmd_info})
+COMMANDS["export-st"] = cmd_export_st
+COMMANDS["export"] = cmd_export
 COMMANDS["adapt"] = cmd_adapt
 
 

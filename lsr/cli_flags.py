@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lsr.data.formats import CorpusSource
 
 
 def common_flags(p: argparse.ArgumentParser) -> None:
@@ -42,3 +46,37 @@ def search_mode_flags(p: argparse.ArgumentParser) -> None:
         type=float,
         help="search.beta in (0, 1], approx: keep this fraction of each query's terms, heaviest first",
     )
+
+
+CORPUS_HELP = (
+    "a BEIR folder, JSONL (.jsonl[.gz]; '-': stdin), CSV/TSV with a header row, Parquet, a folder of "
+    ".txt/.md files, a Hugging Face save_to_disk folder, or an ir_datasets id"
+)
+
+
+def corpus_shape_flags(p: argparse.ArgumentParser) -> None:
+    """--corpus-format and the field names, for the commands that read a corpus."""
+    from lsr.data.formats import FORMATS  # light: stdlib only
+
+    p.add_argument(
+        "--corpus-format",
+        choices=FORMATS,
+        default="auto",
+        help="the corpus shape (default auto: by suffix, or by a folder's contents)",
+    )
+    p.add_argument("--id-field", help="the id field or column (default: _id, id, docid or doc_id)")
+    p.add_argument("--title-field", help="the title field or column (default: title, if present)")
+    p.add_argument(
+        "--text-field",
+        "--text-fields",
+        dest="text_field",
+        help="the text field(s) or column(s), comma-separated (default: text, contents or body)",
+    )
+
+
+def corpus_source(args: argparse.Namespace) -> CorpusSource:
+    """The corpus the flags name (a :class:`lsr.data.formats.CorpusSource`)."""
+    from lsr.data.formats import CorpusSource, Fields
+
+    fields = Fields.parse(args.id_field, args.title_field, args.text_field)
+    return CorpusSource(args.corpus, args.corpus_format, fields)

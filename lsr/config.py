@@ -192,9 +192,21 @@ class IndexConfig:
     block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
     reorder: str = "none"  # none | bp (recursive graph bisection: similar docs share blocks)
     bp_iterations: int = 8  # swap rounds per bisection level (8 orders as well as 20 at 1/3 the time)
+    # live index merge policy (lsr add / delete): merge the newest segments into one when there are
+    # more than max_segments; rewrite a segment alone once more than max_deleted of its docs are deleted
+    max_segments: int = 10
+    max_deleted: float = 0.3
+    # metadata fields stored as columns for filters: {name: keyword | int | float | date}, read from
+    # each document's BEIR ``metadata`` object (needs store_docs)
+    fields: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _one_of("index", "impact_dtype", self.impact_dtype, IMPACT_DTYPE_CHOICES)
+        _positive("index", "max_segments", self.max_segments)
+        for name, kind in self.fields.items():
+            _one_of("index", f"fields.{name}", kind, ("keyword", "int", "float", "date"))
+        if not 0 < self.max_deleted <= 1:
+            raise ConfigError(f"index.max_deleted = {self.max_deleted!r} must lie in (0, 1]")
         _one_of("index", "reorder", self.reorder, ("none", "bp"))
         if not 1 <= self.block_size <= 256:
             raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 256]")

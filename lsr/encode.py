@@ -21,7 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from lsr.config import Config, to_dict
-from lsr.data.corpus import CORPUS_NAMES, Doc, find_file
+from lsr.data.corpus import CORPUS_NAMES, Doc, corpus_file, find_file
 from lsr.encoders.base import CorpusEncoder
 from lsr.encoders.hf import clean_text
 from lsr.errors import DataFormatError
@@ -33,15 +33,21 @@ logger = logging.getLogger(__name__)
 _RUNTIME_ONLY = ("batch_tokens", "sort_docs", "threads")
 
 
-def resume_key(config: Config, corpus: str | Path) -> str:
+def resume_key(config: Config, corpus: object, docs: object = None) -> str | None:
     """What an interrupted encode must share with this one to be resumed: the encoder config,
-    the docstore setting, and the corpus (path, and size and mtime of a local file)."""
+    the docstore setting, and the corpus (``corpus`` as given, ``docs`` as opened): path, size and
+    mtime of its local file, else its spec (an ``ir_datasets`` id). None for a corpus that can not be
+    named again (stdin, documents in memory): no resume."""
     encoder = to_dict(config.encoder)
     for key in _RUNTIME_ONLY:
         encoder["transformer"].pop(key, None)
+    file = corpus_file(docs)
+    if file is None and isinstance(corpus, (str, Path)):
+        path = Path(corpus)
+        file = find_file(path, CORPUS_NAMES) if path.is_dir() else (path if path.is_file() else None)
+    if file is None and str(getattr(docs, "name", "")).startswith("<"):  # <stdin>, <memory>
+        return None
     source: dict[str, Any] = {"spec": str(corpus)}
-    path = Path(corpus)
-    file = find_file(path, CORPUS_NAMES) if path.is_dir() else (path if path.is_file() else None)
     if file is not None:
         stat = file.stat()
         source = {"path": str(file.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
@@ -67,7 +73,7 @@ def encode_documents(
         while buffer := list(islice(remaining, encoder.read_ahead)):
             batch = encoder.encode([doc.contents for doc in buffer])
             for i, doc in enumerate(buffer):  # lone surrogates (JSON escapes of bad bytes) cannot be stored
-                writer.add(doc.id, *batch.row(i), clean_text(doc.title), clean_text(doc.text))
+                writer.add(doc.id, *batch.row(i), clean_text(doc.title), clean_text(doc.text), doc.metadata)
             encoded += len(buffer)
             bar.update(len(buffer))
     return encoded

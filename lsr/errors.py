@@ -17,3 +17,11 @@ class DataFormatError(LsrError, ValueError):
 
 class DatasetUnavailableError(LsrError):
     """A dataset could not be loaded (for example an ``ir_datasets`` id while offline)."""
+
+
+class IndexLockedError(LsrError):
+    """Another writer holds a live index's write lock (the message names its pid)."""
+
+
+class VocabularyMismatchError(LsrError, ValueError):
+    """Vectors over another vocabulary than the index's (another encoder, or new terms for a fixed one)."""

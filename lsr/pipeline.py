@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,14 @@ from lsr import __version__
 from lsr.config import Config, config_hash, resolved_impact_dtype, to_dict
 from lsr.data.corpus import Doc, open_corpus
 from lsr.data.docstore import DocStoreWriter
+from lsr.data.formats import CorpusSource
 from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
 from lsr.index import BuildOptions, build_index
+from lsr.index.sparse import SparseBatch
 from lsr.vectors import Vectors, VectorWriter
+from lsr.weights import flattening_warning, quantize_batch
 
 logger = logging.getLogger(__name__)
 
@@ -45,34 +48,47 @@ def _sections(config: Config, encoder: dict[str, Any], source: str) -> dict[str,
     }
 
 
+Corpus = str | Path | CorpusSource | Iterable[Doc]
+
+
 def encode_corpus(
     config: Config,
-    corpus: str | Path,
+    corpus: Corpus,
     out: str | Path,
     fmt: str = "npy",
     overwrite: bool = False,
     progress: bool = False,
+    quantize: float | None = None,
 ) -> dict[str, Any]:
-    """Encode ``corpus`` with ``config.encoder`` into a vectors directory (npy) or a JSONL file."""
+    """Encode ``corpus`` (any shape :func:`~lsr.data.corpus.open_corpus` opens) with ``config.encoder``
+    into a vectors directory (npy) or a JSONL file; ``quantize`` (jsonl only): integer weights
+    ``round(w x quantize)``, zeros dropped, as Anserini's JsonVectorCollection needs."""
     if fmt not in ("npy", "jsonl"):
         raise ValueError(f"format {fmt!r} is not one of ['npy', 'jsonl']")
     if fmt == "jsonl":
-        return _encode_to_jsonl(config, corpus, Path(out), overwrite, progress)
+        return _encode_to_jsonl(config, corpus, Path(out), overwrite, progress, quantize)
+    if quantize is not None:
+        raise ValueError("quantize applies to the jsonl format (integer weights for Anserini)")
     encoder = make_encoder(config.encoder)
     docs = open_corpus(corpus)
     start = time.perf_counter()
     # transformer encoders are slow enough to make a crash expensive: their writes can resume
-    key = resume_key(config, corpus) if encoder.resumable else None
+    key = resume_key(config, corpus, docs) if encoder.resumable else None
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite, key) as writer:
         encode_documents(encoder, docs, writer, progress)
         _finish(encoder, corpus_statistics(encoder, docs, writer), writer, progress)
-        sections = _sections(config, encoder.describe(), str(corpus))
+        sections = _sections(config, encoder.describe(), _source_name(corpus, docs))
         sections["encode_seconds"] = round(time.perf_counter() - start, 3)
         meta = writer.finish(encoder.vocab, sections)
     logger.info(
         "encoded %d docs from %s into %s (%.1fs)", meta["n_docs"], corpus, out, meta["encode_seconds"]
     )
     return meta
+
+
+def _source_name(corpus: Corpus, docs: Iterable[Doc]) -> str:
+    """The corpus as the meta records it: the path or id given, or what opened documents call themselves."""
+    return str(corpus) if isinstance(corpus, (str, Path, CorpusSource)) else getattr(docs, "name", "<memory>")
 
 
 def corpus_statistics(
@@ -105,7 +121,7 @@ def _finish(encoder: CorpusEncoder, stats: CorpusStats | None, writer: VectorWri
 
 
 def _encode_to_jsonl(
-    config: Config, corpus: str | Path, out: Path, overwrite: bool, progress: bool
+    config: Config, corpus: Corpus, out: Path, overwrite: bool, progress: bool, quantize: float | None
 ) -> dict[str, Any]:
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
@@ -113,10 +129,29 @@ def _encode_to_jsonl(
     try:
         meta = encode_corpus(config, corpus, tmp, "npy", overwrite=True, progress=progress)
         vectors = Vectors(tmp)
-        write_sparse_jsonl(out, vectors.iter_ids(), vectors.batches(), vectors.vocab(), overwrite=overwrite)
+        if quantize is None:
+            ids, vocab = vectors.iter_ids(), vectors.vocab()
+            write_sparse_jsonl(out, ids, vectors.batches(), vocab, overwrite=overwrite)
+        else:
+            _write_quantized(vectors, out, quantize, overwrite)
+            meta["quantize"] = quantize
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def _write_quantized(vectors: Vectors, out: Path, factor: float, overwrite: bool) -> None:
+    dropped = [0]
+
+    def batches() -> Iterator[SparseBatch]:
+        for batch in vectors.batches():
+            quantized, n = quantize_batch(batch, factor)
+            dropped[0] += n
+            yield quantized
+
+    ids, vocab = vectors.iter_ids(), vectors.vocab()
+    write_sparse_jsonl(out, ids, batches(), vocab, decimals=0, fixed=True, overwrite=overwrite)
+    logger.info("quantize %g: %d postings rounded to 0 and dropped", factor, dropped[0])
 
 
 def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progress: bool = False) -> dict:
@@ -131,6 +166,29 @@ def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progr
             order = np.argsort(ids)
             writer.add(doc_id, ids[order], weights[order], "", contents)
         return writer.finish(list(vocab), _sections(config, {"name": "external"}, str(path)))
+
+
+def import_ciff(config: Config, path: str | Path, out: str | Path, progress: bool = False) -> dict:
+    """A CIFF file (PISA, Anserini, ``lsr export``) as a vectors directory: tfs become the weights."""
+    from lsr.ciff import ciff_rows, read_ciff
+
+    ciff = read_ciff(path)
+    with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs) as writer:
+        for doc_id, terms, weights in tqdm(ciff_rows(ciff), desc="ciff", unit="doc", disable=not progress):
+            writer.add(doc_id, terms, weights, "", "")
+        return writer.finish(ciff.terms, _sections(config, {"name": "external"}, str(path)))
+
+
+def build_index_from_ciff(
+    config: Config, path: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
+) -> dict[str, Any]:
+    """Build an index from a CIFF file (through a hidden vectors directory)."""
+    tmp = Path(out).parent / f".{Path(out).name}.ciff-{uuid.uuid4().hex[:8]}"
+    try:
+        import_ciff(config, path, tmp, progress)
+        return build_index_from_vectors(config, tmp, out, overwrite, progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def build_index_from_vectors(
@@ -148,6 +206,7 @@ def build_index_from_vectors(
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     vectors = Vectors(vectors_path)
+    _warn_flattening(vectors, index_build_options(config).impact_dtype)
     vm = vectors.meta
     sections: dict[str, Any] = {
         key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm
@@ -176,6 +235,13 @@ def build_index_from_vectors(
     return meta
 
 
+def _warn_flattening(vectors: Vectors, impact_dtype: str) -> None:
+    """Log the outlier weight that would flatten a quantized index (lsr.weights)."""
+    if flattening_warning(vectors.batches(), impact_dtype) is not None:
+        ids = list(vectors.iter_ids())
+        logger.warning("%s", flattening_warning(vectors.batches(), impact_dtype, ids, vectors.vocab()))
+
+
 def index_build_options(config: Config) -> BuildOptions:
     cfg = config.index
     return BuildOptions(
@@ -183,11 +249,12 @@ def index_build_options(config: Config) -> BuildOptions:
         reorder=cfg.reorder,
         bp_iterations=cfg.bp_iterations,
         block_size=cfg.block_size if cfg.blockmax else None,
+        fields=dict(cfg.fields) or None,
     )
 
 
 def index_corpus(
-    config: Config, corpus: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
+    config: Config, corpus: Corpus, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:
     """Encode and index in one go; the intermediate vectors live in a hidden temporary directory."""
     out = Path(out)

@@ -43,6 +43,7 @@ from lsr.dense.stage import DenseStage
 from lsr.encoders import QueryEncoder, load_query_encoder
 from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch, max_threads
+from lsr.index.segments import SegmentedIndex, open_index
 from lsr.index.sparse import concat
 from lsr.index.topk import top_k
 from lsr.timing import latency_summary, time_queries
@@ -69,6 +70,10 @@ class Plan:
     dense-float (stored float vectors) re-scoring of the first stage's top ``depth`` (the first stage
     fetches ``max(k, depth)``). ``fusion`` / ``fusion_weight``: "auto" / negative take the values
     stored in the dense meta. ``threads`` (0: all cores) and ``batch_size``: the sparse batch kernel.
+    ``filter``: a metadata filter (lsr.index.fields: term, terms, range, exists, and/or/not) applied
+    inside the sparse kernels (first stage ``sparse`` only). ``offset`` (paging, "from"): skip that
+    many results; ranks ``offset + 1 .. offset + k`` come back, in the one order (score desc, then doc
+    id asc), so consecutive pages never repeat a document.
     """
 
     k: int = 10
@@ -82,9 +87,16 @@ class Plan:
     fusion_weight: float = -1.0
     threads: int = 0
     batch_size: int = 1024
+    offset: int = 0
+    filter: Any = None
 
     def __post_init__(self) -> None:
         _check_int("k", self.k, 1)
+        _check_int("offset", self.offset, 0)
+        if self.filter is not None and self.first_stage != "sparse":
+            raise ValueError(
+                f"a filter applies to the sparse first stage, not first_stage {self.first_stage!r}"
+            )
         _check_choice("first_stage", self.first_stage, FIRST_STAGES)
         _check_choice("rerank", self.rerank, RERANKS)
         _check_int("depth", self.depth, 1)
@@ -125,11 +137,12 @@ class Plan:
 
     @property
     def fetch(self) -> int:
-        """Results the first stage returns: ``max(k, depth)`` with a re-rank, else ``k``."""
-        return max(self.k, self.depth) if self.rerank != "none" else self.k
+        """Results the first stage returns: ``max(offset + k, depth)`` with a re-rank, else ``offset + k``."""
+        end = self.offset + self.k
+        return max(end, self.depth) if self.rerank != "none" else end
 
     def kernel_kwargs(self) -> dict[str, Any]:
-        return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta}
+        return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta, "filter": self.filter}
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -206,8 +219,8 @@ class Searcher:
     """An index, its query encoder and (when it has one) its dense stage, searched through plans."""
 
     def __init__(self, index_dir: str | Path):
-        self.index = Index.load(index_dir)
-        self.docstore = DocStore(index_dir) if DocStoreWriter.files(Path(index_dir)) else None
+        self.index: Index = open_index(index_dir)
+        self.docstore = _docstore(self.index)
         self._open_lock = threading.Lock()  # lazy opening of the encoders and the dense stage
         name = self.index.meta.get("encoder", {}).get("name")
         self._sparse_lock: Any = (
@@ -230,12 +243,17 @@ class Searcher:
     def query_encoder(self) -> QueryEncoder:
         return self._once(
             "query_encoder",
-            lambda: load_query_encoder(self.index.meta["encoder"], self.index.term_index, self.index.path),
+            lambda: load_query_encoder(
+                self.index.meta["encoder"], self.index.term_index, self.index.encoder_dir
+            ),
         )
 
     @property
     def dense(self) -> DenseStage | None:
-        """The index's dense stage (``<index>/dense``), opened on first use; None if it has none."""
+        """The index's dense stage (``<index>/dense``), opened on first use; None if it has none, or if the
+        index is live (its documents changed since the stage was built: no dense stage over segments)."""
+        if isinstance(self.index, SegmentedIndex):
+            return None
         return self._once("dense", lambda: DenseStage.open(self.index.path, self.index.doc_keys))
 
     def require_dense(self, what: str = "dense") -> DenseStage:
@@ -390,8 +408,9 @@ class Searcher:
         """Each result's top ``plan.depth`` re-scored by the dense stage and fused (float64 scores); the
         rest follow in their order below the lowest fused score (``floor - r / (len(tail) + 1)``); cut
         to ``plan.k``. ``rerank="none"``: the results cut to ``plan.k``."""
+        page = slice(plan.offset, plan.offset + plan.k)
         if plan.rerank == "none":
-            return [SearchResult(r.docs[: plan.k], r.scores[: plan.k]) for r in results]
+            return [SearchResult(r.docs[page], r.scores[page]) for r in results]
         dense = self.require_dense(plan.rerank)
         method, weight = dense.resolve_fusion(plan.fusion, plan.fusion_weight)
         emb = _need(queries.dense, "dense")
@@ -405,8 +424,8 @@ class Searcher:
             below = floor - np.arange(len(tail), dtype=np.float64) / (len(tail) + 1)
             out.append(
                 SearchResult(
-                    np.concatenate([docs, np.asarray(tail, dtype=np.int64)])[: plan.k],
-                    np.concatenate([fused, below])[: plan.k],
+                    np.concatenate([docs, np.asarray(tail, dtype=np.int64)])[page],
+                    np.concatenate([fused, below])[page],
                 )
             )
         return out
@@ -440,14 +459,15 @@ class Searcher:
             for qid, r in zip(qids, results, strict=True)
         }
 
-    def hits(self, result: SearchResult, fields: Sequence[str] = ("title",)) -> list[Hit]:
+    def hits(self, result: SearchResult, fields: Sequence[str] = ("title",), offset: int = 0) -> list[Hit]:
         """Ranked hits with external ids, scores as float32 values, and the docstore ``fields`` (when
-        the index has a docstore; ``title`` also goes to ``Hit.title``)."""
+        the index has a docstore; ``title`` also goes to ``Hit.title``); ranks start at ``offset + 1``
+        (a page of a paged plan)."""
         keys = self.index.doc_keys
         store = self.docstore if fields else None
         hits = []
         scores = np.asarray(result.scores).astype(np.float32).tolist()
-        for rank, (d, s) in enumerate(zip(result.docs.tolist(), scores, strict=True), start=1):
+        for rank, (d, s) in enumerate(zip(result.docs.tolist(), scores, strict=True), start=offset + 1):
             doc = store.get(d) if store is not None else {}
             values = {f: doc.get(f, "") for f in fields} if store is not None else {}
             hits.append(Hit(rank, keys[d], s, values.get("title", ""), values))
@@ -487,6 +507,26 @@ def warn_empty(qids: Sequence[str], queries: Queries) -> None:
             logger.warning(
                 "%d of %d queries have no term in the index vocabulary; they return nothing", empty, len(qids)
             )
+
+
+class SegmentDocStore:
+    """The docstores of a live index's segments, by global internal doc id (empty fields for a segment
+    without one)."""
+
+    def __init__(self, index: SegmentedIndex):
+        self.index = index
+        self.stores = [DocStore(s.path) if DocStoreWriter.files(s.path) else None for s in index.segments]
+
+    def get(self, doc: int) -> dict[str, Any]:
+        i, local = self.index.segment_of(doc)
+        store = self.stores[i]
+        return store.get(local) if store is not None else {}
+
+
+def _docstore(index: Index) -> DocStore | SegmentDocStore | None:
+    if isinstance(index, SegmentedIndex):
+        return SegmentDocStore(index)
+    return DocStore(index.path) if DocStoreWriter.files(index.path) else None
 
 
 def _need(part: T | None, name: str) -> T:

@@ -176,12 +176,18 @@ class VectorWriter:
         return kept
 
     def add(
-        self, doc_id: str, term_ids: np.ndarray, weights: np.ndarray, title: str = "", text: str = ""
+        self,
+        doc_id: str,
+        term_ids: np.ndarray,
+        weights: np.ndarray,
+        title: str = "",
+        text: str = "",
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         """Append one document (term ids strictly ascending, weights > 0)."""
         self._ids.write(doc_id + "\n")
         if self._docstore is not None:
-            self._docstore.add(doc_id, title, text)
+            self._docstore.add(doc_id, title, text, metadata)
         self._rows.append((term_ids, weights))
         self.n_docs += 1
         self.n_empty += len(term_ids) == 0

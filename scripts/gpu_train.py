@@ -25,9 +25,7 @@ summary. A failing run is recorded in runs.json and the next one starts.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import gzip
 import json
 import logging
 import sys
@@ -45,7 +43,7 @@ from lsr.encoders.inference_free import table_from_json
 from lsr.encoders.transformer import pick_device
 from lsr.train import trainer
 from lsr.train.config import TrainConfig, load_train_config
-from lsr.train.data import DevQuery, PreparedData, load_prepared
+from lsr.train.data import load_prepared, load_suite
 from lsr.train.model import build_model
 
 PART_BYTES = 15 * 2**20
@@ -76,34 +74,17 @@ def package_run(run_dir: Path, out: Path, name: str) -> list[str]:
     return [p.name for p in _split(tar_path)]
 
 
-def read_beir_split(folder: Path, split: str) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
-    """Queries and qrels of a BEIR split with the standard library alone (no ir_datasets)."""
-    name = "queries.jsonl.gz" if (folder / "queries.jsonl.gz").is_file() else "queries.jsonl"
-    opener = gzip.open if name.endswith(".gz") else open
-    with opener(folder / name, "rt", encoding="utf-8") as f:
-        queries = {str(q["_id"]): q["text"] for q in map(json.loads, f)}
-    qrels: dict[str, dict[str, int]] = {}
-    with open(folder / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
-        for row in csv.DictReader(f, delimiter="\t"):
-            if int(row["score"]) > 0:
-                qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
-    return queries, qrels
-
-
 def evaluate_test(cfg: TrainConfig, model_dir: Path, folder: Path, split: str) -> dict[str, Any]:
     """nDCG@10, nnz and FLOPS of a saved best model on a held-out split (reporting only)."""
     data = load_prepared(cfg.data.prepared)
-    queries, qrels = read_beir_split(folder, split)
-    test = [DevQuery(q, queries[q], rels) for q, rels in qrels.items() if q in queries]
     model = build_model(dataclasses.replace(cfg.model, init=str(model_dir)), data.doc_texts)
     if cfg.model.kind == "inference-free" and (model_dir / "idf.json").is_file():  # the (learned) table
         backend = model.tokenizer.backend_tokenizer
         vocab = [backend.id_to_token(i) or f"[unused-id-{i}]" for i in range(model.vocab_size)]
         model.table.data = torch.as_tensor(table_from_json(model_dir / "idf.json", vocab))
     model = model.to(pick_device(cfg.train.device, key="train.device"))
-    held_out = PreparedData(data.path, data.meta, data.doc_ids, data.doc_texts, [], test)
-    no_cap = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_dev_queries=0))
-    return {"split": split, "n_queries": len(test), **trainer.evaluate_dev(model, held_out, no_cap)}
+    suite = load_suite(folder, split)
+    return {"split": split, "n_queries": len(suite.queries), **trainer.evaluate_suite(model, suite, cfg)}
 
 
 def _parser() -> argparse.ArgumentParser:

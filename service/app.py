@@ -22,18 +22,19 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 from uvicorn.supervisors import Multiprocess
@@ -41,10 +42,24 @@ from uvicorn.supervisors import Multiprocess
 from lsr import __version__
 from lsr.config import ServiceConfig
 from lsr.index import SearchParams, SearchResult
-from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
-from lsr.index.io import read_meta
+from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
+from lsr.service.openapi import (
+    BODY_ERRORS,
+    V1_ERRORS,
+    BatchAnswer,
+    DeleteAnswer,
+    DocAnswer,
+    Health,
+    IndexesAnswer,
+    Ready,
+    ReloadAnswer,
+    SearchAnswer,
+    UpsertAnswer,
+    error_responses,
+    install_openapi,
+)
 from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
 
 logger = logging.getLogger("lsr.service")
@@ -142,17 +157,19 @@ def load_served_index(
     return served
 
 
-def request_plan(k: int, params: SearchParams, rerank: str) -> Plan:
-    """The plan of a request: one query's sparse top ``max(k, 100)`` re-scored whole by a dense re-rank;
-    each search on one thread (the pool runs requests side by side)."""
+def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0, filter: Any = None) -> Plan:
+    """The plan of a request: one query's sparse top ``max(offset + k, 100)`` re-scored whole by a dense
+    re-rank; each search on one thread (the pool runs requests side by side); ``offset``: paging."""
     return Plan(
         k=k,
         mode=params.mode,
         alpha=params.alpha,
         beta=params.beta,
         rerank=rerank,
-        depth=max(k, 100),
+        depth=max(offset + k, 100),
         threads=1,
+        offset=offset,
+        filter=filter,
     )
 
 
@@ -171,7 +188,8 @@ def search_served(
         if len(texts) != len(queries):  # Service.check_query refuses these before the pool
             raise ValueError(f"rerank {plan.rerank!r} needs a text query, not a vector")
         return [
-            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields)} for q in texts
+            {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields, plan.offset)}
+            for q in texts
         ]
     parts = [
         searcher.encode(Queries(texts=[q]), plan)
@@ -181,7 +199,7 @@ def search_served(
     ]
     results = searcher.search_batch(Queries.concat(parts), plan)
     return [
-        _answer(served, part, vector, result, fields)
+        _answer(served, part, vector, result, fields, plan.offset)
         for part, (_, vector), result in zip(parts, queries, results, strict=True)
     ]
 
@@ -192,11 +210,12 @@ def _answer(
     vector: dict[str, float] | None,
     result: SearchResult,
     fields: list[str],
+    offset: int = 0,
 ) -> dict[str, Any]:
     assert query.sparse is not None
     out: dict[str, Any] = {
         "query_terms": int(query.sparse.row_nnz()[0]),
-        "hits": _hits(served, result, fields),
+        "hits": _hits(served, result, fields, offset),
     }
     if vector is not None:
         ti = served.index.term_index
@@ -206,10 +225,12 @@ def _answer(
     return out
 
 
-def _hits(served: ServedIndex, result: SearchResult, fields: list[str]) -> list[dict[str, Any]]:
+def _hits(
+    served: ServedIndex, result: SearchResult, fields: list[str], offset: int = 0
+) -> list[dict[str, Any]]:
     return [
         {"rank": h.rank, "id": h.doc_id, "score": h.score, **h.fields}
-        for h in served.searcher.hits(result, fields)
+        for h in served.searcher.hits(result, fields, offset)
     ]
 
 
@@ -219,38 +240,80 @@ Number = StrictFloat | StrictInt
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """An optional field is left out, never null (as the schema documents it)."""
+        if isinstance(data, dict):
+            nulls = [key for key, value in data.items() if value is None]
+            if nulls:
+                raise ValueError(f"{nulls[0]!r} is null: leave an optional field out instead")
+        return data
+
+
+# Optional fields are documented without null (WithJsonSchema; validation is unchanged): the service
+# refuses null where it wants a value, so the schema says so; "exactly one of query or vector" is a oneOf.
+OptStr = Annotated[StrictStr | None, WithJsonSchema({"type": "string"})]
+OptVector = Annotated[
+    dict[str, Number] | None,
+    WithJsonSchema({"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0}}),
+]
+OptFields = Annotated[
+    list[Literal["title", "text"]] | None,
+    WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(FIELDS)}}),
+]
+ONE_OF_QUERY_VECTOR: dict[str, Any] = {"oneOf": [{"required": ["query"]}, {"required": ["vector"]}]}
 
 
 class SearchOptions(_Body):
-    index: StrictStr | None = None
+    index: OptStr = None
     k: StrictInt = 10
+    offset: StrictInt = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
+    filter: dict[str, Any] | None = None  # a metadata filter (lsr.index.fields)
     mode: Literal["exact", "safe", "approx"] = "exact"
     alpha: Number = 1.0
     beta: Number = 1.0
     rerank: Literal["none", "dense"] = "none"
-    fields: list[Literal["title", "text"]] | None = None
+    fields: OptFields = None
 
 
 class SearchRequest(SearchOptions):
     """One query: ``query`` text or a pre-encoded sparse ``vector`` ({term: weight > 0})."""
 
-    query: StrictStr | None = None
-    vector: dict[str, Number] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_QUERY_VECTOR)
+    query: OptStr = None
+    vector: OptVector = None
 
 
 class BatchQuery(_Body):
-    id: StrictStr | None = None
-    query: StrictStr | None = None
-    vector: dict[str, Number] | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_QUERY_VECTOR)
+    id: OptStr = None
+    query: OptStr = None
+    vector: OptVector = None
 
 
 class BatchRequest(SearchOptions):
-    queries: list[BatchQuery]
+    queries: list[BatchQuery] = Field(json_schema_extra={"minItems": 1})  # maxItems: --max-batch
 
 
 class ReloadRequest(_Body):
-    path: StrictStr | None = None
+    path: OptStr = None
+
+
+class DocIn(_Body):
+    """A document to add or update: ``text`` (and ``title``), encoded by the index's own encoder, or a
+    pre-encoded sparse ``vector`` ({term: weight > 0})."""
+
+    id: StrictStr
+    title: StrictStr = ""
+    text: StrictStr | None = None
+    vector: dict[str, Number] | None = None
+
+
+class DocsRequest(_Body):
+    docs: list[DocIn]
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -270,6 +333,7 @@ class Service:
         self.started = time.time()
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="lsr-search")
         self.reload_locks: dict[str, asyncio.Lock] = {}
+        self.write_locks: dict[str, asyncio.Lock] = {}
         self._load_task: asyncio.Task | None = None
 
     # loading -------------------------------------------------------------------------------------
@@ -332,6 +396,24 @@ class Service:
         logger.info("index %r reloaded: generation %d from %s", name, new.generation, new.path)
         return {"previous": {"path": old.path, "generation": old.generation}, **new.describe()}
 
+    async def write(self, served: ServedIndex, fn: Callable[[Any], Any]) -> Any:
+        """``fn(LiveIndex)`` (one write, committed and durable when it returns), then the served index
+        reopened at the new generation, so the write is searchable when the answer is sent."""
+        from lsr.errors import IndexLockedError, LsrError
+        from lsr.live import LiveIndex
+
+        lock = self.write_locks.setdefault(served.name, asyncio.Lock())
+        async with lock:
+            try:
+                result = await asyncio.to_thread(fn, LiveIndex(served.path))
+            except IndexLockedError as exc:
+                raise ApiError(409, str(exc)) from None
+            except (LsrError, ValueError) as exc:
+                raise ApiError(400, f"index {served.name!r} unchanged: {exc}") from None
+            if result.generation != getattr(served.index, "generation", 0):
+                await self.reload(served.name, None)
+        return result
+
     # searching -----------------------------------------------------------------------------------
 
     async def run(self, served: ServedIndex, fn: Callable[..., Any], *args: Any) -> Any:
@@ -356,6 +438,15 @@ class Service:
         s = self.settings
         if body.k < 1 or body.k > s.max_k:
             raise ApiError(422, f"k = {body.k} must lie in [1, {s.max_k}]")
+        if body.offset < 0 or body.offset + body.k > s.max_k:
+            raise ApiError(422, f"from = {body.offset} must be >= 0, and from + k at most {s.max_k}")
+        if body.filter is not None:
+            if body.rerank != "none":
+                raise ApiError(422, "a filter applies to the sparse search; use rerank 'none'")
+            try:
+                served.index.filtered_live(body.filter)
+            except ValueError as exc:
+                raise ApiError(422, f"bad filter: {exc}") from None
         try:
             params = SearchParams(body.mode, float(body.alpha), float(body.beta))
         except ValueError as exc:
@@ -557,11 +648,10 @@ class FastJSONResponse(JSONResponse):
         return _dumps(content)
 
 
-def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return FastJSONResponse(
-        {"error": {"status": status, "message": message, **extra}}, status_code=status, headers=headers
-    )
+def error_response(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    headers = {**(headers or {}), **({"Retry-After": "1"} if status == 503 else {})}
+    body = {"error": {"status": status, "message": message}}
+    return FastJSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError, content_type: str) -> tuple[int, str]:
@@ -596,8 +686,12 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
         lifespan=_lifespan(service),
         default_response_class=FastJSONResponse,
         description="Learned sparse retrieval over memory-mapped indexes. /v1 routes need the "
-        "X-API-Key header when the service has a key.",
+        "X-API-Key header when the service has a key. Every error is "
+        '{"error": {"status": ..., "message": ...}}.',
+        docs_url=None,  # /docs comes from lsr.service.openapi: no Swagger UI from a CDN
+        redoc_url=None,
     )
+    install_openapi(app, service.api_key is not None, settings.max_batch)
     app.state.service = service
     _add_error_handlers(app)
     _add_health_routes(app, service)
@@ -605,6 +699,7 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
     _add_search_route(app, service)
     _add_batch_route(app, service)
     _add_doc_routes(app, service)
+    _add_write_routes(app, service)
     _add_middleware(app, service)
     return app
 
@@ -650,7 +745,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.url.path!r}; see /docs or /openapi.json"
-        return error_response(exc.status_code, message)
+        return error_response(exc.status_code, message, exc.headers)  # a 405 keeps its Allow header
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -659,12 +754,17 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_health_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/healthz", tags=["health"])
+    @app.get("/healthz", tags=["health"], response_model=None, responses={200: {"model": Health}})
     async def healthz() -> dict[str, Any]:
         """Liveness: the process answers (also while indexes load or searches run)."""
         return {"status": "ok", "uptime_s": round(time.time() - service.started, 3)}
 
-    @app.get("/readyz", tags=["health"])
+    not_ready: dict[int | str, dict[str, Any]] = {
+        200: {"model": Ready},
+        503: {"description": "not ready: {ready, loaded, error}"},
+    }
+
+    @app.get("/readyz", tags=["health"], responses=not_ready)
     async def readyz() -> JSONResponse:
         """Readiness: 200 once every index is loaded and warmed up, 503 before (or after a load error)."""
         if service.ready:
@@ -672,19 +772,23 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
         body = {"ready": False, "loaded": list(service.indexes), "error": service.load_error}
         return JSONResponse(body, status_code=503)
 
-    @app.get("/metrics", tags=["health"])
-    async def metrics() -> Response:
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
-        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+        return PlainTextResponse(service.metrics.render(), media_type=service.metrics.content_type)
 
 
 def _add_index_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/indexes", tags=["indexes"])
+    indexes_responses = error_responses(*V1_ERRORS, ok=IndexesAnswer)
+
+    @app.get("/v1/indexes", tags=["indexes"], response_model=None, responses=indexes_responses)
     async def list_indexes() -> dict[str, Any]:
         """Served indexes: name, path, version, size, encoder, counts, modes."""
         return {"indexes": [served.describe() for served in service.indexes.values()], "ready": service.ready}
 
-    @app.post("/v1/indexes/{name}/reload", tags=["indexes"])
+    reload_responses = error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=ReloadAnswer)
+
+    @app.post("/v1/indexes/{name}/reload", tags=["indexes"], response_model=None, responses=reload_responses)
     async def reload_index(name: str, request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:
         """Open the index again (or from ``path``) beside the served version and swap to it atomically;
         requests in flight finish on the old version."""
@@ -693,7 +797,11 @@ def _add_index_routes(app: FastAPI, service: Service) -> None:
 
 
 def _add_search_route(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/search", tags=["search"])
+    @app.post(
+        "/v1/search",
+        tags=["search"],
+        responses=error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=SearchAnswer),
+    )
     async def search(body: SearchRequest, request: Request) -> FastJSONResponse:
         """Top-k for one query: ``query`` text (encoded by the index's own query encoder) or a
         pre-encoded ``vector``."""
@@ -709,7 +817,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
             served,
             body.query,
             body.vector,
-            request_plan(body.k, params, body.rerank),
+            request_plan(body.k, params, body.rerank, body.offset, body.filter),
             service.fields_of(served, body),
         )
         service.metrics.queries.labels(served.name).inc()
@@ -726,7 +834,9 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
 
 
 def _add_batch_route(app: FastAPI, service: Service) -> None:
-    @app.post("/v1/search/batch", tags=["search"])
+    batch_responses = error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=BatchAnswer)
+
+    @app.post("/v1/search/batch", tags=["search"], responses=batch_responses)
     async def search_batch(body: BatchRequest, request: Request) -> FastJSONResponse:
         """Top-k for each of up to ``max_batch`` queries (text or vectors), in order."""
         served = service.get(body.index)
@@ -739,7 +849,7 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
         for i, q in enumerate(body.queries):
             service.check_query(q.query, q.vector, body.rerank, where=f"queries[{i}]: ")
         fields = service.fields_of(served, body)
-        plan = request_plan(body.k, params, body.rerank)
+        plan = request_plan(body.k, params, body.rerank, body.offset, body.filter)
         start = time.perf_counter()
         parts = max(1, min(service.settings.threads, n))
         chunks = [body.queries[i::parts] for i in range(parts)]  # round robin over the pool's threads
@@ -763,7 +873,12 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
 
 
 def _add_doc_routes(app: FastAPI, service: Service) -> None:
-    @app.get("/v1/docs/{doc_id:path}", tags=["docs"])
+    @app.get(
+        "/v1/docs/{doc_id:path}",
+        tags=["docs"],
+        response_model=None,
+        responses=error_responses(404, 422, *V1_ERRORS, ok=DocAnswer),
+    )
     async def get_doc(doc_id: str, request: Request, index: str | None = None) -> dict[str, Any]:
         """A document by its external id, from the index's docstore (``?index=NAME``)."""
         served = service.get(index)
@@ -777,13 +892,73 @@ def _add_doc_routes(app: FastAPI, service: Service) -> None:
         return {"index": served.name, **doc, "id": doc_id}
 
 
+def _add_write_routes(app: FastAPI, service: Service) -> None:
+    @app.post(
+        "/v1/indexes/{name}/docs",
+        tags=["docs"],
+        response_model=None,
+        responses=error_responses(404, 409, *BODY_ERRORS, *V1_ERRORS, ok=UpsertAnswer),
+    )
+    async def upsert_docs(name: str, body: DocsRequest, request: Request) -> dict[str, Any]:
+        """Add documents (an existing id is an update): text, encoded by the index's own encoder, or
+        pre-encoded vectors. Answered once the write is committed and durable; searchable by then."""
+        served = service.get(name)
+        request.state.index = name
+        _check_docs(body.docs)
+        result = await service.write(served, lambda live: _upsert(live, body.docs))
+        return {
+            "index": name,
+            "generation": result.generation,
+            "added": result.added,
+            "updated": result.updated,
+        }
+
+    @app.delete(
+        "/v1/indexes/{name}/docs/{doc_id:path}",
+        tags=["docs"],
+        response_model=None,
+        responses=error_responses(400, 404, 409, 422, *V1_ERRORS, ok=DeleteAnswer),
+    )
+    async def delete_doc(name: str, doc_id: str, request: Request) -> dict[str, Any]:
+        """Delete a document by id (404, nothing changed, for an unknown id)."""
+        served = service.get(name)
+        request.state.index = name
+        result = await service.write(served, lambda live: live.delete([doc_id]))
+        if result.unknown:
+            raise ApiError(404, f"unknown doc id {doc_id!r} in index {name!r}; nothing changed")
+        return {"index": name, "generation": result.generation, "deleted": result.deleted}
+
+
+def _check_docs(docs: list[DocIn]) -> None:
+    if not docs:
+        raise ApiError(422, "give at least one document in 'docs'")
+    for i, doc in enumerate(docs):
+        if (doc.text is None) == (doc.vector is None):
+            raise ApiError(422, f"docs[{i}] ({doc.id!r}): give exactly one of 'text' or 'vector'")
+        if doc.text is not None and not (doc.title + doc.text).strip():
+            raise ApiError(422, f"docs[{i}] ({doc.id!r}): the document has no text")
+    if len({doc.id for doc in docs}) != len(docs):
+        raise ApiError(422, "a document id repeats within the request: give each document once")
+    if len({doc.text is None for doc in docs}) > 1:
+        raise ApiError(422, "give either texts or vectors in one request, not both")
+
+
+def _upsert(live: Any, docs: list[DocIn]) -> Any:
+    from lsr.data.corpus import Doc
+
+    if docs[0].vector is not None:
+        vectors = {d.id: {t: float(w) for t, w in (d.vector or {}).items()} for d in docs}
+        return live.add_vectors(vectors, {d.id: (d.title, "") for d in docs})
+    return live.add_documents([Doc(d.id, d.title, d.text or "") for d in docs])
+
+
 def _add_middleware(app: FastAPI, service: Service) -> None:
     app.add_middleware(ServiceMiddleware, service=service)
     if service.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(service.settings.cors_origins),
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "Content-Type"],
         )
 
@@ -818,5 +993,6 @@ def serve(settings: ServiceConfig, log_level: str = "info") -> None:
 
 
 def index_summary(path: str | Path) -> dict[str, Any]:
-    """Meta of an index directory, read without loading it (``lsr serve`` checks paths up front)."""
-    return read_meta(Path(path), INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+    """Meta of an index directory (plain or live), read without loading it (``lsr serve`` checks paths
+    up front)."""
+    return index_meta(path)

@@ -35,6 +35,13 @@ its block's bound when maxima are exact (``ub_ratio == 1``, uint8 indexes); for
 coarser maxima the bound is multiplied by ``ub_slack > 1``. Scored documents get
 bit-identical scores, and the stop test is strict, so a document tying the k-th
 score with a smaller doc id is never skipped.
+
+Live indexes: ``live`` (uint8[n_docs], 1 = live; empty: all live) keeps deleted
+documents out of the heap, and ``thr`` (the k-th score of earlier segments, 0
+otherwise) both filters documents (they must beat it strictly) and stops the scan
+once ``thr >= alpha x`` the best bound left: no document left can beat it. ``block_live``
+(uint8[n_blocks], 1 = the block holds a live doc; empty: all) zeroes the bound of blocks with no
+live doc before the blocks are ordered, so a selective filter skips whole blocks.
 """
 
 from __future__ import annotations
@@ -178,6 +185,9 @@ def _bmp_query(
     out_docs,
     out_scores,
     counters,
+    live,
+    thr,
+    block_live,
 ):
     """One query. ``postings`` = (term_ptr, doc_ids, impacts); ``bmx`` = (row_of, dense_max, dense_base,
     dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before); ``ws`` from _workspace, clean
@@ -211,14 +221,20 @@ def _bmp_query(
         ent_term,
         ent_pair,
     )
+    if block_live.shape[0] > 0:
+        for b in range(ub.shape[0]):
+            if block_live[b] == 0:
+                ub[b] = 0
     n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
     counters[1] += n_cand
     size = 0
     bucket = 0
+    all_live = live.shape[0] == 0
     for pos in range(n_cand):
         while pos >= bucket_ptr[bucket + 1]:
             bucket += 1
-        if size == k and hs[0] > alpha * (bucket_max[bucket] * ub_slack):
+        bound = alpha * (bucket_max[bucket] * ub_slack)
+        if (size == k and hs[0] > bound) or thr >= bound:
             break
         counters[0] += 1
         b = order[pos]
@@ -241,7 +257,8 @@ def _bmp_query(
         for j in range(block_size):
             s = acc[j]
             if s > 0:
-                size = heap_offer(hs, hd, size, k, s, base + j)
+                if s > thr and (all_live or live[base + j]):
+                    size = heap_offer(hs, hd, size, k, s, base + j)
                 acc[j] = 0
     ub[:] = 0
     head[:] = -1
@@ -265,7 +282,20 @@ def _workspace(n_blocks, block_size, k):
 
 @njit(cache=True, nogil=True)
 def _bmp_search_one(
-    postings, bmx, ub_ratio, ub_slack, block_size, n_blocks, q_terms, q_weights, k, alpha, counters
+    postings,
+    bmx,
+    ub_ratio,
+    ub_slack,
+    block_size,
+    n_blocks,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    counters,
+    live,
+    thr,
+    block_live,
 ):
     ws = _workspace(n_blocks, block_size, k)
     out_docs = np.empty(k, np.int32)
@@ -284,6 +314,9 @@ def _bmp_search_one(
         out_docs,
         out_scores,
         counters,
+        live,
+        thr,
+        block_live,
     )
     return out_docs[:n], out_scores[:n]
 
@@ -305,6 +338,9 @@ def _bmp_search_batch(
     out_docs,
     out_scores,
     out_counts,
+    live,
+    thresholds,
+    block_live,
 ):
     """Queries in parallel: worker c takes queries c, c + n_workers, ... with its own workspace."""
     n_queries = q_indptr.shape[0] - 1
@@ -328,6 +364,9 @@ def _bmp_search_batch(
                 out_docs[q],
                 out_scores[q],
                 counters,
+                live,
+                thresholds[q],
+                block_live,
             )
 
 

@@ -10,7 +10,11 @@ A query is (q_terms int32[m], q_weights float32[m]) with distinct terms in
 entries, in query-term order. Because every contribution is > 0, a document
 matched by the query has a score > 0: the second pass over the same postings
 collects each matched document once (``acc[d] > 0``) and resets its slot, so the
-accumulator is clean again without a pass over all n_docs. For queries whose
+accumulator is clean again without a pass over all n_docs. A document is offered to
+the heap only if it is live (``live`` uint8[n_docs], 1 = live; an empty array: all
+live, the plain index) and its score beats ``threshold`` (the k-th score found in an
+earlier segment of a live index, 0 otherwise: a document of a later segment ranks
+below an earlier one at equal score, so it must beat the threshold strictly). For queries whose
 lists hold more than n_docs / SCAN_RATIO postings, one sequential scan of the
 accumulator (then a memset) is cheaper, and gives the same heap: offers arrive
 in another order, but the heap's total order (score, then doc id) decides.
@@ -30,7 +34,20 @@ SCAN_RATIO = 8
 
 @njit(cache=True, nogil=True)
 def _score_query(
-    term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores, scan_ratio
+    term_ptr,
+    doc_ids,
+    impacts,
+    q_terms,
+    q_weights,
+    acc,
+    hs,
+    hd,
+    k,
+    out_docs,
+    out_scores,
+    scan_ratio,
+    live,
+    thr,
 ):
     """Score one query; write its top-k (best first) into out_*; return how many."""
     for i in range(q_terms.shape[0]):
@@ -39,6 +56,7 @@ def _score_query(
         for p in range(term_ptr[t], term_ptr[t + 1]):
             acc[doc_ids[p]] += w * np.float32(impacts[p])
     size = 0
+    all_live = live.shape[0] == 0
     n_postings = 0
     for i in range(q_terms.shape[0]):
         n_postings += term_ptr[q_terms[i] + 1] - term_ptr[q_terms[i]]
@@ -46,7 +64,7 @@ def _score_query(
         # long lists: one sequential scan of the accumulator beats revisiting the postings
         for d in range(acc.shape[0]):
             s = acc[d]
-            if s > 0:
+            if s > thr and (all_live or live[d]):
                 size = heap_offer(hs, hd, size, k, s, d)
         acc[:] = 0
         return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
@@ -56,13 +74,14 @@ def _score_query(
             d = doc_ids[p]
             s = acc[d]
             if s > 0:
-                size = heap_offer(hs, hd, size, k, s, d)
+                if s > thr and (all_live or live[d]):
+                    size = heap_offer(hs, hd, size, k, s, d)
                 acc[d] = 0
     return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
 
 
 @njit(cache=True, nogil=True)
-def _search_one(term_ptr, doc_ids, impacts, n_docs, q_terms, q_weights, k, scan_ratio):
+def _search_one(term_ptr, doc_ids, impacts, n_docs, q_terms, q_weights, k, scan_ratio, live, thr):
     """One query on the calling thread (releases the GIL: callers may run it in threads)."""
     acc = np.zeros(n_docs, dtype=np.float32)
     hs = np.empty(k, dtype=np.float32)
@@ -70,7 +89,20 @@ def _search_one(term_ptr, doc_ids, impacts, n_docs, q_terms, q_weights, k, scan_
     out_docs = np.empty(k, dtype=np.int32)
     out_scores = np.empty(k, dtype=np.float32)
     n = _score_query(
-        term_ptr, doc_ids, impacts, q_terms, q_weights, acc, hs, hd, k, out_docs, out_scores, scan_ratio
+        term_ptr,
+        doc_ids,
+        impacts,
+        q_terms,
+        q_weights,
+        acc,
+        hs,
+        hd,
+        k,
+        out_docs,
+        out_scores,
+        scan_ratio,
+        live,
+        thr,
     )
     return out_docs[:n], out_scores[:n]
 
@@ -90,8 +122,11 @@ def _search_batch(
     out_scores,
     out_counts,
     scan_ratio,
+    live,
+    thresholds,
 ):
-    """Queries in parallel: worker c takes queries c, c + n_workers, ... and owns one accumulator."""
+    """Queries in parallel: worker c takes queries c, c + n_workers, ... and owns one accumulator;
+    ``thresholds`` float32[n_queries]: each query's starting threshold."""
     n_queries = q_indptr.shape[0] - 1
     for c in prange(n_workers):
         acc = np.zeros(n_docs, dtype=np.float32)
@@ -113,4 +148,6 @@ def _search_batch(
                 out_docs[q],
                 out_scores[q],
                 scan_ratio,
+                live,
+                thresholds[q],
             )

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from lsr.data.jsonl import iter_jsonl, open_text, require_str
 from lsr.errors import DataFormatError
+
+if TYPE_CHECKING:
+    from lsr.data.formats import CorpusSource, Fields
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ class Doc:
     id: str
     title: str
     text: str
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def contents(self) -> str:
@@ -64,15 +69,21 @@ def require_corpus_file(folder: Path) -> Path:
 
 
 class JsonlCorpus:
-    """A BEIR-style ``corpus.jsonl[.gz]``: ``{"_id"|"id", "title", "text"|"contents"}`` per line."""
+    """A BEIR-style ``corpus.jsonl[.gz]``: ``{"_id"|"id", "title", "text"|"contents"}`` per line, or the
+    fields ``fields`` names (:class:`lsr.data.formats.Fields`); ``name`` labels errors (``<stdin>``)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, fields: Fields | None = None, name: str | None = None):
         self.path = path
-        self.name = str(path)
+        self.fields = fields
+        self.name = name or str(path)
+        self.file: Path | None = path if name is None else None  # what a resumable encode keys on
 
     def __iter__(self) -> Iterator[Doc]:
-        for line_no, obj in iter_jsonl(self.path):
-            where = f"{self.path}:{line_no}"
+        if self.fields is not None and not self.fields.default:
+            yield from self._with_fields(self.fields)
+            return
+        for line_no, obj in iter_jsonl(self.path, self.name):
+            where = f"{self.name}:{line_no}"
             id_key = "_id" if "_id" in obj else "id"
             doc_id = check_id(require_str(obj, id_key, where), where)
             text_key = "contents" if "contents" in obj and "text" not in obj else "text"
@@ -82,24 +93,50 @@ class JsonlCorpus:
                 title = ""
             elif not isinstance(title, str):
                 raise DataFormatError(f"{where}: field 'title' must be a string")
-            yield Doc(doc_id, title, text)
+            metadata = obj.get("metadata") or {}
+            if not isinstance(metadata, dict):
+                raise DataFormatError(f"{where}: field 'metadata' must be an object")
+            yield Doc(doc_id, title, text, metadata)
+
+    def _with_fields(self, fields: Fields) -> Iterator[Doc]:
+        from lsr.data.formats import Columns
+
+        for line_no, obj in iter_jsonl(self.path, self.name):
+            where = f"{self.name}:{line_no}"
+            yield Columns(list(obj), fields, where).doc(obj, where)
 
 
-def open_corpus(spec: str | Path) -> Iterable[Doc]:
-    """Open a corpus given as a BEIR folder, a JSONL file or an ``ir_datasets`` id.
+def open_corpus(spec: str | Path | CorpusSource | Iterable[Doc]) -> Iterable[Doc]:
+    """Open a corpus: a path in any shape :mod:`lsr.data.formats` reads (a BEIR folder, JSONL, CSV, TSV,
+    Parquet, a folder of text files, a Hugging Face ``save_to_disk`` folder; ``-``: JSONL on stdin), a
+    :class:`~lsr.data.formats.CorpusSource` (shape and field names given), an ``ir_datasets`` id, or a
+    corpus already open (returned as it is).
 
     Raises:
-        FileNotFoundError: a folder without ``corpus.jsonl[.gz]``.
+        FileNotFoundError: a BEIR folder without ``corpus.jsonl[.gz]``.
+        DataFormatError: a file or folder in no readable shape (the message lists the shapes).
         DatasetUnavailableError: not a local path and not loadable with ``ir_datasets``.
     """
-    path = Path(spec)
-    if path.is_dir():
-        return JsonlCorpus(require_corpus_file(path))
-    if path.is_file():
-        return JsonlCorpus(path)
+    from lsr.data.formats import CorpusSource
+
+    if not isinstance(spec, (str, Path, CorpusSource)):
+        return spec
+    source = spec if isinstance(spec, CorpusSource) else CorpusSource(str(spec))
+    path = Path(source.spec)
+    if source.spec == "-" or path.exists():
+        from lsr.data.formats import open_source
+
+        return open_source(source)
+    if source.format != "auto":
+        raise FileNotFoundError(f"corpus {source.spec} not found")
     from lsr.data.irds import IrdsDataset
 
-    return IrdsDataset(str(spec)).corpus()
+    return IrdsDataset(source.spec).corpus()
+
+
+def corpus_file(corpus: object) -> Path | None:
+    """The one local file an open corpus reads (what a resumable encode keys on), else None."""
+    return getattr(corpus, "file", None)
 
 
 def _iter_query_file(path: Path) -> Iterator[Query]:

@@ -20,23 +20,25 @@ def open_text(path: str | Path) -> TextIO:
     return open(path, encoding="utf-8-sig")  # tolerate a BOM
 
 
-def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file.
+def iter_jsonl(path: str | Path, label: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file (``label`` names it in
+    errors: ``<stdin>`` for a spooled copy of stdin).
 
     Raises:
         DataFormatError: a line is not valid JSON or not a JSON object; the
             message gives ``file:line``.
     """
+    label = label or str(path)
     with open_binary(path) as f:
-        for line_no, line in enumerate(_lines(f, path), start=1):
+        for line_no, line in enumerate(decoded_lines(f, label), start=1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataFormatError(f"{path}:{line_no}: malformed JSON ({exc.msg})") from None
+                raise DataFormatError(f"{label}:{line_no}: malformed JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
-                raise DataFormatError(f"{path}:{line_no}: expected a JSON object, got {type(obj).__name__}")
+                raise DataFormatError(f"{label}:{line_no}: expected a JSON object, got {type(obj).__name__}")
             yield line_no, obj
 
 
@@ -60,7 +62,7 @@ def open_binary(path: str | Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def _lines(f: Iterable[bytes], path: str | Path) -> Iterator[str]:
+def decoded_lines(f: Iterable[bytes], path: str | Path) -> Iterator[str]:
     """Decoded lines of ``f`` (a leading BOM dropped); bytes that are not UTF-8 raise a
     DataFormatError naming the line (decoding line by line keeps the number exact)."""
     for line_no, raw in enumerate(f, start=1):

@@ -29,6 +29,7 @@ import numpy as np
 from lsr import __version__
 from lsr.data.corpus import open_corpus
 from lsr.data.docstore import DocStore, DocStoreWriter
+from lsr.data.formats import CorpusSource
 from lsr.dense.fusion import FUSION_METHODS, check_fusion, fused_order
 from lsr.dense.model import DenseModel, resolve_dense_model
 from lsr.errors import LsrError
@@ -175,7 +176,7 @@ def store_fusion(
     return meta
 
 
-def _corpus_texts(index_dir: Path, corpus: str | Path | None, ids: list[str]) -> list[str]:
+def _corpus_texts(index_dir: Path, corpus: str | Path | CorpusSource | None, ids: list[str]) -> list[str]:
     """Texts (title + text) in index order, from ``corpus`` (checked against the index) or its docstore."""
     if corpus is None:
         return _docstore_texts(index_dir, ids)
@@ -286,7 +287,7 @@ def train_pq(
 
 def build_dense_stage(
     index_dir: str | Path,
-    corpus: str | Path | None,
+    corpus: str | Path | CorpusSource | None,
     model: str | None = None,
     pq_m: int = 48,
     opq: bool = False,
@@ -414,7 +415,7 @@ def _write_stage(
 
 def _document_vectors(
     index_dir: Path,
-    corpus: str | Path | None,
+    corpus: str | Path | CorpusSource | None,
     ids: list[str],
     dense_model: DenseModel,
     digest: str,

@@ -36,6 +36,8 @@ class EncoderKind:
     Attributes:
         model: takes a model folder (``NAME:FOLDER``, ``encoder.model``).
         default_model: a bare name resolves to a shipped model (:func:`default_model`).
+        tiny_fallback: without a shipped model, the fetched splade-tiny serves (it has an MLM head, so
+            it is a SPLADE and an inference-free document encoder, but no uniCOIL head).
     """
 
     name: str
@@ -43,15 +45,22 @@ class EncoderKind:
     query: type[QueryEncoder]
     model: bool = True
     default_model: bool = False
+    tiny_fallback: bool = False
 
 
 REGISTRY: dict[str, EncoderKind] = {
     kind.name: kind
     for kind in (
         EncoderKind("bm25", BM25Encoder, BM25QueryEncoder, model=False),
-        EncoderKind("splade", SpladeEncoder, SpladeQueryEncoder, default_model=True),
-        EncoderKind("unicoil", UniCoilEncoder, UniCoilQueryEncoder),
-        EncoderKind("inference-free", InferenceFreeEncoder, InferenceFreeQueryEncoder, default_model=True),
+        EncoderKind("splade", SpladeEncoder, SpladeQueryEncoder, default_model=True, tiny_fallback=True),
+        EncoderKind("unicoil", UniCoilEncoder, UniCoilQueryEncoder, default_model=True),
+        EncoderKind(
+            "inference-free",
+            InferenceFreeEncoder,
+            InferenceFreeQueryEncoder,
+            default_model=True,
+            tiny_fallback=True,
+        ),
     )
 }
 ENCODERS = tuple(REGISTRY)
@@ -59,8 +68,8 @@ ENCODERS = tuple(REGISTRY)
 ENCODER_HELP = (
     "bm25; splade, unicoil or inference-free with a model folder as NAME:FOLDER "
     "(e.g. inference-free:models/splade-tiny); or just a model folder, meaning splade "
-    "(e.g. models/splade-tiny). A bare splade or inference-free uses the default model "
-    "(lsr.encoders.default_model); other bare names take --set encoder.model=FOLDER"
+    "(e.g. models/splade-tiny). A bare splade, unicoil or inference-free uses the shipped "
+    "default model (lsr.encoders.default_model)"
 )
 
 # the models shipped inside the package (lsr/models/NAME), then the fetched splade-tiny
@@ -80,17 +89,19 @@ def encoder_kind(name: str | None) -> EncoderKind:
 
 
 def default_model(name: str) -> Path | None:
-    """The model folder a bare ``--encoder splade`` / ``inference-free`` resolves to, or None.
+    """The model folder a bare ``--encoder splade`` / ``unicoil`` / ``inference-free`` resolves to, or None.
 
-    First the model shipped in the package (``lsr/models/<name>``, with weights), then
-    ``models/splade-tiny`` (``python scripts/fetch_models.py``) beside the repo or in the
-    working directory.
+    First the model shipped in the package (``lsr/models/<name>``, with weights), then, for splade and
+    inference-free, ``models/splade-tiny`` (``python scripts/fetch_models.py``) beside the repo or in
+    the working directory.
     """
     if name not in REGISTRY or not REGISTRY[name].default_model:
         return None
     shipped = SHIPPED_MODELS_DIR / name
     if (shipped / "config.json").is_file():
         return shipped
+    if not REGISTRY[name].tiny_fallback:
+        return None
     repo = Path(__file__).resolve().parents[2]
     for rel in FALLBACK_MODELS:
         for base in (repo, Path.cwd()):
@@ -111,8 +122,9 @@ def encoder_overrides(spec: str) -> list[str]:
         return [f"encoder.name={spec}"] + ([f"encoder.model={json.dumps(str(default))}"] if default else [])
     if sep and name in REGISTRY and REGISTRY[name].model and model:
         return [f"encoder.name={name}", f"encoder.model={json.dumps(model)}"]
-    if Path(spec).is_dir():
-        return ["encoder.name=splade", f"encoder.model={json.dumps(spec)}"]
+    if Path(spec).is_dir():  # a sentence-transformers Router folder is inference-free, others SPLADE
+        kind = "inference-free" if (Path(spec) / "router_config.json").is_file() else "splade"
+        return [f"encoder.name={kind}", f"encoder.model={json.dumps(spec)}"]
     if "/" in spec or sep:
         raise ConfigError(
             f"--encoder {spec!r}: no such model folder (or encoder name before the ':'); "

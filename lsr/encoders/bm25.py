@@ -69,6 +69,10 @@ class BM25Encoder(CorpusEncoder):
     def vocab(self) -> list[str]:
         return list(self._term_ids)
 
+    def seed_vocab(self, vocab: Sequence[str]) -> None:
+        """Start from an existing vocabulary (a live index's): its terms keep their ids, new terms follow."""
+        self._term_ids = {term: i for i, term in enumerate(vocab)}
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "bm25": {k: getattr(self.cfg, k) for k in self.cfg.__dataclass_fields__}}
 

@@ -110,7 +110,8 @@ class InferenceFreeEncoder(SpladeEncoder):
         """``query_weights`` with ``auto`` resolved: ``model`` when the model ships idf.json, else ``idf``."""
         spec = self.cfg.inference_free.query_weights
         if spec == "auto":
-            return "model" if (self.model_path / MODEL_TABLE_FILE).is_file() else "idf"
+            shipped = (self.model_path / MODEL_TABLE_FILE).is_file() or bool(self.st and self.st.query_table)
+            return "model" if shipped else "idf"
         return spec
 
     @property
@@ -124,7 +125,7 @@ class InferenceFreeEncoder(SpladeEncoder):
         table = idf_table(stats) if stats is not None else self._table_from_file()
         table[[i for i in self.model.special_ids if i < len(table)]] = 0.0  # [CLS], [SEP], ... never count
         logger.info("inference-free query table: %d tokens with a weight", int(np.count_nonzero(table)))
-        tokenizer_json = self.model_path / TOKENIZER_FILE
+        tokenizer_json = (self.st.mlm if self.st else self.model_path) / TOKENIZER_FILE
         tokenizer = (
             tokenizer_json.read_bytes()
             if tokenizer_json.is_file()
@@ -134,6 +135,13 @@ class InferenceFreeEncoder(SpladeEncoder):
 
     def _table_from_file(self) -> np.ndarray:
         spec = self.query_weights_spec()
+        if spec == "model" and self.st and self.st.query_table:  # a sentence-transformers Router folder
+            table = self.st.query_weights()
+            if len(table) != len(self.vocab):
+                raise ConfigError(
+                    f"{self.st.query_table}: {len(table)} query weights for a vocabulary of {len(self.vocab)}"
+                )
+            return table.copy()
         path = self.model_path / MODEL_TABLE_FILE if spec == "model" else Path(spec)
         if not path.is_file():
             raise ConfigError(f"encoder.inference_free.query_weights = {spec!r}: {path} does not exist")

@@ -50,12 +50,22 @@ class SpladeModel(TransformerSparseModel):
         impl: "fast" (tiled, the default) or "reference" (full logits, then pool).
     """
 
-    def __init__(self, path: Path, cfg: TransformerConfig, pooling: str = "max", impl: str = "fast"):
+    def __init__(
+        self,
+        path: Path,
+        cfg: TransformerConfig,
+        pooling: str = "max",
+        impl: str = "fast",
+        activation: str = "relu",
+    ):
         if pooling not in ("max", "sum"):
             raise ValueError(f"pooling {pooling!r} is not one of ['max', 'sum']")
         if impl not in ("fast", "reference"):
             raise ValueError(f"impl {impl!r} is not one of ['fast', 'reference']")
+        if activation not in ("relu", "log1p_relu"):
+            raise ValueError(f"activation {activation!r} is not one of ['relu', 'log1p_relu']")
         self.pooling = self.window_pooling = pooling
+        self.activation = activation
         self.impl = impl
         super().__init__(path, cfg)
 
@@ -100,7 +110,7 @@ class SpladeModel(TransformerSparseModel):
     def _pool(self, input_ids: Any, mask: Any) -> Any:
         if self.impl == "reference":
             return splade_pool_reference(
-                self.hidden(input_ids, mask), mask, self.weight, self.bias, self.pooling
+                self.hidden(input_ids, mask), mask, self.weight, self.bias, self.pooling, self.activation
             )
         return self._pool_tiled(self.hidden(input_ids, mask), mask)
 
@@ -128,22 +138,32 @@ class SpladeModel(TransformerSparseModel):
                     out[r0:r1, v0:v1] = logits.amax(dim=1)
                 else:
                     act = torch.log1p(torch.relu(logits.float() + self.bias[v0:v1]))
+                    if self.activation == "log1p_relu":
+                        act = torch.log1p(act)
                     out[r0:r1, v0:v1] = (act * maskf[r0:r1]).sum(dim=1)
-        if self.pooling == "max":
+        if self.pooling == "max":  # monotonic: the activation of the max is the max of the activations
             out += self.bias
             torch.relu_(out)
             torch.log1p_(out)
+            if self.activation == "log1p_relu":
+                torch.log1p_(out)
         return out
 
 
-def splade_pool_reference(hidden: Any, mask: Any, weight: Any, bias: Any, pooling: str = "max") -> Any:
+def splade_pool_reference(
+    hidden: Any, mask: Any, weight: Any, bias: Any, pooling: str = "max", activation: str = "relu"
+) -> Any:
     """The straightforward SPLADE pooling: full ``[batch, tokens, vocab]`` logits, then pool.
 
-    ``pool_i log(1 + relu(logits)) * mask`` as in naver/splade; the oracle for :meth:`SpladeModel._pool`.
+    ``pool_i log(1 + relu(logits)) * mask`` as in naver/splade (activation ``log1p_relu``: log1p once
+    more, as sentence-transformers' SpladePooling names it); the oracle for :meth:`SpladeModel._pool`.
     """
     torch = require("torch")
     logits = torch.nn.functional.linear(hidden.to(weight.dtype), weight).float() + bias
-    act = torch.log1p(torch.relu(logits)) * mask.unsqueeze(-1)
+    act = torch.log1p(torch.relu(logits))
+    if activation == "log1p_relu":
+        act = torch.log1p(act)
+    act = act * mask.unsqueeze(-1)
     return act.amax(dim=1) if pooling == "max" else act.sum(dim=1)
 
 
@@ -178,7 +198,8 @@ class SpladeEncoder(TransformerEncoder):
         super().__init__(cfg)
 
     def make_model(self, path: Path) -> SpladeModel:
-        return SpladeModel(path, self.cfg.transformer, self.cfg.splade.pooling, self.impl)
+        activation = self.st.activation if self.st else "relu"
+        return SpladeModel(path, self.cfg.transformer, self.cfg.splade.pooling, self.impl, activation)
 
     def own_section(self) -> dict[str, Any]:
         return {"splade": section(self.cfg.splade)}
@@ -189,4 +210,5 @@ class SpladeQueryEncoder(TransformerQueryEncoder):
 
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> SpladeModel:
         splade = from_dict(SpladeConfig, meta.get("splade", {}), "encoder.splade")
-        return SpladeModel(path, cfg, splade.pooling)
+        activation = self.st.activation if self.st else "relu"
+        return SpladeModel(path, cfg, splade.pooling, activation=activation)

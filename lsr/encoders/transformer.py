@@ -40,6 +40,7 @@ from lsr.encoders.hf import (
     rows_to_batch,
     vocab_digest,
 )
+from lsr.encoders.st import read_st_folder
 from lsr.errors import ConfigError
 from lsr.index.sparse import SparseBatch
 
@@ -303,15 +304,19 @@ class TransformerEncoder(CorpusEncoder):
     resumable = True
 
     def __init__(self, cfg: EncoderConfig):
-        self.cfg = cfg
-        self.read_ahead = cfg.transformer.sort_docs
         self.model_path = resolve_model(cfg.model)
+        # a sentence-transformers folder: its checkpoint is a module folder, its settings win
+        self.st = read_st_folder(self.model_path)
+        self.cfg = cfg = self.st.apply(cfg) if self.st else cfg
+        self.read_ahead = cfg.transformer.sort_docs
         self.query_model_path = (
             resolve_model(cfg.query_model, "encoder.query_model") if cfg.query_model else self.model_path
         )
-        self.model = self.make_model(self.model_path)
+        self.model = self.make_model(self.st.mlm if self.st else self.model_path)
         if self.query_model_path != self.model_path:  # refuse now rather than at the first query
-            query_vocab = tokenizer_vocab(load_tokenizer(self.query_model_path), self.model.vocab_size)
+            query_st = read_st_folder(self.query_model_path)
+            query_folder = query_st.mlm if query_st else self.query_model_path
+            query_vocab = tokenizer_vocab(load_tokenizer(query_folder), self.model.vocab_size)
             check_vocab(
                 query_vocab,
                 {t: i for i, t in enumerate(self.model.vocab)},
@@ -338,6 +343,7 @@ class TransformerEncoder(CorpusEncoder):
             "vocab_sha256": info["vocab_sha256"],
             "architectures": info["architectures"],
             **self.own_section(),
+            **({"sentence_transformers": self.st.describe()} if self.st else {}),
             "transformer": section(self.cfg.transformer),
             "prune": section(self.cfg.prune),
         }
@@ -360,7 +366,9 @@ class TransformerQueryEncoder:
         # the device of this machine, not of the one that encoded the corpus
         tcfg = dataclasses.replace(tcfg, device="auto")
         self.prune = from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
-        self.model = self.make_model(path, tcfg, meta)
+        # the meta holds the settings a sentence-transformers folder gave; its checkpoint is a module folder
+        self.st = read_st_folder(path)
+        self.model = self.make_model(self.st.mlm if self.st else path, tcfg, meta)
         check_vocab(self.model.vocab, term_index, f"the query model {path}")
 
     @classmethod

@@ -82,6 +82,11 @@ class DataConfig:
     # train only on examples from these sources (qrels | title | span); empty: all. [title, span] trains
     # with no labels at all from a dataset prepared with labels (the dev split still selects checkpoints)
     sources: tuple[str, ...] = ()
+    # selection suites: BEIR folders (zero-shot collections) scored on their ``suite_split`` qrels at every
+    # evaluation; nothing trains on them. With suites, the best checkpoint is the one with the highest
+    # mean of dev nDCG@10 and the suites' mean nDCG@10 (``select`` in the logs), not dev alone
+    suites: tuple[str, ...] = ()
+    suite_split: str = "test"
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.sources) - {"qrels", "title", "span"})
@@ -97,21 +102,26 @@ class DataConfig:
 class ModelConfig:
     """What is trained and how it starts."""
 
-    kind: str = "splade"  # splade (siamese) | inference-free (SPLADE documents, query token table)
+    # splade (siamese) | inference-free (SPLADE documents, query token table) | unicoil (siamese, one weight
+    # per input token, no expansion)
+    kind: str = "splade"
     # a *ForMaskedLM folder (e.g. models/splade-tiny), a BertModel folder (a fresh MLM head tied to its
     # input embeddings is added), or "minilm" (all-MiniLM-L6-v2 from lsr.dense.model)
     init: str = ""
     # inference-free query table: idf (training-corpus IDF) | binary (1 per token: the plain-FLOPS ablation)
     query_weights: str = "idf"
     learn_query_weights: bool = False  # train the table (its own learning rate: optim.query_table_lr)
+    # bias of a fresh MLM head (a BertModel start such as MiniLM): its tied logits are positive for most
+    # of the vocabulary at first; a negative bias starts training from sparser document vectors
+    fresh_head_bias: float = 0.0
     # L0-style threshold: document weights below it are zeroed (straight-through gradient)
     threshold: float = 0.0
     learn_threshold: bool = False
 
     def __post_init__(self) -> None:
-        _one_of("model", "kind", self.kind, ("splade", "inference-free"))
+        _one_of("model", "kind", self.kind, ("splade", "inference-free", "unicoil"))
         _one_of("model", "query_weights", self.query_weights, ("idf", "binary"))
-        if self.kind == "splade" and self.learn_query_weights:
+        if self.kind != "inference-free" and self.learn_query_weights:
             raise ConfigError("model.learn_query_weights applies to model.kind = inference-free only")
         _positive("model", "threshold", self.threshold, allow_zero=True)
 
@@ -125,13 +135,25 @@ class LossConfig:
     margin_mse: float = 0.0  # MarginMSE: (student margin - teacher margin)^2, positive vs each negative
     temperature: float = 1.0  # student and teacher scores are divided by this in KL / NLL
     flops_doc: float = 1e-3  # lambda of FLOPS on documents
-    flops_query: float = 1e-3  # lambda of FLOPS on queries (splade only)
+    flops_query: float = 1e-3  # lambda of FLOPS on queries (splade and unicoil: encoded by the model)
     flops_warmup: int = 500  # lambda * min(1, step / T)^2
+    # flops: the SPLADE regularizer; df: DF-FLOPS (arXiv 2505.15070), each term's FLOPS cost scaled by a
+    # penalty of its document frequency (a running estimate over the training batches' documents)
+    doc_regularizer: str = "flops"
+    df_alpha: float = 0.1  # DF ratio at which the DF-FLOPS penalty is 0.5
+    df_beta: float = 2.0  # steepness of the DF-FLOPS penalty
+    df_momentum: float = 0.99  # running DF estimate: df <- m * df + (1 - m) * batch DF
 
     def __post_init__(self) -> None:
         for name in ("nll", "kl", "margin_mse", "flops_doc", "flops_query", "flops_warmup"):
             _positive("loss", name, getattr(self, name), allow_zero=True)
         _positive("loss", "temperature", self.temperature)
+        _one_of("loss", "doc_regularizer", self.doc_regularizer, ("flops", "df"))
+        if not 0 < self.df_alpha < 1:
+            raise ConfigError(f"loss.df_alpha = {self.df_alpha!r} must lie in (0, 1)")
+        _positive("loss", "df_beta", self.df_beta)
+        if not 0 <= self.df_momentum < 1:
+            raise ConfigError(f"loss.df_momentum = {self.df_momentum!r} must lie in [0, 1)")
         if self.nll == self.kl == self.margin_mse == 0:
             raise ConfigError("loss.nll, loss.kl and loss.margin_mse are all 0: nothing to train on")
 
@@ -212,7 +234,7 @@ class TrainConfig:
     train: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
-        if self.model.kind == "splade" and self.model.query_weights != "idf":
+        if self.model.kind != "inference-free" and self.model.query_weights != "idf":
             raise ConfigError("model.query_weights applies to model.kind = inference-free only")
         if self.loss.kl or self.loss.margin_mse:
             have = {t.name for t in self.prepare.teachers}

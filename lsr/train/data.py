@@ -94,6 +94,37 @@ class PreparedData:
         return list(self.meta.get("teachers", []))
 
 
+@dataclass
+class DevSuite:
+    """A zero-shot collection scored at every evaluation to select checkpoints (never trained on)."""
+
+    name: str
+    doc_ids: list[str]
+    doc_texts: list[str]  # title + text, as lsr indexes them
+    queries: list[DevQuery]
+
+
+def doc_text(title: str, text: str) -> str:
+    """The text lsr indexes for a document: its title and body joined by a space."""
+    return f"{title} {text}" if title else text
+
+
+def load_suite(folder: str | Path, split: str = "test") -> DevSuite:
+    """A BEIR folder's documents and its ``split`` queries with at least one relevant document."""
+    folder = Path(folder)
+    docs = list(open_corpus(folder))
+    queries = load_queries(folder)
+    judged = read_qrels(qrels_path(folder, split))
+    dev = [
+        DevQuery(qid, queries[qid], {d: g for d, g in rels.items() if g > 0})
+        for qid, rels in judged.items()
+        if qid in queries and any(g > 0 for g in rels.values())
+    ]
+    if not docs or not dev:
+        raise DataFormatError(f"{folder}: no documents or no judged {split} queries to evaluate on")
+    return DevSuite(folder.name, [d.id for d in docs], [doc_text(d.title, d.text) for d in docs], dev)
+
+
 def _write_jsonl_gz(path: Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
     n = 0
     with gzip.open(path, "wt", encoding="utf-8", compresslevel=6) as f:
@@ -432,18 +463,18 @@ def _read_dataset(cfg: PrepareConfig) -> _Source:
     folder = Path(cfg.dataset)
     _check_dataset(folder, cfg.train_split)
     docs = [(d.id, d.title, d.text) for d in open_corpus(folder)]
-    doc_text = {d[0]: (f"{d[1]} {d[2]}" if d[1] else d[2]) for d in docs}
+    texts = {d[0]: doc_text(d[1], d[2]) for d in docs}
     counts: dict[str, int] = {"corpus_docs": len(docs)}
     qrels_file = qrels_path(folder, cfg.train_split)
     qrels = read_qrels(qrels_file)
     all_queries = load_queries(folder)
-    labelled, skip = positive_pairs(qrels, all_queries, set(doc_text))
+    labelled, skip = positive_pairs(qrels, all_queries, set(texts))
     counts.update(skip)
     train_q, dev_q = split_dev(list(labelled), cfg.dev_fraction, cfg.seed, cfg.dev_max_queries)
     counts["dev_queries"] = len(dev_q)
     all_ids = [d[0] for d in docs]
     return _Source(
-        folder, docs, doc_text, all_ids, all_queries, qrels_file, qrels, labelled, train_q, dev_q, counts
+        folder, docs, texts, all_ids, all_queries, qrels_file, qrels, labelled, train_q, dev_q, counts
     )
 
 

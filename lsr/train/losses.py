@@ -26,6 +26,7 @@ the ranking gradient treats every term alike.
 
 from __future__ import annotations
 
+import math
 from typing import cast
 
 import torch
@@ -69,6 +70,20 @@ def kl_distill(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> di
 def flops(reps: Tensor) -> Tensor:
     """``sum_v (mean_b w_bv)^2`` of ``[N, V]`` non-negative vectors."""
     return reps.float().mean(dim=0).pow(2).sum()
+
+
+def df_penalty(df: Tensor, alpha: float, beta: float) -> Tensor:
+    """DF-FLOPS term weights (Porco et al. 2025, arXiv 2505.15070): ``1 / (1 + (x^(log_alpha 2) - 1)^beta)``
+    of each term's document-frequency ratio ``x``: near 0 for rare terms, 0.5 at ``x = alpha``, 1 at
+    ``x = 1``; ``beta`` sets the steepness."""
+    x = df.float().clamp(1e-9, 1.0)
+    exponent = math.log(2.0) / math.log(alpha)
+    return 1.0 / (1.0 + (x.pow(exponent) - 1.0).clamp(min=0.0).pow(beta))
+
+
+def df_flops(reps: Tensor, penalty: Tensor) -> Tensor:
+    """``sum_v p_v (mean_b w_bv)^2``: FLOPS with each term's cost scaled by its DF penalty ``p_v``."""
+    return (penalty * reps.float().mean(dim=0).pow(2)).sum()
 
 
 def flops_lambda(lam: float, step: int, warmup: int) -> float:

@@ -1,19 +1,25 @@
-"""The trainable sparse encoder: SPLADE documents (and queries), or an inference-free query table.
+"""The trainable sparse encoder: SPLADE or uniCOIL documents (and queries), or an inference-free query table.
 
 * Documents: ``w_v = max_i log(1 + ReLU(logit_iv))`` over the attention mask of a
   ``*ForMaskedLM`` model (the same function :mod:`lsr.encoders.splade` computes at index time;
   log1p and ReLU are monotonic, so the max is taken over the logits first).
+* ``kind: unicoil``: one weight per input token, ``ReLU(head(h_t))`` over the backbone's last hidden
+  states, a repeated token keeping its largest weight, no expansion (what
+  :class:`lsr.encoders.unicoil.UniCoilModel` computes at index time); queries through the same model.
 * Queries, ``kind: splade``: the same model. ``kind: inference-free``: the distinct tokens of the
   query (no special tokens), each weighing ``table[token]``, as
   :class:`lsr.encoders.inference_free.InferenceFreeQueryEncoder` does at search time. The table starts
   from the training corpus IDF (or 1 for every token: the plain-FLOPS ablation) and can be learned.
 * Starting points: a ``*ForMaskedLM`` folder (splade-tiny), or a ``BertModel`` folder such as
   all-MiniLM-L6-v2 (``init: minilm``), which gets a fresh MLM head whose decoder is tied to the input
-  embeddings.
+  embeddings (bias ``model.fresh_head_bias``); uniCOIL takes the backbone of either and a fresh
+  ``hidden -> 1`` head (or the head of a uniCOIL folder).
 
 :func:`save_model` writes a folder that ``--encoder splade:FOLDER`` / ``inference-free:FOLDER`` load:
-fp16 safetensors sharded under 16 MB a file (``model.safetensors.index.json``), the tokenizer, the
-query table as ``idf.json`` (inference-free) and a model card.
+fp16 safetensors in shards of at most 15 MB where the tensors allow (a larger tensor, such as
+MiniLM's 23 MB embedding matrix, is a shard of its own; ``model.safetensors.index.json``), the
+tokenizer, the query table as ``idf.json`` (inference-free), the head as
+``unicoil_head.safetensors`` (uniCOIL) and a model card.
 """
 
 from __future__ import annotations
@@ -28,12 +34,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import Tensor
 
 from lsr.dense.model import default_dense_model
 from lsr.encoders.hf import clean_text
 from lsr.encoders.inference_free import idf_table, token_stats
 from lsr.encoders.transformer import load_tokenizer, quiet_transformers
+from lsr.encoders.unicoil import HEAD_FILE, HEAD_KEY, find_head
 from lsr.errors import ConfigError
 from lsr.train.config import ModelConfig
 from lsr.train.losses import ThresholdMask
@@ -61,8 +69,9 @@ def resolve_init(spec: str) -> Path:
     return path.resolve()
 
 
-def load_mlm(path: Path) -> tuple[Any, Any, bool]:
-    """``(model, tokenizer, fresh_head)``: a masked-LM, with a new tied head for a bare encoder."""
+def load_mlm(path: Path, fresh_bias: float = 0.0) -> tuple[Any, Any, bool]:
+    """``(model, tokenizer, fresh_head)``: a masked-LM, with a new tied head for a bare encoder (its
+    bias set to ``fresh_bias``)."""
     import transformers
 
     tokenizer = load_tokenizer(path)
@@ -87,26 +96,75 @@ def load_mlm(path: Path) -> tuple[Any, Any, bool]:
         out, emb = model.get_output_embeddings(), model.get_input_embeddings()
         out.weight = emb.weight
         if getattr(out, "bias", None) is not None:
-            torch.nn.init.zeros_(out.bias)
+            torch.nn.init.constant_(out.bias, fresh_bias)
         logger.info("%s: no MLM head; a fresh one is tied to the input embeddings", path)
     return model, tokenizer, fresh
 
 
-class SparseEncoderModel(torch.nn.Module):
-    """Documents (and splade queries) through the MLM; inference-free queries through the table."""
+def load_unicoil(path: Path) -> tuple[Any, Any, Any, bool]:
+    """``(backbone, tokenizer, head, fresh_head)``: the encoder of any BERT-like folder and a uniCOIL head.
 
-    def __init__(self, mlm: Any, tokenizer: Any, cfg: ModelConfig, table: np.ndarray | None = None):
+    The head comes from a uniCOIL folder (:func:`lsr.encoders.unicoil.find_head`); a fresh one has zero
+    weights and bias 1, so training starts from every token weighing 1 (a bag of words) rather than from
+    random weights that switch half of the tokens off.
+    """
+    import transformers
+
+    tokenizer = load_tokenizer(path)
+    with quiet_transformers():
+        try:
+            backbone = transformers.AutoModel.from_pretrained(str(path), dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot load a transformer backbone for uniCOIL ({exc})") from None
+    hidden = int(backbone.config.hidden_size)
+    head = torch.nn.Linear(hidden, 1)
+    state = find_head(path)
+    with torch.no_grad():
+        if state is None:
+            torch.nn.init.zeros_(head.weight)
+            torch.nn.init.ones_(head.bias)
+        else:
+            head.weight.copy_(state["weight"].float().reshape(1, hidden))
+            bias = state["bias"]
+            head.bias.copy_(bias.float().reshape(1) if bias is not None else torch.zeros(1))
+    return backbone, tokenizer, head, state is None
+
+
+class SparseEncoderModel(torch.nn.Module):
+    """Documents (and splade / unicoil queries) through the transformer; inference-free queries through
+    the table. ``net`` is a ``*ForMaskedLM`` (splade, inference-free) or a bare encoder with a uniCOIL
+    ``head`` (unicoil)."""
+
+    def __init__(
+        self,
+        net: Any,
+        tokenizer: Any,
+        cfg: ModelConfig,
+        table: np.ndarray | None = None,
+        head: torch.nn.Linear | None = None,
+    ):
         super().__init__()
-        self.mlm = mlm
+        self.kind = cfg.kind
+        if self.kind == "unicoil":
+            if head is None:
+                raise ValueError("a uniCOIL model needs its token-weight head")
+            self.backbone, self.head = net, head
+            self.vocab_size = int(net.get_input_embeddings().weight.shape[0])
+        else:
+            self.mlm = net
+            self.vocab_size = int(net.get_output_embeddings().weight.shape[0])
         self.tokenizer = tokenizer
         self.cfg = cfg
-        self.kind = cfg.kind
-        self.vocab_size = int(mlm.get_output_embeddings().weight.shape[0])
+        self.max_positions = int(getattr(net.config, "max_position_embeddings", 512) or 512)
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_id = int(tokenizer.pad_token_id or 0)
+        special = torch.zeros(self.vocab_size, dtype=torch.bool)
+        special[[i for i in self.special_ids if i < self.vocab_size]] = True
+        self.special: Tensor
+        self.register_buffer("special", special, persistent=False)
         self.mask = ThresholdMask(cfg.threshold, cfg.learn_threshold)
         self.init_path: Path | None = None  # set by build_model: the folder the weights came from
-        self.fresh_head = False  # build_model: the MLM head was created, not loaded
+        self.fresh_head = False  # build_model: the MLM / uniCOIL head was created, not loaded
         if self.kind == "inference-free":
             if table is None:
                 raise ValueError("an inference-free model needs its initial query table")
@@ -119,6 +177,11 @@ class SparseEncoderModel(torch.nn.Module):
             else:
                 self.register_buffer("table", t)
 
+    @property
+    def net(self) -> Any:
+        """The transformer: the MLM (splade, inference-free) or the uniCOIL backbone."""
+        return self.backbone if self.kind == "unicoil" else self.mlm
+
     # --- tokenization -----------------------------------------------------------------------------
 
     def tokenize(
@@ -127,7 +190,7 @@ class SparseEncoderModel(torch.nn.Module):
         """Padded ids and a bool mask (padded to a multiple of 8)."""
         backend = self.tokenizer.backend_tokenizer
         backend.no_padding()
-        backend.enable_truncation(max_length)
+        backend.enable_truncation(min(max_length, self.max_positions))
         enc = backend.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=special)
         width = max([len(e.ids) for e in enc] + [1])
         width = -(-width // 8) * 8
@@ -141,12 +204,23 @@ class SparseEncoderModel(torch.nn.Module):
     # --- encoders ---------------------------------------------------------------------------------
 
     def encode_tokens(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """``[B, V]`` SPLADE max-pooled weights of a padded batch."""
+        """``[B, V]`` weights of a padded batch: SPLADE max-pooled, or uniCOIL per input token."""
+        if self.kind == "unicoil":
+            return self.unicoil_weights(ids, mask)
         logits = self.mlm(input_ids=ids, attention_mask=mask.long()).logits
         logits = logits.masked_fill(~mask.unsqueeze(-1), float("-inf"))
         pooled = logits.max(dim=1).values.float()
         pooled = torch.nan_to_num(pooled, neginf=0.0)  # an all-padding row (empty text)
         return torch.log1p(torch.relu(pooled))
+
+    def unicoil_weights(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """``[B, V]``: ``ReLU(head(h_t))`` scattered to the token ids (max over repeats); special tokens
+        and padding weigh 0."""
+        hidden = self.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        weights = torch.relu(self.head(hidden)).squeeze(-1).float()
+        weights = weights * (mask & ~self.special[ids])
+        out = torch.zeros(ids.shape[0], self.vocab_size, dtype=torch.float32, device=ids.device)
+        return out.scatter_reduce(1, ids, weights, reduce="amax", include_self=True)
 
     def encode_docs(self, texts: Sequence[str], max_length: int) -> Tensor:
         device = self.device
@@ -168,7 +242,7 @@ class SparseEncoderModel(torch.nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.mlm.parameters()).device
+        return next(self.net.parameters()).device
 
     def query_table(self) -> np.ndarray | None:
         if self.kind != "inference-free":
@@ -178,14 +252,19 @@ class SparseEncoderModel(torch.nn.Module):
     def fingerprint(self) -> str:
         """Identifies the model a checkpoint belongs to: kind, architecture, vocabulary, parameter shapes."""
         shapes = [(n, list(p.shape)) for n, p in self.state_dict().items()]
-        key = json.dumps([self.kind, type(self.mlm).__name__, self.vocab_size, shapes])
+        key = json.dumps([self.kind, type(self.net).__name__, self.vocab_size, shapes])
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def build_model(cfg: ModelConfig, corpus_texts: Sequence[str] | None = None) -> SparseEncoderModel:
     """The model of ``cfg``; an inference-free table starts from the IDF of ``corpus_texts``."""
     path = resolve_init(cfg.init)
-    mlm, tokenizer, fresh = load_mlm(path)
+    if cfg.kind == "unicoil":
+        backbone, tokenizer, head, fresh = load_unicoil(path)
+        model = SparseEncoderModel(backbone, tokenizer, cfg, head=head)
+        model.init_path, model.fresh_head = path, fresh
+        return model
+    mlm, tokenizer, fresh = load_mlm(path, cfg.fresh_head_bias)
     table = None
     if cfg.kind == "inference-free":
         size = int(mlm.get_output_embeddings().weight.shape[0])
@@ -208,11 +287,18 @@ def corpus_idf(tokenizer: Any, texts: Sequence[str], vocab_size: int) -> np.ndar
 
 
 def save_model(model: SparseEncoderModel, out: Path, card: str, extra: dict[str, Any]) -> None:
-    """A model folder the lsr encoders load: fp16 shards < 16 MB, tokenizer, idf.json, README.md."""
+    """A model folder the lsr encoders load: fp16 shards of at most 15 MB (one tensor is never split),
+    tokenizer, idf.json / unicoil_head.safetensors, README.md."""
     out.mkdir(parents=True, exist_ok=True)
-    mlm = copy.deepcopy(model.mlm).to("cpu").half()
-    mlm.save_pretrained(str(out), max_shard_size=MAX_SHARD)
+    net = copy.deepcopy(model.net).to("cpu").half()
+    net.save_pretrained(str(out), max_shard_size=MAX_SHARD)
     model.tokenizer.save_pretrained(str(out))
+    if model.kind == "unicoil":
+        head = model.head
+        tensors = {
+            f"{HEAD_KEY}.{k}": v.detach().float().cpu().contiguous() for k, v in head.state_dict().items()
+        }
+        save_file(tensors, str(out / HEAD_FILE))
     # fp16 on disk; loaded as float32 (transformers would otherwise keep the saved fp16 dtype)
     conf_path = out / "config.json"
     conf = json.loads(conf_path.read_text(encoding="utf-8"))

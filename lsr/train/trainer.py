@@ -40,7 +40,7 @@ from lsr.errors import ConfigError, LsrError
 from lsr.index.io import publish_directory, write_json
 from lsr.train import losses as L
 from lsr.train.config import TrainConfig
-from lsr.train.data import Example, PreparedData, load_prepared
+from lsr.train.data import DevQuery, DevSuite, Example, PreparedData, load_prepared, load_suite
 from lsr.train.model import SparseEncoderModel, build_model, save_model
 
 logger = logging.getLogger(__name__)
@@ -102,36 +102,78 @@ def encode_corpus_dense(
     return out
 
 
+def _rank(
+    model: SparseEncoderModel,
+    docs: torch.Tensor,
+    doc_ids: list[str],
+    queries: list[DevQuery],
+    cfg: TrainConfig,
+    k: int,
+) -> dict[str, float]:
+    """nDCG@k of ``queries`` over the encoded ``docs`` (exact float dot products), query nnz, FLOPS."""
+    ranked: list[list[str]] = []
+    q_nnz, q_df = 0.0, torch.zeros(model.vocab_size, device=docs.device)
+    with _autocast(model.device, cfg.train.bf16):
+        for s in range(0, len(queries), 128):
+            part = queries[s : s + 128]
+            q = model.encode_queries([x.query for x in part], cfg.data.query_max_length).float()
+            q_nnz += float((q > 0).sum())
+            q_df += (q > 0).float().sum(dim=0)
+            top = (q @ docs.T).topk(min(k, docs.shape[0]), dim=1)
+            ranked += [[doc_ids[i] for i in row] for row in top.indices.cpu().tolist()]
+    doc_df = (docs > 0).float().mean(dim=0)
+    return {
+        "ndcg@10": ndcg_at_k(ranked, [x.rels for x in queries], k),
+        "query_nnz": q_nnz / len(queries),
+        "flops": float((q_df / len(queries)) @ doc_df),
+    }
+
+
 @torch.no_grad()
 def evaluate_dev(
-    model: SparseEncoderModel, data: PreparedData, cfg: TrainConfig, k: int = 10
+    model: SparseEncoderModel,
+    data: PreparedData,
+    cfg: TrainConfig,
+    k: int = 10,
+    suites: list[DevSuite] | tuple[DevSuite, ...] = (),
 ) -> dict[str, float]:
-    """Dev nDCG@10 over the whole prepared corpus, plus doc/query non-zeros and FLOPS."""
+    """Dev nDCG@10 over the whole prepared corpus, doc/query non-zeros and FLOPS; with ``suites``, each
+    suite's nDCG@10 (``suite/NAME``), their mean and ``select`` (the mean of dev and the suites' mean)."""
     was_training = model.training
     model.eval()
     dev = data.dev[: cfg.train.max_dev_queries] if cfg.train.max_dev_queries else data.dev
-    docs = encode_corpus_dense(
-        model, data.doc_texts, cfg.data.eval_max_length, cfg.train.eval_batch_docs, cfg.train.bf16
-    )
-    doc_nz = docs > 0
-    result: dict[str, float] = {"doc_nnz": float(doc_nz.sum(dim=1).float().mean())}
+    docs = _encode(model, data.doc_texts, cfg)
+    result: dict[str, float] = {"doc_nnz": float((docs > 0).sum(dim=1).float().mean())}
     if dev:
-        ranked: list[list[str]] = []
-        q_nnz, q_df = 0.0, torch.zeros(model.vocab_size, device=docs.device)
-        with _autocast(model.device, cfg.train.bf16):
-            for s in range(0, len(dev), 128):
-                part = dev[s : s + 128]
-                q = model.encode_queries([x.query for x in part], cfg.data.query_max_length).float()
-                q_nnz += float((q > 0).sum())
-                q_df += (q > 0).float().sum(dim=0)
-                top = (q @ docs.T).topk(min(k, docs.shape[0]), dim=1)
-                for row in top.indices.cpu().tolist():
-                    ranked.append([data.doc_ids[i] for i in row])
-        result["ndcg@10"] = ndcg_at_k(ranked, [x.rels for x in dev], k)
-        result["query_nnz"] = q_nnz / len(dev)
-        result["flops"] = float((q_df / len(dev)) @ doc_nz.float().mean(dim=0))
+        result.update(_rank(model, docs, data.doc_ids, dev, cfg, k))
+    del docs
+    if suites:
+        per = {s.name: evaluate_suite(model, s, cfg, k) for s in suites}
+        result.update({f"suite/{name}": r["ndcg@10"] for name, r in per.items()})
+        result["suite_mean"] = float(np.mean([r["ndcg@10"] for r in per.values()]))
+        result["select"] = (result.get("ndcg@10", result["suite_mean"]) + result["suite_mean"]) / 2
     model.train(was_training)
     return result
+
+
+@torch.no_grad()
+def evaluate_suite(
+    model: SparseEncoderModel, suite: DevSuite, cfg: TrainConfig, k: int = 10
+) -> dict[str, float]:
+    """nDCG@10, query nnz and FLOPS of ``suite``'s queries over its own encoded documents."""
+    was_training = model.training
+    model.eval()
+    docs = _encode(model, suite.doc_texts, cfg)
+    result = {"doc_nnz": float((docs > 0).sum(dim=1).float().mean())}
+    result.update(_rank(model, docs, suite.doc_ids, suite.queries, cfg, k))
+    model.train(was_training)
+    return result
+
+
+def _encode(model: SparseEncoderModel, texts: list[str], cfg: TrainConfig) -> torch.Tensor:
+    return encode_corpus_dense(
+        model, texts, cfg.data.eval_max_length, cfg.train.eval_batch_docs, cfg.train.bf16
+    )
 
 
 # --- the loop ------------------------------------------------------------------------------------------
@@ -328,6 +370,8 @@ class _Run:
     scheduler: Any
     batcher: Batcher
     neg_rng: random.Random
+    suites: list[DevSuite] = field(default_factory=list)
+    df: torch.Tensor | None = None  # DF-FLOPS: the running document-frequency estimate per term
     step: int = 0
     best: dict[str, Any] = field(default_factory=lambda: {"ndcg@10": -1.0, "step": 0})
     seconds_before: float = 0.0  # training time of the runs this one resumes
@@ -340,7 +384,10 @@ class _Run:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg))
         batcher = Batcher(len(data.train), cfg.train.seed)
         neg_rng = random.Random(cfg.train.seed + 1)
-        return cls(cfg, to_dict(cfg), data, out, device, model, optimizer, scheduler, batcher, neg_rng)
+        suites = [load_suite(folder, cfg.data.suite_split) for folder in cfg.data.suites]
+        return cls(
+            cfg, to_dict(cfg), data, out, device, model, optimizer, scheduler, batcher, neg_rng, suites
+        )
 
     @property
     def log_path(self) -> Path:
@@ -357,6 +404,7 @@ class _Run:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"].cpu())
+        self.df = state.get("df")
         if self.device.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.step, self.best = state_meta["step"], state_meta["best"]
@@ -423,7 +471,8 @@ def _micro_batch(run: _Run) -> dict[str, float]:
         q = run.model.encode_queries([e.query for e in batch], cfg.data.query_max_length)
         d = run.model.encode_docs(doc_texts, cfg.data.max_length)
     q, d = q.float(), d.float()
-    parts = _losses(cfg, q, d, _teacher_raw_scores(cfg, batch, cand_pos, run.device), run.step)
+    penalty = _df_penalty(run, d) if cfg.loss.doc_regularizer == "df" else None
+    parts = _losses(cfg, q, d, _teacher_raw_scores(cfg, batch, cand_pos, run.device), run.step, penalty)
     loss = parts["loss"]
     if not torch.isfinite(loss):
         raise LsrError(
@@ -454,8 +503,21 @@ def _teacher_raw_scores(
     }
 
 
+def _df_penalty(run: _Run, d: torch.Tensor) -> torch.Tensor:
+    """DF-FLOPS term penalties from the running DF estimate, updated with this batch's documents."""
+    batch_df = (d.detach() > 0).float().mean(dim=0)
+    m = run.cfg.loss.df_momentum
+    run.df = batch_df if run.df is None else m * run.df + (1 - m) * batch_df
+    return L.df_penalty(run.df, run.cfg.loss.df_alpha, run.cfg.loss.df_beta)
+
+
 def _losses(
-    cfg: TrainConfig, q: torch.Tensor, d: torch.Tensor, raw: dict[str, torch.Tensor], step: int
+    cfg: TrainConfig,
+    q: torch.Tensor,
+    d: torch.Tensor,
+    raw: dict[str, torch.Tensor],
+    step: int,
+    df_penalty: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The weighted ranking losses + FLOPS of one micro-batch: each part and their sum ``loss``."""
     n_cand = 1 + cfg.train.negatives
@@ -475,9 +537,9 @@ def _losses(
         if cfg.loss.margin_mse:
             parts.update(L.margin_mse(student, teacher))
             loss = loss + cfg.loss.margin_mse * parts["margin_mse"]
-    parts["flops_doc"] = L.flops(d)
+    parts["flops_doc"] = L.flops(d) if df_penalty is None else L.df_flops(d, df_penalty)
     loss = loss + _flops_lambda_doc(cfg, step) * parts["flops_doc"]
-    if cfg.model.kind == "splade":
+    if cfg.model.kind != "inference-free":  # splade and unicoil queries come from the model
         lam_q = L.flops_lambda(cfg.loss.flops_query, step, cfg.loss.flops_warmup)
         parts["flops_query"] = L.flops(q)
         loss = loss + lam_q * parts["flops_query"]
@@ -513,13 +575,18 @@ def _log_train(run: _Run, means: dict[str, float], seconds: float) -> None:
 
 def _evaluate_and_save(run: _Run, seconds: float) -> None:
     """Dev evaluation; the best model so far to ``OUT/best``; the checkpoint."""
-    dev = evaluate_dev(run.model, run.data, run.cfg)
+    dev = evaluate_dev(run.model, run.data, run.cfg, suites=run.suites)
     _append_log(run.log_path, {"event": "eval", "step": run.step, **dev, "seconds": round(seconds, 2)})
     logger.info("step %d: dev %s", run.step, {k: round(v, 4) for k, v in dev.items()})
-    if dev.get("ndcg@10", 0.0) > run.best["ndcg@10"] or not (run.out / "best").is_dir():
+    if _selection(dev) > _selection(run.best) or not (run.out / "best").is_dir():
         run.best = {"step": run.step, **dev}
         _save_best(run, seconds)
     _save_checkpoint(run, seconds)
+
+
+def _selection(evaluation: dict[str, Any]) -> float:
+    """What checkpoints are compared on: ``select`` when suites are scored, else dev nDCG@10."""
+    return float(evaluation.get("select", evaluation.get("ndcg@10", 0.0)))
 
 
 def _write_summary(run: _Run, seconds: float) -> dict[str, Any]:
@@ -597,6 +664,8 @@ def _save_checkpoint(run: _Run, seconds: float) -> None:
         "scheduler": run.scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
     }
+    if run.df is not None:
+        state["df"] = run.df
     if run.device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
     torch.save(state, tmp / "state.pt")
@@ -656,11 +725,11 @@ def model_card(
     """README.md of a trained model folder: data, steps, losses, hyperparameters, measured numbers."""
     digest = hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True).encode()).hexdigest()[:12]
     inference_free = cfg.model.kind == "inference-free"
+    kind_name = {"inference-free": "inference-free", "splade": "SPLADE", "unicoil": "uniCOIL"}[cfg.model.kind]
     lines = [
         f"# {cfg.name}",
         "",
-        f"A {'inference-free' if inference_free else 'SPLADE'} learned sparse encoder "
-        f"trained with `lsr train` (config hash {digest}).",
+        f"A {kind_name} learned sparse encoder trained with `lsr train` (config hash {digest}).",
         "",
         "## Use",
         "",
@@ -668,8 +737,9 @@ def model_card(
         _card_command(cfg, threshold),
         "```",
         "",
-        "fp16 safetensors (sharded under 16 MB a file), loaded as float32."
-        + (" `idf.json` holds the query token weights it was trained with." if inference_free else ""),
+        "fp16 safetensors (shards of at most 15 MB; one tensor is never split), loaded as float32."
+        + (" `idf.json` holds the query token weights it was trained with." if inference_free else "")
+        + (" `unicoil_head.safetensors` holds the token-weight head." if cfg.model.kind == "unicoil" else ""),
         "",
         "## Training",
         "",
@@ -692,7 +762,7 @@ def _card_command(cfg: TrainConfig, threshold: float) -> str:
         "lsr index --corpus CORPUS --encoder inference-free:FOLDER --set encoder.inference_free."
         "query_weights=model --out INDEX"
         if cfg.model.kind == "inference-free"
-        else "lsr index --corpus CORPUS --encoder splade:FOLDER --out INDEX"
+        else f"lsr index --corpus CORPUS --encoder {cfg.model.kind}:FOLDER --out INDEX"
     )
     if threshold:
         use += f" --set encoder.prune.doc_threshold={threshold:.4f}"
@@ -707,11 +777,11 @@ def _card_training(cfg: TrainConfig, data: PreparedData) -> list[str]:
     losses = ", ".join(
         f"{k} x {getattr(cfg.loss, k)}" for k in ("nll", "kl", "margin_mse") if getattr(cfg.loss, k)
     )
-    fresh_head = (
-        " (fresh MLM head tied to the input embeddings)"
-        if cfg.model.kind and cfg.model.init == "minilm"
-        else ""
-    )
+    fresh_head = ""
+    if cfg.model.kind == "unicoil":
+        fresh_head = " (uniCOIL head: fresh unless the start is a uniCOIL folder)"
+    elif cfg.model.init == "minilm":
+        fresh_head = " (fresh MLM head tied to the input embeddings)"
     return [
         f"* start: `{cfg.model.init}`{fresh_head}",
         f"* data: `{data.meta.get('dataset')}` qrels `{prep.get('train_split')}` "
@@ -735,8 +805,10 @@ def _card_training(cfg: TrainConfig, data: PreparedData) -> list[str]:
 
 def _card_flops_tail(cfg: TrainConfig) -> str:
     """The rest of the losses bullet: query FLOPS (splade), warm-up, the query table (inference-free)."""
-    tail = f", queries {cfg.loss.flops_query}" if cfg.model.kind == "splade" else ""
+    tail = f", queries {cfg.loss.flops_query}" if cfg.model.kind != "inference-free" else ""
     tail += f" (quadratic warm-up over {cfg.loss.flops_warmup} steps)"
+    if cfg.loss.doc_regularizer == "df":
+        tail += f"; documents regularized with DF-FLOPS (alpha {cfg.loss.df_alpha}, beta {cfg.loss.df_beta})"
     if cfg.model.kind == "inference-free":
         tail += f"; query table: {cfg.model.query_weights}"
         tail += " (learned)" if cfg.model.learn_query_weights else ""

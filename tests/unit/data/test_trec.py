@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from lsr.data.trec import read_qrels, read_run, write_run
+from lsr.data.trec import read_qrels, read_run, run_scores, write_run
 from lsr.errors import DataFormatError
 
 EXPECTED = {"q1": {"d1": 1, "d2": 0}, "q2": {"d3": 2}}
@@ -77,16 +77,48 @@ def test_run_round_trip_with_ties(tmp_path):
     write_run(run, path, tag="mytag")
     lines = run_lines(path)
     assert [line[0] for line in lines] == ["q1"] * 5 + ["q2"] + ["q10"] * 2  # queries in given order
-    # descending score; tied docs keep the order given (c, a, z), ranks 1..n
-    q1 = [(d, int(r), float(s)) for q, _, d, r, s, _ in lines if q == "q1"]
-    assert q1 == [("b", 1, 2.5), ("c", 2, 1.0), ("a", 3, 1.0), ("z", 4, 1.0), ("y", 5, 0.25)]
+    # descending score; tied docs in trec_eval's order (descending id: z, c, a), ranks 1..n, and the
+    # tied scores made strictly decreasing by digits after the sixth decimal
+    q1 = [(d, int(r), s) for q, _, d, r, s, _ in lines if q == "q1"]
+    assert q1 == [
+        ("b", 1, "2.500000"),
+        ("z", 2, "1.0000002"),
+        ("c", 3, "1.0000001"),
+        ("a", 4, "1.0000000"),
+        ("y", 5, "0.250000"),
+    ]
     q10 = [(d, int(r)) for q, _, d, r, _, _ in lines if q == "q10"]
-    assert q10 == [("m", 1), ("n", 2)]
+    assert q10 == [("n", 1), ("m", 2)]
     assert all(line[1] == "Q0" and line[5] == "mytag" and len(line) == 6 for line in lines)
 
     back = read_run(path)
-    assert back == {q: {d: pytest.approx(s) for d, s in docs.items()} for q, docs in run.items()}
-    assert list(back["q1"]) == ["b", "c", "a", "z", "y"]  # file (rank) order
+    assert back == {q: {d: pytest.approx(s, abs=1e-6) for d, s in docs.items()} for q, docs in run.items()}
+    assert list(back["q1"]) == ["b", "z", "c", "a", "y"]  # file (rank) order
+
+
+def test_run_scores_strictly_decrease_and_keep_six_decimals():
+    scores = [3.0] + [2.0] * 12 + [1.5, -0.5, -0.5, -0.5]
+    written = run_scores(scores)
+    values = [float(w) for w in written]
+    assert all(a > b for a, b in zip(values, values[1:], strict=False))
+    assert [round(v, 6) for v in values] == scores
+    assert written[1] == "2.00000011" and written[12] == "2.00000000" and written[0] == "3.000000"
+    assert written[-3:] == ["-0.5000000", "-0.5000001", "-0.5000002"]
+
+
+def test_every_tool_ranks_a_written_run_as_lsr_eval_does(tmp_path):
+    """ranx's sort of tied scores is not stable: a run with ties gave it another nDCG than lsr eval."""
+    ranx = pytest.importorskip("ranx")
+    from lsr.eval.metrics import evaluate_run
+
+    rng = np.random.default_rng(0)
+    run = {f"q{q}": {f"d{d}": float(rng.integers(0, 4)) for d in range(60)} for q in range(40)}
+    qrels = {q: {f"d{d}": int(rng.integers(1, 3)) for d in rng.choice(60, 5, replace=False)} for q in run}
+    path = tmp_path / "run.trec"
+    write_run(run, path)
+    ours = evaluate_run(qrels, run, ["ndcg@10"])["ndcg@10"]
+    theirs = ranx.evaluate(ranx.Qrels(qrels), ranx.Run.from_file(str(path), kind="trec"), "ndcg@10")
+    assert theirs == pytest.approx(ours, abs=1e-12)
 
 
 def test_run_default_tag_and_numpy_scores(tmp_path):
@@ -139,3 +171,21 @@ def test_read_run_errors_name_file_and_line(tmp_path):
     path.write_text("q1 Q0 d1 1 high t\n", encoding="utf-8")
     with pytest.raises(DataFormatError, match=f"{path}:1.*'high'"):
         read_run(path)
+
+
+def test_run_formats_and_tag(tmp_path):
+    import json
+
+    run = {"q1": {"a": 1.0, "b": 2.0, "c": 1.0}}
+    write_run(run, tmp_path / "r.tsv", fmt="tsv")
+    lines = (tmp_path / "r.tsv").read_text().splitlines()
+    assert lines == ["q1\tb\t1\t2.000000", "q1\tc\t2\t1.0000001", "q1\ta\t3\t1.0000000"]
+    write_run(run, tmp_path / "r.json", fmt="json")
+    back = json.loads((tmp_path / "r.json").read_text())
+    assert list(back["q1"]) == ["b", "c", "a"] and back["q1"]["c"] > back["q1"]["a"]  # ties kept apart
+    write_run(run, tmp_path / "r.trec", tag="my-run")
+    assert {line.split()[5] for line in (tmp_path / "r.trec").read_text().splitlines()} == {"my-run"}
+    with pytest.raises(ValueError, match="run tag"):
+        write_run(run, tmp_path / "x.trec", tag="two words")
+    with pytest.raises(ValueError, match="run format"):
+        write_run(run, tmp_path / "x.trec", fmt="csv")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,11 +185,13 @@ def test_missing_folder_and_offline_hub_name_fail_fast(monkeypatch, tmp_path):
 
 
 def test_encoder_flag_forms(tiny_mlm):
+    import lsr.encoders
     from lsr.encoders import encoder_overrides
 
     assert encoder_overrides("bm25") == ["encoder.name=bm25"]
     assert encoder_overrides("splade")[0] == "encoder.name=splade"
-    assert encoder_overrides("unicoil") == ["encoder.name=unicoil"]
+    shipped = Path(lsr.encoders.__file__).resolve().parents[1] / "models" / "unicoil"
+    assert encoder_overrides("unicoil") == ["encoder.name=unicoil", f'encoder.model="{shipped}"']
     cfg = load_config(None, encoder_overrides(f"inference-free:{tiny_mlm}")).encoder
     assert (cfg.name, cfg.model) == ("inference-free", str(tiny_mlm))
     cfg = load_config(None, encoder_overrides(str(tiny_mlm))).encoder
@@ -206,3 +209,13 @@ def test_dense_rows_are_csr(tiny_mlm):
     assert [r[0].tolist() for r in rows] == [[1, 3], [], [0]]
     assert [r[1].tolist() for r in rows] == [[1.5, 2.0], [], [3.0]]
     assert rows[0][0].dtype == np.int32 and rows[0][1].dtype == np.float32
+
+
+def test_bare_unicoil_has_no_splade_tiny_fallback(monkeypatch, tmp_path):
+    """splade-tiny has no uniCOIL head: without the shipped model a bare unicoil names no model."""
+    import lsr.encoders
+    from lsr.encoders import default_model
+
+    monkeypatch.setattr(lsr.encoders, "SHIPPED_MODELS_DIR", tmp_path)
+    assert default_model("unicoil") is None
+    assert default_model("splade") is None or default_model("splade").name == "splade-tiny"

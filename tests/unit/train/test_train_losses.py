@@ -110,3 +110,24 @@ def test_threshold_mask_forward_and_straight_through():
     assert y.tolist() == [[0.0, pytest.approx(0.6)]]
     y.sum().backward()  # a larger sum wants a lower threshold: positive gradient on -tau, so tau.grad < 0
     assert learned.tau.grad.item() < 0
+
+
+def test_df_penalty_shape_of_the_generalized_logistic():
+    df = torch.tensor([0.0, 0.001, 0.01, 0.1, 0.5, 1.0])
+    p = L.df_penalty(df, alpha=0.1, beta=2.0)
+    assert p[0] == pytest.approx(0.0, abs=1e-5) and p[-1] == pytest.approx(1.0)
+    assert p[3] == pytest.approx(0.5)  # the penalty is one half at df = alpha
+    assert torch.all(p[1:] >= p[:-1])  # more frequent terms cost more
+    # by hand at df = 0.01: x^(log_0.1 2) = 0.01^(-0.30103) = 4.0 -> 1 / (1 + 3^2)
+    assert p[2] == pytest.approx(0.1, rel=1e-4)
+
+
+def test_df_flops_weights_each_term_by_its_penalty():
+    w = torch.tensor([[1.0, 2.0, 0.0], [3.0, 0.0, 4.0]], requires_grad=True)
+    penalty = torch.tensor([1.0, 0.5, 0.0])
+    value = L.df_flops(w, penalty)
+    assert value.item() == pytest.approx(1.0 * 2.0**2 + 0.5 * 1.0**2 + 0.0)
+    value.backward()  # d/dw_bv = p_v * 2 * mean_v / B
+    assert w.grad.tolist() == [[2.0, 0.5, 0.0], [2.0, 0.5, 0.0]]
+    # with every penalty 1 it is plain FLOPS
+    assert L.df_flops(w, torch.ones(3)).item() == pytest.approx(L.flops(w).item())

@@ -294,3 +294,102 @@ def test_sources_filter_trains_on_pseudo_queries_only(prepared, train_mlm, tmp_p
     assert _train(prepared, train_mlm, tmp_path / "pseudo", "--set", "data.sources=[title,span]", *args) == 0
     kept = [r.getMessage() for r in caplog.records if r.getMessage().startswith("data.sources")]
     assert kept == [f"data.sources ['title', 'span']: {pseudo} of {len(rows)} training examples"]
+
+
+def test_unicoil_run_selects_on_suites_and_loads_as_unicoil_encoder(
+    prepared, train_mlm, train_tiny, tmp_path, capsys
+):
+    run = tmp_path / "unicoil"
+    assert (
+        _train(
+            prepared,
+            train_mlm,
+            run,
+            "--set",
+            "model.kind=unicoil",
+            "--set",
+            f"data.suites=[{train_tiny}]",
+            "--set",
+            "train.steps=6",
+            "--set",
+            "train.eval_every=3",
+        )
+        == 0
+    )
+    evals = [r for r in _log(run) if r["event"] == "eval"]
+    assert [r["step"] for r in evals] == [3, 6]
+    for r in evals:  # the suite is scored and the selection mixes it with dev
+        assert 0 <= r["suite/train-tiny"] <= 1
+        assert r["select"] == pytest.approx((r["ndcg@10"] + r["suite_mean"]) / 2)
+    best_step = max(evals, key=lambda r: r["select"])["step"]  # ties keep the first
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best"]["step"] == best_step and summary["kind"] == "unicoil"
+    best = run / "best"
+    assert (best / "unicoil_head.safetensors").is_file()
+    assert "--encoder unicoil:FOLDER" in (best / "README.md").read_text()
+    idx = tmp_path / "idx"
+    assert (
+        main(
+            [
+                "index",
+                "--corpus",
+                str(train_tiny),
+                "--encoder",
+                f"unicoil:{best}",
+                "--out",
+                str(idx),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    from lsr.searcher import Searcher
+    from lsr.train.config import ModelConfig
+
+    text = "vitamin d lowers cancer risk"
+    q = Searcher(idx).encode_texts([text])
+    m = train_model.build_model(ModelConfig(kind="unicoil", init=str(best)))
+    with torch.no_grad():
+        dense = m.encode_queries([text], 64)[0]
+    terms, weights = q.row(0)
+    # no expansion: only the query's own tokens carry weight, as the trainer's model computes them
+    assert set(terms.tolist()) <= set(m.tokenize([text], 64)[0][0].tolist())
+    assert np.array_equal(terms, torch.nonzero(dense > 0).flatten().numpy())
+    assert np.allclose(weights, dense[dense > 0].numpy(), rtol=1e-2, atol=1e-2)
+    capsys.readouterr()
+    assert main(["search", "--index", str(idx), text, "--k", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+
+
+def test_unicoil_fresh_head_starts_as_a_bag_of_words(train_mlm):
+    from lsr.train.config import ModelConfig
+
+    m = train_model.build_model(ModelConfig(kind="unicoil", init=str(train_mlm)))
+    assert m.fresh_head
+    with torch.no_grad():
+        vec = m.encode_docs(["vitamin d vitamin"], 32)[0]
+    ids = {i for i in m.tokenize(["vitamin d vitamin"], 32, special=False)[0][0].tolist() if i}
+    assert set(torch.nonzero(vec).flatten().tolist()) == ids
+    assert torch.allclose(vec[sorted(ids)], torch.ones(len(ids)))
+
+
+def test_texts_longer_than_the_model_are_truncated_to_its_positions(train_mlm):
+    from lsr.train.config import ModelConfig
+
+    m = train_model.build_model(ModelConfig(kind="splade", init=str(train_mlm)))
+    ids, _ = m.tokenize(["vitamin " * 400], 512)
+    assert ids.shape[1] <= m.max_positions < 512
+    with torch.no_grad():
+        assert m.encode_docs(["vitamin " * 400], 512).shape == (1, m.vocab_size)
+
+
+def test_df_flops_run_trains_and_resumes_with_its_estimate(prepared, train_mlm, tmp_path):
+    run = tmp_path / "df"
+    extra = ("--set", "loss.doc_regularizer=df", "--set", "train.eval_every=3")
+    assert _train(prepared, train_mlm, run, "--set", "train.steps=3", *extra) == 0
+    state = torch.load(run / "checkpoint" / "state.pt", weights_only=True)
+    assert state["df"].shape[0] > 50 and 0 < float(state["df"].max()) <= 1
+    assert _train(prepared, train_mlm, run, "--set", "train.steps=6", *extra, "--resume") == 0
+    logs = [r for r in _log(run) if r["event"] == "train"]
+    assert logs[-1]["step"] == 6 and math.isfinite(logs[-1]["loss"])
+    assert "DF-FLOPS" in (run / "best" / "README.md").read_text()

@@ -1,0 +1,74 @@
+"""A random-access document store: ``docstore.jsonl`` plus ``docstore.offsets.npy``.
+
+Line i holds ``{"id", "title", "text"}`` (and ``metadata`` when the document has any) of internal
+doc i; ``offsets[i]`` is its byte offset (int64[n_docs + 1]). Used to print titles and serve
+documents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DOCSTORE_FILE = "docstore.jsonl"
+OFFSETS_FILE = "docstore.offsets.npy"
+ORDER_FILE = "doc_order.npy"  # written by the index builder when it reorders documents
+
+
+class DocStoreWriter:
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._f = open(directory / DOCSTORE_FILE, "wb")
+        self._offsets = [0]
+
+    def add(self, doc_id: str, title: str, text: str, metadata: dict[str, Any] | None = None) -> None:
+        record: dict[str, Any] = {"id": doc_id, "title": title, "text": text}
+        if metadata:
+            record["metadata"] = metadata
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        data = line.encode("utf-8")
+        self._f.write(data)
+        self._offsets.append(self._offsets[-1] + len(data))
+
+    def flush(self) -> None:
+        """Make what was added so far durable (an encode checkpoint)."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+        np.save(self.directory / OFFSETS_FILE, np.asarray(self._offsets, dtype=np.int64))
+
+    @staticmethod
+    def files(directory: Path) -> dict[str, Path]:
+        """The docstore files in ``directory`` (empty if it has none)."""
+        paths = {name: directory / name for name in (DOCSTORE_FILE, OFFSETS_FILE)}
+        return paths if all(p.is_file() for p in paths.values()) else {}
+
+
+class DocStore:
+    """Documents by internal id. In a reordered index, ``doc_order.npy`` maps internal id i to the
+    docstore line ``doc_order[i]`` (the docstore keeps the input order)."""
+
+    def __init__(self, directory: str | Path):
+        directory = Path(directory)
+        self.offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r")
+        order = directory / ORDER_FILE
+        self.order = np.load(order, mmap_mode="r") if order.is_file() else None
+        self.path = directory / DOCSTORE_FILE
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def get(self, i: int) -> dict[str, Any]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"doc {i} is out of range [0, {len(self)})")
+        row = int(self.order[i]) if self.order is not None else i
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            return json.loads(f.read(end - start))

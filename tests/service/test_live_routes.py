@@ -1,0 +1,96 @@
+"""The REST write endpoints on a live index (in process): upsert documents as text or vectors, delete by
+id; each answer comes after the commit, and the next search sees it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("httpx")
+
+from fastapi.testclient import TestClient
+
+from lsr.cli import main
+from lsr.config import ServiceConfig
+from lsr.service.app import create_app
+from lsr.service.openapi import DeleteAnswer, UpsertAnswer
+
+
+@pytest.fixture
+def client(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSR_API_KEY", raising=False)
+    corpus = tmp_path / "c.jsonl"
+    docs = [
+        {"_id": f"d{i}", "title": "", "text": t} for i, t in enumerate(["cat mat", "dog park", "bird song"])
+    ]
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    index = tmp_path / "idx"
+    assert main(["index", "--corpus", str(corpus), "--encoder", "bm25", "--out", str(index), "--quiet"]) == 0
+    settings = ServiceConfig(indexes={"t": str(index)}, warmup=False, log_requests=False)
+    with TestClient(create_app(settings)) as c:
+        for _ in range(100):
+            if c.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        yield c
+
+
+def _ids(client, query: str) -> list[str]:
+    response = client.post("/v1/search", json={"query": query, "k": 10})
+    assert response.status_code == 200, response.text
+    return [h["id"] for h in response.json()["hits"]]
+
+
+def test_upsert_and_delete(client):
+    response = client.post(
+        "/v1/indexes/t/docs", json={"docs": [{"id": "d9", "text": "cat owl"}, {"id": "d1", "text": "owl"}]}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["added"], body["updated"], body["generation"]) == (["d9"], ["d1"], 1)
+    UpsertAnswer.model_validate(body)  # the documented answer, no undocumented key
+    assert sorted(_ids(client, "owl")) == ["d1", "d9"]
+    assert _ids(client, "dog") == []  # d1's old text is gone
+    deleted = client.delete("/v1/indexes/t/docs/d9").json()
+    assert deleted["deleted"] == ["d9"]
+    DeleteAnswer.model_validate(deleted)
+    spec = client.get("/openapi.json").json()
+    for path, method, model in (("/v1/indexes/{name}/docs", "post", "UpsertAnswer"),
+                                ("/v1/indexes/{name}/docs/{doc_id}", "delete", "DeleteAnswer")):  # fmt: skip
+        responses = spec["paths"][path][method]["responses"]
+        assert responses["200"]["content"]["application/json"]["schema"]["$ref"].endswith(model)
+        assert {"404", "409"} <= set(responses)
+    assert _ids(client, "owl") == ["d1"]
+    missing = client.delete("/v1/indexes/t/docs/nope")
+    assert missing.status_code == 404 and "nothing changed" in missing.json()["error"]["message"]
+
+
+def test_bad_documents_are_refused(client):
+    for docs, status in (
+        ([], 422),
+        ([{"id": "x", "text": " "}], 422),
+        ([{"id": "x", "text": "a", "vector": {"a": 1.0}}], 422),
+        ([{"id": "x", "text": "a"}, {"id": "x", "text": "b"}], 422),
+        ([{"id": "x", "vector": {"cat": 1.0}}], 400),  # a BM25 index takes text
+    ):
+        response = client.post("/v1/indexes/t/docs", json={"docs": docs})
+        assert response.status_code == status, (docs, response.text)
+    assert _ids(client, "cat") == ["d0"]
+
+
+def test_search_pages(client):
+    first = client.post("/v1/search", json={"query": "cat mat dog", "k": 1}).json()["hits"]
+    second = client.post("/v1/search", json={"query": "cat mat dog", "k": 1, "from": 1}).json()["hits"]
+    both = client.post("/v1/search", json={"query": "cat mat dog", "k": 2}).json()["hits"]
+    assert [h["id"] for h in first + second] == [h["id"] for h in both]
+    assert second[0]["rank"] == 2
+    bad = client.post("/v1/search", json={"query": "cat", "k": 1, "from": -1})
+    assert bad.status_code == 422
+
+
+def test_filter_errors_are_422(client):
+    bad = client.post("/v1/search", json={"query": "cat", "filter": {"term": {"lang": "en"}}})
+    assert bad.status_code == 422 and "no metadata fields" in bad.json()["error"]["message"]
