@@ -820,8 +820,8 @@ def _add_adapt_parser(sub: argparse._SubParsersAction) -> None:
         "--encoder",
         required=True,
         metavar="KIND[:FOLDER]",
-        help="the model to adapt: splade[:FOLDER] or inference-free[:FOLDER] (a bare kind: the "
-        "default model; a bare folder: splade)",
+        help="the model to adapt: splade[:FOLDER], inference-free[:FOLDER] or unicoil:FOLDER (a bare "
+        "kind: the default model; a bare folder: splade)",
     )
     p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
     p.add_argument("--out", required=True, help="the adapted model folder to write")

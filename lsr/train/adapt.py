@@ -10,7 +10,7 @@ crashed run resumes (``--resume``) after the last finished step:
    BM25 by default, mixed by the trainer as a per-query normalized ensemble); the pseudo-queries of a
    held-out share of the documents are the dev split that selects the checkpoint;
 3. ``mlm/``: continued masked-language-model training on the corpus text (:mod:`lsr.train.mlm`;
-   ``adapt.mlm_steps``, 0 skips it; only for kinds with an MLM head);
+   ``adapt.mlm_steps``, 0 skips it; only for kinds with an MLM head, not uniCOIL);
 4. ``dev_before.json``: the start model on the dev split (nDCG@10, doc/query nnz, FLOPS);
 5. ``run/``: :func:`lsr.train.trainer.train` from the MLM output (or the start model), with its
    checkpoints (resumed from ``run/checkpoint``);

@@ -1,9 +1,10 @@
 """``lsr adapt`` input checks, all run before any model is trained (no torch).
 
 * **model**: ``--encoder`` names a kind ``lsr adapt`` trains (:data:`ADAPT_KINDS`) and a folder of
-  that kind: a Hugging Face folder whose ``config.json`` names a ``*ForMaskedLM`` architecture (a
-  dense ``BertModel`` or sentence-transformers folder has no MLM head to read terms from), and not a
-  folder that records another kind (``lsr_train.json``; an ``idf.json`` query table marks an
+  that kind: for splade and inference-free a Hugging Face folder whose ``config.json`` names a
+  ``*ForMaskedLM`` architecture (a dense ``BertModel`` or sentence-transformers folder has no MLM head
+  to read terms from), for unicoil one with its token-weight head; and not a folder that records
+  another kind (``lsr_train.json``; an ``idf.json`` query table marks an
   inference-free model, a ``unicoil_head.safetensors`` a uniCOIL one). A SPLADE folder may start an
   inference-free model (as ``inference-free:models/splade-tiny`` does at index time), not the reverse.
 * **corpus**: read with the project's corpus readers (a BEIR folder, ``corpus.jsonl[.gz]``, an
@@ -32,7 +33,7 @@ from lsr.data.corpus import Doc, open_corpus, require_corpus_file
 from lsr.encoders import REGISTRY, default_model
 from lsr.errors import ConfigError, LsrError
 
-ADAPT_KINDS = ("splade", "inference-free")  # kinds with a training path (model.kind)
+ADAPT_KINDS = ("splade", "inference-free", "unicoil")  # kinds with a training path (model.kind)
 MLM_KINDS = ("splade", "inference-free")  # kinds whose model has an MLM head (continued MLM applies)
 _WORD = re.compile(r"\w+")
 _KIND_MARKERS = (("idf.json", "inference-free"), ("unicoil_head.safetensors", "unicoil"))
@@ -54,7 +55,7 @@ def resolve_encoder(spec: str) -> tuple[str, Path]:
     if kind not in ADAPT_KINDS:
         raise ConfigError(
             f"--encoder {spec!r}: lsr adapt trains {list(ADAPT_KINDS)} models"
-            + (" (bm25 has no model to adapt)" if kind == "bm25" else f", not {kind} yet")
+            + (" (bm25 has no model to adapt)" if kind == "bm25" else f", not {kind}")
         )
     path = Path(folder).expanduser() if folder else default_model(kind)
     if path is None:
@@ -64,12 +65,21 @@ def resolve_encoder(spec: str) -> tuple[str, Path]:
 
 
 def check_model_folder(kind: str, path: Path) -> None:
-    """Refuse a folder that is missing, not a masked-language model, or records another kind."""
+    """Refuse a folder that is missing, records another kind, or lacks the kind's head (the MLM head
+    of splade / inference-free, the token-weight head of unicoil)."""
     if not path.is_dir():
         raise ConfigError(f"--encoder {kind}:{path}: no such model folder")
     config = path / "config.json"
     if not config.is_file():
         raise ConfigError(f"--encoder {kind}:{path}: not a Hugging Face model folder (no config.json)")
+    found = _recorded_kind(path)
+    if found and found != kind and not (found == "splade" and kind == "inference-free"):
+        raise ConfigError(
+            f"--encoder {kind}:{path}: the folder holds a {found} model; use --encoder {found}:{path}"
+        )
+    if kind == "unicoil":
+        _check_unicoil_head(path)
+        return
     archs = _read_json(config).get("architectures") or []
     if archs and not any(str(a).endswith("ForMaskedLM") for a in archs):
         dense = " (a dense sentence-transformers model)" if (path / "modules.json").is_file() else ""
@@ -77,10 +87,17 @@ def check_model_folder(kind: str, path: Path) -> None:
             f"--encoder {kind}:{path}: the folder holds a {', '.join(map(str, archs))}{dense}, which has no "
             f"masked-language-model head; {kind} needs a *ForMaskedLM (SPLADE) model folder"
         )
-    found = _recorded_kind(path)
-    if found and found != kind and not (found == "splade" and kind == "inference-free"):
+
+
+def _check_unicoil_head(path: Path) -> None:
+    """A uniCOIL folder holds its token-weight head (``unicoil_head.safetensors``, or pyserini's
+    ``tok_proj`` beside the encoder weights)."""
+    from lsr.encoders.unicoil import find_head  # torch: only for this kind
+
+    if find_head(path) is None:
         raise ConfigError(
-            f"--encoder {kind}:{path}: the folder holds a {found} model; use --encoder {found}:{path}"
+            f"--encoder unicoil:{path}: no uniCOIL token-weight head in the folder "
+            "(unicoil_head.safetensors or tok_proj weights); adapt a trained uniCOIL model"
         )
 
 

@@ -116,6 +116,23 @@ def test_adapt_inference_free(corpus, train_mlm, tmp_path):
     assert _adapt(f"splade:{out}", corpus, tmp_path / "again") == 2
 
 
+def test_adapt_unicoil(corpus, tiny_models, tmp_path):
+    from safetensors.torch import save_file
+
+    start = tiny_models.make_backbone(tmp_path / "start")  # a tiny random BertModel + a uniCOIL head
+    torch.manual_seed(0)
+    head = {"tok_proj.weight": torch.randn(1, 32) * 0.1, "tok_proj.bias": torch.full((1,), 0.5)}
+    save_file(head, str(start / "unicoil_head.safetensors"))
+    out = tmp_path / "unicoil"
+    assert _adapt(f"unicoil:{start}", corpus, out) == 0
+    record = json.loads((out / "lsr_adapt.json").read_text())
+    assert record["kind"] == "unicoil" and record["mlm"] is None  # no MLM head: no MLM phase
+    assert (out / "unicoil_head.safetensors").is_file()
+    index = tmp_path / "index"
+    args = ["index", "--corpus", str(corpus), "--encoder", f"unicoil:{out}", "--out", str(index)]
+    assert main([*args, "--quiet"]) == 0
+
+
 def test_start_model_kept_when_the_dev_split_drops(corpus, train_mlm, tmp_path, monkeypatch):
     real = adapt_module._dev_before
 

@@ -128,12 +128,17 @@ def test_inference_free_folder_given_as_splade(capsys, tmp_path):
     assert "holds a inference-free model" in err and "--encoder inference-free:" in err
 
 
-def test_missing_folder_and_kinds_without_a_trainer(capsys, tmp_path):
+def test_missing_folder_wrong_heads_and_bm25(capsys, tmp_path):
     corpus = write_docs(tmp_path / "c.jsonl", toy_docs(20))
     assert "no such model folder" in _refused(capsys, f"splade:{tmp_path / 'nope'}", corpus, tmp_path / "o")
     assert "not a Hugging Face model folder" in _refused(capsys, f"splade:{tmp_path}", corpus, tmp_path / "o")
     assert "bm25 has no model to adapt" in _refused(capsys, "bm25", corpus, tmp_path / "o")
-    assert "not unicoil yet" in _refused(capsys, f"unicoil:{SHIPPED / 'splade'}", corpus, tmp_path / "o")
+    assert "no uniCOIL token-weight head" in _refused(
+        capsys, f"unicoil:{SHIPPED / 'splade'}", corpus, tmp_path / "o"
+    )
+    assert "holds a unicoil model" in _refused(
+        capsys, f"splade:{SHIPPED / 'unicoil'}", corpus, tmp_path / "o"
+    )
 
 
 def test_existing_out_needs_overwrite(capsys, train_mlm, tmp_path):
