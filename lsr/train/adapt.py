@@ -11,7 +11,8 @@ crashed run resumes (``--resume``) after the last finished step:
    held-out share of the documents are the dev split that selects the checkpoint;
 3. ``mlm/``: continued masked-language-model training on the corpus text (:mod:`lsr.train.mlm`;
    ``adapt.mlm_steps``, 0 skips it; only for kinds with an MLM head, not uniCOIL);
-4. ``dev_before.json``: the start model on the dev split (nDCG@10, doc/query nnz, FLOPS);
+4. the start model on the dev split (nDCG@10, doc/query nnz, FLOPS), and the MLM output: when the dev
+   nDCG@10 drops after the MLM phase, training starts from the start model instead;
 5. ``run/``: :func:`lsr.train.trainer.train` from the MLM output (or the start model), with its
    checkpoints (resumed from ``run/checkpoint``);
 6. the best checkpoint (``run/best``) with a model card (``README.md``) and ``lsr_adapt.json`` (what it
@@ -187,10 +188,14 @@ def _run_steps(inputs: _Inputs, work: Path, state: dict[str, Any], progress: boo
     _prepare(cfg, work, state, progress)
     data = load_prepared(work / "prepared")
     mlm = _mlm(inputs, work, state, device, progress)
-    init = work / "mlm" if mlm else Path(cfg.model.init)
-    train_cfg = _train_config(cfg, work, init)
     before = _dev_before(cfg, work, data, state)
-    summary = _train(train_cfg, work, state, progress)
+    if mlm is not None:  # the MLM phase is kept only if the dev split does not drop after it
+        mlm["dev"] = _dev_of(cfg, work, data, state, "dev_after_mlm", work / "mlm")
+        mlm["kept"] = mlm["dev"].get("ndcg@10", 0.0) >= before.get("ndcg@10", 0.0)
+        if not mlm["kept"]:
+            logger.warning("adapt: dev nDCG@10 dropped after continued MLM; training from the start model")
+    init = work / "mlm" if mlm and mlm["kept"] else Path(cfg.model.init)
+    summary = _train(_train_config(cfg, work, init), work, state, progress)
     return _record(inputs, data.meta, state, mlm, before, summary, str(device))
 
 
@@ -238,21 +243,27 @@ def _train_config(cfg: AdaptConfig, work: Path, init: Path) -> Any:
 
 
 def _dev_before(cfg: AdaptConfig, work: Path, data: Any, state: dict[str, Any]) -> dict[str, float]:
-    """The start model on the dev split (computed once, kept in the work directory)."""
-    if "dev_before" in state:
-        return state["dev_before"]
+    """The start model on the dev split."""
+    return _dev_of(cfg, work, data, state, "dev_before", Path(cfg.model.init))
+
+
+def _dev_of(
+    cfg: AdaptConfig, work: Path, data: Any, state: dict[str, Any], key: str, init: Path
+) -> dict[str, float]:
+    """The model in folder ``init`` on the dev split (computed once, kept in the work directory's state)."""
+    if key in state:
+        return state[key]
     from lsr.encoders.transformer import pick_device
     from lsr.train.model import build_model
     from lsr.train.trainer import evaluate_dev
 
     t0 = time.perf_counter()
-    model = build_model(cfg.model, data.doc_texts).to(pick_device(cfg.train.device, key="train.device"))
-    state["dev_before"] = evaluate_dev(model, data, cfg.train_config())
-    _done(work, state, "dev_before", time.perf_counter() - t0)
-    logger.info(
-        "adapt: start model on the dev split: %s", {k: round(v, 4) for k, v in state["dev_before"].items()}
-    )
-    return state["dev_before"]
+    model_cfg = dataclasses.replace(cfg.model, init=str(init))
+    model = build_model(model_cfg, data.doc_texts).to(pick_device(cfg.train.device, key="train.device"))
+    state[key] = evaluate_dev(model, data, cfg.train_config())
+    _done(work, state, key, time.perf_counter() - t0)
+    logger.info("adapt: %s: %s", key, {k: round(v, 4) for k, v in state[key].items()})
+    return state[key]
 
 
 def _train(train_cfg: Any, work: Path, state: dict[str, Any], progress: bool) -> dict[str, Any]:
@@ -350,6 +361,8 @@ def model_card(record: dict[str, Any]) -> str:
     query = " --set encoder.inference_free.query_weights=model" if kind == "inference-free" else ""
     mlm = record["mlm"]
     mlm_line = f"{mlm['steps']} steps, loss {mlm['loss_first']} -> {mlm['loss_last']}" if mlm else "none"
+    if mlm and not mlm.get("kept", True):
+        mlm_line += " (dropped: the dev split scored lower after it; training started from the start model)"
     pq = record["pseudo_queries"]
     worse = after.get("ndcg@10", 0.0) < before.get("ndcg@10", 0.0)
     lines = [

@@ -58,6 +58,8 @@ def test_adapted_folder_record_and_card(adapted, corpus, train_mlm):
     assert record["corpus_docs"] == record["docs_used"] == 30
     assert record["steps"] == 6 and record["labels_used"] is False
     assert record["mlm"]["steps"] == 4 and record["teachers"] == ["bm25"]
+    mlm_dev, before = record["mlm"]["dev"]["ndcg@10"], record["dev"]["before"]["ndcg@10"]
+    assert record["mlm"]["kept"] is (mlm_dev >= before)
     assert set(record["seconds"]) >= {"prepare", "mlm", "dev_before", "train", "total"}
     for when in ("before", "after"):
         assert 0.0 <= record["dev"][when]["ndcg@10"] <= 1.0 and record["dev"][when]["doc_nnz"] > 0
@@ -152,6 +154,27 @@ def test_start_model_kept_when_the_dev_split_drops(corpus, train_mlm, tmp_path, 
     assert _adapt(f"splade:{train_mlm}", corpus, off) == 0
     assert json.loads((off / "lsr_adapt.json").read_text())["kept_start"] is False
     assert any(not torch.equal(start[k], v) for k, v in _weights(off).items())
+
+
+def test_mlm_phase_dropped_when_the_dev_split_drops(corpus, train_mlm, tmp_path, monkeypatch):
+    real, inits = adapt_module._dev_of, []
+
+    def mlm_looks_worse(cfg, work, data, state, key, init):
+        result = real(cfg, work, data, state, key, init)
+        return {**result, "ndcg@10": -1.0} if key == "dev_after_mlm" else result
+
+    def record_init(train_cfg, *args):
+        inits.append(train_cfg.model.init)
+        return real_train(train_cfg, *args)
+
+    real_train = adapt_module._train
+    monkeypatch.setattr(adapt_module, "_dev_of", mlm_looks_worse)
+    monkeypatch.setattr(adapt_module, "_train", record_init)
+    out = tmp_path / "m"
+    assert _adapt(f"splade:{train_mlm}", corpus, out) == 0
+    record = json.loads((out / "lsr_adapt.json").read_text())
+    assert record["mlm"]["kept"] is False and inits == [str(train_mlm.resolve())]
+    assert "dropped" in (out / "README.md").read_text()
 
 
 def test_resume_after_a_crash(corpus, train_mlm, tmp_path, monkeypatch, capsys):
