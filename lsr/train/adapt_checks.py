@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lsr.data.corpus import Doc, open_corpus, require_corpus_file
+from lsr.data.corpus import CORPUS_NAMES, Doc, find_file, open_corpus
 from lsr.encoders import REGISTRY, default_model
 from lsr.errors import ConfigError, LsrError
 
@@ -157,10 +157,11 @@ def read_corpus(spec: str | Path, min_docs: int, max_docs: int, seed: int) -> tu
 
 
 def corpus_digest(spec: str | Path, docs: Sequence[Doc]) -> dict[str, str]:
-    """sha256 of the corpus file (a local BEIR folder's ``corpus.jsonl[.gz]`` or the file itself), or,
-    for an ``ir_datasets`` id, of the documents as read (id, title, text)."""
+    """sha256 of the corpus file (a BEIR folder's ``corpus.jsonl[.gz]`` or the file itself), or, for
+    any other shape (a folder of text files, an ``ir_datasets`` id, stdin), of the documents as read
+    (id, title, text)."""
     path = Path(spec)
-    file = require_corpus_file(path) if path.is_dir() else path if path.is_file() else None
+    file = find_file(path, CORPUS_NAMES) if path.is_dir() else path if path.is_file() else None
     digest = hashlib.sha256()
     if file is not None:
         with open(file, "rb") as f:

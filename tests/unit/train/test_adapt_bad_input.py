@@ -182,3 +182,22 @@ def test_shipped_config_loads_for_both_kinds():
     for kind in ("splade", "inference-free"):
         cfg = load_adapt_config("adapt", [f"model.kind={kind}"])
         assert cfg.train_config().model.kind == kind and not cfg.prepare.use_labels
+
+
+def test_corpus_digest_of_a_file_and_of_documents(tmp_path):
+    import hashlib
+
+    from lsr.data.corpus import Doc
+    from lsr.train.adapt_checks import corpus_digest
+
+    corpus = write_docs(tmp_path / "c.jsonl", toy_docs(3))
+    digest = corpus_digest(corpus, [])
+    assert digest == {
+        "file": str(corpus.resolve()),
+        "sha256": hashlib.sha256(corpus.read_bytes()).hexdigest(),
+    }
+    folder = tmp_path / "texts"  # not a BEIR folder: the documents as read are hashed
+    folder.mkdir()
+    docs = [Doc("a", "", "x y"), Doc("b", "t", "z")]
+    by_docs = corpus_digest(folder, docs)
+    assert by_docs["file"] == "" and by_docs["sha256"] != corpus_digest(folder, docs[:1])["sha256"]
