@@ -812,8 +812,9 @@ def cmd_train_prepare(args: argparse.Namespace) -> int:
 
 def _add_adapt_parser(sub: argparse._SubParsersAction) -> None:
     what = (
-        "adapt a sparse model to a corpus without labels: continued MLM, pseudo-queries with "
-        "BM25 negatives and dense + BM25 teacher scores, a short training run (lsr.train.adapt)"
+        "adapt a sparse model to a corpus without labels: pseudo-queries with "
+        "BM25 negatives and dense + BM25 teacher scores, optional continued MLM, a short "
+        "training run (lsr.train.adapt)"
     )
     p = sub.add_parser("adapt", help=what, description=what + "; config: configs/adapt.yaml")
     p.add_argument(

@@ -38,7 +38,7 @@ class AdaptSettings:
     # the language check: share of words (Unicode \w+ runs) that the model's tokenizer keeps as one
     # known token (not [UNK], not split); English corpora score 0.84-0.94, Russian 0.07, Chinese 0
     min_known_words: float = 0.5
-    mlm_steps: int = 50  # continued masked-language-model steps on the corpus text (0: no MLM phase)
+    mlm_steps: int = 0  # continued masked-language-model steps on the corpus text (0: no MLM phase)
     mlm_batch_size: int = 16  # texts per MLM step
     mlm_max_length: int = 128  # tokens per MLM text
     mlm_probability: float = 0.15  # tokens masked (80% [MASK], 10% random, 10% kept)
