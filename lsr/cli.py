@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(sub)
     _add_train_parsers(sub)
     _add_live_parsers(sub)
+    _add_adapt_parser(sub)
     return parser
 
 
@@ -808,6 +810,54 @@ def cmd_train_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_adapt_parser(sub: argparse._SubParsersAction) -> None:
+    what = (
+        "adapt a sparse model to a corpus without labels: pseudo-queries with "
+        "BM25 negatives and dense + BM25 teacher scores, optional continued MLM, a short "
+        "training run (lsr.train.adapt)"
+    )
+    p = sub.add_parser("adapt", help=what, description=what + "; config: configs/adapt.yaml")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        metavar="KIND[:FOLDER]",
+        help="the model to adapt: splade[:FOLDER], inference-free[:FOLDER] or unicoil:FOLDER (a bare "
+        "kind: the default model; a bare folder: splade)",
+    )
+    p.add_argument("--corpus", required=True, help="BEIR folder, corpus .jsonl[.gz], or ir_datasets id")
+    p.add_argument("--out", required=True, help="the adapted model folder to write")
+    p.add_argument(
+        "--work",
+        help="work directory (prepared data, MLM model, checkpoints; default OUT.work beside --out); "
+        "removed after success unless adapt.keep_work",
+    )
+    p.add_argument("--resume", action="store_true", help="continue a crashed run from its work directory")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out, and start over in a used work directory"
+    )
+    common_flags(p)
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from lsr.train.adapt_checks import resolve_encoder, start_model_overrides
+    from lsr.train.adapt_config import load_adapt_config
+
+    kind, start = resolve_encoder(args.encoder)  # the model folder's kind, before any config or model
+    forced = [f"model.kind={kind}", f"model.init={json.dumps(str(start))}"]
+    forced.append(f"prepare.dataset={json.dumps(str(args.corpus))}")
+    cfg = load_adapt_config(args.config or "adapt", [*start_model_overrides(start), *args.overrides, *forced])
+    from lsr.train.adapt import adapt  # here: torch adds about 2.5 s to every lsr command's start
+
+    rec = adapt(cfg, args.corpus, args.out, args.work, args.overwrite, args.resume, _progress(args))
+    before, after = rec["dev"]["before"], rec["dev"]["after"]
+    print(
+        f"adapted {kind} {start.name} to {rec['docs_used']} documents in {rec['seconds']['total']:.0f}s: dev "
+        f"nDCG@10 {before.get('ndcg@10', 0):.4f} -> {after.get('ndcg@10', 0):.4f} (doc nnz "
+        f"{before.get('doc_nnz', 0):.1f} -> {after.get('doc_nnz', 0):.1f}) -> {args.out}"
+    )
+    return 0
+
+
 COMMANDS = {
     "encode": cmd_encode,
     "index": cmd_index,
@@ -820,6 +870,7 @@ COMMANDS["tune-fusion"] = cmd_tune_fusion
 COMMANDS.update({"add": cmd_add, "delete": cmd_delete, "merge": cmd_merge, "info": cmd_info})
 COMMANDS["export-st"] = cmd_export_st
 COMMANDS["export"] = cmd_export
+COMMANDS["adapt"] = cmd_adapt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,8 @@ PyStemmer or ir_datasets: it travels to a GPU machine as is):
 * Hard negatives are the top hits of our own index (``mining_encoder``: ``bm25`` or a sparse model such
   as ``splade:models/splade-tiny``) with every labelled positive of the query removed; a short list is
   padded with random non-positive documents (counted).
+* From a bare corpus (``prepare_corpus_dataset``, for ``lsr adapt``): pseudo-queries only; those of a
+  held-out share of the documents are the dev split, cut out of their documents' text.
 * Teacher scores (raw, one list per teacher, aligned with ``cands``) are computed once here; the
   trainer normalizes and mixes them (so one prepared dataset serves every teacher ablation).
 """
@@ -45,7 +47,7 @@ from lsr.data.trec import read_qrels
 from lsr.dense.model import DenseModel
 from lsr.encoders import encoder_overrides
 from lsr.encoders.transformer import load_tokenizer, pick_device
-from lsr.errors import ConfigError, DataFormatError
+from lsr.errors import ConfigError, DataFormatError, LsrError
 from lsr.index.io import atomic_directory, write_json
 from lsr.pipeline import build_index_from_vectors, encode_corpus
 from lsr.searcher import Searcher
@@ -379,6 +381,46 @@ def prepare_dataset(
     start = time.perf_counter()
     src = _read_dataset(cfg)
     queries = _training_queries(cfg, src)
+    meta = _build(cfg, src, queries, out, overwrite, progress, start, {"qrels": str(src.qrels_file)})
+    if src.counts["skipped_no_positive"] or src.counts["skipped_no_text"]:
+        logger.warning(
+            "skipped %d queries with no positive and %d with no text",
+            src.counts["skipped_no_positive"],
+            src.counts["skipped_no_text"],
+        )
+    return meta
+
+
+def prepare_corpus_dataset(
+    cfg: PrepareConfig, corpus: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
+) -> dict[str, Any]:
+    """A prepared dataset from a bare corpus, with no queries and no qrels (``lsr adapt``).
+
+    Every training query is a pseudo-query (``pseudo_titles``, ``pseudo_spans``). The documents with a
+    pseudo-query are split with :func:`split_dev` (``dev_fraction``, ``seed``): the pseudo-queries of
+    the held-out documents form the dev split, each with its own document as the one relevant one
+    (capped at ``dev_max_queries``), and none of them is trained on; each is cut out of its document
+    (:func:`cut_from_documents`), so that the dev split measures retrieval, not exact match.
+
+    Raises:
+        LsrError: no pseudo-query can be made from the corpus, or none is left for training.
+    """
+    start = time.perf_counter()
+    src, queries = _read_bare_corpus(cfg, Path(corpus))
+    return _build(cfg, src, queries, out, overwrite, progress, start, {"qrels": None})
+
+
+def _build(
+    cfg: PrepareConfig,
+    src: _Source,
+    queries: _Queries,
+    out: str | Path,
+    overwrite: bool,
+    progress: bool,
+    start: float,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """Mine negatives, score teachers, write the directory ``out`` atomically; returns its meta."""
     with tempfile.TemporaryDirectory(prefix="lsr-prepare-") as tmp, atomic_directory(out, overwrite) as work:
         scorers = _Scorers(str(src.folder), Path(tmp), cfg.teacher_device, progress)
         examples = _mine_examples(cfg, src, queries, scorers)
@@ -388,7 +430,7 @@ def prepare_dataset(
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "dataset": str(src.folder),
-            "qrels": str(src.qrels_file),
+            **extra,
             "prepare": to_dict(cfg),
             "counts": src.counts,
             "teachers": [t.name for t in cfg.teachers],
@@ -396,12 +438,6 @@ def prepare_dataset(
             "seconds": round(time.perf_counter() - start, 2),
         }
         write_json(work / "meta.json", meta)
-    if src.counts["skipped_no_positive"] or src.counts["skipped_no_text"]:
-        logger.warning(
-            "skipped %d queries with no positive and %d with no text",
-            src.counts["skipped_no_positive"],
-            src.counts["skipped_no_text"],
-        )
     return meta
 
 
@@ -414,7 +450,7 @@ class _Source:
     doc_text: dict[str, str]  # title + text, as lsr indexes them
     all_ids: list[str]
     queries: dict[str, str]
-    qrels_file: Path
+    qrels_file: Path | None  # None: a bare corpus (no qrels read)
     qrels: dict[str, dict[str, int]]
     labelled: dict[str, list[str]]  # qid -> positives in the corpus
     train_q: list[str]
@@ -471,6 +507,69 @@ def _training_queries(cfg: PrepareConfig, src: _Source) -> _Queries:
             "(prepare.pseudo_titles / pseudo_spans), or the qrels hold no positive"
         )
     return _Queries(pairs, texts, sources)
+
+
+def cut_from_documents(
+    queries: list[tuple[str, str, str, str]], doc_text: dict[str, str]
+) -> list[tuple[str, str, str, str]]:
+    """Cut each pseudo-query ``(qid, text, source, doc id)`` out of its document's text (in place).
+
+    A title or sentence left in its document finds it by exact match, whatever the model: every model
+    would score 1.0 on such a dev split (the inverse cloze task of Lee et al. 2019 removes it too). A
+    query whose document would be left empty is dropped. Returns the queries kept.
+    """
+    kept = []
+    for query in queries:
+        _, text, _, doc_id = query
+        rest = doc_text[doc_id].replace(text, " ", 1).strip()
+        if rest:
+            doc_text[doc_id] = rest
+            kept.append(query)
+    return kept
+
+
+def _read_bare_corpus(cfg: PrepareConfig, corpus: Path) -> tuple[_Source, _Queries]:
+    """A corpus alone: pseudo-queries split by document into training queries and the dev split."""
+    docs = [(d.id, d.title, d.text) for d in open_corpus(corpus)]
+    doc_text = {d[0]: (f"{d[1]} {d[2]}" if d[1] else d[2]) for d in docs}
+    pseudo = pseudo_queries(docs, cfg.pseudo_titles, cfg.pseudo_spans, cfg.pseudo_min_words, cfg.seed)
+    if not pseudo:
+        raise LsrError(
+            f"{corpus}: no pseudo-query could be made (no title of 2+ words, no sentence of "
+            f"{cfg.pseudo_min_words}+ words)"
+        )
+    _, dev_docs = split_dev(sorted({p[3] for p in pseudo}), cfg.dev_fraction, cfg.seed)
+    held_out = set(dev_docs)
+    dev = cut_from_documents([p for p in pseudo if p[3] in held_out], doc_text)
+    dev = dev[: cfg.dev_max_queries] if cfg.dev_max_queries else dev
+    train = [p for p in pseudo if p[3] not in held_out]
+    if not train:
+        raise LsrError(
+            f"{corpus}: all {len(pseudo)} pseudo-queries fell in the dev split; lower dev_fraction"
+        )
+    counts: dict[str, int] = {"corpus_docs": len(docs), "train_queries": 0, "dev_queries": len(dev)}
+    counts.update(skipped_no_positive=0, skipped_no_text=0, dev_docs=len(held_out))
+    for _, _, source, _ in train:
+        counts[f"pseudo_{source}s"] = counts.get(f"pseudo_{source}s", 0) + 1
+    src = _Source(
+        folder=corpus,
+        docs=docs,
+        doc_text=doc_text,
+        all_ids=[d[0] for d in docs],
+        queries={q: text for q, text, _, _ in dev},
+        qrels_file=None,
+        qrels={q: {doc_id: 1} for q, _, _, doc_id in dev},
+        labelled={},
+        train_q=[],
+        dev_q=[q for q, _, _, _ in dev],
+        counts=counts,
+    )
+    queries = _Queries(
+        pairs={q: [doc_id] for q, _, _, doc_id in train},
+        texts={q: text for q, text, _, _ in train},
+        sources={q: source for q, _, source, _ in train},
+    )
+    return src, queries
 
 
 class _Scorers:
