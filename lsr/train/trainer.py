@@ -139,20 +139,13 @@ def evaluate_dev(
 ) -> dict[str, float]:
     """Dev nDCG@10 over the whole prepared corpus, doc/query non-zeros and FLOPS; with ``suites``, each
     suite's nDCG@10 (``suite/NAME``), their mean and ``select`` (the mean of dev and the suites' mean)."""
-    was_training = model.training
-    model.eval()
     dev = data.dev[: cfg.train.max_dev_queries] if cfg.train.max_dev_queries else data.dev
-    docs = _encode(model, data.doc_texts, cfg)
-    result: dict[str, float] = {"doc_nnz": float((docs > 0).sum(dim=1).float().mean())}
-    if dev:
-        result.update(_rank(model, docs, data.doc_ids, dev, cfg, k))
-    del docs
+    result = evaluate_suite(model, DevSuite("dev", data.doc_ids, data.doc_texts, dev), cfg, k)
     if suites:
         per = {s.name: evaluate_suite(model, s, cfg, k) for s in suites}
         result.update({f"suite/{name}": r["ndcg@10"] for name, r in per.items()})
         result["suite_mean"] = float(np.mean([r["ndcg@10"] for r in per.values()]))
         result["select"] = (result.get("ndcg@10", result["suite_mean"]) + result["suite_mean"]) / 2
-    model.train(was_training)
     return result
 
 
@@ -160,12 +153,14 @@ def evaluate_dev(
 def evaluate_suite(
     model: SparseEncoderModel, suite: DevSuite, cfg: TrainConfig, k: int = 10
 ) -> dict[str, float]:
-    """nDCG@10, query nnz and FLOPS of ``suite``'s queries over its own encoded documents."""
+    """Doc non-zeros of ``suite``'s encoded documents; nDCG@10, query nnz and FLOPS of its queries over
+    them (when it has queries)."""
     was_training = model.training
     model.eval()
     docs = _encode(model, suite.doc_texts, cfg)
     result = {"doc_nnz": float((docs > 0).sum(dim=1).float().mean())}
-    result.update(_rank(model, docs, suite.doc_ids, suite.queries, cfg, k))
+    if suite.queries:
+        result.update(_rank(model, docs, suite.doc_ids, suite.queries, cfg, k))
     model.train(was_training)
     return result
 
