@@ -40,7 +40,7 @@ from lsr.data.corpus import CORPUS_NAMES, find_file, open_corpus
 from lsr.data.irds import cache_dir as irds_cache_dir
 from lsr.data.irds import local_folder
 from lsr.dense.stage import build_dense_stage
-from lsr.encoders import encoder_overrides
+from lsr.encoders import REGISTRY, encoder_overrides
 from lsr.errors import ConfigError
 from lsr.index.io import publish_directory, read_meta, write_json
 from lsr.pipeline import index_corpus
@@ -102,8 +102,10 @@ def parse_system(spec: str) -> SystemSpec:
             f"unknown system {spec!r}: {exc}; systems are {', '.join(NAMED)}, NAME:MODEL_FOLDER, "
             "an index directory, or run:FILE"
         ) from None
-    if spec in ("splade", "unicoil", "inference-free") and not any(
-        o.startswith("encoder.model=") for o in overrides
+    if (
+        spec in REGISTRY
+        and REGISTRY[spec].default_model
+        and not any(o.startswith("encoder.model=") for o in overrides)
     ):
         raise ConfigError(
             f"system {spec!r}: no default model found (python scripts/fetch_models.py), or "

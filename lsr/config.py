@@ -157,14 +157,26 @@ class PruneConfig:
 
 
 @dataclass(frozen=True)
+class PlusConfig:
+    """``bm25+MODEL`` encoders: score = BM25 + model_weight x the model's score (lsr.encoders.plus)."""
+
+    model_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.model_weight, (int, float)) and 0 < self.model_weight < float("inf")):
+            raise ConfigError(f"encoder.plus.model_weight = {self.model_weight!r} must be a number > 0")
+
+
+@dataclass(frozen=True)
 class EncoderConfig:
-    name: str = "bm25"  # bm25 | splade | unicoil | inference-free
+    name: str = "bm25"  # bm25 | splade | unicoil | inference-free | bm25+splade | bm25+unicoil | ...
     # splade, unicoil, inference-free: the model folder (or hub name) of the document side
     model: str = ""
     query_model: str = ""  # splade, unicoil: another checkpoint for queries ("": model), same vocabulary
     bm25: BM25Config = field(default_factory=BM25Config)
     splade: SpladeConfig = field(default_factory=SpladeConfig)
     inference_free: InferenceFreeConfig = field(default_factory=InferenceFreeConfig)
+    plus: PlusConfig = field(default_factory=PlusConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     shard_docs: int = 100_000  # documents per encoded shard on disk (the unit a crashed encode resumes at)
@@ -174,12 +186,14 @@ class EncoderConfig:
 
 
 IMPACT_DTYPE_CHOICES = ("auto", "uint8", "uint16", "float32")
-AUTO_IMPACT_DTYPE = {"bm25": "float32"}  # encoder -> dtype of index.impact_dtype=auto; others uint8
 
 
 def resolved_impact_dtype(impact_dtype: str, encoder: str) -> str:
-    """``index.impact_dtype`` with ``auto`` replaced by the encoder's dtype."""
-    return AUTO_IMPACT_DTYPE.get(encoder, "uint8") if impact_dtype == "auto" else impact_dtype
+    """``index.impact_dtype`` with ``auto`` replaced by the encoder's dtype: float32 for BM25 and the
+    ``bm25+MODEL`` encoders (exact BM25 scores), uint8 for the learned encoders."""
+    if impact_dtype != "auto":
+        return impact_dtype
+    return "float32" if encoder == "bm25" or encoder.startswith("bm25+") else "uint8"
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class LiveIndex:
         text)}`` for the docstore. New terms are refused for a fixed (transformer) vocabulary."""
         with self.writer() as w:
             encoder = w.sections().get("encoder", {}).get("name", "external")
+            _refuse_plus(self.path, encoder)
             if encoder == "bm25":
                 raise LsrError(
                     f"{self.path} is a BM25 index: its impacts need the collection statistics, so it takes "
@@ -133,6 +134,7 @@ class LiveIndex:
     def _add(self, load: Callable[[], list[Doc]], where: str, progress: bool) -> WriteResult:
         with self.writer() as w:
             config = index_config(w)  # before reading the documents: an index without an encoder fails fast
+            _refuse_plus(self.path, config.encoder.name)
             docs = _nonempty(load(), where)
             tmp = self.path / f".add-{uuid.uuid4().hex[:8]}"
             try:
@@ -222,6 +224,16 @@ def _encode_for(
     batch = concat(list(vectors.batches()))
     ids = list(vectors.iter_ids())
     return batch, ids, list(encoder.vocab), _read_docs(tmp, len(ids)), stats
+
+
+def _refuse_plus(path: Path, encoder: str) -> None:
+    """Adds to a ``bm25+MODEL`` index are not implemented (its BM25 part would need the collection
+    statistics split from the model's columns); deletes and merges work as for any index."""
+    if encoder.startswith("bm25+"):
+        raise LsrError(
+            f"{path} is a {encoder} index: adding documents to it is not supported yet; rebuild it with "
+            "lsr index --overwrite (deletes and merges work)"
+        )
 
 
 def _open_corpus(corpus: str | Path) -> list[Doc]:

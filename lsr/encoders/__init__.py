@@ -6,6 +6,9 @@
 | `splade`         | MLM logits, log(1 + ReLU), pooled | the same model (or `encoder.query_model`) |
 | `unicoil`        | one weight per input token        | the same model (or `encoder.query_model`) |
 | `inference-free` | SPLADE                            | tokens weighted by a table; no torch      |
+| `bm25+MODEL`     | MODEL's weights, then BM25 impacts | w x MODEL's query side, then BM25's terms |
+
+(MODEL: splade, unicoil or inference-free; :mod:`lsr.encoders.plus`.)
 
 ``make_encoder`` builds the document side from the config; ``load_query_encoder``
 rebuilds the query side from an index's own meta. Importing this package loads no
@@ -24,6 +27,7 @@ from lsr.config import EncoderConfig
 from lsr.encoders.base import CorpusEncoder, CorpusStats, Finish, QueryEncoder
 from lsr.encoders.bm25 import BM25Encoder, BM25QueryEncoder
 from lsr.encoders.inference_free import InferenceFreeEncoder, InferenceFreeQueryEncoder
+from lsr.encoders.plus import PlusEncoder, PlusQueryEncoder
 from lsr.encoders.splade import SpladeEncoder, SpladeQueryEncoder
 from lsr.encoders.unicoil import UniCoilEncoder, UniCoilQueryEncoder
 from lsr.errors import ConfigError
@@ -38,6 +42,7 @@ class EncoderKind:
         default_model: a bare name resolves to a shipped model (:func:`default_model`).
         tiny_fallback: without a shipped model, the fetched splade-tiny serves (it has an MLM head, so
             it is a SPLADE and an inference-free document encoder, but no uniCOIL head).
+        learned: ``bm25+MODEL`` encoders: MODEL, whose shipped model a bare name resolves to.
     """
 
     name: str
@@ -46,21 +51,41 @@ class EncoderKind:
     model: bool = True
     default_model: bool = False
     tiny_fallback: bool = False
+    learned: str = ""
+
+
+LEARNED = (
+    EncoderKind("splade", SpladeEncoder, SpladeQueryEncoder, default_model=True, tiny_fallback=True),
+    EncoderKind("unicoil", UniCoilEncoder, UniCoilQueryEncoder, default_model=True),
+    EncoderKind(
+        "inference-free",
+        InferenceFreeEncoder,
+        InferenceFreeQueryEncoder,
+        default_model=True,
+        tiny_fallback=True,
+    ),
+)
+
+
+def _plus(kind: EncoderKind) -> EncoderKind:
+    """``bm25+NAME``: BM25 and the learned encoder ``kind`` in one vector (:mod:`lsr.encoders.plus`)."""
+    PlusQueryEncoder.learned_query[kind.name] = kind.query
+    return EncoderKind(
+        f"bm25+{kind.name}",
+        lambda cfg: PlusEncoder(cfg, kind.corpus, kind.name),
+        PlusQueryEncoder,
+        default_model=True,
+        tiny_fallback=kind.tiny_fallback,
+        learned=kind.name,
+    )
 
 
 REGISTRY: dict[str, EncoderKind] = {
     kind.name: kind
     for kind in (
         EncoderKind("bm25", BM25Encoder, BM25QueryEncoder, model=False),
-        EncoderKind("splade", SpladeEncoder, SpladeQueryEncoder, default_model=True, tiny_fallback=True),
-        EncoderKind("unicoil", UniCoilEncoder, UniCoilQueryEncoder, default_model=True),
-        EncoderKind(
-            "inference-free",
-            InferenceFreeEncoder,
-            InferenceFreeQueryEncoder,
-            default_model=True,
-            tiny_fallback=True,
-        ),
+        *LEARNED,
+        *(_plus(k) for k in LEARNED),
     )
 }
 ENCODERS = tuple(REGISTRY)
@@ -69,7 +94,9 @@ ENCODER_HELP = (
     "bm25; splade, unicoil or inference-free with a model folder as NAME:FOLDER "
     "(e.g. inference-free:models/splade-tiny); or just a model folder, meaning splade "
     "(e.g. models/splade-tiny). A bare splade, unicoil or inference-free uses the shipped "
-    "default model (lsr.encoders.default_model)"
+    "default model (lsr.encoders.default_model). bm25+splade, bm25+unicoil, bm25+inference-free "
+    "(also with :FOLDER): BM25 plus the model in one index, score = BM25 + encoder.plus.model_weight "
+    "x the model's"
 )
 
 # the models shipped inside the package (lsr/models/NAME), then the fetched splade-tiny
@@ -97,6 +124,7 @@ def default_model(name: str) -> Path | None:
     """
     if name not in REGISTRY or not REGISTRY[name].default_model:
         return None
+    name = REGISTRY[name].learned or name
     shipped = SHIPPED_MODELS_DIR / name
     if (shipped / "config.json").is_file():
         return shipped

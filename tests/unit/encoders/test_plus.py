@@ -1,0 +1,122 @@
+"""bm25+MODEL: one vector holding the model's weights and BM25 impacts, so that one exact dot product
+equals BM25 + model_weight x the model's score, document for document."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lsr import pipeline
+from lsr.config import load_config
+from lsr.encoders.plus import PREFIX, join_columns, split_columns
+from lsr.errors import ConfigError
+from lsr.index.sparse import SparseBatch
+
+QUERIES = ["vitamin d cancer", "coffee sleep adults", "cats and dogs", "gene cell study effect"]
+
+
+def random_batch(rng, rows, n_terms):
+    out = []
+    for _ in range(rows):
+        n = int(rng.integers(0, 6))
+        ids = np.sort(rng.choice(n_terms, size=n, replace=False))
+        out.append((ids, rng.random(n).astype(np.float32) + 0.1))
+    return SparseBatch.from_rows(out), out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_split_and_join_columns_against_rows(seed):
+    rng = np.random.default_rng(seed)
+    batch, rows = random_batch(rng, 12, 40)
+    low, high = split_columns(batch, 25)
+    for i, (ids, weights) in enumerate(rows):
+        keep = ids < 25
+        got_ids, got_w = low.row(i)
+        assert got_ids.tolist() == ids[keep].tolist() and np.allclose(got_w, weights[keep])
+        got_ids, got_w = high.row(i)
+        assert got_ids.tolist() == (ids[~keep] - 25).tolist() and np.allclose(got_w, weights[~keep])
+    joined = join_columns(low, high, 25)
+    assert joined.indptr.tolist() == batch.indptr.tolist()
+    assert joined.term_ids.tolist() == batch.term_ids.tolist()
+    assert np.array_equal(joined.weights, batch.weights)
+
+
+def test_join_rejects_batches_of_different_lengths():
+    a = SparseBatch.from_rows([([1], [1.0])])
+    with pytest.raises(ValueError, match="1 rows beside 2"):
+        join_columns(a, SparseBatch.from_rows([([1], [1.0]), ([2], [1.0])]), 10)
+
+
+def test_model_weight_must_be_positive():
+    with pytest.raises(ConfigError, match="encoder.plus.model_weight"):
+        load_config(None, ["encoder.plus.model_weight=0"])
+
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from tiny_models import write_corpus  # noqa: E402
+
+from lsr.searcher import Plan, Searcher  # noqa: E402
+
+
+def build(tmp, name, model, *extra):
+    overrides = [f"encoder.name={name}", "encoder.transformer.max_length=16", "index.impact_dtype=float32"]
+    if model:
+        overrides.append(f"encoder.model={model}")
+    out = tmp / name.replace("+", "-")
+    pipeline.index_corpus(load_config(None, [*overrides, *extra]), write_corpus(tmp / "c.jsonl"), out)
+    return Searcher(out)
+
+
+def all_scores(searcher, query):
+    """{doc id: score} of every matching document (exact mode, k = every document)."""
+    n = searcher.index.n_docs
+    result = searcher.search(query, Plan(k=n, mode="exact"))
+    return {
+        searcher.index.doc_keys[d]: s
+        for d, s in zip(result.docs.tolist(), result.scores.tolist(), strict=True)
+    }
+
+
+@pytest.fixture(scope="module")
+def three(tiny_mlm, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("plus")
+    plus = build(tmp, "bm25+splade", tiny_mlm, "encoder.plus.model_weight=0.7")
+    return build(tmp, "bm25", None), build(tmp, "splade", tiny_mlm), plus
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_one_index_scores_bm25_plus_weighted_model(three, query):
+    bm25, splade, plus = three
+    a, b, got = all_scores(bm25, query), all_scores(splade, query), all_scores(plus, query)
+    want = {d: a.get(d, 0.0) + 0.7 * b.get(d, 0.0) for d in set(a) | set(b)}
+    want = {d: s for d, s in want.items() if s > 0}
+    assert set(got) == set(want)
+    for d, s in want.items():
+        assert got[d] == pytest.approx(s, rel=1e-5, abs=1e-6), d
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_safe_mode_equals_exact(three, query):
+    plus = three[2]
+    exact = plus.search(query, Plan(k=3, mode="exact"))
+    safe = plus.search(query, Plan(k=3, mode="safe"))
+    assert exact.docs.tolist() == safe.docs.tolist()
+    assert np.allclose(exact.scores, safe.scores)
+
+
+def test_vocabulary_is_the_models_then_prefixed_bm25_terms(three):
+    splade, plus = three[1], three[2]
+    model_vocab = splade.index.vocab
+    vocab = plus.index.vocab
+    assert list(vocab[: len(model_vocab)]) == list(model_vocab)
+    rest = list(vocab[len(model_vocab) :])
+    assert rest and all(t.startswith(PREFIX) for t in rest)
+    assert PREFIX + "vitamin" in rest and PREFIX + "the" not in rest  # analyzed: stopwords dropped
+    assert plus.index.meta["encoder"]["plus"] == {"model_weight": 0.7}
+
+
+def test_inference_free_without_a_query_table_is_refused(tiny_mlm, tmp_path):
+    with pytest.raises(ConfigError, match="needs a corpus pass"):
+        build(tmp_path, "bm25+inference-free", tiny_mlm, "encoder.inference_free.query_weights=idf")
