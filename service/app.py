@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -28,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -41,7 +44,10 @@ from uvicorn.supervisors import Multiprocess
 
 from lsr import __version__
 from lsr.config import ServiceConfig
+from lsr.data.trec import trec_order
+from lsr.explain import contributions, query_terms
 from lsr.index import SearchParams, SearchResult
+from lsr.index.search import MAX_K
 from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
@@ -51,6 +57,7 @@ from lsr.service.openapi import (
     BatchAnswer,
     DeleteAnswer,
     DocAnswer,
+    ExplainAnswer,
     Health,
     IndexesAnswer,
     Ready,
@@ -68,6 +75,7 @@ access_logger = logging.getLogger("lsr.service.access")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # never need the API key
 FIELDS = ("title", "text")
 WARMUP_TEXT = "warm up the query encoder"
+MAX_EXPLAIN = 100  # documents one explain request asks about
 
 
 class ApiError(Exception):
@@ -191,17 +199,47 @@ def search_served(
             {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields, plan.offset)}
             for q in texts
         ]
-    parts = [
-        searcher.encode(Queries(texts=[q]), plan)
-        if q is not None
-        else Queries(sparse=searcher.encode_vectors([v]))
-        for q, v in queries
-    ]
-    results = searcher.search_batch(Queries.concat(parts), plan)
+    parts = [encode_query(searcher, q, v, plan) for q, v in queries]
+    results = trec_pages(searcher, parts, plan)
     return [
         _answer(served, part, vector, result, fields, plan.offset)
         for part, (_, vector), result in zip(parts, queries, results, strict=True)
     ]
+
+
+def encode_query(searcher: Any, text: str | None, vector: dict[str, float] | None, plan: Plan) -> Queries:
+    """One query encoded: ``text`` by the index's own query encoder, or a pre-encoded ``vector``."""
+    if text is not None:
+        return searcher.encode(Queries(texts=[text]), plan)
+    return Queries(sparse=searcher.encode_vectors([vector or {}]))
+
+
+def trec_pages(searcher: Any, parts: list[Queries], plan: Plan) -> list[SearchResult]:
+    """Each encoded query's page ``plan.offset .. plan.offset + plan.k`` of its whole ranking in the
+    order of run files and ``lsr eval`` (score desc, ties by doc id desc: lsr.data.trec.trec_order).
+    The index breaks ties by internal id, and cuts a tie group at k by internal id too; so each
+    query's top ``offset + k + 1`` is fetched, and while the last page position ties with the next
+    one (the group goes on past the cut), fetched again twice as deep, until the group is whole.
+    Consecutive pages then never repeat or skip a document."""
+    end = plan.offset + plan.k
+    deep = dataclasses.replace(plan, k=end + 1, offset=0)
+    results = searcher.search_batch(Queries.concat(parts), deep)
+    keys = searcher.index.doc_keys
+    out = []
+    for part, result in zip(parts, results, strict=True):
+        fetch = end + 1
+        while len(result.docs) == fetch and fetch < MAX_K and result.scores[end - 1] == result.scores[-1]:
+            fetch = min(2 * fetch, MAX_K)
+            result = searcher.search_batch(part, dataclasses.replace(deep, k=fetch))[0]
+        internal = {keys[d]: d for d in result.docs.tolist()}
+        ranked = trec_order(dict(zip(internal, result.scores.tolist(), strict=True)))[plan.offset : end]
+        out.append(
+            SearchResult(
+                np.array([internal[key] for key, _ in ranked], dtype=np.int64),
+                np.array([score for _, score in ranked], dtype=result.scores.dtype),
+            )
+        )
+    return out
 
 
 def _answer(
@@ -296,6 +334,17 @@ class BatchQuery(_Body):
 
 class BatchRequest(SearchOptions):
     queries: list[BatchQuery] = Field(json_schema_extra={"minItems": 1})  # maxItems: --max-batch
+
+
+class ExplainRequest(_Body):
+    """Why documents scored what they did for one query (``query`` text or a ``vector``): each query
+    term's weight x the document's impact, for each of ``ids``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_QUERY_VECTOR)
+    index: OptStr = None
+    query: OptStr = None
+    vector: OptVector = None
+    ids: list[StrictStr] = Field(min_length=1, max_length=MAX_EXPLAIN)
 
 
 class ReloadRequest(_Body):
@@ -698,10 +747,26 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
     _add_index_routes(app, service)
     _add_search_route(app, service)
     _add_batch_route(app, service)
+    _add_explain_route(app, service)
     _add_doc_routes(app, service)
     _add_write_routes(app, service)
+    _add_page_routes(app)
     _add_middleware(app, service)
     return app
+
+
+STATIC = Path(__file__).parent / "static"  # the search page: package data (pyproject's package-data)
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    """``/``: the search page (plain HTML, CSS and JavaScript from the package; it calls the /v1 API)."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def search_page() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 def _log_access() -> None:
@@ -870,6 +935,56 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
                 "results": results,
             }
         )
+
+
+def _add_explain_route(app: FastAPI, service: Service) -> None:
+    @app.post(
+        "/v1/explain",
+        tags=["search"],
+        response_model=None,
+        responses=error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=ExplainAnswer),
+    )
+    async def explain(body: ExplainRequest, request: Request) -> dict[str, Any]:
+        """Why each of ``ids`` scored what it did for the query: each query term the document holds,
+        its query weight x the document's impact; they sum to the score (``lsr eval explain``'s numbers)."""
+        served = service.get(body.index)
+        request.state.index = served.name
+        service.check_query(body.query, body.vector, "none")
+        unknown = [doc_id for doc_id in body.ids if served.doc_index(doc_id) is None]
+        if unknown:
+            raise ApiError(404, f"unknown doc id {unknown[0]!r} in index {served.name!r}")
+        out = await service.run(served, explain_docs, served, body.query, body.vector, body.ids)
+        return {"index": served.name, "generation": served.generation, **out}
+
+
+def explain_docs(
+    served: ServedIndex, text: str | None, vector: dict[str, float] | None, ids: list[str]
+) -> dict[str, Any]:
+    """The encoded query and each document's term contributions (lsr.explain)."""
+    index = served.index
+    sparse = encode_query(served.searcher, text, vector, Plan()).sparse
+    assert sparse is not None
+    terms, weights = sparse.row(0)
+    docs = []
+    for doc_id in ids:
+        found = contributions(index, terms, weights, served.doc_index(doc_id) or 0)
+        docs.append(
+            {
+                "id": doc_id,
+                "score": float(np.float32(sum(c.contribution for c in found))),
+                "terms": [
+                    {
+                        "term": c.term,
+                        "query_weight": c.query_weight,
+                        "doc_impact": c.doc_impact,
+                        "contribution": c.contribution,
+                    }
+                    for c in found
+                ],
+            }
+        )
+    query = [{"term": t, "weight": w} for t, w in query_terms(index, terms, weights)]
+    return {"scale": float(index.scale), "query_terms": query, "docs": docs}
 
 
 def _add_doc_routes(app: FastAPI, service: Service) -> None:

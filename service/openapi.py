@@ -95,6 +95,35 @@ class BatchAnswer(_Answer):
     results: list[BatchItem]
 
 
+class QueryTerm(_Answer):
+    term: str
+    weight: float
+
+
+class TermContribution(_Answer):
+    term: str
+    query_weight: float
+    doc_impact: float = Field(description="stored impact x the index's quantization scale")
+    contribution: float = Field(description="query_weight x doc_impact")
+
+
+class ExplainedDoc(_Answer):
+    id: str
+    score: float = Field(
+        description="the sum of the contributions: the document's score for this query (search answers "
+        "the same number, summed in float32)"
+    )
+    terms: list[TermContribution] = Field(description="the query terms the document holds, largest first")
+
+
+class ExplainAnswer(_Answer):
+    index: str
+    generation: int
+    scale: float = Field(description="the index's quantization scale")
+    query_terms: list[QueryTerm] = Field(description="the encoded query, heaviest first")
+    docs: list[ExplainedDoc]
+
+
 class EncoderInfo(_Answer):
     name: str | None
     model: str | None
