@@ -36,7 +36,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
@@ -277,6 +286,14 @@ def _hits(
 Number = StrictFloat | StrictInt
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 350.0 as an integer: take it as 350 (a fraction stays refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Int = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -294,22 +311,36 @@ class _Body(BaseModel):
 # Optional fields are documented without null (WithJsonSchema; validation is unchanged): the service
 # refuses null where it wants a value, so the schema says so; "exactly one of query or vector" is a oneOf.
 OptStr = Annotated[StrictStr | None, WithJsonSchema({"type": "string"})]
+WEIGHTS = (1e-30, 1e6)  # a vector weight's range: float32 holds it, and sums of products stay finite
 OptVector = Annotated[
     dict[str, Number] | None,
-    WithJsonSchema({"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0}}),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "number", "minimum": WEIGHTS[0], "maximum": WEIGHTS[1]},
+        }
+    ),
 ]
+# a document id: no whitespace or control characters (run files and id lists are whitespace-separated)
+DOC_ID_PATTERN = r"^[^\s\u0000-\u001f\u007f-\u009f]+$"
 OptFields = Annotated[
     list[Literal["title", "text"]] | None,
     WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(FIELDS)}}),
+]
+OptFilter = Annotated[
+    dict[str, Any] | None,
+    WithJsonSchema(
+        {"type": "object", "description": "a metadata filter: term, terms, range, exists, and/or/not"}
+    ),
 ]
 ONE_OF_QUERY_VECTOR: dict[str, Any] = {"oneOf": [{"required": ["query"]}, {"required": ["vector"]}]}
 
 
 class SearchOptions(_Body):
     index: OptStr = None
-    k: StrictInt = 10
-    offset: StrictInt = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
-    filter: dict[str, Any] | None = None  # a metadata filter (lsr.index.fields)
+    k: Int = 10
+    offset: Int = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
+    filter: OptFilter = None  # a metadata filter (lsr.index.fields)
     mode: Literal["exact", "safe", "approx"] = "exact"
     alpha: Number = 1.0
     beta: Number = 1.0
@@ -355,14 +386,17 @@ class DocIn(_Body):
     """A document to add or update: ``text`` (and ``title``), encoded by the index's own encoder, or a
     pre-encoded sparse ``vector`` ({term: weight > 0})."""
 
-    id: StrictStr
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["text"]}, {"required": ["vector"]}]}
+    )
+    id: StrictStr = Field(pattern=DOC_ID_PATTERN)
     title: StrictStr = ""
-    text: StrictStr | None = None
-    vector: dict[str, Number] | None = None
+    text: OptStr = None
+    vector: OptVector = None
 
 
 class DocsRequest(_Body):
-    docs: list[DocIn]
+    docs: list[DocIn] = Field(min_length=1)
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -429,6 +463,8 @@ class Service:
         async with lock:
             old = self.get(name)
             new_path = path or old.path
+            if not os.path.exists(new_path):
+                raise ApiError(404, f"no index at {new_path!r} to reload {name!r} from")
             try:
                 new = await asyncio.to_thread(
                     load_served_index, name, new_path, old.generation + 1, self.settings.warmup, self.opener
@@ -484,22 +520,18 @@ class Service:
             ) from None
 
     def check_options(self, served: ServedIndex, body: SearchOptions) -> SearchParams:
+        """The search options checked: 422 outside the schema (its bounds are the settings' limits),
+        400 for what the schema cannot state or only the index knows."""
         s = self.settings
         if body.k < 1 or body.k > s.max_k:
             raise ApiError(422, f"k = {body.k} must lie in [1, {s.max_k}]")
-        if body.offset < 0 or body.offset + body.k > s.max_k:
-            raise ApiError(422, f"from = {body.offset} must be >= 0, and from + k at most {s.max_k}")
+        if body.offset < 0:
+            raise ApiError(422, f"from = {body.offset} must be >= 0")
+        if body.offset + body.k > s.max_k:
+            raise ApiError(400, f"from + k = {body.offset + body.k} must be at most {s.max_k}")
         if body.filter is not None:
-            if body.rerank != "none":
-                raise ApiError(422, "a filter applies to the sparse search; use rerank 'none'")
-            try:
-                served.index.filtered_live(body.filter)
-            except ValueError as exc:
-                raise ApiError(422, f"bad filter: {exc}") from None
-        try:
-            params = SearchParams(body.mode, float(body.alpha), float(body.beta))
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from None
+            _check_filter(served, body)
+        params = _search_params(body)
         if body.mode not in served.modes():
             raise ApiError(
                 400,
@@ -528,23 +560,17 @@ class Service:
             n_tokens = len(query.split())
             if n_tokens > s.max_query_tokens:
                 raise ApiError(
-                    422, f"{where}query of {n_tokens} tokens exceeds the maximum {s.max_query_tokens}"
+                    400, f"{where}query of {n_tokens} tokens exceeds the maximum {s.max_query_tokens}"
                 )
             return
         assert vector is not None
         if rerank != "none":
-            raise ApiError(422, f"{where}rerank {rerank!r} needs a text query, not a vector")
+            raise ApiError(400, f"{where}rerank {rerank!r} needs a text query, not a vector")
         if len(vector) > s.max_vector_terms:
             raise ApiError(
                 422, f"{where}vector of {len(vector)} terms exceeds the maximum {s.max_vector_terms}"
             )
-        for term, weight in vector.items():
-            if not math.isfinite(weight) or weight <= 0:
-                raise ApiError(
-                    422,
-                    f"{where}vector weight of term {term!r} is {weight!r}: weights must be "
-                    "finite numbers > 0",
-                )
+        check_weights(vector, where)
 
     def search_one(
         self,
@@ -566,6 +592,25 @@ class Service:
         if body.fields is not None:
             return list(dict.fromkeys(body.fields))
         return ["title"] if served.searcher.docstore is not None else []
+
+
+def _check_filter(served: ServedIndex, body: SearchOptions) -> None:
+    if body.rerank != "none":
+        raise ApiError(400, "a filter applies to the sparse search; use rerank 'none'")
+    try:
+        served.index.filtered_live(body.filter)
+    except ValueError as exc:
+        raise ApiError(400, f"bad filter for index {served.name!r}: {exc}") from None
+
+
+def _search_params(body: SearchOptions) -> SearchParams:
+    for name, value in (("alpha", body.alpha), ("beta", body.beta)):
+        if not 0 < value <= 1:  # the schema's range
+            raise ApiError(422, f"{name} must be a number in (0, 1], got {value!r}")
+    try:  # what the schema cannot state: alpha and beta 1 outside mode approx
+        return SearchParams(body.mode, float(body.alpha), float(body.beta))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 # --- middleware: API key, body size, metrics, one log line per request ---------------------------
@@ -740,7 +785,7 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
         docs_url=None,  # /docs comes from lsr.service.openapi: no Swagger UI from a CDN
         redoc_url=None,
     )
-    install_openapi(app, service.api_key is not None, settings.max_batch)
+    install_openapi(app, service.api_key is not None, settings)
     app.state.service = service
     _add_error_handlers(app)
     _add_health_routes(app, service)
@@ -1044,18 +1089,31 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
         return {"index": name, "generation": result.generation, "deleted": result.deleted}
 
 
+def check_weights(vector: dict[str, float], where: str = "") -> None:
+    """Each weight a number in ``WEIGHTS`` (the schema's bounds), else 422."""
+    low, high = WEIGHTS
+    for term, weight in vector.items():
+        if not (math.isfinite(weight) and low <= weight <= high):
+            raise ApiError(
+                422,
+                f"{where}vector weight of term {term!r} is {weight!r}: weights must be numbers in "
+                f"[{low:g}, {high:g}]",
+            )
+
+
 def _check_docs(docs: list[DocIn]) -> None:
-    if not docs:
-        raise ApiError(422, "give at least one document in 'docs'")
+    """422: what the schema states (one of text or vector); 400: what it cannot (some text in title or
+    text, ids given once, texts and vectors not mixed)."""
     for i, doc in enumerate(docs):
         if (doc.text is None) == (doc.vector is None):
             raise ApiError(422, f"docs[{i}] ({doc.id!r}): give exactly one of 'text' or 'vector'")
+        check_weights(doc.vector or {}, f"docs[{i}] ({doc.id!r}): ")
         if doc.text is not None and not (doc.title + doc.text).strip():
-            raise ApiError(422, f"docs[{i}] ({doc.id!r}): the document has no text")
+            raise ApiError(400, f"docs[{i}] ({doc.id!r}): the document has no text")
     if len({doc.id for doc in docs}) != len(docs):
-        raise ApiError(422, "a document id repeats within the request: give each document once")
+        raise ApiError(400, "a document id repeats within the request: give each document once")
     if len({doc.text is None for doc in docs}) > 1:
-        raise ApiError(422, "give either texts or vectors in one request, not both")
+        raise ApiError(400, "give either texts or vectors in one request, not both")
 
 
 def _upsert(live: Any, docs: list[DocIn]) -> Any:
