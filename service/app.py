@@ -84,6 +84,7 @@ access_logger = logging.getLogger("lsr.service.access")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # never need the API key
 FIELDS = ("title", "text")
 WARMUP_TEXT = "warm up the query encoder"
+TIE_OVERFETCH = 0.5  # trec_pages fetches this much past the page end (benchmarks/tie_order_bench.py)
 MAX_EXPLAIN = 100  # documents one explain request asks about
 
 
@@ -227,28 +228,38 @@ def trec_pages(searcher: Any, parts: list[Queries], plan: Plan) -> list[SearchRe
     """Each encoded query's page ``plan.offset .. plan.offset + plan.k`` of its whole ranking in the
     order of run files and ``lsr eval`` (score desc, ties by doc id desc: lsr.data.trec.trec_order).
     The index breaks ties by internal id, and cuts a tie group at k by internal id too; so each
-    query's top ``offset + k + 1`` is fetched, and while the last page position ties with the next
-    one (the group goes on past the cut), fetched again twice as deep, until the group is whole.
+    query's top ``(1 + TIE_OVERFETCH) (offset + k) + 1`` is fetched (a tie group at the page end
+    mostly ends within it), and while the page's last score ties with the last one fetched (the
+    group may go on past the cut), fetched again twice as deep, until the group is whole.
     Consecutive pages then never repeat or skip a document."""
     end = plan.offset + plan.k
-    deep = dataclasses.replace(plan, k=end + 1, offset=0)
+    deep = dataclasses.replace(plan, k=end + 1 + int(end * TIE_OVERFETCH), offset=0)
     results = searcher.search_batch(Queries.concat(parts), deep)
+    return [
+        _trec_page(searcher, part, result, deep, plan.offset, end)
+        for part, result in zip(parts, results, strict=True)
+    ]
+
+
+def _trec_page(
+    searcher: Any, part: Queries, result: SearchResult, deep: Plan, offset: int, end: int
+) -> SearchResult:
+    """One query's ranks ``offset .. end - 1`` from its top ``deep.k`` (see :func:`trec_pages`)."""
+    fetch = deep.k
+    while len(result.docs) == fetch and fetch < MAX_K and result.scores[end - 1] == result.scores[-1]:
+        fetch = min(2 * fetch, MAX_K)
+        result = searcher.search_batch(part, dataclasses.replace(deep, k=fetch))[0]
+    scores = np.asarray(result.scores)
+    near = scores[max(offset - 1, 0) : end + 1]  # a tie that reaches into the page
+    if not (near[1:] == near[:-1]).any():  # none: the index's order is the trec order here
+        return SearchResult(result.docs[offset:end], scores[offset:end])
     keys = searcher.index.doc_keys
-    out = []
-    for part, result in zip(parts, results, strict=True):
-        fetch = end + 1
-        while len(result.docs) == fetch and fetch < MAX_K and result.scores[end - 1] == result.scores[-1]:
-            fetch = min(2 * fetch, MAX_K)
-            result = searcher.search_batch(part, dataclasses.replace(deep, k=fetch))[0]
-        internal = {keys[d]: d for d in result.docs.tolist()}
-        ranked = trec_order(dict(zip(internal, result.scores.tolist(), strict=True)))[plan.offset : end]
-        out.append(
-            SearchResult(
-                np.array([internal[key] for key, _ in ranked], dtype=np.int64),
-                np.array([score for _, score in ranked], dtype=result.scores.dtype),
-            )
-        )
-    return out
+    internal = {keys[d]: d for d in result.docs.tolist()}
+    ranked = trec_order(dict(zip(internal, scores.tolist(), strict=True)))[offset:end]
+    return SearchResult(
+        np.array([internal[key] for key, _ in ranked], dtype=np.int64),
+        np.array([score for _, score in ranked], dtype=scores.dtype),
+    )
 
 
 def _answer(

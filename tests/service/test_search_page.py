@@ -33,13 +33,14 @@ def _browser_missing() -> str | None:
     return None
 
 
+MISSING = _browser_missing()
+pytestmark = pytest.mark.skipif(bool(MISSING and not REQUIRED), reason=str(MISSING))
+
+
 @pytest.fixture(scope="module")
 def page():
-    missing = _browser_missing()
-    if missing:
-        if REQUIRED:
-            pytest.fail(f"the browser test must run in CI, but {missing}")
-        pytest.skip(missing)
+    if MISSING:  # REQUIRED, or the module would have been skipped
+        pytest.fail(f"the browser test must run in CI, but {MISSING}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
