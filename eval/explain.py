@@ -1,4 +1,4 @@
-"""``lsr eval --explain QID``: why a document ranked where it did.
+"""``lsr eval --explain QID``: why a document ranked where it did (the contributions: lsr.explain).
 
 For one query: its terms and weights (from the index's own query encoder), then for each of the
 top documents the query terms it contains, the document's impact for each (dequantized: stored
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from lsr.explain import contributions, query_terms
 
 
 @dataclass
@@ -38,17 +38,6 @@ class Explanation:
     scale: float
 
 
-def doc_impact(index: Any, term: int, doc: int) -> float:
-    """The dequantized impact of internal doc ``doc`` in ``term``'s posting list (0 when absent)."""
-    lo, hi = int(index.term_ptr[term]), int(index.term_ptr[term + 1])
-    docs = np.asarray(index.doc_ids[lo:hi])
-    i = int(np.searchsorted(docs, doc))
-    if i < len(docs) and docs[i] == doc:
-        return float(index.impacts[lo + i]) * float(index.scale)
-    hit = np.flatnonzero(docs == doc)  # posting lists are sorted by doc id; this is a safety net
-    return float(index.impacts[lo + hit[0]]) * float(index.scale) if len(hit) else 0.0
-
-
 def explain_query(
     index_dir: str | Path,
     qid: str,
@@ -71,10 +60,6 @@ def explain_query(
     index = searcher.index
     encoded = searcher.encode_texts([queries[qid]])
     terms, weights = encoded.row(0)
-    vocab = index.vocab
-    q = sorted(
-        ((vocab[int(t)], float(w), int(t)) for t, w in zip(terms, weights, strict=True)), key=lambda x: -x[1]
-    )
     result = index.search(terms, weights, k=k, mode=mode)
     keys = index.doc_keys
     grades = (qrels or {}).get(qid, {})
@@ -83,16 +68,14 @@ def explain_query(
         title = ""
         if searcher.docstore is not None:
             title = searcher.docstore.get(d).get("title", "")
-        contrib = []
-        for term, w, t in q:
-            imp = doc_impact(index, t, d)
-            if imp:
-                contrib.append((term, w, imp, w * imp))
-        contrib.sort(key=lambda x: -x[3])
+        contrib = [
+            (c.term, c.query_weight, c.doc_impact, c.contribution)
+            for c in contributions(index, terms, weights, d)
+        ]
         docs.append(
             DocExplanation(rank, keys[d], float(s), grades.get(keys[d]) if qrels else None, title, contrib)
         )
-    return Explanation(qid, queries[qid], [(t, w) for t, w, _ in q], docs, float(index.scale))
+    return Explanation(qid, queries[qid], query_terms(index, terms, weights), docs, float(index.scale))
 
 
 def format_explanation(ex: Explanation, max_terms: int = 12) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import logging
@@ -28,12 +29,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 from pydantic.json_schema import WithJsonSchema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
@@ -41,7 +53,10 @@ from uvicorn.supervisors import Multiprocess
 
 from lsr import __version__
 from lsr.config import ServiceConfig
+from lsr.data.trec import trec_order
+from lsr.explain import contributions, query_terms
 from lsr.index import SearchParams, SearchResult
+from lsr.index.search import MAX_K
 from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.metrics import Metrics
@@ -51,6 +66,7 @@ from lsr.service.openapi import (
     BatchAnswer,
     DeleteAnswer,
     DocAnswer,
+    ExplainAnswer,
     Health,
     IndexesAnswer,
     Ready,
@@ -68,6 +84,8 @@ access_logger = logging.getLogger("lsr.service.access")
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # never need the API key
 FIELDS = ("title", "text")
 WARMUP_TEXT = "warm up the query encoder"
+TIE_OVERFETCH = 0.5  # trec_pages fetches this much past the page end (benchmarks/tie_order_bench.py)
+MAX_EXPLAIN = 100  # documents one explain request asks about
 
 
 class ApiError(Exception):
@@ -191,17 +209,57 @@ def search_served(
             {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields, plan.offset)}
             for q in texts
         ]
-    parts = [
-        searcher.encode(Queries(texts=[q]), plan)
-        if q is not None
-        else Queries(sparse=searcher.encode_vectors([v]))
-        for q, v in queries
-    ]
-    results = searcher.search_batch(Queries.concat(parts), plan)
+    parts = [encode_query(searcher, q, v, plan) for q, v in queries]
+    results = trec_pages(searcher, parts, plan)
     return [
         _answer(served, part, vector, result, fields, plan.offset)
         for part, (_, vector), result in zip(parts, queries, results, strict=True)
     ]
+
+
+def encode_query(searcher: Any, text: str | None, vector: dict[str, float] | None, plan: Plan) -> Queries:
+    """One query encoded: ``text`` by the index's own query encoder, or a pre-encoded ``vector``."""
+    if text is not None:
+        return searcher.encode(Queries(texts=[text]), plan)
+    return Queries(sparse=searcher.encode_vectors([vector or {}]))
+
+
+def trec_pages(searcher: Any, parts: list[Queries], plan: Plan) -> list[SearchResult]:
+    """Each encoded query's page ``plan.offset .. plan.offset + plan.k`` of its whole ranking in the
+    order of run files and ``lsr eval`` (score desc, ties by doc id desc: lsr.data.trec.trec_order).
+    The index breaks ties by internal id, and cuts a tie group at k by internal id too; so each
+    query's top ``(1 + TIE_OVERFETCH) (offset + k) + 1`` is fetched (a tie group at the page end
+    mostly ends within it), and while the page's last score ties with the last one fetched (the
+    group may go on past the cut), fetched again twice as deep, until the group is whole.
+    Consecutive pages then never repeat or skip a document."""
+    end = plan.offset + plan.k
+    deep = dataclasses.replace(plan, k=end + 1 + int(end * TIE_OVERFETCH), offset=0)
+    results = searcher.search_batch(Queries.concat(parts), deep)
+    return [
+        _trec_page(searcher, part, result, deep, plan.offset, end)
+        for part, result in zip(parts, results, strict=True)
+    ]
+
+
+def _trec_page(
+    searcher: Any, part: Queries, result: SearchResult, deep: Plan, offset: int, end: int
+) -> SearchResult:
+    """One query's ranks ``offset .. end - 1`` from its top ``deep.k`` (see :func:`trec_pages`)."""
+    fetch = deep.k
+    while len(result.docs) == fetch and fetch < MAX_K and result.scores[end - 1] == result.scores[-1]:
+        fetch = min(2 * fetch, MAX_K)
+        result = searcher.search_batch(part, dataclasses.replace(deep, k=fetch))[0]
+    scores = np.asarray(result.scores)
+    near = scores[max(offset - 1, 0) : end + 1]  # a tie that reaches into the page
+    if not (near[1:] == near[:-1]).any():  # none: the index's order is the trec order here
+        return SearchResult(result.docs[offset:end], scores[offset:end])
+    keys = searcher.index.doc_keys
+    internal = {keys[d]: d for d in result.docs.tolist()}
+    ranked = trec_order(dict(zip(internal, scores.tolist(), strict=True)))[offset:end]
+    return SearchResult(
+        np.array([internal[key] for key, _ in ranked], dtype=np.int64),
+        np.array([score for _, score in ranked], dtype=scores.dtype),
+    )
 
 
 def _answer(
@@ -239,6 +297,14 @@ def _hits(
 Number = StrictFloat | StrictInt
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 350.0 as an integer: take it as 350 (a fraction stays refused)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Int = Annotated[StrictInt, BeforeValidator(_integral)]
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -256,22 +322,36 @@ class _Body(BaseModel):
 # Optional fields are documented without null (WithJsonSchema; validation is unchanged): the service
 # refuses null where it wants a value, so the schema says so; "exactly one of query or vector" is a oneOf.
 OptStr = Annotated[StrictStr | None, WithJsonSchema({"type": "string"})]
+WEIGHTS = (1e-30, 1e6)  # a vector weight's range: float32 holds it, and sums of products stay finite
 OptVector = Annotated[
     dict[str, Number] | None,
-    WithJsonSchema({"type": "object", "additionalProperties": {"type": "number", "exclusiveMinimum": 0}}),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "additionalProperties": {"type": "number", "minimum": WEIGHTS[0], "maximum": WEIGHTS[1]},
+        }
+    ),
 ]
+# a document id: no whitespace or control characters (run files and id lists are whitespace-separated)
+DOC_ID_PATTERN = r"^[^\s\u0000-\u001f\u007f-\u009f]+$"
 OptFields = Annotated[
     list[Literal["title", "text"]] | None,
     WithJsonSchema({"type": "array", "items": {"type": "string", "enum": list(FIELDS)}}),
+]
+OptFilter = Annotated[
+    dict[str, Any] | None,
+    WithJsonSchema(
+        {"type": "object", "description": "a metadata filter: term, terms, range, exists, and/or/not"}
+    ),
 ]
 ONE_OF_QUERY_VECTOR: dict[str, Any] = {"oneOf": [{"required": ["query"]}, {"required": ["vector"]}]}
 
 
 class SearchOptions(_Body):
     index: OptStr = None
-    k: StrictInt = 10
-    offset: StrictInt = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
-    filter: dict[str, Any] | None = None  # a metadata filter (lsr.index.fields)
+    k: Int = 10
+    offset: Int = Field(0, alias="from")  # paging: ranks from + 1 .. from + k
+    filter: OptFilter = None  # a metadata filter (lsr.index.fields)
     mode: Literal["exact", "safe", "approx"] = "exact"
     alpha: Number = 1.0
     beta: Number = 1.0
@@ -298,6 +378,17 @@ class BatchRequest(SearchOptions):
     queries: list[BatchQuery] = Field(json_schema_extra={"minItems": 1})  # maxItems: --max-batch
 
 
+class ExplainRequest(_Body):
+    """Why documents scored what they did for one query (``query`` text or a ``vector``): each query
+    term's weight x the document's impact, for each of ``ids``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_OF_QUERY_VECTOR)
+    index: OptStr = None
+    query: OptStr = None
+    vector: OptVector = None
+    ids: list[StrictStr] = Field(min_length=1, max_length=MAX_EXPLAIN)
+
+
 class ReloadRequest(_Body):
     path: OptStr = None
 
@@ -306,14 +397,17 @@ class DocIn(_Body):
     """A document to add or update: ``text`` (and ``title``), encoded by the index's own encoder, or a
     pre-encoded sparse ``vector`` ({term: weight > 0})."""
 
-    id: StrictStr
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"oneOf": [{"required": ["text"]}, {"required": ["vector"]}]}
+    )
+    id: StrictStr = Field(pattern=DOC_ID_PATTERN)
     title: StrictStr = ""
-    text: StrictStr | None = None
-    vector: dict[str, Number] | None = None
+    text: OptStr = None
+    vector: OptVector = None
 
 
 class DocsRequest(_Body):
-    docs: list[DocIn]
+    docs: list[DocIn] = Field(min_length=1)
 
 
 # --- the service ----------------------------------------------------------------------------------
@@ -380,6 +474,8 @@ class Service:
         async with lock:
             old = self.get(name)
             new_path = path or old.path
+            if not os.path.exists(new_path):
+                raise ApiError(404, f"no index at {new_path!r} to reload {name!r} from")
             try:
                 new = await asyncio.to_thread(
                     load_served_index, name, new_path, old.generation + 1, self.settings.warmup, self.opener
@@ -435,22 +531,18 @@ class Service:
             ) from None
 
     def check_options(self, served: ServedIndex, body: SearchOptions) -> SearchParams:
+        """The search options checked: 422 outside the schema (its bounds are the settings' limits),
+        400 for what the schema cannot state or only the index knows."""
         s = self.settings
         if body.k < 1 or body.k > s.max_k:
             raise ApiError(422, f"k = {body.k} must lie in [1, {s.max_k}]")
-        if body.offset < 0 or body.offset + body.k > s.max_k:
-            raise ApiError(422, f"from = {body.offset} must be >= 0, and from + k at most {s.max_k}")
+        if body.offset < 0:
+            raise ApiError(422, f"from = {body.offset} must be >= 0")
+        if body.offset + body.k > s.max_k:
+            raise ApiError(400, f"from + k = {body.offset + body.k} must be at most {s.max_k}")
         if body.filter is not None:
-            if body.rerank != "none":
-                raise ApiError(422, "a filter applies to the sparse search; use rerank 'none'")
-            try:
-                served.index.filtered_live(body.filter)
-            except ValueError as exc:
-                raise ApiError(422, f"bad filter: {exc}") from None
-        try:
-            params = SearchParams(body.mode, float(body.alpha), float(body.beta))
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from None
+            _check_filter(served, body)
+        params = _search_params(body)
         if body.mode not in served.modes():
             raise ApiError(
                 400,
@@ -479,23 +571,17 @@ class Service:
             n_tokens = len(query.split())
             if n_tokens > s.max_query_tokens:
                 raise ApiError(
-                    422, f"{where}query of {n_tokens} tokens exceeds the maximum {s.max_query_tokens}"
+                    400, f"{where}query of {n_tokens} tokens exceeds the maximum {s.max_query_tokens}"
                 )
             return
         assert vector is not None
         if rerank != "none":
-            raise ApiError(422, f"{where}rerank {rerank!r} needs a text query, not a vector")
+            raise ApiError(400, f"{where}rerank {rerank!r} needs a text query, not a vector")
         if len(vector) > s.max_vector_terms:
             raise ApiError(
                 422, f"{where}vector of {len(vector)} terms exceeds the maximum {s.max_vector_terms}"
             )
-        for term, weight in vector.items():
-            if not math.isfinite(weight) or weight <= 0:
-                raise ApiError(
-                    422,
-                    f"{where}vector weight of term {term!r} is {weight!r}: weights must be "
-                    "finite numbers > 0",
-                )
+        check_weights(vector, where)
 
     def search_one(
         self,
@@ -517,6 +603,25 @@ class Service:
         if body.fields is not None:
             return list(dict.fromkeys(body.fields))
         return ["title"] if served.searcher.docstore is not None else []
+
+
+def _check_filter(served: ServedIndex, body: SearchOptions) -> None:
+    if body.rerank != "none":
+        raise ApiError(400, "a filter applies to the sparse search; use rerank 'none'")
+    try:
+        served.index.filtered_live(body.filter)
+    except ValueError as exc:
+        raise ApiError(400, f"bad filter for index {served.name!r}: {exc}") from None
+
+
+def _search_params(body: SearchOptions) -> SearchParams:
+    for name, value in (("alpha", body.alpha), ("beta", body.beta)):
+        if not 0 < value <= 1:  # the schema's range
+            raise ApiError(422, f"{name} must be a number in (0, 1], got {value!r}")
+    try:  # what the schema cannot state: alpha and beta 1 outside mode approx
+        return SearchParams(body.mode, float(body.alpha), float(body.beta))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 # --- middleware: API key, body size, metrics, one log line per request ---------------------------
@@ -691,17 +796,33 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
         docs_url=None,  # /docs comes from lsr.service.openapi: no Swagger UI from a CDN
         redoc_url=None,
     )
-    install_openapi(app, service.api_key is not None, settings.max_batch)
+    install_openapi(app, service.api_key is not None, settings)
     app.state.service = service
     _add_error_handlers(app)
     _add_health_routes(app, service)
     _add_index_routes(app, service)
     _add_search_route(app, service)
     _add_batch_route(app, service)
+    _add_explain_route(app, service)
     _add_doc_routes(app, service)
     _add_write_routes(app, service)
+    _add_page_routes(app)
     _add_middleware(app, service)
     return app
+
+
+STATIC = Path(__file__).parent / "static"  # the search page: package data (pyproject's package-data)
+
+
+def _add_page_routes(app: FastAPI) -> None:
+    """``/``: the search page (plain HTML, CSS and JavaScript from the package; it calls the /v1 API)."""
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def search_page() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 def _log_access() -> None:
@@ -872,6 +993,56 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
         )
 
 
+def _add_explain_route(app: FastAPI, service: Service) -> None:
+    @app.post(
+        "/v1/explain",
+        tags=["search"],
+        response_model=None,
+        responses=error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=ExplainAnswer),
+    )
+    async def explain(body: ExplainRequest, request: Request) -> dict[str, Any]:
+        """Why each of ``ids`` scored what it did for the query: each query term the document holds,
+        its query weight x the document's impact; they sum to the score (``lsr eval explain``'s numbers)."""
+        served = service.get(body.index)
+        request.state.index = served.name
+        service.check_query(body.query, body.vector, "none")
+        unknown = [doc_id for doc_id in body.ids if served.doc_index(doc_id) is None]
+        if unknown:
+            raise ApiError(404, f"unknown doc id {unknown[0]!r} in index {served.name!r}")
+        out = await service.run(served, explain_docs, served, body.query, body.vector, body.ids)
+        return {"index": served.name, "generation": served.generation, **out}
+
+
+def explain_docs(
+    served: ServedIndex, text: str | None, vector: dict[str, float] | None, ids: list[str]
+) -> dict[str, Any]:
+    """The encoded query and each document's term contributions (lsr.explain)."""
+    index = served.index
+    sparse = encode_query(served.searcher, text, vector, Plan()).sparse
+    assert sparse is not None
+    terms, weights = sparse.row(0)
+    docs = []
+    for doc_id in ids:
+        found = contributions(index, terms, weights, served.doc_index(doc_id) or 0)
+        docs.append(
+            {
+                "id": doc_id,
+                "score": float(np.float32(sum(c.contribution for c in found))),
+                "terms": [
+                    {
+                        "term": c.term,
+                        "query_weight": c.query_weight,
+                        "doc_impact": c.doc_impact,
+                        "contribution": c.contribution,
+                    }
+                    for c in found
+                ],
+            }
+        )
+    query = [{"term": t, "weight": w} for t, w in query_terms(index, terms, weights)]
+    return {"scale": float(index.scale), "query_terms": query, "docs": docs}
+
+
 def _add_doc_routes(app: FastAPI, service: Service) -> None:
     @app.get(
         "/v1/docs/{doc_id:path}",
@@ -929,18 +1100,31 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
         return {"index": name, "generation": result.generation, "deleted": result.deleted}
 
 
+def check_weights(vector: dict[str, float], where: str = "") -> None:
+    """Each weight a number in ``WEIGHTS`` (the schema's bounds), else 422."""
+    low, high = WEIGHTS
+    for term, weight in vector.items():
+        if not (math.isfinite(weight) and low <= weight <= high):
+            raise ApiError(
+                422,
+                f"{where}vector weight of term {term!r} is {weight!r}: weights must be numbers in "
+                f"[{low:g}, {high:g}]",
+            )
+
+
 def _check_docs(docs: list[DocIn]) -> None:
-    if not docs:
-        raise ApiError(422, "give at least one document in 'docs'")
+    """422: what the schema states (one of text or vector); 400: what it cannot (some text in title or
+    text, ids given once, texts and vectors not mixed)."""
     for i, doc in enumerate(docs):
         if (doc.text is None) == (doc.vector is None):
             raise ApiError(422, f"docs[{i}] ({doc.id!r}): give exactly one of 'text' or 'vector'")
+        check_weights(doc.vector or {}, f"docs[{i}] ({doc.id!r}): ")
         if doc.text is not None and not (doc.title + doc.text).strip():
-            raise ApiError(422, f"docs[{i}] ({doc.id!r}): the document has no text")
+            raise ApiError(400, f"docs[{i}] ({doc.id!r}): the document has no text")
     if len({doc.id for doc in docs}) != len(docs):
-        raise ApiError(422, "a document id repeats within the request: give each document once")
+        raise ApiError(400, "a document id repeats within the request: give each document once")
     if len({doc.text is None for doc in docs}) > 1:
-        raise ApiError(422, "give either texts or vectors in one request, not both")
+        raise ApiError(400, "give either texts or vectors in one request, not both")
 
 
 def _upsert(live: Any, docs: list[DocIn]) -> Any:

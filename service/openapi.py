@@ -17,16 +17,21 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from lsr.config import ServiceConfig
+
 API_KEY_SCHEME = "ApiKey"
 
 ERRORS = {
-    400: "malformed JSON body, or an option the index cannot serve (no dense stage, no docstore)",
+    400: "malformed JSON body, or a request the schema allows that this index or service cannot serve as "
+    "asked: an option the index lacks (block-max modes, a dense stage, a docstore, the filter's fields), "
+    "a combination the schema does not state (alpha or beta below 1 outside mode approx, from + k past "
+    "max_k, rerank with a vector or a filter, too many query tokens, a repeated document id)",
     401: "missing or wrong X-API-Key (when the service has a key)",
     404: "unknown index or document id",
     409: "another writer holds the index's write lock",
     413: "request body larger than --max-body-bytes",
     415: "body not sent as application/json",
-    422: "a value outside the schema or the service's limits",
+    422: "a value outside the schema (the service's limits included)",
     503: "not ready yet, or the search took longer than the timeout",
 }
 
@@ -95,6 +100,35 @@ class BatchAnswer(_Answer):
     results: list[BatchItem]
 
 
+class QueryTerm(_Answer):
+    term: str
+    weight: float
+
+
+class TermContribution(_Answer):
+    term: str
+    query_weight: float
+    doc_impact: float = Field(description="stored impact x the index's quantization scale")
+    contribution: float = Field(description="query_weight x doc_impact")
+
+
+class ExplainedDoc(_Answer):
+    id: str
+    score: float = Field(
+        description="the sum of the contributions: the document's score for this query (search answers "
+        "the same number, summed in float32)"
+    )
+    terms: list[TermContribution] = Field(description="the query terms the document holds, largest first")
+
+
+class ExplainAnswer(_Answer):
+    index: str
+    generation: int
+    scale: float = Field(description="the index's quantization scale")
+    query_terms: list[QueryTerm] = Field(description="the encoded query, heaviest first")
+    docs: list[ExplainedDoc]
+
+
 class EncoderInfo(_Answer):
     name: str | None
     model: str | None
@@ -161,13 +195,31 @@ class Ready(_Answer):
     indexes: list[str]
 
 
+def _add_limits(schemas: dict[str, Any], settings: ServiceConfig) -> None:
+    """The service's limits as schema bounds, so that a request the schema allows is one the service
+    serves (or answers 400/404 for what only the index knows)."""
+
+    def props(name: str) -> dict[str, Any]:
+        return schemas.get(name, {}).get("properties", {})
+
+    for name in ("SearchRequest", "BatchRequest"):
+        props(name).get("k", {}).update(minimum=1, maximum=settings.max_k)
+        props(name).get("from", {}).update(minimum=0, maximum=settings.max_k - 1)
+        for key in ("alpha", "beta"):
+            props(name).get(key, {}).update(exclusiveMinimum=0, maximum=1)
+    for name in ("SearchRequest", "BatchQuery", "ExplainRequest"):
+        props(name).get("query", {}).update(pattern=r"\S", maxLength=settings.max_query_chars)
+        props(name).get("vector", {}).update(maxProperties=settings.max_vector_terms)
+    props("BatchRequest").get("queries", {}).update(maxItems=settings.max_batch)
+
+
 V1_ERRORS = (401, 413, 503)  # the middleware can answer these on any /v1 route
 BODY_ERRORS = (400, 415, 422)  # a route with a JSON body
 
 
-def install_openapi(app: FastAPI, api_key_required: bool, max_batch: int) -> None:
-    """Replace ``app.openapi`` with one that adds the API key scheme and the batch size limit, and
-    serve ``/docs`` from the package."""
+def install_openapi(app: FastAPI, api_key_required: bool, settings: ServiceConfig) -> None:
+    """Replace ``app.openapi`` with one that adds the API key scheme and the service's limits (batch
+    size, k, query length, vector terms), and serve ``/docs`` from the package."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -189,9 +241,7 @@ def install_openapi(app: FastAPI, api_key_required: bool, max_batch: int) -> Non
             if path.startswith("/v1/") and api_key_required:
                 for operation in operations.values():
                     operation["security"] = [{API_KEY_SCHEME: []}]
-        batch = components.get("schemas", {}).get("BatchRequest", {}).get("properties", {}).get("queries")
-        if batch is not None:
-            batch["maxItems"] = max_batch
+        _add_limits(components.get("schemas", {}), settings)
         app.openapi_schema = schema
         return schema
 

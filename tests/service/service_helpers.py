@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import random
 import socket
 import subprocess
 import threading
@@ -16,9 +18,19 @@ API_KEY = "test-key-7f3a9c"
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port: from ``$LSR_TEST_PORTS`` ("LOW-HIGH", a range kept for this checkout on a
+    shared machine) when set, else any the system gives."""
+    low, _, high = os.environ.get("LSR_TEST_PORTS", "0-0").partition("-")
+    ports = list(range(int(low), int(high or low) + 1))
+    random.shuffle(ports)  # two calls before either port is bound rarely get the same one
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port in LSR_TEST_PORTS={os.environ['LSR_TEST_PORTS']}")
 
 
 def wait_ready(

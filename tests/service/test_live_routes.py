@@ -71,9 +71,11 @@ def test_upsert_and_delete(client):
 def test_bad_documents_are_refused(client):
     for docs, status in (
         ([], 422),
-        ([{"id": "x", "text": " "}], 422),
+        ([{"id": "x", "text": " "}], 400),  # no text: the schema cannot say "not blank" here
         ([{"id": "x", "text": "a", "vector": {"a": 1.0}}], 422),
-        ([{"id": "x", "text": "a"}, {"id": "x", "text": "b"}], 422),
+        ([{"id": "x", "text": "a"}, {"id": "x", "text": "b"}], 400),  # the schema cannot say "once"
+        ([{"id": "a b", "text": "a"}], 422),  # whitespace in an id (the schema's pattern)
+        ([{"id": "x", "vector": {"cat": 1e30}}], 422),  # outside the schema's weight range
         ([{"id": "x", "vector": {"cat": 1.0}}], 400),  # a BM25 index takes text
     ):
         response = client.post("/v1/indexes/t/docs", json={"docs": docs})
@@ -91,6 +93,7 @@ def test_search_pages(client):
     assert bad.status_code == 422
 
 
-def test_filter_errors_are_422(client):
+def test_filter_errors_are_400(client):
+    """A filter is an object by the schema; whether this index can apply it only the index knows: 400."""
     bad = client.post("/v1/search", json={"query": "cat", "filter": {"term": {"lang": "en"}}})
-    assert bad.status_code == 422 and "no metadata fields" in bad.json()["error"]["message"]
+    assert bad.status_code == 400 and "no metadata fields" in bad.json()["error"]["message"]

@@ -126,6 +126,12 @@ def test_success_answers_match_their_documented_schemas(client):
             {"json": {"queries": [{"id": "q", "query": "coffee"}, {"query": "d"}]}},
             models.BatchAnswer,
         ),
+        (
+            "/v1/explain",
+            "post",
+            {"json": {"query": "vitamin cancer", "ids": ["0", "1"]}},
+            models.ExplainAnswer,
+        ),
         ("/v1/indexes", "get", {}, models.IndexesAnswer),
         ("/v1/docs/{doc_id}", "get", {"params": {"index": "t"}}, models.DocAnswer),
         ("/v1/indexes/{name}/reload", "post", {}, models.ReloadAnswer),
@@ -139,3 +145,23 @@ def test_success_answers_match_their_documented_schemas(client):
         model.model_validate(r.json())  # extra="forbid": an undocumented key fails
         documented = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
         assert documented == {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def test_the_schema_carries_the_service_limits(client):
+    """The settings' limits are schema bounds, so a request the schema allows is one the service takes."""
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    search = schemas["SearchRequest"]["properties"]
+    assert (search["k"]["minimum"], search["k"]["maximum"], search["from"]["maximum"]) == (1, 1000, 999)
+    assert search["query"]["pattern"] == r"\S" and search["query"]["maxLength"] == 2048
+    assert search["vector"]["maxProperties"] == 4096
+    assert search["vector"]["additionalProperties"] == {"type": "number", "minimum": 1e-30, "maximum": 1e6}
+    assert schemas["ExplainRequest"]["properties"]["ids"]["maxItems"] == 100
+    assert "pattern" in schemas["DocIn"]["properties"]["id"]
+    for body, status in (
+        ({"query": "vitamin", "k": 1000, "from": 999}, 400),  # from + k: what the schema cannot say
+        ({"query": "vitamin", "k": 3.0}, 200),  # JSON Schema's integer: 3.0 is 3
+        ({"query": "vitamin", "k": 3.5}, 422),
+        ({"vector": {"vitamin": 1e7}}, 422),
+    ):
+        r = client.post("/v1/search", json=body, headers={"X-API-Key": KEY})
+        assert r.status_code == status, (body, r.text)

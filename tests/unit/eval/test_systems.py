@@ -11,8 +11,9 @@ import pytest
 
 from lsr.config import load_config
 from lsr.errors import ConfigError
-from lsr.eval.explain import doc_impact, explain_query
+from lsr.eval.explain import explain_query
 from lsr.eval.systems import cache_key, corpus_digest, ensure_index, parse_system
+from lsr.explain import doc_impact
 
 TINY = Path(__file__).resolve().parents[2] / "data" / "beir-tiny"
 
