@@ -471,11 +471,12 @@ def _bmp_multi_query(
         i = np.searchsorted(block_starts, g, side="right") - 1
         lo = seg_int[i, 3]
         mi = seg_m[i]
+        postings, bmx = segs[i]
         _score_block(
             g - lo,
             block_size,
-            segs[i][0],
-            segs[i][1],
+            postings,
+            bmx,
             q_terms[:mi],
             q_weights[:mi],
             q_rows[i, :mi],
