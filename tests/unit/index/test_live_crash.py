@@ -1,7 +1,7 @@
 """Crash safety: a writer killed with SIGKILL at random points during adds, deletes and merges leaves
 the index at its last committed generation, with every acknowledged write in it, no half-written
 segment visible, and stray files removed by the next writer. ``LSR_CRASH_TRIALS`` sets the number
-of trials (CI: 6; the benchmark runs 100)."""
+of trials (CI: 6; ``python scripts/live_fault.py`` runs 100)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from lsr.index.writer import IndexWriter
 
 WRITER = Path(__file__).with_name("live_crash_writer.py")
 TRIALS = int(os.environ.get("LSR_CRASH_TRIALS", "6"))
+FIRST = int(os.environ.get("LSR_CRASH_FIRST", "0"))  # seed of the first trial (scripts/live_fault.py)
 N_TERMS = 25
 
 
@@ -81,7 +82,7 @@ def _live_ids(path: Path) -> list[str]:
         index.close()
 
 
-@pytest.mark.parametrize("trial", range(TRIALS))
+@pytest.mark.parametrize("trial", range(FIRST, FIRST + TRIALS))
 def test_sigkill_during_writes_keeps_acknowledged_writes(tmp_path, trial):
     rng = np.random.default_rng(1000 + trial)
     corpus = random_corpus(rng, n_docs=40, n_terms=N_TERMS, max_nnz=6, integer=False)
