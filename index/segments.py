@@ -12,8 +12,6 @@ its vocabulary with later segments) have no postings there and are dropped for t
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,14 @@ from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, directory_bytes, read_meta
 from lsr.index.kernels.allowed import _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_multi_search_batch, _bmp_multi_search_one
-from lsr.index.manifest import Manifest, read_manifest, read_tombstones, segment_dir
+from lsr.index.manifest import (
+    Manifest,
+    generations,
+    read_manifest,
+    read_tombstones,
+    segment_dir,
+    write_lease,
+)
 from lsr.index.search import (
     Index,
     SearchParams,
@@ -42,21 +47,7 @@ from lsr.index.search import (
 from lsr.index.sparse import SCORE_DTYPE, SparseBatch
 from lsr.index.topk import top_k
 
-# Files held by open readers in this process (absolute paths, counted): a writer in the same
-# process leaves them on disk after a merge; the next writer open removes them.
-_HELD: Counter[str] = Counter()
-_HELD_LOCK = threading.Lock()
-
-
-def held_paths() -> set[str]:
-    with _HELD_LOCK:
-        return {p for p, n in _HELD.items() if n > 0}
-
-
-def _hold(paths: list[str], delta: int) -> None:
-    with _HELD_LOCK:
-        for p in paths:
-            _HELD[p] += delta
+OPEN_ATTEMPTS = 3
 
 
 def is_live_index(path: str | Path) -> bool:
@@ -130,9 +121,7 @@ class SegmentedIndex(Index):
         self.blockmax = segments[0].blockmax if segments and all(s.blockmax for s in segments) else None
         self.block_counters = np.zeros(2, np.int64)
         self.live = np.zeros(0, np.uint8)
-        self._held = [str(segment_dir(path, e.name).resolve()) for e in manifest.segments]
-        self._held += [str((path / e.tombstones).resolve()) for e in manifest.segments if e.tombstones]
-        _hold(self._held, +1)
+        self.lease: Path | None = None  # set by open(): this reader's lease on the generation's files
 
     def _live_meta(self) -> dict[str, Any]:
         """The newest segment's meta (encoder, config), with the whole generation's counts."""
@@ -147,20 +136,36 @@ class SegmentedIndex(Index):
 
     @classmethod
     def open(cls, path: str | Path, manifest: Manifest | None = None, mmap: bool = True) -> SegmentedIndex:
+        """Open ``manifest`` (default: the newest), holding its files with a lease (lsr.index.manifest);
+        if a file of it is gone before the lease was seen (two commits meanwhile), the newest
+        generation is opened instead."""
         path = Path(path)
-        manifest = manifest or read_manifest(path)
-        if manifest is None:
-            raise ArtifactError(f"{path} has no manifest (segments_N.json): open it with Index.load")
-        return cls(path, manifest, [load_segment(path, e, mmap) for e in manifest.segments])
+        for attempt in range(OPEN_ATTEMPTS):
+            manifest = manifest if manifest is not None and attempt == 0 else read_manifest(path)
+            if manifest is None:
+                raise ArtifactError(f"{path} has no manifest (segments_N.json): open it with Index.load")
+            lease = write_lease(path, manifest)
+            try:
+                index = cls(path, manifest, [load_segment(path, e, mmap) for e in manifest.segments])
+            except (ArtifactError, FileNotFoundError):
+                if lease is not None:
+                    lease.unlink(missing_ok=True)
+                if attempt + 1 == OPEN_ATTEMPTS or generations(path)[-1:] == [manifest.generation]:
+                    raise
+                continue
+            index.lease = lease
+            return index
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Release the files this reader holds (a writer in this process may then remove them)."""
-        if self._held:
-            _hold(self._held, -1)
-            self._held = []
+        """Release this reader's lease (a writer may then remove the generation's files)."""
+        if self.lease is not None:
+            self.lease.unlink(missing_ok=True)
+            self.lease = None
 
     def __del__(self) -> None:
-        self.close()
+        if hasattr(self, "lease"):
+            self.close()
 
     # --- what Index offers --------------------------------------------------------------------------
 

@@ -8,10 +8,10 @@
 An operation is acknowledged when it returns: its segment files and tombstones were fsynced,
 then the new manifest was committed (temp file, fsync, rename, fsync of the directory). Files of
 older generations are removed after the commit, except those of the previous generation (a reader
-in another process that has just read that manifest may still open them) and those an open
-:class:`~lsr.index.segments.SegmentedIndex` of this process holds; the next writer removes what is
-left. A crash at any point leaves the last committed generation intact; what it half wrote is
-not named by any manifest and is removed by the next writer.
+that has just read that manifest may still be taking its lease) and those an open reader's lease
+names (:class:`~lsr.index.segments.SegmentedIndex`, in any process; lsr.index.manifest); the next
+writer removes what is left. A crash at any point leaves the last committed generation intact;
+what it half wrote is not named by any manifest and is removed by the next writer.
 
 Segments written here share the first segment's impact dtype, quantization scale (weights above
 its largest weight are clipped) and block size, and are never reordered. A segment's vocabulary
@@ -44,6 +44,7 @@ from lsr.index.manifest import (
     fsync_dir,
     fsync_tree,
     generations,
+    leased_files,
     read_manifest,
     read_tombstones,
     segment_dir,
@@ -52,7 +53,6 @@ from lsr.index.manifest import (
     write_tombstones,
 )
 from lsr.index.search import Index
-from lsr.index.segments import held_paths
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, concat
 
 logger = logging.getLogger(__name__)
@@ -409,10 +409,10 @@ class IndexWriter:
         names removed."""
         referenced = self.manifest.files | (keep.files if keep else set())
         kept_gens = {self.generation, keep.generation if keep else -1}
-        held = held_paths()
+        held = leased_files(self.path)  # readers' leases, this process's included
         removed = []
         for path in sorted(self.path.iterdir()):
-            if _is_stray(path, referenced, kept_gens) and str(path.resolve()) not in held:
+            if _is_stray(path, referenced, kept_gens) and path.name not in held:
                 _remove(path)
                 removed.append(path.name)
         roots = {e.name for e in self.manifest.segments} | {e.name for e in (keep.segments if keep else [])}
@@ -517,7 +517,7 @@ def _remove_root_segment(path: Path, held: set[str]) -> list[str]:
     """The files of the plain index a live index started from, once no kept manifest names it
     (``meta.json`` last, so a crash here leaves nothing that looks complete)."""
     meta_path = path / "meta.json"
-    if not meta_path.is_file() or str(path.resolve()) in held:
+    if not meta_path.is_file() or ROOT_SEGMENT in held:
         return []
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     names = [f"{n}.npy" for n in meta.get("arrays", {})] + list(meta.get("files", [])) + ["blockmax"]

@@ -19,7 +19,7 @@ import pytest
 from corpora import random_corpus
 
 from lsr.index import BuildOptions, build_index
-from lsr.index.manifest import LOCK_FILE, ROOT_SEGMENT, generations, read_manifest
+from lsr.index.manifest import LEASE_DIR, LOCK_FILE, ROOT_SEGMENT, generations, read_manifest
 from lsr.index.segments import SegmentedIndex, open_index
 from lsr.index.writer import IndexWriter
 
@@ -109,7 +109,7 @@ def _assert_clean(path: Path) -> None:
     gens = generations(path)
     kept = [read_manifest(path, g) for g in gens]
     assert len(kept) <= 2
-    allowed = {LOCK_FILE} | {f"segments_{g}.json" for g in gens}
+    allowed = {LOCK_FILE, LEASE_DIR} | {f"segments_{g}.json" for g in gens}
     for manifest in kept:
         assert manifest is not None
         allowed |= manifest.files
