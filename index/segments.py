@@ -3,11 +3,13 @@
 Global internal doc ids number the segments' docs one after the other, in manifest order
 (``base[i] + local id``), deleted docs included; so the order (score desc, global id asc) is the
 order a fresh index built from the surviving docs (in that order) would give, ties included.
-Segments are searched in order with the same kernels as a plain index, deleted docs skipped
-inside them (``Index.live``); when all segments share one quantization scale (a live index
-enforces it), the k-th score found so far is the next segment's starting threshold (it prunes
-whole blocks in safe and approx mode). Query term ids beyond a segment's vocabulary (BM25 grows
-its vocabulary with later segments) have no postings there and are dropped for that segment.
+Safe and approx mode search all segments in one kernel call (their blocks ranked together, one
+heap; ``lsr.index.kernels.blockmax._bmp_multi_query``), a selective filter scores just its allowed
+docs (``lsr.index.kernels.allowed``); exact mode, and segments of other scales or array types,
+go segment by segment with the plain kernels, deleted docs skipped inside them (``Index.live``)
+and the k-th score found so far as the next segment's threshold. Query term ids beyond a
+segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings there and
+are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
 """
 
 from __future__ import annotations
