@@ -95,14 +95,18 @@ def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
     a ``day`` range in the middle of the collection): latency, and recall against filtered exhaustive
     search (the exact kernel over the allowed docs' mask, not the allowed-docs path)."""
     index = Index.load(path)
+    fields = index.fields
+    assert fields is not None
     rows = [queries.row(i) for i in range(len(queries))]
-    out = [{"filter": "none", "safe": _timed(lambda t, w: index.search(t, w, 10, mode="safe"), rows)}]
+    out: list[dict[str, Any]] = [
+        {"filter": "none", "safe": _timed(lambda t, w: index.search(t, w, 10, mode="safe"), rows)}
+    ]
     for kind, field in (("random", "bucket"), ("clustered", "day")):
         for frac in SELECTIVITIES:
             width = int(frac * N_BUCKETS)
             lo = 0 if kind == "random" else (N_BUCKETS - width) // 2
             spec = {"range": {field: {"gte": lo, "lt": lo + width}}}
-            mask = np.ascontiguousarray(index.fields.mask(spec), dtype=np.uint8)
+            mask = np.ascontiguousarray(fields.mask(spec), dtype=np.uint8)
             row = {"filter": kind, "selectivity": frac, "allowed": int(mask.sum())}
             row["recall"] = _filtered_recall(index, rows, spec, mask)
             row["safe"] = _timed(

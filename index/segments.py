@@ -398,8 +398,15 @@ class SegmentedIndex(Index):
         """uint8[all segments' blocks]: 1 where a block holds a doc ``live`` allows (empty: all)."""
         if not len(live):
             return live
-        if live is getattr(self, "_live_u8", None) and hasattr(self, "_block_live_u8"):
+        if live is self.__dict__.get("_live_u8"):
             return self._block_live_u8
+        return self._blocks_of(live)
+
+    @cached_property
+    def _block_live_u8(self) -> NDArray[np.uint8]:
+        return self._blocks_of(self._live_u8)
+
+    def _blocks_of(self, live: NDArray[np.uint8]) -> NDArray[np.uint8]:
         parts = [
             block_live_of(
                 live[self.bases[i] : self.bases[i + 1]], seg.blockmax.n_blocks, seg.blockmax.block_size
@@ -407,10 +414,7 @@ class SegmentedIndex(Index):
             for i, seg in enumerate(self.segments)
             if seg.blockmax is not None
         ]
-        blocks = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
-        if live is getattr(self, "_live_u8", None):
-            self._block_live_u8 = blocks
-        return blocks
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
 
 
 class _RunningTopK:
