@@ -41,18 +41,25 @@ def _slice(batch: SparseBatch, start: int, end: int) -> SparseBatch:
 
 def build_live(
     root: Path, docs: SparseBatch, ids: list[str], vocab: list[str], n_segments: int
-) -> tuple[Path, float]:
-    """A live index of ``n_segments`` equal segments; returns it and the add rate (docs/s)."""
+) -> tuple[Path, dict[str, float]]:
+    """A live index of ``n_segments`` equal segments; returns it and the add rates (docs/s): over all
+    adds, and over the first and the last five (the rate must not fall as segments pile up)."""
     path = root / f"live-{n_segments}"
     cut = np.linspace(0, len(docs), n_segments + 1).astype(int)
     first = _slice(docs, 0, cut[1])
     build_index(lambda: [first], len(vocab), ids[: cut[1]], vocab, path, BuildOptions(block_size=16))
-    start = time.perf_counter()
+    seconds = []
     with IndexWriter(path, NO_POLICY) as w:
         for s, e in zip(cut[1:-1], cut[2:], strict=True):
+            start = time.perf_counter()
             w.add(_slice(docs, s, e), ids[s:e], vocab)
-    added = len(docs) - cut[1]
-    return path, added / max(time.perf_counter() - start, 1e-9)
+            seconds.append(time.perf_counter() - start)
+    per_add = len(docs) / n_segments
+    rates = {"add_docs_per_s": (len(docs) - cut[1]) / max(sum(seconds), 1e-9)} if seconds else {}
+    if len(seconds) >= 10:
+        rates["first5_docs_per_s"] = 5 * per_add / sum(seconds[:5])
+        rates["last5_docs_per_s"] = 5 * per_add / sum(seconds[-5:])
+    return path, rates
 
 
 def latency(path: Path, queries: SparseBatch, mode: str) -> dict[str, float]:
@@ -67,9 +74,7 @@ INGEST_ENCODERS = ("bm25", "inference-free:models/splade-tiny")
 N_BUCKETS = 1000
 
 
-def build_filtered(
-    root: Path, docs: SparseBatch, ids: list[str], vocab: list[str]
-) -> tuple[Path, np.ndarray]:
+def build_filtered(root: Path, docs: SparseBatch, ids: list[str], vocab: list[str]) -> Path:
     """One plain index whose docs carry two int fields in [0, 1000): ``bucket``, drawn uniformly at
     random (``bucket < 10`` allows 1% of the documents, spread over the whole collection), and ``day``,
     rising with the doc order as in a collection indexed over time (``500 <= day < 510`` allows 1%,
@@ -87,7 +92,7 @@ def build_filtered(
     build_index(
         lambda: [docs], len(vocab), ids, vocab, path, options, extra_files=DocStoreWriter.files(store)
     )
-    return path, np.stack([bucket, day])
+    return path
 
 
 def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
@@ -189,8 +194,8 @@ def run(n_docs: int, n_queries: int, segments: list[int], only: str | None = Non
         if only in (None, "segments"):
             out["rows"] = []
             for n in segments:
-                path, rate = build_live(root, docs, ids, vocab, n)
-                row: dict[str, Any] = {"segments": n, "add_docs_per_s": rate if n > 1 else None}
+                path, rates = build_live(root, docs, ids, vocab, n)
+                row: dict[str, Any] = {"segments": n, **rates}
                 row.update({mode: latency(path, coll.queries, mode) for mode in ("exact", "safe")})
                 out["rows"].append(row)
             out["deleted"] = _delete_heavy(root / f"live-{segments[-1]}", ids, coll.queries)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +44,11 @@ ALLOWED_FRACTION = 0.05
 BmpArgs = tuple[
     tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...], np.float32, np.float32, int, int
 ]
+
+
+# the leading arguments of the allowed-docs kernels: segments' postings (a numba typed list), their
+# n_terms and first global doc ids, the allowed global ids (ascending) and each segment's share of them
+AllowedArgs = tuple[Any, NDArray[np.int64], NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,7 @@ class Index:
         # 1 = live, per internal doc; empty: every doc is live (a plain index). A live index's
         # segments get theirs from the manifest's tombstones (lsr.index.segments).
         self.live: NDArray[np.uint8] = np.zeros(0, np.uint8)
+        self.filter_cache = FilterCache()
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, blockmax: bool = True) -> Index:
@@ -141,6 +150,13 @@ class Index:
         if filter is None:
             return self.live
         return live_filtered(self.live, self.n_docs, self.fields, filter)
+
+    def _filtered(self, filter: Any) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
+        """(the kernels' live array with ``filter`` applied, the allowed ids when few enough to score
+        directly); a filter's are cached (``filter_cache``)."""
+        if filter is None:
+            return self.live, None
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.n_docs)
 
     @cached_property
     def vocab(self) -> list[str]:
@@ -204,15 +220,14 @@ class Index:
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
-        live = self.filtered_live(filter)
-        allowed = allowed_docs(live, self.n_docs, filter)
+        live, allowed = self._filtered(filter)
         if allowed is not None:
             docs, scores = _allowed_search_one(*self._allowed_args(allowed), terms, weights, k)
         else:
             docs, scores = self.search_raw(terms, weights, k, params, live=live)
         return SearchResult(docs, scores * self.scale)
 
-    def _allowed_args(self, allowed: NDArray[np.int32]) -> tuple[Any, ...]:
+    def _allowed_args(self, allowed: NDArray[np.int32]) -> AllowedArgs:
         """The allowed-docs kernels' leading arguments: this index as one segment."""
         ptr = np.array([0, len(allowed)], np.int64)
         return self.postings_list, np.array([self.n_terms], np.int64), np.zeros(1, np.int64), allowed, ptr
@@ -288,8 +303,7 @@ class Index:
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
-        live = self.filtered_live(filter)
-        allowed = allowed_docs(live, self.n_docs, filter)
+        live, allowed = self._filtered(filter)
         if allowed is not None:
             out_docs, out_scores, counts = allowed_batch(self._allowed_args(allowed), queries, k, threads)
         else:
@@ -409,6 +423,36 @@ class Index:
         )
 
 
+class FilterCache:
+    """The masks and allowed ids of the last ``size`` filters used on one opened index (a live index's
+    generation: its deletions never change), as search engines keep a filter cache: a filter repeated
+    across queries is evaluated over the metadata columns once."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self.entries: OrderedDict[str, tuple[NDArray[np.uint8], NDArray[np.int32] | None]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(
+        self, filter: Any, compute: Callable[[], NDArray[np.uint8]], n_docs: int
+    ) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
+        """(live mask, allowed ids or None) of ``filter``; ``compute()`` evaluates the mask (its errors
+        propagate; nothing is cached then)."""
+        key = json.dumps(filter, sort_keys=True, default=str)
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
+                return hit
+        live = compute()
+        entry = (live, allowed_docs(live, n_docs, filter))
+        with self.lock:
+            self.entries[key] = entry
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return entry
+
+
 def block_live_of(live: NDArray[np.uint8], n_blocks: int, block_size: int) -> NDArray[np.uint8]:
     """uint8[n_blocks]: 1 where a block of ``block_size`` docs holds a doc that ``live`` allows."""
     padded = np.zeros(n_blocks * block_size, np.uint8)
@@ -428,7 +472,7 @@ def allowed_docs(live: NDArray[np.uint8], n_docs: int, filter: Any) -> NDArray[n
 
 
 def allowed_batch(
-    args: tuple[Any, ...], queries: SparseBatch, k: int, threads: int | None
+    args: AllowedArgs, queries: SparseBatch, k: int, threads: int | None
 ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
     """The allowed-docs kernel on a checked batch: (docs [n, k], kernel scores [n, k], counts [n])."""
     n = len(queries)

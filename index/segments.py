@@ -35,11 +35,12 @@ from lsr.index.manifest import (
     write_lease,
 )
 from lsr.index.search import (
+    AllowedArgs,
+    FilterCache,
     Index,
     SearchParams,
     SearchResult,
     allowed_batch,
-    allowed_docs,
     block_live_of,
     max_threads,
     prune_batch,
@@ -124,6 +125,7 @@ class SegmentedIndex(Index):
         self.block_counters = np.zeros(2, np.int64)
         self.live = np.zeros(0, np.uint8)
         self.lease: Path | None = None  # set by open(): this reader's lease on the generation's files
+        self.filter_cache = FilterCache()
 
     def _live_meta(self) -> dict[str, Any]:
         """The newest segment's meta (encoder, config), with the whole generation's counts."""
@@ -238,8 +240,7 @@ class SegmentedIndex(Index):
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
-        live = self._global_live(filter)
-        allowed = allowed_docs(live, self.n_docs, filter)
+        live, allowed = self._filtered(filter)
         if allowed is not None and self._multi is not None:
             docs, scores = _allowed_search_one(*self._allowed_args(allowed), terms, weights, k)
             return SearchResult(docs.astype(np.int64), scores * self.scale)
@@ -285,8 +286,7 @@ class SegmentedIndex(Index):
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
-        live = self._global_live(filter)
-        allowed = allowed_docs(live, self.n_docs, filter)
+        live, allowed = self._filtered(filter)
         if self._multi is not None and (allowed is not None or params.mode != "exact"):
             if allowed is not None:
                 out_docs, out_scores, counts = allowed_batch(self._allowed_args(allowed), queries, k, threads)
@@ -376,19 +376,17 @@ class SegmentedIndex(Index):
     def block_size(self) -> int:
         return self.blockmax.block_size if self.blockmax is not None else 0
 
-    def _allowed_args(self, allowed: NDArray[np.int32]) -> tuple[Any, ...]:
+    def _allowed_args(self, allowed: NDArray[np.int32]) -> AllowedArgs:
         assert self._multi is not None
         ptr = np.searchsorted(allowed, self.bases).astype(np.int64)
         return self._postings, self._multi[1][:, 0].copy(), self.bases, allowed, ptr
 
-    def _global_live(self, filter: Any) -> NDArray[np.uint8]:
-        """uint8[n_docs] by global id: the live docs a filter allows; empty: every doc (no filter, no
-        deletion)."""
-        if filter is None and self.n_live == self.n_docs:
-            return np.zeros(0, np.uint8)
+    def _filtered(self, filter: Any) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
+        """(uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no
+        filter, no deletion); the allowed ids when few enough to score directly), cached per filter."""
         if filter is None:
-            return self._live_u8
-        return self.filtered_live(filter)
+            return (self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8)), None
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.n_docs)
 
     @cached_property
     def _live_u8(self) -> NDArray[np.uint8]:

@@ -110,3 +110,33 @@ def test_allowed_docs_kernel_equals_reference(tmp_path, seed, impact_dtype):
                     ref_docs, ref_scores = reference_topk(dense, terms, weights, k, mask)
                     np.testing.assert_array_equal(docs, ref_docs, err_msg=f"{fraction} k={k}")
                     np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+
+
+def test_filter_cache_keeps_masks_and_refuses_bad_filters(tmp_path):
+    """A filter's mask and allowed ids are evaluated once per opened index (the last 16 filters); an
+    unknown field is an error each time and caches nothing."""
+    from lsr.index.fields import FieldError
+    from lsr.index.search import FilterCache
+
+    cache = FilterCache(size=2)
+    calls = []
+
+    def mask(value):
+        calls.append(value)
+        return np.array([1, 0, 0, 0], np.uint8)
+
+    for spec in (
+        {"term": {"a": 1}},
+        {"term": {"a": 1}},
+        {"term": {"a": 2}},
+        {"term": {"a": 3}},
+        {"term": {"a": 1}},
+    ):
+        live, allowed = cache.get(spec, lambda spec=spec: mask(spec["term"]["a"]), 100)
+        np.testing.assert_array_equal(allowed, [0])  # 1 of 100 docs: scored directly
+    assert calls == [1, 2, 3, 1]  # the second use hit; 1 was evicted by 2 and 3
+    rng = np.random.default_rng(5)
+    index = _live_index(tmp_path, rng, "uint8", 2)
+    with pytest.raises(FieldError):
+        index.search([0], [1.0], 5, mode="safe", filter={"term": {"nope": 1}})
+    assert not index.filter_cache.entries
