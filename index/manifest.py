@@ -9,6 +9,13 @@ fsynced before the manifest, and never changed afterwards: deletions of a segmen
 tombstone file named after the generation that wrote it (``del-SEGMENT-gN.npy``, a packed bitmap
 of the segment's deleted internal doc ids, 1 = deleted, ``np.packbits`` big-endian bit order).
 
+Readers in other processes hold their files with a lease: ``leases/PID-GEN-ID.json`` lists the
+names (segments, tombstones, manifest) of the generation a reader opened; the writer's cleanup
+removes no file a lease names, and removes leases whose process is gone. A reader writes its lease
+before it opens the files and then checks they are all still there (else it drops the lease and
+opens the newest generation again); the writer also keeps the previous generation's files, so a
+reader that read manifest N has until generation N + 2 is committed to take its lease.
+
 A plain index (no manifest) is a live index of one segment named ``.`` (the directory itself)
 with no deletions; its first write commits ``segments_1.json``. One writer at a time holds
 ``write.lock`` (an ``flock``; it records the holder's pid for the error message).
@@ -23,6 +30,7 @@ import fcntl
 import json
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +44,7 @@ MANIFEST_FORMAT = "lsr-manifest"
 MANIFEST_FORMAT_VERSION = 1
 MANIFEST_RE = re.compile(r"^segments_(\d+)\.json$")
 LOCK_FILE = "write.lock"
+LEASE_DIR = "leases"
 ROOT_SEGMENT = "."  # a plain index directory, opened as a live index: its own files are the segment
 
 
@@ -228,3 +237,50 @@ def write_lock(index_dir: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+def write_lease(index_dir: Path, manifest: Manifest) -> Path | None:
+    """Record that this process reads ``manifest``'s files (None: the directory is not writable, and
+    the reader goes without a lease)."""
+    names = sorted(
+        manifest.files | {s.name for s in manifest.segments} | {manifest_name(manifest.generation)}
+    )
+    lease_dir = index_dir / LEASE_DIR
+    path = lease_dir / f"{os.getpid()}-{manifest.generation}-{uuid.uuid4().hex[:8]}.json"
+    try:
+        lease_dir.mkdir(exist_ok=True)
+        tmp = lease_dir / f".{path.name}.tmp"
+        tmp.write_text(json.dumps({"pid": os.getpid(), "generation": manifest.generation, "files": names}))
+        os.replace(tmp, path)
+    except OSError:
+        return None
+    return path
+
+
+def leased_files(index_dir: Path) -> set[str]:
+    """Names that live readers' leases hold; leases of processes that are gone are removed."""
+    lease_dir = index_dir / LEASE_DIR
+    if not lease_dir.is_dir():
+        return set()
+    held: set[str] = set()
+    for path in lease_dir.glob("*.json"):
+        try:
+            lease = json.loads(path.read_text(encoding="utf-8"))
+            alive = _pid_alive(int(lease["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # being written or removed right now: its reader checks its files after writing it
+        if alive:
+            held.update(lease["files"])
+        else:
+            path.unlink(missing_ok=True)
+    return held
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,12 +18,14 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba.typed import List as NumbaList
 from numpy.typing import NDArray
 
 from lsr.index.blockmax import BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.fields import Fields, live_filtered
 from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
+from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
@@ -29,12 +34,21 @@ logger = logging.getLogger(__name__)
 
 MODES = ("exact", "safe", "approx")
 MAX_K = 100_000  # a batch holds n_queries x k results: a larger k is a mistake, not a request
+# a filter allowing at most this fraction of the documents is served by scoring just the allowed
+# documents (lsr.index.kernels.allowed); measured by benchmarks/live_bench.py (filters): on 50,000
+# SPLADE-like docs the allowed-docs path is faster than block-max search up to about 5% (see RESULTS.md)
+ALLOWED_FRACTION = 0.05
 
 # the leading arguments of the block-max kernels:
 # postings, block-max arrays, ub_ratio, ub_slack, block size, n_blocks
 BmpArgs = tuple[
     tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...], np.float32, np.float32, int, int
 ]
+
+
+# the leading arguments of the allowed-docs kernels: segments' postings (a numba typed list), their
+# n_terms and first global doc ids, the allowed global ids (ascending) and each segment's share of them
+AllowedArgs = tuple[Any, NDArray[np.int64], NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,7 @@ class Index:
         # 1 = live, per internal doc; empty: every doc is live (a plain index). A live index's
         # segments get theirs from the manifest's tombstones (lsr.index.segments).
         self.live: NDArray[np.uint8] = np.zeros(0, np.uint8)
+        self.filter_cache = FilterCache()
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, blockmax: bool = True) -> Index:
@@ -135,6 +150,13 @@ class Index:
         if filter is None:
             return self.live
         return live_filtered(self.live, self.n_docs, self.fields, filter)
+
+    def _filtered(self, filter: Any) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
+        """(the kernels' live array with ``filter`` applied, the allowed ids when few enough to score
+        directly); a filter's are cached (``filter_cache``)."""
+        if filter is None:
+            return self.live, None
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.n_docs)
 
     @cached_property
     def vocab(self) -> list[str]:
@@ -198,8 +220,22 @@ class Index:
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
-        docs, scores = self.search_raw(terms, weights, k, params, live=self.filtered_live(filter))
+        live, allowed = self._filtered(filter)
+        if allowed is not None:
+            docs, scores = _allowed_search_one(*self._allowed_args(allowed), terms, weights, k)
+        else:
+            docs, scores = self.search_raw(terms, weights, k, params, live=live)
         return SearchResult(docs, scores * self.scale)
+
+    def _allowed_args(self, allowed: NDArray[np.int32]) -> AllowedArgs:
+        """The allowed-docs kernels' leading arguments: this index as one segment."""
+        ptr = np.array([0, len(allowed)], np.int64)
+        return self.postings_list, np.array([self.n_terms], np.int64), np.zeros(1, np.int64), allowed, ptr
+
+    @cached_property
+    def postings_list(self) -> Any:
+        """A numba typed list holding this index's (term_ptr, doc_ids, impacts)."""
+        return typed_list([(self.term_ptr, self.doc_ids, self.impacts)])
 
     def search_raw(
         self,
@@ -267,8 +303,11 @@ class Index:
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
-        live = self.filtered_live(filter)
-        out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=live)
+        live, allowed = self._filtered(filter)
+        if allowed is not None:
+            out_docs, out_scores, counts = allowed_batch(self._allowed_args(allowed), queries, k, threads)
+        else:
+            out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=live)
         return [
             SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
             for i in range(len(queries))
@@ -355,9 +394,7 @@ class Index:
             return cached[1]
         bm = self.blockmax
         assert bm is not None
-        padded = np.zeros(bm.n_blocks * bm.block_size, np.uint8)
-        padded[: len(live)] = live
-        blocks = np.ascontiguousarray(padded.reshape(bm.n_blocks, bm.block_size).any(axis=1), dtype=np.uint8)
+        blocks = block_live_of(live, bm.n_blocks, bm.block_size)
         self._block_live_cache = (live, blocks)
         return blocks
 
@@ -384,6 +421,80 @@ class Index:
             bm.block_size,
             bm.n_blocks,
         )
+
+
+class FilterCache:
+    """The masks and allowed ids of the last ``size`` filters used on one opened index (a live index's
+    generation: its deletions never change), as search engines keep a filter cache: a filter repeated
+    across queries is evaluated over the metadata columns once."""
+
+    def __init__(self, size: int = 16):
+        self.size = size
+        self.entries: OrderedDict[str, tuple[NDArray[np.uint8], NDArray[np.int32] | None]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(
+        self, filter: Any, compute: Callable[[], NDArray[np.uint8]], n_docs: int
+    ) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
+        """(live mask, allowed ids or None) of ``filter``; ``compute()`` evaluates the mask (its errors
+        propagate; nothing is cached then)."""
+        key = json.dumps(filter, sort_keys=True, default=str)
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
+                return hit
+        live = compute()
+        entry = (live, allowed_docs(live, n_docs, filter))
+        with self.lock:
+            self.entries[key] = entry
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return entry
+
+
+def block_live_of(live: NDArray[np.uint8], n_blocks: int, block_size: int) -> NDArray[np.uint8]:
+    """uint8[n_blocks]: 1 where a block of ``block_size`` docs holds a doc that ``live`` allows."""
+    padded = np.zeros(n_blocks * block_size, np.uint8)
+    padded[: len(live)] = live
+    return np.ascontiguousarray(padded.reshape(n_blocks, block_size).any(axis=1), dtype=np.uint8)
+
+
+def allowed_docs(live: NDArray[np.uint8], n_docs: int, filter: Any) -> NDArray[np.int32] | None:
+    """The ascending ids a filter allows (``live``: its mask, deletions applied) when they are few
+    enough (``ALLOWED_FRACTION``) to be scored directly; None: search the blocks (no filter, or a
+    broad one)."""
+    if filter is None or not len(live):
+        return None
+    if np.count_nonzero(live) > ALLOWED_FRACTION * n_docs:
+        return None
+    return np.flatnonzero(live).astype(np.int32)
+
+
+def allowed_batch(
+    args: AllowedArgs, queries: SparseBatch, k: int, threads: int | None
+) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
+    """The allowed-docs kernel on a checked batch: (docs [n, k], kernel scores [n, k], counts [n])."""
+    n = len(queries)
+    out = np.full((n, k), -1, np.int32), np.zeros((n, k), SCORE_DTYPE), np.zeros(n, np.int64)
+    if n:
+        workers = max(1, min(threads or max_threads(), max_threads(), n))
+        previous = numba.get_num_threads()
+        numba.set_num_threads(max(workers, 1))
+        try:
+            q = (queries.indptr, queries.term_ids, queries.weights)
+            _allowed_search_batch(*args, *q, k, workers, *out)
+        finally:
+            numba.set_num_threads(previous)
+    return out
+
+
+def typed_list(items: list[Any]) -> Any:
+    """A numba typed list of ``items`` (all of one numba type), for kernels that take many segments."""
+    out = NumbaList()
+    for item in items:
+        out.append(item)
+    return out
 
 
 def max_threads() -> int:

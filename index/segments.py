@@ -3,46 +3,54 @@
 Global internal doc ids number the segments' docs one after the other, in manifest order
 (``base[i] + local id``), deleted docs included; so the order (score desc, global id asc) is the
 order a fresh index built from the surviving docs (in that order) would give, ties included.
-Segments are searched in order with the same kernels as a plain index, deleted docs skipped
-inside them (``Index.live``); when all segments share one quantization scale (a live index
-enforces it), the k-th score found so far is the next segment's starting threshold (it prunes
-whole blocks in safe and approx mode). Query term ids beyond a segment's vocabulary (BM25 grows
-its vocabulary with later segments) have no postings there and are dropped for that segment.
+Safe and approx mode search all segments in one kernel call (their blocks ranked together, one
+heap; ``lsr.index.kernels.blockmax._bmp_multi_query``), a selective filter scores just its allowed
+docs (``lsr.index.kernels.allowed``); exact mode, and segments of other scales or array types,
+go segment by segment with the plain kernels, deleted docs skipped inside them (``Index.live``)
+and the k-th score found so far as the next segment's threshold. Query term ids beyond a
+segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings there and
+are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, directory_bytes, read_meta
-from lsr.index.manifest import Manifest, read_manifest, read_tombstones, segment_dir
-from lsr.index.search import Index, SearchResult, prune_batch, prune_query
+from lsr.index.kernels.allowed import _allowed_search_one
+from lsr.index.kernels.blockmax import _bmp_multi_search_batch, _bmp_multi_search_one
+from lsr.index.manifest import (
+    Manifest,
+    generations,
+    read_manifest,
+    read_tombstones,
+    segment_dir,
+    write_lease,
+)
+from lsr.index.search import (
+    AllowedArgs,
+    FilterCache,
+    Index,
+    SearchParams,
+    SearchResult,
+    allowed_batch,
+    block_live_of,
+    max_threads,
+    prune_batch,
+    prune_query,
+    typed_list,
+)
 from lsr.index.sparse import SCORE_DTYPE, SparseBatch
 from lsr.index.topk import top_k
 
-# Files held by open readers in this process (absolute paths, counted): a writer in the same
-# process leaves them on disk after a merge; the next writer open removes them.
-_HELD: Counter[str] = Counter()
-_HELD_LOCK = threading.Lock()
-
-
-def held_paths() -> set[str]:
-    with _HELD_LOCK:
-        return {p for p, n in _HELD.items() if n > 0}
-
-
-def _hold(paths: list[str], delta: int) -> None:
-    with _HELD_LOCK:
-        for p in paths:
-            _HELD[p] += delta
+OPEN_ATTEMPTS = 3
 
 
 def is_live_index(path: str | Path) -> bool:
@@ -116,9 +124,8 @@ class SegmentedIndex(Index):
         self.blockmax = segments[0].blockmax if segments and all(s.blockmax for s in segments) else None
         self.block_counters = np.zeros(2, np.int64)
         self.live = np.zeros(0, np.uint8)
-        self._held = [str(segment_dir(path, e.name).resolve()) for e in manifest.segments]
-        self._held += [str((path / e.tombstones).resolve()) for e in manifest.segments if e.tombstones]
-        _hold(self._held, +1)
+        self.lease: Path | None = None  # set by open(): this reader's lease on the generation's files
+        self.filter_cache = FilterCache()
 
     def _live_meta(self) -> dict[str, Any]:
         """The newest segment's meta (encoder, config), with the whole generation's counts."""
@@ -133,20 +140,36 @@ class SegmentedIndex(Index):
 
     @classmethod
     def open(cls, path: str | Path, manifest: Manifest | None = None, mmap: bool = True) -> SegmentedIndex:
+        """Open ``manifest`` (default: the newest), holding its files with a lease (lsr.index.manifest);
+        if a file of it is gone before the lease was seen (two commits meanwhile), the newest
+        generation is opened instead."""
         path = Path(path)
-        manifest = manifest or read_manifest(path)
-        if manifest is None:
-            raise ArtifactError(f"{path} has no manifest (segments_N.json): open it with Index.load")
-        return cls(path, manifest, [load_segment(path, e, mmap) for e in manifest.segments])
+        for attempt in range(OPEN_ATTEMPTS):
+            manifest = manifest if manifest is not None and attempt == 0 else read_manifest(path)
+            if manifest is None:
+                raise ArtifactError(f"{path} has no manifest (segments_N.json): open it with Index.load")
+            lease = write_lease(path, manifest)
+            try:
+                index = cls(path, manifest, [load_segment(path, e, mmap) for e in manifest.segments])
+            except (ArtifactError, FileNotFoundError):
+                if lease is not None:
+                    lease.unlink(missing_ok=True)
+                if attempt + 1 == OPEN_ATTEMPTS or generations(path)[-1:] == [manifest.generation]:
+                    raise
+                continue
+            index.lease = lease
+            return index
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Release the files this reader holds (a writer in this process may then remove them)."""
-        if self._held:
-            _hold(self._held, -1)
-            self._held = []
+        """Release this reader's lease (a writer may then remove the generation's files)."""
+        if self.lease is not None:
+            self.lease.unlink(missing_ok=True)
+            self.lease = None
 
     def __del__(self) -> None:
-        self.close()
+        if hasattr(self, "lease"):
+            self.close()
 
     # --- what Index offers --------------------------------------------------------------------------
 
@@ -210,18 +233,40 @@ class SegmentedIndex(Index):
         beta: float = 1.0,
         filter: Any = None,
     ) -> SearchResult:
-        """Top-k over all segments for one query (see :meth:`Index.search`)."""
+        """Top-k over all segments for one query (see :meth:`Index.search`): a selective filter's
+        allowed docs scored directly, block-max modes in one kernel call over all segments, exact mode
+        (or segments the one-call kernels cannot take together) segment by segment."""
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
-        lives = [seg.filtered_live(filter) for seg in self.segments]
+        live, allowed = self._filtered(filter)
+        if allowed is not None and self._multi is not None:
+            docs, scores = _allowed_search_one(*self._allowed_args(allowed), terms, weights, k)
+            return SearchResult(docs.astype(np.int64), scores * self.scale)
+        if params.mode != "exact" and self._multi is not None:
+            segs, seg_int, seg_ub = self._multi
+            docs, scores = _bmp_multi_search_one(
+                segs,
+                seg_int,
+                seg_ub,
+                self.block_size,
+                terms,
+                weights,
+                k,
+                np.float32(params.alpha),
+                self.block_counters,
+                live,
+                self._global_block_live(live),
+            )
+            return SearchResult(docs.astype(np.int64), scores * self.scale)
         best = _RunningTopK(k)
         for i, seg in enumerate(self.segments):
             cut = int(np.searchsorted(terms, seg.n_terms))
             threshold = best.threshold if self.same_scale else 0.0
             kk = min(k, max(seg.n_docs, 1))
-            d, s = seg.search_raw(terms[:cut], weights[:cut], kk, params, threshold, lives[i])
+            seg_live = live[self.bases[i] : self.bases[i + 1]] if len(live) else live
+            d, s = seg.search_raw(terms[:cut], weights[:cut], kk, params, threshold, seg_live)
             best.add(d, s, i, self)
         return best.result(self)
 
@@ -235,23 +280,139 @@ class SegmentedIndex(Index):
         beta: float = 1.0,
         filter: Any = None,
     ) -> list[SearchResult]:
-        """Top-k over all segments for a batch: each segment's batch kernel in turn, the k-th scores
-        found so far as the next segment's per-query thresholds."""
+        """Top-k over all segments for a batch: the one-call kernels as in :meth:`search`, else each
+        segment's batch kernel in turn, the k-th scores found so far as the next one's thresholds."""
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
+        live, allowed = self._filtered(filter)
+        if self._multi is not None and (allowed is not None or params.mode != "exact"):
+            if allowed is not None:
+                out_docs, out_scores, counts = allowed_batch(self._allowed_args(allowed), queries, k, threads)
+            else:
+                out_docs, out_scores, counts = self._multi_batch(queries, k, params, threads, live)
+            return [
+                SearchResult(
+                    out_docs[i, : counts[i]].astype(np.int64), out_scores[i, : counts[i]] * self.scale
+                )
+                for i in range(len(queries))
+            ]
         n = len(queries)
         best = [_RunningTopK(k) for _ in range(n)]
         for i, seg in enumerate(self.segments):
             sub = restrict_batch(queries, seg.n_terms)
             kk = min(k, max(seg.n_docs, 1))
             thresholds = np.array([b.threshold if self.same_scale else 0.0 for b in best], SCORE_DTYPE)
-            live = seg.filtered_live(filter)
-            out_docs, out_scores, counts = seg.search_batch_raw(sub, kk, params, threads, thresholds, live)
+            seg_live = live[self.bases[i] : self.bases[i + 1]] if len(live) else live
+            out_docs, out_scores, counts = seg.search_batch_raw(
+                sub, kk, params, threads, thresholds, seg_live
+            )
             for q in range(n):
                 best[q].add(out_docs[q, : counts[q]], out_scores[q, : counts[q]], i, self)
         return [b.result(self) for b in best]
+
+    def _multi_batch(
+        self, queries: SparseBatch, k: int, params: SearchParams, threads: int | None, live: NDArray[np.uint8]
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
+        assert self._multi is not None
+        n = len(queries)
+        out = np.full((n, k), -1, np.int32), np.zeros((n, k), SCORE_DTYPE), np.zeros(n, np.int64)
+        if n:
+            workers = max(1, min(threads or max_threads(), max_threads(), n))
+            previous = numba.get_num_threads()
+            numba.set_num_threads(workers)
+            try:
+                _bmp_multi_search_batch(
+                    *self._multi,
+                    self.block_size,
+                    queries.indptr,
+                    queries.term_ids,
+                    queries.weights,
+                    k,
+                    np.float32(params.alpha),
+                    workers,
+                    *out,
+                    live,
+                    self._global_block_live(live),
+                )
+            finally:
+                numba.set_num_threads(previous)
+        return out
+
+    # --- the one-call kernels' arguments ------------------------------------------------------------
+
+    @cached_property
+    def _multi(self) -> tuple[Any, NDArray[np.int64], NDArray[np.float32]] | None:
+        """(typed list of each segment's (postings, block-max arrays), int64[n, 4] = (n_terms, n_blocks,
+        first doc, first block), float32[n, 2] = (ub_ratio, ub_slack)); None when the
+        segments cannot go to one kernel call (no block-max data, other scales or block sizes, arrays
+        of other types)."""
+        segs = self.segments
+        if not segs or not self.same_scale or self.blockmax is None:
+            return None
+        if len({s.blockmax.block_size for s in segs if s.blockmax}) != 1:
+            return None
+        items = [((s.term_ptr, s.doc_ids, s.impacts), s._bmp_args()[1]) for s in segs]
+        if len({numba.typeof(item) for item in items}) != 1:
+            return None
+        n_blocks = np.array([s.blockmax.n_blocks for s in segs if s.blockmax], np.int64)
+        seg_int = np.stack(
+            [
+                np.array([s.n_terms for s in segs], np.int64),
+                n_blocks,
+                self.bases[:-1],
+                np.concatenate([[0], np.cumsum(n_blocks)[:-1]]).astype(np.int64),
+            ],
+            axis=1,
+        )
+        seg_ub = np.array(
+            [[s.blockmax.ub_ratio, s.blockmax.ub_slack] for s in segs if s.blockmax], np.float32
+        )
+        self._postings = typed_list([item[0] for item in items])
+        return typed_list(items), np.ascontiguousarray(seg_int), seg_ub
+
+    @property
+    def block_size(self) -> int:
+        return self.blockmax.block_size if self.blockmax is not None else 0
+
+    def _allowed_args(self, allowed: NDArray[np.int32]) -> AllowedArgs:
+        assert self._multi is not None
+        ptr = np.searchsorted(allowed, self.bases).astype(np.int64)
+        return self._postings, self._multi[1][:, 0].copy(), self.bases, allowed, ptr
+
+    def _filtered(self, filter: Any) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
+        """(uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no
+        filter, no deletion); the allowed ids when few enough to score directly), cached per filter."""
+        if filter is None:
+            return (self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8)), None
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.n_docs)
+
+    @cached_property
+    def _live_u8(self) -> NDArray[np.uint8]:
+        return np.ascontiguousarray(self.live_mask, dtype=np.uint8)
+
+    def _global_block_live(self, live: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """uint8[all segments' blocks]: 1 where a block holds a doc ``live`` allows (empty: all)."""
+        if not len(live):
+            return live
+        if live is self.__dict__.get("_live_u8"):
+            return self._block_live_u8
+        return self._blocks_of(live)
+
+    @cached_property
+    def _block_live_u8(self) -> NDArray[np.uint8]:
+        return self._blocks_of(self._live_u8)
+
+    def _blocks_of(self, live: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        parts = [
+            block_live_of(
+                live[self.bases[i] : self.bases[i + 1]], seg.blockmax.n_blocks, seg.blockmax.block_size
+            )
+            for i, seg in enumerate(self.segments)
+            if seg.blockmax is not None
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
 
 
 class _RunningTopK:

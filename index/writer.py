@@ -8,10 +8,10 @@
 An operation is acknowledged when it returns: its segment files and tombstones were fsynced,
 then the new manifest was committed (temp file, fsync, rename, fsync of the directory). Files of
 older generations are removed after the commit, except those of the previous generation (a reader
-in another process that has just read that manifest may still open them) and those an open
-:class:`~lsr.index.segments.SegmentedIndex` of this process holds; the next writer removes what is
-left. A crash at any point leaves the last committed generation intact; what it half wrote is
-not named by any manifest and is removed by the next writer.
+that has just read that manifest may still be taking its lease) and those an open reader's lease
+names (:class:`~lsr.index.segments.SegmentedIndex`, in any process; lsr.index.manifest); the next
+writer removes what is left. A crash at any point leaves the last committed generation intact;
+what it half wrote is not named by any manifest and is removed by the next writer.
 
 Segments written here share the first segment's impact dtype, quantization scale (weights above
 its largest weight are clipped) and block size, and are never reordered. A segment's vocabulary
@@ -44,6 +44,7 @@ from lsr.index.manifest import (
     fsync_dir,
     fsync_tree,
     generations,
+    leased_files,
     read_manifest,
     read_tombstones,
     segment_dir,
@@ -52,7 +53,6 @@ from lsr.index.manifest import (
     write_tombstones,
 )
 from lsr.index.search import Index
-from lsr.index.segments import held_paths
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, concat
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ class IndexWriter:
         self.path = Path(path)
         self.policy = policy or MergePolicy()
         self._lock: Any = None
+        self.segments: list[Index] = []
+        self.deleted: list[np.ndarray] = []
+        self.positions: dict[str, tuple[str, int]] = {}  # live external id -> (segment uid, local id)
+        self.seg_index: dict[str, int] = {}  # segment uid -> its position in the manifest
 
     def __enter__(self) -> IndexWriter:
         if not self.path.is_dir():
@@ -162,17 +166,51 @@ class IndexWriter:
         except ArtifactError:
             return None
 
-    def _load(self, manifest: Manifest) -> None:
-        loaded = {seg.meta.get("uid"): seg for seg in getattr(self, "segments", [])}  # unchanged: reused
+    def _load(self, manifest: Manifest, deleted: list[np.ndarray] | None = None) -> None:
+        """Make ``manifest`` the writer's state: its segments (those already open reused), their
+        deletions (``deleted``: as just committed, else read from the tombstones) and the id map,
+        updated for what changed (O(changed documents), not O(index) per commit)."""
+        old = dict(zip(self._uids(), zip(self.segments, self.deleted, strict=True), strict=True))
         self.manifest = manifest
-        self.segments = [loaded.get(e.uid) or self._open_segment(e) for e in manifest.segments]
-        self.deleted = [read_tombstones(self.path, e) for e in manifest.segments]
-        self.positions = {
-            key: (i, local)
-            for i, seg in enumerate(self.segments)
-            for local, key in enumerate(seg.doc_keys)
-            if not self.deleted[i][local]
-        }
+        self.segments = [old[e.uid][0] if e.uid in old else self._open_segment(e) for e in manifest.segments]
+        if deleted is None:
+            deleted = [read_tombstones(self.path, e) for e in manifest.segments]
+        self.deleted = deleted
+        self.seg_index = {e.uid: i for i, e in enumerate(manifest.segments)}
+        for uid, (seg, dead) in old.items():
+            if uid not in self.seg_index:
+                self._unmap(seg, uid, np.flatnonzero(~dead))
+        for i, (entry, seg) in enumerate(zip(manifest.segments, self.segments, strict=True)):
+            if entry.uid in old:
+                self._unmap(seg, entry.uid, np.flatnonzero(self.deleted[i] & ~old[entry.uid][1]))
+            else:
+                keys = seg.doc_keys
+                self.positions.update(
+                    (keys[j], (entry.uid, j)) for j in np.flatnonzero(~self.deleted[i]).tolist()
+                )
+
+    def _uids(self) -> list[str]:
+        return [e.uid for e in self.manifest.segments] if hasattr(self, "manifest") else []
+
+    def _unmap(self, seg: Index, uid: str, locals_: np.ndarray) -> None:
+        """Drop these docs of segment ``uid`` from the id map (unless the id now maps elsewhere)."""
+        keys = seg.doc_keys
+        for j in locals_.tolist():
+            if self.positions.get(keys[j]) == (uid, j):
+                del self.positions[keys[j]]
+
+    def _deleted_with(self, keys: Sequence[str]) -> list[np.ndarray]:
+        """The deletion bitmaps with these (known) ids deleted: changed segments copied, others shared."""
+        deleted = list(self.deleted)
+        copied: set[int] = set()
+        for key in keys:
+            uid, local = self.positions[key]
+            i = self.seg_index[uid]
+            if i not in copied:
+                deleted[i] = deleted[i].copy()
+                copied.add(i)
+            deleted[i][local] = True
+        return deleted
 
     def _open_segment(self, entry: SegmentEntry) -> Index:
         seg = Index.load(segment_dir(self.path, entry.name), blockmax=False)
@@ -227,10 +265,7 @@ class IndexWriter:
             return WriteResult(self.generation)
         entry = self._write_segment(lambda out: self._build(out, batch, ids, vocab, docs), stats)
         updated = [key for key in ids if key in self.positions]
-        deleted = [d.copy() for d in self.deleted]
-        for key in updated:
-            i, local = self.positions[key]
-            deleted[i][local] = True
+        deleted = self._deleted_with(updated)
         gen = self._commit([*self.manifest.segments, entry], [*deleted, np.zeros(entry.n_docs, bool)])
         return WriteResult(gen, added=[k for k in ids if k not in set(updated)], updated=updated)
 
@@ -240,11 +275,7 @@ class IndexWriter:
         unknown = list(dict.fromkeys(k for k in ids if k not in self.positions))
         if not known:
             return WriteResult(self.generation, unknown=unknown)
-        deleted = [d.copy() for d in self.deleted]
-        for key in known:
-            i, local = self.positions[key]
-            deleted[i][local] = True
-        gen = self._commit(list(self.manifest.segments), deleted)
+        gen = self._commit(list(self.manifest.segments), self._deleted_with(known))
         return WriteResult(gen, deleted=known, unknown=unknown)
 
     def merge(self, start: int = 0, end: int | None = None) -> WriteResult:
@@ -367,7 +398,7 @@ class IndexWriter:
         previous = self.manifest
         manifest = Manifest(gen, entries, self.manifest.next_segment, dict(self.manifest.settings))
         write_manifest(self.path, manifest)
-        self._load(manifest)
+        self._load(manifest, deleted)
         self.cleanup(keep=previous)
         return gen
 
@@ -378,10 +409,10 @@ class IndexWriter:
         names removed."""
         referenced = self.manifest.files | (keep.files if keep else set())
         kept_gens = {self.generation, keep.generation if keep else -1}
-        held = held_paths()
+        held = leased_files(self.path)  # readers' leases, this process's included
         removed = []
         for path in sorted(self.path.iterdir()):
-            if _is_stray(path, referenced, kept_gens) and str(path.resolve()) not in held:
+            if _is_stray(path, referenced, kept_gens) and path.name not in held:
                 _remove(path)
                 removed.append(path.name)
         roots = {e.name for e in self.manifest.segments} | {e.name for e in (keep.segments if keep else [])}
@@ -486,7 +517,7 @@ def _remove_root_segment(path: Path, held: set[str]) -> list[str]:
     """The files of the plain index a live index started from, once no kept manifest names it
     (``meta.json`` last, so a crash here leaves nothing that looks complete)."""
     meta_path = path / "meta.json"
-    if not meta_path.is_file() or str(path.resolve()) in held:
+    if not meta_path.is_file() or ROOT_SEGMENT in held:
         return []
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     names = [f"{n}.npy" for n in meta.get("arrays", {})] + list(meta.get("files", [])) + ["blockmax"]

@@ -311,6 +311,9 @@ class ServiceConfig:
     cors_origins: tuple[str, ...] = ()
     warmup: bool = True  # encode and search a few queries in every mode before /readyz says ready
     log_requests: bool = True  # one JSON line per request on the lsr.service.access logger
+    # seconds between checks of each live index's newest manifest generation: another process's (or
+    # worker's) committed write is searchable here within this interval plus the reopen (0: never)
+    refresh_s: float = 0.5
 
     def __post_init__(self) -> None:
         for name in self.indexes:

@@ -143,6 +143,14 @@ class ServedIndex:
         }
 
 
+def latest_generation(path: str) -> int | None:
+    """The newest committed generation of a live index directory (None: a plain index)."""
+    from lsr.index.manifest import generations
+
+    gens = generations(Path(path))
+    return gens[-1] if gens else None
+
+
 def open_searcher(path: str) -> Searcher:
     return Searcher(path)
 
@@ -491,6 +499,24 @@ class Service:
         self.metrics.reloads.labels(name, "ok").inc()
         logger.info("index %r reloaded: generation %d from %s", name, new.generation, new.path)
         return {"previous": {"path": old.path, "generation": old.generation}, **new.describe()}
+
+    async def refresh_loop(self) -> None:
+        """Every ``refresh_s`` seconds, reopen each served index whose newest committed generation is
+        not the one served (a write by another worker or process): a poll of the directory listing,
+        so a commit anywhere is searchable in every worker within ``refresh_s`` plus the reopen."""
+        if self.settings.refresh_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.settings.refresh_s)
+            if not self.ready:
+                continue
+            for name, served in list(self.indexes.items()):
+                newest = await asyncio.to_thread(latest_generation, served.path)
+                if newest is not None and newest != getattr(served.index, "generation", 0):
+                    try:
+                        await self.reload(name, None)
+                    except ApiError as exc:  # e.g. a damaged newest generation: keep serving the old one
+                        logger.warning("refreshing index %r failed: %s", name, exc.message)
 
     async def write(self, served: ServedIndex, fn: Callable[[Any], Any]) -> Any:
         """``fn(LiveIndex)`` (one write, committed and durable when it returns), then the served index
@@ -842,10 +868,12 @@ def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         service._load_task = asyncio.create_task(service.load_all())
+        refresh = asyncio.create_task(service.refresh_loop())
         try:
             yield
         finally:
             service._load_task.cancel()
+            refresh.cancel()
             service.pool.shutdown(wait=False, cancel_futures=True)
 
     return lifespan

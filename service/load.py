@@ -7,9 +7,12 @@ in-process baseline (the same search work called directly on threads, no HTTP).
 Each level runs for ``--duration`` seconds or ``--max-requests`` requests, whichever comes first,
 with ``concurrency`` clients on one asyncio loop (httpx, keep-alive connections); query texts cycle
 through the queries file. ``--reload-every S`` also POSTs a reload of the index every S seconds
-during each level (errors must stay 0). Loopback URLs only, unless ``--allow-remote``: this tool
-is for measuring, not for loading someone else's server. The generator runs on the same machine as
-the server and takes CPU from it; the printed table says so.
+during each level (errors must stay 0); ``--ingest-corpus C`` streams documents of C into a live
+index during each level (upserts of ``--ingest-batch`` docs every ``--ingest-every`` seconds,
+merges by the service's merge policy), to compare search latency with and without ingestion.
+Loopback URLs only, unless ``--allow-remote``: this tool is for measuring, not for loading someone
+else's server. The generator runs on the same machine as the server and takes CPU from it; the
+printed table says so.
 """
 
 from __future__ import annotations
@@ -72,9 +75,11 @@ async def drive_level(
     max_requests: int,
     reload_every: float,
     reload_index: str | None,
+    ingest: Ingest | None = None,
 ) -> dict[str, Any]:
     """One concurrency level: ``concurrency`` workers POST searches until the deadline or
-    ``max_requests``; with ``reload_every`` > 0 one more task reloads ``reload_index`` that often.
+    ``max_requests``; with ``reload_every`` > 0 one more task reloads ``reload_index`` that often;
+    with ``ingest``, one more task upserts documents into ``reload_index`` (see :class:`Ingest`).
 
     ``connect()`` is an async context manager giving ``post(path, body) -> (status, payload bytes)``;
     each worker (and the reloader) enters it once. ``transport_errors`` count as failed requests.
@@ -87,12 +92,79 @@ async def drive_level(
     ]
     if reload_every > 0 and reload_index:
         tasks.append(asyncio.create_task(_reload_worker(connect, reload_index, reload_every, state)))
+    if ingest is not None and reload_index:
+        tasks.append(asyncio.create_task(_ingest_worker(connect, reload_index, ingest, state)))
     await asyncio.gather(*tasks)
     out = summarize(state.latencies, len(state.errors), time.perf_counter() - start)
     out["error_samples"] = state.errors[:5]
     if state.reloads:
         out["reloads"] = state.reloads
+    if ingest is not None:
+        out["ingest"] = _ingest_summary(state.ingests)
     return out
+
+
+@dataclass
+class Ingest:
+    """Documents streamed in during a level: every ``every`` seconds one POST /v1/indexes/NAME/docs of
+    ``batch`` documents (their texts from ``docs``, cycled), half of them new ids, half updates of
+    ids sent before; the service's merge policy merges segments as they pile up."""
+
+    docs: list[tuple[str, str]]  # (title, text)
+    every: float
+    batch: int
+    sent: list[str] = field(default_factory=list)  # ids sent so far
+
+    def next_batch(self) -> list[dict[str, str]]:
+        """``batch`` documents: updates of distinct ids sent before (half, once there are enough),
+        then new ids."""
+        n_updates = min(self.batch // 2, len(self.sent))
+        step = max(1, len(self.sent) // max(n_updates, 1))
+        keys = self.sent[::step][:n_updates]
+        while len(keys) < self.batch:
+            keys.append(f"ingest-{len(self.sent)}")
+            self.sent.append(keys[-1])
+        total = len(self.sent) + n_updates
+        return [
+            {
+                "id": key,
+                "title": self.docs[(total + j) % len(self.docs)][0],
+                "text": self.docs[(total + j) % len(self.docs)][1],
+            }
+            for j, key in enumerate(keys)
+        ]
+
+
+def _ingest_summary(ingests: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in ingests if r["status"] == 200]
+    ms = np.asarray([r["ms"] for r in ok], np.float64)
+    return {
+        "batches": len(ingests),
+        "failed": len(ingests) - len(ok),
+        "docs": sum(r["docs"] for r in ok),
+        "p50_ms": round(float(np.median(ms)), 1) if len(ms) else None,
+        "max_ms": round(float(ms.max()), 1) if len(ms) else None,
+        "generations": [ok[0]["generation"], ok[-1]["generation"]] if ok else None,
+        "error_samples": [r["error"] for r in ingests if r["status"] != 200][:5],
+    }
+
+
+async def _ingest_worker(connect: Callable[[], Any], index: str, ingest: Ingest, state: _LevelState) -> None:
+    """Upsert a batch every ``ingest.every`` seconds until the level ends (writes do not count toward
+    ``max_requests``; a failed write is a failed request of the level)."""
+    async with connect() as post:
+        while time.perf_counter() < state.deadline and state.sent < state.max_requests:
+            docs = ingest.next_batch()
+            t0 = time.perf_counter()
+            status, payload = await post(f"/v1/indexes/{index}/docs", {"docs": docs})
+            record = {"status": status, "ms": (time.perf_counter() - t0) * 1e3, "docs": len(docs)}
+            if status == 200:
+                record["generation"] = json.loads(payload)["generation"]
+            else:
+                record["error"] = f"{status}: {payload[:200]!r}"
+                state.errors.append(f"ingest {record['error']}")
+            state.ingests.append(record)
+            await asyncio.sleep(max(0.0, ingest.every - (time.perf_counter() - t0)))
 
 
 @dataclass
@@ -105,6 +177,7 @@ class _LevelState:
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     reloads: list[dict[str, Any]] = field(default_factory=list)
+    ingests: list[dict[str, Any]] = field(default_factory=list)
 
 
 async def _search_worker(
@@ -164,6 +237,7 @@ async def http_level(
     max_requests: int,
     reload_every: float,
     reload_index: str | None,
+    ingest: Ingest | None = None,
 ) -> dict[str, Any]:
     """One concurrency level over httpx: one shared keep-alive client (see :func:`drive_level`)."""
     import httpx
@@ -189,6 +263,7 @@ async def http_level(
             max_requests,
             reload_every,
             reload_index,
+            ingest,
         )
 
 
@@ -253,6 +328,7 @@ async def raw_level(
     max_requests: int,
     reload_every: float,
     reload_index: str | None,
+    ingest: Ingest | None = None,
 ) -> dict[str, Any]:
     """As :func:`http_level`, with one :class:`RawClient` connection per concurrent client."""
 
@@ -274,6 +350,7 @@ async def raw_level(
         max_requests,
         reload_every,
         reload_index,
+        ingest,
     )
 
 
@@ -345,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="POST /v1/indexes/INDEX/reload every S seconds during each level",
     )
+    p.add_argument(
+        "--ingest-corpus",
+        help="stream documents in during each level: POST batches of this corpus's texts (BEIR folder "
+        "or JSONL) to /v1/indexes/INDEX/docs, half new ids, half updates (a live index)",
+    )
+    p.add_argument("--ingest-every", type=float, default=0.5, metavar="S", help="seconds between batches")
+    p.add_argument("--ingest-batch", type=int, default=20, help="documents per batch (20)")
     p.add_argument("--api-key-env", default="LSR_API_KEY", help="send the key in this variable, if set")
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
     p.add_argument("--label", help="a name for this run in the JSON (e.g. 'bm25, 1 worker')")
@@ -378,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     baseline = None if args.no_baseline else _baseline(name, indexes[name]["path"], texts, args.k, args.mode)
     if baseline is not None:
         baseline(2, 60, args.warmup)
+    if args.ingest_corpus:  # the first write of a plain index makes it live (BM25: counts its lengths)
+        asyncio.run(send(1, 0.1, 1, 0, name, _ingest(args)))
     load_start = os.getloadavg()
     rows = _measure(args, levels, name, send, baseline)
     result = _result(args, name, indexes[name], len(texts), load_start, rows)
@@ -385,6 +471,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         _add_run(Path(args.out), result)
     return 0
+
+
+def _ingest(args: argparse.Namespace) -> Ingest | None:
+    """The documents to stream in (a fresh id counter per level), None without --ingest-corpus."""
+    if not args.ingest_corpus:
+        return None
+    from lsr.data.corpus import open_corpus
+
+    docs = [(d.title, d.text) for d in open_corpus(args.ingest_corpus) if d.text.strip()]
+    return Ingest(docs, args.ingest_every, args.ingest_batch)
 
 
 def _refuse(message: str) -> int:
@@ -411,7 +507,7 @@ def _measure(
     """Each concurrency level over HTTP (and in-process, with a baseline); prints a line per level."""
     rows = []
     for c in levels:
-        http = asyncio.run(send(c, args.duration, args.max_requests, args.reload_every, name))
+        http = asyncio.run(send(c, args.duration, args.max_requests, args.reload_every, name, _ingest(args)))
         row: dict[str, Any] = {"concurrency": c, "http": http}
         if baseline is not None:
             row["inprocess"] = baseline(c, args.duration, args.max_requests)
@@ -441,6 +537,9 @@ def _result(
         "n_query_texts": n_texts,
         "cpus": os.cpu_count(),
         "reload_every_s": args.reload_every,
+        "ingest": {"corpus": args.ingest_corpus, "every_s": args.ingest_every, "batch": args.ingest_batch}
+        if args.ingest_corpus
+        else None,
         "loadavg_1m_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         "note": "load generator, server and baseline share the machine's CPUs",
         "levels": rows,
@@ -461,9 +560,11 @@ def _row(name: str, row: dict[str, Any]) -> str:
     b = row.get("inprocess")
     base = f" | in-process {b['qps']:>8.1f} q/s p50 {b['p50_ms']:.2f} p99 {b['p99_ms']:.2f}" if b else ""
     reloads = f" reloads {len(h.get('reloads', []))}" if h.get("reloads") else ""
+    ing = h.get("ingest")
+    ingest = f" ingested {ing['docs']} docs in {ing['batches']} batches" if ing else ""
     return (
         f"{name} c={row['concurrency']:<3} {h['qps']:>8.1f} q/s p50 {h['p50_ms']} ms "
-        f"p99 {h['p99_ms']} ms errors {h['errors']}{reloads}{base}"
+        f"p99 {h['p99_ms']} ms errors {h['errors']}{reloads}{ingest}{base}"
     )
 
 

@@ -69,10 +69,11 @@ def _upper_bounds(
     ent_next,
     ent_term,
     ent_pair,
+    e,
 ):
-    """Accumulate block bounds into ub (zero on entry) in query-term order; link sparse runs per block."""
+    """Accumulate block bounds into ub (zero on entry) in query-term order; link sparse runs per block
+    into ``head`` (entries from ``e`` on); return the next free entry."""
     n_blocks = ub.shape[0]
-    e = 0
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         w = q_weights[i]
@@ -90,6 +91,7 @@ def _upper_bounds(
                 ent_next[e] = head[b]
                 head[b] = e
                 e += 1
+    return e
 
 
 @njit(cache=True, nogil=True)
@@ -220,6 +222,7 @@ def _bmp_query(
         ent_next,
         ent_term,
         ent_pair,
+        0,
     )
     if block_live.shape[0] > 0:
         for b in range(ub.shape[0]):
@@ -366,6 +369,202 @@ def _bmp_search_batch(
                 counters,
                 live,
                 thresholds[q],
+                block_live,
+            )
+
+
+@njit(cache=True, nogil=True)
+def _multi_bounds(segs, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live):
+    """Every segment's block bounds into ``ub`` (global blocks; each times its segment's slack, zero
+    where ``block_live`` has no live doc) and sparse runs linked into ``head``; returns (query terms
+    per segment, the query's block-max rows per segment, the run entries)."""
+    n_seg = seg_int.shape[0]
+    m = q_terms.shape[0]
+    seg_m = np.empty(n_seg, np.int64)
+    q_rows = np.empty((n_seg, m), np.int32)
+    n_ent = 0
+    for i in range(n_seg):
+        row_of, tb_ptr = segs[i][1][0], segs[i][1][4]
+        seg_m[i] = np.searchsorted(q_terms, seg_int[i, 0])  # terms beyond its vocabulary: no postings
+        for j in range(seg_m[i]):
+            q_rows[i, j] = row_of[q_terms[j]]
+            if q_rows[i, j] < 0:
+                n_ent += tb_ptr[q_terms[j] + 1] - tb_ptr[q_terms[j]]
+    ent_next = np.empty(n_ent, np.int32)
+    ent_term = np.empty(n_ent, np.int32)
+    ent_pair = np.empty(n_ent, np.int64)
+    e = 0
+    for i in range(n_seg):
+        row_of, dense_max, _, _, tb_ptr, tb_block, tb_max, _, _, _ = segs[i][1]
+        lo = seg_int[i, 3]
+        hi = lo + seg_int[i, 1]
+        mi = seg_m[i]
+        e = _upper_bounds(
+            row_of,
+            dense_max,
+            tb_ptr,
+            tb_block,
+            tb_max,
+            seg_ub[i, 0],
+            q_terms[:mi],
+            q_weights[:mi],
+            ub[lo:hi],
+            head[lo:hi],
+            ent_next,
+            ent_term,
+            ent_pair,
+            e,
+        )
+        if seg_ub[i, 1] != 1:
+            for b in range(lo, hi):
+                ub[b] *= seg_ub[i, 1]
+    if block_live.shape[0] > 0:
+        for b in range(ub.shape[0]):
+            if block_live[b] == 0:
+                ub[b] = 0
+    return seg_m, q_rows, ent_next, ent_term, ent_pair
+
+
+@njit(cache=True, nogil=True)
+def _bmp_multi_query(
+    segs,
+    seg_int,
+    seg_ub,
+    block_size,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    ws,
+    out_docs,
+    out_scores,
+    counters,
+    live,
+    block_live,
+):
+    """One query over all segments of a live index, as one collection of blocks: ``segs`` a typed list
+    of each segment's (postings, bmx); ``seg_int`` int64[n_segments, 4] = (n_terms, n_blocks, first
+    doc, first block) and ``seg_ub`` float32[n_segments, 2] = (ub_ratio, ub_slack) per segment; ``live``
+    (uint8[all docs]) and ``block_live`` (uint8[all blocks]) by global id, empty: all live; ``ws``
+    from _workspace over all blocks. Every segment's block bounds go into one array (each times its
+    segment's slack), one bucket order ranks all blocks, and blocks are scored in that order into one
+    heap of global doc ids until the k-th score beats the best bound left: the k-th score found in
+    one segment prunes every other segment's blocks."""
+    ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
+    seg_m, q_rows, ent_next, ent_term, ent_pair = _multi_bounds(
+        segs, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live
+    )
+    local_pair = np.full(q_terms.shape[0], -1, np.int64)
+    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
+    counters[1] += n_cand
+    size = 0
+    bucket = 0
+    all_live = live.shape[0] == 0
+    block_starts = seg_int[:, 3]
+    for pos in range(n_cand):
+        while pos >= bucket_ptr[bucket + 1]:
+            bucket += 1
+        if size == k and hs[0] > alpha * bucket_max[bucket]:
+            break
+        counters[0] += 1
+        g = order[pos]
+        i = np.searchsorted(block_starts, g, side="right") - 1
+        lo = seg_int[i, 3]
+        mi = seg_m[i]
+        postings, bmx = segs[i]
+        _score_block(
+            g - lo,
+            block_size,
+            postings,
+            bmx,
+            q_terms[:mi],
+            q_weights[:mi],
+            q_rows[i, :mi],
+            head[lo : lo + seg_int[i, 1]],
+            ent_next,
+            ent_term,
+            ent_pair,
+            local_pair,
+            acc,
+        )
+        first = seg_int[i, 2] + (g - lo) * block_size
+        for j in range(block_size):
+            s = acc[j]
+            if s > 0:
+                if all_live or live[first + j]:
+                    size = heap_offer(hs, hd, size, k, s, first + j)
+                acc[j] = 0
+    ub[:] = 0
+    head[:] = -1
+    return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
+
+
+@njit(cache=True, nogil=True)
+def _bmp_multi_search_one(
+    segs, seg_int, seg_ub, block_size, q_terms, q_weights, k, alpha, counters, live, block_live
+):
+    ws = _workspace(seg_int[-1, 3] + seg_int[-1, 1], block_size, k)
+    out_docs = np.empty(k, np.int32)
+    out_scores = np.empty(k, np.float32)
+    n = _bmp_multi_query(
+        segs,
+        seg_int,
+        seg_ub,
+        block_size,
+        q_terms,
+        q_weights,
+        k,
+        alpha,
+        ws,
+        out_docs,
+        out_scores,
+        counters,
+        live,
+        block_live,
+    )
+    return out_docs[:n], out_scores[:n]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _bmp_multi_search_batch(
+    segs,
+    seg_int,
+    seg_ub,
+    block_size,
+    q_indptr,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    n_workers,
+    out_docs,
+    out_scores,
+    out_counts,
+    live,
+    block_live,
+):
+    """Queries in parallel over all segments: worker c takes queries c, c + n_workers, ..."""
+    n_queries = q_indptr.shape[0] - 1
+    for c in prange(n_workers):
+        ws = _workspace(seg_int[-1, 3] + seg_int[-1, 1], block_size, k)
+        counters = np.zeros(2, np.int64)
+        for q in range(c, n_queries, n_workers):
+            s = q_indptr[q]
+            e = q_indptr[q + 1]
+            out_counts[q] = _bmp_multi_query(
+                segs,
+                seg_int,
+                seg_ub,
+                block_size,
+                q_terms[s:e],
+                q_weights[s:e],
+                k,
+                alpha,
+                ws,
+                out_docs[q],
+                out_scores[q],
+                counters,
+                live,
                 block_live,
             )
 

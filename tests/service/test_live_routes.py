@@ -97,3 +97,16 @@ def test_filter_errors_are_400(client):
     """A filter is an object by the schema; whether this index can apply it only the index knows: 400."""
     bad = client.post("/v1/search", json={"query": "cat", "filter": {"term": {"lang": "en"}}})
     assert bad.status_code == 400 and "no metadata fields" in bad.json()["error"]["message"]
+
+
+def test_a_write_by_another_process_is_searchable_within_the_refresh_interval(client, tmp_path):
+    """A commit made outside this worker (here: LiveIndex directly, as another worker or `lsr add`
+    would) is picked up by the refresh poll (refresh_s = 0.5) within a second."""
+    from lsr.data.corpus import Doc
+    from lsr.live import LiveIndex
+
+    LiveIndex(tmp_path / "idx").add_documents([Doc("w1", "", "zebra crossing")])
+    start = time.monotonic()
+    while _ids(client, "zebra") != ["w1"]:
+        assert time.monotonic() - start < 1.0, "the new generation was not served within 1 s"
+        time.sleep(0.02)

@@ -1,7 +1,7 @@
 """Crash safety: a writer killed with SIGKILL at random points during adds, deletes and merges leaves
 the index at its last committed generation, with every acknowledged write in it, no half-written
 segment visible, and stray files removed by the next writer. ``LSR_CRASH_TRIALS`` sets the number
-of trials (CI: 6; the benchmark runs 100)."""
+of trials (CI: 6; ``python scripts/live_fault.py`` runs 100)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,13 @@ import pytest
 from corpora import random_corpus
 
 from lsr.index import BuildOptions, build_index
-from lsr.index.manifest import LOCK_FILE, ROOT_SEGMENT, generations, read_manifest
+from lsr.index.manifest import LEASE_DIR, LOCK_FILE, ROOT_SEGMENT, generations, read_manifest
 from lsr.index.segments import SegmentedIndex, open_index
 from lsr.index.writer import IndexWriter
 
 WRITER = Path(__file__).with_name("live_crash_writer.py")
 TRIALS = int(os.environ.get("LSR_CRASH_TRIALS", "6"))
+FIRST = int(os.environ.get("LSR_CRASH_FIRST", "0"))  # seed of the first trial (scripts/live_fault.py)
 N_TERMS = 25
 
 
@@ -81,7 +82,7 @@ def _live_ids(path: Path) -> list[str]:
         index.close()
 
 
-@pytest.mark.parametrize("trial", range(TRIALS))
+@pytest.mark.parametrize("trial", range(FIRST, FIRST + TRIALS))
 def test_sigkill_during_writes_keeps_acknowledged_writes(tmp_path, trial):
     rng = np.random.default_rng(1000 + trial)
     corpus = random_corpus(rng, n_docs=40, n_terms=N_TERMS, max_nnz=6, integer=False)
@@ -108,7 +109,7 @@ def _assert_clean(path: Path) -> None:
     gens = generations(path)
     kept = [read_manifest(path, g) for g in gens]
     assert len(kept) <= 2
-    allowed = {LOCK_FILE} | {f"segments_{g}.json" for g in gens}
+    allowed = {LOCK_FILE, LEASE_DIR} | {f"segments_{g}.json" for g in gens}
     for manifest in kept:
         assert manifest is not None
         allowed |= manifest.files

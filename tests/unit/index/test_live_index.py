@@ -224,6 +224,7 @@ def test_merge_removes_old_files_after_commit_and_not_while_held(tmp_path):
         w.merge()  # generation 2: seg-000002 only
         w.delete(["a"])  # generation 3: generation 1's files are unreferenced, but the reader holds them
     assert (path / "seg-000001").is_dir() and (path / "meta.json").is_file()
+    assert [p.name.split("-")[1] for p in (path / "leases").glob("*.json")] == ["1"]
     assert len(reader.search([0, 1, 2], [1.0, 1.0, 1.0], 5)) > 0  # still searchable
     reader.close()
     with IndexWriter(path):  # the next writer removes them
@@ -231,6 +232,7 @@ def test_merge_removes_old_files_after_commit_and_not_while_held(tmp_path):
     names = sorted(p.name for p in path.iterdir())
     assert names == [
         "del-seg-000002-g3.npy",
+        "leases",
         "seg-000002",
         "segments_2.json",
         "segments_3.json",
@@ -292,3 +294,34 @@ def test_merging_segments_with_nothing_live_drops_them(tmp_path):
         result = w.merge(0, 1)
         assert result.merged == ["."] and [e.name for e in w.manifest.segments] == ["seg-000001"]
         assert w.n_live == 2
+
+
+def test_a_reader_in_another_process_keeps_its_files_until_it_exits(tmp_path):
+    """A lease (leases/PID-GEN-ID.json) of a live process keeps its generation's files through merges;
+    once that process is gone, the next writer removes the lease and the files."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(11)
+    path, _ = _base(tmp_path, rng, "uint8", n_docs=8)
+    with IndexWriter(path) as w:
+        w.add(random_corpus(rng, n_docs=3, n_terms=N_TERMS, max_nnz=4, integer=False), ["a", "b", "c"], VOCAB)
+    code = (
+        "import sys; from lsr.index.segments import open_index; r = open_index(sys.argv[1]); "
+        "print(r.generation, flush=True); sys.stdin.read(); print(len(r.search([0, 1, 2], [1, 1, 1], 5)))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline().strip() == "1"
+    with IndexWriter(path) as w:
+        w.merge()
+        w.delete(["a"])
+        w.delete(["b"])  # generation 4: generation 1 is two commits old, held only by the lease
+    assert (path / "seg-000001").is_dir() and (path / "segments_1.json").is_file()
+    out, _ = proc.communicate("")
+    assert int(out.strip()) > 0  # the reader searched its generation to the end
+    with IndexWriter(path):
+        pass
+    assert not (path / "seg-000001").exists() and not list((path / "leases").glob("*.json"))

@@ -1,0 +1,142 @@
+"""The kernels that search all segments of a live index in one call (block-max over every segment's
+blocks with one heap) and the allowed-docs kernel of selective filters, against the slow reference
+on seeded random segments with deletions, growing vocabularies and uint8 / float32 impacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from corpora import random_corpus
+
+from lsr.index import BuildOptions, Index, SparseBatch, build_index
+from lsr.index.kernels.allowed import _allowed_search_one
+from lsr.index.reference import dense_from_postings, reference_topk
+from lsr.index.segments import SegmentedIndex, open_index
+from lsr.index.writer import IndexWriter, MergePolicy
+
+N_TERMS = 30
+NO_POLICY = MergePolicy(max_segments=1000, max_deleted=1.0)
+
+
+def _live_index(tmp_path, rng, impact_dtype: str, n_segments: int) -> SegmentedIndex:
+    """A live index of ``n_segments`` segments of random sizes (later ones with more terms), about a
+    third of the docs deleted; integer weights, so every sum is exact."""
+    vocab = [f"t{i}" for i in range(N_TERMS)]
+    first = 8 + int(rng.integers(0, 40))
+    corpus = random_corpus(rng, n_docs=first, n_terms=N_TERMS - 6, max_nnz=8, integer=True)
+    path = tmp_path / f"live-{impact_dtype}-{n_segments}"
+    ids = [f"d{i}" for i in range(first)]
+    build_index(
+        lambda: [corpus], N_TERMS - 6, ids, vocab[:-6], path, BuildOptions(impact_dtype, block_size=4)
+    )
+    n = first
+    with IndexWriter(path, NO_POLICY) as w:
+        for s in range(1, n_segments):
+            size = 1 + int(rng.integers(0, 60))
+            terms = N_TERMS - 6 + min(s, 6)
+            batch = random_corpus(rng, n_docs=size, n_terms=terms, max_nnz=8, integer=True)
+            w.add(batch, [f"d{i}" for i in range(n, n + size)], vocab[:terms], grow_vocab=True)
+            n += size
+        w.delete([f"d{i}" for i in range(n) if rng.random() < 0.3])
+    index = open_index(path)
+    assert isinstance(index, SegmentedIndex) and index._multi is not None
+    return index
+
+
+def _dense(index: SegmentedIndex) -> np.ndarray:
+    """All segments' docs by global id, kernel units (impacts; one scale for all segments)."""
+    parts = []
+    for seg in index.segments:
+        d = dense_from_postings(seg.term_ptr, seg.doc_ids, seg.impacts, seg.n_docs)
+        parts.append(np.pad(d, ((0, 0), (0, index.n_terms - seg.n_terms))))
+    return np.concatenate(parts)
+
+
+def _queries(rng, n):
+    for _ in range(n):
+        m = int(rng.integers(1, 7))
+        terms = np.sort(rng.choice(N_TERMS, size=m, replace=False)).astype(np.int32)
+        yield terms, rng.integers(1, 4, size=m).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("impact_dtype", ["uint8", "float32"])
+@pytest.mark.parametrize("n_segments", [1, 3, 9])
+def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n_segments):
+    """Safe mode over all segments at once: ids, order, ties and scores of the reference top-k over the
+    live docs (one query and batches, with and without a filter mask)."""
+    rng = np.random.default_rng(seed)
+    index = _live_index(tmp_path, rng, impact_dtype, n_segments)
+    dense = _dense(index)
+    live = index.live_mask
+    queries = [(t[t < index.n_terms], w[t < index.n_terms]) for t, w in _queries(rng, 10)]
+    queries = [(t, w) for t, w in queries if len(t)]
+    for k in (1, 4, 1000):
+        for terms, weights in queries:
+            got = index.search(terms, weights, k, mode="safe")
+            ref_docs, ref_scores = reference_topk(dense, terms, weights, k, live)
+            np.testing.assert_array_equal(got.docs, ref_docs, err_msg=f"k={k}")
+            np.testing.assert_array_equal(got.scores, (ref_scores * index.scale).astype(np.float32))
+        batch = index.search_batch(SparseBatch.from_rows(queries), k=k, threads=2, mode="safe")
+        for (terms, weights), got in zip(queries, batch, strict=True):
+            ref_docs, _ = reference_topk(dense, terms, weights, k, live)
+            np.testing.assert_array_equal(got.docs, ref_docs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("impact_dtype", ["uint8", "float32"])
+def test_allowed_docs_kernel_equals_reference(tmp_path, seed, impact_dtype):
+    """Scoring just the allowed docs (none, one, a few, many, all) gives the reference top-k over them,
+    on a live index of several segments and on a plain index."""
+    rng = np.random.default_rng(100 + seed)
+    index = _live_index(tmp_path, rng, impact_dtype, 4)
+    plain = Index.load(index.segments[0].path)
+    for target in (index, plain):
+        dense = (
+            _dense(target)
+            if target is index
+            else dense_from_postings(plain.term_ptr, plain.doc_ids, plain.impacts, plain.n_docs)
+        )
+        for fraction in (0.0, 0.02, 0.2, 0.7, 1.0):
+            mask = rng.random(target.n_docs) < fraction
+            if target is index:
+                mask &= index.live_mask
+            allowed = np.flatnonzero(mask).astype(np.int32)
+            for terms, weights in _queries(rng, 8):
+                terms = terms[terms < target.n_terms]
+                weights = weights[: len(terms)]
+                for k in (1, 5, 1000):
+                    docs, scores = _allowed_search_one(*target._allowed_args(allowed), terms, weights, k)
+                    ref_docs, ref_scores = reference_topk(dense, terms, weights, k, mask)
+                    np.testing.assert_array_equal(docs, ref_docs, err_msg=f"{fraction} k={k}")
+                    np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
+
+
+def test_filter_cache_keeps_masks_and_refuses_bad_filters(tmp_path):
+    """A filter's mask and allowed ids are evaluated once per opened index (the last 16 filters); an
+    unknown field is an error each time and caches nothing."""
+    from lsr.index.fields import FieldError
+    from lsr.index.search import FilterCache
+
+    cache = FilterCache(size=2)
+    calls = []
+
+    def mask(value):
+        calls.append(value)
+        return np.array([1, 0, 0, 0], np.uint8)
+
+    for spec in (
+        {"term": {"a": 1}},
+        {"term": {"a": 1}},
+        {"term": {"a": 2}},
+        {"term": {"a": 3}},
+        {"term": {"a": 1}},
+    ):
+        live, allowed = cache.get(spec, lambda spec=spec: mask(spec["term"]["a"]), 100)
+        np.testing.assert_array_equal(allowed, [0])  # 1 of 100 docs: scored directly
+    assert calls == [1, 2, 3, 1]  # the second use hit; 1 was evicted by 2 and 3
+    rng = np.random.default_rng(5)
+    index = _live_index(tmp_path, rng, "uint8", 2)
+    with pytest.raises(FieldError):
+        index.search([0], [1.0], 5, mode="safe", filter={"term": {"nope": 1}})
+    assert not index.filter_cache.entries
