@@ -166,7 +166,7 @@ class IndexWriter:
         loaded = {seg.meta.get("uid"): seg for seg in getattr(self, "segments", [])}  # unchanged: reused
         self.manifest = manifest
         self.segments = [loaded.get(e.uid) or self._open_segment(e) for e in manifest.segments]
-        self.deleted = [read_tombstones(self.path, e) for e in manifest.segments]
+        self.deleted = [read_tombstones(self.path, e, manifest.checksums) for e in manifest.segments]
         self.positions = {
             key: (i, local)
             for i, seg in enumerate(self.segments)
