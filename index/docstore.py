@@ -52,15 +52,24 @@ class DocStoreWriter:
         return paths if all(p.is_file() for p in paths.values()) else {}
 
 
+def _load(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+        raise CorruptArtifactError(
+            path, f"is not a readable .npy file ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 class DocStore:
     """Documents by internal id. In a reordered index, ``doc_order.npy`` maps internal id i to the
     docstore line ``doc_order[i]`` (the docstore keeps the input order)."""
 
     def __init__(self, directory: str | Path):
         directory = Path(directory)
-        self.offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r")
+        self.offsets = _load(directory / OFFSETS_FILE)
         order = directory / ORDER_FILE
-        self.order = np.load(order, mmap_mode="r") if order.is_file() else None
+        self.order = _load(order) if order.is_file() else None
         self.path = directory / DOCSTORE_FILE
         self._check(directory)
 

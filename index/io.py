@@ -180,8 +180,10 @@ def load_array(directory: Path, name: str, spec: dict[str, Any], mmap: bool = Tr
         raise ArtifactError(f"{path} is missing; the directory is incomplete, rebuild it")
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CorruptArtifactError(path, f"is not a readable .npy file ({exc})") from None
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+        raise CorruptArtifactError(
+            path, f"is not a readable .npy file ({type(exc).__name__}: {exc})"
+        ) from None
     if str(arr.dtype) != spec["dtype"] or list(arr.shape) != list(spec["shape"]):
         raise CorruptArtifactError(
             path,

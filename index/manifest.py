@@ -214,7 +214,7 @@ def read_tombstones(
         raise CorruptArtifactError(path, "fails its checksum")
     try:
         bits = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
         raise ArtifactError(f"{path}: unreadable tombstones ({exc}); the index is damaged") from None
     deleted = np.unpackbits(bits, count=entry.n_docs).astype(bool) if bits.size else np.zeros(0, bool)
     if len(deleted) != entry.n_docs or int(deleted.sum()) != entry.n_deleted:

@@ -66,7 +66,7 @@ def load_shard(directory: Path, name: str, mmap: bool = True) -> SparseBatch:
     mode: Literal["r"] | None = "r" if mmap else None
     try:
         arrays = [np.load(directory / f"{name}.{part}.npy", mmap_mode=mode) for part in _PARTS]
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
         raise ArtifactError(f"{directory}: shard {name} is missing or corrupt ({exc}); re-encode") from None
     return SparseBatch(*arrays)
 
