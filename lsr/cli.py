@@ -286,8 +286,16 @@ def _add_serve_access_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--api-key-file",
         metavar="FILE",
-        help="require this key (file content) in X-API-Key on "
-        "/v1 routes; without it, the key comes from the --api-key-env variable if set",
+        help="require this key (file content) in X-API-Key on /v1 routes; the file is re-read when it "
+        "changes (rotation without a restart); without it, the key comes from the --api-key-env variable",
+    )
+    p.add_argument(
+        "--index-root",
+        dest="index_roots",
+        action="append",
+        metavar="DIR",
+        help="a folder POST /v1/indexes/NAME/reload may open an index from (repeatable; default: the "
+        "folders holding the served indexes); paths resolving outside every root are refused with 403",
     )
     p.add_argument(
         "--api-key-env",
@@ -755,6 +763,7 @@ def _serve_flags(args: argparse.Namespace) -> dict:
         "api_key_env": args.api_key_env,
         "indexes": parse_index_specs(args.indexes) if args.indexes else None,
         "cors_origins": tuple(args.cors_origins) if args.cors_origins else None,
+        "index_roots": tuple(args.index_roots) if args.index_roots else None,
         "log_requests": False if args.no_access_log else None,
     }
     return {key: value for key, value in flags.items() if value is not None}

@@ -22,6 +22,7 @@ API_KEY_SCHEME = "ApiKey"
 ERRORS = {
     400: "malformed JSON body, or an option the index cannot serve (no dense stage, no docstore)",
     401: "missing or wrong X-API-Key (when the service has a key)",
+    403: "a reload path outside the index roots (lsr serve --index-root)",
     404: "unknown index or document id",
     409: "another writer holds the index's write lock",
     413: "request body larger than --max-body-bytes",
