@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
+# Damaged or foreign artifacts: raised by lsr.index (which cannot import this module), re-exported here.
+from lsr.index.io import ArtifactError, CorruptArtifactError
+
+__all__ = [
+    "ArtifactError",
+    "ConfigError",
+    "CorruptArtifactError",
+    "DataFormatError",
+    "DatasetUnavailableError",
+    "IndexLockedError",
+    "LsrError",
+    "VocabularyMismatchError",
+]
+
 
 class LsrError(Exception):
     """Base class for every error the user can fix by changing input, config or paths."""
