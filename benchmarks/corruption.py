@@ -91,12 +91,15 @@ def answers(opened: tuple[Index, list[str], DocStore]) -> list[Any]:
     return out
 
 
-def mutations(data: bytes, patterns: list[int], truncate: bool) -> Iterator[tuple[str, bytes]]:
-    for pos in range(len(data)):
+def mutations(
+    data: bytes, patterns: list[int], truncate: bool, stride: int = 1
+) -> Iterator[tuple[str, bytes]]:
+    """Every ``stride``-th byte flipped with each pattern, then every ``stride``-th truncation."""
+    for pos in range(0, len(data), stride):
         for pat in patterns:
             yield "flip", data[:pos] + bytes([data[pos] ^ pat]) + data[pos + 1 :]
     if truncate:
-        for cut in range(len(data)):
+        for cut in range(0, len(data), stride):
             yield "truncate", data[:cut]
 
 
@@ -116,7 +119,7 @@ def classify(path: Path, expected: list[Any]) -> str:
     return "harmless" if got == expected else "wrong"
 
 
-def sweep(path: Path, patterns: list[int], truncate: bool = True) -> dict[str, Any]:
+def sweep(path: Path, patterns: list[int], truncate: bool = True, stride: int = 1) -> dict[str, Any]:
     """Damage every file of the index in ``path`` in place (restored after each trial); count outcomes."""
     expected = answers(open_all(path))
     rows: dict[str, Counter] = {}
@@ -126,7 +129,7 @@ def sweep(path: Path, patterns: list[int], truncate: bool = True) -> dict[str, A
         original = file.read_bytes()
         counts: Counter = Counter()
         try:
-            for i, (kind, damaged) in enumerate(mutations(original, patterns, truncate)):
+            for i, (kind, damaged) in enumerate(mutations(original, patterns, truncate, stride)):
                 file.write_bytes(damaged)
                 outcome = classify(path, expected)
                 counts[kind] += 1

@@ -23,11 +23,12 @@ def _check_postings(term_ptr, doc_ids, impacts, n_docs):
     n = doc_ids.shape[0]
     if term_ptr.shape[0] == 0 or term_ptr[0] != 0:
         return 1, 0
+    for t in range(term_ptr.shape[0] - 1):  # term_ptr alone first, so its damage is blamed on it
+        if term_ptr[t + 1] < term_ptr[t] or term_ptr[t + 1] > n:
+            return 1, t
     for t in range(term_ptr.shape[0] - 1):
         s = term_ptr[t]
         e = term_ptr[t + 1]
-        if e < s or e > n:
-            return 1, t
         prev = -1
         for p in range(s, e):
             d = doc_ids[p]
