@@ -62,8 +62,7 @@ def _live_index(path: Path, report: Report) -> None:
         report.notes.append(f"{path}: the manifest carries no tombstone checksums (written by an older lsr)")
     for entry in manifest.segments:
         _artifact(segment_dir(path, entry.name), report)
-    for name in manifest.checksums:
-        _file_problems(path, {"checksums": {"files": {name: manifest.checksums[name]}}}, report)
+    _file_problems(path, {"checksums": {"files": manifest.checksums}}, report)  # the manifest's tombstones
     _try(report, path, lambda: SegmentedIndex.open(path, manifest).close())
 
 
