@@ -132,6 +132,8 @@ def read_manifest(index_dir: Path, generation: int | None = None) -> Manifest | 
             settings=dict(data["settings"]),
             checksums=dict(data.get("checksums", {})),
         )
+    except ArtifactError:
+        raise
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(
             f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); the index cannot be opened "
@@ -142,13 +144,13 @@ def read_manifest(index_dir: Path, generation: int | None = None) -> Manifest | 
 def _check_format(path: Path, data: Any) -> None:
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise ArtifactError(f"{path} is not an {MANIFEST_FORMAT} file")
-    if MANIFEST_CRC_KEY in data and json_crc32(data, MANIFEST_CRC_KEY) != data[MANIFEST_CRC_KEY]:
-        raise CorruptArtifactError(path, "fails its checksum")
     if data.get("format_version") != MANIFEST_FORMAT_VERSION:
         raise ArtifactError(
             f"{path} is {MANIFEST_FORMAT} version {data.get('format_version')}; this lsr reads version "
             f"{MANIFEST_FORMAT_VERSION}: open it with the lsr that wrote it, or rebuild the index"
         )
+    if MANIFEST_CRC_KEY in data and json_crc32(data, MANIFEST_CRC_KEY) != data[MANIFEST_CRC_KEY]:
+        raise CorruptArtifactError(path, "fails its checksum")
 
 
 def write_manifest(index_dir: Path, manifest: Manifest) -> Path:

@@ -2,20 +2,6 @@
 
 from __future__ import annotations
 
-# Damaged or foreign artifacts: raised by lsr.index (which cannot import this module), re-exported here.
-from lsr.index.io import ArtifactError, CorruptArtifactError
-
-__all__ = [
-    "ArtifactError",
-    "ConfigError",
-    "CorruptArtifactError",
-    "DataFormatError",
-    "DatasetUnavailableError",
-    "IndexLockedError",
-    "LsrError",
-    "VocabularyMismatchError",
-]
-
 
 class LsrError(Exception):
     """Base class for every error the user can fix by changing input, config or paths."""
@@ -39,3 +25,14 @@ class IndexLockedError(LsrError):
 
 class VocabularyMismatchError(LsrError, ValueError):
     """Vectors over another vocabulary than the index's (another encoder, or new terms for a fixed one)."""
+
+
+def __getattr__(name: str) -> type[Exception]:
+    """``ArtifactError`` and ``CorruptArtifactError`` (a damaged file: ``path``, ``problem``) live in
+    lsr.index.io, which cannot import this module; imported on first use, so ``import lsr.errors`` stays
+    free of numpy."""
+    if name in ("ArtifactError", "CorruptArtifactError"):
+        from lsr.index import io
+
+        return getattr(io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
