@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from lsr.index.checksum import SELF_KEY, bytes_crc32, json_crc32, listed_files, seal, size_problems
+from lsr.index.checksum import (
+    CHECKSUMS_KEY,
+    SELF_KEY,
+    bytes_crc32,
+    json_crc32,
+    listed_files,
+    seal,
+    size_problems,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +147,8 @@ def check_sealed(directory: Path, meta: dict[str, Any]) -> None:
     Raises:
         CorruptArtifactError: naming the first damaged file.
     """
+    if SELF_KEY not in meta and CHECKSUMS_KEY in meta:  # sealed, but its seal is gone: a damaged key
+        raise CorruptArtifactError(directory / META_FILE, f"has checksums but no {SELF_KEY}")
     if SELF_KEY not in meta:
         if str(directory) not in _NOTED:
             _NOTED.add(str(directory))

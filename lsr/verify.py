@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsr.index.checksum import SELF_KEY, checksum_problems, json_crc32, listed_files
+from lsr.index.checksum import CHECKSUMS_KEY, SELF_KEY, checksum_problems, json_crc32, listed_files
 from lsr.index.io import META_FILE, ArtifactError
 
 SUBDIRS = ("blockmax", "fields", "dense")
@@ -95,6 +95,9 @@ def _read_meta(directory: Path, report: Report) -> dict[str, Any] | None:
         return None
     if not isinstance(meta, dict):
         report.problems.append((meta_path, "is not a JSON object"))
+        return None
+    if SELF_KEY not in meta and CHECKSUMS_KEY in meta:
+        report.problems.append((meta_path, f"has checksums but no {SELF_KEY}"))
         return None
     if SELF_KEY not in meta:
         report.notes.append(f"{directory}: carries no checksums (written before lsr recorded them)")
