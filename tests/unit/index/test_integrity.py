@@ -242,3 +242,11 @@ def test_artifact_error_is_our_error_type():
     from lsr import errors
 
     assert issubclass(errors.CorruptArtifactError, ArtifactError)
+
+
+def test_sealed_meta_that_lost_its_seal_is_corrupt(index):
+    text = (index.path / "meta.json").read_text()
+    (index.path / "meta.json").write_text(text.replace('"meta_crc32"', '"meta_crc3r"'))  # one byte
+    with pytest.raises(CorruptArtifactError, match="has checksums but no meta_crc32"):
+        Index.load(index.path)
+    assert not verify(index.path).ok
