@@ -49,6 +49,8 @@ def test_reload_only_from_the_index_roots(layout):
             assert r.status_code == 403, (path, r.text)
             assert "outside the index roots" in r.json()["error"]["message"]
             assert str(root) not in r.json()["error"]["message"].replace(str(path), "")  # roots not disclosed
+        r = httpx.post(reload, json={"path": str(root / "missing")}, timeout=30)  # inside, but no index
+        assert r.status_code == 400 and "still serving generation 1" in r.json()["error"]["message"]
         r = httpx.post(reload, json={"path": str(root / "v2")}, timeout=30)
         assert r.status_code == 200 and r.json()["path"] == str((root / "v2").resolve())
         assert httpx.post(reload, timeout=30).status_code == 200  # in place: no path, no check
