@@ -53,7 +53,12 @@ def measure(path: Path, repeat: int) -> dict[str, Any]:
             lambda: read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,)), repeat
         ),
         "postings_check_ms": median_ms(
-            lambda: check_postings(path, index.term_ptr, index.doc_ids, index.impacts, index.n_docs), repeat
+            lambda: check_postings(
+                path,
+                index.meta,
+                {"term_ptr": index.term_ptr, "doc_ids": index.doc_ids, "impacts": index.impacts},
+            ),
+            repeat,
         ),
         "blockmax_check_ms": median_ms(
             lambda: check_blockmax(bm, index.term_ptr, index.doc_ids, index.n_docs), repeat

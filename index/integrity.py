@@ -36,11 +36,17 @@ _BLOCKMAX = {
 }
 
 
-def check_postings(
-    path: Path, term_ptr: np.ndarray, doc_ids: np.ndarray, impacts: np.ndarray, n_docs: int
-) -> None:
-    """Raise if the CSC arrays of the index in ``path`` break what the exhaustive kernel relies on."""
-    code, where = _check_postings(term_ptr, doc_ids, impacts, n_docs)
+def check_postings(path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Raise if the CSC arrays of the index in ``path`` break what the exhaustive kernel relies on:
+    lengths against the meta's counts, then the one pass of :func:`_check_postings`."""
+    term_ptr, doc_ids, impacts = arrays["term_ptr"], arrays["doc_ids"], arrays["impacts"]
+    if len(term_ptr) != meta["n_terms"] + 1:
+        raise CorruptArtifactError(
+            path / "term_ptr.npy", f"does not hold n_terms + 1 = {meta['n_terms'] + 1}"
+        )
+    if not len(doc_ids) == len(impacts) == meta["n_postings"]:
+        raise CorruptArtifactError(path / "doc_ids.npy", f"or impacts.npy do not hold {meta['n_postings']}")
+    code, where = _check_postings(term_ptr, doc_ids, impacts, meta["n_docs"])
     if code:
         name, what = _POSTINGS[code]
         raise CorruptArtifactError(path / name, what.format(where))

@@ -156,7 +156,7 @@ def check_sealed(directory: Path, meta: dict[str, Any]) -> None:
                 "%s carries no checksums (written before lsr recorded them): not verifiable", directory
             )
         return
-    if json_crc32(meta) != meta[SELF_KEY] or not listed_files(meta):
+    if json_crc32(meta) != meta[SELF_KEY]:
         raise CorruptArtifactError(directory / META_FILE, "fails its checksum")
     problems = size_problems(directory, meta)
     if problems:

@@ -118,18 +118,10 @@ class Index:
         path = Path(path)
         meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
         arrays = {name: load_array(path, name, spec, mmap=mmap) for name, spec in meta["arrays"].items()}
-        if len(arrays["term_ptr"]) != meta["n_terms"] + 1:
-            raise CorruptArtifactError(
-                path / "term_ptr.npy", f"does not hold n_terms + 1 = {meta['n_terms'] + 1}"
-            )
-        if not len(arrays["doc_ids"]) == len(arrays["impacts"]) == meta["n_postings"]:
-            raise CorruptArtifactError(
-                path / "doc_ids.npy", f"or impacts.npy do not hold {meta['n_postings']}"
-            )
         for name in meta.get("files", []):
             if not (path / name).is_file():
                 raise ArtifactError(f"{path / name} is missing; the index is incomplete, rebuild it")
-        check_postings(path, arrays["term_ptr"], arrays["doc_ids"], arrays["impacts"], meta["n_docs"])
+        check_postings(path, meta, arrays)
         index = cls(path, meta, arrays)
         index.blockmax = BlockMax.load(path, meta) if blockmax else None
         if index.blockmax is not None:
