@@ -159,7 +159,7 @@ def table(result: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--patterns", default="ff,01,80,55", help="xor masks (hex), comma-separated")
+    parser.add_argument("--patterns", default="ff,01,80", help="xor masks (hex), comma-separated")
     parser.add_argument("--work", default="/tmp/lsr-corruption", help="scratch directory")
     parser.add_argument("--out", default="benchmarks/results/corruption.json")
     args = parser.parse_args()
