@@ -166,7 +166,7 @@ def _write_blockmax(out: Path, arrays: dict[str, np.ndarray], info: dict[str, An
             **info,
             "arrays": specs,
         }
-        write_meta(tmp, meta)
+        meta = write_meta(tmp, meta)
     return meta
 
 

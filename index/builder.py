@@ -192,7 +192,7 @@ def build_index(
             "files": sorted(files),
             **(sections or {}),
         }
-        write_meta(tmp, meta)
+        meta = write_meta(tmp, meta)
         if options.fields:
             build_fields(tmp, options.fields, stats.n_docs)
         if options.block_size is not None:

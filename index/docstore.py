@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from lsr.index.io import CorruptArtifactError
+
 DOCSTORE_FILE = "docstore.jsonl"
 OFFSETS_FILE = "docstore.offsets.npy"
 ORDER_FILE = "doc_order.npy"  # written by the index builder when it reorders documents
@@ -50,16 +52,38 @@ class DocStoreWriter:
         return paths if all(p.is_file() for p in paths.values()) else {}
 
 
+def _load(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+        raise CorruptArtifactError(
+            path, f"is not a readable .npy file ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 class DocStore:
     """Documents by internal id. In a reordered index, ``doc_order.npy`` maps internal id i to the
     docstore line ``doc_order[i]`` (the docstore keeps the input order)."""
 
     def __init__(self, directory: str | Path):
         directory = Path(directory)
-        self.offsets = np.load(directory / OFFSETS_FILE, mmap_mode="r")
+        self.offsets = _load(directory / OFFSETS_FILE)
         order = directory / ORDER_FILE
-        self.order = np.load(order, mmap_mode="r") if order.is_file() else None
+        self.order = _load(order) if order.is_file() else None
         self.path = directory / DOCSTORE_FILE
+        self._check(directory)
+
+    def _check(self, directory: Path) -> None:
+        """Offsets from 0, non-decreasing, ending at the file's size; the order a permutation."""
+        off = np.asarray(self.offsets)
+        size = self.path.stat().st_size
+        if off.ndim != 1 or len(off) == 0 or off[0] != 0 or off[-1] != size or (np.diff(off) < 0).any():
+            raise CorruptArtifactError(directory / OFFSETS_FILE, f"does not index {self.path.name}")
+        if self.order is not None and (
+            len(self.order) != len(off) - 1
+            or not np.array_equal(np.sort(self.order), np.arange(len(self.order)))
+        ):
+            raise CorruptArtifactError(directory / ORDER_FILE, "is not a permutation of the documents")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

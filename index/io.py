@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -20,11 +21,37 @@ from typing import Any
 
 import numpy as np
 
+from lsr.index.checksum import (
+    CHECKSUMS_KEY,
+    SELF_KEY,
+    bytes_crc32,
+    json_crc32,
+    listed_files,
+    seal,
+    size_problems,
+)
+
+logger = logging.getLogger(__name__)
+
 META_FILE = "meta.json"
+_NOTED: set[str] = set()  # directories already noted as carrying no checksums
 
 
 class ArtifactError(ValueError):
     """An artifact directory is missing, incomplete, foreign or of another format version."""
+
+
+class CorruptArtifactError(ArtifactError):
+    """A file of an artifact is damaged: truncated, of the wrong size, failing its checksum, or breaking an
+    invariant the search kernels rely on. ``path`` is the damaged file, ``problem`` what is wrong."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(
+            f"{path} {problem}: the file is corrupt; rebuild the artifact "
+            "(`lsr verify PATH` lists every damaged file)"
+        )
 
 
 @contextlib.contextmanager
@@ -70,8 +97,12 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def write_meta(directory: Path, meta: dict[str, Any]) -> None:
-    write_json(directory / META_FILE, meta)
+def write_meta(directory: Path, meta: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Write ``meta.json`` last, sealed with the checksums of the directory's files (but ``skip``); return
+    the meta as written."""
+    sealed = seal(directory, meta, skip)
+    write_json(directory / META_FILE, sealed)
+    return sealed
 
 
 def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, ...]) -> dict[str, Any]:
@@ -96,7 +127,7 @@ def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, .
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{meta_path} is corrupt ({exc}); rebuild the {kind}") from None
+        raise CorruptArtifactError(meta_path, f"is not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != kind:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ArtifactError(f"{directory} holds format {found!r}, not {kind!r}")
@@ -106,7 +137,44 @@ def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, .
             f"{directory} is {kind} format version {version}; this lsr reads versions "
             f"{list(supported_versions)}: rebuild it with this version of lsr"
         )
+    check_sealed(directory, meta)
     return meta
+
+
+def check_sealed(directory: Path, meta: dict[str, Any]) -> None:
+    """The cheap half of the checksums, on every open: the meta's self-checksum and each listed file's size.
+
+    Raises:
+        CorruptArtifactError: naming the first damaged file.
+    """
+    if SELF_KEY not in meta and CHECKSUMS_KEY in meta:  # sealed, but its seal is gone: a damaged key
+        raise CorruptArtifactError(directory / META_FILE, f"has checksums but no {SELF_KEY}")
+    if SELF_KEY not in meta:
+        if str(directory) not in _NOTED:
+            _NOTED.add(str(directory))
+            logger.warning(
+                "%s carries no checksums (written before lsr recorded them): not verifiable", directory
+            )
+        return
+    if json_crc32(meta) != meta[SELF_KEY]:
+        raise CorruptArtifactError(directory / META_FILE, "fails its checksum")
+    problems = size_problems(directory, meta)
+    if problems:
+        name, what = problems[0]
+        raise CorruptArtifactError(directory / name, what)
+
+
+def read_checked(directory: Path, name: str, meta: dict[str, Any]) -> bytes:
+    """The bytes of a file read whole (ids, vocabulary), checked against its checksum entry if it has one.
+
+    Raises:
+        CorruptArtifactError: the bytes fail their checksum.
+    """
+    data = (directory / name).read_bytes()
+    entry = listed_files(meta).get(name)
+    if entry is not None and bytes_crc32(data) != entry.get("crc32"):
+        raise CorruptArtifactError(directory / name, "fails its checksum")
+    return data
 
 
 def save_array(directory: Path, name: str, array: np.ndarray) -> dict[str, Any]:
@@ -122,12 +190,15 @@ def load_array(directory: Path, name: str, spec: dict[str, Any], mmap: bool = Tr
         raise ArtifactError(f"{path} is missing; the directory is incomplete, rebuild it")
     try:
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise ArtifactError(f"{path} is not a readable .npy file ({exc}); rebuild it") from None
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+        raise CorruptArtifactError(
+            path, f"is not a readable .npy file ({type(exc).__name__}: {exc})"
+        ) from None
     if str(arr.dtype) != spec["dtype"] or list(arr.shape) != list(spec["shape"]):
-        raise ArtifactError(
-            f"{path} has dtype {arr.dtype} and shape {list(arr.shape)}, but meta.json says "
-            f"{spec['dtype']} {spec['shape']}: the directory is corrupt, rebuild it"
+        raise CorruptArtifactError(
+            path,
+            f"has dtype {arr.dtype} and shape {list(arr.shape)}, "
+            f"but meta.json says {spec['dtype']} {spec['shape']}",
         )
     return arr
 

@@ -38,13 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from lsr.index.io import ArtifactError
+from lsr.index.checksum import file_crc32, file_entries, json_crc32
+from lsr.index.io import ArtifactError, CorruptArtifactError
 
 MANIFEST_FORMAT = "lsr-manifest"
 MANIFEST_FORMAT_VERSION = 1
 MANIFEST_RE = re.compile(r"^segments_(\d+)\.json$")
 LOCK_FILE = "write.lock"
 LEASE_DIR = "leases"
+MANIFEST_CRC_KEY = "manifest_crc32"  # the CRC-32 of the manifest's canonical JSON without this key
 ROOT_SEGMENT = "."  # a plain index directory, opened as a live index: its own files are the segment
 
 
@@ -91,6 +93,8 @@ class Manifest:
     segments: list[SegmentEntry]
     next_segment: int = 1
     settings: dict[str, Any] = field(default_factory=dict)  # impact dtype, fixed scale, block size
+    # {tombstone file: {size, crc32}} as read from a committed manifest (written by write_manifest)
+    checksums: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,8 +139,11 @@ def read_manifest(index_dir: Path, generation: int | None = None) -> Manifest | 
             segments=[SegmentEntry(**s) for s in data["segments"]],
             next_segment=int(data["next_segment"]),
             settings=dict(data["settings"]),
+            checksums=dict(data.get("checksums", {})),
         )
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+    except ArtifactError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(
             f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); the index cannot be opened "
             "at this generation: restore the directory from a backup or rebuild the index"
@@ -151,6 +158,9 @@ def _check_format(path: Path, data: Any) -> None:
             f"{path} is {MANIFEST_FORMAT} version {data.get('format_version')}; this lsr reads version "
             f"{MANIFEST_FORMAT_VERSION}: open it with the lsr that wrote it, or rebuild the index"
         )
+    sealed = MANIFEST_CRC_KEY in data or "checksums" in data  # one flipped byte cannot remove both keys
+    if sealed and json_crc32(data, MANIFEST_CRC_KEY) != data.get(MANIFEST_CRC_KEY):
+        raise CorruptArtifactError(path, "fails its checksum")
 
 
 def write_manifest(index_dir: Path, manifest: Manifest) -> Path:
@@ -159,8 +169,13 @@ def write_manifest(index_dir: Path, manifest: Manifest) -> Path:
     if path.exists():
         raise ArtifactError(f"{path} exists already: another writer committed this generation")
     tmp = index_dir / f".{path.name}.tmp"
+    data = manifest.to_json()
+    data["checksums"] = file_entries(
+        index_dir, sorted(s.tombstones for s in manifest.segments if s.tombstones)
+    )
+    data[MANIFEST_CRC_KEY] = json_crc32(data, MANIFEST_CRC_KEY)
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(json.dumps(manifest.to_json(), indent=1) + "\n")
+        f.write(json.dumps(data, indent=1) + "\n")
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -198,14 +213,20 @@ def write_tombstones(index_dir: Path, name: str, generation: int, deleted: np.nd
     return file
 
 
-def read_tombstones(index_dir: Path, entry: SegmentEntry) -> np.ndarray:
-    """bool[n_docs]: the segment's deleted docs (all False without a tombstone file)."""
+def read_tombstones(
+    index_dir: Path, entry: SegmentEntry, checksums: dict[str, Any] | None = None
+) -> np.ndarray:
+    """bool[n_docs]: the segment's deleted docs (all False without a tombstone file), checked against
+    ``checksums`` (the manifest's) when it lists the file."""
     if entry.tombstones is None:
         return np.zeros(entry.n_docs, bool)
     path = index_dir / entry.tombstones
+    recorded = (checksums or {}).get(entry.tombstones)
+    if recorded is not None and path.is_file() and file_crc32(path) != recorded.get("crc32"):
+        raise CorruptArtifactError(path, "fails its checksum")
     try:
         bits = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
         raise ArtifactError(f"{path}: unreadable tombstones ({exc}); the index is damaged") from None
     deleted = np.unpackbits(bits, count=entry.n_docs).astype(bool) if bits.size else np.zeros(0, bool)
     if len(deleted) != entry.n_docs or int(deleted.sum()) != entry.n_deleted:

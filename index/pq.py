@@ -31,7 +31,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from lsr.index.io import ArtifactError, load_array, read_meta
+from lsr.index.io import ArtifactError, CorruptArtifactError, load_array, read_meta
 
 DENSE_FORMAT = "lsr-dense"
 DENSE_FORMAT_VERSION = 1
@@ -197,8 +197,14 @@ class DenseCodes:
             problems.append(f"rotation {list(arrays['rotation'].shape)} != [{dim}, {dim}]")
         if "vectors" in arrays and arrays["vectors"].shape != (n_docs, dim):
             problems.append(f"vectors {list(arrays['vectors'].shape)} != [{n_docs}, {dim}]")
+        if (
+            not problems and codes.size and int(codes.max()) >= books.shape[1]
+        ):  # the ADC kernels index by code
+            problems.append(f"codes hold centroid {int(codes.max())} of {books.shape[1]}")
         if problems:
-            raise ArtifactError(f"{path}: {'; '.join(problems)}; rebuild the dense stage")
+            raise CorruptArtifactError(
+                path, f"is inconsistent: {'; '.join(problems)}; rebuild the dense stage"
+            )
         return cls(path, meta, arrays)
 
     @property

@@ -24,7 +24,15 @@ from numpy.typing import NDArray
 from lsr.index.blockmax import BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.fields import Fields, live_filtered
-from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
+from lsr.index.integrity import check_blockmax, check_postings
+from lsr.index.io import (
+    ArtifactError,
+    CorruptArtifactError,
+    directory_bytes,
+    load_array,
+    read_checked,
+    read_meta,
+)
 from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
@@ -85,6 +93,13 @@ class SearchResult:
         return len(self.docs)
 
 
+def _decode(directory: Path, name: str, meta: dict[str, Any]) -> str:
+    try:
+        return read_checked(directory, name, meta).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptArtifactError(directory / name, f"is not UTF-8 ({exc})") from None
+
+
 class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
@@ -118,20 +133,20 @@ class Index:
         path = Path(path)
         meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
         arrays = {name: load_array(path, name, spec, mmap=mmap) for name, spec in meta["arrays"].items()}
-        if len(arrays["term_ptr"]) != meta["n_terms"] + 1:
-            raise ArtifactError(f"{path}: term_ptr length does not match n_terms; rebuild the index")
         for name in meta.get("files", []):
             if not (path / name).is_file():
                 raise ArtifactError(f"{path / name} is missing; the index is incomplete, rebuild it")
+        check_postings(path, meta, arrays)
         index = cls(path, meta, arrays)
         index.blockmax = BlockMax.load(path, meta) if blockmax else None
+        if index.blockmax is not None:
+            check_blockmax(index.blockmax, index.term_ptr, index.doc_ids, index.n_docs)
         return index
 
     @cached_property
     def doc_keys(self) -> list[str]:
         """External doc id of each internal doc."""
-        with open(self.path / "ids.txt", encoding="utf-8") as f:
-            keys = f.read().splitlines()
+        keys = _decode(self.path, "ids.txt", self.meta).splitlines()
         if len(keys) != self.n_docs:
             raise ArtifactError(f"{self.path}/ids.txt has {len(keys)} ids for {self.n_docs} docs")
         return keys
@@ -160,7 +175,10 @@ class Index:
 
     @cached_property
     def vocab(self) -> list[str]:
-        return json.loads((self.path / "vocab.json").read_text(encoding="utf-8"))
+        try:
+            return json.loads(_decode(self.path, "vocab.json", self.meta))
+        except json.JSONDecodeError as exc:
+            raise CorruptArtifactError(self.path / "vocab.json", f"is not valid JSON ({exc})") from None
 
     @cached_property
     def term_index(self) -> dict[str, int]:

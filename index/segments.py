@@ -84,7 +84,9 @@ def index_meta(path: str | Path) -> dict[str, Any]:
     }
 
 
-def load_segment(index_dir: Path, entry: Any, mmap: bool = True) -> Index:
+def load_segment(
+    index_dir: Path, entry: Any, mmap: bool = True, checksums: dict[str, Any] | None = None
+) -> Index:
     """One segment of a manifest, its deletions applied (``Index.live``), its uid checked."""
     seg = Index.load(segment_dir(index_dir, entry.name), mmap=mmap)
     if seg.meta.get("uid") != entry.uid or seg.n_docs != entry.n_docs:
@@ -93,7 +95,7 @@ def load_segment(index_dir: Path, entry: Any, mmap: bool = True) -> Index:
             f"{seg.meta.get('uid')}, {seg.n_docs} docs; expected {entry.uid}, {entry.n_docs}): damaged index"
         )
     if entry.n_deleted:
-        seg.live = np.ascontiguousarray(~read_tombstones(index_dir, entry), dtype=np.uint8)
+        seg.live = np.ascontiguousarray(~read_tombstones(index_dir, entry, checksums), dtype=np.uint8)
     return seg
 
 
@@ -150,7 +152,11 @@ class SegmentedIndex(Index):
                 raise ArtifactError(f"{path} has no manifest (segments_N.json): open it with Index.load")
             lease = write_lease(path, manifest)
             try:
-                index = cls(path, manifest, [load_segment(path, e, mmap) for e in manifest.segments])
+                index = cls(
+                    path,
+                    manifest,
+                    [load_segment(path, e, mmap, manifest.checksums) for e in manifest.segments],
+                )
             except (ArtifactError, FileNotFoundError):
                 if lease is not None:
                     lease.unlink(missing_ok=True)

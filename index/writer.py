@@ -174,7 +174,7 @@ class IndexWriter:
         self.manifest = manifest
         self.segments = [old[e.uid][0] if e.uid in old else self._open_segment(e) for e in manifest.segments]
         if deleted is None:
-            deleted = [read_tombstones(self.path, e) for e in manifest.segments]
+            deleted = [read_tombstones(self.path, e, manifest.checksums) for e in manifest.segments]
         self.deleted = deleted
         self.seg_index = {e.uid: i for i, e in enumerate(manifest.segments)}
         for uid, (seg, dead) in old.items():

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(sub)
     _add_train_parsers(sub)
     _add_live_parsers(sub)
+    _add_verify_parser(sub)
     _add_adapt_parser(sub)
     return parser
 
@@ -78,6 +79,25 @@ def _add_live_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--index", required=True, help="index directory")
     p.add_argument("--json", action="store_true", help="print the info as JSON")
     common_flags(p)
+
+
+def _add_verify_parser(sub: argparse._SubParsersAction) -> None:
+    what = (
+        "check every file of an index (plain or live), vectors directory or dense stage against its "
+        "recorded checksums, then its structure; exit code 1 if anything is damaged"
+    )
+    p = sub.add_parser("verify", help=what, description=what)
+    p.add_argument("path", help="an index, live index, vectors or dense-stage directory")
+    common_flags(p)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from lsr.verify import format_report, verify
+
+    report = verify(args.path)
+    for line in format_report(report):
+        print(line)
+    return 0 if report.ok else 1
 
 
 def _live(args: argparse.Namespace) -> LiveIndex:
@@ -266,8 +286,16 @@ def _add_serve_access_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--api-key-file",
         metavar="FILE",
-        help="require this key (file content) in X-API-Key on "
-        "/v1 routes; without it, the key comes from the --api-key-env variable if set",
+        help="require this key (file content) in X-API-Key on /v1 routes; the file is re-read when it "
+        "changes (rotation without a restart); without it, the key comes from the --api-key-env variable",
+    )
+    p.add_argument(
+        "--index-root",
+        dest="index_roots",
+        action="append",
+        metavar="DIR",
+        help="a folder POST /v1/indexes/NAME/reload may open an index from (repeatable; default: the "
+        "folders holding the served indexes); paths resolving outside every root are refused with 403",
     )
     p.add_argument(
         "--api-key-env",
@@ -735,6 +763,7 @@ def _serve_flags(args: argparse.Namespace) -> dict:
         "api_key_env": args.api_key_env,
         "indexes": parse_index_specs(args.indexes) if args.indexes else None,
         "cors_origins": tuple(args.cors_origins) if args.cors_origins else None,
+        "index_roots": tuple(args.index_roots) if args.index_roots else None,
         "log_requests": False if args.no_access_log else None,
     }
     return {key: value for key, value in flags.items() if value is not None}
@@ -871,6 +900,7 @@ COMMANDS.update({"add": cmd_add, "delete": cmd_delete, "merge": cmd_merge, "info
 COMMANDS["export-st"] = cmd_export_st
 COMMANDS["export"] = cmd_export
 COMMANDS["adapt"] = cmd_adapt
+COMMANDS["verify"] = cmd_verify
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -306,8 +306,11 @@ class ServiceConfig:
     max_vector_terms: int = 4096  # terms of a pre-encoded query vector
     max_batch: int = 256  # queries in one /v1/search/batch request
     max_body_bytes: int = 1 << 20
-    api_key_file: str | None = None
+    api_key_file: str | None = None  # re-read when its mtime changes: the key rotates without a restart
     api_key_env: str = "LSR_API_KEY"  # the key is read from this variable when no file is given
+    # where POST /v1/indexes/NAME/reload may open an index from (a given path must resolve, symlinks
+    # followed, inside one of them); empty: the folders holding the indexes served at start
+    index_roots: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
     warmup: bool = True  # encode and search a few queries in every mode before /readyz says ready
     log_requests: bool = True  # one JSON line per request on the lsr.service.access logger

@@ -25,3 +25,14 @@ class IndexLockedError(LsrError):
 
 class VocabularyMismatchError(LsrError, ValueError):
     """Vectors over another vocabulary than the index's (another encoder, or new terms for a fixed one)."""
+
+
+def __getattr__(name: str) -> type[Exception]:
+    """``ArtifactError`` and ``CorruptArtifactError`` (a damaged file: ``path``, ``problem``) live in
+    lsr.index.io, which cannot import this module; imported on first use, so ``import lsr.errors`` stays
+    free of numpy."""
+    if name in ("ArtifactError", "CorruptArtifactError"):
+        from lsr.index import io
+
+        return getattr(io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

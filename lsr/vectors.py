@@ -66,7 +66,7 @@ def load_shard(directory: Path, name: str, mmap: bool = True) -> SparseBatch:
     mode: Literal["r"] | None = "r" if mmap else None
     try:
         arrays = [np.load(directory / f"{name}.{part}.npy", mmap_mode=mode) for part in _PARTS]
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
         raise ArtifactError(f"{directory}: shard {name} is missing or corrupt ({exc}); re-encode") from None
     return SparseBatch(*arrays)
 
@@ -266,6 +266,9 @@ class VectorWriter:
         """Write vocab and meta; call last, inside the ``with`` block."""
         self._flush()
         self._ids.close()
+        if self._docstore is not None:  # closing writes its offsets: before the checksums
+            self._docstore.close()
+            self._docstore = None
         check_unique_ids(self.dir / "ids.txt")
         (self.dir / "vocab.json").write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
         nnz = sum(s["nnz"] for s in self.shards)
@@ -285,7 +288,7 @@ class VectorWriter:
             **({"resumed_from_doc": self.resumed_from} if self.resumed_from else {}),
             **sections,
         }
-        write_meta(self.dir, meta)
+        meta = write_meta(self.dir, meta, skip=(PROGRESS_FILE,))
         return meta
 
 

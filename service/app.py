@@ -76,7 +76,15 @@ from lsr.service.openapi import (
     error_responses,
     install_openapi,
 )
-from lsr.service.settings import SETTINGS_ENV, api_key, check_indexes, from_env, to_json
+from lsr.service.settings import (
+    SETTINGS_ENV,
+    ApiKey,
+    check_indexes,
+    check_reload_path,
+    from_env,
+    index_roots,
+    to_json,
+)
 
 logger = logging.getLogger("lsr.service")
 access_logger = logging.getLogger("lsr.service.access")
@@ -427,7 +435,8 @@ class Service:
     def __init__(self, settings: ServiceConfig, opener: Callable[[str], Any] = open_searcher):
         self.settings = settings
         self.opener = opener
-        self.api_key = api_key(settings)
+        self.key = ApiKey(settings)
+        self.roots = index_roots(settings)
         self.metrics = Metrics()
         self.indexes: dict[str, ServedIndex] = {}
         self.ready = False
@@ -481,9 +490,15 @@ class Service:
         lock = self.reload_locks.setdefault(name, asyncio.Lock())
         async with lock:
             old = self.get(name)
-            new_path = path or old.path
+            new_path = old.path
+            if path:
+                try:
+                    new_path = str(check_reload_path(path, self.roots))
+                except PermissionError as exc:
+                    self.metrics.reloads.labels(name, "refused").inc()
+                    raise ApiError(403, str(exc)) from None
             if not os.path.exists(new_path):
-                raise ApiError(404, f"no index at {new_path!r} to reload {name!r} from")
+                raise ApiError(404, f"no index at {path or new_path!r} to reload {name!r} from")
             try:
                 new = await asyncio.to_thread(
                     load_served_index, name, new_path, old.generation + 1, self.settings.warmup, self.opener
@@ -712,11 +727,12 @@ class ServiceMiddleware:
         service = self.service
         scope["state"]["request_id"] = uuid.uuid4().hex[:16]
         headers = dict(scope["headers"])
-        if service.api_key is not None and scope["path"].startswith("/v1/"):
+        key = service.key.current()
+        if key is not None and scope["path"].startswith("/v1/"):
             given = headers.get(b"x-api-key")
             if given is None:
                 return ApiError(401, "missing API key: send it in the X-API-Key header")
-            if not hmac.compare_digest(given, service.api_key.encode("utf-8")):
+            if not hmac.compare_digest(given, key.encode("utf-8")):
                 return ApiError(401, "wrong API key (X-API-Key)")
         length = headers.get(b"content-length")
         if length is not None:
@@ -822,7 +838,7 @@ def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_sear
         docs_url=None,  # /docs comes from lsr.service.openapi: no Swagger UI from a CDN
         redoc_url=None,
     )
-    install_openapi(app, service.api_key is not None, settings)
+    install_openapi(app, service.key.value is not None, settings)
     app.state.service = service
     _add_error_handlers(app)
     _add_health_routes(app, service)
@@ -935,7 +951,7 @@ def _add_index_routes(app: FastAPI, service: Service) -> None:
         """Served indexes: name, path, version, size, encoder, counts, modes."""
         return {"indexes": [served.describe() for served in service.indexes.values()], "ready": service.ready}
 
-    reload_responses = error_responses(404, *BODY_ERRORS, *V1_ERRORS, ok=ReloadAnswer)
+    reload_responses = error_responses(403, 404, *BODY_ERRORS, *V1_ERRORS, ok=ReloadAnswer)
 
     @app.post("/v1/indexes/{name}/reload", tags=["indexes"], response_model=None, responses=reload_responses)
     async def reload_index(name: str, request: Request, body: ReloadRequest | None = None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ ERRORS = {
     "a combination the schema does not state (alpha or beta below 1 outside mode approx, from + k past "
     "max_k, rerank with a vector or a filter, too many query tokens, a repeated document id)",
     401: "missing or wrong X-API-Key (when the service has a key)",
+    403: "a reload path outside the index roots (lsr serve --index-root)",
     404: "unknown index or document id",
     409: "another writer holds the index's write lock",
     413: "request body larger than --max-body-bytes",

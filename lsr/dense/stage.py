@@ -172,7 +172,7 @@ def store_fusion(
     if tuned_on:
         fusion["tuned_on"] = tuned_on
     meta["fusion"] = fusion
-    write_meta(path, meta)
+    meta = write_meta(path, meta)
     return meta
 
 
@@ -400,7 +400,7 @@ def _write_stage(
         if vectors is not None:
             arrays["vectors"] = save_array(tmp, "vectors", vectors)
         meta = {**head, "arrays": arrays}
-        write_meta(tmp, meta)
+        meta = write_meta(tmp, meta)
     logger.info(
         "dense stage: %d docs, dim %d, M = %d (%d bits), %s -> %s",
         meta["n_docs"],

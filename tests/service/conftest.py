@@ -72,6 +72,8 @@ def server(scifact_bm25_index, tiny_if_index, tmp_path_factory) -> Iterator[dict
         str(port),
         "--api-key-file",
         str(key_file),
+        "--index-root",  # the tests reload copies made under their own tmp_path
+        str(tmp_path_factory.getbasetemp()),
         "--max-batch",
         "100",
         "--threads",

@@ -385,3 +385,18 @@ def test_concurrent_searches_equal_sequential_ones(hybrid_index):
     with ThreadPoolExecutor(8) as pool:
         got = list(pool.map(lambda job: run(fresh, job), jobs))
     assert got == expected
+
+
+def test_dense_stage_codes_beyond_the_codebooks_are_refused(tmp_path, hybrid_index):
+    from lsr.index.io import CorruptArtifactError
+    from lsr.verify import verify
+
+    shutil.copytree(hybrid_index, tmp_path / "i")
+    assert verify(tmp_path / "i").ok and verify(tmp_path / "i" / "dense").ok
+    codes = np.load(tmp_path / "i" / "dense" / "codes.npy")
+    codes[0, 0] = 200  # the codebooks hold 8 centroids: the ADC kernels would read past them
+    np.save(tmp_path / "i" / "dense" / "codes.npy", codes)
+    with pytest.raises(CorruptArtifactError, match="codes hold centroid 200 of 8"):
+        DenseStage.open(tmp_path / "i")
+    problems = verify(tmp_path / "i").problems
+    assert [p.name for p, _ in problems] == ["codes.npy", "dense"] or problems[0][0].name == "codes.npy"

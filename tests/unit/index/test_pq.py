@@ -149,7 +149,7 @@ def test_dense_codes_refuse_corrupt_or_foreign(tmp_path):
         DenseCodes.load(tmp_path / "c")
     _write_dense(tmp_path / "d")
     meta = json.loads((tmp_path / "d" / "meta.json").read_text())
-    del meta["dim"]
+    del meta["dim"], meta["meta_crc32"], meta["checksums"]  # as a pre-checksum artifact
     (tmp_path / "d" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="dim"):
         DenseCodes.load(tmp_path / "d")
