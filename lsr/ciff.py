@@ -6,6 +6,11 @@ A CIFF file is a sequence of varint-length-delimited protobuf messages: one ``He
 ``num_postings_lists`` ``PostingsList`` messages (term, df, cf, postings of gap-encoded docids and tfs),
 then ``num_docs`` ``DocRecord`` messages (docid, collection docid, length). For learned sparse indexes
 the tf is the integer impact.
+
+Writing (:func:`write_ciff`, behind ``lsr export --to ciff|bmp``) encodes the postings with a numba
+kernel and the list heads and doc records with numpy, a chunk at a time; the bytes are those of the
+message-by-message Python writer it replaced (``benchmarks/export_bench.py`` keeps that one as the
+reference, and times both). Reading (:func:`read_ciff`, ``lsr index --ciff``) is message by message.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import numba
 import numpy as np
 
 from lsr.errors import DataFormatError
@@ -24,6 +30,7 @@ from lsr.errors import DataFormatError
 # field numbers of ciff.proto (io.osirrc.ciff)
 HEADER = {"version": 1, "num_postings_lists": 2, "num_docs": 3, "total_postings_lists": 4, "total_docs": 5}
 HEADER_TERMS, HEADER_AVG_LENGTH, HEADER_DESCRIPTION = 6, 7, 8
+INT32_MAX = 2**31 - 1
 
 
 def _varint(n: int) -> bytes:
@@ -75,65 +82,219 @@ class CiffHeader:
         )
 
 
-def postings_list(term: str, docs: np.ndarray, tfs: np.ndarray) -> bytes:
-    """One PostingsList message: docids gap-encoded (ascending), tfs >= 1."""
-    gaps = np.diff(docs, prepend=0).tolist()
-    postings = b"".join(
-        _bytes_field(4, _int_field(1, gap) + _int_field(2, tf))
-        for gap, tf in zip(gaps, tfs.tolist(), strict=True)
-    )
-    return (
-        _bytes_field(1, term.encode("utf-8"))
-        + _int_field(2, len(docs))
-        + _int_field(3, int(tfs.sum()))
-        + postings
-    )
+# --- vectorized writing: postings by a numba kernel; list heads and doc records with numpy, every message
+# of a kind at once, as "pieces" (a flat uint8 array and n + 1 row offsets)
+
+Piece = tuple[np.ndarray, np.ndarray]
+_CHUNK_POSTINGS = 10_000_000  # postings encoded at once (at most 14 bytes each)
+_CHUNK_DOCS = 1_000_000
 
 
-def doc_record(docid: int, collection_docid: str, length: int) -> bytes:
-    return _int_field(1, docid) + _bytes_field(2, collection_docid.encode("utf-8")) + _int_field(3, length)
+def _varints(values: np.ndarray, present: np.ndarray | None = None) -> Piece:
+    """Each value's varint (``values`` >= 0, < 2^63); an empty row where ``present`` is false."""
+    v = np.asarray(values).astype(np.uint64)
+    shifts = np.arange(10, dtype=np.uint64) * np.uint64(7)
+    count = 1 + (v[:, None] >= (np.uint64(1) << shifts[1:])[None, :]).sum(axis=1)  # 2^7, 2^14, ...
+    if present is not None:
+        count = np.where(present, count, 0)
+    width = int(count.max()) if count.size else 1
+    groups = ((v[:, None] >> shifts[:width]) & np.uint64(0x7F)).astype(np.uint8)
+    col = np.arange(width)[None, :]
+    groups |= ((col < count[:, None] - 1) * 0x80).astype(np.uint8)  # continuation bit on all but the last
+    return groups[col < count[:, None]], _offsets(count)
 
 
-def export_ciff(
-    index_dir: str | Path, out: str | Path, quantize: float | None = None, description: str = ""
-) -> dict[str, int]:
-    """Write an lsr index as CIFF. Integer impacts (uint8, uint16) are the tfs; float32 impacts need
-    ``quantize``: tf = round(weight x quantize), postings that round to 0 left out.
+def _const(byte: int, n: int, present: np.ndarray | None = None) -> Piece:
+    """One byte (a field key) per row; none where ``present`` is false."""
+    count = np.ones(n, np.int64) if present is None else present.astype(np.int64)
+    return np.full(int(count.sum()), byte, np.uint8), _offsets(count)
+
+
+def _strings(strings: list[str]) -> Piece:
+    encoded = [x.encode("utf-8") for x in strings]
+    return np.frombuffer(b"".join(encoded), np.uint8), _offsets(np.fromiter(map(len, encoded), np.int64))
+
+
+def _offsets(lengths: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
+def _sizes(piece: Piece) -> np.ndarray:
+    return np.diff(piece[1])
+
+
+@numba.njit(cache=True, nogil=True)
+def _concat_two(
+    a: np.ndarray, a_off: np.ndarray, b: np.ndarray, b_off: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    out = np.empty(len(a) + len(b), np.uint8)
+    offsets = np.zeros(len(a_off), np.int64)
+    pos = 0
+    for i in range(len(a_off) - 1):
+        for j in range(a_off[i], a_off[i + 1]):
+            out[pos] = a[j]
+            pos += 1
+        for j in range(b_off[i], b_off[i + 1]):
+            out[pos] = b[j]
+            pos += 1
+        offsets[i + 1] = pos
+    return out, offsets
+
+
+def _concat_rows(pieces: list[Piece]) -> Piece:
+    """Row i of the result: row i of every piece, in order."""
+    data, offsets = pieces[0]
+    for more, more_offsets in pieces[1:]:
+        data, offsets = _concat_two(data, offsets, more, more_offsets)
+    return data, offsets
+
+
+def _delimited_rows(body: Piece) -> Piece:
+    """Each row as a length-delimited message: its length as a varint, then the row."""
+    return _concat_rows([_varints(_sizes(body)), body])
+
+
+def _field(number: int, wire: int, values: Piece) -> list[Piece]:
+    n = len(values[1]) - 1
+    return [_const(number << 3 | wire, n, _sizes(values) > 0), values]
+
+
+@numba.njit(cache=True, nogil=True)
+def _put_varint(out: np.ndarray, pos: int, value: int) -> int:
+    while value >= 0x80:
+        out[pos] = (value & 0x7F) | 0x80
+        value >>= 7
+        pos += 1
+    out[pos] = value
+    return pos + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _varint_size(value: int) -> int:
+    size = 1
+    while value >= 0x80:
+        value >>= 7
+        size += 1
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _postings_kernel(docs: np.ndarray, tfs: np.ndarray, ptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = np.empty(len(docs) * 14, np.uint8)  # a posting is at most 14 bytes (5-byte gap and tf varints)
+    offsets = np.zeros(len(ptr), np.int64)
+    pos = 0
+    for t in range(len(ptr) - 1):
+        previous = 0
+        for i in range(ptr[t], ptr[t + 1]):
+            gap, tf = docs[i] - previous, tfs[i]
+            previous = docs[i]
+            size = 1 + _varint_size(tf) + (1 + _varint_size(gap) if gap > 0 else 0)
+            out[pos], out[pos + 1] = 4 << 3 | 2, size  # field 4, length-delimited; size <= 12
+            pos += 2
+            if gap > 0:  # proto3 leaves a zero out
+                out[pos] = 1 << 3
+                pos = _put_varint(out, pos + 1, gap)
+            out[pos] = 2 << 3
+            pos = _put_varint(out, pos + 1, tf)
+        offsets[t + 1] = pos
+    return out[:pos], offsets
+
+
+def encode_postings(docs: np.ndarray, tfs: np.ndarray, ptr: np.ndarray) -> Piece:
+    """Every list's postings (PostingsList field 4, ``Posting {docid gap, tf}``), one row per list: list
+    ``t`` is ``docs[ptr[t]:ptr[t + 1]]``, ascending, with ``tfs`` >= 1 (a numba kernel).
 
     Raises:
-        ValueError: float32 impacts without ``quantize``.
+        ValueError: a list not ascending, a tf below 1, or a value past 32 bits.
     """
-    from lsr.index import Index
+    docs, tfs, ptr = (np.ascontiguousarray(a, dtype=np.int64) for a in (docs, tfs, ptr))
+    if tfs.size and (tfs.min() < 1 or tfs.max() > INT32_MAX or docs.min() < 0 or docs.max() > INT32_MAX):
+        raise ValueError("CIFF postings need 0 <= docid and 1 <= tf, both below 2^31")
+    steps = np.diff(docs)
+    starts = ptr[1:-1]
+    steps[starts[(starts > 0) & (starts < len(docs))] - 1] = 1  # a new list may start lower
+    if (steps <= 0).any():
+        raise ValueError("CIFF postings must be ascending by document within a list")
+    return _postings_kernel(docs, tfs, ptr)
 
-    index = Index.load(index_dir, blockmax=False)
-    weights = np.asarray(index.impacts)
-    if quantize is not None:
-        tfs = np.rint(weights.astype(np.float64) * float(index.scale) * quantize).astype(np.int64)
-    elif weights.dtype.kind == "f":
-        raise ValueError(f"{index_dir} has float32 impacts: give a quantization factor (--quantize 100)")
-    else:
-        tfs = weights.astype(np.int64)
-    keep = tfs >= 1
-    term_of = np.repeat(np.arange(index.n_terms), np.diff(index.term_ptr))
-    per_term = np.bincount(term_of[keep], minlength=index.n_terms)
-    doc_ids = np.asarray(index.doc_ids)
-    lengths = np.bincount(doc_ids[keep], weights=tfs[keep], minlength=index.n_docs).astype(np.int64)
-    header = CiffHeader(
-        int((per_term > 0).sum()), index.n_docs, int(tfs[keep].sum()), float(lengths.mean()), description
+
+def encode_postings_lists(terms: list[str], dfs: np.ndarray, cfs: np.ndarray, postings: Piece) -> Piece:
+    """Length-delimited PostingsList messages, one row per list; ``postings``: one row per list (its
+    postings' bytes), as :func:`encode_postings` gives them regrouped."""
+    n = len(terms)
+    body = _concat_rows(
+        [_const(1 << 3 | 2, n), _delimited_rows(_strings(terms))]  # the term, even when empty
+        + [*_field(2, 0, _varints(dfs, dfs > 0)), *_field(3, 0, _varints(cfs, cfs > 0)), postings]
     )
-    vocab, keys, ptr = index.vocab, index.doc_keys, index.term_ptr
+    return _delimited_rows(body)
+
+
+def encode_doc_records(keys: list[str], lengths: np.ndarray, first: int = 0) -> Piece:
+    """Length-delimited DocRecord messages ``{docid, collection_docid, doclength}``, docids from ``first``."""
+    n = len(keys)
+    docids = np.arange(first, first + n)
+    body = _concat_rows(
+        [*_field(1, 0, _varints(docids, docids > 0)), _const(2 << 3 | 2, n), _delimited_rows(_strings(keys))]
+        + _field(3, 0, _varints(lengths, lengths > 0))
+    )
+    return _delimited_rows(body)
+
+
+def write_ciff(
+    out: str | Path,
+    vocab: list[str],
+    term_ptr: np.ndarray,
+    doc_ids: np.ndarray,
+    tfs: np.ndarray,
+    doc_keys: list[str],
+    description: str = "",
+) -> dict[str, int]:
+    """Write term-major postings as CIFF: list ``t`` is ``doc_ids[term_ptr[t]:term_ptr[t + 1]]`` (ascending)
+    with ``tfs`` (integers; postings below 1 are left out, and lists left empty). Document lengths are
+    the sums of their tfs. Encoded with numpy a chunk of lists at a time; written through a temporary
+    file, fsync and a rename (complete or not at all)."""
+    tfs = np.asarray(tfs, dtype=np.int64)
+    keep = tfs >= 1
+    term_of = np.repeat(np.arange(len(vocab)), np.diff(term_ptr))[keep]
+    docs, tfs = np.asarray(doc_ids, dtype=np.int64)[keep], tfs[keep]
+    per_term = np.bincount(term_of, minlength=len(vocab))
+    cf = np.bincount(term_of, weights=tfs, minlength=len(vocab)).astype(np.int64)
+    lengths = np.bincount(docs, weights=tfs, minlength=len(doc_keys)).astype(np.int64)
+    used = np.flatnonzero(per_term)
+    ptr = _offsets(per_term[used])  # the kept postings are the used lists', in order
+    header = CiffHeader(
+        len(used), len(doc_keys), int(tfs.sum()), float(lengths.mean()) if len(doc_keys) else 0.0, description
+    )
     out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")  # complete or not at all
-    with open(tmp, "wb") as f:
-        f.write(_delimited(header.encode()))
-        for t in np.flatnonzero(per_term).tolist():
-            a, b = int(ptr[t]), int(ptr[t + 1])
-            mask = keep[a:b]
-            f.write(_delimited(postings_list(vocab[t], doc_ids[a:b][mask], tfs[a:b][mask])))
-        for d in range(index.n_docs):
-            f.write(_delimited(doc_record(d, keys[d], int(lengths[d]))))
-    os.replace(tmp, out)
-    return {"postings_lists": header.num_postings_lists, "docs": header.num_docs, "postings": int(keep.sum())}
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(_delimited(header.encode()))
+            for a, b in _chunks(ptr, _CHUNK_POSTINGS):
+                lo, hi = int(ptr[a]), int(ptr[b])
+                lists = encode_postings(docs[lo:hi], tfs[lo:hi], ptr[a : b + 1] - lo)
+                t = used[a:b]
+                f.write(encode_postings_lists([vocab[i] for i in t], per_term[t], cf[t], lists)[0].tobytes())
+            for d in range(0, len(doc_keys), _CHUNK_DOCS):
+                end = d + _CHUNK_DOCS
+                f.write(encode_doc_records(doc_keys[d:end], lengths[d:end], d)[0].tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"postings_lists": len(used), "docs": len(doc_keys), "postings": len(docs)}
+
+
+def _chunks(ptr: np.ndarray, size: int) -> Iterator[tuple[int, int]]:
+    """Runs of lists ``[a, b)`` of about ``size`` postings (a longer list alone)."""
+    a, n = 0, len(ptr) - 1
+    while a < n:
+        b = max(a + 1, int(np.searchsorted(ptr, ptr[a] + size, side="right")) - 1)
+        yield a, min(b, n)
+        a = min(b, n)
 
 
 # --- reading ------------------------------------------------------------------------------------------

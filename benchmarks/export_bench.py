@@ -1,0 +1,165 @@
+"""``lsr export`` speed: the CIFF writer (numba) against the pure-Python writer it replaced, in one run,
+and the other formats, on an index (default: SciFact with BM25, uint8 impacts, built here).
+
+    python -m benchmarks.export_bench --out benchmarks/results/export-scifact.json [--index DIR] [--repeat 3]
+
+Every row writes the same index; the ``ciff`` rows must give the same bytes (checked, and reported as
+``same_bytes``). Times are in-process (no CLI start-up), the best of ``--repeat``, numba compiled before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsr.ciff import CiffHeader, _bytes_field, _delimited, _int_field
+from lsr.export import EXPORT_FORMATS, _load, export_index, integer_impacts
+
+# the shared data folder, as tests/conftest.py finds it
+SHARED_DATA = Path(
+    os.environ.get("LSR_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
+)
+SCIFACT = SHARED_DATA / "beir" / "scifact"
+
+
+def postings_list_reference(term: str, docs: np.ndarray, tfs: np.ndarray) -> bytes:
+    """One PostingsList message, a posting at a time in Python (the writer before the numba kernel)."""
+    gaps = np.diff(docs, prepend=0).tolist()
+    postings = b"".join(
+        _bytes_field(4, _int_field(1, gap) + _int_field(2, tf))
+        for gap, tf in zip(gaps, tfs.tolist(), strict=True)
+    )
+    return (
+        _bytes_field(1, term.encode("utf-8"))
+        + _int_field(2, len(docs))
+        + _int_field(3, int(tfs.sum()))
+        + postings
+    )
+
+
+def doc_record_reference(docid: int, collection_docid: str, length: int) -> bytes:
+    return _int_field(1, docid) + _bytes_field(2, collection_docid.encode("utf-8")) + _int_field(3, length)
+
+
+def export_ciff_reference(index_dir: Path, out: Path) -> None:
+    """The pure-Python CIFF export ``lsr export`` had before (uint impacts as tfs), message by message."""
+    index = _load(index_dir)
+    tfs = integer_impacts(index, None)
+    keep = tfs >= 1
+    term_of = np.repeat(np.arange(index.n_terms), np.diff(index.term_ptr))
+    per_term = np.bincount(term_of[keep], minlength=index.n_terms)
+    doc_ids = np.asarray(index.doc_ids)
+    lengths = np.bincount(doc_ids[keep], weights=tfs[keep], minlength=index.n_docs).astype(np.int64)
+    header = CiffHeader(
+        int((per_term > 0).sum()),
+        index.n_docs,
+        int(tfs[keep].sum()),
+        float(lengths.mean()),
+        f"lsr export of {index.path}",
+    )
+    vocab, keys, ptr = index.vocab, index.doc_keys, index.term_ptr
+    with open(out, "wb") as f:
+        f.write(_delimited(header.encode()))
+        for t in np.flatnonzero(per_term).tolist():
+            a, b = int(ptr[t]), int(ptr[t + 1])
+            mask = keep[a:b]
+            f.write(_delimited(postings_list_reference(vocab[t], doc_ids[a:b][mask], tfs[a:b][mask])))
+        for d in range(index.n_docs):
+            f.write(_delimited(doc_record_reference(d, keys[d], int(lengths[d]))))
+
+
+def _best(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def run(index: Path, work: Path, repeat: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    ref = work / "reference.ciff"
+    seconds = _best(lambda: export_ciff_reference(index, ref), repeat)
+    rows.append({"writer": "ciff, pure Python (before)", "seconds": seconds, "bytes": ref.stat().st_size})
+    for to in EXPORT_FORMATS:
+        if to == "bmp":
+            try:
+                import bmp  # noqa: F401
+            except ImportError:
+                continue
+        out = work / f"out.{to}"
+        export_index(index, to, out, overwrite=True)  # numba compiles (cached) once, outside the timing
+        seconds = _best(partial(export_index, index, to, out, overwrite=True), repeat)
+        row: dict[str, Any] = {
+            "writer": f"{to} (lsr export --to {to})",
+            "seconds": seconds,
+            "bytes": out.stat().st_size,
+        }
+        if to == "ciff":
+            row["same_bytes"] = _digest(out) == _digest(ref)
+        rows.append(row)
+    before = rows[0]["seconds"]
+    for row in rows:
+        row["x_before"] = round(before / row["seconds"], 1)
+    return rows
+
+
+def scifact_index(work: Path) -> Path:
+    from lsr.cli import main
+
+    out = work / "scifact-bm25-uint8"
+    args = ["index", "--corpus", str(SCIFACT), "--encoder", "bm25", "--set", "index.impact_dtype=uint8"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", type=Path, help="an index to export (default: SciFact BM25 uint8, built)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="JSON results")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lsr-export-bench-") as tmp:
+        work = Path(tmp)
+        index = args.index or scifact_index(work)
+        meta = json.loads((index / "meta.json").read_text())
+        rows = run(index, work, args.repeat)
+    print(f"index {index}: {meta['n_docs']} docs, {meta['n_postings']} postings, {meta['impacts']['dtype']}")
+    print("| writer | seconds | MB | x before |")
+    print("|---|---|---|---|")
+    for row in rows:
+        same = " (same bytes)" if row.get("same_bytes") else ""
+        print(
+            f"| {row['writer']}{same} | {row['seconds']:.3f} | {row['bytes'] / 1e6:.1f} | {row['x_before']} |"
+        )
+    if args.out:
+        result = {
+            "index": str(index),
+            "n_docs": meta["n_docs"],
+            "n_postings": meta["n_postings"],
+            "impact_dtype": meta["impacts"]["dtype"],
+            "repeat": args.repeat,
+            "rows": rows,
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
+        }
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
