@@ -89,6 +89,7 @@ def test_index_meta_describes_itself(scifact_bm25_index):
     assert meta["encoder"]["bm25"] == {
         "k1": 1.5,
         "b": 0.75,
+        "language": "english",
         "stemmer": "english",
         "stopwords": "lucene",
         "min_length": 2,
