@@ -1,5 +1,6 @@
 """``lsr export`` speed: the CIFF writer (numba) against the pure-Python writer it replaced, in one run,
-and the other formats, on an index (default: SciFact with BM25, uint8 impacts, built here).
+the other formats, and reading the CIFF file back (``lsr index --ciff``'s reader against the old one), on
+an index (default: SciFact with BM25, uint8 impacts, built here).
 
     python -m benchmarks.export_bench --out benchmarks/results/export-scifact.json [--index DIR] [--repeat 3]
 
@@ -79,6 +80,59 @@ def export_ciff_reference(index_dir: Path, out: Path) -> None:
             f.write(_delimited(doc_record_reference(d, keys[d], int(lengths[d]))))
 
 
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def _fields_of(data: bytes) -> dict[int, Any]:
+    """A message's fields (the last of each number; postings lists' field 4 as a list)."""
+    out: dict[int, Any] = {}
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint_at(data, pos)
+        if key & 7 == 0:
+            value, pos = _varint_at(data, pos)
+        elif key & 7 == 2:
+            size, pos = _varint_at(data, pos)
+            value, pos = data[pos : pos + size], pos + size
+        else:  # fixed64 (the header's average length)
+            value, pos = data[pos : pos + 8], pos + 8
+        if key >> 3 == 4:
+            out.setdefault(4, []).append(value)
+        else:
+            out[key >> 3] = value
+    return out
+
+
+def read_ciff_reference(path: Path) -> tuple[list[str], list[list[int]], list[list[int]], list[str]]:
+    """The message-by-message Python CIFF reader ``lsr index --ciff`` had before: terms, per term docids
+    and tfs, collection docids."""
+    data = path.read_bytes()
+    messages, pos = [], 0
+    while pos < len(data):
+        size, pos = _varint_at(data, pos)
+        messages.append(data[pos : pos + size])
+        pos += size
+    header = _fields_of(messages[0])
+    n_lists = int(header.get(2, 0))
+    terms, docs, tfs = [], [], []
+    for message in messages[1 : 1 + n_lists]:
+        fields = _fields_of(message)
+        postings = [_fields_of(p) for p in fields.get(4, [])]
+        terms.append(fields.get(1, b"").decode("utf-8"))
+        docs.append(np.cumsum([p.get(1, 0) for p in postings]).tolist())
+        tfs.append([p.get(2, 0) for p in postings])
+    keys = [_fields_of(m).get(2, b"").decode("utf-8") for m in messages[1 + n_lists :]]
+    return terms, docs, tfs, keys
+
+
 def _best(fn: Callable[[], Any], repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -117,7 +171,34 @@ def run(index: Path, work: Path, repeat: int) -> list[dict[str, Any]]:
     before = rows[0]["seconds"]
     for row in rows:
         row["x_before"] = round(before / row["seconds"], 1)
-    return rows
+    return rows + read_rows(work / "out.ciff", repeat)
+
+
+def read_rows(ciff: Path, repeat: int) -> list[dict[str, Any]]:
+    """Reading the CIFF file back: the old Python reader against read_ciff (numba), the same postings."""
+    from lsr.ciff import read_ciff
+
+    old = read_ciff_reference(ciff)
+    new = read_ciff(ciff)
+    same = (
+        new.terms,
+        [d.tolist() for d, _ in new.postings],
+        [t.tolist() for _, t in new.postings],
+        new.doc_ids,
+    )
+    before = _best(partial(read_ciff_reference, ciff), repeat)
+    after = _best(partial(read_ciff, ciff), repeat)
+    size = ciff.stat().st_size
+    return [
+        {"writer": "ciff read, pure Python (before)", "seconds": before, "bytes": size, "x_before": 1.0},
+        {
+            "writer": "ciff read (lsr index --ciff's read_ciff)",
+            "seconds": after,
+            "bytes": size,
+            "x_before": round(before / after, 1),
+            "same_postings": same == old,
+        },
+    ]
 
 
 def scifact_index(work: Path) -> Path:
@@ -144,7 +225,13 @@ def main() -> None:
     print("| writer | seconds | MB | x before |")
     print("|---|---|---|---|")
     for row in rows:
-        same = " (same bytes)" if row.get("same_bytes") else ""
+        same = (
+            " (same bytes)"
+            if row.get("same_bytes")
+            else " (same postings)"
+            if row.get("same_postings")
+            else ""
+        )
         print(
             f"| {row['writer']}{same} | {row['seconds']:.3f} | {row['bytes'] / 1e6:.1f} | {row['x_before']} |"
         )

@@ -8,9 +8,11 @@ then ``num_docs`` ``DocRecord`` messages (docid, collection docid, length). For 
 the tf is the integer impact.
 
 Writing (:func:`write_ciff`, behind ``lsr export --to ciff|bmp``) encodes the postings with a numba
-kernel and the list heads and doc records with numpy, a chunk at a time; the bytes are those of the
+kernel and the list heads and doc records as numpy varints (joined by a numba kernel), a chunk at a
+time; the bytes are those of the
 message-by-message Python writer it replaced (``benchmarks/export_bench.py`` keeps that one as the
-reference, and times both). Reading (:func:`read_ciff`, ``lsr index --ciff``) is message by message.
+reference, and times both). Reading (:func:`read_ciff`, ``lsr index --ciff``) is two numba passes over
+the file's bytes (count, then fill); a malformed file is named with what is wrong and at which byte.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import numba
 import numpy as np
@@ -297,110 +298,258 @@ def _chunks(ptr: np.ndarray, size: int) -> Iterator[tuple[int, int]]:
         a = min(b, n)
 
 
-# --- reading ------------------------------------------------------------------------------------------
+# --- reading: numba kernels over the file's bytes; errors come back as codes, raised here by name ---
+
+_ERRORS = {
+    1: "a varint runs past the end of its message",
+    2: "a message is longer than what is left of the file",
+    3: "an unsupported protobuf wire type",
+    4: "the file ends before the postings lists the header announces",
+    5: "a posting's docid gaps run past 2^63",
+}
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise DataFormatError("truncated varint")
-        byte = data[pos]
+@numba.njit(cache=True, nogil=True)
+def _get_varint(data: np.ndarray, pos: int, end: int) -> tuple[int, int]:
+    """(value, next position); next position -1 when the varint runs past ``end``."""
+    value, shift = 0, 0
+    while pos < end:
+        byte = int(data[pos])
         pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
+        if shift < 63:
+            value |= (byte & 0x7F) << shift
+        if byte < 0x80:
             return value, pos
         shift += 7
+    return 0, -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _skip(data: np.ndarray, pos: int, end: int, wire: int) -> int:
+    """Past a field of ``wire`` type we do not read; -1 truncated, -3 an unsupported wire type."""
+    if wire == 0:
+        _, pos = _get_varint(data, pos, end)
+        return pos
+    if wire == 1 or wire == 5:
+        pos += 8 if wire == 1 else 4
+        return pos if pos <= end else -1
+    if wire == 2:
+        size, pos = _get_varint(data, pos, end)
+        return pos + size if pos >= 0 and pos + size <= end else -1
+    return -3
+
+
+@numba.njit(cache=True, nogil=True)
+def _postings_lists_kernel(data, pos, n_lists, fill, term_span, docs, tfs, ptr):  # noqa: C901
+    """Parse ``n_lists`` delimited PostingsList messages from ``pos``: with ``fill``, each list's term
+    (byte span), docids (gaps summed) and tfs into the arrays; without, only count the postings.
+    Returns (postings, position after the lists, error code, error position)."""
+    n = 0
+    for t in range(n_lists):
+        if pos >= len(data):
+            return n, pos, 4, pos
+        size, body = _get_varint(data, pos, len(data))
+        if body < 0:
+            return n, pos, 1, pos
+        end = body + size
+        if end > len(data):
+            return n, pos, 2, pos
+        at, docid = body, 0
+        while at < end:
+            key, at = _get_varint(data, at, end)
+            if at < 0:
+                return n, body, 1, body
+            number, wire = key >> 3, key & 7
+            if number == 1 and wire == 2:
+                length, at = _get_varint(data, at, end)
+                if at < 0 or at + length > end:
+                    return n, body, 1, body
+                if fill:
+                    term_span[t, 0], term_span[t, 1] = at, at + length
+                at += length
+            elif number == 4 and wire == 2:
+                length, at = _get_varint(data, at, end)
+                if at < 0 or at + length > end:
+                    return n, body, 1, body
+                stop, gap, tf = at + length, 0, 0
+                while at < stop:
+                    inner, at = _get_varint(data, at, stop)
+                    if at < 0:
+                        return n, body, 1, body
+                    if inner == 8:
+                        gap, at = _get_varint(data, at, stop)
+                    elif inner == 16:
+                        tf, at = _get_varint(data, at, stop)
+                    else:
+                        at = _skip(data, at, stop, inner & 7)
+                    if at < 0:
+                        return n, body, -at, body
+                docid += gap
+                if docid < 0:
+                    return n, body, 5, body
+                if fill:
+                    docs[n], tfs[n] = docid, tf
+                n += 1
+            else:
+                at = _skip(data, at, end, wire)
+                if at < 0:
+                    return n, body, -at, body
+        if fill:
+            ptr[t + 1] = n
+        pos = end
+    return n, pos, 0, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _doc_records_kernel(data, pos, fill, docids, key_span, lengths):
+    """Every DocRecord from ``pos`` to the end: docid, collection docid (byte span), doclength; without
+    ``fill`` only count them. Returns (records, error code, error position)."""
+    n = 0
+    while pos < len(data):
+        size, body = _get_varint(data, pos, len(data))
+        if body < 0:
+            return n, 1, pos
+        end = body + size
+        if end > len(data):
+            return n, 2, pos
+        at, docid, start, stop, length = body, 0, body, body, 0
+        while at < end:
+            key, at = _get_varint(data, at, end)
+            if at < 0:
+                return n, 1, body
+            if key == 8:
+                docid, at = _get_varint(data, at, end)
+            elif key == 18:
+                size, at = _get_varint(data, at, end)
+                if at < 0 or at + size > end:
+                    return n, 1, body
+                start, stop = at, at + size
+                at = stop
+            elif key == 24:
+                length, at = _get_varint(data, at, end)
+            else:
+                at = _skip(data, at, end, key & 7)
+            if at < 0:
+                return n, -at if at < -1 else 1, body
+        if fill:
+            docids[n], key_span[n, 0], key_span[n, 1], lengths[n] = docid, start, stop, length
+        n += 1
+        pos = end
+    return n, 0, 0
+
+
+@dataclass
+class CiffIndex:
+    """A CIFF file read whole: terms, postings (term-major: list ``t`` is ``docs[term_ptr[t]:term_ptr[t+1]]``
+    with ``tfs``), the documents' collection ids."""
+
+    terms: list[str]
+    term_ptr: np.ndarray
+    docs: np.ndarray
+    tfs: np.ndarray
+    doc_ids: list[str]
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def postings(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per term, ``(docids, tfs)``."""
+        p = self.term_ptr.tolist()
+        return [(self.docs[a:b], self.tfs[a:b]) for a, b in zip(p[:-1], p[1:], strict=True)]
+
+
+def _check(path: Path, code: int, where: int) -> None:
+    if code:
+        raise DataFormatError(
+            f"{path}: {_ERRORS[code]} (at byte {where}); is it a CIFF file (PISA, Anserini, lsr)?"
+        )
+
+
+def _header(data: np.ndarray, path: Path) -> tuple[dict[int, int | bytes], int]:
+    size, body = _get_varint(data, 0, len(data))
+    if body < 0 or not len(data):
+        raise DataFormatError(
+            f"{path}: the file ends before the header (a CIFF file from PISA, Anserini, lsr?)"
+        )
+    if body + size > len(data):
+        _check(path, 2, 0)
+    return dict(_fields(data[body : body + size].tobytes())), body + size
+
+
+def _decode(data: np.ndarray, spans: np.ndarray) -> list[str]:
+    blob = data.tobytes()
+    return [blob[a:b].decode("utf-8") for a, b in spans.tolist()]
+
+
+def read_ciff(path: str | Path) -> CiffIndex:
+    """Read a CIFF file (PISA, Anserini, ciff-toolkit, ``lsr export``): numba kernels, two passes (count,
+    then fill).
+
+    Raises:
+        DataFormatError: a malformed file (the message names it, what is wrong and where).
+    """
+    path = Path(path)
+    data = np.fromfile(path, dtype=np.uint8)
+    header, pos = _header(data, path)
+    n_lists, n_docs = int(header.get(2, 0)), int(header.get(3, 0))
+    empty = np.zeros(0, np.int64)
+    n, _, code, where = _postings_lists_kernel(
+        data, pos, n_lists, False, np.zeros((0, 2), np.int64), empty, empty, empty
+    )
+    _check(path, code, where)
+    spans, docs, tfs = np.zeros((n_lists, 2), np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
+    ptr = np.zeros(n_lists + 1, np.int64)
+    _, pos, code, where = _postings_lists_kernel(data, pos, n_lists, True, spans, docs, tfs, ptr)
+    _check(path, code, where)
+    count, code, where = _doc_records_kernel(data, pos, False, empty, np.zeros((0, 2), np.int64), empty)
+    _check(path, code, where)
+    if count != n_docs:
+        raise DataFormatError(f"{path}: header says {n_docs} documents, the file has {count} doc records")
+    docids, key_spans, lengths = (
+        np.zeros(count, np.int64),
+        np.zeros((count, 2), np.int64),
+        np.zeros(count, np.int64),
+    )
+    _doc_records_kernel(data, pos, True, docids, key_spans, lengths)
+    if count and (docids.min() < 0 or docids.max() >= n_docs or len(np.unique(docids)) != count):
+        raise DataFormatError(f"{path}: doc records must number the documents 0..{n_docs - 1}, once each")
+    keys = [""] * n_docs
+    for d, key in zip(docids.tolist(), _decode(data, key_spans), strict=True):
+        keys[d] = key
+    return CiffIndex(_decode(data, spans), ptr, docs, tfs, keys)
 
 
 def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """``(field number, value)``: an int for varints and fixed64, bytes for length-delimited fields."""
+    """The header's ``(field number, value)``: an int for varints and fixed64, bytes for length-delimited."""
+    array = np.frombuffer(data, np.uint8)
     pos = 0
     while pos < len(data):
-        key, pos = _read_varint(data, pos)
+        key, pos = _get_varint(array, pos, len(data))
+        if pos < 0:
+            raise DataFormatError("truncated varint in the CIFF header")
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _read_varint(data, pos)
+            value, pos = _get_varint(array, pos, len(data))
+            if pos < 0:
+                raise DataFormatError("truncated varint in the CIFF header")
             yield number, value
         elif wire == 2:
-            size, pos = _read_varint(data, pos)
+            size, pos = _get_varint(array, pos, len(data))
             yield number, data[pos : pos + size]
             pos += size
         elif wire == 1:
             yield number, int.from_bytes(data[pos : pos + 8], "little")
             pos += 8
         else:
-            raise DataFormatError(f"unsupported protobuf wire type {wire}")
-
-
-def _messages(f: BinaryIO, path: Path) -> Iterator[bytes]:
-    data = f.read()
-    pos = 0
-    while pos < len(data):
-        size, pos = _read_varint(data, pos)
-        if pos + size > len(data):
-            raise DataFormatError(f"{path}: truncated CIFF message at byte {pos}")
-        yield data[pos : pos + size]
-        pos += size
-
-
-def _next(messages: Iterator[bytes], path: Path, what: str) -> bytes:
-    message = next(messages, None)
-    if message is None:
-        raise DataFormatError(f"{path}: the file ends before {what} (a CIFF file from PISA, Anserini, lsr?)")
-    return message
-
-
-@dataclass
-class CiffIndex:
-    """A CIFF file read whole: terms, and per term (docids, tfs); documents' collection ids."""
-
-    terms: list[str] = field(default_factory=list)
-    postings: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    doc_ids: list[str] = field(default_factory=list)
-    num_docs: int = 0
-
-
-def read_ciff(path: str | Path) -> CiffIndex:
-    """Read a CIFF file (PISA, Anserini, ``lsr export``).
-
-    Raises:
-        DataFormatError: a malformed file (the message names it and what is wrong).
-    """
-    path = Path(path)
-    with open(path, "rb") as f:
-        messages = _messages(f, path)
-        header = dict(_fields(_next(messages, path, "the header")))
-        n_lists, n_docs = int(header.get(2, 0)), int(header.get(3, 0))
-        out = CiffIndex(num_docs=n_docs)
-        for _ in range(n_lists):
-            out.terms.append("")
-            docs, tfs = [], []
-            for number, value in _fields(_next(messages, path, "a postings list")):
-                if number == 1 and isinstance(value, bytes):
-                    out.terms[-1] = value.decode("utf-8")
-                elif number == 4 and isinstance(value, bytes):
-                    posting = dict(_fields(value))
-                    docs.append(int(posting.get(1, 0)))
-                    tfs.append(int(posting.get(2, 0)))
-            out.postings.append(
-                (np.cumsum(np.asarray(docs, dtype=np.int64)), np.asarray(tfs, dtype=np.int64))
-            )
-        records = {int(r.get(1, 0)): r.get(2, b"") for r in (dict(_fields(m)) for m in messages)}
-    if len(records) != n_docs:
-        raise DataFormatError(
-            f"{path}: header says {n_docs} documents, the file has {len(records)} doc records"
-        )
-    out.doc_ids = [bytes(records[d]).decode("utf-8") if d in records else str(d) for d in range(n_docs)]
-    return out
+            raise DataFormatError(f"unsupported protobuf wire type {wire} in the CIFF header")
 
 
 def ciff_rows(ciff: CiffIndex) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Each document's ``(collection id, term ids ascending, tfs)``, from the term-major postings."""
-    lengths = [len(docs) for docs, _ in ciff.postings]
-    terms = np.repeat(np.arange(len(ciff.terms), dtype=np.int64), lengths)
-    docs = np.concatenate([d for d, _ in ciff.postings]) if ciff.postings else np.zeros(0, np.int64)
-    tfs = np.concatenate([t for _, t in ciff.postings]) if ciff.postings else np.zeros(0, np.int64)
+    terms = np.repeat(np.arange(len(ciff.terms), dtype=np.int64), np.diff(ciff.term_ptr))
+    docs, tfs = ciff.docs, ciff.tfs
     if docs.size and (docs.min() < 0 or docs.max() >= ciff.num_docs):
         raise DataFormatError(f"a posting names document {int(docs.max())}, the header has {ciff.num_docs}")
     order = np.lexsort((terms, docs))

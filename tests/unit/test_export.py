@@ -165,8 +165,28 @@ def test_ciff_writer_gives_the_reference_bytes(tmp_path, seed, monkeypatch):
     counts = write_ciff(tmp_path / "x.ciff", vocab, term_ptr, doc_ids, tfs, keys, "seed")
     assert (tmp_path / "x.ciff").read_bytes() == reference_ciff(vocab, term_ptr, doc_ids, tfs, keys, "seed")
     assert counts["postings"] == int((tfs >= 1).sum())
-    back = read_ciff(tmp_path / "x.ciff")
+    back = read_ciff(tmp_path / "x.ciff")  # the reader (numba) gives back what was written
     assert back.doc_ids == keys
+    kept = [t for t in range(n_terms) if (tfs[term_ptr[t] : term_ptr[t + 1]] >= 1).any()]
+    assert back.terms == [vocab[t] for t in kept]
+    for t, (docs, got) in zip(kept, back.postings, strict=True):
+        a, b = term_ptr[t], term_ptr[t + 1]
+        keep = tfs[a:b] >= 1
+        assert docs.tolist() == doc_ids[a:b][keep].tolist() and got.tolist() == tfs[a:b][keep].tolist()
+
+
+def test_every_truncation_of_a_ciff_file_is_named(tmp_path):
+    from lsr.errors import DataFormatError
+
+    vocab, keys = ["a", "bb", "ccc"], ["x", "y", "z"]
+    args = [np.array(a, dtype=np.int64) for a in ([0, 2, 3, 5], [0, 2, 1, 0, 2], [1, 300, 2, 70000, 5])]
+    write_ciff(tmp_path / "f.ciff", vocab, *args, keys, "")
+    data = (tmp_path / "f.ciff").read_bytes()
+    assert read_ciff(tmp_path / "f.ciff").tfs.tolist() == [1, 300, 2, 70000, 5]
+    for cut in range(len(data)):
+        (tmp_path / "cut.ciff").write_bytes(data[:cut])
+        with pytest.raises(DataFormatError, match=r"cut\.ciff"):
+            read_ciff(tmp_path / "cut.ciff")
 
 
 def test_ciff_writer_edge_cases(tmp_path):
