@@ -90,12 +90,14 @@ def export_index(
     (``docs``, ``postings`` written, ``format``, ``weights``: how the weights were written).
 
     Raises:
-        LsrError: an unknown format, ``quantize`` for seismic, float32 impacts without ``quantize`` for
-            an integer format, a live index, or bmp without the ``bmp`` package.
+        LsrError: an unknown format, a block size below 1, ``quantize`` for seismic, float32 impacts
+            without ``quantize`` for an integer format, a live index, or bmp without the ``bmp`` package.
         FileExistsError: ``out`` exists and ``overwrite`` is false.
     """
     if to not in EXPORT_FORMATS:
         raise LsrError(f"export format {to!r} is not one of {list(EXPORT_FORMATS)}")
+    if bmp_block_size < 1:
+        raise LsrError(f"--bmp-block-size {bmp_block_size} must be >= 1")
     if to == "seismic" and quantize is not None:
         raise LsrError(
             "--quantize applies to the integer formats (anserini, ciff, bmp); seismic reads floats"
@@ -144,6 +146,8 @@ def _write_bmp(index: Any, tfs: np.ndarray, out: Path, block_size: int) -> dict[
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         counts = _write_ciff(index, tfs, Path(tmp) / "index.ciff")
         built = Path(tmp) / "index.bmp"
+        # BMP prints its progress to stdout, and on a file it cannot read exits the process (Rust's
+        # process::exit): ours is a valid CIFF file (tests/unit/test_ciff.py)
         bmp.ciff2bmp(str(Path(tmp) / "index.ciff"), str(built), block_size, False)
         if not built.is_file():
             raise LsrError(f"bmp's ciff2bmp wrote no index for {index.path}")
