@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,6 +243,10 @@ def encode_doc_records(keys: list[str], lengths: np.ndarray, first: int = 0) -> 
     return _delimited_rows(body)
 
 
+def _as_int64(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
 def write_ciff(
     out: str | Path,
     vocab: list[str],
@@ -251,33 +255,38 @@ def write_ciff(
     tfs: np.ndarray,
     doc_keys: list[str],
     description: str = "",
+    to_int: Callable[[np.ndarray], np.ndarray] = _as_int64,
 ) -> dict[str, int]:
     """Write term-major postings as CIFF: list ``t`` is ``doc_ids[term_ptr[t]:term_ptr[t + 1]]`` (ascending)
-    with ``tfs`` (integers; postings below 1 are left out, and lists left empty). Document lengths are
-    the sums of their tfs. Encoded with numpy a chunk of lists at a time; written through a temporary
-    file, fsync and a rename (complete or not at all)."""
-    tfs = np.asarray(tfs, dtype=np.int64)
-    keep = tfs >= 1
-    term_of = np.repeat(np.arange(len(vocab)), np.diff(term_ptr))[keep]
-    docs, tfs = np.asarray(doc_ids, dtype=np.int64)[keep], tfs[keep]
-    per_term = np.bincount(term_of, minlength=len(vocab))
-    cf = np.bincount(term_of, weights=tfs, minlength=len(vocab)).astype(np.int64)
-    lengths = np.bincount(docs, weights=tfs, minlength=len(doc_keys)).astype(np.int64)
-    used = np.flatnonzero(per_term)
-    ptr = _offsets(per_term[used])  # the kept postings are the used lists', in order
+    with tfs ``to_int(tfs[...])`` (integers; postings below 1 are left out, and lists left empty). Document
+    lengths are the sums of their tfs. Two passes over chunks of lists (totals for the header, then the
+    bytes), so with memory-mapped inputs memory stays that of a chunk plus the terms and documents; written
+    through a temporary file, fsync and a rename (complete or not at all)."""
+    term_ptr = _as_int64(term_ptr)
+    per_term, cf, lengths = _totals(term_ptr, tfs, doc_ids, len(doc_keys), to_int)
+    used = per_term > 0
     header = CiffHeader(
-        len(used), len(doc_keys), int(tfs.sum()), float(lengths.mean()) if len(doc_keys) else 0.0, description
+        int(used.sum()),
+        len(doc_keys),
+        int(cf.sum()),
+        float(lengths.mean()) if len(doc_keys) else 0.0,
+        description,
     )
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(_delimited(header.encode()))
-            for a, b in _chunks(ptr, _CHUNK_POSTINGS):
-                lo, hi = int(ptr[a]), int(ptr[b])
-                lists = encode_postings(docs[lo:hi], tfs[lo:hi], ptr[a : b + 1] - lo)
-                t = used[a:b]
-                f.write(encode_postings_lists([vocab[i] for i in t], per_term[t], cf[t], lists)[0].tobytes())
+            for a, b in _chunks(term_ptr, _CHUNK_POSTINGS):
+                lo, hi = int(term_ptr[a]), int(term_ptr[b])
+                t = to_int(tfs[lo:hi])
+                keep = t >= 1
+                lists = np.flatnonzero(used[a:b]) + a
+                postings = encode_postings(
+                    _as_int64(doc_ids[lo:hi])[keep], t[keep], _offsets(per_term[lists])
+                )
+                terms = [vocab[i] for i in lists.tolist()]
+                f.write(encode_postings_lists(terms, per_term[lists], cf[lists], postings)[0].tobytes())
             for d in range(0, len(doc_keys), _CHUNK_DOCS):
                 end = d + _CHUNK_DOCS
                 f.write(encode_doc_records(doc_keys[d:end], lengths[d:end], d)[0].tobytes())
@@ -286,7 +295,31 @@ def write_ciff(
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return {"postings_lists": len(used), "docs": len(doc_keys), "postings": len(docs)}
+    return {"postings_lists": int(used.sum()), "docs": len(doc_keys), "postings": int(per_term.sum())}
+
+
+def _totals(
+    term_ptr: np.ndarray,
+    tfs: np.ndarray,
+    doc_ids: np.ndarray,
+    n_docs: int,
+    to_int: Callable[[np.ndarray], np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per list the postings kept (tf >= 1) and their tf sum (cf), per document its length; a chunk at a
+    time."""
+    n_terms = len(term_ptr) - 1
+    per_term, cf = np.zeros(n_terms, np.int64), np.zeros(n_terms, np.int64)
+    lengths = np.zeros(n_docs, np.int64)
+    for a, b in _chunks(term_ptr, _CHUNK_POSTINGS):
+        lo, hi = int(term_ptr[a]), int(term_ptr[b])
+        t = to_int(tfs[lo:hi])
+        kept = np.where(t >= 1, t, 0)
+        ends = term_ptr[a + 1 : b + 1] - lo
+        counts, sums = _offsets(kept > 0), _offsets(kept)  # cumulative, exact in int64
+        per_term[a:b] = counts[ends] - counts[ends - np.diff(term_ptr[a : b + 1])]
+        cf[a:b] = sums[ends] - sums[ends - np.diff(term_ptr[a : b + 1])]
+        lengths += np.bincount(_as_int64(doc_ids[lo:hi]), weights=kept, minlength=n_docs).astype(np.int64)
+    return per_term, cf, lengths
 
 
 def _chunks(ptr: np.ndarray, size: int) -> Iterator[tuple[int, int]]:

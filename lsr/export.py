@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,22 +48,22 @@ def _load(index_dir: str | Path) -> Any:
     return Index.load(path, blockmax=False)
 
 
-def integer_impacts(index: Any, quantize: float | None) -> np.ndarray:
-    """The integer weight of every posting (term-major, the index's order): uint impacts as they are, or
-    ``round(impact x scale x quantize)``.
+def integer_converter(index: Any, quantize: float | None) -> Callable[[np.ndarray], np.ndarray]:
+    """What turns a run of the index's impacts into integer weights (int64): uint impacts as they are, or
+    ``round(impact x scale x quantize)`` (a chunk at a time, for the CIFF writer).
 
     Raises:
         LsrError: float32 impacts and no ``quantize``.
     """
-    impacts = np.asarray(index.impacts)
     if quantize is not None:
-        return integer_weights(impacts.astype(np.float64) * float(index.scale), quantize)
-    if impacts.dtype.kind == "f":
+        scale = float(index.scale)
+        return lambda impacts: integer_weights(np.asarray(impacts, np.float64) * scale, quantize)
+    if np.asarray(index.impacts[:0]).dtype.kind == "f":
         raise LsrError(
             f"{index.path} has float32 impacts: give a quantization factor (--quantize 100: "
             "weights x 100 rounded)"
         )
-    return impacts.astype(np.int64)
+    return lambda impacts: np.asarray(impacts, np.int64)
 
 
 def doc_major(index: Any, values: np.ndarray) -> SparseBatch:
@@ -110,15 +111,15 @@ def export_index(
         weights = np.asarray(index.impacts).astype(np.float64) * float(index.scale)
         n = _write_jsonl(index, weights, out, decimals=6, fixed=False)
         return {"format": to, "docs": index.n_docs, "postings": n, "weights": "float (impact x scale)"}
-    tfs = integer_impacts(index, quantize)
+    to_int = integer_converter(index, quantize)
     how = f"round(weight x {quantize:g})" if quantize is not None else f"impacts (x {float(index.scale):g})"
     if to == "anserini":
-        n = _write_jsonl(index, tfs, out, decimals=0, fixed=True)
+        n = _write_jsonl(index, to_int(index.impacts), out, decimals=0, fixed=True)
         return {"format": to, "docs": index.n_docs, "postings": n, "weights": how}
     if to == "ciff":
-        counts = _write_ciff(index, tfs, out)
+        counts = _write_ciff(index, to_int, out)
     else:
-        counts = _write_bmp(index, tfs, out, bmp_block_size)
+        counts = _write_bmp(index, to_int, out, bmp_block_size)
     return {"format": to, "docs": counts["docs"], "postings": counts["postings"], "weights": how}
 
 
@@ -130,21 +131,24 @@ def _write_jsonl(index: Any, values: np.ndarray, out: Path, decimals: int, fixed
     return len(batch.term_ids)
 
 
-def _write_ciff(index: Any, tfs: np.ndarray, out: Path) -> dict[str, int]:
+def _write_ciff(index: Any, to_int: Callable[[np.ndarray], np.ndarray], out: Path) -> dict[str, int]:
     from lsr.ciff import write_ciff
 
     description = f"lsr export of {index.path}"
-    return write_ciff(out, index.vocab, index.term_ptr, index.doc_ids, tfs, index.doc_keys, description)
+    ptr, docs, keys = index.term_ptr, index.doc_ids, index.doc_keys
+    return write_ciff(out, index.vocab, ptr, docs, index.impacts, keys, description, to_int)
 
 
-def _write_bmp(index: Any, tfs: np.ndarray, out: Path, block_size: int) -> dict[str, int]:
+def _write_bmp(
+    index: Any, to_int: Callable[[np.ndarray], np.ndarray], out: Path, block_size: int
+) -> dict[str, int]:
     """CIFF into a temporary folder, then BMP's own ``ciff2bmp`` (a BMP index is built by BMP)."""
     try:
         import bmp
     except ImportError:
         raise LsrError("--to bmp needs the bmp package (pip install bmp)") from None
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        counts = _write_ciff(index, tfs, Path(tmp) / "index.ciff")
+        counts = _write_ciff(index, to_int, Path(tmp) / "index.ciff")
         built = Path(tmp) / "index.bmp"
         # BMP prints its progress to stdout, and on a file it cannot read exits the process (Rust's
         # process::exit): ours is a valid CIFF file (tests/unit/test_ciff.py)

@@ -97,7 +97,8 @@ def test_bad_requests_are_refused_by_name(tmp_path, capsys):
         export("--index", tmp_path / "f", "--to", "ciff", "--quantize", 10, "--out", tmp_path / "c.ciff") == 2
     )
     assert (tmp_path / "c.ciff").read_bytes() == b"keep" and "--overwrite" in capsys.readouterr().err
-    assert export("--index", tmp_path / "f", "--to", "bmp", "--bmp-block-size", 0, "--out", tmp_path / "b") == 2
+    bmp = ["--to", "bmp", "--bmp-block-size", 0, "--out", tmp_path / "b"]
+    assert export("--index", tmp_path / "f", *bmp) == 2
     assert "--bmp-block-size 0 must be >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "--index", str(tmp_path / "f"), "--to", "lucene", "--out", str(tmp_path / "x")])
