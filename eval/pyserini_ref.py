@@ -179,7 +179,7 @@ def bm25_search(
 def build_impact_index(vectors_jsonl: str | Path, index_dir: str | Path, threads: int = 2) -> Path:
     """Anserini's impact index of a sparse-vector JSONL file (``JsonVectorCollection``, ``-impact
     -pretokenized``): each weight is read as an integer term frequency, so the file needs integer weights
-    (``lsr encode --format jsonl --quantize F``). Returns ``index_dir``."""
+    (``lsr export --to anserini [--quantize F]``). Returns ``index_dir``."""
     ensure_pyserini()
     from pyserini.pyclass import autoclass
 

@@ -5,11 +5,17 @@ Anserini uses it, so the Lucene preset of our BM25 and pyserini's agree; like Lu
 PorterStemmer, tokens of one or two characters are not stemmed (Snowball's Porter would turn
 ``s`` into an empty term and ``us`` into ``u``). The default BM25 analyzer is set in
 ``lsr.config.BM25Config``. Stemming uses PyStemmer (the Snowball project's C stemmers) with a cache.
+
+Other languages: every language PyStemmer stems (:data:`LANGUAGES`) has its Snowball stemmer, and a
+stopword list where Lucene's analyzer for that language has one (``lsr/stopwords/LANGUAGE.txt``, taken
+from Lucene by ``scripts/extract_stopwords.py``; none for esperanto, polish, sesotho and yiddish).
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
+from importlib.resources import files
 from typing import Any
 
 # Lucene's EnglishAnalyzer.ENGLISH_STOP_WORDS_SET (the default Anserini uses; also bm25s' "english").
@@ -29,8 +35,40 @@ NLTK_STOPWORDS = frozenset(
     "these they this those through to too under until up ve very was wasn we were weren what when "
     "where which while who whom why will with won wouldn y you your yours yourself yourselves".split()
 )
-STOPWORD_LISTS = {"lucene": LUCENE_STOPWORDS, "nltk": NLTK_STOPWORDS, "none": frozenset()}
-STEMMERS = ("porter", "english", "none")
+# the languages PyStemmer's Snowball stemmers cover (Stemmer.algorithms(), less the "porter" and
+# "dutch_porter" variants); tests/unit/test_analysis.py checks the list against the installed PyStemmer
+LANGUAGES = (
+    "arabic", "armenian", "basque", "catalan", "czech", "danish", "dutch", "english", "esperanto", "estonian",
+    "finnish", "french", "german", "greek", "hindi", "hungarian", "indonesian", "irish", "italian",
+    "lithuanian", "nepali", "norwegian", "persian", "polish", "portuguese", "romanian", "russian", "serbian",
+    "sesotho", "spanish", "swedish", "tamil", "turkish", "yiddish",
+)  # fmt: skip
+ENGLISH_STOPWORDS = {"lucene": LUCENE_STOPWORDS, "nltk": NLTK_STOPWORDS, "none": frozenset()}
+STEMMERS = ("porter", "none", *LANGUAGES)  # porter: Lucene's (English); a language: its Snowball stemmer
+_STOPWORDS = files("lsr").joinpath("stopwords")  # package data
+
+
+def language_stopwords() -> tuple[str, ...]:
+    """The languages with a stopword list (package data ``lsr/stopwords``)."""
+    return tuple(sorted(p.name[:-4] for p in _STOPWORDS.iterdir() if p.name.endswith(".txt")))
+
+
+@cache
+def stopword_list(name: str) -> frozenset[str]:
+    """``lucene``, ``nltk``, ``none`` (English choices), or a language's list.
+
+    Raises:
+        ValueError: a name that is none of those, naming the ones there are.
+    """
+    if name in ENGLISH_STOPWORDS:
+        return ENGLISH_STOPWORDS[name]
+    if name not in language_stopwords():
+        known = [*ENGLISH_STOPWORDS, *language_stopwords()]
+        raise ValueError(f"stopwords {name!r} is not one of {known}")
+    text = _STOPWORDS.joinpath(f"{name}.txt").read_text(encoding="utf-8")
+    return frozenset(w for w in text.splitlines() if w and not w.startswith("#"))
+
+
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _POSSESSIVE = re.compile(r"['\u2019][sS]\b")
 
@@ -52,13 +90,11 @@ class Analyzer:
     ):
         if stemmer not in STEMMERS:
             raise ValueError(f"stemmer {stemmer!r} is not one of {list(STEMMERS)}")
-        if stopwords not in STOPWORD_LISTS:
-            raise ValueError(f"stopwords {stopwords!r} is not one of {list(STOPWORD_LISTS)}")
         for name, value in (("min_length", min_length), ("porter_min_stem", porter_min_stem)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} {value!r} must be an integer >= 1")
         self.stemmer_name = stemmer
-        self.stopwords = STOPWORD_LISTS[stopwords]
+        self.stopwords = stopword_list(stopwords)
         self.lowercase = lowercase
         self.min_length = min_length
         # Lucene's PorterStemmer leaves words of one or two characters as they are (3); 1 stems every token,

@@ -371,13 +371,6 @@ def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
         default="npy",
         help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines",
     )
-    p.add_argument(
-        "--quantize",
-        type=float,
-        metavar="FACTOR",
-        help="with --format jsonl: integer weights round(w x FACTOR), zeros dropped (e.g. 100; "
-        "Anserini's JsonVectorCollection reads weights as integers and truncates floats)",
-    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     common_flags(p)
 
@@ -442,10 +435,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from lsr.pipeline import encode_corpus  # lazy: +0.2 s (tqdm.auto, asyncio) for every other command
 
     cfg = _config(args, encoder_overrides(args.encoder))
-    if args.quantize is not None and args.format != "jsonl":
-        raise LsrError("--quantize applies to --format jsonl (integer weights for Anserini)")
     corpus = corpus_source(args)
-    meta = encode_corpus(cfg, corpus, args.out, args.format, args.overwrite, _progress(args), args.quantize)
+    meta = encode_corpus(cfg, corpus, args.out, args.format, args.overwrite, _progress(args))
     empty = f", {meta['empty_docs']} empty" if meta.get("empty_docs") else ""
     print(
         f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc{empty}, "
@@ -527,29 +518,41 @@ def _build_dense(
 
 
 def _add_export_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write an index in another engine's format (ciff: PISA, Anserini)")
+    from lsr.export import EXPORT_FORMATS
+
+    p = sub.add_parser(
+        "export",
+        help="write an index in another engine's format (anserini, seismic, ciff, bmp)",
+        description="anserini: JSONL for Anserini's JsonVectorCollection (-impact -pretokenized), integer "
+        "weights; seismic: JSONL with float weights (impact x scale); ciff: the Common Index File Format "
+        "(PISA, Anserini; lsr index --ciff reads it back), integer weights; bmp: a BMP index file "
+        "(pip install bmp), built by BMP's ciff2bmp. Integer weights: uint8/uint16 impacts as they are, "
+        "float32 impacts "
+        "need --quantize.",
+    )
     p.add_argument("--index", required=True, help="index directory")
-    p.add_argument("--format", choices=("ciff",), default="ciff", help="ciff: Common Index File Format")
+    p.add_argument("--to", required=True, choices=EXPORT_FORMATS, help="the format to write")
     p.add_argument("--out", required=True, help="file to write")
     p.add_argument(
         "--quantize",
         type=float,
         metavar="FACTOR",
-        help="integer tfs round(weight x FACTOR) (needed for float32 impacts; uint8/uint16 impacts are "
-        "written as they are)",
+        help="anserini, ciff, bmp: integer weights round(weight x FACTOR), zeros dropped (needed for float32 "
+        "impacts, e.g. 100; uint8/uint16 impacts are written as they are without it)",
     )
+    p.add_argument("--bmp-block-size", type=int, default=32, help="bmp: documents per block (32)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lsr.ciff import export_ciff
+    from lsr.export import export_index
 
-    if Path(args.out).exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} already exists; pass --overwrite to replace it")
-    counts = export_ciff(args.index, args.out, args.quantize, description=f"lsr export of {args.index}")
-    lists, docs, postings = counts["postings_lists"], counts["docs"], counts["postings"]
-    print(f"{lists} postings lists, {docs} docs, {postings} postings -> {args.out}")
+    done = export_index(args.index, args.to, args.out, args.quantize, args.overwrite, args.bmp_block_size)
+    print(
+        f"{done['docs']} docs, {done['postings']} postings, weights {done['weights']} "
+        f"-> {args.out} ({args.to})"
+    )
     return 0
 
 

@@ -58,8 +58,14 @@ class BM25Config:
 
     k1: float = 1.5
     b: float = 0.75
-    stemmer: str = "english"  # english (Snowball Porter2, as bm25s), porter (Lucene/Anserini), none
-    stopwords: str = "lucene"  # lucene (Lucene's 33 words = bm25s' "english"), nltk (153 words), none
+    # the text's language: one PyStemmer stems (lsr.analysis.LANGUAGES); picks the auto stemmer and stopwords
+    language: str = "english"
+    # auto = the language's Snowball stemmer (english: Porter2, as bm25s); porter (Lucene/Anserini, English
+    # only); none; or any language's Snowball stemmer by name
+    stemmer: str = "auto"
+    # auto = the language's list: english -> lucene (Lucene's 33 words = bm25s' "english"), others Lucene's
+    # list for that language (none where Lucene has none); nltk (English, 153 words); none; a language's list
+    stopwords: str = "auto"
     min_length: int = 2  # shortest token kept, in characters (bm25s: 2; Lucene: 1)
     porter_min_stem: int = 3  # stemmer porter: shortest token stemmed (Lucene: 3, so "us" stays "us")
     lowercase: bool = True
@@ -68,12 +74,34 @@ class BM25Config:
         _positive("encoder.bm25", "k1", self.k1, allow_zero=True)
         if not 0.0 <= self.b <= 1.0:
             raise ConfigError(f"encoder.bm25.b = {self.b!r} must lie in [0, 1]")
-        _one_of("encoder.bm25", "stemmer", self.stemmer, ("porter", "english", "none"))
-        _one_of("encoder.bm25", "stopwords", self.stopwords, ("lucene", "nltk", "none"))
+        self._resolve_language()
         for name in ("min_length", "porter_min_stem"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"encoder.bm25.{name} = {value!r} must be an integer >= 1")
+
+    def _resolve_language(self) -> None:
+        """``auto`` stemmer and stopwords become the language's (so the index meta records what ran)."""
+        from lsr.analysis import ENGLISH_STOPWORDS, LANGUAGES, STEMMERS, language_stopwords
+
+        _one_of("encoder.bm25", "language", self.language, LANGUAGES)
+        english = self.language == "english"
+        if self.stemmer == "auto":
+            object.__setattr__(self, "stemmer", self.language)
+        if self.stopwords == "auto":
+            listed = (
+                "lucene" if english else (self.language if self.language in language_stopwords() else "none")
+            )
+            object.__setattr__(self, "stopwords", listed)
+        _one_of("encoder.bm25", "stemmer", self.stemmer, ("auto", *STEMMERS))
+        _one_of(
+            "encoder.bm25", "stopwords", self.stopwords, ("auto", *ENGLISH_STOPWORDS, *language_stopwords())
+        )
+        if not english and (self.stemmer == "porter" or self.stopwords in ("lucene", "nltk")):
+            raise ConfigError(
+                f"encoder.bm25: stemmer {self.stemmer!r} / stopwords {self.stopwords!r} are English; for "
+                f"language {self.language!r} use auto (its Snowball stemmer and stopword list) or none"
+            )
 
 
 @dataclass(frozen=True)

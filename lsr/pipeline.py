@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,8 @@ from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_spar
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
 from lsr.index import BuildOptions, build_index
-from lsr.index.sparse import SparseBatch
 from lsr.vectors import Vectors, VectorWriter
-from lsr.weights import flattening_warning, quantize_batch
+from lsr.weights import flattening_warning
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +57,14 @@ def encode_corpus(
     fmt: str = "npy",
     overwrite: bool = False,
     progress: bool = False,
-    quantize: float | None = None,
 ) -> dict[str, Any]:
     """Encode ``corpus`` (any shape :func:`~lsr.data.corpus.open_corpus` opens) with ``config.encoder``
-    into a vectors directory (npy) or a JSONL file; ``quantize`` (jsonl only): integer weights
-    ``round(w x quantize)``, zeros dropped, as Anserini's JsonVectorCollection needs."""
+    into a vectors directory (npy) or a sparse-vector JSONL file (float weights; integer weights for
+    Anserini come from ``lsr export --to anserini``, lsr.export)."""
     if fmt not in ("npy", "jsonl"):
         raise ValueError(f"format {fmt!r} is not one of ['npy', 'jsonl']")
     if fmt == "jsonl":
-        return _encode_to_jsonl(config, corpus, Path(out), overwrite, progress, quantize)
-    if quantize is not None:
-        raise ValueError("quantize applies to the jsonl format (integer weights for Anserini)")
+        return _encode_to_jsonl(config, corpus, Path(out), overwrite, progress)
     encoder = make_encoder(config.encoder)
     docs = open_corpus(corpus)
     start = time.perf_counter()
@@ -121,7 +117,7 @@ def _finish(encoder: CorpusEncoder, stats: CorpusStats | None, writer: VectorWri
 
 
 def _encode_to_jsonl(
-    config: Config, corpus: Corpus, out: Path, overwrite: bool, progress: bool, quantize: float | None
+    config: Config, corpus: Corpus, out: Path, overwrite: bool, progress: bool
 ) -> dict[str, Any]:
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
@@ -129,29 +125,10 @@ def _encode_to_jsonl(
     try:
         meta = encode_corpus(config, corpus, tmp, "npy", overwrite=True, progress=progress)
         vectors = Vectors(tmp)
-        if quantize is None:
-            ids, vocab = vectors.iter_ids(), vectors.vocab()
-            write_sparse_jsonl(out, ids, vectors.batches(), vocab, overwrite=overwrite)
-        else:
-            _write_quantized(vectors, out, quantize, overwrite)
-            meta["quantize"] = quantize
+        write_sparse_jsonl(out, vectors.iter_ids(), vectors.batches(), vectors.vocab(), overwrite=overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
-
-
-def _write_quantized(vectors: Vectors, out: Path, factor: float, overwrite: bool) -> None:
-    dropped = [0]
-
-    def batches() -> Iterator[SparseBatch]:
-        for batch in vectors.batches():
-            quantized, n = quantize_batch(batch, factor)
-            dropped[0] += n
-            yield quantized
-
-    ids, vocab = vectors.iter_ids(), vectors.vocab()
-    write_sparse_jsonl(out, ids, batches(), vocab, decimals=0, fixed=True, overwrite=overwrite)
-    logger.info("quantize %g: %d postings rounded to 0 and dropped", factor, dropped[0])
 
 
 def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progress: bool = False) -> dict:

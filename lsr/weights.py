@@ -1,9 +1,9 @@
 """Weights on their way out or into a quantized index: integer export, and the outlier that flattens.
 
-* :func:`quantize_batch`: ``round(w x factor)``, zeros dropped. Anserini's ``JsonVectorCollection``
-  (impact indexing) reads each weight as a Lucene term frequency, an integer: float weights are
-  truncated (21% of BM25 and 70% of SPLADE postings vanished in the [fit] test), so export for it with
-  ``lsr encode --format jsonl --quantize 100``.
+* :func:`integer_weights`: ``round(w x factor)``. Anserini's ``JsonVectorCollection`` (impact
+  indexing) reads each weight as a Lucene term frequency, an integer: float weights are truncated (21%
+  of BM25 and 70% of SPLADE postings vanished in the [fit] test), so ``lsr export --to anserini``
+  (and ``--to ciff|bmp``) write integers (lsr.export).
 * :func:`flattening_warning`: an index quantizes impacts linearly against the largest weight
   (``scale = max_weight / levels``); one huge weight (say 1e30) makes every other impact 1, and the
   ranking meaningless. Checked on a sample of the weights before a quantized build.
@@ -15,16 +15,15 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from lsr.index.sparse import PTR_DTYPE, WEIGHT_DTYPE, SparseBatch
+from lsr.index.sparse import SparseBatch
 
 INT32_MAX = 2**31 - 1  # Lucene's term frequency is an int
 LEVELS = {"uint8": 255, "uint16": 65535}
 SAMPLE = 1_000_000  # weights sampled for the percentile
 
 
-def quantize_batch(batch: SparseBatch, factor: float) -> tuple[SparseBatch, int]:
-    """Weights ``round(w * factor)`` (integers as float32), postings that round to 0 dropped; returns the
-    batch and how many postings were dropped.
+def integer_weights(weights: np.ndarray, factor: float) -> np.ndarray:
+    """``round(w x factor)`` as int64 (zeros kept: callers drop the postings below 1).
 
     Raises:
         ValueError: a non-positive factor, or a weight that would exceed a 32-bit integer (Lucene's
@@ -32,19 +31,13 @@ def quantize_batch(batch: SparseBatch, factor: float) -> tuple[SparseBatch, int]
     """
     if not factor > 0:
         raise ValueError(f"quantize factor {factor!r} must be > 0")
-    q = np.rint(batch.weights.astype(np.float64) * factor)
+    q = np.rint(np.asarray(weights, dtype=np.float64) * factor)
     if q.size and q.max() > INT32_MAX:
         raise ValueError(
-            f"a weight of {batch.weights.max():g} x {factor:g} exceeds Lucene's 32-bit term frequency; "
+            f"a weight of {float(np.max(weights)):g} x {factor:g} exceeds Lucene's 32-bit term frequency; "
             "use a smaller --quantize factor (or fix the outlier vector)"
         )
-    keep = q >= 1
-    rows = np.repeat(np.arange(len(batch)), np.diff(batch.indptr))
-    per_row = np.bincount(rows[keep], minlength=len(batch))
-    indptr = np.zeros(len(batch) + 1, dtype=PTR_DTYPE)
-    np.cumsum(per_row, out=indptr[1:])
-    out = SparseBatch(indptr, batch.term_ids[keep], q[keep].astype(WEIGHT_DTYPE))
-    return out, int(keep.size - keep.sum())
+    return q.astype(np.int64)
 
 
 def flattening_warning(

@@ -42,15 +42,15 @@ def test_bm25_agrees_with_pyserini_on_scifact(scifact, scifact_bm25_lucene_index
 
 
 def test_quantized_export_gives_anserini_the_same_top10(scifact, scifact_bm25_index, tmp_path):
-    """lsr encode --format jsonl --quantize 100, indexed by Anserini (JsonVectorCollection, -impact) and
+    """lsr export --to anserini --quantize 100, indexed by Anserini (JsonVectorCollection, -impact) and
     by lsr: with the same integer query vectors both return the same top-10 scores for all 300 queries
     (and the same documents above the 10th score; tied documents at the cut may differ)."""
     from lsr.cli import main
     from lsr.eval.pyserini_ref import build_impact_index, impact_search
 
     vectors = tmp_path / "docs.jsonl"
-    encode = ["encode", "--encoder", "bm25", "--corpus", str(scifact), "--format", "jsonl"]
-    assert main([*encode, "--quantize", "100", "--out", str(vectors), "--quiet"]) == 0
+    export = ["export", "--index", str(scifact_bm25_index), "--to", "anserini", "--quantize", "100"]
+    assert main([*export, "--out", str(vectors), "--quiet"]) == 0
     index = ["index", "--vectors", str(vectors), "--set", "index.impact_dtype=float32", "--quiet"]
     assert main([*index, "--out", str(tmp_path / "lsr")]) == 0
     lucene = build_impact_index(vectors, tmp_path / "lucene")

@@ -7,7 +7,9 @@ import pickle
 
 import pytest
 
-from lsr.analysis import LUCENE_STOPWORDS, NLTK_STOPWORDS, Analyzer
+from lsr.analysis import LANGUAGES, LUCENE_STOPWORDS, NLTK_STOPWORDS, Analyzer, language_stopwords
+from lsr.config import BM25Config
+from lsr.errors import ConfigError
 
 
 def test_lowercases():
@@ -96,7 +98,9 @@ def test_invalid_stemmer_name(kwargs):
 
 
 def test_invalid_stopwords_name():
-    with pytest.raises(ValueError, match=r"stopwords 'smart' is not one of \['lucene', 'nltk', 'none'\]"):
+    with pytest.raises(
+        ValueError, match=r"stopwords 'smart' is not one of \['lucene', 'nltk', 'none', 'arabic', "
+    ):
         Analyzer(stopwords="smart")
 
 
@@ -167,3 +171,55 @@ def test_analyzer_pickles_after_use():
     assert a("running studies") == ["run", "studi"]  # builds the stemmer
     b = pickle.loads(pickle.dumps(a))
     assert b("running studies") == ["run", "studi"]
+
+
+# ---- other languages: the Snowball stemmer and Lucene's stopword list, chosen by encoder.bm25.language ----
+
+
+def test_languages_are_pystemmers():
+    import Stemmer
+
+    assert set(LANGUAGES) == set(Stemmer.algorithms()) - {"porter", "dutch_porter"}
+    for language in LANGUAGES:  # every language builds, and a stopword list where there is one
+        cfg = BM25Config(language=language)
+        assert cfg.stemmer == language
+        assert cfg.stopwords == (
+            "lucene" if language == "english" else language if language in language_stopwords() else "none"
+        )
+        Analyzer(cfg.stemmer, cfg.stopwords)("a b c")
+
+
+def analyzer_for(language: str) -> Analyzer:
+    cfg = BM25Config(language=language)
+    return Analyzer(cfg.stemmer, cfg.stopwords, cfg.lowercase, cfg.min_length, cfg.porter_min_stem)
+
+
+def test_french_stems_and_drops_its_stopwords():
+    text = "Les chercheurs ont étudié l'effet des vitamines sur les cancers du sein."
+    # les, ont, des, sur, du: French stopwords; l' is one character (min_length 2); plurals stemmed
+    assert analyzer_for("french")(text) == ["chercheur", "étudi", "effet", "vitamin", "cancer", "sein"]
+    # the English analyzer keeps the French function words and stems otherwise
+    english = analyzer_for("english")(text)
+    assert "les" in english and "des" in english and "chercheur" in english
+
+
+def test_german_stems_and_drops_its_stopwords():
+    text = "Die Forscher untersuchten die Wirkung der Vitamine auf Krebserkrankungen in den Häusern."
+    assert analyzer_for("german")(text) == [
+        "forsch",
+        "untersucht",
+        "wirkung",
+        "vitamin",
+        "krebserkrank",
+        "haus",
+    ]
+
+
+def test_an_unknown_language_names_the_supported_ones():
+    with pytest.raises(
+        ConfigError, match=r"language = 'klingon' is not one of \['arabic', .*'french', .*'german'"
+    ):
+        BM25Config(language="klingon")
+    with pytest.raises(ConfigError, match="are English; for language 'french' use auto"):
+        BM25Config(language="french", stemmer="porter")
+    assert BM25Config() == BM25Config(language="english", stemmer="english", stopwords="lucene")  # unchanged

@@ -215,6 +215,7 @@ def test_index_meta_records_the_analyzer_and_the_query_side_rebuilds_it(term_ind
     assert encoder_meta["bm25"] == {
         "k1": 1.5,
         "b": 0.75,
+        "language": "english",
         "stemmer": "english",
         "stopwords": "lucene",
         "min_length": 2,
@@ -223,6 +224,29 @@ def test_index_meta_records_the_analyzer_and_the_query_side_rebuilds_it(term_ind
     }
     analyzer = load_query_encoder(encoder_meta, index).analyzer
     assert (analyzer.stemmer_name, analyzer.min_length, len(analyzer.stopwords)) == ("english", 2, 33)
+
+
+def test_a_french_index_records_its_language_and_analyzes_queries_in_french(tmp_path):
+    import lsr
+    from lsr.index import Index
+    from lsr.index.io import read_meta
+
+    docs = [
+        ("f1", "Les vitamines réduisent le risque de cancers chez les adultes."),
+        ("f2", "Le café et la qualité du sommeil."),
+        ("f3", "Les chats dorment sur le tapis."),
+    ]
+    index = lsr.Index.build(docs, overrides=["encoder.bm25.language=french"], path=tmp_path / "fr")
+    meta = read_meta(tmp_path / "fr", "lsr-index", (1,))
+    bm25 = meta["encoder"]["bm25"]
+    assert (bm25["language"], bm25["stemmer"], bm25["stopwords"]) == ("french", "french", "french")
+    vocab = set(Index.load(tmp_path / "fr").vocab)
+    assert {"vitamin", "cancer", "chat"} <= vocab and not {"les", "le", "de", "du", "sur"} & vocab
+    # the query is analyzed as the index was: "vitamine" (singular) and "la" (a stopword)
+    assert [hit.doc_id for hit in index.search("la vitamine", k=3)] == ["f1"]
+    english = lsr.Index.build(docs, path=tmp_path / "en")  # the default, unchanged: French words kept
+    assert {"les", "la"} <= set(Index.load(tmp_path / "en").vocab)
+    assert {hit.doc_id for hit in english.search("la vitamine", k=3)} == {"f1", "f2"}  # "la" matches f2
 
 
 def test_index_written_before_min_length_keeps_every_token(term_index):

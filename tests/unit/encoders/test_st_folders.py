@@ -185,3 +185,36 @@ def test_our_models_export_to_folders_sentence_transformers_loads(tmp_path):
     splade = st.SparseEncoder(str(tmp_path / "st-splade"), device="cpu")
     assert np.abs(st_vectors(splade, TEXTS, "document") - docs).max() < 1e-4
     assert main(["export-st", "--model", str(model), "--out", str(tmp_path / "st-splade")]) == 2  # exists
+
+
+def test_the_shipped_inference_free_model_in_sentence_transformers(tmp_path):
+    """[fit] row: our shipped inference-free model, loaded in sentence-transformers' SparseEncoder after
+    lsr export-st, is a Router whose query side is the model's idf.json (not a plain SPLADE): ST's query
+    vectors are lsr's exactly and its document vectors lsr's to float rounding."""
+    from lsr.encoders import default_model
+
+    out = tmp_path / "st"
+    assert main(["export-st", "--model", "inference-free", "--out", str(out), "--quiet"]) == 0
+    loaded = st.SparseEncoder(str(out), device="cpu")
+    assert type(loaded[0]).__name__ == "Router"  # query and document sides differ
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    index = tmp_path / "index"
+    assert (
+        main(
+            ["index", "--corpus", str(corpus), "--encoder", "inference-free", "--out", str(index), "--quiet"]
+        )
+        == 0
+    )
+    searcher = Searcher(index)
+    size = len(searcher.index.vocab)
+    queries = [*QUERIES, "what lowers the risk of cancer?"]
+    want = dense(searcher.encode_texts(queries), size)
+    assert (want > 0).sum(axis=1).min() >= 2
+    assert np.abs(st_vectors(loaded, queries, "query") - want).max() < 1e-6
+    model = json.dumps(str(default_model("inference-free")))
+    encoder = make_encoder(
+        load_config(None, ["encoder.name=inference-free", f"encoder.model={model}"]).encoder
+    )
+    docs = dense(encoder.encode(TEXTS), size)
+    assert np.abs(st_vectors(loaded, TEXTS, "document") - docs).max() < 1e-4
