@@ -407,7 +407,24 @@ def _add_index_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace --out; the old index stays until the new one is complete",
     )
+    _add_scale_flags(p)
     common_flags(p)
+
+
+def _add_scale_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="with --vectors or --corpus: build N shard indexes plus sharded.json (searched and served "
+        "as one index, the same top-k; BM25 shards use the whole corpus's statistics)",
+    )
+    p.add_argument(
+        "--shard-by",
+        choices=("hash", "range"),
+        default="hash",
+        help="with --shards: a stable hash of the doc id (default) or contiguous ranges of the corpus",
+    )
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -447,6 +464,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise LsrError("--out is required with --vectors, --corpus or --ciff")
+    if args.shards is not None:
+        return _build_sharded(cfg, args)
     if args.corpus:
         meta = index_corpus(cfg, corpus_source(args), args.out, args.overwrite, _progress(args))
     elif args.ciff:
@@ -461,6 +480,23 @@ def cmd_index(args: argparse.Namespace) -> int:
         # stdin was read once: the dense stage takes the texts from the docstore instead
         corpus = corpus_source(args) if args.corpus and args.corpus != "-" else None
         return _build_dense(cfg, args.out, corpus, True, _progress(args))
+    return 0
+
+
+def _build_sharded(cfg: Config, args: argparse.Namespace) -> int:
+    from lsr.sharded import build_sharded, index_corpus_sharded
+
+    if args.ciff or args.dense is not None:
+        raise LsrError("--shards builds from --vectors or --corpus, without --dense")
+    if args.corpus:
+        manifest = index_corpus_sharded(
+            cfg, corpus_source(args), args.out, args.shards, args.shard_by, args.overwrite, _progress(args)
+        )
+    else:
+        manifest = build_sharded(cfg, args.vectors, args.out, args.shards, args.shard_by, args.overwrite)
+    sizes = ", ".join(str(e["n_docs"]) for e in manifest["shards"])
+    n, shards = manifest["n_docs"], manifest["n_shards"]
+    print(f"indexed {n} docs into {shards} shards ({sizes} docs) -> {args.out}")
     return 0
 
 
