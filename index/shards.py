@@ -162,7 +162,7 @@ class ShardedIndex(Index):
         self.segments = shards  # the name lsr.searcher's per-segment docstore reads
         self.names = [e["name"] for e in manifest["shards"]]
         self.remote = backends is not None
-        self.backends: Sequence[ShardBackend] = backends if backends is not None else shards
+        self.backends: Sequence[Any] = backends if backends is not None else shards  # ShardBackend-like
         self.bases = np.concatenate([[0], np.cumsum([s.n_docs for s in shards])]).astype(np.int64)
         self.n_docs = int(self.bases[-1])
         self.n_terms = shards[0].n_terms
@@ -222,6 +222,18 @@ class ShardedIndex(Index):
     def missing_shards(self) -> list[str]:
         """Shards whose backend failed on its last call (remote backends only)."""
         return sorted(self.failed)
+
+    def probe(self) -> list[str]:
+        """Ping every remote shard once (``backend.ping()``); the shards that do not answer."""
+        if self._pool is None:
+            return []
+
+        def ping(backend: Any) -> list[SearchResult]:
+            backend.ping()
+            return []
+
+        self._scatter(ping)
+        return self.missing_shards()
 
     # --- search: scatter, then merge ----------------------------------------------------------------
 

@@ -297,6 +297,9 @@ class ServiceConfig:
     cors_origins: tuple[str, ...] = ()
     warmup: bool = True  # encode and search a few queries in every mode before /readyz says ready
     log_requests: bool = True  # one JSON line per request on the lsr.service.access logger
+    # a Ray cluster (HOST:PORT, or "local"): sharded indexes are searched on Ray Serve shard deployments
+    # (lsr.ray_serve); None: every index is searched in this process
+    ray: str | None = None
 
     def __post_init__(self) -> None:
         for name in self.indexes:

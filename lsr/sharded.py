@@ -16,6 +16,7 @@ elsewhere (``lsr.ray_serve``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from lsr.config import Config, config_hash, to_dict
+from lsr.config import Config
 from lsr.data.docstore import DOCSTORE_FILE, DocStoreWriter
 from lsr.errors import LsrError
 from lsr.index import build_index
@@ -44,7 +45,7 @@ from lsr.index.shards import (
     shard_dir_name,
 )
 from lsr.index.sparse import PTR_DTYPE, SparseBatch
-from lsr.pipeline import Corpus, encode_corpus, index_build_options
+from lsr.pipeline import Corpus, encode_corpus, index_build_options, index_sections
 from lsr.searcher import Searcher
 from lsr.vectors import Vectors
 
@@ -134,7 +135,7 @@ def build_sharded(
     options = index_build_options(config)
     options = dataclasses.replace(options, scale=quantization_scale(max_weight, options.impact_dtype))
     build_id = uuid.uuid4().hex
-    sections = _shard_sections(config, vectors)
+    sections = index_sections(config, vectors)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         work = tmp / ".work"
         stores = _split_docstore(vectors, assign, n_shards, work) if config.index.store_docs else None
@@ -144,7 +145,7 @@ def build_sharded(
             extra = _shard_files(vectors, rows, work / str(s), stores[s] if stores else None)
             shard = {"build_id": build_id, "index": s, "of": n_shards, "split": split}
             meta = build_index(
-                lambda rows=rows: _shard_batches(vectors, rows),
+                functools.partial(_shard_batches, vectors, rows),
                 vectors.n_terms,
                 [ids[i] for i in rows],
                 vectors.vocab_path,
@@ -177,13 +178,6 @@ def build_sharded(
         write_json(tmp / SHARDED_FILE, manifest)
     logger.info("built %d shards of %d docs -> %s", n_shards, vectors.n_docs, out)
     return manifest
-
-
-def _shard_sections(config: Config, vectors: Vectors) -> dict[str, Any]:
-    vm = vectors.meta
-    sections = {key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm}
-    sections.update(config=to_dict(config), config_hash=config_hash(config), vectors_config=vm.get("config"))
-    return sections
 
 
 def _shard_batches(vectors: Vectors, rows: np.ndarray) -> Iterator[SparseBatch]:

@@ -71,6 +71,12 @@ class QueryAnswer(_Answer):
     ignored_terms: list[str] = Field(
         default=[], description="vector terms the index does not know (up to 20)"
     )
+    partial: bool = Field(
+        default=False, description="a sharded index answered without some shards (see missing_shards)"
+    )
+    missing_shards: list[str] = Field(
+        default=[], description="with partial: the shards that did not answer; their documents are absent"
+    )
     hits: list[Hit]
 
 
@@ -159,6 +165,9 @@ class Health(_Answer):
 class Ready(_Answer):
     ready: bool
     indexes: list[str]
+    missing_shards: dict[str, list[str]] = Field(
+        default={}, description="sharded indexes served without some shards (answers are partial)"
+    )
 
 
 V1_ERRORS = (401, 413, 503)  # the middleware can answer these on any /v1 route
