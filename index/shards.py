@@ -105,6 +105,11 @@ def check_shard(path: Path, manifest: dict[str, Any], i: int, meta: dict[str, An
     entry = manifest["shards"][i]
     shard = meta.get("shard") or {}
     where = path / entry["name"]
+    if meta.get("encoder") != manifest["encoder"]:
+        raise ArtifactError(
+            f"{where} was encoded by {_encoder_name(meta.get('encoder'))}, the sharded index by "
+            f"{_encoder_name(manifest['encoder'])}: every shard must come from one encoder"
+        )
     if shard.get("build_id") != manifest["build_id"]:
         raise ArtifactError(
             f"{where} belongs to build {shard.get('build_id')!r}, not to this sharded index's build "
@@ -112,11 +117,6 @@ def check_shard(path: Path, manifest: dict[str, Any], i: int, meta: dict[str, An
         )
     if shard.get("index") != i or meta.get("uid") != entry.get("uid") or meta["n_docs"] != entry["n_docs"]:
         raise ArtifactError(f"{where} is not shard {i} that {path / SHARDED_FILE} lists (uid or size differ)")
-    if meta.get("encoder") != manifest["encoder"]:
-        raise ArtifactError(
-            f"{where} was encoded by {_encoder_name(meta.get('encoder'))}, the sharded index by "
-            f"{_encoder_name(manifest['encoder'])}: every shard must come from one encoder"
-        )
 
 
 def _encoder_name(section: Any) -> str:

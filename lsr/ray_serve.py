@@ -29,8 +29,9 @@ from lsr.sharded import ShardedSearcher
 
 logger = logging.getLogger(__name__)
 
-SHARD_TIMEOUT_S = 2.0  # a shard that has not answered by then is left out of the answer (partial)
+SHARD_TIMEOUT_S = 5.0  # a shard that has not answered by then is left out of the answer (partial)
 PING_TIMEOUT_S = 1.0
+START_TIMEOUT_S = 60.0  # the first call through a new handle (its router starts)
 
 
 class ShardServer:
@@ -63,8 +64,8 @@ class RayShard:
         self.name = name
         self.timeout_s = timeout_s
 
-    def ping(self) -> None:
-        self.handle.ping.remote().result(timeout_s=PING_TIMEOUT_S)
+    def ping(self, timeout_s: float = PING_TIMEOUT_S) -> None:
+        self.handle.ping.remote().result(timeout_s=timeout_s)
 
     def search(self, q_terms: Any, q_weights: Any, k: int = 10, **kwargs: Any) -> SearchResult:
         call = self.handle.search.remote(np.asarray(q_terms), np.asarray(q_weights), k, kwargs)
@@ -99,20 +100,26 @@ def deploy_sharded(
     connect(address)
     from ray import serve
 
+    from ray.serve.api import RunTarget, run_many
+
     serve.start(proxy_location="Disabled")
-    backends = []
-    for entry in manifest["shards"]:
-        deployment = serve.deployment(
-            name="shard",
-            num_replicas=replicas,
-            ray_actor_options={"num_cpus": cpus_per_replica},
-            health_check_period_s=1,
-            health_check_timeout_s=5,
-        )(ShardServer)
-        name = app_name(path, entry["name"])
-        handle = serve.run(deployment.bind(str(path / entry["name"])), name=name, route_prefix=None)
-        backends.append(RayShard(handle, entry["name"]))
-        logger.info("shard %s of %s: Serve application %s", entry["name"], path, name)
+    deployment = serve.deployment(
+        name="shard",
+        num_replicas=replicas,
+        ray_actor_options={"num_cpus": cpus_per_replica},
+        health_check_period_s=1,
+        health_check_timeout_s=5,
+    )(ShardServer)
+    names = [e["name"] for e in manifest["shards"]]
+    targets = [
+        RunTarget(deployment.bind(str(path / name)), name=app_name(path, name), route_prefix=None)
+        for name in names
+    ]
+    handles = run_many(targets)  # the shards start side by side
+    backends = [RayShard(handle, name) for handle, name in zip(handles, names, strict=True)]
+    for backend in backends:
+        backend.ping(START_TIMEOUT_S)
+    logger.info("%s: %d shards on Ray Serve (%s)", path, len(names), ", ".join(t.name for t in targets))
     return ShardedSearcher(path, backends)
 
 
