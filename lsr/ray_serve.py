@@ -99,7 +99,6 @@ def deploy_sharded(
     manifest, _ = load_shards(path)  # refuse a broken directory before touching the cluster
     connect(address)
     from ray import serve
-
     from ray.serve.api import RunTarget, run_many
 
     serve.start(proxy_location="Disabled")

@@ -14,11 +14,11 @@ import pytest
 
 from lsr.cli import main
 from lsr.index.io import ArtifactError
-from lsr.index.shards import ShardedIndex, merge_topk
 from lsr.index.search import SearchResult
+from lsr.index.shards import ShardedIndex, merge_topk
+from lsr.index.sparse import SparseBatch
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.sharded import ShardedSearcher, shard_assignment, take_rows
-from lsr.index.sparse import SparseBatch
 
 WORDS = (
     "vitamin cancer risk coffee sleep protein gene cell study effect adults screening dose trial "
@@ -32,7 +32,8 @@ def write_corpus(path: Path, n: int = 160, seed: int = 0) -> Path:
     texts: list[str] = []
     lines = []
     for i in range(n):
-        text = rng.choice(texts) if texts and i % 7 == 0 else " ".join(rng.choices(WORDS, k=rng.randint(4, 14)))
+        fresh = " ".join(rng.choices(WORDS, k=rng.randint(4, 14)))
+        text = rng.choice(texts) if texts and i % 7 == 0 else fresh
         texts.append(text)
         lines.append(json.dumps({"_id": f"doc{i:04d}", "title": "", "text": text}))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -122,7 +123,8 @@ def test_take_rows_matches_rows():
     batch = SparseBatch.from_rows(rows)
     got = take_rows(batch, np.array([0, 1, 4]))
     for j, i in enumerate((0, 1, 4)):
-        assert np.array_equal(got.row(j)[0], batch.row(i)[0]) and np.array_equal(got.row(j)[1], batch.row(i)[1])
+        for part in (0, 1):
+            assert np.array_equal(got.row(j)[part], batch.row(i)[part])
 
 
 def test_merge_orders_ties_by_corpus_position():
@@ -135,9 +137,8 @@ def test_merge_orders_ties_by_corpus_position():
         docs = rng.choice(30, size=12, replace=False)
         parts.append((i, SearchResult(docs.astype(np.int32), rng.integers(0, 4, 12).astype(np.float32))))
     docs, scores = merge_topk(parts, bases, positions, 10)
-    ref = sorted(
-        ((-float(s), int(positions[i][d]), int(bases[i] + d)) for i, r in parts for d, s in zip(r.docs, r.scores))
-    )[:10]
+    every = [(i, d, s) for i, r in parts for d, s in zip(r.docs, r.scores, strict=True)]
+    ref = sorted((-float(s), int(positions[i][d]), int(bases[i] + d)) for i, d, s in every)[:10]
     assert docs.tolist() == [g for _, _, g in ref] and scores.tolist() == [-s for s, _, _ in ref]
 
 
@@ -167,7 +168,7 @@ def test_shard_of_another_encoder_is_refused(corpus, tmp_path):
     b = build(corpus, tmp_path / "b", "splade", shards=2)
     shutil.rmtree(a / "shard-000")
     shutil.copytree(b / "shard-000", a / "shard-000")
-    with pytest.raises(ArtifactError, match=r"shard-000 was encoded by 'splade'.*the sharded index by 'bm25'"):
+    with pytest.raises(ArtifactError, match=r"shard-000 was encoded by 'splade'.*sharded index by 'bm25'"):
         ShardedIndex.open(a)
 
 
