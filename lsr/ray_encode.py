@@ -117,6 +117,7 @@ def encode_corpus_ray(
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    ray = connect(address)  # first: a wrong address fails in seconds, before the model loads
     encoder = make_encoder(config.encoder)
     if not encoder.resumable:
         raise LsrError(f"--ray encodes with the transformer encoders; encode {encoder.name} in one process")
@@ -126,7 +127,6 @@ def encode_corpus_ray(
         raise LsrError("--ray needs a corpus it can read again (a file or folder, not stdin)")
     start = time.perf_counter()
     work = _open_blocks(blocks_dir(out), key)
-    ray = connect(address)
     todo = _pending(docs, config.encoder.shard_docs, work, only_blocks)
     actors = _encode_blocks(ray, config.encoder, todo, work) if todo else 0
     if only_blocks is not None:
