@@ -30,7 +30,7 @@ from lsr.sharded import build_sharded
 from lsr.vectors import Vectors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from sharded_helpers import QUERIES, write_corpus  # noqa: E402
+from sharded_helpers import QUERIES, write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 PORT = 6391  # the head's port (CI's cluster; nothing else on this machine uses Ray)
