@@ -105,11 +105,10 @@ def encode_corpus_ray(
     out: str | Path,
     address: str | None = None,
     overwrite: bool = False,
-    only_blocks: Iterable[int] | None = None,
 ) -> dict[str, Any]:
     """Encode ``corpus`` on the Ray cluster at ``address`` into a vectors directory (the same one
     :func:`lsr.pipeline.encode_corpus` writes); return its meta, with ``ray`` = {blocks, encoded now,
-    actors}. ``only_blocks``: encode just these blocks and stop (what a crash leaves; tests).
+    actors}.
 
     Raises:
         LsrError: BM25, a corpus that cannot be named again (no resume), ray missing or unreachable.
@@ -126,11 +125,9 @@ def encode_corpus_ray(
     if key is None:
         raise LsrError("--ray needs a corpus it can read again (a file or folder, not stdin)")
     start = time.perf_counter()
-    work = _open_blocks(blocks_dir(out), key)
-    todo = _pending(docs, config.encoder.shard_docs, work, only_blocks)
+    work = open_blocks(blocks_dir(out), key)
+    todo = _pending(docs, config.encoder.shard_docs, work)
     actors = _encode_blocks(ray, config.encoder, todo, work) if todo else 0
-    if only_blocks is not None:
-        return {"ray": {"encoded": [b for b, _ in todo], "actors": actors}}
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite) as writer:
         n_blocks = _assemble(docs, config.encoder.shard_docs, work, writer)
         _finish(encoder, corpus_statistics(encoder, docs, writer), writer, False)
@@ -142,7 +139,7 @@ def encode_corpus_ray(
     return meta
 
 
-def _open_blocks(work: Path, key: str) -> Path:
+def open_blocks(work: Path, key: str) -> Path:
     """The blocks folder of this encode: kept when its key matches (resume), else started afresh."""
     record = work / KEY_FILE
     if record.is_file() and json.loads(record.read_text(encoding="utf-8")).get("key") == key:
@@ -154,7 +151,8 @@ def _open_blocks(work: Path, key: str) -> Path:
     return work
 
 
-def _blocks(docs: Iterable[Doc], block_docs: int) -> Iterator[tuple[int, list[Doc]]]:
+def corpus_blocks(docs: Iterable[Doc], block_docs: int) -> Iterator[tuple[int, list[Doc]]]:
+    """The corpus in blocks of ``block_docs`` documents, numbered from 0."""
     it = iter(docs)
     i = 0
     while block := list(islice(it, block_docs)):
@@ -162,15 +160,12 @@ def _blocks(docs: Iterable[Doc], block_docs: int) -> Iterator[tuple[int, list[Do
         i += 1
 
 
-def _pending(
-    docs: Iterable[Doc], block_docs: int, work: Path, only: Iterable[int] | None
-) -> list[tuple[int, list[str]]]:
-    """(block, texts) of the blocks not written yet (of ``only`` when given)."""
-    wanted = set(only) if only is not None else None
+def _pending(docs: Iterable[Doc], block_docs: int, work: Path) -> list[tuple[int, list[str]]]:
+    """(block, texts) of the blocks not written yet."""
     return [
         (i, [doc.contents for doc in block])
-        for i, block in _blocks(docs, block_docs)
-        if (wanted is None or i in wanted) and not (work / block_name(i)).is_dir()
+        for i, block in corpus_blocks(docs, block_docs)
+        if not (work / block_name(i)).is_dir()
     ]
 
 
@@ -179,6 +174,7 @@ def _encode_blocks(ray: Any, encoder: EncoderConfig, todo: list[tuple[int, list[
     import ray.data
     from ray.data import ActorPoolStrategy
 
+    ray.data.DataContext.get_current().enable_progress_bars = False
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     actors = max(1, min(len(todo), gpus or int(resources.get("CPU", 1))))
@@ -230,7 +226,7 @@ def write_block(work: Path, i: int, vectors: SparseBatch) -> None:
 def _assemble(docs: Iterable[Doc], block_docs: int, work: Path, writer: VectorWriter) -> int:
     """Every block's rows, with ids and docstore from the corpus, into ``writer`` in corpus order."""
     n = 0
-    for i, block in _blocks(docs, block_docs):
+    for i, block in corpus_blocks(docs, block_docs):
         where = work / block_name(i)
         if not where.is_dir():
             raise LsrError(f"{where} is missing: the Ray encode did not finish block {i}; run it again")

@@ -94,13 +94,14 @@ def test_encode_shard_and_serve_on_the_cluster(cluster, tiny_model, tmp_path, mo
     corpus = write_corpus(tmp_path / "corpus.jsonl", n=60)
     config = load_config(None, [*encoder_overrides(tiny_model), "encoder.shard_docs=10"])
 
-    # a run that stops after blocks 0 and 3 (what a crash leaves); the next run encodes the other four
-    first = encode_corpus_ray(config, corpus, tmp_path / "v-ray", cluster, only_blocks=[0, 3])
-    assert first["ray"]["encoded"] == [0, 3]
+    # what an interrupted run leaves: blocks 0 and 3 written (by the one block writer), the rest not
+    t0 = time.perf_counter()
+    _interrupted_run(config, corpus, tmp_path / "v-ray", blocks=(0, 3))
     kept = (blocks_dir(tmp_path / "v-ray") / "block-00000").stat().st_mtime_ns
     meta = encode_corpus_ray(config, corpus, tmp_path / "v-ray", cluster)
-    assert meta["ray"] == {"blocks": 6, "encoded": 4, "actors": 2}
-    assert not blocks_dir(tmp_path / "v-ray").exists() and kept  # block 0 was not redone
+    assert meta["ray"] == {"blocks": 6, "encoded": 4, "actors": 2}  # blocks 0 and 3 were not redone
+    assert kept and not blocks_dir(tmp_path / "v-ray").exists()
+    timings = {"ray encode": time.perf_counter() - t0}
 
     encode_corpus(config, corpus, tmp_path / "v-one")
     ray_v, one_v = Vectors(tmp_path / "v-ray"), Vectors(tmp_path / "v-one")
@@ -111,7 +112,24 @@ def test_encode_shard_and_serve_on_the_cluster(cluster, tiny_model, tmp_path, mo
 
     build_index_from_vectors(config, tmp_path / "v-one", tmp_path / "one")
     build_sharded(config, tmp_path / "v-ray", tmp_path / "four", 4)
+    t0 = time.perf_counter()
     _serve_and_compare(cluster, tmp_path / "one", tmp_path / "four", monkeypatch)
+    timings["serve, compare, kill"] = time.perf_counter() - t0
+    print("phases (s):", {k: round(v, 1) for k, v in timings.items()})
+
+
+def _interrupted_run(config, corpus: Path, out: Path, blocks: tuple[int, ...]) -> None:
+    from lsr.data.corpus import open_corpus
+    from lsr.encode import resume_key
+    from lsr.encoders import make_encoder
+    from lsr.ray_encode import blocks_dir, corpus_blocks, open_blocks, write_block
+
+    docs = open_corpus(corpus)
+    work = open_blocks(blocks_dir(out), resume_key(config, corpus, docs))
+    encoder = make_encoder(config.encoder)
+    for i, block in corpus_blocks(docs, config.encoder.shard_docs):
+        if i in blocks:
+            write_block(work, i, encoder.encode([doc.contents for doc in block]))
 
 
 def _serve_and_compare(address: str, one_dir: Path, four_dir: Path, monkeypatch) -> None:
