@@ -187,7 +187,6 @@ def _encode_blocks(ray: Any, encoder: EncoderConfig, todo: list[tuple[int, list[
         compute=ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
         num_cpus=0 if gpus else 1,
-        max_restarts=3,
     )
     n = sum(int(row["n_docs"]) for row in done.iter_rows())
     logger.info("encoded %d documents in %d blocks on %d actors", n, len(todo), actors)
