@@ -37,7 +37,7 @@ import numpy as np
 from lsr.config import Config, EncoderConfig, from_dict, to_dict
 from lsr.data.corpus import Doc, open_corpus
 from lsr.encode import resume_key
-from lsr.encoders import make_encoder
+from lsr.encoders import encoder_kind, make_encoder
 from lsr.encoders.hf import clean_text
 from lsr.errors import LsrError
 from lsr.index.sparse import SparseBatch
@@ -116,10 +116,12 @@ def encode_corpus_ray(
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    ray = connect(address)  # first: a wrong address fails in seconds, before the model loads
+    if not encoder_kind(config.encoder.name).model:
+        raise LsrError(
+            f"--ray encodes with the transformer encoders; encode {config.encoder.name} in one process"
+        )
+    ray = connect(address)  # before the model loads: a wrong address fails in seconds
     encoder = make_encoder(config.encoder)
-    if not encoder.resumable:
-        raise LsrError(f"--ray encodes with the transformer encoders; encode {encoder.name} in one process")
     docs = open_corpus(corpus)
     key = resume_key(config, corpus, docs)
     if key is None:

@@ -86,10 +86,13 @@ def test_an_address_that_does_not_answer_fails_fast(tmp_path, capsys):
     assert main([*args, "--ray", "127.0.0.1:18799", "--quiet"]) != 0
     assert "127.0.0.1:18799 does not answer" in capsys.readouterr().err
     assert time.perf_counter() - start < 10 and not (tmp_path / "v").exists()
+    bm25 = ["encode", "--encoder", "bm25", "--corpus", str(corpus), "--out", str(tmp_path / "b")]
+    assert main([*bm25, "--ray", "127.0.0.1:18799", "--quiet"]) != 0
+    assert "encode bm25 in one process" in capsys.readouterr().err
 
 
 def test_encode_shard_and_serve_on_the_cluster(cluster, tiny_model, tmp_path, monkeypatch):
-    from lsr.ray_encode import blocks_dir, encode_corpus_ray
+    from lsr.ray_encode import blocks_dir
 
     corpus = write_corpus(tmp_path / "corpus.jsonl", n=60)
     config = load_config(None, [*encoder_overrides(tiny_model), "encoder.shard_docs=10"])
@@ -98,7 +101,9 @@ def test_encode_shard_and_serve_on_the_cluster(cluster, tiny_model, tmp_path, mo
     t0 = time.perf_counter()
     _interrupted_run(config, corpus, tmp_path / "v-ray", blocks=(0, 3))
     kept = (blocks_dir(tmp_path / "v-ray") / "block-00000").stat().st_mtime_ns
-    meta = encode_corpus_ray(config, corpus, tmp_path / "v-ray", cluster)
+    args = ["encode", "--encoder", tiny_model, "--corpus", str(corpus), "--out", str(tmp_path / "v-ray")]
+    assert main([*args, "--ray", cluster, "--set", "encoder.shard_docs=10", "--quiet"]) == 0
+    meta = Vectors(tmp_path / "v-ray").meta
     assert meta["ray"] == {"blocks": 6, "encoded": 4, "actors": 2}  # blocks 0 and 3 were not redone
     assert kept and not blocks_dir(tmp_path / "v-ray").exists()
     timings = {"ray encode": time.perf_counter() - t0}
