@@ -76,14 +76,29 @@ def encode_corpus(
     key = resume_key(config, corpus, docs) if encoder.resumable else None
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite, key) as writer:
         encode_documents(encoder, docs, writer, progress)
-        _finish(encoder, corpus_statistics(encoder, docs, writer), writer, progress)
-        sections = _sections(config, encoder.describe(), _source_name(corpus, docs))
-        sections["encode_seconds"] = round(time.perf_counter() - start, 3)
-        meta = writer.finish(encoder.vocab, sections)
+        meta = finish_vectors(config, encoder, corpus, docs, writer, start, progress)
     logger.info(
         "encoded %d docs from %s into %s (%.1fs)", meta["n_docs"], corpus, out, meta["encode_seconds"]
     )
     return meta
+
+
+def finish_vectors(
+    config: Config,
+    encoder: CorpusEncoder,
+    corpus: Corpus,
+    docs: Iterable[Doc],
+    writer: VectorWriter,
+    start: float,
+    progress: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The end of every encode of a corpus (here and lsr.ray_encode), once ``writer`` holds every row:
+    the statistics pass, the encoder's finish, the meta (``extra`` sections added); return the meta."""
+    _finish(encoder, corpus_statistics(encoder, docs, writer), writer, progress)
+    sections = _sections(config, encoder.describe(), _source_name(corpus, docs))
+    sections["encode_seconds"] = round(time.perf_counter() - start, 3)
+    return writer.finish(encoder.vocab, {**sections, **(extra or {})})
 
 
 def _source_name(corpus: Corpus, docs: Iterable[Doc]) -> str:

@@ -41,7 +41,7 @@ from lsr.encoders import encoder_kind, make_encoder
 from lsr.encoders.hf import clean_text
 from lsr.errors import LsrError
 from lsr.index.sparse import SparseBatch
-from lsr.pipeline import Corpus, _finish, _sections, _source_name, corpus_statistics
+from lsr.pipeline import Corpus, finish_vectors
 from lsr.vectors import VectorWriter, load_shard, save_shard
 
 logger = logging.getLogger(__name__)
@@ -132,11 +132,8 @@ def encode_corpus_ray(
     actors = _encode_blocks(ray, config.encoder, todo, work) if todo else 0
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite) as writer:
         n_blocks = _assemble(docs, config.encoder.shard_docs, work, writer)
-        _finish(encoder, corpus_statistics(encoder, docs, writer), writer, False)
-        sections = _sections(config, encoder.describe(), _source_name(corpus, docs))
-        sections["encode_seconds"] = round(time.perf_counter() - start, 3)
-        sections["ray"] = {"blocks": n_blocks, "encoded": len(todo), "actors": actors}
-        meta = writer.finish(encoder.vocab, sections)
+        ray_section = {"ray": {"blocks": n_blocks, "encoded": len(todo), "actors": actors}}
+        meta = finish_vectors(config, encoder, corpus, docs, writer, start, extra=ray_section)
     shutil.rmtree(work, ignore_errors=True)
     return meta
 
