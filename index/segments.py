@@ -47,6 +47,7 @@ from lsr.index.search import (
     prune_query,
     typed_list,
 )
+from lsr.index.shards import ShardedIndex, is_sharded_index, sharded_meta
 from lsr.index.sparse import SCORE_DTYPE, SparseBatch
 from lsr.index.topk import top_k
 
@@ -58,9 +59,12 @@ def is_live_index(path: str | Path) -> bool:
     return read_manifest(Path(path)) is not None
 
 
-def open_index(path: str | Path, mmap: bool = True) -> Index | SegmentedIndex:
-    """A plain index (no manifest) as :class:`Index`, unchanged; a live one as :class:`SegmentedIndex`."""
+def open_index(path: str | Path, mmap: bool = True) -> Index:
+    """A plain index (no manifest) as :class:`Index`, unchanged; a live one as :class:`SegmentedIndex`;
+    a sharded one (``sharded.json``) as :class:`~lsr.index.shards.ShardedIndex` over its local shards."""
     path = Path(path)
+    if is_sharded_index(path):
+        return ShardedIndex.open(path, mmap=mmap)
     manifest = read_manifest(path) if path.is_dir() else None
     if manifest is None:
         return Index.load(path, mmap=mmap)
@@ -71,6 +75,8 @@ def index_meta(path: str | Path) -> dict[str, Any]:
     """An index's meta without loading it: a plain index's ``meta.json``; for a live index, its last
     segment's, with ``n_docs`` the live documents and a ``live`` section (generation, segments)."""
     path = Path(path)
+    if is_sharded_index(path):
+        return sharded_meta(path)
     manifest = read_manifest(path) if path.is_dir() else None
     if manifest is None:
         return read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))

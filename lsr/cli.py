@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -269,6 +270,14 @@ def _add_serve_where_args(p: argparse.ArgumentParser) -> None:
         "memory-mapped copy of the indexes (pages are shared); default 1",
     )
     p.add_argument("--threads", type=int, help="search threads per worker (0: all cores)")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="serve sharded indexes (lsr index --shards) from Ray Serve: one deployment per shard on the "
+        "cluster at ADDRESS (HOST:PORT; alone: a local Ray), this process routes and merges (service.ray)",
+    )
 
 
 def _add_serve_limit_args(p: argparse.ArgumentParser) -> None:
@@ -372,7 +381,19 @@ def _add_encode_parser(sub: argparse._SubParsersAction) -> None:
         help="npy: sharded CSR directory (default); jsonl: {id, vector: {term: weight}} lines",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_ray_flag(p)
     common_flags(p)
+
+
+def _add_ray_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="encode on a Ray cluster (HOST:PORT of its head; alone: a local Ray): blocks of "
+        "encoder.shard_docs docs on encoder actors, one per GPU (else per CPU), resumable (the ray extra)",
+    )
 
 
 def _add_index_parser(sub: argparse._SubParsersAction) -> None:
@@ -428,7 +449,25 @@ def _add_index_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace --out; the old index stays until the new one is complete",
     )
+    _add_scale_flags(p)
+    _add_ray_flag(p)
     common_flags(p)
+
+
+def _add_scale_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="with --vectors or --corpus: build N shard indexes plus sharded.json (searched and served "
+        "as one index, the same top-k; BM25 shards use the whole corpus's statistics)",
+    )
+    p.add_argument(
+        "--shard-by",
+        choices=("hash", "range"),
+        default="hash",
+        help="with --shards: a stable hash of the doc id (default) or contiguous ranges of the corpus",
+    )
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -436,7 +475,14 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     cfg = _config(args, encoder_overrides(args.encoder))
     corpus = corpus_source(args)
-    meta = encode_corpus(cfg, corpus, args.out, args.format, args.overwrite, _progress(args))
+    if args.ray is not None:
+        from lsr.ray_encode import encode_corpus_ray
+
+        if args.format != "npy":
+            raise LsrError("--ray writes a vectors directory (--format npy)")
+        meta = encode_corpus_ray(cfg, corpus, Path(args.out), args.ray, args.overwrite)
+    else:
+        meta = encode_corpus(cfg, corpus, args.out, args.format, args.overwrite, _progress(args))
     empty = f", {meta['empty_docs']} empty" if meta.get("empty_docs") else ""
     print(
         f"encoded {meta['n_docs']} docs ({meta['doc_nnz_avg']:.1f} terms/doc{empty}, "
@@ -446,11 +492,29 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from lsr.pipeline import build_index_from_ciff, build_index_from_vectors, index_corpus  # lazy
-
     if args.corpus and not args.encoder:
         raise LsrError("--corpus needs --encoder (e.g. --encoder bm25)")
     cfg = _config(args, (encoder_overrides(args.encoder) if args.encoder else []) + _dense_overrides(args))
+    if args.ray is None:
+        return _index(cfg, args)
+    if not args.corpus or not args.out or args.dense is not None:
+        raise LsrError("--ray encodes a --corpus (with --out, without --dense)")
+    from lsr.ray_encode import encode_corpus_ray
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    vectors = out.parent / f".{out.name}.vectors"
+    try:
+        encode_corpus_ray(cfg, corpus_source(args), vectors, args.ray, overwrite=True)
+        return _index(cfg, argparse.Namespace(**{**vars(args), "corpus": None, "vectors": str(vectors)}))
+    finally:
+        shutil.rmtree(vectors, ignore_errors=True)
+
+
+def _index(cfg: Config, args: argparse.Namespace) -> int:
+    from lsr.pipeline import build_index_from_ciff, build_index_from_vectors, index_corpus  # lazy
+
     if args.dense_for:
         return _build_dense(cfg, args.dense_for, None, args.overwrite, _progress(args))
     if (args.pq is not None or args.opq or args.keep_float) and args.dense is None:
@@ -466,6 +530,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise LsrError("--out is required with --vectors, --corpus or --ciff")
+    if args.shards is not None:
+        return _build_sharded(cfg, args)
     if args.corpus:
         meta = index_corpus(cfg, corpus_source(args), args.out, args.overwrite, _progress(args))
     elif args.ciff:
@@ -480,6 +546,23 @@ def cmd_index(args: argparse.Namespace) -> int:
         # stdin was read once: the dense stage takes the texts from the docstore instead
         corpus = corpus_source(args) if args.corpus and args.corpus != "-" else None
         return _build_dense(cfg, args.out, corpus, True, _progress(args))
+    return 0
+
+
+def _build_sharded(cfg: Config, args: argparse.Namespace) -> int:
+    from lsr.sharded import build_sharded, index_corpus_sharded
+
+    if args.ciff or args.dense is not None:
+        raise LsrError("--shards builds from --vectors or --corpus, without --dense")
+    if args.corpus:
+        manifest = index_corpus_sharded(
+            cfg, corpus_source(args), args.out, args.shards, args.shard_by, args.overwrite, _progress(args)
+        )
+    else:
+        manifest = build_sharded(cfg, args.vectors, args.out, args.shards, args.shard_by, args.overwrite)
+    sizes = ", ".join(str(e["n_docs"]) for e in manifest["shards"])
+    n, shards = manifest["n_docs"], manifest["n_shards"]
+    print(f"indexed {n} docs into {shards} shards ({sizes} docs) -> {args.out}")
     return 0
 
 
@@ -768,6 +851,7 @@ def _serve_flags(args: argparse.Namespace) -> dict:
         "cors_origins": tuple(args.cors_origins) if args.cors_origins else None,
         "index_roots": tuple(args.index_roots) if args.index_roots else None,
         "log_requests": False if args.no_access_log else None,
+        "ray": args.ray,
     }
     return {key: value for key, value in flags.items() if value is not None}
 

@@ -345,6 +345,9 @@ class ServiceConfig:
     # seconds between checks of each live index's newest manifest generation: another process's (or
     # worker's) committed write is searchable here within this interval plus the reopen (0: never)
     refresh_s: float = 0.5
+    # a Ray cluster (HOST:PORT, or "local"): sharded indexes are searched on Ray Serve shard deployments
+    # (lsr.ray_serve); None: every index is searched in this process
+    ray: str | None = None
 
     def __post_init__(self) -> None:
         for name in self.indexes:

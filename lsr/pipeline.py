@@ -72,14 +72,29 @@ def encode_corpus(
     key = resume_key(config, corpus, docs) if encoder.resumable else None
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite, key) as writer:
         encode_documents(encoder, docs, writer, progress)
-        _finish(encoder, corpus_statistics(encoder, docs, writer), writer, progress)
-        sections = _sections(config, encoder.describe(), _source_name(corpus, docs))
-        sections["encode_seconds"] = round(time.perf_counter() - start, 3)
-        meta = writer.finish(encoder.vocab, sections)
+        meta = finish_vectors(config, encoder, corpus, docs, writer, start, progress)
     logger.info(
         "encoded %d docs from %s into %s (%.1fs)", meta["n_docs"], corpus, out, meta["encode_seconds"]
     )
     return meta
+
+
+def finish_vectors(
+    config: Config,
+    encoder: CorpusEncoder,
+    corpus: Corpus,
+    docs: Iterable[Doc],
+    writer: VectorWriter,
+    start: float,
+    progress: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The end of every encode of a corpus (here and lsr.ray_encode), once ``writer`` holds every row:
+    the statistics pass, the encoder's finish, the meta (``extra`` sections added); return the meta."""
+    _finish(encoder, corpus_statistics(encoder, docs, writer), writer, progress)
+    sections = _sections(config, encoder.describe(), _source_name(corpus, docs))
+    sections["encode_seconds"] = round(time.perf_counter() - start, 3)
+    return writer.finish(encoder.vocab, {**sections, **(extra or {})})
 
 
 def _source_name(corpus: Corpus, docs: Iterable[Doc]) -> str:
@@ -184,17 +199,17 @@ def build_index_from_vectors(
             shutil.rmtree(tmp, ignore_errors=True)
     vectors = Vectors(vectors_path)
     _warn_flattening(vectors, index_build_options(config).impact_dtype)
-    vm = vectors.meta
-    sections: dict[str, Any] = {
-        key: vm[key] for key in ("lsr_version", "encoder", "source", "encode_seconds") if key in vm
-    }
+    sections = index_sections(config, vectors)
     # files the query side needs (an inference-free tokenizer and weight table) travel with the index
-    encoder_files = {name: vectors.path / name for name in vm.get("files", [])}
-    sections.update(config=to_dict(config), config_hash=config_hash(config), vectors_config=vm.get("config"))
+    encoder_files = {name: vectors.path / name for name in vectors.meta.get("files", [])}
     start = time.perf_counter()
     meta = build_index(
         lambda: tqdm(
-            vectors.batches(), total=len(vm["shards"]), desc="index", unit="shard", disable=not progress
+            vectors.batches(),
+            total=len(vectors.meta["shards"]),
+            desc="index",
+            unit="shard",
+            disable=not progress,
         ),
         vectors.n_terms,
         vectors.ids_path,
@@ -210,6 +225,16 @@ def build_index_from_vectors(
     )
     logger.info("index built in %.1fs", time.perf_counter() - start)
     return meta
+
+
+def index_sections(config: Config, vectors: Vectors) -> dict[str, Any]:
+    """The meta sections an index built from ``vectors`` carries: the encoder's, the source, the
+    resolved configs of the index and of the vectors."""
+    vm = vectors.meta
+    keys = ("lsr_version", "encoder", "source", "encode_seconds")
+    sections: dict[str, Any] = {key: vm[key] for key in keys if key in vm}
+    sections.update(config=to_dict(config), config_hash=config_hash(config), vectors_config=vm.get("config"))
+    return sections
 
 
 def _warn_flattening(vectors: Vectors, impact_dtype: str) -> None:

@@ -44,6 +44,7 @@ from lsr.encoders import QueryEncoder, load_query_encoder
 from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch, max_threads
 from lsr.index.segments import SegmentedIndex, open_index
+from lsr.index.shards import ShardedIndex
 from lsr.index.sparse import concat
 from lsr.index.topk import top_k
 from lsr.timing import latency_summary, time_queries
@@ -218,8 +219,8 @@ class Hit:
 class Searcher:
     """An index, its query encoder and (when it has one) its dense stage, searched through plans."""
 
-    def __init__(self, index_dir: str | Path):
-        self.index: Index = open_index(index_dir)
+    def __init__(self, index_dir: str | Path | Index):
+        self.index: Index = index_dir if isinstance(index_dir, Index) else open_index(index_dir)
         self.docstore = _docstore(self.index)
         self._open_lock = threading.Lock()  # lazy opening of the encoders and the dense stage
         name = self.index.meta.get("encoder", {}).get("name")
@@ -252,7 +253,7 @@ class Searcher:
     def dense(self) -> DenseStage | None:
         """The index's dense stage (``<index>/dense``), opened on first use; None if it has none, or if the
         index is live (its documents changed since the stage was built: no dense stage over segments)."""
-        if isinstance(self.index, SegmentedIndex):
+        if isinstance(self.index, (SegmentedIndex, ShardedIndex)):  # no dense stage over shards either
             return None
         return self._once("dense", lambda: DenseStage.open(self.index.path, self.index.doc_keys))
 
@@ -410,7 +411,7 @@ class Searcher:
         to ``plan.k``. ``rerank="none"``: the results cut to ``plan.k``."""
         page = slice(plan.offset, plan.offset + plan.k)
         if plan.rerank == "none":
-            return [SearchResult(r.docs[page], r.scores[page]) for r in results]
+            return [dataclasses.replace(r, docs=r.docs[page], scores=r.scores[page]) for r in results]
         dense = self.require_dense(plan.rerank)
         method, weight = dense.resolve_fusion(plan.fusion, plan.fusion_weight)
         emb = _need(queries.dense, "dense")
@@ -510,10 +511,10 @@ def warn_empty(qids: Sequence[str], queries: Queries) -> None:
 
 
 class SegmentDocStore:
-    """The docstores of a live index's segments, by global internal doc id (empty fields for a segment
-    without one)."""
+    """The docstores of a live index's segments (or a sharded index's shards), by global internal doc
+    id (empty fields for a segment without one)."""
 
-    def __init__(self, index: SegmentedIndex):
+    def __init__(self, index: SegmentedIndex | ShardedIndex):
         self.index = index
         self.stores = [DocStore(s.path) if DocStoreWriter.files(s.path) else None for s in index.segments]
 
@@ -524,7 +525,7 @@ class SegmentDocStore:
 
 
 def _docstore(index: Index) -> DocStore | SegmentDocStore | None:
-    if isinstance(index, SegmentedIndex):
+    if isinstance(index, (SegmentedIndex, ShardedIndex)):
         return SegmentDocStore(index)
     return DocStore(index.path) if DocStoreWriter.files(index.path) else None
 

@@ -163,6 +163,22 @@ def open_searcher(path: str) -> Searcher:
     return Searcher(path)
 
 
+def default_opener(settings: ServiceConfig) -> Callable[[str], Any]:
+    """How the service opens an index: here (``Searcher``, a sharded one too), or with ``service.ray``
+    a sharded index through Ray Serve shard deployments (``lsr.ray_serve``)."""
+    if settings.ray is None:
+        return open_searcher
+    address = settings.ray
+
+    def open_on_ray(path: str) -> Any:
+        from lsr.index.shards import is_sharded_index
+        from lsr.ray_serve import deploy_sharded
+
+        return deploy_sharded(path, address) if is_sharded_index(path) else Searcher(path)
+
+    return open_on_ray
+
+
 def load_served_index(
     name: str, path: str, generation: int, warmup: bool, opener: Callable[[str], Any] = open_searcher
 ) -> ServedIndex:
@@ -291,6 +307,9 @@ def _answer(
         "query_terms": int(query.sparse.row_nnz()[0]),
         "hits": _hits(served, result, fields, offset),
     }
+    missing = getattr(result, "missing", ())
+    if missing:  # a sharded index whose remote shards did not all answer (lsr.index.shards)
+        out["partial"], out["missing_shards"] = True, list(missing)
     if vector is not None:
         ti = served.index.term_index
         unknown = [t for t in vector if t not in ti]
@@ -822,9 +841,9 @@ def _validation_message(exc: RequestValidationError, content_type: str) -> tuple
 # --- the app --------------------------------------------------------------------------------------
 
 
-def create_app(settings: ServiceConfig, opener: Callable[[str], Any] = open_searcher) -> FastAPI:
-    """The service as an ASGI app. ``opener(path)`` opens one index (default: ``Searcher(path)``)."""
-    service = Service(check_indexes(settings), opener)
+def create_app(settings: ServiceConfig, opener: Callable[[str], Any] | None = None) -> FastAPI:
+    """The service as an ASGI app. ``opener(path)`` opens one index (default: :func:`default_opener`)."""
+    service = Service(check_indexes(settings), opener or default_opener(settings))
     if settings.log_requests:
         _log_access()
     app = FastAPI(
@@ -933,7 +952,9 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
     async def readyz() -> JSONResponse:
         """Readiness: 200 once every index is loaded and warmed up, 503 before (or after a load error)."""
         if service.ready:
-            return JSONResponse({"ready": True, "indexes": list(service.indexes)})
+            body: dict[str, Any] = {"ready": True, "indexes": list(service.indexes)}
+            missing = await asyncio.to_thread(_missing_shards, service)
+            return JSONResponse({**body, "missing_shards": missing} if missing else body)
         body = {"ready": False, "loaded": list(service.indexes), "error": service.load_error}
         return JSONResponse(body, status_code=503)
 
@@ -941,6 +962,13 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
     async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
         return PlainTextResponse(service.metrics.render(), media_type=service.metrics.content_type)
+
+
+def _missing_shards(service: Service) -> dict[str, list[str]]:
+    """Served sharded indexes with shards that do not answer now (each remote shard pinged once)."""
+    probes = {name: getattr(s.index, "probe", None) for name, s in service.indexes.items()}
+    missing = {name: probe() for name, probe in probes.items() if probe is not None}
+    return {name: shards for name, shards in missing.items() if shards}
 
 
 def _add_index_routes(app: FastAPI, service: Service) -> None:

@@ -77,6 +77,12 @@ class QueryAnswer(_Answer):
     ignored_terms: list[str] = Field(
         default=[], description="vector terms the index does not know (up to 20)"
     )
+    partial: bool = Field(
+        default=False, description="a sharded index answered without some shards (see missing_shards)"
+    )
+    missing_shards: list[str] = Field(
+        default=[], description="with partial: the shards that did not answer; their documents are absent"
+    )
     hits: list[Hit]
 
 
@@ -194,6 +200,9 @@ class Health(_Answer):
 class Ready(_Answer):
     ready: bool
     indexes: list[str]
+    missing_shards: dict[str, list[str]] = Field(
+        default={}, description="sharded indexes served without some shards (answers are partial)"
+    )
 
 
 def _add_limits(schemas: dict[str, Any], settings: ServiceConfig) -> None:
