@@ -44,6 +44,7 @@ from benchmarks.corpora import (
     PreparedCollection,
     load_prepared,
     prepare_bm25,
+    prepare_learned,
     prepare_synthetic,
     save_prepared,
 )
@@ -229,7 +230,8 @@ def prepare(args: argparse.Namespace, folder: Path) -> PreparedCollection:
             folder, args.n_docs, args.n_queries or 200, args.seed, args.k, args.lucene_doc_levels
         )
     else:
-        coll = prepare_bm25(
+        prepare_real = prepare_learned if "-" in args.collection else prepare_bm25
+        coll = prepare_real(
             args.collection, folder, args.data, args.k, args.lucene_doc_levels, args.n_queries
         )
     save_prepared(coll, folder, key)

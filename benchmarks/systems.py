@@ -184,11 +184,12 @@ class IndexAdapter:
         """``BuildOptions`` fields that lsr's default config sets (bp_iterations, block_size, ...),
         so the benchmark builds what ``lsr index`` builds unless told otherwise."""
         index_cfg = load_config(None).index
-        return {
+        defaults = {
             name: getattr(index_cfg, name)
             for name in inspect.signature(BuildOptions).parameters
             if hasattr(index_cfg, name)
         }
+        return {**defaults, "forward": index_cfg.rescore}
 
     @classmethod
     def build(
@@ -200,9 +201,13 @@ class IndexAdapter:
         impact_dtype: str,
         block_size: int | None = None,
         reorder: str = "none",
+        forward: str | None = None,
     ) -> dict[str, Any]:
-        """Build the index (and block-max data when ``block_size``); return the index meta."""
+        """Build the index (and block-max data when ``block_size``); return the index meta. ``forward``:
+        the exact-weights forward index for rescoring (default: lsr's ``index.rescore``)."""
         options = {**cls.config_defaults(), "impact_dtype": impact_dtype, "reorder": reorder}
+        if forward is not None:
+            options["forward"] = forward
         opts = BuildOptions(**{**options, "block_size": block_size})
         return build_index(lambda: docs.chunks(100_000), len(vocab), ids, vocab, out, options=opts)
 
@@ -214,6 +219,11 @@ class IndexAdapter:
     def blockmax_bytes(index_dir: Path) -> int:
         path = Path(index_dir) / "blockmax"
         return _dir_bytes(path) if path.exists() else 0
+
+    @staticmethod
+    def forward_bytes(index_dir: Path) -> int:
+        names = ("fwd_indptr", "fwd_terms", "fwd_weights", "term_err")
+        return sum(p.stat().st_size for p in (Path(index_dir) / f"{n}.npy" for n in names) if p.is_file())
 
     @staticmethod
     def search(index: Any, terms: NDArray, weights: NDArray, k: int, setting: Setting) -> Any:
@@ -239,7 +249,8 @@ def parse_bmp_settings(spec: str) -> list[Setting]:
 class LsrExact(System):
     """Our index, exhaustive scorer: JSONL -> ``build_index`` (no block-max data) -> ``Index``.
 
-    Options: ``impact_dtype`` (uint8 | uint16 | float32; default uint8, the index default).
+    Options: ``impact_dtype`` (uint8 | uint16 | float32; default uint8, the index default), ``rescore``
+    (none | float32; default lsr's ``index.rescore``: rescore the candidates with exact weights).
     """
 
     name = "lsr-exact"
@@ -255,7 +266,10 @@ class LsrExact(System):
             shutil.rmtree(out)
         impact_dtype = self.options.get("impact_dtype", "uint8")
         block_size = self._block_size()
-        meta = IndexAdapter.build(docs, ids, list(vocab), out, impact_dtype, block_size, self.reorder)
+        forward = self.options.get("rescore")
+        meta = IndexAdapter.build(
+            docs, ids, list(vocab), out, impact_dtype, block_size, self.reorder, forward
+        )
         seconds = time.perf_counter() - start
         del docs
         self.vocab = vocab
@@ -268,6 +282,8 @@ class LsrExact(System):
             "block_size": block_size,
             "reorder": meta.get("reorder"),
             "blockmax_bytes": IndexAdapter.blockmax_bytes(out),
+            "forward": meta.get("forward"),
+            "forward_bytes": IndexAdapter.forward_bytes(out),
         }
         return BuildStats(seconds, _dir_bytes(out), detail)
 

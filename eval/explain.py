@@ -39,7 +39,10 @@ class Explanation:
 
 
 def doc_impact(index: Any, term: int, doc: int) -> float:
-    """The dequantized impact of internal doc ``doc`` in ``term``'s posting list (0 when absent)."""
+    """The weight the search scores internal doc ``doc`` with for ``term`` (0 when absent): the exact
+    weight when the index rescores (lsr.index.rescore), else the dequantized impact."""
+    if getattr(index, "rescore", False) and index.forward is not None:
+        return index.forward.weight(doc, term)
     lo, hi = int(index.term_ptr[term]), int(index.term_ptr[term + 1])
     docs = np.asarray(index.doc_ids[lo:hi])
     i = int(np.searchsorted(docs, doc))

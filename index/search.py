@@ -23,6 +23,7 @@ from lsr.index.fields import Fields, live_filtered
 from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
+from lsr.index.rescore import Forward, rescored_batch, rescored_search
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
     scan_ratio: int = SCAN_RATIO  # exact mode: see lsr.index.kernels.score
+    forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
+    rescore: bool = False
 
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path = path
@@ -92,6 +95,10 @@ class Index:
         # 1 = live, per internal doc; empty: every doc is live (a plain index). A live index's
         # segments get theirs from the manifest's tombstones (lsr.index.segments).
         self.live: NDArray[np.uint8] = np.zeros(0, np.uint8)
+        # the forward index of exact weights (lsr.index.rescore); while ``rescore`` is true, search and
+        # search_batch return the top k by exact score, not by quantized score
+        self.forward = Forward.from_index_arrays(arrays, meta)
+        self.rescore = self.forward is not None
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, blockmax: bool = True) -> Index:
@@ -196,9 +203,12 @@ class Index:
         """
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
-        terms, weights = self._check_query(q_terms, q_weights)
-        terms, weights = prune_query(terms, weights, params)
-        docs, scores = self.search_raw(terms, weights, k, params, live=self.filtered_live(filter))
+        full = self._check_query(q_terms, q_weights)
+        terms, weights = prune_query(*full, params)
+        live = self.filtered_live(filter)
+        if self.rescore:
+            return SearchResult(*rescored_search(self, terms, weights, k, params, live, full))
+        docs, scores = self.search_raw(terms, weights, k, params, live=live)
         return SearchResult(docs, scores * self.scale)
 
     def search_raw(
@@ -266,8 +276,10 @@ class Index:
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
-        queries = prune_batch(queries, params)
+        full, queries = queries, prune_batch(queries, params)
         live = self.filtered_live(filter)
+        if self.rescore:
+            return [SearchResult(*r) for r in rescored_batch(self, queries, k, params, threads, live, full)]
         out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=live)
         return [
             SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)

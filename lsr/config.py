@@ -192,6 +192,9 @@ class IndexConfig:
     block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
     reorder: str = "none"  # none | bp (recursive graph bisection: similar docs share blocks)
     bp_iterations: int = 8  # swap rounds per bisection level (8 orders as well as 20 at 1/3 the time)
+    # none | float32: with integer impacts, also keep each document's float32 weights (6 bytes per
+    # posting, memory-mapped) and rescore the candidates exactly: results equal float scoring
+    rescore: str = "float32"
     # live index merge policy (lsr add / delete): merge the newest segments into one when there are
     # more than max_segments; rewrite a segment alone once more than max_deleted of its docs are deleted
     max_segments: int = 10
@@ -208,6 +211,7 @@ class IndexConfig:
         if not 0 < self.max_deleted <= 1:
             raise ConfigError(f"index.max_deleted = {self.max_deleted!r} must lie in (0, 1]")
         _one_of("index", "reorder", self.reorder, ("none", "bp"))
+        _one_of("index", "rescore", self.rescore, ("none", "float32"))
         if not 1 <= self.block_size <= 256:
             raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 256]")
         _positive("index", "bp_iterations", self.bp_iterations)
