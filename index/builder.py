@@ -35,6 +35,7 @@ from lsr.index.fields import build_fields
 from lsr.index.io import atomic_directory, save_array, write_meta
 from lsr.index.kernels.invert import _scatter_postings, _sort_postings
 from lsr.index.reorder import REORDER_METHODS, bp_order
+from lsr.index.rescore import FORWARD_CHOICES, ForwardWriter
 from lsr.index.sparse import DOC_DTYPE, PTR_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class BuildOptions:
             that their scores compare); None derives it from the largest weight.
         fields: metadata fields ``{name: keyword | int | float | date}`` to store as columns (from the
             docstore's ``metadata``; lsr.index.fields); None or empty: none.
+        forward: "none", or "float32": also store each document's exact weights, so that searches
+            rescore their candidates exactly (lsr.index.rescore); integer impacts only (float32
+            impacts are exact already).
     """
 
     impact_dtype: str = "uint8"
@@ -85,8 +89,11 @@ class BuildOptions:
     block_size: int | None = DEFAULT_BLOCK_SIZE
     scale: float | None = None
     fields: dict[str, str] | None = None
+    forward: str = "none"
 
     def __post_init__(self) -> None:
+        if self.forward not in FORWARD_CHOICES:
+            raise ValueError(f"forward {self.forward!r} is not one of {list(FORWARD_CHOICES)}")
         if self.scale is not None and not (self.scale > 0 and np.isfinite(self.scale)):
             raise ValueError(f"a fixed quantization scale must be finite and > 0, got {self.scale!r}")
         if self.impact_dtype not in IMPACT_DTYPES:
@@ -96,6 +103,10 @@ class BuildOptions:
         if self.block_size is not None:
             check_block_size(self.block_size)
 
+    @property
+    def keeps_forward(self) -> bool:
+        return self.forward != "none" and self.impact_dtype in INTEGER_IMPACT_DTYPES
+
 
 @dataclass
 class _Pass1:
@@ -104,10 +115,12 @@ class _Pass1:
     max_weight: float = 0.0
     empty_docs: int = 0
     forward: list[SparseBatch] | None = None  # kept only when reordering needs the forward index
+    row_nnz: list[np.ndarray] | None = None  # kept only for the forward index of exact weights
 
 
-def _count_pass(batches: Iterable[SparseBatch], n_terms: int, keep_forward: bool) -> _Pass1:
+def _count_pass(batches: Iterable[SparseBatch], n_terms: int, keep_forward: bool, keep_nnz: bool) -> _Pass1:
     stats = _Pass1(np.zeros(n_terms, dtype=np.int64), forward=[] if keep_forward else None)
+    stats.row_nnz = [] if keep_nnz else None
     for batch in batches:
         batch.validate(n_terms)
         stats.counts += np.bincount(batch.term_ids, minlength=n_terms)
@@ -115,6 +128,8 @@ def _count_pass(batches: Iterable[SparseBatch], n_terms: int, keep_forward: bool
         stats.empty_docs += int(np.count_nonzero(batch.row_nnz() == 0))
         if batch.nnz:
             stats.max_weight = max(stats.max_weight, float(batch.weights.max()))
+        if stats.row_nnz is not None:
+            stats.row_nnz.append(batch.row_nnz().astype(np.int64))
         if stats.forward is not None:
             stats.forward.append(
                 SparseBatch(np.asarray(batch.indptr), np.asarray(batch.term_ids), np.zeros(0, np.float32))
@@ -172,7 +187,7 @@ def build_index(
         overwrite: replace an existing ``out``.
     """
     options = options or BuildOptions()
-    stats = _count_pass(batches(), n_terms, keep_forward=options.reorder != "none")
+    stats = _count_pass(batches(), n_terms, options.reorder != "none", options.keeps_forward)
     perm, reorder_meta = _doc_order(stats, n_terms, options)
     stats.forward = None
     term_ptr = np.zeros(n_terms + 1, dtype=PTR_DTYPE)
@@ -180,13 +195,21 @@ def build_index(
     n_postings = int(term_ptr[-1])
     scale = options.scale or quantization_scale(stats.max_weight, options.impact_dtype)
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        arrays = _write_postings(batches(), tmp, term_ptr, options.impact_dtype, scale, stats.n_docs, perm)
+        writer = _forward_writer(tmp, stats, perm, n_terms, options, scale)
+        arrays = _write_postings(
+            batches(), tmp, term_ptr, options.impact_dtype, scale, stats.n_docs, perm, writer
+        )
+        forward_meta: dict[str, Any] = {"dtype": "none"}
+        if writer is not None:
+            specs, forward_meta = writer.finish()
+            arrays.update(specs)
         files = _write_files(tmp, doc_keys, vocab, stats.n_docs, n_terms, perm, extra_files)
         if perm is not None:
             arrays["doc_order"] = save_array(tmp, "doc_order", perm)
         meta = {
             **_index_meta(stats, n_terms, n_postings, options.impact_dtype, scale),
             "reorder": reorder_meta,
+            "forward": forward_meta,
             "stats": {"doc_nnz_avg": n_postings / max(stats.n_docs, 1), "empty_docs": stats.empty_docs},
             "arrays": arrays,
             "files": sorted(files),
@@ -201,6 +224,16 @@ def build_index(
     return meta
 
 
+def _forward_writer(
+    tmp: Path, stats: _Pass1, perm: np.ndarray | None, n_terms: int, options: BuildOptions, scale: float
+) -> ForwardWriter | None:
+    if stats.row_nnz is None:
+        return None
+    row_nnz = np.concatenate(stats.row_nnz) if stats.row_nnz else np.zeros(0, np.int64)
+    stats.row_nnz = None
+    return ForwardWriter(tmp, row_nnz, perm, n_terms, options.forward, scale)
+
+
 def _write_postings(
     batches: Iterable[SparseBatch],
     tmp: Path,
@@ -209,11 +242,13 @@ def _write_postings(
     scale: float,
     n_docs: int,
     perm: np.ndarray | None,
+    forward: ForwardWriter | None = None,
 ) -> dict[str, Any]:
-    """Write ``term_ptr``, ``doc_ids`` and ``impacts`` (pass 2); return their array specs."""
+    """Write ``term_ptr``, ``doc_ids`` and ``impacts`` (pass 2; the forward index's rows too); return
+    their array specs."""
     n_postings = int(term_ptr[-1])
     arrays = {"term_ptr": save_array(tmp, "term_ptr", term_ptr)}
-    _fill_pass(batches, tmp, term_ptr, impact_dtype, scale, n_docs, perm)
+    _fill_pass(batches, tmp, term_ptr, impact_dtype, scale, n_docs, perm, forward)
     arrays["doc_ids"] = {"dtype": np.dtype(DOC_DTYPE).name, "shape": [n_postings]}
     arrays["impacts"] = {"dtype": np.dtype(IMPACT_DTYPES[impact_dtype]).name, "shape": [n_postings]}
     return arrays
@@ -265,6 +300,7 @@ def _fill_pass(
     scale: float,
     n_docs: int,
     perm: np.ndarray | None,
+    forward: ForwardWriter | None,
 ) -> None:
     n_postings = int(term_ptr[-1])
     doc_ids = np.lib.format.open_memmap(tmp / "doc_ids.npy", mode="w+", dtype=DOC_DTYPE, shape=(n_postings,))
@@ -281,6 +317,8 @@ def _fill_pass(
             raise RuntimeError("the vector source changed between the two build passes")
         q = quantize(batch.weights, impact_dtype, scale)
         _scatter_postings(batch.indptr, batch.term_ids, q, new_id[doc_offset:], fill_pos, doc_ids, impacts)
+        if forward is not None:
+            forward.add(batch, q, doc_offset)
         doc_offset += len(batch)
     if doc_offset != n_docs or not np.array_equal(fill_pos, term_ptr[1:]):
         raise RuntimeError("the vector source changed between the two build passes")

@@ -36,6 +36,7 @@ from lsr.index.io import (
 from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
+from lsr.index.rescore import Forward, rescored_batch, rescored_search
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
     scan_ratio: int = SCAN_RATIO  # exact mode: see lsr.index.kernels.score
+    forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
+    rescore: bool = False
 
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path = path
@@ -122,6 +125,10 @@ class Index:
         # segments get theirs from the manifest's tombstones (lsr.index.segments).
         self.live: NDArray[np.uint8] = np.zeros(0, np.uint8)
         self.filter_cache = FilterCache()
+        # the forward index of exact weights (lsr.index.rescore); while ``rescore`` is true, search and
+        # search_batch return the top k by exact score, not by quantized score
+        self.forward = Forward.from_index_arrays(arrays, meta)
+        self.rescore = self.forward is not None
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, blockmax: bool = True) -> Index:
@@ -236,9 +243,11 @@ class Index:
         """
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
-        terms, weights = self._check_query(q_terms, q_weights)
-        terms, weights = prune_query(terms, weights, params)
+        full = self._check_query(q_terms, q_weights)
+        terms, weights = prune_query(*full, params)
         live, allowed = self._filtered(filter)
+        if self.rescore:
+            return SearchResult(*rescored_search(self, terms, weights, k, params, live, full))
         if allowed is not None:
             docs, scores = _allowed_search_one(*self._allowed_args(allowed), terms, weights, k)
         else:
@@ -320,8 +329,10 @@ class Index:
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
-        queries = prune_batch(queries, params)
+        full, queries = queries, prune_batch(queries, params)
         live, allowed = self._filtered(filter)
+        if self.rescore:
+            return [SearchResult(*r) for r in rescored_batch(self, queries, k, params, threads, live, full)]
         if allowed is not None:
             out_docs, out_scores, counts = allowed_batch(self._allowed_args(allowed), queries, k, threads)
         else:

@@ -144,6 +144,9 @@ class TransformerConfig:
     device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
     threads: int = 0  # CPU: batches encoded at once, one torch thread each; 0: all cores
+    # queries: auto (ONNX Runtime on a CPU when installed, else torch) | torch (float32) | onnx |
+    # onnx-int8; the LSR_QUERY_RUNTIME environment variable overrides it (lsr.encoders.onnx_query)
+    query_runtime: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("max_length", "query_max_length", "batch_tokens", "sort_docs"):
@@ -151,6 +154,9 @@ class TransformerConfig:
         if self.max_length < 8 or self.query_max_length < 8:
             raise ConfigError("encoder.transformer.max_length and query_max_length must be >= 8 tokens")
         _one_of("encoder.transformer", "long_docs", self.long_docs, ("truncate", "windows"))
+        _one_of(
+            "encoder.transformer", "query_runtime", self.query_runtime, ("auto", "torch", "onnx", "onnx-int8")
+        )
         _positive("encoder.transformer", "window_overlap", self.window_overlap, allow_zero=True)
         if self.long_docs == "windows" and self.window_overlap > self.max_length // 2:
             raise ConfigError(
@@ -234,6 +240,9 @@ class IndexConfig:
     block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
     reorder: str = "none"  # none | bp (recursive graph bisection: similar docs share blocks)
     bp_iterations: int = 8  # swap rounds per bisection level (8 orders as well as 20 at 1/3 the time)
+    # none | float32: with integer impacts, also keep each document's float32 weights (6 bytes per
+    # posting, memory-mapped) and rescore the candidates exactly: results equal float scoring
+    rescore: str = "float32"
     # live index merge policy (lsr add / delete): merge the newest segments into one when there are
     # more than max_segments; rewrite a segment alone once more than max_deleted of its docs are deleted
     max_segments: int = 10
@@ -250,6 +259,7 @@ class IndexConfig:
         if not 0 < self.max_deleted <= 1:
             raise ConfigError(f"index.max_deleted = {self.max_deleted!r} must lie in (0, 1]")
         _one_of("index", "reorder", self.reorder, ("none", "bp"))
+        _one_of("index", "rescore", self.rescore, ("none", "float32"))
         if not 1 <= self.block_size <= 256:
             raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 256]")
         _positive("index", "bp_iterations", self.bp_iterations)

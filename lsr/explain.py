@@ -24,8 +24,11 @@ class Contribution:
 
 
 def doc_impact(index: Any, term: int, doc: int) -> float:
-    """The dequantized impact of internal doc ``doc`` in ``term``'s posting list (0 when absent). A
-    live index (``segments``) looks in the segment that holds the document, with that segment's scale."""
+    """The weight the search scores internal doc ``doc`` with for ``term`` (0 when absent): the exact
+    weight when the index rescores (lsr.index.rescore), else the dequantized impact. A live index
+    (``segments``) looks in the segment that holds the document, with that segment's scale."""
+    if getattr(index, "rescore", False) and index.forward is not None:
+        return float(index.forward.weight(doc, term))
     segments = getattr(index, "segments", None)
     if segments is not None:
         seg = int(np.searchsorted(index.bases, doc, side="right")) - 1

@@ -252,6 +252,7 @@ def index_build_options(config: Config) -> BuildOptions:
         bp_iterations=cfg.bp_iterations,
         block_size=cfg.block_size if cfg.blockmax else None,
         fields=dict(cfg.fields) or None,
+        forward=cfg.rescore,
     )
 
 

@@ -40,6 +40,7 @@ from lsr.encoders.hf import (
     rows_to_batch,
     vocab_digest,
 )
+from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime
 from lsr.encoders.st import read_st_folder
 from lsr.errors import ConfigError
 from lsr.index.sparse import SparseBatch
@@ -125,6 +126,8 @@ class TransformerSparseModel:
     """
 
     window_pooling = "max"
+    # queries through ONNX Runtime (lsr.encoders.onnx_query) instead of torch; set by the query encoder
+    query_runtime: Any = None
 
     def __init__(self, path: Path, cfg: TransformerConfig):
         self.torch = require("torch")
@@ -212,17 +215,21 @@ class TransformerSparseModel:
         return out
 
     def _padded(self, seqs: list[list[int]], idx: np.ndarray) -> tuple[Any, Any]:
-        torch = self.torch
-        longest = max(len(seqs[i]) for i in idx)
         # a few distinct shapes: fewer kernel plans and cached primitives (memory grows with each)
-        multiple = PAD_MULTIPLE[self.device.type == "cuda"]
+        ids, mask = self._padded_numpy(seqs, idx, PAD_MULTIPLE[self.device.type == "cuda"])
+        return self.torch.from_numpy(ids).to(self.device), self.torch.from_numpy(mask).to(self.device)
+
+    def _padded_numpy(
+        self, seqs: list[list[int]], idx: np.ndarray, multiple: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        longest = max(len(seqs[i]) for i in idx)
         longest = min(-(-longest // multiple) * multiple, max(self.max_positions, longest))
         ids = np.full((len(idx), longest), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(idx), longest), dtype=bool)
         for row, i in enumerate(idx):
             ids[row, : len(seqs[i])] = seqs[i]
             mask[row, : len(seqs[i])] = True
-        return torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+        return ids, mask
 
     def _dense_rows(self, dense: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         """Rows (ascending term ids, weights > 0) of a dense ``[batch, vocab]`` tensor."""
@@ -254,7 +261,8 @@ class TransformerSparseModel:
         seqs, owner = self.tokenize([texts[i] for i in live], max_length, windows)
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         seq_rows: list[Any] = [None] * len(seqs)
-        for idx, rows in self._map(lambda idx: (idx, self._encode_batch(seqs, idx)), self.batches(lengths)):
+        encode = self._encode_onnx if query and self.query_runtime is not None else self._encode_batch
+        for idx, rows in self._map(lambda idx: (idx, encode(seqs, idx)), self.batches(lengths)):
             for i, row in zip(idx, rows, strict=True):
                 seq_rows[i] = row
         threshold = prune.query_threshold if query else prune.doc_threshold
@@ -271,6 +279,10 @@ class TransformerSparseModel:
         with self.torch.inference_mode(), self._autocast():  # both are thread-local
             input_ids, mask = self._padded(seqs, idx)
             return self._dense_rows(self._pool(input_ids, mask))
+
+    def _encode_onnx(self, seqs: list[list[int]], idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """A batch of queries through ONNX Runtime, padded to its longest sequence only."""
+        return self.query_runtime.rows(*self._padded_numpy(seqs, idx, 1))
 
     def _map(self, fn: Any, items: list[Any]) -> Any:
         if self.workers == 1 or len(items) < 2:
@@ -370,6 +382,11 @@ class TransformerQueryEncoder:
         self.st = read_st_folder(path)
         self.model = self.make_model(self.st.mlm if self.st else path, tcfg, meta)
         check_vocab(self.model.vocab, term_index, f"the query model {path}")
+        self.runtime = resolve_runtime(tcfg.query_runtime, self.model.device.type)
+        if self.runtime.startswith("onnx"):
+            self.model.query_runtime = OnnxQueryRuntime(self.model, self.runtime)
+        else:
+            logger.info("query encoder: torch %s on %s", self.model.dtype, self.model.device)
 
     @classmethod
     def from_meta(

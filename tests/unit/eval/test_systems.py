@@ -139,8 +139,23 @@ def test_explain_contributions_sum_to_the_score(tmp_path, dtype):
     for d in ex.docs:
         assert d.total == pytest.approx(d.score, rel=1e-5)
         assert d.terms == sorted(d.terms, key=lambda t: -t[3])
-    # doc_impact against a scan of the posting list
+    # doc_impact against a scan of the forward row (exact weights, uint8 indexes rescore) ...
     index = Index.load(out)
+    assert index.rescore == (dtype == "uint8")
+    if index.forward is not None:
+        fwd = index.forward
+        for d in range(index.n_docs):
+            row = dict(
+                zip(
+                    fwd.terms[fwd.indptr[d] : fwd.indptr[d + 1]].tolist(),
+                    fwd.weights[fwd.indptr[d] : fwd.indptr[d + 1]].tolist(),
+                    strict=True,
+                )
+            )
+            for t in range(index.n_terms):
+                assert doc_impact(index, t, d) == row.get(t, 0.0)
+    # ... and against a scan of the posting list (dequantized impacts)
+    index.rescore = False
     for t in range(index.n_terms):
         lo, hi = int(index.term_ptr[t]), int(index.term_ptr[t + 1])
         for d in range(index.n_docs):

@@ -1,0 +1,156 @@
+"""Query encoding on the CPU, per runtime (lsr.encoders.onnx_query): torch float32, ONNX Runtime
+float32, ONNX Runtime int8, for the shipped SPLADE and uniCOIL models, on SciFact's test queries.
+
+    python -m benchmarks.query_encode_bench --out benchmarks/results/query-encode.json
+
+Per model and runtime: latency of one query at a time on one thread (mean, p50, p99 ms), queries/s
+with 2 threads each encoding one query at a time (as a server at concurrency 2 does), and the
+agreement with torch float32 (largest absolute weight difference, share of queries with the same
+term set). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("LSR_SHARED_DATA", REPO.parent / "shared" / "data"))
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+logger = logging.getLogger("benchmarks.query_encode_bench")
+
+
+def read_queries(data: Path, n: int) -> list[str]:
+    with gzip.open(data / "beir" / "scifact" / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f][:n]
+
+
+def load_encoder(model: str, runtime: str) -> Any:
+    from lsr.config import load_config
+    from lsr.encoders import encoder_overrides, load_query_encoder, make_encoder
+
+    os.environ["LSR_QUERY_RUNTIME"] = runtime
+    cfg = load_config(None, [*encoder_overrides(model), "encoder.transformer.threads=1"])
+    corpus_side = make_encoder(cfg.encoder)
+    meta = {**corpus_side.describe(), "name": model}
+    return load_query_encoder(meta, {t: i for i, t in enumerate(corpus_side.vocab)})
+
+
+def time_one_thread(encoder: Any, queries: list[str]) -> tuple[list[float], list[dict[int, float]]]:
+    ms, rows = [], []
+    for q in queries:
+        start = time.perf_counter()
+        batch = encoder.encode([q])
+        ms.append((time.perf_counter() - start) * 1000)
+        terms, weights = batch.row(0)
+        rows.append(dict(zip(terms.tolist(), weights.tolist(), strict=True)))
+    return ms, rows
+
+
+def qps_threads(encoder: Any, queries: list[str], threads: int) -> float:
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda q: encoder.encode([q]), queries))
+    return len(queries) / (time.perf_counter() - start)
+
+
+def agreement(rows: list[dict[int, float]], ref: list[dict[int, float]]) -> dict[str, float]:
+    diff, same = 0.0, 0
+    for a, b in zip(rows, ref, strict=True):
+        keys = set(a) | set(b)
+        diff = max([diff, *(abs(a.get(t, 0.0) - b.get(t, 0.0)) for t in keys)])
+        same += set(a) == set(b)
+    return {"max_abs_weight_diff": diff, "same_terms": same / max(len(ref), 1)}
+
+
+def bench_model(model: str, queries: list[str], warmup: int) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    ref = None
+    for runtime in RUNTIMES:
+        start = time.perf_counter()
+        encoder = load_encoder(model, runtime)
+        load_s = time.perf_counter() - start
+        encoder.encode(queries[:warmup])
+        for q in queries[:warmup]:
+            encoder.encode([q])
+        ms, rows = time_one_thread(encoder, queries)
+        ref = rows if runtime == "torch" else ref
+        assert ref is not None
+        out.append(
+            {
+                "model": model,
+                "runtime": runtime,
+                "load_seconds": load_s,
+                "mean_ms": float(np.mean(ms)),
+                "p50_ms": float(np.percentile(ms, 50)),
+                "p99_ms": float(np.percentile(ms, 99)),
+                "qps_2_threads": qps_threads(encoder, queries, 2),
+                "query_nnz_avg": float(np.mean([len(r) for r in rows])),
+                **agreement(rows, ref),
+            }
+        )
+        logger.info("%s", out[-1])
+    base = float(out[0]["mean_ms"])
+    for r in out:
+        r["speedup_vs_torch"] = base / float(r["mean_ms"])
+    return out
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'model':<9}{'runtime':<11}{'mean ms':>9}{'p50':>8}{'p99':>8}{'x torch':>9}{'qps@2':>8}"
+    head += f"{'nnz':>7}{'max |dw|':>10}{'same terms':>12}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['model']:<9}{r['runtime']:<11}{r['mean_ms']:>9.2f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
+            f"{r['speedup_vs_torch']:>9.2f}{r['qps_2_threads']:>8.0f}{r['query_nnz_avg']:>7.1f}"
+            f"{r['max_abs_weight_diff']:>10.2e}{r['same_terms']:>12.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.query_encode_bench", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--models", default="splade,unicoil")
+    p.add_argument("--n-queries", type=int, default=300)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    os.environ.setdefault("LSR_CACHE_DIR", tempfile.mkdtemp(prefix="lsr-onnx-cache-"))
+    queries = read_queries(args.data, args.n_queries)
+    rows = [r for m in args.models.split(",") for r in bench_model(m, queries, args.warmup)]
+    print(table(rows))
+    if args.out:
+        report = {
+            "rows": rows,
+            "n_queries": len(queries),
+            "machine": {
+                "platform": platform.platform(),
+                "cpu_count": os.cpu_count(),
+                "load": os.getloadavg(),
+            },
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

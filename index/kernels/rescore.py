@@ -1,0 +1,81 @@
+"""The forward index of exact weights: writing it in internal doc order, and rescoring candidates.
+
+Layout (see ``lsr.index.rescore``):
+    fwd_indptr   int64[n_docs + 1]   the terms of internal doc d are [fwd_indptr[d], fwd_indptr[d+1])
+    fwd_terms    uint16 | int32      ascending within each doc
+    fwd_weights  float32             the weight the encoder gave
+    term_err     float64[n_terms]    max |stored weight - scale x impact| over the term's postings
+
+A candidate's exact score is the dot product of the query (ascending terms) with its row, by a
+merge of the two sorted lists, summed in float64 in ascending term order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def _scatter_rows(indptr, term_ids, weights, impacts, scale, row_start, fwd_terms, fwd_weights, term_err):
+    """Copy batch row r to its internal position ``row_start[r]``; raise ``term_err`` to the
+    quantization error of every posting (stored weight against ``scale`` x impact)."""
+    for r in range(indptr.shape[0] - 1):
+        pos = row_start[r]
+        for p in range(indptr[r], indptr[r + 1]):
+            t = term_ids[p]
+            fwd_terms[pos] = t
+            fwd_weights[pos] = weights[p]
+            err = abs(np.float64(fwd_weights[pos]) - scale * np.float64(impacts[p]))
+            if err > term_err[t]:
+                term_err[t] = err
+            pos += 1
+
+
+@njit(cache=True, nogil=True)
+def _dot_row(fwd_indptr, fwd_terms, fwd_weights, d, q_terms, q_weights):
+    """Exact score of internal doc d: float64 sum over the shared terms, ascending term order."""
+    p = fwd_indptr[d]
+    end = fwd_indptr[d + 1]
+    i = 0
+    m = q_terms.shape[0]
+    score = 0.0
+    while p < end and i < m:
+        t = np.int64(fwd_terms[p])
+        qt = np.int64(q_terms[i])
+        if t == qt:
+            score += np.float64(q_weights[i]) * np.float64(fwd_weights[p])
+            p += 1
+            i += 1
+        elif t < qt:
+            p += 1
+        else:
+            i += 1
+    return score
+
+
+@njit(cache=True, nogil=True)
+def _rescore_one(fwd_indptr, fwd_terms, fwd_weights, docs, q_terms, q_weights):
+    out = np.empty(docs.shape[0], np.float64)
+    for j in range(docs.shape[0]):
+        out[j] = _dot_row(fwd_indptr, fwd_terms, fwd_weights, docs[j], q_terms, q_weights)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _rescore_batch(fwd_indptr, fwd_terms, fwd_weights, q_indptr, q_terms, q_weights, docs, counts, out):
+    """out[q, j] = exact score of docs[q, j] for j < counts[q]."""
+    for q in prange(docs.shape[0]):
+        s = q_indptr[q]
+        e = q_indptr[q + 1]
+        for j in range(counts[q]):
+            out[q, j] = _dot_row(fwd_indptr, fwd_terms, fwd_weights, docs[q, j], q_terms[s:e], q_weights[s:e])
+
+
+@njit(cache=True, nogil=True)
+def _error_bound(term_err, q_terms, q_weights):
+    """The most a doc's exact score can differ from its quantized score (times scale) for this query."""
+    total = 0.0
+    for i in range(q_terms.shape[0]):
+        total += np.float64(q_weights[i]) * term_err[q_terms[i]]
+    return total

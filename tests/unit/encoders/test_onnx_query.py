@@ -1,0 +1,103 @@
+"""The ONNX Runtime query path (lsr.encoders.onnx_query) against the torch float32 path: the same
+terms and weights (float32 rounding) for SPLADE and uniCOIL, int8 close, the export cached once,
+the runtime chosen automatically and forced by LSR_QUERY_RUNTIME."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("onnxruntime")
+
+from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
+from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime  # noqa: E402
+from lsr.encoders.splade import SpladeModel  # noqa: E402
+from lsr.encoders.unicoil import UniCoilModel  # noqa: E402
+from lsr.errors import ConfigError  # noqa: E402
+
+QUERIES = [
+    "the cat sat on the mat",
+    "vitamin d lowers cancer risk",
+    "",
+    "dogs dogs dogs",
+    "cat",
+    "a b c d e f",
+]
+
+
+def cfg() -> TransformerConfig:
+    return dataclasses.replace(TransformerConfig(device="cpu", max_length=32), threads=2)
+
+
+def as_dicts(batch):
+    return [dict(zip(*(a.tolist() for a in batch.row(i)), strict=True)) for i in range(len(batch))]
+
+
+def assert_close(a: list[dict], b: list[dict], atol: float) -> None:
+    for x, y in zip(a, b, strict=True):
+        assert set(x) == set(y)
+        for t in x:
+            assert x[t] == pytest.approx(y[t], abs=atol)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LSR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LSR_QUERY_RUNTIME", raising=False)
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("pooling", ["max", "sum"])
+def test_splade_onnx_equals_torch(tiny_mlm, cache, pooling):
+    model = SpladeModel(tiny_mlm, cfg(), pooling=pooling)
+    prune = PruneConfig()
+    want = as_dicts(model.encode(QUERIES, prune, query=True))
+    model.query_runtime = OnnxQueryRuntime(model, "onnx")
+    got = as_dicts(model.encode(QUERIES, prune, query=True))
+    assert_close(got, want, atol=1e-4)
+    assert got[2] == {} and len(list((cache / "onnx").glob("*.onnx"))) == 1
+    again = OnnxQueryRuntime(model, "onnx")  # the cached export is reused
+    assert again.path == model.query_runtime.path
+
+
+def test_unicoil_onnx_equals_torch(tiny_backbone, tmp_path):
+    torch.manual_seed(3)
+    model = UniCoilModel(tiny_backbone, cfg(), new_head=True)
+    with torch.no_grad():
+        model.head.bias.fill_(0.05)
+    model.save_pretrained(tmp_path / "unicoil")
+    model = UniCoilModel(tmp_path / "unicoil", cfg())
+    want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
+    model.query_runtime = OnnxQueryRuntime(model, "onnx")
+    got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
+    assert_close(got, want, atol=1e-5)
+
+
+def test_int8_is_close(tiny_mlm):
+    model = SpladeModel(tiny_mlm, cfg())
+    want = model.encode(QUERIES, PruneConfig(), query=True)
+    model.query_runtime = OnnxQueryRuntime(model, "onnx-int8")
+    got = model.encode(QUERIES, PruneConfig(), query=True)
+    dense = np.zeros((2, len(QUERIES), model.vocab_size))
+    for k, batch in enumerate((want, got)):
+        for i in range(len(QUERIES)):
+            terms, weights = batch.row(i)
+            dense[k, i, terms] = weights
+    assert np.abs(dense[0] - dense[1]).max() < 0.1 * max(dense[0].max(), 1e-6) + 0.05
+
+
+def test_runtime_choice(monkeypatch):
+    assert resolve_runtime("auto", "cpu") == "onnx"
+    assert resolve_runtime("auto", "cuda") == "torch"
+    assert resolve_runtime("onnx-int8", "cpu") == "onnx-int8"
+    monkeypatch.setenv("LSR_QUERY_RUNTIME", "torch")
+    assert resolve_runtime("auto", "cpu") == "torch"
+    monkeypatch.setenv("LSR_QUERY_RUNTIME", "onnx16")
+    with pytest.raises(ConfigError, match="'onnx16' is not one of"):
+        resolve_runtime("auto", "cpu")
+    with pytest.raises(ConfigError, match="query_runtime"):
+        TransformerConfig(query_runtime="fast")

@@ -1,0 +1,143 @@
+"""Rescoring with the forward index of exact weights (lsr.index.rescore) against exhaustive float
+scoring: the dense NumPy reference over the encoder's weights, on seeded random collections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from corpora import random_corpus
+
+from lsr.index import BuildOptions, Index, SearchParams, SparseBatch, build_index
+from lsr.index.reference import dense_from_rows, reference_topk
+
+
+def build_forward(tmp_path, corpus: SparseBatch, n_terms: int, forward: str = "float32", **options) -> Index:
+    def batches():
+        for s in range(0, len(corpus), 13):
+            e = min(s + 13, len(corpus))
+            lo, hi = corpus.indptr[s], corpus.indptr[e]
+            yield SparseBatch(corpus.indptr[s : e + 1] - lo, corpus.term_ids[lo:hi], corpus.weights[lo:hi])
+
+    out = tmp_path / f"idx-{len(list(tmp_path.glob('idx-*')))}"
+    opts = BuildOptions(forward=forward, bp_iterations=3, **options)
+    build_index(
+        batches, n_terms, [f"d{i}" for i in range(len(corpus))], [f"t{i}" for i in range(n_terms)], out, opts
+    )
+    return Index.load(out)
+
+
+def float_truth(corpus: SparseBatch, n_terms: int, index: Index) -> np.ndarray:
+    """Dense doc x term float32 weights in the index's internal doc order."""
+    weights = np.asarray(corpus.weights).astype(np.float32).astype(np.float64)
+    dense = dense_from_rows(corpus.indptr, corpus.term_ids, weights, n_terms)
+    order = index.meta["reorder"].get("method") == "bp"
+    return dense[np.load(index.path / "doc_order.npy")] if order else dense
+
+
+def queries(rng: np.random.Generator, n_terms: int, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rows = []
+    for _ in range(n):
+        terms = np.sort(rng.choice(n_terms, size=int(rng.integers(1, 12)), replace=False))
+        rows.append((terms, rng.uniform(0.05, 3.0, len(terms)).astype(np.float32)))
+    return rows
+
+
+def assert_float_topk(got, dense: np.ndarray, terms, weights, k: int) -> None:
+    ref_docs, ref_scores = reference_topk(dense, terms, weights.astype(np.float64), k)
+    np.testing.assert_array_equal(got.docs, ref_docs)
+    np.testing.assert_allclose(got.scores, ref_scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("mode", ["exact", "safe"])
+@pytest.mark.parametrize("reorder", ["none", "bp"])
+def test_safe_and_exact_equal_float_scoring(tmp_path, seed, mode, reorder):
+    """Top-k ids (ties by doc id) and scores of exhaustive float scoring, for every k."""
+    rng = np.random.default_rng(seed)
+    n_terms = 50
+    corpus = random_corpus(rng, n_docs=400, n_terms=n_terms, max_nnz=15, integer=False)
+    index = build_forward(tmp_path, corpus, n_terms, reorder=reorder, block_size=8)
+    dense = float_truth(corpus, n_terms, index)
+    for terms, weights in queries(rng, n_terms, 25):
+        for k in (1, 10, 37):
+            assert_float_topk(index.search(terms, weights, k, mode=mode), dense, terms, weights, k)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_coarse_quantization_needs_deeper_candidates(tmp_path, seed):
+    """One outlier weight makes the uint8 step coarse (most postings get impact 1 or 2), so the first
+    2k candidates rarely prove the top k: the search must go deeper and still be exact."""
+    rng = np.random.default_rng(10 + seed)
+    n_terms = 30
+    corpus = random_corpus(rng, n_docs=600, n_terms=n_terms, max_nnz=10, integer=False)
+    weights = np.asarray(corpus.weights).copy()
+    weights[0] = 200.0
+    corpus = SparseBatch(corpus.indptr, corpus.term_ids, weights.astype(np.float32))
+    index = build_forward(tmp_path, corpus, n_terms, block_size=16)
+    assert index.meta["forward"]["max_error"] > 0.3  # the floor of 1 and the coarse step are counted
+    dense = float_truth(corpus, n_terms, index)
+    for terms, q in queries(rng, n_terms, 25):
+        assert_float_topk(index.search(terms, q, 10, mode="safe"), dense, terms, q, 10)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batch_equals_single(tmp_path, threads):
+    rng = np.random.default_rng(5)
+    n_terms = 40
+    corpus = random_corpus(rng, n_docs=300, n_terms=n_terms, max_nnz=12, integer=False)
+    index = build_forward(tmp_path, corpus, n_terms, block_size=8)
+    rows = queries(rng, n_terms, 30) + [(np.zeros(0, np.int32), np.zeros(0, np.float32))]
+    batch = SparseBatch.from_rows(rows)
+    for mode in ("exact", "safe", "approx"):
+        alpha = 0.7 if mode == "approx" else 1.0
+        got = index.search_batch(batch, k=10, threads=threads, mode=mode, alpha=alpha)
+        for i, res in enumerate(got):
+            single = index.search(*batch.row(i), k=10, mode=mode, alpha=alpha)
+            np.testing.assert_array_equal(res.docs, single.docs)
+            np.testing.assert_array_equal(res.scores, single.scores)
+
+
+def test_approx_returns_exact_scores_of_its_docs(tmp_path):
+    rng = np.random.default_rng(3)
+    n_terms = 40
+    corpus = random_corpus(rng, n_docs=500, n_terms=n_terms, max_nnz=12, integer=False)
+    index = build_forward(tmp_path, corpus, n_terms, block_size=8)
+    dense = float_truth(corpus, n_terms, index)
+    for terms, weights in queries(rng, n_terms, 20):
+        got = index.search(terms, weights, 10, mode="approx", alpha=0.5, beta=0.6)
+        q = np.zeros(n_terms)
+        q[terms] = weights
+        np.testing.assert_allclose(got.scores, dense[got.docs] @ q, rtol=1e-6)
+        assert np.all(np.diff(got.scores) <= 0)
+
+
+def test_filter_and_rescore_off(tmp_path):
+    """A live-doc mask applies to the rescored search; ``rescore = False`` gives the quantized ranking."""
+    rng = np.random.default_rng(4)
+    n_terms = 30
+    corpus = random_corpus(rng, n_docs=300, n_terms=n_terms, max_nnz=10, integer=False)
+    index = build_forward(tmp_path, corpus, n_terms, block_size=8)
+    dense = float_truth(corpus, n_terms, index)
+    live = rng.random(index.n_docs) < 0.5
+    index.live = live.astype(np.uint8)
+    for terms, weights in queries(rng, n_terms, 15):
+        got = index.search(terms, weights, 10, mode="safe")
+        ref_docs, _ = reference_topk(dense, terms, weights.astype(np.float64), 10, live=live)
+        np.testing.assert_array_equal(got.docs, ref_docs)
+    index.live = np.zeros(0, np.uint8)
+    index.rescore = False
+    terms, weights = queries(rng, n_terms, 1)[0]
+    quantized = index.search(terms, weights, 10, mode="safe")
+    np.testing.assert_array_equal(quantized.scores, index.search(terms, weights, 10).scores)
+    docs, scores = index.search_raw(*index._check_query(terms, weights), 10, SearchParams("safe"))
+    np.testing.assert_array_equal(quantized.docs, docs)
+    np.testing.assert_array_equal(quantized.scores, scores * index.scale)
+
+
+def test_no_forward_for_float_impacts_and_bad_option(tmp_path):
+    rng = np.random.default_rng(1)
+    corpus = random_corpus(rng, n_docs=20, n_terms=10, max_nnz=5, integer=False)
+    index = build_forward(tmp_path, corpus, 10, impact_dtype="float32")
+    assert index.forward is None and not index.rescore and index.meta["forward"] == {"dtype": "none"}
+    with pytest.raises(ValueError, match="forward 'float16' is not one of"):
+        BuildOptions(forward="float16")
