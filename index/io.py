@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +74,19 @@ def write_meta(directory: Path, meta: dict[str, Any]) -> None:
     write_json(directory / META_FILE, meta)
 
 
-def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, ...]) -> dict[str, Any]:
+def read_meta(
+    directory: str | Path,
+    kind: str,
+    supported_versions: tuple[int, ...],
+    fields: Mapping[str, type] | None = None,
+) -> dict[str, Any]:
     """Read and check ``directory/meta.json``.
 
     Args:
         kind: the expected ``meta["format"]`` (e.g. ``"lsr-index"``).
         supported_versions: the ``format_version`` values this code reads.
+        fields: the fields the reader relies on and their types (see :func:`check_fields`); an
+            ``arrays`` field is also checked entry by entry (dtype, shape).
 
     Raises:
         ArtifactError: with a message that says what is wrong and what to do.
@@ -95,8 +102,8 @@ def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, .
         )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{meta_path} is corrupt ({exc}); rebuild the {kind}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ArtifactError(f"{meta_path} is corrupt ({str(exc)[:200]}); rebuild the {kind}") from None
     if not isinstance(meta, dict) or meta.get("format") != kind:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ArtifactError(f"{directory} holds format {found!r}, not {kind!r}")
@@ -106,7 +113,63 @@ def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, .
             f"{directory} is {kind} format version {version}; this lsr reads versions "
             f"{list(supported_versions)}: rebuild it with this version of lsr"
         )
+    check_fields(meta, meta_path, fields or {})
     return meta
+
+
+def check_fields(meta: Mapping[str, Any], where: Path, fields: Mapping[str, type]) -> None:
+    """Each of ``fields`` is present with its type: ``int`` a non-negative integer, ``float`` a finite
+    number, ``dict``/``list``/``str`` as named; ``arrays`` a mapping of ``{dtype, shape}`` specs.
+
+    Raises:
+        ArtifactError: naming ``where``, the field and its value.
+    """
+    for key, kind in fields.items():
+        if key not in meta:
+            raise ArtifactError(f"{where} lacks the field {key!r}: the file is corrupt, rebuild it")
+        if not _of_type(meta[key], kind):
+            raise ArtifactError(
+                f"{where}: field {key!r} is {_short(meta[key])}, not a valid {kind.__name__}: "
+                "the file is corrupt, rebuild it"
+            )
+    arrays = meta.get("arrays")
+    if arrays is None:
+        return
+    if not isinstance(arrays, dict):
+        raise ArtifactError(f"{where}: field 'arrays' is {_short(arrays)}, not a mapping; rebuild it")
+    for name, spec in arrays.items():
+        if not plain_name(name) or not _array_spec(spec):
+            raise ArtifactError(f"{where}: array {name!r} has spec {_short(spec)}, not {{dtype, shape}}")
+
+
+def _of_type(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e30
+    return isinstance(value, kind)
+
+
+def _array_spec(spec: Any) -> bool:
+    if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list):
+        return False
+    if not all(_of_type(n, int) for n in spec["shape"]) or not isinstance(spec.get("dtype"), str):
+        return False
+    try:
+        np.dtype(spec["dtype"])
+    except TypeError:
+        return False
+    return True
+
+
+def plain_name(name: Any) -> bool:
+    """A file name inside an artifact directory: a short string without a path separator."""
+    return isinstance(name, str) and 0 < len(name) <= 200 and not any(c in name for c in "/\\\0")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def save_array(directory: Path, name: str, array: np.ndarray) -> dict[str, Any]:

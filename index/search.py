@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from lsr.index.blockmax import BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.fields import Fields, live_filtered
-from lsr.index.io import ArtifactError, directory_bytes, load_array, read_meta
+from lsr.index.io import ArtifactError, directory_bytes, load_array, plain_name, read_meta
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
@@ -71,6 +71,10 @@ class SearchResult:
         return len(self.docs)
 
 
+# what Index.load relies on in meta.json (checked by read_meta)
+INDEX_FIELDS = {"n_docs": int, "n_terms": int, "n_postings": int, "arrays": dict, "impacts": dict, "files": list}
+
+
 class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
@@ -101,11 +105,16 @@ class Index:
             ArtifactError: missing, half-written, foreign or other-version directory.
         """
         path = Path(path)
-        meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+        meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,), INDEX_FIELDS)
+        missing = sorted({"term_ptr", "doc_ids", "impacts"} - set(meta["arrays"]))
+        if missing or not isinstance(meta["impacts"].get("scale"), (int, float)):
+            raise ArtifactError(f"{path}/meta.json lacks arrays {missing} or impacts.scale; rebuild the index")
         arrays = {name: load_array(path, name, spec, mmap=mmap) for name, spec in meta["arrays"].items()}
         if len(arrays["term_ptr"]) != meta["n_terms"] + 1:
             raise ArtifactError(f"{path}: term_ptr length does not match n_terms; rebuild the index")
-        for name in meta.get("files", []):
+        for name in meta["files"]:
+            if not plain_name(name):
+                raise ArtifactError(f"{path}/meta.json lists file {str(name)[:80]!r}: corrupt, rebuild it")
             if not (path / name).is_file():
                 raise ArtifactError(f"{path / name} is missing; the index is incomplete, rebuild it")
         index = cls(path, meta, arrays)

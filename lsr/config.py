@@ -380,8 +380,8 @@ def load_dataclass_config(
         resolved = resolve_config_path(path)
         try:
             loaded = yaml.safe_load(resolved.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{resolved}: invalid YAML ({exc})") from None
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+            raise ConfigError(f"{resolved}: invalid YAML ({str(exc)[:300]})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{resolved}: expected a mapping of sections at the top level")
         data = loaded or {}
@@ -398,6 +398,8 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"override {item[:80]!r}: the value is nested too deeply") from None
     node = data
     parts = key.strip().split(".")
     for part in parts[:-1]:

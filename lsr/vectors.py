@@ -332,12 +332,18 @@ def check_unique_ids(ids_path: Path) -> None:
         raise DataFormatError(f"duplicate doc ids: {', '.join(dups[:5])}{more}")
 
 
+_FIELDS = {"n_docs": int, "n_terms": int, "shards": list}  # what Vectors relies on in meta.json
+
+
 class Vectors:
     """A read-only encoded corpus directory."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.meta = read_meta(self.path, VECTORS_FORMAT, (VECTORS_FORMAT_VERSION,))
+        self.meta = read_meta(self.path, VECTORS_FORMAT, (VECTORS_FORMAT_VERSION,), _FIELDS)
+        for shard in self.meta["shards"]:
+            if not isinstance(shard, dict) or not isinstance(shard.get("name"), str) or "/" in shard["name"]:
+                raise ArtifactError(f"{self.path}/meta.json: shard entry {str(shard)[:80]} is corrupt; re-encode")
         self.n_docs: int = self.meta["n_docs"]
         self.n_terms: int = self.meta["n_terms"]
 
