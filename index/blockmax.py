@@ -183,7 +183,12 @@ def _quantize_maxima(
 
 # what BlockMax.load relies on in meta.json (checked by read_meta)
 BLOCKMAX_FIELDS = {
-    "block_size": int, "n_blocks": int, "ub_ratio": float, "ub_slack": float, "n_postings": int, "arrays": dict,
+    "block_size": int,
+    "n_blocks": int,
+    "ub_ratio": float,
+    "ub_slack": float,
+    "n_postings": int,
+    "arrays": dict,
 }
 
 

@@ -72,7 +72,14 @@ class SearchResult:
 
 
 # what Index.load relies on in meta.json (checked by read_meta)
-INDEX_FIELDS = {"n_docs": int, "n_terms": int, "n_postings": int, "arrays": dict, "impacts": dict, "files": list}
+INDEX_FIELDS = {
+    "n_docs": int,
+    "n_terms": int,
+    "n_postings": int,
+    "arrays": dict,
+    "impacts": dict,
+    "files": list,
+}
 
 
 class Index:
@@ -108,7 +115,9 @@ class Index:
         meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,), INDEX_FIELDS)
         missing = sorted({"term_ptr", "doc_ids", "impacts"} - set(meta["arrays"]))
         if missing or not isinstance(meta["impacts"].get("scale"), (int, float)):
-            raise ArtifactError(f"{path}/meta.json lacks arrays {missing} or impacts.scale; rebuild the index")
+            raise ArtifactError(
+                f"{path}/meta.json lacks arrays {missing} or impacts.scale; rebuild the index"
+            )
         arrays = {name: load_array(path, name, spec, mmap=mmap) for name, spec in meta["arrays"].items()}
         if len(arrays["term_ptr"]) != meta["n_terms"] + 1:
             raise ArtifactError(f"{path}: term_ptr length does not match n_terms; rebuild the index")

@@ -343,7 +343,9 @@ class Vectors:
         self.meta = read_meta(self.path, VECTORS_FORMAT, (VECTORS_FORMAT_VERSION,), _FIELDS)
         for shard in self.meta["shards"]:
             if not isinstance(shard, dict) or not isinstance(shard.get("name"), str) or "/" in shard["name"]:
-                raise ArtifactError(f"{self.path}/meta.json: shard entry {str(shard)[:80]} is corrupt; re-encode")
+                raise ArtifactError(
+                    f"{self.path}/meta.json: shard entry {str(shard)[:80]} is corrupt; re-encode"
+                )
         self.n_docs: int = self.meta["n_docs"]
         self.n_terms: int = self.meta["n_terms"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fuzz"))
 
-from fuzz_targets import Target, all_targets, check  # noqa: E402
+from fuzz_targets import Target, all_targets, check
 
 
 def fuzz(target: Target, work: Path, n: int, seed: int, crashes: Path) -> dict:
@@ -41,8 +41,13 @@ def fuzz(target: Target, work: Path, n: int, seed: int, crashes: Path) -> dict:
                 print(f"  {target.name}: {key}: {bug!r:.200}", flush=True)
             bugs[key] = bugs.get(key, 0) + 1
     seconds = time.perf_counter() - start
-    return {"target": target.name, "inputs": n, "seconds": round(seconds, 1), "per_s": round(n / seconds),
-            "bugs": bugs}
+    return {
+        "target": target.name,
+        "inputs": n,
+        "seconds": round(seconds, 1),
+        "per_s": round(n / seconds),
+        "bugs": bugs,
+    }
 
 
 def main() -> int:

@@ -67,7 +67,7 @@ REGRESSIONS = [
     ("qrels", b"query-id\tcorpus-\xe9d\tscore\nq1\td1\t1\n"),
     ("trec-run", b"q1 Q0 d1 1 2.5 l\xf3r\n"),
     ("config-yaml", b"search:\n  k: \xff\n"),
-    ("config-set", b'search.k=' + b'{"a":' * 3000),  # RecursionError in YAML
+    ("config-set", b"search.k=" + b'{"a":' * 3000),  # RecursionError in YAML
     ("corpus-jsonl", b"[" * 5000 + b"\n"),  # RecursionError in json
     ("meta-index", b'{"format": "lsr-index", "format_version": 1}'),  # KeyError on fields
     ("meta-index", b"[" * 5000),
