@@ -10,9 +10,11 @@ half-written artifact under the real name.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -53,14 +55,37 @@ def atomic_directory(out: str | Path, overwrite: bool = False) -> Iterator[Path]
 
 
 def publish_directory(src: Path, out: Path) -> None:
-    """Rename a finished directory to ``out``; an existing ``out`` is swapped out only at the end."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    """Rename a finished directory to ``out``; an existing ``out`` is swapped with it in one atomic
+    step where the system can (Linux ``renameat2(RENAME_EXCHANGE)``), so a process killed at any moment
+    leaves ``out`` either the old artifact or the new one, never missing; then the old one is removed."""
+    if not out.exists():
+        os.replace(src, out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    if _exchange(src, out):
+        os.replace(src, old)  # src now holds the old artifact
+    else:  # two renames: a kill between them leaves out missing (the old artifact at .NAME.old-*)
         os.replace(out, old)
-    os.replace(src, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        os.replace(src, out)
+    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the file system or kernel cannot
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
 
 
 def write_json(path: Path, obj: Any) -> None:
