@@ -30,6 +30,7 @@ from lsr.data.formats import CorpusSource
 from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
+from lsr.errors import reports_disk_full
 from lsr.index import BuildOptions, build_index
 from lsr.index.sparse import SparseBatch
 from lsr.vectors import Vectors, VectorWriter
@@ -51,6 +52,7 @@ def _sections(config: Config, encoder: dict[str, Any], source: str) -> dict[str,
 Corpus = str | Path | CorpusSource | Iterable[Doc]
 
 
+@reports_disk_full
 def encode_corpus(
     config: Config,
     corpus: Corpus,
@@ -191,6 +193,7 @@ def build_index_from_ciff(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@reports_disk_full
 def build_index_from_vectors(
     config: Config, vectors_path: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:
@@ -253,6 +256,7 @@ def index_build_options(config: Config) -> BuildOptions:
     )
 
 
+@reports_disk_full
 def index_corpus(
     config: Config, corpus: Corpus, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:
