@@ -77,7 +77,7 @@ def reports_disk_full(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        out = signature.bind(*args, **kwargs).arguments.get("out")
+        out = signature.bind(*args, **kwargs).arguments["out"]
         with disk_full_as_error(out):
             return fn(*args, **kwargs)
 

@@ -85,11 +85,11 @@ def answers(index: Path) -> list[list[str]]:
 
 
 class IndexTrials:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, docs: int = 3000):
         self.work = work / "index"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.corpus_a = write_corpus(self.work / "a.jsonl", 0, 1500)
-        self.corpus_b = write_corpus(self.work / "b.jsonl", 500, 3500)
+        self.corpus_a = write_corpus(self.work / "a.jsonl", 0, docs // 2)
+        self.corpus_b = write_corpus(self.work / "b.jsonl", docs // 6, docs + docs // 6)
         self.old = self._build(self.corpus_a, self.work / "old")
         self.ref = self._build(self.corpus_b, self.work / "ref-b")
         self.old_answers, self.new_answers = answers(self.old), answers(self.ref)
@@ -135,10 +135,10 @@ def load_vectors(path: Path) -> dict[str, Any]:
 
 
 class EncodeTrials:
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, docs: int = 300):
         self.work = work / "encode"
         self.work.mkdir(parents=True, exist_ok=True)
-        self.corpus = write_corpus(self.work / "c.jsonl", 0, 300)
+        self.corpus = write_corpus(self.work / "c.jsonl", 0, docs)
         ref = self.work / "ref"
         self.seconds = timed(self._cmd(ref))
         self.ref = load_vectors(ref)
@@ -270,7 +270,7 @@ class ReloadTrials:
         out = []
         for q in QUERIES:
             hits = httpx.post(f"{url}/v1/search", json={"query": q, "k": 10}, timeout=30).json()["hits"]
-            out.append([h["doc_id"] for h in hits])
+            out.append([h["id"] for h in hits])
         return out
 
     def trial(self, rnd: random.Random, trial_dir: Path) -> dict[str, Any]:

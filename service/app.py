@@ -446,7 +446,7 @@ class Service:
         self.admission.enter()
         self.metrics.in_flight.inc()
         future = loop.run_in_executor(self.pool, fn, *args)
-        future.add_done_callback(lambda _: (self.metrics.in_flight.dec(), self.admission.leave()))
+        future.add_done_callback(self._search_done)
         try:
             return await asyncio.wait_for(future, self.settings.timeout_s)
         except asyncio.TimeoutError:
@@ -457,6 +457,10 @@ class Service:
                 f"{self.settings.timeout_s:g} s timeout; ask for a smaller k or batch, or use "
                 "mode 'approx'",
             ) from None
+
+    def _search_done(self, _: Any) -> None:
+        self.metrics.in_flight.dec()
+        self.admission.leave()
 
     def check_options(self, served: ServedIndex, body: SearchOptions) -> SearchParams:
         s = self.settings
