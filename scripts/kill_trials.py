@@ -207,8 +207,8 @@ class TrainTrials:
         killed = kill_after(self._cmd(out), rnd.uniform(0, self.seconds))
         resumed = (out / "checkpoint" / "state.json").is_file()
         try:
-            if killed:
-                run(self._cmd(out, resume=resumed))
+            if killed:  # --resume also starts over a run killed before its first checkpoint
+                run(self._cmd(out, resume=True))
             got = model_tensors(out / "best")
         except Exception as exc:
             err = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else str(exc)

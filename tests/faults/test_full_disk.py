@@ -17,6 +17,8 @@ import pytest
 from lsr.api import Index
 from lsr.live import LiveIndex
 
+pytestmark = pytest.mark.faults
+
 TINY = Path(__file__).resolve().parents[1] / "data" / "beir-tiny"
 QUERIES = ["cat on a mat", "dogs", "the cat"]
 LIMIT = 4096  # bytes per file: the tiny index's own files fit, a bigger corpus's docstore does not

@@ -22,16 +22,20 @@ def needs_data():
         pytest.skip(f"BEIR SciFact not found at {kill_trials.SCIFACT} (set LSR_SHARED_DATA)")
 
 
+pytestmark = pytest.mark.faults
+
+
 def test_index_overwrite_killed_leaves_the_old_or_the_new_index(tmp_path, needs_data):
     trials = kill_trials.IndexTrials(tmp_path, docs=600)
     rnd = random.Random(1)
     rows = []
-    for i in range(4):
+    for i in range(3):
         (tmp_path / f"t{i}").mkdir()
         rows.append(trials.trial(rnd, tmp_path / f"t{i}"))
     assert all(r["recovered"] for r in rows), rows
 
 
+@pytest.mark.slow  # five runs of splade-tiny: a few minutes on a loaded CI machine
 def test_encode_killed_then_run_again_equals_an_uninterrupted_encode(tmp_path, needs_data):
     if not (kill_trials.SPLADE_TINY / "model.safetensors").is_file():
         pytest.skip("models/splade-tiny is missing (scripts/fetch_models.py)")
