@@ -181,6 +181,17 @@ def _quantize_maxima(
     return tuple(np.clip(np.ceil(m / ratio), 0, 255).astype(np.uint8) for m in maxima), ratio, COARSE_UB_SLACK
 
 
+# what BlockMax.load relies on in meta.json (checked by read_meta)
+BLOCKMAX_FIELDS = {
+    "block_size": int,
+    "n_blocks": int,
+    "ub_ratio": float,
+    "ub_slack": float,
+    "n_postings": int,
+    "arrays": dict,
+}
+
+
 class BlockMax:
     """A loaded block-max artifact (arrays memory-mapped)."""
 
@@ -212,7 +223,7 @@ class BlockMax:
         path = index_dir / BLOCKMAX_DIR
         if not path.exists():
             return None
-        meta = read_meta(path, BLOCKMAX_FORMAT, (BLOCKMAX_FORMAT_VERSION,))
+        meta = read_meta(path, BLOCKMAX_FORMAT, (BLOCKMAX_FORMAT_VERSION,), BLOCKMAX_FIELDS)
         if meta.get("index_uid") != index_meta.get("uid") or meta["n_postings"] != index_meta["n_postings"]:
             raise ArtifactError(
                 f"{path} was built for index {meta.get('index_uid')} ({meta['n_postings']} postings), but "

@@ -10,12 +10,14 @@ half-written artifact under the real name.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 import os
 import shutil
+import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +82,37 @@ def atomic_directory(out: str | Path, overwrite: bool = False) -> Iterator[Path]
 
 
 def publish_directory(src: Path, out: Path) -> None:
-    """Rename a finished directory to ``out``; an existing ``out`` is swapped out only at the end."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    """Rename a finished directory to ``out``; an existing ``out`` is swapped with it in one atomic
+    step where the system can (Linux ``renameat2(RENAME_EXCHANGE)``), so a process killed at any moment
+    leaves ``out`` either the old artifact or the new one, never missing; then the old one is removed."""
+    if not out.exists():
+        os.replace(src, out)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    if _exchange(src, out):
+        os.replace(src, old)  # src now holds the old artifact
+    else:  # two renames: a kill between them leaves out missing (the old artifact at .NAME.old-*)
         os.replace(out, old)
-    os.replace(src, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        os.replace(src, out)
+    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: the file system or kernel cannot
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -105,12 +130,19 @@ def write_meta(directory: Path, meta: dict[str, Any], skip: tuple[str, ...] = ()
     return sealed
 
 
-def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, ...]) -> dict[str, Any]:
+def read_meta(
+    directory: str | Path,
+    kind: str,
+    supported_versions: tuple[int, ...],
+    fields: Mapping[str, type] | None = None,
+) -> dict[str, Any]:
     """Read and check ``directory/meta.json``.
 
     Args:
         kind: the expected ``meta["format"]`` (e.g. ``"lsr-index"``).
         supported_versions: the ``format_version`` values this code reads.
+        fields: the fields the reader relies on and their types (see :func:`check_fields`); an
+            ``arrays`` field is also checked entry by entry (dtype, shape).
 
     Raises:
         ArtifactError: with a message that says what is wrong and what to do.
@@ -126,8 +158,8 @@ def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, .
         )
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorruptArtifactError(meta_path, f"is not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CorruptArtifactError(meta_path, f"is not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(meta, dict) or meta.get("format") != kind:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise ArtifactError(f"{directory} holds format {found!r}, not {kind!r}")
@@ -138,6 +170,7 @@ def read_meta(directory: str | Path, kind: str, supported_versions: tuple[int, .
             f"{list(supported_versions)}: rebuild it with this version of lsr"
         )
     check_sealed(directory, meta)
+    check_fields(meta, meta_path, fields or {})
     return meta
 
 
@@ -175,6 +208,61 @@ def read_checked(directory: Path, name: str, meta: dict[str, Any]) -> bytes:
     if entry is not None and bytes_crc32(data) != entry.get("crc32"):
         raise CorruptArtifactError(directory / name, "fails its checksum")
     return data
+
+
+def check_fields(meta: Mapping[str, Any], where: Path, fields: Mapping[str, type]) -> None:
+    """Each of ``fields`` is present with its type: ``int`` a non-negative integer, ``float`` a finite
+    number, ``dict``/``list``/``str`` as named; ``arrays`` a mapping of ``{dtype, shape}`` specs.
+
+    Raises:
+        ArtifactError: naming ``where``, the field and its value.
+    """
+    for key, kind in fields.items():
+        if key not in meta:
+            raise ArtifactError(f"{where} lacks the field {key!r}: the file is corrupt, rebuild it")
+        if not _of_type(meta[key], kind):
+            raise ArtifactError(
+                f"{where}: field {key!r} is {_short(meta[key])}, not a valid {kind.__name__}: "
+                "the file is corrupt, rebuild it"
+            )
+    arrays = meta.get("arrays")
+    if arrays is None:
+        return
+    if not isinstance(arrays, dict):
+        raise ArtifactError(f"{where}: field 'arrays' is {_short(arrays)}, not a mapping; rebuild it")
+    for name, spec in arrays.items():
+        if not plain_name(name) or not _array_spec(spec):
+            raise ArtifactError(f"{where}: array {name!r} has spec {_short(spec)}, not {{dtype, shape}}")
+
+
+def _of_type(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e30
+    return isinstance(value, kind)
+
+
+def _array_spec(spec: Any) -> bool:
+    if not isinstance(spec, dict) or not isinstance(spec.get("shape"), list):
+        return False
+    if not all(_of_type(n, int) for n in spec["shape"]) or not isinstance(spec.get("dtype"), str):
+        return False
+    try:
+        np.dtype(spec["dtype"])
+    except TypeError:
+        return False
+    return True
+
+
+def plain_name(name: Any) -> bool:
+    """A file name inside an artifact directory: a short string without a path separator."""
+    return isinstance(name, str) and 0 < len(name) <= 200 and not any(c in name for c in "/\\\0")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def save_array(directory: Path, name: str, array: np.ndarray) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from lsr.index.io import (
     CorruptArtifactError,
     directory_bytes,
     load_array,
+    plain_name,
     read_checked,
     read_meta,
 )
@@ -101,6 +102,17 @@ def _decode(directory: Path, name: str, meta: dict[str, Any]) -> str:
         raise CorruptArtifactError(directory / name, f"is not UTF-8 ({exc})") from None
 
 
+# what Index.load relies on in meta.json (checked by read_meta)
+INDEX_FIELDS = {
+    "n_docs": int,
+    "n_terms": int,
+    "n_postings": int,
+    "arrays": dict,
+    "impacts": dict,
+    "files": list,
+}
+
+
 class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
@@ -138,9 +150,18 @@ class Index:
             ArtifactError: missing, half-written, foreign or other-version directory.
         """
         path = Path(path)
-        meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,))
+        meta = read_meta(path, INDEX_FORMAT, (INDEX_FORMAT_VERSION,), INDEX_FIELDS)
+        missing = sorted({"term_ptr", "doc_ids", "impacts"} - set(meta["arrays"]))
+        if missing or not isinstance(meta["impacts"].get("scale"), (int, float)):
+            raise ArtifactError(
+                f"{path}/meta.json lacks arrays {missing} or impacts.scale; rebuild the index"
+            )
         arrays = {name: load_array(path, name, spec, mmap=mmap) for name, spec in meta["arrays"].items()}
-        for name in meta.get("files", []):
+        if len(arrays["term_ptr"]) != meta["n_terms"] + 1:
+            raise ArtifactError(f"{path}: term_ptr length does not match n_terms; rebuild the index")
+        for name in meta["files"]:
+            if not plain_name(name):
+                raise ArtifactError(f"{path}/meta.json lists file {str(name)[:80]!r}: corrupt, rebuild it")
             if not (path / name).is_file():
                 raise ArtifactError(f"{path / name} is missing; the index is incomplete, rebuild it")
         check_postings(path, meta, arrays)

@@ -288,6 +288,11 @@ def _add_serve_limit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-query-tokens", type=int, help="longest text query (whitespace tokens)")
     p.add_argument("--max-batch", type=int, help="most queries in one batch request")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (1 MiB)")
+    p.add_argument(
+        "--max-in-flight",
+        type=int,
+        help="searches admitted at once; more are answered 503 with Retry-After (0: 4 x threads)",
+    )
 
 
 def _add_serve_access_args(p: argparse.ArgumentParser) -> None:
@@ -845,6 +850,7 @@ def _serve_flags(args: argparse.Namespace) -> dict:
         "max_query_tokens": args.max_query_tokens,
         "max_batch": args.max_batch,
         "max_body_bytes": args.max_body_bytes,
+        "max_in_flight": args.max_in_flight,
         "api_key_file": args.api_key_file,
         "api_key_env": args.api_key_env,
         "indexes": parse_index_specs(args.indexes) if args.indexes else None,

@@ -338,6 +338,12 @@ class ServiceConfig:
     workers: int = 1
     search_threads: int = 0  # threads running searches in each worker; 0: the cores of the machine
     timeout_s: float = 10.0  # per request; past it the request is answered 503
+    # searches admitted at once (running or queued for a search thread); past it a search is answered
+    # 503 with Retry-After at once instead of queueing without limit. 0: 4 x search threads (each thread
+    # has its next search queued behind it, so the pool never idles, and a queued search waits at most
+    # ~3 searches' time: tail latency stays a few searches long instead of growing with the queue)
+    max_in_flight: int = 0
+    body_timeout_s: float = 10.0  # a request body not received in full within this is answered 408
     max_k: int = 1000
     max_query_chars: int = 2048
     max_query_tokens: int = 256  # whitespace-separated tokens of a text query
@@ -380,11 +386,24 @@ class ServiceConfig:
             raise ConfigError(f"search_threads = {self.search_threads!r} must be >= 0 (0: all cores)")
         if not self.timeout_s > 0:
             raise ConfigError(f"timeout_s = {self.timeout_s!r} must be > 0")
+        if not self.body_timeout_s > 0:
+            raise ConfigError(f"body_timeout_s = {self.body_timeout_s!r} must be > 0")
+        if (
+            isinstance(self.max_in_flight, bool)
+            or not isinstance(self.max_in_flight, int)
+            or self.max_in_flight < 0
+        ):
+            raise ConfigError(f"max_in_flight = {self.max_in_flight!r} must be >= 0 (0: 4 x search threads)")
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
 
     @property
     def threads(self) -> int:
         return self.search_threads or os.cpu_count() or 1
+
+    @property
+    def admitted(self) -> int:
+        """Searches in flight at most (``max_in_flight``, 0: 4 x search threads)."""
+        return self.max_in_flight or 4 * self.threads
 
 
 @dataclass(frozen=True)
@@ -441,8 +460,8 @@ def load_dataclass_config(
         resolved = resolve_config_path(path)
         try:
             loaded = yaml.safe_load(resolved.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{resolved}: invalid YAML ({exc})") from None
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+            raise ConfigError(f"{resolved}: invalid YAML ({str(exc)[:300]})") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{resolved}: expected a mapping of sections at the top level")
         data = loaded or {}
@@ -459,6 +478,8 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"override {item[:80]!r}: the value is nested too deeply") from None
     node = data
     parts = key.strip().split(".")
     for part in parts[:-1]:

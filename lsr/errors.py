@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
 
 class LsrError(Exception):
     """Base class for every error the user can fix by changing input, config or paths."""
@@ -36,3 +46,50 @@ def __getattr__(name: str) -> type[Exception]:
 
         return getattr(io, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class DiskFullError(LsrError):
+    """A write failed for lack of space (ENOSPC, EDQUOT) or past the file-size limit (EFBIG); the
+    message names the artifact, and nothing of it was published."""
+
+    def __init__(self, out: str | Path, reason: str, file: str | None):
+        self.reason, self.file = reason, file
+        where = f" ({file})" if file else ""
+        super().__init__(
+            f"writing {out} failed: {reason}{where}; nothing was published at {out} (an existing one is "
+            "unchanged): free some space and run the command again"
+        )
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@contextlib.contextmanager
+def disk_full_as_error(out: str | Path) -> Iterator[None]:
+    """Turn a full disk (or the file-size limit) while writing ``out`` into a :class:`DiskFullError`
+    naming ``out`` (the outermost artifact, when writers nest) and the file that failed; the writers
+    under it remove their temporary files and leave the previous ``out`` as it was."""
+    try:
+        yield
+    except DiskFullError as exc:
+        raise DiskFullError(out, exc.reason, exc.file) from None
+    except OSError as exc:
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        limit = exc.errno == errno.EFBIG
+        reason = "the file-size limit (ulimit -f)" if limit else "no space left on the device"
+        raise DiskFullError(out, reason, exc.filename) from None
+
+
+def reports_disk_full(fn: F) -> F:
+    """Decorate a function that writes the artifact named by its ``out`` argument: a full disk inside
+    it becomes a :class:`DiskFullError` naming ``out`` (:func:`disk_full_as_error`)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = signature.bind(*args, **kwargs).arguments["out"]
+        with disk_full_as_error(out):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

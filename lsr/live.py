@@ -37,7 +37,13 @@ import numpy as np
 
 from lsr.config import Config, from_dict
 from lsr.data.corpus import Doc
-from lsr.errors import DataFormatError, IndexLockedError, LsrError, VocabularyMismatchError
+from lsr.errors import (
+    DataFormatError,
+    IndexLockedError,
+    LsrError,
+    VocabularyMismatchError,
+    disk_full_as_error,
+)
 from lsr.index import SparseBatch
 from lsr.index.docstore import DocStore, DocStoreWriter
 from lsr.index.fields import FieldError
@@ -63,7 +69,7 @@ class LiveIndex:
     def writer(self) -> Iterator[IndexWriter]:
         """The index's writer, its lock held for the block; index-level errors become lsr errors."""
         try:
-            with IndexWriter(self.path, self.policy) as w:
+            with disk_full_as_error(self.path), IndexWriter(self.path, self.policy) as w:
                 yield w
         except WriteLockError as exc:
             raise IndexLockedError(str(exc)) from None

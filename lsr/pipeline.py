@@ -30,6 +30,7 @@ from lsr.data.formats import CorpusSource
 from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
+from lsr.errors import reports_disk_full
 from lsr.index import BuildOptions, build_index
 from lsr.vectors import Vectors, VectorWriter
 from lsr.weights import flattening_warning
@@ -50,6 +51,7 @@ def _sections(config: Config, encoder: dict[str, Any], source: str) -> dict[str,
 Corpus = str | Path | CorpusSource | Iterable[Doc]
 
 
+@reports_disk_full
 def encode_corpus(
     config: Config,
     corpus: Corpus,
@@ -183,6 +185,7 @@ def build_index_from_ciff(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@reports_disk_full
 def build_index_from_vectors(
     config: Config, vectors_path: str | Path, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:
@@ -256,6 +259,7 @@ def index_build_options(config: Config) -> BuildOptions:
     )
 
 
+@reports_disk_full
 def index_corpus(
     config: Config, corpus: Corpus, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:

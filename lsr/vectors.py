@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -127,9 +128,19 @@ class VectorWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool | None:
-        self._ids.close()
-        if self._docstore is not None:
-            self._docstore.close()
+        try:
+            self._ids.close()
+            if self._docstore is not None:
+                self._docstore.close()
+        except OSError as close_exc:  # e.g. the disk filled while flushing: clean up below, then raise
+            if exc_type is None:
+                exc_type, exc, tb = type(close_exc), close_exc, close_exc.__traceback__
+        result = self._exit(exc_type, exc, tb)
+        if exc is not None and exc_type is not None and not result and exc is not sys.exc_info()[1]:
+            raise exc
+        return result
+
+    def _exit(self, exc_type, exc, tb) -> bool | None:
         if self._ctx is not None:
             return self._ctx.__exit__(exc_type, exc, tb)
         if exc_type is not None:
@@ -335,12 +346,20 @@ def check_unique_ids(ids_path: Path) -> None:
         raise DataFormatError(f"duplicate doc ids: {', '.join(dups[:5])}{more}")
 
 
+_FIELDS = {"n_docs": int, "n_terms": int, "shards": list}  # what Vectors relies on in meta.json
+
+
 class Vectors:
     """A read-only encoded corpus directory."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.meta = read_meta(self.path, VECTORS_FORMAT, (VECTORS_FORMAT_VERSION,))
+        self.meta = read_meta(self.path, VECTORS_FORMAT, (VECTORS_FORMAT_VERSION,), _FIELDS)
+        for shard in self.meta["shards"]:
+            if not isinstance(shard, dict) or not isinstance(shard.get("name"), str) or "/" in shard["name"]:
+                raise ArtifactError(
+                    f"{self.path}/meta.json: shard entry {str(shard)[:80]} is corrupt; re-encode"
+                )
         self.n_docs: int = self.meta["n_docs"]
         self.n_terms: int = self.meta["n_terms"]
 

@@ -448,6 +448,28 @@ class DocsRequest(_Body):
 # --- the service ----------------------------------------------------------------------------------
 
 
+class Admission:
+    """At most ``limit`` searches in flight (running in the search pool or queued for it); one more is
+    refused at once with a 503 (Retry-After: 1) rather than queued without limit. Used from the event
+    loop only (enter) and the futures' done callbacks, which run on the loop too: a plain counter."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.count = 0
+        self.shed = 0
+
+    def enter(self) -> None:
+        if self.count >= self.limit:
+            self.shed += 1
+            raise ApiError(
+                503, f"the service is at its limit of {self.limit} searches in flight (max_in_flight); retry"
+            )
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+
+
 class Service:
     """State shared by the routes: settings, served indexes, the search pool, metrics."""
 
@@ -462,6 +484,7 @@ class Service:
         self.load_error: str | None = None
         self.started = time.time()
         self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="lsr-search")
+        self.admission = Admission(settings.admitted)
         self.reload_locks: dict[str, asyncio.Lock] = {}
         self.write_locks: dict[str, asyncio.Lock] = {}
         self._load_task: asyncio.Task | None = None
@@ -576,9 +599,10 @@ class Service:
         """``fn(*args)`` in the search pool, answered 503 past the timeout (the pool thread finishes
         its search in the background; numba kernels cannot be interrupted)."""
         loop = asyncio.get_running_loop()
+        self.admission.enter()
         self.metrics.in_flight.inc()
         future = loop.run_in_executor(self.pool, fn, *args)
-        future.add_done_callback(lambda _: self.metrics.in_flight.dec())
+        future.add_done_callback(self._search_done)
         try:
             return await asyncio.wait_for(future, self.settings.timeout_s)
         except asyncio.TimeoutError:
@@ -589,6 +613,10 @@ class Service:
                 f"{self.settings.timeout_s:g} s timeout; ask for a smaller k or batch, or use "
                 "mode 'approx'",
             ) from None
+
+    def _search_done(self, _: Any) -> None:
+        self.metrics.in_flight.dec()
+        self.admission.leave()
 
     def check_options(self, served: ServedIndex, body: SearchOptions) -> SearchParams:
         """The search options checked: 422 outside the schema (its bounds are the settings' limits),
@@ -767,11 +795,18 @@ class ServiceMiddleware:
         return None
 
     async def _buffer_chunked(self, scope: dict, receive: Callable) -> tuple[ApiError | None, Callable]:
-        """A body without Content-Length (chunked) is read here, up to the maximum, then replayed to the
-        app; past the maximum the request is answered 413 without reading the rest."""
-        headers = dict(scope["headers"])
-        if b"content-length" in headers or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        """A request body is read here, up to the maximum and within ``body_timeout_s``, then replayed
+        to the app; past the maximum the request is answered 413 without reading the rest, past the
+        timeout 408 (a client trickling its body holds a connection, never a search thread)."""
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return None, receive
+        try:
+            return await asyncio.wait_for(self._read_body(receive), self.service.settings.body_timeout_s)
+        except asyncio.TimeoutError:
+            timeout = self.service.settings.body_timeout_s
+            return ApiError(408, f"the request body did not arrive within {timeout:g} s"), receive
+
+    async def _read_body(self, receive: Callable) -> tuple[ApiError | None, Callable]:
         limit = self.service.settings.max_body_bytes
         chunks, size = [], 0
         while True:

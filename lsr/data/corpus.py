@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lsr.data.jsonl import iter_jsonl, open_text, require_str
+from lsr.data.jsonl import iter_jsonl, iter_lines, require_str
 from lsr.errors import DataFormatError
 
 if TYPE_CHECKING:
@@ -141,14 +141,13 @@ def corpus_file(corpus: object) -> Path | None:
 
 def _iter_query_file(path: Path) -> Iterator[Query]:
     if path.name.endswith((".tsv", ".tsv.gz", ".txt")):
-        with open_text(path) as f:
-            for line_no, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                parts = line.rstrip("\n").split("\t", 1)
-                if len(parts) != 2:
-                    raise DataFormatError(f"{path}:{line_no}: expected 'query_id<TAB>text'")
-                yield Query(check_id(parts[0], f"{path}:{line_no}"), parts[1])
+        for line_no, line in enumerate(iter_lines(path), start=1):
+            if not line.strip():
+                continue
+            parts = line.rstrip("\r\n").split("\t", 1)
+            if len(parts) != 2:
+                raise DataFormatError(f"{path}:{line_no}: expected 'query_id<TAB>text'")
+            yield Query(check_id(parts[0], f"{path}:{line_no}"), parts[1])
         return
     for line_no, obj in iter_jsonl(path):
         where = f"{path}:{line_no}"

@@ -37,6 +37,8 @@ def iter_jsonl(path: str | Path, label: str | None = None) -> Iterator[tuple[int
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(f"{label}:{line_no}: malformed JSON ({exc.msg})") from None
+            except RecursionError:
+                raise DataFormatError(f"{label}:{line_no}: JSON nested too deeply") from None
             if not isinstance(obj, dict):
                 raise DataFormatError(f"{label}:{line_no}: expected a JSON object, got {type(obj).__name__}")
             yield line_no, obj
@@ -54,6 +56,13 @@ def require_str(obj: dict[str, Any], key: str, where: str, *, allow_empty: bool 
     if not allow_empty and not value.strip():
         raise DataFormatError(f"{where}: field {key!r} is empty")
     return value
+
+
+def iter_lines(path: str | Path) -> Iterator[str]:
+    """The decoded lines of a text file (``.gz`` decompressed, a BOM dropped); bytes that are not UTF-8
+    raise a DataFormatError naming the file and line."""
+    with open_binary(path) as f:
+        yield from decoded_lines(f, path)
 
 
 def open_binary(path: str | Path) -> io.BufferedIOBase:

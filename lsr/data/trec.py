@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from operator import itemgetter
 from pathlib import Path
 
-from lsr.data.jsonl import open_text
+from lsr.data.jsonl import iter_lines
 from lsr.errors import DataFormatError
 
 Qrels = dict[str, dict[str, int]]
@@ -40,11 +40,10 @@ def read_qrels(path: str | Path) -> Qrels:
 
 def _fields(path: str | Path) -> Iterator[tuple[int, list[str]]]:
     """``(line_number, whitespace-separated fields)`` of each non-blank line."""
-    with open_text(path) as f:
-        for line_no, line in enumerate(f, start=1):
-            parts = line.split()
-            if parts:
-                yield line_no, parts
+    for line_no, line in enumerate(iter_lines(path), start=1):
+        parts = line.split()
+        if parts:
+            yield line_no, parts
 
 
 def read_run(path: str | Path) -> Run:

@@ -302,7 +302,12 @@ def _checkpoint_to_resume(cfg: TrainConfig, out: Path, resume: bool) -> dict[str
             f"{out} already holds a training run; pass --resume to continue it, or choose another --out"
         )
     if resume and not (ckpt_dir / "state.json").is_file():
-        raise LsrError(f"--resume: {ckpt_dir} holds no checkpoint")
+        if not (out / "config.json").is_file():
+            raise LsrError(f"--resume: {ckpt_dir} holds no checkpoint")
+        # a run stopped before its first checkpoint: nothing to resume, so it starts over
+        logger.warning("--resume: %s holds no checkpoint yet; starting the run over from step 0", out)
+        (out / "train_log.jsonl").unlink(missing_ok=True)
+        resume = False
     if not cfg.data.prepared:
         raise ConfigError("data.prepared is empty: name the directory written by lsr train-prepare")
     if not resume:

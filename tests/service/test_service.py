@@ -600,3 +600,58 @@ def test_load_script_measures_and_refuses_remote_urls(server, scifact, tmp_path,
     for lv in levels:
         assert lv["http"]["ok"] == 60 and lv["http"]["errors"] == 0 and lv["inprocess"]["ok"] == 60
         assert math.isfinite(lv["http"]["p99_ms"]) and lv["http"]["p99_ms"] >= lv["http"]["p50_ms"]
+
+
+def test_searches_past_max_in_flight_are_shed_with_503_and_health_answers(tiny_if_index):
+    """max_in_flight = 2 and slow searches: of 6 at once, 2 are admitted, 4 answered 503 at once with
+    Retry-After; /healthz answers meanwhile; when the 2 finish, searches are admitted again."""
+    from lsr.service.app import create_app
+
+    app = create_app(
+        _settings(tiny_if_index, search_threads=2, max_in_flight=2, warmup=False),
+        opener=lambda p: SlowSearcher(p, delay=1.5),
+    )
+    with serve_in_thread(app) as url:
+        wait_ready(url, 30)
+        answers: list = []
+
+        def slow() -> None:
+            t0 = time.perf_counter()
+            r = httpx.post(f"{url}/v1/search", json={"query": "slow cat"}, timeout=30)
+            answers.append((r, time.perf_counter() - t0))
+
+        threads = [threading.Thread(target=slow) for _ in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        for t in threads:
+            t.join()
+        shed = [(r, s) for r, s in answers if r.status_code == 503]
+        assert sorted(r.status_code for r, _ in answers) == [200, 200, 503, 503, 503, 503]
+        assert all(r.headers["Retry-After"] == "1" and s < 1.0 for r, s in shed)
+        assert "max_in_flight" in shed[0][0].json()["error"]["message"]
+        assert httpx.post(f"{url}/v1/search", json={"query": "cat"}, timeout=30).status_code == 200
+
+
+def test_a_body_trickled_past_body_timeout_is_408_and_searches_go_on(tiny_if_index):
+    import socket
+
+    from lsr.service.app import create_app
+
+    app = create_app(_settings(tiny_if_index, search_threads=1, body_timeout_s=1.0, warmup=False))
+    with serve_in_thread(app) as url:
+        wait_ready(url, 30)
+        host, port = url.removeprefix("http://").split(":")
+        body = b'{"query": "cat"}'
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body[:1]
+            )
+            t0 = time.perf_counter()
+            r = httpx.post(f"{url}/v1/search", json={"query": "cat"}, timeout=30)
+            assert r.status_code == 200  # the one search thread is not tied up by the trickling client
+            head = sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 408") and time.perf_counter() - t0 < 8

@@ -1,0 +1,365 @@
+"""SIGKILL at random moments: does every command leave its artifact intact or resumable?
+
+    python scripts/kill_trials.py --trials index=40,reload=30,encode=15,train=15 --json kill_trials.json
+
+Each trial starts a command, kills it (SIGKILL) after a random delay drawn from [0, its uninterrupted
+duration], then checks:
+
+- ``index``: ``lsr index --corpus B --overwrite`` over an index of corpus A. Recovered: the index
+  opens and answers like A's (old intact) or like a reference index of B (new complete).
+- ``encode``: ``lsr encode`` (splade-tiny, shards of 50 docs), then the same command again to the end.
+  Recovered: the vectors equal an uninterrupted run's (ids, vocabulary, term ids exactly; weights within
+  1e-5 relative); the table counts exact-equal weights too.
+- ``train``: ``lsr train`` on configs/train-toy.yaml (a tiny random model), then again with
+  ``--resume``. Recovered: the trained model (``OUT/best``) equals an uninterrupted run's within 1e-4.
+- ``reload``: ``lsr serve`` while a client posts reloads of its index in a loop; killed mid-reload, the
+  index opens and answers as before, and a restarted service answers the same.
+
+Prints a table by command (trials, recovered, lost) and writes JSON. Needs ../shared/data (SciFact)
+and models/splade-tiny (scripts/fetch_models.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SCIFACT = REPO.parent / "shared" / "data" / "beir" / "scifact"
+SPLADE_TINY = REPO / "models" / "splade-tiny"
+LSR = [sys.executable, "-m", "lsr.cli"]
+QUERIES = ["vitamin d deficiency", "coffee and cancer risk", "gene expression in t cells", "aspirin"]
+
+
+def run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True, **kw)
+
+
+def timed(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    run(cmd)
+    return time.perf_counter() - t0
+
+
+def kill_after(cmd: list[str], delay: float) -> bool:
+    """Start ``cmd``, SIGKILL it after ``delay`` s; True if it was killed (not finished before)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        proc.wait(delay)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True
+
+
+def write_corpus(path: Path, start: int, stop: int) -> Path:
+    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
+        lines = [line for i, line in enumerate(f) if start <= i < stop]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def answers(index: Path) -> list[list[str]]:
+    from lsr.api import Index
+
+    opened = Index.load(index)
+    return [[hit.doc_id for hit in opened.search(q, k=10)] for q in QUERIES]
+
+
+# --- index --overwrite ---------------------------------------------------------------------------
+
+
+class IndexTrials:
+    def __init__(self, work: Path, docs: int = 3000):
+        self.work = work / "index"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.corpus_a = write_corpus(self.work / "a.jsonl", 0, docs // 2)
+        self.corpus_b = write_corpus(self.work / "b.jsonl", docs // 6, docs + docs // 6)
+        self.old = self._build(self.corpus_a, self.work / "old")
+        self.ref = self._build(self.corpus_b, self.work / "ref-b")
+        self.old_answers, self.new_answers = answers(self.old), answers(self.ref)
+        self.seconds = timed(self._cmd(self.work / "timing", self.corpus_b))
+
+    def _cmd(self, out: Path, corpus: Path) -> list[str]:
+        return [*LSR, "index", "--corpus", str(corpus), "--encoder", "bm25", "--out", str(out), "--overwrite",
+                "--quiet"]  # fmt: skip
+
+    def _build(self, corpus: Path, out: Path) -> Path:
+        if not (out / "meta.json").is_file():
+            run(self._cmd(out, corpus))
+        return out
+
+    def trial(self, rnd: random.Random, trial_dir: Path) -> dict[str, Any]:
+        target = trial_dir / "idx"
+        shutil.copytree(self.old, target)
+        killed = kill_after(self._cmd(target, self.corpus_b), rnd.uniform(0, self.seconds))
+        try:
+            got = answers(target)
+        except Exception as exc:
+            return {"killed": killed, "recovered": False, "state": f"{type(exc).__name__}: {exc}"[:200]}
+        state = "old" if got == self.old_answers else "new" if got == self.new_answers else "wrong answers"
+        litter = sorted(p.name for p in trial_dir.iterdir() if p.name.startswith("."))
+        return {"killed": killed, "recovered": state != "wrong answers", "state": state, "litter": litter}
+
+
+# --- encode, resumed -----------------------------------------------------------------------------
+
+
+def load_vectors(path: Path) -> dict[str, Any]:
+    from lsr.vectors import Vectors
+
+    vectors = Vectors(path)
+    batches = list(vectors.batches())
+    return {
+        "ids": list(vectors.iter_ids()),
+        "vocab": vectors.vocab(),
+        "indptr": [np.asarray(b.indptr) for b in batches],
+        "terms": np.concatenate([b.term_ids for b in batches]),
+        "weights": np.concatenate([b.weights for b in batches]),
+    }
+
+
+class EncodeTrials:
+    def __init__(self, work: Path, docs: int = 300):
+        self.work = work / "encode"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.corpus = write_corpus(self.work / "c.jsonl", 0, docs)
+        ref = self.work / "ref"
+        self.seconds = timed(self._cmd(ref))
+        self.ref = load_vectors(ref)
+
+    def _cmd(self, out: Path) -> list[str]:
+        return [
+            *LSR, "encode", "--encoder", str(SPLADE_TINY), "--corpus", str(self.corpus), "--out", str(out),
+            "--set", "encoder.shard_docs=30", "--overwrite", "--quiet",
+        ]  # fmt: skip
+
+    def trial(self, rnd: random.Random, trial_dir: Path) -> dict[str, Any]:
+        out = trial_dir / "vectors"
+        killed = kill_after(self._cmd(out), rnd.uniform(0, self.seconds))
+        partial = any(p.name.startswith(".vectors") for p in trial_dir.iterdir())
+        try:
+            run(self._cmd(out))
+            got = load_vectors(out)
+        except Exception as exc:
+            return {"killed": killed, "recovered": False, "state": f"{type(exc).__name__}: {exc}"[:300]}
+        ref = self.ref
+        same = (
+            got["ids"] == ref["ids"]
+            and got["vocab"] == ref["vocab"]
+            and np.array_equal(got["terms"], ref["terms"])
+            and np.allclose(got["weights"], ref["weights"], rtol=1e-5, atol=0)
+        )  # fmt: skip
+        exact = same and np.array_equal(got["weights"], ref["weights"])
+        return {"killed": killed, "recovered": bool(same), "resumed": partial, "exact": bool(exact)}
+
+
+# --- train, resumed ------------------------------------------------------------------------------
+
+
+def model_tensors(folder: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return {k: v for f in sorted(folder.glob("*.safetensors")) for k, v in load_file(str(f)).items()}
+
+
+class TrainTrials:
+    def __init__(self, work: Path):
+        sys.path.insert(0, str(REPO / "tests" / "unit" / "encoders"))
+        from tiny_models import make_mlm
+
+        self.work = work / "train"
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.model = self.work / "tiny-mlm"
+        if not self.model.exists():
+            make_mlm(self.model)
+        self.prepared = self.work / "prepared"
+        if not self.prepared.exists():
+            toy = ["--config", "configs/train-toy.yaml", "--set", "prepare.dataset=tests/data/train-tiny"]
+            run([*LSR, "train-prepare", *toy, "--out", str(self.prepared), "--quiet"], cwd=REPO)
+        ref = self.work / "ref"
+        shutil.rmtree(ref, ignore_errors=True)
+        self.seconds = timed(self._cmd(ref))
+        self.ref = model_tensors(ref / "best")
+
+    def _cmd(self, out: Path, resume: bool = False) -> list[str]:
+        return [*LSR, "train", "--config", str(REPO / "configs" / "train-toy.yaml"), "--set",
+                f"data.prepared={self.prepared}", "--set", f"model.init={self.model}", "--out", str(out),
+                "--quiet", *(["--resume"] if resume else [])]  # fmt: skip
+
+    def trial(self, rnd: random.Random, trial_dir: Path) -> dict[str, Any]:
+        out = trial_dir / "run"
+        killed = kill_after(self._cmd(out), rnd.uniform(0, self.seconds))
+        resumed = (out / "checkpoint" / "state.json").is_file()
+        try:
+            if killed:  # --resume also starts over a run killed before its first checkpoint
+                run(self._cmd(out, resume=True))
+            got = model_tensors(out / "best")
+        except Exception as exc:
+            err = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else str(exc)
+            return {"killed": killed, "recovered": False, "state": f"{type(exc).__name__}: {err}"[-300:]}
+        diff = max(float(np.abs(got[k].astype(np.float64) - self.ref[k]).max()) for k in self.ref)
+        same = set(got) == set(self.ref) and diff <= 1e-4
+        return {"killed": killed, "recovered": same, "resumed": resumed, "max_abs_diff": diff}
+
+
+# --- service killed during reloads -----------------------------------------------------------------
+
+
+def free_port(lo: int = 18460, hi: int = 18499) -> int:
+    for port in range(lo, hi):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 18460-18499")
+
+
+class ReloadTrials:
+    def __init__(self, work: Path, index: Path):
+        self.index = index
+        self.before = answers(index)
+
+    def _serve(self, port: int) -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if k != "LSR_API_KEY"}
+        cmd = [
+            *LSR,
+            "serve",
+            "--index",
+            f"idx={self.index}",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--quiet",
+        ]
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+
+    def _ready(self, url: str, proc: subprocess.Popen) -> None:
+        import httpx
+
+        end = time.monotonic() + 120
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("the service did not become ready")
+
+    def _served_answers(self, url: str) -> list[list[str]]:
+        import httpx
+
+        out = []
+        for q in QUERIES:
+            hits = httpx.post(f"{url}/v1/search", json={"query": q, "k": 10}, timeout=30).json()["hits"]
+            out.append([h["id"] for h in hits])
+        return out
+
+    def trial(self, rnd: random.Random, trial_dir: Path) -> dict[str, Any]:
+        import httpx
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = self._serve(port)
+        try:
+            self._ready(url, proc)
+            end = time.monotonic() + rnd.uniform(0.05, 2.0)
+            reloads = 0
+            with httpx.Client(timeout=30) as client:
+                while time.monotonic() < end:
+                    client.post(f"{url}/v1/indexes/idx/reload", json={})
+                    reloads += 1
+                    # the kill lands inside a reload: one more is sent and the process killed while it runs
+                client_proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        f"import httpx; httpx.post('{url}/v1/indexes/idx/reload', json={{}})",
+                    ]
+                )
+                time.sleep(rnd.uniform(0, 0.3))
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                client_proc.wait()
+            intact = answers(self.index) == self.before
+            proc = self._serve(port)
+            self._ready(url, proc)
+            served = self._served_answers(url) == self.before
+            return {"killed": True, "recovered": intact and served, "reloads": reloads}
+        except Exception as exc:
+            return {"killed": True, "recovered": False, "state": f"{type(exc).__name__}: {exc}"[:300]}
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def run_trials(name: str, make: Callable[[], Any], n: int, work: Path, rnd: random.Random) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    trials = make()
+    setup = time.perf_counter() - t0
+    rows = []
+    for i in range(n):
+        trial_dir = work / "trials" / f"{name}-{i}"
+        shutil.rmtree(trial_dir, ignore_errors=True)
+        trial_dir.mkdir(parents=True)
+        row = trials.trial(rnd, trial_dir)
+        rows.append(row)
+        shutil.rmtree(trial_dir, ignore_errors=True)
+        print(f"  {name} {i}: {row}", flush=True)
+    return {
+        "command": name, "trials": n, "killed": sum(r["killed"] for r in rows),
+        "recovered": sum(r["recovered"] for r in rows), "lost": sum(not r["recovered"] for r in rows),
+        "setup_s": round(setup, 1), "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
+    }  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", default="index=40,encode=30,train=15,reload=20")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/lsr-kill-trials"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    counts = {k: int(v) for k, v in (item.split("=") for item in args.trials.split(","))}
+    rnd = random.Random(args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    makers: dict[str, Callable[[], Any]] = {
+        "index": lambda: IndexTrials(args.work),
+        "encode": lambda: EncodeTrials(args.work),
+        "train": lambda: TrainTrials(args.work),
+        "reload": lambda: ReloadTrials(args.work, IndexTrials(args.work).old),
+    }
+    results = []
+    for name, n in counts.items():
+        results.append(run_trials(name, makers[name], n, args.work, rnd))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'command':<8} {'trials':>6} {'killed':>6} {'recovered':>9} {'lost':>4} {'seconds':>8}")
+    for r in results:  # killed: the kill landed before the command finished
+        cells = (r["trials"], r["killed"], r["recovered"], r["lost"], r["seconds"])
+        print(
+            f"{r['command']:<8} " + " ".join(f"{c:>{w}}" for c, w in zip(cells, (6, 6, 9, 4, 8), strict=True))
+        )
+    return 1 if any(r["lost"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Every reader on random and mutated bytes: it reads them or raises our error with a message (CI subset;
+scripts/fuzz_long.py runs 100,000+ inputs per target). Each crash found is a regression case below."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from fuzz_targets import TARGETS, Target, all_targets, check
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+FUZZ = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None
+)
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory) -> tuple[dict[str, Target], Path]:
+    work = tmp_path_factory.mktemp("fuzz")
+    return all_targets(work), work
+
+
+NAMES = [*TARGETS, "meta-index", "meta-blockmax", "meta-vectors"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_seed_is_read(targets, name):
+    found, work = targets
+    assert check(found[name], work, found[name].seed) is None
+    found[name].run(work, found[name].seed)  # the valid seed is read, not refused
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mutated_input_is_read_or_refused_with_our_error(targets, name):
+    found, work = targets
+    target = found[name]
+
+    @FUZZ
+    @given(st.randoms(use_true_random=False))
+    def run(rnd: random.Random) -> None:
+        data = target.mutator(target.seed, rnd)
+        bug = check(target, work, data)
+        assert bug is None, f"{name}: {bug!r} on {data[:300]!r}"
+
+    run()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_random_bytes_are_read_or_refused_with_our_error(targets, name):
+    found, work = targets
+
+    @settings(FUZZ, max_examples=50)
+    @given(st.binary(max_size=300))
+    def run(data: bytes) -> None:
+        bug = check(found[name], work, data)
+        assert bug is None, f"{name}: {bug!r} on {data[:300]!r}"
+
+    run()
+
+
+# --- regression cases: inputs the fuzzer found crashing, each now our error --------------------------
+
+REGRESSIONS = [
+    ("queries-tsv", b"q1\tcat o\xee mat\n"),  # UnicodeDecodeError from the text reader
+    ("qrels", b"query-id\tcorpus-\xe9d\tscore\nq1\td1\t1\n"),
+    ("trec-run", b"q1 Q0 d1 1 2.5 l\xf3r\n"),
+    ("config-yaml", b"search:\n  k: \xff\n"),
+    ("config-set", b"search.k=" + b'{"a":' * 3000),  # RecursionError in YAML
+    ("corpus-jsonl", b"[" * 5000 + b"\n"),  # RecursionError in json
+    ("meta-index", b'{"format": "lsr-index", "format_version": 1}'),  # KeyError on fields
+    ("meta-index", b"[" * 5000),
+]
+
+
+@pytest.mark.parametrize(("name", "data"), REGRESSIONS)
+def test_regressions(targets, name, data):
+    found, work = targets
+    assert check(found[name], work, data) is None
