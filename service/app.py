@@ -284,13 +284,14 @@ def _trec_page(
     scores = np.asarray(result.scores)
     near = scores[max(offset - 1, 0) : end + 1]  # a tie that reaches into the page
     if not (near[1:] == near[:-1]).any():  # none: the index's order is the trec order here
-        return SearchResult(result.docs[offset:end], scores[offset:end])
+        return dataclasses.replace(result, docs=result.docs[offset:end], scores=scores[offset:end])
     keys = searcher.index.doc_keys
     internal = {keys[d]: d for d in result.docs.tolist()}
     ranked = trec_order(dict(zip(internal, scores.tolist(), strict=True)))[offset:end]
-    return SearchResult(
-        np.array([internal[key] for key, _ in ranked], dtype=np.int64),
-        np.array([score for _, score in ranked], dtype=scores.dtype),
+    return dataclasses.replace(  # a sharded index's PartialResult keeps its missing shards
+        result,
+        docs=np.array([internal[key] for key, _ in ranked], dtype=np.int64),
+        scores=np.array([score for _, score in ranked], dtype=scores.dtype),
     )
 
 

@@ -172,10 +172,10 @@ def _serve_and_compare(address: str, one_dir: Path, four_dir: Path, monkeypatch)
     undeploy_sharded(four_dir)
 
 
-def _plan(mode: str):
+def _plan(mode: str, k: int = 20):
     from lsr.searcher import Plan
 
-    return Plan(k=20, mode=mode)
+    return Plan(k=k, mode=mode)
 
 
 def _kill_replica(app: str) -> None:

@@ -127,12 +127,18 @@ def test_learned_table_from_the_model_folder(tiny_mlm, tmp_path):
 
 
 def test_vocabulary_mismatch_is_refused(index, tmp_path):
+    """A well-formed index whose vocabulary is not the query tokenizer's (not a damaged file: its
+    checksums are rewritten after the edit)."""
     import shutil
+
+    from lsr.index.io import write_meta
 
     bad = tmp_path / "bad"
     shutil.copytree(index, bad)
     vocab = json.loads((bad / "vocab.json").read_text())
     vocab[5], vocab[6] = vocab[6], vocab[5]
     (bad / "vocab.json").write_text(json.dumps(vocab))
+    meta = json.loads((bad / "meta.json").read_text())
+    write_meta(bad, {k: v for k, v in meta.items() if k not in ("checksums", "meta_crc32")})  # sealed anew
     with pytest.raises(ConfigError, match="vocabulary mismatch"):
         Searcher(bad).encode_texts(["cat"])
