@@ -120,3 +120,22 @@ def test_vocabulary_is_the_models_then_prefixed_bm25_terms(three):
 def test_inference_free_without_a_query_table_is_refused(tiny_mlm, tmp_path):
     with pytest.raises(ConfigError, match="needs a corpus pass"):
         build(tmp_path, "bm25+inference-free", tiny_mlm, "encoder.inference_free.query_weights=idf")
+
+
+def test_live_adds_to_a_plus_index_are_refused_by_name(three, tmp_path):
+    import shutil
+
+    from lsr.data.corpus import Doc
+    from lsr.errors import LsrError
+    from lsr.live import LiveIndex
+
+    copy = tmp_path / "plus"
+    shutil.copytree(three[2].index.path, copy)
+    with pytest.raises(LsrError, match=r"bm25\+splade index: adding documents to it is not supported"):
+        LiveIndex(copy).add_documents([Doc("new", "", "vitamin d and sleep")])
+    with pytest.raises(LsrError, match=r"bm25\+splade index"):
+        LiveIndex(copy).add_vectors({"new": {"vitamin": 1.0}})
+    assert (
+        Searcher(copy).search("vitamin", Plan(k=3)).docs.tolist()
+        == three[2].search("vitamin", Plan(k=3)).docs.tolist()
+    )
