@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -264,12 +264,32 @@ def index_corpus(
     config: Config, corpus: Corpus, out: str | Path, overwrite: bool = False, progress: bool = False
 ) -> dict[str, Any]:
     """Encode and index in one go; the intermediate vectors live in a hidden temporary directory."""
+    return encode_then_build(
+        config,
+        corpus,
+        out,
+        overwrite,
+        progress,
+        lambda vectors: build_index_from_vectors(config, vectors, out, overwrite, progress),
+    )
+
+
+def encode_then_build(
+    config: Config,
+    corpus: Corpus,
+    out: str | Path,
+    overwrite: bool,
+    progress: bool,
+    build: Callable[[Path], dict[str, Any]],
+) -> dict[str, Any]:
+    """Encode ``corpus`` into a hidden vectors directory beside ``out``, then ``build(vectors)`` (an
+    index, or shards); the vectors are removed afterwards. A fixed name, so a crashed encode resumes."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    tmp = out.parent / f".{out.name}.vectors"  # a fixed name, so a crashed encode can resume
+    tmp = out.parent / f".{out.name}.vectors"
     try:
         encode_corpus(config, corpus, tmp, overwrite=True, progress=progress)
-        return build_index_from_vectors(config, tmp, out, overwrite, progress)
+        return build(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

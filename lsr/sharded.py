@@ -45,7 +45,7 @@ from lsr.index.shards import (
     shard_dir_name,
 )
 from lsr.index.sparse import PTR_DTYPE, SparseBatch
-from lsr.pipeline import Corpus, encode_corpus, index_build_options, index_sections
+from lsr.pipeline import Corpus, encode_then_build, index_build_options, index_sections
 from lsr.searcher import Searcher
 from lsr.vectors import Vectors
 
@@ -96,15 +96,14 @@ def index_corpus_sharded(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Encode once, then build the shards (the vectors live in a hidden temporary directory)."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    tmp = out.parent / f".{out.name}.vectors"  # a fixed name, so a crashed encode can resume
-    try:
-        encode_corpus(config, corpus, tmp, overwrite=True, progress=progress)
-        return build_sharded(config, tmp, out, n_shards, split, overwrite)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return encode_then_build(
+        config,
+        corpus,
+        out,
+        overwrite,
+        progress,
+        lambda vectors: build_sharded(config, vectors, out, n_shards, split, overwrite),
+    )
 
 
 def build_sharded(
