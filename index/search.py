@@ -217,6 +217,10 @@ class Index:
         """Where the query encoder's files are (inference-free: tokenizer, weight table)."""
         return self.path
 
+    def doc_freq(self) -> NDArray[np.int64]:
+        """Documents per term id: posting list lengths (a live index's deleted documents included)."""
+        return np.diff(np.asarray(self.term_ptr)).astype(np.int64)
+
     @property
     def nbytes(self) -> int:
         """Bytes on disk of the whole index directory."""

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, read_meta
@@ -205,6 +206,14 @@ class ShardedIndex(Index):
     @property
     def encoder_dir(self) -> Path:
         return self.segments[0].encoder_dir
+
+    def doc_freq(self) -> NDArray[np.int64]:
+        """Summed over the shards: one index's document frequencies."""
+        df = np.zeros(self.n_terms, np.int64)
+        for shard in self.segments:
+            shard_df = shard.doc_freq()
+            df[: len(shard_df)] += shard_df
+        return df
 
     @property
     def nbytes(self) -> int:

@@ -201,6 +201,9 @@ class PlusConfig:
             raise ConfigError(f"encoder.plus.model_weight = {self.model_weight!r} must be a number > 0")
 
 
+MAX_QUERY_IDF = 4.0  # encoder.query_idf: idf^4 already ranks by the rarest query term alone
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
     name: str = "bm25"  # bm25 | splade | unicoil | inference-free | bm25+splade | bm25+unicoil | ...
@@ -214,9 +217,21 @@ class EncoderConfig:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     shard_docs: int = 100_000  # documents per encoded shard on disk (the unit a crashed encode resumes at)
+    # splade, unicoil, inference-free: query term weights x idf^query_idf, the idf of the indexed
+    # collection (lsr.encoders.query_idf); 0: off; negative (default): the model folder's
+    # lsr_query.json value, else 0. Recorded in the index meta, applied to every text query.
+    query_idf: float = -1.0
 
     def __post_init__(self) -> None:
         _positive("encoder", "shard_docs", self.shard_docs)
+        power = self.query_idf
+        if isinstance(power, bool) or not isinstance(power, (int, float)) or not math.isfinite(power):
+            raise ConfigError(f"encoder.query_idf = {self.query_idf!r} must be a finite number")
+        if self.query_idf > MAX_QUERY_IDF:
+            raise ConfigError(
+                f"encoder.query_idf = {self.query_idf!r} must be at most {MAX_QUERY_IDF} (0: off, "
+                "negative: the model's own value)"
+            )
 
 
 IMPACT_DTYPE_CHOICES = ("auto", "uint8", "uint16", "float32")

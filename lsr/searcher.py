@@ -29,10 +29,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from lsr.config import SearchConfig
@@ -40,7 +42,7 @@ from lsr.data.docstore import DocStore, DocStoreWriter
 from lsr.data.trec import Run
 from lsr.dense.fusion import FUSION_METHODS
 from lsr.dense.stage import DenseStage
-from lsr.encoders import QueryEncoder, load_query_encoder
+from lsr.encoders import QueryEncoder, load_query_encoder, query_idf
 from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch, max_threads
 from lsr.index.segments import SegmentedIndex, open_index
@@ -301,10 +303,21 @@ class Searcher:
     # --- encode ------------------------------------------------------------------------------------
 
     def encode_texts(self, texts: Sequence[str]) -> SparseBatch:
-        """Sparse query vectors of texts, by the index's own query encoder (under its thread rule)."""
+        """Sparse query vectors of texts, by the index's own query encoder (under its thread rule),
+        weighted by the collection's IDF when the index says so (``encoder.query_idf``)."""
         encoder = self.query_encoder
         with self._sparse_lock:
-            return encoder.encode(texts)
+            batch = encoder.encode(texts)
+        table = self.query_idf_table
+        return batch if table is None else query_idf.reweight(batch, table)
+
+    @cached_property
+    def query_idf_table(self) -> NDArray[np.float32] | None:
+        """``idf(t) ** p`` per term id of this index (lsr.encoders.query_idf), None when p is 0."""
+        power = float(self.index.meta.get("encoder", {}).get("query_idf") or 0.0)
+        if power == 0:
+            return None
+        return query_idf.idf_table(self.index.doc_freq(), self.index.n_docs, power)
 
     def encode_dense(self, texts: Sequence[str]) -> np.ndarray:
         """Dense query embeddings [n, dim] by the dense stage's model (one encode at a time)."""

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from lsr.config import EncoderConfig, PruneConfig, TransformerConfig, from_dict
+from lsr.encoders import query_idf
 from lsr.encoders.base import CorpusEncoder
 from lsr.encoders.hf import (
     check_vocab,
@@ -324,6 +325,7 @@ class TransformerEncoder(CorpusEncoder):
         self.query_model_path = (
             resolve_model(cfg.query_model, "encoder.query_model") if cfg.query_model else self.model_path
         )
+        self.query_idf = query_idf.resolve(cfg.query_idf, self.model_path)  # before the model loads
         self.model = self.make_model(self.st.mlm if self.st else self.model_path)
         if self.query_model_path != self.model_path:  # refuse now rather than at the first query
             query_st = read_st_folder(self.query_model_path)
@@ -355,6 +357,7 @@ class TransformerEncoder(CorpusEncoder):
             "vocab_sha256": info["vocab_sha256"],
             "architectures": info["architectures"],
             **self.own_section(),
+            "query_idf": self.query_idf,
             **({"sentence_transformers": self.st.describe()} if self.st else {}),
             "transformer": section(self.cfg.transformer),
             "prune": section(self.cfg.prune),

@@ -542,6 +542,12 @@ def _read_bare_corpus(cfg: PrepareConfig, corpus: Path) -> tuple[_Source, _Queri
     held_out = set(dev_docs)
     dev = cut_from_documents([p for p in pseudo if p[3] in held_out], doc_text)
     dev = dev[: cfg.dev_max_queries] if cfg.dev_max_queries else dev
+    if not dev:
+        raise LsrError(
+            f"{corpus}: no dev pseudo-query is left: each held-out document's pseudo-queries are its whole "
+            "text (one title or sentence: texts without sentence breaks?), and cutting them out would "
+            "leave it empty; a dev split is needed to select the checkpoint and check that adapting helps"
+        )
     train = [p for p in pseudo if p[3] not in held_out]
     if not train:
         raise LsrError(

@@ -118,6 +118,25 @@ def test_adapt_inference_free(corpus, train_mlm, tmp_path):
     assert _adapt(f"splade:{out}", corpus, tmp_path / "again") == 2
 
 
+def test_the_start_models_query_idf_carries_over(corpus, train_mlm, tmp_path):
+    """A shipped model's lsr_query.json (its selected encoder.query_idf) goes with its adapted copy."""
+    import shutil
+
+    start = tmp_path / "start"
+    shutil.copytree(train_mlm, start)
+    (start / "lsr_query.json").write_text(json.dumps({"query_idf": 0.25}))
+    out = tmp_path / "adapted"
+    assert _adapt(f"splade:{start}", corpus, out, "--set", "adapt.keep_start_if_worse=false") == 0
+    assert json.loads((out / "lsr_adapt.json").read_text())["kept_start"] is False
+    assert json.loads((out / "lsr_query.json").read_text())["query_idf"] == 0.25
+    index = tmp_path / "index"
+    assert (
+        main(["index", "--corpus", str(corpus), "--encoder", f"splade:{out}", "--out", str(index), "--quiet"])
+        == 0
+    )
+    assert json.loads((index / "meta.json").read_text())["encoder"]["query_idf"] == 0.25
+
+
 def test_adapt_unicoil(corpus, tiny_models, tmp_path):
     from safetensors.torch import save_file
 
@@ -273,3 +292,20 @@ def test_prepare_corpus_dataset_holds_out_documents(corpus, tmp_path):
     texts = dict(zip(data.doc_ids, data.doc_texts, strict=True))
     assert all(q.query not in texts[next(iter(q.rels))] for q in data.dev)
     assert meta["counts"]["corpus_docs"] == 30 and meta["counts"]["dev_queries"] == len(data.dev)
+
+
+def test_a_corpus_without_sentence_breaks_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Every text one unpunctuated sentence (as in the NPL collection): each dev pseudo-query would be
+    its whole document, so none is left to select the checkpoint; said before mining or training."""
+    from adapt_toy import TOY_SETTINGS
+
+    from lsr.train.adapt_config import load_adapt_config
+
+    words = "ionospheric measurements of electron density at low latitudes during solar flares".split()
+    docs = [{"_id": f"n{i}", "title": "", "text": " ".join(words[i % 5 :] + [f"w{i}"])} for i in range(40)]
+    corpus = write_docs(tmp_path / "c.jsonl", docs)
+    monkeypatch.setattr("lsr.train.data._Scorers", None)  # mining must not start
+    cfg = load_adapt_config("adapt", TOY_SETTINGS).prepare
+    with pytest.raises(LsrError, match="no dev pseudo-query is left"):
+        prepare_corpus_dataset(cfg, corpus, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
