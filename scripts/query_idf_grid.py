@@ -24,7 +24,8 @@ import numpy as np
 from lsr.data.corpus import load_queries
 from lsr.data.trec import read_qrels, read_run
 from lsr.encoders import query_idf
-from lsr.eval.metrics import evaluate_run
+from lsr.eval.metrics import per_query_scores
+from lsr.eval.significance import correct, paired_p_value
 from lsr.searcher import Plan, Queries, Searcher
 
 
@@ -45,28 +46,39 @@ def write_runs(index: str, queries: str, split: str, powers: list[float], out: P
 
 
 def score(runs: Path, qrels: dict[str, str]) -> dict[str, dict[str, float]]:
-    """{power: {dataset: nDCG@10, ..., ood_mean, select}}."""
+    """{power: {dataset: nDCG@10, ..., ood_mean, select}}; ``DATASET:p`` holds the Holm-corrected
+    paired t-test p-value against power 0 on that dataset."""
     table: dict[str, dict[str, float]] = {}
     for name, path in qrels.items():
         judged = read_qrels(path)
+        per_query = {}
         for run_file in sorted((runs / name).glob("p*.trec")):
-            value = evaluate_run(judged, read_run(run_file), ["ndcg@10"])["ndcg@10"]
-            table.setdefault(run_file.stem[1:], {})[name] = value
+            _, scores = per_query_scores(judged, read_run(run_file), ["ndcg@10"])
+            per_query[run_file.stem[1:]] = scores["ndcg@10"]
+            table.setdefault(run_file.stem[1:], {})[name] = float(scores["ndcg@10"].mean())
+        base = next((v for k, v in per_query.items() if float(k) == 0), None)
+        others = [k for k in per_query if float(k) != 0]
+        if base is not None and others:
+            corrected = correct([paired_p_value(per_query[k], base) for k in others])
+            for k, p_value in zip(others, corrected, strict=True):
+                table[k][f"{name}:p"] = p_value
     for row in table.values():
-        ood = [v for k, v in row.items() if not k.startswith("scifact")]
+        ood = [v for k, v in row.items() if ":" not in k and not k.startswith("scifact")]
         row["ood_mean"] = float(np.mean(ood)) if ood else float("nan")
         row["select"] = (row["ood_mean"] + row.get("scifact-dev", float("nan"))) / 2
     return dict(sorted(table.items(), key=lambda kv: float(kv[0])))
 
 
 def markdown(table: dict[str, dict[str, float]]) -> str:
-    cols = list(next(iter(table.values())))
+    """The grid; ``*``: different from power 0 on that dataset (paired t-test, Holm, p < 0.05)."""
+    cols = [c for c in next(iter(table.values())) if ":" not in c]
     lines = ["| p | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     key = "select" if all(np.isfinite(row["select"]) for row in table.values()) else "ood_mean"
     best = max(table, key=lambda p: table[p][key])
     for p, row in table.items():
         mark = " **selected**" if p == best else ""
-        lines.append(f"| {p}{mark} | " + " | ".join(f"{row[c]:.4f}" for c in cols) + " |")
+        cells = [f"{row[c]:.4f}" + ("*" if row.get(f"{c}:p", 1.0) < 0.05 else "") for c in cols]
+        lines.append(f"| {p}{mark} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
