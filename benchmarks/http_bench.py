@@ -1,6 +1,6 @@
 """``lsr serve`` under wrk: QPS and p50/p90/p99 latency of POST /v1/search with the server pinned to
 a set of cores and wrk beside it, for each index and worker count, repeated; optionally the same runs
-on an older source tree (``--compare-src``), interleaved, so before and after share the machine's load.
+on older source trees (``--compare-src``), interleaved, so before and after share the machine's load.
 
     python -m benchmarks.http_bench --server-cpus 0,1 --client-cpus 2,3 --workers 1,2 --repeat 3 \\
         --out benchmarks/results/http-wrk.json
@@ -8,15 +8,17 @@ on an older source tree (``--compare-src``), interleaved, so before and after sh
 Indexes: SciFact BM25 and the default inference-free encoder, built into ``--build-dir`` when missing
 (``lsr index``); or ``--index NAME=DIR``. Requests: the SciFact test queries, cycled
 (``benchmarks/http/search.lua``, each wrk thread from its own offset), ``{"index", "k": 10, "query"}``.
-Each server is started by this script (``taskset -c SERVER_CPUS lsr serve ...``, its log in the output
-folder) and stopped after its runs; wrk runs under ``taskset -c CLIENT_CPUS``. ``--load-script`` also
-runs ``python -m lsr.service.load`` (our own asyncio client) once per server at the same concurrency.
-Server CPU per request: the user + system CPU seconds of the server's processes over the run, divided
-by the requests answered (less sensitive to other processes on the machine than QPS).
+Every server (one per code tree and worker count, each on its own port) is started by this script
+(``taskset -c SERVER_CPUS lsr serve ...``, its log in the output folder) and stopped at the end; the
+wrk runs go round the servers in turn, ``--repeat`` rounds, under ``taskset -c CLIENT_CPUS``.
+``--load-script`` also runs ``python -m lsr.service.load`` (our own asyncio client) once per server
+and index at the same concurrency. Server CPU per request: the user + system CPU seconds of the
+server's processes over a run, divided by the requests answered (less sensitive than QPS to other
+processes on the machine).
 
-``--compare-src DIR``: a source tree of another commit (``git archive COMMIT | tar -x -C DIR``); its
-servers run with ``PYTHONPATH`` pointing at a copy laid out as the installed package (``lsr/`` with
-``service``, ``index``, ``eval`` and ``configs`` inside).
+``--compare-src [LABEL=]DIR`` (repeatable): a source tree of another commit (``git archive COMMIT |
+tar -x -C DIR``); its servers run with ``PYTHONPATH`` pointing at a copy laid out as the installed
+package (``lsr/`` with ``service``, ``index``, ``eval`` and ``configs`` inside).
 """
 
 from __future__ import annotations
@@ -218,57 +220,79 @@ def run_load_script(
         return json.loads(out.read_text())["runs"][0]["levels"][0]["http"]
 
 
-def measure_server(
+def measure(
     args: argparse.Namespace,
-    variant: str,
-    pythonpath: Path | None,
+    variants: list[tuple[str, Path | None]],
     indexes: dict[str, str],
     bodies: dict[str, Path],
-    workers: int,
-    port: int,
     folder: Path,
 ) -> list[dict[str, Any]]:
-    """Start one server, run wrk ``--repeat`` times per index (and the load script), stop it."""
-    server = Server(args, indexes, workers, port, pythonpath, folder / f"serve-{variant}-w{workers}.log")
-    rows = []
+    """Start a server per (code, worker count), each on its own port; then ``--repeat`` rounds, each
+    running wrk once per index on every server in turn (so every server sees the same machine load);
+    then, with ``--load-script``, one run of it per server and index; stop them all."""
+    servers = []
     try:
-        server.wait_ready()
-        for name in indexes:  # warm-up: numba dispatch, page cache, connection setup
-            run_wrk(argparse.Namespace(**{**vars(args), "duration": 2.0}), server.url, bodies[name])
+        for workers in [int(w) for w in args.workers.split(",")]:
+            for variant, pythonpath in variants:
+                log = folder / f"serve-{variant}-w{workers}.log"
+                port = args.port + len(servers)
+                servers.append(
+                    (variant, workers, pythonpath, Server(args, indexes, workers, port, pythonpath, log))
+                )
+        for *_, server in servers:
+            server.wait_ready()
+        warm = argparse.Namespace(**{**vars(args), "duration": 2.0})
+        for *_, server in servers:  # warm-up: numba dispatch, page cache, connection setup
+            for name in indexes:
+                run_wrk(warm, server.url, bodies[name])
+        rows = []
         for rep in range(args.repeat):
             for name in indexes:
-                load0, cpu0 = os.getloadavg()[0], server.cpu_seconds()
-                res = run_wrk(args, server.url, bodies[name])
-                cpu = server.cpu_seconds() - cpu0
-                row = {
-                    "variant": variant,
-                    "index": name,
-                    "workers": workers,
-                    "repeat": rep,
-                    "client": "wrk",
-                    **res,
-                    "server_cpu_ms_per_request": round(cpu / max(res["requests"], 1) * 1e3, 3),
-                    "loadavg_1m": round(load0, 2),
-                }
-                rows.append(row)
-                print(_line(row), flush=True)
+                for variant, workers, _, server in servers:
+                    rows.append(_wrk_row(args, server, bodies[name], variant, name, workers, rep))
+                    print(_line(rows[-1]), flush=True)
         if args.load_script:
-            for name in indexes:
-                res = run_load_script(args, server.url, name, pythonpath)
-                row = {
-                    "variant": variant,
-                    "index": name,
-                    "workers": workers,
-                    "repeat": 0,
-                    "client": "lsr.service.load",
-                    **res,
-                    "loadavg_1m": round(os.getloadavg()[0], 2),
-                }
-                rows.append(row)
-                print(_line(row), flush=True)
+            rows += _load_script_rows(args, servers, indexes)
+        return rows
     finally:
-        server.stop()
+        for *_, server in servers:
+            server.stop()
+
+
+def _load_script_rows(
+    args: argparse.Namespace, servers: list, indexes: dict[str, str]
+) -> list[dict[str, Any]]:
+    rows = []
+    for name in indexes:
+        for variant, workers, pythonpath, server in servers:
+            res = run_load_script(args, server.url, name, pythonpath)
+            row = {"variant": variant, "index": name, "workers": workers, "repeat": 0}
+            rows.append({**row, "client": "lsr.service.load", **res, "loadavg_1m": _load()})
+            print(_line(rows[-1]), flush=True)
     return rows
+
+
+def _wrk_row(
+    args: argparse.Namespace, server: Server, bodies: Path, variant: str, index: str, workers: int, rep: int
+) -> dict[str, Any]:
+    time.sleep(0.5)  # searches of the last run's closed connections finish (they count as in flight)
+    load0, cpu0 = _load(), server.cpu_seconds()
+    res = run_wrk(args, server.url, bodies)
+    cpu = server.cpu_seconds() - cpu0
+    return {
+        "variant": variant,
+        "index": index,
+        "workers": workers,
+        "repeat": rep,
+        "client": "wrk",
+        **res,
+        "server_cpu_ms_per_request": round(cpu / max(res["requests"], 1) * 1e3, 3),
+        "loadavg_1m": load0,
+    }
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -350,8 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run (10)")
     p.add_argument("--repeat", type=int, default=3, help="wrk runs per index and server (3)")
     p.add_argument("--load-script", action="store_true", help="also one run of python -m lsr.service.load")
-    p.add_argument("--compare-src", type=Path, help="a source tree of another commit, measured the same way")
-    p.add_argument("--compare-label", default="before")
+    p.add_argument(
+        "--compare-src",
+        action="append",
+        default=[],
+        metavar="[LABEL=]DIR",
+        help="a source tree of another commit, measured the same way (repeatable; LABEL default 'before')",
+    )
     p.add_argument("--label", default="after", help="the name of this tree's runs")
     p.add_argument("--port", type=int, default=18390, help="the servers' port")
     p.add_argument("--wrk", default="wrk", help="the wrk binary")
@@ -372,14 +401,13 @@ def main(argv: list[str] | None = None) -> int:
         indexes = build_indexes(args.build_dir, args.queries)
     workdir = Path(tempfile.mkdtemp(prefix="lsr-http-bench-"))
     bodies = write_bodies(args.queries, args.split, list(indexes), args.k, workdir)
-    variants: list[tuple[str, Path | None]] = [(args.label, None)]
-    if args.compare_src is not None:
-        variants.insert(0, (args.compare_label, source_layout(args.compare_src, workdir)))
+    variants: list[tuple[str, Path | None]] = []
+    for i, spec in enumerate(args.compare_src):
+        label, _, src = spec.rpartition("=")
+        variants.append((label or "before", source_layout(Path(src), workdir / f"src{i}")))
+    variants.append((args.label, None))
     load_start = os.getloadavg()
-    rows = []
-    for workers in [int(w) for w in args.workers.split(",")]:
-        for variant, pythonpath in variants:
-            rows += measure_server(args, variant, pythonpath, indexes, bodies, workers, args.port, workdir)
+    rows = measure(args, variants, indexes, bodies, workdir)
     table = summary_table(rows)
     print(table)
     result = {
