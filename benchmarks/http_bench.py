@@ -230,7 +230,7 @@ def measure(
     """Start a server per (code, worker count), each on its own port; then ``--repeat`` rounds, each
     running wrk once per index on every server in turn (so every server sees the same machine load);
     then, with ``--load-script``, one run of it per server and index; stop them all."""
-    servers = []
+    servers: list[tuple[str, int, Path | None, Server]] = []
     try:
         for workers in [int(w) for w in args.workers.split(",")]:
             for variant, pythonpath in variants:
