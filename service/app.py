@@ -24,7 +24,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -59,7 +58,7 @@ from lsr.index import SearchParams, SearchResult
 from lsr.index.search import MAX_K
 from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
-from lsr.service.lean import make_lean
+from lsr.service.lean import SearchPool, make_lean
 from lsr.service.metrics import Metrics
 from lsr.service.openapi import (
     BODY_ERRORS,
@@ -485,7 +484,7 @@ class Service:
         self.ready = False
         self.load_error: str | None = None
         self.started = time.time()
-        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="lsr-search")
+        self.pool = SearchPool(settings.threads)
         self.admission = Admission(settings.admitted)
         self.reload_locks: dict[str, asyncio.Lock] = {}
         self.write_locks: dict[str, asyncio.Lock] = {}
@@ -600,10 +599,9 @@ class Service:
     async def run(self, served: ServedIndex, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in the search pool, answered 503 past the timeout (the pool thread finishes
         its search in the background; numba kernels cannot be interrupted)."""
-        loop = asyncio.get_running_loop()
         self.admission.enter()
         self.metrics.in_flight.inc()
-        future = loop.run_in_executor(self.pool, fn, *args)
+        future = self.pool.submit(fn, *args)
         future.add_done_callback(self._search_done)
         try:
             with Deadline(self.settings.timeout_s):
@@ -982,7 +980,7 @@ def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
         finally:
             service._load_task.cancel()
             refresh.cancel()
-            service.pool.shutdown(wait=False, cancel_futures=True)
+            service.pool.shutdown()
 
     return lifespan
 

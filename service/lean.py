@@ -9,7 +9,11 @@ exception handlers are unchanged; only the handler that runs behind them is this
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import queue
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -132,3 +136,62 @@ class CorkedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(CorkedTransport(transport, self.loop))
+
+
+# --- the search threads ----------------------------------------------------------------------------
+
+
+class SearchPool:
+    """Threads that run searches for one event loop: a job goes in through a ``SimpleQueue`` and its
+    result comes back with one ``call_soon_threadsafe`` (a ``ThreadPoolExecutor`` under
+    ``run_in_executor`` adds a ``concurrent.futures.Future``, its lock and condition, and a second
+    future chained to it, on every request). A cancelled future (a timed-out request) gets no result;
+    its search still runs to the end on its thread (numba kernels cannot be interrupted)."""
+
+    def __init__(self, threads: int, name: str = "lsr-search"):
+        self._jobs: queue.SimpleQueue[tuple[Any, asyncio.Future, Callable[..., Any], tuple] | None] = (
+            queue.SimpleQueue()
+        )
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True) for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """``fn(*args)`` on a search thread; its result (or exception) in the returned future."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, fn, args = job
+            if future.cancelled():  # timed out while queued
+                continue
+            try:
+                outcome: tuple[Any, BaseException | None] = (fn(*args), None)
+            except BaseException as exc:  # handed to the awaiting request
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (shutdown)
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+
+    def shutdown(self) -> None:
+        """Cancel the queued jobs; each thread ends after its current one."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                job = self._jobs.get_nowait()
+                if job is not None:
+                    job[1].cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
+def _settle(future: asyncio.Future, result: Any, exc: BaseException | None) -> None:
+    if future.done():  # cancelled: the request was answered 503 already
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -231,3 +231,35 @@ def test_orjson_and_json_give_the_same_answer_values():
     }
     stdlib = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     assert json.loads(orjson.dumps(answer)) == json.loads(stdlib) == answer
+
+
+def test_search_pool_returns_results_and_errors_and_skips_cancelled_jobs():
+    import threading
+
+    from lsr.service.lean import SearchPool
+
+    async def run() -> None:
+        pool = SearchPool(1)
+        gate = threading.Event()
+        ran: list[str] = []
+
+        def job(name: str) -> str:
+            gate.wait(5)
+            ran.append(name)
+            return name.upper()
+
+        def fail() -> None:
+            raise ValueError("bad query")
+
+        first = pool.submit(job, "a")  # holds the one thread until the gate opens
+        queued = pool.submit(job, "b")
+        queued.cancel()  # a request that timed out while its job was queued
+        later = pool.submit(job, "c")
+        gate.set()
+        assert await first == "A" and await later == "C"
+        with pytest.raises(ValueError, match="bad query"):
+            await pool.submit(fail)
+        assert ran == ["a", "c"]  # the cancelled job never ran
+        pool.shutdown()
+
+    asyncio.run(run())
