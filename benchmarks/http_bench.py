@@ -332,7 +332,7 @@ def _median(rows: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
-def machine() -> dict[str, Any]:
+def machine(wrk: str) -> dict[str, Any]:
     import platform
 
     info: dict[str, Any] = {"cpus": os.cpu_count(), "python": platform.python_version()}
@@ -341,7 +341,7 @@ def machine() -> dict[str, Any]:
             info[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):
             info[mod] = None
-    info["wrk"] = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0] or None
+    info["wrk"] = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout.split("\n")[0] or None
     return info
 
 
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "k": args.k,
         "indexes": indexes,
-        "machine": machine(),
+        "machine": machine(args.wrk),
         "loadavg_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         "logs": str(workdir),
         "rows": rows,

@@ -2,9 +2,11 @@
 
 Each index is opened once as a :class:`lsr.searcher.Searcher` (memory-mapped arrays plus the query
 encoder its meta.json names, so queries are encoded exactly as the documents were) and warmed up in
-the background; ``/readyz`` turns ready when every index is. Searches run in a thread pool sized to
-the cores (the numba kernels release the GIL), so the event loop keeps answering health checks while
-a search runs; a request that takes longer than ``timeout_s`` is answered 503.
+the background; ``/readyz`` turns ready when every index is. Searches run on search threads
+(``lsr.service.lean.SearchPool``, one per core the process may use; the numba kernels release the
+GIL), so the event loop keeps answering health checks while a search runs; a request that takes
+longer than ``timeout_s`` is answered 503. The search routes read, parse and validate a well-formed
+body on a lean path (``lsr.service.lean``); every other request gets FastAPI's own handling.
 
 A reload (``POST /v1/indexes/{name}/reload``) opens the new version beside the old one and swaps one
 reference; a request holds the version it started with until it is done.
