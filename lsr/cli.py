@@ -269,7 +269,9 @@ def _add_serve_where_args(p: argparse.ArgumentParser) -> None:
         help="uvicorn worker processes, each with its own "
         "memory-mapped copy of the indexes (pages are shared); default 1",
     )
-    p.add_argument("--threads", type=int, help="search threads per worker (0: all cores)")
+    p.add_argument(
+        "--threads", type=int, help="search threads per worker (0: the cores it may use, e.g. under taskset)"
+    )
     p.add_argument(
         "--ray",
         nargs="?",

@@ -342,6 +342,14 @@ class EvalConfig:
         _positive("eval", "latency_queries", self.latency_queries, allow_zero=True)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under ``taskset``), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """``lsr serve``: which indexes to serve (name -> directory, in order: the first one is the default
@@ -351,7 +359,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
-    search_threads: int = 0  # threads running searches in each worker; 0: the cores of the machine
+    search_threads: int = 0  # threads running searches in each worker; 0: the cores it may use (affinity)
     timeout_s: float = 10.0  # per request; past it the request is answered 503
     # searches admitted at once (running or queued for a search thread); past it a search is answered
     # 503 with Retry-After at once instead of queueing without limit. 0: 4 x search threads (each thread
@@ -413,7 +421,7 @@ class ServiceConfig:
 
     @property
     def threads(self) -> int:
-        return self.search_threads or os.cpu_count() or 1
+        return self.search_threads or usable_cores()
 
     @property
     def admitted(self) -> int:

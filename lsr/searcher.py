@@ -195,6 +195,8 @@ class Queries:
     @staticmethod
     def concat(parts: Sequence[Queries]) -> Queries:
         """One batch of several (each part holding the same kinds of forms)."""
+        if len(parts) == 1:  # one query (a service request): nothing to join
+            return parts[0]
 
         def joined(name: str) -> list | None:
             values = [getattr(p, name) for p in parts]

@@ -2,9 +2,11 @@
 
 Each index is opened once as a :class:`lsr.searcher.Searcher` (memory-mapped arrays plus the query
 encoder its meta.json names, so queries are encoded exactly as the documents were) and warmed up in
-the background; ``/readyz`` turns ready when every index is. Searches run in a thread pool sized to
-the cores (the numba kernels release the GIL), so the event loop keeps answering health checks while
-a search runs; a request that takes longer than ``timeout_s`` is answered 503.
+the background; ``/readyz`` turns ready when every index is. Searches run on search threads
+(``lsr.service.lean.SearchPool``, one per core the process may use; the numba kernels release the
+GIL), so the event loop keeps answering health checks while a search runs; a request that takes
+longer than ``timeout_s`` is answered 503. The search routes read, parse and validate a well-formed
+body on a lean path (``lsr.service.lean``); every other request gets FastAPI's own handling.
 
 A reload (``POST /v1/indexes/{name}/reload``) opens the new version beside the old one and swaps one
 reference; a request holds the version it started with until it is done.
@@ -16,15 +18,14 @@ import asyncio
 import contextlib
 import dataclasses
 import hmac
+import itertools
 import json
 import logging
 import math
 import os
 import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -59,6 +60,7 @@ from lsr.index import SearchParams, SearchResult
 from lsr.index.search import MAX_K
 from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
+from lsr.service.lean import SearchPool, make_lean
 from lsr.service.metrics import Metrics
 from lsr.service.openapi import (
     BODY_ERRORS,
@@ -484,7 +486,7 @@ class Service:
         self.ready = False
         self.load_error: str | None = None
         self.started = time.time()
-        self.pool = ThreadPoolExecutor(settings.threads, thread_name_prefix="lsr-search")
+        self.pool = SearchPool(settings.threads)
         self.admission = Admission(settings.admitted)
         self.reload_locks: dict[str, asyncio.Lock] = {}
         self.write_locks: dict[str, asyncio.Lock] = {}
@@ -599,13 +601,13 @@ class Service:
     async def run(self, served: ServedIndex, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` in the search pool, answered 503 past the timeout (the pool thread finishes
         its search in the background; numba kernels cannot be interrupted)."""
-        loop = asyncio.get_running_loop()
         self.admission.enter()
         self.metrics.in_flight.inc()
-        future = loop.run_in_executor(self.pool, fn, *args)
+        future = self.pool.submit(fn, *args)
         future.add_done_callback(self._search_done)
         try:
-            return await asyncio.wait_for(future, self.settings.timeout_s)
+            with Deadline(self.settings.timeout_s):
+                return await future
         except asyncio.TimeoutError:
             self.metrics.timeouts.labels(served.name).inc()
             raise ApiError(
@@ -713,6 +715,37 @@ def _search_params(body: SearchOptions) -> SearchParams:
         raise ApiError(400, str(exc)) from None
 
 
+class Deadline:
+    """``with Deadline(seconds):`` cancels the task past ``seconds`` and raises ``asyncio.TimeoutError``
+    out of the block (Python 3.11's ``asyncio.timeout``, also on 3.10; unlike ``asyncio.wait_for`` on
+    3.10 and 3.11, no task of its own: one timer a request). A cancellation from outside goes through."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._fired = False
+
+    def __enter__(self) -> Deadline:
+        task = asyncio.current_task()
+        assert task is not None, "Deadline needs a running task"
+        self._task = task
+        self._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
+        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire)
+        return self
+
+    def _fire(self) -> None:
+        self._fired = True
+        self._task.cancel()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._handle.cancel()
+        if not (self._fired and exc_type is asyncio.CancelledError):
+            return
+        uncancel = getattr(self._task, "uncancel", None)  # 3.11+: take back the deadline's cancel
+        if uncancel is not None and uncancel() > self._cancelling:
+            return  # cancelled from outside as well: let that through
+        raise asyncio.TimeoutError from exc
+
+
 # --- middleware: API key, body size, metrics, one log line per request ---------------------------
 
 
@@ -724,6 +757,9 @@ class ServiceMiddleware:
     def __init__(self, app: Any, service: Service):
         self.app = app
         self.service = service
+        # request ids: a random prefix per process, then a counter (unique without a syscall a request)
+        self._id_prefix = os.urandom(5).hex()
+        self._ids = itertools.count()
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -773,7 +809,7 @@ class ServiceMiddleware:
 
     def _precheck(self, scope: dict) -> ApiError | None:
         service = self.service
-        scope["state"]["request_id"] = uuid.uuid4().hex[:16]
+        scope["state"]["request_id"] = f"{self._id_prefix}{next(self._ids):06x}"
         headers = dict(scope["headers"])
         key = service.key.current()
         if key is not None and scope["path"].startswith("/v1/"):
@@ -801,10 +837,11 @@ class ServiceMiddleware:
         timeout 408 (a client trickling its body holds a connection, never a search thread)."""
         if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return None, receive
+        timeout = self.service.settings.body_timeout_s
         try:
-            return await asyncio.wait_for(self._read_body(receive), self.service.settings.body_timeout_s)
+            with Deadline(timeout):
+                return await self._read_body(receive)
         except asyncio.TimeoutError:
-            timeout = self.service.settings.body_timeout_s
             return ApiError(408, f"the request body did not arrive within {timeout:g} s"), receive
 
     async def _read_body(self, receive: Callable) -> tuple[ApiError | None, Callable]:
@@ -945,7 +982,7 @@ def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
         finally:
             service._load_task.cancel()
             refresh.cancel()
-            service.pool.shutdown(wait=False, cancel_futures=True)
+            service.pool.shutdown()
 
     return lifespan
 
@@ -1049,7 +1086,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
             request_plan(body.k, params, body.rerank, body.offset, body.filter),
             service.fields_of(served, body),
         )
-        service.metrics.queries.labels(served.name).inc()
+        service.metrics.searched(served.name)
         return FastJSONResponse(
             {
                 "index": served.name,
@@ -1060,6 +1097,8 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
                 **out,
             }
         )
+
+    make_lean(app, "/v1/search", SearchRequest, search)
 
 
 def _add_batch_route(app: FastAPI, service: Service) -> None:
@@ -1088,7 +1127,7 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
         results: list[Any] = [None] * n
         for i, chunk_results in enumerate(done):
             results[i::parts] = chunk_results
-        service.metrics.queries.labels(served.name).inc(n)
+        service.metrics.searched(served.name, n)
         return FastJSONResponse(
             {
                 "index": served.name,
@@ -1099,6 +1138,8 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
                 "results": results,
             }
         )
+
+    make_lean(app, "/v1/search/batch", BatchRequest, search_batch)
 
 
 def _add_explain_route(app: FastAPI, service: Service) -> None:
@@ -1272,6 +1313,7 @@ def serve(settings: ServiceConfig, log_level: str = "info") -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        http="lsr.service.lean:CorkedHTTPProtocol",
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=5,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -48,10 +50,26 @@ class Metrics:
             ["index"],
             registry=r,
         )
+        # the labelled children in use, looked up once (``labels()`` costs a lock and a few conversions):
+        # endpoints are routes, indexes served names, statuses the few the service answers
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._searched: dict[str, Any] = {}
 
     def observe(self, endpoint: str, index: str, status: int, seconds: float) -> None:
-        self.requests.labels(endpoint, index, str(status)).inc()
-        self.latency.labels(endpoint, index).observe(seconds)
+        key = (endpoint, index, status)
+        children = self._answered.get(key)
+        if children is None:
+            requests = self.requests.labels(endpoint, index, str(status))
+            children = self._answered[key] = (requests, self.latency.labels(endpoint, index))
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def searched(self, index: str, n: int = 1) -> None:
+        """``n`` queries searched on ``index``."""
+        child = self._searched.get(index)
+        if child is None:
+            child = self._searched[index] = self.queries.labels(index)
+        child.inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
