@@ -270,7 +270,10 @@ class SearchConfig:
     k: int = 1000
     threads: int = 0  # 0: all cores
     batch_size: int = 1024  # queries encoded and searched per batch
-    mode: str = "exact"  # exact | safe (block-max, same results) | approx (alpha, beta)
+    mode: str = "exact"  # exact | safe (block-max, same results) | approx (budget; alpha, beta)
+    # approx: score at most about this many documents per query (whole blocks, best bound first),
+    # then rescore the best candidates exactly; smaller is faster with lower recall; 0: no budget
+    budget: int = 0
     alpha: float = 1.0  # approx: stop when the k-th score exceeds alpha x the best block bound left
     beta: float = 1.0  # approx: keep this fraction of each query's terms, heaviest first
     rerank: str = "none"  # none | dense (re-score the sparse top rerank_depth with the index's dense stage)
@@ -293,6 +296,11 @@ class SearchConfig:
             if not 0 < value <= 1:
                 raise ConfigError(f"search.{name} = {value!r} must lie in (0, 1]")
         _positive("search", "k", self.k)
+        _positive("search", "budget", self.budget, allow_zero=True)
+        if self.budget and self.mode != "approx":
+            raise ConfigError(
+                f"search.budget = {self.budget!r} applies to search.mode approx, not {self.mode!r}"
+            )
         _positive("search", "threads", self.threads, allow_zero=True)
         _positive("search", "batch_size", self.batch_size)
 
