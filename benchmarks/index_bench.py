@@ -116,8 +116,9 @@ def _add_system_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--bmp-settings",
-        default="safe,approx:0.9:1,approx:0.8:1,approx:0.9:0.5,approx:0.7:0.5",
-        help="lsr-bmp settings: safe | approx:ALPHA:BETA, comma-separated",
+        default="safe,budget:16384,budget:8192,budget:4096,budget:2048,budget:1024,budget:512,budget:256",
+        help="lsr-bmp settings: safe | budget:DOCS (approx, the documents scored per query) | "
+        "approx:ALPHA:BETA, comma-separated",
     )
     p.add_argument("--bmp-alphas", default="1,0.9,0.8", help="bmp (Rust) alphas, comma-separated (1: safe)")
     p.add_argument(

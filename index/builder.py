@@ -85,7 +85,7 @@ class BuildOptions:
 
     impact_dtype: str = "uint8"
     reorder: str = "none"
-    bp_iterations: int = 8
+    bp_iterations: int = 2
     block_size: int | None = DEFAULT_BLOCK_SIZE
     scale: float | None = None
     fields: dict[str, str] | None = None

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 REORDER_METHODS = ("none", "bp")
 
 
-def bp_order(forward: SparseBatch, n_terms: int, leaf_size: int = 16, iterations: int = 8) -> np.ndarray:
+def bp_order(forward: SparseBatch, n_terms: int, leaf_size: int = 16, iterations: int = 2) -> np.ndarray:
     """A document permutation from recursive graph bisection of the forward index."""
     if leaf_size < 1 or iterations < 1:
         raise ValueError(f"leaf_size and iterations must be >= 1, got {leaf_size} and {iterations}")
