@@ -239,8 +239,9 @@ class IndexConfig:
     blockmax: bool = True  # build block-max data (search modes safe and approx)
     block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
     # none | bp (recursive graph bisection: similar docs share blocks, so block bounds are tighter and
-    # safe/approx search scores fewer blocks; benchmarks/RESULTS.md, "Default reordering")
-    reorder: str = "bp"
+    # safe/approx search scores fewer blocks; benchmarks/RESULTS.md, "Default reordering") | auto: bp
+    # from 50,000 documents up (lsr.index.reorder.AUTO_MIN_DOCS)
+    reorder: str = "auto"
     # swap rounds per bisection level: 2 scores as few blocks as 8 (200k synthetic: 177 vs 170 per
     # query, none: 292) at a quarter of the ordering time
     bp_iterations: int = 2
@@ -262,7 +263,7 @@ class IndexConfig:
             _one_of("index", f"fields.{name}", kind, ("keyword", "int", "float", "date"))
         if not 0 < self.max_deleted <= 1:
             raise ConfigError(f"index.max_deleted = {self.max_deleted!r} must lie in (0, 1]")
-        _one_of("index", "reorder", self.reorder, ("none", "bp"))
+        _one_of("index", "reorder", self.reorder, ("none", "bp", "auto"))
         _one_of("index", "rescore", self.rescore, ("none", "float32"))
         if not 1 <= self.block_size <= 256:
             raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 256]")

@@ -243,6 +243,23 @@ def test_reordered_index_finds_the_same_documents(tmp_path, block_size):
         assert_identical(safe, reordered.search(terms, weights, 10))
 
 
+def test_auto_reorders_large_collections_only(tmp_path, monkeypatch):
+    """reorder "auto" (the config default) is bp from AUTO_MIN_DOCS documents up, none below."""
+    import lsr.index.reorder as reorder
+
+    corpus = random_corpus(np.random.default_rng(4), 200, 30, 8, integer=True)
+    small = build(tmp_path, corpus, 30, "uint8", reorder="auto", block_size=8)
+    assert small.meta["reorder"] == {"method": "none", "requested": "auto"}
+    assert not (small.path / "doc_order.npy").exists()
+    monkeypatch.setattr(reorder, "AUTO_MIN_DOCS", 200)
+    large = build(tmp_path, corpus, 30, "uint8", reorder="auto", block_size=8)
+    assert large.meta["reorder"]["method"] == "bp" and (large.path / "doc_order.npy").exists()
+    terms, weights = [1, 2, 3], [1.0, 2.0, 0.5]
+    assert sorted(large.doc_keys[d] for d in large.search(terms, weights, 10**5, mode="safe").docs) == sorted(
+        small.doc_keys[d] for d in small.search(terms, weights, 10**5).docs
+    )
+
+
 def test_bisection_groups_topics():
     """Two interleaved topics with disjoint vocabularies end up in separate halves."""
     from lsr.index.reorder import bp_order
