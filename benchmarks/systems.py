@@ -331,7 +331,7 @@ class LsrBlockMax(LsrExact):
     """
 
     name = "lsr-bmp"
-    reorder = None
+    reorder: str | None = None
 
     def _block_size(self) -> int | None:
         size = self.options.get("block_size") or IndexAdapter.config_defaults().get("block_size") or 64
@@ -346,7 +346,7 @@ class LsrBlockMaxReordered(LsrBlockMax):
     the default before lsr's default became 2 rounds)."""
 
     name = "lsr-bmp-reordered"
-    reorder = "bp"
+    reorder: str | None = "bp"
     bp_iterations = 8
 
 

@@ -132,6 +132,7 @@ class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
     scan_ratio: int = SCAN_RATIO  # exact mode: see lsr.index.kernels.score
+    supports_budget: bool = True  # approx's budget (a live or sharded index's kernels have none)
     forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
     rescore: bool = False
 
@@ -345,6 +346,11 @@ class Index:
 
     def _check_params(self, mode: str, alpha: float, beta: float, budget: int = 0) -> SearchParams:
         params = SearchParams(mode, alpha, beta, budget)
+        if params.budget and not self.supports_budget:
+            raise ValueError(
+                f"budget {params.budget} applies to a single index, and {self.path} is a live or sharded "
+                "index: search it with mode 'safe', or approx with alpha/beta"
+            )
         if params.mode != "exact" and self.blockmax is None:
             raise ValueError(
                 f"mode {mode!r} needs block-max data, and {self.path} has none: build it with "

@@ -375,11 +375,8 @@ class Searcher:
         Raises:
             ValueError: a budget on a live or sharded index.
         """
-        if plan.budget and isinstance(self.index, (SegmentedIndex, ShardedIndex)):
-            raise ValueError(
-                f"budget {plan.budget} applies to a single index, and {self.index.path} is a live or sharded "
-                "index: search it with mode 'safe', or approx with alpha/beta"
-            )
+        if plan.budget:
+            self.index._check_params(plan.mode, plan.alpha, plan.beta, plan.budget)
         return plan.kernel_kwargs()
 
     def _sparse(self, queries: SparseBatch, plan: Plan, progress: bool) -> list[SearchResult]:

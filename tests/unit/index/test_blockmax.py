@@ -137,6 +137,25 @@ def test_budget_trades_recall_for_blocks(tmp_path):
     assert recall == sorted(recall) and blocks == sorted(blocks) and recall[0] < recall[-1]
 
 
+def test_budget_is_refused_by_a_live_index(tmp_path):
+    """A live index's multi-segment kernel has no budget: asked for one, it names the problem."""
+    from lsr.index.segments import open_index
+    from lsr.index.writer import IndexWriter
+
+    rng = np.random.default_rng(2)
+    plain = build(tmp_path, random_corpus(rng, 50, 20, 6, integer=True), 20, "uint8", block_size=8)
+    vocab = [f"t{i}" for i in range(20)]
+    with IndexWriter(plain.path) as w:
+        w.add(random_corpus(rng, 10, 20, 6, integer=True), [f"new{i}" for i in range(10)], vocab)
+    live = open_index(plain.path)
+    assert type(live) is not Index
+    with pytest.raises(ValueError, match="budget 64 applies to a single index.*mode 'safe'"):
+        live.search([1, 2], [1.0, 1.0], 10, mode="approx", budget=64)
+    with pytest.raises(ValueError, match="budget 64 applies to a single index"):
+        live.search_batch(SparseBatch.from_rows([([1], [1.0])]), 10, mode="approx", budget=64)
+    assert len(live.search([1, 2], [1.0, 1.0], 10, mode="approx", alpha=0.9)) > 0
+
+
 def test_beta_keeps_the_heaviest_terms(tmp_path):
     corpus = SparseBatch.from_rows([([0], [1.0]), ([1], [1.0]), ([2], [1.0])])
     index = build_with_blockmax(tmp_path, corpus, 3, "float32", 2)
