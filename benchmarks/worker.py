@@ -31,7 +31,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,13 @@ MIN_BATCH_S = 1.0  # the throughput batch is repeated until it has run this long
 
 def load_queries(path: Path) -> list[Query]:
     """``(query id, {term: weight})`` per line of a sparse-vector JSONL file."""
+    loads: Callable[[bytes], Any]
     try:
-        from orjson import loads
+        import orjson
+
+        loads = orjson.loads
     except ImportError:  # the bench extra's; a bare host (the GPU machine's CPUs) has only json
-        from json import loads
+        loads = json.loads
 
     out = []
     with open(path, "rb") as f:
