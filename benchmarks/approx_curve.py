@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = report.get("machine", {})
     title = (
         f"{report.get('collection')}: {stats.get('n_docs')} docs, {stats.get('n_queries')} queries; "
-        f"load {machine.get('load_average', ['?'])[0]} on {machine.get('cpu_count')} cores"
+        f"load {float(machine.get('load_average', [0.0])[0]):.1f} on {machine.get('cpu_count')} cores"
     )
     result = {
         "source": str(args.report),
