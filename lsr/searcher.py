@@ -67,7 +67,8 @@ class Plan:
     """How a batch of queries is answered; checked on construction (errors name the bad value).
 
     ``k`` results per query. ``first_stage``: see the module docstring. ``mode`` / ``alpha`` /
-    ``beta``: the sparse kernels (lsr.index.SearchParams). ``rerank``: none, dense (PQ codes) or
+    ``beta`` / ``budget``: the sparse kernels (lsr.index.SearchParams; ``budget``: approx's documents
+    scored per query at most, 0: none). ``rerank``: none, dense (PQ codes) or
     dense-float (stored float vectors) re-scoring of the first stage's top ``depth`` (the first stage
     fetches ``max(k, depth)``). ``fusion`` / ``fusion_weight``: "auto" / negative take the values
     stored in the dense meta. ``threads`` (0: all cores) and ``batch_size``: the sparse batch kernel.
