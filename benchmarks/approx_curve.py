@@ -4,6 +4,7 @@ Example::
 
     python -m benchmarks.approx_curve benchmarks/results/synthetic-200k-approx.json \\
         --out benchmarks/results/synthetic-200k-approx-curve
+    python -m benchmarks.approx_curve part1.json part2.json --out curve   # runs of system subsets
 
 Every setting of every system becomes a point (R@10 against float truth, mean/p50/p99 ms on one
 thread); each system's points form one line, sorted by recall. The summary checks issue 18's
@@ -43,6 +44,25 @@ def points(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         if rows:
             out[system["system"]] = sorted(rows, key=lambda r: r["recall"])
     return out
+
+
+def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report of several runs' systems (the first run's collection and machine).
+
+    Raises:
+        SystemExit: runs of different collections (their recall numbers do not compare).
+    """
+    first = reports[0]
+    key = (first.get("collection"), first.get("stats", {}).get("n_docs"), first.get("stats", {}).get("nnz"))
+    for other in reports[1:]:
+        theirs = (
+            other.get("collection"),
+            other.get("stats", {}).get("n_docs"),
+            other.get("stats", {}).get("nnz"),
+        )
+        if theirs != key:
+            raise SystemExit(f"reports of different collections: {key} and {theirs}")
+    return {**first, "systems": [system for r in reports for system in r["systems"]]}
 
 
 def fastest_at(rows: Sequence[dict[str, Any]], recall: float) -> dict[str, Any] | None:
@@ -100,7 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.approx_curve", description=__doc__.split("\n\n")[0]
     )
-    p.add_argument("report", type=Path, help="an index_bench JSON report")
+    p.add_argument(
+        "reports",
+        type=Path,
+        nargs="+",
+        help="index_bench JSON reports of one collection (runs of system subsets sharing a --workdir)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.png")
     p.add_argument("--lsr", default=LSR, help=f"the lsr system whose curve is checked (default {LSR})")
     p.add_argument(
@@ -110,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the plotted latency (the targets use the mean; p50 for a loaded machine)",
     )
     args = p.parse_args(argv)
-    report = json.loads(args.report.read_text(encoding="utf-8"))
+    report = merged([json.loads(path.read_text(encoding="utf-8")) for path in args.reports])
     curves = points(report)
     stats = report.get("stats", {})
     machine = report.get("machine", {})
@@ -119,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"load {float(machine.get('load_average', [0.0])[0]):.1f} on {machine.get('cpu_count')} cores"
     )
     result = {
-        "source": str(args.report),
+        "source": [str(path) for path in args.reports],
         "title": title,
         "curves": curves,
         "targets": targets(curves, args.lsr),
