@@ -102,6 +102,12 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         default=300,
         help="searches before timing (cycling over the queries; at least one pass)",
     )
+    p.add_argument(
+        "--latency-repeats",
+        type=int,
+        default=1,
+        help="runs per query in the latency run, the fastest counts (a shared machine: 3-5)",
+    )
     p.add_argument("--build-budget-s", type=float, default=1200.0, help="per-system build time budget")
     p.add_argument("--search-budget-s", type=float, default=120.0, help="per-setting search time budget")
 
@@ -116,8 +122,9 @@ def _add_system_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--bmp-settings",
-        default="safe,approx:0.9:1,approx:0.8:1,approx:0.9:0.5,approx:0.7:0.5",
-        help="lsr-bmp settings: safe | approx:ALPHA:BETA, comma-separated",
+        default="safe,budget:16384,budget:8192,budget:4096,budget:2048,budget:1024,budget:512,budget:256",
+        help="lsr-bmp settings: safe | budget:DOCS (approx, the documents scored per query) | "
+        "approx:ALPHA:BETA, comma-separated",
     )
     p.add_argument("--bmp-alphas", default="1,0.9,0.8", help="bmp (Rust) alphas, comma-separated (1: safe)")
     p.add_argument(
@@ -257,6 +264,7 @@ def run_system(
         "k": args.k,
         "threads": args.threads,
         "warmup": args.warmup,
+        "latency_repeats": args.latency_repeats,
         "search_budget_s": args.search_budget_s,
     }
     spec_path, out_path = sysdir / "spec.json", sysdir / "result.json"

@@ -201,14 +201,16 @@ class IndexAdapter:
         out: Path,
         impact_dtype: str,
         block_size: int | None = None,
-        reorder: str = "none",
+        reorder: str | None = None,
         forward: str | None = None,
+        bp_iterations: int | None = None,
     ) -> dict[str, Any]:
-        """Build the index (and block-max data when ``block_size``); return the index meta. ``forward``:
-        the exact-weights forward index for rescoring (default: lsr's ``index.rescore``)."""
-        options = {**cls.config_defaults(), "impact_dtype": impact_dtype, "reorder": reorder}
-        if forward is not None:
-            options["forward"] = forward
+        """Build the index (and block-max data when ``block_size``); return the index meta. ``reorder``,
+        ``bp_iterations`` and ``forward`` (the exact-weights forward index for rescoring): None takes
+        lsr's config default (``index.reorder``, ``index.bp_iterations``, ``index.rescore``)."""
+        options = {**cls.config_defaults(), "impact_dtype": impact_dtype}
+        given = {"reorder": reorder, "forward": forward, "bp_iterations": bp_iterations}
+        options.update({key: value for key, value in given.items() if value is not None})
         opts = BuildOptions(**{**options, "block_size": block_size})
         return build_index(lambda: docs.chunks(100_000), len(vocab), ids, vocab, out, options=opts)
 
@@ -236,10 +238,15 @@ class IndexAdapter:
 
 
 def parse_bmp_settings(spec: str) -> list[Setting]:
-    """``"safe,approx:0.9:1,approx:0.8:0.5"`` -> settings with mode, alpha and beta."""
+    """``"safe,budget:2048,approx:0.9:1,approx:0.8:0.5"`` -> settings: mode, approx's budget (documents
+    scored), or approx's alpha and beta."""
     out = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         mode, *rest = item.split(":")
+        if mode == "budget":
+            budget = int(rest[0])
+            out.append(Setting(f"approx budget={budget}", {"mode": "approx", "budget": budget}))
+            continue
         alpha = float(rest[0]) if len(rest) > 0 else 1.0
         beta = float(rest[1]) if len(rest) > 1 else 1.0
         label = mode if mode != "approx" else f"approx a={alpha:g} b={beta:g}"
@@ -251,12 +258,14 @@ class LsrExact(System):
     """Our index, exhaustive scorer: JSONL -> ``build_index`` (no block-max data) -> ``Index``.
 
     Options: ``impact_dtype`` (uint8 | uint16 | float32; default uint8, the index default), ``rescore``
-    (none | float32; default lsr's ``index.rescore``: rescore the candidates with exact weights).
+    (none | float32; default lsr's ``index.rescore``: rescore the candidates with exact weights),
+    ``reorder`` (none | bp) and ``bp_iterations`` (default: the class's, else lsr's config).
     """
 
     name = "lsr-exact"
     block_size: int | None = None
-    reorder = "none"
+    reorder: str | None = "none"  # exhaustive search gains nothing from reordering
+    bp_iterations: int | None = None
 
     def build(self, files: CollectionFiles, workdir: Path) -> BuildStats:
         start = time.perf_counter()
@@ -268,8 +277,10 @@ class LsrExact(System):
         impact_dtype = self.options.get("impact_dtype", "uint8")
         block_size = self._block_size()
         forward = self.options.get("rescore")
+        reorder = self.options.get("reorder", self.reorder)
+        iterations = self.options.get("bp_iterations", self.bp_iterations)
         meta = IndexAdapter.build(
-            docs, ids, list(vocab), out, impact_dtype, block_size, self.reorder, forward
+            docs, ids, list(vocab), out, impact_dtype, block_size, reorder, forward, iterations
         )
         seconds = time.perf_counter() - start
         del docs
@@ -315,26 +326,28 @@ class LsrBlockMax(LsrExact):
     """Our index with block-max data, searched in safe and approximate modes.
 
     Options: ``impact_dtype``, ``block_size`` (default: lsr's ``index.block_size``), ``bmp_settings``
-    (see :func:`parse_bmp_settings`).
+    (see :func:`parse_bmp_settings`). Built as ``lsr index`` builds by default (lsr's ``index.reorder``
+    and ``index.bp_iterations``) unless ``reorder`` / ``bp_iterations`` are given.
     """
 
     name = "lsr-bmp"
+    reorder: str | None = None
 
     def _block_size(self) -> int | None:
         size = self.options.get("block_size") or IndexAdapter.config_defaults().get("block_size") or 64
         return int(size)
 
     def settings(self) -> list[Setting]:
-        return parse_bmp_settings(
-            self.options.get("bmp_settings", "safe,approx:0.9:1,approx:0.8:1,approx:0.9:0.5,approx:0.7:0.5")
-        )
+        return parse_bmp_settings(self.options.get("bmp_settings", "safe,budget:4096,budget:1024,budget:256"))
 
 
 class LsrBlockMaxReordered(LsrBlockMax):
-    """:class:`LsrBlockMax` on an index whose documents were reordered by graph bisection."""
+    """:class:`LsrBlockMax` on an index reordered by the full graph bisection (8 swap rounds per level,
+    the default before lsr's default became 2 rounds)."""
 
     name = "lsr-bmp-reordered"
-    reorder = "bp"
+    reorder: str | None = "bp"
+    bp_iterations = 8
 
 
 # --------------------------------------------------------------------------- scipy
@@ -614,8 +627,10 @@ class BmpRust(System):
     """BMP (Mallia, Suel, Tonellotto, SIGIR 2024; ``pip install bmp``, the authors' Rust engine).
 
     Documents get 8-bit impacts as in our uint8 index (``clip(round(w / scale), 1, 255)``, ``scale``
-    = largest weight / 255), added in the collection's order (the same document order as lsr's
-    index without reordering); block size ``block_size`` (default: lsr's ``index.block_size``).
+    = largest weight / 255), added in the collection's order (the document order of lsr's index
+    without reordering), or with ``reorder=bp`` in lsr's graph-bisection order (``bp_iterations``,
+    default lsr's config; the ordering time counts in the build); block size ``block_size``
+    (default: lsr's ``index.block_size``).
     Settings ``bmp_alphas`` (comma-separated; alpha 1 = safe, beta 1). Index bytes are the index
     file; batches run on a thread pool.
     """
@@ -634,10 +649,12 @@ class BmpRust(System):
         block_size = int(
             self.options.get("block_size") or IndexAdapter.config_defaults().get("block_size") or 32
         )
+        order = self._order(docs, len(terms), block_size)
         path = workdir / "index.bmp"
         indexer = bmp.Indexer(str(path), bsize=block_size, compress_range=False)
         indptr, term_ids = docs.indptr, docs.term_ids
-        for d, doc_id in enumerate(ids):
+        for d in order.tolist():
+            doc_id = ids[d]
             s, e = int(indptr[d]), int(indptr[d + 1])
             row = {
                 terms[t]: int(w) for t, w in zip(term_ids[s:e].tolist(), impacts[s:e].tolist(), strict=True)
@@ -651,8 +668,22 @@ class BmpRust(System):
             "index_seconds": time.perf_counter() - loaded,
             "block_size": block_size,
             "impacts": "uint8, lsr's linear quantization",
+            "reorder": self.options.get("reorder", "none"),
         }
         return BuildStats(time.perf_counter() - start, path.stat().st_size, detail)
+
+    def _order(self, docs: SparseBatch, n_terms: int, block_size: int) -> NDArray[np.int64]:
+        """The order documents are added in: the collection's, or lsr's graph bisection."""
+        reorder = self.options.get("reorder", "none")
+        if reorder == "none":
+            return np.arange(len(docs), dtype=np.int64)
+        if reorder != "bp":
+            raise ValueError(f"bmp: reorder {reorder!r} is not one of ['none', 'bp']")
+        from lsr.index.reorder import bp_order
+
+        defaults = IndexAdapter.config_defaults()
+        iterations = int(self.options.get("bp_iterations") or defaults.get("bp_iterations") or 2)
+        return bp_order(docs, n_terms, leaf_size=block_size, iterations=iterations)
 
     def settings(self) -> list[Setting]:
         alphas = str(self.options.get("bmp_alphas", "1,0.9,0.8")).split(",")

@@ -37,6 +37,7 @@ FLAG_KEYS = {
     "mode": "search.mode",
     "alpha": "search.alpha",
     "beta": "search.beta",
+    "budget": "search.budget",
 }
 
 

@@ -216,7 +216,7 @@ def _index_info(searcher: Searcher, index_dir: str | Path, plan: Plan, k: int) -
     index = searcher.index
     return {
         "index": index_section(searcher, index_dir),
-        "search": {"mode": plan.mode, "alpha": plan.alpha, "beta": plan.beta},
+        "search": {"mode": plan.mode, "alpha": plan.alpha, "beta": plan.beta, "budget": plan.budget},
         "eval_k": k,
         "postings_bytes": index.postings_nbytes,
         "bytes_per_posting": index.postings_nbytes / max(int(index.meta["n_postings"]), 1),

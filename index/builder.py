@@ -34,7 +34,7 @@ from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, build_blockmax, check_block_s
 from lsr.index.fields import build_fields
 from lsr.index.io import atomic_directory, save_array, write_meta
 from lsr.index.kernels.invert import _scatter_postings, _sort_postings
-from lsr.index.reorder import REORDER_METHODS, bp_order
+from lsr.index.reorder import REORDER_METHODS, bp_order, resolve_reorder
 from lsr.index.rescore import FORWARD_CHOICES, ForwardWriter
 from lsr.index.sparse import DOC_DTYPE, PTR_DTYPE, SparseBatch
 
@@ -71,7 +71,8 @@ class BuildOptions:
 
     Attributes:
         impact_dtype: "uint8", "uint16" or "float32".
-        reorder: "none", or "bp" (recursive graph bisection down to ``block_size`` docs).
+        reorder: "none", "bp" (recursive graph bisection down to ``block_size`` docs), or "auto": bp
+            from ``lsr.index.reorder.AUTO_MIN_DOCS`` documents up.
         bp_iterations: swap rounds per bisection level.
         block_size: docs per block of the block-max artifact; None builds no block-max data.
         scale: a fixed quantization step (a live index's segments share their first segment's, so
@@ -85,7 +86,7 @@ class BuildOptions:
 
     impact_dtype: str = "uint8"
     reorder: str = "none"
-    bp_iterations: int = 8
+    bp_iterations: int = 2
     block_size: int | None = DEFAULT_BLOCK_SIZE
     scale: float | None = None
     fields: dict[str, str] | None = None
@@ -139,8 +140,9 @@ def _count_pass(batches: Iterable[SparseBatch], n_terms: int, keep_forward: bool
 
 def _doc_order(stats: _Pass1, n_terms: int, options: BuildOptions) -> tuple[np.ndarray | None, dict]:
     """The reordering permutation (new doc i = original doc perm[i]) and its meta section."""
-    if options.reorder == "none" or stats.n_docs == 0:
-        return None, {"method": "none"}
+    if resolve_reorder(options.reorder, stats.n_docs) == "none" or stats.n_docs == 0:
+        stats.forward = None
+        return None, {"method": "none", "requested": options.reorder}
     assert stats.forward is not None, "_count_pass keeps the forward index whenever reorder is not 'none'"
     start = time.perf_counter()
     batches = stats.forward
@@ -155,6 +157,7 @@ def _doc_order(stats: _Pass1, n_terms: int, options: BuildOptions) -> tuple[np.n
     perm = bp_order(forward, n_terms, leaf_size=leaf_size, iterations=options.bp_iterations)
     section = {
         "method": "bp",
+        "requested": options.reorder,
         "iterations": options.bp_iterations,
         "leaf_size": leaf_size,
         "seconds": round(time.perf_counter() - start, 3),

@@ -48,3 +48,25 @@ def reference_topk(
     candidates = np.flatnonzero(matched)
     order = np.lexsort((candidates, -scores[candidates]))[:k]
     return candidates[order], scores[candidates[order]]
+
+
+def reference_budget_topk(
+    dense: NDArray, q_terms: NDArray, q_weights: NDArray, k: int, block_size: int, budget: int
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Approx mode's budget: the top-k among the documents of the ``ceil(budget / block_size)`` blocks
+    with the highest upper bounds (sum over query terms of weight x the term's largest impact in the
+    block; ties: lower block id; only blocks with a bound > 0)."""
+    n_docs = dense.shape[0]
+    n_blocks = -(-n_docs // block_size)
+    padded = np.zeros((n_blocks * block_size, dense.shape[1]))
+    padded[:n_docs] = dense
+    block_max = padded.reshape(n_blocks, block_size, -1).max(axis=1)
+    q = np.zeros(dense.shape[1], dtype=np.float64)
+    q[np.asarray(q_terms, dtype=np.int64)] = q_weights
+    bounds = block_max @ q
+    order = np.lexsort((np.arange(n_blocks), -bounds))
+    chosen = [b for b in order[: max(1, -(-budget // block_size))] if bounds[b] > 0]
+    allowed = np.zeros(n_docs, dtype=bool)
+    for b in chosen:
+        allowed[b * block_size : (b + 1) * block_size] = True
+    return reference_topk(dense, q_terms, q_weights, k, live=allowed)

@@ -18,10 +18,20 @@ from lsr.index.sparse import SparseBatch
 
 logger = logging.getLogger(__name__)
 
-REORDER_METHODS = ("none", "bp")
+REORDER_METHODS = ("none", "bp", "auto")
+# ``auto`` reorders (bp) collections of at least this many documents. Below it a query's block-max
+# pass over all blocks is cheap and exact ties keep their input order (small collections, tests).
+AUTO_MIN_DOCS = 50_000
 
 
-def bp_order(forward: SparseBatch, n_terms: int, leaf_size: int = 16, iterations: int = 8) -> np.ndarray:
+def resolve_reorder(method: str, n_docs: int) -> str:
+    """``none`` or ``bp``: what ``method`` means for a collection of ``n_docs`` documents."""
+    if method == "auto":
+        return "bp" if n_docs >= AUTO_MIN_DOCS else "none"
+    return method
+
+
+def bp_order(forward: SparseBatch, n_terms: int, leaf_size: int = 16, iterations: int = 2) -> np.ndarray:
     """A document permutation from recursive graph bisection of the forward index."""
     if leaf_size < 1 or iterations < 1:
         raise ValueError(f"leaf_size and iterations must be >= 1, got {leaf_size} and {iterations}")

@@ -64,13 +64,17 @@ AllowedArgs = tuple[Any, NDArray[np.int64], NDArray[np.int64], NDArray[np.int32]
 @dataclass(frozen=True)
 class SearchParams:
     """How to search: ``exact`` scores every posting; ``safe`` (block-max, alpha = beta = 1) returns
-    exactly the same top-k; ``approx`` trades recall for speed with ``alpha`` (stop when the k-th
-    score exceeds alpha x the best remaining block bound) and ``beta`` (keep that fraction of the
-    query's terms, heaviest first)."""
+    exactly the same top-k; ``approx`` trades recall for speed. Its one knob is ``budget``: score at
+    most about that many documents per query (whole blocks, highest upper bound first), then rescore
+    the best candidates with exact weights; recall and latency fall together as the budget shrinks
+    (benchmarks/RESULTS.md has the curve). 0: no budget. The expert knobs ``alpha`` (stop when the
+    k-th score exceeds alpha x the best remaining block bound) and ``beta`` (keep that fraction of
+    the query's terms, heaviest first) also apply."""
 
     mode: str = "exact"
     alpha: float = 1.0
     beta: float = 1.0
+    budget: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -79,8 +83,19 @@ class SearchParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
                 raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
-        if self.mode != "approx" and (self.alpha != 1 or self.beta != 1):
-            raise ValueError(f"mode {self.mode!r} is exact: alpha and beta must be 1 (use mode='approx')")
+        budget = self.budget
+        if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
+            raise ValueError(f"budget must be an integer >= 0 (documents scored; 0: none), got {budget!r}")
+        if self.mode != "approx" and (self.alpha != 1 or self.beta != 1 or budget != 0):
+            raise ValueError(
+                f"mode {self.mode!r} is exact: alpha and beta must be 1 and budget 0 (use mode='approx')"
+            )
+
+    def max_blocks(self, block_size: int, n_blocks: int) -> int:
+        """Blocks the budget allows: ceil(budget / block_size), at least 1; all of them without one."""
+        if self.budget == 0:
+            return n_blocks
+        return max(1, min(n_blocks, -(-int(self.budget) // block_size)))
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,7 @@ class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
     scan_ratio: int = SCAN_RATIO  # exact mode: see lsr.index.kernels.score
+    supports_budget: bool = True  # approx's budget (a live or sharded index's kernels have none)
     forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
     rescore: bool = False
 
@@ -256,6 +272,7 @@ class Index:
         alpha: float = 1.0,
         beta: float = 1.0,
         filter: Any = None,
+        budget: int = 0,
     ) -> SearchResult:
         """Top-k for one query, on the calling thread (the kernels release the GIL).
 
@@ -263,11 +280,11 @@ class Index:
             q_terms: term ids (repeats are summed).
             q_weights: one weight > 0 per term id.
             k: how many documents to return at most; only matching documents are returned.
-            mode, alpha, beta: see :class:`SearchParams`.
+            mode, alpha, beta, budget: see :class:`SearchParams`.
             filter: a metadata filter (lsr.index.fields): only the docs it allows.
         """
         k = self._check_k(k)
-        params = self._check_params(mode, alpha, beta)
+        params = self._check_params(mode, alpha, beta, budget)
         full = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(*full, params)
         live, allowed = self._filtered(filter)
@@ -324,14 +341,20 @@ class Index:
             weights,
             k,
             np.float32(params.alpha),
+            self._max_blocks(params),
             self.block_counters,
             live,
             thr,
             self._block_live(live),
         )
 
-    def _check_params(self, mode: str, alpha: float, beta: float) -> SearchParams:
-        params = SearchParams(mode, alpha, beta)
+    def _check_params(self, mode: str, alpha: float, beta: float, budget: int = 0) -> SearchParams:
+        params = SearchParams(mode, alpha, beta, budget)
+        if params.budget and not self.supports_budget:
+            raise ValueError(
+                f"budget {params.budget} applies to a single index, and {self.path} is a live or sharded "
+                "index: search it with mode 'safe', or approx with alpha/beta"
+            )
         if params.mode != "exact" and self.blockmax is None:
             raise ValueError(
                 f"mode {mode!r} needs block-max data, and {self.path} has none: build it with "
@@ -348,11 +371,12 @@ class Index:
         alpha: float = 1.0,
         beta: float = 1.0,
         filter: Any = None,
+        budget: int = 0,
     ) -> list[SearchResult]:
         """Top-k for a batch of queries, spread over ``threads`` (default: all cores); ``filter``: one
         metadata filter for the whole batch."""
         k = self._check_k(k)
-        params = self._check_params(mode, alpha, beta)
+        params = self._check_params(mode, alpha, beta, budget)
         queries.validate(self.n_terms)
         full, queries = queries, prune_batch(queries, params)
         live, allowed = self._filtered(filter)
@@ -429,6 +453,7 @@ class Index:
             *q,
             k,
             np.float32(params.alpha),
+            self._max_blocks(params),
             n_workers,
             out_docs,
             out_scores,
@@ -437,6 +462,11 @@ class Index:
             thresholds,
             self._block_live(live),
         )
+
+    def _max_blocks(self, params: SearchParams) -> int:
+        bm = self.blockmax
+        assert bm is not None, "_check_params refuses the block-max modes without block-max data"
+        return params.max_blocks(bm.block_size, bm.n_blocks)
 
     def _block_live(self, live: np.ndarray) -> NDArray[np.uint8]:
         """uint8[n_blocks]: 1 where a block holds a live doc (empty when every doc is live); the last

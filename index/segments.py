@@ -112,6 +112,8 @@ class SegmentedIndex(Index):
     segments, deleted docs included); ``doc_ids`` and ``impacts`` are empty: the postings stay in
     the segments (``segments``), which the search methods read."""
 
+    supports_budget = False  # the multi-segment kernel has no block budget
+
     def __init__(self, path: Path, manifest: Manifest, segments: list[Index]):
         self.path = path
         self.manifest = manifest
@@ -244,12 +246,13 @@ class SegmentedIndex(Index):
         alpha: float = 1.0,
         beta: float = 1.0,
         filter: Any = None,
+        budget: int = 0,
     ) -> SearchResult:
         """Top-k over all segments for one query (see :meth:`Index.search`): a selective filter's
         allowed docs scored directly, block-max modes in one kernel call over all segments, exact mode
         (or segments the one-call kernels cannot take together) segment by segment."""
         k = self._check_k(k)
-        params = self._check_params(mode, alpha, beta)
+        params = self._check_params(mode, alpha, beta, budget)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
         live, allowed = self._filtered(filter)
@@ -291,11 +294,12 @@ class SegmentedIndex(Index):
         alpha: float = 1.0,
         beta: float = 1.0,
         filter: Any = None,
+        budget: int = 0,
     ) -> list[SearchResult]:
         """Top-k over all segments for a batch: the one-call kernels as in :meth:`search`, else each
         segment's batch kernel in turn, the k-th scores found so far as the next one's thresholds."""
         k = self._check_k(k)
-        params = self._check_params(mode, alpha, beta)
+        params = self._check_params(mode, alpha, beta, budget)
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
         live, allowed = self._filtered(filter)

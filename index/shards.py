@@ -151,6 +151,8 @@ def load_shards(path: str | Path, mmap: bool = True) -> tuple[dict[str, Any], li
 class ShardedIndex(Index):
     """The shards of one build searched as one index (global doc ids, exact merge)."""
 
+    supports_budget = False  # a budget per shard would not be the index's budget
+
     def __init__(
         self,
         path: Path,
@@ -255,10 +257,11 @@ class ShardedIndex(Index):
         alpha: float = 1.0,
         beta: float = 1.0,
         filter: Any = None,
+        budget: int = 0,
     ) -> SearchResult:
         """Top-k over all shards for one query (see :meth:`Index.search`)."""
         k = self._check_k(k)
-        params = self._check_params(mode, alpha, beta)
+        params = self._check_params(mode, alpha, beta, budget)
         terms, weights = prune_query(*self._check_query(q_terms, q_weights), params)
         kwargs = {"mode": mode, "alpha": alpha, "beta": 1.0, "filter": filter}  # terms pruned here, once
 
@@ -276,11 +279,12 @@ class ShardedIndex(Index):
         alpha: float = 1.0,
         beta: float = 1.0,
         filter: Any = None,
+        budget: int = 0,
     ) -> list[SearchResult]:
         """Top-k over all shards for a batch: each shard's batch kernel, then one merge per query."""
         k = self._check_k(k)
         queries.validate(self.n_terms)
-        queries = prune_batch(queries, self._check_params(mode, alpha, beta))
+        queries = prune_batch(queries, self._check_params(mode, alpha, beta, budget))
         kwargs = {"threads": threads, "mode": mode, "alpha": alpha, "beta": 1.0, "filter": filter}
 
         def one(backend: ShardBackend) -> list[SearchResult]:

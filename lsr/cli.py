@@ -347,7 +347,7 @@ def _add_serve_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, extra: list[str]) -> Config:
-    for flag in ("mode", "alpha", "beta"):
+    for flag in ("mode", "alpha", "beta", "budget"):
         if getattr(args, flag, None) is not None:
             extra = [*extra, f"search.{flag}={getattr(args, flag)}"]
     return load_config(args.config, [*args.overrides, *extra])
@@ -758,6 +758,7 @@ def _write_stats(path: str, searcher, encoded, plan, run_seconds: float) -> None
         "mode": plan.mode,
         "alpha": plan.alpha,
         "beta": plan.beta,
+        "budget": plan.budget,
         "latency_ms": searcher.latency(encoded, plan),
         "batch": searcher.batch_throughput(encoded, plan),
         "run": {"seconds": run_seconds, "qps": len(encoded) / max(run_seconds, 1e-9)},

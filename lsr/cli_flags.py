@@ -28,12 +28,18 @@ def common_flags(p: argparse.ArgumentParser) -> None:
 
 
 def search_mode_flags(p: argparse.ArgumentParser) -> None:
-    """``--mode``, ``--alpha``, ``--beta``: the sparse kernels (config ``search.*``)."""
+    """``--mode``, ``--budget``, ``--alpha``, ``--beta``: the sparse kernels (config ``search.*``)."""
     p.add_argument(
         "--mode",
         choices=("exact", "safe", "approx"),
         help="search.mode: exact scores every posting; safe uses block-max pruning with "
-        "identical results; approx prunes further with --alpha/--beta",
+        "identical results; approx trades recall for speed with --budget",
+    )
+    p.add_argument(
+        "--budget",
+        type=int,
+        help="search.budget, approx: score at most about this many documents per query (whole blocks, "
+        "best upper bound first; smaller: faster, lower recall), then rescore the best exactly; 0: none",
     )
     p.add_argument(
         "--alpha",

@@ -253,8 +253,13 @@ class IndexConfig:
     store_docs: bool = True  # keep a docstore (titles and texts) in the index
     blockmax: bool = True  # build block-max data (search modes safe and approx)
     block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
-    reorder: str = "none"  # none | bp (recursive graph bisection: similar docs share blocks)
-    bp_iterations: int = 8  # swap rounds per bisection level (8 orders as well as 20 at 1/3 the time)
+    # none | bp (recursive graph bisection: similar docs share blocks, so block bounds are tighter and
+    # safe/approx search scores fewer blocks; benchmarks/RESULTS.md, "Default reordering") | auto: bp
+    # from 50,000 documents up (lsr.index.reorder.AUTO_MIN_DOCS)
+    reorder: str = "auto"
+    # swap rounds per bisection level: 2 prunes almost as well as 8 (200k synthetic, safe mode: 190 vs
+    # 184 blocks scored per query, input order 305) at 30% of the ordering time (reorder_bench)
+    bp_iterations: int = 2
     # none | float32: with integer impacts, also keep each document's float32 weights (6 bytes per
     # posting, memory-mapped) and rescore the candidates exactly: results equal float scoring
     rescore: str = "float32"
@@ -273,7 +278,7 @@ class IndexConfig:
             _one_of("index", f"fields.{name}", kind, ("keyword", "int", "float", "date"))
         if not 0 < self.max_deleted <= 1:
             raise ConfigError(f"index.max_deleted = {self.max_deleted!r} must lie in (0, 1]")
-        _one_of("index", "reorder", self.reorder, ("none", "bp"))
+        _one_of("index", "reorder", self.reorder, ("none", "bp", "auto"))
         _one_of("index", "rescore", self.rescore, ("none", "float32"))
         if not 1 <= self.block_size <= 256:
             raise ConfigError(f"index.block_size = {self.block_size!r} must lie in [1, 256]")
@@ -285,7 +290,10 @@ class SearchConfig:
     k: int = 1000
     threads: int = 0  # 0: all cores
     batch_size: int = 1024  # queries encoded and searched per batch
-    mode: str = "exact"  # exact | safe (block-max, same results) | approx (alpha, beta)
+    mode: str = "exact"  # exact | safe (block-max, same results) | approx (budget; alpha, beta)
+    # approx: score at most about this many documents per query (whole blocks, best bound first),
+    # then rescore the best candidates exactly; smaller is faster with lower recall; 0: no budget
+    budget: int = 0
     alpha: float = 1.0  # approx: stop when the k-th score exceeds alpha x the best block bound left
     beta: float = 1.0  # approx: keep this fraction of each query's terms, heaviest first
     rerank: str = "none"  # none | dense (re-score the sparse top rerank_depth with the index's dense stage)
@@ -308,6 +316,11 @@ class SearchConfig:
             if not 0 < value <= 1:
                 raise ConfigError(f"search.{name} = {value!r} must lie in (0, 1]")
         _positive("search", "k", self.k)
+        _positive("search", "budget", self.budget, allow_zero=True)
+        if self.budget and self.mode != "approx":
+            raise ConfigError(
+                f"search.budget = {self.budget!r} applies to search.mode approx, not {self.mode!r}"
+            )
         _positive("search", "threads", self.threads, allow_zero=True)
         _positive("search", "batch_size", self.batch_size)
 

@@ -69,7 +69,8 @@ class Plan:
     """How a batch of queries is answered; checked on construction (errors name the bad value).
 
     ``k`` results per query. ``first_stage``: see the module docstring. ``mode`` / ``alpha`` /
-    ``beta``: the sparse kernels (lsr.index.SearchParams). ``rerank``: none, dense (PQ codes) or
+    ``beta`` / ``budget``: the sparse kernels (lsr.index.SearchParams; ``budget``: approx's documents
+    scored per query at most, 0: none). ``rerank``: none, dense (PQ codes) or
     dense-float (stored float vectors) re-scoring of the first stage's top ``depth`` (the first stage
     fetches ``max(k, depth)``). ``fusion`` / ``fusion_weight``: "auto" / negative take the values
     stored in the dense meta. ``threads`` (0: all cores) and ``batch_size``: the sparse batch kernel.
@@ -84,6 +85,7 @@ class Plan:
     mode: str = "exact"
     alpha: float = 1.0
     beta: float = 1.0
+    budget: int = 0
     rerank: str = "none"
     depth: int = 100
     fusion: str = "auto"
@@ -115,7 +117,7 @@ class Plan:
                 f"rerank {self.rerank!r} re-scores sparse candidates; first_stage {self.first_stage!r} "
                 "is dense already (use rerank 'none')"
             )
-        SearchParams(self.mode, self.alpha, self.beta)  # mode, alpha, beta: the index's own checks
+        _ = self.params  # mode, alpha, beta, budget: the index's own checks
 
     @classmethod
     def from_config(cls, search: SearchConfig, **overrides: Any) -> Plan:
@@ -125,6 +127,7 @@ class Plan:
             mode=search.mode,
             alpha=search.alpha,
             beta=search.beta,
+            budget=search.budget,
             rerank=search.rerank,
             depth=search.rerank_depth,
             fusion=search.fusion,
@@ -136,7 +139,7 @@ class Plan:
 
     @property
     def params(self) -> SearchParams:
-        return SearchParams(self.mode, self.alpha, self.beta)
+        return SearchParams(self.mode, self.alpha, self.beta, self.budget)
 
     @property
     def fetch(self) -> int:
@@ -145,7 +148,8 @@ class Plan:
         return max(end, self.depth) if self.rerank != "none" else end
 
     def kernel_kwargs(self) -> dict[str, Any]:
-        return {"mode": self.mode, "alpha": self.alpha, "beta": self.beta, "filter": self.filter}
+        kwargs = {"mode": self.mode, "alpha": self.alpha, "beta": self.beta, "filter": self.filter}
+        return {**kwargs, "budget": self.budget} if self.budget else kwargs
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -380,8 +384,19 @@ class Searcher:
         use_float = plan.first_stage == "dense-float"
         return [SearchResult(*top_k(self.dense_scan(q, use_float), plan.fetch)) for q in emb]
 
+    def kernel_kwargs(self, plan: Plan) -> dict[str, Any]:
+        """The index's search keywords for ``plan``; a budget only on a single index (the live and
+        sharded indexes' kernels have none).
+
+        Raises:
+            ValueError: a budget on a live or sharded index.
+        """
+        if plan.budget:
+            self.index._check_params(plan.mode, plan.alpha, plan.beta, plan.budget)
+        return plan.kernel_kwargs()
+
     def _sparse(self, queries: SparseBatch, plan: Plan, progress: bool) -> list[SearchResult]:
-        kwargs = plan.kernel_kwargs()
+        kwargs = self.kernel_kwargs(plan)
         if len(queries) == 1:  # one query: the single-query kernel on this thread
             return [self.index.search(*queries.row(0), k=plan.fetch, **kwargs)]
         out: list[SearchResult] = []
@@ -493,13 +508,13 @@ class Searcher:
 
     def latency(self, queries: SparseBatch, plan: Plan) -> dict[str, float]:
         """Per-query latency of the sparse kernel on encoded queries, one by one on this thread."""
-        kwargs = plan.kernel_kwargs()
+        kwargs = self.kernel_kwargs(plan)
         ms = time_queries(lambda i: self.index.search(*queries.row(i), k=plan.k, **kwargs), len(queries))
         return latency_summary(ms)
 
     def batch_throughput(self, queries: SparseBatch, plan: Plan) -> dict[str, float]:
         """Queries/s of the batch kernel on ``plan.threads`` threads (0: all), after one warm-up batch."""
-        kwargs, threads = plan.kernel_kwargs(), plan.threads or None
+        kwargs, threads = self.kernel_kwargs(plan), plan.threads or None
         self.index.search_batch(queries.slice(0, min(len(queries), 8)), k=plan.k, threads=threads, **kwargs)
         start = time.perf_counter()
         self.index.search_batch(queries, k=plan.k, threads=threads, **kwargs)

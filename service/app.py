@@ -217,6 +217,7 @@ def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0, fil
         mode=params.mode,
         alpha=params.alpha,
         beta=params.beta,
+        budget=params.budget,
         rerank=rerank,
         depth=max(offset + k, 100),
         threads=1,
@@ -393,6 +394,7 @@ class SearchOptions(_Body):
     mode: Literal["exact", "safe", "approx"] = "exact"
     alpha: Number = 1.0
     beta: Number = 1.0
+    budget: Int = 0  # approx: documents scored per query at most (0: none)
     rerank: Literal["none", "dense"] = "none"
     fields: OptFields = None
 
@@ -640,6 +642,11 @@ class Service:
                 f"mode {body.mode!r} needs block-max data, which index {served.name!r} lacks "
                 "(build it with `lsr index --blockmax-for INDEX`)",
             )
+        if params.budget:
+            try:
+                served.searcher.kernel_kwargs(request_plan(body.k, params, "none"))
+            except ValueError as exc:
+                raise ApiError(400, f"index {served.name!r}: {exc}") from None
         if body.rerank == "dense" and not served.has_dense:
             raise ApiError(400, f"index {served.name!r} has no dense re-rank stage; use rerank 'none'")
         if body.fields and served.searcher.docstore is None:
@@ -709,8 +716,10 @@ def _search_params(body: SearchOptions) -> SearchParams:
     for name, value in (("alpha", body.alpha), ("beta", body.beta)):
         if not 0 < value <= 1:  # the schema's range
             raise ApiError(422, f"{name} must be a number in (0, 1], got {value!r}")
-    try:  # what the schema cannot state: alpha and beta 1 outside mode approx
-        return SearchParams(body.mode, float(body.alpha), float(body.beta))
+    if body.budget < 0:
+        raise ApiError(422, f"budget must be an integer >= 0, got {body.budget!r}")
+    try:  # what the schema cannot state: alpha and beta 1, budget 0 outside mode approx
+        return SearchParams(body.mode, float(body.alpha), float(body.beta), int(body.budget))
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
 

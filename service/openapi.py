@@ -24,7 +24,8 @@ API_KEY_SCHEME = "ApiKey"
 ERRORS = {
     400: "malformed JSON body, or a request the schema allows that this index or service cannot serve as "
     "asked: an option the index lacks (block-max modes, a dense stage, a docstore, the filter's fields), "
-    "a combination the schema does not state (alpha or beta below 1 outside mode approx, from + k past "
+    "a combination the schema does not state (alpha or beta below 1 or a budget outside mode approx, a "
+    "budget on a live or sharded index, from + k past "
     "max_k, rerank with a vector or a filter, too many query tokens, a repeated document id)",
     401: "missing or wrong X-API-Key (when the service has a key)",
     403: "a reload path outside the index roots (lsr serve --index-root)",
@@ -217,6 +218,7 @@ def _add_limits(schemas: dict[str, Any], settings: ServiceConfig) -> None:
         props(name).get("from", {}).update(minimum=0, maximum=settings.max_k - 1)
         for key in ("alpha", "beta"):
             props(name).get(key, {}).update(exclusiveMinimum=0, maximum=1)
+        props(name).get("budget", {}).update(minimum=0)
     for name in ("SearchRequest", "BatchQuery", "ExplainRequest"):
         props(name).get("query", {}).update(pattern=r"\S", maxLength=settings.max_query_chars)
         props(name).get("vector", {}).update(maxProperties=settings.max_vector_terms)

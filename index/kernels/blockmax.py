@@ -24,8 +24,9 @@ a vectorizable add over all blocks, a sparse term scatters its few entries and
 links them into per-block lists; (2) a bucket sort of the blocks with a bound > 0,
 highest bucket first, each bucket keeping its exact maximum; (3) blocks are
 scored whole, in that order, until the heap holds k documents and the k-th score
-exceeds ``alpha`` x the largest bound left (the max of the current bucket).
-``alpha = 1`` is safe.
+exceeds ``alpha`` x the largest bound left (the max of the current bucket), or
+``max_blocks`` blocks have been scored (approx mode's budget). ``alpha = 1`` with no
+budget (``max_blocks >= n_blocks``) is safe.
 
 Why safe mode equals exhaustive search exactly, floats included: query terms
 ascend, and every kernel (exhaustive, block scoring, upper bounds) adds a
@@ -183,6 +184,7 @@ def _bmp_query(
     q_weights,
     k,
     alpha,
+    max_blocks,
     ws,
     out_docs,
     out_scores,
@@ -233,7 +235,7 @@ def _bmp_query(
     size = 0
     bucket = 0
     all_live = live.shape[0] == 0
-    for pos in range(n_cand):
+    for pos in range(min(n_cand, max_blocks)):
         while pos >= bucket_ptr[bucket + 1]:
             bucket += 1
         bound = alpha * (bucket_max[bucket] * ub_slack)
@@ -295,6 +297,7 @@ def _bmp_search_one(
     q_weights,
     k,
     alpha,
+    max_blocks,
     counters,
     live,
     thr,
@@ -313,6 +316,7 @@ def _bmp_search_one(
         q_weights,
         k,
         alpha,
+        max_blocks,
         ws,
         out_docs,
         out_scores,
@@ -337,6 +341,7 @@ def _bmp_search_batch(
     q_weights,
     k,
     alpha,
+    max_blocks,
     n_workers,
     out_docs,
     out_scores,
@@ -363,6 +368,7 @@ def _bmp_search_batch(
                 q_weights[s:e],
                 k,
                 alpha,
+                max_blocks,
                 ws,
                 out_docs[q],
                 out_scores[q],

@@ -206,6 +206,17 @@ def test_safe_search_writes_the_same_run_and_stats(scifact, scifact_bm25_index, 
         == 0
     )
     assert len(read_run(approx)) == 300
+    # the approx budget (--budget): past the collection it is the safe search; a small one answers all
+    base = ["search", "--index", str(scifact_bm25_index), "--queries", str(scifact), "--split", "test"]
+    for budget in ("100000", "256"):
+        out, stats = tmp_path / f"budget-{budget}.trec", tmp_path / f"budget-{budget}.json"
+        flags = ["--k", "10", "--mode", "approx", "--budget", budget, "--out", str(out)]
+        flags += ["--stats", str(stats)]
+        assert main([*base, *flags, "--quiet"]) == 0
+        assert json.loads(stats.read_text())["budget"] == int(budget)
+        if budget == "100000":
+            assert out.read_text() == runs["safe"]
+        assert len(read_run(out)) == 300
 
 
 def test_reordered_index_keeps_quality_and_titles(scifact, scifact_bm25_index, tmp_path, capsys):

@@ -125,6 +125,13 @@ def test_approx_mode_and_fields(client):
     assert len(hits) == 5 and all(h["text"] for h in hits) and [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
     doc = client.get(f"/v1/docs/{hits[0]['id']}", params={"index": "bm25"}).json()
     assert doc["title"] == hits[0]["title"] and doc["text"] == hits[0]["text"]
+    # the approx budget: a budget past the collection is the safe search
+    body = {"query": "vitamin d deficiency", "k": 5}
+    safe = client.post("/v1/search", json={**body, "mode": "safe"}).json()["hits"]
+    r = client.post("/v1/search", json={**body, "mode": "approx", "budget": 10**7})
+    assert r.status_code == 200 and [h["id"] for h in r.json()["hits"]] == [h["id"] for h in safe]
+    small = client.post("/v1/search", json={**body, "mode": "approx", "budget": 16})
+    assert small.status_code == 200 and 0 < len(small.json()["hits"]) <= 5
 
 
 def test_inference_free_text_and_vector_queries(client, server, tmp_path):
@@ -288,6 +295,23 @@ BAD = [
         400,
         "alpha and beta must be 1",
     ),
+    (
+        "budget with exact",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x", "budget": 100}},
+        400,
+        "budget 0 (use mode='approx')",
+    ),
+    (
+        "negative budget",
+        "POST",
+        "/v1/search",
+        {"json": {"query": "x", "mode": "approx", "budget": -5}},
+        422,
+        "budget",
+    ),
+    ("budget not a number", "POST", "/v1/search", {"json": {"query": "x", "budget": "many"}}, 422, "budget"),
     (
         "alpha out of range",
         "POST",

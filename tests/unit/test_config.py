@@ -315,3 +315,16 @@ def test_dense_and_rerank_settings_are_checked():
     ):
         with pytest.raises(ConfigError, match=msg):
             load_config(None, [bad])
+
+
+def test_approx_budget_and_reorder_settings_are_checked():
+    cfg = load_config(None, ["search.mode=approx", "search.budget=2048"])
+    assert (cfg.search.mode, cfg.search.budget) == ("approx", 2048)
+    assert load_config().index.reorder == "auto" and load_config().search.budget == 0
+    for bad, msg in (
+        (["search.mode=approx", "search.budget=-1"], r"search\.budget = -1 must be >= 0"),
+        (["search.mode=safe", "search.budget=100"], r"search\.budget = 100 applies to search\.mode approx"),
+        (["index.reorder=kmeans"], "not one of"),
+    ):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(None, bad)

@@ -14,6 +14,7 @@ from corpora import build, build_with_blockmax, random_corpus
 from lsr.index import Index, SparseBatch
 from lsr.index.blockmax import build_blockmax
 from lsr.index.io import ArtifactError
+from lsr.index.reference import dense_from_postings, reference_budget_topk
 
 # the NUMBA_DISABLE_JIT=1 job runs the kernels as Python: fewer queries, same cases
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT") == "1"
@@ -63,10 +64,12 @@ def test_batch_equals_single_in_every_mode(tmp_path, threads):
     index = build_with_blockmax(tmp_path, corpus, 40, "uint8", 32)
     rows = random_queries(rng, 40, 30, integer=True) + [([], [])]
     queries = SparseBatch.from_rows(rows)
-    for mode, alpha, beta in (("exact", 1, 1), ("safe", 1, 1), ("approx", 0.7, 0.5), ("approx", 1, 0.3)):
-        batch = index.search_batch(queries, k=10, threads=threads, mode=mode, alpha=alpha, beta=beta)
+    settings = (("exact", 1, 1, 0), ("safe", 1, 1, 0), ("approx", 0.7, 0.5, 0), ("approx", 1, 0.3, 0))
+    for mode, alpha, beta, budget in (*settings, ("approx", 1, 1, 40), ("approx", 0.8, 1, 100)):
+        kw = {"mode": mode, "alpha": alpha, "beta": beta, "budget": budget}
+        batch = index.search_batch(queries, k=10, threads=threads, **kw)
         for i, res in enumerate(batch):
-            assert_identical(res, index.search(*queries.row(i), k=10, mode=mode, alpha=alpha, beta=beta))
+            assert_identical(res, index.search(*queries.row(i), k=10, **kw))
 
 
 def test_approx_returns_true_scores_and_loses_little(tmp_path):
@@ -89,6 +92,68 @@ def test_approx_returns_true_scores_and_loses_little(tmp_path):
         # alpha = beta = 1 in approx mode is the safe search
         assert_identical(index.search(terms, weights, 10, mode="approx"), exact)
     assert np.mean(recalls) >= 0.8
+
+
+@pytest.mark.parametrize("block_size", [1, 4, 16])
+def test_budget_scores_the_blocks_with_the_best_bounds(tmp_path, block_size):
+    """approx with a budget = the exact top-k among the docs of the ceil(budget / B) blocks with the
+    highest bounds. Integer weights make every bound a multiple of one impact step, far apart for the
+    kernel's 1024 buckets, so its block order is the exact one (ties: lower block id)."""
+    rng = np.random.default_rng(block_size + 100)
+    corpus = random_corpus(rng, 433, 40, 12, integer=True)
+    index = build_with_blockmax(tmp_path, corpus, 40, "uint8", block_size)
+    dense = dense_from_postings(index.term_ptr, index.doc_ids, index.impacts, index.n_docs)
+    for terms, weights in random_queries(rng, 40, 30, integer=True):
+        for budget in (1, 3 * block_size, 50, 10**6):
+            for k in (1, 10):
+                got = index.search(terms, weights, k, mode="approx", budget=budget)
+                docs, scores = reference_budget_topk(dense, terms, weights, k, block_size, budget)
+                assert got.docs.tolist() == docs.tolist(), (budget, k)
+                np.testing.assert_allclose(got.scores, scores * index.scale, rtol=1e-6)
+        # a budget past the collection is the safe search
+        exact = index.search(terms, weights, 10)
+        assert_identical(index.search(terms, weights, 10, mode="approx", budget=index.n_docs), exact)
+
+
+def test_budget_trades_recall_for_blocks(tmp_path):
+    """A smaller budget scores fewer blocks and finds fewer of the exact top 10; never more blocks than
+    it allows."""
+    rng = np.random.default_rng(12)
+    corpus = random_corpus(rng, 3000, 60, 20, integer=False)
+    index = build_with_blockmax(tmp_path, corpus, 60, "uint8", 8)
+    queries = random_queries(rng, 60, 40, integer=False)
+    recall, blocks = [], []
+    for budget in (8, 64, 512, 0):
+        index.block_counters[:] = 0
+        hits = 0
+        for terms, weights in queries:
+            kw = {"mode": "approx", "budget": budget} if budget else {"mode": "safe"}
+            found = index.search(terms, weights, 10, **kw)
+            if budget:
+                assert index.block_counters[0] <= len(queries) * budget // 8
+            hits += len(set(found.docs.tolist()) & set(index.search(terms, weights, 10).docs.tolist()))
+        recall.append(hits)
+        blocks.append(int(index.block_counters[0]))
+    assert recall == sorted(recall) and blocks == sorted(blocks) and recall[0] < recall[-1]
+
+
+def test_budget_is_refused_by_a_live_index(tmp_path):
+    """A live index's multi-segment kernel has no budget: asked for one, it names the problem."""
+    from lsr.index.segments import open_index
+    from lsr.index.writer import IndexWriter
+
+    rng = np.random.default_rng(2)
+    plain = build(tmp_path, random_corpus(rng, 50, 20, 6, integer=True), 20, "uint8", block_size=8)
+    vocab = [f"t{i}" for i in range(20)]
+    with IndexWriter(plain.path) as w:
+        w.add(random_corpus(rng, 10, 20, 6, integer=True), [f"new{i}" for i in range(10)], vocab)
+    live = open_index(plain.path)
+    assert type(live) is not Index
+    with pytest.raises(ValueError, match="budget 64 applies to a single index.*mode 'safe'"):
+        live.search([1, 2], [1.0, 1.0], 10, mode="approx", budget=64)
+    with pytest.raises(ValueError, match="budget 64 applies to a single index"):
+        live.search_batch(SparseBatch.from_rows([([1], [1.0])]), 10, mode="approx", budget=64)
+    assert len(live.search([1, 2], [1.0, 1.0], 10, mode="approx", alpha=0.9)) > 0
 
 
 def test_beta_keeps_the_heaviest_terms(tmp_path):
@@ -125,6 +190,10 @@ def test_empty_corpus(tmp_path):
         ({"mode": "approx", "beta": float("nan")}, r"beta must be a number in \(0, 1\]"),
         ({"mode": "safe", "alpha": 0.5}, "use mode='approx'"),
         ({"mode": "exact", "beta": 0.5}, "use mode='approx'"),
+        ({"mode": "safe", "budget": 100}, "budget 0 .use mode='approx'"),
+        ({"mode": "approx", "budget": -1}, "budget must be an integer >= 0.*got -1"),
+        ({"mode": "approx", "budget": 2.5}, "budget must be an integer >= 0.*got 2.5"),
+        ({"mode": "approx", "budget": True}, "budget must be an integer >= 0.*got True"),
     ],
 )
 def test_bad_parameters(tmp_path, kwargs, match):
@@ -191,6 +260,23 @@ def test_reordered_index_finds_the_same_documents(tmp_path, block_size):
         )
         safe = reordered.search(terms, weights, 10, mode="safe")
         assert_identical(safe, reordered.search(terms, weights, 10))
+
+
+def test_auto_reorders_large_collections_only(tmp_path, monkeypatch):
+    """reorder "auto" (the config default) is bp from AUTO_MIN_DOCS documents up, none below."""
+    import lsr.index.reorder as reorder
+
+    corpus = random_corpus(np.random.default_rng(4), 200, 30, 8, integer=True)
+    small = build(tmp_path, corpus, 30, "uint8", reorder="auto", block_size=8)
+    assert small.meta["reorder"] == {"method": "none", "requested": "auto"}
+    assert not (small.path / "doc_order.npy").exists()
+    monkeypatch.setattr(reorder, "AUTO_MIN_DOCS", 200)
+    large = build(tmp_path, corpus, 30, "uint8", reorder="auto", block_size=8)
+    assert large.meta["reorder"]["method"] == "bp" and (large.path / "doc_order.npy").exists()
+    terms, weights = [1, 2, 3], [1.0, 2.0, 0.5]
+    assert sorted(large.doc_keys[d] for d in large.search(terms, weights, 10**5, mode="safe").docs) == sorted(
+        small.doc_keys[d] for d in small.search(terms, weights, 10**5).docs
+    )
 
 
 def test_bisection_groups_topics():
