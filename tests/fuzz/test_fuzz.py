@@ -7,9 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
+import yaml
 from fuzz_targets import TARGETS, Target, all_targets, check
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from lsr.config import load_config
+from lsr.errors import ConfigError
 
 FUZZ = settings(
     max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None
@@ -71,6 +75,7 @@ REGRESSIONS = [
     ("corpus-jsonl", b"[" * 5000 + b"\n"),  # RecursionError in json
     ("meta-index", b'{"format": "lsr-index", "format_version": 1}'),  # KeyError on fields
     ("meta-index", b"[" * 5000),
+    ("config-yaml", b"encoder:\n  bm25:\n    " + b"[" * 5000 + b"k1: 1.5\n"),  # seconds in pure-Python YAML
 ]
 
 
@@ -78,3 +83,13 @@ REGRESSIONS = [
 def test_regressions(targets, name, data):
     found, work = targets
     assert check(found[name], work, data) is None
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without libyaml")
+def test_deep_yaml_is_refused_by_libyaml_at_its_nesting_limit(tmp_path):
+    """The pure-Python loader took seconds (10+ on a loaded machine: a fuzz hang) to refuse thousands of
+    unclosed brackets; libyaml's loader refuses them at its nesting limit, naming it."""
+    path = tmp_path / "deep.yaml"
+    path.write_bytes(b"encoder:\n  bm25:\n    " + b"[" * 5000)
+    with pytest.raises(ConfigError, match="nesting depth"):
+        load_config(path)
