@@ -155,29 +155,37 @@ async def flood(args: argparse.Namespace, proc: subprocess.Popen, url: str, quer
     quiet_ms = await quiet_latency(url, queries)
     rss_before = rss_mb(proc.pid)
     out: Queue = Queue()
-    child = Process(
-        target=flood_process, args=(url, queries, args.connections, args.seconds, out, args.client_cpus)
-    )
-    child.start()
+    shares = [args.connections // args.flood_procs + (i < args.connections % args.flood_procs)
+              for i in range(args.flood_procs)]  # fmt: skip
+    children = [
+        Process(target=flood_process, args=(url, queries, n, args.seconds, out, args.client_cpus))
+        for n in shares
+    ]
+    for child in children:
+        child.start()
     await asyncio.sleep(1.0)  # let the flood ramp up
     stop = time.monotonic() + args.seconds - 1.5
-    cpu0, client0, t0 = cpu_s(proc.pid), cpu_s(child.pid or 0), time.monotonic()
+    cpu0, client0, t0 = cpu_s(proc.pid), sum(cpu_s(c.pid or 0) for c in children), time.monotonic()
     health_ms: list[float] = []
     rss: list[float] = []
     await asyncio.gather(prober(url, stop, health_ms), rss_sampler(proc.pid, stop, rss))
     # the share of one core each used while the prober ran (1.0: a whole core)
     busy = time.monotonic() - t0
     server_cores = (cpu_s(proc.pid) - cpu0) / busy
-    client_cores = (cpu_s(child.pid or 0) - client0) / busy
-    statuses = Counter(await asyncio.to_thread(out.get))
+    client_cores = (sum(cpu_s(c.pid or 0) for c in children) - client0) / busy
+    statuses: Counter = Counter()
+    for _ in children:
+        statuses.update(await asyncio.to_thread(out.get))
     flood_end = time.monotonic()
-    child.join()
+    for child in children:
+        child.join()
     recovered = await recovery_seconds(url, queries[0], quiet_ms, flood_end)
     await asyncio.sleep(1.0)
     h = np.array(health_ms)
     other_5xx = sum(n for s, n in statuses.items() if isinstance(s, int) and s >= 500 and s != 503)
     return {
-        "connections": args.connections, "seconds": args.seconds, "threads": args.threads,
+        "connections": args.connections, "flood_procs": args.flood_procs, "seconds": args.seconds,
+        "threads": args.threads,
         "server_cpus": sorted(args.server_cpus), "client_cpus": sorted(args.client_cpus),
         "load_avg": os.getloadavg()[0], "answers_per_s": round(sum(statuses.values()) / args.seconds, 1),
         "max_in_flight": args.max_in_flight or 4 * args.threads,
@@ -206,6 +214,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--threads", type=int, default=2, help="the server's search threads")
+    parser.add_argument("--flood-procs", type=int, default=1, help="client processes sharing the connections")
     parser.add_argument("--max-in-flight", type=int, default=0, help="server max_in_flight (0: default)")
     parser.add_argument("--port", type=int, default=18450)
     parser.add_argument("--server-cpus", type=cpu_set, default=set(), help="pin the server here (e.g. 0-7)")
