@@ -408,7 +408,7 @@ def run_trials(name: str, make: Callable[[], Any], n: int, work: Path, rnd: rand
     return {
         "command": name, "trials": n, "killed": sum(r["killed"] for r in rows),
         "recovered": sum(r["recovered"] for r in rows), "lost": sum(not r["recovered"] for r in rows),
-        "resumed": sum(bool(r.get("kept_docs") or r.get("resumed_from_step")) for r in rows),
+        "resumed": sum(r["killed"] and bool(r.get("kept_docs") or r.get("resumed_from_step")) for r in rows),
         "setup_s": round(setup, 1), "seconds": round(time.perf_counter() - t0, 1), "rows": rows,
     }  # fmt: skip
 
