@@ -93,3 +93,23 @@ def test_deep_yaml_is_refused_by_libyaml_at_its_nesting_limit(tmp_path):
     path.write_bytes(b"encoder:\n  bm25:\n    " + b"[" * 5000)
     with pytest.raises(ConfigError, match="nesting depth"):
         load_config(path)
+
+
+def test_fuzz_long_splits_a_targets_inputs_over_jobs_and_merges_them(tmp_path):
+    """scripts/fuzz_long.py --jobs 2: each target's inputs split over two processes with their own
+    seeds, merged into one row per target."""
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_long.py"
+    out = tmp_path / "fuzz.json"
+    cmd = [sys.executable, str(script), "-n", "41", "--jobs", "2", "--json", str(out), "--work",
+           str(tmp_path), "--crashes", str(tmp_path / "crashes"), "queries-tsv", "qrels"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["target"], r["inputs"], r["jobs"], r["bugs"], r["hangs"]) for r in rows] == [
+        ("queries-tsv", 41, 2, {}, 0),
+        ("qrels", 41, 2, {}, 0),
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["fuzz.json"]  # the work folder is removed
