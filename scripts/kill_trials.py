@@ -3,8 +3,9 @@
     python scripts/kill_trials.py --trials index=40,reload=30,encode=15,train=15 --json kill_trials.json
 
 Each trial starts a command, kills it (SIGKILL) after a random delay drawn from [0, its uninterrupted
-duration] (encode and train: from the moment their work folder appears, past the imports and the model
-load, so the kill lands in the work itself), then checks:
+duration] (measured by a reference run, then again by every trial that finishes before its kill: the
+window follows the machine's load; encode and train: from the moment their work folder appears, past
+the imports and the model load, so the kill lands in the work itself), then checks:
 
 - ``index``: ``lsr index --corpus B --overwrite`` over an index of corpus A. Recovered: the index
   opens and answers like A's (old intact) or like a reference index of B (new complete), and
@@ -72,19 +73,23 @@ def _wait_for(proc: subprocess.Popen, started: Callable[[], bool]) -> float:
     return time.perf_counter()
 
 
-def kill_after(cmd: list[str], delay: float, started: Callable[[], bool] | None = None) -> bool:
+def kill_after(cmd: list[str], delay: float, started: Callable[[], bool] | None = None) -> tuple[bool, float]:
     """Start ``cmd``, SIGKILL it ``delay`` s after it starts (or after ``started()`` first holds: the
-    work itself, past the imports and model loading); True if it was killed (not finished before)."""
+    work itself, past the imports and model loading). Returns (killed, seconds): True if it was killed
+    (not finished before); when it finished, how long it took from that start (a fresh measure of the
+    uninterrupted duration: the trials draw their next delay from it, so the kill window follows the
+    machine's speed as its load changes)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mark = time.perf_counter()
     try:
         if started is not None:
-            _wait_for(proc, started)
-        proc.wait(delay)
-        return False
+            mark = _wait_for(proc, started)
+        proc.wait(max(0.0, delay - (time.perf_counter() - mark)))
+        return False, time.perf_counter() - mark
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        return True
+        return True, delay
 
 
 def verify_problems(path: Path) -> list[str]:
@@ -134,7 +139,8 @@ class IndexTrials:
     def trial(self, rnd: random.Random, trial_dir: Path) -> dict[str, Any]:
         target = trial_dir / "idx"
         shutil.copytree(self.old, target)
-        killed = kill_after(self._cmd(target, self.corpus_b), rnd.uniform(0, self.seconds))
+        killed, took = kill_after(self._cmd(target, self.corpus_b), rnd.uniform(0, self.seconds))
+        self.seconds = self.seconds if killed else took
         try:
             got = answers(target)
         except Exception as exc:
@@ -199,7 +205,8 @@ class EncodeTrials:
 
     def trial(self, rnd: random.Random, trial_dir: Path) -> dict[str, Any]:
         out = trial_dir / "vectors"
-        killed = kill_after(self._cmd(out), rnd.uniform(0, self.seconds), self._started(out))
+        killed, took = kill_after(self._cmd(out), rnd.uniform(0, self.seconds), self._started(out))
+        self.seconds = self.seconds if killed else took
         kept = kept_docs(partial_dir(out))
         try:
             run(self._cmd(out))
@@ -275,7 +282,8 @@ class TrainTrials:
 
     def trial(self, rnd: random.Random, trial_dir: Path) -> dict[str, Any]:
         out = trial_dir / "run"
-        killed = kill_after(self._cmd(out), rnd.uniform(0, self.seconds), self._started(out))
+        killed, took = kill_after(self._cmd(out), rnd.uniform(0, self.seconds), self._started(out))
+        self.seconds = self.seconds if killed else took
         step = checkpoint_step(out)
         try:
             if killed:  # --resume also starts over a run killed before its first checkpoint
