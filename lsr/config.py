@@ -33,6 +33,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T", bound="DataclassInstance")  # a config section: a dataclass
 
+# libyaml's loader where PyYAML has it: the pure-Python one took seconds to refuse a few thousand
+# unclosed brackets (a fuzz input); libyaml stops at its nesting limit at once
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YAML_LOADER)  # a safe loader (SafeLoader or its C twin)
+
 
 def _one_of(section: str, name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
@@ -495,7 +503,7 @@ def load_dataclass_config(
     if path is not None:
         resolved = resolve_config_path(path)
         try:
-            loaded = yaml.safe_load(resolved.read_text(encoding="utf-8"))
+            loaded = _yaml(resolved.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
             raise ConfigError(f"{resolved}: invalid YAML ({str(exc)[:300]})") from None
         if loaded is not None and not isinstance(loaded, dict):
@@ -511,7 +519,7 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     if not sep or not key.strip():
         raise ConfigError(f"override {item!r} must look like section.key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     except RecursionError:

@@ -40,6 +40,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def build_index(work: Path) -> Path:
     out = work / "scifact-bm25"
     if not (out / "meta.json").is_file():
@@ -56,7 +62,10 @@ def start_server(args: argparse.Namespace, index: Path, log: Path) -> subprocess
     ]  # fmt: skip
     env = {**os.environ, "LSR_API_KEY": ""}
     env.pop("LSR_API_KEY")
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    if args.server_cpus:
+        os.sched_setaffinity(proc.pid, args.server_cpus)  # its threads, started later, inherit it
+    return proc
 
 
 async def wait_ready(url: str, proc: subprocess.Popen, deadline_s: float = 120) -> None:
@@ -95,8 +104,12 @@ async def flood_all(url: str, queries: list[str], connections: int, seconds: flo
     return statuses
 
 
-def flood_process(url: str, queries: list[str], connections: int, seconds: float, out: Queue) -> None:
+def flood_process(
+    url: str, queries: list[str], connections: int, seconds: float, out: Queue, cpus: set[int]
+) -> None:
     """The flood, in its own process: the health prober's timings are not the flood client's."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
     out.put(dict(asyncio.run(flood_all(url, queries, connections, seconds))))
 
 
@@ -142,31 +155,58 @@ async def flood(args: argparse.Namespace, proc: subprocess.Popen, url: str, quer
     quiet_ms = await quiet_latency(url, queries)
     rss_before = rss_mb(proc.pid)
     out: Queue = Queue()
-    child = Process(target=flood_process, args=(url, queries, args.connections, args.seconds, out))
-    child.start()
+    shares = [args.connections // args.flood_procs + (i < args.connections % args.flood_procs)
+              for i in range(args.flood_procs)]  # fmt: skip
+    children = [
+        Process(target=flood_process, args=(url, queries, n, args.seconds, out, args.client_cpus))
+        for n in shares
+    ]
+    for child in children:
+        child.start()
     await asyncio.sleep(1.0)  # let the flood ramp up
     stop = time.monotonic() + args.seconds - 1.5
+    cpu0, client0, t0 = cpu_s(proc.pid), sum(cpu_s(c.pid or 0) for c in children), time.monotonic()
     health_ms: list[float] = []
     rss: list[float] = []
     await asyncio.gather(prober(url, stop, health_ms), rss_sampler(proc.pid, stop, rss))
-    statuses = Counter(await asyncio.to_thread(out.get))
+    # the share of one core each used while the prober ran (1.0: a whole core)
+    busy = time.monotonic() - t0
+    server_cores = (cpu_s(proc.pid) - cpu0) / busy
+    client_cores = (sum(cpu_s(c.pid or 0) for c in children) - client0) / busy
+    statuses: Counter = Counter()
+    for _ in children:
+        statuses.update(await asyncio.to_thread(out.get))
     flood_end = time.monotonic()
-    child.join()
+    for child in children:
+        child.join()
     recovered = await recovery_seconds(url, queries[0], quiet_ms, flood_end)
     await asyncio.sleep(1.0)
     h = np.array(health_ms)
     other_5xx = sum(n for s, n in statuses.items() if isinstance(s, int) and s >= 500 and s != 503)
     return {
-        "connections": args.connections, "seconds": args.seconds, "threads": args.threads,
+        "connections": args.connections, "flood_procs": args.flood_procs, "seconds": args.seconds,
+        "threads": args.threads,
+        "server_cpus": sorted(args.server_cpus), "client_cpus": sorted(args.client_cpus),
+        "load_avg": os.getloadavg()[0], "answers_per_s": round(sum(statuses.values()) / args.seconds, 1),
         "max_in_flight": args.max_in_flight or 4 * args.threads,
         "answers": {str(k): v for k, v in sorted(statuses.items(), key=str)},
         "searches_per_s": round(statuses[200] / args.seconds, 1), "other_5xx": other_5xx,
         "healthz_n": len(h), "healthz_p50_ms": round(float(np.percentile(h, 50)), 2),
         "healthz_p99_ms": round(float(np.percentile(h, 99)), 2), "healthz_max_ms": round(float(h.max()), 2),
+        "server_cores": round(server_cores, 2), "flood_client_cores": round(client_cores, 2),
         "rss_before_mb": round(rss_before, 1), "rss_peak_mb": round(max(rss), 1),
         "rss_after_mb": round(rss_mb(proc.pid), 1), "quiet_search_ms": round(quiet_ms, 2),
         "recovery_s": round(recovered, 3),
     }  # fmt: skip
+
+
+def cpu_set(text: str) -> set[int]:
+    """``0-3,8`` -> {0, 1, 2, 3, 8}."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
 
 
 def main() -> int:
@@ -174,13 +214,18 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--threads", type=int, default=2, help="the server's search threads")
+    parser.add_argument("--flood-procs", type=int, default=1, help="client processes sharing the connections")
     parser.add_argument("--max-in-flight", type=int, default=0, help="server max_in_flight (0: default)")
     parser.add_argument("--port", type=int, default=18450)
+    parser.add_argument("--server-cpus", type=cpu_set, default=set(), help="pin the server here (e.g. 0-7)")
+    parser.add_argument("--client-cpus", type=cpu_set, default=set(), help="pin the flood and prober here")
     parser.add_argument("--index", type=Path, help="an index to serve (default: BM25 over SciFact)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lsr-flood"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.client_cpus:
+        os.sched_setaffinity(0, args.client_cpus)  # the prober (this process) and the flood child
     index = args.index or build_index(args.work)
     with gzip.open(SCIFACT / "queries.jsonl.gz", "rt", encoding="utf-8") as f:
         queries = [json.loads(line)["text"] for line in f]

@@ -1,6 +1,7 @@
 """A few SIGKILL trials (scripts/kill_trials.py runs 100): ``lsr index --overwrite`` killed at random
-moments leaves the old index or the new one, complete; ``lsr encode`` killed then run again gives the
-vectors of an uninterrupted run."""
+moments leaves the old index or the new one, complete and verified; ``lsr encode`` killed mid-corpus
+then run again gives the vectors of an uninterrupted run; ``lsr train`` killed then resumed gives its
+model."""
 
 from __future__ import annotations
 
@@ -46,3 +47,11 @@ def test_encode_killed_then_run_again_equals_an_uninterrupted_encode(tmp_path, n
         (tmp_path / f"t{i}").mkdir()
         rows.append(trials.trial(rnd, tmp_path / f"t{i}"))
     assert all(r["recovered"] for r in rows), rows
+
+
+@pytest.mark.slow  # three runs of a tiny random BERT: a few minutes on a loaded CI machine
+def test_train_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
+    trials = kill_trials.TrainTrials(tmp_path)
+    (tmp_path / "t0").mkdir()
+    row = trials.trial(random.Random(3), tmp_path / "t0")
+    assert row["recovered"], row

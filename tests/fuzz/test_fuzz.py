@@ -7,9 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
+import yaml
 from fuzz_targets import TARGETS, Target, all_targets, check
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from lsr.config import load_config
+from lsr.errors import ConfigError
 
 FUZZ = settings(
     max_examples=150, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), database=None
@@ -71,6 +75,7 @@ REGRESSIONS = [
     ("corpus-jsonl", b"[" * 5000 + b"\n"),  # RecursionError in json
     ("meta-index", b'{"format": "lsr-index", "format_version": 1}'),  # KeyError on fields
     ("meta-index", b"[" * 5000),
+    ("config-yaml", b"encoder:\n  bm25:\n    " + b"[" * 5000 + b"k1: 1.5\n"),  # seconds in pure-Python YAML
 ]
 
 
@@ -78,3 +83,33 @@ REGRESSIONS = [
 def test_regressions(targets, name, data):
     found, work = targets
     assert check(found[name], work, data) is None
+
+
+@pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML without libyaml")
+def test_deep_yaml_is_refused_by_libyaml_at_its_nesting_limit(tmp_path):
+    """The pure-Python loader took seconds (10+ on a loaded machine: a fuzz hang) to refuse thousands of
+    unclosed brackets; libyaml's loader refuses them at its nesting limit, naming it."""
+    path = tmp_path / "deep.yaml"
+    path.write_bytes(b"encoder:\n  bm25:\n    " + b"[" * 5000)
+    with pytest.raises(ConfigError, match="nesting depth"):
+        load_config(path)
+
+
+def test_fuzz_long_splits_a_targets_inputs_over_jobs_and_merges_them(tmp_path):
+    """scripts/fuzz_long.py --jobs 2: each target's inputs split over two processes with their own
+    seeds, merged into one row per target."""
+    import json
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_long.py"
+    out = tmp_path / "fuzz.json"
+    cmd = [sys.executable, str(script), "-n", "41", "--jobs", "2", "--json", str(out), "--work",
+           str(tmp_path), "--crashes", str(tmp_path / "crashes"), "queries-tsv", "qrels"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["target"], r["inputs"], r["jobs"], r["bugs"], r["hangs"]) for r in rows] == [
+        ("queries-tsv", 41, 2, {}, 0),
+        ("qrels", 41, 2, {}, 0),
+    ]
+    assert [p.name for p in tmp_path.iterdir()] == ["fuzz.json"]  # the work folder is removed

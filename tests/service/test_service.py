@@ -649,13 +649,38 @@ def test_searches_past_max_in_flight_are_shed_with_503_and_health_answers(tiny_i
             t.start()
         time.sleep(0.5)
         assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        refused_unread = _shed_before_the_body(url)
         for t in threads:
             t.join()
         shed = [(r, s) for r, s in answers if r.status_code == 503]
         assert sorted(r.status_code for r, _ in answers) == [200, 200, 503, 503, 503, 503]
         assert all(r.headers["Retry-After"] == "1" and s < 1.0 for r, s in shed)
         assert "max_in_flight" in shed[0][0].json()["error"]["message"]
+        assert refused_unread == [503, 503, 503, 503]
         assert httpx.post(f"{url}/v1/search", json={"query": "cat"}, timeout=30).status_code == 200
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        assert 'endpoint="/v1/search",index="-",status="503"' in metrics  # counted under its route
+
+
+def _shed_before_the_body(url: str) -> list[int]:
+    """While the searches in flight are at the limit, a search is refused before its body is read:
+    a body that is not JSON gets 503 (not 422), and so does one that never arrives (at once, not after
+    body_timeout_s); batch and explain alike."""
+    import socket
+
+    codes = [httpx.post(f"{url}/v1/search", content=b"{not json", timeout=5).status_code]
+    codes += [
+        httpx.post(f"{url}{path}", json={}, timeout=5).status_code
+        for path in ("/v1/search/batch", "/v1/explain")
+    ]
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n"
+        )
+        codes.append(int(sock.recv(4096).split(b" ")[1]))
+    return codes
 
 
 def test_a_body_trickled_past_body_timeout_is_408_and_searches_go_on(tiny_if_index):
