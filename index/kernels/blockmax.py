@@ -127,14 +127,31 @@ def _bucket_order(ub, order, bucket_ptr, bucket_max):
 
 
 @njit(cache=True, nogil=True)
+def _term_info(term_ptr, row_of, tb_ptr, dense_before, q_terms, q_rows, q_info):
+    """Per query term i (a segment's directory read once per query): ``q_rows[i]`` its block-max row
+    (-1: sparse), ``q_info[i]`` = (first posting, end of its postings, end of its sparse entries,
+    sparse offset base ``dense_before``); return the sparse entries the query's terms have."""
+    n_ent = 0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        q_rows[i] = row_of[t]
+        q_info[i, 0] = term_ptr[t]
+        q_info[i, 1] = term_ptr[t + 1]
+        q_info[i, 2] = tb_ptr[t + 1]
+        q_info[i, 3] = dense_before[t]
+        if q_rows[i] < 0:
+            n_ent += tb_ptr[t + 1] - tb_ptr[t]
+    return n_ent
+
+
+@njit(cache=True, nogil=True)
 def _score_block(
     b,
     block_size,
-    postings,
-    bmx,
-    q_terms,
+    scoring,
     q_weights,
     q_rows,
+    q_info,
     head,
     ent_next,
     ent_term,
@@ -142,19 +159,19 @@ def _score_block(
     local_pair,
     acc,
 ):
-    """Add the query terms' runs in block b into acc (block-local), in ascending term order."""
-    term_ptr, doc_ids, impacts = postings
-    _, _, dense_base, dense_off, tb_ptr, _, _, tb_base, tb_off, dense_before = bmx
+    """Add the query terms' runs in block b into acc (block-local), in ascending term order.
+    ``scoring`` = (doc_ids, impacts, dense_base, dense_off, tb_base, tb_off); ``q_rows``, ``q_info``
+    from _term_info."""
+    doc_ids, impacts, dense_base, dense_off, tb_base, tb_off = scoring
     e = head[b]
     while e >= 0:
         local_pair[ent_term[e]] = ent_pair[e]
         e = ent_next[e]
     base = b * block_size
-    for i in range(q_terms.shape[0]):
-        t = q_terms[i]
+    for i in range(q_rows.shape[0]):
         r = q_rows[i]
-        start = term_ptr[t]
         if r >= 0:
+            start = q_info[i, 0]
             s = start + dense_base[r, b >> 8] + dense_off[r, b]
             end = start + dense_base[r, (b + 1) >> 8] + dense_off[r, b + 1]
         else:
@@ -162,11 +179,11 @@ def _score_block(
             if p < 0:
                 continue
             local_pair[i] = -1
-            s = tb_base[p >> 8] + tb_off[p] + dense_before[t]
-            if p + 1 < tb_ptr[t + 1]:
-                end = tb_base[(p + 1) >> 8] + tb_off[p + 1] + dense_before[t]
+            s = tb_base[p >> 8] + tb_off[p] + q_info[i, 3]
+            if p + 1 < q_info[i, 2]:
+                end = tb_base[(p + 1) >> 8] + tb_off[p + 1] + q_info[i, 3]
             else:
-                end = term_ptr[t + 1]
+                end = q_info[i, 1]
         w = q_weights[i]
         for j in range(s, end):
             acc[doc_ids[j] - base] += w * np.float32(impacts[j])
@@ -195,15 +212,13 @@ def _bmp_query(
     dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before); ``ws`` from _workspace, clean
     on entry and left clean. Returns the hit count; adds (blocks scored, blocks with a bound > 0) to
     counters."""
-    row_of, dense_max, _, _, tb_ptr, tb_block, tb_max, _, _, _ = bmx
+    row_of, dense_max, dense_base, dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before = bmx
     ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
     m = q_terms.shape[0]
     q_rows = np.empty(m, np.int32)
-    n_ent = 0
-    for i in range(m):
-        q_rows[i] = row_of[q_terms[i]]
-        if q_rows[i] < 0:
-            n_ent += tb_ptr[q_terms[i] + 1] - tb_ptr[q_terms[i]]
+    q_info = np.empty((m, 4), np.int64)
+    n_ent = _term_info(postings[0], row_of, tb_ptr, dense_before, q_terms, q_rows, q_info)
+    scoring = (postings[1], postings[2], dense_base, dense_off, tb_base, tb_off)
     ent_next = np.empty(n_ent, np.int32)
     ent_term = np.empty(n_ent, np.int32)
     ent_pair = np.empty(n_ent, np.int64)
@@ -244,11 +259,10 @@ def _bmp_query(
         _score_block(
             b,
             block_size,
-            postings,
-            bmx,
-            q_terms,
+            scoring,
             q_weights,
             q_rows,
+            q_info,
             head,
             ent_next,
             ent_term,
@@ -374,28 +388,28 @@ def _bmp_search_batch(
 
 
 @njit(cache=True, nogil=True)
-def _multi_bounds(segs, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live):
+def _multi_bounds(seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live):
     """Every segment's block bounds into ``ub`` (global blocks; each times its segment's slack, zero
     where ``block_live`` has no live doc) and sparse runs linked into ``head``; returns (query terms
-    per segment, the query's block-max rows per segment, the run entries)."""
+    per segment, the query's block-max rows and _term_info per segment, the run entries). Each
+    segment's term directory is read here, once per query."""
     n_seg = seg_int.shape[0]
     m = q_terms.shape[0]
     seg_m = np.empty(n_seg, np.int64)
     q_rows = np.empty((n_seg, m), np.int32)
+    q_info = np.empty((n_seg, m, 4), np.int64)
     n_ent = 0
     for i in range(n_seg):
-        row_of, tb_ptr = segs[i][1][0], segs[i][1][4]
-        seg_m[i] = np.searchsorted(q_terms, seg_int[i, 0])  # terms beyond its vocabulary: no postings
-        for j in range(seg_m[i]):
-            q_rows[i, j] = row_of[q_terms[j]]
-            if q_rows[i, j] < 0:
-                n_ent += tb_ptr[q_terms[j] + 1] - tb_ptr[q_terms[j]]
+        term_ptr, row_of, _, tb_ptr, _, _, dense_before = seg_bounds[i]
+        mi = np.searchsorted(q_terms, seg_int[i, 0])  # terms beyond its vocabulary: no postings
+        seg_m[i] = mi
+        n_ent += _term_info(term_ptr, row_of, tb_ptr, dense_before, q_terms[:mi], q_rows[i], q_info[i])
     ent_next = np.empty(n_ent, np.int32)
     ent_term = np.empty(n_ent, np.int32)
     ent_pair = np.empty(n_ent, np.int64)
     e = 0
     for i in range(n_seg):
-        row_of, dense_max, _, _, tb_ptr, tb_block, tb_max, _, _, _ = segs[i][1]
+        _, row_of, dense_max, tb_ptr, tb_block, tb_max, _ = seg_bounds[i]
         lo = seg_int[i, 3]
         hi = lo + seg_int[i, 1]
         mi = seg_m[i]
@@ -422,12 +436,13 @@ def _multi_bounds(segs, seg_int, seg_ub, q_terms, q_weights, ub, head, block_liv
         for b in range(ub.shape[0]):
             if block_live[b] == 0:
                 ub[b] = 0
-    return seg_m, q_rows, ent_next, ent_term, ent_pair
+    return seg_m, q_rows, q_info, ent_next, ent_term, ent_pair
 
 
 @njit(cache=True, nogil=True)
 def _bmp_multi_query(
-    segs,
+    seg_bounds,
+    seg_scoring,
     seg_int,
     seg_ub,
     block_size,
@@ -442,17 +457,21 @@ def _bmp_multi_query(
     live,
     block_live,
 ):
-    """One query over all segments of a live index, as one collection of blocks: ``segs`` a typed list
-    of each segment's (postings, bmx); ``seg_int`` int64[n_segments, 4] = (n_terms, n_blocks, first
-    doc, first block) and ``seg_ub`` float32[n_segments, 2] = (ub_ratio, ub_slack) per segment; ``live``
-    (uint8[all docs]) and ``block_live`` (uint8[all blocks]) by global id, empty: all live; ``ws``
-    from _workspace over all blocks. Every segment's block bounds go into one array (each times its
-    segment's slack), one bucket order ranks all blocks, and blocks are scored in that order into one
-    heap of global doc ids until the k-th score beats the best bound left: the k-th score found in
-    one segment prunes every other segment's blocks."""
+    """One query over all segments of a live index, as one collection of blocks. Per segment (typed
+    lists): ``seg_bounds`` = (term_ptr, row_of, dense_max, tb_ptr, tb_block, tb_max, dense_before),
+    read once per query, and ``seg_scoring`` = (doc_ids, impacts, dense_base, dense_off, tb_base,
+    tb_off), fetched when the next block to score lies in another segment than the last one (a typed
+    list's item costs about 30 ns per array to fetch, so the items are kept small); ``seg_int``
+    int64[n_segments, 4] = (n_terms, n_blocks, first doc, first block) and ``seg_ub``
+    float32[n_segments, 2] = (ub_ratio, ub_slack); ``live`` (uint8[all docs]) and ``block_live``
+    (uint8[all blocks]) by global id, empty: all live; ``ws`` from _workspace over all blocks. Every
+    segment's block bounds go into one array (each times its segment's slack), one bucket order ranks
+    all blocks, and blocks are scored in that order into one heap of global doc ids until the k-th
+    score beats the best bound left: the k-th score found in one segment prunes every other
+    segment's blocks."""
     ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
-    seg_m, q_rows, ent_next, ent_term, ent_pair = _multi_bounds(
-        segs, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live
+    seg_m, q_rows, q_info, ent_next, ent_term, ent_pair = _multi_bounds(
+        seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live
     )
     local_pair = np.full(q_terms.shape[0], -1, np.int64)
     n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
@@ -461,6 +480,8 @@ def _bmp_multi_query(
     bucket = 0
     all_live = live.shape[0] == 0
     block_starts = seg_int[:, 3]
+    current = 0
+    scoring = seg_scoring[0]
     for pos in range(n_cand):
         while pos >= bucket_ptr[bucket + 1]:
             bucket += 1
@@ -469,17 +490,18 @@ def _bmp_multi_query(
         counters[0] += 1
         g = order[pos]
         i = np.searchsorted(block_starts, g, side="right") - 1
+        if i != current:
+            scoring = seg_scoring[i]
+            current = i
         lo = seg_int[i, 3]
         mi = seg_m[i]
-        postings, bmx = segs[i]
         _score_block(
             g - lo,
             block_size,
-            postings,
-            bmx,
-            q_terms[:mi],
+            scoring,
             q_weights[:mi],
             q_rows[i, :mi],
+            q_info[i, :mi],
             head[lo : lo + seg_int[i, 1]],
             ent_next,
             ent_term,
@@ -501,13 +523,25 @@ def _bmp_multi_query(
 
 @njit(cache=True, nogil=True)
 def _bmp_multi_search_one(
-    segs, seg_int, seg_ub, block_size, q_terms, q_weights, k, alpha, counters, live, block_live
+    seg_bounds,
+    seg_scoring,
+    seg_int,
+    seg_ub,
+    block_size,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    counters,
+    live,
+    block_live,
 ):
     ws = _workspace(seg_int[-1, 3] + seg_int[-1, 1], block_size, k)
     out_docs = np.empty(k, np.int32)
     out_scores = np.empty(k, np.float32)
     n = _bmp_multi_query(
-        segs,
+        seg_bounds,
+        seg_scoring,
         seg_int,
         seg_ub,
         block_size,
@@ -527,7 +561,8 @@ def _bmp_multi_search_one(
 
 @njit(cache=True, nogil=True, parallel=True)
 def _bmp_multi_search_batch(
-    segs,
+    seg_bounds,
+    seg_scoring,
     seg_int,
     seg_ub,
     block_size,
@@ -552,7 +587,8 @@ def _bmp_multi_search_batch(
             s = q_indptr[q]
             e = q_indptr[q + 1]
             out_counts[q] = _bmp_multi_query(
-                segs,
+                seg_bounds,
+                seg_scoring,
                 seg_int,
                 seg_ub,
                 block_size,
