@@ -37,6 +37,7 @@ from lsr.index.manifest import (
 from lsr.index.search import (
     AllowedArgs,
     FilterCache,
+    Filtered,
     Index,
     SearchParams,
     SearchResult,
@@ -252,9 +253,10 @@ class SegmentedIndex(Index):
         params = self._check_params(mode, alpha, beta)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
-        live, allowed = self._filtered(filter)
-        if allowed is not None and self._multi is not None:
-            docs, scores = _allowed_search_one(*self._allowed_args(allowed), terms, weights, k)
+        f = self._filtered(filter)
+        live = f.live
+        if f.allowed is not None and self._multi is not None and f.direct(self.term_ptr, terms, False):
+            docs, scores = _allowed_search_one(*self._allowed_args(f), terms, weights, k)
             return SearchResult(docs.astype(np.int64), scores * self.scale)
         if params.mode != "exact" and self._multi is not None:
             docs, scores = _bmp_multi_search_one(
@@ -295,10 +297,12 @@ class SegmentedIndex(Index):
         params = self._check_params(mode, alpha, beta)
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
-        live, allowed = self._filtered(filter)
-        if self._multi is not None and (allowed is not None or params.mode != "exact"):
-            if allowed is not None:
-                out_docs, out_scores, counts = allowed_batch(self._allowed_args(allowed), queries, k, threads)
+        f = self._filtered(filter)
+        live = f.live
+        direct = f.allowed is not None and f.direct(self.term_ptr, queries.term_ids, False, len(queries))
+        if self._multi is not None and (direct or params.mode != "exact"):
+            if f.allowed is not None and direct:
+                out_docs, out_scores, counts = allowed_batch(self._allowed_args(f), queries, k, threads)
             else:
                 out_docs, out_scores, counts = self._multi_batch(queries, k, params, threads, live)
             return [
@@ -386,17 +390,17 @@ class SegmentedIndex(Index):
     def block_size(self) -> int:
         return self.blockmax.block_size if self.blockmax is not None else 0
 
-    def _allowed_args(self, allowed: NDArray[np.int32]) -> AllowedArgs:
-        assert self._multi is not None
-        ptr = np.searchsorted(allowed, self.bases).astype(np.int64)
-        return self._postings, self._multi[2][:, 0].copy(), self.bases, allowed, ptr
+    def _allowed_args(self, f: Filtered) -> AllowedArgs:
+        assert self._multi is not None and f.allowed is not None and f.rank is not None
+        ptr = np.searchsorted(f.allowed, self.bases).astype(np.int64)
+        return self._postings, self._multi[2][:, 0].copy(), self.bases, f.allowed, ptr, f.bits, f.rank
 
-    def _filtered(self, filter: Any) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
-        """(uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no
-        filter, no deletion); the allowed ids when few enough to score directly), cached per filter."""
+    def _filtered(self, filter: Any) -> Filtered:
+        """uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no filter,
+        no deletion); and the allowed ids when few enough to score directly; cached per filter."""
         if filter is None:
-            return (self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8)), None
-        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.n_docs)
+            return Filtered(self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8))
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter))
 
     @cached_property
     def _live_u8(self) -> NDArray[np.uint8]:
