@@ -49,16 +49,17 @@ MAX_K = 100_000  # a batch holds n_queries x k results: a larger k is a mistake,
 # a filter allowing at most this fraction of the documents keeps its allowed ids (FilterCache), so
 # that a query may score just them instead of searching the blocks (Filtered.direct)
 ALLOWED_FRACTION = 0.05
-# the cost model choosing, per query, between scoring a filter's allowed docs directly and block-max
-# search over the blocks holding an allowed doc (relative costs per unit, measured by
-# benchmarks/live_bench.py --only filters at 1M docs, see RESULTS.md): block-max search costs about
-# BLOCK_COST per posting of the query's terms (its bound pass reads every block run of every term);
-# the allowed-docs kernel POSTINGS_COST per step of intersecting each term's postings with the
-# allowed ids (min(df, allowed) per term); the forward index (rescoring indexes) FORWARD_COST per
-# forward entry of the allowed docs, random rows costing more than a run of consecutive docs
-BLOCK_COST = 3.0
-POSTINGS_COST = 10.0
-FORWARD_COST = 2.0
+# the cost model choosing, per query, how a filter is served (Filtered.path), in about ns on one core,
+# measured by benchmarks/live_bench.py --only filters at 1M docs (RESULTS.md): block-max search costs
+# about BLOCK_COST per posting of the query's terms without a filter; with one, that times
+# Filtered.block_factor (a run of allowed docs: the fraction of blocks holding one, at least half;
+# scattered docs: pruning is weak, the k-th allowed score is low, up to 4x as much); rescoring
+# doubles it. The allowed-docs kernel costs POSTINGS_COST per posting scanned (min(df, SCAN_RATIO x
+# allowed) per term), the forward index FORWARD_COST per forward entry of the allowed docs, 4x when
+# they are scattered (a cache miss per row).
+BLOCK_COST = 2.0
+POSTINGS_COST = 1.5
+FORWARD_COST = 2.4
 
 # the leading arguments of the block-max kernels:
 # postings, block-max arrays, ub_ratio, ub_slack, block size, n_blocks
@@ -219,7 +220,8 @@ class Index:
         directly; a filter's are cached (``filter_cache``)."""
         if filter is None:
             return Filtered(self.live)
-        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.forward)
+        block_size = self.blockmax.block_size if self.blockmax is not None else 16
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.forward, block_size)
 
     @cached_property
     def vocab(self) -> list[str]:
@@ -287,14 +289,16 @@ class Index:
         full = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(*full, params)
         f = self._filtered(filter)
-        direct = f.direct(self.term_ptr, full[0], self.rescore)
+        path = f.path(self.term_ptr, full[0], self.rescore)
+        if path == "forward":
+            return SearchResult(*self._forward_allowed(f, *full, k))
+        allowed = f if path == "postings" else None
         if self.rescore:
-            if direct:
-                return SearchResult(*self._forward_allowed(f, *full, k))
-            return SearchResult(*rescored_search(self, terms, weights, k, params, f.live, full))
-        if direct:
-            assert f.allowed is not None
-            docs, scores = _allowed_search_one(*self._allowed_args(f), terms, weights, k)
+            return SearchResult(
+                *rescored_search(self, terms, weights, k, params, f.live, full, allowed=allowed)
+            )
+        if allowed is not None:
+            docs, scores = self.allowed_raw(allowed, terms, weights, k)
         else:
             docs, scores = self.search_raw(terms, weights, k, params, live=f.live)
         return SearchResult(docs, scores * self.scale)
@@ -316,6 +320,18 @@ class Index:
         ptr = np.array([0, len(f.allowed)], np.int64)
         one = np.array([self.n_terms], np.int64)
         return self.postings_list, one, np.zeros(1, np.int64), f.allowed, ptr, f.bits, f.rank
+
+    def allowed_raw(
+        self, f: Filtered, terms: NDArray[np.int32], weights: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        """The allowed-docs kernel's top k of a checked query (kernel scores, as :meth:`search_raw`)."""
+        return _allowed_search_one(*self._allowed_args(f), terms, weights, k)
+
+    def allowed_batch_raw(
+        self, f: Filtered, queries: SparseBatch, k: int, threads: int | None
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
+        """:meth:`allowed_raw` for a checked batch (as :meth:`search_batch_raw`)."""
+        return allowed_batch(self._allowed_args(f), queries, k, threads)
 
     @cached_property
     def postings_list(self) -> Any:
@@ -389,17 +405,18 @@ class Index:
         queries.validate(self.n_terms)
         full, queries = queries, prune_batch(queries, params)
         f = self._filtered(filter)
-        direct = f.direct(self.term_ptr, np.asarray(full.term_ids), self.rescore, len(full))
-        if self.rescore and not direct:
-            return [SearchResult(*r) for r in rescored_batch(self, queries, k, params, threads, f.live, full)]
-        if direct and self.rescore:
+        path = f.path(self.term_ptr, np.asarray(full.term_ids), self.rescore, len(full))
+        if path == "forward":
             out_docs, out_scores, counts = self._forward_allowed_batch(f, full, k, threads)
             return [
                 SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]]) for i in range(len(full))
             ]
-        if direct:
-            assert f.allowed is not None
-            out_docs, out_scores, counts = allowed_batch(self._allowed_args(f), queries, k, threads)
+        allowed = f if path == "postings" else None
+        if self.rescore:
+            batch = rescored_batch(self, queries, k, params, threads, f.live, full, allowed)
+            return [SearchResult(*r) for r in batch]
+        if allowed is not None:
+            out_docs, out_scores, counts = self.allowed_batch_raw(allowed, queries, k, threads)
         else:
             out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=f.live)
         return [
@@ -541,31 +558,38 @@ class Index:
 @dataclass(frozen=True)
 class Filtered:
     """A filter evaluated on one opened index: ``live`` (uint8[n_docs], deletions applied; empty: every
-    doc), ``allowed`` (its ascending ids when at most ALLOWED_FRACTION of the docs, else None) and
-    ``forward_cost`` (the forward entries of the allowed docs, times FORWARD_COST, and more for
-    scattered rows; None without a forward index)."""
+    doc). When at most ALLOWED_FRACTION of the docs are allowed: ``allowed`` (their ascending ids),
+    ``bits`` and ``rank`` (by doc id: allowed as bits, position among the allowed ids) for the
+    allowed-docs kernel, ``block_factor`` and ``forward_cost`` (None without a forward index) for the
+    cost model."""
 
     live: NDArray[np.uint8]
     allowed: NDArray[np.int32] | None = None
+    bits: NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))
+    rank: NDArray[np.int32] | None = None
+    block_factor: float = 1.0
     forward_cost: float | None = None
-    bits: NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))  # allowed docs' bits
-    rank: NDArray[np.int32] | None = None  # int32[n_docs]: a doc's position among the allowed ids
 
-    def direct(
-        self, term_ptr: NDArray[np.int64], terms: NDArray[np.int32], rescore: bool, n_queries: int = 1
-    ) -> bool:
-        """Whether scoring the allowed docs directly (the forward index when ``rescore``, else their
-        postings) is estimated cheaper than block-max search for the query's ``terms`` (a batch: all
-        its rows' terms, ``n_queries`` rows)."""
-        if self.allowed is None or (rescore and self.forward_cost is None):
-            return False
+    def path(
+        self, term_ptr: NDArray[np.int64], terms: NDArray[np.int32], forward: bool, n_queries: int = 1
+    ) -> str:
+        """How to serve the query with ``terms`` (a batch: all its rows' terms, ``n_queries`` rows),
+        by the lowest estimated cost: "blocks" (block-max search over the blocks holding an allowed
+        doc), "postings" (the allowed-docs kernel) or, with ``forward`` (a rescoring index),
+        "forward" (the allowed docs' exact scores from the forward index)."""
+        if self.allowed is None:
+            return "blocks"
         df = np.asarray(term_ptr[terms + 1] - term_ptr[terms])
-        if rescore:
-            assert self.forward_cost is not None
-            direct = self.forward_cost * n_queries
-        else:
-            direct = POSTINGS_COST * float(np.minimum(df, ALLOWED_SCAN_RATIO * len(self.allowed)).sum())
-        return direct < BLOCK_COST * float(df.sum())
+        scale = 2.0 if forward else 1.0  # rescoring the candidates
+        costs = {
+            "blocks": scale * BLOCK_COST * self.block_factor * float(df.sum()),
+            "postings": scale
+            * POSTINGS_COST
+            * float(np.minimum(df, ALLOWED_SCAN_RATIO * len(self.allowed)).sum()),
+        }
+        if forward and self.forward_cost is not None:
+            costs["forward"] = self.forward_cost * n_queries
+        return min(costs, key=costs.__getitem__)
 
 
 class FilterCache:
@@ -579,7 +603,11 @@ class FilterCache:
         self.lock = threading.Lock()
 
     def get(
-        self, filter: Any, compute: Callable[[], NDArray[np.uint8]], forward: Forward | None = None
+        self,
+        filter: Any,
+        compute: Callable[[], NDArray[np.uint8]],
+        forward: Forward | None = None,
+        block_size: int = 16,
     ) -> Filtered:
         """``filter`` evaluated (``compute()`` gives its mask; its errors propagate, nothing is cached
         then); ``forward``: the index's forward arrays, to price scoring the allowed docs by them."""
@@ -589,7 +617,7 @@ class FilterCache:
             if hit is not None:
                 self.entries.move_to_end(key)
                 return hit
-        entry = filtered_of(compute(), forward)
+        entry = filtered_of(compute(), forward, block_size)
         with self.lock:
             self.entries[key] = entry
             while len(self.entries) > self.size:
@@ -597,27 +625,29 @@ class FilterCache:
         return entry
 
 
-def filtered_of(live: NDArray[np.uint8], forward: Forward | None) -> Filtered:
+def filtered_of(live: NDArray[np.uint8], forward: Forward | None, block_size: int = 16) -> Filtered:
     """A filter's :class:`Filtered` from its mask: the allowed ids when few enough to score directly,
     and the price of scoring them through ``forward`` (entries x FORWARD_COST, times 4 when the
     allowed docs are scattered: fewer than half of them next to another allowed doc)."""
     if not len(live) or np.count_nonzero(live) > ALLOWED_FRACTION * len(live):
         return Filtered(live)
-    return with_allowed(live, forward)
+    return with_allowed(live, forward, block_size)
 
 
-def with_allowed(live: NDArray[np.uint8], forward: Forward | None = None) -> Filtered:
-    """A mask's :class:`Filtered` with its allowed ids (bits, ranks, forward price), however many."""
+def with_allowed(live: NDArray[np.uint8], forward: Forward | None = None, block_size: int = 16) -> Filtered:
+    """A mask's :class:`Filtered` with its allowed ids, bits, ranks and costs, however many."""
     allowed = np.flatnonzero(live).astype(np.int32)
     bits = np.packbits(live.astype(bool), bitorder="little")
     rank = np.full(len(live), -1, np.int32)
     rank[allowed] = np.arange(len(allowed), dtype=np.int32)
+    scattered = np.count_nonzero(np.diff(allowed) == 1) < len(allowed) // 2  # few allowed neighbours
+    blocks = len(np.unique(allowed // block_size)) / max(1, -(-len(live) // block_size))
+    factor = min(1 + block_size * blocks, 4.0) if scattered else max(blocks, 0.5)
     cost = None
     if forward is not None:
         entries = float((forward.indptr[allowed + 1] - forward.indptr[allowed]).sum())
-        scattered = np.count_nonzero(np.diff(allowed) == 1) < len(allowed) // 2
         cost = FORWARD_COST * entries * (4 if scattered else 1)
-    return Filtered(live, allowed, cost, bits, rank)
+    return Filtered(live, allowed, bits, rank, factor, cost)
 
 
 def block_live_of(live: NDArray[np.uint8], n_blocks: int, block_size: int) -> NDArray[np.uint8]:

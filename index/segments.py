@@ -255,7 +255,7 @@ class SegmentedIndex(Index):
         terms, weights = prune_query(terms, weights, params)
         f = self._filtered(filter)
         live = f.live
-        if f.allowed is not None and self._multi is not None and f.direct(self.term_ptr, terms, False):
+        if self._multi is not None and f.path(self.term_ptr, terms, False) == "postings":
             docs, scores = _allowed_search_one(*self._allowed_args(f), terms, weights, k)
             return SearchResult(docs.astype(np.int64), scores * self.scale)
         if params.mode != "exact" and self._multi is not None:
@@ -299,9 +299,9 @@ class SegmentedIndex(Index):
         queries = prune_batch(queries, params)
         f = self._filtered(filter)
         live = f.live
-        direct = f.allowed is not None and f.direct(self.term_ptr, queries.term_ids, False, len(queries))
+        direct = f.path(self.term_ptr, np.asarray(queries.term_ids), False, len(queries)) == "postings"
         if self._multi is not None and (direct or params.mode != "exact"):
-            if f.allowed is not None and direct:
+            if direct:
                 out_docs, out_scores, counts = allowed_batch(self._allowed_args(f), queries, k, threads)
             else:
                 out_docs, out_scores, counts = self._multi_batch(queries, k, params, threads, live)
@@ -400,7 +400,7 @@ class SegmentedIndex(Index):
         no deletion); and the allowed ids when few enough to score directly; cached per filter."""
         if filter is None:
             return Filtered(self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8))
-        return self.filter_cache.get(filter, lambda: self.filtered_live(filter))
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), None, self.block_size or 16)
 
     @cached_property
     def _live_u8(self) -> NDArray[np.uint8]:

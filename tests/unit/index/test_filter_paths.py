@@ -1,5 +1,6 @@
 """How a filtered query is served: scoring the allowed docs through the forward index (rescoring
-indexes), through their postings, or block-max search over the blocks holding an allowed doc, chosen
+indexes), through their postings (rescored after, on rescoring indexes), or block-max search over
+the blocks holding an allowed doc, chosen
 by a cost estimate (lsr.index.search.Filtered). Every path against the slow reference on seeded
 random collections and edge cases (no allowed doc, every doc allowed, fewer allowed than k, allowed
 docs sharing no term with the query, deleted docs)."""
@@ -15,8 +16,8 @@ from lsr.index import BuildOptions, Index, SearchParams, SparseBatch, build_inde
 from lsr.index.docstore import DocStoreWriter
 from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.reference import dense_from_postings, dense_from_rows, reference_topk
-from lsr.index.rescore import rescored_search
-from lsr.index.search import ALLOWED_FRACTION, Filtered, filtered_of
+from lsr.index.rescore import rescored_batch, rescored_search
+from lsr.index.search import ALLOWED_FRACTION, Filtered, filtered_of, with_allowed
 
 N_TERMS = 40
 
@@ -82,40 +83,50 @@ def test_forward_path_equals_rescored_block_search(tmp_path, seed):
         counts = np.zeros(len(rows), np.int64)
         q = (batch.indptr, batch.term_ids, batch.weights)
         _forward_allowed_batch(fw.indptr, fw.terms, fw.weights, N_TERMS, allowed, *q, k, 2, *out, counts)
+        batched = rescored_batch(index, batch, k, SearchParams("safe"), 2, live, allowed=with_allowed(live))
         for i, (t, w) in enumerate(rows):
             docs, scores = _forward_allowed_one(fw.indptr, fw.terms, fw.weights, N_TERMS, allowed, t, w, k)
             ref_docs, ref_scores = rescored_search(index, t, w, k, SearchParams("safe"), live)
             np.testing.assert_array_equal(docs, ref_docs, err_msg=name)
+            via_postings = rescored_search(
+                index, t, w, k, SearchParams("safe"), live, allowed=with_allowed(live)
+            )
+            np.testing.assert_array_equal(via_postings[0], ref_docs, err_msg=name)
+            np.testing.assert_array_equal(via_postings[1], ref_scores, err_msg=name)
             np.testing.assert_array_equal(scores, ref_scores, err_msg=name)
             np.testing.assert_array_equal(out[0][i, : counts[i]], docs)
             np.testing.assert_array_equal(out[1][i, : counts[i]], scores)
+            np.testing.assert_array_equal(batched[i][0], docs, err_msg=name)
+            np.testing.assert_array_equal(batched[i][1], scores, err_msg=name)
 
 
 def test_cost_model_chooses_the_cheaper_path():
-    """Few allowed docs: scored directly; many (or none kept): block-max search; a rescoring index
-    without forward prices never scores directly; scattered rows are priced higher than a run."""
-    term_ptr = np.array([0, 1000, 2000, 2010], np.int64)
+    """Few allowed docs: scored directly (forward index when rescoring, else postings); none kept (a
+    broad filter): block-max search; scattered allowed docs are priced higher than a run, for the
+    forward rows and for block-max search (weak pruning)."""
+    term_ptr = np.array([0, 100_000, 200_000, 200_010], np.int64)
     terms = np.array([0, 1, 2], np.int32)
-    few = Filtered(np.zeros(0, np.uint8), np.arange(5, dtype=np.int32), forward_cost=50.0)
-    assert few.direct(term_ptr, terms, rescore=False) and few.direct(term_ptr, terms, rescore=True)
-    many = Filtered(np.zeros(0, np.uint8), np.arange(900, dtype=np.int32), forward_cost=1e9)
-    assert not many.direct(term_ptr, terms, rescore=True)
-    assert not Filtered(np.zeros(0, np.uint8)).direct(term_ptr, terms, rescore=False)
-    assert not Filtered(np.zeros(0, np.uint8), np.arange(5, dtype=np.int32)).direct(term_ptr, terms, True)
 
     class Rows:
-        indptr = np.arange(0, 10_001 * 4, 4, dtype=np.int64)  # 4 entries per doc
+        indptr = np.arange(0, 100_001 * 4, 4, dtype=np.int64)  # 4 forward entries per doc
 
-    n = 10_000
+    n = 100_000
     run = np.zeros(n, np.uint8)
     run[100:140] = 1
     scattered = np.zeros(n, np.uint8)
-    scattered[np.arange(40) * 200] = 1
-    cost_run = filtered_of(run, Rows()).forward_cost  # type: ignore[arg-type]
-    cost_scattered = filtered_of(scattered, Rows()).forward_cost  # type: ignore[arg-type]
-    assert cost_run is not None and cost_scattered is not None and cost_scattered > cost_run
+    scattered[np.arange(40) * 2000] = 1
+    f_run = filtered_of(run, Rows())  # type: ignore[arg-type]
+    f_scattered = filtered_of(scattered, Rows())  # type: ignore[arg-type]
+    assert f_run.path(term_ptr, terms, forward=True) == "forward"
+    assert f_run.path(term_ptr, terms, forward=False) == "postings"
+    assert f_scattered.path(term_ptr, terms, forward=False) == "postings"
+    assert f_run.forward_cost is not None and f_scattered.forward_cost is not None
+    assert f_scattered.forward_cost > f_run.forward_cost and f_scattered.block_factor > f_run.block_factor
     broad = (np.arange(n) % 2).astype(np.uint8)  # 50% > ALLOWED_FRACTION: no ids kept
     assert ALLOWED_FRACTION < 0.5 and filtered_of(broad, None).allowed is None
+    assert filtered_of(broad, None).path(term_ptr, terms, forward=True) == "blocks"
+    dear = Filtered(run, f_run.allowed, f_run.bits, f_run.rank, 1.0, forward_cost=1e12)
+    assert dear.path(term_ptr, terms, forward=True) == "postings"  # rescored candidates from postings
 
 
 def _fields_index(tmp_path, rng: np.random.Generator, n_docs: int, forward: str):
