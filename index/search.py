@@ -702,7 +702,7 @@ def prune_query(
     terms: NDArray[np.int32], weights: NDArray[np.float32], params: SearchParams
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """Query-term pruning of one checked query (block-max modes; beta = 1 keeps every term)."""
-    if params.mode == "exact" or not len(terms):
+    if params.mode == "exact" or params.beta >= 1 or not len(terms):
         return terms, weights
     return _prune_terms(terms, weights, _keep(len(terms), params.beta))
 
