@@ -55,7 +55,7 @@ ALLOWED_FRACTION = 0.05
 # Filtered.block_factor (a run of allowed docs: the fraction of blocks holding one, at least half;
 # scattered docs: pruning is weak, the k-th allowed score is low, up to 4x as much); rescoring
 # doubles it. The allowed-docs kernel costs POSTINGS_COST per posting scanned (min(df, SCAN_RATIO x
-# allowed) per term), the forward index FORWARD_COST per forward entry of the allowed docs, 4x when
+# allowed) per term), the forward index FORWARD_COST per forward entry of the allowed docs, 2x when
 # they are scattered (a cache miss per row).
 BLOCK_COST = 2.0
 POSTINGS_COST = 1.5
@@ -646,7 +646,7 @@ def with_allowed(live: NDArray[np.uint8], forward: Forward | None = None, block_
     cost = None
     if forward is not None:
         entries = float((forward.indptr[allowed + 1] - forward.indptr[allowed]).sum())
-        cost = FORWARD_COST * entries * (4 if scattered else 1)
+        cost = FORWARD_COST * entries * (2 if scattered else 1)
     return Filtered(live, allowed, bits, rank, factor, cost)
 
 

@@ -41,7 +41,9 @@ documents out of the heap, and ``thr`` (the k-th score of earlier segments, 0
 otherwise) both filters documents (they must beat it strictly) and stops the scan
 once ``thr >= alpha x`` the best bound left: no document left can beat it. ``block_live``
 (uint8[n_blocks], 1 = the block holds a live doc; empty: all) zeroes the bound of blocks with no
-live doc before the blocks are ordered, so a selective filter skips whole blocks.
+live doc before the blocks are ordered, so a selective filter skips whole blocks; and bounds are
+computed only from its first to its last live block (_live_range), so a filter allowing one run of
+documents (a date range over documents indexed in order) reads just that run's bound data.
 """
 
 from __future__ import annotations
@@ -70,21 +72,29 @@ def _upper_bounds(
     ent_term,
     ent_pair,
     e,
+    b_lo,
+    b_hi,
 ):
-    """Accumulate block bounds into ub (zero on entry) in query-term order; link sparse runs per block
-    into ``head`` (entries from ``e`` on); return the next free entry."""
-    n_blocks = ub.shape[0]
+    """Accumulate the bounds of blocks [b_lo, b_hi) into ub (zero on entry) in query-term order; link
+    their sparse runs per block into ``head`` (entries from ``e`` on); return the next free entry.
+    Blocks outside the range keep bound 0 (they hold no live doc)."""
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         w = q_weights[i]
         r = row_of[t]
         if r >= 0:
             row = dense_max[r]
-            for b in range(n_blocks):
+            for b in range(b_lo, b_hi):
                 ub[b] += w * (np.float32(row[b]) * ub_ratio)
         else:
-            for p in range(tb_ptr[t], tb_ptr[t + 1]):
+            start = tb_ptr[t]
+            end = tb_ptr[t + 1]
+            if b_lo > 0:  # a term's runs ascend by block
+                start += np.searchsorted(tb_block[start:end], b_lo)
+            for p in range(start, end):
                 b = tb_block[p]
+                if b >= b_hi:
+                    break
                 ub[b] += w * (np.float32(tb_max[p]) * ub_ratio)
                 ent_term[e] = i
                 ent_pair[e] = p
@@ -92,6 +102,21 @@ def _upper_bounds(
                 head[b] = e
                 e += 1
     return e
+
+
+@njit(cache=True, nogil=True)
+def _live_range(block_live, n_blocks):
+    """[first, last + 1) of the blocks holding a live doc (all blocks when ``block_live`` is empty), so
+    that a filter allowing one run of documents bounds just its blocks."""
+    if block_live.shape[0] == 0:
+        return 0, n_blocks
+    lo = 0
+    while lo < n_blocks and block_live[lo] == 0:
+        lo += 1
+    hi = n_blocks
+    while hi > lo and block_live[hi - 1] == 0:
+        hi -= 1
+    return lo, hi
 
 
 @njit(cache=True, nogil=True)
@@ -223,6 +248,7 @@ def _bmp_query(
     ent_term = np.empty(n_ent, np.int32)
     ent_pair = np.empty(n_ent, np.int64)
     local_pair = np.full(m, -1, np.int64)
+    b_lo, b_hi = _live_range(block_live, ub.shape[0])
     _upper_bounds(
         row_of,
         dense_max,
@@ -238,6 +264,8 @@ def _bmp_query(
         ent_term,
         ent_pair,
         0,
+        b_lo,
+        b_hi,
     )
     if block_live.shape[0] > 0:
         for b in range(ub.shape[0]):
@@ -408,11 +436,14 @@ def _multi_bounds(seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, blo
     ent_term = np.empty(n_ent, np.int32)
     ent_pair = np.empty(n_ent, np.int64)
     e = 0
+    g_lo, g_hi = _live_range(block_live, ub.shape[0])
     for i in range(n_seg):
         _, row_of, dense_max, tb_ptr, tb_block, tb_max, _ = seg_bounds[i]
         lo = seg_int[i, 3]
         hi = lo + seg_int[i, 1]
         mi = seg_m[i]
+        b_lo = min(max(g_lo - lo, 0), hi - lo)
+        b_hi = max(min(g_hi - lo, hi - lo), b_lo)
         e = _upper_bounds(
             row_of,
             dense_max,
@@ -428,6 +459,8 @@ def _multi_bounds(seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, blo
             ent_term,
             ent_pair,
             e,
+            b_lo,
+            b_hi,
         )
         if seg_ub[i, 1] != 1:
             for b in range(lo, hi):

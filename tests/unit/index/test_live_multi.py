@@ -10,6 +10,7 @@ from corpora import random_corpus
 
 from lsr.index import BuildOptions, Index, SparseBatch, build_index
 from lsr.index.kernels.allowed import _allowed_search_one
+from lsr.index.kernels.blockmax import _bmp_multi_search_one
 from lsr.index.reference import dense_from_postings, reference_topk
 from lsr.index.search import with_allowed
 from lsr.index.segments import SegmentedIndex, open_index
@@ -82,6 +83,26 @@ def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n
         for (terms, weights), got in zip(queries, batch, strict=True):
             ref_docs, _ = reference_topk(dense, terms, weights, k, live)
             np.testing.assert_array_equal(got.docs, ref_docs)
+    if index._multi is None:
+        return
+    n = index.n_docs  # a run of allowed docs across segment boundaries: bounds only over its blocks
+    run = live & (np.abs(np.arange(n) - n // 2) < n // 3)
+    run_u8 = run.astype(np.uint8)
+    for terms, weights in queries:
+        docs, scores = _bmp_multi_search_one(
+            *index._multi,
+            index.block_size,
+            terms,
+            weights,
+            5,
+            np.float32(1),
+            index.block_counters,
+            run_u8,
+            index._blocks_of(run_u8),
+        )
+        ref_docs, ref_scores = reference_topk(dense, terms, weights, 5, run)
+        np.testing.assert_array_equal(docs, ref_docs)
+        np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
 
 
 @pytest.mark.parametrize("seed", range(4))
