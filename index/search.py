@@ -52,7 +52,7 @@ ALLOWED_FRACTION = 0.05
 # the cost model choosing, per query, how a filter is served (Filtered.path), in about ns on one core,
 # measured by benchmarks/live_bench.py --only filters at 1M docs (RESULTS.md): block-max search costs
 # about BLOCK_COST per posting of the query's terms without a filter; with one, that times
-# Filtered.block_factor (a run of allowed docs: the fraction of blocks holding one, at least half;
+# Filtered.block_factor (a run of allowed docs: the fraction of blocks holding one, at least 0.2;
 # scattered docs: pruning is weak, the k-th allowed score is low, up to 4x as much); rescoring
 # doubles it. The allowed-docs kernel costs POSTINGS_COST per posting scanned (min(df, SCAN_RATIO x
 # allowed) per term), the forward index FORWARD_COST per forward entry of the allowed docs, 2x when
@@ -642,7 +642,7 @@ def with_allowed(live: NDArray[np.uint8], forward: Forward | None = None, block_
     rank[allowed] = np.arange(len(allowed), dtype=np.int32)
     scattered = np.count_nonzero(np.diff(allowed) == 1) < len(allowed) // 2  # few allowed neighbours
     blocks = len(np.unique(allowed // block_size)) / max(1, -(-len(live) // block_size))
-    factor = min(1 + block_size * blocks, 4.0) if scattered else max(blocks, 0.5)
+    factor = min(1 + block_size * blocks, 4.0) if scattered else max(blocks, 0.2)
     cost = None
     if forward is not None:
         entries = float((forward.indptr[allowed + 1] - forward.indptr[allowed]).sum())
