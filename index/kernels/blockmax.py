@@ -42,8 +42,9 @@ otherwise) both filters documents (they must beat it strictly) and stops the sca
 once ``thr >= alpha x`` the best bound left: no document left can beat it. ``block_live``
 (uint8[n_blocks], 1 = the block holds a live doc; empty: all) zeroes the bound of blocks with no
 live doc before the blocks are ordered, so a selective filter skips whole blocks; and bounds are
-computed only from its first to its last live block (_live_range), so a filter allowing one run of
-documents (a date range over documents indexed in order) reads just that run's bound data.
+computed, ordered and reset only from its first to its last live block (_live_range), so a filter
+allowing one run of documents (a date range over documents indexed in order) touches just that
+run's blocks.
 """
 
 from __future__ import annotations
@@ -120,10 +121,11 @@ def _live_range(block_live, n_blocks):
 
 
 @njit(cache=True, nogil=True)
-def _bucket_order(ub, order, bucket_ptr, bucket_max):
-    """Blocks with ub > 0 into order, highest bucket first; bucket_max[j] is exact. Returns the count."""
+def _bucket_order(ub, order, bucket_ptr, bucket_max, lo, hi):
+    """Blocks in [lo, hi) with ub > 0 into order, highest bucket first; bucket_max[j] is exact. Returns
+    the count."""
     top = np.float32(0)
-    for b in range(ub.shape[0]):
+    for b in range(lo, hi):
         top = max(top, ub[b])
     bucket_ptr[:] = 0
     bucket_max[:] = 0
@@ -131,7 +133,7 @@ def _bucket_order(ub, order, bucket_ptr, bucket_max):
         return 0
     scale = (N_BUCKETS - 1) / top
     n = 0
-    for b in range(ub.shape[0]):
+    for b in range(lo, hi):
         u = ub[b]
         if u > 0:
             j = N_BUCKETS - 1 - min(int(u * scale), N_BUCKETS - 1)  # 0 = highest bucket
@@ -142,7 +144,7 @@ def _bucket_order(ub, order, bucket_ptr, bucket_max):
     for j in range(N_BUCKETS):
         bucket_ptr[j + 1] += bucket_ptr[j]
     fill = bucket_ptr[:-1].copy()
-    for b in range(ub.shape[0]):
+    for b in range(lo, hi):
         u = ub[b]
         if u > 0:
             j = N_BUCKETS - 1 - min(int(u * scale), N_BUCKETS - 1)
@@ -268,10 +270,10 @@ def _bmp_query(
         b_hi,
     )
     if block_live.shape[0] > 0:
-        for b in range(ub.shape[0]):
+        for b in range(b_lo, b_hi):
             if block_live[b] == 0:
                 ub[b] = 0
-    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
+    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max, b_lo, b_hi)
     counters[1] += n_cand
     size = 0
     bucket = 0
@@ -305,8 +307,8 @@ def _bmp_query(
                 if s > thr and (all_live or live[base + j]):
                     size = heap_offer(hs, hd, size, k, s, base + j)
                 acc[j] = 0
-    ub[:] = 0
-    head[:] = -1
+    ub[b_lo:b_hi] = 0  # nothing outside the range was touched
+    head[b_lo:b_hi] = -1
     return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
 
 
@@ -466,10 +468,10 @@ def _multi_bounds(seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, blo
             for b in range(lo, hi):
                 ub[b] *= seg_ub[i, 1]
     if block_live.shape[0] > 0:
-        for b in range(ub.shape[0]):
+        for b in range(g_lo, g_hi):
             if block_live[b] == 0:
                 ub[b] = 0
-    return seg_m, q_rows, q_info, ent_next, ent_term, ent_pair
+    return seg_m, q_rows, q_info, ent_next, ent_term, ent_pair, g_lo, g_hi
 
 
 @njit(cache=True, nogil=True)
@@ -503,11 +505,11 @@ def _bmp_multi_query(
     score beats the best bound left: the k-th score found in one segment prunes every other
     segment's blocks."""
     ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
-    seg_m, q_rows, q_info, ent_next, ent_term, ent_pair = _multi_bounds(
+    seg_m, q_rows, q_info, ent_next, ent_term, ent_pair, g_lo, g_hi = _multi_bounds(
         seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live
     )
     local_pair = np.full(q_terms.shape[0], -1, np.int64)
-    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
+    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max, g_lo, g_hi)
     counters[1] += n_cand
     size = 0
     bucket = 0
@@ -549,8 +551,8 @@ def _bmp_multi_query(
                 if all_live or live[first + j]:
                     size = heap_offer(hs, hd, size, k, s, first + j)
                 acc[j] = 0
-    ub[:] = 0
-    head[:] = -1
+    ub[g_lo:g_hi] = 0  # nothing outside the range was touched
+    head[g_lo:g_hi] = -1
     return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
 
 
