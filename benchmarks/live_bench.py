@@ -4,6 +4,8 @@ metadata filters allowing 50/10/1/0.1% of the documents (recall against filtered
 
     python -m benchmarks.live_bench --docs 50000 --out benchmarks/results/live.json
     python -m benchmarks.live_bench --only filters     # or --only segments, --only ingest
+    python -m benchmarks.live_bench --docs 1000000 --queries 50 --only filters \
+        --out benchmarks/results/live-filters-1m.json
 
 Ingest of text (``--only ingest``): 500 SciFact documents added in batches of 100 to an index of
 1,000, with BM25 and with the inference-free encoder (models/splade-tiny encodes the documents).
@@ -29,6 +31,7 @@ import numpy as np
 from benchmarks.synthetic import SyntheticConfig, generate
 from lsr.index import BuildOptions, Index, SearchParams, SparseBatch, build_index
 from lsr.index.docstore import DocStoreWriter
+from lsr.index.rescore import rescored_search
 from lsr.index.segments import open_index
 from lsr.index.writer import IndexWriter, MergePolicy
 
@@ -72,23 +75,25 @@ SELECTIVITIES = (0.5, 0.1, 0.01, 0.001)
 INGEST_CORPUS = "../shared/data/beir/scifact"
 INGEST_ENCODERS = ("bm25", "inference-free:models/splade-tiny")
 N_BUCKETS = 1000
+FILTER_INDEXES = ("none", "float32")  # without and with the forward index (index.rescore)
 
 
-def build_filtered(root: Path, docs: SparseBatch, ids: list[str], vocab: list[str]) -> Path:
+def build_filtered(root: Path, docs: SparseBatch, ids: list[str], vocab: list[str], forward: str) -> Path:
     """One plain index whose docs carry two int fields in [0, 1000): ``bucket``, drawn uniformly at
     random (``bucket < 10`` allows 1% of the documents, spread over the whole collection), and ``day``,
     rising with the doc order as in a collection indexed over time (``500 <= day < 510`` allows 1%,
-    one contiguous run of documents)."""
+    one contiguous run of documents). ``forward``: "none", or "float32" (the forward index of exact
+    weights, config ``index.rescore: float32``, the default of ``lsr index``: searches rescore)."""
     bucket = np.random.default_rng(1).integers(0, N_BUCKETS, size=len(docs))
     day = np.arange(len(docs)) * N_BUCKETS // len(docs)
-    store = root / "store"
+    store = root / f"store-{forward}"
     store.mkdir()
     writer = DocStoreWriter(store)
     for key, b, d in zip(ids, bucket.tolist(), day.tolist(), strict=True):
         writer.add(key, "", "", {"bucket": b, "day": d})
     writer.close()
-    path = root / "filtered"
-    options = BuildOptions(block_size=16, fields={"bucket": "int", "day": "int"})
+    path = root / f"filtered-{forward}"
+    options = BuildOptions(block_size=16, fields={"bucket": "int", "day": "int"}, forward=forward)
     build_index(
         lambda: [docs], len(vocab), ids, vocab, path, options, extra_files=DocStoreWriter.files(store)
     )
@@ -97,8 +102,10 @@ def build_filtered(root: Path, docs: SparseBatch, ids: list[str], vocab: list[st
 
 def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
     """Safe search with filters allowing 50/10/1/0.1% of the docs (random: ``bucket < N``; clustered:
-    a ``day`` range in the middle of the collection): latency, and recall against filtered exhaustive
-    search (the exact kernel over the allowed docs' mask, not the allowed-docs path)."""
+    a ``day`` range in the middle of the collection): latency, the path the cost model took for the
+    queries (lsr.index.search.Filtered.path: blocks, postings or forward), and recall against filtered
+    exhaustive search (the exact kernel over the allowed docs' mask, rescored exactly on a rescoring
+    index; not the path under test)."""
     index = Index.load(path)
     fields = index.fields
     assert fields is not None
@@ -112,13 +119,26 @@ def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
             lo = 0 if kind == "random" else (N_BUCKETS - width) // 2
             spec = {"range": {field: {"gte": lo, "lt": lo + width}}}
             mask = np.ascontiguousarray(fields.mask(spec), dtype=np.uint8)
-            row = {"filter": kind, "selectivity": frac, "allowed": int(mask.sum())}
+            row: dict[str, Any] = {"filter": kind, "selectivity": frac, "allowed": int(mask.sum())}
             row["recall"] = _filtered_recall(index, rows, spec, mask)
+            row["paths"] = _paths(index, rows, spec)
             row["safe"] = _timed(
                 lambda t, w, spec=spec: index.search(t, w, 10, mode="safe", filter=spec), rows
             )
+            row["speedup"] = out[0]["safe"]["p50_ms"] / row["safe"]["p50_ms"]
             out.append(row)
     return out
+
+
+def _paths(index: Index, rows: list[tuple[np.ndarray, np.ndarray]], spec: Any) -> dict[str, int]:
+    """How many of the queries each path served (the cost model's choice)."""
+    f = index._filtered(spec)
+    counts: dict[str, int] = {}
+    for terms, weights in rows:
+        t, _ = index._check_query(terms, weights)
+        path = f.path(index.term_ptr, t, index.rescore)
+        counts[path] = counts.get(path, 0) + 1
+    return counts
 
 
 def _filtered_recall(
@@ -128,7 +148,10 @@ def _filtered_recall(
     for terms, weights in rows:
         got = index.search(terms, weights, 10, mode="safe", filter=spec)
         t, w = index._check_query(terms, weights)
-        ref, _ = index.search_raw(t, w, 10, SearchParams("exact"), live=mask)
+        if index.rescore:
+            ref, _ = rescored_search(index, t, w, 10, SearchParams("exact"), mask)
+        else:
+            ref, _ = index.search_raw(t, w, 10, SearchParams("exact"), live=mask)
         hits += len(set(got.docs.tolist()) & set(ref.tolist()))
         total += len(ref)
     return hits / max(total, 1)
@@ -200,7 +223,10 @@ def run(n_docs: int, n_queries: int, segments: list[int], only: str | None = Non
                 out["rows"].append(row)
             out["deleted"] = _delete_heavy(root / f"live-{segments[-1]}", ids, coll.queries)
         if only in (None, "filters"):
-            out["filters"] = filters(build_filtered(root, docs, ids, vocab), coll.queries)
+            out["filters"] = {
+                forward: filters(build_filtered(root, docs, ids, vocab, forward), coll.queries)
+                for forward in FILTER_INDEXES
+            }
         if only in (None, "ingest"):
             out["ingest"] = [ingest(INGEST_CORPUS, enc, 1000, 501, 100, root) for enc in INGEST_ENCODERS]
     finally:
@@ -222,6 +248,34 @@ def _delete_heavy(path: Path, ids: list[str], queries: SparseBatch) -> dict[str,
     return {"deleted": len(doomed), "before_merge": before, "after_merge": after, "merge_s": merge_s}
 
 
+def tables(result: dict[str, Any]) -> str:
+    """The segments and filters results as markdown tables (safe p50, ms)."""
+    lines = []
+    if "rows" in result:
+        base = result["rows"][0]["safe"]["p50_ms"]
+        lines += ["| segments | exact p50 | safe p50 | safe / first row |", "|---|---:|---:|---:|"]
+        for row in result["rows"]:
+            safe = row["safe"]["p50_ms"]
+            lines.append(
+                f"| {row['segments']} | {row['exact']['p50_ms']:.3f} | {safe:.3f} | {safe / base:.2f} |"
+            )
+    for forward, rows in result.get("filters", {}).items():
+        lines += [
+            "",
+            f"forward index: {forward}",
+            "| filter | allowed | recall | paths | safe p50 | vs none |",
+        ]
+        lines.append("|---|---:|---:|---|---:|---:|")
+        for row in rows:
+            name = row["filter"] + (f" {row['selectivity']:.1%}" if "selectivity" in row else "")
+            paths = ", ".join(f"{k} {v}" for k, v in row.get("paths", {}).items())
+            lines.append(
+                f"| {name} | {row.get('allowed', '-')} | {row.get('recall', '-')} | {paths} | "
+                f"{row['safe']['p50_ms']:.3f} | {row.get('speedup', 1.0):.2f}x |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--docs", type=int, default=100_000)
@@ -236,6 +290,7 @@ def main() -> None:
     result = run(args.docs, args.queries, [int(s) for s in args.segments.split(",")], args.only)
     text = json.dumps(result, indent=2)
     print(text)
+    print(tables(result))
     if args.out:
         Path(args.out).write_text(text + "\n")
 

@@ -32,7 +32,7 @@ from lsr.index.kernels.rescore import _error_bound, _rescore_batch, _rescore_one
 from lsr.index.sparse import SparseBatch
 
 if TYPE_CHECKING:
-    from lsr.index.search import Index, SearchParams
+    from lsr.index.search import Filtered, Index, SearchParams
 
 FORWARD_CHOICES = ("none", "float32")
 FORWARD_DTYPES: dict[str, type[np.floating]] = {"float32": np.float32}
@@ -159,16 +159,21 @@ def rescored_search(
     live: NDArray[np.uint8],
     full: tuple[NDArray[np.int32], NDArray[np.float32]] | None = None,
     depth: int | None = None,
+    allowed: Filtered | None = None,
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """One checked query's top k by exact score (see the module doc). ``terms``/``weights`` find the
     candidates (approx: the pruned query), ``full`` (default: the same) rescores them, as two-step
-    SPLADE does; ``depth``: the first k'."""
+    SPLADE does; ``depth``: the first k'; ``allowed``: a filter's allowed docs, the candidates scored
+    by the allowed-docs kernel (the same quantized scores as block-max search over ``live``)."""
     forward = index.forward
     assert forward is not None
     full_terms, full_weights = full or (terms, weights)
     kk = min(depth or first_depth(k), max(index.n_docs, 1))
     while True:
-        docs, scores = index.search_raw(terms, weights, kk, params, live=live)
+        if allowed is not None:
+            docs, scores = index.allowed_raw(allowed, terms, weights, kk)
+        else:
+            docs, scores = index.search_raw(terms, weights, kk, params, live=live)
         exact = forward.rescore(docs, full_terms, full_weights)
         done = len(docs) < kk or kk >= index.n_docs or params.mode == "approx"
         if done or forward.proven(exact, scores[-1], k, terms, weights):
@@ -184,6 +189,7 @@ def rescored_batch(
     threads: int | None,
     live: NDArray[np.uint8],
     full: SparseBatch | None = None,
+    allowed: Filtered | None = None,
 ) -> list[tuple[NDArray[np.int32], NDArray[np.float32]]]:
     """:func:`rescored_search` for a batch (``full``: the unpruned batch, default ``queries``): one
     batch pass at the first depth, rescored in parallel; the queries the bound does not prove run
@@ -192,7 +198,10 @@ def rescored_batch(
     forward = index.forward
     assert forward is not None
     kk = min(first_depth(k), max(index.n_docs, 1))
-    out_docs, out_scores, counts = index.search_batch_raw(queries, kk, params, threads, live=live)
+    if allowed is not None:
+        out_docs, out_scores, counts = index.allowed_batch_raw(allowed, queries, kk, threads)
+    else:
+        out_docs, out_scores, counts = index.search_batch_raw(queries, kk, params, threads, live=live)
     exact = np.zeros(out_docs.shape, np.float64)
     q = (full.indptr, full.term_ids, full.weights)
     _rescore_batch(forward.indptr, forward.terms, forward.weights, *q, out_docs, counts, exact)
@@ -205,6 +214,8 @@ def rescored_batch(
         if done or forward.proven(ex, out_scores[i, n - 1], k, terms, weights):
             results.append(best_k(docs, ex, k))
         else:
-            deeper = rescored_search(index, terms, weights, k, params, live, full.row(i), kk * GROWTH)
+            deeper = rescored_search(
+                index, terms, weights, k, params, live, full.row(i), kk * GROWTH, allowed
+            )
             results.append(deeper)
     return results

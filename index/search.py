@@ -11,7 +11,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,10 @@ from lsr.index.io import (
     read_checked,
     read_meta,
 )
+from lsr.index.kernels.allowed import SCAN_RATIO as ALLOWED_SCAN_RATIO
 from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
+from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.rescore import Forward, rescored_batch, rescored_search
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
@@ -44,10 +46,20 @@ logger = logging.getLogger(__name__)
 
 MODES = ("exact", "safe", "approx")
 MAX_K = 100_000  # a batch holds n_queries x k results: a larger k is a mistake, not a request
-# a filter allowing at most this fraction of the documents is served by scoring just the allowed
-# documents (lsr.index.kernels.allowed); measured by benchmarks/live_bench.py (filters): on 50,000
-# SPLADE-like docs the allowed-docs path is faster than block-max search up to about 5% (see RESULTS.md)
+# a filter allowing at most this fraction of the documents keeps its allowed ids (FilterCache), so
+# that a query may score just them instead of searching the blocks (Filtered.direct)
 ALLOWED_FRACTION = 0.05
+# the cost model choosing, per query, how a filter is served (Filtered.path), in about ns on one core,
+# measured by benchmarks/live_bench.py --only filters at 1M docs (RESULTS.md): block-max search costs
+# about BLOCK_COST per posting of the query's terms without a filter; with one, that times
+# Filtered.block_factor (a run of allowed docs: the fraction of blocks holding one, at least 0.2;
+# scattered docs: pruning is weak, the k-th allowed score is low, up to 4x as much); rescoring
+# doubles it. The allowed-docs kernel costs POSTINGS_COST per posting scanned (min(df, SCAN_RATIO x
+# allowed) per term), the forward index FORWARD_COST per forward entry of the allowed docs, 2x when
+# they are scattered (a cache miss per row).
+BLOCK_COST = 2.0
+POSTINGS_COST = 1.5
+FORWARD_COST = 2.4
 
 # the leading arguments of the block-max kernels:
 # postings, block-max arrays, ub_ratio, ub_slack, block size, n_blocks
@@ -58,7 +70,16 @@ BmpArgs = tuple[
 
 # the leading arguments of the allowed-docs kernels: segments' postings (a numba typed list), their
 # n_terms and first global doc ids, the allowed global ids (ascending) and each segment's share of them
-AllowedArgs = tuple[Any, NDArray[np.int64], NDArray[np.int64], NDArray[np.int32], NDArray[np.int64]]
+# and the allowed docs' bits and ranks by global id (Filtered)
+AllowedArgs = tuple[
+    Any,
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.int32],
+    NDArray[np.int64],
+    NDArray[np.uint8],
+    NDArray[np.int32],
+]
 
 
 @dataclass(frozen=True)
@@ -210,12 +231,13 @@ class Index:
             return self.live
         return live_filtered(self.live, self.n_docs, self.fields, filter)
 
-    def _filtered(self, filter: Any) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
-        """(the kernels' live array with ``filter`` applied, the allowed ids when few enough to score
-        directly); a filter's are cached (``filter_cache``)."""
+    def _filtered(self, filter: Any) -> Filtered:
+        """The kernels' live array with ``filter`` applied, and its allowed ids when few enough to score
+        directly; a filter's are cached (``filter_cache``)."""
         if filter is None:
-            return self.live, None
-        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.n_docs)
+            return Filtered(self.live)
+        block_size = self.blockmax.block_size if self.blockmax is not None else 16
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.forward, block_size)
 
     @cached_property
     def vocab(self) -> list[str]:
@@ -287,19 +309,50 @@ class Index:
         params = self._check_params(mode, alpha, beta, budget)
         full = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(*full, params)
-        live, allowed = self._filtered(filter)
+        f = self._filtered(filter)
+        path = f.path(self.term_ptr, full[0], self.rescore)
+        if path == "forward":
+            return SearchResult(*self._forward_allowed(f, *full, k))
+        allowed = f if path == "postings" else None
         if self.rescore:
-            return SearchResult(*rescored_search(self, terms, weights, k, params, live, full))
+            return SearchResult(
+                *rescored_search(self, terms, weights, k, params, f.live, full, allowed=allowed)
+            )
         if allowed is not None:
-            docs, scores = _allowed_search_one(*self._allowed_args(allowed), terms, weights, k)
+            docs, scores = self.allowed_raw(allowed, terms, weights, k)
         else:
-            docs, scores = self.search_raw(terms, weights, k, params, live=live)
+            docs, scores = self.search_raw(terms, weights, k, params, live=f.live)
         return SearchResult(docs, scores * self.scale)
 
-    def _allowed_args(self, allowed: NDArray[np.int32]) -> AllowedArgs:
+    def _forward_allowed(
+        self, f: Filtered, terms: NDArray[np.int32], weights: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        """The allowed docs' top k by exact score, straight from the forward index: the result of
+        rescored filtered search, bit for bit (lsr.index.kernels.rescore._forward_allowed_query)."""
+        fw = self.forward
+        assert fw is not None and f.allowed is not None
+        return _forward_allowed_one(
+            fw.indptr, fw.terms, fw.weights, self.n_terms, f.allowed, terms, weights, k
+        )
+
+    def _allowed_args(self, f: Filtered) -> AllowedArgs:
         """The allowed-docs kernels' leading arguments: this index as one segment."""
-        ptr = np.array([0, len(allowed)], np.int64)
-        return self.postings_list, np.array([self.n_terms], np.int64), np.zeros(1, np.int64), allowed, ptr
+        assert f.allowed is not None and f.rank is not None
+        ptr = np.array([0, len(f.allowed)], np.int64)
+        one = np.array([self.n_terms], np.int64)
+        return self.postings_list, one, np.zeros(1, np.int64), f.allowed, ptr, f.bits, f.rank
+
+    def allowed_raw(
+        self, f: Filtered, terms: NDArray[np.int32], weights: NDArray[np.float32], k: int
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        """The allowed-docs kernel's top k of a checked query (kernel scores, as :meth:`search_raw`)."""
+        return _allowed_search_one(*self._allowed_args(f), terms, weights, k)
+
+    def allowed_batch_raw(
+        self, f: Filtered, queries: SparseBatch, k: int, threads: int | None
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
+        """:meth:`allowed_raw` for a checked batch (as :meth:`search_batch_raw`)."""
+        return allowed_batch(self._allowed_args(f), queries, k, threads)
 
     @cached_property
     def postings_list(self) -> Any:
@@ -379,17 +432,46 @@ class Index:
         params = self._check_params(mode, alpha, beta, budget)
         queries.validate(self.n_terms)
         full, queries = queries, prune_batch(queries, params)
-        live, allowed = self._filtered(filter)
+        f = self._filtered(filter)
+        path = f.path(self.term_ptr, np.asarray(full.term_ids), self.rescore, len(full))
+        if path == "forward":
+            out_docs, out_scores, counts = self._forward_allowed_batch(f, full, k, threads)
+            return [
+                SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]]) for i in range(len(full))
+            ]
+        allowed = f if path == "postings" else None
         if self.rescore:
-            return [SearchResult(*r) for r in rescored_batch(self, queries, k, params, threads, live, full)]
+            batch = rescored_batch(self, queries, k, params, threads, f.live, full, allowed)
+            return [SearchResult(*r) for r in batch]
         if allowed is not None:
-            out_docs, out_scores, counts = allowed_batch(self._allowed_args(allowed), queries, k, threads)
+            out_docs, out_scores, counts = self.allowed_batch_raw(allowed, queries, k, threads)
         else:
-            out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=live)
+            out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=f.live)
         return [
             SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
             for i in range(len(queries))
         ]
+
+    def _forward_allowed_batch(
+        self, f: Filtered, queries: SparseBatch, k: int, threads: int | None
+    ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
+        """:meth:`_forward_allowed` for a checked batch: (docs [n, k], exact scores [n, k], counts [n])."""
+        fw = self.forward
+        assert fw is not None and f.allowed is not None
+        n = len(queries)
+        out = np.full((n, k), -1, np.int32), np.zeros((n, k), SCORE_DTYPE), np.zeros(n, np.int64)
+        if n:
+            workers = max(1, min(threads or max_threads(), max_threads(), n))
+            previous = numba.get_num_threads()
+            numba.set_num_threads(workers)
+            try:
+                q = (queries.indptr, queries.term_ids, queries.weights)
+                _forward_allowed_batch(
+                    fw.indptr, fw.terms, fw.weights, self.n_terms, f.allowed, *q, k, workers, *out
+                )
+            finally:
+                numba.set_num_threads(previous)
+        return out
 
     def search_batch_raw(
         self,
@@ -507,6 +589,43 @@ class Index:
         )
 
 
+@dataclass(frozen=True)
+class Filtered:
+    """A filter evaluated on one opened index: ``live`` (uint8[n_docs], deletions applied; empty: every
+    doc). When at most ALLOWED_FRACTION of the docs are allowed: ``allowed`` (their ascending ids),
+    ``bits`` and ``rank`` (by doc id: allowed as bits, position among the allowed ids) for the
+    allowed-docs kernel, ``block_factor`` and ``forward_cost`` (None without a forward index) for the
+    cost model."""
+
+    live: NDArray[np.uint8]
+    allowed: NDArray[np.int32] | None = None
+    bits: NDArray[np.uint8] = field(default_factory=lambda: np.zeros(0, np.uint8))
+    rank: NDArray[np.int32] | None = None
+    block_factor: float = 1.0
+    forward_cost: float | None = None
+
+    def path(
+        self, term_ptr: NDArray[np.int64], terms: NDArray[np.int32], forward: bool, n_queries: int = 1
+    ) -> str:
+        """How to serve the query with ``terms`` (a batch: all its rows' terms, ``n_queries`` rows),
+        by the lowest estimated cost: "blocks" (block-max search over the blocks holding an allowed
+        doc), "postings" (the allowed-docs kernel) or, with ``forward`` (a rescoring index),
+        "forward" (the allowed docs' exact scores from the forward index)."""
+        if self.allowed is None:
+            return "blocks"
+        df = np.asarray(term_ptr[terms + 1] - term_ptr[terms])
+        scale = 2.0 if forward else 1.0  # rescoring the candidates
+        costs = {
+            "blocks": scale * BLOCK_COST * self.block_factor * float(df.sum()),
+            "postings": scale
+            * POSTINGS_COST
+            * float(np.minimum(df, ALLOWED_SCAN_RATIO * len(self.allowed)).sum()),
+        }
+        if forward and self.forward_cost is not None:
+            costs["forward"] = self.forward_cost * n_queries
+        return min(costs, key=costs.__getitem__)
+
+
 class FilterCache:
     """The masks and allowed ids of the last ``size`` filters used on one opened index (a live index's
     generation: its deletions never change), as search engines keep a filter cache: a filter repeated
@@ -514,22 +633,25 @@ class FilterCache:
 
     def __init__(self, size: int = 16):
         self.size = size
-        self.entries: OrderedDict[str, tuple[NDArray[np.uint8], NDArray[np.int32] | None]] = OrderedDict()
+        self.entries: OrderedDict[str, Filtered] = OrderedDict()
         self.lock = threading.Lock()
 
     def get(
-        self, filter: Any, compute: Callable[[], NDArray[np.uint8]], n_docs: int
-    ) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
-        """(live mask, allowed ids or None) of ``filter``; ``compute()`` evaluates the mask (its errors
-        propagate; nothing is cached then)."""
+        self,
+        filter: Any,
+        compute: Callable[[], NDArray[np.uint8]],
+        forward: Forward | None = None,
+        block_size: int = 16,
+    ) -> Filtered:
+        """``filter`` evaluated (``compute()`` gives its mask; its errors propagate, nothing is cached
+        then); ``forward``: the index's forward arrays, to price scoring the allowed docs by them."""
         key = json.dumps(filter, sort_keys=True, default=str)
         with self.lock:
             hit = self.entries.get(key)
             if hit is not None:
                 self.entries.move_to_end(key)
                 return hit
-        live = compute()
-        entry = (live, allowed_docs(live, n_docs, filter))
+        entry = filtered_of(compute(), forward, block_size)
         with self.lock:
             self.entries[key] = entry
             while len(self.entries) > self.size:
@@ -537,22 +659,36 @@ class FilterCache:
         return entry
 
 
+def filtered_of(live: NDArray[np.uint8], forward: Forward | None, block_size: int = 16) -> Filtered:
+    """A filter's :class:`Filtered` from its mask: the allowed ids when few enough to score directly,
+    and the price of scoring them through ``forward`` (entries x FORWARD_COST, times 4 when the
+    allowed docs are scattered: fewer than half of them next to another allowed doc)."""
+    if not len(live) or np.count_nonzero(live) > ALLOWED_FRACTION * len(live):
+        return Filtered(live)
+    return with_allowed(live, forward, block_size)
+
+
+def with_allowed(live: NDArray[np.uint8], forward: Forward | None = None, block_size: int = 16) -> Filtered:
+    """A mask's :class:`Filtered` with its allowed ids, bits, ranks and costs, however many."""
+    allowed = np.flatnonzero(live).astype(np.int32)
+    bits = np.packbits(live.astype(bool), bitorder="little")
+    rank = np.full(len(live), -1, np.int32)
+    rank[allowed] = np.arange(len(allowed), dtype=np.int32)
+    scattered = np.count_nonzero(np.diff(allowed) == 1) < len(allowed) // 2  # few allowed neighbours
+    blocks = len(np.unique(allowed // block_size)) / max(1, -(-len(live) // block_size))
+    factor = min(1 + block_size * blocks, 4.0) if scattered else max(blocks, 0.2)
+    cost = None
+    if forward is not None:
+        entries = float((forward.indptr[allowed + 1] - forward.indptr[allowed]).sum())
+        cost = FORWARD_COST * entries * (2 if scattered else 1)
+    return Filtered(live, allowed, bits, rank, factor, cost)
+
+
 def block_live_of(live: NDArray[np.uint8], n_blocks: int, block_size: int) -> NDArray[np.uint8]:
     """uint8[n_blocks]: 1 where a block of ``block_size`` docs holds a doc that ``live`` allows."""
     padded = np.zeros(n_blocks * block_size, np.uint8)
     padded[: len(live)] = live
     return np.ascontiguousarray(padded.reshape(n_blocks, block_size).any(axis=1), dtype=np.uint8)
-
-
-def allowed_docs(live: NDArray[np.uint8], n_docs: int, filter: Any) -> NDArray[np.int32] | None:
-    """The ascending ids a filter allows (``live``: its mask, deletions applied) when they are few
-    enough (``ALLOWED_FRACTION``) to be scored directly; None: search the blocks (no filter, or a
-    broad one)."""
-    if filter is None or not len(live):
-        return None
-    if np.count_nonzero(live) > ALLOWED_FRACTION * n_docs:
-        return None
-    return np.flatnonzero(live).astype(np.int32)
 
 
 def allowed_batch(
@@ -600,7 +736,7 @@ def prune_query(
     terms: NDArray[np.int32], weights: NDArray[np.float32], params: SearchParams
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """Query-term pruning of one checked query (block-max modes; beta = 1 keeps every term)."""
-    if params.mode == "exact" or not len(terms):
+    if params.mode == "exact" or params.beta >= 1 or not len(terms):
         return terms, weights
     return _prune_terms(terms, weights, _keep(len(terms), params.beta))
 

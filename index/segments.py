@@ -37,6 +37,7 @@ from lsr.index.manifest import (
 from lsr.index.search import (
     AllowedArgs,
     FilterCache,
+    Filtered,
     Index,
     SearchParams,
     SearchResult,
@@ -255,16 +256,14 @@ class SegmentedIndex(Index):
         params = self._check_params(mode, alpha, beta, budget)
         terms, weights = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(terms, weights, params)
-        live, allowed = self._filtered(filter)
-        if allowed is not None and self._multi is not None:
-            docs, scores = _allowed_search_one(*self._allowed_args(allowed), terms, weights, k)
+        f = self._filtered(filter)
+        live = f.live
+        if self._multi is not None and f.path(self.term_ptr, terms, False) == "postings":
+            docs, scores = _allowed_search_one(*self._allowed_args(f), terms, weights, k)
             return SearchResult(docs.astype(np.int64), scores * self.scale)
         if params.mode != "exact" and self._multi is not None:
-            segs, seg_int, seg_ub = self._multi
             docs, scores = _bmp_multi_search_one(
-                segs,
-                seg_int,
-                seg_ub,
+                *self._multi,
                 self.block_size,
                 terms,
                 weights,
@@ -302,10 +301,12 @@ class SegmentedIndex(Index):
         params = self._check_params(mode, alpha, beta, budget)
         queries.validate(self.n_terms)
         queries = prune_batch(queries, params)
-        live, allowed = self._filtered(filter)
-        if self._multi is not None and (allowed is not None or params.mode != "exact"):
-            if allowed is not None:
-                out_docs, out_scores, counts = allowed_batch(self._allowed_args(allowed), queries, k, threads)
+        f = self._filtered(filter)
+        live = f.live
+        direct = f.path(self.term_ptr, np.asarray(queries.term_ids), False, len(queries)) == "postings"
+        if self._multi is not None and (direct or params.mode != "exact"):
+            if direct:
+                out_docs, out_scores, counts = allowed_batch(self._allowed_args(f), queries, k, threads)
             else:
                 out_docs, out_scores, counts = self._multi_batch(queries, k, params, threads, live)
             return [
@@ -359,18 +360,19 @@ class SegmentedIndex(Index):
     # --- the one-call kernels' arguments ------------------------------------------------------------
 
     @cached_property
-    def _multi(self) -> tuple[Any, NDArray[np.int64], NDArray[np.float32]] | None:
-        """(typed list of each segment's (postings, block-max arrays), int64[n, 4] = (n_terms, n_blocks,
-        first doc, first block), float32[n, 2] = (ub_ratio, ub_slack)); None when the
-        segments cannot go to one kernel call (no block-max data, other scales or block sizes, arrays
-        of other types)."""
+    def _multi(self) -> tuple[Any, Any, NDArray[np.int64], NDArray[np.float32]] | None:
+        """The one-call kernels' leading arguments, built once per opened generation: typed lists of
+        each segment's (term_ptr, row_of, dense_max, tb_ptr, tb_block, tb_max, dense_before) and
+        (doc_ids, impacts, dense_base, dense_off, tb_base, tb_off), int64[n, 4] = (n_terms, n_blocks,
+        first doc, first block), float32[n, 2] = (ub_ratio, ub_slack); None when the segments cannot
+        go to one kernel call (no block-max data, other scales or block sizes, arrays of other types)."""
         segs = self.segments
         if not segs or not self.same_scale or self.blockmax is None:
             return None
         if len({s.blockmax.block_size for s in segs if s.blockmax}) != 1:
             return None
-        items = [((s.term_ptr, s.doc_ids, s.impacts), s._bmp_args()[1]) for s in segs]
-        if len({numba.typeof(item) for item in items}) != 1:
+        bounds, scoring = zip(*(_multi_items(s) for s in segs), strict=True)
+        if len({numba.typeof(b) for b in bounds}) != 1 or len({numba.typeof(c) for c in scoring}) != 1:
             return None
         n_blocks = np.array([s.blockmax.n_blocks for s in segs if s.blockmax], np.int64)
         seg_int = np.stack(
@@ -385,24 +387,24 @@ class SegmentedIndex(Index):
         seg_ub = np.array(
             [[s.blockmax.ub_ratio, s.blockmax.ub_slack] for s in segs if s.blockmax], np.float32
         )
-        self._postings = typed_list([item[0] for item in items])
-        return typed_list(items), np.ascontiguousarray(seg_int), seg_ub
+        self._postings = typed_list([(s.term_ptr, s.doc_ids, s.impacts) for s in segs])
+        return typed_list(list(bounds)), typed_list(list(scoring)), np.ascontiguousarray(seg_int), seg_ub
 
     @property
     def block_size(self) -> int:
         return self.blockmax.block_size if self.blockmax is not None else 0
 
-    def _allowed_args(self, allowed: NDArray[np.int32]) -> AllowedArgs:
-        assert self._multi is not None
-        ptr = np.searchsorted(allowed, self.bases).astype(np.int64)
-        return self._postings, self._multi[1][:, 0].copy(), self.bases, allowed, ptr
+    def _allowed_args(self, f: Filtered) -> AllowedArgs:
+        assert self._multi is not None and f.allowed is not None and f.rank is not None
+        ptr = np.searchsorted(f.allowed, self.bases).astype(np.int64)
+        return self._postings, self._multi[2][:, 0].copy(), self.bases, f.allowed, ptr, f.bits, f.rank
 
-    def _filtered(self, filter: Any) -> tuple[NDArray[np.uint8], NDArray[np.int32] | None]:
-        """(uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no
-        filter, no deletion); the allowed ids when few enough to score directly), cached per filter."""
+    def _filtered(self, filter: Any) -> Filtered:
+        """uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no filter,
+        no deletion); and the allowed ids when few enough to score directly; cached per filter."""
         if filter is None:
-            return (self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8)), None
-        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.n_docs)
+            return Filtered(self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8))
+        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), None, self.block_size or 16)
 
     @cached_property
     def _live_u8(self) -> NDArray[np.uint8]:
@@ -429,6 +431,14 @@ class SegmentedIndex(Index):
             if seg.blockmax is not None
         ]
         return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+
+
+def _multi_items(seg: Index) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """A segment's items in the one-call kernels' two typed lists (see ``SegmentedIndex._multi``)."""
+    bm = seg.blockmax
+    assert bm is not None
+    bounds = (seg.term_ptr, bm.row_of, bm.dense_max, bm.tb_ptr, bm.tb_block, bm.tb_max, bm.dense_before)
+    return bounds, (seg.doc_ids, seg.impacts, bm.dense_base, bm.dense_off, bm.tb_base, bm.tb_off)
 
 
 class _RunningTopK:

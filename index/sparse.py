@@ -124,7 +124,7 @@ def canonical_row(term_ids: NDArray, weights: NDArray) -> tuple[NDArray, NDArray
     bad = ~np.isfinite(weights) | (weights <= 0)
     if np.any(bad):
         raise ValueError(f"weights must be finite and > 0; got {weights[bad][0]!r}")
-    if len(term_ids) == 0:
+    if len(term_ids) < 2 or bool(np.all(term_ids[1:] > term_ids[:-1])):  # already canonical: no sort
         return term_ids.astype(np.int64), weights.astype(np.float64)
     uniq, inverse = np.unique(term_ids, return_inverse=True)
     summed = np.zeros(len(uniq), dtype=np.float64)

@@ -42,7 +42,10 @@ documents out of the heap, and ``thr`` (the k-th score of earlier segments, 0
 otherwise) both filters documents (they must beat it strictly) and stops the scan
 once ``thr >= alpha x`` the best bound left: no document left can beat it. ``block_live``
 (uint8[n_blocks], 1 = the block holds a live doc; empty: all) zeroes the bound of blocks with no
-live doc before the blocks are ordered, so a selective filter skips whole blocks.
+live doc before the blocks are ordered, so a selective filter skips whole blocks; and bounds are
+computed, ordered and reset only from its first to its last live block (_live_range), so a filter
+allowing one run of documents (a date range over documents indexed in order) touches just that
+run's blocks.
 """
 
 from __future__ import annotations
@@ -71,21 +74,29 @@ def _upper_bounds(
     ent_term,
     ent_pair,
     e,
+    b_lo,
+    b_hi,
 ):
-    """Accumulate block bounds into ub (zero on entry) in query-term order; link sparse runs per block
-    into ``head`` (entries from ``e`` on); return the next free entry."""
-    n_blocks = ub.shape[0]
+    """Accumulate the bounds of blocks [b_lo, b_hi) into ub (zero on entry) in query-term order; link
+    their sparse runs per block into ``head`` (entries from ``e`` on); return the next free entry.
+    Blocks outside the range keep bound 0 (they hold no live doc)."""
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         w = q_weights[i]
         r = row_of[t]
         if r >= 0:
             row = dense_max[r]
-            for b in range(n_blocks):
+            for b in range(b_lo, b_hi):
                 ub[b] += w * (np.float32(row[b]) * ub_ratio)
         else:
-            for p in range(tb_ptr[t], tb_ptr[t + 1]):
+            start = tb_ptr[t]
+            end = tb_ptr[t + 1]
+            if b_lo > 0:  # a term's runs ascend by block
+                start += np.searchsorted(tb_block[start:end], b_lo)
+            for p in range(start, end):
                 b = tb_block[p]
+                if b >= b_hi:
+                    break
                 ub[b] += w * (np.float32(tb_max[p]) * ub_ratio)
                 ent_term[e] = i
                 ent_pair[e] = p
@@ -96,10 +107,26 @@ def _upper_bounds(
 
 
 @njit(cache=True, nogil=True)
-def _bucket_order(ub, order, bucket_ptr, bucket_max):
-    """Blocks with ub > 0 into order, highest bucket first; bucket_max[j] is exact. Returns the count."""
+def _live_range(block_live, n_blocks):
+    """[first, last + 1) of the blocks holding a live doc (all blocks when ``block_live`` is empty), so
+    that a filter allowing one run of documents bounds just its blocks."""
+    if block_live.shape[0] == 0:
+        return 0, n_blocks
+    lo = 0
+    while lo < n_blocks and block_live[lo] == 0:
+        lo += 1
+    hi = n_blocks
+    while hi > lo and block_live[hi - 1] == 0:
+        hi -= 1
+    return lo, hi
+
+
+@njit(cache=True, nogil=True)
+def _bucket_order(ub, order, bucket_ptr, bucket_max, lo, hi):
+    """Blocks in [lo, hi) with ub > 0 into order, highest bucket first; bucket_max[j] is exact. Returns
+    the count."""
     top = np.float32(0)
-    for b in range(ub.shape[0]):
+    for b in range(lo, hi):
         top = max(top, ub[b])
     bucket_ptr[:] = 0
     bucket_max[:] = 0
@@ -107,7 +134,7 @@ def _bucket_order(ub, order, bucket_ptr, bucket_max):
         return 0
     scale = (N_BUCKETS - 1) / top
     n = 0
-    for b in range(ub.shape[0]):
+    for b in range(lo, hi):
         u = ub[b]
         if u > 0:
             j = N_BUCKETS - 1 - min(int(u * scale), N_BUCKETS - 1)  # 0 = highest bucket
@@ -118,7 +145,7 @@ def _bucket_order(ub, order, bucket_ptr, bucket_max):
     for j in range(N_BUCKETS):
         bucket_ptr[j + 1] += bucket_ptr[j]
     fill = bucket_ptr[:-1].copy()
-    for b in range(ub.shape[0]):
+    for b in range(lo, hi):
         u = ub[b]
         if u > 0:
             j = N_BUCKETS - 1 - min(int(u * scale), N_BUCKETS - 1)
@@ -128,14 +155,31 @@ def _bucket_order(ub, order, bucket_ptr, bucket_max):
 
 
 @njit(cache=True, nogil=True)
+def _term_info(term_ptr, row_of, tb_ptr, dense_before, q_terms, q_rows, q_info):
+    """Per query term i (a segment's directory read once per query): ``q_rows[i]`` its block-max row
+    (-1: sparse), ``q_info[i]`` = (first posting, end of its postings, end of its sparse entries,
+    sparse offset base ``dense_before``); return the sparse entries the query's terms have."""
+    n_ent = 0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        q_rows[i] = row_of[t]
+        q_info[i, 0] = term_ptr[t]
+        q_info[i, 1] = term_ptr[t + 1]
+        q_info[i, 2] = tb_ptr[t + 1]
+        q_info[i, 3] = dense_before[t]
+        if q_rows[i] < 0:
+            n_ent += tb_ptr[t + 1] - tb_ptr[t]
+    return n_ent
+
+
+@njit(cache=True, nogil=True)
 def _score_block(
     b,
     block_size,
-    postings,
-    bmx,
-    q_terms,
+    scoring,
     q_weights,
     q_rows,
+    q_info,
     head,
     ent_next,
     ent_term,
@@ -143,19 +187,19 @@ def _score_block(
     local_pair,
     acc,
 ):
-    """Add the query terms' runs in block b into acc (block-local), in ascending term order."""
-    term_ptr, doc_ids, impacts = postings
-    _, _, dense_base, dense_off, tb_ptr, _, _, tb_base, tb_off, dense_before = bmx
+    """Add the query terms' runs in block b into acc (block-local), in ascending term order.
+    ``scoring`` = (doc_ids, impacts, dense_base, dense_off, tb_base, tb_off); ``q_rows``, ``q_info``
+    from _term_info."""
+    doc_ids, impacts, dense_base, dense_off, tb_base, tb_off = scoring
     e = head[b]
     while e >= 0:
         local_pair[ent_term[e]] = ent_pair[e]
         e = ent_next[e]
     base = b * block_size
-    for i in range(q_terms.shape[0]):
-        t = q_terms[i]
+    for i in range(q_rows.shape[0]):
         r = q_rows[i]
-        start = term_ptr[t]
         if r >= 0:
+            start = q_info[i, 0]
             s = start + dense_base[r, b >> 8] + dense_off[r, b]
             end = start + dense_base[r, (b + 1) >> 8] + dense_off[r, b + 1]
         else:
@@ -163,11 +207,11 @@ def _score_block(
             if p < 0:
                 continue
             local_pair[i] = -1
-            s = tb_base[p >> 8] + tb_off[p] + dense_before[t]
-            if p + 1 < tb_ptr[t + 1]:
-                end = tb_base[(p + 1) >> 8] + tb_off[p + 1] + dense_before[t]
+            s = tb_base[p >> 8] + tb_off[p] + q_info[i, 3]
+            if p + 1 < q_info[i, 2]:
+                end = tb_base[(p + 1) >> 8] + tb_off[p + 1] + q_info[i, 3]
             else:
-                end = term_ptr[t + 1]
+                end = q_info[i, 1]
         w = q_weights[i]
         for j in range(s, end):
             acc[doc_ids[j] - base] += w * np.float32(impacts[j])
@@ -197,19 +241,18 @@ def _bmp_query(
     dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before); ``ws`` from _workspace, clean
     on entry and left clean. Returns the hit count; adds (blocks scored, blocks with a bound > 0) to
     counters."""
-    row_of, dense_max, _, _, tb_ptr, tb_block, tb_max, _, _, _ = bmx
+    row_of, dense_max, dense_base, dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before = bmx
     ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
     m = q_terms.shape[0]
     q_rows = np.empty(m, np.int32)
-    n_ent = 0
-    for i in range(m):
-        q_rows[i] = row_of[q_terms[i]]
-        if q_rows[i] < 0:
-            n_ent += tb_ptr[q_terms[i] + 1] - tb_ptr[q_terms[i]]
+    q_info = np.empty((m, 4), np.int64)
+    n_ent = _term_info(postings[0], row_of, tb_ptr, dense_before, q_terms, q_rows, q_info)
+    scoring = (postings[1], postings[2], dense_base, dense_off, tb_base, tb_off)
     ent_next = np.empty(n_ent, np.int32)
     ent_term = np.empty(n_ent, np.int32)
     ent_pair = np.empty(n_ent, np.int64)
     local_pair = np.full(m, -1, np.int64)
+    b_lo, b_hi = _live_range(block_live, ub.shape[0])
     _upper_bounds(
         row_of,
         dense_max,
@@ -225,12 +268,14 @@ def _bmp_query(
         ent_term,
         ent_pair,
         0,
+        b_lo,
+        b_hi,
     )
     if block_live.shape[0] > 0:
-        for b in range(ub.shape[0]):
+        for b in range(b_lo, b_hi):
             if block_live[b] == 0:
                 ub[b] = 0
-    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
+    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max, b_lo, b_hi)
     counters[1] += n_cand
     size = 0
     bucket = 0
@@ -246,11 +291,10 @@ def _bmp_query(
         _score_block(
             b,
             block_size,
-            postings,
-            bmx,
-            q_terms,
+            scoring,
             q_weights,
             q_rows,
+            q_info,
             head,
             ent_next,
             ent_term,
@@ -265,8 +309,8 @@ def _bmp_query(
                 if s > thr and (all_live or live[base + j]):
                     size = heap_offer(hs, hd, size, k, s, base + j)
                 acc[j] = 0
-    ub[:] = 0
-    head[:] = -1
+    ub[b_lo:b_hi] = 0  # nothing outside the range was touched
+    head[b_lo:b_hi] = -1
     return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
 
 
@@ -380,31 +424,34 @@ def _bmp_search_batch(
 
 
 @njit(cache=True, nogil=True)
-def _multi_bounds(segs, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live):
+def _multi_bounds(seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live):
     """Every segment's block bounds into ``ub`` (global blocks; each times its segment's slack, zero
     where ``block_live`` has no live doc) and sparse runs linked into ``head``; returns (query terms
-    per segment, the query's block-max rows per segment, the run entries)."""
+    per segment, the query's block-max rows and _term_info per segment, the run entries). Each
+    segment's term directory is read here, once per query."""
     n_seg = seg_int.shape[0]
     m = q_terms.shape[0]
     seg_m = np.empty(n_seg, np.int64)
     q_rows = np.empty((n_seg, m), np.int32)
+    q_info = np.empty((n_seg, m, 4), np.int64)
     n_ent = 0
     for i in range(n_seg):
-        row_of, tb_ptr = segs[i][1][0], segs[i][1][4]
-        seg_m[i] = np.searchsorted(q_terms, seg_int[i, 0])  # terms beyond its vocabulary: no postings
-        for j in range(seg_m[i]):
-            q_rows[i, j] = row_of[q_terms[j]]
-            if q_rows[i, j] < 0:
-                n_ent += tb_ptr[q_terms[j] + 1] - tb_ptr[q_terms[j]]
+        term_ptr, row_of, _, tb_ptr, _, _, dense_before = seg_bounds[i]
+        mi = np.searchsorted(q_terms, seg_int[i, 0])  # terms beyond its vocabulary: no postings
+        seg_m[i] = mi
+        n_ent += _term_info(term_ptr, row_of, tb_ptr, dense_before, q_terms[:mi], q_rows[i], q_info[i])
     ent_next = np.empty(n_ent, np.int32)
     ent_term = np.empty(n_ent, np.int32)
     ent_pair = np.empty(n_ent, np.int64)
     e = 0
+    g_lo, g_hi = _live_range(block_live, ub.shape[0])
     for i in range(n_seg):
-        row_of, dense_max, _, _, tb_ptr, tb_block, tb_max, _, _, _ = segs[i][1]
+        _, row_of, dense_max, tb_ptr, tb_block, tb_max, _ = seg_bounds[i]
         lo = seg_int[i, 3]
         hi = lo + seg_int[i, 1]
         mi = seg_m[i]
+        b_lo = min(max(g_lo - lo, 0), hi - lo)
+        b_hi = max(min(g_hi - lo, hi - lo), b_lo)
         e = _upper_bounds(
             row_of,
             dense_max,
@@ -420,20 +467,23 @@ def _multi_bounds(segs, seg_int, seg_ub, q_terms, q_weights, ub, head, block_liv
             ent_term,
             ent_pair,
             e,
+            b_lo,
+            b_hi,
         )
         if seg_ub[i, 1] != 1:
             for b in range(lo, hi):
                 ub[b] *= seg_ub[i, 1]
     if block_live.shape[0] > 0:
-        for b in range(ub.shape[0]):
+        for b in range(g_lo, g_hi):
             if block_live[b] == 0:
                 ub[b] = 0
-    return seg_m, q_rows, ent_next, ent_term, ent_pair
+    return seg_m, q_rows, q_info, ent_next, ent_term, ent_pair, g_lo, g_hi
 
 
 @njit(cache=True, nogil=True)
 def _bmp_multi_query(
-    segs,
+    seg_bounds,
+    seg_scoring,
     seg_int,
     seg_ub,
     block_size,
@@ -448,25 +498,31 @@ def _bmp_multi_query(
     live,
     block_live,
 ):
-    """One query over all segments of a live index, as one collection of blocks: ``segs`` a typed list
-    of each segment's (postings, bmx); ``seg_int`` int64[n_segments, 4] = (n_terms, n_blocks, first
-    doc, first block) and ``seg_ub`` float32[n_segments, 2] = (ub_ratio, ub_slack) per segment; ``live``
-    (uint8[all docs]) and ``block_live`` (uint8[all blocks]) by global id, empty: all live; ``ws``
-    from _workspace over all blocks. Every segment's block bounds go into one array (each times its
-    segment's slack), one bucket order ranks all blocks, and blocks are scored in that order into one
-    heap of global doc ids until the k-th score beats the best bound left: the k-th score found in
-    one segment prunes every other segment's blocks."""
+    """One query over all segments of a live index, as one collection of blocks. Per segment (typed
+    lists): ``seg_bounds`` = (term_ptr, row_of, dense_max, tb_ptr, tb_block, tb_max, dense_before),
+    read once per query, and ``seg_scoring`` = (doc_ids, impacts, dense_base, dense_off, tb_base,
+    tb_off), fetched when the next block to score lies in another segment than the last one (a typed
+    list's item costs about 30 ns per array to fetch, so the items are kept small); ``seg_int``
+    int64[n_segments, 4] = (n_terms, n_blocks, first doc, first block) and ``seg_ub``
+    float32[n_segments, 2] = (ub_ratio, ub_slack); ``live`` (uint8[all docs]) and ``block_live``
+    (uint8[all blocks]) by global id, empty: all live; ``ws`` from _workspace over all blocks. Every
+    segment's block bounds go into one array (each times its segment's slack), one bucket order ranks
+    all blocks, and blocks are scored in that order into one heap of global doc ids until the k-th
+    score beats the best bound left: the k-th score found in one segment prunes every other
+    segment's blocks."""
     ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
-    seg_m, q_rows, ent_next, ent_term, ent_pair = _multi_bounds(
-        segs, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live
+    seg_m, q_rows, q_info, ent_next, ent_term, ent_pair, g_lo, g_hi = _multi_bounds(
+        seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live
     )
     local_pair = np.full(q_terms.shape[0], -1, np.int64)
-    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max)
+    n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max, g_lo, g_hi)
     counters[1] += n_cand
     size = 0
     bucket = 0
     all_live = live.shape[0] == 0
     block_starts = seg_int[:, 3]
+    current = 0
+    scoring = seg_scoring[0]
     for pos in range(n_cand):
         while pos >= bucket_ptr[bucket + 1]:
             bucket += 1
@@ -475,17 +531,18 @@ def _bmp_multi_query(
         counters[0] += 1
         g = order[pos]
         i = np.searchsorted(block_starts, g, side="right") - 1
+        if i != current:
+            scoring = seg_scoring[i]
+            current = i
         lo = seg_int[i, 3]
         mi = seg_m[i]
-        postings, bmx = segs[i]
         _score_block(
             g - lo,
             block_size,
-            postings,
-            bmx,
-            q_terms[:mi],
+            scoring,
             q_weights[:mi],
             q_rows[i, :mi],
+            q_info[i, :mi],
             head[lo : lo + seg_int[i, 1]],
             ent_next,
             ent_term,
@@ -500,20 +557,32 @@ def _bmp_multi_query(
                 if all_live or live[first + j]:
                     size = heap_offer(hs, hd, size, k, s, first + j)
                 acc[j] = 0
-    ub[:] = 0
-    head[:] = -1
+    ub[g_lo:g_hi] = 0  # nothing outside the range was touched
+    head[g_lo:g_hi] = -1
     return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
 
 
 @njit(cache=True, nogil=True)
 def _bmp_multi_search_one(
-    segs, seg_int, seg_ub, block_size, q_terms, q_weights, k, alpha, counters, live, block_live
+    seg_bounds,
+    seg_scoring,
+    seg_int,
+    seg_ub,
+    block_size,
+    q_terms,
+    q_weights,
+    k,
+    alpha,
+    counters,
+    live,
+    block_live,
 ):
     ws = _workspace(seg_int[-1, 3] + seg_int[-1, 1], block_size, k)
     out_docs = np.empty(k, np.int32)
     out_scores = np.empty(k, np.float32)
     n = _bmp_multi_query(
-        segs,
+        seg_bounds,
+        seg_scoring,
         seg_int,
         seg_ub,
         block_size,
@@ -533,7 +602,8 @@ def _bmp_multi_search_one(
 
 @njit(cache=True, nogil=True, parallel=True)
 def _bmp_multi_search_batch(
-    segs,
+    seg_bounds,
+    seg_scoring,
     seg_int,
     seg_ub,
     block_size,
@@ -558,7 +628,8 @@ def _bmp_multi_search_batch(
             s = q_indptr[q]
             e = q_indptr[q + 1]
             out_counts[q] = _bmp_multi_query(
-                segs,
+                seg_bounds,
+                seg_scoring,
                 seg_int,
                 seg_ub,
                 block_size,

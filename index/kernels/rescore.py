@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from lsr.index.kernels.topk import heap_drain_sorted, heap_offer
+
 
 @njit(cache=True, nogil=True)
 def _scatter_rows(indptr, term_ids, weights, impacts, scale, row_start, fwd_terms, fwd_weights, term_err):
@@ -79,3 +81,85 @@ def _error_bound(term_err, q_terms, q_weights):
     for i in range(q_terms.shape[0]):
         total += np.float64(q_weights[i]) * term_err[q_terms[i]]
     return total
+
+
+@njit(cache=True, nogil=True)
+def _forward_allowed_query(
+    fwd_indptr, fwd_terms, fwd_weights, allowed, q_terms, q_weights, lut, k, out_docs, out_scores
+):
+    """Top-k of the ``allowed`` docs by exact score, each doc's forward row looked up in ``lut`` (float32
+    over the vocabulary, zero on entry and left zero): the query weight of each of the doc's terms.
+    Only the doc's terms that are query terms add (as _dot_row: float64 products, ascending term
+    order), so the scores equal rescoring's bit for bit; docs sharing no term with the query are no
+    candidates. Returns the hit count, best first (score desc, doc id asc)."""
+    for i in range(q_terms.shape[0]):
+        lut[q_terms[i]] = q_weights[i]
+    hs = np.empty(k, np.float64)
+    hd = np.empty(k, np.int32)
+    size = 0
+    for a in range(allowed.shape[0]):
+        d = allowed[a]
+        score = 0.0
+        hit = False
+        for p in range(fwd_indptr[d], fwd_indptr[d + 1]):
+            w = lut[fwd_terms[p]]
+            if w != 0:
+                score += np.float64(w) * np.float64(fwd_weights[p])
+                hit = True
+        if hit:
+            size = heap_offer(hs, hd, size, k, score, d)
+    for i in range(q_terms.shape[0]):
+        lut[q_terms[i]] = 0
+    scores = np.empty(k, np.float64)
+    n = heap_drain_sorted(hs, hd, size, scores, out_docs)
+    for j in range(n):
+        out_scores[j] = np.float32(scores[j])
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _forward_allowed_one(fwd_indptr, fwd_terms, fwd_weights, n_terms, allowed, q_terms, q_weights, k):
+    out_docs = np.empty(k, np.int32)
+    out_scores = np.empty(k, np.float32)
+    lut = np.zeros(n_terms, np.float32)
+    n = _forward_allowed_query(
+        fwd_indptr, fwd_terms, fwd_weights, allowed, q_terms, q_weights, lut, k, out_docs, out_scores
+    )
+    return out_docs[:n], out_scores[:n]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _forward_allowed_batch(
+    fwd_indptr,
+    fwd_terms,
+    fwd_weights,
+    n_terms,
+    allowed,
+    q_indptr,
+    q_terms,
+    q_weights,
+    k,
+    n_workers,
+    out_docs,
+    out_scores,
+    out_counts,
+):
+    """Queries in parallel: worker c takes queries c, c + n_workers, ... with its own table."""
+    n_queries = q_indptr.shape[0] - 1
+    for c in prange(n_workers):
+        lut = np.zeros(n_terms, np.float32)
+        for q in range(c, n_queries, n_workers):
+            s = q_indptr[q]
+            e = q_indptr[q + 1]
+            out_counts[q] = _forward_allowed_query(
+                fwd_indptr,
+                fwd_terms,
+                fwd_weights,
+                allowed,
+                q_terms[s:e],
+                q_weights[s:e],
+                lut,
+                k,
+                out_docs[q],
+                out_scores[q],
+            )

@@ -19,6 +19,8 @@ def _live_masks(rng: np.random.Generator, n_docs: int) -> dict[str, np.ndarray]:
         "all deleted": np.zeros(n_docs, np.uint8),
         "30% deleted": (rng.random(n_docs) > 0.3).astype(np.uint8),
         "90% deleted": (rng.random(n_docs) > 0.9).astype(np.uint8),
+        "one run live": (np.abs(np.arange(n_docs) - n_docs // 2) < n_docs // 8).astype(np.uint8),
+        "first and last live": np.isin(np.arange(n_docs), [0, n_docs - 1]).astype(np.uint8),
     }
 
 

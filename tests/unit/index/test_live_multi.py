@@ -10,7 +10,9 @@ from corpora import random_corpus
 
 from lsr.index import BuildOptions, Index, SparseBatch, build_index
 from lsr.index.kernels.allowed import _allowed_search_one
+from lsr.index.kernels.blockmax import _bmp_multi_search_one
 from lsr.index.reference import dense_from_postings, reference_topk
+from lsr.index.search import with_allowed
 from lsr.index.segments import SegmentedIndex, open_index
 from lsr.index.writer import IndexWriter, MergePolicy
 
@@ -81,6 +83,26 @@ def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n
         for (terms, weights), got in zip(queries, batch, strict=True):
             ref_docs, _ = reference_topk(dense, terms, weights, k, live)
             np.testing.assert_array_equal(got.docs, ref_docs)
+    if index._multi is None:
+        return
+    n = index.n_docs  # a run of allowed docs across segment boundaries: bounds only over its blocks
+    run = live & (np.abs(np.arange(n) - n // 2) < n // 3)
+    run_u8 = run.astype(np.uint8)
+    for terms, weights in queries:
+        docs, scores = _bmp_multi_search_one(
+            *index._multi,
+            index.block_size,
+            terms,
+            weights,
+            5,
+            np.float32(1),
+            index.block_counters,
+            run_u8,
+            index._blocks_of(run_u8),
+        )
+        ref_docs, ref_scores = reference_topk(dense, terms, weights, 5, run)
+        np.testing.assert_array_equal(docs, ref_docs)
+        np.testing.assert_array_equal(scores, ref_scores.astype(np.float32))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -101,7 +123,7 @@ def test_allowed_docs_kernel_equals_reference(tmp_path, seed, impact_dtype):
             mask = rng.random(target.n_docs) < fraction
             if target is index:
                 mask &= index.live_mask
-            allowed = np.flatnonzero(mask).astype(np.int32)
+            allowed = with_allowed(mask.astype(np.uint8))  # both kernel branches: scan and gallop
             for terms, weights in _queries(rng, 8):
                 terms = terms[terms < target.n_terms]
                 weights = weights[: len(terms)]
@@ -123,7 +145,9 @@ def test_filter_cache_keeps_masks_and_refuses_bad_filters(tmp_path):
 
     def mask(value):
         calls.append(value)
-        return np.array([1, 0, 0, 0], np.uint8)
+        out = np.zeros(100, np.uint8)
+        out[0] = 1
+        return out
 
     for spec in (
         {"term": {"a": 1}},
@@ -132,8 +156,8 @@ def test_filter_cache_keeps_masks_and_refuses_bad_filters(tmp_path):
         {"term": {"a": 3}},
         {"term": {"a": 1}},
     ):
-        live, allowed = cache.get(spec, lambda spec=spec: mask(spec["term"]["a"]), 100)
-        np.testing.assert_array_equal(allowed, [0])  # 1 of 100 docs: scored directly
+        filtered = cache.get(spec, lambda spec=spec: mask(spec["term"]["a"]))
+        np.testing.assert_array_equal(filtered.allowed, [0])  # 1 of 100 docs: scored directly
     assert calls == [1, 2, 3, 1]  # the second use hit; 1 was evicted by 2 and 3
     rng = np.random.default_rng(5)
     index = _live_index(tmp_path, rng, "uint8", 2)
