@@ -60,7 +60,7 @@ def test_health_port_answers_while_the_loop_is_blocked_and_reports_it_stale(tiny
                 assert httpx.get(f"{probe}/readyz", timeout=2).status_code == 200  # still ready
             time.sleep(0.05)
         blocker.join()
-        assert [s for _, s, _ in seen[:2]] == [200, 200]  # fresh in the first 0.5 s
+        assert seen[0][1] == 200  # fresh at first: the loop stopped less than 0.5 s ago
         stale = [t for t, status, body in seen if status == 503 and body == "stale"]
         assert len(stale) >= 10 and stale[0] >= 0.4 and seen[-1][0] >= 2.5
         time.sleep(0.2)
