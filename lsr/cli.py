@@ -264,6 +264,14 @@ def _add_serve_where_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000; 0: any free port)")
     p.add_argument(
+        "--health-port",
+        type=int,
+        metavar="PORT",
+        help="also answer GET /healthz and /readyz on PORT from a thread of their own, so probes never "
+        "queue behind a flooded request loop (/healthz there is 503 once that loop has not run for "
+        "service.health_stale_s, 2 s); point Kubernetes-style probes here (default 0: off; one worker)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         help="uvicorn worker processes, each with its own "
@@ -845,6 +853,7 @@ def _serve_flags(args: argparse.Namespace) -> dict:
     flags = {
         "host": args.host,
         "port": args.port,
+        "health_port": args.health_port,
         "workers": args.workers,
         "search_threads": args.threads,
         "timeout_s": args.timeout,

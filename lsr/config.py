@@ -408,6 +408,11 @@ class ServiceConfig:
     # a Ray cluster (HOST:PORT, or "local"): sharded indexes are searched on Ray Serve shard deployments
     # (lsr.ray_serve); None: every index is searched in this process
     ray: str | None = None
+    # a second port answering GET /healthz and /readyz on its own thread (lsr.service.health), so probes
+    # never queue behind a flooded request loop; /healthz there says 503 once the loop has not run for
+    # health_stale_s seconds. 0: off (probe the main port). For Kubernetes-style liveness/readiness probes
+    health_port: int = 0
+    health_stale_s: float = 2.0
 
     def __post_init__(self) -> None:
         for name in self.indexes:
@@ -438,7 +443,23 @@ class ServiceConfig:
             or self.max_in_flight < 0
         ):
             raise ConfigError(f"max_in_flight = {self.max_in_flight!r} must be >= 0 (0: 4 x search threads)")
+        self._check_health_port()
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+
+    def _check_health_port(self) -> None:
+        port = self.health_port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ConfigError(f"health_port = {port!r} must be a port number 1-65535 (0: off)")
+        if port and port == self.port:
+            raise ConfigError(f"health_port = {port} is the service's own port; give it a port of its own")
+        if port and self.workers > 1:
+            raise ConfigError(
+                f"health_port = {port} needs workers = 1 (each of the {self.workers} workers has its own "
+                "event loop); run one worker per process and probe each"
+            )
+        stale = self.health_stale_s
+        if isinstance(stale, bool) or not isinstance(stale, (int, float)) or not 0 < stale < math.inf:
+            raise ConfigError(f"health_stale_s = {stale!r} must be a number of seconds > 0")
 
     @property
     def threads(self) -> int:

@@ -6,7 +6,8 @@ bounded in memory and recover?
 Starts ``lsr serve`` (a BM25 index over BEIR SciFact from ../shared/data, built into --work once; or
 --index PATH) with --threads and --max-in-flight, then for --seconds keeps --connections concurrent
 connections each posting searches back to back (SciFact test queries, k=100), while a separate
-connection polls /healthz every 20 ms. Reports: answers by status (5xx other than 503: target 0),
+connection polls /healthz every 20 ms (on the main port, or with --health-port PORT the server's
+health port, answered off the request loop). Reports: answers by status (5xx other than 503: target 0),
 /healthz p50/p99/max during the flood (target p99 <= 100 ms), the server's RSS before, at its peak
 during and after, and the time from the flood's end until a search answers 200 in under 4x its
 quiet latency (target <= 2 s). Loopback only.
@@ -59,6 +60,7 @@ def start_server(args: argparse.Namespace, index: Path, log: Path) -> subprocess
         sys.executable, "-m", "lsr.cli", "serve", "--index", f"scifact={index}", "--host", "127.0.0.1",
         "--port", str(args.port), "--threads", str(args.threads), "--no-access-log", "--quiet",
         *(["--max-in-flight", str(args.max_in_flight)] if args.max_in_flight else []),
+        *(["--health-port", str(args.health_port)] if args.health_port else []),
     ]  # fmt: skip
     env = {**os.environ, "LSR_API_KEY": ""}
     env.pop("LSR_API_KEY")
@@ -152,6 +154,7 @@ async def recovery_seconds(url: str, query: str, quiet_ms: float, flood_end: flo
 
 async def flood(args: argparse.Namespace, proc: subprocess.Popen, url: str, queries: list[str]) -> dict:
     await wait_ready(url, proc)
+    probe_url = f"http://127.0.0.1:{args.health_port or args.port}"  # the health port when there is one
     quiet_ms = await quiet_latency(url, queries)
     rss_before = rss_mb(proc.pid)
     out: Queue = Queue()
@@ -168,7 +171,7 @@ async def flood(args: argparse.Namespace, proc: subprocess.Popen, url: str, quer
     cpu0, client0, t0 = cpu_s(proc.pid), sum(cpu_s(c.pid or 0) for c in children), time.monotonic()
     health_ms: list[float] = []
     rss: list[float] = []
-    await asyncio.gather(prober(url, stop, health_ms), rss_sampler(proc.pid, stop, rss))
+    await asyncio.gather(prober(probe_url, stop, health_ms), rss_sampler(proc.pid, stop, rss))
     # the share of one core each used while the prober ran (1.0: a whole core)
     busy = time.monotonic() - t0
     server_cores = (cpu_s(proc.pid) - cpu0) / busy
@@ -191,6 +194,8 @@ async def flood(args: argparse.Namespace, proc: subprocess.Popen, url: str, quer
         "max_in_flight": args.max_in_flight or 4 * args.threads,
         "answers": {str(k): v for k, v in sorted(statuses.items(), key=str)},
         "searches_per_s": round(statuses[200] / args.seconds, 1), "other_5xx": other_5xx,
+        "healthz_port": args.health_port or args.port,
+        "healthz_on": "health port (own thread)" if args.health_port else "main port (request loop)",
         "healthz_n": len(h), "healthz_p50_ms": round(float(np.percentile(h, 50)), 2),
         "healthz_p99_ms": round(float(np.percentile(h, 99)), 2), "healthz_max_ms": round(float(h.max()), 2),
         "server_cores": round(server_cores, 2), "flood_client_cores": round(client_cores, 2),
@@ -217,6 +222,9 @@ def main() -> int:
     parser.add_argument("--flood-procs", type=int, default=1, help="client processes sharing the connections")
     parser.add_argument("--max-in-flight", type=int, default=0, help="server max_in_flight (0: default)")
     parser.add_argument("--port", type=int, default=18450)
+    parser.add_argument(
+        "--health-port", type=int, default=0, help="serve with --health-port PORT and probe /healthz there"
+    )
     parser.add_argument("--server-cpus", type=cpu_set, default=set(), help="pin the server here (e.g. 0-7)")
     parser.add_argument("--client-cpus", type=cpu_set, default=set(), help="pin the flood and prober here")
     parser.add_argument("--index", type=Path, help="an index to serve (default: BM25 over SciFact)")

@@ -25,7 +25,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -60,6 +60,7 @@ from lsr.index import SearchParams, SearchResult
 from lsr.index.search import MAX_K
 from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
+from lsr.service.health import HealthServer, Heartbeat
 from lsr.service.lean import SearchPool, make_lean
 from lsr.service.metrics import Metrics
 from lsr.service.openapi import (
@@ -1002,20 +1003,42 @@ def _log_access() -> None:
 
 
 def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
-    """Load the indexes in the background at start-up; stop the search pool at shutdown."""
+    """Load the indexes in the background at start-up, beat the heartbeat and start the health port's
+    probe server (``service.health_port``); stop them and the search pool at shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         service._load_task = asyncio.create_task(service.load_all())
         refresh = asyncio.create_task(service.refresh_loop())
         try:
-            yield
+            async with _health_port(service):
+                yield
         finally:
             service._load_task.cancel()
             refresh.cancel()
             service.pool.shutdown()
 
     return lifespan
+
+
+@contextlib.asynccontextmanager
+async def _health_port(service: Service) -> AsyncIterator[None]:
+    """While open: the heartbeat on this event loop and the probe server on ``service.health_port``
+    (nothing when it is 0); the port is closed when this exits."""
+    settings = service.settings
+    if not settings.health_port:
+        yield
+        return
+    heartbeat = Heartbeat()
+    beating = asyncio.create_task(heartbeat.run())
+    probes = HealthServer(
+        settings.host, settings.health_port, heartbeat, settings.health_stale_s, lambda: readiness(service)
+    ).start()
+    try:
+        yield
+    finally:
+        probes.stop()
+        beating.cancel()
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -1055,17 +1078,24 @@ def _add_health_routes(app: FastAPI, service: Service) -> None:
     @app.get("/readyz", tags=["health"], responses=not_ready)
     async def readyz() -> JSONResponse:
         """Readiness: 200 once every index is loaded and warmed up, 503 before (or after a load error)."""
-        if service.ready:
-            body: dict[str, Any] = {"ready": True, "indexes": list(service.indexes)}
-            missing = await asyncio.to_thread(_missing_shards, service)
-            return JSONResponse({**body, "missing_shards": missing} if missing else body)
-        body = {"ready": False, "loaded": list(service.indexes), "error": service.load_error}
-        return JSONResponse(body, status_code=503)
+        status, body = await asyncio.to_thread(readiness, service)
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
     async def metrics() -> PlainTextResponse:
         """Prometheus text format."""
         return PlainTextResponse(service.metrics.render(), media_type=service.metrics.content_type)
+
+
+def readiness(service: Service) -> tuple[int, dict[str, Any]]:
+    """``/readyz``'s status and body, on either port: 200 once every index is loaded (naming sharded
+    indexes' shards that do not answer), 503 before or after a load error. Blocking (pings remote
+    shards): call it off the event loop. It reads only attributes the loop swaps whole."""
+    if not service.ready:
+        return 503, {"ready": False, "loaded": list(service.indexes), "error": service.load_error}
+    body: dict[str, Any] = {"ready": True, "indexes": list(service.indexes)}
+    missing = _missing_shards(service)
+    return 200, ({**body, "missing_shards": missing} if missing else body)
 
 
 def _missing_shards(service: Service) -> dict[str, list[str]]:
