@@ -71,18 +71,14 @@ def model_with(tiny_mlm, tmp_path, power):
     return folder
 
 
+def config(model, *extra):
+    """The tiny SPLADE model with float32 impacts (scores comparable to the float reference)."""
+    settings = ["encoder.name=splade", f"encoder.model={model}", "encoder.transformer.max_length=16"]
+    return load_config(None, [*settings, "index.impact_dtype=float32", *extra])
+
+
 def build(model, out, *extra):
-    cfg = load_config(
-        None,
-        [
-            "encoder.name=splade",
-            f"encoder.model={model}",
-            "encoder.transformer.max_length=16",
-            "index.impact_dtype=float32",
-            *extra,
-        ],
-    )
-    pipeline.index_corpus(cfg, write_corpus(out.parent / f"{out.name}.jsonl"), out)
+    pipeline.index_corpus(config(model, *extra), write_corpus(out.parent / f"{out.name}.jsonl"), out)
     return Searcher(out)
 
 
@@ -136,16 +132,7 @@ def test_shards_weigh_queries_with_the_whole_collection(tiny_mlm, tmp_path):
     """Each shard sees part of the collection; the table is the sum's, so 3 shards equal one index."""
     model = model_with(tiny_mlm, tmp_path, 1.0)
     one = build(model, tmp_path / "one")
-    cfg = load_config(
-        None,
-        [
-            "encoder.name=splade",
-            f"encoder.model={model}",
-            "encoder.transformer.max_length=16",
-            "index.impact_dtype=float32",
-        ],
-    )
-    index_corpus_sharded(cfg, write_corpus(tmp_path / "s.jsonl"), tmp_path / "three", 3, "range")
+    index_corpus_sharded(config(model), write_corpus(tmp_path / "s.jsonl"), tmp_path / "three", 3, "range")
     three = ShardedSearcher(tmp_path / "three")
     np.testing.assert_array_equal(three.index.doc_freq(), one.index.doc_freq())
     np.testing.assert_array_equal(three.query_idf_table, one.query_idf_table)
