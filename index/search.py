@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -587,6 +587,16 @@ class Index:
             bm.block_size,
             bm.n_blocks,
         )
+
+
+def summed_doc_freq(parts: Sequence[Index], n_terms: int) -> NDArray[np.int64]:
+    """Documents per term id over several indexes (a live index's segments, a sharded index's shards):
+    the sum of their posting list lengths, over ``n_terms`` terms (a part may have fewer)."""
+    df = np.zeros(n_terms, np.int64)
+    for part in parts:
+        part_df = part.doc_freq()
+        df[: len(part_df)] += part_df
+    return df
 
 
 @dataclass(frozen=True)

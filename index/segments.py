@@ -46,6 +46,7 @@ from lsr.index.search import (
     max_threads,
     prune_batch,
     prune_query,
+    summed_doc_freq,
     typed_list,
 )
 from lsr.index.shards import ShardedIndex, is_sharded_index, sharded_meta
@@ -479,10 +480,7 @@ def restrict_batch(queries: SparseBatch, n_terms: int) -> SparseBatch:
 
 
 def _summed_term_ptr(segments: list[Index], n_terms: int) -> NDArray[np.int64]:
-    df = np.zeros(n_terms, np.int64)
-    for seg in segments:
-        df[: seg.n_terms] += np.diff(np.asarray(seg.term_ptr))
-    return np.concatenate([[0], np.cumsum(df)]).astype(np.int64)
+    return np.concatenate([[0], np.cumsum(summed_doc_freq(segments, n_terms))]).astype(np.int64)
 
 
 def segment_summary(index: SegmentedIndex) -> list[dict[str, Any]]:

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, read_meta
-from lsr.index.search import Index, SearchResult, prune_batch, prune_query
+from lsr.index.search import Index, SearchResult, prune_batch, prune_query, summed_doc_freq
 from lsr.index.sparse import SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -211,11 +211,7 @@ class ShardedIndex(Index):
 
     def doc_freq(self) -> NDArray[np.int64]:
         """Summed over the shards: one index's document frequencies."""
-        df = np.zeros(self.n_terms, np.int64)
-        for shard in self.segments:
-            shard_df = shard.doc_freq()
-            df[: len(shard_df)] += shard_df
-        return df
+        return summed_doc_freq(self.segments, self.n_terms)
 
     @property
     def nbytes(self) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lsr.data.corpus import load_queries
-from lsr.data.trec import read_qrels, read_run
+from lsr.data.trec import read_qrels, read_run, write_run
 from lsr.encoders import query_idf
 from lsr.eval.metrics import per_query_scores
 from lsr.eval.significance import correct, paired_p_value
@@ -34,15 +34,12 @@ def write_runs(index: str, queries: str, split: str, powers: list[float], out: P
     texts = load_queries(queries, split)
     qids = sorted(texts)
     raw = searcher.query_encoder.encode([texts[q] for q in qids])  # without the index's own power
+    doc_freq, n_docs = searcher.index.doc_freq(), searcher.index.n_docs
     out.mkdir(parents=True, exist_ok=True)
     for p in powers:
-        table = query_idf.idf_table(searcher.index.doc_freq(), searcher.index.n_docs, p)
+        table = query_idf.idf_table(doc_freq, n_docs, p)
         results = searcher.first_stage(Queries(sparse=query_idf.reweight(raw, table)), Plan(k=100))
-        run = searcher.to_run(qids, results)
-        with open(out / f"p{p:g}.trec", "w", encoding="utf-8") as f:
-            for qid in qids:
-                for rank, (doc, score) in enumerate(run[qid].items(), 1):
-                    f.write(f"{qid} Q0 {doc} {rank} {score:.6f} query-idf-{p:g}\n")
+        write_run(searcher.to_run(qids, results), out / f"p{p:g}.trec", tag=f"query-idf-{p:g}")
 
 
 def score(runs: Path, qrels: dict[str, str]) -> dict[str, dict[str, float]]:

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from lsr.config import MAX_QUERY_IDF
+from lsr.encoders.base import CorpusStats
 from lsr.errors import ConfigError
 from lsr.index.sparse import WEIGHT_DTYPE, SparseBatch
 
@@ -36,7 +38,7 @@ def resolve(power: float, model_dir: Path | None) -> float:
 
     Raises:
         ConfigError: an ``lsr_query.json`` that is not JSON or whose ``query_idf`` is not a number in
-            [0, 4].
+            [0, MAX_QUERY_IDF].
     """
     if power >= 0:
         return float(power)
@@ -47,16 +49,14 @@ def resolve(power: float, model_dir: Path | None) -> float:
         value = json.loads(path.read_text(encoding="utf-8")).get("query_idf")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
         raise ConfigError(f"{path}: not a JSON object with a query_idf number ({exc})") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 4:
-        raise ConfigError(f"{path}: query_idf = {value!r} must be a number in [0, 4]")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_QUERY_IDF:
+        raise ConfigError(f"{path}: query_idf = {value!r} must be a number in [0, {MAX_QUERY_IDF:g}]")
     return float(value)
 
 
 def idf_table(doc_freq: NDArray[np.integer], n_docs: int, power: float) -> NDArray[np.float32]:
     """``idf(t) ** power`` for every term id (float32[n_terms])."""
-    df = np.asarray(doc_freq, dtype=np.float64)
-    idf = np.log1p(np.maximum(n_docs - df + 0.5, 0.0) / (df + 0.5))
-    return (idf**power).astype(WEIGHT_DTYPE)
+    return (CorpusStats(n_docs, np.asarray(doc_freq)).idf() ** power).astype(WEIGHT_DTYPE)
 
 
 def reweight(batch: SparseBatch, table: NDArray[np.float32]) -> SparseBatch:
