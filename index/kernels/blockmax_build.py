@@ -96,3 +96,45 @@ def _fill_sparse(
             v = np.float64(impacts[p])
             if v > tb_maxf[q]:
                 tb_maxf[q] = v
+
+
+@njit(cache=True, nogil=True)
+def _count_super(tb_ptr, tb_block, size):
+    """Superblocks of ``size`` blocks per sparse term: the entries of ``_fill_super``."""
+    n_terms = tb_ptr.shape[0] - 1
+    counts = np.zeros(n_terms, np.int64)
+    for t in range(n_terms):
+        prev = -1
+        for p in range(tb_ptr[t], tb_ptr[t + 1]):
+            s = np.int64(tb_block[p]) // size
+            if s != prev:
+                counts[t] += 1
+                prev = s
+    return counts
+
+
+@njit(cache=True, nogil=True)
+def _fill_super(tb_ptr, tb_block, tb_max, size, sb_ptr, sb_id, sb_max, sb_base, sb_off):
+    """One (superblock, max, first block entry) entry per superblock a sparse term occurs in: the max of
+    its block entries' maxima, and the index of its first block entry as
+    ``sb_base[q >> SUPER_SHIFT] + sb_off[q]`` (256 superblock entries span at most 256 x size <= 65,535
+    block entries)."""
+    n_terms = tb_ptr.shape[0] - 1
+    for t in range(n_terms):
+        q = sb_ptr[t] - 1
+        prev = -1
+        for p in range(tb_ptr[t], tb_ptr[t + 1]):
+            s = np.int64(tb_block[p]) // size
+            if s != prev:
+                q += 1
+                sb_id[q] = s
+                sb_max[q] = 0
+                if q & ((1 << SUPER_SHIFT) - 1) == 0:
+                    sb_base[q >> SUPER_SHIFT] = p
+                off = p - sb_base[q >> SUPER_SHIFT]
+                if off > 65535:  # cannot happen with superblocks of <= 255 blocks; never wrap silently
+                    raise ValueError("superblock entry offset does not fit uint16")
+                sb_off[q] = off
+                prev = s
+            if tb_max[p] > sb_max[q]:
+                sb_max[q] = tb_max[p]

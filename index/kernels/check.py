@@ -128,3 +128,50 @@ def _check_blockmax(
     if next_row != dense_base.shape[0]:
         return 6, n_terms
     return 0, 0
+
+
+@njit(cache=True, nogil=True)
+def _check_superblocks(
+    row_of, dense_max, tb_ptr, tb_block, tb_max, size, sb_dense_max, sb_ptr, sb_id, sb_max, sb_base, sb_off
+):
+    """The superblock arrays fit sound block-max arrays (:func:`_check_blockmax` first; shapes checked by
+    the caller: sb_dense_max [n_dense, n_super], sb_ptr [n_terms + 1], sb_max and sb_off [n_entries],
+    sb_base [n_entries / 256 + 1]; n_entries = len(sb_id)).
+
+    Codes (where: term): 10 bad sb_ptr, 11 a sparse term's superblock entries do not tile its block
+    entries in ascending superblocks, 12 a superblock max below one of its blocks' maxima."""
+    n_terms = row_of.shape[0]
+    n_entries = sb_id.shape[0]
+    n_super = sb_dense_max.shape[1]
+    if sb_ptr[0] != 0 or sb_ptr[n_terms] != n_entries:
+        return 10, 0
+    for r in range(dense_max.shape[0]):
+        for b in range(dense_max.shape[1]):
+            if sb_dense_max[r, b // size] < dense_max[r, b]:
+                return 12, r
+    for t in range(n_terms):
+        q0, q1 = sb_ptr[t], sb_ptr[t + 1]
+        if q1 < q0 or q1 > n_entries:
+            return 10, t
+        if row_of[t] >= 0 and q1 != q0:
+            return 11, t
+        pos = tb_ptr[t]
+        last = -1
+        for q in range(q0, q1):
+            s = sb_base[q >> 8] + np.int64(sb_off[q])
+            e = tb_ptr[t + 1]
+            if q + 1 < q1:
+                e = sb_base[(q + 1) >> 8] + np.int64(sb_off[q + 1])
+            sb = np.int64(sb_id[q])
+            if s != pos or e <= s or e > tb_ptr[t + 1] or sb <= last or sb >= n_super:
+                return 11, t
+            for x in range(s, e):
+                if np.int64(tb_block[x]) // size != sb:
+                    return 11, t
+                if sb_max[q] < tb_max[x]:
+                    return 12, t
+            pos = e
+            last = sb
+        if pos != tb_ptr[t + 1] and row_of[t] < 0:
+            return 11, t
+    return 0, 0
