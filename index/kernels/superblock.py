@@ -202,6 +202,7 @@ def _sb_query(
     alpha,
     max_blocks,
     max_super,
+    sb_gamma,
     ws,
     out_docs,
     out_scores,
@@ -249,7 +250,7 @@ def _sb_query(
     bounded = 0
     all_live = live.shape[0] == 0
     while scored < max_blocks:
-        while ns > 0 and n_expanded < max_super and (nb == 0 or skeys[0] >= bkeys[0]):
+        while ns > 0 and n_expanded < max_super and (nb == 0 or skeys[0] * sb_gamma >= bkeys[0]):
             s = sids[0]
             ns = _max_pop(skeys, sids, ns)
             sids[ns] = s  # the popped superblocks collect at the tail, for the reset below
@@ -304,6 +305,7 @@ def _sb_search_one(
     alpha,
     max_blocks,
     max_super,
+    sb_gamma,
     counters,
     live,
     thr,
@@ -325,6 +327,7 @@ def _sb_search_one(
         alpha,
         max_blocks,
         max_super,
+        sb_gamma,
         ws,
         out_docs,
         out_scores,
@@ -352,6 +355,7 @@ def _sb_search_batch(
     alpha,
     max_blocks,
     max_super,
+    sb_gamma,
     n_workers,
     out_docs,
     out_scores,
@@ -381,6 +385,7 @@ def _sb_search_batch(
                 alpha,
                 max_blocks,
                 max_super,
+                sb_gamma,
                 ws,
                 out_docs[q],
                 out_scores[q],
