@@ -44,7 +44,6 @@ def main() -> None:
     p.add_argument("--sizes", default="8,16")
     p.add_argument("--budgets", default="16,512,1024,2048")
     p.add_argument("--factors", default="1,4,1000000")
-    p.add_argument("--gammas", default="1")
     p.add_argument("--workdir", type=Path, default=Path("/tmp/lsr-superblock-bench"))
     a = p.parse_args()
     z = np.load(a.collection)
@@ -64,16 +63,15 @@ def main() -> None:
         keys = np.array([int(x) for x in idx.doc_keys])
         factors = [float(f) for f in a.factors.split(",")] if idx.blockmax.superblock_size else [0.0]
         for budget in [int(b) for b in a.budgets.split(",")]:
-            for factor, gamma in [(f, g) for f in factors for g in map(float, a.gammas.split(","))]:
+            for factor in factors:
                 search_module.SUPER_EXPAND = factor
-                search_module.SUPER_GAMMA = gamma
                 res = [idx.search(*r, k=10, mode="approx", budget=budget) for r in rows]
                 rec = np.mean([len(set(keys[r.docs].tolist()) & t) / len(t) for r, t in zip(res, truth)])
                 idx.block_counters[:] = 0
                 ms = best_of(lambda q: idx.search(*rows[q], k=10, mode="approx", budget=budget), len(rows))
                 scored, bounded = idx.block_counters / len(rows) / 5
                 print(
-                    f"S={idx.blockmax.superblock_size:2d} budget {budget:5d} factor {factor:g} gamma {gamma:g}: {ms:.4f} ms "
+                    f"S={idx.blockmax.superblock_size:2d} budget {budget:5d} factor {factor:g}: {ms:.4f} ms "
                     f"R@10 {rec:.4f} blocks scored {scored:.0f} bounded {bounded:.0f}",
                     flush=True,
                 )

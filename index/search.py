@@ -59,7 +59,6 @@ ALLOWED_FRACTION = 0.05
 # allowed) per term), the forward index FORWARD_COST per forward entry of the allowed docs, 2x when
 # they are scattered (a cache miss per row).
 SUPER_EXPAND = 4.0
-SUPER_GAMMA = 1.0
 BLOCK_COST = 2.0
 POSTINGS_COST = 1.5
 FORWARD_COST = 2.4
@@ -557,7 +556,7 @@ class Index:
         if not self._two_level(params):
             return (blocks,)
         n_super = -(-bm.n_blocks // bm.superblock_size)
-        return blocks, min(n_super, -(-int(SUPER_EXPAND * blocks) // bm.superblock_size)), np.float32(SUPER_GAMMA)
+        return blocks, min(n_super, -(-int(SUPER_EXPAND * blocks) // bm.superblock_size))
 
     def _two_level(self, params: SearchParams) -> bool:
         bm = self.blockmax

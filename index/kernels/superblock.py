@@ -202,7 +202,6 @@ def _sb_query(
     alpha,
     max_blocks,
     max_super,
-    sb_gamma,
     ws,
     out_docs,
     out_scores,
@@ -250,7 +249,7 @@ def _sb_query(
     bounded = 0
     all_live = live.shape[0] == 0
     while scored < max_blocks:
-        while ns > 0 and n_expanded < max_super and (nb == 0 or skeys[0] * sb_gamma >= bkeys[0]):
+        while ns > 0 and n_expanded < max_super and (nb == 0 or skeys[0] >= bkeys[0]):
             s = sids[0]
             ns = _max_pop(skeys, sids, ns)
             sids[ns] = s  # the popped superblocks collect at the tail, for the reset below
@@ -305,7 +304,6 @@ def _sb_search_one(
     alpha,
     max_blocks,
     max_super,
-    sb_gamma,
     counters,
     live,
     thr,
@@ -327,7 +325,6 @@ def _sb_search_one(
         alpha,
         max_blocks,
         max_super,
-        sb_gamma,
         ws,
         out_docs,
         out_scores,
@@ -355,7 +352,6 @@ def _sb_search_batch(
     alpha,
     max_blocks,
     max_super,
-    sb_gamma,
     n_workers,
     out_docs,
     out_scores,
@@ -385,7 +381,6 @@ def _sb_search_batch(
                 alpha,
                 max_blocks,
                 max_super,
-                sb_gamma,
                 ws,
                 out_docs[q],
                 out_scores[q],
