@@ -16,14 +16,7 @@ from typing import Any
 import numpy as np
 
 from lsr.index.io import ArtifactError, atomic_directory, load_array, read_meta, save_array, write_meta
-from lsr.index.kernels.blockmax_build import (
-    SUPER_SHIFT,
-    _count_runs,
-    _count_super,
-    _fill_dense,
-    _fill_sparse,
-    _fill_super,
-)
+from lsr.index.kernels.blockmax_build import SUPER_SHIFT, _count_runs, _fill_dense, _fill_sparse
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +35,7 @@ ARRAYS = (
     "tb_off",
     "dense_before",
 )  # what the search kernels read
-SUPER_ARRAYS = ("sb_dense_max", "sb_ptr", "sb_id", "sb_max", "sb_base", "sb_off")  # with superblock_size > 0
 MAX_BLOCK_SIZE = 256  # a block's run of one term must fit the uint16 dense offsets
-MAX_SUPERBLOCK_SIZE = 255  # 256 superblock entries must span at most 65,535 block entries (uint16)
-DEFAULT_SUPERBLOCK_SIZE = 16  # blocks per superblock (benchmarks/RESULTS.md, issue 18)
 DEFAULT_BLOCK_SIZE = 16  # measured on 200k synthetic docs with BP: safe 9.9x (B=16), 6.5x (32), 3.0x (64)
 # slack on upper bounds stored coarser than the impacts (uint16/float32 indexes): ceil() makes the
 # stored maxima upper bounds in exact arithmetic; this covers float32 rounding of max * ratio.
@@ -63,10 +53,7 @@ def check_block_size(block_size: int) -> int:
 
 
 def build_blockmax(
-    index_dir: str | Path,
-    block_size: int = DEFAULT_BLOCK_SIZE,
-    dense_fraction: float = 0.25,
-    superblock_size: int = DEFAULT_SUPERBLOCK_SIZE,
+    index_dir: str | Path, block_size: int = DEFAULT_BLOCK_SIZE, dense_fraction: float = 0.25
 ) -> dict[str, Any]:
     """Build (or rebuild) ``index_dir/blockmax`` for the index in ``index_dir``; return its meta.
 
@@ -74,13 +61,10 @@ def build_blockmax(
         block_size: documents per block.
         dense_fraction: a term present in at least this fraction of the blocks gets a dense row
             (a bound and a run offset for every block); rarer terms keep one entry per block.
-        superblock_size: blocks per superblock (two-level search, ``lsr.index.kernels.superblock``);
-            0: none (one-level search, the layout of block-max data written before superblocks).
     """
     from lsr.index.search import Index
 
     block_size = check_block_size(block_size)
-    superblock_size = check_superblock_size(superblock_size)
     if not 0 < dense_fraction <= 1:
         raise ValueError(f"dense_fraction must lie in (0, 1], got {dense_fraction!r}")
     index = Index.load(index_dir, blockmax=False)  # the old block-max data may be stale or unreadable
@@ -95,8 +79,6 @@ def build_blockmax(
         (dense.pop("dense_max"), sparse.pop("tb_max")), impacts.dtype
     )
     arrays = {**dense, **sparse, "dense_max": maxima[0], "tb_max": maxima[1]}
-    if superblock_size:
-        arrays.update(_superblocks(arrays, superblock_size, n_blocks))
     n_dense, n_sparse = len(arrays["dense_max"]), int(arrays["tb_ptr"][-1])
     info = {
         "index_uid": index.meta.get("uid"),
@@ -109,8 +91,6 @@ def build_blockmax(
         "n_sparse_runs": n_sparse,
         "ub_ratio": ub_ratio,
         "ub_slack": ub_slack,
-        "superblock_size": superblock_size,
-        "n_superblocks": -(-n_blocks // superblock_size) if superblock_size else 0,
     }
     meta = _write_blockmax(Path(index_dir) / BLOCKMAX_DIR, arrays, info)
     logger.info(
@@ -121,43 +101,6 @@ def build_blockmax(
         n_sparse,
     )
     return meta
-
-
-def check_superblock_size(size: int) -> int:
-    if (
-        isinstance(size, bool)
-        or not isinstance(size, (int, np.integer))
-        or not 0 <= size <= MAX_SUPERBLOCK_SIZE
-    ):
-        raise ValueError(f"superblock size must be an integer in [0, {MAX_SUPERBLOCK_SIZE}], got {size!r}")
-    return int(size)
-
-
-def _superblocks(arrays: dict[str, np.ndarray], size: int, n_blocks: int) -> dict[str, np.ndarray]:
-    """The superblock arrays (``lsr.index.kernels.superblock``) from the quantized block maxima: a
-    superblock's max is the max of its blocks' maxima."""
-    n_super = -(-n_blocks // size)
-    dense_max = arrays["dense_max"]
-    sb_dense_max = np.zeros((len(dense_max), n_super), np.uint8)
-    if len(dense_max):
-        sb_dense_max[:] = np.maximum.reduceat(dense_max, np.arange(0, n_blocks, size), axis=1)
-    tb_ptr, tb_block, tb_max = arrays["tb_ptr"], arrays["tb_block"], arrays["tb_max"]
-    counts = _count_super(tb_ptr, tb_block, size)
-    sb_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    n_entries = int(sb_ptr[-1])
-    sb_id = np.empty(n_entries, np.uint16 if n_super <= 65536 else np.int32)
-    sb_max = np.empty(n_entries, np.uint8)
-    sb_base = np.zeros((n_entries >> SUPER_SHIFT) + 1, np.int64)
-    sb_off = np.empty(n_entries, np.uint16)
-    _fill_super(tb_ptr, tb_block, tb_max, size, sb_ptr, sb_id, sb_max, sb_base, sb_off)
-    return {
-        "sb_dense_max": sb_dense_max,
-        "sb_ptr": sb_ptr,
-        "sb_id": sb_id,
-        "sb_max": sb_max,
-        "sb_base": sb_base,
-        "sb_off": sb_off,
-    }
 
 
 def _dense_rows(
@@ -215,8 +158,7 @@ def _sparse_entries(
 def _write_blockmax(out: Path, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
     """Write the arrays (in ``ARRAYS`` order) and meta.json into ``out`` atomically; return the meta."""
     with atomic_directory(out, overwrite=True) as tmp:
-        names = ARRAYS + (SUPER_ARRAYS if info["superblock_size"] else ())
-        specs = {name: save_array(tmp, name, arrays[name]) for name in names}
+        specs = {name: save_array(tmp, name, arrays[name]) for name in ARRAYS}
         meta = {
             "format": BLOCKMAX_FORMAT,
             "format_version": BLOCKMAX_FORMAT_VERSION,
@@ -264,13 +206,6 @@ class BlockMax:
     tb_base: np.ndarray
     tb_off: np.ndarray
     dense_before: np.ndarray
-    # the SUPER_ARRAYS when superblock_size > 0 (data written before superblocks has none)
-    sb_dense_max: np.ndarray
-    sb_ptr: np.ndarray
-    sb_id: np.ndarray
-    sb_max: np.ndarray
-    sb_base: np.ndarray
-    sb_off: np.ndarray
 
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path = path
@@ -279,8 +214,6 @@ class BlockMax:
         self.n_blocks: int = meta["n_blocks"]
         self.ub_ratio = np.float32(meta["ub_ratio"])
         self.ub_slack = np.float32(meta["ub_slack"])
-        # blocks per superblock; 0: one-level search only (built before superblocks, or without them)
-        self.superblock_size: int = meta.get("superblock_size", 0)
         for name, arr in arrays.items():
             setattr(self, name, arr)
 
@@ -297,8 +230,7 @@ class BlockMax:
                 f"{index_dir} is index {index_meta.get('uid')} ({index_meta['n_postings']} postings): "
                 "rebuild it with `lsr index --blockmax-for INDEX` or lsr.index.blockmax.build_blockmax"
             )
-        wanted = set(ARRAYS) | (set(SUPER_ARRAYS) if meta.get("superblock_size") else set())
-        missing = sorted(wanted - set(meta.get("arrays", {})))
+        missing = sorted(set(ARRAYS) - set(meta.get("arrays", {})))
         if missing:
             raise ArtifactError(
                 f"{path} lacks block-max arrays {missing} (written by an older lsr?): "

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lsr.index.io import CorruptArtifactError
-from lsr.index.kernels.check import _check_blockmax, _check_postings, _check_superblocks
+from lsr.index.kernels.check import _check_blockmax, _check_postings
 
 if TYPE_CHECKING:
     from lsr.index.blockmax import BlockMax
@@ -33,9 +33,6 @@ _BLOCKMAX = {
     7: ("dense_off.npy", "dense run offsets leave the posting list of term {}"),
     8: ("tb_block.npy", "a block's run of term {} holds docs of another block"),
     9: ("tb_off.npy", "the sparse runs of term {} do not tile its posting list"),
-    10: ("sb_ptr.npy", "is not a non-decreasing run from 0 to the superblock entries count (term {})"),
-    11: ("sb_off.npy", "the superblock entries of term {} do not tile its block entries"),
-    12: ("sb_max.npy", "a superblock max of term or dense row {} is below one of its blocks' maxima"),
 }
 
 
@@ -75,41 +72,9 @@ def check_blockmax(bmx: BlockMax, term_ptr: np.ndarray, doc_ids: np.ndarray, n_d
         bmx.tb_off,
         bmx.dense_before,
     )
-    if not code and bmx.superblock_size:
-        code, where = _check_superblocks(
-            bmx.row_of,
-            bmx.dense_max,
-            bmx.tb_ptr,
-            bmx.tb_block,
-            bmx.tb_max,
-            bmx.superblock_size,
-            bmx.sb_dense_max,
-            bmx.sb_ptr,
-            bmx.sb_id,
-            bmx.sb_max,
-            bmx.sb_base,
-            bmx.sb_off,
-        )
     if code:
         name, what = _BLOCKMAX[code]
         raise CorruptArtifactError(bmx.path / name, what.format(where))
-
-
-def _superblock_shapes(bmx: BlockMax, n_terms: int) -> dict[str, tuple[int, ...]] | str:
-    """The superblock arrays' expected shapes, {} without superblocks; a str: a bad superblock size."""
-    size = bmx.superblock_size
-    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= SUPER - 1:
-        return f"superblock size {size!r} is not an integer in [0, {SUPER - 1}]"
-    if not size:
-        return {}
-    n_entries = len(bmx.sb_id)
-    return {
-        "sb_dense_max": (len(bmx.dense_max), -(-bmx.n_blocks // size)),
-        "sb_ptr": (n_terms + 1,),
-        "sb_max": (n_entries,),
-        "sb_off": (n_entries,),
-        "sb_base": (n_entries // SUPER + 1,),
-    }
 
 
 def _shape_problem(bmx: BlockMax, n_terms: int, n_docs: int) -> tuple[str, str] | None:
@@ -136,10 +101,6 @@ def _shape_problem(bmx: BlockMax, n_terms: int, n_docs: int) -> tuple[str, str] 
         "tb_off": (n_sparse,),
         "tb_base": (n_sparse // SUPER + 1,),
     }
-    sb = _superblock_shapes(bmx, n_terms)
-    if isinstance(sb, str):
-        return "meta.json", sb
-    expected.update(sb)
     for name, shape in expected.items():
         if getattr(bmx, name).shape != shape:
             return f"{name}.npy", f"has shape {list(getattr(bmx, name).shape)}, expected {list(shape)}"

@@ -37,7 +37,6 @@ from lsr.index.io import (
 from lsr.index.kernels.allowed import SCAN_RATIO as ALLOWED_SCAN_RATIO
 from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
-from lsr.index.kernels.superblock import _sb_search_batch, _sb_search_one
 from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.rescore import Forward, rescored_batch, rescored_search
@@ -58,15 +57,15 @@ ALLOWED_FRACTION = 0.05
 # doubles it. The allowed-docs kernel costs POSTINGS_COST per posting scanned (min(df, SCAN_RATIO x
 # allowed) per term), the forward index FORWARD_COST per forward entry of the allowed docs, 2x when
 # they are scattered (a cache miss per row).
-SUPER_EXPAND = 4.0
 BLOCK_COST = 2.0
 POSTINGS_COST = 1.5
 FORWARD_COST = 2.4
 
-# the block-max kernels (one query, a batch) and their leading arguments: postings, block-max arrays,
-# with superblocks (lsr.index.kernels.superblock) the superblock size and arrays, then ub_ratio,
-# ub_slack, block size, n_blocks
-BlockKernels = tuple[Callable[..., Any], Callable[..., Any], tuple[Any, ...]]
+# the leading arguments of the block-max kernels:
+# postings, block-max arrays, ub_ratio, ub_slack, block size, n_blocks
+BmpArgs = tuple[
+    tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, ...], np.float32, np.float32, int, int
+]
 
 
 # the leading arguments of the allowed-docs kernels: segments' postings (a numba typed list), their
@@ -389,14 +388,13 @@ class Index:
                 live,
                 thr,
             )
-        one, _, args = self._block_kernels(params)
-        return one(
-            *args,
+        return _bmp_search_one(
+            *self._bmp_args(),
             terms,
             weights,
             k,
             np.float32(params.alpha),
-            *self._max_blocks(params),
+            self._max_blocks(params),
             self.block_counters,
             live,
             thr,
@@ -532,13 +530,12 @@ class Index:
                 thresholds,
             )
             return
-        _, batch, args = self._block_kernels(params)
-        batch(
-            *args,
+        _bmp_search_batch(
+            *self._bmp_args(),
             *q,
             k,
             np.float32(params.alpha),
-            *self._max_blocks(params),
+            self._max_blocks(params),
             n_workers,
             out_docs,
             out_scores,
@@ -548,19 +545,10 @@ class Index:
             self._block_live(live),
         )
 
-    def _max_blocks(self, params: SearchParams) -> tuple[int, ...]:
-        """The kernel's work limits: blocks scored, and with superblocks, superblocks expanded."""
+    def _max_blocks(self, params: SearchParams) -> int:
         bm = self.blockmax
         assert bm is not None, "_check_params refuses the block-max modes without block-max data"
-        blocks = params.max_blocks(bm.block_size, bm.n_blocks)
-        if not self._two_level(params):
-            return (blocks,)
-        n_super = -(-bm.n_blocks // bm.superblock_size)
-        return blocks, min(n_super, -(-int(SUPER_EXPAND * blocks) // bm.superblock_size))
-
-    def _two_level(self, params: SearchParams) -> bool:
-        bm = self.blockmax
-        return bool(bm is not None and bm.superblock_size and params.budget)
+        return params.max_blocks(bm.block_size, bm.n_blocks)
 
     def _block_live(self, live: np.ndarray) -> NDArray[np.uint8]:
         """uint8[n_blocks]: 1 where a block holds a live doc (empty when every doc is live); the last
@@ -576,8 +564,7 @@ class Index:
         self._block_live_cache = (live, blocks)
         return blocks
 
-    def _block_kernels(self, params: SearchParams) -> BlockKernels:
-        """Two-level kernels where the block-max data has superblocks, else the one-level ones."""
+    def _bmp_args(self) -> BmpArgs:
         bm = self.blockmax
         assert bm is not None, "_check_params refuses the block-max modes without block-max data"
         bmx = (
@@ -592,12 +579,14 @@ class Index:
             bm.tb_off,
             bm.dense_before,
         )
-        postings = (self.term_ptr, self.doc_ids, self.impacts)
-        tail = (bm.ub_ratio, bm.ub_slack, bm.block_size, bm.n_blocks)
-        if not self._two_level(params):
-            return _bmp_search_one, _bmp_search_batch, (postings, bmx, *tail)
-        sbx = (bm.superblock_size, bm.sb_dense_max, bm.sb_ptr, bm.sb_id, bm.sb_max, bm.sb_base, bm.sb_off)
-        return _sb_search_one, _sb_search_batch, (postings, bmx, sbx, *tail)
+        return (
+            (self.term_ptr, self.doc_ids, self.impacts),
+            bmx,
+            bm.ub_ratio,
+            bm.ub_slack,
+            bm.block_size,
+            bm.n_blocks,
+        )
 
 
 def summed_doc_freq(parts: Sequence[Index], n_terms: int) -> NDArray[np.int64]:
