@@ -74,13 +74,13 @@ def coverage_of_query(
         "sb-best": block_groups.max(axis=1),
     }
     block_order = np.argsort(-bounds, kind="stable")
+    orders = {name: np.argsort(-key, kind="stable") for name, key in keys.items()}
     out = {name: np.zeros(len(BUDGETS)) for name in RANKINGS}
     for j, docs in enumerate(BUDGETS):
         n_blocks = min(docs // bm.block_size, bm.n_blocks)
         out["blocks"][j] = np.isin(top_blocks, block_order[:n_blocks]).mean()
-        for name, key in keys.items():
-            chosen = np.argsort(-key, kind="stable")[: max(1, n_blocks // size)]
-            out[name][j] = np.isin(top_blocks // size, chosen).mean()
+        for name, order in orders.items():
+            out[name][j] = np.isin(top_blocks // size, order[: max(1, n_blocks // size)]).mean()
         last = bounds[block_order[n_blocks - 1]]
         out["expand"][j] = float((keys["sb-max"] >= last).mean())
     return out
