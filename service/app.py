@@ -503,7 +503,7 @@ class Service:
         self.ready = False
         self.load_error: str | None = None
         self.started = time.time()
-        self.pool = SearchPool(settings.threads)
+        self.pool = SearchPool(settings.pool_threads)
         self.admission = Admission(settings.admitted)
         self.reload_locks: dict[str, asyncio.Lock] = {}
         self.write_locks: dict[str, asyncio.Lock] = {}
