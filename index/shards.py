@@ -313,7 +313,9 @@ class ShardedIndex(Index):
                 out.append(None)
         return out
 
-    def _merge_all(self, per_shard: list[list[SearchResult] | None], k: int, n: int) -> list[SearchResult]:
+    def _merge_all(
+        self, per_shard: Sequence[list[SearchResult] | None], k: int, n: int
+    ) -> list[SearchResult]:
         missing = tuple(name for name, r in zip(self.names, per_shard, strict=True) if r is None)
         merged = []
         for q in range(n):

@@ -89,9 +89,14 @@ class ShardServer:
         from ray import serve
 
         replica = serve.get_replica_context().replica_id.unique_id
-        options = {"name": f"{key}#{replica}", "namespace": NAMESPACE, "num_cpus": num_cpus}
-        actor_class = ray.remote(max_restarts=0, max_concurrency=MAX_CALLS + 1)(ShardActor)
-        self.actor = actor_class.options(**options).remote(path)
+        actor_class: Any = ray.remote(ShardActor)
+        self.actor = actor_class.options(
+            name=f"{key}#{replica}",
+            namespace=NAMESPACE,
+            num_cpus=num_cpus,
+            max_restarts=0,  # Serve replaces the replica, and the replica its actor
+            max_concurrency=2,  # a health ping is answered during a search
+        ).remote(path)
         ray.get(self.actor.ping.remote(), timeout=START_TIMEOUT_S)
 
     def check_health(self) -> None:
