@@ -29,10 +29,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 
 from lsr.config import load_config
@@ -106,9 +107,9 @@ def start(index: Path, extra: list[str], log: Path) -> tuple[subprocess.Popen, s
         if server.poll() is not None:
             raise SystemExit(f"lsr serve {' '.join(extra)} exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).json().get("ready"):
+            if _json(f"{url}/readyz").get("ready"):
                 return server, url
-        except httpx.HTTPError:
+        except (OSError, ValueError):  # not listening yet, or 503 (loading)
             pass
         time.sleep(0.5)
     server.terminate()
@@ -121,7 +122,7 @@ def compare(urls: dict[str, str], texts: list[str]) -> str:
     for q in texts:
         hits = []
         for url in urls.values():
-            body = httpx.post(f"{url}/v1/search", json={"query": q, "k": 10}, timeout=30).json()
+            body = _json(f"{url}/v1/search", {"query": q, "k": 10})
             hits.append(None if body.get("partial") else [(h["id"], h["score"]) for h in body["hits"]])
         same += hits[0] is not None and hits[0] == hits[1]
     return f"{same}/{len(texts)}"
@@ -149,9 +150,18 @@ def measure(args: argparse.Namespace, urls: dict[str, str], texts: list[str]) ->
     return runs
 
 
+def _json(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET (or POST ``body`` to) ``url``; the JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
 def shard_calls(url: str) -> float:
     """The router's shard calls so far (``lsr_shard_calls_total`` in /metrics; 0 for one index)."""
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as r:
+        text = r.read().decode()
     lines = [line for line in text.splitlines() if line.startswith("lsr_shard_calls")]
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 

@@ -66,9 +66,11 @@ class PartialResult(SearchResult):
 class RemoteShard(Protocol):
     """A shard searched elsewhere, in its local doc ids. Both calls return at once; the future holds
     one result per query (``Index.search_batch``'s) or the error. ``timeout_s``: how long a search
-    waits for it before leaving the shard out."""
+    waits for it before leaving the shard out; ``calls``: calls sent so far (a metric)."""
 
+    name: str
     timeout_s: float
+    calls: int
 
     def submit(self, queries: SparseBatch, k: int, kwargs: dict[str, Any]) -> Future[list[SearchResult]]: ...
 

@@ -79,7 +79,7 @@ class Metrics:
 
     def shard_calls(self, index: str, shard: Any) -> None:
         """Report ``shard.calls`` (a remote shard's calls so far) under ``index`` and ``shard.name``."""
-        self._shard_calls.labels(index, shard.name).set_function(lambda: getattr(shard, "calls", 0))
+        self._shard_calls.labels(index, shard.name).set_function(lambda: shard.calls)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -41,8 +41,10 @@ class FlakyShard:
 
     def __init__(self, index):
         self.index, self.down = index, False
+        self.name, self.calls = index.path.name, 0
 
     def _answer(self, call) -> Future:
+        self.calls += 1
         future: Future = Future()
         if self.down:
             future.set_exception(TimeoutError("replica down"))
