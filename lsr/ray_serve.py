@@ -273,7 +273,6 @@ def deploy_sharded(
     address: str | None = None,
     replicas: int = 1,
     cpus_per_replica: float = 0.0,
-    max_calls: int = MAX_CALLS,
 ) -> ShardedSearcher:
     """Check the sharded index at ``path``, deploy one Serve application per shard on the cluster at
     ``address`` and return the searcher that scatters to their actors.
@@ -307,7 +306,7 @@ def deploy_sharded(
         for name in names
     ]
     run_many(targets)  # the shards start side by side; each replica's __init__ waits for its actor
-    backends = [RayShard(actor_key(path, n), n, replicas, max_calls=max_calls) for n in names]
+    backends = [RayShard(actor_key(path, n), n, replicas) for n in names]
     for backend in backends:
         _wait_for_actors(backend)
     logger.info("%s: %d shards on Ray Serve (%s)", path, len(names), ", ".join(t.name for t in targets))
