@@ -472,9 +472,10 @@ class ServiceConfig:
 
     @property
     def pool_threads(self) -> int:
-        """Threads of the search pool: ``threads``; with ``ray`` one per admitted search (a search of a
-        sharded index on Ray mostly waits for its shards, and concurrent ones share shard calls)."""
-        return self.admitted if self.ray is not None else self.threads
+        """Threads of the search pool: ``threads``; with ``ray`` one per admitted search, at most 16 x
+        ``threads`` (a search of a sharded index on Ray mostly waits for its shards, and concurrent
+        ones share shard calls)."""
+        return min(self.admitted, 16 * self.threads) if self.ray is not None else self.threads
 
 
 @dataclass(frozen=True)
