@@ -12,17 +12,21 @@ whole corpus's statistics), so a document's score is the one a single index give
 shard base (docs of earlier shards) + local id. The merged top-k orders by (score desc, corpus
 position asc): the order of one index built from the corpus in its order, ties included.
 
-Each shard is searched through a *backend*: the shard's own :class:`Index` here, or a remote copy
-(``lsr.ray_serve``: a Ray Serve deployment per shard). A remote backend that fails leaves its shard
-out: the result is a :class:`PartialResult` naming the missing shards.
+Each shard is searched by the shard's own :class:`Index` here, or by a :class:`RemoteShard`
+(``lsr.ray_serve``: a Ray actor per shard replica, deployed by Ray Serve). A remote call returns a
+future at once, so one thread sends a query to every shard and then waits for all of them; a remote
+shard that fails or does not answer within its ``timeout_s`` leaves its shard out: the result is a
+:class:`PartialResult` naming the missing shards.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -34,7 +38,7 @@ from numpy.typing import NDArray
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, read_meta
 from lsr.index.search import Index, SearchResult, prune_batch, prune_query, summed_doc_freq
-from lsr.index.sparse import SparseBatch
+from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +63,18 @@ class PartialResult(SearchResult):
     missing: tuple[str, ...] = ()
 
 
-class ShardBackend(Protocol):
-    """Where one shard is searched: ``Index.search`` / ``Index.search_batch`` in local doc ids."""
+class RemoteShard(Protocol):
+    """A shard searched elsewhere, in its local doc ids. Both calls return at once; the future holds
+    one result per query (``Index.search_batch``'s) or the error. ``timeout_s``: how long a search
+    waits for it before leaving the shard out; ``calls``: calls sent so far (a metric)."""
 
-    def search(self, q_terms: Any, q_weights: Any, k: int = 10, **kwargs: Any) -> SearchResult: ...
+    name: str
+    timeout_s: float
+    calls: int
 
-    def search_batch(self, queries: SparseBatch, k: int = 10, **kwargs: Any) -> list[SearchResult]: ...
+    def submit(self, queries: SparseBatch, k: int, kwargs: dict[str, Any]) -> Future[list[SearchResult]]: ...
+
+    def ping(self) -> Future[Any]: ...
 
 
 def read_sharded_manifest(path: str | Path) -> dict[str, Any]:
@@ -158,16 +168,17 @@ class ShardedIndex(Index):
         path: Path,
         manifest: dict[str, Any],
         shards: list[Index],
-        backends: Sequence[ShardBackend] | None = None,
+        backends: Sequence[RemoteShard] | None = None,
     ):
         self.path = path
         self.manifest = manifest
         self.segments = shards  # the name lsr.searcher's per-segment docstore reads
         self.names = [e["name"] for e in manifest["shards"]]
         self.remote = backends is not None
-        self.backends: Sequence[Any] = backends if backends is not None else shards  # ShardBackend-like
+        self.backends: Sequence[RemoteShard] = backends or []
         self.bases = np.concatenate([[0], np.cumsum([s.n_docs for s in shards])]).astype(np.int64)
         self.n_docs = int(self.bases[-1])
+        self._starts = self.bases.tolist()
         self.n_terms = shards[0].n_terms
         self.term_ptr = np.zeros(0, np.int64)
         self.doc_ids = np.zeros(0, np.int32)
@@ -180,11 +191,10 @@ class ShardedIndex(Index):
         self.live = np.zeros(0, np.uint8)
         self.positions = [_positions(s) for s in shards]
         self.failed: dict[str, str] = {}  # shard name -> the last error of its backend (remote only)
-        self._pool = ThreadPoolExecutor(len(shards), "lsr-shard") if self.remote else None
 
     @classmethod
     def open(
-        cls, path: str | Path, backends: Sequence[ShardBackend] | None = None, mmap: bool = True
+        cls, path: str | Path, backends: Sequence[RemoteShard] | None = None, mmap: bool = True
     ) -> ShardedIndex:
         manifest, shards = load_shards(path, mmap)
         if backends is not None and len(backends) != len(shards):
@@ -223,23 +233,17 @@ class ShardedIndex(Index):
 
     def segment_of(self, doc: int) -> tuple[int, int]:
         """The shard holding global doc id ``doc``, and its local id there."""
-        i = int(np.searchsorted(self.bases, doc, side="right")) - 1
-        return i, int(doc - self.bases[i])
+        i = bisect.bisect_right(self._starts, doc) - 1  # a Python list: no numpy call per hit
+        return i, int(doc) - self._starts[i]
 
     def missing_shards(self) -> list[str]:
         """Shards whose backend failed on its last call (remote backends only)."""
         return sorted(self.failed)
 
     def probe(self) -> list[str]:
-        """Ping every remote shard once (``backend.ping()``); the shards that do not answer."""
-        if self._pool is None:
-            return []
-
-        def ping(backend: Any) -> list[SearchResult]:
-            backend.ping()
-            return []
-
-        self._scatter(ping)
+        """Ping every remote shard once (``backend.ping()``, side by side); the shards that do not answer."""
+        if self.remote:
+            self._gather([b.ping() for b in self.backends], [b.timeout_s for b in self.backends])
         return self.missing_shards()
 
     # --- search: scatter, then merge ----------------------------------------------------------------
@@ -260,11 +264,15 @@ class ShardedIndex(Index):
         params = self._check_params(mode, alpha, beta, budget)
         terms, weights = prune_query(*self._check_query(q_terms, q_weights), params)
         kwargs = {"mode": mode, "alpha": alpha, "beta": 1.0, "filter": filter}  # terms pruned here, once
-
-        def one(backend: ShardBackend) -> list[SearchResult]:
-            return [backend.search(terms, weights, k=k, **kwargs)]
-
-        return self._merge_all(self._scatter(one), k, 1)[0]
+        if not self.remote:
+            per_shard = [[s.search(terms, weights, k=k, **kwargs)] for s in self.segments]
+            return self._merge_all(per_shard, k, 1)[0]
+        row = SparseBatch(
+            np.array([0, len(terms)], PTR_DTYPE),
+            np.asarray(terms, TERM_DTYPE),
+            np.asarray(weights, WEIGHT_DTYPE),
+        )
+        return self._merge_all(self._scatter(row, k, {**kwargs, "threads": 1}), k, 1)[0]
 
     def search_batch(
         self,
@@ -282,29 +290,34 @@ class ShardedIndex(Index):
         queries.validate(self.n_terms)
         queries = prune_batch(queries, self._check_params(mode, alpha, beta, budget))
         kwargs = {"threads": threads, "mode": mode, "alpha": alpha, "beta": 1.0, "filter": filter}
+        if not self.remote:
+            per_shard = [s.search_batch(queries, k=k, **kwargs) for s in self.segments]
+            return self._merge_all(per_shard, k, len(queries))
+        return self._merge_all(self._scatter(queries, k, kwargs), k, len(queries))
 
-        def one(backend: ShardBackend) -> list[SearchResult]:
-            return backend.search_batch(queries, k=k, **kwargs)
+    def _scatter(self, queries: SparseBatch, k: int, kwargs: dict[str, Any]) -> list[Any]:
+        """``queries`` sent to every remote shard at once, then their answers; None for a failed shard."""
+        futures = [b.submit(queries, k, kwargs) for b in self.backends]
+        return self._gather(futures, [b.timeout_s for b in self.backends])
 
-        return self._merge_all(self._scatter(one), k, len(queries))
-
-    def _scatter(self, call: Callable[[ShardBackend], list[SearchResult]]) -> list[list[SearchResult] | None]:
-        """``call`` on every shard's backend (remote ones side by side); None for a failed remote shard."""
-        if self._pool is None:
-            return [call(b) for b in self.backends]
-        futures = [self._pool.submit(call, b) for b in self.backends]
-        out: list[list[SearchResult] | None] = []
-        for name, future in zip(self.names, futures, strict=True):
+    def _gather(self, futures: Sequence[Future], timeouts: Sequence[float]) -> list[Any]:
+        """Each future's result, waiting at most its shard's timeout from now; None for one that failed
+        or is late (its shard is remembered as missing until it answers again)."""
+        start = time.monotonic()
+        out: list[Any] = []
+        for name, future, timeout in zip(self.names, futures, timeouts, strict=True):
             try:
-                out.append(future.result())
+                out.append(future.result(timeout=max(0.0, start + timeout - time.monotonic())))
                 self.failed.pop(name, None)
-            except Exception as exc:  # a dead replica: answer from the other shards
-                logger.warning("shard %s did not answer (%s); answering without it", name, exc)
-                self.failed[name] = str(exc)
+            except Exception as exc:  # a dead or late replica: answer from the other shards
+                logger.warning("shard %s did not answer (%r); answering without it", name, exc)
+                self.failed[name] = repr(exc)
                 out.append(None)
         return out
 
-    def _merge_all(self, per_shard: list[list[SearchResult] | None], k: int, n: int) -> list[SearchResult]:
+    def _merge_all(
+        self, per_shard: Sequence[list[SearchResult] | None], k: int, n: int
+    ) -> list[SearchResult]:
         missing = tuple(name for name, r in zip(self.names, per_shard, strict=True) if r is None)
         merged = []
         for q in range(n):

@@ -470,6 +470,13 @@ class ServiceConfig:
         """Searches in flight at most (``max_in_flight``, 0: 4 x search threads)."""
         return self.max_in_flight or 4 * self.threads
 
+    @property
+    def pool_threads(self) -> int:
+        """Threads of the search pool: ``threads``; with ``ray`` one per admitted search, at most 16 x
+        ``threads`` (a search of a sharded index on Ray mostly waits for its shards, and concurrent
+        ones share shard calls)."""
+        return min(self.admitted, 16 * self.threads) if self.ray is not None else self.threads
+
 
 @dataclass(frozen=True)
 class Config:

@@ -40,7 +40,7 @@ from lsr.index.shards import (
     SHARDED_FILE,
     SHARDED_FORMAT,
     SHARDED_FORMAT_VERSION,
-    ShardBackend,
+    RemoteShard,
     ShardedIndex,
     shard_dir_name,
 )
@@ -59,7 +59,7 @@ class ShardedSearcher(Searcher):
     searched (through ``backends`` when given, e.g. Ray Serve handles; else the shards here), and the
     per-shard top-k merged exactly."""
 
-    def __init__(self, path: str | Path, backends: Sequence[ShardBackend] | None = None):
+    def __init__(self, path: str | Path, backends: Sequence[RemoteShard] | None = None):
         super().__init__(ShardedIndex.open(path, backends))
 
 

@@ -503,7 +503,7 @@ class Service:
         self.ready = False
         self.load_error: str | None = None
         self.started = time.time()
-        self.pool = SearchPool(settings.threads)
+        self.pool = SearchPool(settings.pool_threads)
         self.admission = Admission(settings.admitted)
         self.reload_locks: dict[str, asyncio.Lock] = {}
         self.write_locks: dict[str, asyncio.Lock] = {}
@@ -534,6 +534,8 @@ class Service:
         self.indexes[served.name] = served  # one reference swap: atomic for readers
         self.metrics.docs.labels(served.name).set(served.index.n_docs)
         self.metrics.generation.labels(served.name).set(served.generation)
+        for shard in getattr(served.index, "backends", ()):  # a sharded index's remote shards
+            self.metrics.shard_calls(served.name, shard)
 
     def get(self, name: str | None) -> ServedIndex:
         if not self.ready:

@@ -50,6 +50,12 @@ class Metrics:
             ["index"],
             registry=r,
         )
+        self._shard_calls = Gauge(
+            "lsr_shard_calls",
+            "calls sent to a remote shard (lsr serve --ray; concurrent queries share one)",
+            ["index", "shard"],
+            registry=r,
+        )
         # the labelled children in use, looked up once (``labels()`` costs a lock and a few conversions):
         # endpoints are routes, indexes served names, statuses the few the service answers
         self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
@@ -70,6 +76,10 @@ class Metrics:
         if child is None:
             child = self._searched[index] = self.queries.labels(index)
         child.inc(n)
+
+    def shard_calls(self, index: str, shard: Any) -> None:
+        """Report ``shard.calls`` (a remote shard's calls so far) under ``index`` and ``shard.name``."""
+        self._shard_calls.labels(index, shard.name).set_function(lambda: shard.calls)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -156,23 +157,46 @@ def _serve_and_compare(address: str, one_dir: Path, four_dir: Path, monkeypatch)
                 deeper = one.hits(one.search(q, _plan(mode, k=60)), ())
                 expected = trec_order({h.doc_id: h.score for h in deeper})[:20]
                 assert [(h["id"], h["score"]) for h in got["hits"]] == expected
+        _concurrent_clients(client, one)
         _kill_replica(app_name(four_dir, "shard-001"))
-        # until Serve has replaced the replica, answers leave shard-001 out (partial) or wait for the new
-        # one (a request may land either way); none is an error
-        statuses, partial = [], 0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        # answers are full until the kill takes effect (ray.kill returns at once), then leave shard-001
+        # out (partial) until Serve has replaced the replica and its actor, then are full again; none
+        # is an error
+        statuses, partial, full_after = [], 0, 0
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not (partial and full_after):
             r = client.post("/v1/search", json={"query": QUERIES[0], "k": 20})
             statuses.append(r.status_code)
-            if not r.json().get("partial"):
-                break
-            partial += 1
-            assert r.json()["missing_shards"] == ["shard-001"]
+            if r.json().get("partial"):
+                partial += 1
+                assert r.json()["missing_shards"] == ["shard-001"]
+            elif partial:
+                full_after += 1
         assert set(statuses) == {200}, statuses
-        print(f"after the kill: {partial} partial answer(s), then full ones")
+        print(f"after the kill: {len(statuses) - partial - full_after} full, {partial} partial, then full")
+        assert partial and full_after, "the dead shard was never left out, or never came back"
         full = client.post("/v1/search", json={"query": QUERIES[0], "k": 20}).json()
         assert "partial" not in full
     undeploy_sharded(four_dir)
+
+
+def _concurrent_clients(client, one: Searcher) -> None:
+    """8 clients at once get the single index's answers, and their queries share shard calls."""
+    queries = QUERIES * 2
+    before = _shard_calls(client)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda q: client.post("/v1/search", json={"query": q, "k": 20}), queries))
+    calls = _shard_calls(client) - before
+    for q, r in zip(queries, answers, strict=True):
+        expected = trec_order({h.doc_id: h.score for h in one.hits(one.search(q, _plan("exact", 60)), ())})
+        assert r.status_code == 200 and [(h["id"], h["score"]) for h in r.json()["hits"]] == expected[:20]
+    print(f"8 clients: {len(queries)} queries, {calls:.0f} shard calls (4 shards)")
+    assert calls < 4 * len(queries)
+
+
+def _shard_calls(client) -> float:
+    lines = client.get("/metrics").text.splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith("lsr_shard_calls{"))
 
 
 def _plan(mode: str, k: int = 20):

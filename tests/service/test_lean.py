@@ -218,6 +218,9 @@ def test_search_threads_default_to_the_cores_the_process_may_use(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert ServiceConfig().threads == 2 and ServiceConfig().admitted == 8
     assert ServiceConfig(search_threads=3).threads == 3
+    # on Ray the search threads mostly wait for shards: one per admitted search, at most 16 x threads
+    assert ServiceConfig().pool_threads == 2 and ServiceConfig(ray="local").pool_threads == 8
+    assert ServiceConfig(ray="local", max_in_flight=1000).pool_threads == 32
 
 
 def test_orjson_and_json_give_the_same_answer_values():

@@ -108,5 +108,8 @@ def test_a_dead_shard_gives_partial_answers_not_errors(indexes, monkeypatch):
         assert "missing_shards" not in client.get("/readyz").json()
         again = client.post("/v1/search", json=query).json()
         assert "partial" not in again and again["hits"] == full["hits"]
+        metrics = client.get("/metrics").text.splitlines()
+        calls = [line for line in metrics if line.startswith("lsr_shard_calls{")]
+        assert len(calls) == 4 and 'shard="shard-002"' in calls[2] and float(calls[2].split()[-1]) >= 4
     finally:
         client.__exit__(None, None, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import Future
 from pathlib import Path
 
 WORDS = (
@@ -33,22 +34,26 @@ QUERIES = [
 
 
 class FlakyShard:
-    """A remote shard's stand-in: searches its index, or raises while ``down`` (a dead replica)."""
+    """A remote shard's stand-in (:class:`lsr.index.shards.RemoteShard`): searches its index, or fails
+    while ``down`` (a dead replica)."""
+
+    timeout_s = 1.0
 
     def __init__(self, index):
         self.index, self.down = index, False
+        self.name, self.calls = index.path.name, 0
 
-    def _check(self):
+    def _answer(self, call) -> Future:
+        self.calls += 1
+        future: Future = Future()
         if self.down:
-            raise TimeoutError("replica down")
+            future.set_exception(TimeoutError("replica down"))
+        else:
+            future.set_result(call())
+        return future
 
-    def ping(self):
-        self._check()
+    def ping(self) -> Future:
+        return self._answer(lambda: True)
 
-    def search(self, q_terms, q_weights, k=10, **kwargs):
-        self._check()
-        return self.index.search(q_terms, q_weights, k=k, **kwargs)
-
-    def search_batch(self, queries, k=10, **kwargs):
-        self._check()
-        return self.index.search_batch(queries, k=k, **kwargs)
+    def submit(self, queries, k, kwargs) -> Future:
+        return self._answer(lambda: self.index.search_batch(queries, k=k, **kwargs))

@@ -1,0 +1,161 @@
+"""The router side of sharded serving on Ray (``lsr.ray_serve.RayShard``) against stand-in shard actors
+(no Ray needed): concurrent queries share one call per shard and each gets its own answer, the
+answers equal the shard's own ``search_batch``, a dead actor fails its waiting queries and is listed
+again, a late one leaves its shard out without being forgotten. The real cluster is
+``tests/integration/test_ray_cluster.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lsr import ray_serve
+from lsr.cli import main
+from lsr.errors import LsrError
+from lsr.index.shards import ShardedIndex
+from lsr.index.sparse import SparseBatch
+from lsr.ray_serve import RayShard, ShardActor
+from lsr.searcher import Searcher
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sharded_helpers import QUERIES, write_corpus
+
+
+@pytest.fixture(scope="module")
+def four(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ray-shard")
+    corpus = write_corpus(root / "corpus.jsonl")
+    args = ["index", "--corpus", str(corpus), "--encoder", "bm25", "--shards", "4", "--quiet"]
+    assert main([*args, "--out", str(root / "four")]) == 0
+    return root / "four"
+
+
+class Method:
+    """``actor.method.remote(*args)``: an awaitable answering after ``delay`` seconds, as a Ray call does."""
+
+    def __init__(self, actor: FakeActor, fn):
+        self.actor, self.fn = actor, fn
+
+    def remote(self, *args):
+        self.actor.calls.append(args)
+
+        async def answer():
+            await asyncio.sleep(self.actor.delay)
+            if self.actor.dead:
+                raise RuntimeError("the actor died")
+            return self.fn(*args)
+
+        return answer()
+
+
+class FakeActor:
+    """A :class:`ShardActor` over a loaded shard, reached through :class:`Method` calls."""
+
+    def __init__(self, index, delay: float = 0.05):
+        shard = ShardActor.__new__(ShardActor)
+        shard.index = index
+        self.delay, self.dead, self.calls = delay, False, []
+        self.search_batch = Method(self, shard.search_batch)
+        self.ping = Method(self, shard.ping)
+
+
+def _shard(monkeypatch, actors: dict[str, list], name: str = "shard-001", **kwargs) -> RayShard:
+    monkeypatch.setattr(ray_serve, "list_actors", lambda key: list(actors[key]))
+    return RayShard(name, name, **kwargs)
+
+
+def _rows(searcher: Searcher, texts: list[str]) -> list[SparseBatch]:
+    batch = searcher.encode_texts(texts)
+    return [batch.slice(i, i + 1) for i in range(len(batch))]
+
+
+def _same(got, expected) -> bool:
+    return all(
+        np.array_equal(g.docs, e.docs) and np.array_equal(g.scores, e.scores)
+        for g, e in zip(got, expected, strict=True)
+    )
+
+
+def test_queries_waiting_for_a_call_leave_together_and_get_their_own_answers(four, monkeypatch):
+    index = ShardedIndex.open(four).segments[1]
+    actor = FakeActor(index)
+    shard = _shard(monkeypatch, {"shard-001": [actor]}, max_calls=1)
+    rows = _rows(Searcher(four), QUERIES[:6])
+    options = {"mode": "exact", "threads": 1}
+    futures = [shard.submit(q, 10, options) for q in rows]  # the first leaves alone, 5 wait for it
+    other = shard.submit(rows[0], 3, options)  # another k: a call of its own
+    answers = [f.result(5) for f in futures]
+    assert _same(other.result(5), index.search_batch(rows[0], k=3, **options))
+    assert len(actor.calls) == 3 and shard.calls == 3
+    for q, got in zip(rows, answers, strict=True):
+        assert len(got) == 1 and _same(got, index.search_batch(q, k=10, **options))
+    assert shard.ping().result(5) is True
+
+
+def test_a_dead_actor_fails_its_queries_and_a_new_one_is_found(four, monkeypatch):
+    index = ShardedIndex.open(four).segments[1]
+    dead, fresh = FakeActor(index), FakeActor(index)
+    actors = {"shard-001": [dead]}
+    shard = _shard(monkeypatch, actors, max_calls=1)
+    q = _rows(Searcher(four), QUERIES[:1])[0]
+    dead.dead = True
+    futures = [shard.submit(q, 10, {}) for _ in range(3)]
+    with pytest.raises(RuntimeError, match="the actor died"):
+        futures[0].result(5)
+    for f in futures[1:]:  # they waited for the failed call; the next finds no actor, or the dead one
+        with pytest.raises((LsrError, RuntimeError)):
+            f.result(5)
+    actors["shard-001"] = []  # Serve is replacing the replica
+    with pytest.raises(LsrError, match="no replica of shard-001 is up"):
+        shard.submit(q, 10, {}).result(5)
+    actors["shard-001"] = [fresh]
+    time.sleep(ray_serve.LIST_EVERY_S)
+    assert _same(shard.submit(q, 10, {}).result(5), index.search_batch(q, k=10))
+    assert dead.calls and fresh.calls
+
+
+def test_sharded_index_over_ray_shards_answers_as_the_local_one(four, monkeypatch):
+    local = ShardedIndex.open(four)
+    fakes = {name: [FakeActor(s, delay=0.01)] for name, s in zip(local.names, local.segments, strict=True)}
+    monkeypatch.setattr(ray_serve, "list_actors", lambda key: list(fakes[key]))
+    remote = ShardedIndex.open(four, [RayShard(name, name) for name in local.names])
+    rows = [r.row(0) for r in _rows(Searcher(four), QUERIES)]
+    results: dict[int, object] = {}
+
+    def client(start: int) -> None:
+        for i in range(start, len(rows), 8):
+            results[i] = remote.search(*rows[i], k=20)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (terms, weights) in enumerate(rows):
+        expected = local.search(terms, weights, k=20)
+        assert _same([results[i]], [expected]) and not hasattr(results[i], "missing")
+    batch = remote.search_batch(SparseBatch.from_rows(rows), k=20)
+    assert _same(batch, local.search_batch(SparseBatch.from_rows(rows), k=20))
+    calls = [len(a[0].calls) for a in fakes.values()]
+    assert all(c <= len(rows) + 1 for c in calls), calls  # never more calls than queries
+
+
+def test_a_late_shard_is_left_out_and_kept(four, monkeypatch):
+    local = ShardedIndex.open(four)
+    fakes = {name: [FakeActor(s, delay=0.0)] for name, s in zip(local.names, local.segments, strict=True)}
+    fakes["shard-002"][0].delay = 1.0
+    monkeypatch.setattr(ray_serve, "list_actors", lambda key: list(fakes[key]))
+    remote = ShardedIndex.open(four, [RayShard(name, name, timeout_s=0.2) for name in local.names])
+    terms, weights = _rows(Searcher(four), QUERIES[:1])[0].row(0)
+    part = remote.search(terms, weights, k=20)
+    assert part.missing == ("shard-002",)
+    fakes["shard-002"][0].delay = 0.0
+    time.sleep(1.0)  # the late call ends and frees its slot
+    again = remote.search(terms, weights, k=20)
+    assert _same([again], [local.search(terms, weights, k=20)]) and remote.missing_shards() == []
