@@ -32,6 +32,7 @@ from benchmarks.synthetic import SyntheticConfig, generate
 from lsr.index import BuildOptions, Index, SearchParams, SparseBatch, build_index
 from lsr.index.docstore import DocStoreWriter
 from lsr.index.rescore import rescored_search
+from lsr.index.search import FILTER_INDEX_BYTES, FilterCache
 from lsr.index.segments import open_index
 from lsr.index.writer import IndexWriter, MergePolicy
 
@@ -102,10 +103,14 @@ def build_filtered(root: Path, docs: SparseBatch, ids: list[str], vocab: list[st
 
 def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
     """Safe search with filters allowing 50/10/1/0.1% of the docs (random: ``bucket < N``; clustered:
-    a ``day`` range in the middle of the collection): latency, the path the cost model took for the
-    queries (lsr.index.search.Filtered.path: blocks, postings or forward), and recall against filtered
-    exhaustive search (the exact kernel over the allowed docs' mask, rescored exactly on a rescoring
-    index; not the path under test)."""
+    a ``day`` range in the middle of the collection), each filter twice in the same run: without
+    filter indexes (the filter cache's byte budget 0: blocks, postings or forward) and with them
+    (the default: a selective filter's own index, lsr.index.subindex, built on its second use).
+    Per filter: latency of a repeated filter, the path the cost model took for the queries
+    (lsr.index.search.Filtered.costs), the first use (the mask evaluated) and the second (the filter
+    index built), the build's time and bytes, and recall against filtered exhaustive search (the
+    exact kernel over the allowed docs' mask, rescored exactly on a rescoring index; not the path
+    under test)."""
     index = Index.load(path)
     fields = index.fields
     assert fields is not None
@@ -113,6 +118,7 @@ def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
         {"filter": "none", "safe": _timed(lambda t, w: index.search(t, w, 10, mode="safe"), rows)}
     ]
+    _compile_filter_index(index, rows[0])
     for kind, field in (("random", "bucket"), ("clustered", "day")):
         for frac in SELECTIVITIES:
             width = int(frac * N_BUCKETS)
@@ -120,23 +126,62 @@ def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
             spec = {"range": {field: {"gte": lo, "lt": lo + width}}}
             mask = np.ascontiguousarray(fields.mask(spec), dtype=np.uint8)
             row: dict[str, Any] = {"filter": kind, "selectivity": frac, "allowed": int(mask.sum())}
+            search = _filtered_search(index, spec)
+            index.filter_cache.max_bytes = 0
+            index.filter_cache.clear()
+            row["without_index"] = {"paths": _paths(index, rows, spec), "safe": _timed(search, rows)}
+            index.filter_cache.max_bytes = FILTER_INDEX_BYTES
+            index.filter_cache.clear()
+            row.update(_first_uses(index, rows[0], spec))
             row["recall"] = _filtered_recall(index, rows, spec, mask)
             row["paths"] = _paths(index, rows, spec)
-            row["safe"] = _timed(
-                lambda t, w, spec=spec: index.search(t, w, 10, mode="safe", filter=spec), rows
-            )
-            row["speedup"] = out[0]["safe"]["p50_ms"] / row["safe"]["p50_ms"]
+            row["safe"] = _timed(search, rows)
+            row.update(_filter_index(index, spec))
+            for part in (row, row["without_index"]):
+                part["speedup"] = out[0]["safe"]["p50_ms"] / part["safe"]["p50_ms"]
             out.append(row)
     return out
 
 
+def _compile_filter_index(index: Index, row: tuple[np.ndarray, np.ndarray]) -> None:
+    """Compile the gathering kernels and the searches of a filter index (numba caches them on disk,
+    but the first run on a machine compiles), so that build times measure the build."""
+    spec = {"range": {"bucket": {"gte": 500, "lt": 501}}}
+    for _ in range(2):
+        index.search(*row, 10, mode="safe", filter=spec)
+    index.filter_cache.clear()
+
+
+def _filtered_search(index: Index, spec: Any) -> Any:
+    return lambda t, w: index.search(t, w, 10, mode="safe", filter=spec)
+
+
+def _first_uses(index: Index, row: tuple[np.ndarray, np.ndarray], spec: Any) -> dict[str, float]:
+    """A new filter's first search (its mask evaluated) and second (its own index built, when the
+    cost model asks for one for this query), in ms."""
+    out: dict[str, float] = {}
+    for name in ("first_use_ms", "second_use_ms"):
+        start = time.perf_counter()
+        index.search(*row, 10, mode="safe", filter=spec)
+        out[name] = (time.perf_counter() - start) * 1000
+    return out
+
+
+def _filter_index(index: Index, spec: Any) -> dict[str, Any]:
+    """The filter's own index, if it has one: its build time (ms), bytes and postings."""
+    sub = index.filter_cache.entries[FilterCache.key_of(spec)].sub
+    if sub is None:
+        return {}
+    info = {"build_ms": sub.build_s * 1000, "mb": sub.nbytes / 1e6, "docs": sub.index.n_docs}
+    return {"filter_index": {**info, "postings": int(sub.index.term_ptr[-1])}}
+
+
 def _paths(index: Index, rows: list[tuple[np.ndarray, np.ndarray]], spec: Any) -> dict[str, int]:
     """How many of the queries each path served (the cost model's choice)."""
-    f = index._filtered(spec)
     counts: dict[str, int] = {}
     for terms, weights in rows:
         t, _ = index._check_query(terms, weights)
-        path = f.path(index.term_ptr, t, index.rescore)
+        path = index._route(spec, t)[1]
         counts[path] = counts.get(path, 0) + 1
     return counts
 
@@ -263,17 +308,37 @@ def tables(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"forward index: {forward}",
-            "| filter | allowed | recall | paths | safe p50 | vs none |",
+            "| filter | allowed | recall | paths | safe p50 | vs none | without filter index: paths | "
+            "p50 | vs none | index build ms | MB |",
         ]
-        lines.append("|---|---:|---:|---|---:|---:|")
+        lines.append("|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
         for row in rows:
-            name = row["filter"] + (f" {row['selectivity']:.1%}" if "selectivity" in row else "")
-            paths = ", ".join(f"{k} {v}" for k, v in row.get("paths", {}).items())
-            lines.append(
-                f"| {name} | {row.get('allowed', '-')} | {row.get('recall', '-')} | {paths} | "
-                f"{row['safe']['p50_ms']:.3f} | {row.get('speedup', 1.0):.2f}x |"
-            )
+            lines.append(_filter_line(row))
     return "\n".join(lines)
+
+
+def _filter_line(row: dict[str, Any]) -> str:
+    name = row["filter"] + (f" {row['selectivity']:.1%}" if "selectivity" in row else "")
+    without = row.get("without_index", {})
+    built = row.get("filter_index", {})
+    cells = [
+        name,
+        row.get("allowed", "-"),
+        row.get("recall", "-"),
+        _path_counts(row.get("paths", {})),
+        f"{row['safe']['p50_ms']:.3f}",
+        f"{row.get('speedup', 1.0):.2f}x",
+        _path_counts(without.get("paths", {})),
+        f"{without['safe']['p50_ms']:.3f}" if without else "-",
+        f"{without['speedup']:.2f}x" if without else "-",
+        f"{built['build_ms']:.1f}" if built else "-",
+        f"{built['mb']:.1f}" if built else "-",
+    ]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _path_counts(paths: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in paths.items()) or "-"
 
 
 def main() -> None:

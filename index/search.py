@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from lsr.index.io import (
     read_meta,
 )
 from lsr.index.kernels.allowed import SCAN_RATIO as ALLOWED_SCAN_RATIO
-from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one
+from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one, _posting_sums
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
@@ -253,14 +253,13 @@ class Index:
             return self.live
         return live_filtered(self.live, self.n_docs, self.fields, filter)
 
-    def _filtered(self, filter: Any) -> Filtered:
+    def _filtered(self, filter: Any, uses: int = 1) -> Filtered:
         """The kernels' live array with ``filter`` applied, and its allowed ids when few enough to score
-        directly; a filter's are cached (``filter_cache``)."""
+        directly; a filter's are cached (``filter_cache``), ``uses``: the queries it serves now."""
         if filter is None:
             return Filtered(self.live)
-        return self.filter_cache.get(
-            filter, lambda: self.filtered_live(filter), self.forward, self._filter_block_size
-        )
+        compute = partial(self.filtered_live, filter)
+        return self.filter_cache.get(filter, compute, self.forward, self._filter_block_size, uses)
 
     @property
     def _filter_block_size(self) -> int:
@@ -271,11 +270,13 @@ class Index:
         batch: all its rows' terms) by :meth:`Filtered.costs`. When that is still dear (above the
         cache's ``min_cost`` per query), the filter's own index is asked for
         (:meth:`FilterCache.indexed`: built from the filter's second use)."""
-        f = self._filtered(filter)
+        f = self._filtered(filter, n_queries)
+        if f.allowed is None:  # no filter, or a broad one
+            return f, "blocks"
         costs = f.costs(self.term_ptr, terms, self.rescore, n_queries)
         path = min(costs, key=costs.__getitem__)
         dear = costs[path] > self.filter_cache.min_cost * n_queries
-        if f.sub is None and f.allowed is not None and len(f.allowed) and dear:
+        if f.sub is None and len(f.allowed) and dear:
             f = self.filter_cache.indexed(f, self._build_subindex)
             if f.sub is not None:
                 path = f.path(self.term_ptr, terms, self.rescore, n_queries)
@@ -720,18 +721,18 @@ class Filtered:
         allowed doc), "postings" (the allowed-docs kernel), with ``forward`` (a rescoring index)
         "forward" (the allowed docs' exact scores from the forward index), and "subindex" (search of
         the filter's own index, as block-max search of an index that small)."""
-        df = np.asarray(term_ptr[terms + 1] - term_ptr[terms])
+        n_allowed = len(self.allowed) if self.allowed is not None else 0
+        total, scanned = _posting_sums(term_ptr, terms, ALLOWED_SCAN_RATIO * n_allowed)
         scale = 2.0 if forward else 1.0  # rescoring the candidates
-        costs = {"blocks": scale * BLOCK_COST * self.block_factor * float(df.sum())}
+        costs = {"blocks": scale * BLOCK_COST * self.block_factor * total}
         if self.allowed is None:
             return costs
-        scanned = np.minimum(df, ALLOWED_SCAN_RATIO * len(self.allowed))
-        costs["postings"] = scale * POSTINGS_COST * float(scanned.sum())
+        costs["postings"] = scale * POSTINGS_COST * scanned
         if forward and self.forward_cost is not None:
             costs["forward"] = self.forward_cost * n_queries
         if self.sub is not None:
-            sub_ptr = self.sub.index.term_ptr
-            costs["subindex"] = scale * BLOCK_COST * float((sub_ptr[terms + 1] - sub_ptr[terms]).sum())
+            sub_total, _ = _posting_sums(self.sub.index.term_ptr, terms, 0)
+            costs["subindex"] = scale * BLOCK_COST * sub_total
         return costs
 
     def path(
@@ -777,20 +778,22 @@ class FilterCache:
         compute: Callable[[], NDArray[np.uint8]],
         forward: Forward | None = None,
         block_size: int = 16,
+        uses: int = 1,
     ) -> Filtered:
         """``filter`` evaluated (``compute()`` gives its mask; its errors propagate, nothing is cached
-        then); ``forward``: the index's forward arrays, to price scoring the allowed docs by them."""
+        then); ``forward``: the index's forward arrays, to price scoring the allowed docs by them;
+        ``uses``: the queries it serves now (a batch counts each)."""
         key = self.key_of(filter)
         with self.lock:
             hit = self.entries.get(key)
             if hit is not None:
                 self.entries.move_to_end(key)
-                self.uses[key] += 1
+                self.uses[key] += uses
                 return hit
         entry = replace(filtered_of(compute(), forward, block_size), key=key)
         with self.lock:
             self.entries[key] = entry
-            self.uses[key] = self.uses.get(key, 0) + 1
+            self.uses[key] = self.uses.get(key, 0) + uses
             while len(self.entries) > self.size:
                 old, _ = self.entries.popitem(last=False)
                 self.uses.pop(old, None)
@@ -854,6 +857,15 @@ class FilterCache:
         """Bytes held by the cached filters' own indexes."""
         with self.lock:
             return sum(e.sub.nbytes for e in self.entries.values() if e.sub is not None)
+
+
+def set_filter_index_bytes(index: Index, max_bytes: int) -> None:
+    """The byte budget of the filter indexes (FilterCache.max_bytes) of ``index``, or of each of its
+    parts (a sharded index's shards)."""
+    for part in (index, *getattr(index, "segments", ())):
+        cache = getattr(part, "filter_cache", None)
+        if cache is not None:
+            cache.max_bytes = max_bytes
 
 
 def filtered_of(live: NDArray[np.uint8], forward: Forward | None, block_size: int = 16) -> Filtered:

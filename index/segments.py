@@ -14,7 +14,7 @@ are dropped for that segment. Opening a generation takes a reader lease (lsr.ind
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -406,13 +406,13 @@ class SegmentedIndex(Index):
         ptr = np.searchsorted(f.allowed, self.bases).astype(np.int64)
         return self._postings, self._multi[2][:, 0].copy(), self.bases, f.allowed, ptr, f.bits, f.rank
 
-    def _filtered(self, filter: Any) -> Filtered:
+    def _filtered(self, filter: Any, uses: int = 1) -> Filtered:
         """uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no filter,
         no deletion); and the allowed ids when few enough to score directly; cached per filter."""
         if filter is None:
             return Filtered(self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8))
-        size = self._filter_block_size
-        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), None, size)
+        compute = partial(self.filtered_live, filter)
+        return self.filter_cache.get(filter, compute, None, self._filter_block_size, uses)
 
     def _subindex_parts(self) -> tuple[Parts, NDArray[np.int64]] | None:
         """The segments' postings, when they can be searched in one kernel call (one scale and array

@@ -26,7 +26,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lsr.index.blockmax import BlockMax, blockmax_arrays
-from lsr.index.kernels.subindex import _copy_allowed, _count_allowed, _gather_rows
+from lsr.index.kernels.subindex import (
+    _copy_allowed,
+    _count_allowed,
+    _find_impacts,
+    _gather_rows,
+    _transpose_rows,
+)
 from lsr.index.sparse import DOC_DTYPE
 
 if TYPE_CHECKING:
@@ -62,19 +68,14 @@ def build_subindex(
     (when it has a forward index); None when it would take more than ``max_bytes``."""
     from lsr.index.search import Index
 
-    assert f.allowed is not None and f.rank is not None
+    assert f.allowed is not None
     start = time.perf_counter()
-    counts = np.zeros(like.n_terms, np.int64)
-    for (term_ptr, doc_ids, _), base in zip(parts, bases, strict=True):
-        _count_allowed(term_ptr, doc_ids, np.int64(base), f.bits, counts)
-    n_postings = int(counts.sum())
-    impact_dtype = parts[0][2].dtype
-    per_posting = np.dtype(DOC_DTYPE).itemsize + impact_dtype.itemsize
-    if n_postings * per_posting + _forward_nbytes(like.forward, f.allowed) > max_bytes:
+    arrays = _gathered(parts, bases, f, like, max_bytes)
+    if arrays is None:
         return None
-    arrays = _gathered_postings(parts, bases, counts, f, impact_dtype)
     if like.forward is not None:
         arrays.update(_gathered_forward(like.forward, f.allowed))
+    n_postings = len(arrays["doc_ids"])
     meta = {
         "n_docs": len(f.allowed),
         "n_terms": like.n_terms,
@@ -105,10 +106,57 @@ def build_subindex(
     return FilterIndex(sub, nbytes, seconds)
 
 
+def _gathered(
+    parts: Parts, bases: NDArray[np.int64], f: Filtered, like: Index, max_bytes: int
+) -> dict[str, np.ndarray] | None:
+    """term_ptr, doc_ids (ranks among the allowed ids) and impacts of the allowed docs' postings:
+    found through the forward index when ``like`` has one (a plain index), else scanned for; None
+    when they and the forward rows would take more than ``max_bytes``."""
+    assert f.allowed is not None
+    impact_dtype = parts[0][2].dtype
+    per_posting = np.dtype(DOC_DTYPE).itemsize + impact_dtype.itemsize
+    rows_bytes = _forward_nbytes(like.forward, f.allowed)
+    fw = like.forward
+    if fw is not None and len(parts) == 1 and len(fw.terms) == len(parts[0][1]):
+        n_postings = int((fw.indptr[f.allowed + 1] - fw.indptr[f.allowed]).sum())
+        if n_postings * per_posting + rows_bytes > max_bytes:
+            return None
+        found = _found_postings(fw, parts[0], f.allowed, like.n_terms, n_postings)
+        if found is not None:
+            return found
+    counts = np.zeros(like.n_terms, np.int64)
+    for (term_ptr, doc_ids, _), base in zip(parts, bases, strict=True):
+        _count_allowed(term_ptr, doc_ids, np.int64(base), f.bits, counts)
+    if int(counts.sum()) * per_posting + rows_bytes > max_bytes:
+        return None
+    return _gathered_postings(parts, bases, counts, f, impact_dtype)
+
+
+def _found_postings(
+    fw: Forward,
+    postings: tuple[np.ndarray, np.ndarray, np.ndarray],
+    allowed: NDArray[np.int32],
+    n_terms: int,
+    n_postings: int,
+) -> dict[str, np.ndarray] | None:
+    """The allowed docs' postings from their forward rows, each impact found in the posting lists
+    (lsr.index.kernels.subindex); None (and a warning) if a forward entry has no posting."""
+    term_ptr = np.zeros(n_terms + 1, np.int64)
+    doc_ids = np.empty(n_postings, DOC_DTYPE)
+    _transpose_rows(fw.indptr, fw.terms, allowed, term_ptr, doc_ids)
+    impacts = np.empty(n_postings, postings[2].dtype)
+    missing = _find_impacts(*postings, term_ptr, doc_ids, allowed, impacts)
+    if missing:
+        logger.warning("%d forward entries have no posting: the filter index scans the postings", missing)
+        return None
+    return {"term_ptr": term_ptr, "doc_ids": doc_ids, "impacts": impacts}
+
+
 def _gathered_postings(
     parts: Parts, bases: NDArray[np.int64], counts: NDArray[np.int64], f: Filtered, impact_dtype: np.dtype
 ) -> dict[str, np.ndarray]:
-    """term_ptr, doc_ids (ranks among the allowed ids) and impacts of the allowed docs' postings."""
+    """The allowed docs' postings scanned for in ``parts``, ``counts`` per term."""
+    assert f.rank is not None
     term_ptr = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=term_ptr[1:])
     cursor = term_ptr[:-1].copy()

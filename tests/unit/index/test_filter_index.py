@@ -320,3 +320,54 @@ def test_byte_budget_second_use_and_eviction(tmp_path):
     cache.clear()
     for _ in range(3):
         assert use(specs[0]).sub is None
+
+
+def test_forward_and_scan_gather_the_same_postings(tmp_path, caplog):
+    """A rescoring index gathers the allowed docs' postings through their forward rows (impacts found
+    in the posting lists); it equals scanning every posting list, for sparse and dense masks. If a
+    forward entry has no posting (a damaged index), the scan is used, with a warning."""
+    from lsr.index.subindex import _gathered
+
+    rng = np.random.default_rng(17)
+    index, _ = _plain(tmp_path, rng, 600, "float32", integer=False)
+    parts, bases = index._subindex_parts()
+    for fraction in (0.002, 0.03, 0.3, 1.0):
+        f = with_allowed((rng.random(index.n_docs) < fraction).astype(np.uint8), index.forward)
+        via_forward = _gathered(parts, bases, f, index, 1 << 30)
+        scanned = _gathered(parts, bases, f, replace_forward(index, None), 1 << 30)
+        assert via_forward is not None and scanned is not None
+        for name in ("term_ptr", "doc_ids", "impacts"):
+            np.testing.assert_array_equal(via_forward[name], scanned[name], err_msg=f"{fraction} {name}")
+    damaged = Index.load(index.path, mmap=False)
+    assert damaged.forward is not None
+    d = int(f.allowed[0])
+    lo, hi = damaged.forward.indptr[d], damaged.forward.indptr[d + 1]
+    present = set(damaged.forward.terms[lo:hi].tolist())
+    damaged.forward.terms[lo] = next(t for t in range(N_TERMS) if t not in present)
+    with caplog.at_level("WARNING"):
+        fallback = _gathered(parts, bases, f, damaged, 1 << 30)
+    assert fallback is not None and "no posting" in caplog.text
+    np.testing.assert_array_equal(fallback["doc_ids"], scanned["doc_ids"])
+
+
+def replace_forward(index: Index, forward) -> Index:
+    """A shallow copy of ``index`` with another forward index (None: none)."""
+    import copy
+
+    other = copy.copy(index)
+    other.forward = forward
+    return other
+
+
+def test_a_batch_counts_each_query_as_a_use(tmp_path):
+    """A new filter's first batch of several queries is several uses: its index is built for it."""
+    rng = np.random.default_rng(19)
+    index, dense = _plain(tmp_path, rng, 800, "none")
+    index.filter_cache.min_cost = 0.0
+    spec = _specs(index.n_docs)["random"]
+    rows = _queries(rng, 3)
+    batch = index.search_batch(SparseBatch.from_rows(rows), 10, mode="safe", filter=spec)
+    assert _cached(index.filter_cache, spec).sub is not None
+    mask = index.filtered_live(spec).astype(bool)
+    for (terms, weights), got in zip(rows, batch, strict=True):
+        _assert_equal(got, *reference_topk(dense, terms, weights, 10, live=mask), "batch")
