@@ -1,6 +1,8 @@
 """Live index benchmark: ingest rate of pre-encoded adds, search latency over 1, 10 and 50 segments
 against one merged segment, with 10% of the documents deleted before and after a merge, and with
-metadata filters allowing 50/10/1/0.1% of the documents (recall against filtered exhaustive search).
+metadata filters allowing 50/10/1/0.1% of the documents, with and without filter indexes (a
+selective filter's own index; the build time and bytes too), recall against filtered exhaustive
+search.
 
     python -m benchmarks.live_bench --docs 50000 --out benchmarks/results/live.json
     python -m benchmarks.live_bench --only filters     # or --only segments, --only ingest
