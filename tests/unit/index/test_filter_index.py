@@ -8,6 +8,7 @@ commits of adds, deletes and merges)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,9 +168,11 @@ def test_any_mask_every_doc_included(tmp_path, forward):
                 _assert_equal(got, *reference_topk(dense, terms, weights, 10, live=mask), name)
 
 
-def _live(tmp_path, rng: np.random.Generator) -> tuple[SegmentedIndex, np.ndarray, list]:
+def _live(
+    tmp_path, rng: np.random.Generator, impact_dtype: str = "uint8"
+) -> tuple[SegmentedIndex, np.ndarray, Path]:
     """A live index of 4 segments (later ones with more terms) with metadata, a third of the docs
-    deleted; returns it, its dense reference by global id (kernel units x scale) and the writer args."""
+    deleted; returns it, its dense reference by global id (kernel units x scale) and its path."""
     path = tmp_path / "live"
     n0 = 120
     first = random_corpus(rng, n_docs=n0, n_terms=N_TERMS - 4, max_nnz=8, integer=True)
@@ -179,7 +182,7 @@ def _live(tmp_path, rng: np.random.Generator) -> tuple[SegmentedIndex, np.ndarra
     for i, meta in enumerate(_meta(0, n0, rng)):
         writer.add(f"d{i}", "", "", meta)
     writer.close()
-    options = BuildOptions(impact_dtype="uint8", block_size=4, fields=SCHEMA, reorder="none")
+    options = BuildOptions(impact_dtype=impact_dtype, block_size=4, fields=SCHEMA, reorder="none")
     ids = [f"d{i}" for i in range(n0)]
     files = DocStoreWriter.files(store)
     build_index(lambda: [first], N_TERMS - 4, ids, VOCAB[:-4], path, options, extra_files=files)
@@ -204,11 +207,12 @@ def _live(tmp_path, rng: np.random.Generator) -> tuple[SegmentedIndex, np.ndarra
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_live_index_segments_and_deletions(tmp_path, seed):
+@pytest.mark.parametrize("impact_dtype", ["uint8", "float32"])
+def test_live_index_segments_and_deletions(tmp_path, seed, impact_dtype):
     """A live index: the filter index gathers every segment's allowed live docs (global ids), deleted
     docs never come back, and results equal the reference in exact and safe mode."""
     rng = np.random.default_rng(40 + seed)
-    index, dense, _ = _live(tmp_path, rng)
+    index, dense, _ = _live(tmp_path, rng, impact_dtype)
     _eager(index.filter_cache)
     live = index.live_mask
     rows = [(t[t < index.n_terms], w[t < index.n_terms]) for t, w in _queries(rng, 12)]
