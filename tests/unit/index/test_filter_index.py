@@ -375,3 +375,33 @@ def test_a_batch_counts_each_query_as_a_use(tmp_path):
     mask = index.filtered_live(spec).astype(bool)
     for (terms, weights), got in zip(rows, batch, strict=True):
         _assert_equal(got, *reference_topk(dense, terms, weights, 10, live=mask), "batch")
+
+
+def test_concurrent_searches_build_one_filter_index(tmp_path):
+    """Threads searching with the same new filter at once: one builds its index, the others are served
+    meanwhile by the other paths; every answer is the reference's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(23)
+    index, dense = _plain(tmp_path, rng, 900, "float32")
+    _eager(index.filter_cache)
+    builds = []
+    build = index._build_subindex
+
+    def counted(f, max_bytes):
+        builds.append(f.key)
+        return build(f, max_bytes)
+
+    index._build_subindex = counted  # type: ignore[method-assign]
+    spec = _specs(index.n_docs)["random"]
+    mask = index.filtered_live(spec).astype(bool)
+    rows = _queries(rng, 40)
+
+    def one(row):
+        terms, weights = row
+        got = index.search(terms, weights, 10, mode="safe", filter=spec)
+        _assert_equal(got, *reference_topk(dense, terms, weights, 10, live=mask), "threads")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, rows * 3))
+    assert len(builds) == 1 and _cached(index.filter_cache, spec).sub is not None
