@@ -34,7 +34,7 @@ from benchmarks.synthetic import SyntheticConfig, generate
 from lsr.index import BuildOptions, Index, SearchParams, SparseBatch, build_index
 from lsr.index.docstore import DocStoreWriter
 from lsr.index.rescore import rescored_search
-from lsr.index.search import FILTER_INDEX_BYTES, FilterCache
+from lsr.index.search import FILTER_INDEX_AFTER, FILTER_INDEX_BYTES, FILTER_INDEX_MIN_COST, FilterCache
 from lsr.index.segments import open_index
 from lsr.index.writer import IndexWriter, MergePolicy
 
@@ -157,9 +157,11 @@ def _compile_filter_index(index: Index, row: tuple[np.ndarray, np.ndarray]) -> N
     """Compile the gathering kernels and the searches of a filter index (numba caches them on disk,
     but the first run on a machine compiles), so that build times measure the build."""
     spec = {"range": {"bucket": {"gte": 500, "lt": 501}}}
-    for _ in range(2):
-        index.search(*row, 10, mode="safe", filter=spec)
-    index.filter_cache.clear()
+    cache = index.filter_cache
+    cache.build_after, cache.min_cost = 1, 0.0  # built whatever the size
+    index.search(*row, 10, mode="safe", filter=spec)
+    cache.build_after, cache.min_cost = FILTER_INDEX_AFTER, FILTER_INDEX_MIN_COST
+    cache.clear()
 
 
 def _filtered_search(index: Index, spec: Any) -> Any:
@@ -263,7 +265,13 @@ def ingest(corpus: str, encoder: str, n_base: int, n_add: int, batch: int, root:
     }
 
 
-def run(n_docs: int, n_queries: int, segments: list[int], only: str | None = None) -> dict[str, Any]:
+def run(
+    n_docs: int,
+    n_queries: int,
+    segments: list[int],
+    only: str | None = None,
+    forwards: tuple[str, ...] = FILTER_INDEXES,
+) -> dict[str, Any]:
     coll = generate(SyntheticConfig(n_docs=n_docs, n_queries=n_queries, chunk_docs=min(50_000, n_docs)))
     docs, vocab, ids = coll.docs, coll.vocab, coll.doc_ids
     root = Path(tempfile.mkdtemp(prefix="live-bench-"))
@@ -280,7 +288,7 @@ def run(n_docs: int, n_queries: int, segments: list[int], only: str | None = Non
         if only in (None, "filters"):
             out["filters"] = {
                 forward: filters(build_filtered(root, docs, ids, vocab, forward), coll.queries)
-                for forward in FILTER_INDEXES
+                for forward in forwards
             }
         if only in (None, "ingest"):
             out["ingest"] = [ingest(INGEST_CORPUS, enc, 1000, 501, 100, root) for enc in INGEST_ENCODERS]
@@ -358,11 +366,18 @@ def main() -> None:
     parser.add_argument("--segments", default="1,10,50")
     parser.add_argument("--only", choices=["segments", "filters", "ingest"], help="run one part")
     parser.add_argument("--out", help="JSON results file")
+    parser.add_argument(
+        "--forward",
+        default=",".join(FILTER_INDEXES),
+        help="filters: the indexes to build, comma-separated (none: without the forward index; "
+        "float32: with it); one per run halves a run's time",
+    )
     args = parser.parse_args()
     import numba
 
     numba.set_num_threads(1)
-    result = run(args.docs, args.queries, [int(s) for s in args.segments.split(",")], args.only)
+    segments = [int(s) for s in args.segments.split(",")]
+    result = run(args.docs, args.queries, segments, args.only, tuple(args.forward.split(",")))
     text = json.dumps(result, indent=2)
     print(text)
     print(tables(result))
