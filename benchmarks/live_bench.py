@@ -1,6 +1,8 @@
 """Live index benchmark: ingest rate of pre-encoded adds, search latency over 1, 10 and 50 segments
 against one merged segment, with 10% of the documents deleted before and after a merge, and with
-metadata filters allowing 50/10/1/0.1% of the documents (recall against filtered exhaustive search).
+metadata filters allowing 50/10/1/0.1% of the documents, with and without filter indexes (a
+selective filter's own index; the build time and bytes too), recall against filtered exhaustive
+search.
 
     python -m benchmarks.live_bench --docs 50000 --out benchmarks/results/live.json
     python -m benchmarks.live_bench --only filters     # or --only segments, --only ingest
@@ -32,6 +34,7 @@ from benchmarks.synthetic import SyntheticConfig, generate
 from lsr.index import BuildOptions, Index, SearchParams, SparseBatch, build_index
 from lsr.index.docstore import DocStoreWriter
 from lsr.index.rescore import rescored_search
+from lsr.index.search import FILTER_INDEX_AFTER, FILTER_INDEX_BYTES, FILTER_INDEX_MIN_COST, FilterCache
 from lsr.index.segments import open_index
 from lsr.index.writer import IndexWriter, MergePolicy
 
@@ -102,17 +105,21 @@ def build_filtered(root: Path, docs: SparseBatch, ids: list[str], vocab: list[st
 
 def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
     """Safe search with filters allowing 50/10/1/0.1% of the docs (random: ``bucket < N``; clustered:
-    a ``day`` range in the middle of the collection): latency, the path the cost model took for the
-    queries (lsr.index.search.Filtered.path: blocks, postings or forward), and recall against filtered
-    exhaustive search (the exact kernel over the allowed docs' mask, rescored exactly on a rescoring
-    index; not the path under test)."""
+    a ``day`` range in the middle of the collection), each filter twice in the same run: without
+    filter indexes (the filter cache's byte budget 0: blocks, postings or forward) and with them
+    (the default: a selective filter's own index, lsr.index.subindex, built on its second use).
+    Per filter: latency of a repeated filter, the path the cost model took for the queries
+    (lsr.index.search.Filtered.costs), the first use (the mask evaluated) and the second (the filter
+    index built), the build's time and bytes, and recall against filtered exhaustive search (the
+    exact kernel over the allowed docs' mask, rescored exactly on a rescoring index; not the path
+    under test)."""
     index = Index.load(path)
     fields = index.fields
     assert fields is not None
     rows = [queries.row(i) for i in range(len(queries))]
-    out: list[dict[str, Any]] = [
-        {"filter": "none", "safe": _timed(lambda t, w: index.search(t, w, 10, mode="safe"), rows)}
-    ]
+    unfiltered = _filtered_search(index, None)
+    out: list[dict[str, Any]] = [{"filter": "none", "safe": _timed(unfiltered, rows)}]
+    _compile_filter_index(index, rows[0])
     for kind, field in (("random", "bucket"), ("clustered", "day")):
         for frac in SELECTIVITIES:
             width = int(frac * N_BUCKETS)
@@ -120,23 +127,73 @@ def filters(path: Path, queries: SparseBatch) -> list[dict[str, Any]]:
             spec = {"range": {field: {"gte": lo, "lt": lo + width}}}
             mask = np.ascontiguousarray(fields.mask(spec), dtype=np.uint8)
             row: dict[str, Any] = {"filter": kind, "selectivity": frac, "allowed": int(mask.sum())}
+            search = _filtered_search(index, spec)
+            index.filter_cache.max_bytes = 0
+            index.filter_cache.clear()
+            row["without_index"] = {"paths": _paths(index, rows, spec), "safe": _timed(search, rows)}
+            index.filter_cache.max_bytes = FILTER_INDEX_BYTES
+            index.filter_cache.clear()
+            row.update(_first_uses(index, rows[0], spec))
             row["recall"] = _filtered_recall(index, rows, spec, mask)
             row["paths"] = _paths(index, rows, spec)
-            row["safe"] = _timed(
-                lambda t, w, spec=spec: index.search(t, w, 10, mode="safe", filter=spec), rows
-            )
-            row["speedup"] = out[0]["safe"]["p50_ms"] / row["safe"]["p50_ms"]
+            row["safe"] = _timed(search, rows)
+            row.update(_filter_index(index, spec))
             out.append(row)
+    _baseline(out, _timed(unfiltered, rows))
     return out
+
+
+def _baseline(out: list[dict[str, Any]], again: dict[str, float]) -> None:
+    """The unfiltered search timed again after the filters (a disturbance of the first run would
+    skew every ratio): the faster p50 of the two is the baseline of the "vs none" ratios."""
+    out[0]["safe_runs"] = [out[0]["safe"], again]
+    out[0]["safe"] = min(out[0]["safe_runs"], key=lambda r: r["p50_ms"])
+    for row in out[1:]:
+        for part in (row, row["without_index"]):
+            part["speedup"] = out[0]["safe"]["p50_ms"] / part["safe"]["p50_ms"]
+
+
+def _compile_filter_index(index: Index, row: tuple[np.ndarray, np.ndarray]) -> None:
+    """Compile the gathering kernels and the searches of a filter index (numba caches them on disk,
+    but the first run on a machine compiles), so that build times measure the build."""
+    spec = {"range": {"bucket": {"gte": 500, "lt": 501}}}
+    cache = index.filter_cache
+    cache.build_after, cache.min_cost = 1, 0.0  # built whatever the size
+    index.search(*row, 10, mode="safe", filter=spec)
+    cache.build_after, cache.min_cost = FILTER_INDEX_AFTER, FILTER_INDEX_MIN_COST
+    cache.clear()
+
+
+def _filtered_search(index: Index, spec: Any) -> Any:
+    return lambda t, w: index.search(t, w, 10, mode="safe", filter=spec)
+
+
+def _first_uses(index: Index, row: tuple[np.ndarray, np.ndarray], spec: Any) -> dict[str, float]:
+    """A new filter's first search (its mask evaluated) and second (its own index built, when the
+    cost model asks for one for this query), in ms."""
+    out: dict[str, float] = {}
+    for name in ("first_use_ms", "second_use_ms"):
+        start = time.perf_counter()
+        index.search(*row, 10, mode="safe", filter=spec)
+        out[name] = (time.perf_counter() - start) * 1000
+    return out
+
+
+def _filter_index(index: Index, spec: Any) -> dict[str, Any]:
+    """The filter's own index, if it has one: its build time (ms), bytes and postings."""
+    sub = index.filter_cache.entries[FilterCache.key_of(spec)].sub
+    if sub is None:
+        return {}
+    info = {"build_ms": sub.build_s * 1000, "mb": sub.nbytes / 1e6, "docs": sub.index.n_docs}
+    return {"filter_index": {**info, "postings": int(sub.index.term_ptr[-1])}}
 
 
 def _paths(index: Index, rows: list[tuple[np.ndarray, np.ndarray]], spec: Any) -> dict[str, int]:
     """How many of the queries each path served (the cost model's choice)."""
-    f = index._filtered(spec)
     counts: dict[str, int] = {}
     for terms, weights in rows:
         t, _ = index._check_query(terms, weights)
-        path = f.path(index.term_ptr, t, index.rescore)
+        path = index._route(spec, t)[1]
         counts[path] = counts.get(path, 0) + 1
     return counts
 
@@ -208,7 +265,13 @@ def ingest(corpus: str, encoder: str, n_base: int, n_add: int, batch: int, root:
     }
 
 
-def run(n_docs: int, n_queries: int, segments: list[int], only: str | None = None) -> dict[str, Any]:
+def run(
+    n_docs: int,
+    n_queries: int,
+    segments: list[int],
+    only: str | None = None,
+    forwards: tuple[str, ...] = FILTER_INDEXES,
+) -> dict[str, Any]:
     coll = generate(SyntheticConfig(n_docs=n_docs, n_queries=n_queries, chunk_docs=min(50_000, n_docs)))
     docs, vocab, ids = coll.docs, coll.vocab, coll.doc_ids
     root = Path(tempfile.mkdtemp(prefix="live-bench-"))
@@ -225,7 +288,7 @@ def run(n_docs: int, n_queries: int, segments: list[int], only: str | None = Non
         if only in (None, "filters"):
             out["filters"] = {
                 forward: filters(build_filtered(root, docs, ids, vocab, forward), coll.queries)
-                for forward in FILTER_INDEXES
+                for forward in forwards
             }
         if only in (None, "ingest"):
             out["ingest"] = [ingest(INGEST_CORPUS, enc, 1000, 501, 100, root) for enc in INGEST_ENCODERS]
@@ -263,17 +326,37 @@ def tables(result: dict[str, Any]) -> str:
         lines += [
             "",
             f"forward index: {forward}",
-            "| filter | allowed | recall | paths | safe p50 | vs none |",
+            "| filter | allowed | recall | paths | safe p50 | vs none | without filter index: paths | "
+            "p50 | vs none | index build ms | MB |",
         ]
-        lines.append("|---|---:|---:|---|---:|---:|")
+        lines.append("|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|")
         for row in rows:
-            name = row["filter"] + (f" {row['selectivity']:.1%}" if "selectivity" in row else "")
-            paths = ", ".join(f"{k} {v}" for k, v in row.get("paths", {}).items())
-            lines.append(
-                f"| {name} | {row.get('allowed', '-')} | {row.get('recall', '-')} | {paths} | "
-                f"{row['safe']['p50_ms']:.3f} | {row.get('speedup', 1.0):.2f}x |"
-            )
+            lines.append(_filter_line(row))
     return "\n".join(lines)
+
+
+def _filter_line(row: dict[str, Any]) -> str:
+    name = row["filter"] + (f" {row['selectivity']:.1%}" if "selectivity" in row else "")
+    without = row.get("without_index", {})
+    built = row.get("filter_index", {})
+    cells = [
+        name,
+        row.get("allowed", "-"),
+        row.get("recall", "-"),
+        _path_counts(row.get("paths", {})),
+        f"{row['safe']['p50_ms']:.3f}",
+        f"{row.get('speedup', 1.0):.2f}x",
+        _path_counts(without.get("paths", {})),
+        f"{without['safe']['p50_ms']:.3f}" if without else "-",
+        f"{without['speedup']:.2f}x" if without else "-",
+        f"{built['build_ms']:.1f}" if built else "-",
+        f"{built['mb']:.1f}" if built else "-",
+    ]
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _path_counts(paths: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in paths.items()) or "-"
 
 
 def main() -> None:
@@ -283,11 +366,18 @@ def main() -> None:
     parser.add_argument("--segments", default="1,10,50")
     parser.add_argument("--only", choices=["segments", "filters", "ingest"], help="run one part")
     parser.add_argument("--out", help="JSON results file")
+    parser.add_argument(
+        "--forward",
+        default=",".join(FILTER_INDEXES),
+        help="filters: the indexes to build, comma-separated (none: without the forward index; "
+        "float32: with it); one per run halves a run's time",
+    )
     args = parser.parse_args()
     import numba
 
     numba.set_num_threads(1)
-    result = run(args.docs, args.queries, [int(s) for s in args.segments.split(",")], args.only)
+    segments = [int(s) for s in args.segments.split(",")]
+    result = run(args.docs, args.queries, segments, args.only, tuple(args.forward.split(",")))
     text = json.dumps(result, indent=2)
     print(text)
     print(tables(result))

@@ -68,8 +68,26 @@ def build_blockmax(
     if not 0 < dense_fraction <= 1:
         raise ValueError(f"dense_fraction must lie in (0, 1], got {dense_fraction!r}")
     index = Index.load(index_dir, blockmax=False)  # the old block-max data may be stale or unreadable
-    n_blocks = max(1, -(-index.n_docs // block_size))
     postings = tuple(np.asarray(a) for a in (index.term_ptr, index.doc_ids, index.impacts))
+    arrays, info = blockmax_arrays(postings, index.n_docs, block_size, dense_fraction)
+    info = {"index_uid": index.meta.get("uid"), **info}
+    meta = _write_blockmax(Path(index_dir) / BLOCKMAX_DIR, arrays, info)
+    logger.info(
+        "block-max: %d blocks of %d docs, %d dense terms, %d sparse runs",
+        info["n_blocks"],
+        block_size,
+        info["n_dense_terms"],
+        info["n_sparse_runs"],
+    )
+    return meta
+
+
+def blockmax_arrays(
+    postings: tuple[np.ndarray, ...], n_docs: int, block_size: int, dense_fraction: float = 0.25
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The block-max arrays (``ARRAYS``) of CSC postings (term_ptr, doc_ids, impacts) over ``n_docs``
+    docs, and their meta fields (without ``index_uid``)."""
+    n_blocks = max(1, -(-n_docs // block_size))
     term_ptr, doc_ids, impacts = postings
     runs = _count_runs(term_ptr, doc_ids, block_size)
     is_dense = (runs > 0) & (runs >= dense_fraction * n_blocks)
@@ -79,28 +97,18 @@ def build_blockmax(
         (dense.pop("dense_max"), sparse.pop("tb_max")), impacts.dtype
     )
     arrays = {**dense, **sparse, "dense_max": maxima[0], "tb_max": maxima[1]}
-    n_dense, n_sparse = len(arrays["dense_max"]), int(arrays["tb_ptr"][-1])
     info = {
-        "index_uid": index.meta.get("uid"),
-        "n_docs": index.n_docs,
+        "n_docs": n_docs,
         "n_postings": int(len(doc_ids)),
         "block_size": block_size,
         "n_blocks": n_blocks,
         "dense_fraction": dense_fraction,
-        "n_dense_terms": n_dense,
-        "n_sparse_runs": n_sparse,
+        "n_dense_terms": len(arrays["dense_max"]),
+        "n_sparse_runs": int(arrays["tb_ptr"][-1]),
         "ub_ratio": ub_ratio,
         "ub_slack": ub_slack,
     }
-    meta = _write_blockmax(Path(index_dir) / BLOCKMAX_DIR, arrays, info)
-    logger.info(
-        "block-max: %d blocks of %d docs, %d dense terms, %d sparse runs",
-        n_blocks,
-        block_size,
-        n_dense,
-        n_sparse,
-    )
-    return meta
+    return arrays, info
 
 
 def _dense_rows(
@@ -241,4 +249,4 @@ class BlockMax:
 
     @property
     def nbytes(self) -> int:
-        return int(sum(getattr(self, name).nbytes for name in self.meta["arrays"]))
+        return int(sum(getattr(self, name).nbytes for name in ARRAYS))

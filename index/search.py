@@ -11,8 +11,8 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 from numba.typed import List as NumbaList
 from numpy.typing import NDArray
 
-from lsr.index.blockmax import BlockMax
+from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.fields import Fields, live_filtered
 from lsr.index.integrity import check_blockmax, check_postings
@@ -35,12 +35,13 @@ from lsr.index.io import (
     read_meta,
 )
 from lsr.index.kernels.allowed import SCAN_RATIO as ALLOWED_SCAN_RATIO
-from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one
+from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one, _posting_sums
 from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
 from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.rescore import Forward, rescored_batch, rescored_search
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
+from lsr.index.subindex import FilterIndex, Parts, build_subindex
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,14 @@ ALLOWED_FRACTION = 0.05
 BLOCK_COST = 2.0
 POSTINGS_COST = 1.5
 FORWARD_COST = 2.4
+# a filter's own index over its allowed docs (lsr.index.subindex) is built on the filter's
+# FILTER_INDEX_AFTER-th use (a one-off filter never pays the build: a scan of every posting) when
+# the cheapest other path is estimated above FILTER_INDEX_MIN_COST (ns) per query; the filter
+# cache keeps at most FilterCache.max_bytes of them per opened index (FILTER_INDEX_BYTES by default,
+# config service.filter_index_mb), dropping the least recently used filter's first
+FILTER_INDEX_AFTER = 2
+FILTER_INDEX_MIN_COST = 50_000.0
+FILTER_INDEX_BYTES = 256 << 20
 
 # the leading arguments of the block-max kernels:
 # postings, block-max arrays, ub_ratio, ub_slack, block size, n_blocks
@@ -154,6 +163,7 @@ class Index:
 
     scan_ratio: int = SCAN_RATIO  # exact mode: see lsr.index.kernels.score
     supports_budget: bool = True  # approx's budget (a live or sharded index's kernels have none)
+    doc_id_dtype: type[np.integer] = np.int32  # of the doc ids in results (a live index's: int64)
     forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
     rescore: bool = False
 
@@ -170,14 +180,26 @@ class Index:
         # blocks scored and blocks with a positive bound, summed over single-query block-max searches
         # on this object (a diagnostic for benchmarks; reset it by assigning zeros)
         self.block_counters = np.zeros(2, np.int64)
-        # 1 = live, per internal doc; empty: every doc is live (a plain index). A live index's
-        # segments get theirs from the manifest's tombstones (lsr.index.segments).
-        self.live: NDArray[np.uint8] = np.zeros(0, np.uint8)
         self.filter_cache = FilterCache()
+        self.live = np.zeros(0, np.uint8)
         # the forward index of exact weights (lsr.index.rescore); while ``rescore`` is true, search and
         # search_batch return the top k by exact score, not by quantized score
         self.forward = Forward.from_index_arrays(arrays, meta)
         self.rescore = self.forward is not None
+
+    @property
+    def live(self) -> NDArray[np.uint8]:
+        """1 = live, per internal doc; empty: every doc is live (a plain index). A live index's
+        segments get theirs from the manifest's tombstones (lsr.index.segments). Assigning it empties
+        the filter cache (its masks and filter indexes hold the old deletions)."""
+        return self._live
+
+    @live.setter
+    def live(self, value: NDArray[np.uint8]) -> None:
+        self._live = value
+        cache = self.__dict__.get("filter_cache")
+        if cache is not None:
+            cache.clear()
 
     @classmethod
     def load(cls, path: str | Path, mmap: bool = True, blockmax: bool = True) -> Index:
@@ -231,13 +253,47 @@ class Index:
             return self.live
         return live_filtered(self.live, self.n_docs, self.fields, filter)
 
-    def _filtered(self, filter: Any) -> Filtered:
+    def _filtered(self, filter: Any, uses: int = 1) -> Filtered:
         """The kernels' live array with ``filter`` applied, and its allowed ids when few enough to score
-        directly; a filter's are cached (``filter_cache``)."""
+        directly; a filter's are cached (``filter_cache``), ``uses``: the queries it serves now."""
         if filter is None:
             return Filtered(self.live)
-        block_size = self.blockmax.block_size if self.blockmax is not None else 16
-        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), self.forward, block_size)
+        compute = partial(self.filtered_live, filter)
+        return self.filter_cache.get(filter, compute, self.forward, self._filter_block_size, uses)
+
+    @property
+    def _filter_block_size(self) -> int:
+        return self.blockmax.block_size if self.blockmax is not None else DEFAULT_BLOCK_SIZE
+
+    def _route(self, filter: Any, terms: NDArray[np.int32], n_queries: int = 1) -> tuple[Filtered, str]:
+        """``filter`` evaluated (cached), and the cheapest way to serve the query with ``terms`` (a
+        batch: all its rows' terms) by :meth:`Filtered.costs`. When that is still dear (above the
+        cache's ``min_cost`` per query), the filter's own index is asked for
+        (:meth:`FilterCache.indexed`: built from the filter's second use)."""
+        f = self._filtered(filter, n_queries)
+        if f.allowed is None:  # no filter, or a broad one
+            return f, "blocks"
+        costs = f.costs(self.term_ptr, terms, self.rescore, n_queries)
+        path = min(costs, key=costs.__getitem__)
+        dear = costs[path] > self.filter_cache.min_cost * n_queries
+        if f.sub is None and len(f.allowed) and dear:
+            f = self.filter_cache.indexed(f, self._build_subindex)
+            if f.sub is not None:
+                path = f.path(self.term_ptr, terms, self.rescore, n_queries)
+        return f, path
+
+    def _build_subindex(self, f: Filtered, max_bytes: int) -> FilterIndex | None:
+        """The index of ``f``'s allowed docs (lsr.index.subindex); None: larger than ``max_bytes``,
+        or the index's postings cannot be gathered into one."""
+        gathered = self._subindex_parts()
+        if gathered is None:
+            return None
+        parts, bases = gathered
+        return build_subindex(parts, bases, f, self, self._filter_block_size, max_bytes)
+
+    def _subindex_parts(self) -> tuple[Parts, NDArray[np.int64]] | None:
+        """The postings a filter's own index is gathered from, and each part's first doc id."""
+        return [(self.term_ptr, self.doc_ids, self.impacts)], np.zeros(1, np.int64)
 
     @cached_property
     def vocab(self) -> list[str]:
@@ -308,9 +364,42 @@ class Index:
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta, budget)
         full = self._check_query(q_terms, q_weights)
+        f, path = self._route(filter, full[0])
+        if path == "subindex":
+            return self._sub_search(f, full, k, params)
+        return self._search_checked(full, k, params, f, path)
+
+    def _sub_search(
+        self, f: Filtered, full: tuple[NDArray[np.int32], NDArray[np.float32]], k: int, params: SearchParams
+    ) -> SearchResult:
+        """A checked query served by the filter's own index (unfiltered search there), in this
+        index's doc ids."""
+        assert f.sub is not None
+        sub = f.sub.index
+        result = sub._search_checked(full, sub._check_k(k), params, Filtered(sub.live), "blocks")
+        return f.sub_results([result], self.doc_id_dtype)[0]
+
+    def _sub_search_batch(
+        self, f: Filtered, queries: SparseBatch, k: int, params: SearchParams, threads: int | None
+    ) -> list[SearchResult]:
+        """:meth:`_sub_search` for a checked batch."""
+        assert f.sub is not None
+        sub = f.sub.index
+        results = sub._search_batch_checked(
+            queries, sub._check_k(k), params, threads, Filtered(sub.live), "blocks"
+        )
+        return f.sub_results(results, self.doc_id_dtype)
+
+    def _search_checked(
+        self,
+        full: tuple[NDArray[np.int32], NDArray[np.float32]],
+        k: int,
+        params: SearchParams,
+        f: Filtered,
+        path: str,
+    ) -> SearchResult:
+        """:meth:`search` of a checked query ``full`` served by ``path`` (``Filtered.costs``)."""
         terms, weights = prune_query(*full, params)
-        f = self._filtered(filter)
-        path = f.path(self.term_ptr, full[0], self.rescore)
         if path == "forward":
             return SearchResult(*self._forward_allowed(f, *full, k))
         allowed = f if path == "postings" else None
@@ -431,9 +520,16 @@ class Index:
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta, budget)
         queries.validate(self.n_terms)
-        full, queries = queries, prune_batch(queries, params)
-        f = self._filtered(filter)
-        path = f.path(self.term_ptr, np.asarray(full.term_ids), self.rescore, len(full))
+        f, path = self._route(filter, np.asarray(queries.term_ids), len(queries))
+        if path == "subindex":
+            return self._sub_search_batch(f, queries, k, params, threads)
+        return self._search_batch_checked(queries, k, params, threads, f, path)
+
+    def _search_batch_checked(
+        self, full: SparseBatch, k: int, params: SearchParams, threads: int | None, f: Filtered, path: str
+    ) -> list[SearchResult]:
+        """:meth:`search_batch` of a checked batch ``full`` served by ``path`` (``Filtered.costs``)."""
+        queries = prune_batch(full, params)
         if path == "forward":
             out_docs, out_scores, counts = self._forward_allowed_batch(f, full, k, threads)
             return [
@@ -605,7 +701,8 @@ class Filtered:
     doc). When at most ALLOWED_FRACTION of the docs are allowed: ``allowed`` (their ascending ids),
     ``bits`` and ``rank`` (by doc id: allowed as bits, position among the allowed ids) for the
     allowed-docs kernel, ``block_factor`` and ``forward_cost`` (None without a forward index) for the
-    cost model."""
+    cost model, and once built the filter's own index (``sub``, lsr.index.subindex). ``key``: the
+    filter's key in the index's FilterCache."""
 
     live: NDArray[np.uint8]
     allowed: NDArray[np.int32] | None = None
@@ -613,37 +710,66 @@ class Filtered:
     rank: NDArray[np.int32] | None = None
     block_factor: float = 1.0
     forward_cost: float | None = None
+    key: str = ""
+    sub: FilterIndex | None = None
+
+    def costs(
+        self, term_ptr: NDArray[np.int64], terms: NDArray[np.int32], forward: bool, n_queries: int = 1
+    ) -> dict[str, float]:
+        """The estimated cost (about ns) of each way to serve the query with ``terms`` (a batch: all
+        its rows' terms, ``n_queries`` rows): "blocks" (block-max search over the blocks holding an
+        allowed doc), "postings" (the allowed-docs kernel), with ``forward`` (a rescoring index)
+        "forward" (the allowed docs' exact scores from the forward index), and "subindex" (search of
+        the filter's own index, as block-max search of an index that small)."""
+        n_allowed = len(self.allowed) if self.allowed is not None else 0
+        total, scanned = _posting_sums(term_ptr, terms, ALLOWED_SCAN_RATIO * n_allowed)
+        scale = 2.0 if forward else 1.0  # rescoring the candidates
+        costs = {"blocks": scale * BLOCK_COST * self.block_factor * total}
+        if self.allowed is None:
+            return costs
+        costs["postings"] = scale * POSTINGS_COST * scanned
+        if forward and self.forward_cost is not None:
+            costs["forward"] = self.forward_cost * n_queries
+        if self.sub is not None:
+            sub_total, _ = _posting_sums(self.sub.index.term_ptr, terms, 0)
+            costs["subindex"] = scale * BLOCK_COST * sub_total
+        return costs
 
     def path(
         self, term_ptr: NDArray[np.int64], terms: NDArray[np.int32], forward: bool, n_queries: int = 1
     ) -> str:
-        """How to serve the query with ``terms`` (a batch: all its rows' terms, ``n_queries`` rows),
-        by the lowest estimated cost: "blocks" (block-max search over the blocks holding an allowed
-        doc), "postings" (the allowed-docs kernel) or, with ``forward`` (a rescoring index),
-        "forward" (the allowed docs' exact scores from the forward index)."""
-        if self.allowed is None:
-            return "blocks"
-        df = np.asarray(term_ptr[terms + 1] - term_ptr[terms])
-        scale = 2.0 if forward else 1.0  # rescoring the candidates
-        costs = {
-            "blocks": scale * BLOCK_COST * self.block_factor * float(df.sum()),
-            "postings": scale
-            * POSTINGS_COST
-            * float(np.minimum(df, ALLOWED_SCAN_RATIO * len(self.allowed)).sum()),
-        }
-        if forward and self.forward_cost is not None:
-            costs["forward"] = self.forward_cost * n_queries
+        """The way to serve the query with the lowest estimated cost (:meth:`costs`)."""
+        costs = self.costs(term_ptr, terms, forward, n_queries)
         return min(costs, key=costs.__getitem__)
+
+    def sub_results(self, results: list[SearchResult], dtype: type[np.integer]) -> list[SearchResult]:
+        """Results of the filter's own index, its local ids replaced by the index's (``allowed``)."""
+        assert self.allowed is not None
+        return [SearchResult(self.allowed[r.docs].astype(dtype), r.scores) for r in results]
 
 
 class FilterCache:
     """The masks and allowed ids of the last ``size`` filters used on one opened index (a live index's
     generation: its deletions never change), as search engines keep a filter cache: a filter repeated
-    across queries is evaluated over the metadata columns once."""
+    across queries is evaluated over the metadata columns once. A selective filter used at least
+    ``build_after`` times, whose queries cost more than ``min_cost`` (ns) on the other paths, also
+    gets its own index (``Filtered.sub``, :meth:`indexed`); those take at most ``max_bytes``
+    together (0: none are built), the least recently used filter's dropped first."""
 
-    def __init__(self, size: int = 16):
+    def __init__(
+        self,
+        size: int = 16,
+        max_bytes: int = FILTER_INDEX_BYTES,
+        build_after: int = FILTER_INDEX_AFTER,
+        min_cost: float = FILTER_INDEX_MIN_COST,
+    ):
         self.size = size
+        self.max_bytes = max_bytes
+        self.build_after = build_after
+        self.min_cost = min_cost
         self.entries: OrderedDict[str, Filtered] = OrderedDict()
+        self.uses: dict[str, int] = {}
+        self.pending: set[str] = set()  # filters whose index is being built, or would not fit
         self.lock = threading.Lock()
 
     def get(
@@ -652,21 +778,94 @@ class FilterCache:
         compute: Callable[[], NDArray[np.uint8]],
         forward: Forward | None = None,
         block_size: int = 16,
+        uses: int = 1,
     ) -> Filtered:
         """``filter`` evaluated (``compute()`` gives its mask; its errors propagate, nothing is cached
-        then); ``forward``: the index's forward arrays, to price scoring the allowed docs by them."""
-        key = json.dumps(filter, sort_keys=True, default=str)
+        then); ``forward``: the index's forward arrays, to price scoring the allowed docs by them;
+        ``uses``: the queries it serves now (a batch counts each)."""
+        key = self.key_of(filter)
         with self.lock:
             hit = self.entries.get(key)
             if hit is not None:
                 self.entries.move_to_end(key)
+                self.uses[key] += uses
                 return hit
-        entry = filtered_of(compute(), forward, block_size)
+        entry = replace(filtered_of(compute(), forward, block_size), key=key)
         with self.lock:
             self.entries[key] = entry
+            self.uses[key] = self.uses.get(key, 0) + uses
             while len(self.entries) > self.size:
-                self.entries.popitem(last=False)
+                old, _ = self.entries.popitem(last=False)
+                self.uses.pop(old, None)
+                self.pending.discard(old)
         return entry
+
+    @staticmethod
+    def key_of(filter: Any) -> str:
+        """A filter's key in ``entries``."""
+        return json.dumps(filter, sort_keys=True, default=str)
+
+    def indexed(self, f: Filtered, build: Callable[[Filtered, int], FilterIndex | None]) -> Filtered:
+        """``f`` with its own index: the cached one, or one built now (``build(f, max_bytes)``; None:
+        it would not fit) when this is at least the filter's ``build_after``-th use and no other
+        thread is building it; else ``f`` as it is. Other filters' indexes are dropped, least
+        recently used first, until the new one fits within ``max_bytes``."""
+        key = f.key
+        with self.lock:
+            current = self.entries.get(key)
+            if current is not None and current.sub is not None:
+                return current
+            if self.uses.get(key, 0) < self.build_after or key in self.pending or self.max_bytes <= 0:
+                return f
+            self.pending.add(key)
+        try:
+            sub = build(f, self.max_bytes)
+        except BaseException:
+            with self.lock:
+                self.pending.discard(key)
+            raise
+        with self.lock:
+            if sub is None:  # too large: stays pending, not tried again while the filter is cached
+                return f
+            self.pending.discard(key)
+            if key not in self.entries:  # evicted meanwhile: serves this search, is not cached
+                return replace(f, sub=sub)
+            self._make_room(sub.nbytes)
+            current = replace(self.entries[key], sub=sub)
+            self.entries[key] = current
+            return current
+
+    def clear(self) -> None:
+        """Forget every filter (the index's deletions changed)."""
+        with self.lock:
+            self.entries.clear()
+            self.uses.clear()
+            self.pending.clear()
+
+    def _make_room(self, nbytes: int) -> None:
+        """Drop filter indexes, least recently used first, until ``nbytes`` more fit (lock held)."""
+        used = sum(e.sub.nbytes for e in self.entries.values() if e.sub is not None)
+        for key, entry in list(self.entries.items()):
+            if used + nbytes <= self.max_bytes:
+                return
+            if entry.sub is not None:
+                used -= entry.sub.nbytes
+                self.entries[key] = replace(entry, sub=None)
+
+    @property
+    def index_bytes(self) -> int:
+        """Bytes held by the cached filters' own indexes."""
+        with self.lock:
+            return sum(e.sub.nbytes for e in self.entries.values() if e.sub is not None)
+
+
+def set_filter_index_bytes(index: Index, max_bytes: int) -> None:
+    """The byte budget of the filter indexes (FilterCache.max_bytes) of ``index``, or of each of its
+    parts (a sharded index's shards)."""
+    for part in (index, *getattr(index, "segments", ())):
+        cache = getattr(part, "filter_cache", None)
+        if cache is not None:
+            cache.max_bytes = max_bytes
 
 
 def filtered_of(live: NDArray[np.uint8], forward: Forward | None, block_size: int = 16) -> Filtered:

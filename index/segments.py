@@ -14,7 +14,7 @@ are dropped for that segment. Opening a generation takes a reader lease (lsr.ind
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from lsr.index.search import (
 )
 from lsr.index.shards import ShardedIndex, is_sharded_index, sharded_meta
 from lsr.index.sparse import SCORE_DTYPE, SparseBatch
+from lsr.index.subindex import Parts
 from lsr.index.topk import top_k
 
 OPEN_ATTEMPTS = 3
@@ -115,6 +116,7 @@ class SegmentedIndex(Index):
     the segments (``segments``), which the search methods read."""
 
     supports_budget = False  # the multi-segment kernel has no block budget
+    doc_id_dtype = np.int64
 
     def __init__(self, path: Path, manifest: Manifest, segments: list[Index]):
         self.path = path
@@ -255,11 +257,13 @@ class SegmentedIndex(Index):
         (or segments the one-call kernels cannot take together) segment by segment."""
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta, budget)
-        terms, weights = self._check_query(q_terms, q_weights)
-        terms, weights = prune_query(terms, weights, params)
-        f = self._filtered(filter)
+        full = self._check_query(q_terms, q_weights)
+        f, path = self._route(filter, full[0])
+        if path == "subindex":
+            return self._sub_search(f, full, k, params)
+        terms, weights = prune_query(*full, params)
         live = f.live
-        if self._multi is not None and f.path(self.term_ptr, terms, False) == "postings":
+        if self._multi is not None and path == "postings":
             docs, scores = _allowed_search_one(*self._allowed_args(f), terms, weights, k)
             return SearchResult(docs.astype(np.int64), scores * self.scale)
         if params.mode != "exact" and self._multi is not None:
@@ -301,10 +305,12 @@ class SegmentedIndex(Index):
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta, budget)
         queries.validate(self.n_terms)
+        f, path = self._route(filter, np.asarray(queries.term_ids), len(queries))
+        if path == "subindex":
+            return self._sub_search_batch(f, queries, k, params, threads)
         queries = prune_batch(queries, params)
-        f = self._filtered(filter)
         live = f.live
-        direct = f.path(self.term_ptr, np.asarray(queries.term_ids), False, len(queries)) == "postings"
+        direct = path == "postings"
         if self._multi is not None and (direct or params.mode != "exact"):
             if direct:
                 out_docs, out_scores, counts = allowed_batch(self._allowed_args(f), queries, k, threads)
@@ -400,12 +406,20 @@ class SegmentedIndex(Index):
         ptr = np.searchsorted(f.allowed, self.bases).astype(np.int64)
         return self._postings, self._multi[2][:, 0].copy(), self.bases, f.allowed, ptr, f.bits, f.rank
 
-    def _filtered(self, filter: Any) -> Filtered:
+    def _filtered(self, filter: Any, uses: int = 1) -> Filtered:
         """uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no filter,
         no deletion); and the allowed ids when few enough to score directly; cached per filter."""
         if filter is None:
             return Filtered(self._live_u8 if self.n_live < self.n_docs else np.zeros(0, np.uint8))
-        return self.filter_cache.get(filter, lambda: self.filtered_live(filter), None, self.block_size or 16)
+        compute = partial(self.filtered_live, filter)
+        return self.filter_cache.get(filter, compute, None, self._filter_block_size, uses)
+
+    def _subindex_parts(self) -> tuple[Parts, NDArray[np.int64]] | None:
+        """The segments' postings, when they can be searched in one kernel call (one scale and array
+        types): a filter's own index is gathered from them."""
+        if self._multi is None:
+            return None
+        return [(s.term_ptr, s.doc_ids, s.impacts) for s in self.segments], self.bases[:-1]
 
     @cached_property
     def _live_u8(self) -> NDArray[np.uint8]:

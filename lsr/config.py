@@ -413,6 +413,10 @@ class ServiceConfig:
     # health_stale_s seconds. 0: off (probe the main port). For Kubernetes-style liveness/readiness probes
     health_port: int = 0
     health_stale_s: float = 2.0
+    # memory per served index (per shard) for the own indexes of selective filters used more than
+    # once (lsr.index.subindex): a filter allowing few scattered documents is searched over an index
+    # of just those; past this the least recently used filter's is dropped. 0: none are built
+    filter_index_mb: int = 256
 
     def __post_init__(self) -> None:
         for name in self.indexes:
@@ -427,10 +431,12 @@ class ServiceConfig:
             "max_vector_terms",
             "max_batch",
             "max_body_bytes",
+            "filter_index_mb",
         ):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if key == "port" else 1):
-                raise ConfigError(f"{key} = {value!r} must be a positive integer")
+            least = 0 if key in ("port", "filter_index_mb") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{key} = {value!r} must be an integer >= {least}")
         if self.search_threads < 0:
             raise ConfigError(f"search_threads = {self.search_threads!r} must be >= 0 (0: all cores)")
         if not self.timeout_s > 0:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import hmac
 import itertools
 import json
@@ -57,7 +58,7 @@ from lsr.config import ServiceConfig
 from lsr.data.trec import trec_order
 from lsr.explain import contributions, query_terms
 from lsr.index import SearchParams, SearchResult
-from lsr.index.search import MAX_K
+from lsr.index.search import MAX_K, set_filter_index_bytes
 from lsr.index.segments import index_meta
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.health import HealthServer, Heartbeat
@@ -162,15 +163,18 @@ def latest_generation(path: str) -> int | None:
     return gens[-1] if gens else None
 
 
-def open_searcher(path: str) -> Searcher:
-    return Searcher(path)
+def open_searcher(path: str, filter_index_mb: int = ServiceConfig.filter_index_mb) -> Searcher:
+    """A searcher of the index at ``path``, its filter indexes kept within ``filter_index_mb``."""
+    searcher = Searcher(path)
+    set_filter_index_bytes(searcher.index, filter_index_mb << 20)
+    return searcher
 
 
 def default_opener(settings: ServiceConfig) -> Callable[[str], Any]:
     """How the service opens an index: here (``Searcher``, a sharded one too), or with ``service.ray``
     a sharded index through Ray Serve shard deployments (``lsr.ray_serve``)."""
     if settings.ray is None:
-        return open_searcher
+        return functools.partial(open_searcher, filter_index_mb=settings.filter_index_mb)
     address = settings.ray
 
     def open_on_ray(path: str) -> Any:

@@ -183,3 +183,16 @@ def _allowed_search_batch(
                 out_docs[q],
                 out_scores[q],
             )
+
+
+@njit(cache=True, nogil=True)
+def _posting_sums(term_ptr, terms, cap):
+    """The postings of ``terms`` (int32[m]), and the sum of min(postings, ``cap``) over them: what the
+    cost model of a filtered query reads (lsr.index.search.Filtered.costs)."""
+    total = 0
+    capped = 0
+    for i in range(terms.shape[0]):
+        df = term_ptr[terms[i] + 1] - term_ptr[terms[i]]
+        total += df
+        capped += min(df, cap)
+    return total, capped

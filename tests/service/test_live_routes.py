@@ -31,11 +31,15 @@ def client(tmp_path, monkeypatch):
     assert main(["index", "--corpus", str(corpus), "--encoder", "bm25", "--out", str(index), "--quiet"]) == 0
     settings = ServiceConfig(indexes={"t": str(index)}, warmup=False, log_requests=False)
     with TestClient(create_app(settings)) as c:
-        for _ in range(100):
-            if c.get("/readyz").status_code == 200:
-                break
-            time.sleep(0.05)
+        _wait_ready(c)
         yield c
+
+
+def _wait_ready(c: TestClient) -> None:
+    for _ in range(100):
+        if c.get("/readyz").status_code == 200:
+            break
+        time.sleep(0.05)
 
 
 def _ids(client, query: str) -> list[str]:
@@ -110,3 +114,39 @@ def test_a_write_by_another_process_is_searchable_within_the_refresh_interval(cl
     while _ids(client, "zebra") != ["w1"]:
         assert time.monotonic() - start < 1.0, "the new generation was not served within 1 s"
         time.sleep(0.02)
+
+
+def test_filter_indexes_within_the_configured_bytes_and_per_generation(tmp_path, monkeypatch):
+    """``service.filter_index_mb`` bounds each served index's filter indexes, also after a write
+    reopens it; a filtered search answered from a filter index never returns a document deleted since
+    (each committed generation is opened with its own filter cache)."""
+    monkeypatch.delenv("LSR_API_KEY", raising=False)
+    corpus = tmp_path / "c.jsonl"
+    docs = [  # 3 of 80 in English: few enough for a filter index
+        {"_id": f"d{i}", "title": "", "text": "cat mat", "metadata": {"lang": "de" if i % 30 else "en"}}
+        for i in range(80)
+    ]
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    index = tmp_path / "idx"
+    flags = ["--set", "index.fields.lang=keyword", "--quiet"]
+    assert main(["index", "--corpus", str(corpus), "--encoder", "bm25", "--out", str(index), *flags]) == 0
+    settings = ServiceConfig(indexes={"t": str(index)}, warmup=False, log_requests=False, filter_index_mb=3)
+    query = {"query": "cat", "k": 10, "filter": {"term": {"lang": "en"}}}
+    with TestClient(create_app(settings)) as c:
+        _wait_ready(c)
+        service = c.app.state.service
+
+        def eager_search() -> list[str]:
+            cache = service.indexes["t"].searcher.index.filter_cache
+            assert cache.max_bytes == 3 << 20
+            cache.build_after, cache.min_cost = 1, 0.0  # a filter index even for this tiny index
+            response = c.post("/v1/search", json=query)
+            assert response.status_code == 200, response.text
+            assert cache.index_bytes > 0
+            return sorted(h["id"] for h in response.json()["hits"])
+
+        assert eager_search() == ["d0", "d30", "d60"]
+        assert c.delete("/v1/indexes/t/docs/d30").status_code == 200
+        assert eager_search() == ["d0", "d60"]
+    with pytest.raises(ValueError, match="filter_index_mb"):
+        ServiceConfig(filter_index_mb=-1)
