@@ -21,6 +21,7 @@ import numpy as np
 from numba.typed import List as NumbaList
 from numpy.typing import NDArray
 
+from lsr.index.approx import load_approx_lists
 from lsr.index.blockmax import BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.fields import Fields, live_filtered
@@ -156,6 +157,7 @@ class Index:
     supports_budget: bool = True  # approx's budget (a live or sharded index's kernels have none)
     forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
     rescore: bool = False
+    approx: Index | None = None  # the statically pruned lists (lsr.index.approx), None without them
 
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path = path
@@ -206,6 +208,7 @@ class Index:
         index.blockmax = BlockMax.load(path, meta) if blockmax else None
         if index.blockmax is not None:
             check_blockmax(index.blockmax, index.term_ptr, index.doc_ids, index.n_docs)
+            index.approx = load_approx_lists(index)
         return index
 
     @cached_property
@@ -309,6 +312,9 @@ class Index:
         params = self._check_params(mode, alpha, beta, budget)
         full = self._check_query(q_terms, q_weights)
         terms, weights = prune_query(*full, params)
+        if self._on_approx_lists(params, filter):
+            assert self.approx is not None
+            return SearchResult(*rescored_search(self.approx, terms, weights, k, params, self.live, full))
         f = self._filtered(filter)
         path = f.path(self.term_ptr, full[0], self.rescore)
         if path == "forward":
@@ -323,6 +329,10 @@ class Index:
         else:
             docs, scores = self.search_raw(terms, weights, k, params, live=f.live)
         return SearchResult(docs, scores * self.scale)
+
+    def _on_approx_lists(self, params: SearchParams, filter: Any) -> bool:
+        """Whether a search runs on the pruned lists: approx without a budget or filter, when built."""
+        return self.approx is not None and params.mode == "approx" and not params.budget and filter is None
 
     def _forward_allowed(
         self, f: Filtered, terms: NDArray[np.int32], weights: NDArray[np.float32], k: int
@@ -432,6 +442,10 @@ class Index:
         params = self._check_params(mode, alpha, beta, budget)
         queries.validate(self.n_terms)
         full, queries = queries, prune_batch(queries, params)
+        if self._on_approx_lists(params, filter):
+            assert self.approx is not None
+            batch = rescored_batch(self.approx, queries, k, params, threads, self.live, full)
+            return [SearchResult(*r) for r in batch]
         f = self._filtered(filter)
         path = f.path(self.term_ptr, np.asarray(full.term_ids), self.rescore, len(full))
         if path == "forward":

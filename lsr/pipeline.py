@@ -256,6 +256,7 @@ def index_build_options(config: Config) -> BuildOptions:
         block_size=cfg.block_size if cfg.blockmax else None,
         fields=dict(cfg.fields) or None,
         forward=cfg.rescore,
+        approx_lists=cfg.approx_lists,
     )
 
 
