@@ -150,3 +150,19 @@ def test_lists_need_the_forward_index(tmp_path):
     with pytest.raises(ValueError, match="needs the forward index"):
         build_approx_lists(index.path, 4, 8)
     assert not (index.path / "approx").exists()
+
+
+def test_verify_checks_the_pruned_lists(tmp_path):
+    from lsr.verify import verify
+
+    _, _, _, index = build_pair(tmp_path, 11, 5)
+    report = verify(index.path)
+    assert report.ok, report.problems
+    checked = {path for path, _ in report.checked}
+    assert {index.path / "approx", index.path / "approx" / "blockmax"} <= checked
+    target = index.path / "approx" / "doc_ids.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    problems = verify(index.path).problems
+    assert any(path == target for path, _ in problems), problems
