@@ -287,6 +287,10 @@ class IndexConfig:
         _one_of("index", "impact_dtype", self.impact_dtype, IMPACT_DTYPE_CHOICES)
         _positive("index", "max_segments", self.max_segments)
         _positive("index", "approx_lists", self.approx_lists, allow_zero=True)
+        if self.approx_lists and (self.rescore == "none" or not self.blockmax):
+            raise ConfigError(
+                f"index.approx_lists = {self.approx_lists} needs index.rescore float32 and index.blockmax"
+            )
         for name, kind in self.fields.items():
             _one_of("index", f"fields.{name}", kind, ("keyword", "int", "float", "date"))
         if not 0 < self.max_deleted <= 1:
