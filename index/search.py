@@ -89,9 +89,10 @@ class SearchParams:
     exactly the same top-k; ``approx`` trades recall for speed. Its one knob is ``budget``: score at
     most about that many documents per query (whole blocks, highest upper bound first), then rescore
     the best candidates with exact weights; recall and latency fall together as the budget shrinks
-    (benchmarks/RESULTS.md has the curve). 0: no budget. The expert knobs ``alpha`` (stop when the
-    k-th score exceeds alpha x the best remaining block bound) and ``beta`` (keep that fraction of
-    the query's terms, heaviest first) also apply."""
+    (benchmarks/RESULTS.md has the curve). 0: no budget: then an index with pruned lists
+    (``index.approx``, lsr.index.approx) searches those and rescores their best candidates. The
+    expert knobs ``alpha`` (stop when the k-th score exceeds alpha x the best remaining block bound)
+    and ``beta`` (keep that fraction of the query's terms, heaviest first) also apply."""
 
     mode: str = "exact"
     alpha: float = 1.0
