@@ -25,25 +25,29 @@ LSR = "lsr-bmp"
 
 
 def points(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """{system label: [{setting, recall, mean_ms, p50_ms, p99_ms, build_s, bytes}, ...] by recall}."""
+    """{series: [{setting, recall, mean_ms, p50_ms, p99_ms, build_s, bytes}, ...] by recall}: one series
+    per system, and ``SYSTEM lists`` for its settings over pruned lists (``lists:N``; their build
+    seconds and bytes added to the index's)."""
     out: dict[str, list[dict[str, Any]]] = {}
     for system in report["systems"]:
-        rows = [
-            {
+        for s in system.get("settings", []):
+            if s.get("mean_ms") is None:
+                continue
+            lists = s.get("approx_lists")
+            build_s, size = system.get("build_seconds"), system.get("index_bytes")
+            if lists and build_s is not None and size is not None:
+                build_s, size = build_s + s["approx_seconds"], size + s["approx_bytes"]
+            row = {
                 "setting": s["setting"],
                 "recall": s["recall_at_k"],
                 "mean_ms": s["mean_ms"],
                 "p50_ms": s.get("p50_ms"),
                 "p99_ms": s["p99_ms"],
-                "build_s": system.get("build_seconds"),
-                "bytes": system.get("index_bytes"),
+                "build_s": build_s,
+                "bytes": size,
             }
-            for s in system.get("settings", [])
-            if s.get("mean_ms") is not None
-        ]
-        if rows:
-            out[system["system"]] = sorted(rows, key=lambda r: r["recall"])
-    return out
+            out.setdefault(system["system"] + (" lists" if lists else ""), []).append(row)
+    return {name: sorted(rows, key=lambda r: r["recall"]) for name, rows in out.items()}
 
 
 def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -127,7 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="index_bench JSON reports of one collection (runs of system subsets sharing a --workdir)",
     )
     p.add_argument("--out", type=Path, required=True, help="output stem: writes STEM.json and STEM.png")
-    p.add_argument("--lsr", default=LSR, help=f"the lsr system whose curve is checked (default {LSR})")
+    p.add_argument(
+        "--lsr",
+        default=LSR,
+        help=f"the lsr series whose curve is checked (default {LSR}; '{LSR} lists': its lists:N settings)",
+    )
     p.add_argument(
         "--latency",
         choices=("mean", "p50"),

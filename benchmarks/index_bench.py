@@ -124,6 +124,7 @@ def _add_system_args(p: argparse.ArgumentParser) -> None:
         "--bmp-settings",
         default="safe,budget:16384,budget:8192,budget:4096,budget:2048,budget:1024,budget:512,budget:256",
         help="lsr-bmp settings: safe | budget:DOCS (approx, the documents scored per query) | "
+        "lists:N (approx over pruned lists of N postings per term, built for the setting) | "
         "approx:ALPHA:BETA, comma-separated",
     )
     p.add_argument("--bmp-alphas", default="1,0.9,0.8", help="bmp (Rust) alphas, comma-separated (1: safe)")

@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 from lsr.config import load_config
 from lsr.data.sparse_jsonl import read_sparse_jsonl
 from lsr.index import BuildOptions, Index, build_index
+from lsr.index.approx import APPROX_DIR, build_approx_lists
 from lsr.index.sparse import SparseBatch
 from lsr.index.topk import top_k
 
@@ -98,6 +99,7 @@ class Setting:
 
     label: str
     params: dict[str, Any] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)  # what System.setup prepares for it, untimed
 
 
 class System(ABC):
@@ -114,6 +116,10 @@ class System(ABC):
 
     def settings(self) -> list[Setting]:
         return [Setting("default")]
+
+    def setup(self, setting: Setting) -> dict[str, Any]:
+        """Prepare for ``setting`` before it is timed (``setting.build``); return what to report."""
+        return {}
 
     @abstractmethod
     def prepare(self, queries: Sequence[Query]) -> None:
@@ -238,11 +244,16 @@ class IndexAdapter:
 
 
 def parse_bmp_settings(spec: str) -> list[Setting]:
-    """``"safe,budget:2048,approx:0.9:1,approx:0.8:0.5"`` -> settings: mode, approx's budget (documents
-    scored), or approx's alpha and beta."""
+    """``"safe,budget:2048,lists:1000,approx:0.9:1"`` -> settings: mode, approx's budget (documents
+    scored), approx over pruned lists of N postings per term (lsr.index.approx, built for the setting),
+    or approx's alpha and beta."""
     out = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         mode, *rest = item.split(":")
+        if mode == "lists":
+            n_keep = int(rest[0])
+            out.append(Setting(f"approx lists={n_keep}", {"mode": "approx"}, {"approx_lists": n_keep}))
+            continue
         if mode == "budget":
             budget = int(rest[0])
             out.append(Setting(f"approx budget={budget}", {"mode": "approx", "budget": budget}))
@@ -339,6 +350,23 @@ class LsrBlockMax(LsrExact):
 
     def settings(self) -> list[Setting]:
         return parse_bmp_settings(self.options.get("bmp_settings", "safe,budget:4096,budget:1024,budget:256"))
+
+    def setup(self, setting: Setting) -> dict[str, Any]:
+        """A ``lists:N`` setting: (re)build the index's pruned lists for N (lsr.index.approx) and report
+        their build seconds and bytes; any other setting searches without them."""
+        n_keep = setting.build.get("approx_lists")
+        if not n_keep:
+            self.index.approx = None
+            return {}
+        start = time.perf_counter()
+        build_approx_lists(self.index.path, n_keep, self._block_size() or 64)
+        seconds = time.perf_counter() - start
+        self.index = IndexAdapter.load(self.index.path)
+        return {
+            "approx_lists": n_keep,
+            "approx_seconds": seconds,
+            "approx_bytes": _dir_bytes(self.index.path / APPROX_DIR),
+        }
 
 
 class LsrBlockMaxReordered(LsrBlockMax):

@@ -229,6 +229,7 @@ def run(spec: dict[str, Any], out: Path) -> dict[str, Any]:
     gc.collect()
     gc.freeze()  # the index, ids and queries live to the end: keep them out of every GC pass
     for setting in system.settings():
+        prepared = system.setup(setting)
         result = time_setting(
             system,
             setting,
@@ -239,7 +240,7 @@ def run(spec: dict[str, Any], out: Path) -> dict[str, Any]:
             spec["search_budget_s"],
             spec.get("latency_repeats", 1),
         )
-        report["settings"].append(result)
+        report["settings"].append({**result, **prepared})
         _write(out, report)
         logger.info(
             "%s %s: mean %.3f ms, p99 %.3f ms, %.0f q/s",

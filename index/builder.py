@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from lsr.index.approx import build_approx_lists, check_approx_lists
 from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, build_blockmax, check_block_size
 from lsr.index.fields import build_fields
 from lsr.index.io import atomic_directory, save_array, write_meta
@@ -82,6 +83,8 @@ class BuildOptions:
         forward: "none", or "float32": also store each document's exact weights, so that searches
             rescore their candidates exactly (lsr.index.rescore); integer impacts only (float32
             impacts are exact already).
+        approx_lists: 0, or N: also write the statically pruned lists of approx search (each term's
+            N highest-impact postings, lsr.index.approx); needs block-max data and the forward index.
     """
 
     impact_dtype: str = "uint8"
@@ -91,8 +94,16 @@ class BuildOptions:
     scale: float | None = None
     fields: dict[str, str] | None = None
     forward: str = "none"
+    approx_lists: int = 0
 
     def __post_init__(self) -> None:
+        if self.approx_lists != 0:
+            check_approx_lists(self.approx_lists)
+            if self.block_size is None or not self.keeps_forward:
+                raise ValueError(
+                    f"approx_lists {self.approx_lists} needs block-max data and the forward index of "
+                    "exact weights (forward='float32' with integer impacts)"
+                )
         if self.forward not in FORWARD_CHOICES:
             raise ValueError(f"forward {self.forward!r} is not one of {list(FORWARD_CHOICES)}")
         if self.scale is not None and not (self.scale > 0 and np.isfinite(self.scale)):
@@ -223,6 +234,8 @@ def build_index(
             build_fields(tmp, options.fields, stats.n_docs)
         if options.block_size is not None:
             build_blockmax(tmp, options.block_size)
+            if options.approx_lists:
+                build_approx_lists(tmp, options.approx_lists, options.block_size)
     logger.info("built index %s: %d docs, %d terms, %d postings", out, stats.n_docs, n_terms, n_postings)
     return meta
 

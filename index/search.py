@@ -21,6 +21,7 @@ import numpy as np
 from numba.typed import List as NumbaList
 from numpy.typing import NDArray
 
+from lsr.index.approx import load_approx_lists
 from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.fields import Fields, live_filtered
@@ -97,9 +98,10 @@ class SearchParams:
     exactly the same top-k; ``approx`` trades recall for speed. Its one knob is ``budget``: score at
     most about that many documents per query (whole blocks, highest upper bound first), then rescore
     the best candidates with exact weights; recall and latency fall together as the budget shrinks
-    (benchmarks/RESULTS.md has the curve). 0: no budget. The expert knobs ``alpha`` (stop when the
-    k-th score exceeds alpha x the best remaining block bound) and ``beta`` (keep that fraction of
-    the query's terms, heaviest first) also apply."""
+    (benchmarks/RESULTS.md has the curve). 0: no budget: then an index with pruned lists
+    (``index.approx``, lsr.index.approx) searches those and rescores their best candidates. The
+    expert knobs ``alpha`` (stop when the k-th score exceeds alpha x the best remaining block bound)
+    and ``beta`` (keep that fraction of the query's terms, heaviest first) also apply."""
 
     mode: str = "exact"
     alpha: float = 1.0
@@ -166,6 +168,7 @@ class Index:
     doc_id_dtype: type[np.integer] = np.int32  # of the doc ids in results (a live index's: int64)
     forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
     rescore: bool = False
+    approx: Index | None = None  # the statically pruned lists (lsr.index.approx), None without them
 
     def __init__(self, path: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]):
         self.path = path
@@ -228,6 +231,7 @@ class Index:
         index.blockmax = BlockMax.load(path, meta) if blockmax else None
         if index.blockmax is not None:
             check_blockmax(index.blockmax, index.term_ptr, index.doc_ids, index.n_docs)
+            index.approx = load_approx_lists(index)
         return index
 
     @cached_property
@@ -364,6 +368,10 @@ class Index:
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta, budget)
         full = self._check_query(q_terms, q_weights)
+        if self._on_approx_lists(params, filter):
+            assert self.approx is not None
+            terms, weights = prune_query(*full, params)
+            return SearchResult(*rescored_search(self.approx, terms, weights, k, params, self.live, full))
         f, path = self._route(filter, full[0])
         if path == "subindex":
             return self._sub_search(f, full, k, params)
@@ -412,6 +420,10 @@ class Index:
         else:
             docs, scores = self.search_raw(terms, weights, k, params, live=f.live)
         return SearchResult(docs, scores * self.scale)
+
+    def _on_approx_lists(self, params: SearchParams, filter: Any) -> bool:
+        """Whether a search runs on the pruned lists: approx without a budget or filter, when built."""
+        return self.approx is not None and params.mode == "approx" and not params.budget and filter is None
 
     def _forward_allowed(
         self, f: Filtered, terms: NDArray[np.int32], weights: NDArray[np.float32], k: int
@@ -520,6 +532,11 @@ class Index:
         k = self._check_k(k)
         params = self._check_params(mode, alpha, beta, budget)
         queries.validate(self.n_terms)
+        if self._on_approx_lists(params, filter):
+            assert self.approx is not None
+            pruned = prune_batch(queries, params)
+            batch = rescored_batch(self.approx, pruned, k, params, threads, self.live, queries)
+            return [SearchResult(*r) for r in batch]
         f, path = self._route(filter, np.asarray(queries.term_ids), len(queries))
         if path == "subindex":
             return self._sub_search_batch(f, queries, k, params, threads)

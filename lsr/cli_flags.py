@@ -33,7 +33,8 @@ def search_mode_flags(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=("exact", "safe", "approx"),
         help="search.mode: exact scores every posting; safe uses block-max pruning with "
-        "identical results; approx trades recall for speed with --budget",
+        "identical results; approx trades recall for speed with --budget, or without one over the "
+        "index's pruned lists (index.approx_lists)",
     )
     p.add_argument(
         "--budget",

@@ -271,6 +271,10 @@ class IndexConfig:
     # none | float32: with integer impacts, also keep each document's float32 weights (6 bytes per
     # posting, memory-mapped) and rescore the candidates exactly: results equal float scoring
     rescore: str = "float32"
+    # 0, or N: also keep each term's N highest-impact postings as pruned lists that search mode approx
+    # (without a budget) runs on, rescoring its candidates exactly (lsr.index.approx); larger N: higher
+    # recall, slower; needs rescore float32 and blockmax (benchmarks/RESULTS.md, "Static pruning")
+    approx_lists: int = 0
     # live index merge policy (lsr add / delete): merge the newest segments into one when there are
     # more than max_segments; rewrite a segment alone once more than max_deleted of its docs are deleted
     max_segments: int = 10
@@ -282,6 +286,11 @@ class IndexConfig:
     def __post_init__(self) -> None:
         _one_of("index", "impact_dtype", self.impact_dtype, IMPACT_DTYPE_CHOICES)
         _positive("index", "max_segments", self.max_segments)
+        _positive("index", "approx_lists", self.approx_lists, allow_zero=True)
+        if self.approx_lists and (self.rescore == "none" or not self.blockmax):
+            raise ConfigError(
+                f"index.approx_lists = {self.approx_lists} needs index.rescore float32 and index.blockmax"
+            )
         for name, kind in self.fields.items():
             _one_of("index", f"fields.{name}", kind, ("keyword", "int", "float", "date"))
         if not 0 < self.max_deleted <= 1:

@@ -2,8 +2,9 @@
 
 PATH is an index (plain, or live: its manifest, tombstones and every segment), a vectors directory
 or a dense stage. Sub-artifacts (``blockmax/``, ``fields/``, ``dense/``) are verified with their
-index. Each problem names its file; an artifact written before checksums existed gets a note and
-only the structural checks.
+index, and ``approx/`` (pruned lists, lsr.index.approx) with its own ``blockmax/``. Each problem
+names its file; an artifact written before checksums existed gets a note and only the structural
+checks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from lsr.index.checksum import CHECKSUMS_KEY, SELF_KEY, checksum_problems, json_crc32, listed_files
 from lsr.index.io import META_FILE, ArtifactError
 
-SUBDIRS = ("blockmax", "fields", "dense")
+SUBDIRS = ("blockmax", "fields", "dense", "approx")
 
 
 @dataclass
@@ -80,7 +81,7 @@ def _artifact(directory: Path, report: Report, recurse: bool = True) -> None:
     if recurse:
         for sub in SUBDIRS:
             if (directory / sub / META_FILE).is_file():
-                _artifact(directory / sub, report, recurse=False)
+                _artifact(directory / sub, report, recurse=sub == "approx")
 
 
 def _read_meta(directory: Path, report: Report) -> dict[str, Any] | None:
@@ -126,6 +127,8 @@ def _open_index(directory: Path) -> None:
     from lsr.index.search import Index
 
     index = Index.load(directory)
+    if "approx_lists" in index.meta:  # an index's pruned lists: postings and block-max data only
+        return
     _ = index.doc_keys, index.vocab, index.fields
     if (directory / "docstore.offsets.npy").is_file():
         DocStore(directory)

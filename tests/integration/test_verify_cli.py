@@ -82,3 +82,20 @@ def test_structural_damage_is_named_by_verify_and_search(built, capsys):
     assert "doc_ids.npy: fails its checksum" in printed and "holds a doc id outside [0, n_docs)" in printed
     assert main(["search", "--index", str(out), "vitamin"]) == 2
     assert "doc_ids.npy holds a doc id outside" in capsys.readouterr().err
+
+
+def test_pruned_lists_from_the_cli(tmp_path, capsys):
+    """`index.approx_lists` builds approx/ (verified with its block-max data); approx search answers
+    from it; float32 impacts (bm25's default) are refused by name."""
+    corpus = write_beir(tmp_path / "beir")
+    out = tmp_path / "idx"
+    lists = ["--set", "index.approx_lists=1"]
+    assert index(corpus, tmp_path / "bad", *lists) == 2
+    assert "index.approx_lists = 1 needs integer impacts" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert index(corpus, out, *lists, "--set", "index.impact_dtype=uint8") == 0
+    assert open_index(out).approx is not None
+    assert main(["verify", str(out)]) == 0
+    assert "ok: 4 artifact(s)" in capsys.readouterr().out  # the index, approx/ and their block-max data
+    assert main(["search", "--index", str(out), "--mode", "approx", "vitamin"]) == 0
+    assert "d1" in capsys.readouterr().out

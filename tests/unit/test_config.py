@@ -184,6 +184,7 @@ def test_unknown_key_in_yaml_is_rejected(tmp_path):
         ("search.k=1.5", "search.k"),
         ("search.k=true", "search.k"),  # a bool is not an int
         ("search.k=null", "search.k"),
+        ("index.approx_lists=1.5", "index.approx_lists"),
         ("encoder.bm25.k1=fast", "encoder.bm25.k1"),
         ("index.store_docs=1", "index.store_docs"),
         ("encoder.name=null", "encoder.name"),
@@ -212,6 +213,7 @@ def test_wrong_types_are_rejected_naming_the_key(override, key):
         ("encoder.shard_docs=0", "encoder.shard_docs"),
         ("index.impact_dtype=int8", "index.impact_dtype"),
         ("search.k=0", "search.k"),
+        ("index.approx_lists=-1", "index.approx_lists"),
         ("search.threads=-1", "search.threads"),
         ("search.batch_size=0", "search.batch_size"),
         ("eval.k=0", "eval.k"),
@@ -223,6 +225,13 @@ def test_out_of_range_values_are_rejected_naming_the_key(override, key):
     with pytest.raises(ConfigError) as exc:
         load_config(None, [override])
     assert key in str(exc.value)
+
+
+def test_pruned_lists_need_rescoring_and_blockmax():
+    for other in ("index.rescore=none", "index.blockmax=false"):
+        with pytest.raises(ConfigError, match=r"index\.approx_lists = 100 needs"):
+            load_config(None, ["index.approx_lists=100", other])
+    assert load_config(None, ["index.approx_lists=100"]).index.approx_lists == 100
 
 
 def test_out_of_range_value_in_yaml_is_rejected(tmp_path):

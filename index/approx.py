@@ -1,0 +1,119 @@
+"""Approximate search over statically pruned posting lists (Seismic's static pruning).
+
+``BuildOptions.approx_lists = N`` (config ``index.approx_lists``) writes ``approx/`` inside an index
+that keeps the forward index of exact weights: an ordinary ``lsr-index`` directory over the same
+internal doc ids whose posting list of term t holds the N postings of t with the highest impacts
+(ties to the lower doc id; a shorter list is kept whole), in doc order, with block-max data of its
+own. Search in mode ``approx`` without a ``budget`` or filter then runs the block-max kernel over
+these lists for the top k' = max(2k, k + 16) candidates and rescores them with the full query's
+exact weights (lsr.index.rescore): the scores returned are exact, the candidates are what the
+pruned lists find. N is the knob: longer lists, higher recall, more time (benchmarks/RESULTS.md,
+"Static pruning"). An index without ``approx/`` searches approx over its full lists as before.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lsr.index.blockmax import build_blockmax
+from lsr.index.io import ArtifactError, atomic_directory, save_array, write_meta
+from lsr.index.kernels.prune import _prune_lists, _pruned_lengths
+
+if TYPE_CHECKING:
+    from lsr.index.search import Index
+
+logger = logging.getLogger(__name__)
+
+APPROX_DIR = "approx"
+
+
+def check_approx_lists(n_keep: Any) -> int:
+    """``n_keep`` as an int: postings kept per term, >= 1 (0 means no pruned lists to the callers)."""
+    if isinstance(n_keep, bool) or not isinstance(n_keep, (int, np.integer)) or n_keep < 1:
+        raise ValueError(f"approx_lists must be an integer >= 1 (postings kept per term), got {n_keep!r}")
+    return int(n_keep)
+
+
+def pruned_postings(
+    term_ptr: np.ndarray, doc_ids: np.ndarray, impacts: np.ndarray, n_keep: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(term_ptr, doc_ids, impacts) with each list cut to its ``n_keep`` highest integer impacts."""
+    n_keep = check_approx_lists(n_keep)
+    term_ptr = np.asarray(term_ptr, np.int64)
+    ptr = _pruned_lengths(term_ptr, n_keep)
+    docs = np.zeros(int(ptr[-1]), doc_ids.dtype)
+    out_impacts = np.zeros(int(ptr[-1]), impacts.dtype)
+    max_impact = int(np.iinfo(impacts.dtype).max)
+    postings = (term_ptr, np.asarray(doc_ids), np.asarray(impacts))
+    _prune_lists(*postings, n_keep, max_impact, ptr, docs, out_impacts)
+    return ptr, docs, out_impacts
+
+
+def build_approx_lists(index_dir: str | Path, n_keep: int, block_size: int) -> dict[str, Any]:
+    """Write (or rewrite) ``index_dir/approx`` for the index in ``index_dir``; return its meta.
+
+    Raises:
+        ValueError: ``n_keep`` < 1, or an index without the forward index of exact weights.
+    """
+    from lsr.index.search import Index
+
+    n_keep = check_approx_lists(n_keep)
+    index = Index.load(index_dir, blockmax=False)
+    if index.forward is None:
+        raise ValueError(
+            f"approx_lists {n_keep} needs the forward index of exact weights (index.rescore: float32, "
+            f"integer impacts), and {index_dir} has none"
+        )
+    ptr, docs, impacts = pruned_postings(index.term_ptr, index.doc_ids, index.impacts, n_keep)
+    with atomic_directory(Path(index_dir) / APPROX_DIR, overwrite=True) as tmp:
+        arrays = {
+            "term_ptr": save_array(tmp, "term_ptr", ptr),
+            "doc_ids": save_array(tmp, "doc_ids", docs),
+            "impacts": save_array(tmp, "impacts", impacts),
+        }
+        meta = {
+            **{key: index.meta[key] for key in ("format", "format_version", "n_docs", "n_terms", "impacts")},
+            "uid": uuid.uuid4().hex,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "n_postings": int(ptr[-1]),
+            "approx_lists": {"index_uid": index.meta.get("uid"), "n_keep": n_keep},
+            "arrays": arrays,
+            "files": [],
+        }
+        meta = write_meta(tmp, meta)
+        build_blockmax(tmp, block_size)
+    total = index.meta["n_postings"]
+    logger.info("approx lists: %d of %d postings (%d per term at most)", ptr[-1], total, n_keep)
+    return meta
+
+
+def load_approx_lists(index: Index) -> Index | None:
+    """The pruned lists of ``index`` as an Index rescoring with ``index``'s forward arrays; None
+    without ``approx/``.
+
+    Raises:
+        ArtifactError: lists built for another index, or without block-max data.
+    """
+    from lsr.index.search import Index
+
+    path = index.path / APPROX_DIR
+    if not path.exists():
+        return None
+    pruned = Index.load(path)
+    built_for = pruned.meta.get("approx_lists", {}).get("index_uid")
+    if built_for != index.meta.get("uid") or pruned.n_docs != index.n_docs or index.forward is None:
+        raise ArtifactError(
+            f"{path} was built for index {built_for}, but {index.path} is index {index.meta.get('uid')} "
+            "(or has no forward index): rebuild the index"
+        )
+    if pruned.blockmax is None:
+        raise ArtifactError(f"{path} has no block-max data: rebuild the index")
+    pruned.forward = index.forward
+    pruned.rescore = True
+    return pruned

@@ -1,0 +1,168 @@
+"""Approximate search over statically pruned lists (lsr.index.approx) against slow references: the
+lists are each term's top N postings by impact, and the results are the candidates the pruned lists
+rank first, rescored with their exact float scores; seeded random collections."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from corpora import random_corpus
+from test_rescore import build_forward, float_truth, queries
+
+from lsr.index import BuildOptions, Index, SparseBatch
+from lsr.index.approx import build_approx_lists, pruned_postings
+from lsr.index.io import ArtifactError
+from lsr.index.reference import dense_from_postings, reference_topk
+from lsr.index.rescore import first_depth
+
+
+def reference_pruned(term_ptr, doc_ids, impacts, n_keep):
+    """Per term: sort by (impact desc, doc asc), keep n_keep, back to doc order."""
+    ptr, docs, imps = [0], [], []
+    for t in range(len(term_ptr) - 1):
+        d = np.asarray(doc_ids[term_ptr[t] : term_ptr[t + 1]])
+        x = np.asarray(impacts[term_ptr[t] : term_ptr[t + 1]])
+        keep = np.sort(np.lexsort((d, -x.astype(np.int64)))[:n_keep])
+        docs.append(d[keep])
+        imps.append(x[keep])
+        ptr.append(ptr[-1] + len(keep))
+    return np.array(ptr), np.concatenate(docs), np.concatenate(imps)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("n_keep", [1, 3, 17, 1000])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_pruned_postings_are_each_terms_top_n(seed, n_keep, dtype):
+    rng = np.random.default_rng(seed)
+    n_terms, n_docs = 40, 300
+    lengths = rng.integers(0, 120, n_terms)
+    ptr = np.zeros(n_terms + 1, np.int64)
+    np.cumsum(lengths, out=ptr[1:])
+    docs = np.concatenate([np.sort(rng.choice(n_docs, n, replace=False)) for n in lengths]).astype(np.int32)
+    high = 5 if seed % 2 else int(np.iinfo(dtype).max)  # few distinct impacts: many ties at the cut
+    impacts = rng.integers(1, high + 1, len(docs)).astype(dtype)
+    got = pruned_postings(ptr, docs, impacts, n_keep)
+    for a, b in zip(got, reference_pruned(ptr, docs, impacts, n_keep), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert got[2].dtype == dtype
+
+
+def build_pair(tmp_path, seed, n_keep, reorder="none"):
+    rng = np.random.default_rng(seed)
+    n_terms = 40
+    corpus = random_corpus(rng, n_docs=500, n_terms=n_terms, max_nnz=14, integer=False)
+    index = build_forward(tmp_path, corpus, n_terms, reorder=reorder, block_size=8, approx_lists=n_keep)
+    return rng, corpus, n_terms, index
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("n_keep", [5, 30])
+@pytest.mark.parametrize("reorder", ["none", "bp"])
+def test_approx_returns_pruned_candidates_rescored_exactly(tmp_path, seed, n_keep, reorder):
+    rng, corpus, n_terms, index = build_pair(tmp_path, seed, n_keep, reorder)
+    assert index.approx is not None
+    assert index.approx.meta["n_postings"] < index.meta["n_postings"]
+    dense = float_truth(corpus, n_terms, index)
+    p = index.approx
+    ref_ptr, ref_docs, ref_imps = reference_pruned(index.term_ptr, index.doc_ids, index.impacts, n_keep)
+    np.testing.assert_array_equal(p.term_ptr, ref_ptr)
+    np.testing.assert_array_equal(p.doc_ids, ref_docs)
+    pruned_dense = dense_from_postings(ref_ptr, ref_docs, ref_imps, index.n_docs)
+    rows = queries(rng, n_terms, 20)
+    batches = index.search_batch(SparseBatch.from_rows(rows), 10, mode="approx")
+    for i, (terms, weights) in enumerate(rows):
+        for k in (1, 10):
+            got = index.search(terms, weights, k, mode="approx")
+            kk = min(first_depth(k), index.n_docs)
+            cand, _ = reference_topk(pruned_dense, terms, weights.astype(np.float32).astype(np.float64), kk)
+            exact = dense[cand] @ _dense_query(terms, weights, n_terms)
+            order = np.lexsort((cand, -exact))[:k]
+            np.testing.assert_array_equal(got.docs, cand[order])
+            assert_exact(got, dense, terms, weights, n_terms)
+        one = index.search(terms, weights, 10, mode="approx")
+        np.testing.assert_array_equal(batches[i].docs, one.docs)
+        np.testing.assert_array_equal(batches[i].scores, one.scores)
+
+
+def _dense_query(terms, weights, n_terms):
+    q = np.zeros(n_terms)
+    q[terms] = weights.astype(np.float64)
+    return q
+
+
+def assert_exact(got, dense, terms, weights, n_terms):
+    """The returned scores are the exact float scores of the returned docs."""
+    np.testing.assert_allclose(got.scores, dense[got.docs] @ _dense_query(terms, weights, n_terms), rtol=1e-6)
+
+
+def test_index_without_pruned_lists_opens_and_searches_as_before(tmp_path):
+    rng, corpus, n_terms, index = build_pair(tmp_path, 7, 5)
+    dense = float_truth(corpus, n_terms, index)
+    rows = queries(rng, n_terms, 15)
+    budget = [index.search(t, w, 10, mode="approx", budget=16) for t, w in rows]
+    shutil.rmtree(index.path / "approx")
+    plain = Index.load(index.path)
+    assert plain.approx is None
+    for (terms, weights), before in zip(rows, budget, strict=True):
+        again = plain.search(terms, weights, 10, mode="approx", budget=16)
+        np.testing.assert_array_equal(again.docs, before.docs)  # the budget path never used the lists
+        full = plain.search(terms, weights, 10, mode="approx")  # approx over the full lists
+        safe = plain.search(terms, weights, 10, mode="safe")
+        ref_docs, _ = reference_topk(dense, terms, weights.astype(np.float64), 10)
+        np.testing.assert_array_equal(safe.docs, ref_docs)
+        assert_exact(full, dense, terms, weights, n_terms)
+
+
+def test_rebuilt_lists_and_lists_of_another_index(tmp_path):
+    _, _, _, index = build_pair(tmp_path, 8, 5)
+    meta = build_approx_lists(index.path, 9, 8)
+    assert meta["approx_lists"]["n_keep"] == 9
+    assert Index.load(index.path).approx.meta["n_postings"] > index.approx.meta["n_postings"]
+    _, _, _, other = build_pair(tmp_path, 9, 5)
+    shutil.rmtree(other.path / "approx")
+    shutil.copytree(index.path / "approx", other.path / "approx")
+    with pytest.raises(ArtifactError, match="built for index"):
+        Index.load(other.path)
+    assert Index.load(other.path, blockmax=False).n_docs == other.n_docs  # the index itself is intact
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"approx_lists": -1, "forward": "float32"}, "approx_lists must be an integer >= 1.*-1"),
+        ({"approx_lists": 2.5, "forward": "float32"}, "approx_lists must be an integer >= 1.*2.5"),
+        ({"approx_lists": 10, "forward": "none"}, "approx_lists 10 needs block-max data and the forward"),
+        ({"approx_lists": 10, "forward": "float32", "block_size": None}, "approx_lists 10 needs block-max"),
+        ({"approx_lists": 10, "forward": "float32", "impact_dtype": "float32"}, "approx_lists 10 needs"),
+    ],
+)
+def test_bad_options_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        BuildOptions(**options)
+
+
+def test_lists_need_the_forward_index(tmp_path):
+    rng = np.random.default_rng(3)
+    corpus = random_corpus(rng, n_docs=100, n_terms=20, max_nnz=8, integer=False)
+    index = build_forward(tmp_path, corpus, 20, forward="none", block_size=8)
+    with pytest.raises(ValueError, match="needs the forward index"):
+        build_approx_lists(index.path, 4, 8)
+    assert not (index.path / "approx").exists()
+
+
+def test_verify_checks_the_pruned_lists(tmp_path):
+    from lsr.verify import verify
+
+    _, _, _, index = build_pair(tmp_path, 11, 5)
+    report = verify(index.path)
+    assert report.ok, report.problems
+    checked = {path for path, _ in report.checked}
+    assert {index.path / "approx", index.path / "approx" / "blockmax"} <= checked
+    target = index.path / "approx" / "doc_ids.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    problems = verify(index.path).problems
+    assert any(path == target for path, _ in problems), problems
