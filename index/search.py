@@ -809,6 +809,11 @@ class FilterCache:
                 return hit
         entry = replace(filtered_of(compute(), forward, block_size), key=key)
         with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:  # another thread cached it meanwhile (maybe with its index): keep that
+                self.entries.move_to_end(key)
+                self.uses[key] += uses
+                return hit
             self.entries[key] = entry
             self.uses[key] = self.uses.get(key, 0) + uses
             while len(self.entries) > self.size:

@@ -405,3 +405,39 @@ def test_concurrent_searches_build_one_filter_index(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, rows * 3))
     assert len(builds) == 1 and _cached(index.filter_cache, spec).sub is not None
+
+
+def test_a_slow_first_lookup_does_not_drop_an_index_built_meanwhile():
+    """Two threads meet a new filter at once; while one still evaluates it, the other evaluates it,
+    builds its index and caches it. The slow one's evaluation must not replace the cached entry (its
+    index would be lost and built a second time: seen once in CI under load)."""
+    import threading
+    from types import SimpleNamespace
+
+    cache = FilterCache()
+    _eager(cache)
+    spec = {"range": {"bucket": {"lt": 3}}}
+    mask = np.zeros(1000, dtype=np.uint8)
+    mask[::50] = 1
+    release, entered = threading.Event(), threading.Event()
+
+    def slow_compute():
+        entered.set()
+        assert release.wait(10)
+        return mask
+
+    builds = []
+
+    def build(f, max_bytes):
+        builds.append(f.key)
+        return SimpleNamespace(nbytes=100)
+
+    slow = threading.Thread(target=lambda: cache.get(spec, slow_compute))
+    slow.start()
+    assert entered.wait(10)
+    f = cache.indexed(cache.get(spec, lambda: mask), build)  # the fast thread: evaluates and builds
+    assert f.sub is not None and len(builds) == 1
+    release.set()
+    slow.join()
+    again = cache.indexed(cache.get(spec, lambda: mask), build)
+    assert again.sub is f.sub and len(builds) == 1 and _cached(cache, spec).sub is f.sub
