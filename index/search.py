@@ -802,17 +802,13 @@ class FilterCache:
         ``uses``: the queries it serves now (a batch counts each)."""
         key = self.key_of(filter)
         with self.lock:
-            hit = self.entries.get(key)
-            if hit is not None:
-                self.entries.move_to_end(key)
-                self.uses[key] += uses
-                return hit
+            hit = self._hit(key, uses)
+        if hit is not None:
+            return hit
         entry = replace(filtered_of(compute(), forward, block_size), key=key)
         with self.lock:
-            hit = self.entries.get(key)
-            if hit is not None:  # another thread cached it meanwhile (maybe with its index): keep that
-                self.entries.move_to_end(key)
-                self.uses[key] += uses
+            hit = self._hit(key, uses)  # another thread cached it meanwhile (maybe with its index)
+            if hit is not None:
                 return hit
             self.entries[key] = entry
             self.uses[key] = self.uses.get(key, 0) + uses
@@ -821,6 +817,15 @@ class FilterCache:
                 self.uses.pop(old, None)
                 self.pending.discard(old)
         return entry
+
+    def _hit(self, key: str, uses: int) -> Filtered | None:
+        """The cached entry of ``key``, counted as used ``uses`` more times and made the most recent
+        (lock held); None when it is not cached."""
+        hit = self.entries.get(key)
+        if hit is not None:
+            self.entries.move_to_end(key)
+            self.uses[key] += uses
+        return hit
 
     @staticmethod
     def key_of(filter: Any) -> str:
@@ -866,7 +871,7 @@ class FilterCache:
 
     def _make_room(self, nbytes: int) -> None:
         """Drop filter indexes, least recently used first, until ``nbytes`` more fit (lock held)."""
-        used = sum(e.sub.nbytes for e in self.entries.values() if e.sub is not None)
+        used = self._index_bytes()
         for key, entry in list(self.entries.items()):
             if used + nbytes <= self.max_bytes:
                 return
@@ -878,7 +883,11 @@ class FilterCache:
     def index_bytes(self) -> int:
         """Bytes held by the cached filters' own indexes."""
         with self.lock:
-            return sum(e.sub.nbytes for e in self.entries.values() if e.sub is not None)
+            return self._index_bytes()
+
+    def _index_bytes(self) -> int:
+        """:attr:`index_bytes` (lock held)."""
+        return sum(e.sub.nbytes for e in self.entries.values() if e.sub is not None)
 
 
 def set_filter_index_bytes(index: Index, max_bytes: int) -> None:
