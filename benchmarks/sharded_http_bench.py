@@ -1,6 +1,7 @@
 """Sharded serving over HTTP: ``lsr serve`` on one index against ``lsr serve --ray`` on 4 shards of the
 same corpus, at the same concurrency (issue 16's serving target: the sharded service adds at most 3 ms
-to p99 at concurrency 8).
+to p99 at concurrency 8), with 1 or more replicas per shard (``--replicas 1,2,4``: a copy of the shards
+and its own ``lsr serve --ray --replicas N`` each).
 
     python -m benchmarks.sharded_http_bench --corpus ../shared/data/beir/scifact --ray 127.0.0.1:6391 \\
         --concurrency 1,8 --duration 10 --repeat 3 --out benchmarks/results/sharded-http.json
@@ -8,8 +9,8 @@ to p99 at concurrency 8).
 Builds one index and a 4-shard index (hash split) of the first ``--docs`` documents with ``--encoder``
 (bm25 by default) in a temporary folder, starts both services (``python -m lsr.cli serve``, loopback
 ports), checks that the two answer the test queries identically (ids and scores, no partial answer),
-then measures each concurrency level ``--repeat`` times, the two services alternately (which goes
-first alternates too), with the load script's client (``lsr.service.load``: text queries, top-10,
+then measures each concurrency level ``--repeat`` times, the services in turn (the order reverses
+every repeat), with the load script's client (``lsr.service.load``: text queries, top-10,
 keep-alive connections, all on this machine). The table gives QPS, p50 and p99 of each run and what
 the sharded service adds (p50 and p99, sharded minus single, per repeat); the JSON also holds the
 1-minute load average around each run and the router's shard calls per query. The Ray cluster at
@@ -43,7 +44,7 @@ from lsr.pipeline import build_index_from_vectors, encode_corpus
 from lsr.service.load import raw_level
 from lsr.sharded import build_sharded
 
-SETUPS = ("single", "4 shards, Ray")
+SINGLE = "single"
 
 
 def main() -> None:
@@ -55,14 +56,21 @@ def main() -> None:
     p.add_argument("--concurrency", default="1,8")
     p.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--replicas", default="1", help="replicas per shard, one sharded service each (e.g. 1,2,4)"
+    )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="sharded-http-"))
     servers: list[subprocess.Popen] = []
     try:
         single, sharded = build(args, root)
+        setups: dict[str, tuple[Path, list[str]]] = {SINGLE: (single, [])}
+        for r in [int(x) for x in args.replicas.split(",")]:
+            copy = shutil.copytree(sharded, root / f"four-x{r}")  # a path of its own: its own Serve apps
+            setups[f"4 shards x{r}, Ray"] = (copy, ["--ray", args.ray, "--replicas", str(r)])
         urls = {}
-        for setup, path, extra in ((SETUPS[0], single, []), (SETUPS[1], sharded, ["--ray", args.ray])):
+        for setup, (path, extra) in setups.items():
             server, urls[setup] = start(path, extra, root / f"{len(servers)}.log")
             servers.append(server)
         texts = [t for t in load_queries(args.corpus, "test").values() if t.strip()]
@@ -78,7 +86,8 @@ def main() -> None:
         for server in servers:
             server.terminate()
             server.wait(30)
-        undeploy(args.ray, root / "four")
+        for copy in root.glob("four-x*"):
+            undeploy(args.ray, copy)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -117,14 +126,14 @@ def start(index: Path, extra: list[str], log: Path) -> tuple[subprocess.Popen, s
 
 
 def compare(urls: dict[str, str], texts: list[str]) -> str:
-    """How many queries both services answer with the same top-10 (ids and scores; none partial)."""
+    """How many queries every service answers with the same top-10 (ids and scores; none partial)."""
     same = 0
     for q in texts:
         hits = []
         for url in urls.values():
             body = _json(f"{url}/v1/search", {"query": q, "k": 10})
             hits.append(None if body.get("partial") else [(h["id"], h["score"]) for h in body["hits"]])
-        same += hits[0] is not None and hits[0] == hits[1]
+        same += hits[0] is not None and all(h == hits[0] for h in hits)
     return f"{same}/{len(texts)}"
 
 
@@ -135,7 +144,7 @@ def measure(args: argparse.Namespace, urls: dict[str, str], texts: list[str]) ->
         asyncio.run(raw_level(url, {}, base, texts, 4, 5, 200, 0, None))
     for c in [int(x) for x in args.concurrency.split(",")]:
         for rep in range(args.repeat):
-            order = SETUPS if rep % 2 == 0 else SETUPS[::-1]
+            order = list(urls) if rep % 2 == 0 else list(urls)[::-1]
             for setup in order:
                 load = os.getloadavg()[0]
                 calls = shard_calls(urls[setup])
@@ -143,7 +152,7 @@ def measure(args: argparse.Namespace, urls: dict[str, str], texts: list[str]) ->
                 calls = shard_calls(urls[setup]) - calls
                 row = {"concurrency": c, "repeat": rep, "setup": setup, **level}
                 row["loadavg_1m_start_end"] = [round(load, 2), round(os.getloadavg()[0], 2)]
-                if setup != SETUPS[0]:
+                if setup != SINGLE:
                     row["shard_calls_per_query"] = round(calls / max(level["ok"], 1), 3)
                 runs.append(row)
                 print(_line(row), flush=True)
@@ -167,21 +176,22 @@ def shard_calls(url: str) -> float:
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per concurrency: the median over repeats of each setup's numbers, and of the added p50/p99."""
+    """Per concurrency and setup: the median over repeats of QPS, p50 and p99, and for a sharded setup
+    what it added to the single service's p50/p99 in each repeat."""
     out: dict[str, Any] = {}
+    metrics = ("qps", "p50_ms", "p99_ms")
     for c in sorted({r["concurrency"] for r in runs}):
         rows = [r for r in runs if r["concurrency"] == c]
-        by = {s: [r for r in rows if r["setup"] == s] for s in SETUPS}
-        pairs = list(zip(by[SETUPS[0]], by[SETUPS[1]], strict=True))
-        added = {m: [b[m] - a[m] for a, b in pairs] for m in ("p50_ms", "p99_ms")}
-        metrics = ("qps", "p50_ms", "p99_ms")
-        medians = {s: {m: float(np.median([r[m] for r in by[s]])) for m in metrics} for s in SETUPS}
-        out[str(c)] = {
-            **medians,
-            "added_p50_ms": [round(x, 3) for x in added["p50_ms"]],
-            "added_p99_ms": [round(x, 3) for x in added["p99_ms"]],
-            "loadavg_1m": [r["loadavg_1m_start_end"][0] for r in rows],
-        }
+        setups = list(dict.fromkeys(r["setup"] for r in rows))
+        by = {s: sorted((r for r in rows if r["setup"] == s), key=lambda r: r["repeat"]) for s in setups}
+        level: dict[str, Any] = {"loadavg_1m": [r["loadavg_1m_start_end"][0] for r in rows]}
+        for s in setups:
+            level[s] = {m: float(np.median([r[m] for r in by[s]])) for m in metrics}
+            if s != SINGLE:
+                pairs = list(zip(by[SINGLE], by[s], strict=True))
+                for m in ("p50_ms", "p99_ms"):
+                    level[s][f"added_{m}"] = [round(b[m] - a[m], 3) for a, b in pairs]
+        out[str(c)] = level
     return out
 
 
@@ -194,16 +204,17 @@ def _line(r: dict[str, Any]) -> str:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"identical top-10 (single vs 4 shards on Ray): {result['identical_top10']}")
+    print(f"identical top-10 (single vs every sharded service): {result['identical_top10']}")
     print("| concurrency | setup | QPS | p50 ms | p99 ms | added p50 ms | added p99 ms | load avg |")
     print("|---|---|---|---|---|---|---|---|")
     for c, s in result["summary"].items():
-        for setup in SETUPS:
-            m = s[setup]
+        load = ", ".join(f"{x:.1f}" for x in s["loadavg_1m"])
+        for setup, m in s.items():
+            if setup == "loadavg_1m":
+                continue
             added = ["-", "-"]
-            if setup != SETUPS[0]:
-                added = [", ".join(f"{x:+.1f}" for x in s[f"added_{q}_ms"]) for q in ("p50", "p99")]
-            load = ", ".join(f"{x:.1f}" for x in s["loadavg_1m"])
+            if setup != SINGLE:
+                added = [", ".join(f"{x:+.1f}" for x in m[f"added_{q}_ms"]) for q in ("p50", "p99")]
             print(
                 f"| {c} | {setup} | {m['qps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
                 f"{added[0]} | {added[1]} | {load} |"

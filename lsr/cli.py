@@ -288,6 +288,12 @@ def _add_serve_where_args(p: argparse.ArgumentParser) -> None:
         help="serve sharded indexes (lsr index --shards) from Ray Serve: one deployment per shard on the "
         "cluster at ADDRESS (HOST:PORT; alone: a local Ray), this process routes and merges (service.ray)",
     )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        help="with --ray: replicas of each shard, taken in turn; a dead one's calls go to the others "
+        "(service.ray_replicas; default 1)",
+    )
 
 
 def _add_serve_limit_args(p: argparse.ArgumentParser) -> None:
@@ -870,6 +876,7 @@ def _serve_flags(args: argparse.Namespace) -> dict:
         "index_roots": tuple(args.index_roots) if args.index_roots else None,
         "log_requests": False if args.no_access_log else None,
         "ray": args.ray,
+        "ray_replicas": args.replicas,
     }
     return {key: value for key, value in flags.items() if value is not None}
 

@@ -417,6 +417,8 @@ class ServiceConfig:
     # a Ray cluster (HOST:PORT, or "local"): sharded indexes are searched on Ray Serve shard deployments
     # (lsr.ray_serve); None: every index is searched in this process
     ray: str | None = None
+    # with ``ray``: replicas of each shard (Serve restarts a dead one; meanwhile the others answer)
+    ray_replicas: int = 1
     # a second port answering GET /healthz and /readyz on its own thread (lsr.service.health), so probes
     # never queue behind a flooded request loop; /healthz there says 503 once the loop has not run for
     # health_stale_s seconds. 0: off (probe the main port). For Kubernetes-style liveness/readiness probes
@@ -441,6 +443,7 @@ class ServiceConfig:
             "max_batch",
             "max_body_bytes",
             "filter_index_mb",
+            "ray_replicas",
         ):
             value = getattr(self, key)
             least = 0 if key in ("port", "filter_index_mb") else 1

@@ -50,7 +50,7 @@ SHARD_TIMEOUT_S = 5.0  # a shard that has not answered by then is left out of th
 PING_TIMEOUT_S = 1.0
 HEALTH_TIMEOUT_S = 4.0  # a replica whose actor does not answer a ping by then fails Serve's check (5 s)
 START_TIMEOUT_S = 60.0  # a new shard's actor loads its index and warms up
-MAX_CALLS = 1  # calls in flight per shard; the queries arriving meanwhile leave together in the next
+MAX_CALLS = 1  # calls in flight per shard replica; the queries arriving meanwhile leave together in the next
 LIST_EVERY_S = 0.25  # the actors of a shard with fewer than its replicas are listed again at most this often
 
 
@@ -108,8 +108,9 @@ class ShardServer:
 class RayShard:
     """A remote shard (:class:`lsr.index.shards.RemoteShard`) over the :class:`ShardActor` of each
     replica of one shard (taken in turn). Calls run on one asyncio loop of the router process; a
-    query waits there while ``max_calls`` calls to this shard are in flight, and the queries that
-    waited with the same options leave together in one call."""
+    query waits there while ``max_calls`` calls per replica to this shard are in flight, and the
+    queries that waited with the same options leave together in one call. A call to a replica that
+    died goes to the next live one (the shard is missing only when none answers)."""
 
     def __init__(
         self,
@@ -120,7 +121,7 @@ class RayShard:
         max_calls: int = MAX_CALLS,
     ):
         self.key, self.name, self.replicas = key, name, replicas
-        self.timeout_s, self.max_calls = timeout_s, max_calls
+        self.timeout_s, self.max_calls = timeout_s, max_calls * replicas
         self.loop = router_loop()
         self.calls = 0  # calls sent (a batch of queries is one call)
         self._actors: list[Any] = []
@@ -156,15 +157,8 @@ class RayShard:
     async def _call(self, k: int, kwargs: dict[str, Any], items: list[tuple[SparseBatch, Future]]) -> None:
         try:
             batch = items[0][0] if len(items) == 1 else concat([q for q, _ in items])
-            actor = self._actor()
-            self.calls += 1
-            try:
-                request = pack((batch.indptr, batch.term_ids, batch.weights, k, kwargs))
-                answer = await asyncio.wait_for(actor.search_batch.remote(request), self.timeout_s)
-            except Exception as exc:
-                self._forget(actor, exc)
-                raise
-            _answer(items, *unpack(answer))
+            request = pack((batch.indptr, batch.term_ids, batch.weights, k, kwargs))
+            _answer(items, *unpack(await self._search(request)))
         except Exception as exc:  # each waiting query gets the error: its shard is missing
             for _, future in items:
                 if not future.done():
@@ -172,6 +166,21 @@ class RayShard:
         finally:
             self._in_flight -= 1
             self._start_calls()
+
+    async def _search(self, request: bytes) -> bytes:
+        """One call's answer, from the next replica; a replica that died is forgotten and the call
+        goes to the next one (a late one is not retried: the shard is left out)."""
+        attempts = self.replicas
+        while True:
+            actor = self._actor()
+            self.calls += 1
+            try:
+                return await asyncio.wait_for(actor.search_batch.remote(request), self.timeout_s)
+            except Exception as exc:
+                self._forget(actor, exc)
+                attempts -= 1
+                if isinstance(exc, asyncio.TimeoutError) or not attempts or not self._actors:
+                    raise
 
     async def _ping(self) -> bool:
         actor = self._actor()

@@ -175,13 +175,13 @@ def default_opener(settings: ServiceConfig) -> Callable[[str], Any]:
     a sharded index through Ray Serve shard deployments (``lsr.ray_serve``)."""
     if settings.ray is None:
         return functools.partial(open_searcher, filter_index_mb=settings.filter_index_mb)
-    address = settings.ray
+    address, replicas = settings.ray, settings.ray_replicas
 
     def open_on_ray(path: str) -> Any:
         from lsr.index.shards import is_sharded_index
         from lsr.ray_serve import deploy_sharded
 
-        return deploy_sharded(path, address) if is_sharded_index(path) else Searcher(path)
+        return deploy_sharded(path, address, replicas) if is_sharded_index(path) else Searcher(path)
 
     return open_on_ray
 

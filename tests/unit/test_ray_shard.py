@@ -159,3 +159,49 @@ def test_a_late_shard_is_left_out_and_kept(four, monkeypatch):
     time.sleep(1.0)  # the late call ends and frees its slot
     again = remote.search(terms, weights, k=20)
     assert _same([again], [local.search(terms, weights, k=20)]) and remote.missing_shards() == []
+
+
+def test_a_call_to_a_dead_replica_goes_to_a_live_one(four, monkeypatch):
+    index = ShardedIndex.open(four).segments[1]
+    dead, live = FakeActor(index), FakeActor(index)
+    dead.dead = True
+    shard = _shard(monkeypatch, {"shard-001": [dead, live]}, replicas=2)
+    q = _rows(Searcher(four), QUERIES[:1])[0]
+    for _ in range(4):  # whichever replica's turn it is, the answer is whole
+        assert _same(shard.submit(q, 10, {}).result(5), index.search_batch(q, k=10))
+    assert len(dead.calls) == 1 and len(live.calls) == 4  # the dead one was forgotten after its call
+    live.dead = True  # no replica answers: the shard is missing
+    with pytest.raises((RuntimeError, LsrError)):
+        shard.submit(q, 10, {}).result(5)
+
+
+def test_each_replica_has_a_call_in_flight(four, monkeypatch):
+    index = ShardedIndex.open(four).segments[1]
+    actors = [FakeActor(index, delay=2.0) for _ in range(2)]
+    shard = _shard(monkeypatch, {"shard-001": actors}, replicas=2)
+    rows = _rows(Searcher(four), QUERIES[:2])
+    futures = [shard.submit(q, 10, {}) for q in rows]  # two calls at once, one per replica
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline and not all(a.calls for a in actors):
+        time.sleep(0.01)
+    assert [len(a.calls) for a in actors] == [1, 1] and not any(f.done() for f in futures)
+    for q, f in zip(rows, futures, strict=True):
+        assert _same(f.result(5), index.search_batch(q, k=10))
+
+
+def test_serve_replicas_flag_reaches_the_shard_deployments(four, monkeypatch):
+    from lsr.cli import _serve_flags, build_parser
+    from lsr.config import ServiceConfig
+    from lsr.errors import ConfigError
+    from lsr.service.app import default_opener
+
+    args = build_parser().parse_args(["serve", "--index", f"f={four}", "--ray", "h:1", "--replicas", "3"])
+    settings = ServiceConfig(**_serve_flags(args))
+    assert (settings.ray, settings.ray_replicas) == ("h:1", 3)
+    deployed = []
+    monkeypatch.setattr(ray_serve, "deploy_sharded", lambda *a: deployed.append(a) or "searcher")
+    assert default_opener(settings)(str(four)) == "searcher"
+    assert deployed == [(str(four), "h:1", 3)]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="ray_replicas"):
+            ServiceConfig(ray_replicas=bad)
