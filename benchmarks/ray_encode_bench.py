@@ -1,0 +1,146 @@
+"""Encoding on Ray against the single-process encoder (issue 16's encoding targets: 2 GPUs >= 1.8x one
+GPU, one GPU through Ray >= 0.9x the single-process GPU encoder).
+
+    python -m benchmarks.ray_encode_bench --corpus ../shared/data/beir/scifact --docs 200000 \\
+        --gpus 1,2 --out benchmarks/results/ray-encode-h200.json
+
+Writes a corpus of ``--docs`` documents (the BEIR corpus repeated, ids suffixed ``#N``), encodes it
+with ``lsr encode --encoder ENCODER`` in one process, then with ``lsr encode --ray`` on a local Ray
+cluster started with ``--num-gpus G`` for each G of ``--gpus`` (a fresh head each; on a machine
+without GPUs, ``--gpus 0`` runs the CPU actors). Each run is its own ``lsr encode`` process, timed
+from start to exit (Python start and model load included, the same for every row); the vectors'
+meta gives the encode seconds without that. The Ray outputs are compared with the single-process
+one: same ids and rows, term sets and the largest weight difference (bf16 on GPU: batch composition
+changes the rounding). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lsr.data.corpus import open_corpus
+from lsr.vectors import Vectors
+
+RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the ray CLI (no console script under pip --target)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--corpus", required=True, help="a BEIR folder or corpus file, repeated to --docs")
+    p.add_argument("--docs", type=int, default=200_000)
+    p.add_argument("--encoder", default="splade")
+    p.add_argument("--gpus", default="1,2", help="Ray clusters to run: GPUs of each (0: CPU actors)")
+    p.add_argument("--shard-docs", type=int, default=10_000, help="encoder.shard_docs: a Ray block")
+    p.add_argument("--port", type=int, default=6391)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="ray-encode-"))
+    try:
+        corpus = write_corpus(args.corpus, args.docs, root / "corpus.jsonl")
+        rows = [run(args, corpus, root / "single", None)]
+        for gpus in [int(g) for g in args.gpus.split(",")]:
+            rows.append(run(args, corpus, root / f"ray-{gpus}", gpus))
+            rows[-1].update(compare(root / "single", root / f"ray-{gpus}"))
+        result = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows}
+        result["ratios"] = ratios(rows)
+        print_table(result)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"results -> {args.out}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def write_corpus(source: str, n: int, path: Path) -> Path:
+    """``n`` documents: the corpus at ``source`` over and over, the k-th copy's ids suffixed ``#k``."""
+    docs = list(open_corpus(source))
+    with open(path, "w") as f:
+        for i in range(n):
+            doc = docs[i % len(docs)]
+            f.write(json.dumps({"_id": f"{doc.id}#{i // len(docs)}", "title": doc.title, "text": doc.text}))
+            f.write("\n")
+    return path
+
+
+def run(args: argparse.Namespace, corpus: Path, out: Path, gpus: int | None) -> dict[str, Any]:
+    """One ``lsr encode`` (on a fresh local Ray head with ``gpus`` GPUs unless None), timed."""
+    cmd = [sys.executable, "-m", "lsr.cli", "encode", "--encoder", args.encoder, "--corpus", str(corpus)]
+    cmd += ["--out", str(out), "--set", f"encoder.shard_docs={args.shard_docs}", "--quiet"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    setup = "single process"
+    if gpus is not None:
+        setup = f"Ray, {gpus} GPU" if gpus else "Ray, CPU actors"
+        address = start_ray(args.port, gpus, out.parent / f"ray-tmp-{gpus}")
+        cmd += ["--ray", address]
+    try:
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        wall = time.perf_counter() - start
+    finally:
+        if gpus is not None:
+            subprocess.run([*RAY, "stop", "--force"], check=False, capture_output=True)
+    meta = Vectors(out).meta
+    row = {"setup": setup, "gpus": gpus, "docs": meta["n_docs"], "wall_s": round(wall, 2)}
+    row["docs_per_s"] = round(meta["n_docs"] / wall, 1)
+    row["meta"] = {k: meta[k] for k in ("encode_seconds", "ray") if k in meta}
+    print(f"{setup}: {row['docs']} docs in {wall:.1f} s ({row['docs_per_s']:.0f} docs/s)", flush=True)
+    return row
+
+
+def start_ray(port: int, gpus: int, temp: Path) -> str:
+    cpus = os.cpu_count() or 2
+    cmd = [*RAY, "start", "--head", "--port", str(port), "--num-gpus", str(gpus), "--num-cpus", str(cpus)]
+    cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return f"127.0.0.1:{port}"
+
+
+def compare(single: Path, other: Path) -> dict[str, Any]:
+    """How the Ray output differs from the single-process one."""
+    a, b = Vectors(single), Vectors(other)
+    same_ids = list(a.iter_ids()) == list(b.iter_ids())
+    same_terms = rows = 0
+    max_diff = 0.0
+    for x, y in zip(a.batches(), b.batches(), strict=True):
+        for i in range(len(x)):
+            (tx, wx), (ty, wy) = x.row(i), y.row(i)
+            rows += 1
+            if np.array_equal(tx, ty):
+                same_terms += 1
+                max_diff = max(max_diff, float(np.max(np.abs(wx - wy), initial=0.0)))
+    return {"same_ids": same_ids, "same_term_sets": f"{same_terms}/{rows}", "max_abs_weight_diff": max_diff}
+
+
+def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
+    by = {r["gpus"]: r["docs_per_s"] for r in rows}
+    out = {f"ray {g} / single": round(v / by[None], 3) for g, v in by.items() if g is not None}
+    if 1 in by and 2 in by:
+        out["ray 2 / ray 1"] = round(by[2] / by[1], 3)
+    return out
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print("| setup | docs | wall s | docs/s | encode s (meta) | same ids | same term sets | max abs diff |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in result["runs"]:
+        print(
+            f"| {r['setup']} | {r['docs']} | {r['wall_s']:.1f} | {r['docs_per_s']:.0f} | "
+            f"{r['meta'].get('encode_seconds', '-')} | {r.get('same_ids', '-')} | "
+            f"{r.get('same_term_sets', '-')} | {r.get('max_abs_weight_diff', '-')} |"
+        )
+    print("ratios:", result["ratios"])
+
+
+if __name__ == "__main__":
+    main()
