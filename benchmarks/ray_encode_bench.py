@@ -6,12 +6,13 @@ GPU, one GPU through Ray >= 0.9x the single-process GPU encoder).
 
 Writes a corpus of ``--docs`` documents (the BEIR corpus repeated, ids suffixed ``#N``), encodes it
 with ``lsr encode --encoder ENCODER`` in one process, then with ``lsr encode --ray`` on a local Ray
-cluster started with ``--num-gpus G`` for each G of ``--gpus`` (a fresh head each; on a machine
-without GPUs, ``--gpus 0`` runs the CPU actors). Each run is its own ``lsr encode`` process, timed
-from start to exit (Python start and model load included, the same for every row); the vectors'
-meta gives the encode seconds without that. The Ray outputs are compared with the single-process
-one: same ids and rows, term sets and the largest weight difference (bf16 on GPU: batch composition
-changes the rounding). Prints a table and writes JSON.
+cluster started with ``--num-gpus G`` for each G of ``--gpus`` and each number of encoder actors per
+GPU of ``--actors-per-gpu`` (a fresh head each, stopped with ``ray stop``, which stops every Ray of
+this machine; on a machine without GPUs, ``--gpus 0`` runs the CPU actors). Each run is its own
+``lsr encode`` process, timed from start to exit (Python start and model load included, the same for
+every row); the vectors' meta gives the encode seconds without that. The Ray outputs are compared
+with the single-process one: same ids and rows, term sets and the largest weight difference (bf16 on
+GPU: batch composition changes the rounding). Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     p.add_argument("--docs", type=int, default=200_000)
     p.add_argument("--encoder", default="splade")
     p.add_argument("--gpus", default="1,2", help="Ray clusters to run: GPUs of each (0: CPU actors)")
+    p.add_argument("--actors-per-gpu", default="1", help="encoder.transformer.actors_per_gpu values (1,4)")
     p.add_argument("--shard-docs", type=int, default=10_000, help="encoder.shard_docs: a Ray block")
     p.add_argument("--port", type=int, default=6391)
     p.add_argument("--out", type=Path, required=True)
@@ -49,9 +51,12 @@ def main() -> None:
     try:
         corpus = write_corpus(args.corpus, args.docs, root / "corpus.jsonl")
         rows = [run(args, corpus, root / "single", None)]
-        for gpus in [int(g) for g in args.gpus.split(",")]:
-            rows.append(run(args, corpus, root / f"ray-{gpus}", gpus))
-            rows[-1].update(compare(root / "single", root / f"ray-{gpus}"))
+        for per_gpu in [int(a) for a in args.actors_per_gpu.split(",")]:
+            for gpus in [int(g) for g in args.gpus.split(",")]:
+                out = root / f"ray-{gpus}x{per_gpu}"
+                rows.append(run(args, corpus, out, gpus, per_gpu))
+                rows[-1].update(compare(root / "single", out))
+                shutil.rmtree(out)
         result = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": rows}
         result["ratios"] = ratios(rows)
         print_table(result)
@@ -73,16 +78,19 @@ def write_corpus(source: str, n: int, path: Path) -> Path:
     return path
 
 
-def run(args: argparse.Namespace, corpus: Path, out: Path, gpus: int | None) -> dict[str, Any]:
-    """One ``lsr encode`` (on a fresh local Ray head with ``gpus`` GPUs unless None), timed."""
+def run(
+    args: argparse.Namespace, corpus: Path, out: Path, gpus: int | None = None, per_gpu: int = 1
+) -> dict[str, Any]:
+    """One ``lsr encode`` (on a fresh local Ray head with ``gpus`` GPUs, ``per_gpu`` encoder actors
+    each, unless ``gpus`` is None), timed."""
     cmd = [sys.executable, "-m", "lsr.cli", "encode", "--encoder", args.encoder, "--corpus", str(corpus)]
     cmd += ["--out", str(out), "--set", f"encoder.shard_docs={args.shard_docs}", "--quiet"]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     setup = "single process"
     if gpus is not None:
-        setup = f"Ray, {gpus} GPU" if gpus else "Ray, CPU actors"
-        address = start_ray(args.port, gpus, out.parent / f"ray-tmp-{gpus}")
-        cmd += ["--ray", address]
+        setup = f"Ray, {gpus} GPU x {per_gpu} actors" if gpus else "Ray, CPU actors"
+        address = start_ray(args.port, gpus, out.parent / f"ray-tmp-{gpus}x{per_gpu}")
+        cmd += ["--ray", address, "--set", f"encoder.transformer.actors_per_gpu={per_gpu}"]
     try:
         start = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
@@ -91,7 +99,7 @@ def run(args: argparse.Namespace, corpus: Path, out: Path, gpus: int | None) -> 
         if gpus is not None:
             subprocess.run([*RAY, "stop", "--force"], check=False, capture_output=True)
     meta = Vectors(out).meta
-    row = {"setup": setup, "gpus": gpus, "docs": meta["n_docs"], "wall_s": round(wall, 2)}
+    row = {"setup": setup, "gpus": gpus, "per_gpu": per_gpu, "docs": meta["n_docs"], "wall_s": round(wall, 2)}
     row["docs_per_s"] = round(meta["n_docs"] / wall, 1)
     row["meta"] = {k: meta[k] for k in ("encode_seconds", "ray") if k in meta}
     print(f"{setup}: {row['docs']} docs in {wall:.1f} s ({row['docs_per_s']:.0f} docs/s)", flush=True)
@@ -123,10 +131,13 @@ def compare(single: Path, other: Path) -> dict[str, Any]:
 
 
 def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
-    by = {r["gpus"]: r["docs_per_s"] for r in rows}
-    out = {f"ray {g} / single": round(v / by[None], 3) for g, v in by.items() if g is not None}
-    if 1 in by and 2 in by:
-        out["ray 2 / ray 1"] = round(by[2] / by[1], 3)
+    """Each Ray run's docs/s over the single process's; 2 GPUs over 1 GPU at the same actors per GPU."""
+    single = rows[0]["docs_per_s"]
+    by = {(r["gpus"], r["per_gpu"]): r["docs_per_s"] for r in rows[1:]}
+    out = {f"ray {g} GPU x{a} / single": round(v / single, 3) for (g, a), v in by.items()}
+    for (g, a), v in by.items():
+        if g == 2 and (1, a) in by:
+            out[f"ray 2 GPU / 1 GPU, x{a}"] = round(v / by[(1, a)], 3)
     return out
 
 

@@ -152,12 +152,15 @@ class TransformerConfig:
     device: str = "auto"  # auto (cuda when available, else cpu) | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (bfloat16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
     threads: int = 0  # CPU: batches encoded at once, one torch thread each; 0: all cores
+    # lsr encode --ray on GPUs: encoder actors sharing each GPU (tokenization and sparse rows run on the
+    # actor's CPU: a small model keeps a GPU busy only from several processes)
+    actors_per_gpu: int = 1
     # queries: auto (ONNX Runtime on a CPU when installed, else torch) | torch (float32) | onnx |
     # onnx-int8; the LSR_QUERY_RUNTIME environment variable overrides it (lsr.encoders.onnx_query)
     query_runtime: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("max_length", "query_max_length", "batch_tokens", "sort_docs"):
+        for name in ("max_length", "query_max_length", "batch_tokens", "sort_docs", "actors_per_gpu"):
             _positive("encoder.transformer", name, getattr(self, name))
         if self.max_length < 8 or self.query_max_length < 8:
             raise ConfigError("encoder.transformer.max_length and query_max_length must be >= 8 tokens")

@@ -30,7 +30,7 @@ from lsr.vectors import VectorWriter, partial_dir
 logger = logging.getLogger(__name__)
 
 # transformer settings that change speed or memory but never the vectors
-_RUNTIME_ONLY = ("batch_tokens", "sort_docs", "threads")
+_RUNTIME_ONLY = ("batch_tokens", "sort_docs", "threads", "actors_per_gpu")
 
 
 def resume_key(config: Config, corpus: object, docs: object = None) -> str | None:

@@ -176,7 +176,8 @@ def _encode_blocks(ray: Any, encoder: EncoderConfig, todo: list[tuple[int, list[
     ray.data.DataContext.get_current().enable_progress_bars = False
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
-    actors = max(1, min(len(todo), gpus or int(resources.get("CPU", 1))))
+    per_gpu = encoder.transformer.actors_per_gpu
+    actors = max(1, min(len(todo), gpus * per_gpu or int(resources.get("CPU", 1))))
     items = [{"block": i, "texts": json.dumps(texts)} for i, texts in todo]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     done = ds.map_batches(
@@ -184,7 +185,7 @@ def _encode_blocks(ray: Any, encoder: EncoderConfig, todo: list[tuple[int, list[
         fn_constructor_kwargs={"encoder": to_dict(encoder), "work": str(work)},
         batch_size=1,
         compute=ActorPoolStrategy(size=actors),
-        num_gpus=1 if gpus else 0,
+        num_gpus=1 / per_gpu if gpus else 0,
         num_cpus=0 if gpus else 1,
     )
     n = sum(int(row["n_docs"]) for row in done.iter_rows())

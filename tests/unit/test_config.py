@@ -337,3 +337,15 @@ def test_approx_budget_and_reorder_settings_are_checked():
     ):
         with pytest.raises(ConfigError, match=msg):
             load_config(None, bad)
+
+
+def test_ray_actors_per_gpu_is_a_positive_count_outside_the_resume_key():
+    from lsr.encode import resume_key
+
+    cfg = load_config(None, ["encoder.transformer.actors_per_gpu=4"])
+    assert cfg.encoder.transformer.actors_per_gpu == 4
+    # how many actors encode is not what was encoded: a resumed run may use another number
+    assert resume_key(cfg, "c.jsonl") == resume_key(load_config(None, []), "c.jsonl")
+    for bad in ("0", "-2"):
+        with pytest.raises(ConfigError, match="actors_per_gpu"):
+            load_config(None, [f"encoder.transformer.actors_per_gpu={bad}"])
