@@ -1,7 +1,8 @@
 """Sharded serving over HTTP: ``lsr serve`` on one index against ``lsr serve --ray`` on 4 shards of the
 same corpus, at the same concurrency (issue 16's serving target: the sharded service adds at most 3 ms
-to p99 at concurrency 8), with 1 or more replicas per shard (``--replicas 1,2,4``: a copy of the shards
-and its own ``lsr serve --ray --replicas N`` each).
+to p99 at concurrency 8), with 1 or more replicas per shard (``--replicas 1,2,4``) and router processes
+(``--router-workers 1,2``): a copy of the shards and its own ``lsr serve --ray --replicas N --workers W``
+each.
 
     python -m benchmarks.sharded_http_bench --corpus ../shared/data/beir/scifact --ray 127.0.0.1:6391 \\
         --concurrency 1,8 --duration 10 --repeat 3 --out benchmarks/results/sharded-http.json
@@ -59,6 +60,9 @@ def main() -> None:
     p.add_argument(
         "--replicas", default="1", help="replicas per shard, one sharded service each (e.g. 1,2,4)"
     )
+    p.add_argument(
+        "--router-workers", default="1", help="lsr serve --workers of each sharded service (1,2): routers"
+    )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     root = Path(tempfile.mkdtemp(prefix="sharded-http-"))
@@ -67,8 +71,11 @@ def main() -> None:
         single, sharded = build(args, root)
         setups: dict[str, tuple[Path, list[str]]] = {SINGLE: (single, [])}
         for r in [int(x) for x in args.replicas.split(",")]:
-            copy = shutil.copytree(sharded, root / f"four-x{r}")  # a path of its own: its own Serve apps
-            setups[f"4 shards x{r}, Ray"] = (copy, ["--ray", args.ray, "--replicas", str(r)])
+            for w in [int(x) for x in args.router_workers.split(",")]:
+                # a path of its own: its own Serve applications
+                copy = shutil.copytree(sharded, root / f"four-x{r}-w{w}")
+                extra = ["--ray", args.ray, "--replicas", str(r), "--workers", str(w)]
+                setups[f"4 shards x{r}, Ray" + (f", {w} routers" if w > 1 else "")] = (copy, extra)
         urls = {}
         for setup, (path, extra) in setups.items():
             server, urls[setup] = start(path, extra, root / f"{len(servers)}.log")

@@ -465,6 +465,11 @@ class ServiceConfig:
         ):
             raise ConfigError(f"max_in_flight = {self.max_in_flight!r} must be >= 0 (0: 4 x search threads)")
         self._check_health_port()
+        if self.ray == "local" and self.workers > 1:
+            raise ConfigError(
+                f"workers = {self.workers} with ray = 'local': each worker would start its own Ray; "
+                "start one (ray start --head) and give its address"
+            )
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
 
     def _check_health_port(self) -> None:

@@ -268,9 +268,10 @@ def app_name(path: Path, shard: str) -> str:
     return f"lsr-{_digest(path)}-{shard}"
 
 
-def actor_key(path: Path, shard: str) -> str:
-    """The name prefix of a shard's actors (it does not contain the Serve application's name)."""
-    return f"{_digest(path)}/{shard}"
+def actor_key(path: Path, shard: str, build_id: str) -> str:
+    """The name prefix of a shard's actors (it does not contain the Serve application's name): the
+    directory and its build, so that actors of an index since rebuilt in place are never reused."""
+    return f"{_digest(path)}-{build_id[:12]}/{shard}"
 
 
 def _digest(path: Path) -> str:
@@ -294,32 +295,53 @@ def deploy_sharded(
     manifest, _ = load_shards(path)  # refuse a broken directory before touching the cluster
     connect(address)
     from ray import serve
-    from ray.serve.api import RunTarget, run_many
 
     serve.start(proxy_location="Disabled")
+    names = [e["name"] for e in manifest["shards"]]
+    backends = [RayShard(actor_key(path, n, manifest["build_id"]), n, replicas) for n in names]
+    if not _running(path, backends):
+        _deploy(path, backends, cpus_per_replica)
+    for backend in backends:
+        _wait_for_actors(backend)
+    return ShardedSearcher(path, backends)
+
+
+def _running(path: Path, backends: list[RayShard]) -> bool:
+    """Whether every shard's Serve application runs this build with the wanted replicas (another
+    router, e.g. another ``lsr serve`` worker, deployed it): then this router only attaches."""
+    from ray import serve
+
+    apps = serve.status().applications
+    for backend in backends:
+        app = apps.get(app_name(path, backend.name))
+        if app is None or app.status != "RUNNING" or len(list_actors(backend.key)) != backend.replicas:
+            return False
+    return True
+
+
+def _deploy(path: Path, backends: list[RayShard], cpus_per_replica: float) -> None:
+    """One Serve application per shard (replacing one of the same directory), side by side."""
+    from ray import serve
+    from ray.serve.api import RunTarget, run_many
+
     deployment = serve.deployment(
         name="shard",
-        num_replicas=replicas,
+        num_replicas=backends[0].replicas,
         ray_actor_options={"num_cpus": 0},
         health_check_period_s=1,
         health_check_timeout_s=5,
         logging_config={"enable_access_log": False},
     )(ShardServer)
-    names = [e["name"] for e in manifest["shards"]]
     targets = [
         RunTarget(
-            deployment.bind(str(path / name), actor_key(path, name), cpus_per_replica),
-            name=app_name(path, name),
+            deployment.bind(str(path / b.name), b.key, cpus_per_replica),
+            name=app_name(path, b.name),
             route_prefix=None,
         )
-        for name in names
+        for b in backends
     ]
     run_many(targets)  # the shards start side by side; each replica's __init__ waits for its actor
-    backends = [RayShard(actor_key(path, n), n, replicas) for n in names]
-    for backend in backends:
-        _wait_for_actors(backend)
-    logger.info("%s: %d shards on Ray Serve (%s)", path, len(names), ", ".join(t.name for t in targets))
-    return ShardedSearcher(path, backends)
+    logger.info("%s: %d shards on Ray Serve (%s)", path, len(targets), ", ".join(t.name for t in targets))
 
 
 def _wait_for_actors(backend: RayShard) -> None:

@@ -1374,6 +1374,8 @@ def serve(settings: ServiceConfig, log_level: str = "info") -> None:
     TCP_NODELAY, which the accepted connections inherit (without it, a keep-alive client waits out
     a 40 ms delayed ACK between the response's header and body writes)."""
     os.environ[SETTINGS_ENV] = to_json(settings)
+    if settings.ray is not None and settings.workers > 1:
+        deploy_shards_once(settings)
     config = uvicorn.Config(
         "lsr.service.app:app_from_env",
         factory=True,
@@ -1391,6 +1393,20 @@ def serve(settings: ServiceConfig, log_level: str = "info") -> None:
     sock = config.bind_socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     Multiprocess(config, sockets=[sock]).run()
+
+
+def deploy_shards_once(settings: ServiceConfig) -> None:
+    """Deploy the sharded indexes' Serve applications from this (parent) process, so that the
+    workers, each a router, attach to the same shard replicas instead of redeploying them."""
+    import ray
+
+    from lsr.index.shards import is_sharded_index
+    from lsr.ray_serve import deploy_sharded
+
+    for path in settings.indexes.values():
+        if is_sharded_index(path):
+            deploy_sharded(path, settings.ray, settings.ray_replicas)
+    ray.shutdown()  # the workers connect on their own; the applications stay
 
 
 def index_summary(path: str | Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ again, a late one leaves its shard out without being forgotten. The real cluster
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 import time
@@ -205,3 +206,54 @@ def test_serve_replicas_flag_reaches_the_shard_deployments(four, monkeypatch):
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ConfigError, match="ray_replicas"):
             ServiceConfig(ray_replicas=bad)
+
+
+def test_a_router_attaches_to_the_running_shards_of_the_same_build(four, monkeypatch):
+    """A second router (another ``lsr serve`` worker) finds the shards deployed with this build and
+    the wanted replicas and only attaches; a missing application, another replica count or another
+    build (the index rebuilt in place) deploys."""
+    serve = pytest.importorskip("ray.serve")
+    local = ShardedIndex.open(four)
+    actors: dict[str, list] = {}
+    apps: dict[str, object] = {}
+    deployed: list[list[str]] = []
+
+    def fake_deploy(path, backends, cpus):
+        deployed.append([b.key for b in backends])
+        for b, segment in zip(backends, local.segments, strict=True):
+            actors[b.key] = [FakeActor(segment, delay=0.0) for _ in range(b.replicas)]
+            apps[ray_serve.app_name(path, b.name)] = type("App", (), {"status": "RUNNING"})()
+
+    monkeypatch.setattr(ray_serve, "connect", lambda address: None)
+    monkeypatch.setattr(serve, "start", lambda **kw: None)
+    monkeypatch.setattr(serve, "status", lambda: type("Status", (), {"applications": apps})())
+    monkeypatch.setattr(ray_serve, "list_actors", lambda key: list(actors.get(key, [])))
+    monkeypatch.setattr(ray_serve, "_deploy", fake_deploy)
+
+    first = ray_serve.deploy_sharded(four, "h:1", replicas=2)
+    assert len(deployed) == 1 and len(deployed[0]) == 4
+    second = ray_serve.deploy_sharded(four, "h:1", replicas=2)  # attaches
+    assert len(deployed) == 1
+    terms, weights = _rows(Searcher(four), QUERIES[:1])[0].row(0)
+    expected = local.search(terms, weights, k=10)
+    assert _same([second.index.search(terms, weights, k=10)], [expected])
+    assert _same([first.index.search(terms, weights, k=10)], [expected])
+    ray_serve.deploy_sharded(four, "h:1", replicas=3)  # another replica count: deploys again
+    assert len(deployed) == 2
+    del apps[ray_serve.app_name(four, "shard-002")]
+    ray_serve.deploy_sharded(four, "h:1", replicas=3)  # an application is gone: deploys again
+    assert len(deployed) == 3
+    manifest = four / "sharded.json"
+    meta = json.loads(manifest.read_text())
+    monkeypatch.setattr(ray_serve, "load_shards", lambda path: ({**meta, "build_id": "f" * 32}, None))
+    ray_serve.deploy_sharded(four, "h:1", replicas=3)  # another build at the same path: new actors
+    assert len(deployed) == 4 and deployed[3][0] != deployed[2][0]
+
+
+def test_several_workers_need_a_cluster_address_with_ray():
+    from lsr.config import ServiceConfig
+    from lsr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="workers = 2 with ray = 'local'"):
+        ServiceConfig(ray="local", workers=2)
+    assert ServiceConfig(ray="127.0.0.1:6379", workers=2).workers == 2
