@@ -22,6 +22,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from lsr.index.blockmax import MergedBounds
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, directory_bytes, read_meta
 from lsr.index.kernels.allowed import _allowed_search_one
@@ -266,8 +267,9 @@ class SegmentedIndex(Index):
         if self._multi is not None and path == "postings":
             docs, scores = _allowed_search_one(*self._allowed_args(f), terms, weights, k)
             return SearchResult(docs.astype(np.int64), scores * self.scale)
-        if params.mode != "exact" and self._multi is not None:
+        if params.mode != "exact" and self._one_call:
             docs, scores = _bmp_multi_search_one(
+                self.merged_bounds.arrays,
                 *self._multi,
                 self.block_size,
                 terms,
@@ -310,8 +312,8 @@ class SegmentedIndex(Index):
             return self._sub_search_batch(f, queries, k, params, threads)
         queries = prune_batch(queries, params)
         live = f.live
-        direct = path == "postings"
-        if self._multi is not None and (direct or params.mode != "exact"):
+        direct = path == "postings" and self._multi is not None
+        if direct or (params.mode != "exact" and self._one_call):
             if direct:
                 out_docs, out_scores, counts = allowed_batch(self._allowed_args(f), queries, k, threads)
             else:
@@ -348,6 +350,7 @@ class SegmentedIndex(Index):
             numba.set_num_threads(workers)
             try:
                 _bmp_multi_search_batch(
+                    self.merged_bounds.arrays,
                     *self._multi,
                     self.block_size,
                     queries.indptr,
@@ -367,19 +370,18 @@ class SegmentedIndex(Index):
     # --- the one-call kernels' arguments ------------------------------------------------------------
 
     @cached_property
-    def _multi(self) -> tuple[Any, Any, NDArray[np.int64], NDArray[np.float32]] | None:
-        """The one-call kernels' leading arguments, built once per opened generation: typed lists of
-        each segment's (term_ptr, row_of, dense_max, tb_ptr, tb_block, tb_max, dense_before) and
-        (doc_ids, impacts, dense_base, dense_off, tb_base, tb_off), int64[n, 4] = (n_terms, n_blocks,
-        first doc, first block), float32[n, 2] = (ub_ratio, ub_slack); None when the segments cannot
-        go to one kernel call (no block-max data, other scales or block sizes, arrays of other types)."""
+    def _multi(self) -> tuple[Any, NDArray[np.int64], NDArray[np.float32]] | None:
+        """The one-call kernels' per-segment arguments, built once per opened generation: a typed list
+        of each segment's (doc_ids, impacts, dense_base, dense_off), int64[n, 4] = (n_terms, n_blocks,
+        first doc, first block), float32[n] = ub_slack; None when the segments cannot go to one
+        kernel call (no block-max data, other scales or block sizes, arrays of other types)."""
         segs = self.segments
         if not segs or not self.same_scale or self.blockmax is None:
             return None
         if len({s.blockmax.block_size for s in segs if s.blockmax}) != 1:
             return None
-        bounds, scoring = zip(*(_multi_items(s) for s in segs), strict=True)
-        if len({numba.typeof(b) for b in bounds}) != 1 or len({numba.typeof(c) for c in scoring}) != 1:
+        scoring = [_scoring_item(s) for s in segs]
+        if len({numba.typeof(c) for c in scoring}) != 1:
             return None
         n_blocks = np.array([s.blockmax.n_blocks for s in segs if s.blockmax], np.int64)
         seg_int = np.stack(
@@ -391,11 +393,23 @@ class SegmentedIndex(Index):
             ],
             axis=1,
         )
-        seg_ub = np.array(
-            [[s.blockmax.ub_ratio, s.blockmax.ub_slack] for s in segs if s.blockmax], np.float32
-        )
+        seg_slack = np.array([s.blockmax.ub_slack for s in segs if s.blockmax], np.float32)
         self._postings = typed_list([(s.term_ptr, s.doc_ids, s.impacts) for s in segs])
-        return typed_list(list(bounds)), typed_list(list(scoring)), np.ascontiguousarray(seg_int), seg_ub
+        return typed_list(scoring), np.ascontiguousarray(seg_int), seg_slack
+
+    @cached_property
+    def merged_bounds(self) -> MergedBounds:
+        """The segments' block maxima merged per term (``MergedBounds``), built by the first block-max
+        search of a generation of two or more segments (one segment is searched by its own kernel)."""
+        return MergedBounds(
+            [s.blockmax for s in self.segments if s.blockmax], [s.term_ptr for s in self.segments], self.n_terms
+        )
+
+    @property
+    def _one_call(self) -> bool:
+        """Whether safe and approx searches go to the one-call block-max kernel (two or more segments
+        it can take together); else segment by segment (one segment: its own kernel)."""
+        return self._multi is not None and len(self.segments) > 1
 
     @property
     def block_size(self) -> int:
@@ -404,7 +418,7 @@ class SegmentedIndex(Index):
     def _allowed_args(self, f: Filtered) -> AllowedArgs:
         assert self._multi is not None and f.allowed is not None and f.rank is not None
         ptr = np.searchsorted(f.allowed, self.bases).astype(np.int64)
-        return self._postings, self._multi[2][:, 0].copy(), self.bases, f.allowed, ptr, f.bits, f.rank
+        return self._postings, self._multi[1][:, 0].copy(), self.bases, f.allowed, ptr, f.bits, f.rank
 
     def _filtered(self, filter: Any, uses: int = 1) -> Filtered:
         """uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no filter,
@@ -448,12 +462,11 @@ class SegmentedIndex(Index):
         return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
 
 
-def _multi_items(seg: Index) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """A segment's items in the one-call kernels' two typed lists (see ``SegmentedIndex._multi``)."""
+def _scoring_item(seg: Index) -> tuple[np.ndarray, ...]:
+    """A segment's item in the one-call kernel's typed list (see ``SegmentedIndex._multi``)."""
     bm = seg.blockmax
     assert bm is not None
-    bounds = (seg.term_ptr, bm.row_of, bm.dense_max, bm.tb_ptr, bm.tb_block, bm.tb_max, bm.dense_before)
-    return bounds, (seg.doc_ids, seg.impacts, bm.dense_base, bm.dense_off, bm.tb_base, bm.tb_off)
+    return seg.doc_ids, seg.impacts, bm.dense_base, bm.dense_off
 
 
 class _RunningTopK:

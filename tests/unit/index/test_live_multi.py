@@ -83,13 +83,14 @@ def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n
         for (terms, weights), got in zip(queries, batch, strict=True):
             ref_docs, _ = reference_topk(dense, terms, weights, k, live)
             np.testing.assert_array_equal(got.docs, ref_docs)
-    if index._multi is None:
+    if not index._one_call:
         return
     n = index.n_docs  # a run of allowed docs across segment boundaries: bounds only over its blocks
     run = live & (np.abs(np.arange(n) - n // 2) < n // 3)
     run_u8 = run.astype(np.uint8)
     for terms, weights in queries:
         docs, scores = _bmp_multi_search_one(
+            index.merged_bounds.arrays,
             *index._multi,
             index.block_size,
             terms,
