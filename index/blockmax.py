@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from lsr.index.io import ArtifactError, atomic_directory, load_array, read_meta, save_array, write_meta
-from lsr.index.kernels.blockmax_build import SUPER_SHIFT, _count_runs, _fill_dense, _fill_sparse, _merge_sparse
+from lsr.index.kernels.blockmax_build import (
+    SUPER_SHIFT,
+    _count_runs,
+    _fill_dense,
+    _fill_sparse,
+    _merge_sparse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +288,15 @@ class MergedBounds:
         self._sparse(blockmaxes, term_ptrs, n_terms, firsts, max_dtype, scaled)
         self._dense(blockmaxes, term_ptrs, n_terms, max_dtype, scaled)
 
-    def _sparse(self, blockmaxes, term_ptrs, n_terms, firsts, max_dtype, scaled) -> None:  # noqa: ANN001
+    def _sparse(
+        self,
+        blockmaxes: list[BlockMax],
+        term_ptrs: list[np.ndarray],
+        n_terms: int,
+        firsts: np.ndarray,
+        max_dtype: type,
+        scaled: bool,
+    ) -> None:
         counts = np.zeros(n_terms, np.int64)
         for bm in blockmaxes:
             counts[: len(bm.tb_ptr) - 1] += np.diff(bm.tb_ptr)
@@ -290,7 +304,7 @@ class MergedBounds:
         n = int(self.sp_ptr[-1])
         total_blocks = int(firsts[-1] + blockmaxes[-1].n_blocks)
         self.sp_block = np.empty(n, np.uint16 if total_blocks <= 1 << 16 else np.int32)
-        self.sp_max = np.empty(n, max_dtype)
+        self.sp_max: np.ndarray = np.empty(n, max_dtype)
         wide = max(int(tp[-1]) for tp in term_ptrs) >= 1 << 32
         self.sp_start = np.empty(n, np.int64 if wide else np.uint32)
         self.sp_len = np.empty(n, np.uint8)
@@ -314,7 +328,14 @@ class MergedBounds:
                 self.sp_len,
             )
 
-    def _dense(self, blockmaxes, term_ptrs, n_terms, max_dtype, scaled) -> None:  # noqa: ANN001
+    def _dense(
+        self,
+        blockmaxes: list[BlockMax],
+        term_ptrs: list[np.ndarray],
+        n_terms: int,
+        max_dtype: type,
+        scaled: bool,
+    ) -> None:
         counts = np.zeros(n_terms, np.int64)
         for bm in blockmaxes:
             counts[: len(bm.row_of)] += bm.row_of >= 0
@@ -333,7 +354,7 @@ class MergedBounds:
             places.append(at)
         lengths = np.array([bm.n_blocks for bm in blockmaxes], np.int64)[self.dn_seg]
         self.dn_off = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        self.dn_max = np.empty(int(lengths.sum()), max_dtype)
+        self.dn_max: np.ndarray = np.empty(int(lengths.sum()), max_dtype)
         for bm, at in zip(blockmaxes, places, strict=True):
             rows = np.asarray(bm.dense_max[bm.row_of[bm.row_of >= 0]])
             values = rows.astype(np.float32) * bm.ub_ratio if scaled else rows

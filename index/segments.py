@@ -269,9 +269,7 @@ class SegmentedIndex(Index):
             return SearchResult(docs.astype(np.int64), scores * self.scale)
         if params.mode != "exact" and self._one_call:
             docs, scores = _bmp_multi_search_one(
-                self.merged_bounds.arrays,
-                *self._multi,
-                self.block_size,
+                *self._one_call_args(),
                 terms,
                 weights,
                 k,
@@ -350,9 +348,7 @@ class SegmentedIndex(Index):
             numba.set_num_threads(workers)
             try:
                 _bmp_multi_search_batch(
-                    self.merged_bounds.arrays,
-                    *self._multi,
-                    self.block_size,
+                    *self._one_call_args(),
                     queries.indptr,
                     queries.term_ids,
                     queries.weights,
@@ -401,15 +397,20 @@ class SegmentedIndex(Index):
     def merged_bounds(self) -> MergedBounds:
         """The segments' block maxima merged per term (``MergedBounds``), built by the first block-max
         search of a generation of two or more segments (one segment is searched by its own kernel)."""
-        return MergedBounds(
-            [s.blockmax for s in self.segments if s.blockmax], [s.term_ptr for s in self.segments], self.n_terms
-        )
+        blockmaxes = [s.blockmax for s in self.segments if s.blockmax]
+        return MergedBounds(blockmaxes, [s.term_ptr for s in self.segments], self.n_terms)
 
     @property
     def _one_call(self) -> bool:
         """Whether safe and approx searches go to the one-call block-max kernel (two or more segments
         it can take together); else segment by segment (one segment: its own kernel)."""
         return self._multi is not None and len(self.segments) > 1
+
+    def _one_call_args(self) -> tuple[tuple[Any, ...], Any, NDArray[np.int64], NDArray[np.float32], int]:
+        """The one-call block-max kernel's leading arguments (merged bounds, per-segment arrays, block
+        size)."""
+        assert self._multi is not None
+        return (self.merged_bounds.arrays, *self._multi, self.block_size)
 
     @property
     def block_size(self) -> int:

@@ -424,6 +424,18 @@ def _bmp_search_batch(
 
 
 @njit(cache=True, nogil=True)
+def _add_dense_row(dn_max, off, lo, n, w, ratio, ub, g_lo, g_hi):
+    """A dense row's bounds (maxima ``dn_max[off : off + n]``, the segment's blocks from global block
+    ``lo``) times ``w`` into ``ub``, within the live block range [g_lo, g_hi)."""
+    b_lo = min(max(g_lo - lo, 0), n)
+    b_hi = max(min(g_hi - lo, n), b_lo)
+    row = dn_max[off : off + n]
+    part = ub[lo : lo + n]
+    for b in range(b_lo, b_hi):
+        part[b] += w * (np.float32(row[b]) * ratio)
+
+
+@njit(cache=True, nogil=True)
 def _merged_bounds(merged, seg_int, seg_slack, q_terms, q_weights, ub, head, block_live, q_rows, q_start):
     """Every segment's block bounds into ``ub`` (global blocks; each times its segment's slack, zero
     where ``block_live`` has no live doc) from the generation's merged block maxima (``merged``, the
@@ -448,14 +460,7 @@ def _merged_bounds(merged, seg_int, seg_slack, q_terms, q_weights, ub, head, blo
             s = dn_seg[d]
             q_rows[s, i] = dn_row[d]
             q_start[s, i] = dn_start[d]
-            lo = seg_int[s, 3]
-            n = seg_int[s, 1]
-            b_lo = min(max(g_lo - lo, 0), n)
-            b_hi = max(min(g_hi - lo, n), b_lo)
-            row = dn_max[dn_off[d] : dn_off[d] + n]
-            part = ub[lo : lo + n]
-            for b in range(b_lo, b_hi):
-                part[b] += w * (np.float32(row[b]) * ratio)
+            _add_dense_row(dn_max, dn_off[d], seg_int[s, 3], seg_int[s, 1], w, ratio, ub, g_lo, g_hi)
         start = sp_ptr[t]
         end = sp_ptr[t + 1]
         if g_lo > 0:  # a term's runs ascend by global block
@@ -470,6 +475,13 @@ def _merged_bounds(merged, seg_int, seg_slack, q_terms, q_weights, ub, head, blo
             ent_next[e] = head[b]
             head[b] = e
             e += 1
+    _slack_and_live(ub, seg_int, seg_slack, block_live, g_lo, g_hi)
+    return ent_next, ent_term, ent_pair, g_lo, g_hi
+
+
+@njit(cache=True, nogil=True)
+def _slack_and_live(ub, seg_int, seg_slack, block_live, g_lo, g_hi):
+    """Each segment's bounds times its slack; zero where ``block_live`` has no live doc."""
     for s in range(seg_int.shape[0]):
         if seg_slack[s] != 1:
             for b in range(seg_int[s, 3], seg_int[s, 3] + seg_int[s, 1]):
@@ -478,7 +490,6 @@ def _merged_bounds(merged, seg_int, seg_slack, q_terms, q_weights, ub, head, blo
         for b in range(g_lo, g_hi):
             if block_live[b] == 0:
                 ub[b] = 0
-    return ent_next, ent_term, ent_pair, g_lo, g_hi
 
 
 @njit(cache=True, nogil=True)

@@ -137,4 +137,3 @@ def _merge_sparse(
             sp_len[c] = e - s - 1
             c += 1
         cursor[t] = c
-
