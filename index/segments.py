@@ -4,10 +4,11 @@ Global internal doc ids number the segments' docs one after the other, in manife
 (``base[i] + local id``), deleted docs included; so the order (score desc, global id asc) is the
 order a fresh index built from the surviving docs (in that order) would give, ties included.
 Safe and approx mode search all segments in one kernel call (their blocks ranked together, one
-heap; ``lsr.index.kernels.blockmax._bmp_multi_query``), a selective filter scores just its allowed
-docs (``lsr.index.kernels.allowed``); exact mode, and segments of other scales or array types,
-go segment by segment with the plain kernels, deleted docs skipped inside them (``Index.live``)
-and the k-th score found so far as the next segment's threshold. Query term ids beyond a
+heap; ``lsr.index.kernels.blockmax._bmp_multi_query``; the bounds from the generation's merged block
+maxima, ``lsr.index.blockmax.MergedBounds``), a selective filter scores just its allowed docs
+(``lsr.index.kernels.allowed``); exact mode, a generation of one segment, and segments of other
+scales or array types, go segment by segment with the plain kernels, deleted docs skipped inside
+them (``Index.live``) and the k-th score found so far as the next segment's threshold. Query term ids beyond a
 segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings there and
 are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
 """
