@@ -8,9 +8,9 @@ heap; ``lsr.index.kernels.blockmax._bmp_multi_query``; the bounds from the gener
 maxima, ``lsr.index.blockmax.MergedBounds``), a selective filter scores just its allowed docs
 (``lsr.index.kernels.allowed``); exact mode, a generation of one segment, and segments of other
 scales or array types, go segment by segment with the plain kernels, deleted docs skipped inside
-them (``Index.live``) and the k-th score found so far as the next segment's threshold. Query term ids beyond a
-segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings there and
-are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
+them (``Index.live``) and the k-th score found so far as the next segment's threshold. Query term
+ids beyond a segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings
+there and are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
 """
 
 from __future__ import annotations
