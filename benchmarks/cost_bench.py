@@ -1,16 +1,17 @@
 """Calibration of the filter cost model (lsr.index.search: BLOCK_COST, POSTINGS_COST, FORWARD_COST):
 each way to serve a selective filter timed on the same queries and filters, forced, as ns per unit
 (median over the points; and a line's fixed part), where the units of a path are its cost
-estimate with its constant set to 1 (``Filtered.costs``: postings of the query's terms times the block factor for
-"blocks", postings scanned for "postings", the allowed docs' forward entries, twice when scattered,
+estimate with its constant set to 1 (``Filtered.costs``: postings of the query's terms times the
+block factor for "blocks", postings scanned for "postings", the allowed docs' forward entries, twice when scattered,
 for "forward", the filter index's postings of the query's terms for "subindex"; a rescoring index
 doubles "blocks", "postings" and "subindex"). The per-unit costs, as ratios to the "blocks" one
 times BLOCK_COST, are the constants this machine calls for.
 
-    python -m benchmarks.cost_bench --docs 200000 --queries 50 --out benchmarks/results/cost.json
+    python -m benchmarks.cost_bench --docs 200000 --queries 50 --out benchmarks/results/cost-200k.json
+    python -m benchmarks.cost_bench --forward none ...   # an index without the forward index
 
 Synthetic SPLADE-like collection (benchmarks.synthetic), block size 16, one thread, a rescoring
-index (``forward = "float32"``, the default of ``lsr index``; it has every path). Filters: random
+index by default (``forward = "float32"``, the default of ``lsr index``; it has every path). Filters: random
 (``bucket < N``, allowed docs spread over every block) and clustered (a ``day`` range, one run of
 docs) allowing 0.1 to 5% of the docs. Per (filter, query, path) the fastest of 5 runs.
 """
@@ -145,26 +146,33 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(n_docs: int, n_queries: int) -> dict[str, Any]:
+def run(n_docs: int, n_queries: int, forward: str = "float32") -> dict[str, Any]:
     coll = generate(SyntheticConfig(n_docs=n_docs, n_queries=n_queries, chunk_docs=min(50_000, n_docs)))
     root = Path(tempfile.mkdtemp(prefix="cost-bench-"))
     try:
-        path = build_filtered(root, coll.docs, coll.doc_ids, coll.vocab, "float32")
+        path = build_filtered(root, coll.docs, coll.doc_ids, coll.vocab, forward)
         index = Index.load(path)
         rows = [coll.queries.row(i) for i in range(len(coll.queries))]
         points = measure(index, rows)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"n_docs": n_docs, "n_queries": n_queries, "points": points, "fit": fit(points)}
+    return {
+        "n_docs": n_docs,
+        "n_queries": n_queries,
+        "forward": forward,
+        "points": points,
+        "fit": fit(points),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--forward", default="float32", choices=["float32", "none"])
     parser.add_argument("--out", help="JSON results file")
     args = parser.parse_args()
-    result = run(args.docs, args.queries)
+    result = run(args.docs, args.queries, args.forward)
     print(table(result))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
