@@ -2,8 +2,8 @@
 each way to serve a selective filter timed on the same queries and filters, forced, as ns per unit
 (median over the points; and a line's fixed part), where the units of a path are its cost
 estimate with its constant set to 1 (``Filtered.costs``: postings of the query's terms times the
-block factor for "blocks", postings scanned for "postings", the allowed docs' forward entries, twice when scattered,
-for "forward", the filter index's postings of the query's terms for "subindex"; a rescoring index
+block factor for "blocks", postings scanned for "postings", the allowed docs' forward entries,
+twice when scattered, for "forward", the filter index's postings of the query's terms for "subindex"; a rescoring index
 doubles "blocks", "postings" and "subindex"). The per-unit costs, as ratios to the "blocks" one
 times BLOCK_COST, are the constants this machine calls for.
 
