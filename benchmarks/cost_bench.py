@@ -4,8 +4,8 @@ each way to serve a selective filter timed on the same queries and filters, forc
 estimate with its constant set to 1 (``Filtered.costs``: postings of the query's terms times the
 block factor for "blocks", postings scanned for "postings", the allowed docs' forward entries,
 twice when scattered, for "forward", the filter index's postings of the query's terms for
-"subindex"; a rescoring index doubles "blocks", "postings" and "subindex"). The per-unit costs, as ratios to the "blocks" one
-times BLOCK_COST, are the constants this machine calls for.
+"subindex"; a rescoring index doubles "blocks", "postings" and "subindex"). The per-unit costs,
+as ratios to the "blocks" one times BLOCK_COST, are the constants this machine calls for.
 
     python -m benchmarks.cost_bench --docs 200000 --queries 50 --out benchmarks/results/cost-200k.json
     python -m benchmarks.cost_bench --forward none ...   # an index without the forward index
