@@ -15,6 +15,8 @@ there and are dropped for that segment. Opening a generation takes a reader leas
 
 from __future__ import annotations
 
+import threading
+import weakref
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -397,9 +399,9 @@ class SegmentedIndex(Index):
     @cached_property
     def merged_bounds(self) -> MergedBounds:
         """The segments' block maxima merged per term (``MergedBounds``), built by the first block-max
-        search of a generation of two or more segments (one segment is searched by its own kernel)."""
-        blockmaxes = [s.blockmax for s in self.segments if s.blockmax]
-        return MergedBounds(blockmaxes, [s.term_ptr for s in self.segments], self.n_terms)
+        search of a generation of two or more segments (one segment is searched by its own kernel),
+        shared with every other opened generation of the same segments (``shared_merged_bounds``)."""
+        return shared_merged_bounds(self.segments, self.n_terms)
 
     @property
     def _one_call(self) -> bool:
@@ -462,6 +464,27 @@ class SegmentedIndex(Index):
             if seg.blockmax is not None
         ]
         return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+
+
+# the merged block maxima of the opened generations, by their segments' (path, uid)
+_MERGED: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], MergedBounds]
+_MERGED = weakref.WeakValueDictionary()
+_MERGED_LOCK = threading.Lock()
+
+
+def shared_merged_bounds(segments: list[Index], n_terms: int) -> MergedBounds:
+    """The merged block maxima of ``segments``, built once (under a lock, so concurrent first searches
+    build it once) and shared while any opened index holds it: a delete-only commit keeps the
+    segments, so its generation reuses the previous one's, and two readers of one generation share
+    it."""
+    key = tuple((str(s.path), str(s.meta.get("uid"))) for s in segments)
+    with _MERGED_LOCK:
+        merged = _MERGED.get(key)
+        if merged is None:
+            blockmaxes = [s.blockmax for s in segments if s.blockmax]
+            merged = MergedBounds(blockmaxes, [s.term_ptr for s in segments], n_terms)
+            _MERGED[key] = merged
+    return merged
 
 
 def _scoring_item(seg: Index) -> tuple[np.ndarray, ...]:

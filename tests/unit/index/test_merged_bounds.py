@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from live_util import random_live_index
+from corpora import random_corpus
+from live_util import NO_POLICY, random_live_index
 
 from lsr.index.kernels.blockmax import _merged_bounds, _workspace
+from lsr.index.segments import open_index
+from lsr.index.writer import IndexWriter
 
 
 def _expected_runs(index, t):
@@ -152,3 +155,33 @@ def test_safe_search_over_merged_bounds_equals_exact(tmp_path, seed, impact_dtyp
             exact = index.search(terms, weights, k, mode="exact")
             np.testing.assert_array_equal(safe.docs, exact.docs)
             np.testing.assert_array_equal(safe.scores, exact.scores)
+
+
+def test_generations_of_the_same_segments_share_merged_bounds(tmp_path):
+    """Two readers of one generation, and the generation after a delete-only commit (same segments,
+    new tombstones), share one MergedBounds; the new generation's searches skip the deleted docs; an
+    add (a new segment) gets its own."""
+    index = _index(tmp_path, 30, "uint8")
+    terms = np.arange(0, index.n_terms, 3, dtype=np.int32)
+    weights = np.ones(len(terms), np.float32)
+    top = index.search(terms, weights, 5, mode="safe")
+    again = open_index(index.path)
+    assert again.merged_bounds is index.merged_bounds
+    doomed = index.doc_keys[int(top.docs[0])]
+    with IndexWriter(index.path, NO_POLICY) as w:
+        w.delete([doomed])
+    after = open_index(index.path)
+    assert after.generation > index.generation and after.merged_bounds is index.merged_bounds
+    got = after.search(terms, weights, 5, mode="safe")
+    exact = after.search(terms, weights, 5, mode="exact")
+    np.testing.assert_array_equal(got.docs, exact.docs)
+    np.testing.assert_array_equal(got.scores, exact.scores)
+    assert int(top.docs[0]) not in got.docs.tolist()
+    rng = np.random.default_rng(31)
+    with IndexWriter(index.path, NO_POLICY) as w:
+        batch = random_corpus(rng, n_docs=3, n_terms=index.n_terms, max_nnz=8, integer=True)
+        w.add(batch, ["new0", "new1", "new2"], index.vocab)
+    grown = open_index(index.path)
+    assert grown.merged_bounds is not index.merged_bounds
+    for reader in (index, again, after, grown):
+        reader.close()
