@@ -287,8 +287,9 @@ class SegmentedIndex(Index):
             cut = int(np.searchsorted(terms, seg.n_terms))
             threshold = best.threshold if self.same_scale else 0.0
             kk = min(k, max(seg.n_docs, 1))
-            seg_live = live[self.bases[i] : self.bases[i + 1]] if len(live) else live
-            d, s = seg.search_raw(terms[:cut], weights[:cut], kk, params, threshold, seg_live)
+            d, s = seg.search_raw(
+                terms[:cut], weights[:cut], kk, params, threshold, self._segment_live(live, i)
+            )
             best.add(d, s, i, self)
         return best.result(self)
 
@@ -331,13 +332,19 @@ class SegmentedIndex(Index):
             sub = restrict_batch(queries, seg.n_terms)
             kk = min(k, max(seg.n_docs, 1))
             thresholds = np.array([b.threshold if self.same_scale else 0.0 for b in best], SCORE_DTYPE)
-            seg_live = live[self.bases[i] : self.bases[i + 1]] if len(live) else live
             out_docs, out_scores, counts = seg.search_batch_raw(
-                sub, kk, params, threads, thresholds, seg_live
+                sub, kk, params, threads, thresholds, self._segment_live(live, i)
             )
             for q in range(n):
                 best[q].add(out_docs[q, : counts[q]], out_scores[q, : counts[q]], i, self)
         return [b.result(self) for b in best]
+
+    def _segment_live(self, live: NDArray[np.uint8], i: int) -> NDArray[np.uint8]:
+        """Segment i's part of a mask by global id: the mask itself in a generation of one segment, so
+        that the segment's kernel keeps its block mask across queries (``Index._block_live``)."""
+        if not len(live) or len(self.segments) == 1:
+            return live
+        return live[self.bases[i] : self.bases[i + 1]]
 
     def _multi_batch(
         self, queries: SparseBatch, k: int, params: SearchParams, threads: int | None, live: NDArray[np.uint8]
