@@ -282,6 +282,10 @@ class SegmentedIndex(Index):
                 self._global_block_live(live),
             )
             return SearchResult(docs.astype(np.int64), scores * self.scale)
+        if len(self.segments) == 1:  # its own kernel, no merging of results
+            seg = self.segments[0]
+            d, s = seg.search_raw(terms, weights, min(k, max(seg.n_docs, 1)), params, 0.0, live)
+            return SearchResult(d.astype(np.int64), s * self.scale)
         best = _RunningTopK(k)
         for i, seg in enumerate(self.segments):
             cut = int(np.searchsorted(terms, seg.n_terms))
