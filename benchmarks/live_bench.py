@@ -35,7 +35,7 @@ from lsr.index import BuildOptions, Index, SearchParams, SparseBatch, build_inde
 from lsr.index.docstore import DocStoreWriter
 from lsr.index.rescore import rescored_search
 from lsr.index.search import FILTER_INDEX_AFTER, FILTER_INDEX_BYTES, FILTER_INDEX_MIN_COST, FilterCache
-from lsr.index.segments import open_index
+from lsr.index.segments import SegmentedIndex, open_index
 from lsr.index.writer import IndexWriter, MergePolicy
 
 NO_POLICY = MergePolicy(max_segments=10_000, max_deleted=1.0)
@@ -72,6 +72,19 @@ def latency(path: Path, queries: SparseBatch, mode: str) -> dict[str, float]:
     index = open_index(path)
     rows = [queries.row(i) for i in range(len(queries))]
     return _timed(lambda terms, weights: index.search(terms, weights, 10, mode=mode), rows)
+
+
+def merged_bounds(path: Path) -> dict[str, float]:
+    """The build time and bytes of a generation's merged block maxima (two or more segments; built by
+    the first block-max search of a freshly opened generation)."""
+    index = open_index(path)
+    if not isinstance(index, SegmentedIndex) or not index._one_call:
+        return {}
+    start = time.perf_counter()
+    merged = index.merged_bounds
+    seconds = time.perf_counter() - start
+    index.close()
+    return {"merged_bounds_ms": seconds * 1000, "merged_bounds_mb": merged.nbytes / 1e6}
 
 
 SELECTIVITIES = (0.5, 0.1, 0.01, 0.001)
@@ -281,7 +294,7 @@ def run(
             out["rows"] = []
             for n in segments:
                 path, rates = build_live(root, docs, ids, vocab, n)
-                row: dict[str, Any] = {"segments": n, **rates}
+                row: dict[str, Any] = {"segments": n, **rates, **merged_bounds(path)}
                 row.update({mode: latency(path, coll.queries, mode) for mode in ("exact", "safe")})
                 out["rows"].append(row)
             out["deleted"] = _delete_heavy(root / f"live-{segments[-1]}", ids, coll.queries)
@@ -311,16 +324,25 @@ def _delete_heavy(path: Path, ids: list[str], queries: SparseBatch) -> dict[str,
     return {"deleted": len(doomed), "before_merge": before, "after_merge": after, "merge_s": merge_s}
 
 
+MERGED_KEYS = ("merged_bounds_ms", "merged_bounds_mb")
+
+
 def tables(result: dict[str, Any]) -> str:
     """The segments and filters results as markdown tables (safe p50, ms)."""
     lines = []
     if "rows" in result:
         base = result["rows"][0]["safe"]["p50_ms"]
-        lines += ["| segments | exact p50 | safe p50 | safe / first row |", "|---|---:|---:|---:|"]
+        lines += [
+            "| segments | exact p50 | safe p50 | safe / first row | merged bounds ms | MB |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for row in result["rows"]:
             safe = row["safe"]["p50_ms"]
+            merged = [f"{row[key]:.1f}" if key in row else "-" for key in MERGED_KEYS]
             lines.append(
-                f"| {row['segments']} | {row['exact']['p50_ms']:.3f} | {safe:.3f} | {safe / base:.2f} |"
+                f"| {row['segments']} | {row['exact']['p50_ms']:.3f} | {safe:.3f} | {safe / base:.2f} | "
+                + " | ".join(merged)
+                + " |"
             )
     for forward, rows in result.get("filters", {}).items():
         lines += [

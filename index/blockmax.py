@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from lsr.index.io import ArtifactError, atomic_directory, load_array, read_meta, save_array, write_meta
-from lsr.index.kernels.blockmax_build import SUPER_SHIFT, _count_runs, _fill_dense, _fill_sparse
+from lsr.index.kernels.blockmax_build import (
+    SUPER_SHIFT,
+    _count_runs,
+    _fill_dense,
+    _fill_sparse,
+    _merge_sparse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -250,3 +256,129 @@ class BlockMax:
     @property
     def nbytes(self) -> int:
         return int(sum(getattr(self, name).nbytes for name in ARRAYS))
+
+
+class MergedBounds:
+    """The block maxima of a live index's segments merged per term, built when a generation is opened
+    (``lsr.index.segments``), so that a query's bound pass reads one piece per term whatever the
+    number of segments (the segments' own directories and runs, read per (term, segment), cost
+    about one cache miss each). Global block g is block g - first of the segment whose blocks
+    start at ``first`` (segment order). Per term t, segments in order:
+
+        sparse runs [sp_ptr[t], sp_ptr[t + 1]), global blocks ascending:
+            sp_block uint16 (all blocks < 65536) or int32, sp_max (block max), sp_start (first
+            posting in its segment; uint32, int64 for a segment of 2**32 postings or more),
+            sp_len uint8 (posting count - 1; runs hold at most MAX_BLOCK_SIZE postings)
+        dense rows [dn_ptr[t], dn_ptr[t + 1]): dn_seg int32 (segment), dn_row int32 (its row in
+            the segment's dense_base / dense_off), dn_start int64 (the term's first posting there),
+            dn_off int64: its maxima are dn_max[dn_off[d] : dn_off[d] + the segment's n_blocks]
+
+    Maxima are the segments' uint8 maxima with the one ``ratio`` of all segments, or float32
+    maxima times their segment's ratio (``ratio`` 1) when the segments' ratios differ: either way
+    the kernel's ``w * (max * ratio)`` is bit for bit the segment's own bound. About 8 bytes per
+    sparse run (the segments' own runs take 5) plus a copy of the dense rows."""
+
+    def __init__(self, blockmaxes: list[BlockMax], term_ptrs: list[np.ndarray], n_terms: int):
+        n_blocks = np.array([bm.n_blocks for bm in blockmaxes], np.int64)
+        firsts = np.concatenate([[0], np.cumsum(n_blocks)[:-1]]).astype(np.int64)
+        ratios = {float(bm.ub_ratio) for bm in blockmaxes}
+        scaled = len(ratios) > 1
+        self.ratio = np.float32(1.0 if scaled else ratios.pop())
+        max_dtype = np.float32 if scaled else np.uint8
+        self._sparse(blockmaxes, term_ptrs, n_terms, firsts, max_dtype, scaled)
+        self._dense(blockmaxes, term_ptrs, n_terms, max_dtype, scaled)
+
+    def _sparse(
+        self,
+        blockmaxes: list[BlockMax],
+        term_ptrs: list[np.ndarray],
+        n_terms: int,
+        firsts: np.ndarray,
+        max_dtype: type,
+        scaled: bool,
+    ) -> None:
+        counts = np.zeros(n_terms, np.int64)
+        for bm in blockmaxes:
+            counts[: len(bm.tb_ptr) - 1] += np.diff(bm.tb_ptr)
+        self.sp_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        n = int(self.sp_ptr[-1])
+        total_blocks = int(firsts[-1] + blockmaxes[-1].n_blocks)
+        self.sp_block = np.empty(n, np.uint16 if total_blocks <= 1 << 16 else np.int32)
+        self.sp_max: np.ndarray = np.empty(n, max_dtype)
+        wide = max(int(tp[-1]) for tp in term_ptrs) >= 1 << 32
+        self.sp_start = np.empty(n, np.int64 if wide else np.uint32)
+        self.sp_len = np.empty(n, np.uint8)
+        cursor = self.sp_ptr[:-1].copy()
+        for bm, term_ptr, first in zip(blockmaxes, term_ptrs, firsts, strict=True):
+            _merge_sparse(
+                term_ptr,
+                bm.tb_ptr,
+                bm.tb_block,
+                bm.tb_max,
+                bm.tb_base,
+                bm.tb_off,
+                bm.dense_before,
+                first,
+                bm.ub_ratio,
+                scaled,
+                cursor,
+                self.sp_block,
+                self.sp_max,
+                self.sp_start,
+                self.sp_len,
+            )
+
+    def _dense(
+        self,
+        blockmaxes: list[BlockMax],
+        term_ptrs: list[np.ndarray],
+        n_terms: int,
+        max_dtype: type,
+        scaled: bool,
+    ) -> None:
+        counts = np.zeros(n_terms, np.int64)
+        for bm in blockmaxes:
+            counts[: len(bm.row_of)] += bm.row_of >= 0
+        self.dn_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        n = int(self.dn_ptr[-1])
+        self.dn_seg = np.empty(n, np.int32)
+        self.dn_row = np.empty(n, np.int32)
+        self.dn_start = np.empty(n, np.int64)
+        cursor = self.dn_ptr[:-1].copy()
+        places = []
+        for s, (bm, term_ptr) in enumerate(zip(blockmaxes, term_ptrs, strict=True)):
+            terms = np.flatnonzero(bm.row_of >= 0)
+            at = cursor[terms]
+            cursor[terms] += 1
+            self.dn_seg[at], self.dn_row[at], self.dn_start[at] = s, bm.row_of[terms], term_ptr[terms]
+            places.append(at)
+        lengths = np.array([bm.n_blocks for bm in blockmaxes], np.int64)[self.dn_seg]
+        self.dn_off = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.dn_max: np.ndarray = np.empty(int(lengths.sum()), max_dtype)
+        for bm, at in zip(blockmaxes, places, strict=True):
+            rows = np.asarray(bm.dense_max[bm.row_of[bm.row_of >= 0]])
+            values = rows.astype(np.float32) * bm.ub_ratio if scaled else rows
+            where = self.dn_off[at][:, None] + np.arange(bm.n_blocks)
+            self.dn_max[where] = values
+
+    @property
+    def arrays(self) -> tuple[Any, ...]:
+        """The kernels' argument (``lsr.index.kernels.blockmax._merged_bounds``)."""
+        return (
+            self.sp_ptr,
+            self.sp_block,
+            self.sp_max,
+            self.sp_start,
+            self.sp_len,
+            self.dn_ptr,
+            self.dn_seg,
+            self.dn_row,
+            self.dn_start,
+            self.dn_off,
+            self.dn_max,
+            self.ratio,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self.arrays[:-1]))

@@ -4,16 +4,19 @@ Global internal doc ids number the segments' docs one after the other, in manife
 (``base[i] + local id``), deleted docs included; so the order (score desc, global id asc) is the
 order a fresh index built from the surviving docs (in that order) would give, ties included.
 Safe and approx mode search all segments in one kernel call (their blocks ranked together, one
-heap; ``lsr.index.kernels.blockmax._bmp_multi_query``), a selective filter scores just its allowed
-docs (``lsr.index.kernels.allowed``); exact mode, and segments of other scales or array types,
-go segment by segment with the plain kernels, deleted docs skipped inside them (``Index.live``)
-and the k-th score found so far as the next segment's threshold. Query term ids beyond a
-segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings there and
-are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
+heap; ``lsr.index.kernels.blockmax._bmp_multi_query``; the bounds from the generation's merged block
+maxima, ``lsr.index.blockmax.MergedBounds``), a selective filter scores just its allowed docs
+(``lsr.index.kernels.allowed``); exact mode, a generation of one segment, and segments of other
+scales or array types, go segment by segment with the plain kernels, deleted docs skipped inside
+them (``Index.live``) and the k-th score found so far as the next segment's threshold. Query term
+ids beyond a segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings
+there and are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from lsr.index.blockmax import MergedBounds
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, directory_bytes, read_meta
 from lsr.index.kernels.allowed import _allowed_search_one
@@ -266,10 +270,9 @@ class SegmentedIndex(Index):
         if self._multi is not None and path == "postings":
             docs, scores = _allowed_search_one(*self._allowed_args(f), terms, weights, k)
             return SearchResult(docs.astype(np.int64), scores * self.scale)
-        if params.mode != "exact" and self._multi is not None:
+        if params.mode != "exact" and self._one_call:
             docs, scores = _bmp_multi_search_one(
-                *self._multi,
-                self.block_size,
+                *self._one_call_args(),
                 terms,
                 weights,
                 k,
@@ -279,13 +282,18 @@ class SegmentedIndex(Index):
                 self._global_block_live(live),
             )
             return SearchResult(docs.astype(np.int64), scores * self.scale)
+        if len(self.segments) == 1:  # its own kernel, no merging of results
+            seg = self.segments[0]
+            d, s = seg.search_raw(terms, weights, min(k, max(seg.n_docs, 1)), params, 0.0, live)
+            return SearchResult(d.astype(np.int64), s * self.scale)
         best = _RunningTopK(k)
         for i, seg in enumerate(self.segments):
             cut = int(np.searchsorted(terms, seg.n_terms))
             threshold = best.threshold if self.same_scale else 0.0
             kk = min(k, max(seg.n_docs, 1))
-            seg_live = live[self.bases[i] : self.bases[i + 1]] if len(live) else live
-            d, s = seg.search_raw(terms[:cut], weights[:cut], kk, params, threshold, seg_live)
+            d, s = seg.search_raw(
+                terms[:cut], weights[:cut], kk, params, threshold, self._segment_live(live, i)
+            )
             best.add(d, s, i, self)
         return best.result(self)
 
@@ -310,8 +318,8 @@ class SegmentedIndex(Index):
             return self._sub_search_batch(f, queries, k, params, threads)
         queries = prune_batch(queries, params)
         live = f.live
-        direct = path == "postings"
-        if self._multi is not None and (direct or params.mode != "exact"):
+        direct = path == "postings" and self._multi is not None
+        if direct or (params.mode != "exact" and self._one_call):
             if direct:
                 out_docs, out_scores, counts = allowed_batch(self._allowed_args(f), queries, k, threads)
             else:
@@ -328,13 +336,19 @@ class SegmentedIndex(Index):
             sub = restrict_batch(queries, seg.n_terms)
             kk = min(k, max(seg.n_docs, 1))
             thresholds = np.array([b.threshold if self.same_scale else 0.0 for b in best], SCORE_DTYPE)
-            seg_live = live[self.bases[i] : self.bases[i + 1]] if len(live) else live
             out_docs, out_scores, counts = seg.search_batch_raw(
-                sub, kk, params, threads, thresholds, seg_live
+                sub, kk, params, threads, thresholds, self._segment_live(live, i)
             )
             for q in range(n):
                 best[q].add(out_docs[q, : counts[q]], out_scores[q, : counts[q]], i, self)
         return [b.result(self) for b in best]
+
+    def _segment_live(self, live: NDArray[np.uint8], i: int) -> NDArray[np.uint8]:
+        """Segment i's part of a mask by global id: the mask itself in a generation of one segment, so
+        that the segment's kernel keeps its block mask across queries (``Index._block_live``)."""
+        if not len(live) or len(self.segments) == 1:
+            return live
+        return live[self.bases[i] : self.bases[i + 1]]
 
     def _multi_batch(
         self, queries: SparseBatch, k: int, params: SearchParams, threads: int | None, live: NDArray[np.uint8]
@@ -348,8 +362,7 @@ class SegmentedIndex(Index):
             numba.set_num_threads(workers)
             try:
                 _bmp_multi_search_batch(
-                    *self._multi,
-                    self.block_size,
+                    *self._one_call_args(),
                     queries.indptr,
                     queries.term_ids,
                     queries.weights,
@@ -367,19 +380,18 @@ class SegmentedIndex(Index):
     # --- the one-call kernels' arguments ------------------------------------------------------------
 
     @cached_property
-    def _multi(self) -> tuple[Any, Any, NDArray[np.int64], NDArray[np.float32]] | None:
-        """The one-call kernels' leading arguments, built once per opened generation: typed lists of
-        each segment's (term_ptr, row_of, dense_max, tb_ptr, tb_block, tb_max, dense_before) and
-        (doc_ids, impacts, dense_base, dense_off, tb_base, tb_off), int64[n, 4] = (n_terms, n_blocks,
-        first doc, first block), float32[n, 2] = (ub_ratio, ub_slack); None when the segments cannot
-        go to one kernel call (no block-max data, other scales or block sizes, arrays of other types)."""
+    def _multi(self) -> tuple[Any, NDArray[np.int64], NDArray[np.float32]] | None:
+        """The one-call kernels' per-segment arguments, built once per opened generation: a typed list
+        of each segment's (doc_ids, impacts, dense_base, dense_off), int64[n, 4] = (n_terms, n_blocks,
+        first doc, first block), float32[n] = ub_slack; None when the segments cannot go to one
+        kernel call (no block-max data, other scales or block sizes, arrays of other types)."""
         segs = self.segments
         if not segs or not self.same_scale or self.blockmax is None:
             return None
         if len({s.blockmax.block_size for s in segs if s.blockmax}) != 1:
             return None
-        bounds, scoring = zip(*(_multi_items(s) for s in segs), strict=True)
-        if len({numba.typeof(b) for b in bounds}) != 1 or len({numba.typeof(c) for c in scoring}) != 1:
+        scoring = [_scoring_item(s) for s in segs]
+        if len({numba.typeof(c) for c in scoring}) != 1:
             return None
         n_blocks = np.array([s.blockmax.n_blocks for s in segs if s.blockmax], np.int64)
         seg_int = np.stack(
@@ -391,11 +403,28 @@ class SegmentedIndex(Index):
             ],
             axis=1,
         )
-        seg_ub = np.array(
-            [[s.blockmax.ub_ratio, s.blockmax.ub_slack] for s in segs if s.blockmax], np.float32
-        )
+        seg_slack = np.array([s.blockmax.ub_slack for s in segs if s.blockmax], np.float32)
         self._postings = typed_list([(s.term_ptr, s.doc_ids, s.impacts) for s in segs])
-        return typed_list(list(bounds)), typed_list(list(scoring)), np.ascontiguousarray(seg_int), seg_ub
+        return typed_list(scoring), np.ascontiguousarray(seg_int), seg_slack
+
+    @cached_property
+    def merged_bounds(self) -> MergedBounds:
+        """The segments' block maxima merged per term (``MergedBounds``), built by the first block-max
+        search of a generation of two or more segments (one segment is searched by its own kernel),
+        shared with every other opened generation of the same segments (``shared_merged_bounds``)."""
+        return shared_merged_bounds(self.segments, self.n_terms)
+
+    @property
+    def _one_call(self) -> bool:
+        """Whether safe and approx searches go to the one-call block-max kernel (two or more segments
+        it can take together); else segment by segment (one segment: its own kernel)."""
+        return self._multi is not None and len(self.segments) > 1
+
+    def _one_call_args(self) -> tuple[tuple[Any, ...], Any, NDArray[np.int64], NDArray[np.float32], int]:
+        """The one-call block-max kernel's leading arguments (merged bounds, per-segment arrays, block
+        size)."""
+        assert self._multi is not None
+        return (self.merged_bounds.arrays, *self._multi, self.block_size)
 
     @property
     def block_size(self) -> int:
@@ -404,7 +433,7 @@ class SegmentedIndex(Index):
     def _allowed_args(self, f: Filtered) -> AllowedArgs:
         assert self._multi is not None and f.allowed is not None and f.rank is not None
         ptr = np.searchsorted(f.allowed, self.bases).astype(np.int64)
-        return self._postings, self._multi[2][:, 0].copy(), self.bases, f.allowed, ptr, f.bits, f.rank
+        return self._postings, self._multi[1][:, 0].copy(), self.bases, f.allowed, ptr, f.bits, f.rank
 
     def _filtered(self, filter: Any, uses: int = 1) -> Filtered:
         """uint8[n_docs] by global id: the live docs a filter allows, empty when every doc is (no filter,
@@ -448,12 +477,32 @@ class SegmentedIndex(Index):
         return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
 
 
-def _multi_items(seg: Index) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
-    """A segment's items in the one-call kernels' two typed lists (see ``SegmentedIndex._multi``)."""
+# the merged block maxima of the opened generations, by their segments' (path, uid)
+_MERGED: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], MergedBounds]
+_MERGED = weakref.WeakValueDictionary()
+_MERGED_LOCK = threading.Lock()
+
+
+def shared_merged_bounds(segments: list[Index], n_terms: int) -> MergedBounds:
+    """The merged block maxima of ``segments``, built once (under a lock, so concurrent first searches
+    build it once) and shared while any opened index holds it: a delete-only commit keeps the
+    segments, so its generation reuses the previous one's, and two readers of one generation share
+    it."""
+    key = tuple((str(s.path), str(s.meta.get("uid"))) for s in segments)
+    with _MERGED_LOCK:
+        merged = _MERGED.get(key)
+        if merged is None:
+            blockmaxes = [s.blockmax for s in segments if s.blockmax]
+            merged = MergedBounds(blockmaxes, [s.term_ptr for s in segments], n_terms)
+            _MERGED[key] = merged
+    return merged
+
+
+def _scoring_item(seg: Index) -> tuple[np.ndarray, ...]:
+    """A segment's item in the one-call kernel's typed list (see ``SegmentedIndex._multi``)."""
     bm = seg.blockmax
     assert bm is not None
-    bounds = (seg.term_ptr, bm.row_of, bm.dense_max, bm.tb_ptr, bm.tb_block, bm.tb_max, bm.dense_before)
-    return bounds, (seg.doc_ids, seg.impacts, bm.dense_base, bm.dense_off, bm.tb_base, bm.tb_off)
+    return seg.doc_ids, seg.impacts, bm.dense_base, bm.dense_off
 
 
 class _RunningTopK:

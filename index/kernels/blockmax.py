@@ -424,68 +424,125 @@ def _bmp_search_batch(
 
 
 @njit(cache=True, nogil=True)
-def _multi_bounds(seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live):
+def _add_dense_row(dn_max, off, lo, n, w, ratio, ub, g_lo, g_hi):
+    """A dense row's bounds (maxima ``dn_max[off : off + n]``, the segment's blocks from global block
+    ``lo``) times ``w`` into ``ub``, within the live block range [g_lo, g_hi)."""
+    b_lo = min(max(g_lo - lo, 0), n)
+    b_hi = max(min(g_hi - lo, n), b_lo)
+    row = dn_max[off : off + n]
+    part = ub[lo : lo + n]
+    for b in range(b_lo, b_hi):
+        part[b] += w * (np.float32(row[b]) * ratio)
+
+
+@njit(cache=True, nogil=True)
+def _merged_bounds(merged, seg_int, seg_slack, q_terms, q_weights, ub, head, block_live, q_rows, q_start):
     """Every segment's block bounds into ``ub`` (global blocks; each times its segment's slack, zero
-    where ``block_live`` has no live doc) and sparse runs linked into ``head``; returns (query terms
-    per segment, the query's block-max rows and _term_info per segment, the run entries). Each
-    segment's term directory is read here, once per query."""
-    n_seg = seg_int.shape[0]
+    where ``block_live`` has no live doc) from the generation's merged block maxima (``merged``, the
+    arrays of ``lsr.index.blockmax.MergedBounds``: one piece per term, whatever the number of
+    segments), the sparse runs linked into ``head`` (entry pairs are merged positions); sets
+    ``q_rows[s, i]`` / ``q_start[s, i]`` for query term i dense in segment s (row, first posting;
+    ``q_rows`` -1 on entry). Returns the run entries and the live block range."""
+    sp_ptr, sp_block, sp_max, _, _, dn_ptr, dn_seg, dn_row, dn_start, dn_off, dn_max, ratio = merged
     m = q_terms.shape[0]
-    seg_m = np.empty(n_seg, np.int64)
-    q_rows = np.empty((n_seg, m), np.int32)
-    q_info = np.empty((n_seg, m, 4), np.int64)
     n_ent = 0
-    for i in range(n_seg):
-        term_ptr, row_of, _, tb_ptr, _, _, dense_before = seg_bounds[i]
-        mi = np.searchsorted(q_terms, seg_int[i, 0])  # terms beyond its vocabulary: no postings
-        seg_m[i] = mi
-        n_ent += _term_info(term_ptr, row_of, tb_ptr, dense_before, q_terms[:mi], q_rows[i], q_info[i])
+    for i in range(m):
+        n_ent += sp_ptr[q_terms[i] + 1] - sp_ptr[q_terms[i]]
     ent_next = np.empty(n_ent, np.int32)
     ent_term = np.empty(n_ent, np.int32)
     ent_pair = np.empty(n_ent, np.int64)
     e = 0
     g_lo, g_hi = _live_range(block_live, ub.shape[0])
-    for i in range(n_seg):
-        _, row_of, dense_max, tb_ptr, tb_block, tb_max, _ = seg_bounds[i]
-        lo = seg_int[i, 3]
-        hi = lo + seg_int[i, 1]
-        mi = seg_m[i]
-        b_lo = min(max(g_lo - lo, 0), hi - lo)
-        b_hi = max(min(g_hi - lo, hi - lo), b_lo)
-        e = _upper_bounds(
-            row_of,
-            dense_max,
-            tb_ptr,
-            tb_block,
-            tb_max,
-            seg_ub[i, 0],
-            q_terms[:mi],
-            q_weights[:mi],
-            ub[lo:hi],
-            head[lo:hi],
-            ent_next,
-            ent_term,
-            ent_pair,
-            e,
-            b_lo,
-            b_hi,
-        )
-        if seg_ub[i, 1] != 1:
-            for b in range(lo, hi):
-                ub[b] *= seg_ub[i, 1]
+    for i in range(m):
+        t = q_terms[i]
+        w = q_weights[i]
+        for d in range(dn_ptr[t], dn_ptr[t + 1]):
+            s = dn_seg[d]
+            q_rows[s, i] = dn_row[d]
+            q_start[s, i] = dn_start[d]
+            _add_dense_row(dn_max, dn_off[d], seg_int[s, 3], seg_int[s, 1], w, ratio, ub, g_lo, g_hi)
+        start = sp_ptr[t]
+        end = sp_ptr[t + 1]
+        if g_lo > 0:  # a term's runs ascend by global block
+            start += np.searchsorted(sp_block[start:end], g_lo)
+        for p in range(start, end):
+            b = sp_block[p]
+            if b >= g_hi:
+                break
+            ub[b] += w * (np.float32(sp_max[p]) * ratio)
+            ent_term[e] = i
+            ent_pair[e] = p
+            ent_next[e] = head[b]
+            head[b] = e
+            e += 1
+    _slack_and_live(ub, seg_int, seg_slack, block_live, g_lo, g_hi)
+    return ent_next, ent_term, ent_pair, g_lo, g_hi
+
+
+@njit(cache=True, nogil=True)
+def _slack_and_live(ub, seg_int, seg_slack, block_live, g_lo, g_hi):
+    """Each segment's bounds times its slack; zero where ``block_live`` has no live doc."""
+    for s in range(seg_int.shape[0]):
+        if seg_slack[s] != 1:
+            for b in range(seg_int[s, 3], seg_int[s, 3] + seg_int[s, 1]):
+                ub[b] *= seg_slack[s]
     if block_live.shape[0] > 0:
         for b in range(g_lo, g_hi):
             if block_live[b] == 0:
                 ub[b] = 0
-    return seg_m, q_rows, q_info, ent_next, ent_term, ent_pair, g_lo, g_hi
+
+
+@njit(cache=True, nogil=True)
+def _score_merged_block(
+    g,
+    b,
+    block_size,
+    scoring,
+    sp_start,
+    sp_len,
+    q_weights,
+    q_rows,
+    q_start,
+    head,
+    ent_next,
+    ent_term,
+    ent_pair,
+    local_pair,
+    acc,
+):
+    """Add the query terms' runs in global block g (block b of its segment) into acc (block-local), in
+    ascending term order. ``scoring`` = the segment's (doc_ids, impacts, dense_base, dense_off);
+    ``q_rows``, ``q_start`` its rows of _merged_bounds' arrays; sparse runs from the merged entries."""
+    doc_ids, impacts, dense_base, dense_off = scoring
+    e = head[g]
+    while e >= 0:
+        local_pair[ent_term[e]] = ent_pair[e]
+        e = ent_next[e]
+    base = b * block_size
+    for i in range(q_rows.shape[0]):
+        r = q_rows[i]
+        if r >= 0:
+            start = q_start[i]
+            s = start + dense_base[r, b >> 8] + dense_off[r, b]
+            end = start + dense_base[r, (b + 1) >> 8] + dense_off[r, b + 1]
+        else:
+            p = local_pair[i]
+            if p < 0:
+                continue
+            local_pair[i] = -1
+            s = np.int64(sp_start[p])
+            end = s + np.int64(sp_len[p]) + 1
+        w = q_weights[i]
+        for j in range(s, end):
+            acc[doc_ids[j] - base] += w * np.float32(impacts[j])
 
 
 @njit(cache=True, nogil=True)
 def _bmp_multi_query(
-    seg_bounds,
+    merged,
     seg_scoring,
     seg_int,
-    seg_ub,
+    seg_slack,
     block_size,
     q_terms,
     q_weights,
@@ -498,23 +555,27 @@ def _bmp_multi_query(
     live,
     block_live,
 ):
-    """One query over all segments of a live index, as one collection of blocks. Per segment (typed
-    lists): ``seg_bounds`` = (term_ptr, row_of, dense_max, tb_ptr, tb_block, tb_max, dense_before),
-    read once per query, and ``seg_scoring`` = (doc_ids, impacts, dense_base, dense_off, tb_base,
-    tb_off), fetched when the next block to score lies in another segment than the last one (a typed
-    list's item costs about 30 ns per array to fetch, so the items are kept small); ``seg_int``
-    int64[n_segments, 4] = (n_terms, n_blocks, first doc, first block) and ``seg_ub``
-    float32[n_segments, 2] = (ub_ratio, ub_slack); ``live`` (uint8[all docs]) and ``block_live``
-    (uint8[all blocks]) by global id, empty: all live; ``ws`` from _workspace over all blocks. Every
-    segment's block bounds go into one array (each times its segment's slack), one bucket order ranks
-    all blocks, and blocks are scored in that order into one heap of global doc ids until the k-th
-    score beats the best bound left: the k-th score found in one segment prunes every other
-    segment's blocks."""
+    """One query over all segments of a live index, as one collection of blocks. ``merged``: the
+    generation's merged block maxima (``lsr.index.blockmax.MergedBounds.arrays``), read for the
+    bounds and the sparse runs; per segment, ``seg_scoring`` (typed list) = (doc_ids, impacts,
+    dense_base, dense_off), fetched when the next block to score lies in another segment than the
+    last one (a typed list's item costs about 30 ns per array to fetch), ``seg_int``
+    int64[n_segments, 4] = (n_terms, n_blocks, first doc, first block) and ``seg_slack``
+    float32[n_segments]; ``live`` (uint8[all docs]) and ``block_live`` (uint8[all blocks]) by global
+    id, empty: all live; ``ws`` from _workspace over all blocks. Every segment's block bounds go into
+    one array (each times its segment's slack), one bucket order ranks all blocks, and blocks are
+    scored in that order into one heap of global doc ids until the k-th score beats the best bound
+    left: the k-th score found in one segment prunes every other segment's blocks."""
     ub, head, order, bucket_ptr, bucket_max, acc, hs, hd = ws
-    seg_m, q_rows, q_info, ent_next, ent_term, ent_pair, g_lo, g_hi = _multi_bounds(
-        seg_bounds, seg_int, seg_ub, q_terms, q_weights, ub, head, block_live
+    m = q_terms.shape[0]
+    q_rows = np.full((seg_int.shape[0], m), -1, np.int32)
+    q_start = np.empty((seg_int.shape[0], m), np.int64)
+    ent_next, ent_term, ent_pair, g_lo, g_hi = _merged_bounds(
+        merged, seg_int, seg_slack, q_terms, q_weights, ub, head, block_live, q_rows, q_start
     )
-    local_pair = np.full(q_terms.shape[0], -1, np.int64)
+    sp_start = merged[3]
+    sp_len = merged[4]
+    local_pair = np.full(m, -1, np.int64)
     n_cand = _bucket_order(ub, order, bucket_ptr, bucket_max, g_lo, g_hi)
     counters[1] += n_cand
     size = 0
@@ -534,23 +595,25 @@ def _bmp_multi_query(
         if i != current:
             scoring = seg_scoring[i]
             current = i
-        lo = seg_int[i, 3]
-        mi = seg_m[i]
-        _score_block(
-            g - lo,
+        b = g - seg_int[i, 3]
+        _score_merged_block(
+            g,
+            b,
             block_size,
             scoring,
-            q_weights[:mi],
-            q_rows[i, :mi],
-            q_info[i, :mi],
-            head[lo : lo + seg_int[i, 1]],
+            sp_start,
+            sp_len,
+            q_weights,
+            q_rows[i],
+            q_start[i],
+            head,
             ent_next,
             ent_term,
             ent_pair,
             local_pair,
             acc,
         )
-        first = seg_int[i, 2] + (g - lo) * block_size
+        first = seg_int[i, 2] + b * block_size
         for j in range(block_size):
             s = acc[j]
             if s > 0:
@@ -564,10 +627,10 @@ def _bmp_multi_query(
 
 @njit(cache=True, nogil=True)
 def _bmp_multi_search_one(
-    seg_bounds,
+    merged,
     seg_scoring,
     seg_int,
-    seg_ub,
+    seg_slack,
     block_size,
     q_terms,
     q_weights,
@@ -581,10 +644,10 @@ def _bmp_multi_search_one(
     out_docs = np.empty(k, np.int32)
     out_scores = np.empty(k, np.float32)
     n = _bmp_multi_query(
-        seg_bounds,
+        merged,
         seg_scoring,
         seg_int,
-        seg_ub,
+        seg_slack,
         block_size,
         q_terms,
         q_weights,
@@ -602,10 +665,10 @@ def _bmp_multi_search_one(
 
 @njit(cache=True, nogil=True, parallel=True)
 def _bmp_multi_search_batch(
-    seg_bounds,
+    merged,
     seg_scoring,
     seg_int,
-    seg_ub,
+    seg_slack,
     block_size,
     q_indptr,
     q_terms,
@@ -628,10 +691,10 @@ def _bmp_multi_search_batch(
             s = q_indptr[q]
             e = q_indptr[q + 1]
             out_counts[q] = _bmp_multi_query(
-                seg_bounds,
+                merged,
                 seg_scoring,
                 seg_int,
-                seg_ub,
+                seg_slack,
                 block_size,
                 q_terms[s:e],
                 q_weights[s:e],

@@ -96,3 +96,44 @@ def _fill_sparse(
             v = np.float64(impacts[p])
             if v > tb_maxf[q]:
                 tb_maxf[q] = v
+
+
+@njit(cache=True, nogil=True)
+def _merge_sparse(
+    term_ptr,
+    tb_ptr,
+    tb_block,
+    tb_max,
+    tb_base,
+    tb_off,
+    dense_before,
+    first_block,
+    ratio,
+    scaled,
+    cursor,
+    sp_block,
+    sp_max,
+    sp_start,
+    sp_len,
+):
+    """One segment's sparse runs into a generation's merged entries (``lsr.index.blockmax.MergedBounds``),
+    each term's at ``cursor[t]`` (advanced): global block, max (times ``ratio`` if ``scaled``), first
+    posting and length - 1."""
+    for t in range(tb_ptr.shape[0] - 1):
+        c = cursor[t]
+        end_t = tb_ptr[t + 1]
+        for p in range(tb_ptr[t], end_t):
+            s = tb_base[p >> SUPER_SHIFT] + tb_off[p] + dense_before[t]
+            if p + 1 < end_t:
+                e = tb_base[(p + 1) >> SUPER_SHIFT] + tb_off[p + 1] + dense_before[t]
+            else:
+                e = term_ptr[t + 1]
+            sp_block[c] = first_block + tb_block[p]
+            if scaled:
+                sp_max[c] = np.float32(tb_max[p]) * ratio
+            else:
+                sp_max[c] = tb_max[p]
+            sp_start[c] = s
+            sp_len[c] = e - s - 1
+            c += 1
+        cursor[t] = c

@@ -6,43 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from corpora import random_corpus
+from live_util import N_TERMS, random_live_index
 
-from lsr.index import BuildOptions, Index, SparseBatch, build_index
+from lsr.index import Index, SparseBatch
 from lsr.index.kernels.allowed import _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_multi_search_one
 from lsr.index.reference import dense_from_postings, reference_topk
 from lsr.index.search import with_allowed
-from lsr.index.segments import SegmentedIndex, open_index
-from lsr.index.writer import IndexWriter, MergePolicy
-
-N_TERMS = 30
-NO_POLICY = MergePolicy(max_segments=1000, max_deleted=1.0)
-
-
-def _live_index(tmp_path, rng, impact_dtype: str, n_segments: int) -> SegmentedIndex:
-    """A live index of ``n_segments`` segments of random sizes (later ones with more terms), about a
-    third of the docs deleted; integer weights, so every sum is exact."""
-    vocab = [f"t{i}" for i in range(N_TERMS)]
-    first = 8 + int(rng.integers(0, 40))
-    corpus = random_corpus(rng, n_docs=first, n_terms=N_TERMS - 6, max_nnz=8, integer=True)
-    path = tmp_path / f"live-{impact_dtype}-{n_segments}"
-    ids = [f"d{i}" for i in range(first)]
-    build_index(
-        lambda: [corpus], N_TERMS - 6, ids, vocab[:-6], path, BuildOptions(impact_dtype, block_size=4)
-    )
-    n = first
-    with IndexWriter(path, NO_POLICY) as w:
-        for s in range(1, n_segments):
-            size = 1 + int(rng.integers(0, 60))
-            terms = N_TERMS - 6 + min(s, 6)
-            batch = random_corpus(rng, n_docs=size, n_terms=terms, max_nnz=8, integer=True)
-            w.add(batch, [f"d{i}" for i in range(n, n + size)], vocab[:terms], grow_vocab=True)
-            n += size
-        w.delete([f"d{i}" for i in range(n) if rng.random() < 0.3])
-    index = open_index(path)
-    assert isinstance(index, SegmentedIndex) and index._multi is not None
-    return index
+from lsr.index.segments import SegmentedIndex
 
 
 def _dense(index: SegmentedIndex) -> np.ndarray:
@@ -68,7 +39,7 @@ def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n
     """Safe mode over all segments at once: ids, order, ties and scores of the reference top-k over the
     live docs (one query and batches, with and without a filter mask)."""
     rng = np.random.default_rng(seed)
-    index = _live_index(tmp_path, rng, impact_dtype, n_segments)
+    index = random_live_index(tmp_path, rng, impact_dtype, n_segments)
     dense = _dense(index)
     live = index.live_mask
     queries = [(t[t < index.n_terms], w[t < index.n_terms]) for t, w in _queries(rng, 10)]
@@ -83,13 +54,14 @@ def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n
         for (terms, weights), got in zip(queries, batch, strict=True):
             ref_docs, _ = reference_topk(dense, terms, weights, k, live)
             np.testing.assert_array_equal(got.docs, ref_docs)
-    if index._multi is None:
+    if not index._one_call:
         return
     n = index.n_docs  # a run of allowed docs across segment boundaries: bounds only over its blocks
     run = live & (np.abs(np.arange(n) - n // 2) < n // 3)
     run_u8 = run.astype(np.uint8)
     for terms, weights in queries:
         docs, scores = _bmp_multi_search_one(
+            index.merged_bounds.arrays,
             *index._multi,
             index.block_size,
             terms,
@@ -111,7 +83,7 @@ def test_allowed_docs_kernel_equals_reference(tmp_path, seed, impact_dtype):
     """Scoring just the allowed docs (none, one, a few, many, all) gives the reference top-k over them,
     on a live index of several segments and on a plain index."""
     rng = np.random.default_rng(100 + seed)
-    index = _live_index(tmp_path, rng, impact_dtype, 4)
+    index = random_live_index(tmp_path, rng, impact_dtype, 4)
     plain = Index.load(index.segments[0].path)
     for target in (index, plain):
         dense = (
@@ -160,7 +132,7 @@ def test_filter_cache_keeps_masks_and_refuses_bad_filters(tmp_path):
         np.testing.assert_array_equal(filtered.allowed, [0])  # 1 of 100 docs: scored directly
     assert calls == [1, 2, 3, 1]  # the second use hit; 1 was evicted by 2 and 3
     rng = np.random.default_rng(5)
-    index = _live_index(tmp_path, rng, "uint8", 2)
+    index = random_live_index(tmp_path, rng, "uint8", 2)
     with pytest.raises(FieldError):
         index.search([0], [1.0], 5, mode="safe", filter={"term": {"nope": 1}})
     assert not index.filter_cache.entries
