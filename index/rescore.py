@@ -21,6 +21,7 @@ numba has no float16 arithmetic).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +112,7 @@ class Forward:
         self.weights = arrays["fwd_weights"]
         self.term_err = arrays["term_err"]
         self.scale = float(scale)
+        self._local = threading.local()  # per thread: the query-weight table of :meth:`rescore`
 
     @classmethod
     def from_index_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Forward | None:
@@ -130,7 +132,11 @@ class Forward:
         return float(self.weights[lo + i]) if i < len(row) and row[i] == term else 0.0
 
     def rescore(self, docs: NDArray, terms: NDArray, weights: NDArray) -> NDArray[np.float64]:
-        return _rescore_one(self.indptr, self.terms, self.weights, docs, terms, weights)
+        """Exact scores of ``docs`` for a checked query (float64, see _rescore_one)."""
+        lut = getattr(self._local, "lut", None)
+        if lut is None:  # one zeroed table per thread, reused: the kernel leaves it zero
+            lut = self._local.lut = np.zeros(len(self.term_err), np.float32)
+        return _rescore_one(self.indptr, self.terms, self.weights, docs, terms, weights, lut)
 
     def proven(
         self, exact: NDArray, last_kernel_score: float, k: int, terms: NDArray, weights: NDArray

@@ -37,7 +37,8 @@ from lsr.index.io import (
 )
 from lsr.index.kernels.allowed import SCAN_RATIO as ALLOWED_SCAN_RATIO
 from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one, _posting_sums
-from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
+from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms, _workspace
+from lsr.index.kernels.check import _canonical_query
 from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.rescore import Forward, rescored_batch, rescored_search
@@ -338,6 +339,8 @@ class Index:
 
     def _check_query(self, q_terms: Any, q_weights: Any) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         terms = np.asarray(q_terms)
+        if _fast_canonical(terms, q_weights, self.n_terms):
+            return terms, q_weights
         if terms.size and not np.issubdtype(terms.dtype, np.integer):
             raise ValueError(f"query term ids must be integers, got dtype {terms.dtype}")
         terms, weights = canonical_row(terms.astype(np.int64), np.asarray(q_weights, dtype=np.float64))
@@ -490,7 +493,8 @@ class Index:
                 thr,
             )
         return _bmp_search_one(
-            *self._bmp_args(),
+            *self._bmp_args()[:5],
+            self._workspace(k),
             terms,
             weights,
             k,
@@ -501,6 +505,18 @@ class Index:
             thr,
             self._block_live(live),
         )
+
+    def _workspace(self, k: int) -> tuple[np.ndarray, ...]:
+        """This thread's block-max workspace for k (lsr.index.kernels.blockmax._workspace), kept for
+        the next query: the kernel leaves it clean, and allocating its n_blocks-long arrays per query
+        cost more than a small query's search."""
+        local = self.__dict__.get("_local") or self.__dict__.setdefault("_local", threading.local())
+        kept = getattr(local, "workspace", None)
+        if kept is None or kept[0] != k:
+            bm = self.blockmax
+            assert bm is not None, "_check_params refuses the block-max modes without block-max data"
+            kept = local.workspace = (k, _workspace(bm.n_blocks, bm.block_size, k))
+        return kept[1]
 
     def _check_params(self, mode: str, alpha: float, beta: float, budget: int = 0) -> SearchParams:
         params = SearchParams(mode, alpha, beta, budget)
@@ -955,6 +971,22 @@ def typed_list(items: list[Any]) -> Any:
     for item in items:
         out.append(item)
     return out
+
+
+def _fast_canonical(terms: np.ndarray, weights: Any, n_terms: int) -> bool:
+    """Whether a query arrives canonical in the kernels' dtypes (term ids ascending and in range,
+    weights finite and > 0): then it is searched as it is, without copies (the common case: queries
+    from a SparseBatch or an encoder)."""
+    return (
+        isinstance(weights, np.ndarray)
+        and terms.dtype == TERM_DTYPE
+        and weights.dtype == WEIGHT_DTYPE
+        and terms.ndim == 1
+        and terms.shape == weights.shape
+        and terms.flags.c_contiguous
+        and weights.flags.c_contiguous
+        and _canonical_query(terms, weights, n_terms)
+    )
 
 
 def max_threads() -> int:

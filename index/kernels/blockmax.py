@@ -339,7 +339,7 @@ def _bmp_search_one(
     ub_ratio,
     ub_slack,
     block_size,
-    n_blocks,
+    ws,
     q_terms,
     q_weights,
     k,
@@ -350,7 +350,8 @@ def _bmp_search_one(
     thr,
     block_live,
 ):
-    ws = _workspace(n_blocks, block_size, k)
+    """One query on the calling thread; ``ws`` from _workspace(n_blocks, block_size, k), clean on
+    entry and left clean (the caller keeps one per thread)."""
     out_docs = np.empty(k, np.int32)
     out_scores = np.empty(k, np.float32)
     n = _bmp_query(

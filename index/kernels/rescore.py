@@ -57,10 +57,22 @@ def _dot_row(fwd_indptr, fwd_terms, fwd_weights, d, q_terms, q_weights):
 
 
 @njit(cache=True, nogil=True)
-def _rescore_one(fwd_indptr, fwd_terms, fwd_weights, docs, q_terms, q_weights):
+def _rescore_one(fwd_indptr, fwd_terms, fwd_weights, docs, q_terms, q_weights, lut):
+    """Exact scores of ``docs``, bit for bit _dot_row's: each doc's row looks its terms' query weights
+    up in ``lut`` (float32 over the vocabulary, zero on entry and left zero) and adds every product in
+    ascending term order; a term not in the query adds +0.0, which leaves a float64 sum unchanged.
+    No merge: its branch per row term, mispredicted half the time, cost ~1 us per candidate."""
+    for i in range(q_terms.shape[0]):
+        lut[q_terms[i]] = q_weights[i]
     out = np.empty(docs.shape[0], np.float64)
     for j in range(docs.shape[0]):
-        out[j] = _dot_row(fwd_indptr, fwd_terms, fwd_weights, docs[j], q_terms, q_weights)
+        d = docs[j]
+        score = 0.0
+        for p in range(fwd_indptr[d], fwd_indptr[d + 1]):
+            score += np.float64(lut[fwd_terms[p]]) * np.float64(fwd_weights[p])
+        out[j] = score
+    for i in range(q_terms.shape[0]):
+        lut[q_terms[i]] = 0
     return out
 
 
