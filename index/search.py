@@ -21,7 +21,7 @@ import numpy as np
 from numba.typed import List as NumbaList
 from numpy.typing import NDArray
 
-from lsr.index.approx import load_approx_lists
+from lsr.index.approx import cut_batch, cut_query, load_approx_lists
 from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.fields import Fields, live_filtered
@@ -373,7 +373,7 @@ class Index:
         full = self._check_query(q_terms, q_weights)
         if self._on_approx_lists(params, filter):
             assert self.approx is not None
-            terms, weights = prune_query(*full, params)
+            terms, weights = cut_query(*prune_query(*full, params), params.budget)
             return SearchResult(*rescored_search(self.approx, terms, weights, k, params, self.live, full))
         f, path = self._route(filter, full[0])
         if path == "subindex":
@@ -425,8 +425,8 @@ class Index:
         return SearchResult(docs, scores * self.scale)
 
     def _on_approx_lists(self, params: SearchParams, filter: Any) -> bool:
-        """Whether a search runs on the pruned lists: approx without a budget or filter, when built."""
-        return self.approx is not None and params.mode == "approx" and not params.budget and filter is None
+        """Whether a search runs on the pruned lists: approx without a filter, when built."""
+        return self.approx is not None and params.mode == "approx" and filter is None
 
     def _forward_allowed(
         self, f: Filtered, terms: NDArray[np.int32], weights: NDArray[np.float32], k: int
@@ -550,7 +550,7 @@ class Index:
         queries.validate(self.n_terms)
         if self._on_approx_lists(params, filter):
             assert self.approx is not None
-            pruned = prune_batch(queries, params)
+            pruned = cut_batch(prune_batch(queries, params), params.budget)
             batch = rescored_batch(self.approx, pruned, k, params, threads, self.live, queries)
             return [SearchResult(*r) for r in batch]
         f, path = self._route(filter, np.asarray(queries.term_ids), len(queries))

@@ -139,10 +139,10 @@ def _bucket_order(ub, order, cand, bucket_ptr, bucket_max, lo, hi):
     bucket_max[:] = 0
     if n == 0:
         return 0
-    scale = (N_BUCKETS - 1) / top
+    scale = np.float64(N_BUCKETS - 1) / np.float64(top)  # float64 with and without the JIT
     for i in range(n):
         u = ub[cand[i]]
-        j = N_BUCKETS - 1 - min(int(u * scale), N_BUCKETS - 1)  # 0 = highest bucket
+        j = N_BUCKETS - 1 - min(int(np.float64(u) * scale), N_BUCKETS - 1)  # 0 = highest bucket
         bucket_ptr[j + 1] += 1
         bucket_max[j] = max(bucket_max[j], u)
     for j in range(N_BUCKETS):
@@ -150,7 +150,7 @@ def _bucket_order(ub, order, cand, bucket_ptr, bucket_max, lo, hi):
     fill = bucket_ptr[:-1].copy()
     for i in range(n):
         b = cand[i]
-        j = N_BUCKETS - 1 - min(int(ub[b] * scale), N_BUCKETS - 1)
+        j = N_BUCKETS - 1 - min(int(np.float64(ub[b]) * scale), N_BUCKETS - 1)
         order[fill[j]] = b
         fill[j] += 1
     return n
