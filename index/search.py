@@ -99,8 +99,9 @@ class SearchParams:
     exactly the same top-k; ``approx`` trades recall for speed. Its one knob is ``budget``: score at
     most about that many documents per query (whole blocks, highest upper bound first), then rescore
     the best candidates with exact weights; recall and latency fall together as the budget shrinks
-    (benchmarks/RESULTS.md has the curve). 0: no budget: then an index with pruned lists
-    (``index.approx``, lsr.index.approx) searches those and rescores their best candidates. The
+    (benchmarks/RESULTS.md has the curve); 0: no budget. An index with pruned lists (``index.approx``,
+    lsr.index.approx) searches those instead, where the budget also cuts the query to its heaviest
+    terms (lsr.index.approx.query_mass), and rescores their best candidates with the whole query. The
     expert knobs ``alpha`` (stop when the k-th score exceeds alpha x the best remaining block bound)
     and ``beta`` (keep that fraction of the query's terms, heaviest first) also apply."""
 
