@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +53,7 @@ def query_mass(budget: int) -> float:
     at each recall on synthetic 200k (benchmarks/RESULTS.md, "Static pruning")."""
     if budget == 0 or budget >= FULL_QUERY_BUDGET:
         return 1.0
-    return min(1.0, max(MIN_MASS, 1.0 - 0.1 * float(np.log2(FULL_QUERY_BUDGET / budget))))
+    return min(1.0, max(MIN_MASS, 1.0 - 0.1 * math.log2(FULL_QUERY_BUDGET / budget)))
 
 
 def cut_query(terms: np.ndarray, weights: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:

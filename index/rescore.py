@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lsr.index.io import save_array
-from lsr.index.kernels.rescore import _error_bound, _rescore_batch, _rescore_one, _scatter_rows
+from lsr.index.kernels.rescore import _best_k, _error_bound, _rescore_batch, _rescore_one, _scatter_rows
 from lsr.index.sparse import SparseBatch
 
 if TYPE_CHECKING:
@@ -152,8 +152,7 @@ class Forward:
 
 def best_k(docs: NDArray, exact: NDArray, k: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """The k best by exact score, ties by lower doc id."""
-    order = np.lexsort((docs, -exact))[:k]
-    return docs[order].astype(np.int32), exact[order].astype(np.float32)
+    return _best_k(docs, exact, k)
 
 
 def rescored_search(

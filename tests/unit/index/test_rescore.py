@@ -165,3 +165,7 @@ def test_rescore_table_equals_the_merge_bit_for_bit(seed):
         want = [_dot_row(indptr, terms, weights, d, q_terms, q_weights) for d in docs]
         np.testing.assert_array_equal(got, np.array(want, np.float64))
         assert not lut.any()
+    weights[indptr[3]] = np.inf  # a damaged forward index is refused, not summed
+    if indptr[4] > indptr[3]:
+        with pytest.raises(ValueError, match="not finite"):
+            _rescore_one(indptr, terms, weights, np.array([3], np.int32), q_terms, q_weights, lut)
