@@ -213,3 +213,23 @@ def test_verify_checks_the_pruned_lists(tmp_path):
     target.write_bytes(bytes(data))
     problems = verify(index.path).problems
     assert any(path == target for path, _ in problems), problems
+
+
+@pytest.mark.parametrize("budget", [0, 16, 600])
+def test_edge_queries_on_pruned_lists(tmp_path, budget):
+    """An empty query finds nothing; k above the collection returns every matching doc, exactly scored."""
+    rng, corpus, n_terms, index = build_pair(tmp_path, 3, 5)
+    empty = index.search(np.zeros(0, np.int32), np.zeros(0, np.float32), 10, mode="approx", budget=budget)
+    assert len(empty.docs) == 0 and len(empty.scores) == 0
+    batch = index.search_batch(
+        SparseBatch.from_rows([([], []), ([1], [1.0])]), 10, mode="approx", budget=budget
+    )
+    assert len(batch[0].docs) == 0
+    dense = float_truth(corpus, n_terms, index)
+    got = index.search([1], [2.0], 10**5, mode="approx", budget=budget)
+    listed = min(5, int((dense[:, 1] > 0).sum()))  # a one-term query finds its pruned list
+    if budget == 16:  # two blocks of 8 docs: the list's docs in them
+        assert 1 <= len(got.docs) <= listed
+    else:
+        assert len(got.docs) == listed
+    assert_exact(got, dense, np.array([1]), np.array([2.0]), n_terms)
