@@ -13,9 +13,10 @@ cuts the query (two-step SPLADE, Seismic's query_cut): the candidates come from 
 heaviest terms holding :func:`query_mass` (budget) of its weight, 0.6 at a budget of 512 documents
 up to all of it from 8,192 (and without a budget); the rescoring uses every term. A smaller
 budget cuts both the blocks scored and the query's terms, whose posting runs set the cost of
-bounding the blocks, so latency falls with recall on one number (benchmarks/RESULTS.md, "Static
-pruning"). N is fixed at build time (longer lists: higher recall at every budget, more bytes). An
-index without ``approx/`` searches approx over its full lists as before.
+bounding the blocks, so latency falls with recall on one number (benchmarks/RESULTS.md,
+"Approximate search: fixed costs and the budget on pruned lists"). N is fixed at build time
+(longer lists: higher recall at every budget, more bytes). An index without ``approx/`` searches
+approx over its full lists as before.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 APPROX_DIR = "approx"
-
-
 FULL_QUERY_BUDGET = 8192  # from this budget on (and without one) the pruned lists see the whole query
 MIN_MASS = 0.6  # the share of the query's weight kept at a budget of 512 documents and below
 
@@ -50,7 +49,7 @@ def query_mass(budget: int) -> float:
     """The share of the query's weight whose heaviest terms search the pruned lists at ``budget``:
     0.1 more per doubling, MIN_MASS at 512 documents and below, 1 from FULL_QUERY_BUDGET on and
     without a budget (0). The steps are where budget and query cut together gave the fastest search
-    at each recall on synthetic 200k (benchmarks/RESULTS.md, "Static pruning")."""
+    at each recall on synthetic 200k (benchmarks/RESULTS.md, "Approximate search: fixed costs")."""
     if budget == 0 or budget >= FULL_QUERY_BUDGET:
         return 1.0
     return min(1.0, max(MIN_MASS, 1.0 - 0.1 * math.log2(FULL_QUERY_BUDGET / budget)))
