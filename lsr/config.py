@@ -275,8 +275,8 @@ class IndexConfig:
     # posting, memory-mapped) and rescore the candidates exactly: results equal float scoring
     rescore: str = "float32"
     # 0, or N: also keep each term's N highest-impact postings as pruned lists that search mode approx
-    # (without a budget) runs on, rescoring its candidates exactly (lsr.index.approx); larger N: higher
-    # recall, slower; needs rescore float32 and blockmax (benchmarks/RESULTS.md, "Static pruning")
+    # runs on (search.budget then also cuts the query), rescoring its candidates exactly
+    # (lsr.index.approx); larger N: higher recall, more bytes; needs rescore float32 and blockmax
     approx_lists: int = 0
     # live index merge policy (lsr add / delete): merge the newest segments into one when there are
     # more than max_segments; rewrite a segment alone once more than max_deleted of its docs are deleted
@@ -312,7 +312,8 @@ class SearchConfig:
     batch_size: int = 1024  # queries encoded and searched per batch
     mode: str = "exact"  # exact | safe (block-max, same results) | approx (budget; alpha, beta)
     # approx: score at most about this many documents per query (whole blocks, best bound first),
-    # then rescore the best candidates exactly; smaller is faster with lower recall; 0: no budget
+    # then rescore the best candidates exactly; smaller is faster with lower recall; 0: no budget; on
+    # an index with pruned lists (index.approx_lists) a budget below 8192 also cuts the query
     budget: int = 0
     alpha: float = 1.0  # approx: stop when the k-th score exceeds alpha x the best block bound left
     beta: float = 1.0  # approx: keep this fraction of each query's terms, heaviest first
