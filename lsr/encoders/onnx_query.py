@@ -35,7 +35,7 @@ from lsr.encoders.hf import require
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
+RUNTIMES = ("auto", "torch", "lean", "onnx", "onnx-int8")
 EXPORT_VERSION = 2
 OPSET = 17
 
@@ -197,10 +197,10 @@ class OnnxQueryRuntime:
                 nz = np.flatnonzero(out[r] > 0)
                 rows.append((nz.astype(np.int32), out[r, nz].astype(np.float32)))
             return rows
-        return [_pool_tokens(ids[r], out[r]) for r in range(out.shape[0])]
+        return [pool_tokens(ids[r], out[r]) for r in range(out.shape[0])]
 
 
-def _pool_tokens(ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pool_tokens(ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Max weight per distinct token id (weights > 0 only), ascending ids."""
     keep = weights > 0
     terms, inverse = np.unique(ids[keep], return_inverse=True)

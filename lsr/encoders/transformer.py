@@ -41,6 +41,7 @@ from lsr.encoders.hf import (
     rows_to_batch,
     vocab_digest,
 )
+from lsr.encoders.lean_query import LeanQueryRuntime
 from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime
 from lsr.encoders.st import read_st_folder
 from lsr.errors import ConfigError
@@ -386,7 +387,9 @@ class TransformerQueryEncoder:
         self.model = self.make_model(self.st.mlm if self.st else path, tcfg, meta)
         check_vocab(self.model.vocab, term_index, f"the query model {path}")
         self.runtime = resolve_runtime(tcfg.query_runtime, self.model.device.type)
-        if self.runtime.startswith("onnx"):
+        if self.runtime == "lean":
+            self.model.query_runtime = LeanQueryRuntime(self.model)
+        elif self.runtime.startswith("onnx"):
             self.model.query_runtime = OnnxQueryRuntime(self.model, self.runtime)
         else:
             logger.info("query encoder: torch %s on %s", self.model.dtype, self.model.device)
