@@ -76,19 +76,15 @@ class ScreenedHead:
         self.screen_weight = weight.to(torch.bfloat16) if self.screen else None
         self.screen_norm = weight.norm(dim=1) * bound_factor(weight.shape[1])
 
-    def rows(self, hidden: Any, mask: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Sparse rows (ascending term ids, weights > 0) of ``hidden`` ``[n, tokens, dim]`` and a bool
-        ``[n, tokens]`` mask with at least one true position a row."""
-        tokens = [hidden[r, mask[r]].float() for r in range(hidden.shape[0])]
-        if self.screen:
-            candidates = self._candidates(tokens)
-        else:
-            candidates = [self.terms] * len(tokens)
+    def rows(self, tokens: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Sparse rows (ascending term ids, weights > 0) of queries given as ``[tokens, dim]`` hidden
+        states each: one screening product for them all, then each query's candidates exactly."""
+        candidates = self._candidates(tokens) if self.screen else [self.terms] * len(tokens)
         return [self._exact(h, rows) for h, rows in zip(tokens, candidates, strict=True)]
 
     def _candidates(self, tokens: list[Any]) -> list[Any]:
         """Per query, the vocabulary ids whose pooled weight the bound cannot prove zero: one bfloat16
-        product over the batch's real tokens, then a max over each query's tokens."""
+        product over the queries' tokens, then a max over each query's tokens."""
         torch = self.torch
         flat = tokens[0] if len(tokens) == 1 else torch.cat(tokens)
         approx = torch.matmul(flat.to(torch.bfloat16), self.screen_weight.T)
@@ -103,12 +99,14 @@ class ScreenedHead:
         return out
 
     def _exact(self, hidden: Any, rows: Any) -> tuple[np.ndarray, np.ndarray]:
-        """float32 pooled weights of one query (``hidden`` ``[tokens, dim]``, real tokens only) over
-        ``rows`` (None: all)."""
+        """Pooled weights of one query (``hidden`` ``[tokens, dim]``) over ``rows`` (None: all). The
+        logits are summed in float64 and rounded to float32: the same numbers whatever the other
+        rows (a float32 product's summation order may depend on the shape), so a query's weights do
+        not depend on the queries screened with it."""
         torch = self.torch
         weight = self.weight if rows is None else self.weight[rows]
         bias = self.bias if rows is None else self.bias[rows]
-        logits = torch.matmul(hidden, weight.T)
+        logits = torch.matmul(hidden.double(), weight.double().T).float()
         if self.pooling == "max":
             act = torch.relu_(logits.amax(dim=0) + bias).log1p_()
         else:
@@ -140,9 +138,10 @@ def check_bound(head: ScreenedHead, seed: int = 0, trials: int = 4) -> bool:
 
 
 class LeanBert:
-    """A BERT encoder's forward pass as a few fused float32 ops: ``[n, T]`` ids and bool mask ->
-    ``[n, T, hidden]`` last hidden states (with ``mlm_transform``: through the MLM head's transform,
-    which is what SPLADE's vocabulary projection reads).
+    """A BERT encoder's forward pass as a few fused float32 ops, one query at a time (no padding, so
+    a query's hidden states never depend on the queries encoded with it): ``[tokens]`` ids ->
+    ``[tokens, hidden]`` last hidden states (of a ``BertForMaskedLM``: through the MLM head's
+    transform, which is what SPLADE's vocabulary projection reads).
 
     Build it with :meth:`from_model`, which returns None for a model it does not cover.
     """
@@ -186,16 +185,14 @@ class LeanBert:
                 return None
         return cls(base, transform)
 
-    def __call__(self, ids: Any, mask: Any) -> Any:
+    def __call__(self, ids: Any) -> Any:
         F = self.torch.nn.functional
-        n, length = ids.shape
+        length = len(ids)
         x = self.word[ids] + self.position[:length] + self.type0
         x = F.layer_norm(x, *self.emb_norm)
-        attn_mask = None if bool(mask.all()) else mask[:, None, None, :]
         for qkv_w, qkv_b, out_w, out_b, norm1, in_w, in_b, ff_w, ff_b, norm2 in self.layers:
-            q, k, v = F.linear(x, qkv_w, qkv_b).view(n, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-            ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-            ctx = ctx.transpose(1, 2).reshape(n, length, -1)
+            q, k, v = F.linear(x, qkv_w, qkv_b).view(length, 3, self.heads, -1).permute(1, 2, 0, 3)
+            ctx = F.scaled_dot_product_attention(q, k, v).transpose(0, 1).reshape(length, -1)
             x = F.layer_norm(F.linear(ctx, out_w, out_b) + x, *norm1)
             x = F.layer_norm(F.linear(F.gelu(F.linear(x, in_w, in_b)), ff_w, ff_b) + x, *norm2)
         if self.transform is not None:
@@ -251,22 +248,32 @@ class LeanQueryRuntime:
             ", bfloat16-screened projection" if self.kind == "splade" and self.head.screen else "",
         )
 
-    def hidden(self, ids: Any, mask: Any) -> Any:
-        if self.trunk is not None:
-            return self.trunk(ids, mask)
+    def restrict(self, terms: np.ndarray) -> None:
+        """SPLADE: compute only the vocabulary rows ``terms`` (:meth:`ScreenedHead.restrict`)."""
         if self.kind == "splade":
-            return self.model.hidden(ids, mask)
-        return self.model.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+            self.head.restrict(terms)
+
+    def hidden(self, ids: Any) -> Any:
+        """``[tokens, hidden]`` of one query's token ids."""
+        if self.trunk is not None:
+            return self.trunk(ids)
+        ids, mask = ids.unsqueeze(0), self.torch.ones((1, len(ids)), dtype=self.torch.bool)
+        if self.kind == "splade":
+            return self.model.hidden(ids, mask)[0]
+        return self.model.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state[0]
 
     def rows(self, ids: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Sparse rows (ascending term ids, weights > 0) of a padded batch (int64 ids, bool mask)."""
+        """Sparse rows (ascending term ids, weights > 0) of a padded batch (int64 ids, bool mask):
+        the transformer runs on each query alone, unpadded; SPLADE's screening product on them all."""
         torch = self.torch
         with torch.inference_mode():
-            ids_t, mask_t = torch.from_numpy(ids), torch.from_numpy(mask)
-            hidden = self.hidden(ids_t, mask_t)
+            queries = [torch.from_numpy(ids[r, mask[r]]) for r in range(len(ids))]
+            hidden = [self.hidden(q).float() for q in queries]
             if self.kind == "splade":
-                return self.head.rows(hidden, mask_t)
+                return self.head.rows(hidden)
             model = self.model
-            weights = torch.relu(model.head(hidden)).squeeze(-1).float()
-            weights = (weights * (mask_t & ~model.special[ids_t])).numpy()
-        return [pool_tokens(ids[r], weights[r]) for r in range(len(ids))]
+            out = []
+            for q, h in zip(queries, hidden, strict=True):
+                weights = torch.relu(model.head(h)).squeeze(-1).float() * ~model.special[q]
+                out.append(pool_tokens(q.numpy(), weights.numpy()))
+            return out

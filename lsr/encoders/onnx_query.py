@@ -8,8 +8,10 @@ its pooling, the runtime and this module's export version), written through a te
 rename. Runtimes (``encoder.transformer.query_runtime``, or the ``LSR_QUERY_RUNTIME`` environment
 variable, which wins):
 
-* ``auto`` (default): ``onnx`` when onnxruntime is installed and the model runs on the CPU, else
-  ``torch``;
+* ``auto`` (default): on a CPU ``lean`` for SPLADE, ``onnx`` for uniCOIL when onnxruntime is
+  installed (else ``lean``); on a GPU ``torch``;
+* ``lean``: a fused float32 forward and, for SPLADE, a screened vocabulary projection
+  (lsr.encoders.lean_query; the float32 weights to rounding);
 * ``onnx``: the float32 graph (scores equal torch's to float32 rounding);
 * ``onnx-int8``: the graph with its matrix products quantized to int8 (dynamic quantization);
 * ``torch``: the float32 torch path.
@@ -31,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from lsr.config import QUERY_RUNTIMES
 from lsr.encoders.hf import require
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "lean", "onnx", "onnx-int8")
+RUNTIMES = QUERY_RUNTIMES
 EXPORT_VERSION = 2
 OPSET = 17
 
@@ -44,19 +47,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LSR_CACHE_DIR") or Path.home() / ".cache" / "lsr") / "onnx"
 
 
-def resolve_runtime(configured: str, device_type: str) -> str:
-    """The runtime to use: ``LSR_QUERY_RUNTIME`` over the configured one; ``auto`` -> onnx on a CPU with
-    onnxruntime installed, else torch."""
+def resolve_runtime(configured: str, device_type: str, kind: str = "splade") -> str:
+    """The runtime to use: ``LSR_QUERY_RUNTIME`` over the configured one; ``auto`` on a CPU -> lean for
+    SPLADE, onnx for uniCOIL when onnxruntime is installed (faster there: no projection to screen,
+    and ONNX Runtime's float32 products beat torch's at a query's size), else lean; on a GPU torch."""
     runtime = os.environ.get("LSR_QUERY_RUNTIME") or configured
     if runtime not in RUNTIMES:
         from lsr.errors import ConfigError
 
         raise ConfigError(f"query runtime {runtime!r} is not one of {list(RUNTIMES)} (LSR_QUERY_RUNTIME)")
-    if runtime == "auto":
-        if device_type != "cpu":
-            return "torch"
-        return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
-    return runtime
+    if runtime != "auto":
+        return runtime
+    if device_type != "cpu":
+        return "torch"
+    if kind == "unicoil" and importlib.util.find_spec("onnxruntime") is not None:
+        return "onnx"
+    return "lean"
 
 
 def _folder_digest(path: Path) -> str:
