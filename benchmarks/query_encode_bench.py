@@ -52,7 +52,7 @@ def load_encoder(model: str, runtime: str, searcher: Any = None) -> Any:
     cfg = load_config(None, [*encoder_overrides(model), "encoder.transformer.threads=1"])
     corpus_side = make_encoder(cfg.encoder)
     meta = {**corpus_side.describe(), "name": model}
-    encoder = load_query_encoder(meta, {t: i for i, t in enumerate(corpus_side.vocab)})
+    encoder: Any = load_query_encoder(meta, {t: i for i, t in enumerate(corpus_side.vocab)})
     if runtime == "lean-index":
         encoder.restrict_terms(np.flatnonzero(searcher.index.doc_freq() > 0))
     return encoder
@@ -150,6 +150,7 @@ def bench_model(
         if searcher is not None:
             top = top10(searcher, rows)
             ref_top = top if runtime == "torch" else ref_top
+            assert ref_top is not None
             row["same_top10"] = sum(a == b for a, b in zip(top, ref_top, strict=True)) / len(top)
         out.append(row)
         logger.info("%s", out[-1])

@@ -259,6 +259,7 @@ def search_served(
         ]
     if encoded is not None:
         ((text, _),) = queries
+        assert text is not None, "a pre-encoded vector comes with its text query"
         parts = [searcher.encode(Queries(texts=[text], sparse=encoded), plan)]
     else:
         parts = [encode_query(searcher, q, v, plan) for q, v in queries]

@@ -73,7 +73,7 @@ class ScreenedHead:
         self.terms = None if terms is None else torch.from_numpy(np.asarray(terms, dtype=np.int64))
         weight = self.weight if self.terms is None else self.weight[self.terms]
         self.screen_bias = self.bias if self.terms is None else self.bias[self.terms]
-        self.screen_weight = weight.to(torch.bfloat16) if self.screen else None
+        self.screen_weight: Any = weight.to(torch.bfloat16) if self.screen else None
         self.screen_norm = weight.norm(dim=1) * bound_factor(weight.shape[1])
 
     def rows(self, tokens: list[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
