@@ -6,14 +6,15 @@ A query is a few dozen tokens. Two things cost the time on a CPU:
   backbone 22 x 128 x 30,522 multiply-adds a query, 80% of the time), whose output is almost all
   zero: a query keeps ~28 of the 30,522 terms. :class:`ScreenedHead` finds the terms that can be
   non-zero with a bfloat16 product (3-4x faster than float32 on a CPU) and a rigorous bound on its
-  error, then computes exactly those rows in float32. A term is dropped only when its bound proves
-  ``max_i logit_i + bias <= 0`` (the activation is zero), so the weights are the float32 path's to
-  float32 rounding, and the term set is the same.
+  error, then computes exactly those rows (float64 sums, rounded to float32). A term is dropped only
+  when its bound proves ``max_i logit_i + bias <= 0`` (the activation is zero), so the weights are the
+  float32 path's to float32 rounding, and the term set is the same. Only the rows of the searched
+  index's terms, when the searcher says which (:meth:`ScreenedHead.restrict`).
 * **the transformer's module overhead**: the Hugging Face modules run dozens of small ops, each with
-  checks and dispatch. :class:`LeanBert` runs a BERT encoder (the shipped splade and uniCOIL models)
-  as a handful of fused float32 ops: one product for query, key and value, PyTorch's fused attention,
-  no dropout, no padding beyond the batch's longest query. Other architectures keep the Hugging Face
-  modules (the screened head still applies).
+  checks and dispatch, on padded batches. Here each query runs alone, unpadded (so its hidden states
+  never depend on the queries encoded with it), on ONNX Runtime's session of the exported trunk when
+  onnxruntime is installed, else as :class:`LeanBert`: a BERT encoder (the shipped splade and uniCOIL
+  models) as a handful of fused float32 torch ops, else on the Hugging Face modules.
 
 The bound: with round-to-nearest bfloat16 (unit roundoff ``u = 2^-8``) inputs ``h~ = h (1 + d)`` and
 ``w~ = w (1 + e)``, ``|d|, |e| <= u``, float32 accumulation over ``n <= 4096`` terms and a bfloat16
@@ -25,6 +26,7 @@ whose bfloat16 product breaks it gets the float32 projection instead.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from typing import Any
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from lsr.encoders.hf import require
-from lsr.encoders.onnx_query import pool_tokens
+from lsr.encoders.onnx_query import OnnxQueryRuntime, pool_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -227,24 +229,29 @@ def _layer(layer: Any) -> tuple[Any, ...]:
 
 class LeanQueryRuntime:
     """The ``lean`` runtime of a loaded SPLADE or uniCOIL model (the ``rows`` interface of
-    :class:`lsr.encoders.onnx_query.OnnxQueryRuntime`)."""
+    :class:`lsr.encoders.onnx_query.OnnxQueryRuntime`). The transformer runs one query at a time on
+    ONNX Runtime when it is installed (its exported trunk; its float32 products beat torch's at a
+    query's size), else as :class:`LeanBert`, else on the Hugging Face modules."""
 
     def __init__(self, model: Any):
         self.torch = require("torch")
         self.kind = "unicoil" if hasattr(model, "token_weights") else "splade"
         self.model = model
+        self.onnx = None
+        if importlib.util.find_spec("onnxruntime") is not None:
+            self.onnx = OnnxQueryRuntime(model, "onnx", trunk=True)
+        net = model.trunk if self.kind == "splade" else model.backbone
+        self.trunk = None if self.onnx is not None else LeanBert.from_model(net)
         if self.kind == "splade":
-            self.trunk = LeanBert.from_model(model.trunk)
             self.head = ScreenedHead(model.weight, model.bias, model.pooling, model.activation)
             if not check_bound(self.head):
                 logger.warning("this CPU's bfloat16 product breaks the screening bound: float32 projection")
                 self.head = ScreenedHead(model.weight, model.bias, model.pooling, model.activation, False)
-        else:
-            self.trunk = LeanBert.from_model(model.backbone)
+        forward = "ONNX Runtime" if self.onnx else "fused BERT" if self.trunk else "Hugging Face"
         logger.info(
             "query encoder: lean %s (%s forward%s)",
             self.kind,
-            "fused BERT" if self.trunk is not None else "Hugging Face",
+            forward,
             ", bfloat16-screened projection" if self.kind == "splade" and self.head.screen else "",
         )
 
@@ -255,6 +262,8 @@ class LeanQueryRuntime:
 
     def hidden(self, ids: Any) -> Any:
         """``[tokens, hidden]`` of one query's token ids."""
+        if self.onnx is not None:
+            return self.torch.from_numpy(self.onnx.hidden(ids.numpy()))
         if self.trunk is not None:
             return self.trunk(ids)
         ids, mask = ids.unsqueeze(0), self.torch.ones((1, len(ids)), dtype=self.torch.bool)

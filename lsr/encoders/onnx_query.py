@@ -123,11 +123,37 @@ class _UniCoilGraph:
         return Graph()
 
 
-class OnnxQueryRuntime:
-    """An ONNX Runtime session over a loaded SPLADE or uniCOIL model's exported query graph."""
+class _TrunkGraph:
+    """torch module factory: one query's ``[tokens]`` ids -> ``[tokens, hidden]``: what SPLADE's
+    vocabulary projection reads (through the MLM head's transform), or uniCOIL's last hidden states."""
 
-    def __init__(self, model: Any, runtime: str):
+    @staticmethod
+    def module(model: Any) -> Any:
+        torch = require("torch")
+
+        class Graph(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = model.trunk if hasattr(model, "trunk") else model.backbone
+
+            def forward(self, input_ids: Any) -> Any:
+                ids = input_ids.unsqueeze(0)
+                out = self.net(input_ids=ids, attention_mask=torch.ones_like(ids))
+                return (out.logits if hasattr(out, "logits") else out.last_hidden_state)[0]
+
+        return Graph()
+
+
+GRAPHS = {"splade": _SpladeGraph, "unicoil": _UniCoilGraph, "trunk": _TrunkGraph}
+
+
+class OnnxQueryRuntime:
+    """An ONNX Runtime session over a loaded SPLADE or uniCOIL model's exported query graph (with
+    ``trunk``: the transformer only, one query at a time, for the lean runtime: :meth:`hidden`)."""
+
+    def __init__(self, model: Any, runtime: str, trunk: bool = False):
         self.kind = "unicoil" if hasattr(model, "token_weights") else "splade"
+        self.graph = "trunk" if trunk else self.kind
         self.runtime = runtime
         self.vocab_size = model.vocab_size
         self.path = self._exported(model)
@@ -144,6 +170,7 @@ class OnnxQueryRuntime:
         parts = [
             _folder_digest(model.path),
             self.kind,
+            self.graph,
             str(getattr(model, "pooling", "")),
             str(getattr(model, "activation", "")),
             self.runtime,
@@ -153,7 +180,7 @@ class OnnxQueryRuntime:
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
     def _exported(self, model: Any) -> Path:
-        out = cache_dir() / f"{self.kind}-{self._key(model)}.onnx"
+        out = cache_dir() / f"{self.kind}-{self.graph}-{self._key(model)}.onnx"
         if out.is_file():
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,23 +203,33 @@ class OnnxQueryRuntime:
 
     def _export(self, model: Any, dest: Path) -> None:
         torch = require("torch")
-        graph = (_UniCoilGraph if self.kind == "unicoil" else _SpladeGraph).module(model).eval()
+        graph = GRAPHS[self.graph].module(model).eval()
         ids = torch.arange(16, dtype=torch.int64).reshape(2, 8) % model.vocab_size
         mask = torch.ones((2, 8), dtype=torch.int64)
         axes = {0: "batch", 1: "tokens"}
+        if self.graph == "trunk":
+            args, inputs, outputs = (ids[0],), ["input_ids"], ["hidden"]
+            dynamic = {"input_ids": {0: "tokens"}, "hidden": {0: "tokens"}}
+        else:
+            args, inputs, outputs = (ids, mask), ["input_ids", "mask"], ["weights"]
+            dynamic = {"input_ids": axes, "mask": axes, "weights": {0: "batch"}}
         graph.requires_grad_(False)
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
             torch.onnx.export(
                 graph,
-                (ids, mask),
+                args,
                 str(dest),
-                input_names=["input_ids", "mask"],
-                output_names=["weights"],
-                dynamic_axes={"input_ids": axes, "mask": axes, "weights": {0: "batch"}},
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=dynamic,
                 opset_version=OPSET,
                 dynamo=False,
             )
+
+    def hidden(self, ids: np.ndarray) -> np.ndarray:
+        """The trunk graph's ``[tokens, hidden]`` float32 states of one query's int64 ids."""
+        return self.session.run(None, {"input_ids": ids})[0]
 
     def rows(self, ids: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Sparse rows (ascending term ids, weights > 0) of a padded batch (int64 ids, bool mask)."""

@@ -146,17 +146,40 @@ def test_lean_bert_equals_hugging_face(tiny_mlm, tiny_backbone):
     assert LeanBert.from_model(torch.nn.Linear(2, 2)) is None
 
 
+def without_onnxruntime(monkeypatch) -> None:
+    """The lean runtime as on a machine without onnxruntime: the fused torch forward."""
+    find_spec = lean_query.importlib.util.find_spec
+    monkeypatch.setattr(
+        lean_query.importlib.util,
+        "find_spec",
+        lambda name: None if name == "onnxruntime" else find_spec(name),
+    )
+
+
+@pytest.fixture(params=["onnxruntime", "torch"])
+def forward(request, monkeypatch, tmp_path):
+    """Both transformer forwards of the lean runtime: ONNX Runtime's exported trunk and LeanBert."""
+    monkeypatch.setenv("LSR_CACHE_DIR", str(tmp_path / "cache"))
+    if request.param == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    else:
+        without_onnxruntime(monkeypatch)
+    return request.param
+
+
 @pytest.mark.parametrize("pooling", ["max", "sum"])
-def test_splade_lean_equals_torch(tiny_mlm, pooling):
+def test_splade_lean_equals_torch(tiny_mlm, pooling, forward):
     model = SpladeModel(tiny_mlm, cfg(), pooling=pooling)
     want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     model.query_runtime = LeanQueryRuntime(model)
+    assert (model.query_runtime.onnx is not None) == (forward == "onnxruntime")
+    assert (model.query_runtime.trunk is not None) == (forward == "torch")
     got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     assert_close(got, want, atol=1e-5)
     assert got[2] == {}
 
 
-def test_unicoil_lean_equals_torch(tiny_backbone, tmp_path):
+def test_unicoil_lean_equals_torch(tiny_backbone, tmp_path, forward):
     torch.manual_seed(3)
     model = UniCoilModel(tiny_backbone, cfg(), new_head=True)
     with torch.no_grad():
@@ -179,7 +202,8 @@ def test_shipped_splade_lean_equals_torch():
     texts = ["vitamin d deficiency and cancer", "0-dimensional biomaterials show inductive properties", "cat"]
     want = as_dicts(model.encode(texts, PruneConfig(), query=True))
     model.query_runtime = LeanQueryRuntime(model)
-    assert model.query_runtime.trunk is not None and model.query_runtime.head.screen
+    runtime = model.query_runtime
+    assert (runtime.onnx is not None or runtime.trunk is not None) and runtime.head.screen
     got = as_dicts(model.encode(texts, PruneConfig(), query=True))
     assert_close(got, want, atol=1e-5)
 
