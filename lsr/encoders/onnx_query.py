@@ -129,7 +129,7 @@ class _TrunkGraph:
 
     @staticmethod
     def module(model: Any) -> Any:
-        torch = require("torch")
+        import torch
 
         class Graph(torch.nn.Module):
             def __init__(self) -> None:
@@ -144,7 +144,7 @@ class _TrunkGraph:
         return Graph()
 
 
-GRAPHS = {"splade": _SpladeGraph, "unicoil": _UniCoilGraph, "trunk": _TrunkGraph}
+GRAPHS: dict[str, Any] = {"splade": _SpladeGraph, "unicoil": _UniCoilGraph, "trunk": _TrunkGraph}
 
 
 class OnnxQueryRuntime:
@@ -207,6 +207,7 @@ class OnnxQueryRuntime:
         ids = torch.arange(16, dtype=torch.int64).reshape(2, 8) % model.vocab_size
         mask = torch.ones((2, 8), dtype=torch.int64)
         axes = {0: "batch", 1: "tokens"}
+        args: tuple[Any, ...]
         if self.graph == "trunk":
             args, inputs, outputs = (ids[0],), ["input_ids"], ["hidden"]
             dynamic = {"input_ids": {0: "tokens"}, "hidden": {0: "tokens"}}
