@@ -4,7 +4,8 @@ int8, for the shipped SPLADE and uniCOIL models, on SciFact's test queries.
 
     python -m benchmarks.query_encode_bench --index splade=DIR --out benchmarks/results/query-encode.json
 
-Per model and runtime: latency of one query at a time on one thread (mean, p50, p99 ms), the time a
+Per model and runtime: latency of one query at a time on one thread (mean, p50, p99 ms; the runtimes
+take turns query by query, so a loaded machine weighs on them alike), the time a
 query in batches of ``--batch`` (one thread; what ``lsr serve`` does with concurrent requests),
 queries/s with 2 threads each encoding one query at a time (as a server at concurrency 2 does), and
 the agreement with torch float32 (largest absolute weight difference, share of queries with the same
@@ -79,15 +80,20 @@ def time_batches(encoder: Any, queries: list[str], size: int) -> float:
     return (time.perf_counter() - start) * 1000 / len(queries)
 
 
-def time_one_thread(encoder: Any, queries: list[str]) -> tuple[list[float], list[dict[int, float]]]:
-    ms, rows = [], []
+def time_one_thread(
+    encoders: dict[str, Any], queries: list[str]
+) -> dict[str, tuple[list[float], list[dict[int, float]]]]:
+    """Per runtime, ms of each query encoded alone and its vector; the runtimes take turns query by
+    query, so that they share the machine's load."""
+    out: dict[str, tuple[list[float], list[dict[int, float]]]] = {r: ([], []) for r in encoders}
     for q in queries:
-        start = time.perf_counter()
-        batch = encoder.encode([q])
-        ms.append((time.perf_counter() - start) * 1000)
-        terms, weights = batch.row(0)
-        rows.append(dict(zip(terms.tolist(), weights.tolist(), strict=True)))
-    return ms, rows
+        for runtime, encoder in encoders.items():
+            start = time.perf_counter()
+            batch = encoder.encode([q])
+            out[runtime][0].append((time.perf_counter() - start) * 1000)
+            terms, weights = batch.row(0)
+            out[runtime][1].append(dict(zip(terms.tolist(), weights.tolist(), strict=True)))
+    return out
 
 
 def qps_threads(encoder: Any, queries: list[str], threads: int) -> float:
@@ -122,22 +128,25 @@ def bench_model(
     out: list[dict[str, Any]] = []
     ref = ref_top = None
     searcher = Searcher(index) if index else None
+    encoders, load_s = {}, {}
     for runtime in RUNTIMES:
         if runtime == "lean-index" and searcher is None:
             continue
         start = time.perf_counter()
-        encoder = load_encoder(model, runtime, searcher)
-        load_s = time.perf_counter() - start
+        encoders[runtime] = encoder = load_encoder(model, runtime, searcher)
+        load_s[runtime] = time.perf_counter() - start
         encoder.encode(queries[:warmup])
         for q in queries[:warmup]:
             encoder.encode([q])
-        ms, rows = time_one_thread(encoder, queries)
+    timed = time_one_thread(encoders, queries)
+    for runtime, encoder in encoders.items():
+        ms, rows = timed[runtime]
         ref = rows if runtime == "torch" else ref
         assert ref is not None
         row: dict[str, Any] = {
             "model": model,
             "runtime": runtime,
-            "load_seconds": load_s,
+            "load_seconds": load_s[runtime],
             "mean_ms": float(np.mean(ms)),
             "p50_ms": float(np.percentile(ms, 50)),
             "p99_ms": float(np.percentile(ms, 99)),

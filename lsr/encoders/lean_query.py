@@ -275,6 +275,8 @@ class LeanQueryRuntime:
         """Sparse rows (ascending term ids, weights > 0) of a padded batch (int64 ids, bool mask):
         the transformer runs on each query alone, unpadded; SPLADE's screening product on them all."""
         torch = self.torch
+        if torch.get_num_threads() != 1:  # numba's OpenMP layer sets this thread's OpenMP threads
+            torch.set_num_threads(1)  # after a search: ops of a query's size only lose by splitting
         with torch.inference_mode():
             queries = [torch.from_numpy(ids[r, mask[r]]) for r in range(len(ids))]
             hidden = [self.hidden(q).float() for q in queries]

@@ -215,3 +215,18 @@ def test_runtime_choice(monkeypatch):
     assert resolve_runtime("lean", "cpu", "unicoil") == "lean"
     monkeypatch.setenv("LSR_QUERY_RUNTIME", "torch")
     assert resolve_runtime("auto", "cpu") == "torch"
+
+
+def test_a_search_before_does_not_leave_the_encoder_on_two_threads(tiny_mlm):
+    """numba's OpenMP layer sets the calling thread's OpenMP threads (2 on 2 cores) after a parallel
+    search; the lean runtime puts torch back on one thread for its query-sized ops (on two, the
+    bfloat16 max ran 7x slower on a 2-core machine)."""
+    model = SpladeModel(tiny_mlm, cfg())
+    model.query_runtime = LeanQueryRuntime(model)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        model.encode(QUERIES, PruneConfig(), query=True)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
