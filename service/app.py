@@ -548,10 +548,9 @@ class Service:
             logger.error("loading the indexes failed: %s", self.load_error)
 
     def _publish(self, served: ServedIndex) -> None:
-        if served.batch_encode:
-            served.batcher = EncodeBatcher(
-                self.pool, served.searcher.encode_texts, self.settings.pool_threads
-            )
+        if served.batch_encode:  # half the search threads encode at most: the others search
+            slots = max(1, self.settings.pool_threads // 2)
+            served.batcher = EncodeBatcher(self.pool, served.searcher.encode_texts, slots)
         self.indexes[served.name] = served  # one reference swap: atomic for readers
         self.metrics.docs.labels(served.name).set(served.index.n_docs)
         self.metrics.generation.labels(served.name).set(served.generation)
