@@ -139,6 +139,9 @@ class InferenceFreeConfig:
             )
 
 
+QUERY_RUNTIMES = ("auto", "torch", "lean", "onnx", "onnx-int8")  # lsr.encoders.onnx_query
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     """Tokenization, long documents and runtime of the Hugging Face encoders."""
@@ -155,8 +158,9 @@ class TransformerConfig:
     # lsr encode --ray on GPUs: encoder actors sharing each GPU (tokenization and sparse rows run on the
     # actor's CPU: a small model keeps a GPU busy only from several processes)
     actors_per_gpu: int = 1
-    # queries: auto (ONNX Runtime on a CPU when installed, else torch) | torch (float32) | onnx |
-    # onnx-int8; the LSR_QUERY_RUNTIME environment variable overrides it (lsr.encoders.onnx_query)
+    # queries: auto (CPU: lean for SPLADE, onnx for uniCOIL when installed; GPU: torch) | torch
+    # (float32) | lean | onnx | onnx-int8; the LSR_QUERY_RUNTIME environment variable overrides it
+    # (lsr.encoders.onnx_query)
     query_runtime: str = "auto"
 
     def __post_init__(self) -> None:
@@ -165,9 +169,7 @@ class TransformerConfig:
         if self.max_length < 8 or self.query_max_length < 8:
             raise ConfigError("encoder.transformer.max_length and query_max_length must be >= 8 tokens")
         _one_of("encoder.transformer", "long_docs", self.long_docs, ("truncate", "windows"))
-        _one_of(
-            "encoder.transformer", "query_runtime", self.query_runtime, ("auto", "torch", "onnx", "onnx-int8")
-        )
+        _one_of("encoder.transformer", "query_runtime", self.query_runtime, QUERY_RUNTIMES)
         _positive("encoder.transformer", "window_overlap", self.window_overlap, allow_zero=True)
         if self.long_docs == "windows" and self.window_overlap > self.max_length // 2:
             raise ConfigError(
