@@ -299,13 +299,16 @@ class MergedBounds:
         self._dense(blockmaxes, term_ptrs, seg_ids, n_terms, max_dtype, scaled)
 
     @staticmethod
-    def estimate_nbytes(bm: BlockMax, total_blocks: int) -> int:
-        """About what one segment adds to a generation's merged maxima: its sparse runs at 8 bytes
-        (10 past 65,536 blocks; 4 more for a float32 maximum when the ratios differ are not counted)
-        plus its dense rows (a copy of each row and 24 bytes of directory)."""
-        run = 8 if total_blocks <= 1 << 16 else 10
+    def estimate_nbytes(bm: BlockMax, total_blocks: int, scaled: bool) -> int:
+        """What one segment adds to a generation's merged maxima (``total_blocks`` blocks; ``scaled``:
+        float32 maxima, the segments' ratios differ): 8 bytes per sparse run (uint16 block, uint8
+        max, uint32 start, uint8 length; 2 more past 65,536 blocks, 3 more scaled) plus a copy of
+        each dense row and 24 bytes of directory per row (4 more for a start past 2**32 postings
+        are not counted)."""
+        max_bytes = 4 if scaled else 1
+        run = (2 if total_blocks <= 1 << 16 else 4) + max_bytes + 5
         n_rows = int(np.count_nonzero(np.asarray(bm.row_of) >= 0))
-        return run * int(bm.tb_ptr[-1]) + n_rows * (bm.n_blocks + 24)
+        return run * int(bm.tb_ptr[-1]) + n_rows * (bm.n_blocks * max_bytes + 24)
 
     def _sparse(
         self,

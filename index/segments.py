@@ -425,7 +425,8 @@ class SegmentedIndex(Index):
         assert self._multi is not None
         segs = self.segments
         total_blocks = int(self._multi[1][-1, 3] + self._multi[1][-1, 1])
-        sizes = [MergedBounds.estimate_nbytes(s.blockmax, total_blocks) for s in segs if s.blockmax]
+        scaled = len({float(s.blockmax.ub_ratio) for s in segs if s.blockmax}) > 1
+        sizes = [MergedBounds.estimate_nbytes(s.blockmax, total_blocks, scaled) for s in segs if s.blockmax]
         merged: list[int] = []
         used = 0
         for i in sorted(range(len(segs)), key=lambda i: (sizes[i], i)):

@@ -76,7 +76,8 @@ def plan_bounds(index: SegmentedIndex, plan: str) -> SegmentedIndex:
     half (a budget of exactly their estimated size)."""
     assert index._multi is not None
     total = int(index._multi[1][-1, 3] + index._multi[1][-1, 1])
-    sizes = sorted(MergedBounds.estimate_nbytes(s.blockmax, total) for s in index.segments)
+    scaled = len({float(s.blockmax.ub_ratio) for s in index.segments}) > 1
+    sizes = sorted(MergedBounds.estimate_nbytes(s.blockmax, total, scaled) for s in index.segments)
     budget = {"merged": float("inf"), "own": 0.0, "part": sum(sizes[: len(sizes) // 2]) / 1e6}[plan]
     index.merged_bounds_mb = budget
     return index
