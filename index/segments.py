@@ -3,14 +3,16 @@
 Global internal doc ids number the segments' docs one after the other, in manifest order
 (``base[i] + local id``), deleted docs included; so the order (score desc, global id asc) is the
 order a fresh index built from the surviving docs (in that order) would give, ties included.
-Safe and approx mode search all segments in one kernel call (their blocks ranked together, one
-heap; ``lsr.index.kernels.blockmax._bmp_multi_query``; the bounds from the generation's merged block
-maxima, ``lsr.index.blockmax.MergedBounds``), a selective filter scores just its allowed docs
-(``lsr.index.kernels.allowed``); exact mode, a generation of one segment, and segments of other
-scales or array types, go segment by segment with the plain kernels, deleted docs skipped inside
-them (``Index.live``) and the k-th score found so far as the next segment's threshold. Query term
-ids beyond a segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings
-there and are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
+Safe and approx mode search all segments in one kernel call (their blocks ranked together, one heap;
+``lsr.index.kernels.blockmax._bmp_multi_query``; the bounds from the generation's merged block
+maxima, ``lsr.index.blockmax.MergedBounds``, of the segments within ``MERGED_BOUNDS_MB``, and from
+the other segments' own block-max arrays: ``SegmentedIndex.bound_plan``), a selective filter scores
+just its allowed docs (``lsr.index.kernels.allowed``); exact mode, a generation of one segment, and
+segments of other scales or array types, go segment by segment with the plain kernels, deleted docs
+skipped inside them (``Index.live``) and the k-th score found so far as the next segment's
+threshold. Query term ids beyond a segment's vocabulary (BM25 grows its vocabulary with later
+segments) have no postings there and are dropped for that segment. Opening a generation takes a
+reader lease (lsr.index.manifest).
 """
 
 from __future__ import annotations
