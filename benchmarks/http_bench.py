@@ -5,8 +5,9 @@ on older source trees (``--compare-src``), interleaved, so before and after shar
     python -m benchmarks.http_bench --server-cpus 0,1 --client-cpus 2,3 --workers 1,2 --repeat 3 \\
         --out benchmarks/results/http-wrk.json
 
-Indexes: SciFact BM25 and the default inference-free encoder, built into ``--build-dir`` when missing
-(``lsr index``); or ``--index NAME=DIR``. Requests: the SciFact test queries, cycled
+Indexes: SciFact with each of ``--encoders`` (default BM25 and the default inference-free encoder;
+``splade`` the default SPLADE model), built into ``--build-dir`` when missing (``lsr index``); or
+``--index NAME=DIR``. Requests: the SciFact test queries, cycled
 (``benchmarks/http/search.lua``, each wrk thread from its own offset), ``{"index", "k": 10, "query"}``.
 Every server (one per code tree and worker count, each on its own port) is started by this script
 (``taskset -c SERVER_CPUS lsr serve ...``, its log in the output folder) and stopped at the end; the
@@ -42,19 +43,19 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "beir" / "scifact"
 LUA = ROOT / "benchmarks" / "http" / "search.lua"
-ENCODERS = {"bm25": "bm25", "inference-free": "inference-free"}
+ENCODERS = ("bm25", "inference-free", "splade")
 PACKAGES = ("service", "index", "eval", "configs")  # lsr.<name> lives in the repository's <name>/
 
 
-def build_indexes(build_dir: Path, queries: Path) -> dict[str, str]:
-    """SciFact indexes of each encoder in ``ENCODERS``, built with ``lsr index`` unless present."""
+def build_indexes(build_dir: Path, queries: Path, encoders: list[str]) -> dict[str, str]:
+    """SciFact indexes of each encoder, built with ``lsr index`` unless present."""
     out = {}
-    for name, encoder in ENCODERS.items():
-        path = build_dir / name
+    for encoder in encoders:
+        path = build_dir / encoder
         if not (path / "meta.json").is_file():
             cmd = [sys.executable, "-m", "lsr.cli", "index", "--corpus", str(queries), "--encoder", encoder]
             subprocess.run([*cmd, "--out", str(path), "--quiet"], check=True)
-        out[name] = str(path)
+        out[encoder] = str(path)
     return out
 
 
@@ -351,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--index", action="append", metavar="NAME=DIR", help="serve this index (default: SciFact's, built)"
     )
     p.add_argument(
+        "--encoders",
+        default="bm25,inference-free",
+        help=f"SciFact indexes to build and serve, comma-separated, of {list(ENCODERS)}",
+    )
+    p.add_argument(
         "--build-dir",
         type=Path,
         default=Path(tempfile.gettempdir()) / "lsr-http-bench",
@@ -398,7 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.index:
         indexes = dict(spec.split("=", 1) for spec in args.index)
     else:
-        indexes = build_indexes(args.build_dir, args.queries)
+        unknown = set(args.encoders.split(",")) - set(ENCODERS)
+        if unknown:
+            print(f"http_bench: --encoders {sorted(unknown)}: not one of {list(ENCODERS)}", file=sys.stderr)
+            return 2
+        indexes = build_indexes(args.build_dir, args.queries, args.encoders.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="lsr-http-bench-"))
     bodies = write_bodies(args.queries, args.split, list(indexes), args.k, workdir)
     variants: list[tuple[str, Path | None]] = []

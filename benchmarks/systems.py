@@ -244,15 +244,19 @@ class IndexAdapter:
 
 
 def parse_bmp_settings(spec: str) -> list[Setting]:
-    """``"safe,budget:2048,lists:1000,approx:0.9:1"`` -> settings: mode, approx's budget (documents
-    scored), approx over pruned lists of N postings per term (lsr.index.approx, built for the setting),
-    or approx's alpha and beta."""
+    """``"safe,budget:2048,lists:1000,lists:4000:2048,approx:0.9:1"`` -> settings: mode, approx's
+    budget (documents scored), approx over pruned lists of N postings per term (lsr.index.approx, built
+    for the setting), there with a budget (which also cuts the query, lsr.index.approx.query_mass), or
+    approx's alpha and beta."""
     out = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         mode, *rest = item.split(":")
         if mode == "lists":
             n_keep = int(rest[0])
-            out.append(Setting(f"approx lists={n_keep}", {"mode": "approx"}, {"approx_lists": n_keep}))
+            budget = int(rest[1]) if len(rest) > 1 else 0
+            label = f"approx lists={n_keep}" + (f" budget={budget}" if budget else "")
+            params = {"mode": "approx", "budget": budget}
+            out.append(Setting(label, params, {"approx_lists": n_keep}))
             continue
         if mode == "budget":
             budget = int(rest[0])
@@ -343,6 +347,7 @@ class LsrBlockMax(LsrExact):
 
     name = "lsr-bmp"
     reorder: str | None = None
+    approx_seconds = 0.0  # the last build of pruned lists
 
     def _block_size(self) -> int | None:
         size = self.options.get("block_size") or IndexAdapter.config_defaults().get("block_size") or 64
@@ -358,10 +363,13 @@ class LsrBlockMax(LsrExact):
         if not n_keep:
             self.index.approx = None
             return {}
+        built = self.index.approx is not None and self.index.approx.meta["approx_lists"]["n_keep"] == n_keep
         start = time.perf_counter()
-        build_approx_lists(self.index.path, n_keep, self._block_size() or 64)
-        seconds = time.perf_counter() - start
-        self.index = IndexAdapter.load(self.index.path)
+        if not built:  # settings in a row with the same N share one build
+            build_approx_lists(self.index.path, n_keep, self._block_size() or 64)
+            self.index = IndexAdapter.load(self.index.path)
+            self.approx_seconds = time.perf_counter() - start
+        seconds = self.approx_seconds
         return {
             "approx_lists": n_keep,
             "approx_seconds": seconds,

@@ -4,17 +4,26 @@
 that keeps the forward index of exact weights: an ordinary ``lsr-index`` directory over the same
 internal doc ids whose posting list of term t holds the N postings of t with the highest impacts
 (ties to the lower doc id; a shorter list is kept whole), in doc order, with block-max data of its
-own. Search in mode ``approx`` without a ``budget`` or filter then runs the block-max kernel over
-these lists for the top k' = max(2k, k + 16) candidates and rescores them with the full query's
-exact weights (lsr.index.rescore): the scores returned are exact, the candidates are what the
-pruned lists find. N is the knob: longer lists, higher recall, more time (benchmarks/RESULTS.md,
-"Static pruning"). An index without ``approx/`` searches approx over its full lists as before.
+own. Search in mode ``approx`` without a filter then runs the block-max kernel over these lists for
+the top k' = max(2k, k + 16) candidates and rescores them with the full query's exact weights
+(lsr.index.rescore): the scores returned are exact, the candidates are what the pruned lists find.
+
+The query-time knob is approx's ``budget`` (documents scored), as on the full lists, and here it also
+cuts the query (two-step SPLADE, Seismic's query_cut): the candidates come from the query's
+heaviest terms holding :func:`query_mass` (budget) of its weight, 0.6 at a budget of 512 documents
+up to all of it from 8,192 (and without a budget); the rescoring uses every term. A smaller
+budget cuts both the blocks scored and the query's terms, whose posting runs set the cost of
+bounding the blocks, so latency falls with recall on one number (benchmarks/RESULTS.md,
+"Approximate search: fixed costs and the budget on pruned lists"). N is fixed at build time
+(longer lists: higher recall at every budget, more bytes). An index without ``approx/`` searches
+approx over its full lists as before.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import logging
+import math
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +32,8 @@ import numpy as np
 
 from lsr.index.blockmax import build_blockmax
 from lsr.index.io import ArtifactError, atomic_directory, save_array, write_meta
-from lsr.index.kernels.prune import _prune_lists, _pruned_lengths
+from lsr.index.kernels.prune import _mass_cut, _prune_lists, _pruned_lengths
+from lsr.index.sparse import SparseBatch
 
 if TYPE_CHECKING:
     from lsr.index.search import Index
@@ -31,6 +41,34 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 APPROX_DIR = "approx"
+FULL_QUERY_BUDGET = 8192  # from this budget on (and without one) the pruned lists see the whole query
+MIN_MASS = 0.6  # the share of the query's weight kept at a budget of 512 documents and below
+
+
+def query_mass(budget: int) -> float:
+    """The share of the query's weight whose heaviest terms search the pruned lists at ``budget``:
+    0.1 more per doubling, MIN_MASS at 512 documents and below, 1 from FULL_QUERY_BUDGET on and
+    without a budget (0). The steps are where budget and query cut together gave the fastest search
+    at each recall on synthetic 200k (benchmarks/RESULTS.md, "Approximate search: fixed costs")."""
+    if budget == 0 or budget >= FULL_QUERY_BUDGET:
+        return 1.0
+    return min(1.0, max(MIN_MASS, 1.0 - 0.1 * math.log2(FULL_QUERY_BUDGET / budget)))
+
+
+def cut_query(terms: np.ndarray, weights: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """A checked query cut to its heaviest terms holding query_mass(budget) of its weight (term order
+    kept); the whole query when that share is 1."""
+    mass = query_mass(budget)
+    if mass >= 1.0 or len(terms) < 2:
+        return terms, weights
+    return _mass_cut(terms, weights, mass)
+
+
+def cut_batch(queries: SparseBatch, budget: int) -> SparseBatch:
+    """:func:`cut_query` for each query of a checked batch."""
+    if query_mass(budget) >= 1.0:
+        return queries
+    return SparseBatch.from_rows(cut_query(*queries.row(i), budget) for i in range(len(queries)))
 
 
 def check_approx_lists(n_keep: Any) -> int:

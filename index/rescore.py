@@ -21,6 +21,7 @@ numba has no float16 arithmetic).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lsr.index.io import save_array
-from lsr.index.kernels.rescore import _error_bound, _rescore_batch, _rescore_one, _scatter_rows
+from lsr.index.kernels.rescore import _best_k, _error_bound, _rescore_batch, _rescore_one, _scatter_rows
 from lsr.index.sparse import SparseBatch
 
 if TYPE_CHECKING:
@@ -111,6 +112,7 @@ class Forward:
         self.weights = arrays["fwd_weights"]
         self.term_err = arrays["term_err"]
         self.scale = float(scale)
+        self._local = threading.local()  # per thread: the query-weight table of :meth:`rescore`
 
     @classmethod
     def from_index_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Forward | None:
@@ -130,7 +132,11 @@ class Forward:
         return float(self.weights[lo + i]) if i < len(row) and row[i] == term else 0.0
 
     def rescore(self, docs: NDArray, terms: NDArray, weights: NDArray) -> NDArray[np.float64]:
-        return _rescore_one(self.indptr, self.terms, self.weights, docs, terms, weights)
+        """Exact scores of ``docs`` for a checked query (float64, see _rescore_one)."""
+        lut = getattr(self._local, "lut", None)
+        if lut is None:  # one zeroed table per thread, reused: the kernel leaves it zero
+            lut = self._local.lut = np.zeros(len(self.term_err), np.float32)
+        return _rescore_one(self.indptr, self.terms, self.weights, docs, terms, weights, lut)
 
     def proven(
         self, exact: NDArray, last_kernel_score: float, k: int, terms: NDArray, weights: NDArray
@@ -146,8 +152,7 @@ class Forward:
 
 def best_k(docs: NDArray, exact: NDArray, k: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """The k best by exact score, ties by lower doc id."""
-    order = np.lexsort((docs, -exact))[:k]
-    return docs[order].astype(np.int32), exact[order].astype(np.float32)
+    return _best_k(docs, exact, k)
 
 
 def rescored_search(

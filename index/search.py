@@ -21,7 +21,7 @@ import numpy as np
 from numba.typed import List as NumbaList
 from numpy.typing import NDArray
 
-from lsr.index.approx import load_approx_lists
+from lsr.index.approx import cut_batch, cut_query, load_approx_lists
 from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, BlockMax
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.fields import Fields, live_filtered
@@ -37,7 +37,8 @@ from lsr.index.io import (
 )
 from lsr.index.kernels.allowed import SCAN_RATIO as ALLOWED_SCAN_RATIO
 from lsr.index.kernels.allowed import _allowed_search_batch, _allowed_search_one, _posting_sums
-from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms
+from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prune_terms, _workspace
+from lsr.index.kernels.check import _canonical_query
 from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.rescore import Forward, rescored_batch, rescored_search
@@ -98,8 +99,9 @@ class SearchParams:
     exactly the same top-k; ``approx`` trades recall for speed. Its one knob is ``budget``: score at
     most about that many documents per query (whole blocks, highest upper bound first), then rescore
     the best candidates with exact weights; recall and latency fall together as the budget shrinks
-    (benchmarks/RESULTS.md has the curve). 0: no budget: then an index with pruned lists
-    (``index.approx``, lsr.index.approx) searches those and rescores their best candidates. The
+    (benchmarks/RESULTS.md has the curve); 0: no budget. An index with pruned lists (``index.approx``,
+    lsr.index.approx) searches those instead, where the budget also cuts the query to its heaviest
+    terms (lsr.index.approx.query_mass), and rescores their best candidates with the whole query. The
     expert knobs ``alpha`` (stop when the k-th score exceeds alpha x the best remaining block bound)
     and ``beta`` (keep that fraction of the query's terms, heaviest first) also apply."""
 
@@ -338,6 +340,8 @@ class Index:
 
     def _check_query(self, q_terms: Any, q_weights: Any) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         terms = np.asarray(q_terms)
+        if _fast_canonical(terms, q_weights, self.n_terms):
+            return terms, q_weights
         if terms.size and not np.issubdtype(terms.dtype, np.integer):
             raise ValueError(f"query term ids must be integers, got dtype {terms.dtype}")
         terms, weights = canonical_row(terms.astype(np.int64), np.asarray(q_weights, dtype=np.float64))
@@ -370,7 +374,7 @@ class Index:
         full = self._check_query(q_terms, q_weights)
         if self._on_approx_lists(params, filter):
             assert self.approx is not None
-            terms, weights = prune_query(*full, params)
+            terms, weights = cut_query(*prune_query(*full, params), params.budget)
             return SearchResult(*rescored_search(self.approx, terms, weights, k, params, self.live, full))
         f, path = self._route(filter, full[0])
         if path == "subindex":
@@ -422,8 +426,8 @@ class Index:
         return SearchResult(docs, scores * self.scale)
 
     def _on_approx_lists(self, params: SearchParams, filter: Any) -> bool:
-        """Whether a search runs on the pruned lists: approx without a budget or filter, when built."""
-        return self.approx is not None and params.mode == "approx" and not params.budget and filter is None
+        """Whether a search runs on the pruned lists: approx without a filter, when built."""
+        return self.approx is not None and params.mode == "approx" and filter is None
 
     def _forward_allowed(
         self, f: Filtered, terms: NDArray[np.int32], weights: NDArray[np.float32], k: int
@@ -490,7 +494,8 @@ class Index:
                 thr,
             )
         return _bmp_search_one(
-            *self._bmp_args(),
+            *self._bmp_args()[:5],
+            self._workspace(k),
             terms,
             weights,
             k,
@@ -501,6 +506,18 @@ class Index:
             thr,
             self._block_live(live),
         )
+
+    def _workspace(self, k: int) -> tuple[np.ndarray, ...]:
+        """This thread's block-max workspace for k (lsr.index.kernels.blockmax._workspace), kept for
+        the next query: the kernel leaves it clean, and allocating its n_blocks-long arrays per query
+        cost more than a small query's search."""
+        local = self.__dict__.get("_local") or self.__dict__.setdefault("_local", threading.local())
+        kept = getattr(local, "workspace", None)
+        if kept is None or kept[0] != k:
+            bm = self.blockmax
+            assert bm is not None, "_check_params refuses the block-max modes without block-max data"
+            kept = local.workspace = (k, _workspace(bm.n_blocks, bm.block_size, k))
+        return kept[1]
 
     def _check_params(self, mode: str, alpha: float, beta: float, budget: int = 0) -> SearchParams:
         params = SearchParams(mode, alpha, beta, budget)
@@ -534,7 +551,7 @@ class Index:
         queries.validate(self.n_terms)
         if self._on_approx_lists(params, filter):
             assert self.approx is not None
-            pruned = prune_batch(queries, params)
+            pruned = cut_batch(prune_batch(queries, params), params.budget)
             batch = rescored_batch(self.approx, pruned, k, params, threads, self.live, queries)
             return [SearchResult(*r) for r in batch]
         f, path = self._route(filter, np.asarray(queries.term_ids), len(queries))
@@ -955,6 +972,22 @@ def typed_list(items: list[Any]) -> Any:
     for item in items:
         out.append(item)
     return out
+
+
+def _fast_canonical(terms: np.ndarray, weights: Any, n_terms: int) -> bool:
+    """Whether a query arrives canonical in the kernels' dtypes (term ids ascending and in range,
+    weights finite and > 0): then it is searched as it is, without copies (the common case: queries
+    from a SparseBatch or an encoder)."""
+    return (
+        isinstance(weights, np.ndarray)
+        and terms.dtype == TERM_DTYPE
+        and weights.dtype == WEIGHT_DTYPE
+        and terms.ndim == 1
+        and terms.shape == weights.shape
+        and terms.flags.c_contiguous
+        and weights.flags.c_contiguous
+        and _canonical_query(terms, weights, n_terms)
+    )
 
 
 def max_threads() -> int:

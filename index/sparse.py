@@ -126,6 +126,10 @@ def canonical_row(term_ids: NDArray, weights: NDArray) -> tuple[NDArray, NDArray
         raise ValueError(f"weights must be finite and > 0; got {weights[bad][0]!r}")
     if len(term_ids) < 2 or bool(np.all(term_ids[1:] > term_ids[:-1])):  # already canonical: no sort
         return term_ids.astype(np.int64), weights.astype(np.float64)
+    order = np.argsort(term_ids, kind="stable")
+    ordered = term_ids[order]
+    if bool(np.all(ordered[1:] > ordered[:-1])):  # no repeats: a sort is all it needs
+        return ordered.astype(np.int64), weights[order].astype(np.float64)
     uniq, inverse = np.unique(term_ids, return_inverse=True)
     summed = np.zeros(len(uniq), dtype=np.float64)
     np.add.at(summed, inverse, weights)

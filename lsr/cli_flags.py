@@ -33,14 +33,15 @@ def search_mode_flags(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=("exact", "safe", "approx"),
         help="search.mode: exact scores every posting; safe uses block-max pruning with "
-        "identical results; approx trades recall for speed with --budget, or without one over the "
-        "index's pruned lists (index.approx_lists)",
+        "identical results; approx trades recall for speed with --budget (over the index's pruned "
+        "lists when it has them: index.approx_lists)",
     )
     p.add_argument(
         "--budget",
         type=int,
         help="search.budget, approx: score at most about this many documents per query (whole blocks, "
-        "best upper bound first; smaller: faster, lower recall), then rescore the best exactly; 0: none",
+        "best upper bound first; smaller: faster, lower recall), then rescore the best exactly; 0: none; "
+        "on pruned lists it also keeps only the query's heaviest terms (0.6-0.9 of its weight below 8192)",
     )
     p.add_argument(
         "--alpha",

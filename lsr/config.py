@@ -139,6 +139,9 @@ class InferenceFreeConfig:
             )
 
 
+QUERY_RUNTIMES = ("auto", "torch", "lean", "onnx", "onnx-int8")  # lsr.encoders.onnx_query
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     """Tokenization, long documents and runtime of the Hugging Face encoders."""
@@ -155,8 +158,9 @@ class TransformerConfig:
     # lsr encode --ray on GPUs: encoder actors sharing each GPU (tokenization and sparse rows run on the
     # actor's CPU: a small model keeps a GPU busy only from several processes)
     actors_per_gpu: int = 1
-    # queries: auto (ONNX Runtime on a CPU when installed, else torch) | torch (float32) | onnx |
-    # onnx-int8; the LSR_QUERY_RUNTIME environment variable overrides it (lsr.encoders.onnx_query)
+    # queries: auto (CPU: lean for SPLADE, onnx for uniCOIL when installed; GPU: torch) | torch
+    # (float32) | lean | onnx | onnx-int8; the LSR_QUERY_RUNTIME environment variable overrides it
+    # (lsr.encoders.onnx_query)
     query_runtime: str = "auto"
 
     def __post_init__(self) -> None:
@@ -165,9 +169,7 @@ class TransformerConfig:
         if self.max_length < 8 or self.query_max_length < 8:
             raise ConfigError("encoder.transformer.max_length and query_max_length must be >= 8 tokens")
         _one_of("encoder.transformer", "long_docs", self.long_docs, ("truncate", "windows"))
-        _one_of(
-            "encoder.transformer", "query_runtime", self.query_runtime, ("auto", "torch", "onnx", "onnx-int8")
-        )
+        _one_of("encoder.transformer", "query_runtime", self.query_runtime, QUERY_RUNTIMES)
         _positive("encoder.transformer", "window_overlap", self.window_overlap, allow_zero=True)
         if self.long_docs == "windows" and self.window_overlap > self.max_length // 2:
             raise ConfigError(
@@ -275,8 +277,8 @@ class IndexConfig:
     # posting, memory-mapped) and rescore the candidates exactly: results equal float scoring
     rescore: str = "float32"
     # 0, or N: also keep each term's N highest-impact postings as pruned lists that search mode approx
-    # (without a budget) runs on, rescoring its candidates exactly (lsr.index.approx); larger N: higher
-    # recall, slower; needs rescore float32 and blockmax (benchmarks/RESULTS.md, "Static pruning")
+    # runs on (search.budget then also cuts the query), rescoring its candidates exactly
+    # (lsr.index.approx); larger N: higher recall, more bytes; needs rescore float32 and blockmax
     approx_lists: int = 0
     # live index merge policy (lsr add / delete): merge the newest segments into one when there are
     # more than max_segments; rewrite a segment alone once more than max_deleted of its docs are deleted
@@ -312,7 +314,8 @@ class SearchConfig:
     batch_size: int = 1024  # queries encoded and searched per batch
     mode: str = "exact"  # exact | safe (block-max, same results) | approx (budget; alpha, beta)
     # approx: score at most about this many documents per query (whole blocks, best bound first),
-    # then rescore the best candidates exactly; smaller is faster with lower recall; 0: no budget
+    # then rescore the best candidates exactly; smaller is faster with lower recall; 0: no budget; on
+    # an index with pruned lists (index.approx_lists) a budget below 8192 also cuts the query
     budget: int = 0
     alpha: float = 1.0  # approx: stop when the k-th score exceeds alpha x the best block bound left
     beta: float = 1.0  # approx: keep this fraction of each query's terms, heaviest first

@@ -250,12 +250,18 @@ class Searcher:
 
     @property
     def query_encoder(self) -> QueryEncoder:
-        return self._once(
-            "query_encoder",
-            lambda: load_query_encoder(
-                self.index.meta["encoder"], self.index.term_index, self.index.encoder_dir
-            ),
+        return self._once("query_encoder", self._load_query_encoder)
+
+    def _load_query_encoder(self) -> QueryEncoder:
+        """The index's query encoder; one that can leave out the terms with no postings here (they
+        cannot score) is told which terms have postings."""
+        encoder = load_query_encoder(
+            self.index.meta["encoder"], self.index.term_index, self.index.encoder_dir
         )
+        restrict = getattr(encoder, "restrict_terms", None)
+        if restrict is not None:
+            restrict(np.flatnonzero(self.index.doc_freq() > 0))
+        return encoder
 
     @property
     def dense(self) -> DenseStage | None:

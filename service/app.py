@@ -60,7 +60,9 @@ from lsr.explain import contributions, query_terms
 from lsr.index import SearchParams, SearchResult
 from lsr.index.search import MAX_K, set_filter_index_bytes
 from lsr.index.segments import index_meta
+from lsr.index.sparse import SparseBatch
 from lsr.searcher import Plan, Queries, Searcher
+from lsr.service.batching import EncodeBatcher
 from lsr.service.health import HealthServer, Heartbeat
 from lsr.service.lean import SearchPool, make_lean
 from lsr.service.metrics import Metrics
@@ -123,6 +125,9 @@ class ServedIndex:
     loaded_at: float
     load_seconds: float
     has_dense: bool = False  # the searcher has a dense re-rank stage (``Searcher.dense``)
+    # its text queries may be encoded together (a batch-invariant query encoder, lsr.service.batching)
+    batch_encode: bool = False
+    batcher: Any = None  # the EncodeBatcher, set when published
 
     @property
     def index(self) -> Any:
@@ -210,6 +215,8 @@ def load_served_index(
             for mode in served.modes():
                 index.search(list(range(n)), [1.0] * n, k=10, mode=mode)
         served.doc_index("")
+    with contextlib.suppress(Exception):  # no text encoder, or one that fails: it does at each query too
+        served.batch_encode = bool(getattr(searcher.query_encoder, "batch_invariant", False))
     served.load_seconds = time.perf_counter() - start
     return served
 
@@ -236,10 +243,11 @@ def search_served(
     queries: list[tuple[str | None, dict[str, float] | None]],
     plan: Plan,
     fields: list[str],
+    encoded: SparseBatch | None = None,
 ) -> list[dict[str, Any]]:
     """Validated queries (text or vector each) on one served index: encode each query alone, search,
     format the hits. This is the work a request does in the pool (the load script's in-process
-    baseline too)."""
+    baseline too). ``encoded``: the sparse vector of a single text query, encoded already."""
     searcher = served.searcher
     if plan.rerank != "none":  # text queries only; each alone, as a single request would be
         texts = [q for q, _ in queries if q is not None]
@@ -249,7 +257,12 @@ def search_served(
             {"hits": _hits(served, searcher.search_batch(Queries(texts=[q]), plan)[0], fields, plan.offset)}
             for q in texts
         ]
-    parts = [encode_query(searcher, q, v, plan) for q, v in queries]
+    if encoded is not None:
+        ((text, _),) = queries
+        assert text is not None, "a pre-encoded vector comes with its text query"
+        parts = [searcher.encode(Queries(texts=[text], sparse=encoded), plan)]
+    else:
+        parts = [encode_query(searcher, q, v, plan) for q, v in queries]
     results = trec_pages(searcher, parts, plan)
     return [
         _answer(served, part, vector, result, fields, plan.offset)
@@ -535,6 +548,9 @@ class Service:
             logger.error("loading the indexes failed: %s", self.load_error)
 
     def _publish(self, served: ServedIndex) -> None:
+        if served.batch_encode:  # half the search threads encode at most: the others search
+            slots = max(1, self.settings.pool_threads // 2)
+            served.batcher = EncodeBatcher(self.pool, served.searcher.encode_texts, slots)
         self.indexes[served.name] = served  # one reference swap: atomic for readers
         self.metrics.docs.labels(served.name).set(served.index.n_docs)
         self.metrics.generation.labels(served.name).set(served.generation)
@@ -621,15 +637,22 @@ class Service:
 
     # searching -----------------------------------------------------------------------------------
 
-    async def run(self, served: ServedIndex, fn: Callable[..., Any], *args: Any) -> Any:
+    async def run(
+        self, served: ServedIndex, fn: Callable[..., Any], *args: Any, text: str | None = None
+    ) -> Any:
         """``fn(*args)`` in the search pool, answered 503 past the timeout (the pool thread finishes
-        its search in the background; numba kernels cannot be interrupted)."""
+        its search in the background; numba kernels cannot be interrupted). With ``text``: the query
+        is encoded first by the index's batcher (with other requests' queries) and its vector is
+        ``fn``'s last argument."""
         self.admission.enter()
         self.metrics.in_flight.inc()
-        future = self.pool.submit(fn, *args)
-        future.add_done_callback(self._search_done)
+        future = None
         try:
             with Deadline(self.settings.timeout_s):
+                if text is not None:
+                    args = (*args, await served.batcher.encode(text))
+                future = self.pool.submit(fn, *args)
+                future.add_done_callback(self._search_done)
                 return await future
         except asyncio.TimeoutError:
             self.metrics.timeouts.labels(served.name).inc()
@@ -639,6 +662,9 @@ class Service:
                 f"{self.settings.timeout_s:g} s timeout; ask for a smaller k or batch, or use "
                 "mode 'approx'",
             ) from None
+        finally:
+            if future is None:  # the encoding failed or timed out: no search holds the admission
+                self._search_done(None)
 
     def _search_done(self, _: Any) -> None:
         self.metrics.in_flight.dec()
@@ -709,8 +735,9 @@ class Service:
         vector: dict[str, float] | None,
         plan: Plan,
         fields: list[str],
+        encoded: SparseBatch | None = None,
     ) -> dict[str, Any]:
-        return search_served(served, [(query, vector)], plan, fields)[0]
+        return search_served(served, [(query, vector)], plan, fields, encoded)[0]
 
     def search_many(
         self, served: ServedIndex, queries: list[BatchQuery], plan: Plan, fields: list[str]
@@ -1144,6 +1171,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
         params = service.check_options(served, body)
         service.check_query(body.query, body.vector, body.rerank)
         start = time.perf_counter()
+        batched = served.batcher is not None and body.query is not None and body.rerank == "none"
         out = await service.run(
             served,
             service.search_one,
@@ -1152,6 +1180,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
             body.vector,
             request_plan(body.k, params, body.rerank, body.offset, body.filter),
             service.fields_of(served, body),
+            text=body.query if batched else None,
         )
         service.metrics.searched(served.name)
         return FastJSONResponse(

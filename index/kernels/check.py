@@ -128,3 +128,17 @@ def _check_blockmax(
     if next_row != dense_base.shape[0]:
         return 6, n_terms
     return 0, 0
+
+
+@njit(cache=True, nogil=True)
+def _canonical_query(q_terms, q_weights, n_terms):
+    """Whether a query is canonical as it is: term ids strictly ascending in [0, n_terms), weights
+    finite and > 0 (the search's fast path: one pass, no copies)."""
+    prev = -1
+    for i in range(q_terms.shape[0]):
+        t = np.int64(q_terms[i])
+        w = q_weights[i]
+        if t <= prev or t >= n_terms or not (w > 0 and w < np.inf):
+            return False
+        prev = t
+    return True

@@ -1,5 +1,6 @@
-"""Static pruning of posting lists (index/approx.py): per term, its ``n_keep`` postings of highest
-impact, ties to the lower doc id, kept in doc order."""
+"""Pruning for approx over pruned lists (index/approx.py): static pruning of posting lists (per term,
+its ``n_keep`` postings of highest impact, ties to the lower doc id, kept in doc order) and query
+pruning by weight mass (a query's heaviest terms holding a given share of its weight)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,36 @@ def _prune_lists(term_ptr, doc_ids, impacts, n_keep, max_impact, out_ptr, out_do
                 pos += 1
         for j in range(lo, hi):
             hist[impacts[j]] = 0
+
+
+@njit(cache=True, nogil=True)
+def _mass_cut(q_terms, q_weights, mass):
+    """The query's heaviest terms (ties: the lower position first) up to the first whose running sum
+    reaches ``mass`` x the query's total weight (float64 sums), in their original (term) order: the
+    smallest such set, at least one term of a non-empty query."""
+    m = q_terms.shape[0]
+    order = np.argsort(-q_weights.astype(np.float64), kind="mergesort")
+    total = 0.0
+    for i in range(m):
+        total += np.float64(q_weights[i])
+    need = mass * total
+    keep = np.zeros(m, np.bool_)
+    run = 0.0
+    for j in range(m):
+        i = order[j]
+        keep[i] = True
+        run += np.float64(q_weights[i])
+        if run >= need:
+            break
+    n = 0
+    for i in range(m):
+        n += np.int64(keep[i])
+    out_terms = np.empty(n, q_terms.dtype)
+    out_weights = np.empty(n, q_weights.dtype)
+    n = 0
+    for i in range(m):
+        if keep[i]:
+            out_terms[n] = q_terms[i]
+            out_weights[n] = q_weights[i]
+            n += 1
+    return out_terms, out_weights

@@ -8,8 +8,10 @@ its pooling, the runtime and this module's export version), written through a te
 rename. Runtimes (``encoder.transformer.query_runtime``, or the ``LSR_QUERY_RUNTIME`` environment
 variable, which wins):
 
-* ``auto`` (default): ``onnx`` when onnxruntime is installed and the model runs on the CPU, else
-  ``torch``;
+* ``auto`` (default): on a CPU ``lean`` for SPLADE, ``onnx`` for uniCOIL when onnxruntime is
+  installed (else ``lean``); on a GPU ``torch``;
+* ``lean``: a fused float32 forward and, for SPLADE, a screened vocabulary projection
+  (lsr.encoders.lean_query; the float32 weights to rounding);
 * ``onnx``: the float32 graph (scores equal torch's to float32 rounding);
 * ``onnx-int8``: the graph with its matrix products quantized to int8 (dynamic quantization);
 * ``torch``: the float32 torch path.
@@ -31,11 +33,12 @@ from typing import Any
 
 import numpy as np
 
+from lsr.config import QUERY_RUNTIMES
 from lsr.encoders.hf import require
 
 logger = logging.getLogger(__name__)
 
-RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
+RUNTIMES = QUERY_RUNTIMES
 EXPORT_VERSION = 2
 OPSET = 17
 
@@ -44,19 +47,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LSR_CACHE_DIR") or Path.home() / ".cache" / "lsr") / "onnx"
 
 
-def resolve_runtime(configured: str, device_type: str) -> str:
-    """The runtime to use: ``LSR_QUERY_RUNTIME`` over the configured one; ``auto`` -> onnx on a CPU with
-    onnxruntime installed, else torch."""
+def resolve_runtime(configured: str, device_type: str, kind: str = "splade") -> str:
+    """The runtime to use: ``LSR_QUERY_RUNTIME`` over the configured one; ``auto`` on a CPU -> lean for
+    SPLADE, onnx for uniCOIL when onnxruntime is installed (faster there: no projection to screen,
+    and ONNX Runtime's float32 products beat torch's at a query's size), else lean; on a GPU torch."""
     runtime = os.environ.get("LSR_QUERY_RUNTIME") or configured
     if runtime not in RUNTIMES:
         from lsr.errors import ConfigError
 
         raise ConfigError(f"query runtime {runtime!r} is not one of {list(RUNTIMES)} (LSR_QUERY_RUNTIME)")
-    if runtime == "auto":
-        if device_type != "cpu":
-            return "torch"
-        return "onnx" if importlib.util.find_spec("onnxruntime") is not None else "torch"
-    return runtime
+    if runtime != "auto":
+        return runtime
+    if device_type != "cpu":
+        return "torch"
+    if kind == "unicoil" and importlib.util.find_spec("onnxruntime") is not None:
+        return "onnx"
+    return "lean"
 
 
 def _folder_digest(path: Path) -> str:
@@ -117,11 +123,37 @@ class _UniCoilGraph:
         return Graph()
 
 
-class OnnxQueryRuntime:
-    """An ONNX Runtime session over a loaded SPLADE or uniCOIL model's exported query graph."""
+class _TrunkGraph:
+    """torch module factory: one query's ``[tokens]`` ids -> ``[tokens, hidden]``: what SPLADE's
+    vocabulary projection reads (through the MLM head's transform), or uniCOIL's last hidden states."""
 
-    def __init__(self, model: Any, runtime: str):
+    @staticmethod
+    def module(model: Any) -> Any:
+        import torch
+
+        class Graph(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.net = model.trunk if hasattr(model, "trunk") else model.backbone
+
+            def forward(self, input_ids: Any) -> Any:
+                ids = input_ids.unsqueeze(0)
+                out = self.net(input_ids=ids, attention_mask=torch.ones_like(ids))
+                return (out.logits if hasattr(out, "logits") else out.last_hidden_state)[0]
+
+        return Graph()
+
+
+GRAPHS: dict[str, Any] = {"splade": _SpladeGraph, "unicoil": _UniCoilGraph, "trunk": _TrunkGraph}
+
+
+class OnnxQueryRuntime:
+    """An ONNX Runtime session over a loaded SPLADE or uniCOIL model's exported query graph (with
+    ``trunk``: the transformer only, one query at a time, for the lean runtime: :meth:`hidden`)."""
+
+    def __init__(self, model: Any, runtime: str, trunk: bool = False):
         self.kind = "unicoil" if hasattr(model, "token_weights") else "splade"
+        self.graph = "trunk" if trunk else self.kind
         self.runtime = runtime
         self.vocab_size = model.vocab_size
         self.path = self._exported(model)
@@ -138,6 +170,7 @@ class OnnxQueryRuntime:
         parts = [
             _folder_digest(model.path),
             self.kind,
+            self.graph,
             str(getattr(model, "pooling", "")),
             str(getattr(model, "activation", "")),
             self.runtime,
@@ -147,7 +180,7 @@ class OnnxQueryRuntime:
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
     def _exported(self, model: Any) -> Path:
-        out = cache_dir() / f"{self.kind}-{self._key(model)}.onnx"
+        out = cache_dir() / f"{self.kind}-{self.graph}-{self._key(model)}.onnx"
         if out.is_file():
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,23 +203,34 @@ class OnnxQueryRuntime:
 
     def _export(self, model: Any, dest: Path) -> None:
         torch = require("torch")
-        graph = (_UniCoilGraph if self.kind == "unicoil" else _SpladeGraph).module(model).eval()
+        graph = GRAPHS[self.graph].module(model).eval()
         ids = torch.arange(16, dtype=torch.int64).reshape(2, 8) % model.vocab_size
         mask = torch.ones((2, 8), dtype=torch.int64)
         axes = {0: "batch", 1: "tokens"}
+        args: tuple[Any, ...]
+        if self.graph == "trunk":
+            args, inputs, outputs = (ids[0],), ["input_ids"], ["hidden"]
+            dynamic = {"input_ids": {0: "tokens"}, "hidden": {0: "tokens"}}
+        else:
+            args, inputs, outputs = (ids, mask), ["input_ids", "mask"], ["weights"]
+            dynamic = {"input_ids": axes, "mask": axes, "weights": {0: "batch"}}
         graph.requires_grad_(False)
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
             torch.onnx.export(
                 graph,
-                (ids, mask),
+                args,
                 str(dest),
-                input_names=["input_ids", "mask"],
-                output_names=["weights"],
-                dynamic_axes={"input_ids": axes, "mask": axes, "weights": {0: "batch"}},
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_axes=dynamic,
                 opset_version=OPSET,
                 dynamo=False,
             )
+
+    def hidden(self, ids: np.ndarray) -> np.ndarray:
+        """The trunk graph's ``[tokens, hidden]`` float32 states of one query's int64 ids."""
+        return self.session.run(None, {"input_ids": ids})[0]
 
     def rows(self, ids: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Sparse rows (ascending term ids, weights > 0) of a padded batch (int64 ids, bool mask)."""
@@ -197,10 +241,10 @@ class OnnxQueryRuntime:
                 nz = np.flatnonzero(out[r] > 0)
                 rows.append((nz.astype(np.int32), out[r, nz].astype(np.float32)))
             return rows
-        return [_pool_tokens(ids[r], out[r]) for r in range(out.shape[0])]
+        return [pool_tokens(ids[r], out[r]) for r in range(out.shape[0])]
 
 
-def _pool_tokens(ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pool_tokens(ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Max weight per distinct token id (weights > 0 only), ascending ids."""
     keep = weights > 0
     terms, inverse = np.unique(ids[keep], return_inverse=True)

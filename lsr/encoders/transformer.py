@@ -41,6 +41,7 @@ from lsr.encoders.hf import (
     rows_to_batch,
     vocab_digest,
 )
+from lsr.encoders.lean_query import LeanQueryRuntime
 from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime
 from lsr.encoders.st import read_st_folder
 from lsr.errors import ConfigError
@@ -385,8 +386,11 @@ class TransformerQueryEncoder:
         self.st = read_st_folder(path)
         self.model = self.make_model(self.st.mlm if self.st else path, tcfg, meta)
         check_vocab(self.model.vocab, term_index, f"the query model {path}")
-        self.runtime = resolve_runtime(tcfg.query_runtime, self.model.device.type)
-        if self.runtime.startswith("onnx"):
+        kind = "unicoil" if hasattr(self.model, "token_weights") else "splade"
+        self.runtime = resolve_runtime(tcfg.query_runtime, self.model.device.type, kind)
+        if self.runtime == "lean":
+            self.model.query_runtime = LeanQueryRuntime(self.model)
+        elif self.runtime.startswith("onnx"):
             self.model.query_runtime = OnnxQueryRuntime(self.model, self.runtime)
         else:
             logger.info("query encoder: torch %s on %s", self.model.dtype, self.model.device)
@@ -399,6 +403,20 @@ class TransformerQueryEncoder:
 
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> TransformerSparseModel:
         raise NotImplementedError
+
+    @property
+    def batch_invariant(self) -> bool:
+        """A query's vector is the same whichever queries are encoded with it (the lean runtime):
+        a server may encode concurrent requests' queries together."""
+        return isinstance(self.model.query_runtime, LeanQueryRuntime)
+
+    def restrict_terms(self, terms: np.ndarray) -> None:
+        """Leave out of the query vectors the terms not in ``terms`` (ascending ids: those with
+        postings in the searched index, which no other term can score against) where that saves work
+        (the lean runtime's SPLADE projection) and changes no ranking (no ``query_max_terms`` cut,
+        which would keep other terms in their place)."""
+        if self.prune.query_max_terms == 0 and isinstance(self.model.query_runtime, LeanQueryRuntime):
+            self.model.query_runtime.restrict(terms)
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
         return self.model.encode(texts, self.prune, query=True)

@@ -12,8 +12,9 @@ from corpora import random_corpus
 from test_rescore import build_forward, float_truth, queries
 
 from lsr.index import BuildOptions, Index, SparseBatch
-from lsr.index.approx import build_approx_lists, pruned_postings
+from lsr.index.approx import build_approx_lists, cut_query, pruned_postings, query_mass
 from lsr.index.io import ArtifactError
+from lsr.index.kernels.prune import _mass_cut
 from lsr.index.reference import dense_from_postings, reference_topk
 from lsr.index.rescore import first_depth
 
@@ -57,10 +58,51 @@ def build_pair(tmp_path, seed, n_keep, reorder="none"):
     return rng, corpus, n_terms, index
 
 
+def reference_cut(terms, weights, mass):
+    """The heaviest terms (ties: lower position) until their running sum reaches mass x the total."""
+    order = sorted(range(len(terms)), key=lambda i: (-float(weights[i]), i))
+    need, run, keep = mass * sum(float(w) for w in weights), 0.0, set()
+    for i in order:
+        keep.add(i)
+        run += float(weights[i])
+        if run >= need:
+            break
+    idx = sorted(keep)
+    return np.asarray(terms)[idx], np.asarray(weights)[idx]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("mass", [1e-9, 0.3, 0.6, 0.9, 1.0])
+def test_mass_cut_keeps_the_heaviest_terms(seed, mass):
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(0, 40))
+    terms = np.sort(rng.choice(1000, m, replace=False)).astype(np.int32)
+    # seeds 0-2: few distinct weights, so ties decide the cut
+    weights = (rng.integers(1, 4, m) if seed < 3 else rng.random(m) + 1e-3).astype(np.float32)
+    got = _mass_cut(terms, weights, mass)
+    want = reference_cut(terms, weights, mass)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(got[0]) >= min(m, 1) and got[0].dtype == np.int32 and got[1].dtype == np.float32
+
+
+def test_query_mass_steps_with_the_budget():
+    assert query_mass(0) == 1.0 and query_mass(8192) == 1.0 and query_mass(1 << 20) == 1.0
+    assert query_mass(4096) == pytest.approx(0.9) and query_mass(2048) == pytest.approx(0.8)
+    assert query_mass(1024) == pytest.approx(0.7) and query_mass(512) == pytest.approx(0.6)
+    assert query_mass(1) == pytest.approx(0.6)
+    terms, weights = np.array([1, 2, 3], np.int32), np.array([0.5, 3.0, 0.5], np.float32)
+    np.testing.assert_array_equal(cut_query(terms, weights, 0)[0], terms)
+    np.testing.assert_array_equal(cut_query(terms, weights, 512)[0], [2])  # 3.0 of 4.0 >= 0.6
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("n_keep", [5, 30])
 @pytest.mark.parametrize("reorder", ["none", "bp"])
-def test_approx_returns_pruned_candidates_rescored_exactly(tmp_path, seed, n_keep, reorder):
+@pytest.mark.parametrize("budget", [0, 600])
+def test_approx_returns_pruned_candidates_rescored_exactly(tmp_path, seed, n_keep, reorder, budget):
+    """Budget 600 covers every block of these 500 docs (the safe stop decides, as without one) and
+    cuts the query to its heaviest terms holding query_mass(600) of its weight."""
     rng, corpus, n_terms, index = build_pair(tmp_path, seed, n_keep, reorder)
     assert index.approx is not None
     assert index.approx.meta["n_postings"] < index.meta["n_postings"]
@@ -71,17 +113,18 @@ def test_approx_returns_pruned_candidates_rescored_exactly(tmp_path, seed, n_kee
     np.testing.assert_array_equal(p.doc_ids, ref_docs)
     pruned_dense = dense_from_postings(ref_ptr, ref_docs, ref_imps, index.n_docs)
     rows = queries(rng, n_terms, 20)
-    batches = index.search_batch(SparseBatch.from_rows(rows), 10, mode="approx")
+    batches = index.search_batch(SparseBatch.from_rows(rows), 10, mode="approx", budget=budget)
     for i, (terms, weights) in enumerate(rows):
+        cut_terms, cut_weights = reference_cut(terms, weights.astype(np.float32), query_mass(budget))
         for k in (1, 10):
-            got = index.search(terms, weights, k, mode="approx")
+            got = index.search(terms, weights, k, mode="approx", budget=budget)
             kk = min(first_depth(k), index.n_docs)
-            cand, _ = reference_topk(pruned_dense, terms, weights.astype(np.float32).astype(np.float64), kk)
+            cand, _ = reference_topk(pruned_dense, cut_terms, cut_weights.astype(np.float64), kk)
             exact = dense[cand] @ _dense_query(terms, weights, n_terms)
             order = np.lexsort((cand, -exact))[:k]
             np.testing.assert_array_equal(got.docs, cand[order])
             assert_exact(got, dense, terms, weights, n_terms)
-        one = index.search(terms, weights, 10, mode="approx")
+        one = index.search(terms, weights, 10, mode="approx", budget=budget)
         np.testing.assert_array_equal(batches[i].docs, one.docs)
         np.testing.assert_array_equal(batches[i].scores, one.scores)
 
@@ -101,13 +144,17 @@ def test_index_without_pruned_lists_opens_and_searches_as_before(tmp_path):
     rng, corpus, n_terms, index = build_pair(tmp_path, 7, 5)
     dense = float_truth(corpus, n_terms, index)
     rows = queries(rng, n_terms, 15)
+    on_lists = [index.search(t, w, 10, mode="approx", budget=16) for t, w in rows]
+    index.approx = None  # the same index searching its full lists
     budget = [index.search(t, w, 10, mode="approx", budget=16) for t, w in rows]
+    assert any(a.docs.tolist() != b.docs.tolist() for a, b in zip(on_lists, budget, strict=True))
     shutil.rmtree(index.path / "approx")
     plain = Index.load(index.path)
     assert plain.approx is None
     for (terms, weights), before in zip(rows, budget, strict=True):
         again = plain.search(terms, weights, 10, mode="approx", budget=16)
-        np.testing.assert_array_equal(again.docs, before.docs)  # the budget path never used the lists
+        np.testing.assert_array_equal(again.docs, before.docs)
+        assert_exact(again, dense, terms, weights, n_terms)
         full = plain.search(terms, weights, 10, mode="approx")  # approx over the full lists
         safe = plain.search(terms, weights, 10, mode="safe")
         ref_docs, _ = reference_topk(dense, terms, weights.astype(np.float64), 10)
@@ -166,3 +213,23 @@ def test_verify_checks_the_pruned_lists(tmp_path):
     target.write_bytes(bytes(data))
     problems = verify(index.path).problems
     assert any(path == target for path, _ in problems), problems
+
+
+@pytest.mark.parametrize("budget", [0, 16, 600])
+def test_edge_queries_on_pruned_lists(tmp_path, budget):
+    """An empty query finds nothing; k above the collection returns every matching doc, exactly scored."""
+    rng, corpus, n_terms, index = build_pair(tmp_path, 3, 5)
+    empty = index.search(np.zeros(0, np.int32), np.zeros(0, np.float32), 10, mode="approx", budget=budget)
+    assert len(empty.docs) == 0 and len(empty.scores) == 0
+    batch = index.search_batch(
+        SparseBatch.from_rows([([], []), ([1], [1.0])]), 10, mode="approx", budget=budget
+    )
+    assert len(batch[0].docs) == 0
+    dense = float_truth(corpus, n_terms, index)
+    got = index.search([1], [2.0], 10**5, mode="approx", budget=budget)
+    listed = min(5, int((dense[:, 1] > 0).sum()))  # a one-term query finds its pruned list
+    if budget == 16:  # two blocks of 8 docs: the list's docs in them
+        assert 1 <= len(got.docs) <= listed
+    else:
+        assert len(got.docs) == listed
+    assert_exact(got, dense, np.array([1]), np.array([2.0]), n_terms)

@@ -141,3 +141,31 @@ def test_no_forward_for_float_impacts_and_bad_option(tmp_path):
     assert index.forward is None and not index.rescore and index.meta["forward"] == {"dtype": "none"}
     with pytest.raises(ValueError, match="forward 'float16' is not one of"):
         BuildOptions(forward="float16")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_rescore_table_equals_the_merge_bit_for_bit(seed):
+    """Forward.rescore's table lookup against _dot_row's merge (the reference of both batch rescoring
+    and the proofs), on random rows and queries; the per-thread table is left zero."""
+    from lsr.index.kernels.rescore import _dot_row, _rescore_one
+
+    rng = np.random.default_rng(seed)
+    n_docs, n_terms = 60, 50
+    lengths = rng.integers(0, 20, n_docs)
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    rows = [np.sort(rng.choice(n_terms, n, replace=False)) for n in lengths]
+    terms = np.concatenate(rows).astype(np.uint16)
+    weights = (rng.random(len(terms)) * 3 + 1e-3).astype(np.float32)
+    lut = np.zeros(n_terms, np.float32)
+    for m in (0, 1, 7, n_terms):
+        q_terms = np.sort(rng.choice(n_terms, m, replace=False)).astype(np.int32)
+        q_weights = (rng.random(m) * 2 + 1e-3).astype(np.float32)
+        docs = rng.integers(0, n_docs, int(rng.integers(0, 30))).astype(np.int32)
+        got = _rescore_one(indptr, terms, weights, docs, q_terms, q_weights, lut)
+        want = [_dot_row(indptr, terms, weights, d, q_terms, q_weights) for d in docs]
+        np.testing.assert_array_equal(got, np.array(want, np.float64))
+        assert not lut.any()
+    weights[indptr[3]] = np.inf  # a damaged forward index is refused, not summed
+    if indptr[4] > indptr[3]:
+        with pytest.raises(ValueError, match="not finite"):
+            _rescore_one(indptr, terms, weights, np.array([3], np.int32), q_terms, q_weights, lut)

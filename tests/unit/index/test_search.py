@@ -111,6 +111,27 @@ def test_bad_queries_are_rejected(tmp_path, terms, weights, k, match):
     index = build(tmp_path, corpus, n_terms=4, impact_dtype="uint8")
     with pytest.raises(ValueError, match=match):
         index.search(terms, weights, k)
+    if isinstance(terms[0], int):  # the same in the kernels' dtypes (the fast path's check)
+        with pytest.raises(ValueError, match=match):
+            index.search(np.array(terms, np.int32), np.array(weights, np.float32), k)
+
+
+@pytest.mark.parametrize("terms", [[0, 1], [1, 0], [1, 1, 0], [3], []])
+def test_query_dtypes_and_order_give_one_result(tmp_path, terms):
+    """A canonical int32/float32 query (searched as it is) and the same query as lists, in any order
+    or with repeats (canonicalized first) give the same top-k."""
+    corpus = SparseBatch.from_rows([([0, 1], [2, 1]), ([1, 3], [5, 1]), ([0, 3], [1, 1])])
+    index = build(tmp_path, corpus, n_terms=4, impact_dtype="uint8", block_size=2)
+    weights = [0.5 + i for i in range(len(terms))]
+    summed: dict[int, float] = {}
+    for t, w in zip(terms, weights, strict=True):
+        summed[t] = summed.get(t, 0.0) + w
+    canon = (np.array(sorted(summed), np.int32), np.array([summed[t] for t in sorted(summed)], np.float32))
+    for mode in ("exact", "safe"):
+        want = index.search(*canon, 3, mode=mode)
+        got = index.search(terms, weights, 3, mode=mode)
+        np.testing.assert_array_equal(got.docs, want.docs)
+        np.testing.assert_array_equal(got.scores, want.scores)
 
 
 def test_quantization_keeps_every_posting_and_order(tmp_path):
