@@ -5,7 +5,8 @@ selective filter's own index; the build time and bytes too), recall against filt
 search.
 
     python -m benchmarks.live_bench --docs 50000 --out benchmarks/results/live.json
-    python -m benchmarks.live_bench --only filters     # or --only segments, --only ingest
+    python -m benchmarks.live_bench --only filters     # or --only segments, tiered, ingest
+    python -m benchmarks.live_bench --docs 50000 --only tiered --cap-mb 8
     python -m benchmarks.live_bench --docs 1000000 --queries 50 --only filters \
         --out benchmarks/results/live-filters-1m.json
 
@@ -15,7 +16,10 @@ Ingest of text (``--only ingest``): 500 SciFact documents added in batches of 10
 Synthetic SPLADE-like collection (benchmarks.synthetic), uint8 impacts, block size 16, one thread.
 A live index of S segments is the first 1/S of the documents as a plain index plus S - 1 adds of
 equal size. Latency: per query the fastest of 5 runs (the machine is shared), then mean, p50 and
-p99 over the queries, top-10, after a warm-up pass.
+p99 over the queries, top-10, after a warm-up pass. Tiered (``--only tiered``): one segment of 90%
+of the documents plus 9 equal adds, its block maxima all merged, merged within ``--cap-mb`` (the
+big segment then read from its own block-max arrays), and none merged: the merged maxima's build
+time and bytes on opening the generation, safe and exact latency, against one segment.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ import numpy as np
 from benchmarks.synthetic import SyntheticConfig, generate
 from lsr.index import BuildOptions, Index, SearchParams, SparseBatch, build_index
 from lsr.index.docstore import DocStoreWriter
+from lsr.index.io import directory_bytes
 from lsr.index.rescore import rescored_search
 from lsr.index.search import FILTER_INDEX_AFTER, FILTER_INDEX_BYTES, FILTER_INDEX_MIN_COST, FilterCache
-from lsr.index.segments import SegmentedIndex, open_index
+from lsr.index.segments import MERGED_BOUNDS_MB, SegmentedIndex, open_index
 from lsr.index.writer import IndexWriter, MergePolicy
 
 NO_POLICY = MergePolicy(max_segments=10_000, max_deleted=1.0)
@@ -72,6 +77,52 @@ def latency(path: Path, queries: SparseBatch, mode: str) -> dict[str, float]:
     index = open_index(path)
     rows = [queries.row(i) for i in range(len(queries))]
     return _timed(lambda terms, weights: index.search(terms, weights, 10, mode=mode), rows)
+
+
+def build_tiered(root: Path, docs: SparseBatch, ids: list[str], vocab: list[str], n_small: int) -> Path:
+    """A tiered generation: one big segment of 90% of the docs (a merge policy's merged segment) and
+    ``n_small`` adds of equal size after it."""
+    path = root / f"tiered-{n_small}"
+    cut = np.concatenate([[0], np.linspace(len(docs) * 9 // 10, len(docs), n_small + 1)]).astype(int)
+    first = _slice(docs, 0, cut[1])
+    build_index(lambda: [first], len(vocab), ids[: cut[1]], vocab, path, BuildOptions(block_size=16))
+    with IndexWriter(path, NO_POLICY) as w:
+        for s, e in zip(cut[1:-1], cut[2:], strict=True):
+            w.add(_slice(docs, s, e), ids[s:e], vocab)
+    return path
+
+
+TIERED_PLANS = ("merged", "cap", "own")
+
+
+def tiered(path: Path, queries: SparseBatch, cap_mb: float) -> list[dict[str, Any]]:
+    """The tiered generation searched with all block maxima merged, merged within ``cap_mb`` (the
+    big segment read from its own arrays) and none merged: per plan the merged maxima's build time
+    and bytes on a fresh open (each commit that adds a segment opens one), and safe / exact p50."""
+    rows = []
+    rows_of = [queries.row(i) for i in range(len(queries))]
+    for plan in ("merged", *TIERED_PLANS):  # the first: warm-up (compiled kernels loaded)
+        index = open_index(path)
+        assert isinstance(index, SegmentedIndex)
+        index.merged_bounds_mb = {"merged": float("inf"), "cap": cap_mb, "own": 0.0}[plan]
+        start = time.perf_counter()
+        merged = index.merged_bounds
+        seconds = time.perf_counter() - start
+        chosen, own = index.bound_plan
+        row: dict[str, Any] = {"plan": plan, "cap_mb": index.merged_bounds_mb, "merged_segments": len(chosen)}
+        row.update(
+            {
+                "own_segments": len(own),
+                "merged_bounds_ms": seconds * 1000,
+                "merged_bounds_mb": merged.nbytes / 1e6,
+            }
+        )
+        for mode in ("safe", "exact"):
+            row[mode] = _timed(lambda t, w, m=mode, ix=index: ix.search(t, w, 10, mode=m), rows_of)
+        rows.append(row)
+        del merged
+        index.close()
+    return rows[1:]
 
 
 def merged_bounds(path: Path) -> dict[str, float]:
@@ -284,6 +335,7 @@ def run(
     segments: list[int],
     only: str | None = None,
     forwards: tuple[str, ...] = FILTER_INDEXES,
+    cap_mb: float = MERGED_BOUNDS_MB,
 ) -> dict[str, Any]:
     coll = generate(SyntheticConfig(n_docs=n_docs, n_queries=n_queries, chunk_docs=min(50_000, n_docs)))
     docs, vocab, ids = coll.docs, coll.vocab, coll.doc_ids
@@ -298,6 +350,14 @@ def run(
                 row.update({mode: latency(path, coll.queries, mode) for mode in ("exact", "safe")})
                 out["rows"].append(row)
             out["deleted"] = _delete_heavy(root / f"live-{segments[-1]}", ids, coll.queries)
+        if only in (None, "tiered"):
+            one, _ = build_live(root, docs, ids, vocab, 1)
+            path = build_tiered(root, docs, ids, vocab, 9)
+            out["tiered"] = {
+                "one_segment": latency(one, coll.queries, "safe"),
+                "index_mb": directory_bytes(path) / 1e6,
+                "rows": tiered(path, coll.queries, cap_mb),
+            }
         if only in (None, "filters"):
             out["filters"] = {
                 forward: filters(build_filtered(root, docs, ids, vocab, forward), coll.queries)
@@ -344,6 +404,8 @@ def tables(result: dict[str, Any]) -> str:
                 + " | ".join(merged)
                 + " |"
             )
+    if "tiered" in result:
+        lines += _tiered_lines(result["tiered"])
     for forward, rows in result.get("filters", {}).items():
         lines += [
             "",
@@ -355,6 +417,25 @@ def tables(result: dict[str, Any]) -> str:
         for row in rows:
             lines.append(_filter_line(row))
     return "\n".join(lines)
+
+
+def _tiered_lines(tiered: dict[str, Any]) -> list[str]:
+    base = tiered["one_segment"]["p50_ms"]
+    lines = [
+        "",
+        f"tiered: 1 segment of 90% + 9 small, {tiered['index_mb']:.0f} MB on disk; 1 segment safe p50 "
+        f"{base:.3f} ms",
+        "| plan | cap MB | merged / own segments | build ms | MB | safe p50 | vs 1 segment | exact p50 |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in tiered["rows"]:
+        safe = row["safe"]["p50_ms"]
+        lines.append(
+            f"| {row['plan']} | {row['cap_mb']:g} | {row['merged_segments']} / {row['own_segments']} | "
+            f"{row['merged_bounds_ms']:.1f} | {row['merged_bounds_mb']:.1f} | {safe:.3f} | "
+            f"{safe / base:.2f}x | {row['exact']['p50_ms']:.3f} |"
+        )
+    return lines
 
 
 def _filter_line(row: dict[str, Any]) -> str:
@@ -386,7 +467,13 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--segments", default="1,10,50")
-    parser.add_argument("--only", choices=["segments", "filters", "ingest"], help="run one part")
+    parser.add_argument("--only", choices=["segments", "tiered", "filters", "ingest"], help="run one part")
+    parser.add_argument(
+        "--cap-mb",
+        type=float,
+        default=MERGED_BOUNDS_MB,
+        help="tiered: the merged block maxima's cap of the 'cap' plan (SegmentedIndex.merged_bounds_mb)",
+    )
     parser.add_argument("--out", help="JSON results file")
     parser.add_argument(
         "--forward",
@@ -399,7 +486,7 @@ def main() -> None:
 
     numba.set_num_threads(1)
     segments = [int(s) for s in args.segments.split(",")]
-    result = run(args.docs, args.queries, segments, args.only, tuple(args.forward.split(",")))
+    result = run(args.docs, args.queries, segments, args.only, tuple(args.forward.split(",")), args.cap_mb)
     text = json.dumps(result, indent=2)
     print(text)
     print(tables(result))

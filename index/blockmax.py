@@ -259,8 +259,9 @@ class BlockMax:
 
 
 class MergedBounds:
-    """The block maxima of a live index's segments merged per term, built when a generation is opened
-    (``lsr.index.segments``), so that a query's bound pass reads one piece per term whatever the
+    """The block maxima of a live index's segments (those small enough: the merged ones of
+    ``lsr.index.segments.SegmentedIndex.bound_plan``) merged per term, built by the first block-max
+    search of an opened generation, so that a query's bound pass reads one piece per term whatever the
     number of segments (the segments' own directories and runs, read per (term, segment), cost
     about one cache miss each). Global block g is block g - first of the segment whose blocks
     start at ``first`` (segment order). Per term t, segments in order:
@@ -278,15 +279,36 @@ class MergedBounds:
     the kernel's ``w * (max * ratio)`` is bit for bit the segment's own bound. About 8 bytes per
     sparse run (the segments' own runs take 5) plus a copy of the dense rows."""
 
-    def __init__(self, blockmaxes: list[BlockMax], term_ptrs: list[np.ndarray], n_terms: int):
-        n_blocks = np.array([bm.n_blocks for bm in blockmaxes], np.int64)
-        firsts = np.concatenate([[0], np.cumsum(n_blocks)[:-1]]).astype(np.int64)
+    def __init__(
+        self,
+        blockmaxes: list[BlockMax],
+        term_ptrs: list[np.ndarray],
+        seg_ids: list[int],
+        firsts: np.ndarray,
+        total_blocks: int,
+        n_terms: int,
+    ):
+        """``blockmaxes`` / ``term_ptrs`` of the merged segments, ``seg_ids`` their places in the
+        generation, ``firsts`` their first global blocks, ``total_blocks`` the generation's blocks
+        (the merged segments may be some of the generation's; the others keep their own arrays)."""
         ratios = {float(bm.ub_ratio) for bm in blockmaxes}
         scaled = len(ratios) > 1
-        self.ratio = np.float32(1.0 if scaled else ratios.pop())
+        self.ratio = np.float32(ratios.pop() if len(ratios) == 1 else 1.0)
         max_dtype = np.float32 if scaled else np.uint8
-        self._sparse(blockmaxes, term_ptrs, n_terms, firsts, max_dtype, scaled)
-        self._dense(blockmaxes, term_ptrs, n_terms, max_dtype, scaled)
+        self._sparse(blockmaxes, term_ptrs, n_terms, firsts, total_blocks, max_dtype, scaled)
+        self._dense(blockmaxes, term_ptrs, seg_ids, n_terms, max_dtype, scaled)
+
+    @staticmethod
+    def estimate_nbytes(bm: BlockMax, total_blocks: int, scaled: bool) -> int:
+        """What one segment adds to a generation's merged maxima (``total_blocks`` blocks; ``scaled``:
+        float32 maxima, the segments' ratios differ): 8 bytes per sparse run (uint16 block, uint8
+        max, uint32 start, uint8 length; 2 more past 65,536 blocks, 3 more scaled) plus a copy of
+        each dense row and 24 bytes of directory per row (4 more for a start past 2**32 postings
+        are not counted)."""
+        max_bytes = 4 if scaled else 1
+        run = (2 if total_blocks <= 1 << 16 else 4) + max_bytes + 5
+        n_rows = int(np.count_nonzero(np.asarray(bm.row_of) >= 0))
+        return run * int(bm.tb_ptr[-1]) + n_rows * (bm.n_blocks * max_bytes + 24)
 
     def _sparse(
         self,
@@ -294,6 +316,7 @@ class MergedBounds:
         term_ptrs: list[np.ndarray],
         n_terms: int,
         firsts: np.ndarray,
+        total_blocks: int,
         max_dtype: type,
         scaled: bool,
     ) -> None:
@@ -302,10 +325,9 @@ class MergedBounds:
             counts[: len(bm.tb_ptr) - 1] += np.diff(bm.tb_ptr)
         self.sp_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         n = int(self.sp_ptr[-1])
-        total_blocks = int(firsts[-1] + blockmaxes[-1].n_blocks)
         self.sp_block = np.empty(n, np.uint16 if total_blocks <= 1 << 16 else np.int32)
         self.sp_max: np.ndarray = np.empty(n, max_dtype)
-        wide = max(int(tp[-1]) for tp in term_ptrs) >= 1 << 32
+        wide = max((int(tp[-1]) for tp in term_ptrs), default=0) >= 1 << 32
         self.sp_start = np.empty(n, np.int64 if wide else np.uint32)
         self.sp_len = np.empty(n, np.uint8)
         cursor = self.sp_ptr[:-1].copy()
@@ -332,6 +354,7 @@ class MergedBounds:
         self,
         blockmaxes: list[BlockMax],
         term_ptrs: list[np.ndarray],
+        seg_ids: list[int],
         n_terms: int,
         max_dtype: type,
         scaled: bool,
@@ -344,15 +367,16 @@ class MergedBounds:
         self.dn_seg = np.empty(n, np.int32)
         self.dn_row = np.empty(n, np.int32)
         self.dn_start = np.empty(n, np.int64)
+        lengths = np.empty(n, np.int64)
         cursor = self.dn_ptr[:-1].copy()
         places = []
-        for s, (bm, term_ptr) in enumerate(zip(blockmaxes, term_ptrs, strict=True)):
+        for s, bm, term_ptr in zip(seg_ids, blockmaxes, term_ptrs, strict=True):
             terms = np.flatnonzero(bm.row_of >= 0)
             at = cursor[terms]
             cursor[terms] += 1
             self.dn_seg[at], self.dn_row[at], self.dn_start[at] = s, bm.row_of[terms], term_ptr[terms]
+            lengths[at] = bm.n_blocks
             places.append(at)
-        lengths = np.array([bm.n_blocks for bm in blockmaxes], np.int64)[self.dn_seg]
         self.dn_off = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self.dn_max: np.ndarray = np.empty(int(lengths.sum()), max_dtype)
         for bm, at in zip(blockmaxes, places, strict=True):

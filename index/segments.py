@@ -3,14 +3,16 @@
 Global internal doc ids number the segments' docs one after the other, in manifest order
 (``base[i] + local id``), deleted docs included; so the order (score desc, global id asc) is the
 order a fresh index built from the surviving docs (in that order) would give, ties included.
-Safe and approx mode search all segments in one kernel call (their blocks ranked together, one
-heap; ``lsr.index.kernels.blockmax._bmp_multi_query``; the bounds from the generation's merged block
-maxima, ``lsr.index.blockmax.MergedBounds``), a selective filter scores just its allowed docs
-(``lsr.index.kernels.allowed``); exact mode, a generation of one segment, and segments of other
-scales or array types, go segment by segment with the plain kernels, deleted docs skipped inside
-them (``Index.live``) and the k-th score found so far as the next segment's threshold. Query term
-ids beyond a segment's vocabulary (BM25 grows its vocabulary with later segments) have no postings
-there and are dropped for that segment. Opening a generation takes a reader lease (lsr.index.manifest).
+Safe and approx mode search all segments in one kernel call (their blocks ranked together, one heap;
+``lsr.index.kernels.blockmax._bmp_multi_query``; the bounds from the generation's merged block
+maxima, ``lsr.index.blockmax.MergedBounds``, of the segments within ``MERGED_BOUNDS_MB``, and from
+the other segments' own block-max arrays: ``SegmentedIndex.bound_plan``), a selective filter scores
+just its allowed docs (``lsr.index.kernels.allowed``); exact mode, a generation of one segment, and
+segments of other scales or array types, go segment by segment with the plain kernels, deleted docs
+skipped inside them (``Index.live``) and the k-th score found so far as the next segment's
+threshold. Query term ids beyond a segment's vocabulary (BM25 grows its vocabulary with later
+segments) have no postings there and are dropped for that segment. Opening a generation takes a
+reader lease (lsr.index.manifest).
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ from lsr.index.subindex import Parts
 from lsr.index.topk import top_k
 
 OPEN_ATTEMPTS = 3
+# the most memory (MB) the merged block maxima of a generation take (``SegmentedIndex.bound_plan``):
+# about 8 bytes per sparse run, so ~8M runs (~100,000 docs of the benchmark corpus), built in
+# ~0.1-0.25 s; bigger segments are read from their own memory-mapped block-max arrays
+MERGED_BOUNDS_MB = 64.0
 
 
 def is_live_index(path: str | Path) -> bool:
@@ -144,6 +150,7 @@ class SegmentedIndex(Index):
         self.live = np.zeros(0, np.uint8)
         self.lease: Path | None = None  # set by open(): this reader's lease on the generation's files
         self.filter_cache = FilterCache()
+        self.merged_bounds_mb = MERGED_BOUNDS_MB  # see bound_plan; set before the first search
 
     def _live_meta(self) -> dict[str, Any]:
         """The newest segment's meta (encoder, config), with the whole generation's counts."""
@@ -383,8 +390,8 @@ class SegmentedIndex(Index):
     def _multi(self) -> tuple[Any, NDArray[np.int64], NDArray[np.float32]] | None:
         """The one-call kernels' per-segment arguments, built once per opened generation: a typed list
         of each segment's (doc_ids, impacts, dense_base, dense_off), int64[n, 4] = (n_terms, n_blocks,
-        first doc, first block), float32[n] = ub_slack; None when the segments cannot go to one
-        kernel call (no block-max data, other scales or block sizes, arrays of other types)."""
+        first doc, first block), float32[n, 2] = (ub_ratio, ub_slack); None when the segments cannot
+        go to one kernel call (no block-max data, other scales or block sizes, arrays of other types)."""
         segs = self.segments
         if not segs or not self.same_scale or self.blockmax is None:
             return None
@@ -403,16 +410,55 @@ class SegmentedIndex(Index):
             ],
             axis=1,
         )
-        seg_slack = np.array([s.blockmax.ub_slack for s in segs if s.blockmax], np.float32)
+        seg_ub = np.array(
+            [[s.blockmax.ub_ratio, s.blockmax.ub_slack] for s in segs if s.blockmax], np.float32
+        )
         self._postings = typed_list([(s.term_ptr, s.doc_ids, s.impacts) for s in segs])
-        return typed_list(scoring), np.ascontiguousarray(seg_int), seg_slack
+        return typed_list(scoring), np.ascontiguousarray(seg_int), seg_ub
+
+    @cached_property
+    def bound_plan(self) -> tuple[list[int], list[int]]:
+        """(merged, own): the segments whose block maxima the one-call kernel reads merged
+        (``merged_bounds``), and those it reads from their own memory-mapped arrays (the per-segment
+        bound pass, one directory and run list per (term, segment)). Smallest first, segments are
+        merged while the merged maxima stay within ``merged_bounds_mb``: a generation's big, stable
+        segments (a tiered merge policy's) are not copied again by every commit that adds a small
+        one. Own segments' arrays of different types (one kernel type) merge them all."""
+        assert self._multi is not None
+        segs = self.segments
+        total_blocks = int(self._multi[1][-1, 3] + self._multi[1][-1, 1])
+        scaled = len({float(s.blockmax.ub_ratio) for s in segs if s.blockmax}) > 1
+        sizes = [MergedBounds.estimate_nbytes(s.blockmax, total_blocks, scaled) for s in segs if s.blockmax]
+        merged: list[int] = []
+        used = 0
+        for i in sorted(range(len(segs)), key=lambda i: (sizes[i], i)):
+            if used + sizes[i] > self.merged_bounds_mb * 1e6:
+                break
+            merged.append(i)
+            used += sizes[i]
+        own = [i for i in range(len(segs)) if i not in set(merged)]
+        if len({numba.typeof(_own_item(segs[i])) for i in own}) > 1:
+            return list(range(len(segs))), []
+        return sorted(merged), own
 
     @cached_property
     def merged_bounds(self) -> MergedBounds:
-        """The segments' block maxima merged per term (``MergedBounds``), built by the first block-max
-        search of a generation of two or more segments (one segment is searched by its own kernel),
-        shared with every other opened generation of the same segments (``shared_merged_bounds``)."""
-        return shared_merged_bounds(self.segments, self.n_terms)
+        """The merged segments' block maxima (``MergedBounds``; ``bound_plan``), built by the first
+        block-max search of a generation of two or more segments (one segment is searched by its own
+        kernel), shared with every other opened generation of the same segments in the same places
+        (``shared_merged_bounds``)."""
+        assert self._multi is not None
+        return shared_merged_bounds(self.segments, self.bound_plan[0], self._multi[1], self.n_terms)
+
+    @cached_property
+    def _own_bounds(self) -> tuple[Any, NDArray[np.int64]]:
+        """The one-call kernel's typed list of the own segments' block-max arrays (``_own_item``; the
+        first segment's when none, never read) and int64[n_segments]: each one's item, -1 merged."""
+        own = self.bound_plan[1]
+        own_of = np.full(len(self.segments), -1, np.int64)
+        own_of[own] = np.arange(len(own))
+        items = [_own_item(self.segments[i]) for i in own] or [_own_item(self.segments[0])]
+        return typed_list(items), own_of
 
     @property
     def _one_call(self) -> bool:
@@ -420,11 +466,13 @@ class SegmentedIndex(Index):
         it can take together); else segment by segment (one segment: its own kernel)."""
         return self._multi is not None and len(self.segments) > 1
 
-    def _one_call_args(self) -> tuple[tuple[Any, ...], Any, NDArray[np.int64], NDArray[np.float32], int]:
-        """The one-call block-max kernel's leading arguments (merged bounds, per-segment arrays, block
-        size)."""
+    def _one_call_args(
+        self,
+    ) -> tuple[tuple[Any, ...], Any, NDArray[np.int64], Any, NDArray[np.int64], NDArray[np.float32], int]:
+        """The one-call block-max kernel's leading arguments (merged bounds, own segments' bounds,
+        per-segment arrays, block size)."""
         assert self._multi is not None
-        return (self.merged_bounds.arrays, *self._multi, self.block_size)
+        return (self.merged_bounds.arrays, *self._own_bounds, *self._multi, self.block_size)
 
     @property
     def block_size(self) -> int:
@@ -477,25 +525,52 @@ class SegmentedIndex(Index):
         return np.concatenate(parts) if parts else np.zeros(0, np.uint8)
 
 
-# the merged block maxima of the opened generations, by their segments' (path, uid)
-_MERGED: weakref.WeakValueDictionary[tuple[tuple[str, str], ...], MergedBounds]
+# the merged block maxima of the opened generations, by their merged segments' (path, uid, place,
+# first block), the generation's blocks and terms
+_MERGED: weakref.WeakValueDictionary[tuple[Any, ...], MergedBounds]
 _MERGED = weakref.WeakValueDictionary()
 _MERGED_LOCK = threading.Lock()
 
 
-def shared_merged_bounds(segments: list[Index], n_terms: int) -> MergedBounds:
-    """The merged block maxima of ``segments``, built once (under a lock, so concurrent first searches
-    build it once) and shared while any opened index holds it: a delete-only commit keeps the
-    segments, so its generation reuses the previous one's, and two readers of one generation share
-    it."""
-    key = tuple((str(s.path), str(s.meta.get("uid"))) for s in segments)
+def shared_merged_bounds(
+    segments: list[Index], chosen: list[int], seg_int: NDArray[np.int64], n_terms: int
+) -> MergedBounds:
+    """The merged block maxima of the ``chosen`` segments (places in ``segments``, ascending; ``seg_int``
+    as in ``SegmentedIndex._multi``), built once (under a lock, so concurrent first searches build
+    it once) and shared while any opened index holds it: a delete-only commit keeps the segments, so
+    its generation reuses the previous one's, and two readers of one generation share it."""
+    total_blocks = int(seg_int[-1, 3] + seg_int[-1, 1])
+    places = tuple(
+        (str(segments[i].path), str(segments[i].meta.get("uid")), i, int(seg_int[i, 3])) for i in chosen
+    )
+    key = (places, total_blocks, n_terms)
     with _MERGED_LOCK:
         merged = _MERGED.get(key)
         if merged is None:
-            blockmaxes = [s.blockmax for s in segments if s.blockmax]
-            merged = MergedBounds(blockmaxes, [s.term_ptr for s in segments], n_terms)
+            blockmaxes = [segments[i].blockmax for i in chosen]
+            term_ptrs = [segments[i].term_ptr for i in chosen]
+            firsts = seg_int[chosen, 3]
+            merged = MergedBounds(blockmaxes, term_ptrs, chosen, firsts, total_blocks, n_terms)  # type: ignore[arg-type]
             _MERGED[key] = merged
     return merged
+
+
+def _own_item(seg: Index) -> tuple[np.ndarray, ...]:
+    """A segment's item in the one-call kernel's typed list of own block-max arrays
+    (``lsr.index.kernels.blockmax._own_terms``)."""
+    bm = seg.blockmax
+    assert bm is not None
+    return (
+        seg.term_ptr,
+        bm.row_of,
+        bm.dense_max,
+        bm.tb_ptr,
+        bm.tb_block,
+        bm.tb_max,
+        bm.dense_before,
+        bm.tb_base,
+        bm.tb_off,
+    )
 
 
 def _scoring_item(seg: Index) -> tuple[np.ndarray, ...]:

@@ -440,21 +440,21 @@ def _add_dense_row(dn_max, off, lo, n, w, ratio, ub, g_lo, g_hi):
 
 
 @njit(cache=True, nogil=True)
-def _merged_bounds(merged, seg_int, seg_slack, q_terms, q_weights, ub, head, block_live, q_rows, q_start):
-    """Every segment's block bounds into ``ub`` (global blocks; each times its segment's slack, zero
-    where ``block_live`` has no live doc) from the generation's merged block maxima (``merged``, the
-    arrays of ``lsr.index.blockmax.MergedBounds``: one piece per term, whatever the number of
-    segments), the sparse runs linked into ``head`` (entry pairs are merged positions); sets
-    ``q_rows[s, i]`` / ``q_start[s, i]`` for query term i dense in segment s (row, first posting;
-    ``q_rows`` -1 on entry). Returns the run entries and the live block range."""
+def _merged_bounds(merged, seg_int, q_terms, q_weights, ub, head, block_live, q_rows, q_start, extra):
+    """The merged segments' block bounds into ``ub`` (global blocks, before slack) from the
+    generation's merged block maxima (``merged``, the arrays of ``lsr.index.blockmax.MergedBounds``:
+    one piece per term, whatever the number of segments), the sparse runs linked into ``head`` (entry
+    pairs are merged positions); sets ``q_rows[s, i]`` / ``q_start[s, i]`` for query term i dense in
+    merged segment s (row, first posting; ``q_rows`` -1 on entry). Returns the run entries (``extra``
+    more left free at their end), the next free entry and the live block range."""
     sp_ptr, sp_block, sp_max, _, _, dn_ptr, dn_seg, dn_row, dn_start, dn_off, dn_max, ratio = merged
     m = q_terms.shape[0]
     n_ent = 0
     for i in range(m):
         n_ent += sp_ptr[q_terms[i] + 1] - sp_ptr[q_terms[i]]
-    ent_next = np.empty(n_ent, np.int32)
-    ent_term = np.empty(n_ent, np.int32)
-    ent_pair = np.empty(n_ent, np.int64)
+    ent_next = np.empty(n_ent + extra, np.int32)
+    ent_term = np.empty(n_ent + extra, np.int32)
+    ent_pair = np.empty(n_ent + extra, np.int64)
     e = 0
     g_lo, g_hi = _live_range(block_live, ub.shape[0])
     for i in range(m):
@@ -479,17 +479,70 @@ def _merged_bounds(merged, seg_int, seg_slack, q_terms, q_weights, ub, head, blo
             ent_next[e] = head[b]
             head[b] = e
             e += 1
-    _slack_and_live(ub, seg_int, seg_slack, block_live, g_lo, g_hi)
-    return ent_next, ent_term, ent_pair, g_lo, g_hi
+    return ent_next, ent_term, ent_pair, e, g_lo, g_hi
 
 
 @njit(cache=True, nogil=True)
-def _slack_and_live(ub, seg_int, seg_slack, block_live, g_lo, g_hi):
-    """Each segment's bounds times its slack; zero where ``block_live`` has no live doc."""
+def _own_terms(own, own_of, seg_int, q_terms, q_rows, q_info):
+    """The first half of the bound pass of the segments read from their own block-max arrays
+    (``own_of[s]`` >= 0: item ``own[own_of[s]]`` = (term_ptr, row_of, dense_max, tb_ptr, tb_block,
+    tb_max, dense_before, tb_base, tb_off)): each one's directory read once per query (_term_info
+    into ``q_rows[s]``, ``q_info[own_of[s]]``); returns the sparse entries they need."""
+    n_ent = 0
     for s in range(seg_int.shape[0]):
-        if seg_slack[s] != 1:
+        o = own_of[s]
+        if o >= 0:
+            term_ptr, row_of, _, tb_ptr, _, _, dense_before, _, _ = own[o]
+            mi = np.searchsorted(q_terms, seg_int[s, 0])  # terms beyond its vocabulary: no postings
+            n_ent += _term_info(term_ptr, row_of, tb_ptr, dense_before, q_terms[:mi], q_rows[s], q_info[o])
+    return n_ent
+
+
+@njit(cache=True, nogil=True)
+def _add_own_bounds(
+    own, own_of, seg_int, seg_ub, q_terms, q_weights, ub, head, ent_next, ent_term, ent_pair, e, g_lo, g_hi
+):
+    """The own segments' bounds (each times its ``seg_ub[s, 0]`` ratio) into ``ub`` and their sparse
+    runs linked into ``head`` from entry ``e`` on (entry pairs are positions in the segment's
+    arrays), within the live block range [g_lo, g_hi)."""
+    for s in range(seg_int.shape[0]):
+        o = own_of[s]
+        if o < 0:
+            continue
+        _, row_of, dense_max, tb_ptr, tb_block, tb_max, _, _, _ = own[o]
+        lo = seg_int[s, 3]
+        hi = lo + seg_int[s, 1]
+        mi = np.searchsorted(q_terms, seg_int[s, 0])
+        b_lo = min(max(g_lo - lo, 0), hi - lo)
+        b_hi = max(min(g_hi - lo, hi - lo), b_lo)
+        e = _upper_bounds(
+            row_of,
+            dense_max,
+            tb_ptr,
+            tb_block,
+            tb_max,
+            seg_ub[s, 0],
+            q_terms[:mi],
+            q_weights[:mi],
+            ub[lo:hi],
+            head[lo:hi],
+            ent_next,
+            ent_term,
+            ent_pair,
+            e,
+            b_lo,
+            b_hi,
+        )
+
+
+@njit(cache=True, nogil=True)
+def _slack_and_live(ub, seg_int, seg_ub, block_live, g_lo, g_hi):
+    """Each segment's bounds times its slack (``seg_ub[s, 1]``); zero where ``block_live`` has no live
+    doc."""
+    for s in range(seg_int.shape[0]):
+        if seg_ub[s, 1] != 1:
             for b in range(seg_int[s, 3], seg_int[s, 3] + seg_int[s, 1]):
-                ub[b] *= seg_slack[s]
+                ub[b] *= seg_ub[s, 1]
     if block_live.shape[0] > 0:
         for b in range(g_lo, g_hi):
             if block_live[b] == 0:
@@ -542,11 +595,39 @@ def _score_merged_block(
 
 
 @njit(cache=True, nogil=True)
+def _score_own_block(
+    b,
+    block_size,
+    scoring,
+    own_item,
+    q_weights,
+    q_rows,
+    q_info,
+    head,
+    ent_next,
+    ent_term,
+    ent_pair,
+    local_pair,
+    acc,
+):
+    """_score_block for block b of a segment read from its own block-max arrays (``own_item``, see
+    _own_terms; ``head`` from its first block). Query terms beyond its vocabulary have row -1 and no
+    linked run, so they are skipped."""
+    doc_ids, impacts, dense_base, dense_off = scoring
+    item = (doc_ids, impacts, dense_base, dense_off, own_item[7], own_item[8])
+    _score_block(
+        b, block_size, item, q_weights, q_rows, q_info, head, ent_next, ent_term, ent_pair, local_pair, acc
+    )
+
+
+@njit(cache=True, nogil=True)
 def _bmp_multi_query(
     merged,
+    own,
+    own_of,
     seg_scoring,
     seg_int,
-    seg_slack,
+    seg_ub,
     block_size,
     q_terms,
     q_weights,
@@ -560,23 +641,45 @@ def _bmp_multi_query(
     block_live,
 ):
     """One query over all segments of a live index, as one collection of blocks. ``merged``: the
-    generation's merged block maxima (``lsr.index.blockmax.MergedBounds.arrays``), read for the
-    bounds and the sparse runs; per segment, ``seg_scoring`` (typed list) = (doc_ids, impacts,
-    dense_base, dense_off), fetched when the next block to score lies in another segment than the
-    last one (a typed list's item costs about 30 ns per array to fetch), ``seg_int``
-    int64[n_segments, 4] = (n_terms, n_blocks, first doc, first block) and ``seg_slack``
-    float32[n_segments]; ``live`` (uint8[all docs]) and ``block_live`` (uint8[all blocks]) by global
-    id, empty: all live; ``ws`` from _workspace over all blocks. Every segment's block bounds go into
-    one array (each times its segment's slack), one bucket order ranks all blocks, and blocks are
-    scored in that order into one heap of global doc ids until the k-th score beats the best bound
-    left: the k-th score found in one segment prunes every other segment's blocks."""
+    generation's merged block maxima (``lsr.index.blockmax.MergedBounds.arrays``) of the segments
+    with ``own_of[s]`` -1, read for their bounds and sparse runs; the other segments' bounds from
+    their own block-max arrays (typed list ``own``, see _own_terms; the bound pass that reads each
+    one's directory and runs per query); per segment, ``seg_scoring`` (typed list) = (doc_ids,
+    impacts, dense_base, dense_off), fetched when the next block to score lies in another segment
+    than the last one (a typed list's item costs about 30 ns per array to fetch), ``seg_int``
+    int64[n_segments, 4] = (n_terms, n_blocks, first doc, first block) and ``seg_ub``
+    float32[n_segments, 2] = (ub_ratio, ub_slack); ``live`` (uint8[all docs]) and ``block_live``
+    (uint8[all blocks]) by global id, empty: all live; ``ws`` from _workspace over all blocks. Every
+    segment's block bounds go into one array (each times its segment's slack), one bucket order ranks
+    all blocks, and blocks are scored in that order into one heap of global doc ids until the k-th
+    score beats the best bound left: the k-th score found in one segment prunes every other
+    segment's blocks."""
     ub, head, order, cand, bucket_ptr, bucket_max, acc, hs, hd = ws
     m = q_terms.shape[0]
     q_rows = np.full((seg_int.shape[0], m), -1, np.int32)
     q_start = np.empty((seg_int.shape[0], m), np.int64)
-    ent_next, ent_term, ent_pair, g_lo, g_hi = _merged_bounds(
-        merged, seg_int, seg_slack, q_terms, q_weights, ub, head, block_live, q_rows, q_start
+    q_info = np.empty((len(own), m, 4), np.int64)
+    extra = _own_terms(own, own_of, seg_int, q_terms, q_rows, q_info)
+    ent_next, ent_term, ent_pair, e, g_lo, g_hi = _merged_bounds(
+        merged, seg_int, q_terms, q_weights, ub, head, block_live, q_rows, q_start, extra
     )
+    _add_own_bounds(
+        own,
+        own_of,
+        seg_int,
+        seg_ub,
+        q_terms,
+        q_weights,
+        ub,
+        head,
+        ent_next,
+        ent_term,
+        ent_pair,
+        e,
+        g_lo,
+        g_hi,
+    )
+    _slack_and_live(ub, seg_int, seg_ub, block_live, g_lo, g_hi)
     sp_start = merged[3]
     sp_len = merged[4]
     local_pair = np.full(m, -1, np.int64)
@@ -600,23 +703,41 @@ def _bmp_multi_query(
             scoring = seg_scoring[i]
             current = i
         b = g - seg_int[i, 3]
-        _score_merged_block(
-            g,
-            b,
-            block_size,
-            scoring,
-            sp_start,
-            sp_len,
-            q_weights,
-            q_rows[i],
-            q_start[i],
-            head,
-            ent_next,
-            ent_term,
-            ent_pair,
-            local_pair,
-            acc,
-        )
+        o = own_of[i]
+        if o < 0:
+            _score_merged_block(
+                g,
+                b,
+                block_size,
+                scoring,
+                sp_start,
+                sp_len,
+                q_weights,
+                q_rows[i],
+                q_start[i],
+                head,
+                ent_next,
+                ent_term,
+                ent_pair,
+                local_pair,
+                acc,
+            )
+        else:
+            _score_own_block(
+                b,
+                block_size,
+                scoring,
+                own[o],
+                q_weights,
+                q_rows[i],
+                q_info[o],
+                head[g - b :],
+                ent_next,
+                ent_term,
+                ent_pair,
+                local_pair,
+                acc,
+            )
         first = seg_int[i, 2] + b * block_size
         for j in range(block_size):
             s = acc[j]
@@ -632,9 +753,11 @@ def _bmp_multi_query(
 @njit(cache=True, nogil=True)
 def _bmp_multi_search_one(
     merged,
+    own,
+    own_of,
     seg_scoring,
     seg_int,
-    seg_slack,
+    seg_ub,
     block_size,
     q_terms,
     q_weights,
@@ -649,9 +772,11 @@ def _bmp_multi_search_one(
     out_scores = np.empty(k, np.float32)
     n = _bmp_multi_query(
         merged,
+        own,
+        own_of,
         seg_scoring,
         seg_int,
-        seg_slack,
+        seg_ub,
         block_size,
         q_terms,
         q_weights,
@@ -670,9 +795,11 @@ def _bmp_multi_search_one(
 @njit(cache=True, nogil=True, parallel=True)
 def _bmp_multi_search_batch(
     merged,
+    own,
+    own_of,
     seg_scoring,
     seg_int,
-    seg_slack,
+    seg_ub,
     block_size,
     q_indptr,
     q_terms,
@@ -696,9 +823,11 @@ def _bmp_multi_search_batch(
             e = q_indptr[q + 1]
             out_counts[q] = _bmp_multi_query(
                 merged,
+                own,
+                own_of,
                 seg_scoring,
                 seg_int,
-                seg_slack,
+                seg_ub,
                 block_size,
                 q_terms[s:e],
                 q_weights[s:e],

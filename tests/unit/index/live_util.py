@@ -8,6 +8,7 @@ import numpy as np
 from corpora import random_corpus
 
 from lsr.index import BuildOptions, Index, SparseBatch, build_index
+from lsr.index.blockmax import MergedBounds
 from lsr.index.segments import SegmentedIndex, open_index
 from lsr.index.writer import IndexWriter, MergePolicy
 
@@ -63,4 +64,20 @@ def random_live_index(
         w.delete([f"d{i}" for i in range(n) if rng.random() < 0.3])
     index = open_index(path)
     assert isinstance(index, SegmentedIndex) and index._multi is not None
+    return index
+
+
+PLANS = ("merged", "part", "own")  # all segments' block maxima merged, the smaller half, none
+
+
+def plan_bounds(index: SegmentedIndex, plan: str) -> SegmentedIndex:
+    """Set (before the first search) how much of the generation the one-call kernel reads merged:
+    ``merged`` all segments, ``own`` none (each from its own block-max arrays), ``part`` the smaller
+    half (a budget of exactly their estimated size)."""
+    assert index._multi is not None
+    total = int(index._multi[1][-1, 3] + index._multi[1][-1, 1])
+    scaled = len({float(s.blockmax.ub_ratio) for s in index.segments}) > 1
+    sizes = sorted(MergedBounds.estimate_nbytes(s.blockmax, total, scaled) for s in index.segments)
+    budget = {"merged": float("inf"), "own": 0.0, "part": sum(sizes[: len(sizes) // 2]) / 1e6}[plan]
+    index.merged_bounds_mb = budget
     return index

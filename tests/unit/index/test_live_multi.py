@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from live_util import N_TERMS, random_live_index
+from live_util import N_TERMS, PLANS, plan_bounds, random_live_index
 
 from lsr.index import Index, SparseBatch
 from lsr.index.kernels.allowed import _allowed_search_one
@@ -35,11 +35,13 @@ def _queries(rng, n):
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("impact_dtype", ["uint8", "float32"])
 @pytest.mark.parametrize("n_segments", [1, 3, 9])
-def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n_segments):
+@pytest.mark.parametrize("plan", PLANS)
+def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n_segments, plan):
     """Safe mode over all segments at once: ids, order, ties and scores of the reference top-k over the
-    live docs (one query and batches, with and without a filter mask)."""
+    live docs (one query and batches, with and without a filter mask), with every segment's block
+    maxima merged, the smaller half merged and the rest read from their own arrays, or none merged."""
     rng = np.random.default_rng(seed)
-    index = random_live_index(tmp_path, rng, impact_dtype, n_segments)
+    index = plan_bounds(random_live_index(tmp_path, rng, impact_dtype, n_segments), plan)
     dense = _dense(index)
     live = index.live_mask
     queries = [(t[t < index.n_terms], w[t < index.n_terms]) for t, w in _queries(rng, 10)]
@@ -56,14 +58,17 @@ def test_one_call_over_segments_equals_reference(tmp_path, seed, impact_dtype, n
             np.testing.assert_array_equal(got.docs, ref_docs)
     if not index._one_call:
         return
+    merged, own = index.bound_plan
+    assert sorted(merged + own) == list(range(n_segments))
+    assert (len(merged), len(own)) == {"merged": (n_segments, 0), "own": (0, n_segments)}.get(
+        plan, (n_segments // 2, n_segments - n_segments // 2)
+    )
     n = index.n_docs  # a run of allowed docs across segment boundaries: bounds only over its blocks
     run = live & (np.abs(np.arange(n) - n // 2) < n // 3)
     run_u8 = run.astype(np.uint8)
     for terms, weights in queries:
         docs, scores = _bmp_multi_search_one(
-            index.merged_bounds.arrays,
-            *index._multi,
-            index.block_size,
+            *index._one_call_args(),
             terms,
             weights,
             5,

@@ -8,9 +8,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from corpora import random_corpus
-from live_util import NO_POLICY, random_live_index
+from live_util import NO_POLICY, PLANS, plan_bounds, random_live_index
 
-from lsr.index.kernels.blockmax import _merged_bounds, _workspace
+from lsr.index.blockmax import MergedBounds
+from lsr.index.kernels.blockmax import (
+    _add_own_bounds,
+    _merged_bounds,
+    _own_terms,
+    _slack_and_live,
+    _workspace,
+)
 from lsr.index.segments import open_index
 from lsr.index.writer import IndexWriter
 
@@ -93,14 +100,53 @@ def _reference_bounds(index, terms, weights, block_live):
     return ub
 
 
+def _expected_entries(index, terms, lo, hi):
+    """(query term, run position, global block) of every run in [lo, hi): merged segments' by their
+    merged position, the others' by their position in their own arrays."""
+    merged = index.merged_bounds
+    expected = [
+        (i, p, int(merged.sp_block[p]))
+        for i, t in enumerate(terms)
+        for p in range(merged.sp_ptr[t], merged.sp_ptr[t + 1])
+        if lo <= merged.sp_block[p] < hi
+    ]
+    for s in index.bound_plan[1]:
+        seg = index.segments[s]
+        bm = seg.blockmax
+        for i, t in enumerate(terms):
+            for p in range(bm.tb_ptr[t], bm.tb_ptr[t + 1]) if t < seg.n_terms else ():
+                g = int(index._multi[1][s, 3] + bm.tb_block[p])
+                if lo <= g < hi:
+                    expected.append((i, p, g))
+    return expected
+
+
+def _bound_pass(index, terms, weights, block_live, ub, head, q_rows, q_start):
+    """The one-call kernel's bound pass (_bmp_multi_query's first steps) over the index's plan."""
+    _, seg_int, seg_ub = index._multi
+    own, own_of = index._own_bounds
+    q_info = np.zeros((len(own), len(terms), 4), np.int64)
+    extra = _own_terms(own, own_of, seg_int, terms, q_rows, q_info)
+    args = (seg_int, terms, weights, ub, head, block_live, q_rows, q_start, extra)
+    ent_next, ent_term, ent_pair, e, lo, hi = _merged_bounds(index.merged_bounds.arrays, *args)
+    _add_own_bounds(
+        own, own_of, seg_int, seg_ub, terms, weights, ub, head, ent_next, ent_term, ent_pair, e, lo, hi
+    )
+    _slack_and_live(ub, seg_int, seg_ub, block_live, lo, hi)
+    return ent_next, ent_term, ent_pair, lo, hi
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("impact_dtype", ["uint8", "float32"])
-def test_merged_bound_pass_equals_per_segment_bounds(tmp_path, seed, impact_dtype):
+@pytest.mark.parametrize("plan", PLANS)
+def test_merged_bound_pass_equals_per_segment_bounds(tmp_path, seed, impact_dtype, plan):
     """The bounds of every block (all live, and a run of allowed docs across segment boundaries), the
-    dense rows' (row, first posting) per segment, and one linked run entry per sparse run."""
+    dense rows' (row, first posting) per segment, and one linked run entry per sparse run: merged
+    segments' runs by their merged position, the others' by their position in their own arrays."""
     rng = np.random.default_rng(10 + seed)
-    index = _index(tmp_path, 10 + seed, impact_dtype)
-    _, seg_int, seg_slack = index._multi
+    index = plan_bounds(_index(tmp_path, 10 + seed, impact_dtype), plan)
+    _, seg_int, _ = index._multi
+    merged_segs, _ = index.bound_plan
     n_blocks = int(seg_int[-1, 3] + seg_int[-1, 1])
     n = index.n_docs
     run = (np.abs(np.arange(n) - n // 2) < n // 4).astype(np.uint8)
@@ -113,14 +159,14 @@ def test_merged_bound_pass_equals_per_segment_bounds(tmp_path, seed, impact_dtyp
             ub, head = _workspace(n_blocks, index.block_size, 1)[:2]
             q_rows = np.full((len(index.segments), len(terms)), -1, np.int32)
             q_start = np.zeros((len(index.segments), len(terms)), np.int64)
-            args = (seg_int, seg_slack, terms, weights, ub, head, block_live, q_rows, q_start)
-            ent_next, ent_term, ent_pair, lo, hi = _merged_bounds(index.merged_bounds.arrays, *args)
+            pass_args = (index, terms, weights, block_live, ub, head, q_rows, q_start)
+            ent_next, ent_term, ent_pair, lo, hi = _bound_pass(*pass_args)
             np.testing.assert_array_equal(ub, _reference_bounds(index, terms, weights, block_live))
             for s, seg in enumerate(index.segments):
                 for i, t in enumerate(terms):
                     dense = t < seg.n_terms and seg.blockmax.row_of[t] >= 0
                     assert q_rows[s, i] == (seg.blockmax.row_of[t] if dense else -1)
-                    if dense:
+                    if dense and s in merged_segs:
                         assert q_start[s, i] == seg.term_ptr[t]
             linked = []
             for b in range(n_blocks):  # the runs linked per block: every run of [lo, hi), once
@@ -128,23 +174,18 @@ def test_merged_bound_pass_equals_per_segment_bounds(tmp_path, seed, impact_dtyp
                 while e >= 0:
                     linked.append((int(ent_term[e]), int(ent_pair[e]), b))
                     e = ent_next[e]
-            merged = index.merged_bounds
-            expected = [
-                (i, p, int(merged.sp_block[p]))
-                for i, t in enumerate(terms)
-                for p in range(merged.sp_ptr[t], merged.sp_ptr[t + 1])
-                if lo <= merged.sp_block[p] < hi
-            ]
-            assert sorted(linked) == sorted(expected)
+            assert sorted(linked) == sorted(_expected_entries(index, terms, lo, hi))
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("impact_dtype", ["uint8", "float32"])
-def test_safe_search_over_merged_bounds_equals_exact(tmp_path, seed, impact_dtype):
-    """Safe mode (the one-call kernel over the merged bounds) gives exact mode's ids, order and scores
-    (segment by segment, exhaustive), real weights and a block-max ratio per segment included."""
+@pytest.mark.parametrize("plan", PLANS)
+def test_safe_search_over_merged_bounds_equals_exact(tmp_path, seed, impact_dtype, plan):
+    """Safe mode (the one-call kernel over the merged bounds, part of them, or none) gives exact
+    mode's ids, order and scores (segment by segment, exhaustive), real weights and a block-max ratio
+    per segment included."""
     rng = np.random.default_rng(20 + seed)
-    index = _index(tmp_path, 20 + seed, impact_dtype)
+    index = plan_bounds(_index(tmp_path, 20 + seed, impact_dtype), plan)
     assert index._one_call
     for _ in range(20):
         m = int(rng.integers(1, 10))
@@ -185,3 +226,29 @@ def test_generations_of_the_same_segments_share_merged_bounds(tmp_path):
     assert grown.merged_bounds is not index.merged_bounds
     for reader in (index, again, after, grown):
         reader.close()
+
+
+@pytest.mark.parametrize("impact_dtype", ["uint8", "float32"])
+def test_bound_plan_merges_the_smallest_segments_within_the_budget(tmp_path, impact_dtype):
+    """The merged segments are the smallest ones whose estimated merged size fits merged_bounds_mb
+    (the estimate is the built structure's size, up to float32 maxima), and the built MergedBounds
+    holds just their runs; a budget of 0 merges none (an empty MergedBounds)."""
+    index = _index(tmp_path, 40, impact_dtype)
+    _, seg_int, _ = index._multi
+    total = int(seg_int[-1, 3] + seg_int[-1, 1])
+    sizes = [
+        MergedBounds.estimate_nbytes(s.blockmax, total, impact_dtype == "float32") for s in index.segments
+    ]
+    order = sorted(range(len(sizes)), key=lambda i: (sizes[i], i))
+    index.merged_bounds_mb = (sizes[order[0]] + sizes[order[1]] + sizes[order[2]]) / 1e6
+    merged, own = index.bound_plan
+    assert merged == sorted(order[:3]) and own == sorted(order[3:])
+    bounds = index.merged_bounds
+    runs = sum(int(index.segments[i].blockmax.tb_ptr[-1]) for i in merged)
+    assert len(bounds.sp_block) == runs
+    assert set(bounds.dn_seg.tolist()) <= set(merged)
+    assert bounds.nbytes - 8 * (index.n_terms + 1) * 2 == sum(sizes[i] for i in merged)
+    none = _index(tmp_path / "none", 40, impact_dtype)
+    none.merged_bounds_mb = 0
+    assert none.bound_plan == ([], list(range(len(none.segments))))
+    assert len(none.merged_bounds.sp_block) == 0 and len(none.merged_bounds.dn_max) == 0
