@@ -89,20 +89,43 @@ def _upper_bounds(
             for b in range(b_lo, b_hi):
                 ub[b] += w * (np.float32(row[b]) * ub_ratio)
         else:
-            start = tb_ptr[t]
-            end = tb_ptr[t + 1]
-            if b_lo > 0:  # a term's runs ascend by block
-                start += np.searchsorted(tb_block[start:end], b_lo)
-            for p in range(start, end):
-                b = tb_block[p]
-                if b >= b_hi:
-                    break
-                ub[b] += w * (np.float32(tb_max[p]) * ub_ratio)
-                ent_term[e] = i
-                ent_pair[e] = p
-                ent_next[e] = head[b]
-                head[b] = e
-                e += 1
+            e = _link_runs(
+                tb_block,
+                tb_max,
+                tb_ptr[t],
+                tb_ptr[t + 1],
+                b_lo,
+                b_hi,
+                i,
+                w,
+                ub_ratio,
+                ub,
+                head,
+                ent_next,
+                ent_term,
+                ent_pair,
+                e,
+            )
+    return e
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _link_runs(blocks, maxes, start, end, lo, hi, i, w, ratio, ub, head, ent_next, ent_term, ent_pair, e):
+    """Query term ``i``'s runs [start, end) (ascending by block) whose block lies in [lo, hi): add
+    ``w`` x max x ``ratio`` to each block's bound and link the run as entry ``e``, ``e`` + 1, ... of its
+    block's list (``head``/``ent_next``; ``ent_pair`` = the run's position); return the next free entry."""
+    if lo > 0:
+        start += np.searchsorted(blocks[start:end], lo)
+    for p in range(start, end):
+        b = blocks[p]
+        if b >= hi:
+            break
+        ub[b] += w * (np.float32(maxes[p]) * ratio)
+        ent_term[e] = i
+        ent_pair[e] = p
+        ent_next[e] = head[b]
+        head[b] = e
+        e += 1
     return e
 
 
@@ -465,20 +488,23 @@ def _merged_bounds(merged, seg_int, q_terms, q_weights, ub, head, block_live, q_
             q_rows[s, i] = dn_row[d]
             q_start[s, i] = dn_start[d]
             _add_dense_row(dn_max, dn_off[d], seg_int[s, 3], seg_int[s, 1], w, ratio, ub, g_lo, g_hi)
-        start = sp_ptr[t]
-        end = sp_ptr[t + 1]
-        if g_lo > 0:  # a term's runs ascend by global block
-            start += np.searchsorted(sp_block[start:end], g_lo)
-        for p in range(start, end):
-            b = sp_block[p]
-            if b >= g_hi:
-                break
-            ub[b] += w * (np.float32(sp_max[p]) * ratio)
-            ent_term[e] = i
-            ent_pair[e] = p
-            ent_next[e] = head[b]
-            head[b] = e
-            e += 1
+        e = _link_runs(
+            sp_block,
+            sp_max,
+            sp_ptr[t],
+            sp_ptr[t + 1],
+            g_lo,
+            g_hi,
+            i,
+            w,
+            ratio,
+            ub,
+            head,
+            ent_next,
+            ent_term,
+            ent_pair,
+            e,
+        )
     return ent_next, ent_term, ent_pair, e, g_lo, g_hi
 
 

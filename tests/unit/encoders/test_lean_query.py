@@ -14,6 +14,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from tiny_models import as_dicts, assert_close, query_config  # noqa: E402
+
 from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
 from lsr.encoders import lean_query  # noqa: E402
 from lsr.encoders.lean_query import LeanBert, LeanQueryRuntime, ScreenedHead, check_bound  # noqa: E402
@@ -29,21 +31,6 @@ QUERIES = [
     "cat",
     "a b c d e f " * 8,
 ]
-
-
-def cfg() -> TransformerConfig:
-    return dataclasses.replace(TransformerConfig(device="cpu", max_length=32), threads=2)
-
-
-def as_dicts(batch):
-    return [dict(zip(*(a.tolist() for a in batch.row(i)), strict=True)) for i in range(len(batch))]
-
-
-def assert_close(a: list[dict], b: list[dict], atol: float) -> None:
-    for x, y in zip(a, b, strict=True):
-        assert set(x) == set(y)
-        for t in x:
-            assert x[t] == pytest.approx(y[t], abs=atol)
 
 
 def reference_rows(hidden, weight, bias, pooling, activation):
@@ -125,19 +112,19 @@ def test_bound_holds_here_and_a_broken_product_falls_back(tiny_mlm, monkeypatch)
     hidden, weight, bias = edge_case(3)
     assert check_bound(ScreenedHead(weight, bias, "max", "relu"))
     monkeypatch.setattr(lean_query, "check_bound", lambda head: False)
-    runtime = LeanQueryRuntime(SpladeModel(tiny_mlm, cfg()))
+    runtime = LeanQueryRuntime(SpladeModel(tiny_mlm, query_config()))
     assert not runtime.head.screen
 
 
 def test_lean_bert_equals_hugging_face(tiny_mlm, tiny_backbone):
-    splade = SpladeModel(tiny_mlm, cfg())
+    splade = SpladeModel(tiny_mlm, query_config())
     lean = LeanBert.from_model(splade.trunk)
     assert lean is not None and lean.transform is not None
     ids = torch.tensor([2, 7, 9, 11, 3])
     with torch.inference_mode():
         want = splade.hidden(ids.unsqueeze(0), torch.ones(1, 5, dtype=torch.bool))[0]
         torch.testing.assert_close(lean(ids), want, atol=1e-5, rtol=1e-5)
-    unicoil = UniCoilModel(tiny_backbone, cfg(), new_head=True)
+    unicoil = UniCoilModel(tiny_backbone, query_config(), new_head=True)
     lean = LeanBert.from_model(unicoil.backbone)
     assert lean is not None and lean.transform is None
     with torch.inference_mode():
@@ -169,7 +156,7 @@ def forward(request, monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("pooling", ["max", "sum"])
 def test_splade_lean_equals_torch(tiny_mlm, pooling, forward):
-    model = SpladeModel(tiny_mlm, cfg(), pooling=pooling)
+    model = SpladeModel(tiny_mlm, query_config(), pooling=pooling)
     want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     model.query_runtime = LeanQueryRuntime(model)
     assert (model.query_runtime.onnx is not None) == (forward == "onnxruntime")
@@ -181,11 +168,11 @@ def test_splade_lean_equals_torch(tiny_mlm, pooling, forward):
 
 def test_unicoil_lean_equals_torch(tiny_backbone, tmp_path, forward):
     torch.manual_seed(3)
-    model = UniCoilModel(tiny_backbone, cfg(), new_head=True)
+    model = UniCoilModel(tiny_backbone, query_config(), new_head=True)
     with torch.no_grad():
         model.head.bias.fill_(0.05)
     model.save_pretrained(tmp_path / "unicoil")
-    model = UniCoilModel(tmp_path / "unicoil", cfg())
+    model = UniCoilModel(tmp_path / "unicoil", query_config())
     want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     model.query_runtime = LeanQueryRuntime(model)
     got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
@@ -221,7 +208,7 @@ def test_a_search_before_does_not_leave_the_encoder_on_two_threads(tiny_mlm):
     """numba's OpenMP layer sets the calling thread's OpenMP threads (2 on 2 cores) after a parallel
     search; the lean runtime puts torch back on one thread for its query-sized ops (on two, the
     bfloat16 max ran 7x slower on a 2-core machine)."""
-    model = SpladeModel(tiny_mlm, cfg())
+    model = SpladeModel(tiny_mlm, query_config())
     model.query_runtime = LeanQueryRuntime(model)
     before = torch.get_num_threads()
     try:

@@ -4,14 +4,14 @@ the runtime chosen automatically and forced by LSR_QUERY_RUNTIME."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
+
+from tiny_models import as_dicts, assert_close, query_config  # noqa: E402
 
 from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
 from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime  # noqa: E402
@@ -29,21 +29,6 @@ QUERIES = [
 ]
 
 
-def cfg() -> TransformerConfig:
-    return dataclasses.replace(TransformerConfig(device="cpu", max_length=32), threads=2)
-
-
-def as_dicts(batch):
-    return [dict(zip(*(a.tolist() for a in batch.row(i)), strict=True)) for i in range(len(batch))]
-
-
-def assert_close(a: list[dict], b: list[dict], atol: float) -> None:
-    for x, y in zip(a, b, strict=True):
-        assert set(x) == set(y)
-        for t in x:
-            assert x[t] == pytest.approx(y[t], abs=atol)
-
-
 @pytest.fixture(autouse=True)
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LSR_CACHE_DIR", str(tmp_path / "cache"))
@@ -53,7 +38,7 @@ def cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("pooling", ["max", "sum"])
 def test_splade_onnx_equals_torch(tiny_mlm, cache, pooling):
-    model = SpladeModel(tiny_mlm, cfg(), pooling=pooling)
+    model = SpladeModel(tiny_mlm, query_config(), pooling=pooling)
     prune = PruneConfig()
     want = as_dicts(model.encode(QUERIES, prune, query=True))
     model.query_runtime = OnnxQueryRuntime(model, "onnx")
@@ -66,11 +51,11 @@ def test_splade_onnx_equals_torch(tiny_mlm, cache, pooling):
 
 def test_unicoil_onnx_equals_torch(tiny_backbone, tmp_path):
     torch.manual_seed(3)
-    model = UniCoilModel(tiny_backbone, cfg(), new_head=True)
+    model = UniCoilModel(tiny_backbone, query_config(), new_head=True)
     with torch.no_grad():
         model.head.bias.fill_(0.05)
     model.save_pretrained(tmp_path / "unicoil")
-    model = UniCoilModel(tmp_path / "unicoil", cfg())
+    model = UniCoilModel(tmp_path / "unicoil", query_config())
     want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     model.query_runtime = OnnxQueryRuntime(model, "onnx")
     got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
@@ -78,7 +63,7 @@ def test_unicoil_onnx_equals_torch(tiny_backbone, tmp_path):
 
 
 def test_int8_is_close(tiny_mlm):
-    model = SpladeModel(tiny_mlm, cfg())
+    model = SpladeModel(tiny_mlm, query_config())
     want = model.encode(QUERIES, PruneConfig(), query=True)
     model.query_runtime = OnnxQueryRuntime(model, "onnx-int8")
     got = model.encode(QUERIES, PruneConfig(), query=True)

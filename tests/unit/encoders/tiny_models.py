@@ -101,3 +101,27 @@ def write_corpus(path: Path, docs=DOCS) -> Path:
         "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs), encoding="utf-8"
     )
     return path
+
+
+def query_config():
+    """The transformer settings the query-runtime tests encode with (CPU, short sequences, 2 threads)."""
+    import dataclasses
+
+    from lsr.config import TransformerConfig
+
+    return dataclasses.replace(TransformerConfig(device="cpu", max_length=32), threads=2)
+
+
+def as_dicts(batch) -> list[dict]:
+    """Each row of a sparse batch as {term id: weight}."""
+    return [dict(zip(*(a.tolist() for a in batch.row(i)), strict=True)) for i in range(len(batch))]
+
+
+def assert_close(a: list[dict], b: list[dict], atol: float) -> None:
+    """The same terms in every row, weights within ``atol``."""
+    import pytest
+
+    for x, y in zip(a, b, strict=True):
+        assert set(x) == set(y)
+        for t in x:
+            assert x[t] == pytest.approx(y[t], abs=atol)
