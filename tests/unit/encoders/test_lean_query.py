@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import as_dicts, assert_close, query_config  # noqa: E402
+from tiny_models import as_dicts, assert_close, query_config, saved_unicoil  # noqa: E402
 
 from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
 from lsr.encoders import lean_query  # noqa: E402
@@ -167,12 +167,7 @@ def test_splade_lean_equals_torch(tiny_mlm, pooling, forward):
 
 
 def test_unicoil_lean_equals_torch(tiny_backbone, tmp_path, forward):
-    torch.manual_seed(3)
-    model = UniCoilModel(tiny_backbone, query_config(), new_head=True)
-    with torch.no_grad():
-        model.head.bias.fill_(0.05)
-    model.save_pretrained(tmp_path / "unicoil")
-    model = UniCoilModel(tmp_path / "unicoil", query_config())
+    model = saved_unicoil(tiny_backbone, tmp_path / "unicoil")
     want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     model.query_runtime = LeanQueryRuntime(model)
     got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))

@@ -11,12 +11,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
-from tiny_models import as_dicts, assert_close, query_config  # noqa: E402
+from tiny_models import as_dicts, assert_close, query_config, saved_unicoil  # noqa: E402
 
 from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
 from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime  # noqa: E402
 from lsr.encoders.splade import SpladeModel  # noqa: E402
-from lsr.encoders.unicoil import UniCoilModel  # noqa: E402
 from lsr.errors import ConfigError  # noqa: E402
 
 QUERIES = [
@@ -50,12 +49,7 @@ def test_splade_onnx_equals_torch(tiny_mlm, cache, pooling):
 
 
 def test_unicoil_onnx_equals_torch(tiny_backbone, tmp_path):
-    torch.manual_seed(3)
-    model = UniCoilModel(tiny_backbone, query_config(), new_head=True)
-    with torch.no_grad():
-        model.head.bias.fill_(0.05)
-    model.save_pretrained(tmp_path / "unicoil")
-    model = UniCoilModel(tmp_path / "unicoil", query_config())
+    model = saved_unicoil(tiny_backbone, tmp_path / "unicoil")
     want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     model.query_runtime = OnnxQueryRuntime(model, "onnx")
     got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))

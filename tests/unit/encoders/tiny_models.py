@@ -125,3 +125,18 @@ def assert_close(a: list[dict], b: list[dict], atol: float) -> None:
         assert set(x) == set(y)
         for t in x:
             assert x[t] == pytest.approx(y[t], abs=atol)
+
+
+def saved_unicoil(backbone, folder):
+    """A uniCOIL on ``backbone`` with a fresh head (seeded, bias 0.05 so that weights are non-zero),
+    saved to ``folder`` and loaded back as the query-runtime tests encode with it."""
+    import torch
+
+    from lsr.encoders.unicoil import UniCoilModel
+
+    torch.manual_seed(3)
+    model = UniCoilModel(backbone, query_config(), new_head=True)
+    with torch.no_grad():
+        model.head.bias.fill_(0.05)
+    model.save_pretrained(folder)
+    return UniCoilModel(folder, query_config())
