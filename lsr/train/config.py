@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lsr.config import _one_of, _positive, load_dataclass_config
+from lsr.config import MAX_QUERY_IDF, _one_of, _positive, load_dataclass_config
 from lsr.errors import ConfigError
 
 TEACHERS = ("dense", "bm25", "splade", "cross")
@@ -117,6 +117,11 @@ class ModelConfig:
     # L0-style threshold: document weights below it are zeroed (straight-through gradient)
     threshold: float = 0.0
     learn_threshold: bool = False
+    # query weights times idf(t)^p of the collection scored (training: token IDF of the training corpus;
+    # evaluation: posting-list IDF of the suite's encoded documents, as encoder.query_idf does in an index):
+    # the model learns weights that leave collection statistics to the collection it is used on. Saved
+    # into the model folder's lsr_query.json, so an index built with the model applies the same power.
+    query_idf: float = 0.0
 
     def __post_init__(self) -> None:
         _one_of("model", "kind", self.kind, ("splade", "inference-free", "unicoil"))
@@ -124,6 +129,10 @@ class ModelConfig:
         if self.kind != "inference-free" and self.learn_query_weights:
             raise ConfigError("model.learn_query_weights applies to model.kind = inference-free only")
         _positive("model", "threshold", self.threshold, allow_zero=True)
+        if not 0 <= self.query_idf <= MAX_QUERY_IDF:
+            raise ConfigError(
+                f"model.query_idf = {self.query_idf!r} must be in [0, {MAX_QUERY_IDF:g}] (0: off)"
+            )
 
 
 @dataclass(frozen=True)

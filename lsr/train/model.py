@@ -40,6 +40,7 @@ from torch import Tensor
 from lsr.dense.model import default_dense_model
 from lsr.encoders.hf import clean_text
 from lsr.encoders.inference_free import idf_table, token_stats
+from lsr.encoders.query_idf import MODEL_FILE as QUERY_IDF_FILE
 from lsr.encoders.transformer import load_tokenizer, quiet_transformers
 from lsr.encoders.unicoil import HEAD_FILE, HEAD_KEY, find_head
 from lsr.errors import ConfigError
@@ -314,5 +315,9 @@ def save_model(model: SparseEncoderModel, out: Path, card: str, extra: dict[str,
             if w > 0 and vocab.id_to_token(i) is not None
         }
         (out / "idf.json").write_text(json.dumps(weights, ensure_ascii=False), encoding="utf-8")
+    if model.cfg.query_idf > 0:  # the power it was trained with: indexes built with the model apply it
+        (out / QUERY_IDF_FILE).write_text(
+            json.dumps({"query_idf": model.cfg.query_idf}) + "\n", encoding="utf-8"
+        )
     (out / "lsr_train.json").write_text(json.dumps(extra, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(card, encoding="utf-8")

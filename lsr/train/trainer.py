@@ -41,7 +41,7 @@ from lsr.index.io import publish_directory, write_json
 from lsr.train import losses as L
 from lsr.train.config import TrainConfig
 from lsr.train.data import DevQuery, DevSuite, Example, PreparedData, load_prepared, load_suite
-from lsr.train.model import SparseEncoderModel, build_model, save_model
+from lsr.train.model import SparseEncoderModel, build_model, corpus_idf, save_model
 
 logger = logging.getLogger(__name__)
 
@@ -113,13 +113,14 @@ def _rank(
     """nDCG@k of ``queries`` over the encoded ``docs`` (exact float dot products), query nnz, FLOPS."""
     ranked: list[list[str]] = []
     q_nnz, q_df = 0.0, torch.zeros(model.vocab_size, device=docs.device)
+    idf = posting_idf(docs, cfg.model.query_idf) if cfg.model.query_idf > 0 else None
     with _autocast(model.device, cfg.train.bf16):
         for s in range(0, len(queries), 128):
             part = queries[s : s + 128]
             q = model.encode_queries([x.query for x in part], cfg.data.query_max_length).float()
             q_nnz += float((q > 0).sum())
             q_df += (q > 0).float().sum(dim=0)
-            top = (q @ docs.T).topk(min(k, docs.shape[0]), dim=1)
+            top = ((q if idf is None else q * idf) @ docs.T).topk(min(k, docs.shape[0]), dim=1)
             ranked += [[doc_ids[i] for i in row] for row in top.indices.cpu().tolist()]
     doc_df = (docs > 0).float().mean(dim=0)
     return {
@@ -127,6 +128,20 @@ def _rank(
         "query_nnz": q_nnz / len(queries),
         "flops": float((q_df / len(queries)) @ doc_df),
     }
+
+
+def posting_idf(docs: torch.Tensor, power: float) -> torch.Tensor:
+    """``idf(t) ** power`` with df(t) = t's non-zeros in the encoded ``docs`` [N, V]: the posting-list
+    IDF that ``encoder.query_idf`` applies in an index of these documents (lsr/encoders/query_idf.py)."""
+    df = (docs > 0).sum(dim=0).double()
+    return torch.log1p((docs.shape[0] - df + 0.5) / (df + 0.5)).pow(power).float()
+
+
+def corpus_token_idf(model: SparseEncoderModel, texts: list[str], power: float) -> torch.Tensor:
+    """``idf(t) ** power`` over the input tokens of ``texts`` (float32[vocab] on the model's device): the
+    training-time stand-in for the posting-list IDF (equal to it for uniCOIL, which writes no other term)."""
+    idf = corpus_idf(model.tokenizer, texts, model.vocab_size)
+    return torch.from_numpy(idf.astype(np.float64) ** power).float().to(model.device)
 
 
 @torch.no_grad()
@@ -372,6 +387,7 @@ class _Run:
     neg_rng: random.Random
     suites: list[DevSuite] = field(default_factory=list)
     df: torch.Tensor | None = None  # DF-FLOPS: the running document-frequency estimate per term
+    q_idf: torch.Tensor | None = None  # model.query_idf: the training corpus's idf^p per term
     step: int = 0
     best: dict[str, Any] = field(default_factory=lambda: {"ndcg@10": -1.0, "step": 0})
     seconds_before: float = 0.0  # training time of the runs this one resumes
@@ -385,9 +401,10 @@ class _Run:
         batcher = Batcher(len(data.train), cfg.train.seed)
         neg_rng = random.Random(cfg.train.seed + 1)
         suites = [load_suite(folder, cfg.data.suite_split) for folder in cfg.data.suites]
-        return cls(
-            cfg, to_dict(cfg), data, out, device, model, optimizer, scheduler, batcher, neg_rng, suites
-        )
+        run = cls(cfg, to_dict(cfg), data, out, device, model, optimizer, scheduler, batcher, neg_rng, suites)
+        if cfg.model.query_idf > 0:
+            run.q_idf = corpus_token_idf(model, data.doc_texts, cfg.model.query_idf)
+        return run
 
     @property
     def log_path(self) -> Path:
@@ -472,7 +489,8 @@ def _micro_batch(run: _Run) -> dict[str, float]:
         d = run.model.encode_docs(doc_texts, cfg.data.max_length)
     q, d = q.float(), d.float()
     penalty = _df_penalty(run, d) if cfg.loss.doc_regularizer == "df" else None
-    parts = _losses(cfg, q, d, _teacher_raw_scores(cfg, batch, cand_pos, run.device), run.step, penalty)
+    raw = _teacher_raw_scores(cfg, batch, cand_pos, run.device)
+    parts = _losses(cfg, q, d, raw, run.step, penalty, run.q_idf)
     loss = parts["loss"]
     if not torch.isfinite(loss):
         raise LsrError(
@@ -518,15 +536,18 @@ def _losses(
     raw: dict[str, torch.Tensor],
     step: int,
     df_penalty: torch.Tensor | None = None,
+    q_idf: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The weighted ranking losses + FLOPS of one micro-batch: each part and their sum ``loss``."""
+    """The weighted ranking losses + FLOPS of one micro-batch: each part and their sum ``loss``. With
+    ``q_idf`` (model.query_idf) the scores use the query weights times it; FLOPS the weights alone."""
     n_cand = 1 + cfg.train.negatives
     parts: dict[str, torch.Tensor] = {}
     loss = torch.zeros((), device=q.device)
+    scored = q if q_idf is None else q * q_idf
     # before the NLL: the order of the graph's nodes is the order gradients add up in (bitwise results)
-    student = L.candidate_scores(q, d, n_cand)
+    student = L.candidate_scores(scored, d, n_cand)
     if cfg.loss.nll:
-        parts.update(L.in_batch_nll(q, d, n_cand, cfg.loss.temperature))
+        parts.update(L.in_batch_nll(scored, d, n_cand, cfg.loss.temperature))
         loss = loss + cfg.loss.nll * parts["nll"]
     if raw:
         weights = {k: v for k, v in cfg.distill.weights.items() if v > 0}

@@ -393,3 +393,34 @@ def test_df_flops_run_trains_and_resumes_with_its_estimate(prepared, train_mlm, 
     logs = [r for r in _log(run) if r["event"] == "train"]
     assert logs[-1]["step"] == 6 and math.isfinite(logs[-1]["loss"])
     assert "DF-FLOPS" in (run / "best" / "README.md").read_text()
+
+
+def test_unicoil_run_with_query_idf_indexes_queries_as_the_trainer_scored_them(
+    prepared,
+    train_mlm,
+    train_tiny,
+    tmp_path,
+):
+    from lsr.encoders import query_idf
+    from lsr.searcher import Searcher
+    from lsr.train.config import ModelConfig
+
+    run = tmp_path / "qidf"
+    overrides = ["model.kind=unicoil", "model.query_idf=1", f"data.suites=[{train_tiny}]", "train.steps=4"]
+    assert _train(prepared, train_mlm, run, *[a for o in overrides for a in ("--set", o)]) == 0
+    assert any(r["event"] == "eval" for r in _log(run))
+    best = run / "best"
+    assert json.loads((best / "lsr_query.json").read_text()) == {"query_idf": 1}
+    idx = tmp_path / "idx"
+    assert (
+        main(["index", "--corpus", str(train_tiny), "--encoder", f"unicoil:{best}", "--out", str(idx)]) == 0
+    )
+    searcher = Searcher(idx)
+    m = train_model.build_model(ModelConfig(kind="unicoil", init=str(best)))
+    text = "vitamin d lowers cancer risk"
+    with torch.no_grad():
+        dense = m.encode_queries([text], 64)[0].numpy()
+    idf = query_idf.idf_table(searcher.index.doc_freq(), searcher.index.n_docs, 1.0)
+    terms, weights = searcher.encode_texts([text]).row(0)
+    assert len(terms) > 0
+    assert np.allclose(weights, dense[terms] * idf[terms], rtol=1e-2, atol=1e-2)
