@@ -3,7 +3,8 @@
 
     python scripts/suite_report.py reports/training/suites/runs.json --out reports/training/suites
 
-Writes ``runs.md`` (one row per run: backbone, kind, query weights, regularizer and its weight,
+Writes ``runs.md`` (one row per run: backbone, kind, query weights, model.query_idf, loss temperature,
+distillation loss, regularizer and its weight,
 teachers, steps, GPU minutes, the selected checkpoint's SciFact dev, ood mean and per collection,
 SciFact test, doc/query nnz, FLOPS), ``ablation.md`` (the inference-free regularizer arms: plain FLOPS,
 IDF-aware FLOPS, DF-FLOPS; the pairs whose FLOPS agree within 10%) and ``ablation.png``. Every number
@@ -39,6 +40,9 @@ def row(name: str, run: dict[str, Any]) -> dict[str, Any]:
         "backbone": "MiniLM-L6" if "minilm" in model["init"].lower() else "splade-tiny",
         "kind": model["kind"],
         "query": model["query_weights"] if model["kind"] == "inference-free" else "-",
+        "q_idf": model.get("query_idf", 0.0),  # model.query_idf: idf^p in the training scores
+        "T": loss["temperature"],
+        "distill": "kl" if loss.get("kl") else ("mse" if loss.get("margin_mse") else "-"),
         "reg": loss.get("doc_regularizer", "flops"),
         "lambda": loss["flops_doc"],
         "teachers": "+".join(teachers),
@@ -58,6 +62,8 @@ def row(name: str, run: dict[str, Any]) -> dict[str, Any]:
 def fmt(v: Any) -> str:
     if v is None:
         return "-"
+    if isinstance(v, float) and v in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0):
+        return f"{v:g}"
     return f"{v:.4f}" if isinstance(v, float) and v < 1 else (f"{v:.1f}" if isinstance(v, float) else str(v))
 
 

@@ -815,7 +815,13 @@ def _card_training(cfg: TrainConfig, data: PreparedData) -> list[str]:
         f"* hard negatives: top {prep.get('mining_depth')} of "
         f"`{prep.get('mining_encoder')}`, positives removed; "
         f"{cfg.train.negatives} sampled per query and step",
-        f"* losses: {losses}; FLOPS documents {cfg.loss.flops_doc}{_card_flops_tail(cfg)}",
+        f"* losses: {losses} (temperature {cfg.loss.temperature:g}); FLOPS documents {cfg.loss.flops_doc}"
+        f"{_card_flops_tail(cfg)}",
+        *(
+            [f"* scores: query weights x idf^{cfg.model.query_idf:g} of the collection (model.query_idf)"]
+            if cfg.model.query_idf > 0
+            else []
+        ),
         f"* teacher: {teachers}, normalized per query ({cfg.distill.normalize}), scale {cfg.distill.scale}",
         f"* optimizer: AdamW lr {cfg.optim.lr}, weight decay {cfg.optim.weight_decay}, warm-up "
         f"{cfg.optim.warmup_steps} steps then linear decay, batch {cfg.train.batch_size} queries x "
