@@ -31,7 +31,7 @@ def ranked(index: str, qids: list[str], texts: list[str], runtime: str) -> tuple
 
 
 def ndcg10(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]]) -> float:
-    from eval.metrics import per_query_scores
+    from lsr.eval.metrics import per_query_scores
 
     return float(np.mean(per_query_scores(qrels, run, ["ndcg@10"])[1]["ndcg@10"]))
 

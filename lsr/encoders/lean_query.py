@@ -239,7 +239,7 @@ class Bf16Linear:
         self.bias = bias.detach().to(torch.bfloat16).contiguous()
         self.gelu = gelu
         self.packed = _mkldnn_packed(self.weight)
-        self.pointwise = torch.ops.mkldnn._linear_pointwise if self.packed is not None else None
+        self.pointwise: Any = torch.ops.mkldnn._linear_pointwise if self.packed is not None else None
         self.attr = "gelu" if gelu else "none"
 
     def __call__(self, x: Any) -> Any:

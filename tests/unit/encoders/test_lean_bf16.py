@@ -131,3 +131,14 @@ def test_shipped_unicoil_lean_bf16_is_close_to_torch():
 def test_lean_bf16_is_a_runtime():
     assert resolve_runtime("lean-bf16", "cpu", "unicoil") == "lean-bf16"
     assert TransformerConfig(query_runtime="lean-bf16").query_runtime == "lean-bf16"
+
+
+def test_splade_lean_bf16_is_close_to_torch(tiny_mlm):
+    """SPLADE on lean-bf16: the bfloat16 transformer, then the same screened projection."""
+    model = SpladeModel(tiny_mlm, query_config())
+    want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
+    model.query_runtime = LeanQueryRuntime(model, bf16=True)
+    assert model.query_runtime.forward == "bfloat16 fused BERT" and model.query_runtime.head.screen
+    got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
+    assert_within(got, want, 0.02)
+    assert got != want
