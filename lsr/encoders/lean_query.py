@@ -22,6 +22,13 @@ output, ``|h . w - bf16(h~ . w~)| <= (3u + 4u^2 + n 2^-23) |h|_2 |w|_2`` (Cauchy
 ``sum |h_k w_k|``). :data:`BOUND_SLACK` covers the float32 rounding of the bound itself. At load the
 bound is checked against this machine's kernels on seeded inputs (:func:`check_bound`); a machine
 whose bfloat16 product breaks it gets the float32 projection instead.
+
+The ``lean-bf16`` runtime (``LeanQueryRuntime(bf16=True)``, opt-in) runs :class:`LeanBert` with its
+matrix products in bfloat16 (:class:`Bf16Linear`: weights packed once for oneDNN, float32
+accumulation; norms, attention and residuals in float32): the shipped uniCOIL's weights within ~1% of
+float32's, 2.4-2.6x torch float32 on an AMX CPU against the ONNX float32 graph's 2.0-2.2x
+(benchmarks/RESULTS.md). :func:`check_bf16` compares it with the float32 forward at load; a machine
+whose products fail gets the float32 transformer.
 """
 
 from __future__ import annotations
