@@ -9,14 +9,12 @@ their largest; uniCOIL weights (ReLU of a linear head) within 2% of a query's la
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import as_dicts, query_config, saved_unicoil  # noqa: E402
+from tiny_models import SHIPPED_QUERIES, as_dicts, query_config, saved_unicoil, shipped  # noqa: E402
 
 from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
 from lsr.encoders import lean_query  # noqa: E402
@@ -113,13 +111,8 @@ def test_a_failed_check_falls_back_to_float32(tiny_backbone, tmp_path, monkeypat
 
 
 def test_shipped_unicoil_lean_bf16_is_close_to_torch():
-    from lsr.encoders import default_model
-
-    path = default_model("unicoil")
-    if path is None:
-        pytest.skip("no shipped unicoil model")
-    model = UniCoilModel(path, dataclasses.replace(TransformerConfig(device="cpu"), threads=1))
-    texts = ["vitamin d deficiency and cancer", "0-dimensional biomaterials show inductive properties", "cat"]
+    model = shipped(UniCoilModel, "unicoil")
+    texts = SHIPPED_QUERIES
     want = as_dicts(model.encode(texts, PruneConfig(), query=True))
     model.query_runtime = LeanQueryRuntime(model, bf16=True)
     assert model.query_runtime.forward == "bfloat16 fused BERT"
