@@ -135,3 +135,13 @@ def test_splade_lean_bf16_is_close_to_torch(tiny_mlm):
     got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     assert_within(got, want, 0.02)
     assert got != want
+
+
+def test_a_cpu_without_bf16_instructions_is_warned_about(tiny_backbone, tmp_path, monkeypatch, caplog):
+    model = saved_unicoil(tiny_backbone, tmp_path / "unicoil")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert not lean_query.has_bf16_instructions()
+    with caplog.at_level("WARNING", logger="lsr.encoders.lean_query"):
+        LeanQueryRuntime(model, bf16=True)
+    assert "slower than float32" in caplog.text
