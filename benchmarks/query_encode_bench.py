@@ -1,12 +1,14 @@
 """Query encoding on the CPU, per runtime (lsr.encoders.onnx_query): torch float32, lean (a fused
-float32 forward with a screened SPLADE projection, lsr.encoders.lean_query), ONNX Runtime float32 and
-int8, for the shipped SPLADE and uniCOIL models, on SciFact's test queries.
+float32 forward with a screened SPLADE projection, lsr.encoders.lean_query), lean-bf16 (the same with
+bfloat16 products), ONNX Runtime float32 and int8, for the shipped SPLADE and uniCOIL models, on
+SciFact's test queries.
 
     python -m benchmarks.query_encode_bench --index splade=DIR --out benchmarks/results/query-encode.json
 
-Per model and runtime: latency of one query at a time on one thread (mean, p50, p99 ms; the runtimes
-take turns query by query, so a loaded machine weighs on them alike), the time a
-query in batches of ``--batch`` (one thread; what ``lsr serve`` does with concurrent requests),
+Per model and runtime (``--runtimes``, torch first): latency of one query at a time on one thread
+(mean, p50, p99 ms, and the mean CPU time of the process, which a loaded machine's other processes
+do not inflate; the runtimes take turns query by query, so a loaded machine weighs on them alike),
+the time a query in batches of ``--batch`` (one thread; what ``lsr serve`` does with concurrent requests),
 queries/s with 2 threads each encoding one query at a time (as a server at concurrency 2 does), and
 the agreement with torch float32 (largest absolute weight difference, share of queries with the same
 term set). ``--index MODEL=DIR``: an index of that model's documents; adds the row ``lean-index`` (the
@@ -34,7 +36,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("LSR_SHARED_DATA", REPO.parent / "shared" / "data"))
-RUNTIMES = ("torch", "lean", "lean-index", "onnx", "onnx-int8")
+RUNTIMES = ("torch", "lean", "lean-index", "lean-bf16", "onnx", "onnx-int8")
 
 logger = logging.getLogger("benchmarks.query_encode_bench")
 
@@ -82,17 +84,22 @@ def time_batches(encoder: Any, queries: list[str], size: int) -> float:
 
 def time_one_thread(
     encoders: dict[str, Any], queries: list[str]
-) -> dict[str, tuple[list[float], list[dict[int, float]]]]:
-    """Per runtime, ms of each query encoded alone and its vector; the runtimes take turns query by
-    query, so that they share the machine's load."""
-    out: dict[str, tuple[list[float], list[dict[int, float]]]] = {r: ([], []) for r in encoders}
+) -> dict[str, tuple[list[float], list[float], list[dict[int, float]]]]:
+    """Per runtime, ms of each query encoded alone (wall clock, and this process's CPU time: the
+    encoders run on one thread, so that is the work done, without the time other processes of a
+    loaded machine took the core) and its vector; the runtimes take turns query by query, so that
+    they share the machine's load."""
+    out: dict[str, tuple[list[float], list[float], list[dict[int, float]]]] = {
+        r: ([], [], []) for r in encoders
+    }
     for q in queries:
         for runtime, encoder in encoders.items():
-            start = time.perf_counter()
+            cpu, start = time.process_time(), time.perf_counter()
             batch = encoder.encode([q])
             out[runtime][0].append((time.perf_counter() - start) * 1000)
+            out[runtime][1].append((time.process_time() - cpu) * 1000)
             terms, weights = batch.row(0)
-            out[runtime][1].append(dict(zip(terms.tolist(), weights.tolist(), strict=True)))
+            out[runtime][2].append(dict(zip(terms.tolist(), weights.tolist(), strict=True)))
     return out
 
 
@@ -121,7 +128,7 @@ def agreement_on(
 
 
 def bench_model(
-    model: str, queries: list[str], warmup: int, batch: int, index: str | None
+    model: str, queries: list[str], warmup: int, batch: int, index: str | None, runtimes: list[str]
 ) -> list[dict[str, Any]]:
     from lsr.searcher import Searcher
 
@@ -129,7 +136,7 @@ def bench_model(
     ref = ref_top = None
     searcher = Searcher(index) if index else None
     encoders, load_s = {}, {}
-    for runtime in RUNTIMES:
+    for runtime in runtimes:
         if runtime == "lean-index" and searcher is None:
             continue
         start = time.perf_counter()
@@ -140,7 +147,7 @@ def bench_model(
             encoder.encode([q])
     timed = time_one_thread(encoders, queries)
     for runtime, encoder in encoders.items():
-        ms, rows = timed[runtime]
+        ms, cpu_ms, rows = timed[runtime]
         ref = rows if runtime == "torch" else ref
         assert ref is not None
         row: dict[str, Any] = {
@@ -150,6 +157,7 @@ def bench_model(
             "mean_ms": float(np.mean(ms)),
             "p50_ms": float(np.percentile(ms, 50)),
             "p99_ms": float(np.percentile(ms, 99)),
+            "mean_cpu_ms": float(np.mean(cpu_ms)),
             "batch": batch,
             "batched_ms_per_query": time_batches(encoder, queries, batch),
             "qps_2_threads": qps_threads(encoder, queries, 2),
@@ -163,21 +171,24 @@ def bench_model(
             row["same_top10"] = sum(a == b for a, b in zip(top, ref_top, strict=True)) / len(top)
         out.append(row)
         logger.info("%s", out[-1])
-    base = float(out[0]["mean_ms"])
+    base, base_cpu = float(out[0]["mean_ms"]), float(out[0]["mean_cpu_ms"])
     for r in out:
         r["speedup_vs_torch"] = base / float(r["mean_ms"])
+        r["cpu_speedup_vs_torch"] = base_cpu / float(r["mean_cpu_ms"])
     return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'model':<9}{'runtime':<12}{'mean ms':>9}{'p50':>8}{'p99':>8}{'x torch':>9}{'batched':>9}"
+    head = f"{'model':<9}{'runtime':<12}{'mean ms':>9}{'p50':>8}{'p99':>8}{'x torch':>9}"
+    head += f"{'cpu ms':>8}{'x cpu':>7}{'batched':>9}"
     head += f"{'qps@2':>8}{'nnz':>7}{'max |dw|':>10}{'same terms':>12}{'same top10':>12}"
     lines = [head, "-" * len(head)]
     for r in rows:
         top = f"{r['same_top10']:>12.3f}" if "same_top10" in r else f"{'':>12}"
         lines.append(
             f"{r['model']:<9}{r['runtime']:<12}{r['mean_ms']:>9.2f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
-            f"{r['speedup_vs_torch']:>9.2f}{r['batched_ms_per_query']:>9.2f}{r['qps_2_threads']:>8.0f}"
+            f"{r['speedup_vs_torch']:>9.2f}{r['mean_cpu_ms']:>8.2f}{r['cpu_speedup_vs_torch']:>7.2f}"
+            f"{r['batched_ms_per_query']:>9.2f}{r['qps_2_threads']:>8.0f}"
             f"{r['query_nnz_avg']:>7.1f}{r['max_abs_weight_diff']:>10.2e}{r['same_terms']:>12.3f}{top}"
         )
     return "\n".join(lines)
@@ -188,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.query_encode_bench", description=__doc__.split("\n")[0]
     )
     p.add_argument("--models", default="splade,unicoil")
+    p.add_argument("--runtimes", default=",".join(RUNTIMES), help="the rows, torch first (the reference)")
     p.add_argument("--n-queries", type=int, default=300)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--batch", type=int, default=8, help="queries a batch in the batched column (8)")
@@ -200,11 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     os.environ.setdefault("LSR_CACHE_DIR", tempfile.mkdtemp(prefix="lsr-onnx-cache-"))
     queries = read_queries(args.data, args.n_queries)
+    runtimes = args.runtimes.split(",")
+    if runtimes[0] != "torch" or not set(runtimes) <= set(RUNTIMES):
+        p.error(f"--runtimes: torch first, then any of {list(RUNTIMES)}, not {args.runtimes!r}")
     indexes = dict(spec.split("=", 1) for spec in args.index)
     rows = [
         r
         for m in args.models.split(",")
-        for r in bench_model(m, queries, args.warmup, args.batch, indexes.get(m))
+        for r in bench_model(m, queries, args.warmup, args.batch, indexes.get(m), runtimes)
     ]
     print(table(rows))
     if args.out:

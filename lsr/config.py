@@ -139,7 +139,7 @@ class InferenceFreeConfig:
             )
 
 
-QUERY_RUNTIMES = ("auto", "torch", "lean", "onnx", "onnx-int8")  # lsr.encoders.onnx_query
+QUERY_RUNTIMES = ("auto", "torch", "lean", "lean-bf16", "onnx", "onnx-int8")  # lsr.encoders.onnx_query
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ class TransformerConfig:
     # actor's CPU: a small model keeps a GPU busy only from several processes)
     actors_per_gpu: int = 1
     # queries: auto (CPU: lean for SPLADE, onnx for uniCOIL when installed; GPU: torch) | torch
-    # (float32) | lean | onnx | onnx-int8; the LSR_QUERY_RUNTIME environment variable overrides it
+    # (float32) | lean | lean-bf16 | onnx | onnx-int8; the LSR_QUERY_RUNTIME environment variable overrides it
     # (lsr.encoders.onnx_query)
     query_runtime: str = "auto"
 

@@ -12,6 +12,9 @@ variable, which wins):
   installed (else ``lean``); on a GPU ``torch``;
 * ``lean``: a fused float32 forward and, for SPLADE, a screened vocabulary projection
   (lsr.encoders.lean_query; the float32 weights to rounding);
+* ``lean-bf16``: ``lean`` with the transformer's matrix products in bfloat16 (float32 accumulation,
+  norms, attention; weights within ~1% of float32's; fast on a CPU with AMX, slower than float32 on
+  one without bfloat16 instructions); opt-in;
 * ``onnx``: the float32 graph (scores equal torch's to float32 rounding);
 * ``onnx-int8``: the graph with its matrix products quantized to int8 (dynamic quantization);
 * ``torch``: the float32 torch path.

@@ -388,8 +388,8 @@ class TransformerQueryEncoder:
         check_vocab(self.model.vocab, term_index, f"the query model {path}")
         kind = "unicoil" if hasattr(self.model, "token_weights") else "splade"
         self.runtime = resolve_runtime(tcfg.query_runtime, self.model.device.type, kind)
-        if self.runtime == "lean":
-            self.model.query_runtime = LeanQueryRuntime(self.model)
+        if self.runtime in ("lean", "lean-bf16"):
+            self.model.query_runtime = LeanQueryRuntime(self.model, bf16=self.runtime == "lean-bf16")
         elif self.runtime.startswith("onnx"):
             self.model.query_runtime = OnnxQueryRuntime(self.model, self.runtime)
         else:

@@ -6,17 +6,15 @@ changes nothing else."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import as_dicts, assert_close, query_config, saved_unicoil  # noqa: E402
+from tiny_models import SHIPPED_QUERIES, as_dicts, assert_close, query_config, saved_unicoil, shipped  # noqa: E402
 
-from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
+from lsr.config import PruneConfig  # noqa: E402
 from lsr.encoders import lean_query  # noqa: E402
 from lsr.encoders.lean_query import LeanBert, LeanQueryRuntime, ScreenedHead, check_bound  # noqa: E402
 from lsr.encoders.onnx_query import resolve_runtime  # noqa: E402
@@ -175,13 +173,8 @@ def test_unicoil_lean_equals_torch(tiny_backbone, tmp_path, forward):
 
 
 def test_shipped_splade_lean_equals_torch():
-    from lsr.encoders import default_model
-
-    path = default_model("splade")
-    if path is None:
-        pytest.skip("no shipped splade model")
-    model = SpladeModel(path, dataclasses.replace(TransformerConfig(device="cpu"), threads=1))
-    texts = ["vitamin d deficiency and cancer", "0-dimensional biomaterials show inductive properties", "cat"]
+    model = shipped(SpladeModel, "splade")
+    texts = SHIPPED_QUERIES
     want = as_dicts(model.encode(texts, PruneConfig(), query=True))
     model.query_runtime = LeanQueryRuntime(model)
     runtime = model.query_runtime

@@ -140,3 +140,26 @@ def saved_unicoil(backbone, folder):
         model.head.bias.fill_(0.05)
     model.save_pretrained(folder)
     return UniCoilModel(folder, query_config())
+
+
+SHIPPED_QUERIES = [
+    "vitamin d deficiency and cancer",
+    "0-dimensional biomaterials show inductive properties",
+    "cat",
+]
+
+
+def shipped(model_class, name: str):
+    """The shipped model ``name`` (``lsr.encoders.default_model``) loaded by ``model_class`` on the CPU
+    with one thread, as the query-runtime tests compare it; the test is skipped without one."""
+    import dataclasses
+
+    import pytest
+
+    from lsr.config import TransformerConfig
+    from lsr.encoders import default_model
+
+    path = default_model(name)
+    if path is None:
+        pytest.skip(f"no shipped {name} model")
+    return model_class(path, dataclasses.replace(TransformerConfig(device="cpu"), threads=1))
