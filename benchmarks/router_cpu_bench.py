@@ -35,8 +35,8 @@ from lsr.data.corpus import load_queries, open_corpus
 from lsr.encoders import encoder_overrides
 from lsr.index import SearchParams
 from lsr.pipeline import build_index_from_vectors, encode_corpus
-from lsr.sharded import build_sharded
 from lsr.service.app import ServedIndex, load_served_index, request_plan, search_served
+from lsr.sharded import build_sharded
 
 SINGLE, SHARDED = "single", "4 shards, Ray"
 
@@ -240,9 +240,7 @@ def _line(r: dict[str, Any]) -> str:
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"identical answers (single vs sharded): {result['identical_answers']}")
-    print(
-        "| concurrency | single CPU ms/query | sharded CPU ms/query | added CPU ms/query (each run) | shard calls/query |"
-    )
+    print("| concurrency | single CPU ms/q | sharded CPU ms/q | added CPU ms/q (each run) | shard calls/q |")
     print("|---|---|---|---|---|")
     for c, s in result["summary"].items():
         added = ", ".join(f"{x:+.3f}" for x in s["added_cpu_ms_per_query"])
