@@ -33,6 +33,7 @@ other shards and says ``partial: true`` with the missing shards; ``/readyz`` lis
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -42,13 +43,14 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
+from lsr.deadline import Deadline
 from lsr.errors import LsrError
 from lsr.index import Index, SearchResult
 from lsr.index.shards import load_shards
@@ -425,7 +427,8 @@ class RayShard:
             endpoint = self._endpoint()
             self.calls += 1
             try:
-                return await asyncio.wait_for(endpoint.call(request), self.timeout_s)
+                with Deadline(self.timeout_s):
+                    return await endpoint.call(request)
             except ShardUnavailable as exc:
                 self._forget(endpoint, exc)
                 attempts -= 1
@@ -435,7 +438,8 @@ class RayShard:
     async def _ping(self) -> bool:
         endpoint = self._endpoint()
         try:
-            await asyncio.wait_for(endpoint.call(PING), PING_TIMEOUT_S)
+            with Deadline(PING_TIMEOUT_S):
+                await endpoint.call(PING)
         except ShardUnavailable as exc:
             self._forget(endpoint, exc)
             raise
@@ -465,6 +469,21 @@ class RayShard:
         endpoint.close()
         if endpoint in self._endpoints:
             self._endpoints.remove(endpoint)
+
+
+def scatter(shards: Sequence[RayShard], queries: SparseBatch, k: int, kwargs: dict[str, Any]) -> list[Future]:
+    """``queries`` queued at every shard (:meth:`RayShard.submit` of each) in one hop to the router
+    loop: one wake-up of the loop per query, not one per shard."""
+    futures: list[Future] = [Future() for _ in shards]
+    router_loop().call_soon_threadsafe(_enqueue_all, shards, queries, k, kwargs, futures)
+    return futures
+
+
+def _enqueue_all(
+    shards: Sequence[RayShard], queries: SparseBatch, k: int, kwargs: dict[str, Any], futures: list[Future]
+) -> None:
+    for shard, future in zip(shards, futures, strict=True):
+        shard.enqueue(queries, k, kwargs, future)
 
 
 def _answer(items: list[tuple[SparseBatch, Future]], counts: Any, docs: Any, scores: Any) -> None:
@@ -551,7 +570,7 @@ def deploy_sharded(
         _deploy(path, backends, cpus_per_replica)
     for backend in backends:
         _wait_for_actors(backend)
-    return ShardedSearcher(path, backends)
+    return ShardedSearcher(path, backends, functools.partial(scatter, backends))
 
 
 def _running(path: Path, backends: list[RayShard]) -> bool:

@@ -6,6 +6,7 @@ again, a late one leaves its shard out without being forgotten. The real cluster
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import sys
@@ -174,7 +175,8 @@ def test_sharded_index_over_ray_shards_answers_as_the_local_one(four, monkeypatc
     local = ShardedIndex.open(four)
     fakes = {name: [FakeActor(s, delay=0.01)] for name, s in zip(local.names, local.segments, strict=True)}
     monkeypatch.setattr(ray_serve, "list_replicas", _listing(fakes))
-    remote = ShardedIndex.open(four, [RayShard(name, name) for name in local.names])
+    shards = [RayShard(name, name) for name in local.names]
+    remote = ShardedIndex.open(four, shards, scatter=functools.partial(ray_serve.scatter, shards))
     rows = [r.row(0) for r in _rows(Searcher(four), QUERIES)]
     results: dict[int, object] = {}
 
