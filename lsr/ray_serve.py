@@ -11,12 +11,13 @@ them there. A Ray actor call costs the router about 0.3-0.4 ms of CPU (task subm
 and the completion callback; a Serve handle call several ms), a request on an open connection about
 0.05 ms: issue 16's router was bound by that CPU.
 
-The wire (:func:`frame`, :func:`read_frame`): a frame is two little-endian uint32 lengths, a JSON
+The wire (:func:`frame`, :func:`parse_frame`): a frame is two little-endian uint32 lengths, a JSON
 head and the raw bytes of the numpy arrays the head lists (dtype and length each; no pickle). A
 connection starts with a ``hello`` frame carrying the actor's token, a random secret that the router
 reads from the actor over Ray (:meth:`ShardActor.endpoint`); the server drops a connection without it
 before reading anything else. A ``search`` frame holds a batch's CSR arrays, k and the search
-options; its answer the hits per query, then every query's doc ids and scores end to end.
+options; its answer (:func:`answer_frame`, a frame without head) the hits per query, then every
+query's doc ids and scores end to end; an error is answered as a head ``{"error": ...}``.
 
 The router is the ordinary ``lsr serve`` app (``service/app.py``): its searcher is a
 :class:`~lsr.sharded.ShardedSearcher` whose remote shards are :class:`RayShard` objects, so the query
@@ -115,15 +116,6 @@ def parse_frame(data: bytes, body: bytearray) -> tuple[dict[str, Any], list[np.n
     return head, [np.frombuffer(body, d, n, o) for (d, n), o in zip(specs, starts, strict=False)]
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """The next frame on a connection (router side: from a shard server it trusts)."""
-    n_head, n_body = LENGTHS.unpack(await reader.readexactly(LENGTHS.size))
-    if n_head > MAX_HEAD:
-        raise ValueError(f"a shard frame's head of {n_head} bytes exceeds {MAX_HEAD}")
-    data = await reader.readexactly(n_head)
-    return parse_frame(data, bytearray(await reader.readexactly(n_body)))
-
-
 def _read_exactly(file: BinaryIO, n: int) -> bytearray:
     """``n`` bytes (a writable buffer: numba compiles no read-only variant of its kernels for them).
 
@@ -160,12 +152,36 @@ def search_frame(batch: SparseBatch, k: int, kwargs: dict[str, Any]) -> bytes:
     return frame(head, (np.asarray(batch.indptr), np.asarray(batch.term_ids), np.asarray(batch.weights)))
 
 
-def answer_arrays(results: list[SearchResult]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hits per query (int64), then every query's doc ids (int64) and scores (float32) end to end."""
+def answer_frame(results: list[SearchResult]) -> bytes:
+    """A search's answer: a frame without head whose body is the number of queries (int64), the hits
+    per query (int64), then every query's doc ids (int64) and scores (float32) end to end."""
     counts = np.array([len(r.docs) for r in results], np.int64)
-    docs = np.concatenate([np.asarray(r.docs, np.int64) for r in results] or [np.zeros(0, np.int64)])
-    scores = np.concatenate([np.asarray(r.scores, np.float32) for r in results] or [np.zeros(0, np.float32)])
-    return counts, docs, scores
+    docs = [np.asarray(r.docs, np.int64) for r in results]
+    scores = [np.asarray(r.scores, np.float32) for r in results]
+    body = b"".join(
+        [np.int64(len(results)).tobytes(), counts.tobytes(), *map(bytes, docs), *map(bytes, scores)]
+    )
+    return LENGTHS.pack(0, len(body)) + body
+
+
+def parse_answer(body: bytearray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`answer_frame`'s arrays (hits per query, doc ids, scores; views of ``body``).
+
+    Raises:
+        ValueError: lengths that do not add up.
+    """
+    rows = int(np.frombuffer(body, np.int64, 1)[0]) if len(body) >= 8 else -1
+    if not 0 <= rows <= (len(body) - 8) // 8:
+        raise ValueError(f"a shard answer of {len(body)} bytes cannot hold {rows} queries")
+    counts = np.frombuffer(body, np.int64, rows, 8)
+    total, start = int(counts.sum()), 8 + 8 * rows
+    if counts.min(initial=0) < 0 or len(body) != start + 12 * total:
+        raise ValueError(f"a shard answer of {len(body)} bytes does not hold {total} hits")
+    return (
+        counts,
+        np.frombuffer(body, np.int64, total, start),
+        np.frombuffer(body, np.float32, total, start + 8 * total),
+    )
 
 
 # --- the shard side -------------------------------------------------------------------------------
@@ -232,8 +248,7 @@ class ShardSocketServer:
                 return frame({"ok": True})
             if head.get("op") != "search" or len(arrays) != 3:
                 raise ValueError(f"unknown shard request {head.get('op')!r}")
-            results = self.search(SparseBatch(*arrays), head["k"], head["kwargs"])
-            return frame({"ok": True}, answer_arrays(results))
+            return answer_frame(self.search(SparseBatch(*arrays), head["k"], head["kwargs"]))
         except Exception as exc:  # the router leaves this shard out of the answer, naming the error
             return frame({"error": f"{type(exc).__name__}: {exc}"})
 
@@ -299,6 +314,58 @@ class ShardError(LsrError):
     """A shard replica answered a search with an error (it is alive: it stays listed)."""
 
 
+class Connection(asyncio.Protocol):
+    """One connection from the router loop to a shard server, one request at a time: the answer frame
+    is taken whole from the bytes as they arrive (no stream reader, one wake-up per answer)."""
+
+    def __init__(self) -> None:
+        self.transport: Any = None
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future | None = None
+        self._closed = False
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) < LENGTHS.size:
+            return
+        n_head, n_body = LENGTHS.unpack_from(self._buffer)
+        end = LENGTHS.size + n_head + n_body
+        if n_head > MAX_HEAD or len(self._buffer) > end or self._waiter is None:  # no answer to a request
+            self.close()  # connection_lost fails the request
+            return
+        if len(self._buffer) < end:
+            return
+        waiter, self._waiter = self._waiter, None
+        head, body = self._buffer[LENGTHS.size : LENGTHS.size + n_head], self._buffer[LENGTHS.size + n_head :]
+        self._buffer = bytearray()
+        if waiter.done():  # cancelled meanwhile: its caller closes this connection
+            return
+        try:
+            waiter.set_result(parse_answer(body) if not n_head else parse_frame(bytes(head), body))
+        except ValueError as exc:
+            waiter.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(exc or EOFError("the shard replica closed the connection"))
+
+    async def request(self, data: bytes) -> Any:
+        """The answer to ``data``: :func:`parse_answer`'s arrays, or a frame's head and arrays."""
+        if self._closed:
+            raise EOFError("the shard replica closed the connection")
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return await self._waiter
+
+    def close(self) -> None:
+        self._closed = True
+        self.transport.close()
+
+
 class Endpoint:
     """One replica's :class:`ShardSocketServer` (``host``, ``port``, ``token``) and this router's idle
     connections to it, used on the router loop (a call takes one, or opens one, and gives it back
@@ -306,51 +373,50 @@ class Endpoint:
 
     def __init__(self, host: str, port: int, token: str):
         self.host, self.port, self.token = host, port, token
-        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._idle: list[Connection] = []
 
     @property
     def key(self) -> tuple[str, int, str]:
         return self.host, self.port, self.token
 
-    async def call(self, request: bytes) -> list[np.ndarray]:
-        """The answer's arrays.
+    async def call(self, request: bytes) -> Any:
+        """The answer: a search's arrays (:func:`parse_answer`), or a ping's head and no arrays.
 
         Raises:
             ShardUnavailable: the connection failed (the replica is gone).
             ShardError: the replica answered with an error.
         """
         try:
-            reader, writer = self._idle.pop() if self._idle else await self._open()
+            conn = self._idle.pop() if self._idle else await self._open()
         except (OSError, EOFError, ValueError) as exc:
             raise ShardUnavailable(f"shard replica {self.host}:{self.port}: {exc!r}") from None
         try:
-            writer.write(request)
-            head, arrays = await read_frame(reader)
-        except (OSError, EOFError, ValueError) as exc:  # IncompleteReadError is an EOFError
-            writer.close()
+            answer = await conn.request(request)
+        except (OSError, EOFError, ValueError) as exc:
+            conn.close()
             raise ShardUnavailable(f"shard replica {self.host}:{self.port}: {exc!r}") from None
         except BaseException:  # cancelled (a late answer): the connection's next bytes are that answer
-            writer.close()
+            conn.close()
             raise
-        self._idle.append((reader, writer))
-        if "error" in head:
-            raise ShardError(f"shard replica {self.host}:{self.port}: {head['error']}")
-        return arrays
+        self._idle.append(conn)
+        if isinstance(answer[0], dict) and "error" in answer[0]:
+            raise ShardError(f"shard replica {self.host}:{self.port}: {answer[0]['error']}")
+        return answer
 
-    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        writer.write(frame({"op": "hello", "token": self.token}))
+    async def _open(self) -> Connection:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(Connection, self.host, self.port)
+        conn.transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            await read_frame(reader)
+            await conn.request(frame({"op": "hello", "token": self.token}))
         except BaseException:
-            writer.close()
+            conn.close()
             raise
-        return reader, writer
+        return conn
 
     def close(self) -> None:
         while self._idle:
-            self._idle.pop()[1].close()
+            self._idle.pop().close()
 
 
 PING = frame({"op": "ping"})
@@ -419,7 +485,7 @@ class RayShard:
             self._in_flight -= 1
             self._start_calls()
 
-    async def _search(self, request: bytes) -> list[np.ndarray]:
+    async def _search(self, request: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One call's answer, from the next replica; a replica whose connection failed is forgotten
         and the call goes to the next one (a late one is not retried: the shard is left out)."""
         attempts = self.replicas

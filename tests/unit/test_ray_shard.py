@@ -20,6 +20,7 @@ import pytest
 from lsr import ray_serve
 from lsr.cli import main
 from lsr.errors import LsrError
+from lsr.index import SearchResult
 from lsr.index.shards import ShardedIndex
 from lsr.index.sparse import SparseBatch
 from lsr.ray_serve import Endpoint, RayShard, ShardError, ShardSocketServer, ShardUnavailable
@@ -160,6 +161,18 @@ def test_frames_round_trip_and_a_connection_without_the_token_is_dropped(four):
         ray_serve.parse_frame(b'{"arrays":[["<i8",1]]}', bytearray(4))
     with pytest.raises(ValueError, match="lists an array of '|O'"):
         ray_serve.parse_frame(b'{"arrays":[["|O",1]]}', bytearray(8))
+    results = [
+        SearchResult(np.array([4, 2], np.int32), np.array([2.5, 1.0], np.float32)),
+        SearchResult([], []),
+    ]
+    answer = ray_serve.answer_frame(results)
+    assert ray_serve.LENGTHS.unpack(answer[:8]) == (0, len(answer) - 8)  # no head: a search's answer
+    counts, docs, scores = ray_serve.parse_answer(bytearray(answer[8:]))
+    assert counts.tolist() == [2, 0] and docs.tolist() == [4, 2] and scores.tolist() == [2.5, 1.0]
+    assert docs.dtype == np.int64 and scores.dtype == np.float32
+    for cut in (answer[8:-4], answer[8:12], np.int64(-1).tobytes()):
+        with pytest.raises(ValueError, match="a shard answer of"):
+            ray_serve.parse_answer(bytearray(cut))
     actor = FakeActor(ShardedIndex.open(four).segments[0], delay=0.0)
     for hello in ({"op": "hello", "token": "wrong"}, {"op": "search"}):
         with socket.create_connection(actor.server.address, timeout=5) as conn:
