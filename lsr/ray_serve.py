@@ -128,16 +128,18 @@ def _read_exactly(file: BinaryIO, n: int) -> bytearray:
     return out
 
 
-def read_frame_sync(file: BinaryIO, max_head: int = MAX_HEAD) -> tuple[dict[str, Any], list[np.ndarray]]:
+def read_frame_sync(
+    file: BinaryIO, max_head: int = MAX_HEAD, max_body: int | None = None
+) -> tuple[dict[str, Any], list[np.ndarray]]:
     """The next frame on a blocking connection (shard server side).
 
     Raises:
         EOFError: the connection closed.
-        ValueError: a malformed frame, or a head longer than ``max_head``.
+        ValueError: a malformed frame, or one longer than ``max_head`` / ``max_body``.
     """
     n_head, n_body = LENGTHS.unpack(_read_exactly(file, LENGTHS.size))
-    if n_head > max_head:
-        raise ValueError(f"a shard frame's head of {n_head} bytes exceeds {max_head}")
+    if n_head > max_head or (max_body is not None and n_body > max_body):
+        raise ValueError(f"a shard frame of {n_head} + {n_body} bytes exceeds {max_head} + {max_body}")
     data = _read_exactly(file, n_head)
     return parse_frame(data, _read_exactly(file, n_body))
 
@@ -226,7 +228,7 @@ class ShardSocketServer:
     def _serve(self, conn: socket.socket) -> None:
         try:
             with conn, conn.makefile("rb") as file:
-                hello, _ = read_frame_sync(file, MAX_HELLO)
+                hello, _ = read_frame_sync(file, MAX_HELLO, 0)
                 token = hello.get("token")
                 if hello.get("op") != "hello" or not isinstance(token, str):
                     return
@@ -445,6 +447,7 @@ class RayShard:
         self._endpoints: list[Endpoint] = []
         self._turn = 0
         self._listed = -float("inf")
+        self._listing: asyncio.Future | None = None
         self._waiting: dict[str, tuple[int, dict[str, Any], list[tuple[SparseBatch, Future]]]] = {}
         self._in_flight = 0
 
@@ -490,7 +493,7 @@ class RayShard:
         and the call goes to the next one (a late one is not retried: the shard is left out)."""
         attempts = self.replicas
         while True:
-            endpoint = self._endpoint()
+            endpoint = await self._endpoint()
             self.calls += 1
             try:
                 with Deadline(self.timeout_s):
@@ -502,7 +505,7 @@ class RayShard:
                     raise
 
     async def _ping(self) -> bool:
-        endpoint = self._endpoint()
+        endpoint = await self._endpoint()
         try:
             with Deadline(PING_TIMEOUT_S):
                 await endpoint.call(PING)
@@ -511,22 +514,35 @@ class RayShard:
             raise
         return True
 
-    def _endpoint(self) -> Endpoint:
-        """The next replica's endpoint (listed again when replicas are missing).
+    async def _endpoint(self) -> Endpoint:
+        """The next replica's endpoint. While replicas are missing they are listed again (on a thread:
+        Ray's calls never block the router loop), and a call waits for that only when it knows none.
 
         Raises:
             LsrError: no replica of this shard is up.
         """
         if len(self._endpoints) < self.replicas and time.monotonic() - self._listed >= LIST_EVERY_S:
-            known = {e.key: e for e in self._endpoints}
-            self._endpoints = [known.pop(e.key, e) for e in list_replicas(self.key)]
-            for gone in known.values():
-                gone.close()
-            self._listed = time.monotonic()
+            if self._listing is None:
+                self._listing = asyncio.ensure_future(self._list())
+            if not self._endpoints:
+                await asyncio.shield(self._listing)
         if not self._endpoints:
             raise LsrError(f"no replica of {self.name} is up (Ray Serve is starting one)")
         self._turn += 1
         return self._endpoints[self._turn % len(self._endpoints)]
+
+    async def _list(self) -> None:
+        try:
+            found = await asyncio.to_thread(list_replicas, self.key)
+        except Exception as exc:  # the cluster does not answer: keep what is known, list again later
+            logger.warning("%s: listing its replicas failed (%r)", self.name, exc)
+            found = self._endpoints
+        finally:
+            self._listed, self._listing = time.monotonic(), None
+        known = {e.key: e for e in self._endpoints}
+        self._endpoints = [known.pop(e.key, e) for e in found]
+        for gone in known.values():
+            gone.close()
 
     def _forget(self, endpoint: Endpoint, exc: Exception) -> None:
         """Stop calling a replica whose connection failed (its actor died; a late answer or an error
@@ -564,7 +580,8 @@ def _answer(items: list[tuple[SparseBatch, Future]], counts: Any, docs: Any, sco
 
 
 def list_replicas(key: str) -> list[Endpoint]:
-    """The endpoints of the live :class:`ShardActor` replicas of the shard ``key`` (found by name)."""
+    """The endpoints of the live :class:`ShardActor` replicas of the shard ``key`` (found by name;
+    one still loading its shard is left out until it answers). Blocking: Ray's calls."""
     import ray
 
     names = sorted(
@@ -572,12 +589,18 @@ def list_replicas(key: str) -> list[Endpoint]:
         for a in ray.util.list_named_actors(all_namespaces=True)
         if a["namespace"] == NAMESPACE and a["name"].startswith(f"{key}#")
     )
-    endpoints = []
+    refs = []
     for name in names:
         try:
-            actor = ray.get_actor(name, namespace=NAMESPACE)
-            endpoints.append(Endpoint(*ray.get(actor.endpoint.remote(), timeout=PING_TIMEOUT_S)))
-        except (ValueError, ray.exceptions.RayError):  # died (or is dying) since it was listed
+            refs.append(ray.get_actor(name, namespace=NAMESPACE).endpoint.remote())
+        except ValueError:  # died since it was listed
+            continue
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PING_TIMEOUT_S) if refs else ([], [])
+    endpoints, answered = [], set(ready)
+    for ref in (r for r in refs if r in answered):  # in the order of the names
+        try:
+            endpoints.append(Endpoint(*ray.get(ref)))
+        except ray.exceptions.RayError:  # died (or is dying) since it was listed
             continue
     return endpoints
 

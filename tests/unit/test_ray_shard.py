@@ -120,6 +120,33 @@ def test_a_dead_actor_fails_its_queries_and_a_new_one_is_found(four, monkeypatch
     assert len(dead.calls) == 1 and fresh.calls
 
 
+def test_listing_a_shards_replicas_never_holds_up_the_other_shards(four, monkeypatch):
+    """Replicas are listed on a thread: a shard whose listing hangs (Ray slow to answer) delays only
+    the queries of that shard that know no replica."""
+    index = ShardedIndex.open(four).segments[1]
+    actor = FakeActor(index, delay=0.0)
+    listing = _listing({"fast": [actor]})
+
+    def hanging(key: str) -> list:
+        if key == "slow":
+            time.sleep(1.5)
+            return []
+        return listing(key)
+
+    monkeypatch.setattr(ray_serve, "list_replicas", hanging)
+
+    slow, fast = RayShard("slow", "slow"), RayShard("fast", "fast")
+    q = _rows(Searcher(four), QUERIES[:1])[0]
+    fast.submit(q, 10, {}).result(5)  # listed
+    start = time.monotonic()
+    waiting = slow.submit(q, 10, {})
+    time.sleep(0.05)
+    assert _same(fast.submit(q, 10, {}).result(5), index.search_batch(q, k=10))
+    assert time.monotonic() - start < 1.0 and not waiting.done()
+    with pytest.raises(LsrError, match="no replica of slow is up"):
+        waiting.result(5)
+
+
 def test_a_late_answer_is_never_taken_for_the_next_ones(four, monkeypatch):
     """A call past its timeout drops its connection: the next call, on another connection, gets its
     own answer, not the late one; the late replica stays listed."""
@@ -178,9 +205,10 @@ def test_frames_round_trip_and_a_connection_without_the_token_is_dropped(four):
         with socket.create_connection(actor.server.address, timeout=5) as conn:
             conn.sendall(ray_serve.frame(hello) + ray_serve.PING)
             assert conn.recv(100) == b""  # closed without an answer
-    with socket.create_connection(actor.server.address, timeout=5) as conn:  # a head too long for a hello
-        conn.sendall(ray_serve.LENGTHS.pack(1 << 30, 0))
-        assert conn.recv(100) == b""
+    for lengths in ((1 << 30, 0), (20, 1 << 31)):  # too long for a hello: closed before reading it
+        with socket.create_connection(actor.server.address, timeout=5) as conn:
+            conn.sendall(ray_serve.LENGTHS.pack(*lengths))
+            assert conn.recv(100) == b""
     assert not actor.calls
 
 
