@@ -221,7 +221,12 @@ def profile(args: argparse.Namespace, served: ServedIndex, texts: list[str]) -> 
     profiles = [on_loop]
     run_level(served, texts, args.queries, c, args.k, profiles)
     done = threading.Event()
-    loop.call_soon_threadsafe(lambda: (on_loop.disable(), done.set()))
+
+    def stop() -> None:
+        on_loop.disable()
+        done.set()
+
+    loop.call_soon_threadsafe(stop)
     done.wait(10)
     stats = pstats.Stats(profiles[0])
     for prof in profiles[1:]:

@@ -37,6 +37,7 @@ import asyncio
 import functools
 import hashlib
 import hmac
+import io
 import json
 import logging
 import secrets
@@ -47,7 +48,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def frame(head: dict[str, Any], arrays: tuple[np.ndarray, ...] = ()) -> bytes:
     return LENGTHS.pack(len(data), len(body)) + data + body
 
 
-def parse_frame(data: bytes, body: bytearray) -> tuple[dict[str, Any], list[np.ndarray]]:
+def parse_frame(data: bytes | bytearray, body: bytearray) -> tuple[dict[str, Any], list[np.ndarray]]:
     """A frame's head and arrays from its head bytes and body (the arrays are views of ``body``).
 
     Raises:
@@ -116,7 +117,7 @@ def parse_frame(data: bytes, body: bytearray) -> tuple[dict[str, Any], list[np.n
     return head, [np.frombuffer(body, d, n, o) for (d, n), o in zip(specs, starts, strict=False)]
 
 
-def _read_exactly(file: BinaryIO, n: int) -> bytearray:
+def _read_exactly(file: io.BufferedReader, n: int) -> bytearray:
     """``n`` bytes (a writable buffer: numba compiles no read-only variant of its kernels for them).
 
     Raises:
@@ -129,7 +130,7 @@ def _read_exactly(file: BinaryIO, n: int) -> bytearray:
 
 
 def read_frame_sync(
-    file: BinaryIO, max_head: int = MAX_HEAD, max_body: int | None = None
+    file: io.BufferedReader, max_head: int = MAX_HEAD, max_body: int | None = None
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """The next frame on a blocking connection (shard server side).
 
