@@ -203,7 +203,13 @@ class ShardSocketServer:
         self.address: tuple[str, int] = (host, self._listener.getsockname()[1])
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
-        threading.Thread(target=self._accept, name="lsr-shard-accept", daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, name="lsr-shard-accept", daemon=True)
+        self._acceptor.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether it still accepts connections."""
+        return self._acceptor.is_alive()
 
     def close(self) -> None:
         with self._lock:
@@ -275,6 +281,13 @@ class ShardActor:
         return self.index.search_batch(queries, k=k, **kwargs)
 
     def ping(self) -> bool:
+        """True (Serve's health check); fails once its server no longer accepts connections.
+
+        Raises:
+            LsrError: the server stopped (Serve then replaces the replica).
+        """
+        if not self.server.alive:
+            raise LsrError(f"the shard server of {self.index.path} stopped accepting connections")
         return True
 
     def endpoint(self) -> tuple[str, int, str]:

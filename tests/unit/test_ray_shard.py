@@ -23,7 +23,7 @@ from lsr.errors import LsrError
 from lsr.index import SearchResult
 from lsr.index.shards import ShardedIndex
 from lsr.index.sparse import SparseBatch
-from lsr.ray_serve import Endpoint, RayShard, ShardError, ShardSocketServer, ShardUnavailable
+from lsr.ray_serve import Endpoint, RayShard, ShardActor, ShardError, ShardSocketServer, ShardUnavailable
 from lsr.searcher import Searcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -210,6 +210,13 @@ def test_frames_round_trip_and_a_connection_without_the_token_is_dropped(four):
             conn.sendall(ray_serve.LENGTHS.pack(*lengths))
             assert conn.recv(100) == b""
     assert not actor.calls
+    shard = ShardActor.__new__(ShardActor)  # Serve's health check: the actor's ping
+    shard.index, shard.server = actor.index, actor.server
+    assert shard.ping() is True and shard.endpoint() == (*actor.server.address, actor.server.token)
+    actor.kill()
+    actor.server._acceptor.join(5)
+    with pytest.raises(LsrError, match="stopped accepting connections"):
+        shard.ping()
 
 
 def test_sharded_index_over_ray_shards_answers_as_the_local_one(four, monkeypatch):
