@@ -199,7 +199,8 @@ class ShardSocketServer:
     def __init__(self, search: Search, host: str, token: str | None = None):
         self.search = search
         self.token = token or secrets.token_hex(16)
-        self._listener = socket.create_server((host, 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET  # a node's IPv6 address too
+        self._listener = socket.create_server((host, 0), family=family)
         self.address: tuple[str, int] = (host, self._listener.getsockname()[1])
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
