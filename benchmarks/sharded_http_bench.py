@@ -14,8 +14,10 @@ then measures each concurrency level ``--repeat`` times, the services in turn (t
 every repeat), with the load script's client (``lsr.service.load``: text queries, top-10,
 keep-alive connections, all on this machine). The table gives QPS, p50 and p99 of each run and what
 the sharded service adds (p50 and p99, sharded minus single, per repeat); the JSON also holds the
-1-minute load average around each run and the router's shard calls per query. The Ray cluster at
-``--ray`` must be running; the shards' Serve applications are deleted at the end.
+1-minute load average around each run and the router's shard calls per query, and every row the
+server's CPU per query (the ``lsr serve`` process and its workers, from ``/proc``: for a sharded
+service the router's CPU, its shard actors being Ray's processes). The Ray cluster at ``--ray`` must
+be running; the shards' Serve applications are deleted at the end.
 """
 
 from __future__ import annotations
@@ -76,13 +78,14 @@ def main() -> None:
                 copy = shutil.copytree(sharded, root / f"four-x{r}-w{w}")
                 extra = ["--ray", args.ray, "--replicas", str(r), "--workers", str(w)]
                 setups[f"4 shards x{r}, Ray" + (f", {w} routers" if w > 1 else "")] = (copy, extra)
-        urls = {}
+        urls, pids = {}, {}
         for setup, (path, extra) in setups.items():
             server, urls[setup] = start(path, extra, root / f"{len(servers)}.log")
             servers.append(server)
+            pids[setup] = server.pid
         texts = [t for t in load_queries(args.corpus, "test").values() if t.strip()]
         same = compare(urls, texts)
-        runs = measure(args, urls, texts)
+        runs = measure(args, urls, pids, texts)
         result = {"args": {k: str(v) for k, v in vars(args).items()}, "identical_top10": same, "runs": runs}
         result["summary"] = summary(runs)
         print_table(result)
@@ -144,7 +147,9 @@ def compare(urls: dict[str, str], texts: list[str]) -> str:
     return f"{same}/{len(texts)}"
 
 
-def measure(args: argparse.Namespace, urls: dict[str, str], texts: list[str]) -> list[dict[str, Any]]:
+def measure(
+    args: argparse.Namespace, urls: dict[str, str], pids: dict[str, int], texts: list[str]
+) -> list[dict[str, Any]]:
     runs = []
     base = {"index": "sf", "k": 10, "mode": "exact"}
     for url in urls.values():  # warm-up: connections, the shards' first calls
@@ -154,10 +159,11 @@ def measure(args: argparse.Namespace, urls: dict[str, str], texts: list[str]) ->
             order = list(urls) if rep % 2 == 0 else list(urls)[::-1]
             for setup in order:
                 load = os.getloadavg()[0]
-                calls = shard_calls(urls[setup])
+                calls, cpu = shard_calls(urls[setup]), process_cpu_s(pids[setup])
                 level = asyncio.run(raw_level(urls[setup], {}, base, texts, c, args.duration, 10**6, 0, None))
-                calls = shard_calls(urls[setup]) - calls
+                calls, cpu = shard_calls(urls[setup]) - calls, process_cpu_s(pids[setup]) - cpu
                 row = {"concurrency": c, "repeat": rep, "setup": setup, **level}
+                row["server_cpu_ms_per_query"] = round(cpu / max(level["ok"], 1) * 1e3, 3)
                 row["loadavg_1m_start_end"] = [round(load, 2), round(os.getloadavg()[0], 2)]
                 if setup != SINGLE:
                     row["shard_calls_per_query"] = round(calls / max(level["ok"], 1), 3)
@@ -182,11 +188,33 @@ def shard_calls(url: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid`` and its live descendants (``lsr serve``: the router, or its
+    ``--workers`` routers), from ``/proc``; 0 where ``/proc`` is missing (not Linux)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        stats[int(entry.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    children: dict[int, list[int]] = {}
+    for p, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(p)
+    todo, total = [pid], 0.0
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo.extend(children.get(p, []))
+    return total
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per concurrency and setup: the median over repeats of QPS, p50 and p99, and for a sharded setup
     what it added to the single service's p50/p99 in each repeat."""
     out: dict[str, Any] = {}
-    metrics = ("qps", "p50_ms", "p99_ms")
+    metrics = ("qps", "p50_ms", "p99_ms", "server_cpu_ms_per_query")
     for c in sorted({r["concurrency"] for r in runs}):
         rows = [r for r in runs if r["concurrency"] == c]
         setups = list(dict.fromkeys(r["setup"] for r in rows))
@@ -206,14 +234,18 @@ def _line(r: dict[str, Any]) -> str:
     calls = f" {r['shard_calls_per_query']:.2f} calls/q" if "shard_calls_per_query" in r else ""
     return (
         f"c={r['concurrency']} #{r['repeat']} {r['setup']:14} {r['qps']:8.1f} q/s p50 {r['p50_ms']:8.3f} "
-        f"p99 {r['p99_ms']:8.3f} ms errors {r['errors']} load {r['loadavg_1m_start_end'][0]:.1f}{calls}"
+        f"p99 {r['p99_ms']:8.3f} ms errors {r['errors']} server CPU {r['server_cpu_ms_per_query']:.3f} ms/q "
+        f"load {r['loadavg_1m_start_end'][0]:.1f}{calls}"
     )
 
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"identical top-10 (single vs every sharded service): {result['identical_top10']}")
-    print("| concurrency | setup | QPS | p50 ms | p99 ms | added p50 ms | added p99 ms | load avg |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| concurrency | setup | QPS | p50 ms | p99 ms | added p50 ms | added p99 ms | server CPU ms/q "
+        "| load avg |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for c, s in result["summary"].items():
         load = ", ".join(f"{x:.1f}" for x in s["loadavg_1m"])
         for setup, m in s.items():
@@ -224,7 +256,7 @@ def print_table(result: dict[str, Any]) -> None:
                 added = [", ".join(f"{x:+.1f}" for x in m[f"added_{q}_ms"]) for q in ("p50", "p99")]
             print(
                 f"| {c} | {setup} | {m['qps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} | "
-                f"{added[0]} | {added[1]} | {load} |"
+                f"{added[0]} | {added[1]} | {m['server_cpu_ms_per_query']:.3f} | {load} |"
             )
 
 

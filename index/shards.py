@@ -25,7 +25,7 @@ import bisect
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cached_property
@@ -75,6 +75,10 @@ class RemoteShard(Protocol):
     def submit(self, queries: SparseBatch, k: int, kwargs: dict[str, Any]) -> Future[list[SearchResult]]: ...
 
     def ping(self) -> Future[Any]: ...
+
+
+# sends a batch (queries, k, search options) to every remote shard at once: one future per shard
+Scatter = Callable[[SparseBatch, int, dict[str, Any]], list[Future]]
 
 
 def read_sharded_manifest(path: str | Path) -> dict[str, Any]:
@@ -169,6 +173,7 @@ class ShardedIndex(Index):
         manifest: dict[str, Any],
         shards: list[Index],
         backends: Sequence[RemoteShard] | None = None,
+        scatter: Scatter | None = None,
     ):
         self.path = path
         self.manifest = manifest
@@ -176,6 +181,7 @@ class ShardedIndex(Index):
         self.names = [e["name"] for e in manifest["shards"]]
         self.remote = backends is not None
         self.backends: Sequence[RemoteShard] = backends or []
+        self.scatter: Scatter = scatter or self._submit_each  # e.g. one hop to the backends' event loop
         self.bases = np.concatenate([[0], np.cumsum([s.n_docs for s in shards])]).astype(np.int64)
         self.n_docs = int(self.bases[-1])
         self._starts = self.bases.tolist()
@@ -194,12 +200,17 @@ class ShardedIndex(Index):
 
     @classmethod
     def open(
-        cls, path: str | Path, backends: Sequence[RemoteShard] | None = None, mmap: bool = True
+        cls,
+        path: str | Path,
+        backends: Sequence[RemoteShard] | None = None,
+        mmap: bool = True,
+        scatter: Scatter | None = None,
     ) -> ShardedIndex:
+        """``scatter``: how a batch reaches every backend at once (default: each one's ``submit``)."""
         manifest, shards = load_shards(path, mmap)
         if backends is not None and len(backends) != len(shards):
             raise ValueError(f"{len(backends)} backends for {len(shards)} shards")
-        return cls(Path(path), manifest, shards, backends)
+        return cls(Path(path), manifest, shards, backends, scatter)
 
     # --- what Index offers --------------------------------------------------------------------------
 
@@ -297,8 +308,10 @@ class ShardedIndex(Index):
 
     def _scatter(self, queries: SparseBatch, k: int, kwargs: dict[str, Any]) -> list[Any]:
         """``queries`` sent to every remote shard at once, then their answers; None for a failed shard."""
-        futures = [b.submit(queries, k, kwargs) for b in self.backends]
-        return self._gather(futures, [b.timeout_s for b in self.backends])
+        return self._gather(self.scatter(queries, k, kwargs), [b.timeout_s for b in self.backends])
+
+    def _submit_each(self, queries: SparseBatch, k: int, kwargs: dict[str, Any]) -> list[Future]:
+        return [b.submit(queries, k, kwargs) for b in self.backends]
 
     def _gather(self, futures: Sequence[Future], timeouts: Sequence[float]) -> list[Any]:
         """Each future's result, waiting at most its shard's timeout from now; None for one that failed

@@ -41,6 +41,7 @@ from lsr.index.shards import (
     SHARDED_FORMAT,
     SHARDED_FORMAT_VERSION,
     RemoteShard,
+    Scatter,
     ShardedIndex,
     shard_dir_name,
 )
@@ -59,8 +60,10 @@ class ShardedSearcher(Searcher):
     searched (through ``backends`` when given, e.g. Ray Serve handles; else the shards here), and the
     per-shard top-k merged exactly."""
 
-    def __init__(self, path: str | Path, backends: Sequence[RemoteShard] | None = None):
-        super().__init__(ShardedIndex.open(path, backends))
+    def __init__(
+        self, path: str | Path, backends: Sequence[RemoteShard] | None = None, scatter: Scatter | None = None
+    ):
+        super().__init__(ShardedIndex.open(path, backends, scatter=scatter))
 
 
 def shard_assignment(ids: Sequence[str], n_shards: int, split: str) -> np.ndarray:

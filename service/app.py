@@ -56,6 +56,7 @@ from uvicorn.supervisors import Multiprocess
 from lsr import __version__
 from lsr.config import ServiceConfig
 from lsr.data.trec import trec_order
+from lsr.deadline import Deadline
 from lsr.explain import contributions, query_terms
 from lsr.index import SearchParams, SearchResult
 from lsr.index.search import MAX_K, set_filter_index_bytes
@@ -770,37 +771,6 @@ def _search_params(body: SearchOptions) -> SearchParams:
         return SearchParams(body.mode, float(body.alpha), float(body.beta), int(body.budget))
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-
-
-class Deadline:
-    """``with Deadline(seconds):`` cancels the task past ``seconds`` and raises ``asyncio.TimeoutError``
-    out of the block (Python 3.11's ``asyncio.timeout``, also on 3.10; unlike ``asyncio.wait_for`` on
-    3.10 and 3.11, no task of its own: one timer a request). A cancellation from outside goes through."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self._fired = False
-
-    def __enter__(self) -> Deadline:
-        task = asyncio.current_task()
-        assert task is not None, "Deadline needs a running task"
-        self._task = task
-        self._cancelling = task.cancelling() if hasattr(task, "cancelling") else 0
-        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._fire)
-        return self
-
-    def _fire(self) -> None:
-        self._fired = True
-        self._task.cancel()
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self._handle.cancel()
-        if not (self._fired and exc_type is asyncio.CancelledError):
-            return
-        uncancel = getattr(self._task, "uncancel", None)  # 3.11+: take back the deadline's cancel
-        if uncancel is not None and uncancel() > self._cancelling:
-            return  # cancelled from outside as well: let that through
-        raise asyncio.TimeoutError from exc
 
 
 # --- middleware: API key, body size, metrics, one log line per request ---------------------------

@@ -6,8 +6,9 @@ again, a late one leaves its shard out without being forgotten. The real cluster
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
+import socket
 import sys
 import threading
 import time
@@ -19,9 +20,10 @@ import pytest
 from lsr import ray_serve
 from lsr.cli import main
 from lsr.errors import LsrError
+from lsr.index import SearchResult
 from lsr.index.shards import ShardedIndex
 from lsr.index.sparse import SparseBatch
-from lsr.ray_serve import RayShard, ShardActor
+from lsr.ray_serve import Endpoint, RayShard, ShardActor, ShardError, ShardSocketServer, ShardUnavailable
 from lsr.searcher import Searcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,37 +39,33 @@ def four(tmp_path_factory) -> Path:
     return root / "four"
 
 
-class Method:
-    """``actor.method.remote(*args)``: an awaitable answering after ``delay`` seconds, as a Ray call does."""
-
-    def __init__(self, actor: FakeActor, fn):
-        self.actor, self.fn = actor, fn
-
-    def remote(self, *args):
-        self.actor.calls.append(args)
-
-        async def answer():
-            await asyncio.sleep(self.actor.delay)
-            if self.actor.dead:
-                raise RuntimeError("the actor died")
-            return self.fn(*args)
-
-        return answer()
-
-
 class FakeActor:
-    """A :class:`ShardActor` over a loaded shard, reached through :class:`Method` calls."""
+    """A shard replica: the real :class:`ShardSocketServer` on a loopback port over a loaded shard,
+    answering after ``delay`` seconds; ``kill()`` closes its port and connections, as its death does."""
 
     def __init__(self, index, delay: float = 0.05):
-        shard = ShardActor.__new__(ShardActor)
-        shard.index = index
-        self.delay, self.dead, self.calls = delay, False, []
-        self.search_batch = Method(self, shard.search_batch)
-        self.ping = Method(self, shard.ping)
+        self.index, self.delay, self.calls = index, delay, []
+        self.server = ShardSocketServer(self._search, "127.0.0.1")
+
+    def _search(self, queries, k, kwargs):
+        self.calls.append((len(queries), k, kwargs))
+        time.sleep(self.delay)
+        return self.index.search_batch(queries, k=k, **kwargs)
+
+    def endpoint(self) -> Endpoint:
+        return Endpoint(*self.server.address, self.server.token)
+
+    def kill(self) -> None:
+        self.server.close()
+
+
+def _listing(actors: dict[str, list]):
+    """``list_replicas``: the endpoints of the stand-in actors of a shard key."""
+    return lambda key: [a.endpoint() for a in actors.get(key, [])]
 
 
 def _shard(monkeypatch, actors: dict[str, list], name: str = "shard-001", **kwargs) -> RayShard:
-    monkeypatch.setattr(ray_serve, "list_actors", lambda key: list(actors[key]))
+    monkeypatch.setattr(ray_serve, "list_replicas", _listing(actors))
     return RayShard(name, name, **kwargs)
 
 
@@ -105,12 +103,13 @@ def test_a_dead_actor_fails_its_queries_and_a_new_one_is_found(four, monkeypatch
     actors = {"shard-001": [dead]}
     shard = _shard(monkeypatch, actors, max_calls=1)
     q = _rows(Searcher(four), QUERIES[:1])[0]
-    dead.dead = True
+    assert _same(shard.submit(q, 10, {}).result(5), index.search_batch(q, k=10))  # a connection is open
+    dead.kill()
     futures = [shard.submit(q, 10, {}) for _ in range(3)]
-    with pytest.raises(RuntimeError, match="the actor died"):
+    with pytest.raises(ShardUnavailable, match="shard replica 127.0.0.1:"):
         futures[0].result(5)
-    for f in futures[1:]:  # they waited for the failed call; the next finds no actor, or the dead one
-        with pytest.raises((LsrError, RuntimeError)):
+    for f in futures[1:]:  # they waited for the failed call; the next finds no replica, or the dead one
+        with pytest.raises(LsrError):
             f.result(5)
     actors["shard-001"] = []  # Serve is replacing the replica
     with pytest.raises(LsrError, match="no replica of shard-001 is up"):
@@ -118,14 +117,114 @@ def test_a_dead_actor_fails_its_queries_and_a_new_one_is_found(four, monkeypatch
     actors["shard-001"] = [fresh]
     time.sleep(ray_serve.LIST_EVERY_S)
     assert _same(shard.submit(q, 10, {}).result(5), index.search_batch(q, k=10))
-    assert dead.calls and fresh.calls
+    assert len(dead.calls) == 1 and fresh.calls
+
+
+def test_listing_a_shards_replicas_never_holds_up_the_other_shards(four, monkeypatch):
+    """Replicas are listed on a thread: a shard whose listing hangs (Ray slow to answer) delays only
+    the queries of that shard that know no replica."""
+    index = ShardedIndex.open(four).segments[1]
+    actor = FakeActor(index, delay=0.0)
+    listing = _listing({"fast": [actor]})
+
+    def hanging(key: str) -> list:
+        if key == "slow":
+            time.sleep(1.5)
+            return []
+        return listing(key)
+
+    monkeypatch.setattr(ray_serve, "list_replicas", hanging)
+
+    slow, fast = RayShard("slow", "slow"), RayShard("fast", "fast")
+    q = _rows(Searcher(four), QUERIES[:1])[0]
+    fast.submit(q, 10, {}).result(5)  # listed
+    start = time.monotonic()
+    waiting = slow.submit(q, 10, {})
+    time.sleep(0.05)
+    assert _same(fast.submit(q, 10, {}).result(5), index.search_batch(q, k=10))
+    assert time.monotonic() - start < 1.0 and not waiting.done()
+    with pytest.raises(LsrError, match="no replica of slow is up"):
+        waiting.result(5)
+
+
+def test_a_late_answer_is_never_taken_for_the_next_ones(four, monkeypatch):
+    """A call past its timeout drops its connection: the next call, on another connection, gets its
+    own answer, not the late one; the late replica stays listed."""
+    index = ShardedIndex.open(four).segments[1]
+    actor = FakeActor(index, delay=0.6)
+    shard = _shard(monkeypatch, {"shard-001": [actor]}, timeout_s=0.2)
+    first, second = _rows(Searcher(four), QUERIES[:2])
+    with pytest.raises(TimeoutError):
+        shard.submit(first, 10, {}).result(5)
+    actor.delay = 0.0
+    assert _same(shard.submit(second, 3, {}).result(5), index.search_batch(second, k=3))
+    time.sleep(0.6)  # the late answer has been sent by now, on the dropped connection
+    assert _same(shard.submit(second, 5, {}).result(5), index.search_batch(second, k=5))
+    assert len(actor.calls) == 3 and len(shard._endpoints) == 1
+
+
+def test_an_error_answer_leaves_the_shard_out_and_keeps_the_replica(four, monkeypatch):
+    index = ShardedIndex.open(four).segments[1]
+    actor = FakeActor(index, delay=0.0)
+    shard = _shard(monkeypatch, {"shard-001": [actor]})
+    q = _rows(Searcher(four), QUERIES[:1])[0]
+    with pytest.raises(ShardError, match="ValueError: mode 'fast' is not one of"):
+        shard.submit(q, 10, {"mode": "fast"}).result(5)
+    assert _same(shard.submit(q, 10, {}).result(5), index.search_batch(q, k=10))
+    assert len(shard._endpoints) == 1
+
+
+def test_frames_round_trip_and_a_connection_without_the_token_is_dropped(four):
+    arrays = (np.arange(3, dtype=np.int64), np.array([7, 9], np.int32), np.array([0.5, 1e-8], np.float32))
+    data = ray_serve.frame({"op": "search", "k": 3, "kwargs": {"filter": {"term": ["a", "b"]}}}, arrays)
+    n_head, _ = ray_serve.LENGTHS.unpack(data[:8])
+    head, got = ray_serve.parse_frame(data[8 : 8 + n_head], bytearray(data[8 + n_head :]))
+    assert head == {"op": "search", "k": 3, "kwargs": {"filter": {"term": ["a", "b"]}}}
+    for a, b in zip(arrays, got, strict=True):
+        assert np.array_equal(a, b) and a.dtype == b.dtype and b.flags.writeable
+    with pytest.raises(ValueError, match="not <f8"):
+        ray_serve.frame({}, (np.zeros(2),))
+    with pytest.raises(ValueError, match="body has 4 bytes, its arrays 8"):
+        ray_serve.parse_frame(b'{"arrays":[["<i8",1]]}', bytearray(4))
+    with pytest.raises(ValueError, match="lists an array of '|O'"):
+        ray_serve.parse_frame(b'{"arrays":[["|O",1]]}', bytearray(8))
+    results = [
+        SearchResult(np.array([4, 2], np.int32), np.array([2.5, 1.0], np.float32)),
+        SearchResult([], []),
+    ]
+    answer = ray_serve.answer_frame(results)
+    assert ray_serve.LENGTHS.unpack(answer[:8]) == (0, len(answer) - 8)  # no head: a search's answer
+    counts, docs, scores = ray_serve.parse_answer(bytearray(answer[8:]))
+    assert counts.tolist() == [2, 0] and docs.tolist() == [4, 2] and scores.tolist() == [2.5, 1.0]
+    assert docs.dtype == np.int64 and scores.dtype == np.float32
+    for cut in (answer[8:-4], answer[8:12], np.int64(-1).tobytes()):
+        with pytest.raises(ValueError, match="a shard answer of"):
+            ray_serve.parse_answer(bytearray(cut))
+    actor = FakeActor(ShardedIndex.open(four).segments[0], delay=0.0)
+    for hello in ({"op": "hello", "token": "wrong"}, {"op": "search"}):
+        with socket.create_connection(actor.server.address, timeout=5) as conn:
+            conn.sendall(ray_serve.frame(hello) + ray_serve.PING)
+            assert conn.recv(100) == b""  # closed without an answer
+    for lengths in ((1 << 30, 0), (20, 1 << 31)):  # too long for a hello: closed before reading it
+        with socket.create_connection(actor.server.address, timeout=5) as conn:
+            conn.sendall(ray_serve.LENGTHS.pack(*lengths))
+            assert conn.recv(100) == b""
+    assert not actor.calls
+    shard = ShardActor.__new__(ShardActor)  # Serve's health check: the actor's ping
+    shard.index, shard.server = actor.index, actor.server
+    assert shard.ping() is True and shard.endpoint() == (*actor.server.address, actor.server.token)
+    actor.kill()
+    actor.server._acceptor.join(5)
+    with pytest.raises(LsrError, match="stopped accepting connections"):
+        shard.ping()
 
 
 def test_sharded_index_over_ray_shards_answers_as_the_local_one(four, monkeypatch):
     local = ShardedIndex.open(four)
     fakes = {name: [FakeActor(s, delay=0.01)] for name, s in zip(local.names, local.segments, strict=True)}
-    monkeypatch.setattr(ray_serve, "list_actors", lambda key: list(fakes[key]))
-    remote = ShardedIndex.open(four, [RayShard(name, name) for name in local.names])
+    monkeypatch.setattr(ray_serve, "list_replicas", _listing(fakes))
+    shards = [RayShard(name, name) for name in local.names]
+    remote = ShardedIndex.open(four, shards, scatter=functools.partial(ray_serve.scatter, shards))
     rows = [r.row(0) for r in _rows(Searcher(four), QUERIES)]
     results: dict[int, object] = {}
 
@@ -151,7 +250,7 @@ def test_a_late_shard_is_left_out_and_kept(four, monkeypatch):
     local = ShardedIndex.open(four)
     fakes = {name: [FakeActor(s, delay=0.0)] for name, s in zip(local.names, local.segments, strict=True)}
     fakes["shard-002"][0].delay = 1.0
-    monkeypatch.setattr(ray_serve, "list_actors", lambda key: list(fakes[key]))
+    monkeypatch.setattr(ray_serve, "list_replicas", _listing(fakes))
     remote = ShardedIndex.open(four, [RayShard(name, name, timeout_s=0.2) for name in local.names])
     terms, weights = _rows(Searcher(four), QUERIES[:1])[0].row(0)
     part = remote.search(terms, weights, k=20)
@@ -165,14 +264,14 @@ def test_a_late_shard_is_left_out_and_kept(four, monkeypatch):
 def test_a_call_to_a_dead_replica_goes_to_a_live_one(four, monkeypatch):
     index = ShardedIndex.open(four).segments[1]
     dead, live = FakeActor(index), FakeActor(index)
-    dead.dead = True
+    dead.kill()
     shard = _shard(monkeypatch, {"shard-001": [dead, live]}, replicas=2)
     q = _rows(Searcher(four), QUERIES[:1])[0]
     for _ in range(4):  # whichever replica's turn it is, the answer is whole
         assert _same(shard.submit(q, 10, {}).result(5), index.search_batch(q, k=10))
-    assert len(dead.calls) == 1 and len(live.calls) == 4  # the dead one was forgotten after its call
-    live.dead = True  # no replica answers: the shard is missing
-    with pytest.raises((RuntimeError, LsrError)):
+    assert len(live.calls) == 4 and [e.key for e in shard._endpoints] == [live.endpoint().key]
+    live.kill()  # no replica answers: the shard is missing
+    with pytest.raises(LsrError):
         shard.submit(q, 10, {}).result(5)
 
 
@@ -227,7 +326,7 @@ def test_a_router_attaches_to_the_running_shards_of_the_same_build(four, monkeyp
     monkeypatch.setattr(ray_serve, "connect", lambda address: None)
     monkeypatch.setattr(serve, "start", lambda **kw: None)
     monkeypatch.setattr(serve, "status", lambda: type("Status", (), {"applications": apps})())
-    monkeypatch.setattr(ray_serve, "list_actors", lambda key: list(actors.get(key, [])))
+    monkeypatch.setattr(ray_serve, "list_replicas", _listing(actors))
     monkeypatch.setattr(ray_serve, "_deploy", fake_deploy)
 
     first = ray_serve.deploy_sharded(four, "h:1", replicas=2)
