@@ -42,7 +42,7 @@ from lsr.data.docstore import DocStore, DocStoreWriter
 from lsr.data.trec import Run
 from lsr.dense.fusion import FUSION_METHODS
 from lsr.dense.stage import DenseStage
-from lsr.encoders import QueryEncoder, load_query_encoder, query_idf
+from lsr.encoders import QueryEncoder, load_query_encoder, plus, query_idf
 from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch, max_threads
 from lsr.index.segments import SegmentedIndex, open_index
@@ -325,11 +325,17 @@ class Searcher:
 
     @cached_property
     def query_idf_table(self) -> NDArray[np.float32] | None:
-        """``idf(t) ** p`` per term id of this index (lsr.encoders.query_idf), None when p is 0."""
-        power = float(self.index.meta.get("encoder", {}).get("query_idf") or 0.0)
-        if power == 0:
+        """``idf(t) ** p`` per term id of this index (lsr.encoders.query_idf), None when p is 0; a
+        ``bm25+MODEL`` index: the model's power on the model's columns, 1 on BM25's."""
+        meta = self.index.meta.get("encoder", {})
+        power = float(meta.get("query_idf") or 0.0)
+        learned = float(meta.get("learned_query_idf") or 0.0)
+        if power == 0 and learned == 0:
             return None
-        return query_idf.idf_table(self.index.doc_freq(), self.index.n_docs, power)
+        table = query_idf.idf_table(self.index.doc_freq(), self.index.n_docs, power or learned)
+        if learned:
+            table[plus.bm25_columns(self.index.term_index)] = 1.0
+        return table
 
     def encode_dense(self, texts: Sequence[str]) -> np.ndarray:
         """Dense query embeddings [n, dim] by the dense stage's model (one encode at a time)."""

@@ -12,6 +12,9 @@ exactly (safe mode and block-max pruning apply as to any index), where a fusion 
 would see only each list's top-k. The weight (``encoder.plus.model_weight``, set at index time) lives
 on the query side, in the index meta: documents keep the model's and BM25's own weights.
 
+With the model's ``encoder.query_idf`` p > 0 (``learned_query_idf`` in the meta) the searcher
+multiplies the model's query columns, not BM25's, by idf(t)^p of the index, as for the model alone.
+
 The learned part never needs corpus statistics except an inference-free model without its own query
 table (refused: it would need a second pass over the texts); the BM25 part gets them from the written
 term frequencies, as plain BM25 does (:mod:`lsr.encoders.bm25`).
@@ -99,6 +102,9 @@ class PlusEncoder(CorpusEncoder):
             "learned": self.model.describe(),
             "bm25": self.bm25.describe()["bm25"],
             "plus": {"model_weight": self.cfg.plus.model_weight},
+            # the model's encoder.query_idf, applied to the model's columns only (lsr.searcher); an index
+            # written before this key scored the model's query weights as they are
+            "learned_query_idf": getattr(self.model, "query_idf", 0.0),
         }
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
@@ -116,6 +122,11 @@ class PlusEncoder(CorpusEncoder):
             return join_columns(learned, impacts(tf), self.first)
 
         return Finish(reweight=reweight, files=self.model.finish(None).files)
+
+
+def bm25_columns(term_index: dict[str, int]) -> np.ndarray:
+    """The term ids of a ``bm25+MODEL`` vocabulary's BM25 terms (``bm25:TERM``)."""
+    return np.fromiter((i for t, i in term_index.items() if t.startswith(PREFIX)), np.int64)
 
 
 class PlusQueryEncoder:

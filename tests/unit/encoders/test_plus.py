@@ -139,3 +139,44 @@ def test_live_adds_to_a_plus_index_are_refused_by_name(three, tmp_path):
         Searcher(copy).search("vitamin", Plan(k=3)).docs.tolist()
         == three[2].search("vitamin", Plan(k=3)).docs.tolist()
     )
+
+
+@pytest.fixture(scope="module")
+def three_idf(tiny_mlm, tmp_path_factory):
+    """encoder.query_idf = 1: the model alone and BM25 + the model, its columns weighted by idf."""
+    tmp = tmp_path_factory.mktemp("plus-idf")
+    plus = build(tmp, "bm25+splade", tiny_mlm, "encoder.plus.model_weight=0.7", "encoder.query_idf=1")
+    return build(tmp, "bm25", None), build(tmp, "splade", tiny_mlm, "encoder.query_idf=1"), plus
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_the_models_query_idf_weighs_its_columns_only(three_idf, query):
+    bm25, splade, plus = three_idf
+    assert plus.index.meta["encoder"]["learned_query_idf"] == 1.0
+    a, b, got = all_scores(bm25, query), all_scores(splade, query), all_scores(plus, query)
+    want = {d: a.get(d, 0.0) + 0.7 * b.get(d, 0.0) for d in set(a) | set(b)}
+    want = {d: s for d, s in want.items() if s > 0}
+    assert set(got) == set(want)
+    for d, s in want.items():
+        assert got[d] == pytest.approx(s, rel=1e-5, abs=1e-6), d
+
+
+def test_an_index_written_before_learned_query_idf_scores_raw_model_weights(three, three_idf, tmp_path):
+    """An older bm25+MODEL index (no learned_query_idf in its meta) keeps its scores."""
+    import json
+    import shutil
+
+    from lsr.index.io import write_meta
+
+    old = tmp_path / "old"
+    shutil.copytree(three_idf[2].index.path, old)
+    meta = json.loads((old / "meta.json").read_text())
+    del meta["encoder"]["learned_query_idf"]
+    write_meta(old, {k: v for k, v in meta.items() if not k.startswith("_")})  # sealed again
+    bm25, raw = three[0], three[1]  # the model without idf (three: query_idf 0)
+    query = QUERIES[0]
+    a, b, got = all_scores(bm25, query), all_scores(raw, query), all_scores(Searcher(old), query)
+    want = {d: a.get(d, 0.0) + 0.7 * b.get(d, 0.0) for d in set(a) | set(b)}
+    assert got and set(got) == {d for d, s in want.items() if s > 0}
+    for d, s in got.items():
+        assert s == pytest.approx(want[d], rel=1e-5, abs=1e-6), d
