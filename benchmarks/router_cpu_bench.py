@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import itertools
 import json
 import os
 import shutil
@@ -30,13 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from lsr.config import load_config
-from lsr.data.corpus import load_queries, open_corpus
-from lsr.encoders import encoder_overrides
+from benchmarks.sharded_http_bench import build
+from lsr.data.corpus import load_queries
 from lsr.index import SearchParams
-from lsr.pipeline import build_index_from_vectors, encode_corpus
 from lsr.service.app import ServedIndex, load_served_index, request_plan, search_served
-from lsr.sharded import build_sharded
 
 SINGLE, SHARDED = "single", "4 shards, Ray"
 
@@ -84,15 +80,6 @@ def main() -> None:
                 undeploy_sharded(root / "four")
             ray.shutdown()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def build(args: argparse.Namespace, root: Path) -> tuple[Path, Path]:
-    config = load_config(None, encoder_overrides(args.encoder))
-    docs = list(itertools.islice(open_corpus(args.corpus), args.docs))
-    encode_corpus(config, docs, root / "vectors")
-    build_index_from_vectors(config, root / "vectors", root / "one")
-    build_sharded(config, root / "vectors", root / "four", 4)
-    return root / "one", root / "four"
 
 
 def open_served(args: argparse.Namespace, one: Path, four: Path) -> dict[str, ServedIndex]:

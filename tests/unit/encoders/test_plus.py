@@ -86,15 +86,19 @@ def three(tiny_mlm, tmp_path_factory):
     return build(tmp, "bm25", None), build(tmp, "splade", tiny_mlm), plus
 
 
-@pytest.mark.parametrize("query", QUERIES)
-def test_one_index_scores_bm25_plus_weighted_model(three, query):
-    bm25, splade, plus = three
-    a, b, got = all_scores(bm25, query), all_scores(splade, query), all_scores(plus, query)
+def assert_scores_bm25_plus_07_model(bm25, model, plus, query):
+    """Every document's score in ``plus`` is its BM25 score + 0.7 x its ``model`` score."""
+    a, b, got = all_scores(bm25, query), all_scores(model, query), all_scores(plus, query)
     want = {d: a.get(d, 0.0) + 0.7 * b.get(d, 0.0) for d in set(a) | set(b)}
     want = {d: s for d, s in want.items() if s > 0}
-    assert set(got) == set(want)
+    assert got and set(got) == set(want)
     for d, s in want.items():
         assert got[d] == pytest.approx(s, rel=1e-5, abs=1e-6), d
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_one_index_scores_bm25_plus_weighted_model(three, query):
+    assert_scores_bm25_plus_07_model(*three, query)
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -151,14 +155,8 @@ def three_idf(tiny_mlm, tmp_path_factory):
 
 @pytest.mark.parametrize("query", QUERIES)
 def test_the_models_query_idf_weighs_its_columns_only(three_idf, query):
-    bm25, splade, plus = three_idf
-    assert plus.index.meta["encoder"]["learned_query_idf"] == 1.0
-    a, b, got = all_scores(bm25, query), all_scores(splade, query), all_scores(plus, query)
-    want = {d: a.get(d, 0.0) + 0.7 * b.get(d, 0.0) for d in set(a) | set(b)}
-    want = {d: s for d, s in want.items() if s > 0}
-    assert set(got) == set(want)
-    for d, s in want.items():
-        assert got[d] == pytest.approx(s, rel=1e-5, abs=1e-6), d
+    assert three_idf[2].index.meta["encoder"]["learned_query_idf"] == 1.0
+    assert_scores_bm25_plus_07_model(*three_idf, query)
 
 
 def test_an_index_written_before_learned_query_idf_scores_raw_model_weights(three, three_idf, tmp_path):
@@ -173,10 +171,5 @@ def test_an_index_written_before_learned_query_idf_scores_raw_model_weights(thre
     meta = json.loads((old / "meta.json").read_text())
     del meta["encoder"]["learned_query_idf"]
     write_meta(old, {k: v for k, v in meta.items() if not k.startswith("_")})  # sealed again
-    bm25, raw = three[0], three[1]  # the model without idf (three: query_idf 0)
-    query = QUERIES[0]
-    a, b, got = all_scores(bm25, query), all_scores(raw, query), all_scores(Searcher(old), query)
-    want = {d: a.get(d, 0.0) + 0.7 * b.get(d, 0.0) for d in set(a) | set(b)}
-    assert got and set(got) == {d for d, s in want.items() if s > 0}
-    for d, s in got.items():
-        assert s == pytest.approx(want[d], rel=1e-5, abs=1e-6), d
+    # scored as the model without idf (three: query_idf 0)
+    assert_scores_bm25_plus_07_model(three[0], three[1], Searcher(old), QUERIES[0])
