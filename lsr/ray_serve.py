@@ -72,6 +72,8 @@ LIST_EVERY_S = 0.25  # the actors of a shard with fewer than its replicas are li
 
 LENGTHS = struct.Struct("<II")  # a frame's head and body lengths
 MAX_HELLO = 1024  # bytes of a connection's first frame (the token), read before the peer is trusted
+HELLO_TIMEOUT_S = 10.0  # a connection that sends no whole hello frame in this time is closed
+MAX_CONNECTIONS = 1024  # open connections per shard server (a router keeps about one per call in flight)
 MAX_HEAD = 1 << 20  # bytes of a frame's JSON head
 DTYPES = frozenset({"<i8", "<i4", "<f4"})  # the arrays a frame carries: ids, pointers, scores, weights
 
@@ -192,9 +194,9 @@ def parse_answer(body: bytearray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 class ShardSocketServer:
     """Answers ``search`` and ``ping`` frames with ``search(queries, k, kwargs)`` on a TCP port of
-    ``host`` (a thread per connection; a connection whose first frame is not a ``hello`` with
-    ``token`` is closed). ``close()`` closes the port and every connection, as the process's death
-    would."""
+    ``host`` (a thread per connection, at most ``MAX_CONNECTIONS``; a connection whose first frame is
+    not a ``hello`` with ``token`` within ``HELLO_TIMEOUT_S`` is closed). ``close()`` closes the port
+    and every connection, as the process's death would."""
 
     def __init__(self, search: Search, host: str, token: str | None = None):
         self.search = search
@@ -230,18 +232,25 @@ class ShardSocketServer:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
-                self._connections.add(conn)
+                full = len(self._connections) >= MAX_CONNECTIONS
+                if not full:
+                    self._connections.add(conn)
+            if full:  # refused at once: a router takes it as this replica being unavailable
+                conn.close()
+                continue
             threading.Thread(target=self._serve, args=(conn,), name="lsr-shard-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         try:
             with conn, conn.makefile("rb") as file:
+                conn.settimeout(HELLO_TIMEOUT_S)  # an unauthenticated peer holds a thread this long at most
                 hello, _ = read_frame_sync(file, MAX_HELLO, 0)
                 token = hello.get("token")
                 if hello.get("op") != "hello" or not isinstance(token, str):
                     return
                 if not hmac.compare_digest(token.encode(), self.token.encode()):
                     return
+                conn.settimeout(None)
                 conn.sendall(frame({"ok": True}))
                 while True:
                     conn.sendall(self._answer(*read_frame_sync(file)))

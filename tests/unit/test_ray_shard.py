@@ -356,3 +356,54 @@ def test_several_workers_need_a_cluster_address_with_ray():
     with pytest.raises(ConfigError, match="workers = 2 with ray = 'local'"):
         ServiceConfig(ray="local", workers=2)
     assert ServiceConfig(ray="127.0.0.1:6379", workers=2).workers == 2
+
+
+def _answered(conn: socket.socket) -> bool:
+    """Whether the server answered on ``conn`` (False: it closed the connection, cleanly or by a reset)."""
+    try:
+        return len(conn.recv(100)) > 0
+    except ConnectionResetError:
+        return False
+
+
+def _authenticated(server) -> socket.socket:
+    conn = socket.create_connection(server.address, timeout=5)
+    conn.sendall(ray_serve.frame({"op": "hello", "token": server.token}) + ray_serve.PING)
+    return conn
+
+
+def test_a_silent_peer_is_closed_after_the_hello_timeout_and_an_authenticated_one_is_not(four, monkeypatch):
+    monkeypatch.setattr(ray_serve, "HELLO_TIMEOUT_S", 0.3)
+    actor = FakeActor(ShardedIndex.open(four).segments[0], delay=0.0)
+    with (
+        socket.create_connection(actor.server.address, timeout=5) as silent,
+        _authenticated(actor.server) as ok,
+    ):
+        assert _answered(ok)  # the hello's and the ping's answers
+        t0 = time.monotonic()
+        assert not _answered(silent)  # closed by the server
+        assert 0.2 < time.monotonic() - t0 < 4
+        time.sleep(0.5)  # past the hello timeout: the authenticated connection still answers
+        ok.sendall(ray_serve.PING)
+        assert _answered(ok)
+    actor.kill()
+
+
+def test_connections_beyond_the_cap_are_closed_at_once(four, monkeypatch):
+    monkeypatch.setattr(ray_serve, "MAX_CONNECTIONS", 2)
+    actor = FakeActor(ShardedIndex.open(four).segments[0], delay=0.0)
+    held = [_authenticated(actor.server) for _ in range(2)]
+    assert all(_answered(conn) for conn in held)
+    with _authenticated(actor.server) as third:
+        assert not _answered(third)  # over the cap: closed
+    held.pop().close()
+    deadline = time.monotonic() + 5
+    while True:  # the server notices the close, then takes a new connection again
+        with _authenticated(actor.server) as again:
+            if _answered(again):
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    for conn in held:
+        conn.close()
+    actor.kill()
