@@ -50,9 +50,7 @@ def token_weights(
     for i, e in enumerate(enc):
         ids[i, : len(e.ids)] = torch.tensor(e.ids)
         mask[i, : len(e.ids)] = True
-    ids, mask = ids.to(model.device), mask.to(model.device)
-    hidden = model.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-    w = torch.relu(model.head(hidden)).squeeze(-1).float() * (mask & ~model.special[ids])
+    w = model.unicoil_token_weights(ids.to(model.device), mask.to(model.device))
     return list(zip(enc, w.cpu().numpy(), strict=True))
 
 

@@ -214,12 +214,15 @@ class SparseEncoderModel(torch.nn.Module):
         pooled = torch.nan_to_num(pooled, neginf=0.0)  # an all-padding row (empty text)
         return torch.log1p(torch.relu(pooled))
 
-    def unicoil_weights(self, ids: Tensor, mask: Tensor) -> Tensor:
-        """``[B, V]``: ``ReLU(head(h_t))`` scattered to the token ids (max over repeats); special tokens
-        and padding weigh 0."""
+    def unicoil_token_weights(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """``[B, T]``: ``ReLU(head(h_t))`` per position; special tokens and padding weigh 0."""
         hidden = self.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
         weights = torch.relu(self.head(hidden)).squeeze(-1).float()
-        weights = weights * (mask & ~self.special[ids])
+        return weights * (mask & ~self.special[ids])
+
+    def unicoil_weights(self, ids: Tensor, mask: Tensor) -> Tensor:
+        """``[B, V]``: :meth:`unicoil_token_weights` scattered to the token ids (max over repeats)."""
+        weights = self.unicoil_token_weights(ids, mask)
         out = torch.zeros(ids.shape[0], self.vocab_size, dtype=torch.float32, device=ids.device)
         return out.scatter_reduce(1, ids, weights, reduce="amax", include_self=True)
 

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from lsr.config import to_dict
+from lsr.encoders import query_idf
 from lsr.encoders.transformer import pick_device
 from lsr.errors import ConfigError, LsrError
 from lsr.index.io import publish_directory, write_json
@@ -132,9 +133,9 @@ def _rank(
 
 def posting_idf(docs: torch.Tensor, power: float) -> torch.Tensor:
     """``idf(t) ** power`` with df(t) = t's non-zeros in the encoded ``docs`` [N, V]: the posting-list
-    IDF that ``encoder.query_idf`` applies in an index of these documents (lsr/encoders/query_idf.py)."""
-    df = (docs > 0).sum(dim=0).double()
-    return torch.log1p((docs.shape[0] - df + 0.5) / (df + 0.5)).pow(power).float()
+    IDF that ``encoder.query_idf`` applies in an index of these documents, by its own table function."""
+    df = (docs > 0).sum(dim=0).cpu().numpy()
+    return torch.from_numpy(query_idf.idf_table(df, docs.shape[0], power)).to(docs.device)
 
 
 def corpus_token_idf(model: SparseEncoderModel, texts: list[str], power: float) -> torch.Tensor:
