@@ -122,9 +122,16 @@ class ModelConfig:
     # the model learns weights that leave collection statistics to the collection it is used on. Saved
     # into the model folder's lsr_query.json, so an index built with the model applies the same power.
     query_idf: float = 0.0
+    # unicoil: wordpiece (one weight per tokenizer piece) | words (each piece's weight to the BM25 analyzer's
+    # terms of its word, lsr.encoders.words; the vocabulary is the analyzed training corpus's terms, each
+    # evaluation suite's its own); saved as the model folder's lsr_terms.json
+    terms: str = "wordpiece"
 
     def __post_init__(self) -> None:
         _one_of("model", "kind", self.kind, ("splade", "inference-free", "unicoil"))
+        _one_of("model", "terms", self.terms, ("wordpiece", "words"))
+        if self.terms == "words" and self.kind != "unicoil":
+            raise ConfigError(f"model.terms = words applies to model.kind = unicoil only, not {self.kind}")
         _one_of("model", "query_weights", self.query_weights, ("idf", "binary"))
         if self.kind != "inference-free" and self.learn_query_weights:
             raise ConfigError("model.learn_query_weights applies to model.kind = inference-free only")

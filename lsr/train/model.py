@@ -6,6 +6,11 @@
 * ``kind: unicoil``: one weight per input token, ``ReLU(head(h_t))`` over the backbone's last hidden
   states, a repeated token keeping its largest weight, no expansion (what
   :class:`lsr.encoders.unicoil.UniCoilModel` computes at index time); queries through the same model.
+* ``terms: words`` (uniCOIL): each token's weight goes to the BM25 analyzer's terms of its word
+  (:mod:`lsr.encoders.words`, what the uniCOIL encoder computes for a folder with ``lsr_terms.json``):
+  the ``[B, V]`` vectors are over a term vocabulary, the analyzed training corpus's (or, while a suite is
+  evaluated, that suite's documents': :meth:`SparseEncoderModel.word_vocabulary`); terms outside it match
+  no document and are dropped.
 * Queries, ``kind: splade``: the same model. ``kind: inference-free``: the distinct tokens of the
   query (no special tokens), each weighing ``table[token]``, as
   :class:`lsr.encoders.inference_free.InferenceFreeQueryEncoder` does at search time. The table starts
@@ -24,11 +29,12 @@ tokenizer, the query table as ``idf.json`` (inference-free), the head as
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,13 @@ from lsr.encoders.inference_free import idf_table, token_stats
 from lsr.encoders.query_idf import MODEL_FILE as QUERY_IDF_FILE
 from lsr.encoders.transformer import load_tokenizer, quiet_transformers
 from lsr.encoders.unicoil import HEAD_FILE, HEAD_KEY, find_head
+from lsr.encoders.words import (
+    WordTerms,
+    analyzer_section,
+    make_word_analyzer,
+    read_terms_file,
+    write_terms_file,
+)
 from lsr.errors import ConfigError
 from lsr.train.config import ModelConfig
 from lsr.train.losses import ThresholdMask
@@ -150,17 +163,22 @@ class SparseEncoderModel(torch.nn.Module):
             if head is None:
                 raise ValueError("a uniCOIL model needs its token-weight head")
             self.backbone, self.head = net, head
-            self.vocab_size = int(net.get_input_embeddings().weight.shape[0])
+            self.token_vocab_size = int(net.get_input_embeddings().weight.shape[0])
         else:
             self.mlm = net
-            self.vocab_size = int(net.get_output_embeddings().weight.shape[0])
+            self.token_vocab_size = int(net.get_output_embeddings().weight.shape[0])
         self.tokenizer = tokenizer
         self.cfg = cfg
+        # terms: words: the analyzer (the default BM25's) and the current term vocabulary
+        self.analyzer_section = analyzer_section() if cfg.terms == "words" else None
+        self.words = (
+            WordTerms(make_word_analyzer(self.analyzer_section), {}) if self.analyzer_section else None
+        )
         self.max_positions = int(getattr(net.config, "max_position_embeddings", 512) or 512)
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_id = int(tokenizer.pad_token_id or 0)
-        special = torch.zeros(self.vocab_size, dtype=torch.bool)
-        special[[i for i in self.special_ids if i < self.vocab_size]] = True
+        special = torch.zeros(self.token_vocab_size, dtype=torch.bool)
+        special[[i for i in self.special_ids if i < self.token_vocab_size]] = True
         self.special: Tensor
         self.register_buffer("special", special, persistent=False)
         self.mask = ThresholdMask(cfg.threshold, cfg.learn_threshold)
@@ -170,13 +188,20 @@ class SparseEncoderModel(torch.nn.Module):
             if table is None:
                 raise ValueError("an inference-free model needs its initial query table")
             t = torch.as_tensor(np.asarray(table, dtype=np.float32)).clone()
-            if len(t) != self.vocab_size:
-                raise ValueError(f"query table has {len(t)} entries for a vocabulary of {self.vocab_size}")
+            if len(t) != self.token_vocab_size:
+                raise ValueError(
+                    f"query table has {len(t)} entries for a vocabulary of {self.token_vocab_size}"
+                )
             t[[i for i in self.special_ids if i < len(t)]] = 0.0
             if cfg.learn_query_weights:
                 self.table = torch.nn.Parameter(t)
             else:
                 self.register_buffer("table", t)
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the encoded vectors: the tokenizer's vocabulary, or (terms: words) the current terms."""
+        return len(self.words.term_ids) if self.words is not None else self.token_vocab_size
 
     @property
     def net(self) -> Any:
@@ -189,18 +214,76 @@ class SparseEncoderModel(torch.nn.Module):
         self, texts: Sequence[str], max_length: int, special: bool = True, device: Any = "cpu"
     ) -> tuple[Tensor, Tensor]:
         """Padded ids and a bool mask (padded to a multiple of 8)."""
+        backend = self._backend(max_length)
+        enc = backend.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=special)
+        return self._padded([e.ids for e in enc], device)
+
+    def _backend(self, max_length: int) -> Any:
         backend = self.tokenizer.backend_tokenizer
         backend.no_padding()
         backend.enable_truncation(min(max_length, self.max_positions))
-        enc = backend.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=special)
-        width = max([len(e.ids) for e in enc] + [1])
+        return backend
+
+    def _padded(self, seqs: list[list[int]], device: Any) -> tuple[Tensor, Tensor]:
+        width = max([len(s) for s in seqs] + [1])
         width = -(-width // 8) * 8
-        ids = np.full((len(enc), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(enc), width), dtype=bool)
-        for i, e in enumerate(enc):
-            ids[i, : len(e.ids)] = e.ids
-            mask[i, : len(e.ids)] = True
+        ids = np.full((len(seqs), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=bool)
+        for i, seq in enumerate(seqs):
+            ids[i, : len(seq)] = seq
+            mask[i, : len(seq)] = True
         return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
+
+    # --- word terms (terms: words) -----------------------------------------------------------------
+
+    def _word_pairs(self, texts: Sequence[str], max_length: int, grow: bool) -> tuple[list[Any], list[Any]]:
+        """Each text's tokenizer encoding and its (positions, term ids) pairs (lsr.encoders.words)."""
+        assert self.words is not None
+        cleaned = [clean_text(t) for t in texts]
+        encodings = self._backend(max_length).encode_batch(cleaned)
+        pairs = [self.words.pairs(t, e, grow) for t, e in zip(cleaned, encodings, strict=True)]
+        return encodings, pairs
+
+    def encode_words(self, texts: Sequence[str], max_length: int) -> Tensor:
+        """``[B, V]`` over the term vocabulary: each term's largest token weight over its words' pieces."""
+        encodings, pairs = self._word_pairs(texts, max_length, grow=False)
+        ids, mask = self._padded([e.ids for e in encodings], self.device)
+        weights = self.unicoil_token_weights(ids, mask)
+        empty = np.zeros(0, dtype=np.int64)
+        rows = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, (p, _) in enumerate(pairs)] + [empty])
+        pos = np.concatenate([p for p, _ in pairs] + [empty])
+        terms = np.concatenate([t for _, t in pairs] + [empty])
+        r, p, t = (torch.from_numpy(a).to(self.device) for a in (rows, pos, terms))
+        out = torch.zeros(len(texts) * self.vocab_size, dtype=torch.float32, device=self.device)
+        out.scatter_reduce_(0, r * self.vocab_size + t, weights[r, p], reduce="amax", include_self=True)
+        return out.view(len(texts), self.vocab_size)
+
+    def word_document_frequencies(self, texts: Sequence[str], max_length: int) -> np.ndarray:
+        """Sets the term vocabulary to the terms of ``texts`` (in order of first occurrence); the number
+        of texts holding each term (int64[terms])."""
+        assert self.words is not None
+        self.words.term_ids = {}
+        df: list[int] = []
+        for s in range(0, len(texts), 1024):
+            for _, terms in self._word_pairs(texts[s : s + 1024], max_length, grow=True)[1]:
+                df += [0] * (len(self.words.term_ids) - len(df))
+                for t in set(terms.tolist()):
+                    df[t] += 1
+        return np.asarray(df, dtype=np.int64)
+
+    @contextlib.contextmanager
+    def word_vocabulary(self, texts: Sequence[str], max_length: int) -> Iterator[None]:
+        """terms: words: the term vocabulary of ``texts`` inside the block (a suite's documents), the
+        previous one after; nothing for wordpiece models."""
+        if self.words is None:
+            yield
+            return
+        before = self.words.term_ids
+        self.word_document_frequencies(texts, max_length)
+        try:
+            yield
+        finally:
+            self.words.term_ids = before
 
     # --- encoders ---------------------------------------------------------------------------------
 
@@ -223,10 +306,12 @@ class SparseEncoderModel(torch.nn.Module):
     def unicoil_weights(self, ids: Tensor, mask: Tensor) -> Tensor:
         """``[B, V]``: :meth:`unicoil_token_weights` scattered to the token ids (max over repeats)."""
         weights = self.unicoil_token_weights(ids, mask)
-        out = torch.zeros(ids.shape[0], self.vocab_size, dtype=torch.float32, device=ids.device)
+        out = torch.zeros(ids.shape[0], self.token_vocab_size, dtype=torch.float32, device=ids.device)
         return out.scatter_reduce(1, ids, weights, reduce="amax", include_self=True)
 
     def encode_docs(self, texts: Sequence[str], max_length: int) -> Tensor:
+        if self.words is not None:
+            return self.mask(self.encode_words(texts, max_length))
         device = self.device
         ids, mask = self.tokenize(texts, max_length, device=device)
         return self.mask(self.encode_tokens(ids, mask))
@@ -241,6 +326,8 @@ class SparseEncoderModel(torch.nn.Module):
         if self.kind == "inference-free":
             table = torch.relu(self.table) if isinstance(self.table, torch.nn.Parameter) else self.table
             return self.query_presence(texts, max_length) * table
+        if self.words is not None:
+            return self.encode_words(texts, max_length)
         ids, mask = self.tokenize(texts, max_length, device=self.device)
         return self.encode_tokens(ids, mask)
 
@@ -256,13 +343,21 @@ class SparseEncoderModel(torch.nn.Module):
     def fingerprint(self) -> str:
         """Identifies the model a checkpoint belongs to: kind, architecture, vocabulary, parameter shapes."""
         shapes = [(n, list(p.shape)) for n, p in self.state_dict().items()]
-        key = json.dumps([self.kind, type(self.net).__name__, self.vocab_size, shapes])
+        parts: list[Any] = [self.kind, type(self.net).__name__, self.token_vocab_size, shapes]
+        if self.words is not None:  # wordpiece fingerprints stay what they were
+            parts.append(self.analyzer_section)
+        key = json.dumps(parts)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def build_model(cfg: ModelConfig, corpus_texts: Sequence[str] | None = None) -> SparseEncoderModel:
     """The model of ``cfg``; an inference-free table starts from the IDF of ``corpus_texts``."""
     path = resolve_init(cfg.init)
+    if read_terms_file(path) is not None and cfg.terms != "words":
+        raise ConfigError(
+            f"model.init = {cfg.init!r} is a word-terms uniCOIL (lsr_terms.json); set model.terms: words "
+            "to continue training it"
+        )
     if cfg.kind == "unicoil":
         backbone, tokenizer, head, fresh = load_unicoil(path)
         model = SparseEncoderModel(backbone, tokenizer, cfg, head=head)
@@ -318,6 +413,8 @@ def save_model(model: SparseEncoderModel, out: Path, card: str, extra: dict[str,
             if w > 0 and vocab.id_to_token(i) is not None
         }
         (out / "idf.json").write_text(json.dumps(weights, ensure_ascii=False), encoding="utf-8")
+    if model.analyzer_section is not None:  # terms: words, and the analysis the model was trained with
+        write_terms_file(out, model.analyzer_section)
     if model.cfg.query_idf > 0:  # the power it was trained with: indexes built with the model apply it
         (out / QUERY_IDF_FILE).write_text(
             json.dumps({"query_idf": model.cfg.query_idf}) + "\n", encoding="utf-8"

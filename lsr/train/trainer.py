@@ -173,10 +173,11 @@ def evaluate_suite(
     them (when it has queries)."""
     was_training = model.training
     model.eval()
-    docs = _encode(model, suite.doc_texts, cfg)
-    result = {"doc_nnz": float((docs > 0).sum(dim=1).float().mean())}
-    if suite.queries:
-        result.update(_rank(model, docs, suite.doc_ids, suite.queries, cfg, k))
+    with model.word_vocabulary(suite.doc_texts, cfg.data.eval_max_length):
+        docs = _encode(model, suite.doc_texts, cfg)
+        result = {"doc_nnz": float((docs > 0).sum(dim=1).float().mean())}
+        if suite.queries:
+            result.update(_rank(model, docs, suite.doc_ids, suite.queries, cfg, k))
     model.train(was_training)
     return result
 
@@ -403,7 +404,14 @@ class _Run:
         neg_rng = random.Random(cfg.train.seed + 1)
         suites = [load_suite(folder, cfg.data.suite_split) for folder in cfg.data.suites]
         run = cls(cfg, to_dict(cfg), data, out, device, model, optimizer, scheduler, batcher, neg_rng, suites)
-        if cfg.model.query_idf > 0:
+        if model.words is not None:  # terms: words: the training corpus's terms are the vocabulary
+            max_length = max(cfg.data.max_length, cfg.data.eval_max_length)
+            df = model.word_document_frequencies(data.doc_texts, max_length)
+            logger.info("terms: words: %d terms in the training corpus", len(df))
+            if cfg.model.query_idf > 0:
+                idf = query_idf.idf_table(df, len(data.doc_texts), cfg.model.query_idf)
+                run.q_idf = torch.from_numpy(idf).to(device)
+        elif cfg.model.query_idf > 0:
             run.q_idf = corpus_token_idf(model, data.doc_texts, cfg.model.query_idf)
         return run
 

@@ -424,3 +424,32 @@ def test_unicoil_run_with_query_idf_indexes_queries_as_the_trainer_scored_them(
     terms, weights = searcher.encode_texts([text]).row(0)
     assert len(terms) > 0
     assert np.allclose(weights, dense[terms] * idf[terms], rtol=1e-2, atol=1e-2)
+
+
+def test_unicoil_words_run_scores_terms_and_resumes(prepared, train_mlm, train_tiny, tmp_path):
+    """model.terms: words with query_idf and DF-FLOPS (whose estimate is over the training corpus's
+    terms): trains, evaluates each suite over its own terms, resumes, and saves lsr_terms.json."""
+    run = tmp_path / "words"
+    overrides = [
+        "model.kind=unicoil",
+        "model.terms=words",
+        "model.query_idf=1",
+        "loss.doc_regularizer=df",
+        f"data.suites=[{train_tiny}]",
+        "train.eval_every=3",
+    ]
+    args = [a for o in overrides for a in ("--set", o)]
+    assert _train(prepared, train_mlm, run, *args, "--set", "train.steps=3") == 0
+    n_terms = torch.load(run / "checkpoint" / "state.pt", weights_only=True)["df"].shape[0]
+    from lsr.train.config import ModelConfig
+
+    model = train_model.build_model(ModelConfig(kind="unicoil", init=str(train_mlm), terms="words"))
+    texts = train_loop.load_prepared(prepared).doc_texts
+    assert n_terms == len(model.word_document_frequencies(texts, 512)) > 20
+    assert _train(prepared, train_mlm, run, *args, "--set", "train.steps=6", "--resume") == 0
+    evals = [r for r in _log(run) if r["event"] == "eval"]
+    assert [r["step"] for r in evals] == [3, 6]
+    assert all(0 <= r["suite/train-tiny"] <= 1 and r["doc_nnz"] > 0 for r in evals)
+    best = run / "best"
+    assert json.loads((best / "lsr_terms.json").read_text())["terms"] == "words"
+    assert json.loads((best / "lsr_query.json").read_text()) == {"query_idf": 1}

@@ -1,0 +1,107 @@
+"""model.terms: words: a uniCOIL whose token weights go to the BM25 analyzer's terms of their words,
+checked against a slow per-text reference; the vocabulary of a suite is its documents' terms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from lsr.encoders.words import analyzer_section, make_word_analyzer  # noqa: E402
+from lsr.errors import ConfigError  # noqa: E402
+from lsr.train import model as train_model  # noqa: E402
+from lsr.train.config import ModelConfig  # noqa: E402
+
+TEXTS = [
+    "Vitamin D lowers the cancer risk; vitamins lowered risks.",
+    "the of and",  # stopwords only: no term
+    "",
+    "cats sat, dogs sat on mats — birding birds",
+    "Proteins (cell-gene) study: effects of coffee on sleep quality in adults",
+]
+
+
+def reference(model, text: str, max_length: int) -> dict[str, float]:
+    """term -> weight, computed the slow way from one text's own token weights."""
+    backend = model._backend(max_length)
+    from lsr.encoders.hf import clean_text
+
+    cleaned = clean_text(text)
+    enc = backend.encode(cleaned)
+    ids = torch.tensor([enc.ids])
+    with torch.no_grad():
+        w = model.unicoil_token_weights(ids, torch.ones_like(ids, dtype=torch.bool))[0].numpy()
+    analyzer = make_word_analyzer(analyzer_section())
+    out: dict[str, float] = {}
+    for wid in sorted({x for x in enc.word_ids if x is not None}):
+        pos = [i for i, x in enumerate(enc.word_ids) if x == wid]
+        word = cleaned[enc.offsets[pos[0]][0] : enc.offsets[pos[-1]][1]]
+        for term in analyzer(word):
+            out[term] = max(out.get(term, 0.0), max(float(w[i]) for i in pos))
+    return {t: v for t, v in out.items() if v > 0}
+
+
+@pytest.fixture(scope="module")
+def words_model(train_mlm):
+    torch.manual_seed(0)
+    m = train_model.build_model(ModelConfig(kind="unicoil", init=str(train_mlm), terms="words"))
+    with torch.no_grad():  # a random head: weights that differ per token, some zero
+        m.head.weight.normal_(0, 1.0)
+        m.head.bias.fill_(0.2)
+    return m.eval()
+
+
+def test_words_vectors_match_the_per_text_reference(words_model):
+    df = words_model.word_document_frequencies(TEXTS, 64)
+    vocab = words_model.words.vocab
+    assert len(df) == len(vocab) == words_model.vocab_size
+    analyzer = make_word_analyzer(analyzer_section())
+    for t, count in zip(vocab, df, strict=True):  # df: texts holding the term
+        assert count == sum(t in analyzer(x.replace("-", " ")) for x in TEXTS), t
+    assert "vitamin" in vocab and "risk" in vocab and "the" not in vocab  # stems, no stopwords
+    with torch.no_grad():
+        docs = words_model.encode_docs(TEXTS, 64).numpy()
+        queries = words_model.encode_queries(TEXTS, 64).numpy()
+    assert np.array_equal(docs, queries)  # no threshold: the same function
+    for text, row in zip(TEXTS, docs, strict=True):
+        got = {vocab[i]: float(row[i]) for i in np.flatnonzero(row)}
+        want = reference(words_model, text, 64)
+        assert got.keys() == want.keys()
+        assert all(abs(got[t] - want[t]) < 1e-5 for t in want)
+    assert not docs[1].any() and not docs[2].any()
+
+
+def test_terms_outside_the_vocabulary_are_dropped_and_a_suite_vocabulary_is_restored(train_mlm):
+    # a fresh head: every token weighs 1 (a bag of words)
+    words_model = train_model.build_model(ModelConfig(kind="unicoil", init=str(train_mlm), terms="words"))
+    words_model.word_document_frequencies(["vitamin cancer"], 64)
+    before = dict(words_model.words.term_ids)
+    with words_model.word_vocabulary(["coffee sleep", "cats"], 64):
+        assert words_model.words.vocab == ["coffe", "sleep", "cat"]
+        with torch.no_grad():
+            q = words_model.encode_queries(["coffee vitamin"], 64)
+        assert q.tolist() == [[1.0, 0.0, 0.0]]
+    assert words_model.words.term_ids == before
+    with torch.no_grad():
+        assert words_model.encode_queries(["coffee vitamin"], 64).shape == (1, 2)
+
+
+def test_words_fingerprint_differs_from_wordpiece(train_mlm, words_model):
+    wp = train_model.build_model(ModelConfig(kind="unicoil", init=str(train_mlm)))
+    assert wp.fingerprint() != words_model.fingerprint()
+
+
+def test_terms_words_is_a_unicoil_setting_and_a_words_folder_needs_it(train_mlm, tmp_path, words_model):
+    with pytest.raises(ConfigError, match="model.terms = words applies to model.kind = unicoil"):
+        ModelConfig(kind="splade", terms="words")
+    with pytest.raises(ConfigError, match="model.terms"):
+        ModelConfig(kind="unicoil", terms="stems")
+    folder = tmp_path / "w"
+    train_model.save_model(words_model, folder, "card", {})
+    assert (folder / "lsr_terms.json").is_file()
+    with pytest.raises(ConfigError, match="word-terms uniCOIL"):
+        train_model.build_model(ModelConfig(kind="unicoil", init=str(folder)))
+    again = train_model.build_model(ModelConfig(kind="unicoil", init=str(folder), terms="words"))
+    assert again.analyzer_section == analyzer_section()
