@@ -239,10 +239,11 @@ class UniCoilModel(TransformerSparseModel):
                 seqs.append(seq)
                 owner.append(k)
         weights = self.sequence_weights([seq.ids for seq in seqs])
-        spans = [word_spans([enc, *enc.overflowing]) for enc in encodings]
+        # a text in one sequence has its words whole; one with more has words cut at the edges
+        spans = [word_spans([enc, *enc.overflowing]) if enc.overflowing else None for enc in encodings]
         row = query_row if query else document_row
         rows = [
-            row(self.words, cleaned[k], whole_words(seq, spans[k]), w)
+            row(self.words, cleaned[k], seq if spans[k] is None else whole_words(seq, spans[k]), w)
             for seq, w, k in zip(seqs, weights, owner, strict=True)
         ]  # on this thread, in order: term ids in order of first occurrence
         return self.text_rows(len(texts), live, np.asarray(owner, dtype=np.int64), rows, prune, query)
@@ -342,13 +343,15 @@ class UniCoilQueryEncoder(TransformerQueryEncoder):
 
     def __init__(self, meta: dict[str, Any], term_index: dict[str, int]):
         terms, analyzer = meta.get("terms"), meta.get("analyzer")
-        if terms not in (None, "words") or (terms == "words" and not isinstance(analyzer, dict)):
-            raise ConfigError(
-                f"this index's encoder meta has terms = {terms!r}, analyzer = {analyzer!r}: expected no "
-                "terms (wordpieces) or terms = 'words' with an analyzer section"
-            )
-        # word terms: the index's vocabulary, read only (query terms outside it are dropped)
-        self.words = None if terms is None else WordTerms(make_word_analyzer(analyzer), term_index)
+        self.words: WordTerms | None = None
+        if terms is not None:
+            if terms != "words" or not isinstance(analyzer, dict):
+                raise ConfigError(
+                    f"this index's encoder meta has terms = {terms!r}, analyzer = {analyzer!r}: expected "
+                    "no terms (wordpieces) or terms = 'words' with an analyzer section"
+                )
+            # the index's vocabulary, read only: query terms outside it are dropped
+            self.words = WordTerms(make_word_analyzer(analyzer), term_index)
         super().__init__(meta, term_index)
 
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> UniCoilModel:

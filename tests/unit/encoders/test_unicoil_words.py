@@ -4,6 +4,7 @@ given to the BM25 analyzer's terms of its whole word, max per term."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -221,6 +222,8 @@ def test_index_and_search_equal_brute_force(folder, ref, tmp_path, power):
         for key, score in zip(hits, result.scores, strict=True):
             assert dot(q, docs[key]) == pytest.approx(score, rel=1e-5)
     assert len(searcher.search("zebra", Plan(k=4)).docs) == 0  # only a term absent from the corpus
+    # the analyzer's stemmer is not thread-safe: queries encode under the searcher's lock
+    assert not isinstance(searcher._sparse_lock, contextlib.nullcontext)
 
 
 def test_cli_index_with_a_words_folder(folder, tmp_path):
