@@ -89,7 +89,11 @@ def word_spans(encodings: Sequence[Any]) -> dict[int, tuple[int, int]]:
     return spans
 
 
-def whole_words(enc: Any, spans: dict[int, tuple[int, int]]) -> WholeWords:
+def whole_words(enc: Any, spans: dict[int, tuple[int, int]] | None) -> Any:
+    """``enc`` with its words' whole spans (``spans`` of its text; None: a text of one sequence, whose
+    words are whole)."""
+    if spans is None:
+        return enc
     word_ids = enc.word_ids
     return WholeWords(word_ids, [(0, 0) if w is None else spans[w] for w in word_ids])
 
@@ -243,7 +247,7 @@ class UniCoilModel(TransformerSparseModel):
         spans = [word_spans([enc, *enc.overflowing]) if enc.overflowing else None for enc in encodings]
         row = query_row if query else document_row
         rows = [
-            row(self.words, cleaned[k], seq if spans[k] is None else whole_words(seq, spans[k]), w)
+            row(self.words, cleaned[k], whole_words(seq, spans[k]), w)
             for seq, w, k in zip(seqs, weights, owner, strict=True)
         ]  # on this thread, in order: term ids in order of first occurrence
         return self.text_rows(len(texts), live, np.asarray(owner, dtype=np.int64), rows, prune, query)
