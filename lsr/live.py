@@ -58,6 +58,12 @@ logger = logging.getLogger(__name__)
 GROWING_VOCABULARIES = ("bm25", "external")  # encoders whose vocabulary grows with the corpus
 
 
+def grows_vocabulary(encoder: Mapping[str, Any]) -> bool:
+    """Whether an index's vocabulary grows with its documents, from its ``encoder`` meta section: BM25's
+    terms, pre-encoded vectors' terms, a uniCOIL's word terms (``terms: words``, lsr.encoders.words)."""
+    return encoder.get("name", "external") in GROWING_VOCABULARIES or encoder.get("terms") == "words"
+
+
 class LiveIndex:
     """Write operations on an index directory (a plain index becomes live on its first write)."""
 
@@ -108,7 +114,8 @@ class LiveIndex:
         """Add (or update) pre-encoded documents ``{id: {term: weight}}``; ``docs``: ``{id: (title,
         text)}`` for the docstore. New terms are refused for a fixed (transformer) vocabulary."""
         with self.writer() as w:
-            encoder = w.sections().get("encoder", {}).get("name", "external")
+            section = w.sections().get("encoder", {})
+            encoder = section.get("name", "external")
             _refuse_plus(self.path, encoder)
             if encoder == "bm25":
                 raise LsrError(
@@ -117,9 +124,10 @@ class LiveIndex:
                 )
             vocab = list(w.vocab)
             ids = list(vectors)
-            batch = _vectors_batch(vectors, vocab, encoder in GROWING_VOCABULARIES)
+            grow = grows_vocabulary(section)
+            batch = _vectors_batch(vectors, vocab, grow)
             stored = None if docs is None else Docs([docs[i][0] for i in ids], [docs[i][1] for i in ids])
-            result = w.add(batch, ids, vocab, stored, grow_vocab=encoder in GROWING_VOCABULARIES)
+            result = w.add(batch, ids, vocab, stored, grow_vocab=grow)
             w.maybe_merge()
             return result
 
@@ -145,7 +153,7 @@ class LiveIndex:
             tmp = self.path / f".add-{uuid.uuid4().hex[:8]}"
             try:
                 batch, ids, vocab, stored, stats = _encode_for(w, config, docs, tmp, progress)
-                grow = config.encoder.name in GROWING_VOCABULARIES
+                grow = grows_vocabulary(w.sections().get("encoder", {}))
                 result = w.add(batch, ids, vocab, stored, grow_vocab=grow, stats=stats)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -218,7 +226,9 @@ def _encode_for(
     from lsr.vectors import Vectors, VectorWriter
 
     encoder = make_encoder(config.encoder)
-    if config.encoder.name == "bm25":
+    section = w.sections().get("encoder", {})
+    _check_terms(w.path, section, encoder.describe())
+    if grows_vocabulary(section):
         encoder.seed_vocab(w.vocab)  # type: ignore[attr-defined]
     stats: dict[str, Any] = {}
     with VectorWriter(tmp, config.encoder.shard_docs, store_docs=True, overwrite=True) as writer:
@@ -230,6 +240,20 @@ def _encode_for(
     batch = concat(list(vectors.batches()))
     ids = list(vectors.iter_ids())
     return batch, ids, list(encoder.vocab), _read_docs(tmp, len(ids)), stats
+
+
+def _check_terms(path: Path, index: Mapping[str, Any], encoder: Mapping[str, Any]) -> None:
+    """Refuse to add documents encoded with other terms than the index's: a uniCOIL model folder whose
+    ``lsr_terms.json`` appeared, went or changed its analyzer since the index was built."""
+    was = (index.get("terms"), index.get("analyzer"))
+    now = (encoder.get("terms"), encoder.get("analyzer"))
+    if was != now:
+        raise LsrError(
+            f"{path}: its documents have terms {was[0] or 'of the model vocabulary'} (analyzer "
+            f"{was[1]}), the model at {encoder.get('model')} now writes {now[0] or 'its vocabulary'} "
+            f"(analyzer {now[1]}; lsr_terms.json changed?); put the model folder back as it was, or "
+            "rebuild the index"
+        )
 
 
 def _refuse_plus(path: Path, encoder: str) -> None:

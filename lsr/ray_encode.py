@@ -15,7 +15,8 @@ so a crashed driver or worker loses at most the blocks in flight, and nothing is
 is one folder per position). A restarted actor (Ray restarts them) redoes only its own block.
 
 BM25 is refused: its vocabulary grows while it encodes (one per process) and its cost is the
-analysis, which one process does at thousands of documents per second.
+analysis, which one process does at thousands of documents per second. A uniCOIL of word terms
+(:mod:`lsr.encoders.words`) is refused for the same growing vocabulary.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from lsr.data.corpus import Doc, open_corpus
 from lsr.encode import resume_key
 from lsr.encoders import encoder_kind, make_encoder
 from lsr.encoders.hf import clean_text
+from lsr.encoders.unicoil import writes_words
+from lsr.encoders.words import TERMS_FILE
 from lsr.errors import LsrError
 from lsr.index.sparse import SparseBatch
 from lsr.pipeline import Corpus, finish_vectors
@@ -111,7 +114,8 @@ def encode_corpus_ray(
     actors}.
 
     Raises:
-        LsrError: BM25, a corpus that cannot be named again (no resume), ray missing or unreachable.
+        LsrError: BM25 or a uniCOIL of word terms, a corpus that cannot be named again (no resume), ray
+            missing or unreachable.
     """
     out = Path(out)
     if out.exists() and not overwrite:
@@ -119,6 +123,11 @@ def encode_corpus_ray(
     if not encoder_kind(config.encoder.name).model:
         raise LsrError(
             f"--ray encodes with the transformer encoders; encode {config.encoder.name} in one process"
+        )
+    if writes_words(config.encoder):
+        raise LsrError(
+            f"--ray: the uniCOIL at {config.encoder.model} writes word terms ({TERMS_FILE}), a vocabulary "
+            "that grows while it encodes (one per process); encode it in one process (without --ray)"
         )
     ray = connect(address)  # before the model loads: a wrong address fails in seconds
     encoder = make_encoder(config.encoder)

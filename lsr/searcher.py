@@ -57,8 +57,9 @@ FIRST_STAGES = ("sparse", "dense", "dense-float", "candidates")
 RERANKS = ("none", "dense", "dense-float")
 MODES = ("exact", "safe", "approx")
 # Query encoders that may run on several threads at once. Others encode under one lock per searcher:
-# bm25 (PyStemmer's stemmer object is not thread-safe) and the dense model (its Hugging Face tokenizer
-# call reconfigures the shared Rust tokenizer's truncation on every call).
+# bm25 and a uniCOIL of word terms (``terms: words``; PyStemmer's stemmer object is not thread-safe) and
+# the dense model (its Hugging Face tokenizer call reconfigures the shared Rust tokenizer's truncation on
+# every call).
 THREAD_SAFE_ENCODERS = ("splade", "unicoil", "inference-free")
 
 T = TypeVar("T")
@@ -231,10 +232,9 @@ class Searcher:
         self.index: Index = index_dir if isinstance(index_dir, Index) else open_index(index_dir)
         self.docstore = _docstore(self.index)
         self._open_lock = threading.Lock()  # lazy opening of the encoders and the dense stage
-        name = self.index.meta.get("encoder", {}).get("name")
-        self._sparse_lock: Any = (
-            contextlib.nullcontext() if name in THREAD_SAFE_ENCODERS else threading.Lock()
-        )
+        encoder = self.index.meta.get("encoder", {})
+        thread_safe = encoder.get("name") in THREAD_SAFE_ENCODERS and encoder.get("terms") != "words"
+        self._sparse_lock: Any = contextlib.nullcontext() if thread_safe else threading.Lock()
         self._dense_lock = threading.Lock()
         self._lazy: dict[str, Any] = {}
 

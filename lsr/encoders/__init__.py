@@ -4,11 +4,12 @@
 |------------------|-----------------------------------|-------------------------------------------|
 | `bm25`           | Lucene BM25 impacts               | analyzed terms weighted by count          |
 | `splade`         | MLM logits, log(1 + ReLU), pooled | the same model (or `encoder.query_model`) |
-| `unicoil`        | one weight per input token        | the same model (or `encoder.query_model`) |
+| `unicoil`        | one weight per token (or word term) | the same model (or `encoder.query_model`) |
 | `inference-free` | SPLADE                            | tokens weighted by a table; no torch      |
 | `bm25+MODEL`     | MODEL's weights, then BM25 impacts | w x MODEL's query side, then BM25's terms |
 
-(MODEL: splade, unicoil or inference-free; :mod:`lsr.encoders.plus`.)
+(MODEL: splade, unicoil or inference-free; :mod:`lsr.encoders.plus`. Word terms: a uniCOIL folder with
+lsr_terms.json, :mod:`lsr.encoders.words`.)
 
 ``make_encoder`` builds the document side from the config; ``load_query_encoder``
 rebuilds the query side from an index's own meta. Importing this package loads no

@@ -16,7 +16,9 @@ With the model's ``encoder.query_idf`` p > 0 (``learned_query_idf`` in the meta)
 multiplies the model's query columns, not BM25's, by idf(t)^p of the index, as for the model alone.
 
 The learned part never needs corpus statistics except an inference-free model without its own query
-table (refused: it would need a second pass over the texts); the BM25 part gets them from the written
+table (refused: it would need a second pass over the texts). A uniCOIL of word terms
+(:mod:`lsr.encoders.words`) is refused too: its vocabulary grows with the corpus, where BM25's columns
+follow the model's fixed ones; the BM25 part gets them from the written
 term frequencies, as plain BM25 does (:mod:`lsr.encoders.bm25`).
 """
 
@@ -32,6 +34,8 @@ import numpy as np
 from lsr.config import EncoderConfig, PlusConfig, from_dict
 from lsr.encoders.base import CorpusEncoder, CorpusStats, Finish, QueryEncoder
 from lsr.encoders.bm25 import BM25Encoder, BM25QueryEncoder
+from lsr.encoders.unicoil import writes_words
+from lsr.encoders.words import TERMS_FILE
 from lsr.errors import ConfigError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
@@ -77,6 +81,12 @@ class PlusEncoder(CorpusEncoder):
     ):
         self.name = f"bm25+{learned_name}"
         self.cfg = cfg
+        if writes_words(learned_config(cfg, learned_name)):
+            raise ConfigError(
+                f"--encoder {self.name}: the uniCOIL at {cfg.model} writes word terms ({TERMS_FILE}), a "
+                "vocabulary that grows with the corpus, where BM25's terms follow the model's fixed one; "
+                f"use {learned_name} alone"
+            )
         self.model = learned(learned_config(cfg, learned_name))
         if self.model.stats_from is not None:
             raise ConfigError(

@@ -190,9 +190,7 @@ class TransformerSparseModel:
         self, texts: Sequence[str], max_length: int, windows: bool
     ) -> tuple[list[list[int]], np.ndarray]:
         """Token ids of each sequence (special tokens included) and the index of the text it came from."""
-        max_length = min(max_length, self.max_positions)
-        overlap = min(self.cfg.window_overlap, max_length // 2) if windows else 0
-        self.backend.enable_truncation(max_length, stride=overlap)
+        self.set_truncation(max_length, windows)
         encodings = self.backend.encode_batch_fast([clean_text(t) for t in texts])
         seqs: list[list[int]] = []
         owner: list[int] = []
@@ -204,6 +202,13 @@ class TransformerSparseModel:
                     seqs.append(extra.ids)
                     owner.append(i)
         return seqs, np.asarray(owner, dtype=np.int64)
+
+    def set_truncation(self, max_length: int, windows: bool) -> None:
+        """Sequences of at most ``max_length`` tokens (the model's positions at most); the rest of a text in
+        ``overflowing`` sequences, which overlap by ``window_overlap`` tokens with ``windows``."""
+        max_length = min(max_length, self.max_positions)
+        overlap = min(self.cfg.window_overlap, max_length // 2) if windows else 0
+        self.backend.enable_truncation(max_length, stride=overlap)
 
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Sequence indices, longest first, cut into batches of at most ``batch_tokens`` padded tokens."""
@@ -267,10 +272,23 @@ class TransformerSparseModel:
         for idx, rows in self._map(lambda idx: (idx, encode(seqs, idx)), self.batches(lengths)):
             for i, row in zip(idx, rows, strict=True):
                 seq_rows[i] = row
+        return self.text_rows(len(texts), live, owner, seq_rows, prune, query)
+
+    def text_rows(
+        self,
+        n_texts: int,
+        live: list[int],
+        owner: np.ndarray,
+        seq_rows: list[Any],
+        prune: PruneConfig,
+        query: bool,
+    ) -> SparseBatch:
+        """One row per text: the rows of its sequences (``owner``: the index in ``live`` of each
+        sequence's text, ascending) pooled, then pruned; texts not in ``live`` get empty rows."""
         threshold = prune.query_threshold if query else prune.doc_threshold
         max_terms = prune.query_max_terms if query else prune.doc_max_terms
         empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
-        out = [empty] * len(texts)
+        out = [empty] * n_texts
         bounds = np.searchsorted(owner, np.arange(len(live) + 1))
         for k, i in enumerate(live):
             merged = self._merge_windows(seq_rows[bounds[k] : bounds[k + 1]])
@@ -385,9 +403,8 @@ class TransformerQueryEncoder:
         # the meta holds the settings a sentence-transformers folder gave; its checkpoint is a module folder
         self.st = read_st_folder(path)
         self.model = self.make_model(self.st.mlm if self.st else path, tcfg, meta)
-        check_vocab(self.model.vocab, term_index, f"the query model {path}")
-        kind = "unicoil" if hasattr(self.model, "token_weights") else "splade"
-        self.runtime = resolve_runtime(tcfg.query_runtime, self.model.device.type, kind)
+        self.check_terms(term_index, path)
+        self.runtime = self.pick_runtime(tcfg.query_runtime)
         if self.runtime in ("lean", "lean-bf16"):
             self.model.query_runtime = LeanQueryRuntime(self.model, bf16=self.runtime == "lean-bf16")
         elif self.runtime.startswith("onnx"):
@@ -403,6 +420,15 @@ class TransformerQueryEncoder:
 
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> TransformerSparseModel:
         raise NotImplementedError
+
+    def check_terms(self, term_index: dict[str, int], path: Path) -> None:
+        """Refuse an index whose vocabulary is not the query model's, term for term."""
+        check_vocab(self.model.vocab, term_index, f"the query model {path}")
+
+    def pick_runtime(self, configured: str) -> str:
+        """The query runtime (lsr.encoders.onnx_query.resolve_runtime)."""
+        kind = "unicoil" if hasattr(self.model, "token_weights") else "splade"
+        return resolve_runtime(configured, self.model.device.type, kind)
 
     @property
     def batch_invariant(self) -> bool:

@@ -6,17 +6,42 @@ and padding get none. The head lives in the checkpoint: pyserini's uniCOIL model
 store it as ``tok_proj`` beside the ``bert.*`` weights, and :meth:`UniCoilModel.save_pretrained`
 writes it to ``unicoil_head.safetensors``. ``new_head=True`` starts from any
 BERT-family backbone with a freshly initialized head (for training).
+
+Word terms: a model folder with ``lsr_terms.json`` (:mod:`lsr.encoders.words`) writes the BM25
+analyzer's terms of the words instead of wordpieces. Each text is tokenized with offsets and word
+ids, the model gives every token its weight, and each analyzer term of a word takes the largest
+weight of the word's pieces (a word cut by a window or by truncation is analyzed whole). Batches run
+on the worker threads; the term ids are assigned afterwards on the calling thread, in text and
+window order, so a corpus always gets the same vocabulary. The vocabulary grows with the corpus, as
+BM25's does; a query keeps only the index's terms. The index meta records ``terms: words`` and the
+analyzer, and the query side analyzes with that section (torch only: the ONNX and lean query
+runtimes compute wordpiece rows).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from lsr.config import TransformerConfig
-from lsr.encoders.hf import require
+import numpy as np
+
+from lsr.config import BM25Config, EncoderConfig, PruneConfig, TransformerConfig, from_dict
+from lsr.encoders.hf import clean_text, require, resolve_model
 from lsr.encoders.transformer import TransformerEncoder, TransformerQueryEncoder, TransformerSparseModel
+from lsr.encoders.words import (
+    TERMS_FILE,
+    WordTerms,
+    analyzer_section,
+    make_word_analyzer,
+    pool_row,
+    read_terms_file,
+)
 from lsr.errors import ConfigError
+from lsr.index.sparse import SparseBatch
 
 HEAD_FILE = "unicoil_head.safetensors"
 HEAD_KEY = "tok_proj"
@@ -43,10 +68,108 @@ def find_head(path: Path) -> dict[str, Any] | None:
     return None
 
 
+@dataclass(frozen=True)
+class WholeWords:
+    """A tokenized sequence as :meth:`WordTerms.pairs` reads it (``word_ids``, ``offsets``), each piece's
+    offsets widened to its whole word's span, so that a word cut by a window edge is analyzed whole."""
+
+    word_ids: list[int | None]
+    offsets: list[tuple[int, int]]
+
+
+def word_spans(encodings: Sequence[Any]) -> dict[int, tuple[int, int]]:
+    """Word id -> (start, end) character span, over the sequences of one text (the encoding and its
+    ``overflowing`` windows: word ids and offsets count in the whole text)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for enc in encodings:
+        for wid, (start, end) in zip(enc.word_ids, enc.offsets, strict=True):
+            if wid is not None:
+                old = spans.get(wid)
+                spans[wid] = (start, end) if old is None else (min(old[0], start), max(old[1], end))
+    return spans
+
+
+def whole_words(enc: Any, spans: dict[int, tuple[int, int]] | None) -> Any:
+    """``enc`` with its words' whole spans (``spans`` of its text; None: a text of one sequence, whose
+    words are whole)."""
+    if spans is None:
+        return enc
+    word_ids = enc.word_ids
+    return WholeWords(word_ids, [(0, 0) if w is None else spans[w] for w in word_ids])
+
+
+def full_analyzer(section: dict[str, Any], where: str) -> dict[str, Any]:
+    """An ``analyzer`` section with every setting (the defaults filled in), as an index records it."""
+    return analyzer_section(from_dict(BM25Config, dict(section), where))
+
+
+def model_terms(model: str, what: str = "encoder.model") -> dict[str, Any] | None:
+    """A uniCOIL model folder's ``lsr_terms.json`` (word terms), or None (wordpieces); no model loads.
+
+    Raises:
+        ConfigError: a malformed file (named), or a model that is not there.
+    """
+    return read_terms_file(resolve_model(model, what))
+
+
+def writes_words(cfg: EncoderConfig) -> bool:
+    """Whether ``cfg`` encodes with a uniCOIL of word terms (``unicoil`` or ``bm25+unicoil``)."""
+    return cfg.name.removeprefix("bm25+") == "unicoil" and model_terms(cfg.model) is not None
+
+
+def words_runtime(configured: str, model: Path | str, env: str | None = None) -> str:
+    """The query runtime of a word-terms uniCOIL: torch (``auto`` too); ``env``: ``LSR_QUERY_RUNTIME``,
+    which wins over the configured one.
+
+    Raises:
+        ConfigError: an explicit onnx or lean runtime (named with where it was set), which computes
+            wordpiece rows.
+    """
+    runtime = env or configured
+    if runtime in ("auto", "torch"):
+        return "torch"
+    setting = "the LSR_QUERY_RUNTIME environment variable" if env else "encoder.transformer.query_runtime"
+    raise ConfigError(
+        f"{setting} = {runtime!r}: the uniCOIL at {model} writes word terms ({TERMS_FILE}), which only "
+        "the torch query runtime computes (the onnx and lean runtimes give wordpiece rows); use auto or torch"
+    )
+
+
+def query_row(words: WordTerms, text: str, seq: Any, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A sequence's row over the vocabulary as it is (terms outside it dropped)."""
+    return pool_row(weights, *words.pairs(text, seq, grow=False))
+
+
+def document_row(words: WordTerms, text: str, seq: Any, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A sequence's row; its new terms join the vocabulary, in order, those with a weight > 0 only (a
+    term the model gives nothing has no postings: it stays out, as BM25's vocabulary holds the corpus's
+    terms only)."""
+    ids = words.term_ids
+    before = len(ids)
+    terms, w = pool_row(weights, *words.pairs(text, seq, grow=True))
+    added = len(ids) - before
+    if added == 0 or np.count_nonzero(terms >= before) == added:
+        return terms, w
+    high = terms >= before
+    kept = np.zeros(added, bool)
+    kept[terms[high] - before] = True
+    remap = before + np.cumsum(kept) - 1  # ids stay dense and in order of first occurrence
+    for k, term in enumerate(list(islice(reversed(ids), added))[::-1]):  # the terms just added
+        if kept[k]:
+            ids[term] = int(remap[k])
+        else:
+            del ids[term]
+    terms = terms.copy()
+    terms[high] = remap[terms[high] - before]
+    return terms, w
+
+
 class UniCoilModel(TransformerSparseModel):
     """A BERT-family encoder with a uniCOIL token-weight head."""
 
     window_pooling = "max"
+    # word terms (lsr.encoders.words) instead of wordpieces; set by the corpus and query encoders
+    words: WordTerms | None = None
 
     def __init__(self, path: Path, cfg: TransformerConfig, new_head: bool = False):
         self.new_head = new_head
@@ -97,6 +220,52 @@ class UniCoilModel(TransformerSparseModel):
         )
         return out.scatter_reduce_(1, input_ids, weights, reduce="amax", include_self=True)
 
+    def encode(self, texts: Sequence[str], prune: PruneConfig, query: bool = False) -> SparseBatch:
+        if self.words is None:
+            return super().encode(texts, prune, query)
+        return self._encode_words(texts, prune, query)
+
+    def _encode_words(self, texts: Sequence[str], prune: PruneConfig, query: bool) -> SparseBatch:
+        """Rows over word terms (the module docstring): documents grow the vocabulary, queries keep
+        the terms in it."""
+        assert self.words is not None
+        if not texts:
+            return SparseBatch.empty()
+        live = [i for i, t in enumerate(texts) if t and not t.isspace()]
+        windows = self.cfg.long_docs == "windows" and not query
+        cleaned = [clean_text(texts[i]) for i in live]
+        self.set_truncation(self.cfg.query_max_length if query else self.cfg.max_length, windows)
+        encodings = self.backend.encode_batch(cleaned)
+        seqs: list[Any] = []
+        owner: list[int] = []
+        for k, enc in enumerate(encodings):
+            for seq in [enc, *enc.overflowing] if windows else [enc]:
+                seqs.append(seq)
+                owner.append(k)
+        weights = self.sequence_weights([seq.ids for seq in seqs])
+        # a text in one sequence has its words whole; one with more has words cut at the edges
+        spans = [word_spans([enc, *enc.overflowing]) if enc.overflowing else None for enc in encodings]
+        row = query_row if query else document_row
+        rows = [
+            row(self.words, cleaned[k], whole_words(seq, spans[k]), w)
+            for seq, w, k in zip(seqs, weights, owner, strict=True)
+        ]  # on this thread, in order: term ids in order of first occurrence
+        return self.text_rows(len(texts), live, np.asarray(owner, dtype=np.int64), rows, prune, query)
+
+    def sequence_weights(self, seqs: list[list[int]]) -> list[np.ndarray]:
+        """float32 weights of each sequence's tokens (zero at special tokens), batches on the workers."""
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(seqs)
+        for idx, weights in self._map(lambda idx: (idx, self._token_batch(seqs, idx)), self.batches(lengths)):
+            for row, i in enumerate(idx):
+                out[i] = weights[row, : len(seqs[i])]
+        return out
+
+    def _token_batch(self, seqs: list[list[int]], idx: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode(), self._autocast():  # both are thread-local
+            input_ids, mask = self._padded(seqs, idx)
+            return self.token_weights(input_ids, mask).float().cpu().numpy()
+
     def save_pretrained(self, out: str | Path) -> None:
         """Backbone, tokenizer and head into a folder this class loads again."""
         from safetensors.torch import save_file
@@ -114,14 +283,91 @@ class UniCoilModel(TransformerSparseModel):
 
 
 class UniCoilEncoder(TransformerEncoder):
-    """Corpus encoder: uniCOIL document vectors over the tokenizer vocabulary."""
+    """Corpus encoder: uniCOIL document vectors over the tokenizer vocabulary, or over the analyzer's
+    terms of the words for a model folder with ``lsr_terms.json`` (a growing vocabulary, as BM25's)."""
 
     name = "unicoil"
 
+    def __init__(self, cfg: EncoderConfig):
+        terms = model_terms(cfg.model)  # a malformed lsr_terms.json fails before the model loads
+        self.word_analyzer = None if terms is None else full_analyzer(terms["analyzer"], TERMS_FILE)
+        super().__init__(cfg)
+        if self.word_analyzer is None:
+            return
+        words_runtime(self.cfg.transformer.query_runtime, self.model_path)  # refused now, not at query time
+        self.resumable = False  # the vocabulary grows in memory as documents are encoded
+        if self.query_model_path != self.model_path:
+            self._check_query_terms()
+
+    def _check_query_terms(self) -> None:
+        query_terms = read_terms_file(self.query_model_path)
+        query = None if query_terms is None else full_analyzer(query_terms["analyzer"], TERMS_FILE)
+        if query != self.word_analyzer:
+            raise ConfigError(
+                f"the query model {self.query_model_path} analyzes words as {query} ({TERMS_FILE}), the "
+                f"document model {self.model_path} as {self.word_analyzer}: they must write the same terms"
+            )
+
     def make_model(self, path: Path) -> UniCoilModel:
-        return UniCoilModel(path, self.cfg.transformer)
+        model = UniCoilModel(path, self.cfg.transformer)
+        if self.word_analyzer is not None:
+            model.words = WordTerms.from_section(self.word_analyzer)
+        return model
+
+    @property
+    def words(self) -> WordTerms | None:
+        """The word terms (None: wordpieces)."""
+        return getattr(self.model, "words", None)
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.model.vocab if self.words is None else self.words.vocab
+
+    def seed_vocab(self, vocab: Sequence[str]) -> None:
+        """Start from an existing vocabulary (a live index's): its terms keep their ids, new terms follow.
+
+        Raises:
+            ValueError: a wordpiece model (its vocabulary is the tokenizer's, fixed).
+        """
+        if self.words is None:
+            raise ValueError(f"the uniCOIL at {self.model_path} writes wordpieces: a fixed vocabulary")
+        self.words.term_ids = {term: i for i, term in enumerate(vocab)}
+
+    def describe(self) -> dict[str, Any]:
+        meta = super().describe()
+        if self.word_analyzer is None:
+            return meta
+        # the vocabulary is the corpus's terms, not the tokenizer's: no fingerprint of the tokenizer's
+        meta = {k: v for k, v in meta.items() if k not in ("vocab_size", "vocab_sha256")}
+        return {**meta, "terms": "words", "analyzer": self.word_analyzer}
 
 
 class UniCoilQueryEncoder(TransformerQueryEncoder):
+    """The query side; an index of word terms (``terms: words`` in its meta) analyzes as its meta says."""
+
+    def __init__(self, meta: dict[str, Any], term_index: dict[str, int]):
+        terms, analyzer = meta.get("terms"), meta.get("analyzer")
+        self.words: WordTerms | None = None
+        if terms is not None:
+            if terms != "words" or not isinstance(analyzer, dict):
+                raise ConfigError(
+                    f"this index's encoder meta has terms = {terms!r}, analyzer = {analyzer!r}: expected "
+                    "no terms (wordpieces) or terms = 'words' with an analyzer section"
+                )
+            # the index's vocabulary, read only: query terms outside it are dropped
+            self.words = WordTerms(make_word_analyzer(analyzer), term_index)
+        super().__init__(meta, term_index)
+
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> UniCoilModel:
-        return UniCoilModel(path, cfg)
+        model = UniCoilModel(path, cfg)
+        model.words = self.words
+        return model
+
+    def check_terms(self, term_index: dict[str, int], path: Path) -> None:
+        if self.words is None:  # word terms: the index's vocabulary is its corpus's, any terms
+            super().check_terms(term_index, path)
+
+    def pick_runtime(self, configured: str) -> str:
+        if self.words is None:
+            return super().pick_runtime(configured)
+        return words_runtime(configured, self.model.path, os.environ.get("LSR_QUERY_RUNTIME"))

@@ -71,7 +71,10 @@ def read_terms_file(model_dir: Path | None) -> dict[str, Any] | None:
     analyzer = data.get("analyzer") if isinstance(data, dict) else None
     if not isinstance(analyzer, dict) or data.get("terms") != "words":
         raise ConfigError(f'{path}: expected {{"terms": "words", "analyzer": {{...}}}}, got {data!r:.200}')
-    make_word_analyzer(analyzer)  # refuse a bad analyzer now
+    try:
+        make_word_analyzer(analyzer)  # refuse a bad analyzer now
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return data
 
 
