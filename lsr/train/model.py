@@ -48,7 +48,7 @@ from lsr.encoders.hf import clean_text
 from lsr.encoders.inference_free import idf_table, token_stats
 from lsr.encoders.query_idf import MODEL_FILE as QUERY_IDF_FILE
 from lsr.encoders.transformer import load_tokenizer, quiet_transformers
-from lsr.encoders.unicoil import HEAD_FILE, HEAD_KEY, find_head
+from lsr.encoders.unicoil import HEAD_FILE, HEAD_KEY, find_head, whole_words, word_spans
 from lsr.encoders.words import (
     WordTerms,
     analyzer_section,
@@ -237,11 +237,16 @@ class SparseEncoderModel(torch.nn.Module):
     # --- word terms (terms: words) -----------------------------------------------------------------
 
     def _word_pairs(self, texts: Sequence[str], max_length: int, grow: bool) -> tuple[list[Any], list[Any]]:
-        """Each text's tokenizer encoding and its (positions, term ids) pairs (lsr.encoders.words)."""
+        """Each text's tokenizer encoding and its (positions, term ids) pairs (lsr.encoders.words); a word
+        cut by the truncation is analyzed whole, as the uniCOIL encoder does."""
         assert self.words is not None
         cleaned = [clean_text(t) for t in texts]
         encodings = self._backend(max_length).encode_batch(cleaned)
-        pairs = [self.words.pairs(t, e, grow) for t, e in zip(cleaned, encodings, strict=True)]
+        spans = [word_spans([e, *e.overflowing]) if e.overflowing else None for e in encodings]
+        pairs = [
+            self.words.pairs(t, whole_words(e, sp), grow)
+            for t, e, sp in zip(cleaned, encodings, spans, strict=True)
+        ]
         return encodings, pairs
 
     def encode_words(self, texts: Sequence[str], max_length: int) -> Tensor:
@@ -250,7 +255,7 @@ class SparseEncoderModel(torch.nn.Module):
         ids, mask = self._padded([e.ids for e in encodings], self.device)
         weights = self.unicoil_token_weights(ids, mask)
         empty = np.zeros(0, dtype=np.int64)
-        rows = np.concatenate([np.full(len(p), i, dtype=np.int64) for i, (p, _) in enumerate(pairs)] + [empty])
+        rows = np.concatenate([np.full(len(p), i, np.int64) for i, (p, _) in enumerate(pairs)] + [empty])
         pos = np.concatenate([p for p, _ in pairs] + [empty])
         terms = np.concatenate([t for _, t in pairs] + [empty])
         r, p, t = (torch.from_numpy(a).to(self.device) for a in (rows, pos, terms))

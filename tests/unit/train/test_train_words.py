@@ -105,3 +105,35 @@ def test_terms_words_is_a_unicoil_setting_and_a_words_folder_needs_it(train_mlm,
         train_model.build_model(ModelConfig(kind="unicoil", init=str(folder)))
     again = train_model.build_model(ModelConfig(kind="unicoil", init=str(folder), terms="words"))
     assert again.analyzer_section == analyzer_section()
+
+
+@pytest.mark.parametrize("max_length", [8, 64])  # 8: texts truncated inside a word
+def test_trainer_vectors_equal_the_index_encoders(words_model, tmp_path, max_length):
+    """What the trainer scores is what `lsr index` writes for the saved folder (documents, truncated ones
+    included, and queries)."""
+    from lsr.config import load_config
+    from lsr.encoders import make_encoder
+
+    folder = tmp_path / "m"
+    train_model.save_model(words_model, folder, "card", {})
+    trained = train_model.build_model(ModelConfig(kind="unicoil", init=str(folder), terms="words")).eval()
+    texts = [t for t in TEXTS if t.strip()] + ["supercalifragilistic vitamins lowered"]
+    settings = [
+        "encoder.name=unicoil",
+        f"encoder.model={folder}",
+        "encoder.transformer.device=cpu",
+        f"encoder.transformer.max_length={max_length}",
+        f"encoder.transformer.query_max_length={max_length}",
+    ]
+    encoder = make_encoder(load_config(None, settings).encoder)
+    rows = encoder.encode(texts)
+    trained.word_document_frequencies(texts, max_length)
+    with torch.no_grad():
+        docs = trained.encode_docs(texts, max_length).numpy()
+    vocab = trained.words.vocab
+    for i, text in enumerate(texts):
+        terms, weights = rows.row(i)
+        got = {encoder.vocab[t]: float(w) for t, w in zip(terms, weights, strict=True)}
+        want = {vocab[j]: float(docs[i, j]) for j in np.flatnonzero(docs[i])}
+        assert got.keys() == want.keys(), text
+        assert all(abs(got[t] - want[t]) < 1e-4 for t in want)
