@@ -1,10 +1,14 @@
 """BM25 plus a learned model in one sparse vector: ``--encoder bm25+unicoil`` (or ``bm25+splade``,
 ``bm25+inference-free``).
 
-A document's vector is the learned model's vector over the model's vocabulary, followed by its BM25
-impacts over analyzed terms, which the vocabulary names ``bm25:TERM`` (so a wordpiece ``cell`` and the
-stemmed word ``cell`` stay two terms). A query's vector is ``model_weight`` x the model's query vector,
-followed by BM25's bag of words. One dot product over one index is therefore
+A document's vector is the learned model's vector over the model's terms beside its BM25 impacts over
+analyzed terms, which the vocabulary names ``bm25:TERM`` (so a wordpiece ``cell``, or a word-terms
+uniCOIL's ``cell``, and BM25's ``cell`` stay two terms). :class:`Columns` maps each part's own term ids
+to the joint ones: a fixed model vocabulary first, at its own ids, then the BM25 terms in order of first
+appearance; a vocabulary that grows with the corpus (a uniCOIL of word terms, :mod:`lsr.encoders.words`)
+interleaves with BM25's, each batch's new model terms before its new BM25 terms. A query's vector is
+``model_weight`` x the model's query vector beside BM25's bag of words. One dot product over one index
+is therefore
 
     score(q, d) = BM25(q, d) + model_weight x learned(q, d)
 
@@ -16,9 +20,7 @@ With the model's ``encoder.query_idf`` p > 0 (``learned_query_idf`` in the meta)
 multiplies the model's query columns, not BM25's, by idf(t)^p of the index, as for the model alone.
 
 The learned part never needs corpus statistics except an inference-free model without its own query
-table (refused: it would need a second pass over the texts). A uniCOIL of word terms
-(:mod:`lsr.encoders.words`) is refused too: its vocabulary grows with the corpus, where BM25's columns
-follow the model's fixed ones; the BM25 part gets them from the written
+table (refused: it would need a second pass over the texts); the BM25 part gets them from the written
 term frequencies, as plain BM25 does (:mod:`lsr.encoders.bm25`).
 """
 
@@ -34,35 +36,68 @@ import numpy as np
 from lsr.config import EncoderConfig, PlusConfig, from_dict
 from lsr.encoders.base import CorpusEncoder, CorpusStats, Finish, QueryEncoder
 from lsr.encoders.bm25 import BM25Encoder, BM25QueryEncoder
-from lsr.encoders.unicoil import writes_words
-from lsr.encoders.words import TERMS_FILE
 from lsr.errors import ConfigError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
 PREFIX = "bm25:"  # the vocabulary's name for an analyzed BM25 term
 
 
-def split_columns(batch: SparseBatch, first: int) -> tuple[SparseBatch, SparseBatch]:
-    """``(terms < first, terms >= first shifted down by first)``, row for row."""
-    high = batch.term_ids >= first
-    ptr_high = np.concatenate([[0], np.cumsum(high, dtype=np.int64)])[batch.indptr]
+def split_columns(batch: SparseBatch, high: np.ndarray, local: np.ndarray) -> tuple[SparseBatch, SparseBatch]:
+    """Row for row, the entries whose term is not ``high`` and those whose term is, each term id
+    replaced by ``local[id]`` (its id within its part). ``high``: bool[n_terms]; ``local``: int[n_terms],
+    increasing within each part (so each part's rows stay ascending)."""
+    is_high = high[batch.term_ids]
+    ptr_high = np.concatenate([[0], np.cumsum(is_high, dtype=np.int64)])[batch.indptr]
     ptr_low = batch.indptr - ptr_high
-    low_part = SparseBatch(ptr_low.astype(PTR_DTYPE), batch.term_ids[~high], batch.weights[~high])
-    shifted = (batch.term_ids[high] - first).astype(TERM_DTYPE)
-    return low_part, SparseBatch(ptr_high.astype(PTR_DTYPE), shifted, batch.weights[high])
+    local_ids = local[batch.term_ids].astype(TERM_DTYPE)
+    low_part = SparseBatch(ptr_low.astype(PTR_DTYPE), local_ids[~is_high], batch.weights[~is_high])
+    return low_part, SparseBatch(ptr_high.astype(PTR_DTYPE), local_ids[is_high], batch.weights[is_high])
 
 
-def join_columns(low: SparseBatch, high: SparseBatch, first: int) -> SparseBatch:
-    """Row ``i`` = ``low``'s row ``i`` then ``high``'s row ``i`` with its term ids shifted up by ``first``
-    (ascending when ``low``'s ids are below ``first``)."""
+def join_columns(
+    low: SparseBatch, high: SparseBatch, low_ids: np.ndarray, high_ids: np.ndarray
+) -> SparseBatch:
+    """Row ``i`` = the entries of ``low``'s and ``high``'s rows ``i``, their term ids mapped through
+    ``low_ids`` and ``high_ids`` (which never share an id), in ascending order."""
     if len(low) != len(high):
         raise ValueError(f"join_columns: {len(low)} rows beside {len(high)}")
     rows = np.concatenate([np.repeat(np.arange(len(low)), low.row_nnz()),
                            np.repeat(np.arange(len(high)), high.row_nnz())])  # fmt: skip
-    order = np.argsort(rows, kind="stable")  # each row's low entries, then its high entries
-    term_ids = np.concatenate([low.term_ids, high.term_ids.astype(np.int64) + first])[order]
+    term_ids = np.concatenate([low_ids[low.term_ids], high_ids[high.term_ids]]).astype(np.int64)
+    order = np.lexsort((term_ids, rows))
     weights = np.concatenate([low.weights, high.weights]).astype(WEIGHT_DTYPE)[order]
-    return SparseBatch(low.indptr + high.indptr, term_ids.astype(TERM_DTYPE), weights)
+    return SparseBatch(low.indptr + high.indptr, term_ids[order].astype(TERM_DTYPE), weights)
+
+
+class Columns:
+    """The joint vocabulary of a ``bm25+MODEL`` index: the model's terms and the ``bm25:`` terms, each
+    part's local ids mapped to joint ids in order of first appearance (a fixed model vocabulary: its
+    terms first, at their own ids, then the BM25 terms)."""
+
+    def __init__(self) -> None:
+        self.vocab: list[str] = []
+        self.ids = {"model": np.zeros(0, np.int64), "bm25": np.zeros(0, np.int64)}
+
+    def sync(self, model_vocab: Sequence[str], bm25_vocab: Sequence[str]) -> None:
+        """Joint ids for the terms each part added since the last call (the model's first)."""
+        for part, vocab, prefix in (("model", model_vocab, ""), ("bm25", bm25_vocab, PREFIX)):
+            new = vocab[len(self.ids[part]) :]
+            if len(new):
+                added = np.arange(len(self.vocab), len(self.vocab) + len(new), dtype=np.int64)
+                self.ids[part] = np.concatenate([self.ids[part], added])
+                self.vocab += [prefix + t for t in new]
+
+    def join(self, model: SparseBatch, bm25: SparseBatch) -> SparseBatch:
+        return join_columns(model, bm25, self.ids["model"], self.ids["bm25"])
+
+    def split(self, batch: SparseBatch) -> tuple[SparseBatch, SparseBatch]:
+        """(the model's part, the BM25 part) over their own ids."""
+        high = np.zeros(len(self.vocab), bool)
+        high[self.ids["bm25"]] = True
+        local = np.zeros(len(self.vocab), np.int64)
+        for part in ("model", "bm25"):
+            local[self.ids[part]] = np.arange(len(self.ids[part]))
+        return split_columns(batch, high, local)
 
 
 def learned_config(cfg: EncoderConfig, name: str) -> EncoderConfig:
@@ -81,12 +116,6 @@ class PlusEncoder(CorpusEncoder):
     ):
         self.name = f"bm25+{learned_name}"
         self.cfg = cfg
-        if writes_words(learned_config(cfg, learned_name)):
-            raise ConfigError(
-                f"--encoder {self.name}: the uniCOIL at {cfg.model} writes word terms ({TERMS_FILE}), a "
-                "vocabulary that grows with the corpus, where BM25's terms follow the model's fixed one; "
-                f"use {learned_name} alone"
-            )
         self.model = learned(learned_config(cfg, learned_name))
         if self.model.stats_from is not None:
             raise ConfigError(
@@ -95,16 +124,13 @@ class PlusEncoder(CorpusEncoder):
                 f"{learned_name} alone"
             )
         self.bm25 = BM25Encoder(cfg)
-        self.first = len(self.model.vocab)
+        self.columns = Columns()
+        self.columns.sync(self.model.vocab, [])
         self.read_ahead = self.model.read_ahead
 
     @property
     def vocab(self) -> list[str]:
-        return list(self.model.vocab) + [PREFIX + t for t in self.bm25.vocab]
-
-    def seed_vocab(self, vocab: Sequence[str]) -> None:
-        """Start from an existing index's vocabulary (its BM25 terms keep their ids)."""
-        self.bm25.seed_vocab([t[len(PREFIX) :] for t in vocab[self.first :]])
+        return self.columns.vocab
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -118,18 +144,20 @@ class PlusEncoder(CorpusEncoder):
         }
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
-        return join_columns(self.model.encode(texts), self.bm25.encode(texts), self.first)
+        model, bm25 = self.model.encode(texts), self.bm25.encode(texts)
+        self.columns.sync(self.model.vocab, self.bm25.vocab)
+        return self.columns.join(model, bm25)
 
     def statistics(self, source: Iterable[SparseBatch]) -> CorpusStats:
-        return self.bm25.statistics(split_columns(batch, self.first)[1] for batch in source)
+        return self.bm25.statistics(self.columns.split(batch)[1] for batch in source)
 
     def finish(self, stats: CorpusStats | None) -> Finish:
         impacts = self.bm25.finish(stats).reweight
         assert impacts is not None  # BM25 always reweights
 
         def reweight(batch: SparseBatch) -> SparseBatch:
-            learned, tf = split_columns(batch, self.first)
-            return join_columns(learned, impacts(tf), self.first)
+            learned, tf = self.columns.split(batch)
+            return self.columns.join(learned, impacts(tf))
 
         return Finish(reweight=reweight, files=self.model.finish(None).files)
 
@@ -149,11 +177,10 @@ class PlusQueryEncoder:
         name = learned_meta["name"]
         if name not in self.learned_query:
             raise ConfigError(f"encoder {meta.get('name')!r}: no query encoder for its learned part {name!r}")
+        # each part's terms at their joint ids: the query encoders write those ids directly
         model_terms = {t: i for t, i in term_index.items() if not t.startswith(PREFIX)}
-        bm25_terms = {
-            t[len(PREFIX) :]: i - len(model_terms) for t, i in term_index.items() if t.startswith(PREFIX)
-        }
-        self.first = len(model_terms)
+        bm25_terms = {t[len(PREFIX) :]: i for t, i in term_index.items() if t.startswith(PREFIX)}
+        self.identity = np.arange(len(term_index), dtype=np.int64)
         self.model = self.learned_query[name].from_meta(learned_meta, model_terms, directory)
         self.bm25 = BM25QueryEncoder.from_meta(meta, bm25_terms)
         self.weight = from_dict(PlusConfig, meta.get("plus", {}), "encoder.plus").model_weight
@@ -169,4 +196,4 @@ class PlusQueryEncoder:
         learned = SparseBatch(
             learned.indptr, learned.term_ids, (learned.weights * self.weight).astype(WEIGHT_DTYPE)
         )
-        return join_columns(learned, self.bm25.encode(texts), self.first)
+        return join_columns(learned, self.bm25.encode(texts), self.identity, self.identity)

@@ -8,7 +8,7 @@ import pytest
 
 from lsr import pipeline
 from lsr.config import load_config
-from lsr.encoders.plus import PREFIX, join_columns, split_columns
+from lsr.encoders.plus import PREFIX, Columns, join_columns
 from lsr.errors import ConfigError
 from lsr.index.sparse import SparseBatch
 
@@ -25,17 +25,33 @@ def random_batch(rng, rows, n_terms):
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_split_and_join_columns_against_rows(seed):
+def test_columns_split_and_join_against_rows(seed):
+    """Two parts whose terms interleave in the joint vocabulary (a growing model vocabulary)."""
     rng = np.random.default_rng(seed)
-    batch, rows = random_batch(rng, 12, 40)
-    low, high = split_columns(batch, 25)
+    columns = Columns()
+    model_vocab, bm25_vocab = [], []
+    for _ in range(4):  # each part adds terms between the other's
+        model_vocab += [f"m{len(model_vocab) + i}" for i in range(int(rng.integers(0, 12)))]
+        bm25_vocab += [f"b{len(bm25_vocab) + i}" for i in range(int(rng.integers(0, 12)))]
+        columns.sync(model_vocab, bm25_vocab)
+    assert sorted(columns.vocab) == sorted(model_vocab + [PREFIX + t for t in bm25_vocab])
+    batch, rows = random_batch(rng, 12, len(columns.vocab))
+    model, bm25 = columns.split(batch)
+    index = {t: i for i, t in enumerate(columns.vocab)}
     for i, (ids, weights) in enumerate(rows):
-        keep = ids < 25
-        got_ids, got_w = low.row(i)
-        assert got_ids.tolist() == ids[keep].tolist() and np.allclose(got_w, weights[keep])
-        got_ids, got_w = high.row(i)
-        assert got_ids.tolist() == (ids[~keep] - 25).tolist() and np.allclose(got_w, weights[~keep])
-    joined = join_columns(low, high, 25)
+        terms = [columns.vocab[j] for j in ids]
+        for part, vocab, prefix in ((model, model_vocab, ""), (bm25, bm25_vocab, PREFIX)):
+            got_ids, got_w = part.row(i)
+            want = [(index[prefix + vocab[j]], w) for j, w in zip(got_ids, got_w, strict=True)]
+            mine = [(j, w) for j, w, t in zip(ids, weights, terms, strict=True) if t.startswith(prefix)]
+            if not prefix:
+                mine = [
+                    (j, w) for j, w, t in zip(ids, weights, terms, strict=True) if not t.startswith(PREFIX)
+                ]
+            assert [j for j, _ in want] == [j for j, _ in mine] and np.allclose(
+                [w for _, w in want], [w for _, w in mine]
+            )
+    joined = columns.join(model, bm25)
     assert joined.indptr.tolist() == batch.indptr.tolist()
     assert joined.term_ids.tolist() == batch.term_ids.tolist()
     assert np.array_equal(joined.weights, batch.weights)
@@ -43,8 +59,9 @@ def test_split_and_join_columns_against_rows(seed):
 
 def test_join_rejects_batches_of_different_lengths():
     a = SparseBatch.from_rows([([1], [1.0])])
+    ids = np.arange(10)
     with pytest.raises(ValueError, match="1 rows beside 2"):
-        join_columns(a, SparseBatch.from_rows([([1], [1.0]), ([2], [1.0])]), 10)
+        join_columns(a, SparseBatch.from_rows([([1], [1.0]), ([2], [1.0])]), ids, ids + 10)
 
 
 def test_model_weight_must_be_positive():
@@ -173,3 +190,35 @@ def test_an_index_written_before_learned_query_idf_scores_raw_model_weights(thre
     write_meta(old, {k: v for k, v in meta.items() if not k.startswith("_")})  # sealed again
     # scored as the model without idf (three: query_idf 0)
     assert_scores_bm25_plus_07_model(three[0], three[1], Searcher(old), QUERIES[0])
+
+
+@pytest.fixture(scope="module")
+def three_words(tiny_backbone, tmp_path_factory):
+    """A uniCOIL of word terms (a vocabulary that grows with the corpus) alone and plus BM25."""
+    from tiny_models import saved_unicoil
+
+    from lsr.encoders.words import analyzer_section, write_terms_file
+
+    tmp = tmp_path_factory.mktemp("plus-words")
+    folder = tmp / "model"
+    saved_unicoil(tiny_backbone, folder)
+    write_terms_file(folder, analyzer_section())
+    # two documents a batch: each batch's new model terms, then its new BM25 terms
+    plus = build(
+        tmp,
+        "bm25+unicoil",
+        folder,
+        "encoder.plus.model_weight=0.7",
+        "encoder.query_idf=1",
+        "encoder.transformer.sort_docs=2",
+    )
+    return build(tmp, "bm25", None), build(tmp, "unicoil", folder, "encoder.query_idf=1"), plus
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_a_word_terms_model_plus_bm25(three_words, query):
+    bm25, model, plus = three_words
+    assert_scores_bm25_plus_07_model(bm25, model, plus, query)
+    vocab = list(plus.index.vocab)
+    assert sorted(vocab) == sorted(list(model.index.vocab) + [PREFIX + t for t in bm25.index.vocab])
+    assert vocab.index("vitamin") < vocab.index(PREFIX + "vitamin") < vocab.index("cat")  # interleaved

@@ -312,13 +312,11 @@ def test_bad_index_meta_is_refused(folder, tmp_path):
             load_query_encoder({**index.meta["encoder"], **meta}, index.term_index)
 
 
-def test_ray_and_bm25_plus_are_refused(folder, tmp_path):
+def test_ray_is_refused(folder, tmp_path):
     from lsr.ray_encode import encode_corpus_ray
 
     with pytest.raises(LsrError, match=f"--ray.*{folder.name}.*word terms"):
         encode_corpus_ray(encoder_config(folder), write_corpus(tmp_path / "c.jsonl"), tmp_path / "v")
-    with pytest.raises(ConfigError, match=f"bm25\\+unicoil.*{folder.name}.*word terms"):
-        make_encoder(encoder_config(folder, "encoder.name=bm25+unicoil").encoder)
 
 
 def test_a_query_model_must_write_the_same_terms(folder, tmp_path):
