@@ -831,6 +831,11 @@ def _card_training(cfg: TrainConfig, data: PreparedData) -> list[str]:
             if cfg.model.query_idf > 0
             else []
         ),
+        *(
+            ["* terms: the default BM25 analyzer's terms of the words (model.terms: words; lsr_terms.json)"]
+            if cfg.model.terms == "words"
+            else []
+        ),
         f"* teacher: {teachers}, normalized per query ({cfg.distill.normalize}), scale {cfg.distill.scale}",
         f"* optimizer: AdamW lr {cfg.optim.lr}, weight decay {cfg.optim.weight_decay}, warm-up "
         f"{cfg.optim.warmup_steps} steps then linear decay, batch {cfg.train.batch_size} queries x "

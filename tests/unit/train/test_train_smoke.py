@@ -452,4 +452,5 @@ def test_unicoil_words_run_scores_terms_and_resumes(prepared, train_mlm, train_t
     assert all(0 <= r["suite/train-tiny"] <= 1 and r["doc_nnz"] > 0 for r in evals)
     best = run / "best"
     assert json.loads((best / "lsr_terms.json").read_text())["terms"] == "words"
+    assert "* terms: the default BM25 analyzer's terms of the words" in (best / "README.md").read_text()
     assert json.loads((best / "lsr_query.json").read_text()) == {"query_idf": 1}
