@@ -3,7 +3,7 @@
 
     python scripts/suite_report.py reports/training/suites/runs.json --out reports/training/suites
 
-Writes ``runs.md`` (one row per run: backbone, kind, query weights, model.query_idf, loss temperature,
+Writes ``runs.md`` (one row per run: backbone, kind, terms, query weights, model.query_idf, loss temperature,
 distillation loss, regularizer and its weight,
 teachers, steps, GPU minutes, the selected checkpoint's SciFact dev, ood mean and per collection,
 SciFact test, doc/query nnz, FLOPS), ``ablation.md`` (the inference-free regularizer arms: plain FLOPS,
@@ -31,14 +31,21 @@ def arm(run: dict[str, Any]) -> str:
     return "idf" if model["query_weights"] == "idf" else "plain"
 
 
+def backbone(init: str) -> str:
+    """The start of a run: MiniLM, splade-tiny, or the shipped uniCOIL u1dbt3 (a MiniLM it trained)."""
+    init = init.lower()
+    return "u1dbt3" if "u1dbt3" in init else ("MiniLM-L6" if "minilm" in init else "splade-tiny")
+
+
 def row(name: str, run: dict[str, Any]) -> dict[str, Any]:
     cfg, best, test = run["config"], run["best"], run.get("test") or {}
     model, loss = cfg["model"], cfg["loss"]
     teachers = [t for t, w in cfg["distill"]["weights"].items() if w > 0]
     return {
         "run": name,
-        "backbone": "MiniLM-L6" if "minilm" in model["init"].lower() else "splade-tiny",
+        "backbone": backbone(model["init"]),
         "kind": model["kind"],
+        "terms": model.get("terms", "wordpiece"),  # unicoil: wordpieces, or the analyzer's terms of words
         "query": model["query_weights"] if model["kind"] == "inference-free" else "-",
         "q_idf": model.get("query_idf", 0.0),  # model.query_idf: idf^p in the training scores
         "T": loss["temperature"],
