@@ -123,12 +123,16 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def start_model_overrides(path: Path) -> list[str]:
-    """``--set`` overrides carrying the start model's own training settings (its query table kind)."""
+    """``--set`` overrides carrying the start model's own settings: its query table kind (training
+    record) and, for a uniCOIL of word terms (``lsr_terms.json``), ``model.terms: words``."""
+    from lsr.encoders.words import read_terms_file
+
+    words = ["model.terms=words"] if read_terms_file(path) is not None else []
     record = path / "lsr_train.json"
     if not record.is_file():
-        return []
+        return words
     model = _read_json(record).get("config", {}).get("model", {})
-    return [f"model.query_weights={model['query_weights']}"] if model.get("query_weights") else []
+    return words + ([f"model.query_weights={model['query_weights']}"] if model.get("query_weights") else [])
 
 
 # --- the corpus ----------------------------------------------------------------------------------------

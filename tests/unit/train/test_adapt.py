@@ -137,21 +137,28 @@ def test_the_start_models_query_idf_carries_over(corpus, train_mlm, tmp_path):
     assert json.loads((index / "meta.json").read_text())["encoder"]["query_idf"] == 0.25
 
 
-def test_adapt_unicoil(corpus, tiny_models, tmp_path):
+@pytest.mark.parametrize("words", [False, True])
+def test_adapt_unicoil(corpus, tiny_models, tmp_path, words):
     from safetensors.torch import save_file
+
+    from lsr.encoders.words import analyzer_section, write_terms_file
 
     start = tiny_models.make_backbone(tmp_path / "start")  # a tiny random BertModel + a uniCOIL head
     torch.manual_seed(0)
     head = {"tok_proj.weight": torch.randn(1, 32) * 0.1, "tok_proj.bias": torch.full((1,), 0.5)}
     save_file(head, str(start / "unicoil_head.safetensors"))
+    if words:  # a uniCOIL of word terms (the shipped default is one) stays one
+        write_terms_file(start, analyzer_section())
     out = tmp_path / "unicoil"
     assert _adapt(f"unicoil:{start}", corpus, out) == 0
     record = json.loads((out / "lsr_adapt.json").read_text())
     assert record["kind"] == "unicoil" and record["mlm"] is None  # no MLM head: no MLM phase
     assert (out / "unicoil_head.safetensors").is_file()
+    assert (out / "lsr_terms.json").is_file() == words
     index = tmp_path / "index"
     args = ["index", "--corpus", str(corpus), "--encoder", f"unicoil:{out}", "--out", str(index)]
     assert main([*args, "--quiet"]) == 0
+    assert ("terms" in json.loads((index / "meta.json").read_text())["encoder"]) == words
 
 
 def test_start_model_kept_when_the_dev_split_drops(corpus, train_mlm, tmp_path, monkeypatch):
