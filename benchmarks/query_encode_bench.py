@@ -11,7 +11,8 @@ do not inflate; the runtimes take turns query by query, so a loaded machine weig
 the time a query in batches of ``--batch`` (one thread; what ``lsr serve`` does with concurrent requests),
 queries/s with 2 threads each encoding one query at a time (as a server at concurrency 2 does), and
 the agreement with torch float32 (largest absolute weight difference, share of queries with the same
-term set). ``--index MODEL=DIR``: an index of that model's documents; adds the row ``lean-index`` (the
+term set). ``--index MODEL=DIR``: an index of that model's documents, whose own query encoder runs (its
+meta and vocabulary; required for a uniCOIL of word terms); adds the row ``lean-index`` (the
 lean runtime told the index's terms, as ``lsr search`` and ``lsr serve`` do) and, for every row, the
 share of queries whose top 10 there (exact mode, the index's query IDF) equals torch float32's.
 Prints a table and writes JSON.
