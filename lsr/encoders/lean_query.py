@@ -26,9 +26,9 @@ whose bfloat16 product breaks it gets the float32 projection instead.
 The ``lean-bf16`` runtime (``LeanQueryRuntime(bf16=True)``, opt-in) runs :class:`LeanBert` with its
 matrix products in bfloat16 (:class:`Bf16Linear`: weights packed once for oneDNN, float32
 accumulation; norms, attention and residuals in float32): the shipped uniCOIL's weights within ~1% of
-float32's, 2.4-2.6x torch float32 on an AMX CPU against the ONNX float32 graph's 2.0-2.2x
-(benchmarks/RESULTS.md). :func:`check_bf16` compares it with the float32 forward at load; a machine
-whose products fail gets the float32 transformer.
+float32's, 2.4-2.65x torch float32 on an AMX CPU against the ONNX float32 graph's 1.9-2.2x (the
+wordpiece and the word-terms defaults; benchmarks/RESULTS.md). :func:`check_bf16` compares it with
+the float32 forward at load; a machine whose products fail gets the float32 transformer.
 """
 
 from __future__ import annotations
