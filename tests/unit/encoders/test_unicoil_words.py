@@ -330,7 +330,15 @@ def runtime_rows(words_index, runtime, monkeypatch):
     monkeypatch.setenv("LSR_QUERY_RUNTIME", runtime)
     encoder = load_query_encoder(*words_index)
     assert encoder.runtime == runtime  # type: ignore[attr-defined]
-    return as_terms(encoder.encode(QUERIES), list(words_index[1])), encoder
+    model: UniCoilModel = encoder.model  # type: ignore[attr-defined]
+    calls = []
+    if model.query_runtime is not None:  # the weights come from the runtime, not from torch
+        weights = model.query_runtime.token_weights
+        monkeypatch.setattr(model.query_runtime, "token_weights", lambda *a: calls.append(1) or weights(*a))
+        monkeypatch.setattr(model, "token_weights", None)
+    rows = as_terms(encoder.encode(QUERIES), list(words_index[1]))
+    assert bool(calls) == (runtime != "torch")
+    return rows, encoder
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "lean"])
