@@ -11,7 +11,8 @@ do not inflate; the runtimes take turns query by query, so a loaded machine weig
 the time a query in batches of ``--batch`` (one thread; what ``lsr serve`` does with concurrent requests),
 queries/s with 2 threads each encoding one query at a time (as a server at concurrency 2 does), and
 the agreement with torch float32 (largest absolute weight difference, share of queries with the same
-term set). ``--index MODEL=DIR``: an index of that model's documents; adds the row ``lean-index`` (the
+term set). ``--index MODEL=DIR``: an index of that model's documents, whose own query encoder runs (its
+meta and vocabulary; required for a uniCOIL of word terms); adds the row ``lean-index`` (the
 lean runtime told the index's terms, as ``lsr search`` and ``lsr serve`` do) and, for every row, the
 share of queries whose top 10 there (exact mode, the index's query IDF) equals torch float32's.
 Prints a table and writes JSON.
@@ -47,15 +48,26 @@ def read_queries(data: Path, n: int) -> list[str]:
 
 
 def load_encoder(model: str, runtime: str, searcher: Any = None) -> Any:
-    """The model's query encoder on ``runtime`` (``lean-index``: lean, told ``searcher``'s terms)."""
+    """The model's query encoder on ``runtime``, on one thread (``lean-index``: lean, told
+    ``searcher``'s terms): the index's own (its meta and vocabulary) with ``searcher``, else one over the
+    model's vocabulary, which a uniCOIL of word terms lacks (its vocabulary is its corpus's)."""
     from lsr.config import load_config
     from lsr.encoders import encoder_overrides, load_query_encoder, make_encoder
 
     os.environ["LSR_QUERY_RUNTIME"] = "lean" if runtime == "lean-index" else runtime
-    cfg = load_config(None, [*encoder_overrides(model), "encoder.transformer.threads=1"])
-    corpus_side = make_encoder(cfg.encoder)
-    meta = {**corpus_side.describe(), "name": model}
-    encoder: Any = load_query_encoder(meta, {t: i for i, t in enumerate(corpus_side.vocab)})
+    if searcher is not None:
+        meta = searcher.index.meta["encoder"]
+        meta = {**meta, "transformer": {**meta.get("transformer", {}), "threads": 1}}
+        encoder: Any = load_query_encoder(meta, searcher.index.term_index)
+    else:
+        cfg = load_config(None, [*encoder_overrides(model), "encoder.transformer.threads=1"])
+        corpus_side = make_encoder(cfg.encoder)
+        if getattr(corpus_side, "words", None) is not None:
+            raise SystemExit(
+                f"{model} writes word terms, whose vocabulary is a corpus's: pass --index {model}=DIR"
+            )
+        meta = {**corpus_side.describe(), "name": model}
+        encoder = load_query_encoder(meta, {t: i for i, t in enumerate(corpus_side.vocab)})
     if runtime == "lean-index":
         encoder.restrict_terms(np.flatnonzero(searcher.index.doc_freq() > 0))
     return encoder

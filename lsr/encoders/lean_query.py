@@ -26,9 +26,9 @@ whose bfloat16 product breaks it gets the float32 projection instead.
 The ``lean-bf16`` runtime (``LeanQueryRuntime(bf16=True)``, opt-in) runs :class:`LeanBert` with its
 matrix products in bfloat16 (:class:`Bf16Linear`: weights packed once for oneDNN, float32
 accumulation; norms, attention and residuals in float32): the shipped uniCOIL's weights within ~1% of
-float32's, 2.4-2.6x torch float32 on an AMX CPU against the ONNX float32 graph's 2.0-2.2x
-(benchmarks/RESULTS.md). :func:`check_bf16` compares it with the float32 forward at load; a machine
-whose products fail gets the float32 transformer.
+float32's, 2.4-2.65x torch float32 on an AMX CPU against the ONNX float32 graph's 1.9-2.2x (the
+wordpiece and the word-terms defaults; benchmarks/RESULTS.md). :func:`check_bf16` compares it with
+the float32 forward at load; a machine whose products fail gets the float32 transformer.
 """
 
 from __future__ import annotations
@@ -329,12 +329,13 @@ def check_bf16(net: Any, trunk: LeanBert, seed: int = 0) -> bool:
 
 
 class LeanQueryRuntime:
-    """The ``lean`` runtime of a loaded SPLADE or uniCOIL model (the ``rows`` interface of
-    :class:`lsr.encoders.onnx_query.OnnxQueryRuntime`). The transformer runs one query at a time on
-    ONNX Runtime when it is installed (its exported trunk; its float32 products beat torch's at a
-    query's size), else as :class:`LeanBert`, else on the Hugging Face modules. ``bf16=True`` (the
-    ``lean-bf16`` runtime): as :class:`LeanBert` with bfloat16 products, when the model is a BERT
-    encoder and this machine's products pass :func:`check_bf16` (else as with ``bf16=False``)."""
+    """The ``lean`` runtime of a loaded SPLADE or uniCOIL model (the ``rows`` and, for uniCOIL,
+    ``token_weights`` interface of :class:`lsr.encoders.onnx_query.OnnxQueryRuntime`). The
+    transformer runs one query at a time on ONNX Runtime when it is installed (its exported trunk;
+    its float32 products beat torch's at a query's size), else as :class:`LeanBert`, else on the
+    Hugging Face modules. ``bf16=True`` (the ``lean-bf16`` runtime): as :class:`LeanBert` with
+    bfloat16 products, when the model is a BERT encoder and this machine's products pass
+    :func:`check_bf16` (else as with ``bf16=False``)."""
 
     def __init__(self, model: Any, bf16: bool = False):
         self.torch = require("torch")
@@ -395,17 +396,31 @@ class LeanQueryRuntime:
     def rows(self, ids: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Sparse rows (ascending term ids, weights > 0) of a padded batch (int64 ids, bool mask):
         the transformer runs on each query alone, unpadded; SPLADE's screening product on them all."""
+        if self.kind == "unicoil":
+            return [pool_tokens(ids[r, : len(w)], w) for r, w in enumerate(self.token_weights(ids, mask))]
+        with self.torch.inference_mode():
+            return self.head.rows(self._hidden_states(ids, mask))
+
+    def token_weights(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        """uniCOIL: each query's float32 token weights ``relu(head(hidden))`` (its unpadded length; zero
+        at special tokens) of a padded batch (int64 ids, bool mask, padding after each query).
+
+        Raises:
+            ValueError: a SPLADE model, which has no token weights.
+        """
+        if self.kind != "unicoil":
+            raise ValueError(f"token_weights: a {self.kind} model pools over its vocabulary: none per token")
+        torch, model = self.torch, self.model
+        with torch.inference_mode():
+            out = []
+            for r, h in enumerate(self._hidden_states(ids, mask)):
+                special = model.special[torch.from_numpy(ids[r, mask[r]])]
+                out.append((torch.relu(model.head(h)).squeeze(-1).float() * ~special).numpy())
+            return out
+
+    def _hidden_states(self, ids: np.ndarray, mask: np.ndarray) -> list[Any]:
+        """Each query's float32 ``[tokens, hidden]``, the transformer run on it alone, unpadded."""
         torch = self.torch
         if torch.get_num_threads() != 1:  # numba's OpenMP layer sets this thread's OpenMP threads
             torch.set_num_threads(1)  # after a search: ops of a query's size only lose by splitting
-        with torch.inference_mode():
-            queries = [torch.from_numpy(ids[r, mask[r]]) for r in range(len(ids))]
-            hidden = [self.hidden(q).float() for q in queries]
-            if self.kind == "splade":
-                return self.head.rows(hidden)
-            model = self.model
-            out = []
-            for q, h in zip(queries, hidden, strict=True):
-                weights = torch.relu(model.head(h)).squeeze(-1).float() * ~model.special[q]
-                out.append(pool_tokens(q.numpy(), weights.numpy()))
-            return out
+        return [self.hidden(torch.from_numpy(ids[r, mask[r]])).float() for r in range(len(ids))]

@@ -20,7 +20,8 @@ variable, which wins):
 * ``torch``: the float32 torch path.
 
 SPLADE graphs output the pooled ``[batch, vocab]`` weights; uniCOIL graphs output ``[batch,
-tokens]`` token weights (zero at padding and special tokens), pooled here by term (max).
+tokens]`` token weights (zero at padding and special tokens): :meth:`OnnxQueryRuntime.token_weights`,
+which a uniCOIL of word terms gives to its words' terms, and which ``rows`` pools by token id (max).
 """
 
 from __future__ import annotations
@@ -237,14 +238,27 @@ class OnnxQueryRuntime:
 
     def rows(self, ids: np.ndarray, mask: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """Sparse rows (ascending term ids, weights > 0) of a padded batch (int64 ids, bool mask)."""
+        if self.kind == "unicoil":
+            return [pool_tokens(ids[r, : len(w)], w) for r, w in enumerate(self.token_weights(ids, mask))]
         (out,) = self.session.run(None, {"input_ids": ids, "mask": mask.astype(np.int64)})
-        if self.kind == "splade":
-            rows = []
-            for r in range(out.shape[0]):
-                nz = np.flatnonzero(out[r] > 0)
-                rows.append((nz.astype(np.int32), out[r, nz].astype(np.float32)))
-            return rows
-        return [pool_tokens(ids[r], out[r]) for r in range(out.shape[0])]
+        rows = []
+        for r in range(out.shape[0]):
+            nz = np.flatnonzero(out[r] > 0)
+            rows.append((nz.astype(np.int32), out[r, nz].astype(np.float32)))
+        return rows
+
+    def token_weights(self, ids: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        """uniCOIL: each sequence's float32 token weights (its unpadded length; zero at special
+        tokens) of a padded batch (int64 ids, bool mask, padding after each sequence).
+
+        Raises:
+            ValueError: a SPLADE graph, which pools over the vocabulary and has no token weights.
+        """
+        if self.kind != "unicoil":
+            raise ValueError(f"token_weights: a {self.kind} query graph outputs pooled rows, none per token")
+        (out,) = self.session.run(None, {"input_ids": ids, "mask": mask.astype(np.int64)})
+        lengths = mask.sum(axis=1)
+        return [out[r, : lengths[r]].astype(np.float32) for r in range(out.shape[0])]
 
 
 def pool_tokens(ids: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,13 +14,13 @@ weight of the word's pieces (a word cut by a window or by truncation is analyzed
 on the worker threads; the term ids are assigned afterwards on the calling thread, in text and
 window order, so a corpus always gets the same vocabulary. The vocabulary grows with the corpus, as
 BM25's does; a query keeps only the index's terms. The index meta records ``terms: words`` and the
-analyzer, and the query side analyzes with that section (torch only: the ONNX and lean query
-runtimes compute wordpiece rows).
+analyzer, and the query side analyzes with that section. Queries take their token weights from the
+query runtime when one is set (ONNX Runtime or lean: ``token_weights``, picked as for a wordpiece
+uniCOIL), documents from torch.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -115,24 +115,6 @@ def model_terms(model: str, what: str = "encoder.model") -> dict[str, Any] | Non
 def writes_words(cfg: EncoderConfig) -> bool:
     """Whether ``cfg`` encodes with a uniCOIL of word terms (``unicoil`` or ``bm25+unicoil``)."""
     return cfg.name.removeprefix("bm25+") == "unicoil" and model_terms(cfg.model) is not None
-
-
-def words_runtime(configured: str, model: Path | str, env: str | None = None) -> str:
-    """The query runtime of a word-terms uniCOIL: torch (``auto`` too); ``env``: ``LSR_QUERY_RUNTIME``,
-    which wins over the configured one.
-
-    Raises:
-        ConfigError: an explicit onnx or lean runtime (named with where it was set), which computes
-            wordpiece rows.
-    """
-    runtime = env or configured
-    if runtime in ("auto", "torch"):
-        return "torch"
-    setting = "the LSR_QUERY_RUNTIME environment variable" if env else "encoder.transformer.query_runtime"
-    raise ConfigError(
-        f"{setting} = {runtime!r}: the uniCOIL at {model} writes word terms ({TERMS_FILE}), which only "
-        "the torch query runtime computes (the onnx and lean runtimes give wordpiece rows); use auto or torch"
-    )
 
 
 def query_row(words: WordTerms, text: str, seq: Any, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +224,7 @@ class UniCoilModel(TransformerSparseModel):
             for seq in [enc, *enc.overflowing] if windows else [enc]:
                 seqs.append(seq)
                 owner.append(k)
-        weights = self.sequence_weights([seq.ids for seq in seqs])
+        weights = self.sequence_weights([seq.ids for seq in seqs], query)
         # a text in one sequence has its words whole; one with more has words cut at the edges
         spans = [word_spans([enc, *enc.overflowing]) if enc.overflowing else None for enc in encodings]
         row = query_row if query else document_row
@@ -252,19 +234,27 @@ class UniCoilModel(TransformerSparseModel):
         ]  # on this thread, in order: term ids in order of first occurrence
         return self.text_rows(len(texts), live, np.asarray(owner, dtype=np.int64), rows, prune, query)
 
-    def sequence_weights(self, seqs: list[list[int]]) -> list[np.ndarray]:
-        """float32 weights of each sequence's tokens (zero at special tokens), batches on the workers."""
+    def sequence_weights(self, seqs: list[list[int]], query: bool = False) -> list[np.ndarray]:
+        """float32 weights of each sequence's tokens (zero at special tokens), batches on the workers;
+        queries on the query runtime when one is set (``token_weights`` of lsr.encoders.onnx_query and
+        lsr.encoders.lean_query), else on torch."""
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        batch = self._runtime_batch if query and self.query_runtime is not None else self._token_batch
         out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(seqs)
-        for idx, weights in self._map(lambda idx: (idx, self._token_batch(seqs, idx)), self.batches(lengths)):
-            for row, i in enumerate(idx):
-                out[i] = weights[row, : len(seqs[i])]
+        for idx, weights in self._map(lambda idx: (idx, batch(seqs, idx)), self.batches(lengths)):
+            for i, w in zip(idx, weights, strict=True):
+                out[i] = w
         return out
 
-    def _token_batch(self, seqs: list[list[int]], idx: np.ndarray) -> np.ndarray:
+    def _token_batch(self, seqs: list[list[int]], idx: np.ndarray) -> list[np.ndarray]:
         with self.torch.inference_mode(), self._autocast():  # both are thread-local
             input_ids, mask = self._padded(seqs, idx)
-            return self.token_weights(input_ids, mask).float().cpu().numpy()
+            weights = self.token_weights(input_ids, mask).float().cpu().numpy()
+        return [weights[row, : len(seqs[i])] for row, i in enumerate(idx)]
+
+    def _runtime_batch(self, seqs: list[list[int]], idx: np.ndarray) -> list[np.ndarray]:
+        """A batch of queries on the query runtime, padded to its longest sequence only."""
+        return self.query_runtime.token_weights(*self._padded_numpy(seqs, idx, 1))
 
     def save_pretrained(self, out: str | Path) -> None:
         """Backbone, tokenizer and head into a folder this class loads again."""
@@ -294,7 +284,6 @@ class UniCoilEncoder(TransformerEncoder):
         super().__init__(cfg)
         if self.word_analyzer is None:
             return
-        words_runtime(self.cfg.transformer.query_runtime, self.model_path)  # refused now, not at query time
         self.resumable = False  # the vocabulary grows in memory as documents are encoded
         if self.query_model_path != self.model_path:
             self._check_query_terms()
@@ -366,8 +355,3 @@ class UniCoilQueryEncoder(TransformerQueryEncoder):
     def check_terms(self, term_index: dict[str, int], path: Path) -> None:
         if self.words is None:  # word terms: the index's vocabulary is its corpus's, any terms
             super().check_terms(term_index, path)
-
-    def pick_runtime(self, configured: str) -> str:
-        if self.words is None:
-            return super().pick_runtime(configured)
-        return words_runtime(configured, self.model.path, os.environ.get("LSR_QUERY_RUNTIME"))

@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import SHIPPED_QUERIES, as_dicts, query_config, saved_unicoil, shipped  # noqa: E402
+from tiny_models import SHIPPED_QUERIES, as_dicts, query_config, saved_unicoil, shipped, shipped_words  # noqa: E402
 
 from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
 from lsr.encoders import lean_query  # noqa: E402
@@ -111,7 +111,9 @@ def test_a_failed_check_falls_back_to_float32(tiny_backbone, tmp_path, monkeypat
 
 
 def test_shipped_unicoil_lean_bf16_is_close_to_torch():
+    """The shipped uniCOIL's query rows (its word terms, as an index of it writes them)."""
     model = shipped(UniCoilModel, "unicoil")
+    shipped_words(model)
     texts = SHIPPED_QUERIES
     want = as_dicts(model.encode(texts, PruneConfig(), query=True))
     model.query_runtime = LeanQueryRuntime(model, bf16=True)

@@ -12,7 +12,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from tiny_models import SHIPPED_QUERIES, as_dicts, assert_close, query_config, saved_unicoil, shipped  # noqa: E402
+from tiny_models import (  # noqa: E402
+    SHIPPED_QUERIES,
+    as_dicts,
+    assert_close,
+    check_token_weights,
+    query_config,
+    saved_unicoil,
+    shipped,
+)
 
 from lsr.config import PruneConfig  # noqa: E402
 from lsr.encoders import lean_query  # noqa: E402
@@ -170,6 +178,15 @@ def test_unicoil_lean_equals_torch(tiny_backbone, tmp_path, forward):
     model.query_runtime = LeanQueryRuntime(model)
     got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     assert_close(got, want, atol=1e-5)
+
+
+def test_unicoil_lean_token_weights_equal_torch(tiny_backbone, tmp_path, tiny_mlm, forward):
+    model = saved_unicoil(tiny_backbone, tmp_path / "unicoil")
+    check_token_weights(model, LeanQueryRuntime(model), [q for q in QUERIES if q], atol=1e-5)
+    splade = SpladeModel(tiny_mlm, query_config())
+    runtime = LeanQueryRuntime(splade)
+    with pytest.raises(ValueError, match="splade model"):
+        runtime.token_weights(np.ones((1, 3), np.int64), np.ones((1, 3), bool))
 
 
 def test_shipped_splade_lean_equals_torch():

@@ -11,11 +11,21 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
-from tiny_models import as_dicts, assert_close, query_config, saved_unicoil  # noqa: E402
+from tiny_models import (  # noqa: E402
+    SHIPPED_QUERIES,
+    as_dicts,
+    assert_close,
+    check_token_weights,
+    query_config,
+    saved_unicoil,
+    shipped,
+    shipped_words,
+)
 
 from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
 from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime  # noqa: E402
 from lsr.encoders.splade import SpladeModel  # noqa: E402
+from lsr.encoders.unicoil import UniCoilModel  # noqa: E402
 from lsr.errors import ConfigError  # noqa: E402
 
 QUERIES = [
@@ -54,6 +64,26 @@ def test_unicoil_onnx_equals_torch(tiny_backbone, tmp_path):
     model.query_runtime = OnnxQueryRuntime(model, "onnx")
     got = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
     assert_close(got, want, atol=1e-5)
+
+
+def test_unicoil_onnx_token_weights_equal_torch(tiny_backbone, tmp_path, tiny_mlm):
+    model = saved_unicoil(tiny_backbone, tmp_path / "unicoil")
+    check_token_weights(model, OnnxQueryRuntime(model, "onnx"), [q for q in QUERIES if q], atol=1e-5)
+    splade = SpladeModel(tiny_mlm, query_config())
+    runtime = OnnxQueryRuntime(splade, "onnx")
+    with pytest.raises(ValueError, match="splade query graph"):
+        runtime.token_weights(np.ones((1, 3), np.int64), np.ones((1, 3), bool))
+
+
+def test_shipped_unicoil_onnx_equals_torch():
+    """The shipped uniCOIL's query rows (its word terms, as an index of it writes them)."""
+    model = shipped(UniCoilModel, "unicoil")
+    shipped_words(model)
+    want = as_dicts(model.encode(SHIPPED_QUERIES, PruneConfig(), query=True))
+    model.query_runtime = OnnxQueryRuntime(model, "onnx")
+    got = as_dicts(model.encode(SHIPPED_QUERIES, PruneConfig(), query=True))
+    assert_close(got, want, atol=1e-5)
+    assert all(want)
 
 
 def test_int8_is_close(tiny_mlm):

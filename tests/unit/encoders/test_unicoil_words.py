@@ -1,6 +1,7 @@
 """uniCOIL of word terms (lsr_terms.json, lsr.encoders.words) on the tiny random BERT, against a slow
 reference: each token's weight from ``UniCoilModel.token_weights`` (one sequence at a time, no padding),
-given to the BM25 analyzer's terms of its whole word, max per term."""
+given to the BM25 analyzer's terms of its whole word, max per term; the query runtimes (onnx, lean and
+their int8 / bfloat16 variants) against torch's words rows and rankings."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from tiny_models import DOCS, query_config, saved_unicoil, write_corpus  # noqa:
 
 from lsr.data.corpus import Doc  # noqa: E402
 from lsr.encoders import load_query_encoder, make_encoder  # noqa: E402
+from lsr.encoders.lean_query import LeanQueryRuntime  # noqa: E402
+from lsr.encoders.onnx_query import OnnxQueryRuntime  # noqa: E402
 from lsr.encoders.unicoil import UniCoilModel  # noqa: E402
 from lsr.encoders.words import TERMS_FILE, analyzer_section, make_word_analyzer, write_terms_file  # noqa: E402
 from lsr.live import LiveIndex  # noqa: E402
@@ -288,19 +291,115 @@ def test_a_bad_terms_file_is_refused_by_name_before_encoding(folder, tmp_path, c
     assert str(bad / TERMS_FILE) in str(err.value)
 
 
-@pytest.mark.parametrize("runtime", ["onnx", "onnx-int8", "lean", "lean-bf16"])
-def test_onnx_and_lean_query_runtimes_are_refused(folder, tmp_path, runtime, monkeypatch):
-    with pytest.raises(ConfigError, match="encoder.transformer.query_runtime.*torch"):
-        make_encoder(encoder_config(folder, f"encoder.transformer.query_runtime={runtime}").encoder)
-    out = tmp_path / "idx"
-    pipeline.index_corpus(encoder_config(folder), write_corpus(tmp_path / "c.jsonl"), out)
-    meta = Searcher(out).index.meta["encoder"]
-    term_index = Searcher(out).index.term_index
+QUERIES = [
+    "vitamin d and cancer",
+    "sleeping cats sat on the mat",
+    "",
+    "the of and",
+    "coffee quality for adults, coffee",
+    "zebra cell study",
+    "Cells proteins screening gene effect dogs",
+]
+
+
+def within(got, want, share):
+    """Every term's weight (0 where a row lacks it) within ``share`` of the row's largest torch weight
+    (a term may come or go only where its torch weight is that close to 0)."""
+    for g, w in zip(got, want, strict=True):
+        top = max(w.values(), default=0.0)
+        for t in set(g) | set(w):
+            assert abs(g.get(t, 0.0) - w.get(t, 0.0)) <= share * top, (t, g.get(t), w.get(t))
+
+
+@pytest.fixture(scope="module")
+def words_index(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rt") / "idx"
+    pipeline.index_corpus(encoder_config(folder), write_corpus(out.parent / "c.jsonl"), out)
+    index = Searcher(out).index
+    return index.meta["encoder"], index.term_index
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LSR_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("LSR_QUERY_RUNTIME", raising=False)
+
+
+def runtime_rows(words_index, runtime, monkeypatch):
+    """The words query rows of QUERIES on ``runtime`` ({term: weight}), and the query encoder."""
     monkeypatch.setenv("LSR_QUERY_RUNTIME", runtime)
-    with pytest.raises(ConfigError, match=f"LSR_QUERY_RUNTIME.*{runtime}.*{folder.name}"):
-        load_query_encoder(meta, term_index)
+    encoder = load_query_encoder(*words_index)
+    assert encoder.runtime == runtime  # type: ignore[attr-defined]
+    model: UniCoilModel = encoder.model  # type: ignore[attr-defined]
+    calls = []
+    if model.query_runtime is not None:  # the weights come from the runtime, not from torch
+        weights = model.query_runtime.token_weights
+        monkeypatch.setattr(model.query_runtime, "token_weights", lambda *a: calls.append(1) or weights(*a))
+        monkeypatch.setattr(model, "token_weights", None)
+    rows = as_terms(encoder.encode(QUERIES), list(words_index[1]))
+    assert bool(calls) == (runtime != "torch")
+    return rows, encoder
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "lean"])
+def test_float32_runtimes_write_the_torch_words_rows(words_index, cache, runtime, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    want, torch_encoder = runtime_rows(words_index, "torch", monkeypatch)
+    assert torch_encoder.model.query_runtime is None  # type: ignore[attr-defined]
+    got, encoder = runtime_rows(words_index, runtime, monkeypatch)
+    kind = {"onnx": OnnxQueryRuntime, "lean": LeanQueryRuntime}[runtime]
+    assert isinstance(encoder.model.query_runtime, kind)  # type: ignore[attr-defined]
+    assert_rows(got, want)
+    assert got[2] == {} and got[3] == {} and "zebra" not in got[5]  # stopwords; a term outside the index
+    assert sum(map(len, want)) > 10 and all("#" not in t for row in got for t in row)
+
+
+def test_onnx_int8_words_rows_are_close(words_index, cache, monkeypatch):
+    """int8 products: each weight within 10% of the query's largest + 0.05 (test_onnx_query's check)."""
+    pytest.importorskip("onnxruntime")
+    want, _ = runtime_rows(words_index, "torch", monkeypatch)
+    got, _ = runtime_rows(words_index, "onnx-int8", monkeypatch)
+    for g, w in zip(got, want, strict=True):
+        top = max(w.values(), default=0.0)
+        for t in set(g) | set(w):
+            assert abs(g.get(t, 0.0) - w.get(t, 0.0)) <= 0.1 * top + 0.05, (t, g.get(t), w.get(t))
+    assert got != want  # the products really ran in int8
+
+
+def test_lean_bf16_words_rows_are_close(words_index, cache, monkeypatch):
+    """bfloat16 products: within 2% of the query's largest weight (test_lean_bf16's check)."""
+    want, _ = runtime_rows(words_index, "torch", monkeypatch)
+    got, encoder = runtime_rows(words_index, "lean-bf16", monkeypatch)
+    assert encoder.model.query_runtime.forward == "bfloat16 fused BERT"  # type: ignore[attr-defined]
+    within(got, want, 0.02)
+    assert got != want
+
+
+def test_auto_picks_onnx_for_a_words_model(words_index, cache, monkeypatch):
+    pytest.importorskip("onnxruntime")
     monkeypatch.setenv("LSR_QUERY_RUNTIME", "auto")
-    assert load_query_encoder(meta, term_index).runtime == "torch"  # type: ignore[attr-defined]
+    assert load_query_encoder(*words_index).runtime == "onnx"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "lean"])
+def test_search_through_a_runtime_equals_torch(folder, tmp_path, cache, runtime):
+    """An index of the words folder with ``query_runtime`` set: the same top-k as with torch."""
+    pytest.importorskip("onnxruntime")
+    corpus = write_corpus(tmp_path / "c.jsonl")
+    searchers = {}
+    for name in ("torch", runtime):
+        out = tmp_path / name
+        pipeline.index_corpus(
+            encoder_config(folder, f"encoder.transformer.query_runtime={name}"), corpus, out
+        )
+        searchers[name] = Searcher(out)
+    assert searchers[runtime].query_encoder.runtime == runtime  # type: ignore[attr-defined]
+    for query in ["vitamin d and cancer", "sleeping cats", "coffee quality for adults", "gene cell study"]:
+        want = searchers["torch"].search(query, Plan(k=4, mode="exact"))
+        got = searchers[runtime].search(query, Plan(k=4, mode="exact"))
+        assert len(want.docs) > 0
+        np.testing.assert_array_equal(got.docs, want.docs)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
 
 
 def test_bad_index_meta_is_refused(folder, tmp_path):

@@ -149,6 +149,20 @@ SHIPPED_QUERIES = [
 ]
 
 
+def shipped_words(model) -> None:
+    """Give a loaded shipped uniCOIL the word terms of its folder's ``lsr_terms.json`` (as an index of
+    it does), over a vocabulary of the analyzer's terms of :data:`SHIPPED_QUERIES`; a wordpiece model
+    (no such file) keeps its wordpieces."""
+    from lsr.encoders.words import WordTerms, make_word_analyzer, read_terms_file
+
+    terms = read_terms_file(model.path)
+    if terms is None:
+        return
+    analyzer = make_word_analyzer(terms["analyzer"])
+    vocab = list(dict.fromkeys(t for q in SHIPPED_QUERIES for t in analyzer(q)))
+    model.words = WordTerms(analyzer, {t: i for i, t in enumerate(vocab)})
+
+
 def shipped(model_class, name: str):
     """The shipped model ``name`` (``lsr.encoders.default_model``) loaded by ``model_class`` on the CPU
     with one thread, as the query-runtime tests compare it; the test is skipped without one."""
@@ -163,3 +177,24 @@ def shipped(model_class, name: str):
     if path is None:
         pytest.skip(f"no shipped {name} model")
     return model_class(path, dataclasses.replace(TransformerConfig(device="cpu"), threads=1))
+
+
+def check_token_weights(model, runtime, texts: list[str], atol: float) -> None:
+    """``runtime.token_weights`` of ``texts`` as one padded batch equal ``model.token_weights`` (torch)
+    of each sequence alone within ``atol``: one float32 array per sequence, its unpadded length, zero at
+    its special tokens ([CLS], [SEP])."""
+    import numpy as np
+    import torch
+
+    seqs, _ = model.tokenize(texts, 32, False)
+    ids, mask = model._padded_numpy(seqs, np.arange(len(seqs)), 1)
+    assert not mask.all()  # the batch has padding
+    got = runtime.token_weights(ids, mask)
+    assert len(got) == len(seqs)
+    for seq, weights in zip(seqs, got, strict=True):
+        one = torch.tensor([seq])
+        with torch.inference_mode():
+            want = model.token_weights(one, torch.ones_like(one, dtype=torch.bool))[0].numpy()
+        assert weights.dtype == np.float32 and weights.shape == (len(seq),)
+        np.testing.assert_allclose(weights, want, atol=atol)
+        assert weights[0] == 0 and weights[-1] == 0 and (weights[1:-1] > 0).any()
