@@ -1,5 +1,6 @@
 """The shipped uniCOIL (lsr/models/unicoil, trained with lsr train on all-MiniLM-L6-v2): a bare
-``--encoder unicoil`` indexes and searches with it, and its vectors hold only the text's own tokens."""
+``--encoder unicoil`` indexes and searches with it, and its vectors hold only the BM25 analyzer's terms
+of the text's own words."""
 
 from __future__ import annotations
 
@@ -44,10 +45,17 @@ def test_bare_unicoil_uses_the_shipped_model_and_ranks(index, capsys):
     assert "p1" in first
 
 
-def test_no_expansion_only_the_documents_tokens(index):
+def test_no_expansion_only_the_analyzed_words(index):
+    from lsr.config import BM25Config
+    from lsr.encoders.bm25 import make_analyzer
     from lsr.searcher import Searcher
 
+    meta = json.loads((index / "meta.json").read_text())
+    assert meta["encoder"]["terms"] == "words"
     vocab = json.loads((index / "vocab.json").read_text())
+    corpus_terms = {t for text in DOCS.values() for t in make_analyzer(BM25Config())(text)}
+    assert set(vocab) <= corpus_terms  # the documents' analyzed words, nothing added
     terms, weights = Searcher(index).encode_texts(["capital of france"]).row(0)
     assert len(terms) > 0 and np.all(weights > 0)
-    assert {vocab[t] for t in terms} <= {"capital", "of", "france"}  # its own tokens, nothing added
+    # the query's own analyzed words ("of" is a stopword), nothing added
+    assert {vocab[t] for t in terms} <= set(make_analyzer(BM25Config())("capital of france"))
