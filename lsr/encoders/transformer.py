@@ -404,7 +404,8 @@ class TransformerQueryEncoder:
         self.st = read_st_folder(path)
         self.model = self.make_model(self.st.mlm if self.st else path, tcfg, meta)
         self.check_terms(term_index, path)
-        self.runtime = self.pick_runtime(tcfg.query_runtime)
+        kind = "unicoil" if hasattr(self.model, "token_weights") else "splade"
+        self.runtime = resolve_runtime(tcfg.query_runtime, self.model.device.type, kind)
         if self.runtime in ("lean", "lean-bf16"):
             self.model.query_runtime = LeanQueryRuntime(self.model, bf16=self.runtime == "lean-bf16")
         elif self.runtime.startswith("onnx"):
@@ -424,11 +425,6 @@ class TransformerQueryEncoder:
     def check_terms(self, term_index: dict[str, int], path: Path) -> None:
         """Refuse an index whose vocabulary is not the query model's, term for term."""
         check_vocab(self.model.vocab, term_index, f"the query model {path}")
-
-    def pick_runtime(self, configured: str) -> str:
-        """The query runtime (lsr.encoders.onnx_query.resolve_runtime)."""
-        kind = "unicoil" if hasattr(self.model, "token_weights") else "splade"
-        return resolve_runtime(configured, self.model.device.type, kind)
 
     @property
     def batch_invariant(self) -> bool:
