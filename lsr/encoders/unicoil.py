@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,6 @@ from lsr.encoders.words import (
     WordTerms,
     analyzer_section,
     make_word_analyzer,
-    pool_row,
     read_terms_file,
 )
 from lsr.errors import ConfigError
@@ -115,35 +113,6 @@ def model_terms(model: str, what: str = "encoder.model") -> dict[str, Any] | Non
 def writes_words(cfg: EncoderConfig) -> bool:
     """Whether ``cfg`` encodes with a uniCOIL of word terms (``unicoil`` or ``bm25+unicoil``)."""
     return cfg.name.removeprefix("bm25+") == "unicoil" and model_terms(cfg.model) is not None
-
-
-def query_row(words: WordTerms, text: str, seq: Any, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A sequence's row over the vocabulary as it is (terms outside it dropped)."""
-    return pool_row(weights, *words.pairs(text, seq, grow=False))
-
-
-def document_row(words: WordTerms, text: str, seq: Any, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A sequence's row; its new terms join the vocabulary, in order, those with a weight > 0 only (a
-    term the model gives nothing has no postings: it stays out, as BM25's vocabulary holds the corpus's
-    terms only)."""
-    ids = words.term_ids
-    before = len(ids)
-    terms, w = pool_row(weights, *words.pairs(text, seq, grow=True))
-    added = len(ids) - before
-    if added == 0 or np.count_nonzero(terms >= before) == added:
-        return terms, w
-    high = terms >= before
-    kept = np.zeros(added, bool)
-    kept[terms[high] - before] = True
-    remap = before + np.cumsum(kept) - 1  # ids stay dense and in order of first occurrence
-    for k, term in enumerate(list(islice(reversed(ids), added))[::-1]):  # the terms just added
-        if kept[k]:
-            ids[term] = int(remap[k])
-        else:
-            del ids[term]
-    terms = terms.copy()
-    terms[high] = remap[terms[high] - before]
-    return terms, w
 
 
 class UniCoilModel(TransformerSparseModel):
@@ -227,9 +196,8 @@ class UniCoilModel(TransformerSparseModel):
         weights = self.sequence_weights([seq.ids for seq in seqs], query)
         # a text in one sequence has its words whole; one with more has words cut at the edges
         spans = [word_spans([enc, *enc.overflowing]) if enc.overflowing else None for enc in encodings]
-        row = query_row if query else document_row
         rows = [
-            row(self.words, cleaned[k], whole_words(seq, spans[k]), w)
+            self.words.row(cleaned[k], whole_words(seq, spans[k]), w, grow=not query)
             for seq, w, k in zip(seqs, weights, owner, strict=True)
         ]  # on this thread, in order: term ids in order of first occurrence
         return self.text_rows(len(texts), live, np.asarray(owner, dtype=np.int64), rows, prune, query)

@@ -21,6 +21,7 @@ documents of an index, its queries and the training scores all use one analysis.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,33 +116,47 @@ class WordTerms:
                 self._cache[word] = terms
         return terms
 
-    def pairs(self, text: str, encoding: Any, grow: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(positions, term ids), int64 each: every (token position, term) pair of ``encoding`` (a
-        tokenizers ``Encoding`` of ``text``, with word ids and offsets), a term of a word paired with
-        each of its pieces. Terms outside the vocabulary are dropped unless ``grow``."""
+    def _words(self, text: str, encoding: Any) -> Iterator[tuple[list[int], tuple[str, ...]]]:
+        """Each word of ``encoding`` (a tokenizers ``Encoding`` of ``text``, with word ids and offsets):
+        its pieces' positions and its analyzed terms."""
         words: dict[int, list[int]] = {}
         for pos, wid in enumerate(encoding.word_ids):
             if wid is not None:
                 words.setdefault(wid, []).append(pos)
         offsets = encoding.offsets
+        for pieces in words.values():
+            yield pieces, self.analyze(text[offsets[pieces[0]][0] : offsets[pieces[-1]][1]])
+
+    def pairs(self, text: str, encoding: Any, grow: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, term ids), int64 each: every (token position, term) pair of ``encoding``, a term
+        of a word paired with each of its pieces. Terms outside the vocabulary are dropped unless
+        ``grow``."""
         positions: list[int] = []
         terms: list[int] = []
         ids = self.term_ids
-        for pieces in words.values():
-            for term in self.analyze(text[offsets[pieces[0]][0] : offsets[pieces[-1]][1]]):
+        for pieces, words_terms in self._words(text, encoding):
+            for term in words_terms:
                 tid = ids.setdefault(term, len(ids)) if grow else ids.get(term)
                 if tid is not None:
                     positions += pieces
                     terms += [tid] * len(pieces)
         return np.asarray(positions, dtype=np.int64), np.asarray(terms, dtype=np.int64)
 
-
-def pool_row(weights: np.ndarray, positions: np.ndarray, terms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One text's row (ascending term ids, weights > 0): each term's largest weight over its positions."""
-    if len(terms) == 0:
-        return np.zeros(0, np.int32), np.zeros(0, np.float32)
-    order = np.lexsort((-weights[positions], terms))
-    terms, w = terms[order], weights[positions][order]
-    first = np.flatnonzero(np.r_[True, terms[1:] != terms[:-1]])
-    keep = w[first] > 0
-    return terms[first][keep].astype(np.int32), w[first][keep].astype(np.float32)
+    def row(self, text: str, encoding: Any, weights: np.ndarray, grow: bool) -> tuple[np.ndarray, np.ndarray]:
+        """One sequence's row (ascending term ids, weights > 0): each term's largest weight over its
+        words' pieces (``weights``: per token position). Terms outside the vocabulary are dropped, or
+        with ``grow`` join it in order of first occurrence, those with a weight > 0 only (a term the
+        model gives nothing has no postings, so the vocabulary holds the corpus's terms only, as BM25's)."""
+        best: dict[str, float] = {}
+        for pieces, words_terms in self._words(text, encoding):
+            w = weights[pieces].max()
+            for term in words_terms:
+                best[term] = max(best.get(term, w), w)
+        ids = self.term_ids
+        kept = [
+            (tid, w)
+            for term, w in best.items()
+            if w > 0 and (tid := ids.setdefault(term, len(ids)) if grow else ids.get(term)) is not None
+        ]
+        kept.sort()
+        return np.asarray([t for t, _ in kept], np.int32), np.asarray([w for _, w in kept], np.float32)
