@@ -13,8 +13,10 @@ ids, the model gives every token its weight, and each analyzer term of a word ta
 weight of the word's pieces (a word cut by a window or by truncation is analyzed whole). Batches run
 on the worker threads; the term ids are assigned afterwards on the calling thread, in text and
 window order, so a corpus always gets the same vocabulary. The vocabulary grows with the corpus, as
-BM25's does; a query keeps only the index's terms. The index meta records ``terms: words`` and the
-analyzer, and the query side analyzes with that section. Queries take their token weights from the
+BM25's does; a query keeps only the index's terms. A folder whose file has a ``tf`` section also
+saturates each document term's weight with its count and the document's length (``Saturation``);
+queries keep their weights. The index meta records ``terms: words``, the analyzer and the tf section,
+and the query side analyzes with that section. Queries take their token weights from the
 query runtime when one is set (ONNX Runtime or lean: ``token_weights``, picked as for a wordpiece
 uniCOIL), documents from torch.
 """
@@ -196,8 +198,10 @@ class UniCoilModel(TransformerSparseModel):
         weights = self.sequence_weights([seq.ids for seq in seqs], query)
         # a text in one sequence has its words whole; one with more has words cut at the edges
         spans = [word_spans([enc, *enc.overflowing]) if enc.overflowing else None for enc in encodings]
+        # a document's tf factors come from its whole text, the same for each of its windows
+        factors = [None if query else self.words.doc_factors(t) for t in cleaned]
         rows = [
-            self.words.row(cleaned[k], whole_words(seq, spans[k]), w, grow=not query)
+            self.words.row(cleaned[k], whole_words(seq, spans[k]), w, grow=not query, factors=factors[k])
             for seq, w, k in zip(seqs, weights, owner, strict=True)
         ]  # on this thread, in order: term ids in order of first occurrence
         return self.text_rows(len(texts), live, np.asarray(owner, dtype=np.int64), rows, prune, query)
@@ -249,6 +253,7 @@ class UniCoilEncoder(TransformerEncoder):
     def __init__(self, cfg: EncoderConfig):
         terms = model_terms(cfg.model)  # a malformed lsr_terms.json fails before the model loads
         self.word_analyzer = None if terms is None else full_analyzer(terms["analyzer"], TERMS_FILE)
+        self.word_tf = None if terms is None else terms.get("tf")  # the documents' tf saturation
         super().__init__(cfg)
         if self.word_analyzer is None:
             return
@@ -268,7 +273,7 @@ class UniCoilEncoder(TransformerEncoder):
     def make_model(self, path: Path) -> UniCoilModel:
         model = UniCoilModel(path, self.cfg.transformer)
         if self.word_analyzer is not None:
-            model.words = WordTerms.from_section(self.word_analyzer)
+            model.words = WordTerms.from_section(self.word_analyzer, tf=self.word_tf)
         return model
 
     @property
@@ -296,7 +301,8 @@ class UniCoilEncoder(TransformerEncoder):
             return meta
         # the vocabulary is the corpus's terms, not the tokenizer's: no fingerprint of the tokenizer's
         meta = {k: v for k, v in meta.items() if k not in ("vocab_size", "vocab_sha256")}
-        return {**meta, "terms": "words", "analyzer": self.word_analyzer}
+        tf = {} if self.word_tf is None else {"tf": self.word_tf}
+        return {**meta, "terms": "words", "analyzer": self.word_analyzer, **tf}
 
 
 class UniCoilQueryEncoder(TransformerQueryEncoder):

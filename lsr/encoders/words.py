@@ -16,12 +16,25 @@ outside it match no document and are dropped.
 A model folder says that it writes words in ``lsr_terms.json`` (``{"terms": "words", "analyzer": {...}}``:
 the BM25 analyzer settings it was trained with), which the trainer writes and the encoder reads, so the
 documents of an index, its queries and the training scores all use one analysis.
+
+A document's weights may also saturate with term frequency and normalize by length as BM25's do
+(``"tf": {"k1", "b", "avgdl"}`` in the file; :class:`Saturation`):
+
+    w(term, d) = max weight x tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl))
+
+with tf the term's count in the analyzed document and |d| its analyzed length. The max over a term's
+occurrences keeps no count of them; on the out-of-domain suite this factor gained about 0.02 nDCG@10
+(cacm +0.04, lisa +0.04) for a model trained without it (reports/ood-unicoil). ``avgdl`` is a fixed
+reference, the training corpus's mean analyzed length, not the indexed collection's, so a document's
+weights depend on that document alone (live adds, shards and re-encodes agree); on the suite the fixed
+reference scored as the collection's own mean did.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +68,58 @@ def make_word_analyzer(section: dict[str, Any]) -> Analyzer:
     return Analyzer(cfg.stemmer, cfg.stopwords, cfg.lowercase, cfg.min_length, cfg.porter_min_stem)
 
 
+@dataclass(frozen=True)
+class Saturation:
+    """BM25's term-frequency saturation and length normalization of a document's word-term weights (the
+    module docstring). ``avgdl``: the reference length in analyzed terms (the training corpus's mean)."""
+
+    k1: float
+    b: float
+    avgdl: float
+
+    def __post_init__(self) -> None:
+        for name, value, ok in (
+            ("k1", self.k1, lambda v: v > 0),
+            ("b", self.b, lambda v: 0 <= v <= 1),
+            ("avgdl", self.avgdl, lambda v: v > 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ConfigError(f"word terms: tf.{name} = {value!r} must be a number in {_TF_RANGES[name]}")
+
+    @classmethod
+    def from_section(cls, section: Any) -> Saturation:
+        """A ``tf`` section (``{"k1", "b", "avgdl"}``).
+
+        Raises:
+            ConfigError: not such a mapping, or a value out of range (named).
+        """
+        if not isinstance(section, dict) or set(section) != {"k1", "b", "avgdl"}:
+            raise ConfigError(
+                f'word terms: tf must be {{"k1": ..., "b": ..., "avgdl": ...}}, got {section!r:.200}'
+            )
+        return cls(section["k1"], section["b"], section["avgdl"])
+
+    def section(self) -> dict[str, float]:
+        return {"k1": self.k1, "b": self.b, "avgdl": self.avgdl}
+
+    def factors(self, terms: Sequence[str]) -> tuple[dict[str, float], float]:
+        """Each term's factor for a document analyzed into ``terms`` (with repeats), and the factor of a
+        term counted once (for a term the whole-text analysis did not find)."""
+        norm = self.k1 * (1.0 - self.b + self.b * len(terms) / self.avgdl)
+        per_term = {t: c * (self.k1 + 1.0) / (c + norm) for t, c in Counter(terms).items()}
+        return per_term, (self.k1 + 1.0) / (1.0 + norm)
+
+
+_TF_RANGES = {"k1": "(0, inf)", "b": "[0, 1]", "avgdl": "(0, inf)"}
+
+
 def read_terms_file(model_dir: Path | None) -> dict[str, Any] | None:
-    """A model folder's ``lsr_terms.json`` (``{"terms": "words", "analyzer": {...}}``), or None when the
-    folder has none (a wordpiece model).
+    """A model folder's ``lsr_terms.json`` (``{"terms": "words", "analyzer": {...}}``, with an optional
+    ``"tf"`` section), or None when the folder has none (a wordpiece model).
 
     Raises:
-        ConfigError: the file is not JSON, or names terms other than ``words``, or a bad analyzer.
+        ConfigError: the file is not JSON, or names terms other than ``words``, or a bad analyzer or tf
+            section.
     """
     path = model_dir / TERMS_FILE if model_dir is not None else None
     if path is None or not path.is_file():
@@ -73,16 +132,19 @@ def read_terms_file(model_dir: Path | None) -> dict[str, Any] | None:
     if not isinstance(analyzer, dict) or data.get("terms") != "words":
         raise ConfigError(f'{path}: expected {{"terms": "words", "analyzer": {{...}}}}, got {data!r:.200}')
     try:
-        make_word_analyzer(analyzer)  # refuse a bad analyzer now
+        make_word_analyzer(analyzer)  # refuse a bad analyzer or tf section now
+        if "tf" in data:
+            Saturation.from_section(data["tf"])
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return data
 
 
-def write_terms_file(model_dir: Path, analyzer: dict[str, Any]) -> None:
-    (Path(model_dir) / TERMS_FILE).write_text(
-        json.dumps({"terms": "words", "analyzer": analyzer}, indent=1) + "\n", encoding="utf-8"
-    )
+def write_terms_file(model_dir: Path, analyzer: dict[str, Any], tf: Saturation | None = None) -> None:
+    data: dict[str, Any] = {"terms": "words", "analyzer": analyzer}
+    if tf is not None:
+        data["tf"] = tf.section()
+    (Path(model_dir) / TERMS_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
 @dataclass
@@ -92,17 +154,27 @@ class WordTerms:
     Attributes:
         analyzer: the BM25 analyzer of the words.
         term_ids: the vocabulary, term -> id; grows when ``pairs`` is called with ``grow``.
+        saturation: the documents' tf saturation (None: a term's weight is its largest token weight).
     """
 
     analyzer: Analyzer
     term_ids: dict[str, int]
+    saturation: Saturation | None = None
 
     def __post_init__(self) -> None:
         self._cache: dict[str, tuple[str, ...]] = {}
 
     @classmethod
-    def from_section(cls, section: dict[str, Any], vocab: list[str] | None = None) -> WordTerms:
-        return cls(make_word_analyzer(section), {t: i for i, t in enumerate(vocab or [])})
+    def from_section(
+        cls, section: dict[str, Any], vocab: list[str] | None = None, tf: dict[str, Any] | None = None
+    ) -> WordTerms:
+        saturation = Saturation.from_section(tf) if tf is not None else None
+        return cls(make_word_analyzer(section), {t: i for i, t in enumerate(vocab or [])}, saturation)
+
+    def doc_factors(self, text: str) -> tuple[dict[str, float], float] | None:
+        """The tf factors of a document's terms (``Saturation.factors`` of the whole text's analysis), or
+        None without saturation."""
+        return None if self.saturation is None else self.saturation.factors(self.analyzer(text))
 
     @property
     def vocab(self) -> list[str]:
@@ -142,16 +214,27 @@ class WordTerms:
                     terms += [tid] * len(pieces)
         return np.asarray(positions, dtype=np.int64), np.asarray(terms, dtype=np.int64)
 
-    def row(self, text: str, encoding: Any, weights: np.ndarray, grow: bool) -> tuple[np.ndarray, np.ndarray]:
+    def row(
+        self,
+        text: str,
+        encoding: Any,
+        weights: np.ndarray,
+        grow: bool,
+        factors: tuple[dict[str, float], float] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One sequence's row (ascending term ids, weights > 0): each term's largest weight over its
-        words' pieces (``weights``: per token position). Terms outside the vocabulary are dropped, or
-        with ``grow`` join it in order of first occurrence, those with a weight > 0 only (a term the
-        model gives nothing has no postings, so the vocabulary holds the corpus's terms only, as BM25's)."""
+        words' pieces (``weights``: per token position), times its factor (``doc_factors`` of the whole
+        document; None: 1). Terms outside the vocabulary are dropped, or with ``grow`` join it in order
+        of first occurrence, those with a weight > 0 only (a term the model gives nothing has no
+        postings, so the vocabulary holds the corpus's terms only, as BM25's)."""
         best: dict[str, float] = {}
         for pieces, words_terms in self._words(text, encoding):
             w = weights[pieces].max()
             for term in words_terms:
                 best[term] = max(best.get(term, w), w)
+        if factors is not None:
+            per_term, once = factors
+            best = {term: w * per_term.get(term, once) for term, w in best.items()}
         ids = self.term_ids
         kept = [
             (tid, w)

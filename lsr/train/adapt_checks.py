@@ -124,10 +124,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def start_model_overrides(path: Path) -> list[str]:
     """``--set`` overrides carrying the start model's own settings: its query table kind (training
-    record) and, for a uniCOIL of word terms (``lsr_terms.json``), ``model.terms: words``."""
+    record) and, for a uniCOIL of word terms (``lsr_terms.json``), ``model.terms: words`` and its tf
+    saturation."""
     from lsr.encoders.words import read_terms_file
 
-    words = ["model.terms=words"] if read_terms_file(path) is not None else []
+    terms = read_terms_file(path)
+    words = [] if terms is None else ["model.terms=words"]
+    if terms is not None and "tf" in terms:  # the same saturation, its reference length the new corpus's
+        words += [f"model.tf_k1={terms['tf']['k1']}", f"model.tf_b={terms['tf']['b']}"]
     record = path / "lsr_train.json"
     if not record.is_file():
         return words

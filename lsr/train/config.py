@@ -126,12 +126,24 @@ class ModelConfig:
     # terms of its word, lsr.encoders.words; the vocabulary is the analyzed training corpus's terms, each
     # evaluation suite's its own); saved as the model folder's lsr_terms.json
     terms: str = "wordpiece"
+    # terms: words: documents' weights x BM25's tf saturation, tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl))
+    # (lsr.encoders.words.Saturation; avgdl: the training corpus's mean analyzed length, kept in
+    # lsr_terms.json); tf_k1 0: off (a term weighs its largest token weight)
+    tf_k1: float = 0.0
+    tf_b: float = 0.0
 
     def __post_init__(self) -> None:
         _one_of("model", "kind", self.kind, ("splade", "inference-free", "unicoil"))
         _one_of("model", "terms", self.terms, ("wordpiece", "words"))
         if self.terms == "words" and self.kind != "unicoil":
             raise ConfigError(f"model.terms = words applies to model.kind = unicoil only, not {self.kind}")
+        _positive("model", "tf_k1", self.tf_k1, allow_zero=True)
+        if not 0 <= self.tf_b <= 1:
+            raise ConfigError(f"model.tf_b = {self.tf_b!r} must be in [0, 1]")
+        if self.tf_k1 > 0 and self.terms != "words":
+            raise ConfigError(f"model.tf_k1 = {self.tf_k1!r} applies to model.terms = words only")
+        if self.tf_b > 0 and self.tf_k1 == 0:
+            raise ConfigError(f"model.tf_b = {self.tf_b!r} needs model.tf_k1 > 0 (tf saturation on)")
         _one_of("model", "query_weights", self.query_weights, ("idf", "binary"))
         if self.kind != "inference-free" and self.learn_query_weights:
             raise ConfigError("model.learn_query_weights applies to model.kind = inference-free only")

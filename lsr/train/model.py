@@ -10,7 +10,9 @@
   (:mod:`lsr.encoders.words`, what the uniCOIL encoder computes for a folder with ``lsr_terms.json``):
   the ``[B, V]`` vectors are over a term vocabulary, the analyzed training corpus's (or, while a suite is
   evaluated, that suite's documents': :meth:`SparseEncoderModel.word_vocabulary`); terms outside it match
-  no document and are dropped.
+  no document and are dropped. With ``tf_k1 > 0`` a document's weights saturate with term frequency and
+  length as the encoder's do (:class:`lsr.encoders.words.Saturation`, set by
+  :meth:`SparseEncoderModel.set_saturation`).
 * Queries, ``kind: splade``: the same model. ``kind: inference-free``: the distinct tokens of the
   query (no special tokens), each weighing ``table[token]``, as
   :class:`lsr.encoders.inference_free.InferenceFreeQueryEncoder` does at search time. The table starts
@@ -50,6 +52,7 @@ from lsr.encoders.query_idf import MODEL_FILE as QUERY_IDF_FILE
 from lsr.encoders.transformer import load_tokenizer, quiet_transformers
 from lsr.encoders.unicoil import HEAD_FILE, HEAD_KEY, find_head, whole_words, word_spans
 from lsr.encoders.words import (
+    Saturation,
     WordTerms,
     analyzer_section,
     make_word_analyzer,
@@ -174,6 +177,7 @@ class SparseEncoderModel(torch.nn.Module):
         self.words = (
             WordTerms(make_word_analyzer(self.analyzer_section), {}) if self.analyzer_section else None
         )
+        self._factors: dict[str, tuple[dict[str, float], float]] = {}  # documents' tf factors, per text
         self.max_positions = int(getattr(net.config, "max_position_embeddings", 512) or 512)
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_id = int(tokenizer.pad_token_id or 0)
@@ -249,8 +253,38 @@ class SparseEncoderModel(torch.nn.Module):
         ]
         return encodings, pairs
 
-    def encode_words(self, texts: Sequence[str], max_length: int) -> Tensor:
-        """``[B, V]`` over the term vocabulary: each term's largest token weight over its words' pieces."""
+    def set_saturation(self, texts: Sequence[str]) -> Saturation:
+        """terms: words, ``tf_k1 > 0``: the documents' tf saturation, its reference length the mean
+        analyzed length of ``texts`` (the training corpus)."""
+        assert self.words is not None
+        lengths = [len(self.words.analyzer(clean_text(t))) for t in texts]
+        self.words.saturation = Saturation(self.cfg.tf_k1, self.cfg.tf_b, max(float(np.mean(lengths)), 1.0))
+        self._factors.clear()
+        return self.words.saturation
+
+    def _saturation_factors(self, texts: Sequence[str]) -> Tensor:
+        """``[B * V]`` float32: each document term's tf factor (``Saturation``), cached per text."""
+        assert self.words is not None
+        ids, vocab = self.words.term_ids, self.vocab_size
+        factors = torch.empty(len(texts), vocab, dtype=torch.float32)
+        for i, text in enumerate(texts):
+            cached = self._factors.get(text)
+            if cached is None:
+                cached = self.words.doc_factors(clean_text(text))
+                assert cached is not None
+                if len(self._factors) < 200_000:
+                    self._factors[text] = cached
+            per_term, once = cached
+            factors[i] = once
+            known = [(ids[t], f) for t, f in per_term.items() if t in ids]
+            if known:
+                cols, vals = zip(*known, strict=True)
+                factors[i, list(cols)] = torch.tensor(vals, dtype=torch.float32)
+        return factors.view(-1).to(self.device, non_blocking=True)
+
+    def encode_words(self, texts: Sequence[str], max_length: int, saturate: bool = False) -> Tensor:
+        """``[B, V]`` over the term vocabulary: each term's largest token weight over its words' pieces
+        (documents, ``saturate``: times its tf factor when the model saturates)."""
         encodings, pairs = self._word_pairs(texts, max_length, grow=False)
         ids, mask = self._padded([e.ids for e in encodings], self.device)
         weights = self.unicoil_token_weights(ids, mask)
@@ -261,6 +295,8 @@ class SparseEncoderModel(torch.nn.Module):
         r, p, t = (torch.from_numpy(a).to(self.device) for a in (rows, pos, terms))
         out = torch.zeros(len(texts) * self.vocab_size, dtype=torch.float32, device=self.device)
         out.scatter_reduce_(0, r * self.vocab_size + t, weights[r, p], reduce="amax", include_self=True)
+        if saturate and self.words is not None and self.words.saturation is not None:
+            out = out * self._saturation_factors(texts)
         return out.view(len(texts), self.vocab_size)
 
     def word_document_frequencies(self, texts: Sequence[str], max_length: int) -> np.ndarray:
@@ -316,7 +352,7 @@ class SparseEncoderModel(torch.nn.Module):
 
     def encode_docs(self, texts: Sequence[str], max_length: int) -> Tensor:
         if self.words is not None:
-            return self.mask(self.encode_words(texts, max_length))
+            return self.mask(self.encode_words(texts, max_length, saturate=True))
         device = self.device
         ids, mask = self.tokenize(texts, max_length, device=device)
         return self.mask(self.encode_tokens(ids, mask))
@@ -419,7 +455,7 @@ def save_model(model: SparseEncoderModel, out: Path, card: str, extra: dict[str,
         }
         (out / "idf.json").write_text(json.dumps(weights, ensure_ascii=False), encoding="utf-8")
     if model.analyzer_section is not None:  # terms: words, and the analysis the model was trained with
-        write_terms_file(out, model.analyzer_section)
+        write_terms_file(out, model.analyzer_section, model.words.saturation if model.words else None)
     if model.cfg.query_idf > 0:  # the power it was trained with: indexes built with the model apply it
         (out / QUERY_IDF_FILE).write_text(
             json.dumps({"query_idf": model.cfg.query_idf}) + "\n", encoding="utf-8"

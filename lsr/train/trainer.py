@@ -408,6 +408,8 @@ class _Run:
             max_length = max(cfg.data.max_length, cfg.data.eval_max_length)
             df = model.word_document_frequencies(data.doc_texts, max_length)
             logger.info("terms: words: %d terms in the training corpus", len(df))
+            if cfg.model.tf_k1 > 0:
+                logger.info("terms: words: documents' tf saturation %s", model.set_saturation(data.doc_texts))
             if cfg.model.query_idf > 0:
                 idf = query_idf.idf_table(df, len(data.doc_texts), cfg.model.query_idf)
                 run.q_idf = torch.from_numpy(idf).to(device)
@@ -834,6 +836,14 @@ def _card_training(cfg: TrainConfig, data: PreparedData) -> list[str]:
         *(
             ["* terms: the default BM25 analyzer's terms of the words (model.terms: words; lsr_terms.json)"]
             if cfg.model.terms == "words"
+            else []
+        ),
+        *(
+            [
+                f"* documents' weights x BM25's tf saturation, k1 {cfg.model.tf_k1:g}, b {cfg.model.tf_b:g}, "
+                "length reference the training corpus's mean (model.tf_k1, model.tf_b; lsr_terms.json tf)"
+            ]
+            if cfg.model.tf_k1 > 0
             else []
         ),
         f"* teacher: {teachers}, normalized per query ({cfg.distill.normalize}), scale {cfg.distill.scale}",

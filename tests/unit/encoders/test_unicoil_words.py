@@ -191,6 +191,48 @@ def test_describe_records_the_terms_and_no_tokenizer_vocabulary(folder):
     assert encoder.resumable is False  # the vocabulary lives in memory until the end
 
 
+TF = {"k1": 0.9, "b": 0.6, "avgdl": 7.0}
+
+
+@pytest.fixture(scope="module")
+def tf_folder(folder, tmp_path_factory):
+    """The tiny uniCOIL whose documents' weights saturate with tf (``TF``)."""
+    out = tmp_path_factory.mktemp("words-tf") / "model"
+    shutil.copytree(folder, out)
+    (out / TERMS_FILE).write_text(json.dumps({"terms": "words", "analyzer": analyzer_section(), "tf": TF}))
+    return out
+
+
+def saturated(text, row):
+    """``row`` x BM25's tf factor, the slow way: counts and length from the whole text's analysis."""
+    terms = ANALYZER(text)
+    norm = TF["k1"] * (1 - TF["b"] + TF["b"] * len(terms) / TF["avgdl"])
+    return {t: w * terms.count(t) * (TF["k1"] + 1) / (terms.count(t) + norm) for t, w in row.items()}
+
+
+@pytest.mark.parametrize("long_docs", ["windows", "truncate"])
+def test_tf_saturated_rows_match_the_reference(folder, tf_folder, ref, long_docs):
+    """Documents: the reference row times each term's factor; queries: the same rows as without tf."""
+    setting = f"encoder.transformer.long_docs={long_docs}"
+    encoder = make_encoder(encoder_config(tf_folder, setting).encoder)
+    texts = FIXED + ["cats cat sat, cats on mats cat"] + random_texts(8, 24)
+    got = as_terms(encoder.encode(texts), encoder.vocab)
+    overlap = OVERLAP if long_docs == "windows" else None
+    want = [saturated(t, reference(ref, t, MAX_LENGTH, overlap)) for t in texts]
+    assert_rows(got, want)
+    plain = as_terms(make_encoder(encoder_config(folder, setting).encoder).encode(texts), encoder.vocab)
+    assert any(abs(got[i][t] - plain[i][t]) > 1e-3 for i in range(len(texts)) for t in got[i])
+    assert encoder.describe()["tf"] == TF
+    vocab = {t: i for i, t in enumerate(encoder.vocab)}
+    queries = [
+        load_query_encoder(make_encoder(encoder_config(f).encoder).describe(), vocab)
+        for f in (folder, tf_folder)
+    ]
+    assert as_terms(queries[1].encode(QUERIES), encoder.vocab) == as_terms(
+        queries[0].encode(QUERIES), encoder.vocab
+    )
+
+
 def dot(q, d):
     return sum(w * d.get(t, 0.0) for t, w in q.items())
 
@@ -274,6 +316,10 @@ def test_live_adds_grow_the_vocabulary_and_keep_the_ids(folder, tmp_path):
         (json.dumps({"terms": "words"}), "expected"),
         (json.dumps({"terms": "words", "analyzer": {"stemmer": "porter", "colour": 1}}), "colour"),
         (json.dumps({"terms": "words", "analyzer": {"stemmer": "klingon"}}), "klingon"),
+        (json.dumps({"terms": "words", "analyzer": {}, "tf": {"k1": 1.2}}), "tf must be"),
+        (json.dumps({"terms": "words", "analyzer": {}, "tf": {"k1": 0, "b": 0.2, "avgdl": 9}}), "tf.k1 = 0"),
+        (json.dumps({"terms": "words", "analyzer": {}, "tf": {"k1": 1, "b": 2, "avgdl": 9}}), "tf.b = 2"),
+        (json.dumps({"terms": "words", "analyzer": {}, "tf": {"k1": 1, "b": 0, "avgdl": "x"}}), "tf.avgdl"),
     ],
 )
 def test_a_bad_terms_file_is_refused_by_name_before_encoding(folder, tmp_path, content, match, monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from lsr.encoders.words import analyzer_section, make_word_analyzer  # noqa: E402
+from lsr.encoders.words import Saturation, analyzer_section, make_word_analyzer, read_terms_file  # noqa: E402
 from lsr.errors import ConfigError  # noqa: E402
 from lsr.train import model as train_model  # noqa: E402
 from lsr.train.config import ModelConfig  # noqa: E402
@@ -107,17 +107,29 @@ def test_terms_words_is_a_unicoil_setting_and_a_words_folder_needs_it(train_mlm,
     assert again.analyzer_section == analyzer_section()
 
 
+@pytest.mark.parametrize("tf", [None, (0.7, 0.4)])  # tf saturation (k1, b), off or on
 @pytest.mark.parametrize("max_length", [8, 64])  # 8: texts truncated inside a word
-def test_trainer_vectors_equal_the_index_encoders(words_model, tmp_path, max_length):
+def test_trainer_vectors_equal_the_index_encoders(words_model, tmp_path, max_length, tf):
     """What the trainer scores is what `lsr index` writes for the saved folder (documents, truncated ones
-    included, and queries)."""
+    included, and queries), with and without tf saturation."""
     from lsr.config import load_config
     from lsr.encoders import make_encoder
 
     folder = tmp_path / "m"
-    train_model.save_model(words_model, folder, "card", {})
-    trained = train_model.build_model(ModelConfig(kind="unicoil", init=str(folder), terms="words")).eval()
     texts = [t for t in TEXTS if t.strip()] + ["supercalifragilistic vitamins lowered"]
+    before = words_model.cfg
+    try:
+        if tf:
+            words_model.cfg = ModelConfig(kind="unicoil", terms="words", tf_k1=tf[0], tf_b=tf[1])
+            words_model.set_saturation(texts[:2])
+        train_model.save_model(words_model, folder, "card", {})
+    finally:
+        words_model.cfg, words_model.words.saturation = before, None
+    trained = train_model.build_model(ModelConfig(kind="unicoil", init=str(folder), terms="words")).eval()
+    if tf:  # what the trainer would use: the saved reference length
+        saved = read_terms_file(folder)["tf"]
+        assert (saved["k1"], saved["b"]) == tf and saved["avgdl"] > 0
+        trained.words.saturation = Saturation.from_section(saved)
     settings = [
         "encoder.name=unicoil",
         f"encoder.model={folder}",
@@ -137,3 +149,26 @@ def test_trainer_vectors_equal_the_index_encoders(words_model, tmp_path, max_len
         want = {vocab[j]: float(docs[i, j]) for j in np.flatnonzero(docs[i])}
         assert got.keys() == want.keys(), text
         assert all(abs(got[t] - want[t]) < 1e-4 for t in want)
+
+
+def test_tf_saturation_settings_are_checked_and_carried_by_adapt(words_model, tmp_path):
+    for bad, match in (
+        (dict(terms="words", tf_k1=-1.0), "tf_k1"),
+        (dict(terms="words", tf_k1=1.0, tf_b=1.5), "tf_b"),
+        (dict(terms="words", tf_b=0.5), "needs model.tf_k1"),
+        (dict(tf_k1=1.0), "model.terms = words only"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            ModelConfig(kind="unicoil", **bad)
+    from lsr.train.adapt_checks import start_model_overrides
+
+    before = words_model.cfg
+    try:
+        words_model.cfg = ModelConfig(kind="unicoil", terms="words", tf_k1=0.8, tf_b=0.3)
+        saturation = words_model.set_saturation(TEXTS)
+        train_model.save_model(words_model, tmp_path / "m", "card", {})
+    finally:
+        words_model.cfg, words_model.words.saturation = before, None
+    analyzer = make_word_analyzer(analyzer_section())
+    assert saturation.avgdl == pytest.approx(np.mean([len(analyzer(t)) for t in TEXTS]))
+    assert start_model_overrides(tmp_path / "m") == ["model.terms=words", "model.tf_k1=0.8", "model.tf_b=0.3"]
