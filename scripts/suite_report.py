@@ -45,7 +45,9 @@ def row(name: str, run: dict[str, Any]) -> dict[str, Any]:
         "run": name,
         "backbone": backbone(model["init"]),
         "kind": model["kind"],
-        "terms": model.get("terms", "wordpiece"),  # unicoil: wordpieces, or the analyzer's terms of words
+        # unicoil: wordpieces, or the analyzer's terms of words (with tf saturation k1/b: model.tf_k1, tf_b)
+        "terms": model.get("terms", "wordpiece")
+        + (f" tf{model['tf_k1']:g}/{model['tf_b']:g}" if model.get("tf_k1") else ""),
         "query": model["query_weights"] if model["kind"] == "inference-free" else "-",
         "q_idf": model.get("query_idf", 0.0),  # model.query_idf: idf^p in the training scores
         "T": loss["temperature"],

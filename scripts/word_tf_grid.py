@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Grid of BM25 tf saturation (k1, b) for a word-terms uniCOIL's document weights, on the ood suite.
+
+Encodes each collection once with the model as it is (no ``tf`` section in its ``lsr_terms.json``: a
+term's weight is its largest token weight), then scores every (k1, b) of the grid exactly (float,
+scipy) the way an index of the folder with ``"tf": {"k1", "b", "avgdl"}`` would: documents' weights x
+tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl)), queries x idf(t)^p of the collection's postings (p:
+the folder's ``lsr_query.json``). ``avgdl`` is fixed, the reference the trainer would record: the
+mean analyzed length of ``--avgdl-corpus`` (the training corpus).
+
+    python scripts/word_tf_grid.py lsr/models/unicoil --datasets ../shared/data/ood/adi,...,DEV:dev \
+        --avgdl-corpus ../shared/data/beir/scifact --json reports/ood-unicoil/tf-grid.json
+
+Prints nDCG@10 per dataset and setting (k1 0 = no saturation), best first by the mean of (the ood
+collections' mean, the ``:dev`` dataset), the selection rule of docs/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from lsr.config import EncoderConfig
+from lsr.data.corpus import open_corpus
+from lsr.encoders import make_encoder, query_idf
+from lsr.encoders.hf import clean_text
+from lsr.encoders.words import Saturation
+from lsr.train.data import doc_text, load_suite
+from lsr.train.trainer import ndcg_at_k
+
+K1 = (0.4, 0.5, 0.6, 0.8, 1.0)
+B = (0.0, 0.1, 0.2, 0.3, 0.4)
+
+
+def grid_scores(model: str, folder: Path, split: str, avgdl: float) -> dict[str, float]:
+    """nDCG@10 of each setting on one dataset."""
+    suite = load_suite(folder, split)
+    encoder = make_encoder(EncoderConfig(name="unicoil", model=model))
+    docs = encoder.encode(suite.doc_texts)
+    queries = encoder.model.encode([q.query for q in suite.queries], encoder.cfg.prune, query=True)
+    vocab = {t: i for i, t in enumerate(encoder.vocab)}
+    n, width = len(suite.doc_texts), len(vocab)
+    d = sp.csr_matrix((docs.weights, docs.term_ids, docs.indptr), shape=(n, width))
+    d.sort_indices()
+    df = np.bincount(d.indices, minlength=width)
+    idf = query_idf.idf_table(df, n, query_idf.resolve(-1.0, Path(model)))
+    q = sp.csr_matrix((queries.weights, queries.term_ids, queries.indptr), shape=(len(queries), width))
+    q = q.multiply(idf[None, :]).tocsr()
+    analyzed = [encoder.words.analyzer(clean_text(t)) for t in suite.doc_texts]
+    rows = np.repeat(np.arange(n), np.diff(d.indptr))
+    terms = encoder.vocab
+    scores = {}
+    for k1 in (0.0, *K1):
+        for b in B if k1 else (0.0,):
+            factors = [Saturation(k1, b, avgdl).factors(a) if k1 else ({}, 1.0) for a in analyzed]
+            pairs = zip(rows, d.indices, strict=True)
+            f = np.array([factors[r][0].get(terms[t], factors[r][1]) for r, t in pairs])
+            weighted = sp.csr_matrix((d.data * f, d.indices, d.indptr), shape=d.shape)
+            s = (q @ weighted.T).toarray()
+            ranked = [[suite.doc_ids[j] for j in np.argsort(-row, kind="stable")[:10]] for row in s]
+            scores[f"k1={k1:g} b={b:g}"] = ndcg_at_k(ranked, [x.rels for x in suite.queries], 10)
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", help="a word-terms uniCOIL folder (its lsr_terms.json without tf)")
+    ap.add_argument("--datasets", required=True, help="BEIR folders, FOLDER:SPLIT for another split")
+    ap.add_argument("--avgdl-corpus", type=Path, required=True, help="the training corpus (a BEIR folder)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    probe = make_encoder(EncoderConfig(name="unicoil", model=args.model))
+    if probe.words is None or probe.words.saturation is not None:
+        ap.error(f"{args.model}: a word-terms uniCOIL without a tf section is needed")
+    texts = (clean_text(doc_text(d.title, d.text)) for d in open_corpus(args.avgdl_corpus))
+    avgdl = float(np.mean([len(probe.words.analyzer(t)) for t in texts]))
+    table: dict[str, dict[str, float]] = {}
+    for spec in args.datasets.split(","):
+        folder, _, split = spec.partition(":")
+        name = Path(folder).name + (f":{split}" if split else "")
+        table[name] = grid_scores(args.model, Path(folder), split or "test", avgdl)
+        print(name, f"no tf {table[name]['k1=0 b=0']:.4f}", flush=True)
+    ood = [k for k in table if ":" not in k]
+    dev = [k for k in table if ":" in k]
+
+    def select(s: str) -> float:
+        mean = float(np.mean([table[k][s] for k in ood]))
+        return (mean + table[dev[0]][s]) / 2 if dev else mean
+
+    settings = sorted(table[ood[0]], key=select, reverse=True)
+    print("setting", "select", "ood mean", *table, sep=" | ")
+    for s in settings:
+        cells = [f"{table[k][s]:.4f}" for k in table]
+        print(s, f"{select(s):.4f}", f"{np.mean([table[k][s] for k in ood]):.4f}", *cells, sep=" | ")
+    if args.json:
+        args.json.write_text(json.dumps({"avgdl": avgdl, "ndcg@10": table}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
