@@ -5,11 +5,12 @@
 | `bm25`           | Lucene BM25 impacts               | analyzed terms weighted by count          |
 | `splade`         | MLM logits, log(1 + ReLU), pooled | the same model (or `encoder.query_model`) |
 | `unicoil`        | one weight per token (or word term) | the same model (or `encoder.query_model`) |
-| `inference-free` | SPLADE                            | tokens weighted by a table; no torch      |
+| `inference-free` | SPLADE (or a word-terms uniCOIL)  | tokens weighted by a table (or word-term counts); no torch |
 | `bm25+MODEL`     | MODEL's weights, then BM25 impacts | w x MODEL's query side, then BM25's terms |
 
 (MODEL: splade, unicoil or inference-free; :mod:`lsr.encoders.plus`. Word terms: a uniCOIL folder with
-lsr_terms.json, :mod:`lsr.encoders.words`.)
+lsr_terms.json, :mod:`lsr.encoders.words`; ``inference-free:FOLDER`` with such a folder indexes its
+documents and weighs a query's analyzer terms by their counts, x idf^p of the collection.)
 
 ``make_encoder`` builds the document side from the config; ``load_query_encoder``
 rebuilds the query side from an index's own meta. Importing this package loads no
@@ -27,7 +28,7 @@ from typing import Any
 from lsr.config import EncoderConfig
 from lsr.encoders.base import CorpusEncoder, CorpusStats, Finish, QueryEncoder
 from lsr.encoders.bm25 import BM25Encoder, BM25QueryEncoder
-from lsr.encoders.inference_free import InferenceFreeEncoder, InferenceFreeQueryEncoder
+from lsr.encoders.inference_free import InferenceFreeQueryEncoder, inference_free_encoder
 from lsr.encoders.plus import PlusEncoder, PlusQueryEncoder
 from lsr.encoders.splade import SpladeEncoder, SpladeQueryEncoder
 from lsr.encoders.unicoil import UniCoilEncoder, UniCoilQueryEncoder
@@ -60,7 +61,7 @@ LEARNED = (
     EncoderKind("unicoil", UniCoilEncoder, UniCoilQueryEncoder, default_model=True),
     EncoderKind(
         "inference-free",
-        InferenceFreeEncoder,
+        inference_free_encoder,
         InferenceFreeQueryEncoder,
         default_model=True,
         tiny_fallback=True,

@@ -28,6 +28,7 @@ from lsr.config import EncoderConfig, PruneConfig, from_dict
 from lsr.encoders.base import CorpusStats, Finish
 from lsr.encoders.hf import check_vocab, clean_text, prune_row, rows_to_batch
 from lsr.encoders.splade import SpladeEncoder
+from lsr.encoders.unicoil import WordsInferenceFreeEncoder, WordsQueryEncoder, model_terms
 from lsr.errors import ConfigError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
@@ -148,6 +149,14 @@ class InferenceFreeEncoder(SpladeEncoder):
         return table_from_json(path, self.vocab)
 
 
+def inference_free_encoder(cfg: EncoderConfig) -> InferenceFreeEncoder | WordsInferenceFreeEncoder:
+    """The ``inference-free`` corpus encoder of ``cfg``: SPLADE documents with a token table, or, for a
+    word-terms uniCOIL folder (``lsr_terms.json``), that uniCOIL's documents with term-count queries."""
+    if cfg.model and model_terms(cfg.model) is not None:
+        return WordsInferenceFreeEncoder(cfg)
+    return InferenceFreeEncoder(cfg)
+
+
 class InferenceFreeQueryEncoder:
     """Query side: a tokenizer and a weight table, both read from the index; never imports torch."""
 
@@ -169,7 +178,11 @@ class InferenceFreeQueryEncoder:
     @classmethod
     def from_meta(
         cls, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None = None
-    ) -> InferenceFreeQueryEncoder:
+    ) -> InferenceFreeQueryEncoder | WordsQueryEncoder:
+        """The query side of an inference-free index: a token table, or (``terms: words``: a word-terms
+        uniCOIL's documents) the query's analyzer-term counts."""
+        if meta.get("terms") is not None:
+            return WordsQueryEncoder.from_meta(meta, term_index, directory)
         return cls(meta, term_index, directory)
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:

@@ -214,6 +214,17 @@ class WordTerms:
                     terms += [tid] * len(pieces)
         return np.asarray(positions, dtype=np.int64), np.asarray(terms, dtype=np.int64)
 
+    def counts(self, text: str, encoding: Any) -> dict[int, int]:
+        """Term id -> its number of words in ``encoding`` (a query's term counts, as BM25 counts a
+        query's terms); terms outside the vocabulary are dropped."""
+        out: dict[int, int] = {}
+        for _, words_terms in self._words(text, encoding):
+            for term in words_terms:
+                tid = self.term_ids.get(term)
+                if tid is not None:
+                    out[tid] = out.get(tid, 0) + 1
+        return out
+
     def row(
         self,
         text: str,

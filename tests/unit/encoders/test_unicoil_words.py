@@ -9,6 +9,8 @@ import contextlib
 import json
 import math
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -269,6 +271,54 @@ def test_index_and_search_equal_brute_force(folder, ref, tmp_path, power):
     assert len(searcher.search("zebra", Plan(k=4)).docs) == 0  # only a term absent from the corpus
     # the analyzer's stemmer is not thread-safe: queries encode under the searcher's lock
     assert not isinstance(searcher._sparse_lock, contextlib.nullcontext)
+
+
+def query_counts(ref, text):
+    """{term: count} over the query's words (the reference tokenizer's), each analyzed whole."""
+    tok = ref[1]
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    span: dict[int, tuple[int, int]] = {}
+    for w, (s, e) in zip(enc.word_ids(), enc["offset_mapping"], strict=True):
+        a, b = span.get(w, (s, e))
+        span[w] = (min(a, s), max(b, e))
+    counts: dict[str, int] = {}
+    for s, e in span.values():
+        for term in dict.fromkeys(ANALYZER(text[s:e])):
+            counts[term] = counts.get(term, 0) + 1
+    return counts
+
+
+def test_inference_free_with_a_words_folder_equals_brute_force(tf_folder, ref, tmp_path):
+    """``inference-free:FOLDER`` of a word-terms uniCOIL: the uniCOIL's (tf-saturated) documents; a query's
+    terms weigh their counts x idf (the folder's query_idf 1), from the index alone, without torch."""
+    config = encoder_config(tf_folder, "encoder.name=inference-free", "encoder.query_idf=1")
+    out = tmp_path / "idx"
+    pipeline.index_corpus(config, write_corpus(tmp_path / "c.jsonl"), out)
+    searcher = Searcher(out)
+    index = searcher.index
+    assert index.meta["encoder"]["inference_free"]["query_weights"] == "counts"
+    texts = {i: f"{t} {x}" if t else x for i, t, x in DOCS}
+    docs = {i: saturated(text, reference(ref, text, MAX_LENGTH)) for i, text in texts.items()}
+    df = dict(zip(index.vocab, index.doc_freq().tolist(), strict=True))
+    n = index.n_docs
+    for query in ["vitamin d and cancer cancer", "sleeping cats sat", "coffee quality for adults", "zebra"]:
+        q = {
+            t: c * math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
+            for t, c in query_counts(ref, query).items()
+            if t in df
+        }
+        assert_rows(as_terms(searcher.encode_texts([query]), index.vocab), [q])
+        result = searcher.search(query, Plan(k=4, mode="exact"))
+        want = [s for s in sorted((dot(q, d) for d in docs.values()), reverse=True) if s > 0][:4]
+        np.testing.assert_allclose(result.scores, want, rtol=1e-5)
+    code = (
+        "import sys, json; from pathlib import Path; from lsr.encoders import load_query_encoder; "
+        f"d = Path({str(out)!r}); m = json.loads((d / 'meta.json').read_text()); "
+        "v = json.loads((d / 'vocab.json').read_text()); "
+        "e = load_query_encoder(m['encoder'], {t: i for i, t in enumerate(v)}, d); "
+        "assert len(e.encode(['vitamin coffee']).term_ids) == 2; assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_cli_index_with_a_words_folder(folder, tmp_path):
