@@ -5,7 +5,7 @@
 | `bm25`           | Lucene BM25 impacts               | analyzed terms weighted by count          |
 | `splade`         | MLM logits, log(1 + ReLU), pooled | the same model (or `encoder.query_model`) |
 | `unicoil`        | one weight per token (or word term) | the same model (or `encoder.query_model`) |
-| `inference-free` | SPLADE (or a word-terms uniCOIL)  | tokens weighted by a table (or word-term counts); no torch |
+| `inference-free` | SPLADE, or a word-terms uniCOIL   | a token table, or word-term counts; no torch |
 | `bm25+MODEL`     | MODEL's weights, then BM25 impacts | w x MODEL's query side, then BM25's terms |
 
 (MODEL: splade, unicoil or inference-free; :mod:`lsr.encoders.plus`. Word terms: a uniCOIL folder with
@@ -45,6 +45,7 @@ class EncoderKind:
         tiny_fallback: without a shipped model, the fetched splade-tiny serves (it has an MLM head, so
             it is a SPLADE and an inference-free document encoder, but no uniCOIL head).
         learned: ``bm25+MODEL`` encoders: MODEL, whose shipped model a bare name resolves to.
+        shipped: the folder of ``lsr/models`` a bare name resolves to ("": the name's own).
     """
 
     name: str
@@ -54,6 +55,7 @@ class EncoderKind:
     default_model: bool = False
     tiny_fallback: bool = False
     learned: str = ""
+    shipped: str = ""
 
 
 LEARNED = (
@@ -65,6 +67,9 @@ LEARNED = (
         InferenceFreeQueryEncoder,
         default_model=True,
         tiny_fallback=True,
+        # the uniCOIL of word terms: its documents, term-count queries (lsr.encoders.unicoil); the SPLADE
+        # inference-free model that was the default is lsr/models/inference-free
+        shipped="unicoil",
     ),
 )
 
@@ -120,14 +125,15 @@ def encoder_kind(name: str | None) -> EncoderKind:
 def default_model(name: str) -> Path | None:
     """The model folder a bare ``--encoder splade`` / ``unicoil`` / ``inference-free`` resolves to, or None.
 
-    First the model shipped in the package (``lsr/models/<name>``, with weights), then, for splade and
-    inference-free, ``models/splade-tiny`` (``python scripts/fetch_models.py``) beside the repo or in
-    the working directory.
+    First the model shipped in the package (``lsr/models/<name>``, with weights; inference-free:
+    ``lsr/models/unicoil``, the uniCOIL of word terms, whose documents it indexes with term-count
+    queries), then, for splade and inference-free, ``models/splade-tiny`` (``python
+    scripts/fetch_models.py``) beside the repo or in the working directory.
     """
     if name not in REGISTRY or not REGISTRY[name].default_model:
         return None
     name = REGISTRY[name].learned or name
-    shipped = SHIPPED_MODELS_DIR / name
+    shipped = SHIPPED_MODELS_DIR / (REGISTRY[name].shipped or name)
     if (shipped / "config.json").is_file():
         return shipped
     if not REGISTRY[name].tiny_fallback:

@@ -60,6 +60,8 @@ def resolve_encoder(spec: str) -> tuple[str, Path]:
     path = Path(folder).expanduser() if folder else default_model(kind)
     if path is None:
         raise ConfigError(f"--encoder {kind}: no default model is installed; name a folder: {kind}:FOLDER")
+    if kind == "inference-free" and (path / "lsr_terms.json").is_file():
+        kind = "unicoil"  # a word-terms uniCOIL's documents (the default inference-free): adapt that uniCOIL
     check_model_folder(kind, path)
     return kind, path.resolve()
 

@@ -149,7 +149,7 @@ def _serve_and_compare(address: str, one_dir: Path, four_dir: Path, monkeypatch)
     one = Searcher(one_dir)
     settings = ServiceConfig(indexes={"four": str(four_dir)}, ray=address, log_requests=False)
     with TestClient(create_app(settings)) as client:
-        _wait(lambda: client.get("/readyz").status_code == 200, 180)
+        _wait(lambda: client.get("/readyz").status_code == 200, 360)  # Serve starts slowly on 2 busy cores
         for mode in ("exact", "safe"):
             for q in QUERIES[:8]:
                 got = client.post("/v1/search", json={"query": q, "k": 20, "mode": mode}).json()

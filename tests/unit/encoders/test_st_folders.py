@@ -191,10 +191,12 @@ def test_the_shipped_inference_free_model_in_sentence_transformers(tmp_path):
     """[fit] row: our shipped inference-free model, loaded in sentence-transformers' SparseEncoder after
     lsr export-st, is a Router whose query side is the model's idf.json (not a plain SPLADE): ST's query
     vectors are lsr's exactly and its document vectors lsr's to float rounding."""
-    from lsr.encoders import default_model
+    from lsr.encoders import SHIPPED_MODELS_DIR
 
+    shipped = str(SHIPPED_MODELS_DIR / "inference-free")  # the SPLADE one (the default now writes words)
     out = tmp_path / "st"
-    assert main(["export-st", "--model", "inference-free", "--out", str(out), "--quiet"]) == 0
+    assert main(["export-st", "--model", shipped, "--out", str(out), "--quiet"]) == 0
+    assert main(["export-st", "--model", "inference-free", "--out", str(tmp_path / "u"), "--quiet"]) == 2
     loaded = st.SparseEncoder(str(out), device="cpu")
     assert type(loaded[0]).__name__ == "Router"  # query and document sides differ
     corpus = tmp_path / "c.jsonl"
@@ -202,7 +204,8 @@ def test_the_shipped_inference_free_model_in_sentence_transformers(tmp_path):
     index = tmp_path / "index"
     assert (
         main(
-            ["index", "--corpus", str(corpus), "--encoder", "inference-free", "--out", str(index), "--quiet"]
+            ["index", "--corpus", str(corpus), "--encoder", f"inference-free:{shipped}", "--out", str(index)]
+            + ["--quiet"]
         )
         == 0
     )
@@ -213,7 +216,7 @@ def test_the_shipped_inference_free_model_in_sentence_transformers(tmp_path):
     want = dense(searcher.query_encoder.encode(queries), size)
     assert (want > 0).sum(axis=1).min() >= 2
     assert np.abs(st_vectors(loaded, queries, "query") - want).max() < 1e-6
-    model = json.dumps(str(default_model("inference-free")))
+    model = json.dumps(shipped)
     encoder = make_encoder(
         load_config(None, ["encoder.name=inference-free", f"encoder.model={model}"]).encoder
     )

@@ -159,7 +159,9 @@ def test_resume_with_nothing_to_resume(capsys, train_mlm, tmp_path):
 
 def test_resolve_encoder_default_models():
     assert resolve_encoder("splade") == ("splade", (SHIPPED / "splade").resolve())
-    kind, path = resolve_encoder("inference-free")
+    # the default inference-free indexes the word-terms uniCOIL's documents: adapting it adapts that uniCOIL
+    assert resolve_encoder("inference-free") == ("unicoil", (SHIPPED / "unicoil").resolve())
+    kind, path = resolve_encoder(f"inference-free:{SHIPPED / 'inference-free'}")
     assert kind == "inference-free" and path == (SHIPPED / "inference-free").resolve()
     assert resolve_encoder(str(SHIPPED / "splade"))[0] == "splade"  # a bare folder: splade
 
