@@ -67,8 +67,8 @@ LEARNED = (
         InferenceFreeQueryEncoder,
         default_model=True,
         tiny_fallback=True,
-        # the uniCOIL of word terms: its documents, term-count queries (lsr.encoders.unicoil); the SPLADE
-        # inference-free model that was the default is lsr/models/inference-free
+        # the uniCOIL of word terms: its documents, term-count queries (lsr.encoders.inference_free);
+        # the SPLADE inference-free model that was the default is lsr/models/inference-free
         shipped="unicoil",
     ),
 )

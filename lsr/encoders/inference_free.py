@@ -10,6 +10,11 @@ The table is either the IDF of each token in the tokenized corpus texts,
 as ``idf.json`` (``{token: weight}``). Encoding writes the table (``query_weights.npy``,
 float32[vocab]) and the tokenizer (``tokenizer.json``) into the vectors directory;
 they travel into the index, which can therefore encode queries by itself.
+
+A word-terms uniCOIL folder (``lsr_terms.json``, :mod:`lsr.encoders.words`; the shipped default) is
+indexed with that uniCOIL's documents instead (:class:`WordsInferenceFreeEncoder`), and a query's
+analyzer terms weigh their counts (:class:`WordsQueryEncoder`), x idf^p of the collection by the
+searcher: BM25's query side over learned document weights. Only the tokenizer travels into the index.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from lsr.config import EncoderConfig, PruneConfig, from_dict
 from lsr.encoders.base import CorpusStats, Finish
 from lsr.encoders.hf import check_vocab, clean_text, prune_row, rows_to_batch
 from lsr.encoders.splade import SpladeEncoder
-from lsr.encoders.unicoil import WordsInferenceFreeEncoder, WordsQueryEncoder, model_terms
+from lsr.encoders.unicoil import UniCoilEncoder, model_terms
+from lsr.encoders.words import index_words
 from lsr.errors import ConfigError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
@@ -149,6 +155,29 @@ class InferenceFreeEncoder(SpladeEncoder):
         return table_from_json(path, self.vocab)
 
 
+class WordsInferenceFreeEncoder(UniCoilEncoder):
+    """Corpus encoder for a word-terms uniCOIL folder: the uniCOIL's documents (word terms, tf saturation
+    as its ``lsr_terms.json`` says); queries need no model (:class:`WordsQueryEncoder`). The tokenizer
+    travels into the index for the query side."""
+
+    name = "inference-free"
+
+    def __init__(self, cfg: EncoderConfig):
+        if cfg.query_model:
+            raise ConfigError("encoder.query_model does not apply to inference-free: queries use no model")
+        super().__init__(cfg)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "query_model": None,
+            "inference_free": {"query_weights": "counts", "tokenizer": TOKENIZER_FILE},
+        }
+
+    def finish(self, stats: CorpusStats | None) -> Finish:
+        return Finish(files={TOKENIZER_FILE: self.model.backend.to_str().encode("utf-8")})
+
+
 def inference_free_encoder(cfg: EncoderConfig) -> InferenceFreeEncoder | WordsInferenceFreeEncoder:
     """The ``inference-free`` corpus encoder of ``cfg``: SPLADE documents with a token table, or, for a
     word-terms uniCOIL folder (``lsr_terms.json``), that uniCOIL's documents with term-count queries."""
@@ -157,21 +186,32 @@ def inference_free_encoder(cfg: EncoderConfig) -> InferenceFreeEncoder | WordsIn
     return InferenceFreeEncoder(cfg)
 
 
+def query_side(meta: dict[str, Any], directory: Path | None, needs: str) -> tuple[Any, PruneConfig]:
+    """The query tokenizer an inference-free index holds (truncated at the meta's query length, no
+    padding) and the meta's prune settings.
+
+    Raises:
+        ConfigError: no index directory (``needs``: what the query side reads from it).
+    """
+    from tokenizers import Tokenizer  # the optional encoders extra
+
+    if directory is None:
+        raise ConfigError(f"an inference-free query encoder needs the index directory ({needs})")
+    files = meta.get("inference_free", {})
+    tokenizer = Tokenizer.from_file(str(Path(directory) / files.get("tokenizer", TOKENIZER_FILE)))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(int(meta.get("transformer", {}).get("query_max_length", 128)))
+    return tokenizer, from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
+
+
 class InferenceFreeQueryEncoder:
     """Query side: a tokenizer and a weight table, both read from the index; never imports torch."""
 
     def __init__(self, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None):
-        from tokenizers import Tokenizer  # the optional encoders extra
-
-        if directory is None:
-            raise ConfigError("an inference-free query encoder needs the index directory (its query table)")
+        self.tokenizer, self.prune = query_side(meta, directory, "its query table")
+        assert directory is not None  # query_side refuses None
         files = meta.get("inference_free", {})
         self.table = np.load(Path(directory) / files.get("table", TABLE_FILE), allow_pickle=False)
-        self.tokenizer = Tokenizer.from_file(str(Path(directory) / files.get("tokenizer", TOKENIZER_FILE)))
-        self.tokenizer.no_padding()
-        max_length = int(meta.get("transformer", {}).get("query_max_length", 128))
-        self.tokenizer.enable_truncation(max_length)
-        self.prune = from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
         vocab = [self.tokenizer.id_to_token(i) or f"[unused-id-{i}]" for i in range(len(self.table))]
         check_vocab(vocab, term_index, "the inference-free query tokenizer")
 
@@ -209,3 +249,34 @@ class InferenceFreeQueryEncoder:
             limit = self.prune.query_max_terms
             batch = rows_to_batch([prune_row(*batch.row(i), 0.0, limit) for i in range(n)])
         return batch
+
+
+class WordsQueryEncoder:
+    """Query side of an inference-free index of word terms: each analyzer term of the query's words
+    weighs its count (the searcher multiplies by idf(t)^p of the collection, ``encoder.query_idf``), as
+    BM25's query side does over the uniCOIL's document weights; the index's tokenizer (words split as the
+    documents' were) and the analyzer, no model, no torch."""
+
+    def __init__(self, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None):
+        words = index_words(meta, term_index)
+        if words is None:
+            raise ConfigError("an inference-free index of word terms needs terms = 'words' in its meta")
+        self.words = words
+        self.tokenizer, self.prune = query_side(meta, directory, "its tokenizer")
+
+    @classmethod
+    def from_meta(
+        cls, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None = None
+    ) -> WordsQueryEncoder:
+        return cls(meta, term_index, directory)
+
+    def encode(self, texts: Sequence[str]) -> SparseBatch:
+        cleaned = [clean_text(t) for t in texts]
+        encodings = self.tokenizer.encode_batch(cleaned, add_special_tokens=False)
+        rows = []
+        for text, enc in zip(cleaned, encodings, strict=True):
+            counts = sorted(self.words.counts(text, enc).items())
+            terms = np.asarray([t for t, _ in counts], dtype=np.int32)
+            weights = np.asarray([c for _, c in counts], dtype=np.float32)
+            rows.append(prune_row(terms, weights, self.prune.query_threshold, self.prune.query_max_terms))
+        return rows_to_batch(rows)

@@ -191,9 +191,11 @@ def export_st_folder(
         raise ConfigError(f"pooling {pooling!r} is not one of {list(POOLINGS)}")
     if not (model / "config.json").is_file():
         raise ConfigError(f"{model} is not a Hugging Face model folder (no config.json)")
-    if (model / "unicoil_head.safetensors").is_file():  # the shipped default inference-free is one
+    from lsr.encoders.unicoil import HEAD_FILE  # not at the top: unicoil imports this module
+
+    if (model / HEAD_FILE).is_file():  # the shipped default inference-free is one
         raise ConfigError(
-            f"{model} is a uniCOIL (unicoil_head.safetensors): sentence-transformers' SparseEncoder has no "
+            f"{model} is a uniCOIL ({HEAD_FILE}): sentence-transformers' SparseEncoder has no "
             "uniCOIL module; export a SPLADE or SPLADE inference-free folder (e.g. lsr/models/inference-free)"
         )
     if out.exists() and not overwrite:

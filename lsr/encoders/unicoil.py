@@ -31,21 +31,19 @@ from typing import Any
 import numpy as np
 
 from lsr.config import BM25Config, EncoderConfig, PruneConfig, TransformerConfig, from_dict
-from lsr.encoders.base import CorpusStats, Finish
-from lsr.encoders.hf import clean_text, prune_row, require, resolve_model, rows_to_batch
+from lsr.encoders.hf import clean_text, require, resolve_model
 from lsr.encoders.transformer import TransformerEncoder, TransformerQueryEncoder, TransformerSparseModel
 from lsr.encoders.words import (
     TERMS_FILE,
     WordTerms,
     analyzer_section,
-    make_word_analyzer,
+    index_words,
     read_terms_file,
 )
 from lsr.errors import ConfigError
 from lsr.index.sparse import SparseBatch
 
 HEAD_FILE = "unicoil_head.safetensors"
-INFERENCE_FREE_TOKENIZER = "tokenizer.json"  # words inference-free: the query side's tokenizer, in the index
 HEAD_KEY = "tok_proj"
 _WEIGHT_FILES = (HEAD_FILE, "model.safetensors", "pytorch_model.bin")
 
@@ -311,16 +309,7 @@ class UniCoilQueryEncoder(TransformerQueryEncoder):
     """The query side; an index of word terms (``terms: words`` in its meta) analyzes as its meta says."""
 
     def __init__(self, meta: dict[str, Any], term_index: dict[str, int]):
-        terms, analyzer = meta.get("terms"), meta.get("analyzer")
-        self.words: WordTerms | None = None
-        if terms is not None:
-            if terms != "words" or not isinstance(analyzer, dict):
-                raise ConfigError(
-                    f"this index's encoder meta has terms = {terms!r}, analyzer = {analyzer!r}: expected "
-                    "no terms (wordpieces) or terms = 'words' with an analyzer section"
-                )
-            # the index's vocabulary, read only: query terms outside it are dropped
-            self.words = WordTerms(make_word_analyzer(analyzer), term_index)
+        self.words = index_words(meta, term_index)
         super().__init__(meta, term_index)
 
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> UniCoilModel:
@@ -331,67 +320,3 @@ class UniCoilQueryEncoder(TransformerQueryEncoder):
     def check_terms(self, term_index: dict[str, int], path: Path) -> None:
         if self.words is None:  # word terms: the index's vocabulary is its corpus's, any terms
             super().check_terms(term_index, path)
-
-
-class WordsInferenceFreeEncoder(UniCoilEncoder):
-    """``--encoder inference-free`` with a word-terms uniCOIL folder: the uniCOIL's documents (word terms,
-    tf saturation as its ``lsr_terms.json`` says); queries need no model (:class:`WordsQueryEncoder`).
-    The tokenizer travels into the index for the query side."""
-
-    name = "inference-free"
-
-    def __init__(self, cfg: EncoderConfig):
-        if cfg.query_model:
-            raise ConfigError("encoder.query_model does not apply to inference-free: queries use no model")
-        super().__init__(cfg)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(),
-            "query_model": None,
-            "inference_free": {"query_weights": "counts", "tokenizer": INFERENCE_FREE_TOKENIZER},
-        }
-
-    def finish(self, stats: CorpusStats | None) -> Finish:
-        return Finish(files={INFERENCE_FREE_TOKENIZER: self.model.backend.to_str().encode("utf-8")})
-
-
-class WordsQueryEncoder:
-    """Query side of a words inference-free index: each analyzer term of the query's words weighs its
-    count (the searcher multiplies by idf(t)^p of the collection, ``encoder.query_idf``), as BM25's query
-    side does over the uniCOIL's document weights; a tokenizer and the analyzer, no model, no torch."""
-
-    def __init__(self, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None):
-        from tokenizers import Tokenizer  # the optional encoders extra
-
-        analyzer = meta.get("analyzer")
-        if meta.get("terms") != "words" or not isinstance(analyzer, dict):
-            raise ConfigError(
-                f"a words inference-free index needs terms = 'words' and an analyzer, got {meta!r:.200}"
-            )
-        if directory is None:
-            raise ConfigError("an inference-free query encoder needs the index directory (its tokenizer)")
-        files = meta.get("inference_free", {})
-        path = Path(directory) / files.get("tokenizer", INFERENCE_FREE_TOKENIZER)
-        self.tokenizer = Tokenizer.from_file(str(path))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(int(meta.get("transformer", {}).get("query_max_length", 128)))
-        self.words = WordTerms(make_word_analyzer(analyzer), term_index)  # read only: unknown terms dropped
-        self.prune = from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
-
-    @classmethod
-    def from_meta(
-        cls, meta: dict[str, Any], term_index: dict[str, int], directory: Path | None = None
-    ) -> WordsQueryEncoder:
-        return cls(meta, term_index, directory)
-
-    def encode(self, texts: Sequence[str]) -> SparseBatch:
-        cleaned = [clean_text(t) for t in texts]
-        encodings = self.tokenizer.encode_batch(cleaned, add_special_tokens=False)
-        rows = []
-        for text, enc in zip(cleaned, encodings, strict=True):
-            counts = sorted(self.words.counts(text, enc).items())
-            terms = np.asarray([t for t, _ in counts], dtype=np.int32)
-            weights = np.asarray([c for _, c in counts], dtype=np.float32)
-            rows.append(prune_row(terms, weights, self.prune.query_threshold, self.prune.query_max_terms))
-        return rows_to_batch(rows)

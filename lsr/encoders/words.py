@@ -147,6 +147,24 @@ def write_terms_file(model_dir: Path, analyzer: dict[str, Any], tf: Saturation |
     (Path(model_dir) / TERMS_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
+def index_words(meta: dict[str, Any], term_index: dict[str, int]) -> WordTerms | None:
+    """The word terms of an index's ``encoder`` meta (its analyzer over the index's vocabulary, read
+    only: query terms outside it are dropped), or None for wordpieces (no ``terms``).
+
+    Raises:
+        ConfigError: ``terms`` other than ``words``, or no ``analyzer`` section, or a bad one.
+    """
+    terms, analyzer = meta.get("terms"), meta.get("analyzer")
+    if terms is None:
+        return None
+    if terms != "words" or not isinstance(analyzer, dict):
+        raise ConfigError(
+            f"this index's encoder meta has terms = {terms!r}, analyzer = {analyzer!r}: expected "
+            "no terms (wordpieces) or terms = 'words' with an analyzer section"
+        )
+    return WordTerms(make_word_analyzer(analyzer), term_index)
+
+
 @dataclass
 class WordTerms:
     """Token positions of a tokenized text -> term ids of their words' analyzer terms.

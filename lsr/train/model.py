@@ -262,11 +262,15 @@ class SparseEncoderModel(torch.nn.Module):
         self._factors.clear()
         return self.words.saturation
 
-    def _saturation_factors(self, texts: Sequence[str]) -> Tensor:
-        """``[B * V]`` float32: each document term's tf factor (``Saturation``), cached per text."""
+    def _saturate(self, out: Tensor, texts: Sequence[str]) -> Tensor:
+        """``out`` (``[B * V]`` on the device) times each document term's tf factor (``Saturation``; a
+        term the whole-text analysis did not count takes the factor of a term counted once); the factors
+        are cached per text and only the document's own terms are written, not a dense ``[B, V]`` table."""
         assert self.words is not None
         ids, vocab = self.words.term_ids, self.vocab_size
-        factors = torch.empty(len(texts), vocab, dtype=torch.float32)
+        once = torch.empty(len(texts), dtype=torch.float32)
+        cells: list[int] = []
+        values: list[float] = []
         for i, text in enumerate(texts):
             cached = self._factors.get(text)
             if cached is None:
@@ -274,13 +278,15 @@ class SparseEncoderModel(torch.nn.Module):
                 assert cached is not None
                 if len(self._factors) < 200_000:
                     self._factors[text] = cached
-            per_term, once = cached
-            factors[i] = once
-            known = [(ids[t], f) for t, f in per_term.items() if t in ids]
-            if known:
-                cols, vals = zip(*known, strict=True)
-                factors[i, list(cols)] = torch.tensor(vals, dtype=torch.float32)
-        return factors.view(-1).to(self.device, non_blocking=True)
+            per_term, once[i] = cached
+            for term, factor in per_term.items():
+                if (tid := ids.get(term)) is not None:
+                    cells.append(i * vocab + tid)
+                    values.append(factor)
+        scaled = (out.view(len(texts), vocab) * once.to(self.device)[:, None]).view(-1)
+        at = torch.tensor(cells, dtype=torch.long, device=self.device)
+        scaled[at] = out[at] * torch.tensor(values, dtype=torch.float32, device=self.device)
+        return scaled
 
     def encode_words(self, texts: Sequence[str], max_length: int, saturate: bool = False) -> Tensor:
         """``[B, V]`` over the term vocabulary: each term's largest token weight over its words' pieces
@@ -296,7 +302,7 @@ class SparseEncoderModel(torch.nn.Module):
         out = torch.zeros(len(texts) * self.vocab_size, dtype=torch.float32, device=self.device)
         out.scatter_reduce_(0, r * self.vocab_size + t, weights[r, p], reduce="amax", include_self=True)
         if saturate and self.words is not None and self.words.saturation is not None:
-            out = out * self._saturation_factors(texts)
+            out = self._saturate(out, texts)
         return out.view(len(texts), self.vocab_size)
 
     def word_document_frequencies(self, texts: Sequence[str], max_length: int) -> np.ndarray:

@@ -454,3 +454,22 @@ def test_unicoil_words_run_scores_terms_and_resumes(prepared, train_mlm, train_t
     assert json.loads((best / "lsr_terms.json").read_text())["terms"] == "words"
     assert "* terms: the default BM25 analyzer's terms of the words" in (best / "README.md").read_text()
     assert json.loads((best / "lsr_query.json").read_text()) == {"query_idf": 1}
+
+
+def test_unicoil_words_run_with_tf_saturation_trains_and_saves_it(prepared, train_mlm, train_tiny, tmp_path):
+    """model.tf_k1 / tf_b: documents' weights saturate in training (the loss backpropagates through the
+    factors), and the saved folder's lsr_terms.json holds k1, b and the training corpus's mean length."""
+    from lsr.encoders.hf import clean_text
+    from lsr.encoders.words import analyzer_section, make_word_analyzer
+
+    run = tmp_path / "words-tf"
+    overrides = ["model.kind=unicoil", "model.terms=words", "model.tf_k1=0.8", "model.tf_b=0.3"]
+    overrides += [f"data.suites=[{train_tiny}]", "train.eval_every=2", "train.steps=2"]
+    assert _train(prepared, train_mlm, run, *[a for o in overrides for a in ("--set", o)]) == 0
+    saved = json.loads((run / "best" / "lsr_terms.json").read_text())["tf"]
+    analyzer = make_word_analyzer(analyzer_section())
+    texts = train_loop.load_prepared(prepared).doc_texts
+    assert (saved["k1"], saved["b"]) == (0.8, 0.3)
+    assert saved["avgdl"] == pytest.approx(np.mean([len(analyzer(clean_text(t))) for t in texts]))
+    assert "tf saturation, k1 0.8, b 0.3" in (run / "best" / "README.md").read_text()
+    assert all(0 <= r["suite/train-tiny"] <= 1 for r in _log(run) if r["event"] == "eval")
