@@ -1007,11 +1007,18 @@ def _log_access() -> None:
 
 def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
     """Load the indexes in the background at start-up, beat the heartbeat and start the health port's
-    probe server (``service.health_port``); stop them and the search pool at shutdown."""
+    probe server (``service.health_port``); stop them and the search pool at shutdown.
+
+    With several workers (``workers`` > 1, one shared socket) a worker finishes loading before it
+    takes connections: a worker still loading would answer 503 to the share of the requests it
+    accepts while another worker's ``/readyz`` already said ready. Until the first worker is up,
+    connections wait in the socket's backlog."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         service._load_task = asyncio.create_task(service.load_all())
+        if service.settings.workers > 1:
+            await service._load_task  # load_all never raises: a load error is /readyz's answer
         refresh = asyncio.create_task(service.refresh_loop())
         try:
             async with _health_port(service):

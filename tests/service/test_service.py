@@ -500,6 +500,24 @@ def _settings(index, **kw):
     return ServiceConfig(indexes={"if": str(index)}, log_requests=False, api_key_env="LSR_TEST_NO_KEY", **kw)
 
 
+def test_a_worker_of_several_takes_connections_only_once_loaded(tiny_if_index):
+    """With --workers N every worker shares one socket: one still loading must not accept (it would
+    answer 503 while another worker's /readyz said ready), so its start-up waits for the load."""
+    from lsr.service.app import create_app
+
+    def opener(path):
+        time.sleep(1.0)
+        return Searcher(path)
+
+    app = create_app(_settings(tiny_if_index, workers=2), opener=opener)
+    t0 = time.perf_counter()
+    with serve_in_thread(app) as url:
+        assert time.perf_counter() - t0 >= 1.0  # started only after the slow load
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        r = httpx.post(f"{url}/v1/search", json={"query": "cat"})
+        assert r.status_code == 200, r.text
+
+
 def test_health_answers_while_a_slow_search_runs_and_timeout_is_503(tiny_if_index):
     from lsr.service.app import create_app
 
