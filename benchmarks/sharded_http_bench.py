@@ -165,7 +165,7 @@ def measure(
                 row = {"concurrency": c, "repeat": rep, "setup": setup, **level}
                 row["server_cpu_ms_per_query"] = round(cpu / max(level["ok"], 1) * 1e3, 3)
                 row["loadavg_1m_start_end"] = [round(load, 2), round(os.getloadavg()[0], 2)]
-                if setup != SINGLE:
+                if setup != SINGLE and "routers" not in setup:  # /metrics is one worker's with several
                     row["shard_calls_per_query"] = round(calls / max(level["ok"], 1), 3)
                 runs.append(row)
                 print(_line(row), flush=True)
