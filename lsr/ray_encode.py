@@ -128,7 +128,7 @@ def encode_corpus_ray(
 ) -> dict[str, Any]:
     """Encode ``corpus`` on the Ray cluster at ``address`` into a vectors directory (the same one
     :func:`lsr.pipeline.encode_corpus` writes); return its meta, with ``ray`` = {blocks, encoded now,
-    actors (0: every block was there)}.
+    actors (0: every block was there), stage_seconds (from the stage's start to its last block)}.
 
     Raises:
         LsrError: BM25, a vocabulary that grows while it encodes (word terms, ``bm25+MODEL``), a corpus
@@ -163,7 +163,14 @@ def encode_corpus_ray(
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs, overwrite) as writer:
         n_blocks = write_blocks(docs, config.encoder.shard_docs, work, writer, stage.wait)
         stage.finish()
-        ray_section = {"ray": {"blocks": n_blocks, "encoded": stage.encoded, "actors": stage.actors}}
+        ray_section = {
+            "ray": {
+                "blocks": n_blocks,
+                "encoded": stage.encoded,
+                "actors": stage.actors,
+                "stage_seconds": round(stage.seconds, 3),
+            }
+        }
         meta = finish_vectors(config, encoder, corpus, docs, writer, start, extra=ray_section)
     shutil.rmtree(work, ignore_errors=True)
     return meta
@@ -222,6 +229,8 @@ class EncodeStage:
         self.actors = 0
         self.encoded = 0
         self.n_docs = 0
+        self.started = 0.0
+        self.seconds = 0.0  # from the start to the last block written
 
     def wait(self) -> bool:
         """Wait until one more block is written; False when the stage has no block left."""
@@ -232,6 +241,7 @@ class EncodeStage:
             return False
         self.encoded += 1
         self.n_docs += int(row["n_docs"])
+        self.seconds = time.perf_counter() - self.started
         return True
 
     def finish(self) -> None:
@@ -247,6 +257,7 @@ class EncodeStage:
         import ray.data
         from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
+        self.started = time.perf_counter()
         resources = self.ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         per_gpu = self.encoder.transformer.actors_per_gpu
