@@ -298,11 +298,17 @@ def read_blocks(
     batch: dict[str, Any], corpus: Corpus, block_docs: int, done: set[int]
 ) -> Iterator[dict[str, Any]]:
     """The stage's source (one task): each block of ``corpus`` not in ``done``, its number and its
-    texts (one JSON string: a text may hold lone surrogates, which Arrow strings refuse)."""
-    for i, block in corpus_blocks(open_corpus(corpus), block_docs):
-        if i not in done:
-            texts = json.dumps([doc.contents for doc in block])
-            yield {"block": np.asarray([i]), "texts": np.asarray([texts], dtype=object)}
+    texts (one JSON string: a text may hold lone surrogates, which Arrow strings refuse).
+
+    A corpus it cannot read on stops it there, the blocks before emitted: the driver reads the same
+    corpus in order and raises that error itself when it gets there, as ``lsr encode`` would."""
+    try:
+        for i, block in corpus_blocks(open_corpus(corpus), block_docs):
+            if i not in done:
+                texts = json.dumps([doc.contents for doc in block])
+                yield {"block": np.asarray([i]), "texts": np.asarray([texts], dtype=object)}
+    except Exception as exc:  # the driver's own read of the corpus raises it
+        logger.warning("the Ray encode's reader stopped: %s", exc)
 
 
 def tokenize_blocks(batch: dict[str, Any], tokenizer: TextTokenizer) -> dict[str, Any]:

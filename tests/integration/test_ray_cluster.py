@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -85,9 +87,12 @@ def cluster(tmp_path_factory) -> Iterator[str]:
     before = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"
     logs = tmp_path_factory.mktemp("ray")
+    # the head's own temp dir (short: socket paths live there): it writes the cluster's address there,
+    # not into /tmp/ray, where a later ray.init() would take it for a running cluster
+    temp = tempfile.mkdtemp(prefix="lsr-ray-")
     nodes: list[subprocess.Popen] = []
     try:
-        head = ["--head", "--port", str(PORT), "--include-dashboard=false"]
+        head = ["--head", "--port", str(PORT), "--include-dashboard=false", "--temp-dir", temp]
         nodes.append(start_node(*head, *NODE_FLAGS, log=logs / "head"))
         nodes.append(start_node("--address", ADDRESS, *NODE_FLAGS, log=logs / "worker"))
         yield ADDRESS
@@ -97,6 +102,7 @@ def cluster(tmp_path_factory) -> Iterator[str]:
         ray.shutdown()
         for node in reversed(nodes):
             stop_node(node)
+        shutil.rmtree(temp, ignore_errors=True)
         if before is None:
             os.environ.pop("RAY_AUTH_MODE")
         else:

@@ -5,15 +5,23 @@ The Ray stage itself runs in tests/integration/test_ray_cluster.py."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
 import pytest
 
-from lsr.data.corpus import Doc
+from lsr.data.corpus import Doc, open_corpus
 from lsr.encoders.hf import rows_to_batch
-from lsr.errors import LsrError
-from lsr.ray_encode import block_name, finished_blocks, write_block, write_blocks
+from lsr.errors import DataFormatError, LsrError
+from lsr.ray_encode import (
+    block_name,
+    finished_blocks,
+    read_blocks,
+    reader_corpus,
+    write_block,
+    write_blocks,
+)
 
 DOCS = [Doc(f"d{i}", f"title {i}", f"text {i}") for i in range(10)]
 BLOCK = 3  # blocks 0-3, the last one of a single document
@@ -86,3 +94,27 @@ def test_a_block_of_another_size_is_refused(tmp_path):
     write_block(tmp_path, 1, block_rows(3))  # one row for three documents
     with pytest.raises(LsrError, match="holds 1 rows for 3 documents"):
         write_blocks(DOCS, BLOCK, tmp_path, Writer(), Stage(tmp_path, []).wait)  # type: ignore[arg-type]
+
+
+def write_jsonl(path, n: int, bad_line: int | None = None):
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(
+                "{not json\n" if i == bad_line else json.dumps({"_id": f"d{i}", "text": f"text {i}"}) + "\n"
+            )
+    return path
+
+
+def test_the_reader_emits_the_blocks_to_do_and_stops_at_a_bad_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "c.jsonl", 10)
+    corpus = reader_corpus("c.jsonl", [])
+    assert corpus == tmp_path / "c.jsonl"  # absolute: a Ray worker's working directory is another
+    rows = list(read_blocks({}, corpus, BLOCK, done={1}))
+    assert [int(r["block"][0]) for r in rows] == [0, 2, 3]
+    assert json.loads(rows[1]["texts"][0]) == ["text 6", "text 7", "text 8"]
+    bad = write_jsonl(tmp_path / "bad.jsonl", 10, bad_line=7)
+    assert [int(r["block"][0]) for r in read_blocks({}, bad, BLOCK, done=set())] == [0, 1]
+    # the driver's own read raises where lsr encode would
+    with pytest.raises(DataFormatError, match="bad.jsonl:8"):
+        write_blocks(open_corpus(bad), BLOCK, tmp_path, Writer(), Stage(tmp_path, [0, 1]).wait)  # type: ignore[arg-type]
