@@ -36,6 +36,10 @@ from lsr.data.corpus import open_corpus
 from lsr.vectors import Vectors
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the ray CLI (no console script under pip --target)
+# no token authentication on the benchmark's loopback head and its drivers: once any local ray.init has
+# written ~/.ray/auth_token, a head started with RAY_AUTH_MODE unset requires it and a driver connecting
+# to an address may not send it (Ray 2.60)
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 def main() -> None:
@@ -89,7 +93,6 @@ def run(
     each, unless ``gpus`` is None), timed."""
     cmd = [sys.executable, "-m", "lsr.cli", "encode", "--encoder", args.encoder, "--corpus", str(corpus)]
     cmd += ["--out", str(out), "--set", f"encoder.shard_docs={args.shard_docs}", "--quiet"]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     setup = "single process"
     head = None
     if gpus is not None:
@@ -98,7 +101,7 @@ def run(
         cmd += ["--ray", f"127.0.0.1:{args.port}", "--set", f"encoder.transformer.actors_per_gpu={per_gpu}"]
     try:
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, env=env)
+        subprocess.run(cmd, check=True, env=ENV)
         wall = time.perf_counter() - start
     finally:
         if head is not None:
@@ -119,7 +122,7 @@ def start_ray(port: int, gpus: int, temp: Path) -> subprocess.Popen:
     temp.mkdir(parents=True, exist_ok=True)
     log = temp / "ray-start.log"
     with open(log, "w") as out:
-        head = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        head = subprocess.Popen(cmd, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 180
     while "will now block" not in log.read_text():
         if head.poll() is not None or time.monotonic() > deadline:

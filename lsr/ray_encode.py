@@ -280,6 +280,8 @@ class EncodeStage:
                 batch_size=1,
                 num_cpus=1 if gpus else 0,
                 compute=None if gpus else TaskPoolStrategy(size=self.actors),
+                # one thread per task, as num_cpus=1 says (the Rust tokenizer would use every core)
+                runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
             )
             ds = ds.map_batches(
                 BlockEncoder,

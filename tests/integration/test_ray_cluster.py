@@ -169,6 +169,16 @@ def test_encode_shard_and_serve_on_the_cluster(cluster, tiny_model, tmp_path, mo
     print("phases (s):", {k: round(v, 1) for k, v in timings.items()})
 
 
+def test_a_vocabulary_that_grows_is_refused(cluster, tiny_model, tmp_path):
+    """bm25+MODEL: each actor's BM25 would number its own terms."""
+    from lsr.ray_encode import encode_corpus_ray
+
+    config = load_config(None, encoder_overrides(f"bm25+{tiny_model}"))
+    with pytest.raises(LsrError, match=r"--ray: the bm25\+splade encoder's vocabulary grows"):
+        encode_corpus_ray(config, write_corpus(tmp_path / "c.jsonl", n=5), tmp_path / "v", cluster)
+    assert not (tmp_path / "v").exists()
+
+
 def _interrupted_run(config, corpus: Path, out: Path, blocks: tuple[int, ...]) -> None:
     from lsr.data.corpus import open_corpus
     from lsr.encode import resume_key
