@@ -5,9 +5,10 @@ writes and resumes at. One Ray Data pipeline, streaming, a corpus block per Ray 
 
 1. read: one task on the driver's node (the corpus is a path there) reads the corpus and emits the
    blocks still to do, their texts, as it goes (the driver never holds the texts of the corpus);
-2. tokenize: CPU tasks (``num_cpus=1``; none reserved on a cluster without GPUs, whose CPUs the
-   actors hold) turn a block's texts into the encoder's :class:`~lsr.encoders.transformer.Tokens`
-   with the encoder's own :class:`~lsr.encoders.transformer.TextTokenizer` (truncation, windows);
+2. tokenize: CPU tasks (``num_cpus=1``, one tokenizer thread each; on a cluster without GPUs, whose
+   CPUs the actors hold, none reserved and at most one task per actor) turn a block's texts into the
+   encoder's :class:`~lsr.encoders.transformer.Tokens` with the encoder's own
+   :class:`~lsr.encoders.transformer.TextTokenizer` (truncation, windows);
 3. encode: a pool of encoder actors (``encoder.transformer.actors_per_gpu`` per GPU when the cluster
    has GPUs, else one per CPU; each builds the encoder from the config, so batch size, device and
    dtype are the config's) runs the model on the tokens
@@ -280,8 +281,6 @@ class EncodeStage:
                 batch_size=1,
                 num_cpus=1 if gpus else 0,
                 compute=None if gpus else TaskPoolStrategy(size=self.actors),
-                # one thread per task, as num_cpus=1 says (the Rust tokenizer would use every core)
-                runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
             )
             ds = ds.map_batches(
                 BlockEncoder,
@@ -314,7 +313,10 @@ def read_blocks(
 
 
 def tokenize_blocks(batch: dict[str, Any], tokenizer: TextTokenizer) -> dict[str, Any]:
-    """A CPU task: each block's texts into the encoder's tokens (:meth:`Tokens.to_bytes`)."""
+    """A CPU task: each block's texts into the encoder's tokens (:meth:`Tokens.to_bytes`), on one
+    thread, as ``num_cpus=1`` says (the Rust tokenizer would use every core; it reads this variable at
+    each call, and a ``runtime_env`` would start workers of their own, seconds each)."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     tokens = [tokenizer(json.loads(texts)).to_bytes() for texts in batch["texts"]]
     return {"block": np.asarray(batch["block"]), "tokens": np.asarray(tokens, dtype=object)}
 
