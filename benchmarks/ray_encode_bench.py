@@ -7,10 +7,11 @@ GPU, one GPU through Ray >= 0.9x the single-process GPU encoder).
 Writes a corpus of ``--docs`` documents (the BEIR corpus repeated, ids suffixed ``#N``), encodes it
 with ``lsr encode --encoder ENCODER`` in one process, then with ``lsr encode --ray`` on a local Ray
 cluster started with ``--num-gpus G`` for each G of ``--gpus`` and each number of encoder actors per
-GPU of ``--actors-per-gpu`` (a fresh head each, stopped with ``ray stop``, which stops every Ray of
-this machine; on a machine without GPUs, ``--gpus 0`` runs the CPU actors). Each run is its own
-``lsr encode`` process, timed from start to exit (Python start and model load included, the same for
-every row); the vectors' meta gives the encode seconds without that. The Ray outputs are compared
+GPU of ``--actors-per-gpu`` (a fresh head each, ``ray start --block`` stopped by a signal, which stops
+that head's processes only; on a machine without GPUs, ``--gpus 0`` runs the CPU actors). Each run is
+its own ``lsr encode`` process, timed from start to exit (Python start and model load included, the
+same for every row); the vectors' meta gives the encode seconds without that, and the Ray stage's
+seconds (from its start to its last block). The Ray outputs are compared
 with the single-process one: same ids and rows, term sets and the largest weight difference (bf16 on
 GPU: batch composition changes the rounding). Prints a table and writes JSON.
 """
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,10 @@ from lsr.data.corpus import open_corpus
 from lsr.vectors import Vectors
 
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]  # the ray CLI (no console script under pip --target)
+# no token authentication on the benchmark's loopback head and its drivers: once any local ray.init has
+# written ~/.ray/auth_token, a head started with RAY_AUTH_MODE unset requires it and a driver connecting
+# to an address may not send it (Ray 2.60)
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 
 
 def main() -> None:
@@ -42,7 +48,9 @@ def main() -> None:
     p.add_argument("--docs", type=int, default=200_000)
     p.add_argument("--encoder", default="splade")
     p.add_argument("--gpus", default="1,2", help="Ray clusters to run: GPUs of each (0: CPU actors)")
-    p.add_argument("--actors-per-gpu", default="1", help="encoder.transformer.actors_per_gpu values (1,4)")
+    p.add_argument(
+        "--actors-per-gpu", default="1", help="encoder.transformer.actors_per_gpu values (1,2,4,8)"
+    )
     p.add_argument("--shard-docs", type=int, default=10_000, help="encoder.shard_docs: a Ray block")
     p.add_argument("--port", type=int, default=6391)
     p.add_argument("--out", type=Path, required=True)
@@ -85,19 +93,19 @@ def run(
     each, unless ``gpus`` is None), timed."""
     cmd = [sys.executable, "-m", "lsr.cli", "encode", "--encoder", args.encoder, "--corpus", str(corpus)]
     cmd += ["--out", str(out), "--set", f"encoder.shard_docs={args.shard_docs}", "--quiet"]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     setup = "single process"
+    head = None
     if gpus is not None:
         setup = f"Ray, {gpus} GPU x {per_gpu} actors" if gpus else "Ray, CPU actors"
-        address = start_ray(args.port, gpus, out.parent / f"ray-tmp-{gpus}x{per_gpu}")
-        cmd += ["--ray", address, "--set", f"encoder.transformer.actors_per_gpu={per_gpu}"]
+        head = start_ray(args.port, gpus, out.parent / f"ray-tmp-{gpus}x{per_gpu}")
+        cmd += ["--ray", f"127.0.0.1:{args.port}", "--set", f"encoder.transformer.actors_per_gpu={per_gpu}"]
     try:
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, env=env)
+        subprocess.run(cmd, check=True, env=ENV)
         wall = time.perf_counter() - start
     finally:
-        if gpus is not None:
-            subprocess.run([*RAY, "stop", "--force"], check=False, capture_output=True)
+        if head is not None:
+            stop_ray(head)
     meta = Vectors(out).meta
     row = {"setup": setup, "gpus": gpus, "per_gpu": per_gpu, "docs": meta["n_docs"], "wall_s": round(wall, 2)}
     row["docs_per_s"] = round(meta["n_docs"] / wall, 1)
@@ -106,12 +114,34 @@ def run(
     return row
 
 
-def start_ray(port: int, gpus: int, temp: Path) -> str:
+def start_ray(port: int, gpus: int, temp: Path) -> subprocess.Popen:
+    """A Ray head (``ray start --block``, in a session of its own), once it is up."""
     cpus = os.cpu_count() or 2
     cmd = [*RAY, "start", "--head", "--port", str(port), "--num-gpus", str(gpus), "--num-cpus", str(cpus)]
-    cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)]
-    subprocess.run(cmd, check=True, capture_output=True)
-    return f"127.0.0.1:{port}"
+    cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp), "--block"]
+    temp.mkdir(parents=True, exist_ok=True)
+    log = temp / "ray-start.log"
+    with open(log, "w") as out:
+        head = subprocess.Popen(cmd, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while "will now block" not in log.read_text():
+        if head.poll() is not None or time.monotonic() > deadline:
+            stop_ray(head)
+            raise RuntimeError(f"ray start failed:\n{log.read_text()}")
+        time.sleep(0.2)
+    return head
+
+
+def stop_ray(head: subprocess.Popen) -> None:
+    """SIGTERM to the ``ray start --block`` of :func:`start_ray`: it stops the processes it started
+    (``ray stop`` would stop every Ray of this machine)."""
+    if head.poll() is None:
+        head.terminate()
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(10)
 
 
 def compare(single: Path, other: Path) -> dict[str, Any]:
@@ -142,12 +172,16 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print("| setup | docs | wall s | docs/s | encode s (meta) | same ids | same term sets | max abs diff |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| setup | docs | wall s | docs/s | encode s (meta) | Ray stage s (meta) | same ids | same term sets "
+        "| max abs diff |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in result["runs"]:
+        stage = r["meta"].get("ray", {}).get("stage_seconds", "-")
         print(
             f"| {r['setup']} | {r['docs']} | {r['wall_s']:.1f} | {r['docs_per_s']:.0f} | "
-            f"{r['meta'].get('encode_seconds', '-')} | {r.get('same_ids', '-')} | "
+            f"{r['meta'].get('encode_seconds', '-')} | {stage} | {r.get('same_ids', '-')} | "
             f"{r.get('same_term_sets', '-')} | {r.get('max_abs_weight_diff', '-')} |"
         )
     print("ratios:", result["ratios"])

@@ -9,6 +9,8 @@ The shared loop, per call of :meth:`TransformerSparseModel.encode`:
     1. empty or whitespace-only texts get an empty vector and never reach the model;
     2. the Rust tokenizer truncates each text to ``max_length`` tokens, or cuts it
        into overlapping windows (``long_docs: windows``);
+    (steps 1-2 are :class:`TextTokenizer`, which needs no model: ``lsr encode --ray`` runs them on CPU
+    workers and hands the :class:`Tokens` to :meth:`TransformerSparseModel.encode_tokens`, steps 3-5)
     3. sequences are sorted by length and cut into batches of at most
        ``batch_tokens`` padded tokens, so little compute goes to padding;
     4. each batch runs under ``torch.inference_mode`` (and autocast for bf16/fp16); on the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -121,6 +124,84 @@ def tokenizer_vocab(tokenizer: Any, size: int) -> list[str]:
     return vocab
 
 
+@dataclasses.dataclass
+class Tokens:
+    """Texts as the model reads them (steps 1-2 of the loop): ``n_texts`` texts, the indices of those with
+    content (``live``), the token ids of their sequences (special tokens included; a text's windows one
+    after another) and, per sequence, the index in ``live`` of its text (``owner``, ascending)."""
+
+    n_texts: int
+    live: list[int]
+    seqs: Sequence[Any]  # each a list of ids or an int array
+    owner: np.ndarray
+
+    def to_bytes(self) -> bytes:
+        """The tokens as one ``.npz`` (no pickles): what a Ray CPU worker hands to an encoder actor."""
+        lengths = np.fromiter((len(s) for s in self.seqs), dtype=np.int64, count=len(self.seqs))
+        ids = np.fromiter((t for s in self.seqs for t in s), dtype=np.int32, count=int(lengths.sum()))
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            n_texts=np.int64(self.n_texts),
+            live=np.asarray(self.live, dtype=np.int64),
+            ids=ids,
+            lengths=lengths,
+            owner=self.owner,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Tokens:
+        """The tokens :meth:`to_bytes` wrote; each sequence a view into one array of ids."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            ids, lengths = z["ids"], z["lengths"]
+            seqs = np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
+            return cls(int(z["n_texts"]), z["live"].tolist(), seqs, z["owner"])
+
+
+class TextTokenizer:
+    """Steps 1-2 of the loop: texts -> :class:`Tokens`. It needs the tokenizer, the settings and the
+    model's number of positions, not the model: it pickles (the Rust tokenizer travels as its JSON), so
+    ``lsr encode --ray`` runs it on CPU workers."""
+
+    def __init__(self, backend: Any, cfg: TransformerConfig, max_positions: int):
+        self.backend = backend
+        self.cfg = cfg
+        self.max_positions = max_positions
+
+    def __call__(self, texts: Sequence[str], query: bool = False) -> Tokens:
+        """The tokens of documents (``long_docs: windows`` cuts long ones into windows) or queries."""
+        live = [i for i, t in enumerate(texts) if t and not t.isspace()]
+        windows = self.cfg.long_docs == "windows" and not query
+        max_length = self.cfg.query_max_length if query else self.cfg.max_length
+        seqs, owner = self.tokenize([texts[i] for i in live], max_length, windows)
+        return Tokens(len(texts), live, seqs, owner)
+
+    def tokenize(
+        self, texts: Sequence[str], max_length: int, windows: bool
+    ) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids of each sequence (special tokens included) and the index of the text it came from."""
+        self.set_truncation(max_length, windows)
+        encodings = self.backend.encode_batch_fast([clean_text(t) for t in texts])
+        seqs: list[list[int]] = []
+        owner: list[int] = []
+        for i, enc in enumerate(encodings):
+            seqs.append(enc.ids)
+            owner.append(i)
+            if windows:
+                for extra in enc.overflowing:
+                    seqs.append(extra.ids)
+                    owner.append(i)
+        return seqs, np.asarray(owner, dtype=np.int64)
+
+    def set_truncation(self, max_length: int, windows: bool) -> None:
+        """Sequences of at most ``max_length`` tokens (the model's positions at most); the rest of a text in
+        ``overflowing`` sequences, which overlap by ``window_overlap`` tokens with ``windows``."""
+        max_length = min(max_length, self.max_positions)
+        overlap = min(self.cfg.window_overlap, max_length // 2) if windows else 0
+        self.backend.enable_truncation(max_length, stride=overlap)
+
+
 class TransformerSparseModel:
     """Texts -> sparse vectors over the tokenizer vocabulary (see the module docstring).
 
@@ -153,6 +234,7 @@ class TransformerSparseModel:
         with quiet_transformers():
             self._load()
         self.max_positions = self._max_positions()
+        self.text_tokenizer = TextTokenizer(self.backend, cfg, self.max_positions)
 
     # --- subclass interface ---------------------------------------------------------------------
 
@@ -186,30 +268,6 @@ class TransformerSparseModel:
             "architectures": list(getattr(self.model_config, "architectures", None) or []),
         }
 
-    def tokenize(
-        self, texts: Sequence[str], max_length: int, windows: bool
-    ) -> tuple[list[list[int]], np.ndarray]:
-        """Token ids of each sequence (special tokens included) and the index of the text it came from."""
-        self.set_truncation(max_length, windows)
-        encodings = self.backend.encode_batch_fast([clean_text(t) for t in texts])
-        seqs: list[list[int]] = []
-        owner: list[int] = []
-        for i, enc in enumerate(encodings):
-            seqs.append(enc.ids)
-            owner.append(i)
-            if windows:
-                for extra in enc.overflowing:
-                    seqs.append(extra.ids)
-                    owner.append(i)
-        return seqs, np.asarray(owner, dtype=np.int64)
-
-    def set_truncation(self, max_length: int, windows: bool) -> None:
-        """Sequences of at most ``max_length`` tokens (the model's positions at most); the rest of a text in
-        ``overflowing`` sequences, which overlap by ``window_overlap`` tokens with ``windows``."""
-        max_length = min(max_length, self.max_positions)
-        overlap = min(self.cfg.window_overlap, max_length // 2) if windows else 0
-        self.backend.enable_truncation(max_length, stride=overlap)
-
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
         """Sequence indices, longest first, cut into batches of at most ``batch_tokens`` padded tokens."""
         order = np.argsort(-lengths, kind="stable")
@@ -221,13 +279,13 @@ class TransformerSparseModel:
             start += n
         return out
 
-    def _padded(self, seqs: list[list[int]], idx: np.ndarray) -> tuple[Any, Any]:
+    def _padded(self, seqs: Sequence[Any], idx: np.ndarray) -> tuple[Any, Any]:
         # a few distinct shapes: fewer kernel plans and cached primitives (memory grows with each)
         ids, mask = self._padded_numpy(seqs, idx, PAD_MULTIPLE[self.device.type == "cuda"])
         return self.torch.from_numpy(ids).to(self.device), self.torch.from_numpy(mask).to(self.device)
 
     def _padded_numpy(
-        self, seqs: list[list[int]], idx: np.ndarray, multiple: int
+        self, seqs: Sequence[Any], idx: np.ndarray, multiple: int
     ) -> tuple[np.ndarray, np.ndarray]:
         longest = max(len(seqs[i]) for i in idx)
         longest = min(-(-longest // multiple) * multiple, max(self.max_positions, longest))
@@ -262,17 +320,21 @@ class TransformerSparseModel:
         """Encode texts (documents, or queries with ``query=True``) into one CSR row each, in order."""
         if not texts:
             return SparseBatch.empty()
-        live = [i for i, t in enumerate(texts) if t and not t.isspace()]
-        windows = self.cfg.long_docs == "windows" and not query
-        max_length = self.cfg.query_max_length if query else self.cfg.max_length
-        seqs, owner = self.tokenize([texts[i] for i in live], max_length, windows)
+        return self.encode_tokens(self.text_tokenizer(texts, query), prune, query)
+
+    def encode_tokens(self, tokens: Tokens, prune: PruneConfig, query: bool = False) -> SparseBatch:
+        """Steps 3-5 of the loop: one CSR row per text of ``tokens`` (from :attr:`text_tokenizer`, here
+        or on another process), in order."""
+        if tokens.n_texts == 0:
+            return SparseBatch.empty()
+        seqs = tokens.seqs
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         seq_rows: list[Any] = [None] * len(seqs)
         encode = self._encode_onnx if query and self.query_runtime is not None else self._encode_batch
         for idx, rows in self._map(lambda idx: (idx, encode(seqs, idx)), self.batches(lengths)):
             for i, row in zip(idx, rows, strict=True):
                 seq_rows[i] = row
-        return self.text_rows(len(texts), live, owner, seq_rows, prune, query)
+        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, query)
 
     def text_rows(
         self,
@@ -295,12 +357,12 @@ class TransformerSparseModel:
             out[i] = prune_row(*merged, threshold, max_terms)
         return rows_to_batch(out)
 
-    def _encode_batch(self, seqs: list[list[int]], idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _encode_batch(self, seqs: Sequence[Any], idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         with self.torch.inference_mode(), self._autocast():  # both are thread-local
             input_ids, mask = self._padded(seqs, idx)
             return self._dense_rows(self._pool(input_ids, mask))
 
-    def _encode_onnx(self, seqs: list[list[int]], idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _encode_onnx(self, seqs: Sequence[Any], idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """A batch of queries through ONNX Runtime, padded to its longest sequence only."""
         return self.query_runtime.rows(*self._padded_numpy(seqs, idx, 1))
 
@@ -384,6 +446,15 @@ class TransformerEncoder(CorpusEncoder):
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
         return self.model.encode(texts, self.cfg.prune)
+
+    @property
+    def text_tokenizer(self) -> TextTokenizer:
+        """What :meth:`encode` tokenizes with (it pickles: ``lsr encode --ray`` ships it to CPU workers)."""
+        return self.model.text_tokenizer
+
+    def encode_tokens(self, tokens: Tokens) -> SparseBatch:
+        """What :meth:`encode` gives for the texts that :attr:`text_tokenizer` made ``tokens`` of."""
+        return self.model.encode_tokens(tokens, self.cfg.prune)
 
 
 class TransformerQueryEncoder:

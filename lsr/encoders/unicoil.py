@@ -32,7 +32,12 @@ import numpy as np
 
 from lsr.config import BM25Config, EncoderConfig, PruneConfig, TransformerConfig, from_dict
 from lsr.encoders.hf import clean_text, require, resolve_model
-from lsr.encoders.transformer import TransformerEncoder, TransformerQueryEncoder, TransformerSparseModel
+from lsr.encoders.transformer import (
+    Tokens,
+    TransformerEncoder,
+    TransformerQueryEncoder,
+    TransformerSparseModel,
+)
 from lsr.encoders.words import (
     TERMS_FILE,
     WordTerms,
@@ -178,6 +183,11 @@ class UniCoilModel(TransformerSparseModel):
             return super().encode(texts, prune, query)
         return self._encode_words(texts, prune, query)
 
+    def encode_tokens(self, tokens: Tokens, prune: PruneConfig, query: bool = False) -> SparseBatch:
+        if self.words is not None:  # word terms come from the words of the texts, not from token ids
+            raise ValueError(f"the uniCOIL at {self.path} writes word terms: encode texts, not tokens")
+        return super().encode_tokens(tokens, prune, query)
+
     def _encode_words(self, texts: Sequence[str], prune: PruneConfig, query: bool) -> SparseBatch:
         """Rows over word terms (the module docstring): documents grow the vocabulary, queries keep
         the terms in it."""
@@ -187,7 +197,8 @@ class UniCoilModel(TransformerSparseModel):
         live = [i for i, t in enumerate(texts) if t and not t.isspace()]
         windows = self.cfg.long_docs == "windows" and not query
         cleaned = [clean_text(texts[i]) for i in live]
-        self.set_truncation(self.cfg.query_max_length if query else self.cfg.max_length, windows)
+        max_length = self.cfg.query_max_length if query else self.cfg.max_length
+        self.text_tokenizer.set_truncation(max_length, windows)
         encodings = self.backend.encode_batch(cleaned)
         seqs: list[Any] = []
         owner: list[int] = []

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -47,24 +50,63 @@ def _require_ray() -> None:
         pytest.skip("needs the ray extra (pip install -e '.[ray]')")
 
 
-def _ray(*args: str) -> None:
+def start_node(*args: str, log: Path) -> subprocess.Popen:
+    """``ray start ARGS --block`` of this Python (its workers import this checkout's lsr), in a session
+    of its own; returns once the node is up. :func:`stop_node` stops it and the processes it started,
+    leaving any other Ray of this machine alone (``ray stop`` would stop them all)."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    ray_cli = Path(sys.executable).parent / "ray"
-    subprocess.run([str(ray_cli), *args], check=True, env=env, capture_output=True, timeout=120)
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", *args, "--block"]
+    with open(log, "w") as out:
+        node = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while "will now block" not in log.read_text():
+        if node.poll() is not None or time.monotonic() > deadline:
+            stop_node(node)
+            raise RuntimeError(f"ray start {' '.join(args)} failed:\n{log.read_text()}")
+        time.sleep(0.2)
+    return node
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    """SIGTERM to the ``ray start --block`` of :func:`start_node`, which stops its node's processes."""
+    if node.poll() is None:
+        node.terminate()
+        try:
+            node.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(node.pid, signal.SIGKILL)  # its session: the processes it started
+            node.wait(10)
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
+def cluster(tmp_path_factory) -> Iterator[str]:
     _require_ray()
-    _ray("start", "--head", "--port", str(PORT), "--include-dashboard=false", *NODE_FLAGS)
+    # no token authentication (nodes, and this process's driver): once any local ray.init has written
+    # ~/.ray/auth_token, a head started with RAY_AUTH_MODE unset requires the token and a `ray start
+    # --address` node does not send it (Ray 2.60)
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    logs = tmp_path_factory.mktemp("ray")
+    # the head's own temp dir (short: socket paths live there): it writes the cluster's address there,
+    # not into /tmp/ray, where a later ray.init() would take it for a running cluster
+    temp = tempfile.mkdtemp(prefix="lsr-ray-")
+    nodes: list[subprocess.Popen] = []
     try:
-        _ray("start", "--address", ADDRESS, *NODE_FLAGS)
+        head = ["--head", "--port", str(PORT), "--include-dashboard=false", "--temp-dir", temp]
+        nodes.append(start_node(*head, *NODE_FLAGS, log=logs / "head"))
+        nodes.append(start_node("--address", ADDRESS, *NODE_FLAGS, log=logs / "worker"))
         yield ADDRESS
     finally:
         import ray
 
         ray.shutdown()
-        _ray("stop")
+        for node in reversed(nodes):
+            stop_node(node)
+        shutil.rmtree(temp, ignore_errors=True)
+        if before is None:
+            os.environ.pop("RAY_AUTH_MODE")
+        else:
+            os.environ["RAY_AUTH_MODE"] = before
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +148,9 @@ def test_encode_shard_and_serve_on_the_cluster(cluster, tiny_model, tmp_path, mo
     args = ["encode", "--encoder", tiny_model, "--corpus", str(corpus), "--out", str(tmp_path / "v-ray")]
     assert main([*args, "--ray", cluster, "--set", "encoder.shard_docs=10", "--quiet"]) == 0
     meta = Vectors(tmp_path / "v-ray").meta
+    stage_seconds = meta["ray"].pop("stage_seconds")
     assert meta["ray"] == {"blocks": 6, "encoded": 4, "actors": 2}  # blocks 0 and 3 were not redone
+    assert 0 < stage_seconds < meta["encode_seconds"]
     assert kept and not blocks_dir(tmp_path / "v-ray").exists()
     timings = {"ray encode": time.perf_counter() - t0}
 
@@ -123,6 +167,16 @@ def test_encode_shard_and_serve_on_the_cluster(cluster, tiny_model, tmp_path, mo
     _serve_and_compare(cluster, tmp_path / "one", tmp_path / "four", monkeypatch)
     timings["serve, compare, kill"] = time.perf_counter() - t0
     print("phases (s):", {k: round(v, 1) for k, v in timings.items()})
+
+
+def test_a_vocabulary_that_grows_is_refused(cluster, tiny_model, tmp_path):
+    """bm25+MODEL: each actor's BM25 would number its own terms."""
+    from lsr.ray_encode import encode_corpus_ray
+
+    config = load_config(None, encoder_overrides(f"bm25+{tiny_model}"))
+    with pytest.raises(LsrError, match=r"--ray: the bm25\+splade encoder's vocabulary grows"):
+        encode_corpus_ray(config, write_corpus(tmp_path / "c.jsonl", n=5), tmp_path / "v", cluster)
+    assert not (tmp_path / "v").exists()
 
 
 def _interrupted_run(config, corpus: Path, out: Path, blocks: tuple[int, ...]) -> None:

@@ -89,7 +89,7 @@ def test_windows_pool_over_all_windows(tiny_mlm):
     """long_docs=windows: the max over each window's own vector (windows cut by the tokenizer)."""
     text = TEXTS[2]
     model = SpladeModel(tiny_mlm, tcfg(max_length=10, long_docs="windows", window_overlap=3))
-    seqs, owner = model.tokenize([text], 10, windows=True)
+    seqs, owner = model.text_tokenizer.tokenize([text], 10, windows=True)
     assert len(seqs) > 2 and owner.tolist() == [0] * len(seqs)
     assert all(s[0] == VOCAB.index("[CLS]") and s[-1] == VOCAB.index("[SEP]") for s in seqs)
     per_window = oracle_ids(tiny_mlm, seqs)

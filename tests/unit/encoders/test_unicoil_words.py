@@ -512,6 +512,10 @@ def test_ray_is_refused(folder, tmp_path):
 
     with pytest.raises(LsrError, match=f"--ray.*{folder.name}.*word terms"):
         encode_corpus_ray(encoder_config(folder), write_corpus(tmp_path / "c.jsonl"), tmp_path / "v")
+    # the pre-tokenized path (Ray's) has no words to analyze
+    encoder = make_encoder(encoder_config(folder).encoder)
+    with pytest.raises(ValueError, match="word terms: encode texts, not tokens"):
+        encoder.encode_tokens(encoder.text_tokenizer(["cells study"]))  # type: ignore[attr-defined]
 
 
 def test_a_query_model_must_write_the_same_terms(folder, tmp_path):

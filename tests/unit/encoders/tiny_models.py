@@ -186,7 +186,7 @@ def check_token_weights(model, runtime, texts: list[str], atol: float) -> None:
     import numpy as np
     import torch
 
-    seqs, _ = model.tokenize(texts, 32, False)
+    seqs, _ = model.text_tokenizer.tokenize(texts, 32, False)
     ids, mask = model._padded_numpy(seqs, np.arange(len(seqs)), 1)
     assert not mask.all()  # the batch has padding
     got = runtime.token_weights(ids, mask)
