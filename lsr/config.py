@@ -139,7 +139,7 @@ class InferenceFreeConfig:
             )
 
 
-QUERY_RUNTIMES = ("auto", "torch", "lean", "lean-bf16", "onnx", "onnx-int8")  # lsr.encoders.onnx_query
+QUERY_RUNTIMES = ("auto", "torch", "lean", "lean-bf16", "onnx", "onnx-int8", "onnx-int8-smooth")  # lsr.encoders.onnx_query
 
 
 @dataclass(frozen=True)
