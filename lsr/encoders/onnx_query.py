@@ -201,6 +201,8 @@ class OnnxQueryRuntime:
             str(EXPORT_VERSION),
             torch.__version__,
         ]
+        if self.runtime == "onnx-int8-smooth":
+            parts.append(f"smooth {smooth_int8.VERSION}")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
     def _exported(self, model: Any) -> Path:

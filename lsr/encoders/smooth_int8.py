@@ -13,15 +13,16 @@ ood collections. This graph instead:
   the same product in exact arithmetic (one ``Mul`` a product input), which moves the outlier
   channels' range into the weights; ``max|x_j|`` from seeded token sequences run through the float32
   graph (the caller's ``feeds``: no data set needed);
-* runs the query/key/value and attention output products in ONNX Runtime's dynamic int8 (per-channel
-  weights, per-tensor inputs);
-* runs both feed-forward products as ``MatMulNBits`` (com.microsoft): 8-bit weights in blocks of
-  :data:`BLOCK` along the input, each with its own scale, and (accuracy level 4) the input quantized
-  per block of :data:`BLOCK` too, which keeps the gelu's uneven channels apart;
+* runs the query/key/value, attention output and feed-forward input products in ONNX Runtime's
+  dynamic int8 (per-channel weights, per-tensor inputs);
+* runs the feed-forward output products, and the first layer's feed-forward input (the most
+  sensitive: its error runs through every later layer), as ``MatMulNBits`` (com.microsoft): 8-bit
+  weights in blocks of :data:`BLOCK` along the input, each with its own scale, and (accuracy level
+  4) the input quantized per block of :data:`BLOCK` too, which keeps the gelu's uneven channels apart;
 * keeps the rest in float32: embeddings, attention scores, norms, the output head.
 
-On the shipped uniCOIL the token weights move by ~0.6% of their mean (the plain int8 graph's: 2.9%)
-at ~1.6x the float32 graph's speed (benchmarks/RESULTS.md, "onnx-int8-smooth").
+On the shipped uniCOIL the token weights move by ~0.8% of their mean (the plain int8 graph's: 2.9%)
+at ~1.8x the float32 graph's speed (benchmarks/RESULTS.md, "onnx-int8-smooth").
 """
 
 from __future__ import annotations
@@ -36,12 +37,18 @@ from lsr.encoders.hf import require
 
 logger = logging.getLogger(__name__)
 
+VERSION = 1  # of this recipe: part of the cached graph's key (lsr.encoders.onnx_query)
 ALPHA = 0.5  # SmoothQuant's migration strength
 BLOCK = 128  # MatMulNBits block along the input (a power of 2, >= 16)
 ROLES = ("qkv", "attention_out", "ffn_in", "ffn_out")
 SMOOTHED = ("qkv", "ffn_in")  # the products whose input is a layer norm's output
-DYNAMIC = ("qkv", "attention_out")  # dynamic int8, per-tensor inputs
-BLOCKWISE = ("ffn_in", "ffn_out")  # MatMulNBits, inputs per block
+DYNAMIC = ("qkv", "attention_out", "ffn_in")  # dynamic int8 (per-tensor inputs) but where blockwise
+
+
+def blockwise(products: dict[str, list[Any]]) -> list[Any]:
+    """The products run as MatMulNBits: every feed-forward output and the first layer's feed-forward
+    input (the most sensitive: its error runs through every later layer)."""
+    return [*products["ffn_out"], *products["ffn_in"][:1]]
 
 
 def role(name: str) -> str | None:
@@ -189,7 +196,7 @@ def quantize(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]]) -> None:
     products = weight_products(model)
     smoothed = [n for r in SMOOTHED for n in products[r]]
     smooth(model, smoothed, input_ranges(model, {n.input[0] for n in smoothed}, feeds))
-    blockwise = {n.name for r in BLOCKWISE for n in products[r]}
+    blocks = {n.name for n in blockwise(products)}
     staged = dest.with_name(dest.name + ".smoothed")
     try:
         onnx.save(model, str(staged))
@@ -198,12 +205,12 @@ def quantize(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]]) -> None:
             str(dest),
             weight_type=quantization.QuantType.QInt8,
             per_channel=True,
-            nodes_to_quantize=[n.name for r in DYNAMIC for n in products[r]],
+            nodes_to_quantize=[n.name for r in DYNAMIC for n in products[r] if n.name not in blocks],
         )
     finally:
         staged.unlink(missing_ok=True)
     model = onnx.load(str(dest))
-    for node in [n for n in model.graph.node if n.name in blockwise]:
+    for node in [n for n in model.graph.node if n.name in blocks]:
         to_block_int8(model, node)
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
