@@ -217,14 +217,15 @@ def quantize(src: Path, dest: Path, feeds: list[dict[str, np.ndarray]]) -> None:
     onnx.save(model, str(dest))
 
 
-TOLERANCE = 0.1  # agrees: largest |int8 - float32| output / largest |float32| one
+TOLERANCE = 0.15  # agrees: largest |int8 - float32| output / largest |float32| one
 
 
 def agrees(session: Any, reference: Any, feeds: list[dict[str, np.ndarray]]) -> bool:
     """True when ``session``'s first output is within :data:`TOLERANCE` of ``reference``'s (relative
     to the largest reference value) on every feed: what catches a machine whose int8 kernels are
-    broken (the shipped uniCOIL's smoothed int8 moves its weights by ~2% of the largest, a wrong kernel
-    by O(1))."""
+    broken (O(1) errors). The shipped uniCOIL's smoothed int8 graph: up to 0.07 on
+    ``onnx_query.token_feeds`` (random tokens move it more than queries do: on SciFact's test queries
+    at most 0.04 of a query's largest weight, 0.015 on average)."""
     for feed in feeds:
         (got,), (want,) = session.run(None, feed)[:1], reference.run(None, feed)[:1]
         if not float(np.abs(got - want).max()) <= TOLERANCE * max(float(np.abs(want).max()), 1e-6):
