@@ -1,7 +1,8 @@
 """The ``onnx-int8-smooth`` query runtime (lsr.encoders.smooth_int8 through onnx_query) against the
 float32 path: the blockwise 8-bit weights against a numpy reference, the smoothing exact in float32,
-the uniCOIL vectors within int8 error of float32's (and really quantized: not equal), the load-time
-check and the float32 fallback it and a non-BERT graph pick, auto's choice.
+the uniCOIL vectors (texts and seeded token sequences) and a SPLADE graph's within int8 error of
+float32's (and really quantized: not equal), the load-time check and the float32 fallback it and a
+non-BERT graph pick, auto's choice and bad runtime names refused.
 
 Tolerances: a block's weights round to 127 levels of its largest (half a step: ``max|w| / 254``); the
 smoothing only reorders float32 products (1e-5); the tiny 2-layer uniCOIL's weights and the shipped
@@ -18,7 +19,7 @@ pytest.importorskip("transformers")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from tiny_models import SHIPPED_QUERIES, as_dicts, saved_unicoil, shipped, shipped_words  # noqa: E402
+from tiny_models import SHIPPED_QUERIES, as_dicts, query_config, saved_unicoil, shipped, shipped_words  # noqa: E402
 
 from lsr.config import PruneConfig, TransformerConfig  # noqa: E402
 from lsr.encoders import smooth_int8  # noqa: E402
@@ -187,3 +188,26 @@ def test_auto_picks_it_for_unicoil(monkeypatch):
     monkeypatch.setenv("LSR_QUERY_RUNTIME", "int8-smooth")
     with pytest.raises(ConfigError, match="'int8-smooth' is not one of"):
         resolve_runtime("auto", "cpu", "unicoil")
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_seeded_sequences_within_tolerance(tiny_backbone, tmp_path, seed):
+    """The graph's token weights on seeded token sequences (6-64 tokens) within 5% of the largest float32
+    weight (the load-time check allows 15%)."""
+    model = saved_unicoil(tiny_backbone, tmp_path / "unicoil")
+    smooth, reference = OnnxQueryRuntime(model, "onnx-int8-smooth"), OnnxQueryRuntime(model, "onnx")
+    assert smooth.runtime == "onnx-int8-smooth"
+    for feed in token_feeds(model, "unicoil", seed):
+        got, want = smooth.session.run(None, feed)[0], reference.session.run(None, feed)[0]
+        assert 0 < np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+
+
+def test_splade_graph_is_close(tiny_mlm):
+    """A SPLADE query graph takes the same recipe (its vocabulary projection stays float32)."""
+    from lsr.encoders.splade import SpladeModel
+
+    model = SpladeModel(tiny_mlm, query_config())
+    want = as_dicts(model.encode(QUERIES, PruneConfig(), query=True))
+    model.query_runtime = OnnxQueryRuntime(model, "onnx-int8-smooth")
+    assert model.query_runtime.runtime == "onnx-int8-smooth"
+    assert_within(as_dicts(model.encode(QUERIES, PruneConfig(), query=True)), want, 0.05)
