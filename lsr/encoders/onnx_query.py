@@ -230,13 +230,18 @@ class OnnxQueryRuntime:
     def _quantize(self, model: Any, src: Path, dest: Path) -> None:
         """``src``'s graph in int8 as the runtime says: every product (dynamic quantization), or
         :func:`lsr.encoders.smooth_int8.quantize` (smoothing ranges from seeded token sequences)."""
-        if self.runtime == "onnx-int8-smooth":
-            smooth_int8.quantize(src, dest, token_feeds(model, self.graph, seed=0))
-            return
-        quantization = require("onnxruntime.quantization")
-        quantization.quantize_dynamic(
-            str(src), str(dest), weight_type=quantization.QuantType.QInt8, per_channel=True
-        )
+        previous = logging.root.manager.disable
+        logging.disable(logging.WARNING)  # the quantizer logs every tensor on the root logger
+        try:
+            if self.runtime == "onnx-int8-smooth":
+                smooth_int8.quantize(src, dest, token_feeds(model, self.graph, seed=0))
+                return
+            quantization = require("onnxruntime.quantization")
+            quantization.quantize_dynamic(
+                str(src), str(dest), weight_type=quantization.QuantType.QInt8, per_channel=True
+            )
+        finally:
+            logging.disable(previous)
 
     def _export(self, model: Any, dest: Path) -> None:
         torch = require("torch")
