@@ -37,7 +37,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("LSR_SHARED_DATA", REPO.parent / "shared" / "data"))
-RUNTIMES = ("torch", "lean", "lean-index", "lean-bf16", "onnx", "onnx-int8")
+RUNTIMES = ("torch", "lean", "lean-index", "lean-bf16", "onnx", "onnx-int8", "onnx-int8-smooth")
 
 logger = logging.getLogger("benchmarks.query_encode_bench")
 

@@ -139,7 +139,8 @@ class InferenceFreeConfig:
             )
 
 
-QUERY_RUNTIMES = ("auto", "torch", "lean", "lean-bf16", "onnx", "onnx-int8")  # lsr.encoders.onnx_query
+# lsr.encoders.onnx_query
+QUERY_RUNTIMES = ("auto", "torch", "lean", "lean-bf16", "onnx", "onnx-int8", "onnx-int8-smooth")
 
 
 @dataclass(frozen=True)

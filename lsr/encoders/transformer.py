@@ -481,6 +481,7 @@ class TransformerQueryEncoder:
             self.model.query_runtime = LeanQueryRuntime(self.model, bf16=self.runtime == "lean-bf16")
         elif self.runtime.startswith("onnx"):
             self.model.query_runtime = OnnxQueryRuntime(self.model, self.runtime)
+            self.runtime = self.model.query_runtime.runtime  # onnx where onnx-int8-smooth fell back
         else:
             logger.info("query encoder: torch %s on %s", self.model.dtype, self.model.device)
 

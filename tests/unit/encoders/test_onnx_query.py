@@ -100,7 +100,7 @@ def test_int8_is_close(tiny_mlm):
 
 
 def test_runtime_choice(monkeypatch):
-    assert resolve_runtime("auto", "cpu", "unicoil") == "onnx"
+    assert resolve_runtime("auto", "cpu", "unicoil") == "onnx-int8-smooth"
     assert resolve_runtime("auto", "cpu", "splade") == "lean"
     assert resolve_runtime("auto", "cuda", "unicoil") == "torch"
     assert resolve_runtime("onnx-int8", "cpu") == "onnx-int8"

@@ -241,7 +241,8 @@ def dot(q, d):
 
 @pytest.mark.parametrize("power", [0, 1])
 def test_index_and_search_equal_brute_force(folder, ref, tmp_path, power):
-    config = encoder_config(folder, f"encoder.query_idf={power}")
+    # float32 torch queries, as the reference computes them (auto would run them in int8)
+    config = encoder_config(folder, f"encoder.query_idf={power}", "encoder.transformer.query_runtime=torch")
     out = tmp_path / "idx"
     pipeline.index_corpus(config, write_corpus(tmp_path / "c.jsonl"), out)
     searcher = Searcher(out)
@@ -471,10 +472,19 @@ def test_lean_bf16_words_rows_are_close(words_index, cache, monkeypatch):
     assert got != want
 
 
-def test_auto_picks_onnx_for_a_words_model(words_index, cache, monkeypatch):
+def test_onnx_int8_smooth_words_rows_are_close(words_index, cache, monkeypatch):
+    """Smoothed int8 products: within 5% of the query's largest weight (test_smooth_int8's check)."""
+    pytest.importorskip("onnxruntime")
+    want, _ = runtime_rows(words_index, "torch", monkeypatch)
+    got, _ = runtime_rows(words_index, "onnx-int8-smooth", monkeypatch)
+    within(got, want, 0.05)
+    assert got != want
+
+
+def test_auto_picks_onnx_int8_smooth_for_a_words_model(words_index, cache, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("LSR_QUERY_RUNTIME", "auto")
-    assert load_query_encoder(*words_index).runtime == "onnx"  # type: ignore[attr-defined]
+    assert load_query_encoder(*words_index).runtime == "onnx-int8-smooth"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "lean"])
