@@ -65,7 +65,7 @@ from lsr.index.sparse import SparseBatch
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.batching import EncodeBatcher
 from lsr.service.health import HealthServer, Heartbeat
-from lsr.service.lean import SearchPool, make_lean
+from lsr.service.lean import DirectHandler, SearchPool, make_lean
 from lsr.service.metrics import Metrics
 from lsr.service.openapi import (
     BODY_ERRORS,
@@ -523,6 +523,7 @@ class Service:
         self.started = time.time()
         self.pool = SearchPool(settings.pool_threads)
         self.admission = Admission(settings.admitted)
+        self.direct: dict[str, DirectHandler] = {}  # POST paths answered before the router (lean.py)
         self.reload_locks: dict[str, asyncio.Lock] = {}
         self.write_locks: dict[str, asyncio.Lock] = {}
         self._load_task: asyncio.Task | None = None
@@ -807,8 +808,11 @@ class ServiceMiddleware:
             error = self._precheck(scope) or self._shed(scope)
             if error is None:
                 error, receive = await self._buffer_chunked(scope, receive)
+            direct = self._direct(scope) if error is None else None
             if error is not None:
                 await error_response(error.status, error.message)(scope, receive, send_status)
+            elif direct is not None:
+                await direct(scope, receive, send_status, self.app)
             else:
                 await self.app(scope, receive, send_status)
         finally:
@@ -857,6 +861,12 @@ class ServiceMiddleware:
                     f"request body of {n} bytes exceeds the maximum {service.settings.max_body_bytes} bytes",
                 )
         return None
+
+    def _direct(self, scope: dict) -> DirectHandler | None:
+        """The direct handler of a POST to a path the router would match as it is (no root path)."""
+        if scope["method"] != "POST" or scope.get("root_path"):
+            return None
+        return self.service.direct.get(scope["path"])
 
     def _shed(self, scope: dict) -> ApiError | None:
         """A search refused unread while the searches in flight are at their limit (Admission)."""
@@ -1164,7 +1174,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
             }
         )
 
-    make_lean(app, "/v1/search", SearchRequest, search)
+    make_lean(app, "/v1/search", SearchRequest, search, service.direct)
 
 
 def _add_batch_route(app: FastAPI, service: Service) -> None:
