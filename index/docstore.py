@@ -118,7 +118,13 @@ class DocStore:
         if not 0 <= i < len(self):
             raise IndexError(f"doc {i} is out of range [0, {len(self)})")
         row = int(self.order[i]) if self.order is not None else i
-        return self._data[int(self.offsets[row]) : int(self.offsets[row + 1])]
+        start, end = self._bounds[row : row + 2].tolist()
+        return self._data[start:end]
+
+    @cached_property
+    def _bounds(self) -> np.ndarray:
+        """The offsets as a plain array over the same memory (a memmap's indexing costs more)."""
+        return self.offsets.view(np.ndarray)
 
     @cached_property
     def _data(self) -> mmap.mmap | bytes:

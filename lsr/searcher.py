@@ -452,8 +452,13 @@ class Searcher:
         rest follow in their order below the lowest fused score (``floor - r / (len(tail) + 1)``); cut
         to ``plan.k``. ``rerank="none"``: the results cut to ``plan.k``."""
         page = slice(plan.offset, plan.offset + plan.k)
-        if plan.rerank == "none":
-            return [dataclasses.replace(r, docs=r.docs[page], scores=r.scores[page]) for r in results]
+        if plan.rerank == "none":  # a first page no longer than k is the result itself
+            return [
+                r
+                if plan.offset == 0 and len(r.docs) <= plan.k
+                else dataclasses.replace(r, docs=r.docs[page], scores=r.scores[page])
+                for r in results
+            ]
         dense = self.require_dense(plan.rerank)
         method, weight = dense.resolve_fusion(plan.fusion, plan.fusion_weight)
         emb = _need(queries.dense, "dense")
