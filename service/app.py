@@ -224,7 +224,19 @@ def load_served_index(
 
 def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0, filter: Any = None) -> Plan:
     """The plan of a request: one query's sparse top ``max(offset + k, 100)`` re-scored whole by a dense
-    re-rank; each search on one thread (the pool runs requests side by side); ``offset``: paging."""
+    re-rank; each search on one thread (the pool runs requests side by side); ``offset``: paging. A plan
+    is immutable: one without a filter is made once for its values (:func:`_unfiltered_plan`)."""
+    if filter is None:
+        return _unfiltered_plan(k, params, rerank, offset)
+    return _plan(k, params, rerank, offset, filter)
+
+
+@functools.lru_cache(maxsize=4096)
+def _unfiltered_plan(k: int, params: SearchParams, rerank: str, offset: int) -> Plan:
+    return _plan(k, params, rerank, offset, None)
+
+
+def _plan(k: int, params: SearchParams, rerank: str, offset: int, filter: Any) -> Plan:
     return Plan(
         k=k,
         mode=params.mode,
@@ -287,12 +299,21 @@ def trec_pages(searcher: Any, parts: list[Queries], plan: Plan) -> list[SearchRe
     group may go on past the cut), fetched again twice as deep, until the group is whole.
     Consecutive pages then never repeat or skip a document."""
     end = plan.offset + plan.k
-    deep = dataclasses.replace(plan, k=end + 1 + int(end * TIE_OVERFETCH), offset=0)
+    deep = _deep_plan(plan) if plan.filter is None else _deepen(plan)
     results = searcher.search_batch(Queries.concat(parts), deep)
     return [
         _trec_page(searcher, part, result, deep, plan.offset, end)
         for part, result in zip(parts, results, strict=True)
     ]
+
+
+def _deepen(plan: Plan) -> Plan:
+    """The plan that fetches :func:`trec_pages`' top ``(1 + TIE_OVERFETCH) (offset + k) + 1``."""
+    end = plan.offset + plan.k
+    return dataclasses.replace(plan, k=end + 1 + int(end * TIE_OVERFETCH), offset=0)
+
+
+_deep_plan = functools.lru_cache(maxsize=4096)(_deepen)  # an unfiltered plan (hashable), made once
 
 
 def _trec_page(
