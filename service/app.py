@@ -6,7 +6,8 @@ the background; ``/readyz`` turns ready when every index is. Searches run on sea
 (``lsr.service.lean.SearchPool``, one per core the process may use; the numba kernels release the
 GIL), so the event loop keeps answering health checks while a search runs; a request that takes
 longer than ``timeout_s`` is answered 503. The search routes read, parse and validate a well-formed
-body on a lean path (``lsr.service.lean``); every other request gets FastAPI's own handling.
+body on a lean path (``lsr.service.lean``), answered from the service middleware before the router;
+every other request gets FastAPI's own handling.
 
 A reload (``POST /v1/indexes/{name}/reload``) opens the new version beside the old one and swaps one
 reference; a request holds the version it started with until it is done.
@@ -1236,7 +1237,7 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
             }
         )
 
-    make_lean(app, "/v1/search/batch", BatchRequest, search_batch)
+    make_lean(app, "/v1/search/batch", BatchRequest, search_batch, service.direct)
 
 
 def _add_explain_route(app: FastAPI, service: Service) -> None:

@@ -4,7 +4,10 @@ without FastAPI's per-request machinery (content-type parsing through ``email.me
 route's own FastAPI handler, so each error answer (400, 415, 422) is FastAPI's, byte for byte.
 
 The route stays a FastAPI route: its path, methods, OpenAPI entry and the app's middleware and
-exception handlers are unchanged; only the handler that runs behind them is this one.
+exception handlers are unchanged; only the handler that runs behind them is this one. A valid body
+does not even reach the router: the service middleware hands it to the route's
+:func:`direct_handler` (the endpoint, its exceptions answered by the app's handlers), skipping the
+route matching and the exception and exit-stack middleware between.
 """
 
 from __future__ import annotations
