@@ -173,15 +173,17 @@ def bert_ascii_words(tokenizer: Any, text: str, added: Sequence[str] = ()) -> li
 
 
 def bert_words_tokenizer(tokenizer: Any) -> bool:
-    """Whether :func:`bert_ascii_words` can split for ``tokenizer``: a BERT normalizer (or none) and
-    a BERT pre-tokenizer, truncating (if at all) from the right."""
-    from tokenizers import normalizers, pre_tokenizers
+    """Whether :func:`bert_ascii_words` can split for ``tokenizer``: a BERT normalizer (or none), a BERT
+    pre-tokenizer and a WordPiece model (every word gives at least one token: [UNK] if nothing else),
+    truncating (if at all) from the right."""
+    from tokenizers import models, normalizers, pre_tokenizers
 
     normalizer = tokenizer.normalizer
     truncation = tokenizer.truncation
     return (
         (normalizer is None or isinstance(normalizer, normalizers.BertNormalizer))
         and isinstance(tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+        and isinstance(tokenizer.model, models.WordPiece)
         and (truncation is None or truncation.get("direction", "right") == "right")
     )
 

@@ -122,3 +122,16 @@ def test_encoded_queries_equal_the_tokenizer_reference(tmp_path, max_length):
         assert dict(zip(terms.tolist(), weights.tolist(), strict=True)) == want, text
         single_terms, _ = encoder.encode([text]).row(0)
         assert single_terms.tolist() == terms.tolist()
+
+
+def test_the_fast_split_is_for_bert_tokenizers_only():
+    """A tokenizer that is not BERT's (here: whitespace words, BPE) always tokenizes."""
+    from lsr.encoders.words import bert_words_tokenizer
+
+    assert bert_words_tokenizer(tokenizer(128))
+    other = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=None))
+    other.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    assert not bert_words_tokenizer(other)
+    left = tokenizer(128)
+    left.enable_truncation(128, direction="left")
+    assert not bert_words_tokenizer(left)
