@@ -452,8 +452,13 @@ class Searcher:
         rest follow in their order below the lowest fused score (``floor - r / (len(tail) + 1)``); cut
         to ``plan.k``. ``rerank="none"``: the results cut to ``plan.k``."""
         page = slice(plan.offset, plan.offset + plan.k)
-        if plan.rerank == "none":
-            return [dataclasses.replace(r, docs=r.docs[page], scores=r.scores[page]) for r in results]
+        if plan.rerank == "none":  # a first page no longer than k is the result itself
+            return [
+                r
+                if plan.offset == 0 and len(r.docs) <= plan.k
+                else dataclasses.replace(r, docs=r.docs[page], scores=r.scores[page])
+                for r in results
+            ]
         dense = self.require_dense(plan.rerank)
         method, weight = dense.resolve_fusion(plan.fusion, plan.fusion_weight)
         emb = _need(queries.dense, "dense")
@@ -511,8 +516,7 @@ class Searcher:
         hits = []
         scores = np.asarray(result.scores).astype(np.float32).tolist()
         for rank, (d, s) in enumerate(zip(result.docs.tolist(), scores, strict=True), start=offset + 1):
-            doc = store.get(d) if store is not None else {}
-            values = {f: doc.get(f, "") for f in fields} if store is not None else {}
+            values = store.strings(d, fields) if store is not None else {}
             hits.append(Hit(rank, keys[d], s, values.get("title", ""), values))
         return hits
 
@@ -564,6 +568,12 @@ class SegmentDocStore:
         i, local = self.index.segment_of(doc)
         store = self.stores[i]
         return store.get(local) if store is not None else {}
+
+    def strings(self, doc: int, fields: Sequence[str]) -> dict[str, Any]:
+        """``DocStore.strings`` of a global doc id (empty strings for a segment without a docstore)."""
+        i, local = self.index.segment_of(doc)
+        store = self.stores[i]
+        return store.strings(local, fields) if store is not None else {f: "" for f in fields}
 
 
 def _docstore(index: Index) -> DocStore | SegmentDocStore | None:

@@ -6,7 +6,8 @@ the background; ``/readyz`` turns ready when every index is. Searches run on sea
 (``lsr.service.lean.SearchPool``, one per core the process may use; the numba kernels release the
 GIL), so the event loop keeps answering health checks while a search runs; a request that takes
 longer than ``timeout_s`` is answered 503. The search routes read, parse and validate a well-formed
-body on a lean path (``lsr.service.lean``); every other request gets FastAPI's own handling.
+body on a lean path (``lsr.service.lean``), answered from the service middleware before the router;
+every other request gets FastAPI's own handling.
 
 A reload (``POST /v1/indexes/{name}/reload``) opens the new version beside the old one and swaps one
 reference; a request holds the version it started with until it is done.
@@ -65,7 +66,7 @@ from lsr.index.sparse import SparseBatch
 from lsr.searcher import Plan, Queries, Searcher
 from lsr.service.batching import EncodeBatcher
 from lsr.service.health import HealthServer, Heartbeat
-from lsr.service.lean import SearchPool, make_lean
+from lsr.service.lean import DirectHandler, SearchPool, make_lean
 from lsr.service.metrics import Metrics
 from lsr.service.openapi import (
     BODY_ERRORS,
@@ -224,7 +225,19 @@ def load_served_index(
 
 def request_plan(k: int, params: SearchParams, rerank: str, offset: int = 0, filter: Any = None) -> Plan:
     """The plan of a request: one query's sparse top ``max(offset + k, 100)`` re-scored whole by a dense
-    re-rank; each search on one thread (the pool runs requests side by side); ``offset``: paging."""
+    re-rank; each search on one thread (the pool runs requests side by side); ``offset``: paging. A plan
+    is immutable: one without a filter is made once for its values (:func:`_unfiltered_plan`)."""
+    if filter is None:
+        return _unfiltered_plan(k, params, rerank, offset)
+    return _plan(k, params, rerank, offset, filter)
+
+
+@functools.lru_cache(maxsize=4096)
+def _unfiltered_plan(k: int, params: SearchParams, rerank: str, offset: int) -> Plan:
+    return _plan(k, params, rerank, offset, None)
+
+
+def _plan(k: int, params: SearchParams, rerank: str, offset: int, filter: Any) -> Plan:
     return Plan(
         k=k,
         mode=params.mode,
@@ -287,12 +300,21 @@ def trec_pages(searcher: Any, parts: list[Queries], plan: Plan) -> list[SearchRe
     group may go on past the cut), fetched again twice as deep, until the group is whole.
     Consecutive pages then never repeat or skip a document."""
     end = plan.offset + plan.k
-    deep = dataclasses.replace(plan, k=end + 1 + int(end * TIE_OVERFETCH), offset=0)
+    deep = _deep_plan(plan) if plan.filter is None else _deepen(plan)
     results = searcher.search_batch(Queries.concat(parts), deep)
     return [
         _trec_page(searcher, part, result, deep, plan.offset, end)
         for part, result in zip(parts, results, strict=True)
     ]
+
+
+def _deepen(plan: Plan) -> Plan:
+    """The plan that fetches :func:`trec_pages`' top ``(1 + TIE_OVERFETCH) (offset + k) + 1``."""
+    end = plan.offset + plan.k
+    return dataclasses.replace(plan, k=end + 1 + int(end * TIE_OVERFETCH), offset=0)
+
+
+_deep_plan = functools.lru_cache(maxsize=4096)(_deepen)  # an unfiltered plan (hashable), made once
 
 
 def _trec_page(
@@ -523,6 +545,7 @@ class Service:
         self.started = time.time()
         self.pool = SearchPool(settings.pool_threads)
         self.admission = Admission(settings.admitted)
+        self.direct: dict[str, DirectHandler] = {}  # POST paths answered before the router (lean.py)
         self.reload_locks: dict[str, asyncio.Lock] = {}
         self.write_locks: dict[str, asyncio.Lock] = {}
         self._load_task: asyncio.Task | None = None
@@ -807,8 +830,11 @@ class ServiceMiddleware:
             error = self._precheck(scope) or self._shed(scope)
             if error is None:
                 error, receive = await self._buffer_chunked(scope, receive)
+            direct = self._direct(scope) if error is None else None
             if error is not None:
                 await error_response(error.status, error.message)(scope, receive, send_status)
+            elif direct is not None:
+                await direct(scope, receive, send_status, self.app)
             else:
                 await self.app(scope, receive, send_status)
         finally:
@@ -857,6 +883,12 @@ class ServiceMiddleware:
                     f"request body of {n} bytes exceeds the maximum {service.settings.max_body_bytes} bytes",
                 )
         return None
+
+    def _direct(self, scope: dict) -> DirectHandler | None:
+        """The direct handler of a POST to a path the router would match as it is (no root path)."""
+        if scope["method"] != "POST" or scope.get("root_path"):
+            return None
+        return self.service.direct.get(scope["path"])
 
     def _shed(self, scope: dict) -> ApiError | None:
         """A search refused unread while the searches in flight are at their limit (Admission)."""
@@ -1171,7 +1203,7 @@ def _add_search_route(app: FastAPI, service: Service) -> None:
             }
         )
 
-    make_lean(app, "/v1/search", SearchRequest, search)
+    make_lean(app, "/v1/search", SearchRequest, search, service.direct)
 
 
 def _add_batch_route(app: FastAPI, service: Service) -> None:
@@ -1212,7 +1244,7 @@ def _add_batch_route(app: FastAPI, service: Service) -> None:
             }
         )
 
-    make_lean(app, "/v1/search/batch", BatchRequest, search_batch)
+    make_lean(app, "/v1/search/batch", BatchRequest, search_batch, service.direct)
 
 
 def _add_explain_route(app: FastAPI, service: Service) -> None:

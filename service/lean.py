@@ -4,24 +4,28 @@ without FastAPI's per-request machinery (content-type parsing through ``email.me
 route's own FastAPI handler, so each error answer (400, 415, 422) is FastAPI's, byte for byte.
 
 The route stays a FastAPI route: its path, methods, OpenAPI entry and the app's middleware and
-exception handlers are unchanged; only the handler that runs behind them is this one.
+exception handlers are unchanged; only the handler that runs behind them is this one. A valid body
+does not even reach the router: the service middleware hands it to the route's
+:func:`direct_handler` (the endpoint, its exceptions answered by the app's handlers), skipping the
+route matching and the exception and exit-stack middleware between.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 Endpoint = Callable[[Any, Request], Awaitable[Response]]
@@ -85,9 +89,17 @@ def lean_handler(
     return handle
 
 
-def make_lean(app: FastAPI, path: str, model: type[BaseModel], endpoint: Endpoint) -> None:
+def make_lean(
+    app: FastAPI,
+    path: str,
+    model: type[BaseModel],
+    endpoint: Endpoint,
+    direct: dict[str, DirectHandler] | None = None,
+) -> None:
     """Serve the POST route ``path`` of ``app`` (whose body parameter is ``model`` and whose function is
-    ``endpoint(body, request)``) through :func:`lean_handler`."""
+    ``endpoint(body, request)``) through :func:`lean_handler`; with ``direct``, also register a
+    :func:`direct_handler` for ``path`` there (the service middleware answers a valid body with it,
+    before the router)."""
     routes = [
         r
         for r in app.router.routes
@@ -96,6 +108,49 @@ def make_lean(app: FastAPI, path: str, model: type[BaseModel], endpoint: Endpoin
     if len(routes) != 1 or routes[0].endpoint is not endpoint:
         raise RuntimeError(f"expected one POST route {path!r} served by {endpoint.__name__}")
     routes[0].app = lean_handler(routes[0].app, model, endpoint)
+    if direct is not None:
+        direct[path] = direct_handler(routes[0], model, endpoint, app.exception_handlers)
+
+
+# --- straight from the middleware ------------------------------------------------------------------
+
+# ``handle(scope, receive, send, app)``: ``app`` is the rest of the stack, for what the handler leaves
+DirectHandler = Callable[[Scope, Receive, Send, ASGIApp], Awaitable[None]]
+
+
+def direct_handler(
+    route: APIRoute, model: type[BaseModel], endpoint: Endpoint, handlers: Mapping[Any, Any]
+) -> DirectHandler:
+    """A handler of POST ``route`` to call in place of the rest of the ASGI stack (the exception
+    middleware, the router, the route): ``endpoint(model instance, request)`` for a valid body, its
+    exceptions answered by the app's exception ``handlers`` as the exception middleware answers them
+    (looked up along the exception's class hierarchy; ``Exception`` itself is the server error
+    middleware's, above); any other body goes on to ``app`` (the stack, whose route is the
+    :func:`lean_handler`, which leaves it to FastAPI). This skips the router's matching and the
+    middleware layers between, the same answer each time (tests/service/test_lean.py)."""
+    caught = {cls: h for cls, h in handlers.items() if isinstance(cls, type) and cls is not Exception}
+
+    async def handle(scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        request = Request(scope, receive, send)
+        body = await request.body()
+        value = parse_body(scope, body, model)
+        if value is None:
+            await app(scope, _replay(body, receive), send)
+            return
+        scope["route"] = route  # as the router sets it (the middleware's endpoint label)
+        try:
+            response = await endpoint(value, request)
+        except Exception as exc:
+            handler = next((caught[c] for c in type(exc).__mro__ if c in caught), None)
+            if handler is None:
+                raise
+            response = handler(request, exc)
+            if inspect.isawaitable(response):
+                response = await response
+            exc.__traceback__ = None
+        await response(scope, receive, send)
+
+    return handle
 
 
 # --- one write a response --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from lsr.analysis import Analyzer
 from lsr.config import BM25Config, EncoderConfig, from_dict
 from lsr.encoders.base import CorpusEncoder, CorpusStats, Finish
 from lsr.encoders.hf import rows_to_batch
-from lsr.index.sparse import WEIGHT_DTYPE, SparseBatch
+from lsr.index.sparse import TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,11 @@ class BM25QueryEncoder:
         return cls(from_dict(BM25Config, legacy_bm25(meta["bm25"]), "encoder.bm25"), term_index)
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
+        ti = self.term_index
         rows = []
         for text in texts:
-            counts = Counter(t for t in self.analyzer(text) if t in self.term_index)
-            rows.append(([self.term_index[t] for t in counts], list(counts.values())))
-        return SparseBatch.from_rows(rows)
+            counts = Counter(t for t in self.analyzer(text) if t in ti)
+            row = sorted((ti[t], c) for t, c in counts.items())  # canonical: each term once, ascending
+            terms = np.fromiter((t for t, _ in row), dtype=TERM_DTYPE, count=len(row))
+            rows.append((terms, np.fromiter((c for _, c in row), dtype=WEIGHT_DTYPE, count=len(row))))
+        return rows_to_batch(rows)

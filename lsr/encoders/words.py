@@ -33,8 +33,9 @@ reference scored as the collection's own mean did.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ from lsr.config import BM25Config, from_dict
 from lsr.errors import ConfigError
 
 TERMS_FILE = "lsr_terms.json"
+# BERT's pre-tokenizer over printable ASCII: a run of letters and digits is a word, so is each other
+# character (every printable ASCII character that is neither is punctuation to BERT); whitespace splits
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+|[!-/:-@\[-`{-~]")
+_ASCII_TEXT = re.compile(r"[\t\n\r -~]*")  # printable ASCII and the whitespace BertNormalizer keeps
 ANALYZER_KEYS = ("language", "stemmer", "stopwords", "min_length", "porter_min_stem", "lowercase")
 
 
@@ -147,6 +152,42 @@ def write_terms_file(model_dir: Path, analyzer: dict[str, Any], tf: Saturation |
     (Path(model_dir) / TERMS_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
+def bert_ascii_words(tokenizer: Any, text: str, added: Sequence[str] = ()) -> list[str] | None:
+    """The words of ``text`` as ``tokenizer`` (a tokenizers ``Tokenizer`` whose normalizer is a
+    ``BertNormalizer`` or none and whose pre-tokenizer is a ``BertPreTokenizer``) splits it, each as its
+    span of ``text``, without running the tokenizer: the spans of :meth:`WordTerms.word_texts` of its
+    encoding. None when that is not certain, and the caller tokenizes: a character outside printable
+    ASCII and tab, newline, carriage return (the normalizer may drop or split it), an ``added`` token
+    (lowercased; the tokenizer's own, such as ``[MASK]``, matched whole) in the lowercased text, or
+    words long enough that the truncation could cut them (a word's pieces are at most its characters)."""
+    if not _ASCII_TEXT.fullmatch(text):
+        return None
+    lowered = text.lower()
+    if any(token in lowered for token in added):
+        return None
+    words = _ASCII_WORD.findall(text)
+    truncation = tokenizer.truncation
+    if truncation is not None and sum(map(len, words)) > truncation["max_length"]:
+        return None
+    return words
+
+
+def bert_words_tokenizer(tokenizer: Any) -> bool:
+    """Whether :func:`bert_ascii_words` can split for ``tokenizer``: a BERT normalizer (or none), a BERT
+    pre-tokenizer and a WordPiece model (every word gives at least one token: [UNK] if nothing else),
+    truncating (if at all) from the right."""
+    from tokenizers import models, normalizers, pre_tokenizers
+
+    normalizer = tokenizer.normalizer
+    truncation = tokenizer.truncation
+    return (
+        (normalizer is None or isinstance(normalizer, normalizers.BertNormalizer))
+        and isinstance(tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer)
+        and isinstance(tokenizer.model, models.WordPiece)
+        and (truncation is None or truncation.get("direction", "right") == "right")
+    )
+
+
 def index_words(meta: dict[str, Any], term_index: dict[str, int]) -> WordTerms | None:
     """The word terms of an index's ``encoder`` meta (its analyzer over the index's vocabulary, read
     only: query terms outside it are dropped), or None for wordpieces (no ``terms``).
@@ -232,16 +273,29 @@ class WordTerms:
                     terms += [tid] * len(pieces)
         return np.asarray(positions, dtype=np.int64), np.asarray(terms, dtype=np.int64)
 
-    def counts(self, text: str, encoding: Any) -> dict[int, int]:
-        """Term id -> its number of words in ``encoding`` (a query's term counts, as BM25 counts a
+    def counts(self, words: Iterable[str]) -> dict[int, int]:
+        """Term id -> its number of ``words`` (a query's words: :meth:`word_texts` or
+        :func:`bert_ascii_words`) whose analysis holds it (a query's term counts, as BM25 counts a
         query's terms); terms outside the vocabulary are dropped."""
         out: dict[int, int] = {}
-        for _, words_terms in self._words(text, encoding):
-            for term in words_terms:
-                tid = self.term_ids.get(term)
+        ids = self.term_ids
+        for word in words:
+            for term in self.analyze(word):
+                tid = ids.get(term)
                 if tid is not None:
                     out[tid] = out.get(tid, 0) + 1
         return out
+
+    def word_texts(self, text: str, encoding: Any) -> list[str]:
+        """The words of ``encoding`` (a tokenizers ``Encoding`` of ``text``), each as its span of
+        ``text``, in order."""
+        offsets = encoding.offsets
+        spans: dict[int, list[int]] = {}
+        for pos, wid in enumerate(encoding.word_ids):
+            if wid is not None:
+                span = spans.setdefault(wid, [offsets[pos][0], offsets[pos][1]])
+                span[1] = offsets[pos][1]
+        return [text[a:b] for a, b in spans.values()]
 
     def row(
         self,

@@ -81,6 +81,56 @@ def test_the_lean_path_answers_as_fastapis_handler(tiny_if_index, monkeypatch, p
     assert 200 in statuses and statuses & {400, 415, 422}
 
 
+def test_the_direct_path_answers_labels_and_fails_as_the_router_does(tiny_if_index, monkeypatch):
+    """A POST /v1/search goes to the direct handler (before the router) for any body; its answers are
+    counted under the route's path, and an unexpected error is the same 500 as through the router."""
+    from lsr.service import app as service_app
+
+    app = service_app.create_app(_settings(tiny_if_index))
+    service = app.state.service
+    direct = service.direct["/v1/search"]
+    calls: list[int] = []
+
+    async def counted(*args):
+        calls.append(1)
+        await direct(*args)
+
+    service.direct["/v1/search"] = counted
+    bodies = [
+        ("application/json", b'{"query": "cat"}'),
+        ("application/json", b'{"index": "nope", "query": "cat"}'),  # 404 from the endpoint
+        ("application/json", b'{"query": "cat", "k": 2.5}'),  # 422: FastAPI's, through the router
+    ]
+    assert [status for status, _ in _answers(app, "/v1/search", bodies)] == [200, 404, 422]
+    assert len(calls) == 3
+    text = service.metrics.render().decode()
+    for index, status in (("if", 200), ("-", 404), ("-", 422)):  # index: set by the endpoint only
+        assert f'lsr_requests_total{{endpoint="/v1/search",index="{index}",status="{status}"}} 1.0' in text
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(service_app.Service, "search_one", boom)
+    failed = []
+    for patch_lean in (False, True):
+        if patch_lean:
+            monkeypatch.setattr(service_app, "make_lean", lambda *args: None)
+        with TestClient(
+            service_app.create_app(_settings(tiny_if_index)), raise_server_exceptions=False
+        ) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the app did not get ready"
+                time.sleep(0.05)
+            r = client.post("/v1/search", json={"query": "cat"})
+            failed.append((r.status_code, r.json()))
+    assert (
+        failed[0]
+        == failed[1]
+        == (500, {"error": {"status": 500, "message": "internal error: RuntimeError: boom"}})
+    )
+
+
 def test_a_valid_body_skips_fastapis_handler_and_an_invalid_one_reaches_it():
     from pydantic import BaseModel
 

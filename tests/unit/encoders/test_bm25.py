@@ -282,3 +282,42 @@ def test_documents_without_terms_do_not_change_the_statistics(tmp_path):
     plain, padded = encoded_weights(Vectors(tmp_path / "a")), encoded_weights(Vectors(tmp_path / "b"))
     assert padded.pop("e1") == {} and padded.pop("e2") == {}
     assert padded == plain
+
+
+def test_query_rows_are_each_terms_count_in_ascending_term_order():
+    """BM25 query rows against a reference built through ``SparseBatch.from_rows`` (which sorts and sums
+    repeats): repeated, unknown, stopword-only, empty and non-ASCII queries, one by one and batched."""
+    from lsr.index.sparse import SparseBatch
+
+    cfg = load_config().encoder.bm25
+    vocab = ["vitamin", "cancer", "risk", "cat", "caf\u00e9", "d", "sleep"]
+    index = {t: i for i, t in enumerate(reversed(vocab))}  # ids not in the analyzer's order
+    encoder = BM25QueryEncoder(cfg, index)
+    rng = np.random.default_rng(0)
+    pool = [
+        "vitamin",
+        "Vitamins",
+        "cancer",
+        "the",
+        "of",
+        "cats",
+        "caf\u00e9",
+        "zzz",
+        "d",
+        "D",
+        "risk",
+        "sleeping",
+    ]
+    queries = ["", "   ", "the of and", "zzz qqq", "Café café CAFÉ"]
+    queries += [" ".join(rng.choice(pool, size=int(rng.integers(1, 12)))) for _ in range(50)]
+    rows = []
+    for q in queries:
+        terms = [index[t] for t in encoder.analyzer(q) if t in index]
+        rows.append((terms, [1.0] * len(terms)))
+    want = SparseBatch.from_rows(rows)
+    got = encoder.encode(queries)
+    for name in ("indptr", "term_ids", "weights"):
+        assert getattr(got, name).dtype == getattr(want, name).dtype
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    single = encoder.encode([queries[-1]])
+    np.testing.assert_array_equal(single.term_ids, want.row(len(queries) - 1)[0])
