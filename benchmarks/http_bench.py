@@ -72,6 +72,15 @@ def write_bodies(queries: Path, split: str, indexes: list[str], k: int, folder: 
     return files
 
 
+def with_pythonpath(first: Path | None) -> dict[str, str]:
+    """This process's environment with ``first`` ahead of any ``PYTHONPATH`` already set (where the
+    dependencies may come from)."""
+    env = dict(os.environ)
+    if first is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(first), env.get("PYTHONPATH")]))
+    return env
+
+
 def source_layout(src: Path, folder: Path) -> Path:
     """A PYTHONPATH entry under which ``import lsr`` finds ``src`` laid out as the installed package."""
     top = folder / "layout"
@@ -107,9 +116,7 @@ class Server:
         for name, path in indexes.items():
             cmd += ["--index", f"{name}={path}"]
         cmd += ["--workers", str(workers), "--quiet", *args.serve_arg]
-        env = dict(os.environ)
-        if pythonpath is not None:
-            env["PYTHONPATH"] = str(pythonpath)
+        env = with_pythonpath(pythonpath)
         self.url = f"http://127.0.0.1:{port}"
         self.log = log
         with open(log, "wb") as f:  # the access log (one line per request) goes here too
@@ -216,7 +223,7 @@ def run_load_script(
             "--out",
             str(out),
         ]
-        env = dict(os.environ, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {}))
+        env = with_pythonpath(pythonpath)
         subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=tempfile.gettempdir())
         return json.loads(out.read_text())["runs"][0]["levels"][0]["http"]
 
