@@ -18,7 +18,7 @@ import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +68,14 @@ def queries() -> list[tuple[list[int], list[float]]]:
     return [*single, ([0, 2, 5], [0.5, 1.0, 2.0]), ([1, 3, 4, 6, 7], [1.0, 0.7, 1.3, 0.2, 2.0])]
 
 
-def open_all(path: Path) -> tuple[Index, list[str], DocStore]:
+def open_all(path: Path) -> tuple[Index, Sequence[str], DocStore]:
     """What a search needs from the index in ``path``: the index, its ids (and vocabulary), its docstore."""
     index = Index.load(path)
     _ = index.vocab
     return index, index.doc_keys, DocStore(path)
 
 
-def answers(opened: tuple[Index, list[str], DocStore]) -> list[Any]:
+def answers(opened: tuple[Index, Sequence[str], DocStore]) -> list[Any]:
     """Ids, scores and stored texts of every query in every mode."""
     index, keys, store = opened
     out = []

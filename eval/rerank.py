@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def top_candidates(run: Run, depth: int) -> dict[str, list[str]]:
 
 
 def check_candidates_indexed(
-    doc_keys: list[str],
+    doc_keys: Sequence[str],
     candidates: dict[str, list[str]],
     run_name: str,
     split: str,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ HYBRID_LATENCY_NOTE = (
 # ---- cost measures -------------------------------------------------------------------------------
 
 
-def check_coverage(dataset: EvalDataset, doc_keys: list[str]) -> dict[str, int]:
+def check_coverage(dataset: EvalDataset, doc_keys: Sequence[str]) -> dict[str, int]:
     """Count qrels that cannot be matched (unknown doc ids, judged queries without text) and warn."""
     known = set(doc_keys)
     unknown_docs = sum(1 for docs in dataset.qrels.values() for d in docs if d not in known)

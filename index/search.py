@@ -41,6 +41,7 @@ from lsr.index.kernels.blockmax import _bmp_search_batch, _bmp_search_one, _prun
 from lsr.index.kernels.check import _canonical_query
 from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
+from lsr.index.keys import DocKeys
 from lsr.index.rescore import Forward, rescored_batch, rescored_search
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
 from lsr.index.subindex import FilterIndex, Parts, build_subindex
@@ -237,11 +238,15 @@ class Index:
         return index
 
     @cached_property
-    def doc_keys(self) -> list[str]:
-        """External doc id of each internal doc."""
-        keys = _decode(self.path, "ids.txt", self.meta).splitlines()
+    def doc_keys(self) -> Sequence[str]:
+        """External doc id of each internal doc (decoded when read; see :class:`DocKeys`)."""
+        path = self.path / "ids.txt"
+        try:
+            keys = DocKeys(read_checked(self.path, "ids.txt", self.meta))
+        except UnicodeDecodeError as exc:
+            raise CorruptArtifactError(path, f"is not UTF-8 ({exc})") from None
         if len(keys) != self.n_docs:
-            raise ArtifactError(f"{self.path}/ids.txt has {len(keys)} ids for {self.n_docs} docs")
+            raise ArtifactError(f"{path} has {len(keys)} ids for {self.n_docs} docs")
         return keys
 
     @cached_property

@@ -58,7 +58,7 @@ DEFAULT_FUSION = {"method": "convex-minmax", "weight": 0.5, "tuned": False}
 FAISS_MIN_POINTS_PER_CENTROID = 39
 
 
-def _index_ids(index_dir: Path) -> tuple[dict[str, Any], list[str]]:
+def _index_ids(index_dir: Path) -> tuple[dict[str, Any], Sequence[str]]:
     """The index's meta and its doc ids in order (the index loader's own checks apply)."""
     index = Index.load(index_dir, blockmax=False)
     return index.meta, index.doc_keys
@@ -176,7 +176,7 @@ def store_fusion(
     return meta
 
 
-def _corpus_texts(index_dir: Path, corpus: str | Path | CorpusSource | None, ids: list[str]) -> list[str]:
+def _corpus_texts(index_dir: Path, corpus: str | Path | CorpusSource | None, ids: Sequence[str]) -> list[str]:
     """Texts (title + text) in index order, from ``corpus`` (checked against the index) or its docstore."""
     if corpus is None:
         return _docstore_texts(index_dir, ids)
@@ -200,7 +200,7 @@ def _corpus_texts(index_dir: Path, corpus: str | Path | CorpusSource | None, ids
     return [t or "" for t in found]
 
 
-def _docstore_texts(index_dir: Path, ids: list[str]) -> list[str]:
+def _docstore_texts(index_dir: Path, ids: Sequence[str]) -> list[str]:
     """Texts (title + text) in index order from the index's docstore, checked against ``ids.txt``."""
     if not DocStoreWriter.files(index_dir):
         raise LsrError(f"{index_dir} has no docstore (index.store_docs: false): give the corpus")
@@ -416,7 +416,7 @@ def _write_stage(
 def _document_vectors(
     index_dir: Path,
     corpus: str | Path | CorpusSource | None,
-    ids: list[str],
+    ids: Sequence[str],
     dense_model: DenseModel,
     digest: str,
     vectors: np.ndarray | None,
