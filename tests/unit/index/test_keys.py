@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from lsr.index.keys import DocKeys
@@ -47,3 +48,4 @@ def test_edges():
     big = DocKeys("".join(f"doc-{i}\n" for i in range(10_000)).encode())
     assert big.nbytes < 15 * 10_000  # bytes and one offset a doc, not a string object each
     assert big.index("doc-9999") == 9999 and "doc-5" in big
+    assert big[np.int64(7)] == "doc-7" and big[np.int32(-1)] == "doc-9999"  # the kernels' doc ids
