@@ -25,7 +25,7 @@ import dataclasses
 import io
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -327,14 +327,18 @@ class TransformerSparseModel:
         or on another process), in order."""
         if tokens.n_texts == 0:
             return SparseBatch.empty()
-        seqs = tokens.seqs
+        seq_rows = self.sequence_rows(tokens.seqs, query)
+        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, query)
+
+    def sequence_rows(self, seqs: Sequence[Any], query: bool) -> list[Any]:
+        """Steps 3-4: each sequence's row (ascending term ids, weights > 0), batches on the workers."""
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         seq_rows: list[Any] = [None] * len(seqs)
         encode = self._encode_onnx if query and self.query_runtime is not None else self._encode_batch
         for idx, rows in self._map(lambda idx: (idx, encode(seqs, idx)), self.batches(lengths)):
             for i, row in zip(idx, rows, strict=True):
                 seq_rows[i] = row
-        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, query)
+        return seq_rows
 
     def text_rows(
         self,
@@ -344,17 +348,21 @@ class TransformerSparseModel:
         seq_rows: list[Any],
         prune: PruneConfig,
         query: bool,
+        scale: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> SparseBatch:
         """One row per text: the rows of its sequences (``owner``: the index in ``live`` of each
-        sequence's text, ascending) pooled, then pruned; texts not in ``live`` get empty rows."""
+        sequence's text, ascending) pooled, then (``scale``: the weights ``scale(k, terms, weights)``
+        of the text ``live[k]``) pruned; texts not in ``live`` get empty rows."""
         threshold = prune.query_threshold if query else prune.doc_threshold
         max_terms = prune.query_max_terms if query else prune.doc_max_terms
         empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
         out = [empty] * n_texts
         bounds = np.searchsorted(owner, np.arange(len(live) + 1))
         for k, i in enumerate(live):
-            merged = self._merge_windows(seq_rows[bounds[k] : bounds[k + 1]])
-            out[i] = prune_row(*merged, threshold, max_terms)
+            terms, weights = self._merge_windows(seq_rows[bounds[k] : bounds[k + 1]])
+            if scale is not None:
+                weights = scale(k, terms, weights)
+            out[i] = prune_row(terms, weights, threshold, max_terms)
         return rows_to_batch(out)
 
     def _encode_batch(self, seqs: Sequence[Any], idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
