@@ -30,8 +30,8 @@ restarts them) redoes only its own block.
 BM25 is refused: its vocabulary grows while it encodes (one per process) and its cost is the
 analysis, which one process does at thousands of documents per second. A uniCOIL of word terms
 (:mod:`lsr.encoders.words`, also as ``inference-free``) and ``bm25+MODEL`` are refused for the same
-growing vocabulary, and a SPLADE whose documents saturate tf (``lsr_doc.json``): its counts come from
-the whole texts, which the blocks' tokens do not carry.
+growing vocabulary. A SPLADE whose documents saturate tf (``lsr_doc.json``) runs: the CPU workers'
+tokens carry each text's token counts (``Tokens.counts``).
 """
 
 from __future__ import annotations
@@ -150,11 +150,6 @@ def encode_corpus_ray(
         )
     ray = connect(address)  # before the model loads: a wrong address fails in seconds
     encoder = make_encoder(config.encoder)
-    if getattr(encoder.model, "saturation", None) is not None:
-        raise LsrError(
-            f"--ray: the SPLADE at {config.encoder.model} saturates documents' tf (lsr_doc.json), counted "
-            "over whole texts that the workers' tokens do not carry; encode it in one process (without --ray)"
-        )
     if not isinstance(encoder, TransformerEncoder) or not encoder.resumable:
         raise LsrError(
             f"--ray: the {encoder.name} encoder's vocabulary grows while it encodes (one per process); "

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from lsr.config import EncoderConfig
 from lsr.data.corpus import open_corpus
 from lsr.encoders import make_encoder, query_idf
-from lsr.encoders.splade import token_counts
+from lsr.encoders.transformer import token_counts
 from lsr.train.data import doc_text, load_suite
 from lsr.train.trainer import ndcg_at_k
 

@@ -27,21 +27,21 @@ cleaned text, special tokens left out, |d| its number of such tokens) then weigh
 (:class:`lsr.encoders.words.Saturation`), once per document after its windows are pooled; expansion
 terms (c = 0) and queries keep their weights. ``avgdl`` is a fixed reference (the training corpus's mean
 length in such tokens), so a document's weights depend on that document alone: live adds, shards and
-re-encodes agree. The index meta records the section (``encoder.tf``).
+re-encodes agree. The counts come with the tokens (``Tokens.counts``, made by the ``TextTokenizer``), so
+``lsr encode --ray`` workers make them too. The index meta records the section (``encoder.tf``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lsr.config import EncoderConfig, PruneConfig, SpladeConfig, TransformerConfig, from_dict
-from lsr.encoders.hf import clean_text, require, resolve_model
+from lsr.encoders.hf import require, resolve_model
 from lsr.encoders.transformer import (
     Tokens,
     TransformerEncoder,
@@ -87,19 +87,6 @@ def read_doc_file(model_dir: Path) -> Saturation | None:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def token_counts(counter: Any, texts: Sequence[str], special_ids: Sequence[int]) -> list[Any]:
-    """Per text: (token ids ascending, their counts, the number of tokens), ``counter`` (a tokenizers
-    ``Tokenizer`` that does not truncate) over the whole cleaned text, special tokens left out."""
-    out = []
-    special = np.asarray(special_ids, dtype=np.int64)
-    for enc in counter.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=False):
-        ids = np.asarray(enc.ids, dtype=np.int64)
-        ids = ids[~np.isin(ids, special)]
-        unique, counts = np.unique(ids, return_counts=True)
-        out.append((unique, counts, len(ids)))
-    return out
-
-
 class SpladeModel(TransformerSparseModel):
     """A masked-language model read as SPLADE: any ``*ForMaskedLM`` checkpoint folder.
 
@@ -125,8 +112,7 @@ class SpladeModel(TransformerSparseModel):
         if activation not in ("relu", "log1p_relu"):
             raise ValueError(f"activation {activation!r} is not one of ['relu', 'log1p_relu']")
         self.pooling = self.window_pooling = pooling
-        self.saturation: Saturation | None = None  # documents' tf saturation; set by the corpus encoder
-        self._counter: Any = None
+        self.saturation: Saturation | None = None  # documents' tf saturation: saturate()
         self.activation = activation
         self.impl = impl
         super().__init__(path, cfg)
@@ -165,24 +151,20 @@ class SpladeModel(TransformerSparseModel):
         self.trunk = model
         self._weight_cast = self.weight if self.dtype == torch.float32 else self.weight.to(self.dtype)
 
-    def encode(self, texts: Sequence[str], prune: PruneConfig, query: bool = False) -> SparseBatch:
-        if query or self.saturation is None or not texts:
-            return super().encode(texts, prune, query)
-        return self._encode_saturated(texts, self.text_tokenizer(texts), prune)
+    def saturate(self, saturation: Saturation | None) -> None:
+        """Documents' tf saturation from now on (None: none); their tokens then carry their counts."""
+        self.saturation = saturation
+        if saturation is not None:
+            self.text_tokenizer.count_documents(self.special_ids)
 
     def encode_tokens(self, tokens: Tokens, prune: PruneConfig, query: bool = False) -> SparseBatch:
-        if self.saturation is not None and not query:  # the counts come from the whole texts
-            raise ValueError(f"the SPLADE at {self.path} saturates documents' tf ({DOC_FILE}): encode texts")
-        return super().encode_tokens(tokens, prune, query)
-
-    def _encode_saturated(self, texts: Sequence[str], tokens: Tokens, prune: PruneConfig) -> SparseBatch:
-        """Document rows, each term the text holds times its tf factor (the module docstring)."""
-        saturation = self.saturation
-        assert saturation is not None
-        if self._counter is None:  # the tokenizer without truncation: the whole text's tokens
-            self._counter = type(self.backend).from_str(self.backend.to_str())
-            self._counter.no_truncation()
-        counts = token_counts(self._counter, [texts[i] for i in tokens.live], self.special_ids)
+        """Rows as the base class makes them; documents that saturate: each term a text holds times its
+        tf factor (the module docstring), from the counts ``tokens`` carry."""
+        if query or self.saturation is None or tokens.n_texts == 0:
+            return super().encode_tokens(tokens, prune, query)
+        saturation, counts = self.saturation, tokens.counts
+        if counts is None:
+            raise ValueError(f"{self.path}: documents' tf saturates ({DOC_FILE}), the tokens carry no counts")
 
         def scale(k: int, terms: np.ndarray, weights: np.ndarray) -> np.ndarray:
             ids, count, length = counts[k]
@@ -293,7 +275,7 @@ class SpladeEncoder(TransformerEncoder):
     def make_model(self, path: Path) -> SpladeModel:
         activation = self.st.activation if self.st else "relu"
         model = SpladeModel(path, self.cfg.transformer, self.cfg.splade.pooling, self.impl, activation)
-        model.saturation = self.doc_tf
+        model.saturate(self.doc_tf)
         return model
 
     def own_section(self) -> dict[str, Any]:

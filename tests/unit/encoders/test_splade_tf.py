@@ -108,8 +108,18 @@ def test_meta_records_tf_and_queries_stay(tiny_mlm, tf_mlm):
     queries = ["vitamin d and cancer", "cat cat cat", ""]
     got = [as_dicts(load_query_encoder(m, vocab).encode(queries)) for m in (meta, plain)]
     assert got[0] == got[1]
-    with pytest.raises(ValueError, match="encode texts"):
-        encoder.encode_tokens(encoder.text_tokenizer(["cat"]))
+
+
+def test_tokens_carry_the_counts_across_processes(tf_mlm):
+    """``lsr encode --ray``: tokens made on a CPU worker, through bytes, give the rows ``encode`` gives."""
+    from lsr.encoders.transformer import Tokens
+
+    encoder = make_encoder(encoder_config(tf_mlm, "encoder.transformer.long_docs=windows").encoder)
+    tokens = Tokens.from_bytes(encoder.text_tokenizer(texts()).to_bytes())
+    assert tokens.counts is not None and len(tokens.counts) == len(tokens.live)
+    assert as_dicts(encoder.encode_tokens(tokens)) == as_dicts(encoder.encode(texts()))
+    with pytest.raises(ValueError, match="carry no counts"):
+        encoder.encode_tokens(Tokens(tokens.n_texts, tokens.live, tokens.seqs, tokens.owner))
 
 
 def scores(index, query):
