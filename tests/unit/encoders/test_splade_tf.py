@@ -4,6 +4,7 @@ over the rows without tf, the meta, live adds, and bad files refused before the 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 
@@ -115,7 +116,8 @@ def test_tokens_carry_the_counts_across_processes(tf_mlm):
     from lsr.encoders.transformer import Tokens
 
     encoder = make_encoder(encoder_config(tf_mlm, "encoder.transformer.long_docs=windows").encoder)
-    tokens = Tokens.from_bytes(encoder.text_tokenizer(texts()).to_bytes())
+    worker = pickle.loads(pickle.dumps(encoder.text_tokenizer))  # as --ray ships it to a CPU worker
+    tokens = Tokens.from_bytes(worker(texts()).to_bytes())
     assert tokens.counts is not None and len(tokens.counts) == len(tokens.live)
     assert as_dicts(encoder.encode_tokens(tokens)) == as_dicts(encoder.encode(texts()))
     with pytest.raises(ValueError, match="carry no counts"):
