@@ -243,10 +243,17 @@ def _encode_for(
 
 
 def _check_terms(path: Path, index: Mapping[str, Any], encoder: Mapping[str, Any]) -> None:
-    """Refuse to add documents encoded with other terms than the index's: a uniCOIL model folder whose
-    ``lsr_terms.json`` appeared, went or changed its analyzer since the index was built."""
+    """Refuse to add documents encoded with other terms or weights than the index's: a uniCOIL model
+    folder whose ``lsr_terms.json`` appeared, went or changed its analyzer or tf section, a SPLADE one
+    whose ``lsr_doc.json`` tf section did, since the index was built."""
     was = (index.get("terms"), index.get("analyzer"))
     now = (encoder.get("terms"), encoder.get("analyzer"))
+    if index.get("tf") != encoder.get("tf"):
+        raise LsrError(
+            f"{path}: its documents were encoded with tf saturation {index.get('tf')}, the model at "
+            f"{encoder.get('model')} now saturates with {encoder.get('tf')} (lsr_terms.json or "
+            "lsr_doc.json changed?); put the model folder back as it was, or rebuild the index"
+        )
     if was != now:
         raise LsrError(
             f"{path}: its documents have terms {was[0] or 'of the model vocabulary'} (analyzer "

@@ -30,7 +30,8 @@ restarts them) redoes only its own block.
 BM25 is refused: its vocabulary grows while it encodes (one per process) and its cost is the
 analysis, which one process does at thousands of documents per second. A uniCOIL of word terms
 (:mod:`lsr.encoders.words`, also as ``inference-free``) and ``bm25+MODEL`` are refused for the same
-growing vocabulary.
+growing vocabulary. A SPLADE whose documents saturate tf (``lsr_doc.json``) runs: the CPU workers'
+tokens carry each text's token counts (``Tokens.counts``).
 """
 
 from __future__ import annotations

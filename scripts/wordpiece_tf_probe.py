@@ -1,52 +1,90 @@
 #!/usr/bin/env python3
-"""Probe: BM25 tf saturation on a wordpiece SPLADE's document vectors, on the ood suite (nothing shipped).
+"""Grid of BM25 tf saturation (k1, b) on a wordpiece SPLADE's document vectors (ood suite + SciFact dev).
 
-Each collection is encoded with the model (``lsr`` encoder, as an index would); a document token's
-count is its number of occurrences in the tokenized whole text, |d| the number of tokens. Each setting
-multiplies the document weights by ``c (k1 + 1) / (c + k1 (1 - b + b |d| / avgdl))`` with c = max(count,
-1) (``all``: expansion terms, count 0, as if counted once) or only where count > 0 (``input``), avgdl the
-collection's mean; queries: the model's weights x idf(t)^p (p: the folder's ``lsr_query.json``). Exact
-float scoring; nDCG@10 per collection, settings best first by the ood mean.
+Each dataset is encoded once with the model folder as it is (no ``tf`` in its ``lsr_doc.json``), its
+vectors cached under ``--cache``; every setting is then scored exactly (float, scipy) as an index of the
+folder with ``lsr_doc.json`` = ``{"tf": {"k1", "b", "avgdl"}}`` would: each document term the text holds
+(count c > 0 in the model's tokenization of the whole text, specials left out: the encoder's
+``token_counts``) weighs ``c (k1 + 1) / (c + k1 (1 - b + b |d| / avgdl))`` more (``Saturation``);
+expansion terms keep their weights; queries: the model's weights x idf(t)^p (p: the folder's
+``lsr_query.json``). ``avgdl`` is fixed, the mean length of ``--avgdl-corpus`` (the training corpus).
 
-    python scripts/wordpiece_tf_probe.py splade --ood ../shared/data/ood
+    python scripts/wordpiece_tf_probe.py lsr/models/splade --avgdl-corpus ../shared/data/beir/scifact \
+        --datasets OOD/adi,OOD/time,OOD/med,OOD/cacm,OOD/lisa,OOD/npl,SCIFACT_DEV:dev --cache /tmp/vec
+
+Prints nDCG@10 per dataset and setting, best first by the mean of (the ood collections' mean, the
+``:dev`` dataset), the selection rule of docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
 from lsr.config import EncoderConfig
-from lsr.encoders import default_model, make_encoder, query_idf
-from lsr.encoders.hf import clean_text
-from lsr.train.data import load_suite
+from lsr.data.corpus import open_corpus
+from lsr.encoders import make_encoder, query_idf
+from lsr.encoders.transformer import token_counts
+from lsr.train.data import doc_text, load_suite
 from lsr.train.trainer import ndcg_at_k
 
-COLLECTIONS = ("adi", "time", "med", "cacm", "lisa", "npl")
+K1 = (0.5, 1.0, 2.0)
+B = (0.2, 0.4, 0.6)
 
 
-def scores(encoder, folder: Path, power: float) -> dict[str, float]:
-    suite = load_suite(folder, "test")
+def encoded(encoder, suite, cache: Path | None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(documents, queries) as CSR over the vocabulary, from ``cache`` when there."""
+    path = cache / f"{suite.name}-{len(suite.queries)}.npz" if cache else None
+    if path is not None and path.is_file():
+        z = np.load(path)
+        return sp.csr_matrix((z["dd"], z["di"], z["dp"]), shape=tuple(z["ds"])), sp.csr_matrix(
+            (z["qd"], z["qi"], z["qp"]), shape=tuple(z["qs"])
+        )
+    width = len(encoder.vocab)
     docs = encoder.encode(suite.doc_texts)
     queries = encoder.model.encode([q.query for q in suite.queries], encoder.cfg.prune, query=True)
-    tokenizer = encoder.model.tokenizer
-    counts = [
-        Counter(tokenizer(clean_text(t), add_special_tokens=False)["input_ids"]) for t in suite.doc_texts
-    ]
-    n, width = len(suite.doc_texts), len(encoder.vocab)
-    d = sp.csr_matrix((docs.weights, docs.term_ids, docs.indptr), shape=(n, width))
-    d.sort_indices()
-    rows = np.repeat(np.arange(n), np.diff(d.indptr))
-    count = np.array([counts[r].get(t, 0) for r, t in zip(rows, d.indices, strict=True)], float)
-    length = np.array([sum(c.values()) for c in counts], float)
-    ratio = length[rows] / length.mean()
-    idf = query_idf.idf_table(np.bincount(d.indices, minlength=width), n, power)
+    d = sp.csr_matrix((docs.weights, docs.term_ids, docs.indptr), shape=(len(suite.doc_texts), width))
     q = sp.csr_matrix((queries.weights, queries.term_ids, queries.indptr), shape=(len(queries), width))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            dd=d.data,
+            di=d.indices,
+            dp=d.indptr,
+            ds=d.shape,
+            qd=q.data,
+            qi=q.indices,
+            qp=q.indptr,
+            qs=q.shape,
+        )
+    return d, q
+
+
+def grid_scores(encoder, folder: Path, split: str, avgdl: float, power: float, cache: Path | None):
+    """nDCG@10 of each setting on one dataset."""
+    suite = load_suite(folder, split)
+    d, q = encoded(encoder, suite, cache)
+    d.sort_indices()
+    n = d.shape[0]
+    model = encoder.model
+    counter = type(model.backend).from_str(model.backend.to_str())
+    counter.no_truncation()
+    counts = token_counts(counter, suite.doc_texts, model.special_ids)
+    rows = np.repeat(np.arange(n), np.diff(d.indptr))
+    count = np.zeros(len(rows))
+    for r, (ids, c, _) in enumerate(counts):
+        a, b = d.indptr[r], d.indptr[r + 1]
+        at = np.minimum(np.searchsorted(ids, d.indices[a:b]), max(len(ids) - 1, 0))
+        if len(ids):
+            count[a:b] = np.where(ids[at] == d.indices[a:b], c[at], 0)
+    length = np.array([x[2] for x in counts], float)[rows]
+    idf = query_idf.idf_table(np.bincount(d.indices, minlength=d.shape[1]), n, power)
     q = q.multiply(idf[None, :]).tocsr()
     rels = [x.rels for x in suite.queries]
 
@@ -56,29 +94,54 @@ def scores(encoder, folder: Path, power: float) -> dict[str, float]:
             [[suite.doc_ids[j] for j in np.argsort(-row, kind="stable")[:10]] for row in s], rels, 10
         )
 
-    out = {"none": ndcg(np.ones_like(count))}
-    c = np.maximum(count, 1.0)
-    for k1 in (0.5, 1.0, 2.0):
-        for b in (0.0, 0.2, 0.4):
-            f = c * (k1 + 1) / (c + k1 * (1 - b + b * ratio))
-            out[f"k1={k1:g} b={b:g} all"] = ndcg(f)
-            out[f"k1={k1:g} b={b:g} input"] = ndcg(np.where(count > 0, f, 1.0))
+    out = {"none": ndcg(np.ones(len(rows)))}
+    held = count > 0
+    for k1 in K1:
+        for b in B:
+            f = np.ones(len(rows))  # Saturation.scale, each entry with its document's length
+            norm = k1 * (1 - b + b * length[held] / avgdl)
+            f[held] = count[held] * (k1 + 1) / (count[held] + norm)
+            out[f"k1={k1:g} b={b:g}"] = ndcg(f)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("encoder", help="splade or inference-free documents of the default model, or NAME:FOLDER")
-    ap.add_argument("--ood", type=Path, default=Path("../shared/data/ood"))
+    ap.add_argument("model", help="a wordpiece SPLADE folder without a tf section")
+    ap.add_argument("--datasets", required=True, help="BEIR folders, FOLDER:SPLIT for another split")
+    ap.add_argument("--avgdl-corpus", type=Path, required=True, help="the training corpus (a BEIR folder)")
+    ap.add_argument("--cache", type=Path, help="a folder for the encoded vectors, reused across runs")
+    ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    name, _, folder = args.encoder.partition(":")
-    model = Path(folder) if folder else default_model(name)
-    encoder = make_encoder(EncoderConfig(name="splade", model=str(model)))
-    power = query_idf.resolve(-1.0, model)
-    table = {c: scores(encoder, args.ood / c, power) for c in COLLECTIONS}
-    for s in sorted(table["adi"], key=lambda s: -np.mean([table[c][s] for c in COLLECTIONS])):
-        cells = " | ".join(f"{table[c][s]:.4f}" for c in COLLECTIONS)
-        print(f"{s} | {np.mean([table[c][s] for c in COLLECTIONS]):.4f} | {cells}")
+    encoder = make_encoder(EncoderConfig(name="splade", model=args.model))
+    if encoder.doc_tf is not None:
+        ap.error(f"{args.model}: a SPLADE folder without a tf section (lsr_doc.json) is needed")
+    model = encoder.model
+    counter = type(model.backend).from_str(model.backend.to_str())
+    counter.no_truncation()
+    texts = [doc_text(d.title, d.text) for d in open_corpus(args.avgdl_corpus)]
+    avgdl = float(np.mean([x[2] for x in token_counts(counter, texts, model.special_ids)]))
+    print(f"avgdl {avgdl:.4f}", flush=True)
+    power = query_idf.resolve(-1.0, Path(args.model))
+    table: dict[str, dict[str, float]] = {}
+    for spec in args.datasets.split(","):
+        folder, _, split = spec.partition(":")
+        name = Path(folder).name + (f":{split}" if split else "")
+        table[name] = grid_scores(encoder, Path(folder), split or "test", avgdl, power, args.cache)
+        print(name, f"none {table[name]['none']:.4f}", flush=True)
+    ood = [k for k in table if ":" not in k]
+    dev = [k for k in table if ":" in k]
+
+    def select(s: str) -> float:
+        mean = float(np.mean([table[k][s] for k in ood]))
+        return (mean + table[dev[0]][s]) / 2 if dev else mean
+
+    print("setting", "select", "ood mean", *table, sep=" | ")
+    for s in sorted(table[ood[0]], key=select, reverse=True):
+        cells = [f"{table[k][s]:.4f}" for k in table]
+        print(s, f"{select(s):.4f}", f"{np.mean([table[k][s] for k in ood]):.4f}", *cells, sep=" | ")
+    if args.json:
+        args.json.write_text(json.dumps({"avgdl": avgdl, "ndcg@10": table}, indent=1) + "\n")
     return 0
 
 

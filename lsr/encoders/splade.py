@@ -16,28 +16,75 @@ mask to all of them, then takes the max: gigabytes of memory traffic per batch.
 
 :func:`splade_pool_reference` is the straightforward version; tests hold the two equal
 and the benchmark (``benchmarks/encode_bench.py``) compares their speed.
+
+Term-frequency saturation of documents: a model folder may say ``{"tf": {"k1", "b", "avgdl"}}`` in
+``lsr_doc.json`` (:func:`read_doc_file`; the document side's settings, as ``lsr_query.json`` holds the
+query side's). Each document term the text holds (count c > 0 in the model's tokenization of the whole
+cleaned text, special tokens left out, |d| its number of such tokens) then weighs
+
+    w(t, d) x c (k1 + 1) / (c + k1 (1 - b + b |d| / avgdl))
+
+(:class:`lsr.encoders.words.Saturation`), once per document after its windows are pooled; expansion
+terms (c = 0) and queries keep their weights. ``avgdl`` is a fixed reference (the training corpus's mean
+length in such tokens), so a document's weights depend on that document alone: live adds, shards and
+re-encodes agree. The counts come with the tokens (``Tokens.counts``, made by the ``TextTokenizer``), so
+``lsr encode --ray`` workers make them too. The index meta records the section (``encoder.tf``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from lsr.config import EncoderConfig, SpladeConfig, TransformerConfig, from_dict
-from lsr.encoders.hf import require
+import numpy as np
+
+from lsr.config import EncoderConfig, PruneConfig, SpladeConfig, TransformerConfig, from_dict
+from lsr.encoders.hf import require, resolve_model
 from lsr.encoders.transformer import (
+    Tokens,
     TransformerEncoder,
     TransformerQueryEncoder,
     TransformerSparseModel,
     section,
 )
+from lsr.encoders.words import Saturation
 from lsr.errors import ConfigError
+from lsr.index.sparse import SparseBatch
 
 logger = logging.getLogger(__name__)
 
 # tile sizes of the fused projection + max: (tokens, vocabulary rows) per matmul
 TILES = {"cpu": (512, 2048), "cuda": (16384, 32768)}
+DOC_FILE = "lsr_doc.json"
+DOC_KEYS = ("tf", "what", "selected_on")  # what / selected_on: free text for the reader
+
+
+def read_doc_file(model_dir: Path) -> Saturation | None:
+    """The documents' tf saturation of a model folder's ``lsr_doc.json`` (``{"tf": {"k1", "b",
+    "avgdl"}}``), or None when the folder has no such file or it has no ``tf``.
+
+    Raises:
+        ConfigError: the file is not a JSON object, has a key other than ``DOC_KEYS``, or a bad tf
+            section (each named, with the file).
+    """
+    path = model_dir / DOC_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path}: expected a JSON object such as {{"tf": {{...}}}}, got {data!r:.200}')
+    unknown = sorted(set(data) - set(DOC_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {list(DOC_KEYS)}")
+    try:
+        return Saturation.from_section(data["tf"]) if "tf" in data else None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 class SpladeModel(TransformerSparseModel):
@@ -65,6 +112,7 @@ class SpladeModel(TransformerSparseModel):
         if activation not in ("relu", "log1p_relu"):
             raise ValueError(f"activation {activation!r} is not one of ['relu', 'log1p_relu']")
         self.pooling = self.window_pooling = pooling
+        self.saturation: Saturation | None = None  # documents' tf saturation: saturate()
         self.activation = activation
         self.impl = impl
         super().__init__(path, cfg)
@@ -102,6 +150,32 @@ class SpladeModel(TransformerSparseModel):
         _replace_module(model, decoder, torch.nn.Identity())
         self.trunk = model
         self._weight_cast = self.weight if self.dtype == torch.float32 else self.weight.to(self.dtype)
+
+    def saturate(self, saturation: Saturation | None) -> None:
+        """Documents' tf saturation from now on (None: none); their tokens then carry their counts."""
+        self.saturation = saturation
+        if saturation is not None:
+            self.text_tokenizer.count_documents(self.special_ids)
+
+    def encode_tokens(self, tokens: Tokens, prune: PruneConfig, query: bool = False) -> SparseBatch:
+        """Rows as the base class makes them; documents that saturate: each term a text holds times its
+        tf factor (the module docstring), from the counts ``tokens`` carry."""
+        if query or self.saturation is None or tokens.n_texts == 0:
+            return super().encode_tokens(tokens, prune, query)
+        saturation, counts = self.saturation, tokens.counts
+        if counts is None:
+            raise ValueError(f"{self.path}: documents' tf saturates ({DOC_FILE}), the tokens carry no counts")
+
+        def scale(k: int, terms: np.ndarray, weights: np.ndarray) -> np.ndarray:
+            ids, count, length = counts[k]
+            at = np.minimum(np.searchsorted(ids, terms), max(len(ids) - 1, 0))
+            held = ids[at] == terms if len(ids) else np.zeros(len(terms), bool)
+            factor = np.ones(len(terms))
+            factor[held] = saturation.scale(count[at[held]], length)
+            return (weights * factor).astype(np.float32)
+
+        seq_rows = self.sequence_rows(tokens.seqs, False)
+        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, False, scale)
 
     def hidden(self, input_ids: Any, mask: Any) -> Any:
         """``[batch, tokens, hidden]``: what the vocabulary projection reads."""
@@ -195,14 +269,18 @@ class SpladeEncoder(TransformerEncoder):
 
     def __init__(self, cfg: EncoderConfig, impl: str = "fast"):
         self.impl = impl
+        self.doc_tf = read_doc_file(resolve_model(cfg.model))  # a bad file fails before the model loads
         super().__init__(cfg)
 
     def make_model(self, path: Path) -> SpladeModel:
         activation = self.st.activation if self.st else "relu"
-        return SpladeModel(path, self.cfg.transformer, self.cfg.splade.pooling, self.impl, activation)
+        model = SpladeModel(path, self.cfg.transformer, self.cfg.splade.pooling, self.impl, activation)
+        model.saturate(self.doc_tf)
+        return model
 
     def own_section(self) -> dict[str, Any]:
-        return {"splade": section(self.cfg.splade)}
+        tf = {} if self.doc_tf is None else {"tf": self.doc_tf.section()}
+        return {"splade": section(self.cfg.splade), **tf}
 
 
 class SpladeQueryEncoder(TransformerQueryEncoder):

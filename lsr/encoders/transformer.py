@@ -25,7 +25,7 @@ import dataclasses
 import io
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -128,17 +128,27 @@ def tokenizer_vocab(tokenizer: Any, size: int) -> list[str]:
 class Tokens:
     """Texts as the model reads them (steps 1-2 of the loop): ``n_texts`` texts, the indices of those with
     content (``live``), the token ids of their sequences (special tokens included; a text's windows one
-    after another) and, per sequence, the index in ``live`` of its text (``owner``, ascending)."""
+    after another) and, per sequence, the index in ``live`` of its text (``owner``, ascending); for
+    documents whose tf saturates, ``counts``: per text in ``live`` its :func:`token_counts`."""
 
     n_texts: int
     live: list[int]
     seqs: Sequence[Any]  # each a list of ids or an int array
     owner: np.ndarray
+    counts: list[tuple[np.ndarray, np.ndarray, int]] | None = None
 
     def to_bytes(self) -> bytes:
         """The tokens as one ``.npz`` (no pickles): what a Ray CPU worker hands to an encoder actor."""
         lengths = np.fromiter((len(s) for s in self.seqs), dtype=np.int64, count=len(self.seqs))
         ids = np.fromiter((t for s in self.seqs for t in s), dtype=np.int32, count=int(lengths.sum()))
+        counts: dict[str, Any] = {}
+        if self.counts is not None:
+            counts = {
+                "count_ids": np.concatenate([c[0] for c in self.counts] or [np.zeros(0, np.int64)]),
+                "count_values": np.concatenate([c[1] for c in self.counts] or [np.zeros(0, np.int64)]),
+                "count_sizes": np.asarray([len(c[0]) for c in self.counts], dtype=np.int64),
+                "count_lengths": np.asarray([c[2] for c in self.counts], dtype=np.int64),
+            }
         buf = io.BytesIO()
         np.savez(
             buf,
@@ -147,6 +157,7 @@ class Tokens:
             ids=ids,
             lengths=lengths,
             owner=self.owner,
+            **counts,
         )
         return buf.getvalue()
 
@@ -156,7 +167,31 @@ class Tokens:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             ids, lengths = z["ids"], z["lengths"]
             seqs = np.split(ids, np.cumsum(lengths)[:-1]) if len(lengths) else []
-            return cls(int(z["n_texts"]), z["live"].tolist(), seqs, z["owner"])
+            counts = None
+            if "count_sizes" in z:
+                cuts = np.cumsum(z["count_sizes"])[:-1]
+                counts = list(
+                    zip(
+                        np.split(z["count_ids"], cuts),
+                        np.split(z["count_values"], cuts),
+                        z["count_lengths"].tolist(),
+                        strict=True,
+                    )
+                )
+            return cls(int(z["n_texts"]), z["live"].tolist(), seqs, z["owner"], counts)
+
+
+def token_counts(counter: Any, texts: Sequence[str], special_ids: Sequence[int]) -> list[Any]:
+    """Per text: (token ids ascending, their counts, the number of tokens), ``counter`` (a tokenizers
+    ``Tokenizer`` that does not truncate) over the whole cleaned text, special tokens left out."""
+    out = []
+    special = np.asarray(special_ids, dtype=np.int64)
+    for enc in counter.encode_batch_fast([clean_text(t) for t in texts], add_special_tokens=False):
+        ids = np.asarray(enc.ids, dtype=np.int64)
+        ids = ids[~np.isin(ids, special)]
+        unique, counts = np.unique(ids, return_counts=True)
+        out.append((unique, counts, len(ids)))
+    return out
 
 
 class TextTokenizer:
@@ -168,6 +203,14 @@ class TextTokenizer:
         self.backend = backend
         self.cfg = cfg
         self.max_positions = max_positions
+        self.counter: Any = None  # documents' token counts (tf saturation): the tokenizer untruncated
+        self.special_ids: list[int] = []
+
+    def count_documents(self, special_ids: Sequence[int]) -> None:
+        """From now on, documents' :class:`Tokens` carry each text's :func:`token_counts`."""
+        self.counter = type(self.backend).from_str(self.backend.to_str())
+        self.counter.no_truncation()
+        self.special_ids = list(special_ids)
 
     def __call__(self, texts: Sequence[str], query: bool = False) -> Tokens:
         """The tokens of documents (``long_docs: windows`` cuts long ones into windows) or queries."""
@@ -175,7 +218,10 @@ class TextTokenizer:
         windows = self.cfg.long_docs == "windows" and not query
         max_length = self.cfg.query_max_length if query else self.cfg.max_length
         seqs, owner = self.tokenize([texts[i] for i in live], max_length, windows)
-        return Tokens(len(texts), live, seqs, owner)
+        counts = None
+        if self.counter is not None and not query:
+            counts = token_counts(self.counter, [texts[i] for i in live], self.special_ids)
+        return Tokens(len(texts), live, seqs, owner, counts)
 
     def tokenize(
         self, texts: Sequence[str], max_length: int, windows: bool
@@ -327,14 +373,18 @@ class TransformerSparseModel:
         or on another process), in order."""
         if tokens.n_texts == 0:
             return SparseBatch.empty()
-        seqs = tokens.seqs
+        seq_rows = self.sequence_rows(tokens.seqs, query)
+        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, query)
+
+    def sequence_rows(self, seqs: Sequence[Any], query: bool) -> list[Any]:
+        """Steps 3-4: each sequence's row (ascending term ids, weights > 0), batches on the workers."""
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         seq_rows: list[Any] = [None] * len(seqs)
         encode = self._encode_onnx if query and self.query_runtime is not None else self._encode_batch
         for idx, rows in self._map(lambda idx: (idx, encode(seqs, idx)), self.batches(lengths)):
             for i, row in zip(idx, rows, strict=True):
                 seq_rows[i] = row
-        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, query)
+        return seq_rows
 
     def text_rows(
         self,
@@ -344,17 +394,21 @@ class TransformerSparseModel:
         seq_rows: list[Any],
         prune: PruneConfig,
         query: bool,
+        scale: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> SparseBatch:
         """One row per text: the rows of its sequences (``owner``: the index in ``live`` of each
-        sequence's text, ascending) pooled, then pruned; texts not in ``live`` get empty rows."""
+        sequence's text, ascending) pooled, then (``scale``: the weights ``scale(k, terms, weights)``
+        of the text ``live[k]``) pruned; texts not in ``live`` get empty rows."""
         threshold = prune.query_threshold if query else prune.doc_threshold
         max_terms = prune.query_max_terms if query else prune.doc_max_terms
         empty = (np.zeros(0, np.int32), np.zeros(0, np.float32))
         out = [empty] * n_texts
         bounds = np.searchsorted(owner, np.arange(len(live) + 1))
         for k, i in enumerate(live):
-            merged = self._merge_windows(seq_rows[bounds[k] : bounds[k + 1]])
-            out[i] = prune_row(*merged, threshold, max_terms)
+            terms, weights = self._merge_windows(seq_rows[bounds[k] : bounds[k + 1]])
+            if scale is not None:
+                weights = scale(k, terms, weights)
+            out[i] = prune_row(terms, weights, threshold, max_terms)
         return rows_to_batch(out)
 
     def _encode_batch(self, seqs: Sequence[Any], idx: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:

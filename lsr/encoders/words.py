@@ -75,8 +75,9 @@ def make_word_analyzer(section: dict[str, Any]) -> Analyzer:
 
 @dataclass(frozen=True)
 class Saturation:
-    """BM25's term-frequency saturation and length normalization of a document's word-term weights (the
-    module docstring). ``avgdl``: the reference length in analyzed terms (the training corpus's mean)."""
+    """BM25's term-frequency saturation and length normalization of a document's term weights (the
+    module docstring; wordpieces: :mod:`lsr.encoders.splade`). ``avgdl``: the reference length, in the
+    terms counted (the training corpus's mean)."""
 
     k1: float
     b: float
@@ -89,7 +90,7 @@ class Saturation:
             ("avgdl", self.avgdl, lambda v: v > 0),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-                raise ConfigError(f"word terms: tf.{name} = {value!r} must be a number in {_TF_RANGES[name]}")
+                raise ConfigError(f"tf.{name} = {value!r} must be a number in {_TF_RANGES[name]}")
 
     @classmethod
     def from_section(cls, section: Any) -> Saturation:
@@ -99,9 +100,7 @@ class Saturation:
             ConfigError: not such a mapping, or a value out of range (named).
         """
         if not isinstance(section, dict) or set(section) != {"k1", "b", "avgdl"}:
-            raise ConfigError(
-                f'word terms: tf must be {{"k1": ..., "b": ..., "avgdl": ...}}, got {section!r:.200}'
-            )
+            raise ConfigError(f'tf must be {{"k1": ..., "b": ..., "avgdl": ...}}, got {section!r:.200}')
         return cls(section["k1"], section["b"], section["avgdl"])
 
     def section(self) -> dict[str, float]:
@@ -113,6 +112,12 @@ class Saturation:
         norm = self.k1 * (1.0 - self.b + self.b * len(terms) / self.avgdl)
         per_term = {t: c * (self.k1 + 1.0) / (c + norm) for t, c in Counter(terms).items()}
         return per_term, (self.k1 + 1.0) / (1.0 + norm)
+
+    def scale(self, counts: np.ndarray, length: int) -> np.ndarray:
+        """float64 factors of terms counted ``counts`` times (each > 0) in a document of ``length``."""
+        norm = self.k1 * (1.0 - self.b + self.b * length / self.avgdl)
+        counts = np.asarray(counts, dtype=np.float64)
+        return counts * (self.k1 + 1.0) / (counts + norm)
 
 
 _TF_RANGES = {"k1": "(0, inf)", "b": "[0, 1]", "avgdl": "(0, inf)"}

@@ -37,6 +37,7 @@ from lsr import __version__
 from lsr.config import to_dict
 from lsr.data.corpus import Doc
 from lsr.encoders.query_idf import MODEL_FILE as QUERY_FILE
+from lsr.encoders.splade import DOC_FILE
 from lsr.errors import LsrError
 from lsr.index.io import publish_directory, write_json
 from lsr.train.adapt_checks import MLM_KINDS, check_language, corpus_digest, read_corpus
@@ -345,9 +346,9 @@ def _publish(inputs: _Inputs, work: Path, out: Path, record: dict[str, Any]) -> 
         # the trainer started from the work directory's MLM model, which is removed: name the real start
         trained.update(init=record["adapted_from"], prepared_dataset=record["corpus"], adapted=True)
         write_json(tmp / "lsr_train.json", trained)
-        start_query = Path(inputs.cfg.model.init) / QUERY_FILE  # the start model's query_idf carries over
-        if start_query.is_file():
-            shutil.copy2(start_query, tmp / QUERY_FILE)
+        for name in (QUERY_FILE, DOC_FILE):  # the start model's query_idf and documents' tf carry over
+            if (Path(inputs.cfg.model.init) / name).is_file():
+                shutil.copy2(Path(inputs.cfg.model.init) / name, tmp / name)
     write_json(tmp / "lsr_adapt.json", record)
     (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
     publish_directory(tmp, out)

@@ -119,12 +119,15 @@ def test_adapt_inference_free(corpus, train_mlm, tmp_path):
 
 
 def test_the_start_models_query_idf_carries_over(corpus, train_mlm, tmp_path):
-    """A shipped model's lsr_query.json (its selected encoder.query_idf) goes with its adapted copy."""
+    """A shipped model's lsr_query.json (its selected encoder.query_idf) and lsr_doc.json (documents' tf)
+    go with its adapted copy."""
     import shutil
 
     start = tmp_path / "start"
     shutil.copytree(train_mlm, start)
     (start / "lsr_query.json").write_text(json.dumps({"query_idf": 0.25}))
+    tf = {"k1": 1.0, "b": 0.5, "avgdl": 20.0}
+    (start / "lsr_doc.json").write_text(json.dumps({"tf": tf}))
     out = tmp_path / "adapted"
     assert _adapt(f"splade:{start}", corpus, out, "--set", "adapt.keep_start_if_worse=false") == 0
     assert json.loads((out / "lsr_adapt.json").read_text())["kept_start"] is False
@@ -134,7 +137,8 @@ def test_the_start_models_query_idf_carries_over(corpus, train_mlm, tmp_path):
         main(["index", "--corpus", str(corpus), "--encoder", f"splade:{out}", "--out", str(index), "--quiet"])
         == 0
     )
-    assert json.loads((index / "meta.json").read_text())["encoder"]["query_idf"] == 0.25
+    meta = json.loads((index / "meta.json").read_text())["encoder"]
+    assert meta["query_idf"] == 0.25 and meta["tf"] == tf
 
 
 @pytest.mark.parametrize("words", [False, True])
