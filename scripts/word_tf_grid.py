@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,12 +80,28 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{args.model}: a word-terms uniCOIL without a tf section is needed")
     texts = (clean_text(doc_text(d.title, d.text)) for d in open_corpus(args.avgdl_corpus))
     avgdl = float(np.mean([len(probe.words.analyzer(t)) for t in texts]))
+    table = grid_table(args.datasets, lambda folder, split: grid_scores(args.model, folder, split, avgdl))
+    report(table, avgdl, args.json)
+    return 0
+
+
+def grid_table(datasets: str, scores: Callable[[Path, str], dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``{dataset: scores(folder, split)}`` of ``datasets`` (comma-separated ``FOLDER`` or
+    ``FOLDER:SPLIT``, the split test by default; a dataset with a split is named ``NAME:SPLIT``),
+    printing each one's first setting as it is scored."""
     table: dict[str, dict[str, float]] = {}
-    for spec in args.datasets.split(","):
+    for spec in datasets.split(","):
         folder, _, split = spec.partition(":")
         name = Path(folder).name + (f":{split}" if split else "")
-        table[name] = grid_scores(args.model, Path(folder), split or "test", avgdl)
-        print(name, f"no tf {table[name]['k1=0 b=0']:.4f}", flush=True)
+        table[name] = scores(Path(folder), split or "test")
+        first, value = next(iter(table[name].items()))
+        print(name, f"{first} {value:.4f}", flush=True)
+    return table
+
+
+def report(table: dict[str, dict[str, float]], avgdl: float, out: Path | None) -> None:
+    """Print the settings best first by select = mean(the ood datasets' mean, the ``:SPLIT`` dataset's)
+    (the ood mean alone without one), the rule of docs/results.md; write ``out`` (JSON) when given."""
     ood = [k for k in table if ":" not in k]
     dev = [k for k in table if ":" in k]
 
@@ -92,14 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         mean = float(np.mean([table[k][s] for k in ood]))
         return (mean + table[dev[0]][s]) / 2 if dev else mean
 
-    settings = sorted(table[ood[0]], key=select, reverse=True)
     print("setting", "select", "ood mean", *table, sep=" | ")
-    for s in settings:
+    for s in sorted(table[ood[0]], key=select, reverse=True):
         cells = [f"{table[k][s]:.4f}" for k in table]
         print(s, f"{select(s):.4f}", f"{np.mean([table[k][s] for k in ood]):.4f}", *cells, sep=" | ")
-    if args.json:
-        args.json.write_text(json.dumps({"avgdl": avgdl, "ndcg@10": table}, indent=1) + "\n")
-    return 0
+    if out:
+        out.write_text(json.dumps({"avgdl": avgdl, "ndcg@10": table}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

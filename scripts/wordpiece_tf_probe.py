@@ -19,17 +19,18 @@ Prints nDCG@10 per dataset and setting, best first by the mean of (the ood colle
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from word_tf_grid import grid_table, report  # scripts/, beside this one (run as a script)
 
 from lsr.config import EncoderConfig
 from lsr.data.corpus import open_corpus
 from lsr.encoders import make_encoder, query_idf
-from lsr.encoders.transformer import token_counts
+from lsr.encoders.transformer import counts_of, token_counts, untruncated
+from lsr.encoders.words import Saturation
 from lsr.train.data import doc_text, load_suite
 from lsr.train.trainer import ndcg_at_k
 
@@ -73,16 +74,12 @@ def grid_scores(encoder, folder: Path, split: str, avgdl: float, power: float, c
     d.sort_indices()
     n = d.shape[0]
     model = encoder.model
-    counter = type(model.backend).from_str(model.backend.to_str())
-    counter.no_truncation()
-    counts = token_counts(counter, suite.doc_texts, model.special_ids)
+    counts = token_counts(untruncated(model.backend), suite.doc_texts, model.special_ids)
     rows = np.repeat(np.arange(n), np.diff(d.indptr))
     count = np.zeros(len(rows))
-    for r, (ids, c, _) in enumerate(counts):
+    for r, counted in enumerate(counts):
         a, b = d.indptr[r], d.indptr[r + 1]
-        at = np.minimum(np.searchsorted(ids, d.indices[a:b]), max(len(ids) - 1, 0))
-        if len(ids):
-            count[a:b] = np.where(ids[at] == d.indices[a:b], c[at], 0)
+        count[a:b] = counts_of(counted, d.indices[a:b])
     length = np.array([x[2] for x in counts], float)[rows]
     idf = query_idf.idf_table(np.bincount(d.indices, minlength=d.shape[1]), n, power)
     q = q.multiply(idf[None, :]).tocsr()
@@ -98,9 +95,8 @@ def grid_scores(encoder, folder: Path, split: str, avgdl: float, power: float, c
     held = count > 0
     for k1 in K1:
         for b in B:
-            f = np.ones(len(rows))  # Saturation.scale, each entry with its document's length
-            norm = k1 * (1 - b + b * length[held] / avgdl)
-            f[held] = count[held] * (k1 + 1) / (count[held] + norm)
+            f = np.ones(len(rows))
+            f[held] = Saturation(k1, b, avgdl).scale(count[held], length[held])  # as the encoder's
             out[f"k1={k1:g} b={b:g}"] = ndcg(f)
     return out
 
@@ -117,31 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     if encoder.doc_tf is not None:
         ap.error(f"{args.model}: a SPLADE folder without a tf section (lsr_doc.json) is needed")
     model = encoder.model
-    counter = type(model.backend).from_str(model.backend.to_str())
-    counter.no_truncation()
     texts = [doc_text(d.title, d.text) for d in open_corpus(args.avgdl_corpus)]
-    avgdl = float(np.mean([x[2] for x in token_counts(counter, texts, model.special_ids)]))
+    avgdl = float(np.mean([x[2] for x in token_counts(untruncated(model.backend), texts, model.special_ids)]))
     print(f"avgdl {avgdl:.4f}", flush=True)
     power = query_idf.resolve(-1.0, Path(args.model))
-    table: dict[str, dict[str, float]] = {}
-    for spec in args.datasets.split(","):
-        folder, _, split = spec.partition(":")
-        name = Path(folder).name + (f":{split}" if split else "")
-        table[name] = grid_scores(encoder, Path(folder), split or "test", avgdl, power, args.cache)
-        print(name, f"none {table[name]['none']:.4f}", flush=True)
-    ood = [k for k in table if ":" not in k]
-    dev = [k for k in table if ":" in k]
-
-    def select(s: str) -> float:
-        mean = float(np.mean([table[k][s] for k in ood]))
-        return (mean + table[dev[0]][s]) / 2 if dev else mean
-
-    print("setting", "select", "ood mean", *table, sep=" | ")
-    for s in sorted(table[ood[0]], key=select, reverse=True):
-        cells = [f"{table[k][s]:.4f}" for k in table]
-        print(s, f"{select(s):.4f}", f"{np.mean([table[k][s] for k in ood]):.4f}", *cells, sep=" | ")
-    if args.json:
-        args.json.write_text(json.dumps({"avgdl": avgdl, "ndcg@10": table}, indent=1) + "\n")
+    table = grid_table(
+        args.datasets, lambda folder, split: grid_scores(encoder, folder, split, avgdl, power, args.cache)
+    )
+    report(table, avgdl, args.json)
     return 0
 
 

@@ -47,6 +47,7 @@ from lsr.encoders.transformer import (
     TransformerEncoder,
     TransformerQueryEncoder,
     TransformerSparseModel,
+    counts_of,
     section,
 )
 from lsr.encoders.words import Saturation
@@ -167,11 +168,10 @@ class SpladeModel(TransformerSparseModel):
             raise ValueError(f"{self.path}: documents' tf saturates ({DOC_FILE}), the tokens carry no counts")
 
         def scale(k: int, terms: np.ndarray, weights: np.ndarray) -> np.ndarray:
-            ids, count, length = counts[k]
-            at = np.minimum(np.searchsorted(ids, terms), max(len(ids) - 1, 0))
-            held = ids[at] == terms if len(ids) else np.zeros(len(terms), bool)
+            count = counts_of(counts[k], terms)
+            held = count > 0
             factor = np.ones(len(terms))
-            factor[held] = saturation.scale(count[at[held]], length)
+            factor[held] = saturation.scale(count[held], counts[k][2])
             return (weights * factor).astype(np.float32)
 
         seq_rows = self.sequence_rows(tokens.seqs, False)

@@ -194,6 +194,22 @@ def token_counts(counter: Any, texts: Sequence[str], special_ids: Sequence[int])
     return out
 
 
+def untruncated(backend: Any) -> Any:
+    """A copy of a tokenizers ``Tokenizer`` that does not truncate (for :func:`token_counts`)."""
+    counter = type(backend).from_str(backend.to_str())
+    counter.no_truncation()
+    return counter
+
+
+def counts_of(counted: tuple[np.ndarray, np.ndarray, int], terms: np.ndarray) -> np.ndarray:
+    """Each of ``terms``' count in a text of :func:`token_counts` ``counted`` (0: not in the text)."""
+    ids, counts, _ = counted
+    if not len(ids):
+        return np.zeros(len(terms), dtype=counts.dtype)
+    at = np.minimum(np.searchsorted(ids, terms), len(ids) - 1)
+    return np.where(ids[at] == terms, counts[at], 0)
+
+
 class TextTokenizer:
     """Steps 1-2 of the loop: texts -> :class:`Tokens`. It needs the tokenizer, the settings and the
     model's number of positions, not the model: it pickles (the Rust tokenizer travels as its JSON), so
@@ -208,8 +224,7 @@ class TextTokenizer:
 
     def count_documents(self, special_ids: Sequence[int]) -> None:
         """From now on, documents' :class:`Tokens` carry each text's :func:`token_counts`."""
-        self.counter = type(self.backend).from_str(self.backend.to_str())
-        self.counter.no_truncation()
+        self.counter = untruncated(self.backend)
         self.special_ids = list(special_ids)
 
     def __call__(self, texts: Sequence[str], query: bool = False) -> Tokens:

@@ -109,13 +109,14 @@ class Saturation:
     def factors(self, terms: Sequence[str]) -> tuple[dict[str, float], float]:
         """Each term's factor for a document analyzed into ``terms`` (with repeats), and the factor of a
         term counted once (for a term the whole-text analysis did not find)."""
-        norm = self.k1 * (1.0 - self.b + self.b * len(terms) / self.avgdl)
-        per_term = {t: c * (self.k1 + 1.0) / (c + norm) for t, c in Counter(terms).items()}
-        return per_term, (self.k1 + 1.0) / (1.0 + norm)
+        counted = Counter(terms)
+        scaled = self.scale(np.asarray([*counted.values(), 1]), len(terms)).tolist()
+        return dict(zip(counted, scaled[:-1], strict=True)), scaled[-1]
 
-    def scale(self, counts: np.ndarray, length: int) -> np.ndarray:
-        """float64 factors of terms counted ``counts`` times (each > 0) in a document of ``length``."""
-        norm = self.k1 * (1.0 - self.b + self.b * length / self.avgdl)
+    def scale(self, counts: np.ndarray, length: Any) -> np.ndarray:
+        """float64 factors of terms counted ``counts`` times (each > 0) in a document of ``length``
+        (a number, or one per count)."""
+        norm = self.k1 * (1.0 - self.b + self.b * np.asarray(length, dtype=np.float64) / self.avgdl)
         counts = np.asarray(counts, dtype=np.float64)
         return counts * (self.k1 + 1.0) / (counts + norm)
 
