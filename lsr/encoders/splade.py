@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lsr.config import EncoderConfig, PruneConfig, SpladeConfig, TransformerConfig, from_dict
+from lsr.config import EncoderConfig, SpladeConfig, TransformerConfig, from_dict
 from lsr.encoders.hf import require, resolve_model
 from lsr.encoders.transformer import (
     Tokens,
@@ -52,7 +53,6 @@ from lsr.encoders.transformer import (
 )
 from lsr.encoders.words import Saturation
 from lsr.errors import ConfigError
-from lsr.index.sparse import SparseBatch
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +158,12 @@ class SpladeModel(TransformerSparseModel):
         if saturation is not None:
             self.text_tokenizer.count_documents(self.special_ids)
 
-    def encode_tokens(self, tokens: Tokens, prune: PruneConfig, query: bool = False) -> SparseBatch:
-        """Rows as the base class makes them; documents that saturate: each term a text holds times its
-        tf factor (the module docstring), from the counts ``tokens`` carry."""
-        if query or self.saturation is None or tokens.n_texts == 0:
-            return super().encode_tokens(tokens, prune, query)
+    def document_scale(self, tokens: Tokens) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None:
+        """Documents that saturate: each term a text holds times its tf factor (the module docstring),
+        from the counts ``tokens`` carry."""
         saturation, counts = self.saturation, tokens.counts
+        if saturation is None:
+            return None
         if counts is None:
             raise ValueError(f"{self.path}: documents' tf saturates ({DOC_FILE}), the tokens carry no counts")
 
@@ -174,8 +174,7 @@ class SpladeModel(TransformerSparseModel):
             factor[held] = saturation.scale(count[held], counts[k][2])
             return (weights * factor).astype(np.float32)
 
-        seq_rows = self.sequence_rows(tokens.seqs, False)
-        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, False, scale)
+        return scale
 
     def hidden(self, input_ids: Any, mask: Any) -> Any:
         """``[batch, tokens, hidden]``: what the vocabulary projection reads."""

@@ -389,7 +389,12 @@ class TransformerSparseModel:
         if tokens.n_texts == 0:
             return SparseBatch.empty()
         seq_rows = self.sequence_rows(tokens.seqs, query)
-        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, query)
+        scale = None if query else self.document_scale(tokens)
+        return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, query, scale)
+
+    def document_scale(self, tokens: Tokens) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None:
+        """The ``scale`` of :meth:`text_rows` for documents of ``tokens`` (None here: weights as pooled)."""
+        return None
 
     def sequence_rows(self, seqs: Sequence[Any], query: bool) -> list[Any]:
         """Steps 3-4: each sequence's row (ascending term ids, weights > 0), batches on the workers."""
