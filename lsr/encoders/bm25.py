@@ -29,8 +29,8 @@ import numpy as np
 from lsr.analysis import Analyzer
 from lsr.config import BM25Config, EncoderConfig, from_dict
 from lsr.encoders.base import CorpusEncoder, CorpusStats, Finish
-from lsr.encoders.hf import rows_to_batch
-from lsr.index.sparse import TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
+from lsr.encoders.hf import count_row, rows_to_batch
+from lsr.index.sparse import WEIGHT_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
 
@@ -149,10 +149,4 @@ class BM25QueryEncoder:
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
         ti = self.term_index
-        rows = []
-        for text in texts:
-            counts = Counter(t for t in self.analyzer(text) if t in ti)
-            row = sorted((ti[t], c) for t, c in counts.items())  # canonical: each term once, ascending
-            terms = np.fromiter((t for t, _ in row), dtype=TERM_DTYPE, count=len(row))
-            rows.append((terms, np.fromiter((c for _, c in row), dtype=WEIGHT_DTYPE, count=len(row))))
-        return rows_to_batch(rows)
+        return rows_to_batch([count_row(Counter(ti[t] for t in self.analyzer(x) if t in ti)) for x in texts])

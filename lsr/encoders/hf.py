@@ -127,6 +127,13 @@ def prune_row(
     return terms, weights
 
 
+def count_row(counts: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The canonical row (ascending term ids) of a query's term id -> count, the counts as weights."""
+    row = sorted(counts.items())
+    terms = np.fromiter((t for t, _ in row), dtype=TERM_DTYPE, count=len(row))
+    return terms, np.fromiter((c for _, c in row), dtype=WEIGHT_DTYPE, count=len(row))
+
+
 def rows_to_batch(rows: Sequence[tuple[np.ndarray, np.ndarray]]) -> SparseBatch:
     """CSR from rows that are already canonical (ascending term ids, weights > 0)."""
     if not rows:

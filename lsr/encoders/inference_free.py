@@ -31,7 +31,7 @@ import numpy as np
 
 from lsr.config import EncoderConfig, PruneConfig, from_dict
 from lsr.encoders.base import CorpusStats, Finish
-from lsr.encoders.hf import check_vocab, clean_text, prune_row, rows_to_batch
+from lsr.encoders.hf import check_vocab, clean_text, count_row, prune_row, rows_to_batch
 from lsr.encoders.splade import SpladeEncoder
 from lsr.encoders.unicoil import UniCoilEncoder, model_terms
 from lsr.encoders.words import bert_ascii_words, bert_words_tokenizer, index_words
@@ -283,10 +283,6 @@ class WordsQueryEncoder:
         return cls(meta, term_index, directory)
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:
-        rows = []
-        for text in texts:
-            counts = sorted(self.words.counts(self.query_words(text)).items())
-            terms = np.asarray([t for t, _ in counts], dtype=np.int32)
-            weights = np.asarray([c for _, c in counts], dtype=np.float32)
-            rows.append(prune_row(terms, weights, self.prune.query_threshold, self.prune.query_max_terms))
-        return rows_to_batch(rows)
+        threshold, limit = self.prune.query_threshold, self.prune.query_max_terms
+        rows = [count_row(self.words.counts(self.query_words(text))) for text in texts]
+        return rows_to_batch([prune_row(terms, weights, threshold, limit) for terms, weights in rows])
