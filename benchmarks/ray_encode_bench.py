@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def run(
         wall = time.perf_counter() - start
     finally:
         if head is not None:
-            stop_ray(head)
+            stop_node(head)
     meta = Vectors(out).meta
     row = {"setup": setup, "gpus": gpus, "per_gpu": per_gpu, "docs": meta["n_docs"], "wall_s": round(wall, 2)}
     row["docs_per_s"] = round(meta["n_docs"] / wall, 1)
@@ -115,33 +116,48 @@ def run(
 
 
 def start_ray(port: int, gpus: int, temp: Path) -> subprocess.Popen:
-    """A Ray head (``ray start --block``, in a session of its own), once it is up."""
+    """A Ray head with this machine's CPUs and ``gpus`` GPUs, its files under ``temp``."""
     cpus = os.cpu_count() or 2
-    cmd = [*RAY, "start", "--head", "--port", str(port), "--num-gpus", str(gpus), "--num-cpus", str(cpus)]
-    cmd += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp), "--block"]
+    args = ["--head", "--port", str(port), "--num-gpus", str(gpus), "--num-cpus", str(cpus)]
+    args += ["--include-dashboard=false", "--disable-usage-stats", "--temp-dir", str(temp)]
     temp.mkdir(parents=True, exist_ok=True)
-    log = temp / "ray-start.log"
+    return start_node(*args, log=temp / "ray-start.log", env=ENV)
+
+
+def start_node(
+    *args: str, log: Path, env: Mapping[str, str] | None = None, timeout_s: float = 180
+) -> subprocess.Popen:
+    """``ray start ARGS --block`` of this Python (its workers import this checkout's lsr), in a session
+    of its own, output to ``log``; returns once the node is up. ``env``: default this process's, without
+    usage stats. :func:`stop_node` stops it and the processes it started, leaving any other Ray of this
+    machine alone (``ray stop`` would stop them all)."""
+    env = env if env is not None else {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     with open(log, "w") as out:
-        head = subprocess.Popen(cmd, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
+        node = subprocess.Popen(
+            [*RAY, "start", *args, "--block"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + timeout_s
     while "will now block" not in log.read_text():
-        if head.poll() is not None or time.monotonic() > deadline:
-            stop_ray(head)
-            raise RuntimeError(f"ray start failed:\n{log.read_text()}")
+        if node.poll() is not None or time.monotonic() > deadline:
+            stop_node(node)
+            raise RuntimeError(f"ray start {' '.join(args)} failed:\n{log.read_text()}")
         time.sleep(0.2)
-    return head
+    return node
 
 
-def stop_ray(head: subprocess.Popen) -> None:
-    """SIGTERM to the ``ray start --block`` of :func:`start_ray`: it stops the processes it started
-    (``ray stop`` would stop every Ray of this machine)."""
-    if head.poll() is None:
-        head.terminate()
+def stop_node(node: subprocess.Popen) -> None:
+    """SIGTERM to the ``ray start --block`` of :func:`start_node`, which stops its node's processes."""
+    if node.poll() is None:
+        node.terminate()
         try:
-            head.wait(60)
+            node.wait(60)
         except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(10)
+            os.killpg(node.pid, signal.SIGKILL)  # its session: the processes it started
+            node.wait(10)
 
 
 def compare(single: Path, other: Path) -> dict[str, Any]:

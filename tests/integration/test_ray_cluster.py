@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from lsr.vectors import Vectors
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from sharded_helpers import QUERIES, write_corpus
 
+from benchmarks.ray_encode_bench import start_node, stop_node
+
 REPO = Path(__file__).resolve().parents[2]
 PORT = 6391  # the head's port (CI's cluster; nothing else on this machine uses Ray)
 ADDRESS = f"127.0.0.1:{PORT}"
@@ -48,34 +49,6 @@ def _require_ray() -> None:
         if os.environ.get("LSR_REQUIRE_DATA") == "1":
             pytest.fail("LSR_REQUIRE_DATA=1 (CI) and ray is missing: pip install -e '.[ray]'")
         pytest.skip("needs the ray extra (pip install -e '.[ray]')")
-
-
-def start_node(*args: str, log: Path) -> subprocess.Popen:
-    """``ray start ARGS --block`` of this Python (its workers import this checkout's lsr), in a session
-    of its own; returns once the node is up. :func:`stop_node` stops it and the processes it started,
-    leaving any other Ray of this machine alone (``ray stop`` would stop them all)."""
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", *args, "--block"]
-    with open(log, "w") as out:
-        node = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while "will now block" not in log.read_text():
-        if node.poll() is not None or time.monotonic() > deadline:
-            stop_node(node)
-            raise RuntimeError(f"ray start {' '.join(args)} failed:\n{log.read_text()}")
-        time.sleep(0.2)
-    return node
-
-
-def stop_node(node: subprocess.Popen) -> None:
-    """SIGTERM to the ``ray start --block`` of :func:`start_node`, which stops its node's processes."""
-    if node.poll() is None:
-        node.terminate()
-        try:
-            node.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(node.pid, signal.SIGKILL)  # its session: the processes it started
-            node.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +66,8 @@ def cluster(tmp_path_factory) -> Iterator[str]:
     nodes: list[subprocess.Popen] = []
     try:
         head = ["--head", "--port", str(PORT), "--include-dashboard=false", "--temp-dir", temp]
-        nodes.append(start_node(*head, *NODE_FLAGS, log=logs / "head"))
-        nodes.append(start_node("--address", ADDRESS, *NODE_FLAGS, log=logs / "worker"))
+        nodes.append(start_node(*head, *NODE_FLAGS, log=logs / "head", timeout_s=120))
+        nodes.append(start_node("--address", ADDRESS, *NODE_FLAGS, log=logs / "worker", timeout_s=120))
         yield ADDRESS
     finally:
         import ray
