@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.synthetic import SyntheticConfig, generate
-from benchmarks.systems import IndexAdapter, LsrBlockMax
+from benchmarks.systems import IndexAdapter
 
 MODES = ("exact", "safe", "approx")
 
@@ -55,7 +55,7 @@ def build(n_docs: int, out: Path, seed: int = 0) -> tuple[Path, Path]:
     if (out / "meta.json").is_file() and queries.is_file():
         return out, queries
     coll = generate(SyntheticConfig(n_docs=n_docs, n_queries=200, seed=seed))
-    block_size = LsrBlockMax()._block_size()
+    block_size = IndexAdapter.config_defaults()["block_size"]  # build() takes None for no block-max data
     IndexAdapter.build(coll.docs, coll.doc_ids, coll.vocab, out, "uint8", block_size=block_size)
     q = coll.queries
     np.savez(queries, indptr=q.indptr, terms=q.term_ids, weights=q.weights)
