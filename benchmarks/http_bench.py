@@ -55,7 +55,7 @@ def build_indexes(build_dir: Path, queries: Path, encoders: list[str]) -> dict[s
         if not (path / "meta.json").is_file():
             cmd = [sys.executable, "-m", "lsr.cli", "index", "--corpus", str(queries), "--encoder", encoder]
             subprocess.run([*cmd, "--out", str(path), "--quiet"], check=True)
-        out[encoder] = str(path)
+        out[encoder] = str(path.resolve())  # servers run in a temp dir: absolute
     return out
 
 
@@ -72,12 +72,13 @@ def write_bodies(queries: Path, split: str, indexes: list[str], k: int, folder: 
     return files
 
 
-def with_pythonpath(first: Path | None) -> dict[str, str]:
-    """This process's environment with ``first`` ahead of any ``PYTHONPATH`` already set (where the
-    dependencies may come from)."""
+def with_pythonpath(*first: Path | None) -> dict[str, str]:
+    """This process's environment with the ``first`` paths given (not None) ahead of any ``PYTHONPATH``
+    already set (where the dependencies may come from)."""
     env = dict(os.environ)
-    if first is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(first), env.get("PYTHONPATH")]))
+    paths = [str(p) for p in first if p is not None]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [*paths, env.get("PYTHONPATH")]))
     return env
 
 
@@ -210,7 +211,7 @@ def run_load_script(
             "--index",
             index,
             "--queries",
-            str(args.queries),
+            str(Path(args.queries).resolve()),  # this runs in a temp dir
             "--split",
             args.split,
             "--k",

@@ -28,7 +28,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.http_bench import SCIFACT, build_indexes, source_layout
+from benchmarks.http_bench import SCIFACT, build_indexes, source_layout, with_pythonpath
 
 PARTS = ("app", "pool")
 
@@ -136,11 +136,17 @@ def main() -> int:
 
 def _child(args: argparse.Namespace, index: str, part: str, pythonpath: Path | None) -> float:
     cmd = [sys.executable, "-m", "benchmarks.http_inproc", "--child", f"{index},{part}"]
-    cmd += ["--requests", str(args.requests), "--queries", str(args.queries), "--split", args.split]
-    cmd += ["--encoders", args.encoders, "--build-dir", str(args.build_dir)]
-    env = dict(os.environ)
-    root = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([*([str(pythonpath)] if pythonpath else []), str(root)])
+    # the child runs in a temp dir (so that ``import lsr`` finds the tree under test): absolute paths
+    cmd += ["--requests", str(args.requests), "--queries", str(Path(args.queries).resolve())]
+    cmd += [
+        "--split",
+        args.split,
+        "--encoders",
+        args.encoders,
+        "--build-dir",
+        str(Path(args.build_dir).resolve()),
+    ]
+    env = with_pythonpath(pythonpath, Path(__file__).resolve().parents[1])  # the tree, then benchmarks/
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     return float(json.loads(out.stdout.strip().splitlines()[-1])["ms"])
 

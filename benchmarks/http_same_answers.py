@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from benchmarks.http_bench import SCIFACT, build_indexes, source_layout
+from benchmarks.http_bench import SCIFACT, build_indexes, source_layout, with_pythonpath
 
 EDGE = [
     "",
@@ -50,8 +49,8 @@ def serve(indexes: dict[str, str], port: int, pythonpath: Path | None) -> subpro
     cmd = [sys.executable, "-m", "lsr.cli", "serve", "--port", str(port), "--quiet", "--no-access-log"]
     for name, path in indexes.items():
         cmd += ["--index", f"{name}={path}"]
-    env = dict(os.environ, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {}))
     out = subprocess.DEVNULL
+    env = with_pythonpath(pythonpath)
     return subprocess.Popen(cmd, env=env, cwd=tempfile.gettempdir(), stdout=out, stderr=out)
 
 
