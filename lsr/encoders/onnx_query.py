@@ -183,7 +183,7 @@ class OnnxQueryRuntime:
         outputs on seeded token sequences fail :func:`lsr.encoders.smooth_int8.agrees`."""
         reference = OnnxQueryRuntime(model, "onnx", trunk=self.graph == "trunk")
         try:
-            self.path = self._exported(model)
+            self.path = self._exported(model, reference.path)
             self.session = _session(self.path)
         except Exception as err:  # ValueError: not BERT; ONNX Runtime's own errors: no MatMulNBits
             logger.warning("onnx-int8-smooth: %s; the float32 graph instead", err)
@@ -209,20 +209,25 @@ class OnnxQueryRuntime:
             parts.append(f"smooth {smooth_int8.VERSION}")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
 
-    def _exported(self, model: Any) -> Path:
+    def _exported(self, model: Any, float32: Path | None = None) -> Path:
+        """The cached graph of this runtime, made when missing: exported, then quantized unless the
+        runtime is onnx; ``float32``: the float32 graph already exported (quantized, not exported again)."""
         out = cache_dir() / f"{self.kind}-{self.graph}-{self._key(model)}.onnx"
         if out.is_file():
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
+        int8 = tmp.with_name(tmp.name + ".int8")
         try:
-            self._export(model, tmp)
+            if float32 is None:
+                self._export(model, tmp)
+                float32 = tmp
             if self.runtime != "onnx":
-                self._quantize(model, tmp, tmp.with_name(tmp.name + ".int8"))
-                os.replace(tmp.with_name(tmp.name + ".int8"), tmp)
+                self._quantize(model, float32, int8)
+                os.replace(int8, tmp)
             os.replace(tmp, out)
         finally:
-            for stray in (tmp, tmp.with_name(tmp.name + ".int8")):
+            for stray in (tmp, int8):
                 stray.unlink(missing_ok=True)
         logger.info("exported the query graph to %s", out)
         return out
