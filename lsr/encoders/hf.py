@@ -127,6 +127,18 @@ def prune_row(
     return terms, weights
 
 
+def model_json(path: Path) -> Any:
+    """The JSON of a model folder's settings file at ``path``.
+
+    Raises:
+        ConfigError: the file cannot be read as JSON (naming it).
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not JSON ({exc})") from None
+
+
 def count_row(counts: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The canonical row (ascending term ids) of a query's term id -> count, the counts as weights."""
     row = sorted(counts.items())

@@ -33,7 +33,6 @@ re-encodes agree. The counts come with the tokens (``Tokens.counts``, made by th
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from lsr.config import EncoderConfig, SpladeConfig, TransformerConfig, from_dict
-from lsr.encoders.hf import require, resolve_model
+from lsr.encoders.hf import model_json, require, resolve_model
 from lsr.encoders.transformer import (
     Tokens,
     TransformerEncoder,
@@ -73,10 +72,7 @@ def read_doc_file(model_dir: Path) -> Saturation | None:
     path = model_dir / DOC_FILE
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not JSON ({exc})") from None
+    data = model_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f'{path}: expected a JSON object such as {{"tf": {{...}}}}, got {data!r:.200}')
     unknown = sorted(set(data) - set(DOC_KEYS))

@@ -44,6 +44,7 @@ import numpy as np
 
 from lsr.analysis import Analyzer
 from lsr.config import BM25Config, from_dict
+from lsr.encoders.hf import model_json
 from lsr.errors import ConfigError
 
 TERMS_FILE = "lsr_terms.json"
@@ -135,10 +136,7 @@ def read_terms_file(model_dir: Path | None) -> dict[str, Any] | None:
     path = model_dir / TERMS_FILE if model_dir is not None else None
     if path is None or not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not JSON ({exc})") from None
+    data = model_json(path)
     analyzer = data.get("analyzer") if isinstance(data, dict) else None
     if not isinstance(analyzer, dict) or data.get("terms") != "words":
         raise ConfigError(f'{path}: expected {{"terms": "words", "analyzer": {{...}}}}, got {data!r:.200}')
