@@ -149,7 +149,7 @@ def encode_corpus_ray(
             "that grows while it encodes (one per process); encode it in one process (without --ray)"
         )
     ray = connect(address)  # before the model loads: a wrong address fails in seconds
-    encoder = make_encoder(config.encoder)
+    encoder = driver_encoder(config.encoder)
     if not isinstance(encoder, TransformerEncoder) or not encoder.resumable:
         raise LsrError(
             f"--ray: the {encoder.name} encoder's vocabulary grows while it encodes (one per process); "
@@ -176,6 +176,20 @@ def encode_corpus_ray(
         meta = finish_vectors(config, encoder, corpus, docs, writer, start, extra=ray_section)
     shutil.rmtree(work, ignore_errors=True)
     return meta
+
+
+def driver_encoder(cfg: EncoderConfig) -> Any:
+    """The driver's copy of the encoder, on the CPU: it encodes nothing (it checks the model folder,
+    gives the CPU workers their tokenizer and writes the meta), so it neither waits for a GPU's start
+    (seconds) nor holds GPU memory the actors need; it describes the device the config names."""
+    transformer = dataclasses.replace(cfg.transformer, device="cpu")
+    encoder = make_encoder(dataclasses.replace(cfg, transformer=transformer))
+    if isinstance(encoder, TransformerEncoder):
+        ran = encoder.cfg.transformer
+        encoder.cfg = dataclasses.replace(
+            encoder.cfg, transformer=dataclasses.replace(ran, device=cfg.transformer.device)
+        )
+    return encoder
 
 
 def open_blocks(work: Path, key: str) -> Path:

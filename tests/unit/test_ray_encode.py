@@ -118,3 +118,19 @@ def test_the_reader_emits_the_blocks_to_do_and_stops_at_a_bad_line(tmp_path, mon
     # the driver's own read raises where lsr encode would
     with pytest.raises(DataFormatError, match="bad.jsonl:8"):
         write_blocks(open_corpus(bad), BLOCK, tmp_path, Writer(), Stage(tmp_path, [0, 1]).wait)  # type: ignore[arg-type]
+
+
+def test_the_driver_loads_its_encoder_on_the_cpu_and_describes_the_configured_device():
+    """A driver (a CPU-only head node, say) whose config names a GPU still starts: its copy of the
+    encoder only checks the folder, tokenizes nothing and writes the meta, which names the config's
+    device, as the actors run it."""
+    from lsr.config import load_config
+    from lsr.encoders import encoder_overrides
+    from lsr.encoders.transformer import section
+    from lsr.ray_encode import driver_encoder
+
+    config = load_config(None, [*encoder_overrides("splade"), "encoder.transformer.device=cuda:0"])
+    encoder = driver_encoder(config.encoder)
+    assert encoder.model.device.type == "cpu"
+    assert encoder.describe()["transformer"] == section(config.encoder.transformer)
+    assert section(config.encoder.transformer)["device"] == "cuda:0"
