@@ -4,8 +4,9 @@
 * ``scifact``: BEIR SciFact encoded with BM25 impacts (``lsr.pipeline.encode_corpus`` to
   JSONL), test queries encoded with the BM25 query encoder over the corpus vocabulary;
 * ``dl-pool``: the TREC DL19+DL20 passage pool (24,884 passages, 97 queries), likewise;
-* ``scifact-splade`` / ``scifact-unicoil``: SciFact encoded with the shipped splade / unicoil model
-  (documents and test queries; float weights written with 6 decimals).
+* ``scifact-splade`` / ``scifact-unicoil`` / ``dl-pool-splade``: SciFact (test queries) or the DL pool
+  (all its queries) encoded with the shipped splade / unicoil model (float weights written with 6
+  decimals).
 
 Every collection folder holds ``docs.jsonl``, ``queries.jsonl`` and ``lucene/docs.jsonl``
 (the documents with integer weights ``max(1, round(w * levels / max_weight))``, for
@@ -31,11 +32,13 @@ from lsr.index.sparse import SparseBatch, concat
 
 logger = logging.getLogger(__name__)
 
+# name -> (folder under the data root, query split or None for all queries, encoder)
 REAL_COLLECTIONS = {
-    "scifact": ("beir/scifact", "test"),
-    "dl-pool": ("msmarco/dl-pool", None),
-    "scifact-splade": ("beir/scifact", "test"),
-    "scifact-unicoil": ("beir/scifact", "test"),
+    "scifact": ("beir/scifact", "test", "bm25"),
+    "dl-pool": ("msmarco/dl-pool", None, "bm25"),
+    "scifact-splade": ("beir/scifact", "test", "splade"),
+    "scifact-unicoil": ("beir/scifact", "test", "unicoil"),
+    "dl-pool-splade": ("msmarco/dl-pool", None, "splade"),
 }
 
 
@@ -137,7 +140,7 @@ def prepare_bm25(
     from lsr.encoders.bm25 import BM25QueryEncoder
     from lsr.pipeline import encode_corpus
 
-    sub, split = REAL_COLLECTIONS[name]
+    sub, split, _ = REAL_COLLECTIONS[name]
     source = data_root / sub
     config = load_config(None)
     start = time.perf_counter()
@@ -165,17 +168,17 @@ def prepare_bm25(
 def prepare_learned(
     name: str, folder: Path, data_root: Path, k: int, lucene_levels: int, n_queries: int | None = None
 ) -> PreparedCollection:
-    """Encode a staged BEIR collection and its queries with a shipped learned model (the part of
-    ``name`` after the dash: splade or unicoil)."""
+    """Encode a staged BEIR collection and its queries with its shipped learned model (splade or
+    unicoil, :data:`REAL_COLLECTIONS`)."""
     from lsr.config import load_config
     from lsr.data.corpus import load_queries
     from lsr.encoders import encoder_overrides, load_query_encoder
     from lsr.pipeline import encode_corpus
     from lsr.vectors import Vectors
 
-    sub, split = REAL_COLLECTIONS[name]
+    sub, split, model = REAL_COLLECTIONS[name]
     source = data_root / sub
-    config = load_config(None, encoder_overrides(name.split("-", 1)[1]))
+    config = load_config(None, encoder_overrides(model))
     start = time.perf_counter()
     meta = encode_corpus(config, source, folder / "vectors", overwrite=True)
     vectors = Vectors(folder / "vectors")
@@ -202,6 +205,21 @@ def prepare_learned(
         "encode_seconds": round(time.perf_counter() - start, 3),
     }
     return _finish(name, folder, ids, [docs], vocab_list, queries, query_ids, k, lucene_levels, extra)
+
+
+def prepare_real(
+    name: str, folder: Path, data_root: Path, k: int, lucene_levels: int, n_queries: int | None = None
+) -> PreparedCollection:
+    """Prepare real collection ``name`` with its encoder: BM25 (:func:`prepare_bm25`) or a shipped
+    learned model (:func:`prepare_learned`).
+
+    Raises:
+        ValueError: ``name`` is not in :data:`REAL_COLLECTIONS`.
+    """
+    if name not in REAL_COLLECTIONS:
+        raise ValueError(f"unknown real collection {name!r} (known: {sorted(REAL_COLLECTIONS)})")
+    prepare = prepare_bm25 if REAL_COLLECTIONS[name][2] == "bm25" else prepare_learned
+    return prepare(name, folder, data_root, k, lucene_levels, n_queries)
 
 
 _SAVED = "prepared.json"

@@ -43,8 +43,7 @@ from benchmarks.corpora import (
     REAL_COLLECTIONS,
     PreparedCollection,
     load_prepared,
-    prepare_bm25,
-    prepare_learned,
+    prepare_real,
     prepare_synthetic,
     save_prepared,
 )
@@ -240,7 +239,6 @@ def prepare(args: argparse.Namespace, folder: Path) -> PreparedCollection:
             folder, args.n_docs, args.n_queries or 200, args.seed, args.k, args.lucene_doc_levels
         )
     else:
-        prepare_real = prepare_learned if "-" in args.collection else prepare_bm25
         coll = prepare_real(
             args.collection, folder, args.data, args.k, args.lucene_doc_levels, args.n_queries
         )
