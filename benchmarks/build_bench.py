@@ -136,7 +136,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import numba
 
     from benchmarks.systems import CollectionFiles, LsrBlockMax
-    from lsr.index.approx import build_approx_lists
 
     files = CollectionFiles("synthetic", Path(spec["docs"]), Path(spec["queries"]))
     workdir = Path(spec["workdir"])
@@ -148,7 +147,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         for n in dict.fromkeys((1, threads)):
             numba.set_num_threads(n)
             LsrBlockMax({"impact_dtype": "uint8", "reorder": "bp"}).build(warm, workdir / "warm")
-            build_approx_lists(workdir / "warm" / "lsr-index", 10, block_size)
+            importlib.import_module("lsr.index.approx").build_approx_lists(
+                workdir / "warm" / "lsr-index", 10, block_size
+            )
     timer = PhaseTimer()
     timer.install()
     start = time.perf_counter()
@@ -156,9 +157,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     total = time.perf_counter() - start
     index_dir = workdir / "timed" / "lsr-index"
     approx = 0.0
-    if spec["approx_lists"]:
+    if spec["approx_lists"]:  # looked up again: the timer wrapped it
         start = time.perf_counter()
-        build_approx_lists(index_dir, spec["approx_lists"], block_size)
+        approx_module = importlib.import_module("lsr.index.approx")
+        approx_module.build_approx_lists(index_dir, spec["approx_lists"], block_size)
         approx = time.perf_counter() - start
     return {
         "threads": numba.get_num_threads(),
