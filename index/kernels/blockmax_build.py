@@ -9,58 +9,69 @@ every block; the others keep one (block, max, offset) entry per run.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 SUPER_SHIFT = 8  # groups of 256 blocks (dense rows) or 256 runs (sparse entries) share one base offset
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _count_runs(term_ptr, doc_ids, block_size):
+    """Per term, the blocks its postings fall in (terms in parallel)."""
     n_terms = term_ptr.shape[0] - 1
     runs = np.zeros(n_terms, np.int64)
-    for t in range(n_terms):
+    for t in prange(n_terms):
         prev = -1
+        n = 0
         for p in range(term_ptr[t], term_ptr[t + 1]):
             b = doc_ids[p] // block_size
             if b != prev:
-                runs[t] += 1
+                n += 1
                 prev = b
+        runs[t] = n
     return runs
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_base, dense_off):
     """For dense row r (term dense_terms[r]) and block b: dense_maxf[r, b] is the max impact in the
     block (0 if absent), and the term's first posting in a block >= b sits at offset
-    dense_base[r, b >> SUPER_SHIFT] + dense_off[r, b] of its list (b = n_blocks: the list length)."""
+    dense_base[r, b >> SUPER_SHIFT] + dense_off[r, b] of its list (b = n_blocks: the list length).
+    Rows in parallel."""
     n_blocks = dense_maxf.shape[1]
-    for r in range(dense_terms.shape[0]):
+    overflow = np.zeros(dense_terms.shape[0], np.bool_)
+    for r in prange(dense_terms.shape[0]):
         t = dense_terms[r]
         start = term_ptr[t]
         length = term_ptr[t + 1] - start
         b_next = 0
+        ok = True
         for j in range(length):
             b = doc_ids[start + j] // block_size
             while b_next <= b:
-                _set_offset(dense_base, dense_off, r, b_next, j)
+                ok &= _set_offset(dense_base, dense_off, r, b_next, j)
                 b_next += 1
             v = np.float64(impacts[start + j])
             if v > dense_maxf[r, b]:
                 dense_maxf[r, b] = v
         while b_next <= n_blocks:
-            _set_offset(dense_base, dense_off, r, b_next, length)
+            ok &= _set_offset(dense_base, dense_off, r, b_next, length)
             b_next += 1
+        overflow[r] = not ok
+    if overflow.any():  # cannot happen with blocks of <= 256 docs; never wrap silently
+        raise ValueError("block-max dense run offset does not fit uint16")
 
 
 @njit(cache=True, inline="always")
 def _set_offset(dense_base, dense_off, r, b, offset):
+    """Record the offset of row r's block b; False if it does not fit uint16 (nothing written)."""
     sb = b >> SUPER_SHIFT
     if b & ((1 << SUPER_SHIFT) - 1) == 0:
         dense_base[r, sb] = offset
     off = offset - dense_base[r, sb]
-    if off > 65535:  # cannot happen with blocks of <= 256 docs; never wrap silently
-        raise ValueError("block-max dense run offset does not fit uint16")
+    if off > 65535:
+        return False
     dense_off[r, b] = off
+    return True
 
 
 @njit(cache=True, nogil=True)
@@ -72,9 +83,24 @@ def _fill_sparse(
     Run starts are counted in *sparse coordinates*: posting positions with the dense terms' lists
     taken out (``position - dense_before[t]``). Entries follow term order, so these coordinates
     ascend without gaps, and 256 runs of at most 256 postings fit uint16 offsets: entry p starts at
-    posting ``tb_base[p >> SUPER_SHIFT] + tb_off[p] + dense_before[t]``."""
-    n_terms = term_ptr.shape[0] - 1
-    for t in range(n_terms):
+    posting ``tb_base[p >> SUPER_SHIFT] + tb_off[p] + dense_before[t]``.
+
+    Two passes over the terms, each in parallel: blocks, maxima and the bases (each written by the
+    term owning its group's first entry), then the offsets against the bases."""
+    _sparse_runs(
+        term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, dense_before
+    )
+    if not _sparse_offsets(term_ptr, doc_ids, block_size, is_dense, tb_ptr, tb_base, tb_off, dense_before):
+        raise ValueError("block-max sparse run offset does not fit uint16")  # runs of <= 256 postings fit
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _sparse_runs(
+    term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, dense_before
+):
+    """_fill_sparse's first pass: each run's block and max; the base of every group of runs."""
+    mask = (1 << SUPER_SHIFT) - 1
+    for t in prange(term_ptr.shape[0] - 1):
         if is_dense[t]:
             continue
         q = tb_ptr[t] - 1
@@ -85,17 +111,36 @@ def _fill_sparse(
                 q += 1
                 tb_block[q] = b
                 tb_maxf[q] = 0
-                pos = p - dense_before[t]
-                if q & ((1 << SUPER_SHIFT) - 1) == 0:
-                    tb_base[q >> SUPER_SHIFT] = pos
-                off = pos - tb_base[q >> SUPER_SHIFT]
-                if off > 65535:  # cannot happen with runs of <= 256 postings; never wrap silently
-                    raise ValueError("block-max sparse run offset does not fit uint16")
-                tb_off[q] = off
+                if q & mask == 0:
+                    tb_base[q >> SUPER_SHIFT] = p - dense_before[t]
                 prev = b
             v = np.float64(impacts[p])
             if v > tb_maxf[q]:
                 tb_maxf[q] = v
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _sparse_offsets(term_ptr, doc_ids, block_size, is_dense, tb_ptr, tb_base, tb_off, dense_before):
+    """_fill_sparse's second pass: each run's offset from its group's base; False if one does not
+    fit uint16 (never wrapped)."""
+    n_terms = term_ptr.shape[0] - 1
+    fits = np.ones(n_terms, np.bool_)
+    for t in prange(n_terms):
+        if is_dense[t]:
+            continue
+        q = tb_ptr[t] - 1
+        prev = -1
+        for p in range(term_ptr[t], term_ptr[t + 1]):
+            b = doc_ids[p] // block_size
+            if b != prev:
+                q += 1
+                off = p - dense_before[t] - tb_base[q >> SUPER_SHIFT]
+                if off > 65535:
+                    fits[t] = False
+                else:
+                    tb_off[q] = off
+                prev = b
+    return fits.all()
 
 
 @njit(cache=True, nogil=True)

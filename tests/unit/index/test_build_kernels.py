@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from corpora import random_corpus
 
+from lsr.index.blockmax import blockmax_arrays
 from lsr.index.kernels.invert import _quantize_linear, _scatter_postings, _sort_postings
+from lsr.index.kernels.prune import _prune_lists, _pruned_lengths
 from lsr.index.kernels.rescore import _scatter_rows
 
 CHUNKS = [1, 2, 3, 7, 64]
@@ -109,3 +111,85 @@ def test_forward_scatter_equals_the_row_by_row_copy(seed, n_chunks):
     np.testing.assert_array_equal(terms, want_terms)
     np.testing.assert_array_equal(weights, want_weights)
     np.testing.assert_array_equal(term_err, want_err)
+
+
+def _reference_blockmax(term_ptr, doc_ids, impacts, n_docs, block_size, dense_fraction):
+    """The block-max layout (lsr.index.kernels.blockmax_build) written out plainly."""
+    n_blocks = -(-n_docs // block_size)
+    lists = [
+        (doc_ids[s:e] // block_size, impacts[s:e]) for s, e in zip(term_ptr[:-1], term_ptr[1:], strict=True)
+    ]
+    runs = [len(set(blocks.tolist())) for blocks, _ in lists]
+    dense = [n > 0 and n >= dense_fraction * n_blocks for n in runs]
+    rows = {"max": [], "base": [], "off": []}
+    for t in np.flatnonzero(dense):
+        blocks, imp = lists[t]
+        first = [
+            int(np.searchsorted(blocks, b)) for b in range(n_blocks + 1)
+        ]  # first posting in a block >= b
+        base = [first[b] for b in range(0, n_blocks + 1, 256)]
+        rows["max"].append([int(imp[blocks == b].max(initial=0)) for b in range(n_blocks)])
+        rows["base"].append(base + [0] * ((n_blocks >> 8) + 1 - len(base)))
+        rows["off"].append([first[b] - base[b >> 8] for b in range(n_blocks + 1)])
+    lengths = np.diff(term_ptr)
+    dense_before = np.concatenate([[0], np.cumsum(np.where(dense, lengths, 0))[:-1]])
+    entries = []  # (block, max, start in sparse coordinates)
+    for t, (blocks, imp) in enumerate(lists):
+        if not dense[t]:
+            for b in dict.fromkeys(blocks.tolist()):
+                p = int(np.flatnonzero(blocks == b)[0]) + term_ptr[t]
+                entries.append((b, int(imp[blocks == b].max()), p - dense_before[t]))
+    tb_base = np.zeros((len(entries) >> 8) + 1, np.int64)
+    tb_base[: -(-len(entries) // 256)] = [entries[q][2] for q in range(0, len(entries), 256)]
+    row_of = np.full(len(lists), -1)
+    row_of[np.flatnonzero(dense)] = np.arange(int(np.sum(dense)))
+    return {
+        "row_of": row_of,
+        "dense_max": np.array(rows["max"], np.uint8).reshape(-1, n_blocks),
+        "dense_base": np.array(rows["base"], np.uint32).reshape(-1, (n_blocks >> 8) + 1),
+        "dense_off": np.array(rows["off"], np.uint16).reshape(-1, n_blocks + 1),
+        "tb_ptr": np.concatenate([[0], np.cumsum(np.where(dense, 0, runs))]),
+        "tb_block": np.array([e[0] for e in entries]),
+        "tb_max": np.array([e[1] for e in entries], np.uint8),
+        "tb_base": tb_base,
+        "tb_off": np.array([e[2] - tb_base[q >> 8] for q, e in enumerate(entries)]),
+        "dense_before": dense_before,
+    }
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_blockmax_arrays_equal_the_layout_written_out(seed):
+    """Several groups of 256 sparse runs and of 256 dense blocks, rows and runs filled in parallel."""
+    rng = np.random.default_rng(seed)
+    n_docs, block_size, n_terms = 1100, 4, 120
+    share = np.where(
+        rng.random(n_terms) < 0.15, rng.uniform(0.1, 0.6, n_terms), rng.uniform(0, 0.02, n_terms)
+    )
+    lists = [np.flatnonzero(rng.random(n_docs) < s) for s in share]
+    term_ptr = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    doc_ids = np.concatenate(lists).astype(np.int32)
+    impacts = rng.integers(1, 256, len(doc_ids)).astype(np.uint8)
+    arrays, info = blockmax_arrays((term_ptr, doc_ids, impacts), n_docs, block_size, 0.25)
+    want = _reference_blockmax(term_ptr, doc_ids, impacts, n_docs, block_size, 0.25)
+    assert info["n_dense_terms"] > 0 and info["n_sparse_runs"] > 512 and info["n_blocks"] > 256
+    for name, value in want.items():
+        np.testing.assert_array_equal(arrays[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize("n_workers", [1, 3, 8])
+def test_pruned_lists_do_not_depend_on_the_workers(n_workers):
+    rng = np.random.default_rng(n_workers)
+    lengths = rng.integers(0, 40, 30)
+    term_ptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    docs = np.concatenate([np.sort(rng.choice(500, n, replace=False)) for n in lengths]).astype(np.int32)
+    impacts = rng.integers(1, 6, len(docs)).astype(np.uint8)  # many ties at the cut
+    out_ptr = _pruned_lengths(term_ptr, 10)
+    want_docs, want_impacts = [], []
+    for s, e in zip(term_ptr[:-1], term_ptr[1:], strict=True):  # top 10 by impact, ties to lower docs
+        keep = sorted(sorted(range(s, e), key=lambda j: (-int(impacts[j]), int(docs[j])))[:10])
+        want_docs += docs[keep].tolist()
+        want_impacts += impacts[keep].tolist()
+    got_docs = np.zeros(int(out_ptr[-1]), np.int32)
+    got_impacts = np.zeros(int(out_ptr[-1]), np.uint8)
+    _prune_lists(term_ptr, docs, impacts, 10, 255, out_ptr, got_docs, got_impacts, n_workers)
+    assert got_docs.tolist() == want_docs and got_impacts.tolist() == want_impacts
