@@ -33,7 +33,7 @@ def parse_chunk(path: str, start: int, end: int) -> ParsedChunk:
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
-    return parse_lines(data.splitlines())
+    return parse_lines(data.split(b"\n"))  # lines as a file iterates them: JSON may hold a bare \r
 
 
 def parse_lines(lines: list[bytes]) -> ParsedChunk:
