@@ -42,7 +42,7 @@ from lsr.data.corpus import check_id
 from lsr.data.jsonl import iter_jsonl, require_str
 from lsr.data.sparse_jsonl_chunk import ParsedChunk, parse_chunk
 from lsr.errors import DataFormatError
-from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, concat
+from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def read_sparse_jsonl(
     pieces = _piece_spans(Path(path))
     n_workers = min(workers or numba.get_num_threads(), len(pieces))
     ids: list[str] = []
-    parts: list[SparseBatch] = []
+    parts: list[Postings] = []
     with contextlib.ExitStack() as stack:
         if n_workers > 1:
             pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
@@ -130,11 +130,16 @@ def read_sparse_jsonl(
             ids += piece[0]
             chunk.append(piece)
             if last:  # a chunk's pieces share its new terms
-                parts += _chunk_batches(chunk, vocab, grow_vocab)
+                parts += _chunk_postings(chunk, vocab, grow_vocab)
                 chunk = []
     if not parts:
         return ids, SparseBatch.empty(), vocab
-    return ids, parts[0] if len(parts) == 1 else concat(parts), vocab
+    indptr = np.zeros(len(ids) + 1, dtype=PTR_DTYPE)
+    np.cumsum(np.concatenate([part[2] for part in parts]), out=indptr[1:])
+    term_ids = np.concatenate([part[0] for part in parts])
+    weights = np.concatenate([part[1] for part in parts])
+    _sort_rows(indptr, term_ids, weights)
+    return ids, SparseBatch(indptr, term_ids, weights), vocab
 
 
 def _piece_spans(path: Path) -> list[tuple[int, int, bool]]:
@@ -157,8 +162,11 @@ def _piece_spans(path: Path) -> list[tuple[int, int, bool]]:
     return spans
 
 
-def _chunk_batches(pieces: list[ParsedChunk], vocab: dict[str, int], grow: bool) -> list[SparseBatch]:
-    """The parsed pieces of one chunk as CSR batches over ``vocab`` (rows sorted by term id).
+Postings = tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]  # terms, weights, row lengths
+
+
+def _chunk_postings(pieces: list[ParsedChunk], vocab: dict[str, int], grow: bool) -> list[Postings]:
+    """The parsed pieces of one chunk over ``vocab`` (rows not yet sorted by term id).
 
     The chunk's new terms get the next ids in sorted order (deterministic); when ``grow`` is false,
     unknown terms are dropped. Zero weights were dropped by the parser (as lsr and Seismic do).
@@ -166,24 +174,20 @@ def _chunk_batches(pieces: list[ParsedChunk], vocab: dict[str, int], grow: bool)
     if grow:
         for term in sorted(set().union(*(piece[1] for piece in pieces)).difference(vocab)):
             vocab[term] = len(vocab)
-    return [_piece_batch(piece, vocab) for piece in pieces]
+    return [_piece_postings(piece, vocab) for piece in pieces]
 
 
-def _piece_batch(piece: ParsedChunk, vocab: dict[str, int]) -> SparseBatch:
-    """One parsed piece over ``vocab``: its terms mapped (those not in ``vocab`` dropped), rows sorted."""
+def _piece_postings(piece: ParsedChunk, vocab: dict[str, int]) -> Postings:
+    """One parsed piece's term ids in ``vocab``, weights and row lengths (terms not in ``vocab`` dropped)."""
     _, terms, local, weights, lengths = piece
-    mapping = np.fromiter(map(vocab.get, terms, repeat(-1)), dtype=np.int64, count=len(terms))
+    mapping = np.fromiter(map(vocab.get, terms, repeat(-1)), dtype=TERM_DTYPE, count=len(terms))
     term_ids = mapping[local]
     known = term_ids >= 0
     if not known.all():
         rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
         lengths = np.bincount(rows[known], minlength=len(lengths)).astype(np.int64)
         term_ids, weights = term_ids[known], weights[known]
-    indptr = np.zeros(len(lengths) + 1, dtype=PTR_DTYPE)
-    np.cumsum(lengths, out=indptr[1:])
-    ids = term_ids.astype(TERM_DTYPE)
-    _sort_rows(indptr, ids, weights)
-    return SparseBatch(indptr, ids, weights.astype(WEIGHT_DTYPE))
+    return term_ids, weights.astype(WEIGHT_DTYPE, copy=False), lengths
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
