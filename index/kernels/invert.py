@@ -62,15 +62,21 @@ def _scatter_postings(indptr, term_ids, impacts, new_ids, fill_pos, out_doc_ids,
 @njit(cache=True, nogil=True, parallel=True)
 def _sort_postings(term_ptr, doc_ids, impacts):
     """Sort every posting list by doc id, carrying impacts along (terms in parallel; a list's doc ids are
-    distinct, so its order is unique)."""
+    distinct, so its order is unique). A list sorts one int64 key per posting, doc id << 32 | its
+    position, then gathers its impacts by the positions (a plain sort of keys beats an argsort)."""
     for t in prange(term_ptr.shape[0] - 1):
         s = term_ptr[t]
         e = term_ptr[t + 1]
         if e - s < 2:
             continue
-        order = np.argsort(doc_ids[s:e])
-        doc_ids[s:e] = doc_ids[s:e][order]
-        impacts[s:e] = impacts[s:e][order]
+        keys = np.empty(e - s, np.int64)
+        for i in range(e - s):
+            keys[i] = (np.int64(doc_ids[s + i]) << 32) | i
+        keys.sort()
+        old = impacts[s:e].copy()
+        for i in range(e - s):
+            doc_ids[s + i] = keys[i] >> 32
+            impacts[s + i] = old[keys[i] & 0xFFFFFFFF]
 
 
 @njit(cache=True, nogil=True, parallel=True)
