@@ -83,24 +83,9 @@ def _fill_sparse(
     Run starts are counted in *sparse coordinates*: posting positions with the dense terms' lists
     taken out (``position - dense_before[t]``). Entries follow term order, so these coordinates
     ascend without gaps, and 256 runs of at most 256 postings fit uint16 offsets: entry p starts at
-    posting ``tb_base[p >> SUPER_SHIFT] + tb_off[p] + dense_before[t]``.
-
-    Two passes over the terms, each in parallel: blocks, maxima and the bases (each written by the
-    term owning its group's first entry), then the offsets against the bases."""
-    _sparse_runs(
-        term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, dense_before
-    )
-    if not _sparse_offsets(term_ptr, doc_ids, block_size, is_dense, tb_ptr, tb_base, tb_off, dense_before):
-        raise ValueError("block-max sparse run offset does not fit uint16")  # runs of <= 256 postings fit
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _sparse_runs(
-    term_ptr, doc_ids, impacts, block_size, is_dense, tb_ptr, tb_block, tb_maxf, tb_base, dense_before
-):
-    """_fill_sparse's first pass: each run's block and max; the base of every group of runs."""
-    mask = (1 << SUPER_SHIFT) - 1
-    for t in prange(term_ptr.shape[0] - 1):
+    posting ``tb_base[p >> SUPER_SHIFT] + tb_off[p] + dense_before[t]``."""
+    n_terms = term_ptr.shape[0] - 1
+    for t in range(n_terms):
         if is_dense[t]:
             continue
         q = tb_ptr[t] - 1
@@ -111,36 +96,17 @@ def _sparse_runs(
                 q += 1
                 tb_block[q] = b
                 tb_maxf[q] = 0
-                if q & mask == 0:
-                    tb_base[q >> SUPER_SHIFT] = p - dense_before[t]
+                pos = p - dense_before[t]
+                if q & ((1 << SUPER_SHIFT) - 1) == 0:
+                    tb_base[q >> SUPER_SHIFT] = pos
+                off = pos - tb_base[q >> SUPER_SHIFT]
+                if off > 65535:  # cannot happen with runs of <= 256 postings; never wrap silently
+                    raise ValueError("block-max sparse run offset does not fit uint16")
+                tb_off[q] = off
                 prev = b
             v = np.float64(impacts[p])
             if v > tb_maxf[q]:
                 tb_maxf[q] = v
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _sparse_offsets(term_ptr, doc_ids, block_size, is_dense, tb_ptr, tb_base, tb_off, dense_before):
-    """_fill_sparse's second pass: each run's offset from its group's base; False if one does not
-    fit uint16 (never wrapped)."""
-    n_terms = term_ptr.shape[0] - 1
-    fits = np.ones(n_terms, np.bool_)
-    for t in prange(n_terms):
-        if is_dense[t]:
-            continue
-        q = tb_ptr[t] - 1
-        prev = -1
-        for p in range(term_ptr[t], term_ptr[t + 1]):
-            b = doc_ids[p] // block_size
-            if b != prev:
-                q += 1
-                off = p - dense_before[t] - tb_base[q >> SUPER_SHIFT]
-                if off > 65535:
-                    fits[t] = False
-                else:
-                    tb_off[q] = off
-                prev = b
-    return fits.all()
 
 
 @njit(cache=True, nogil=True)
