@@ -28,6 +28,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numba
 import numpy as np
 
 from lsr.index.blockmax import build_blockmax
@@ -89,7 +90,7 @@ def pruned_postings(
     out_impacts = np.zeros(int(ptr[-1]), impacts.dtype)
     max_impact = int(np.iinfo(impacts.dtype).max)
     postings = (term_ptr, np.asarray(doc_ids), np.asarray(impacts))
-    _prune_lists(*postings, n_keep, max_impact, ptr, docs, out_impacts)
+    _prune_lists(*postings, n_keep, max_impact, ptr, docs, out_impacts, numba.get_num_threads())
     return ptr, docs, out_impacts
 
 

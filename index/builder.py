@@ -34,7 +34,7 @@ from lsr.index.approx import build_approx_lists, check_approx_lists
 from lsr.index.blockmax import DEFAULT_BLOCK_SIZE, build_blockmax, check_block_size
 from lsr.index.fields import build_fields
 from lsr.index.io import atomic_directory, save_array, write_meta
-from lsr.index.kernels.invert import _scatter_postings, _sort_postings
+from lsr.index.kernels.invert import _quantize_linear, _scatter_postings, _sort_postings, scatter_chunks
 from lsr.index.reorder import REORDER_METHODS, bp_order, resolve_reorder
 from lsr.index.rescore import FORWARD_CHOICES, ForwardWriter
 from lsr.index.sparse import DOC_DTYPE, PTR_DTYPE, SparseBatch
@@ -62,8 +62,9 @@ def quantize(weights: np.ndarray, impact_dtype: str, scale: float) -> np.ndarray
     if impact_dtype == "float32":
         return weights.astype(np.float32)
     dtype = INTEGER_IMPACT_DTYPES[impact_dtype]
-    q = np.rint(weights.astype(np.float64) / scale)
-    return np.clip(q, 1, np.iinfo(dtype).max).astype(dtype)
+    out = np.empty(len(weights), dtype)
+    _quantize_linear(weights, float(scale), float(np.iinfo(dtype).max), out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,10 @@ def _fill_pass(
         if doc_offset + len(batch) > n_docs:
             raise RuntimeError("the vector source changed between the two build passes")
         q = quantize(batch.weights, impact_dtype, scale)
-        _scatter_postings(batch.indptr, batch.term_ids, q, new_id[doc_offset:], fill_pos, doc_ids, impacts)
+        chunks = scatter_chunks(batch.nnz, len(fill_pos))
+        _scatter_postings(
+            batch.indptr, batch.term_ids, q, new_id[doc_offset:], fill_pos, doc_ids, impacts, chunks
+        )
         if forward is not None:
             forward.add(batch, q, doc_offset)
         doc_offset += len(batch)

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lsr.index.io import save_array
+from lsr.index.kernels.invert import scatter_chunks
 from lsr.index.kernels.rescore import _best_k, _error_bound, _rescore_batch, _rescore_one, _scatter_rows
 from lsr.index.sparse import SparseBatch
 
@@ -88,6 +89,7 @@ class ForwardWriter:
             self.terms,
             self.weights,
             self.term_err,
+            scatter_chunks(batch.nnz, len(self.term_err)),
         )
 
     def finish(self) -> tuple[dict[str, Any], dict[str, Any]]:

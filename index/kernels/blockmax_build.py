@@ -9,58 +9,69 @@ every block; the others keep one (block, max, offset) entry per run.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 SUPER_SHIFT = 8  # groups of 256 blocks (dense rows) or 256 runs (sparse entries) share one base offset
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _count_runs(term_ptr, doc_ids, block_size):
+    """Per term, the blocks its postings fall in (terms in parallel)."""
     n_terms = term_ptr.shape[0] - 1
     runs = np.zeros(n_terms, np.int64)
-    for t in range(n_terms):
+    for t in prange(n_terms):
         prev = -1
+        n = 0
         for p in range(term_ptr[t], term_ptr[t + 1]):
             b = doc_ids[p] // block_size
             if b != prev:
-                runs[t] += 1
+                n += 1
                 prev = b
+        runs[t] = n
     return runs
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _fill_dense(term_ptr, doc_ids, impacts, block_size, dense_terms, dense_maxf, dense_base, dense_off):
     """For dense row r (term dense_terms[r]) and block b: dense_maxf[r, b] is the max impact in the
     block (0 if absent), and the term's first posting in a block >= b sits at offset
-    dense_base[r, b >> SUPER_SHIFT] + dense_off[r, b] of its list (b = n_blocks: the list length)."""
+    dense_base[r, b >> SUPER_SHIFT] + dense_off[r, b] of its list (b = n_blocks: the list length).
+    Rows in parallel."""
     n_blocks = dense_maxf.shape[1]
-    for r in range(dense_terms.shape[0]):
+    overflow = np.zeros(dense_terms.shape[0], np.bool_)
+    for r in prange(dense_terms.shape[0]):
         t = dense_terms[r]
         start = term_ptr[t]
         length = term_ptr[t + 1] - start
         b_next = 0
+        ok = True
         for j in range(length):
             b = doc_ids[start + j] // block_size
             while b_next <= b:
-                _set_offset(dense_base, dense_off, r, b_next, j)
+                ok &= _set_offset(dense_base, dense_off, r, b_next, j)
                 b_next += 1
             v = np.float64(impacts[start + j])
             if v > dense_maxf[r, b]:
                 dense_maxf[r, b] = v
         while b_next <= n_blocks:
-            _set_offset(dense_base, dense_off, r, b_next, length)
+            ok &= _set_offset(dense_base, dense_off, r, b_next, length)
             b_next += 1
+        overflow[r] = not ok
+    if overflow.any():  # cannot happen with blocks of <= 256 docs; never wrap silently
+        raise ValueError("block-max dense run offset does not fit uint16")
 
 
 @njit(cache=True, inline="always")
 def _set_offset(dense_base, dense_off, r, b, offset):
+    """Record the offset of row r's block b; False if it does not fit uint16 (nothing written)."""
     sb = b >> SUPER_SHIFT
     if b & ((1 << SUPER_SHIFT) - 1) == 0:
         dense_base[r, sb] = offset
     off = offset - dense_base[r, sb]
-    if off > 65535:  # cannot happen with blocks of <= 256 docs; never wrap silently
-        raise ValueError("block-max dense run offset does not fit uint16")
+    if off > 65535:
+        return False
     dense_off[r, b] = off
+    return True
 
 
 @njit(cache=True, nogil=True)

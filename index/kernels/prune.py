@@ -5,7 +5,7 @@ pruning by weight mass (a query's heaviest terms holding a given share of its we
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, nogil=True)
@@ -18,39 +18,58 @@ def _pruned_lengths(term_ptr, n_keep):
     return out
 
 
-@njit(cache=True, nogil=True)
-def _prune_lists(term_ptr, doc_ids, impacts, n_keep, max_impact, out_ptr, out_docs, out_impacts):
+@njit(cache=True, nogil=True, parallel=True)
+def _prune_lists(term_ptr, doc_ids, impacts, n_keep, max_impact, out_ptr, out_docs, out_impacts, n_workers):
     """Fill ``out_docs`` / ``out_impacts`` (``out_ptr`` from _pruned_lengths): a longer list keeps
     its postings above the n_keep-th largest impact v and the first ones (lowest doc ids) at v, found
-    with a histogram of the list's integer impacts."""
-    hist = np.zeros(max_impact + 1, np.int64)
-    for t in range(term_ptr.shape[0] - 1):
-        lo, hi = term_ptr[t], term_ptr[t + 1]
-        pos = out_ptr[t]
-        if hi - lo <= n_keep:
-            for j in range(lo, hi):
-                out_docs[pos] = doc_ids[j]
-                out_impacts[pos] = impacts[j]
-                pos += 1
-            continue
+    with a histogram of the list's integer impacts. ``n_workers`` workers take every n_workers-th
+    term, each with its own histogram (every term is written at ``out_ptr``: the same output for any
+    number of workers)."""
+    n_terms = term_ptr.shape[0] - 1
+    for w in prange(n_workers):
+        hist = np.zeros(max_impact + 1, np.int64)
+        for t in range(w, n_terms, n_workers):
+            _prune_list(
+                doc_ids,
+                impacts,
+                term_ptr[t],
+                term_ptr[t + 1],
+                n_keep,
+                max_impact,
+                out_ptr[t],
+                hist,
+                out_docs,
+                out_impacts,
+            )
+
+
+@njit(cache=True, nogil=True)
+def _prune_list(doc_ids, impacts, lo, hi, n_keep, max_impact, pos, hist, out_docs, out_impacts):
+    """One list of _prune_lists, written from ``pos``; ``hist`` is zero on entry and on return."""
+    if hi - lo <= n_keep:
         for j in range(lo, hi):
-            hist[impacts[j]] += 1
-        above = 0  # postings with an impact above v
-        v = max_impact
-        while above + hist[v] < n_keep:
-            above += hist[v]
-            v -= 1
-        ties = n_keep - above  # postings at impact v to keep, in doc order
-        for j in range(lo, hi):
-            x = impacts[j]
-            if x > v or (x == v and ties > 0):
-                if x == v:
-                    ties -= 1
-                out_docs[pos] = doc_ids[j]
-                out_impacts[pos] = x
-                pos += 1
-        for j in range(lo, hi):
-            hist[impacts[j]] = 0
+            out_docs[pos] = doc_ids[j]
+            out_impacts[pos] = impacts[j]
+            pos += 1
+        return
+    for j in range(lo, hi):
+        hist[impacts[j]] += 1
+    above = 0  # postings with an impact above v
+    v = max_impact
+    while above + hist[v] < n_keep:
+        above += hist[v]
+        v -= 1
+    ties = n_keep - above  # postings at impact v to keep, in doc order
+    for j in range(lo, hi):
+        x = impacts[j]
+        if x > v or (x == v and ties > 0):
+            if x == v:
+                ties -= 1
+            out_docs[pos] = doc_ids[j]
+            out_impacts[pos] = x
+            pos += 1
+    for j in range(lo, hi):
+        hist[impacts[j]] = 0
 
 
 @njit(cache=True, nogil=True)

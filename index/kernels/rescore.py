@@ -18,20 +18,35 @@ from numba import njit, prange
 from lsr.index.kernels.topk import heap_drain_sorted, heap_offer
 
 
-@njit(cache=True, nogil=True)
-def _scatter_rows(indptr, term_ids, weights, impacts, scale, row_start, fwd_terms, fwd_weights, term_err):
+@njit(cache=True, nogil=True, parallel=True)
+def _scatter_rows(
+    indptr, term_ids, weights, impacts, scale, row_start, fwd_terms, fwd_weights, term_err, n_chunks
+):
     """Copy batch row r to its internal position ``row_start[r]``; raise ``term_err`` to the
-    quantization error of every posting (stored weight against ``scale`` x impact)."""
-    for r in range(indptr.shape[0] - 1):
-        pos = row_start[r]
-        for p in range(indptr[r], indptr[r + 1]):
-            t = term_ids[p]
-            fwd_terms[pos] = t
-            fwd_weights[pos] = weights[p]
-            err = abs(np.float64(fwd_weights[pos]) - scale * np.float64(impacts[p]))
-            if err > term_err[t]:
-                term_err[t] = err
-            pos += 1
+    quantization error of every posting (stored weight against ``scale`` x impact). The rows are cut
+    into ``n_chunks`` consecutive chunks copied in parallel, each with its own error maxima, merged at
+    the end (a maximum: the same for every ``n_chunks`` >= 1)."""
+    n_rows = indptr.shape[0] - 1
+    n_terms = term_err.shape[0]
+    errs = np.zeros((n_chunks, n_terms), np.float64)
+    for c in prange(n_chunks):
+        err_c = errs[c]
+        for r in range(c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks):
+            pos = row_start[r]
+            for p in range(indptr[r], indptr[r + 1]):
+                t = term_ids[p]
+                fwd_terms[pos] = t
+                fwd_weights[pos] = weights[p]
+                err = abs(np.float64(fwd_weights[pos]) - scale * np.float64(impacts[p]))
+                if err > err_c[t]:
+                    err_c[t] = err
+                pos += 1
+    for t in prange(n_terms):
+        m = term_err[t]
+        for c in range(n_chunks):
+            if errs[c, t] > m:
+                m = errs[c, t]
+        term_err[t] = m
 
 
 @njit(cache=True, nogil=True)

@@ -8,7 +8,8 @@ benchmarks:
 * :func:`iter_sparse_jsonl` streams validated records ``(id, {term: weight}, contents)``
   (the importer gives terms ids in order of first occurrence);
 * :func:`read_sparse_jsonl` reads a whole trusted file into one CSR batch, fast
-  (``orjson`` when installed, no per-weight checks; new terms get ids chunk by chunk,
+  (``orjson`` when installed, no per-weight checks, pieces of the file parsed in parallel
+  worker processes, :mod:`lsr.data.sparse_jsonl_chunk`; new terms get ids chunk by chunk,
   sorted within a chunk);
 * :func:`write_sparse_jsonl` writes CSR batches through a numba kernel that formats
   whole chunks into bytes (a million documents of ~120 terms take seconds). A weight
@@ -21,12 +22,15 @@ benchmarks:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import chain, islice
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +40,16 @@ from numpy.typing import NDArray
 
 from lsr.data.corpus import check_id
 from lsr.data.jsonl import iter_jsonl, require_str
+from lsr.data.sparse_jsonl_chunk import ParsedChunk, parse_chunk
 from lsr.errors import DataFormatError
-from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, concat
+from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
 logger = logging.getLogger(__name__)
 
 _MAX_DECIMALS = 9
 _WRITE_CHUNK_ROWS = 50_000
-_READ_CHUNK_ROWS = 50_000
+_READ_CHUNK_ROWS = 50_000  # new terms get ids chunk by chunk (sorted within a chunk)
+_READ_PIECE_ROWS = 6_250  # a worker's share of a chunk; divides _READ_CHUNK_ROWS
 
 
 def is_sparse_jsonl(path: str | Path) -> bool:
@@ -89,68 +95,111 @@ def iter_sparse_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, float],
 # --- reading a whole file into CSR -------------------------------------------------------------
 
 
-def _json_loader() -> Callable[[bytes], Any]:
-    try:
-        import orjson  # the bench extra; optional
-
-        return orjson.loads
-    except ImportError:  # pragma: no cover - orjson ships with ranx
-        return json.loads
-
-
-def _vectors_to_batch(vectors: list[dict[str, float]], vocab: dict[str, int], grow: bool) -> SparseBatch:
-    """Rows of ``{term: weight}`` into a CSR batch over ``vocab`` (rows sorted by term id).
-
-    New terms get the next ids in sorted order (deterministic); when ``grow`` is false,
-    unknown terms are dropped. Zero weights are dropped (as lsr and Seismic do).
-    """
-    if grow:
-        new = set().union(*vectors).difference(vocab)
-        for term in sorted(new):
-            vocab[term] = len(vocab)
-    else:
-        vectors = [{t: w for t, w in v.items() if t in vocab} for v in vectors]
-    lengths = np.fromiter(map(len, vectors), dtype=np.int64, count=len(vectors))
-    nnz = int(lengths.sum())
-    terms = np.fromiter(map(vocab.__getitem__, chain.from_iterable(vectors)), dtype=np.int64, count=nnz)
-    weights = np.fromiter(chain.from_iterable(v.values() for v in vectors), dtype=np.float64, count=nnz)
-    rows = np.repeat(np.arange(len(vectors), dtype=np.int64), lengths)
-    order = np.argsort(rows * (len(vocab) + 1) + terms)
-    order = order[weights[order] > 0]
-    indptr = np.zeros(len(vectors) + 1, dtype=PTR_DTYPE)
-    np.cumsum(np.bincount(rows[order], minlength=len(vectors)), out=indptr[1:])
-    return SparseBatch(indptr, terms[order].astype(TERM_DTYPE), weights[order].astype(WEIGHT_DTYPE))
-
-
 def read_sparse_jsonl(
-    path: str | Path, vocab: dict[str, int] | None = None, grow_vocab: bool = True
+    path: str | Path,
+    vocab: dict[str, int] | None = None,
+    grow_vocab: bool = True,
+    workers: int | None = None,
 ) -> tuple[list[str], SparseBatch, dict[str, int]]:
     """Read sparse-vector JSONL into ``(ids, CSR batch, vocabulary)``.
 
     Args:
         vocab: term -> id to start from (a document vocabulary when reading queries).
-        grow_vocab: add unseen terms to ``vocab`` (in sorted order, chunk by chunk); when
-            false they are dropped.
+        grow_vocab: add unseen terms to ``vocab`` (in sorted order, chunk by chunk of
+            ``_READ_CHUNK_ROWS`` records); when false they are dropped.
+        workers: processes parsing pieces of ``_READ_PIECE_ROWS`` records in parallel (default:
+            numba's thread count; a file of one piece is parsed here). The result does not depend
+            on it. Workers are spawned: a calling script needs the ``if __name__ == "__main__"``
+            guard of multiprocessing.
     """
-    loads = _json_loader()
     vocab = {} if vocab is None else vocab
+    pieces = _piece_spans(Path(path))
+    n_workers = min(workers or numba.get_num_threads(), len(pieces))
     ids: list[str] = []
-    parts: list[SparseBatch] = []
-    vectors: list[dict[str, float]] = []
+    parts: list[Postings] = []
+    with contextlib.ExitStack() as stack:
+        if n_workers > 1:
+            pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
+            stack.enter_context(pool)
+            starts, ends = [p[0] for p in pieces], [p[1] for p in pieces]
+            parsed: Iterable[ParsedChunk] = pool.map(parse_chunk, [str(path)] * len(pieces), starts, ends)
+        else:
+            parsed = (parse_chunk(str(path), start, end) for start, end, _ in pieces)
+        chunk: list[ParsedChunk] = []
+        for piece, (_, _, last) in zip(parsed, pieces, strict=True):
+            ids += piece[0]
+            chunk.append(piece)
+            if last:  # a chunk's pieces share its new terms
+                parts += _chunk_postings(chunk, vocab, grow_vocab)
+                chunk = []
+    if not parts:
+        return ids, SparseBatch.empty(), vocab
+    indptr = np.zeros(len(ids) + 1, dtype=PTR_DTYPE)
+    np.cumsum(np.concatenate([part[2] for part in parts]), out=indptr[1:])
+    term_ids = np.concatenate([part[0] for part in parts])
+    weights = np.concatenate([part[1] for part in parts])
+    _sort_rows(indptr, term_ids, weights)
+    return ids, SparseBatch(indptr, term_ids, weights), vocab
+
+
+def _piece_spans(path: Path) -> list[tuple[int, int, bool]]:
+    """``(start byte, end byte, ends a chunk)`` of consecutive runs of ``_READ_PIECE_ROWS`` records
+    (non-blank lines); every ``_READ_CHUNK_ROWS`` records (and the last record) end a chunk."""
+    spans = []
+    start = pos = records = 0
     with open(path, "rb") as f:
         for line in f:
-            if not line.strip():
-                continue
-            obj = loads(line)
-            ids.append(str(obj["id"]))
-            vectors.append(obj["vector"])
-            if len(vectors) == _READ_CHUNK_ROWS:
-                parts.append(_vectors_to_batch(vectors, vocab, grow_vocab))
-                vectors = []
-    if vectors or not parts:
-        parts.append(_vectors_to_batch(vectors, vocab, grow_vocab))
-    batch = parts[0] if len(parts) == 1 else concat(parts)
-    return ids, batch, vocab
+            pos += len(line)
+            if line.strip():
+                records += 1
+                if records % _READ_PIECE_ROWS == 0:
+                    spans.append((start, pos, records % _READ_CHUNK_ROWS == 0))
+                    start = pos
+    if records % _READ_PIECE_ROWS:
+        spans.append((start, pos, True))
+    elif spans:
+        spans[-1] = (*spans[-1][:2], True)
+    return spans
+
+
+Postings = tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]  # terms, weights, row lengths
+
+
+def _chunk_postings(pieces: list[ParsedChunk], vocab: dict[str, int], grow: bool) -> list[Postings]:
+    """The parsed pieces of one chunk over ``vocab`` (rows not yet sorted by term id).
+
+    The chunk's new terms get the next ids in sorted order (deterministic); when ``grow`` is false,
+    unknown terms are dropped. Zero weights were dropped by the parser (as lsr and Seismic do).
+    """
+    if grow:
+        for term in sorted(set().union(*(piece[1] for piece in pieces)).difference(vocab)):
+            vocab[term] = len(vocab)
+    return [_piece_postings(piece, vocab) for piece in pieces]
+
+
+def _piece_postings(piece: ParsedChunk, vocab: dict[str, int]) -> Postings:
+    """One parsed piece's term ids in ``vocab``, weights and row lengths (terms not in ``vocab`` dropped)."""
+    _, terms, local, weights, lengths = piece
+    mapping = np.fromiter(map(vocab.get, terms, repeat(-1)), dtype=TERM_DTYPE, count=len(terms))
+    term_ids = mapping[local]
+    known = term_ids >= 0
+    if not known.all():
+        rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        lengths = np.bincount(rows[known], minlength=len(lengths)).astype(np.int64)
+        term_ids, weights = term_ids[known], weights[known]
+    return term_ids, weights.astype(WEIGHT_DTYPE, copy=False), lengths
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _sort_rows(indptr, term_ids, weights):
+    """Sort each row's postings by term id in place (the ids of a row are distinct), rows in parallel."""
+    for r in numba.prange(indptr.shape[0] - 1):
+        s, e = indptr[r], indptr[r + 1]
+        if e - s < 2:
+            continue
+        order = np.argsort(term_ids[s:e])
+        term_ids[s:e] = term_ids[s:e][order]
+        weights[s:e] = weights[s:e][order]
 
 
 # --- writing CSR batches ------------------------------------------------------------------------

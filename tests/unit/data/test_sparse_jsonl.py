@@ -172,3 +172,58 @@ def test_write_rounds_to_six_digits(tmp_path):
     write_sparse_jsonl(tmp_path / "v.jsonl", ["d1"], [batch], vocab)
     got = json.loads((tmp_path / "v.jsonl").read_text(encoding="utf-8"))["vector"]
     assert got == {"x": 0.123457, "z": 2.0}
+
+
+def _reference_read(path, vocab: dict[str, int], grow: bool, chunk_rows: int):
+    """read_sparse_jsonl's contract, plainly: new terms sorted per chunk of records, rows by term id,
+    weights <= 0 and (without growing) unknown terms dropped."""
+    with open(path, "rb") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    rows = []
+    for c in range(0, len(records), chunk_rows):
+        vectors = [r["vector"] for r in records[c : c + chunk_rows]]
+        if grow:
+            for term in sorted(set().union(*vectors) - vocab.keys()):
+                vocab[term] = len(vocab)
+        rows += [sorted((vocab[t], w) for t, w in v.items() if t in vocab and w > 0) for v in vectors]
+    return [str(r["id"]) for r in records], rows, vocab
+
+
+def _random_jsonl(path, rng: np.random.Generator, n: int) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            terms = rng.choice(60, size=int(rng.integers(0, 9)), replace=False)
+            vector = {f"w{t}": float(rng.choice([0.0, 0.25, 1.5, 2.0, 1e-3])) for t in terms}
+            f.write(json.dumps({"vector": vector, "id": i if i % 3 else f"d{i}", "contents": "x\ny"}) + "\n")
+            if rng.random() < 0.1:
+                f.write("  \n")
+            if i == 20:  # JSON whitespace may be a bare carriage return
+                f.write('{"id": "cr",\r"vector": {"w1": 0.5,\r"w2": 1.0}}\r\n')
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("grow", [True, False])
+def test_read_sparse_jsonl_equals_its_contract_for_any_workers(tmp_path, monkeypatch, workers, grow):
+    from lsr.data import sparse_jsonl
+
+    monkeypatch.setattr(sparse_jsonl, "_READ_CHUNK_ROWS", 12)
+    monkeypatch.setattr(sparse_jsonl, "_READ_PIECE_ROWS", 4)
+    rng = np.random.default_rng(workers)
+    path = tmp_path / "docs.jsonl"
+    _random_jsonl(path, rng, 53)
+    start = {"w3": 0, "w10": 1, "zz": 2}
+    want_ids, want_rows, want_vocab = _reference_read(path, dict(start), grow, 12)
+    ids, batch, vocab = sparse_jsonl.read_sparse_jsonl(path, dict(start), grow_vocab=grow, workers=workers)
+    assert ids == want_ids
+    assert vocab == want_vocab and list(vocab.values()) == list(range(len(vocab)))
+    batch.validate(len(vocab))
+    got_rows = [list(zip(*(a.tolist() for a in batch.row(i)), strict=True)) for i in range(len(batch))]
+    assert got_rows == [[(t, float(np.float32(w))) for t, w in row] for row in want_rows]
+
+
+def test_read_sparse_jsonl_of_an_empty_file(tmp_path):
+    from lsr.data.sparse_jsonl import read_sparse_jsonl
+
+    (tmp_path / "empty.jsonl").write_text("\n", encoding="utf-8")
+    ids, batch, vocab = read_sparse_jsonl(tmp_path / "empty.jsonl")
+    assert ids == [] and len(batch) == 0 and batch.nnz == 0 and vocab == {}

@@ -1,0 +1,59 @@
+"""One chunk of a sparse-vector JSONL file parsed into arrays, in a worker process of
+:func:`lsr.data.sparse_jsonl.read_sparse_jsonl` (this module imports only numpy, so that a
+spawned worker starts fast)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from itertools import chain
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def json_loader() -> Callable[[bytes], Any]:
+    try:
+        import orjson  # the bench extra; optional
+
+        return orjson.loads
+    except ImportError:  # pragma: no cover - orjson ships with ranx
+        return json.loads
+
+
+ParsedChunk = tuple[list[str], list[str], NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]
+
+
+def parse_chunk(path: str, start: int, end: int) -> ParsedChunk:
+    """Bytes ``[start, end)`` of the file (whole lines) as ``(ids, terms, local, weights, lengths)``:
+    ``terms`` every term of the chunk once (zero weights included), in no particular order;
+    per row its postings with a weight > 0 (as float64), in the record's order, as ``local`` indices
+    into ``terms`` and float32 ``weights``; ``lengths`` the postings kept per row."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    return parse_lines(data.split(b"\n"))  # lines as a file iterates them: JSON may hold a bare \r
+
+
+def parse_lines(lines: list[bytes]) -> ParsedChunk:
+    """:func:`parse_chunk` of the records on ``lines`` (blank lines skipped)."""
+    loads = json_loader()
+    ids: list[str] = []
+    vectors: list[dict[str, float]] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        obj = loads(line)
+        ids.append(str(obj["id"]))
+        vectors.append(obj["vector"])
+    terms = list(set().union(*vectors))
+    local = {term: i for i, term in enumerate(terms)}
+    sizes = np.fromiter(map(len, vectors), dtype=np.int64, count=len(vectors))
+    nnz = int(sizes.sum())
+    index = np.fromiter(map(local.__getitem__, chain.from_iterable(vectors)), dtype=np.int32, count=nnz)
+    weights = np.fromiter(chain.from_iterable(v.values() for v in vectors), dtype=np.float64, count=nnz)
+    keep = weights > 0
+    rows = np.repeat(np.arange(len(vectors), dtype=np.int64), sizes)
+    lengths = np.bincount(rows[keep], minlength=len(vectors)).astype(np.int64)
+    return ids, terms, index[keep], weights[keep].astype(np.float32), lengths
