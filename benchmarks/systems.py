@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from numpy.typing import NDArray
 
@@ -284,7 +285,8 @@ class LsrExact(System):
 
     def build(self, files: CollectionFiles, workdir: Path) -> BuildStats:
         start = time.perf_counter()
-        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl)
+        # parsed by as many processes as the build has threads (the worker runs under a main guard)
+        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl, workers=numba.get_num_threads())
         loaded = time.perf_counter()
         out = workdir / "lsr-index"
         if out.exists():
@@ -404,7 +406,8 @@ class ScipyExact(System):
         from benchmarks.groundtruth import term_major_matrix
 
         start = time.perf_counter()
-        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl)
+        # parsed by as many processes as the build has threads (the worker runs under a main guard)
+        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl, workers=numba.get_num_threads())
         loaded = time.perf_counter()
         self.matrix = term_major_matrix(docs, len(vocab), np.float32)
         del docs
@@ -677,7 +680,8 @@ class BmpRust(System):
         import bmp
 
         start = time.perf_counter()
-        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl)
+        # parsed by as many processes as the build has threads (the worker runs under a main guard)
+        ids, docs, vocab = read_sparse_jsonl(files.docs_jsonl, workers=numba.get_num_threads())
         loaded = time.perf_counter()
         terms = list(vocab)
         scale = float(docs.weights.max()) / 255 if docs.nnz else 1.0

@@ -99,7 +99,7 @@ def read_sparse_jsonl(
     path: str | Path,
     vocab: dict[str, int] | None = None,
     grow_vocab: bool = True,
-    workers: int | None = None,
+    workers: int = 1,
 ) -> tuple[list[str], SparseBatch, dict[str, int]]:
     """Read sparse-vector JSONL into ``(ids, CSR batch, vocabulary)``.
 
@@ -107,14 +107,14 @@ def read_sparse_jsonl(
         vocab: term -> id to start from (a document vocabulary when reading queries).
         grow_vocab: add unseen terms to ``vocab`` (in sorted order, chunk by chunk of
             ``_READ_CHUNK_ROWS`` records); when false they are dropped.
-        workers: processes parsing pieces of ``_READ_PIECE_ROWS`` records in parallel (default:
-            numba's thread count; a file of one piece is parsed here). The result does not depend
-            on it. Workers are spawned: a calling script needs the ``if __name__ == "__main__"``
-            guard of multiprocessing.
+        workers: processes parsing pieces of ``_READ_PIECE_ROWS`` records in parallel (default 1:
+            parsed in this process, as is a file of one piece). The result does not depend on it.
+            More workers are spawned: a calling script needs the ``if __name__ == "__main__"``
+            guard of multiprocessing, which is why one is the default.
     """
     vocab = {} if vocab is None else vocab
     pieces = _piece_spans(Path(path))
-    n_workers = min(workers or numba.get_num_threads(), len(pieces))
+    n_workers = min(workers, len(pieces))
     ids: list[str] = []
     parts: list[Postings] = []
     with contextlib.ExitStack() as stack:
