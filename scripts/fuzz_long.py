@@ -165,7 +165,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, root: Path) -
     print(
         f"{'target':<16} {'inputs':>8} {'proc-s':>8} {'inputs/s':>9} {'slowest':>8}  bugs  hangs", flush=True
     )
-    with multiprocessing.get_context("fork").Pool(args.jobs, _init, (root,)) as pool:
+    # spawned, not forked: building the probe targets above ran numba's parallel kernels, whose GNU
+    # OpenMP threads make a fork() kill the child ("fork() called from a process already using GNU
+    # OpenMP"); each job builds its own targets anyway (_init)
+    with multiprocessing.get_context("spawn").Pool(args.jobs, _init, (root,)) as pool:
         for part in pool.imap(_task, tasks):
             done[part["target"]].append(part)
             if len(done[part["target"]]) < args.jobs:
