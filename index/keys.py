@@ -162,17 +162,22 @@ class KeyPositions:
         return len(self._positions)
 
     def get(self, key: Any, default: Any = None) -> Any:
-        if not isinstance(key, str):
-            return default
-        h = np.uint64(key_hash(key.encode("utf-8")))
-        hashes, found = self._hashes, default
-        p = int(np.searchsorted(hashes, h))
-        while p < len(hashes) and hashes[p] == h:
-            pos = int(self._positions[p])
-            if self._keys[pos] == key:
-                found = pos  # the last equal id wins
-            p += 1
-        return found
+        pos = int(self.find([key])[0])
+        return default if pos < 0 else pos
+
+    def find(self, keys: Sequence[Any]) -> NDArray[np.int64]:
+        """The position of each of ``keys`` (-1: not there, or not a string), hashed in one pass."""
+        wanted = [k if isinstance(k, str) else "" for k in keys]
+        hashes = key_hashes(wanted)
+        firsts = np.searchsorted(self._hashes, hashes, "left").tolist()
+        ends = np.searchsorted(self._hashes, hashes, "right").tolist()
+        out = np.full(len(wanted), -1, np.int64)
+        for i, (a, b) in enumerate(zip(firsts, ends, strict=True)):
+            if a < b and isinstance(keys[i], str):
+                for pos in self._positions[a:b].tolist():  # equal hashes: compare the ids
+                    if self._keys[pos] == wanted[i]:
+                        out[i] = pos  # the last equal id wins
+        return out
 
     def __getitem__(self, key: str) -> int:
         pos = self.get(key)

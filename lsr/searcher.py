@@ -307,11 +307,11 @@ class Searcher:
         Raises:
             LsrError: an id that is not in this index (the message names a few).
         """
-        pos = self.doc_positions
-        unknown = [d for d in doc_ids if d not in pos]
+        pos = self.doc_positions.find(doc_ids)
+        unknown = [d for d, p in zip(doc_ids, pos.tolist(), strict=True) if p < 0]
         if unknown:
             raise LsrError(f"{len(unknown)} doc id(s) not in index {self.index.path}, e.g. {unknown[:3]}")
-        return np.fromiter((pos[d] for d in doc_ids), dtype=np.int64, count=len(doc_ids))
+        return pos
 
     # --- encode ------------------------------------------------------------------------------------
 

@@ -72,6 +72,8 @@ def check_against_dict(keys, probes):
     want = {key: i for i, key in enumerate(keys)}
     got = KeyPositions(keys)
     assert len(got) == len(keys)
+    assert got.find(probes).tolist() == [want.get(key, -1) for key in probes]
+    assert got.find([]).dtype == np.int64 and len(got.find([])) == 0
     for key in probes:
         assert got.get(key) == want.get(key), key
         assert got.get(key, -1) == want.get(key, -1)
@@ -111,4 +113,5 @@ def test_positions_edges():
     check_against_dict(doc_keys(["", "a", ""]), ["", "a", "b"])
     positions = KeyPositions(["a"])
     assert positions.get(1) is None and 1 not in positions and positions.get(None, 7) == 7  # not a str
+    assert positions.find([1, "a", b"a", ""]).tolist() == [-1, 0, -1, -1]
     assert positions.nbytes == 8 + 4
