@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Sequence
 from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, directory_bytes, read_meta
 from lsr.index.kernels.allowed import _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_multi_search_batch, _bmp_multi_search_one
+from lsr.index.keys import ChainedKeys
 from lsr.index.manifest import (
     Manifest,
     generations,
@@ -203,8 +205,9 @@ class SegmentedIndex(Index):
     # --- what Index offers --------------------------------------------------------------------------
 
     @cached_property
-    def doc_keys(self) -> list[str]:
-        return [key for seg in self.segments for key in seg.doc_keys]
+    def doc_keys(self) -> Sequence[str]:
+        """The segments' ids in order, deleted documents' included (no object a document)."""
+        return ChainedKeys([seg.doc_keys for seg in self.segments])
 
     @cached_property
     def vocab(self) -> list[str]:

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
 from lsr.index.io import ArtifactError, read_meta
+from lsr.index.keys import ChainedKeys
 from lsr.index.search import Index, SearchResult, prune_batch, prune_query, summed_doc_freq
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
@@ -215,8 +216,9 @@ class ShardedIndex(Index):
     # --- what Index offers --------------------------------------------------------------------------
 
     @cached_property
-    def doc_keys(self) -> list[str]:
-        return [key for shard in self.segments for key in shard.doc_keys]
+    def doc_keys(self) -> Sequence[str]:
+        """The shards' ids in order (no object a document)."""
+        return ChainedKeys([shard.doc_keys for shard in self.segments])
 
     @cached_property
     def vocab(self) -> list[str]:

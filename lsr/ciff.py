@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +111,7 @@ def _const(byte: int, n: int, present: np.ndarray | None = None) -> Piece:
     return np.full(int(count.sum()), byte, np.uint8), _offsets(count)
 
 
-def _strings(strings: list[str]) -> Piece:
+def _strings(strings: Sequence[str]) -> Piece:
     encoded = [x.encode("utf-8") for x in strings]
     return np.frombuffer(b"".join(encoded), np.uint8), _offsets(np.fromiter(map(len, encoded), np.int64))
 
@@ -232,7 +232,7 @@ def encode_postings_lists(terms: list[str], dfs: np.ndarray, cfs: np.ndarray, po
     return _delimited_rows(body)
 
 
-def encode_doc_records(keys: list[str], lengths: np.ndarray, first: int = 0) -> Piece:
+def encode_doc_records(keys: Sequence[str], lengths: np.ndarray, first: int = 0) -> Piece:
     """Length-delimited DocRecord messages ``{docid, collection_docid, doclength}``, docids from ``first``."""
     n = len(keys)
     docids = np.arange(first, first + n)
@@ -253,7 +253,7 @@ def write_ciff(
     term_ptr: np.ndarray,
     doc_ids: np.ndarray,
     tfs: np.ndarray,
-    doc_keys: list[str],
+    doc_keys: Sequence[str],
     description: str = "",
     to_int: Callable[[np.ndarray], np.ndarray] = _as_int64,
 ) -> dict[str, int]:

@@ -45,6 +45,7 @@ from lsr.dense.stage import DenseStage
 from lsr.encoders import QueryEncoder, load_query_encoder, plus, query_idf
 from lsr.errors import LsrError
 from lsr.index import Index, SearchParams, SearchResult, SparseBatch, max_threads
+from lsr.index.keys import KeyPositions
 from lsr.index.segments import SegmentedIndex, open_index
 from lsr.index.shards import ShardedIndex
 from lsr.index.sparse import concat
@@ -296,9 +297,9 @@ class Searcher:
                 self.require_dense(what)
 
     @property
-    def doc_positions(self) -> dict[str, int]:
-        """Internal doc id of each external id."""
-        return self._once("doc_positions", lambda: {key: i for i, key in enumerate(self.index.doc_keys)})
+    def doc_positions(self) -> KeyPositions:
+        """Internal doc id of each external id (the last one of an id the index holds twice)."""
+        return self._once("doc_positions", lambda: KeyPositions(self.index.doc_keys))
 
     def internal_ids(self, doc_ids: Sequence[str]) -> np.ndarray:
         """int64 internal ids of external ids, in order.
@@ -306,11 +307,11 @@ class Searcher:
         Raises:
             LsrError: an id that is not in this index (the message names a few).
         """
-        pos = self.doc_positions
-        unknown = [d for d in doc_ids if d not in pos]
+        pos = self.doc_positions.find(doc_ids)
+        unknown = [d for d, p in zip(doc_ids, pos.tolist(), strict=True) if p < 0]
         if unknown:
             raise LsrError(f"{len(unknown)} doc id(s) not in index {self.index.path}, e.g. {unknown[:3]}")
-        return np.fromiter((pos[d] for d in doc_ids), dtype=np.int64, count=len(doc_ids))
+        return pos
 
     # --- encode ------------------------------------------------------------------------------------
 

@@ -325,3 +325,24 @@ def test_a_reader_in_another_process_keeps_its_files_until_it_exits(tmp_path):
     with IndexWriter(path):
         pass
     assert not (path / "seg-000001").exists() and not list((path / "leases").glob("*.json"))
+
+
+def test_an_updated_id_names_its_newest_copy(tmp_path):
+    """The tombstoned copies stay in ``doc_keys``; the searcher's id lookup answers the last one (the
+    live one), as the dict it replaces did."""
+    from lsr.searcher import Searcher
+
+    rng = np.random.default_rng(5)
+    path, _ = _base(tmp_path, rng, "uint8", n_docs=10)
+    with IndexWriter(path, MergePolicy(max_segments=1000, max_deleted=1.0)) as w:
+        for ids in (["d3", "x"], ["d3", "d7"]):
+            w.add(random_corpus(rng, n_docs=2, n_terms=N_TERMS, max_nnz=4, integer=False), ids, VOCAB)
+    index = open_index(path)
+    assert isinstance(index, SegmentedIndex) and len(index.segments) == 3
+    keys = index.doc_keys
+    assert list(keys) == [f"d{i}" for i in range(10)] + ["d3", "x", "d3", "d7"]
+    positions = Searcher(index).doc_positions
+    want = {key: i for i, key in enumerate(keys)}
+    assert all(positions[key] == i for key, i in want.items()) and positions["d3"] == 12
+    assert index.live_mask[[positions[key] for key in want]].all()
+    assert positions.get("nope") is None
