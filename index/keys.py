@@ -87,7 +87,7 @@ class DocKeys(Sequence[str]):
         """:func:`key_hash` of every id, in order (one pass of a compiled loop over the bytes)."""
         starts = np.frombuffer(self._starts, np.int64 if self._starts.typecode == "q" else np.uint32)
         starts = starts.astype(np.int64)
-        return _fnv1a_all(np.frombuffer(self._data, np.uint8), starts[:-1], starts[1:] - 1)
+        return fnv1a_spans(np.frombuffer(self._data, np.uint8), starts[:-1], starts[1:] - 1)
 
 
 class ChainedKeys(Sequence[str]):
@@ -214,7 +214,14 @@ def key_hashes(keys: Sequence[str]) -> NDArray[np.uint64]:
     encoded = [k.encode("utf-8") for k in keys]
     ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
     data = np.frombuffer(b"".join(encoded), np.uint8)
-    return _fnv1a_all(data, ends - np.array([len(b) for b in encoded], dtype=np.int64), ends)
+    return fnv1a_spans(data, ends - np.array([len(b) for b in encoded], dtype=np.int64), ends)
+
+
+def fnv1a_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> NDArray[np.uint64]:
+    """:func:`_fnv1a_all`; its multiplications wrap modulo 2^64, which numpy warns of where the kernel
+    runs as plain Python (``NUMBA_DISABLE_JIT=1``)."""
+    with np.errstate(over="ignore"):
+        return _fnv1a_all(data, starts, ends)
 
 
 @njit(cache=True, nogil=True)
