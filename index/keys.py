@@ -201,9 +201,9 @@ def key_hashes(keys: Sequence[str]) -> NDArray[np.uint64]:
     if own is not None:
         return np.asarray(own(), dtype=np.uint64)
     encoded = [k.encode("utf-8") for k in keys]
-    ends = np.cumsum([len(b) for b in encoded], dtype=np.int64)
-    data = np.frombuffer(b"".join(encoded), np.uint8)
-    return fnv1a_spans(data, ends - np.array([len(b) for b in encoded], dtype=np.int64), ends)
+    lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+    ends = np.cumsum(lengths)
+    return fnv1a_spans(np.frombuffer(b"".join(encoded), np.uint8), ends - lengths, ends)
 
 
 def fnv1a_spans(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> NDArray[np.uint64]:

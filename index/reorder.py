@@ -49,8 +49,9 @@ def bp_order(forward: SparseBatch, n_terms: int, leaf_size: int = 16, iterations
         else:
             starts = np.array([s for s, _ in ranges], dtype=np.int64)
             ends = np.array([e for _, e in ranges], dtype=np.int64)
-            args = (forward.indptr, forward.term_ids, perm, starts, ends, n_terms, iterations, lg)
-            _bisect_level(*args, n_threads)
+            _bisect_level(
+                forward.indptr, forward.term_ids, perm, starts, ends, n_terms, iterations, lg, n_threads
+            )
         ranges = [
             half
             for s, e in ranges
