@@ -117,14 +117,12 @@ def read_sparse_jsonl(
     n_workers = min(workers, len(pieces))
     ids: list[str] = []
     parts: list[Postings] = []
-    with contextlib.ExitStack() as stack:
-        if n_workers > 1:
-            pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
-            stack.enter_context(pool)
-            starts, ends = [p[0] for p in pieces], [p[1] for p in pieces]
-            parsed: Iterable[ParsedChunk] = pool.map(parse_chunk, [str(path)] * len(pieces), starts, ends)
-        else:
-            parsed = (parse_chunk(str(path), start, end) for start, end, _ in pieces)
+    starts, ends = [p[0] for p in pieces], [p[1] for p in pieces]
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n_workers, spawn) if n_workers > 1 else contextlib.nullcontext() as pool:
+        parsed: Iterable[ParsedChunk] = (pool.map if pool else map)(
+            parse_chunk, repeat(str(path)), starts, ends
+        )
         chunk: list[ParsedChunk] = []
         for piece, (_, _, last) in zip(parsed, pieces, strict=True):
             ids += piece[0]
