@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from lsr.index.kernels.topk import heap_drain_sorted, heap_offer
+from lsr.index.kernels.topk import heap_drain_sorted, heap_offer, may_enter
 
 # a term with at most this many postings per allowed doc is scanned whole (a bit test per posting,
 # about 1 ns) rather than galloped (an exponential and a binary search per allowed doc)
@@ -80,7 +80,8 @@ def _allowed_segment(postings, allowed, base, bits, rank, q_terms, q_weights, ac
     for a in range(n):
         score = acc[a]
         if score > 0:
-            size = heap_offer(hs, hd, size, k, score, allowed[a])
+            if may_enter(hs, size, k, score):
+                size = heap_offer(hs, hd, size, k, score, allowed[a])
             acc[a] = 0
     return size
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from lsr.index.kernels.topk import heap_drain_sorted, heap_offer
+from lsr.index.kernels.topk import heap_drain_sorted, heap_offer, may_enter
 
 N_BUCKETS = 1024
 
@@ -331,7 +331,7 @@ def _bmp_query(
         for j in range(block_size):
             s = acc[j]
             if s > 0:
-                if s > thr and (all_live or live[base + j]):
+                if s > thr and (all_live or live[base + j]) and may_enter(hs, size, k, s):
                     size = heap_offer(hs, hd, size, k, s, base + j)
                 acc[j] = 0
     ub[b_lo:b_hi] = 0  # nothing outside the range was touched
@@ -768,7 +768,7 @@ def _bmp_multi_query(
         for j in range(block_size):
             s = acc[j]
             if s > 0:
-                if all_live or live[first + j]:
+                if (all_live or live[first + j]) and may_enter(hs, size, k, s):
                     size = heap_offer(hs, hd, size, k, s, first + j)
                 acc[j] = 0
     ub[g_lo:g_hi] = 0  # nothing outside the range was touched

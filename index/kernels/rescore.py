@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from lsr.index.kernels.topk import heap_drain_sorted, heap_offer
+from lsr.index.kernels.topk import heap_drain_sorted, heap_offer, may_enter
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -142,7 +142,7 @@ def _forward_allowed_query(
             if w != 0:
                 score += np.float64(w) * np.float64(fwd_weights[p])
                 hit = True
-        if hit:
+        if hit and may_enter(hs, size, k, score):
             size = heap_offer(hs, hd, size, k, score, d)
     for i in range(q_terms.shape[0]):
         lut[q_terms[i]] = 0

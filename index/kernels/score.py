@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from lsr.index.kernels.topk import heap_drain_sorted, heap_offer
+from lsr.index.kernels.topk import heap_drain_sorted, heap_offer, may_enter
 
 # default: collect by scanning all n_docs accumulator slots once the query has more than
 # n_docs / SCAN_RATIO postings (0: never scan)
@@ -64,7 +64,7 @@ def _score_query(
         # long lists: one sequential scan of the accumulator beats revisiting the postings
         for d in range(acc.shape[0]):
             s = acc[d]
-            if s > thr and (all_live or live[d]):
+            if s > thr and (all_live or live[d]) and may_enter(hs, size, k, s):
                 size = heap_offer(hs, hd, size, k, s, d)
         acc[:] = 0
         return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
@@ -74,7 +74,7 @@ def _score_query(
             d = doc_ids[p]
             s = acc[d]
             if s > 0:
-                if s > thr and (all_live or live[d]):
+                if s > thr and (all_live or live[d]) and may_enter(hs, size, k, s):
                     size = heap_offer(hs, hd, size, k, s, d)
                 acc[d] = 0
     return heap_drain_sorted(hs, hd, size, out_scores, out_docs)

@@ -39,6 +39,16 @@ def _sift_down(hs, hd, size, i):
             return
 
 
+@njit(inline="always", cache=True)
+def may_enter(hs, size, k, score):
+    """False when (score, any doc) cannot enter a full heap: the cheap test before ``heap_offer``.
+
+    A score equal to the root's may still enter (a lower doc id), so ties go to ``heap_offer``,
+    which decides exactly. Skipping the call for the many candidates below the root is what makes
+    the selection cheap: a call to ``heap_offer`` costs about as much as scoring 10 postings."""
+    return size < k or (k > 0 and score >= hs[0])
+
+
 @njit(cache=True, nogil=True)
 def heap_offer(hs, hd, size, k, score, doc):
     """Offer (score, doc) to a heap of capacity k holding `size` entries; return the new size."""
