@@ -23,6 +23,8 @@ DOCSTORE_FILE = "docstore.jsonl"
 OFFSETS_FILE = "docstore.offsets.npy"
 ORDER_FILE = "doc_order.npy"  # written by the index builder when it reorders documents
 STRING_FIELDS = frozenset({"id", "title", "text"})  # a record's fields that are always strings
+HEAD_FIELDS = frozenset({"id", "title"})  # the fields written before the text (``DocStore._head``)
+TEXT_KEY = b', "text": '
 
 try:  # orjson (the bench extra) parses a record about twice as fast as json (hits read ten a request)
     import orjson
@@ -106,7 +108,12 @@ class DocStore:
         """``{field: value or ""}`` of doc ``i`` for ``fields``: as from :meth:`get`, parsed by orjson
         when installed and every field is one of :data:`STRING_FIELDS` (strings read the same; a
         number might not: orjson reads a huge integer as a float), else (or where orjson refuses the
-        record: a NaN in its metadata) by json."""
+        record: a NaN in its metadata) by json. Only ids and titles: the record's head alone is
+        parsed (:meth:`_head`), not its text."""
+        if HEAD_FIELDS.issuperset(fields):
+            head = self._head(i)
+            if head is not None:
+                return {f: head[f] for f in fields}
         line = self._line(i)
         try:
             doc = _fast_loads(line) if STRING_FIELDS.issuperset(fields) else json.loads(line)
@@ -115,11 +122,31 @@ class DocStore:
         return {f: doc.get(f, "") for f in fields}
 
     def _line(self, i: int) -> bytes:
+        start, end = self._span(i)
+        return self._data[start:end]
+
+    def _span(self, i: int) -> tuple[int, int]:
+        """Doc ``i``'s line: its byte range in the file."""
         if not 0 <= i < len(self):
             raise IndexError(f"doc {i} is out of range [0, {len(self)})")
         row = int(self.order[i]) if self.order is not None else i
         start, end = self._bounds[row : row + 2].tolist()
-        return self._data[start:end]
+        return start, end
+
+    def _head(self, i: int) -> dict[str, Any] | None:
+        """``{"id", "title"}`` of doc ``i`` from the bytes before its text (a hit list needs no more of
+        a record that may be long), or None where the line is not laid out as the writer lays it out.
+        The writer puts ``"id"``, ``"title"``, ``"text"`` first, in that order; inside a JSON string a
+        quote is always escaped, so the first ``, "text": `` of the line ends the title."""
+        start, end = self._span(i)
+        cut = self._data.find(TEXT_KEY, start, end)
+        if cut < 0:
+            return None
+        try:
+            head = _fast_loads(self._data[start:cut] + b"}")
+        except ValueError:
+            return None
+        return head if isinstance(head, dict) and head.keys() == HEAD_FIELDS else None
 
     @cached_property
     def _bounds(self) -> np.ndarray:
