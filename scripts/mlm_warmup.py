@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         default=256,
         help="shift the decoder bias so held-out documents have this many SPLADE terms (0: no shift)",
     )
+    ap.add_argument(
+        "--doc-length", type=int, default=256, help="document tokens for --target-nnz (data.max_length)"
+    )
     ap.add_argument("--device", default="auto")
     ap.add_argument("--show", type=int, default=2, help="held-out documents whose top terms are printed")
     return ap
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         max_seconds=args.max_seconds,
         source=f"{args.prepared} (documents)",
         target_nnz=args.target_nnz,
+        doc_length=args.doc_length,
     )
     print(json.dumps(record), flush=True)
     show("after", Path(args.out), shown)

@@ -159,6 +159,7 @@ def warm_fresh_head(
     progress: bool = False,
     source: str = "",
     target_nnz: int = 0,
+    doc_length: int = 256,
 ) -> dict[str, Any]:
     """Train the fresh MLM head of the bare encoder ``init`` on ``texts`` (the ``mlm_*`` fields of
     ``settings``); write the model folder to ``out`` with ``lsr_mlm.json`` (the returned record).
@@ -168,8 +169,9 @@ def warm_fresh_head(
 
     The MLM loss (a softmax) cannot see a constant added to every logit, but a SPLADE vector keeps
     exactly the terms whose logit is positive: with ``target_nnz``, one constant is added to the decoder
-    bias so that the held-out documents' SPLADE vectors have that many non-zero terms on average
-    (:func:`shift_bias`); the MLM's predictions are unchanged.
+    bias so that the held-out documents' SPLADE vectors (over their first ``doc_length`` tokens, as the
+    trainer encodes documents) have that many non-zero terms on average (:func:`shift_bias`); the MLM's
+    predictions are unchanged.
 
     Raises:
         ConfigError: ``init`` has an MLM head already, or too few texts to hold some out.
@@ -195,12 +197,10 @@ def warm_fresh_head(
     before = heldout_loss(model, tokenizer, held, settings, device, seed) if held else None
     losses = _mlm_loop(model, tokenizer, data, settings, device, seed, progress, max_seconds)
     after = heldout_loss(model, tokenizer, held, settings, device, seed) if held else None
-    nnz_before = offset = nnz = None
-    if target_nnz:
-        pooled = pooled_logits(model, held or data, device, settings.mlm_batch_size)
-        nnz_before = mean_nnz(pooled, 0.0)
-        offset = shift_bias(model, pooled, target_nnz)
-        nnz = mean_nnz(pooled, offset)
+    sample = [texts[i] for i in order[: held_out or 256]]
+    shift = _shift_to_target(
+        model, tokenizer, sample, target_nnz, doc_length, device, settings.mlm_batch_size
+    )
     record = {
         "format": "lsr-mlm-warmup",
         "format_version": 1,
@@ -222,14 +222,36 @@ def warm_fresh_head(
         "loss_last": round(float(np.mean(losses[-10:])), 4) if losses else None,
         "heldout_loss_before": before,
         "heldout_loss_after": after,
-        "target_nnz": target_nnz,
-        "heldout_nnz_unshifted": nnz_before,
-        "bias_offset": offset,
-        "heldout_nnz": nnz,
+        **shift,
         "seconds": round(time.perf_counter() - start, 2),
     }
     _save(model, tokenizer, out, record)
     return record
+
+
+def _shift_to_target(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    target_nnz: int,
+    doc_length: int,
+    device: torch.device,
+    batch_size: int,
+) -> dict[str, Any]:
+    """:func:`shift_bias` on ``texts`` cut at ``doc_length`` tokens (nothing when ``target_nnz`` is 0); the
+    record's ``target_nnz``, ``heldout_nnz_unshifted``, ``bias_offset``, ``heldout_nnz``."""
+    if not target_nnz:
+        return {"target_nnz": 0, "heldout_nnz_unshifted": None, "bias_offset": None, "heldout_nnz": None}
+    pooled = pooled_logits(model, _TokenizedTexts(tokenizer, texts, doc_length), device, batch_size)
+    unshifted = mean_nnz(pooled, 0.0)
+    offset = shift_bias(model, pooled, target_nnz)
+    return {
+        "target_nnz": target_nnz,
+        "heldout_nnz_unshifted": unshifted,
+        "bias_offset": offset,
+        "heldout_nnz": mean_nnz(pooled, offset),
+        "doc_length": doc_length,
+    }
 
 
 def train_only_head(model: Any, train_trunk: bool = False) -> int:
