@@ -24,7 +24,7 @@ t0=$(date +%s)
 python3 scripts/mlm_warmup.py --init "${MLM_INIT:-$DATA/minilm}" --prepared "$DATA/prepared" --out "$warm" \
   --steps "${MLM_STEPS:-3000}" --batch-size "${MLM_BATCH:-64}" --lr "${MLM_LR:-0.001}" \
   --target-nnz "${MLM_NNZ:-256}" --max-seconds "${MLM_SECONDS:-75}" ${MLM_ARGS:-} 2>&1 \
-  | grep -v -i warn | tee "$OUT/mlm_warmup.log"
+  | tee "$OUT/mlm_warmup.log"
 if [ ! -f "$warm/lsr_mlm.json" ]; then echo "MLM warm-up failed"; exit 1; fi
 cp "$warm/lsr_mlm.json" "$OUT/"
 echo "== MLM warm-up: $(( $(date +%s) - t0 )) s"
