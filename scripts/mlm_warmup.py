@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--held-out", type=int, default=256, help="documents kept out of training, scored after")
     ap.add_argument("--train-trunk", action="store_true", help="train the transformer layers too")
+    ap.add_argument("--trunk-lr", type=float, default=5e-5, help="their learning rate (--train-trunk)")
     ap.add_argument("--max-seconds", type=float, default=None, help="stop early after this long (recorded)")
     ap.add_argument(
         "--target-nnz",
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         device,
         args.seed,
         train_trunk=args.train_trunk,
+        trunk_lr=args.trunk_lr,
         held_out=args.held_out,
         max_seconds=args.max_seconds,
         source=f"{args.prepared} (documents)",

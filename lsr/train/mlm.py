@@ -160,10 +160,12 @@ def warm_fresh_head(
     source: str = "",
     target_nnz: int = 0,
     doc_length: int = 256,
+    trunk_lr: float | None = None,
 ) -> dict[str, Any]:
     """Train the fresh MLM head of the bare encoder ``init`` on ``texts`` (the ``mlm_*`` fields of
     ``settings``); write the model folder to ``out`` with ``lsr_mlm.json`` (the returned record).
 
+    ``train_trunk``: the transformer layers learn too, at ``trunk_lr`` (default ``settings.mlm_lr``).
     ``held_out`` texts (a seeded sample) are kept out of training; their MLM loss, with the same masks,
     before and after is the record's ``heldout_loss_before`` / ``heldout_loss_after``.
 
@@ -195,7 +197,8 @@ def warm_fresh_head(
     model.to(device).train()
     trained = train_only_head(model, train_trunk)
     before = heldout_loss(model, tokenizer, held, settings, device, seed) if held else None
-    losses = _mlm_loop(model, tokenizer, data, settings, device, seed, progress, max_seconds)
+    groups = _head_and_trunk(model, settings.mlm_lr, trunk_lr or settings.mlm_lr)
+    losses = _mlm_loop(model, tokenizer, data, settings, device, seed, progress, max_seconds, groups)
     after = heldout_loss(model, tokenizer, held, settings, device, seed) if held else None
     sample = [texts[i] for i in order[: held_out or 256]]
     shift = _shift_to_target(
@@ -206,6 +209,7 @@ def warm_fresh_head(
         "format_version": 1,
         "init": str(init),
         "trained": "head+trunk" if train_trunk else "head",
+        "trunk_lr": (trunk_lr or settings.mlm_lr) if train_trunk else None,
         "trainable_parameters": trained,
         "texts": len(data.seqs),
         "text_source": source,
@@ -268,6 +272,17 @@ def train_only_head(model: Any, train_trunk: bool = False) -> int:
         p.requires_grad_(id(p) in trainable)
         count += p.numel() if id(p) in trainable else 0
     return count
+
+
+def _head_and_trunk(model: Any, lr: float, trunk_lr: float) -> list[dict[str, Any]]:
+    """The trainable parameters as groups: the head's at ``lr``, the base model's at ``trunk_lr``."""
+    base = {id(p) for p in model.base_model.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) not in base], "lr": lr},
+        {"params": [p for p in trainable if id(p) in base], "lr": trunk_lr},
+    ]
+    return [g for g in groups if g["params"]]
 
 
 @torch.no_grad()
@@ -350,11 +365,13 @@ def _mlm_loop(
     seed: int,
     progress: bool,
     max_seconds: float | None = None,
+    groups: list[dict[str, Any]] | None = None,
 ) -> list[float]:
-    """AdamW with a 10% linear warm-up then linear decay; the loss of each step (fewer than
-    ``settings.mlm_steps`` when ``max_seconds`` runs out first)."""
+    """AdamW (over ``groups`` when given, each with its own learning rate) with a 10% linear warm-up then
+    linear decay; the loss of each step (fewer than ``settings.mlm_steps`` when ``max_seconds`` runs out
+    first)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.mlm_lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(groups or params, lr=settings.mlm_lr, weight_decay=0.01)
     steps, warm = settings.mlm_steps, max(1, settings.mlm_steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm))

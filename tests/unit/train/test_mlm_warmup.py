@@ -84,18 +84,28 @@ def test_warmup_trains_only_the_head_transform_and_bias(backbone, warmed):
     assert after["cls.predictions.bias"].abs().sum() > 0  # the fresh bias was 0
 
 
-def test_train_trunk_moves_the_layers_not_the_embeddings(backbone, tmp_path):
-    out = tmp_path / "trunk"
-    record = warm_fresh_head(
-        backbone, _texts(40), out, _settings(5), CPU, seed=3, held_out=8, train_trunk=True
-    )
-    assert record["trained"] == "head+trunk"
-    start, after = _state(backbone), _state(out)
-    assert torch.equal(
-        start["bert.embeddings.word_embeddings.weight"], after["bert.embeddings.word_embeddings.weight"]
-    )
-    key = "bert.encoder.layer.0.attention.self.query.weight"
-    assert not torch.equal(start[key], after[key])
+def test_train_trunk_moves_the_layers_at_their_own_rate_not_the_embeddings(backbone, tmp_path):
+    start, key = _state(backbone), "bert.encoder.layer.0.attention.self.query.weight"
+    moved = {}
+    for trunk_lr in (1e-2, 1e-6):  # Adam moves a weight by about lr per step
+        out = tmp_path / f"trunk-{trunk_lr}"
+        record = warm_fresh_head(
+            backbone,
+            _texts(40),
+            out,
+            _settings(5),
+            CPU,
+            seed=3,
+            held_out=8,
+            train_trunk=True,
+            trunk_lr=trunk_lr,
+        )
+        assert record["trained"] == "head+trunk" and record["trunk_lr"] == trunk_lr
+        after = _state(out)
+        emb = "bert.embeddings.word_embeddings.weight"
+        assert torch.equal(start[emb], after[emb])
+        moved[trunk_lr] = float((start[key] - after[key]).abs().max())
+    assert moved[1e-2] > 1e-3 and 0 < moved[1e-6] < 1e-5
 
 
 def test_bias_shift_hits_the_nnz_target_and_keeps_the_mlm_loss(backbone, warmed):
