@@ -42,6 +42,7 @@ from lsr.index.io import publish_directory, write_json
 from lsr.train import losses as L
 from lsr.train.config import TrainConfig
 from lsr.train.data import DevQuery, DevSuite, Example, PreparedData, load_prepared, load_suite
+from lsr.train.mlm import WARMUP_FILE
 from lsr.train.model import SparseEncoderModel, build_model, corpus_idf, save_model
 
 logger = logging.getLogger(__name__)
@@ -732,6 +733,7 @@ def _save_best(run: _Run, seconds: float) -> None:
         "kind": cfg.model.kind,
         "init": str(cfg.model.init),
         "fresh_head": bool(getattr(model, "fresh_head", False)),
+        "init_mlm_warmup": _warmup_record(model.init_path),
         "step": run.best["step"],
         "dev": run.best,
         "seconds": round(seconds, 2),
@@ -744,6 +746,12 @@ def _save_best(run: _Run, seconds: float) -> None:
     }
     save_model(model, tmp, model_card(cfg, data, run.best, seconds, run.device, threshold), extra)
     publish_directory(tmp, run.out / "best")
+
+
+def _warmup_record(init: Path | None) -> dict[str, Any] | None:
+    """The start folder's MLM warm-up record (``lsr_mlm.json``, scripts/mlm_warmup.py), if it has one."""
+    path = init / WARMUP_FILE if init is not None else None
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else None
 
 
 def model_card(
