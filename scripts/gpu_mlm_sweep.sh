@@ -19,6 +19,7 @@ export DATA=${DATA:-gpu-data} WORK=${WORK:-/tmp/lsr-gpu-runs} TEST=${TEST-}
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 warm=$WORK/minilm-mlm
 mkdir -p "$OUT" "$WORK"
+python3 -m pip install -q --no-deps --no-build-isolation -e . > /tmp/pip.log 2>&1 || { echo "pip -e failed"; tail /tmp/pip.log; }
 if compgen -G "$DATA/wheels/*.whl" > /dev/null; then
   python3 -m pip install -q --no-deps "$DATA"/wheels/*.whl 2>&1 | tail -1
 fi
