@@ -52,6 +52,7 @@ from lsr.index.manifest import (
     write_manifest,
     write_tombstones,
 )
+from lsr.index.merged_file import BOUNDS_PREFIX, stray_bounds
 from lsr.index.search import Index
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, concat
 
@@ -60,8 +61,9 @@ logger = logging.getLogger(__name__)
 SECTIONS = ("lsr_version", "encoder", "source", "config", "config_hash", "vectors_config")
 DOCSTORE_NAMES = ("docstore.jsonl", "docstore.offsets.npy")
 # hidden work files of a writer (manifest and tombstone temporaries, segments being built, encodes of
-# added documents and their vector temporaries, BM25 merge corpora): a crashed writer's are removed
-TEMP_PREFIXES = (".segments_", ".del-", ".seg-", ".docs-", ".add-", "..add-", ".merge-")
+# added documents and their vector temporaries, BM25 merge corpora) and a reader's bounds file being
+# written (lsr.index.merged_file): a crashed writer's or reader's are removed
+TEMP_PREFIXES = (".segments_", ".del-", ".seg-", ".docs-", ".add-", "..add-", ".merge-", ".bounds-")
 
 
 class VocabularyError(ValueError):
@@ -404,18 +406,19 @@ class IndexWriter:
 
     def cleanup(self, keep: Manifest | None = None) -> list[str]:
         """Remove what no manifest kept here names: older manifests, unreferenced segments and
-        tombstones, temporary files of a crashed writer, and a plain index's own files once it is no
+        tombstones, bounds files (lsr.index.merged_file) of segments no kept manifest or lease names,
+        temporary files of a crashed writer or reader, and a plain index's own files once it is no
         segment any more. ``keep``: a previous generation whose files stay for readers. Returns the
         names removed."""
         referenced = self.manifest.files | (keep.files if keep else set())
         kept_gens = {self.generation, keep.generation if keep else -1}
         held = leased_files(self.path)  # readers' leases, this process's included
+        roots = {e.name for e in self.manifest.segments} | {e.name for e in (keep.segments if keep else [])}
         removed = []
         for path in sorted(self.path.iterdir()):
-            if _is_stray(path, referenced, kept_gens) and path.name not in held:
+            if _is_stray(path, referenced, kept_gens, roots | held) and path.name not in held:
                 _remove(path)
                 removed.append(path.name)
-        roots = {e.name for e in self.manifest.segments} | {e.name for e in (keep.segments if keep else [])}
         if self.generation > 0 and ROOT_SEGMENT not in roots:
             removed += _remove_root_segment(self.path, held)
         if removed:
@@ -494,10 +497,14 @@ def _write_docstore(tmp: Path, ids: Sequence[str], docs: Docs) -> dict[str, Path
     return DocStoreWriter.files(tmp)
 
 
-def _is_stray(path: Path, referenced: set[str], kept_gens: set[int]) -> bool:
+def _is_stray(path: Path, referenced: set[str], kept_gens: set[int], segment_names: set[str]) -> bool:
+    """Whether cleanup removes ``path``: not the lock, named by no kept manifest (``referenced``, their
+    generations ``kept_gens``), a bounds directory of a segment not in ``segment_names``."""
     name = path.name
     if name == LOCK_FILE or name in referenced:
         return False
+    if name.startswith(BOUNDS_PREFIX):
+        return stray_bounds(path, segment_names)
     m = MANIFEST_RE.match(name)
     if m:
         return int(m.group(1)) not in kept_gens
