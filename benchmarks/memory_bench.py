@@ -40,7 +40,8 @@ import numpy as np
 
 from benchmarks.synthetic import SyntheticCollection, SyntheticConfig, generate
 from benchmarks.systems import IndexAdapter
-from lsr.index.merged_file import BOUNDS_PREFIX
+
+BOUNDS_GLOB = "bounds-*"  # a live index's bounds files (lsr.index.merged_file.BOUNDS_PREFIX)
 
 MODES = ("exact", "safe", "approx")
 
@@ -90,12 +91,12 @@ def index_bytes(path: Path) -> int:
 
 
 def bounds_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for d in path.glob(f"{BOUNDS_PREFIX}*") for p in d.rglob("*") if p.is_file())
+    return sum(p.stat().st_size for d in path.glob(BOUNDS_GLOB) for p in d.rglob("*") if p.is_file())
 
 
 def drop_bounds(path: Path) -> None:
     """Remove a live index's bounds files, so that the next first search builds them."""
-    for d in path.glob(f"{BOUNDS_PREFIX}*"):
+    for d in path.glob(BOUNDS_GLOB):
         shutil.rmtree(d)
 
 

@@ -65,9 +65,10 @@ from lsr.index.subindex import Parts
 from lsr.index.topk import top_k
 
 OPEN_ATTEMPTS = 3
-# the most memory (MB) the merged block maxima of a generation take (``SegmentedIndex.bound_plan``):
-# about 8 bytes per sparse run, so ~8M runs (~100,000 docs of the benchmark corpus), built in
-# ~0.1-0.25 s; bigger segments are read from their own memory-mapped block-max arrays
+# the most MB the merged block maxima of a generation take (``SegmentedIndex.bound_plan``; in its
+# mapped bounds file, lsr.index.merged_file): about 8 bytes per sparse run, so ~8M runs (~100,000
+# docs of the benchmark corpus), built in ~0.1-0.25 s; bigger segments are read from their own
+# memory-mapped block-max arrays
 MERGED_BOUNDS_MB = 64.0
 
 
