@@ -346,3 +346,22 @@ def test_the_writer_removes_bounds_files_of_segments_gone(tmp_path):
     with IndexWriter(path, NO_POLICY) as w:
         w.delete(["x0"])
     assert not _bounds_dirs(path)
+
+
+def test_two_processes_racing_to_build_one_bounds_file(tmp_path):
+    """Two reader processes whose first searches build the same bounds file at once: both finish, one
+    sound directory is left, no temporary, and a third reader maps it."""
+    rng = np.random.default_rng(61)
+    path = random_live_index(tmp_path, rng, "uint8", 6).path
+    procs = [
+        subprocess.Popen([sys.executable, "-c", READER, str(path), "none"], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    printed = {proc.communicate()[0].strip() for proc in procs}
+    assert [proc.returncode for proc in procs] == [0, 0]
+    (directory,) = _bounds_dirs(path)
+    assert printed == {str(directory)}
+    assert not [p.name for p in path.iterdir() if p.name.startswith(".bounds-")]
+    key = json.loads((directory / "meta.json").read_text())["key"]
+    assert load_bounds(directory, key) is not None
+    assert _reopen(path, "merged").merged_bounds.path == directory
