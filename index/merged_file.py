@@ -18,8 +18,9 @@ rename replaces the earlier directory, whose mapped files stay valid for whoever
 one reads every byte against its CRC-32 (~30 ms per 64 MB): a truncated, corrupt or foreign file is
 logged and rebuilt, never searched. Not written (built in memory, as before, with a log line) when the
 directory cannot be written (read-only) or the disk is full. No fsync: a file torn by a power loss
-fails its checksum and is rebuilt. The writer's cleanup removes a bounds directory once a segment it
-names is in no kept generation and no reader's lease (``lsr.index.writer.IndexWriter.cleanup``).
+fails its checksum and is rebuilt. The writer's cleanup removes a bounds directory once it belongs to
+no generation it keeps (``lsr.index.writer.IndexWriter.cleanup``), so the adds leave at most the current
+and the previous generation's.
 """
 
 from __future__ import annotations
@@ -151,12 +152,21 @@ def _mapped_array(directory: Path, name: str, shape: tuple[int, ...], dtype: Any
     return array
 
 
-def stray_bounds(path: Path, segment_names: set[str]) -> bool:
-    """Whether the bounds directory ``path`` names a segment outside ``segment_names`` (those that kept
-    generations and readers' leases hold), or is unreadable: the writer's cleanup removes it."""
+# a generation as its bounds files' keys see it: its segments' (name, uid) in order, and its blocks
+Layout = tuple[list[tuple[str, str]], int]
+
+
+def stray_bounds(path: Path, layouts: list[Layout]) -> bool:
+    """Whether the bounds directory ``path`` belongs to none of ``layouts`` (the generations the writer
+    keeps: each keyed segment at its place, the same number of blocks), or is unreadable: the writer's
+    cleanup removes it. A reader still mapping it keeps its pages (an unlinked file stays mapped)."""
     try:
-        meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
-        names = {str(s["name"]) for s in meta["key"]["segments"]}
+        key = json.loads((path / META_FILE).read_text(encoding="utf-8"))["key"]
+        keyed = [(int(s["place"]), (str(s["name"]), str(s["uid"]))) for s in key["segments"]]
+        blocks = int(key["total_blocks"])
     except (OSError, ValueError, KeyError, TypeError):
         return True
-    return not names <= segment_names
+    return not any(
+        blocks == total and all(place < len(segments) and segments[place] == seg for place, seg in keyed)
+        for segments, total in layouts
+    )

@@ -52,7 +52,7 @@ from lsr.index.manifest import (
     write_manifest,
     write_tombstones,
 )
-from lsr.index.merged_file import BOUNDS_PREFIX, stray_bounds
+from lsr.index.merged_file import BOUNDS_PREFIX, Layout, stray_bounds
 from lsr.index.search import Index
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, concat
 
@@ -406,17 +406,17 @@ class IndexWriter:
 
     def cleanup(self, keep: Manifest | None = None) -> list[str]:
         """Remove what no manifest kept here names: older manifests, unreferenced segments and
-        tombstones, bounds files (lsr.index.merged_file) of segments no kept manifest or lease names,
-        temporary files of a crashed writer or reader, and a plain index's own files once it is no
-        segment any more. ``keep``: a previous generation whose files stay for readers. Returns the
-        names removed."""
+        tombstones, bounds files (lsr.index.merged_file) of neither kept generation, temporary files
+        of a crashed writer or reader, and a plain index's own files once it is no segment any more.
+        ``keep``: a previous generation whose files stay for readers. Returns the names removed."""
         referenced = self.manifest.files | (keep.files if keep else set())
         kept_gens = {self.generation, keep.generation if keep else -1}
         held = leased_files(self.path)  # readers' leases, this process's included
         roots = {e.name for e in self.manifest.segments} | {e.name for e in (keep.segments if keep else [])}
+        layouts = [_layout(m) for m in (self.manifest, keep) if m is not None]
         removed = []
         for path in sorted(self.path.iterdir()):
-            if _is_stray(path, referenced, kept_gens, roots | held) and path.name not in held:
+            if _is_stray(path, referenced, kept_gens, layouts) and path.name not in held:
                 _remove(path)
                 removed.append(path.name)
         if self.generation > 0 and ROOT_SEGMENT not in roots:
@@ -497,20 +497,28 @@ def _write_docstore(tmp: Path, ids: Sequence[str], docs: Docs) -> dict[str, Path
     return DocStoreWriter.files(tmp)
 
 
-def _is_stray(path: Path, referenced: set[str], kept_gens: set[int], segment_names: set[str]) -> bool:
+def _is_stray(path: Path, referenced: set[str], kept_gens: set[int], layouts: list[Layout]) -> bool:
     """Whether cleanup removes ``path``: not the lock, named by no kept manifest (``referenced``, their
-    generations ``kept_gens``), a bounds directory of a segment not in ``segment_names``."""
+    generations ``kept_gens``), or a bounds directory of none of their ``layouts``."""
     name = path.name
     if name == LOCK_FILE or name in referenced:
         return False
     if name.startswith(BOUNDS_PREFIX):
-        return stray_bounds(path, segment_names)
+        return stray_bounds(path, layouts)
     m = MANIFEST_RE.match(name)
     if m:
         return int(m.group(1)) not in kept_gens
     if name.startswith(TEMP_PREFIXES):
         return True
     return name.startswith(("seg-", "del-"))
+
+
+def _layout(manifest: Manifest) -> Layout:
+    """A generation's segments (name, uid) and block count, as its bounds files' keys record them
+    (blocks: ``lsr.index.blockmax.blockmax_arrays``; none without block-max data)."""
+    size = manifest.settings.get("block_size")
+    blocks = sum(max(1, -(-e.n_docs // size)) for e in manifest.segments) if size else -1
+    return [(e.name, e.uid) for e in manifest.segments], blocks
 
 
 def _remove(path: Path) -> None:

@@ -324,28 +324,47 @@ def test_a_reader_killed_while_writing_leaves_a_sound_index(tmp_path, point):
     assert not [p.name for p in path.iterdir() if p.name.startswith(".bounds-")]
 
 
-def test_the_writer_removes_bounds_files_of_segments_gone(tmp_path):
-    """After a merge, the bounds file of the old segments stays while a generation the writer keeps or a
-    reader's lease names them, and goes with them; the current generation's file stays."""
+def _add(path: Path, rng, ids: list[str]) -> None:
+    with IndexWriter(path, NO_POLICY) as w:
+        w.add(
+            random_corpus(rng, n_docs=len(ids), n_terms=len(w.vocab), max_nnz=5, integer=True), ids, w.vocab
+        )
+
+
+def _searched_bounds(path: Path) -> Path:
+    """The bounds file of the newest generation, built by a search."""
+    index = _reopen(path, "merged")
+    index.search(np.array([0, 1], np.int32), np.ones(2, np.float32), 5, mode="safe")
+    return index.merged_bounds.path
+
+
+def test_the_writer_keeps_the_bounds_files_of_the_kept_generations_only(tmp_path):
+    """Adds searched in between leave at most two bounds files (the current and the previous generation's:
+    a file of older segments is no leak); a delete-only commit shares its generation's file (same
+    segments and blocks: one left); a merge's old file goes with the generation the writer stops keeping; a
+    reader still mapping a removed file searches on."""
     rng = np.random.default_rng(51)
-    index = random_live_index(tmp_path, rng, "uint8", 4)
-    path = index.path
-    old = index.merged_bounds.path
+    path = random_live_index(tmp_path, rng, "uint8", 4).path
+    files = [_searched_bounds(path)]
+    reader = _reopen(path, "merged")
+    reader.search(np.array([0, 1], np.int32), np.ones(2, np.float32), 5, mode="safe")
+    for step in range(4):
+        _add(path, rng, [f"a{step}-{i}" for i in range(3)])
+        files.append(_searched_bounds(path))
+        assert set(_bounds_dirs(path)) == set(files[-2:])
     with IndexWriter(path, NO_POLICY) as w:
-        w.merge(0, 2)
-    assert old.is_dir()  # the reader's lease holds the old segments
-    index.close()
-    new = _reopen(path, "merged").merged_bounds.path
-    assert new != old
+        w.delete(["a3-0"])
+    assert _searched_bounds(path) == files[-1] and _bounds_dirs(path) == [files[-1]]
     with IndexWriter(path, NO_POLICY) as w:
-        for ids in (["x0", "x1", "x2"], ["y0", "y1", "y2"]):
-            w.add(random_corpus(rng, n_docs=3, n_terms=len(w.vocab), max_nnz=5, integer=True), ids, w.vocab)
-    assert not old.exists() and new.is_dir()  # the merged-away segments are in no kept generation
-    with IndexWriter(path, NO_POLICY) as w:
-        w.merge()
-    with IndexWriter(path, NO_POLICY) as w:
-        w.delete(["x0"])
-    assert not _bounds_dirs(path)
+        w.merge(0, 3)
+    merged = _searched_bounds(path)
+    assert set(_bounds_dirs(path)) == {files[-1], merged}
+    _add(path, rng, ["b0", "b1"])
+    assert _bounds_dirs(path) == [merged]
+    got = reader.search(np.array([0, 1], np.int32), np.ones(2, np.float32), 5, mode="safe")
+    exact = reader.search(np.array([0, 1], np.int32), np.ones(2, np.float32), 5, mode="exact")
+    np.testing.assert_array_equal(got.docs, exact.docs)
+    reader.close()
 
 
 def test_two_processes_racing_to_build_one_bounds_file(tmp_path):
