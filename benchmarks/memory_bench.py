@@ -20,13 +20,16 @@ settings (block-max data, reordering, the forward index for exact rescoring) as 
 At each step ``RssAnon`` and ``RssFile`` of ``/proc/self/status``: the index's anonymous memory is
 step 3's ``RssAnon`` less step 1's (the arrays the load reads into memory and any per-query state it
 keeps), then step 4's with the ids and step 5's with the id table; its mapped memory the resident file
-pages. Linux only. Prints a table and writes JSON.
+pages. A live index is measured twice: without its bounds file (the merged block maxima,
+``lsr.index.merged_file``: removed first, so the first block-max search builds it) and again (mapped);
+its size does not count the bounds file (``bounds_bytes``). Linux only. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +40,8 @@ import numpy as np
 
 from benchmarks.synthetic import SyntheticCollection, SyntheticConfig, generate
 from benchmarks.systems import IndexAdapter
+
+BOUNDS_GLOB = "bounds-*"  # a live index's bounds files (lsr.index.merged_file.BOUNDS_PREFIX)
 
 MODES = ("exact", "safe", "approx")
 
@@ -80,7 +85,19 @@ def build_segments(coll: SyntheticCollection, out: Path, segments: int) -> None:
 
 
 def index_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """The index's bytes on disk, without the merged block maxima a live index's first block-max search
+    writes (``bounds-*``, a cache: ``bounds_bytes``)."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) - bounds_bytes(path)
+
+
+def bounds_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for d in path.glob(BOUNDS_GLOB) for p in d.rglob("*") if p.is_file())
+
+
+def drop_bounds(path: Path) -> None:
+    """Remove a live index's bounds files, so that the next first search builds them."""
+    for d in path.glob(BOUNDS_GLOB):
+        shutil.rmtree(d)
 
 
 def child(index: Path, queries: Path, small: Path, modes: list[str]) -> dict[str, Any]:
@@ -121,7 +138,7 @@ def child(index: Path, queries: Path, small: Path, modes: list[str]) -> dict[str
     return {"steps": steps, "n_queries": len(rows), "n_docs": ix.n_docs, "type": type(ix).__name__}
 
 
-def measure(index: Path, queries: Path, small: Path, modes: list[str]) -> dict[str, Any]:
+def measure(index: Path, queries: Path, small: Path, modes: list[str], label: str = "") -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.memory_bench", "--child", str(index), str(queries), str(small)]
     done = subprocess.run([*cmd, ",".join(modes)], check=True, capture_output=True, text=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -130,8 +147,10 @@ def measure(index: Path, queries: Path, small: Path, modes: list[str]) -> dict[s
     anon = steps["warm"]["RssAnon"] - steps["baseline"]["RssAnon"]
     return {
         "index": str(index),
+        "label": label,
         "n_docs": result["n_docs"],
         "index_bytes": size,
+        "bounds_bytes": bounds_bytes(index),
         "anon_bytes": anon,
         "anon_share": round(anon / size, 4),
         "anon_at_load_bytes": steps["loaded"]["RssAnon"] - steps["baseline"]["RssAnon"],
@@ -165,7 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         tail = f"-{segments}seg" if segments > 1 else ""
         small, _ = build(2_000, work / f"small{tail}", seed=1, segments=segments)
         index, queries = build(args.n_docs, work / f"synthetic-{args.n_docs}{tail}", segments=segments)
-        rows.append(measure(index, queries, small, modes))
+        if segments == 1:
+            rows.append(measure(index, queries, small, modes))
+            continue
+        drop_bounds(index)
+        drop_bounds(small)
+        rows.append(measure(index, queries, small, modes, "first open: builds the bounds file"))
+        rows.append(measure(index, queries, small, modes, "reopened: maps it"))
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     result = {"args": {"n_docs": args.n_docs, "modes": modes, "segments": args.segments}, "rows": rows}
@@ -188,7 +213,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             return f"{n / mib:.1f} ({100 * n / size:.1f}%)"
 
         cells = [
-            f"{Path(row['index']).name} ({row['type']})",
+            f"{Path(row['index']).name} ({row['type']}{', ' + row['label'] if row.get('label') else ''})",
             f"{row['n_docs']:,}",
             f"{size / mib:.1f}",
             share(row["anon_bytes"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -258,12 +259,35 @@ class BlockMax:
         return int(sum(getattr(self, name).nbytes for name in ARRAYS))
 
 
+# the arrays of MergedBounds (its ``arrays`` in this order, then the ratio), as stored in a bounds file
+MERGED_ARRAYS = (
+    "sp_ptr",
+    "sp_block",
+    "sp_max",
+    "sp_start",
+    "sp_len",
+    "dn_ptr",
+    "dn_seg",
+    "dn_row",
+    "dn_start",
+    "dn_off",
+    "dn_max",
+)
+# how MergedBounds.build gets an array to fill: (name, shape, dtype) -> array (in memory, or a mapped file)
+Allocate = Callable[[str, tuple[int, ...], Any], np.ndarray]
+
+
+def allocate_in_memory(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    return np.empty(shape, dtype)
+
+
 class MergedBounds:
     """The block maxima of a live index's segments (those small enough: the merged ones of
     ``lsr.index.segments.SegmentedIndex.bound_plan``) merged per term, built by the first block-max
-    search of an opened generation, so that a query's bound pass reads one piece per term whatever the
-    number of segments (the segments' own directories and runs, read per (term, segment), cost
-    about one cache miss each). Global block g is block g - first of the segment whose blocks
+    search of an opened generation into a memory-mapped bounds file (``lsr.index.merged_file``; in
+    memory where the directory is read-only), so that a query's bound pass reads one piece per term
+    whatever the number of segments (the segments' own directories and runs, read per (term, segment),
+    cost about one cache miss each). Global block g is block g - first of the segment whose blocks
     start at ``first`` (segment order). Per term t, segments in order:
 
         sparse runs [sp_ptr[t], sp_ptr[t + 1]), global blocks ascending:
@@ -277,26 +301,56 @@ class MergedBounds:
     Maxima are the segments' uint8 maxima with the one ``ratio`` of all segments, or float32
     maxima times their segment's ratio (``ratio`` 1) when the segments' ratios differ: either way
     the kernel's ``w * (max * ratio)`` is bit for bit the segment's own bound. About 8 bytes per
-    sparse run (the segments' own runs take 5) plus a copy of the dense rows."""
+    sparse run (the segments' own runs take 5) plus a copy of the dense rows. The arrays are
+    read-only (mapped or not: one numba type for the kernels)."""
 
-    def __init__(
-        self,
+    sp_ptr: np.ndarray
+    sp_block: np.ndarray
+    sp_max: np.ndarray
+    sp_start: np.ndarray
+    sp_len: np.ndarray
+    dn_ptr: np.ndarray
+    dn_seg: np.ndarray
+    dn_row: np.ndarray
+    dn_start: np.ndarray
+    dn_off: np.ndarray
+    dn_max: np.ndarray
+
+    def __init__(self, arrays: dict[str, np.ndarray], ratio: float, path: Path | None = None):
+        """``arrays``: the ``MERGED_ARRAYS``; ``path``: the bounds file they are mapped from (None: in
+        memory)."""
+        for name in MERGED_ARRAYS:
+            setattr(self, name, arrays[name])
+        self.ratio = np.float32(ratio)
+        self.path = path
+
+    @classmethod
+    def build(
+        cls,
         blockmaxes: list[BlockMax],
         term_ptrs: list[np.ndarray],
         seg_ids: list[int],
         firsts: np.ndarray,
         total_blocks: int,
         n_terms: int,
-    ):
-        """``blockmaxes`` / ``term_ptrs`` of the merged segments, ``seg_ids`` their places in the
+        allocate: Allocate = allocate_in_memory,
+    ) -> MergedBounds:
+        """Merge ``blockmaxes`` / ``term_ptrs`` of the merged segments, ``seg_ids`` their places in the
         generation, ``firsts`` their first global blocks, ``total_blocks`` the generation's blocks
-        (the merged segments may be some of the generation's; the others keep their own arrays)."""
+        (the merged segments may be some of the generation's; the others keep their own arrays), into
+        arrays from ``allocate``."""
         ratios = {float(bm.ub_ratio) for bm in blockmaxes}
         scaled = len(ratios) > 1
-        self.ratio = np.float32(ratios.pop() if len(ratios) == 1 else 1.0)
+        ratio = ratios.pop() if len(ratios) == 1 else 1.0
         max_dtype = np.float32 if scaled else np.uint8
-        self._sparse(blockmaxes, term_ptrs, n_terms, firsts, total_blocks, max_dtype, scaled)
-        self._dense(blockmaxes, term_ptrs, seg_ids, n_terms, max_dtype, scaled)
+        common = (blockmaxes, term_ptrs, n_terms, max_dtype, scaled)
+        arrays = {
+            **_merged_sparse(*common, firsts, total_blocks, allocate),
+            **_merged_dense(*common, seg_ids, allocate),
+        }
+        for array in arrays.values():
+            array.flags.writeable = False
+        return cls(arrays, ratio)
 
     @staticmethod
     def estimate_nbytes(bm: BlockMax, total_blocks: int, scaled: bool) -> int:
@@ -310,99 +364,103 @@ class MergedBounds:
         n_rows = int(np.count_nonzero(np.asarray(bm.row_of) >= 0))
         return run * int(bm.tb_ptr[-1]) + n_rows * (bm.n_blocks * max_bytes + 24)
 
-    def _sparse(
-        self,
-        blockmaxes: list[BlockMax],
-        term_ptrs: list[np.ndarray],
-        n_terms: int,
-        firsts: np.ndarray,
-        total_blocks: int,
-        max_dtype: type,
-        scaled: bool,
-    ) -> None:
-        counts = np.zeros(n_terms, np.int64)
-        for bm in blockmaxes:
-            counts[: len(bm.tb_ptr) - 1] += np.diff(bm.tb_ptr)
-        self.sp_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        n = int(self.sp_ptr[-1])
-        self.sp_block = np.empty(n, np.uint16 if total_blocks <= 1 << 16 else np.int32)
-        self.sp_max: np.ndarray = np.empty(n, max_dtype)
-        wide = max((int(tp[-1]) for tp in term_ptrs), default=0) >= 1 << 32
-        self.sp_start = np.empty(n, np.int64 if wide else np.uint32)
-        self.sp_len = np.empty(n, np.uint8)
-        cursor = self.sp_ptr[:-1].copy()
-        for bm, term_ptr, first in zip(blockmaxes, term_ptrs, firsts, strict=True):
-            _merge_sparse(
-                term_ptr,
-                bm.tb_ptr,
-                bm.tb_block,
-                bm.tb_max,
-                bm.tb_base,
-                bm.tb_off,
-                bm.dense_before,
-                first,
-                bm.ub_ratio,
-                scaled,
-                cursor,
-                self.sp_block,
-                self.sp_max,
-                self.sp_start,
-                self.sp_len,
-            )
-
-    def _dense(
-        self,
-        blockmaxes: list[BlockMax],
-        term_ptrs: list[np.ndarray],
-        seg_ids: list[int],
-        n_terms: int,
-        max_dtype: type,
-        scaled: bool,
-    ) -> None:
-        counts = np.zeros(n_terms, np.int64)
-        for bm in blockmaxes:
-            counts[: len(bm.row_of)] += bm.row_of >= 0
-        self.dn_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        n = int(self.dn_ptr[-1])
-        self.dn_seg = np.empty(n, np.int32)
-        self.dn_row = np.empty(n, np.int32)
-        self.dn_start = np.empty(n, np.int64)
-        lengths = np.empty(n, np.int64)
-        cursor = self.dn_ptr[:-1].copy()
-        places = []
-        for s, bm, term_ptr in zip(seg_ids, blockmaxes, term_ptrs, strict=True):
-            terms = np.flatnonzero(bm.row_of >= 0)
-            at = cursor[terms]
-            cursor[terms] += 1
-            self.dn_seg[at], self.dn_row[at], self.dn_start[at] = s, bm.row_of[terms], term_ptr[terms]
-            lengths[at] = bm.n_blocks
-            places.append(at)
-        self.dn_off = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        self.dn_max: np.ndarray = np.empty(int(lengths.sum()), max_dtype)
-        for bm, at in zip(blockmaxes, places, strict=True):
-            rows = np.asarray(bm.dense_max[bm.row_of[bm.row_of >= 0]])
-            values = rows.astype(np.float32) * bm.ub_ratio if scaled else rows
-            where = self.dn_off[at][:, None] + np.arange(bm.n_blocks)
-            self.dn_max[where] = values
+    @property
+    def named(self) -> dict[str, np.ndarray]:
+        """The ``MERGED_ARRAYS`` by name."""
+        return {name: getattr(self, name) for name in MERGED_ARRAYS}
 
     @property
     def arrays(self) -> tuple[Any, ...]:
         """The kernels' argument (``lsr.index.kernels.blockmax._merged_bounds``)."""
-        return (
-            self.sp_ptr,
-            self.sp_block,
-            self.sp_max,
-            self.sp_start,
-            self.sp_len,
-            self.dn_ptr,
-            self.dn_seg,
-            self.dn_row,
-            self.dn_start,
-            self.dn_off,
-            self.dn_max,
-            self.ratio,
-        )
+        return (*self.named.values(), self.ratio)
 
     @property
     def nbytes(self) -> int:
-        return int(sum(a.nbytes for a in self.arrays[:-1]))
+        return int(sum(a.nbytes for a in self.named.values()))
+
+
+def _merged_sparse(
+    blockmaxes: list[BlockMax],
+    term_ptrs: list[np.ndarray],
+    n_terms: int,
+    max_dtype: type,
+    scaled: bool,
+    firsts: np.ndarray,
+    total_blocks: int,
+    allocate: Allocate,
+) -> dict[str, np.ndarray]:
+    """The merged sparse runs (``sp_*`` of :class:`MergedBounds`)."""
+    counts = np.zeros(n_terms, np.int64)
+    for bm in blockmaxes:
+        counts[: len(bm.tb_ptr) - 1] += np.diff(bm.tb_ptr)
+    sp_ptr = allocate("sp_ptr", (n_terms + 1,), np.int64)
+    sp_ptr[0] = 0
+    np.cumsum(counts, out=sp_ptr[1:])
+    n = int(sp_ptr[-1])
+    wide = max((int(tp[-1]) for tp in term_ptrs), default=0) >= 1 << 32
+    out = {
+        "sp_ptr": sp_ptr,
+        "sp_block": allocate("sp_block", (n,), np.uint16 if total_blocks <= 1 << 16 else np.int32),
+        "sp_max": allocate("sp_max", (n,), max_dtype),
+        "sp_start": allocate("sp_start", (n,), np.int64 if wide else np.uint32),
+        "sp_len": allocate("sp_len", (n,), np.uint8),
+    }
+    cursor = sp_ptr[:-1].copy()
+    for bm, term_ptr, first in zip(blockmaxes, term_ptrs, firsts, strict=True):
+        _merge_sparse(
+            term_ptr,
+            bm.tb_ptr,
+            bm.tb_block,
+            bm.tb_max,
+            bm.tb_base,
+            bm.tb_off,
+            bm.dense_before,
+            first,
+            bm.ub_ratio,
+            scaled,
+            cursor,
+            *(out[name] for name in ("sp_block", "sp_max", "sp_start", "sp_len")),
+        )
+    return out
+
+
+def _merged_dense(
+    blockmaxes: list[BlockMax],
+    term_ptrs: list[np.ndarray],
+    n_terms: int,
+    max_dtype: type,
+    scaled: bool,
+    seg_ids: list[int],
+    allocate: Allocate,
+) -> dict[str, np.ndarray]:
+    """The merged dense rows (``dn_*`` of :class:`MergedBounds`)."""
+    counts = np.zeros(n_terms, np.int64)
+    for bm in blockmaxes:
+        counts[: len(bm.row_of)] += bm.row_of >= 0
+    dn_ptr = allocate("dn_ptr", (n_terms + 1,), np.int64)
+    dn_ptr[0] = 0
+    np.cumsum(counts, out=dn_ptr[1:])
+    n = int(dn_ptr[-1])
+    out = {"dn_ptr": dn_ptr, **{name: allocate(name, (n,), np.int32) for name in ("dn_seg", "dn_row")}}
+    out["dn_start"] = allocate("dn_start", (n,), np.int64)
+    lengths = np.empty(n, np.int64)
+    cursor = dn_ptr[:-1].copy()
+    places = []
+    for s, bm, term_ptr in zip(seg_ids, blockmaxes, term_ptrs, strict=True):
+        terms = np.flatnonzero(bm.row_of >= 0)
+        at = cursor[terms]
+        cursor[terms] += 1
+        out["dn_seg"][at], out["dn_row"][at], out["dn_start"][at] = s, bm.row_of[terms], term_ptr[terms]
+        lengths[at] = bm.n_blocks
+        places.append(at)
+    dn_off = out["dn_off"] = allocate("dn_off", (n,), np.int64)
+    if n:
+        dn_off[0] = 0
+        np.cumsum(lengths[:-1], out=dn_off[1:])
+    dn_max = out["dn_max"] = allocate("dn_max", (int(lengths.sum()),), max_dtype)
+    for bm, at in zip(blockmaxes, places, strict=True):
+        rows = np.asarray(bm.dense_max[bm.row_of[bm.row_of >= 0]])
+        values = rows.astype(np.float32) * bm.ub_ratio if scaled else rows
+        for off, row in zip(dn_off[at].tolist(), values, strict=True):
+            dn_max[off : off + bm.n_blocks] = row
+    return out

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from lsr.index.blockmax import MergedBounds
 from lsr.index.builder import INDEX_FORMAT, INDEX_FORMAT_VERSION
+from lsr.index.checksum import SELF_KEY
 from lsr.index.io import ArtifactError, directory_bytes, read_meta
 from lsr.index.kernels.allowed import _allowed_search_one
 from lsr.index.kernels.blockmax import _bmp_multi_search_batch, _bmp_multi_search_one
@@ -42,6 +43,7 @@ from lsr.index.manifest import (
     segment_dir,
     write_lease,
 )
+from lsr.index.merged_file import bounds_key, mapped_merged_bounds
 from lsr.index.search import (
     AllowedArgs,
     FilterCache,
@@ -63,9 +65,10 @@ from lsr.index.subindex import Parts
 from lsr.index.topk import top_k
 
 OPEN_ATTEMPTS = 3
-# the most memory (MB) the merged block maxima of a generation take (``SegmentedIndex.bound_plan``):
-# about 8 bytes per sparse run, so ~8M runs (~100,000 docs of the benchmark corpus), built in
-# ~0.1-0.25 s; bigger segments are read from their own memory-mapped block-max arrays
+# the most MB the merged block maxima of a generation take (``SegmentedIndex.bound_plan``; in its
+# mapped bounds file, lsr.index.merged_file): about 8 bytes per sparse run, so ~8M runs (~100,000
+# docs of the benchmark corpus), built in ~0.1-0.25 s; bigger segments are read from their own
+# memory-mapped block-max arrays
 MERGED_BOUNDS_MB = 64.0
 
 
@@ -130,8 +133,9 @@ class SegmentedIndex(Index):
     supports_budget = False  # the multi-segment kernel has no block budget
     doc_id_dtype = np.int64
 
-    def __init__(self, path: Path, manifest: Manifest, segments: list[Index]):
+    def __init__(self, path: Path, manifest: Manifest, segments: list[Index], mmap: bool = True):
         self.path = path
+        self.mmap = mmap  # False: the merged block maxima too are built in memory
         self.manifest = manifest
         self.generation = manifest.generation
         self.segments = segments
@@ -181,6 +185,7 @@ class SegmentedIndex(Index):
                     path,
                     manifest,
                     [load_segment(path, e, mmap, manifest.checksums) for e in manifest.segments],
+                    mmap,
                 )
             except (ArtifactError, FileNotFoundError):
                 if lease is not None:
@@ -451,7 +456,7 @@ class SegmentedIndex(Index):
         kernel), shared with every other opened generation of the same segments in the same places
         (``shared_merged_bounds``)."""
         assert self._multi is not None
-        return shared_merged_bounds(self.segments, self.bound_plan[0], self._multi[1], self.n_terms)
+        return shared_merged_bounds(self, self.bound_plan[0])
 
     @cached_property
     def _own_bounds(self) -> tuple[Any, NDArray[np.int64]]:
@@ -535,27 +540,53 @@ _MERGED = weakref.WeakValueDictionary()
 _MERGED_LOCK = threading.Lock()
 
 
-def shared_merged_bounds(
-    segments: list[Index], chosen: list[int], seg_int: NDArray[np.int64], n_terms: int
-) -> MergedBounds:
-    """The merged block maxima of the ``chosen`` segments (places in ``segments``, ascending; ``seg_int``
-    as in ``SegmentedIndex._multi``), built once (under a lock, so concurrent first searches build
-    it once) and shared while any opened index holds it: a delete-only commit keeps the segments, so
-    its generation reuses the previous one's, and two readers of one generation share it."""
+def shared_merged_bounds(index: SegmentedIndex, chosen: list[int]) -> MergedBounds:
+    """The merged block maxima of the ``chosen`` segments of ``index`` (places, ascending), mapped from
+    their bounds file (``lsr.index.merged_file``: built into it by the first reader; in memory when the
+    index is opened with ``mmap=False`` or its directory cannot be written), opened once (under a
+    lock, so concurrent first searches build it once) and shared while any opened index holds it: a
+    delete-only commit keeps the segments, so its generation reuses the previous one's, and two
+    readers of one generation share it."""
+    assert index._multi is not None
+    seg_int = index._multi[1]
+    segments = index.segments
     total_blocks = int(seg_int[-1, 3] + seg_int[-1, 1])
     places = tuple(
         (str(segments[i].path), str(segments[i].meta.get("uid")), i, int(seg_int[i, 3])) for i in chosen
     )
-    key = (places, total_blocks, n_terms)
+    key = (places, total_blocks, index.n_terms)
     with _MERGED_LOCK:
         merged = _MERGED.get(key)
         if merged is None:
-            blockmaxes = [segments[i].blockmax for i in chosen]
-            term_ptrs = [segments[i].term_ptr for i in chosen]
-            firsts = seg_int[chosen, 3]
-            merged = MergedBounds(blockmaxes, term_ptrs, chosen, firsts, total_blocks, n_terms)  # type: ignore[arg-type]
+            merged = _open_merged_bounds(index, chosen, seg_int[chosen, 3], total_blocks)
             _MERGED[key] = merged
     return merged
+
+
+def _open_merged_bounds(
+    index: SegmentedIndex, chosen: list[int], firsts: NDArray[np.int64], total_blocks: int
+) -> MergedBounds:
+    """Build the merged maxima (``firsts``: the chosen segments' first global blocks) into their bounds
+    file, or map it (``mapped_merged_bounds``); in memory for an index opened with ``mmap=False``."""
+    segments = [index.segments[i] for i in chosen]
+    blockmaxes = [s.blockmax for s in segments if s.blockmax is not None]  # all: see _multi
+    term_ptrs = [s.term_ptr for s in segments]
+    build = partial(MergedBounds.build, blockmaxes, term_ptrs, chosen, firsts, total_blocks, index.n_terms)
+    if not index.mmap:
+        return build()
+    names = [index.manifest.segments[i].name for i in chosen]
+    entries = [
+        _key_entry(name, seg, i, int(first))
+        for name, seg, i, first in zip(names, segments, chosen, firsts, strict=True)
+    ]
+    return mapped_merged_bounds(index.path, bounds_key(entries, total_blocks, index.n_terms), build)
+
+
+def _key_entry(name: str, seg: Index, place: int, first: int) -> dict[str, Any]:
+    """A merged segment in its bounds file's key: what identifies its block-max arrays, and where they go."""
+    bm_meta = seg.blockmax.meta if seg.blockmax is not None else {}
+    blockmax = bm_meta.get(SELF_KEY) or bm_meta.get("created")
+    return {"name": name, "uid": seg.meta.get("uid"), "blockmax": blockmax, "place": place, "first": first}
 
 
 def _own_item(seg: Index) -> tuple[np.ndarray, ...]:

@@ -52,6 +52,7 @@ from lsr.index.manifest import (
     write_manifest,
     write_tombstones,
 )
+from lsr.index.merged_file import BOUNDS_PREFIX, Layout, stray_bounds
 from lsr.index.search import Index
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, concat
 
@@ -60,8 +61,9 @@ logger = logging.getLogger(__name__)
 SECTIONS = ("lsr_version", "encoder", "source", "config", "config_hash", "vectors_config")
 DOCSTORE_NAMES = ("docstore.jsonl", "docstore.offsets.npy")
 # hidden work files of a writer (manifest and tombstone temporaries, segments being built, encodes of
-# added documents and their vector temporaries, BM25 merge corpora): a crashed writer's are removed
-TEMP_PREFIXES = (".segments_", ".del-", ".seg-", ".docs-", ".add-", "..add-", ".merge-")
+# added documents and their vector temporaries, BM25 merge corpora) and a reader's bounds file being
+# written (lsr.index.merged_file): a crashed writer's or reader's are removed
+TEMP_PREFIXES = (".segments_", ".del-", ".seg-", ".docs-", ".add-", "..add-", ".merge-", ".bounds-")
 
 
 class VocabularyError(ValueError):
@@ -404,18 +406,19 @@ class IndexWriter:
 
     def cleanup(self, keep: Manifest | None = None) -> list[str]:
         """Remove what no manifest kept here names: older manifests, unreferenced segments and
-        tombstones, temporary files of a crashed writer, and a plain index's own files once it is no
-        segment any more. ``keep``: a previous generation whose files stay for readers. Returns the
-        names removed."""
+        tombstones, bounds files (lsr.index.merged_file) of neither kept generation, temporary files
+        of a crashed writer or reader, and a plain index's own files once it is no segment any more.
+        ``keep``: a previous generation whose files stay for readers. Returns the names removed."""
         referenced = self.manifest.files | (keep.files if keep else set())
         kept_gens = {self.generation, keep.generation if keep else -1}
         held = leased_files(self.path)  # readers' leases, this process's included
+        roots = {e.name for e in self.manifest.segments} | {e.name for e in (keep.segments if keep else [])}
+        layouts = [_layout(m) for m in (self.manifest, keep) if m is not None]
         removed = []
         for path in sorted(self.path.iterdir()):
-            if _is_stray(path, referenced, kept_gens) and path.name not in held:
+            if _is_stray(path, referenced, kept_gens, layouts) and path.name not in held:
                 _remove(path)
                 removed.append(path.name)
-        roots = {e.name for e in self.manifest.segments} | {e.name for e in (keep.segments if keep else [])}
         if self.generation > 0 and ROOT_SEGMENT not in roots:
             removed += _remove_root_segment(self.path, held)
         if removed:
@@ -494,16 +497,28 @@ def _write_docstore(tmp: Path, ids: Sequence[str], docs: Docs) -> dict[str, Path
     return DocStoreWriter.files(tmp)
 
 
-def _is_stray(path: Path, referenced: set[str], kept_gens: set[int]) -> bool:
+def _is_stray(path: Path, referenced: set[str], kept_gens: set[int], layouts: list[Layout]) -> bool:
+    """Whether cleanup removes ``path``: not the lock, named by no kept manifest (``referenced``, their
+    generations ``kept_gens``), or a bounds directory of none of their ``layouts``."""
     name = path.name
     if name == LOCK_FILE or name in referenced:
         return False
+    if name.startswith(BOUNDS_PREFIX):
+        return stray_bounds(path, layouts)
     m = MANIFEST_RE.match(name)
     if m:
         return int(m.group(1)) not in kept_gens
     if name.startswith(TEMP_PREFIXES):
         return True
     return name.startswith(("seg-", "del-"))
+
+
+def _layout(manifest: Manifest) -> Layout:
+    """A generation's segments (name, uid) and block count, as its bounds files' keys record them
+    (blocks: ``lsr.index.blockmax.blockmax_arrays``; none without block-max data)."""
+    size = manifest.settings.get("block_size")
+    blocks = sum(max(1, -(-e.n_docs // size)) for e in manifest.segments) if size else -1
+    return [(e.name, e.uid) for e in manifest.segments], blocks
 
 
 def _remove(path: Path) -> None:
