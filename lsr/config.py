@@ -139,6 +139,7 @@ class InferenceFreeConfig:
             )
 
 
+LONG_DOCS = ("auto", "truncate", "windows")  # encoder.transformer.long_docs
 # lsr.encoders.onnx_query
 QUERY_RUNTIMES = ("auto", "torch", "lean", "lean-bf16", "onnx", "onnx-int8", "onnx-int8-smooth")
 
@@ -149,7 +150,9 @@ class TransformerConfig:
 
     max_length: int = 512  # tokens per document sequence, special tokens included
     query_max_length: int = 128
-    long_docs: str = "truncate"  # truncate | windows (outputs of overlapping windows pooled together)
+    # auto | truncate | windows (outputs of overlapping windows pooled together); auto: the model folder's
+    # choice (``long_docs`` in its lsr_doc.json, lsr.encoders.hf.read_doc_settings), else truncate
+    long_docs: str = "auto"
     window_overlap: int = 64  # tokens shared by consecutive windows (long_docs: windows)
     batch_tokens: int = 16384  # padded tokens per forward pass
     sort_docs: int = 2048  # documents read ahead and encoded in length order
@@ -169,7 +172,7 @@ class TransformerConfig:
             _positive("encoder.transformer", name, getattr(self, name))
         if self.max_length < 8 or self.query_max_length < 8:
             raise ConfigError("encoder.transformer.max_length and query_max_length must be >= 8 tokens")
-        _one_of("encoder.transformer", "long_docs", self.long_docs, ("truncate", "windows"))
+        _one_of("encoder.transformer", "long_docs", self.long_docs, LONG_DOCS)
         _one_of("encoder.transformer", "query_runtime", self.query_runtime, QUERY_RUNTIMES)
         _positive("encoder.transformer", "window_overlap", self.window_overlap, allow_zero=True)
         if self.long_docs == "windows" and self.window_overlap > self.max_length // 2:

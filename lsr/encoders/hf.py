@@ -139,6 +139,35 @@ def model_json(path: Path) -> Any:
         raise ConfigError(f"{path}: not JSON ({exc})") from None
 
 
+DOC_FILE = "lsr_doc.json"  # a model folder's document-side settings (lsr_query.json: the query side's)
+DOC_KEYS = ("tf", "long_docs", "what", "selected_on")  # what / selected_on: free text for the reader
+DOC_LONG_DOCS = ("truncate", "windows")
+
+
+def read_doc_settings(model_dir: Path) -> dict[str, Any]:
+    """A model folder's ``lsr_doc.json`` (``{}`` when it has none): ``tf``, the documents' tf
+    saturation (SPLADE, :func:`lsr.encoders.splade.read_doc_file`), and ``long_docs``, how the model
+    reads documents longer than ``max_length`` (``truncate`` or ``windows``; what
+    ``encoder.transformer.long_docs: auto`` means for it).
+
+    Raises:
+        ConfigError: the file is not a JSON object, has a key other than ``DOC_KEYS``, or a
+            ``long_docs`` other than ``DOC_LONG_DOCS`` (each named, with the file).
+    """
+    path = Path(model_dir) / DOC_FILE
+    if not path.is_file():
+        return {}
+    data = model_json(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path}: expected a JSON object such as {{"tf": {{...}}}}, got {data!r:.200}')
+    unknown = sorted(set(data) - set(DOC_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {list(DOC_KEYS)}")
+    if data.get("long_docs", "truncate") not in DOC_LONG_DOCS:
+        raise ConfigError(f"{path}: long_docs = {data['long_docs']!r} must be one of {list(DOC_LONG_DOCS)}")
+    return data
+
+
 def count_row(counts: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The canonical row (ascending term ids) of a query's term id -> count, the counts as weights."""
     row = sorted(counts.items())

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from lsr.config import EncoderConfig, SpladeConfig, TransformerConfig, from_dict
-from lsr.encoders.hf import model_json, require, resolve_model
+from lsr.encoders.hf import DOC_FILE, read_doc_settings, require, resolve_model
 from lsr.encoders.transformer import (
     Tokens,
     TransformerEncoder,
@@ -57,31 +57,22 @@ logger = logging.getLogger(__name__)
 
 # tile sizes of the fused projection + max: (tokens, vocabulary rows) per matmul
 TILES = {"cpu": (512, 2048), "cuda": (16384, 32768)}
-DOC_FILE = "lsr_doc.json"
-DOC_KEYS = ("tf", "what", "selected_on")  # what / selected_on: free text for the reader
 
 
 def read_doc_file(model_dir: Path) -> Saturation | None:
     """The documents' tf saturation of a model folder's ``lsr_doc.json`` (``{"tf": {"k1", "b",
-    "avgdl"}}``), or None when the folder has no such file or it has no ``tf``.
+    "avgdl"}}``, :func:`lsr.encoders.hf.read_doc_settings`), or None when the folder has no such file
+    or it has no ``tf``.
 
     Raises:
-        ConfigError: the file is not a JSON object, has a key other than ``DOC_KEYS``, or a bad tf
-            section (each named, with the file).
+        ConfigError: a bad file (:func:`~lsr.encoders.hf.read_doc_settings`) or tf section (named, with
+            the file).
     """
-    path = model_dir / DOC_FILE
-    if not path.is_file():
-        return None
-    data = model_json(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f'{path}: expected a JSON object such as {{"tf": {{...}}}}, got {data!r:.200}')
-    unknown = sorted(set(data) - set(DOC_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {list(DOC_KEYS)}")
+    data = read_doc_settings(model_dir)
     try:
         return Saturation.from_section(data["tf"]) if "tf" in data else None
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+        raise ConfigError(f"{model_dir / DOC_FILE}: {exc}") from None
 
 
 class SpladeModel(TransformerSparseModel):

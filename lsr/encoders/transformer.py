@@ -39,6 +39,7 @@ from lsr.encoders.hf import (
     check_vocab,
     clean_text,
     prune_row,
+    read_doc_settings,
     require,
     resolve_model,
     rows_to_batch,
@@ -462,6 +463,17 @@ def section(cfg: Any) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
 
 
+def with_long_docs(cfg: EncoderConfig, model_dir: Path) -> EncoderConfig:
+    """``cfg`` with ``encoder.transformer.long_docs: auto`` resolved: the model folder's ``long_docs``
+    (``lsr_doc.json``, :func:`lsr.encoders.hf.read_doc_settings`), else ``truncate``; a value given
+    in the config stays. Index metas record the resolved value, so the query side and ``lsr add`` read
+    documents as the index was built."""
+    if cfg.transformer.long_docs != "auto":
+        return cfg
+    long_docs = read_doc_settings(model_dir).get("long_docs", "truncate")
+    return dataclasses.replace(cfg, transformer=dataclasses.replace(cfg.transformer, long_docs=long_docs))
+
+
 class TransformerEncoder(CorpusEncoder):
     """Corpus encoder around a :class:`TransformerSparseModel`; subclasses name the model class.
 
@@ -475,7 +487,7 @@ class TransformerEncoder(CorpusEncoder):
         self.model_path = resolve_model(cfg.model)
         # a sentence-transformers folder: its checkpoint is a module folder, its settings win
         self.st = read_st_folder(self.model_path)
-        self.cfg = cfg = self.st.apply(cfg) if self.st else cfg
+        self.cfg = cfg = with_long_docs(self.st.apply(cfg) if self.st else cfg, self.model_path)
         self.read_ahead = cfg.transformer.sort_docs
         self.query_model_path = (
             resolve_model(cfg.query_model, "encoder.query_model") if cfg.query_model else self.model_path

@@ -537,3 +537,40 @@ def test_a_query_model_must_write_the_same_terms(folder, tmp_path):
     (other / TERMS_FILE).unlink()  # a wordpiece query model beside a words document model
     with pytest.raises(ConfigError, match="query model.*same terms"):
         make_encoder(encoder_config(folder, f"encoder.query_model={other}").encoder)
+
+
+def test_long_docs_auto_reads_the_model_folders_choice(folder, ref, tmp_path):
+    """``encoder.transformer.long_docs`` auto (the default): the folder's lsr_doc.json ``long_docs``,
+    else truncate; a value in the config wins; the index meta records what was used."""
+    windowed = tmp_path / "windowed"
+    shutil.copytree(folder, windowed)
+    (windowed / "lsr_doc.json").write_text(json.dumps({"long_docs": "windows", "what": "a test"}))
+    text = " ".join(random_texts(5, 1, max_words=40)[0].split() * 2)  # several windows long
+    cases = [
+        (folder, [], None),
+        (windowed, [], OVERLAP),
+        (windowed, ["encoder.transformer.long_docs=truncate"], None),
+    ]
+    for model, extra, overlap in cases:
+        encoder = make_encoder(encoder_config(model, *extra).encoder)
+        assert encoder.describe()["transformer"]["long_docs"] == ("windows" if overlap else "truncate")
+        assert_rows(
+            as_terms(encoder.encode([text]), encoder.vocab), [reference(ref, text, MAX_LENGTH, overlap)]
+        )
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ('{"long_docs": "pool"}', "long_docs = 'pool' must be one of"),
+        ('{"long_doc": "windows"}', "unknown key"),
+        ('["windows"]', "expected a JSON object"),
+    ],
+)
+def test_a_bad_lsr_doc_file_is_refused_by_name(folder, tmp_path, content, match):
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    (bad / "lsr_doc.json").write_text(content)
+    with pytest.raises(ConfigError, match=match) as err:
+        make_encoder(encoder_config(bad).encoder)
+    assert str(bad / "lsr_doc.json") in str(err.value)
