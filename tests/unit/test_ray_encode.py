@@ -126,11 +126,12 @@ def test_the_driver_loads_its_encoder_on_the_cpu_and_describes_the_configured_de
     device, as the actors run it."""
     from lsr.config import load_config
     from lsr.encoders import encoder_overrides
-    from lsr.encoders.transformer import section
+    from lsr.encoders.transformer import section, with_long_docs
     from lsr.ray_encode import driver_encoder
 
     config = load_config(None, [*encoder_overrides("splade"), "encoder.transformer.device=cuda:0"])
     encoder = driver_encoder(config.encoder)
     assert encoder.model.device.type == "cpu"
-    assert encoder.describe()["transformer"] == section(config.encoder.transformer)
+    configured = with_long_docs(config.encoder, encoder.model_path).transformer  # long_docs auto resolved
+    assert encoder.describe()["transformer"] == section(configured)
     assert section(config.encoder.transformer)["device"] == "cuda:0"
