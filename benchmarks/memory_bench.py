@@ -40,8 +40,9 @@ import numpy as np
 
 from benchmarks.synthetic import SyntheticCollection, SyntheticConfig, generate
 from benchmarks.systems import IndexAdapter
+from lsr.index.merged_file import BOUNDS_PREFIX
 
-BOUNDS_GLOB = "bounds-*"  # a live index's bounds files (lsr.index.merged_file.BOUNDS_PREFIX)
+BOUNDS_GLOB = f"{BOUNDS_PREFIX}*"  # a live index's bounds files
 
 MODES = ("exact", "safe", "approx")
 
@@ -117,8 +118,8 @@ def child(index: Path, queries: Path, small: Path, modes: list[str]) -> dict[str
                     ix.search(terms, weights, k=10, mode=mode)
 
     def lookup(searcher: Searcher, keys: Any) -> None:
-        named = [keys[d] for d in range(0, len(keys), max(len(keys) // 100, 1))]
-        assert searcher.internal_ids(named).tolist() == list(range(0, len(keys), max(len(keys) // 100, 1)))
+        positions = list(range(0, len(keys), max(len(keys) // 100, 1)))
+        assert searcher.internal_ids([keys[d] for d in positions]).tolist() == positions
 
     warm = Searcher(small)
     run(warm.index, 1)

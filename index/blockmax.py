@@ -89,12 +89,17 @@ def build_blockmax(
     return meta
 
 
+def block_count(n_docs: int, block_size: int) -> int:
+    """Blocks of ``block_size`` documents over ``n_docs`` (at least one, for an empty index)."""
+    return max(1, -(-n_docs // block_size))
+
+
 def blockmax_arrays(
     postings: tuple[np.ndarray, ...], n_docs: int, block_size: int, dense_fraction: float = 0.25
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The block-max arrays (``ARRAYS``) of CSC postings (term_ptr, doc_ids, impacts) over ``n_docs``
     docs, and their meta fields (without ``index_uid``)."""
-    n_blocks = max(1, -(-n_docs // block_size))
+    n_blocks = block_count(n_docs, block_size)
     term_ptr, doc_ids, impacts = postings
     runs = _count_runs(term_ptr, doc_ids, block_size)
     is_dense = (runs > 0) & (runs >= dense_fraction * n_blocks)

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from lsr.index.blockmax import block_count
 from lsr.index.builder import BuildOptions, build_index
 from lsr.index.docstore import DocStore, DocStoreWriter
 from lsr.index.io import ArtifactError
@@ -515,9 +516,9 @@ def _is_stray(path: Path, referenced: set[str], kept_gens: set[int], layouts: li
 
 def _layout(manifest: Manifest) -> Layout:
     """A generation's segments (name, uid) and block count, as its bounds files' keys record them
-    (blocks: ``lsr.index.blockmax.blockmax_arrays``; none without block-max data)."""
+    (none without block-max data)."""
     size = manifest.settings.get("block_size")
-    blocks = sum(max(1, -(-e.n_docs // size)) for e in manifest.segments) if size else -1
+    blocks = sum(block_count(e.n_docs, size) for e in manifest.segments) if size else -1
     return [(e.name, e.uid) for e in manifest.segments], blocks
 
 

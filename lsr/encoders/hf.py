@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from lsr.config import LONG_DOCS
 from lsr.errors import ConfigError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
@@ -141,7 +142,7 @@ def model_json(path: Path) -> Any:
 
 DOC_FILE = "lsr_doc.json"  # a model folder's document-side settings (lsr_query.json: the query side's)
 DOC_KEYS = ("tf", "long_docs", "what", "selected_on")  # what / selected_on: free text for the reader
-DOC_LONG_DOCS = ("truncate", "windows")
+DOC_LONG_DOCS = tuple(v for v in LONG_DOCS if v != "auto")  # what a model folder may choose
 
 
 def read_doc_settings(model_dir: Path) -> dict[str, Any]:
