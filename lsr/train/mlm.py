@@ -140,8 +140,7 @@ def continued_mlm(
     return {
         "steps": settings.mlm_steps,
         "seconds": round(time.perf_counter() - start, 2),
-        "loss_first": round(float(np.mean(losses[:10])), 4),
-        "loss_last": round(float(np.mean(losses[-10:])), 4),
+        **_loss_ends(losses),
         "frozen_parameters": frozen,
     }
 
@@ -222,8 +221,7 @@ def warm_fresh_head(
         "lr": settings.mlm_lr,
         "seed": seed,
         "device": str(device),
-        "loss_first": round(float(np.mean(losses[:10])), 4) if losses else None,
-        "loss_last": round(float(np.mean(losses[-10:])), 4) if losses else None,
+        **_loss_ends(losses),
         "heldout_loss_before": before,
         "heldout_loss_after": after,
         **shift,
@@ -341,10 +339,7 @@ def heldout_loss(
     total, count = 0.0, 0
     for s in range(0, len(data.seqs), settings.mlm_batch_size):
         rows = list(range(s, min(s + settings.mlm_batch_size, len(data.seqs))))
-        ids, attn, maskable = data.batch(rows, device)
-        inputs, labels = mask_tokens(
-            ids, maskable, int(tokenizer.mask_token_id), vocab_size, settings.mlm_probability, generator
-        )
+        inputs, attn, labels = _masked_batch(data, rows, tokenizer, vocab_size, settings, generator, device)
         with _autocast(device):
             logits = model(input_ids=inputs, attention_mask=attn.long()).logits
         loss = torch.nn.functional.cross_entropy(
@@ -387,9 +382,8 @@ def _mlm_loop(
             logger.warning("MLM stopped by its time limit (%.0f s) after %d steps", max_seconds, len(losses))
             break
         rows = rng.choice(len(data.seqs), size=min(settings.mlm_batch_size, len(data.seqs)), replace=False)
-        ids, attn, maskable = data.batch(rows.tolist(), device)
-        inputs, labels = mask_tokens(
-            ids, maskable, int(tokenizer.mask_token_id), vocab_size, settings.mlm_probability, generator
+        inputs, attn, labels = _masked_batch(
+            data, rows.tolist(), tokenizer, vocab_size, settings, generator, device
         )
         with _autocast(device):
             loss = model(input_ids=inputs, attention_mask=attn.long(), labels=labels).loss
@@ -408,6 +402,33 @@ def _mlm_loop(
     if bar is not None:
         bar.close()
     return losses
+
+
+def _masked_batch(
+    data: _TokenizedTexts,
+    rows: list[int],
+    tokenizer: Any,
+    vocab_size: int,
+    settings: AdaptSettings,
+    generator: torch.Generator,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(inputs, attention, labels)`` of ``rows`` of ``data`` masked as BERT does (:func:`mask_tokens`)."""
+    ids, attn, maskable = data.batch(rows, device)
+    inputs, labels = mask_tokens(
+        ids, maskable, int(tokenizer.mask_token_id), vocab_size, settings.mlm_probability, generator
+    )
+    return inputs, attn, labels
+
+
+def _loss_ends(losses: list[float]) -> dict[str, float | None]:
+    """``loss_first`` / ``loss_last``: the mean loss of the first and of the last ten steps."""
+    if not losses:
+        return {"loss_first": None, "loss_last": None}
+    return {
+        "loss_first": round(float(np.mean(losses[:10])), 4),
+        "loss_last": round(float(np.mean(losses[-10:])), 4),
+    }
 
 
 def _bar(progress: bool, steps: int) -> Any:
