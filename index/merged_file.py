@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -88,6 +89,13 @@ def mapped_merged_bounds(index_dir: Path, key: dict[str, Any], build: Build) -> 
     try:
         return write_bounds(directory, key, build)
     except OSError as exc:
+        # another reader may have put its (identical) directory in place between our check and rename
+        try:
+            found = load_bounds(directory, key)
+        except (ArtifactError, OSError):
+            found = None
+        if found is not None:
+            return found
         logger.info("merged block maxima kept in memory: cannot write %s (%s)", directory, exc)
         return build(allocate_in_memory)
 
@@ -123,20 +131,31 @@ def write_bounds(directory: Path, key: dict[str, Any], build: Build) -> MergedBo
     Raises:
         OSError: the index directory cannot be written, or the disk is full.
     """
-    with atomic_directory(directory, overwrite=True) as tmp:
-        merged = build(partial(_mapped_array, tmp))
-        meta = {
-            "format": MERGED_FORMAT,
-            "format_version": MERGED_FORMAT_VERSION,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "key": key,
-            "ratio": float(merged.ratio),
-            "arrays": {
-                name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in merged.named.items()
-            },
-        }
-        write_meta(tmp, meta)
+    made: list[Path] = []
+    try:
+        with atomic_directory(directory, overwrite=True) as tmp:
+            made.append(tmp)
+            merged = _build_into(tmp, key, build)
+    except OSError:  # the rename lost a race (or the disk is full): leave no temporary behind
+        for tmp in made:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     merged.path = directory
+    return merged
+
+
+def _build_into(tmp: Path, key: dict[str, Any], build: Build) -> MergedBounds:
+    """The merged maxima built into mapped files of ``tmp``, sealed with their meta."""
+    merged = build(partial(_mapped_array, tmp))
+    meta = {
+        "format": MERGED_FORMAT,
+        "format_version": MERGED_FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "key": key,
+        "ratio": float(merged.ratio),
+        "arrays": {name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in merged.named.items()},
+    }
+    write_meta(tmp, meta)
     return merged
 
 
