@@ -48,7 +48,7 @@ from lsr.encoders.hf import (
 from lsr.encoders.lean_query import LeanQueryRuntime
 from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime
 from lsr.encoders.st import read_st_folder
-from lsr.errors import ConfigError
+from lsr.errors import ConfigError, LsrError
 from lsr.index.sparse import SparseBatch
 
 logger = logging.getLogger(__name__)
@@ -211,6 +211,35 @@ def counts_of(counted: tuple[np.ndarray, np.ndarray, int], terms: np.ndarray) ->
     return np.where(ids[at] == terms, counts[at], 0)
 
 
+def check_windows(backend: Any, max_length: int, overlap: int) -> None:
+    """Refuse a tokenizer whose ``overflowing`` windows lose the rest of a long text.
+
+    tokenizers 0.23.1 and 0.23.2 stop tokenizing at ``max_length`` and return at most one short
+    overflowing sequence (huggingface/tokenizers#2091): ``long_docs: windows`` would silently read a
+    long document as its first window. Probed on one synthetic text several windows long: the last
+    window must reach the text's end.
+
+    Raises:
+        LsrError: the windows stop short (the message names the installed version and the way out).
+    """
+    probe = type(backend).from_str(backend.to_str())  # the caller's truncation settings stay as they are
+    probe.enable_truncation(max_length, stride=overlap)
+    text = " ".join(["window"] * (3 * max_length))
+    enc = probe.encode(text)
+    last = enc.overflowing[-1] if enc.overflowing else enc
+    reached = max((end for _, end in last.offsets), default=0)
+    if reached < len(text):
+        import tokenizers
+
+        raise LsrError(
+            f"tokenizers {tokenizers.__version__} drops the windows of long documents (it read "
+            f"{reached} of {len(text)} characters of a test text in windows of {max_length} tokens; "
+            "huggingface/tokenizers#2091, versions 0.23.1-0.23.2), so encoder.transformer.long_docs: "
+            "windows would cut every long document short. Install another version (pip install "
+            "'tokenizers>=0.23.3'), or set encoder.transformer.long_docs=truncate"
+        )
+
+
 class TextTokenizer:
     """Steps 1-2 of the loop: texts -> :class:`Tokens`. It needs the tokenizer, the settings and the
     model's number of positions, not the model: it pickles (the Rust tokenizer travels as its JSON), so
@@ -222,6 +251,9 @@ class TextTokenizer:
         self.max_positions = max_positions
         self.counter: Any = None  # documents' token counts (tf saturation): the tokenizer untruncated
         self.special_ids: list[int] = []
+        if cfg.long_docs == "windows":  # before any document is read, not after a corpus is cut short
+            max_length = min(cfg.max_length, max_positions)
+            check_windows(backend, max_length, min(cfg.window_overlap, max_length // 2))
 
     def count_documents(self, special_ids: Sequence[int]) -> None:
         """From now on, documents' :class:`Tokens` carry each text's :func:`token_counts`."""

@@ -5,8 +5,10 @@ batches), for SPLADE and uniCOIL, truncated and windowed."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import random
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +21,8 @@ pytest.importorskip("transformers")
 from tiny_models import WORDS, saved_unicoil  # noqa: E402
 
 from lsr.encoders import make_encoder  # noqa: E402
-from lsr.encoders.transformer import Tokens  # noqa: E402
+from lsr.encoders.transformer import TextTokenizer, Tokens, check_windows, untruncated  # noqa: E402
+from lsr.errors import LsrError  # noqa: E402
 
 EMPTY_ISH = ["", " ", "\n\t ", "\u3000 "]
 
@@ -82,3 +85,52 @@ def test_no_texts_and_only_empty_texts(tiny_mlm):
     assert len(built.encode_tokens(worker_tokens(built, []))) == 0
     empty = built.encode_tokens(worker_tokens(built, EMPTY_ISH))
     assert len(empty) == len(EMPTY_ISH) and empty.nnz == 0
+
+
+@pytest.mark.parametrize("name", ["splade", "unicoil"])
+def test_windows_hold_every_token_of_a_long_text(name, tiny_mlm, unicoil_folder):
+    """Read in windows, a long text loses nothing: the windows' tokens, each window's overlap with the
+    one before left out, are the text's tokens untruncated, in order (tokenizers 0.23.1-0.23.2 kept
+    about one window: huggingface/tokenizers#2091)."""
+    built = encoder(name, tiny_mlm if name == "splade" else unicoil_folder, "windows")
+    text = " ".join(random.Random(3).choices(WORDS, k=200))
+    whole = untruncated(built.model.backend).encode(text, add_special_tokens=False).ids
+    seqs, _ = built.text_tokenizer.tokenize([text], 16, windows=True)
+    assert len(seqs) > 10
+    content = [s[1:-1] for s in seqs]  # [CLS] ... [SEP]
+    joined = content[0] + [t for c in content[1:] for t in c[4:]]  # overlap 4
+    assert joined == whole
+
+
+class DroppingTokenizer:
+    """A tokenizer whose truncation keeps no overflowing windows, as tokenizers 0.23.1-0.23.2 did."""
+
+    def __init__(self, real):
+        self.real = real
+
+    @classmethod
+    def from_str(cls, text):
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_str(text))
+
+    def to_str(self):
+        return self.real.to_str()
+
+    def enable_truncation(self, max_length, stride=0):
+        self.real.enable_truncation(max_length, stride=stride)
+
+    def encode(self, text):
+        enc = self.real.encode(text)
+        return SimpleNamespace(ids=enc.ids, offsets=enc.offsets, overflowing=[])
+
+
+def test_a_tokenizer_that_drops_windows_is_refused_before_any_document(tiny_mlm):
+    built = encoder("splade", tiny_mlm, "windows")
+    dropping = DroppingTokenizer(untruncated(built.model.backend))
+    cfg = built.model.cfg
+    with pytest.raises(LsrError, match=r"tokenizers .* drops the windows.*long_docs=truncate"):
+        TextTokenizer(dropping, cfg, built.model.max_positions)
+    truncating = dataclasses.replace(cfg, long_docs="truncate")
+    TextTokenizer(dropping, truncating, built.model.max_positions)  # windows unused: no check
+    check_windows(untruncated(built.model.backend), 16, 4)  # the installed tokenizers: accepted
