@@ -22,9 +22,11 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from tokenizers import Tokenizer
 
 from lsr.config import EncoderConfig
 from lsr.data.corpus import open_corpus
@@ -38,8 +40,18 @@ K1 = (0.4, 0.5, 0.6, 0.8, 1.0)
 B = (0.0, 0.1, 0.2, 0.3, 0.4)
 
 
-def grid_scores(model: str, folder: Path, split: str, avgdl: float) -> dict[str, float]:
-    """nDCG@10 of each setting on one dataset."""
+def grid_scores(
+    model: str,
+    folder: Path,
+    split: str,
+    avgdl: float,
+    k1s: tuple[float, ...] = K1,
+    bs: tuple[float, ...] = B,
+    counts: bool = False,
+) -> dict[str, float]:
+    """nDCG@10 of each setting on one dataset; with ``counts`` also each setting under the default
+    ``inference-free``'s query side (a query's analyzer term counts x the same idf^p, no model), named
+    ``counts k1=... b=...``."""
     suite = load_suite(folder, split)
     encoder = make_encoder(EncoderConfig(name="unicoil", model=model))
     docs = encoder.encode(suite.doc_texts)
@@ -51,21 +63,39 @@ def grid_scores(model: str, folder: Path, split: str, avgdl: float) -> dict[str,
     df = np.bincount(d.indices, minlength=width)
     idf = query_idf.idf_table(df, n, query_idf.resolve(-1.0, Path(model)))
     q = sp.csr_matrix((queries.weights, queries.term_ids, queries.indptr), shape=(len(queries), width))
-    q = q.multiply(idf[None, :]).tocsr()
+    sides = {"": q.multiply(idf[None, :]).tocsr()}
+    if counts:
+        sides["counts "] = count_queries(encoder, model, [x.query for x in suite.queries], width)
+        sides["counts "] = sides["counts "].multiply(idf[None, :]).tocsr()
     analyzed = [encoder.words.analyzer(clean_text(t)) for t in suite.doc_texts]
     rows = np.repeat(np.arange(n), np.diff(d.indptr))
     terms = encoder.vocab
     scores = {}
-    for k1 in (0.0, *K1):
-        for b in B if k1 else (0.0,):
+    for k1 in (0.0, *k1s):
+        for b in bs if k1 else (0.0,):
             factors = [Saturation(k1, b, avgdl).factors(a) if k1 else ({}, 1.0) for a in analyzed]
             pairs = zip(rows, d.indices, strict=True)
             f = np.array([factors[r][0].get(terms[t], factors[r][1]) for r, t in pairs])
             weighted = sp.csr_matrix((d.data * f, d.indices, d.indptr), shape=d.shape)
-            s = (q @ weighted.T).toarray()
-            ranked = [[suite.doc_ids[j] for j in np.argsort(-row, kind="stable")[:10]] for row in s]
-            scores[f"k1={k1:g} b={b:g}"] = ndcg_at_k(ranked, [x.rels for x in suite.queries], 10)
+            for side, q in sides.items():
+                s = (q @ weighted.T).toarray()
+                ranked = [[suite.doc_ids[j] for j in np.argsort(-row, kind="stable")[:10]] for row in s]
+                scores[f"{side}k1={k1:g} b={b:g}"] = ndcg_at_k(ranked, [x.rels for x in suite.queries], 10)
     return scores
+
+
+def count_queries(encoder: Any, model: str, texts: list[str], width: int) -> sp.csr_matrix:
+    """The default ``inference-free``'s query vectors (before idf): each analyzer term of a query's
+    words (split by the model's tokenizer) weighs its count."""
+    tokenizer = Tokenizer.from_file(str(Path(model) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    rows, cols, vals = [], [], []
+    for i, text in enumerate(texts):
+        text = clean_text(text)
+        words = encoder.words.word_texts(text, tokenizer.encode(text, add_special_tokens=False))
+        for tid, c in encoder.words.counts(words).items():
+            rows.append(i), cols.append(tid), vals.append(float(c))
+    return sp.csr_matrix((vals, (rows, cols)), shape=(len(texts), width))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,13 +104,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", required=True, help="BEIR folders, FOLDER:SPLIT for another split")
     ap.add_argument("--avgdl-corpus", type=Path, required=True, help="the training corpus (a BEIR folder)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--k1", default=",".join(map(str, K1)), help="k1 values, comma-separated")
+    ap.add_argument("--b", default=",".join(map(str, B)), help="b values, comma-separated")
+    ap.add_argument("--counts", action="store_true", help="also score the inference-free query side")
     args = ap.parse_args(argv)
+    k1s, bs = (tuple(float(x) for x in v.split(",")) for v in (args.k1, args.b))
     probe = make_encoder(EncoderConfig(name="unicoil", model=args.model))
     if probe.words is None or probe.words.saturation is not None:
         ap.error(f"{args.model}: a word-terms uniCOIL without a tf section is needed")
     texts = (clean_text(doc_text(d.title, d.text)) for d in open_corpus(args.avgdl_corpus))
     avgdl = float(np.mean([len(probe.words.analyzer(t)) for t in texts]))
-    table = grid_table(args.datasets, lambda folder, split: grid_scores(args.model, folder, split, avgdl))
+    table = grid_table(
+        args.datasets,
+        lambda folder, split: grid_scores(args.model, folder, split, avgdl, k1s, bs, args.counts),
+    )
     report(table, avgdl, args.json)
     return 0
 
