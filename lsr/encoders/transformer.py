@@ -252,8 +252,7 @@ class TextTokenizer:
         self.counter: Any = None  # documents' token counts (tf saturation): the tokenizer untruncated
         self.special_ids: list[int] = []
         if cfg.long_docs == "windows":  # before any document is read, not after a corpus is cut short
-            max_length = min(cfg.max_length, max_positions)
-            check_windows(backend, max_length, min(cfg.window_overlap, max_length // 2))
+            check_windows(backend, *self.window_shape(cfg.max_length, windows=True))
 
     def count_documents(self, special_ids: Sequence[int]) -> None:
         """From now on, documents' :class:`Tokens` carry each text's :func:`token_counts`."""
@@ -288,11 +287,16 @@ class TextTokenizer:
                     owner.append(i)
         return seqs, np.asarray(owner, dtype=np.int64)
 
+    def window_shape(self, max_length: int, windows: bool) -> tuple[int, int]:
+        """(sequence length: ``max_length``, the model's positions at most; tokens two consecutive
+        windows share: ``window_overlap``, at most half a sequence, 0 without ``windows``)."""
+        max_length = min(max_length, self.max_positions)
+        return max_length, min(self.cfg.window_overlap, max_length // 2) if windows else 0
+
     def set_truncation(self, max_length: int, windows: bool) -> None:
         """Sequences of at most ``max_length`` tokens (the model's positions at most); the rest of a text in
         ``overflowing`` sequences, which overlap by ``window_overlap`` tokens with ``windows``."""
-        max_length = min(max_length, self.max_positions)
-        overlap = min(self.cfg.window_overlap, max_length // 2) if windows else 0
+        max_length, overlap = self.window_shape(max_length, windows)
         self.backend.enable_truncation(max_length, stride=overlap)
 
 
