@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from tokenizers import Tokenizer
 
 from lsr.config import EncoderConfig
 from lsr.data.corpus import open_corpus
 from lsr.encoders import make_encoder, query_idf
 from lsr.encoders.hf import clean_text
+from lsr.encoders.transformer import untruncated
 from lsr.encoders.words import Saturation
 from lsr.train.data import doc_text, load_suite
 from lsr.train.trainer import ndcg_at_k
@@ -65,8 +65,8 @@ def grid_scores(
     q = sp.csr_matrix((queries.weights, queries.term_ids, queries.indptr), shape=(len(queries), width))
     sides = {"": q.multiply(idf[None, :]).tocsr()}
     if counts:
-        sides["counts "] = count_queries(encoder, model, [x.query for x in suite.queries], width)
-        sides["counts "] = sides["counts "].multiply(idf[None, :]).tocsr()
+        counted = count_queries(encoder, [x.query for x in suite.queries], width)
+        sides["counts "] = counted.multiply(idf[None, :]).tocsr()
     analyzed = [encoder.words.analyzer(clean_text(t)) for t in suite.doc_texts]
     rows = np.repeat(np.arange(n), np.diff(d.indptr))
     terms = encoder.vocab
@@ -84,11 +84,10 @@ def grid_scores(
     return scores
 
 
-def count_queries(encoder: Any, model: str, texts: list[str], width: int) -> sp.csr_matrix:
+def count_queries(encoder: Any, texts: list[str], width: int) -> sp.csr_matrix:
     """The default ``inference-free``'s query vectors (before idf): each analyzer term of a query's
     words (split by the model's tokenizer) weighs its count."""
-    tokenizer = Tokenizer.from_file(str(Path(model) / "tokenizer.json"))
-    tokenizer.no_truncation()
+    tokenizer = untruncated(encoder.model.backend)
     rows, cols, vals = [], [], []
     for i, text in enumerate(texts):
         text = clean_text(text)

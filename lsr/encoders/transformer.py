@@ -222,7 +222,7 @@ def check_windows(backend: Any, max_length: int, overlap: int) -> None:
     Raises:
         LsrError: the windows stop short (the message names the installed version and the way out).
     """
-    probe = type(backend).from_str(backend.to_str())  # the caller's truncation settings stay as they are
+    probe = untruncated(backend)  # a copy: the caller's truncation settings stay as they are
     probe.enable_truncation(max_length, stride=overlap)
     text = " ".join(["window"] * (3 * max_length))
     enc = probe.encode(text)

@@ -117,6 +117,9 @@ class DroppingTokenizer:
     def to_str(self):
         return self.real.to_str()
 
+    def no_truncation(self):
+        self.real.no_truncation()
+
     def enable_truncation(self, max_length, stride=0):
         self.real.enable_truncation(max_length, stride=stride)
 
