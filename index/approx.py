@@ -33,7 +33,7 @@ import numpy as np
 
 from lsr.index.blockmax import build_blockmax
 from lsr.index.io import ArtifactError, atomic_directory, save_array, write_meta
-from lsr.index.kernels.prune import _mass_cut, _prune_lists, _pruned_lengths
+from lsr.index.kernels.prune import _mass_cut, _prune_float_lists, _prune_lists, _pruned_lengths
 from lsr.index.sparse import SparseBatch
 
 if TYPE_CHECKING:
@@ -82,15 +82,19 @@ def check_approx_lists(n_keep: Any) -> int:
 def pruned_postings(
     term_ptr: np.ndarray, doc_ids: np.ndarray, impacts: np.ndarray, n_keep: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(term_ptr, doc_ids, impacts) with each list cut to its ``n_keep`` highest integer impacts."""
+    """(term_ptr, doc_ids, impacts) with each list cut to its ``n_keep`` highest impacts (integer or
+    float; ties to the lower doc id)."""
     n_keep = check_approx_lists(n_keep)
     term_ptr = np.asarray(term_ptr, np.int64)
     ptr = _pruned_lengths(term_ptr, n_keep)
     docs = np.zeros(int(ptr[-1]), doc_ids.dtype)
     out_impacts = np.zeros(int(ptr[-1]), impacts.dtype)
-    max_impact = int(np.iinfo(impacts.dtype).max)
     postings = (term_ptr, np.asarray(doc_ids), np.asarray(impacts))
-    _prune_lists(*postings, n_keep, max_impact, ptr, docs, out_impacts, numba.get_num_threads())
+    out = (ptr, docs, out_impacts, numba.get_num_threads())
+    if np.issubdtype(impacts.dtype, np.floating):
+        _prune_float_lists(*postings, n_keep, *out)
+    else:
+        _prune_lists(*postings, n_keep, int(np.iinfo(impacts.dtype).max), *out)
     return ptr, docs, out_impacts
 
 
@@ -98,17 +102,12 @@ def build_approx_lists(index_dir: str | Path, n_keep: int, block_size: int) -> d
     """Write (or rewrite) ``index_dir/approx`` for the index in ``index_dir``; return its meta.
 
     Raises:
-        ValueError: ``n_keep`` < 1, or an index without the forward index of exact weights.
+        ValueError: ``n_keep`` < 1.
     """
     from lsr.index.search import Index
 
     n_keep = check_approx_lists(n_keep)
     index = Index.load(index_dir, blockmax=False)
-    if index.forward is None:
-        raise ValueError(
-            f"approx_lists {n_keep} needs the forward index of exact weights (index.rescore: float32, "
-            f"integer impacts), and {index_dir} has none"
-        )
     ptr, docs, impacts = pruned_postings(index.term_ptr, index.doc_ids, index.impacts, n_keep)
     with atomic_directory(Path(index_dir) / APPROX_DIR, overwrite=True) as tmp:
         arrays = {
@@ -133,8 +132,8 @@ def build_approx_lists(index_dir: str | Path, n_keep: int, block_size: int) -> d
 
 
 def load_approx_lists(index: Index) -> Index | None:
-    """The pruned lists of ``index`` as an Index rescoring with ``index``'s forward arrays; None
-    without ``approx/``.
+    """The pruned lists of ``index`` as an Index rescoring with ``index``'s forward arrays, or without
+    them from ``index``'s full posting lists; None without ``approx/``.
 
     Raises:
         ArtifactError: lists built for another index, or without block-max data.
@@ -146,13 +145,13 @@ def load_approx_lists(index: Index) -> Index | None:
         return None
     pruned = Index.load(path)
     built_for = pruned.meta.get("approx_lists", {}).get("index_uid")
-    if built_for != index.meta.get("uid") or pruned.n_docs != index.n_docs or index.forward is None:
+    if built_for != index.meta.get("uid") or pruned.n_docs != index.n_docs:
         raise ArtifactError(
-            f"{path} was built for index {built_for}, but {index.path} is index {index.meta.get('uid')} "
-            "(or has no forward index): rebuild the index"
+            f"{path} was built for index {built_for}, but {index.path} is index {index.meta.get('uid')}: "
+            "rebuild the index"
         )
     if pruned.blockmax is None:
         raise ArtifactError(f"{path} has no block-max data: rebuild the index")
     pruned.forward = index.forward
-    pruned.rescore = True
+    pruned.postings_scores = index.postings_scores
     return pruned

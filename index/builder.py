@@ -85,7 +85,8 @@ class BuildOptions:
             rescore their candidates exactly (lsr.index.rescore); integer impacts only (float32
             impacts are exact already).
         approx_lists: 0, or N: also write the statically pruned lists of approx search (each term's
-            N highest-impact postings, lsr.index.approx); needs block-max data and the forward index.
+            N highest-impact postings, lsr.index.approx); needs block-max data. Their candidates are
+            rescored with the forward index where there is one, else from the full posting lists.
     """
 
     impact_dtype: str = "uint8"
@@ -100,11 +101,8 @@ class BuildOptions:
     def __post_init__(self) -> None:
         if self.approx_lists != 0:
             check_approx_lists(self.approx_lists)
-            if self.block_size is None or not self.keeps_forward:
-                raise ValueError(
-                    f"approx_lists {self.approx_lists} needs block-max data and the forward index of "
-                    "exact weights (forward='float32' with integer impacts)"
-                )
+            if self.block_size is None:
+                raise ValueError(f"approx_lists {self.approx_lists} needs block-max data (a block_size)")
         if self.forward not in FORWARD_CHOICES:
             raise ValueError(f"forward {self.forward!r} is not one of {list(FORWARD_CHOICES)}")
         if self.scale is not None and not (self.scale > 0 and np.isfinite(self.scale)):

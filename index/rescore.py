@@ -30,7 +30,15 @@ from numpy.typing import NDArray
 
 from lsr.index.io import save_array
 from lsr.index.kernels.invert import scatter_chunks
-from lsr.index.kernels.rescore import _best_k, _error_bound, _rescore_batch, _rescore_one, _scatter_rows
+from lsr.index.kernels.rescore import (
+    _best_k,
+    _error_bound,
+    _rescore_batch,
+    _rescore_one,
+    _rescore_postings_batch,
+    _rescore_postings_one,
+    _scatter_rows,
+)
 from lsr.index.sparse import SparseBatch
 
 if TYPE_CHECKING:
@@ -140,6 +148,11 @@ class Forward:
             lut = self._local.lut = np.zeros(len(self.term_err), np.float32)
         return _rescore_one(self.indptr, self.terms, self.weights, docs, terms, weights, lut)
 
+    def rescore_batch(self, queries: SparseBatch, docs: NDArray, counts: NDArray, out: NDArray) -> None:
+        """out[q, j] = the exact score of docs[q, j] for j < counts[q] (checked queries)."""
+        q = (queries.indptr, queries.term_ids, queries.weights)
+        _rescore_batch(self.indptr, self.terms, self.weights, *q, docs, counts, out)
+
     def proven(
         self, exact: NDArray, last_kernel_score: float, k: int, terms: NDArray, weights: NDArray
     ) -> bool:
@@ -150,6 +163,35 @@ class Forward:
         slack = 1.0 + (len(terms) + 2) * 2.0**-23  # the kernel's float32 sums of len(terms) products
         outside = float(last_kernel_score) * slack * self.scale + _error_bound(self.term_err, terms, weights)
         return bool(kth > outside)
+
+
+class PostingsScores:
+    """The candidates' scores for a whole query read back from an index's own posting lists (binary
+    search of each candidate in each query term's list), for an index without a forward index: what
+    exhaustive scoring of that index gives them, in float64 times its scale. An approx query pruned to
+    its heaviest terms (``beta`` < 1, the pruned lists' query cut) finds candidates with the pruned
+    query and ranks them by this score of the whole query (two-step SPLADE). With float32 impacts that
+    is the encoder's exact score; with integer impacts the quantized one."""
+
+    def __init__(self, term_ptr: NDArray, doc_ids: NDArray, impacts: NDArray, scale: float):
+        self.postings = (term_ptr, doc_ids, impacts)
+        self.scale = float(scale)
+
+    def rescore(self, docs: NDArray, terms: NDArray, weights: NDArray) -> NDArray[np.float64]:
+        """Scores of ``docs`` (distinct internal ids) for a checked query."""
+        return _rescore_postings_one(*self.postings, docs, terms, weights) * self.scale
+
+    def rescore_batch(self, queries: SparseBatch, docs: NDArray, counts: NDArray, out: NDArray) -> None:
+        """out[q, j] = the score of docs[q, j] for j < counts[q] (checked queries)."""
+        q = (queries.indptr, queries.term_ids, queries.weights)
+        _rescore_postings_batch(*self.postings, *q, docs, counts, out)
+        out *= self.scale
+
+    def proven(
+        self, exact: NDArray, last_kernel_score: float, k: int, terms: NDArray, weights: NDArray
+    ) -> bool:
+        """False: only approx (which proves nothing and stops after one pass) rescores from postings."""
+        return False
 
 
 def best_k(docs: NDArray, exact: NDArray, k: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
@@ -172,8 +214,7 @@ def rescored_search(
     candidates (approx: the pruned query), ``full`` (default: the same) rescores them, as two-step
     SPLADE does; ``depth``: the first k'; ``allowed``: a filter's allowed docs, the candidates scored
     by the allowed-docs kernel (the same quantized scores as block-max search over ``live``)."""
-    forward = index.forward
-    assert forward is not None
+    scorer = index.scorer
     full_terms, full_weights = full or (terms, weights)
     kk = min(depth or first_depth(k), max(index.n_docs, 1))
     while True:
@@ -181,9 +222,9 @@ def rescored_search(
             docs, scores = index.allowed_raw(allowed, terms, weights, kk)
         else:
             docs, scores = index.search_raw(terms, weights, kk, params, live=live)
-        exact = forward.rescore(docs, full_terms, full_weights)
+        exact = scorer.rescore(docs, full_terms, full_weights)
         done = len(docs) < kk or kk >= index.n_docs or params.mode == "approx"
-        if done or forward.proven(exact, scores[-1], k, terms, weights):
+        if done or scorer.proven(exact, scores[-1], k, terms, weights):
             return best_k(docs, exact, k)
         kk = min(kk * GROWTH, index.n_docs)
 
@@ -202,23 +243,21 @@ def rescored_batch(
     batch pass at the first depth, rescored in parallel; the queries the bound does not prove run
     again one by one, deeper."""
     full = full or queries
-    forward = index.forward
-    assert forward is not None
+    scorer = index.scorer
     kk = min(first_depth(k), max(index.n_docs, 1))
     if allowed is not None:
         out_docs, out_scores, counts = index.allowed_batch_raw(allowed, queries, kk, threads)
     else:
         out_docs, out_scores, counts = index.search_batch_raw(queries, kk, params, threads, live=live)
     exact = np.zeros(out_docs.shape, np.float64)
-    q = (full.indptr, full.term_ids, full.weights)
-    _rescore_batch(forward.indptr, forward.terms, forward.weights, *q, out_docs, counts, exact)
+    scorer.rescore_batch(full, out_docs, counts, exact)
     results = []
     for i in range(len(queries)):
         n = int(counts[i])
         docs, ex = out_docs[i, :n], exact[i, :n]
         terms, weights = queries.row(i)
         done = n < kk or kk >= index.n_docs or params.mode == "approx"
-        if done or forward.proven(ex, out_scores[i, n - 1], k, terms, weights):
+        if done or scorer.proven(ex, out_scores[i, n - 1], k, terms, weights):
             results.append(best_k(docs, ex, k))
         else:
             deeper = rescored_search(

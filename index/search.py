@@ -42,7 +42,7 @@ from lsr.index.kernels.check import _canonical_query
 from lsr.index.kernels.rescore import _forward_allowed_batch, _forward_allowed_one
 from lsr.index.kernels.score import SCAN_RATIO, _search_batch, _search_one
 from lsr.index.keys import DocKeys
-from lsr.index.rescore import Forward, rescored_batch, rescored_search
+from lsr.index.rescore import Forward, PostingsScores, rescored_batch, rescored_search
 from lsr.index.sparse import SCORE_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch, canonical_row
 from lsr.index.subindex import FilterIndex, Parts, build_subindex
 
@@ -420,7 +420,7 @@ class Index:
         if path == "forward":
             return SearchResult(*self._forward_allowed(f, *full, k))
         allowed = f if path == "postings" else None
-        if self.rescore:
+        if self.rescore or prunes(params):  # a pruned query's candidates: by the whole query
             return SearchResult(
                 *rescored_search(self, terms, weights, k, params, f.live, full, allowed=allowed)
             )
@@ -463,6 +463,17 @@ class Index:
     ) -> tuple[NDArray[np.int32], NDArray[np.float32], NDArray[np.int64]]:
         """:meth:`allowed_raw` for a checked batch (as :meth:`search_batch_raw`)."""
         return allowed_batch(self._allowed_args(f), queries, k, threads)
+
+    @cached_property
+    def postings_scores(self) -> PostingsScores:
+        """Candidates' scores read back from this index's posting lists (lsr.index.rescore)."""
+        return PostingsScores(self.term_ptr, self.doc_ids, self.impacts, float(self.scale))
+
+    @property
+    def scorer(self) -> Forward | PostingsScores:
+        """What rescores candidates: the forward index of exact weights, else the posting lists (an
+        approx query pruned to its heaviest terms, on an index without a forward index)."""
+        return self.forward if self.forward is not None else self.postings_scores
 
     @cached_property
     def postings_list(self) -> Any:
@@ -575,7 +586,7 @@ class Index:
                 SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]]) for i in range(len(full))
             ]
         allowed = f if path == "postings" else None
-        if self.rescore:
+        if self.rescore or prunes(params):  # pruned queries' candidates: by the whole queries
             batch = rescored_batch(self, queries, k, params, threads, f.live, full, allowed)
             return [SearchResult(*r) for r in batch]
         if allowed is not None:
@@ -1001,9 +1012,14 @@ def max_threads() -> int:
     return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
+def prunes(params: SearchParams) -> bool:
+    """Whether ``params`` prune queries to their heaviest terms (block-max modes with ``beta < 1``)."""
+    return params.mode != "exact" and params.beta < 1
+
+
 def prune_batch(queries: SparseBatch, params: SearchParams) -> SparseBatch:
     """Query-term pruning of a batch (approx mode with ``beta < 1``; else the batch itself)."""
-    if params.mode == "exact" or params.beta >= 1:
+    if not prunes(params):
         return queries
     return SparseBatch.from_rows(
         _prune_terms(*queries.row(i), _keep(int(n), params.beta)) for i, n in enumerate(queries.row_nnz())
@@ -1014,7 +1030,7 @@ def prune_query(
     terms: NDArray[np.int32], weights: NDArray[np.float32], params: SearchParams
 ) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
     """Query-term pruning of one checked query (block-max modes; beta = 1 keeps every term)."""
-    if params.mode == "exact" or params.beta >= 1 or not len(terms):
+    if not prunes(params) or not len(terms):
         return terms, weights
     return _prune_terms(terms, weights, _keep(len(terms), params.beta))
 

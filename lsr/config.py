@@ -282,7 +282,7 @@ class IndexConfig:
     rescore: str = "float32"
     # 0, or N: also keep each term's N highest-impact postings as pruned lists that search mode approx
     # runs on (search.budget then also cuts the query), rescoring its candidates exactly
-    # (lsr.index.approx); larger N: higher recall, more bytes; needs rescore float32 and blockmax
+    # (lsr.index.approx); larger N: higher recall, more bytes; needs blockmax
     approx_lists: int = 0
     # live index merge policy (lsr add / delete): merge the newest segments into one when there are
     # more than max_segments; rewrite a segment alone once more than max_deleted of its docs are deleted
@@ -296,10 +296,8 @@ class IndexConfig:
         _one_of("index", "impact_dtype", self.impact_dtype, IMPACT_DTYPE_CHOICES)
         _positive("index", "max_segments", self.max_segments)
         _positive("index", "approx_lists", self.approx_lists, allow_zero=True)
-        if self.approx_lists and (self.rescore == "none" or not self.blockmax):
-            raise ConfigError(
-                f"index.approx_lists = {self.approx_lists} needs index.rescore float32 and index.blockmax"
-            )
+        if self.approx_lists and not self.blockmax:
+            raise ConfigError(f"index.approx_lists = {self.approx_lists} needs index.blockmax")
         for name, kind in self.fields.items():
             _one_of("index", f"fields.{name}", kind, ("keyword", "int", "float", "date"))
         if not 0 < self.max_deleted <= 1:

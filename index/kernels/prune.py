@@ -72,6 +72,37 @@ def _prune_list(doc_ids, impacts, lo, hi, n_keep, max_impact, pos, hist, out_doc
         hist[impacts[j]] = 0
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def _prune_float_lists(term_ptr, doc_ids, impacts, n_keep, out_ptr, out_docs, out_impacts, n_workers):
+    """_prune_lists for float impacts: the n_keep-th largest impact v of a longer list is found by a
+    partition of a copy of the list's impacts; the postings above v and the first ones at v are kept."""
+    n_terms = term_ptr.shape[0] - 1
+    for w in prange(n_workers):
+        for t in range(w, n_terms, n_workers):
+            lo = term_ptr[t]
+            hi = term_ptr[t + 1]
+            pos = out_ptr[t]
+            if hi - lo <= n_keep:
+                for j in range(lo, hi):
+                    out_docs[pos] = doc_ids[j]
+                    out_impacts[pos] = impacts[j]
+                    pos += 1
+                continue
+            v = np.partition(impacts[lo:hi].copy(), hi - lo - n_keep)[hi - lo - n_keep]
+            ties = n_keep
+            for j in range(lo, hi):
+                if impacts[j] > v:
+                    ties -= 1
+            for j in range(lo, hi):
+                x = impacts[j]
+                if x > v or (x == v and ties > 0):
+                    if x == v:
+                        ties -= 1
+                    out_docs[pos] = doc_ids[j]
+                    out_impacts[pos] = x
+                    pos += 1
+
+
 @njit(cache=True, nogil=True)
 def _mass_cut(q_terms, q_weights, mass):
     """The query's heaviest terms (ties: the lower position first) up to the first whose running sum

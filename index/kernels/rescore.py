@@ -215,3 +215,54 @@ def _best_k(docs, exact, k):
     out = np.empty(k, np.int64)
     n = heap_drain_sorted(hs, hd, size, scores, out)
     return out[:n].astype(np.int32), scores[:n].astype(np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _postings_dot(term_ptr, doc_ids, impacts, docs, order, q_terms, q_weights, out):
+    """out[j] = the score of docs[j] read from the posting lists: for each query term in ascending
+    order, each candidate (visited by ascending doc id through ``order``) is found by binary search
+    in the rest of the term's list, and ``w x impact`` is added as a float64 product (as _dot_row)."""
+    for j in range(docs.shape[0]):
+        out[j] = 0.0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        w = np.float64(q_weights[i])
+        lo = term_ptr[t]
+        hi = term_ptr[t + 1]
+        for j in range(order.shape[0]):
+            if lo >= hi:
+                break
+            d = docs[order[j]]
+            a = lo
+            b = hi
+            while a < b:
+                m = (a + b) >> 1
+                if doc_ids[m] < d:
+                    a = m + 1
+                else:
+                    b = m
+            lo = a
+            if a < hi and doc_ids[a] == d:
+                out[order[j]] += w * np.float64(impacts[a])
+
+
+@njit(cache=True, nogil=True)
+def _rescore_postings_one(term_ptr, doc_ids, impacts, docs, q_terms, q_weights):
+    """Scores of ``docs`` (distinct internal ids) for a checked query, from the postings: float64 sums
+    of ``w x impact`` in ascending term order (in units of the index's scale)."""
+    out = np.empty(docs.shape[0], np.float64)
+    _postings_dot(term_ptr, doc_ids, impacts, docs, np.argsort(docs), q_terms, q_weights, out)
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _rescore_postings_batch(term_ptr, doc_ids, impacts, q_indptr, q_terms, q_weights, docs, counts, out):
+    """out[q, j] = the postings score of docs[q, j] for j < counts[q] (see _rescore_postings_one)."""
+    for q in prange(docs.shape[0]):
+        s = q_indptr[q]
+        e = q_indptr[q + 1]
+        n = counts[q]
+        row = docs[q, :n]
+        _postings_dot(
+            term_ptr, doc_ids, impacts, row, np.argsort(row), q_terms[s:e], q_weights[s:e], out[q, :n]
+        )

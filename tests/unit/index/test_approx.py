@@ -25,7 +25,7 @@ def reference_pruned(term_ptr, doc_ids, impacts, n_keep):
     for t in range(len(term_ptr) - 1):
         d = np.asarray(doc_ids[term_ptr[t] : term_ptr[t + 1]])
         x = np.asarray(impacts[term_ptr[t] : term_ptr[t + 1]])
-        keep = np.sort(np.lexsort((d, -x.astype(np.int64)))[:n_keep])
+        keep = np.sort(np.lexsort((d, -x.astype(np.float64)))[:n_keep])
         docs.append(d[keep])
         imps.append(x[keep])
         ptr.append(ptr[-1] + len(keep))
@@ -34,7 +34,7 @@ def reference_pruned(term_ptr, doc_ids, impacts, n_keep):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("n_keep", [1, 3, 17, 1000])
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 def test_pruned_postings_are_each_terms_top_n(seed, n_keep, dtype):
     rng = np.random.default_rng(seed)
     n_terms, n_docs = 40, 300
@@ -42,19 +42,31 @@ def test_pruned_postings_are_each_terms_top_n(seed, n_keep, dtype):
     ptr = np.zeros(n_terms + 1, np.int64)
     np.cumsum(lengths, out=ptr[1:])
     docs = np.concatenate([np.sort(rng.choice(n_docs, n, replace=False)) for n in lengths]).astype(np.int32)
-    high = 5 if seed % 2 else int(np.iinfo(dtype).max)  # few distinct impacts: many ties at the cut
-    impacts = rng.integers(1, high + 1, len(docs)).astype(dtype)
+    high = 5 if seed % 2 else 65535  # few distinct impacts: many ties at the cut
+    if dtype == np.float32:
+        impacts = (rng.integers(1, high + 1, len(docs)) / 7).astype(dtype)
+    else:
+        impacts = rng.integers(1, min(high, int(np.iinfo(dtype).max)) + 1, len(docs)).astype(dtype)
     got = pruned_postings(ptr, docs, impacts, n_keep)
     for a, b in zip(got, reference_pruned(ptr, docs, impacts, n_keep), strict=True):
         np.testing.assert_array_equal(a, b)
     assert got[2].dtype == dtype
 
 
-def build_pair(tmp_path, seed, n_keep, reorder="none"):
+# index layouts whose pruned lists return exact scores: integer impacts rescored by the forward index,
+# float32 impacts rescored from the full posting lists
+LAYOUTS = {
+    "uint8+forward": {"impact_dtype": "uint8"},
+    "float32": {"impact_dtype": "float32", "forward": "none"},
+}
+
+
+def build_pair(tmp_path, seed, n_keep, reorder="none", layout="uint8+forward"):
     rng = np.random.default_rng(seed)
     n_terms = 40
     corpus = random_corpus(rng, n_docs=500, n_terms=n_terms, max_nnz=14, integer=False)
-    index = build_forward(tmp_path, corpus, n_terms, reorder=reorder, block_size=8, approx_lists=n_keep)
+    options = {"reorder": reorder, "block_size": 8, "approx_lists": n_keep, **LAYOUTS[layout]}
+    index = build_forward(tmp_path, corpus, n_terms, **options)
     return rng, corpus, n_terms, index
 
 
@@ -100,11 +112,12 @@ def test_query_mass_steps_with_the_budget():
 @pytest.mark.parametrize("n_keep", [5, 30])
 @pytest.mark.parametrize("reorder", ["none", "bp"])
 @pytest.mark.parametrize("budget", [0, 600])
-def test_approx_returns_pruned_candidates_rescored_exactly(tmp_path, seed, n_keep, reorder, budget):
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_approx_returns_pruned_candidates_rescored_exactly(tmp_path, seed, n_keep, reorder, budget, layout):
     """Budget 600 covers every block of these 500 docs (the safe stop decides, as without one) and
     cuts the query to its heaviest terms holding query_mass(600) of its weight."""
-    rng, corpus, n_terms, index = build_pair(tmp_path, seed, n_keep, reorder)
-    assert index.approx is not None
+    rng, corpus, n_terms, index = build_pair(tmp_path, seed, n_keep, reorder, layout)
+    assert index.approx is not None and (index.forward is None) == (layout == "float32")
     assert index.approx.meta["n_postings"] < index.meta["n_postings"]
     dense = float_truth(corpus, n_terms, index)
     p = index.approx
@@ -180,9 +193,8 @@ def test_rebuilt_lists_and_lists_of_another_index(tmp_path):
     [
         ({"approx_lists": -1, "forward": "float32"}, "approx_lists must be an integer >= 1.*-1"),
         ({"approx_lists": 2.5, "forward": "float32"}, "approx_lists must be an integer >= 1.*2.5"),
-        ({"approx_lists": 10, "forward": "none"}, "approx_lists 10 needs block-max data and the forward"),
         ({"approx_lists": 10, "forward": "float32", "block_size": None}, "approx_lists 10 needs block-max"),
-        ({"approx_lists": 10, "forward": "float32", "impact_dtype": "float32"}, "approx_lists 10 needs"),
+        ({"approx_lists": 10, "forward": "none", "block_size": None}, "approx_lists 10 needs block-max"),
     ],
 )
 def test_bad_options_are_refused(options, message):
@@ -190,13 +202,25 @@ def test_bad_options_are_refused(options, message):
         BuildOptions(**options)
 
 
-def test_lists_need_the_forward_index(tmp_path):
+def test_lists_without_a_forward_index_rank_by_the_postings(tmp_path):
+    """Pruned lists of an integer index without the forward index: the candidates are ranked by the
+    whole query's quantized score read from the full lists (what exhaustive search of the index gives
+    them), single and batch alike."""
     rng = np.random.default_rng(3)
-    corpus = random_corpus(rng, n_docs=100, n_terms=20, max_nnz=8, integer=False)
+    corpus = random_corpus(rng, n_docs=300, n_terms=20, max_nnz=8, integer=False)
     index = build_forward(tmp_path, corpus, 20, forward="none", block_size=8)
-    with pytest.raises(ValueError, match="needs the forward index"):
-        build_approx_lists(index.path, 4, 8)
-    assert not (index.path / "approx").exists()
+    build_approx_lists(index.path, 4, 8)
+    index = Index.load(index.path)
+    assert index.forward is None and index.approx is not None
+    rows = queries(rng, 20, 10)
+    batch = index.search_batch(SparseBatch.from_rows(rows), 10, mode="approx", budget=64)
+    for (terms, weights), from_batch in zip(rows, batch, strict=True):
+        got = index.search(terms, weights, 10, mode="approx", budget=64)
+        whole = index.search(terms, weights, index.n_docs, mode="exact")
+        score_of = dict(zip(whole.docs.tolist(), whole.scores.tolist(), strict=True))
+        np.testing.assert_allclose(got.scores, [score_of[d] for d in got.docs.tolist()], rtol=1e-5)
+        np.testing.assert_array_equal(from_batch.docs, got.docs)
+        np.testing.assert_array_equal(from_batch.scores, got.scores)
 
 
 def test_verify_checks_the_pruned_lists(tmp_path):

@@ -169,3 +169,74 @@ def test_rescore_table_equals_the_merge_bit_for_bit(seed):
     if indptr[4] > indptr[3]:
         with pytest.raises(ValueError, match="not finite"):
             _rescore_one(indptr, terms, weights, np.array([3], np.int32), q_terms, q_weights, lut)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_postings_scores_equal_the_dot_products(seed):
+    """_rescore_postings_one (binary search of each candidate in each query term's list) against a
+    dense dot product, on random posting lists: empty lists, candidates in no list, no candidates,
+    duplicates-free unsorted candidates; the batch kernel equals the single one bit for bit."""
+    from lsr.index.kernels.rescore import _rescore_postings_batch, _rescore_postings_one
+
+    rng = np.random.default_rng(seed)
+    n_docs, n_terms = 80, 30
+    dense = np.where(rng.random((n_docs, n_terms)) < 0.15, rng.uniform(0.01, 3.0, (n_docs, n_terms)), 0.0)
+    dense = dense.astype(np.float32)
+    dense[:, 5] = 0  # a term without postings
+    lists = [np.flatnonzero(dense[:, t]) for t in range(n_terms)]
+    term_ptr = np.concatenate([[0], np.cumsum([len(x) for x in lists])]).astype(np.int64)
+    doc_ids = np.concatenate(lists).astype(np.int32)
+    impacts = np.concatenate([dense[x, t] for t, x in enumerate(lists)]).astype(np.float32)
+    rows, cands = [], []
+    for m in (0, 1, 6, n_terms):
+        q_terms = np.sort(rng.choice(n_terms, m, replace=False)).astype(np.int32)
+        q_weights = rng.uniform(0.05, 2.0, m).astype(np.float32)
+        docs = rng.permutation(n_docs)[: int(rng.integers(0, 40))].astype(np.int32)
+        got = _rescore_postings_one(term_ptr, doc_ids, impacts, docs, q_terms, q_weights)
+        want = dense[docs][:, q_terms].astype(np.float64) @ q_weights.astype(np.float64)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        rows.append((q_terms, q_weights))
+        cands.append(docs)
+    queries = SparseBatch.from_rows(rows)
+    width = max(len(c) for c in cands)
+    docs = np.full((len(cands), width), -1, np.int32)
+    for i, c in enumerate(cands):
+        docs[i, : len(c)] = c
+    counts = np.array([len(c) for c in cands], np.int64)
+    out = np.zeros(docs.shape, np.float64)
+    q = (queries.indptr, queries.term_ids, queries.weights)
+    _rescore_postings_batch(term_ptr, doc_ids, impacts, *q, docs, counts, out)
+    for i, (q_terms, q_weights) in enumerate(rows):
+        single = _rescore_postings_one(term_ptr, doc_ids, impacts, cands[i], q_terms, q_weights)
+        np.testing.assert_array_equal(out[i, : counts[i]], single)
+
+
+@pytest.mark.parametrize("impact_dtype,forward", [("float32", "none"), ("uint8", "none")])
+def test_pruned_query_ranks_its_candidates_by_the_whole_query(tmp_path, impact_dtype, forward):
+    """Without a forward index, approx with beta < 1 finds candidates with the heaviest terms and ranks
+    them by the whole query's score read from the postings (two-step SPLADE): the result is the best k
+    of the pruned query's first k' candidates by that score, single and batch alike; with float32
+    impacts the scores are the encoder's."""
+    rng = np.random.default_rng(7)
+    n_terms = 40
+    corpus = random_corpus(rng, n_docs=500, n_terms=n_terms, max_nnz=12, integer=False)
+    index = build_forward(tmp_path, corpus, n_terms, forward=forward, impact_dtype=impact_dtype, block_size=8)
+    assert index.forward is None
+    dense = float_truth(corpus, n_terms, index)
+    rows = queries(rng, n_terms, 20)
+    batch = index.search_batch(SparseBatch.from_rows(rows), 10, threads=2, mode="approx", beta=0.5)
+    for (terms, weights), from_batch in zip(rows, batch, strict=True):
+        got = index.search(terms, weights, 10, mode="approx", beta=0.5)
+        keep = np.sort(np.argsort(-weights, kind="stable")[: int(np.ceil(0.5 * len(terms) - 1e-9))])
+        cands = index.search(terms[keep], weights[keep], 26, mode="safe").docs
+        whole = index.search(terms, weights, len(dense), mode="exact")
+        score_of = dict(zip(whole.docs.tolist(), whole.scores.tolist(), strict=True))
+        want = sorted(cands.tolist(), key=lambda d: (-score_of[d], d))[:10]
+        assert got.docs.tolist() == want
+        np.testing.assert_allclose(got.scores, [score_of[d] for d in want], rtol=1e-5)
+        np.testing.assert_array_equal(from_batch.docs, got.docs)
+        np.testing.assert_array_equal(from_batch.scores, got.scores)
+        if impact_dtype == "float32":
+            q = np.zeros(n_terms)
+            q[terms] = weights
+            np.testing.assert_allclose(got.scores, dense[got.docs] @ q, rtol=1e-6)
