@@ -30,7 +30,7 @@ from lsr.data.formats import CorpusSource
 from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
-from lsr.errors import ConfigError, reports_disk_full
+from lsr.errors import reports_disk_full
 from lsr.index import BuildOptions, build_index
 from lsr.vectors import Vectors, VectorWriter
 from lsr.weights import flattening_warning
@@ -248,20 +248,10 @@ def _warn_flattening(vectors: Vectors, impact_dtype: str) -> None:
 
 
 def index_build_options(config: Config) -> BuildOptions:
-    """The index build options of ``config``.
-
-    Raises:
-        ConfigError: ``index.approx_lists`` with float32 impacts (bm25's default).
-    """
+    """The index build options of ``config``."""
     cfg = config.index
-    impact_dtype = resolved_impact_dtype(cfg.impact_dtype, config.encoder.name)
-    if cfg.approx_lists and impact_dtype == "float32":
-        raise ConfigError(
-            f"index.approx_lists = {cfg.approx_lists} needs integer impacts (index.impact_dtype uint8 "
-            f"or uint16), and encoder {config.encoder.name!r} indexes float32 impacts"
-        )
     return BuildOptions(
-        impact_dtype=impact_dtype,
+        impact_dtype=resolved_impact_dtype(cfg.impact_dtype, config.encoder.name),
         reorder=cfg.reorder,
         bp_iterations=cfg.bp_iterations,
         block_size=cfg.block_size if cfg.blockmax else None,

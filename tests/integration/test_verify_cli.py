@@ -85,17 +85,17 @@ def test_structural_damage_is_named_by_verify_and_search(built, capsys):
 
 
 def test_pruned_lists_from_the_cli(tmp_path, capsys):
-    """`index.approx_lists` builds approx/ (verified with its block-max data); approx search answers
-    from it; float32 impacts (bm25's default) are refused by name."""
+    """`index.approx_lists` builds approx/ (verified with its block-max data) for integer impacts with
+    the forward index and for float32 impacts (bm25's default) without one; approx search answers
+    from it."""
     corpus = write_beir(tmp_path / "beir")
-    out = tmp_path / "idx"
     lists = ["--set", "index.approx_lists=1"]
-    assert index(corpus, tmp_path / "bad", *lists) == 2
-    assert "index.approx_lists = 1 needs integer impacts" in capsys.readouterr().err
-    assert not (tmp_path / "bad").exists()
-    assert index(corpus, out, *lists, "--set", "index.impact_dtype=uint8") == 0
-    assert open_index(out).approx is not None
-    assert main(["verify", str(out)]) == 0
-    assert "ok: 4 artifact(s)" in capsys.readouterr().out  # the index, approx/ and their block-max data
-    assert main(["search", "--index", str(out), "--mode", "approx", "vitamin"]) == 0
-    assert "d1" in capsys.readouterr().out
+    for name, extra in (("uint8", ["--set", "index.impact_dtype=uint8"]), ("float32", [])):
+        out = tmp_path / name
+        assert index(corpus, out, *lists, *extra) == 0
+        opened = open_index(out)
+        assert opened.approx is not None and opened.impacts.dtype == np.dtype(name)
+        assert main(["verify", str(out)]) == 0
+        assert "ok: 4 artifact(s)" in capsys.readouterr().out  # the index, approx/, their block-max data
+        assert main(["search", "--index", str(out), "--mode", "approx", "vitamin"]) == 0
+        assert "d1" in capsys.readouterr().out
