@@ -254,18 +254,17 @@ class EncoderConfig:
 IMPACT_DTYPE_CHOICES = ("auto", "uint8", "uint16", "float32")
 
 
-def resolved_impact_dtype(impact_dtype: str, encoder: str) -> str:
-    """``index.impact_dtype`` with ``auto`` replaced by the encoder's dtype: float32 for BM25 and the
-    ``bm25+MODEL`` encoders (exact BM25 scores), uint8 for the learned encoders."""
-    if impact_dtype != "auto":
-        return impact_dtype
-    return "float32" if encoder == "bm25" or encoder.startswith("bm25+") else "uint8"
+def resolved_impact_dtype(impact_dtype: str) -> str:
+    """``index.impact_dtype`` with ``auto`` replaced by float32, for every encoder: exact scores without
+    a forward index (until 2026-12-02 the learned encoders' auto was uint8 with a float32 forward index
+    to rescore from: more bytes and slower; benchmarks/RESULTS.md, "float32 impacts by default")."""
+    return "float32" if impact_dtype == "auto" else impact_dtype
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    # auto | uint8 | uint16 | float32; auto: float32 for bm25 (exact scores: uint8 rounding cost up to
-    # 0.005 nDCG@10 on the ood suite), uint8 for the learned encoders (see resolved_impact_dtype)
+    # auto | uint8 | uint16 | float32; auto: float32 (exact scores, no forward index needed; uint8
+    # rounding cost bm25 up to 0.005 nDCG@10 on the ood suite; see resolved_impact_dtype)
     impact_dtype: str = "auto"
     store_docs: bool = True  # keep a docstore (titles and texts) in the index
     blockmax: bool = True  # build block-max data (search modes safe and approx)
@@ -277,8 +276,9 @@ class IndexConfig:
     # swap rounds per bisection level: 2 prunes almost as well as 8 (200k synthetic, safe mode: 190 vs
     # 184 blocks scored per query, input order 305) at 30% of the ordering time (reorder_bench)
     bp_iterations: int = 2
-    # none | float32: with integer impacts, also keep each document's float32 weights (6 bytes per
-    # posting, memory-mapped) and rescore the candidates exactly: results equal float scoring
+    # none | float32: with integer impacts (index.impact_dtype uint8 or uint16), also keep each
+    # document's float32 weights (6 bytes per posting, memory-mapped) and rescore the candidates
+    # exactly: results equal float scoring; float32 impacts are exact without it
     rescore: str = "float32"
     # 0, or N: also keep each term's N highest-impact postings as pruned lists that search mode approx
     # runs on (search.budget then also cuts the query), rescoring its candidates exactly

@@ -251,7 +251,7 @@ def index_build_options(config: Config) -> BuildOptions:
     """The index build options of ``config``."""
     cfg = config.index
     return BuildOptions(
-        impact_dtype=resolved_impact_dtype(cfg.impact_dtype, config.encoder.name),
+        impact_dtype=resolved_impact_dtype(cfg.impact_dtype),
         reorder=cfg.reorder,
         bp_iterations=cfg.bp_iterations,
         block_size=cfg.block_size if cfg.blockmax else None,

@@ -63,12 +63,16 @@ def test_shipped_config_bm25_lucene_is_anserini_flat():
     assert (bm.k1, bm.b, bm.stemmer, bm.stopwords, bm.min_length) == (0.9, 0.4, "porter", "lucene", 1)
 
 
-@pytest.mark.parametrize(
-    ("encoder", "dtype"), [("bm25", "float32"), ("splade", "uint8"), ("unicoil", "uint8")]
-)
-def test_auto_impact_dtype_per_encoder(encoder, dtype):
-    assert resolved_impact_dtype("auto", encoder) == dtype
-    assert resolved_impact_dtype("uint16", encoder) == "uint16"
+@pytest.mark.parametrize("encoder", ["bm25", "splade", "unicoil", "inference-free", "bm25+unicoil"])
+def test_every_encoder_indexes_float32_impacts_by_default(encoder):
+    """Exact scores with no forward index to keep; integer impacts (and their forward index) on request."""
+    from lsr.pipeline import index_build_options
+
+    options = index_build_options(load_config(None, [f"encoder.name={encoder}"]))
+    assert options.impact_dtype == "float32" and not options.keeps_forward
+    options = index_build_options(load_config(None, [f"encoder.name={encoder}", "index.impact_dtype=uint8"]))
+    assert options.impact_dtype == "uint8" and options.keeps_forward
+    assert resolved_impact_dtype("uint16") == "uint16"
 
 
 def test_shipped_config_toy_by_name():
@@ -227,11 +231,10 @@ def test_out_of_range_values_are_rejected_naming_the_key(override, key):
     assert key in str(exc.value)
 
 
-def test_pruned_lists_need_rescoring_and_blockmax():
-    for other in ("index.rescore=none", "index.blockmax=false"):
-        with pytest.raises(ConfigError, match=r"index\.approx_lists = 100 needs"):
-            load_config(None, ["index.approx_lists=100", other])
-    assert load_config(None, ["index.approx_lists=100"]).index.approx_lists == 100
+def test_pruned_lists_need_blockmax():
+    with pytest.raises(ConfigError, match=r"index\.approx_lists = 100 needs index\.blockmax"):
+        load_config(None, ["index.approx_lists=100", "index.blockmax=false"])
+    assert load_config(None, ["index.approx_lists=100", "index.rescore=none"]).index.approx_lists == 100
 
 
 def test_out_of_range_value_in_yaml_is_rejected(tmp_path):
