@@ -48,6 +48,14 @@ from lsr.index.subindex import FilterIndex, Parts, build_subindex
 
 logger = logging.getLogger(__name__)
 
+# safe mode scores every posting (the exact kernel: the same top k) on collections of at most this many
+# documents: there bounding and ordering the blocks costs more than scoring a query's whole lists
+# (a 16k-float accumulator stays in cache); SciFact's 5,183 documents with the shipped splade: 49 us
+# exhaustive against 129 us block-max, synthetic 20k about even, 50k 250 us against 86 us
+# (benchmarks/RESULTS.md, "float32 impacts by default")
+EXHAUSTIVE_DOCS = 16_384
+
+
 MODES = ("exact", "safe", "approx")
 MAX_K = 100_000  # a batch holds n_queries x k results: a larger k is a mistake, not a request
 # a filter allowing at most this fraction of the documents keeps its allowed ids (FilterCache), so
@@ -97,7 +105,8 @@ AllowedArgs = tuple[
 @dataclass(frozen=True)
 class SearchParams:
     """How to search: ``exact`` scores every posting; ``safe`` (block-max, alpha = beta = 1) returns
-    exactly the same top-k; ``approx`` trades recall for speed. Its one knob is ``budget``: score at
+    exactly the same top-k (on a collection of at most ``Index.exhaustive_docs`` documents it scores
+    every posting too: faster there); ``approx`` trades recall for speed. Its one knob is ``budget``: score at
     most about that many documents per query (whole blocks, highest upper bound first), then rescore
     the best candidates with exact weights; recall and latency fall together as the budget shrinks
     (benchmarks/RESULTS.md has the curve); 0: no budget. An index with pruned lists (``index.approx``,
@@ -167,6 +176,7 @@ class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
     scan_ratio: int = SCAN_RATIO  # exact mode: see lsr.index.kernels.score
+    exhaustive_docs: int = EXHAUSTIVE_DOCS  # safe mode scores every posting up to this many documents
     supports_budget: bool = True  # approx's budget (a live or sharded index's kernels have none)
     doc_id_dtype: type[np.integer] = np.int32  # of the doc ids in results (a live index's: int64)
     forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
@@ -496,7 +506,7 @@ class Index:
             return np.zeros(0, np.int32), np.zeros(0, SCORE_DTYPE)
         thr = np.float32(threshold)
         live = self.live if live is None else live
-        if params.mode == "exact":
+        if self._exhaustive(params):
             return _search_one(
                 self.term_ptr,
                 self.doc_ids,
@@ -659,7 +669,7 @@ class Index:
     ) -> None:
         out_docs, out_scores, counts, thresholds = out
         q = (queries.indptr, queries.term_ids, queries.weights)
-        if params.mode == "exact":
+        if self._exhaustive(params):
             _search_batch(
                 self.term_ptr,
                 self.doc_ids,
@@ -690,6 +700,10 @@ class Index:
             thresholds,
             self._block_live(live),
         )
+
+    def _exhaustive(self, params: SearchParams) -> bool:
+        """Whether the kernels score every posting: exact mode, and safe mode on a small collection."""
+        return params.mode == "exact" or (params.mode == "safe" and self.n_docs <= self.exhaustive_docs)
 
     def _max_blocks(self, params: SearchParams) -> int:
         bm = self.blockmax

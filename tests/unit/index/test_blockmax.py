@@ -345,3 +345,32 @@ def test_bucket_order_against_a_sort(seed):
     for j in set(bucket.values()):
         assert bucket_max[j] == max(ub[b] for b in blocks if bucket[b] == j)
         assert bucket_ptr[j + 1] - bucket_ptr[j] == sum(1 for b in blocks if bucket[b] == j)
+
+
+def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
+    """By default (Index.exhaustive_docs; conftest turns it off for the kernel tests) safe mode on a
+    collection of at most that many documents runs the exhaustive kernel, single and batch: the same
+    docs and scores as block-max safe and exact, and no block scored; approx still runs block-max."""
+    from lsr.index.search import EXHAUSTIVE_DOCS
+
+    rng = np.random.default_rng(21)
+    corpus = random_corpus(rng, 600, 40, 12, integer=False)
+    for dtype in ("float32", "uint8"):
+        index = build_with_blockmax(tmp_path / dtype, corpus, 40, dtype, 8)
+        queries = random_queries(rng, 40, 15, integer=False)
+        batch = SparseBatch.from_rows(queries)
+        block_max = [index.search(t, w, 10, mode="safe") for t, w in queries]
+        assert index.block_counters[0] > 0
+        monkeypatch.setattr(Index, "exhaustive_docs", EXHAUSTIVE_DOCS)
+        index.block_counters[:] = 0
+        routed = [index.search(t, w, 10, mode="safe") for t, w in queries]
+        routed_batch = index.search_batch(batch, 10, mode="safe")
+        assert index.block_counters[0] == 0
+        for (t, w), a, b, c in zip(queries, block_max, routed, routed_batch, strict=True):
+            exact = index.search(t, w, 10)
+            for got in (a, b, c):
+                np.testing.assert_array_equal(got.docs, exact.docs)
+                np.testing.assert_array_equal(got.scores, exact.scores)
+        index.search(*queries[0], 10, mode="approx", budget=16)
+        assert index.block_counters[0] > 0
+        monkeypatch.setattr(Index, "exhaustive_docs", 0)
