@@ -114,7 +114,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
 def _add_system_args(p: argparse.ArgumentParser) -> None:
     """Per-system options: lsr's index, lsr-bmp, Seismic and Lucene."""
     p.add_argument(
-        "--impact-dtype", default="uint8", choices=["uint8", "uint16", "float32"], help="lsr index impacts"
+        "--impact-dtype",
+        default="float32",
+        choices=["uint8", "uint16", "float32"],
+        help="lsr index impacts (default float32, lsr's default; until 2026-12-02 uint8)",
     )
     p.add_argument(
         "--block-size", type=int, default=None, help="lsr-bmp block size (default: lsr's index.block_size)"

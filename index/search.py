@@ -48,8 +48,9 @@ from lsr.index.subindex import FilterIndex, Parts, build_subindex
 
 logger = logging.getLogger(__name__)
 
-# safe mode scores every posting (the exact kernel: the same top k) on collections of at most this many
-# documents: there bounding and ordering the blocks costs more than scoring a query's whole lists
+# safe mode, and approx without a budget, score every posting (the exact kernel: safe's top k) on
+# collections of at most this many documents: there bounding and ordering the blocks costs more than
+# scoring a query's whole lists
 # (a 16k-float accumulator stays in cache); SciFact's 5,183 documents with the shipped splade: 49 us
 # exhaustive against 129 us block-max, synthetic 20k about even, 50k 250 us against 86 us
 # (benchmarks/RESULTS.md, "float32 impacts by default")
@@ -105,15 +106,16 @@ AllowedArgs = tuple[
 @dataclass(frozen=True)
 class SearchParams:
     """How to search: ``exact`` scores every posting; ``safe`` (block-max, alpha = beta = 1) returns
-    exactly the same top-k (on a collection of at most ``Index.exhaustive_docs`` documents it scores
-    every posting too: faster there); ``approx`` trades recall for speed. Its one knob is ``budget``: score at
+    exactly the same top-k; ``approx`` trades recall for speed. Its one knob is ``budget``: score at
     most about that many documents per query (whole blocks, highest upper bound first), then rescore
     the best candidates with exact weights; recall and latency fall together as the budget shrinks
     (benchmarks/RESULTS.md has the curve); 0: no budget. An index with pruned lists (``index.approx``,
     lsr.index.approx) searches those instead, where the budget also cuts the query to its heaviest
     terms (lsr.index.approx.query_mass), and rescores their best candidates with the whole query. The
     expert knobs ``alpha`` (stop when the k-th score exceeds alpha x the best remaining block bound)
-    and ``beta`` (keep that fraction of the query's terms, heaviest first) also apply."""
+    and ``beta`` (keep that fraction of the query's terms, heaviest first) also apply. On a collection
+    of at most ``Index.exhaustive_docs`` documents safe mode, and approx without a budget (its query
+    still cut by ``beta``), score every posting instead: faster there, and exact."""
 
     mode: str = "exact"
     alpha: float = 1.0
@@ -702,8 +704,10 @@ class Index:
         )
 
     def _exhaustive(self, params: SearchParams) -> bool:
-        """Whether the kernels score every posting: exact mode, and safe mode on a small collection."""
-        return params.mode == "exact" or (params.mode == "safe" and self.n_docs <= self.exhaustive_docs)
+        """Whether the kernels score every posting: exact mode, and on a small collection safe mode and
+        approx without a budget (its query still cut by ``beta``), faster there than any block-max stop."""
+        small = self.n_docs <= self.exhaustive_docs
+        return params.mode == "exact" or (small and params.budget == 0)
 
     def _max_blocks(self, params: SearchParams) -> int:
         bm = self.blockmax
