@@ -124,7 +124,14 @@ def test_approx_returns_pruned_candidates_rescored_exactly(tmp_path, seed, n_kee
     ref_ptr, ref_docs, ref_imps = reference_pruned(index.term_ptr, index.doc_ids, index.impacts, n_keep)
     np.testing.assert_array_equal(p.term_ptr, ref_ptr)
     np.testing.assert_array_equal(p.doc_ids, ref_docs)
-    pruned_dense = dense_from_postings(ref_ptr, ref_docs, ref_imps, index.n_docs)
+    # float32 lists are cut by their exact impacts and stored as uint8 (they only find candidates)
+    assert p.impacts.dtype == np.uint8
+    if layout == "float32":
+        scale = float(p.meta["impacts"]["scale"])
+        np.testing.assert_array_equal(
+            p.impacts, np.clip(np.rint(ref_imps.astype(np.float64) / scale), 1, 255)
+        )
+    pruned_dense = dense_from_postings(ref_ptr, ref_docs, np.asarray(p.impacts), index.n_docs)
     rows = queries(rng, n_terms, 20)
     batches = index.search_batch(SparseBatch.from_rows(rows), 10, mode="approx", budget=budget)
     for i, (terms, weights) in enumerate(rows):
