@@ -47,10 +47,7 @@ def _prune_lists(term_ptr, doc_ids, impacts, n_keep, max_impact, out_ptr, out_do
 def _prune_list(doc_ids, impacts, lo, hi, n_keep, max_impact, pos, hist, out_docs, out_impacts):
     """One list of _prune_lists, written from ``pos``; ``hist`` is zero on entry and on return."""
     if hi - lo <= n_keep:
-        for j in range(lo, hi):
-            out_docs[pos] = doc_ids[j]
-            out_impacts[pos] = impacts[j]
-            pos += 1
+        _keep_above(doc_ids, impacts, lo, hi, 0, 0, pos, out_docs, out_impacts)
         return
     for j in range(lo, hi):
         hist[impacts[j]] += 1
@@ -59,7 +56,15 @@ def _prune_list(doc_ids, impacts, lo, hi, n_keep, max_impact, pos, hist, out_doc
     while above + hist[v] < n_keep:
         above += hist[v]
         v -= 1
-    ties = n_keep - above  # postings at impact v to keep, in doc order
+    _keep_above(doc_ids, impacts, lo, hi, v, n_keep - above, pos, out_docs, out_impacts)
+    for j in range(lo, hi):
+        hist[impacts[j]] = 0
+
+
+@njit(cache=True, nogil=True)
+def _keep_above(doc_ids, impacts, lo, hi, v, ties, pos, out_docs, out_impacts):
+    """Copy the postings of [lo, hi) with an impact above ``v`` and the first ``ties`` at ``v`` (doc
+    order) to ``out_*`` from ``pos``; impacts are > 0, so ``v = 0`` copies the whole list."""
     for j in range(lo, hi):
         x = impacts[j]
         if x > v or (x == v and ties > 0):
@@ -68,8 +73,6 @@ def _prune_list(doc_ids, impacts, lo, hi, n_keep, max_impact, pos, hist, out_doc
             out_docs[pos] = doc_ids[j]
             out_impacts[pos] = x
             pos += 1
-    for j in range(lo, hi):
-        hist[impacts[j]] = 0
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -81,26 +84,15 @@ def _prune_float_lists(term_ptr, doc_ids, impacts, n_keep, out_ptr, out_docs, ou
         for t in range(w, n_terms, n_workers):
             lo = term_ptr[t]
             hi = term_ptr[t + 1]
-            pos = out_ptr[t]
             if hi - lo <= n_keep:
-                for j in range(lo, hi):
-                    out_docs[pos] = doc_ids[j]
-                    out_impacts[pos] = impacts[j]
-                    pos += 1
+                _keep_above(doc_ids, impacts, lo, hi, 0, 0, out_ptr[t], out_docs, out_impacts)
                 continue
             v = np.partition(impacts[lo:hi].copy(), hi - lo - n_keep)[hi - lo - n_keep]
             ties = n_keep
             for j in range(lo, hi):
                 if impacts[j] > v:
                     ties -= 1
-            for j in range(lo, hi):
-                x = impacts[j]
-                if x > v or (x == v and ties > 0):
-                    if x == v:
-                        ties -= 1
-                    out_docs[pos] = doc_ids[j]
-                    out_impacts[pos] = x
-                    pos += 1
+            _keep_above(doc_ids, impacts, lo, hi, v, ties, out_ptr[t], out_docs, out_impacts)
 
 
 @njit(cache=True, nogil=True)
