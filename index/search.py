@@ -178,7 +178,7 @@ class Index:
     """A loaded index. Arrays are memory-mapped; only ids and vocabulary are read into memory."""
 
     scan_ratio: int = SCAN_RATIO  # exact mode: see lsr.index.kernels.score
-    exhaustive_docs: int = EXHAUSTIVE_DOCS  # safe mode scores every posting up to this many documents
+    exhaustive_docs: int = EXHAUSTIVE_DOCS  # safe and approx without a budget: exhaustive up to here
     supports_budget: bool = True  # approx's budget (a live or sharded index's kernels have none)
     doc_id_dtype: type[np.integer] = np.int32  # of the doc ids in results (a live index's: int64)
     forward: Forward | None = None  # a live index (lsr.index.segments) rescores nothing
