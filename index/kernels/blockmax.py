@@ -145,12 +145,15 @@ def _live_range(block_live, n_blocks):
 
 
 @njit(cache=True, nogil=True)
-def _bucket_order(ub, order, cand, bucket_ptr, bucket_max, lo, hi):
+def _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, lo, hi, want):
     """Blocks in [lo, hi) with ub > 0 into order, highest bucket first, ascending ids within a bucket;
-    bucket_max[j] is exact. Returns the count. The first pass gathers the positive blocks into
-    ``cand`` without a branch (whether a block's bound is positive is unpredictable: about 40% of
-    the blocks of a query on pruned lists, and a mispredicted branch per block cost more than the
-    rest of the sort); the bucket passes then visit only those."""
+    bucket_max[j] is exact. Returns the count n; ``order`` holds the first ``min(n, want)`` positions
+    at least: the buckets past the one that reaches ``want`` blocks are left out (approx's budget
+    scores no more). The first pass gathers the positive blocks into ``cand`` without a branch
+    (whether a block's bound is positive is unpredictable: about 40% of the blocks of a query on
+    pruned lists, and a mispredicted branch per block cost more than the rest of the sort); the
+    bucket passes then visit only those, the second reading each one's bucket from ``bkt`` (int16,
+    written by the first) instead of computing it again."""
     top = np.float32(0)
     n = 0
     for b in range(lo, hi):
@@ -166,16 +169,22 @@ def _bucket_order(ub, order, cand, bucket_ptr, bucket_max, lo, hi):
     for i in range(n):
         u = ub[cand[i]]
         j = N_BUCKETS - 1 - min(int(np.float64(u) * scale), N_BUCKETS - 1)  # 0 = highest bucket
+        bkt[i] = j
         bucket_ptr[j + 1] += 1
         bucket_max[j] = max(bucket_max[j], u)
     for j in range(N_BUCKETS):
         bucket_ptr[j + 1] += bucket_ptr[j]
+    last = N_BUCKETS - 1
+    if want < n:
+        last = 0
+        while bucket_ptr[last + 1] < want:
+            last += 1
     fill = bucket_ptr[:-1].copy()
     for i in range(n):
-        b = cand[i]
-        j = N_BUCKETS - 1 - min(int(np.float64(ub[b]) * scale), N_BUCKETS - 1)
-        order[fill[j]] = b
-        fill[j] += 1
+        j = bkt[i]
+        if j <= last:
+            order[fill[j]] = cand[i]
+            fill[j] += 1
     return n
 
 
@@ -267,7 +276,7 @@ def _bmp_query(
     on entry and left clean. Returns the hit count; adds (blocks scored, blocks with a bound > 0) to
     counters."""
     row_of, dense_max, dense_base, dense_off, tb_ptr, tb_block, tb_max, tb_base, tb_off, dense_before = bmx
-    ub, head, order, cand, bucket_ptr, bucket_max, acc, hs, hd = ws
+    ub, head, order, cand, bkt, bucket_ptr, bucket_max, acc, hs, hd = ws
     m = q_terms.shape[0]
     q_rows = np.empty(m, np.int32)
     q_info = np.empty((m, 4), np.int64)
@@ -300,7 +309,7 @@ def _bmp_query(
         for b in range(b_lo, b_hi):
             if block_live[b] == 0:
                 ub[b] = 0
-    n_cand = _bucket_order(ub, order, cand, bucket_ptr, bucket_max, b_lo, b_hi)
+    n_cand = _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, b_lo, b_hi, max_blocks)
     counters[1] += n_cand
     size = 0
     bucket = 0
@@ -341,12 +350,14 @@ def _bmp_query(
 
 @njit(cache=True, nogil=True)
 def _workspace(n_blocks, block_size, k):
-    """(ub, head, order, cand, bucket_ptr, bucket_max, acc, heap scores, heap docs) for one worker."""
+    """(ub, head, order, cand, bkt, bucket_ptr, bucket_max, acc, heap scores, heap docs) for one
+    worker."""
     return (
         np.zeros(n_blocks, np.float32),
         np.full(n_blocks, -1, np.int32),
         np.empty(n_blocks, np.int32),
         np.empty(n_blocks, np.int32),
+        np.empty(n_blocks, np.int16),
         np.zeros(N_BUCKETS + 1, np.int64),
         np.zeros(N_BUCKETS, np.float32),
         np.zeros(block_size, np.float32),
@@ -680,7 +691,7 @@ def _bmp_multi_query(
     all blocks, and blocks are scored in that order into one heap of global doc ids until the k-th
     score beats the best bound left: the k-th score found in one segment prunes every other
     segment's blocks."""
-    ub, head, order, cand, bucket_ptr, bucket_max, acc, hs, hd = ws
+    ub, head, order, cand, bkt, bucket_ptr, bucket_max, acc, hs, hd = ws
     m = q_terms.shape[0]
     q_rows = np.full((seg_int.shape[0], m), -1, np.int32)
     q_start = np.empty((seg_int.shape[0], m), np.int64)
@@ -709,7 +720,7 @@ def _bmp_multi_query(
     sp_start = merged[3]
     sp_len = merged[4]
     local_pair = np.full(m, -1, np.int64)
-    n_cand = _bucket_order(ub, order, cand, bucket_ptr, bucket_max, g_lo, g_hi)
+    n_cand = _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, g_lo, g_hi, g_hi - g_lo)
     counters[1] += n_cand
     size = 0
     bucket = 0

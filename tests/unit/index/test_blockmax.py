@@ -323,7 +323,8 @@ def test_sparse_runs_around_a_long_dense_posting_list(tmp_path):
 @pytest.mark.parametrize("seed", range(6))
 def test_bucket_order_against_a_sort(seed):
     """The branch-free bucket sort against a plain sort: blocks of [lo, hi) with a positive bound, by
-    bucket (highest first) then block id; each bucket's exact maximum; empty and all-zero bounds."""
+    bucket (highest first) then block id; each bucket's exact maximum; empty and all-zero bounds. With
+    a smaller ``want`` (approx's budget of blocks) the same first ``want`` blocks at least."""
     from lsr.index.kernels.blockmax import N_BUCKETS, _bucket_order
 
     rng = np.random.default_rng(seed)
@@ -332,19 +333,21 @@ def test_bucket_order_against_a_sort(seed):
     ub[rng.random(n) < [0.0, 0.4, 0.9, 1.0, 0.5, 0.1][seed]] = 0
     lo = int(rng.integers(0, n + 1))
     hi = int(rng.integers(lo, n + 1))
-    order, cand = np.empty(n, np.int32), np.empty(n, np.int32)
-    bucket_ptr, bucket_max = np.zeros(N_BUCKETS + 1, np.int64), np.zeros(N_BUCKETS, np.float32)
-    got = _bucket_order(ub, order, cand, bucket_ptr, bucket_max, lo, hi)
     blocks = [b for b in range(lo, hi) if ub[b] > 0]
-    assert got == len(blocks)
-    if not blocks:
-        return
-    scale = (N_BUCKETS - 1) / float(ub[lo:hi].max())
-    bucket = {b: N_BUCKETS - 1 - min(int(float(ub[b]) * scale), N_BUCKETS - 1) for b in blocks}
-    np.testing.assert_array_equal(order[:got], sorted(blocks, key=lambda b: (bucket[b], b)))
-    for j in set(bucket.values()):
-        assert bucket_max[j] == max(ub[b] for b in blocks if bucket[b] == j)
-        assert bucket_ptr[j + 1] - bucket_ptr[j] == sum(1 for b in blocks if bucket[b] == j)
+    for want in (hi - lo, 0, 1, int(rng.integers(0, len(blocks) + 1)), len(blocks) + 5):
+        order, cand, bkt = np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int16)
+        bucket_ptr, bucket_max = np.zeros(N_BUCKETS + 1, np.int64), np.zeros(N_BUCKETS, np.float32)
+        got = _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, lo, hi, want)
+        assert got == len(blocks)
+        if not blocks:
+            continue
+        scale = (N_BUCKETS - 1) / float(ub[lo:hi].max())
+        bucket = {b: N_BUCKETS - 1 - min(int(float(ub[b]) * scale), N_BUCKETS - 1) for b in blocks}
+        first = min(got, want)
+        np.testing.assert_array_equal(order[:first], sorted(blocks, key=lambda b: (bucket[b], b))[:first])
+        for j in set(bucket.values()):
+            assert bucket_max[j] == max(ub[b] for b in blocks if bucket[b] == j)
+            assert bucket_ptr[j + 1] - bucket_ptr[j] == sum(1 for b in blocks if bucket[b] == j)
 
 
 def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
