@@ -953,9 +953,10 @@ def cmd_train_prepare(args: argparse.Namespace) -> int:
 
 def _add_adapt_parser(sub: argparse._SubParsersAction) -> None:
     what = (
-        "adapt a sparse model to a corpus without labels: pseudo-queries with "
-        "BM25 negatives and dense + BM25 teacher scores, optional continued MLM, a short "
-        "training run (lsr.train.adapt)"
+        "adapt a sparse model to a corpus without labels: a SPLADE folder's tf saturation and query "
+        "IDF power chosen on pseudo-queries cut from the corpus (adapt.method select, the default for "
+        "splade), or pseudo-queries with BM25 negatives and dense + BM25 teacher scores, optional "
+        "continued MLM and a short training run (adapt.method train) (lsr.train.adapt)"
     )
     p = sub.add_parser("adapt", help=what, description=what + "; config: configs/adapt.yaml")
     p.add_argument(
@@ -991,10 +992,14 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     rec = adapt(cfg, args.corpus, args.out, args.work, args.overwrite, args.resume, _progress(args))
     before, after = rec["dev"]["before"], rec["dev"]["after"]
+    if rec["method"] == "select":
+        chosen = rec["select"]["chosen"]
+        how = f"tf {chosen['tf'] or 'none'}, query_idf {chosen['query_idf']:g}; pseudo-query"
+    else:
+        how = f"doc nnz {before.get('doc_nnz', 0):.1f} -> {after.get('doc_nnz', 0):.1f}; dev"
     print(
-        f"adapted {kind} {start.name} to {rec['docs_used']} documents in {rec['seconds']['total']:.0f}s: dev "
-        f"nDCG@10 {before.get('ndcg@10', 0):.4f} -> {after.get('ndcg@10', 0):.4f} (doc nnz "
-        f"{before.get('doc_nnz', 0):.1f} -> {after.get('doc_nnz', 0):.1f}) -> {args.out}"
+        f"adapted {kind} {start.name} to {rec['docs_used']} documents in {rec['seconds']['total']:.0f}s "
+        f"({how} nDCG@10 {before.get('ndcg@10', 0):.4f} -> {after.get('ndcg@10', 0):.4f}) -> {args.out}"
     )
     return 0
 

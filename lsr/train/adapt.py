@@ -92,6 +92,8 @@ def adapt(
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise LsrError(f"{out} already exists and is not empty; pass --overwrite to replace it")
     inputs = check_inputs(cfg, corpus)
+    if cfg.method == "select":
+        return _select(inputs, out, start)
     work_dir = Path(work) if work else default_work_dir(out)
     state = _open_work(work_dir, inputs, resume, overwrite)
     record = _run_steps(inputs, work_dir, state, progress)
@@ -106,7 +108,8 @@ def check_inputs(cfg: AdaptConfig, corpus: str) -> _Inputs:
     """Read and check the corpus (size, language) against the start model; nothing is written."""
     if cfg.model.kind not in MLM_KINDS and cfg.adapt.mlm_steps:
         logger.info("%s models have no MLM head: no continued MLM phase", cfg.model.kind)
-    docs, n_read = read_corpus(corpus, cfg.min_docs, cfg.adapt.max_docs, cfg.prepare.seed)
+    max_docs = cfg.adapt.select_max_docs if cfg.method == "select" else cfg.adapt.max_docs
+    docs, n_read = read_corpus(corpus, cfg.min_docs, max_docs, cfg.prepare.seed)
     share = check_language(Path(cfg.model.init), docs, cfg.adapt.language_docs, cfg.adapt.min_known_words)
     logger.info(
         "corpus %s: %d documents with text (%d read); %.0f%% known words",
@@ -282,6 +285,96 @@ def _train(train_cfg: Any, work: Path, state: dict[str, Any], progress: bool) ->
     return summary
 
 
+# --- method select ----------------------------------------------------------------------------------------
+
+
+def _select(inputs: _Inputs, out: Path, start: float) -> dict[str, Any]:
+    """``adapt.method: select`` (lsr.train.adapt_select): the folder's settings chosen on the corpus."""
+    from lsr.train import adapt_select
+
+    cfg = inputs.cfg
+    folder = Path(cfg.model.init)
+    sel = adapt_select.select(
+        folder, inputs.docs, cfg.adapt.select_queries, cfg.prepare.seed, cfg.adapt.keep_start_if_worse
+    )
+    nnz = {"doc_nnz": sel["doc_nnz"]}
+    record = {
+        **_corpus_fields(inputs),
+        "method": "select",
+        "select": sel,
+        "kept_start": sel["kept_start"],
+        "dev": {
+            "before": {"ndcg@10": sel["start"]["ndcg@10"], **nnz},
+            "after": {"ndcg@10": sel["chosen"]["ndcg@10"], **nnz},
+        },
+        "seconds": {**sel["seconds"], "total": round(time.perf_counter() - start, 2)},
+        "labels_used": False,
+        "lsr_version": __version__,
+        "config": to_dict(cfg),
+    }
+    adapt_select.write_folder(folder, out, sel["chosen"], record, select_card(record))
+    return record
+
+
+def _corpus_fields(inputs: _Inputs) -> dict[str, Any]:
+    """The record's first fields: its format, and what was adapted from and on."""
+    cfg = inputs.cfg
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": cfg.model.kind,
+        "adapted_from": str(cfg.model.init),
+        "corpus": inputs.corpus,
+        "corpus_file": inputs.digest["file"],
+        "corpus_sha256": inputs.digest["sha256"],
+        "corpus_docs": inputs.n_read,
+        "docs_used": len(inputs.docs),
+        "known_word_share": round(inputs.known_words, 4),
+    }
+
+
+def _setting(entry: dict[str, Any]) -> str:
+    tf = entry["tf"]
+    saturation = "none" if tf is None else f"k1 {tf['k1']:g}, b {tf['b']:g}, avgdl {tf['avgdl']:g}"
+    return f"tf saturation {saturation}; query_idf {entry['query_idf']:g}"
+
+
+def select_card(record: dict[str, Any]) -> str:
+    """README.md of a folder adapted with ``adapt.method: select``."""
+    sel = record["select"]
+    lines = [
+        f"# {Path(record['adapted_from']).name}, adapted to {Path(record['corpus']).name}",
+        "",
+        f"The {record['kind']} model `{record['adapted_from']}` with its scoring settings chosen by "
+        f"`lsr adapt` (method select: unsupervised, no queries or relevance labels were read, no weight "
+        f"changed) for the corpus `{record['corpus']}` ({record['docs_used']} of {record['corpus_docs']} "
+        f"documents used; sha256 `{record['corpus_sha256'][:16]}...`).",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"lsr index --corpus CORPUS --encoder {record['kind']}:FOLDER --out INDEX",
+        "```",
+        "",
+        "## How",
+        "",
+        f"{sel['pseudo_queries']} pseudo-queries: windows of "
+        f"{sel['window_words'][0]}-{sel['window_words'][1]} words cut from the corpus's documents, "
+        "each relevant to its document with the window taken out; "
+        f"{len(sel['grid'])} settings of the documents' tf saturation (`lsr_doc.json`) and the query IDF "
+        "power (`lsr_query.json`) ranked on them (nDCG@10, exact scores):",
+        "",
+        "| | setting | pseudo-query nDCG@10 |",
+        "|---|---|---|",
+        f"| start | {_setting(sel['start'])} | {sel['start']['ndcg@10']:.4f} |",
+        f"| chosen | {_setting(sel['chosen'])} | {sel['chosen']['ndcg@10']:.4f} |",
+    ]
+    if sel["kept_start"]:
+        lines += ["", "No setting scored above the start's: the folder keeps its own settings."]
+    lines += ["", "`lsr_adapt.json` holds the full record (every setting's score, the config).", ""]
+    return "\n".join(lines)
+
+
 # --- the output --------------------------------------------------------------------------------------------
 
 
@@ -298,16 +391,8 @@ def _record(
     cfg = inputs.cfg
     counts = prepared.get("counts", {})
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": cfg.model.kind,
-        "adapted_from": str(cfg.model.init),
-        "corpus": inputs.corpus,
-        "corpus_file": inputs.digest["file"],
-        "corpus_sha256": inputs.digest["sha256"],
-        "corpus_docs": inputs.n_read,
-        "docs_used": len(inputs.docs),
-        "known_word_share": round(inputs.known_words, 4),
+        **_corpus_fields(inputs),
+        "method": "train",
         "pseudo_queries": {
             "title": counts.get("pseudo_titles", 0),
             "span": counts.get("pseudo_spans", 0),

@@ -27,11 +27,21 @@ from lsr.train.config import (
     TrainConfig,
 )
 
+METHODS = ("auto", "select", "train")
+SELECT_KINDS = ("splade",)  # kinds whose folder's scoring settings adapt.method select chooses
+
 
 @dataclass(frozen=True)
 class AdaptSettings:
-    """What ``lsr adapt`` adds to a training run: input checks, the corpus sample, continued MLM."""
+    """What ``lsr adapt`` adds to a training run: the method, input checks, the corpus sample, continued
+    MLM."""
 
+    # select: choose a SPLADE folder's tf saturation and query_idf on pseudo-queries, no training
+    # (lsr.train.adapt_select); train: pseudo-queries, teachers and a short training run; auto: select
+    # for SPLADE folders, train for the other kinds
+    method: str = "auto"
+    select_max_docs: int = 20000  # select: a larger corpus is sampled (seeded) down to this many documents
+    select_queries: int = 1000  # select: pseudo-queries cut from the corpus
     min_docs: int = 50  # fewer documents with text: refused (too small to adapt on)
     max_docs: int = 2000  # a larger corpus is sampled (seeded) down to this many documents
     language_docs: int = 1000  # documents read by the language check
@@ -49,7 +59,17 @@ class AdaptSettings:
     keep_start_if_worse: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("min_docs", "max_docs", "language_docs", "mlm_batch_size", "mlm_max_length"):
+        if self.method not in METHODS:
+            raise ConfigError(f"adapt.method = {self.method!r} must be one of {list(METHODS)}")
+        for name in (
+            "select_max_docs",
+            "select_queries",
+            "min_docs",
+            "max_docs",
+            "language_docs",
+            "mlm_batch_size",
+            "mlm_max_length",
+        ):
             _positive("adapt", name, getattr(self, name))
         _positive("adapt", "mlm_steps", self.mlm_steps, allow_zero=True)
         _positive("adapt", "mlm_lr", self.mlm_lr)
@@ -76,6 +96,11 @@ class AdaptConfig:
     train: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
+        if self.adapt.method == "select" and self.model.kind not in SELECT_KINDS:
+            raise ConfigError(
+                f"adapt.method = select chooses the tf and query_idf settings of a SPLADE folder; "
+                f"model.kind {self.model.kind!r} adapts with adapt.method train (or auto)"
+            )
         if self.prepare.use_labels:
             raise ConfigError("prepare.use_labels = true: lsr adapt reads no labels; set it to false")
         if not self.prepare.pseudo_titles and not self.prepare.pseudo_spans:
@@ -91,6 +116,13 @@ class AdaptConfig:
         return TrainConfig(
             self.name, self.prepare, self.data, self.model, self.loss, self.distill, self.optim, self.train
         )
+
+    @property
+    def method(self) -> str:
+        """The method this config runs: ``adapt.method``, with auto resolved by the model's kind."""
+        if self.adapt.method != "auto":
+            return self.adapt.method
+        return "select" if self.model.kind in SELECT_KINDS else "train"
 
     @property
     def min_docs(self) -> int:

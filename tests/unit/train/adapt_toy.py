@@ -13,6 +13,7 @@ WORDS = (
 
 # every run of the tests: a few steps of each phase, bm25 as the only teacher (no MiniLM load)
 TOY_SETTINGS = [
+    "adapt.method=train",  # the training method (SPLADE folders default to select: test_adapt_select)
     "adapt.min_docs=10",
     "adapt.mlm_steps=4",
     "adapt.mlm_batch_size=4",

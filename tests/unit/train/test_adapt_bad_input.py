@@ -173,6 +173,8 @@ def test_resolve_encoder_default_models():
         ("prepare.dev_fraction=0", "select checkpoints"),
         ("adapt.mlm_probability=1.5", "adapt.mlm_probability"),
         ("adapt.nope=1", "unknown key"),
+        ("adapt.method=finetune", "adapt.method"),
+        ("adapt.select_queries=0", "adapt.select_queries"),
     ],
 )
 def test_config_refuses(override, message):

@@ -1,0 +1,218 @@
+"""``lsr adapt`` with ``adapt.method: select`` (lsr.train.adapt_select): the pseudo-query windows, the
+ranking of each one's document against slow references, and end to end on CPU with a tiny random BERT: a
+folder whose ``lsr_doc.json`` / ``lsr_query.json`` hold the chosen setting and that ``lsr index`` loads."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from adapt_toy import WORDS, write_docs
+
+from lsr.cli import main
+from lsr.encoders.query_idf import idf_table
+from lsr.encoders.words import Saturation
+from lsr.errors import ConfigError
+from lsr.train import adapt_select
+from lsr.train.adapt_config import load_adapt_config
+from lsr.train.adapt_select import Setting, _Encoded, _ndcg_of_own, score_settings, window_queries
+
+SELECT = ["--set", "adapt.method=select", "--set", "adapt.min_docs=10", "--set", "adapt.select_queries=40"]
+
+
+def _long_docs(n: int, seed: int = 0, words: tuple[int, int] = (18, 30)) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "_id": f"d{i}",
+            "title": " ".join(rng.choices(WORDS, k=2)),
+            "text": " ".join(rng.choices(WORDS, k=rng.randint(*words))),
+        }
+        for i in range(n)
+    ]
+
+
+def test_window_queries_cut_a_window_out_of_its_document():
+    rng = random.Random(1)
+    texts = [" ".join(f"w{i}x{j}" for j in range(rng.randint(3, 40))) for i in range(200)]
+    got = window_queries(texts, 50, seed=7)
+    assert got == window_queries(texts, 50, seed=7) and got != window_queries(texts, 50, seed=8)
+    assert len(got) == 50 and len({i for i, _, _ in got}) == 50
+    for i, query, rest in got:
+        words, window = texts[i].split(), query.split()
+        assert len(words) >= 16 and 8 <= len(window) <= min(16, len(words) // 2)
+        start = words.index(window[0])
+        assert words[start : start + len(window)] == window
+        assert rest.split() == words[:start] + words[start + len(window) :]
+    short = ["one two three"] * 10
+    assert window_queries(short, 5, seed=0) == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ndcg_of_its_document_against_a_sort(seed):
+    """Rank = 1 + documents above the own document's score, ties to the lower position (a stable sort)."""
+    rng = np.random.default_rng(seed)
+    n_q, n_d = 30, int(rng.integers(2, 40))
+    scores = rng.integers(0, 5, (n_q, n_d)).astype(np.float64)  # many ties
+    own = rng.integers(0, n_d, n_q)
+    own_score = rng.integers(0, 5, n_q).astype(np.float64)
+    expected = 0.0
+    for i in range(n_q):
+        row = scores[i].copy()
+        row[own[i]] = own_score[i]
+        rank = 1 + list(np.argsort(-row, kind="stable")).index(own[i])
+        expected += 1 / np.log2(rank + 1) if rank <= 10 else 0.0
+    assert _ndcg_of_own(scores.copy(), own, own_score) == pytest.approx(expected)
+
+
+def _encoded(matrix: sp.csr_matrix, count: np.ndarray, lengths: np.ndarray) -> _Encoded:
+    enc = object.__new__(_Encoded)
+    enc.matrix, enc.count, enc.lengths = matrix, count, lengths
+    enc.length = lengths[np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))]
+    return enc
+
+
+def test_score_settings_against_dense_scoring():
+    rng = np.random.default_rng(3)
+    n_d, n_q, width = 25, 12, 30
+    docs = sp.random(n_d, width, density=0.3, random_state=4, format="csr", dtype=np.float64)
+    rest = sp.random(n_q, width, density=0.3, random_state=5, format="csr", dtype=np.float64)
+    queries = sp.random(n_q, width, density=0.2, random_state=6, format="csr", dtype=np.float64)
+    d_count, r_count = rng.integers(0, 4, docs.nnz).astype(float), rng.integers(0, 4, rest.nnz).astype(float)
+    d_len, r_len = rng.integers(5, 60, n_d).astype(float), rng.integers(5, 60, n_q).astype(float)
+    own = rng.integers(0, n_d, n_q)
+    settings = [Setting(None, 0.0), Setting(None, 1.0), Setting(Saturation(1.2, 0.75, 30.0), 0.5)]
+    got = score_settings(
+        _encoded(docs, d_count, d_len), queries, own, _encoded(rest, r_count, r_len), settings
+    )
+
+    def dense(m, count, lengths, tf):
+        out = m.toarray()
+        if tf is not None:
+            rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+            for (r, c), k in zip(zip(rows, m.indices, strict=True), count, strict=True):
+                if k > 0:
+                    out[r, c] *= k * (tf.k1 + 1) / (k + tf.k1 * (1 - tf.b + tf.b * lengths[r] / tf.avgdl))
+        return out
+
+    df = np.bincount(docs.indices, minlength=width)
+    for setting, value in zip(settings, got, strict=True):
+        d, r = dense(docs, d_count, d_len, setting.tf), dense(rest, r_count, r_len, setting.tf)
+        q = queries.toarray() * idf_table(df, n_d, setting.power)[None, :]
+        total = 0.0
+        for i in range(n_q):
+            row = d @ q[i]
+            row[own[i]] = r[i] @ q[i]
+            rank = 1 + list(np.argsort(-row, kind="stable")).index(own[i])
+            total += 1 / np.log2(rank + 1) if rank <= 10 else 0.0
+        assert value == pytest.approx(total / n_q)
+
+
+def test_select_writes_the_chosen_setting_and_lsr_index_reads_it(train_mlm, tmp_path):
+    start = tmp_path / "start"
+    shutil.copytree(train_mlm, start)
+    (start / "lsr_doc.json").write_text(json.dumps({"long_docs": "windows"}))  # kept beside the tf
+    corpus = write_docs(tmp_path / "corpus.jsonl", _long_docs(60))
+    out = tmp_path / "adapted"
+    assert (
+        main(
+            [
+                "adapt",
+                "--encoder",
+                f"splade:{start}",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+                "--quiet",
+                *SELECT,
+            ]
+        )
+        == 0
+    )
+    record = json.loads((out / "lsr_adapt.json").read_text())
+    sel = record["select"]
+    assert record["method"] == "select" and record["labels_used"] is False and record["docs_used"] == 60
+    assert sel["pseudo_queries"] == 40
+    assert len(sel["grid"]) == len(adapt_select.POWERS) * (1 + len(adapt_select.K1) * len(adapt_select.B))
+    best = max(g["ndcg@10"] for g in sel["grid"])
+    chosen = sel["chosen"]
+    assert chosen["ndcg@10"] == max(best, sel["start"]["ndcg@10"])
+    assert record["kept_start"] is (chosen == sel["start"])
+    doc = json.loads((out / "lsr_doc.json").read_text())
+    assert doc.get("long_docs") == "windows" and doc.get("tf") == chosen["tf"]
+    assert json.loads((out / "lsr_query.json").read_text())["query_idf"] == chosen["query_idf"]
+    assert "method select" in (out / "README.md").read_text()
+    index = tmp_path / "index"
+    assert (
+        main(["index", "--encoder", f"splade:{out}", "--corpus", str(corpus), "--out", str(index), "--quiet"])
+        == 0
+    )
+    meta = json.loads((index / "meta.json").read_text())["encoder"]
+    assert meta.get("tf") == chosen["tf"] and meta["query_idf"] == chosen["query_idf"]
+
+
+def test_select_keeps_the_start_setting_unless_another_scores_higher(train_mlm, tmp_path, monkeypatch):
+    monkeypatch.setattr(adapt_select, "score_settings", lambda d, q, o, r, settings: [0.5] * len(settings))
+    corpus = write_docs(tmp_path / "corpus.jsonl", _long_docs(40))
+    out = tmp_path / "adapted"
+    assert (
+        main(
+            [
+                "adapt",
+                "--encoder",
+                f"splade:{train_mlm}",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+                "--quiet",
+                *SELECT,
+            ]
+        )
+        == 0
+    )
+    record = json.loads((out / "lsr_adapt.json").read_text())
+    assert record["kept_start"] is True and record["select"]["chosen"]["tf"] is None
+    assert not (out / "lsr_doc.json").exists()
+    assert (
+        json.loads((out / "lsr_query.json").read_text())["query_idf"]
+        == record["select"]["start"]["query_idf"]
+    )
+
+
+def test_select_refuses_a_corpus_of_short_documents(train_mlm, tmp_path, capsys):
+    corpus = write_docs(tmp_path / "corpus.jsonl", _long_docs(40, words=(3, 9)))
+    out = tmp_path / "adapted"
+    assert (
+        main(
+            [
+                "adapt",
+                "--encoder",
+                f"splade:{train_mlm}",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+                "--quiet",
+                *SELECT,
+            ]
+        )
+        != 0
+    )
+    assert "16 words or more" in capsys.readouterr().err and not out.exists()
+
+
+def test_method_auto_resolves_by_kind_and_select_is_splade_only():
+    for kind, method in (("splade", "select"), ("inference-free", "train"), ("unicoil", "train")):
+        assert load_adapt_config("adapt", [f"model.kind={kind}"]).method == method
+    with pytest.raises(ConfigError, match="SPLADE folder"):
+        load_adapt_config("adapt", ["model.kind=unicoil", "adapt.method=select"])
