@@ -28,7 +28,7 @@ from lsr.train.adapt_select import Setting, _Encoded, _ndcg_of_own, score_settin
 SELECT = ["--set", "adapt.method=select", "--set", "adapt.min_docs=10", "--set", "adapt.select_queries=40"]
 
 
-def _long_docs(n: int, seed: int = 0, words: tuple[int, int] = (18, 30)) -> list[dict[str, str]]:
+def _long_docs(n: int, seed: int = 0, words: tuple[int, int] = (34, 50)) -> list[dict[str, str]]:
     rng = random.Random(seed)
     return [
         {
@@ -42,13 +42,13 @@ def _long_docs(n: int, seed: int = 0, words: tuple[int, int] = (18, 30)) -> list
 
 def test_window_queries_cut_a_window_out_of_its_document():
     rng = random.Random(1)
-    texts = [" ".join(f"w{i}x{j}" for j in range(rng.randint(3, 40))) for i in range(200)]
+    texts = [" ".join(f"w{i}x{j}" for j in range(rng.randint(3, 80))) for i in range(200)]
     got = window_queries(texts, 50, seed=7)
     assert got == window_queries(texts, 50, seed=7) and got != window_queries(texts, 50, seed=8)
     assert len(got) == 50 and len({i for i, _, _ in got}) == 50
     for i, query, rest in got:
         words, window = texts[i].split(), query.split()
-        assert len(words) >= 16 and 8 <= len(window) <= min(16, len(words) // 2)
+        assert len(words) >= 32 and 8 <= len(window) <= min(16, len(words) // 4)
         start = words.index(window[0])
         assert words[start : start + len(window)] == window
         assert rest.split() == words[:start] + words[start + len(window) :]
@@ -208,7 +208,7 @@ def test_select_refuses_a_corpus_of_short_documents(train_mlm, tmp_path, capsys)
         )
         != 0
     )
-    assert "16 words or more" in capsys.readouterr().err and not out.exists()
+    assert "32 words or more" in capsys.readouterr().err and not out.exists()
 
 
 def test_method_auto_resolves_by_kind_and_select_is_splade_only():
