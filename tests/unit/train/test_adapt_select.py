@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,23 @@ from lsr.train.adapt_config import load_adapt_config
 from lsr.train.adapt_select import Setting, _Encoded, _ndcg_of_own, score_settings, window_queries
 
 SELECT = ["--set", "adapt.method=select", "--set", "adapt.min_docs=10", "--set", "adapt.select_queries=40"]
+
+
+def _select(start: Path, corpus: Path, out: Path) -> int:
+    """``lsr adapt`` of ``start`` (a SPLADE folder) with method select and the toy sizes."""
+    return main(
+        [
+            "adapt",
+            "--encoder",
+            f"splade:{start}",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(out),
+            "--quiet",
+            *SELECT,
+        ]
+    )
 
 
 def _long_docs(n: int, seed: int = 0, words: tuple[int, int] = (34, 50)) -> list[dict[str, str]]:
@@ -122,22 +140,7 @@ def test_select_writes_the_chosen_setting_and_lsr_index_reads_it(train_mlm, tmp_
     (start / "lsr_doc.json").write_text(json.dumps({"long_docs": "windows"}))  # kept beside the tf
     corpus = write_docs(tmp_path / "corpus.jsonl", _long_docs(60))
     out = tmp_path / "adapted"
-    assert (
-        main(
-            [
-                "adapt",
-                "--encoder",
-                f"splade:{start}",
-                "--corpus",
-                str(corpus),
-                "--out",
-                str(out),
-                "--quiet",
-                *SELECT,
-            ]
-        )
-        == 0
-    )
+    assert _select(start, corpus, out) == 0
     record = json.loads((out / "lsr_adapt.json").read_text())
     sel = record["select"]
     assert record["method"] == "select" and record["labels_used"] is False and record["docs_used"] == 60
@@ -164,22 +167,7 @@ def test_select_keeps_the_start_setting_unless_another_scores_higher(train_mlm, 
     monkeypatch.setattr(adapt_select, "score_settings", lambda d, q, o, r, settings: [0.5] * len(settings))
     corpus = write_docs(tmp_path / "corpus.jsonl", _long_docs(40))
     out = tmp_path / "adapted"
-    assert (
-        main(
-            [
-                "adapt",
-                "--encoder",
-                f"splade:{train_mlm}",
-                "--corpus",
-                str(corpus),
-                "--out",
-                str(out),
-                "--quiet",
-                *SELECT,
-            ]
-        )
-        == 0
-    )
+    assert _select(train_mlm, corpus, out) == 0
     record = json.loads((out / "lsr_adapt.json").read_text())
     assert record["kept_start"] is True and record["select"]["chosen"]["tf"] is None
     assert not (out / "lsr_doc.json").exists()
@@ -192,22 +180,7 @@ def test_select_keeps_the_start_setting_unless_another_scores_higher(train_mlm, 
 def test_select_refuses_a_corpus_of_short_documents(train_mlm, tmp_path, capsys):
     corpus = write_docs(tmp_path / "corpus.jsonl", _long_docs(40, words=(3, 9)))
     out = tmp_path / "adapted"
-    assert (
-        main(
-            [
-                "adapt",
-                "--encoder",
-                f"splade:{train_mlm}",
-                "--corpus",
-                str(corpus),
-                "--out",
-                str(out),
-                "--quiet",
-                *SELECT,
-            ]
-        )
-        != 0
-    )
+    assert _select(train_mlm, corpus, out) != 0
     assert "32 words or more" in capsys.readouterr().err and not out.exists()
 
 
