@@ -29,8 +29,9 @@ from word_tf_grid import grid_table, report  # scripts/, beside this one (run as
 from lsr.config import EncoderConfig
 from lsr.data.corpus import open_corpus
 from lsr.encoders import make_encoder, query_idf
-from lsr.encoders.transformer import counts_of, token_counts, untruncated
+from lsr.encoders.transformer import token_counts, untruncated
 from lsr.encoders.words import Saturation
+from lsr.train.adapt_select import Encoded
 from lsr.train.data import doc_text, load_suite
 from lsr.train.trainer import ndcg_at_k
 
@@ -71,33 +72,22 @@ def grid_scores(encoder, folder: Path, split: str, avgdl: float, power: float, c
     """nDCG@10 of each setting on one dataset."""
     suite = load_suite(folder, split)
     d, q = encoded(encoder, suite, cache)
-    d.sort_indices()
+    docs = Encoded(d, encoder.model, suite.doc_texts)  # each weight's token count, as the encoder's
     n = d.shape[0]
-    model = encoder.model
-    counts = token_counts(untruncated(model.backend), suite.doc_texts, model.special_ids)
-    rows = np.repeat(np.arange(n), np.diff(d.indptr))
-    count = np.zeros(len(rows))
-    for r, counted in enumerate(counts):
-        a, b = d.indptr[r], d.indptr[r + 1]
-        count[a:b] = counts_of(counted, d.indices[a:b])
-    length = np.array([x[2] for x in counts], float)[rows]
     idf = query_idf.idf_table(np.bincount(d.indices, minlength=d.shape[1]), n, power)
     q = q.multiply(idf[None, :]).tocsr()
     rels = [x.rels for x in suite.queries]
 
-    def ndcg(factor: np.ndarray) -> float:
-        s = (q @ sp.csr_matrix((d.data * factor, d.indices, d.indptr), shape=d.shape).T).toarray()
+    def ndcg(weights: sp.csr_matrix) -> float:
+        s = (q @ weights.T).toarray()
         return ndcg_at_k(
             [[suite.doc_ids[j] for j in np.argsort(-row, kind="stable")[:10]] for row in s], rels, 10
         )
 
-    out = {"none": ndcg(np.ones(len(rows)))}
-    held = count > 0
+    out = {"none": ndcg(docs.with_tf(None))}
     for k1 in K1:
         for b in B:
-            f = np.ones(len(rows))
-            f[held] = Saturation(k1, b, avgdl).scale(count[held], length[held])  # as the encoder's
-            out[f"k1={k1:g} b={b:g}"] = ndcg(f)
+            out[f"k1={k1:g} b={b:g}"] = ndcg(docs.with_tf(Saturation(k1, b, avgdl)))
     return out
 
 

@@ -43,7 +43,7 @@ class AdaptSettings:
     select_max_docs: int = 20000  # select: a larger corpus is sampled (seeded) down to this many documents
     select_queries: int = 1000  # select: pseudo-queries cut from the corpus
     min_docs: int = 50  # fewer documents with text: refused (too small to adapt on)
-    max_docs: int = 2000  # a larger corpus is sampled (seeded) down to this many documents
+    max_docs: int = 2000  # train: a larger corpus is sampled (seeded) down to this many documents
     language_docs: int = 1000  # documents read by the language check
     # the language check: share of words (Unicode \w+ runs) that the model's tokenizer keeps as one
     # known token (not [UNK], not split); English corpora score 0.84-0.94, Russian 0.07, Chinese 0

@@ -101,27 +101,38 @@ def grid(start: Setting, avgdl: float) -> list[Setting]:
     return [start] + [Setting(tf, p) for tf in tfs for p in POWERS]
 
 
-class _Encoded:
-    """Documents (CSR over the vocabulary, no saturation) with each stored weight's token count and its
-    document's length, for every saturation setting's factors."""
+class Encoded:
+    """Documents' weights (a sorted CSR over the vocabulary, no saturation) with each stored weight's
+    token count and its document's length, for every saturation setting's weights (:meth:`with_tf`).
 
-    def __init__(self, encoder: Any, texts: Sequence[str]):
+    Args:
+        matrix: the weights of ``texts``, one row each.
+        model: the SPLADE model that made them (its tokenizer counts the tokens, as the encoder does).
+        texts: the documents.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix, model: Any, texts: Sequence[str]):
         from lsr.encoders.transformer import counts_of, token_counts, untruncated
 
-        model = encoder.model
-        batch = encoder.encode(list(texts))
-        width = len(encoder.vocab)
-        self.matrix = sp.csr_matrix((batch.weights, batch.term_ids, batch.indptr), shape=(len(texts), width))
-        self.matrix.sort_indices()
+        matrix.sort_indices()
+        self.matrix = matrix
         counts = token_counts(untruncated(model.backend), list(texts), model.special_ids)
-        m = self.matrix
-        self.count = np.zeros(m.nnz)
+        self.count = np.zeros(matrix.nnz)
         for r, counted in enumerate(counts):
-            a, b = m.indptr[r], m.indptr[r + 1]
-            self.count[a:b] = counts_of(counted, m.indices[a:b])
-        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+            a, b = matrix.indptr[r], matrix.indptr[r + 1]
+            self.count[a:b] = counts_of(counted, matrix.indices[a:b])
+        rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
         self.lengths = np.array([c[2] for c in counts], np.float64)
         self.length = self.lengths[rows]
+
+    @classmethod
+    def encode(cls, encoder: Any, texts: Sequence[str]) -> Encoded:
+        """``texts`` encoded by ``encoder`` (a SPLADE corpus encoder whose model saturates nothing)."""
+        batch = encoder.encode(list(texts))
+        shape = (len(texts), len(encoder.vocab))
+        return cls(
+            sp.csr_matrix((batch.weights, batch.term_ids, batch.indptr), shape=shape), encoder.model, texts
+        )
 
     def with_tf(self, tf: Saturation | None) -> sp.csr_matrix:
         """The documents' weights under ``tf`` (terms the text holds times their factor)."""
@@ -147,16 +158,18 @@ def _ndcg_of_own(scores: np.ndarray, own: np.ndarray, own_score: np.ndarray) -> 
 
 
 def score_settings(
-    docs: _Encoded, queries: sp.csr_matrix, own: np.ndarray, rest: _Encoded, settings: Sequence[Setting]
+    docs: Encoded, queries: sp.csr_matrix, own: np.ndarray, rest: Encoded, settings: Sequence[Setting]
 ) -> list[float]:
     """Each setting's mean nDCG@10 of the pseudo-queries (``queries``, one row each), query i's
     relevant document being ``own[i]`` with its window taken out (``rest``, row i)."""
     n = docs.matrix.shape[0]
     df = np.bincount(docs.matrix.indices, minlength=docs.matrix.shape[1])
+    weighted: dict[Saturation | None, tuple[sp.csc_matrix, sp.csr_matrix]] = {}
     out = []
     for setting in settings:
-        d = docs.with_tf(setting.tf).T.tocsc()
-        r = rest.with_tf(setting.tf)
+        if setting.tf not in weighted:  # each saturation comes once per power: weigh it once
+            weighted[setting.tf] = (docs.with_tf(setting.tf).T.tocsc(), rest.with_tf(setting.tf))
+        d, r = weighted[setting.tf]
         q = queries.multiply(idf_table(df, n, setting.power)[None, :]).tocsr()
         total = 0.0
         for a in range(0, q.shape[0], QUERY_CHUNK):
@@ -195,8 +208,8 @@ def select(folder: Path, docs: Sequence[Doc], n_queries: int, seed: int, keep_st
     assert isinstance(encoder, SpladeEncoder) and isinstance(encoder.model, SpladeModel)  # name="splade"
     encoder.model.saturate(None)  # the grid applies each setting's saturation to the same weights
     t0 = time.perf_counter()
-    encoded = _Encoded(encoder, texts)
-    rest = _Encoded(encoder, [p[2] for p in pseudo])
+    encoded = Encoded.encode(encoder, texts)
+    rest = Encoded.encode(encoder, [p[2] for p in pseudo])
     batch = encoder.model.encode([p[1] for p in pseudo], encoder.cfg.prune, query=True)
     queries = sp.csr_matrix(
         (batch.weights, batch.term_ids, batch.indptr), shape=(len(pseudo), len(encoder.vocab))

@@ -24,7 +24,7 @@ from lsr.encoders.words import Saturation
 from lsr.errors import ConfigError
 from lsr.train import adapt_select
 from lsr.train.adapt_config import load_adapt_config
-from lsr.train.adapt_select import Setting, _Encoded, _ndcg_of_own, score_settings, window_queries
+from lsr.train.adapt_select import Encoded, Setting, _ndcg_of_own, score_settings, window_queries
 
 SELECT = ["--set", "adapt.method=select", "--set", "adapt.min_docs=10", "--set", "adapt.select_queries=40"]
 
@@ -91,8 +91,8 @@ def test_ndcg_of_its_document_against_a_sort(seed):
     assert _ndcg_of_own(scores.copy(), own, own_score) == pytest.approx(expected)
 
 
-def _encoded(matrix: sp.csr_matrix, count: np.ndarray, lengths: np.ndarray) -> _Encoded:
-    enc = object.__new__(_Encoded)
+def _encoded(matrix: sp.csr_matrix, count: np.ndarray, lengths: np.ndarray) -> Encoded:
+    enc = object.__new__(Encoded)
     enc.matrix, enc.count, enc.lengths = matrix, count, lengths
     enc.length = lengths[np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))]
     return enc
