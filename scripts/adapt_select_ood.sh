@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `lsr adapt` (method select, the default for SPLADE folders) of a SPLADE model on each out-of-domain
 # collection's documents alone (no queries, no qrels), then `lsr eval` of the start model and the adapted
-# folder on that collection's test qrels (paired t-test, Holm). CPU, about 15 minutes on 2 cores for the
+# folder on that collection's test qrels (paired t-test, Holm). CPU, about 25 minutes on 2 cores for the
 # default splade.
 #
 #   ENCODER=splade OUT=reports/adapt-select WORK=/tmp/adapt-select bash scripts/adapt_select_ood.sh

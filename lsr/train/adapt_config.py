@@ -41,7 +41,7 @@ class AdaptSettings:
     # for SPLADE folders, train for the other kinds
     method: str = "auto"
     select_max_docs: int = 20000  # select: a larger corpus is sampled (seeded) down to this many documents
-    select_queries: int = 1000  # select: pseudo-queries cut from the corpus
+    select_queries: int = 5000  # select: pseudo-queries cut from the corpus (at most 5 per document)
     min_docs: int = 50  # fewer documents with text: refused (too small to adapt on)
     max_docs: int = 2000  # train: a larger corpus is sampled (seeded) down to this many documents
     language_docs: int = 1000  # documents read by the language check

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,14 @@ from lsr.encoders.words import Saturation
 from lsr.errors import ConfigError
 from lsr.train import adapt_select
 from lsr.train.adapt_config import load_adapt_config
-from lsr.train.adapt_select import Encoded, Setting, _ndcg_of_own, score_settings, window_queries
+from lsr.train.adapt_select import (
+    WINDOWS_PER_DOC,
+    Encoded,
+    Setting,
+    _ndcg_of_own,
+    score_settings,
+    window_queries,
+)
 
 SELECT = ["--set", "adapt.method=select", "--set", "adapt.min_docs=10", "--set", "adapt.select_queries=40"]
 
@@ -72,6 +80,18 @@ def test_window_queries_cut_a_window_out_of_its_document():
         assert rest.split() == words[:start] + words[start + len(window) :]
     short = ["one two three"] * 10
     assert window_queries(short, 5, seed=0) == []
+
+
+def test_window_queries_take_several_windows_of_a_small_corpus():
+    """Fewer long documents than queries asked: each gives one window per pass, WINDOWS_PER_DOC at most."""
+    texts = [" ".join(f"d{i}w{j}" for j in range(40 + i)) for i in range(6)] + ["too short"] * 3
+    got = window_queries(texts, 1000, seed=3)
+    per_doc = Counter(i for i, _, _ in got)
+    assert set(per_doc) == set(range(6)) and set(per_doc.values()) == {WINDOWS_PER_DOC}
+    first_pass = [i for i, _, _ in got[:6]]
+    assert sorted(first_pass) == list(range(6)) and [i for i, _, _ in got[6:12]] == first_pass
+    assert len({(i, q) for i, q, _ in got}) > 6  # each pass cuts its own windows
+    assert [i for i, _, _ in window_queries(texts, 8, seed=3)] == [i for i, _, _ in got[:8]]
 
 
 @pytest.mark.parametrize("seed", range(4))
