@@ -93,7 +93,7 @@ def adapt(
         raise LsrError(f"{out} already exists and is not empty; pass --overwrite to replace it")
     inputs = check_inputs(cfg, corpus)
     if cfg.method == "select":
-        return _select(inputs, out, start)
+        return _select(inputs, out, start, progress)
     work_dir = Path(work) if work else default_work_dir(out)
     state = _open_work(work_dir, inputs, resume, overwrite)
     record = _run_steps(inputs, work_dir, state, progress)
@@ -288,14 +288,19 @@ def _train(train_cfg: Any, work: Path, state: dict[str, Any], progress: bool) ->
 # --- method select ----------------------------------------------------------------------------------------
 
 
-def _select(inputs: _Inputs, out: Path, start: float) -> dict[str, Any]:
+def _select(inputs: _Inputs, out: Path, start: float, progress: bool) -> dict[str, Any]:
     """``adapt.method: select`` (lsr.train.adapt_select): the folder's settings chosen on the corpus."""
     from lsr.train import adapt_select
 
     cfg = inputs.cfg
     folder = Path(cfg.model.init)
     sel = adapt_select.select(
-        folder, inputs.docs, cfg.adapt.select_queries, cfg.prepare.seed, cfg.adapt.keep_start_if_worse
+        folder,
+        inputs.docs,
+        cfg.adapt.select_queries,
+        cfg.prepare.seed,
+        cfg.adapt.keep_start_if_worse,
+        progress,
     )
     nnz = {"doc_nnz": sel["doc_nnz"]}
     record = {

@@ -29,6 +29,7 @@ where the training method lowered it (reports/adapt-select, docs/results.md "lsr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -61,6 +62,7 @@ WINDOW_WORDS = (8, 16)  # a pseudo-query's words, at most a quarter of its docum
 WINDOWS_PER_DOC = 5  # pseudo-queries cut from one document at most
 MIN_QUERIES = 20  # fewer pseudo-queries: refused (nothing to choose on)
 QUERY_CHUNK = 256  # pseudo-queries scored against the corpus at once (a dense chunk x docs array)
+ENCODE_CHUNK = 512  # texts encoded at once (a progress bar step)
 
 
 @dataclass(frozen=True)
@@ -130,13 +132,19 @@ class Encoded:
         self.length = self.lengths[rows]
 
     @classmethod
-    def encode(cls, encoder: Any, texts: Sequence[str]) -> Encoded:
-        """``texts`` encoded by ``encoder`` (a SPLADE corpus encoder whose model saturates nothing)."""
-        batch = encoder.encode(list(texts))
-        shape = (len(texts), len(encoder.vocab))
-        return cls(
-            sp.csr_matrix((batch.weights, batch.term_ids, batch.indptr), shape=shape), encoder.model, texts
-        )
+    def encode(cls, encoder: Any, texts: Sequence[str], bar: Any = None) -> Encoded:
+        """``texts`` encoded by ``encoder`` (a SPLADE corpus encoder whose model saturates nothing), in
+        chunks of ``ENCODE_CHUNK`` texts (each one a step of ``bar``, a progress bar, when given)."""
+        rows = []
+        for a in range(0, len(texts), ENCODE_CHUNK):
+            chunk = list(texts[a : a + ENCODE_CHUNK])
+            batch = encoder.encode(chunk)
+            shape = (len(chunk), len(encoder.vocab))
+            rows.append(sp.csr_matrix((batch.weights, batch.term_ids, batch.indptr), shape=shape))
+            if bar is not None:
+                bar.update(len(chunk))
+        matrix = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, len(encoder.vocab)))
+        return cls(matrix, encoder.model, texts)
 
     def with_tf(self, tf: Saturation | None) -> sp.csr_matrix:
         """The documents' weights under ``tf`` (terms the text holds times their factor)."""
@@ -162,10 +170,16 @@ def _ndcg_of_own(scores: np.ndarray, own: np.ndarray, own_score: np.ndarray) -> 
 
 
 def score_settings(
-    docs: Encoded, queries: sp.csr_matrix, own: np.ndarray, rest: Encoded, settings: Sequence[Setting]
+    docs: Encoded,
+    queries: sp.csr_matrix,
+    own: np.ndarray,
+    rest: Encoded,
+    settings: Sequence[Setting],
+    bar: Any = None,
 ) -> list[float]:
     """Each setting's mean nDCG@10 of the pseudo-queries (``queries``, one row each), query i's
-    relevant document being ``own[i]`` with its window taken out (``rest``, row i)."""
+    relevant document being ``own[i]`` with its window taken out (``rest``, row i); a setting is a step
+    of ``bar`` (a progress bar) when given."""
     n = docs.matrix.shape[0]
     df = np.bincount(docs.matrix.indices, minlength=docs.matrix.shape[1])
     weighted: dict[Saturation | None, tuple[sp.csc_matrix, sp.csr_matrix]] = {}
@@ -181,6 +195,8 @@ def score_settings(
             own_score = np.asarray(chunk.multiply(r[a : a + QUERY_CHUNK]).sum(1)).ravel()
             total += _ndcg_of_own((chunk @ d).toarray(), own[a : a + QUERY_CHUNK], own_score)
         out.append(total / q.shape[0])
+        if bar is not None:
+            bar.update(1)
     return out
 
 
@@ -191,8 +207,11 @@ def start_setting(folder: Path) -> Setting:
     return Setting(read_doc_file(folder), resolve_power(-1.0, folder))
 
 
-def select(folder: Path, docs: Sequence[Doc], n_queries: int, seed: int, keep_start: bool) -> dict[str, Any]:
-    """The grid scored on ``docs``' pseudo-queries and the chosen setting (a JSON-ready record).
+def select(
+    folder: Path, docs: Sequence[Doc], n_queries: int, seed: int, keep_start: bool, progress: bool = False
+) -> dict[str, Any]:
+    """The grid scored on ``docs``' pseudo-queries and the chosen setting (a JSON-ready record), with
+    progress bars (encoding, the grid) when ``progress``.
 
     Raises:
         LsrError: fewer than MIN_QUERIES documents long enough for a pseudo-query.
@@ -212,8 +231,9 @@ def select(folder: Path, docs: Sequence[Doc], n_queries: int, seed: int, keep_st
     assert isinstance(encoder, SpladeEncoder) and isinstance(encoder.model, SpladeModel)  # name="splade"
     encoder.model.saturate(None)  # the grid applies each setting's saturation to the same weights
     t0 = time.perf_counter()
-    encoded = Encoded.encode(encoder, texts)
-    rest = Encoded.encode(encoder, [p[2] for p in pseudo])
+    with _bar(progress, len(texts) + len(pseudo), "adapt select: encode", "doc") as bar:
+        encoded = Encoded.encode(encoder, texts, bar)
+        rest = Encoded.encode(encoder, [p[2] for p in pseudo], bar)
     batch = encoder.model.encode([p[1] for p in pseudo], encoder.cfg.prune, query=True)
     queries = sp.csr_matrix(
         (batch.weights, batch.term_ids, batch.indptr), shape=(len(pseudo), len(encoder.vocab))
@@ -224,7 +244,8 @@ def select(folder: Path, docs: Sequence[Doc], n_queries: int, seed: int, keep_st
     settings = grid(start, avgdl)
     own = np.array([p[0] for p in pseudo])
     t0 = time.perf_counter()
-    ndcg = score_settings(encoded, queries, own, rest, settings)
+    with _bar(progress, len(settings), "adapt select: grid", "setting") as bar:
+        ndcg = score_settings(encoded, queries, own, rest, settings, bar)
     best = int(np.argmax(ndcg))  # the first of the best: the start setting on a tie
     if not keep_start:
         best = 1 + int(np.argmax(ndcg[1:]))
@@ -248,6 +269,15 @@ def select(folder: Path, docs: Sequence[Doc], n_queries: int, seed: int, keep_st
         "doc_nnz": round(encoded.matrix.nnz / max(encoded.matrix.shape[0], 1), 2),
         "seconds": {"encode": round(encode_s, 2), "grid": round(time.perf_counter() - t0, 2)},
     }
+
+
+def _bar(progress: bool, total: int, desc: str, unit: str) -> Any:
+    """A tqdm progress bar, or a context holding None when not ``progress``."""
+    if not progress:
+        return contextlib.nullcontext()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit)
 
 
 def _describe(setting: Setting, ndcg: float) -> dict[str, Any]:

@@ -154,6 +154,33 @@ def test_score_settings_against_dense_scoring():
         assert value == pytest.approx(total / n_q)
 
 
+class _Steps:
+    """A progress bar that counts its steps."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+
+def test_encoded_in_chunks_equals_one_batch(train_mlm, monkeypatch):
+    from lsr.config import EncoderConfig
+    from lsr.encoders import make_encoder
+
+    encoder = make_encoder(EncoderConfig(name="splade", model=str(train_mlm)))
+    encoder.model.saturate(None)
+    texts = [d["title"] + " " + d["text"] for d in _long_docs(7)]
+    whole = Encoded.encode(encoder, texts)
+    monkeypatch.setattr(adapt_select, "ENCODE_CHUNK", 3)
+    steps = _Steps()
+    chunked = Encoded.encode(encoder, texts, steps)
+    assert steps.n == 7 and chunked.matrix.shape == whole.matrix.shape == (7, len(encoder.vocab))
+    assert chunked.matrix.nnz > 7 * 10
+    np.testing.assert_allclose(chunked.matrix.toarray(), whole.matrix.toarray(), rtol=1e-5, atol=1e-6)
+    assert (chunked.lengths == whole.lengths).all() and chunked.count.sum() == whole.count.sum()
+
+
 def test_select_writes_the_chosen_setting_and_lsr_index_reads_it(train_mlm, tmp_path):
     start = tmp_path / "start"
     shutil.copytree(train_mlm, start)
@@ -184,7 +211,9 @@ def test_select_writes_the_chosen_setting_and_lsr_index_reads_it(train_mlm, tmp_
 
 
 def test_select_keeps_the_start_setting_unless_another_scores_higher(train_mlm, tmp_path, monkeypatch):
-    monkeypatch.setattr(adapt_select, "score_settings", lambda d, q, o, r, settings: [0.5] * len(settings))
+    monkeypatch.setattr(
+        adapt_select, "score_settings", lambda d, q, o, r, settings, bar=None: [0.5] * len(settings)
+    )
     corpus = write_docs(tmp_path / "corpus.jsonl", _long_docs(40))
     out = tmp_path / "adapted"
     assert _select(train_mlm, corpus, out) == 0
