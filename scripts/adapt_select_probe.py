@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from wordpiece_tf_probe import encoded  # scripts/, beside this one (run as a script)
 
 from lsr.config import EncoderConfig
 from lsr.encoders import make_encoder
@@ -30,23 +31,6 @@ from lsr.encoders.query_idf import idf_table
 from lsr.train.adapt_select import Encoded, Setting, grid, score_settings, start_setting, window_queries
 from lsr.train.data import load_suite
 from lsr.train.trainer import ndcg_at_k
-
-
-def _cached(encoder, suite, cache: Path | None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(documents, queries) as CSR over the vocabulary, from ``cache`` when there."""
-    path = cache / f"{suite.name}-{len(suite.queries)}-select.npz" if cache else None
-    if path is not None and path.is_file():
-        z = np.load(path)
-        d = sp.csr_matrix((z["dd"], z["di"], z["dp"]), shape=tuple(z["ds"]))
-        return d, sp.csr_matrix((z["qd"], z["qi"], z["qp"]), shape=tuple(z["qs"]))
-    d = Encoded.encode(encoder, suite.doc_texts).matrix
-    b = encoder.model.encode([q.query for q in suite.queries], encoder.cfg.prune, query=True)
-    q = sp.csr_matrix((b.weights, b.term_ids, b.indptr), shape=(len(suite.queries), d.shape[1]))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"dd": d.data, "di": d.indices, "dp": d.indptr, "ds": d.shape}
-        np.savez(path, **arrays, qd=q.data, qi=q.indices, qp=q.indptr, qs=q.shape)
-    return d, q
 
 
 def _real(docs: Encoded, queries: sp.csr_matrix, suite, settings: list[Setting]) -> list[float]:
@@ -67,7 +51,7 @@ def probe(model: Path, folder: Path, n_queries: int, seeds: int, cache: Path | N
     encoder = make_encoder(EncoderConfig(name="splade", model=str(model)))
     encoder.model.saturate(None)
     suite = load_suite(folder, "test")
-    d, queries = _cached(encoder, suite, cache)
+    d, queries = encoded(encoder, suite, cache)  # the model saturates nothing: the grid's weights
     docs = Encoded(d, encoder.model, suite.doc_texts)
     settings = grid(start_setting(model), float(docs.lengths.mean()))
     pseudo = []

@@ -29,7 +29,6 @@ where the training method lowered it (reports/adapt-select, docs/results.md "lsr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -216,6 +215,8 @@ def select(
     Raises:
         LsrError: fewer than MIN_QUERIES documents long enough for a pseudo-query.
     """
+    from tqdm.auto import tqdm
+
     from lsr.config import EncoderConfig
     from lsr.encoders import make_encoder
     from lsr.encoders.splade import SpladeEncoder, SpladeModel
@@ -231,7 +232,9 @@ def select(
     assert isinstance(encoder, SpladeEncoder) and isinstance(encoder.model, SpladeModel)  # name="splade"
     encoder.model.saturate(None)  # the grid applies each setting's saturation to the same weights
     t0 = time.perf_counter()
-    with _bar(progress, len(texts) + len(pseudo), "adapt select: encode", "doc") as bar:
+    with tqdm(
+        total=len(texts) + len(pseudo), desc="adapt select: encode", unit="doc", disable=not progress
+    ) as bar:
         encoded = Encoded.encode(encoder, texts, bar)
         rest = Encoded.encode(encoder, [p[2] for p in pseudo], bar)
     batch = encoder.model.encode([p[1] for p in pseudo], encoder.cfg.prune, query=True)
@@ -244,7 +247,7 @@ def select(
     settings = grid(start, avgdl)
     own = np.array([p[0] for p in pseudo])
     t0 = time.perf_counter()
-    with _bar(progress, len(settings), "adapt select: grid", "setting") as bar:
+    with tqdm(total=len(settings), desc="adapt select: grid", unit="setting", disable=not progress) as bar:
         ndcg = score_settings(encoded, queries, own, rest, settings, bar)
     best = int(np.argmax(ndcg))  # the first of the best: the start setting on a tie
     if not keep_start:
@@ -269,15 +272,6 @@ def select(
         "doc_nnz": round(encoded.matrix.nnz / max(encoded.matrix.shape[0], 1), 2),
         "seconds": {"encode": round(encode_s, 2), "grid": round(time.perf_counter() - t0, 2)},
     }
-
-
-def _bar(progress: bool, total: int, desc: str, unit: str) -> Any:
-    """A tqdm progress bar, or a context holding None when not ``progress``."""
-    if not progress:
-        return contextlib.nullcontext()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit)
 
 
 def _describe(setting: Setting, ndcg: float) -> dict[str, Any]:
