@@ -114,8 +114,8 @@ class SearchParams:
     terms (lsr.index.approx.query_mass), and rescores their best candidates with the whole query. The
     expert knobs ``alpha`` (stop when the k-th score exceeds alpha x the best remaining block bound)
     and ``beta`` (keep that fraction of the query's terms, heaviest first) also apply. On a collection
-    of at most ``Index.exhaustive_docs`` documents safe mode, and approx without a budget (its query
-    still cut by ``beta``), score every posting instead: faster there, and exact."""
+    of at most ``Index.exhaustive_docs`` documents safe mode, and approx without a budget, score every
+    posting of the whole query instead (``beta`` and ``alpha`` ignored): faster there, and exact."""
 
     mode: str = "exact"
     alpha: float = 1.0
@@ -428,6 +428,7 @@ class Index:
         path: str,
     ) -> SearchResult:
         """:meth:`search` of a checked query ``full`` served by ``path`` (``Filtered.costs``)."""
+        params = self._whole_query(params)
         terms, weights = prune_query(*full, params)
         if path == "forward":
             return SearchResult(*self._forward_allowed(f, *full, k))
@@ -591,6 +592,7 @@ class Index:
         self, full: SparseBatch, k: int, params: SearchParams, threads: int | None, f: Filtered, path: str
     ) -> list[SearchResult]:
         """:meth:`search_batch` of a checked batch ``full`` served by ``path`` (``Filtered.costs``)."""
+        params = self._whole_query(params)
         queries = prune_batch(full, params)
         if path == "forward":
             out_docs, out_scores, counts = self._forward_allowed_batch(f, full, k, threads)
@@ -703,9 +705,18 @@ class Index:
             self._block_live(live),
         )
 
+    def _whole_query(self, params: SearchParams) -> SearchParams:
+        """Safe mode for approx without a budget on a collection scored exhaustively: every posting of
+        the whole query costs no more there than the query cut by ``beta`` and its candidates rescored
+        (SciFact with the shipped splade, one thread: 0.047 against 0.086 ms at beta 0.5; synthetic 16k
+        documents: level), and its results are exact."""
+        if params.mode == "approx" and self._exhaustive(params):
+            return SearchParams("safe")
+        return params
+
     def _exhaustive(self, params: SearchParams) -> bool:
         """Whether the kernels score every posting: exact mode, and on a small collection safe mode and
-        approx without a budget (its query still cut by ``beta``), faster there than any block-max stop."""
+        approx without a budget (:meth:`_whole_query`), faster there than any block-max stop."""
         small = self.n_docs <= self.exhaustive_docs
         return params.mode == "exact" or (small and params.budget == 0)
 

@@ -354,7 +354,8 @@ def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
     """By default (Index.exhaustive_docs; conftest turns it off for the kernel tests) safe mode on a
     collection of at most that many documents runs the exhaustive kernel, single and batch: the same
     docs and scores as block-max safe and exact, and no block scored; so does approx without a
-    budget (alpha ignored: exact results); approx with a budget still runs block-max."""
+    budget, single and batch (alpha and beta ignored: the whole query, exact results); approx with a
+    budget still runs block-max."""
     from lsr.index.search import EXHAUSTIVE_DOCS
 
     rng = np.random.default_rng(21)
@@ -369,11 +370,13 @@ def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
         index.block_counters[:] = 0
         routed = [index.search(t, w, 10, mode="safe") for t, w in queries]
         routed_batch = index.search_batch(batch, 10, mode="safe")
-        no_budget = [index.search(t, w, 10, mode="approx", alpha=0.5) for t, w in queries]
+        no_budget = [index.search(t, w, 10, mode="approx", alpha=0.5, beta=0.3) for t, w in queries]
+        no_budget_batch = index.search_batch(batch, 10, mode="approx", alpha=0.5, beta=0.3)
         assert index.block_counters[0] == 0
-        for (t, w), a, b, c, d in zip(queries, block_max, routed, routed_batch, no_budget, strict=True):
+        got_all = zip(queries, block_max, routed, routed_batch, no_budget, no_budget_batch, strict=True)
+        for (t, w), *results in got_all:
             exact = index.search(t, w, 10)
-            for got in (a, b, c, d):
+            for got in results:
                 np.testing.assert_array_equal(got.docs, exact.docs)
                 np.testing.assert_array_equal(got.scores, exact.scores)
         index.search(*queries[0], 10, mode="approx", budget=16)
