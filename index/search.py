@@ -218,6 +218,7 @@ class Index:
     @live.setter
     def live(self, value: NDArray[np.uint8]) -> None:
         self._live = value
+        self._unfiltered = Filtered(value)
         cache = self.__dict__.get("filter_cache")
         if cache is not None:
             cache.clear()
@@ -283,7 +284,7 @@ class Index:
         """The kernels' live array with ``filter`` applied, and its allowed ids when few enough to score
         directly; a filter's are cached (``filter_cache``), ``uses``: the queries it serves now."""
         if filter is None:
-            return Filtered(self.live)
+            return self._unfiltered
         compute = partial(self.filtered_live, filter)
         return self.filter_cache.get(filter, compute, self.forward, self._filter_block_size, uses)
 
@@ -352,11 +353,18 @@ class Index:
 
     def _check_k(self, k: int) -> int:
         """k in [1, MAX_K]; above n_docs it is clamped (only matching documents come back anyway)."""
+        if type(k) is int and 1 <= k <= MAX_K:  # the common case, checked first
+            return min(k, self._k_cap)
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if k > MAX_K:
             raise ValueError(f"k = {k} is larger than the maximum {MAX_K}: ask for fewer results")
-        return int(min(k, max(self.n_docs, 1)))
+        return int(min(k, self._k_cap))
+
+    @property
+    def _k_cap(self) -> int:
+        """The largest k worth asking for: the number of documents (1 for an empty index)."""
+        return max(self.n_docs, 1)
 
     def _check_query(self, q_terms: Any, q_weights: Any) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
         terms = np.asarray(q_terms)
@@ -444,7 +452,7 @@ class Index:
             docs, scores = self.allowed_raw(allowed, terms, weights, k)
         else:
             docs, scores = self.search_raw(terms, weights, k, params, live=f.live)
-        return SearchResult(docs, scores * self.scale)
+        return SearchResult(docs, scaled(scores, self.scale))
 
     def _on_approx_lists(self, params: SearchParams, filter: Any) -> bool:
         """Whether a search runs on the pruned lists: approx without a filter, when built."""
@@ -552,7 +560,7 @@ class Index:
         return kept[1]
 
     def _check_params(self, mode: str, alpha: float, beta: float, budget: int = 0) -> SearchParams:
-        params = SearchParams(mode, alpha, beta, budget)
+        params = search_params(mode, alpha, beta, budget)
         if params.budget and not self.supports_budget:
             raise ValueError(
                 f"budget {params.budget} applies to a single index, and {self.path} is a live or sharded "
@@ -611,7 +619,7 @@ class Index:
         else:
             out_docs, out_scores, counts = self.search_batch_raw(queries, k, params, threads, live=f.live)
         return [
-            SearchResult(out_docs[i, : counts[i]], out_scores[i, : counts[i]] * self.scale)
+            SearchResult(out_docs[i, : counts[i]], scaled(out_scores[i, : counts[i]], self.scale))
             for i in range(len(queries))
         ]
 
@@ -1012,6 +1020,31 @@ def allowed_batch(
         finally:
             numba.set_num_threads(previous)
     return out
+
+
+_PARAMS: dict[tuple[Any, ...], SearchParams] = {}  # search_params' validated settings
+_PARAMS_MAX = 1024
+
+
+def search_params(mode: str, alpha: float, beta: float, budget: int) -> SearchParams:
+    """``SearchParams(mode, alpha, beta, budget)``, validated once per distinct setting: a service
+    asks for the same few settings on every query, and validating them again cost about 1 us of a
+    SciFact query's 25. The key holds each value's type (``True == 1``, but a bool is refused)."""
+    key = (mode, type(alpha), alpha, type(beta), beta, type(budget), budget)
+    try:
+        return _PARAMS[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable value, refused below
+        pass
+    params = SearchParams(mode, alpha, beta, budget)
+    if len(_PARAMS) < _PARAMS_MAX:
+        _PARAMS[key] = params
+    return params
+
+
+def scaled(scores: NDArray[np.float32], scale: np.float32) -> NDArray[np.float32]:
+    """Kernel scores in the encoder's units (``scale``: the impacts' quantization step; 1 for float
+    impacts, where the kernels' own array is returned)."""
+    return scores if scale == 1 else scores * scale
 
 
 def typed_list(items: list[Any]) -> Any:

@@ -46,6 +46,10 @@ live doc before the blocks are ordered, so a selective filter skips whole blocks
 computed, ordered and reset only from its first to its last live block (_live_range), so a filter
 allowing one run of documents (a date range over documents indexed in order) touches just that
 run's blocks.
+
+The hot loops index with unsigned integers or from 0 (``np.uint32(doc - base)``, slices
+walked from 0): numba tests every signed index for wraparound, which kept LLVM from
+vectorizing the dense bound rows and cost the scoring loops time (lsr.index.kernels.score).
 """
 
 from __future__ import annotations
@@ -85,9 +89,10 @@ def _upper_bounds(
         w = q_weights[i]
         r = row_of[t]
         if r >= 0:
-            row = dense_max[r]
-            for b in range(b_lo, b_hi):
-                ub[b] += w * (np.float32(row[b]) * ub_ratio)
+            row = dense_max[r, b_lo:b_hi]
+            part = ub[b_lo:b_hi]
+            for j in range(part.shape[0]):  # from 0: no wraparound test, so LLVM vectorizes it
+                part[j] += w * (np.float32(row[j]) * ub_ratio)
         else:
             e = _link_runs(
                 tb_block,
@@ -155,19 +160,20 @@ def _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, lo, hi, want):
     bucket passes then visit only those, the second reading each one's bucket from ``bkt`` (int16,
     written by the first) instead of computing it again."""
     top = np.float32(0)
-    n = 0
-    for b in range(lo, hi):
-        u = ub[b]
+    n = np.uint64(0)  # unsigned indices: no wraparound test (module docstring)
+    part = ub[lo:hi]
+    for j in range(part.shape[0]):
+        u = part[j]
         top = max(top, u)
-        cand[n] = b
-        n += np.int64(u > 0)
+        cand[n] = lo + j
+        n += np.uint64(u > 0)
     bucket_ptr[:] = 0
     bucket_max[:] = 0
     if n == 0:
         return 0
     scale = np.float64(N_BUCKETS - 1) / np.float64(top)  # float64 with and without the JIT
     for i in range(n):
-        u = ub[cand[i]]
+        u = ub[np.uint32(cand[i])]
         j = N_BUCKETS - 1 - min(int(np.float64(u) * scale), N_BUCKETS - 1)  # 0 = highest bucket
         bkt[i] = j
         bucket_ptr[j + 1] += 1
@@ -185,7 +191,7 @@ def _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, lo, hi, want):
         if j <= last:
             order[fill[j]] = cand[i]
             fill[j] += 1
-    return n
+    return np.int64(n)
 
 
 @njit(cache=True, nogil=True)
@@ -247,8 +253,10 @@ def _score_block(
             else:
                 end = q_info[i, 1]
         w = q_weights[i]
-        for j in range(s, end):
-            acc[doc_ids[j] - base] += w * np.float32(impacts[j])
+        docs = doc_ids[s:end]
+        imps = impacts[s:end]
+        for j in range(docs.shape[0]):
+            acc[np.uint32(docs[j] - base)] += w * np.float32(imps[j])
 
 
 @njit(cache=True, nogil=True)
@@ -467,9 +475,9 @@ def _add_dense_row(dn_max, off, lo, n, w, ratio, ub, g_lo, g_hi):
     ``lo``) times ``w`` into ``ub``, within the live block range [g_lo, g_hi)."""
     b_lo = min(max(g_lo - lo, 0), n)
     b_hi = max(min(g_hi - lo, n), b_lo)
-    row = dn_max[off : off + n]
-    part = ub[lo : lo + n]
-    for b in range(b_lo, b_hi):
+    row = dn_max[off + b_lo : off + b_hi]
+    part = ub[lo + b_lo : lo + b_hi]
+    for b in range(part.shape[0]):
         part[b] += w * (np.float32(row[b]) * ratio)
 
 
@@ -627,8 +635,10 @@ def _score_merged_block(
             s = np.int64(sp_start[p])
             end = s + np.int64(sp_len[p]) + 1
         w = q_weights[i]
-        for j in range(s, end):
-            acc[doc_ids[j] - base] += w * np.float32(impacts[j])
+        docs = doc_ids[s:end]
+        imps = impacts[s:end]
+        for j in range(docs.shape[0]):
+            acc[np.uint32(docs[j] - base)] += w * np.float32(imps[j])
 
 
 @njit(cache=True, nogil=True)

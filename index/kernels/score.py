@@ -17,7 +17,13 @@ earlier segment of a live index, 0 otherwise: a document of a later segment rank
 below an earlier one at equal score, so it must beat the threshold strictly). For queries whose
 lists hold more than n_docs / SCAN_RATIO postings, one sequential scan of the
 accumulator (then a memset) is cheaper, and gives the same heap: offers arrive
-in another order, but the heap's total order (score, then doc id) decides.
+in another order, but the heap's total order (score, then doc id) decides. That scan
+reads only the chunks of CHUNK documents whose largest live score reaches the k-th
+largest of the chunks' maxima (a lower bound on the k-th best score).
+
+Indices into the accumulator and the lists are unsigned (``np.uint32(doc)``, ranges
+from 0): numba wraps negative signed indices around, and that test on every posting
+kept LLVM from vectorizing and cost about half of the scoring loop's time.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from lsr.index.kernels.topk import heap_drain_sorted, heap_offer, may_enter
 # default: collect by scanning all n_docs accumulator slots once the query has more than
 # n_docs / SCAN_RATIO postings (0: never scan)
 SCAN_RATIO = 8
+# documents per chunk of the accumulator's scan (_collect_scan)
+CHUNK = 16
 
 
 @njit(cache=True, nogil=True)
@@ -50,34 +58,102 @@ def _score_query(
     thr,
 ):
     """Score one query; write its top-k (best first) into out_*; return how many."""
-    for i in range(q_terms.shape[0]):
-        t = q_terms[i]
-        w = q_weights[i]
-        for p in range(term_ptr[t], term_ptr[t + 1]):
-            acc[doc_ids[p]] += w * np.float32(impacts[p])
-    size = 0
-    all_live = live.shape[0] == 0
     n_postings = 0
     for i in range(q_terms.shape[0]):
-        n_postings += term_ptr[q_terms[i] + 1] - term_ptr[q_terms[i]]
+        t = q_terms[i]
+        docs = doc_ids[term_ptr[t] : term_ptr[t + 1]]
+        imps = impacts[term_ptr[t] : term_ptr[t + 1]]
+        w = q_weights[i]
+        for j in range(docs.shape[0]):
+            acc[np.uint32(docs[j])] += w * np.float32(imps[j])
+        n_postings += docs.shape[0]
     if n_postings * scan_ratio > acc.shape[0]:
         # long lists: one sequential scan of the accumulator beats revisiting the postings
-        for d in range(acc.shape[0]):
-            s = acc[d]
-            if s > thr and (all_live or live[d]) and may_enter(hs, size, k, s):
-                size = heap_offer(hs, hd, size, k, s, d)
+        size = _collect_scan(acc, hs, hd, k, live, thr)
         acc[:] = 0
         return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
+    size = 0
+    all_live = live.shape[0] == 0
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
-        for p in range(term_ptr[t], term_ptr[t + 1]):
-            d = doc_ids[p]
+        docs = doc_ids[term_ptr[t] : term_ptr[t + 1]]
+        for j in range(docs.shape[0]):
+            d = np.uint32(docs[j])
             s = acc[d]
             if s > 0:
                 if s > thr and (all_live or live[d]) and may_enter(hs, size, k, s):
-                    size = heap_offer(hs, hd, size, k, s, d)
+                    size = heap_offer(hs, hd, size, k, s, docs[j])
                 acc[d] = 0
     return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
+
+
+@njit(cache=True, nogil=True)
+def _chunk_maxima(acc, live):
+    """int32[ceil(n / CHUNK)]: each chunk's largest score of a live document, as its float32 bits
+    (scores are >= 0, so their bits order as the scores do; integer maxima vectorize, float ones
+    do not)."""
+    bits = acc.view(np.int32)
+    n = np.uint64(bits.shape[0])
+    chunk = np.uint64(CHUNK)
+    n_chunks = (n + chunk - np.uint64(1)) // chunk
+    out = np.empty(n_chunks, np.int32)
+    all_live = live.shape[0] == 0
+    for c in range(n_chunks):
+        lo = np.uint64(c) * chunk
+        hi = min(lo + chunk, n)
+        m = np.int32(0)
+        if all_live:
+            for d in range(lo, hi):
+                m = max(m, bits[d])
+        else:
+            for d in range(lo, hi):
+                m = max(m, bits[d] if live[d] else np.int32(0))
+        out[c] = m
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _kth_largest(values, k):
+    """The k-th largest of ``values`` (int32 >= 0), 0 when there are fewer than k: a min-heap of k."""
+    top = np.zeros(k, np.int32)
+    for c in range(values.shape[0]):
+        v = values[c]
+        if v > top[0]:
+            top[0] = v
+            i = 0
+            while True:
+                child = 2 * i + 1
+                if child >= k:
+                    break
+                if child + 1 < k and top[child + 1] < top[child]:
+                    child += 1
+                if top[child] >= top[i]:
+                    break
+                top[child], top[i] = top[i], top[child]
+                i = child
+    return top[0]
+
+
+@njit(cache=True, nogil=True)
+def _collect_scan(acc, hs, hd, k, live, thr):
+    """Offer the accumulator's matched documents to the heap; return its size. Only chunks whose
+    largest live score reaches the k-th largest chunk maximum are read: k live documents (one per
+    such chunk) score at least that much, so no document of another chunk can enter the top k."""
+    cmax = _chunk_maxima(acc, live)
+    low = max(_kth_largest(cmax, k), np.int32(1))  # 1: the bits of the smallest score > 0
+    n = np.uint64(acc.shape[0])
+    chunk = np.uint64(CHUNK)
+    all_live = live.shape[0] == 0
+    size = 0
+    for c in range(cmax.shape[0]):
+        if cmax[c] < low:
+            continue
+        lo = np.uint64(c) * chunk
+        for d in range(lo, min(lo + chunk, n)):
+            s = acc[d]
+            if s > thr and (all_live or live[d]) and may_enter(hs, size, k, s):
+                size = heap_offer(hs, hd, size, k, s, np.int32(d))
+    return size
 
 
 @njit(cache=True, nogil=True)
