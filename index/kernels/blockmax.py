@@ -26,7 +26,9 @@ highest bucket first, each bucket keeping its exact maximum; (3) blocks are
 scored whole, in that order, until the heap holds k documents and the k-th score
 exceeds ``alpha`` x the largest bound left (the max of the current bucket), or
 ``max_blocks`` blocks have been scored (approx mode's budget). ``alpha = 1`` with no
-budget (``max_blocks >= n_blocks``) is safe.
+budget (``max_blocks >= n_blocks``) is safe. With a budget, step (1) only adds the bounds, and
+the runs of the blocks the budget reaches are linked after step (2) (_link_chosen): linking
+every run cost more than reading the runs' block ids a second time.
 
 Why safe mode equals exhaustive search exactly, floats included: query terms
 ascend, and every kernel (exhaustive, block scoring, upper bounds) adds a
@@ -80,10 +82,12 @@ def _upper_bounds(
     e,
     b_lo,
     b_hi,
+    link=True,
 ):
     """Accumulate the bounds of blocks [b_lo, b_hi) into ub (zero on entry) in query-term order; link
     their sparse runs per block into ``head`` (entries from ``e`` on); return the next free entry.
-    Blocks outside the range keep bound 0 (they hold no live doc)."""
+    Blocks outside the range keep bound 0 (they hold no live doc). ``link`` False: bounds only (a
+    budget's blocks are linked once chosen, :func:`_link_chosen`)."""
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         w = q_weights[i]
@@ -93,7 +97,7 @@ def _upper_bounds(
             part = ub[b_lo:b_hi]
             for j in range(part.shape[0]):  # from 0: no wraparound test, so LLVM vectorizes it
                 part[j] += w * (np.float32(row[j]) * ub_ratio)
-        else:
+        elif link:
             e = _link_runs(
                 tb_block,
                 tb_max,
@@ -111,7 +115,48 @@ def _upper_bounds(
                 ent_pair,
                 e,
             )
+        else:
+            _add_runs(tb_block, tb_max, tb_ptr[t], tb_ptr[t + 1], b_lo, b_hi, w, ub_ratio, ub)
     return e
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_runs(blocks, maxes, start, end, lo, hi, w, ratio, ub):
+    """:func:`_link_runs` without the linking: the runs' bounds alone."""
+    if lo > 0:
+        start += np.searchsorted(blocks[start:end], lo)
+    runs = blocks[start:end]
+    run_max = maxes[start:end]
+    for j in range(runs.shape[0]):
+        b = runs[j]
+        if b >= hi:
+            break
+        ub[b] += w * (np.float32(run_max[j]) * ratio)
+
+
+@njit(cache=True, nogil=True)
+def _link_chosen(row_of, tb_ptr, tb_block, q_terms, order, n_chosen, head, ent_next, ent_term, ent_pair):
+    """Link the sparse runs of the ``n_chosen`` blocks ``order[:n_chosen]`` (a budget's blocks) into
+    ``head`` (all -1 on entry): a second read of the query terms' run blocks, which costs less than
+    linking every run of every block when the budget scores few of them."""
+    for pos in range(n_chosen):
+        head[np.uint32(order[pos])] = -2  # chosen, no run linked yet
+    e = 0
+    for i in range(q_terms.shape[0]):
+        t = q_terms[i]
+        if row_of[t] >= 0:
+            continue
+        start = tb_ptr[t]
+        runs = tb_block[start : tb_ptr[t + 1]]
+        for j in range(runs.shape[0]):
+            b = runs[j]
+            h = head[b]
+            if h != -1:
+                ent_term[e] = i
+                ent_pair[e] = start + j
+                ent_next[e] = max(h, -1)
+                head[b] = e
+                e += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -295,6 +340,7 @@ def _bmp_query(
     ent_pair = np.empty(n_ent, np.int64)
     local_pair = np.full(m, -1, np.int64)
     b_lo, b_hi = _live_range(block_live, ub.shape[0])
+    budget = max_blocks < ub.shape[0]
     _upper_bounds(
         row_of,
         dense_max,
@@ -312,12 +358,16 @@ def _bmp_query(
         0,
         b_lo,
         b_hi,
+        not budget,
     )
     if block_live.shape[0] > 0:
         for b in range(b_lo, b_hi):
             if block_live[b] == 0:
                 ub[b] = 0
     n_cand = _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, b_lo, b_hi, max_blocks)
+    if budget:
+        n_chosen = min(n_cand, max_blocks)
+        _link_chosen(row_of, tb_ptr, tb_block, q_terms, order, n_chosen, head, ent_next, ent_term, ent_pair)
     counters[1] += n_cand
     size = 0
     bucket = 0
