@@ -50,11 +50,12 @@ logger = logging.getLogger(__name__)
 
 # safe mode, and approx without a budget, score every posting (the exact kernel: safe's top k) on
 # collections of at most this many documents: there bounding and ordering the blocks costs more than
-# scoring a query's whole lists
-# (a 16k-float accumulator stays in cache); SciFact's 5,183 documents with the shipped splade: 49 us
-# exhaustive against 129 us block-max, synthetic 20k about even, 50k 250 us against 86 us
-# (benchmarks/RESULTS.md, "float32 impacts by default")
-EXHAUSTIVE_DOCS = 16_384
+# scoring a query's whole lists. Measured on the float32 index with the exact kernel's chunked
+# collection (benchmarks/RESULTS.md, "Unsigned indices"), one thread, mean us exhaustive against
+# block-max safe, each query's fastest of 5 in passes over all queries / 5 times in a row: SciFact
+# (5,183 docs) 18 / 141 and 15 / 80; DL pool (24,884) 32 / 59 and 23 / 24; synthetic 100k 89 / 140
+# and 59 / 69; 200k 171 / 221 and 118 / 120; 500k 376 / 407 and 328 / 263 (block-max ahead)
+EXHAUSTIVE_DOCS = 200_000
 
 
 MODES = ("exact", "safe", "approx")
