@@ -43,10 +43,7 @@ ARRAYS = (
     "dense_before",
 )  # what the search kernels read
 MAX_BLOCK_SIZE = 256  # a block's run of one term must fit the uint16 dense offsets
-# approx at R@10 >= 0.98 (one thread, BP-reordered synthetic documents): 200k 0.065 ms at 32 against 0.077
-# at 16, 1M 0.228 against 0.294; block-max safe mode at 1M level (0.509 / 0.511 ms), 64 2.5x slower
-# (benchmarks/RESULTS.md, "Block size 32"); safe mode up to EXHAUSTIVE_DOCS scores exhaustively
-DEFAULT_BLOCK_SIZE = 32
+DEFAULT_BLOCK_SIZE = 16  # measured on 200k synthetic docs with BP: safe 9.9x (B=16), 6.5x (32), 3.0x (64)
 # slack on upper bounds stored coarser than the impacts (uint16/float32 indexes): ceil() makes the
 # stored maxima upper bounds in exact arithmetic; this covers float32 rounding of max * ratio.
 COARSE_UB_SLACK = 1.0 + 1e-5

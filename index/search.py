@@ -868,7 +868,7 @@ class FilterCache:
         filter: Any,
         compute: Callable[[], NDArray[np.uint8]],
         forward: Forward | None = None,
-        block_size: int = DEFAULT_BLOCK_SIZE,
+        block_size: int = 16,
         uses: int = 1,
     ) -> Filtered:
         """``filter`` evaluated (``compute()`` gives its mask; its errors propagate, nothing is cached
@@ -973,9 +973,7 @@ def set_filter_index_bytes(index: Index, max_bytes: int) -> None:
             cache.max_bytes = max_bytes
 
 
-def filtered_of(
-    live: NDArray[np.uint8], forward: Forward | None, block_size: int = DEFAULT_BLOCK_SIZE
-) -> Filtered:
+def filtered_of(live: NDArray[np.uint8], forward: Forward | None, block_size: int = 16) -> Filtered:
     """A filter's :class:`Filtered` from its mask: the allowed ids when few enough to score directly,
     and the price of scoring them through ``forward`` (entries x FORWARD_COST, times 4 when the
     allowed docs are scattered: fewer than half of them next to another allowed doc)."""
@@ -984,9 +982,7 @@ def filtered_of(
     return with_allowed(live, forward, block_size)
 
 
-def with_allowed(
-    live: NDArray[np.uint8], forward: Forward | None = None, block_size: int = DEFAULT_BLOCK_SIZE
-) -> Filtered:
+def with_allowed(live: NDArray[np.uint8], forward: Forward | None = None, block_size: int = 16) -> Filtered:
     """A mask's :class:`Filtered` with its allowed ids, bits, ranks and costs, however many."""
     allowed = np.flatnonzero(live).astype(np.int32)
     bits = np.packbits(live.astype(bool), bitorder="little")

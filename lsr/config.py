@@ -268,9 +268,7 @@ class IndexConfig:
     impact_dtype: str = "auto"
     store_docs: bool = True  # keep a docstore (titles and texts) in the index
     blockmax: bool = True  # build block-max data (search modes safe and approx)
-    # documents per block (smaller: tighter bounds, more blocks); 32 since 2026-12-02: approx at the same
-    # recall 16-22% faster than 16 on 200k and 1M synthetic documents (benchmarks/RESULTS.md, "Block size 32")
-    block_size: int = 32
+    block_size: int = 16  # documents per block (smaller: tighter bounds, more blocks)
     # none | bp (recursive graph bisection: similar docs share blocks, so block bounds are tighter and
     # safe/approx search scores fewer blocks; benchmarks/RESULTS.md, "Default reordering") | auto: bp
     # from 50,000 documents up (lsr.index.reorder.AUTO_MIN_DOCS)

@@ -237,7 +237,7 @@ def test_reordered_index_keeps_quality_and_titles(scifact, scifact_bm25_index, t
                 "--set",
                 "index.bp_iterations=4",
                 "--set",
-                "index.block_size=64",
+                "index.block_size=32",
             ]
         )
         == 0
@@ -270,7 +270,7 @@ def test_reordered_index_keeps_quality_and_titles(scifact, scifact_bm25_index, t
         reports.append(json.loads(path.read_text()))
     # the same documents and scores; only the order among exactly tied documents may differ
     assert reports[1]["metrics"]["ndcg@10"] == pytest.approx(reports[0]["metrics"]["ndcg@10"], abs=2e-3)
-    assert reports[1]["index"]["blockmax"]["block_size"] == 64
+    assert reports[1]["index"]["blockmax"]["block_size"] == 32
     capsys.readouterr()
     for index in (scifact_bm25_index, out):
         assert main(["search", "--index", str(index), "vitamin D and cancer risk", "--k", "1"]) == 0
