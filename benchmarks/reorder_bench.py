@@ -62,6 +62,7 @@ def run_order(spec: str, coll: Any, truth: list[np.ndarray], workdir: Path, repe
     )
     build_s = time.perf_counter() - start
     index = Index.load(out)
+    index.exhaustive_docs = 0  # block-max safe mode at any size: the order acts on it
     rows = [coll.queries.row(i) for i in range(len(coll.queries))]
     index.block_counters[:] = 0
     for terms, weights in rows:
