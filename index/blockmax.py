@@ -43,7 +43,10 @@ ARRAYS = (
     "dense_before",
 )  # what the search kernels read
 MAX_BLOCK_SIZE = 256  # a block's run of one term must fit the uint16 dense offsets
-DEFAULT_BLOCK_SIZE = 16  # measured on 200k synthetic docs with BP: safe 9.9x (B=16), 6.5x (32), 3.0x (64)
+# 32 was tried on 2026-12-02 and left: approx 22% faster at R@10 0.99 on 1M synthetic documents, but
+# slower at R@10 >= 0.98 on 200k and fewer of the top 10 per budget on the DL pool (benchmarks/RESULTS.md,
+# "Block size 32, tried"); safe mode up to EXHAUSTIVE_DOCS scores exhaustively whatever the size
+DEFAULT_BLOCK_SIZE = 16
 # slack on upper bounds stored coarser than the impacts (uint16/float32 indexes): ceil() makes the
 # stored maxima upper bounds in exact arithmetic; this covers float32 rounding of max * ratio.
 COARSE_UB_SLACK = 1.0 + 1e-5
