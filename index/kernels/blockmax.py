@@ -257,6 +257,14 @@ def _term_info(term_ptr, row_of, tb_ptr, dense_before, q_terms, q_rows, q_info):
     return n_ent
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_run(acc, docs, imps, base, w):
+    """One term's run of a block into the block-local ``acc`` (doc ids minus ``base``), unsigned
+    indices (module docstring)."""
+    for j in range(docs.shape[0]):
+        acc[np.uint32(docs[j] - base)] += w * np.float32(imps[j])
+
+
 @njit(cache=True, nogil=True)
 def _score_block(
     b,
@@ -297,11 +305,7 @@ def _score_block(
                 end = tb_base[(p + 1) >> 8] + tb_off[p + 1] + q_info[i, 3]
             else:
                 end = q_info[i, 1]
-        w = q_weights[i]
-        docs = doc_ids[s:end]
-        imps = impacts[s:end]
-        for j in range(docs.shape[0]):
-            acc[np.uint32(docs[j] - base)] += w * np.float32(imps[j])
+        _add_run(acc, doc_ids[s:end], impacts[s:end], base, q_weights[i])
 
 
 @njit(cache=True, nogil=True)
@@ -684,11 +688,7 @@ def _score_merged_block(
             local_pair[i] = -1
             s = np.int64(sp_start[p])
             end = s + np.int64(sp_len[p]) + 1
-        w = q_weights[i]
-        docs = doc_ids[s:end]
-        imps = impacts[s:end]
-        for j in range(docs.shape[0]):
-            acc[np.uint32(docs[j] - base)] += w * np.float32(imps[j])
+        _add_run(acc, doc_ids[s:end], impacts[s:end], base, q_weights[i])
 
 
 @njit(cache=True, nogil=True)
