@@ -3,11 +3,11 @@
 (with its config, last training line and SciFact test numbers), a one-line summary per run on stdout,
 and, if asked, one run's best model folder packed into ``OUT`` (split into 15 MB parts for the transfer).
 
-    python scripts/gpu_collect.py OUT WORK [RUN_NAME | best | best-other | none]
+    python scripts/gpu_collect.py OUT WORK [RUN_NAME | best | best-other | top:N | none]
 
 ``best``: the run with the highest ``select`` (mean of SciFact dev and the suites' mean nDCG@10);
-``best-other``: the same among kinds not packed yet by an earlier call on this machine. Needs only the
-standard library.
+``best-other``: the same among kinds not packed yet by an earlier call on this machine; ``top:N``: the N
+runs with the highest ``select``. Needs only the standard library.
 """
 
 from __future__ import annotations
@@ -86,6 +86,13 @@ def main(argv: list[str]) -> int:
     if want == "none":
         return 0
     kind = {n: r["config"].get("model", {}).get("kind", "?") for n, r in runs.items()}
+    if want.startswith("top:"):
+        ranked = sorted(
+            (n for n, r in runs.items() if r["has_best"]), key=lambda n: -runs[n]["best"]["select"]
+        )
+        for name in ranked[: int(want[4:])]:
+            print("packed", name, [p.name for p in pack(work / name / "best", out, name)])
+        return 0
     if want in ("best", "best-other"):
         done = set(PACKED.read_text().split()) if PACKED.is_file() else set()
         pool = [n for n, r in runs.items() if r["has_best"] and (want == "best" or kind[n] not in done)]

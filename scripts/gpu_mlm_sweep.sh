@@ -37,17 +37,6 @@ wait
 for f in "$OUT"/mlm_warmup*.log; do echo "== $f"; cat "$f"; done
 if [ ! -f "$warm/lsr_mlm.json" ]; then echo "MLM warm-up failed"; exit 1; fi
 echo "== MLM warm-up: $(( $(date +%s) - t0 )) s"
-INIT=$warm bash scripts/gpu_sweep.sh "$STEPS" "$EVERY" "$@" &
-sweep=$!
-t1=$(date +%s)
-while kill -0 "$sweep" 2>/dev/null; do
-  if [ $(( $(date +%s) - t1 )) -gt "${BUDGET:-370}" ]; then
-    echo "budget reached: stopping the runs"
-    pkill -TERM -P "$sweep"  # the sweep's own children (its training processes), by parent id
-    sleep 3
-  fi
-  sleep 2
-done
-echo "== sweep: $(( $(date +%s) - t1 )) s"
+BUDGET=${BUDGET:-370} INIT=$warm bash scripts/gpu_sweep.sh "$STEPS" "$EVERY" "$@"
 python3 scripts/gpu_collect.py "$OUT" "$WORK" "${PACK:-best}"
 ls -la "$OUT"

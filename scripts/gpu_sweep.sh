@@ -8,7 +8,8 @@
 # DATA holds prepared/ (lsr train-prepare's output, made here on the CPU), data/scifact (TEST) and data/ood/*
 # (copies of ../shared/data, which does not travel to the GPU machine). Runs go to $WORK (default
 # /tmp/lsr-gpu-runs), logs to $WORK/logs. Each run loads its own copy of the model: keep
-# train.eval_batch_docs small enough (64) when ten or more share the GPU's memory.
+# train.eval_batch_docs small enough (64) when ten or more share the GPU's memory. BUDGET=SECONDS stops
+# the runs that are still training that long after they start (each keeps its best checkpoint so far).
 set -u
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --no-deps --no-build-isolation -e . > /tmp/pip.log 2>&1 || { echo "pip failed"; tail /tmp/pip.log; }
@@ -26,5 +27,14 @@ for spec in "$@"; do
     --set "prepare.dataset=$data/data/scifact" --set "train.steps=$steps" --set "train.eval_every=$every" \
     ${TEST:+--test-dataset "$TEST"} > "$work/logs/$name.log" 2>&1 &
 done
-wait
+t0=$(date +%s)
+while [ -n "$(jobs -rp)" ]; do
+  if [ -n "${BUDGET:-}" ] && [ $(( $(date +%s) - t0 )) -gt "$BUDGET" ]; then
+    echo "budget reached: stopping the runs"
+    kill -TERM $(jobs -rp) 2>/dev/null
+    sleep 3
+  fi
+  sleep 2
+done
+echo "== sweep: $(( $(date +%s) - t0 )) s"
 for f in "$work"/logs/*.log; do echo "== $f"; grep -E "Error|== |Traceback" "$f" | tail -3; done

@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""Grid of BM25 tf saturation (k1, b) for a word-terms uniCOIL's document weights, on the ood suite.
+"""Grid of BM25 tf saturation (k1, b) for a word-terms model's document weights, on the ood suite.
 
 Encodes each collection once with the model as it is (no ``tf`` section in its ``lsr_terms.json``: a
 term's weight is its largest token weight), then scores every (k1, b) of the grid exactly (float,
 scipy) the way an index of the folder with ``"tf": {"k1", "b", "avgdl"}`` would: documents' weights x
 tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl)), queries x idf(t)^p of the collection's postings (p:
-the folder's ``lsr_query.json``). ``avgdl`` is fixed, the reference the trainer would record: the
-mean analyzed length of ``--avgdl-corpus`` (the training corpus).
+the folder's ``lsr_query.json``, or each of ``--powers``). ``avgdl`` is fixed, the reference the
+trainer would record: the mean analyzed length of ``--avgdl-corpus`` (the training corpus). The model
+is a uniCOIL (a folder with its head file) or a SPLADE of word terms.
 
     python scripts/word_tf_grid.py lsr/models/unicoil --datasets ../shared/data/ood/adi,...,DEV:dev \
         --avgdl-corpus ../shared/data/beir/scifact --json reports/ood-unicoil/tf-grid.json
 
-Prints nDCG@10 per dataset and setting (k1 0 = no saturation), best first by the mean of (the ood
-collections' mean, the ``:dev`` dataset), the selection rule of docs/results.md.
+Prints nDCG@10 per dataset and setting (k1 0 = no saturation; ``p=...`` first with ``--powers``), best
+first by the mean of (the ood collections' mean, the ``:dev`` dataset), the selection rule of
+docs/results.md.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from lsr.data.corpus import open_corpus
 from lsr.encoders import make_encoder, query_idf
 from lsr.encoders.hf import clean_text
 from lsr.encoders.transformer import untruncated
+from lsr.encoders.unicoil import HEAD_FILE
 from lsr.encoders.words import Saturation
 from lsr.train.data import doc_text, load_suite
 from lsr.train.trainer import ndcg_at_k
@@ -48,12 +51,13 @@ def grid_scores(
     k1s: tuple[float, ...] = K1,
     bs: tuple[float, ...] = B,
     counts: bool = False,
+    powers: tuple[float, ...] = (),
 ) -> dict[str, float]:
     """nDCG@10 of each setting on one dataset; with ``counts`` also each setting under the default
     ``inference-free``'s query side (a query's analyzer term counts x the same idf^p, no model), named
-    ``counts k1=... b=...``."""
+    ``counts k1=... b=...``; with ``powers`` each setting at each query idf power, named ``p=...``."""
     suite = load_suite(folder, split)
-    encoder = make_encoder(EncoderConfig(name="unicoil", model=model))
+    encoder = make_encoder(EncoderConfig(name=kind_of(model), model=model))
     docs = encoder.encode(suite.doc_texts)
     queries = encoder.model.encode([q.query for q in suite.queries], encoder.cfg.prune, query=True)
     vocab = {t: i for i, t in enumerate(encoder.vocab)}
@@ -61,12 +65,15 @@ def grid_scores(
     d = sp.csr_matrix((docs.weights, docs.term_ids, docs.indptr), shape=(n, width))
     d.sort_indices()
     df = np.bincount(d.indices, minlength=width)
-    idf = query_idf.idf_table(df, n, query_idf.resolve(-1.0, Path(model)))
     q = sp.csr_matrix((queries.weights, queries.term_ids, queries.indptr), shape=(len(queries), width))
-    sides = {"": q.multiply(idf[None, :]).tocsr()}
-    if counts:
-        counted = count_queries(encoder, [x.query for x in suite.queries], width)
-        sides["counts "] = counted.multiply(idf[None, :]).tocsr()
+    counted = count_queries(encoder, [x.query for x in suite.queries], width) if counts else None
+    sides = {}
+    for p in powers or (query_idf.resolve(-1.0, Path(model)),):
+        idf = query_idf.idf_table(df, n, p)
+        name = f"p={p:g} " if powers else ""
+        sides[name] = q.multiply(idf[None, :]).tocsr()
+        if counted is not None:
+            sides[f"counts {name}"] = counted.multiply(idf[None, :]).tocsr()
     analyzed = [encoder.words.analyzer(clean_text(t)) for t in suite.doc_texts]
     rows = np.repeat(np.arange(n), np.diff(d.indptr))
     terms = encoder.vocab
@@ -84,6 +91,11 @@ def grid_scores(
     return scores
 
 
+def kind_of(model: str) -> str:
+    """The encoder of a word-terms folder: ``unicoil`` (it has the uniCOIL head file) or ``splade``."""
+    return "unicoil" if (Path(model) / HEAD_FILE).is_file() else "splade"
+
+
 def count_queries(encoder: Any, texts: list[str], width: int) -> sp.csr_matrix:
     """The default ``inference-free``'s query vectors (before idf): each analyzer term of a query's
     words (split by the model's tokenizer) weighs its count."""
@@ -99,23 +111,25 @@ def count_queries(encoder: Any, texts: list[str], width: int) -> sp.csr_matrix:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", help="a word-terms uniCOIL folder (its lsr_terms.json without tf)")
+    ap.add_argument("model", help="a word-terms uniCOIL or SPLADE folder (its lsr_terms.json without tf)")
     ap.add_argument("--datasets", required=True, help="BEIR folders, FOLDER:SPLIT for another split")
     ap.add_argument("--avgdl-corpus", type=Path, required=True, help="the training corpus (a BEIR folder)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--k1", default=",".join(map(str, K1)), help="k1 values, comma-separated")
     ap.add_argument("--b", default=",".join(map(str, B)), help="b values, comma-separated")
     ap.add_argument("--counts", action="store_true", help="also score the inference-free query side")
+    ap.add_argument("--powers", default="", help="query idf powers, comma-separated (default: the folder's)")
     args = ap.parse_args(argv)
     k1s, bs = (tuple(float(x) for x in v.split(",")) for v in (args.k1, args.b))
-    probe = make_encoder(EncoderConfig(name="unicoil", model=args.model))
+    powers = tuple(float(x) for x in args.powers.split(",") if x)
+    probe = make_encoder(EncoderConfig(name=kind_of(args.model), model=args.model))
     if probe.words is None or probe.words.saturation is not None:
-        ap.error(f"{args.model}: a word-terms uniCOIL without a tf section is needed")
+        ap.error(f"{args.model}: a word-terms model without a tf section is needed")
     texts = (clean_text(doc_text(d.title, d.text)) for d in open_corpus(args.avgdl_corpus))
     avgdl = float(np.mean([len(probe.words.analyzer(t)) for t in texts]))
     table = grid_table(
         args.datasets,
-        lambda folder, split: grid_scores(args.model, folder, split, avgdl, k1s, bs, args.counts),
+        lambda folder, split: grid_scores(args.model, folder, split, avgdl, k1s, bs, args.counts, powers),
     )
     report(table, avgdl, args.json)
     return 0

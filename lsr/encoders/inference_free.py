@@ -33,8 +33,8 @@ from lsr.config import EncoderConfig, PruneConfig, from_dict
 from lsr.encoders.base import CorpusStats, Finish
 from lsr.encoders.hf import check_vocab, clean_text, count_row, prune_row, rows_to_batch
 from lsr.encoders.splade import SpladeEncoder
-from lsr.encoders.unicoil import UniCoilEncoder, model_terms
-from lsr.encoders.words import bert_ascii_words, bert_words_tokenizer, index_words
+from lsr.encoders.unicoil import UniCoilEncoder
+from lsr.encoders.words import bert_ascii_words, bert_words_tokenizer, index_words, model_terms
 from lsr.errors import ConfigError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 

@@ -50,7 +50,7 @@ from lsr.encoders.transformer import (
     counts_of,
     section,
 )
-from lsr.encoders.words import Saturation
+from lsr.encoders.words import TERMS_FILE, Saturation, WordTerms, WordTermsCorpus, index_words
 from lsr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class SpladeModel(TransformerSparseModel):
             raise ValueError(f"activation {activation!r} is not one of ['relu', 'log1p_relu']")
         self.pooling = self.window_pooling = pooling
         self.saturation: Saturation | None = None  # documents' tf saturation: saturate()
+        self._token_terms: dict[int, tuple[str, ...]] | None = None  # word terms: the expansion's terms
         self.activation = activation
         self.impl = impl
         super().__init__(path, cfg)
@@ -138,6 +139,28 @@ class SpladeModel(TransformerSparseModel):
         _replace_module(model, decoder, torch.nn.Identity())
         self.trunk = model
         self._weight_cast = self.weight if self.dtype == torch.float32 else self.weight.to(self.dtype)
+
+    def word_weights(self, seqs: list[Any], query: bool) -> list[tuple[np.ndarray, dict[str, float] | None]]:
+        """Word terms: each position weighs its token's pooled weight, and every whole-word token of the
+        pooled row writes its weight to its own analysis (the expansion: the module docstring)."""
+        token_terms = self.token_terms()
+        out: list[tuple[np.ndarray, dict[str, float] | None]] = []
+        for seq, (tokens, weights) in zip(
+            seqs, self.sequence_rows([s.ids for s in seqs], query), strict=True
+        ):
+            ids = np.asarray(seq.ids, dtype=np.int64)
+            at = np.minimum(np.searchsorted(tokens, ids), max(len(tokens) - 1, 0))
+            held = tokens[at] == ids if len(tokens) else np.zeros(len(ids), dtype=bool)
+            per_position = np.where(held, weights[at] if len(tokens) else 0.0, 0.0).astype(np.float32)
+            out.append((per_position, WordTerms.expansion(tokens, weights, token_terms)))
+        return out
+
+    def token_terms(self) -> dict[int, tuple[str, ...]]:
+        """Token id -> the terms its whole-word token writes (:meth:`WordTerms.token_terms`), once."""
+        assert self.words is not None
+        if self._token_terms is None:
+            self._token_terms = self.words.token_terms(self.vocab)
+        return self._token_terms
 
     def saturate(self, saturation: Saturation | None) -> None:
         """Documents' tf saturation from now on (None: none); their tokens then carry their counts."""
@@ -248,20 +271,26 @@ def _replace_module(root: Any, old: Any, new: Any) -> None:
 # --- encoders ----------------------------------------------------------------------------------
 
 
-class SpladeEncoder(TransformerEncoder):
-    """Corpus encoder: SPLADE document vectors over the tokenizer vocabulary."""
+class SpladeEncoder(WordTermsCorpus, TransformerEncoder):
+    """Corpus encoder: SPLADE document vectors over the tokenizer vocabulary, or over the analyzer's
+    terms of the words for a model folder with ``lsr_terms.json`` (a growing vocabulary, as BM25's)."""
 
     name = "splade"
 
     def __init__(self, cfg: EncoderConfig, impl: str = "fast"):
         self.impl = impl
-        self.doc_tf = read_doc_file(resolve_model(cfg.model))  # a bad file fails before the model loads
+        self.read_terms(cfg.model)  # a bad file fails before the model loads
+        self.doc_tf = read_doc_file(resolve_model(cfg.model))
+        if self.word_analyzer is not None:
+            _check_words_settings(cfg, self.doc_tf)
         super().__init__(cfg)
+        self.check_words()
 
     def make_model(self, path: Path) -> SpladeModel:
         activation = self.st.activation if self.st else "relu"
         model = SpladeModel(path, self.cfg.transformer, self.cfg.splade.pooling, self.impl, activation)
         model.saturate(self.doc_tf)
+        model.words = self.make_words()
         return model
 
     def own_section(self) -> dict[str, Any]:
@@ -269,10 +298,39 @@ class SpladeEncoder(TransformerEncoder):
         return {"splade": section(self.cfg.splade), **tf}
 
 
+def _check_words_settings(cfg: EncoderConfig, doc_tf: Saturation | None) -> None:
+    """A SPLADE of word terms pools with max and saturates as its ``lsr_terms.json`` says."""
+    if cfg.splade.pooling != "max":
+        raise ConfigError(
+            f"encoder.splade.pooling = {cfg.splade.pooling!r}: the model at {cfg.model} writes word terms "
+            f"({TERMS_FILE}), each its largest token weight; use max"
+        )
+    if doc_tf is not None:
+        raise ConfigError(
+            f"{cfg.model}: a model of word terms saturates as its {TERMS_FILE} says; "
+            f"remove the tf of {DOC_FILE}"
+        )
+
+
 class SpladeQueryEncoder(TransformerQueryEncoder):
-    """Query side: the query checkpoint (the document one unless ``query_model`` was set)."""
+    """Query side: the query checkpoint (the document one unless ``query_model`` was set); an index of
+    word terms (``terms: words`` in its meta) analyzes as its meta says."""
+
+    def __init__(self, meta: dict[str, Any], term_index: dict[str, int]):
+        self.words = index_words(meta, term_index)
+        super().__init__(meta, term_index)
 
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> SpladeModel:
         splade = from_dict(SpladeConfig, meta.get("splade", {}), "encoder.splade")
         activation = self.st.activation if self.st else "relu"
-        return SpladeModel(path, cfg, splade.pooling, activation=activation)
+        model = SpladeModel(path, cfg, splade.pooling, activation=activation)
+        model.words = self.words
+        return model
+
+    def check_terms(self, term_index: dict[str, int], path: Path) -> None:
+        if self.words is None:  # word terms: the index's vocabulary is its corpus's, any terms
+            super().check_terms(term_index, path)
+
+    def restrict_terms(self, terms: np.ndarray) -> None:
+        if self.words is None:  # word terms: the index's term ids are not the tokenizer's
+            super().restrict_terms(terms)

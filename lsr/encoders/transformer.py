@@ -48,6 +48,7 @@ from lsr.encoders.hf import (
 from lsr.encoders.lean_query import LeanQueryRuntime
 from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime
 from lsr.encoders.st import read_st_folder
+from lsr.encoders.words import WordTerms, whole_words, word_spans
 from lsr.errors import ConfigError, LsrError
 from lsr.index.sparse import SparseBatch
 
@@ -309,6 +310,8 @@ class TransformerSparseModel:
     window_pooling = "max"
     # queries through ONNX Runtime (lsr.encoders.onnx_query) instead of torch; set by the query encoder
     query_runtime: Any = None
+    # word terms (lsr.encoders.words) instead of wordpieces; set by the corpus and query encoders
+    words: WordTerms | None = None
 
     def __init__(self, path: Path, cfg: TransformerConfig):
         self.torch = require("torch")
@@ -418,16 +421,57 @@ class TransformerSparseModel:
         """Encode texts (documents, or queries with ``query=True``) into one CSR row each, in order."""
         if not texts:
             return SparseBatch.empty()
+        if self.words is not None:
+            return self._encode_words(texts, prune, query)
         return self.encode_tokens(self.text_tokenizer(texts, query), prune, query)
 
     def encode_tokens(self, tokens: Tokens, prune: PruneConfig, query: bool = False) -> SparseBatch:
         """Steps 3-5 of the loop: one CSR row per text of ``tokens`` (from :attr:`text_tokenizer`, here
         or on another process), in order."""
+        if self.words is not None:  # word terms come from the words of the texts, not from token ids
+            raise ValueError(f"the model at {self.path} writes word terms: encode texts, not tokens")
         if tokens.n_texts == 0:
             return SparseBatch.empty()
         seq_rows = self.sequence_rows(tokens.seqs, query)
         scale = None if query else self.document_scale(tokens)
         return self.text_rows(tokens.n_texts, tokens.live, tokens.owner, seq_rows, prune, query, scale)
+
+    def _encode_words(self, texts: Sequence[str], prune: PruneConfig, query: bool) -> SparseBatch:
+        """Rows over word terms (:mod:`lsr.encoders.words`): each text tokenized with offsets and word
+        ids (documents in windows when ``long_docs`` says so), each sequence's :meth:`word_weights`,
+        each analyzer term of a word taking the largest weight of the word's pieces (a word cut by a
+        window or by truncation is analyzed whole). The term ids are assigned on this thread, in text
+        and window order, so a corpus always gets the same vocabulary: documents grow it, queries keep
+        the terms in it. A document's tf factors come from its whole text, the same for each window."""
+        words = self.words
+        assert words is not None
+        live = [i for i, t in enumerate(texts) if t and not t.isspace()]
+        windows = self.cfg.long_docs == "windows" and not query
+        cleaned = [clean_text(texts[i]) for i in live]
+        self.text_tokenizer.set_truncation(
+            self.cfg.query_max_length if query else self.cfg.max_length, windows
+        )
+        encodings = self.backend.encode_batch(cleaned)
+        seqs: list[Any] = []
+        owner: list[int] = []
+        for k, enc in enumerate(encodings):
+            for seq in [enc, *enc.overflowing] if windows else [enc]:
+                seqs.append(seq)
+                owner.append(k)
+        weights = self.word_weights(seqs, query)
+        # a text in one sequence has its words whole; one with more has words cut at the edges
+        spans = [word_spans([enc, *enc.overflowing]) if enc.overflowing else None for enc in encodings]
+        factors = [None if query else words.doc_factors(t) for t in cleaned]
+        rows = [
+            words.row(cleaned[k], whole_words(seq, spans[k]), w, not query, factors[k], expanded)
+            for seq, (w, expanded), k in zip(seqs, weights, owner, strict=True)
+        ]
+        return self.text_rows(len(texts), live, np.asarray(owner, dtype=np.int64), rows, prune, query)
+
+    def word_weights(self, seqs: list[Any], query: bool) -> list[tuple[np.ndarray, dict[str, float] | None]]:
+        """Word terms: each sequence's (tokenizers ``Encoding``) weight per token position and its
+        expansion (term -> weight, or None)."""
+        raise NotImplementedError(f"{type(self).__name__} does not write word terms")
 
     def document_scale(self, tokens: Tokens) -> Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None:
         """The ``scale`` of :meth:`text_rows` for documents of ``tokens`` (None here: weights as pooled)."""

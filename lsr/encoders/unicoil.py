@@ -23,30 +23,20 @@ uniCOIL), documents from torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lsr.config import BM25Config, EncoderConfig, PruneConfig, TransformerConfig, from_dict
-from lsr.encoders.hf import clean_text, require, resolve_model
+from lsr.config import EncoderConfig, TransformerConfig
+from lsr.encoders.hf import require
 from lsr.encoders.transformer import (
-    Tokens,
     TransformerEncoder,
     TransformerQueryEncoder,
     TransformerSparseModel,
 )
-from lsr.encoders.words import (
-    TERMS_FILE,
-    WordTerms,
-    analyzer_section,
-    index_words,
-    read_terms_file,
-)
+from lsr.encoders.words import WordTermsCorpus, index_words, model_terms
 from lsr.errors import ConfigError
-from lsr.index.sparse import SparseBatch
 
 HEAD_FILE = "unicoil_head.safetensors"
 HEAD_KEY = "tok_proj"
@@ -73,61 +63,15 @@ def find_head(path: Path) -> dict[str, Any] | None:
     return None
 
 
-@dataclass(frozen=True)
-class WholeWords:
-    """A tokenized sequence as :meth:`WordTerms.pairs` reads it (``word_ids``, ``offsets``), each piece's
-    offsets widened to its whole word's span, so that a word cut by a window edge is analyzed whole."""
-
-    word_ids: list[int | None]
-    offsets: list[tuple[int, int]]
-
-
-def word_spans(encodings: Sequence[Any]) -> dict[int, tuple[int, int]]:
-    """Word id -> (start, end) character span, over the sequences of one text (the encoding and its
-    ``overflowing`` windows: word ids and offsets count in the whole text)."""
-    spans: dict[int, tuple[int, int]] = {}
-    for enc in encodings:
-        for wid, (start, end) in zip(enc.word_ids, enc.offsets, strict=True):
-            if wid is not None:
-                old = spans.get(wid)
-                spans[wid] = (start, end) if old is None else (min(old[0], start), max(old[1], end))
-    return spans
-
-
-def whole_words(enc: Any, spans: dict[int, tuple[int, int]] | None) -> Any:
-    """``enc`` with its words' whole spans (``spans`` of its text; None: a text of one sequence, whose
-    words are whole)."""
-    if spans is None:
-        return enc
-    word_ids = enc.word_ids
-    return WholeWords(word_ids, [(0, 0) if w is None else spans[w] for w in word_ids])
-
-
-def full_analyzer(section: dict[str, Any], where: str) -> dict[str, Any]:
-    """An ``analyzer`` section with every setting (the defaults filled in), as an index records it."""
-    return analyzer_section(from_dict(BM25Config, dict(section), where))
-
-
-def model_terms(model: str, what: str = "encoder.model") -> dict[str, Any] | None:
-    """A uniCOIL model folder's ``lsr_terms.json`` (word terms), or None (wordpieces); no model loads.
-
-    Raises:
-        ConfigError: a malformed file (named), or a model that is not there.
-    """
-    return read_terms_file(resolve_model(model, what))
-
-
 def writes_words(cfg: EncoderConfig) -> bool:
-    """Whether ``cfg`` encodes with a uniCOIL of word terms (``unicoil`` or ``bm25+unicoil``)."""
-    return cfg.name.removeprefix("bm25+") == "unicoil" and model_terms(cfg.model) is not None
+    """Whether ``cfg`` encodes with a model of word terms (``unicoil``, ``splade``, ``bm25+`` either)."""
+    return cfg.name.removeprefix("bm25+") in ("unicoil", "splade") and model_terms(cfg.model) is not None
 
 
 class UniCoilModel(TransformerSparseModel):
     """A BERT-family encoder with a uniCOIL token-weight head."""
 
     window_pooling = "max"
-    # word terms (lsr.encoders.words) instead of wordpieces; set by the corpus and query encoders
-    words: WordTerms | None = None
 
     def __init__(self, path: Path, cfg: TransformerConfig, new_head: bool = False):
         self.new_head = new_head
@@ -178,44 +122,9 @@ class UniCoilModel(TransformerSparseModel):
         )
         return out.scatter_reduce_(1, input_ids, weights, reduce="amax", include_self=True)
 
-    def encode(self, texts: Sequence[str], prune: PruneConfig, query: bool = False) -> SparseBatch:
-        if self.words is None:
-            return super().encode(texts, prune, query)
-        return self._encode_words(texts, prune, query)
-
-    def encode_tokens(self, tokens: Tokens, prune: PruneConfig, query: bool = False) -> SparseBatch:
-        if self.words is not None:  # word terms come from the words of the texts, not from token ids
-            raise ValueError(f"the uniCOIL at {self.path} writes word terms: encode texts, not tokens")
-        return super().encode_tokens(tokens, prune, query)
-
-    def _encode_words(self, texts: Sequence[str], prune: PruneConfig, query: bool) -> SparseBatch:
-        """Rows over word terms (the module docstring): documents grow the vocabulary, queries keep
-        the terms in it."""
-        assert self.words is not None
-        if not texts:
-            return SparseBatch.empty()
-        live = [i for i, t in enumerate(texts) if t and not t.isspace()]
-        windows = self.cfg.long_docs == "windows" and not query
-        cleaned = [clean_text(texts[i]) for i in live]
-        max_length = self.cfg.query_max_length if query else self.cfg.max_length
-        self.text_tokenizer.set_truncation(max_length, windows)
-        encodings = self.backend.encode_batch(cleaned)
-        seqs: list[Any] = []
-        owner: list[int] = []
-        for k, enc in enumerate(encodings):
-            for seq in [enc, *enc.overflowing] if windows else [enc]:
-                seqs.append(seq)
-                owner.append(k)
-        weights = self.sequence_weights([seq.ids for seq in seqs], query)
-        # a text in one sequence has its words whole; one with more has words cut at the edges
-        spans = [word_spans([enc, *enc.overflowing]) if enc.overflowing else None for enc in encodings]
-        # a document's tf factors come from its whole text, the same for each of its windows
-        factors = [None if query else self.words.doc_factors(t) for t in cleaned]
-        rows = [
-            self.words.row(cleaned[k], whole_words(seq, spans[k]), w, grow=not query, factors=factors[k])
-            for seq, w, k in zip(seqs, weights, owner, strict=True)
-        ]  # on this thread, in order: term ids in order of first occurrence
-        return self.text_rows(len(texts), live, np.asarray(owner, dtype=np.int64), rows, prune, query)
+    def word_weights(self, seqs: list[Any], query: bool) -> list[tuple[np.ndarray, dict[str, float] | None]]:
+        """Each sequence's token weights, no expansion (a uniCOIL writes only the words of its text)."""
+        return [(w, None) for w in self.sequence_weights([seq.ids for seq in seqs], query)]
 
     def sequence_weights(self, seqs: list[list[int]], query: bool = False) -> list[np.ndarray]:
         """float32 weights of each sequence's tokens (zero at special tokens), batches on the workers;
@@ -255,65 +164,21 @@ class UniCoilModel(TransformerSparseModel):
         )
 
 
-class UniCoilEncoder(TransformerEncoder):
+class UniCoilEncoder(WordTermsCorpus, TransformerEncoder):
     """Corpus encoder: uniCOIL document vectors over the tokenizer vocabulary, or over the analyzer's
     terms of the words for a model folder with ``lsr_terms.json`` (a growing vocabulary, as BM25's)."""
 
     name = "unicoil"
 
     def __init__(self, cfg: EncoderConfig):
-        terms = model_terms(cfg.model)  # a malformed lsr_terms.json fails before the model loads
-        self.word_analyzer = None if terms is None else full_analyzer(terms["analyzer"], TERMS_FILE)
-        self.word_tf = None if terms is None else terms.get("tf")  # the documents' tf saturation
+        self.read_terms(cfg.model)
         super().__init__(cfg)
-        if self.word_analyzer is None:
-            return
-        self.resumable = False  # the vocabulary grows in memory as documents are encoded
-        if self.query_model_path != self.model_path:
-            self._check_query_terms()
-
-    def _check_query_terms(self) -> None:
-        query_terms = read_terms_file(self.query_model_path)
-        query = None if query_terms is None else full_analyzer(query_terms["analyzer"], TERMS_FILE)
-        if query != self.word_analyzer:
-            raise ConfigError(
-                f"the query model {self.query_model_path} analyzes words as {query} ({TERMS_FILE}), the "
-                f"document model {self.model_path} as {self.word_analyzer}: they must write the same terms"
-            )
+        self.check_words()
 
     def make_model(self, path: Path) -> UniCoilModel:
         model = UniCoilModel(path, self.cfg.transformer)
-        if self.word_analyzer is not None:
-            model.words = WordTerms.from_section(self.word_analyzer, tf=self.word_tf)
+        model.words = self.make_words()
         return model
-
-    @property
-    def words(self) -> WordTerms | None:
-        """The word terms (None: wordpieces)."""
-        return getattr(self.model, "words", None)
-
-    @property
-    def vocab(self) -> list[str]:
-        return self.model.vocab if self.words is None else self.words.vocab
-
-    def seed_vocab(self, vocab: Sequence[str]) -> None:
-        """Start from an existing vocabulary (a live index's): its terms keep their ids, new terms follow.
-
-        Raises:
-            ValueError: a wordpiece model (its vocabulary is the tokenizer's, fixed).
-        """
-        if self.words is None:
-            raise ValueError(f"the uniCOIL at {self.model_path} writes wordpieces: a fixed vocabulary")
-        self.words.term_ids = {term: i for i, term in enumerate(vocab)}
-
-    def describe(self) -> dict[str, Any]:
-        meta = super().describe()
-        if self.word_analyzer is None:
-            return meta
-        # the vocabulary is the corpus's terms, not the tokenizer's: no fingerprint of the tokenizer's
-        meta = {k: v for k, v in meta.items() if k not in ("vocab_size", "vocab_sha256")}
-        tf = {} if self.word_tf is None else {"tf": self.word_tf}
-        return {**meta, "terms": "words", "analyzer": self.word_analyzer, **tf}
 
 
 class UniCoilQueryEncoder(TransformerQueryEncoder):

@@ -44,7 +44,7 @@ import numpy as np
 
 from lsr.analysis import Analyzer
 from lsr.config import BM25Config, from_dict
-from lsr.encoders.hf import model_json
+from lsr.encoders.hf import model_json, resolve_model
 from lsr.errors import ConfigError
 
 TERMS_FILE = "lsr_terms.json"
@@ -154,6 +154,120 @@ def write_terms_file(model_dir: Path, analyzer: dict[str, Any], tf: Saturation |
     if tf is not None:
         data["tf"] = tf.section()
     (Path(model_dir) / TERMS_FILE).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class WholeWords:
+    """A tokenized sequence as :meth:`WordTerms.pairs` reads it (``word_ids``, ``offsets``), each piece's
+    offsets widened to its whole word's span, so that a word cut by a window edge is analyzed whole."""
+
+    word_ids: list[int | None]
+    offsets: list[tuple[int, int]]
+
+
+def word_spans(encodings: Sequence[Any]) -> dict[int, tuple[int, int]]:
+    """Word id -> (start, end) character span, over the sequences of one text (the encoding and its
+    ``overflowing`` windows: word ids and offsets count in the whole text)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for enc in encodings:
+        for wid, (start, end) in zip(enc.word_ids, enc.offsets, strict=True):
+            if wid is not None:
+                old = spans.get(wid)
+                spans[wid] = (start, end) if old is None else (min(old[0], start), max(old[1], end))
+    return spans
+
+
+def whole_words(enc: Any, spans: dict[int, tuple[int, int]] | None) -> Any:
+    """``enc`` with its words' whole spans (``spans`` of its text; None: a text of one sequence, whose
+    words are whole)."""
+    if spans is None:
+        return enc
+    word_ids = enc.word_ids
+    return WholeWords(word_ids, [(0, 0) if w is None else spans[w] for w in word_ids])
+
+
+def full_analyzer(section: dict[str, Any], where: str) -> dict[str, Any]:
+    """An ``analyzer`` section with every setting (the defaults filled in), as an index records it."""
+    return analyzer_section(from_dict(BM25Config, dict(section), where))
+
+
+def model_terms(model: str, what: str = "encoder.model") -> dict[str, Any] | None:
+    """A model folder's ``lsr_terms.json`` (word terms), or None (wordpieces); no model loads.
+
+    Raises:
+        ConfigError: a malformed file (named), or a model that is not there.
+    """
+    return read_terms_file(resolve_model(model, what))
+
+
+class WordTermsCorpus:
+    """What a corpus encoder of word terms adds to a :class:`~lsr.encoders.transformer.TransformerEncoder`
+    (the uniCOIL and SPLADE encoders mix it in before it): the analyzer and tf section of the model
+    folder's ``lsr_terms.json``, a vocabulary that grows with the corpus (no resume; a live index seeds
+    it), and an index meta that records ``terms: words`` in place of the tokenizer's fingerprint."""
+
+    word_analyzer: dict[str, Any] | None = None
+    word_tf: dict[str, Any] | None = None  # the documents' tf saturation
+    model: Any
+    model_path: Path
+    query_model_path: Path
+    resumable: bool
+
+    def read_terms(self, model: str) -> None:
+        """The folder's word terms (before the model loads: a malformed file fails first)."""
+        terms = model_terms(model)
+        self.word_analyzer = None if terms is None else full_analyzer(terms["analyzer"], TERMS_FILE)
+        self.word_tf = None if terms is None else terms.get("tf")
+
+    def check_words(self) -> None:
+        """After the model loaded: no resume (the vocabulary grows in memory), and a query model that
+        analyzes as the document model does."""
+        if self.word_analyzer is None:
+            return
+        self.resumable = False
+        if self.query_model_path == self.model_path:
+            return
+        query_terms = read_terms_file(self.query_model_path)
+        query = None if query_terms is None else full_analyzer(query_terms["analyzer"], TERMS_FILE)
+        if query != self.word_analyzer:
+            raise ConfigError(
+                f"the query model {self.query_model_path} analyzes words as {query} ({TERMS_FILE}), the "
+                f"document model {self.model_path} as {self.word_analyzer}: they must write the same terms"
+            )
+
+    def make_words(self) -> WordTerms | None:
+        """The model's word terms (None: wordpieces)."""
+        if self.word_analyzer is None:
+            return None
+        return WordTerms.from_section(self.word_analyzer, tf=self.word_tf)
+
+    @property
+    def words(self) -> WordTerms | None:
+        """The word terms (None: wordpieces)."""
+        return getattr(self.model, "words", None)
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.model.vocab if self.words is None else self.words.vocab
+
+    def seed_vocab(self, vocab: Sequence[str]) -> None:
+        """Start from an existing vocabulary (a live index's): its terms keep their ids, new terms follow.
+
+        Raises:
+            ValueError: a wordpiece model (its vocabulary is the tokenizer's, fixed).
+        """
+        if self.words is None:
+            raise ValueError(f"the model at {self.model_path} writes wordpieces: a fixed vocabulary")
+        self.words.term_ids = {term: i for i, term in enumerate(vocab)}
+
+    def describe(self) -> dict[str, Any]:
+        meta = super().describe()  # type: ignore[misc]
+        if self.word_analyzer is None:
+            return meta
+        # the vocabulary is the corpus's terms, not the tokenizer's: no fingerprint of the tokenizer's
+        meta = {k: v for k, v in meta.items() if k not in ("vocab_size", "vocab_sha256")}
+        tf = {} if self.word_tf is None else {"tf": self.word_tf}
+        return {**meta, "terms": "words", "analyzer": self.word_analyzer, **tf}
 
 
 def bert_ascii_words(tokenizer: Any, text: str, added: Sequence[str] = ()) -> list[str] | None:
@@ -301,6 +415,34 @@ class WordTerms:
                 span[1] = offsets[pos][1]
         return [text[a:b] for a, b in spans.values()]
 
+    def token_terms(self, tokens: Sequence[str]) -> dict[int, tuple[str, ...]]:
+        """A SPLADE's expansion over word terms: token id -> the analyzer terms of that token of the
+        tokenizer's vocabulary (``tokens``, in id order), for its whole-word tokens only (no ``##``
+        continuation, no bracketed special or unused token; tokens that analyze to nothing, such as
+        stopwords and punctuation, are left out)."""
+        out: dict[int, tuple[str, ...]] = {}
+        for i, token in enumerate(tokens):
+            if token.startswith("##") or (token.startswith("[") and token.endswith("]")):
+                continue
+            terms = self.analyze(token)
+            if terms:
+                out[i] = terms
+        return out
+
+    @staticmethod
+    def expansion(
+        tokens: np.ndarray, weights: np.ndarray, token_terms: dict[int, tuple[str, ...]]
+    ) -> dict[str, float]:
+        """Each term's largest weight over the whole-word tokens that analyze to it (``tokens``,
+        ``weights``: a SPLADE's pooled row over the tokenizer's vocabulary; ``token_terms``:
+        :meth:`token_terms`)."""
+        best: dict[str, float] = {}
+        for v, w in zip(tokens.tolist(), weights.tolist(), strict=True):
+            for term in token_terms.get(v, ()):
+                if w > best.get(term, 0.0):
+                    best[term] = w
+        return best
+
     def row(
         self,
         text: str,
@@ -308,17 +450,21 @@ class WordTerms:
         weights: np.ndarray,
         grow: bool,
         factors: tuple[dict[str, float], float] | None = None,
+        expanded: dict[str, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One sequence's row (ascending term ids, weights > 0): each term's largest weight over its
-        words' pieces (``weights``: per token position), times its factor (``doc_factors`` of the whole
-        document; None: 1). Terms outside the vocabulary are dropped, or with ``grow`` join it in order
-        of first occurrence, those with a weight > 0 only (a term the model gives nothing has no
-        postings, so the vocabulary holds the corpus's terms only, as BM25's)."""
+        words' pieces (``weights``: per token position) and its ``expanded`` weight (a SPLADE's
+        :meth:`expansion`), times its factor (``doc_factors`` of the whole document; None: 1). Terms
+        outside the vocabulary are dropped, or with ``grow`` join it in order of first occurrence (the
+        words' terms first, then the expansion's), those with a weight > 0 only (a term the model gives
+        nothing has no postings, so the vocabulary holds the corpus's terms only, as BM25's)."""
         best: dict[str, float] = {}
         for pieces, words_terms in self._words(text, encoding):
             w = weights[pieces].max()
             for term in words_terms:
                 best[term] = max(best.get(term, w), w)
+        for term, w in (expanded or {}).items():
+            best[term] = max(best.get(term, w), w)
         if factors is not None:
             per_term, once = factors
             best = {term: w * per_term.get(term, once) for term, w in best.items()}

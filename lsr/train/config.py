@@ -122,9 +122,10 @@ class ModelConfig:
     # the model learns weights that leave collection statistics to the collection it is used on. Saved
     # into the model folder's lsr_query.json, so an index built with the model applies the same power.
     query_idf: float = 0.0
-    # unicoil: wordpiece (one weight per tokenizer piece) | words (each piece's weight to the BM25 analyzer's
-    # terms of its word, lsr.encoders.words; the vocabulary is the analyzed training corpus's terms, each
-    # evaluation suite's its own); saved as the model folder's lsr_terms.json
+    # unicoil, splade: wordpiece (one weight per tokenizer piece) | words (each piece's weight to the BM25
+    # analyzer's terms of its word, and a SPLADE's whole-word tokens to their own terms, lsr.encoders.words;
+    # the vocabulary is the analyzed training corpus's terms, each evaluation suite's its own); saved as the
+    # model folder's lsr_terms.json
     terms: str = "wordpiece"
     # terms: words: documents' weights x BM25's tf saturation, tf (k1 + 1) / (tf + k1 (1 - b + b |d| / avgdl))
     # (lsr.encoders.words.Saturation; avgdl: the training corpus's mean analyzed length, kept in
@@ -135,8 +136,10 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _one_of("model", "kind", self.kind, ("splade", "inference-free", "unicoil"))
         _one_of("model", "terms", self.terms, ("wordpiece", "words"))
-        if self.terms == "words" and self.kind != "unicoil":
-            raise ConfigError(f"model.terms = words applies to model.kind = unicoil only, not {self.kind}")
+        if self.terms == "words" and self.kind == "inference-free":
+            raise ConfigError(
+                "model.terms = words applies to model.kind = unicoil or splade, not inference-free"
+            )
         _positive("model", "tf_k1", self.tf_k1, allow_zero=True)
         if not 0 <= self.tf_b <= 1:
             raise ConfigError(f"model.tf_b = {self.tf_b!r} must be in [0, 1]")

@@ -6,8 +6,10 @@
 * ``kind: unicoil``: one weight per input token, ``ReLU(head(h_t))`` over the backbone's last hidden
   states, a repeated token keeping its largest weight, no expansion (what
   :class:`lsr.encoders.unicoil.UniCoilModel` computes at index time); queries through the same model.
-* ``terms: words`` (uniCOIL): each token's weight goes to the BM25 analyzer's terms of its word
-  (:mod:`lsr.encoders.words`, what the uniCOIL encoder computes for a folder with ``lsr_terms.json``):
+* ``terms: words`` (uniCOIL, SPLADE): each token's weight goes to the BM25 analyzer's terms of its word
+  (:mod:`lsr.encoders.words`, what the encoders compute for a folder with ``lsr_terms.json``; a SPLADE
+  token's weight is its pooled weight, and every whole-word token of the vocabulary also writes its
+  pooled weight to its own analysis: the expansion, :meth:`lsr.encoders.words.WordTerms.token_terms`):
   the ``[B, V]`` vectors are over a term vocabulary, the analyzed training corpus's (or, while a suite is
   evaluated, that suite's documents': :meth:`SparseEncoderModel.word_vocabulary`); terms outside it match
   no document and are dropped. With ``tf_k1 > 0`` a document's weights saturate with term frequency and
@@ -50,13 +52,15 @@ from lsr.encoders.hf import clean_text
 from lsr.encoders.inference_free import idf_table, token_stats
 from lsr.encoders.query_idf import MODEL_FILE as QUERY_IDF_FILE
 from lsr.encoders.transformer import load_tokenizer, quiet_transformers
-from lsr.encoders.unicoil import HEAD_FILE, HEAD_KEY, find_head, whole_words, word_spans
+from lsr.encoders.unicoil import HEAD_FILE, HEAD_KEY, find_head
 from lsr.encoders.words import (
     Saturation,
     WordTerms,
     analyzer_section,
     make_word_analyzer,
     read_terms_file,
+    whole_words,
+    word_spans,
     write_terms_file,
 )
 from lsr.errors import ConfigError
@@ -178,6 +182,10 @@ class SparseEncoderModel(torch.nn.Module):
             WordTerms(make_word_analyzer(self.analyzer_section), {}) if self.analyzer_section else None
         )
         self._factors: dict[str, tuple[dict[str, float], float]] = {}  # documents' tf factors, per text
+        # splade, terms: words: the expansion (token id -> terms) and its (token, term id) pairs, cached
+        # for the term vocabulary they were made for
+        self._token_terms: dict[int, tuple[str, ...]] | None = None
+        self._expansion: tuple[dict[str, int], int, Tensor, Tensor] | None = None
         self.max_positions = int(getattr(net.config, "max_position_embeddings", 512) or 512)
         self.special_ids = sorted(set(tokenizer.all_special_ids))
         self.pad_id = int(tokenizer.pad_token_id or 0)
@@ -293,7 +301,12 @@ class SparseEncoderModel(torch.nn.Module):
         (documents, ``saturate``: times its tf factor when the model saturates)."""
         encodings, pairs = self._word_pairs(texts, max_length, grow=False)
         ids, mask = self._padded([e.ids for e in encodings], self.device)
-        weights = self.unicoil_token_weights(ids, mask)
+        pooled = None
+        if self.kind == "unicoil":
+            weights = self.unicoil_token_weights(ids, mask)
+        else:  # splade: each position weighs its token's pooled weight
+            pooled = self.encode_tokens(ids, mask)
+            weights = pooled.gather(1, ids) * (mask & ~self.special[ids])
         empty = np.zeros(0, dtype=np.int64)
         rows = np.concatenate([np.full(len(p), i, np.int64) for i, (p, _) in enumerate(pairs)] + [empty])
         pos = np.concatenate([p for p, _ in pairs] + [empty])
@@ -301,22 +314,53 @@ class SparseEncoderModel(torch.nn.Module):
         r, p, t = (torch.from_numpy(a).to(self.device) for a in (rows, pos, terms))
         out = torch.zeros(len(texts) * self.vocab_size, dtype=torch.float32, device=self.device)
         out.scatter_reduce_(0, r * self.vocab_size + t, weights[r, p], reduce="amax", include_self=True)
+        if pooled is not None:
+            tokens, term_ids = self._expansion_pairs()
+            rows_at = torch.arange(len(texts), device=self.device)[:, None] * self.vocab_size
+            at = (rows_at + term_ids[None, :]).reshape(-1)
+            out = out.scatter_reduce(0, at, pooled[:, tokens].reshape(-1), reduce="amax", include_self=True)
         if saturate and self.words is not None and self.words.saturation is not None:
             out = self._saturate(out, texts)
         return out.view(len(texts), self.vocab_size)
 
     def word_document_frequencies(self, texts: Sequence[str], max_length: int) -> np.ndarray:
-        """Sets the term vocabulary to the terms of ``texts`` (in order of first occurrence); the number
-        of texts holding each term (int64[terms])."""
+        """Sets the term vocabulary to the terms of ``texts`` (in order of first occurrence; a SPLADE's
+        expansion terms follow); the number of texts holding each term (int64[terms])."""
         assert self.words is not None
-        self.words.term_ids = {}
+        ids: dict[str, int] = {}
+        self.words.term_ids = ids
         df: list[int] = []
         for s in range(0, len(texts), 1024):
             for _, terms in self._word_pairs(texts[s : s + 1024], max_length, grow=True)[1]:
-                df += [0] * (len(self.words.term_ids) - len(df))
+                df += [0] * (len(ids) - len(df))
                 for t in set(terms.tolist()):
                     df[t] += 1
-        return np.asarray(df, dtype=np.int64)
+        if self.kind == "splade":
+            for terms in self.token_terms().values():
+                for term in terms:
+                    ids.setdefault(term, len(ids))
+        return np.asarray(df + [0] * (len(ids) - len(df)), dtype=np.int64)
+
+    def token_terms(self) -> dict[int, tuple[str, ...]]:
+        """splade, terms: words: token id -> the terms its whole-word token writes (the expansion)."""
+        assert self.words is not None
+        if self._token_terms is None:
+            tokens = self.tokenizer.convert_ids_to_tokens(list(range(self.token_vocab_size)))
+            self._token_terms = self.words.token_terms([t or "" for t in tokens])
+        return self._token_terms
+
+    def _expansion_pairs(self) -> tuple[Tensor, Tensor]:
+        """(token ids, term ids) on the device: every whole-word token paired with each of its terms in
+        the current vocabulary."""
+        assert self.words is not None
+        ids = self.words.term_ids
+        cached = self._expansion
+        if cached is None or cached[0] is not ids or cached[1] != len(ids):
+            pairs = [(v, ids[t]) for v, terms in self.token_terms().items() for t in terms if t in ids]
+            arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+            tokens, terms = (torch.from_numpy(arr[:, k].copy()).to(self.device) for k in (0, 1))
+            cached = self._expansion = (ids, len(ids), tokens, terms)
+        return cached[2], cached[3]
 
     @contextlib.contextmanager
     def word_vocabulary(self, texts: Sequence[str], max_length: int) -> Iterator[None]:

@@ -1,5 +1,6 @@
-"""model.terms: words: a uniCOIL whose token weights go to the BM25 analyzer's terms of their words,
-checked against a slow per-text reference; the vocabulary of a suite is its documents' terms."""
+"""model.terms: words: a uniCOIL or SPLADE whose token weights go to the BM25 analyzer's terms of their
+words (and a SPLADE's whole-word tokens to their own terms), checked against a slow per-text reference;
+the vocabulary of a suite is its documents' terms."""
 
 from __future__ import annotations
 
@@ -41,6 +42,65 @@ def reference(model, text: str, max_length: int) -> dict[str, float]:
         for term in analyzer(word):
             out[term] = max(out.get(term, 0.0), max(float(w[i]) for i in pos))
     return {t: v for t, v in out.items() if v > 0}
+
+
+def splade_reference(model, text: str, max_length: int) -> dict[str, float]:
+    """term -> weight of a SPLADE of word terms, the slow way: the text's pooled weights; each word's
+    terms take the largest pooled weight of its pieces' tokens, each whole-word token of the vocabulary
+    with a weight writes it to its own analysis."""
+    from lsr.encoders.hf import clean_text
+
+    cleaned = clean_text(text)
+    enc = model._backend(max_length).encode(cleaned)
+    ids = torch.tensor([enc.ids])
+    with torch.no_grad():
+        pooled = model.encode_tokens(ids, torch.ones_like(ids, dtype=torch.bool))[0].numpy()
+    analyzer = make_word_analyzer(analyzer_section())
+    out: dict[str, float] = {}
+    for wid in sorted({x for x in enc.word_ids if x is not None}):
+        pos = [i for i, x in enumerate(enc.word_ids) if x == wid]
+        word = cleaned[enc.offsets[pos[0]][0] : enc.offsets[pos[-1]][1]]
+        for term in analyzer(word):
+            out[term] = max(out.get(term, 0.0), max(float(pooled[enc.ids[i]]) for i in pos))
+    tokens = model.tokenizer.convert_ids_to_tokens(list(range(len(pooled))))
+    for v in np.flatnonzero(pooled > 0):
+        token = tokens[v]
+        if token.startswith("##") or (token.startswith("[") and token.endswith("]")):
+            continue
+        for term in analyzer(token):
+            out[term] = max(out.get(term, 0.0), float(pooled[v]))
+    return {t: v for t, v in out.items() if v > 0}
+
+
+@pytest.fixture(scope="module")
+def splade_words(train_mlm):
+    return train_model.build_model(ModelConfig(kind="splade", init=str(train_mlm), terms="words")).eval()
+
+
+def test_splade_words_vectors_match_the_per_text_reference(splade_words):
+    df = splade_words.word_document_frequencies(TEXTS, 64)
+    vocab = splade_words.words.vocab
+    assert len(df) == len(vocab) == splade_words.vocab_size
+    # the corpus's terms first (with their counts), then the expansion's (in no text: df 0)
+    corpus_terms = {t for x in TEXTS for t in make_word_analyzer(analyzer_section())(x.replace("-", " "))}
+    assert set(vocab[: len(corpus_terms)]) == corpus_terms and not df[len(corpus_terms) :].any()
+    with torch.no_grad():
+        docs = splade_words.encode_docs(TEXTS, 64).numpy()
+    expanded = 0
+    for text, row in zip(TEXTS, docs, strict=True):
+        got = {vocab[i]: float(row[i]) for i in np.flatnonzero(row)}
+        want = reference_in(vocab, splade_reference(splade_words, text, 64))
+        assert got.keys() == want.keys()
+        assert all(abs(got[t] - want[t]) < 1e-5 for t in want)
+        expanded += len(got.keys() - corpus_terms)
+    assert expanded > 0  # the random MLM expands to terms of no text
+
+
+def reference_in(vocab: list[str], weights: dict[str, float]) -> dict[str, float]:
+    """The reference's terms that the vocabulary holds (a SPLADE's vocabulary: the corpus's terms and
+    every whole-word token's)."""
+    known = set(vocab)
+    return {t: w for t, w in weights.items() if t in known}
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +153,9 @@ def test_words_fingerprint_differs_from_wordpiece(train_mlm, words_model):
     assert wp.fingerprint() != words_model.fingerprint()
 
 
-def test_terms_words_is_a_unicoil_setting_and_a_words_folder_needs_it(train_mlm, tmp_path, words_model):
-    with pytest.raises(ConfigError, match="model.terms = words applies to model.kind = unicoil"):
-        ModelConfig(kind="splade", terms="words")
+def test_terms_words_is_for_unicoil_or_splade_and_a_words_folder_needs_it(train_mlm, tmp_path, words_model):
+    with pytest.raises(ConfigError, match="model.terms = words applies to model.kind = unicoil or splade"):
+        ModelConfig(kind="inference-free", terms="words")
     with pytest.raises(ConfigError, match="model.terms"):
         ModelConfig(kind="unicoil", terms="stems")
     folder = tmp_path / "w"
@@ -107,31 +167,33 @@ def test_terms_words_is_a_unicoil_setting_and_a_words_folder_needs_it(train_mlm,
     assert again.analyzer_section == analyzer_section()
 
 
+@pytest.mark.parametrize("kind", ["unicoil", "splade"])
 @pytest.mark.parametrize("tf", [None, (0.7, 0.4)])  # tf saturation (k1, b), off or on
 @pytest.mark.parametrize("max_length", [8, 64])  # 8: texts truncated inside a word
-def test_trainer_vectors_equal_the_index_encoders(words_model, tmp_path, max_length, tf):
+def test_trainer_vectors_equal_the_index_encoders(words_model, splade_words, tmp_path, max_length, tf, kind):
     """What the trainer scores is what `lsr index` writes for the saved folder (documents, truncated ones
-    included, and queries), with and without tf saturation."""
+    included, and queries), with and without tf saturation, for a uniCOIL and a SPLADE of word terms."""
     from lsr.config import load_config
     from lsr.encoders import make_encoder
 
+    model = words_model if kind == "unicoil" else splade_words
     folder = tmp_path / "m"
     texts = [t for t in TEXTS if t.strip()] + ["supercalifragilistic vitamins lowered"]
-    before = words_model.cfg
+    before = model.cfg
     try:
         if tf:
-            words_model.cfg = ModelConfig(kind="unicoil", terms="words", tf_k1=tf[0], tf_b=tf[1])
-            words_model.set_saturation(texts[:2])
-        train_model.save_model(words_model, folder, "card", {})
+            model.cfg = ModelConfig(kind=kind, terms="words", tf_k1=tf[0], tf_b=tf[1])
+            model.set_saturation(texts[:2])
+        train_model.save_model(model, folder, "card", {})
     finally:
-        words_model.cfg, words_model.words.saturation = before, None
-    trained = train_model.build_model(ModelConfig(kind="unicoil", init=str(folder), terms="words")).eval()
+        model.cfg, model.words.saturation = before, None
+    trained = train_model.build_model(ModelConfig(kind=kind, init=str(folder), terms="words")).eval()
     if tf:  # what the trainer would use: the saved reference length
         saved = read_terms_file(folder)["tf"]
         assert (saved["k1"], saved["b"]) == tf and saved["avgdl"] > 0
         trained.words.saturation = Saturation.from_section(saved)
     settings = [
-        "encoder.name=unicoil",
+        f"encoder.name={kind}",
         f"encoder.model={folder}",
         "encoder.transformer.device=cpu",
         f"encoder.transformer.max_length={max_length}",
@@ -147,6 +209,21 @@ def test_trainer_vectors_equal_the_index_encoders(words_model, tmp_path, max_len
         terms, weights = rows.row(i)
         got = {encoder.vocab[t]: float(w) for t, w in zip(terms, weights, strict=True)}
         want = {vocab[j]: float(docs[i, j]) for j in np.flatnonzero(docs[i])}
+        assert got.keys() == want.keys(), text
+        assert all(abs(got[t] - want[t]) < 1e-4 for t in want)
+    # queries: the index's query side keeps the index's terms (no tf saturation)
+    from lsr.encoders import load_query_encoder
+
+    index_terms = {t: i for i, t in enumerate(encoder.vocab)}
+    meta = encoder.describe()
+    meta["transformer"]["query_runtime"] = "torch"  # the trainer's arithmetic (runtimes: their own tests)
+    query_rows = load_query_encoder(meta, index_terms).encode(texts)
+    with torch.no_grad():
+        queries = trained.encode_queries(texts, max_length).numpy()
+    for i, text in enumerate(texts):
+        terms, weights = query_rows.row(i)
+        got = {encoder.vocab[t]: float(w) for t, w in zip(terms, weights, strict=True)}
+        want = {vocab[j]: float(queries[i, j]) for j in np.flatnonzero(queries[i]) if vocab[j] in index_terms}
         assert got.keys() == want.keys(), text
         assert all(abs(got[t] - want[t]) < 1e-4 for t in want)
 
