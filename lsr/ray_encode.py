@@ -28,7 +28,7 @@ is one folder per position); when every block is there, no actor starts. A resta
 restarts them) redoes only its own block.
 
 BM25 is refused: its vocabulary grows while it encodes (one per process) and its cost is the
-analysis, which one process does at thousands of documents per second. A uniCOIL of word terms
+analysis, which one process does at thousands of documents per second. A uniCOIL or SPLADE of word terms
 (:mod:`lsr.encoders.words`, also as ``inference-free``) and ``bm25+MODEL`` are refused for the same
 growing vocabulary. A SPLADE whose documents saturate tf (``lsr_doc.json``) runs: the CPU workers'
 tokens carry each text's token counts (``Tokens.counts``).
@@ -145,7 +145,7 @@ def encode_corpus_ray(
         )
     if writes_words(config.encoder):
         raise LsrError(
-            f"--ray: the uniCOIL at {config.encoder.model} writes word terms ({TERMS_FILE}), a vocabulary "
+            f"--ray: the model at {config.encoder.model} writes word terms ({TERMS_FILE}), a vocabulary "
             "that grows while it encodes (one per process); encode it in one process (without --ray)"
         )
     ray = connect(address)  # before the model loads: a wrong address fails in seconds

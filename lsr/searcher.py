@@ -58,7 +58,7 @@ FIRST_STAGES = ("sparse", "dense", "dense-float", "candidates")
 RERANKS = ("none", "dense", "dense-float")
 MODES = ("exact", "safe", "approx")
 # Query encoders that may run on several threads at once. Others encode under one lock per searcher:
-# bm25 and a uniCOIL of word terms (``terms: words``; PyStemmer's stemmer object is not thread-safe) and
+# bm25 and a model of word terms (``terms: words``; PyStemmer's stemmer object is not thread-safe) and
 # the dense model (its Hugging Face tokenizer call reconfigures the shared Rust tokenizer's truncation on
 # every call).
 THREAD_SAFE_ENCODERS = ("splade", "unicoil", "inference-free")

@@ -5,7 +5,7 @@ A document's vector is the learned model's vector over the model's terms beside 
 analyzed terms, which the vocabulary names ``bm25:TERM`` (so a wordpiece ``cell``, or a word-terms
 uniCOIL's ``cell``, and BM25's ``cell`` stay two terms). :class:`Columns` maps each part's own term ids
 to the joint ones: a fixed model vocabulary first, at its own ids, then the BM25 terms in order of first
-appearance; a vocabulary that grows with the corpus (a uniCOIL of word terms, :mod:`lsr.encoders.words`)
+appearance; a vocabulary that grows with the corpus (a model of word terms, :mod:`lsr.encoders.words`)
 interleaves with BM25's, each batch's new model terms before its new BM25 terms. A query's vector is
 ``model_weight`` x the model's query vector beside BM25's bag of words. One dot product over one index
 is therefore
