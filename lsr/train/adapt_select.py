@@ -8,7 +8,8 @@ strongly query terms are weighted by the collection's IDF (``lsr_query.json``'s 
 training:
 
 1. the corpus (sampled to ``adapt.select_max_docs``) is encoded once, without tf saturation, and each
-   document's token counts are kept;
+   document's token counts are kept (a SPLADE of word terms, ``lsr_terms.json``: its analyzer terms'
+   counts, and the chosen tf goes into that file);
 2. ``adapt.select_queries`` pseudo-queries are cut from it: a window of 8 to 16 consecutive words of a
    document (title included), at most a quarter of it, is the query, and the relevant document is that
    document *with the window taken out* (re-encoded), so that a query's words are not all in its
@@ -34,6 +35,7 @@ import logging
 import random
 import shutil
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,11 +45,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from lsr.data.corpus import Doc
-from lsr.encoders.hf import DOC_FILE, read_doc_settings
+from lsr.encoders.hf import DOC_FILE, clean_text, read_doc_settings
 from lsr.encoders.query_idf import MODEL_FILE as QUERY_FILE
 from lsr.encoders.query_idf import idf_table
 from lsr.encoders.query_idf import resolve as resolve_power
-from lsr.encoders.words import Saturation
+from lsr.encoders.words import Saturation, read_terms_file, write_terms_file
 from lsr.errors import LsrError
 from lsr.index.io import publish_directory, write_json
 from lsr.train.data import doc_text
@@ -121,14 +123,29 @@ class Encoded:
 
         matrix.sort_indices()
         self.matrix = matrix
-        counts = token_counts(untruncated(model.backend), list(texts), model.special_ids)
         self.count = np.zeros(matrix.nnz)
-        for r, counted in enumerate(counts):
-            a, b = matrix.indptr[r], matrix.indptr[r + 1]
-            self.count[a:b] = counts_of(counted, matrix.indices[a:b])
+        words = model.words
+        if words is None:  # wordpieces: the model tokenizer's counts
+            counts = token_counts(untruncated(model.backend), list(texts), model.special_ids)
+            for r, counted in enumerate(counts):
+                a, b = matrix.indptr[r], matrix.indptr[r + 1]
+                self.count[a:b] = counts_of(counted, matrix.indices[a:b])
+            self.lengths = np.array([c[2] for c in counts], np.float64)
+        else:  # word terms: the analyzer's counts of the whole text, 1 for a term it does not hold
+            vocab, lengths = words.vocab, []  # (an expansion term: Saturation.factors' "once")
+            for r, text in enumerate(texts):
+                analyzed = words.analyzer(clean_text(text))
+                counted = Counter(analyzed)
+                a, b = matrix.indptr[r], matrix.indptr[r + 1]
+                self.count[a:b] = [counted.get(vocab[t], 1) for t in matrix.indices[a:b]]
+                lengths.append(len(analyzed))
+            self.lengths = np.array(lengths, np.float64)
         rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-        self.lengths = np.array([c[2] for c in counts], np.float64)
         self.length = self.lengths[rows]
+
+    def widen(self, width: int) -> None:
+        """The matrix over a vocabulary grown to ``width`` terms since it was encoded (word terms)."""
+        self.matrix.resize((self.matrix.shape[0], width))
 
     @classmethod
     def encode(cls, encoder: Any, texts: Sequence[str], bar: Any = None) -> Encoded:
@@ -142,7 +159,10 @@ class Encoded:
             rows.append(sp.csr_matrix((batch.weights, batch.term_ids, batch.indptr), shape=shape))
             if bar is not None:
                 bar.update(len(chunk))
-        matrix = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, len(encoder.vocab)))
+        width = len(encoder.vocab)  # word terms: the vocabulary grew chunk by chunk
+        for m in rows:
+            m.resize((m.shape[0], width))
+        matrix = sp.vstack(rows, format="csr") if rows else sp.csr_matrix((0, width))
         return cls(matrix, encoder.model, texts)
 
     def with_tf(self, tf: Saturation | None) -> sp.csr_matrix:
@@ -200,9 +220,14 @@ def score_settings(
 
 
 def start_setting(folder: Path) -> Setting:
-    """The folder's own settings (its ``lsr_doc.json`` tf, its ``lsr_query.json`` power)."""
+    """The folder's own settings (its ``lsr_doc.json`` tf, or ``lsr_terms.json``'s for word terms; its
+    ``lsr_query.json`` power)."""
     from lsr.encoders.splade import read_doc_file
 
+    terms = read_terms_file(folder)
+    if terms is not None:
+        tf = Saturation.from_section(terms["tf"]) if "tf" in terms else None
+        return Setting(tf, resolve_power(-1.0, folder))
     return Setting(read_doc_file(folder), resolve_power(-1.0, folder))
 
 
@@ -231,12 +256,15 @@ def select(
     encoder = make_encoder(EncoderConfig(name="splade", model=str(folder)))
     assert isinstance(encoder, SpladeEncoder) and isinstance(encoder.model, SpladeModel)  # name="splade"
     encoder.model.saturate(None)  # the grid applies each setting's saturation to the same weights
+    if encoder.model.words is not None:
+        encoder.model.words.saturation = None
     t0 = time.perf_counter()
     with tqdm(
         total=len(texts) + len(pseudo), desc="adapt select: encode", unit="doc", disable=not progress
     ) as bar:
         encoded = Encoded.encode(encoder, texts, bar)
         rest = Encoded.encode(encoder, [p[2] for p in pseudo], bar)
+    encoded.widen(len(encoder.vocab))
     batch = encoder.model.encode([p[1] for p in pseudo], encoder.cfg.prune, query=True)
     queries = sp.csr_matrix(
         (batch.weights, batch.term_ids, batch.indptr), shape=(len(pseudo), len(encoder.vocab))
@@ -283,16 +311,20 @@ def _describe(setting: Setting, ndcg: float) -> dict[str, Any]:
 
 
 def write_folder(folder: Path, out: Path, chosen: dict[str, Any], record: dict[str, Any], card: str) -> None:
-    """A copy of ``folder`` with the chosen settings (``lsr_doc.json``'s tf, ``lsr_query.json``'s
-    query_idf; other keys kept), the record and the card, written beside ``out`` and renamed into
-    place."""
+    """A copy of ``folder`` with the chosen settings (``lsr_doc.json``'s tf, or ``lsr_terms.json``'s for
+    word terms; ``lsr_query.json``'s query_idf; other keys kept), the record and the card, written
+    beside ``out`` and renamed into place."""
     tmp = out.parent / f".{out.name}.adapt-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(folder, tmp, ignore=shutil.ignore_patterns("lsr_adapt.json", "README.md"))
+    terms = read_terms_file(folder)
+    if terms is not None:
+        tf = Saturation.from_section(chosen["tf"]) if chosen["tf"] is not None else None
+        write_terms_file(tmp, terms["analyzer"], tf)
     doc = dict(read_doc_settings(folder))
     doc.pop("tf", None)
-    if chosen["tf"] is not None:
+    if chosen["tf"] is not None and terms is None:
         doc["tf"] = chosen["tf"]
     (tmp / DOC_FILE).unlink(missing_ok=True)
     if doc:

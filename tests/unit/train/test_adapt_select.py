@@ -210,6 +210,50 @@ def test_select_writes_the_chosen_setting_and_lsr_index_reads_it(train_mlm, tmp_
     assert meta.get("tf") == chosen["tf"] and meta["query_idf"] == chosen["query_idf"]
 
 
+def test_word_terms_saturate_in_the_grid_as_the_encoder_does(train_mlm, tmp_path):
+    """A SPLADE of word terms: the grid's tf weights (analyzer counts, a term the text does not hold
+    counted once) equal the rows `lsr index` writes for the folder with that tf in lsr_terms.json."""
+    from lsr.config import EncoderConfig
+    from lsr.encoders import make_encoder
+    from lsr.encoders.words import analyzer_section, write_terms_file
+
+    plain, saturated = tmp_path / "plain", tmp_path / "tf"
+    shutil.copytree(train_mlm, plain)
+    write_terms_file(plain, analyzer_section())
+    shutil.copytree(plain, saturated)
+    tf = Saturation(1.2, 0.6, 20.0)
+    write_terms_file(saturated, analyzer_section(), tf)
+    texts = [d["title"] + " " + d["text"] for d in _long_docs(6)]
+    encoder = make_encoder(EncoderConfig(name="splade", model=str(plain)))
+    encoded = Encoded.encode(encoder, texts)
+    assert encoded.matrix.shape == (6, len(encoder.vocab)) and (encoded.count >= 1).all()
+    want_encoder = make_encoder(EncoderConfig(name="splade", model=str(saturated)))
+    batch = want_encoder.encode(texts)
+    assert want_encoder.vocab == encoder.vocab  # the same texts: the same terms in the same order
+    want = sp.csr_matrix((batch.weights, batch.term_ids, batch.indptr), shape=encoded.matrix.shape)
+    np.testing.assert_allclose(encoded.with_tf(tf).toarray(), want.toarray(), rtol=1e-5, atol=1e-6)
+
+
+def test_select_on_a_word_terms_folder_writes_its_tf_into_lsr_terms(train_mlm, tmp_path):
+    from lsr.encoders.words import analyzer_section, read_terms_file, write_terms_file
+
+    start = tmp_path / "start"
+    shutil.copytree(train_mlm, start)
+    write_terms_file(start, analyzer_section(), Saturation(0.5, 0.4, 30.0))
+    corpus = write_docs(tmp_path / "corpus.jsonl", _long_docs(60))
+    out = tmp_path / "adapted"
+    assert _select(start, corpus, out) == 0
+    record = json.loads((out / "lsr_adapt.json").read_text())
+    chosen = record["select"]["chosen"]
+    assert record["select"]["start"]["tf"] == {"k1": 0.5, "b": 0.4, "avgdl": 30.0}
+    assert read_terms_file(out).get("tf") == chosen["tf"] and not (out / "lsr_doc.json").exists()
+    index = tmp_path / "index"
+    args = ["index", "--encoder", f"splade:{out}", "--corpus", str(corpus), "--out", str(index), "--quiet"]
+    assert main(args) == 0
+    meta = json.loads((index / "meta.json").read_text())["encoder"]
+    assert meta["terms"] == "words" and meta.get("tf") == chosen["tf"]
+
+
 def test_select_keeps_the_start_setting_unless_another_scores_higher(train_mlm, tmp_path, monkeypatch):
     monkeypatch.setattr(
         adapt_select, "score_settings", lambda d, q, o, r, settings, bar=None: [0.5] * len(settings)
