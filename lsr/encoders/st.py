@@ -198,6 +198,12 @@ def export_st_folder(
             f"{model} is a uniCOIL ({HEAD_FILE}): sentence-transformers' SparseEncoder has no "
             "uniCOIL module; export a SPLADE or SPLADE inference-free folder (e.g. lsr/models/inference-free)"
         )
+    if (model / "lsr_terms.json").is_file():  # the shipped default splade is one
+        raise ConfigError(
+            f"{model} writes word terms (lsr_terms.json: the BM25 analyzer's stems, tf saturation), which "
+            "sentence-transformers' SparseEncoder cannot: it scores wordpieces; export a wordpiece SPLADE "
+            "folder (e.g. lsr/models/splade-scifact)"
+        )
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     tmp = out.parent / f".{out.name}.st-tmp"

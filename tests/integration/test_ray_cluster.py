@@ -84,12 +84,14 @@ def cluster(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def tiny_model() -> str:
-    """splade-tiny (scripts/fetch_models.py, as CI fetches it), else the shipped default splade."""
+    """splade-tiny (scripts/fetch_models.py, as CI fetches it), else the shipped splade-scifact (the
+    default splade writes word terms, which --ray refuses)."""
     folder = REPO / "models" / "splade-tiny"
-    return f"splade:{folder}" if (folder / "model.safetensors").is_file() else "splade"
+    fallback = REPO / "lsr" / "models" / "splade-scifact"
+    return f"splade:{folder if (folder / 'model.safetensors').is_file() else fallback}"
 
 
-def test_an_address_that_does_not_answer_fails_fast(tmp_path, capsys):
+def test_an_address_that_does_not_answer_fails_fast(tiny_model, tmp_path, capsys):
     _require_ray()
     from lsr.ray_encode import check_reachable
 
@@ -99,9 +101,12 @@ def test_an_address_that_does_not_answer_fails_fast(tmp_path, capsys):
     with pytest.raises(LsrError, match="must be HOST:PORT"):
         check_reachable("no-port")
     corpus = write_corpus(tmp_path / "c.jsonl", n=5)
-    args = ["encode", "--encoder", "splade", "--corpus", str(corpus), "--out", str(tmp_path / "v")]
+    args = ["encode", "--encoder", tiny_model, "--corpus", str(corpus), "--out", str(tmp_path / "v")]
     assert main([*args, "--ray", "127.0.0.1:18799", "--quiet"]) != 0
     assert "127.0.0.1:18799 does not answer" in capsys.readouterr().err
+    words = ["encode", "--encoder", "splade", "--corpus", str(corpus), "--out", str(tmp_path / "w")]
+    assert main([*words, "--ray", "127.0.0.1:18799", "--quiet"]) != 0  # refused before the network
+    assert "writes word terms" in capsys.readouterr().err
     assert time.perf_counter() - start < 10 and not (tmp_path / "v").exists()
     bm25 = ["encode", "--encoder", "bm25", "--corpus", str(corpus), "--out", str(tmp_path / "b")]
     assert main([*bm25, "--ray", "127.0.0.1:18799", "--quiet"]) != 0

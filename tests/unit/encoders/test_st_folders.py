@@ -197,6 +197,7 @@ def test_the_shipped_inference_free_model_in_sentence_transformers(tmp_path):
     out = tmp_path / "st"
     assert main(["export-st", "--model", shipped, "--out", str(out), "--quiet"]) == 0
     assert main(["export-st", "--model", "inference-free", "--out", str(tmp_path / "u"), "--quiet"]) == 2
+    assert main(["export-st", "--model", "splade", "--out", str(tmp_path / "w"), "--quiet"]) == 2  # words
     loaded = st.SparseEncoder(str(out), device="cpu")
     assert type(loaded[0]).__name__ == "Router"  # query and document sides differ
     corpus = tmp_path / "c.jsonl"
