@@ -3,14 +3,15 @@
 | name             | documents                         | queries                                   |
 |------------------|-----------------------------------|-------------------------------------------|
 | `bm25`           | Lucene BM25 impacts               | analyzed terms weighted by count          |
-| `splade`         | MLM logits, log(1 + ReLU), pooled | the same model (or `encoder.query_model`) |
+| `splade`         | MLM log(1 + ReLU) max (or word terms) | the same model (or `encoder.query_model`) |
 | `unicoil`        | one weight per token (or word term) | the same model (or `encoder.query_model`) |
 | `inference-free` | SPLADE, or a word-terms uniCOIL   | a token table, or word-term counts; no torch |
 | `bm25+MODEL`     | MODEL's weights, then BM25 impacts | w x MODEL's query side, then BM25's terms |
 
-(MODEL: splade, unicoil or inference-free; :mod:`lsr.encoders.plus`. Word terms: a uniCOIL folder with
-lsr_terms.json, :mod:`lsr.encoders.words`; ``inference-free:FOLDER`` with such a folder indexes its
-documents and weighs a query's analyzer terms by their counts, x idf^p of the collection.)
+(MODEL: splade, unicoil or inference-free; :mod:`lsr.encoders.plus`. Word terms: a uniCOIL or SPLADE
+folder with lsr_terms.json, :mod:`lsr.encoders.words` (the shipped defaults are); ``inference-free:FOLDER``
+with such a uniCOIL folder indexes its documents and weighs a query's analyzer terms by their counts,
+x idf^p of the collection.)
 
 ``make_encoder`` builds the document side from the config; ``load_query_encoder``
 rebuilds the query side from an index's own meta. Importing this package loads no
