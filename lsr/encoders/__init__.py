@@ -3,7 +3,7 @@
 | name             | documents                         | queries                                   |
 |------------------|-----------------------------------|-------------------------------------------|
 | `bm25`           | Lucene BM25 impacts               | analyzed terms weighted by count          |
-| `splade`         | MLM log(1 + ReLU) max (or word terms) | the same model (or `encoder.query_model`) |
+| `splade`         | MLM log(1+ReLU) pooled, or word terms | the same model (or `encoder.query_model`) |
 | `unicoil`        | one weight per token (or word term) | the same model (or `encoder.query_model`) |
 | `inference-free` | SPLADE, or a word-terms uniCOIL   | a token table, or word-term counts; no torch |
 | `bm25+MODEL`     | MODEL's weights, then BM25 impacts | w x MODEL's query side, then BM25's terms |
