@@ -21,7 +21,7 @@ from lsr.errors import ConfigError
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from tiny_models import DOCS, query_config, write_corpus  # noqa: E402
+from tiny_models import DOCS, query_config, word_windows, write_corpus  # noqa: E402
 
 from lsr.data.corpus import Doc  # noqa: E402
 from lsr.encoders import load_query_encoder, make_encoder  # noqa: E402
@@ -62,25 +62,15 @@ def ref(folder):
 def reference(ref, text, max_length, overlap=None):
     """{term: weight} of ``text`` (windows ``overlap`` tokens apart; None: truncated)."""
     model, tok, vocab = ref
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets, words = enc["input_ids"], enc["offset_mapping"], enc.word_ids()
-    span: dict[int, tuple[int, int]] = {}
-    for w, (s, e) in zip(words, offsets, strict=True):
-        a, b = span.get(w, (s, e))
-        span[w] = (min(a, s), max(b, e))
-    n = max_length - 2
-    starts = [0]
-    while overlap is not None and starts[-1] + n < len(ids):
-        starts.append(starts[-1] + n - overlap)
+    _, word_of, windows = word_windows(tok, text, max_length, overlap)
     best: dict[str, float] = {}
-    for start in starts:
-        seq = [tok.cls_token_id, *ids[start : start + n], tok.sep_token_id]
+    for start, seq in windows:
+        t = torch.tensor([seq])
         with torch.inference_mode():
-            t = torch.tensor([seq])
             pooled = model._pool(t, torch.ones_like(t, dtype=torch.bool))[0].numpy()
-        for pos in range(start, min(start + n, len(ids))):  # the window's words, analyzed whole
-            for term in ANALYZER(text[span[words[pos]][0] : span[words[pos]][1]]):
-                best[term] = max(best.get(term, 0.0), float(pooled[ids[pos]]))
+        for token_id, word in zip(seq[1:-1], word_of[start:], strict=False):  # the window's words, whole
+            for term in ANALYZER(word):
+                best[term] = max(best.get(term, 0.0), float(pooled[token_id]))
         for v in np.flatnonzero(pooled > 0):
             token = vocab[v]
             if token.startswith("##") or (token.startswith("[") and token.endswith("]")):

@@ -22,7 +22,7 @@ from lsr.errors import ConfigError, LsrError
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from tiny_models import DOCS, query_config, saved_unicoil, write_corpus  # noqa: E402
+from tiny_models import DOCS, query_config, saved_unicoil, word_windows, write_corpus  # noqa: E402
 
 from lsr.data.corpus import Doc  # noqa: E402
 from lsr.encoders import load_query_encoder, make_encoder  # noqa: E402
@@ -64,24 +64,14 @@ def reference(ref, text, max_length, overlap=None):
     apart (None: the first window only, truncation), each word's terms (analyzed whole, even when a
     window cuts it) the largest weight of its pieces."""
     model, tok = ref
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets, words = enc["input_ids"], enc["offset_mapping"], enc.word_ids()
-    span: dict[int, tuple[int, int]] = {}
-    for w, (s, e) in zip(words, offsets, strict=True):
-        a, b = span.get(w, (s, e))
-        span[w] = (min(a, s), max(b, e))
-    n = max_length - 2
-    starts = [0]
-    while overlap is not None and starts[-1] + n < len(ids):
-        starts.append(starts[-1] + n - overlap)
+    _, word_of, windows = word_windows(tok, text, max_length, overlap)
     best: dict[str, float] = {}
-    for start in starts:
-        seq = torch.tensor([[tok.cls_token_id, *ids[start : start + n], tok.sep_token_id]])
+    for start, seq in windows:
+        t = torch.tensor([seq])
         with torch.inference_mode():
-            weights = model.token_weights(seq, torch.ones_like(seq, dtype=torch.bool))[0, 1:-1].tolist()
+            weights = model.token_weights(t, torch.ones_like(t, dtype=torch.bool))[0, 1:-1].tolist()
         for pos, w in enumerate(weights):
-            s, e = span[words[start + pos]]
-            for term in ANALYZER(text[s:e]):
+            for term in ANALYZER(word_of[start + pos]):
                 best[term] = max(best.get(term, 0.0), w)
     return {t: w for t, w in best.items() if w > 0}
 

@@ -198,3 +198,22 @@ def check_token_weights(model, runtime, texts: list[str], atol: float) -> None:
         assert weights.dtype == np.float32 and weights.shape == (len(seq),)
         np.testing.assert_allclose(weights, want, atol=atol)
         assert weights[0] == 0 and weights[-1] == 0 and (weights[1:-1] > 0).any()
+
+
+def word_windows(tok, text: str, max_length: int, overlap: int | None = None):
+    """A slow reference's view of ``text`` (``tok``: a Hugging Face tokenizer): its token ids, each
+    token's whole word as a span of ``text`` (a word cut by a window is still analyzed whole), and the
+    windows, each ``(start, [CLS] + up to max_length - 2 ids + [SEP])``, ``overlap`` tokens apart (None:
+    the first window only, truncation)."""
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, words = enc["input_ids"], enc.word_ids()
+    span: dict[int, tuple[int, int]] = {}
+    for w, (s, e) in zip(words, enc["offset_mapping"], strict=True):
+        a, b = span.get(w, (s, e))
+        span[w] = (min(a, s), max(b, e))
+    word_of = [text[span[w][0] : span[w][1]] for w in words]
+    n = max_length - 2
+    starts = [0]
+    while overlap is not None and starts[-1] + n < len(ids):
+        starts.append(starts[-1] + n - overlap)
+    return ids, word_of, [(a, [tok.cls_token_id, *ids[a : a + n], tok.sep_token_id]) for a in starts]

@@ -24,21 +24,29 @@ TEXTS = [
 ]
 
 
-def reference(model, text: str, max_length: int) -> dict[str, float]:
-    """term -> weight, computed the slow way from one text's own token weights."""
-    backend = model._backend(max_length)
+def words_of(model, text: str, max_length: int):
+    """The token ids of one text (the model's tokenizer, truncated) and each word as (its text, its pieces'
+    positions)."""
     from lsr.encoders.hf import clean_text
 
     cleaned = clean_text(text)
-    enc = backend.encode(cleaned)
-    ids = torch.tensor([enc.ids])
-    with torch.no_grad():
-        w = model.unicoil_token_weights(ids, torch.ones_like(ids, dtype=torch.bool))[0].numpy()
-    analyzer = make_word_analyzer(analyzer_section())
-    out: dict[str, float] = {}
+    enc = model._backend(max_length).encode(cleaned)
+    words = []
     for wid in sorted({x for x in enc.word_ids if x is not None}):
         pos = [i for i, x in enumerate(enc.word_ids) if x == wid]
-        word = cleaned[enc.offsets[pos[0]][0] : enc.offsets[pos[-1]][1]]
+        words.append((cleaned[enc.offsets[pos[0]][0] : enc.offsets[pos[-1]][1]], pos))
+    return enc.ids, words
+
+
+def reference(model, text: str, max_length: int) -> dict[str, float]:
+    """term -> weight, computed the slow way from one text's own token weights."""
+    ids, words = words_of(model, text, max_length)
+    t = torch.tensor([ids])
+    with torch.no_grad():
+        w = model.unicoil_token_weights(t, torch.ones_like(t, dtype=torch.bool))[0].numpy()
+    analyzer = make_word_analyzer(analyzer_section())
+    out: dict[str, float] = {}
+    for word, pos in words:
         for term in analyzer(word):
             out[term] = max(out.get(term, 0.0), max(float(w[i]) for i in pos))
     return {t: v for t, v in out.items() if v > 0}
@@ -48,20 +56,15 @@ def splade_reference(model, text: str, max_length: int) -> dict[str, float]:
     """term -> weight of a SPLADE of word terms, the slow way: the text's pooled weights; each word's
     terms take the largest pooled weight of its pieces' tokens, each whole-word token of the vocabulary
     with a weight writes it to its own analysis."""
-    from lsr.encoders.hf import clean_text
-
-    cleaned = clean_text(text)
-    enc = model._backend(max_length).encode(cleaned)
-    ids = torch.tensor([enc.ids])
+    ids, words = words_of(model, text, max_length)
+    t = torch.tensor([ids])
     with torch.no_grad():
-        pooled = model.encode_tokens(ids, torch.ones_like(ids, dtype=torch.bool))[0].numpy()
+        pooled = model.encode_tokens(t, torch.ones_like(t, dtype=torch.bool))[0].numpy()
     analyzer = make_word_analyzer(analyzer_section())
     out: dict[str, float] = {}
-    for wid in sorted({x for x in enc.word_ids if x is not None}):
-        pos = [i for i, x in enumerate(enc.word_ids) if x == wid]
-        word = cleaned[enc.offsets[pos[0]][0] : enc.offsets[pos[-1]][1]]
+    for word, pos in words:
         for term in analyzer(word):
-            out[term] = max(out.get(term, 0.0), max(float(pooled[enc.ids[i]]) for i in pos))
+            out[term] = max(out.get(term, 0.0), max(float(pooled[ids[i]]) for i in pos))
     tokens = model.tokenizer.convert_ids_to_tokens(list(range(len(pooled))))
     for v in np.flatnonzero(pooled > 0):
         token = tokens[v]
