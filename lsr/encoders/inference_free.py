@@ -31,10 +31,10 @@ import numpy as np
 
 from lsr.config import EncoderConfig, PruneConfig, from_dict
 from lsr.encoders.base import CorpusStats, Finish
-from lsr.encoders.hf import check_vocab, clean_text, count_row, prune_row, rows_to_batch
+from lsr.encoders.hf import check_vocab, clean_text, count_row, prune_row, resolve_model, rows_to_batch
 from lsr.encoders.splade import SpladeEncoder
-from lsr.encoders.unicoil import UniCoilEncoder
-from lsr.encoders.words import bert_ascii_words, bert_words_tokenizer, index_words, model_terms
+from lsr.encoders.unicoil import HEAD_FILE, UniCoilEncoder
+from lsr.encoders.words import TERMS_FILE, bert_ascii_words, bert_words_tokenizer, index_words, model_terms
 from lsr.errors import ConfigError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
@@ -182,6 +182,13 @@ def inference_free_encoder(cfg: EncoderConfig) -> InferenceFreeEncoder | WordsIn
     """The ``inference-free`` corpus encoder of ``cfg``: SPLADE documents with a token table, or, for a
     word-terms uniCOIL folder (``lsr_terms.json``), that uniCOIL's documents with term-count queries."""
     if cfg.model and model_terms(cfg.model) is not None:
+        folder = resolve_model(cfg.model)
+        if not (folder / HEAD_FILE).is_file():  # the trainer writes a word-terms uniCOIL's head there
+            raise ConfigError(
+                f"inference-free:{cfg.model} is a SPLADE of word terms ({TERMS_FILE}): inference-free over "
+                "word terms indexes a uniCOIL's documents (the default inference-free); for SPLADE "
+                "documents with a query token table use a wordpiece folder (e.g. lsr/models/inference-free)"
+            )
         return WordsInferenceFreeEncoder(cfg)
     return InferenceFreeEncoder(cfg)
 

@@ -205,3 +205,6 @@ def test_sum_pooling_and_a_wordpiece_tf_are_refused_by_name(folder, tmp_path):
     (both / "lsr_doc.json").write_text(json.dumps({"tf": {"k1": 1.0, "b": 0.5, "avgdl": 10.0}}))
     with pytest.raises(ConfigError, match="lsr_doc.json"):
         make_encoder(encoder_config(both).encoder)
+    # inference-free over word terms takes a uniCOIL's documents: a SPLADE folder of word terms is refused
+    with pytest.raises(ConfigError, match="is a SPLADE of word terms"):
+        make_encoder(encoder_config(folder, "encoder.name=inference-free").encoder)
