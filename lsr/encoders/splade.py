@@ -29,6 +29,14 @@ terms (c = 0) and queries keep their weights. ``avgdl`` is a fixed reference (th
 length in such tokens), so a document's weights depend on that document alone: live adds, shards and
 re-encodes agree. The counts come with the tokens (``Tokens.counts``, made by the ``TextTokenizer``), so
 ``lsr encode --ray`` workers make them too. The index meta records the section (``encoder.tf``).
+
+Word terms: a model folder with ``lsr_terms.json`` (:mod:`lsr.encoders.words`; the shipped default)
+writes the BM25 analyzer's terms of words instead of wordpieces. Each sequence's pooled row is computed
+as above; each analyzer term of a word takes the largest pooled weight of the word's tokens, and every
+whole-word token of the row (no ``##`` piece, no bracketed token) writes its pooled weight to its own
+analysis, the expansion (``WordTerms.token_terms``); windows pool by max. The file's ``tf`` section
+saturates documents (with the analyzer's counts; a term the text does not hold counts once), so
+``lsr_doc.json`` must not carry one, and only max pooling applies.
 """
 
 from __future__ import annotations
