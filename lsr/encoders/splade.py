@@ -58,7 +58,7 @@ from lsr.encoders.transformer import (
     counts_of,
     section,
 )
-from lsr.encoders.words import TERMS_FILE, Saturation, WordTerms, WordTermsCorpus, index_words
+from lsr.encoders.words import TERMS_FILE, Saturation, WordTerms, WordTermsCorpus
 from lsr.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -324,21 +324,7 @@ class SpladeQueryEncoder(TransformerQueryEncoder):
     """Query side: the query checkpoint (the document one unless ``query_model`` was set); an index of
     word terms (``terms: words`` in its meta) analyzes as its meta says."""
 
-    def __init__(self, meta: dict[str, Any], term_index: dict[str, int]):
-        self.words = index_words(meta, term_index)
-        super().__init__(meta, term_index)
-
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> SpladeModel:
         splade = from_dict(SpladeConfig, meta.get("splade", {}), "encoder.splade")
         activation = self.st.activation if self.st else "relu"
-        model = SpladeModel(path, cfg, splade.pooling, activation=activation)
-        model.words = self.words
-        return model
-
-    def check_terms(self, term_index: dict[str, int], path: Path) -> None:
-        if self.words is None:  # word terms: the index's vocabulary is its corpus's, any terms
-            super().check_terms(term_index, path)
-
-    def restrict_terms(self, terms: np.ndarray) -> None:
-        if self.words is None:  # word terms: the index's term ids are not the tokenizer's
-            super().restrict_terms(terms)
+        return SpladeModel(path, cfg, splade.pooling, activation=activation)

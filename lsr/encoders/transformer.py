@@ -48,7 +48,7 @@ from lsr.encoders.hf import (
 from lsr.encoders.lean_query import LeanQueryRuntime
 from lsr.encoders.onnx_query import OnnxQueryRuntime, resolve_runtime
 from lsr.encoders.st import read_st_folder
-from lsr.encoders.words import WordTerms, whole_words, word_spans
+from lsr.encoders.words import WordTerms, index_words, whole_words, word_spans
 from lsr.errors import ConfigError, LsrError
 from lsr.index.sparse import SparseBatch
 
@@ -639,7 +639,10 @@ class TransformerQueryEncoder:
         self.prune = from_dict(PruneConfig, meta.get("prune", {}), "encoder.prune")
         # the meta holds the settings a sentence-transformers folder gave; its checkpoint is a module folder
         self.st = read_st_folder(path)
+        # an index of word terms (``terms: words`` in its meta) analyzes as its meta says
+        self.words = index_words(meta, term_index)
         self.model = self.make_model(self.st.mlm if self.st else path, tcfg, meta)
+        self.model.words = self.words
         self.check_terms(term_index, path)
         kind = "unicoil" if hasattr(self.model, "token_weights") else "splade"
         self.runtime = resolve_runtime(tcfg.query_runtime, self.model.device.type, kind)
@@ -661,8 +664,10 @@ class TransformerQueryEncoder:
         raise NotImplementedError
 
     def check_terms(self, term_index: dict[str, int], path: Path) -> None:
-        """Refuse an index whose vocabulary is not the query model's, term for term."""
-        check_vocab(self.model.vocab, term_index, f"the query model {path}")
+        """Refuse an index whose vocabulary is not the query model's, term for term (word terms: the
+        index's vocabulary is its corpus's, any terms)."""
+        if self.words is None:
+            check_vocab(self.model.vocab, term_index, f"the query model {path}")
 
     @property
     def batch_invariant(self) -> bool:
@@ -675,7 +680,11 @@ class TransformerQueryEncoder:
         postings in the searched index, which no other term can score against) where that saves work
         (the lean runtime's SPLADE projection) and changes no ranking (no ``query_max_terms`` cut,
         which would keep other terms in their place)."""
-        if self.prune.query_max_terms == 0 and isinstance(self.model.query_runtime, LeanQueryRuntime):
+        if (  # word terms: the index's term ids are not the tokenizer's
+            self.words is None
+            and self.prune.query_max_terms == 0
+            and isinstance(self.model.query_runtime, LeanQueryRuntime)
+        ):
             self.model.query_runtime.restrict(terms)
 
     def encode(self, texts: Sequence[str]) -> SparseBatch:

@@ -35,7 +35,7 @@ from lsr.encoders.transformer import (
     TransformerQueryEncoder,
     TransformerSparseModel,
 )
-from lsr.encoders.words import WordTermsCorpus, index_words, model_terms
+from lsr.encoders.words import WordTermsCorpus, model_terms
 from lsr.errors import ConfigError
 
 HEAD_FILE = "unicoil_head.safetensors"
@@ -184,15 +184,5 @@ class UniCoilEncoder(WordTermsCorpus, TransformerEncoder):
 class UniCoilQueryEncoder(TransformerQueryEncoder):
     """The query side; an index of word terms (``terms: words`` in its meta) analyzes as its meta says."""
 
-    def __init__(self, meta: dict[str, Any], term_index: dict[str, int]):
-        self.words = index_words(meta, term_index)
-        super().__init__(meta, term_index)
-
     def make_model(self, path: Path, cfg: TransformerConfig, meta: dict[str, Any]) -> UniCoilModel:
-        model = UniCoilModel(path, cfg)
-        model.words = self.words
-        return model
-
-    def check_terms(self, term_index: dict[str, int], path: Path) -> None:
-        if self.words is None:  # word terms: the index's vocabulary is its corpus's, any terms
-            super().check_terms(term_index, path)
+        return UniCoilModel(path, cfg)
