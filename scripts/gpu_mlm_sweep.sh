@@ -8,6 +8,7 @@
 #     bash scripts/gpu_mlm_sweep.sh "NAME::key=value::key=value" ...
 #
 # DATA (default gpu-data) holds prepared/, minilm/, data/ood/* and wheels/ (scripts/gpu_sweep.sh);
+# MLM_INIT (default DATA/minilm) is the folder warmed: any BERT-like encoder without an MLM head (a uniCOIL folder too);
 # WORK (default /tmp/lsr-gpu-runs) the warmed folder (WORK/minilm-mlm) and the runs. SciFact test is
 # scored only when TEST names its folder. MLM_ARGS passes more flags to scripts/mlm_warmup.py. MLM_TRUNK=LR
 # warms a second folder at the same time, WORK/minilm-mlm-trunk, whose transformer layers learn too (at
