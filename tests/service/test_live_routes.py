@@ -105,14 +105,16 @@ def test_filter_errors_are_400(client):
 
 def test_a_write_by_another_process_is_searchable_within_the_refresh_interval(client, tmp_path):
     """A commit made outside this worker (here: LiveIndex directly, as another worker or `lsr add`
-    would) is picked up by the refresh poll (refresh_s = 0.5) within a second."""
+    would) is picked up by the refresh poll (refresh_s = 0.5) without a request that writes. The
+    deadline is ten refresh intervals: one second was missed (2.3 s) on a 2-core machine busy with
+    two other CPU-bound processes; without the poll the document is never served."""
     from lsr.data.corpus import Doc
     from lsr.live import LiveIndex
 
     LiveIndex(tmp_path / "idx").add_documents([Doc("w1", "", "zebra crossing")])
     start = time.monotonic()
     while _ids(client, "zebra") != ["w1"]:
-        assert time.monotonic() - start < 1.0, "the new generation was not served within 1 s"
+        assert time.monotonic() - start < 5.0, "the new generation was not served within 5 s"
         time.sleep(0.02)
 
 
