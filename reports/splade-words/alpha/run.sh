@@ -6,11 +6,12 @@
 #   bash reports/splade-words/alpha/run.sh 0 0.25 0.5 0.75
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-O=${DATA:-../shared/data}/ood
+D=${DATA:-../shared/data}
+O=$D/ood
 WORK=${WORK:-/tmp/splade-alpha}
 dev=$WORK/scifact-dev  # SciFact's corpus with the 162 held-out train queries as qrels/dev.tsv
 mkdir -p "$dev/qrels"
-cp "${DATA:-../shared/data}"/beir/scifact/{corpus,queries}.jsonl.gz "$dev/"
+cp "$D"/beir/scifact/{corpus,queries}.jsonl.gz "$dev/"
 cp reports/ood-unicoil/scifact-dev-qrels.tsv "$dev/qrels/dev.tsv"
 for a in "$@"; do
   f=$WORK/a$a
@@ -20,6 +21,6 @@ for a in "$@"; do
   cp lsr/models/splade/lsr_query.json lsr/models/splade/lsr_doc.json "$f/"
   rm -f "$f/lsr_train.json"
   python scripts/word_tf_grid.py "$f" --datasets "$O/adi,$O/time,$O/med,$O/cacm,$O/lisa,$O/npl,$dev:dev" \
-    --avgdl-corpus "${DATA:-../shared/data}/beir/scifact" --k1 0.5,0.75,1,1.5 --b 0.2,0.4,0.6 --powers 0.5,0.75,1 \
+    --avgdl-corpus "$D/beir/scifact" --k1 0.5,0.75,1,1.5 --b 0.2,0.4,0.6 --powers 0.5,0.75,1 \
     --json "reports/splade-words/alpha/grid-alpha$a.json" | tee "reports/splade-words/alpha/grid-alpha$a.txt"
 done
