@@ -75,20 +75,25 @@ def grid_scores(
         if counted is not None:
             sides[f"counts {name}"] = counted.multiply(idf[None, :]).tocsr()
     analyzed = [encoder.words.analyzer(clean_text(t)) for t in suite.doc_texts]
-    rows = np.repeat(np.arange(n), np.diff(d.indptr))
-    terms = encoder.vocab
     scores = {}
     for k1 in (0.0, *k1s):
         for b in bs if k1 else (0.0,):
-            factors = [Saturation(k1, b, avgdl).factors(a) if k1 else ({}, 1.0) for a in analyzed]
-            pairs = zip(rows, d.indices, strict=True)
-            f = np.array([factors[r][0].get(terms[t], factors[r][1]) for r, t in pairs])
-            weighted = sp.csr_matrix((d.data * f, d.indices, d.indptr), shape=d.shape)
+            weighted = saturated(d, analyzed, encoder.vocab, Saturation(k1, b, avgdl)) if k1 else d
             for side, q in sides.items():
                 s = (q @ weighted.T).toarray()
                 ranked = [[suite.doc_ids[j] for j in np.argsort(-row, kind="stable")[:10]] for row in s]
                 scores[f"{side}k1={k1:g} b={b:g}"] = ndcg_at_k(ranked, [x.rels for x in suite.queries], 10)
     return scores
+
+
+def saturated(d: sp.csr_matrix, analyzed: list[list[str]], terms: list[str], tf: Saturation) -> sp.csr_matrix:
+    """``d`` (documents x terms) with each weight times its term's tf factor in its document
+    (``analyzed``: each document's analyzer terms), as an index of a folder with that ``tf`` section
+    weighs it; a term the text does not hold gets the factor of a count of one."""
+    factors = [tf.factors(a) for a in analyzed]
+    rows = np.repeat(np.arange(d.shape[0]), np.diff(d.indptr))
+    f = np.array([factors[r][0].get(terms[t], factors[r][1]) for r, t in zip(rows, d.indices, strict=True)])
+    return sp.csr_matrix((d.data * f, d.indices, d.indptr), shape=d.shape)
 
 
 def kind_of(model: str) -> str:

@@ -17,8 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
+
 import numpy as np
 import scipy.sparse as sp
+from word_tf_grid import grid_table, report, saturated  # scripts/ (put on the path above)
 
 from lsr.config import EncoderConfig
 from lsr.encoders import make_encoder, query_idf
@@ -63,12 +66,7 @@ def grid(model: Path, tf: dict[str, float], folder: Path, split: str) -> dict[st
     q = sp.csr_matrix((queries.weights, queries.term_ids, queries.indptr), shape=(len(queries), width))
     df = np.bincount(raw.indices, minlength=width)
     analyzed = [enc.words.analyzer(clean_text(t)) for t in suite.doc_texts]
-    shipped = Saturation(tf["k1"], tf["b"], tf["avgdl"])
-    factors = [shipped.factors(a) for a in analyzed]
-    rows = np.repeat(np.arange(n), np.diff(raw.indptr))
-    terms = enc.vocab
-    f = np.array([factors[r][0].get(terms[t], factors[r][1]) for r, t in zip(rows, raw.indices, strict=True)])
-    model_part = sp.csr_matrix((raw.data * f, raw.indices, raw.indptr), shape=raw.shape)
+    model_part = saturated(raw, analyzed, enc.vocab, Saturation(tf["k1"], tf["b"], tf["avgdl"]))
     rels = [x.rels for x in suite.queries]
     out = {}
     for k1p, bp in PRIOR_TF:
@@ -84,20 +82,8 @@ def grid(model: Path, tf: dict[str, float], folder: Path, split: str) -> dict[st
 
 def main() -> int:
     model, tf = untf_copy(Path(sys.argv[1]))
-    table = {}
-    for spec in sys.argv[3].split(","):
-        folder, _, split = spec.partition(":")
-        name = Path(folder).name + (f":{split}" if split else "")
-        table[name] = grid(model, tf, Path(folder), split or "test")
-        print(name, "done", flush=True)
-    ood = [k for k in table if ":" not in k]
-    dev = next(k for k in table if ":" in k)
-    mean = {s: float(np.mean([table[k][s] for k in ood])) for s in table[dev]}
-    select = {s: (mean[s] + table[dev][s]) / 2 for s in mean}
-    print("setting", "select", "ood mean", *table, sep=" | ")
-    for s in sorted(select, key=select.get, reverse=True):
-        print(s, f"{select[s]:.4f}", f"{mean[s]:.4f}", *(f"{table[k][s]:.4f}" for k in table), sep=" | ")
-    Path(sys.argv[2]).write_text(json.dumps({"ndcg@10": table}, indent=1) + "\n")
+    table = grid_table(sys.argv[3], lambda folder, split: grid(model, tf, folder, split))
+    report(table, tf["avgdl"], Path(sys.argv[2]))
     return 0
 
 
