@@ -16,7 +16,7 @@ live, the plain index) and its score beats ``threshold`` (the k-th score found i
 earlier segment of a live index, 0 otherwise: a document of a later segment ranks
 below an earlier one at equal score, so it must beat the threshold strictly). For queries whose
 lists hold more than n_docs / SCAN_RATIO postings, one sequential scan of the
-accumulator (then a memset) is cheaper, and gives the same heap: offers arrive
+accumulator (then a memset, when a batch worker reuses it) is cheaper, and gives the same heap: offers arrive
 in another order, but the heap's total order (score, then doc id) decides. That scan
 reads only the chunks of CHUNK documents whose largest live score reaches the k-th
 largest of the chunks' maxima (a lower bound on the k-th best score).
@@ -56,8 +56,10 @@ def _score_query(
     scan_ratio,
     live,
     thr,
+    reuse,
 ):
-    """Score one query; write its top-k (best first) into out_*; return how many."""
+    """Score one query; write its top-k (best first) into out_*; return how many. ``reuse``: the
+    accumulator serves another query after this one, so it is left zero (a single query's is dropped)."""
     n_postings = 0
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
@@ -70,7 +72,8 @@ def _score_query(
     if n_postings * scan_ratio > acc.shape[0]:
         # long lists: one sequential scan of the accumulator beats revisiting the postings
         size = _collect_scan(acc, hs, hd, k, live, thr)
-        acc[:] = 0
+        if reuse:
+            acc[:] = 0
         return heap_drain_sorted(hs, hd, size, out_scores, out_docs)
     size = 0
     all_live = live.shape[0] == 0
@@ -91,23 +94,33 @@ def _score_query(
 def _chunk_maxima(acc, live):
     """int32[ceil(n / CHUNK)]: each chunk's largest score of a live document, as its float32 bits
     (scores are >= 0, so their bits order as the scores do; integer maxima vectorize, float ones
-    do not)."""
+    do not). Without deletions the full chunks take a loop of exactly CHUNK steps, which LLVM
+    unrolls and vectorizes (DL pool, 24,884 documents: 3.9 against 5.0 us); with them, that loop's
+    select was slower than a loop to the chunk's end, so they keep it."""
     bits = acc.view(np.int32)
     n = np.uint64(bits.shape[0])
     chunk = np.uint64(CHUNK)
     n_chunks = (n + chunk - np.uint64(1)) // chunk
     out = np.empty(n_chunks, np.int32)
-    all_live = live.shape[0] == 0
+    if live.shape[0] == 0:
+        n_full = n // chunk
+        for c in range(n_full):
+            lo = np.uint64(c) * chunk
+            m = np.int32(0)
+            for d in range(CHUNK):
+                m = max(m, bits[lo + np.uint64(d)])
+            out[c] = m
+        if n_full < n_chunks:
+            m = np.int32(0)
+            for d in range(n_full * chunk, n):
+                m = max(m, bits[d])
+            out[n_full] = m
+        return out
     for c in range(n_chunks):
         lo = np.uint64(c) * chunk
-        hi = min(lo + chunk, n)
         m = np.int32(0)
-        if all_live:
-            for d in range(lo, hi):
-                m = max(m, bits[d])
-        else:
-            for d in range(lo, hi):
-                m = max(m, bits[d] if live[d] else np.int32(0))
+        for d in range(lo, min(lo + chunk, n)):
+            m = max(m, bits[d] if live[d] else np.int32(0))
         out[c] = m
     return out
 
@@ -179,6 +192,7 @@ def _search_one(term_ptr, doc_ids, impacts, n_docs, q_terms, q_weights, k, scan_
         scan_ratio,
         live,
         thr,
+        False,
     )
     return out_docs[:n], out_scores[:n]
 
@@ -226,4 +240,5 @@ def _search_batch(
                 scan_ratio,
                 live,
                 thresholds[q],
+                True,
             )

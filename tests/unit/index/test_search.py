@@ -146,3 +146,19 @@ def test_quantization_keeps_every_posting_and_order(tmp_path):
 def test_empty_corpus(tmp_path):
     index = build(tmp_path, SparseBatch.empty(), n_terms=3, impact_dtype="uint8")
     assert index.n_docs == 0 and len(index.search([1], [1.0], k=5)) == 0
+
+
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 31, 32, 33, 1000])
+@pytest.mark.parametrize("with_live", [False, True])
+def test_chunk_maxima_equal_a_numpy_reference(n, with_live):
+    # the scan's bound: each chunk's largest live score, as float32 bits, the last chunk partial
+    from lsr.index.kernels.score import CHUNK, _chunk_maxima
+
+    rng = np.random.default_rng(n)
+    acc = np.where(rng.random(n) < 0.3, rng.random(n) * 10, 0).astype(np.float32)
+    live = (rng.random(n) < 0.7).astype(np.uint8) if with_live else np.zeros(0, np.uint8)
+    kept = np.where(live.astype(bool), acc, 0) if with_live else acc
+    padded = np.zeros(-(-n // CHUNK) * CHUNK, np.float32)
+    padded[:n] = kept
+    expected = padded.reshape(-1, CHUNK).max(axis=1).view(np.int32) if n else np.zeros(0, np.int32)
+    np.testing.assert_array_equal(_chunk_maxima(acc, live), expected)
