@@ -174,6 +174,9 @@ class LossConfig:
     df_alpha: float = 0.1  # DF ratio at which the DF-FLOPS penalty is 0.5
     df_beta: float = 2.0  # steepness of the DF-FLOPS penalty
     df_momentum: float = 0.99  # running DF estimate: df <- m * df + (1 - m) * batch DF
+    # the l0 mask loss (arXiv 2504.14839): documents with at most this many non-zeros are left out of the
+    # document regularizer (FLOPS or DF-FLOPS); 0: every document counts
+    l0_mask_nnz: int = 0
 
     def __post_init__(self) -> None:
         for name in ("nll", "kl", "margin_mse", "flops_doc", "flops_query", "flops_warmup"):
@@ -185,6 +188,9 @@ class LossConfig:
         _positive("loss", "df_beta", self.df_beta)
         if not 0 <= self.df_momentum < 1:
             raise ConfigError(f"loss.df_momentum = {self.df_momentum!r} must lie in [0, 1)")
+        mask = self.l0_mask_nnz
+        if isinstance(mask, bool) or not isinstance(mask, int) or mask < 0:
+            raise ConfigError(f"loss.l0_mask_nnz = {self.l0_mask_nnz!r} must be an integer >= 0 (0: no mask)")
         if self.nll == self.kl == self.margin_mse == 0:
             raise ConfigError("loss.nll, loss.kl and loss.margin_mse are all 0: nothing to train on")
 

@@ -8,7 +8,8 @@ negatives); ``V`` the vocabulary. Student scores are dot products of sparse vect
 * :func:`margin_mse`: ``mean_j ((s_pos - s_neg_j) - (t_pos - t_neg_j))^2`` (Hofstaetter et al. 2020).
 * :func:`kl_distill`: ``KL(softmax(t / T) || softmax(s / T))`` over each query's candidate list.
 * :func:`flops`: ``sum_v (mean_b w_bv)^2`` (Paria et al. 2020), with :func:`flops_lambda`'s
-  quadratic warm-up ``lambda * min(1, step / T)^2``.
+  quadratic warm-up ``lambda * min(1, step / T)^2``; :func:`l0_masked` leaves the documents that are
+  already sparse out of it (the l0 mask loss of arXiv 2504.14839).
 * :func:`ensemble_teacher`: the heterogeneous ensemble of arXiv 2411.04403: each teacher's raw
   scores normalized per query over the candidate list (min-max or z-score), averaged with weights,
   times a scale.
@@ -70,6 +71,16 @@ def kl_distill(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> di
 def flops(reps: Tensor) -> Tensor:
     """``sum_v (mean_b w_bv)^2`` of ``[N, V]`` non-negative vectors."""
     return reps.float().mean(dim=0).pow(2).sum()
+
+
+def l0_masked(reps: Tensor, max_nnz: int) -> Tensor:
+    """``[N, V]`` document vectors with every row of at most ``max_nnz`` non-zeros zeroed: the l0 mask
+    loss (Shen et al. 2025, arXiv 2504.14839) regularizes only documents denser than that, so sparse
+    ones train on the ranking losses alone (the batch mean still divides by N). 0: no mask."""
+    if max_nnz <= 0:
+        return reps
+    dense = (reps > 0).sum(dim=1) > max_nnz
+    return reps * dense.unsqueeze(1).to(reps.dtype)
 
 
 def df_penalty(df: Tensor, alpha: float, beta: float) -> Tensor:

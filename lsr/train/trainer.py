@@ -570,7 +570,8 @@ def _losses(
         if cfg.loss.margin_mse:
             parts.update(L.margin_mse(student, teacher))
             loss = loss + cfg.loss.margin_mse * parts["margin_mse"]
-    parts["flops_doc"] = L.flops(d) if df_penalty is None else L.df_flops(d, df_penalty)
+    d_reg = L.l0_masked(d, cfg.loss.l0_mask_nnz)
+    parts["flops_doc"] = L.flops(d_reg) if df_penalty is None else L.df_flops(d_reg, df_penalty)
     loss = loss + _flops_lambda_doc(cfg, step) * parts["flops_doc"]
     if cfg.model.kind != "inference-free":  # splade and unicoil queries come from the model
         lam_q = L.flops_lambda(cfg.loss.flops_query, step, cfg.loss.flops_warmup)
@@ -868,6 +869,8 @@ def _card_flops_tail(cfg: TrainConfig) -> str:
     tail += f" (quadratic warm-up over {cfg.loss.flops_warmup} steps)"
     if cfg.loss.doc_regularizer == "df":
         tail += f"; documents regularized with DF-FLOPS (alpha {cfg.loss.df_alpha}, beta {cfg.loss.df_beta})"
+    if cfg.loss.l0_mask_nnz:
+        tail += f"; l0 mask: documents of at most {cfg.loss.l0_mask_nnz} non-zeros left out of it"
     if cfg.model.kind == "inference-free":
         tail += f"; query table: {cfg.model.query_weights}"
         tail += " (learned)" if cfg.model.learn_query_weights else ""

@@ -131,3 +131,38 @@ def test_df_flops_weights_each_term_by_its_penalty():
     assert w.grad.tolist() == [[2.0, 0.5, 0.0], [2.0, 0.5, 0.0]]
     # with every penalty 1 it is plain FLOPS
     assert L.df_flops(w, torch.ones(3)).item() == pytest.approx(L.flops(w).item())
+
+
+def test_l0_mask_leaves_sparse_documents_out_of_flops():
+    # rows with 1, 2 and 3 non-zeros; a mask of 2 keeps only the last one, the mean still over 3 rows
+    w = torch.tensor([[3.0, 0.0, 0.0], [1.0, 2.0, 0.0], [3.0, 3.0, 3.0]], requires_grad=True)
+    masked = L.l0_masked(w, 2)
+    assert masked.tolist() == [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [3.0, 3.0, 3.0]]
+    value = L.flops(masked)
+    assert value.item() == pytest.approx(3 * 1.0**2)  # means [1, 1, 1]
+    value.backward()  # only the dense row gets the regularizer's gradient: 2 * mean_v / N
+    assert torch.allclose(w.grad, torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [2 / 3, 2 / 3, 2 / 3]]))
+    assert L.l0_masked(w, 0) is w  # 0: no mask
+    one = L.l0_masked(w, 1).tolist()
+    assert one[0] == [0.0, 0.0, 0.0] and one[1] == [1.0, 2.0, 0.0]
+
+
+def test_the_trainer_masks_sparse_documents_out_of_the_document_flops():
+    pytest.importorskip("transformers")
+    from lsr.errors import ConfigError
+    from lsr.train import trainer as train_loop
+    from lsr.train.config import LossConfig, load_train_config
+
+    d = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 0.0, 0.0]])
+    q = torch.ones(2, 4)
+    base = ["train.negatives=1", "loss.kl=0", "loss.nll=1", "model.kind=unicoil"]
+    plain = train_loop._losses(load_train_config(overrides=base), q, d, {}, step=1000)
+    masked_cfg = load_train_config(overrides=[*base, "loss.l0_mask_nnz=2"])
+    masked = train_loop._losses(masked_cfg, q, d, {}, step=1000)
+    assert plain["flops_doc"].item() == pytest.approx(L.flops(d).item())
+    assert masked["flops_doc"].item() == pytest.approx(4 * 0.25**2)  # only the 4-term row counts
+    assert torch.equal(plain["nll"], masked["nll"])  # the ranking loss sees every document
+    assert "l0 mask: documents of at most 2 non-zeros" in train_loop._card_flops_tail(masked_cfg)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match=r"loss\.l0_mask_nnz"):
+            LossConfig(l0_mask_nnz=bad)
