@@ -320,34 +320,42 @@ def test_sparse_runs_around_a_long_dense_posting_list(tmp_path):
         assert_identical(index.search(terms, [1.0] * len(terms), 100, mode="safe"), exact)
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_bucket_order_against_a_sort(seed):
-    """The branch-free bucket sort against a plain sort: blocks of [lo, hi) with a positive bound, by
-    bucket (highest first) then block id; each bucket's exact maximum; empty and all-zero bounds. With
-    a smaller ``want`` (approx's budget of blocks) the same first ``want`` blocks at least."""
+    """The bucket sort against a plain sort: blocks of [lo, hi) with a positive bound, by bucket
+    (highest first) then block id; the count and exact maximum of every bucket the first ``want``
+    positions reach; empty and all-zero bounds. A ``want`` below the count (approx's budget) sorts only
+    the blocks its preselection by chunk maxima keeps: the same first ``want`` blocks. Seeds 6-7 give
+    few distinct bounds (whole buckets of ties around the cut)."""
     from lsr.index.kernels.blockmax import N_BUCKETS, _bucket_order
 
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(0, 3000))
-    ub = (rng.random(n) * 40).astype(np.float32)
-    ub[rng.random(n) < [0.0, 0.4, 0.9, 1.0, 0.5, 0.1][seed]] = 0
-    lo = int(rng.integers(0, n + 1))
-    hi = int(rng.integers(lo, n + 1))
+    n = int(rng.integers(0, 3000)) if seed < 6 else 2500
+    if seed < 6:
+        ub = (rng.random(n) * 40).astype(np.float32)
+        ub[rng.random(n) < [0.0, 0.4, 0.9, 1.0, 0.5, 0.1][seed]] = 0
+    else:
+        ub = rng.integers(0, 4, n).astype(np.float32) * np.float32(0.75)
+    lo = int(rng.integers(0, n + 1)) if seed < 6 else int(rng.integers(0, 40))
+    hi = int(rng.integers(lo, n + 1)) if seed < 6 else n - int(rng.integers(0, 40))
     blocks = [b for b in range(lo, hi) if ub[b] > 0]
-    for want in (hi - lo, 0, 1, int(rng.integers(0, len(blocks) + 1)), len(blocks) + 5):
+    wants = (hi - lo, 0, 1, 2, 17, int(rng.integers(0, len(blocks) + 1)), len(blocks) - 1, len(blocks) + 5)
+    for want in wants:
         order, cand, bkt = np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int16)
         bucket_ptr, bucket_max = np.zeros(N_BUCKETS + 1, np.int64), np.zeros(N_BUCKETS, np.float32)
-        got = _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, lo, hi, want)
+        got = _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, lo, hi, max(want, 0))
         assert got == len(blocks)
         if not blocks:
             continue
         scale = (N_BUCKETS - 1) / float(ub[lo:hi].max())
         bucket = {b: N_BUCKETS - 1 - min(int(float(ub[b]) * scale), N_BUCKETS - 1) for b in blocks}
-        first = min(got, want)
-        np.testing.assert_array_equal(order[:first], sorted(blocks, key=lambda b: (bucket[b], b))[:first])
-        for j in set(bucket.values()):
+        first = min(got, max(want, 0))
+        expected = sorted(blocks, key=lambda b: (bucket[b], b))
+        np.testing.assert_array_equal(order[:first], expected[:first])
+        for j in {bucket[b] for b in expected[:first]}:
             assert bucket_max[j] == max(ub[b] for b in blocks if bucket[b] == j)
             assert bucket_ptr[j + 1] - bucket_ptr[j] == sum(1 for b in blocks if bucket[b] == j)
+            assert bucket_ptr[j] == sum(1 for b in blocks if bucket[b] < j)
 
 
 def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
@@ -382,3 +390,30 @@ def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
         index.search(*queries[0], 10, mode="approx", budget=16)
         assert index.block_counters[0] > 0
         monkeypatch.setattr(Index, "exhaustive_docs", 0)
+
+
+def test_a_scan_past_the_first_window_of_blocks(tmp_path):
+    """Loose bounds (every block holds many query terms, each document one) make safe mode read more
+    blocks than the first window it orders and links (FIRST_WINDOW): the rest are ordered and linked
+    then, and the results stay those of exhaustive search. A budget beyond the window and one inside it
+    score just their number of blocks, each document with its exact score."""
+    from lsr.index.kernels.blockmax import FIRST_WINDOW
+
+    rng = np.random.default_rng(5)
+    block_size = 4
+    n_docs = (FIRST_WINDOW + 300) * block_size
+    terms = rng.integers(0, 40, n_docs)
+    rows = [([int(t)], [float(w)]) for t, w in zip(terms, rng.uniform(0.5, 1.0, n_docs), strict=True)]
+    index = build_with_blockmax(tmp_path, SparseBatch.from_rows(rows), 40, "float32", block_size)
+    query = (np.arange(40), np.ones(40, np.float32))
+    exact = index.search(*query, 10)
+    index.block_counters[:] = 0
+    assert_identical(index.search(*query, 10, mode="safe"), exact)
+    assert index.block_counters[0] > FIRST_WINDOW
+    weight = np.float32([w[0] for _, w in rows])
+    for blocks in (FIRST_WINDOW + 200, 8):
+        index.block_counters[:] = 0
+        got = index.search(*query, 10, mode="approx", budget=blocks * block_size)
+        assert index.block_counters[0] == blocks
+        assert len(got) == 10 and np.all(np.diff(got.scores) <= 0)
+        np.testing.assert_array_equal(got.scores, weight[got.docs])
