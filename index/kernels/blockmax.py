@@ -133,6 +133,10 @@ def _add_runs(blocks, maxes, start, end, lo, hi, w, ratio, ub):
         start += np.searchsorted(blocks[start:end], lo)
     runs = blocks[start:end]
     run_max = maxes[start:end]
+    if hi >= ub.shape[0]:  # every block: no test a run
+        for j in range(runs.shape[0]):
+            ub[runs[j]] += w * (np.float32(run_max[j]) * ratio)
+        return
     for j in range(runs.shape[0]):
         b = runs[j]
         if b >= hi:
@@ -142,39 +146,29 @@ def _add_runs(blocks, maxes, start, end, lo, hi, w, ratio, ub):
 
 @njit(cache=True, nogil=True)
 def _link_chosen(row_of, tb_ptr, tb_block, q_terms, order, p_lo, p_hi, head, ent_next, ent_term, ent_pair, e):
-    """Link the sparse runs of the blocks ``order[p_lo:p_hi]`` into ``head`` as entries ``e``, ``e`` + 1,
-    ...; return the next free entry. ``head`` is -1 on entry but for blocks linked by an earlier call
-    (entries below ``e``, or -2: chosen, no run): a second read of the query terms' run blocks, which
-    costs less than linking every run of every block when few blocks are scored."""
+    """Link the sparse runs of the blocks ``order[p_lo:p_hi]`` (-1 in ``head``) into ``head`` as entries
+    ``e``, ``e`` + 1, ...; return the next free entry. A second read of the query terms' run blocks,
+    which costs less than linking every run of every block when few blocks are scored; the blocks
+    are looked up in a byte map, smaller than ``head`` (1M documents: 62.5 against 250 KB, 10% faster)."""
+    n_blocks = head.shape[0]
+    chosen = np.zeros(n_blocks, np.uint8)
     for pos in range(p_lo, p_hi):
-        head[np.uint32(order[pos])] = -2  # chosen, no run linked yet
-    e0 = e
+        chosen[np.uint32(order[pos])] = 1
     for i in range(q_terms.shape[0]):
         t = q_terms[i]
         if row_of[t] >= 0:
             continue
         start = tb_ptr[t]
         runs = tb_block[start : tb_ptr[t + 1]]
-        if e0 == 0:  # the first call: every block not at -1 is chosen (one test a run)
-            for j in range(runs.shape[0]):
-                if head[runs[j]] != -1:
-                    e = _link_entry(head, runs[j], ent_next, ent_term, ent_pair, e, i, start + j)
-        else:
-            for j in range(runs.shape[0]):
-                h = head[runs[j]]
-                if h == -2 or h >= e0:
-                    e = _link_entry(head, runs[j], ent_next, ent_term, ent_pair, e, i, start + j)
+        for j in range(runs.shape[0]):
+            b = np.uint32(runs[j])
+            if chosen[b]:
+                ent_term[e] = i
+                ent_pair[e] = start + j
+                ent_next[e] = head[b]
+                head[b] = e
+                e += 1
     return e
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _link_entry(head, b, ent_next, ent_term, ent_pair, e, i, pair):
-    """Entry ``e`` (query term ``i``'s run at ``pair``) pushed onto block ``b``'s list; the next entry."""
-    ent_term[e] = i
-    ent_pair[e] = pair
-    ent_next[e] = max(head[b], -1)
-    head[b] = e
-    return e + 1
 
 
 @njit(cache=True, nogil=True, inline="always")
