@@ -1,16 +1,18 @@
-"""The exhaustive kernel of the working tree against the same kernel at another git revision (issue 18).
+"""A search kernel of the working tree against the same kernel at another git revision (issue 18).
 
     python -m benchmarks.kernel_ab --rev HEAD~1 --rounds 4 --out ab.json \\
         /tmp/dl/systems/lsr-bmp/lsr-index:/tmp/dl/data/queries.jsonl ...
+    python -m benchmarks.kernel_ab --kernel blockmax --settings safe,budget:4096 --rev 8480bf9 ... IDX:QUERIES
 
 Each INDEX:QUERIES pair is an index kept by ``index_bench --keep`` and the sparse-vector queries of its
-prepared collection (``{"id", "vector": {term: weight}}`` per line). ``lsr/index/kernels/score.py`` at
-``--rev`` is loaded beside the working tree's (its imports resolve to the working tree), both kernels'
-top 10 are checked equal on every query, then their single-query entry points (``_search_one``, the
-function under ``Index.search`` in exact mode and in safe mode up to ``EXHAUSTIVE_DOCS``) are timed in
-interleaved rounds on the calling thread: each query the fastest of ``--repeats`` calls in a row, a
-round the mean over the queries. Prints a table of the median round per side and their ratio; writes
-JSON with every round.
+prepared collection (``{"id", "vector": {term: weight}}`` per line). The kernel's module at ``--rev``
+(``score``: ``lsr/index/kernels/score.py``, the exhaustive kernel; ``blockmax``: ``blockmax.py``, safe
+and approx mode) is loaded beside the working tree's (its imports resolve to the working tree), both
+kernels' top 10 are checked equal on every query, then their single-query entry points (``_search_one``
+under ``Index.search`` in exact mode and in safe mode up to ``EXHAUSTIVE_DOCS``; ``_bmp_search_one``
+under the block-max modes, one row per ``--settings`` entry) are timed in interleaved rounds on the
+calling thread: each query the fastest of ``--repeats`` calls in a row, a round the mean over the
+queries. Prints a table of the median round per side and their ratio; writes JSON with every round.
 """
 
 from __future__ import annotations
@@ -28,17 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from lsr.index.kernels import score as current
-from lsr.index.search import Index
+from lsr.index.kernels import blockmax, score
+from lsr.index.search import Index, search_params
 
-KERNEL = "index/kernels/score.py"
+KERNELS = {"score": (score, "index/kernels/score.py"), "blockmax": (blockmax, "index/kernels/blockmax.py")}
 
 
-def kernel_at(rev: str) -> Any:
-    """The module ``KERNEL`` as it was at git revision ``rev``."""
+def kernel_at(rev: str, path: str) -> Any:
+    """The module at ``path`` as it was at git revision ``rev``."""
     root = Path(__file__).resolve().parent.parent
     source = subprocess.run(
-        ["git", "show", f"{rev}:{KERNEL}"], cwd=root, check=True, capture_output=True, text=True
+        ["git", "show", f"{rev}:{path}"], cwd=root, check=True, capture_output=True, text=True
     ).stdout
     path = Path(tempfile.mkdtemp(prefix="kernel_ab_")) / "score_at_rev.py"
     path.write_text(source)
@@ -60,8 +62,25 @@ def load_queries(index_dir: Path, queries: Path) -> list[tuple[np.ndarray, np.nd
     return out
 
 
-def mean_us(search: Any, args: tuple, queries: list, repeats: int) -> float:
+def entry(kind: str, module: Any, index: Index, setting: str) -> tuple[Any, tuple, tuple]:
+    """``module``'s single-query entry point for ``setting`` and its arguments before and after the
+    query's (terms, weights)."""
+    if kind == "score":
+        head = (index.term_ptr, index.doc_ids, index.impacts, index.n_docs)
+        return module._search_one, head, (10, index.scan_ratio, index.live, np.float32(0))
+    postings, bmx, ratio, slack, block_size, n_blocks = index._bmp_args()
+    budget = 0 if setting == "safe" else int(setting.removeprefix("budget:"))
+    params = search_params("safe" if budget == 0 else "approx", 1.0, 1.0, budget)
+    ws = module._workspace(n_blocks, block_size, 10)
+    head = (postings, bmx, ratio, slack, block_size, ws)
+    live = np.zeros(0, np.uint8)
+    tail = (10, np.float32(1), params.max_blocks(block_size, n_blocks), np.zeros(2, np.int64), live)
+    return module._bmp_search_one, head, (*tail, np.float32(0), live)
+
+
+def mean_us(call: tuple[Any, tuple, tuple], queries: list, repeats: int) -> float:
     """Mean over the queries of each query's fastest of ``repeats`` calls, in microseconds."""
+    search, head, tail = call
     gc.disable()
     try:
         total = 0
@@ -69,7 +88,7 @@ def mean_us(search: Any, args: tuple, queries: list, repeats: int) -> float:
             took = []
             for _ in range(repeats):
                 start = time.perf_counter_ns()
-                search(*args[:4], terms, weights, *args[4:])
+                search(*head, terms, weights, *tail)
                 took.append(time.perf_counter_ns() - start)
             total += min(took)
     finally:
@@ -77,23 +96,24 @@ def mean_us(search: Any, args: tuple, queries: list, repeats: int) -> float:
     return total / len(queries) / 1000
 
 
-def compare(old: Any, index_dir: Path, queries_path: Path, rounds: int, repeats: int) -> dict[str, Any]:
+def compare(
+    kind: str, old: Any, index_dir: Path, queries_path: Path, setting: str, rounds: int, repeats: int
+) -> dict[str, Any]:
     index = Index.load(index_dir)
     queries = load_queries(index_dir, queries_path)
-    head = (index.term_ptr, index.doc_ids, index.impacts, index.n_docs)
-    args = (*head, 10, index.scan_ratio, index.live, np.float32(0))
+    calls = {"rev": entry(kind, old, index, setting), "tree": entry(kind, KERNELS[kind][0], index, setting)}
     for terms, weights in queries:
-        a = old._search_one(*head, terms, weights, *args[4:])
-        b = current._search_one(*head, terms, weights, *args[4:])
+        (a, b) = (search(*head, terms, weights, *tail) for search, head, tail in calls.values())
         if not (np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])):
-            raise SystemExit(f"{index_dir}: the two kernels disagree on a query's top 10")
+            raise SystemExit(f"{index_dir} ({setting}): the two kernels disagree on a query's top 10")
     times: dict[str, list[float]] = {"rev": [], "tree": []}
     for _ in range(rounds):
-        times["rev"].append(mean_us(old._search_one, args, queries, repeats))
-        times["tree"].append(mean_us(current._search_one, args, queries, repeats))
+        for side, call in calls.items():
+            times[side].append(mean_us(call, queries, repeats))
     postings = [int((index.term_ptr[t + 1] - index.term_ptr[t]).sum()) for t, _ in queries]
     return {
         "index": str(index_dir),
+        "setting": setting,
         "n_docs": int(index.n_docs),
         "n_queries": len(queries),
         "postings_per_query": float(np.mean(postings)),
@@ -107,26 +127,35 @@ def main(argv: list[str] | None = None) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
     parser.add_argument("pairs", nargs="+", help="INDEX_DIR:QUERIES_JSONL")
+    parser.add_argument("--kernel", choices=sorted(KERNELS), default="score")
+    parser.add_argument("--settings", default="exact", help="blockmax: safe and budget:DOCS, comma-separated")
     parser.add_argument("--rev", default="HEAD", help="git revision of the kernel to compare with")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    old = kernel_at(args.rev)
+    settings = ["exact"] if args.kernel == "score" else args.settings.split(",")
+    old = kernel_at(args.rev, KERNELS[args.kernel][1])
     rows = []
     for pair in args.pairs:
         index_dir, _, queries = pair.partition(":")
-        rows.append(compare(old, Path(index_dir), Path(queries), args.rounds, args.repeats))
+        for setting in settings:
+            row = compare(
+                args.kernel, old, Path(index_dir), Path(queries), setting, args.rounds, args.repeats
+            )
+            rows.append(row)
     rev = args.rev + " us"
-    print(f"{'index':60s} {'docs':>8s} {'postings/q':>10s} {rev:>10s} {'tree us':>8s} {'ratio':>6s}")
+    head = f"{'index':50s} {'setting':>12s} {'docs':>8s} {'postings/q':>10s}"
+    print(f"{head} {rev:>10s} {'tree us':>8s} {'ratio':>6s}")
     for r in rows:
         ratio = r["tree_us"] / r["rev_us"]
         print(
-            f"{r['index'][-60:]:60s} {r['n_docs']:8d} {r['postings_per_query']:10.0f} "
+            f"{r['index'][-50:]:50s} {r['setting']:>12s} {r['n_docs']:8d} {r['postings_per_query']:10.0f} "
             f"{r['rev_us']:10.2f} {r['tree_us']:8.2f} {ratio:6.3f}"
         )
     if args.out:
-        args.out.write_text(json.dumps({"rev": args.rev, "argv": sys.argv, "rows": rows}, indent=1) + "\n")
+        out = {"kernel": args.kernel, "rev": args.rev, "argv": sys.argv, "rows": rows}
+        args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -265,7 +265,7 @@ def _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, lo, hi, want):
     scale = np.float64(N_BUCKETS - 1) / np.float64(top)  # float64 with and without the JIT
     cut = _preselect_bucket(cmax, scale, want, bucket_ptr) if want < n_pos else N_BUCKETS - 1
     if cut < N_BUCKETS - 1:
-        n = _gather_chunks(ub, cmax, scale, cut, lo, hi, cand)
+        n = _gather_chunks(ub, cmax_bits, scale, cut, lo, hi, cand)
     else:
         n = _gather_positive(ub, lo, hi, cand)
     _bucket_sort(ub, order, cand, n, bkt, bucket_ptr, bucket_max, scale, want)
@@ -291,20 +291,35 @@ def _preselect_bucket(cmax, scale, want, counts):
 
 
 @njit(cache=True, nogil=True)
-def _gather_chunks(ub, cmax, scale, cut, lo, hi, cand):
-    """The blocks of [lo, hi) with a positive bound in buckets 0..``cut`` into ``cand`` in ascending
-    order, reading only the chunks whose maximum reaches bucket ``cut``; returns their count."""
-    n = 0
-    for c in range(cmax.shape[0]):
-        if cmax[c] <= 0 or _bucket(cmax[c], scale) > cut:
+def _gather_chunks(ub, cmax_bits, scale, cut, lo, hi, cand):
+    """The blocks of [lo, hi) with a positive bound in buckets 0..``cut`` (< N_BUCKETS - 1) into
+    ``cand`` in ascending order, reading only the chunks whose maximum reaches bucket ``cut``; returns
+    their count. Both tests compare float32 bits with those of the smallest bound in bucket ``cut``."""
+    low = _bucket_floor(scale, cut)
+    bits = ub.view(np.int32)
+    n = np.uint64(0)
+    for c in range(cmax_bits.shape[0]):
+        if cmax_bits[c] < low:
             continue
         first = lo + c * CHUNK
         for b in range(first, min(first + CHUNK, hi)):
-            u = ub[np.uint32(b)]
-            if u > 0 and _bucket(u, scale) <= cut:
-                cand[n] = b
-                n += 1
-    return n
+            cand[n] = b
+            n += np.uint64(bits[np.uint32(b)] >= low)
+    return np.int64(n)
+
+
+@njit(cache=True, nogil=True)
+def _bucket_floor(scale, cut):
+    """The float32 bits of the smallest positive float32 in buckets 0..``cut`` (< N_BUCKETS - 1)."""
+    v = np.float32(np.float64(N_BUCKETS - 1 - cut) / scale)
+    while _bucket(v, scale) > cut:
+        v = np.nextafter(v, np.float32(np.inf))
+    while v > 0:
+        below = np.nextafter(v, np.float32(0))
+        if below <= 0 or _bucket(below, scale) > cut:
+            break
+        v = below
+    return np.array([v], np.float32).view(np.int32)[0]
 
 
 @njit(cache=True, nogil=True)

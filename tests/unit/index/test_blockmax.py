@@ -417,3 +417,19 @@ def test_a_scan_past_the_first_window_of_blocks(tmp_path):
         assert index.block_counters[0] == blocks
         assert len(got) == 10 and np.all(np.diff(got.scores) <= 0)
         np.testing.assert_array_equal(got.scores, weight[got.docs])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bucket_floor_is_the_smallest_bound_of_a_bucket(seed):
+    """The preselection's threshold: the smallest positive float32 whose bucket is at most ``cut``
+    (the float just below it is in a later bucket), for random tops and every kind of cut."""
+    from lsr.index.kernels.blockmax import N_BUCKETS, _bucket, _bucket_floor
+
+    rng = np.random.default_rng(seed)
+    for top in rng.uniform(1e-3, 1e3, 20).astype(np.float32):
+        scale = np.float64(N_BUCKETS - 1) / np.float64(top)
+        for cut in (0, 1, int(rng.integers(0, N_BUCKETS - 1)), N_BUCKETS - 2):
+            low = np.array([_bucket_floor(scale, cut)], np.int32).view(np.float32)[0]
+            assert low > 0 and _bucket(low, scale) <= cut
+            below = np.nextafter(low, np.float32(0))
+            assert _bucket(below, scale) > cut
