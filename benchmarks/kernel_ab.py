@@ -42,9 +42,9 @@ def kernel_at(rev: str, path: str) -> Any:
     source = subprocess.run(
         ["git", "show", f"{rev}:{path}"], cwd=root, check=True, capture_output=True, text=True
     ).stdout
-    path = Path(tempfile.mkdtemp(prefix="kernel_ab_")) / "score_at_rev.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("score_at_rev", path)
+    copy = Path(tempfile.mkdtemp(prefix="kernel_ab_")) / "kernel_at_rev.py"
+    copy.write_text(source)
+    spec = importlib.util.spec_from_file_location("kernel_at_rev", copy)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -66,8 +66,8 @@ def entry(kind: str, module: Any, index: Index, setting: str) -> tuple[Any, tupl
     """``module``'s single-query entry point for ``setting`` and its arguments before and after the
     query's (terms, weights)."""
     if kind == "score":
-        head = (index.term_ptr, index.doc_ids, index.impacts, index.n_docs)
-        return module._search_one, head, (10, index.scan_ratio, index.live, np.float32(0))
+        exact = (index.term_ptr, index.doc_ids, index.impacts, index.n_docs)
+        return module._search_one, exact, (10, index.scan_ratio, index.live, np.float32(0))
     postings, bmx, ratio, slack, block_size, n_blocks = index._bmp_args()
     budget = 0 if setting == "safe" else int(setting.removeprefix("budget:"))
     params = search_params("safe" if budget == 0 else "approx", 1.0, 1.0, budget)
