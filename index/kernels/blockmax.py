@@ -61,10 +61,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from lsr.index.kernels.score import CHUNK, _chunk_maxima
 from lsr.index.kernels.topk import heap_drain_sorted, heap_offer, may_enter
 
 N_BUCKETS = 1024
-CHUNK = 16  # blocks per chunk maximum of the budget's preselection (_bucket_order)
+ALL_LIVE = np.zeros(0, np.uint8)  # _chunk_maxima's live array when every block counts
 # blocks a query orders and links first (_bmp_query); the rest only when the scan gets past them. Safe
 # mode on 1M synthetic documents scored 275 blocks a query on average, at most 1,691 (96% within 1,024)
 FIRST_WINDOW = 1024
@@ -213,31 +214,13 @@ def _bucket(u, scale):
 
 
 @njit(cache=True, nogil=True)
-def _chunk_bound_bits(ub, lo, hi):
-    """int32[ceil((hi - lo) / CHUNK)]: each chunk of CHUNK blocks' largest bound in [lo, hi) as float32
-    bits (bounds are >= 0, so their bits order as they do; integer maxima vectorize, float ones do not),
-    and how many bounds are positive."""
-    bits = ub.view(np.int32)
-    n = np.uint64(hi - lo)
-    chunk = np.uint64(CHUNK)
-    n_full = n // chunk
-    out = np.empty((n + chunk - np.uint64(1)) // chunk, np.int32)
-    n_pos = 0
-    for c in range(n_full):
-        first = np.uint64(lo) + np.uint64(c) * chunk
-        m = np.int32(0)
-        for d in range(CHUNK):
-            v = bits[first + np.uint64(d)]
-            m = max(m, v)
-            n_pos += v > 0
-        out[c] = m
-    if n_full < out.shape[0]:
-        m = np.int32(0)
-        for d in range(np.uint64(lo) + n_full * chunk, np.uint64(hi)):
-            m = max(m, bits[d])
-            n_pos += bits[d] > 0
-        out[n_full] = m
-    return out, n_pos
+def _count_positive(ub, lo, hi):
+    """How many bounds in [lo, hi) are positive."""
+    bits = ub.view(np.int32)  # bounds are >= 0: positive where their bits are
+    n = np.int32(0)
+    for j in range(np.uint64(lo), np.uint64(hi)):
+        n += np.int32(bits[j] > 0)
+    return n
 
 
 @njit(cache=True, nogil=True)
@@ -248,12 +231,14 @@ def _bucket_order(ub, order, cand, bkt, bucket_ptr, bucket_max, lo, hi, want):
     reach (approx's budget scores no more; without one, want >= n: all of them).
 
     With a budget (``want`` below n), only the blocks that can reach the first ``want`` positions are
-    sorted: the ``want`` largest maxima of chunks of CHUNK blocks (a vectorized pass) are ``want``
+    sorted: the ``want`` largest maxima of chunks of CHUNK blocks (the exhaustive kernel's
+    vectorized _chunk_maxima) are ``want``
     distinct blocks, so the bucket of the ``want``-th largest chunk maximum, ``cut``, holds or follows
     the bucket of position ``want`` - 1, and the blocks of buckets up to ``cut`` (read only in chunks
     whose maximum reaches it) are all that the sort needs. On 1M synthetic documents (62,500
     blocks, budget 4,096 documents) this costs a fraction of sorting every block with a bound."""
-    cmax_bits, n_pos = _chunk_bound_bits(ub, lo, hi)
+    n_pos = _count_positive(ub, lo, hi)
+    cmax_bits = _chunk_maxima(ub[lo:hi], ALL_LIVE)
     cmax = cmax_bits.view(np.float32)
     bucket_ptr[:] = 0
     bucket_max[:] = 0
@@ -332,7 +317,7 @@ def _gather_positive(ub, lo, hi, cand):
     for j in range(part.shape[0]):
         cand[n] = lo + j
         n += np.uint64(part[j] > 0)
-    return n
+    return np.int64(n)
 
 
 @njit(cache=True, nogil=True)
