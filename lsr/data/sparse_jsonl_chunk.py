@@ -30,10 +30,16 @@ def parse_chunk(path: str, start: int, end: int) -> ParsedChunk:
     ``terms`` every term of the chunk once (zero weights included), in no particular order;
     per row its postings with a weight > 0 (as float64), in the record's order, as ``local`` indices
     into ``terms`` and float32 ``weights``; ``lengths`` the postings kept per row."""
+    buf = np.empty(end - start + 1, dtype=np.uint8)
     with open(path, "rb") as f:
         f.seek(start)
-        data = f.read(end - start)
-    return parse_lines(data.split(b"\n"))  # lines as a file iterates them: JSON may hold a bare \r
+        f.readinto(buf[:-1].data)
+    buf[-1] = 10  # the scanner's sentinel
+    from lsr.data.sparse_jsonl_scan import scan_records  # numba: imported by a worker, not the pool's parent
+
+    scanned = scan_records(buf)
+    # else lines as a file iterates them: JSON may hold a bare \r
+    return scanned if scanned is not None else parse_lines(buf[:-1].tobytes().split(b"\n"))
 
 
 def parse_lines(lines: list[bytes]) -> ParsedChunk:
