@@ -220,16 +220,6 @@ def _hash(buf, start, stop):
 
 
 @numba.njit(cache=True, nogil=True)
-def _with_room(array, used, need):
-    """``array``, or a copy twice as large (or more) when ``used + need`` items do not fit."""
-    if used + need <= len(array):
-        return array
-    out = np.empty(max(2 * len(array), used + need), dtype=array.dtype)
-    out[:used] = array[:used]
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
 def _replaced(slots, hashes, n_terms, need):
     """The term slots with at least ``2 * need`` places (every term placed again), or ``slots``."""
     size = len(slots)
@@ -248,63 +238,37 @@ def _replaced(slots, hashes, n_terms, need):
 
 
 @numba.njit(cache=True, nogil=True)
-def _term(buf, start, size, h, n_terms, slots, hashes, offsets, text, used):
-    """The index of the term ``buf[start:start + size]`` (hash ``h``), added when new: ``(index,
-    terms, text bytes used)``. A term's bytes are copied into ``text``, so a lookup compares with a
-    small table, not with where the term first occurred in the file."""
-    mask = np.uint64(len(slots) - 1)
-    s = h & mask
-    while True:
-        t = slots[s]
-        if t == -1:
-            break
-        if hashes[t] == h and offsets[t + 1] - offsets[t] == size:
-            a = offsets[t]
-            j = 0
-            while j < size and text[a + j] == buf[start + j]:
-                j += 1
-            if j == size:
-                return t, n_terms, used
-        s = (s + np.uint64(1)) & mask
-    text[used : used + size] = buf[start : start + size]
-    slots[s] = n_terms
-    hashes[n_terms] = h
-    offsets[n_terms + 1] = used + size
-    return n_terms, n_terms + 1, used + size
-
-
-@numba.njit(cache=True, nogil=True)
-def _vector(buf, i, end, row, out, table):  # noqa: C901, PLR0915
-    """Reads the vector object at ``i`` (its ``{``) as row ``row``'s postings: ``(just past it, out,
-    table)``, -1 first when it is not of the scanner's shape; see :func:`_scan` for ``out`` and
-    ``table``. The per-posting path, so one loop with the term's hash and lookup written in: a numba
-    call with a loop in it is not inlined, and costs more than the work here."""
-    local, weights, postings = out
-    slots, hashes, offsets, text, last_row, n_terms, used = table
+def _vector(buf, i, end, row, arrays, postings, n_terms, used):  # noqa: C901, PLR0915
+    """Reads the vector object at ``i`` (its ``{``) as row ``row``'s postings: ``(just past it,
+    postings, terms, text bytes used)``, -1 first when it is not of the scanner's shape; ``arrays`` as
+    :func:`_scan` makes them. The per-posting path, so one loop with the term's hash and lookup
+    written in: a numba call with a loop in it is not inlined, and costs more than the work here."""
+    local, weights, slots, hashes, offsets, text, last_row = arrays
     mask = np.uint64(len(slots) - 1)
     i = _skip_ws(buf, i + 1)
     if buf[i] == 125:  # '}': an empty vector
-        return i + 1, out, table
+        return i + 1, postings, n_terms, used
     while True:
         if buf[i] != 34:
-            return -1, out, table
+            return -1, postings, n_terms, used
         i += 1
         start = i
         h = _FNV_OFFSET
         while i < end and buf[i] != 34:
             if buf[i] == 92 or buf[i] < 32:
-                return -1, out, table
+                return -1, postings, n_terms, used
             h = (h ^ np.uint64(buf[i])) * _FNV_PRIME
             i += 1
         if i == end:
-            return -1, out, table
+            return -1, postings, n_terms, used
         size = i - start
         s = h & mask
         while True:  # the term's index, a new one when its slot is empty
             t = slots[s]
             if t == -1:
                 t = n_terms
-                text[used : used + size] = buf[start:i]
+                for j in range(size):
+                    text[used + j] = buf[start + j]
                 used += size
                 slots[s], hashes[t], offsets[t + 1], last_row[t] = t, h, used, -1
                 n_terms += 1
@@ -321,13 +285,13 @@ def _vector(buf, i, end, row, out, table):  # noqa: C901, PLR0915
         while _is_ws(buf[i]):
             i += 1
         if buf[i] != 58:  # ':'
-            return -1, out, table
+            return -1, postings, n_terms, used
         i += 1
         while _is_ws(buf[i]):
             i += 1
         i, value = _number(buf, i, end)
         if i < 0 or last_row[t] == row:  # a term twice in one vector: JSON keeps the last, so defer
-            return -1, out, table
+            return -1, postings, n_terms, used
         last_row[t] = row
         local[postings] = t
         weights[postings] = value
@@ -337,35 +301,40 @@ def _vector(buf, i, end, row, out, table):  # noqa: C901, PLR0915
         if buf[i] == 125:
             break
         if buf[i] != 44:  # ','
-            return -1, out, table
+            return -1, postings, n_terms, used
         i += 1
         while _is_ws(buf[i]):
             i += 1
-    return i + 1, (local, weights, postings), (slots, hashes, offsets, text, last_row, n_terms, used)
+    return i + 1, postings, n_terms, used
 
 
 @numba.njit(cache=True, nogil=True)
-def _record(buf, i, end, row, id_spans, out, table):
-    """The object at ``i`` (its ``{``) as row ``row``: ``(read, out, table)``; ``read`` is false when the
-    line is not of the scanner's shape (module docstring)."""
+def _record(buf, i, end, row, id_spans, arrays, postings, n_terms, used):
+    """The object at ``i`` (its ``{``) as row ``row``: ``(read, postings, terms, text bytes used)``;
+    ``read`` is false when the line is not of the scanner's shape (module docstring)."""
     i = _skip_ws(buf, i + 1)
     have_id = have_vector = False
     while True:
         key_end = _string_end(buf, i, end, False) if buf[i] == 34 else -1
         if key_end < 0:
-            return False, out, table
+            return False, postings, n_terms, used
         is_id = key_end - i == 4 and _literal_end(buf, i + 1, end, _ID) == key_end - 1
         is_vector = key_end - i == 8 and _literal_end(buf, i + 1, end, _VECTOR) == key_end - 1
         i = _skip_ws(buf, key_end)
         if buf[i] != 58:  # ':'
-            return False, out, table
+            return False, postings, n_terms, used
         i = _skip_ws(buf, i + 1)
         if (is_id and have_id) or (is_vector and (have_vector or buf[i] != 123)):
-            return False, out, table  # a key twice (JSON keeps the last), or a vector not an object
+            return (
+                False,
+                postings,
+                n_terms,
+                used,
+            )  # a key twice (JSON keeps the last), or a vector not an object
         if is_id:
             id_spans[2 * row], id_spans[2 * row + 1], i = _id_end(buf, i, end)
         elif is_vector:
-            i, out, table = _vector(buf, i, end, row, out, table)
+            i, postings, n_terms, used = _vector(buf, i, end, row, arrays, postings, n_terms, used)
         else:
             i = _skipped_value_end(buf, i, end)
         have_id |= is_id
@@ -375,61 +344,39 @@ def _record(buf, i, end, row, id_spans, out, table):
             break
         i = _skip_ws(buf, i + 1)
     read = buf[i] == 125 and have_id and have_vector and _skip_ws(buf, i + 1) == end
-    return read, out, table
+    return read, postings, n_terms, used
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(buf):
-    """Every line of ``buf`` (whose last byte is a sentinel newline) as a record: ``(read, rows, id
-    spans, row lengths, (local term indices, weights, postings), (slots, hashes, offsets, text,
-    last_row, terms, text bytes used))``; ``read`` is false when a line is not of the scanner's shape.
-    Before each line every array has room for what the line can add (a posting and a new term per
-    colon, its length in text bytes)."""
-    id_spans = np.empty(2048, dtype=np.int64)  # row r's id is buf[id_spans[2r]:id_spans[2r + 1]]
-    lengths = np.empty(1024, dtype=np.int64)
-    out = (np.empty(1024, dtype=np.int32), np.empty(1024, dtype=np.float64), 0)
-    table = (
-        np.full(1024, -1, dtype=np.int32),  # slots: term index or -1
-        np.empty(1024, dtype=np.uint64),  # hash of each term
-        np.zeros(1025, dtype=np.int64),  # term t's bytes are text[offsets[t]:offsets[t + 1]]
-        np.empty(4096, dtype=np.uint8),
-        np.empty(1024, dtype=np.int64),  # the last row that had term t
-        0,
-        0,
-    )
-    rows = pos = 0
-    while pos < len(buf) - 1:
+def _scan(buf, id_spans, lengths, local, weights, hashes, offsets, text, last_row):
+    """Every line of ``buf`` (whose last byte is a sentinel newline) as a record: ``(read, rows,
+    postings, terms)``, the rest written into the arrays (:func:`scan_records` makes them, sized for
+    a posting and a new term at each colon); ``read`` is false when a line is not of the scanner's
+    shape. ``slots`` (a term index or -1) grows to keep half of its places free."""
+    slots = np.full(1024, -1, dtype=np.int32)
+    rows = pos = postings = n_terms = used = 0
+    read = True
+    while read and pos < len(buf) - 1:
         end = pos
         colons = 0
         while buf[end] != 10:
             colons += buf[end] == 58
             end += 1
         i = _skip_ws(buf, pos)
-        start, pos = pos, end + 1
+        pos = end + 1
         if i == end:
             continue  # a blank line
-        if buf[i] != 123:  # '{'
-            return False, rows, id_spans, lengths, out, table
-        id_spans = _with_room(id_spans, 2 * rows, 2)
-        lengths = _with_room(lengths, rows, 1)
-        local, weights, postings = out
-        out = _with_room(local, postings, colons), _with_room(weights, postings, colons), postings
-        slots, hashes, offsets, text, last_row, n_terms, used = table
-        table = (
-            _replaced(slots, hashes, n_terms, n_terms + colons),
-            _with_room(hashes, n_terms, colons),
-            _with_room(offsets, n_terms + 1, colons),
-            _with_room(text, used, end - start),
-            _with_room(last_row, n_terms, colons),
-            n_terms,
-            used,
-        )
-        read, out, table = _record(buf, i, end, rows, id_spans, out, table)
-        if not read:
-            return False, rows, id_spans, lengths, out, table
-        lengths[rows] = out[2] - postings
+        slots = _replaced(slots, hashes, n_terms, n_terms + colons)
+        arrays = (local, weights, slots, hashes, offsets, text, last_row)
+        before = postings
+        read = buf[i] == 123  # '{'
+        if read:
+            read, postings, n_terms, used = _record(
+                buf, i, end, rows, id_spans, arrays, postings, n_terms, used
+            )
+        lengths[rows] = postings - before
         rows += 1
-    return True, rows, id_spans, lengths, out, table
+    return read, rows, postings, n_terms
 
 
 def scan_records(buf: NDArray[np.uint8]) -> ParsedChunk | None:
@@ -438,15 +385,26 @@ def scan_records(buf: NDArray[np.uint8]) -> ParsedChunk | None:
     ``buf[-1]`` must be a newline (a sentinel: the scanner reads to a line's end without a bound test)."""
     if len(buf) == 0 or buf[-1] != 10:
         raise ValueError("scan_records needs a buffer that ends with a sentinel newline")
-    read, rows, id_spans, lengths, (local, weights, postings), table = _scan(buf)
+    max_rows, max_postings = int(np.count_nonzero(buf == 10)), int(np.count_nonzero(buf == 58))
+    id_spans = np.empty(2 * max_rows, dtype=np.int64)  # row r's id is buf[id_spans[2r]:id_spans[2r + 1]]
+    lengths = np.empty(max_rows, dtype=np.int64)
+    local = np.empty(max_postings, dtype=np.int32)
+    weights = np.empty(max_postings, dtype=np.float64)
+    hashes = np.empty(max_postings, dtype=np.uint64)  # per term, in order of first occurrence
+    offsets = np.zeros(max_postings + 1, dtype=np.int64)  # term t is text[offsets[t]:offsets[t + 1]]
+    text = np.empty(len(buf), dtype=np.uint8)
+    last_row = np.empty(max_postings, dtype=np.int64)  # the last row that had term t
+    read, rows, postings, n_terms = _scan(
+        buf, id_spans, lengths, local, weights, hashes, offsets, text, last_row
+    )
     if not read:
         return None
-    n_terms, used = table[5], table[6]
-    offsets, text = table[2][: n_terms + 1].tolist(), table[3][:used].tobytes()
+    bounds = offsets[: n_terms + 1].tolist()
+    term_text = text[: bounds[-1]].tobytes()
     view = buf.data
     try:
         ids = [str(view[s:e], "utf-8") for s, e in id_spans[: 2 * rows].reshape(-1, 2).tolist()]
-        terms = [str(text[a:b], "utf-8") for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        terms = [str(term_text[a:b], "utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     except UnicodeDecodeError:
         return None
     lengths, local, weights = lengths[:rows], local[:postings], weights[:postings]
