@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from lsr import __version__
@@ -27,7 +26,7 @@ from lsr.config import Config, config_hash, resolved_impact_dtype, to_dict
 from lsr.data.corpus import Doc, open_corpus
 from lsr.data.docstore import DocStoreWriter
 from lsr.data.formats import CorpusSource
-from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, write_sparse_jsonl
+from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_rows, write_sparse_jsonl
 from lsr.encode import encode_documents, resume_key
 from lsr.encoders import CorpusEncoder, CorpusStats, make_encoder
 from lsr.errors import reports_disk_full
@@ -152,13 +151,9 @@ def import_sparse_jsonl(config: Config, path: str | Path, out: str | Path, progr
     """Turn a sparse-vector JSONL file into a vectors directory (vocabulary from the file's terms)."""
     vocab: dict[str, int] = {}
     with VectorWriter(out, config.encoder.shard_docs, config.index.store_docs) as writer:
-        for doc_id, vector, contents in tqdm(
-            iter_sparse_jsonl(path), desc="import", unit="doc", disable=not progress
-        ):
-            ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in vector), np.int64, len(vector))
-            weights = np.fromiter(vector.values(), np.float64, len(vector))
-            order = np.argsort(ids)
-            writer.add(doc_id, ids[order], weights[order], "", contents)
+        rows = iter_sparse_rows(path, vocab)
+        for doc_id, ids, weights, contents in tqdm(rows, desc="import", unit="doc", disable=not progress):
+            writer.add(doc_id, ids, weights, "", contents)
         return writer.finish(list(vocab), _sections(config, {"name": "external"}, str(path)))
 
 

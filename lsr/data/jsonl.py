@@ -30,18 +30,25 @@ def iter_jsonl(path: str | Path, label: str | None = None) -> Iterator[tuple[int
     """
     label = label or str(path)
     with open_binary(path) as f:
-        for line_no, line in enumerate(decoded_lines(f, label), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(f"{label}:{line_no}: malformed JSON ({exc.msg})") from None
-            except RecursionError:
-                raise DataFormatError(f"{label}:{line_no}: JSON nested too deeply") from None
-            if not isinstance(obj, dict):
-                raise DataFormatError(f"{label}:{line_no}: expected a JSON object, got {type(obj).__name__}")
-            yield line_no, obj
+        yield from jsonl_objects(f, label)
+
+
+def jsonl_objects(
+    lines: Iterable[bytes], label: str, first_line: int = 1
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """:func:`iter_jsonl` of raw lines (as a binary file iterates them) that start at line ``first_line``."""
+    for line_no, line in enumerate(decoded_lines(lines, label, first_line), start=first_line):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(f"{label}:{line_no}: malformed JSON ({exc.msg})") from None
+        except RecursionError:
+            raise DataFormatError(f"{label}:{line_no}: JSON nested too deeply") from None
+        if not isinstance(obj, dict):
+            raise DataFormatError(f"{label}:{line_no}: expected a JSON object, got {type(obj).__name__}")
+        yield line_no, obj
 
 
 def require_str(obj: dict[str, Any], key: str, where: str, *, allow_empty: bool = True) -> str:
@@ -71,10 +78,11 @@ def open_binary(path: str | Path) -> io.BufferedIOBase:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def decoded_lines(f: Iterable[bytes], path: str | Path) -> Iterator[str]:
-    """Decoded lines of ``f`` (a leading BOM dropped); bytes that are not UTF-8 raise a
-    DataFormatError naming the line (decoding line by line keeps the number exact)."""
-    for line_no, raw in enumerate(f, start=1):
+def decoded_lines(f: Iterable[bytes], path: str | Path, first_line: int = 1) -> Iterator[str]:
+    """Decoded lines of ``f`` (a leading BOM of line 1 dropped), numbered from ``first_line``; bytes
+    that are not UTF-8 raise a DataFormatError naming the line (decoding line by line keeps the
+    number exact)."""
+    for line_no, raw in enumerate(f, start=first_line):
         try:
             yield raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
         except UnicodeDecodeError as exc:

@@ -5,8 +5,9 @@ accepts a ``contents`` field, kept here as the document text). One codec for lsr
 (``lsr encode --format jsonl``, ``lsr index --vectors FILE``, pre-encoded queries) and the
 benchmarks:
 
-* :func:`iter_sparse_jsonl` streams validated records ``(id, {term: weight}, contents)``
-  (the importer gives terms ids in order of first occurrence);
+* :func:`iter_sparse_jsonl` streams validated records ``(id, {term: weight}, contents)``;
+  :func:`iter_sparse_rows` the same records with term ids (in order of first occurrence), read
+  by a numba scanner where the records have the usual shape (``lsr index --vectors FILE``);
 * :func:`read_sparse_jsonl` reads a whole trusted file into one CSR batch, fast
   (``orjson`` when installed, no per-weight checks, pieces of the file parsed in parallel
   worker processes, :mod:`lsr.data.sparse_jsonl_chunk`; new terms get ids chunk by chunk,
@@ -23,6 +24,7 @@ benchmarks:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -39,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lsr.data.corpus import check_id
-from lsr.data.jsonl import iter_jsonl, require_str
+from lsr.data.jsonl import iter_jsonl, jsonl_objects, require_str
 from lsr.data.sparse_jsonl_chunk import ParsedChunk, parse_chunk
 from lsr.errors import DataFormatError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
@@ -84,12 +86,98 @@ def parse_vector(obj: dict[str, Any], where: str) -> dict[str, float]:
 
 def iter_sparse_jsonl(path: str | Path) -> Iterator[tuple[str, dict[str, float], str]]:
     """Yield ``(id, {term: weight}, contents)`` per record."""
-    for line_no, obj in iter_jsonl(path):
-        where = f"{path}:{line_no}"
+    yield from _validated(iter_jsonl(path), str(path))
+
+
+def _validated(
+    objects: Iterable[tuple[int, dict[str, Any]]], label: str
+) -> Iterator[tuple[str, dict[str, float], str]]:
+    for line_no, obj in objects:
+        where = f"{label}:{line_no}"
         key = "id" if "id" in obj else "_id"
         doc_id = check_id(require_str(obj, key, where), where)
         contents = obj.get("contents") or ""
         yield doc_id, parse_vector(obj, where), contents if isinstance(contents, str) else ""
+
+
+SparseRow = tuple[str, NDArray[np.int64], NDArray[np.float64], str]  # id, term ids, weights > 0, contents
+_ROWS_CHUNK_BYTES = 1 << 24
+
+
+def iter_sparse_rows(path: str | Path, vocab: dict[str, int]) -> Iterator[SparseRow]:
+    """:func:`iter_sparse_jsonl`'s records with their terms as ids in ``vocab`` (a new term gets the
+    next id, in order of first occurrence), each row's postings by term id, the same checks and
+    errors. A plain file is read in chunks of lines by the scanner (:mod:`lsr.data.sparse_jsonl_scan`),
+    without a Python object per posting; a chunk it defers, or one whose ids or weights a check
+    would refuse, and a compressed file, go record by record through :func:`iter_sparse_jsonl`'s path."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        yield from _term_id_rows(iter_sparse_jsonl(path), vocab)
+        return
+    line_no = 1
+    for buf in _line_chunks(path, _ROWS_CHUNK_BYTES):
+        rows = _scanned_rows(buf, vocab)
+        if rows is not None:
+            yield from rows
+        else:
+            lines = io.BytesIO(buf[:-1].tobytes())
+            yield from _term_id_rows(_validated(jsonl_objects(lines, str(path), line_no), str(path)), vocab)
+        line_no += int(np.count_nonzero(buf[:-1] == 10))
+
+
+def _line_chunks(path: Path, size: int) -> Iterator[NDArray[np.uint8]]:
+    """Whole lines of the file, about ``size`` bytes at a time, each chunk with a sentinel newline."""
+    rest = b""
+    with open(path, "rb") as f:
+        while block := f.read(size):
+            data = rest + block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # a line longer than a chunk: read on
+                rest = data
+                continue
+            rest = data[cut:]
+            yield np.frombuffer(data[:cut] + b"\n", dtype=np.uint8)
+    if rest:
+        yield np.frombuffer(rest + b"\n", dtype=np.uint8)
+
+
+def _scanned_rows(buf: NDArray[np.uint8], vocab: dict[str, int]) -> list[SparseRow] | None:
+    """The chunk's rows through the scanner, or None where the record-by-record path must decide."""
+    from lsr.data.sparse_jsonl_scan import scan
+
+    scanned = scan(buf)
+    if scanned is None or bool((scanned.weights < 0).any()):
+        return None
+    try:
+        ids, contents = scanned.ids(), scanned.contents()
+    except ValueError:  # not UTF-8, or a contents escape JSON refuses: the records' path says which line
+        return None
+    if not all(doc_id and not any(c.isspace() for c in doc_id) for doc_id in ids):
+        return None  # check_id refuses one: its error names the line
+    keep = scanned.weights > 0
+    local, weights = scanned.local[keep], scanned.weights[keep]
+    row_of = np.repeat(np.arange(len(ids), dtype=np.int64), scanned.lengths)[keep]
+    ends = np.cumsum(np.bincount(row_of, minlength=len(ids)))
+    seen, first = np.unique(local, return_index=True)
+    mapping = np.full(len(scanned.terms), -1, dtype=np.int64)
+    for t in seen[np.argsort(first)].tolist():  # vocabulary ids in order of first occurrence
+        mapping[t] = vocab.setdefault(scanned.terms[t], len(vocab))
+    term_ids = mapping[local]
+    starts = ends - np.bincount(row_of, minlength=len(ids))
+    _sort_rows(np.concatenate(([0], ends)), term_ids, weights)
+    return [
+        (doc_id, term_ids[s:e], weights[s:e], text)
+        for doc_id, s, e, text in zip(ids, starts.tolist(), ends.tolist(), contents, strict=True)
+    ]
+
+
+def _term_id_rows(
+    records: Iterable[tuple[str, dict[str, float], str]], vocab: dict[str, int]
+) -> Iterator[SparseRow]:
+    for doc_id, vector, contents in records:
+        ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in vector), np.int64, len(vector))
+        order = np.argsort(ids)
+        yield doc_id, ids[order], np.fromiter(vector.values(), np.float64, len(vector))[order], contents
 
 
 # --- reading a whole file into CSR -------------------------------------------------------------

@@ -19,6 +19,9 @@ error: the scanner returns None and the caller parses the lines with ``orjson``,
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 from numpy.typing import NDArray
@@ -29,8 +32,8 @@ _POW10 = np.array([10.0**e for e in range(23)], dtype=np.float64)
 _MAX_DIGITS = 15  # < 2**53: the mantissa is exact in a float64
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
-_ID, _VECTOR, _TRUE, _FALSE, _NULL = (
-    np.frombuffer(w, dtype=np.uint8) for w in (b"id", b"vector", b"true", b"false", b"null")
+_ID, _VECTOR, _CONTENTS, _TRUE, _FALSE, _NULL = (
+    np.frombuffer(w, dtype=np.uint8) for w in (b"id", b"vector", b"contents", b"true", b"false", b"null")
 )
 
 
@@ -309,7 +312,7 @@ def _vector(buf, i, end, row, arrays, postings, n_terms, used):  # noqa: C901, P
 
 
 @numba.njit(cache=True, nogil=True)
-def _record(buf, i, end, row, id_spans, arrays, postings, n_terms, used):
+def _record(buf, i, end, row, spans, arrays, postings, n_terms, used):
     """The object at ``i`` (its ``{``) as row ``row``: ``(read, postings, terms, text bytes used)``;
     ``read`` is false when the line is not of the scanner's shape (module docstring)."""
     i = _skip_ws(buf, i + 1)
@@ -320,6 +323,7 @@ def _record(buf, i, end, row, id_spans, arrays, postings, n_terms, used):
             return False, postings, n_terms, used
         is_id = key_end - i == 4 and _literal_end(buf, i + 1, end, _ID) == key_end - 1
         is_vector = key_end - i == 8 and _literal_end(buf, i + 1, end, _VECTOR) == key_end - 1
+        is_contents = key_end - i == 10 and _literal_end(buf, i + 1, end, _CONTENTS) == key_end - 1
         i = _skip_ws(buf, key_end)
         if buf[i] != 58:  # ':'
             return False, postings, n_terms, used
@@ -332,11 +336,14 @@ def _record(buf, i, end, row, id_spans, arrays, postings, n_terms, used):
                 used,
             )  # a key twice (JSON keeps the last), or a vector not an object
         if is_id:
-            id_spans[2 * row], id_spans[2 * row + 1], i = _id_end(buf, i, end)
+            spans[4 * row], spans[4 * row + 1], i = _id_end(buf, i, end)
         elif is_vector:
             i, postings, n_terms, used = _vector(buf, i, end, row, arrays, postings, n_terms, used)
         else:
+            start = i
             i = _skipped_value_end(buf, i, end)
+            if is_contents and buf[start] == 34 and i > 0:  # the text of a string (escapes and all)
+                spans[4 * row + 2], spans[4 * row + 3] = start + 1, i - 1
         have_id |= is_id
         have_vector |= is_vector
         i = _skip_ws(buf, i) if i >= 0 else end
@@ -348,7 +355,7 @@ def _record(buf, i, end, row, id_spans, arrays, postings, n_terms, used):
 
 
 @numba.njit(cache=True, nogil=True)
-def _scan(buf, id_spans, lengths, local, weights, hashes, offsets, text, last_row):
+def _scan(buf, spans, lengths, local, weights, hashes, offsets, text, last_row):
     """Every line of ``buf`` (whose last byte is a sentinel newline) as a record: ``(read, rows,
     postings, terms)``, the rest written into the arrays (:func:`scan_records` makes them, sized for
     a posting and a new term at each colon); ``read`` is false when a line is not of the scanner's
@@ -371,22 +378,48 @@ def _scan(buf, id_spans, lengths, local, weights, hashes, offsets, text, last_ro
         before = postings
         read = buf[i] == 123  # '{'
         if read:
-            read, postings, n_terms, used = _record(
-                buf, i, end, rows, id_spans, arrays, postings, n_terms, used
-            )
+            read, postings, n_terms, used = _record(buf, i, end, rows, spans, arrays, postings, n_terms, used)
         lengths[rows] = postings - before
         rows += 1
     return read, rows, postings, n_terms
 
 
-def scan_records(buf: NDArray[np.uint8]) -> ParsedChunk | None:
-    """The records on the lines of ``buf[:-1]`` as :func:`lsr.data.sparse_jsonl_chunk.parse_lines`
-    gives them, or None when a line is not of the shape this scanner reads (module docstring).
-    ``buf[-1]`` must be a newline (a sentinel: the scanner reads to a line's end without a bound test)."""
+@dataclass(frozen=True)
+class Scanned:
+    """The records of a buffer of lines, as :func:`scan` reads them: per row its postings (``local``
+    indices into ``terms``, float64 ``weights`` as written, zeros and negatives included), and the
+    spans of its id and its ``contents`` string (-1 when it has none) in ``buf``."""
+
+    buf: NDArray[np.uint8]
+    spans: NDArray[np.int64]  # per row: id start, id stop, contents start, contents stop
+    terms: list[str]  # in order of first occurrence
+    local: NDArray[np.int32]
+    weights: NDArray[np.float64]
+    lengths: NDArray[np.int64]
+
+    def ids(self) -> list[str]:
+        """Each row's id (the text of an integer id, as Python's ``str`` of it)."""
+        view = self.buf.data
+        return [str(view[s:e], "utf-8") for s, e in self.spans[:, :2].tolist()]
+
+    def contents(self) -> list[str]:
+        """Each row's ``contents`` string, or "" (UnicodeDecodeError for bytes that are not UTF-8)."""
+        view = self.buf.data
+        out = []
+        for s, e in self.spans[:, 2:].tolist():
+            raw = bytes(view[s:e]) if s >= 0 else b""
+            out.append(json.loads(b'"' + raw + b'"') if b"\\" in raw else raw.decode("utf-8"))
+        return out
+
+
+def scan(buf: NDArray[np.uint8]) -> Scanned | None:
+    """The records on the lines of ``buf[:-1]``, or None when a line is not of the shape this scanner
+    reads (module docstring). ``buf[-1]`` must be a newline (a sentinel: the scanner reads to a
+    line's end without a bound test)."""
     if len(buf) == 0 or buf[-1] != 10:
-        raise ValueError("scan_records needs a buffer that ends with a sentinel newline")
+        raise ValueError("the scanner needs a buffer that ends with a sentinel newline")
     max_rows, max_postings = int(np.count_nonzero(buf == 10)), int(np.count_nonzero(buf == 58))
-    id_spans = np.empty(2 * max_rows, dtype=np.int64)  # row r's id is buf[id_spans[2r]:id_spans[2r + 1]]
+    spans = np.full(4 * max_rows, -1, dtype=np.int64)
     lengths = np.empty(max_rows, dtype=np.int64)
     local = np.empty(max_postings, dtype=np.int32)
     weights = np.empty(max_postings, dtype=np.float64)
@@ -395,22 +428,35 @@ def scan_records(buf: NDArray[np.uint8]) -> ParsedChunk | None:
     text = np.empty(len(buf), dtype=np.uint8)
     last_row = np.empty(max_postings, dtype=np.int64)  # the last row that had term t
     read, rows, postings, n_terms = _scan(
-        buf, id_spans, lengths, local, weights, hashes, offsets, text, last_row
+        buf, spans, lengths, local, weights, hashes, offsets, text, last_row
     )
     if not read:
         return None
     bounds = offsets[: n_terms + 1].tolist()
     term_text = text[: bounds[-1]].tobytes()
-    view = buf.data
     try:
-        ids = [str(view[s:e], "utf-8") for s, e in id_spans[: 2 * rows].reshape(-1, 2).tolist()]
         terms = [str(term_text[a:b], "utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     except UnicodeDecodeError:
         return None
-    lengths, local, weights = lengths[:rows], local[:postings], weights[:postings]
+    return Scanned(
+        buf, spans[: 4 * rows].reshape(-1, 4), terms, local[:postings], weights[:postings], lengths[:rows]
+    )
+
+
+def scan_records(buf: NDArray[np.uint8]) -> ParsedChunk | None:
+    """:func:`scan`'s records as :func:`lsr.data.sparse_jsonl_chunk.parse_lines` gives them (postings
+    with a weight > 0, as float32), or None where :func:`scan` gives None."""
+    scanned = scan(buf)
+    if scanned is None:
+        return None
+    try:
+        ids = scanned.ids()
+    except UnicodeDecodeError:
+        return None
+    lengths, local, weights = scanned.lengths, scanned.local, scanned.weights
     keep = weights > 0
     if not keep.all():
-        row_of = np.repeat(np.arange(rows, dtype=np.int64), lengths)
-        lengths = np.bincount(row_of[keep], minlength=rows).astype(np.int64)
+        row_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        lengths = np.bincount(row_of[keep], minlength=len(lengths)).astype(np.int64)
         local, weights = local[keep], weights[keep]
-    return ids, terms, local, weights.astype(np.float32), lengths
+    return ids, scanned.terms, local, weights.astype(np.float32), lengths

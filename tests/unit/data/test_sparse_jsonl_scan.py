@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 
 import numpy as np
 import pytest
 
+from lsr.data.sparse_jsonl import iter_sparse_jsonl, iter_sparse_rows
 from lsr.data.sparse_jsonl_chunk import parse_lines
 from lsr.data.sparse_jsonl_scan import scan_records
+from lsr.errors import DataFormatError
 
 
 def _buffer(text: str | bytes) -> np.ndarray:
@@ -147,3 +150,63 @@ def test_many_terms_grow_the_table():
         terms = rng.choice(50_000, size=300, replace=False)
         lines.append(json.dumps({"id": f"d{i}", "vector": {f"term{t}": 0.5 + t % 7 for t in terms}}))
     _same_as_json("\n".join(lines))
+
+
+def _record_path_rows(path):
+    """iter_sparse_rows' contract, plainly: iter_sparse_jsonl's records, terms numbered on first sight,
+    each row's postings by term id."""
+    vocab: dict[str, int] = {}
+    rows = []
+    for doc_id, vector, contents in iter_sparse_jsonl(path):
+        postings = sorted((vocab.setdefault(t, len(vocab)), w) for t, w in vector.items())
+        rows.append((doc_id, [t for t, _ in postings], [w for _, w in postings], contents))
+    return rows, vocab
+
+
+def _rows_of(path):
+    vocab: dict[str, int] = {}
+    rows = [(d, t.tolist(), w.tolist(), c) for d, t, w, c in iter_sparse_rows(path, vocab)]
+    return rows, vocab
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rows_equal_the_record_path_in_any_chunks(tmp_path, monkeypatch, seed):
+    from lsr.data import sparse_jsonl
+
+    rng = np.random.default_rng(seed)
+    lines = [_record(rng, i).replace("-", "") for i in range(200)]  # weights >= 0: a valid file
+    lines[50] = '{"id": "esc", "vector": {"t\\u00e9rm": 1.5, "w3": 0.5}}'  # its chunk goes record by record
+    lines[120] = '{"id": "long", "vector": {' + ", ".join(f'"x{j}": 0.5' for j in range(300)) + "}}"
+    path = tmp_path / "v.jsonl"
+    path.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")  # a BOM: the first chunk defers
+    monkeypatch.setattr(sparse_jsonl, "_ROWS_CHUNK_BYTES", 2000)  # many chunks; line 121 longer than one
+    scanned = []
+    real = sparse_jsonl._scanned_rows
+    monkeypatch.setattr(sparse_jsonl, "_scanned_rows", lambda *a: scanned.append(real(*a)) or scanned[-1])
+    assert _rows_of(path) == _record_path_rows(path)
+    assert scanned[0] is None and sum(rows is not None for rows in scanned) >= len(scanned) - 3
+    gz = tmp_path / "v.jsonl.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert _rows_of(gz) == _record_path_rows(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"id": "a b", "vector": {"x": 1}}', r"v.jsonl:7: id 'a b' is empty or contains whitespace"),
+        ('{"id": "", "vector": {"x": 1}}', r"v.jsonl:7: id '' is empty"),
+        ('{"id": "a", "vector": {"x": -1}}', r"v.jsonl:7: weight of term 'x' is -1"),
+        ('{"id": "a", "vector": {"x": 1e999}}', r"v.jsonl:7: weight of term 'x' is inf"),
+        ('{"id": "a", "vector": {"x": 1', r"v.jsonl:7: malformed JSON"),
+        ('{"id": "a", "vectors": {"x": 1}}', r"v.jsonl:7: missing or non-object field 'vector'"),
+    ],
+)
+def test_a_bad_record_is_named_by_its_line(tmp_path, monkeypatch, line, message):
+    from lsr.data import sparse_jsonl
+
+    monkeypatch.setattr(sparse_jsonl, "_ROWS_CHUNK_BYTES", 100)
+    good = [json.dumps({"id": f"d{i}", "vector": {"x": 0.5, "y": 2.0}}) for i in range(6)]
+    path = tmp_path / "v.jsonl"
+    path.write_text("\n".join([*good, line, *good]) + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match=message):
+        list(iter_sparse_rows(path, {}))
