@@ -148,10 +148,7 @@ def _scanned_rows(buf: NDArray[np.uint8], vocab: dict[str, int]) -> list[SparseR
     scanned = scan(buf)
     if scanned is None or bool((scanned.weights < 0).any()):
         return None
-    try:
-        ids, contents = scanned.ids(), scanned.contents()
-    except ValueError:  # not UTF-8, or a contents escape JSON refuses: the records' path says which line
-        return None
+    ids, contents = scanned.ids(), scanned.contents()
     if not all(doc_id and not any(c.isspace() for c in doc_id) for doc_id in ids):
         return None  # check_id refuses one: its error names the line
     keep = scanned.weights > 0

@@ -11,10 +11,9 @@ values are strings, numbers, ``true``, ``false`` or ``null`` (such as ``contents
 Anything else is not guessed at: a string with a backslash escape in an id or a term, a number
 with more than 15 significant digits or a decimal exponent beyond +-22 (where a float64 product
 of two exact values is no longer correctly rounded, Clinger's fast path), a duplicate key or term,
-a nested value in a skipped field, bytes that are not UTF-8 in an id or a term, or any syntax
-error: the scanner returns None and the caller parses the lines with ``orjson``, so every result
-(errors included) is the JSON parser's. A skipped field's string is checked for JSON string syntax
-(its escapes), not for UTF-8.
+a nested value in a skipped field, bytes that are not UTF-8 anywhere, or any syntax error: the
+scanner returns None and the caller parses the lines with the JSON parser, so every result (errors
+included) is the parser's.
 """
 
 from __future__ import annotations
@@ -403,7 +402,7 @@ class Scanned:
         return [str(view[s:e], "utf-8") for s, e in self.spans[:, :2].tolist()]
 
     def contents(self) -> list[str]:
-        """Each row's ``contents`` string, or "" (UnicodeDecodeError for bytes that are not UTF-8)."""
+        """Each row's ``contents`` string (its escapes decoded), or "" when it has none."""
         view = self.buf.data
         out = []
         for s, e in self.spans[:, 2:].tolist():
@@ -418,6 +417,11 @@ def scan(buf: NDArray[np.uint8]) -> Scanned | None:
     line's end without a bound test)."""
     if len(buf) == 0 or buf[-1] != 10:
         raise ValueError("the scanner needs a buffer that ends with a sentinel newline")
+    if bool((buf >= 0x80).any()):  # not ASCII: the JSON parser refuses bytes that are not UTF-8, anywhere
+        try:
+            str(buf.data, "utf-8")
+        except UnicodeDecodeError:
+            return None
     max_rows, max_postings = int(np.count_nonzero(buf == 10)), int(np.count_nonzero(buf == 58))
     spans = np.full(4 * max_rows, -1, dtype=np.int64)
     lengths = np.empty(max_rows, dtype=np.int64)
@@ -434,10 +438,7 @@ def scan(buf: NDArray[np.uint8]) -> Scanned | None:
         return None
     bounds = offsets[: n_terms + 1].tolist()
     term_text = text[: bounds[-1]].tobytes()
-    try:
-        terms = [str(term_text[a:b], "utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    except UnicodeDecodeError:
-        return None
+    terms = [str(term_text[a:b], "utf-8") for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     return Scanned(
         buf, spans[: 4 * rows].reshape(-1, 4), terms, local[:postings], weights[:postings], lengths[:rows]
     )
@@ -449,10 +450,7 @@ def scan_records(buf: NDArray[np.uint8]) -> ParsedChunk | None:
     scanned = scan(buf)
     if scanned is None:
         return None
-    try:
-        ids = scanned.ids()
-    except UnicodeDecodeError:
-        return None
+    ids = scanned.ids()
     lengths, local, weights = scanned.lengths, scanned.local, scanned.weights
     keep = weights > 0
     if not keep.all():

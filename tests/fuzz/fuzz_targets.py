@@ -254,10 +254,36 @@ def _run(workdir: Path, data: bytes) -> object:
 
 
 def _sparse(workdir: Path, data: bytes) -> object:
-    from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl
+    """Both readers of sparse JSONL: the validated records, and ``lsr index --vectors``' rows (the byte
+    scanner where it reads a chunk); the same records or the same error, else a bug."""
+    from lsr.data.sparse_jsonl import is_sparse_jsonl, iter_sparse_jsonl, iter_sparse_rows
 
     path = _file(workdir, "vectors.jsonl", data)
-    return is_sparse_jsonl(path), list(iter_sparse_jsonl(path))
+
+    def records() -> list:
+        return list(iter_sparse_jsonl(path))
+
+    def rows() -> list:
+        vocab: dict[str, int] = {}
+        out = list(iter_sparse_rows(path, vocab))
+        terms = list(vocab)
+        return [
+            (i, {terms[t]: w for t, w in zip(ts.tolist(), ws.tolist(), strict=True)}, c)
+            for i, ts, ws, c in out
+        ]
+
+    outcomes = [_outcome(records), _outcome(rows)]
+    assert outcomes[0] == outcomes[1], outcomes
+    if isinstance(outcomes[0], str):
+        raise LsrError(outcomes[0])
+    return is_sparse_jsonl(path), outcomes[0]
+
+
+def _outcome(read: Callable[[], list]) -> list | str:
+    try:
+        return read()
+    except OURS as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 def _config(workdir: Path, data: bytes) -> object:

@@ -136,6 +136,8 @@ def test_other_shapes_are_deferred_to_the_json_parser(line):
 def test_bytes_that_are_not_utf8_are_deferred():
     assert scan_records(_buffer(b'{"id": "a\xff", "vector": {"x": 1}}')) is None
     assert scan_records(_buffer(b'{"id": "a", "vector": {"x\xc3": 1}}')) is None
+    assert scan_records(_buffer(b'{"id": "a", "vector": {"x": 1}, "c": "\xff"}')) is None  # a skipped field
+    assert scan_records(_buffer(b'{"id": "a", "vector": {"x": 1}, "\xe9": 1}')) is None  # a skipped key
 
 
 def test_a_buffer_without_its_sentinel_is_refused():
