@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lsr.data.corpus import check_id
-from lsr.data.jsonl import iter_jsonl, jsonl_objects, require_str
+from lsr.data.jsonl import iter_jsonl, jsonl_objects, open_binary, require_str
 from lsr.data.sparse_jsonl_chunk import ParsedChunk, parse_chunk
 from lsr.errors import DataFormatError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
@@ -107,13 +107,11 @@ _ROWS_CHUNK_BYTES = 1 << 24
 def iter_sparse_rows(path: str | Path, vocab: dict[str, int]) -> Iterator[SparseRow]:
     """:func:`iter_sparse_jsonl`'s records with their terms as ids in ``vocab`` (a new term gets the
     next id, in order of first occurrence), each row's postings by term id, the same checks and
-    errors. A plain file is read in chunks of lines by the scanner (:mod:`lsr.data.sparse_jsonl_scan`),
-    without a Python object per posting; a chunk it defers, or one whose ids or weights a check
-    would refuse, and a compressed file, go record by record through :func:`iter_sparse_jsonl`'s path."""
+    errors. The file is read in chunks of lines by the scanner (:mod:`lsr.data.sparse_jsonl_scan`),
+    without a Python object per posting (``.gz`` decompressed on the way); a chunk it defers, or one
+    whose ids or weights a check would refuse, goes record by record through
+    :func:`iter_sparse_jsonl`'s path."""
     path = Path(path)
-    if path.suffix == ".gz":
-        yield from _term_id_rows(iter_sparse_jsonl(path), vocab)
-        return
     line_no = 1
     for buf in _line_chunks(path, _ROWS_CHUNK_BYTES):
         rows = _scanned_rows(buf, vocab)
@@ -126,9 +124,10 @@ def iter_sparse_rows(path: str | Path, vocab: dict[str, int]) -> Iterator[Sparse
 
 
 def _line_chunks(path: Path, size: int) -> Iterator[NDArray[np.uint8]]:
-    """Whole lines of the file, about ``size`` bytes at a time, each chunk with a sentinel newline."""
+    """Whole lines of the file (decompressed), about ``size`` bytes at a time, each chunk with a
+    sentinel newline."""
     rest = b""
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         while block := f.read(size):
             data = rest + block
             cut = data.rfind(b"\n") + 1
