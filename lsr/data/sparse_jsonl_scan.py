@@ -341,8 +341,9 @@ def _record(buf, i, end, row, spans, arrays, postings, n_terms, used):
         else:
             start = i
             i = _skipped_value_end(buf, i, end)
-            if is_contents and buf[start] == 34 and i > 0:  # the text of a string (escapes and all)
-                spans[4 * row + 2], spans[4 * row + 3] = start + 1, i - 1
+            if is_contents:  # the text of a string (escapes and all); the last one counts, as in JSON
+                text = buf[start] == 34 and i > 0
+                spans[4 * row + 2], spans[4 * row + 3] = (start + 1, i - 1) if text else (-1, -1)
         have_id |= is_id
         have_vector |= is_vector
         i = _skip_ws(buf, i) if i >= 0 else end

@@ -178,6 +178,7 @@ def test_rows_equal_the_record_path_in_any_chunks(tmp_path, monkeypatch, seed):
     rng = np.random.default_rng(seed)
     lines = [_record(rng, i).replace("-", "") for i in range(200)]  # weights >= 0: a valid file
     lines[50] = '{"id": "esc", "vector": {"t\\u00e9rm": 1.5, "w3": 0.5}}'  # its chunk goes record by record
+    lines[80] = '{"id": "c2", "contents": "first", "vector": {"w1": 1}, "contents": 5}'  # JSON keeps the last
     lines[120] = '{"id": "long", "vector": {' + ", ".join(f'"x{j}": 0.5' for j in range(300)) + "}}"
     path = tmp_path / "v.jsonl"
     path.write_text("\ufeff" + "\n".join(lines) + "\n", encoding="utf-8")  # a BOM: the first chunk defers
