@@ -33,6 +33,8 @@ RUN = b"q1 Q0 d1 1 2.5 lsr\nq1 Q0 d2 2 1.25 lsr\nq2 Q0 d3 1 0.5 lsr\n"
 SPARSE = (
     b'{"id": "d1", "vector": {"cat": 1.5, "mat": 0.25}, "contents": "x"}\n'
     b'{"id": "d2", "vector": {"dog": 2}}\n'
+    b'{"vector": {"caf\xc3\xa9": 1.25e-1, "dog": 0, "ant": 3E2}, "ok": true, "id": 7, '
+    b'"contents": "a\\"b\\u00e9"}\n'
 )
 CONFIG = (REPO / "configs" / "bm25.yaml").read_bytes() + b"search:\n  k: 10\nservice:\n  port: 8080\n"
 OVERRIDE = b"search.k=100"
