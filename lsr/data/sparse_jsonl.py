@@ -42,7 +42,8 @@ from numpy.typing import NDArray
 
 from lsr.data.corpus import check_id
 from lsr.data.jsonl import iter_jsonl, jsonl_objects, open_binary, require_str
-from lsr.data.sparse_jsonl_chunk import ParsedChunk, parse_chunk
+from lsr.data.sparse_jsonl_chunk import ParsedChunk, kept_lengths, parse_chunk
+from lsr.data.sparse_jsonl_scan import scan
 from lsr.errors import DataFormatError
 from lsr.index.sparse import PTR_DTYPE, TERM_DTYPE, WEIGHT_DTYPE, SparseBatch
 
@@ -142,24 +143,25 @@ def _line_chunks(path: Path, size: int) -> Iterator[NDArray[np.uint8]]:
 
 def _scanned_rows(buf: NDArray[np.uint8], vocab: dict[str, int]) -> list[SparseRow] | None:
     """The chunk's rows through the scanner, or None where the record-by-record path must decide."""
-    from lsr.data.sparse_jsonl_scan import scan
-
     scanned = scan(buf)
     if scanned is None or bool((scanned.weights < 0).any()):
         return None
     ids, contents = scanned.ids(), scanned.contents()
-    if not all(doc_id and not any(c.isspace() for c in doc_id) for doc_id in ids):
-        return None  # check_id refuses one: its error names the line
+    try:
+        for doc_id in ids:
+            check_id(doc_id, "")
+    except DataFormatError:
+        return None  # the record-by-record path raises it, naming the line
     keep = scanned.weights > 0
     local, weights = scanned.local[keep], scanned.weights[keep]
-    row_of = np.repeat(np.arange(len(ids), dtype=np.int64), scanned.lengths)[keep]
-    ends = np.cumsum(np.bincount(row_of, minlength=len(ids)))
+    lengths = kept_lengths(scanned.lengths, keep)
+    ends = np.cumsum(lengths)
     seen, first = np.unique(local, return_index=True)
     mapping = np.full(len(scanned.terms), -1, dtype=np.int64)
     for t in seen[np.argsort(first)].tolist():  # vocabulary ids in order of first occurrence
         mapping[t] = vocab.setdefault(scanned.terms[t], len(vocab))
     term_ids = mapping[local]
-    starts = ends - np.bincount(row_of, minlength=len(ids))
+    starts = ends - lengths
     _sort_rows(np.concatenate(([0], ends)), term_ids, weights)
     return [
         (doc_id, term_ids[s:e], weights[s:e], text)
@@ -266,8 +268,7 @@ def _piece_postings(piece: ParsedChunk, vocab: dict[str, int]) -> Postings:
     term_ids = mapping[local]
     known = term_ids >= 0
     if not known.all():
-        rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-        lengths = np.bincount(rows[known], minlength=len(lengths)).astype(np.int64)
+        lengths = kept_lengths(lengths, known)
         term_ids, weights = term_ids[known], weights[known]
     return term_ids, weights.astype(WEIGHT_DTYPE, copy=False), lengths
 

@@ -60,6 +60,11 @@ def parse_lines(lines: list[bytes]) -> ParsedChunk:
     index = np.fromiter(map(local.__getitem__, chain.from_iterable(vectors)), dtype=np.int32, count=nnz)
     weights = np.fromiter(chain.from_iterable(v.values() for v in vectors), dtype=np.float64, count=nnz)
     keep = weights > 0
-    rows = np.repeat(np.arange(len(vectors), dtype=np.int64), sizes)
-    lengths = np.bincount(rows[keep], minlength=len(vectors)).astype(np.int64)
-    return ids, terms, index[keep], weights[keep].astype(np.float32), lengths
+    return ids, terms, index[keep], weights[keep].astype(np.float32), kept_lengths(sizes, keep)
+
+
+def kept_lengths(lengths: NDArray[np.int64], keep: NDArray[np.bool_]) -> NDArray[np.int64]:
+    """Row lengths once the postings where ``keep`` is false are dropped (``keep`` runs over the
+    postings row after row)."""
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    return np.bincount(rows[keep], minlength=len(lengths)).astype(np.int64)

@@ -25,7 +25,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from lsr.data.sparse_jsonl_chunk import ParsedChunk
+from lsr.data.sparse_jsonl_chunk import ParsedChunk, kept_lengths
 
 _POW10 = np.array([10.0**e for e in range(23)], dtype=np.float64)
 _MAX_DIGITS = 15  # < 2**53: the mantissa is exact in a float64
@@ -55,10 +55,10 @@ def _skip_ws(buf, i):
 
 
 @numba.njit(cache=True, nogil=True)
-def _number(buf, i, end):  # noqa: C901
+def _number(buf, i):  # noqa: C901
     """``(just past the JSON number at i, its float64)``, correctly rounded; ``(-1, 0)`` when it is not a
     number or not on the fast path (more than 15 significant digits, a decimal exponent beyond +-22).
-    ``buf[end]`` is readable (the line's newline, or the sentinel after the last line)."""
+    Reads no further than the first byte that cannot continue a number (at worst the line's newline)."""
     negative = buf[i] == 45
     if negative:
         i += 1
@@ -96,7 +96,7 @@ def _number(buf, i, end):  # noqa: C901
             written = min(written * 10 + np.int64(buf[i] - 48), 10_000)
             i += 1
         exponent += sign * written
-    if i > end or digits > _MAX_DIGITS:
+    if digits > _MAX_DIGITS:
         return -1, 0.0
     if mantissa == 0:
         value = 0.0
@@ -166,7 +166,7 @@ def _skipped_value_end(buf, i, end):
     if c == 34:
         return _string_end(buf, i, end, True)
     if c == 45 or _is_digit(c):
-        return _number(buf, i, end)[0]
+        return _number(buf, i)[0]
     if c == 116:
         return _literal_end(buf, i, end, _TRUE)
     if c == 102:
@@ -196,29 +196,6 @@ def _id_end(buf, i, end):
     if buf[j] == 46 or buf[j] == 101 or buf[j] == 69:
         return 0, 0, -1
     return i, j, j
-
-
-@numba.njit(cache=True, nogil=True)
-def _term_end(buf, i, end):
-    """The closing quote of the string whose text starts at ``i``; -1 when it has an escape or a
-    control byte, or does not close on the line."""
-    while i < end:
-        c = buf[i]
-        if c == 34:
-            return i
-        if c == 92 or c < 32:
-            return -1
-        i += 1
-    return -1
-
-
-@numba.njit(cache=True, nogil=True)
-def _hash(buf, start, stop):
-    """FNV-1a of ``buf[start:stop]``."""
-    h = _FNV_OFFSET
-    for j in range(start, stop):
-        h = (h ^ np.uint64(buf[j])) * _FNV_PRIME
-    return h
 
 
 @numba.njit(cache=True, nogil=True)
@@ -291,7 +268,7 @@ def _vector(buf, i, end, row, arrays, postings, n_terms, used):  # noqa: C901, P
         i += 1
         while _is_ws(buf[i]):
             i += 1
-        i, value = _number(buf, i, end)
+        i, value = _number(buf, i)
         if i < 0 or last_row[t] == row:  # a term twice in one vector: JSON keeps the last, so defer
             return -1, postings, n_terms, used
         last_row[t] = row
@@ -327,13 +304,9 @@ def _record(buf, i, end, row, spans, arrays, postings, n_terms, used):
         if buf[i] != 58:  # ':'
             return False, postings, n_terms, used
         i = _skip_ws(buf, i + 1)
+        # a key twice (JSON keeps the last), or a vector that is not an object
         if (is_id and have_id) or (is_vector and (have_vector or buf[i] != 123)):
-            return (
-                False,
-                postings,
-                n_terms,
-                used,
-            )  # a key twice (JSON keeps the last), or a vector not an object
+            return False, postings, n_terms, used
         if is_id:
             spans[4 * row], spans[4 * row + 1], i = _id_end(buf, i, end)
         elif is_vector:
@@ -455,7 +428,5 @@ def scan_records(buf: NDArray[np.uint8]) -> ParsedChunk | None:
     lengths, local, weights = scanned.lengths, scanned.local, scanned.weights
     keep = weights > 0
     if not keep.all():
-        row_of = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-        lengths = np.bincount(row_of[keep], minlength=len(lengths)).astype(np.int64)
-        local, weights = local[keep], weights[keep]
+        lengths, local, weights = kept_lengths(lengths, keep), local[keep], weights[keep]
     return ids, scanned.terms, local, weights.astype(np.float32), lengths
