@@ -7,7 +7,8 @@ Example::
     python -m benchmarks.approx_curve part1.json part2.json --out curve   # runs of system subsets
 
 Every setting of every system becomes a point (R@10 against float truth, mean/p50/p99 ms on one
-thread); each system's points form one line, sorted by recall. The summary checks issue 18's
+thread); each system's line joins its frontier (the settings no other of its settings beats on both
+recall and latency), the rest are hollow markers. The summary checks issue 18's
 targets on the run: lsr's fastest setting at R@10 >= 0.98 against Seismic's fastest there (over all
 its builds), p99 over p50, and lsr's latency at R@10 0.95 against 0.99 (the fastest setting
 reaching each).
@@ -104,6 +105,16 @@ def targets(curves: dict[str, list[dict[str, Any]]], lsr: str = LSR) -> dict[str
     }
 
 
+def frontier(rows: Sequence[dict[str, Any]], latency: str = "mean_ms") -> list[dict[str, Any]]:
+    """The settings no other setting dominates (at least the recall in less time), by recall: the
+    fastest way to each recall, which is what a user picks from a grid."""
+    out = []
+    for r in sorted(rows, key=lambda r: (-r["recall"], r[latency])):
+        if not out or r[latency] < out[-1][latency]:
+            out.append(r)
+    return out[::-1]
+
+
 def plot(curves: dict[str, list[dict[str, Any]]], title: str, path: Path, latency: str = "mean_ms") -> None:
     import matplotlib
 
@@ -114,7 +125,15 @@ def plot(curves: dict[str, list[dict[str, Any]]], title: str, path: Path, latenc
     for name, rows in curves.items():
         if name.startswith(("lsr-exact", "scipy")):
             continue
-        ax.plot([r["recall"] for r in rows], [r[latency] for r in rows], marker="o", label=name)
+        front = frontier(rows, latency)
+        (line,) = ax.plot([r["recall"] for r in front], [r[latency] for r in front], marker="o", label=name)
+        rest = [r for r in rows if all(r is not f for f in front)]
+        ax.scatter(
+            [r["recall"] for r in rest],
+            [r[latency] for r in rest],
+            facecolors="none",
+            edgecolors=line.get_color(),
+        )
     ax.set_xlabel("R@10 against float truth")
     ax.set_ylabel(f"{latency.split('_')[0]} ms per query (one thread)")
     ax.set_yscale("log")

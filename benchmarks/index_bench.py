@@ -48,7 +48,14 @@ from benchmarks.corpora import (
     save_prepared,
 )
 from benchmarks.groundtruth import identical_fraction, recall_at_k
-from benchmarks.systems import SYSTEMS, available_systems, make_system, unavailable_reason
+from benchmarks.systems import (
+    BMP_SETTINGS,
+    SEISMIC_SETTINGS,
+    SYSTEMS,
+    available_systems,
+    make_system,
+    unavailable_reason,
+)
 
 logger = logging.getLogger("benchmarks.index_bench")
 
@@ -124,7 +131,7 @@ def _add_system_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--bmp-settings",
-        default="safe,budget:16384,budget:8192,budget:4096,budget:2048,budget:1024,budget:512,budget:256",
+        default=BMP_SETTINGS,
         help="lsr-bmp settings: safe | budget:DOCS (approx, the documents scored per query) | "
         "lists:N (approx over pruned lists of N postings per term, built for the setting) | "
         "approx:ALPHA:BETA, comma-separated",
@@ -132,7 +139,7 @@ def _add_system_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bmp-alphas", default="1,0.9,0.8", help="bmp (Rust) alphas, comma-separated (1: safe)")
     p.add_argument(
         "--seismic-settings",
-        default="10:0.9,10:0.7,20:0.7,20:0.5,20:0.3",
+        default=SEISMIC_SETTINGS,
         help="Seismic QUERY_CUT:HEAP_FACTOR pairs, comma-separated",
     )
     p.add_argument(

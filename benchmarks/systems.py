@@ -356,7 +356,7 @@ class LsrBlockMax(LsrExact):
         return int(size)
 
     def settings(self) -> list[Setting]:
-        return parse_bmp_settings(self.options.get("bmp_settings", "safe,budget:4096,budget:1024,budget:256"))
+        return parse_bmp_settings(self.options.get("bmp_settings") or BMP_SETTINGS)
 
     def setup(self, setting: Setting) -> dict[str, Any]:
         """A ``lists:N`` setting: (re)build the index's pruned lists for N (lsr.index.approx) and report
@@ -451,6 +451,16 @@ def seismic_auto_postings(stats: dict[str, Any]) -> int:
     return max(100, int(round(mean_list / 10)))
 
 
+# Seismic's search grid: query_cut x heap_factor. Its fastest setting at a recall is the comparison's
+# yardstick, so the grid is as fine as lsr's budgets: with the grid used until 2026-12-04 (10:0.9,
+# 10:0.7, 20:0.7, 20:0.5, 20:0.3) its best setting at R@10 >= 0.98 was 1.5x slower than qc=20 hf=1 on
+# 1M synthetic documents and 1.4x slower than qc=5 hf=0.8 on the DL pool (benchmarks/RESULTS.md,
+# "Seismic's grid widened")
+SEISMIC_SETTINGS = ",".join(f"{qc}:{hf}" for qc in (5, 7, 10, 15, 20, 25, 30) for hf in (0.7, 0.8, 0.9, 1))
+# lsr-bmp's: safe mode and budgets in documents, a step of at most 2x (1.33x around R@10 0.98)
+BMP_SETTINGS = ",".join(["safe"] + [f"budget:{b}" for b in (16384, 8192, 4096, 3072, 2048, 1536, 1024, 512)])
+
+
 def parse_seismic_settings(spec: str) -> list[Setting]:
     """``"10:0.9,20:1.0"`` -> settings with query_cut and heap_factor."""
     out = []
@@ -506,8 +516,7 @@ class Seismic(System):
         return BuildStats(seconds, path.stat().st_size, detail)
 
     def settings(self) -> list[Setting]:
-        default = "10:0.9,10:0.7,20:0.7,20:0.5,20:0.3"
-        return parse_seismic_settings(self.options.get("seismic_settings") or default)
+        return parse_seismic_settings(self.options.get("seismic_settings") or SEISMIC_SETTINGS)
 
     def prepare(self, queries: Sequence[Query]) -> None:
         import seismic

@@ -56,6 +56,13 @@ logger = logging.getLogger(__name__)
 # (5,183 docs) 18 / 141 and 15 / 80; DL pool (24,884) 32 / 59 and 23 / 24; synthetic 100k 89 / 140
 # and 59 / 69; 200k 171 / 221 and 118 / 120; 500k 376 / 407 and 328 / 263 (block-max ahead)
 EXHAUSTIVE_DOCS = 200_000
+# approx with a budget of at least this fraction of such a collection scores every posting too: the
+# block-max search of so large a budget costs more there, and exhaustive results are exact. Same runs,
+# one thread, mean ms (benchmarks/RESULTS.md, "Seismic's grid widened"): SciFact with the shipped splade
+# (5,183 docs) budget 512 / 1024 / 2048 0.018 / 0.023 / 0.038 against exhaustive 0.012; DL pool (24,884)
+# budget 1024 / 1536 / 2048 0.019 / 0.020 / 0.023 against 0.022; 200k synthetic budget 4096 0.087
+# against 0.147
+EXHAUSTIVE_BUDGET_FRACTION = 1 / 12
 
 
 MODES = ("exact", "safe", "approx")
@@ -115,8 +122,9 @@ class SearchParams:
     terms (lsr.index.approx.query_mass), and rescores their best candidates with the whole query. The
     expert knobs ``alpha`` (stop when the k-th score exceeds alpha x the best remaining block bound)
     and ``beta`` (keep that fraction of the query's terms, heaviest first) also apply. On a collection
-    of at most ``Index.exhaustive_docs`` documents safe mode, and approx without a budget, score every
-    posting of the whole query instead (``beta`` and ``alpha`` ignored): faster there, and exact."""
+    of at most ``Index.exhaustive_docs`` documents safe mode, and approx without a budget or with one of
+    at least ``EXHAUSTIVE_BUDGET_FRACTION`` of the documents, score every posting of the whole query
+    instead (``beta`` and ``alpha`` ignored): faster there, and exact."""
 
     mode: str = "exact"
     alpha: float = 1.0
@@ -718,7 +726,8 @@ class Index:
         )
 
     def _whole_query(self, params: SearchParams) -> SearchParams:
-        """Safe mode for approx without a budget on a collection scored exhaustively: every posting of
+        """Safe mode for approx without a budget (or with a large one) on a collection scored
+        exhaustively: every posting of
         the whole query costs no more there than the query cut by ``beta`` and its candidates rescored
         (SciFact with the shipped splade, one thread: 0.047 against 0.086 ms at beta 0.5; synthetic 16k
         documents: level), and its results are exact."""
@@ -728,9 +737,11 @@ class Index:
 
     def _exhaustive(self, params: SearchParams) -> bool:
         """Whether the kernels score every posting: exact mode, and on a small collection safe mode and
-        approx without a budget (:meth:`_whole_query`), faster there than any block-max stop."""
+        approx without a budget or with a large one (:meth:`_whole_query`), faster there than any
+        block-max stop."""
         small = self.n_docs <= self.exhaustive_docs
-        return params.mode == "exact" or (small and params.budget == 0)
+        wide = params.budget == 0 or params.budget >= self.n_docs * EXHAUSTIVE_BUDGET_FRACTION
+        return params.mode == "exact" or (small and wide)
 
     def _max_blocks(self, params: SearchParams) -> int:
         bm = self.blockmax

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.approx_curve import fastest_at, points, targets
+from benchmarks.approx_curve import fastest_at, frontier, points, targets
 
 
 def _setting(label: str, recall: float, mean: float, **extra: float) -> dict:
@@ -81,3 +81,19 @@ def test_targets_take_seismic_fastest_over_all_its_builds():
     assert lists["latency_vs_seismic_at_0.98"] == pytest.approx(0.10 / 0.50)
     assert lists["bytes_vs_seismic"] == pytest.approx(1200 / 3000)
     assert lists["speedup_0.95_over_0.99"] is None  # no lists setting reaches 0.99
+
+
+def test_frontier_keeps_the_settings_nothing_beats_on_both_recall_and_time():
+    rows = [
+        {"recall": r, "mean_ms": t, "setting": name}
+        for name, r, t in [
+            ("a", 0.90, 0.10),
+            ("b", 0.92, 0.30),  # beaten by c: more recall in less time
+            ("c", 0.95, 0.20),
+            ("d", 0.95, 0.25),  # same recall as c, slower
+            ("e", 0.99, 0.50),
+            ("f", 0.80, 0.12),  # beaten by a
+        ]
+    ]
+    assert [r["setting"] for r in frontier(rows)] == ["a", "c", "e"]
+    assert frontier([]) == []

@@ -362,8 +362,8 @@ def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
     """By default (Index.exhaustive_docs; conftest turns it off for the kernel tests) safe mode on a
     collection of at most that many documents runs the exhaustive kernel, single and batch: the same
     docs and scores as block-max safe and exact, and no block scored; so does approx without a
-    budget, single and batch (alpha and beta ignored: the whole query, exact results); approx with a
-    budget still runs block-max."""
+    budget, single and batch (alpha and beta ignored: the whole query, exact results), and approx with
+    a budget of at least a twelfth of the documents; approx with a smaller budget still runs block-max."""
     from lsr.index.search import EXHAUSTIVE_DOCS
 
     rng = np.random.default_rng(21)
@@ -388,6 +388,19 @@ def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
                 np.testing.assert_array_equal(got.docs, exact.docs)
                 np.testing.assert_array_equal(got.scores, exact.scores)
         index.search(*queries[0], 10, mode="approx", budget=16)
+        assert index.block_counters[0] > 0
+        index.block_counters[:] = 0
+        # a budget of at least EXHAUSTIVE_BUDGET_FRACTION of the documents: exhaustive, exact
+        wide = -(-index.n_docs // 12)
+        wide_one = [index.search(t, w, 10, mode="approx", budget=wide, alpha=0.5) for t, w in queries]
+        wide_batch = index.search_batch(batch, 10, mode="approx", budget=wide, alpha=0.5)
+        for (t, w), one, in_batch in zip(queries, wide_one, wide_batch, strict=True):
+            exact = index.search(t, w, 10)
+            for got in (one, in_batch):
+                np.testing.assert_array_equal(got.docs, exact.docs)
+                np.testing.assert_array_equal(got.scores, exact.scores)
+        assert index.block_counters[0] == 0
+        index.search(*queries[0], 10, mode="approx", budget=wide - 1)
         assert index.block_counters[0] > 0
         monkeypatch.setattr(Index, "exhaustive_docs", 0)
 
