@@ -108,7 +108,7 @@ def targets(curves: dict[str, list[dict[str, Any]]], lsr: str = LSR) -> dict[str
 def frontier(rows: Sequence[dict[str, Any]], latency: str = "mean_ms") -> list[dict[str, Any]]:
     """The settings no other setting dominates (at least the recall in less time), by recall: the
     fastest way to each recall, which is what a user picks from a grid."""
-    out = []
+    out: list[dict[str, Any]] = []
     for r in sorted(rows, key=lambda r: (-r["recall"], r[latency])):
         if not out or r[latency] < out[-1][latency]:
             out.append(r)
