@@ -727,10 +727,9 @@ class Index:
 
     def _whole_query(self, params: SearchParams) -> SearchParams:
         """Safe mode for approx without a budget (or with a large one) on a collection scored
-        exhaustively: every posting of
-        the whole query costs no more there than the query cut by ``beta`` and its candidates rescored
-        (SciFact with the shipped splade, one thread: 0.047 against 0.086 ms at beta 0.5; synthetic 16k
-        documents: level), and its results are exact."""
+        exhaustively: every posting of the whole query costs no more there than the query cut by
+        ``beta`` and its candidates rescored (SciFact with the shipped splade, one thread: 0.047 against
+        0.086 ms at beta 0.5; synthetic 16k documents: level), and its results are exact."""
         if params.mode == "approx" and self._exhaustive(params):
             return SAFE
         return params

@@ -4,6 +4,7 @@ against the dense reference in test_search.py."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 
@@ -364,7 +365,7 @@ def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
     docs and scores as block-max safe and exact, and no block scored; so does approx without a
     budget, single and batch (alpha and beta ignored: the whole query, exact results), and approx with
     a budget of at least a twelfth of the documents; approx with a smaller budget still runs block-max."""
-    from lsr.index.search import EXHAUSTIVE_DOCS
+    from lsr.index.search import EXHAUSTIVE_BUDGET_FRACTION, EXHAUSTIVE_DOCS
 
     rng = np.random.default_rng(21)
     corpus = random_corpus(rng, 600, 40, 12, integer=False)
@@ -391,7 +392,7 @@ def test_safe_mode_scores_small_collections_exhaustively(tmp_path, monkeypatch):
         assert index.block_counters[0] > 0
         index.block_counters[:] = 0
         # a budget of at least EXHAUSTIVE_BUDGET_FRACTION of the documents: exhaustive, exact
-        wide = -(-index.n_docs // 12)
+        wide = math.ceil(index.n_docs * EXHAUSTIVE_BUDGET_FRACTION)
         wide_one = [index.search(t, w, 10, mode="approx", budget=wide, alpha=0.5) for t, w in queries]
         wide_batch = index.search_batch(batch, 10, mode="approx", budget=wide, alpha=0.5)
         for (t, w), one, in_batch in zip(queries, wide_one, wide_batch, strict=True):
